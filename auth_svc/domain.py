@@ -1,0 +1,200 @@
+"""Auth domain: users, password policy, token issuing/verification, sessions.  No gRPC, no SQL."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from petpro.errors import AlreadyExists, NotFound, Unauthenticated
+
+ROLE_OWNER = "OWNER"
+ROLE_CLINIC_STAFF = "CLINIC_STAFF"
+ROLE_SERVICE = "SERVICE"
+ROLES = (ROLE_OWNER, ROLE_CLINIC_STAFF, ROLE_SERVICE)
+
+ALGORITHM = "EdDSA"
+
+
+class EmailTaken(AlreadyExists):
+    reason = "EMAIL_TAKEN"
+
+
+class InvalidCredentials(Unauthenticated):
+    reason = "INVALID_CREDENTIALS"
+
+
+class TokenInvalid(Unauthenticated):
+    reason = "TOKEN_INVALID"
+
+
+class TokenExpired(Unauthenticated):
+    reason = "TOKEN_EXPIRED"
+
+
+class TokenRevoked(Unauthenticated):
+    reason = "TOKEN_REVOKED"
+
+
+class UserNotFound(NotFound):
+    reason = "USER_NOT_FOUND"
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+@dataclass
+class User:
+    id: uuid.UUID
+    email: str
+    name: str
+    password_hash: str
+    roles: tuple[str, ...] = (ROLE_OWNER,)
+    clinic_ids: tuple[str, ...] = ()
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Session:
+    """A login session: the family of one refresh token chain.  Access tokens carry its id (``sid``)."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    refresh_hash: str
+    refresh_expires_at: datetime
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class Passwords:
+    """argon2id hashing (OWASP parameters from argon2-cffi's defaults)."""
+
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self.hasher = hasher or PasswordHasher()
+        # verified against when the email is unknown, so timing does not reveal registered emails
+        self._dummy = self.hasher.hash(secrets.token_urlsafe(16))
+
+    def hash(self, password: str) -> str:
+        return self.hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash or self._dummy, password) and password_hash is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self.hasher.check_needs_rehash(password_hash)
+
+
+def new_refresh_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_refresh_token(token: str) -> tuple[uuid.UUID, str]:
+    """Refresh tokens are ``<session uuid>.<secret>``; anything else is invalid."""
+    sid, _, secret = token.partition(".")
+    try:
+        return uuid.UUID(sid), secret
+    except ValueError:
+        raise TokenInvalid("refresh token is malformed") from None
+
+
+def secrets_match(stored_hash: str, secret: str) -> bool:
+    return hmac.compare_digest(stored_hash, hash_secret(secret))
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: str
+    email: str
+    name: str
+    roles: tuple[str, ...]
+    clinic_ids: tuple[str, ...]
+    session_id: str
+    token_id: str
+    expires_at: datetime
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+class TokenIssuer:
+    """Signs and verifies Ed25519 (EdDSA) JWT access tokens.  Only EdDSA is accepted on verify, so
+    ``alg: none`` and algorithm-confusion tokens are rejected."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str, audience: str, ttl: timedelta) -> None:
+        self.key = private_key
+        self.public = private_key.public_key()
+        raw = self.public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        self.kid = hashlib.sha256(raw).hexdigest()[:16]
+        self.x = _b64url(raw)
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+
+    def issue(self, user: User, session_id: uuid.UUID, now: datetime) -> tuple[str, datetime]:
+        exp = now + self.ttl
+        payload = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": str(user.id),
+            "email": user.email,
+            "name": user.name,
+            "roles": list(user.roles),
+            "clinics": list(user.clinic_ids),
+            "sid": str(session_id),
+            "jti": uuid.uuid4().hex,
+            "iat": int(now.timestamp()),
+            "exp": int(exp.timestamp()),
+        }
+        return jwt.encode(payload, self.key, algorithm=ALGORITHM, headers={"kid": self.kid}), exp
+
+    def verify(self, token: str, now: datetime) -> Claims:
+        try:
+            data = jwt.decode(
+                token,
+                self.public,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "sid", "jti"], "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid("invalid token") from exc
+        exp = datetime.fromtimestamp(int(data["exp"]), UTC)
+        if exp <= now:
+            raise TokenExpired("token expired")
+        return Claims(
+            user_id=data["sub"],
+            email=data.get("email", ""),
+            name=data.get("name", ""),
+            roles=tuple(data.get("roles", ())),
+            clinic_ids=tuple(data.get("clinics", ())),
+            session_id=data["sid"],
+            token_id=data["jti"],
+            expires_at=exp,
+        )
+
+    def jwk(self) -> dict[str, str]:
+        return {"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "use": "sig", "alg": ALGORITHM, "x": self.x}

@@ -1,0 +1,142 @@
+"""Auth use cases: each opens a unit of work, loads, applies the domain, commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from auth_svc.domain import (
+    ROLE_OWNER,
+    Claims,
+    EmailTaken,
+    InvalidCredentials,
+    Passwords,
+    Session,
+    TokenInvalid,
+    TokenIssuer,
+    TokenRevoked,
+    User,
+    hash_secret,
+    new_refresh_secret,
+    normalize_email,
+    secrets_match,
+    split_refresh_token,
+)
+from auth_svc.repository import AuthRepository
+
+UnitOfWork = Callable[[], AbstractAsyncContextManager[AuthRepository]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    user: User
+
+
+class AuthHandlers:
+    def __init__(
+        self, uow: UnitOfWork, passwords: Passwords, issuer: TokenIssuer, *,
+        refresh_ttl: timedelta = timedelta(days=30), clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.uow = uow
+        self.passwords = passwords
+        self.issuer = issuer
+        self.refresh_ttl = refresh_ttl
+        self.clock = clock
+
+    async def register(self, email: str, password: str, name: str, *, roles: tuple[str, ...] = (ROLE_OWNER,),
+                       clinic_ids: tuple[str, ...] = ()) -> User:
+        user = User(
+            id=uuid.uuid4(), email=normalize_email(email), name=name.strip(),
+            password_hash=self.passwords.hash(password), roles=roles, clinic_ids=clinic_ids,
+            created_at=self.clock(),
+        )
+        async with self.uow() as repo:
+            if not await repo.add_user(user):
+                raise EmailTaken("an account with this email already exists")
+        return user
+
+    async def login(self, email: str, password: str) -> TokenPair:
+        async with self.uow() as repo:
+            user = await repo.user_by_email(normalize_email(email))
+            if not self.passwords.verify(user.password_hash if user else None, password) or user is None:
+                raise InvalidCredentials("email or password is wrong")
+            if self.passwords.needs_rehash(user.password_hash):
+                await repo.set_password_hash(user.id, self.passwords.hash(password))
+            return await self._new_session(repo, user)
+
+    async def _new_session(self, repo: AuthRepository, user: User) -> TokenPair:
+        now = self.clock()
+        secret = new_refresh_secret()
+        session = Session(
+            id=uuid.uuid4(), user_id=user.id, refresh_hash=hash_secret(secret),
+            refresh_expires_at=now + self.refresh_ttl, created_at=now,
+        )
+        await repo.add_session(session)
+        access, exp = self.issuer.issue(user, session.id, now)
+        return TokenPair(access, f"{session.id}.{secret}", int((exp - now).total_seconds()), user)
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        sid, secret = split_refresh_token(refresh_token)
+        now = self.clock()
+        reused = False
+        async with self.uow() as repo:
+            session = await repo.session_for_update(sid)
+            if session is None:
+                raise TokenInvalid("unknown refresh token")
+            if session.revoked:
+                raise TokenRevoked("session was revoked")
+            if session.refresh_expires_at <= now:
+                raise TokenInvalid("refresh token expired")
+            if not secrets_match(session.refresh_hash, secret):
+                # a consumed (or forged) secret for a live session: treat as theft, end the session
+                await repo.revoke_session(sid, now)
+                reused = True
+            else:
+                user = await repo.user_by_id(session.user_id)
+                if user is None:
+                    raise TokenInvalid("user no longer exists")
+                new_secret = new_refresh_secret()
+                await repo.rotate_refresh(sid, hash_secret(new_secret), now + self.refresh_ttl)
+                access, exp = self.issuer.issue(user, sid, now)
+                return TokenPair(access, f"{sid}.{new_secret}", int((exp - now).total_seconds()), user)
+        assert reused
+        raise TokenRevoked("refresh token was already used; the session is revoked")
+
+    async def validate(self, token: str) -> Claims:
+        claims = self.issuer.verify(token, self.clock())
+        async with self.uow() as repo:
+            exists, revoked_at = await repo.session_revoked_at(uuid.UUID(claims.session_id))
+        if not exists or revoked_at is not None:
+            raise TokenRevoked("token was revoked")
+        return claims
+
+    async def revoke(self, token: str) -> None:
+        """Logout: end the session of an access or refresh token.  Unknown/invalid tokens: no-op."""
+        now = self.clock()
+        sid: uuid.UUID | None = None
+        if token.count(".") == 2:  # a JWT
+            try:
+                sid = uuid.UUID(self.issuer.verify(token, now).session_id)
+            except Exception:
+                return
+        else:
+            try:
+                sid, secret = split_refresh_token(token)
+            except TokenInvalid:
+                return
+            async with self.uow() as repo:
+                session = await repo.session_for_update(sid)
+                if session is None or not secrets_match(session.refresh_hash, secret):
+                    return
+        async with self.uow() as repo:
+            await repo.revoke_session(sid, now)

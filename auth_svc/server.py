@@ -1,0 +1,61 @@
+"""auth_svc composition root."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from auth_svc.domain import Passwords, TokenIssuer
+from auth_svc.handlers import AuthHandlers
+from auth_svc.repository import SCHEMA, AuthRepository
+from auth_svc.service import AuthServicer
+from petpro import grpc_server, keys
+from petpro.auth.v1 import auth_pb2_grpc
+from petpro.db import Database
+from petpro.settings import ServiceSettings, load
+
+
+class AuthSettings(ServiceSettings):
+    component = "auth"
+    model_config = SettingsConfigDict(env_prefix="AUTH_", env_file=".env", extra="ignore")
+
+    access_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    refresh_ttl_days: int = Field(default=30, ge=1, le=365)
+    issuer: str = "petpro-auth"
+    audience: str = "petpro"
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 PEM; default <PETPRO_HOME>/keys/auth-signing.pem, generated on first run"
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+
+
+def build(settings: AuthSettings) -> grpc_server.App:
+    key_file = settings.signing_key_file or settings.stack.home_abs / "keys" / "auth-signing.pem"
+    issuer = TokenIssuer(
+        keys.load_or_create_ed25519(key_file), issuer=settings.issuer, audience=settings.audience,
+        ttl=timedelta(seconds=settings.access_ttl_seconds),
+    )
+    db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
+
+    @asynccontextmanager
+    async def uow():  # type: ignore[no-untyped-def]
+        async with db.unit_of_work() as session:
+            yield AuthRepository(session)
+
+    handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days))
+    return grpc_server.App(
+        name="auth_svc",
+        settings=settings,
+        services=[grpc_server.Registration(
+            auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
+        )],
+        on_stop=[db.close],
+    )
+
+
+def main() -> None:
+    grpc_server.main(build, load(AuthSettings))

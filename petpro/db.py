@@ -1,0 +1,61 @@
+"""Async SQLAlchemy 2.0 on psycopg 3: engine and unit-of-work factory.
+
+Each service owns one PostgreSQL schema (``auth``, ``booking`` …) in the shared database; its engine
+sets ``search_path`` to that schema so queries and migrations never touch another service's tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+def sqlalchemy_url(url: str) -> str:
+    """``postgresql://…`` (libpq style, as users write it) → the psycopg 3 dialect URL."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def _connect_args(schema: str | None, app_name: str) -> dict[str, object]:
+    opts = {"application_name": app_name}
+    if schema:
+        opts["options"] = f"-csearch_path={schema},public"
+    return opts
+
+
+def make_engine(url: str, schema: str | None, *, app_name: str = "petpro", pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args=_connect_args(schema, app_name),
+    )
+
+
+def make_sync_engine(url: str, schema: str | None = None, *, app_name: str = "petpro-migrate") -> Engine:
+    return create_engine(sqlalchemy_url(url), connect_args=_connect_args(schema, app_name), pool_pre_ping=True)
+
+
+class Database:
+    """Engine + session factory of one service; ``unit_of_work()`` is one transaction."""
+
+    def __init__(self, url: str, schema: str, *, app_name: str = "petpro", pool_size: int = 10) -> None:
+        self.engine = make_engine(url, schema, app_name=app_name, pool_size=pool_size)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
+        """Open a transaction: committed when the block exits normally, rolled back otherwise."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()

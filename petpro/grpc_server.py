@@ -1,0 +1,161 @@
+"""grpc.aio server bootstrap shared by every PetPro service.
+
+A service's ``server.build(settings)`` returns an :class:`App` (servicers + resources); ``serve(app)``
+runs it: health (``grpc.health.v1``) and reflection on every server, the kit interceptor, Prometheus
+metrics, and graceful shutdown — SIGTERM/SIGINT → health NOT_SERVING → drain in-flight RPCs within
+the grace period → stop background tasks → close resources → return (exit code 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from petpro import telemetry
+from petpro.interceptors import KitServerInterceptor
+from petpro.settings import ServiceSettings
+
+log = logging.getLogger("petpro.server")
+
+# Keepalive: let idle streams (clinic feed) survive proxies, and detect dead peers.
+SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+)
+
+
+@dataclass
+class Registration:
+    """One gRPC service on the server: the generated ``add_XServicer_to_server`` and its servicer."""
+
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    full_name: str  # e.g. "petpro.booking.v1.BookingService" (health + reflection)
+
+
+@dataclass
+class App:
+    name: str
+    settings: ServiceSettings
+    services: list[Registration]
+    # coroutine factories started after the server is up (outbox relay, consumers…), cancelled on stop
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # awaited once on start (before serving) and on stop (after draining), in reverse order
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
+
+
+class Running:
+    """A started server; ``stop()`` performs the graceful sequence."""
+
+    def __init__(self, app: App, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
+                 port: int) -> None:
+        self.app = app
+        self.server = server
+        self.health = health_servicer
+        self.port = port
+        self.tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+        self.draining = asyncio.Event()  # set when new RPCs are refused and in-flight ones drain
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        grace = self.app.settings.grace_seconds if grace is None else grace
+        log.info("shutting down", extra={"fields": {"grace_s": grace}})
+        await self.health.enter_graceful_shutdown()  # every service → NOT_SERVING
+        self.draining.set()
+        await self.server.stop(grace)  # refuses new RPCs, waits for in-flight ones up to grace
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for close in reversed(self.app.on_stop):
+            try:
+                await close()
+            except Exception:
+                log.exception("error while closing a resource")
+        log.info("stopped")
+
+
+async def start(app: App, port: int | None = None) -> Running:
+    """Start ``app`` on its configured port (or ``port``; 0 picks a free one).  Used by tests too."""
+    for hook in app.on_start:
+        await hook()
+    server = grpc.aio.server(
+        interceptors=[KitServerInterceptor(), *app.interceptors], options=list(SERVER_OPTIONS)
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    for reg in app.services:
+        reg.add_to_server(reg.servicer, server)
+        names.append(reg.full_name)
+    reflection.enable_server_reflection(names, server)
+    bind_port = app.settings.listen_port if port is None else port
+    bound = server.add_insecure_port(f"{app.settings.bind_host}:{bind_port}")
+    if bound == 0:
+        raise SystemExit(f"{app.name}: cannot bind {app.settings.bind_host}:{bind_port}")
+    await server.start()
+    running = Running(app, server, health_servicer, bound)
+    for task_factory in app.background:
+        running.tasks.append(asyncio.create_task(_guard(app.name, task_factory)))
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for reg in app.services:
+        await health_servicer.set(reg.full_name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", extra={"fields": {"addr": f"{app.settings.bind_host}:{bound}"}})
+    return running
+
+
+async def _guard(name: str, factory: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await factory()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background task of %s crashed", name)
+        raise
+
+
+async def serve(app: App) -> None:
+    """Run until SIGTERM/SIGINT, then stop gracefully."""
+    telemetry.start_metrics_server(app.settings.metrics_listen_port, app.settings.bind_host)
+    running = await start(app)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.stop()
+
+
+def main(build: Callable[[Any], App], settings: ServiceSettings) -> None:
+    """Entry point of ``python -m <service>``: logging, uvloop, build, serve."""
+    telemetry.configure_logging(build.__module__.split(".")[0], settings.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+
+    async def _run() -> None:
+        await serve(build(settings))
+
+    asyncio.run(_run())

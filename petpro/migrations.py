@@ -1,0 +1,83 @@
+"""Alembic, one history per service, each in its own PostgreSQL schema.
+
+``migrate(pkg)`` upgrades one service to head (``<pkg>/migrations``); ``migrate_all()`` does every
+service (``petpro migrate``, and ``petpro up`` before starting the services).  A service's
+``migrations/env.py`` is two lines: import its metadata and call :func:`run_env`.  Concurrent
+migrators (several replicas starting at once) serialise on a PostgreSQL advisory lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import MetaData, text
+
+from petpro.db import make_sync_engine
+from petpro.settings import StackSettings, embedded_urls
+
+log = logging.getLogger("petpro.migrations")
+
+# package → schema it owns.  Keep in sync with each service's repository.SCHEMA.
+MIGRATED: dict[str, str] = {
+    "auth_svc": "auth",
+    "booking_svc": "booking",
+    "payment_svc": "payment",
+    "notif_worker": "notif",
+}
+
+
+def database_url() -> str:
+    return os.environ.get("DATABASE_URL") or embedded_urls(StackSettings())["database_url"]
+
+
+def alembic_config(pkg: str, url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", f"{pkg}:migrations")
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["url"] = url
+    cfg.attributes["schema"] = MIGRATED[pkg]
+    return cfg
+
+
+def migrate(pkg: str, url: str | None = None, revision: str = "head") -> None:
+    command.upgrade(alembic_config(pkg, url or database_url()), revision)
+
+
+def migrate_all(url: str | None = None) -> list[str]:
+    done = []
+    for pkg in MIGRATED:
+        migrate(pkg, url)
+        done.append(pkg)
+    return done
+
+
+def run_env(metadata: MetaData) -> None:
+    """Body of every service's ``migrations/env.py`` (online mode only)."""
+    from alembic import context
+
+    cfg = context.config
+    schema: str = cfg.attributes["schema"]
+    engine = make_sync_engine(cfg.attributes["url"], schema)
+    lock_key = zlib.crc32(f"petpro-migrate-{schema}".encode())
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_key})
+        try:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            conn.commit()
+            context.configure(
+                connection=conn,
+                target_metadata=metadata,
+                version_table_schema=schema,
+                include_schemas=False,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+            conn.commit()
+    engine.dispose()

@@ -1,0 +1,258 @@
+"""The protobuf contracts and the code-generation pipeline (petpro.codegen)."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import protovalidate
+import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+from petpro import codegen
+
+ROOT = codegen.ROOT
+
+GENERATED_MODULES = [
+    "buf.validate.validate_pb2",
+    "petpro.common.v1.money_pb2",
+    "petpro.auth.v1.auth_pb2",
+    "petpro.auth.v1.auth_pb2_grpc",
+    "petpro.booking.v1.booking_pb2",
+    "petpro.booking.v1.booking_pb2_grpc",
+    "petpro.booking.v1.events_pb2",
+    "petpro.payment.v1.payment_pb2",
+    "petpro.payment.v1.payment_pb2_grpc",
+    "petpro.notification.v1.clinic_feed_pb2",
+    "petpro.notification.v1.clinic_feed_pb2_grpc",
+    "petpro.notification.v1.notification_pb2",
+    "petpro.notification.v1.notification_pb2_grpc",
+    "petpro.mobile.v1.mobile_pb2",
+    "petpro.mobile.v1.mobile_pb2_grpc",
+]
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def _violations(msg) -> dict[str, str]:
+    """{dotted field path: rule id} of every violation."""
+    out = {}
+    for v in protovalidate.collect_violations(msg):
+        path = ".".join(e.field_name for e in v.proto.field.elements)
+        out[path] = v.proto.rule_id
+    return out
+
+
+def _run_codegen(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "petpro.codegen", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# --- generated code ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", GENERATED_MODULES)
+def test_generated_module_imports(module: str) -> None:
+    importlib.import_module(module)
+
+
+def test_services_and_stubs_exist() -> None:
+    from petpro.auth.v1 import auth_pb2_grpc
+    from petpro.booking.v1 import booking_pb2_grpc
+    from petpro.mobile.v1 import mobile_pb2_grpc
+    from petpro.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
+    from petpro.payment.v1 import payment_pb2_grpc
+
+    for mod, service in [
+        (auth_pb2_grpc, "AuthService"),
+        (booking_pb2_grpc, "BookingService"),
+        (payment_pb2_grpc, "PaymentService"),
+        (clinic_feed_pb2_grpc, "ClinicFeedService"),
+        (notification_pb2_grpc, "NotificationService"),
+        (mobile_pb2_grpc, "MobileService"),
+    ]:
+        assert hasattr(mod, f"{service}Stub")
+        assert hasattr(mod, f"{service}Servicer")
+        assert hasattr(mod, f"add_{service}Servicer_to_server")
+
+
+def test_gen_petpro_has_no_init_files() -> None:
+    assert not list((ROOT / "gen" / "petpro").rglob("__init__.py"))
+
+
+def test_mobile_rest_routes() -> None:
+    image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_NAME).read_bytes())
+    (mobile,) = [f for f in image.file if f.name == "petpro/mobile/v1/mobile.proto"]
+    routes = set()
+    for method in mobile.service[0].method:
+        rule = method.options.Extensions[annotations_pb2.http]
+        verb = rule.WhichOneof("pattern")
+        routes.add((verb.upper(), getattr(rule, verb), rule.body))
+    assert routes == {
+        ("POST", "/v1/auth/register", "*"),
+        ("POST", "/v1/auth/login", "*"),
+        ("POST", "/v1/auth/refresh", "*"),
+        ("GET", "/v1/clinics", ""),
+        ("GET", "/v1/clinics/{clinic_id}/services", ""),
+        ("GET", "/v1/services/{service_id}/availability", ""),
+        ("POST", "/v1/pets", "*"),
+        ("GET", "/v1/pets", ""),
+        ("POST", "/v1/bookings", "*"),
+        ("GET", "/v1/reservations/{lock_id}", ""),
+        ("GET", "/v1/bookings/{booking_id}", ""),
+        ("GET", "/v1/bookings", ""),
+        ("GET", "/v1/me/notifications", ""),
+        ("POST", "/v1/me/devices", "*"),
+    }
+
+
+# --- validation rules (protovalidate) --------------------------------------------------------
+
+
+def _valid_reserve_slot():
+    from petpro.booking.v1 import booking_pb2
+
+    req = booking_pb2.ReserveSlotRequest(
+        request_id=_uuid(),
+        service_id=_uuid(),
+        pet_id=_uuid(),
+        owner_user_id=_uuid(),
+        owner_email="owner@example.com",
+        owner_name="Ada",
+    )
+    req.slot_start_time.FromJsonString("2030-01-07T09:30:00Z")
+    return req
+
+
+def test_valid_reserve_slot_passes() -> None:
+    protovalidate.validate(_valid_reserve_slot())
+
+
+def test_invalid_reserve_slot_names_fields() -> None:
+    req = _valid_reserve_slot()
+    req.service_id = "not-a-uuid"
+    req.ClearField("slot_start_time")
+    req.owner_email = "nope"
+    with pytest.raises(protovalidate.ValidationError) as err:
+        protovalidate.validate(req)
+    assert len(err.value.violations) == 3
+    assert _violations(req) == {
+        "service_id": "string.uuid",
+        "slot_start_time": "required",
+        "owner_email": "string.email",
+    }
+
+
+@pytest.mark.parametrize("module", ["petpro.auth.v1.auth_pb2", "petpro.mobile.v1.mobile_pb2"])
+def test_register_validation(module: str) -> None:
+    pb = importlib.import_module(module)
+    protovalidate.validate(pb.RegisterRequest(email="ada@example.com", password="correct horse", name="Ada"))
+    bad = pb.RegisterRequest(email="ada-at-example.com", password="short", name="")
+    assert _violations(bad) == {
+        "email": "string.email",
+        "password": "string.min_len",
+        "name": "string.min_len",
+    }
+
+
+def test_money_and_payment_session_rules() -> None:
+    from petpro.common.v1 import money_pb2
+    from petpro.payment.v1 import payment_pb2
+
+    req = payment_pb2.CreatePaymentSessionRequest(
+        request_id=_uuid(),
+        order_ref=_uuid(),
+        amount=money_pb2.Money(amount_minor=4550, currency="EUR"),
+        customer_email="owner@example.com",
+        description="Vaccination",
+    )
+    protovalidate.validate(req)
+    req.amount.CopyFrom(money_pb2.Money(amount_minor=0, currency="eur"))
+    req.success_url = "not a url"
+    assert _violations(req) == {
+        "amount": "amount.positive",
+        "amount.currency": "string.pattern",
+        "success_url": "string.uri",
+    }
+
+
+def test_enum_page_size_date_and_oneof_rules() -> None:
+    from petpro.booking.v1 import booking_pb2
+    from petpro.mobile.v1 import mobile_pb2
+
+    assert _violations(mobile_pb2.CreatePetRequest(name="Rex")) == {"species": "enum.not_in"}
+    assert _violations(mobile_pb2.CreatePetRequest(name="Rex", species=99)) == {
+        "species": "enum.defined_only"
+    }
+    protovalidate.validate(mobile_pb2.CreatePetRequest(name="Rex", species=booking_pb2.SPECIES_DOG))
+    assert _violations(mobile_pb2.ListPetsRequest(page_size=101)) == {"page_size": "int32.gte_lte"}
+    bad_date = mobile_pb2.GetAvailabilityRequest(service_id=_uuid(), date="2030-13-01")
+    assert _violations(bad_date) == {"date": "string.pattern"}
+    assert _violations(booking_pb2.ListBookingsRequest()) == {"parent": "required"}
+    protovalidate.validate(booking_pb2.ListBookingsRequest(clinic_id=_uuid()))
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+def test_check_passes_on_committed_gen() -> None:
+    result = _run_codegen("--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_check_fails_after_proto_change(tmp_path: Path) -> None:
+    protos = tmp_path / "protos"
+    shutil.copytree(ROOT / "protos", protos)
+    money = protos / "petpro" / "common" / "v1" / "money.proto"
+    money.write_text(
+        money.read_text().replace("string currency = 2", "string currency = 2;\n  string note = 3")
+    )
+    (protos / "petpro" / "common" / "v1" / "extra.proto").write_text(
+        'syntax = "proto3";\n\npackage petpro.common.v1;\n\n// Extra.\nmessage Extra {}\n'
+    )
+    before = {
+        p: p.read_bytes() for p in (ROOT / "gen").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+
+    result = _run_codegen("--check", "--proto-root", str(protos))
+
+    assert result.returncode == 1
+    assert "stale: run make gen" in result.stderr
+    assert "stale: petpro/common/v1/money_pb2.py" in result.stderr
+    assert "stale: petpro.binpb" in result.stderr
+    assert "missing: petpro/common/v1/extra_pb2.py" in result.stderr
+    after = {
+        p: p.read_bytes() for p in (ROOT / "gen").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert after == before, "--check must not write to gen/"
+
+
+def test_generate_is_deterministic_and_reports_extra_files(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    for out in (first, second):
+        out.mkdir()
+        codegen.generate(out)
+    assert codegen.diff_trees(first, second) == ([], [], [])
+    (second / "petpro" / "leftover_pb2.py").write_text("")
+    assert codegen.diff_trees(first, second) == ([], [], ["petpro/leftover_pb2.py"])
+
+
+@pytest.mark.skipif(
+    not (ROOT / "node_modules" / ".bin" / "buf").exists(), reason="buf not installed (npm ci)"
+)
+def test_buf_lint_clean() -> None:
+    result = _run_codegen("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,138 @@
+"""The kit's server: validation → INVALID_ARGUMENT with field violations, domain errors → status with
+ErrorInfo, unexpected errors → INTERNAL without internals, and graceful drain on stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from petpro import grpc_server
+from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro.errors import NotFound
+from petpro.settings import ServiceSettings
+
+
+class _Settings(ServiceSettings):
+    component = "auth"
+
+
+class _Servicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def GetJwks(self, request, context):  # blocks until released: an in-flight RPC
+        self.entered.set()
+        await self.release.wait()
+        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(kid="k1")])
+
+    async def Register(self, request, context):
+        raise NotFound("no such thing", reason="THING_NOT_FOUND")
+
+    async def Login(self, request, context):
+        raise RuntimeError("secret internal detail")
+
+
+@pytest.fixture
+async def server():
+    servicer = _Servicer()
+    closed = []
+
+    async def on_stop():
+        closed.append(True)
+
+    app = grpc_server.App(
+        name="test", settings=_Settings(grace_seconds=5),
+        services=[grpc_server.Registration(
+            auth_pb2_grpc.add_AuthServiceServicer_to_server, servicer, "petpro.auth.v1.AuthService")],
+        on_stop=[on_stop],
+    )
+    running = await grpc_server.start(app, port=0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    yield running, servicer, channel, closed
+    await channel.close()
+    await running.stop(grace=0)
+
+
+def _details(err: grpc.aio.AioRpcError):
+    status = rpc_status.from_call(err)
+    out = {}
+    for d in status.details if status else ():
+        for cls in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest):
+            if d.Is(cls.DESCRIPTOR):
+                msg = cls()
+                d.Unpack(msg)
+                out[cls.__name__] = msg
+    return out
+
+
+async def test_invalid_request_names_each_field(server):
+    _, _, channel, _ = server
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Register(auth_pb2.RegisterRequest(email="not-an-email", password="short", name="x"))
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = _details(exc.value)
+    fields = {v.field for v in details["BadRequest"].field_violations}
+    assert fields == {"email", "password"}
+    assert details["ErrorInfo"].reason == "INVALID_ARGUMENT"
+
+
+async def test_domain_error_maps_to_status_with_reason(server):
+    _, _, channel, _ = server
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Register(auth_pb2.RegisterRequest(email="a@b.co", password="long enough", name="A"))
+    assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+    assert _details(exc.value)["ErrorInfo"].reason == "THING_NOT_FOUND"
+
+
+async def test_unexpected_error_is_internal_without_leaking(server):
+    _, _, channel, _ = server
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.Login(auth_pb2.LoginRequest(email="a@b.co", password="pw"), metadata=(("x-request-id", "rid-42"),))
+    assert exc.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in exc.value.details()
+    assert "rid-42" in exc.value.details()
+
+
+async def test_health_and_reflection(server):
+    _, _, channel, _ = server
+    health = health_pb2_grpc.HealthStub(channel)
+    for name in ("", "petpro.auth.v1.AuthService"):
+        resp = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = refl.ServerReflectionInfo()
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    resp = await call.read()
+    await call.done_writing()
+    names = {s.name for s in resp.list_services_response.service}
+    assert "petpro.auth.v1.AuthService" in names and "grpc.health.v1.Health" in names
+
+
+async def test_stop_drains_in_flight_rpc_then_closes_resources(server):
+    running, servicer, channel, closed = server
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    in_flight = asyncio.ensure_future(stub.GetJwks(auth_pb2.GetJwksRequest()))
+    await servicer.entered.wait()
+    stopping = asyncio.ensure_future(running.stop(grace=5))
+    await running.draining.wait()
+    health = health_pb2_grpc.HealthStub(channel)
+    with pytest.raises(grpc.aio.AioRpcError):  # new RPCs are refused while draining
+        await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+    assert not in_flight.done()
+    servicer.release.set()
+    resp = await in_flight
+    assert resp.keys[0].kid == "k1"
+    await stopping
+    assert closed == [True]
+    with pytest.raises(grpc.aio.AioRpcError):
+        await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
