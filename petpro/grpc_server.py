@@ -159,3 +159,19 @@ def main(build: Callable[[Any], App], settings: ServiceSettings) -> None:
         await serve(build(settings))
 
     asyncio.run(_run())
+
+
+def periodic(name: str, interval: float, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    """A background task factory running ``job`` every ``interval`` seconds; failures are logged and
+    retried at the next tick (sweepers, relays)."""
+    job_log = logging.getLogger(name)
+
+    async def loop() -> None:
+        while True:
+            try:
+                await job()
+            except Exception:
+                job_log.exception("%s failed; retrying in %.1fs", name, interval)
+            await asyncio.sleep(interval)
+
+    return loop

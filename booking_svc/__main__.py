@@ -1,0 +1,3 @@
+from booking_svc.server import main
+
+main()

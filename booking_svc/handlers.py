@@ -1,0 +1,259 @@
+"""Booking use cases.  Each opens one unit of work (a transaction), applies the domain, commits;
+events go to the outbox in the same transaction as the state change."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from booking_svc.domain import (
+    Booking,
+    BookingNotFound,
+    Clinic,
+    ClinicNotFound,
+    ConfirmDecision,
+    IdempotencyKeyReused,
+    Pet,
+    Reservation,
+    ReservationNotFound,
+    ReservationState,
+    Service,
+    ServiceNotFound,
+    SlotLost,
+    SlotUnavailable,
+    check_pet_owner,
+    check_slot,
+    decide_confirm,
+    request_fingerprint,
+    slot_grid,
+)
+from booking_svc.repository import BookingRepository
+from petpro import paging
+from petpro.errors import InvalidArgument
+
+UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
+# builds the serialized BookingCreated event for the outbox: (booking, reservation, service, clinic, pet) → bytes
+EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
+
+TOPIC_BOOKING_CREATED = "booking.created"
+EVENT_BOOKING_CREATED = "dev.petpro.booking.created.v1"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ReserveCommand:
+    request_id: str
+    owner_user_id: uuid.UUID
+    owner_email: str
+    owner_name: str
+    service_id: uuid.UUID
+    pet_id: uuid.UUID
+    start: datetime
+
+
+@dataclass(frozen=True)
+class AvailabilitySlot:
+    start: datetime
+    end: datetime
+    remaining: int
+
+
+class BookingHandlers:
+    def __init__(self, uow: UnitOfWork, encode_event: EventEncoder, *, hold_ttl: timedelta,
+                 clock: Callable[[], datetime] = utcnow, traceparent: Callable[[], str] = lambda: "") -> None:
+        self.uow = uow
+        self.encode_event = encode_event
+        self.hold_ttl = hold_ttl
+        self.clock = clock
+        self.traceparent = traceparent
+
+    # -- catalog -----------------------------------------------------------------------------------
+    async def list_clinics(self, size: int, token: str) -> tuple[list[Clinic], str]:
+        limit = paging.page_size(size)
+        async with self.uow() as repo:
+            rows = await repo.list_clinics(paging.decode(token), limit)
+        return rows, paging.next_token(rows, limit, lambda c: (c.name, str(c.id)))
+
+    async def get_clinic(self, clinic_id: uuid.UUID) -> Clinic:
+        async with self.uow() as repo:
+            clinic = await repo.clinic(clinic_id)
+        if clinic is None:
+            raise ClinicNotFound("clinic not found")
+        return clinic
+
+    async def list_services(self, clinic_id: uuid.UUID, size: int, token: str) -> tuple[list[Service], str]:
+        limit = paging.page_size(size)
+        async with self.uow() as repo:
+            if await repo.clinic(clinic_id) is None:
+                raise ClinicNotFound("clinic not found")
+            rows = await repo.list_services(clinic_id, paging.decode(token), limit)
+        return rows, paging.next_token(rows, limit, lambda s: (s.name, str(s.id)))
+
+    async def get_service(self, service_id: uuid.UUID) -> tuple[Service, Clinic]:
+        async with self.uow() as repo:
+            found = await repo.service_with_clinic(service_id)
+        if found is None:
+            raise ServiceNotFound("service not found")
+        return found
+
+    async def availability(self, service_id: uuid.UUID, day: str) -> tuple[Service, Clinic, list[AvailabilitySlot]]:
+        try:
+            local_day = date.fromisoformat(day)
+        except ValueError:
+            raise InvalidArgument.field("date", "is not a calendar date", "DATE_INVALID") from None
+        now = self.clock()
+        async with self.uow() as repo:
+            found = await repo.service_with_clinic(service_id)
+            if found is None:
+                raise ServiceNotFound("service not found")
+            svc, clinic = found
+            grid = slot_grid(clinic, svc, local_day)
+            taken = await repo.active_counts(svc.id, grid[0].start, grid[-1].end, now) if grid else []
+        out = []
+        for g in grid:
+            used = sum(1 for s, e in taken if s < g.end and g.start < e)
+            remaining = 0 if g.start <= now else max(svc.capacity - used, 0)
+            out.append(AvailabilitySlot(g.start, g.end, remaining))
+        return svc, clinic, out
+
+    # -- pets ----------------------------------------------------------------------------------------
+    async def create_pet(self, owner: uuid.UUID, name: str, species: str, breed: str | None,
+                         birth_date: str) -> Pet:
+        born = None
+        if birth_date:
+            try:
+                born = date.fromisoformat(birth_date)
+            except ValueError:
+                raise InvalidArgument.field("birth_date", "is not a calendar date", "DATE_INVALID") from None
+            if born > self.clock().date():
+                raise InvalidArgument.field("birth_date", "must not be in the future", "DATE_IN_FUTURE")
+        pet = Pet(uuid.uuid4(), owner, name.strip(), species, (breed or "").strip() or None, born, self.clock())
+        async with self.uow() as repo:
+            await repo.add_pet(pet)
+        return pet
+
+    async def list_pets(self, owner: uuid.UUID, size: int, token: str) -> tuple[list[Pet], str]:
+        limit = paging.page_size(size)
+        async with self.uow() as repo:
+            rows = await repo.list_pets(owner, paging.decode(token), limit)
+        return rows, paging.next_token(rows, limit, lambda p: (p.created_at.isoformat(), str(p.id)))
+
+    # -- reservations ------------------------------------------------------------------------------
+    async def reserve(self, cmd: ReserveCommand) -> Reservation:
+        now = self.clock()
+        fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
+        async with self.uow() as repo:
+            earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
+            if earlier is not None:
+                return self._replay(earlier, fingerprint)
+            found = await repo.service_with_clinic(cmd.service_id)
+            if found is None:
+                raise ServiceNotFound("service not found")
+            svc, clinic = found
+            check_pet_owner(await repo.pet(cmd.pet_id), cmd.owner_user_id)
+            slot = check_slot(clinic, svc, cmd.start, now)
+            await repo.expire_overlapping(svc.id, slot.start, slot.end, now)
+            taken = await repo.taken_units(svc.id, slot.start, slot.end)
+            outcome = "taken"
+            for unit in range(1, svc.capacity + 1):
+                if unit in taken:
+                    continue
+                res = Reservation(
+                    lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
+                    owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
+                    service_id=svc.id, clinic_id=clinic.id, pet_id=cmd.pet_id, unit=unit, start=slot.start,
+                    end=slot.end, state=ReservationState.HELD, expires_at=now + self.hold_ttl,
+                    amount_minor=svc.price_minor, currency=svc.currency, created_at=now,
+                )
+                outcome = await repo.try_insert_reservation(res)
+                if outcome == "ok":
+                    return res
+                if outcome == "duplicate":
+                    break  # a concurrent retry with the same key won: return its result below
+        if outcome == "duplicate":
+            async with self.uow() as repo:
+                earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
+            assert earlier is not None
+            return self._replay(earlier, fingerprint)
+        raise SlotUnavailable("this slot is no longer available", metadata={"slot": slot.start.isoformat()})
+
+    @staticmethod
+    def _replay(earlier: Reservation, fingerprint: str) -> Reservation:
+        if earlier.request_hash != fingerprint:
+            raise IdempotencyKeyReused("this idempotency key was used for a different booking request")
+        return earlier
+
+    async def get_reservation(self, lock_id: uuid.UUID, owner: uuid.UUID | None) -> Reservation:
+        async with self.uow() as repo:
+            res = await repo.reservation(lock_id)
+        if res is None or (owner is not None and res.owner_user_id != owner):
+            raise ReservationNotFound("reservation not found")
+        res.state = res.effective_state(self.clock())
+        return res
+
+    async def confirm(self, lock_id: uuid.UUID, payment_id: uuid.UUID) -> Booking:
+        now = self.clock()
+        async with self.uow() as repo:
+            res = await repo.reservation(lock_id, for_update=True)
+            if res is None:
+                raise ReservationNotFound("reservation not found")
+            decision = decide_confirm(res, payment_id, now)
+            if decision == ConfirmDecision.ALREADY_CONFIRMED:
+                existing = await repo.booking_by_lock(lock_id)
+                assert existing is not None
+                return existing
+            if decision == ConfirmDecision.RECLAIM:
+                # paid after expiry: keep the booking only if the slot is still free (constraint decides)
+                await repo.expire_overlapping(res.service_id, res.start, res.end, now)
+                if not await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id):
+                    await repo.try_set_state(lock_id, ReservationState.FAILED, now, payment_id=payment_id,
+                                             failure_reason="SLOT_TAKEN")
+                    lost = True
+                else:
+                    lost = False
+            else:
+                await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
+                lost = False
+            if not lost:
+                booking = Booking(
+                    id=uuid.uuid4(), lock_id=lock_id, payment_id=payment_id, owner_user_id=res.owner_user_id,
+                    clinic_id=res.clinic_id, service_id=res.service_id, pet_id=res.pet_id, start=res.start,
+                    end=res.end, state="CONFIRMED", amount_minor=res.amount_minor, currency=res.currency,
+                    created_at=now,
+                )
+                await repo.add_booking(booking)
+                found = await repo.service_with_clinic(res.service_id)
+                pet = await repo.pet(res.pet_id)
+                assert found is not None and pet is not None
+                event_id = uuid.uuid4()
+                payload = self.encode_event(event_id, booking, res, found[0], found[1], pet, now)
+                await repo.add_outbox(event_id, TOPIC_BOOKING_CREATED, str(booking.id), EVENT_BOOKING_CREATED,
+                                      payload, self.traceparent())
+                return booking
+        raise SlotLost("payment arrived after the hold expired and the slot was taken; refund it")
+
+    async def expire_due(self) -> list[uuid.UUID]:
+        async with self.uow() as repo:
+            return await repo.expire_due(self.clock())
+
+    # -- bookings ------------------------------------------------------------------------------------
+    async def get_booking(self, booking_id: uuid.UUID, owner: uuid.UUID | None) -> Booking:
+        async with self.uow() as repo:
+            b = await repo.booking(booking_id)
+        if b is None or (owner is not None and b.owner_user_id != owner):
+            raise BookingNotFound("booking not found")
+        return b
+
+    async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None, start_from: datetime | None,
+                            size: int, token: str) -> tuple[list[Booking], str]:
+        limit = paging.page_size(size)
+        async with self.uow() as repo:
+            rows = await repo.list_bookings(owner=owner, clinic=clinic, start_from=start_from,
+                                            after=paging.decode(token), limit=limit)
+        return rows, paging.next_token(rows, limit, lambda b: (b.start.isoformat(), str(b.id)))

@@ -1,0 +1,368 @@
+"""booking schema: tables (mirroring migrations/) and the queries of one unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, time
+
+from psycopg.errors import ExclusionViolation, UniqueViolation
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    Uuid,
+    and_,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from booking_svc.domain import (
+    ACTIVE_STATES,
+    Booking,
+    Clinic,
+    Interval,
+    Pet,
+    Reservation,
+    ReservationState,
+    Service,
+)
+
+SCHEMA = "booking"
+metadata = MetaData(schema=SCHEMA)
+
+clinics = Table(
+    "clinics", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("time_zone", String(64), nullable=False),
+    Column("address", String(300), nullable=False, server_default=""),
+    Column("phone", String(40), nullable=False, server_default=""),
+    Column("email", String(254), nullable=False, server_default=""),
+    Column("opening_hours", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+services = Table(
+    "services", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("duration_minutes", Integer, nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("capacity", Integer, nullable=False, server_default="1"),
+)
+pets = Table(
+    "pets", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("owner_user_id", Uuid, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("species", String(32), nullable=False),
+    Column("breed", String(100), nullable=False, server_default=""),
+    Column("birth_date", Date),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+reservations = Table(
+    "reservations", metadata,
+    Column("lock_id", Uuid, primary_key=True),
+    Column("owner_user_id", Uuid, nullable=False),
+    Column("owner_email", String(254), nullable=False),
+    Column("owner_name", String(100), nullable=False, server_default=""),
+    Column("request_id", String(128), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("service_id", Uuid, ForeignKey("services.id"), nullable=False),
+    Column("clinic_id", Uuid, nullable=False),
+    Column("pet_id", Uuid, ForeignKey("pets.id"), nullable=False),
+    Column("unit", SmallInteger, nullable=False),
+    Column("during", TSTZRANGE, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_id", Uuid),
+    Column("failure_reason", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+bookings = Table(
+    "bookings", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("lock_id", Uuid, ForeignKey("reservations.lock_id"), nullable=False, unique=True),
+    Column("payment_id", Uuid, nullable=False),
+    Column("owner_user_id", Uuid, nullable=False),
+    Column("clinic_id", Uuid, nullable=False),
+    Column("service_id", Uuid, nullable=False),
+    Column("pet_id", Uuid, nullable=False),
+    Column("start_time", DateTime(timezone=True), nullable=False),
+    Column("end_time", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("cancelled_at", DateTime(timezone=True)),
+)
+outbox = Table(
+    "outbox", metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("traceparent", String(64), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+)
+
+ACTIVE = [s.value for s in ACTIVE_STATES]
+
+
+def _hours(raw: dict[str, list[list[str]]]) -> dict[str, list[Interval]]:
+    return {day: [Interval(time.fromisoformat(a), time.fromisoformat(b)) for a, b in ivs] for day, ivs in raw.items()}
+
+
+def hours_json(hours: dict[str, list[Interval]]) -> dict[str, list[list[str]]]:
+    return {d: [[iv.start.strftime("%H:%M"), iv.end.strftime("%H:%M")] for iv in ivs] for d, ivs in hours.items()}
+
+
+def _clinic(r) -> Clinic:  # type: ignore[no-untyped-def]
+    return Clinic(r.id, r.name, r.time_zone, _hours(r.opening_hours), r.address, r.phone, r.email)
+
+
+def _service(r) -> Service:  # type: ignore[no-untyped-def]
+    return Service(r.id, r.clinic_id, r.name, r.duration_minutes, r.price_minor, r.currency, r.capacity,
+                   r.description)
+
+
+def _pet(r) -> Pet:  # type: ignore[no-untyped-def]
+    return Pet(r.id, r.owner_user_id, r.name, r.species, r.breed or None, r.birth_date, r.created_at)
+
+
+def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type: ignore[no-untyped-def]
+    return Reservation(
+        lock_id=r.lock_id, owner_user_id=r.owner_user_id, owner_email=r.owner_email, owner_name=r.owner_name,
+        request_id=r.request_id, request_hash=r.request_hash, service_id=r.service_id, clinic_id=r.clinic_id,
+        pet_id=r.pet_id, unit=r.unit, start=r.during.lower, end=r.during.upper, state=ReservationState(r.state),
+        expires_at=r.expires_at, amount_minor=r.amount_minor, currency=r.currency, payment_id=r.payment_id,
+        failure_reason=r.failure_reason, booking_id=booking_id, created_at=r.created_at,
+    )
+
+
+def _booking(r) -> Booking:  # type: ignore[no-untyped-def]
+    return Booking(r.id, r.lock_id, r.payment_id, r.owner_user_id, r.clinic_id, r.service_id, r.pet_id,
+                   r.start_time, r.end_time, r.state, r.amount_minor, r.currency, r.created_at, r.cancelled_at)
+
+
+def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = None) -> bool:
+    orig = exc.orig
+    if not isinstance(orig, kind):
+        return False
+    return constraint is None or getattr(orig.diag, "constraint_name", None) == constraint
+
+
+class BookingRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    # -- catalog ---------------------------------------------------------------------------------
+    async def list_clinics(self, after: tuple[str, str] | None, limit: int) -> list[Clinic]:
+        q = select(clinics).order_by(clinics.c.name, clinics.c.id).limit(limit)
+        if after:
+            q = q.where(func.row(clinics.c.name, clinics.c.id) > func.row(after[0], uuid.UUID(after[1])))
+        return [_clinic(r) for r in (await self.s.execute(q))]
+
+    async def clinic(self, clinic_id: uuid.UUID) -> Clinic | None:
+        r = (await self.s.execute(select(clinics).where(clinics.c.id == clinic_id))).first()
+        return _clinic(r) if r else None
+
+    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Service]:
+        q = (select(services).where(services.c.clinic_id == clinic_id)
+             .order_by(services.c.name, services.c.id).limit(limit))
+        if after:
+            q = q.where(func.row(services.c.name, services.c.id) > func.row(after[0], uuid.UUID(after[1])))
+        return [_service(r) for r in (await self.s.execute(q))]
+
+    async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
+        q = select(services, clinics).join(clinics, clinics.c.id == services.c.clinic_id).where(
+            services.c.id == service_id)
+        r = (await self.s.execute(q)).first()
+        if r is None:
+            return None
+        m = r._mapping
+        svc = Service(m[services.c.id], m[services.c.clinic_id], m[services.c.name], m[services.c.duration_minutes],
+                      m[services.c.price_minor], m[services.c.currency], m[services.c.capacity],
+                      m[services.c.description])
+        clinic = Clinic(m[clinics.c.id], m[clinics.c.name], m[clinics.c.time_zone], _hours(m[clinics.c.opening_hours]),
+                        m[clinics.c.address], m[clinics.c.phone], m[clinics.c.email])
+        return svc, clinic
+
+    async def upsert_clinic(self, clinic: Clinic) -> None:
+        values = {"id": clinic.id, "name": clinic.name, "time_zone": clinic.time_zone, "address": clinic.address,
+                  "phone": clinic.phone, "email": clinic.email, "opening_hours": hours_json(clinic.opening_hours)}
+        stmt = pg_insert(clinics).values(**values)
+        await self.s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={
+            k: stmt.excluded[k] for k in values if k != "id"}))
+
+    async def upsert_service(self, svc: Service) -> None:
+        values = {"id": svc.id, "clinic_id": svc.clinic_id, "name": svc.name, "description": svc.description,
+                  "duration_minutes": svc.duration_minutes, "price_minor": svc.price_minor,
+                  "currency": svc.currency, "capacity": svc.capacity}
+        stmt = pg_insert(services).values(**values)
+        await self.s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={
+            k: stmt.excluded[k] for k in values if k != "id"}))
+
+    # -- pets ------------------------------------------------------------------------------------
+    async def add_pet(self, pet: Pet) -> None:
+        await self.s.execute(insert(pets).values(
+            id=pet.id, owner_user_id=pet.owner_user_id, name=pet.name, species=pet.species,
+            breed=pet.breed or "", birth_date=pet.birth_date, created_at=pet.created_at))
+
+    async def pet(self, pet_id: uuid.UUID) -> Pet | None:
+        r = (await self.s.execute(select(pets).where(pets.c.id == pet_id))).first()
+        return _pet(r) if r else None
+
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Pet]:
+        q = select(pets).where(pets.c.owner_user_id == owner).order_by(pets.c.created_at, pets.c.id).limit(limit)
+        if after:
+            q = q.where(func.row(pets.c.created_at, pets.c.id) > func.row(
+                datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
+        return [_pet(r) for r in (await self.s.execute(q))]
+
+    # -- reservations ----------------------------------------------------------------------------
+    async def reservation(self, lock_id: uuid.UUID, *, for_update: bool = False) -> Reservation | None:
+        q = (select(reservations, bookings.c.id.label("booking_id"))
+             .outerjoin(bookings, bookings.c.lock_id == reservations.c.lock_id)
+             .where(reservations.c.lock_id == lock_id))
+        if for_update:
+            q = q.with_for_update(of=reservations)
+        r = (await self.s.execute(q)).first()
+        return _reservation(r, r.booking_id) if r else None
+
+    async def reservation_by_request(self, owner: uuid.UUID, request_id: str) -> Reservation | None:
+        q = select(reservations).where(reservations.c.owner_user_id == owner, reservations.c.request_id == request_id)
+        r = (await self.s.execute(q)).first()
+        return await self.reservation(r.lock_id) if r else None
+
+    async def expire_overlapping(self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> int:
+        """Move expired holds on this range out of the active set, so they never block."""
+        result = await self.s.execute(
+            update(reservations)
+            .where(reservations.c.service_id == service_id, reservations.c.state == ReservationState.HELD.value,
+                   reservations.c.expires_at <= now, reservations.c.during.overlaps(Range(start, end)))
+            .values(state=ReservationState.EXPIRED.value, updated_at=now))
+        return result.rowcount or 0
+
+    async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]:
+        q = select(reservations.c.unit).where(
+            reservations.c.service_id == service_id, reservations.c.state.in_(ACTIVE),
+            reservations.c.during.overlaps(Range(start, end)))
+        return {r.unit for r in await self.s.execute(q)}
+
+    async def try_insert_reservation(self, res: Reservation) -> str:
+        """Insert inside a savepoint.  Returns "ok", "taken" (exclusion constraint: the unit is held
+        or booked) or "duplicate" (same owner + request id: an idempotent retry raced us)."""
+        try:
+            async with self.s.begin_nested():
+                await self.s.execute(insert(reservations).values(
+                    lock_id=res.lock_id, owner_user_id=res.owner_user_id, owner_email=res.owner_email,
+                    owner_name=res.owner_name, request_id=res.request_id, request_hash=res.request_hash,
+                    service_id=res.service_id, clinic_id=res.clinic_id, pet_id=res.pet_id, unit=res.unit,
+                    during=Range(res.start, res.end), state=res.state.value, expires_at=res.expires_at,
+                    amount_minor=res.amount_minor, currency=res.currency, created_at=res.created_at,
+                    updated_at=res.created_at))
+        except IntegrityError as exc:
+            if _is(exc, ExclusionViolation):
+                return "taken"
+            if _is(exc, UniqueViolation, "reservations_idempotency"):
+                return "duplicate"
+            raise
+        return "ok"
+
+    async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
+                            payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
+        """Update state in a savepoint; False when re-activating would overlap another active one."""
+        values: dict[str, object] = {"state": state.value, "updated_at": now}
+        if payment_id is not None:
+            values["payment_id"] = payment_id
+        if failure_reason is not None:
+            values["failure_reason"] = failure_reason
+        try:
+            async with self.s.begin_nested():
+                await self.s.execute(update(reservations).where(reservations.c.lock_id == lock_id).values(**values))
+        except IntegrityError as exc:
+            if _is(exc, ExclusionViolation):
+                return False
+            raise
+        return True
+
+    async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+        q = text(
+            "UPDATE reservations SET state = 'EXPIRED', updated_at = :now WHERE lock_id IN ("
+            " SELECT lock_id FROM reservations WHERE state = 'HELD' AND expires_at <= :now"
+            " ORDER BY expires_at LIMIT :limit FOR UPDATE SKIP LOCKED) RETURNING lock_id")
+        return [r.lock_id for r in await self.s.execute(q, {"now": now, "limit": limit})]
+
+    async def active_counts(self, service_id: uuid.UUID, start: datetime, end: datetime,
+                            now: datetime) -> list[tuple[datetime, datetime]]:
+        """Ranges of active (confirmed, or held and not expired) reservations overlapping [start, end)."""
+        q = select(reservations.c.during).where(
+            reservations.c.service_id == service_id,
+            reservations.c.during.overlaps(Range(start, end)),
+            (reservations.c.state == ReservationState.CONFIRMED.value)
+            | and_(reservations.c.state == ReservationState.HELD.value, reservations.c.expires_at > now))
+        return [(r.during.lower, r.during.upper) for r in await self.s.execute(q)]
+
+    # -- bookings --------------------------------------------------------------------------------
+    async def add_booking(self, b: Booking) -> None:
+        await self.s.execute(insert(bookings).values(
+            id=b.id, lock_id=b.lock_id, payment_id=b.payment_id, owner_user_id=b.owner_user_id,
+            clinic_id=b.clinic_id, service_id=b.service_id, pet_id=b.pet_id, start_time=b.start,
+            end_time=b.end, state=b.state, amount_minor=b.amount_minor, currency=b.currency,
+            created_at=b.created_at))
+
+    async def booking(self, booking_id: uuid.UUID) -> Booking | None:
+        r = (await self.s.execute(select(bookings).where(bookings.c.id == booking_id))).first()
+        return _booking(r) if r else None
+
+    async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None:
+        r = (await self.s.execute(select(bookings).where(bookings.c.lock_id == lock_id))).first()
+        return _booking(r) if r else None
+
+    async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
+                            start_from: datetime | None, after: tuple[str, str] | None, limit: int) -> list[Booking]:
+        q = select(bookings).order_by(bookings.c.start_time, bookings.c.id).limit(limit)
+        if owner:
+            q = q.where(bookings.c.owner_user_id == owner)
+        if clinic:
+            q = q.where(bookings.c.clinic_id == clinic)
+        if start_from:
+            q = q.where(bookings.c.start_time >= start_from)
+        if after:
+            q = q.where(func.row(bookings.c.start_time, bookings.c.id) > func.row(
+                datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
+        return [_booking(r) for r in await self.s.execute(q)]
+
+    async def add_outbox(self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes,
+                         traceparent: str) -> None:
+        await self.s.execute(insert(outbox).values(
+            event_id=event_id, topic=topic, key=key, event_type=event_type, payload=payload,
+            traceparent=traceparent))
+

@@ -1,0 +1,54 @@
+"""booking_svc composition root."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from booking_svc.handlers import BookingHandlers
+from booking_svc.repository import SCHEMA, BookingRepository
+from booking_svc.service import BookingServicer, encode_booking_created
+from petpro import grpc_server, telemetry
+from petpro.booking.v1 import booking_pb2_grpc
+from petpro.db import Database
+from petpro.settings import ServiceSettings, load
+
+
+class BookingSettings(ServiceSettings):
+    component = "booking"
+    model_config = SettingsConfigDict(env_prefix="BOOKING_", env_file=".env", extra="ignore")
+
+    hold_ttl_seconds: int = Field(default=600, ge=1, le=86_400, description="how long a slot is held for payment")
+    expiry_sweep_seconds: float = Field(default=5.0, gt=0, description="how often expired holds are released")
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+
+
+def build(settings: BookingSettings) -> grpc_server.App:
+    db = Database(settings.url("database_url"), SCHEMA, app_name="booking_svc", pool_size=settings.db_pool_size)
+
+    @asynccontextmanager
+    async def uow():  # type: ignore[no-untyped-def]
+        async with db.unit_of_work() as session:
+            yield BookingRepository(session)
+
+    handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
+                               traceparent=telemetry.current_traceparent)
+
+    return grpc_server.App(
+        name="booking_svc",
+        settings=settings,
+        services=[grpc_server.Registration(
+            booking_pb2_grpc.add_BookingServiceServicer_to_server, BookingServicer(handlers),
+            "petpro.booking.v1.BookingService",
+        )],
+        background=[grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds,
+                                               handlers.expire_due)],
+        on_stop=[db.close],
+    )
+
+
+def main() -> None:
+    grpc_server.main(build, load(BookingSettings))

@@ -1,0 +1,3 @@
+from edge.server import main
+
+main()

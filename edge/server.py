@@ -1,0 +1,72 @@
+"""edge composition root: MobileService (the BFF) over gRPC — Envoy transcodes REST to it — and the
+small HTTP app behind Envoy (webhooks, OpenAPI, dashboard), in one process and event loop."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from edge.service import MobileServicer, Stubs, TokenCache
+from petpro import grpc_client, grpc_server
+from petpro.auth.v1 import auth_pb2_grpc
+from petpro.booking.v1 import booking_pb2_grpc
+from petpro.mobile.v1 import mobile_pb2_grpc
+from petpro.notification.v1 import notification_pb2_grpc
+from petpro.payment.v1 import payment_pb2_grpc
+from petpro.settings import ServiceSettings, load
+
+# Reads, retried by gRPC on UNAVAILABLE.  Mutations are made idempotent by request ids, not retried here.
+IDEMPOTENT = (
+    "petpro.auth.v1.AuthService/ValidateToken",
+    "petpro.booking.v1.BookingService/ListClinics",
+    "petpro.booking.v1.BookingService/GetClinic",
+    "petpro.booking.v1.BookingService/ListServices",
+    "petpro.booking.v1.BookingService/GetService",
+    "petpro.booking.v1.BookingService/GetAvailability",
+    "petpro.booking.v1.BookingService/ListPets",
+    "petpro.booking.v1.BookingService/GetReservation",
+    "petpro.booking.v1.BookingService/GetBooking",
+    "petpro.booking.v1.BookingService/ListBookings",
+    "petpro.payment.v1.PaymentService/GetPayment",
+    "petpro.notification.v1.NotificationService/ListNotifications",
+)
+
+
+class EdgeSettings(ServiceSettings):
+    component = "edge"
+    model_config = SettingsConfigDict(env_prefix="EDGE_", env_file=".env", extra="ignore")
+
+    http_port: int | None = Field(default=None, ge=1, le=65535, description="the HTTP app behind Envoy")
+    token_cache_seconds: float = Field(default=5.0, ge=0, le=60)
+    upstream_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+def build(settings: EdgeSettings) -> grpc_server.App:
+    channels = {name: grpc_client.channel(settings.peer(name), idempotent=IDEMPOTENT,
+                                          default_timeout=settings.upstream_timeout_seconds)
+                for name in ("auth", "booking", "payment", "notif")}
+    stubs = Stubs(
+        auth=auth_pb2_grpc.AuthServiceStub(channels["auth"]),
+        booking=booking_pb2_grpc.BookingServiceStub(channels["booking"]),
+        payment=payment_pb2_grpc.PaymentServiceStub(channels["payment"]),
+        notification=notification_pb2_grpc.NotificationServiceStub(channels["notif"]),
+    )
+
+    async def close_channels() -> None:
+        for ch in channels.values():
+            await ch.close()
+
+    return grpc_server.App(
+        name="edge",
+        settings=settings,
+        services=[grpc_server.Registration(
+            mobile_pb2_grpc.add_MobileServiceServicer_to_server,
+            MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds)),
+            "petpro.mobile.v1.MobileService",
+        )],
+        on_stop=[close_channels],
+    )
+
+
+def main() -> None:
+    grpc_server.main(build, load(EdgeSettings))

@@ -1,0 +1,1 @@
+"""notif_worker: consumes booking.created → email, push inbox, clinic feed (gRPC stream)."""

@@ -1,0 +1,3 @@
+from notif_worker.server import main
+
+main()

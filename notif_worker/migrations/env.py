@@ -1,0 +1,4 @@
+from notif_worker.repository import metadata
+from petpro.migrations import run_env
+
+run_env(metadata)

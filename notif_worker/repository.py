@@ -1,0 +1,8 @@
+"""notif schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+SCHEMA = "notif"
+metadata = MetaData(schema=SCHEMA)

@@ -1,0 +1,1 @@
+"""payment_svc: Stripe checkout sessions (official SDK), signed webhooks, refunds."""

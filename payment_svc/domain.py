@@ -1,0 +1,101 @@
+"""Payment domain: a payment per checkout session, its status rules, and the gateway port."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from petpro.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+    REFUNDED = "REFUNDED"
+
+
+# Allowed transitions.  EXPIRED → SUCCEEDED is a late payment (the session completed before we could
+# expire it); it is recorded, and the booking side decides between confirming and refunding.
+TRANSITIONS: dict[PaymentStatus, set[PaymentStatus]] = {
+    PaymentStatus.PENDING: {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.EXPIRED},
+    PaymentStatus.EXPIRED: {PaymentStatus.SUCCEEDED},
+    PaymentStatus.FAILED: {PaymentStatus.SUCCEEDED},
+    PaymentStatus.SUCCEEDED: {PaymentStatus.REFUNDED},
+    PaymentStatus.REFUNDED: set(),
+}
+
+
+class PaymentNotFound(NotFound):
+    reason = "PAYMENT_NOT_FOUND"
+
+
+class InvalidSignature(InvalidArgument):
+    reason = "INVALID_SIGNATURE"
+
+
+class NotRefundable(FailedPrecondition):
+    reason = "PAYMENT_NOT_REFUNDABLE"
+
+
+class RequestIdReused(Conflict):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+
+class GatewayError(FailedPrecondition):
+    reason = "PAYMENT_GATEWAY_ERROR"
+
+
+@dataclass
+class Payment:
+    id: uuid.UUID
+    order_ref: str
+    request_id: str
+    status: PaymentStatus
+    amount_minor: int
+    currency: str
+    customer_email: str = ""
+    session_id: str | None = None
+    payment_url: str | None = None
+    provider_payment_id: str | None = None
+    refund_id: str | None = None
+    expires_at: datetime | None = None
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def can_become(self, new: PaymentStatus) -> bool:
+        return new in TRANSITIONS[self.status]
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class GatewayEvent:
+    """A verified provider event, reduced to what we act on."""
+
+    id: str
+    type: str
+    session_id: str | None
+    provider_payment_id: str | None
+    payment_id: str | None  # our id, from metadata
+    paid: bool
+    raw: dict[str, Any]
+
+
+class PaymentGateway(Protocol):
+    async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
+                             idempotency_key: str) -> Session: ...
+
+    async def expire_session(self, session_id: str) -> bool: ...
+
+    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str: ...
+
+    def verify_event(self, payload: bytes, signature: str) -> GatewayEvent: ...

@@ -1,0 +1,109 @@
+"""payment schema: payments and received webhook events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text, Uuid, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment_svc.domain import Payment, PaymentStatus
+
+SCHEMA = "payment"
+metadata = MetaData(schema=SCHEMA)
+
+payments = Table(
+    "payments", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("order_ref", String(128), nullable=False),
+    Column("request_id", String(128), nullable=False, unique=True),
+    Column("session_id", String(255), unique=True),
+    Column("payment_url", Text),
+    Column("payment_intent_id", String(255)),
+    Column("status", String(32), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("customer_email", String(254), nullable=False, server_default=""),
+    Column("refund_id", String(255)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+webhook_events = Table(
+    "webhook_events", metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(128), nullable=False),
+    Column("payment_id", Uuid),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+def _payment(r) -> Payment:  # type: ignore[no-untyped-def]
+    return Payment(id=r.id, order_ref=r.order_ref, request_id=r.request_id, status=PaymentStatus(r.status),
+                   amount_minor=r.amount_minor, currency=r.currency, customer_email=r.customer_email,
+                   session_id=r.session_id, payment_url=r.payment_url, provider_payment_id=r.payment_intent_id,
+                   refund_id=r.refund_id, expires_at=r.expires_at, created_at=r.created_at, updated_at=r.updated_at)
+
+
+class PaymentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.s = session
+
+    async def add(self, p: Payment) -> bool:
+        """Insert; False when the request id exists (an idempotent retry)."""
+        stmt = pg_insert(payments).values(
+            id=p.id, order_ref=p.order_ref, request_id=p.request_id, status=p.status.value,
+            amount_minor=p.amount_minor, currency=p.currency, customer_email=p.customer_email,
+            expires_at=p.expires_at, created_at=p.created_at, updated_at=p.updated_at,
+        ).on_conflict_do_nothing(index_elements=["request_id"]).returning(payments.c.id)
+        return (await self.s.execute(stmt)).first() is not None
+
+    async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
+        q = select(payments).where(payments.c.id == payment_id)
+        if for_update:
+            q = q.with_for_update()
+        r = (await self.s.execute(q)).first()
+        return _payment(r) if r else None
+
+    async def by_request(self, request_id: str) -> Payment | None:
+        r = (await self.s.execute(select(payments).where(payments.c.request_id == request_id))).first()
+        return _payment(r) if r else None
+
+    async def find_for_event(self, payment_id: str | None, session_id: str | None,
+                             provider_id: str | None) -> Payment | None:
+        conds = []
+        if payment_id:
+            try:
+                conds.append(payments.c.id == uuid.UUID(payment_id))
+            except ValueError:
+                pass
+        if session_id:
+            conds.append(payments.c.session_id == session_id)
+        if provider_id:
+            conds.append(payments.c.payment_intent_id == provider_id)
+        for cond in conds:
+            r = (await self.s.execute(select(payments).where(cond).with_for_update())).first()
+            if r:
+                return _payment(r)
+        return None
+
+    async def save(self, p: Payment, now: datetime) -> None:
+        await self.s.execute(update(payments).where(payments.c.id == p.id).values(
+            status=p.status.value, session_id=p.session_id, payment_url=p.payment_url,
+            payment_intent_id=p.provider_payment_id, refund_id=p.refund_id, updated_at=now))
+
+    async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
+        """True the first time an event id is seen; False for a duplicate delivery."""
+        stmt = pg_insert(webhook_events).values(event_id=event_id, type=event_type, payment_id=payment_id)
+        stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(webhook_events.c.event_id)
+        return (await self.s.execute(stmt)).first() is not None
+
+    async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
+        q = (select(payments).where(payments.c.status == PaymentStatus.PENDING.value,
+                                    payments.c.expires_at <= now, payments.c.session_id.is_not(None))
+             .order_by(payments.c.expires_at).limit(limit).with_for_update(skip_locked=True))
+        return [_payment(r) for r in await self.s.execute(q)]
+
+

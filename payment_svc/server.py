@@ -1,0 +1,71 @@
+"""payment_svc composition root."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from payment_svc.handlers import PaymentHandlers
+from payment_svc.repository import SCHEMA, PaymentRepository
+from payment_svc.service import PaymentServicer
+from payment_svc.stripe_gateway import StripeGateway
+from petpro import grpc_server
+from petpro.db import Database
+from petpro.payment.v1 import payment_pb2_grpc
+from petpro.settings import ServiceSettings, load
+
+SANDBOX_API_KEY = "sk_test_petpro_sandbox"
+
+
+class PaymentSettings(ServiceSettings):
+    component = "payment"
+    model_config = SettingsConfigDict(env_prefix="PAYMENT_", env_file=".env", extra="ignore")
+
+    public_base_url: str = Field(default="", description="where success/cancel pages live; default: the REST edge")
+    expiry_sweep_seconds: float = Field(default=5.0, gt=0)
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    db_pool_size: int = Field(default=10, ge=1, le=100)
+
+
+def make_gateway(settings: PaymentSettings) -> StripeGateway:
+    b = settings.backing
+    if b.stripe_api_key:  # real Stripe (test or live mode): the secret must be given too
+        if not b.stripe_webhook_secret:
+            raise SystemExit("STRIPE_WEBHOOK_SECRET is required when STRIPE_API_KEY is set")
+        return StripeGateway(b.stripe_api_key, b.stripe_webhook_secret, b.stripe_api_base,
+                             tolerance_seconds=settings.webhook_tolerance_seconds)
+    from petpro.devstack.stripe_sandbox import load_webhook_secret
+
+    secret = b.stripe_webhook_secret or load_webhook_secret(settings.stack.home_abs)
+    return StripeGateway(SANDBOX_API_KEY, secret, settings.url("stripe_api_base"),
+                         tolerance_seconds=settings.webhook_tolerance_seconds)
+
+
+def build(settings: PaymentSettings) -> grpc_server.App:
+    db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc", pool_size=settings.db_pool_size)
+
+    @asynccontextmanager
+    async def uow():  # type: ignore[no-untyped-def]
+        async with db.unit_of_work() as session:
+            yield PaymentRepository(session)
+
+    public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
+    handlers = PaymentHandlers(uow, make_gateway(settings), public_base_url=public)
+
+    return grpc_server.App(
+        name="payment_svc",
+        settings=settings,
+        services=[grpc_server.Registration(
+            payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer(handlers),
+            "petpro.payment.v1.PaymentService",
+        )],
+        background=[grpc_server.periodic("payment_svc.session_expiry", settings.expiry_sweep_seconds,
+                                               handlers.expire_due)],
+        on_stop=[db.close],
+    )
+
+
+def main() -> None:
+    grpc_server.main(build, load(PaymentSettings))

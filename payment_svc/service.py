@@ -1,0 +1,50 @@
+"""PaymentService servicer."""
+
+from __future__ import annotations
+
+from payment_svc.domain import Payment
+from payment_svc.handlers import CreateSession, PaymentHandlers
+from petpro.common.v1 import money_pb2
+from petpro.convert import dt, ts, uid
+from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+
+
+def payment_pb(p: Payment) -> payment_pb2.Payment:
+    return payment_pb2.Payment(
+        payment_id=str(p.id), order_ref=p.order_ref,
+        status=payment_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{p.status.value}"),
+        amount=money_pb2.Money(amount_minor=p.amount_minor, currency=p.currency), session_id=p.session_id or "",
+        provider_payment_id=p.provider_payment_id or "", refund_id=p.refund_id or "",
+        customer_email=p.customer_email, create_time=ts(p.created_at), update_time=ts(p.updated_at),
+    )
+
+
+class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
+    def __init__(self, handlers: PaymentHandlers) -> None:
+        self.h = handlers
+
+    async def CreatePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
+        p = await self.h.create_session(CreateSession(
+            request_id=request.request_id, order_ref=request.order_ref, amount_minor=request.amount.amount_minor,
+            currency=request.amount.currency, customer_email=request.customer_email,
+            description=request.description, success_url=request.success_url, cancel_url=request.cancel_url,
+            expires_at=dt(request.expires_at) if request.HasField("expires_at") else None,
+        ))
+        return payment_pb2.CreatePaymentSessionResponse(payment_id=str(p.id), session_id=p.session_id or "",
+                                                        payment_url=p.payment_url or "", expires_at=ts(p.expires_at))
+
+    async def GetPayment(self, request, context):  # type: ignore[no-untyped-def]
+        return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.get(uid(request.payment_id, "payment_id"))))
+
+    async def HandleWebhook(self, request, context):  # type: ignore[no-untyped-def]
+        out = await self.h.handle_webhook(request.payload, request.signature)
+        return payment_pb2.HandleWebhookResponse(event_id=out.event_id, event_type=out.event_type,
+                                                 duplicate=out.duplicate,
+                                                 payment=payment_pb(out.payment) if out.payment else None)
+
+    async def RefundPayment(self, request, context):  # type: ignore[no-untyped-def]
+        p = await self.h.refund(uid(request.payment_id, "payment_id"), request.reason)
+        return payment_pb2.RefundPaymentResponse(payment=payment_pb(p))
+
+    async def ExpirePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
+        return payment_pb2.ExpirePaymentSessionResponse(payment=payment_pb(await self.h.expire_session(request.session_id)))

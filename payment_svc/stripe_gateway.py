@@ -1,0 +1,106 @@
+"""The Stripe adapter: always the official ``stripe`` SDK.
+
+With no ``STRIPE_API_KEY`` the SDK's api base points at the bundled Stripe-compatible sandbox, so the
+code path under test is the production one.  Real Stripe test mode: set STRIPE_API_KEY and
+STRIPE_WEBHOOK_SECRET (and leave STRIPE_API_BASE unset).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import stripe
+
+from payment_svc.domain import GatewayError, GatewayEvent, InvalidSignature, Payment, Session
+
+STRIPE_MIN_SESSION_LIFETIME = timedelta(minutes=30)  # Stripe rejects a shorter checkout expires_at
+
+
+class StripeGateway:
+    def __init__(self, api_key: str, webhook_secret: str, api_base: str | None = None, *,
+                 tolerance_seconds: int = 300, timeout: float = 10.0) -> None:
+        self.client = stripe.StripeClient(
+            api_key,
+            base_addresses={"api": api_base} if api_base else None,
+            http_client=stripe.HTTPXClient(timeout=timeout),
+            max_network_retries=2,
+        )
+        self.webhook_secret = webhook_secret
+        self.tolerance = tolerance_seconds
+
+    async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
+                             idempotency_key: str) -> Session:
+        now = datetime.now(UTC)
+        # our hold may be shorter than Stripe's minimum: we expire the session ourselves at hold expiry
+        expires = max(payment.expires_at or now, now + STRIPE_MIN_SESSION_LIFETIME + timedelta(seconds=30))
+        metadata = {"payment_id": str(payment.id), "order_ref": payment.order_ref}
+        params = {
+            "mode": "payment",
+            "line_items": [{
+                "price_data": {
+                    "currency": payment.currency.lower(),
+                    "unit_amount": payment.amount_minor,
+                    "product_data": {"name": description},
+                },
+                "quantity": 1,
+            }],
+            "customer_email": payment.customer_email or None,
+            "client_reference_id": payment.order_ref,
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "expires_at": int(expires.timestamp()),
+        }
+        try:
+            session = await self.client.v1.checkout.sessions.create_async(
+                {k: v for k, v in params.items() if v is not None},  # type: ignore[arg-type]
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise GatewayError(f"payment provider refused the session: {exc.user_message or exc}") from exc
+        return Session(id=session.id, url=session.url or "")
+
+    async def expire_session(self, session_id: str) -> bool:
+        """Expire an open session; False when it is no longer open (paid or already expired)."""
+        try:
+            await self.client.v1.checkout.sessions.expire_async(session_id)
+        except stripe.InvalidRequestError:
+            return False
+        return True
+
+    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str:
+        try:
+            refund = await self.client.v1.refunds.create_async(
+                {"payment_intent": provider_payment_id, "amount": amount_minor, "reason": "requested_by_customer",
+                 "metadata": {"petpro_reason": reason[:500]}},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise GatewayError(f"refund failed: {exc.user_message or exc}") from exc
+        return refund.id
+
+    def verify_event(self, payload: bytes, signature: str) -> GatewayEvent:
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, self.webhook_secret, self.tolerance)
+        except stripe.SignatureVerificationError:
+            raise InvalidSignature("webhook signature is invalid or too old") from None
+        except ValueError:
+            raise InvalidSignature("webhook payload is not a Stripe event") from None
+        obj = event.data.object
+        kind = getattr(obj, "object", "")
+        metadata = dict(getattr(obj, "metadata", None) or {})
+        session_id = obj.id if kind == "checkout.session" else None
+        if kind == "checkout.session":
+            pi = getattr(obj, "payment_intent", None)
+            provider_id = pi if isinstance(pi, str) or pi is None else pi.id
+            paid = getattr(obj, "payment_status", "") == "paid"
+        elif kind == "payment_intent":
+            provider_id, paid = obj.id, getattr(obj, "status", "") == "succeeded"
+        elif kind == "charge":
+            pi = getattr(obj, "payment_intent", None)
+            provider_id, paid = (pi if isinstance(pi, str) or pi is None else pi.id), False
+        else:
+            provider_id, paid = None, False
+        return GatewayEvent(id=event.id, type=event.type, session_id=session_id, provider_payment_id=provider_id,
+                            payment_id=metadata.get("payment_id"), paid=paid, raw=event.to_dict())
