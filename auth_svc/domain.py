@@ -178,7 +178,7 @@ class TokenIssuer:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "sid", "jti"], "verify_exp": False},
+                options={"require": ["exp", "iat", "sub", "sid", "jti"], "verify_exp": False, "verify_iat": False},
             )
         except jwt.PyJWTError as exc:
             raise TokenInvalid("invalid token") from exc

@@ -48,9 +48,13 @@ async def server():
         closed.append(True)
 
     app = grpc_server.App(
-        name="test", settings=_Settings(grace_seconds=5),
-        services=[grpc_server.Registration(
-            auth_pb2_grpc.add_AuthServiceServicer_to_server, servicer, "petpro.auth.v1.AuthService")],
+        name="test",
+        settings=_Settings(grace_seconds=5),
+        services=[
+            grpc_server.Registration(
+                auth_pb2_grpc.add_AuthServiceServicer_to_server, servicer, "petpro.auth.v1.AuthService"
+            )
+        ],
         on_stop=[on_stop],
     )
     running = await grpc_server.start(app, port=0)
@@ -97,7 +101,9 @@ async def test_unexpected_error_is_internal_without_leaking(server):
     _, _, channel, _ = server
     stub = auth_pb2_grpc.AuthServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await stub.Login(auth_pb2.LoginRequest(email="a@b.co", password="pw"), metadata=(("x-request-id", "rid-42"),))
+        await stub.Login(
+            auth_pb2.LoginRequest(email="a@b.co", password="pw"), metadata=(("x-request-id", "rid-42"),)
+        )
     assert exc.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in exc.value.details()
     assert "rid-42" in exc.value.details()
