@@ -365,4 +365,5 @@ class BookingRepository:
         await self.s.execute(insert(outbox).values(
             event_id=event_id, topic=topic, key=key, event_type=event_type, payload=payload,
             traceparent=traceparent))
+        await self.s.execute(text("NOTIFY outbox"))  # delivered at commit: wakes the relay
 

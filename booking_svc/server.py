@@ -11,9 +11,10 @@ from pydantic_settings import SettingsConfigDict
 from booking_svc.handlers import BookingHandlers
 from booking_svc.repository import SCHEMA, BookingRepository
 from booking_svc.service import BookingServicer, encode_booking_created
-from petpro import grpc_server, telemetry
+from petpro import events, grpc_server, telemetry
 from petpro.booking.v1 import booking_pb2_grpc
 from petpro.db import Database
+from petpro.outbox import OutboxRelay
 from petpro.settings import ServiceSettings, load
 
 
@@ -24,6 +25,7 @@ class BookingSettings(ServiceSettings):
     hold_ttl_seconds: int = Field(default=600, ge=1, le=86_400, description="how long a slot is held for payment")
     expiry_sweep_seconds: float = Field(default=5.0, gt=0, description="how often expired holds are released")
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
 
 
 def build(settings: BookingSettings) -> grpc_server.App:
@@ -37,6 +39,10 @@ def build(settings: BookingSettings) -> grpc_server.App:
     handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
                                traceparent=telemetry.current_traceparent)
 
+    relay = OutboxRelay(
+        db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
+        source="/petpro/booking_svc", listen_dsn=settings.url("database_url"), batch_size=settings.outbox_batch_size,
+    )
     return grpc_server.App(
         name="booking_svc",
         settings=settings,
@@ -45,7 +51,7 @@ def build(settings: BookingSettings) -> grpc_server.App:
             "petpro.booking.v1.BookingService",
         )],
         background=[grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds,
-                                               handlers.expire_due)],
+                                               handlers.expire_due), relay.run],
         on_stop=[db.close],
     )
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from edge.service import MobileServicer, Stubs, TokenCache
+from edge.service import MobileServicer, Stubs
 from petpro import grpc_client, grpc_server
 from petpro.auth.v1 import auth_pb2_grpc
+from petpro.authn import TokenCache
 from petpro.booking.v1 import booking_pb2_grpc
 from petpro.mobile.v1 import mobile_pb2_grpc
 from petpro.notification.v1 import notification_pb2_grpc

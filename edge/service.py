@@ -8,20 +8,19 @@ interceptor passes the internal services' rich status through.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro.authn import Authenticator, Principal, TokenCache, metadata
 from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.errors import DomainError, FieldViolation, InvalidArgument, Kind, NotFound, Unauthenticated
+from petpro.errors import InvalidArgument, NotFound
 from petpro.mobile.v1 import mobile_pb2, mobile_pb2_grpc
 from petpro.notification.v1 import notification_pb2, notification_pb2_grpc
 from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro.upstream import call
 
 # uuid5 namespace turning a client's Idempotency-Key into the internal request ids (AIP-155)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f1d1e-6a8c-4d7e-9b2e-5e1b8f0c2a11")
@@ -35,41 +34,6 @@ MOBILE_STATUS = {
 }
 
 
-class Upstream(DomainError):
-    """An internal service's error, re-raised with its own code, reason and field violations."""
-
-
-def passthrough(err: grpc.aio.AioRpcError) -> DomainError:
-    code = err.code()
-    kind = Kind[code.name] if code.name in Kind.__members__ else None
-    if kind is None:  # INTERNAL, UNKNOWN… from upstream: unavailable to the client, details stay private
-        exc = Upstream("an internal service failed; try again", reason="UPSTREAM_UNAVAILABLE")
-        exc.kind = Kind.UNAVAILABLE
-        return exc
-    reason, violations, meta = code.name, [], {}
-    status = rpc_status.from_call(err)
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            reason, meta = info.reason, dict(info.metadata)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            violations = [FieldViolation(v.field, v.description, v.reason) for v in bad.field_violations]
-    exc = Upstream(err.details() or code.name, reason=reason, violations=violations, metadata=meta)
-    exc.kind = kind
-    return exc
-
-
-@dataclass
-class Principal:
-    user_id: str
-    email: str
-    name: str
-    expires_at: float
-
-
 @dataclass
 class Stubs:
     auth: auth_pb2_grpc.AuthServiceStub
@@ -78,88 +42,43 @@ class Stubs:
     notification: notification_pb2_grpc.NotificationServiceStub
 
 
-class TokenCache:
-    """Validated tokens for a few seconds (bounded), never past the token's own expiry."""
-
-    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Principal]] = {}
-
-    def get(self, token: str) -> Principal | None:
-        hit = self._entries.get(token)
-        if hit is None:
-            return None
-        until, principal = hit
-        if until < time.monotonic() or principal.expires_at <= time.time():
-            self._entries.pop(token, None)
-            return None
-        return principal
-
-    def put(self, token: str, principal: Principal) -> None:
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[token] = (time.monotonic() + self.ttl, principal)
-
-
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
-    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-
-
 class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     def __init__(self, stubs: Stubs, *, token_cache: TokenCache | None = None) -> None:
         self.s = stubs
-        self.tokens = token_cache or TokenCache()
-
-    async def _call(self, rpc, request):  # type: ignore[no-untyped-def]
-        try:
-            return await rpc(request)
-        except grpc.aio.AioRpcError as err:
-            raise passthrough(err) from None
+        self.authn = Authenticator(stubs.auth, token_cache)
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
-        header = _metadata(context).get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("missing bearer token", reason="TOKEN_MISSING")
-        token = token.strip()
-        cached = self.tokens.get(token)
-        if cached:
-            return cached
-        v = await self._call(self.s.auth.ValidateToken, auth_pb2.ValidateTokenRequest(token=token))
-        principal = Principal(v.user_id, v.email, v.name, v.expires_at.ToSeconds())
-        self.tokens.put(token, principal)
-        return principal
+        return await self.authn.principal(context)
 
     # -- auth ----------------------------------------------------------------------------------------
     async def Register(self, request, context):  # type: ignore[no-untyped-def]
-        r = await self._call(self.s.auth.Register, auth_pb2.RegisterRequest(
+        r = await call(self.s.auth.Register, auth_pb2.RegisterRequest(
             email=request.email, password=request.password, name=request.name))
         return mobile_pb2.RegisterResponse(user=r.user)
 
     async def Login(self, request, context):  # type: ignore[no-untyped-def]
-        r = await self._call(self.s.auth.Login, auth_pb2.LoginRequest(email=request.email, password=request.password))
+        r = await call(self.s.auth.Login, auth_pb2.LoginRequest(email=request.email, password=request.password))
         return mobile_pb2.LoginResponse(access_token=r.access_token, refresh_token=r.refresh_token,
                                         token_type=r.token_type, expires_in=r.expires_in)
 
     async def RefreshToken(self, request, context):  # type: ignore[no-untyped-def]
-        r = await self._call(self.s.auth.RefreshToken, auth_pb2.RefreshTokenRequest(refresh_token=request.refresh_token))
+        r = await call(self.s.auth.RefreshToken, auth_pb2.RefreshTokenRequest(refresh_token=request.refresh_token))
         return mobile_pb2.RefreshTokenResponse(access_token=r.access_token, refresh_token=r.refresh_token,
                                                token_type=r.token_type, expires_in=r.expires_in)
 
     # -- catalog (public) ----------------------------------------------------------------------------
     async def ListClinics(self, request, context):  # type: ignore[no-untyped-def]
-        r = await self._call(self.s.booking.ListClinics, booking_pb2.ListClinicsRequest(
+        r = await call(self.s.booking.ListClinics, booking_pb2.ListClinicsRequest(
             page_size=request.page_size, page_token=request.page_token))
         return mobile_pb2.ListClinicsResponse(clinics=r.clinics, next_page_token=r.next_page_token)
 
     async def ListServices(self, request, context):  # type: ignore[no-untyped-def]
-        r = await self._call(self.s.booking.ListServices, booking_pb2.ListServicesRequest(
+        r = await call(self.s.booking.ListServices, booking_pb2.ListServicesRequest(
             clinic_id=request.clinic_id, page_size=request.page_size, page_token=request.page_token))
         return mobile_pb2.ListServicesResponse(services=r.services, next_page_token=r.next_page_token)
 
     async def GetAvailability(self, request, context):  # type: ignore[no-untyped-def]
-        r = await self._call(self.s.booking.GetAvailability, booking_pb2.GetAvailabilityRequest(
+        r = await call(self.s.booking.GetAvailability, booking_pb2.GetAvailabilityRequest(
             service_id=request.service_id, date=request.date))
         return mobile_pb2.GetAvailabilityResponse(service_id=r.service_id, date=r.date, time_zone=r.time_zone,
                                                   slots=r.slots)
@@ -171,23 +90,23 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                                            birth_date=request.birth_date)
         if request.HasField("breed"):
             req.breed = request.breed
-        r = await self._call(self.s.booking.CreatePet, req)
+        r = await call(self.s.booking.CreatePet, req)
         return mobile_pb2.CreatePetResponse(pet=r.pet)
 
     async def ListPets(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
-        r = await self._call(self.s.booking.ListPets, booking_pb2.ListPetsRequest(
+        r = await call(self.s.booking.ListPets, booking_pb2.ListPetsRequest(
             owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
         return mobile_pb2.ListPetsResponse(pets=r.pets, next_page_token=r.next_page_token)
 
     # -- booking flow --------------------------------------------------------------------------------
     async def CreateBooking(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
-        key = _metadata(context).get("idempotency-key", "").strip()
+        key = metadata(context).get("idempotency-key", "").strip()
         if len(key) > 255:
             raise InvalidArgument.field("Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG")
         request_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{me.user_id}:{key}")) if key else str(uuid.uuid4())
-        held = await self._call(self.s.booking.ReserveSlot, booking_pb2.ReserveSlotRequest(
+        held = await call(self.s.booking.ReserveSlot, booking_pb2.ReserveSlotRequest(
             request_id=request_id, service_id=request.service_id, pet_id=request.pet_id,
             owner_user_id=me.user_id, slot_start_time=request.slot, owner_email=me.email, owner_name=me.name))
         res = held.reservation
@@ -198,13 +117,13 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                                                 payment_url=payment_url, expires_at=res.expires_at, amount=res.amount)
 
     async def _payment_session(self, res: booking_pb2.Reservation, email: str):  # type: ignore[no-untyped-def]
-        service = await self._call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=res.service_id))
-        return await self._call(self.s.payment.CreatePaymentSession, payment_pb2.CreatePaymentSessionRequest(
+        service = await call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=res.service_id))
+        return await call(self.s.payment.CreatePaymentSession, payment_pb2.CreatePaymentSessionRequest(
             request_id=f"reservation-{res.lock_id}", order_ref=res.lock_id, amount=res.amount,
             customer_email=email, description=service.service.name, expires_at=res.expires_at))
 
     async def _own_reservation(self, lock_id: str, me: Principal) -> booking_pb2.Reservation:
-        r = await self._call(self.s.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
+        r = await call(self.s.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
         if r.reservation.owner_user_id != me.user_id:
             raise NotFound("reservation not found", reason="RESERVATION_NOT_FOUND")
         return r.reservation
@@ -222,26 +141,26 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
 
     async def GetBooking(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
-        r = await self._call(self.s.booking.GetBooking, booking_pb2.GetBookingRequest(booking_id=request.booking_id))
+        r = await call(self.s.booking.GetBooking, booking_pb2.GetBookingRequest(booking_id=request.booking_id))
         if r.booking.owner_user_id != me.user_id:
             raise NotFound("booking not found", reason="BOOKING_NOT_FOUND")
         return mobile_pb2.GetBookingResponse(booking=r.booking)
 
     async def ListBookings(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
-        r = await self._call(self.s.booking.ListBookings, booking_pb2.ListBookingsRequest(
+        r = await call(self.s.booking.ListBookings, booking_pb2.ListBookingsRequest(
             owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
         return mobile_pb2.ListBookingsResponse(bookings=r.bookings, next_page_token=r.next_page_token)
 
     # -- notifications -------------------------------------------------------------------------------
     async def ListNotifications(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
-        r = await self._call(self.s.notification.ListNotifications, notification_pb2.ListNotificationsRequest(
+        r = await call(self.s.notification.ListNotifications, notification_pb2.ListNotificationsRequest(
             user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
         return mobile_pb2.ListNotificationsResponse(notifications=r.notifications, next_page_token=r.next_page_token)
 
     async def RegisterDevice(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
-        r = await self._call(self.s.notification.RegisterDevice, notification_pb2.RegisterDeviceRequest(
+        r = await call(self.s.notification.RegisterDevice, notification_pb2.RegisterDeviceRequest(
             user_id=me.user_id, platform=request.platform, token=request.token))
         return mobile_pb2.RegisterDeviceResponse(device=r.device)

@@ -53,6 +53,8 @@ class App:
     services: list[Registration]
     # coroutine factories started after the server is up (outbox relay, consumers…), cancelled on stop
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # awaited when shutdown begins (after NOT_SERVING, before draining): end long-lived streams here
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # awaited once on start (before serving) and on stop (after draining), in reverse order
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -79,6 +81,8 @@ class Running:
         grace = self.app.settings.grace_seconds if grace is None else grace
         log.info("shutting down", extra={"fields": {"grace_s": grace}})
         await self.health.enter_graceful_shutdown()  # every service → NOT_SERVING
+        for hook in self.app.on_shutdown:
+            await hook()
         self.draining.set()
         await self.server.stop(grace)  # refuses new RPCs, waits for in-flight ones up to grace
         for task in self.tasks:

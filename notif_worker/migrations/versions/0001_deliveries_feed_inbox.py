@@ -27,16 +27,23 @@ def upgrade() -> None:
         sa.Column("delivered_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("event_id", "channel", "recipient", name="deliveries_once"),
     )
+    # Per-clinic cursors: allocated under a row lock on clinic_cursors, so within a clinic the
+    # commit order equals the cursor order and a subscriber can never skip an uncommitted cursor.
+    op.create_table(
+        "clinic_cursors",
+        sa.Column("clinic_id", sa.Uuid(), primary_key=True),
+        sa.Column("last_cursor", sa.BigInteger(), nullable=False),
+    )
     op.create_table(
         "clinic_events",
-        sa.Column("cursor", sa.BigInteger(), sa.Identity(), primary_key=True),
-        sa.Column("clinic_id", sa.Uuid(), nullable=False),
+        sa.Column("clinic_id", sa.Uuid(), primary_key=True),
+        sa.Column("cursor", sa.BigInteger(), primary_key=True),
         sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
-    op.create_index("ix_clinic_events_clinic_cursor", "clinic_events", ["clinic_id", "cursor"])
     op.create_table(
         "inbox",
         sa.Column("id", sa.Uuid(), primary_key=True),
@@ -62,5 +69,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("devices", "inbox", "clinic_events", "deliveries"):
+    for table in ("devices", "inbox", "clinic_events", "clinic_cursors", "deliveries"):
         op.drop_table(table)

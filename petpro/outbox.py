@@ -1,0 +1,129 @@
+"""Transactional outbox relay: rows written with a state change are published to Kafka.
+
+A service inserts into its ``outbox`` table in the same transaction as the change (and may
+``NOTIFY outbox``).  The relay claims unsent rows in id order (``FOR UPDATE SKIP LOCKED``, so several
+replicas share the work), publishes them with CloudEvents headers, waits for the broker's
+acknowledgement (acks=all) and only then marks them sent, in the same transaction.  While the broker
+is down the rows stay unsent and the relay retries with backoff: a broker restart loses nothing.
+Consumers must be idempotent by event id (a crash between the ack and the commit re-publishes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+from kafka import KafkaProducer
+from sqlalchemy import text
+
+from petpro.db import Database
+from petpro.events import cloudevent_headers
+
+log = logging.getLogger("petpro.outbox")
+
+CLAIM = text(
+    "SELECT id, event_id, topic, key, event_type, payload, traceparent, created_at FROM outbox"
+    " WHERE sent_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+)
+MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
+NOTIFY_CHANNEL = "outbox"
+
+
+@dataclass
+class RelayStats:
+    published: int = 0
+    batches: int = 0
+    failures: int = 0
+
+
+class OutboxRelay:
+    def __init__(self, db: Database, producer_factory: Callable[[], KafkaProducer], *, source: str,
+                 listen_dsn: str | None = None, batch_size: int = 500, idle_poll_seconds: float = 1.0,
+                 max_backoff_seconds: float = 5.0) -> None:
+        self.db = db
+        self.producer_factory = producer_factory
+        self.source = source
+        self.listen_dsn = listen_dsn
+        self.batch_size = batch_size
+        self.idle_poll = idle_poll_seconds
+        self.max_backoff = max_backoff_seconds
+        self.stats = RelayStats()
+        self._producer: KafkaProducer | None = None
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen()) if self.listen_dsn else None
+        backoff = 0.1
+        try:
+            while True:
+                try:
+                    sent = await self.publish_batch()
+                    backoff = 0.1
+                except Exception as exc:  # broker down, DB hiccup: keep rows, retry later
+                    self.stats.failures += 1
+                    log.warning("outbox publish failed, retrying in %.1fs: %s", backoff, exc)
+                    await asyncio.to_thread(self._close_producer)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
+                    continue
+                if sent < self.batch_size:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+                    except TimeoutError:
+                        pass
+        finally:
+            if listener:
+                listener.cancel()
+            await asyncio.to_thread(self._close_producer)
+
+    async def publish_batch(self) -> int:
+        async with self.db.unit_of_work() as session:
+            rows = (await session.execute(CLAIM, {"limit": self.batch_size})).all()
+            if not rows:
+                return 0
+            await asyncio.to_thread(self._produce, rows)
+            await session.execute(MARK_SENT, {"ids": [r.id for r in rows]})
+        self.stats.published += len(rows)
+        self.stats.batches += 1
+        return len(rows)
+
+    def _produce(self, rows) -> None:  # type: ignore[no-untyped-def]  # runs in a worker thread
+        if self._producer is None:
+            self._producer = self.producer_factory()
+        futures = [
+            self._producer.send(
+                r.topic, key=r.key.encode(), value=bytes(r.payload),
+                headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
+                                           traceparent=r.traceparent or None),
+            )
+            for r in rows
+        ]
+        self._producer.flush(timeout=10)
+        for f in futures:
+            f.get(timeout=10)  # raises if the broker did not acknowledge
+
+    def _close_producer(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=1)
+            except Exception:
+                pass
+            self._producer = None
+
+    async def _listen(self) -> None:
+        """Wake the relay on ``NOTIFY outbox`` for low latency; polling covers missed notifications."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.listen_dsn, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    async for _ in conn.notifies():
+                        self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox LISTEN connection lost: %s", exc)
+                await asyncio.sleep(1)

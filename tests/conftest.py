@@ -1,0 +1,103 @@
+"""Fixtures shared by the whole suite.
+
+``devstack`` (session): an isolated dev stack — its own home in a temp folder, its own port base —
+with the backing services only (PostgreSQL, Redis, Kafka-protocol broker, SMTP sink).  Clients take
+their URLs from ``devstack.env()``.  It never uses the developer's ``make up`` stack (port base 7400)
+nor servers already on the machine, and it is stopped at the end of the session.
+
+``make_stack`` (per test): more isolated stacks for tests that start and stop things themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from petpro.devstack import Stack, Step, infra
+from petpro.devstack.process import port_in_use
+from petpro.settings import PORT_OFFSETS, BackingSettings, StackSettings
+
+PORT_SPAN = 200  # ports a stack may use above its base: PORT_OFFSETS plus test extras (< 200)
+EXTRA_OFFSETS = (150,)  # tests' dummy services
+
+
+def no_external_urls() -> BackingSettings:
+    """Backing settings that ignore DATABASE_URL & co. from the environment / .env: test stacks are
+    always embedded unless a test says otherwise."""
+    return BackingSettings(**dict.fromkeys(BackingSettings.model_fields))
+
+
+class PortBases:
+    """Hands out port bases whose ports are free, never the same one twice in a session."""
+
+    def __init__(self) -> None:
+        self.used: set[int] = set()
+
+    def allocate(self, preferred: int | None = None) -> int:
+        candidates = list(range(17400, 32400, PORT_SPAN))  # below the ephemeral range
+        random.shuffle(candidates)
+        if preferred is not None:
+            candidates.insert(0, preferred)
+        for base in candidates:
+            if base in self.used:
+                continue
+            offsets = (*PORT_OFFSETS.values(), *EXTRA_OFFSETS)
+            if not any(port_in_use("127.0.0.1", base + off) for off in offsets):
+                self.used.add(base)
+                return base
+        raise RuntimeError("no free port range for a test stack")
+
+
+def make_home(prefix: str) -> Path:
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    home.chmod(0o755)  # as root PostgreSQL runs as a system user, which must be able to enter it
+    return home
+
+
+@pytest.fixture(scope="session")
+def port_bases() -> PortBases:
+    return PortBases()
+
+
+@pytest.fixture(scope="session")
+def devstack(port_bases: PortBases) -> Iterator[Stack]:
+    home = make_home("petpro-test-")
+    base = port_bases.allocate(preferred=17400 + (os.getpid() % 50) * PORT_SPAN)
+    stack = Stack(StackSettings(home=home, port_base=base), infra(), backing=no_external_urls())
+    try:
+        report = stack.up()
+        times = ", ".join(f"{r.name} {r.seconds:.2f}s" for r in report.results)
+        print(f"\ndevstack up in {report.seconds:.2f}s ({times}) at {home}, port base {base}")
+        yield stack
+    finally:
+        stack.down(purge=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def make_stack(port_bases: PortBases) -> Iterator[Callable[..., Stack]]:
+    """``make_stack(components, **urls)`` → a Stack with its own home and port base; ``urls`` are
+    external backing URLs (``database_url=...``).  Every stack made is stopped and deleted after the
+    test."""
+    made: list[tuple[Stack, Path]] = []
+
+    def factory(components: Sequence[Step], **urls: str) -> Stack:
+        home = make_home("petpro-test-")
+        settings = StackSettings(home=home, port_base=port_bases.allocate())
+        backing = no_external_urls().model_copy(update=urls)
+        stack = Stack(settings, components, backing=backing)
+        made.append((stack, home))
+        return stack
+
+    yield factory
+    for stack, home in reversed(made):
+        try:
+            stack.down(purge=True)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
