@@ -6,6 +6,7 @@
     petpro logs NAME [-n N] [-f]                   a component's log (.petpro/logs/NAME.log)
     petpro mail [--show N]                         messages caught by the SMTP sink
     petpro migrate                                 apply every service's migrations
+    petpro seed [FILE]                             load catalog data (default: the bundled demo clinics)
     petpro env                                     the environment a client needs (export lines)
 
 Configuration: PETPRO_HOME (default .petpro), PETPRO_PORT_BASE (default 7400), PETPRO_<NAME>_PORT,
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import os
 import shlex
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from petpro.devstack.stack import Stack, StackError, StepResult
 from petpro.settings import BackingSettings, StackSettings, load
@@ -159,18 +160,27 @@ def cmd_mail(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     stack = _stack()
     os.environ.update(stack.env())  # the embedded URLs unless the user set their own
-    try:
-        from petpro.migrations import migrate_all
-    except ModuleNotFoundError as exc:
-        if exc.name != "petpro.migrations":
-            raise
-        print("petpro.migrations is not available yet: nothing to migrate", file=sys.stderr)
-        return EXIT_FAILED
-    result = migrate_all()
-    if inspect.isawaitable(result):
-        result = asyncio.run(result)  # type: ignore[arg-type]
-    done = ", ".join(result) if isinstance(result, list | tuple) else "done"
-    print(f"migrated: {done}")
+    from petpro.migrations import migrate_all
+
+    print(f"migrated: {', '.join(migrate_all())}")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Load catalog data (clinics, services, staff accounts) from a YAML file; idempotent."""
+    import yaml
+
+    from auth_svc import seed as auth_seed
+    from booking_svc import seed as booking_seed
+
+    stack = _stack()
+    os.environ.update(stack.env())
+    path = Path(args.file) if args.file else Path(__file__).parent / "seed_data" / "demo.yaml"
+    data = yaml.safe_load(path.read_text())
+    url = os.environ["DATABASE_URL"]
+    clinics, services = asyncio.run(booking_seed.load(url, data))
+    staff = asyncio.run(auth_seed.load(url, data))
+    print(f"seeded from {path}: {clinics} clinics, {services} services, {staff} staff accounts")
     return 0
 
 
@@ -212,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("migrate", help="apply every service's database migrations")
     p.set_defaults(func=cmd_migrate)
 
+    p = sub.add_parser("seed", help="load demo catalog data (clinics, services, staff) from a YAML file")
+    p.add_argument("file", nargs="?", help="YAML file (default: the bundled demo clinic)")
+    p.set_defaults(func=cmd_seed)
     p = sub.add_parser("env", help="print the environment a client of the stack needs")
     p.set_defaults(func=cmd_env)
     return parser
