@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from edge.http_app import HttpDeps, create_app, serve_http
 from edge.service import MobileServicer, Stubs
 from petpro import grpc_client, grpc_server
 from petpro.auth.v1 import auth_pb2_grpc
@@ -53,6 +54,10 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         notification=notification_pb2_grpc.NotificationServiceStub(channels["notif"]),
     )
 
+    http = create_app(HttpDeps(payment=stubs.payment, booking=stubs.booking,
+                               rpc_timeout=settings.upstream_timeout_seconds))
+    http_port = settings.http_port or settings.stack.port("edge_http")
+
     async def close_channels() -> None:
         for ch in channels.values():
             await ch.close()
@@ -65,6 +70,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
             MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds)),
             "petpro.mobile.v1.MobileService",
         )],
+        background=[lambda: serve_http(http, settings.bind_host, http_port)],
         on_stop=[close_channels],
     )
 

@@ -87,20 +87,22 @@ class StripeGateway:
             raise InvalidSignature("webhook signature is invalid or too old") from None
         except ValueError:
             raise InvalidSignature("webhook payload is not a Stripe event") from None
-        obj = event.data.object
-        kind = getattr(obj, "object", "")
-        metadata = dict(getattr(obj, "metadata", None) or {})
-        session_id = obj.id if kind == "checkout.session" else None
+        raw = event.to_dict()
+        obj = raw.get("data", {}).get("object", {}) or {}
+        kind = obj.get("object", "")
+        metadata = obj.get("metadata") or {}
+        session_id = obj.get("id") if kind == "checkout.session" else None
+
+        def ref(value: object) -> str | None:  # an id, or an expanded object carrying one
+            return value.get("id") if isinstance(value, dict) else value  # type: ignore[return-value]
+
         if kind == "checkout.session":
-            pi = getattr(obj, "payment_intent", None)
-            provider_id = pi if isinstance(pi, str) or pi is None else pi.id
-            paid = getattr(obj, "payment_status", "") == "paid"
+            provider_id, paid = ref(obj.get("payment_intent")), obj.get("payment_status") == "paid"
         elif kind == "payment_intent":
-            provider_id, paid = obj.id, getattr(obj, "status", "") == "succeeded"
+            provider_id, paid = obj.get("id"), obj.get("status") == "succeeded"
         elif kind == "charge":
-            pi = getattr(obj, "payment_intent", None)
-            provider_id, paid = (pi if isinstance(pi, str) or pi is None else pi.id), False
+            provider_id, paid = ref(obj.get("payment_intent")), False
         else:
             provider_id, paid = None, False
         return GatewayEvent(id=event.id, type=event.type, session_id=session_id, provider_payment_id=provider_id,
-                            payment_id=metadata.get("payment_id"), paid=paid, raw=event.to_dict())
+                            payment_id=metadata.get("payment_id"), paid=paid, raw=raw)

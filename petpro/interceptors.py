@@ -92,6 +92,8 @@ async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Statu
 def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
     if isinstance(exc, DomainError):
         return rich_status(KIND_TO_CODE[exc.kind], exc.message, exc.reason, exc.violations, exc.metadata)
+    if isinstance(exc, NotImplementedError):  # the generated servicer base for an RPC not built yet
+        return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED")
     return status_pb2.Status(
         code=code_pb2.INTERNAL, message=f"internal error (request id {request_id})"
     )
@@ -144,8 +146,8 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             )
 
     async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, method: str, rid: str) -> None:
-        if isinstance(exc, DomainError):
-            log.info("rpc rejected", extra={"fields": {"method": method, "reason": exc.reason}})
+        if isinstance(exc, DomainError | NotImplementedError):
+            log.info("rpc rejected", extra={"fields": {"method": method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}})
         else:
             log.exception("rpc failed", extra={"fields": {"method": method}})
         await abort_with(context, status_for(exc, rid))

@@ -101,3 +101,15 @@ def make_stack(port_bases: PortBases) -> Iterator[Callable[..., Stack]]:
             stack.down(purge=True)
         finally:
             shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mesh(devstack: Stack) -> Stack:
+    """The whole mesh (every component of ``petpro up``) on the session's dev stack, started once.
+    Stopped with the dev stack (same home: ``down`` stops everything it finds there)."""
+    from petpro.devstack import default_components
+
+    stack = Stack(devstack.ctx.settings, default_components(), backing=no_external_urls())
+    report = stack.up()
+    print(f"\nmesh up in {report.seconds:.2f}s")
+    return stack

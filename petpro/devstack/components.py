@@ -31,11 +31,11 @@ from petpro.devstack.process import open_log
 SERVICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("auth", "auth_svc", ()),
     ("booking", "booking_svc", ()),
-    ("payment", "payment_svc", ()),
+    ("payment", "payment_svc", ("stripe",)),
     ("notif", "notif_worker", ()),
     ("edge", "edge", ("auth", "booking", "payment")),
 )
-INFRA_NAMES: tuple[str, ...] = ("postgres", "redis", "kafka", "smtp")
+INFRA_NAMES: tuple[str, ...] = ("postgres", "redis", "kafka", "smtp")  # every service waits for these
 
 
 def redis_binary() -> Path:
@@ -82,6 +82,14 @@ def _smtp_launch(ctx: Context) -> Launch:
     )
 
 
+def _stripe_launch(ctx: Context) -> Launch:
+    h = ctx.settings.host
+    return Launch([
+        sys.executable, "-m", "petpro.devstack.stripe_sandbox", "--host", h, "--port", str(ctx.port("stripe")),
+        "--home", str(ctx.home), "--webhook-url", f"http://{h}:{ctx.port('envoy')}/webhooks/stripe",
+    ])
+
+
 def infra() -> list[Component]:
     """The backing services (each replaced by the user's server when its URL is set)."""
     return [
@@ -89,6 +97,8 @@ def infra() -> list[Component]:
         Component(name="redis", launch=_redis_launch, ready=checks.redis, url_key="redis_url"),
         kafka.component(),
         Component(name="smtp", launch=_smtp_launch, ready=checks.smtp, url_key="smtp_url"),
+        Component(name="stripe", launch=_stripe_launch, ready=checks.http_ok("/_sandbox/health"),
+                  url_key="stripe_api_base"),
     ]
 
 
@@ -124,11 +134,23 @@ def run_migrations(ctx: Context) -> str:
     return "done"
 
 
+def envoy() -> Component:
+    """The public REST edge: Envoy with its config generated from the protos' descriptors."""
+    return Component(
+        name="envoy",
+        launch=lambda ctx: Launch([sys.executable, "-m", "edge.envoy"]),
+        ready=checks.http_ok("/ready"),
+        port=lambda ctx: ctx.port("envoy_admin"),
+        depends_on=("edge",),
+        start_timeout=30.0,
+    )
+
+
 def services() -> list[Step]:
-    """Migrations, then the five services."""
+    """Migrations, then the five services and the Envoy edge in front of them."""
     steps: list[Step] = [Task(name="migrate", run=run_migrations, depends_on=("postgres",))]
     steps += [python_grpc_service(name, module, deps) for name, module, deps in SERVICES]
-    return steps
+    return [*steps, envoy()]
 
 
 def default_components() -> list[Step]:

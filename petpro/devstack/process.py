@@ -300,3 +300,10 @@ def follow(path: Path, *, poll: float = 0.25) -> Iterator[str]:
                 yield line.decode(errors="replace").rstrip("\n")
             else:
                 time.sleep(poll)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now (for tests and extra instances)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

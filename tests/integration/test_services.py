@@ -1,0 +1,93 @@
+"""Every service of the mesh, as real processes: health, reflection, graceful SIGTERM, validation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
+from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro.devstack import Stack
+from petpro.devstack.process import free_port
+
+pytestmark = pytest.mark.integration
+
+SERVICES = {
+    "auth": ("auth_svc", "AUTH", ["petpro.auth.v1.AuthService"]),
+    "booking": ("booking_svc", "BOOKING", ["petpro.booking.v1.BookingService"]),
+    "payment": ("payment_svc", "PAYMENT", ["petpro.payment.v1.PaymentService"]),
+    "notif": ("notif_worker", "NOTIF",
+              ["petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"]),
+    "edge": ("edge", "EDGE", ["petpro.mobile.v1.MobileService"]),
+}
+
+
+async def _reflected_services(channel: grpc.aio.Channel) -> set[str]:
+    call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo()
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    resp = await call.read()
+    await call.done_writing()
+    return {s.name for s in resp.list_services_response.service}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_service_is_healthy_and_reflects_its_services(mesh: Stack, name: str):
+    _, _, services = SERVICES[name]
+    async with grpc.aio.insecure_channel(mesh.address(name)) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for svc in ["", *services]:
+            resp = await health.Check(health_pb2.HealthCheckRequest(service=svc), timeout=5)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING, svc
+        assert set(services) <= await _reflected_services(channel)
+
+
+async def test_invalid_request_to_a_real_server_names_the_field(mesh: Stack):
+    async with grpc.aio.insecure_channel(mesh.address("booking")) as channel:
+        stub = booking_pb2_grpc.BookingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.GetAvailability(booking_pb2.GetAvailabilityRequest(service_id="nope", date="2030-13-01"),
+                                       timeout=5)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(exc.value)
+    bad = error_details_pb2.BadRequest()
+    assert any(d.Unpack(bad) for d in status.details if d.Is(bad.DESCRIPTOR))
+    assert {v.field for v in bad.field_violations} == {"service_id", "date"}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+async def test_sigterm_goes_not_serving_then_exits_zero(mesh: Stack, name: str):
+    """A second instance of the service on its own port: a health Watch stream (an in-flight RPC)
+    sees SERVING, then NOT_SERVING after SIGTERM, ends cleanly, and the process exits 0."""
+    module, prefix, _ = SERVICES[name]
+    port = free_port()
+    env = {**os.environ, **mesh.env(), f"{prefix}_GRPC_PORT": str(port), f"{prefix}_METRICS_PORT": "0",
+           f"{prefix}_GRACE_SECONDS": "5", "EDGE_HTTP_PORT": str(free_port())}
+    proc = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", module], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+            first = await watch.read()
+            while first.status != health_pb2.HealthCheckResponse.SERVING:
+                first = await watch.read()
+            proc.send_signal(signal.SIGTERM)
+            seen = []
+            async for update in watch:
+                seen.append(update.status)
+            assert health_pb2.HealthCheckResponse.NOT_SERVING in seen
+        code = await asyncio.to_thread(proc.wait, 30)
+        assert code == 0, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

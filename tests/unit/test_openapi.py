@@ -1,0 +1,139 @@
+"""The OpenAPI document generated from the descriptor set covers the public REST API."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from edge.openapi import build_openapi, default_descriptor_path, docs_html
+
+ROUTES = {
+    ("post", "/v1/auth/register"): ("Register", False),
+    ("post", "/v1/auth/login"): ("Login", False),
+    ("post", "/v1/auth/refresh"): ("RefreshToken", False),
+    ("get", "/v1/clinics"): ("ListClinics", False),
+    ("get", "/v1/clinics/{clinic_id}/services"): ("ListServices", False),
+    ("get", "/v1/services/{service_id}/availability"): ("GetAvailability", False),
+    ("post", "/v1/pets"): ("CreatePet", True),
+    ("get", "/v1/pets"): ("ListPets", True),
+    ("post", "/v1/bookings"): ("CreateBooking", True),
+    ("get", "/v1/bookings"): ("ListBookings", True),
+    ("get", "/v1/reservations/{lock_id}"): ("GetReservation", True),
+    ("get", "/v1/bookings/{booking_id}"): ("GetBooking", True),
+    ("get", "/v1/me/notifications"): ("ListNotifications", True),
+    ("post", "/v1/me/devices"): ("RegisterDevice", True),
+}
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return build_openapi(default_descriptor_path().read_bytes())
+
+
+def _resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_validates_as_openapi_3_1(doc: dict[str, Any]) -> None:
+    assert doc["openapi"] == "3.1.0"
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(doc)
+
+
+def test_covers_every_rest_route_with_its_method(doc: dict[str, Any]) -> None:
+    rpc_ops = {
+        (method, path): op["operationId"]
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if "x-grpc-method" in op
+    }
+    assert rpc_ops == {k: v[0] for k, v in ROUTES.items()}
+    for (method, path), (name, _) in ROUTES.items():
+        op = doc["paths"][path][method]
+        assert op["x-grpc-method"] == f"/petpro.mobile.v1.MobileService/{name}"
+        assert op["summary"] and op["description"]  # from the proto comments
+    assert "post" in doc["paths"]["/webhooks/stripe"]
+
+
+def test_path_query_and_header_parameters(doc: dict[str, Any]) -> None:
+    for (method, path), _ in ROUTES.items():
+        op = doc["paths"][path][method]
+        path_params = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+        assert path_params == set(re.findall(r"\{(\w+)\}", path))
+        assert all(p["required"] for p in op.get("parameters", []) if p["in"] == "path")
+    avail = doc["paths"]["/v1/services/{service_id}/availability"]["get"]
+    params = {p["name"]: p for p in avail["parameters"]}
+    assert params["service_id"]["schema"]["format"] == "uuid"
+    assert params["date"]["in"] == "query" and params["date"]["required"] is True
+    assert "pattern" in params["date"]["schema"]
+    listing = {p["name"]: p for p in doc["paths"]["/v1/pets"]["get"]["parameters"]}
+    assert listing.keys() == {"page_size", "page_token"}
+    assert listing["page_size"]["schema"] == {
+        "type": "integer",
+        "format": "int32",
+        "minimum": 0,
+        "maximum": 100,
+    }
+    booking = doc["paths"]["/v1/bookings"]["post"]
+    header = next(p for p in booking["parameters"] if p["in"] == "header")
+    assert header["name"] == "Idempotency-Key" and header["required"] is True
+    assert "requestBody" in booking and "requestBody" not in doc["paths"]["/v1/bookings"]["get"]
+
+
+def test_bearer_security_only_where_auth_is_needed(doc: dict[str, Any]) -> None:
+    assert doc["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    for (method, path), (_, secured) in ROUTES.items():
+        op = doc["paths"][path][method]
+        assert op["security"] == ([{"bearerAuth": []}] if secured else []), path
+        assert ("401" in op["responses"]) is secured
+
+
+def test_responses_created_and_problem_errors(doc: dict[str, Any]) -> None:
+    for path in ("/v1/auth/register", "/v1/pets", "/v1/bookings"):
+        assert "201" in doc["paths"][path]["post"]["responses"]
+    assert "200" in doc["paths"]["/v1/auth/login"]["post"]["responses"]
+    bad = doc["paths"]["/v1/bookings"]["post"]["responses"]["400"]
+    response = doc["components"]["responses"][bad["$ref"].rsplit("/", 1)[1]]
+    problem = _resolve(doc, response["content"]["application/problem+json"]["schema"])
+    assert {"type", "title", "status", "detail", "reason", "violations", "request_id"} <= problem[
+        "properties"
+    ].keys()
+
+
+def test_message_schemas_follow_proto3_json(doc: dict[str, Any]) -> None:
+    op = doc["paths"]["/v1/bookings"]["post"]
+    request = _resolve(doc, op["requestBody"]["content"]["application/json"]["schema"])
+    props = request["properties"]
+    assert set(props) == {"service_id", "pet_id", "slot", "payment_method"}  # snake_case
+    assert props["slot"]["type"] == "string" and props["slot"]["format"] == "date-time"
+    assert props["service_id"]["format"] == "uuid"
+    assert props["payment_method"]["enum"] == ["card"]
+    assert set(request["required"]) == {"service_id", "pet_id", "slot", "payment_method"}
+    assert "Idempotency-Key" in request["description"]
+
+    response = _resolve(doc, op["responses"]["201"]["content"]["application/json"]["schema"])
+    money = _resolve(doc, response["properties"]["amount"])
+    assert money["properties"]["amount_minor"]["type"] == "string"  # int64
+    assert response["properties"]["status"]["readOnly"] is True
+
+    pet = doc["components"]["schemas"]["Pet"]
+    species = _resolve(doc, pet["properties"]["species"])
+    assert species["type"] == "string" and "SPECIES_DOG" in species["enum"]
+    assert "breed" not in pet.get("required", [])  # proto3 optional
+    clinics = _resolve(
+        doc, doc["paths"]["/v1/clinics"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    )
+    assert clinics["properties"]["clinics"]["type"] == "array"
+    assert clinics["properties"]["clinics"]["items"]["$ref"].endswith("/Clinic")
+
+
+def test_docs_page_is_self_contained(doc: dict[str, Any]) -> None:
+    page = docs_html(doc)
+    assert page.startswith("<!doctype html>")
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=", page)  # nothing fetched
+    assert "CreateBooking" in page and "</script>" in page
+    assert page.count("</script>") == 2  # the embedded document cannot close its tag
