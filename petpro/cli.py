@@ -55,10 +55,10 @@ def _print_progress(result: StepResult) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from petpro.devstack.components import INFRA_NAMES
+    from petpro.devstack.components import infra
 
     stack = _stack(progress=True)
-    only = list(args.names) or (list(INFRA_NAMES) if args.infra else None)
+    only = list(args.names) or ([c.name for c in infra()] if args.infra else None)
     print(f"petpro up: home {stack.ctx.home}, port base {stack.settings.port_base}", flush=True)
     try:
         report = stack.up(only, timeout=args.timeout)
@@ -78,6 +78,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     print()
     print(render_table(rows))
     print(f"\nall healthy in {report.seconds:.1f}s", flush=True)
+    names = {r.name for r in report.results}
+    if "envoy" in names:
+        s = stack.settings
+        api = f"http://{s.host}:{s.port('envoy')}"
+        print(f"\n  REST API        {api}   (docs {api}/docs, OpenAPI {api}/openapi.json)")
+        print(f"  clinic feed     grpc://{s.addr('notif')}   (petpro.notification.v1.ClinicFeedService)")
+        print(f"  Stripe sandbox  http://{s.host}:{s.port('stripe')}")
+        print(f"  mail            `petpro mail` (SMTP sink on {s.addr('smtp')})")
+        print("\n  demo data: `petpro seed`; a walkthrough: README, 'The booking flow with curl'", flush=True)
     return 0
 
 

@@ -103,13 +103,33 @@ def make_stack(port_bases: PortBases) -> Iterator[Callable[..., Stack]]:
             shutil.rmtree(home, ignore_errors=True)
 
 
+# Short holds so expiry paths can be exercised; sessions are expired by the tests that want it.
+MESH_ENV = {
+    "BOOKING_HOLD_TTL_SECONDS": "6",
+    "BOOKING_EXPIRY_SWEEP_SECONDS": "1",
+    "PAYMENT_EXPIRY_SWEEP_SECONDS": "3600",
+    "AUTH_ACCESS_TTL_SECONDS": "900",
+}
+
+
 @pytest.fixture(scope="session")
 def mesh(devstack: Stack) -> Stack:
-    """The whole mesh (every component of ``petpro up``) on the session's dev stack, started once.
-    Stopped with the dev stack (same home: ``down`` stops everything it finds there)."""
+    """The whole mesh (every component of ``petpro up``) on the session's dev stack, started once,
+    with the demo catalog seeded.  Stopped with the dev stack (same home)."""
+    import asyncio
+
+    import yaml
+
+    from auth_svc import seed as auth_seed
+    from booking_svc import seed as booking_seed
     from petpro.devstack import default_components
 
+    os.environ.update(MESH_ENV)  # inherited by the service processes
     stack = Stack(devstack.ctx.settings, default_components(), backing=no_external_urls())
     report = stack.up()
     print(f"\nmesh up in {report.seconds:.2f}s")
+    data = yaml.safe_load((Path(__file__).parents[1] / "petpro" / "seed_data" / "demo.yaml").read_text())
+    url = stack.env()["DATABASE_URL"]
+    asyncio.run(booking_seed.load(url, data))
+    asyncio.run(auth_seed.load(url, data))
     return stack

@@ -547,7 +547,7 @@ async def test_sessions_past_expires_at_expire_by_themselves(
     async with running_sandbox(config) as sb:
         assert sb.webhook_secret == "whsec_from_env"
         sdk = stripe.StripeClient(API_KEY, base_addresses={"api": sb.url}, max_network_retries=0)
-        session = await sdk.v1.checkout.sessions.create_async(session_params(expires_at=int(time.time())))
+        session = await sdk.v1.checkout.sessions.create_async(session_params(expires_at=int(time.time()) + 1))
         expired = (await receiver.wait_accepted("checkout.session.expired", session.id))[0]
         stripe.Webhook.construct_event(expired.body, expired.signature, "whsec_from_env")
         fetched = await sdk.v1.checkout.sessions.retrieve_async(session.id)
