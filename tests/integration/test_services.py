@@ -91,3 +91,49 @@ async def test_sigterm_goes_not_serving_then_exits_zero(mesh: Stack, name: str):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _rpcs() -> list[tuple[str, str, object]]:
+    """(component, full method, empty request message) for every RPC of every internal service."""
+    from google.protobuf import symbol_database
+
+    from petpro.auth.v1 import auth_pb2
+    from petpro.booking.v1 import booking_pb2 as _b
+    from petpro.mobile.v1 import mobile_pb2
+    from petpro.notification.v1 import clinic_feed_pb2, notification_pb2
+    from petpro.payment.v1 import payment_pb2
+
+    db = symbol_database.Default()
+    out = []
+    for component, module in (("auth", auth_pb2), ("booking", _b), ("payment", payment_pb2),
+                              ("notif", clinic_feed_pb2), ("notif", notification_pb2), ("edge", mobile_pb2)):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for m in service.methods:
+                request = db.GetSymbol(m.input_type.full_name)()
+                out.append((component, f"/{service.full_name}/{m.name}", request, m.server_streaming))
+    return out
+
+
+RPCS = _rpcs()
+
+
+@pytest.mark.parametrize(("component", "method", "request_msg", "streaming"), RPCS, ids=[r[1] for r in RPCS])
+async def test_empty_request_to_every_rpc_is_a_client_error_never_internal(
+        mesh: Stack, component: str, method: str, request_msg, streaming: bool):
+    """Every RPC, called with an all-default request (no auth), answers with a client-error status."""
+    async with grpc.aio.insecure_channel(mesh.address(component)) as channel:
+        kind = channel.unary_stream if streaming else channel.unary_unary
+        call = kind(method, request_serializer=lambda m: m.SerializeToString(), response_deserializer=bytes)
+        try:
+            result = call(request_msg, timeout=10)
+            if streaming:
+                async for _ in result:
+                    pass
+            else:
+                await result
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+        else:
+            code = grpc.StatusCode.OK
+    assert code in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.OK,
+                    grpc.StatusCode.NOT_FOUND}, (method, code)
