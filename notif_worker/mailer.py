@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from importlib import resources
 from string import Template
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ def render(n: BookingNotice, sender: str) -> EmailMessage:
     msg["To"] = n.owner_email
     msg["Date"] = format_datetime(n.occurred_at)
     # stable per event: a re-send after a crash is recognisable as the same message
-    msg["Message-ID"] = make_msgid(idstring=str(n.event_id), domain="petpro.dev")
+    msg["Message-ID"] = f"<{n.event_id}.booking-confirmed@petpro.dev>"
     msg["X-PetPro-Event-Id"] = str(n.event_id)
     msg["X-PetPro-Booking-Id"] = n.booking_id
     msg.set_content(_TEXT.substitute(fields))

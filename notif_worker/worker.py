@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -48,14 +49,19 @@ class BookingCreatedConsumer:
             await asyncio.to_thread(self._close, consumer)
 
     async def _process_batch(self, records: list) -> None:  # type: ignore[type-arg]
-        # events of different bookings are independent; per-key order matters only per booking
+        """Different bookings concurrently; the records of one key (booking) strictly in order, so
+        two copies of one event never race each other's delivery claims."""
+        by_key: dict[bytes | None, list] = defaultdict(list)  # type: ignore[type-arg]
+        for record in records:
+            by_key[record.key].append(record)
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def one(record) -> None:  # type: ignore[no-untyped-def]
+        async def in_order(group: list) -> None:  # type: ignore[type-arg]
             async with sem:
-                await self._process(record)
+                for record in group:
+                    await self._process(record)
 
-        await asyncio.gather(*(one(r) for r in records))
+        await asyncio.gather(*(in_order(g) for g in by_key.values()))
 
     async def _process(self, record) -> None:  # type: ignore[no-untyped-def]
         try:

@@ -119,3 +119,20 @@ async def api(mesh: Stack) -> AsyncIterator[Api]:
     base = f"http://{mesh.ctx.settings.host}:{mesh.ctx.port('envoy')}"
     async with httpx.AsyncClient(base_url=base, timeout=20) as client:
         yield Api(client, mesh)
+
+
+async def confirmed_booking(api: Api, owner: User | None = None) -> tuple[User, str, str]:
+    """Book and pay a fresh slot; returns (owner, lock_id, booking_id) once confirmed."""
+    owner = owner or await api.user()
+    r = await api.book(owner, await api.pet(owner), await api.unique_slot())
+    assert r.status_code == 201, r.text
+    held = r.json()
+    assert (await api.pay(held["payment_url"])).status_code == 200
+    res = await api.wait_status(owner, held["lock_id"], "CONFIRMED")
+    return owner, held["lock_id"], res["booking_id"]
+
+
+def mails_to(stack: Stack, address: str) -> list[Any]:
+    from petpro.devstack.mail import list_messages
+
+    return [m for m in list_messages(stack.ctx.mail_dir) if address in m.to]
