@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
@@ -57,7 +58,7 @@ class AuthHandlers:
                        clinic_ids: tuple[str, ...] = ()) -> User:
         user = User(
             id=uuid.uuid4(), email=normalize_email(email), name=name.strip(),
-            password_hash=self.passwords.hash(password), roles=roles, clinic_ids=clinic_ids,
+            password_hash=await asyncio.to_thread(self.passwords.hash, password), roles=roles, clinic_ids=clinic_ids,
             created_at=self.clock(),
         )
         async with self.uow() as repo:
@@ -68,10 +69,13 @@ class AuthHandlers:
     async def login(self, email: str, password: str) -> TokenPair:
         async with self.uow() as repo:
             user = await repo.user_by_email(normalize_email(email))
-            if not self.passwords.verify(user.password_hash if user else None, password) or user is None:
-                raise InvalidCredentials("email or password is wrong")
+        # argon2 is deliberately slow (~50-100 ms of CPU): off the event loop, outside the transaction
+        ok = await asyncio.to_thread(self.passwords.verify, user.password_hash if user else None, password)
+        if not ok or user is None:
+            raise InvalidCredentials("email or password is wrong")
+        async with self.uow() as repo:
             if self.passwords.needs_rehash(user.password_hash):
-                await repo.set_password_hash(user.id, self.passwords.hash(password))
+                await repo.set_password_hash(user.id, await asyncio.to_thread(self.passwords.hash, password))
             return await self._new_session(repo, user)
 
     async def _new_session(self, repo: AuthRepository, user: User) -> TokenPair:

@@ -7,6 +7,7 @@
     petpro mail [--show N]                         messages caught by the SMTP sink
     petpro migrate                                 apply every service's migrations
     petpro seed [FILE]                             load catalog data (default: the bundled demo clinics)
+    petpro demo                                    the booking flow against the running stack, with timings
     petpro env                                     the environment a client needs (export lines)
 
 Configuration: PETPRO_HOME (default .petpro), PETPRO_PORT_BASE (default 7400), PETPRO_<NAME>_PORT,
@@ -193,6 +194,13 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from petpro.demo import run
+
+    asyncio.run(run(_stack().settings))
+    return 0
+
+
 def cmd_env(args: argparse.Namespace) -> int:
     for key, value in _stack().env().items():
         print(f"export {key}={shlex.quote(value)}")
@@ -234,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seed", help="load demo catalog data (clinics, services, staff) from a YAML file")
     p.add_argument("file", nargs="?", help="YAML file (default: the bundled demo clinic)")
     p.set_defaults(func=cmd_seed)
+    p = sub.add_parser("demo", help="run the booking flow against the running stack, step by step")
+    p.set_defaults(func=cmd_demo)
     p = sub.add_parser("env", help="print the environment a client of the stack needs")
     p.set_defaults(func=cmd_env)
     return parser
