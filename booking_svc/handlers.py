@@ -66,8 +66,10 @@ class AvailabilitySlot:
 
 class BookingHandlers:
     def __init__(self, uow: UnitOfWork, encode_event: EventEncoder, *, hold_ttl: timedelta,
-                 clock: Callable[[], datetime] = utcnow, traceparent: Callable[[], str] = lambda: "") -> None:
+                 read: UnitOfWork | None = None, clock: Callable[[], datetime] = utcnow,
+                 traceparent: Callable[[], str] = lambda: "") -> None:
         self.uow = uow
+        self.read = read or uow  # read-only use cases: no transaction needed
         self.encode_event = encode_event
         self.hold_ttl = hold_ttl
         self.clock = clock
@@ -76,12 +78,12 @@ class BookingHandlers:
     # -- catalog -----------------------------------------------------------------------------------
     async def list_clinics(self, size: int, token: str) -> tuple[list[Clinic], str]:
         limit = paging.page_size(size)
-        async with self.uow() as repo:
+        async with self.read() as repo:
             rows = await repo.list_clinics(paging.decode(token), limit)
         return rows, paging.next_token(rows, limit, lambda c: (c.name, str(c.id)))
 
     async def get_clinic(self, clinic_id: uuid.UUID) -> Clinic:
-        async with self.uow() as repo:
+        async with self.read() as repo:
             clinic = await repo.clinic(clinic_id)
         if clinic is None:
             raise ClinicNotFound("clinic not found")
@@ -89,14 +91,14 @@ class BookingHandlers:
 
     async def list_services(self, clinic_id: uuid.UUID, size: int, token: str) -> tuple[list[Service], str]:
         limit = paging.page_size(size)
-        async with self.uow() as repo:
+        async with self.read() as repo:
             if await repo.clinic(clinic_id) is None:
                 raise ClinicNotFound("clinic not found")
             rows = await repo.list_services(clinic_id, paging.decode(token), limit)
         return rows, paging.next_token(rows, limit, lambda s: (s.name, str(s.id)))
 
     async def get_service(self, service_id: uuid.UUID) -> tuple[Service, Clinic]:
-        async with self.uow() as repo:
+        async with self.read() as repo:
             found = await repo.service_with_clinic(service_id)
         if found is None:
             raise ServiceNotFound("service not found")
@@ -108,7 +110,7 @@ class BookingHandlers:
         except ValueError:
             raise InvalidArgument.field("date", "is not a calendar date", "DATE_INVALID") from None
         now = self.clock()
-        async with self.uow() as repo:
+        async with self.read() as repo:
             found = await repo.service_with_clinic(service_id)
             if found is None:
                 raise ServiceNotFound("service not found")
@@ -140,7 +142,7 @@ class BookingHandlers:
 
     async def list_pets(self, owner: uuid.UUID, size: int, token: str) -> tuple[list[Pet], str]:
         limit = paging.page_size(size)
-        async with self.uow() as repo:
+        async with self.read() as repo:
             rows = await repo.list_pets(owner, paging.decode(token), limit)
         return rows, paging.next_token(rows, limit, lambda p: (p.created_at.isoformat(), str(p.id)))
 
@@ -177,7 +179,7 @@ class BookingHandlers:
                 if outcome == "duplicate":
                     break  # a concurrent retry with the same key won: return its result below
         if outcome == "duplicate":
-            async with self.uow() as repo:
+            async with self.read() as repo:
                 earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
             assert earlier is not None
             return self._replay(earlier, fingerprint)
@@ -190,7 +192,7 @@ class BookingHandlers:
         return earlier
 
     async def get_reservation(self, lock_id: uuid.UUID, owner: uuid.UUID | None) -> Reservation:
-        async with self.uow() as repo:
+        async with self.read() as repo:
             res = await repo.reservation(lock_id)
         if res is None or (owner is not None and res.owner_user_id != owner):
             raise ReservationNotFound("reservation not found")
@@ -244,7 +246,7 @@ class BookingHandlers:
 
     # -- bookings ------------------------------------------------------------------------------------
     async def get_booking(self, booking_id: uuid.UUID, owner: uuid.UUID | None) -> Booking:
-        async with self.uow() as repo:
+        async with self.read() as repo:
             b = await repo.booking(booking_id)
         if b is None or (owner is not None and b.owner_user_id != owner):
             raise BookingNotFound("booking not found")
@@ -253,7 +255,7 @@ class BookingHandlers:
     async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None, start_from: datetime | None,
                             size: int, token: str) -> tuple[list[Booking], str]:
         limit = paging.page_size(size)
-        async with self.uow() as repo:
+        async with self.read() as repo:
             rows = await repo.list_bookings(owner=owner, clinic=clinic, start_from=start_from,
                                             after=paging.decode(token), limit=limit)
         return rows, paging.next_token(rows, limit, lambda b: (b.start.isoformat(), str(b.id)))

@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from booking_svc.domain import (
     ACTIVE_STATES,
@@ -179,7 +179,9 @@ def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = Non
 
 
 class BookingRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    """Queries of one unit of work (a session in a transaction) or of a read-only autocommit connection."""
+
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
 
     # -- catalog ---------------------------------------------------------------------------------

@@ -36,8 +36,13 @@ def build(settings: BookingSettings) -> grpc_server.App:
         async with db.unit_of_work() as session:
             yield BookingRepository(session)
 
+    @asynccontextmanager
+    async def read():  # type: ignore[no-untyped-def]
+        async with db.reader() as conn:
+            yield BookingRepository(conn)
+
     handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-                               traceparent=telemetry.current_traceparent)
+                               read=read, traceparent=telemetry.current_traceparent)
 
     relay = OutboxRelay(
         db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),

