@@ -32,6 +32,7 @@ from booking_svc.domain import (
 )
 from booking_svc.repository import BookingRepository
 from petpro import paging
+from petpro.cache import TtlMemo
 from petpro.errors import InvalidArgument
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
@@ -66,40 +67,64 @@ class AvailabilitySlot:
 
 class BookingHandlers:
     def __init__(self, uow: UnitOfWork, encode_event: EventEncoder, *, hold_ttl: timedelta,
-                 read: UnitOfWork | None = None, clock: Callable[[], datetime] = utcnow,
+                 read: UnitOfWork | None = None, catalog_ttl: float = 0.0, clock: Callable[[], datetime] = utcnow,
                  traceparent: Callable[[], str] = lambda: "") -> None:
         self.uow = uow
         self.read = read or uow  # read-only use cases: no transaction needed
+        self.catalog = TtlMemo(catalog_ttl)
         self.encode_event = encode_event
         self.hold_ttl = hold_ttl
         self.clock = clock
         self.traceparent = traceparent
 
     # -- catalog -----------------------------------------------------------------------------------
+    # The catalog changes rarely (``petpro seed``): reads go through a short TTL memo.
+    async def _clinic(self, clinic_id: uuid.UUID) -> Clinic | None:
+        async def load() -> Clinic | None:
+            async with self.read() as repo:
+                return await repo.clinic(clinic_id)
+
+        return await self.catalog.get(("clinic", clinic_id), load)
+
+    async def _service(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
+        async def load() -> tuple[Service, Clinic] | None:
+            async with self.read() as repo:
+                return await repo.service_with_clinic(service_id)
+
+        return await self.catalog.get(("service", service_id), load)
+
     async def list_clinics(self, size: int, token: str) -> tuple[list[Clinic], str]:
         limit = paging.page_size(size)
-        async with self.read() as repo:
-            rows = await repo.list_clinics(paging.decode(token), limit)
+        after = paging.decode(token)
+
+        async def load() -> list[Clinic]:
+            async with self.read() as repo:
+                return await repo.list_clinics(after, limit)
+
+        rows = await self.catalog.get(("clinics", after, limit), load)
         return rows, paging.next_token(rows, limit, lambda c: (c.name, str(c.id)))
 
     async def get_clinic(self, clinic_id: uuid.UUID) -> Clinic:
-        async with self.read() as repo:
-            clinic = await repo.clinic(clinic_id)
+        clinic = await self._clinic(clinic_id)
         if clinic is None:
             raise ClinicNotFound("clinic not found")
         return clinic
 
     async def list_services(self, clinic_id: uuid.UUID, size: int, token: str) -> tuple[list[Service], str]:
         limit = paging.page_size(size)
-        async with self.read() as repo:
-            if await repo.clinic(clinic_id) is None:
-                raise ClinicNotFound("clinic not found")
-            rows = await repo.list_services(clinic_id, paging.decode(token), limit)
+        after = paging.decode(token)
+        if await self._clinic(clinic_id) is None:
+            raise ClinicNotFound("clinic not found")
+
+        async def load() -> list[Service]:
+            async with self.read() as repo:
+                return await repo.list_services(clinic_id, after, limit)
+
+        rows = await self.catalog.get(("services", clinic_id, after, limit), load)
         return rows, paging.next_token(rows, limit, lambda s: (s.name, str(s.id)))
 
     async def get_service(self, service_id: uuid.UUID) -> tuple[Service, Clinic]:
-        async with self.read() as repo:
-            found = await repo.service_with_clinic(service_id)
+        found = await self._service(service_id)
         if found is None:
             raise ServiceNotFound("service not found")
         return found
@@ -110,12 +135,9 @@ class BookingHandlers:
         except ValueError:
             raise InvalidArgument.field("date", "is not a calendar date", "DATE_INVALID") from None
         now = self.clock()
+        svc, clinic = await self.get_service(service_id)
+        grid = slot_grid(clinic, svc, local_day)
         async with self.read() as repo:
-            found = await repo.service_with_clinic(service_id)
-            if found is None:
-                raise ServiceNotFound("service not found")
-            svc, clinic = found
-            grid = slot_grid(clinic, svc, local_day)
             taken = await repo.active_counts(svc.id, grid[0].start, grid[-1].end, now) if grid else []
         out = []
         for g in grid:
@@ -150,14 +172,11 @@ class BookingHandlers:
     async def reserve(self, cmd: ReserveCommand) -> Reservation:
         now = self.clock()
         fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
+        svc, clinic = await self.get_service(cmd.service_id)
         async with self.uow() as repo:
             earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
             if earlier is not None:
                 return self._replay(earlier, fingerprint)
-            found = await repo.service_with_clinic(cmd.service_id)
-            if found is None:
-                raise ServiceNotFound("service not found")
-            svc, clinic = found
             check_pet_owner(await repo.pet(cmd.pet_id), cmd.owner_user_id)
             slot = check_slot(clinic, svc, cmd.start, now)
             await repo.expire_overlapping(svc.id, slot.start, slot.end, now)
@@ -230,9 +249,9 @@ class BookingHandlers:
                     created_at=now,
                 )
                 await repo.add_booking(booking)
-                found = await repo.service_with_clinic(res.service_id)
+                found = await self.get_service(res.service_id)
                 pet = await repo.pet(res.pet_id)
-                assert found is not None and pet is not None
+                assert pet is not None
                 event_id = uuid.uuid4()
                 payload = self.encode_event(event_id, booking, res, found[0], found[1], pet, now)
                 await repo.add_outbox(event_id, TOPIC_BOOKING_CREATED, str(booking.id), EVENT_BOOKING_CREATED,

@@ -25,6 +25,7 @@ class BookingSettings(ServiceSettings):
     hold_ttl_seconds: int = Field(default=600, ge=1, le=86_400, description="how long a slot is held for payment")
     expiry_sweep_seconds: float = Field(default=5.0, gt=0, description="how often expired holds are released")
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    catalog_cache_seconds: float = Field(default=5.0, ge=0, description="how stale catalog reads may be")
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
 
 
@@ -42,7 +43,8 @@ def build(settings: BookingSettings) -> grpc_server.App:
             yield BookingRepository(conn)
 
     handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-                               read=read, traceparent=telemetry.current_traceparent)
+                               read=read, catalog_ttl=settings.catalog_cache_seconds,
+                               traceparent=telemetry.current_traceparent)
 
     relay = OutboxRelay(
         db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
