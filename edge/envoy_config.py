@@ -30,7 +30,7 @@ import datetime
 import ipaddress
 import json
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,10 @@ with warnings.catch_warnings():
     from envoy_data_plane.google.protobuf import Struct
 
 MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
+# The public catalog reads are transcoded straight to BookingService (no BFF hop); Envoy routes only
+# its annotated methods, every other BookingService path ends at the 404 route.
+BOOKING_SERVICE = "petpro.booking.v1.BookingService"
+TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE)
 LUA_SOURCE = Path(__file__).with_name("problem.lua")
 
 # Paths served by the edge's Python HTTP app (prefix match; exact for the single files).
@@ -318,7 +322,8 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     return routes
 
 
-def _grpc_routes(routes: Sequence[GrpcRoute], *, timeout: float, retries: int) -> list[Route]:
+def _grpc_routes(routes: Sequence[GrpcRoute], clusters: Mapping[str, str], *, timeout: float,
+                 retries: int) -> list[Route]:
     """Routes matched AFTER the transcoder rewrote :path to the gRPC method (it clears the route
     cache), so timeouts and retries are per RPC.  Retries only for reads (GET rules): a POST may
     have reached the service before the connection broke."""
@@ -329,7 +334,8 @@ def _grpc_routes(routes: Sequence[GrpcRoute], *, timeout: float, retries: int) -
             continue
         seen.add(r.grpc_path)
         idempotent = all(x.http_method == "GET" for x in routes if x.grpc_path == r.grpc_path)
-        action = RouteAction(cluster=CLUSTER_GRPC, timeout=_seconds(timeout))
+        service = r.grpc_path.split("/")[1]
+        action = RouteAction(cluster=clusters[service], timeout=_seconds(timeout))
         if idempotent and retries > 0:
             action.retry_policy = RetryPolicy(
                 retry_on="unavailable,connect-failure,refused-stream,reset-before-request",
@@ -383,7 +389,8 @@ def build_config(
     listen_port: int | None = None,
     grpc_upstream: tuple[str, int] | None = None,
     http_upstream: tuple[str, int] | None = None,
-    services: Sequence[str] = (MOBILE_SERVICE,),
+    services: Sequence[str] = TRANSCODED_SERVICES,
+    upstreams: Mapping[str, tuple[str, int]] | None = None,
     route_timeout: float = 10.0,
     webhook_timeout: float = 30.0,
     get_retries: int = 2,
@@ -406,8 +413,12 @@ def build_config(
     listen_host = listen_host or host
     listen_port = stack.port("envoy") if listen_port is None else listen_port
     admin_port = stack.port("envoy_admin") if admin_port is None else admin_port
-    grpc_host, grpc_port = grpc_upstream or (host, stack.port("edge"))
     http_host, http_port = http_upstream or (host, stack.port("edge_http"))
+    # where each transcoded service lives: MobileService in the edge process, BookingService itself
+    where = {MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
+             BOOKING_SERVICE: (host, stack.port("booking"))}
+    where.update(upstreams or {})
+    clusters = {svc: CLUSTER_GRPC if svc == MOBILE_SERVICE else f"grpc_{svc}" for svc in services}
 
     fds = _load_set(descriptor_path)
     rpc_routes = grpc_routes(fds, services)
@@ -473,7 +484,7 @@ def build_config(
             webhook_timeout=webhook_timeout,
             webhook_max_bytes=webhook_max_request_bytes,
         ),
-        *_grpc_routes(rpc_routes, timeout=route_timeout, retries=get_retries),
+        *_grpc_routes(rpc_routes, clusters, timeout=route_timeout, retries=get_retries),
         # Anything else: the transcoder answers 404 for a path no RPC maps (reject_unknown_method)
         # before this is reached; a request it lets through (e.g. a native gRPC call to another
         # service) ends here and is never passed upstream raw.
@@ -534,7 +545,7 @@ def build_config(
                 )
             ],
             clusters=[
-                _cluster(CLUSTER_GRPC, grpc_host, grpc_port, http2=True, connect_timeout=1.0),
+                *(_cluster(clusters[svc], *where[svc], http2=True, connect_timeout=1.0) for svc in services),
                 _cluster(CLUSTER_HTTP, http_host, http_port, http2=False, connect_timeout=1.0),
             ],
         ),

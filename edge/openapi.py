@@ -35,6 +35,7 @@ except ImportError:  # pragma: no cover - gen/ not on the path
     validate_pb2 = None
 
 MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
+BOOKING_SERVICE = "petpro.booking.v1.BookingService"  # its public catalog reads are transcoded directly
 
 # POSTs that create a resource answer 201 (the edge's Lua filter rewrites the transcoder's 200).
 CREATED_PATHS: tuple[str, ...] = ("/v1/auth/register", "/v1/pets", "/v1/bookings")
@@ -50,9 +51,10 @@ HEADER_PARAMETERS: dict[str, list[dict[str, Any]]] = {
         {
             "name": "Idempotency-Key",
             "in": "header",
-            "required": True,
-            "description": "Client-chosen key (1-255 characters). A retry with the same key and body "
-            "returns the first answer; the same key with a different body is rejected with 409.",
+            "required": False,
+            "description": "Client-chosen key (1-255 characters), strongly recommended. A retry with the "
+            "same key and body returns the first answer (no second hold or payment session); the same "
+            "key with a different body is rejected with 409. Without it every request is a new booking.",
             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
         }
     ],
@@ -534,7 +536,7 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
 def build_openapi(
     descriptor_set_bytes: bytes,
     *,
-    services: Iterable[str] = (MOBILE_SERVICE,),
+    services: Iterable[str] = (MOBILE_SERVICE, BOOKING_SERVICE),
     public_methods: Iterable[str] = PUBLIC_METHODS,
     created_paths: Iterable[str] = CREATED_PATHS,
     header_parameters: dict[str, list[dict[str, Any]]] | None = None,

@@ -66,23 +66,6 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         return mobile_pb2.RefreshTokenResponse(access_token=r.access_token, refresh_token=r.refresh_token,
                                                token_type=r.token_type, expires_in=r.expires_in)
 
-    # -- catalog (public) ----------------------------------------------------------------------------
-    async def ListClinics(self, request, context):  # type: ignore[no-untyped-def]
-        r = await call(self.s.booking.ListClinics, booking_pb2.ListClinicsRequest(
-            page_size=request.page_size, page_token=request.page_token))
-        return mobile_pb2.ListClinicsResponse(clinics=r.clinics, next_page_token=r.next_page_token)
-
-    async def ListServices(self, request, context):  # type: ignore[no-untyped-def]
-        r = await call(self.s.booking.ListServices, booking_pb2.ListServicesRequest(
-            clinic_id=request.clinic_id, page_size=request.page_size, page_token=request.page_token))
-        return mobile_pb2.ListServicesResponse(services=r.services, next_page_token=r.next_page_token)
-
-    async def GetAvailability(self, request, context):  # type: ignore[no-untyped-def]
-        r = await call(self.s.booking.GetAvailability, booking_pb2.GetAvailabilityRequest(
-            service_id=request.service_id, date=request.date))
-        return mobile_pb2.GetAvailabilityResponse(service_id=r.service_id, date=r.date, time_zone=r.time_zone,
-                                                  slots=r.slots)
-
     # -- pets ----------------------------------------------------------------------------------------
     async def CreatePet(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)

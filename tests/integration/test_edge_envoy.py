@@ -83,22 +83,6 @@ class FakeMobile(mobile_pb2_grpc.MobileServiceServicer):
             access_token="a", refresh_token="r", token_type="Bearer", expires_in=900
         )
 
-    async def ListServices(self, request, context):
-        self._record("ListServices", request, context)
-        return mobile_pb2.ListServicesResponse(
-            services=[
-                booking_pb2.Service(
-                    service_id=str(uuid.uuid4()),
-                    clinic_id=request.clinic_id,
-                    name="Vaccination",
-                    duration_minutes=30,
-                    price=money_pb2.Money(amount_minor=4550, currency="EUR"),
-                    capacity=request.page_size,
-                )
-            ],
-            next_page_token="next-" + request.page_token,
-        )
-
     async def CreatePet(self, request, context):
         self._record("CreatePet", request, context)
         return mobile_pb2.CreatePetResponse(
@@ -184,10 +168,33 @@ class FakePayment(payment_pb2_grpc.PaymentServiceServicer):
 
 
 class FakeBooking(booking_pb2_grpc.BookingServiceServicer):
+    """ConfirmBooking for the webhook path; ListServices for the catalog reads Envoy transcodes
+    straight to BookingService."""
+
     def __init__(self) -> None:
+        self.calls: list[Call] = []
         self.confirms: list[tuple[str, str]] = []
         self.taken: set[str] = set()  # lock ids whose slot went to someone else
         self.down: set[str] = set()  # lock ids for which the service is "unavailable"
+
+    _record = FakeMobile._record
+    last = FakeMobile.last
+
+    async def ListServices(self, request, context):
+        self._record("ListServices", request, context)
+        return booking_pb2.ListServicesResponse(
+            services=[
+                booking_pb2.Service(
+                    service_id=str(uuid.uuid4()),
+                    clinic_id=request.clinic_id,
+                    name="Vaccination",
+                    duration_minutes=30,
+                    price=money_pb2.Money(amount_minor=4550, currency="EUR"),
+                    capacity=request.page_size,
+                )
+            ],
+            next_page_token="next-" + request.page_token,
+        )
 
     async def ConfirmBooking(self, request, context):
         lock = request.reservation_lock_id
@@ -339,6 +346,7 @@ async def edge(port_bases, tmp_path_factory) -> AsyncIterator[Edge]:
         envoy = await start_envoy(
             _stack(port_bases, tmp_path_factory),
             grpc_upstream=("127.0.0.1", mobile_server.port),
+            upstreams={"petpro.booking.v1.BookingService": ("127.0.0.1", backend.port)},
             http_upstream=("127.0.0.1", http_port),
             max_request_bytes=4096,
         )
@@ -383,7 +391,7 @@ async def test_get_with_path_and_query_params_answers_snake_case(edge: Edge) -> 
     assert service["duration_minutes"] == 30 and service["capacity"] == 7
     assert service["price"] == {"amount_minor": "4550", "currency": "EUR"}  # int64 → string
     assert "grpc-status" not in resp.headers
-    call = edge.mobile.last("ListServices")
+    call = edge.booking.last("ListServices")
     assert call.request.clinic_id == clinic and call.request.page_size == 7
 
 
@@ -574,11 +582,16 @@ async def test_body_over_the_limit_is_413_problem(edge: Edge) -> None:
 async def test_native_grpc_clients_pass_through_untouched(edge: Edge) -> None:
     clinic, booking = str(uuid.uuid4()), str(uuid.uuid4())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.envoy.stack.port('envoy')}") as channel:
-        stub = mobile_pb2_grpc.MobileServiceStub(channel)
-        resp = await stub.ListServices(
-            mobile_pb2.ListServicesRequest(clinic_id=clinic, page_size=2), timeout=5
-        )
+        catalog = booking_pb2_grpc.BookingServiceStub(channel)
+        resp = await catalog.ListServices(booking_pb2.ListServicesRequest(clinic_id=clinic, page_size=2), timeout=5)
         assert resp.services[0].clinic_id == clinic
+        confirms = len(edge.booking.confirms)
+        with pytest.raises(grpc.aio.AioRpcError) as denied:  # only the public reads are routed
+            await catalog.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
+                reservation_lock_id=str(uuid.uuid4()), payment_id=str(uuid.uuid4())), timeout=5)
+        assert denied.value.code() == grpc.StatusCode.UNIMPLEMENTED  # Envoy's 404 route, never upstream
+        assert len(edge.booking.confirms) == confirms
+        stub = mobile_pb2_grpc.MobileServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stub.GetBooking(mobile_pb2.GetBookingRequest(booking_id=booking), timeout=5)
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND

@@ -93,21 +93,31 @@ def test_gen_petpro_has_no_init_files() -> None:
     assert not list((ROOT / "gen" / "petpro").rglob("__init__.py"))
 
 
-def test_mobile_rest_routes() -> None:
+def test_public_rest_routes() -> None:
+    """The REST API: MobileService (the BFF) plus BookingService's public catalog reads; no other
+    service and no other BookingService method has a route."""
     image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_NAME).read_bytes())
-    (mobile,) = [f for f in image.file if f.name == "petpro/mobile/v1/mobile.proto"]
     routes = set()
-    for method in mobile.service[0].method:
-        rule = method.options.Extensions[annotations_pb2.http]
-        verb = rule.WhichOneof("pattern")
-        routes.add((verb.upper(), getattr(rule, verb), rule.body))
-    assert routes == {
+    for f in image.file:
+        if not f.package.startswith("petpro."):
+            continue
+        for service in f.service:
+            for method in service.method:
+                if not method.options.HasExtension(annotations_pb2.http):
+                    continue
+                rule = method.options.Extensions[annotations_pb2.http]
+                verb = rule.WhichOneof("pattern")
+                routes.add((f"{f.package}.{service.name}", verb.upper(), getattr(rule, verb), rule.body))
+    booking, mobile = "petpro.booking.v1.BookingService", "petpro.mobile.v1.MobileService"
+    assert {r for r in routes if r[0] == booking} == {
+        (booking, "GET", "/v1/clinics", ""),
+        (booking, "GET", "/v1/clinics/{clinic_id}/services", ""),
+        (booking, "GET", "/v1/services/{service_id}/availability", ""),
+    }
+    assert {r[1:] for r in routes if r[0] == mobile} == {
         ("POST", "/v1/auth/register", "*"),
         ("POST", "/v1/auth/login", "*"),
         ("POST", "/v1/auth/refresh", "*"),
-        ("GET", "/v1/clinics", ""),
-        ("GET", "/v1/clinics/{clinic_id}/services", ""),
-        ("GET", "/v1/services/{service_id}/availability", ""),
         ("POST", "/v1/pets", "*"),
         ("GET", "/v1/pets", ""),
         ("POST", "/v1/bookings", "*"),
@@ -117,6 +127,7 @@ def test_mobile_rest_routes() -> None:
         ("GET", "/v1/me/notifications", ""),
         ("POST", "/v1/me/devices", "*"),
     }
+    assert {r[0] for r in routes} == {booking, mobile}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------
@@ -199,7 +210,7 @@ def test_enum_page_size_date_and_oneof_rules() -> None:
     }
     protovalidate.validate(mobile_pb2.CreatePetRequest(name="Rex", species=booking_pb2.SPECIES_DOG))
     assert _violations(mobile_pb2.ListPetsRequest(page_size=101)) == {"page_size": "int32.gte_lte"}
-    bad_date = mobile_pb2.GetAvailabilityRequest(service_id=_uuid(), date="2030-13-01")
+    bad_date = booking_pb2.GetAvailabilityRequest(service_id=_uuid(), date="2030-13-01")
     assert _violations(bad_date) == {"date": "string.pattern"}
     assert _violations(booking_pb2.ListBookingsRequest()) == {"parent": "required"}
     protovalidate.validate(booking_pb2.ListBookingsRequest(clinic_id=_uuid()))

@@ -36,6 +36,9 @@ class BookingServiceStub:
 
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
+    The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
+    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
+    Envoy routes no other method of this service.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
@@ -126,6 +129,9 @@ class BookingServiceServicer:
 
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
+    The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
+    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
+    Envoy routes no other method of this service.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
@@ -133,7 +139,7 @@ class BookingServiceServicer:
     """
 
     def ListClinics(self, request, context):
-        """Lists clinics, ordered by name.
+        """Lists clinics, ordered by name. Public.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,7 +153,7 @@ class BookingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListServices(self, request, context):
-        """Lists the bookable services of a clinic, ordered by name.
+        """Lists the bookable services of a clinic (duration, price, capacity), ordered by name. Public.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,7 +168,7 @@ class BookingServiceServicer:
 
     def GetAvailability(self, request, context):
         """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
-        Held (unexpired) and booked slots are not free.
+        Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -316,6 +322,9 @@ class BookingService:
 
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
+    The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
+    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
+    Envoy routes no other method of this service.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),

@@ -37,6 +37,9 @@ class BookingServiceStub:
 
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
+    The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
+    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
+    Envoy routes no other method of this service.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
@@ -48,16 +51,16 @@ class BookingServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BookingServiceAsyncStub: ...
     ListClinics: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListClinicsRequest, _booking_pb2.ListClinicsResponse]
-    """Lists clinics, ordered by name."""
+    """Lists clinics, ordered by name. Public."""
     GetClinic: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetClinicRequest, _booking_pb2.GetClinicResponse]
     """Returns one clinic."""
     ListServices: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListServicesRequest, _booking_pb2.ListServicesResponse]
-    """Lists the bookable services of a clinic, ordered by name."""
+    """Lists the bookable services of a clinic (duration, price, capacity), ordered by name. Public."""
     GetService: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetServiceRequest, _booking_pb2.GetServiceResponse]
     """Returns one service."""
     GetAvailability: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetAvailabilityRequest, _booking_pb2.GetAvailabilityResponse]
     """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
-    Held (unexpired) and booked slots are not free.
+    Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
     """
     CreatePet: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CreatePetRequest, _booking_pb2.CreatePetResponse]
     """Adds a pet for an owner."""
@@ -95,6 +98,9 @@ class BookingServiceAsyncStub(BookingServiceStub):
 
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
+    The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
+    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
+    Envoy routes no other method of this service.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
@@ -103,16 +109,16 @@ class BookingServiceAsyncStub(BookingServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListClinics: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListClinicsRequest, _booking_pb2.ListClinicsResponse]  # type: ignore[assignment]
-    """Lists clinics, ordered by name."""
+    """Lists clinics, ordered by name. Public."""
     GetClinic: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetClinicRequest, _booking_pb2.GetClinicResponse]  # type: ignore[assignment]
     """Returns one clinic."""
     ListServices: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListServicesRequest, _booking_pb2.ListServicesResponse]  # type: ignore[assignment]
-    """Lists the bookable services of a clinic, ordered by name."""
+    """Lists the bookable services of a clinic (duration, price, capacity), ordered by name. Public."""
     GetService: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetServiceRequest, _booking_pb2.GetServiceResponse]  # type: ignore[assignment]
     """Returns one service."""
     GetAvailability: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetAvailabilityRequest, _booking_pb2.GetAvailabilityResponse]  # type: ignore[assignment]
     """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
-    Held (unexpired) and booked slots are not free.
+    Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
     """
     CreatePet: _aio.UnaryUnaryMultiCallable[_booking_pb2.CreatePetRequest, _booking_pb2.CreatePetResponse]  # type: ignore[assignment]
     """Adds a pet for an owner."""
@@ -149,6 +155,9 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
+    The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
+    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
+    Envoy routes no other method of this service.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
@@ -161,7 +170,7 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _booking_pb2.ListClinicsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_booking_pb2.ListClinicsResponse, _abc.Awaitable[_booking_pb2.ListClinicsResponse]]:
-        """Lists clinics, ordered by name."""
+        """Lists clinics, ordered by name. Public."""
 
     @_abc_1.abstractmethod
     def GetClinic(
@@ -177,7 +186,7 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _booking_pb2.ListServicesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_booking_pb2.ListServicesResponse, _abc.Awaitable[_booking_pb2.ListServicesResponse]]:
-        """Lists the bookable services of a clinic, ordered by name."""
+        """Lists the bookable services of a clinic (duration, price, capacity), ordered by name. Public."""
 
     @_abc_1.abstractmethod
     def GetService(
@@ -194,7 +203,7 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_booking_pb2.GetAvailabilityResponse, _abc.Awaitable[_booking_pb2.GetAvailabilityResponse]]:
         """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
-        Held (unexpired) and booked slots are not free.
+        Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
         """
 
     @_abc_1.abstractmethod

@@ -32,7 +32,7 @@ from petpro.common.v1 import money_pb2 as petpro_dot_common_dot_v1_dot_money__pb
 from petpro.notification.v1 import notification_pb2 as petpro_dot_notification_dot_v1_dot_notification__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpetpro/mobile/v1/mobile.proto\x12\x10petpro.mobile.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19petpro/auth/v1/auth.proto\x1a\x1fpetpro/booking/v1/booking.proto\x1a\x1cpetpro/common/v1/money.proto\x1a)petpro/notification/v1/notification.proto\"f\n\x0fRegisterRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\"6\n\x10RegisterResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"J\n\x0cLoginRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\"d\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"8\n\x13RefreshTokenRequest\x12!\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"k\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"P\n\x12ListClinicsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"Z\n\x13ListClinicsResponse\x12*\n\x07\x63linics\x18\x01 \x03(\x0b\x32\x19.petpro.booking.v1.Clinic\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"n\n\x13ListServicesRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"]\n\x14ListServicesResponse\x12,\n\x08services\x18\x01 \x03(\x0b\x32\x1a.petpro.booking.v1.Service\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x80\x01\n\x16GetAvailabilityRequest\x12\x1c\n\nservice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12H\n\x04\x64\x61te\x18\x02 \x01(\tB:\xbaH7r523^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$\"v\n\x17GetAvailabilityResponse\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61te\x18\x02 \x01(\t\x12\x11\n\ttime_zone\x18\x03 \x01(\t\x12&\n\x05slots\x18\x04 \x03(\x0b\x32\x17.petpro.booking.v1.Slot\"\xde\x01\n\x10\x43reatePetRequest\x12\x17\n\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18<\x12\x37\n\x07species\x18\x02 \x01(\x0e\x32\x1a.petpro.booking.v1.SpeciesB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1b\n\x05\x62reed\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18<H\x00\x88\x01\x01\x12Q\n\nbirth_date\x18\x04 \x01(\tB=\xbaH:r826^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$B\x08\n\x06_breed\"8\n\x11\x43reatePetResponse\x12#\n\x03pet\x18\x01 \x01(\x0b\x32\x16.petpro.booking.v1.Pet\"M\n\x0fListPetsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"Q\n\x10ListPetsResponse\x12$\n\x04pets\x18\x01 \x03(\x0b\x32\x16.petpro.booking.v1.Pet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa5\x01\n\x14\x43reateBookingRequest\x12\x1c\n\nservice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06pet_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x30\n\x04slot\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12#\n\x0epayment_method\x18\x04 \x01(\tB\x0b\xbaH\x08r\x06R\x04\x63\x61rd\"\xac\x01\n\x15\x43reateBookingResponse\x12\x0f\n\x07lock_id\x18\x01 \x01(\t\x12\x14\n\x06status\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x0bpayment_url\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x17.petpro.common.v1.Money\"2\n\x15GetReservationRequest\x12\x19\n\x07lock_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xcd\x02\n\x16GetReservationResponse\x12\x0f\n\x07lock_id\x18\x01 \x01(\t\x12\x14\n\x06status\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\nbooking_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x12\n\nservice_id\x18\x06 \x01(\t\x12\x0e\n\x06pet_id\x18\x07 \x01(\t\x12\x33\n\x0fslot_start_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bpayment_url\x18\n \x01(\t\"1\n\x11GetBookingRequest\x12\x1c\n\nbooking_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"A\n\x12GetBookingResponse\x12+\n\x07\x62ooking\x18\x01 \x01(\x0b\x32\x1a.petpro.booking.v1.Booking\"Q\n\x13ListBookingsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"]\n\x14ListBookingsResponse\x12,\n\x08\x62ookings\x18\x01 \x03(\x0b\x32\x1a.petpro.booking.v1.Booking\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x18ListNotificationsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x15RegisterDeviceRequest\x12\x44\n\x08platform\x18\x01 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device2\xc8\r\n\rMobileService\x12o\n\x08Register\x12!.petpro.mobile.v1.RegisterRequest\x1a\".petpro.mobile.v1.RegisterResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12\x63\n\x05Login\x12\x1e.petpro.mobile.v1.LoginRequest\x1a\x1f.petpro.mobile.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12z\n\x0cRefreshToken\x12%.petpro.mobile.v1.RefreshTokenRequest\x1a&.petpro.mobile.v1.RefreshTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12o\n\x0bListClinics\x12$.petpro.mobile.v1.ListClinicsRequest\x1a%.petpro.mobile.v1.ListClinicsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/clinics\x12\x87\x01\n\x0cListServices\x12%.petpro.mobile.v1.ListServicesRequest\x1a&.petpro.mobile.v1.ListServicesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/clinics/{clinic_id}/services\x12\x96\x01\n\x0fGetAvailability\x12(.petpro.mobile.v1.GetAvailabilityRequest\x1a).petpro.mobile.v1.GetAvailabilityResponse\".\x82\xd3\xe4\x93\x02(\x12&/v1/services/{service_id}/availability\x12i\n\tCreatePet\x12\".petpro.mobile.v1.CreatePetRequest\x1a#.petpro.mobile.v1.CreatePetResponse\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/v1/pets:\x01*\x12\x63\n\x08ListPets\x12!.petpro.mobile.v1.ListPetsRequest\x1a\".petpro.mobile.v1.ListPetsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/pets\x12y\n\rCreateBooking\x12&.petpro.mobile.v1.CreateBookingRequest\x1a\'.petpro.mobile.v1.CreateBookingResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/bookings:\x01*\x12\x87\x01\n\x0eGetReservation\x12\'.petpro.mobile.v1.GetReservationRequest\x1a(.petpro.mobile.v1.GetReservationResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/reservations/{lock_id}\x12z\n\nGetBooking\x12#.petpro.mobile.v1.GetBookingRequest\x1a$.petpro.mobile.v1.GetBookingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/bookings/{booking_id}\x12s\n\x0cListBookings\x12%.petpro.mobile.v1.ListBookingsRequest\x1a&.petpro.mobile.v1.ListBookingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/bookings\x12\x8a\x01\n\x11ListNotifications\x12*.petpro.mobile.v1.ListNotificationsRequest\x1a+.petpro.mobile.v1.ListNotificationsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/me/notifications\x12~\n\x0eRegisterDevice\x12\'.petpro.mobile.v1.RegisterDeviceRequest\x1a(.petpro.mobile.v1.RegisterDeviceResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/me/devices:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dpetpro/mobile/v1/mobile.proto\x12\x10petpro.mobile.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19petpro/auth/v1/auth.proto\x1a\x1fpetpro/booking/v1/booking.proto\x1a\x1cpetpro/common/v1/money.proto\x1a)petpro/notification/v1/notification.proto\"f\n\x0fRegisterRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\"6\n\x10RegisterResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"J\n\x0cLoginRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\"d\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"8\n\x13RefreshTokenRequest\x12!\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"k\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"\xde\x01\n\x10\x43reatePetRequest\x12\x17\n\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18<\x12\x37\n\x07species\x18\x02 \x01(\x0e\x32\x1a.petpro.booking.v1.SpeciesB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1b\n\x05\x62reed\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18<H\x00\x88\x01\x01\x12Q\n\nbirth_date\x18\x04 \x01(\tB=\xbaH:r826^$|^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$B\x08\n\x06_breed\"8\n\x11\x43reatePetResponse\x12#\n\x03pet\x18\x01 \x01(\x0b\x32\x16.petpro.booking.v1.Pet\"M\n\x0fListPetsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"Q\n\x10ListPetsResponse\x12$\n\x04pets\x18\x01 \x03(\x0b\x32\x16.petpro.booking.v1.Pet\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa5\x01\n\x14\x43reateBookingRequest\x12\x1c\n\nservice_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06pet_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x30\n\x04slot\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01\x12#\n\x0epayment_method\x18\x04 \x01(\tB\x0b\xbaH\x08r\x06R\x04\x63\x61rd\"\xac\x01\n\x15\x43reateBookingResponse\x12\x0f\n\x07lock_id\x18\x01 \x01(\t\x12\x14\n\x06status\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x0bpayment_url\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x17.petpro.common.v1.Money\"2\n\x15GetReservationRequest\x12\x19\n\x07lock_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\xcd\x02\n\x16GetReservationResponse\x12\x0f\n\x07lock_id\x18\x01 \x01(\t\x12\x14\n\x06status\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\nbooking_id\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06\x61mount\x18\x05 \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x12\n\nservice_id\x18\x06 \x01(\t\x12\x0e\n\x06pet_id\x18\x07 \x01(\t\x12\x33\n\x0fslot_start_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bpayment_url\x18\n \x01(\t\"1\n\x11GetBookingRequest\x12\x1c\n\nbooking_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"A\n\x12GetBookingResponse\x12+\n\x07\x62ooking\x18\x01 \x01(\x0b\x32\x1a.petpro.booking.v1.Booking\"Q\n\x13ListBookingsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"]\n\x14ListBookingsResponse\x12,\n\x08\x62ookings\x18\x01 \x03(\x0b\x32\x1a.petpro.booking.v1.Booking\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"V\n\x18ListNotificationsRequest\x12\x1c\n\tpage_size\x18\x01 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"x\n\x15RegisterDeviceRequest\x12\x44\n\x08platform\x18\x01 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device2\xb4\n\n\rMobileService\x12o\n\x08Register\x12!.petpro.mobile.v1.RegisterRequest\x1a\".petpro.mobile.v1.RegisterResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/v1/auth/register:\x01*\x12\x63\n\x05Login\x12\x1e.petpro.mobile.v1.LoginRequest\x1a\x1f.petpro.mobile.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/login:\x01*\x12z\n\x0cRefreshToken\x12%.petpro.mobile.v1.RefreshTokenRequest\x1a&.petpro.mobile.v1.RefreshTokenResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/auth/refresh:\x01*\x12i\n\tCreatePet\x12\".petpro.mobile.v1.CreatePetRequest\x1a#.petpro.mobile.v1.CreatePetResponse\"\x13\x82\xd3\xe4\x93\x02\r\"\x08/v1/pets:\x01*\x12\x63\n\x08ListPets\x12!.petpro.mobile.v1.ListPetsRequest\x1a\".petpro.mobile.v1.ListPetsResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/pets\x12y\n\rCreateBooking\x12&.petpro.mobile.v1.CreateBookingRequest\x1a\'.petpro.mobile.v1.CreateBookingResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/bookings:\x01*\x12\x87\x01\n\x0eGetReservation\x12\'.petpro.mobile.v1.GetReservationRequest\x1a(.petpro.mobile.v1.GetReservationResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/reservations/{lock_id}\x12z\n\nGetBooking\x12#.petpro.mobile.v1.GetBookingRequest\x1a$.petpro.mobile.v1.GetBookingResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/bookings/{booking_id}\x12s\n\x0cListBookings\x12%.petpro.mobile.v1.ListBookingsRequest\x1a&.petpro.mobile.v1.ListBookingsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/bookings\x12\x8a\x01\n\x11ListNotifications\x12*.petpro.mobile.v1.ListNotificationsRequest\x1a+.petpro.mobile.v1.ListNotificationsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/me/notifications\x12~\n\x0eRegisterDevice\x12\'.petpro.mobile.v1.RegisterDeviceRequest\x1a(.petpro.mobile.v1.RegisterDeviceResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/me/devices:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,20 +51,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\272H\007r\005\020\001\030\200\001'
   _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._loaded_options = None
   _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\272H\007r\005\020\001\030\200 '
-  _globals['_LISTCLINICSREQUEST'].fields_by_name['page_size']._loaded_options = None
-  _globals['_LISTCLINICSREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\006\032\004\030d(\000'
-  _globals['_LISTCLINICSREQUEST'].fields_by_name['page_token']._loaded_options = None
-  _globals['_LISTCLINICSREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
-  _globals['_LISTSERVICESREQUEST'].fields_by_name['clinic_id']._loaded_options = None
-  _globals['_LISTSERVICESREQUEST'].fields_by_name['clinic_id']._serialized_options = b'\272H\005r\003\260\001\001'
-  _globals['_LISTSERVICESREQUEST'].fields_by_name['page_size']._loaded_options = None
-  _globals['_LISTSERVICESREQUEST'].fields_by_name['page_size']._serialized_options = b'\272H\006\032\004\030d(\000'
-  _globals['_LISTSERVICESREQUEST'].fields_by_name['page_token']._loaded_options = None
-  _globals['_LISTSERVICESREQUEST'].fields_by_name['page_token']._serialized_options = b'\272H\005r\003\030\200\010'
-  _globals['_GETAVAILABILITYREQUEST'].fields_by_name['service_id']._loaded_options = None
-  _globals['_GETAVAILABILITYREQUEST'].fields_by_name['service_id']._serialized_options = b'\272H\005r\003\260\001\001'
-  _globals['_GETAVAILABILITYREQUEST'].fields_by_name['date']._loaded_options = None
-  _globals['_GETAVAILABILITYREQUEST'].fields_by_name['date']._serialized_options = b'\272H7r523^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$'
   _globals['_CREATEPETREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_CREATEPETREQUEST'].fields_by_name['name']._serialized_options = b'\272H\006r\004\020\001\030<'
   _globals['_CREATEPETREQUEST'].fields_by_name['species']._loaded_options = None
@@ -111,12 +97,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MOBILESERVICE'].methods_by_name['Login']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/auth/login:\001*'
   _globals['_MOBILESERVICE'].methods_by_name['RefreshToken']._loaded_options = None
   _globals['_MOBILESERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/auth/refresh:\001*'
-  _globals['_MOBILESERVICE'].methods_by_name['ListClinics']._loaded_options = None
-  _globals['_MOBILESERVICE'].methods_by_name['ListClinics']._serialized_options = b'\202\323\344\223\002\r\022\013/v1/clinics'
-  _globals['_MOBILESERVICE'].methods_by_name['ListServices']._loaded_options = None
-  _globals['_MOBILESERVICE'].methods_by_name['ListServices']._serialized_options = b'\202\323\344\223\002\"\022 /v1/clinics/{clinic_id}/services'
-  _globals['_MOBILESERVICE'].methods_by_name['GetAvailability']._loaded_options = None
-  _globals['_MOBILESERVICE'].methods_by_name['GetAvailability']._serialized_options = b'\202\323\344\223\002(\022&/v1/services/{service_id}/availability'
   _globals['_MOBILESERVICE'].methods_by_name['CreatePet']._loaded_options = None
   _globals['_MOBILESERVICE'].methods_by_name['CreatePet']._serialized_options = b'\202\323\344\223\002\r\"\010/v1/pets:\001*'
   _globals['_MOBILESERVICE'].methods_by_name['ListPets']._loaded_options = None
@@ -145,50 +125,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REFRESHTOKENREQUEST']._serialized_end=703
   _globals['_REFRESHTOKENRESPONSE']._serialized_start=705
   _globals['_REFRESHTOKENRESPONSE']._serialized_end=812
-  _globals['_LISTCLINICSREQUEST']._serialized_start=814
-  _globals['_LISTCLINICSREQUEST']._serialized_end=894
-  _globals['_LISTCLINICSRESPONSE']._serialized_start=896
-  _globals['_LISTCLINICSRESPONSE']._serialized_end=986
-  _globals['_LISTSERVICESREQUEST']._serialized_start=988
-  _globals['_LISTSERVICESREQUEST']._serialized_end=1098
-  _globals['_LISTSERVICESRESPONSE']._serialized_start=1100
-  _globals['_LISTSERVICESRESPONSE']._serialized_end=1193
-  _globals['_GETAVAILABILITYREQUEST']._serialized_start=1196
-  _globals['_GETAVAILABILITYREQUEST']._serialized_end=1324
-  _globals['_GETAVAILABILITYRESPONSE']._serialized_start=1326
-  _globals['_GETAVAILABILITYRESPONSE']._serialized_end=1444
-  _globals['_CREATEPETREQUEST']._serialized_start=1447
-  _globals['_CREATEPETREQUEST']._serialized_end=1669
-  _globals['_CREATEPETRESPONSE']._serialized_start=1671
-  _globals['_CREATEPETRESPONSE']._serialized_end=1727
-  _globals['_LISTPETSREQUEST']._serialized_start=1729
-  _globals['_LISTPETSREQUEST']._serialized_end=1806
-  _globals['_LISTPETSRESPONSE']._serialized_start=1808
-  _globals['_LISTPETSRESPONSE']._serialized_end=1889
-  _globals['_CREATEBOOKINGREQUEST']._serialized_start=1892
-  _globals['_CREATEBOOKINGREQUEST']._serialized_end=2057
-  _globals['_CREATEBOOKINGRESPONSE']._serialized_start=2060
-  _globals['_CREATEBOOKINGRESPONSE']._serialized_end=2232
-  _globals['_GETRESERVATIONREQUEST']._serialized_start=2234
-  _globals['_GETRESERVATIONREQUEST']._serialized_end=2284
-  _globals['_GETRESERVATIONRESPONSE']._serialized_start=2287
-  _globals['_GETRESERVATIONRESPONSE']._serialized_end=2620
-  _globals['_GETBOOKINGREQUEST']._serialized_start=2622
-  _globals['_GETBOOKINGREQUEST']._serialized_end=2671
-  _globals['_GETBOOKINGRESPONSE']._serialized_start=2673
-  _globals['_GETBOOKINGRESPONSE']._serialized_end=2738
-  _globals['_LISTBOOKINGSREQUEST']._serialized_start=2740
-  _globals['_LISTBOOKINGSREQUEST']._serialized_end=2821
-  _globals['_LISTBOOKINGSRESPONSE']._serialized_start=2823
-  _globals['_LISTBOOKINGSRESPONSE']._serialized_end=2916
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=2918
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=3004
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=3006
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=3119
-  _globals['_REGISTERDEVICEREQUEST']._serialized_start=3121
-  _globals['_REGISTERDEVICEREQUEST']._serialized_end=3241
-  _globals['_REGISTERDEVICERESPONSE']._serialized_start=3243
-  _globals['_REGISTERDEVICERESPONSE']._serialized_end=3315
-  _globals['_MOBILESERVICE']._serialized_start=3318
-  _globals['_MOBILESERVICE']._serialized_end=5054
+  _globals['_CREATEPETREQUEST']._serialized_start=815
+  _globals['_CREATEPETREQUEST']._serialized_end=1037
+  _globals['_CREATEPETRESPONSE']._serialized_start=1039
+  _globals['_CREATEPETRESPONSE']._serialized_end=1095
+  _globals['_LISTPETSREQUEST']._serialized_start=1097
+  _globals['_LISTPETSREQUEST']._serialized_end=1174
+  _globals['_LISTPETSRESPONSE']._serialized_start=1176
+  _globals['_LISTPETSRESPONSE']._serialized_end=1257
+  _globals['_CREATEBOOKINGREQUEST']._serialized_start=1260
+  _globals['_CREATEBOOKINGREQUEST']._serialized_end=1425
+  _globals['_CREATEBOOKINGRESPONSE']._serialized_start=1428
+  _globals['_CREATEBOOKINGRESPONSE']._serialized_end=1600
+  _globals['_GETRESERVATIONREQUEST']._serialized_start=1602
+  _globals['_GETRESERVATIONREQUEST']._serialized_end=1652
+  _globals['_GETRESERVATIONRESPONSE']._serialized_start=1655
+  _globals['_GETRESERVATIONRESPONSE']._serialized_end=1988
+  _globals['_GETBOOKINGREQUEST']._serialized_start=1990
+  _globals['_GETBOOKINGREQUEST']._serialized_end=2039
+  _globals['_GETBOOKINGRESPONSE']._serialized_start=2041
+  _globals['_GETBOOKINGRESPONSE']._serialized_end=2106
+  _globals['_LISTBOOKINGSREQUEST']._serialized_start=2108
+  _globals['_LISTBOOKINGSREQUEST']._serialized_end=2189
+  _globals['_LISTBOOKINGSRESPONSE']._serialized_start=2191
+  _globals['_LISTBOOKINGSRESPONSE']._serialized_end=2284
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=2286
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=2372
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=2374
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=2487
+  _globals['_REGISTERDEVICEREQUEST']._serialized_start=2489
+  _globals['_REGISTERDEVICEREQUEST']._serialized_end=2609
+  _globals['_REGISTERDEVICERESPONSE']._serialized_start=2611
+  _globals['_REGISTERDEVICERESPONSE']._serialized_end=2683
+  _globals['_MOBILESERVICE']._serialized_start=2686
+  _globals['_MOBILESERVICE']._serialized_end=4018
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,10 @@ class MobileServiceStub:
     also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
     `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
 
+    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
+    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
+    transcoded straight to it: they need no orchestration and no token.
+
     Authentication: every method except Register, Login and RefreshToken needs an
     `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
     always the token's user, so no request names a user.
@@ -61,21 +65,6 @@ class MobileServiceStub:
                 '/petpro.mobile.v1.MobileService/RefreshToken',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenResponse.FromString,
-                _registered_method=True)
-        self.ListClinics = channel.unary_unary(
-                '/petpro.mobile.v1.MobileService/ListClinics',
-                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListClinicsRequest.SerializeToString,
-                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListClinicsResponse.FromString,
-                _registered_method=True)
-        self.ListServices = channel.unary_unary(
-                '/petpro.mobile.v1.MobileService/ListServices',
-                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListServicesRequest.SerializeToString,
-                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListServicesResponse.FromString,
-                _registered_method=True)
-        self.GetAvailability = channel.unary_unary(
-                '/petpro.mobile.v1.MobileService/GetAvailability',
-                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetAvailabilityRequest.SerializeToString,
-                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetAvailabilityResponse.FromString,
                 _registered_method=True)
         self.CreatePet = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/CreatePet',
@@ -126,6 +115,10 @@ class MobileServiceServicer:
     also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
     `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
 
+    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
+    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
+    transcoded straight to it: they need no orchestration and no token.
+
     Authentication: every method except Register, Login and RefreshToken needs an
     `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
     always the token's user, so no request names a user.
@@ -151,28 +144,6 @@ class MobileServiceServicer:
 
     def RefreshToken(self, request, context):
         """Exchanges a refresh token for a new token pair (the old refresh token stops working).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListClinics(self, request, context):
-        """Lists clinics.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListServices(self, request, context):
-        """Lists the services of a clinic with duration, price and capacity.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetAvailability(self, request, context):
-        """Returns the slots of a service on one day (`?date=YYYY-MM-DD`, clinic time zone) and which
-        are free. Held and booked slots are not free.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -260,21 +231,6 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenResponse.SerializeToString,
             ),
-            'ListClinics': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListClinics,
-                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListClinicsRequest.FromString,
-                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListClinicsResponse.SerializeToString,
-            ),
-            'ListServices': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListServices,
-                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListServicesRequest.FromString,
-                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListServicesResponse.SerializeToString,
-            ),
-            'GetAvailability': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetAvailability,
-                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetAvailabilityRequest.FromString,
-                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetAvailabilityResponse.SerializeToString,
-            ),
             'CreatePet': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePet,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CreatePetRequest.FromString,
@@ -329,6 +285,10 @@ class MobileService:
     `google.api.http` annotations below (JSON field names are the snake_case proto names; input
     also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
     `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
+
+    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
+    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
+    transcoded straight to it: they need no orchestration and no token.
 
     Authentication: every method except Register, Login and RefreshToken needs an
     `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
@@ -410,87 +370,6 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/RefreshToken',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListClinics(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/petpro.mobile.v1.MobileService/ListClinics',
-            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListClinicsRequest.SerializeToString,
-            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListClinicsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListServices(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/petpro.mobile.v1.MobileService/ListServices',
-            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListServicesRequest.SerializeToString,
-            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListServicesResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetAvailability(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/petpro.mobile.v1.MobileService/GetAvailability',
-            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetAvailabilityRequest.SerializeToString,
-            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetAvailabilityResponse.FromString,
             options,
             channel_credentials,
             insecure,

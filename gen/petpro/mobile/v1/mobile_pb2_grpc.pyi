@@ -33,6 +33,10 @@ class MobileServiceStub:
     also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
     `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
 
+    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
+    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
+    transcoded straight to it: they need no orchestration and no token.
+
     Authentication: every method except Register, Login and RefreshToken needs an
     `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
     always the token's user, so no request names a user.
@@ -52,14 +56,6 @@ class MobileServiceStub:
     """Logs in with email and password."""
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RefreshTokenRequest, _mobile_pb2.RefreshTokenResponse]
     """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
-    ListClinics: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListClinicsRequest, _mobile_pb2.ListClinicsResponse]
-    """Lists clinics."""
-    ListServices: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListServicesRequest, _mobile_pb2.ListServicesResponse]
-    """Lists the services of a clinic with duration, price and capacity."""
-    GetAvailability: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetAvailabilityRequest, _mobile_pb2.GetAvailabilityResponse]
-    """Returns the slots of a service on one day (`?date=YYYY-MM-DD`, clinic time zone) and which
-    are free. Held and booked slots are not free.
-    """
     CreatePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]
     """Adds a pet to the caller's account."""
     ListPets: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]
@@ -95,6 +91,10 @@ class MobileServiceAsyncStub(MobileServiceStub):
     also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
     `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
 
+    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
+    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
+    transcoded straight to it: they need no orchestration and no token.
+
     Authentication: every method except Register, Login and RefreshToken needs an
     `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
     always the token's user, so no request names a user.
@@ -111,14 +111,6 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """Logs in with email and password."""
     RefreshToken: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RefreshTokenRequest, _mobile_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
-    ListClinics: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListClinicsRequest, _mobile_pb2.ListClinicsResponse]  # type: ignore[assignment]
-    """Lists clinics."""
-    ListServices: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListServicesRequest, _mobile_pb2.ListServicesResponse]  # type: ignore[assignment]
-    """Lists the services of a clinic with duration, price and capacity."""
-    GetAvailability: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetAvailabilityRequest, _mobile_pb2.GetAvailabilityResponse]  # type: ignore[assignment]
-    """Returns the slots of a service on one day (`?date=YYYY-MM-DD`, clinic time zone) and which
-    are free. Held and booked slots are not free.
-    """
     CreatePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]  # type: ignore[assignment]
     """Adds a pet to the caller's account."""
     ListPets: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]  # type: ignore[assignment]
@@ -153,6 +145,10 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
     also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
     `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
 
+    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
+    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
+    transcoded straight to it: they need no orchestration and no token.
+
     Authentication: every method except Register, Login and RefreshToken needs an
     `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
     always the token's user, so no request names a user.
@@ -185,32 +181,6 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.RefreshTokenResponse, _abc.Awaitable[_mobile_pb2.RefreshTokenResponse]]:
         """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
-
-    @_abc_1.abstractmethod
-    def ListClinics(
-        self,
-        request: _mobile_pb2.ListClinicsRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_mobile_pb2.ListClinicsResponse, _abc.Awaitable[_mobile_pb2.ListClinicsResponse]]:
-        """Lists clinics."""
-
-    @_abc_1.abstractmethod
-    def ListServices(
-        self,
-        request: _mobile_pb2.ListServicesRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_mobile_pb2.ListServicesResponse, _abc.Awaitable[_mobile_pb2.ListServicesResponse]]:
-        """Lists the services of a clinic with duration, price and capacity."""
-
-    @_abc_1.abstractmethod
-    def GetAvailability(
-        self,
-        request: _mobile_pb2.GetAvailabilityRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_mobile_pb2.GetAvailabilityResponse, _abc.Awaitable[_mobile_pb2.GetAvailabilityResponse]]:
-        """Returns the slots of a service on one day (`?date=YYYY-MM-DD`, clinic time zone) and which
-        are free. Held and booked slots are not free.
-        """
 
     @_abc_1.abstractmethod
     def CreatePet(
