@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.asyncio as aioredis
 from cachetools import TTLCache
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 V = TypeVar("V")
 
 
 def make_redis(url: str) -> aioredis.Redis:
+    import redis.asyncio as aioredis  # only the services that use Redis pay for importing it (~7 MB)
+
     return aioredis.from_url(url, decode_responses=False, health_check_interval=30, socket_timeout=5)
 
 
