@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench load clean
+.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench load clean chromium
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
@@ -54,7 +54,7 @@ status: setup
 migrate: setup
 	$(BIN)/petpro migrate
 
-test: setup gen-check lint
+test: setup gen-check lint chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -62,6 +62,24 @@ test-unit: setup
 
 test-integration: setup
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+# Browser tests drive Debian's chromium through Playwright (never `playwright install`).
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then \
+		echo "chromium: $(CHROMIUM) is installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "chromium: installing Debian's chromium package"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+		echo "chromium: installing Debian's chromium package (sudo)"; \
+		sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; \
+	else \
+		echo "chromium: $(CHROMIUM) is missing and this user cannot install packages." >&2; \
+		echo "  Install it as root: apt-get update && apt-get install -y --no-install-recommends chromium" >&2; \
+		echo "  (browser tests are skipped without it, except in CI where they fail)" >&2; \
+		if [ -n "$$CI" ]; then exit 1; fi; \
+	fi
 
 clean: down
 	rm -rf .petpro .pytest_cache .ruff_cache

@@ -7,7 +7,8 @@
   everything else: bad signature → 400, anything transient → 503.
 * ``GET /openapi.json`` and ``GET /docs``: generated once at start-up from ``gen/petpro.binpb``.
 * ``GET /healthz``, ``GET /metrics`` (Prometheus, the process' default registry).
-* ``/clinic/…``: placeholder for the clinic dashboard (another issue) — 501 problem for now.
+* ``/clinic/…``: the clinic dashboard — page, ``/clinic/api/me`` and the live feed as Server-Sent
+  Events (:mod:`edge.dashboard`).
 
 Every error body is ``application/problem+json`` with a ``reason`` (the same shape the Lua filter
 gives transcoded errors).  The stubs come in through :class:`HttpDeps`, so tests pass real stubs
@@ -39,7 +40,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.openapi import build_openapi, default_descriptor_path, docs_html
 from petpro import grpc_client, telemetry
+from petpro.auth.v1 import auth_pb2_grpc
 from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro.notification.v1 import clinic_feed_pb2_grpc
 from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
 
 log = logging.getLogger("edge.http")
@@ -80,13 +83,23 @@ IDEMPOTENT_METHODS: tuple[str, ...] = (
 @dataclass
 class HttpDeps:
     """What the HTTP app talks to.  ``descriptor_set``: FileDescriptorSet bytes for the OpenAPI
-    document (``gen/petpro.binpb`` when None).  ``rpc_timeout``: deadline of each outgoing RPC."""
+    document (``gen/petpro.binpb`` when None).  ``rpc_timeout``: deadline of each outgoing RPC.
+
+    The clinic dashboard needs ``auth`` (token validation) and ``clinic_feed`` (its live stream;
+    each Subscribe call lasts at most ``feed_call_seconds``, then it is renewed from the last cursor);
+    without them its API answers 503.  ``closing`` is set when the edge shuts down: open streams end."""
 
     payment: payment_pb2_grpc.PaymentServiceStub
     booking: booking_pb2_grpc.BookingServiceStub
     descriptor_set: bytes | None = None
     rpc_timeout: float = 5.0
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    auth: auth_pb2_grpc.AuthServiceStub | None = None
+    clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceStub | None = None
+    token_cache_seconds: float = 5.0
+    feed_heartbeat_seconds: float = 15.0
+    feed_call_seconds: float = 3600.0
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def connect(cls, payment_addr: str, booking_addr: str, **kwargs: Any) -> HttpDeps:
@@ -308,10 +321,6 @@ async def _refund(
     return _webhook_result("refunded", result, payment_id=payment.payment_id)
 
 
-async def clinic_placeholder(request: Request) -> Response:
-    return problem(501, "NOT_IMPLEMENTED", "the clinic dashboard is not available yet", request=request)
-
-
 # --------------------------------------------------------------------------------------------------
 # app
 # --------------------------------------------------------------------------------------------------
@@ -346,6 +355,8 @@ class RequestContext:
 
 def create_app(deps: HttpDeps) -> Starlette:
     """The edge HTTP app.  Builds the OpenAPI document (and /docs page) once, here."""
+    from edge.dashboard import Dashboard  # imports this module: keep the import here
+
     document = build_openapi(deps.descriptor_set or default_descriptor_path().read_bytes())
     docs_page = docs_html(document)
 
@@ -373,8 +384,8 @@ def create_app(deps: HttpDeps) -> Starlette:
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/webhooks/stripe", stripe_webhook(deps), methods=["POST"]),
-        # Clinic dashboard (page + live stream): built by its own issue; a 501 placeholder until then.
-        Mount("/clinic", routes=[Route("/{rest:path}", clinic_placeholder)]),
+        # Clinic dashboard: page, API and the live feed (SSE).
+        Mount("/clinic", routes=Dashboard(deps).routes()),
     ]
     app = Starlette(
         routes=routes,

@@ -13,7 +13,7 @@ from petpro.auth.v1 import auth_pb2_grpc
 from petpro.authn import TokenCache
 from petpro.booking.v1 import booking_pb2_grpc
 from petpro.mobile.v1 import mobile_pb2_grpc
-from petpro.notification.v1 import notification_pb2_grpc
+from petpro.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 from petpro.payment.v1 import payment_pb2_grpc
 from petpro.settings import ServiceSettings, load
 
@@ -54,9 +54,15 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         notification=notification_pb2_grpc.NotificationServiceStub(channels["notif"]),
     )
 
-    http = create_app(HttpDeps(payment=stubs.payment, booking=stubs.booking,
-                               rpc_timeout=settings.upstream_timeout_seconds))
+    http_deps = HttpDeps(payment=stubs.payment, booking=stubs.booking, auth=stubs.auth,
+                         clinic_feed=clinic_feed_pb2_grpc.ClinicFeedServiceStub(channels["notif"]),
+                         token_cache_seconds=settings.token_cache_seconds,
+                         rpc_timeout=settings.upstream_timeout_seconds)
+    http = create_app(http_deps)
     http_port = settings.http_port or settings.stack.port("edge_http")
+
+    async def end_streams() -> None:  # the dashboards' live streams end; browsers reconnect elsewhere/later
+        http_deps.closing.set()
 
     async def close_channels() -> None:
         for ch in channels.values():
@@ -71,6 +77,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
             "petpro.mobile.v1.MobileService",
         )],
         background=[lambda: serve_http(http, settings.bind_host, http_port)],
+        on_shutdown=[end_streams],
         on_stop=[close_channels],
     )
 
