@@ -30,7 +30,7 @@ from booking_svc.domain import (
     request_fingerprint,
     slot_grid,
 )
-from booking_svc.repository import BookingRepository
+from booking_svc.repository import BookingRepository, DuplicateRequest, UnitTaken
 from petpro import paging
 from petpro.cache import TtlMemo
 from petpro.errors import InvalidArgument
@@ -170,39 +170,47 @@ class BookingHandlers:
 
     # -- reservations ------------------------------------------------------------------------------
     async def reserve(self, cmd: ReserveCommand) -> Reservation:
+        """Hold a free unit of the slot.  The INSERT is the transaction's last statement and the
+        exclusion constraint decides races: no savepoints, one transaction in the common case."""
         now = self.clock()
         fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
         svc, clinic = await self.get_service(cmd.service_id)
-        async with self.uow() as repo:
-            earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
-            if earlier is not None:
-                return self._replay(earlier, fingerprint)
-            check_pet_owner(await repo.pet(cmd.pet_id), cmd.owner_user_id)
-            slot = check_slot(clinic, svc, cmd.start, now)
-            await repo.expire_overlapping(svc.id, slot.start, slot.end, now)
-            taken = await repo.taken_units(svc.id, slot.start, slot.end)
-            outcome = "taken"
-            for unit in range(1, svc.capacity + 1):
-                if unit in taken:
-                    continue
-                res = Reservation(
-                    lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
-                    owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
-                    service_id=svc.id, clinic_id=clinic.id, pet_id=cmd.pet_id, unit=unit, start=slot.start,
-                    end=slot.end, state=ReservationState.HELD, expires_at=now + self.hold_ttl,
-                    amount_minor=svc.price_minor, currency=svc.currency, created_at=now,
-                )
-                outcome = await repo.try_insert_reservation(res)
-                if outcome == "ok":
+        expired_swept = False
+        for _ in range(svc.capacity + 2):  # a retry per unit lost to a concurrent reserver, + one sweep
+            try:
+                async with self.uow() as repo:
+                    earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
+                    if earlier is not None:
+                        return self._replay(earlier, fingerprint)
+                    check_pet_owner(await repo.pet(cmd.pet_id), cmd.owner_user_id)
+                    slot = check_slot(clinic, svc, cmd.start, now)
+                    taken = await repo.taken_units(svc.id, slot.start, slot.end)
+                    free = [u for u in range(1, svc.capacity + 1) if u not in taken]
+                    if not free:
+                        if expired_swept or not await repo.expire_overlapping(svc.id, slot.start, slot.end, now):
+                            raise SlotUnavailable("this slot is no longer available",
+                                                  metadata={"slot": slot.start.isoformat()})
+                        expired_swept = True  # expired holds released (committed below): look again
+                        continue
+                    res = Reservation(
+                        lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
+                        owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
+                        service_id=svc.id, clinic_id=clinic.id, pet_id=cmd.pet_id, unit=free[0],
+                        start=slot.start, end=slot.end, state=ReservationState.HELD, expires_at=now + self.hold_ttl,
+                        amount_minor=svc.price_minor, currency=svc.currency, created_at=now,
+                    )
+                    await repo.insert_reservation(res)
                     return res
-                if outcome == "duplicate":
-                    break  # a concurrent retry with the same key won: return its result below
-        if outcome == "duplicate":
-            async with self.read() as repo:
-                earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
-            assert earlier is not None
-            return self._replay(earlier, fingerprint)
-        raise SlotUnavailable("this slot is no longer available", metadata={"slot": slot.start.isoformat()})
+            except UnitTaken:
+                if len(free) == 1:  # the last free unit went to a concurrent reserver
+                    raise SlotUnavailable("this slot is no longer available",
+                                          metadata={"slot": slot.start.isoformat()}) from None
+            except DuplicateRequest:  # a concurrent retry with the same key won: answer as it did
+                async with self.read() as repo:
+                    earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
+                assert earlier is not None
+                return self._replay(earlier, fingerprint)
+        raise SlotUnavailable("this slot is no longer available")
 
     @staticmethod
     def _replay(earlier: Reservation, fingerprint: str) -> Reservation:

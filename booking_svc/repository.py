@@ -178,6 +178,14 @@ def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = Non
     return constraint is None or getattr(orig.diag, "constraint_name", None) == constraint
 
 
+class UnitTaken(Exception):
+    """The chosen unit of the slot was taken concurrently (exclusion constraint)."""
+
+
+class DuplicateRequest(Exception):
+    """A reservation with this owner and request id exists (an idempotent retry raced us)."""
+
+
 class BookingRepository:
     """Queries of one unit of work (a session in a transaction) or of a read-only autocommit connection."""
 
@@ -278,25 +286,24 @@ class BookingRepository:
             reservations.c.during.overlaps(Range(start, end)))
         return {r.unit for r in await self.s.execute(q)}
 
-    async def try_insert_reservation(self, res: Reservation) -> str:
-        """Insert inside a savepoint.  Returns "ok", "taken" (exclusion constraint: the unit is held
-        or booked) or "duplicate" (same owner + request id: an idempotent retry raced us)."""
+    async def insert_reservation(self, res: Reservation) -> None:
+        """Insert a hold.  Raises UnitTaken (exclusion constraint: the unit is held or booked for an
+        overlapping range) or DuplicateRequest (same owner + request id): the transaction is then
+        aborted, so this must be its last statement."""
         try:
-            async with self.s.begin_nested():
-                await self.s.execute(insert(reservations).values(
-                    lock_id=res.lock_id, owner_user_id=res.owner_user_id, owner_email=res.owner_email,
-                    owner_name=res.owner_name, request_id=res.request_id, request_hash=res.request_hash,
-                    service_id=res.service_id, clinic_id=res.clinic_id, pet_id=res.pet_id, unit=res.unit,
-                    during=Range(res.start, res.end), state=res.state.value, expires_at=res.expires_at,
-                    amount_minor=res.amount_minor, currency=res.currency, created_at=res.created_at,
-                    updated_at=res.created_at))
+            await self.s.execute(insert(reservations).values(
+                lock_id=res.lock_id, owner_user_id=res.owner_user_id, owner_email=res.owner_email,
+                owner_name=res.owner_name, request_id=res.request_id, request_hash=res.request_hash,
+                service_id=res.service_id, clinic_id=res.clinic_id, pet_id=res.pet_id, unit=res.unit,
+                during=Range(res.start, res.end), state=res.state.value, expires_at=res.expires_at,
+                amount_minor=res.amount_minor, currency=res.currency, created_at=res.created_at,
+                updated_at=res.created_at))
         except IntegrityError as exc:
             if _is(exc, ExclusionViolation):
-                return "taken"
+                raise UnitTaken from None
             if _is(exc, UniqueViolation, "reservations_idempotency"):
-                return "duplicate"
+                raise DuplicateRequest from None
             raise
-        return "ok"
 
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
