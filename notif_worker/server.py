@@ -48,8 +48,9 @@ def build(settings: NotifSettings) -> grpc_server.App:
         async with db.unit_of_work() as session:
             yield NotifRepository(session)
 
+    mailer = SmtpMailer(settings.url("smtp_url"), settings.mail_from)
     handlers = NotifyHandlers(
-        uow, SmtpMailer(settings.url("smtp_url"), settings.mail_from), InboxPush(), encode_clinic_event,
+        uow, mailer, InboxPush(), encode_clinic_event,
         fanout.publish, Retry(settings.retry_attempts, settings.retry_base_seconds),
     )
     bootstrap = settings.url("kafka_bootstrap_servers")
@@ -63,6 +64,7 @@ def build(settings: NotifSettings) -> grpc_server.App:
                               resync_seconds=settings.feed_resync_seconds)
 
     async def close() -> None:
+        await mailer.close()
         await fanout.close()
         await redis.aclose()
         await auth_channel.close()

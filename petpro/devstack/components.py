@@ -141,7 +141,7 @@ def envoy() -> Component:
         launch=lambda ctx: Launch([sys.executable, "-m", "edge.envoy"]),
         ready=checks.http_ok("/ready"),
         port=lambda ctx: ctx.port("envoy_admin"),
-        depends_on=("edge",),
+        depends_on=(),  # Envoy needs no upstream to start: it comes up alongside the services
         start_timeout=30.0,
     )
 
