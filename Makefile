@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench load clean chromium
+.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench h2load load clean chromium
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
 	@echo "make test    set up if needed, check gen/ is fresh, lint, run the whole test suite"
-	@echo "make down | status | gen | lint | bench"
+	@echo "make down | status | gen | lint | bench (ratios vs in-run baselines) | load (Locust)"
 
 setup: $(STAMP) $(BUF)
 
@@ -80,6 +80,24 @@ chromium:
 		echo "  (browser tests are skipped without it, except in CI where they fail)" >&2; \
 		if [ -n "$$CI" ]; then exit 1; fi; \
 	fi
+
+# Benchmarks: every figure against a baseline measured in the same run (benchmarks/run.py).
+# h2load (Debian nghttp2-client) drives the RPC floor and read figures; BENCH_* env vars set sizes.
+bench: setup h2load
+	$(BIN)/python -m benchmarks
+
+h2load:
+	@command -v h2load >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client; \
+		else echo "h2load missing: apt-get install nghttp2-client (the benchmark falls back to Python clients)"; fi; }
+
+# A longer user-journey load with Locust against the stack from `make up` (run `petpro seed` first).
+LOAD_USERS ?= 20
+LOAD_TIME ?= 2m
+load: setup
+	$(BIN)/python -m pip install -q 'locust>=2.30'
+	$(BIN)/locust -f benchmarks/locustfile.py --headless -u $(LOAD_USERS) -r 5 -t $(LOAD_TIME) \
+		--host http://127.0.0.1:$${PETPRO_ENVOY_PORT:-7480}
 
 clean: down
 	rm -rf .petpro .pytest_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""The benchmark harness runs (seconds-long sizes) against the session mesh, so `make bench` cannot rot.
+It checks that every figure is produced with its baseline; it asserts no speed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.run import Params, run, write_results
+from petpro.devstack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
+    params = Params(duration=0.5, concurrency=4, contenders=30, flow_clients=2, rates=(10,), fanout_seconds=1.0,
+                    notifier_events=20, smoke=True)
+    bench = await run(mesh, params, up_seconds=None)
+    names = [f.name for f in bench.figures]
+    for expected in ("read RPC direct", "read via REST edge", "ReserveSlot transactions/s", "contention",
+                     "full flow", "fan-out @10/s: commit→clinic feed", "fan-out @10/s: commit→email",
+                     "notif_worker events/s", "RSS booking"):
+        assert any(n.startswith(expected) for n in names), (expected, names)
+    assert all(f.value > 0 and f.baseline > 0 for f in bench.figures), bench.figures
+    doc = json.loads(write_results(bench, params, tmp_path).read_text())
+    assert {"machine", "params", "figures"} <= doc.keys() and len(doc["figures"]) == len(bench.figures)
+    assert (tmp_path / "smoke.md").read_text().startswith("| figure |")
