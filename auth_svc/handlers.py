@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from auth_svc.domain import (
     ROLE_OWNER,
@@ -27,12 +26,10 @@ from auth_svc.domain import (
     split_refresh_token,
 )
 from auth_svc.repository import AuthRepository
+from petpro import db
+from petpro.db import utcnow
 
-UnitOfWork = Callable[[], AbstractAsyncContextManager[AuthRepository]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+UnitOfWork = db.UnitOfWork[AuthRepository]
 
 
 @dataclass(frozen=True)
@@ -47,8 +44,10 @@ class AuthHandlers:
     def __init__(
         self, uow: UnitOfWork, passwords: Passwords, issuer: TokenIssuer, *,
         refresh_ttl: timedelta = timedelta(days=30), clock: Callable[[], datetime] = utcnow,
+        read: UnitOfWork | None = None,
     ) -> None:
         self.uow = uow
+        self.read = read or uow  # read-only: no transaction
         self.passwords = passwords
         self.issuer = issuer
         self.refresh_ttl = refresh_ttl
@@ -118,7 +117,7 @@ class AuthHandlers:
 
     async def validate(self, token: str) -> Claims:
         claims = self.issuer.verify(token, self.clock())
-        async with self.uow() as repo:
+        async with self.read() as repo:
             exists, revoked_at = await repo.session_revoked_at(uuid.UUID(claims.session_id))
         if not exists or revoked_at is not None:
             raise TokenRevoked("token was revoked")

@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from auth_svc.domain import Session, User
 
@@ -77,7 +77,7 @@ def _session(row) -> Session:  # type: ignore[no-untyped-def]
 class AuthRepository:
     """Queries of one unit of work (an open transaction)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
 
     async def add_user(self, user: User) -> bool:

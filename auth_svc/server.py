@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,12 +40,9 @@ def build(settings: AuthSettings) -> grpc_server.App:
     )
     db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
 
-    @asynccontextmanager
-    async def uow():  # type: ignore[no-untyped-def]
-        async with db.unit_of_work() as session:
-            yield AuthRepository(session)
-
-    handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days))
+    uow, read = db.repositories(AuthRepository)
+    handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days),
+                            read=read)
     return grpc_server.App(
         name="auth_svc",
         settings=settings,

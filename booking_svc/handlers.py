@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -31,20 +30,17 @@ from booking_svc.domain import (
     slot_grid,
 )
 from booking_svc.repository import BookingRepository, DuplicateRequest, UnitTaken
-from petpro import paging
+from petpro import db, paging
 from petpro.cache import TtlMemo
+from petpro.db import utcnow
 from petpro.errors import InvalidArgument
 
-UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
+UnitOfWork = db.UnitOfWork[BookingRepository]
 # builds the serialized BookingCreated event for the outbox: (booking, reservation, service, clinic, pet) → bytes
 EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
 
 TOPIC_BOOKING_CREATED = "booking.created"
 EVENT_BOOKING_CREATED = "dev.petpro.booking.created.v1"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

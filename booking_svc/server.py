@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from pydantic import Field
@@ -32,16 +31,7 @@ class BookingSettings(ServiceSettings):
 def build(settings: BookingSettings) -> grpc_server.App:
     db = Database(settings.url("database_url"), SCHEMA, app_name="booking_svc", pool_size=settings.db_pool_size)
 
-    @asynccontextmanager
-    async def uow():  # type: ignore[no-untyped-def]
-        async with db.unit_of_work() as session:
-            yield BookingRepository(session)
-
-    @asynccontextmanager
-    async def read():  # type: ignore[no-untyped-def]
-        async with db.reader() as conn:
-            yield BookingRepository(conn)
-
+    uow, read = db.repositories(BookingRepository)
     handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
                                read=read, catalog_ttl=settings.catalog_cache_seconds,
                                traceparent=telemetry.current_traceparent)

@@ -7,17 +7,16 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from notif_worker.domain import BookingNotice, ChannelFailed, push_message
 from notif_worker.repository import DeviceRow, FeedRace, FeedRow, InboxRow, NotifRepository
-from petpro import paging
+from petpro import db, paging
 
 log = logging.getLogger("notif_worker")
-UnitOfWork = Callable[[], AbstractAsyncContextManager[NotifRepository]]
+UnitOfWork = db.UnitOfWork[NotifRepository]
 
 
 class Mailer(Protocol):
@@ -56,8 +55,9 @@ FeedPublisher = Callable[[uuid.UUID, FeedRow], Awaitable[None]]
 
 class NotifyHandlers:
     def __init__(self, uow: UnitOfWork, mailer: Mailer, push: PushProvider, encode_feed: FeedEncoder,
-                 publish_feed: FeedPublisher, retry: Retry = Retry()) -> None:
+                 publish_feed: FeedPublisher, retry: Retry = Retry(), read: UnitOfWork | None = None) -> None:
         self.uow = uow
+        self.read = read or uow  # read-only: no transaction
         self.mailer = mailer
         self.push_provider = push
         self.encode_feed = encode_feed
@@ -114,12 +114,12 @@ class NotifyHandlers:
 
     # -- reads -------------------------------------------------------------------------------------
     async def feed_after(self, clinic_id: uuid.UUID, after: int, limit: int = 500) -> list[FeedRow]:
-        async with self.uow() as repo:
+        async with self.read() as repo:
             return await repo.clinic_events_after(clinic_id, after, limit)
 
     async def inbox(self, user_id: uuid.UUID, size: int, token: str) -> tuple[list[InboxRow], str]:
         limit = paging.page_size(size)
-        async with self.uow() as repo:
+        async with self.read() as repo:
             rows = await repo.list_inbox(user_id, paging.decode(token), limit)
         return rows, paging.next_token(rows, limit, lambda r: (r.created_at.isoformat(), str(r.id)))
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 SCHEMA = "notif"
 metadata = MetaData(schema=SCHEMA)
@@ -103,7 +103,7 @@ class DeviceRow:
 
 
 class NotifRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
 
     async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:

@@ -3,8 +3,6 @@ Redis fan-out) and the owner's notification inbox."""
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -43,15 +41,11 @@ def build(settings: NotifSettings) -> grpc_server.App:
     fanout = RedisFanout(redis)
     auth_channel = grpc_client.channel(settings.peer("auth"), idempotent=["petpro.auth.v1.AuthService/ValidateToken"])
 
-    @asynccontextmanager
-    async def uow():  # type: ignore[no-untyped-def]
-        async with db.unit_of_work() as session:
-            yield NotifRepository(session)
-
+    uow, read = db.repositories(NotifRepository)
     mailer = SmtpMailer(settings.url("smtp_url"), settings.mail_from)
     handlers = NotifyHandlers(
         uow, mailer, InboxPush(), encode_clinic_event,
-        fanout.publish, Retry(settings.retry_attempts, settings.retry_base_seconds),
+        fanout.publish, Retry(settings.retry_attempts, settings.retry_base_seconds), read=read,
     )
     bootstrap = settings.url("kafka_bootstrap_servers")
     consumer = BookingCreatedConsumer(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from payment_svc.domain import (
     NotRefundable,
@@ -18,13 +17,11 @@ from payment_svc.domain import (
     RequestIdReused,
 )
 from payment_svc.repository import PaymentRepository
+from petpro import db
+from petpro.db import utcnow
 
 log = logging.getLogger("payment_svc")
-UnitOfWork = Callable[[], AbstractAsyncContextManager[PaymentRepository]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+UnitOfWork = db.UnitOfWork[PaymentRepository]
 
 
 @dataclass(frozen=True)
@@ -50,8 +47,9 @@ class WebhookOutcome:
 
 class PaymentHandlers:
     def __init__(self, uow: UnitOfWork, gateway: PaymentGateway, *, public_base_url: str,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, read: UnitOfWork | None = None) -> None:
         self.uow = uow
+        self.read = read or uow  # read-only: no transaction
         self.gateway = gateway
         self.public_base_url = public_base_url.rstrip("/")
         self.clock = clock
@@ -85,7 +83,7 @@ class PaymentHandlers:
             return current
 
     async def get(self, payment_id: uuid.UUID) -> Payment:
-        async with self.uow() as repo:
+        async with self.read() as repo:
             p = await repo.get(payment_id)
         if p is None:
             raise PaymentNotFound("payment not found")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text, Uuid, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payment_svc.domain import Payment, PaymentStatus
 
@@ -48,7 +48,7 @@ def _payment(r) -> Payment:  # type: ignore[no-untyped-def]
 
 
 class PaymentRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
 
     async def add(self, p: Payment) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -46,13 +44,9 @@ def make_gateway(settings: PaymentSettings) -> StripeGateway:
 def build(settings: PaymentSettings) -> grpc_server.App:
     db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc", pool_size=settings.db_pool_size)
 
-    @asynccontextmanager
-    async def uow():  # type: ignore[no-untyped-def]
-        async with db.unit_of_work() as session:
-            yield PaymentRepository(session)
-
+    uow, read = db.repositories(PaymentRepository)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
-    handlers = PaymentHandlers(uow, make_gateway(settings), public_base_url=public)
+    handlers = PaymentHandlers(uow, make_gateway(settings), public_base_url=public, read=read)
 
     return grpc_server.App(
         name="payment_svc",

@@ -6,8 +6,10 @@ sets ``search_path`` to that schema so queries and migrations never touch anothe
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine, make_url
@@ -49,6 +51,15 @@ def make_sync_engine(url: str, schema: str | None = None, *, app_name: str = "pe
     return create_engine(sqlalchemy_url(url), connect_args=_connect_args(schema, app_name), pool_pre_ping=True)
 
 
+R = TypeVar("R")
+# a use case's way to open a transaction: ``async with uow() as repo`` (commit on success)
+UnitOfWork = Callable[[], AbstractAsyncContextManager[R]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Database:
     """Engine + session factory of one service; ``unit_of_work()`` is one transaction."""
 
@@ -68,6 +79,22 @@ class Database:
         Each statement sees committed data as of its own start (fine for single reads and lists)."""
         async with self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    def repositories(self, repo: Callable[[Any], R]) -> tuple[UnitOfWork[R], UnitOfWork[R]]:
+        """``(uow, read)`` factories handing out ``repo(session)``: a transaction, and a read-only
+        autocommit connection (``reader``).  Every service wires its handlers with these."""
+
+        @asynccontextmanager
+        async def uow() -> AsyncIterator[R]:
+            async with self.unit_of_work() as session:
+                yield repo(session)
+
+        @asynccontextmanager
+        async def read() -> AsyncIterator[R]:
+            async with self.reader() as conn:
+                yield repo(conn)
+
+        return uow, read
 
     async def close(self) -> None:
         await self.engine.dispose()

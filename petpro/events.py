@@ -67,3 +67,18 @@ def cloudevent_headers(
 
 def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: (v or b"").decode("utf-8", "replace") for k, v in headers or ()}
+
+
+def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
+    """Messages of ``topic`` not yet committed by consumer group ``group_id`` (0 = caught up).
+    Reads the group's committed offsets without joining it."""
+    from kafka import TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group_id, enable_auto_commit=False)
+    try:
+        parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
+        ends = c.end_offsets(parts)
+        # the broker may report a committed position past the end offset: caught up either way
+        return sum(max(0, ends[tp] - (c.committed(tp) or 0)) for tp in parts)
+    finally:
+        c.close(autocommit=False)

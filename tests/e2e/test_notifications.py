@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from petpro.booking.v1 import booking_pb2, events_pb2
 from petpro.common.v1 import money_pb2
 from petpro.convert import ts
-from petpro.events import cloudevent_headers
+from petpro.events import cloudevent_headers, group_lag
 from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from tests.e2e.conftest import HAPPY_PAWS, Api, confirmed_booking, eventually, mails_to
 
@@ -192,20 +192,10 @@ async def test_duplicate_delivery_sends_one_email_and_poison_goes_to_the_dlq(api
 
 async def _consumer_caught_up(api: Api) -> None:
     """Await the notif-worker group's committed offsets reaching the end of every partition."""
-    from kafka import TopicPartition
-
     bootstrap = api.stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
 
     def lag() -> int:
-        # a client of the group that never joins it: it only reads the group's committed offsets
-        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id="notif-worker", enable_auto_commit=False)
-        try:
-            parts = [TopicPartition("booking.created", p) for p in consumer.partitions_for_topic("booking.created")]
-            ends = consumer.end_offsets(parts)
-            # tansu may report a committed position past the end offset: caught up either way
-            return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in parts)
-        finally:
-            consumer.close(autocommit=False)
+        return group_lag(bootstrap, "notif-worker", "booking.created")
 
     await eventually(lambda: _zero(lag), timeout=30)
 
