@@ -557,6 +557,8 @@ async def run(stack: Stack, params: Params, up_seconds: float | None = None) -> 
 
 def main() -> None:
     params = Params.from_env()
+    # capacity is measured, not the gateway's per-listener rate limit (it would answer 429 above it)
+    os.environ.setdefault("EDGE_ENVOY_RATE_LIMIT_BURST", "0")
     home = Path(tempfile.mkdtemp(prefix="petpro-bench-"))
     home.chmod(0o755)
     base = int(os.environ.get("BENCH_PORT_BASE", 27400))

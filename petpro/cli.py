@@ -8,6 +8,7 @@
     petpro migrate                                 apply every service's migrations
     petpro seed [FILE]                             load catalog data (default: the bundled demo clinics)
     petpro demo                                    the booking flow against the running stack, with timings
+    petpro dlq [list | replay [P:OFFSET ...]]      dead-lettered notification events; replay them
     petpro env                                     the environment a client needs (export lines)
 
 Configuration: PETPRO_HOME (default .petpro), PETPRO_PORT_BASE (default 7400), PETPRO_<NAME>_PORT,
@@ -194,6 +195,29 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    """List the notification dead letters, or replay them to booking.created."""
+    from petpro.events import dead_letters, replay_dead_letters
+
+    stack = _stack()
+    bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
+    if args.action == "replay":
+        wanted = set(args.letters)
+        n = replay_dead_letters(bootstrap, args.dlq_topic, args.topic,
+                                lambda d: not wanted or f"{d['partition']}:{d['offset']}" in wanted)
+        print(f"replayed {n} dead letter(s) from {args.dlq_topic} to {args.topic}")
+        return 0
+    letters = dead_letters(bootstrap, args.dlq_topic)
+    if not letters:
+        print(f"{args.dlq_topic} is empty")
+        return 0
+    rows = [("PART", "OFFSET", "KEY", "ERROR", "SOURCE")]
+    rows += [(str(d["partition"]), str(d["offset"]), str(d["key"])[:36],
+              f"{d['error_type']}: {str(d['error'])[:70]}", str(d["source"])) for d in letters]
+    print(render_table(rows))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from petpro.demo import run
 
@@ -242,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("seed", help="load demo catalog data (clinics, services, staff) from a YAML file")
     p.add_argument("file", nargs="?", help="YAML file (default: the bundled demo clinic)")
     p.set_defaults(func=cmd_seed)
+    p = sub.add_parser("dlq", help="list the notification dead letters, or replay them")
+    p.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
+    p.add_argument("letters", nargs="*", metavar="PARTITION:OFFSET", help="replay only these (default: all)")
+    p.add_argument("--dlq-topic", default="booking.created.dlq")
+    p.add_argument("--topic", default="booking.created")
+    p.set_defaults(func=cmd_dlq)
     p = sub.add_parser("demo", help="run the booking flow against the running stack, step by step")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("env", help="print the environment a client of the stack needs")

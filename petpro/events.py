@@ -6,6 +6,7 @@ timings follow what the embedded tansu broker needs for a group to form in secon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -82,3 +83,35 @@ def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
         return sum(max(0, ends[tp] - (c.committed(tp) or 0)) for tp in parts)
     finally:
         c.close(autocommit=False)
+
+
+def dead_letters(bootstrap: str, dlq_topic: str, timeout_ms: int = 2000) -> list[dict[str, object]]:
+    """Every message in a dead-letter topic with the error it carries (read without a group)."""
+    c = KafkaConsumer(dlq_topic, bootstrap_servers=bootstrap.split(","), group_id=None,
+                      auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=timeout_ms)
+    try:
+        out = []
+        for m in c:
+            h = header_map(m.headers)
+            out.append({"partition": m.partition, "offset": m.offset, "key": (m.key or b"").decode(errors="replace"),
+                        "error_type": h.get("dlq_error_type", ""), "error": h.get("dlq_error", ""),
+                        "source": h.get("dlq_source", ""), "ce_id": h.get("ce_id", ""), "value": m.value,
+                        "headers": [(k, v) for k, v in (m.headers or []) if not k.startswith("dlq_")]})
+        return sorted(out, key=lambda d: (d["partition"], d["offset"]))  # type: ignore[arg-type, return-value]
+    finally:
+        c.close()
+
+
+def replay_dead_letters(bootstrap: str, dlq_topic: str, topic: str,
+                        select: Callable[[dict[str, object]], bool] = lambda _: True) -> int:
+    """Publish the selected dead letters to ``topic`` again (original key, value and headers).
+    Safe to repeat: consumers are idempotent by event id."""
+    letters = [d for d in dead_letters(bootstrap, dlq_topic) if select(d)]
+    p = producer(bootstrap, "petpro-dlq-replay")
+    try:
+        for d in letters:
+            p.send(topic, key=str(d["key"]).encode() or None, value=d["value"], headers=d["headers"])  # type: ignore[arg-type]
+        p.flush(timeout=30)
+    finally:
+        p.close()
+    return len(letters)

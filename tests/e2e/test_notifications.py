@@ -6,17 +6,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 
 import grpc
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from petpro.booking.v1 import booking_pb2, events_pb2
 from petpro.common.v1 import money_pb2
 from petpro.convert import ts
-from petpro.events import cloudevent_headers, group_lag
+from petpro.events import cloudevent_headers, dead_letters, group_lag
 from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from tests.e2e.conftest import HAPPY_PAWS, Api, confirmed_booking, eventually, mails_to
 
@@ -172,16 +174,27 @@ async def test_duplicate_delivery_sends_one_email_and_poison_goes_to_the_dlq(api
 
     await eventually(mailed)
 
-    def dead_letters() -> list:  # type: ignore[type-arg]
-        consumer = KafkaConsumer("booking.created.dlq", bootstrap_servers=api.stack.env()["KAFKA_BOOTSTRAP_SERVERS"],
-                                 auto_offset_reset="earliest", consumer_timeout_ms=3000, group_id=None)
-        out = [m for m in consumer if m.value == poison[1]]
-        consumer.close()
-        return out
+    def poisoned() -> list[dict]:  # type: ignore[type-arg]
+        letters = dead_letters(api.stack.env()["KAFKA_BOOTSTRAP_SERVERS"], "booking.created.dlq")
+        return [d for d in letters if d["value"] == poison[1]]
 
-    dlq = await eventually(lambda: asyncio.to_thread(dead_letters))
-    headers = dict(dlq[0].headers)
-    assert headers["dlq_error_type"] == b"PoisonEvent" and b"undecodable" in headers["dlq_error"]
+    dlq = await eventually(lambda: asyncio.to_thread(poisoned))
+    assert dlq[0]["error_type"] == "PoisonEvent" and "undecodable" in dlq[0]["error"]
+
+    # `petpro dlq` lists it with its error; replaying sends it through the worker again (still poison)
+    env = {**os.environ, **api.stack.env()}
+    listing = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro", "dlq"], env=env,
+                                      capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and "PoisonEvent" in listing.stdout, listing
+    letter = f"{dlq[0]['partition']}:{dlq[0]['offset']}"
+    replay = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro", "dlq", "replay", letter],
+                                     env=env, capture_output=True, text=True, timeout=60)
+    assert replay.returncode == 0 and "replayed 1 " in replay.stdout, replay
+
+    async def dead_twice():  # type: ignore[no-untyped-def]
+        return len(await asyncio.to_thread(poisoned)) >= 2
+
+    await eventually(dead_twice)
 
     # let the consumer commit past the duplicate, then count: one email, one push
     await _consumer_caught_up(api)
