@@ -93,17 +93,20 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             request_id=request_id, service_id=request.service_id, pet_id=request.pet_id,
             owner_user_id=me.user_id, slot_start_time=request.slot, owner_email=me.email, owner_name=me.name))
         res = held.reservation
-        payment_url = ""
-        if res.state == booking_pb2.RESERVATION_STATE_HELD:
-            payment_url = (await self._payment_session(res, me.email)).payment_url
-        return mobile_pb2.CreateBookingResponse(lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
-                                                payment_url=payment_url, expires_at=res.expires_at, amount=res.amount)
+        return mobile_pb2.CreateBookingResponse(
+            lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
+            payment_url=await self._payment_url(res, me.email), expires_at=res.expires_at, amount=res.amount)
 
-    async def _payment_session(self, res: booking_pb2.Reservation, email: str):  # type: ignore[no-untyped-def]
+    async def _payment_url(self, res: booking_pb2.Reservation, email: str) -> str:
+        """The checkout page of a held reservation ("" once it is no longer held).  Idempotent per
+        reservation, so the app can always resume an unfinished payment."""
+        if res.state != booking_pb2.RESERVATION_STATE_HELD:
+            return ""
         service = await call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=res.service_id))
-        return await call(self.s.payment.CreatePaymentSession, payment_pb2.CreatePaymentSessionRequest(
+        session = await call(self.s.payment.CreatePaymentSession, payment_pb2.CreatePaymentSessionRequest(
             request_id=f"reservation-{res.lock_id}", order_ref=res.lock_id, amount=res.amount,
             customer_email=email, description=service.service.name, expires_at=res.expires_at))
+        return str(session.payment_url)
 
     async def _own_reservation(self, lock_id: str, me: Principal) -> booking_pb2.Reservation:
         r = await call(self.s.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
@@ -114,9 +117,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     async def GetReservation(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
         res = await self._own_reservation(request.lock_id, me)
-        payment_url = ""
-        if res.state == booking_pb2.RESERVATION_STATE_HELD:  # let the app resume an unfinished payment
-            payment_url = (await self._payment_session(res, me.email)).payment_url
+        payment_url = await self._payment_url(res, me.email)
         return mobile_pb2.GetReservationResponse(
             lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"), booking_id=res.booking_id,
             expires_at=res.expires_at, amount=res.amount, service_id=res.service_id, pet_id=res.pet_id,
