@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from notif_worker.domain import BookingNotice, ChannelFailed, push_message
-from notif_worker.repository import DeviceRow, FeedRace, FeedRow, InboxRow, NotifRepository
+from notif_worker.repository import DeviceRow, FeedRow, InboxRow, NotifRepository
 from petpro import db, paging
 
 log = logging.getLogger("notif_worker")
+T = TypeVar("T")
 UnitOfWork = db.UnitOfWork[NotifRepository]
 
 
@@ -65,44 +66,38 @@ class NotifyHandlers:
         self.retry = retry
 
     async def notify(self, n: BookingNotice) -> None:
-        """All channels for one event.  Raises ChannelFailed when a channel exhausted its retries."""
-        await self._with_retry("clinic", lambda: self._clinic(n))
-        await self._with_retry("push", lambda: self._push(n))
-        await self._with_retry("email", lambda: self._email(n))
+        """All channels for one event.  Raises ChannelFailed when a step exhausted its retries."""
+        email_due = await self._with_retry("feed+push", lambda: self._record(n))
+        if email_due:
+            await self._with_retry("email", lambda: self._send_email(n))
 
-    async def _with_retry(self, channel: str, step: Callable[[], Awaitable[None]]) -> None:
+    async def _with_retry(self, channel: str, step: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(self.retry.attempts):
             try:
-                await step()
-                return
+                return await step()
             except Exception as exc:
                 if attempt + 1 == self.retry.attempts:
                     raise ChannelFailed(channel, f"{type(exc).__name__}: {exc}") from exc
                 log.warning("%s delivery failed (attempt %d): %s", channel, attempt + 1, exc)
                 await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
 
-    async def _clinic(self, n: BookingNotice) -> None:
-        try:
-            async with self.uow() as repo:
-                row = await repo.add_clinic_event(n.clinic_id, n.event_id, "booking.created", n.occurred_at,
-                                                  lambda cursor: self.encode_feed(n, cursor))
-        except FeedRace:
-            return  # the other worker appended it (and publishes it)
+    async def _record(self, n: BookingNotice) -> bool:
+        """One transaction for what lives in our database: the clinic feed row, the push (inbox) and
+        the email's delivery claim.  Returns whether the email still has to be sent."""
+        async with self.uow() as repo:
+            row = await repo.add_clinic_event(n.clinic_id, n.event_id, "booking.created", n.occurred_at,
+                                              lambda cursor: self.encode_feed(n, cursor))
+            if await repo.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
+                title, body, data = push_message(n)
+                await self.push_provider.push(repo, n, title, body, data)
+                await repo.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
+            email_due = await repo.claim_delivery(n.event_id, "email", n.owner_email)
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
+        return email_due
 
-    async def _push(self, n: BookingNotice) -> None:
-        async with self.uow() as repo:
-            if not await repo.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
-                return
-            title, body, data = push_message(n)
-            await self.push_provider.push(repo, n, title, body, data)
-            await repo.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
-
-    async def _email(self, n: BookingNotice) -> None:
-        async with self.uow() as repo:
-            if not await repo.claim_delivery(n.event_id, "email", n.owner_email):
-                return
+    async def _send_email(self, n: BookingNotice) -> None:
         try:
             await self.mailer.send(n)
         except Exception as exc:

@@ -173,4 +173,5 @@ class NotifRepository:
 
 
 class FeedRace(Exception):
-    """Two workers appended the same event concurrently; the caller retries (and then finds it)."""
+    """Two workers appended the same event concurrently; the transaction is rolled back and the
+    caller's retry finds the event already there."""
