@@ -92,6 +92,8 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
+        if self.detail.get("failed"):  # requests that failed under load: the target is not met
+            return False
         m = re.match(r"(ratio|value)\s*(>=|<=)\s*([\d.]+)", self.target)
         if not m:
             return None
@@ -516,6 +518,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def markdown(figures: list[Figure]) -> str:
+    lines = ["| figure | value | baseline | ratio | target |", "|---|---:|---|---:|---|"]
+    for f in figures:
+        mark = {True: " ✓", False: " ✗", None: ""}[f.met]
+        failed = sum(f.detail.get("failed", {}).values())
+        note = f" ({failed} failed)" if failed else ""
+        lines.append(f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+                     f"{f.ratio:.3f} | {f.target}{mark} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_results(bench: Bench, params: Params, out_dir: Path = RESULTS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{**asdict(f), "ratio": f.ratio, "met": f.met} for f in bench.figures]
@@ -524,12 +537,7 @@ def write_results(bench: Bench, params: Params, out_dir: Path = RESULTS) -> Path
     name = "smoke" if params.smoke else "latest"
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    lines = ["| figure | value | baseline | ratio | target |", "|---|---:|---|---:|---|"]
-    for f in bench.figures:
-        mark = {True: " ✓", False: " ✗", None: ""}[f.met]
-        lines.append(f"| {f.name} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
-                     f"{f.ratio:.3f} | {f.target}{mark} |")
-    (out_dir / f"{name}.md").write_text("\n".join(lines) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown(bench.figures))
     return path
 
 

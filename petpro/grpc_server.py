@@ -151,18 +151,14 @@ async def serve(app: App) -> None:
 
 def main(build: Callable[[Any], App], settings: ServiceSettings) -> None:
     """Entry point of ``python -m <service>``: logging, uvloop, build, serve."""
-    telemetry.configure_logging(build.__module__.split(".")[0], settings.log_level)
-    try:
-        import uvloop
+    import uvloop
 
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+    telemetry.configure_logging(build.__module__.split(".")[0], settings.log_level)
 
     async def _run() -> None:
         await serve(build(settings))
 
-    asyncio.run(_run())
+    uvloop.run(_run())  # (uvloop.install() is deprecated)
 
 
 def periodic(name: str, interval: float, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
