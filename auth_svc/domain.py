@@ -16,12 +16,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from petpro.errors import AlreadyExists, NotFound, Unauthenticated
+from petpro.errors import AlreadyExists, Unauthenticated
 
 ROLE_OWNER = "OWNER"
 ROLE_CLINIC_STAFF = "CLINIC_STAFF"
 ROLE_SERVICE = "SERVICE"
-ROLES = (ROLE_OWNER, ROLE_CLINIC_STAFF, ROLE_SERVICE)
 
 ALGORITHM = "EdDSA"
 
@@ -44,10 +43,6 @@ class TokenExpired(Unauthenticated):
 
 class TokenRevoked(Unauthenticated):
     reason = "TOKEN_REVOKED"
-
-
-class UserNotFound(NotFound):
-    reason = "USER_NOT_FOUND"
 
 
 def normalize_email(email: str) -> str:

@@ -32,6 +32,7 @@ import httpx
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from benchmarks.echo import METHOD as ECHO_METHOD
 from petpro.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
 from petpro.client import MeshClient, User
 from petpro.common.v1 import money_pb2
@@ -47,7 +48,6 @@ RESULTS = Path(__file__).parent / "results"
 BENCH_CLINIC = "b0000000-0000-4000-8000-000000000001"
 BENCH_SERVICE = "b0000000-0000-4000-8000-000000000002"  # 5-minute slots, around the clock, capacity 1
 BENCH_STAFF = ("staff@bench.example", "bench-staff-password")
-ECHO_METHOD = "/bench.Echo/Echo"
 
 
 @dataclass

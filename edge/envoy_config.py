@@ -118,8 +118,8 @@ BOOKING_SERVICE = "petpro.booking.v1.BookingService"
 TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE)
 LUA_SOURCE = Path(__file__).with_name("problem.lua")
 
-# Paths served by the edge's Python HTTP app (prefix match; exact for the single files).
-HTTP_APP_PREFIXES: tuple[str, ...] = ("/webhooks/", "/clinic/")
+# Single paths served by the edge's Python HTTP app (its prefixes /webhooks/ and /clinic/ get
+# routes of their own below, with their own timeouts and body limits).
 HTTP_APP_PATHS: tuple[str, ...] = ("/openapi.json", "/docs", "/healthz", "/metrics")
 
 # Filter names (also the keys of per-route configs).

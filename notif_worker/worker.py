@@ -7,21 +7,15 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
 from notif_worker.handlers import NotifyHandlers
 from notif_worker.service import decode_booking_created
+from petpro import telemetry
 
 log = logging.getLogger("notif_worker.consumer")
-
-
-@dataclass
-class ConsumerStats:
-    processed: int = 0
-    dead_lettered: int = 0
 
 
 class BookingCreatedConsumer:
@@ -32,7 +26,6 @@ class BookingCreatedConsumer:
         self.producer_factory = producer_factory
         self.dlq_topic = dlq_topic
         self.concurrency = concurrency
-        self.stats = ConsumerStats()
         self._dlq: KafkaProducer | None = None
 
     async def run(self) -> None:
@@ -66,11 +59,11 @@ class BookingCreatedConsumer:
     async def _process(self, record) -> None:  # type: ignore[no-untyped-def]
         try:
             await self.h.notify(decode_booking_created(record.value))
-            self.stats.processed += 1
+            telemetry.EVENTS_CONSUMED.labels(record.topic, "processed").inc()
         except (PoisonEvent, ChannelFailed) as exc:
             log.error("dead-lettering event", extra={"fields": {"offset": record.offset, "error": str(exc)}})
             await asyncio.to_thread(self._dead_letter, record, exc)
-            self.stats.dead_lettered += 1
+            telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
 
     def _dead_letter(self, record, exc: Exception) -> None:  # type: ignore[no-untyped-def]
         if self._dlq is None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import psycopg
 from kafka import KafkaProducer
 from sqlalchemy import text
 
+from petpro import telemetry
 from petpro.db import Database
 from petpro.events import cloudevent_headers
 
@@ -32,13 +32,6 @@ MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHE
 NOTIFY_CHANNEL = "outbox"
 
 
-@dataclass
-class RelayStats:
-    published: int = 0
-    batches: int = 0
-    failures: int = 0
-
-
 class OutboxRelay:
     def __init__(self, db: Database, producer_factory: Callable[[], KafkaProducer], *, source: str,
                  listen_dsn: str | None = None, batch_size: int = 500, idle_poll_seconds: float = 1.0,
@@ -50,7 +43,6 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_poll = idle_poll_seconds
         self.max_backoff = max_backoff_seconds
-        self.stats = RelayStats()
         self._producer: KafkaProducer | None = None
         self._wake = asyncio.Event()
 
@@ -63,7 +55,7 @@ class OutboxRelay:
                     sent = await self.publish_batch()
                     backoff = 0.1
                 except Exception as exc:  # broker down, DB hiccup: keep rows, retry later
-                    self.stats.failures += 1
+                    telemetry.OUTBOX_FAILURES.inc()
                     log.warning("outbox publish failed, retrying in %.1fs: %s", backoff, exc)
                     await asyncio.to_thread(self._close_producer)
                     await asyncio.sleep(backoff)
@@ -87,8 +79,7 @@ class OutboxRelay:
                 return 0
             await asyncio.to_thread(self._produce, rows)
             await session.execute(MARK_SENT, {"ids": [r.id for r in rows]})
-        self.stats.published += len(rows)
-        self.stats.batches += 1
+        telemetry.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
     def _produce(self, rows) -> None:  # type: ignore[no-untyped-def]  # runs in a worker thread

@@ -135,10 +135,6 @@ class ServiceSettings(BaseSettings):
         return self.grpc_port if self.grpc_port is not None else self.stack.port(self.component)
 
     @property
-    def listen_addr(self) -> str:
-        return f"{self.bind_host}:{self.listen_port}"
-
-    @property
     def metrics_listen_port(self) -> int:
         if self.metrics_port is not None:
             return self.metrics_port

@@ -96,6 +96,11 @@ RPC_LATENCY = Histogram(
 )
 
 
+OUTBOX_PUBLISHED = Counter("outbox_published_total", "outbox rows published to Kafka and marked sent")
+OUTBOX_FAILURES = Counter("outbox_publish_failures_total", "failed outbox publish attempts (retried)")
+EVENTS_CONSUMED = Counter("events_consumed_total", "consumed events by outcome", ["topic", "outcome"])
+
+
 def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:
     """Serve /metrics on ``port`` (0 disables)."""
     if port:
