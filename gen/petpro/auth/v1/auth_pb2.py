@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from petpro.common.v1 import options_pb2 as petpro_dot_common_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19petpro/auth/v1/auth.proto\x12\x0epetpro.auth.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x0fRegisterRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\"6\n\x10RegisterResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"J\n\x0cLoginRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\"\x88\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\x12\"\n\x04user\x18\x05 \x01(\x0b\x32\x14.petpro.auth.v1.User\"8\n\x13RefreshTokenRequest\x12!\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"k\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"1\n\x14ValidateTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\xc0\x01\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x07 \x01(\t\"/\n\x12RevokeTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"4\n\x0fGetJwksResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.petpro.auth.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03\x63rv\x18\x07 \x01(\t\x12\t\n\x01x\x18\x08 \x01(\t\x12\t\n\x01y\x18\t \x01(\t*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x15\n\x11ROLE_CLINIC_STAFF\x10\x02\x12\x10\n\x0cROLE_SERVICE\x10\x03\x32\xff\x03\n\x0b\x41uthService\x12M\n\x08Register\x12\x1f.petpro.auth.v1.RegisterRequest\x1a .petpro.auth.v1.RegisterResponse\x12\x44\n\x05Login\x12\x1c.petpro.auth.v1.LoginRequest\x1a\x1d.petpro.auth.v1.LoginResponse\x12Y\n\x0cRefreshToken\x12#.petpro.auth.v1.RefreshTokenRequest\x1a$.petpro.auth.v1.RefreshTokenResponse\x12\\\n\rValidateToken\x12$.petpro.auth.v1.ValidateTokenRequest\x1a%.petpro.auth.v1.ValidateTokenResponse\x12V\n\x0bRevokeToken\x12\".petpro.auth.v1.RevokeTokenRequest\x1a#.petpro.auth.v1.RevokeTokenResponse\x12J\n\x07GetJwks\x12\x1e.petpro.auth.v1.GetJwksRequest\x1a\x1f.petpro.auth.v1.GetJwksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19petpro/auth/v1/auth.proto\x12\x0epetpro.auth.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"\x9e\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x0fRegisterRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\"6\n\x10RegisterResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"J\n\x0cLoginRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\"\x88\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\x12\"\n\x04user\x18\x05 \x01(\x0b\x32\x14.petpro.auth.v1.User\"8\n\x13RefreshTokenRequest\x12!\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"k\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"1\n\x14ValidateTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\xc0\x01\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x07 \x01(\t\"/\n\x12RevokeTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"4\n\x0fGetJwksResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.petpro.auth.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03\x63rv\x18\x07 \x01(\t\x12\t\n\x01x\x18\x08 \x01(\t\x12\t\n\x01y\x18\t \x01(\t*U\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x15\n\x11ROLE_CLINIC_STAFF\x10\x02\x12\x10\n\x0cROLE_SERVICE\x10\x03\x32\xb5\x04\n\x0b\x41uthService\x12U\n\x08Register\x12\x1f.petpro.auth.v1.RegisterRequest\x1a .petpro.auth.v1.RegisterResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12L\n\x05Login\x12\x1c.petpro.auth.v1.LoginRequest\x1a\x1d.petpro.auth.v1.LoginResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x61\n\x0cRefreshToken\x12#.petpro.auth.v1.RefreshTokenRequest\x1a$.petpro.auth.v1.RefreshTokenResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x66\n\rValidateToken\x12$.petpro.auth.v1.ValidateTokenRequest\x1a%.petpro.auth.v1.ValidateTokenResponse\"\x08\x8a\xb5\x18\x04\x08\x01\x10\x01\x12`\n\x0bRevokeToken\x12\".petpro.auth.v1.RevokeTokenRequest\x1a#.petpro.auth.v1.RevokeTokenResponse\"\x08\x8a\xb5\x18\x04\x08\x01\x10\x01\x12T\n\x07GetJwks\x12\x1e.petpro.auth.v1.GetJwksRequest\x1a\x1f.petpro.auth.v1.GetJwksResponse\"\x08\x8a\xb5\x18\x04\x08\x01\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,36 +50,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALIDATETOKENREQUEST'].fields_by_name['token']._serialized_options = b'\272H\007r\005\020\001\030\200@'
   _globals['_REVOKETOKENREQUEST'].fields_by_name['token']._loaded_options = None
   _globals['_REVOKETOKENREQUEST'].fields_by_name['token']._serialized_options = b'\272H\007r\005\020\001\030\200@'
-  _globals['_ROLE']._serialized_start=1316
-  _globals['_ROLE']._serialized_end=1401
-  _globals['_USER']._serialized_start=108
-  _globals['_USER']._serialized_end=266
-  _globals['_REGISTERREQUEST']._serialized_start=268
-  _globals['_REGISTERREQUEST']._serialized_end=370
-  _globals['_REGISTERRESPONSE']._serialized_start=372
-  _globals['_REGISTERRESPONSE']._serialized_end=426
-  _globals['_LOGINREQUEST']._serialized_start=428
-  _globals['_LOGINREQUEST']._serialized_end=502
-  _globals['_LOGINRESPONSE']._serialized_start=505
-  _globals['_LOGINRESPONSE']._serialized_end=641
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=643
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=699
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=701
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=808
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=810
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=859
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=862
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1054
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1056
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1103
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=1105
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=1126
-  _globals['_GETJWKSREQUEST']._serialized_start=1128
-  _globals['_GETJWKSREQUEST']._serialized_end=1144
-  _globals['_GETJWKSRESPONSE']._serialized_start=1146
-  _globals['_GETJWKSRESPONSE']._serialized_end=1198
-  _globals['_JWK']._serialized_start=1200
-  _globals['_JWK']._serialized_end=1314
-  _globals['_AUTHSERVICE']._serialized_start=1404
-  _globals['_AUTHSERVICE']._serialized_end=1915
+  _globals['_AUTHSERVICE'].methods_by_name['Register']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['Register']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_AUTHSERVICE'].methods_by_name['Login']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['Login']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_AUTHSERVICE'].methods_by_name['RefreshToken']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RefreshToken']._serialized_options = b'\212\265\030\002\010\001'
+  _globals['_AUTHSERVICE'].methods_by_name['ValidateToken']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['ValidateToken']._serialized_options = b'\212\265\030\004\010\001\020\001'
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\212\265\030\004\010\001\020\001'
+  _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._loaded_options = None
+  _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\212\265\030\004\010\001\020\001'
+  _globals['_ROLE']._serialized_start=1348
+  _globals['_ROLE']._serialized_end=1433
+  _globals['_USER']._serialized_start=140
+  _globals['_USER']._serialized_end=298
+  _globals['_REGISTERREQUEST']._serialized_start=300
+  _globals['_REGISTERREQUEST']._serialized_end=402
+  _globals['_REGISTERRESPONSE']._serialized_start=404
+  _globals['_REGISTERRESPONSE']._serialized_end=458
+  _globals['_LOGINREQUEST']._serialized_start=460
+  _globals['_LOGINREQUEST']._serialized_end=534
+  _globals['_LOGINRESPONSE']._serialized_start=537
+  _globals['_LOGINRESPONSE']._serialized_end=673
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=675
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=731
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=733
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=840
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=842
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=891
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=894
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1086
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1088
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1135
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1137
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1158
+  _globals['_GETJWKSREQUEST']._serialized_start=1160
+  _globals['_GETJWKSREQUEST']._serialized_end=1176
+  _globals['_GETJWKSRESPONSE']._serialized_start=1178
+  _globals['_GETJWKSRESPONSE']._serialized_end=1230
+  _globals['_JWK']._serialized_start=1232
+  _globals['_JWK']._serialized_end=1346
+  _globals['_AUTHSERVICE']._serialized_start=1436
+  _globals['_AUTHSERVICE']._serialized_end=2001
 # @@protoc_insertion_point(module_scope)

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from petpro.common.v1 import options_pb2 as petpro_dot_common_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)petpro/notification/v1/notification.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12<\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32..petpro.notification.v1.Notification.DataEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x08platform\x18\x03 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatform\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x18ListNotificationsRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x93\x01\n\x15RegisterDeviceRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x44\n\x08platform\x18\x02 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device*\x80\x01\n\x0e\x44\x65vicePlatform\x12\x1f\n\x1b\x44\x45VICE_PLATFORM_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_PLATFORM_ANDROID\x10\x01\x12\x17\n\x13\x44\x45VICE_PLATFORM_IOS\x10\x02\x12\x17\n\x13\x44\x45VICE_PLATFORM_WEB\x10\x03\x32\x80\x02\n\x13NotificationService\x12x\n\x11ListNotifications\x12\x30.petpro.notification.v1.ListNotificationsRequest\x1a\x31.petpro.notification.v1.ListNotificationsResponse\x12o\n\x0eRegisterDevice\x12-.petpro.notification.v1.RegisterDeviceRequest\x1a..petpro.notification.v1.RegisterDeviceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)petpro/notification/v1/notification.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"\x83\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12<\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32..petpro.notification.v1.Notification.DataEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x08platform\x18\x03 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatform\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x18ListNotificationsRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x93\x01\n\x15RegisterDeviceRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x44\n\x08platform\x18\x02 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device*\x80\x01\n\x0e\x44\x65vicePlatform\x12\x1f\n\x1b\x44\x45VICE_PLATFORM_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_PLATFORM_ANDROID\x10\x01\x12\x17\n\x13\x44\x45VICE_PLATFORM_IOS\x10\x02\x12\x17\n\x13\x44\x45VICE_PLATFORM_WEB\x10\x03\x32\x89\x02\n\x13NotificationService\x12\x80\x01\n\x11ListNotifications\x12\x30.petpro.notification.v1.ListNotificationsRequest\x1a\x31.petpro.notification.v1.ListNotificationsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12o\n\x0eRegisterDevice\x12-.petpro.notification.v1.RegisterDeviceRequest\x1a..petpro.notification.v1.RegisterDeviceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,22 +48,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERDEVICEREQUEST'].fields_by_name['platform']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_REGISTERDEVICEREQUEST'].fields_by_name['token']._loaded_options = None
   _globals['_REGISTERDEVICEREQUEST'].fields_by_name['token']._serialized_options = b'\272H\007r\005\020\001\030\200 '
-  _globals['_DEVICEPLATFORM']._serialized_start=1002
-  _globals['_DEVICEPLATFORM']._serialized_end=1130
-  _globals['_NOTIFICATION']._serialized_start=132
-  _globals['_NOTIFICATION']._serialized_end=391
-  _globals['_NOTIFICATION_DATAENTRY']._serialized_start=348
-  _globals['_NOTIFICATION_DATAENTRY']._serialized_end=391
-  _globals['_DEVICE']._serialized_start=394
-  _globals['_DEVICE']._serialized_end=545
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=547
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=660
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=662
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=775
-  _globals['_REGISTERDEVICEREQUEST']._serialized_start=778
-  _globals['_REGISTERDEVICEREQUEST']._serialized_end=925
-  _globals['_REGISTERDEVICERESPONSE']._serialized_start=927
-  _globals['_REGISTERDEVICERESPONSE']._serialized_end=999
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=1133
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1389
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\212\265\030\002\020\001'
+  _globals['_DEVICEPLATFORM']._serialized_start=1034
+  _globals['_DEVICEPLATFORM']._serialized_end=1162
+  _globals['_NOTIFICATION']._serialized_start=164
+  _globals['_NOTIFICATION']._serialized_end=423
+  _globals['_NOTIFICATION_DATAENTRY']._serialized_start=380
+  _globals['_NOTIFICATION_DATAENTRY']._serialized_end=423
+  _globals['_DEVICE']._serialized_start=426
+  _globals['_DEVICE']._serialized_end=577
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=579
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=692
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=694
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=807
+  _globals['_REGISTERDEVICEREQUEST']._serialized_start=810
+  _globals['_REGISTERDEVICEREQUEST']._serialized_end=957
+  _globals['_REGISTERDEVICERESPONSE']._serialized_start=959
+  _globals['_REGISTERDEVICERESPONSE']._serialized_end=1031
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=1165
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=1430
 # @@protoc_insertion_point(module_scope)
