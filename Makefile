@@ -29,14 +29,14 @@ $(BUF): package.json package-lock.json
 	@touch $@
 
 gen: setup
-	$(BIN)/python -m petpro.codegen
+	$(BIN)/python -m petpro_dev.codegen
 
 gen-check: setup
-	$(BIN)/python -m petpro.codegen --check
+	$(BIN)/python -m petpro_dev.codegen --check
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m petpro.codegen --lint
+	$(BIN)/python -m petpro_dev.codegen --lint
 
 fmt: setup
 	$(BIN)/ruff check --fix .

@@ -34,7 +34,7 @@ def make_gateway(settings: PaymentSettings) -> StripeGateway:
             raise SystemExit("STRIPE_WEBHOOK_SECRET is required when STRIPE_API_KEY is set")
         return StripeGateway(b.stripe_api_key, b.stripe_webhook_secret, b.stripe_api_base,
                              tolerance_seconds=settings.webhook_tolerance_seconds)
-    from petpro.devstack.stripe_sandbox import load_webhook_secret
+    from petpro_dev.stripe_sandbox import load_webhook_secret
 
     secret = b.stripe_webhook_secret or load_webhook_secret(settings.stack.home_abs)
     return StripeGateway(SANDBOX_API_KEY, secret, settings.url("stripe_api_base"),

@@ -515,7 +515,7 @@ async def test_staff_of_several_clinics_pick_one_in_the_browser(api: Api, browse
 
 
 async def _stopped(pid: int) -> bool:
-    from petpro.devstack.process import is_alive
+    from petpro_dev.devstack.process import is_alive
 
     return not is_alive(pid)  # an exited child of this session is a zombie until reaped
 

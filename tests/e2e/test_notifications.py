@@ -183,11 +183,11 @@ async def test_duplicate_delivery_sends_one_email_and_poison_goes_to_the_dlq(api
 
     # `petpro dlq` lists it with its error; replaying sends it through the worker again (still poison)
     env = {**os.environ, **api.stack.env()}
-    listing = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro", "dlq"], env=env,
+    listing = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro_dev", "dlq"], env=env,
                                       capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0 and "PoisonEvent" in listing.stdout, listing
     letter = f"{dlq[0]['partition']}:{dlq[0]['offset']}"
-    replay = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro", "dlq", "replay", letter],
+    replay = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro_dev", "dlq", "replay", letter],
                                      env=env, capture_output=True, text=True, timeout=60)
     assert replay.returncode == 0 and "replayed 1 " in replay.stdout, replay
 

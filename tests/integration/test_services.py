@@ -16,8 +16,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.devstack import Stack
-from petpro.devstack.process import free_port
+from petpro_dev.devstack import Stack
+from petpro_dev.devstack.process import free_port
 
 pytestmark = pytest.mark.integration
 

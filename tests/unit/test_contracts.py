@@ -1,4 +1,4 @@
-"""The protobuf contracts and the code-generation pipeline (petpro.codegen)."""
+"""The protobuf contracts and the code-generation pipeline (petpro_dev.codegen)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from petpro import codegen
+from petpro_dev import codegen
 
 ROOT = codegen.ROOT
 
@@ -52,7 +52,7 @@ def _violations(msg) -> dict[str, str]:
 
 def _run_codegen(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "petpro.codegen", *args],
+        [sys.executable, "-m", "petpro_dev.codegen", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from petpro.devstack.stripe_sandbox.engine import DECLINE_CARD, DEFAULT_CARD, format_amount
+from petpro_dev.stripe_sandbox.engine import DECLINE_CARD, DEFAULT_CARD, format_amount
 
 Obj = dict[str, Any]
 

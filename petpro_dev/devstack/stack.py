@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from petpro.devstack import process
-from petpro.devstack.checks import NotReady, ProcessExited, wait_ready
-from petpro.devstack.component import Component, Context, Step, Task, TaskFailed
 from petpro.settings import BackingSettings, StackSettings
+from petpro_dev.devstack import process
+from petpro_dev.devstack.checks import NotReady, ProcessExited, wait_ready
+from petpro_dev.devstack.component import Component, Context, Step, Task, TaskFailed
 
 S = TypeVar("S", bound=Step)
 
@@ -101,7 +101,7 @@ class Stack:
         progress: Callable[[StepResult], None] | None = None,
     ) -> None:
         if components is None:
-            from petpro.devstack.components import default_components
+            from petpro_dev.devstack.components import default_components
 
             components = default_components()
         self.steps: tuple[Step, ...] = tuple(components)

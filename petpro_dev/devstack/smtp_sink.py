@@ -1,8 +1,8 @@
 """SMTP sink for the dev stack: accepts every message and keeps it in a Maildir.
 
-``python -m petpro.devstack.smtp_sink --port 7425 --maildir .petpro/mail``.  Each message is stored
+``python -m petpro_dev.devstack.smtp_sink --port 7425 --maildir .petpro/mail``.  Each message is stored
 as received, with the SMTP envelope prepended as ``X-MailFrom`` / ``X-RcptTo`` headers;
-:mod:`petpro.devstack.mail` reads them back.  SIGTERM/SIGINT stop it cleanly.
+:mod:`petpro_dev.devstack.mail` reads them back.  SIGTERM/SIGINT stop it cleanly.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ async def serve(host: str, port: int, maildir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m petpro.devstack.smtp_sink")
+    parser = argparse.ArgumentParser(prog="python -m petpro_dev.devstack.smtp_sink")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--maildir", type=Path, required=True)

@@ -15,7 +15,7 @@ import httpx
 
 T = TypeVar("T")
 
-# the demo catalog (petpro/seed_data/demo.yaml)
+# the demo catalog (petpro_dev/seed_data/demo.yaml)
 HAPPY_PAWS = "7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01"
 CHECKUP = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e01"  # 30 min, capacity 1
 VACCINATION = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e02"  # 15 min, capacity 2

@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from petpro.devstack.checks import ReadyCheck
 from petpro.settings import BackingSettings, StackSettings, embedded_urls
+from petpro_dev.devstack.checks import ReadyCheck
 
 # BackingSettings field → environment variable every child process gets
 BACKING_ENV: dict[str, str] = {

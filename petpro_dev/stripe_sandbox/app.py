@@ -26,14 +26,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from petpro.devstack.stripe_sandbox import page
-from petpro.devstack.stripe_sandbox.config import SandboxConfig
-from petpro.devstack.stripe_sandbox.engine import Card, RequestContext, Sandbox, new_id
-from petpro.devstack.stripe_sandbox.errors import StripeError
-from petpro.devstack.stripe_sandbox.forms import Params, decode_pairs, parse_urlencoded
-from petpro.devstack.stripe_sandbox.signing import SECRET_PREFIX, load_webhook_secret
-from petpro.devstack.stripe_sandbox.store import PENDING, IdempotencyRecord, Obj, Store, StoredEvent
-from petpro.devstack.stripe_sandbox.webhooks import WebhookDispatcher
+from petpro_dev.stripe_sandbox import page
+from petpro_dev.stripe_sandbox.config import SandboxConfig
+from petpro_dev.stripe_sandbox.engine import Card, RequestContext, Sandbox, new_id
+from petpro_dev.stripe_sandbox.errors import StripeError
+from petpro_dev.stripe_sandbox.forms import Params, decode_pairs, parse_urlencoded
+from petpro_dev.stripe_sandbox.signing import SECRET_PREFIX, load_webhook_secret
+from petpro_dev.stripe_sandbox.store import PENDING, IdempotencyRecord, Obj, Store, StoredEvent
+from petpro_dev.stripe_sandbox.webhooks import WebhookDispatcher
 
 log = logging.getLogger("petpro.stripe_sandbox")
 
@@ -543,7 +543,7 @@ def _uvicorn_config(app: Starlette, config: SandboxConfig, access_log: bool) -> 
 
 async def serve(config: SandboxConfig, *, access_log: bool = True) -> None:
     """Run until SIGTERM/SIGINT, then shut down cleanly (exit status 0): ``python -m
-    petpro.devstack.stripe_sandbox``.  Undelivered events stay pending for the next start."""
+    petpro_dev.stripe_sandbox``.  Undelivered events stay pending for the next start."""
     server = _EmbeddedServer(_uvicorn_config(create_app(config), config, access_log))
     loop = asyncio.get_running_loop()
 

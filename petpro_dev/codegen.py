@@ -2,9 +2,9 @@
 
 Usage::
 
-    python -m petpro.codegen            # regenerate gen/ (what `make gen` runs)
-    python -m petpro.codegen --check    # exit 1 if gen/ differs from what the protos produce
-    python -m petpro.codegen --lint     # buf lint (STANDARD, protos/buf.yaml) on a freshly built image
+    python -m petpro_dev.codegen            # regenerate gen/ (what `make gen` runs)
+    python -m petpro_dev.codegen --check    # exit 1 if gen/ differs from what the protos produce
+    python -m petpro_dev.codegen --lint     # buf lint (STANDARD, protos/buf.yaml) on a freshly built image
 
 Everything runs offline from installed wheels; nothing is fetched:
 
@@ -98,7 +98,7 @@ def validate_file_descriptor_bytes() -> bytes:
     """
     path = _module_dir("protovalidate") / "_gen" / "buf" / "validate" / "validate_pb.py"
     if not path.is_file():
-        raise CodegenError(f"{path} not found: protovalidate layout changed, revisit petpro/codegen.py")
+        raise CodegenError(f"{path} not found: protovalidate layout changed, revisit petpro_dev/codegen.py")
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if (
             isinstance(node, ast.Call)
@@ -275,7 +275,7 @@ def cmd_check(gen_dir: Path, proto_root: Path) -> int:
     if not (stale or missing or extra):
         print(f"gen: {_display(gen_dir)} is up to date")
         return 0
-    print(f"{_display(gen_dir)} is stale: run make gen (python -m petpro.codegen)", file=sys.stderr)
+    print(f"{_display(gen_dir)} is stale: run make gen (python -m petpro_dev.codegen)", file=sys.stderr)
     for label, paths in (("stale", stale), ("missing", missing), ("extra", extra)):
         for p in paths:
             print(f"  {label}: {p}", file=sys.stderr)
@@ -313,7 +313,7 @@ def _display(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m petpro.codegen", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m petpro_dev.codegen", description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--check", action="store_true", help="fail if gen/ is stale (generates into a temp dir)"

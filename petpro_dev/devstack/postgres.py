@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from petpro.devstack import checks
-from petpro.devstack.component import Component, Context, Launch
-from petpro.devstack.process import is_alive, open_log, proc_cmdline, run_as
+from petpro_dev.devstack import checks
+from petpro_dev.devstack.component import Component, Context, Launch
+from petpro_dev.devstack.process import is_alive, open_log, proc_cmdline, run_as
 
 SYSTEM_USER = "petpro-pg"  # used only when running as root
 SERVER_OPTIONS: dict[str, str] = {

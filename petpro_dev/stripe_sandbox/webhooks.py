@@ -15,9 +15,9 @@ import time
 
 import httpx
 
-from petpro.devstack.stripe_sandbox.config import RetryPolicy
-from petpro.devstack.stripe_sandbox.signing import signature_header
-from petpro.devstack.stripe_sandbox.store import FAILED, PENDING, SUCCEEDED, Store, StoredEvent
+from petpro_dev.stripe_sandbox.config import RetryPolicy
+from petpro_dev.stripe_sandbox.signing import signature_header
+from petpro_dev.stripe_sandbox.store import FAILED, PENDING, SUCCEEDED, Store, StoredEvent
 
 log = logging.getLogger("petpro.stripe_sandbox.webhooks")
 

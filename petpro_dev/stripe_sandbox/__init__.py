@@ -13,14 +13,14 @@ Implemented (Stripe API v1 shapes, form-encoded parameters, Bearer ``sk_test_…
 * test controls: ``GET /_sandbox/events?session=cs_…``, ``POST /_sandbox/events/{id}/resend``,
   ``POST /_sandbox/sessions/{id}/pay``, ``GET /_sandbox/health`` (also ``/healthz``)
 
-Run it with ``python -m petpro.devstack.stripe_sandbox --port P --home DIR --webhook-url URL``; embed it
+Run it with ``python -m petpro_dev.stripe_sandbox --port P --home DIR --webhook-url URL``; embed it
 with :func:`running_sandbox`.  The payment service finds the signing secret with :func:`load_webhook_secret`.
 """
 
-from petpro.devstack.stripe_sandbox.app import RunningSandbox, Runtime, create_app, running_sandbox, serve
-from petpro.devstack.stripe_sandbox.config import API_VERSION, RetryPolicy, SandboxConfig
-from petpro.devstack.stripe_sandbox.engine import DECLINE_CARD, DEFAULT_CARD
-from petpro.devstack.stripe_sandbox.signing import (
+from petpro_dev.stripe_sandbox.app import RunningSandbox, Runtime, create_app, running_sandbox, serve
+from petpro_dev.stripe_sandbox.config import API_VERSION, RetryPolicy, SandboxConfig
+from petpro_dev.stripe_sandbox.engine import DECLINE_CARD, DEFAULT_CARD
+from petpro_dev.stripe_sandbox.signing import (
     SECRET_ENV,
     load_webhook_secret,
     signature_header,

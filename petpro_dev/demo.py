@@ -12,10 +12,10 @@ from typing import TypeVar
 import grpc
 import httpx
 
-from petpro.client import CHECKUP, HAPPY_PAWS, MeshClient, eventually
-from petpro.devstack.mail import list_messages
 from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro.settings import StackSettings
+from petpro_dev.client import CHECKUP, HAPPY_PAWS, MeshClient, eventually
+from petpro_dev.devstack.mail import list_messages
 
 T = TypeVar("T")
 STAFF = ("staff@happypaws.example", "happypaws-demo")

@@ -6,8 +6,8 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from petpro.devstack import checks
-from petpro.devstack.component import Component, Context, Launch
+from petpro_dev.devstack import checks
+from petpro_dev.devstack.component import Component, Context, Launch
 
 
 def tansu_binary() -> Path:

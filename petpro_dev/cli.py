@@ -26,8 +26,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from petpro.devstack.stack import Stack, StackError, StepResult
 from petpro.settings import BackingSettings, StackSettings, load
+from petpro_dev.devstack.stack import Stack, StackError, StepResult
 
 EXIT_FAILED = 1
 EXIT_NOT_ALL_UP = 3
@@ -57,7 +57,7 @@ def _print_progress(result: StepResult) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from petpro.devstack.components import infra
+    from petpro_dev.devstack.components import infra
 
     stack = _stack(progress=True)
     only = list(args.names) or ([c.name for c in infra()] if args.infra else None)
@@ -121,7 +121,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from petpro.devstack import process
+    from petpro_dev.devstack import process
 
     stack = _stack()
     path = stack.log_path(args.name)
@@ -141,7 +141,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_mail(args: argparse.Namespace) -> int:
-    from petpro.devstack.mail import list_messages
+    from petpro_dev.devstack.mail import list_messages
 
     stack = _stack()
     if stack.ctx.explicit_url("smtp_url"):
@@ -219,7 +219,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from petpro.demo import run
+    from petpro_dev.demo import run
 
     asyncio.run(run(_stack().settings))
     return 0

@@ -1,4 +1,4 @@
-"""``python -m petpro.devstack.stripe_sandbox --port 7411 --home .petpro --webhook-url URL``.
+"""``python -m petpro_dev.stripe_sandbox --port 7411 --home .petpro --webhook-url URL``.
 
 Defaults come from the stack settings (``PETPRO_HOME``, ``PETPRO_HOST``, ``PETPRO_STRIPE_PORT`` /
 ``PETPRO_PORT_BASE``); the webhook URL defaults to the public edge's ``/webhooks/stripe``.  The signing
@@ -12,17 +12,17 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from petpro.devstack.stripe_sandbox.app import serve
-from petpro.devstack.stripe_sandbox.config import API_VERSION, RetryPolicy, SandboxConfig
 from petpro.settings import StackSettings
 from petpro.telemetry import configure_logging
+from petpro_dev.stripe_sandbox.app import serve
+from petpro_dev.stripe_sandbox.config import API_VERSION, RetryPolicy, SandboxConfig
 
 
 def parse_args(argv: list[str] | None = None) -> SandboxConfig:
     stack = StackSettings()
     default_webhook = f"http://{stack.host}:{stack.port('envoy')}/webhooks/stripe"
     parser = argparse.ArgumentParser(
-        prog="python -m petpro.devstack.stripe_sandbox",
+        prog="python -m petpro_dev.stripe_sandbox",
         description="Stripe-compatible sandbox (checkout, refunds, signed webhooks)",
     )
     parser.add_argument("--host", default=stack.host)

@@ -1,6 +1,6 @@
 """What the sandbox does, in Stripe's terms: Checkout Sessions, PaymentIntents, Charges, Refunds, Events.
 
-Plain synchronous code over :class:`~petpro.devstack.stripe_sandbox.store.Store`; no HTTP here.  Objects
+Plain synchronous code over :class:`~petpro_dev.stripe_sandbox.store.Store`; no HTTP here.  Objects
 are built with the fields the Stripe API returns (enough for the SDK to parse them into
 ``stripe.checkout.Session``, ``stripe.PaymentIntent``, …).  Every state change and the events it causes are
 committed together; the events are then handed to ``on_event`` (the webhook dispatcher).
@@ -18,16 +18,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from petpro.devstack.stripe_sandbox.config import SandboxConfig
-from petpro.devstack.stripe_sandbox.errors import (
+from petpro_dev.stripe_sandbox.config import SandboxConfig
+from petpro_dev.stripe_sandbox.errors import (
     StripeError,
     invalid_param,
     not_supported,
     parameter_missing,
     resource_missing,
 )
-from petpro.devstack.stripe_sandbox.forms import Params
-from petpro.devstack.stripe_sandbox.store import NO_ENDPOINT, NOT_SUBSCRIBED, PENDING, Obj, Store, StoredEvent
+from petpro_dev.stripe_sandbox.forms import Params
+from petpro_dev.stripe_sandbox.store import NO_ENDPOINT, NOT_SUBSCRIBED, PENDING, Obj, Store, StoredEvent
 
 _ALNUM = string.ascii_letters + string.digits
 

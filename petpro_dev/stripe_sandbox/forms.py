@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from petpro.devstack.stripe_sandbox.errors import (
+from petpro_dev.stripe_sandbox.errors import (
     StripeError,
     invalid_integer,
     invalid_param,

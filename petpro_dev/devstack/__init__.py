@@ -1,8 +1,8 @@
 """The one-command dev stack: embedded PostgreSQL, Redis, Kafka-protocol broker, SMTP sink, then the
 services, as detached processes under one state folder (``PETPRO_HOME``, default ``.petpro``).
 
-Entry points: the ``petpro`` CLI (:mod:`petpro.cli`) and :class:`Stack` for tests and benchmarks.
-The names below are imported on first use, so ``python -m petpro.devstack.smtp_sink`` stays light.
+Entry points: the ``petpro`` CLI (:mod:`petpro_dev.cli`) and :class:`Stack` for tests and benchmarks.
+The names below are imported on first use, so ``python -m petpro_dev.devstack.smtp_sink`` stays light.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from petpro.devstack.component import Component, Context, Launch, Step, Task, TaskFailed
-    from petpro.devstack.components import default_components, infra, python_grpc_service, services
-    from petpro.devstack.mail import MailMessage, list_messages, wait_for_message
-    from petpro.devstack.stack import ComponentStatus, Stack, StackError, StepResult, UpReport
+    from petpro_dev.devstack.component import Component, Context, Launch, Step, Task, TaskFailed
+    from petpro_dev.devstack.components import default_components, infra, python_grpc_service, services
+    from petpro_dev.devstack.mail import MailMessage, list_messages, wait_for_message
+    from petpro_dev.devstack.stack import ComponentStatus, Stack, StackError, StepResult, UpReport
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Component", "Context", "Launch", "Step", "Task", "TaskFailed"], "component"),
