@@ -33,12 +33,12 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from benchmarks.echo import METHOD as ECHO_METHOD
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.convert import ts
 from petpro.events import group_lag
-from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro.settings import BackingSettings, StackSettings
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro_dev.client import MeshClient, User
 from petpro_dev.devstack import Stack, default_components
 from petpro_dev.devstack.mail import list_messages

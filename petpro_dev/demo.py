@@ -12,8 +12,8 @@ from typing import TypeVar
 import grpc
 import httpx
 
-from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro.settings import StackSettings
+from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro_dev.client import CHECKUP, HAPPY_PAWS, MeshClient, eventually
 from petpro_dev.devstack.mail import list_messages
 

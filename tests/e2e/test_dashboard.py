@@ -26,10 +26,10 @@ import httpx
 import pytest
 
 from edge.http_app import HttpDeps, HttpServer, create_app
-from petpro.auth.v1 import auth_pb2
-from petpro.booking.v1 import booking_pb2
 from petpro.convert import ts
-from petpro.notification.v1 import clinic_feed_pb2
+from petpro_api.auth.v1 import auth_pb2
+from petpro_api.booking.v1 import booking_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2
 from tests.e2e.conftest import HAPPY_PAWS, Api, User, confirmed_booking, eventually
 
 pytestmark = pytest.mark.e2e

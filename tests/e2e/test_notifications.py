@@ -15,11 +15,11 @@ import grpc
 import pytest
 from kafka import KafkaProducer
 
-from petpro.booking.v1 import booking_pb2, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.convert import ts
 from petpro.events import cloudevent_headers, dead_letters, group_lag
-from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from tests.e2e.conftest import HAPPY_PAWS, Api, confirmed_booking, eventually, mails_to
 
 pytestmark = pytest.mark.e2e
