@@ -179,19 +179,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     """Load catalog data (clinics, services, staff accounts) from a YAML file; idempotent."""
-    import yaml
+    from petpro_dev.seed import DEMO, SeedFailed, seed
 
-    from auth_svc import seed as auth_seed
-    from booking_svc import seed as booking_seed
-
-    stack = _stack()
-    os.environ.update(stack.env())
-    path = Path(args.file) if args.file else Path(__file__).parent / "seed_data" / "demo.yaml"
-    data = yaml.safe_load(path.read_text())
-    url = os.environ["DATABASE_URL"]
-    clinics, services = asyncio.run(booking_seed.load(url, data))
-    staff = asyncio.run(auth_seed.load(url, data))
-    print(f"seeded from {path}: {clinics} clinics, {services} services, {staff} staff accounts")
+    path = Path(args.file) if args.file else DEMO
+    try:
+        lines = seed(path, {**os.environ, **_stack().env()})
+    except SeedFailed as exc:
+        print(f"petpro seed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"seeded from {path}: " + "; ".join(lines))
     return 0
 
 

@@ -72,9 +72,19 @@ class Context:
     def url(self, key: str) -> str:
         return self.explicit_url(key) or embedded_urls(self.settings)[key]
 
+    def webhook_secret(self) -> str:
+        """The secret Stripe webhooks are signed with: ``STRIPE_WEBHOOK_SECRET`` when set, else the
+        sandbox's, generated once under the home.  The stack hands it to the payment service."""
+        from petpro_dev.stripe_sandbox.signing import load_webhook_secret
+
+        return self.backing.stripe_webhook_secret or load_webhook_secret(self.home)
+
     def client_env(self) -> dict[str, str]:
-        """What a client of this stack needs: backing URLs and the stack's own settings."""
+        """What a client of this stack needs: backing URLs, the webhook secret and the stack's own
+        settings."""
         env = {var: self.url(key) for key, var in BACKING_ENV.items()}
+        if not self.backing.stripe_api_key:  # with real Stripe the user gives their endpoint's secret
+            env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret()
         env["PETPRO_HOME"] = str(self.home)
         env["PETPRO_HOST"] = self.settings.host
         env["PETPRO_PORT_BASE"] = str(self.settings.port_base)
