@@ -36,6 +36,7 @@ gen-check: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m petpro_dev.codegen --lint
 
 fmt: setup
