@@ -34,16 +34,16 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from benchmarks.cpu import APART, LOADGEN, OWN, CpuMeter, describe
 from benchmarks.echo import METHOD as ECHO_METHOD
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
-from petpro.client import MeshClient, User
-from petpro.common.v1 import money_pb2
 from petpro.convert import ts
-from petpro.devstack import Stack, default_components
-from petpro.devstack.mail import list_messages
-from petpro.devstack.process import free_port
 from petpro.events import group_lag
-from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro.settings import BackingSettings, StackSettings
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
+from petpro_dev.client import MeshClient, User
+from petpro_dev.devstack import Stack, default_components
+from petpro_dev.devstack.mail import list_messages
+from petpro_dev.devstack.process import free_port
 
 RESULTS = Path(__file__).parent / "results"
 RAW_CONSUME_MIN_MESSAGES = 10_000  # fewer are read in milliseconds: the raw-consume rate means nothing
@@ -191,7 +191,7 @@ class Bench:
                           "currency": "EUR", "capacity": 1}],
             "staff": [{"email": BENCH_STAFF[0], "name": "Bench Staff", "password": BENCH_STAFF[1]}],
         }]}
-        demo = yaml.safe_load((Path(__file__).parents[1] / "petpro" / "seed_data" / "demo.yaml").read_text())
+        demo = yaml.safe_load((Path(__file__).parents[1] / "petpro_dev" / "seed_data" / "demo.yaml").read_text())
         url = self.env["DATABASE_URL"]
         await booking_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
         await auth_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
@@ -275,7 +275,7 @@ class Bench:
 
     # -- 2. reserve throughput vs the database floor -------------------------------------------------
     def pgbench_floor(self) -> float:
-        from petpro.devstack.postgres import bin_dir
+        from petpro_dev.devstack.postgres import bin_dir
 
         url = self.env["DATABASE_URL"]
         m = re.match(r"postgresql://(\w+)@([\d.]+):(\d+)/(\w+)", url)

@@ -413,7 +413,7 @@ def build_config(
     Defaults: listener on ``stack.host:port("envoy")``, admin on ``stack.host:port("envoy_admin")``,
     gRPC upstream ``stack.host:port("edge")`` (MobileService), HTTP upstream
     ``stack.host:port("edge_http")``.  ``descriptor_path`` is the FileDescriptorSet with imports
-    (``gen/petpro.binpb``); it is embedded into the config, so the file is self-contained.
+    (``gen/petpro_api/petpro.binpb``); it is embedded into the config, so the file is self-contained.
     """
     host = stack.host
     listen_host = listen_host or host
