@@ -76,7 +76,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
             MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds)),
             "petpro.mobile.v1.MobileService",
         )],
-        background=[lambda: serve_http(http, settings.bind_host, http_port)],
+        background=[lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds)],
         on_shutdown=[end_streams],
         on_stop=[close_channels],
     )
