@@ -111,6 +111,7 @@ class Service:
     currency: str
     capacity: int = 1
     description: str = ""
+    policy: CancellationPolicy = field(default_factory=lambda: DEFAULT_POLICY)
 
     @property
     def duration(self) -> timedelta:
@@ -211,6 +212,80 @@ def request_fingerprint(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()
 
 
+class BookingState(StrEnum):
+    CONFIRMED = "CONFIRMED"
+    CANCELLED = "CANCELLED"
+    COMPLETED = "COMPLETED"
+    NO_SHOW = "NO_SHOW"
+
+
+class Actor(StrEnum):
+    OWNER = "OWNER"
+    CLINIC = "CLINIC"
+
+
+class RefundState(StrEnum):
+    NONE = "NONE"  # nothing to refund
+    PENDING = "PENDING"  # owed: to be sent to the provider (again, after an error)
+    PROCESSING = "PROCESSING"  # the provider accepted it, its webhook will settle it
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"  # the provider failed it after accepting: an operator looks at it
+
+
+OPEN_REFUND_STATES = (RefundState.PENDING, RefundState.PROCESSING, RefundState.FAILED)
+
+
+@dataclass(frozen=True)
+class CancellationPolicy:
+    """Full refund up to ``full_refund_hours`` before the start, ``late_refund_percent`` of the price
+    inside that window, nothing (and no owner cancellation) once started; rescheduling until
+    ``reschedule_cutoff_hours`` before the start."""
+
+    full_refund_hours: int = 24
+    late_refund_percent: int = 50
+    reschedule_cutoff_hours: int = 24
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.late_refund_percent <= 100:
+            raise ValueError("late_refund_percent must be within 0..100")
+        if self.full_refund_hours < 0 or self.reschedule_cutoff_hours < 0:
+            raise ValueError("policy hours must not be negative")
+
+    def refund_minor(self, amount_minor: int, start: datetime, now: datetime) -> int:
+        """What an owner gets back when cancelling at ``now`` (rounded down to the minor unit)."""
+        if now >= start:
+            return 0
+        if start - now >= timedelta(hours=self.full_refund_hours):
+            return amount_minor
+        return amount_minor * self.late_refund_percent // 100
+
+    def reschedule_deadline(self, start: datetime) -> datetime:
+        return start - timedelta(hours=self.reschedule_cutoff_hours)
+
+
+DEFAULT_POLICY = CancellationPolicy()
+
+
+class BookingNotConfirmed(FailedPrecondition):
+    reason = "BOOKING_NOT_CONFIRMED"
+
+
+class BookingStarted(FailedPrecondition):
+    reason = "BOOKING_STARTED"
+
+
+class BookingNotStarted(FailedPrecondition):
+    reason = "BOOKING_NOT_STARTED"
+
+
+class RescheduleCutoffPassed(FailedPrecondition):
+    reason = "RESCHEDULE_CUTOFF_PASSED"
+
+
+class SameSlot(FailedPrecondition):
+    reason = "SLOT_SAME"
+
+
 @dataclass
 class Booking:
     id: uuid.UUID
@@ -227,6 +302,83 @@ class Booking:
     currency: str
     created_at: datetime
     cancelled_at: datetime | None = None
+    policy: CancellationPolicy = DEFAULT_POLICY
+    refund_minor: int = 0
+    refund_state: RefundState = RefundState.NONE
+    provider_refund_id: str = ""
+    refund_updated_at: datetime | None = None
+    cancel_reason: str = ""
+    cancelled_by: Actor | None = None
+    updated_at: datetime | None = None
+    version: int = 1
+    reschedule_count: int = 0
+
+    # -- the state machine (CONFIRMED → CANCELLED | COMPLETED | NO_SHOW; reschedule keeps CONFIRMED) --
+    def _confirmed(self) -> None:
+        if self.state != BookingState.CONFIRMED:
+            raise BookingNotConfirmed(f"booking is {self.state.lower()}", metadata={"field": "booking_id"})
+
+    def cancel(self, actor: Actor, reason: str, now: datetime) -> int:
+        """Cancel; returns the refund owed.  The owner only before the start, per the booking's own
+        policy; the clinic at any time, in full, with a reason."""
+        self._confirmed()
+        if actor == Actor.OWNER:
+            if now >= self.start:
+                raise BookingStarted("the appointment has started; it can no longer be cancelled",
+                                     metadata={"field": "booking_id"})
+            refund = self.policy.refund_minor(self.amount_minor, self.start, now)
+        else:
+            if not reason.strip():
+                raise InvalidArgument.field("reason", "is required when the clinic cancels", "REASON_REQUIRED")
+            refund = self.amount_minor
+        self.state = BookingState.CANCELLED
+        self.cancelled_at = self.updated_at = self.refund_updated_at = now
+        self.cancelled_by = actor
+        self.cancel_reason = reason.strip()
+        self.refund_minor = refund
+        self.refund_state = RefundState.PENDING if refund > 0 else RefundState.NONE
+        self.version += 1
+        return refund
+
+    def check_reschedule(self, new_start: datetime, now: datetime) -> None:
+        self._confirmed()
+        if now >= self.start:
+            raise BookingStarted("the appointment has started; it can no longer be moved",
+                                 metadata={"field": "booking_id"})
+        if now >= self.policy.reschedule_deadline(self.start):
+            raise RescheduleCutoffPassed(
+                f"rescheduling closed {self.policy.reschedule_cutoff_hours} h before the start",
+                metadata={"field": "slot_start_time"})
+        if new_start == self.start:
+            raise SameSlot("the booking is already at this slot", metadata={"field": "slot_start_time"})
+
+    def reschedule(self, start: datetime, end: datetime, now: datetime) -> None:
+        self.start, self.end = start, end
+        self.updated_at = now
+        self.reschedule_count += 1
+        self.version += 1
+
+    def record_outcome(self, outcome: BookingState, now: datetime) -> None:
+        if outcome not in (BookingState.COMPLETED, BookingState.NO_SHOW):
+            raise ValueError(outcome)
+        self._confirmed()
+        if now < self.start:
+            raise BookingNotStarted("an outcome can only be recorded after the start",
+                                    metadata={"field": "booking_id"})
+        self.state = outcome
+        self.updated_at = now
+        self.version += 1
+
+    # -- what the owner may still do (the mobile app shows it; never computed by the client) -------
+    def can_cancel(self, now: datetime) -> bool:
+        return self.state == BookingState.CONFIRMED and now < self.start
+
+    def refund_if_cancelled_now(self, now: datetime) -> int:
+        return self.policy.refund_minor(self.amount_minor, self.start, now) if self.can_cancel(now) else 0
+
+    def reschedule_deadline(self, now: datetime) -> datetime | None:
+        deadline = self.policy.reschedule_deadline(self.start)
+        return deadline if self.state == BookingState.CONFIRMED and now < deadline else None
 
 
 class ConfirmDecision(StrEnum):

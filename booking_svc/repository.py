@@ -35,10 +35,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from booking_svc.domain import (
     ACTIVE_STATES,
+    OPEN_REFUND_STATES,
+    Actor,
     Booking,
+    CancellationPolicy,
     Clinic,
     Interval,
     Pet,
+    RefundState,
     Reservation,
     ReservationState,
     Service,
@@ -68,6 +72,9 @@ services = Table(
     Column("price_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("capacity", Integer, nullable=False, server_default="1"),
+    Column("full_refund_hours", Integer, nullable=False, server_default="24"),
+    Column("late_refund_percent", Integer, nullable=False, server_default="50"),
+    Column("reschedule_cutoff_hours", Integer, nullable=False, server_default="24"),
 )
 pets = Table(
     "pets", metadata,
@@ -117,6 +124,29 @@ bookings = Table(
     Column("currency", String(3), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("cancelled_at", DateTime(timezone=True)),
+    Column("policy_full_refund_hours", Integer, nullable=False, server_default="24"),
+    Column("policy_late_refund_percent", Integer, nullable=False, server_default="50"),
+    Column("policy_reschedule_cutoff_hours", Integer, nullable=False, server_default="24"),
+    Column("refund_minor", BigInteger, nullable=False, server_default="0"),
+    Column("refund_state", String(16), nullable=False, server_default="NONE"),
+    Column("provider_refund_id", String(255), nullable=False, server_default=""),
+    Column("refund_updated_at", DateTime(timezone=True)),
+    Column("refund_attempts", Integer, nullable=False, server_default="0"),
+    Column("refund_next_at", DateTime(timezone=True)),
+    Column("refund_error", Text, nullable=False, server_default=""),
+    Column("cancel_reason", String(500), nullable=False, server_default=""),
+    Column("cancelled_by", String(16)),
+    Column("updated_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("reschedule_count", Integer, nullable=False, server_default="0"),
+)
+booking_requests = Table(
+    "booking_requests", metadata,
+    Column("request_id", Uuid, primary_key=True),
+    Column("booking_id", Uuid, ForeignKey("bookings.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 outbox = Table(
     "outbox", metadata,
@@ -149,7 +179,8 @@ def _clinic(r) -> Clinic:  # type: ignore[no-untyped-def]
 
 def _service(r) -> Service:  # type: ignore[no-untyped-def]
     return Service(r.id, r.clinic_id, r.name, r.duration_minutes, r.price_minor, r.currency, r.capacity,
-                   r.description)
+                   r.description, CancellationPolicy(r.full_refund_hours, r.late_refund_percent,
+                                                     r.reschedule_cutoff_hours))
 
 
 def _pet(r) -> Pet:  # type: ignore[no-untyped-def]
@@ -167,8 +198,16 @@ def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type
 
 
 def _booking(r) -> Booking:  # type: ignore[no-untyped-def]
-    return Booking(r.id, r.lock_id, r.payment_id, r.owner_user_id, r.clinic_id, r.service_id, r.pet_id,
-                   r.start_time, r.end_time, r.state, r.amount_minor, r.currency, r.created_at, r.cancelled_at)
+    return Booking(
+        r.id, r.lock_id, r.payment_id, r.owner_user_id, r.clinic_id, r.service_id, r.pet_id,
+        r.start_time, r.end_time, r.state, r.amount_minor, r.currency, r.created_at, r.cancelled_at,
+        policy=CancellationPolicy(r.policy_full_refund_hours, r.policy_late_refund_percent,
+                                  r.policy_reschedule_cutoff_hours),
+        refund_minor=r.refund_minor, refund_state=RefundState(r.refund_state), provider_refund_id=r.provider_refund_id,
+        refund_updated_at=r.refund_updated_at, cancel_reason=r.cancel_reason,
+        cancelled_by=Actor(r.cancelled_by) if r.cancelled_by else None, updated_at=r.updated_at or r.created_at,
+        version=r.version, reschedule_count=r.reschedule_count,
+    )
 
 
 def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = None) -> bool:
@@ -219,7 +258,9 @@ class BookingRepository:
         m = r._mapping
         svc = Service(m[services.c.id], m[services.c.clinic_id], m[services.c.name], m[services.c.duration_minutes],
                       m[services.c.price_minor], m[services.c.currency], m[services.c.capacity],
-                      m[services.c.description])
+                      m[services.c.description], CancellationPolicy(
+                          m[services.c.full_refund_hours], m[services.c.late_refund_percent],
+                          m[services.c.reschedule_cutoff_hours]))
         clinic = Clinic(m[clinics.c.id], m[clinics.c.name], m[clinics.c.time_zone], _hours(m[clinics.c.opening_hours]),
                         m[clinics.c.address], m[clinics.c.phone], m[clinics.c.email])
         return svc, clinic
@@ -234,7 +275,10 @@ class BookingRepository:
     async def upsert_service(self, svc: Service) -> None:
         values = {"id": svc.id, "clinic_id": svc.clinic_id, "name": svc.name, "description": svc.description,
                   "duration_minutes": svc.duration_minutes, "price_minor": svc.price_minor,
-                  "currency": svc.currency, "capacity": svc.capacity}
+                  "currency": svc.currency, "capacity": svc.capacity,
+                  "full_refund_hours": svc.policy.full_refund_hours,
+                  "late_refund_percent": svc.policy.late_refund_percent,
+                  "reschedule_cutoff_hours": svc.policy.reschedule_cutoff_hours}
         stmt = pg_insert(services).values(**values)
         await self.s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={
             k: stmt.excluded[k] for k in values if k != "id"}))
@@ -345,11 +389,88 @@ class BookingRepository:
             id=b.id, lock_id=b.lock_id, payment_id=b.payment_id, owner_user_id=b.owner_user_id,
             clinic_id=b.clinic_id, service_id=b.service_id, pet_id=b.pet_id, start_time=b.start,
             end_time=b.end, state=b.state, amount_minor=b.amount_minor, currency=b.currency,
-            created_at=b.created_at))
+            created_at=b.created_at, updated_at=b.created_at, version=b.version,
+            policy_full_refund_hours=b.policy.full_refund_hours,
+            policy_late_refund_percent=b.policy.late_refund_percent,
+            policy_reschedule_cutoff_hours=b.policy.reschedule_cutoff_hours))
 
-    async def booking(self, booking_id: uuid.UUID) -> Booking | None:
-        r = (await self.s.execute(select(bookings).where(bookings.c.id == booking_id))).first()
+    async def booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None:
+        q = select(bookings).where(bookings.c.id == booking_id)
+        if for_update:
+            q = q.with_for_update()
+        r = (await self.s.execute(q)).first()
         return _booking(r) if r else None
+
+    async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None:
+        """Write a lifecycle change of a locked booking (state, slot, cancellation, refund owed)."""
+        values: dict[str, object] = dict(
+            state=str(b.state), start_time=b.start, end_time=b.end, cancelled_at=b.cancelled_at,
+            refund_minor=b.refund_minor, refund_state=b.refund_state.value, refund_updated_at=b.refund_updated_at,
+            cancel_reason=b.cancel_reason, cancelled_by=b.cancelled_by.value if b.cancelled_by else None,
+            updated_at=b.updated_at, version=b.version, reschedule_count=b.reschedule_count)
+        if next_refund_at is not None:
+            values["refund_next_at"] = next_refund_at
+        await self.s.execute(update(bookings).where(bookings.c.id == b.id).values(**values))
+
+    async def lifecycle_request(self, request_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None:
+        r = (await self.s.execute(select(booking_requests).where(
+            booking_requests.c.request_id == request_id))).first()
+        return (r.booking_id, r.kind, r.fingerprint) if r else None
+
+    async def add_lifecycle_request(self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str,
+                                    fingerprint: str, now: datetime) -> None:
+        await self.s.execute(insert(booking_requests).values(
+            request_id=request_id, booking_id=booking_id, kind=kind, fingerprint=fingerprint, created_at=now))
+
+    async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None:
+        await self.s.execute(update(reservations).where(reservations.c.lock_id == lock_id).values(
+            state=state.value, updated_at=now))
+
+    async def move_reservation(self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime,
+                               now: datetime) -> bool:
+        """Move a confirmed hold to another unit/range in ONE statement, so the old range is freed and
+        the new one taken at once under the exclusion constraint; False (savepoint rolled back,
+        nothing changed) when the target overlaps another active reservation."""
+        try:
+            async with self.s.begin_nested():
+                await self.s.execute(update(reservations).where(reservations.c.lock_id == lock_id).values(
+                    unit=unit, during=Range(start, end), updated_at=now))
+        except IntegrityError as exc:
+            if _is(exc, ExclusionViolation):
+                return False
+            raise
+        return True
+
+    async def taken_units_except(self, service_id: uuid.UUID, start: datetime, end: datetime,
+                                 lock_id: uuid.UUID) -> set[int]:
+        q = select(reservations.c.unit).where(
+            reservations.c.service_id == service_id, reservations.c.state.in_(ACTIVE),
+            reservations.c.lock_id != lock_id, reservations.c.during.overlaps(Range(start, end)))
+        return {r.unit for r in await self.s.execute(q)}
+
+    async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]:
+        """Open refunds due for an attempt (or a status check), claimed with SKIP LOCKED and leased
+        until ``lease_until`` so two replicas never work on the same one at once."""
+        q = text(
+            "UPDATE bookings SET refund_next_at = :lease, refund_attempts = refund_attempts + 1 WHERE id IN ("
+            " SELECT id FROM bookings WHERE refund_state IN ('PENDING', 'PROCESSING')"
+            " AND (refund_next_at IS NULL OR refund_next_at <= :now)"
+            " ORDER BY refund_next_at NULLS FIRST LIMIT :limit FOR UPDATE SKIP LOCKED) RETURNING id")
+        ids = [r.id for r in await self.s.execute(q, {"now": now, "lease": lease_until, "limit": limit})]
+        if not ids:
+            return []
+        return [_booking(r) for r in await self.s.execute(select(bookings).where(bookings.c.id.in_(ids)))]
+
+    async def record_refund(self, booking_id: uuid.UUID, state: RefundState, provider_refund_id: str, error: str,
+                            now: datetime, next_at: datetime | None) -> None:
+        await self.s.execute(update(bookings).where(bookings.c.id == booking_id).values(
+            refund_state=state.value, provider_refund_id=provider_refund_id, refund_error=error[:2000],
+            refund_updated_at=now, refund_next_at=next_at))
+
+    async def open_refunds(self, limit: int) -> list[Booking]:
+        q = (select(bookings).where(bookings.c.refund_state.in_([s.value for s in OPEN_REFUND_STATES]))
+             .order_by(bookings.c.cancelled_at, bookings.c.id).limit(limit))
+        return [_booking(r) for r in await self.s.execute(q)]
 
     async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None:
         r = (await self.s.execute(select(bookings).where(bookings.c.lock_id == lock_id))).first()

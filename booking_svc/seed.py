@@ -9,7 +9,7 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
-from booking_svc.domain import WEEKDAYS, Clinic, Interval, Service
+from booking_svc.domain import DEFAULT_POLICY, WEEKDAYS, CancellationPolicy, Clinic, Interval, Service
 from booking_svc.repository import SCHEMA, BookingRepository
 from petpro.db import Database
 
@@ -25,7 +25,8 @@ def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
     clinic.zone  # noqa: B018 — validates the time zone name early
     services = [
         Service(uuid.UUID(str(s["id"])), clinic.id, s["name"], int(s["duration_minutes"]), int(s["price_minor"]),
-                s["currency"], int(s.get("capacity", 1)), s.get("description", ""))
+                s["currency"], int(s.get("capacity", 1)), s.get("description", ""),
+                CancellationPolicy(**s["cancellation_policy"]) if s.get("cancellation_policy") else DEFAULT_POLICY)
         for s in raw.get("services", [])
     ]
     return clinic, services

@@ -121,17 +121,157 @@ class _BookingStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BookingS
     BOOKING_STATE_CONFIRMED: _BookingState.ValueType  # 1
     """Paid and scheduled."""
     BOOKING_STATE_CANCELLED: _BookingState.ValueType  # 2
-    """Cancelled; the slot is free again."""
+    """Cancelled by the owner or the clinic; the slot is free again."""
+    BOOKING_STATE_COMPLETED: _BookingState.ValueType  # 3
+    """The appointment took place (recorded by clinic staff after the start)."""
+    BOOKING_STATE_NO_SHOW: _BookingState.ValueType  # 4
+    """The pet did not come (recorded by clinic staff after the start); the payment is kept."""
 
 class BookingState(_BookingState, metaclass=_BookingStateEnumTypeWrapper):
-    """Lifecycle of a booking. Output only: changed by ConfirmBooking and CancelBooking."""
+    """Lifecycle of a booking. Output only: changed only by the custom methods ConfirmBooking,
+    CancelBooking, RescheduleBooking (stays CONFIRMED), CompleteBooking and MarkNoShow.
+    CONFIRMED → CANCELLED | COMPLETED | NO_SHOW; the last three are final.
+    """
 
 BOOKING_STATE_UNSPECIFIED: BookingState.ValueType  # 0
 BOOKING_STATE_CONFIRMED: BookingState.ValueType  # 1
 """Paid and scheduled."""
 BOOKING_STATE_CANCELLED: BookingState.ValueType  # 2
-"""Cancelled; the slot is free again."""
+"""Cancelled by the owner or the clinic; the slot is free again."""
+BOOKING_STATE_COMPLETED: BookingState.ValueType  # 3
+"""The appointment took place (recorded by clinic staff after the start)."""
+BOOKING_STATE_NO_SHOW: BookingState.ValueType  # 4
+"""The pet did not come (recorded by clinic staff after the start); the payment is kept."""
 Global___BookingState: _TypeAlias = BookingState  # noqa: Y015
+
+class _BookingActor:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BookingActorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BookingActor.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BOOKING_ACTOR_UNSPECIFIED: _BookingActor.ValueType  # 0
+    BOOKING_ACTOR_OWNER: _BookingActor.ValueType  # 1
+    """The pet owner."""
+    BOOKING_ACTOR_CLINIC: _BookingActor.ValueType  # 2
+    """Staff of the booking's clinic."""
+
+class BookingActor(_BookingActor, metaclass=_BookingActorEnumTypeWrapper):
+    """Who changed a booking."""
+
+BOOKING_ACTOR_UNSPECIFIED: BookingActor.ValueType  # 0
+BOOKING_ACTOR_OWNER: BookingActor.ValueType  # 1
+"""The pet owner."""
+BOOKING_ACTOR_CLINIC: BookingActor.ValueType  # 2
+"""Staff of the booking's clinic."""
+Global___BookingActor: _TypeAlias = BookingActor  # noqa: Y015
+
+class _RefundState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RefundStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RefundState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFUND_STATE_UNSPECIFIED: _RefundState.ValueType  # 0
+    REFUND_STATE_NONE: _RefundState.ValueType  # 1
+    """Nothing to refund (no cancellation, or the policy refunds nothing)."""
+    REFUND_STATE_PENDING: _RefundState.ValueType  # 2
+    """Owed: being sent to the payment provider, or retried after a provider error."""
+    REFUND_STATE_PROCESSING: _RefundState.ValueType  # 3
+    """The provider accepted the refund and is processing it (waiting for its webhook)."""
+    REFUND_STATE_SUCCEEDED: _RefundState.ValueType  # 4
+    """Refunded (the provider's refund succeeded)."""
+    REFUND_STATE_FAILED: _RefundState.ValueType  # 5
+    """The provider reported the refund as failed after accepting it; needs an operator."""
+
+class RefundState(_RefundState, metaclass=_RefundStateEnumTypeWrapper):
+    """Progress of the refund of a cancelled booking."""
+
+REFUND_STATE_UNSPECIFIED: RefundState.ValueType  # 0
+REFUND_STATE_NONE: RefundState.ValueType  # 1
+"""Nothing to refund (no cancellation, or the policy refunds nothing)."""
+REFUND_STATE_PENDING: RefundState.ValueType  # 2
+"""Owed: being sent to the payment provider, or retried after a provider error."""
+REFUND_STATE_PROCESSING: RefundState.ValueType  # 3
+"""The provider accepted the refund and is processing it (waiting for its webhook)."""
+REFUND_STATE_SUCCEEDED: RefundState.ValueType  # 4
+"""Refunded (the provider's refund succeeded)."""
+REFUND_STATE_FAILED: RefundState.ValueType  # 5
+"""The provider reported the refund as failed after accepting it; needs an operator."""
+Global___RefundState: _TypeAlias = RefundState  # noqa: Y015
+
+@_typing.final
+class CancellationPolicy(_message.Message):
+    """How much of the price an owner gets back when cancelling, and until when they may reschedule.
+    Stored with the service and copied onto each booking at confirmation, so a later change of the
+    service's policy never alters an existing booking.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FULL_REFUND_HOURS_FIELD_NUMBER: _builtins.int
+    LATE_REFUND_PERCENT_FIELD_NUMBER: _builtins.int
+    RESCHEDULE_CUTOFF_HOURS_FIELD_NUMBER: _builtins.int
+    full_refund_hours: _builtins.int
+    """Up to this many hours before the start, an owner's cancellation is refunded in full (0..8760)."""
+    late_refund_percent: _builtins.int
+    """Percentage (0..100) of the price refunded for a cancellation inside that window, before the
+    start. After the start an owner can no longer cancel.
+    """
+    reschedule_cutoff_hours: _builtins.int
+    """Rescheduling is allowed until this many hours before the start (0..8760; 0: until the start)."""
+    def __init__(
+        self,
+        *,
+        full_refund_hours: _builtins.int = ...,
+        late_refund_percent: _builtins.int = ...,
+        reschedule_cutoff_hours: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["full_refund_hours", b"full_refund_hours", "late_refund_percent", b"late_refund_percent", "reschedule_cutoff_hours", b"reschedule_cutoff_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancellationPolicy: _TypeAlias = CancellationPolicy  # noqa: Y015
+
+@_typing.final
+class Refund(_message.Message):
+    """The refund of a cancelled booking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PROVIDER_REFUND_ID_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    state: Global___RefundState.ValueType
+    """Progress."""
+    provider_refund_id: _builtins.str
+    """The provider's refund id once accepted (e.g. "re_…")."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Amount refunded (or to be refunded)."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Last change."""
+
+    def __init__(
+        self,
+        *,
+        amount: _money_pb2.Money | None = ...,
+        state: Global___RefundState.ValueType = ...,
+        provider_refund_id: _builtins.str = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "provider_refund_id", b"provider_refund_id", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Refund: _TypeAlias = Refund  # noqa: Y015
 
 @_typing.final
 class Clinic(_message.Message):
@@ -224,6 +364,7 @@ class Service(_message.Message):
     DURATION_MINUTES_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    CANCELLATION_POLICY_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """UUID."""
     clinic_id: _builtins.str
@@ -240,6 +381,10 @@ class Service(_message.Message):
     def price(self) -> _money_pb2.Money:
         """Price of one appointment."""
 
+    @_builtins.property
+    def cancellation_policy(self) -> Global___CancellationPolicy:
+        """Refund and reschedule rules; copied onto each booking at confirmation."""
+
     def __init__(
         self,
         *,
@@ -250,10 +395,11 @@ class Service(_message.Message):
         duration_minutes: _builtins.int = ...,
         price: _money_pb2.Money | None = ...,
         capacity: _builtins.int = ...,
+        cancellation_policy: Global___CancellationPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation_policy", b"cancellation_policy", "price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "name", b"name", "price", b"price", "service_id", b"service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation_policy", b"cancellation_policy", "capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "name", b"name", "price", b"price", "service_id", b"service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -446,6 +592,15 @@ class Booking(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CANCEL_TIME_FIELD_NUMBER: _builtins.int
+    CANCELLATION_POLICY_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
+    CAN_CANCEL_FIELD_NUMBER: _builtins.int
+    REFUND_IF_CANCELLED_NOW_FIELD_NUMBER: _builtins.int
+    RESCHEDULE_DEADLINE_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    RESCHEDULE_COUNT_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     """UUID."""
     state: Global___BookingState.ValueType
@@ -462,6 +617,14 @@ class Booking(_message.Message):
     """Pet (UUID)."""
     owner_user_id: _builtins.str
     """Owner (UUID)."""
+    cancel_reason: _builtins.str
+    """Why it was cancelled (owner's optional reason, clinic's required one)."""
+    cancelled_by: Global___BookingActor.ValueType
+    """Who cancelled it."""
+    can_cancel: _builtins.bool
+    """Whether the owner may still cancel it now (computed by the service at the time of the answer)."""
+    reschedule_count: _builtins.int
+    """How many times it was rescheduled."""
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the appointment."""
@@ -482,6 +645,26 @@ class Booking(_message.Message):
     def cancel_time(self) -> _timestamp_pb2.Timestamp:
         """When the booking was cancelled, if it was."""
 
+    @_builtins.property
+    def cancellation_policy(self) -> Global___CancellationPolicy:
+        """The service's cancellation policy as it was at confirmation."""
+
+    @_builtins.property
+    def refund(self) -> Global___Refund:
+        """The refund, once cancelled (state NONE when nothing is refunded)."""
+
+    @_builtins.property
+    def refund_if_cancelled_now(self) -> _money_pb2.Money:
+        """What the owner would get back when cancelling now (zero when they can't cancel)."""
+
+    @_builtins.property
+    def reschedule_deadline(self) -> _timestamp_pb2.Timestamp:
+        """Until when the owner may reschedule; unset when the booking can no longer be moved."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Last change of state or slot."""
+
     def __init__(
         self,
         *,
@@ -498,10 +681,19 @@ class Booking(_message.Message):
         amount: _money_pb2.Money | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         cancel_time: _timestamp_pb2.Timestamp | None = ...,
+        cancellation_policy: Global___CancellationPolicy | None = ...,
+        refund: Global___Refund | None = ...,
+        cancel_reason: _builtins.str = ...,
+        cancelled_by: Global___BookingActor.ValueType = ...,
+        can_cancel: _builtins.bool = ...,
+        refund_if_cancelled_now: _money_pb2.Money | None = ...,
+        reschedule_deadline: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        reschedule_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_time", b"cancel_time", "create_time", b"create_time", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "create_time", b"create_time", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_deadline", b"reschedule_deadline", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "cancel_time", b"cancel_time", "clinic_id", b"clinic_id", "create_time", b"create_time", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "reservation_lock_id", b"reservation_lock_id", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "can_cancel", b"can_cancel", "cancel_reason", b"cancel_reason", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "cancelled_by", b"cancelled_by", "clinic_id", b"clinic_id", "create_time", b"create_time", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_count", b"reschedule_count", "reschedule_deadline", b"reschedule_deadline", "reservation_lock_id", b"reservation_lock_id", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1073,27 +1265,43 @@ Global___ConfirmBookingResponse: _TypeAlias = ConfirmBookingResponse  # noqa: Y0
 
 @_typing.final
 class CancelBookingRequest(_message.Message):
-    """Request for BookingService.CancelBooking."""
+    """Request for BookingService.CancelBooking. Exactly one of `owner_user_id` or `clinic_id` says
+    who cancels (the caller has checked the token: the owner, or staff of that clinic).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     BOOKING_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     """Booking UUID."""
     reason: _builtins.str
-    """Free-text reason, kept for the clinic."""
+    """Free-text reason, kept for the clinic; required when the clinic cancels."""
+    request_id: _builtins.str
+    """Idempotency key (UUID, AIP-155): a retry returns the first result."""
+    owner_user_id: _builtins.str
+    """The owner (UUID): only their own booking, before its start, refunded per its policy."""
+    clinic_id: _builtins.str
+    """The clinic (UUID) whose staff cancels: only that clinic's bookings, refunded in full."""
     def __init__(
         self,
         *,
         booking_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        owner_user_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "clinic_id", b"clinic_id", "owner_user_id", b"owner_user_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "owner_user_id", b"owner_user_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_actor: _TypeAlias = _typing.Literal["owner_user_id", "clinic_id"]  # noqa: Y015
+    _WhichOneofArgType_actor: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_actor) -> _WhichOneofReturnType_actor | None: ...
 
 Global___CancelBookingRequest: _TypeAlias = CancelBookingRequest  # noqa: Y015
 
@@ -1106,7 +1314,7 @@ class CancelBookingResponse(_message.Message):
     BOOKING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def booking(self) -> Global___Booking:
-        """The booking, now CANCELLED."""
+        """The booking, now CANCELLED, with its refund."""
 
     def __init__(
         self,
@@ -1120,6 +1328,220 @@ class CancelBookingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelBookingResponse: _TypeAlias = CancelBookingResponse  # noqa: Y015
+
+@_typing.final
+class RescheduleBookingRequest(_message.Message):
+    """Request for BookingService.RescheduleBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    SLOT_START_TIME_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (UUID, AIP-155): a retry returns the first result."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    owner_user_id: _builtins.str
+    """The owner (UUID): only their own booking."""
+    @_builtins.property
+    def slot_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the new slot of the same service; on its grid, inside opening hours, in the future."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        owner_user_id: _builtins.str = ...,
+        slot_start_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "owner_user_id", b"owner_user_id", "request_id", b"request_id", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RescheduleBookingRequest: _TypeAlias = RescheduleBookingRequest  # noqa: Y015
+
+@_typing.final
+class RescheduleBookingResponse(_message.Message):
+    """Response for BookingService.RescheduleBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """The booking, still CONFIRMED, at its new slot."""
+
+    def __init__(
+        self,
+        *,
+        booking: Global___Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RescheduleBookingResponse: _TypeAlias = RescheduleBookingResponse  # noqa: Y015
+
+@_typing.final
+class CompleteBookingRequest(_message.Message):
+    """Request for BookingService.CompleteBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (UUID, AIP-155)."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    clinic_id: _builtins.str
+    """The clinic (UUID) whose staff records the outcome: only that clinic's bookings."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteBookingRequest: _TypeAlias = CompleteBookingRequest  # noqa: Y015
+
+@_typing.final
+class CompleteBookingResponse(_message.Message):
+    """Response for BookingService.CompleteBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """The booking, now COMPLETED."""
+
+    def __init__(
+        self,
+        *,
+        booking: Global___Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteBookingResponse: _TypeAlias = CompleteBookingResponse  # noqa: Y015
+
+@_typing.final
+class MarkNoShowRequest(_message.Message):
+    """Request for BookingService.MarkNoShow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (UUID, AIP-155)."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    clinic_id: _builtins.str
+    """The clinic (UUID) whose staff records the outcome: only that clinic's bookings."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkNoShowRequest: _TypeAlias = MarkNoShowRequest  # noqa: Y015
+
+@_typing.final
+class MarkNoShowResponse(_message.Message):
+    """Response for BookingService.MarkNoShow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """The booking, now NO_SHOW."""
+
+    def __init__(
+        self,
+        *,
+        booking: Global___Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkNoShowResponse: _TypeAlias = MarkNoShowResponse  # noqa: Y015
+
+@_typing.final
+class ListPendingRefundsRequest(_message.Message):
+    """Request for BookingService.ListPendingRefunds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum number of results, 0..100; 0 means the server default (20)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingRefundsRequest: _TypeAlias = ListPendingRefundsRequest  # noqa: Y015
+
+@_typing.final
+class ListPendingRefundsResponse(_message.Message):
+    """Response for BookingService.ListPendingRefunds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def bookings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Booking]:
+        """Cancelled bookings whose refund is PENDING, PROCESSING or FAILED, oldest cancellation first."""
+
+    def __init__(
+        self,
+        *,
+        bookings: _abc.Iterable[Global___Booking] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bookings", b"bookings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingRefundsResponse: _TypeAlias = ListPendingRefundsResponse  # noqa: Y015
 
 @_typing.final
 class GetBookingRequest(_message.Message):

@@ -43,6 +43,25 @@ class BookingServiceStub:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
+
+    After confirmation (the booking lifecycle, BookingState):
+
+    CONFIRMED ──CancelBooking (owner, before the start; or clinic staff, any time)──▶ CANCELLED
+    CONFIRMED ──RescheduleBooking (owner, until the policy's cut-off)──▶ CONFIRMED (same id, new slot)
+    CONFIRMED ──CompleteBooking (clinic staff, after the start)──▶ COMPLETED
+    CONFIRMED ──MarkNoShow (clinic staff, after the start; the payment is kept)──▶ NO_SHOW
+
+    CANCELLED, COMPLETED and NO_SHOW are final. Each change is a custom method (AIP-136) with a
+    `request_id` (AIP-155): a retry with the same id returns the booking as the first call left it,
+    never a second change or refund. Each change publishes an event keyed by booking id
+    (events.proto), so a booking's events stay in order. A cancellation refunds per the booking's copy
+    of the service's CancellationPolicy (`Booking.cancellation_policy`); the refund itself is sent to
+    PaymentService asynchronously and retried until the provider accepts it (`Booking.refund`).
+    Lifecycle reasons (FAILED_PRECONDITION unless noted): BOOKING_NOT_CONFIRMED (already cancelled,
+    completed or no-show), BOOKING_STARTED (cancel or reschedule after the start),
+    RESCHEDULE_CUTOFF_PASSED, BOOKING_NOT_STARTED (complete / no-show before the start),
+    SLOT_UNAVAILABLE (ABORTED: the target slot is taken), SLOT_SAME (rescheduling to the current slot),
+    BOOKING_NOT_FOUND (NOT_FOUND: unknown, or not the caller's / the clinic's booking).
     """
 
     def __init__(self, channel):
@@ -106,6 +125,26 @@ class BookingServiceStub:
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CancelBookingRequest.SerializeToString,
                 response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CancelBookingResponse.FromString,
                 _registered_method=True)
+        self.RescheduleBooking = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/RescheduleBooking',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.FromString,
+                _registered_method=True)
+        self.CompleteBooking = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/CompleteBooking',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingResponse.FromString,
+                _registered_method=True)
+        self.MarkNoShow = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/MarkNoShow',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MarkNoShowRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MarkNoShowResponse.FromString,
+                _registered_method=True)
+        self.ListPendingRefunds = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/ListPendingRefunds',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPendingRefundsRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPendingRefundsResponse.FromString,
+                _registered_method=True)
         self.GetBooking = channel.unary_unary(
                 '/petpro.booking.v1.BookingService/GetBooking',
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetBookingRequest.SerializeToString,
@@ -136,6 +175,25 @@ class BookingServiceServicer:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
+
+    After confirmation (the booking lifecycle, BookingState):
+
+    CONFIRMED ──CancelBooking (owner, before the start; or clinic staff, any time)──▶ CANCELLED
+    CONFIRMED ──RescheduleBooking (owner, until the policy's cut-off)──▶ CONFIRMED (same id, new slot)
+    CONFIRMED ──CompleteBooking (clinic staff, after the start)──▶ COMPLETED
+    CONFIRMED ──MarkNoShow (clinic staff, after the start; the payment is kept)──▶ NO_SHOW
+
+    CANCELLED, COMPLETED and NO_SHOW are final. Each change is a custom method (AIP-136) with a
+    `request_id` (AIP-155): a retry with the same id returns the booking as the first call left it,
+    never a second change or refund. Each change publishes an event keyed by booking id
+    (events.proto), so a booking's events stay in order. A cancellation refunds per the booking's copy
+    of the service's CancellationPolicy (`Booking.cancellation_policy`); the refund itself is sent to
+    PaymentService asynchronously and retried until the provider accepts it (`Booking.refund`).
+    Lifecycle reasons (FAILED_PRECONDITION unless noted): BOOKING_NOT_CONFIRMED (already cancelled,
+    completed or no-show), BOOKING_STARTED (cancel or reschedule after the start),
+    RESCHEDULE_CUTOFF_PASSED, BOOKING_NOT_STARTED (complete / no-show before the start),
+    SLOT_UNAVAILABLE (ABORTED: the target slot is taken), SLOT_SAME (rescheduling to the current slot),
+    BOOKING_NOT_FOUND (NOT_FOUND: unknown, or not the caller's / the clinic's booking).
     """
 
     def ListClinics(self, request, context):
@@ -215,7 +273,41 @@ class BookingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelBooking(self, request, context):
-        """Cancels a confirmed booking and frees its slot. Idempotent.
+        """Cancels a confirmed booking and frees its slot, by its owner (before the start, refund per the
+        booking's cancellation policy) or by staff of its clinic (full refund, reason required).
+        Idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RescheduleBooking(self, request, context):
+        """Moves a confirmed booking of an owner to another slot of the same service, atomically: the new
+        slot is taken in the same transaction that frees the old one (taken: ABORTED SLOT_UNAVAILABLE,
+        nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
+        Idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteBooking(self, request, context):
+        """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkNoShow(self, request, context):
+        """Marks a booking of the clinic NO_SHOW (staff, after the start); the payment is kept.
+        Idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPendingRefunds(self, request, context):
+        """Lists cancelled bookings whose refund has not succeeded yet (for operators: `petpro refunds`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,6 +385,26 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CancelBookingRequest.FromString,
                     response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CancelBookingResponse.SerializeToString,
             ),
+            'RescheduleBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.RescheduleBooking,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.SerializeToString,
+            ),
+            'CompleteBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteBooking,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingResponse.SerializeToString,
+            ),
+            'MarkNoShow': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkNoShow,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MarkNoShowRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MarkNoShowResponse.SerializeToString,
+            ),
+            'ListPendingRefunds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingRefunds,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPendingRefundsRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPendingRefundsResponse.SerializeToString,
+            ),
             'GetBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBooking,
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetBookingRequest.FromString,
@@ -329,6 +441,25 @@ class BookingService:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
+
+    After confirmation (the booking lifecycle, BookingState):
+
+    CONFIRMED ──CancelBooking (owner, before the start; or clinic staff, any time)──▶ CANCELLED
+    CONFIRMED ──RescheduleBooking (owner, until the policy's cut-off)──▶ CONFIRMED (same id, new slot)
+    CONFIRMED ──CompleteBooking (clinic staff, after the start)──▶ COMPLETED
+    CONFIRMED ──MarkNoShow (clinic staff, after the start; the payment is kept)──▶ NO_SHOW
+
+    CANCELLED, COMPLETED and NO_SHOW are final. Each change is a custom method (AIP-136) with a
+    `request_id` (AIP-155): a retry with the same id returns the booking as the first call left it,
+    never a second change or refund. Each change publishes an event keyed by booking id
+    (events.proto), so a booking's events stay in order. A cancellation refunds per the booking's copy
+    of the service's CancellationPolicy (`Booking.cancellation_policy`); the refund itself is sent to
+    PaymentService asynchronously and retried until the provider accepts it (`Booking.refund`).
+    Lifecycle reasons (FAILED_PRECONDITION unless noted): BOOKING_NOT_CONFIRMED (already cancelled,
+    completed or no-show), BOOKING_STARTED (cancel or reschedule after the start),
+    RESCHEDULE_CUTOFF_PASSED, BOOKING_NOT_STARTED (complete / no-show before the start),
+    SLOT_UNAVAILABLE (ABORTED: the target slot is taken), SLOT_SAME (rescheduling to the current slot),
+    BOOKING_NOT_FOUND (NOT_FOUND: unknown, or not the caller's / the clinic's booking).
     """
 
     @staticmethod
@@ -618,6 +749,114 @@ class BookingService:
             '/petpro.booking.v1.BookingService/CancelBooking',
             petpro_dot_booking_dot_v1_dot_booking__pb2.CancelBookingRequest.SerializeToString,
             petpro_dot_booking_dot_v1_dot_booking__pb2.CancelBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RescheduleBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/RescheduleBooking',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/CompleteBooking',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkNoShow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/MarkNoShow',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.MarkNoShowRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.MarkNoShowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPendingRefunds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/ListPendingRefunds',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ListPendingRefundsRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ListPendingRefundsResponse.FromString,
             options,
             channel_credentials,
             insecure,

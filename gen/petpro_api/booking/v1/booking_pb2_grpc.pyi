@@ -44,6 +44,25 @@ class BookingServiceStub:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
+
+    After confirmation (the booking lifecycle, BookingState):
+
+      CONFIRMED ──CancelBooking (owner, before the start; or clinic staff, any time)──▶ CANCELLED
+      CONFIRMED ──RescheduleBooking (owner, until the policy's cut-off)──▶ CONFIRMED (same id, new slot)
+      CONFIRMED ──CompleteBooking (clinic staff, after the start)──▶ COMPLETED
+      CONFIRMED ──MarkNoShow (clinic staff, after the start; the payment is kept)──▶ NO_SHOW
+
+    CANCELLED, COMPLETED and NO_SHOW are final. Each change is a custom method (AIP-136) with a
+    `request_id` (AIP-155): a retry with the same id returns the booking as the first call left it,
+    never a second change or refund. Each change publishes an event keyed by booking id
+    (events.proto), so a booking's events stay in order. A cancellation refunds per the booking's copy
+    of the service's CancellationPolicy (`Booking.cancellation_policy`); the refund itself is sent to
+    PaymentService asynchronously and retried until the provider accepts it (`Booking.refund`).
+    Lifecycle reasons (FAILED_PRECONDITION unless noted): BOOKING_NOT_CONFIRMED (already cancelled,
+    completed or no-show), BOOKING_STARTED (cancel or reschedule after the start),
+    RESCHEDULE_CUTOFF_PASSED, BOOKING_NOT_STARTED (complete / no-show before the start),
+    SLOT_UNAVAILABLE (ABORTED: the target slot is taken), SLOT_SAME (rescheduling to the current slot),
+    BOOKING_NOT_FOUND (NOT_FOUND: unknown, or not the caller's / the clinic's booking).
     """
 
     @_typing.overload
@@ -80,7 +99,24 @@ class BookingServiceStub:
     reservation becomes FAILED and the caller refunds the payment.
     """
     CancelBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CancelBookingRequest, _booking_pb2.CancelBookingResponse]
-    """Cancels a confirmed booking and frees its slot. Idempotent."""
+    """Cancels a confirmed booking and frees its slot, by its owner (before the start, refund per the
+    booking's cancellation policy) or by staff of its clinic (full refund, reason required).
+    Idempotent on `request_id`.
+    """
+    RescheduleBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.RescheduleBookingRequest, _booking_pb2.RescheduleBookingResponse]
+    """Moves a confirmed booking of an owner to another slot of the same service, atomically: the new
+    slot is taken in the same transaction that frees the old one (taken: ABORTED SLOT_UNAVAILABLE,
+    nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
+    Idempotent on `request_id`.
+    """
+    CompleteBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CompleteBookingRequest, _booking_pb2.CompleteBookingResponse]
+    """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`."""
+    MarkNoShow: _grpc.UnaryUnaryMultiCallable[_booking_pb2.MarkNoShowRequest, _booking_pb2.MarkNoShowResponse]
+    """Marks a booking of the clinic NO_SHOW (staff, after the start); the payment is kept.
+    Idempotent on `request_id`.
+    """
+    ListPendingRefunds: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListPendingRefundsRequest, _booking_pb2.ListPendingRefundsResponse]
+    """Lists cancelled bookings whose refund has not succeeded yet (for operators: `petpro refunds`)."""
     GetBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetBookingRequest, _booking_pb2.GetBookingResponse]
     """Returns one booking."""
     ListBookings: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListBookingsRequest, _booking_pb2.ListBookingsResponse]
@@ -105,6 +141,25 @@ class BookingServiceAsyncStub(BookingServiceStub):
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
+
+    After confirmation (the booking lifecycle, BookingState):
+
+      CONFIRMED ──CancelBooking (owner, before the start; or clinic staff, any time)──▶ CANCELLED
+      CONFIRMED ──RescheduleBooking (owner, until the policy's cut-off)──▶ CONFIRMED (same id, new slot)
+      CONFIRMED ──CompleteBooking (clinic staff, after the start)──▶ COMPLETED
+      CONFIRMED ──MarkNoShow (clinic staff, after the start; the payment is kept)──▶ NO_SHOW
+
+    CANCELLED, COMPLETED and NO_SHOW are final. Each change is a custom method (AIP-136) with a
+    `request_id` (AIP-155): a retry with the same id returns the booking as the first call left it,
+    never a second change or refund. Each change publishes an event keyed by booking id
+    (events.proto), so a booking's events stay in order. A cancellation refunds per the booking's copy
+    of the service's CancellationPolicy (`Booking.cancellation_policy`); the refund itself is sent to
+    PaymentService asynchronously and retried until the provider accepts it (`Booking.refund`).
+    Lifecycle reasons (FAILED_PRECONDITION unless noted): BOOKING_NOT_CONFIRMED (already cancelled,
+    completed or no-show), BOOKING_STARTED (cancel or reschedule after the start),
+    RESCHEDULE_CUTOFF_PASSED, BOOKING_NOT_STARTED (complete / no-show before the start),
+    SLOT_UNAVAILABLE (ABORTED: the target slot is taken), SLOT_SAME (rescheduling to the current slot),
+    BOOKING_NOT_FOUND (NOT_FOUND: unknown, or not the caller's / the clinic's booking).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -138,7 +193,24 @@ class BookingServiceAsyncStub(BookingServiceStub):
     reservation becomes FAILED and the caller refunds the payment.
     """
     CancelBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.CancelBookingRequest, _booking_pb2.CancelBookingResponse]  # type: ignore[assignment]
-    """Cancels a confirmed booking and frees its slot. Idempotent."""
+    """Cancels a confirmed booking and frees its slot, by its owner (before the start, refund per the
+    booking's cancellation policy) or by staff of its clinic (full refund, reason required).
+    Idempotent on `request_id`.
+    """
+    RescheduleBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.RescheduleBookingRequest, _booking_pb2.RescheduleBookingResponse]  # type: ignore[assignment]
+    """Moves a confirmed booking of an owner to another slot of the same service, atomically: the new
+    slot is taken in the same transaction that frees the old one (taken: ABORTED SLOT_UNAVAILABLE,
+    nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
+    Idempotent on `request_id`.
+    """
+    CompleteBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.CompleteBookingRequest, _booking_pb2.CompleteBookingResponse]  # type: ignore[assignment]
+    """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`."""
+    MarkNoShow: _aio.UnaryUnaryMultiCallable[_booking_pb2.MarkNoShowRequest, _booking_pb2.MarkNoShowResponse]  # type: ignore[assignment]
+    """Marks a booking of the clinic NO_SHOW (staff, after the start); the payment is kept.
+    Idempotent on `request_id`.
+    """
+    ListPendingRefunds: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListPendingRefundsRequest, _booking_pb2.ListPendingRefundsResponse]  # type: ignore[assignment]
+    """Lists cancelled bookings whose refund has not succeeded yet (for operators: `petpro refunds`)."""
     GetBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetBookingRequest, _booking_pb2.GetBookingResponse]  # type: ignore[assignment]
     """Returns one booking."""
     ListBookings: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListBookingsRequest, _booking_pb2.ListBookingsResponse]  # type: ignore[assignment]
@@ -162,6 +234,25 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
+
+    After confirmation (the booking lifecycle, BookingState):
+
+      CONFIRMED ──CancelBooking (owner, before the start; or clinic staff, any time)──▶ CANCELLED
+      CONFIRMED ──RescheduleBooking (owner, until the policy's cut-off)──▶ CONFIRMED (same id, new slot)
+      CONFIRMED ──CompleteBooking (clinic staff, after the start)──▶ COMPLETED
+      CONFIRMED ──MarkNoShow (clinic staff, after the start; the payment is kept)──▶ NO_SHOW
+
+    CANCELLED, COMPLETED and NO_SHOW are final. Each change is a custom method (AIP-136) with a
+    `request_id` (AIP-155): a retry with the same id returns the booking as the first call left it,
+    never a second change or refund. Each change publishes an event keyed by booking id
+    (events.proto), so a booking's events stay in order. A cancellation refunds per the booking's copy
+    of the service's CancellationPolicy (`Booking.cancellation_policy`); the refund itself is sent to
+    PaymentService asynchronously and retried until the provider accepts it (`Booking.refund`).
+    Lifecycle reasons (FAILED_PRECONDITION unless noted): BOOKING_NOT_CONFIRMED (already cancelled,
+    completed or no-show), BOOKING_STARTED (cancel or reschedule after the start),
+    RESCHEDULE_CUTOFF_PASSED, BOOKING_NOT_STARTED (complete / no-show before the start),
+    SLOT_UNAVAILABLE (ABORTED: the target slot is taken), SLOT_SAME (rescheduling to the current slot),
+    BOOKING_NOT_FOUND (NOT_FOUND: unknown, or not the caller's / the clinic's booking).
     """
 
     @_abc_1.abstractmethod
@@ -259,7 +350,48 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _booking_pb2.CancelBookingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_booking_pb2.CancelBookingResponse, _abc.Awaitable[_booking_pb2.CancelBookingResponse]]:
-        """Cancels a confirmed booking and frees its slot. Idempotent."""
+        """Cancels a confirmed booking and frees its slot, by its owner (before the start, refund per the
+        booking's cancellation policy) or by staff of its clinic (full refund, reason required).
+        Idempotent on `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def RescheduleBooking(
+        self,
+        request: _booking_pb2.RescheduleBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.RescheduleBookingResponse, _abc.Awaitable[_booking_pb2.RescheduleBookingResponse]]:
+        """Moves a confirmed booking of an owner to another slot of the same service, atomically: the new
+        slot is taken in the same transaction that frees the old one (taken: ABORTED SLOT_UNAVAILABLE,
+        nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
+        Idempotent on `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteBooking(
+        self,
+        request: _booking_pb2.CompleteBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.CompleteBookingResponse, _abc.Awaitable[_booking_pb2.CompleteBookingResponse]]:
+        """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`."""
+
+    @_abc_1.abstractmethod
+    def MarkNoShow(
+        self,
+        request: _booking_pb2.MarkNoShowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.MarkNoShowResponse, _abc.Awaitable[_booking_pb2.MarkNoShowResponse]]:
+        """Marks a booking of the clinic NO_SHOW (staff, after the start); the payment is kept.
+        Idempotent on `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPendingRefunds(
+        self,
+        request: _booking_pb2.ListPendingRefundsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ListPendingRefundsResponse, _abc.Awaitable[_booking_pb2.ListPendingRefundsResponse]]:
+        """Lists cancelled bookings whose refund has not succeeded yet (for operators: `petpro refunds`)."""
 
     @_abc_1.abstractmethod
     def GetBooking(

@@ -191,3 +191,189 @@ class BookingCreated(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BookingCreated: _TypeAlias = BookingCreated  # noqa: Y015
+
+@_typing.final
+class BookingChangeContext(_message.Message):
+    """Common part of the lifecycle events after confirmation (BookingCancelled, BookingRescheduled,
+    BookingOutcomeRecorded). Like BookingCreated each is published through the outbox with key =
+    booking_id and CloudEvents headers; `version` grows by one with every change of a booking
+    (BookingCreated is version 1), so a consumer can tell order and skip a stale event.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_NAME_FIELD_NUMBER: _builtins.int
+    CLINIC_TIME_ZONE_FIELD_NUMBER: _builtins.int
+    SERVICE_FIELD_NUMBER: _builtins.int
+    PET_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    SLOT_START_TIME_FIELD_NUMBER: _builtins.int
+    SLOT_END_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Unique event id (UUID); the idempotency key for consumers."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    clinic_name: _builtins.str
+    """Clinic display name."""
+    clinic_time_zone: _builtins.str
+    """IANA time zone of the clinic."""
+    version: _builtins.int
+    """Change counter of the booking (BookingCreated = 1)."""
+    actor: _booking_pb2.BookingActor.ValueType
+    """Who made the change."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """When the change was committed."""
+
+    @_builtins.property
+    def service(self) -> Global___BookingCreated.Service:
+        """The service (same shape as in BookingCreated)."""
+
+    @_builtins.property
+    def pet(self) -> Global___BookingCreated.Pet:
+        """The pet."""
+
+    @_builtins.property
+    def owner(self) -> Global___BookingCreated.Owner:
+        """The owner."""
+
+    @_builtins.property
+    def slot_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the appointment (the new start after a reschedule)."""
+
+    @_builtins.property
+    def slot_end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the appointment."""
+
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        booking_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+        clinic_name: _builtins.str = ...,
+        clinic_time_zone: _builtins.str = ...,
+        service: Global___BookingCreated.Service | None = ...,
+        pet: Global___BookingCreated.Pet | None = ...,
+        owner: Global___BookingCreated.Owner | None = ...,
+        slot_start_time: _timestamp_pb2.Timestamp | None = ...,
+        slot_end_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
+        actor: _booking_pb2.BookingActor.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BookingChangeContext: _TypeAlias = BookingChangeContext  # noqa: Y015
+
+@_typing.final
+class BookingCancelled(_message.Message):
+    """Event on topic `booking.cancelled` (ce_type "dev.petpro.booking.cancelled.v1")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFUND_AMOUNT_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """Reason given, if any."""
+    @_builtins.property
+    def context(self) -> Global___BookingChangeContext:
+        """What, when, who."""
+
+    @_builtins.property
+    def refund_amount(self) -> _money_pb2.Money:
+        """What is refunded (zero when nothing)."""
+
+    def __init__(
+        self,
+        *,
+        context: Global___BookingChangeContext | None = ...,
+        reason: _builtins.str = ...,
+        refund_amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "refund_amount", b"refund_amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "reason", b"reason", "refund_amount", b"refund_amount"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BookingCancelled: _TypeAlias = BookingCancelled  # noqa: Y015
+
+@_typing.final
+class BookingRescheduled(_message.Message):
+    """Event on topic `booking.rescheduled` (ce_type "dev.petpro.booking.rescheduled.v1")."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    PREVIOUS_START_TIME_FIELD_NUMBER: _builtins.int
+    PREVIOUS_END_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def context(self) -> Global___BookingChangeContext:
+        """What, when, who; `context.slot_*` is the new slot."""
+
+    @_builtins.property
+    def previous_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the previous slot."""
+
+    @_builtins.property
+    def previous_end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the previous slot."""
+
+    def __init__(
+        self,
+        *,
+        context: Global___BookingChangeContext | None = ...,
+        previous_start_time: _timestamp_pb2.Timestamp | None = ...,
+        previous_end_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "previous_end_time", b"previous_end_time", "previous_start_time", b"previous_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "previous_end_time", b"previous_end_time", "previous_start_time", b"previous_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BookingRescheduled: _TypeAlias = BookingRescheduled  # noqa: Y015
+
+@_typing.final
+class BookingOutcomeRecorded(_message.Message):
+    """Event on topic `booking.completed` or `booking.no_show` (ce_type "dev.petpro.booking.completed.v1"
+    / "dev.petpro.booking.no_show.v1").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    outcome: _booking_pb2.BookingState.ValueType
+    """COMPLETED or NO_SHOW."""
+    @_builtins.property
+    def context(self) -> Global___BookingChangeContext:
+        """What, when, who."""
+
+    def __init__(
+        self,
+        *,
+        context: Global___BookingChangeContext | None = ...,
+        outcome: _booking_pb2.BookingState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BookingOutcomeRecorded: _TypeAlias = BookingOutcomeRecorded  # noqa: Y015

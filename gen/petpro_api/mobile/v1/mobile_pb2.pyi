@@ -685,3 +685,259 @@ class RegisterDeviceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterDeviceResponse: _TypeAlias = RegisterDeviceResponse  # noqa: Y015
+
+@_typing.final
+class CancelBookingRequest(_message.Message):
+    """Request for MobileService.CancelBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    booking_id: _builtins.str
+    """Booking UUID."""
+    reason: _builtins.str
+    """Optional reason, shown to the clinic."""
+    def __init__(
+        self,
+        *,
+        booking_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBookingRequest: _TypeAlias = CancelBookingRequest  # noqa: Y015
+
+@_typing.final
+class CancelBookingResponse(_message.Message):
+    """Response for MobileService.CancelBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> _booking_pb2.Booking:
+        """The booking, now CANCELLED, with `refund.amount` and `refund.state`."""
+
+    def __init__(
+        self,
+        *,
+        booking: _booking_pb2.Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBookingResponse: _TypeAlias = CancelBookingResponse  # noqa: Y015
+
+@_typing.final
+class RescheduleBookingRequest(_message.Message):
+    """Request for MobileService.RescheduleBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    booking_id: _builtins.str
+    """Booking UUID."""
+    @_builtins.property
+    def slot(self) -> _timestamp_pb2.Timestamp:
+        """Start of the new slot (RFC 3339), a free slot of the same service."""
+
+    def __init__(
+        self,
+        *,
+        booking_id: _builtins.str = ...,
+        slot: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["slot", b"slot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RescheduleBookingRequest: _TypeAlias = RescheduleBookingRequest  # noqa: Y015
+
+@_typing.final
+class RescheduleBookingResponse(_message.Message):
+    """Response for MobileService.RescheduleBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> _booking_pb2.Booking:
+        """The booking at its new slot."""
+
+    def __init__(
+        self,
+        *,
+        booking: _booking_pb2.Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RescheduleBookingResponse: _TypeAlias = RescheduleBookingResponse  # noqa: Y015
+
+@_typing.final
+class StaffCancelBookingRequest(_message.Message):
+    """Request for MobileService.StaffCancelBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """The staff member's clinic (UUID); the token must carry it."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    reason: _builtins.str
+    """Why the clinic cancels (told to the owner)."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffCancelBookingRequest: _TypeAlias = StaffCancelBookingRequest  # noqa: Y015
+
+@_typing.final
+class StaffCancelBookingResponse(_message.Message):
+    """Response for MobileService.StaffCancelBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> _booking_pb2.Booking:
+        """The booking, now CANCELLED, refunded in full."""
+
+    def __init__(
+        self,
+        *,
+        booking: _booking_pb2.Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffCancelBookingResponse: _TypeAlias = StaffCancelBookingResponse  # noqa: Y015
+
+@_typing.final
+class CompleteBookingRequest(_message.Message):
+    """Request for MobileService.CompleteBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """The staff member's clinic (UUID)."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteBookingRequest: _TypeAlias = CompleteBookingRequest  # noqa: Y015
+
+@_typing.final
+class CompleteBookingResponse(_message.Message):
+    """Response for MobileService.CompleteBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> _booking_pb2.Booking:
+        """The booking, now COMPLETED."""
+
+    def __init__(
+        self,
+        *,
+        booking: _booking_pb2.Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteBookingResponse: _TypeAlias = CompleteBookingResponse  # noqa: Y015
+
+@_typing.final
+class MarkNoShowRequest(_message.Message):
+    """Request for MobileService.MarkNoShow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """The staff member's clinic (UUID)."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkNoShowRequest: _TypeAlias = MarkNoShowRequest  # noqa: Y015
+
+@_typing.final
+class MarkNoShowResponse(_message.Message):
+    """Response for MobileService.MarkNoShow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> _booking_pb2.Booking:
+        """The booking, now NO_SHOW."""
+
+    def __init__(
+        self,
+        *,
+        booking: _booking_pb2.Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkNoShowResponse: _TypeAlias = MarkNoShowResponse  # noqa: Y015

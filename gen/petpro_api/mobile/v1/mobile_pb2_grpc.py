@@ -96,6 +96,31 @@ class MobileServiceStub:
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListBookingsRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListBookingsResponse.FromString,
                 _registered_method=True)
+        self.CancelBooking = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/CancelBooking',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CancelBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CancelBookingResponse.FromString,
+                _registered_method=True)
+        self.RescheduleBooking = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/RescheduleBooking',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RescheduleBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RescheduleBookingResponse.FromString,
+                _registered_method=True)
+        self.StaffCancelBooking = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/StaffCancelBooking',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingResponse.FromString,
+                _registered_method=True)
+        self.CompleteBooking = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/CompleteBooking',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CompleteBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CompleteBookingResponse.FromString,
+                _registered_method=True)
+        self.MarkNoShow = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/MarkNoShow',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowResponse.FromString,
+                _registered_method=True)
         self.ListNotifications = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/ListNotifications',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListNotificationsRequest.SerializeToString,
@@ -199,6 +224,46 @@ class MobileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelBooking(self, request, context):
+        """Cancels one of the caller's bookings before its start; the refund follows the booking's
+        cancellation policy (`refund_if_cancelled_now` tells it beforehand) and is sent to the payment
+        provider right after (`booking.refund.state`). Optional `Idempotency-Key` header: a retry
+        returns the first result. After the start: 400 (FAILED_PRECONDITION, BOOKING_STARTED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RescheduleBooking(self, request, context):
+        """Moves one of the caller's bookings to another slot of the same service, until the policy's
+        cut-off (`reschedule_deadline`); the payment stays. Target taken: 409 SLOT_UNAVAILABLE, and
+        nothing changes. Optional `Idempotency-Key` header.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StaffCancelBooking(self, request, context):
+        """Clinic staff: cancels a booking of their clinic with a full refund (reason required).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteBooking(self, request, context):
+        """Clinic staff: marks a booking of their clinic COMPLETED (after its start).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkNoShow(self, request, context):
+        """Clinic staff: marks a booking of their clinic NO_SHOW (after its start; the payment is kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListNotifications(self, request, context):
         """Lists the caller's push notifications (inbox), newest first.
         """
@@ -260,6 +325,31 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     servicer.ListBookings,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListBookingsRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListBookingsResponse.SerializeToString,
+            ),
+            'CancelBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBooking,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CancelBookingRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CancelBookingResponse.SerializeToString,
+            ),
+            'RescheduleBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.RescheduleBooking,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RescheduleBookingRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RescheduleBookingResponse.SerializeToString,
+            ),
+            'StaffCancelBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.StaffCancelBooking,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingResponse.SerializeToString,
+            ),
+            'CompleteBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteBooking,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CompleteBookingRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CompleteBookingResponse.SerializeToString,
+            ),
+            'MarkNoShow': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkNoShow,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowResponse.SerializeToString,
             ),
             'ListNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNotifications,
@@ -532,6 +622,141 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/ListBookings',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListBookingsRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListBookingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/CancelBooking',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.CancelBookingRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.CancelBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RescheduleBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/RescheduleBooking',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.RescheduleBookingRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.RescheduleBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StaffCancelBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/StaffCancelBooking',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/CompleteBooking',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.CompleteBookingRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.CompleteBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkNoShow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/MarkNoShow',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowResponse.FromString,
             options,
             channel_credentials,
             insecure,

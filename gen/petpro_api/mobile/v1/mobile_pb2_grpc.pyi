@@ -78,6 +78,23 @@ class MobileServiceStub:
     """Returns one of the caller's bookings."""
     ListBookings: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListBookingsRequest, _mobile_pb2.ListBookingsResponse]
     """Lists the caller's bookings, by slot start time."""
+    CancelBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CancelBookingRequest, _mobile_pb2.CancelBookingResponse]
+    """Cancels one of the caller's bookings before its start; the refund follows the booking's
+    cancellation policy (`refund_if_cancelled_now` tells it beforehand) and is sent to the payment
+    provider right after (`booking.refund.state`). Optional `Idempotency-Key` header: a retry
+    returns the first result. After the start: 400 (FAILED_PRECONDITION, BOOKING_STARTED).
+    """
+    RescheduleBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RescheduleBookingRequest, _mobile_pb2.RescheduleBookingResponse]
+    """Moves one of the caller's bookings to another slot of the same service, until the policy's
+    cut-off (`reschedule_deadline`); the payment stays. Target taken: 409 SLOT_UNAVAILABLE, and
+    nothing changes. Optional `Idempotency-Key` header.
+    """
+    StaffCancelBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.StaffCancelBookingRequest, _mobile_pb2.StaffCancelBookingResponse]
+    """Clinic staff: cancels a booking of their clinic with a full refund (reason required)."""
+    CompleteBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CompleteBookingRequest, _mobile_pb2.CompleteBookingResponse]
+    """Clinic staff: marks a booking of their clinic COMPLETED (after its start)."""
+    MarkNoShow: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.MarkNoShowRequest, _mobile_pb2.MarkNoShowResponse]
+    """Clinic staff: marks a booking of their clinic NO_SHOW (after its start; the payment is kept)."""
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListNotificationsRequest, _mobile_pb2.ListNotificationsResponse]
     """Lists the caller's push notifications (inbox), newest first."""
     RegisterDevice: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RegisterDeviceRequest, _mobile_pb2.RegisterDeviceResponse]
@@ -133,6 +150,23 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """Returns one of the caller's bookings."""
     ListBookings: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListBookingsRequest, _mobile_pb2.ListBookingsResponse]  # type: ignore[assignment]
     """Lists the caller's bookings, by slot start time."""
+    CancelBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CancelBookingRequest, _mobile_pb2.CancelBookingResponse]  # type: ignore[assignment]
+    """Cancels one of the caller's bookings before its start; the refund follows the booking's
+    cancellation policy (`refund_if_cancelled_now` tells it beforehand) and is sent to the payment
+    provider right after (`booking.refund.state`). Optional `Idempotency-Key` header: a retry
+    returns the first result. After the start: 400 (FAILED_PRECONDITION, BOOKING_STARTED).
+    """
+    RescheduleBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RescheduleBookingRequest, _mobile_pb2.RescheduleBookingResponse]  # type: ignore[assignment]
+    """Moves one of the caller's bookings to another slot of the same service, until the policy's
+    cut-off (`reschedule_deadline`); the payment stays. Target taken: 409 SLOT_UNAVAILABLE, and
+    nothing changes. Optional `Idempotency-Key` header.
+    """
+    StaffCancelBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.StaffCancelBookingRequest, _mobile_pb2.StaffCancelBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: cancels a booking of their clinic with a full refund (reason required)."""
+    CompleteBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CompleteBookingRequest, _mobile_pb2.CompleteBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: marks a booking of their clinic COMPLETED (after its start)."""
+    MarkNoShow: _aio.UnaryUnaryMultiCallable[_mobile_pb2.MarkNoShowRequest, _mobile_pb2.MarkNoShowResponse]  # type: ignore[assignment]
+    """Clinic staff: marks a booking of their clinic NO_SHOW (after its start; the payment is kept)."""
     ListNotifications: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListNotificationsRequest, _mobile_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """Lists the caller's push notifications (inbox), newest first."""
     RegisterDevice: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RegisterDeviceRequest, _mobile_pb2.RegisterDeviceResponse]  # type: ignore[assignment]
@@ -239,6 +273,53 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.ListBookingsResponse, _abc.Awaitable[_mobile_pb2.ListBookingsResponse]]:
         """Lists the caller's bookings, by slot start time."""
+
+    @_abc_1.abstractmethod
+    def CancelBooking(
+        self,
+        request: _mobile_pb2.CancelBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.CancelBookingResponse, _abc.Awaitable[_mobile_pb2.CancelBookingResponse]]:
+        """Cancels one of the caller's bookings before its start; the refund follows the booking's
+        cancellation policy (`refund_if_cancelled_now` tells it beforehand) and is sent to the payment
+        provider right after (`booking.refund.state`). Optional `Idempotency-Key` header: a retry
+        returns the first result. After the start: 400 (FAILED_PRECONDITION, BOOKING_STARTED).
+        """
+
+    @_abc_1.abstractmethod
+    def RescheduleBooking(
+        self,
+        request: _mobile_pb2.RescheduleBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.RescheduleBookingResponse, _abc.Awaitable[_mobile_pb2.RescheduleBookingResponse]]:
+        """Moves one of the caller's bookings to another slot of the same service, until the policy's
+        cut-off (`reschedule_deadline`); the payment stays. Target taken: 409 SLOT_UNAVAILABLE, and
+        nothing changes. Optional `Idempotency-Key` header.
+        """
+
+    @_abc_1.abstractmethod
+    def StaffCancelBooking(
+        self,
+        request: _mobile_pb2.StaffCancelBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.StaffCancelBookingResponse, _abc.Awaitable[_mobile_pb2.StaffCancelBookingResponse]]:
+        """Clinic staff: cancels a booking of their clinic with a full refund (reason required)."""
+
+    @_abc_1.abstractmethod
+    def CompleteBooking(
+        self,
+        request: _mobile_pb2.CompleteBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.CompleteBookingResponse, _abc.Awaitable[_mobile_pb2.CompleteBookingResponse]]:
+        """Clinic staff: marks a booking of their clinic COMPLETED (after its start)."""
+
+    @_abc_1.abstractmethod
+    def MarkNoShow(
+        self,
+        request: _mobile_pb2.MarkNoShowRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.MarkNoShowResponse, _abc.Awaitable[_mobile_pb2.MarkNoShowResponse]]:
+        """Clinic staff: marks a booking of their clinic NO_SHOW (after its start; the payment is kept)."""
 
     @_abc_1.abstractmethod
     def ListNotifications(

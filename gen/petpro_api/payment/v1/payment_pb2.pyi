@@ -327,23 +327,78 @@ class RefundPaymentRequest(_message.Message):
 
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     """Payment UUID."""
     reason: _builtins.str
     """Why, kept in the refund metadata (e.g. "slot taken after hold expired")."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155) of this refund, e.g. "booking-<booking id>"; the provider's
+    Idempotency-Key is derived from it, and a retry returns the refund as stored (its state follows
+    the provider's refund webhooks). Empty: the one full refund of the payment (a lost slot).
+    """
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Amount to refund, at most what is left; unset: everything that is left."""
+
     def __init__(
         self,
         *,
         payment_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment_id", b"payment_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RefundPaymentRequest: _TypeAlias = RefundPaymentRequest  # noqa: Y015
+
+@_typing.final
+class PaymentRefund(_message.Message):
+    """A refund of (part of) a payment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_REFUND_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The caller's request id."""
+    provider_refund_id: _builtins.str
+    """Provider refund id (Stripe "re_...")."""
+    status: _builtins.str
+    """Provider status: "pending", "requires_action", "succeeded", "failed" or "canceled"."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Amount."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Last change."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        provider_refund_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+        status: _builtins.str = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "provider_refund_id", b"provider_refund_id", "request_id", b"request_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentRefund: _TypeAlias = PaymentRefund  # noqa: Y015
 
 @_typing.final
 class RefundPaymentResponse(_message.Message):
@@ -352,18 +407,24 @@ class RefundPaymentResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PAYMENT_FIELD_NUMBER: _builtins.int
+    REFUND_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def payment(self) -> Global___Payment:
-        """The payment, now REFUNDED."""
+        """The payment (REFUNDED once refunded in full)."""
+
+    @_builtins.property
+    def refund(self) -> Global___PaymentRefund:
+        """The refund made (or found) for this request."""
 
     def __init__(
         self,
         *,
         payment: Global___Payment | None = ...,
+        refund: Global___PaymentRefund | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment", "refund", b"refund"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment", "refund", b"refund"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
