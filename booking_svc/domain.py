@@ -312,6 +312,7 @@ class Booking:
     updated_at: datetime | None = None
     version: int = 1
     reschedule_count: int = 0
+    refund_attempts: int = 0
 
     # -- the state machine (CONFIRMED → CANCELLED | COMPLETED | NO_SHOW; reschedule keeps CONFIRMED) --
     def _confirmed(self) -> None:
@@ -389,6 +390,9 @@ class ConfirmDecision(StrEnum):
 
 def decide_confirm(res: Reservation, payment_id: uuid.UUID, now: datetime) -> ConfirmDecision:
     state = res.effective_state(now)
+    if state == ReservationState.CANCELLED and res.booking_id is not None and res.payment_id == payment_id:
+        # a replayed payment webhook after the booking was cancelled: the same booking, never a refund
+        return ConfirmDecision.ALREADY_CONFIRMED
     if state == ReservationState.CONFIRMED:
         if res.payment_id == payment_id:
             return ConfirmDecision.ALREADY_CONFIRMED

@@ -4,18 +4,22 @@ events go to the outbox in the same transaction as the state change."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Protocol
 
 from booking_svc.domain import (
+    Actor,
     Booking,
     BookingNotFound,
+    BookingState,
     Clinic,
     ClinicNotFound,
     ConfirmDecision,
     IdempotencyKeyReused,
     Pet,
+    RefundState,
     Reservation,
     ReservationNotFound,
     ReservationState,
@@ -41,6 +45,52 @@ EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, 
 
 TOPIC_BOOKING_CREATED = "booking.created"
 EVENT_BOOKING_CREATED = "dev.petpro.booking.created.v1"
+# lifecycle events: topic → CloudEvents type; all keyed by booking id
+TOPIC_BOOKING_CANCELLED = "booking.cancelled"
+TOPIC_BOOKING_RESCHEDULED = "booking.rescheduled"
+TOPIC_BOOKING_COMPLETED = "booking.completed"
+TOPIC_BOOKING_NO_SHOW = "booking.no_show"
+LIFECYCLE_TOPICS = (TOPIC_BOOKING_CANCELLED, TOPIC_BOOKING_RESCHEDULED, TOPIC_BOOKING_COMPLETED, TOPIC_BOOKING_NO_SHOW)
+
+
+def event_type(topic: str) -> str:
+    return f"dev.petpro.{topic}.v1"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A committed lifecycle change, for its event: the booking after it, and what it came from."""
+
+    topic: str
+    booking: Booking
+    actor: Actor
+    previous_start: datetime | None = None
+    previous_end: datetime | None = None
+
+
+# builds the serialized lifecycle event: (event id, change, reservation, service, clinic, pet, now) → bytes
+ChangeEncoder = Callable[[uuid.UUID, Change, Reservation, Service, Clinic, Pet, datetime], bytes]
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    provider_refund_id: str
+    status: str  # the provider's: pending, requires_action, succeeded, failed, canceled
+
+
+class RefundPort(Protocol):
+    """Sends the refund of a cancelled booking to the payment service (idempotent on request_id)."""
+
+    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
+                     reason: str) -> RefundResult: ...
+
+
+class NoRefunds:
+    """A RefundPort for builds without a payment service: every attempt fails and is retried."""
+
+    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
+                     reason: str) -> RefundResult:
+        raise RuntimeError("no payment service configured")
 
 
 @dataclass(frozen=True)
@@ -64,7 +114,13 @@ class AvailabilitySlot:
 class BookingHandlers:
     def __init__(self, uow: UnitOfWork, encode_event: EventEncoder, *, hold_ttl: timedelta,
                  read: UnitOfWork | None = None, catalog_ttl: float = 0.0, clock: Callable[[], datetime] = utcnow,
-                 traceparent: Callable[[], str] = lambda: "") -> None:
+                 traceparent: Callable[[], str] = lambda: "", encode_change: ChangeEncoder | None = None,
+                 refunds: RefundPort | None = None, refund_poll: timedelta = timedelta(seconds=2),
+                 refund_retry_max: timedelta = timedelta(seconds=60)) -> None:
+        self.encode_change = encode_change
+        self.refunds: RefundPort = refunds or NoRefunds()
+        self.refund_poll = refund_poll
+        self.refund_retry_max = refund_retry_max
         self.uow = uow
         self.read = read or uow  # read-only use cases: no transaction needed
         self.catalog = TtlMemo(catalog_ttl)
@@ -246,14 +302,16 @@ class BookingHandlers:
                 await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
                 lost = False
             if not lost:
+                # the policy as committed now (not the catalog memo) is copied onto the booking
+                found = await repo.service_with_clinic(res.service_id)
+                assert found is not None
                 booking = Booking(
                     id=uuid.uuid4(), lock_id=lock_id, payment_id=payment_id, owner_user_id=res.owner_user_id,
                     clinic_id=res.clinic_id, service_id=res.service_id, pet_id=res.pet_id, start=res.start,
                     end=res.end, state="CONFIRMED", amount_minor=res.amount_minor, currency=res.currency,
-                    created_at=now,
+                    created_at=now, policy=found[0].policy, updated_at=now,
                 )
                 await repo.add_booking(booking)
-                found = await self.get_service(res.service_id)
                 pet = await repo.pet(res.pet_id)
                 assert pet is not None
                 event_id = uuid.uuid4()
@@ -282,3 +340,143 @@ class BookingHandlers:
             rows = await repo.list_bookings(owner=owner, clinic=clinic, start_from=start_from,
                                             after=paging.decode(token), limit=limit)
         return rows, paging.next_token(rows, limit, lambda b: (b.start.isoformat(), str(b.id)))
+
+    # -- lifecycle after confirmation ---------------------------------------------------------------
+    # Each change: lock the booking row, answer a retried request id with the booking as it is,
+    # apply the domain rule, write the change + its request id + its outbox event in ONE transaction.
+    async def _lock(self, repo: BookingRepository, booking_id: uuid.UUID, *, owner: uuid.UUID | None,
+                    clinic: uuid.UUID | None) -> Booking:
+        b = await repo.booking(booking_id, for_update=True)
+        if b is None or (owner is not None and b.owner_user_id != owner) or (
+                clinic is not None and b.clinic_id != clinic):
+            raise BookingNotFound("booking not found")  # never reveal somebody else's booking
+        return b
+
+    async def _replayed(self, repo: BookingRepository, request_id: uuid.UUID, booking: Booking, kind: str,
+                        fingerprint: str) -> bool:
+        """True when this request id already made its change (checked after the row lock, so a
+        concurrent retry sees the first call's commit)."""
+        earlier = await repo.lifecycle_request(request_id)
+        if earlier is None:
+            return False
+        if (earlier[0], earlier[1], earlier[2]) != (booking.id, kind, fingerprint):
+            raise IdempotencyKeyReused("this request id was used for a different request")
+        return True
+
+    async def _publish(self, repo: BookingRepository, change: Change, now: datetime) -> None:
+        if self.encode_change is None:
+            return
+        b = change.booking
+        res = await repo.reservation(b.lock_id)
+        found = await repo.service_with_clinic(b.service_id)
+        pet = await repo.pet(b.pet_id)
+        assert res is not None and found is not None and pet is not None
+        event_id = uuid.uuid4()
+        payload = self.encode_change(event_id, change, res, found[0], found[1], pet, now)
+        await repo.add_outbox(event_id, change.topic, str(b.id), event_type(change.topic), payload, self.traceparent())
+
+    async def _change(self, request_id: str, booking_id: uuid.UUID, kind: str, fingerprint: str, *,
+                      owner: uuid.UUID | None, clinic: uuid.UUID | None,
+                      apply: Callable[[BookingRepository, Booking, datetime], Awaitable[Change]]) -> Booking:
+        now = self.clock()
+        rid = uuid.UUID(request_id)
+        for attempt in range(2):
+            try:
+                async with self.uow() as repo:
+                    b = await self._lock(repo, booking_id, owner=owner, clinic=clinic)
+                    if await self._replayed(repo, rid, b, kind, fingerprint):
+                        return b
+                    change = await apply(repo, b, now)
+                    await repo.add_lifecycle_request(rid, b.id, kind, fingerprint, now)
+                    await self._publish(repo, change, now)
+                    return change.booking
+            except DuplicateRequest:  # the same request id raced us on another booking: answer as it did
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def cancel(self, request_id: str, booking_id: uuid.UUID, actor: Actor, reason: str, *,
+                     owner: uuid.UUID | None = None, clinic: uuid.UUID | None = None) -> Booking:
+        async def apply(repo: BookingRepository, b: Booking, now: datetime) -> Change:
+            b.cancel(actor, reason, now)
+            await repo.set_reservation_state(b.lock_id, ReservationState.CANCELLED, now)  # frees the slot
+            await repo.save_booking_change(b, next_refund_at=now)  # the refund dispatcher picks it up
+            return Change(TOPIC_BOOKING_CANCELLED, b, actor)
+
+        fp = request_fingerprint("cancel", actor.value, owner or clinic, reason.strip())
+        return await self._change(request_id, booking_id, "cancel", fp, owner=owner, clinic=clinic, apply=apply)
+
+    async def reschedule(self, request_id: str, booking_id: uuid.UUID, owner: uuid.UUID,
+                         new_start: datetime) -> Booking:
+        async def apply(repo: BookingRepository, b: Booking, now: datetime) -> Change:
+            found = await repo.service_with_clinic(b.service_id)
+            assert found is not None
+            svc, clinic = found
+            slot = check_slot(clinic, svc, new_start, now)  # past, closed, off this service's grid: 400
+            b.check_reschedule(slot.start, now)
+            taken = await repo.taken_units_except(svc.id, slot.start, slot.end, b.lock_id)
+            free = [u for u in range(1, svc.capacity + 1) if u not in taken]
+            if not free and await repo.expire_overlapping(svc.id, slot.start, slot.end, now):
+                taken = await repo.taken_units_except(svc.id, slot.start, slot.end, b.lock_id)
+                free = [u for u in range(1, svc.capacity + 1) if u not in taken]
+            unavailable = SlotUnavailable("this slot is no longer available",
+                                          metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"})
+            if not free or not await repo.move_reservation(b.lock_id, free[0], slot.start, slot.end, now):
+                raise unavailable  # the transaction rolls back: the booking keeps its slot
+            previous = (b.start, b.end)
+            b.reschedule(slot.start, slot.end, now)
+            await repo.save_booking_change(b)
+            return Change(TOPIC_BOOKING_RESCHEDULED, b, Actor.OWNER, *previous)
+
+        fp = request_fingerprint("reschedule", owner, new_start.astimezone(UTC).isoformat())
+        return await self._change(request_id, booking_id, "reschedule", fp, owner=owner, clinic=None, apply=apply)
+
+    async def record_outcome(self, request_id: str, booking_id: uuid.UUID, clinic: uuid.UUID,
+                             outcome: BookingState) -> Booking:
+        topic = TOPIC_BOOKING_COMPLETED if outcome == BookingState.COMPLETED else TOPIC_BOOKING_NO_SHOW
+
+        async def apply(repo: BookingRepository, b: Booking, now: datetime) -> Change:
+            b.record_outcome(outcome, now)
+            await repo.save_booking_change(b)
+            return Change(topic, b, Actor.CLINIC)
+
+        fp = request_fingerprint(outcome.value, clinic)
+        return await self._change(request_id, booking_id, outcome.value.lower(), fp, owner=None, clinic=clinic,
+                                  apply=apply)
+
+    # -- refunds of cancelled bookings: sent until the provider accepts them, never lost ------------
+    async def dispatch_refunds(self) -> int:
+        """One pass: claim due open refunds (SKIP LOCKED, leased), send or re-check each at the payment
+        service (idempotent on the booking's request id), record the outcome.  An error keeps the
+        refund PENDING with a back-off; it is retried until it succeeds."""
+        now = self.clock()
+        async with self.uow() as repo:
+            due = await repo.claim_due_refunds(now, now + self.refund_retry_max)
+        for b in due:
+            try:
+                r = await self.refunds.refund(b.payment_id, b.refund_minor, b.currency, refund_request_id(b.id),
+                                              f"booking {b.id} cancelled by {(b.cancelled_by or Actor.OWNER).lower()}")
+            except Exception as exc:  # provider or payment service failing: retry with back-off
+                delay = min(timedelta(seconds=2 ** min(b.refund_attempts, 6)), self.refund_retry_max)
+                async with self.uow() as repo:
+                    await repo.record_refund(b.id, RefundState.PENDING, b.provider_refund_id, str(exc),
+                                             self.clock(), self.clock() + delay)
+                continue
+            state = REFUND_STATES.get(r.status, RefundState.PROCESSING)
+            next_at = self.clock() + self.refund_poll if state == RefundState.PROCESSING else None
+            async with self.uow() as repo:
+                await repo.record_refund(b.id, state, r.provider_refund_id, "", self.clock(), next_at)
+        return len(due)
+
+    async def pending_refunds(self, size: int) -> list[Booking]:
+        async with self.read() as repo:
+            return await repo.open_refunds(paging.page_size(size))
+
+
+REFUND_STATES = {"succeeded": RefundState.SUCCEEDED, "failed": RefundState.FAILED,
+                 "canceled": RefundState.FAILED}
+
+
+def refund_request_id(booking_id: uuid.UUID) -> str:
+    """The one refund of a booking: its request id at the payment service (and Stripe's key from it)."""
+    return f"booking-{booking_id}"

@@ -206,7 +206,7 @@ def _booking(r) -> Booking:  # type: ignore[no-untyped-def]
         refund_minor=r.refund_minor, refund_state=RefundState(r.refund_state), provider_refund_id=r.provider_refund_id,
         refund_updated_at=r.refund_updated_at, cancel_reason=r.cancel_reason,
         cancelled_by=Actor(r.cancelled_by) if r.cancelled_by else None, updated_at=r.updated_at or r.created_at,
-        version=r.version, reschedule_count=r.reschedule_count,
+        version=r.version, reschedule_count=r.reschedule_count, refund_attempts=r.refund_attempts,
     )
 
 
@@ -419,8 +419,13 @@ class BookingRepository:
 
     async def add_lifecycle_request(self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str,
                                     fingerprint: str, now: datetime) -> None:
-        await self.s.execute(insert(booking_requests).values(
-            request_id=request_id, booking_id=booking_id, kind=kind, fingerprint=fingerprint, created_at=now))
+        try:
+            await self.s.execute(insert(booking_requests).values(
+                request_id=request_id, booking_id=booking_id, kind=kind, fingerprint=fingerprint, created_at=now))
+        except IntegrityError as exc:
+            if _is(exc, UniqueViolation):
+                raise DuplicateRequest from None
+            raise
 
     async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None:
         await self.s.execute(update(reservations).where(reservations.c.lock_id == lock_id).values(

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from booking_svc.domain import WEEKDAYS, Booking, Clinic, Pet, Reservation, Service
-from booking_svc.handlers import BookingHandlers, ReserveCommand
+from datetime import datetime
+
+from booking_svc.domain import (
+    WEEKDAYS,
+    Actor,
+    Booking,
+    BookingState,
+    CancellationPolicy,
+    Clinic,
+    Pet,
+    Reservation,
+    Service,
+)
+from booking_svc.handlers import (
+    TOPIC_BOOKING_CANCELLED,
+    TOPIC_BOOKING_RESCHEDULED,
+    BookingHandlers,
+    Change,
+    RefundResult,
+    ReserveCommand,
+)
 from petpro.convert import dt, ts, uid
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
 from petpro_api.common.v1 import money_pb2
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 
 def money(amount_minor: int, currency: str) -> money_pb2.Money:
@@ -25,10 +45,17 @@ def clinic_pb(c: Clinic) -> booking_pb2.Clinic:
                               phone=c.phone, email=c.email, opening_hours=hours)
 
 
+def policy_pb(p: CancellationPolicy) -> booking_pb2.CancellationPolicy:
+    return booking_pb2.CancellationPolicy(full_refund_hours=p.full_refund_hours,
+                                          late_refund_percent=p.late_refund_percent,
+                                          reschedule_cutoff_hours=p.reschedule_cutoff_hours)
+
+
 def service_pb(s: Service) -> booking_pb2.Service:
     return booking_pb2.Service(service_id=str(s.id), clinic_id=str(s.clinic_id), name=s.name,
                                description=s.description, duration_minutes=s.duration_minutes,
-                               price=money(s.price_minor, s.currency), capacity=s.capacity)
+                               price=money(s.price_minor, s.currency), capacity=s.capacity,
+                               cancellation_policy=policy_pb(s.policy))
 
 
 def pet_pb(p: Pet) -> booking_pb2.Pet:
@@ -51,14 +78,29 @@ def reservation_pb(r: Reservation) -> booking_pb2.Reservation:
     )
 
 
-def booking_pb(b: Booking) -> booking_pb2.Booking:
-    return booking_pb2.Booking(
+def booking_pb(b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
+    """The booking; with ``now``, also what the owner may still do at that moment (from the domain)."""
+    out = booking_pb2.Booking(
         booking_id=str(b.id), state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state}"),
         reservation_lock_id=str(b.lock_id), payment_id=str(b.payment_id), clinic_id=str(b.clinic_id),
         service_id=str(b.service_id), pet_id=str(b.pet_id), owner_user_id=str(b.owner_user_id),
         slot_start_time=ts(b.start), slot_end_time=ts(b.end), amount=money(b.amount_minor, b.currency),
         create_time=ts(b.created_at), cancel_time=ts(b.cancelled_at),
+        cancellation_policy=policy_pb(b.policy),
+        refund=booking_pb2.Refund(amount=money(b.refund_minor, b.currency),
+                                  state=booking_pb2.RefundState.Value(f"REFUND_STATE_{b.refund_state.value}"),
+                                  provider_refund_id=b.provider_refund_id, update_time=ts(b.refund_updated_at)),
+        cancel_reason=b.cancel_reason,
+        cancelled_by=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{b.cancelled_by.value}") if b.cancelled_by else 0,
+        update_time=ts(b.updated_at), reschedule_count=b.reschedule_count,
     )
+    if now is not None:
+        out.can_cancel = b.can_cancel(now)
+        out.refund_if_cancelled_now.CopyFrom(money(b.refund_if_cancelled_now(now), b.currency))
+        deadline = b.reschedule_deadline(now)
+        if deadline is not None:
+            out.reschedule_deadline.CopyFrom(ts(deadline))
+    return out
 
 
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
@@ -116,11 +158,40 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def ConfirmBooking(self, request, context):  # type: ignore[no-untyped-def]
         b = await self.h.confirm(uid(request.reservation_lock_id, "reservation_lock_id"),
                                  uid(request.payment_id, "payment_id"))
-        return booking_pb2.ConfirmBookingResponse(booking_id=str(b.id), booking=booking_pb(b))
+        return booking_pb2.ConfirmBookingResponse(booking_id=str(b.id), booking=booking_pb(b, self.h.clock()))
 
     async def GetBooking(self, request, context):  # type: ignore[no-untyped-def]
         return booking_pb2.GetBookingResponse(booking=booking_pb(
-            await self.h.get_booking(uid(request.booking_id, "booking_id"), None)))
+            await self.h.get_booking(uid(request.booking_id, "booking_id"), None), self.h.clock()))
+
+    async def CancelBooking(self, request, context):  # type: ignore[no-untyped-def]
+        booking_id = uid(request.booking_id, "booking_id")
+        if request.WhichOneof("actor") == "clinic_id":
+            b = await self.h.cancel(request.request_id, booking_id, Actor.CLINIC, request.reason,
+                                    clinic=uid(request.clinic_id, "clinic_id"))
+        else:
+            b = await self.h.cancel(request.request_id, booking_id, Actor.OWNER, request.reason,
+                                    owner=uid(request.owner_user_id, "owner_user_id"))
+        return booking_pb2.CancelBookingResponse(booking=booking_pb(b, self.h.clock()))
+
+    async def RescheduleBooking(self, request, context):  # type: ignore[no-untyped-def]
+        b = await self.h.reschedule(request.request_id, uid(request.booking_id, "booking_id"),
+                                    uid(request.owner_user_id, "owner_user_id"), dt(request.slot_start_time))
+        return booking_pb2.RescheduleBookingResponse(booking=booking_pb(b, self.h.clock()))
+
+    async def CompleteBooking(self, request, context):  # type: ignore[no-untyped-def]
+        b = await self.h.record_outcome(request.request_id, uid(request.booking_id, "booking_id"),
+                                        uid(request.clinic_id, "clinic_id"), BookingState.COMPLETED)
+        return booking_pb2.CompleteBookingResponse(booking=booking_pb(b, self.h.clock()))
+
+    async def MarkNoShow(self, request, context):  # type: ignore[no-untyped-def]
+        b = await self.h.record_outcome(request.request_id, uid(request.booking_id, "booking_id"),
+                                        uid(request.clinic_id, "clinic_id"), BookingState.NO_SHOW)
+        return booking_pb2.MarkNoShowResponse(booking=booking_pb(b, self.h.clock()))
+
+    async def ListPendingRefunds(self, request, context):  # type: ignore[no-untyped-def]
+        rows = await self.h.pending_refunds(request.page_size)
+        return booking_pb2.ListPendingRefundsResponse(bookings=[booking_pb(b) for b in rows])
 
     async def ListBookings(self, request, context):  # type: ignore[no-untyped-def]
         parent = request.WhichOneof("parent")
@@ -130,7 +201,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             start_from=dt(request.start_time_from) if request.HasField("start_time_from") else None,
             size=request.page_size, token=request.page_token,
         )
-        return booking_pb2.ListBookingsResponse(bookings=[booking_pb(b) for b in rows], next_page_token=token)
+        now = self.h.clock()
+        return booking_pb2.ListBookingsResponse(bookings=[booking_pb(b, now) for b in rows], next_page_token=token)
 
 
 def encode_booking_created(event_id, booking: Booking, res: Reservation, svc: Service, clinic: Clinic,  # type: ignore[no-untyped-def]
@@ -148,3 +220,43 @@ def encode_booking_created(event_id, booking: Booking, res: Reservation, svc: Se
         amount=money(booking.amount_minor, booking.currency), reservation_lock_id=str(res.lock_id),
         payment_id=str(booking.payment_id),
     ).SerializeToString()
+
+
+def encode_booking_change(event_id, change: Change, res: Reservation, svc: Service, clinic: Clinic,  # type: ignore[no-untyped-def]
+                          pet: Pet, now) -> bytes:
+    """A lifecycle event (BookingCancelled, BookingRescheduled, BookingOutcomeRecorded) for the outbox."""
+    b = change.booking
+    ctx = events_pb2.BookingChangeContext(
+        event_id=str(event_id), occurred_at=ts(now), booking_id=str(b.id), clinic_id=str(clinic.id),
+        clinic_name=clinic.name, clinic_time_zone=clinic.time_zone,
+        service=events_pb2.BookingCreated.Service(service_id=str(svc.id), name=svc.name),
+        pet=events_pb2.BookingCreated.Pet(pet_id=str(pet.id), name=pet.name,
+                                          species=booking_pb2.Species.Value(f"SPECIES_{pet.species}")),
+        owner=events_pb2.BookingCreated.Owner(user_id=str(res.owner_user_id), email=res.owner_email,
+                                              name=res.owner_name),
+        slot_start_time=ts(b.start), slot_end_time=ts(b.end), version=b.version,
+        actor=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{change.actor.value}"),
+    )
+    if change.topic == TOPIC_BOOKING_CANCELLED:
+        return events_pb2.BookingCancelled(context=ctx, reason=b.cancel_reason,
+                                           refund_amount=money(b.refund_minor, b.currency)).SerializeToString()
+    if change.topic == TOPIC_BOOKING_RESCHEDULED:
+        return events_pb2.BookingRescheduled(context=ctx, previous_start_time=ts(change.previous_start),
+                                             previous_end_time=ts(change.previous_end)).SerializeToString()
+    return events_pb2.BookingOutcomeRecorded(
+        context=ctx, outcome=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state}")).SerializeToString()
+
+
+class PaymentRefunds:
+    """RefundPort over gRPC: PaymentService.RefundPayment, idempotent on the request id."""
+
+    def __init__(self, stub: payment_pb2_grpc.PaymentServiceStub, timeout: float = 15.0) -> None:
+        self.stub = stub
+        self.timeout = timeout
+
+    async def refund(self, payment_id, amount_minor: int, currency: str, request_id: str,  # type: ignore[no-untyped-def]
+                     reason: str) -> RefundResult:
+        r = await self.stub.RefundPayment(payment_pb2.RefundPaymentRequest(
+            payment_id=str(payment_id), reason=reason[:500], request_id=request_id,
+            amount=money(amount_minor, currency)), timeout=self.timeout)
+        return RefundResult(r.refund.provider_refund_id, r.refund.status)

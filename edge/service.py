@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import grpc
 
 from petpro.authn import Authenticator, Principal, TokenCache, metadata
-from petpro.errors import InvalidArgument, NotFound
+from petpro.errors import InvalidArgument, NotFound, PermissionDenied
 from petpro.upstream import call
 from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
@@ -135,6 +135,59 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         r = await call(self.s.booking.ListBookings, booking_pb2.ListBookingsRequest(
             owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
         return mobile_pb2.ListBookingsResponse(bookings=r.bookings, next_page_token=r.next_page_token)
+
+    # -- lifecycle (owner) ---------------------------------------------------------------------------
+    def _request_id(self, context: grpc.aio.ServicerContext, me: Principal, method: str, target: str) -> str:
+        """AIP-155 request id from the optional Idempotency-Key header (scoped to caller, method and
+        booking, so one key can't collide across them); a fresh id without one."""
+        key = metadata(context).get("idempotency-key", "").strip()
+        if len(key) > 255:
+            raise InvalidArgument.field("Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG")
+        if not key:
+            return str(uuid.uuid4())
+        return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{me.user_id}:{method}:{target}:{key}"))
+
+    async def CancelBooking(self, request, context):  # type: ignore[no-untyped-def]
+        me = await self._principal(context)
+        r = await call(self.s.booking.CancelBooking, booking_pb2.CancelBookingRequest(
+            request_id=self._request_id(context, me, "cancel", request.booking_id), booking_id=request.booking_id,
+            reason=request.reason, owner_user_id=me.user_id))
+        return mobile_pb2.CancelBookingResponse(booking=r.booking)
+
+    async def RescheduleBooking(self, request, context):  # type: ignore[no-untyped-def]
+        me = await self._principal(context)
+        r = await call(self.s.booking.RescheduleBooking, booking_pb2.RescheduleBookingRequest(
+            request_id=self._request_id(context, me, "reschedule", request.booking_id),
+            booking_id=request.booking_id, owner_user_id=me.user_id, slot_start_time=request.slot))
+        return mobile_pb2.RescheduleBookingResponse(booking=r.booking)
+
+    # -- lifecycle (clinic staff: role and clinic from the token) -----------------------------------
+    async def _staff(self, context: grpc.aio.ServicerContext, clinic_id: str) -> Principal:
+        me = await self._principal(context)
+        if "CLINIC_STAFF" not in me.roles or clinic_id not in me.clinic_ids:
+            raise PermissionDenied("only staff of this clinic may do this", reason="NOT_CLINIC_STAFF")
+        return me
+
+    async def StaffCancelBooking(self, request, context):  # type: ignore[no-untyped-def]
+        me = await self._staff(context, request.clinic_id)
+        r = await call(self.s.booking.CancelBooking, booking_pb2.CancelBookingRequest(
+            request_id=self._request_id(context, me, "staff-cancel", request.booking_id),
+            booking_id=request.booking_id, reason=request.reason, clinic_id=request.clinic_id))
+        return mobile_pb2.StaffCancelBookingResponse(booking=r.booking)
+
+    async def CompleteBooking(self, request, context):  # type: ignore[no-untyped-def]
+        me = await self._staff(context, request.clinic_id)
+        r = await call(self.s.booking.CompleteBooking, booking_pb2.CompleteBookingRequest(
+            request_id=self._request_id(context, me, "complete", request.booking_id),
+            booking_id=request.booking_id, clinic_id=request.clinic_id))
+        return mobile_pb2.CompleteBookingResponse(booking=r.booking)
+
+    async def MarkNoShow(self, request, context):  # type: ignore[no-untyped-def]
+        me = await self._staff(context, request.clinic_id)
+        r = await call(self.s.booking.MarkNoShow, booking_pb2.MarkNoShowRequest(
+            request_id=self._request_id(context, me, "no-show", request.booking_id),
+            booking_id=request.booking_id, clinic_id=request.clinic_id))
+        return mobile_pb2.MarkNoShowResponse(booking=r.booking)
 
     # -- notifications -------------------------------------------------------------------------------
     async def ListNotifications(self, request, context):  # type: ignore[no-untyped-def]

@@ -71,6 +71,34 @@ class Payment:
         return new in TRANSITIONS[self.status]
 
 
+REFUND_OPEN = ("pending", "requires_action")  # Stripe refund statuses that will still change
+
+
+@dataclass
+class Refund:
+    """One refund of (part of) a payment, keyed by the caller's request id; its status is Stripe's."""
+
+    request_id: str
+    payment_id: uuid.UUID
+    provider_refund_id: str
+    amount_minor: int
+    currency: str
+    status: str
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def open(self) -> bool:
+        return self.status in REFUND_OPEN
+
+
+@dataclass(frozen=True)
+class RefundInfo:
+    id: str
+    status: str
+    amount_minor: int
+
+
 @dataclass(frozen=True)
 class Session:
     id: str
@@ -88,6 +116,9 @@ class GatewayEvent:
     payment_id: str | None  # our id, from metadata
     paid: bool
     raw: dict[str, Any]
+    refund_id: str | None = None  # a refund object's event (refund.created / refund.updated / refund.failed)
+    refund_status: str | None = None
+    fully_refunded: bool = False  # charge.refunded for the whole amount
 
 
 class PaymentGateway(Protocol):
@@ -96,6 +127,9 @@ class PaymentGateway(Protocol):
 
     async def expire_session(self, session_id: str) -> bool: ...
 
-    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str: ...
+    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str,
+                     idempotency_key: str) -> RefundInfo: ...
+
+    async def retrieve_refund(self, refund_id: str) -> RefundInfo: ...
 
     def verify_event(self, payload: bytes, signature: str) -> GatewayEvent: ...

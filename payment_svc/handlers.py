@@ -14,11 +14,13 @@ from payment_svc.domain import (
     PaymentGateway,
     PaymentNotFound,
     PaymentStatus,
+    Refund,
     RequestIdReused,
 )
 from payment_svc.repository import PaymentRepository
 from petpro import db
 from petpro.db import utcnow
+from petpro.errors import InvalidArgument
 
 log = logging.getLogger("payment_svc")
 UnitOfWork = db.UnitOfWork[PaymentRepository]
@@ -99,12 +101,16 @@ class PaymentHandlers:
                 log.info("webhook for an unknown payment", extra={"fields": {"event": event.id, "type": event.type}})
                 return WebhookOutcome(event.id, event.type, not first, None)
             if first:
-                self._apply(payment, event.type, event.paid, event.provider_payment_id, event.session_id)
+                self._apply(payment, event.type, event.paid, event.provider_payment_id, event.session_id,
+                            event.fully_refunded)
                 await repo.save(payment, now)
+                if event.refund_id and event.refund_status:  # refund.created / refund.updated / refund.failed
+                    await repo.set_refund_status(event.refund_id, event.refund_status, now)
             return WebhookOutcome(event.id, event.type, not first, payment)
 
     @staticmethod
-    def _apply(p: Payment, event_type: str, paid: bool, provider_id: str | None, session_id: str | None) -> None:
+    def _apply(p: Payment, event_type: str, paid: bool, provider_id: str | None, session_id: str | None,
+               fully_refunded: bool = False) -> None:
         if provider_id and not p.provider_payment_id:
             p.provider_payment_id = provider_id
         if session_id and not p.session_id:
@@ -116,7 +122,7 @@ class PaymentHandlers:
             new = PaymentStatus.EXPIRED
         elif event_type in ("payment_intent.payment_failed", "checkout.session.async_payment_failed"):
             new = PaymentStatus.FAILED
-        elif event_type == "charge.refunded":
+        elif event_type == "charge.refunded" and fully_refunded:  # a partial refund keeps SUCCEEDED
             new = PaymentStatus.REFUNDED
         else:
             return
@@ -132,16 +138,54 @@ class PaymentHandlers:
             return p
         if p.status != PaymentStatus.SUCCEEDED or not p.provider_payment_id:
             raise NotRefundable(f"payment is {p.status.value.lower()}, nothing to refund")
-        refund_id = await self.gateway.refund(p.provider_payment_id, p.amount_minor, reason,
-                                              idempotency_key=f"refund-{p.id}")
+        info = await self.gateway.refund(p.provider_payment_id, p.amount_minor, reason,
+                                         idempotency_key=f"refund-{p.id}")
         async with self.uow() as repo:
             current = await repo.get(payment_id, for_update=True)
             assert current is not None
-            current.refund_id = refund_id
+            current.refund_id = info.id
             if current.can_become(PaymentStatus.REFUNDED):
                 current.status = PaymentStatus.REFUNDED
             await repo.save(current, self.clock())
             return current
+
+    async def refund_part(self, payment_id: uuid.UUID, request_id: str, amount_minor: int | None,
+                          reason: str, currency: str = "") -> tuple[Payment, Refund]:
+        """A refund of (part of) a payment, idempotent on ``request_id`` (the provider's key derives from
+        it): a retry returns the stored refund, whose status follows the provider's refund webhooks (and
+        is looked up at the provider while it is still open)."""
+        async with self.read() as repo:
+            p = await repo.get(payment_id)
+            existing = await repo.refund(request_id)
+        if p is None:
+            raise PaymentNotFound("payment not found")
+        if existing is not None:
+            if existing.open:  # a webhook may have raced our insert: ask the provider (a read)
+                info = await self.gateway.retrieve_refund(existing.provider_refund_id)
+                if info.status != existing.status:
+                    async with self.uow() as repo:
+                        await repo.set_refund_status(existing.provider_refund_id, info.status, self.clock())
+                    existing.status = info.status
+            return p, existing
+        if p.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED) or not p.provider_payment_id:
+            raise NotRefundable(f"payment is {p.status.value.lower()}, nothing to refund")
+        if currency and currency != p.currency:
+            raise InvalidArgument.field("amount.currency", f"must be the payment's currency {p.currency}",
+                                        "CURRENCY_MISMATCH")
+        amount = amount_minor or p.amount_minor
+        if not 0 < amount <= p.amount_minor:
+            raise InvalidArgument.field("amount", f"must be within 1..{p.amount_minor}", "AMOUNT_OUT_OF_RANGE")
+        info = await self.gateway.refund(p.provider_payment_id, amount, reason, idempotency_key=f"refund-{request_id}")
+        now = self.clock()
+        async with self.uow() as repo:
+            stored = await repo.add_refund(Refund(request_id, p.id, info.id, info.amount_minor or amount, p.currency,
+                                                  info.status, now, now))
+            current = await repo.get(payment_id, for_update=True)
+            assert current is not None
+            if not current.refund_id:
+                current.refund_id = info.id
+                await repo.save(current, now)
+            return current, stored
 
     async def expire_session(self, session_id: str) -> Payment:
         async with self.uow() as repo:

@@ -5,11 +5,24 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text, Uuid, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from payment_svc.domain import Payment, PaymentStatus
+from payment_svc.domain import Payment, PaymentStatus, Refund
 
 SCHEMA = "payment"
 metadata = MetaData(schema=SCHEMA)
@@ -38,6 +51,24 @@ webhook_events = Table(
     Column("payment_id", Uuid),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+refunds = Table(
+    "refunds", metadata,
+    Column("request_id", String(200), primary_key=True),
+    Column("payment_id", Uuid, ForeignKey("payments.id"), nullable=False),
+    Column("provider_refund_id", String(255), nullable=False, unique=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+def _refund(r) -> Refund:  # type: ignore[no-untyped-def]
+    return Refund(r.request_id, r.payment_id, r.provider_refund_id, r.amount_minor, r.currency, r.status,
+                  r.created_at, r.updated_at)
 
 
 def _payment(r) -> Payment:  # type: ignore[no-untyped-def]
@@ -99,6 +130,24 @@ class PaymentRepository:
         stmt = pg_insert(webhook_events).values(event_id=event_id, type=event_type, payment_id=payment_id)
         stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(webhook_events.c.event_id)
         return (await self.s.execute(stmt)).first() is not None
+
+    async def refund(self, request_id: str) -> Refund | None:
+        r = (await self.s.execute(select(refunds).where(refunds.c.request_id == request_id))).first()
+        return _refund(r) if r else None
+
+    async def add_refund(self, r: Refund) -> Refund:
+        """Insert; a concurrent request with the same id (same provider refund) keeps the first row."""
+        await self.s.execute(pg_insert(refunds).values(
+            request_id=r.request_id, payment_id=r.payment_id, provider_refund_id=r.provider_refund_id,
+            amount_minor=r.amount_minor, currency=r.currency, status=r.status, created_at=r.created_at,
+            updated_at=r.updated_at).on_conflict_do_nothing())
+        found = await self.refund(r.request_id)
+        assert found is not None
+        return found
+
+    async def set_refund_status(self, provider_refund_id: str, status: str, now: datetime) -> None:
+        await self.s.execute(update(refunds).where(refunds.c.provider_refund_id == provider_refund_id).values(
+            status=status, updated_at=now))
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
         q = (select(payments).where(payments.c.status == PaymentStatus.PENDING.value,

@@ -43,8 +43,16 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
                                                  payment=payment_pb(out.payment) if out.payment else None)
 
     async def RefundPayment(self, request, context):  # type: ignore[no-untyped-def]
-        p = await self.h.refund(uid(request.payment_id, "payment_id"), request.reason)
-        return payment_pb2.RefundPaymentResponse(payment=payment_pb(p))
+        payment_id = uid(request.payment_id, "payment_id")
+        if not request.request_id:  # the one full refund of a payment (a lost slot)
+            return payment_pb2.RefundPaymentResponse(payment=payment_pb(await self.h.refund(payment_id, request.reason)))
+        p, r = await self.h.refund_part(payment_id, request.request_id,
+                                        request.amount.amount_minor if request.HasField("amount") else None,
+                                        request.reason, currency=request.amount.currency)
+        return payment_pb2.RefundPaymentResponse(payment=payment_pb(p), refund=payment_pb2.PaymentRefund(
+            request_id=r.request_id, provider_refund_id=r.provider_refund_id,
+            amount=money_pb2.Money(amount_minor=r.amount_minor, currency=r.currency), status=r.status,
+            update_time=ts(r.updated_at)))
 
     async def ExpirePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
         return payment_pb2.ExpirePaymentSessionResponse(payment=payment_pb(await self.h.expire_session(request.session_id)))

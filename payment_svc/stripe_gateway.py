@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import stripe
 
-from payment_svc.domain import GatewayError, GatewayEvent, InvalidSignature, Payment, Session
+from payment_svc.domain import GatewayError, GatewayEvent, InvalidSignature, Payment, RefundInfo, Session
 
 STRIPE_MIN_SESSION_LIFETIME = timedelta(minutes=30)  # Stripe rejects a shorter checkout expires_at
 
@@ -69,7 +69,8 @@ class StripeGateway:
             return False
         return True
 
-    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str:
+    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str,
+                     idempotency_key: str) -> RefundInfo:
         try:
             refund = await self.client.v1.refunds.create_async(
                 {"payment_intent": provider_payment_id, "amount": amount_minor, "reason": "requested_by_customer",
@@ -78,7 +79,14 @@ class StripeGateway:
             )
         except stripe.StripeError as exc:
             raise GatewayError(f"refund failed: {exc.user_message or exc}") from exc
-        return refund.id
+        return RefundInfo(refund.id, refund.status or "pending", refund.amount)
+
+    async def retrieve_refund(self, refund_id: str) -> RefundInfo:
+        try:
+            refund = await self.client.v1.refunds.retrieve_async(refund_id)
+        except stripe.StripeError as exc:
+            raise GatewayError(f"refund lookup failed: {exc.user_message or exc}") from exc
+        return RefundInfo(refund.id, refund.status or "pending", refund.amount)
 
     def verify_event(self, payload: bytes, signature: str) -> GatewayEvent:
         try:
@@ -100,9 +108,13 @@ class StripeGateway:
             provider_id, paid = ref(obj.get("payment_intent")), obj.get("payment_status") == "paid"
         elif kind == "payment_intent":
             provider_id, paid = obj.get("id"), obj.get("status") == "succeeded"
-        elif kind == "charge":
+        elif kind in ("charge", "refund"):
             provider_id, paid = ref(obj.get("payment_intent")), False
         else:
             provider_id, paid = None, False
+        # a refund's own metadata is ours (petpro_reason), not the payment's: find the payment by its intent
         return GatewayEvent(id=event.id, type=event.type, session_id=session_id, provider_payment_id=provider_id,
-                            payment_id=metadata.get("payment_id"), paid=paid, raw=raw)
+                            payment_id=metadata.get("payment_id") if kind != "refund" else None, paid=paid, raw=raw,
+                            refund_id=obj.get("id") if kind == "refund" else None,
+                            refund_status=obj.get("status") if kind == "refund" else None,
+                            fully_refunded=kind == "charge" and bool(obj.get("refunded")))

@@ -20,7 +20,8 @@ class TopicSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PETPRO_KAFKA_", env_file=".env", extra="ignore")
 
-    topics: tuple[str, ...] = ("booking.created", "booking.created.dlq")
+    topics: tuple[str, ...] = ("booking.created", "booking.created.dlq", "booking.cancelled", "booking.rescheduled",
+                               "booking.completed", "booking.no_show")
     partitions: int = Field(default=3, ge=1, description="partitions of each topic created")
 
 

@@ -314,6 +314,10 @@ def retrieve_refund(rt: Runtime, request: Request, p: Params, ctx: RequestContex
     return rt.engine.refund(_id(request), _expand_only(p))
 
 
+def list_refunds(rt: Runtime, request: Request, p: Params, ctx: RequestContext) -> Obj:
+    return rt.engine.list_refunds(p)
+
+
 def retrieve_event(rt: Runtime, request: Request, p: Params, ctx: RequestContext) -> Obj:
     _expand_only(p)
     return rt.engine.event(_id(request))
@@ -452,6 +456,40 @@ async def sandbox_resend(request: Request) -> Response:
     return JSONResponse({"id": event.id, "type": event.type, "delivery": PENDING}, status_code=202)
 
 
+async def sandbox_refund_failures(request: Request) -> Response:
+    """Error mode: ``{"count": N}`` makes the next N refund creations fail with Stripe's 500 api_error."""
+    rt = runtime_of(request)
+    body = await request.json()
+    count = body.get("count") if isinstance(body, dict) else None
+    if not isinstance(count, int) or count < 0:
+        return JSONResponse(StripeError(400, "`count` must be a non-negative integer.").body(), status_code=400)
+    rt.engine.refund_failures = count
+    return JSONResponse({"refund_failures": count})
+
+
+async def sandbox_refund_mode(request: Request) -> Response:
+    """``{"status": "pending"}``: new refunds stay pending until settled; ``"succeeded"`` (default) at once."""
+    rt = runtime_of(request)
+    body = await request.json()
+    status = body.get("status") if isinstance(body, dict) else None
+    if status not in ("succeeded", "pending"):
+        return JSONResponse(StripeError(400, "`status` must be succeeded or pending.").body(), status_code=400)
+    rt.engine.refund_initial_status = status
+    return JSONResponse({"refund_initial_status": status})
+
+
+async def sandbox_refund_settle(request: Request) -> Response:
+    """``{"status": "succeeded"|"failed"|"canceled"}`` for a pending refund: emits refund.updated."""
+    rt = runtime_of(request)
+    body = await request.json()
+    try:
+        refund = rt.engine.settle_refund(_id(request), str((body or {}).get("status", "")),
+                                         RequestContext(new_id("req_", 14), None))
+    except StripeError as exc:
+        return JSONResponse(exc.body(), status_code=exc.status)
+    return JSONResponse(refund)
+
+
 async def sandbox_health(request: Request) -> Response:
     rt = runtime_of(request)
     return JSONResponse(
@@ -502,6 +540,7 @@ def create_app(config: SandboxConfig) -> Starlette:
         Route("/v1/payment_intents/{id}", api(retrieve_payment_intent), methods=["GET"]),
         Route("/v1/charges/{id}", api(retrieve_charge), methods=["GET"]),
         Route("/v1/refunds", api(create_refund), methods=["POST"]),
+        Route("/v1/refunds", api(list_refunds), methods=["GET"]),
         Route("/v1/refunds/{id}", api(retrieve_refund), methods=["GET"]),
         Route("/v1/events", api(list_events), methods=["GET"]),
         Route("/v1/events/{id}", api(retrieve_event), methods=["GET"]),
@@ -510,6 +549,9 @@ def create_app(config: SandboxConfig) -> Starlette:
         Route("/_sandbox/sessions/{id}/pay", sandbox_pay, methods=["POST"]),
         Route("/_sandbox/events", sandbox_events, methods=["GET"]),
         Route("/_sandbox/events/{id}/resend", sandbox_resend, methods=["POST"]),
+        Route("/_sandbox/refunds/failures", sandbox_refund_failures, methods=["POST"]),
+        Route("/_sandbox/refunds/mode", sandbox_refund_mode, methods=["POST"]),
+        Route("/_sandbox/refunds/{id}/settle", sandbox_refund_settle, methods=["POST"]),
         Route("/_sandbox/health", sandbox_health, methods=["GET"]),
         Route("/healthz", sandbox_health, methods=["GET"]),
     ]

@@ -248,6 +248,11 @@ class Sandbox:
         self.on_event = on_event
         self._emitted: list[StoredEvent] = []
         self._depth = 0
+        # refund test controls (/_sandbox/refunds/...): an error mode failing the next N refund
+        # creations like a Stripe outage (500 api_error, not replayed under its Idempotency-Key), and
+        # the status new refunds start in ("succeeded", or "pending" until settled)
+        self.refund_failures = 0
+        self.refund_initial_status = "succeeded"
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -930,6 +935,10 @@ class Sandbox:
         reason = p.text("reason", choices=REFUND_REASONS)
         metadata = p.metadata()
         expand = p.strings("expand")
+        if self.refund_failures > 0:
+            self.refund_failures -= 1
+            raise StripeError(500, "An unknown error occurred while creating the refund (sandbox error mode).",
+                              type="api_error")
         with self._unit():
             if pi_id is not None:
                 pi = self._get(pi_id, "payment_intent", "payment_intent")
@@ -1002,7 +1011,7 @@ class Sandbox:
                 "reason": reason,
                 "receipt_number": None,
                 "source_transfer_reversal": None,
-                "status": "succeeded",
+                "status": self.refund_initial_status,
                 "transfer_reversal": None,
             }
             refunded = charge["amount_refunded"] + amount
@@ -1016,6 +1025,36 @@ class Sandbox:
 
     def refund(self, refund_id: str, expand: list[str] | None = None) -> Obj:
         return self.expand(self._get(refund_id, "refund", "refund"), expand or [])
+
+    def list_refunds(self, p: Params) -> Obj:
+        p.check_known({"charge", "payment_intent", "limit", "starting_after", "ending_before", "expand", "created"})
+        if p.has("created"):
+            raise not_supported("created", "`created` filters")
+        where = {k: v for k in ("charge", "payment_intent") if (v := p.text(k)) is not None}
+        return self._list("refund", "/v1/refunds", p, where)
+
+    def settle_refund(self, refund_id: str, status: str, ctx: RequestContext) -> Obj:
+        """A pending refund's outcome, as the card network reports it to Stripe: ``refund.updated``
+        (and ``refund.failed`` with the amount returned to the charge when it failed)."""
+        if status not in ("succeeded", "failed", "canceled"):
+            raise invalid_param("status", "must be succeeded, failed or canceled")
+        with self._unit():
+            refund = self._get(refund_id, "refund", "refund")
+            if refund["status"] not in ("pending", "requires_action"):
+                raise StripeError(400, f"Refund {refund_id} is already {refund['status']}.", code="refund_settled")
+            refund = {**refund, "status": status}
+            if status != "succeeded":
+                refund["failure_reason"] = "expired_or_canceled_card" if status == "failed" else None
+                charge = self._get(refund["charge"], "charge", "charge")
+                back = charge["amount_refunded"] - refund["amount"]
+                self.store.put({**charge, "amount_refunded": back, "refunded": False})
+            session_id = self.store.session_of(refund["charge"])
+            self.store.put(refund, session_id=session_id)
+            order_key = session_id or refund["payment_intent"]
+            self._emit("refund.updated", refund, order_key, ctx)
+            if status == "failed":
+                self._emit("refund.failed", refund, order_key, ctx)
+        return refund
 
     # -- Events --------------------------------------------------------------------------------------
 

@@ -129,3 +129,13 @@ def test_owner_view_what_may_still_be_done() -> None:
     assert (b.can_cancel(after), b.refund_if_cancelled_now(after), b.reschedule_deadline(after)) == (False, 0, None)
     b.cancel(Actor.OWNER, "", early)
     assert (b.can_cancel(early), b.refund_if_cancelled_now(early), b.reschedule_deadline(early)) == (False, 0, None)
+
+
+def test_a_replayed_payment_webhook_after_cancel_confirms_the_same_booking_not_a_refund() -> None:
+    from booking_svc.domain import ConfirmDecision, Reservation, ReservationState, decide_confirm
+
+    payment = uuid.uuid4()
+    res = Reservation(uuid.uuid4(), uuid.uuid4(), "a@example.com", "A", "r", "h", uuid.uuid4(), uuid.uuid4(),
+                      uuid.uuid4(), 1, START, START + timedelta(minutes=30), ReservationState.CANCELLED,
+                      START - timedelta(days=9), 4550, "EUR", payment_id=payment, booking_id=uuid.uuid4())
+    assert decide_confirm(res, payment, START - timedelta(days=1)) == ConfirmDecision.ALREADY_CONFIRMED

@@ -139,6 +139,11 @@ def test_public_rest_routes() -> None:
         ("GET", "/v1/bookings", ""),
         ("GET", "/v1/me/notifications", ""),
         ("POST", "/v1/me/devices", "*"),
+        ("POST", "/v1/bookings/{booking_id}:cancel", "*"),
+        ("POST", "/v1/bookings/{booking_id}:reschedule", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:cancel", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:complete", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow", "*"),
     }
     assert {r[0] for r in routes} == {booking, mobile}
 

@@ -27,6 +27,11 @@ ROUTES = {
     ("get", "/v1/bookings/{booking_id}"): ("GetBooking", True),
     ("get", "/v1/me/notifications"): ("ListNotifications", True),
     ("post", "/v1/me/devices"): ("RegisterDevice", True),
+    ("post", "/v1/bookings/{booking_id}:cancel"): ("CancelBooking", True),
+    ("post", "/v1/bookings/{booking_id}:reschedule"): ("RescheduleBooking", True),
+    ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:cancel"): ("StaffCancelBooking", True),
+    ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:complete"): ("CompleteBooking", True),
+    ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow"): ("MarkNoShow", True),
 }
 
 
