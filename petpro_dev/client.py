@@ -97,3 +97,25 @@ class MeshClient:
             return res if res["status"] == status else None
 
         return await eventually(probe, timeout)
+
+    async def cancel(self, user: User, booking_id: str, reason: str = "", key: str | None = None) -> httpx.Response:
+        headers = {**user.auth, "Idempotency-Key": key or uuid.uuid4().hex}
+        return await self.c.post(f"/v1/bookings/{booking_id}:cancel", json={"reason": reason}, headers=headers)
+
+    async def reschedule(self, user: User, booking_id: str, slot: str, key: str | None = None) -> httpx.Response:
+        headers = {**user.auth, "Idempotency-Key": key or uuid.uuid4().hex}
+        return await self.c.post(f"/v1/bookings/{booking_id}:reschedule", json={"slot": slot}, headers=headers)
+
+    async def booking(self, user: User, booking_id: str) -> dict[str, Any]:
+        r = await self.c.get(f"/v1/bookings/{booking_id}", headers=user.auth)
+        assert r.status_code == 200, r.text
+        return dict(r.json()["booking"])
+
+    async def wait_refund(self, user: User, booking_id: str, state: str = "REFUND_STATE_SUCCEEDED",
+                          timeout: float = 30) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            b = await self.booking(user, booking_id)
+            return b if b.get("refund", {}).get("state") == state else None
+
+        return await eventually(probe, timeout)
+

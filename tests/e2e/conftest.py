@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
+import grpc
 import httpx
 import psycopg
 import pytest
@@ -47,6 +49,43 @@ class Api(MeshClient):
         async with httpx.AsyncClient(base_url=self.stack.env()["STRIPE_API_BASE"], timeout=10) as c:
             r = await c.get("/_sandbox/events", params={"session": session_id})
             return r.json()["data"]
+
+
+    async def move_booking(self, booking_id: str, start: datetime) -> None:
+        """Let a booking's appointment time be ``start`` (keeping its length), as if the clock had run on
+        to it: the tests of "after the start" and "inside the refund window" say so explicitly instead
+        of waiting days (the demo catalog books two days ahead at the earliest)."""
+        async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"]) as db:
+            cur = await db.execute(
+                "UPDATE booking.bookings SET start_time = %s, end_time = %s + (end_time - start_time)"
+                " WHERE id = %s RETURNING lock_id, end_time", (start, start, booking_id))
+            row = await cur.fetchone()
+            assert row is not None, f"no booking {booking_id}"
+            # a unit of its own, so two tests moving bookings to the same moment never collide
+            await db.execute("UPDATE booking.reservations SET during = tstzrange(%s, %s),"
+                             " unit = 1000 + (SELECT count(*) FROM booking.reservations WHERE unit >= 1000)"
+                             " WHERE lock_id = %s", (start, row[1], row[0]))
+            await db.commit()
+
+    async def sandbox(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=self.stack.env()["STRIPE_API_BASE"], timeout=10,
+                                     headers={"Authorization": "Bearer sk_test_petpro"}) as c:
+            return await c.request(method, path, **kwargs)
+
+    async def provider_payment(self, payment_id: str) -> str:
+        from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
+
+        async with grpc.aio.insecure_channel(self.stack.address("payment")) as ch:
+            r = await payment_pb2_grpc.PaymentServiceStub(ch).GetPayment(
+                payment_pb2.GetPaymentRequest(payment_id=payment_id), timeout=10)
+            return str(r.payment.provider_payment_id)
+
+    async def sandbox_refunds(self, payment_id: str) -> list[dict[str, Any]]:
+        """The refunds Stripe (the sandbox) holds for one of our payments: what was really paid back."""
+        pi = await self.provider_payment(payment_id)
+        r = await self.sandbox("GET", "/v1/refunds", params={"payment_intent": pi, "limit": 100})
+        assert r.status_code == 200, r.text
+        return list(r.json()["data"])
 
 
 _taken: set[str] = set()

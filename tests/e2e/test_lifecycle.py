@@ -1,0 +1,289 @@
+"""The booking lifecycle after confirmation, through the REST edge (and gRPC where an operator or a
+clinic system would call), against the real mesh: cancel with policy refunds through the Stripe
+sandbox, reschedule under the exclusion constraint, clinic outcomes; races and provider failures."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from tests.e2e.conftest import CHECKUP, HAPPY_PAWS, Api, User, confirmed_booking, eventually
+
+pytestmark = pytest.mark.e2e
+
+STAFF = ("staff@happypaws.example", "happypaws-demo")
+FLUFFY = "7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e02"
+FLUFFY_STAFF = ("staff@fluffycuts.example", "fluffycuts-demo")
+PRICE = 4500  # the check-up; its policy: full refund ≥ 24 h before, 50 % inside, reschedule until 2 h before
+
+
+def at(slot: str) -> datetime:
+    return datetime.fromisoformat(slot.replace("Z", "+00:00"))
+
+
+async def free(api: Api, slot: str, service: str = CHECKUP) -> bool:
+    r = await api.c.get(f"/v1/services/{service}/availability", params={"date": slot[:10]})
+    return next(s for s in r.json()["slots"] if s["start_time"] == slot)["free"]
+
+
+async def staff_token(api: Api, who: tuple[str, str] = STAFF) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await api.login(*who)}"}
+
+
+async def booked(api: Api) -> tuple[User, str, dict]:
+    owner, _, booking_id = await confirmed_booking(api)
+    return owner, booking_id, await api.booking(owner, booking_id)
+
+
+async def test_confirmed_booking_carries_its_policy_and_what_the_owner_may_do(api: Api):
+    _, _, b = await booked(api)
+    assert b["cancellation_policy"] == {"full_refund_hours": 24, "late_refund_percent": 50,
+                                        "reschedule_cutoff_hours": 2}
+    assert b["can_cancel"] is True
+    assert b["refund_if_cancelled_now"] == {"amount_minor": str(PRICE), "currency": "EUR"}
+    assert at(b["reschedule_deadline"]) == at(b["slot_start_time"]) - timedelta(hours=2)
+
+
+async def test_owner_cancel_refunds_in_full_frees_the_slot_and_a_retry_answers_the_same(api: Api):
+    owner, booking_id, b = await booked(api)
+    slot = b["slot_start_time"]
+    assert not await free(api, slot)
+
+    r = await api.cancel(owner, booking_id, "changed plans", key="cancel-1")
+    assert r.status_code == 200, r.text
+    cancelled = r.json()["booking"]
+    assert cancelled["state"] == "BOOKING_STATE_CANCELLED"
+    assert cancelled["cancelled_by"] == "BOOKING_ACTOR_OWNER"
+    assert cancelled["refund"]["amount"] == {"amount_minor": str(PRICE), "currency": "EUR"}
+    assert cancelled["can_cancel"] is False and "reschedule_deadline" not in cancelled
+    assert await free(api, slot)
+
+    again = await api.cancel(owner, booking_id, "changed plans", key="cancel-1")
+    assert again.status_code == 200 and again.json()["booking"]["booking_id"] == booking_id
+    other = await api.cancel(owner, booking_id, "again", key="cancel-2")
+    assert other.status_code == 400 and other.json()["reason"] == "BOOKING_NOT_CONFIRMED"
+
+    done = await api.wait_refund(owner, booking_id)
+    assert done["refund"]["provider_refund_id"].startswith("re_")
+    refunds = await api.sandbox_refunds(b["payment_id"])
+    assert [(x["amount"], x["status"]) for x in refunds] == [(PRICE, "succeeded")]
+
+
+async def test_cancel_inside_the_window_refunds_the_policy_share(api: Api):
+    owner, booking_id, b = await booked(api)
+    await api.move_booking(booking_id, datetime.now(UTC) + timedelta(hours=10))
+    view = await api.booking(owner, booking_id)
+    assert view["refund_if_cancelled_now"]["amount_minor"] == str(PRICE // 2)
+    r = await api.cancel(owner, booking_id)
+    assert r.status_code == 200, r.text
+    assert r.json()["booking"]["refund"]["amount"]["amount_minor"] == str(PRICE // 2)
+    await api.wait_refund(owner, booking_id)
+    assert [x["amount"] for x in await api.sandbox_refunds(b["payment_id"])] == [PRICE // 2]
+
+
+async def test_owner_cannot_cancel_after_the_start_and_nothing_changes(api: Api):
+    owner, booking_id, b = await booked(api)
+    await api.move_booking(booking_id, datetime.now(UTC) - timedelta(minutes=5))
+    r = await api.cancel(owner, booking_id)
+    assert r.status_code == 400, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["reason"] == "BOOKING_STARTED"
+    after = await api.booking(owner, booking_id)
+    assert (after["state"], after["can_cancel"]) == ("BOOKING_STATE_CONFIRMED", False)
+    assert await api.sandbox_refunds(b["payment_id"]) == []
+
+
+async def test_unknown_or_foreign_booking_is_404(api: Api):
+    owner, booking_id, _ = await booked(api)
+    stranger = await api.user()
+    for who, bid in ((stranger, booking_id), (owner, str(uuid.uuid4()))):
+        for r in (await api.cancel(who, bid), await api.reschedule(who, bid, "2030-01-07T09:00:00Z")):
+            assert r.status_code == 404, r.text
+            assert r.json()["reason"] == "BOOKING_NOT_FOUND"
+    assert (await api.booking(owner, booking_id))["state"] == "BOOKING_STATE_CONFIRMED"
+
+
+async def test_cancel_twice_at_once_has_one_outcome_and_one_refund(api: Api):
+    owner, booking_id, b = await booked(api)
+    results = await asyncio.gather(*(api.cancel(owner, booking_id) for _ in range(8)))
+    codes = sorted(r.status_code for r in results)
+    assert codes == [200] + [400] * 7, [r.text for r in results]
+    await api.wait_refund(owner, booking_id)
+    assert len(await api.sandbox_refunds(b["payment_id"])) == 1
+
+
+async def test_cancel_racing_replayed_payment_webhooks_refunds_once(api: Api):
+    """The confirming webhook delivered again while the owner cancels: ConfirmBooking answers with the
+    same (cancelled) booking, so the edge never refunds the payment a second time."""
+    owner = await api.user()
+    r = await api.book(owner, await api.pet(owner), await api.unique_slot())
+    held = r.json()
+    assert (await api.pay(held["payment_url"])).status_code == 200
+    res = await api.wait_status(owner, held["lock_id"], "CONFIRMED")
+    session = held["payment_url"].rsplit("/", 1)[1]
+    completed = [e for e in await api.sandbox_events(session) if e["type"] == "checkout.session.completed"]
+    replays = [api.sandbox("POST", f"/_sandbox/events/{completed[0]['id']}/resend") for _ in range(3)]
+    out = await asyncio.gather(api.cancel(owner, res["booking_id"]), *replays)
+    assert out[0].status_code == 200, out[0].text
+
+    async def delivered() -> bool:
+        events = await api.sandbox_events(session)
+        attempts = [a for e in events if e["type"] == "checkout.session.completed" for a in e["attempts"]]
+        return len(attempts) >= 4 and all(a["status_code"] == 200 for a in attempts)
+
+    await eventually(delivered)
+    await api.wait_refund(owner, res["booking_id"])
+    b = await api.booking(owner, res["booking_id"])
+    assert len(await api.sandbox_refunds(b["payment_id"])) == 1
+
+
+async def test_refund_failing_at_the_provider_is_retried_until_it_succeeds(api: Api):
+    owner, booking_id, b = await booked(api)
+    # each attempt of the SDK (1 + 2 retries) meets a failure: the first dispatch fails, then one more
+    assert (await api.sandbox("POST", "/_sandbox/refunds/failures", json={"count": 4})).status_code == 200
+    try:
+        r = await api.cancel(owner, booking_id)
+        assert r.status_code == 200, r.text
+        assert r.json()["booking"]["state"] == "BOOKING_STATE_CANCELLED"
+
+        async with grpc.aio.insecure_channel(api.stack.address("booking")) as ch:
+            stub = booking_pb2_grpc.BookingServiceStub(ch)
+
+            async def listed() -> bool:
+                pending = await stub.ListPendingRefunds(booking_pb2.ListPendingRefundsRequest(page_size=100))
+                return any(x.booking_id == booking_id for x in pending.bookings)
+
+            await eventually(listed)  # until its refund succeeds, operators see it as pending
+            await api.wait_refund(owner, booking_id, timeout=60)
+            assert not await listed()
+    finally:
+        await api.sandbox("POST", "/_sandbox/refunds/failures", json={"count": 0})
+    assert len(await api.sandbox_refunds(b["payment_id"])) == 1
+
+
+async def test_refund_state_follows_the_refund_updated_webhook(api: Api):
+    owner, booking_id, _ = await booked(api)
+    assert (await api.sandbox("POST", "/_sandbox/refunds/mode", json={"status": "pending"})).status_code == 200
+    try:
+        assert (await api.cancel(owner, booking_id)).status_code == 200
+        processing = await api.wait_refund(owner, booking_id, "REFUND_STATE_PROCESSING")
+    finally:
+        await api.sandbox("POST", "/_sandbox/refunds/mode", json={"status": "succeeded"})
+    refund_id = processing["refund"]["provider_refund_id"]
+    settled = await api.sandbox("POST", f"/_sandbox/refunds/{refund_id}/settle", json={"status": "succeeded"})
+    assert settled.status_code == 200, settled.text
+    await api.wait_refund(owner, booking_id)
+
+
+async def test_reschedule_moves_the_booking_and_both_slots_follow(api: Api):
+    owner, booking_id, b = await booked(api)
+    old, new = b["slot_start_time"], await api.unique_slot()
+    r = await api.reschedule(owner, booking_id, new, key="move-1")
+    assert r.status_code == 200, r.text
+    moved = r.json()["booking"]
+    assert (moved["booking_id"], moved["state"], moved["slot_start_time"]) == (booking_id, "BOOKING_STATE_CONFIRMED",
+                                                                              new)
+    assert moved["payment_id"] == b["payment_id"] and moved["reschedule_count"] == 1
+    assert await free(api, old) and not await free(api, new)
+    again = await api.reschedule(owner, booking_id, new, key="move-1")
+    assert again.status_code == 200 and again.json()["booking"]["reschedule_count"] == 1
+    assert (await api.reschedule(owner, booking_id, new)).json()["reason"] == "SLOT_SAME"
+
+
+async def test_reschedule_to_a_taken_past_or_closed_slot_changes_nothing(api: Api):
+    owner, booking_id, b = await booked(api)
+    _, _, other = await booked(api)
+    cases = {
+        other["slot_start_time"]: (409, "SLOT_UNAVAILABLE"),
+        (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+        .isoformat().replace("+00:00", "Z"): (400, "SLOT_IN_PAST"),
+        b["slot_start_time"][:11] + "03:00:00Z": (400, "SLOT_OUTSIDE_HOURS"),
+        b["slot_start_time"][:14] + "07:00Z": (400, "SLOT_OFF_GRID"),
+    }
+    for slot, (code, reason) in cases.items():
+        r = await api.reschedule(owner, booking_id, slot)
+        body = r.json()
+        named = [v["reason"] for v in body.get("violations", []) if v["field"] == "slot_start_time"] or [body["reason"]]
+        assert (r.status_code, named[0]) == (code, reason), (slot, r.text)
+    assert (await api.booking(owner, booking_id))["slot_start_time"] == b["slot_start_time"]
+    assert not await free(api, b["slot_start_time"])
+
+
+async def test_reschedule_after_the_cutoff_is_refused(api: Api):
+    owner, booking_id, _ = await booked(api)
+    await api.move_booking(booking_id, datetime.now(UTC) + timedelta(minutes=90))  # cut-off is 2 h before
+    view = await api.booking(owner, booking_id)
+    assert "reschedule_deadline" not in view
+    r = await api.reschedule(owner, booking_id, await api.unique_slot())
+    assert r.status_code == 400 and r.json()["reason"] == "RESCHEDULE_CUTOFF_PASSED", r.text
+
+
+async def test_reschedule_racing_another_owner_for_the_target_slot_has_one_winner(api: Api):
+    owner, booking_id, _ = await booked(api)
+    rival = await api.user()
+    rival_pet = await api.pet(rival)
+    for _ in range(5):
+        target = await api.unique_slot()
+        moved, held = await asyncio.gather(api.reschedule(owner, booking_id, target),
+                                           api.book(rival, rival_pet, target))
+        assert sorted((moved.status_code, held.status_code)) in ([200, 409], [201, 409]), (moved.text, held.text)
+        assert not await free(api, target)
+        now = await api.booking(owner, booking_id)
+        assert (now["slot_start_time"] == target) == (moved.status_code == 200)
+        assert not await free(api, now["slot_start_time"])
+
+
+async def test_two_reschedules_of_one_booking_at_once_leave_one_slot_held(api: Api):
+    owner, booking_id, b = await booked(api)
+    x, y = await api.unique_slot(), await api.unique_slot()
+    rx, ry = await asyncio.gather(api.reschedule(owner, booking_id, x), api.reschedule(owner, booking_id, y))
+    assert {rx.status_code, ry.status_code} <= {200}, (rx.text, ry.text)  # serialized on the booking row
+    final = await api.booking(owner, booking_id)
+    assert final["slot_start_time"] in (x, y) and final["reschedule_count"] == 2
+    other = y if final["slot_start_time"] == x else x
+    assert await free(api, other) and await free(api, b["slot_start_time"])
+    assert not await free(api, final["slot_start_time"])
+
+
+async def test_clinic_staff_cancel_in_full_with_a_reason_only_for_their_clinic(api: Api):
+    owner, booking_id, b = await booked(api)
+    await api.move_booking(booking_id, datetime.now(UTC) + timedelta(hours=3))  # inside the owner's window
+    url = f"/v1/clinics/{HAPPY_PAWS}/bookings/{booking_id}:cancel"
+    assert (await api.c.post(url, json={"reason": "x"}, headers=owner.auth)).status_code == 403
+    fluffy = await staff_token(api, FLUFFY_STAFF)
+    assert (await api.c.post(url, json={"reason": "x"}, headers=fluffy)).status_code == 403
+    foreign = await api.c.post(f"/v1/clinics/{FLUFFY}/bookings/{booking_id}:cancel", json={"reason": "x"},
+                               headers=fluffy)
+    assert foreign.status_code == 404, foreign.text
+    staff = await staff_token(api)
+    missing = await api.c.post(url, json={}, headers=staff)
+    assert missing.status_code == 400, missing.text
+    r = await api.c.post(url, json={"reason": "the vet is ill"}, headers=staff)
+    assert r.status_code == 200, r.text
+    got = r.json()["booking"]
+    assert (got["cancelled_by"], got["cancel_reason"]) == ("BOOKING_ACTOR_CLINIC", "the vet is ill")
+    assert got["refund"]["amount"]["amount_minor"] == str(PRICE)
+    await api.wait_refund(owner, booking_id)
+    assert [x["amount"] for x in await api.sandbox_refunds(b["payment_id"])] == [PRICE]
+
+
+@pytest.mark.parametrize(("action", "state"), [("complete", "BOOKING_STATE_COMPLETED"),
+                                               ("markNoShow", "BOOKING_STATE_NO_SHOW")])
+async def test_clinic_records_the_outcome_after_the_start_and_keeps_the_payment(api: Api, action: str, state: str):
+    owner, booking_id, b = await booked(api)
+    staff = await staff_token(api)
+    url = f"/v1/clinics/{HAPPY_PAWS}/bookings/{booking_id}:{action}"
+    early = await api.c.post(url, json={}, headers=staff)
+    assert early.status_code == 400 and early.json()["reason"] == "BOOKING_NOT_STARTED", early.text
+    assert (await api.c.post(url, json={}, headers=owner.auth)).status_code == 403
+    await api.move_booking(booking_id, datetime.now(UTC) - timedelta(minutes=1))
+    r = await api.c.post(url, json={}, headers=staff)
+    assert r.status_code == 200, r.text
+    assert r.json()["booking"]["state"] == state
+    assert (await api.cancel(owner, booking_id)).json()["reason"] == "BOOKING_NOT_CONFIRMED"
+    assert await api.sandbox_refunds(b["payment_id"]) == []
