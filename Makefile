@@ -37,6 +37,7 @@ gen-check: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m petpro.codegen --lint
+	$(BIN)/python -m petpro.codegen --breaking
 
 fmt: setup
 	$(BIN)/ruff check --fix .
