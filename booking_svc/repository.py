@@ -36,12 +36,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from booking_svc.domain import (
     ACTIVE_STATES,
     Booking,
+    BookingState,
     Clinic,
+    DuplicateRequest,
     Interval,
     Pet,
     Reservation,
     ReservationState,
     Service,
+    UnitTaken,
 )
 
 SCHEMA = "booking"
@@ -168,7 +171,7 @@ def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type
 
 def _booking(r) -> Booking:  # type: ignore[no-untyped-def]
     return Booking(r.id, r.lock_id, r.payment_id, r.owner_user_id, r.clinic_id, r.service_id, r.pet_id,
-                   r.start_time, r.end_time, r.state, r.amount_minor, r.currency, r.created_at, r.cancelled_at)
+                   r.start_time, r.end_time, BookingState(r.state), r.amount_minor, r.currency, r.created_at, r.cancelled_at)
 
 
 def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = None) -> bool:
@@ -176,14 +179,6 @@ def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = Non
     if not isinstance(orig, kind):
         return False
     return constraint is None or getattr(orig.diag, "constraint_name", None) == constraint
-
-
-class UnitTaken(Exception):
-    """The chosen unit of the slot was taken concurrently (exclusion constraint)."""
-
-
-class DuplicateRequest(Exception):
-    """A reservation with this owner and request id exists (an idempotent retry raced us)."""
 
 
 class BookingRepository:
@@ -344,7 +339,7 @@ class BookingRepository:
         await self.s.execute(insert(bookings).values(
             id=b.id, lock_id=b.lock_id, payment_id=b.payment_id, owner_user_id=b.owner_user_id,
             clinic_id=b.clinic_id, service_id=b.service_id, pet_id=b.pet_id, start_time=b.start,
-            end_time=b.end, state=b.state, amount_minor=b.amount_minor, currency=b.currency,
+            end_time=b.end, state=b.state.value, amount_minor=b.amount_minor, currency=b.currency,
             created_at=b.created_at))
 
     async def booking(self, booking_id: uuid.UUID) -> Booking | None:

@@ -53,7 +53,7 @@ def reservation_pb(r: Reservation) -> booking_pb2.Reservation:
 
 def booking_pb(b: Booking) -> booking_pb2.Booking:
     return booking_pb2.Booking(
-        booking_id=str(b.id), state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state}"),
+        booking_id=str(b.id), state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state.value}"),
         reservation_lock_id=str(b.lock_id), payment_id=str(b.payment_id), clinic_id=str(b.clinic_id),
         service_id=str(b.service_id), pet_id=str(b.pet_id), owner_user_id=str(b.owner_user_id),
         slot_start_time=ts(b.start), slot_end_time=ts(b.end), amount=money(b.amount_minor, b.currency),
