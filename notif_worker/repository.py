@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import (
@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from notif_worker.domain import DeviceRow, FeedRace, FeedRow, InboxRow
 
 SCHEMA = "notif"
 metadata = MetaData(schema=SCHEMA)
@@ -77,31 +79,6 @@ NEXT_CURSOR = text(
 )
 
 
-@dataclass(frozen=True)
-class FeedRow:
-    cursor: int
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class InboxRow:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    event_id: uuid.UUID
-    title: str
-    body: str
-    data: dict[str, str]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class DeviceRow:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    platform: str
-    created_at: datetime
-
-
 class NotifRepository:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
@@ -128,7 +105,7 @@ class NotifRepository:
                     last_error=error, delivered_at=func.now() if ok else None))
 
     async def add_clinic_event(self, clinic_id: uuid.UUID, event_id: uuid.UUID, type_: str,
-                               occurred_at: datetime, payload_for: object) -> FeedRow | None:
+                               occurred_at: datetime, payload_for: Callable[[int], bytes]) -> FeedRow | None:
         """Append to the clinic's feed with the next per-clinic cursor; None if already there.
         ``payload_for(cursor) -> bytes`` serialises the event with its cursor."""
         existing = (await self.s.execute(select(clinic_events.c.cursor).where(
@@ -136,7 +113,7 @@ class NotifRepository:
         if existing:
             return None
         cursor = (await self.s.execute(NEXT_CURSOR, {"clinic": clinic_id})).scalar_one()  # row-locks the clinic
-        payload = payload_for(cursor)  # type: ignore[operator]
+        payload = payload_for(cursor)
         stmt = pg_insert(clinic_events).values(clinic_id=clinic_id, cursor=cursor, event_id=event_id, type=type_,
                                                payload=payload, occurred_at=occurred_at)
         stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(clinic_events.c.cursor)
@@ -171,7 +148,3 @@ class NotifRepository:
                                                  devices.c.created_at))).one()
         return DeviceRow(r.id, r.user_id, r.platform, r.created_at)
 
-
-class FeedRace(Exception):
-    """Two workers appended the same event concurrently; the transaction is rolled back and the
-    caller's retry finds the event already there."""

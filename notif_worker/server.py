@@ -6,11 +6,12 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from notif_worker.events import clinic_event_cursor, encode_clinic_event
 from notif_worker.fanout import RedisFanout
-from notif_worker.handlers import InboxPush, NotifyHandlers, Retry
+from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
 from notif_worker.mailer import SmtpMailer
 from notif_worker.repository import SCHEMA, NotifRepository
-from notif_worker.service import ClinicFeedServicer, NotificationServicer, encode_clinic_event
+from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from notif_worker.worker import BookingCreatedConsumer
 from petpro import cache, events, grpc_client, grpc_server
 from petpro.auth.v1 import auth_pb2_grpc
@@ -54,8 +55,10 @@ def build(settings: NotifSettings) -> grpc_server.App:
         lambda: events.producer(bootstrap, "notif_worker-dlq"),
         settings.dlq_topic, concurrency=settings.concurrency,
     )
-    feed = ClinicFeedServicer(handlers, Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel)), fanout.subscribe,
-                              resync_seconds=settings.feed_resync_seconds)
+    feed = ClinicFeedServicer(
+        ClinicFeed(read, fanout.subscribe, clinic_event_cursor, resync_seconds=settings.feed_resync_seconds),
+        Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel)),
+    )
 
     async def close() -> None:
         await mailer.close()

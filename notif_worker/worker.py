@@ -11,8 +11,8 @@ from collections.abc import Callable
 from kafka import KafkaConsumer, KafkaProducer
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
+from notif_worker.events import decode_booking_created
 from notif_worker.handlers import NotifyHandlers
-from notif_worker.service import decode_booking_created
 from petpro import telemetry
 
 log = logging.getLogger("notif_worker.consumer")
