@@ -53,3 +53,16 @@ FeedCursor = Callable[[bytes], int]
 FeedPublisher = Callable[[uuid.UUID, FeedRow], Awaitable[None]]
 # subscribe(clinic_id) → (queue of serialized clinic events, unsubscribe)
 FeedSubscribe = Callable[[uuid.UUID], Awaitable[tuple[asyncio.Queue[bytes], Callable[[], Awaitable[None]]]]]
+
+
+class LiveFanout(Protocol):
+    """Live fan-out of committed feed rows to the subscribers on every replica (Redis pub/sub)."""
+
+    async def publish(self, clinic_id: uuid.UUID, row: FeedRow) -> None: ...
+
+    async def subscribe(self, clinic_id: uuid.UUID) -> tuple[asyncio.Queue[bytes], Callable[[], Awaitable[None]]]:
+        ...
+
+    async def run(self) -> None:
+        """Receive and dispatch until cancelled (a background task)."""
+        ...

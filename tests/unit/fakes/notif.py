@@ -109,5 +109,9 @@ class LiveHub:
         for q in self.queues.get(clinic_id, ()):
             q.put_nowait(payload)
 
+    async def run(self) -> None:
+        """Nothing to receive in one process: idle until cancelled."""
+        await asyncio.Event().wait()
+
     def subscribers(self, clinic_id: uuid.UUID) -> int:
         return len(self.queues.get(clinic_id, ()))
