@@ -36,6 +36,7 @@ gen-check: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m petpro.codegen --lint
 	$(BIN)/python -m petpro.codegen --breaking
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOf
         keys.load_or_create_ed25519(key_file), issuer=settings.issuer, audience=settings.audience,
         ttl=timedelta(seconds=settings.access_ttl_seconds),
     )
-    on_stop = []
+    on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
         db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
         uow, read = db.repositories(AuthRepository)

@@ -54,7 +54,8 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
         name="booking_svc",
         settings=settings,
         services=[grpc_server.Registration(
-            booking_pb2_grpc.add_BookingServiceServicer_to_server, BookingServicer(handlers),
+            # CancelBooking is declared but not built yet: the generated base answers UNIMPLEMENTED
+            booking_pb2_grpc.add_BookingServiceServicer_to_server, BookingServicer(handlers),  # type: ignore[abstract]
             "petpro.booking.v1.BookingService",
         )],
         background=[grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -132,7 +132,7 @@ class ClinicFeed:
     async def close(self) -> None:
         self.closing.set()
 
-    async def follow(self, clinic_id: uuid.UUID, after: int) -> AsyncIterator[FeedRow]:
+    async def follow(self, clinic_id: uuid.UUID, after: int) -> AsyncGenerator[FeedRow, None]:
         queue, unsubscribe = await self.subscribe(clinic_id)
         last = after
         try:

@@ -88,8 +88,8 @@ class NotifRepository:
         False when it was already delivered — a redelivered event sends nothing twice."""
         stmt = pg_insert(deliveries).values(event_id=event_id, channel=channel, recipient=recipient,
                                             status="pending")
-        stmt = stmt.on_conflict_do_nothing(constraint="deliveries_once").returning(deliveries.c.id)
-        if (await self.s.execute(stmt)).first() is not None:
+        query = stmt.on_conflict_do_nothing(constraint="deliveries_once").returning(deliveries.c.id)
+        if (await self.s.execute(query)).first() is not None:
             return True
         q = select(deliveries.c.status).where(deliveries.c.event_id == event_id, deliveries.c.channel == channel,
                                              deliveries.c.recipient == recipient).with_for_update()
@@ -116,8 +116,8 @@ class NotifRepository:
         payload = payload_for(cursor)
         stmt = pg_insert(clinic_events).values(clinic_id=clinic_id, cursor=cursor, event_id=event_id, type=type_,
                                                payload=payload, occurred_at=occurred_at)
-        stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(clinic_events.c.cursor)
-        if (await self.s.execute(stmt)).first() is None:  # a concurrent worker won; our cursor rolls back
+        query = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(clinic_events.c.cursor)
+        if (await self.s.execute(query)).first() is None:  # a concurrent worker won; our cursor rolls back
             raise FeedRace()
         return FeedRow(cursor, payload)
 
@@ -130,10 +130,10 @@ class NotifRepository:
     async def add_inbox(self, row: InboxRow) -> bool:
         stmt = pg_insert(inbox).values(id=row.id, user_id=row.user_id, event_id=row.event_id, title=row.title,
                                        body=row.body, data=row.data, created_at=row.created_at)
-        stmt = stmt.on_conflict_do_nothing(constraint="inbox_once").returning(inbox.c.id)
-        return (await self.s.execute(stmt)).first() is not None
+        query = stmt.on_conflict_do_nothing(constraint="inbox_once").returning(inbox.c.id)
+        return (await self.s.execute(query)).first() is not None
 
-    async def list_inbox(self, user_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[InboxRow]:
+    async def list_inbox(self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[InboxRow]:
         q = select(inbox).where(inbox.c.user_id == user_id).order_by(inbox.c.created_at.desc(), inbox.c.id.desc())
         if after:
             q = q.where(func.row(inbox.c.created_at, inbox.c.id) < func.row(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -29,8 +30,8 @@ class ClinicFeedServicer(clinic_feed_pb2_grpc.ClinicFeedServiceServicer):
     async def close(self) -> None:
         await self.feed.close()
 
-    async def Subscribe(self, request: clinic_feed_pb2.SubscribeRequest,  # type: ignore[override]
-                        context: grpc.aio.ServicerContext) -> AsyncIterator[clinic_feed_pb2.SubscribeResponse]:
+    async def Subscribe(self, request: clinic_feed_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any],
+                        ) -> AsyncIterator[clinic_feed_pb2.SubscribeResponse]:
         principal = await self.authn.principal(context)
         if not principal.can_read_clinic(request.clinic_id):
             raise PermissionDenied("not staff of this clinic", reason="CLINIC_FORBIDDEN")
@@ -44,7 +45,8 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(self, handlers: NotifyHandlers) -> None:
         self.h = handlers
 
-    async def ListNotifications(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListNotifications(self, request: notification_pb2.ListNotificationsRequest,
+                               context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.ListNotificationsResponse:
         rows, token = await self.h.inbox(uid(request.user_id, "user_id"), request.page_size, request.page_token)
         return notification_pb2.ListNotificationsResponse(
             notifications=[notification_pb2.Notification(
@@ -52,7 +54,8 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 event_id=str(r.event_id), create_time=ts(r.created_at)) for r in rows],
             next_page_token=token)
 
-    async def RegisterDevice(self, request, context):  # type: ignore[no-untyped-def]
+    async def RegisterDevice(self, request: notification_pb2.RegisterDeviceRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.RegisterDeviceResponse:
         platform = notification_pb2.DevicePlatform.Name(request.platform).removeprefix("DEVICE_PLATFORM_")
         d = await self.h.register_device(uid(request.user_id, "user_id"), platform, request.token)
         return notification_pb2.RegisterDeviceResponse(device=notification_pb2.Device(

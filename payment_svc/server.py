@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -45,7 +47,7 @@ def make_gateway(settings: PaymentSettings) -> StripeGateway:
 def build(settings: PaymentSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
           gateway: PaymentGateway | None = None) -> grpc_server.App:
     """The payment service.  Tests pass fakes of the ports (``uow``/``read``, ``gateway``)."""
-    on_stop = []
+    on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
         db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc",
                       pool_size=settings.db_pool_size)

@@ -72,7 +72,7 @@ class StripeGateway:
         }
         try:
             session = await self.client.v1.checkout.sessions.create_async(
-                {k: v for k, v in params.items() if v is not None},  # type: ignore[arg-type]
+                {k: v for k, v in params.items() if v is not None},  # type: ignore[arg-type]  # a TypedDict built dynamically
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:

@@ -70,7 +70,7 @@ def bearer(md: dict[str, str]) -> str:
 
 
 class Authenticator:
-    def __init__(self, auth: auth_pb2_grpc.AuthServiceStub, cache: TokenCache | None = None) -> None:
+    def __init__(self, auth: auth_pb2_grpc.AuthServiceAsyncStub, cache: TokenCache | None = None) -> None:
         self.auth = auth
         self.cache = cache if cache is not None else TokenCache()
 

@@ -43,7 +43,7 @@ class BookingStore:
     outbox: list[OutboxRow] = field(default_factory=list)
 
 
-def _after(key: tuple[str, str], after: tuple[str, str] | None) -> bool:
+def _after(key: tuple[str, str], after: tuple[str, ...] | None) -> bool:
     return after is None or key > after
 
 
@@ -56,14 +56,14 @@ class FakeBookingRepository:
         self.s = store
 
     # -- catalog
-    async def list_clinics(self, after: tuple[str, str] | None, limit: int) -> list[Clinic]:
+    async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]:
         rows = sorted(self.s.clinics.values(), key=lambda c: (c.name, str(c.id)))
         return [copy.deepcopy(c) for c in rows if _after((c.name, str(c.id)), after)][:limit]
 
     async def clinic(self, clinic_id: uuid.UUID) -> Clinic | None:
         return copy.deepcopy(self.s.clinics.get(clinic_id))
 
-    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Service]:
+    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
         rows = sorted((s for s in self.s.services.values() if s.clinic_id == clinic_id),
                       key=lambda s: (s.name, str(s.id)))
         return [copy.deepcopy(s) for s in rows if _after((s.name, str(s.id)), after)][:limit]
@@ -81,7 +81,7 @@ class FakeBookingRepository:
     async def pet(self, pet_id: uuid.UUID) -> Pet | None:
         return copy.deepcopy(self.s.pets.get(pet_id))
 
-    async def list_pets(self, owner: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Pet]:
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
         rows = sorted((p for p in self.s.pets.values() if p.owner_user_id == owner),
                       key=lambda p: (p.created_at.isoformat(), str(p.id)))
         return [copy.deepcopy(p) for p in rows if _after((p.created_at.isoformat(), str(p.id)), after)][:limit]
@@ -165,7 +165,7 @@ class FakeBookingRepository:
         return copy.deepcopy(next((b for b in self.s.bookings.values() if b.lock_id == lock_id), None))
 
     async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
-                            start_from: datetime | None, after: tuple[str, str] | None, limit: int) -> list[Booking]:
+                            start_from: datetime | None, after: tuple[str, ...] | None, limit: int) -> list[Booking]:
         rows = sorted(self.s.bookings.values(), key=lambda b: (b.start.isoformat(), str(b.id)))
         return [copy.deepcopy(b) for b in rows
                 if (owner is None or b.owner_user_id == owner) and (clinic is None or b.clinic_id == clinic)

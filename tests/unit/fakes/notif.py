@@ -54,7 +54,7 @@ class FakeNotifRepository:
         self.s.inbox.append(copy.deepcopy(row))
         return True
 
-    async def list_inbox(self, user_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[InboxRow]:
+    async def list_inbox(self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[InboxRow]:
         rows = sorted((r for r in self.s.inbox if r.user_id == user_id),
                       key=lambda r: (r.created_at.isoformat(), str(r.id)), reverse=True)
         return [r for r in rows if after is None or (r.created_at.isoformat(), str(r.id)) < after][:limit]
