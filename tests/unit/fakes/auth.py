@@ -6,6 +6,7 @@ import copy
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from auth_svc.domain import Session, User
 from tests.unit.fakes import FakeUnitOfWork
@@ -65,3 +66,9 @@ class FakeAuthRepository:
 
 def auth_uow(store: AuthStore | None = None) -> FakeUnitOfWork[AuthStore, FakeAuthRepository]:
     return FakeUnitOfWork(store or AuthStore(), FakeAuthRepository)
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
+    from auth_svc.ports import UnitOfWork
+
+    _uow: UnitOfWork = auth_uow()

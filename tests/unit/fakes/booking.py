@@ -8,6 +8,7 @@ import copy
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from booking_svc.domain import (
     ACTIVE_STATES,
@@ -179,3 +180,9 @@ class FakeBookingRepository:
 
 def booking_uow(store: BookingStore | None = None) -> FakeUnitOfWork[BookingStore, FakeBookingRepository]:
     return FakeUnitOfWork(store or BookingStore(), FakeBookingRepository)
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
+    from booking_svc.ports import UnitOfWork
+
+    _uow: UnitOfWork = booking_uow()

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from notif_worker.domain import BookingNotice, DeviceRow, FeedRow, InboxRow
 from tests.unit.fakes import FakeUnitOfWork
@@ -15,7 +16,7 @@ from tests.unit.fakes import FakeUnitOfWork
 
 @dataclass
 class NotifStore:
-    deliveries: dict[tuple[uuid.UUID, str, str], dict[str, object]] = field(default_factory=dict)
+    deliveries: dict[tuple[uuid.UUID, str, str], dict[str, Any]] = field(default_factory=dict)
     feed: dict[uuid.UUID, list[tuple[uuid.UUID, FeedRow]]] = field(default_factory=dict)  # clinic → (event, row)
     inbox: list[InboxRow] = field(default_factory=list)
     devices: dict[tuple[uuid.UUID, str], DeviceRow] = field(default_factory=dict)
@@ -115,3 +116,11 @@ class LiveHub:
 
     def subscribers(self, clinic_id: uuid.UUID) -> int:
         return len(self.queues.get(clinic_id, ()))
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
+    from notif_worker.ports import LiveFanout, Mailer, UnitOfWork
+
+    _uow: UnitOfWork = notif_uow()
+    _mailer: Mailer = RecordingMailer()
+    _fanout: LiveFanout = LiveHub()

@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from payment_svc.domain import GatewayError, GatewayEvent, InvalidSignature, Payment, PaymentStatus, Session
 from tests.unit.fakes import FakeUnitOfWork
@@ -111,3 +112,10 @@ def event(id: str, type: str, *, status: PaymentStatus | None, payment_id: uuid.
     return json.dumps({"id": id, "type": type, "status": status.value if status else None,
                        "payment_id": str(payment_id) if payment_id else None, "session_id": session_id,
                        "provider_payment_id": provider_payment_id}).encode()
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
+    from payment_svc.ports import PaymentGateway, UnitOfWork
+
+    _uow: UnitOfWork = payment_uow()
+    _gateway: PaymentGateway = FakeGateway()
