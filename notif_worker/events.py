@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 
 from notif_worker.domain import BookingNotice, PoisonEvent
-from petpro.booking.v1 import booking_pb2, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.convert import dt, ts
-from petpro.notification.v1 import clinic_feed_pb2
+from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2
 
 
 def decode_booking_created(payload: bytes) -> BookingNotice:

@@ -12,7 +12,7 @@ from notif_worker.handlers import ClinicFeed, NotifyHandlers
 from petpro.authn import Authenticator
 from petpro.convert import ts, uid
 from petpro.errors import PermissionDenied
-from petpro.notification.v1 import (
+from petpro_api.notification.v1 import (
     clinic_feed_pb2,
     clinic_feed_pb2_grpc,
     notification_pb2,

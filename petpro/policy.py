@@ -11,7 +11,7 @@ from functools import cache
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
-from petpro.common.v1 import options_pb2
+from petpro_api.common.v1 import options_pb2
 
 NO_POLICY = options_pb2.MethodPolicy()
 

@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from petpro import events
 from petpro.db import Database
-from petpro.devstack import Stack
 from petpro.outbox import OutboxRelay
+from petpro_dev.devstack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from petpro.auth.v1 import auth_pb2
 from petpro.authn import Authenticator, Principal, TokenCache
+from petpro_api.auth.v1 import auth_pb2
 
 
 class Clock:

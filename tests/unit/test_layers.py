@@ -10,10 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("auth_svc", "booking_svc", "payment_svc", "notif_worker")
-GEN = ("petpro.auth.", "petpro.booking.", "petpro.common.", "petpro.mobile.", "petpro.notification.",
-       "petpro.payment.", "buf.")
+GEN = ("petpro_api", "buf")
 IO = ("sqlalchemy", "psycopg", "grpc", "google.protobuf", "kafka", "redis", "stripe", "aiosmtplib", "httpx",
-      "petpro.db", "petpro.outbox", "petpro.events", "petpro.grpc_server", "petpro.grpc_client", "petpro.devstack")
+      "petpro.db", "petpro.outbox", "petpro.events", "petpro.grpc_server", "petpro.grpc_client", "petpro_dev")
 
 
 def imports(path: Path) -> set[str]:
@@ -27,7 +26,7 @@ def imports(path: Path) -> set[str]:
 
 
 def under(module: str, prefix: str) -> bool:
-    """``prefix`` is a module (``"grpc"``: grpc and grpc.*) or a package prefix (``"petpro.booking."``)."""
+    """``prefix`` is a module (``"grpc"``: grpc and grpc.*) or a package prefix (``"petpro_api."``)."""
     package = prefix.rstrip(".")
     return module == package or module.startswith(package + ".")
 
@@ -37,9 +36,9 @@ def offending(mods: set[str], banned: tuple[str, ...], allowed: tuple[str, ...] 
 
 
 def test_the_check_catches_what_it_should() -> None:
-    assert offending({"booking_svc.repository", "sqlalchemy.orm", "petpro.booking.v1", "petpro.errors"},
+    assert offending({"booking_svc.repository", "sqlalchemy.orm", "petpro_api.booking.v1", "petpro.errors"},
                      (*IO, *GEN, "booking_svc."), allowed=("booking_svc.ports",)) == [
-        "booking_svc.repository", "petpro.booking.v1", "sqlalchemy.orm"]
+        "booking_svc.repository", "petpro_api.booking.v1", "sqlalchemy.orm"]
     assert offending({"grpcio_extra", "petpro.dbx"}, IO) == []
 
 

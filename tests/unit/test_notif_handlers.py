@@ -12,10 +12,10 @@ import pytest
 from notif_worker.domain import BookingNotice, ChannelFailed, FeedRow, PoisonEvent
 from notif_worker.events import clinic_event_cursor, decode_booking_created, encode_clinic_event
 from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
-from petpro.booking.v1 import booking_pb2, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.convert import ts
-from petpro.notification.v1 import clinic_feed_pb2
+from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2
 from tests.unit.fakes.notif import LiveHub, NotifStore, RecordingMailer, notif_uow
 
 NOW = datetime(2030, 1, 7, 8, tzinfo=UTC)

@@ -25,17 +25,17 @@ from auth_svc.domain import Passwords
 from booking_svc.domain import Clinic, Interval, Pet, Service
 from notif_worker.domain import BookingNotice
 from petpro import grpc_server
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.errors import Unauthenticated
-from petpro.notification.v1 import (
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import (
     clinic_feed_pb2,
     clinic_feed_pb2_grpc,
     notification_pb2,
     notification_pb2_grpc,
 )
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 from tests.unit.fakes.auth import AuthStore, auth_uow
 from tests.unit.fakes.booking import BookingStore, booking_uow
 from tests.unit.fakes.notif import LiveHub, NotifStore, notif_uow
