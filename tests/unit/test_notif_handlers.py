@@ -213,3 +213,26 @@ def test_undecodable_or_incomplete_events_are_poison(payload: bytes):
 
 def test_clinic_event_round_trip_keeps_the_cursor():
     assert clinic_event_cursor(encode_clinic_event(notice(), 42)) == 42
+
+
+async def test_a_feed_race_is_rolled_back_and_retried(env):
+    h, store, mailer, hub = env
+    from notif_worker.domain import FeedRace
+    from tests.unit.fakes.notif import FakeNotifRepository
+
+    class RacedOnce(FakeNotifRepository):
+        raced = False
+
+        async def add_clinic_event(self, clinic_id, event_id, type_, occurred_at, payload_for):  # type: ignore[no-untyped-def]
+            if not RacedOnce.raced:  # another worker appended the same event first: unique violation
+                RacedOnce.raced = True
+                raise FeedRace()
+            return await super().add_clinic_event(clinic_id, event_id, type_, occurred_at, payload_for)
+
+    h.uow.repo = RacedOnce
+    q, _ = await hub.subscribe(CLINIC)
+    n = notice()
+    await h.notify(n)
+    assert h.uow.rollbacks == 1
+    assert [row.cursor for _, row in store.feed[CLINIC]] == [1] and q.qsize() == 1
+    assert len(store.inbox) == 1 and mailer.sent == [n]
