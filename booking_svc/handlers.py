@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Protocol
 
 from booking_svc.domain import (
     Actor,
@@ -17,6 +16,7 @@ from booking_svc.domain import (
     Clinic,
     ClinicNotFound,
     ConfirmDecision,
+    DuplicateRequest,
     IdempotencyKeyReused,
     Pet,
     RefundState,
@@ -27,21 +27,27 @@ from booking_svc.domain import (
     ServiceNotFound,
     SlotLost,
     SlotUnavailable,
+    UnitTaken,
     check_pet_owner,
     check_slot,
     decide_confirm,
+    decide_reclaim,
     request_fingerprint,
     slot_grid,
 )
-from booking_svc.repository import BookingRepository, DuplicateRequest, UnitTaken
-from petpro import db, paging
+from booking_svc.ports import (
+    BookingRepository,
+    Change,
+    ChangeEncoder,
+    EventEncoder,
+    RefundPort,
+    RefundResult,
+    UnitOfWork,
+)
+from petpro import paging
 from petpro.cache import TtlMemo
 from petpro.db import utcnow
 from petpro.errors import InvalidArgument
-
-UnitOfWork = db.UnitOfWork[BookingRepository]
-# builds the serialized BookingCreated event for the outbox: (booking, reservation, service, clinic, pet) → bytes
-EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
 
 TOPIC_BOOKING_CREATED = "booking.created"
 EVENT_BOOKING_CREATED = "dev.petpro.booking.created.v1"
@@ -55,34 +61,6 @@ LIFECYCLE_TOPICS = (TOPIC_BOOKING_CANCELLED, TOPIC_BOOKING_RESCHEDULED, TOPIC_BO
 
 def event_type(topic: str) -> str:
     return f"dev.petpro.{topic}.v1"
-
-
-@dataclass(frozen=True)
-class Change:
-    """A committed lifecycle change, for its event: the booking after it, and what it came from."""
-
-    topic: str
-    booking: Booking
-    actor: Actor
-    previous_start: datetime | None = None
-    previous_end: datetime | None = None
-
-
-# builds the serialized lifecycle event: (event id, change, reservation, service, clinic, pet, now) → bytes
-ChangeEncoder = Callable[[uuid.UUID, Change, Reservation, Service, Clinic, Pet, datetime], bytes]
-
-
-@dataclass(frozen=True)
-class RefundResult:
-    provider_refund_id: str
-    status: str  # the provider's: pending, requires_action, succeeded, failed, canceled
-
-
-class RefundPort(Protocol):
-    """Sends the refund of a cancelled booking to the payment service (idempotent on request_id)."""
-
-    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
-                     reason: str) -> RefundResult: ...
 
 
 class NoRefunds:
@@ -290,11 +268,13 @@ class BookingHandlers:
                 assert existing is not None
                 return existing
             if decision == ConfirmDecision.RECLAIM:
-                # paid after expiry: keep the booking only if the slot is still free (constraint decides)
+                # paid after expiry: the exclusion constraint tells whether the slot is still free
                 await repo.expire_overlapping(res.service_id, res.start, res.end, now)
-                if not await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id):
-                    await repo.try_set_state(lock_id, ReservationState.FAILED, now, payment_id=payment_id,
-                                             failure_reason="SLOT_TAKEN")
+                free = await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
+                reclaim = decide_reclaim(free)
+                if reclaim.lost:
+                    await repo.try_set_state(lock_id, reclaim.state, now, payment_id=payment_id,
+                                             failure_reason=reclaim.failure_reason)
                     lost = True
                 else:
                     lost = False
@@ -305,12 +285,7 @@ class BookingHandlers:
                 # the policy as committed now (not the catalog memo) is copied onto the booking
                 found = await repo.service_with_clinic(res.service_id)
                 assert found is not None
-                booking = Booking(
-                    id=uuid.uuid4(), lock_id=lock_id, payment_id=payment_id, owner_user_id=res.owner_user_id,
-                    clinic_id=res.clinic_id, service_id=res.service_id, pet_id=res.pet_id, start=res.start,
-                    end=res.end, state="CONFIRMED", amount_minor=res.amount_minor, currency=res.currency,
-                    created_at=now, policy=found[0].policy, updated_at=now,
-                )
+                booking = Booking.confirm(res, payment_id, now, found[0].policy)
                 await repo.add_booking(booking)
                 pet = await repo.pet(res.pet_id)
                 assert pet is not None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from booking_svc.handlers import BookingHandlers
+from booking_svc.ports import RefundPort, UnitOfWork
 from booking_svc.repository import SCHEMA, BookingRepository
 from booking_svc.service import BookingServicer, PaymentRefunds, encode_booking_change, encode_booking_created
 from petpro import events, grpc_client, grpc_server, policy, telemetry
@@ -31,26 +33,33 @@ class BookingSettings(ServiceSettings):
     refund_retry_max_seconds: float = Field(default=60.0, gt=0, description="longest back-off of a failing refund")
 
 
-def build(settings: BookingSettings) -> grpc_server.App:
-    db = Database(settings.url("database_url"), SCHEMA, app_name="booking_svc", pool_size=settings.db_pool_size)
-
-    uow, read = db.repositories(BookingRepository)
-    payment_channel = grpc_client.channel(
-        settings.peer("payment"),
-        idempotent=policy.idempotent_methods(payment_pb2.DESCRIPTOR.services_by_name["PaymentService"]))
+def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
+          read: UnitOfWork | None = None, refunds: RefundPort | None = None) -> grpc_server.App:
+    """The booking service.  Tests pass fakes of the ports (``uow``/``read``, ``refunds``) instead of the
+    database and the payment service; the outbox relay then has nothing to relay and is not started."""
+    background: list[Callable[[], Awaitable[None]]] = []
+    on_stop: list[Callable[[], Awaitable[None]]] = []
+    if uow is None:
+        db = Database(settings.url("database_url"), SCHEMA, app_name="booking_svc",
+                      pool_size=settings.db_pool_size)
+        uow, read = db.repositories(BookingRepository)
+        relay = OutboxRelay(
+            db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
+            source="/petpro/booking_svc", listen_dsn=settings.url("database_url"),
+            batch_size=settings.outbox_batch_size,
+        )
+        background.append(relay.run)
+        on_stop.append(db.close)
+    if refunds is None:
+        payment_channel = grpc_client.channel(
+            settings.peer("payment"),
+            idempotent=policy.idempotent_methods(payment_pb2.DESCRIPTOR.services_by_name["PaymentService"]))
+        refunds = PaymentRefunds(payment_pb2_grpc.PaymentServiceStub(payment_channel))
+        on_stop.append(payment_channel.close)
     handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
                                read=read, catalog_ttl=settings.catalog_cache_seconds,
                                traceparent=telemetry.current_traceparent, encode_change=encode_booking_change,
-                               refunds=PaymentRefunds(payment_pb2_grpc.PaymentServiceStub(payment_channel)),
-                               refund_retry_max=timedelta(seconds=settings.refund_retry_max_seconds))
-
-    async def close_payment_channel() -> None:
-        await payment_channel.close()
-
-    relay = OutboxRelay(
-        db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
-        source="/petpro/booking_svc", listen_dsn=settings.url("database_url"), batch_size=settings.outbox_batch_size,
-    )
+                               refunds=refunds, refund_retry_max=timedelta(seconds=settings.refund_retry_max_seconds))
     return grpc_server.App(
         name="booking_svc",
         settings=settings,
@@ -59,11 +68,11 @@ def build(settings: BookingSettings) -> grpc_server.App:
             "petpro.booking.v1.BookingService",
         )],
         background=[grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds,
-                                               handlers.expire_due),
+                                         handlers.expire_due),
                     grpc_server.periodic("booking_svc.refunds", settings.refund_sweep_seconds,
                                          handlers.dispatch_refunds),
-                    relay.run],
-        on_stop=[db.close, close_payment_channel],
+                    *background],
+        on_stop=on_stop,
     )
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
+from typing import Any
+
+import grpc
 
 from booking_svc.domain import (
     WEEKDAYS,
@@ -19,10 +23,9 @@ from booking_svc.handlers import (
     TOPIC_BOOKING_CANCELLED,
     TOPIC_BOOKING_RESCHEDULED,
     BookingHandlers,
-    Change,
-    RefundResult,
     ReserveCommand,
 )
+from booking_svc.ports import Change, RefundResult
 from petpro.convert import dt, ts, uid
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
 from petpro_api.common.v1 import money_pb2
@@ -36,7 +39,7 @@ def money(amount_minor: int, currency: str) -> money_pb2.Money:
 def clinic_pb(c: Clinic) -> booking_pb2.Clinic:
     hours = [
         booking_pb2.OpeningHours(
-            weekday=WEEKDAYS.index(day) + 1, open_time=iv.start.strftime("%H:%M"), close_time=iv.end.strftime("%H:%M")
+            weekday=booking_pb2.Weekday.ValueType(WEEKDAYS.index(day) + 1), open_time=iv.start.strftime("%H:%M"), close_time=iv.end.strftime("%H:%M")
         )
         for day in WEEKDAYS
         for iv in c.opening_hours.get(day, [])
@@ -81,7 +84,7 @@ def reservation_pb(r: Reservation) -> booking_pb2.Reservation:
 def booking_pb(b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
     """The booking; with ``now``, also what the owner may still do at that moment (from the domain)."""
     out = booking_pb2.Booking(
-        booking_id=str(b.id), state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state}"),
+        booking_id=str(b.id), state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state.value}"),
         reservation_lock_id=str(b.lock_id), payment_id=str(b.payment_id), clinic_id=str(b.clinic_id),
         service_id=str(b.service_id), pet_id=str(b.pet_id), owner_user_id=str(b.owner_user_id),
         slot_start_time=ts(b.start), slot_end_time=ts(b.end), amount=money(b.amount_minor, b.currency),
@@ -91,7 +94,8 @@ def booking_pb(b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
                                   state=booking_pb2.RefundState.Value(f"REFUND_STATE_{b.refund_state.value}"),
                                   provider_refund_id=b.provider_refund_id, update_time=ts(b.refund_updated_at)),
         cancel_reason=b.cancel_reason,
-        cancelled_by=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{b.cancelled_by.value}") if b.cancelled_by else 0,
+        cancelled_by=booking_pb2.BookingActor.Value(
+            f"BOOKING_ACTOR_{b.cancelled_by.value if b.cancelled_by else 'UNSPECIFIED'}"),
         update_time=ts(b.updated_at), reschedule_count=b.reschedule_count,
     )
     if now is not None:
@@ -99,7 +103,7 @@ def booking_pb(b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
         out.refund_if_cancelled_now.CopyFrom(money(b.refund_if_cancelled_now(now), b.currency))
         deadline = b.reschedule_deadline(now)
         if deadline is not None:
-            out.reschedule_deadline.CopyFrom(ts(deadline))
+            out.reschedule_deadline.FromDatetime(deadline)
     return out
 
 
@@ -107,23 +111,28 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def __init__(self, handlers: BookingHandlers) -> None:
         self.h = handlers
 
-    async def ListClinics(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListClinics(self, request: booking_pb2.ListClinicsRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListClinicsResponse:
         rows, token = await self.h.list_clinics(request.page_size, request.page_token)
         return booking_pb2.ListClinicsResponse(clinics=[clinic_pb(c) for c in rows], next_page_token=token)
 
-    async def GetClinic(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetClinic(self, request: booking_pb2.GetClinicRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetClinicResponse:
         return booking_pb2.GetClinicResponse(clinic=clinic_pb(await self.h.get_clinic(uid(request.clinic_id, "clinic_id"))))
 
-    async def ListServices(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListServices(self, request: booking_pb2.ListServicesRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListServicesResponse:
         rows, token = await self.h.list_services(uid(request.clinic_id, "clinic_id"), request.page_size,
                                                  request.page_token)
         return booking_pb2.ListServicesResponse(services=[service_pb(s) for s in rows], next_page_token=token)
 
-    async def GetService(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetService(self, request: booking_pb2.GetServiceRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetServiceResponse:
         svc, _ = await self.h.get_service(uid(request.service_id, "service_id"))
         return booking_pb2.GetServiceResponse(service=service_pb(svc))
 
-    async def GetAvailability(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetAvailability(self, request: booking_pb2.GetAvailabilityRequest,
+                             context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetAvailabilityResponse:
         svc, clinic, slots = await self.h.availability(uid(request.service_id, "service_id"), request.date)
         return booking_pb2.GetAvailabilityResponse(
             service_id=str(svc.id), date=request.date, time_zone=clinic.time_zone,
@@ -131,18 +140,21 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                                     remaining=s.remaining) for s in slots],
         )
 
-    async def CreatePet(self, request, context):  # type: ignore[no-untyped-def]
+    async def CreatePet(self, request: booking_pb2.CreatePetRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.CreatePetResponse:
         species = booking_pb2.Species.Name(request.species).removeprefix("SPECIES_")
         pet = await self.h.create_pet(uid(request.owner_user_id, "owner_user_id"), request.name, species,
                                       request.breed if request.HasField("breed") else None, request.birth_date)
         return booking_pb2.CreatePetResponse(pet=pet_pb(pet))
 
-    async def ListPets(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListPets(self, request: booking_pb2.ListPetsRequest,
+                      context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListPetsResponse:
         rows, token = await self.h.list_pets(uid(request.owner_user_id, "owner_user_id"), request.page_size,
                                              request.page_token)
         return booking_pb2.ListPetsResponse(pets=[pet_pb(p) for p in rows], next_page_token=token)
 
-    async def ReserveSlot(self, request, context):  # type: ignore[no-untyped-def]
+    async def ReserveSlot(self, request: booking_pb2.ReserveSlotRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ReserveSlotResponse:
         res = await self.h.reserve(ReserveCommand(
             request_id=request.request_id, owner_user_id=uid(request.owner_user_id, "owner_user_id"),
             owner_email=request.owner_email, owner_name=request.owner_name,
@@ -151,20 +163,24 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         ))
         return booking_pb2.ReserveSlotResponse(reservation=reservation_pb(res))
 
-    async def GetReservation(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetReservation(self, request: booking_pb2.GetReservationRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetReservationResponse:
         res = await self.h.get_reservation(uid(request.lock_id, "lock_id"), None)
         return booking_pb2.GetReservationResponse(reservation=reservation_pb(res))
 
-    async def ConfirmBooking(self, request, context):  # type: ignore[no-untyped-def]
+    async def ConfirmBooking(self, request: booking_pb2.ConfirmBookingRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ConfirmBookingResponse:
         b = await self.h.confirm(uid(request.reservation_lock_id, "reservation_lock_id"),
                                  uid(request.payment_id, "payment_id"))
         return booking_pb2.ConfirmBookingResponse(booking_id=str(b.id), booking=booking_pb(b, self.h.clock()))
 
-    async def GetBooking(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetBooking(self, request: booking_pb2.GetBookingRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetBookingResponse:
         return booking_pb2.GetBookingResponse(booking=booking_pb(
             await self.h.get_booking(uid(request.booking_id, "booking_id"), None), self.h.clock()))
 
-    async def CancelBooking(self, request, context):  # type: ignore[no-untyped-def]
+    async def CancelBooking(self, request: booking_pb2.CancelBookingRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.CancelBookingResponse:
         booking_id = uid(request.booking_id, "booking_id")
         if request.WhichOneof("actor") == "clinic_id":
             b = await self.h.cancel(request.request_id, booking_id, Actor.CLINIC, request.reason,
@@ -174,26 +190,31 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                                     owner=uid(request.owner_user_id, "owner_user_id"))
         return booking_pb2.CancelBookingResponse(booking=booking_pb(b, self.h.clock()))
 
-    async def RescheduleBooking(self, request, context):  # type: ignore[no-untyped-def]
+    async def RescheduleBooking(self, request: booking_pb2.RescheduleBookingRequest,
+                                context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.RescheduleBookingResponse:
         b = await self.h.reschedule(request.request_id, uid(request.booking_id, "booking_id"),
                                     uid(request.owner_user_id, "owner_user_id"), dt(request.slot_start_time))
         return booking_pb2.RescheduleBookingResponse(booking=booking_pb(b, self.h.clock()))
 
-    async def CompleteBooking(self, request, context):  # type: ignore[no-untyped-def]
+    async def CompleteBooking(self, request: booking_pb2.CompleteBookingRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.CompleteBookingResponse:
         b = await self.h.record_outcome(request.request_id, uid(request.booking_id, "booking_id"),
                                         uid(request.clinic_id, "clinic_id"), BookingState.COMPLETED)
         return booking_pb2.CompleteBookingResponse(booking=booking_pb(b, self.h.clock()))
 
-    async def MarkNoShow(self, request, context):  # type: ignore[no-untyped-def]
+    async def MarkNoShow(self, request: booking_pb2.MarkNoShowRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.MarkNoShowResponse:
         b = await self.h.record_outcome(request.request_id, uid(request.booking_id, "booking_id"),
                                         uid(request.clinic_id, "clinic_id"), BookingState.NO_SHOW)
         return booking_pb2.MarkNoShowResponse(booking=booking_pb(b, self.h.clock()))
 
-    async def ListPendingRefunds(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListPendingRefunds(self, request: booking_pb2.ListPendingRefundsRequest,
+                                 context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListPendingRefundsResponse:
         rows = await self.h.pending_refunds(request.page_size)
         return booking_pb2.ListPendingRefundsResponse(bookings=[booking_pb(b) for b in rows])
 
-    async def ListBookings(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListBookings(self, request: booking_pb2.ListBookingsRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListBookingsResponse:
         parent = request.WhichOneof("parent")
         rows, token = await self.h.list_bookings(
             owner=uid(request.owner_user_id, "owner_user_id") if parent == "owner_user_id" else None,
@@ -205,8 +226,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return booking_pb2.ListBookingsResponse(bookings=[booking_pb(b, now) for b in rows], next_page_token=token)
 
 
-def encode_booking_created(event_id, booking: Booking, res: Reservation, svc: Service, clinic: Clinic,  # type: ignore[no-untyped-def]
-                           pet: Pet, now) -> bytes:
+def encode_booking_created(event_id: uuid.UUID, booking: Booking, res: Reservation, svc: Service, clinic: Clinic,
+                           pet: Pet, now: datetime) -> bytes:
     """The ``booking.created`` event (protobuf ``petpro.booking.v1.BookingCreated``) for the outbox."""
     return events_pb2.BookingCreated(
         event_id=str(event_id), occurred_at=ts(now), booking_id=str(booking.id), clinic_id=str(clinic.id),
@@ -222,8 +243,8 @@ def encode_booking_created(event_id, booking: Booking, res: Reservation, svc: Se
     ).SerializeToString()
 
 
-def encode_booking_change(event_id, change: Change, res: Reservation, svc: Service, clinic: Clinic,  # type: ignore[no-untyped-def]
-                          pet: Pet, now) -> bytes:
+def encode_booking_change(event_id: uuid.UUID, change: Change, res: Reservation, svc: Service, clinic: Clinic,
+                          pet: Pet, now: datetime) -> bytes:
     """A lifecycle event (BookingCancelled, BookingRescheduled, BookingOutcomeRecorded) for the outbox."""
     b = change.booking
     ctx = events_pb2.BookingChangeContext(
@@ -254,9 +275,9 @@ class PaymentRefunds:
         self.stub = stub
         self.timeout = timeout
 
-    async def refund(self, payment_id, amount_minor: int, currency: str, request_id: str,  # type: ignore[no-untyped-def]
+    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
                      reason: str) -> RefundResult:
-        r = await self.stub.RefundPayment(payment_pb2.RefundPaymentRequest(
-            payment_id=str(payment_id), reason=reason[:500], request_id=request_id,
-            amount=money(amount_minor, currency)), timeout=self.timeout)
+        r: payment_pb2.RefundPaymentResponse = await self.stub.RefundPayment(  # type: ignore[misc]
+            payment_pb2.RefundPaymentRequest(payment_id=str(payment_id), reason=reason[:500], request_id=request_id,
+                                             amount=money(amount_minor, currency)), timeout=self.timeout)
         return RefundResult(r.refund.provider_refund_id, r.refund.status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -11,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     MetaData,
+    Row,
     String,
     Table,
     Text,
@@ -66,12 +68,12 @@ refunds = Table(
 )
 
 
-def _refund(r) -> Refund:  # type: ignore[no-untyped-def]
+def _refund(r: Row[Any]) -> Refund:
     return Refund(r.request_id, r.payment_id, r.provider_refund_id, r.amount_minor, r.currency, r.status,
                   r.created_at, r.updated_at)
 
 
-def _payment(r) -> Payment:  # type: ignore[no-untyped-def]
+def _payment(r: Row[Any]) -> Payment:
     return Payment(id=r.id, order_ref=r.order_ref, request_id=r.request_id, status=PaymentStatus(r.status),
                    amount_minor=r.amount_minor, currency=r.currency, customer_email=r.customer_email,
                    session_id=r.session_id, payment_url=r.payment_url, provider_payment_id=r.payment_intent_id,
@@ -128,8 +130,8 @@ class PaymentRepository:
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         """True the first time an event id is seen; False for a duplicate delivery."""
         stmt = pg_insert(webhook_events).values(event_id=event_id, type=event_type, payment_id=payment_id)
-        stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(webhook_events.c.event_id)
-        return (await self.s.execute(stmt)).first() is not None
+        query = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(webhook_events.c.event_id)
+        return (await self.s.execute(query)).first() is not None
 
     async def refund(self, request_id: str) -> Refund | None:
         r = (await self.s.execute(select(refunds).where(refunds.c.request_id == request_id))).first()

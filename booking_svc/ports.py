@@ -1,0 +1,122 @@
+"""The ports booking's use cases depend on: the repository of one unit of work, the unit of work
+itself, and the encoder of the ``booking.created`` event.  ``repository.py`` implements them with
+SQLAlchemy; ``tests/unit`` with hand-written fakes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from booking_svc.domain import (
+    Actor,
+    Booking,
+    Clinic,
+    Pet,
+    RefundState,
+    Reservation,
+    ReservationState,
+    Service,
+)
+
+
+class BookingRepository(Protocol):
+    """Queries of one unit of work.  Raises domain errors (``UnitTaken``, ``DuplicateRequest``), never
+    driver errors, for the races the schema decides."""
+
+    # catalog
+    async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]: ...
+    async def clinic(self, clinic_id: uuid.UUID) -> Clinic | None: ...
+    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None,
+                            limit: int) -> list[Service]: ...
+    async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None: ...
+
+    # pets
+    async def add_pet(self, pet: Pet) -> None: ...
+    async def pet(self, pet_id: uuid.UUID) -> Pet | None: ...
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]: ...
+
+    # reservations
+    async def reservation(self, lock_id: uuid.UUID, *, for_update: bool = False) -> Reservation | None: ...
+    async def reservation_by_request(self, owner: uuid.UUID, request_id: str) -> Reservation | None: ...
+    async def expire_overlapping(self, service_id: uuid.UUID, start: datetime, end: datetime,
+                                 now: datetime) -> int: ...
+    async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]: ...
+    async def insert_reservation(self, res: Reservation) -> None:
+        """Raises UnitTaken or DuplicateRequest; must be the transaction's last statement."""
+        ...
+    async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
+                            payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
+        """False when re-activating the reservation would overlap another active one."""
+        ...
+    async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]: ...
+    async def active_counts(self, service_id: uuid.UUID, start: datetime, end: datetime,
+                            now: datetime) -> list[tuple[datetime, datetime]]: ...
+
+    # bookings
+    async def add_booking(self, b: Booking) -> None: ...
+    async def booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None: ...
+    async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None: ...
+    async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
+                            start_from: datetime | None, after: tuple[str, ...] | None,
+                            limit: int) -> list[Booking]: ...
+    async def add_outbox(self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes,
+                         traceparent: str) -> None: ...
+
+    # lifecycle after confirmation
+    async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None: ...
+    async def lifecycle_request(self, request_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None: ...
+    async def add_lifecycle_request(self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str,
+                                    fingerprint: str, now: datetime) -> None:
+        """Raises DuplicateRequest when the request id exists (a concurrent retry)."""
+        ...
+    async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None: ...
+    async def move_reservation(self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime,
+                               now: datetime) -> bool:
+        """One statement moving the hold; False (nothing changed) when the target is taken."""
+        ...
+    async def taken_units_except(self, service_id: uuid.UUID, start: datetime, end: datetime,
+                                 lock_id: uuid.UUID) -> set[int]: ...
+    async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]: ...
+    async def record_refund(self, booking_id: uuid.UUID, state: RefundState, provider_refund_id: str, error: str,
+                            now: datetime, next_at: datetime | None) -> None: ...
+    async def open_refunds(self, limit: int) -> list[Booking]: ...
+
+
+# ``async with uow() as repo``: one transaction, committed when the block exits normally
+UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
+
+# the serialized BookingCreated event for the outbox: (event id, booking, reservation, service, clinic,
+# pet, now) → bytes
+EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
+
+
+@dataclass(frozen=True)
+class Change:
+    """A committed lifecycle change, for its event: the booking after it, and what it came from."""
+
+    topic: str
+    booking: Booking
+    actor: Actor
+    previous_start: datetime | None = None
+    previous_end: datetime | None = None
+
+
+# builds the serialized lifecycle event: (event id, change, reservation, service, clinic, pet, now) → bytes
+ChangeEncoder = Callable[[uuid.UUID, Change, Reservation, Service, Clinic, Pet, datetime], bytes]
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    provider_refund_id: str
+    status: str  # the provider's: pending, requires_action, succeeded, failed, canceled
+
+
+class RefundPort(Protocol):
+    """Sends the refund of a cancelled booking to the payment service (idempotent on request_id)."""
+
+    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
+                     reason: str) -> RefundResult: ...
