@@ -77,6 +77,18 @@ class BookingNotice:
     owner_name: str
     amount_minor: int
     currency: str
+    # the lifecycle (booking.created → cancelled | rescheduled | completed | no_show), see events.py
+    kind: str = "created"
+    version: int = 1
+    refund_minor: int = 0
+    reason: str = ""
+    previous_start: datetime | None = None
+    actor: str = ""  # OWNER / CLINIC for changes
+
+    @property
+    def category(self) -> str:
+        """Preferences apply per category; confirmations and cancellations are transactional (always sent)."""
+        return "transactional" if self.kind in ("created", "cancelled") else "changes"
 
     @property
     def local_start(self) -> datetime:
@@ -103,7 +115,42 @@ def when(n: BookingNotice) -> str:
 
 
 def push_message(n: BookingNotice) -> tuple[str, str, dict[str, str]]:
-    title = f"Booking confirmed: {n.service_name}"
-    body = f"{n.pet_name} at {n.clinic_name}, {n.local_start:%a %d %b %H:%M}"
-    data = {"booking_id": n.booking_id, "clinic_id": str(n.clinic_id), "type": "booking.created"}
+    at = f"{n.local_start:%a %d %b %H:%M}"
+    if n.kind == "cancelled":
+        title = f"Booking cancelled: {n.service_name}"
+        refund = f"refund {format_money(n.refund_minor, n.currency)}" if n.refund_minor else "no refund"
+        body = f"{n.pet_name} at {n.clinic_name}, {at} — {refund}"
+    elif n.kind == "rescheduled":
+        title = f"Booking moved: {n.service_name}"
+        body = f"{n.pet_name} at {n.clinic_name}, now {at}"
+    elif n.kind in ("completed", "no_show"):
+        title = f"Visit {'completed' if n.kind == 'completed' else 'missed'}: {n.service_name}"
+        body = f"{n.pet_name} at {n.clinic_name}, {at}"
+    else:
+        title = f"Booking confirmed: {n.service_name}"
+        body = f"{n.pet_name} at {n.clinic_name}, {at}"
+    data = {"booking_id": n.booking_id, "clinic_id": str(n.clinic_id), "type": f"booking.{n.kind}"}
     return title, body, data
+
+
+def change_mail(n: BookingNotice) -> tuple[str, str]:
+    """Subject and plain text of a lifecycle email (cancelled with its refund, new time after a move)."""
+    hello = f"Hello {n.owner_name or 'there'},\n\n"
+    facts = (f"  Clinic:     {n.clinic_name}\n  Service:    {n.service_name}\n  Pet:        {n.pet_name}\n"
+             f"  When:       {when(n)}\n  Reference:  {n.reference}\n")
+    if n.kind == "cancelled":
+        by = "the clinic" if n.actor == "CLINIC" else "you"
+        refund = (f"We refund {format_money(n.refund_minor, n.currency)} to your card." if n.refund_minor
+                  else "Under the clinic's cancellation policy, nothing is refunded.")
+        reason = f"Reason: {n.reason}\n" if n.reason else ""
+        return (f"Booking cancelled: {n.service_name} for {n.pet_name}",
+                f"{hello}your booking was cancelled by {by}.\n\n{facts}{reason}\n{refund}\n")
+    if n.kind == "rescheduled":
+        before = ""
+        if n.previous_start is not None:
+            before = f"  Was:        {n.previous_start.astimezone(ZoneInfo(n.clinic_time_zone)):%A, %d %B %Y, %H:%M}\n"
+        return (f"Booking moved: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
+                f"{hello}your booking has a new time.\n\n{facts}{before}")
+    outcome = "completed" if n.kind == "completed" else "recorded as missed (no-show)"
+    return (f"Visit {outcome}: {n.service_name} for {n.pet_name}",
+            f"{hello}the clinic marked your visit {outcome}.\n\n{facts}")

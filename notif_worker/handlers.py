@@ -57,11 +57,20 @@ class NotifyHandlers:
         self.publish_feed = publish_feed
         self.retry = retry
 
-    async def notify(self, n: BookingNotice) -> None:
-        """All channels for one event.  Raises ChannelFailed when a step exhausted its retries."""
-        email_due = await self._with_retry("feed+push", lambda: self._record(n))
+    async def notify(self, n: BookingNotice, topic: str = "", payload: bytes = b"",
+                     decode: Callable[[str, bytes], BookingNotice] | None = None) -> None:
+        """All channels for one event, in the booking's order: an event whose predecessor (version - 1)
+        has not been applied yet is parked in the database and applied right after it, by whichever
+        worker applies the predecessor.  Raises ChannelFailed when a step exhausted its retries."""
+        parked = await self._notify_one(n, topic, payload)
+        while parked is not None and decode is not None:
+            parked = await self._notify_one(decode(*parked), *parked)  # the next version was waiting for this one
+
+    async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        email_due, parked = await self._with_retry("feed+push", lambda: self._record(n, topic, payload))
         if email_due:
             await self._with_retry("email", lambda: self._send_email(n))
+        return parked
 
     async def _with_retry(self, channel: str, step: Callable[[], Awaitable[T]]) -> T:
         for attempt in range(self.retry.attempts):
@@ -74,11 +83,20 @@ class NotifyHandlers:
                 await asyncio.sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
-    async def _record(self, n: BookingNotice) -> bool:
-        """One transaction for what lives in our database: the clinic feed row, the push (inbox) and
-        the email's delivery claim.  Returns whether the email still has to be sent."""
+    async def _record(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[bool, tuple[str, bytes] | None]:
+        """One transaction for what lives in our database: the booking's order, the clinic feed row, the
+        push (inbox) and the email's delivery claim.  Returns whether the email still has to be sent,
+        and the parked next event of this booking, if one was waiting."""
         async with self.uow() as repo:
-            row = await repo.add_clinic_event(n.clinic_id, n.event_id, "booking.created", n.occurred_at,
+            applied = await repo.lock_progress(n.booking_id)
+            if n.version > applied + 1 and payload:  # an earlier change is still on its way
+                await repo.park(n.booking_id, n.version, topic, payload)
+                return False, None
+            nxt = None
+            if n.version > applied:
+                await repo.set_progress(n.booking_id, n.version)
+                nxt = await repo.take_parked(n.booking_id, n.version + 1)
+            row = await repo.add_clinic_event(n.clinic_id, n.event_id, f"booking.{n.kind}", n.occurred_at,
                                               lambda cursor: self.encode_feed(n, cursor))
             if await repo.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
                 title, body, data = push_message(n)
@@ -87,7 +105,7 @@ class NotifyHandlers:
             email_due = await repo.claim_delivery(n.event_id, "email", n.owner_email)
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
-        return email_due
+        return email_due, nxt
 
     async def _send_email(self, n: BookingNotice) -> None:
         try:

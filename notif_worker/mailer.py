@@ -15,16 +15,18 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
-from notif_worker.domain import BookingNotice, format_money, when
+from notif_worker.domain import BookingNotice, change_mail, format_money, when
 
 _TEXT = Template(resources.files("notif_worker").joinpath("templates/booking_confirmed.txt").read_text())
 _HTML = Template(resources.files("notif_worker").joinpath("templates/booking_confirmed.html").read_text())
 
 
 def render(n: BookingNotice, sender: str) -> MIMEMultipart:
-    """The confirmation as multipart/alternative (text + HTML).  Built with the compat32 MIME classes:
-    the default ``email.policy`` parses every header through its registry, which made rendering the
-    most expensive step of a notification."""
+    """The confirmation (or a lifecycle change) as multipart/alternative (text + HTML).  Built with the
+    compat32 MIME classes: the default ``email.policy`` parses every header through its registry, which
+    made rendering the most expensive step of a notification."""
+    if n.kind != "created":
+        return _render_change(n, sender)
     fields = {
         "owner_name": n.owner_name or "there", "clinic_name": n.clinic_name, "service_name": n.service_name,
         "pet_name": n.pet_name, "when": when(n), "reference": n.reference,
@@ -43,6 +45,21 @@ def render(n: BookingNotice, sender: str) -> MIMEMultipart:
     msg["X-PetPro-Booking-Id"] = n.booking_id
     msg.attach(MIMEText(_TEXT.substitute(fields), "plain", "utf-8"))
     msg.attach(MIMEText(_HTML.substitute({k: html.escape(v) for k, v in fields.items()}), "html", "utf-8"))
+    return msg
+
+
+def _render_change(n: BookingNotice, sender: str) -> MIMEMultipart:
+    subject, text = change_mail(n)
+    msg = MIMEMultipart("alternative")
+    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject  # type: ignore[assignment]
+    msg["From"] = sender
+    msg["To"] = n.owner_email
+    msg["Date"] = format_datetime(n.occurred_at)
+    msg["Message-ID"] = f"<{n.event_id}.booking-{n.kind.replace('_', '-')}@petpro.dev>"
+    msg["X-PetPro-Event-Id"] = str(n.event_id)
+    msg["X-PetPro-Booking-Id"] = n.booking_id
+    msg.attach(MIMEText(text, "plain", "utf-8"))
+    msg.attach(MIMEText("<pre>" + html.escape(text) + "</pre>", "html", "utf-8"))
     return msg
 
 

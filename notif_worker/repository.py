@@ -52,6 +52,20 @@ clinic_events = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
 )
+booking_progress = Table(
+    "booking_progress", metadata,
+    Column("booking_id", String(64), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+parked_events = Table(
+    "parked_events", metadata,
+    Column("booking_id", String(64), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
 inbox = Table(
     "inbox", metadata,
     Column("id", Uuid, primary_key=True),
@@ -147,4 +161,28 @@ class NotifRepository:
         r = (await self.s.execute(stmt.returning(devices.c.id, devices.c.user_id, devices.c.platform,
                                                  devices.c.created_at))).one()
         return DeviceRow(r.id, r.user_id, r.platform, r.created_at)
+
+    # -- per-booking order of lifecycle events ------------------------------------------------------
+    async def lock_progress(self, booking_id: str) -> int:
+        """The last version applied for a booking (0: none), its row locked for this transaction: every
+        worker deciding about this booking's events waits here, so park/apply never race."""
+        await self.s.execute(pg_insert(booking_progress).values(booking_id=booking_id, version=0)
+                             .on_conflict_do_nothing())
+        r = (await self.s.execute(select(booking_progress.c.version).where(
+            booking_progress.c.booking_id == booking_id).with_for_update())).first()
+        return int(r.version) if r else 0
+
+    async def set_progress(self, booking_id: str, version: int) -> None:
+        await self.s.execute(update(booking_progress).where(booking_progress.c.booking_id == booking_id).values(
+            version=version, updated_at=func.now()))
+
+    async def park(self, booking_id: str, version: int, topic: str, payload: bytes) -> None:
+        await self.s.execute(pg_insert(parked_events).values(
+            booking_id=booking_id, version=version, topic=topic, payload=payload).on_conflict_do_nothing())
+
+    async def take_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
+        r = (await self.s.execute(parked_events.delete().where(
+            parked_events.c.booking_id == booking_id, parked_events.c.version == version)
+            .returning(parked_events.c.topic, parked_events.c.payload))).first()
+        return (r.topic, r.payload) if r else None
 

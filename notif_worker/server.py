@@ -31,6 +31,9 @@ class NotifSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIF_", env_file=".env", extra="ignore")
 
     topic: str = "booking.created"
+    # the lifecycle topics, consumed by the same group (per booking: key = booking id)
+    change_topics: tuple[str, ...] = ("booking.cancelled", "booking.rescheduled", "booking.completed",
+                                      "booking.no_show")
     dlq_topic: str = "booking.created.dlq"
     consumer_group: str = "notif-worker"
     mail_from: str = "PetPro <bookings@petpro.dev>"
@@ -76,7 +79,7 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
     if consumer_factory is None or producer_factory is None:
         bootstrap = settings.url("kafka_bootstrap_servers")
         consumer_factory = consumer_factory or (
-            lambda: events.consumer(bootstrap, settings.consumer_group, settings.topic))
+            lambda: events.consumer(bootstrap, settings.consumer_group, settings.topic, *settings.change_topics))
         producer_factory = producer_factory or (lambda: events.producer(bootstrap, "notif_worker-dlq"))
     consumer = BookingCreatedConsumer(handlers, consumer_factory, producer_factory, settings.dlq_topic,
                                       concurrency=settings.concurrency)

@@ -12,7 +12,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
-from notif_worker.events import decode_booking_created
+from notif_worker.events import decode_event
 from notif_worker.handlers import NotifyHandlers
 from petpro import telemetry
 
@@ -60,7 +60,7 @@ class BookingCreatedConsumer:
 
     async def _process(self, record: ConsumerRecord) -> None:
         try:
-            await self.h.notify(decode_booking_created(record.value))
+            await self.h.notify(decode_event(record.topic, record.value), record.topic, record.value, decode_event)
             telemetry.EVENTS_CONSUMED.labels(record.topic, "processed").inc()
         except (PoisonEvent, ChannelFailed) as exc:
             log.error("dead-lettering event", extra={"fields": {"offset": record.offset, "error": str(exc)}})

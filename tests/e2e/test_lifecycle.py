@@ -287,3 +287,44 @@ async def test_clinic_records_the_outcome_after_the_start_and_keeps_the_payment(
     assert r.json()["booking"]["state"] == state
     assert (await api.cancel(owner, booking_id)).json()["reason"] == "BOOKING_NOT_CONFIRMED"
     assert await api.sandbox_refunds(b["payment_id"]) == []
+
+
+async def test_changes_reach_the_owner_and_the_clinic_feed_in_order_once_each(api: Api):
+    from tests.e2e.conftest import mails_to
+    from tests.e2e.test_notifications import feed
+
+    token = (await staff_token(api))["Authorization"].split()[1]
+    owner, booking_id, _b = await booked(api)
+    new = await api.unique_slot()
+    assert (await api.reschedule(owner, booking_id, new)).status_code == 200
+    assert (await api.cancel(owner, booking_id, "moving away")).status_code == 200
+
+    async def three_mails():  # type: ignore[no-untyped-def]
+        mails = mails_to(api.stack, owner.email)
+        return mails if len(mails) >= 3 else None
+
+    mails = sorted(await eventually(three_mails), key=lambda m: m.message["Date"])
+    subjects = sorted(m.subject for m in mails)
+    assert [s.split(":")[0] for s in subjects] == ["Booking cancelled", "Booking confirmed", "Booking moved"]
+    cancelled = next(m for m in mails if m.subject.startswith("Booking cancelled"))
+    assert "We refund 45.00 EUR" in cancelled.body() and "moving away" in cancelled.body()
+
+    async def pushes():  # type: ignore[no-untyped-def]
+        inbox = (await api.c.get("/v1/me/notifications", headers=owner.auth)).json()["notifications"]
+        return inbox if len(inbox) >= 3 else None
+
+    kinds = sorted(n["data"]["type"] for n in await eventually(pushes))
+    assert kinds == ["booking.cancelled", "booking.created", "booking.rescheduled"]
+
+    seen: list = []
+
+    async def all_three():  # type: ignore[no-untyped-def]
+        after = seen[-1].cursor if seen else 0
+        seen.extend(await feed(api, token, HAPPY_PAWS, after, 200, timeout=1))
+        return sum(e.booking.booking_id == booking_id for e in seen) >= 3
+
+    await eventually(all_three, timeout=30)
+    ours = [e for e in seen if e.booking.booking_id == booking_id]
+    assert [e.booking.version for e in ours] == [1, 2, 3]  # created, rescheduled, cancelled: in order, once
+    assert ours[1].booking.slot_start_time.ToDatetime(tzinfo=UTC) == at(new)
+    assert ours[2].booking.refund_amount.amount_minor == PRICE and ours[2].booking.reason == "moving away"

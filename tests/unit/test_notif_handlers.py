@@ -236,3 +236,48 @@ async def test_a_feed_race_is_rolled_back_and_retried(env):
     assert h.uow.rollbacks == 1
     assert [row.cursor for _, row in store.feed[CLINIC]] == [1] and q.qsize() == 1
     assert len(store.inbox) == 1 and mailer.sent == [n]
+
+
+# -- lifecycle events: in the booking's order, though they come from several topics ----------------
+def change_payload(kind: str, n: BookingNotice, version: int, refund: int = 0) -> tuple[str, bytes]:
+    ctx = events_pb2.BookingChangeContext(
+        event_id=str(uuid.uuid4()), occurred_at=ts(n.occurred_at), booking_id=n.booking_id,
+        clinic_id=str(n.clinic_id), clinic_name=n.clinic_name, clinic_time_zone=n.clinic_time_zone,
+        service=events_pb2.BookingCreated.Service(name=n.service_name),
+        pet=events_pb2.BookingCreated.Pet(name=n.pet_name, species=booking_pb2.SPECIES_DOG),
+        owner=events_pb2.BookingCreated.Owner(user_id=str(n.owner_user_id), email=n.owner_email, name=n.owner_name),
+        slot_start_time=ts(n.start + timedelta(days=1)), slot_end_time=ts(n.end + timedelta(days=1)),
+        version=version, actor=booking_pb2.BOOKING_ACTOR_OWNER)
+    if kind == "cancelled":
+        msg = events_pb2.BookingCancelled(context=ctx, refund_amount=money_pb2.Money(amount_minor=refund,
+                                                                                   currency="EUR"))
+        return "booking.cancelled", msg.SerializeToString()
+    return "booking.rescheduled", events_pb2.BookingRescheduled(context=ctx, previous_start_time=ts(n.start)
+                                                                ).SerializeToString()
+
+
+async def test_a_change_arriving_before_its_predecessor_waits_for_it(env):
+    from notif_worker.events import decode_event
+
+    h, store, mailer, _hub = env
+    created = notice()
+    await h.notify(created, "booking.created", b"created", decode_event)
+    cancel_topic, cancel = change_payload("cancelled", created, 3, refund=4500)
+    move_topic, move = change_payload("rescheduled", created, 2)
+
+    await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)  # version 3 first
+    assert [m.kind for m in mailer.sent] == ["created"]  # parked: nothing told yet
+    assert len(store.parked) == 1
+
+    await h.notify(decode_event(move_topic, move), move_topic, move, decode_event)  # version 2 releases 3
+    assert [m.kind for m in mailer.sent] == ["created", "rescheduled", "cancelled"]
+    feed = [clinic_feed_pb2.ClinicEvent.FromString(row.payload) for _, row in store.feed[CLINIC]]
+    assert [(e.type, e.booking.version) for e in feed] == [
+        (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED, 1),
+        (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED, 2),
+        (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CANCELLED, 3)]
+    assert feed[2].booking.refund_amount.amount_minor == 4500
+    assert store.parked == {} and store.progress[created.booking_id] == 3
+
+    await h.notify(decode_event(move_topic, move), move_topic, move, decode_event)  # a redelivery: no-op
+    assert len(mailer.sent) == 3

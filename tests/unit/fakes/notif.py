@@ -20,6 +20,8 @@ class NotifStore:
     feed: dict[uuid.UUID, list[tuple[uuid.UUID, FeedRow]]] = field(default_factory=dict)  # clinic → (event, row)
     inbox: list[InboxRow] = field(default_factory=list)
     devices: dict[tuple[uuid.UUID, str], DeviceRow] = field(default_factory=dict)
+    progress: dict[str, int] = field(default_factory=dict)  # booking → last version applied
+    parked: dict[tuple[str, int], tuple[str, bytes]] = field(default_factory=dict)
 
 
 class FakeNotifRepository:
@@ -66,6 +68,19 @@ class FakeNotifRepository:
                         existing.created_at if existing else datetime.now(UTC))
         self.s.devices[(user_id, token)] = row
         return row
+
+
+    async def lock_progress(self, booking_id: str) -> int:
+        return self.s.progress.setdefault(booking_id, 0)
+
+    async def set_progress(self, booking_id: str, version: int) -> None:
+        self.s.progress[booking_id] = version
+
+    async def park(self, booking_id: str, version: int, topic: str, payload: bytes) -> None:
+        self.s.parked.setdefault((booking_id, version), (topic, payload))
+
+    async def take_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
+        return self.s.parked.pop((booking_id, version), None)
 
 
 def notif_uow(store: NotifStore | None = None) -> FakeUnitOfWork[NotifStore, FakeNotifRepository]:

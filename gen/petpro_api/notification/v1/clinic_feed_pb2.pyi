@@ -29,6 +29,14 @@ class _ClinicEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Clini
     CLINIC_EVENT_TYPE_UNSPECIFIED: _ClinicEventType.ValueType  # 0
     CLINIC_EVENT_TYPE_BOOKING_CREATED: _ClinicEventType.ValueType  # 1
     """A booking was confirmed for the clinic (`booking` is set)."""
+    CLINIC_EVENT_TYPE_BOOKING_CANCELLED: _ClinicEventType.ValueType  # 2
+    """A booking was cancelled by its owner or the clinic (`booking.refund_amount`, `booking.reason`)."""
+    CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED: _ClinicEventType.ValueType  # 3
+    """A booking moved to another slot (`booking.slot_*` new, `booking.previous_start_time` old)."""
+    CLINIC_EVENT_TYPE_BOOKING_COMPLETED: _ClinicEventType.ValueType  # 4
+    """A booking was marked completed."""
+    CLINIC_EVENT_TYPE_BOOKING_NO_SHOW: _ClinicEventType.ValueType  # 5
+    """A booking was marked as a no-show."""
 
 class ClinicEventType(_ClinicEventType, metaclass=_ClinicEventTypeEnumTypeWrapper):
     """Kind of clinic event."""
@@ -36,6 +44,14 @@ class ClinicEventType(_ClinicEventType, metaclass=_ClinicEventTypeEnumTypeWrappe
 CLINIC_EVENT_TYPE_UNSPECIFIED: ClinicEventType.ValueType  # 0
 CLINIC_EVENT_TYPE_BOOKING_CREATED: ClinicEventType.ValueType  # 1
 """A booking was confirmed for the clinic (`booking` is set)."""
+CLINIC_EVENT_TYPE_BOOKING_CANCELLED: ClinicEventType.ValueType  # 2
+"""A booking was cancelled by its owner or the clinic (`booking.refund_amount`, `booking.reason`)."""
+CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED: ClinicEventType.ValueType  # 3
+"""A booking moved to another slot (`booking.slot_*` new, `booking.previous_start_time` old)."""
+CLINIC_EVENT_TYPE_BOOKING_COMPLETED: ClinicEventType.ValueType  # 4
+"""A booking was marked completed."""
+CLINIC_EVENT_TYPE_BOOKING_NO_SHOW: ClinicEventType.ValueType  # 5
+"""A booking was marked as a no-show."""
 Global___ClinicEventType: _TypeAlias = ClinicEventType  # noqa: Y015
 
 @_typing.final
@@ -97,6 +113,11 @@ class BookingSummary(_message.Message):
     OWNER_NAME_FIELD_NUMBER: _builtins.int
     OWNER_EMAIL_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    REFUND_AMOUNT_FIELD_NUMBER: _builtins.int
+    PREVIOUS_START_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     """Booking UUID."""
     service_id: _builtins.str
@@ -113,6 +134,12 @@ class BookingSummary(_message.Message):
     """Owner display name."""
     owner_email: _builtins.str
     """Owner email."""
+    state: _booking_pb2.BookingState.ValueType
+    """State after this event."""
+    version: _builtins.int
+    """Change counter of the booking (1 = created); apply an event only over a lower version."""
+    reason: _builtins.str
+    """Cancellation reason, if any."""
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the appointment."""
@@ -124,6 +151,14 @@ class BookingSummary(_message.Message):
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount paid."""
+
+    @_builtins.property
+    def refund_amount(self) -> _money_pb2.Money:
+        """Refund of a cancellation (zero when none)."""
+
+    @_builtins.property
+    def previous_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the previous slot, for a reschedule."""
 
     def __init__(
         self,
@@ -139,10 +174,15 @@ class BookingSummary(_message.Message):
         owner_name: _builtins.str = ...,
         owner_email: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
+        state: _booking_pb2.BookingState.ValueType = ...,
+        refund_amount: _money_pb2.Money | None = ...,
+        previous_start_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "previous_start_time", b"previous_start_time", "refund_amount", b"refund_amount", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "owner_email", b"owner_email", "owner_name", b"owner_name", "pet_id", b"pet_id", "pet_name", b"pet_name", "pet_species", b"pet_species", "service_id", b"service_id", "service_name", b"service_name", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "owner_email", b"owner_email", "owner_name", b"owner_name", "pet_id", b"pet_id", "pet_name", b"pet_name", "pet_species", b"pet_species", "previous_start_time", b"previous_start_time", "reason", b"reason", "refund_amount", b"refund_amount", "service_id", b"service_id", "service_name", b"service_name", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
