@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from kafka import KafkaConsumer, KafkaProducer
+from opentelemetry.trace import StatusCode
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
 from notif_worker.handlers import NotifyHandlers
@@ -57,13 +58,20 @@ class BookingCreatedConsumer:
         await asyncio.gather(*(in_order(g) for g in by_key.values()))
 
     async def _process(self, record) -> None:  # type: ignore[no-untyped-def]
-        try:
-            await self.h.notify(decode_booking_created(record.value))
-            telemetry.EVENTS_CONSUMED.labels(record.topic, "processed").inc()
-        except (PoisonEvent, ChannelFailed) as exc:
-            log.error("dead-lettering event", extra={"fields": {"offset": record.offset, "error": str(exc)}})
-            await asyncio.to_thread(self._dead_letter, record, exc)
-            telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
+        # a CONSUMER span continuing the trace of the event's traceparent header (the outbox publish)
+        with telemetry.consumer_span(record.topic, record.headers, partition=record.partition,
+                                     offset=record.offset, key=record.key) as span:
+            try:
+                notice = decode_booking_created(record.value)
+                span.set_attribute("petpro.booking_id", notice.booking_id)
+                await self.h.notify(notice)
+                telemetry.EVENTS_CONSUMED.labels(record.topic, "processed").inc()
+            except (PoisonEvent, ChannelFailed) as exc:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, str(exc))
+                log.error("dead-lettering event", extra={"fields": {"offset": record.offset, "error": str(exc)}})
+                await asyncio.to_thread(self._dead_letter, record, exc)
+                telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
 
     def _dead_letter(self, record, exc: Exception) -> None:  # type: ignore[no-untyped-def]
         if self._dlq is None:

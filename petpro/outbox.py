@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import psycopg
 from kafka import KafkaProducer
+from opentelemetry.trace import StatusCode
 from sqlalchemy import text
 
 from petpro import telemetry
@@ -85,17 +86,30 @@ class OutboxRelay:
     def _produce(self, rows) -> None:  # type: ignore[no-untyped-def]  # runs in a worker thread
         if self._producer is None:
             self._producer = self.producer_factory()
-        futures = [
-            self._producer.send(
-                r.topic, key=r.key.encode(), value=bytes(r.payload),
-                headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
-                                           traceparent=r.traceparent or None),
-            )
-            for r in rows
-        ]
-        self._producer.flush(timeout=10)
-        for f in futures:
-            f.get(timeout=10)  # raises if the broker did not acknowledge
+        # one PRODUCER span per event, child of the request that wrote it (its stored traceparent);
+        # the message carries the span's own traceparent, so the consumer continues the same trace
+        spans = [telemetry.start_producer_span(r.topic, parent_traceparent=r.traceparent or None, key=r.key,
+                                               message_id=str(r.event_id)) for r in rows]
+        try:
+            futures = [
+                self._producer.send(
+                    r.topic, key=r.key.encode(), value=bytes(r.payload),
+                    headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
+                                               traceparent=telemetry.traceparent_of(span) or r.traceparent or None),
+                )
+                for r, span in zip(rows, spans, strict=True)
+            ]
+            self._producer.flush(timeout=10)
+            for f in futures:
+                f.get(timeout=10)  # raises if the broker did not acknowledge
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, str(exc))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     def _close_producer(self) -> None:
         if self._producer is not None:
