@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from opentelemetry.trace import StatusCode
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
@@ -21,13 +22,16 @@ log = logging.getLogger("notif_worker.consumer")
 
 class BookingCreatedConsumer:
     def __init__(self, handlers: NotifyHandlers, consumer_factory: Callable[[], KafkaConsumer],
-                 producer_factory: Callable[[], KafkaProducer], dlq_topic: str, *, concurrency: int = 16) -> None:
+                 producer_factory: Callable[[], KafkaProducer], dlq_topic: str, *, concurrency: int = 16,
+                 dlq_measure_seconds: float = 15.0) -> None:
         self.h = handlers
         self.consumer_factory = consumer_factory
         self.producer_factory = producer_factory
         self.dlq_topic = dlq_topic
         self.concurrency = concurrency
+        self.dlq_measure_seconds = dlq_measure_seconds
         self._dlq: KafkaProducer | None = None
+        self._dlq_measured = float("-inf")
 
     async def run(self) -> None:
         consumer = await asyncio.to_thread(self.consumer_factory)
@@ -35,10 +39,10 @@ class BookingCreatedConsumer:
             while True:
                 batch = await asyncio.to_thread(consumer.poll, 500)
                 records = [r for rs in batch.values() for r in rs]
-                if not records:
-                    continue
-                await self._process_batch(records)
-                await asyncio.to_thread(consumer.commit)  # after processing: at-least-once
+                if records:
+                    await self._process_batch(records)
+                    await asyncio.to_thread(consumer.commit)  # after processing: at-least-once
+                await asyncio.to_thread(self._measure, consumer)
         finally:
             await asyncio.to_thread(self._close, consumer)
 
@@ -72,6 +76,30 @@ class BookingCreatedConsumer:
                 log.error("dead-lettering event", extra={"fields": {"offset": record.offset, "error": str(exc)}})
                 await asyncio.to_thread(self._dead_letter, record, exc)
                 telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
+                self._dlq_measured = float("-inf")  # the DLQ grew: measure it after this batch
+
+    def _measure(self, consumer: KafkaConsumer) -> None:
+        """Consumer lag (high watermark - position, per topic, from what the fetches already know) and,
+        every ``dlq_measure_seconds``, the dead-letter topic's size (end - beginning offsets)."""
+        group = str(consumer.config.get("group_id") or "")
+        lag: dict[str, int] = defaultdict(int)
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                lag[tp.topic] += max(0, high - consumer.position(tp))
+        for topic, n in lag.items():
+            telemetry.CONSUMER_LAG.labels(topic, group).set(n)
+        now = time.monotonic()
+        if now - self._dlq_measured < self.dlq_measure_seconds:
+            return
+        self._dlq_measured = now
+        try:
+            parts = [TopicPartition(self.dlq_topic, p) for p in consumer.partitions_for_topic(self.dlq_topic) or ()]
+            if parts:
+                ends, starts = consumer.end_offsets(parts), consumer.beginning_offsets(parts)
+                telemetry.DLQ_MESSAGES.labels(self.dlq_topic).set(sum(ends[tp] - starts[tp] for tp in parts))
+        except Exception as exc:  # a metric must never stop the consumer
+            log.debug("dead-letter topic size not measured: %s", exc)
 
     def _dead_letter(self, record, exc: Exception) -> None:  # type: ignore[no-untyped-def]
         if self._dlq is None:

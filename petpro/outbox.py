@@ -29,6 +29,11 @@ CLAIM = text(
     "SELECT id, event_id, topic, key, event_type, payload, traceparent, created_at FROM outbox"
     " WHERE sent_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# lag: how many rows wait and for how long (the partial index on unsent rows keeps this cheap)
+LAG = text(
+    "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest"
+    " FROM outbox WHERE sent_at IS NULL"
+)
 MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 NOTIFY_CHANNEL = "outbox"
 
@@ -36,7 +41,7 @@ NOTIFY_CHANNEL = "outbox"
 class OutboxRelay:
     def __init__(self, db: Database, producer_factory: Callable[[], KafkaProducer], *, source: str,
                  listen_dsn: str | None = None, batch_size: int = 500, idle_poll_seconds: float = 1.0,
-                 max_backoff_seconds: float = 5.0) -> None:
+                 max_backoff_seconds: float = 5.0, lag_interval_seconds: float = 5.0) -> None:
         self.db = db
         self.producer_factory = producer_factory
         self.source = source
@@ -44,14 +49,17 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_poll = idle_poll_seconds
         self.max_backoff = max_backoff_seconds
+        self.lag_interval = lag_interval_seconds
         self._producer: KafkaProducer | None = None
         self._wake = asyncio.Event()
+        self._lag_measured = float("-inf")
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self.listen_dsn else None
         backoff = 0.1
         try:
             while True:
+                await self._measure_lag_now_and_then()
                 try:
                     sent = await self.publish_batch()
                     backoff = 0.1
@@ -72,6 +80,25 @@ class OutboxRelay:
             if listener:
                 listener.cancel()
             await asyncio.to_thread(self._close_producer)
+
+    async def measure_lag(self) -> tuple[int, float]:
+        """Set the outbox lag gauges: unpublished rows and the age of the oldest one (seconds)."""
+        async with self.db.reader() as conn:
+            row = (await conn.execute(LAG)).one()
+        pending, oldest = int(row.pending), float(row.oldest)
+        telemetry.OUTBOX_PENDING.set(pending)
+        telemetry.OUTBOX_OLDEST_AGE.set(oldest)
+        return pending, oldest
+
+    async def _measure_lag_now_and_then(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_measured < self.lag_interval:
+            return
+        self._lag_measured = now
+        try:
+            await self.measure_lag()
+        except Exception as exc:  # the publish attempt right after reports DB trouble
+            log.debug("outbox lag not measured: %s", exc)
 
     async def publish_batch(self) -> int:
         async with self.db.unit_of_work() as session:
