@@ -60,4 +60,4 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.RevokeTokenResponse()
 
     async def GetJwks(self, request, context):  # type: ignore[no-untyped-def]
-        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**self.h.issuer.jwk())])
+        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k) for k in self.h.issuer.jwks()])

@@ -115,7 +115,9 @@ MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
 # The public catalog reads are transcoded straight to BookingService (no BFF hop); Envoy routes only
 # its annotated methods, every other BookingService path ends at the 404 route.
 BOOKING_SERVICE = "petpro.booking.v1.BookingService"
-TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE)
+# AuthService: only GetJwks is annotated (GET /.well-known/jwks.json), so only it is routed.
+AUTH_SERVICE = "petpro.auth.v1.AuthService"
+TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE)
 LUA_SOURCE = Path(__file__).with_name("problem.lua")
 
 # Single paths served by the edge's Python HTTP app (its prefixes /webhooks/ and /clinic/ get
@@ -416,7 +418,8 @@ def build_config(
     http_host, http_port = http_upstream or (host, stack.port("edge_http"))
     # where each transcoded service lives: MobileService in the edge process, BookingService itself
     where = {MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
-             BOOKING_SERVICE: (host, stack.port("booking"))}
+             BOOKING_SERVICE: (host, stack.port("booking")),
+             AUTH_SERVICE: (host, stack.port("auth"))}
     where.update(upstreams or {})
     clusters = {svc: CLUSTER_GRPC if svc == MOBILE_SERVICE else f"grpc_{svc}" for svc in services}
 
