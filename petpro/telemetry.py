@@ -54,9 +54,12 @@ _provider: Any = None  # the SDK TracerProvider once set up
 
 
 def exporters_from_env(service: str, environ: Mapping[str, str] = os.environ) -> list[Any]:
-    """The span exporters the environment asks for (none when nothing is configured)."""
+    """The span exporters the environment asks for (none when nothing is configured, or with the
+    standard ``OTEL_TRACES_EXPORTER=none``)."""
     out: list[Any] = []
-    if any(environ.get(k) for k in _OTLP_ENDPOINT_ENVS) and environ.get("OTEL_TRACES_EXPORTER", "otlp") != "none":
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return out
+    if any(environ.get(k) for k in _OTLP_ENDPOINT_ENVS):
         from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter
 
         out.append(OTLPSpanExporter())
@@ -93,8 +96,8 @@ def setup_tracing(service: str, exporters: Sequence[Any] | None = None) -> Any:
     propagation; ``OTEL_TRACES_SAMPLER`` when set, else :func:`_root_sampler`).  ``exporters``
     default to :func:`exporters_from_env`.  Idempotent; returns the provider."""
     global _provider
-    if _provider is not None:
-        return _provider
+    if _provider is not None or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return _provider  # (the standard off switch: then only incoming trace context is passed on)
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor

@@ -149,6 +149,7 @@ def test_exporters_follow_the_environment(tmp_path):
     (otlp,) = telemetry.exporters_from_env("svc", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     assert isinstance(otlp, OTLPSpanExporter)
     assert telemetry.exporters_from_env("svc", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+                                                "PETPRO_TRACES_DIR": str(tmp_path / "off"),
                                                 "OTEL_TRACES_EXPORTER": "none"}) == []
     (file,) = telemetry.exporters_from_env("svc", {"PETPRO_TRACES_DIR": str(tmp_path / "traces")})
     assert isinstance(file, FileSpanExporter)
