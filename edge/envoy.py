@@ -93,6 +93,7 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         RateLimit,
         build_config,
         default_descriptor_path,
+        tracing_from_env,
     )
 
     booking, auth = _addr("BOOKING_ADDR"), _addr("AUTH_ADDR")
@@ -110,6 +111,7 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         webhook_timeout=settings.webhook_timeout,
         max_request_bytes=settings.max_request_bytes,
         rate_limit=RateLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second),
+        tracing=tracing_from_env(os.environ),  # Envoy's own spans when an OTLP collector is configured
     )
 
 
