@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from petpro.devstack.traces import SpanRecord, ancestry, by_trace, load_spans, roots
+from petpro_dev.devstack.traces import SpanRecord, ancestry, by_trace, load_spans, roots
 from tests.e2e.conftest import CHECKUP, Api, confirmed_booking, eventually
 
 pytestmark = pytest.mark.e2e

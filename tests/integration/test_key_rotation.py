@@ -15,9 +15,9 @@ import pytest
 
 from auth_svc.server import AuthSettings, build
 from petpro import grpc_client, grpc_server
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
-from petpro.client import eventually
-from petpro.devstack import Stack
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro_dev.client import eventually
+from petpro_dev.devstack import Stack
 
 pytestmark = pytest.mark.integration
 

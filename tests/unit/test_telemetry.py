@@ -16,8 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from petpro import events, grpc_client, grpc_server, telemetry
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
 from petpro.settings import ServiceSettings
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
 @pytest.fixture(scope="module")
