@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from auth_svc.domain import Passwords, TokenIssuer
 from auth_svc.handlers import AuthHandlers
+from auth_svc.ports import UnitOfWork
 from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer
 from petpro import grpc_server, keys
@@ -54,13 +56,17 @@ def make_issuer(settings: AuthSettings) -> TokenIssuer:
                        ttl=ttl, load=lambda: keys.load_key_dir(directory))
 
 
-def build(settings: AuthSettings) -> grpc_server.App:
+def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
+          passwords: Passwords | None = None) -> grpc_server.App:
+    """The auth service.  Tests pass fakes of the ports (``uow``/``read``) instead of the database."""
     issuer = make_issuer(settings)
-    db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
-
-    uow, read = db.repositories(AuthRepository)
-    handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days),
-                            read=read)
+    on_stop: list[Callable[[], Awaitable[None]]] = []
+    if uow is None:
+        db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
+        uow, read = db.repositories(AuthRepository)
+        on_stop.append(db.close)
+    handlers = AuthHandlers(uow, passwords or Passwords(), issuer,
+                            refresh_ttl=timedelta(days=settings.refresh_ttl_days), read=read)
     return grpc_server.App(
         name="auth_svc",
         settings=settings,
@@ -70,7 +76,7 @@ def build(settings: AuthSettings) -> grpc_server.App:
         # rotated or retired keys are picked up by every replica within keys_reload_seconds
         background=[grpc_server.periodic("auth_svc.signing_keys", settings.keys_reload_seconds,
                                          lambda: asyncio.to_thread(issuer.reload))],
-        on_stop=[db.close],
+        on_stop=on_stop,
     )
 
 

@@ -80,8 +80,8 @@ def _root_sampler() -> Any:
     from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 
     class WorkRoots(Sampler):
-        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
-                          trace_state=None):  # type: ignore[no-untyped-def]
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: SpanKind | None = None,
+                          attributes: Any = None, links: Any = None, trace_state: Any = None) -> SamplingResult:
             keep = kind in (SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.PRODUCER)
             return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes)
 
