@@ -113,6 +113,8 @@ class Clinic:
     address: str = ""
     phone: str = ""
     email: str = ""
+    # when the owner is reminded, in minutes before the start (default 48 h and 2 h)
+    reminder_offsets_minutes: tuple[int, ...] = (2880, 120)
 
     @property
     def zone(self) -> ZoneInfo:

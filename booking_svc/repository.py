@@ -31,7 +31,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSTZRANGE, Range
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -67,6 +67,7 @@ clinics = Table(
     Column("email", String(254), nullable=False, server_default=""),
     Column("opening_hours", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reminder_offsets_minutes", ARRAY(Integer), nullable=False, server_default="{2880,120}"),
 )
 services = Table(
     "services", metadata,
@@ -180,7 +181,8 @@ def hours_json(hours: dict[str, list[Interval]]) -> dict[str, list[list[str]]]:
 
 
 def _clinic(r: Row[Any]) -> Clinic:
-    return Clinic(r.id, r.name, r.time_zone, _hours(r.opening_hours), r.address, r.phone, r.email)
+    return Clinic(r.id, r.name, r.time_zone, _hours(r.opening_hours), r.address, r.phone, r.email,
+                  tuple(r.reminder_offsets_minutes))
 
 
 def _service(r: Row[Any]) -> Service:
@@ -260,12 +262,13 @@ class BookingRepository:
                           m[services.c.full_refund_hours], m[services.c.late_refund_percent],
                           m[services.c.reschedule_cutoff_hours]))
         clinic = Clinic(m[clinics.c.id], m[clinics.c.name], m[clinics.c.time_zone], _hours(m[clinics.c.opening_hours]),
-                        m[clinics.c.address], m[clinics.c.phone], m[clinics.c.email])
+                        m[clinics.c.address], m[clinics.c.phone], m[clinics.c.email], tuple(m[clinics.c.reminder_offsets_minutes]))
         return svc, clinic
 
     async def upsert_clinic(self, clinic: Clinic) -> None:
         values = {"id": clinic.id, "name": clinic.name, "time_zone": clinic.time_zone, "address": clinic.address,
-                  "phone": clinic.phone, "email": clinic.email, "opening_hours": hours_json(clinic.opening_hours)}
+                  "phone": clinic.phone, "email": clinic.email, "opening_hours": hours_json(clinic.opening_hours),
+                  "reminder_offsets_minutes": list(clinic.reminder_offsets_minutes)}
         stmt = pg_insert(clinics).values(**values)
         await self.s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={
             k: stmt.excluded[k] for k in values if k != "id"}))

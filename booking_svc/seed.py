@@ -21,7 +21,8 @@ def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
             raise ValueError(f"clinic {raw['name']!r}: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
         hours[day] = [Interval(time.fromisoformat(a), time.fromisoformat(b)) for a, b in ivs]
     clinic = Clinic(uuid.UUID(str(raw["id"])), raw["name"], raw["time_zone"], hours, raw.get("address", ""),
-                    raw.get("phone", ""), raw.get("email", ""))
+                    raw.get("phone", ""), raw.get("email", ""),
+                    tuple(int(m) for m in raw.get("reminder_offsets_minutes", (2880, 120))))
     clinic.zone  # noqa: B018 — validates the time zone name early
     services = [
         Service(uuid.UUID(str(s["id"])), clinic.id, s["name"], int(s["duration_minutes"]), int(s["price_minor"]),

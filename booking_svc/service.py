@@ -45,7 +45,8 @@ def clinic_pb(c: Clinic) -> booking_pb2.Clinic:
         for iv in c.opening_hours.get(day, [])
     ]
     return booking_pb2.Clinic(clinic_id=str(c.id), name=c.name, time_zone=c.time_zone, address=c.address,
-                              phone=c.phone, email=c.email, opening_hours=hours)
+                              phone=c.phone, email=c.email, opening_hours=hours,
+                              reminder_offsets_minutes=list(c.reminder_offsets_minutes))
 
 
 def policy_pb(p: CancellationPolicy) -> booking_pb2.CancellationPolicy:
@@ -239,7 +240,7 @@ def encode_booking_created(event_id: uuid.UUID, booking: Booking, res: Reservati
         owner=events_pb2.BookingCreated.Owner(user_id=str(res.owner_user_id), email=res.owner_email,
                                               name=res.owner_name),
         amount=money(booking.amount_minor, booking.currency), reservation_lock_id=str(res.lock_id),
-        payment_id=str(booking.payment_id),
+        payment_id=str(booking.payment_id), reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
     ).SerializeToString()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -84,10 +84,13 @@ class BookingNotice:
     reason: str = ""
     previous_start: datetime | None = None
     actor: str = ""  # OWNER / CLINIC for changes
+    reminder_offsets: tuple[int, ...] = ()  # minutes before the start (booking.created only)
 
     @property
     def category(self) -> str:
         """Preferences apply per category; confirmations and cancellations are transactional (always sent)."""
+        if self.kind == "reminder":
+            return "reminders"
         return "transactional" if self.kind in ("created", "cancelled") else "changes"
 
     @property
@@ -101,6 +104,21 @@ class BookingNotice:
     @property
     def reference(self) -> str:
         return self.booking_id.split("-")[0].upper()
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """A due reminder of a booking, with what the message needs."""
+
+    id: uuid.UUID
+    booking_id: str
+    offset_minutes: int
+    due_at: datetime
+    notice: BookingNotice
+
+
+def reminder_due(start: datetime, offset_minutes: int) -> datetime:
+    return start - timedelta(minutes=offset_minutes)
 
 
 def format_money(minor: int, currency: str) -> str:
@@ -123,6 +141,9 @@ def push_message(n: BookingNotice) -> tuple[str, str, dict[str, str]]:
     elif n.kind == "rescheduled":
         title = f"Booking moved: {n.service_name}"
         body = f"{n.pet_name} at {n.clinic_name}, now {at}"
+    elif n.kind == "reminder":
+        title = f"Reminder: {n.service_name} for {n.pet_name}"
+        body = f"{n.clinic_name}, {at}"
     elif n.kind in ("completed", "no_show"):
         title = f"Visit {'completed' if n.kind == 'completed' else 'missed'}: {n.service_name}"
         body = f"{n.pet_name} at {n.clinic_name}, {at}"
@@ -151,6 +172,9 @@ def change_mail(n: BookingNotice) -> tuple[str, str]:
             before = f"  Was:        {n.previous_start.astimezone(ZoneInfo(n.clinic_time_zone)):%A, %d %B %Y, %H:%M}\n"
         return (f"Booking moved: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
                 f"{hello}your booking has a new time.\n\n{facts}{before}")
+    if n.kind == "reminder":
+        return (f"Reminder: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
+                f"{hello}a reminder of your upcoming visit.\n\n{facts}")
     outcome = "completed" if n.kind == "completed" else "recorded as missed (no-show)"
     return (f"Visit {outcome}: {n.service_name} for {n.pet_name}",
             f"{hello}the clinic marked your visit {outcome}.\n\n{facts}")

@@ -24,6 +24,7 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
             pet_name=e.pet.name, pet_species=booking_pb2.Species.Name(e.pet.species),
             owner_user_id=uuid.UUID(e.owner.user_id), owner_email=e.owner.email, owner_name=e.owner.name,
             amount_minor=e.amount.amount_minor, currency=e.amount.currency,
+            reminder_offsets=tuple(e.reminder_offsets_minutes),
         )
         notice.local_start  # noqa: B018 — validates the time zone
     except Exception as exc:

@@ -48,7 +48,11 @@ class Retry:
 
 class NotifyHandlers:
     def __init__(self, uow: UnitOfWork, mailer: Mailer, push: PushProvider, encode_feed: FeedEncoder,
-                 publish_feed: FeedPublisher, retry: Retry = Retry(), read: UnitOfWork | None = None) -> None:
+                 publish_feed: FeedPublisher, retry: Retry = Retry(), read: UnitOfWork | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 reminder_offsets: tuple[int, ...] = (2880, 120)) -> None:
+        self.clock = clock
+        self.reminder_offsets = reminder_offsets
         self.uow = uow
         self.read = read or uow  # read-only: no transaction
         self.mailer = mailer
@@ -96,6 +100,7 @@ class NotifyHandlers:
             if n.version > applied:
                 await repo.set_progress(n.booking_id, n.version)
                 nxt = await repo.take_parked(n.booking_id, n.version + 1)
+                await self._reminders(repo, n)
             row = await repo.add_clinic_event(n.clinic_id, n.event_id, f"booking.{n.kind}", n.occurred_at,
                                               lambda cursor: self.encode_feed(n, cursor))
             if await repo.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
@@ -106,6 +111,33 @@ class NotifyHandlers:
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
         return email_due, nxt
+
+    async def _reminders(self, repo: NotifRepository, n: BookingNotice) -> None:
+        """Made at confirmation, moved with a reschedule, dropped when the booking ends otherwise."""
+        now = self.clock()
+        if n.kind == "created":
+            await repo.schedule_reminders(n, n.reminder_offsets or self.reminder_offsets, now)
+        elif n.kind == "rescheduled":
+            await repo.move_reminders(n.booking_id, n.start, n.end, now)
+        elif n.kind in ("cancelled", "completed", "no_show"):
+            await repo.drop_reminders(n.booking_id)
+
+    async def send_due_reminders(self, limit: int = 100) -> int:
+        """Send due reminders, one transaction each: the row stays locked (SKIP LOCKED for the other
+        replicas) while its push is stored and its email sent, and is marked SENT in the same
+        transaction — a worker killed before the commit leaves it PENDING for the next one."""
+        sent = 0
+        for _ in range(limit):
+            async with self.uow() as repo:
+                r = await repo.claim_due_reminder(self.clock())
+                if r is None:
+                    return sent
+                title, body, data = push_message(r.notice)
+                await self.push_provider.push(repo, r.notice, title, body, data)
+                await self.mailer.send(r.notice)
+                await repo.mark_reminder_sent(r.id, self.clock())
+            sent += 1
+        return sent
 
     async def _send_email(self, n: BookingNotice) -> None:
         try:

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from notif_worker.domain import DeviceRow, FeedRace, FeedRow, InboxRow
+from notif_worker.domain import BookingNotice, DeviceRow, FeedRace, FeedRow, InboxRow, Reminder, reminder_due
 
 SCHEMA = "notif"
 metadata = MetaData(schema=SCHEMA)
@@ -65,6 +65,18 @@ parked_events = Table(
     Column("topic", String(200), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+reminders = Table(
+    "reminders", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("booking_id", String(64), nullable=False),
+    Column("offset_minutes", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("slot_start", DateTime(timezone=True), nullable=False),
+    Column("slot_end", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
 )
 inbox = Table(
     "inbox", metadata,
@@ -185,4 +197,49 @@ class NotifRepository:
             parked_events.c.booking_id == booking_id, parked_events.c.version == version)
             .returning(parked_events.c.topic, parked_events.c.payload))).first()
         return (r.topic, r.payload) if r else None
+
+    # -- reminders ------------------------------------------------------------------------------------
+    async def schedule_reminders(self, n: BookingNotice, offsets: tuple[int, ...], now: datetime) -> None:
+        data = {"clinic_id": str(n.clinic_id), "clinic_name": n.clinic_name, "tz": n.clinic_time_zone,
+                "service": n.service_name, "pet": n.pet_name, "species": n.pet_species,
+                "owner_user_id": str(n.owner_user_id), "email": n.owner_email, "name": n.owner_name}
+        for offset in offsets:
+            due = reminder_due(n.start, offset)
+            await self.s.execute(pg_insert(reminders).values(
+                id=uuid.uuid5(n.event_id, f"reminder-{offset}"), booking_id=n.booking_id, offset_minutes=offset,
+                due_at=due, slot_start=n.start, slot_end=n.end, state="PENDING" if due > now else "DROPPED",
+                data=data).on_conflict_do_nothing())
+
+    async def move_reminders(self, booking_id: str, start: datetime, end: datetime, now: datetime) -> None:
+        """A reschedule: every reminder follows the new start (again due if its new time is ahead)."""
+        await self.s.execute(text(
+            "UPDATE reminders SET slot_start = :start, slot_end = :end,"
+            " due_at = CAST(:start AS timestamptz) - offset_minutes * interval '1 minute',"
+            " state = CASE WHEN CAST(:start AS timestamptz) - offset_minutes * interval '1 minute' > :now"
+            " THEN 'PENDING' ELSE 'DROPPED' END, sent_at = NULL WHERE booking_id = :booking"),
+            {"start": start, "end": end, "now": now, "booking": booking_id})
+
+    async def drop_reminders(self, booking_id: str) -> None:
+        await self.s.execute(update(reminders).where(reminders.c.booking_id == booking_id,
+                                                     reminders.c.state == "PENDING").values(state="DROPPED"))
+
+    async def claim_due_reminder(self, now: datetime) -> Reminder | None:
+        """The most overdue pending reminder of a booking not started yet, locked (SKIP LOCKED: another
+        replica takes the next one) until this transaction ends."""
+        q = (select(reminders).where(reminders.c.state == "PENDING", reminders.c.due_at <= now,
+                                     reminders.c.slot_start > now)
+             .order_by(reminders.c.due_at).limit(1).with_for_update(skip_locked=True))
+        r = (await self.s.execute(q)).first()
+        if r is None:
+            return None
+        d = r.data
+        notice = BookingNotice(
+            event_id=r.id, occurred_at=now, booking_id=r.booking_id, clinic_id=uuid.UUID(d["clinic_id"]),
+            clinic_name=d["clinic_name"], clinic_time_zone=d["tz"], service_name=d["service"], start=r.slot_start,
+            end=r.slot_end, pet_name=d["pet"], pet_species=d["species"], owner_user_id=uuid.UUID(d["owner_user_id"]),
+            owner_email=d["email"], owner_name=d["name"], amount_minor=0, currency="", kind="reminder")
+        return Reminder(r.id, r.booking_id, r.offset_minutes, r.due_at, notice)
+
+    async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
+        await self.s.execute(update(reminders).where(reminders.c.id == reminder_id).values(state="SENT", sent_at=now))
 

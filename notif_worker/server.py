@@ -42,6 +42,9 @@ class NotifSettings(ServiceSettings):
     concurrency: int = Field(default=16, ge=1, le=256)
     feed_resync_seconds: float = Field(default=15.0, gt=0)
     db_pool_size: int = Field(default=20, ge=1, le=100)
+    reminder_offsets_minutes: tuple[int, ...] = Field(
+        default=(2880, 120), description="reminders before a booking's start unless its clinic sets its own")
+    reminder_sweep_seconds: float = Field(default=1.0, gt=0, description="how often due reminders are looked for")
 
 
 def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
@@ -75,6 +78,7 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
     handlers = NotifyHandlers(
         uow, mailer, InboxPush(), encode_clinic_event,
         fanout.publish, Retry(settings.retry_attempts, settings.retry_base_seconds), read=read,
+        reminder_offsets=settings.reminder_offsets_minutes,
     )
     if consumer_factory is None or producer_factory is None:
         bootstrap = settings.url("kafka_bootstrap_servers")
@@ -101,7 +105,9 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
             grpc_server.Registration(notification_pb2_grpc.add_NotificationServiceServicer_to_server,
                                      NotificationServicer(handlers), "petpro.notification.v1.NotificationService"),
         ],
-        background=[fanout.run, consumer.run],
+        background=[fanout.run, consumer.run,
+                    grpc_server.periodic("notif_worker.reminders", settings.reminder_sweep_seconds,
+                                         handlers.send_due_reminders)],
         on_shutdown=[feed.close],
         on_stop=[close],
     )

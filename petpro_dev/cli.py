@@ -9,6 +9,7 @@
     petpro seed [FILE]                             load catalog data (default: the bundled demo clinics)
     petpro demo                                    the booking flow against the running stack, with timings
     petpro dlq [list | replay [P:OFFSET ...]]      dead-lettered notification events; replay them
+    petpro refunds                                 cancelled bookings whose refund has not succeeded yet
     petpro traces [TRACE_ID] [-n N]                recent traces of the stack, or one as a tree
     petpro env                                     the environment a client needs (export lines)
 
@@ -215,6 +216,34 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refunds(args: argparse.Namespace) -> int:
+    """Refunds owed and not settled yet (pending a retry, processing at the provider, or failed there)."""
+    import grpc
+
+    from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+
+    stack = _stack()
+
+    async def fetch() -> list[booking_pb2.Booking]:
+        async with grpc.aio.insecure_channel(stack.ctx.settings.addr("booking")) as ch:
+            r = await booking_pb2_grpc.BookingServiceStub(ch).ListPendingRefunds(
+                booking_pb2.ListPendingRefundsRequest(page_size=100), timeout=10)
+            return list(r.bookings)
+
+    rows = asyncio.run(fetch())
+    if not rows:
+        print("no pending refunds")
+        return 0
+    table = [("BOOKING", "CANCELLED", "BY", "AMOUNT", "STATE", "PROVIDER REFUND")]
+    table += [(b.booking_id, b.cancel_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+               booking_pb2.BookingActor.Name(b.cancelled_by).removeprefix("BOOKING_ACTOR_"),
+               f"{b.refund.amount.amount_minor / 100:.2f} {b.refund.amount.currency}",
+               booking_pb2.RefundState.Name(b.refund.state).removeprefix("REFUND_STATE_"),
+               b.refund.provider_refund_id or "-") for b in rows]
+    print(render_table(table))
+    return 0
+
+
 def cmd_traces(args: argparse.Namespace) -> int:
     from petpro_dev.devstack import traces
 
@@ -291,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dlq-topic", default="booking.created.dlq")
     p.add_argument("--topic", default="booking.created")
     p.set_defaults(func=cmd_dlq)
+    p = sub.add_parser("refunds", help="cancelled bookings whose refund has not succeeded yet")
+    p.set_defaults(func=cmd_refunds)
     p = sub.add_parser("traces", help="recent traces of the stack's services, or one trace as a tree")
     p.add_argument("trace_id", nargs="?", help="a trace id (or a unique prefix) to print as a tree")
     p.add_argument("-n", "--lines", type=int, default=20, help="how many recent traces to list")

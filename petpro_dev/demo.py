@@ -1,6 +1,7 @@
 """``petpro demo``: the seed's booking flow against the running stack, step by step with timings —
 register, add a pet, find a free slot, book, pay on the (sandbox) payment page, wait for the
-webhook's confirmation, then show the email, the push in the owner's inbox and the clinic feed event."""
+webhook's confirmation, then show the email, the push in the owner's inbox and the clinic feed event;
+then reschedule the booking and cancel it, and wait for its refund."""
 
 from __future__ import annotations
 
@@ -93,5 +94,21 @@ async def run(stack: StackSettings) -> None:
         event = await steps.run("clinic feed (gRPC stream) shows the booking",
                                 asyncio.wait_for(_feed_event(stack, staff, booking_id), 20))
         print(f"    clinic event #{event.cursor}: {event.booking.service_name} for {event.booking.pet_name}")
+
+        # the lifecycle after confirmation: what the owner may do, a move, a cancellation with its refund
+        view = await api.booking(owner, booking_id)
+        print(f"    can cancel: {view['can_cancel']}, refund if cancelled now: "
+              f"{view['refund_if_cancelled_now']['amount_minor']} {view['refund_if_cancelled_now']['currency']}, "
+              f"reschedule until {view.get('reschedule_deadline', '-')}")
+        later = next((s for s in slots[1:]), None)
+        if later is not None:
+            moved = await steps.run("POST /v1/bookings/{id}:reschedule", api.reschedule(owner, booking_id, later))
+            print(f"    → {moved.status_code}, now at {moved.json()['booking']['slot_start_time']}")
+        cancelled = await steps.run("POST /v1/bookings/{id}:cancel", api.cancel(owner, booking_id, "demo"))
+        refund = cancelled.json()["booking"]["refund"]
+        print(f"    → {cancelled.status_code} {cancelled.json()['booking']['state']}, refund "
+              f"{refund['amount']['amount_minor']} {refund['amount']['currency']}")
+        done = await steps.run("wait for the refund (Stripe refund + webhook)", api.wait_refund(owner, booking_id))
+        print(f"    refund {done['refund']['provider_refund_id']}: {done['refund']['state']}")
     print(f"\nthe whole flow took {steps.total():.2f} s; clinic dashboard: {base}/clinic/dashboard "
           f"({STAFF[0]} / {STAFF[1]})")

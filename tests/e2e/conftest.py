@@ -67,6 +67,21 @@ class Api(MeshClient):
                              " WHERE lock_id = %s", (start, row[1], row[0]))
             await db.commit()
 
+    async def reminders(self, booking_id: str) -> list[tuple[int, datetime, str]]:
+        """(offset minutes, due time, state) of a booking's reminders, as the notification worker holds them."""
+        async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"], autocommit=True) as db:
+            cur = await db.execute("SELECT offset_minutes, due_at, state FROM notif.reminders WHERE booking_id = %s"
+                                   " ORDER BY offset_minutes DESC", (booking_id,))
+            return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+    async def make_reminders_due(self, booking_id: str) -> int:
+        """Let a booking's pending reminders fall due now, as if the clock had reached them (the demo
+        catalog books two days ahead; the reminders' own offsets are tested from their due times)."""
+        async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"], autocommit=True) as db:
+            cur = await db.execute("UPDATE notif.reminders SET due_at = now() - interval '1 second'"
+                                   " WHERE booking_id = %s AND state = 'PENDING'", (booking_id,))
+            return cur.rowcount
+
     async def sandbox(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.stack.env()["STRIPE_API_BASE"], timeout=10,
                                      headers={"Authorization": "Bearer sk_test_petpro"}) as c:

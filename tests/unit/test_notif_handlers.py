@@ -281,3 +281,40 @@ async def test_a_change_arriving_before_its_predecessor_waits_for_it(env):
 
     await h.notify(decode_event(move_topic, move), move_topic, move, decode_event)  # a redelivery: no-op
     assert len(mailer.sent) == 3
+
+
+# -- reminders ----------------------------------------------------------------------------------------
+async def test_reminders_made_at_confirmation_moved_on_reschedule_dropped_on_cancel(env):
+    from notif_worker.events import decode_event
+
+    h, store, mailer, _ = env
+    clock = {"now": NOW - timedelta(days=5)}
+    h.clock = lambda: clock["now"]
+    created = notice()  # starts at NOW
+    await h.notify(created, "booking.created", b"created", decode_event)
+    assert sorted(r["due"] for r in store.reminders.values()) == [NOW - timedelta(hours=48), NOW - timedelta(hours=2)]
+    assert await h.send_due_reminders() == 0  # none due yet
+
+    clock["now"] = NOW - timedelta(hours=47)
+    assert await h.send_due_reminders() == 1 and await h.send_due_reminders() == 0  # the 48 h one, once
+    assert [m.kind for m in mailer.sent] == ["created", "reminder"]
+
+    move_topic, move = change_payload("rescheduled", created, 2)  # +1 day: both reminders due again later
+    await h.notify(decode_event(move_topic, move), move_topic, move, decode_event)
+    assert sorted(r["due"] for r in store.reminders.values()) == [NOW - timedelta(hours=24),
+                                                                   NOW + timedelta(hours=22)]
+    cancel_topic, cancel = change_payload("cancelled", created, 3)
+    await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
+    clock["now"] = NOW + timedelta(hours=23)
+    assert await h.send_due_reminders() == 0  # nothing for a cancelled booking
+    assert [m.kind for m in mailer.sent] == ["created", "reminder", "rescheduled", "cancelled"]
+
+
+async def test_no_reminder_after_the_start(env):
+    from notif_worker.events import decode_event
+
+    h, _store, _mailer, _ = env
+    h.clock = lambda: NOW - timedelta(days=5)
+    await h.notify(notice(), "booking.created", b"created", decode_event)
+    h.clock = lambda: NOW + timedelta(minutes=1)  # both overdue, but the visit has started
+    assert await h.send_due_reminders() == 0

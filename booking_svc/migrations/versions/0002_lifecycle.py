@@ -17,6 +17,8 @@ POLICY = (("full_refund_hours", 24), ("late_refund_percent", 50), ("reschedule_c
 
 
 def upgrade() -> None:
+    op.add_column("clinics", sa.Column("reminder_offsets_minutes", sa.ARRAY(sa.Integer()), nullable=False,
+                                       server_default="{2880,120}"))
     for name, default in POLICY:
         op.add_column("services", sa.Column(name, sa.Integer(), nullable=False, server_default=str(default)))
         # the booking's own copy, taken at confirmation
@@ -57,6 +59,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("booking_requests")
+    op.drop_column("clinics", "reminder_offsets_minutes")
     op.drop_index("ix_bookings_refund_open", "bookings")
     for name in ("refund_within_amount", "refund_state_known", "booking_state_known"):
         op.drop_constraint(name, "bookings")

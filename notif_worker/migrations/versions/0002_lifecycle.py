@@ -32,6 +32,26 @@ def upgrade() -> None:
     )
 
 
+    # reminders of upcoming bookings: made when a booking is confirmed, moved on reschedule, dropped
+    # on cancel/outcome; due ones are claimed with FOR UPDATE SKIP LOCKED, so replicas never double-send
+    op.create_table(
+        "reminders",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("booking_id", sa.String(64), nullable=False),
+        sa.Column("offset_minutes", sa.Integer(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("slot_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("slot_end", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("booking_id", "offset_minutes", name="one_reminder_per_offset"),
+        sa.CheckConstraint("state IN ('PENDING','SENT','DROPPED')", name="reminder_state_known"),
+    )
+    op.create_index("ix_reminders_due", "reminders", ["due_at"], postgresql_where=sa.text("state = 'PENDING'"))
+
+
 def downgrade() -> None:
+    op.drop_table("reminders")
     op.drop_table("parked_events")
     op.drop_table("booking_progress")

@@ -6,11 +6,11 @@ import asyncio
 import copy
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from notif_worker.domain import BookingNotice, DeviceRow, FeedRow, InboxRow
+from notif_worker.domain import BookingNotice, DeviceRow, FeedRow, InboxRow, Reminder, reminder_due
 from tests.unit.fakes import FakeUnitOfWork
 
 
@@ -22,6 +22,7 @@ class NotifStore:
     devices: dict[tuple[uuid.UUID, str], DeviceRow] = field(default_factory=dict)
     progress: dict[str, int] = field(default_factory=dict)  # booking → last version applied
     parked: dict[tuple[str, int], tuple[str, bytes]] = field(default_factory=dict)
+    reminders: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
 
 
 class FakeNotifRepository:
@@ -81,6 +82,39 @@ class FakeNotifRepository:
 
     async def take_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
         return self.s.parked.pop((booking_id, version), None)
+
+
+    async def schedule_reminders(self, n: BookingNotice, offsets: tuple[int, ...], now: datetime) -> None:
+        for offset in offsets:
+            rid = uuid.uuid5(n.event_id, f"reminder-{offset}")
+            due = reminder_due(n.start, offset)
+            self.s.reminders.setdefault(rid, {"booking_id": n.booking_id, "offset": offset, "due": due,
+                                              "state": "PENDING" if due > now else "DROPPED", "notice": n})
+
+    async def move_reminders(self, booking_id: str, start: datetime, end: datetime, now: datetime) -> None:
+        for r in self.s.reminders.values():
+            if r["booking_id"] == booking_id:
+                r["due"] = reminder_due(start, r["offset"])
+                r["state"] = "PENDING" if r["due"] > now else "DROPPED"
+                r["notice"] = replace(r["notice"], start=start, end=end)
+
+    async def drop_reminders(self, booking_id: str) -> None:
+        for r in self.s.reminders.values():
+            if r["booking_id"] == booking_id and r["state"] == "PENDING":
+                r["state"] = "DROPPED"
+
+    async def claim_due_reminder(self, now: datetime) -> Reminder | None:
+        due = sorted(((rid, r) for rid, r in self.s.reminders.items()
+                      if r["state"] == "PENDING" and r["due"] <= now and r["notice"].start > now),
+                     key=lambda x: x[1]["due"])
+        if not due:
+            return None
+        rid, r = due[0]
+        return Reminder(rid, r["booking_id"], r["offset"], r["due"],
+                        replace(r["notice"], event_id=rid, kind="reminder", occurred_at=now))
+
+    async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
+        self.s.reminders[reminder_id]["state"] = "SENT"
 
 
 def notif_uow(store: NotifStore | None = None) -> FakeUnitOfWork[NotifStore, FakeNotifRepository]:

@@ -286,6 +286,7 @@ class Clinic(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     OPENING_HOURS_FIELD_NUMBER: _builtins.int
+    REMINDER_OFFSETS_MINUTES_FIELD_NUMBER: _builtins.int
     clinic_id: _builtins.str
     """UUID."""
     name: _builtins.str
@@ -302,6 +303,10 @@ class Clinic(_message.Message):
     def opening_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpeningHours]:
         """Weekly opening hours; a weekday without an entry is closed."""
 
+    @_builtins.property
+    def reminder_offsets_minutes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """When owners are reminded of a booking, in minutes before its start (default 2880 and 120)."""
+
     def __init__(
         self,
         *,
@@ -312,10 +317,11 @@ class Clinic(_message.Message):
         phone: _builtins.str = ...,
         email: _builtins.str = ...,
         opening_hours: _abc.Iterable[Global___OpeningHours] | None = ...,
+        reminder_offsets_minutes: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "reminder_offsets_minutes", b"reminder_offsets_minutes", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

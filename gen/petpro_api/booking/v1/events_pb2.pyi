@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from petpro_api.booking.v1 import booking_pb2 as _booking_pb2
 from petpro_api.common.v1 import money_pb2 as _money_pb2
 import builtins as _builtins
@@ -124,6 +126,7 @@ class BookingCreated(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     RESERVATION_LOCK_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    REMINDER_OFFSETS_MINUTES_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (UUID); the idempotency key for consumers."""
     booking_id: _builtins.str
@@ -166,6 +169,10 @@ class BookingCreated(_message.Message):
     def amount(self) -> _money_pb2.Money:
         """Amount paid."""
 
+    @_builtins.property
+    def reminder_offsets_minutes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The clinic's reminder times, minutes before the start."""
+
     def __init__(
         self,
         *,
@@ -183,10 +190,11 @@ class BookingCreated(_message.Message):
         amount: _money_pb2.Money | None = ...,
         reservation_lock_id: _builtins.str = ...,
         payment_id: _builtins.str = ...,
+        reminder_offsets_minutes: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "payment_id", b"payment_id", "pet", b"pet", "reservation_lock_id", b"reservation_lock_id", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "payment_id", b"payment_id", "pet", b"pet", "reminder_offsets_minutes", b"reminder_offsets_minutes", "reservation_lock_id", b"reservation_lock_id", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
