@@ -189,6 +189,22 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             booking_id=request.booking_id, clinic_id=request.clinic_id))
         return mobile_pb2.MarkNoShowResponse(booking=r.booking)
 
+    # -- notification preferences ------------------------------------------------------------------
+    async def GetNotificationPreferences(self, request, context):  # type: ignore[no-untyped-def]
+        me = await self._principal(context)
+        r = await call(self.s.notification.GetNotificationPreferences,
+                       notification_pb2.GetNotificationPreferencesRequest(user_id=me.user_id))
+        return mobile_pb2.GetNotificationPreferencesResponse(preferences=r.preferences)
+
+    async def UpdateNotificationPreferences(self, request, context):  # type: ignore[no-untyped-def]
+        me = await self._principal(context)
+        req = notification_pb2.UpdateNotificationPreferencesRequest(user_id=me.user_id)
+        for f in ("reminders_email", "reminders_push", "changes_email", "changes_push"):
+            if request.HasField(f):
+                setattr(req, f, getattr(request, f))
+        r = await call(self.s.notification.UpdateNotificationPreferences, req)
+        return mobile_pb2.UpdateNotificationPreferencesResponse(preferences=r.preferences)
+
     # -- notifications -------------------------------------------------------------------------------
     async def ListNotifications(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)

@@ -107,6 +107,22 @@ class BookingNotice:
 
 
 @dataclass(frozen=True)
+class Preferences:
+    """Per category and channel; all on until the owner switches something off."""
+
+    reminders_email: bool = True
+    reminders_push: bool = True
+    changes_email: bool = True
+    changes_push: bool = True
+
+    def wants(self, category: str, channel: str) -> bool:
+        """Transactional messages (confirmation, cancellation) are always sent."""
+        if category == "transactional":
+            return True
+        return bool(getattr(self, f"{category}_{channel}"))
+
+
+@dataclass(frozen=True)
 class Reminder:
     """A due reminder of a booking, with what the message needs."""
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from notif_worker.domain import BookingNotice, ChannelFailed, DeviceRow, FeedRow, InboxRow, push_message
+from notif_worker.domain import (
+    BookingNotice,
+    ChannelFailed,
+    DeviceRow,
+    FeedRow,
+    InboxRow,
+    Preferences,
+    push_message,
+)
 from notif_worker.ports import (
     FeedCursor,
     FeedEncoder,
@@ -103,11 +111,14 @@ class NotifyHandlers:
                 await self._reminders(repo, n)
             row = await repo.add_clinic_event(n.clinic_id, n.event_id, f"booking.{n.kind}", n.occurred_at,
                                               lambda cursor: self.encode_feed(n, cursor))
-            if await repo.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
+            prefs = await repo.preferences(n.owner_user_id)
+            if prefs.wants(n.category, "push") and await repo.claim_delivery(n.event_id, "push",
+                                                                            str(n.owner_user_id)):
                 title, body, data = push_message(n)
                 await self.push_provider.push(repo, n, title, body, data)
                 await repo.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
-            email_due = await repo.claim_delivery(n.event_id, "email", n.owner_email)
+            email_due = prefs.wants(n.category, "email") and await repo.claim_delivery(n.event_id, "email",
+                                                                                       n.owner_email)
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
         return email_due, nxt
@@ -132,9 +143,12 @@ class NotifyHandlers:
                 r = await repo.claim_due_reminder(self.clock())
                 if r is None:
                     return sent
-                title, body, data = push_message(r.notice)
-                await self.push_provider.push(repo, r.notice, title, body, data)
-                await self.mailer.send(r.notice)
+                prefs = await repo.preferences(r.notice.owner_user_id)
+                if prefs.wants("reminders", "push"):
+                    title, body, data = push_message(r.notice)
+                    await self.push_provider.push(repo, r.notice, title, body, data)
+                if prefs.wants("reminders", "email"):
+                    await self.mailer.send(r.notice)
                 await repo.mark_reminder_sent(r.id, self.clock())
             sent += 1
         return sent
@@ -155,6 +169,14 @@ class NotifyHandlers:
         async with self.read() as repo:
             rows = await repo.list_inbox(user_id, paging.decode(token), limit)
         return rows, paging.next_token(rows, limit, lambda r: (r.created_at.isoformat(), str(r.id)))
+
+    async def preferences(self, user_id: uuid.UUID) -> Preferences:
+        async with self.read() as repo:
+            return await repo.preferences(user_id)
+
+    async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences:
+        async with self.uow() as repo:
+            return await repo.update_preferences(user_id, changes)
 
     async def register_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
         async with self.uow() as repo:

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from notif_worker.domain import BookingNotice, DeviceRow, FeedRow, InboxRow, Reminder
+from notif_worker.domain import BookingNotice, DeviceRow, FeedRow, InboxRow, Preferences, Reminder
 
 
 class NotifRepository(Protocol):
@@ -43,6 +43,9 @@ class NotifRepository(Protocol):
         """Locked with SKIP LOCKED until the transaction ends."""
         ...
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None: ...
+    # preferences
+    async def preferences(self, user_id: uuid.UUID) -> Preferences: ...
+    async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences: ...
 
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[NotifRepository]]

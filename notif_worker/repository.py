@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -21,12 +22,22 @@ from sqlalchemy import (
     func,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from notif_worker.domain import BookingNotice, DeviceRow, FeedRace, FeedRow, InboxRow, Reminder, reminder_due
+from notif_worker.domain import (
+    BookingNotice,
+    DeviceRow,
+    FeedRace,
+    FeedRow,
+    InboxRow,
+    Preferences,
+    Reminder,
+    reminder_due,
+)
 
 SCHEMA = "notif"
 metadata = MetaData(schema=SCHEMA)
@@ -78,6 +89,16 @@ reminders = Table(
     Column("data", JSON, nullable=False),
     Column("sent_at", DateTime(timezone=True)),
 )
+preferences = Table(
+    "preferences", metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("reminders_email", Boolean, nullable=False, server_default=true()),
+    Column("reminders_push", Boolean, nullable=False, server_default=true()),
+    Column("changes_email", Boolean, nullable=False, server_default=true()),
+    Column("changes_push", Boolean, nullable=False, server_default=true()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+PREFERENCE_FIELDS = ("reminders_email", "reminders_push", "changes_email", "changes_push")
 inbox = Table(
     "inbox", metadata,
     Column("id", Uuid, primary_key=True),
@@ -242,4 +263,19 @@ class NotifRepository:
 
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
         await self.s.execute(update(reminders).where(reminders.c.id == reminder_id).values(state="SENT", sent_at=now))
+
+    # -- preferences ----------------------------------------------------------------------------------
+    async def preferences(self, user_id: uuid.UUID) -> Preferences:
+        r = (await self.s.execute(select(preferences).where(preferences.c.user_id == user_id))).first()
+        return Preferences(*(bool(getattr(r, f)) for f in PREFERENCE_FIELDS)) if r else Preferences()
+
+    async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences:
+        stmt = pg_insert(preferences).values(user_id=user_id, **changes)
+        if changes:
+            stmt = stmt.on_conflict_do_update(index_elements=["user_id"],
+                                              set_={**{k: stmt.excluded[k] for k in changes}, "updated_at": func.now()})
+        else:
+            stmt = stmt.on_conflict_do_nothing()
+        await self.s.execute(stmt)
+        return await self.preferences(user_id)
 

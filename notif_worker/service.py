@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 
+from notif_worker.domain import Preferences
 from notif_worker.handlers import ClinicFeed, NotifyHandlers
 from petpro.authn import Authenticator
 from petpro.convert import ts, uid
@@ -41,6 +42,14 @@ class ClinicFeedServicer(clinic_feed_pb2_grpc.ClinicFeedServiceServicer):
                 yield clinic_feed_pb2.SubscribeResponse(event=clinic_feed_pb2.ClinicEvent.FromString(row.payload))
 
 
+PreferenceField = Literal["reminders_email", "reminders_push", "changes_email", "changes_push"]
+PREFERENCE_FIELDS: tuple[PreferenceField, ...] = ("reminders_email", "reminders_push", "changes_email", "changes_push")
+
+
+def preferences_pb(p: Preferences) -> notification_pb2.NotificationPreferences:
+    return notification_pb2.NotificationPreferences(**{f: getattr(p, f) for f in PREFERENCE_FIELDS})
+
+
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(self, handlers: NotifyHandlers) -> None:
         self.h = handlers
@@ -53,6 +62,19 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 notification_id=str(r.id), user_id=str(r.user_id), title=r.title, body=r.body, data=r.data,
                 event_id=str(r.event_id), create_time=ts(r.created_at)) for r in rows],
             next_page_token=token)
+
+    async def GetNotificationPreferences(
+            self, request: notification_pb2.GetNotificationPreferencesRequest,
+            context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.GetNotificationPreferencesResponse:
+        p = await self.h.preferences(uid(request.user_id, "user_id"))
+        return notification_pb2.GetNotificationPreferencesResponse(preferences=preferences_pb(p))
+
+    async def UpdateNotificationPreferences(
+            self, request: notification_pb2.UpdateNotificationPreferencesRequest,
+            context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.UpdateNotificationPreferencesResponse:
+        changes: dict[str, bool] = {f: bool(getattr(request, f)) for f in PREFERENCE_FIELDS if request.HasField(f)}
+        p = await self.h.update_preferences(uid(request.user_id, "user_id"), changes)
+        return notification_pb2.UpdateNotificationPreferencesResponse(preferences=preferences_pb(p))
 
     async def RegisterDevice(self, request: notification_pb2.RegisterDeviceRequest,
                             context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.RegisterDeviceResponse:

@@ -394,3 +394,36 @@ async def test_reminders_follow_the_booking_and_are_sent_once_across_a_worker_ki
         assert len(ids) == (0 if i == 1 else 2), (i, ids)
         inbox = (await api.c.get("/v1/me/notifications", headers=owner.auth)).json()["notifications"]
         assert sum(n["data"]["type"] == "booking.reminder" for n in inbox) == (0 if i == 1 else 2)
+
+
+async def test_notification_preferences_switch_off_change_mails_but_not_cancellations(api: Api):
+    from tests.e2e.conftest import mails_to
+
+    owner, booking_id, _ = await booked(api)
+    url = "/v1/me/notification-preferences"
+    got = await api.c.get(url, headers=owner.auth)
+    assert got.status_code == 200, got.text
+    assert got.json()["preferences"] == {"reminders_email": True, "reminders_push": True, "changes_email": True,
+                                         "changes_push": True}
+    changed = await api.c.patch(url, json={"changes_email": False}, headers=owner.auth)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["preferences"]["changes_email"] is False
+    assert changed.json()["preferences"]["reminders_email"] is True  # untouched
+    assert (await api.c.patch(url, json={"changes_email": "no"}, headers=owner.auth)).status_code == 400
+    assert (await api.c.get(url)).status_code == 401
+
+    assert (await api.reschedule(owner, booking_id, await api.unique_slot())).status_code == 200
+    assert (await api.cancel(owner, booking_id)).status_code == 200
+
+    async def pushes():  # type: ignore[no-untyped-def]
+        inbox = (await api.c.get("/v1/me/notifications", headers=owner.auth)).json()["notifications"]
+        return inbox if len(inbox) >= 3 else None
+
+    assert sorted(n["data"]["type"] for n in await eventually(pushes)) == [
+        "booking.cancelled", "booking.created", "booking.rescheduled"]  # pushes still on
+
+    async def cancel_mail():  # type: ignore[no-untyped-def]
+        return [m for m in mails_to(api.stack, owner.email) if m.subject.startswith("Booking cancelled")]
+
+    await eventually(cancel_mail)  # transactional: always sent
+    assert not [m for m in mails_to(api.stack, owner.email) if m.subject.startswith("Booking moved")]

@@ -144,6 +144,8 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:cancel", "*"),
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:complete", "*"),
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow", "*"),
+        ("GET", "/v1/me/notification-preferences", ""),
+        ("PATCH", "/v1/me/notification-preferences", "*"),
     }
     auth = "petpro.auth.v1.AuthService"
     assert {r for r in routes if r[0] == auth} == {(auth, "GET", "/.well-known/jwks.json", "")}

@@ -318,3 +318,23 @@ async def test_no_reminder_after_the_start(env):
     await h.notify(notice(), "booking.created", b"created", decode_event)
     h.clock = lambda: NOW + timedelta(minutes=1)  # both overdue, but the visit has started
     assert await h.send_due_reminders() == 0
+
+
+async def test_preferences_switch_off_changes_and_reminders_but_never_transactional_messages(env):
+    from notif_worker.events import decode_event
+
+    h, store, mailer, _ = env
+    created = notice()
+    await h.update_preferences(created.owner_user_id, {"changes_email": False, "reminders_push": False,
+                                                       "reminders_email": False})
+    h.clock = lambda: NOW - timedelta(days=5)
+    await h.notify(created, "booking.created", b"created", decode_event)
+    move_topic, move = change_payload("rescheduled", created, 2)
+    await h.notify(decode_event(move_topic, move), move_topic, move, decode_event)
+    h.clock = lambda: NOW + timedelta(hours=1)  # the 48 h reminder of the new start is due
+    assert await h.send_due_reminders() == 1
+    cancel_topic, cancel = change_payload("cancelled", created, 3)
+    await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
+    assert [m.kind for m in mailer.sent] == ["created", "cancelled"]  # no move mail, no reminder mail
+    assert [r.data["type"] for r in store.inbox] == ["booking.created", "booking.rescheduled", "booking.cancelled"]
+    assert (await h.preferences(created.owner_user_id)).changes_push is True

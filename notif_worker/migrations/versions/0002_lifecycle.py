@@ -51,7 +51,19 @@ def upgrade() -> None:
     op.create_index("ix_reminders_due", "reminders", ["due_at"], postgresql_where=sa.text("state = 'PENDING'"))
 
 
+    op.create_table(
+        "preferences",
+        sa.Column("user_id", sa.Uuid(), primary_key=True),
+        sa.Column("reminders_email", sa.Boolean(), nullable=False, server_default=sa.true()),
+        sa.Column("reminders_push", sa.Boolean(), nullable=False, server_default=sa.true()),
+        sa.Column("changes_email", sa.Boolean(), nullable=False, server_default=sa.true()),
+        sa.Column("changes_push", sa.Boolean(), nullable=False, server_default=sa.true()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+
+
 def downgrade() -> None:
+    op.drop_table("preferences")
     op.drop_table("reminders")
     op.drop_table("parked_events")
     op.drop_table("booking_progress")

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from notif_worker.domain import BookingNotice, DeviceRow, FeedRow, InboxRow, Reminder, reminder_due
+from notif_worker.domain import (
+    BookingNotice,
+    DeviceRow,
+    FeedRow,
+    InboxRow,
+    Preferences,
+    Reminder,
+    reminder_due,
+)
 from tests.unit.fakes import FakeUnitOfWork
 
 
@@ -23,6 +31,7 @@ class NotifStore:
     progress: dict[str, int] = field(default_factory=dict)  # booking → last version applied
     parked: dict[tuple[str, int], tuple[str, bytes]] = field(default_factory=dict)
     reminders: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    preferences: dict[uuid.UUID, Preferences] = field(default_factory=dict)
 
 
 class FakeNotifRepository:
@@ -115,6 +124,14 @@ class FakeNotifRepository:
 
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
         self.s.reminders[reminder_id]["state"] = "SENT"
+
+
+    async def preferences(self, user_id: uuid.UUID) -> Preferences:
+        return self.s.preferences.get(user_id, Preferences())
+
+    async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences:
+        self.s.preferences[user_id] = replace(self.s.preferences.get(user_id, Preferences()), **changes)
+        return self.s.preferences[user_id]
 
 
 def notif_uow(store: NotifStore | None = None) -> FakeUnitOfWork[NotifStore, FakeNotifRepository]:

@@ -941,3 +941,117 @@ class MarkNoShowResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MarkNoShowResponse: _TypeAlias = MarkNoShowResponse  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesRequest(_message.Message):
+    """Request for MobileService.GetNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesRequest: _TypeAlias = GetNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesResponse(_message.Message):
+    """Response for MobileService.GetNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> _notification_pb2.NotificationPreferences:
+        """The caller's preferences."""
+
+    def __init__(
+        self,
+        *,
+        preferences: _notification_pb2.NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesResponse: _TypeAlias = GetNotificationPreferencesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateNotificationPreferencesRequest(_message.Message):
+    """Request for MobileService.UpdateNotificationPreferences: only the fields set change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMINDERS_EMAIL_FIELD_NUMBER: _builtins.int
+    REMINDERS_PUSH_FIELD_NUMBER: _builtins.int
+    CHANGES_EMAIL_FIELD_NUMBER: _builtins.int
+    CHANGES_PUSH_FIELD_NUMBER: _builtins.int
+    reminders_email: _builtins.bool
+    """Reminders by email."""
+    reminders_push: _builtins.bool
+    """Reminders as a push."""
+    changes_email: _builtins.bool
+    """Other changes (moved, completed, no-show) by email."""
+    changes_push: _builtins.bool
+    """Other changes as a push."""
+    def __init__(
+        self,
+        *,
+        reminders_email: _builtins.bool | None = ...,
+        reminders_push: _builtins.bool | None = ...,
+        changes_email: _builtins.bool | None = ...,
+        changes_push: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__changes_email: _TypeAlias = _typing.Literal["changes_email"]  # noqa: Y015
+    _WhichOneofArgType__changes_email: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email"]  # noqa: Y015
+    _WhichOneofReturnType__changes_push: _TypeAlias = _typing.Literal["changes_push"]  # noqa: Y015
+    _WhichOneofArgType__changes_push: _TypeAlias = _typing.Literal["_changes_push", b"_changes_push"]  # noqa: Y015
+    _WhichOneofReturnType__reminders_email: _TypeAlias = _typing.Literal["reminders_email"]  # noqa: Y015
+    _WhichOneofArgType__reminders_email: _TypeAlias = _typing.Literal["_reminders_email", b"_reminders_email"]  # noqa: Y015
+    _WhichOneofReturnType__reminders_push: _TypeAlias = _typing.Literal["reminders_push"]  # noqa: Y015
+    _WhichOneofArgType__reminders_push: _TypeAlias = _typing.Literal["_reminders_push", b"_reminders_push"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_email) -> _WhichOneofReturnType__changes_email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_push) -> _WhichOneofReturnType__changes_push | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_email) -> _WhichOneofReturnType__reminders_email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_push) -> _WhichOneofReturnType__reminders_push | None: ...
+
+Global___UpdateNotificationPreferencesRequest: _TypeAlias = UpdateNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class UpdateNotificationPreferencesResponse(_message.Message):
+    """Response for MobileService.UpdateNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> _notification_pb2.NotificationPreferences:
+        """The preferences after the change."""
+
+    def __init__(
+        self,
+        *,
+        preferences: _notification_pb2.NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNotificationPreferencesResponse: _TypeAlias = UpdateNotificationPreferencesResponse  # noqa: Y015

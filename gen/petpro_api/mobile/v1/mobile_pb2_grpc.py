@@ -121,6 +121,16 @@ class MobileServiceStub:
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowResponse.FromString,
                 _registered_method=True)
+        self.GetNotificationPreferences = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/GetNotificationPreferences',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetNotificationPreferencesResponse.FromString,
+                _registered_method=True)
+        self.UpdateNotificationPreferences = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/UpdateNotificationPreferences',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateNotificationPreferencesResponse.FromString,
+                _registered_method=True)
         self.ListNotifications = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/ListNotifications',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListNotificationsRequest.SerializeToString,
@@ -264,6 +274,21 @@ class MobileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetNotificationPreferences(self, request, context):
+        """Returns the caller's notification preferences (all on until changed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNotificationPreferences(self, request, context):
+        """Switches email / push off (or on) per category: reminders, changes (moved, completed, no-show).
+        Confirmations and cancellations are always sent. Only the fields in the body change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListNotifications(self, request, context):
         """Lists the caller's push notifications (inbox), newest first.
         """
@@ -350,6 +375,16 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     servicer.MarkNoShow,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowResponse.SerializeToString,
+            ),
+            'GetNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationPreferences,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetNotificationPreferencesRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetNotificationPreferencesResponse.SerializeToString,
+            ),
+            'UpdateNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotificationPreferences,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateNotificationPreferencesRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateNotificationPreferencesResponse.SerializeToString,
             ),
             'ListNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNotifications,
@@ -757,6 +792,60 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/MarkNoShow',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.MarkNoShowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/GetNotificationPreferences',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetNotificationPreferencesRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetNotificationPreferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/UpdateNotificationPreferences',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateNotificationPreferencesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,6 +95,12 @@ class MobileServiceStub:
     """Clinic staff: marks a booking of their clinic COMPLETED (after its start)."""
     MarkNoShow: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.MarkNoShowRequest, _mobile_pb2.MarkNoShowResponse]
     """Clinic staff: marks a booking of their clinic NO_SHOW (after its start; the payment is kept)."""
+    GetNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetNotificationPreferencesRequest, _mobile_pb2.GetNotificationPreferencesResponse]
+    """Returns the caller's notification preferences (all on until changed)."""
+    UpdateNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.UpdateNotificationPreferencesRequest, _mobile_pb2.UpdateNotificationPreferencesResponse]
+    """Switches email / push off (or on) per category: reminders, changes (moved, completed, no-show).
+    Confirmations and cancellations are always sent. Only the fields in the body change.
+    """
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListNotificationsRequest, _mobile_pb2.ListNotificationsResponse]
     """Lists the caller's push notifications (inbox), newest first."""
     RegisterDevice: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RegisterDeviceRequest, _mobile_pb2.RegisterDeviceResponse]
@@ -167,6 +173,12 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """Clinic staff: marks a booking of their clinic COMPLETED (after its start)."""
     MarkNoShow: _aio.UnaryUnaryMultiCallable[_mobile_pb2.MarkNoShowRequest, _mobile_pb2.MarkNoShowResponse]  # type: ignore[assignment]
     """Clinic staff: marks a booking of their clinic NO_SHOW (after its start; the payment is kept)."""
+    GetNotificationPreferences: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetNotificationPreferencesRequest, _mobile_pb2.GetNotificationPreferencesResponse]  # type: ignore[assignment]
+    """Returns the caller's notification preferences (all on until changed)."""
+    UpdateNotificationPreferences: _aio.UnaryUnaryMultiCallable[_mobile_pb2.UpdateNotificationPreferencesRequest, _mobile_pb2.UpdateNotificationPreferencesResponse]  # type: ignore[assignment]
+    """Switches email / push off (or on) per category: reminders, changes (moved, completed, no-show).
+    Confirmations and cancellations are always sent. Only the fields in the body change.
+    """
     ListNotifications: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListNotificationsRequest, _mobile_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """Lists the caller's push notifications (inbox), newest first."""
     RegisterDevice: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RegisterDeviceRequest, _mobile_pb2.RegisterDeviceResponse]  # type: ignore[assignment]
@@ -320,6 +332,24 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.MarkNoShowResponse, _abc.Awaitable[_mobile_pb2.MarkNoShowResponse]]:
         """Clinic staff: marks a booking of their clinic NO_SHOW (after its start; the payment is kept)."""
+
+    @_abc_1.abstractmethod
+    def GetNotificationPreferences(
+        self,
+        request: _mobile_pb2.GetNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.GetNotificationPreferencesResponse, _abc.Awaitable[_mobile_pb2.GetNotificationPreferencesResponse]]:
+        """Returns the caller's notification preferences (all on until changed)."""
+
+    @_abc_1.abstractmethod
+    def UpdateNotificationPreferences(
+        self,
+        request: _mobile_pb2.UpdateNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.UpdateNotificationPreferencesResponse, _abc.Awaitable[_mobile_pb2.UpdateNotificationPreferencesResponse]]:
+        """Switches email / push off (or on) per category: reminders, changes (moved, completed, no-show).
+        Confirmations and cancellations are always sent. Only the fields in the body change.
+        """
 
     @_abc_1.abstractmethod
     def ListNotifications(

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from petpro_api.common.v1 import options_pb2 as petpro_dot_common_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)petpro/notification/v1/notification.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"\x83\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12<\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32..petpro.notification.v1.Notification.DataEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x08platform\x18\x03 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatform\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x18ListNotificationsRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x93\x01\n\x15RegisterDeviceRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x44\n\x08platform\x18\x02 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device*\x80\x01\n\x0e\x44\x65vicePlatform\x12\x1f\n\x1b\x44\x45VICE_PLATFORM_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_PLATFORM_ANDROID\x10\x01\x12\x17\n\x13\x44\x45VICE_PLATFORM_IOS\x10\x02\x12\x17\n\x13\x44\x45VICE_PLATFORM_WEB\x10\x03\x32\x89\x02\n\x13NotificationService\x12\x80\x01\n\x11ListNotifications\x12\x30.petpro.notification.v1.ListNotificationsRequest\x1a\x31.petpro.notification.v1.ListNotificationsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12o\n\x0eRegisterDevice\x12-.petpro.notification.v1.RegisterDeviceRequest\x1a..petpro.notification.v1.RegisterDeviceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)petpro/notification/v1/notification.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"\x83\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12<\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32..petpro.notification.v1.Notification.DataEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x08platform\x18\x03 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatform\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x18ListNotificationsRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x93\x01\n\x15RegisterDeviceRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x44\n\x08platform\x18\x02 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device\"w\n\x17NotificationPreferences\x12\x17\n\x0freminders_email\x18\x01 \x01(\x08\x12\x16\n\x0ereminders_push\x18\x02 \x01(\x08\x12\x15\n\rchanges_email\x18\x03 \x01(\x08\x12\x14\n\x0c\x63hanges_push\x18\x04 \x01(\x08\">\n!GetNotificationPreferencesRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"j\n\"GetNotificationPreferencesResponse\x12\x44\n\x0bpreferences\x18\x01 \x01(\x0b\x32/.petpro.notification.v1.NotificationPreferences\"\xfd\x01\n$UpdateNotificationPreferencesRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x0freminders_email\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0ereminders_push\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\rchanges_email\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x19\n\x0c\x63hanges_push\x18\x05 \x01(\x08H\x03\x88\x01\x01\x42\x12\n\x10_reminders_emailB\x11\n\x0f_reminders_pushB\x10\n\x0e_changes_emailB\x0f\n\r_changes_push\"m\n%UpdateNotificationPreferencesResponse\x12\x44\n\x0bpreferences\x18\x01 \x01(\x0b\x32/.petpro.notification.v1.NotificationPreferences*\x80\x01\n\x0e\x44\x65vicePlatform\x12\x1f\n\x1b\x44\x45VICE_PLATFORM_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_PLATFORM_ANDROID\x10\x01\x12\x17\n\x13\x44\x45VICE_PLATFORM_IOS\x10\x02\x12\x17\n\x13\x44\x45VICE_PLATFORM_WEB\x10\x03\x32\xce\x04\n\x13NotificationService\x12\x80\x01\n\x11ListNotifications\x12\x30.petpro.notification.v1.ListNotificationsRequest\x1a\x31.petpro.notification.v1.ListNotificationsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12o\n\x0eRegisterDevice\x12-.petpro.notification.v1.RegisterDeviceRequest\x1a..petpro.notification.v1.RegisterDeviceResponse\x12\x9b\x01\n\x1aGetNotificationPreferences\x12\x39.petpro.notification.v1.GetNotificationPreferencesRequest\x1a:.petpro.notification.v1.GetNotificationPreferencesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\xa4\x01\n\x1dUpdateNotificationPreferences\x12<.petpro.notification.v1.UpdateNotificationPreferencesRequest\x1a=.petpro.notification.v1.UpdateNotificationPreferencesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,10 +48,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERDEVICEREQUEST'].fields_by_name['platform']._serialized_options = b'\272H\007\202\001\004\020\001 \000'
   _globals['_REGISTERDEVICEREQUEST'].fields_by_name['token']._loaded_options = None
   _globals['_REGISTERDEVICEREQUEST'].fields_by_name['token']._serialized_options = b'\272H\007r\005\020\001\030\200 '
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H\005r\003\260\001\001'
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST'].fields_by_name['user_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\212\265\030\002\020\001'
-  _globals['_DEVICEPLATFORM']._serialized_start=1034
-  _globals['_DEVICEPLATFORM']._serialized_end=1162
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotificationPreferences']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotificationPreferences']._serialized_options = b'\212\265\030\002\020\001'
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateNotificationPreferences']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateNotificationPreferences']._serialized_options = b'\212\265\030\002\020\001'
+  _globals['_DEVICEPLATFORM']._serialized_start=1694
+  _globals['_DEVICEPLATFORM']._serialized_end=1822
   _globals['_NOTIFICATION']._serialized_start=164
   _globals['_NOTIFICATION']._serialized_end=423
   _globals['_NOTIFICATION_DATAENTRY']._serialized_start=380
@@ -66,6 +74,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERDEVICEREQUEST']._serialized_end=957
   _globals['_REGISTERDEVICERESPONSE']._serialized_start=959
   _globals['_REGISTERDEVICERESPONSE']._serialized_end=1031
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=1165
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=1430
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=1033
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1152
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1154
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1216
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1218
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1324
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1327
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1580
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1582
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1691
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=1825
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=2415
 # @@protoc_insertion_point(module_scope)

@@ -263,3 +263,163 @@ class RegisterDeviceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RegisterDeviceResponse: _TypeAlias = RegisterDeviceResponse  # noqa: Y015
+
+@_typing.final
+class NotificationPreferences(_message.Message):
+    """What a user wants to be told, per category and channel. Confirmations and cancellations are
+    transactional and always sent; these switch off reminders and the other changes (reschedules,
+    completed / no-show).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMINDERS_EMAIL_FIELD_NUMBER: _builtins.int
+    REMINDERS_PUSH_FIELD_NUMBER: _builtins.int
+    CHANGES_EMAIL_FIELD_NUMBER: _builtins.int
+    CHANGES_PUSH_FIELD_NUMBER: _builtins.int
+    reminders_email: _builtins.bool
+    """Reminders before a visit by email."""
+    reminders_push: _builtins.bool
+    """Reminders before a visit as a push."""
+    changes_email: _builtins.bool
+    """Other changes of a booking (moved, completed, no-show) by email."""
+    changes_push: _builtins.bool
+    """Other changes of a booking as a push."""
+    def __init__(
+        self,
+        *,
+        reminders_email: _builtins.bool = ...,
+        reminders_push: _builtins.bool = ...,
+        changes_email: _builtins.bool = ...,
+        changes_push: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NotificationPreferences: _TypeAlias = NotificationPreferences  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesRequest(_message.Message):
+    """Request for NotificationService.GetNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesRequest: _TypeAlias = GetNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class GetNotificationPreferencesResponse(_message.Message):
+    """Response for NotificationService.GetNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> Global___NotificationPreferences:
+        """The preferences."""
+
+    def __init__(
+        self,
+        *,
+        preferences: Global___NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetNotificationPreferencesResponse: _TypeAlias = GetNotificationPreferencesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateNotificationPreferencesRequest(_message.Message):
+    """Request for NotificationService.UpdateNotificationPreferences: only the fields set change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REMINDERS_EMAIL_FIELD_NUMBER: _builtins.int
+    REMINDERS_PUSH_FIELD_NUMBER: _builtins.int
+    CHANGES_EMAIL_FIELD_NUMBER: _builtins.int
+    CHANGES_PUSH_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    reminders_email: _builtins.bool
+    """Reminders by email."""
+    reminders_push: _builtins.bool
+    """Reminders as a push."""
+    changes_email: _builtins.bool
+    """Other changes by email."""
+    changes_push: _builtins.bool
+    """Other changes as a push."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        reminders_email: _builtins.bool | None = ...,
+        reminders_push: _builtins.bool | None = ...,
+        changes_email: _builtins.bool | None = ...,
+        changes_push: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__changes_email: _TypeAlias = _typing.Literal["changes_email"]  # noqa: Y015
+    _WhichOneofArgType__changes_email: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email"]  # noqa: Y015
+    _WhichOneofReturnType__changes_push: _TypeAlias = _typing.Literal["changes_push"]  # noqa: Y015
+    _WhichOneofArgType__changes_push: _TypeAlias = _typing.Literal["_changes_push", b"_changes_push"]  # noqa: Y015
+    _WhichOneofReturnType__reminders_email: _TypeAlias = _typing.Literal["reminders_email"]  # noqa: Y015
+    _WhichOneofArgType__reminders_email: _TypeAlias = _typing.Literal["_reminders_email", b"_reminders_email"]  # noqa: Y015
+    _WhichOneofReturnType__reminders_push: _TypeAlias = _typing.Literal["reminders_push"]  # noqa: Y015
+    _WhichOneofArgType__reminders_push: _TypeAlias = _typing.Literal["_reminders_push", b"_reminders_push"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_email) -> _WhichOneofReturnType__changes_email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_push) -> _WhichOneofReturnType__changes_push | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_email) -> _WhichOneofReturnType__reminders_email | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_push) -> _WhichOneofReturnType__reminders_push | None: ...
+
+Global___UpdateNotificationPreferencesRequest: _TypeAlias = UpdateNotificationPreferencesRequest  # noqa: Y015
+
+@_typing.final
+class UpdateNotificationPreferencesResponse(_message.Message):
+    """Response for NotificationService.UpdateNotificationPreferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREFERENCES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def preferences(self) -> Global___NotificationPreferences:
+        """The preferences after the change."""
+
+    def __init__(
+        self,
+        *,
+        preferences: Global___NotificationPreferences | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["preferences", b"preferences"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNotificationPreferencesResponse: _TypeAlias = UpdateNotificationPreferencesResponse  # noqa: Y015

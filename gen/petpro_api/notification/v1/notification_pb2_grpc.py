@@ -47,6 +47,16 @@ class NotificationServiceStub:
                 request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RegisterDeviceRequest.SerializeToString,
                 response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RegisterDeviceResponse.FromString,
                 _registered_method=True)
+        self.GetNotificationPreferences = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/GetNotificationPreferences',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetNotificationPreferencesResponse.FromString,
+                _registered_method=True)
+        self.UpdateNotificationPreferences = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/UpdateNotificationPreferences',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
@@ -69,6 +79,20 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetNotificationPreferences(self, request, context):
+        """Returns a user's notification preferences (all on until changed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNotificationPreferences(self, request, context):
+        """Changes the preferences that the request sets; the others stay. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +105,16 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.RegisterDevice,
                     request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RegisterDeviceRequest.FromString,
                     response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RegisterDeviceResponse.SerializeToString,
+            ),
+            'GetNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNotificationPreferences,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetNotificationPreferencesRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetNotificationPreferencesResponse.SerializeToString,
+            ),
+            'UpdateNotificationPreferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNotificationPreferences,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -140,6 +174,60 @@ class NotificationService:
             '/petpro.notification.v1.NotificationService/RegisterDevice',
             petpro_dot_notification_dot_v1_dot_notification__pb2.RegisterDeviceRequest.SerializeToString,
             petpro_dot_notification_dot_v1_dot_notification__pb2.RegisterDeviceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/GetNotificationPreferences',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetNotificationPreferencesRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetNotificationPreferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNotificationPreferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/UpdateNotificationPreferences',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,10 @@ class NotificationServiceStub:
     """Lists a user's notifications, newest first."""
     RegisterDevice: _grpc.UnaryUnaryMultiCallable[_notification_pb2.RegisterDeviceRequest, _notification_pb2.RegisterDeviceResponse]
     """Registers (or refreshes) a device push token for a user. Idempotent on (user, token)."""
+    GetNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_notification_pb2.GetNotificationPreferencesRequest, _notification_pb2.GetNotificationPreferencesResponse]
+    """Returns a user's notification preferences (all on until changed)."""
+    UpdateNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_notification_pb2.UpdateNotificationPreferencesRequest, _notification_pb2.UpdateNotificationPreferencesResponse]
+    """Changes the preferences that the request sets; the others stay. Idempotent."""
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
@@ -53,6 +57,10 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """Lists a user's notifications, newest first."""
     RegisterDevice: _aio.UnaryUnaryMultiCallable[_notification_pb2.RegisterDeviceRequest, _notification_pb2.RegisterDeviceResponse]  # type: ignore[assignment]
     """Registers (or refreshes) a device push token for a user. Idempotent on (user, token)."""
+    GetNotificationPreferences: _aio.UnaryUnaryMultiCallable[_notification_pb2.GetNotificationPreferencesRequest, _notification_pb2.GetNotificationPreferencesResponse]  # type: ignore[assignment]
+    """Returns a user's notification preferences (all on until changed)."""
+    UpdateNotificationPreferences: _aio.UnaryUnaryMultiCallable[_notification_pb2.UpdateNotificationPreferencesRequest, _notification_pb2.UpdateNotificationPreferencesResponse]  # type: ignore[assignment]
+    """Changes the preferences that the request sets; the others stay. Idempotent."""
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     """NotificationService serves the owners' push inboxes and device registrations.
@@ -75,5 +83,21 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notification_pb2.RegisterDeviceResponse, _abc.Awaitable[_notification_pb2.RegisterDeviceResponse]]:
         """Registers (or refreshes) a device push token for a user. Idempotent on (user, token)."""
+
+    @_abc_1.abstractmethod
+    def GetNotificationPreferences(
+        self,
+        request: _notification_pb2.GetNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.GetNotificationPreferencesResponse, _abc.Awaitable[_notification_pb2.GetNotificationPreferencesResponse]]:
+        """Returns a user's notification preferences (all on until changed)."""
+
+    @_abc_1.abstractmethod
+    def UpdateNotificationPreferences(
+        self,
+        request: _notification_pb2.UpdateNotificationPreferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.UpdateNotificationPreferencesResponse, _abc.Awaitable[_notification_pb2.UpdateNotificationPreferencesResponse]]:
+        """Changes the preferences that the request sets; the others stay. Idempotent."""
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
