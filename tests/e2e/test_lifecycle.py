@@ -409,7 +409,9 @@ async def test_notification_preferences_switch_off_change_mails_but_not_cancella
     assert changed.status_code == 200, changed.text
     assert changed.json()["preferences"]["changes_email"] is False
     assert changed.json()["preferences"]["reminders_email"] is True  # untouched
-    assert (await api.c.patch(url, json={"changes_email": "no"}, headers=owner.auth)).status_code == 400
+    bad = await api.c.patch(url, json={"changes_email": [1]}, headers=owner.auth)
+    assert bad.status_code == 400, bad.text
+    assert (await api.c.get(url, headers=owner.auth)).json()["preferences"]["changes_email"] is False
     assert (await api.c.get(url)).status_code == 401
 
     assert (await api.reschedule(owner, booking_id, await api.unique_slot())).status_code == 200
