@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from notif_worker.domain import (
@@ -122,6 +122,26 @@ class NotifyHandlers:
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
         return email_due, nxt
+
+    async def release_stale_parked(self, decode: Callable[[str, bytes], BookingNotice],
+                                   max_wait: timedelta) -> int:
+        """An event parked longer than ``max_wait`` is applied anyway (then the ones after it): its
+        predecessor is presumed lost, and a late notice beats none.  Never before ``max_wait``."""
+        async with self.read() as repo:
+            stale = await repo.stale_parked(self.clock() - max_wait)
+        released = 0
+        for booking_id, version in stale:
+            async with self.uow() as repo:
+                applied = await repo.lock_progress(booking_id)
+                parked = await repo.take_parked(booking_id, version) if version > applied + 1 else None
+                if parked is not None:
+                    await repo.set_progress(booking_id, version - 1)  # skip the missing ones
+            if parked is not None:
+                log.warning("applying a parked event whose predecessor never came",
+                            extra={"fields": {"booking_id": booking_id, "version": version}})
+                await self.notify(decode(*parked), *parked, decode)
+                released += 1
+        return released
 
     async def _reminders(self, repo: NotifRepository, n: BookingNotice) -> None:
         """Made at confirmation, moved with a reschedule, dropped when the booking ends otherwise."""

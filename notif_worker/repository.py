@@ -219,6 +219,14 @@ class NotifRepository:
             .returning(parked_events.c.topic, parked_events.c.payload))).first()
         return (r.topic, r.payload) if r else None
 
+    async def stale_parked(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]:
+        """(booking, version) of events parked since before ``parked_before``: their predecessor is
+        presumed lost (e.g. a broker that lost acknowledged messages), lowest version per booking."""
+        q = text("SELECT DISTINCT ON (booking_id) booking_id, version FROM parked_events"
+                 " WHERE parked_at < :before ORDER BY booking_id, version LIMIT :limit")
+        return [(r.booking_id, int(r.version)) for r in await self.s.execute(q, {"before": parked_before,
+                                                                                  "limit": limit})]
+
     # -- reminders ------------------------------------------------------------------------------------
     async def schedule_reminders(self, n: BookingNotice, offsets: tuple[int, ...], now: datetime) -> None:
         data = {"clinic_id": str(n.clinic_id), "clinic_name": n.clinic_name, "tz": n.clinic_time_zone,

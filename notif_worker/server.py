@@ -4,13 +4,14 @@ Redis fan-out) and the owner's notification inbox."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from notif_worker.events import clinic_event_cursor, encode_clinic_event
+from notif_worker.events import clinic_event_cursor, decode_event, encode_clinic_event
 from notif_worker.fanout import RedisFanout
 from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
 from notif_worker.mailer import SmtpMailer
@@ -45,6 +46,8 @@ class NotifSettings(ServiceSettings):
     reminder_offsets_minutes: tuple[int, ...] = Field(
         default=(2880, 120), description="reminders before a booking's start unless its clinic sets its own")
     reminder_sweep_seconds: float = Field(default=1.0, gt=0, description="how often due reminders are looked for")
+    parked_max_seconds: float = Field(default=300.0, gt=0,
+                                      description="how long a lifecycle event waits for its predecessor")
 
 
 def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
@@ -107,7 +110,10 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
         ],
         background=[fanout.run, consumer.run,
                     grpc_server.periodic("notif_worker.reminders", settings.reminder_sweep_seconds,
-                                         handlers.send_due_reminders)],
+                                         handlers.send_due_reminders),
+                    grpc_server.periodic("notif_worker.parked", min(settings.parked_max_seconds / 4, 30.0),
+                                         lambda: handlers.release_stale_parked(
+                                             decode_event, timedelta(seconds=settings.parked_max_seconds)))],
         on_shutdown=[feed.close],
         on_stop=[close],
     )

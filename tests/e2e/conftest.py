@@ -26,9 +26,9 @@ class Api(MeshClient):
         super().__init__(client)
         self.stack = stack
 
-    async def unique_slot(self, service_id: str = CHECKUP) -> str:
-        """A free slot nobody else in this test session will pick."""
-        for days in range(2, 150):
+    async def unique_slot(self, service_id: str = CHECKUP, min_days: int = 2) -> str:
+        """A free slot nobody else in this test session will pick, at least ``min_days`` days ahead."""
+        for days in range(min_days, 150):
             for slot in await self.free_slots(service_id, days):
                 if slot not in _taken:
                     _taken.add(slot)
@@ -113,10 +113,10 @@ async def api(mesh: Stack) -> AsyncIterator[Api]:
         yield Api(client, mesh)
 
 
-async def confirmed_booking(api: Api, owner: User | None = None) -> tuple[User, str, str]:
+async def confirmed_booking(api: Api, owner: User | None = None, min_days: int = 2) -> tuple[User, str, str]:
     """Book and pay a fresh slot; returns (owner, lock_id, booking_id) once confirmed."""
     owner = owner or await api.user()
-    r = await api.book(owner, await api.pet(owner), await api.unique_slot())
+    r = await api.book(owner, await api.pet(owner), await api.unique_slot(min_days=min_days))
     assert r.status_code == 201, r.text
     held = r.json()
     assert (await api.pay(held["payment_url"])).status_code == 200

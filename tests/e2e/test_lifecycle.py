@@ -35,8 +35,8 @@ async def staff_token(api: Api, who: tuple[str, str] = STAFF) -> dict[str, str]:
     return {"Authorization": f"Bearer {await api.login(*who)}"}
 
 
-async def booked(api: Api) -> tuple[User, str, dict]:
-    owner, _, booking_id = await confirmed_booking(api)
+async def booked(api: Api, min_days: int = 2) -> tuple[User, str, dict]:
+    owner, _, booking_id = await confirmed_booking(api, min_days=min_days)
     return owner, booking_id, await api.booking(owner, booking_id)
 
 
@@ -337,8 +337,8 @@ async def test_reminders_follow_the_booking_and_are_sent_once_across_a_worker_ki
     from tests.e2e.conftest import mails_to
 
     owners, bookings = [], []
-    for _ in range(4):
-        owner, booking_id, b = await booked(api)
+    for _ in range(4):  # 4+ days ahead: both reminders (48 h, 2 h before) lie ahead whatever the time of day
+        owner, booking_id, b = await booked(api, min_days=4)
         owners.append(owner)
         bookings.append((booking_id, b))
 
@@ -351,7 +351,7 @@ async def test_reminders_follow_the_booking_and_are_sent_once_across_a_worker_ki
     start = at(first["slot_start_time"])
     assert [(o, due, s) for o, due, s in rows] == [(2880, start - timedelta(hours=48), "PENDING"),
                                                     (120, start - timedelta(hours=2), "PENDING")]
-    new = await api.unique_slot()  # moved: the reminders follow the new start
+    new = await api.unique_slot(min_days=4)  # moved: the reminders follow the new start
     assert (await api.reschedule(owners[0], first_id, new)).status_code == 200
 
     async def moved():  # type: ignore[no-untyped-def]
@@ -429,3 +429,41 @@ async def test_notification_preferences_switch_off_change_mails_but_not_cancella
 
     await eventually(cancel_mail)  # transactional: always sent
     assert not [m for m in mails_to(api.stack, owner.email) if m.subject.startswith("Booking moved")]
+
+
+async def test_reminders_across_a_broker_restart_none_lost_none_doubled(api: Api):
+    import os
+    import signal
+
+    from tests.e2e.conftest import mails_to
+
+    a_owner, a_id, _ = await booked(api, min_days=4)  # both reminders ahead whatever the time of day
+
+    async def scheduled(booking_id: str, start: str):  # type: ignore[no-untyped-def]
+        rows = await api.reminders(booking_id)
+        return len(rows) == 2 and all(due == at(start) - timedelta(minutes=o) for o, due, _ in rows)
+
+    a_start = (await api.booking(a_owner, a_id))["slot_start_time"]
+    await eventually(lambda: scheduled(a_id, a_start))  # A's reminders exist before the outage
+    kafka_pid = api.stack.pid("kafka")
+    assert kafka_pid
+    os.kill(kafka_pid, signal.SIGKILL)  # memory storage: messages and offsets are gone with it
+    b_owner, _, b_id = await confirmed_booking(api, min_days=4)  # its booking.created waits in the outbox
+    new = await api.unique_slot(min_days=4)
+    assert (await api.reschedule(a_owner, a_id, new)).status_code == 200  # so does A's booking.rescheduled
+    await asyncio.to_thread(api.stack.up, ["kafka"])
+
+    b_start = (await api.booking(b_owner, b_id))["slot_start_time"]
+    await eventually(lambda: scheduled(b_id, b_start), timeout=90)
+    await eventually(lambda: scheduled(a_id, new), timeout=90)
+    for booking_id in (a_id, b_id):
+        assert await api.make_reminders_due(booking_id) == 2
+
+    async def all_sent():  # type: ignore[no-untyped-def]
+        states = [s for bid in (a_id, b_id) for _, _, s in await api.reminders(bid)]
+        return states == ["SENT"] * 4
+
+    await eventually(all_sent, timeout=30)
+    for owner in (a_owner, b_owner):
+        ids = [m.message["Message-ID"] for m in mails_to(api.stack, owner.email) if m.subject.startswith("Reminder:")]
+        assert len(ids) == len(set(ids)) == 2, ids

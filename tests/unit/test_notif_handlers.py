@@ -338,3 +338,17 @@ async def test_preferences_switch_off_changes_and_reminders_but_never_transactio
     assert [m.kind for m in mailer.sent] == ["created", "cancelled"]  # no move mail, no reminder mail
     assert [r.data["type"] for r in store.inbox] == ["booking.created", "booking.rescheduled", "booking.cancelled"]
     assert (await h.preferences(created.owner_user_id)).changes_push is True
+
+
+async def test_an_event_whose_predecessor_never_comes_is_applied_after_the_wait(env):
+    from notif_worker.events import decode_event
+
+    h, store, mailer, _ = env
+    created = notice()
+    await h.notify(created, "booking.created", b"created", decode_event)
+    cancel_topic, cancel = change_payload("cancelled", created, 3)  # version 2 was lost
+    await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
+    assert [m.kind for m in mailer.sent] == ["created"]
+    assert await h.release_stale_parked(decode_event, timedelta(minutes=5)) == 1
+    assert [m.kind for m in mailer.sent] == ["created", "cancelled"] and store.parked == {}
+    assert store.progress[created.booking_id] == 3

@@ -93,6 +93,12 @@ class FakeNotifRepository:
         return self.s.parked.pop((booking_id, version), None)
 
 
+    async def stale_parked(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]:
+        first: dict[str, int] = {}
+        for booking_id, version in sorted(self.s.parked):
+            first.setdefault(booking_id, version)
+        return list(first.items())[:limit]  # the fake does not keep parking times: every parked one is stale
+
     async def schedule_reminders(self, n: BookingNotice, offsets: tuple[int, ...], now: datetime) -> None:
         for offset in offsets:
             rid = uuid.uuid5(n.event_id, f"reminder-{offset}")
