@@ -77,7 +77,13 @@ RETRY_MS = 2000  # the browser's reconnect delay (SSE `retry:` field)
 # A re-subscribed call that has not failed after this long counts as live.  (Its first response may
 # be far away: the server sends nothing, not even headers, until there is an event.)
 LIVE_AFTER_SECONDS = 1.0
-EVENT_NAMES = {clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED: "booking.created"}
+EVENT_NAMES = {
+    clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED: "booking.created",
+    clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CANCELLED: "booking.cancelled",
+    clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED: "booking.rescheduled",
+    clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_COMPLETED: "booking.completed",
+    clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_NO_SHOW: "booking.no_show",
+}
 # the gRPC call ended without the caller being refused: subscribe again from the last cursor
 RESUBSCRIBE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                          grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})

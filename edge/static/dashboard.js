@@ -276,6 +276,9 @@
       setLive("live", "Live");
       settleSoon();
     });
+    for (const name of ["booking.cancelled", "booking.rescheduled", "booking.completed", "booking.no_show"]) {
+      source.addEventListener(name, onChange);
+    }
     source.addEventListener("booking.created", (e) => {
       if (source !== state.source) return;
       onBooking(e);
@@ -341,6 +344,65 @@
       setTimeout(queueRender, FRESH_MS + 50);
     }
     queueRender();
+  }
+
+  // a later change of a booking (feed events carry the booking's version: apply only a newer one)
+  function onChange(e) {
+    const event = JSON.parse(e.data);
+    const cursor = Number(e.lastEventId || event.cursor);
+    if (cursor > state.lastCursor) state.lastCursor = cursor;
+    settleSoon();
+    const b = event.booking;
+    if (!b || !b.booking_id) return;
+    const known = state.bookings.get(b.booking_id);
+    if (known && Number(known.event.booking.version || 1) >= Number(b.version || 0)) return;
+    const merged = known ? { ...known.event, booking: { ...known.event.booking, ...b, amount: known.event.booking.amount } }
+      : event;
+    state.bookings.set(b.booking_id, { event: merged, freshAt: known ? known.freshAt : 0 });
+    if (state.synced && isShown(merged.booking)) {
+      announce(`Booking ${reference(b.booking_id)} ${STATE_WORDS[b.state] || "changed"}.`);
+    }
+    queueRender();
+  }
+
+  const STATE_WORDS = { BOOKING_STATE_CANCELLED: "cancelled", BOOKING_STATE_COMPLETED: "completed",
+                        BOOKING_STATE_NO_SHOW: "no-show", BOOKING_STATE_CONFIRMED: "moved" };
+
+  // staff actions: the REST routes of MobileService, with the session's bearer token
+  async function act(b, action, body) {
+    const url = `/v1/clinics/${encodeURIComponent(state.clinic.clinic_id)}/bookings/${encodeURIComponent(b.booking_id)}:${action}`;
+    const r = await fetch(url, { method: "POST", headers: { "Authorization": `Bearer ${store.access}`,
+      "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID() }, body: JSON.stringify(body || {}) });
+    if (!r.ok) {
+      let detail = `${r.status}`;
+      try { const p = await r.json(); detail = p.detail || p.title || detail; } catch (_) { /* not JSON */ }
+      showBoardMessage(`Could not ${action === "markNoShow" ? "mark the no-show" : action} ${reference(b.booking_id)}: ${detail}`);
+    }
+    // the feed brings the change (and every other dashboard of the clinic sees it too)
+  }
+
+  function actions(b, now) {
+    const box = el("div", "b-actions");
+    const st = b.state || "BOOKING_STATE_CONFIRMED";
+    if (st !== "BOOKING_STATE_CONFIRMED" && st !== "BOOKING_STATE_UNSPECIFIED") {
+      box.append(el("span", `badge state-${st.toLowerCase()}`, STATE_WORDS[st] || st));
+      return box;
+    }
+    const button = (label, handler) => {
+      const btn = el("button", "b-action", label);
+      btn.type = "button";
+      btn.addEventListener("click", handler);
+      box.append(btn);
+    };
+    button("Cancel", () => {
+      const reason = window.prompt(`Cancel ${reference(b.booking_id)} with a full refund — reason for the owner:`);
+      if (reason && reason.trim()) act(b, "cancel", { reason: reason.trim() });
+    });
+    if (new Date(b.slot_start_time) <= now) {
+      button("Completed", () => act(b, "complete"));
+      button("No-show", () => act(b, "markNoShow"));
+    }
+    return box;
   }
 
   function announce(text) {
@@ -487,7 +549,8 @@
     code.title = `Booking ${b.booking_id}`;
     ref.append(el("span", "visually-hidden", "Reference "), code);
 
-    li.append(time, main, owner, amount, ref);
+    li.dataset.state = b.state || "BOOKING_STATE_CONFIRMED";
+    li.append(time, main, owner, amount, ref, actions(b, now));
     return li;
   }
 

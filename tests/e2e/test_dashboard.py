@@ -554,3 +554,32 @@ async def test_a_stream_survives_a_notif_restart_and_ends_cleanly_when_the_edge_
     finally:
         await asyncio.to_thread(api.stack.up, ["notif", "edge"])
     assert (await api.c.get("/clinic/dashboard")).status_code == 200
+
+
+async def test_staff_cancel_from_the_dashboard_and_every_change_shows_live(api: Api, browser: Any):
+    from playwright.async_api import expect
+
+    ctx, page, problems = await open_dashboard(api, browser, viewport={"width": 1280, "height": 900})
+    try:
+        await sign_in(page, *STAFF)
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#summary")).not_to_have_text("Loading bookings…")
+        owner, _, booking_id = await confirmed_booking(api)
+        row = page.locator(f'li.booking[data-booking-id="{booking_id}"]')
+        await expect(row).to_be_visible(timeout=30_000)
+
+        new = await api.unique_slot()  # the owner moves it: the row follows, live
+        assert (await api.reschedule(owner, booking_id, new)).status_code == 200
+        local = datetime.fromisoformat(new.replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Berlin"))
+        await expect(row.locator("time")).to_have_text(local.strftime("%H:%M"), timeout=30_000)
+
+        page.once("dialog", lambda d: asyncio.ensure_future(d.accept("the vet is ill")))
+        await row.get_by_role("button", name="Cancel").click()
+        await expect(row).to_have_attribute("data-state", "BOOKING_STATE_CANCELLED", timeout=30_000)
+        await expect(row.get_by_role("button", name="Cancel")).to_have_count(0)
+        got = await api.booking(owner, booking_id)
+        assert (got["state"], got["cancelled_by"], got["cancel_reason"]) == (
+            "BOOKING_STATE_CANCELLED", "BOOKING_ACTOR_CLINIC", "the vet is ill")
+        assert problems == [], problems
+    finally:
+        await ctx.close()
