@@ -6,8 +6,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from edge.http_app import HttpDeps, create_app, serve_http
-from edge.service import MobileServicer, Stubs
+from edge.bff.service import MobileServicer, Stubs
+from edge.web.app import create_app, serve_http
+from edge.web.deps import HttpDeps
 from petpro import grpc_client, grpc_server
 from petpro.auth.v1 import auth_pb2_grpc
 from petpro.authn import TokenCache

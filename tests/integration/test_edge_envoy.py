@@ -1,4 +1,4 @@
-"""The REST edge for real: Envoy (config from edge.envoy_config) in front of a fake MobileService
+"""The REST edge for real: Envoy (config from edge.gateway.config) in front of a fake MobileService
 (kit server, so validation and error details are the production ones) and the edge HTTP app (whose
 webhook talks to fake Payment/Booking services over real gRPC).  Driven over HTTP only."""
 
@@ -20,10 +20,11 @@ import pytest
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from edge.envoy import EnvoySettings
-from edge.envoy import argv as envoy_argv
-from edge.envoy_config import RateLimit, build_config, default_descriptor_path, write_config
-from edge.http_app import HttpDeps, HttpServer, create_app
+from edge.gateway.config import RateLimit, build_config, default_descriptor_path, write_config
+from edge.gateway.envoy import EnvoySettings
+from edge.gateway.envoy import argv as envoy_argv
+from edge.web.app import HttpServer, create_app
+from edge.web.deps import HttpDeps
 from petpro import grpc_server
 from petpro.auth.v1 import auth_pb2
 from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
@@ -249,7 +250,7 @@ async def _poll(predicate, what: str, within: float = READY_TIMEOUT, interval: f
 
 
 def spawn_envoy(stack: StackSettings, **config: Any) -> EnvoyProcess:
-    """Envoy as `python -m edge.envoy` runs it (same argv), with the given build_config options."""
+    """Envoy as `python -m edge.gateway` runs it (same argv), with the given build_config options."""
     path = write_config(
         build_config(stack, default_descriptor_path(), **config), stack.home / "run" / "envoy.json"
     )
@@ -755,7 +756,7 @@ async def test_serve_http_runs_as_a_background_task_of_the_grpc_app() -> None:
     import signal
     import socket
 
-    from edge.http_app import serve_http
+    from edge.web.app import serve_http
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

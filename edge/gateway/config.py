@@ -39,7 +39,7 @@ from google.api import annotations_pb2
 from google.protobuf import any_pb2, descriptor_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from edge.openapi import CREATED_PATHS, default_descriptor_path
+from edge.gateway.openapi import CREATED_PATHS, default_descriptor_path
 from petpro.settings import StackSettings
 
 # envoy-data-plane's generated classes trip pydantic deprecation warnings at import: not ours to fix

@@ -1,6 +1,6 @@
 """Clinic dashboard: the staff page, "who am I", and the clinic feed bridged to the browser as SSE.
 
-Routes (mounted under ``/clinic`` by :func:`edge.http_app.create_app`; Envoy sends ``/clinic/`` here
+Routes (mounted under ``/clinic`` by :func:`edge.web.app.create_app`; Envoy sends ``/clinic/`` here
 with no overall timeout, so a stream may stay open):
 
 * ``GET  /clinic/dashboard``       the page — plain HTML; its CSS and JS are ``/clinic/assets/…``
@@ -57,7 +57,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from edge.http_app import HttpDeps, RpcError, problem
+from edge.web.deps import HttpDeps
+from edge.web.problem import RpcError, problem
 from petpro.auth.v1 import auth_pb2
 from petpro.authn import Authenticator, Principal, TokenCache
 from petpro.booking.v1 import booking_pb2

@@ -8,7 +8,7 @@
 * ``GET /openapi.json`` and ``GET /docs``: generated once at start-up from ``gen/petpro.binpb``.
 * ``GET /healthz``, ``GET /metrics`` (Prometheus, the process' default registry).
 * ``/clinic/…``: the clinic dashboard — page, ``/clinic/api/me`` and the live feed as Server-Sent
-  Events (:mod:`edge.dashboard`).
+  Events (:mod:`edge.web.dashboard`).
 
 Every error body is ``application/problem+json`` with a ``reason`` (the same shape the Lua filter
 gives transcoded errors).  The stubs come in through :class:`HttpDeps`, so tests pass real stubs
@@ -23,13 +23,10 @@ import contextlib
 import logging
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
 
 import grpc
 import uvicorn
-from google.rpc import error_details_pb2, status_pb2
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -38,162 +35,21 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.openapi import build_openapi, default_descriptor_path, docs_html
-from petpro import grpc_client, telemetry
-from petpro.auth.v1 import auth_pb2_grpc
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.notification.v1 import clinic_feed_pb2_grpc
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+from edge.gateway.openapi import build_openapi, default_descriptor_path, docs_html
+from edge.web.dashboard import Dashboard
+from edge.web.deps import HttpDeps
+from edge.web.problem import RpcError, problem, rpc_problem
+from petpro import telemetry
+from petpro.booking.v1 import booking_pb2
+from petpro.payment.v1 import payment_pb2
 
 log = logging.getLogger("edge.http")
-
-ERROR_DOMAIN = "petpro.dev"
-PROBLEM_TYPE_BASE = "https://petpro.dev/problems/"
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 # ConfirmBooking failures that mean "this payment will never get its booking": refund it.
 REFUND_REASONS = frozenset({"SLOT_NO_LONGER_AVAILABLE", "RESERVATION_CLOSED", "SLOT_UNAVAILABLE"})
 REFUND_REASON_TEXT = "slot_unavailable"
 
 WEBHOOKS = Counter("edge_webhooks_total", "Stripe webhook deliveries by outcome", ["outcome"])
-
-_TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    413: "Content Too Large",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    501: "Not Implemented",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
-
-# Methods the edge HTTP app calls that are safe to retry on UNAVAILABLE (all three are idempotent).
-IDEMPOTENT_METHODS: tuple[str, ...] = (
-    "petpro.payment.v1.PaymentService/HandleWebhook",
-    "petpro.payment.v1.PaymentService/RefundPayment",
-    "petpro.booking.v1.BookingService/ConfirmBooking",
-)
-
-
-@dataclass
-class HttpDeps:
-    """What the HTTP app talks to.  ``descriptor_set``: FileDescriptorSet bytes for the OpenAPI
-    document (``gen/petpro.binpb`` when None).  ``rpc_timeout``: deadline of each outgoing RPC.
-
-    The clinic dashboard needs ``auth`` (token validation) and ``clinic_feed`` (its live stream;
-    each Subscribe call lasts at most ``feed_call_seconds``, then it is renewed from the last cursor);
-    without them its API answers 503.  ``closing`` is set when the edge shuts down: open streams end."""
-
-    payment: payment_pb2_grpc.PaymentServiceStub
-    booking: booking_pb2_grpc.BookingServiceStub
-    descriptor_set: bytes | None = None
-    rpc_timeout: float = 5.0
-    channels: list[grpc.aio.Channel] = field(default_factory=list)
-    auth: auth_pb2_grpc.AuthServiceStub | None = None
-    clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceStub | None = None
-    token_cache_seconds: float = 5.0
-    feed_heartbeat_seconds: float = 15.0
-    feed_call_seconds: float = 3600.0
-    closing: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @classmethod
-    def connect(cls, payment_addr: str, booking_addr: str, **kwargs: Any) -> HttpDeps:
-        """Channels (deadlines, request-id/trace propagation, retries of the idempotent methods)
-        to PaymentService and BookingService.  Close them with :meth:`aclose`."""
-        payment_ch = grpc_client.channel(payment_addr, idempotent=IDEMPOTENT_METHODS)
-        booking_ch = grpc_client.channel(booking_addr, idempotent=IDEMPOTENT_METHODS)
-        return cls(
-            payment=payment_pb2_grpc.PaymentServiceStub(payment_ch),
-            booking=booking_pb2_grpc.BookingServiceStub(booking_ch),
-            channels=[payment_ch, booking_ch],
-            **kwargs,
-        )
-
-    async def aclose(self) -> None:
-        for ch in self.channels:
-            await ch.close()
-
-
-# --------------------------------------------------------------------------------------------------
-# problem+json
-# --------------------------------------------------------------------------------------------------
-
-
-def problem(
-    status: int,
-    reason: str,
-    detail: str,
-    *,
-    request: Request | None = None,
-    domain: str = ERROR_DOMAIN,
-    violations: Sequence[dict[str, str]] = (),
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = {
-        "type": PROBLEM_TYPE_BASE + reason.lower().replace("_", "-"),
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        "instance": request.url.path if request is not None else "",
-        "reason": reason,
-        "domain": domain or ERROR_DOMAIN,
-        "violations": list(violations),
-        "request_id": telemetry.request_id_var.get(),
-    }
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_CONTENT_TYPE, headers=headers)
-
-
-@dataclass(frozen=True)
-class RpcError:
-    """The interesting parts of a failed RPC's google.rpc.Status."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str
-    domain: str
-    violations: tuple[dict[str, str], ...]
-
-    @classmethod
-    def of(cls, err: grpc.aio.AioRpcError) -> RpcError:
-        reason, domain, violations = "", "", []
-        for key, value in err.trailing_metadata() or ():
-            if key != "grpc-status-details-bin" or not isinstance(value, bytes):
-                continue
-            try:
-                status = status_pb2.Status.FromString(value)
-            except Exception:  # malformed details: keep the plain code
-                break
-            for detail in status.details:
-                if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                    info = error_details_pb2.ErrorInfo()
-                    detail.Unpack(info)
-                    reason, domain = info.reason, info.domain
-                elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                    bad = error_details_pb2.BadRequest()
-                    detail.Unpack(bad)
-                    violations = [
-                        {"field": v.field, "description": v.description, "reason": v.reason}
-                        for v in bad.field_violations
-                    ]
-        code = err.code()
-        return cls(code, err.details() or "", reason or code.name, domain, tuple(violations))
-
-
-def _rpc_problem(request: Request, err: RpcError, status: int, detail: str | None = None) -> JSONResponse:
-    return problem(
-        status,
-        err.reason,
-        detail or err.message or err.code.name,
-        request=request,
-        domain=err.domain,
-        violations=err.violations,
-    )
-
 
 # --------------------------------------------------------------------------------------------------
 # routes
@@ -249,12 +105,12 @@ def stripe_webhook(deps: HttpDeps) -> Callable[[Request], Awaitable[Response]]:
             err = RpcError.of(exc)
             if err.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED):
                 log.info("webhook rejected", extra={"fields": {"reason": err.reason}})
-                return _failed("rejected", _rpc_problem(request, err, 400))
+                return _failed("rejected", rpc_problem(request, err, 400))
             log.warning(
                 "webhook not handled", extra={"fields": {"code": err.code.name, "reason": err.reason}}
             )
             return _failed(
-                "retry", _rpc_problem(request, err, 503, "the payment could not be recorded now; retry")
+                "retry", rpc_problem(request, err, 503, "the payment could not be recorded now; retry")
             )
 
         payment = result.payment
@@ -281,7 +137,7 @@ def stripe_webhook(deps: HttpDeps) -> Callable[[Request], Awaitable[Response]]:
                 extra={"fields": {"code": err.code.name, "reason": err.reason, "lock_id": payment.order_ref}},
             )
             return _failed(
-                "retry", _rpc_problem(request, err, 503, "the booking could not be confirmed now; retry")
+                "retry", rpc_problem(request, err, 503, "the booking could not be confirmed now; retry")
             )
         log.info(
             "booking confirmed",
@@ -310,7 +166,7 @@ async def _refund(
             extra={"fields": {"code": err.code.name, "reason": err.reason, "payment_id": payment.payment_id}},
         )
         return _failed(
-            "retry", _rpc_problem(request, err, 503, "the payment could not be refunded now; retry")
+            "retry", rpc_problem(request, err, 503, "the payment could not be refunded now; retry")
         )
     log.info(
         "payment refunded",
@@ -355,8 +211,6 @@ class RequestContext:
 
 def create_app(deps: HttpDeps) -> Starlette:
     """The edge HTTP app.  Builds the OpenAPI document (and /docs page) once, here."""
-    from edge.dashboard import Dashboard  # imports this module: keep the import here
-
     document = build_openapi(deps.descriptor_set or default_descriptor_path().read_bytes())
     docs_page = docs_html(document)
 

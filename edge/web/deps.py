@@ -1,0 +1,61 @@
+"""What the edge's HTTP app talks to (stubs, timeouts, the shutdown signal)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from petpro import grpc_client
+from petpro.auth.v1 import auth_pb2_grpc
+from petpro.booking.v1 import booking_pb2_grpc
+from petpro.notification.v1 import clinic_feed_pb2_grpc
+from petpro.payment.v1 import payment_pb2_grpc
+
+# Methods the edge HTTP app calls that are safe to retry on UNAVAILABLE (all three are idempotent).
+IDEMPOTENT_METHODS: tuple[str, ...] = (
+    "petpro.payment.v1.PaymentService/HandleWebhook",
+    "petpro.payment.v1.PaymentService/RefundPayment",
+    "petpro.booking.v1.BookingService/ConfirmBooking",
+)
+
+
+@dataclass
+class HttpDeps:
+    """What the HTTP app talks to.  ``descriptor_set``: FileDescriptorSet bytes for the OpenAPI
+    document (``gen/petpro.binpb`` when None).  ``rpc_timeout``: deadline of each outgoing RPC.
+
+    The clinic dashboard needs ``auth`` (token validation) and ``clinic_feed`` (its live stream;
+    each Subscribe call lasts at most ``feed_call_seconds``, then it is renewed from the last cursor);
+    without them its API answers 503.  ``closing`` is set when the edge shuts down: open streams end."""
+
+    payment: payment_pb2_grpc.PaymentServiceStub
+    booking: booking_pb2_grpc.BookingServiceStub
+    descriptor_set: bytes | None = None
+    rpc_timeout: float = 5.0
+    channels: list[grpc.aio.Channel] = field(default_factory=list)
+    auth: auth_pb2_grpc.AuthServiceStub | None = None
+    clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceStub | None = None
+    token_cache_seconds: float = 5.0
+    feed_heartbeat_seconds: float = 15.0
+    feed_call_seconds: float = 3600.0
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def connect(cls, payment_addr: str, booking_addr: str, **kwargs: Any) -> HttpDeps:
+        """Channels (deadlines, request-id/trace propagation, retries of the idempotent methods)
+        to PaymentService and BookingService.  Close them with :meth:`aclose`."""
+        payment_ch = grpc_client.channel(payment_addr, idempotent=IDEMPOTENT_METHODS)
+        booking_ch = grpc_client.channel(booking_addr, idempotent=IDEMPOTENT_METHODS)
+        return cls(
+            payment=payment_pb2_grpc.PaymentServiceStub(payment_ch),
+            booking=booking_pb2_grpc.BookingServiceStub(booking_ch),
+            channels=[payment_ch, booking_ch],
+            **kwargs,
+        )
+
+    async def aclose(self) -> None:
+        for ch in self.channels:
+            await ch.close()
