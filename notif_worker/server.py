@@ -39,7 +39,7 @@ def build(settings: NotifSettings) -> grpc_server.App:
     db = Database(settings.url("database_url"), SCHEMA, app_name="notif_worker", pool_size=settings.db_pool_size)
     redis = cache.make_redis(settings.url("redis_url"))
     fanout = RedisFanout(redis)
-    auth_channel = grpc_client.channel(settings.peer("auth"), idempotent=["petpro.auth.v1.AuthService/ValidateToken"])
+    auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
 
     uow, read = db.repositories(NotifRepository)
     mailer = SmtpMailer(settings.url("smtp_url"), settings.mail_from)

@@ -21,6 +21,7 @@ Output (deterministic: same inputs and tool versions -> byte-identical files)::
     gen/petpro/<domain>/v1/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py, *_pb2_grpc.pyi
     gen/buf/validate/validate_pb2.py(i) (+ __init__.py files)
     gen/petpro.binpb     FileDescriptorSet with imports and source info (Envoy transcoder, OpenAPI, buf)
+    gen/openapi.json, gen/envoy/{transcoder.binpb,routes.json}   the edge's (edge.gateway.outputs)
 
 ``gen/petpro`` has no ``__init__.py`` on purpose: ``petpro/__init__.py`` merges it into the
 ``petpro`` package with ``pkgutil.extend_path`` (``gen/`` is on ``sys.path`` via a ``.pth``).
@@ -194,6 +195,10 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
             ]
         )
     _drop_empty_grpc_modules(out_dir)
+    # The edge's outputs from the same descriptors: openapi.json, Envoy's transcoder set and routes.
+    from edge.gateway.outputs import write_outputs
+
+    write_outputs(out_dir)
     stray = sorted((out_dir / "petpro").rglob("__init__.py"))
     if stray:
         raise CodegenError(f"unexpected __init__.py under gen/petpro: {stray}")

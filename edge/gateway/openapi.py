@@ -34,16 +34,7 @@ try:  # generated from protovalidate's embedded descriptor (gen/buf/validate)
 except ImportError:  # pragma: no cover - gen/ not on the path
     validate_pb2 = None
 
-MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
-BOOKING_SERVICE = "petpro.booking.v1.BookingService"  # its public catalog reads are transcoded directly
-
-# POSTs that create a resource answer 201 (the edge's Lua filter rewrites the transcoder's 200).
-CREATED_PATHS: tuple[str, ...] = ("/v1/auth/register", "/v1/pets", "/v1/bookings")
-
-# Methods callable without `Authorization: Bearer …`; every other method requires it.
-PUBLIC_METHODS: frozenset[str] = frozenset(
-    {"Register", "Login", "RefreshToken", "ListClinics", "ListServices", "GetAvailability"}
-)
+from edge.gateway.routes import TRANSCODED_SERVICES, RestRoute, route_table
 
 # Headers a method reads from gRPC metadata (the transcoder forwards HTTP headers as metadata).
 HEADER_PARAMETERS: dict[str, list[dict[str, Any]]] = {
@@ -167,9 +158,9 @@ _PATH_VAR = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 def default_descriptor_path() -> Path:
     """``gen/petpro.binpb`` (FileDescriptorSet with imports and source info), next to the generated
     ``petpro.<domain>.v1`` packages."""
-    from petpro.mobile.v1 import mobile_pb2
+    from edge.gateway.outputs import descriptor_path
 
-    return Path(mobile_pb2.__file__).resolve().parents[3] / "petpro.binpb"
+    return descriptor_path()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -536,20 +527,20 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
 def build_openapi(
     descriptor_set_bytes: bytes,
     *,
-    services: Iterable[str] = (MOBILE_SERVICE, BOOKING_SERVICE),
-    public_methods: Iterable[str] = PUBLIC_METHODS,
-    created_paths: Iterable[str] = CREATED_PATHS,
+    services: Iterable[str] = TRANSCODED_SERVICES,
+    routes: Iterable[RestRoute] | None = None,
     header_parameters: dict[str, list[dict[str, Any]]] | None = None,
     title: str = "PetPro API",
     version: str = "v1",
     server_url: str | None = None,
     include_http_app: bool = True,
 ) -> dict[str, Any]:
-    """OpenAPI 3.1 document for the ``google.api.http`` rules of ``services``."""
+    """OpenAPI 3.1 document for the ``google.api.http`` rules of ``services``.  Which operations
+    need a bearer token and which answer 201 comes from the method policy in ``routes``
+    (:func:`edge.gateway.routes.route_table` of the same descriptors by default)."""
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set_bytes)
     index = _Index.of(fds)
-    public = set(public_methods)
-    created = set(created_paths)
+    table = {(r.grpc_path, r.http_method, r.http_path): r for r in (routes or route_table(fds, services))}
     headers = HEADER_PARAMETERS if header_parameters is None else header_parameters
     wanted = list(services)
 
@@ -585,6 +576,7 @@ def build_openapi(
                     continue
                 template = binding.custom.path if kind == "custom" else getattr(binding, kind)
                 verb = (binding.custom.kind if kind == "custom" else kind).lower()
+                route = table[(f"/{full}/{method.name}", verb.upper(), template)]
                 op = _operation(
                     schemas,
                     index,
@@ -594,8 +586,8 @@ def build_openapi(
                     template,
                     verb,
                     doc,
-                    secured=method.name not in public,
-                    created=verb == "post" and template in created,
+                    secured=not route.public,
+                    created=route.creates,
                     headers=headers.get(method.name, []),
                 )
                 oas_path = _PATH_VAR.sub(lambda m: "{" + m.group(1) + "}", template)

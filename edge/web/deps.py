@@ -14,18 +14,10 @@ from petpro.booking.v1 import booking_pb2_grpc
 from petpro.notification.v1 import clinic_feed_pb2_grpc
 from petpro.payment.v1 import payment_pb2_grpc
 
-# Methods the edge HTTP app calls that are safe to retry on UNAVAILABLE (all three are idempotent).
-IDEMPOTENT_METHODS: tuple[str, ...] = (
-    "petpro.payment.v1.PaymentService/HandleWebhook",
-    "petpro.payment.v1.PaymentService/RefundPayment",
-    "petpro.booking.v1.BookingService/ConfirmBooking",
-)
-
 
 @dataclass
 class HttpDeps:
-    """What the HTTP app talks to.  ``descriptor_set``: FileDescriptorSet bytes for the OpenAPI
-    document (``gen/petpro.binpb`` when None).  ``rpc_timeout``: deadline of each outgoing RPC.
+    """What the HTTP app talks to.  ``rpc_timeout``: deadline of each outgoing RPC.
 
     The clinic dashboard needs ``auth`` (token validation) and ``clinic_feed`` (its live stream;
     each Subscribe call lasts at most ``feed_call_seconds``, then it is renewed from the last cursor);
@@ -33,7 +25,6 @@ class HttpDeps:
 
     payment: payment_pb2_grpc.PaymentServiceStub
     booking: booking_pb2_grpc.BookingServiceStub
-    descriptor_set: bytes | None = None
     rpc_timeout: float = 5.0
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     auth: auth_pb2_grpc.AuthServiceStub | None = None
@@ -45,10 +36,10 @@ class HttpDeps:
 
     @classmethod
     def connect(cls, payment_addr: str, booking_addr: str, **kwargs: Any) -> HttpDeps:
-        """Channels (deadlines, request-id/trace propagation, retries of the idempotent methods)
-        to PaymentService and BookingService.  Close them with :meth:`aclose`."""
-        payment_ch = grpc_client.channel(payment_addr, idempotent=IDEMPOTENT_METHODS)
-        booking_ch = grpc_client.channel(booking_addr, idempotent=IDEMPOTENT_METHODS)
+        """Channels (deadlines, request-id/trace propagation, retries of the methods the protos
+        declare idempotent) to PaymentService and BookingService.  Close them with :meth:`aclose`."""
+        payment_ch = grpc_client.channel(payment_addr, services=["petpro.payment.v1.PaymentService"])
+        booking_ch = grpc_client.channel(booking_addr, services=["petpro.booking.v1.BookingService"])
         return cls(
             payment=payment_pb2_grpc.PaymentServiceStub(payment_ch),
             booking=booking_pb2_grpc.BookingServiceStub(booking_ch),

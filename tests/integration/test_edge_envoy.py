@@ -20,7 +20,7 @@ import pytest
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from edge.gateway.config import RateLimit, build_config, default_descriptor_path, write_config
+from edge.gateway.config import RateLimit, build_config, write_config
 from edge.gateway.envoy import EnvoySettings
 from edge.gateway.envoy import argv as envoy_argv
 from edge.web.app import HttpServer, create_app
@@ -252,7 +252,7 @@ async def _poll(predicate, what: str, within: float = READY_TIMEOUT, interval: f
 def spawn_envoy(stack: StackSettings, **config: Any) -> EnvoyProcess:
     """Envoy as `python -m edge.gateway` runs it (same argv), with the given build_config options."""
     path = write_config(
-        build_config(stack, default_descriptor_path(), **config), stack.home / "run" / "envoy.json"
+        build_config(stack, **config), stack.home / "run" / "envoy.json"
     )
     log_path = stack.home / "envoy.log"
     with log_path.open("wb") as out:
@@ -729,7 +729,7 @@ async def test_upstream_down_is_503_and_rate_limit_is_429(port_bases, tmp_path_f
 
 def test_envoy_validates_the_generated_config(tmp_path: Path) -> None:
     stack = StackSettings(home=tmp_path, port_base=17400)
-    path = write_config(build_config(stack, default_descriptor_path()), tmp_path / "envoy.json")
+    path = write_config(build_config(stack), tmp_path / "envoy.json")
     binary = envoy_argv(stack, EnvoySettings(), path)[0]
     result = subprocess.run(
         [
