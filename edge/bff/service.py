@@ -85,6 +85,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     # -- booking flow --------------------------------------------------------------------------------
     async def CreateBooking(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
+        # the client's Idempotency-Key header arrives as metadata (forwarded by the transcoder)
         key = metadata(context).get("idempotency-key", "").strip()
         if len(key) > 255:
             raise InvalidArgument.field("Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG")

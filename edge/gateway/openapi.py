@@ -13,7 +13,10 @@ gRPC-JSON transcoder serves them, so this module reads the same descriptors
   ``google.api.field_behavior`` OUTPUT_ONLY → ``readOnly``;
 * errors are ``application/problem+json`` (:data:`PROBLEM_SCHEMA`), as the edge's Lua filter renders them.
 
-Nothing here imports Envoy or gRPC: it is pure descriptor → dict, cheap enough to run at start-up.
+Nothing here imports Envoy or gRPC: it is pure descriptor → dict, run by ``make gen`` (the edge
+serves ``gen/openapi.json``).  The document speaks to API users: its introduction is the leading
+comment of MobileService only (the internal services' comments are for their gRPC callers), and
+implementation notes in the protos belong in detached comments, which never reach it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ try:  # generated from protovalidate's embedded descriptor (gen/buf/validate)
 except ImportError:  # pragma: no cover - gen/ not on the path
     validate_pb2 = None
 
-from edge.gateway.routes import TRANSCODED_SERVICES, RestRoute, route_table
+from edge.gateway.routes import MOBILE_SERVICE, TRANSCODED_SERVICES, RestRoute, route_table
 
 # Headers a method reads from gRPC metadata (the transcoder forwards HTTP headers as metadata).
 HEADER_PARAMETERS: dict[str, list[dict[str, Any]]] = {
@@ -69,7 +72,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "description": "Stable machine-readable UPPER_SNAKE code (google.rpc.ErrorInfo.reason), "
             "e.g. SLOT_UNAVAILABLE, INVALID_ARGUMENT, RATE_LIMITED.",
         },
-        "domain": {"type": "string", "description": "Error domain (google.rpc.ErrorInfo.domain)."},
+        "domain": {
+            "type": "string",
+            "description": "Where the reason is defined, `<service>.petpro.dev` (google.rpc.ErrorInfo.domain), "
+            "e.g. booking.petpro.dev.",
+        },
         "violations": {
             "type": "array",
             "description": "Invalid fields of the request (google.rpc.BadRequest).",
@@ -97,7 +104,7 @@ _ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "Forbidden": ("403", "The caller may not access this resource (PERMISSION_DENIED)."),
     "NotFound": ("404", "No such resource (NOT_FOUND)."),
     "Conflict": ("409", "Conflict with the current state (ALREADY_EXISTS, ABORTED)."),
-    "PayloadTooLarge": ("413", "Request body over the edge's limit."),
+    "PayloadTooLarge": ("413", "Request body over the size limit (64 KiB)."),
     "TooManyRequests": ("429", "Rate limited (RESOURCE_EXHAUSTED)."),
     "Unavailable": ("503", "A service is temporarily unavailable; retry later (UNAVAILABLE)."),
     "Error": ("default", "Any other error."),
@@ -530,6 +537,7 @@ def build_openapi(
     services: Iterable[str] = TRANSCODED_SERVICES,
     routes: Iterable[RestRoute] | None = None,
     header_parameters: dict[str, list[dict[str, Any]]] | None = None,
+    description_service: str = MOBILE_SERVICE,
     title: str = "PetPro API",
     version: str = "v1",
     server_url: str | None = None,
@@ -563,7 +571,7 @@ def build_openapi(
 
     for full, f, si, svc in found:
         svc_doc = index.comment(f, (6, si))
-        if svc_doc:
+        if svc_doc and full == description_service:
             descriptions.append(svc_doc)
         for mi, method in enumerate(svc.method):
             if not method.options.HasExtension(annotations_pb2.http):
@@ -731,7 +739,7 @@ def _path_param_schema(schemas: _Schemas, request: _Message, var: str) -> dict[s
 
 _WEBHOOK_RESULT: dict[str, Any] = {
     "type": "object",
-    "description": "What the edge did with a verified webhook event.",
+    "description": "What a verified webhook event led to.",
     "properties": {
         "received": {"type": "boolean"},
         "event_id": {"type": "string"},
@@ -757,10 +765,10 @@ def _http_app_paths() -> dict[str, dict[str, Any]]:
                 "operationId": "StripeWebhook",
                 "tags": ["webhooks"],
                 "summary": "Stripe webhook endpoint (signed events).",
-                "description": "Receives Stripe (or sandbox) events. The raw body is verified against "
-                "the `Stripe-Signature` header (HMAC-SHA256, 300 s tolerance) by PaymentService; a "
-                "succeeded checkout confirms the booking, or refunds the payment if the slot is gone. "
-                "Answers 2xx only once the booking is committed, so the sender retries failures.",
+                "description": "Receives Stripe events. The raw body is verified against the "
+                "`Stripe-Signature` header (HMAC-SHA256, 300 s tolerance); a succeeded checkout confirms "
+                "the booking, or refunds the payment if the slot is gone. Answers 2xx only once the "
+                "booking is committed (or the payment refunded), so Stripe retries anything else.",
                 "parameters": [
                     {
                         "name": "Stripe-Signature",
@@ -797,7 +805,7 @@ def _http_app_paths() -> dict[str, dict[str, Any]]:
             "get": {
                 "operationId": "Healthz",
                 "tags": ["meta"],
-                "summary": "Liveness of the edge's HTTP app.",
+                "summary": "Liveness of the API.",
                 "responses": {
                     "200": {
                         "description": "Alive.",

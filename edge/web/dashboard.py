@@ -57,14 +57,15 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from edge.gateway.status import http_status
 from edge.web.deps import HttpDeps
-from edge.web.problem import RpcError, problem
+from edge.web.problem import problem
 from petpro.auth.v1 import auth_pb2
 from petpro.authn import Authenticator, Principal, TokenCache
 from petpro.booking.v1 import booking_pb2
 from petpro.errors import Kind
 from petpro.notification.v1 import clinic_feed_pb2
-from petpro.upstream import UpstreamError
+from petpro.upstream import UpstreamError, from_rpc_error
 
 log = logging.getLogger("edge.dashboard")
 
@@ -82,8 +83,9 @@ EVENT_NAMES = {clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED: "booking.creat
 # the gRPC call ended without the caller being refused: subscribe again from the last cursor
 RESUBSCRIBE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                          grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
-# grpc status → HTTP status of the problem (feed.closed event, validation failures)
-_HTTP_OF = {
+# token validation failures → HTTP status of the problem: a token AuthService cannot read or find is
+# a sign-in problem (401), not a bad request (the stream's own refusals use the one status table)
+_TOKEN_HTTP = {
     Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 401, Kind.NOT_FOUND: 401,
     Kind.UNAVAILABLE: 503, Kind.DEADLINE_EXCEEDED: 503, Kind.RESOURCE_EXHAUSTED: 429,
 }
@@ -229,7 +231,7 @@ class Dashboard:
         try:
             return await self.authn.validate(token)
         except UpstreamError as err:
-            status = _HTTP_OF.get(err.kind, 503)
+            status = _TOKEN_HTTP.get(err.kind, 503)
             if status == 401:
                 return _unauthenticated(request, err.reason if err.kind == Kind.UNAUTHENTICATED else "TOKEN_INVALID",
                                         err.message or "the token is not valid")
@@ -245,8 +247,8 @@ class Dashboard:
         try:
             found = await asyncio.gather(*(self._clinic(cid) for cid in sorted(principal.clinic_ids)))
         except grpc.aio.AioRpcError as exc:
-            err = RpcError.of(exc)
-            log.warning("clinic lookup failed", extra={"fields": {"code": err.code.name, "reason": err.reason}})
+            err = from_rpc_error(exc)
+            log.warning("clinic lookup failed", extra={"fields": {"code": exc.code().name, "reason": err.reason}})
             return problem(503, "UPSTREAM_UNAVAILABLE", "the clinic directory is not available; retry",
                            request=request)
         clinics = sorted((c for c in found if c is not None), key=lambda c: (c["name"].lower(), c["clinic_id"]))
@@ -387,9 +389,9 @@ class Dashboard:
                 except (grpc.aio.AioRpcError, _Ended) as exc:
                     code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.OK
                     if isinstance(exc, grpc.aio.AioRpcError) and code not in RESUBSCRIBE:
-                        err = RpcError.of(exc)
+                        err = from_rpc_error(exc)
                         log.info("clinic feed refused", extra={"fields": {"code": code.name, "reason": err.reason}})
-                        status = _HTTP_OF.get(Kind[code.name], 503) if code.name in Kind.__members__ else 503
+                        status = http_status(code)
                         yield sse_message("feed.closed", {"status": status, "reason": err.reason})
                         return
                     if code == grpc.StatusCode.DEADLINE_EXCEEDED and not failures:

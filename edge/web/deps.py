@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from edge.bff.webhook import HandleWebhook
 from petpro import grpc_client
 from petpro.auth.v1 import auth_pb2_grpc
 from petpro.booking.v1 import booking_pb2_grpc
@@ -29,6 +30,8 @@ class HttpDeps:
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     auth: auth_pb2_grpc.AuthServiceStub | None = None
     clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceStub | None = None
+    # the webhook use case; by default over ``payment`` and ``booking`` (tests may pass fakes of its ports)
+    webhook: HandleWebhook | None = None
     token_cache_seconds: float = 5.0
     feed_heartbeat_seconds: float = 15.0
     feed_call_seconds: float = 3600.0

@@ -497,7 +497,7 @@ async def test_not_found_is_404_problem_with_reason(edge: Edge) -> None:
     booking = str(uuid.uuid4())
     body = _problem(await edge.client.get(f"/v1/bookings/{booking}"), 404)
     assert body["reason"] == "BOOKING_NOT_FOUND"
-    assert body["domain"] == "petpro.dev"
+    assert body["domain"] == "mobile.petpro.dev"  # raised by MobileService itself
     assert booking in body["detail"]
     assert body["type"].endswith("/booking-not-found")
 
