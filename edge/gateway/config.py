@@ -20,7 +20,7 @@ Request path, in filter order (responses run through them in reverse)::
     router                      /petpro.mobile.v1.MobileService/<Method> → edge_grpc (per-method
                                 timeout; retries on UNAVAILABLE/connect failure only for the
                                 methods the protos declare idempotent)
-                                /webhooks/ /openapi.json /docs /clinic/ /healthz /metrics → edge_http
+                                /webhooks/ /openapi.json /docs[/] /clinic/ /healthz /metrics → edge_http
 
 Every request gets ``x-request-id`` (kept when the client sent one, generated otherwise) and it is
 returned in the response; headers reach the gRPC upstream as metadata (``authorization``,
@@ -275,6 +275,14 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
                 **_disabled(),
                 F_BUFFER: PbAny.pack(BufferPerRoute(buffer=Buffer(max_request_bytes=webhook_max_bytes))),
             },
+        )
+    )
+    routes.append(
+        Route(
+            name="http/docs",
+            match=RouteMatch(prefix="/docs/"),  # the Swagger UI assets of /docs
+            route=RouteAction(cluster=CLUSTER_HTTP, timeout=_seconds(timeout)),
+            typed_per_filter_config=_disabled(),
         )
     )
     routes.append(

@@ -615,7 +615,9 @@ async def test_openapi_docs_health_and_metrics_through_envoy(edge: Edge) -> None
     assert "/v1/bookings" in doc["paths"]
     resp = await edge.client.get("/docs")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
-    assert "CreateBooking" in resp.text
+    assert "/docs/assets/swagger-ui-bundle.js" in resp.text
+    resp = await edge.client.get("/docs/assets/swagger-ui-bundle.js")  # the vendored Swagger UI
+    assert resp.status_code == 200 and "SwaggerUIBundle" in resp.text
     resp = await edge.client.get("/healthz")
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
     resp = await edge.client.get("/metrics")
