@@ -16,11 +16,11 @@ import grpc
 from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
 from petpro.authn import Authenticator, Principal, TokenCache, metadata
 from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.errors import InvalidArgument, NotFound
+from petpro.errors import InvalidArgument, Kind, NotFound
 from petpro.mobile.v1 import mobile_pb2, mobile_pb2_grpc
 from petpro.notification.v1 import notification_pb2, notification_pb2_grpc
 from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
-from petpro.upstream import call
+from petpro.upstream import UpstreamError, call
 
 # uuid5 namespace turning a client's Idempotency-Key into the internal request ids (AIP-155)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f1d1e-6a8c-4d7e-9b2e-5e1b8f0c2a11")
@@ -99,8 +99,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             payment_url=await self._payment_url(res, me.email), expires_at=res.expires_at, amount=res.amount)
 
     async def _payment_url(self, res: booking_pb2.Reservation, email: str) -> str:
-        """The checkout page of a held reservation ("" once it is no longer held).  Idempotent per
-        reservation, so the app can always resume an unfinished payment."""
+        """Opens (or, on a retry, finds again) the checkout page of a held reservation ("" once it is
+        no longer held).  Idempotent per reservation.  The write path only: reads use
+        :meth:`_open_payment_url`."""
         if res.state != booking_pb2.RESERVATION_STATE_HELD:
             return ""
         service = await call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=res.service_id))
@@ -108,6 +109,20 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             request_id=f"reservation-{res.lock_id}", order_ref=res.lock_id, amount=res.amount,
             customer_email=email, description=service.service.name, expires_at=res.expires_at))
         return str(session.payment_url)
+
+    async def _open_payment_url(self, res: booking_pb2.Reservation) -> str:
+        """The checkout page of a held reservation, read from its payment (one read, no write): ""
+        when it is no longer held, or has no open payment (a CreateBooking retry with the same
+        Idempotency-Key opens one)."""
+        if res.state != booking_pb2.RESERVATION_STATE_HELD:
+            return ""
+        try:
+            r = await call(self.s.payment.GetPayment, payment_pb2.GetPaymentRequest(order_ref=res.lock_id))
+        except UpstreamError as err:
+            if err.kind == Kind.NOT_FOUND:
+                return ""
+            raise
+        return r.payment.payment_url if r.payment.status == payment_pb2.PAYMENT_STATUS_PENDING else ""
 
     async def _own_reservation(self, lock_id: str, me: Principal) -> booking_pb2.Reservation:
         r = await call(self.s.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
@@ -118,7 +133,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     async def GetReservation(self, request, context):  # type: ignore[no-untyped-def]
         me = await self._principal(context)
         res = await self._own_reservation(request.lock_id, me)
-        payment_url = await self._payment_url(res, me.email)
+        payment_url = await self._open_payment_url(res)
         return mobile_pb2.GetReservationResponse(
             lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"), booking_id=res.booking_id,
             expires_at=res.expires_at, amount=res.amount, service_id=res.service_id, pet_id=res.pet_id,
