@@ -196,7 +196,7 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
         )
     _drop_empty_grpc_modules(out_dir)
     # The edge's outputs from the same descriptors: openapi.json, Envoy's transcoder set and routes.
-    from edge.gateway.outputs import write_outputs
+    from edge.gateway.build import write_outputs
 
     write_outputs(out_dir)
     stray = sorted((out_dir / "petpro").rglob("__init__.py"))

@@ -11,7 +11,7 @@ hand-written per REST route, so a new ``google.api.http`` rule or policy is a pr
 
 Request path, in filter order (responses run through them in reverse)::
 
-    Lua (edge/problem.lua)      remembers method/path/request id; on the way back turns every 4xx/5xx
+    Lua (gateway/problem.lua)   remembers method/path/request id; on the way back turns every 4xx/5xx
                                 into application/problem+json and a 200 to POST-create into 201
     local_ratelimit             token bucket shared by the listener → 429
     buffer                      request body limit (64 KiB; 1 MiB on /webhooks/) → 413

@@ -35,6 +35,7 @@ try:  # generated from protovalidate's embedded descriptor (gen/buf/validate)
 except ImportError:  # pragma: no cover - gen/ not on the path
     validate_pb2 = None
 
+from edge.gateway.outputs import descriptor_path
 from edge.gateway.routes import MOBILE_SERVICE, TRANSCODED_SERVICES, RestRoute, route_table
 
 # Headers a method reads from gRPC metadata (the transcoder forwards HTTP headers as metadata).
@@ -163,8 +164,6 @@ _PATH_VAR = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 def default_descriptor_path() -> Path:
     """``gen/petpro.binpb`` (FileDescriptorSet with imports and source info), next to the generated
     ``petpro.<domain>.v1`` packages."""
-    from edge.gateway.outputs import descriptor_path
-
     return descriptor_path()
 
 

@@ -1,4 +1,5 @@
-"""The gateway's build outputs in ``gen/``, written by ``make gen`` from the descriptor set and checked
+"""The gateway's build outputs in ``gen/`` (paths and loaders), written by ``make gen``
+(:func:`edge.gateway.build.write_outputs`) from the descriptor set and checked
 fresh by ``make gen-check`` like the stubs (nothing here runs at the edge's start)::
 
     gen/openapi.json            the public REST API (OpenAPI 3.1), served as /openapi.json and /docs
@@ -15,12 +16,9 @@ stack at start and for Kubernetes when the chart is rendered.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2
-
-from edge.gateway.routes import RestRoute, route_table
+from edge.gateway.routes import RestRoute
 
 IMAGE_NAME = "petpro.binpb"
 OPENAPI_NAME = "openapi.json"
@@ -58,26 +56,4 @@ def load_openapi(root: Path | None = None) -> dict:
     return json.loads(openapi_path(root).read_text(encoding="utf-8"))
 
 
-def _dump(data: object) -> str:
-    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
-
-
-def write_outputs(root: Path) -> list[Path]:
-    """Generate the gateway's outputs into ``root`` (a gen/ tree that already holds petpro.binpb)."""
-    from edge.gateway.config import transcoder_descriptor_set
-    from edge.gateway.openapi import build_openapi
-
-    image = descriptor_path(root).read_bytes()
-    fds = descriptor_pb2.FileDescriptorSet.FromString(image)
-    routes = route_table(fds)
-    out = envoy_dir(root)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / TRANSCODER_NAME, out / ROUTES_NAME, openapi_path(root)]
-    written[0].write_bytes(transcoder_descriptor_set(fds))
-    written[1].write_text(_dump([asdict(r) for r in routes]), encoding="utf-8")
-    written[2].write_text(_dump(build_openapi(image, routes=routes)), encoding="utf-8")
-    return written
-
-
-__all__ = ["descriptor_path", "envoy_dir", "gen_dir", "load_openapi", "load_routes", "openapi_path",
-           "write_outputs"]
+__all__ = ["descriptor_path", "envoy_dir", "gen_dir", "load_openapi", "load_routes", "openapi_path"]

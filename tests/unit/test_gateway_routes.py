@@ -13,6 +13,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 
 from edge.gateway import outputs
+from edge.gateway.build import write_outputs
 from edge.gateway.config import build_config
 from edge.gateway.openapi import build_openapi
 from edge.gateway.routes import MOBILE_SERVICE, RestRoute, created_patterns, route_table
@@ -69,7 +70,7 @@ def _with_policy(fds, service: str, method: str, **fields: bool) -> descriptor_p
 def _write(tmp_path: Path, fds) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
     outputs.descriptor_path(tmp_path).write_bytes(fds.SerializeToString())
-    outputs.write_outputs(tmp_path)
+    write_outputs(tmp_path)
     return tmp_path
 
 
@@ -119,7 +120,7 @@ def test_gateway_outputs_in_gen_are_fresh(tmp_path: Path) -> None:
     root = tmp_path / "gen"
     root.mkdir()
     outputs.descriptor_path(root).write_bytes(outputs.descriptor_path().read_bytes())
-    for written in outputs.write_outputs(root):
+    for written in write_outputs(root):
         committed = outputs.gen_dir() / written.relative_to(root)
         assert committed.is_file(), f"{committed} missing: run make gen"
         assert committed.read_bytes() == written.read_bytes(), f"{committed} is stale: run make gen"
