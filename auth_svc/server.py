@@ -13,9 +13,9 @@ from auth_svc.handlers import AuthHandlers
 from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer
 from petpro import grpc_server, keys
-from petpro.auth.v1 import auth_pb2_grpc
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
+from petpro_api.auth.v1 import auth_pb2_grpc
 
 
 class AuthSettings(ServiceSettings):

@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 import grpc
 
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
 from petpro.errors import Kind
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
 from petpro.upstream import UpstreamError, from_rpc_error
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 log = logging.getLogger("edge.webhook")
 

@@ -2,7 +2,7 @@
 
 The REST API *is* the ``google.api.http`` annotations of ``petpro.mobile.v1.MobileService`` as Envoy's
 gRPC-JSON transcoder serves them, so this module reads the same descriptors
-(``gen/petpro.binpb``, with source info for the comments) and follows the transcoder's rules:
+(``gen/petpro_api/petpro.binpb``, with source info for the comments) and follows the transcoder's rules:
 
 * path parameters from the URL template; with ``body: "*"`` the rest of the request message is the
   JSON body, with no body every remaining field is a query parameter (nested messages flattened as
@@ -14,7 +14,7 @@ gRPC-JSON transcoder serves them, so this module reads the same descriptors
 * errors are ``application/problem+json`` (:data:`PROBLEM_SCHEMA`), as the edge's Lua filter renders them.
 
 Nothing here imports Envoy or gRPC: it is pure descriptor → dict, run by ``make gen`` (the edge
-serves ``gen/openapi.json``).  The document speaks to API users: its introduction is the leading
+serves ``gen/petpro_api/openapi.json``).  The document speaks to API users: its introduction is the leading
 comment of MobileService only (the internal services' comments are for their gRPC callers), and
 implementation notes in the protos belong in detached comments, which never reach it.
 """
@@ -162,7 +162,7 @@ _PATH_VAR = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 
 
 def default_descriptor_path() -> Path:
-    """``gen/petpro.binpb`` (FileDescriptorSet with imports and source info), next to the generated
+    """``gen/petpro_api/petpro.binpb`` (FileDescriptorSet with imports and source info), next to the generated
     ``petpro.<domain>.v1`` packages."""
     return descriptor_path()
 

@@ -2,11 +2,13 @@
 (:func:`edge.gateway.build.write_outputs`) from the descriptor set and checked
 fresh by ``make gen-check`` like the stubs (nothing here runs at the edge's start)::
 
-    gen/openapi.json            the public REST API (OpenAPI 3.1), served as /openapi.json and /docs
-    gen/envoy/transcoder.binpb  the descriptor set Envoy's gRPC-JSON transcoder loads (ours without
-                                source info, plus google.rpc.Status/ErrorInfo/BadRequest)
-    gen/envoy/routes.json       the REST route table with each RPC's method policy (public,
-                                idempotent, creates): Envoy's per-RPC routes, retries and 201s
+    gen/petpro_api/openapi.json             the public REST API (OpenAPI 3.1): /openapi.json, /docs
+    gen/petpro_api/envoy_transcoder.binpb   the descriptor set Envoy's gRPC-JSON transcoder loads
+                                            (ours without source info, plus google.rpc.Status,
+                                            ErrorInfo, BadRequest)
+    gen/petpro_api/envoy_routes.json        the REST route table with each RPC's method policy
+                                            (public, idempotent, creates): Envoy's per-RPC routes,
+                                            retries and 201s
 
 Envoy's bootstrap itself depends on where the upstreams are, so it is rendered from these by the one
 generator :func:`edge.gateway.config.build_config` (``python -m edge.gateway render``), for the dev
@@ -22,20 +24,20 @@ from edge.gateway.routes import RestRoute
 
 IMAGE_NAME = "petpro.binpb"
 OPENAPI_NAME = "openapi.json"
-ENVOY_DIR = "envoy"
-TRANSCODER_NAME = "transcoder.binpb"
-ROUTES_NAME = "routes.json"
+TRANSCODER_NAME = "envoy_transcoder.binpb"
+ROUTES_NAME = "envoy_routes.json"
 
 
 def gen_dir() -> Path:
-    """The ``gen/`` directory holding the generated ``petpro.<domain>.v1`` packages."""
-    from petpro.mobile.v1 import mobile_pb2
+    """The generated ``petpro_api`` package (``gen/petpro_api``): the descriptor set and these
+    outputs live in it, so they install with it."""
+    import petpro_api
 
-    return Path(mobile_pb2.__file__).resolve().parents[3]
+    return Path(petpro_api.__file__).resolve().parent
 
 
 def descriptor_path(root: Path | None = None) -> Path:
-    """``gen/petpro.binpb``: FileDescriptorSet with imports and source info."""
+    """``gen/petpro_api/petpro.binpb``: FileDescriptorSet with imports and source info."""
     return (root or gen_dir()) / IMAGE_NAME
 
 
@@ -44,7 +46,8 @@ def openapi_path(root: Path | None = None) -> Path:
 
 
 def envoy_dir(root: Path | None = None) -> Path:
-    return (root or gen_dir()) / ENVOY_DIR
+    """Where Envoy's build inputs are (the package directory itself: flat files install as package data)."""
+    return root or gen_dir()
 
 
 def load_routes(root: Path | None = None) -> list[RestRoute]:

@@ -4,7 +4,7 @@ policy declared next to the RPC in the protos (``option (petpro.common.v1.policy
 One table for everything that treats a route differently: Envoy's router (retries only for
 ``idempotent`` methods), the Lua filter (a 200 to a ``creates`` method becomes 201) and the OpenAPI
 document (``public`` methods carry no bearer security, ``creates`` answers 201).  Read from a
-FileDescriptorSet (``gen/petpro.binpb``), so ``make gen`` can build it from freshly generated
+FileDescriptorSet (``gen/petpro_api/petpro.binpb``), so ``make gen`` can build it from freshly generated
 descriptors; a new route or policy is a proto change only.
 """
 

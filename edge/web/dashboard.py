@@ -60,12 +60,12 @@ from starlette.routing import BaseRoute, Route
 from edge.gateway.status import http_status
 from edge.web.deps import HttpDeps
 from edge.web.problem import problem
-from petpro.auth.v1 import auth_pb2
 from petpro.authn import Authenticator, Principal, TokenCache
-from petpro.booking.v1 import booking_pb2
 from petpro.errors import Kind
-from petpro.notification.v1 import clinic_feed_pb2
 from petpro.upstream import UpstreamError, from_rpc_error
+from petpro_api.auth.v1 import auth_pb2
+from petpro_api.booking.v1 import booking_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2
 
 log = logging.getLogger("edge.dashboard")
 

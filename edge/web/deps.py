@@ -10,10 +10,10 @@ import grpc
 
 from edge.bff.webhook import HandleWebhook
 from petpro import grpc_client
-from petpro.auth.v1 import auth_pb2_grpc
-from petpro.booking.v1 import booking_pb2_grpc
-from petpro.notification.v1 import clinic_feed_pb2_grpc
-from petpro.payment.v1 import payment_pb2_grpc
+from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2_grpc
+from petpro_api.notification.v1 import clinic_feed_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2_grpc
 
 
 @dataclass

@@ -14,11 +14,11 @@ import pytest
 from google.protobuf import timestamp_pb2
 
 from edge.bff.service import MobileServicer, Stubs
-from petpro.auth.v1 import auth_pb2
-from petpro.booking.v1 import booking_pb2
-from petpro.common.v1 import money_pb2
-from petpro.mobile.v1 import mobile_pb2
-from petpro.payment.v1 import payment_pb2
+from petpro_api.auth.v1 import auth_pb2
+from petpro_api.booking.v1 import booking_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.mobile.v1 import mobile_pb2
+from petpro_api.payment.v1 import payment_pb2
 
 USER = str(uuid.uuid4())
 LOCK = str(uuid.uuid4())

@@ -18,9 +18,9 @@ from edge.gateway.config import build_config
 from edge.gateway.openapi import build_openapi
 from edge.gateway.routes import MOBILE_SERVICE, RestRoute, created_patterns, route_table
 from petpro import policy
-from petpro.common.v1 import options_pb2
-from petpro.mobile.v1 import mobile_pb2  # noqa: F401  (descriptors in the default pool)
 from petpro.settings import StackSettings
+from petpro_api.common.v1 import options_pb2
+from petpro_api.mobile.v1 import mobile_pb2  # noqa: F401  (descriptors in the default pool)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_created_patterns_are_the_creating_methods(fds) -> None:
 
 
 def test_gateway_outputs_in_gen_are_fresh(tmp_path: Path) -> None:
-    """What make gen-check enforces for the edge: gen/openapi.json and gen/envoy/* are exactly what
+    """What make gen-check enforces for the edge: gen/petpro_api/{openapi.json,envoy_*} are exactly what
     today's descriptors produce (run `make gen` after a proto or generator change)."""
     root = tmp_path / "gen"
     root.mkdir()
