@@ -19,7 +19,7 @@ setup: $(STAMP) $(BUF)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,devstack]'
 	@# an old venv may still hold the .pth that put gen/ on sys.path before gen/ was packaged
 	rm -f $(VENV)/lib/python*/site-packages/petpro_gen.pth
 	@touch $@
@@ -36,6 +36,7 @@ gen-check: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m petpro_dev.codegen --lint
 
 fmt: setup

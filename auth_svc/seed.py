@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     url = load_settings(AuthSettings).url("database_url")
     staff = asyncio.run(load(url, data))
-    print(f"auth_svc: {staff} staff accounts from {path}")
+    print(f"auth_svc: {staff} staff accounts")
     return 0
 
 

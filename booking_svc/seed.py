@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     url = load_settings(BookingSettings).url("database_url")
     clinics, services = asyncio.run(load(url, data))
-    print(f"booking_svc: {clinics} clinics, {services} services from {path}")
+    print(f"booking_svc: {clinics} clinics, {services} services")
     return 0
 
 

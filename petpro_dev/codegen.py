@@ -147,7 +147,7 @@ def _protoc(args: Sequence[str]) -> None:
 def _plugin(name: str) -> str:
     exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if exe is None:
-        raise CodegenError(f"{name} not found: install the dev dependencies (pip install -e '.[dev]')")
+        raise CodegenError(f"{name} not found: install the devstack extra (pip install -e '.[dev,devstack]', make setup)")
     return exe
 
 
