@@ -57,7 +57,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": "An error, as RFC 9457 problem details, extended with the gRPC error's reason and "
+    "description": "An error, as RFC 9457 problem details, extended with a stable machine-readable reason and "
     "field violations.",
     "required": ["type", "title", "status", "reason"],
     "properties": {
