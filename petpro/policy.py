@@ -8,20 +8,21 @@ from __future__ import annotations
 
 from functools import cache
 
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from petpro_api.common.v1 import options_pb2
 
 NO_POLICY = options_pb2.MethodPolicy()
 
 
-def _method(full_method: str):
+def _method(full_method: str) -> MethodDescriptor:
     """``"/petpro.booking.v1.BookingService/GetBooking"`` or ``"petpro.booking.v1.BookingService/GetBooking"``."""
     service, _, name = full_method.lstrip("/").partition("/")
     return descriptor_pool.Default().FindServiceByName(service).methods_by_name[name]
 
 
-def of_options(opts) -> options_pb2.MethodPolicy:
+def of_options(opts: descriptor_pb2.MethodOptions) -> options_pb2.MethodPolicy:
     """The policy in one method's ``MethodOptions`` (also those of a ``FileDescriptorSet`` read from
     bytes, e.g. by the edge's generators); all fields false when it declares none."""
     return opts.Extensions[options_pb2.policy] if opts.HasExtension(options_pb2.policy) else NO_POLICY
@@ -34,7 +35,7 @@ def policy(full_method: str) -> options_pb2.MethodPolicy:
     return of_options(_method(full_method).GetOptions())
 
 
-def idempotent_methods(*services) -> tuple[str, ...]:
+def idempotent_methods(*services: ServiceDescriptor) -> tuple[str, ...]:
     """``"Service/Method"`` names of the idempotent RPCs of the given service descriptors
     (``booking_pb2.DESCRIPTOR.services_by_name["BookingService"]``), for client channels."""
     return tuple(
