@@ -144,7 +144,7 @@ async def _call(rpc: Any, request: Any, timeout: float) -> Any:
 
 
 class GrpcPayments:
-    def __init__(self, stub: payment_pb2_grpc.PaymentServiceStub, timeout: float) -> None:
+    def __init__(self, stub: payment_pb2_grpc.PaymentServiceAsyncStub, timeout: float) -> None:
         self.stub, self.timeout = stub, timeout
 
     async def verify(self, payload: bytes, signature: str) -> VerifiedEvent:
@@ -163,7 +163,7 @@ class GrpcPayments:
 
 
 class GrpcBookings:
-    def __init__(self, stub: booking_pb2_grpc.BookingServiceStub, timeout: float) -> None:
+    def __init__(self, stub: booking_pb2_grpc.BookingServiceAsyncStub, timeout: float) -> None:
         self.stub, self.timeout = stub, timeout
 
     async def confirm(self, lock_id: str, payment_id: str) -> str:

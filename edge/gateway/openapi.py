@@ -30,11 +30,7 @@ from typing import Any
 from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
-try:  # generated from protovalidate's embedded descriptor (gen/buf/validate)
-    from buf.validate import validate_pb2
-except ImportError:  # pragma: no cover - gen/ not on the path
-    validate_pb2 = None
-
+from buf.validate import validate_pb2  # generated from protovalidate's embedded descriptor (gen/buf/validate)
 from edge.gateway.outputs import descriptor_path
 from edge.gateway.routes import MOBILE_SERVICE, TRANSCODED_SERVICES, RestRoute, route_table
 
@@ -404,7 +400,7 @@ def _field_behavior(f: descriptor_pb2.FieldDescriptorProto) -> list[int]:
 
 
 def _rules(f: descriptor_pb2.FieldDescriptorProto) -> Any:
-    if validate_pb2 is None or not f.options.HasExtension(validate_pb2.field):
+    if not f.options.HasExtension(validate_pb2.field):
         return None
     return f.options.Extensions[validate_pb2.field]
 
@@ -417,7 +413,7 @@ def _is_required(f: descriptor_pb2.FieldDescriptorProto) -> bool:
         return False
     if rules.required:
         return True
-    if validate_pb2 is not None and rules.ignore == validate_pb2.IGNORE_IF_ZERO_VALUE:
+    if rules.ignore == validate_pb2.IGNORE_IF_ZERO_VALUE:
         return False
     if rules.HasField("string"):
         return _string_rules_reject_empty(rules.string)
@@ -611,7 +607,7 @@ def build_openapi(
     components_schemas["Problem"] = PROBLEM_SCHEMA
     components_schemas["WebhookResult"] = _WEBHOOK_RESULT
     description = "\n\n".join(descriptions) or title
-    doc: dict[str, Any] = {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
         "servers": [{"url": server_url or "/"}],
@@ -636,7 +632,7 @@ def build_openapi(
             },
         },
     }
-    return doc
+    return document
 
 
 def _operation(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -203,7 +204,7 @@ class HttpServer:
             log_config=None,
             access_log=False,  # Envoy writes the access log
             server_header=False,
-            timeout_graceful_shutdown=graceful_timeout,
+            timeout_graceful_shutdown=math.ceil(graceful_timeout),  # uvicorn counts whole seconds
         )
         self.server = _Server(self.config)
         self.socket: socket.socket | None = None

@@ -24,12 +24,12 @@ class HttpDeps:
     each Subscribe call lasts at most ``feed_call_seconds``, then it is renewed from the last cursor);
     without them its API answers 503.  ``closing`` is set when the edge shuts down: open streams end."""
 
-    payment: payment_pb2_grpc.PaymentServiceStub
-    booking: booking_pb2_grpc.BookingServiceStub
+    payment: payment_pb2_grpc.PaymentServiceAsyncStub
+    booking: booking_pb2_grpc.BookingServiceAsyncStub
     rpc_timeout: float = 5.0
     channels: list[grpc.aio.Channel] = field(default_factory=list)
-    auth: auth_pb2_grpc.AuthServiceStub | None = None
-    clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceStub | None = None
+    auth: auth_pb2_grpc.AuthServiceAsyncStub | None = None
+    clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceAsyncStub | None = None
     # the webhook use case; by default over ``payment`` and ``booking`` (tests may pass fakes of its ports)
     webhook: HandleWebhook | None = None
     token_cache_seconds: float = 5.0

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -26,7 +26,7 @@ def problem(
     request: Request | None = None,
     domain: str = ERROR_DOMAIN,
     violations: Sequence[dict[str, str]] = (),
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body = {
         "type": PROBLEM_TYPE_BASE + reason.lower().replace("_", "-"),
