@@ -124,3 +124,30 @@ def test_gateway_outputs_in_gen_are_fresh(tmp_path: Path) -> None:
         committed = outputs.gen_dir() / written.relative_to(root)
         assert committed.is_file(), f"{committed} missing: run make gen"
         assert committed.read_bytes() == written.read_bytes(), f"{committed} is stale: run make gen"
+
+
+def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> None:
+    """`python -m edge.gateway render --out FILE` (what a Kubernetes ConfigMap is rendered with): the
+    listener and upstreams come from the same env vars the edge reads; host names resolve by DNS."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "envoy.json"
+    env = {**os.environ, "PETPRO_HOME": str(tmp_path), "PETPRO_HOST": "0.0.0.0", "PETPRO_PORT_BASE": "18400",
+           "EDGE_ADDR": "edge:7405", "EDGE_HTTP_ADDR": "edge:7482", "BOOKING_ADDR": "booking:7402",
+           "EDGE_ENVOY_ROUTE_TIMEOUT": "7"}
+    subprocess.run([sys.executable, "-m", "edge.gateway", "render", "--out", str(out)], env=env, check=True,
+                   timeout=120)
+    config = json.loads(out.read_text())
+    clusters = {c["name"]: c for c in config["staticResources"]["clusters"]}
+    endpoints = {name: c["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
+                 for name, c in clusters.items()}
+    assert {name: (a["address"], a["portValue"]) for name, a in endpoints.items()} == {
+        "edge_grpc": ("edge", 7405), "edge_http": ("edge", 7482),
+        "grpc_petpro.booking.v1.BookingService": ("booking", 7402)}
+    assert {c["type"] for c in clusters.values()} == {"STRICT_DNS"}
+    listener = config["staticResources"]["listeners"][0]["address"]["socketAddress"]
+    assert (listener["address"], listener["portValue"]) == ("0.0.0.0", 18480)
+    routes, _ = _routes_of(config)
+    assert routes[f"grpc/{MOBILE_SERVICE}/ListPets"]["route"]["timeout"] == "7s"
