@@ -23,7 +23,9 @@ MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
 # Envoy transcodes the annotated (public catalog) reads of BookingService straight to it; its other
 # methods have no REST rule and end at the gateway's 404 route.
 BOOKING_SERVICE = "petpro.booking.v1.BookingService"
-TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE)
+# AuthService: only GetJwks is annotated (GET /.well-known/jwks.json), so only it is routed.
+AUTH_SERVICE = "petpro.auth.v1.AuthService"
+TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE)
 
 _VAR = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 
@@ -96,5 +98,5 @@ def created_patterns(routes: Sequence[RestRoute]) -> list[tuple[str, str]]:
     return sorted({(r.http_method, r.path_pattern()) for r in routes if r.creates})
 
 
-__all__ = ["BOOKING_SERVICE", "MOBILE_SERVICE", "TRANSCODED_SERVICES", "RestRoute", "created_patterns",
+__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "MOBILE_SERVICE", "TRANSCODED_SERVICES", "RestRoute", "created_patterns",
            "route_table"]

@@ -136,6 +136,7 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
     out = tmp_path / "envoy.json"
     env = {**os.environ, "PETPRO_HOME": str(tmp_path), "PETPRO_HOST": "0.0.0.0", "PETPRO_PORT_BASE": "18400",
            "EDGE_ADDR": "edge:7405", "EDGE_HTTP_ADDR": "edge:7482", "BOOKING_ADDR": "booking:7402",
+           "AUTH_ADDR": "auth:7401",
            "EDGE_ENVOY_ROUTE_TIMEOUT": "7"}
     subprocess.run([sys.executable, "-m", "edge.gateway", "render", "--out", str(out)], env=env, check=True,
                    timeout=120)
@@ -145,7 +146,8 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
                  for name, c in clusters.items()}
     assert {name: (a["address"], a["portValue"]) for name, a in endpoints.items()} == {
         "edge_grpc": ("edge", 7405), "edge_http": ("edge", 7482),
-        "grpc_petpro.booking.v1.BookingService": ("booking", 7402)}
+        "grpc_petpro.booking.v1.BookingService": ("booking", 7402),
+        "grpc_petpro.auth.v1.AuthService": ("auth", 7401)}
     assert {c["type"] for c in clusters.values()} == {"STRICT_DNS"}
     listener = config["staticResources"]["listeners"][0]["address"]["socketAddress"]
     assert (listener["address"], listener["portValue"]) == ("0.0.0.0", 18480)
