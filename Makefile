@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench h2load load clean chromium
+.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench h2load load clean chromium image
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
@@ -98,6 +98,14 @@ load: setup
 	$(BIN)/python -m pip install -q 'locust>=2.30'
 	$(BIN)/locust -f benchmarks/locustfile.py --headless -u $(LOAD_USERS) -r 5 -t $(LOAD_TIME) \
 		--host http://127.0.0.1:$${PETPRO_ENVOY_PORT:-7480}
+
+# The container image (Dockerfile): needs docker or podman; not built on machines without an engine.
+IMAGE ?= petpro
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+image:
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make image needs docker or podman (CONTAINER_ENGINE=...)" >&2; exit 1; }
+	$(CONTAINER_ENGINE) build -t $(IMAGE):$(IMAGE_TAG) .
 
 clean: down
 	rm -rf .petpro .pytest_cache .ruff_cache
