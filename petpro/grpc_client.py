@@ -3,6 +3,11 @@
 Every call gets a deadline (the caller's, else ``default_timeout``), ``x-request-id`` and a child
 ``traceparent``.  Retries are done by gRPC itself (service config) and only for UNAVAILABLE on the
 methods the caller declares idempotent.
+
+Load balancing: the service config selects ``round_robin``, so a target that resolves to several
+addresses — ``dns:///booking:7402`` naming a Kubernetes headless Service (one A record per ready
+pod) — gets a subchannel per address and spreads calls per RPC; gRPC re-resolves when a connection
+drops.  A plain ``host:port`` with one address behaves as before.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class _ContextInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnarySt
         return await continuation(self._details(client_call_details), request)
 
 
+LOAD_BALANCING: list[dict[str, Any]] = [{"round_robin": {}}]
+
+
 def service_config(idempotent: Iterable[str]) -> str:
     """``idempotent``: full service names ("petpro.booking.v1.BookingService") or "Service/Method"."""
     names = []
@@ -61,9 +69,10 @@ def service_config(idempotent: Iterable[str]) -> str:
         service, _, method = item.partition("/")
         names.append({"service": service, "method": method} if method else {"service": service})
     if not names:
-        return json.dumps({})
+        return json.dumps({"loadBalancingConfig": LOAD_BALANCING})
     return json.dumps(
         {
+            "loadBalancingConfig": LOAD_BALANCING,
             "methodConfig": [
                 {
                     "name": names,
@@ -81,7 +90,8 @@ def service_config(idempotent: Iterable[str]) -> str:
 
 
 def channel(addr: str, *, idempotent: Iterable[str] = (), default_timeout: float = 5.0) -> grpc.aio.Channel:
-    """An insecure (mesh-internal) channel to ``addr`` with deadlines, context and retries."""
+    """An insecure (mesh-internal) channel to ``addr`` (``host:port`` or ``dns:///host:port``) with
+    deadlines, context, retries and round-robin balancing over the addresses it resolves to."""
     return grpc.aio.insecure_channel(
         addr,
         options=[*CHANNEL_OPTIONS, ("grpc.service_config", service_config(idempotent))],
