@@ -462,6 +462,8 @@ async def served(http: httpx.AsyncClient, ip: str) -> float:
 
 
 async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_replica(rehearsal: Rehearsal) -> None:
+    import psycopg
+
     from petpro.devstack.mail import list_messages
     from petpro.events import group_lag
 
@@ -478,7 +480,32 @@ async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_rep
         served_before_kill = {p.name: await served(http, p.ip) for p in (booking0, booking1)}
         assert all(n > 0 for n in served_before_kill.values()), served_before_kill
 
-        # 2. concurrent clients; after two more bookings SIGKILL booking-0 and stop notif-0 (SIGTERM)
+        env = r.stack.env()
+
+        def outbox_pending() -> int:
+            with psycopg.connect(env["DATABASE_URL"]) as conn:
+                return conn.execute("SELECT count(*) FROM booking.outbox WHERE sent_at IS NULL").fetchone()[0]
+
+        async def drained() -> bool:
+            state["outbox"] = outbox_pending()
+            state["lag"] = group_lag(env["KAFKA_BOOTSTRAP_SERVERS"], "notif-worker", "booking.created")
+            return state["outbox"] == 0 and state["lag"] == 0
+
+        state: dict[str, int] = {}
+
+        async def wait_drained() -> None:
+            try:
+                await eventually(drained, timeout=120, interval=0.5)
+            except AssertionError:
+                logs = "\n".join(f"--- {p.name}\n{p.log_tail(15)}" for p in r.pods.values()
+                                 if p.component in ("booking", "notif"))
+                raise AssertionError(f"events not drained: {state}\n{logs}") from None
+
+        # the consumer group has formed (both notif replicas joined) before anything is stopped
+        await wait_drained()
+
+        # 2. concurrent clients; after two more bookings booking-0 dies with RPCs in flight (frozen,
+        #    then SIGKILLed once a request waits in its socket) and notif-0 is stopped (SIGTERM)
         progressed = asyncio.Event()
         phase2: list[Booked] = []
 
@@ -488,8 +515,15 @@ async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_rep
                 if len(phase2) >= 2:
                     progressed.set()
 
+        def in_flight() -> bool:  # bytes of an RPC are waiting unread in the frozen replica's sockets
+            out = subprocess.run(["ip", "netns", "exec", booking0.netns, "ss", "-Htn", "state", "established",
+                                  "sport", "= :7402"], capture_output=True, text=True, check=True).stdout
+            return any(int(line.split()[0]) > 0 for line in out.splitlines())
+
         async def chaos() -> None:
             await progressed.wait()
+            os.kill(booking0.proc.pid, signal.SIGSTOP)
+            await eventually(lambda: asyncio.to_thread(in_flight), timeout=60, interval=0.05)
             os.kill(booking0.proc.pid, signal.SIGKILL)
             r.pods["notif-0"].proc.send_signal(signal.SIGTERM)
 
@@ -498,6 +532,7 @@ async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_rep
         booked += phase2
         assert booking0.proc.wait(timeout=10) == -signal.SIGKILL
         assert r.pods["notif-0"].proc.wait(timeout=30) == 0  # drained and exited cleanly
+        assert await served(http, booking1.ip) > served_before_kill["booking-1"]  # the survivor took over
 
         # 3. every booking the clients were told succeeded is confirmed exactly once
         for b in booked:
@@ -506,18 +541,7 @@ async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_rep
             assert [(x["booking_id"], x["reservation_lock_id"]) for x in mine] == [(b.booking_id, b.lock_id)]
 
         # 4. each notification delivered once: wait until the events are relayed and consumed
-        env = r.stack.env()
-        import psycopg
-
-        def outbox_pending() -> int:
-            with psycopg.connect(env["DATABASE_URL"]) as conn:
-                return conn.execute("SELECT count(*) FROM booking.outbox WHERE sent_at IS NULL").fetchone()[0]
-
-        async def drained() -> bool:
-            return outbox_pending() == 0 and group_lag(env["KAFKA_BOOTSTRAP_SERVERS"], "notif-worker",
-                                                       "booking.created") == 0
-
-        await eventually(drained, timeout=120, interval=0.5)
+        await wait_drained()
         mails = list_messages(r.stack.ctx.mail_dir)
         for b in booked:
             assert len([m for m in mails if b.email in m.to]) == 1, b.email
