@@ -46,7 +46,8 @@ pytestmark = [
     pytest.mark.multihost,
     pytest.mark.timeout(600),
     pytest.mark.skipif(os.geteuid() != 0, reason="multi-host rehearsal needs root (network namespaces)"),
-    pytest.mark.skipif(shutil.which("ip") is None, reason="multi-host rehearsal needs iproute2 (`ip`)"),
+    pytest.mark.skipif(shutil.which("ip") is None or shutil.which("ss") is None,
+                       reason="multi-host rehearsal needs iproute2 (`ip`, `ss`)"),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
