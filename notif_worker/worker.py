@@ -36,7 +36,15 @@ class BookingCreatedConsumer:
                 records = [r for rs in batch.values() for r in rs]
                 if not records:
                     continue
-                await self._process_batch(records)
+                batch = asyncio.ensure_future(self._process_batch(records))
+                try:
+                    await asyncio.shield(batch)
+                except asyncio.CancelledError:
+                    # stopping (SIGTERM): finish the events already started and commit them, or the
+                    # replica that takes the partitions over would deliver them a second time
+                    await batch
+                    await asyncio.to_thread(consumer.commit)
+                    raise
                 await asyncio.to_thread(consumer.commit)  # after processing: at-least-once
         finally:
             await asyncio.to_thread(self._close, consumer)
