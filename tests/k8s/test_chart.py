@@ -21,6 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "helm" / "petpro"
 KUBE_VERSION = "1.33"  # a current version among kubernetes-validate's bundled schemas
+KUBE_VERSIONS = ("1.30", "1.33", "1.37")  # the chart's minimum (Chart.yaml kubeVersion) to the newest bundled
 CRD_GROUPS = ("monitoring.coreos.com/", "kafka.strimzi.io/")  # not in the core schemas
 
 _spec = importlib.util.spec_from_file_location("k8s_render", ROOT / "k8s" / "render.py")
@@ -90,7 +91,8 @@ def test_helm_lint_strict() -> None:
         assert [m for m in result["messages"] if m["severity"] >= 2] == []
 
 
-def test_every_object_matches_the_kubernetes_schemas(variant) -> None:
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_object_matches_the_kubernetes_schemas(variant, kube_version: str) -> None:
     import kubernetes_validate
 
     name, objs, _ = variant
@@ -98,7 +100,7 @@ def test_every_object_matches_the_kubernetes_schemas(variant) -> None:
     for o in objs:
         if o["apiVersion"].startswith(CRD_GROUPS):
             continue
-        kubernetes_validate.validate(o, KUBE_VERSION, strict=True)
+        kubernetes_validate.validate(o, kube_version, strict=True)
         checked += 1
     assert checked >= 40, f"{name}: only {checked} objects validated"
 
@@ -321,6 +323,22 @@ def test_committed_outputs_are_fresh() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "k8s" / "render.py"), "--check"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_service_settings_become_prefixed_env_vars() -> None:
+    """services.<svc>.settings.<KEY> → <SVC>_<KEY> on that service only; common.settings on all,
+    overridden per service."""
+    prefixes = {"auth": "AUTH", "booking": "BOOKING", "payment": "PAYMENT", "notif": "NOTIF", "edge": "EDGE"}
+    values = {"common": {"settings": {"LOG_LEVEL": "DEBUG"}},
+              "services": {svc: {"settings": {"SOME_KNOB": f"v-{svc}"}} for svc in prefixes}}
+    values["services"]["booking"]["settings"]["LOG_LEVEL"] = "WARNING"
+    deployments = {d["metadata"]["name"].removeprefix("petpro-"): d
+                   for d in by_kind(objects(render_mod.render(values)), "Deployment")}
+    for svc, prefix in prefixes.items():
+        env = {e["name"]: e.get("value") for e in deployments[svc]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env[f"{prefix}_SOME_KNOB"] == f"v-{svc}"
+        assert env[f"{prefix}_LOG_LEVEL"] == ("WARNING" if svc == "booking" else "DEBUG")
+        assert not any(k.endswith("_SOME_KNOB") and not k.startswith(prefix) for k in env)
 
 
 def test_every_readme_setting_is_reachable_through_values() -> None:
