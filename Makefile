@@ -20,12 +20,12 @@ CHECKOV_VERSION := 3.3.30
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,devstack]'
+	@# an old venv may still hold the .pth that put gen/ on sys.path before gen/ was packaged
+	rm -f $(VENV)/lib/python*/site-packages/petpro_gen.pth
 	@# checkov (policy scan of the rendered chart) pins packaging<24, which pytest 9 refuses: own venv
 	@test -x $(VENV)/tools/checkov/bin/python || $(PYTHON) -m venv $(VENV)/tools/checkov
 	$(VENV)/tools/checkov/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
-	@# gen/ holds the generated contracts (petpro.<domain>.v1, buf.validate): put it on the venv's path
-	$(BIN)/python -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'petpro_gen.pth').write_text(str(pathlib.Path('gen').resolve()) + '\n')"
 	@touch $@
 
 $(BUF): package.json package-lock.json
@@ -33,10 +33,10 @@ $(BUF): package.json package-lock.json
 	@touch $@
 
 gen: setup
-	$(BIN)/python -m petpro.codegen
+	$(BIN)/python -m petpro_dev.codegen
 
 gen-check: setup
-	$(BIN)/python -m petpro.codegen --check
+	$(BIN)/python -m petpro_dev.codegen --check
 
 # Kubernetes: the chart's Envoy config (same generator as the dev stack) and k8s/manifests/ rendered
 # from k8s/helm/petpro with default values (committed; `make test` fails if stale, like gen/).
@@ -48,7 +48,10 @@ k8s-check: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m petpro.codegen --lint
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/python -m petpro_dev.codegen --lint
+	$(BIN)/python -m petpro_dev.codegen --breaking
 
 fmt: setup
 	$(BIN)/ruff check --fix .

@@ -25,11 +25,8 @@ from auth_svc.domain import (
     secrets_match,
     split_refresh_token,
 )
-from auth_svc.repository import AuthRepository
-from petpro import db
+from auth_svc.ports import AuthRepository, UnitOfWork
 from petpro.db import utcnow
-
-UnitOfWork = db.UnitOfWork[AuthRepository]
 
 
 @dataclass(frozen=True)

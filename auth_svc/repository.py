@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     Column,
     DateTime,
     MetaData,
+    Row,
     String,
     Table,
     Text,
@@ -51,7 +53,7 @@ sessions = Table(
 )
 
 
-def _user(row) -> User:  # type: ignore[no-untyped-def]
+def _user(row: Row[Any]) -> User:
     return User(
         id=row.id,
         email=row.email,
@@ -63,7 +65,7 @@ def _user(row) -> User:  # type: ignore[no-untyped-def]
     )
 
 
-def _session(row) -> Session:  # type: ignore[no-untyped-def]
+def _session(row: Row[Any]) -> Session:
     return Session(
         id=row.id,
         user_id=row.user_id,
@@ -99,12 +101,12 @@ class AuthRepository:
             id=user.id, email=user.email, name=user.name, password_hash=user.password_hash,
             roles=list(user.roles), clinic_ids=list(user.clinic_ids), created_at=user.created_at,
         )
-        stmt = stmt.on_conflict_do_update(
+        query = stmt.on_conflict_do_update(
             index_elements=["email"],
             set_={"name": stmt.excluded.name, "password_hash": stmt.excluded.password_hash,
                   "roles": stmt.excluded.roles, "clinic_ids": stmt.excluded.clinic_ids},
         ).returning(*users.c)
-        return _user((await self.s.execute(stmt)).one())
+        return _user((await self.s.execute(query)).one())
 
     async def user_by_email(self, email: str) -> User | None:
         row = (await self.s.execute(select(users).where(users.c.email == email))).first()

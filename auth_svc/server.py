@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,12 +11,13 @@ from pydantic_settings import SettingsConfigDict
 
 from auth_svc.domain import Passwords, TokenIssuer
 from auth_svc.handlers import AuthHandlers
+from auth_svc.ports import UnitOfWork
 from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer
 from petpro import grpc_server, keys
-from petpro.auth.v1 import auth_pb2_grpc
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
+from petpro_api.auth.v1 import auth_pb2_grpc
 
 
 class AuthSettings(ServiceSettings):
@@ -32,24 +34,28 @@ class AuthSettings(ServiceSettings):
     db_pool_size: int = Field(default=10, ge=1, le=100)
 
 
-def build(settings: AuthSettings) -> grpc_server.App:
+def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
+          passwords: Passwords | None = None) -> grpc_server.App:
+    """The auth service.  Tests pass fakes of the ports (``uow``/``read``) instead of the database."""
     key_file = settings.signing_key_file or settings.stack.home_abs / "keys" / "auth-signing.pem"
     issuer = TokenIssuer(
         keys.load_or_create_ed25519(key_file), issuer=settings.issuer, audience=settings.audience,
         ttl=timedelta(seconds=settings.access_ttl_seconds),
     )
-    db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
-
-    uow, read = db.repositories(AuthRepository)
-    handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days),
-                            read=read)
+    on_stop: list[Callable[[], Awaitable[None]]] = []
+    if uow is None:
+        db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
+        uow, read = db.repositories(AuthRepository)
+        on_stop.append(db.close)
+    handlers = AuthHandlers(uow, passwords or Passwords(), issuer,
+                            refresh_ttl=timedelta(days=settings.refresh_ttl_days), read=read)
     return grpc_server.App(
         name="auth_svc",
         settings=settings,
         services=[grpc_server.Registration(
             auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
         )],
-        on_stop=[db.close],
+        on_stop=on_stop,
     )
 
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_svc.domain import User
 from auth_svc.handlers import AuthHandlers, TokenPair
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
-def _ts(dt) -> Timestamp:  # type: ignore[no-untyped-def]
+def _ts(dt: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(dt)
     return ts
 
 
-def _roles(names: tuple[str, ...]) -> list[int]:
+def _roles(names: tuple[str, ...]) -> list[auth_pb2.Role.ValueType]:
     return [auth_pb2.Role.Value(f"ROLE_{r}") for r in names]
 
 
@@ -30,34 +34,40 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, handlers: AuthHandlers) -> None:
         self.h = handlers
 
-    async def Register(self, request, context):  # type: ignore[no-untyped-def]
+    async def Register(self, request: auth_pb2.RegisterRequest,
+                      context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RegisterResponse:
         user = await self.h.register(request.email, request.password, request.name)
         return auth_pb2.RegisterResponse(user=user_pb(user))
 
-    async def Login(self, request, context):  # type: ignore[no-untyped-def]
+    async def Login(self, request: auth_pb2.LoginRequest,
+                   context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.LoginResponse:
         pair: TokenPair = await self.h.login(request.email, request.password)
         return auth_pb2.LoginResponse(
             access_token=pair.access_token, refresh_token=pair.refresh_token, token_type="Bearer",
             expires_in=pair.expires_in, user=user_pb(pair.user),
         )
 
-    async def RefreshToken(self, request, context):  # type: ignore[no-untyped-def]
+    async def RefreshToken(self, request: auth_pb2.RefreshTokenRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RefreshTokenResponse:
         pair = await self.h.refresh(request.refresh_token)
         return auth_pb2.RefreshTokenResponse(
             access_token=pair.access_token, refresh_token=pair.refresh_token, token_type="Bearer",
             expires_in=pair.expires_in,
         )
 
-    async def ValidateToken(self, request, context):  # type: ignore[no-untyped-def]
+    async def ValidateToken(self, request: auth_pb2.ValidateTokenRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.ValidateTokenResponse:
         c = await self.h.validate(request.token)
         return auth_pb2.ValidateTokenResponse(
             user_id=c.user_id, email=c.email, name=c.name, roles=_roles(c.roles),
             clinic_ids=list(c.clinic_ids), expires_at=_ts(c.expires_at), token_id=c.token_id,
         )
 
-    async def RevokeToken(self, request, context):  # type: ignore[no-untyped-def]
+    async def RevokeToken(self, request: auth_pb2.RevokeTokenRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RevokeTokenResponse:
         await self.h.revoke(request.token)
         return auth_pb2.RevokeTokenResponse()
 
-    async def GetJwks(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetJwks(self, request: auth_pb2.GetJwksRequest,
+                     context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.GetJwksResponse:
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**self.h.issuer.jwk())])

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, time
+from typing import Any, cast
 
 from psycopg.errors import ExclusionViolation, UniqueViolation
 from sqlalchemy import (
     BigInteger,
     Column,
+    CursorResult,
     Date,
     DateTime,
     ForeignKey,
@@ -16,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Row,
     SmallInteger,
     String,
     Table,
@@ -36,12 +39,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from booking_svc.domain import (
     ACTIVE_STATES,
     Booking,
+    BookingState,
     Clinic,
+    DuplicateRequest,
     Interval,
     Pet,
     Reservation,
     ReservationState,
     Service,
+    UnitTaken,
 )
 
 SCHEMA = "booking"
@@ -143,20 +149,20 @@ def hours_json(hours: dict[str, list[Interval]]) -> dict[str, list[list[str]]]:
     return {d: [[iv.start.strftime("%H:%M"), iv.end.strftime("%H:%M")] for iv in ivs] for d, ivs in hours.items()}
 
 
-def _clinic(r) -> Clinic:  # type: ignore[no-untyped-def]
+def _clinic(r: Row[Any]) -> Clinic:
     return Clinic(r.id, r.name, r.time_zone, _hours(r.opening_hours), r.address, r.phone, r.email)
 
 
-def _service(r) -> Service:  # type: ignore[no-untyped-def]
+def _service(r: Row[Any]) -> Service:
     return Service(r.id, r.clinic_id, r.name, r.duration_minutes, r.price_minor, r.currency, r.capacity,
                    r.description)
 
 
-def _pet(r) -> Pet:  # type: ignore[no-untyped-def]
+def _pet(r: Row[Any]) -> Pet:
     return Pet(r.id, r.owner_user_id, r.name, r.species, r.breed or None, r.birth_date, r.created_at)
 
 
-def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type: ignore[no-untyped-def]
+def _reservation(r: Row[Any], booking_id: uuid.UUID | None = None) -> Reservation:
     return Reservation(
         lock_id=r.lock_id, owner_user_id=r.owner_user_id, owner_email=r.owner_email, owner_name=r.owner_name,
         request_id=r.request_id, request_hash=r.request_hash, service_id=r.service_id, clinic_id=r.clinic_id,
@@ -166,24 +172,16 @@ def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type
     )
 
 
-def _booking(r) -> Booking:  # type: ignore[no-untyped-def]
+def _booking(r: Row[Any]) -> Booking:
     return Booking(r.id, r.lock_id, r.payment_id, r.owner_user_id, r.clinic_id, r.service_id, r.pet_id,
-                   r.start_time, r.end_time, r.state, r.amount_minor, r.currency, r.created_at, r.cancelled_at)
+                   r.start_time, r.end_time, BookingState(r.state), r.amount_minor, r.currency, r.created_at, r.cancelled_at)
 
 
 def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = None) -> bool:
     orig = exc.orig
     if not isinstance(orig, kind):
         return False
-    return constraint is None or getattr(orig.diag, "constraint_name", None) == constraint
-
-
-class UnitTaken(Exception):
-    """The chosen unit of the slot was taken concurrently (exclusion constraint)."""
-
-
-class DuplicateRequest(Exception):
-    """A reservation with this owner and request id exists (an idempotent retry raced us)."""
+    return constraint is None or getattr(getattr(orig, "diag", None), "constraint_name", None) == constraint
 
 
 class BookingRepository:
@@ -193,7 +191,7 @@ class BookingRepository:
         self.s = session
 
     # -- catalog ---------------------------------------------------------------------------------
-    async def list_clinics(self, after: tuple[str, str] | None, limit: int) -> list[Clinic]:
+    async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]:
         q = select(clinics).order_by(clinics.c.name, clinics.c.id).limit(limit)
         if after:
             q = q.where(func.row(clinics.c.name, clinics.c.id) > func.row(after[0], uuid.UUID(after[1])))
@@ -203,7 +201,7 @@ class BookingRepository:
         r = (await self.s.execute(select(clinics).where(clinics.c.id == clinic_id))).first()
         return _clinic(r) if r else None
 
-    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Service]:
+    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
         q = (select(services).where(services.c.clinic_id == clinic_id)
              .order_by(services.c.name, services.c.id).limit(limit))
         if after:
@@ -249,7 +247,7 @@ class BookingRepository:
         r = (await self.s.execute(select(pets).where(pets.c.id == pet_id))).first()
         return _pet(r) if r else None
 
-    async def list_pets(self, owner: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Pet]:
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
         q = select(pets).where(pets.c.owner_user_id == owner).order_by(pets.c.created_at, pets.c.id).limit(limit)
         if after:
             q = q.where(func.row(pets.c.created_at, pets.c.id) > func.row(
@@ -278,7 +276,7 @@ class BookingRepository:
             .where(reservations.c.service_id == service_id, reservations.c.state == ReservationState.HELD.value,
                    reservations.c.expires_at <= now, reservations.c.during.overlaps(Range(start, end)))
             .values(state=ReservationState.EXPIRED.value, updated_at=now))
-        return result.rowcount or 0
+        return cast(CursorResult[Any], result).rowcount or 0
 
     async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]:
         q = select(reservations.c.unit).where(
@@ -344,7 +342,7 @@ class BookingRepository:
         await self.s.execute(insert(bookings).values(
             id=b.id, lock_id=b.lock_id, payment_id=b.payment_id, owner_user_id=b.owner_user_id,
             clinic_id=b.clinic_id, service_id=b.service_id, pet_id=b.pet_id, start_time=b.start,
-            end_time=b.end, state=b.state, amount_minor=b.amount_minor, currency=b.currency,
+            end_time=b.end, state=b.state.value, amount_minor=b.amount_minor, currency=b.currency,
             created_at=b.created_at))
 
     async def booking(self, booking_id: uuid.UUID) -> Booking | None:
@@ -356,7 +354,7 @@ class BookingRepository:
         return _booking(r) if r else None
 
     async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
-                            start_from: datetime | None, after: tuple[str, str] | None, limit: int) -> list[Booking]:
+                            start_from: datetime | None, after: tuple[str, ...] | None, limit: int) -> list[Booking]:
         q = select(bookings).order_by(bookings.c.start_time, bookings.c.id).limit(limit)
         if owner:
             q = q.where(bookings.c.owner_user_id == owner)

@@ -9,13 +9,13 @@ from pydantic_settings import SettingsConfigDict
 from edge.http_app import HttpDeps, create_app, serve_http
 from edge.service import MobileServicer, Stubs
 from petpro import grpc_client, grpc_server
-from petpro.auth.v1 import auth_pb2_grpc
 from petpro.authn import TokenCache
-from petpro.booking.v1 import booking_pb2_grpc
-from petpro.mobile.v1 import mobile_pb2_grpc
-from petpro.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
-from petpro.payment.v1 import payment_pb2_grpc
 from petpro.settings import ServiceSettings, load
+from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2_grpc
+from petpro_api.mobile.v1 import mobile_pb2_grpc
+from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2_grpc
 
 # Reads, retried by gRPC on UNAVAILABLE.  Mutations are made idempotent by request ids, not retried here.
 IDEMPOTENT = (
@@ -76,7 +76,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
             MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds)),
             "petpro.mobile.v1.MobileService",
         )],
-        background=[lambda: serve_http(http, settings.bind_host, http_port)],
+        background=[lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds)],
         on_shutdown=[end_streams],
         on_stop=[close_channels],
     )

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from payment_svc.handlers import PaymentHandlers
+from payment_svc.ports import PaymentGateway, UnitOfWork
 from payment_svc.repository import SCHEMA, PaymentRepository
 from payment_svc.service import PaymentServicer
 from payment_svc.stripe_gateway import StripeGateway
 from petpro import grpc_server
 from petpro.db import Database
-from petpro.payment.v1 import payment_pb2_grpc
 from petpro.settings import ServiceSettings, load
+from petpro_api.payment.v1 import payment_pb2_grpc
 
 SANDBOX_API_KEY = "sk_test_petpro_sandbox"
 
@@ -28,25 +31,33 @@ class PaymentSettings(ServiceSettings):
 
 
 def make_gateway(settings: PaymentSettings) -> StripeGateway:
+    """Real Stripe when ``STRIPE_API_KEY`` is set, else the Stripe-compatible sandbox at
+    ``STRIPE_API_BASE``.  Either way the webhook secret comes from ``STRIPE_WEBHOOK_SECRET`` (the dev
+    stack sets it to the sandbox's; in Kubernetes it comes from a Secret)."""
     b = settings.backing
-    if b.stripe_api_key:  # real Stripe (test or live mode): the secret must be given too
-        if not b.stripe_webhook_secret:
-            raise SystemExit("STRIPE_WEBHOOK_SECRET is required when STRIPE_API_KEY is set")
+    if not b.stripe_webhook_secret:
+        raise SystemExit(
+            "STRIPE_WEBHOOK_SECRET is required: the whsec_… secret webhooks are signed with "
+            "(`petpro up` sets it for the sandbox)"
+        )
+    if b.stripe_api_key:  # real Stripe (test or live mode)
         return StripeGateway(b.stripe_api_key, b.stripe_webhook_secret, b.stripe_api_base,
                              tolerance_seconds=settings.webhook_tolerance_seconds)
-    from petpro.devstack.stripe_sandbox import load_webhook_secret
-
-    secret = b.stripe_webhook_secret or load_webhook_secret(settings.stack.home_abs)
-    return StripeGateway(SANDBOX_API_KEY, secret, settings.url("stripe_api_base"),
+    return StripeGateway(SANDBOX_API_KEY, b.stripe_webhook_secret, settings.url("stripe_api_base"),
                          tolerance_seconds=settings.webhook_tolerance_seconds)
 
 
-def build(settings: PaymentSettings) -> grpc_server.App:
-    db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc", pool_size=settings.db_pool_size)
-
-    uow, read = db.repositories(PaymentRepository)
+def build(settings: PaymentSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
+          gateway: PaymentGateway | None = None) -> grpc_server.App:
+    """The payment service.  Tests pass fakes of the ports (``uow``/``read``, ``gateway``)."""
+    on_stop: list[Callable[[], Awaitable[None]]] = []
+    if uow is None:
+        db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc",
+                      pool_size=settings.db_pool_size)
+        uow, read = db.repositories(PaymentRepository)
+        on_stop.append(db.close)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
-    handlers = PaymentHandlers(uow, make_gateway(settings), public_base_url=public, read=read)
+    handlers = PaymentHandlers(uow, gateway or make_gateway(settings), public_base_url=public, read=read)
 
     return grpc_server.App(
         name="payment_svc",
@@ -57,7 +68,7 @@ def build(settings: PaymentSettings) -> grpc_server.App:
         )],
         background=[grpc_server.periodic("payment_svc.session_expiry", settings.expiry_sweep_seconds,
                                                handlers.expire_due)],
-        on_stop=[db.close],
+        on_stop=on_stop,
     )
 
 

@@ -30,7 +30,7 @@ class TtlMemo:
     async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
         if self.ttl > 0:
             try:
-                return self._cache[key]  # type: ignore[no-any-return]
+                return self._cache[key]
             except KeyError:
                 pass
         value = await load()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from petpro.devstack import Stack, Step, infra
-from petpro.devstack.process import port_in_use
 from petpro.settings import PORT_OFFSETS, BackingSettings, StackSettings
+from petpro_dev.devstack import Stack, Step, infra
+from petpro_dev.devstack.process import port_in_use
 
 PORT_SPAN = 200  # ports a stack may use above its base: PORT_OFFSETS plus test extras (< 200)
 EXTRA_OFFSETS = (150,)  # tests' dummy services
@@ -103,9 +103,16 @@ def make_stack(port_bases: PortBases) -> Iterator[Callable[..., Stack]]:
             shutil.rmtree(home, ignore_errors=True)
 
 
-# Short holds so expiry paths can be exercised; sessions are expired by the tests that want it.
+# Holds last as long as in production: no test may depend on how fast it runs (a 6 s hold expired under
+# a busy machine in the middle of tests that needed it held).  Tests that need a hold to lapse say so
+# with ``Api.expire_hold`` (tests/e2e/conftest.py); sessions are expired by the tests that want it.
+# The session mesh is also what the benchmark smoke test loads, so its edge has no rate limit (the
+# limiter is tested on an Envoy of its own with a configured limit: tests/integration/test_edge_envoy.py).
 MESH_ENV = {
-    "BOOKING_HOLD_TTL_SECONDS": "6",
+    "EDGE_ENVOY_RATE_LIMIT_BURST": "0",
+    # long enough that "a stream ended at once on SIGTERM" can't be confused with "cut at the drain
+    # timeout", however slow the machine (tests/e2e/test_dashboard.py)
+    "EDGE_GRACE_SECONDS": "60",
     "BOOKING_EXPIRY_SWEEP_SECONDS": "1",
     "PAYMENT_EXPIRY_SWEEP_SECONDS": "3600",
     "AUTH_ACCESS_TTL_SECONDS": "900",
@@ -116,20 +123,12 @@ MESH_ENV = {
 def mesh(devstack: Stack) -> Stack:
     """The whole mesh (every component of ``petpro up``) on the session's dev stack, started once,
     with the demo catalog seeded.  Stopped with the dev stack (same home)."""
-    import asyncio
-
-    import yaml
-
-    from auth_svc import seed as auth_seed
-    from booking_svc import seed as booking_seed
-    from petpro.devstack import default_components
+    from petpro_dev.devstack import default_components
+    from petpro_dev.seed import DEMO, seed
 
     os.environ.update(MESH_ENV)  # inherited by the service processes
     stack = Stack(devstack.ctx.settings, default_components(), backing=no_external_urls())
     report = stack.up()
     print(f"\nmesh up in {report.seconds:.2f}s")
-    data = yaml.safe_load((Path(__file__).parents[1] / "petpro" / "seed_data" / "demo.yaml").read_text())
-    url = stack.env()["DATABASE_URL"]
-    asyncio.run(booking_seed.load(url, data))
-    asyncio.run(auth_seed.load(url, data))
+    seed(DEMO, {**os.environ, **stack.env()})  # the services' own seed entry points, as `petpro seed`
     return stack

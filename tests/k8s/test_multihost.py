@@ -40,7 +40,7 @@ import httpx
 import pytest
 import yaml
 
-from petpro.client import CHECKUP, eventually
+from petpro_dev.client import CHECKUP, eventually
 
 pytestmark = [
     pytest.mark.multihost,
@@ -267,8 +267,8 @@ class Rehearsal:
 def infra_components(envoy_ip: str) -> list[Any]:
     """The dev stack's backing services, PostgreSQL accepting the bridge's subnet, the Stripe
     sandbox delivering webhooks to Envoy's pod."""
-    from petpro.devstack import Component, infra
-    from petpro.devstack.component import Launch
+    from petpro_dev.devstack import Component, infra
+    from petpro_dev.devstack.component import Launch
 
     def pg_prepare(original: Callable[[Any], None] | None) -> Callable[[Any], None]:
         def prepare(ctx: Any) -> None:
@@ -288,7 +288,7 @@ def infra_components(envoy_ip: str) -> list[Any]:
             c = dataclasses.replace(c, prepare=pg_prepare(c.prepare))
         if c.name == "stripe":
             def launch(ctx: Any) -> Launch:
-                return Launch([sys.executable, "-m", "petpro.devstack.stripe_sandbox", "--host", ctx.settings.host,
+                return Launch([sys.executable, "-m", "petpro_dev.stripe_sandbox", "--host", ctx.settings.host,
                                "--port", str(ctx.port("stripe")), "--home", str(ctx.home),
                                "--webhook-url", f"http://{envoy_ip}:8080/webhooks/stripe", "--retry-base", "0.2",
                                "--retry-cap", "2", "--max-attempts", "20"])
@@ -340,11 +340,10 @@ def signing_key_pem() -> str:
 
 @pytest.fixture
 async def rehearsal(port_bases: Any) -> Any:
-    from auth_svc import seed as auth_seed
-    from booking_svc import seed as booking_seed
-    from petpro.devstack import Stack
-    from petpro.devstack.stripe_sandbox.signing import load_webhook_secret
     from petpro.settings import StackSettings
+    from petpro_dev.devstack import Stack
+    from petpro_dev.seed import DEMO, seed
+    from petpro_dev.stripe_sandbox.signing import load_webhook_secret
     from tests.conftest import make_home, no_external_urls
 
     home = make_home("petpro-multihost-")
@@ -371,9 +370,7 @@ async def rehearsal(port_bases: Any) -> Any:
         # the hook Jobs, from their own host
         reh.run_job("jobs", "migrate")
         reh.run_job("jobs", "topics")
-        data = yaml.safe_load((ROOT / "petpro" / "seed_data" / "demo.yaml").read_text())
-        await booking_seed.load(env["DATABASE_URL"], data)
-        await auth_seed.load(env["DATABASE_URL"], data)
+        seed(DEMO, {"PATH": os.environ["PATH"], "DATABASE_URL": env["DATABASE_URL"]})  # the services' seed entry points
         for pod, component in PODS.items():
             if component != "jobs":
                 reh.start(pod, component, reh.workload(component))
@@ -465,8 +462,8 @@ async def served(http: httpx.AsyncClient, ip: str) -> float:
 async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_replica(rehearsal: Rehearsal) -> None:
     import psycopg
 
-    from petpro.devstack.mail import list_messages
     from petpro.events import group_lag
+    from petpro_dev.devstack.mail import list_messages
 
     r = rehearsal
     booking0, booking1 = r.pods["booking-0"], r.pods["booking-1"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notif_worker.worker import BookingCreatedConsumer
-from petpro.booking.v1 import booking_pb2, events_pb2
+from petpro_api.booking.v1 import booking_pb2, events_pb2
 
 
 @dataclass
