@@ -26,13 +26,13 @@ ENVOY_JSON = CHART / "files" / "envoy.json"
 RELEASE, NAMESPACE = "petpro", "petpro"
 
 # the chart's fixed container ports (templates/_helpers.tpl "petpro.components", envoy.yaml)
-ENVOY_LISTEN, ENVOY_ADMIN, EDGE_GRPC, EDGE_HTTP, BOOKING_GRPC = 8080, 9901, 7405, 7482, 7402
+ENVOY_LISTEN, ENVOY_ADMIN, EDGE_GRPC, EDGE_HTTP, BOOKING_GRPC, AUTH_GRPC = 8080, 9901, 7405, 7482, 7402, 7401
 PLACEHOLDER = "PETPRO_FULLNAME"
 
 
 def envoy_config() -> dict[str, Any]:
     """THE call to the dev stack's Envoy generator (re-point it here when the generator moves)."""
-    from edge.envoy_config import BOOKING_SERVICE, build_config, default_descriptor_path
+    from edge.envoy_config import AUTH_SERVICE, BOOKING_SERVICE, build_config, default_descriptor_path
     from petpro.settings import StackSettings
 
     return build_config(
@@ -42,7 +42,8 @@ def envoy_config() -> dict[str, Any]:
         admin_port=ENVOY_ADMIN,
         grpc_upstream=(f"{PLACEHOLDER}-edge", EDGE_GRPC),
         http_upstream=(f"{PLACEHOLDER}-edge", EDGE_HTTP),
-        upstreams={BOOKING_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC)},
+        upstreams={BOOKING_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
+                   AUTH_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC)},
     )
 
 

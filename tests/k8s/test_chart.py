@@ -240,7 +240,7 @@ def test_migrations_and_topics_run_as_pre_install_and_pre_upgrade_hooks(variant)
     assert int(account["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
 
 
-def test_secrets_come_from_a_secret_and_all_auth_replicas_share_one_signing_key(variant) -> None:
+def test_secrets_come_from_a_secret_and_all_auth_replicas_share_one_key_directory(variant) -> None:
     name, objs, _ = variant
     for _, _, c in containers(objs):
         for e in c.get("env", []):
@@ -249,12 +249,19 @@ def test_secrets_come_from_a_secret_and_all_auth_replicas_share_one_signing_key(
     (auth,) = [d for d in by_kind(objs, "Deployment") if d["metadata"]["name"].endswith("-auth")]
     pod = auth["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
-    key_dir = str(Path(env["AUTH_SIGNING_KEY_FILE"]).parent)
-    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == key_dir]
+    assert "AUTH_SIGNING_KEY_FILE" not in env  # the rotating key directory, not one fixed file
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == env["AUTH_SIGNING_KEYS_DIR"]]
+    assert mount["readOnly"] is True and "subPath" not in mount  # Secret updates (rotation) reach the pods
     (vol,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert vol["secret"]["items"] == [{"key": "auth-signing.pem", "path": "auth-signing.pem"}]
-    secrets = by_kind(objs, "Secret")
-    assert (secrets == []) == (name == "default")  # default: existingSecret, no Secret rendered
+    assert "items" not in vol["secret"]  # every key of the Secret is in the directory
+    secrets = {s["metadata"]["name"]: s for s in by_kind(objs, "Secret")}
+    if name == "default":
+        assert secrets == {}  # existingSecret / existingSigningKeysSecret: the chart renders no Secret
+        assert vol["secret"]["secretName"] == "petpro-signing-keys"
+    else:
+        assert set(secrets[vol["secret"]["secretName"]]["stringData"]) == {"auth-signing.pem"}
+        assert all(not n.endswith(".pem") for s in secrets.values() if s is not secrets[vol["secret"]["secretName"]]
+                   for n in s["stringData"])
 
 
 def test_default_values_hold_no_secret() -> None:
@@ -315,7 +322,7 @@ def test_envoy_config_map_is_the_dev_stack_generators_output_with_dns_clusters(v
     clusters = {c["name"]: c for c in config["staticResources"]["clusters"]}
     hosts = {c["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]["address"]
              for c in clusters.values()}
-    assert hosts == {f"{fullname}-edge", f"{fullname}-booking"}
+    assert hosts == {f"{fullname}-edge", f"{fullname}-booking", f"{fullname}-auth"}
     assert all(c["type"] == "STRICT_DNS" for c in clusters.values())
 
 

@@ -199,7 +199,7 @@ class Rehearsal:
 
     def _files(self) -> dict[str, dict[str, str]]:
         (cm,) = self.kind("ConfigMap")
-        return {"config": dict(cm["data"]), "signing-key": {"auth-signing.pem": self.secret["auth-signing.pem"]}}
+        return {"config": dict(cm["data"]), "signing-keys": {"auth-signing.pem": self.secret["auth-signing.pem"]}}
 
     def start(self, pod: str, component: str, workload: dict[str, Any]) -> Pod:
         ns = f"pp{self.net.tag}-{pod}"
@@ -303,7 +303,7 @@ def rehearsal_values(stack: Any) -> dict[str, Any]:
     two = {"replicas": 2, "autoscaling": {"enabled": False}}
     one = {"replicas": 1, "autoscaling": {"enabled": False}}
     return {
-        "secrets": {"existingSecret": SECRET_NAME},
+        "secrets": {"existingSecret": SECRET_NAME, "existingSigningKeysSecret": "rehearsal-signing-keys"},
         "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "replicationFactor": 1, "partitions": 4},
         "stripe": {"apiBase": env["STRIPE_API_BASE"]},
         "common": {"settings": {"GRACE_SECONDS": "3"}},

@@ -39,6 +39,14 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
+{{- define "petpro.signingKeysSecretName" -}}
+{{- if .Values.secrets.existingSecret -}}
+{{- required "secrets.existingSigningKeysSecret is required with secrets.existingSecret" .Values.secrets.existingSigningKeysSecret -}}
+{{- else -}}
+{{- printf "%s-signing-keys" (include "petpro.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "petpro.secretName" -}}
 {{- default (printf "%s-secrets" (include "petpro.fullname" .)) .Values.secrets.existingSecret -}}
 {{- end -}}
@@ -55,7 +63,7 @@ auth:
   metricsPort: 7501
   needs: [database]
   peers: []
-  callers: [edge, notif]
+  callers: [edge, notif, envoy]
 booking:
   module: booking_svc
   prefix: BOOKING
