@@ -12,12 +12,12 @@ from booking_svc.handlers import BookingHandlers
 from booking_svc.ports import RefundPort, UnitOfWork
 from booking_svc.repository import SCHEMA, BookingRepository
 from booking_svc.service import BookingServicer, PaymentRefunds, encode_booking_change, encode_booking_created
-from petpro import events, grpc_client, grpc_server, policy, telemetry
+from petpro import events, grpc_client, grpc_server, telemetry
 from petpro.db import Database
 from petpro.outbox import OutboxRelay
 from petpro.settings import ServiceSettings, load
 from petpro_api.booking.v1 import booking_pb2_grpc
-from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2_grpc
 
 
 class BookingSettings(ServiceSettings):
@@ -51,9 +51,8 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
         background.append(relay.run)
         on_stop.append(db.close)
     if refunds is None:
-        payment_channel = grpc_client.channel(
-            settings.peer("payment"),
-            idempotent=policy.idempotent_methods(payment_pb2.DESCRIPTOR.services_by_name["PaymentService"]))
+        payment_channel = grpc_client.channel(settings.peer("payment"),
+                                              services=["petpro.payment.v1.PaymentService"])
         refunds = PaymentRefunds(payment_pb2_grpc.PaymentServiceStub(payment_channel))
         on_stop.append(payment_channel.close)
     handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),

@@ -42,7 +42,7 @@ CHANGE_TOPICS = {
                             booking_pb2.BOOKING_STATE_CONFIRMED),
     "booking.completed": ("completed", clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_COMPLETED,
                           booking_pb2.BOOKING_STATE_COMPLETED),
-    "booking.no_show": ("no_show", clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_NO_SHOW,
+    "booking.no-show": ("no_show", clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_NO_SHOW,
                         booking_pb2.BOOKING_STATE_NO_SHOW),
 }
 KIND_TYPES = {"created": (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED, booking_pb2.BOOKING_STATE_CONFIRMED),

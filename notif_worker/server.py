@@ -34,7 +34,7 @@ class NotifSettings(ServiceSettings):
     topic: str = "booking.created"
     # the lifecycle topics, consumed by the same group (per booking: key = booking id)
     change_topics: tuple[str, ...] = ("booking.cancelled", "booking.rescheduled", "booking.completed",
-                                      "booking.no_show")
+                                      "booking.no-show")
     dlq_topic: str = "booking.created.dlq"
     consumer_group: str = "notif-worker"
     mail_from: str = "PetPro <bookings@petpro.dev>"
@@ -67,8 +67,7 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
         fanout = redis_fanout
         closers += [redis_fanout.close, redis.aclose]
     if auth is None:
-        auth_channel = grpc_client.channel(settings.peer("auth"),
-                                           idempotent=["petpro.auth.v1.AuthService/ValidateToken"])
+        auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         closers.append(auth_channel.close)
     if uow is None:

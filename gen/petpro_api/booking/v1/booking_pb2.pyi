@@ -733,7 +733,7 @@ Global___ListClinicsRequest: _TypeAlias = ListClinicsRequest  # noqa: Y015
 
 @_typing.final
 class ListClinicsResponse(_message.Message):
-    """Response for BookingService.ListClinics."""
+    """One page of clinics."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -837,7 +837,7 @@ Global___ListServicesRequest: _TypeAlias = ListServicesRequest  # noqa: Y015
 
 @_typing.final
 class ListServicesResponse(_message.Message):
-    """Response for BookingService.ListServices."""
+    """One page of a clinic's services."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -937,7 +937,7 @@ Global___GetAvailabilityRequest: _TypeAlias = GetAvailabilityRequest  # noqa: Y0
 
 @_typing.final
 class GetAvailabilityResponse(_message.Message):
-    """Response for BookingService.GetAvailability."""
+    """The slots of one day, free or taken."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

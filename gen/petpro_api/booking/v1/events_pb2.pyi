@@ -358,8 +358,8 @@ Global___BookingRescheduled: _TypeAlias = BookingRescheduled  # noqa: Y015
 
 @_typing.final
 class BookingOutcomeRecorded(_message.Message):
-    """Event on topic `booking.completed` or `booking.no_show` (ce_type "dev.petpro.booking.completed.v1"
-    / "dev.petpro.booking.no_show.v1").
+    """Event on topic `booking.completed` or `booking.no-show` (ce_type "dev.petpro.booking.completed.v1"
+    / "dev.petpro.booking.no-show.v1").
     """
 
     DESCRIPTOR: _descriptor.Descriptor
