@@ -159,23 +159,51 @@ def slot_grid(clinic: Clinic, service: Service, day: date) -> list[GridSlot]:
 
 
 def check_slot(clinic: Clinic, service: Service, start: datetime, now: datetime) -> GridSlot:
-    """The grid slot starting at ``start``, or an INVALID_ARGUMENT naming why it isn't bookable."""
+    """The grid slot starting at ``start``, or an INVALID_ARGUMENT naming why it isn't bookable.
+
+    Arithmetic on the one opening interval that contains ``start`` (the same wall-clock grid as
+    ``slot_grid``): no day's grid is built on the reserve path."""
     if start.tzinfo is None:
         raise bad_slot("must carry a time zone", "SLOT_NAIVE")
     if start <= now:
         raise bad_slot("must be in the future", "SLOT_IN_PAST")
     if start - now > MAX_BOOKING_HORIZON:
         raise bad_slot(f"must be within {MAX_BOOKING_HORIZON.days} days", "SLOT_TOO_FAR")
-    local = start.astimezone(clinic.zone)
-    slots = slot_grid(clinic, service, local.date())
-    if not slots or not any(s.start <= start < s.end for s in slots):
+    zone = clinic.zone
+    local = start.astimezone(zone)
+    day = local.date()
+    at = start.astimezone(UTC)
+    step = service.duration
+    for iv in clinic.intervals_on(day):
+        opening = datetime.combine(day, iv.start, zone)
+        close = datetime.combine(day, iv.end, zone)
+        if opening.utcoffset() != close.utcoffset():
+            return _check_on_grid(clinic, service, at)  # a daylight-saving shift today: walk the grid
+        count = (close - opening) // step if step else 0
+        if count <= 0 or not opening <= at < opening + count * step:
+            continue
+        # slot k runs [opening + k·step, opening + (k+1)·step): one division finds the one holding ``start``
+        k = (at - opening) // step
+        slot = GridSlot((opening + k * step).astimezone(UTC), (opening + (k + 1) * step).astimezone(UTC))
+        if slot.start != at:
+            raise _off_grid(service)
+        return slot
+    raise bad_slot("is outside the clinic's opening hours", "SLOT_OUTSIDE_HOURS")
+
+
+def _off_grid(service: Service) -> InvalidArgument:
+    return bad_slot(f"is not on the service's {service.duration_minutes}-minute grid", "SLOT_OFF_GRID")
+
+
+def _check_on_grid(clinic: Clinic, service: Service, at: datetime) -> GridSlot:
+    """The whole day's grid, for the two days a year whose opening hours span a clock change."""
+    slots = slot_grid(clinic, service, at.astimezone(clinic.zone).date())
+    if not any(s.start <= at < s.end for s in slots):
         raise bad_slot("is outside the clinic's opening hours", "SLOT_OUTSIDE_HOURS")
     for s in slots:
-        if s.start == start.astimezone(UTC):
+        if s.start == at:
             return s
-    raise bad_slot(
-        f"is not on the service's {service.duration_minutes}-minute grid", "SLOT_OFF_GRID"
-    )
+    raise _off_grid(service)
 
 
 @dataclass
