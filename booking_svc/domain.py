@@ -255,6 +255,19 @@ class Reservation:
         return self.state
 
 
+@dataclass(frozen=True)
+class HoldAttempt:
+    """What one reserve statement found and did: whether this request id was used before, who owns
+    the pet (None: no such pet), the lowest unit free of live reservations (None: all taken), and
+    whether the hold was inserted on it (False when a concurrent reserver, an expired-but-unswept
+    hold or an idempotent retry won the constraint)."""
+
+    earlier: bool
+    pet_owner: uuid.UUID | None
+    unit: int | None
+    inserted: bool
+
+
 def request_fingerprint(*parts: object) -> str:
     """Hash of what an idempotent request asked for: same key + different body is rejected."""
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()

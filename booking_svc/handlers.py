@@ -17,6 +17,8 @@ from booking_svc.domain import (
     DuplicateRequest,
     IdempotencyKeyReused,
     Pet,
+    PetNotFound,
+    PetNotOwned,
     Reservation,
     ReservationNotFound,
     ReservationState,
@@ -170,6 +172,9 @@ class BookingHandlers:
         now = self.clock()
         fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
         svc, clinic = await self.get_service(cmd.service_id)
+        held = await self._try_hold(cmd, svc, clinic, fingerprint, now)
+        if held is not None:
+            return held
         expired_swept = False
         for _ in range(svc.capacity + 2):  # a retry per unit lost to a concurrent reserver, + one sweep
             try:
@@ -206,6 +211,38 @@ class BookingHandlers:
                 assert earlier is not None
                 return self._replay(earlier, fingerprint)
         raise SlotUnavailable("this slot is no longer available")
+
+    async def _try_hold(self, cmd: ReserveCommand, svc: Service, clinic: Clinic, fingerprint: str,
+                        now: datetime) -> Reservation | None:
+        """The common case in one statement: a new request for a free slot is held, a slot whose
+        units are all live-held or booked is refused at once.  None: look closer (an idempotent
+        retry, a bad slot, an expired hold still in the way, a race) on the transactional path."""
+        try:
+            slot = check_slot(clinic, svc, cmd.start, now)
+        except InvalidArgument:
+            return None  # the full path reports it, after the idempotent replay it owes a retry
+        res = Reservation(
+            lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
+            owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
+            service_id=svc.id, clinic_id=clinic.id, pet_id=cmd.pet_id, unit=0,
+            start=slot.start, end=slot.end, state=ReservationState.HELD, expires_at=now + self.hold_ttl,
+            amount_minor=svc.price_minor, currency=svc.currency, created_at=now,
+        )
+        async with self.read() as repo:
+            attempt = await repo.try_hold(res, svc.capacity)
+        if attempt.inserted:
+            assert attempt.unit is not None
+            res.unit = attempt.unit
+            return res
+        if attempt.earlier:
+            return None
+        if attempt.pet_owner is None:
+            raise PetNotFound("pet not found")
+        if attempt.pet_owner != cmd.owner_user_id:
+            raise PetNotOwned("this pet belongs to another user")
+        if attempt.unit is None:
+            raise SlotUnavailable("this slot is no longer available", metadata={"slot": slot.start.isoformat()})
+        return None
 
     @staticmethod
     def _replay(earlier: Reservation, fingerprint: str) -> Reservation:

@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from booking_svc.domain import Booking, Clinic, Pet, Reservation, ReservationState, Service
+from booking_svc.domain import Booking, Clinic, HoldAttempt, Pet, Reservation, ReservationState, Service
 
 
 class BookingRepository(Protocol):
@@ -37,6 +37,12 @@ class BookingRepository(Protocol):
     async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]: ...
     async def insert_reservation(self, res: Reservation) -> None:
         """Raises UnitTaken or DuplicateRequest; must be the transaction's last statement."""
+        ...
+    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+        """Reserve's fast path, one statement on its own: unless ``res.request_id`` was used by this
+        owner or the pet is not theirs, insert ``res`` on the lowest unit of ``capacity`` free of live
+        (confirmed, or held and not expired at ``res.created_at``) reservations; conflicts with the
+        schema's constraints insert nothing (never raise)."""
         ...
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:

@@ -42,6 +42,7 @@ from booking_svc.domain import (
     BookingState,
     Clinic,
     DuplicateRequest,
+    HoldAttempt,
     Interval,
     Pet,
     Reservation,
@@ -139,6 +140,36 @@ outbox = Table(
 )
 
 ACTIVE = [s.value for s in ACTIVE_STATES]
+
+# ReserveSlot's hot path in one statement (its own transaction on an autocommit connection).  The
+# INSERT decides through the constraints: ``ON CONFLICT DO NOTHING`` with no target covers the
+# exclusion constraint (no_double_booking) and the idempotency key alike, so a loser learns "taken"
+# from the same round trip instead of an aborted transaction; the caller then looks closer.  Run on
+# the psycopg connection itself: the profile put half of ReserveSlot's CPU in SQLAlchemy's
+# per-statement work (compile, cache key, result rows, greenlet hops) for six round trips.
+TRY_HOLD = """
+WITH pet AS (SELECT owner_user_id FROM pets WHERE id = %(pet_id)s),
+earlier AS (SELECT 1 FROM reservations WHERE owner_user_id = %(owner)s AND request_id = %(request_id)s),
+free_unit AS (
+  SELECT u FROM generate_series(1, %(capacity)s::int) AS u
+  WHERE NOT EXISTS (
+    SELECT 1 FROM reservations r
+    WHERE r.service_id = %(service_id)s AND r.unit = u AND r.during && tstzrange(%(start)s, %(end)s)
+      AND (r.state = 'CONFIRMED' OR (r.state = 'HELD' AND r.expires_at > %(now)s)))
+  ORDER BY u LIMIT 1),
+ins AS (
+  INSERT INTO reservations (lock_id, owner_user_id, owner_email, owner_name, request_id, request_hash,
+    service_id, clinic_id, pet_id, unit, during, state, expires_at, amount_minor, currency, created_at, updated_at)
+  SELECT %(lock_id)s, %(owner)s, %(owner_email)s, %(owner_name)s, %(request_id)s, %(request_hash)s,
+    %(service_id)s, %(clinic_id)s, %(pet_id)s, u, tstzrange(%(start)s, %(end)s), %(state)s, %(expires_at)s,
+    %(amount_minor)s, %(currency)s, %(now)s, %(now)s
+  FROM free_unit
+  WHERE NOT EXISTS (SELECT 1 FROM earlier) AND (SELECT owner_user_id FROM pet) = %(owner)s
+  ON CONFLICT DO NOTHING
+  RETURNING unit)
+SELECT EXISTS (SELECT 1 FROM earlier), (SELECT owner_user_id FROM pet), (SELECT u FROM free_unit),
+       EXISTS (SELECT 1 FROM ins)
+"""
 
 
 def _hours(raw: dict[str, list[list[str]]]) -> dict[str, list[Interval]]:
@@ -302,6 +333,20 @@ class BookingRepository:
             if _is(exc, UniqueViolation, "reservations_idempotency"):
                 raise DuplicateRequest from None
             raise
+
+    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+        conn = self.s if isinstance(self.s, AsyncConnection) else await self.s.connection()
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        cur = await driver.execute(TRY_HOLD, {
+            "lock_id": res.lock_id, "owner": res.owner_user_id, "owner_email": res.owner_email,
+            "owner_name": res.owner_name, "request_id": res.request_id, "request_hash": res.request_hash,
+            "service_id": res.service_id, "clinic_id": res.clinic_id, "pet_id": res.pet_id, "capacity": capacity,
+            "start": res.start, "end": res.end, "state": res.state.value, "expires_at": res.expires_at,
+            "amount_minor": res.amount_minor, "currency": res.currency, "now": res.created_at,
+        })
+        earlier, pet_owner, unit, inserted = await cur.fetchone()
+        return HoldAttempt(earlier, pet_owner, unit, inserted)
 
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:

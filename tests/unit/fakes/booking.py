@@ -15,6 +15,7 @@ from booking_svc.domain import (
     Booking,
     Clinic,
     DuplicateRequest,
+    HoldAttempt,
     Pet,
     Reservation,
     ReservationState,
@@ -127,6 +128,23 @@ class FakeBookingRepository:
         if res.state in ACTIVE_STATES and res.unit in self._active_units(res.service_id, res.start, res.end):
             raise UnitTaken
         self.s.reservations[res.lock_id] = copy.deepcopy(res)
+
+    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+        earlier = any(r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
+                      for r in self.s.reservations.values())
+        pet = self.s.pets.get(res.pet_id)
+        owner = pet.owner_user_id if pet else None
+        live = {r.unit for r in self.s.reservations.values()
+                if r.service_id == res.service_id and _overlaps(r, res.start, res.end)
+                and (r.state == ReservationState.CONFIRMED
+                     or (r.state == ReservationState.HELD and r.expires_at > res.created_at))}
+        unit = next((u for u in range(1, capacity + 1) if u not in live), None)
+        if earlier or owner != res.owner_user_id or unit is None:
+            return HoldAttempt(earlier, owner, unit, False)
+        if unit in self._active_units(res.service_id, res.start, res.end):
+            return HoldAttempt(earlier, owner, unit, False)  # an expired hold not swept yet: the constraint says no
+        self.s.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
+        return HoldAttempt(earlier, owner, unit, True)
 
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
