@@ -54,6 +54,11 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 # ConfirmBooking failures that mean "this payment will never get its booking": refund it.
 REFUND_REASONS = frozenset({"SLOT_NO_LONGER_AVAILABLE", "RESERVATION_CLOSED", "SLOT_UNAVAILABLE"})
 REFUND_REASON_TEXT = "slot_unavailable"
+# Stripe sends a paid Checkout as both payment_intent.succeeded and checkout.session.completed; its
+# advice for Checkout is to fulfil on checkout.session.completed (async_payment_succeeded for delayed
+# methods).  The other events are verified and recorded by PaymentService, then acknowledged: one
+# ConfirmBooking per payment instead of two.
+FULFILMENT_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
 
 WEBHOOKS = Counter("edge_webhooks_total", "Stripe webhook deliveries by outcome", ["outcome"])
 
@@ -262,6 +267,8 @@ def stripe_webhook(deps: HttpDeps) -> Callable[[Request], Awaitable[Response]]:
         # first delivery whose confirmation failed (503) must still end in a booking when retried.
         if not result.HasField("payment") or payment.status != payment_pb2.PAYMENT_STATUS_SUCCEEDED:
             return _webhook_result("ignored", result)
+        if result.event_type not in FULFILMENT_EVENTS:
+            return _webhook_result("recorded", result)  # the same payment's fulfilment event confirms
 
         try:
             confirmed = await deps.booking.ConfirmBooking(
