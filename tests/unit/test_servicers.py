@@ -286,6 +286,7 @@ class FakeConsumer:
     def __init__(self) -> None:
         self.records: queue.Queue[Record] = queue.Queue()
         self.commits = 0
+        self.committed: dict[Any, Any] = {}
 
     def poll(self, timeout_ms: int) -> dict[str, list[Record]]:
         try:
@@ -293,8 +294,9 @@ class FakeConsumer:
         except queue.Empty:
             return {}
 
-    def commit(self) -> None:
+    def commit(self, offsets: dict[Any, Any] | None = None) -> None:
         self.commits += 1
+        self.committed.update(offsets or {})
 
     def close(self, autocommit: bool = False) -> None:
         pass

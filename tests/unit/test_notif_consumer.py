@@ -1,0 +1,140 @@
+"""The booking.created consumer's flow control with a fake KafkaConsumer: records start as they
+arrive (a slow one holds up nothing else), one key's records stay in order across polls, offsets are
+committed per partition only up to the oldest record still in flight, and the fetch wait is short
+only while events flow."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from notif_worker.domain import BookingNotice
+from notif_worker.worker import BookingCreatedConsumer
+from petpro_api.booking.v1 import events_pb2
+
+TOPIC = "booking.created"
+
+
+class Record:
+    def __init__(self, partition: int, offset: int, key: bytes, booking_id: str) -> None:
+        self.topic, self.partition, self.offset, self.key, self.headers = TOPIC, partition, offset, key, []
+        at = Timestamp(seconds=int(datetime(2030, 1, 7, 9, tzinfo=UTC).timestamp()))
+        self.value = events_pb2.BookingCreated(
+            event_id=str(uuid.uuid4()), occurred_at=at, booking_id=booking_id, clinic_id=str(uuid.uuid4()),
+            slot_start_time=at, slot_end_time=at,
+            owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="o@example.test"),
+        ).SerializeToString()
+
+
+class Fetcher:
+    def __init__(self) -> None:
+        self.config = {"fetch_max_wait_ms": 500}
+
+
+class FakeConsumer:
+    """poll() hands out queued batches; commit() reports each commit; the fetch wait of every poll is kept."""
+
+    def __init__(self) -> None:
+        self.batches: queue.Queue[list[Record]] = queue.Queue()
+        self.commits: queue.Queue[dict[Any, Any]] = queue.Queue()
+        self._fetcher = Fetcher()
+        self.polled: queue.Queue[int] = queue.Queue()  # the fetch wait each poll ran with
+
+    def poll(self, timeout_ms: int) -> dict[str, list[Record]]:
+        self.polled.put(self._fetcher.config["fetch_max_wait_ms"])
+        try:
+            return {"tp": self.batches.get(timeout=timeout_ms / 1000)}
+        except queue.Empty:
+            return {}
+
+    def commit(self, offsets: dict[Any, Any]) -> None:
+        self.commits.put({(tp.partition): om.offset for tp, om in offsets.items()})
+
+    def close(self, autocommit: bool = False) -> None:
+        pass
+
+
+class Handlers:
+    """notify() finishes at once, except for bookings named in ``hold`` (released by the test)."""
+
+    def __init__(self) -> None:
+        self.hold: dict[str, asyncio.Event] = {}
+        self.done: list[str] = []
+        self.finished: asyncio.Queue[str] = asyncio.Queue()
+
+    async def notify(self, n: BookingNotice) -> None:
+        if n.booking_id in self.hold:
+            await self.hold[n.booking_id].wait()
+        self.done.append(n.booking_id)
+        await self.finished.put(n.booking_id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def running() -> Iterator[tuple[BookingCreatedConsumer, FakeConsumer, Handlers, Clock]]:  # type: ignore[misc]
+    consumer, handlers, clock = FakeConsumer(), Handlers(), Clock()
+    worker = BookingCreatedConsumer(handlers, lambda: consumer, lambda: None, "dlq",  # type: ignore[arg-type]
+                                    idle_after_seconds=5, clock=clock)
+    task = asyncio.create_task(worker.run())
+    yield worker, consumer, handlers, clock
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def next_commit(consumer: FakeConsumer) -> dict[int, int]:
+    return await asyncio.to_thread(consumer.commits.get, timeout=30)
+
+
+async def next_poll(consumer: FakeConsumer) -> int:
+    return await asyncio.to_thread(consumer.polled.get, timeout=30)
+
+
+async def test_a_slow_record_holds_up_neither_other_keys_nor_the_next_poll(running):
+    _, consumer, handlers, _ = running
+    handlers.hold["slow"] = asyncio.Event()
+    consumer.batches.put([Record(0, 0, b"a", "slow"), Record(0, 1, b"b", "fast")])
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "fast"
+    consumer.batches.put([Record(1, 0, b"c", "next-poll")])  # a later poll, while "slow" is in flight
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "next-poll"
+    # partition 1 is committed; partition 0 not past "slow" (offset 0), though offset 1 is done
+    assert await next_commit(consumer) == {1: 1}
+    handlers.hold["slow"].set()
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "slow"
+    assert await next_commit(consumer) == {0: 2}
+
+
+async def test_one_keys_records_stay_in_order_across_polls(running):
+    _, consumer, handlers, _ = running
+    handlers.hold["first"] = asyncio.Event()
+    consumer.batches.put([Record(0, 0, b"same", "first")])
+    consumer.batches.put([Record(0, 1, b"same", "second"), Record(0, 2, b"other", "other")])
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "other"
+    assert "second" not in handlers.done  # waits for its key's earlier record
+    handlers.hold["first"].set()
+    assert [await asyncio.wait_for(handlers.finished.get(), 30) for _ in range(2)] == ["first", "second"]
+
+
+async def test_the_fetch_wait_is_short_only_while_events_flow(running):
+    worker, consumer, handlers, clock = running
+    assert await next_poll(consumer) == worker.idle_wait  # idle: the broker may hold the fetch long
+    consumer.batches.put([Record(0, 0, b"a", "one")])
+    await asyncio.wait_for(handlers.finished.get(), 30)
+    waits = [await next_poll(consumer) for _ in range(3)]  # polls after the record: short waits
+    assert waits[-1] == worker.busy_wait
+    clock.now += 5  # no record for idle_after_seconds: back to the long wait
+    waits = [await next_poll(consumer) for _ in range(3)]
+    assert waits[-1] == worker.idle_wait
