@@ -78,13 +78,15 @@ class NotifyHandlers:
         """One transaction for what lives in our database: the clinic feed row, the push (inbox) and
         the email's delivery claim.  Returns whether the email still has to be sent."""
         async with self.uow() as repo:
-            row = await repo.add_clinic_event(n.clinic_id, n.event_id, "booking.created", n.occurred_at,
-                                              lambda cursor: self.encode_feed(n, cursor))
             if await repo.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
                 title, body, data = push_message(n)
                 await self.push_provider.push(repo, n, title, body, data)
                 await repo.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
             email_due = await repo.claim_delivery(n.event_id, "email", n.owner_email)
+            # last: taking the clinic's next cursor locks the clinic's counter row until the commit, so
+            # the feed's order is commit order; the lock is held for this statement and the commit only
+            row = await repo.add_clinic_event(n.clinic_id, n.event_id, "booking.created", n.occurred_at,
+                                              lambda cursor: self.encode_feed(n, cursor))
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
         return email_due

@@ -72,8 +72,10 @@ devices = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# the clinic's next cursor unless the event is in the feed already (then no row: nothing to append)
 NEXT_CURSOR = text(
-    "INSERT INTO clinic_cursors (clinic_id, last_cursor) VALUES (:clinic, 1)"
+    "INSERT INTO clinic_cursors (clinic_id, last_cursor)"
+    " SELECT :clinic, 1 WHERE NOT EXISTS (SELECT 1 FROM clinic_events WHERE event_id = :event_id)"
     " ON CONFLICT (clinic_id) DO UPDATE SET last_cursor = clinic_cursors.last_cursor + 1"
     " RETURNING last_cursor"
 )
@@ -108,11 +110,10 @@ class NotifRepository:
                                occurred_at: datetime, payload_for: Callable[[int], bytes]) -> FeedRow | None:
         """Append to the clinic's feed with the next per-clinic cursor; None if already there.
         ``payload_for(cursor) -> bytes`` serialises the event with its cursor."""
-        existing = (await self.s.execute(select(clinic_events.c.cursor).where(
-            clinic_events.c.event_id == event_id))).first()
-        if existing:
+        cursor = (await self.s.execute(NEXT_CURSOR, {"clinic": clinic_id, "event_id": event_id})).scalar()
+        if cursor is None:  # already in the feed
             return None
-        cursor = (await self.s.execute(NEXT_CURSOR, {"clinic": clinic_id})).scalar_one()  # row-locks the clinic
+        # the clinic's counter row stays locked until commit: the caller commits right after this
         payload = payload_for(cursor)
         stmt = pg_insert(clinic_events).values(clinic_id=clinic_id, cursor=cursor, event_id=event_id, type=type_,
                                                payload=payload, occurred_at=occurred_at)
