@@ -34,7 +34,7 @@ from booking_svc.domain import (
     request_fingerprint,
     slot_grid,
 )
-from booking_svc.ports import EventEncoder, UnitOfWork
+from booking_svc.ports import BookingRepository, EventEncoder, UnitOfWork
 from petpro import paging
 from petpro.cache import TtlMemo
 from petpro.db import utcnow
@@ -261,6 +261,12 @@ class BookingHandlers:
     async def confirm(self, lock_id: uuid.UUID, payment_id: uuid.UUID) -> Booking:
         now = self.clock()
         async with self.uow() as repo:
+            held = await repo.confirm_held(lock_id, payment_id, now)  # the common case: a live hold
+            if held is not None:
+                booking = Booking.confirm(held[0], payment_id, now)
+                await self._add_booking(repo, booking, held[0], held[1], now)
+                return booking
+        async with self.uow() as repo:
             res = await repo.reservation(lock_id, for_update=True)
             if res is None:
                 raise ReservationNotFound("reservation not found")
@@ -285,16 +291,20 @@ class BookingHandlers:
                 lost = False
             if not lost:
                 booking = Booking.confirm(res, payment_id, now)
-                await repo.add_booking(booking)
-                found = await self.get_service(res.service_id)
-                pet = await repo.pet(res.pet_id)
-                assert pet is not None
-                event_id = uuid.uuid4()
-                payload = self.encode_event(event_id, booking, res, found[0], found[1], pet, now)
-                await repo.add_outbox(event_id, TOPIC_BOOKING_CREATED, str(booking.id), EVENT_BOOKING_CREATED,
-                                      payload, self.traceparent())
+                pet_row = await repo.pet(res.pet_id)
+                assert pet_row is not None
+                await self._add_booking(repo, booking, res, pet_row, now)
                 return booking
         raise SlotLost("payment arrived after the hold expired and the slot was taken; refund it")
+
+    async def _add_booking(self, repo: BookingRepository, booking: Booking, res: Reservation, pet: Pet,
+                           now: datetime) -> None:
+        """The booking and its ``booking.created`` event, in the caller's unit of work."""
+        svc, clinic = await self.get_service(res.service_id)
+        event_id = uuid.uuid4()
+        payload = self.encode_event(event_id, booking, res, svc, clinic, pet, now)
+        await repo.add_booking_with_event(booking, event_id, TOPIC_BOOKING_CREATED, str(booking.id),
+                                          EVENT_BOOKING_CREATED, payload, self.traceparent())
 
     async def expire_due(self) -> list[uuid.UUID]:
         async with self.uow() as repo:

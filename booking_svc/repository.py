@@ -6,7 +6,9 @@ import uuid
 from datetime import datetime, time
 from typing import Any, cast
 
+from psycopg import AsyncConnection as DriverConnection
 from psycopg.errors import ExclusionViolation, UniqueViolation
+from psycopg.rows import dict_row
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -169,6 +171,29 @@ ins AS (
   RETURNING unit)
 SELECT EXISTS (SELECT 1 FROM earlier), (SELECT owner_user_id FROM pet), (SELECT u FROM free_unit),
        EXISTS (SELECT 1 FROM ins)
+"""
+# ConfirmBooking's common case: a live hold is confirmed and its pet read in one statement; then the
+# booking and its outbox event (NOTIFY delivered at commit) in a second one.
+CONFIRM_HELD = """
+UPDATE reservations r SET state = 'CONFIRMED', payment_id = %(payment_id)s, updated_at = %(now)s
+FROM pets p
+WHERE r.lock_id = %(lock_id)s AND r.state = 'HELD' AND r.expires_at > %(now)s AND p.id = r.pet_id
+RETURNING r.lock_id, r.owner_user_id, r.owner_email, r.owner_name, r.request_id, r.request_hash, r.service_id,
+  r.clinic_id, r.pet_id, r.unit, lower(r.during) AS start_time, upper(r.during) AS end_time, r.state, r.expires_at,
+  r.amount_minor, r.currency, r.payment_id, r.failure_reason, r.created_at, p.owner_user_id AS pet_owner,
+  p.name AS pet_name, p.species AS pet_species, p.breed AS pet_breed, p.birth_date AS pet_birth_date,
+  p.created_at AS pet_created_at
+"""
+ADD_BOOKING_WITH_EVENT = """
+WITH b AS (
+  INSERT INTO bookings (id, lock_id, payment_id, owner_user_id, clinic_id, service_id, pet_id, start_time, end_time,
+    state, amount_minor, currency, created_at)
+  VALUES (%(id)s, %(lock_id)s, %(payment_id)s, %(owner)s, %(clinic_id)s, %(service_id)s, %(pet_id)s, %(start)s,
+    %(end)s, %(state)s, %(amount_minor)s, %(currency)s, %(created_at)s)),
+o AS (
+  INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
+  VALUES (%(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(payload)s, %(traceparent)s))
+SELECT pg_notify('outbox', '')
 """
 
 
@@ -334,18 +359,24 @@ class BookingRepository:
                 raise DuplicateRequest from None
             raise
 
-    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+    async def _driver(self) -> DriverConnection[Any]:
+        """The psycopg connection under this unit of work (in its transaction, if it has one)."""
         conn = self.s if isinstance(self.s, AsyncConnection) else await self.s.connection()
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
-        cur = await driver.execute(TRY_HOLD, {
+        return cast(DriverConnection[Any], driver)
+
+    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+        cur = await (await self._driver()).execute(TRY_HOLD, {
             "lock_id": res.lock_id, "owner": res.owner_user_id, "owner_email": res.owner_email,
             "owner_name": res.owner_name, "request_id": res.request_id, "request_hash": res.request_hash,
             "service_id": res.service_id, "clinic_id": res.clinic_id, "pet_id": res.pet_id, "capacity": capacity,
             "start": res.start, "end": res.end, "state": res.state.value, "expires_at": res.expires_at,
             "amount_minor": res.amount_minor, "currency": res.currency, "now": res.created_at,
         })
-        earlier, pet_owner, unit, inserted = await cur.fetchone()
+        row = await cur.fetchone()
+        assert row is not None  # the outer SELECT always yields one row
+        earlier, pet_owner, unit, inserted = row
         return HoldAttempt(earlier, pet_owner, unit, inserted)
 
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
@@ -364,6 +395,35 @@ class BookingRepository:
                 return False
             raise
         return True
+
+    async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
+                           now: datetime) -> tuple[Reservation, Pet] | None:
+        cur = (await self._driver()).cursor(row_factory=dict_row)
+        await cur.execute(CONFIRM_HELD, {"lock_id": lock_id, "payment_id": payment_id, "now": now})
+        r = await cur.fetchone()
+        if r is None:
+            return None
+        res = Reservation(
+            lock_id=r["lock_id"], owner_user_id=r["owner_user_id"], owner_email=r["owner_email"],
+            owner_name=r["owner_name"], request_id=r["request_id"], request_hash=r["request_hash"],
+            service_id=r["service_id"], clinic_id=r["clinic_id"], pet_id=r["pet_id"], unit=r["unit"],
+            start=r["start_time"], end=r["end_time"], state=ReservationState(r["state"]), expires_at=r["expires_at"],
+            amount_minor=r["amount_minor"], currency=r["currency"], payment_id=r["payment_id"],
+            failure_reason=r["failure_reason"], created_at=r["created_at"],
+        )
+        pet = Pet(r["pet_id"], r["pet_owner"], r["pet_name"], r["pet_species"], r["pet_breed"] or None,
+                  r["pet_birth_date"], r["pet_created_at"])
+        return res, pet
+
+    async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
+                                     payload: bytes, traceparent: str) -> None:
+        await (await self._driver()).execute(ADD_BOOKING_WITH_EVENT, {
+            "id": b.id, "lock_id": b.lock_id, "payment_id": b.payment_id, "owner": b.owner_user_id,
+            "clinic_id": b.clinic_id, "service_id": b.service_id, "pet_id": b.pet_id, "start": b.start, "end": b.end,
+            "state": b.state.value, "amount_minor": b.amount_minor, "currency": b.currency, "created_at": b.created_at,
+            "event_id": event_id, "topic": topic, "key": key, "event_type": event_type, "payload": payload,
+            "traceparent": traceparent,
+        })
 
     async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
         q = text(

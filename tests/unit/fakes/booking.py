@@ -158,6 +158,19 @@ class FakeBookingRepository:
             r.failure_reason = failure_reason
         return True
 
+    async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
+                           now: datetime) -> tuple[Reservation, Pet] | None:
+        r = self.s.reservations.get(lock_id)
+        if r is None or r.state != ReservationState.HELD or r.expires_at <= now:
+            return None
+        r.state, r.payment_id = ReservationState.CONFIRMED, payment_id
+        return self._with_booking(r), copy.deepcopy(self.s.pets[r.pet_id])
+
+    async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
+                                     payload: bytes, traceparent: str) -> None:
+        await self.add_booking(b)
+        await self.add_outbox(event_id, topic, key, event_type, payload, traceparent)
+
     async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
         due = sorted((r for r in self.s.reservations.values()
                       if r.state == ReservationState.HELD and r.expires_at <= now), key=lambda r: r.expires_at)
