@@ -50,7 +50,7 @@ class NotifyHandlers:
     def __init__(self, uow: UnitOfWork, mailer: Mailer, push: PushProvider, encode_feed: FeedEncoder,
                  publish_feed: FeedPublisher, retry: Retry = Retry(), read: UnitOfWork | None = None) -> None:
         self.uow = uow
-        self.read = read or uow  # read-only: no transaction
+        self.read = read or uow  # no transaction: reads, and single-statement writes
         self.mailer = mailer
         self.push_provider = push
         self.encode_feed = encode_feed
@@ -92,13 +92,15 @@ class NotifyHandlers:
         return email_due
 
     async def _send_email(self, n: BookingNotice) -> None:
+        # the outcome is one UPDATE: on the autocommit connection it is its own transaction (one round
+        # trip instead of BEGIN, UPDATE, COMMIT)
         try:
             await self.mailer.send(n)
         except Exception as exc:
-            async with self.uow() as repo:
+            async with self.read() as repo:
                 await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=False, error=str(exc)[:1000])
             raise
-        async with self.uow() as repo:
+        async with self.read() as repo:
             await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=True)
 
     # -- reads -------------------------------------------------------------------------------------
