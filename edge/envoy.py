@@ -9,7 +9,7 @@ child — Envoy exits when its parent does — and forwarding SIGTERM from ``pet
 Options (env, prefix ``EDGE_ENVOY_``): ``LISTEN_HOST`` (default the stack host), ``ROUTE_TIMEOUT``
 (s, 10), ``WEBHOOK_TIMEOUT`` (s, 30), ``MAX_REQUEST_BYTES`` (65536), ``RATE_LIMIT_BURST`` (2000, 0 =
 off), ``RATE_LIMIT_PER_SECOND`` (1000), ``LOG_LEVEL`` (warn), ``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path
-of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR`` (host:port).
+of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` (host:port).
 
 ``python -m edge.envoy --print`` prints the config instead; ``--validate`` runs Envoy's own
 ``--mode validate`` on it.
@@ -87,9 +87,17 @@ def config_path(stack: StackSettings) -> Path:
 
 
 def build(stack: StackSettings, settings: EnvoySettings) -> dict:
-    from edge.envoy_config import BOOKING_SERVICE, RateLimit, build_config, default_descriptor_path
+    from edge.envoy_config import (
+        AUTH_SERVICE,
+        BOOKING_SERVICE,
+        RateLimit,
+        build_config,
+        default_descriptor_path,
+        tracing_from_env,
+    )
 
-    booking = _addr("BOOKING_ADDR")
+    booking, auth = _addr("BOOKING_ADDR"), _addr("AUTH_ADDR")
+    upstreams = {svc: addr for svc, addr in ((BOOKING_SERVICE, booking), (AUTH_SERVICE, auth)) if addr}
 
     return build_config(
         stack,
@@ -98,11 +106,12 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         listen_host=settings.listen_host,
         grpc_upstream=_addr("EDGE_ADDR"),
         http_upstream=_addr("EDGE_HTTP_ADDR"),
-        upstreams={BOOKING_SERVICE: booking} if booking else None,
+        upstreams=upstreams or None,
         route_timeout=settings.route_timeout,
         webhook_timeout=settings.webhook_timeout,
         max_request_bytes=settings.max_request_bytes,
         rate_limit=RateLimit(burst=settings.rate_limit_burst, tokens_per_fill=settings.rate_limit_per_second),
+        tracing=tracing_from_env(os.environ),  # Envoy's own spans when an OTLP collector is configured
     )
 
 

@@ -107,8 +107,8 @@ def test_generated_code_has_its_own_import_root() -> None:
 
 
 def test_public_rest_routes() -> None:
-    """The REST API: MobileService (the BFF) plus BookingService's public catalog reads; no other
-    service and no other BookingService method has a route."""
+    """The REST API: MobileService (the BFF) plus BookingService's public catalog reads and
+    AuthService's key set; no other service and no other method of those two has a route."""
     image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_PATH).read_bytes())
     routes = set()
     for f in image.file:
@@ -140,7 +140,9 @@ def test_public_rest_routes() -> None:
         ("GET", "/v1/me/notifications", ""),
         ("POST", "/v1/me/devices", "*"),
     }
-    assert {r[0] for r in routes} == {booking, mobile}
+    auth = "petpro.auth.v1.AuthService"
+    assert {r for r in routes if r[0] == auth} == {(auth, "GET", "/.well-known/jwks.json", "")}
+    assert {r[0] for r in routes} == {booking, mobile, auth}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------

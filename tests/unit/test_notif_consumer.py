@@ -57,6 +57,14 @@ class FakeConsumer:
     def commit(self, offsets: dict[Any, Any]) -> None:
         self.commits.put({(tp.partition): om.offset for tp, om in offsets.items()})
 
+    config = {"group_id": "notif-worker"}
+
+    def assignment(self) -> set[Any]:  # (the lag gauges read these)
+        return set()
+
+    def partitions_for_topic(self, topic: str) -> None:
+        return None
+
     def close(self, autocommit: bool = False) -> None:
         pass
 

@@ -298,6 +298,14 @@ class FakeConsumer:
         self.commits += 1
         self.committed.update(offsets or {})
 
+    config = {"group_id": "notif-worker"}
+
+    def assignment(self) -> set[Any]:  # (the lag gauges read these)
+        return set()
+
+    def partitions_for_topic(self, topic: str) -> None:
+        return None
+
     def close(self, autocommit: bool = False) -> None:
         pass
 
