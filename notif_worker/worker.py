@@ -37,7 +37,7 @@ class BookingCreatedConsumer:
     def __init__(self, handlers: NotifyHandlers, consumer_factory: Callable[[], KafkaConsumer],
                  producer_factory: Callable[[], KafkaProducer], dlq_topic: str, *, concurrency: int = 16,
                  busy_fetch_wait_ms: int = 10, idle_fetch_wait_ms: int = 500, idle_after_seconds: float = 2.0,
-                 max_in_flight: int = 1000, clock: Callable[[], float] | None = None,
+                 max_in_flight: int | None = None, clock: Callable[[], float] | None = None,
                  dlq_measure_seconds: float = 15.0) -> None:
         self.h = handlers
         self.consumer_factory = consumer_factory
@@ -47,7 +47,7 @@ class BookingCreatedConsumer:
         self.busy_wait = busy_fetch_wait_ms
         self.idle_wait = idle_fetch_wait_ms
         self.idle_after = idle_after_seconds
-        self.max_in_flight = max_in_flight
+        self.max_in_flight = max_in_flight or 4 * concurrency  # read ahead of the workers, bounded
         self.clock = clock
         self._dlq: KafkaProducer | None = None
         self._sem = asyncio.Semaphore(concurrency)
@@ -59,7 +59,7 @@ class BookingCreatedConsumer:
     async def run(self) -> None:
         consumer = await asyncio.to_thread(self.consumer_factory)
         clock = self.clock or asyncio.get_running_loop().time
-        busy_until = 0.0
+        busy_until = measured = float("-inf")
         fetch_wait = events.set_fetch_wait(consumer, self.idle_wait)
         try:
             while True:
@@ -83,7 +83,9 @@ class BookingCreatedConsumer:
                     busy_until = clock() + self.idle_after
                 for record in records:
                     self._start(record)
-                await asyncio.to_thread(self._measure, consumer)
+                if clock() - measured >= 1.0:  # the lag gauges: once a second, not after every short poll
+                    measured = clock()
+                    await asyncio.to_thread(self._measure, consumer)
         finally:
             tasks = [t for q in self._pending.values() for _, t in q]
             for t in tasks:
