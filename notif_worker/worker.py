@@ -32,7 +32,11 @@ class BookingCreatedConsumer:
     The fetch wait adapts: kafka-python asks the broker to hold an empty fetch for
     ``fetch_max_wait_ms``; a real Kafka answers as soon as data arrives, the bundled broker waits it
     out.  While events flow the consumer asks for ``busy_fetch_wait_ms`` (low latency); after
-    ``idle_after_seconds`` without one it goes back to the long wait (an idle worker costs nothing)."""
+    ``idle_after_seconds`` without one it goes back to the long wait (an idle worker costs nothing).
+
+    A stop (the background task cancelled on SIGTERM) lets the events already started finish and
+    commits them before leaving the group, so the replica taking the partitions over does not deliver
+    them again."""
 
     def __init__(self, handlers: NotifyHandlers, consumer_factory: Callable[[], KafkaConsumer],
                  producer_factory: Callable[[], KafkaProducer], dlq_topic: str, *, concurrency: int = 16,
@@ -86,11 +90,15 @@ class BookingCreatedConsumer:
                 if clock() - measured >= 1.0:  # the lag gauges: once a second, not after every short poll
                     measured = clock()
                     await asyncio.to_thread(self._measure, consumer)
+        except asyncio.CancelledError:
+            # stopping (SIGTERM): finish the events already started and commit them, or the replica
+            # that takes the partitions over would deliver them a second time
+            await asyncio.gather(*(t for q in self._pending.values() for _, t in q), return_exceptions=True)
+            offsets = self._committable()
+            if offsets:
+                await asyncio.to_thread(consumer.commit, offsets)
+            raise
         finally:
-            tasks = [t for q in self._pending.values() for _, t in q]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(self._close, consumer)
 
     def _start(self, record: ConsumerRecord) -> None:

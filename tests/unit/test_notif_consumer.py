@@ -1,7 +1,7 @@
 """The booking.created consumer's flow control with a fake KafkaConsumer: records start as they
 arrive (a slow one holds up nothing else), one key's records stay in order across polls, offsets are
-committed per partition only up to the oldest record still in flight, and the fetch wait is short
-only while events flow."""
+committed per partition only up to the oldest record still in flight, the fetch wait is short
+only while events flow, and a stop finishes and commits the events already started."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ class FakeConsumer:
         self.commits: queue.Queue[dict[Any, Any]] = queue.Queue()
         self._fetcher = Fetcher()
         self.polled: queue.Queue[int] = queue.Queue()  # the fetch wait each poll ran with
+        self.closed = False
 
     def poll(self, timeout_ms: int) -> dict[str, list[Record]]:
         self.polled.put(self._fetcher.config["fetch_max_wait_ms"])
@@ -66,7 +67,7 @@ class FakeConsumer:
         return None
 
     def close(self, autocommit: bool = False) -> None:
-        pass
+        self.closed = True
 
 
 class Handlers:
@@ -146,3 +147,35 @@ async def test_the_fetch_wait_is_short_only_while_events_flow(running):
     clock.now += 5  # no record for idle_after_seconds: back to the long wait
     waits = [await next_poll(consumer) for _ in range(3)]
     assert waits[-1] == worker.idle_wait
+
+
+class BlockingHandlers:
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.delivered: list[Any] = []
+
+    async def notify(self, notice: Any) -> None:
+        self.started.set()
+        await self.release.wait()  # an email on its way
+        self.delivered.append(notice.event_id)
+
+
+async def test_stop_finishes_the_started_events_and_commits_them() -> None:
+    """A stop (SIGTERM cancels the background task) lets the events already being delivered finish
+    and commits them, so the replica that takes the partitions over does not deliver them again."""
+    fake, handlers = FakeConsumer(), BlockingHandlers()
+    consumer = BookingCreatedConsumer(handlers, lambda: fake, lambda: None, "booking.created.dlq")  # type: ignore[arg-type]
+    fake.batches.put([Record(0, 0, b"k", "one")])
+    task = asyncio.create_task(consumer.run())
+    await handlers.started.wait()
+
+    task.cancel()  # what grpc_server's stop() does to background tasks on SIGTERM
+    await asyncio.sleep(0)
+    assert not task.done() and fake.commits.empty()  # still delivering, nothing committed yet
+    handlers.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(handlers.delivered) == 1
+    assert fake.commits.get_nowait() == {0: 1}  # committed before leaving the group
+    assert fake.closed
