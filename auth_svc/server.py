@@ -9,13 +9,14 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from auth_svc.domain import Passwords, TokenIssuer
-from auth_svc.handlers import AuthHandlers
+from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers
+from auth_svc.mail import InvitationMailer
 from auth_svc.repository import SCHEMA, AuthRepository
-from auth_svc.service import AuthServicer
+from auth_svc.service import AuthServicer, ClinicStaffServicer
 from petpro import grpc_server, keys
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
-from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.auth.v1 import auth_pb2_grpc, clinic_staff_pb2_grpc
 
 
 class AuthSettings(ServiceSettings):
@@ -30,6 +31,9 @@ class AuthSettings(ServiceSettings):
         default=None, description="Ed25519 PEM; default <PETPRO_HOME>/keys/auth-signing.pem, generated on first run"
     )
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30, description="lifetime of staff invitations")
+    mail_from: str = "PetPro <accounts@petpro.dev>"
+    public_base_url: str | None = Field(default=None, description="REST edge base for links in emails")
 
 
 def build(settings: AuthSettings) -> grpc_server.App:
@@ -43,12 +47,21 @@ def build(settings: AuthSettings) -> grpc_server.App:
     uow, read = db.repositories(AuthRepository)
     handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days),
                             read=read)
+    base = settings.public_base_url or f"http://{settings.stack.host}:{settings.stack.port('envoy')}"
+    mailer = InvitationMailer(settings.url("smtp_url"), settings.mail_from, f"{base}/v1/invitations:accept")
+    staff = ClinicStaffHandlers(handlers, mailer.send, invitation_ttl=timedelta(hours=settings.invitation_ttl_hours))
     return grpc_server.App(
         name="auth_svc",
         settings=settings,
-        services=[grpc_server.Registration(
-            auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
-        )],
+        services=[
+            grpc_server.Registration(
+                auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
+            ),
+            grpc_server.Registration(
+                clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server, ClinicStaffServicer(staff),
+                "petpro.auth.v1.ClinicStaffService",
+            ),
+        ],
         on_stop=[db.close],
     )
 

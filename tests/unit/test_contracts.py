@@ -107,8 +107,8 @@ def test_generated_code_has_its_own_import_root() -> None:
 
 
 def test_public_rest_routes() -> None:
-    """The REST API: MobileService (the BFF) plus BookingService's public catalog reads; no other
-    service and no other BookingService method has a route."""
+    """The REST API: MobileService (the BFF), BookingService's public catalog reads and the clinic
+    operations (ClinicStaffService); no other service and no other BookingService method has a route."""
     image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_PATH).read_bytes())
     routes = set()
     for f in image.file:
@@ -140,7 +140,17 @@ def test_public_rest_routes() -> None:
         ("GET", "/v1/me/notifications", ""),
         ("POST", "/v1/me/devices", "*"),
     }
-    assert {r[0] for r in routes} == {booking, mobile}
+    staff = "petpro.auth.v1.ClinicStaffService"
+    assert {r[1:] for r in routes if r[0] == staff} == {
+        ("POST", "/v1/clinics/{clinic_id}/invitations", "*"),
+        ("POST", "/v1/invitations:accept", "*"),
+        ("GET", "/v1/clinics/{clinic_id}/staff", ""),
+        ("DELETE", "/v1/clinics/{clinic_id}/staff/{user_id}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/service-accounts", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/service-accounts/{client_id}:rotate-secret", "*"),
+        ("POST", "/v1/auth/service-token", "*"),
+    }
+    assert {r[0] for r in routes} == {booking, mobile, staff}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------
