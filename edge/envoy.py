@@ -87,9 +87,21 @@ def config_path(stack: StackSettings) -> Path:
 
 
 def build(stack: StackSettings, settings: EnvoySettings) -> dict:
-    from edge.envoy_config import BOOKING_SERVICE, RateLimit, build_config, default_descriptor_path
+    from edge.envoy_config import (
+        BOOKING_SERVICE,
+        CLINIC_ADMIN_SERVICE,
+        CLINIC_STAFF_SERVICE,
+        RateLimit,
+        build_config,
+        default_descriptor_path,
+    )
 
-    booking = _addr("BOOKING_ADDR")
+    booking, auth = _addr("BOOKING_ADDR"), _addr("AUTH_ADDR")
+    upstreams = {}
+    if booking:
+        upstreams.update({BOOKING_SERVICE: booking, CLINIC_ADMIN_SERVICE: booking})
+    if auth:
+        upstreams[CLINIC_STAFF_SERVICE] = auth
 
     return build_config(
         stack,
@@ -98,7 +110,7 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         listen_host=settings.listen_host,
         grpc_upstream=_addr("EDGE_ADDR"),
         http_upstream=_addr("EDGE_HTTP_ADDR"),
-        upstreams={BOOKING_SERVICE: booking} if booking else None,
+        upstreams=upstreams or None,
         route_timeout=settings.route_timeout,
         webhook_timeout=settings.webhook_timeout,
         max_request_bytes=settings.max_request_bytes,

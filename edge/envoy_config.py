@@ -115,7 +115,10 @@ MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
 # The public catalog reads are transcoded straight to BookingService (no BFF hop); Envoy routes only
 # its annotated methods, every other BookingService path ends at the 404 route.
 BOOKING_SERVICE = "petpro.booking.v1.BookingService"
-TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE)
+# Clinic operations are transcoded straight to the services that own them (each authenticates)
+CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"
+CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"
+TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, CLINIC_ADMIN_SERVICE, CLINIC_STAFF_SERVICE)
 LUA_SOURCE = Path(__file__).with_name("problem.lua")
 
 # Single paths served by the edge's Python HTTP app (its prefixes /webhooks/ and /clinic/ get
@@ -422,7 +425,9 @@ def build_config(
     http_host, http_port = http_upstream or (host, stack.port("edge_http"))
     # where each transcoded service lives: MobileService in the edge process, BookingService itself
     where = {MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
-             BOOKING_SERVICE: (host, stack.port("booking"))}
+             BOOKING_SERVICE: (host, stack.port("booking")),
+             CLINIC_ADMIN_SERVICE: (host, stack.port("booking")),
+             CLINIC_STAFF_SERVICE: (host, stack.port("auth"))}
     where.update(upstreams or {})
     clusters = {svc: CLUSTER_GRPC if svc == MOBILE_SERVICE else f"grpc_{svc}" for svc in services}
 

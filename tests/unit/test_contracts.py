@@ -150,7 +150,22 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/clinics/{clinic_id}/service-accounts/{client_id}:rotate-secret", "*"),
         ("POST", "/v1/auth/service-token", "*"),
     }
-    assert {r[0] for r in routes} == {booking, mobile, staff}
+    admin = "petpro.booking.v1.ClinicAdminService"
+    assert {r[1:] for r in routes if r[0] == admin} == {
+        ("POST", "/v1/clinics", "clinic"),
+        ("PATCH", "/v1/clinics/{clinic.clinic_id}", "clinic"),
+        ("PUT", "/v1/clinics/{clinic_id}/opening-hours", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/closures", "closure"),
+        ("GET", "/v1/clinics/{clinic_id}/closures", ""),
+        ("DELETE", "/v1/clinics/{clinic_id}/closures/{closure_id}", ""),
+        ("PUT", "/v1/clinics/{clinic_id}/day-overrides/{override.date}", "override"),
+        ("DELETE", "/v1/clinics/{clinic_id}/day-overrides/{date}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/services", "service"),
+        ("PATCH", "/v1/services/{service.service_id}", "service"),
+        ("POST", "/v1/services/{service_id}:archive", "*"),
+        ("GET", "/v1/clinics/{clinic_id}/bookings", ""),
+    }
+    assert {r[0] for r in routes} == {booking, mobile, staff, admin}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------
