@@ -29,7 +29,6 @@ class InvitationMailer:
         msg["From"] = self.sender
         msg["To"] = email
         msg["X-PetPro-Clinic-Id"] = clinic_id
-        msg["X-PetPro-Invitation-Token"] = token
         msg.set_content(
             f"You have been invited to clinic {clinic_id} on PetPro as {role.lower()}.\n\n"
             f"Accept the invitation and choose your password:\n\n"
