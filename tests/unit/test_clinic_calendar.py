@@ -226,3 +226,15 @@ def test_update_mask_accepts_only_updatable_fields():
         with pytest.raises(InvalidArgument) as exc:
             check_mask(bad, ("name", "capacity"))
         assert exc.value.violations[0].field == "update_mask"
+
+
+def test_proto_violations_name_the_list_index():
+    import protovalidate
+
+    from petpro.interceptors import violations_of
+    from petpro_api.booking.v1 import clinic_admin_pb2
+
+    req = clinic_admin_pb2.SetOpeningHoursRequest(clinic_id=str(uuid.uuid4()))
+    req.opening_hours.add(weekday=1, open_time="08:00", close_time="12:00")
+    req.opening_hours.add(weekday=1, open_time="8am", close_time="12:00")
+    assert [v.field for v in violations_of(req, protovalidate.Validator())] == ["opening_hours[1].open_time"]
