@@ -37,7 +37,9 @@ gen-check: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m petpro_dev.codegen --lint
+	$(BIN)/python -m petpro_dev.codegen --breaking
 
 fmt: setup
 	$(BIN)/ruff check --fix .

@@ -34,12 +34,10 @@ from auth_svc.domain import (
     service_account_email,
     split_refresh_token,
 )
-from auth_svc.repository import AuthRepository
-from petpro import db, paging
+from auth_svc.ports import AuthRepository, UnitOfWork
+from petpro import paging
 from petpro.authn import Principal, require_clinic
 from petpro.db import utcnow
-
-UnitOfWork = db.UnitOfWork[AuthRepository]
 
 
 @dataclass(frozen=True)

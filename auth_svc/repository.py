@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
     Column,
+    CursorResult,
     DateTime,
     MetaData,
+    Row,
     String,
     Table,
     Text,
@@ -74,7 +77,7 @@ sessions = Table(
 )
 
 
-def _user(row, memberships: dict[str, str] | None = None) -> User:  # type: ignore[no-untyped-def]
+def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
     return User(
         id=row.id,
         email=row.email,
@@ -86,14 +89,14 @@ def _user(row, memberships: dict[str, str] | None = None) -> User:  # type: igno
     )
 
 
-def _invitation(row) -> Invitation:  # type: ignore[no-untyped-def]
+def _invitation(row: Row[Any]) -> Invitation:
     return Invitation(
         id=row.id, clinic_id=row.clinic_id, email=row.email, role=row.role, token_hash=row.token_hash,
         invited_by=row.invited_by, expires_at=row.expires_at, accepted_at=row.accepted_at, created_at=row.created_at,
     )
 
 
-def _session(row) -> Session:  # type: ignore[no-untyped-def]
+def _session(row: Row[Any]) -> Session:
     return Session(
         id=row.id,
         user_id=row.user_id,
@@ -133,12 +136,12 @@ class AuthRepository:
             id=user.id, email=user.email, name=user.name, password_hash=user.password_hash,
             roles=list(user.roles), created_at=user.created_at,
         )
-        stmt = stmt.on_conflict_do_update(
+        query = stmt.on_conflict_do_update(
             index_elements=["email"],
             set_={"name": stmt.excluded.name, "password_hash": stmt.excluded.password_hash,
                   "roles": stmt.excluded.roles},
         ).returning(*users.c)
-        row = (await self.s.execute(stmt)).one()
+        row = (await self.s.execute(query)).one()
         for clinic_id, role in user.memberships.items():
             await self.put_membership(row.id, uuid.UUID(clinic_id), role)
         return _user(row, await self.memberships(row.id))
@@ -168,7 +171,7 @@ class AuthRepository:
     async def remove_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID) -> bool:
         result = await self.s.execute(delete(clinic_memberships).where(
             clinic_memberships.c.user_id == user_id, clinic_memberships.c.clinic_id == clinic_id))
-        return bool(result.rowcount)
+        return bool(cast(CursorResult[Any], result).rowcount)
 
     async def clinic_admins(self, clinic_id: uuid.UUID, *, lock: bool = False) -> list[uuid.UUID]:
         """User ids of the clinic's admins (people, not service accounts); ``lock`` serialises removals."""
@@ -180,7 +183,7 @@ class AuthRepository:
             q = q.with_for_update(of=clinic_memberships)
         return [r.user_id for r in await self.s.execute(q)]
 
-    async def list_members(self, clinic_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Member]:
+    async def list_members(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Member]:
         q = (select(users.c.id, users.c.email, users.c.name, users.c.roles, clinic_memberships.c.role)
              .join(clinic_memberships, clinic_memberships.c.user_id == users.c.id)
              .where(clinic_memberships.c.clinic_id == clinic_id)

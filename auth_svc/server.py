@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,8 +10,9 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from auth_svc.domain import Passwords, TokenIssuer
-from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers
+from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, InvitationSender
 from auth_svc.mail import InvitationMailer
+from auth_svc.ports import UnitOfWork
 from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer, ClinicStaffServicer
 from petpro import grpc_server, keys
@@ -36,20 +38,26 @@ class AuthSettings(ServiceSettings):
     public_base_url: str | None = Field(default=None, description="REST edge base for links in emails")
 
 
-def build(settings: AuthSettings) -> grpc_server.App:
+def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
+          passwords: Passwords | None = None, send_invitation: InvitationSender | None = None) -> grpc_server.App:
+    """The auth service.  Tests pass fakes of the ports (``uow``/``read``, the invitation mailer) instead of
+    the database and SMTP."""
     key_file = settings.signing_key_file or settings.stack.home_abs / "keys" / "auth-signing.pem"
     issuer = TokenIssuer(
         keys.load_or_create_ed25519(key_file), issuer=settings.issuer, audience=settings.audience,
         ttl=timedelta(seconds=settings.access_ttl_seconds),
     )
-    db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
-
-    uow, read = db.repositories(AuthRepository)
-    handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days),
-                            read=read)
+    on_stop: list[Callable[[], Awaitable[None]]] = []
+    if uow is None:
+        db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
+        uow, read = db.repositories(AuthRepository)
+        on_stop.append(db.close)
+    handlers = AuthHandlers(uow, passwords or Passwords(), issuer,
+                            refresh_ttl=timedelta(days=settings.refresh_ttl_days), read=read)
     base = settings.public_base_url or f"http://{settings.stack.host}:{settings.stack.port('envoy')}"
     mailer = InvitationMailer(settings.url("smtp_url"), settings.mail_from, f"{base}/v1/invitations:accept")
-    staff = ClinicStaffHandlers(handlers, mailer.send, invitation_ttl=timedelta(hours=settings.invitation_ttl_hours))
+    staff = ClinicStaffHandlers(handlers, send_invitation or mailer.send,
+                                invitation_ttl=timedelta(hours=settings.invitation_ttl_hours))
     return grpc_server.App(
         name="auth_svc",
         settings=settings,
@@ -62,7 +70,7 @@ def build(settings: AuthSettings) -> grpc_server.App:
                 "petpro.auth.v1.ClinicStaffService",
             ),
         ],
-        on_stop=[db.close],
+        on_stop=on_stop,
     )
 
 

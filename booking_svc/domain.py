@@ -36,6 +36,19 @@ class ReservationState(StrEnum):
 ACTIVE_STATES = (ReservationState.HELD, ReservationState.CONFIRMED)
 
 
+class BookingState(StrEnum):
+    """A booking's lifecycle (``petpro.booking.v1.BookingState`` without the prefix)."""
+
+    CONFIRMED = "CONFIRMED"
+    CANCELLED = "CANCELLED"
+    COMPLETED = "COMPLETED"
+    NO_SHOW = "NO_SHOW"
+
+
+# why a reservation paid after its hold expired could not be confirmed (someone else has the slot)
+FAILURE_SLOT_TAKEN = "SLOT_TAKEN"
+
+
 class SlotUnavailable(Conflict):
     reason = "SLOT_UNAVAILABLE"
 
@@ -78,6 +91,14 @@ class SlotLost(FailedPrecondition):
     """Payment arrived after the hold expired and someone else has the slot now: refund."""
 
     reason = "SLOT_NO_LONGER_AVAILABLE"
+
+
+class UnitTaken(Exception):
+    """The chosen unit of the slot was taken concurrently (the exclusion constraint decided)."""
+
+
+class DuplicateRequest(Exception):
+    """A reservation with this owner and request id exists (an idempotent retry raced us)."""
 
 
 def bad_slot(description: str, reason: str) -> InvalidArgument:
@@ -387,11 +408,20 @@ class Booking:
     pet_id: uuid.UUID
     start: datetime
     end: datetime
-    state: str
+    state: BookingState
     amount_minor: int
     currency: str
     created_at: datetime
     cancelled_at: datetime | None = None
+
+    @classmethod
+    def confirm(cls, res: Reservation, payment_id: uuid.UUID, now: datetime) -> Booking:
+        """The booking a paid reservation becomes: its slot, owner and price, CONFIRMED."""
+        return cls(
+            id=uuid.uuid4(), lock_id=res.lock_id, payment_id=payment_id, owner_user_id=res.owner_user_id,
+            clinic_id=res.clinic_id, service_id=res.service_id, pet_id=res.pet_id, start=res.start, end=res.end,
+            state=BookingState.CONFIRMED, amount_minor=res.amount_minor, currency=res.currency, created_at=now,
+        )
 
 
 @dataclass(frozen=True)
@@ -422,6 +452,26 @@ def decide_confirm(res: Reservation, payment_id: uuid.UUID, now: datetime) -> Co
         return ConfirmDecision.CONFIRM_HELD
     if state == ReservationState.EXPIRED:
         return ConfirmDecision.RECLAIM
-    if state == ReservationState.FAILED and res.failure_reason == "SLOT_TAKEN":
+    if state == ReservationState.FAILED and res.failure_reason == FAILURE_SLOT_TAKEN:
         raise SlotLost("the slot was taken after the hold expired")
     raise ReservationClosed(f"reservation is {state.value.lower()}")
+
+
+@dataclass(frozen=True)
+class Reclaim:
+    """What a late payment does to its reservation once we know whether the slot is still free."""
+
+    state: ReservationState
+    failure_reason: str | None = None
+
+    @property
+    def lost(self) -> bool:
+        return self.state != ReservationState.CONFIRMED
+
+
+def decide_reclaim(slot_still_free: bool) -> Reclaim:
+    """Paid after the hold expired: confirm if nobody took the slot meanwhile; otherwise the
+    reservation fails (``SLOT_TAKEN``) and the payment is to be refunded (``SlotLost``)."""
+    if slot_still_free:
+        return Reclaim(ReservationState.CONFIRMED)
+    return Reclaim(ReservationState.FAILED, FAILURE_SLOT_TAKEN)

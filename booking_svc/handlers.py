@@ -16,6 +16,7 @@ from booking_svc.domain import (
     ClinicNotFound,
     Closure,
     ConfirmDecision,
+    DuplicateRequest,
     IdempotencyKeyReused,
     Interval,
     Pet,
@@ -27,6 +28,7 @@ from booking_svc.domain import (
     ServiceNotFound,
     SlotLost,
     SlotUnavailable,
+    UnitTaken,
     bookable_window,
     check_etag,
     check_intervals,
@@ -34,20 +36,17 @@ from booking_svc.domain import (
     check_slot,
     check_time_zone,
     decide_confirm,
+    decide_reclaim,
     outside_schedule,
     request_fingerprint,
     slot_grid,
 )
-from booking_svc.repository import BookingRepository, DuplicateRequest, UnitTaken
-from petpro import db, paging
+from booking_svc.ports import BookingRepository, EventEncoder, UnitOfWork
+from petpro import paging
 from petpro.authn import Principal, require_clinic, require_platform_admin
 from petpro.cache import VersionedMemo
 from petpro.db import utcnow
 from petpro.errors import FieldViolation, InvalidArgument
-
-UnitOfWork = db.UnitOfWork[BookingRepository]
-# builds the serialized BookingCreated event for the outbox: (booking, reservation, service, clinic, pet) → bytes
-EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
 
 TOPIC_BOOKING_CREATED = "booking.created"
 EVENT_BOOKING_CREATED = "dev.petpro.booking.created.v1"
@@ -254,11 +253,13 @@ class BookingHandlers:
                 assert existing is not None
                 return existing
             if decision == ConfirmDecision.RECLAIM:
-                # paid after expiry: keep the booking only if the slot is still free (constraint decides)
+                # paid after expiry: the exclusion constraint tells whether the slot is still free
                 await repo.expire_overlapping(res.service_id, res.start, res.end, now)
-                if not await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id):
-                    await repo.try_set_state(lock_id, ReservationState.FAILED, now, payment_id=payment_id,
-                                             failure_reason="SLOT_TAKEN")
+                free = await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
+                reclaim = decide_reclaim(free)
+                if reclaim.lost:
+                    await repo.try_set_state(lock_id, reclaim.state, now, payment_id=payment_id,
+                                             failure_reason=reclaim.failure_reason)
                     lost = True
                 else:
                     lost = False
@@ -266,12 +267,7 @@ class BookingHandlers:
                 await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
                 lost = False
             if not lost:
-                booking = Booking(
-                    id=uuid.uuid4(), lock_id=lock_id, payment_id=payment_id, owner_user_id=res.owner_user_id,
-                    clinic_id=res.clinic_id, service_id=res.service_id, pet_id=res.pet_id, start=res.start,
-                    end=res.end, state="CONFIRMED", amount_minor=res.amount_minor, currency=res.currency,
-                    created_at=now,
-                )
+                booking = Booking.confirm(res, payment_id, now)
                 await repo.add_booking(booking)
                 found = await self.get_service(res.service_id)
                 pet = await repo.pet(res.pet_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any, cast
 
 from psycopg.errors import ExclusionViolation, UniqueViolation
 from sqlalchemy import (
@@ -11,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    CursorResult,
     Date,
     DateTime,
     ForeignKey,
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Row,
     SmallInteger,
     String,
     Table,
@@ -40,14 +43,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from booking_svc.domain import (
     ACTIVE_STATES,
     Booking,
+    BookingState,
     Clinic,
     ClinicBooking,
     Closure,
+    DuplicateRequest,
     Interval,
     Pet,
     Reservation,
     ReservationState,
     Service,
+    UnitTaken,
     format_end,
     parse_hhmm,
 )
@@ -187,11 +193,11 @@ def hours_json(hours: dict[str, list[Interval]]) -> dict[str, list[list[str]]]:
     return {d: intervals_json(ivs) for d, ivs in hours.items() if ivs}
 
 
-def _clinic(r) -> Clinic:  # type: ignore[no-untyped-def]
+def _clinic(r: Row[Any]) -> Clinic:
     return Clinic(r.id, r.name, r.time_zone, _hours(r.opening_hours), r.address, r.phone, r.email, r.version)
 
 
-def _service(r) -> Service:  # type: ignore[no-untyped-def]
+def _service(r: Row[Any]) -> Service:
     return Service(r.id, r.clinic_id, r.name, r.duration_minutes, r.price_minor, r.currency, r.capacity,
                    r.description, tuple(r.species_allowed or ()), r.buffer_after_minutes, r.min_notice_minutes,
                    r.max_horizon_days, r.active, r.archived_at is not None, r.version)
@@ -205,11 +211,11 @@ def _service_values(svc: Service) -> dict[str, object]:
             "max_horizon_days": svc.max_horizon_days, "active": svc.active}
 
 
-def _pet(r) -> Pet:  # type: ignore[no-untyped-def]
+def _pet(r: Row[Any]) -> Pet:
     return Pet(r.id, r.owner_user_id, r.name, r.species, r.breed or None, r.birth_date, r.created_at)
 
 
-def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type: ignore[no-untyped-def]
+def _reservation(r: Row[Any], booking_id: uuid.UUID | None = None) -> Reservation:
     return Reservation(
         lock_id=r.lock_id, owner_user_id=r.owner_user_id, owner_email=r.owner_email, owner_name=r.owner_name,
         request_id=r.request_id, request_hash=r.request_hash, service_id=r.service_id, clinic_id=r.clinic_id,
@@ -219,24 +225,16 @@ def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type
     )
 
 
-def _booking(r) -> Booking:  # type: ignore[no-untyped-def]
+def _booking(r: Row[Any]) -> Booking:
     return Booking(r.id, r.lock_id, r.payment_id, r.owner_user_id, r.clinic_id, r.service_id, r.pet_id,
-                   r.start_time, r.end_time, r.state, r.amount_minor, r.currency, r.created_at, r.cancelled_at)
+                   r.start_time, r.end_time, BookingState(r.state), r.amount_minor, r.currency, r.created_at, r.cancelled_at)
 
 
 def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = None) -> bool:
     orig = exc.orig
     if not isinstance(orig, kind):
         return False
-    return constraint is None or getattr(orig.diag, "constraint_name", None) == constraint
-
-
-class UnitTaken(Exception):
-    """The chosen unit of the slot was taken concurrently (exclusion constraint)."""
-
-
-class DuplicateRequest(Exception):
-    """A reservation with this owner and request id exists (an idempotent retry raced us)."""
+    return constraint is None or getattr(getattr(orig, "diag", None), "constraint_name", None) == constraint
 
 
 class BookingRepository:
@@ -246,7 +244,7 @@ class BookingRepository:
         self.s = session
 
     # -- catalog ---------------------------------------------------------------------------------
-    async def list_clinics(self, after: tuple[str, str] | None, limit: int) -> list[Clinic]:
+    async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]:
         q = select(clinics).order_by(clinics.c.name, clinics.c.id).limit(limit)
         if after:
             q = q.where(func.row(clinics.c.name, clinics.c.id) > func.row(after[0], uuid.UUID(after[1])))
@@ -272,7 +270,7 @@ class BookingRepository:
                 select(day_overrides).where(day_overrides.c.clinic_id == clinic_id, day_overrides.c.day >= since))}
         return clinic
 
-    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Service]:
+    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
         q = (select(services).where(services.c.clinic_id == clinic_id, services.c.archived_at.is_(None))
              .order_by(services.c.name, services.c.id).limit(limit))
         if after:
@@ -331,9 +329,9 @@ class BookingRepository:
 
     async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool:
         r = await self.s.execute(delete(closures).where(closures.c.clinic_id == clinic_id, closures.c.id == closure_id))
-        return bool(r.rowcount)
+        return bool(cast(CursorResult[Any], r).rowcount)
 
-    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Closure]:
+    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Closure]:
         q = (select(closures).where(closures.c.clinic_id == clinic_id, closures.c.end_date >= func.current_date() - 2)
              .order_by(closures.c.start_date, closures.c.id).limit(limit))
         if after:
@@ -349,7 +347,7 @@ class BookingRepository:
     async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
         r = await self.s.execute(delete(day_overrides).where(day_overrides.c.clinic_id == clinic_id,
                                                              day_overrides.c.day == day))
-        return bool(r.rowcount)
+        return bool(cast(CursorResult[Any], r).rowcount)
 
     async def upcoming_bookings(self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None,
                                 end: datetime | None = None) -> list[Booking]:
@@ -364,7 +362,7 @@ class BookingRepository:
         return [_booking(r) for r in await self.s.execute(q)]
 
     async def list_clinic_bookings(self, clinic_id: uuid.UUID, start: datetime, end: datetime, states: list[str],
-                                   after: tuple[str, str] | None, limit: int) -> list[ClinicBooking]:
+                                   after: tuple[str, ...] | None, limit: int) -> list[ClinicBooking]:
         q = (select(bookings, services.c.name.label("service_name"), pets.c.name.label("pet_name"),
                     pets.c.species.label("pet_species"), reservations.c.owner_name, reservations.c.owner_email)
              .join(reservations, reservations.c.lock_id == bookings.c.lock_id)
@@ -403,7 +401,7 @@ class BookingRepository:
         r = (await self.s.execute(select(pets).where(pets.c.id == pet_id))).first()
         return _pet(r) if r else None
 
-    async def list_pets(self, owner: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Pet]:
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
         q = select(pets).where(pets.c.owner_user_id == owner).order_by(pets.c.created_at, pets.c.id).limit(limit)
         if after:
             q = q.where(func.row(pets.c.created_at, pets.c.id) > func.row(
@@ -432,7 +430,7 @@ class BookingRepository:
             .where(reservations.c.service_id == service_id, reservations.c.state == ReservationState.HELD.value,
                    reservations.c.expires_at <= now, reservations.c.during.overlaps(Range(start, end)))
             .values(state=ReservationState.EXPIRED.value, updated_at=now))
-        return result.rowcount or 0
+        return cast(CursorResult[Any], result).rowcount or 0
 
     async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]:
         q = select(reservations.c.unit).where(
@@ -498,7 +496,7 @@ class BookingRepository:
         await self.s.execute(insert(bookings).values(
             id=b.id, lock_id=b.lock_id, payment_id=b.payment_id, owner_user_id=b.owner_user_id,
             clinic_id=b.clinic_id, service_id=b.service_id, pet_id=b.pet_id, start_time=b.start,
-            end_time=b.end, state=b.state, amount_minor=b.amount_minor, currency=b.currency,
+            end_time=b.end, state=b.state.value, amount_minor=b.amount_minor, currency=b.currency,
             created_at=b.created_at))
 
     async def booking(self, booking_id: uuid.UUID) -> Booking | None:
@@ -510,7 +508,7 @@ class BookingRepository:
         return _booking(r) if r else None
 
     async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
-                            start_from: datetime | None, after: tuple[str, str] | None, limit: int) -> list[Booking]:
+                            start_from: datetime | None, after: tuple[str, ...] | None, limit: int) -> list[Booking]:
         q = select(bookings).order_by(bookings.c.start_time, bookings.c.id).limit(limit)
         if owner:
             q = q.where(bookings.c.owner_user_id == owner)

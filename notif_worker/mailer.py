@@ -32,7 +32,8 @@ def render(n: BookingNotice, sender: str) -> MIMEMultipart:
     }
     msg = MIMEMultipart("alternative")
     subject = f"Booking confirmed: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}"
-    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
+    # compat32 messages take a Header object for a non-ASCII value (typeshed allows only str)
+    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject  # type: ignore[assignment]
     msg["From"] = sender
     msg["To"] = n.owner_email
     msg["Date"] = format_datetime(n.occurred_at)

@@ -7,15 +7,17 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
+from notif_worker.events import decode_booking_created
 from notif_worker.handlers import NotifyHandlers
-from notif_worker.service import decode_booking_created
 from petpro import telemetry
 
 log = logging.getLogger("notif_worker.consumer")
+ConsumerRecord = Any  # kafka-python's ConsumerRecord (untyped): topic, partition, offset, key, value, headers
 
 
 class BookingCreatedConsumer:
@@ -41,22 +43,22 @@ class BookingCreatedConsumer:
         finally:
             await asyncio.to_thread(self._close, consumer)
 
-    async def _process_batch(self, records: list) -> None:  # type: ignore[type-arg]
+    async def _process_batch(self, records: list[ConsumerRecord]) -> None:
         """Different bookings concurrently; the records of one key (booking) strictly in order, so
         two copies of one event never race each other's delivery claims."""
-        by_key: dict[bytes | None, list] = defaultdict(list)  # type: ignore[type-arg]
+        by_key: dict[bytes | None, list[ConsumerRecord]] = defaultdict(list)
         for record in records:
             by_key[record.key].append(record)
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def in_order(group: list) -> None:  # type: ignore[type-arg]
+        async def in_order(group: list[ConsumerRecord]) -> None:
             async with sem:
                 for record in group:
                     await self._process(record)
 
         await asyncio.gather(*(in_order(g) for g in by_key.values()))
 
-    async def _process(self, record) -> None:  # type: ignore[no-untyped-def]
+    async def _process(self, record: ConsumerRecord) -> None:
         try:
             await self.h.notify(decode_booking_created(record.value))
             telemetry.EVENTS_CONSUMED.labels(record.topic, "processed").inc()
@@ -65,7 +67,7 @@ class BookingCreatedConsumer:
             await asyncio.to_thread(self._dead_letter, record, exc)
             telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
 
-    def _dead_letter(self, record, exc: Exception) -> None:  # type: ignore[no-untyped-def]
+    def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
         if self._dlq is None:
             self._dlq = self.producer_factory()
         headers = [

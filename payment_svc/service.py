@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import grpc
+
 from payment_svc.domain import Payment
 from payment_svc.handlers import CreateSession, PaymentHandlers
 from petpro.convert import dt, ts, uid
@@ -23,7 +27,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, handlers: PaymentHandlers) -> None:
         self.h = handlers
 
-    async def CreatePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
+    async def CreatePaymentSession(self, request: payment_pb2.CreatePaymentSessionRequest,
+                                  context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.CreatePaymentSessionResponse:
         p = await self.h.create_session(CreateSession(
             request_id=request.request_id, order_ref=request.order_ref, amount_minor=request.amount.amount_minor,
             currency=request.amount.currency, customer_email=request.customer_email,
@@ -33,18 +38,22 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         return payment_pb2.CreatePaymentSessionResponse(payment_id=str(p.id), session_id=p.session_id or "",
                                                         payment_url=p.payment_url or "", expires_at=ts(p.expires_at))
 
-    async def GetPayment(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetPayment(self, request: payment_pb2.GetPaymentRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.GetPaymentResponse:
         return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.get(uid(request.payment_id, "payment_id"))))
 
-    async def HandleWebhook(self, request, context):  # type: ignore[no-untyped-def]
+    async def HandleWebhook(self, request: payment_pb2.HandleWebhookRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.HandleWebhookResponse:
         out = await self.h.handle_webhook(request.payload, request.signature)
         return payment_pb2.HandleWebhookResponse(event_id=out.event_id, event_type=out.event_type,
                                                  duplicate=out.duplicate,
                                                  payment=payment_pb(out.payment) if out.payment else None)
 
-    async def RefundPayment(self, request, context):  # type: ignore[no-untyped-def]
+    async def RefundPayment(self, request: payment_pb2.RefundPaymentRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.RefundPaymentResponse:
         p = await self.h.refund(uid(request.payment_id, "payment_id"), request.reason)
         return payment_pb2.RefundPaymentResponse(payment=payment_pb(p))
 
-    async def ExpirePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
+    async def ExpirePaymentSession(self, request: payment_pb2.ExpirePaymentSessionRequest,
+                                  context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.ExpirePaymentSessionResponse:
         return payment_pb2.ExpirePaymentSessionResponse(payment=payment_pb(await self.h.expire_session(request.session_id)))

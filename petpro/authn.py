@@ -7,10 +7,11 @@ authority on signature, expiry and revocation), caching the answer briefly and n
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
+from cachetools import TLRUCache
 
 from petpro.errors import NotFound, PermissionDenied, Unauthenticated
 from petpro.upstream import call
@@ -83,29 +84,30 @@ def require_platform_admin(principal: Principal) -> None:
 
 
 class TokenCache:
-    """Validated tokens for a few seconds (bounded), never past the token's own expiry."""
+    """Validated tokens for a few seconds, never past the token's own expiry (cachetools' TLRU cache:
+    each entry expires at min(now + ttl, token expiry); when full, the least recently used goes)."""
 
-    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000) -> None:
+    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000, *,
+                 timer: Callable[[], float] = time.time) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        # wall-clock timer: a token's expiry (``exp``) is wall-clock too
+        self._entries: TLRUCache[str, Principal] = TLRUCache(maxsize=max_entries, ttu=self._until, timer=timer)
+
+    def _until(self, _token: str, principal: Principal, now: float) -> float:
+        return min(now + self.ttl, principal.expires_at)
 
     def get(self, token: str) -> Principal | None:
-        hit = self._entries.get(token)
-        if hit is None:
-            return None
-        until, principal = hit
-        if until < time.monotonic() or principal.expires_at <= time.time():
-            self._entries.pop(token, None)
-            return None
-        return principal
+        return self._entries.get(token)
 
     def put(self, token: str, principal: Principal) -> None:
         if self.ttl <= 0:
             return
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[token] = (time.monotonic() + self.ttl, principal)
+        self._entries[token] = principal
+
+    @property
+    def size(self) -> int:
+        return len(self._entries)
 
 
 def metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -120,9 +122,9 @@ def bearer(md: dict[str, str]) -> str:
 
 
 class Authenticator:
-    def __init__(self, auth: auth_pb2_grpc.AuthServiceStub, cache: TokenCache | None = None) -> None:
+    def __init__(self, auth: auth_pb2_grpc.AuthServiceAsyncStub, cache: TokenCache | None = None) -> None:
         self.auth = auth
-        self.cache = cache or TokenCache()
+        self.cache = cache if cache is not None else TokenCache()
 
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
         return await self.validate(bearer(metadata(context)))

@@ -31,7 +31,7 @@ class VersionedMemo:
     async def get(self, key: Hashable, version: int, load: Callable[[], Awaitable[V]]) -> V:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         value = await load()
         if value is not None:
             self._cache[key] = (version, value)

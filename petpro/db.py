@@ -31,7 +31,7 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def _connect_args(schema: str | None, app_name: str) -> dict[str, object]:
-    opts = {"application_name": app_name}
+    opts: dict[str, object] = {"application_name": app_name}
     if schema:
         opts["options"] = f"-csearch_path={schema},public"
     return opts

@@ -47,10 +47,10 @@ class _ContextInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnarySt
             wait_for_ready=d.wait_for_ready,
         )
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
 

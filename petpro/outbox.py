@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 from kafka import KafkaProducer
-from sqlalchemy import text
+from sqlalchemy import Row, text
 
 from petpro import telemetry
 from petpro.db import Database
@@ -82,7 +83,7 @@ class OutboxRelay:
         telemetry.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
-    def _produce(self, rows) -> None:  # type: ignore[no-untyped-def]  # runs in a worker thread
+    def _produce(self, rows: Sequence[Row[Any]]) -> None:  # runs in a worker thread
         if self._producer is None:
             self._producer = self.producer_factory()
         futures = [
@@ -107,6 +108,7 @@ class OutboxRelay:
 
     async def _listen(self) -> None:
         """Wake the relay on ``NOTIFY outbox`` for low latency; polling covers missed notifications."""
+        assert self.listen_dsn is not None
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.listen_dsn, autocommit=True) as conn:

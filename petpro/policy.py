@@ -9,13 +9,14 @@ from __future__ import annotations
 from functools import cache
 
 from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from petpro_api.common.v1 import options_pb2
 
 NO_POLICY = options_pb2.MethodPolicy()
 
 
-def _method(full_method: str):
+def _method(full_method: str) -> MethodDescriptor:
     """``"/petpro.booking.v1.BookingService/GetBooking"`` or ``"petpro.booking.v1.BookingService/GetBooking"``."""
     service, _, name = full_method.lstrip("/").partition("/")
     return descriptor_pool.Default().FindServiceByName(service).methods_by_name[name]
@@ -29,7 +30,7 @@ def policy(full_method: str) -> options_pb2.MethodPolicy:
     return opts.Extensions[options_pb2.policy] if opts.HasExtension(options_pb2.policy) else NO_POLICY
 
 
-def idempotent_methods(*services) -> tuple[str, ...]:
+def idempotent_methods(*services: ServiceDescriptor) -> tuple[str, ...]:
     """``"Service/Method"`` names of the idempotent RPCs of the given service descriptors
     (``booking_pb2.DESCRIPTOR.services_by_name["BookingService"]``), for client channels."""
     return tuple(

@@ -305,3 +305,28 @@ def test_generate_is_deterministic_and_reports_extra_files(tmp_path: Path) -> No
 def test_buf_lint_clean() -> None:
     result = _run_codegen("--lint")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    not (ROOT / "node_modules" / ".bin" / "buf").exists(), reason="buf not installed (npm ci)"
+)
+def test_buf_breaking_clean_against_released_image() -> None:
+    assert codegen.RELEASED_IMAGE.exists(), "the released descriptor image must be committed"
+    result = _run_codegen("--breaking")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    not (ROOT / "node_modules" / ".bin" / "buf").exists(), reason="buf not installed (npm ci)"
+)
+def test_buf_breaking_reports_a_renumbered_field(tmp_path: Path) -> None:
+    protos = tmp_path / "protos"
+    shutil.copytree(ROOT / "protos", protos)
+    money = protos / "petpro" / "common" / "v1" / "money.proto"
+    assert "string currency = 2" in money.read_text()
+    money.write_text(money.read_text().replace("string currency = 2", "string currency = 3"))
+
+    result = _run_codegen("--breaking", "--proto-root", str(protos), "--against", str(codegen.RELEASED_IMAGE))
+
+    assert result.returncode != 0
+    assert "money.proto" in result.stdout + result.stderr
