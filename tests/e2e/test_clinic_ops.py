@@ -18,6 +18,8 @@ import pytest
 from petpro_dev.admin import create_platform_admin
 
 from .conftest import Api, User, eventually, mails_to
+from .test_dashboard import browser as chromium  # noqa: F401  (the Chromium fixture, used by name)
+from .test_dashboard import open_dashboard, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -342,3 +344,51 @@ async def test_removed_staff_lose_access_at_once_and_the_last_admin_stays(api: A
     [admin] = (await api.c.get(f"/v1/clinics/{c.clinic_id}/staff", headers=bearer(c.admin))).json()["members"]
     r = await api.c.delete(f"/v1/clinics/{c.clinic_id}/staff/{admin['user_id']}", headers=bearer(c.admin))
     assert (r.status_code, r.json()["reason"]) == (400, "LAST_CLINIC_ADMIN"), r.text
+
+
+async def test_dashboard_schedule_shows_the_chosen_day_and_updates_live(api: Api, chromium: Any,  # noqa: F811
+                                                                        clinic: Clinic):
+    """In Chromium: staff pick a day; its bookings are listed with time, pet, owner contact and state, and
+    a booking confirmed meanwhile appears without a reload (the feed triggers the reload)."""
+    from playwright.async_api import expect
+
+    svc = await add_service(api, clinic, name="Schedule check")
+    day = _day(9)
+    slots = await free_slots(api, svc["service_id"], day)
+    first_owner = await api.user(name="Ada Early")
+    first = await book_and_pay(api, first_owner, await api.pet(first_owner, "Pip", "SPECIES_RABBIT"),
+                               svc["service_id"], slots[2])
+    staff_email = _email("desk")
+    r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/invitations", headers=bearer(clinic.admin),
+                         json={"email": staff_email, "role": "CLINIC_ROLE_STAFF"})
+    assert r.status_code == 200, r.text
+    await accept_invitation(api, staff_email, "desk-pass-12")
+
+    ctx, page, problems = await open_dashboard(api, chromium, viewport={"width": 1280, "height": 900})
+    try:
+        await sign_in(page, staff_email, "desk-pass-12")
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Paws & Claws")
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        await page.get_by_label("Schedule day").fill(day.isoformat())
+        row = page.locator(f'#schedule-rows tr[data-booking-id="{first}"]')
+        await expect(row).to_be_visible()
+        local = dt.datetime.fromisoformat(slots[2].replace("Z", "+00:00")).astimezone(BERLIN)
+        for text in (local.strftime("%H:%M"), "Pip (Rabbit)", "Ada Early", first_owner.email, "Schedule check",
+                     "Confirmed"):
+            await expect(row).to_contain_text(text)
+        await page.evaluate("window.__sameDocument = true")
+
+        late_owner = await api.user(name="Bo Late")
+        late = await book_and_pay(api, late_owner, await api.pet(late_owner, "Mia", "SPECIES_CAT"),
+                                  svc["service_id"], slots[5])
+        late_row = page.locator(f'#schedule-rows tr[data-booking-id="{late}"]')
+        await expect(late_row).to_be_visible(timeout=30_000)
+        await expect(late_row).to_contain_text("Mia (Cat)")
+        await expect(page.locator("#schedule-rows tr")).to_have_count(2)
+        await expect(page.locator("#schedule-status")).to_contain_text("2 bookings")
+        assert await page.evaluate("window.__sameDocument") is True
+        await page.get_by_label("Schedule day").fill(_day(10).isoformat())
+        await expect(page.locator("#schedule-status")).to_contain_text("No bookings")
+        assert problems == [], problems
+    finally:
+        await ctx.close()
