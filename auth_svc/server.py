@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -30,23 +31,40 @@ class AuthSettings(ServiceSettings):
     issuer: str = "petpro-auth"
     audience: str = "petpro"
     signing_key_file: Path | None = Field(
-        default=None, description="Ed25519 PEM; default <PETPRO_HOME>/keys/auth-signing.pem, generated on first run"
+        default=None, description="one Ed25519 PEM (no rotation); when unset, the keys of signing_keys_dir"
     )
+    signing_keys_dir: Path | None = Field(
+        default=None, description="Ed25519 PEMs, the one whose name sorts last signs; default "
+        "<PETPRO_HOME>/keys/auth-signing/, a first key generated when empty",
+    )
+    keys_reload_seconds: float = Field(default=30.0, gt=0, description="how often the key directory is re-read")
     db_pool_size: int = Field(default=10, ge=1, le=100)
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30, description="lifetime of staff invitations")
     mail_from: str = "PetPro <accounts@petpro.dev>"
     public_base_url: str | None = Field(default=None, description="REST edge base for links in emails")
 
 
+def keys_dir(settings: AuthSettings) -> Path:
+    return settings.signing_keys_dir or settings.stack.home_abs / "keys" / "auth-signing"
+
+
+def make_issuer(settings: AuthSettings) -> TokenIssuer:
+    """Tokens signed by the newest key of the key directory (every replica mounts the same one) and
+    verified by any key in it; or by the one ``AUTH_SIGNING_KEY_FILE``."""
+    ttl = timedelta(seconds=settings.access_ttl_seconds)
+    if settings.signing_key_file:
+        return TokenIssuer(keys.load_or_create_ed25519(settings.signing_key_file), issuer=settings.issuer,
+                           audience=settings.audience, ttl=ttl)
+    directory = keys_dir(settings)
+    return TokenIssuer(keys.load_or_create_key_dir(directory), issuer=settings.issuer, audience=settings.audience,
+                       ttl=ttl, load=lambda: keys.load_key_dir(directory))
+
+
 def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
           passwords: Passwords | None = None, send_invitation: InvitationSender | None = None) -> grpc_server.App:
     """The auth service.  Tests pass fakes of the ports (``uow``/``read``, the invitation mailer) instead of
     the database and SMTP."""
-    key_file = settings.signing_key_file or settings.stack.home_abs / "keys" / "auth-signing.pem"
-    issuer = TokenIssuer(
-        keys.load_or_create_ed25519(key_file), issuer=settings.issuer, audience=settings.audience,
-        ttl=timedelta(seconds=settings.access_ttl_seconds),
-    )
+    issuer = make_issuer(settings)
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
         db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
@@ -70,6 +88,9 @@ def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOf
                 "petpro.auth.v1.ClinicStaffService",
             ),
         ],
+        # rotated or retired keys are picked up by every replica within keys_reload_seconds
+        background=[grpc_server.periodic("auth_svc.signing_keys", settings.keys_reload_seconds,
+                                         lambda: asyncio.to_thread(issuer.reload))],
         on_stop=on_stop,
     )
 

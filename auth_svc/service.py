@@ -86,7 +86,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def GetJwks(self, request: auth_pb2.GetJwksRequest,
                      context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.GetJwksResponse:
-        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**self.h.issuer.jwk())])
+        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k) for k in self.h.issuer.jwks()])
 
 
 class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):

@@ -9,7 +9,7 @@ child — Envoy exits when its parent does — and forwarding SIGTERM from ``pet
 Options (env, prefix ``EDGE_ENVOY_``): ``LISTEN_HOST`` (default the stack host), ``ROUTE_TIMEOUT``
 (s, 10), ``WEBHOOK_TIMEOUT`` (s, 30), ``MAX_REQUEST_BYTES`` (65536), ``RATE_LIMIT_BURST`` (2000, 0 =
 off), ``RATE_LIMIT_PER_SECOND`` (1000), ``LOG_LEVEL`` (warn), ``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path
-of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR`` (host:port).
+of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` (host:port).
 
 ``python -m edge.envoy --print`` prints the config instead; ``--validate`` runs Envoy's own
 ``--mode validate`` on it.
@@ -88,20 +88,19 @@ def config_path(stack: StackSettings) -> Path:
 
 def build(stack: StackSettings, settings: EnvoySettings) -> dict:
     from edge.envoy_config import (
+        AUTH_SERVICE,
         BOOKING_SERVICE,
         CLINIC_ADMIN_SERVICE,
         CLINIC_STAFF_SERVICE,
         RateLimit,
         build_config,
         default_descriptor_path,
+        tracing_from_env,
     )
 
     booking, auth = _addr("BOOKING_ADDR"), _addr("AUTH_ADDR")
-    upstreams = {}
-    if booking:
-        upstreams.update({BOOKING_SERVICE: booking, CLINIC_ADMIN_SERVICE: booking})
-    if auth:
-        upstreams[CLINIC_STAFF_SERVICE] = auth
+    upstreams = {svc: addr for svc, addr in ((BOOKING_SERVICE, booking), (CLINIC_ADMIN_SERVICE, booking),
+                                             (AUTH_SERVICE, auth), (CLINIC_STAFF_SERVICE, auth)) if addr}
 
     return build_config(
         stack,
@@ -115,6 +114,7 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         webhook_timeout=settings.webhook_timeout,
         max_request_bytes=settings.max_request_bytes,
         rate_limit=RateLimit(burst=settings.rate_limit_burst, tokens_per_fill=settings.rate_limit_per_second),
+        tracing=tracing_from_env(os.environ),  # Envoy's own spans when an OTLP collector is configured
     )
 
 

@@ -57,6 +57,8 @@ with warnings.catch_warnings():
         Http1ProtocolOptions,
         Http2ProtocolOptions,
         HttpProtocolOptions,
+        HttpService,
+        HttpUri,
         RuntimeFractionalPercent,
         SocketAddress,
         SubstitutionFormatString,
@@ -79,6 +81,7 @@ with warnings.catch_warnings():
         RouteMatch,
         VirtualHost,
     )
+    from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
     from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
     from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
     from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
@@ -92,8 +95,11 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
         HttpConnectionManager,
         HttpConnectionManagerCodecType,
+        HttpConnectionManagerTracing,
         HttpFilter,
+        RequestIdExtension,
     )
+    from envoy_data_plane.envoy.extensions.request_id.uuid.v3 import UuidRequestIdConfig
     from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.v3 import (
         DownstreamConnectionsConfig,
     )
@@ -106,6 +112,7 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.type.v3 import (
         FractionalPercent,
         FractionalPercentDenominatorType,
+        Percent,
         TokenBucket,
     )
     from envoy_data_plane.google.protobuf import Any as PbAny
@@ -115,10 +122,13 @@ MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
 # The public catalog reads are transcoded straight to BookingService (no BFF hop); Envoy routes only
 # its annotated methods, every other BookingService path ends at the 404 route.
 BOOKING_SERVICE = "petpro.booking.v1.BookingService"
+# AuthService: only GetJwks is annotated (GET /.well-known/jwks.json), so only it is routed.
+AUTH_SERVICE = "petpro.auth.v1.AuthService"
 # Clinic operations are transcoded straight to the services that own them (each authenticates)
 CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"
 CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"
-TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, CLINIC_ADMIN_SERVICE, CLINIC_STAFF_SERVICE)
+TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE, CLINIC_ADMIN_SERVICE,
+                                        CLINIC_STAFF_SERVICE)
 LUA_SOURCE = Path(__file__).with_name("problem.lua")
 
 # Single paths served by the edge's Python HTTP app (its prefixes /webhooks/ and /clinic/ get
@@ -179,6 +189,55 @@ class GrpcRoute:
     grpc_path: str  # "/petpro.mobile.v1.MobileService/ListPets"
     http_method: str  # "GET", "POST", …
     http_path: str  # "/v1/pets"
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """Envoy's own spans (one SERVER span per request, the parent of the service's span through the
+    ``traceparent`` it sends upstream), exported over OTLP/HTTP to a collector."""
+
+    host: str
+    port: int
+    path: str = "/v1/traces"
+    service_name: str = "edge-envoy"
+    sampling_percent: float = 100.0  # of requests without a sampled traceparent of their own
+
+
+CLUSTER_OTLP = "otlp_collector"
+
+
+def tracing_from_env(environ: Mapping[str, str]) -> Tracing | None:
+    """From the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (the full URL) or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (+ ``/v1/traces``), as the services read them; None when unset
+    or ``OTEL_TRACES_EXPORTER=none``.  Only ``http://`` collectors (in-cluster, next to the edge)."""
+    from urllib.parse import urlsplit
+
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return None
+    full = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    url = full or (base.rstrip("/") + "/v1/traces" if base else None)
+    if not url:
+        return None
+    u = urlsplit(url)
+    if u.scheme != "http" or not u.hostname:
+        raise ValueError(f"Envoy exports traces to an http:// OTLP collector, not {url!r}")
+    return Tracing(u.hostname, u.port or 4318, u.path or "/v1/traces")
+
+
+def _tracing(t: Tracing) -> HttpConnectionManagerTracing:
+    provider = TracingHttp(
+        name="envoy.tracers.opentelemetry",
+        typed_config=PbAny.pack(OpenTelemetryConfig(
+            http_service=HttpService(http_uri=HttpUri(
+                uri=f"http://{t.host}:{t.port}{t.path}", cluster=CLUSTER_OTLP, timeout=_seconds(2),
+            )),
+            service_name=t.service_name,
+        )),
+    )
+    return HttpConnectionManagerTracing(
+        provider=provider, random_sampling=Percent(value=t.sampling_percent), spawn_upstream_span=False,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -410,6 +469,7 @@ def build_config(
     error_domain: str = "petpro.dev",
     access_log: bool = True,
     max_connections: int = 10_000,
+    tracing: Tracing | None = None,
 ) -> dict[str, Any]:
     """Envoy v3 bootstrap (JSON-ready dict) for the edge of ``stack``.
 
@@ -426,6 +486,7 @@ def build_config(
     # where each transcoded service lives: MobileService in the edge process, BookingService itself
     where = {MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
              BOOKING_SERVICE: (host, stack.port("booking")),
+             AUTH_SERVICE: (host, stack.port("auth")),
              CLINIC_ADMIN_SERVICE: (host, stack.port("booking")),
              CLINIC_STAFF_SERVICE: (host, stack.port("auth"))}
     where.update(upstreams or {})
@@ -525,6 +586,11 @@ def build_config(
         server_name="petpro-edge",
         access_log=[_access_log()] if access_log else [],
     )
+    if tracing is not None:
+        hcm.tracing = _tracing(tracing)
+        # sample by the tracing config, not by a nibble of x-request-id, and never rewrite the client's id
+        hcm.request_id_extension = RequestIdExtension(typed_config=PbAny.pack(
+            UuidRequestIdConfig(pack_trace_reason=False, use_request_id_for_trace_sampling=False)))
 
     bootstrap = Bootstrap(
         admin=Admin(address=_socket(host, admin_port)),
@@ -559,6 +625,8 @@ def build_config(
             clusters=[
                 *(_cluster(clusters[svc], *where[svc], http2=True, connect_timeout=1.0) for svc in services),
                 _cluster(CLUSTER_HTTP, http_host, http_port, http2=False, connect_timeout=1.0),
+                *([_cluster(CLUSTER_OTLP, tracing.host, tracing.port, http2=False, connect_timeout=1.0)]
+                  if tracing is not None else []),
             ],
         ),
     )
@@ -586,4 +654,4 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-__all__ = ["RateLimit", "build_config", "default_descriptor_path", "grpc_routes", "write_config"]
+__all__ = ["RateLimit", "Tracing", "build_config", "default_descriptor_path", "grpc_routes", "tracing_from_env", "write_config"]

@@ -327,8 +327,9 @@ async def _refund(
 
 
 class RequestContext:
-    """Pure ASGI middleware: binds ``x-request-id`` (generated when absent) and the W3C trace
-    context to the context variables the gRPC client propagates, and echoes the request id."""
+    """Pure ASGI middleware: binds ``x-request-id`` (generated when absent) to the context variable
+    the gRPC client propagates, and echoes the request id.  (The W3C trace context is the
+    OpenTelemetry middleware's, outside this one.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -340,7 +341,6 @@ class RequestContext:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
         rid = headers.get("x-request-id") or uuid.uuid4().hex
         telemetry.request_id_var.set(rid)
-        telemetry.traceparent_var.set(telemetry.continue_or_start_trace(headers.get("traceparent")).header())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -392,6 +392,8 @@ def create_app(deps: HttpDeps) -> Starlette:
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
     app.add_middleware(RequestContext)
+    tracing, options = telemetry.asgi_middleware()
+    app.add_middleware(tracing, **options)  # added last = outermost: a SERVER span per request
     app.state.deps = deps
     app.state.openapi = document
     return app

@@ -36,6 +36,7 @@ except ImportError:  # pragma: no cover - gen/ not on the path
 
 MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
 BOOKING_SERVICE = "petpro.booking.v1.BookingService"  # its public catalog reads are transcoded directly
+AUTH_SERVICE = "petpro.auth.v1.AuthService"  # GET /.well-known/jwks.json
 CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"  # clinic operations, transcoded directly
 CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"
 
@@ -44,8 +45,8 @@ CREATED_PATHS: tuple[str, ...] = ("/v1/auth/register", "/v1/pets", "/v1/bookings
 
 # Methods callable without `Authorization: Bearer …`; every other method requires it.
 PUBLIC_METHODS: frozenset[str] = frozenset(
-    {"Register", "Login", "RefreshToken", "ListClinics", "ListServices", "GetAvailability", "AcceptInvitation",
-     "IssueServiceToken"}
+    {"Register", "Login", "RefreshToken", "ListClinics", "ListServices", "GetAvailability", "GetJwks",
+     "AcceptInvitation", "IssueServiceToken"}
 )
 
 # Headers a method reads from gRPC metadata (the transcoder forwards HTTP headers as metadata).
@@ -539,7 +540,8 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
 def build_openapi(
     descriptor_set_bytes: bytes,
     *,
-    services: Iterable[str] = (MOBILE_SERVICE, BOOKING_SERVICE, CLINIC_ADMIN_SERVICE, CLINIC_STAFF_SERVICE),
+    services: Iterable[str] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE, CLINIC_ADMIN_SERVICE,
+                               CLINIC_STAFF_SERVICE),
     public_methods: Iterable[str] = PUBLIC_METHODS,
     created_paths: Iterable[str] = CREATED_PATHS,
     header_parameters: dict[str, list[dict[str, Any]]] | None = None,

@@ -16,7 +16,10 @@ V = TypeVar("V")
 def make_redis(url: str) -> aioredis.Redis:
     import redis.asyncio as aioredis  # only the services that use Redis pay for importing it (~7 MB)
 
-    return aioredis.from_url(url, decode_responses=False, health_check_interval=30, socket_timeout=5)
+    from petpro import telemetry
+
+    client = aioredis.from_url(url, decode_responses=False, health_check_interval=30, socket_timeout=5)
+    return telemetry.instrument_redis(client)  # a CLIENT span per command
 
 
 class VersionedMemo:

@@ -1,7 +1,7 @@
 """Outgoing gRPC: channels with a retry policy and an interceptor that propagates context.
 
-Every call gets a deadline (the caller's, else ``default_timeout``), ``x-request-id`` and a child
-``traceparent``.  Retries are done by gRPC itself (service config) and only for UNAVAILABLE on the
+Every call gets a deadline (the caller's, else ``default_timeout``), ``x-request-id``, and an
+OpenTelemetry CLIENT span whose ``traceparent`` goes along as metadata.  Retries are done by gRPC itself (service config) and only for UNAVAILABLE on the
 methods the caller declares idempotent.
 """
 
@@ -28,9 +28,6 @@ def _metadata(existing: Any) -> list[tuple[str, str]]:
     rid = telemetry.request_id_var.get()
     if rid and "x-request-id" not in keys:
         md.append(("x-request-id", rid))
-    if "traceparent" not in keys:
-        tp = telemetry.continue_or_start_trace(telemetry.traceparent_var.get())
-        md.append(("traceparent", tp.header()))
     return md
 
 
@@ -85,5 +82,5 @@ def channel(addr: str, *, idempotent: Iterable[str] = (), default_timeout: float
     return grpc.aio.insecure_channel(
         addr,
         options=[*CHANNEL_OPTIONS, ("grpc.service_config", service_config(idempotent))],
-        interceptors=[_ContextInterceptor(default_timeout)],
+        interceptors=[_ContextInterceptor(default_timeout), *telemetry.grpc_client_interceptors()],
     )

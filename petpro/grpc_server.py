@@ -103,7 +103,8 @@ async def start(app: App, port: int | None = None) -> Running:
     for hook in app.on_start:
         await hook()
     server = grpc.aio.server(
-        interceptors=[KitServerInterceptor(), *app.interceptors], options=list(SERVER_OPTIONS)
+        interceptors=[*telemetry.grpc_server_interceptors(), KitServerInterceptor(), *app.interceptors],
+        options=list(SERVER_OPTIONS),
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -150,15 +151,20 @@ async def serve(app: App) -> None:
 
 
 def main(build: Callable[[Any], App], settings: ServiceSettings) -> None:
-    """Entry point of ``python -m <service>``: logging, uvloop, build, serve."""
+    """Entry point of ``python -m <service>``: logging, tracing, uvloop, build, serve."""
     import uvloop
 
-    telemetry.configure_logging(build.__module__.split(".")[0], settings.log_level)
+    service = build.__module__.split(".")[0]
+    telemetry.configure_logging(service, settings.log_level)
+    telemetry.setup_tracing(service)
 
     async def _run() -> None:
         await serve(build(settings))
 
-    uvloop.run(_run())  # (uvloop.install() is deprecated)
+    try:
+        uvloop.run(_run())  # (uvloop.install() is deprecated)
+    finally:
+        telemetry.shutdown_tracing()  # flush the last spans
 
 
 def periodic(name: str, interval: float, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:

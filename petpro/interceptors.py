@@ -1,8 +1,9 @@
 """The one server interceptor every PetPro gRPC server runs.
 
 Per RPC it:
-1. binds the request id (``x-request-id``, generated when absent) and W3C trace context
-   (``traceparent``) to context variables, so logs and outgoing calls carry them;
+1. binds the request id (``x-request-id``, generated when absent) to a context variable, so logs and
+   outgoing calls carry it (the W3C trace context is the OpenTelemetry interceptor's, which runs
+   outside this one);
 2. validates the request with protovalidate (rules declared in the protos) → INVALID_ARGUMENT with a
    ``google.rpc.BadRequest`` naming each offending field;
 3. maps :class:`petpro.errors.DomainError` to its status with ``google.rpc.ErrorInfo`` (and
@@ -127,7 +128,6 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     def _begin(self, md: dict[str, str]) -> str:
         rid = md.get("x-request-id") or uuid.uuid4().hex
         telemetry.request_id_var.set(rid)
-        telemetry.traceparent_var.set(telemetry.continue_or_start_trace(md.get("traceparent")).header())
         return rid
 
     async def _check(self, request: Any, context: grpc.aio.ServicerContext) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from kafka import KafkaProducer
+from opentelemetry.trace import StatusCode
 from sqlalchemy import Row, text
 
 from petpro import telemetry
@@ -29,6 +30,11 @@ CLAIM = text(
     "SELECT id, event_id, topic, key, event_type, payload, traceparent, created_at FROM outbox"
     " WHERE sent_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# lag: how many rows wait and for how long (the partial index on unsent rows keeps this cheap)
+LAG = text(
+    "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest"
+    " FROM outbox WHERE sent_at IS NULL"
+)
 MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 NOTIFY_CHANNEL = "outbox"
 
@@ -36,7 +42,7 @@ NOTIFY_CHANNEL = "outbox"
 class OutboxRelay:
     def __init__(self, db: Database, producer_factory: Callable[[], KafkaProducer], *, source: str,
                  listen_dsn: str | None = None, batch_size: int = 500, idle_poll_seconds: float = 1.0,
-                 max_backoff_seconds: float = 5.0) -> None:
+                 max_backoff_seconds: float = 5.0, lag_interval_seconds: float = 5.0) -> None:
         self.db = db
         self.producer_factory = producer_factory
         self.source = source
@@ -44,14 +50,17 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_poll = idle_poll_seconds
         self.max_backoff = max_backoff_seconds
+        self.lag_interval = lag_interval_seconds
         self._producer: KafkaProducer | None = None
         self._wake = asyncio.Event()
+        self._lag_measured = float("-inf")
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self.listen_dsn else None
         backoff = 0.1
         try:
             while True:
+                await self._measure_lag_now_and_then()
                 try:
                     sent = await self.publish_batch()
                     backoff = 0.1
@@ -73,6 +82,25 @@ class OutboxRelay:
                 listener.cancel()
             await asyncio.to_thread(self._close_producer)
 
+    async def measure_lag(self) -> tuple[int, float]:
+        """Set the outbox lag gauges: unpublished rows and the age of the oldest one (seconds)."""
+        async with self.db.reader() as conn:
+            row = (await conn.execute(LAG)).one()
+        pending, oldest = int(row.pending), float(row.oldest)
+        telemetry.OUTBOX_PENDING.set(pending)
+        telemetry.OUTBOX_OLDEST_AGE.set(oldest)
+        return pending, oldest
+
+    async def _measure_lag_now_and_then(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_measured < self.lag_interval:
+            return
+        self._lag_measured = now
+        try:
+            await self.measure_lag()
+        except Exception as exc:  # the publish attempt right after reports DB trouble
+            log.debug("outbox lag not measured: %s", exc)
+
     async def publish_batch(self) -> int:
         async with self.db.unit_of_work() as session:
             rows = (await session.execute(CLAIM, {"limit": self.batch_size})).all()
@@ -86,17 +114,30 @@ class OutboxRelay:
     def _produce(self, rows: Sequence[Row[Any]]) -> None:  # runs in a worker thread
         if self._producer is None:
             self._producer = self.producer_factory()
-        futures = [
-            self._producer.send(
-                r.topic, key=r.key.encode(), value=bytes(r.payload),
-                headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
-                                           traceparent=r.traceparent or None),
-            )
-            for r in rows
-        ]
-        self._producer.flush(timeout=10)
-        for f in futures:
-            f.get(timeout=10)  # raises if the broker did not acknowledge
+        # one PRODUCER span per event, child of the request that wrote it (its stored traceparent);
+        # the message carries the span's own traceparent, so the consumer continues the same trace
+        spans = [telemetry.start_producer_span(r.topic, parent_traceparent=r.traceparent or None, key=r.key,
+                                               message_id=str(r.event_id)) for r in rows]
+        try:
+            futures = [
+                self._producer.send(
+                    r.topic, key=r.key.encode(), value=bytes(r.payload),
+                    headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
+                                               traceparent=telemetry.traceparent_of(span) or r.traceparent or None),
+                )
+                for r, span in zip(rows, spans, strict=True)
+            ]
+            self._producer.flush(timeout=10)
+            for f in futures:
+                f.get(timeout=10)  # raises if the broker did not acknowledge
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, str(exc))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     def _close_producer(self) -> None:
         if self._producer is not None:

@@ -9,6 +9,7 @@
     petpro seed [FILE]                             load catalog data (default: the bundled demo clinics)
     petpro demo                                    the booking flow against the running stack, with timings
     petpro dlq [list | replay [P:OFFSET ...]]      dead-lettered notification events; replay them
+    petpro traces [TRACE_ID] [-n N]                recent traces of the stack, or one as a tree
     petpro env                                     the environment a client needs (export lines)
     petpro admin create-platform-admin --email E   the first platform admin (password: PETPRO_ADMIN_PASSWORD)
     petpro admin create-clinic --name N --time-zone TZ --admin-email E [--hours mon-fri=09:00-17:00 ...]
@@ -217,6 +218,28 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_traces(args: argparse.Namespace) -> int:
+    from petpro_dev.devstack import traces
+
+    stack = _stack()
+    directory = Path(os.environ.get("PETPRO_TRACES_DIR") or stack.ctx.home / "traces")
+    found = traces.by_trace(traces.load_spans(directory))
+    if not found:
+        print(f"no spans in {directory} yet (the stack's services write them there)")
+        return 0
+    if args.trace_id:
+        matches = [t for t in found if t.startswith(args.trace_id.lower())]
+        if len(matches) != 1:
+            print(f"{'no' if not matches else 'more than one'} trace matches {args.trace_id!r}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"trace {matches[0]}")
+        print(traces.render_tree(found[matches[0]]))
+        return 0
+    rows = [("TRACE", "START", "ROOT", "SERVICES", "SPANS", "DURATION"), *traces.summary_rows(found, args.lines)]
+    print(render_table(rows))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from petpro_dev.demo import run
 
@@ -303,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dlq-topic", default="booking.created.dlq")
     p.add_argument("--topic", default="booking.created")
     p.set_defaults(func=cmd_dlq)
+    p = sub.add_parser("traces", help="recent traces of the stack's services, or one trace as a tree")
+    p.add_argument("trace_id", nargs="?", help="a trace id (or a unique prefix) to print as a tree")
+    p.add_argument("-n", "--lines", type=int, default=20, help="how many recent traces to list")
+    p.set_defaults(func=cmd_traces)
     p = sub.add_parser("demo", help="run the booking flow against the running stack, step by step")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("admin", help="clinic onboarding: platform admin, a new clinic and its first admin")

@@ -107,8 +107,9 @@ def test_generated_code_has_its_own_import_root() -> None:
 
 
 def test_public_rest_routes() -> None:
-    """The REST API: MobileService (the BFF), BookingService's public catalog reads and the clinic
-    operations (ClinicStaffService); no other service and no other BookingService method has a route."""
+    """The REST API: MobileService (the BFF), BookingService's public catalog reads, AuthService's key
+    set and the clinic operations (ClinicAdminService, ClinicStaffService); no other service and no other
+    method of BookingService and AuthService has a route."""
     image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_PATH).read_bytes())
     routes = set()
     for f in image.file:
@@ -140,6 +141,8 @@ def test_public_rest_routes() -> None:
         ("GET", "/v1/me/notifications", ""),
         ("POST", "/v1/me/devices", "*"),
     }
+    auth = "petpro.auth.v1.AuthService"
+    assert {r for r in routes if r[0] == auth} == {(auth, "GET", "/.well-known/jwks.json", "")}
     staff = "petpro.auth.v1.ClinicStaffService"
     assert {r[1:] for r in routes if r[0] == staff} == {
         ("POST", "/v1/clinics/{clinic_id}/invitations", "*"),
@@ -165,7 +168,7 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/services/{service_id}:archive", "*"),
         ("GET", "/v1/clinics/{clinic_id}/bookings", ""),
     }
-    assert {r[0] for r in routes} == {booking, mobile, staff, admin}
+    assert {r[0] for r in routes} == {booking, mobile, auth, staff, admin}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------
