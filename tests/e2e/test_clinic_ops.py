@@ -5,6 +5,7 @@ an owner books, staff see the schedule.  Plus the role matrix, bad input, etags,
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 import uuid
@@ -392,3 +393,66 @@ async def test_dashboard_schedule_shows_the_chosen_day_and_updates_live(api: Api
         assert problems == [], problems
     finally:
         await ctx.close()
+
+
+async def test_a_clinic_systems_service_account_follows_its_clinics_grpc_feed(api: Api, clinic: Clinic,
+                                                                              other: Clinic):
+    import grpc
+
+    from .test_notifications import feed
+
+    r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/service-accounts", headers=bearer(clinic.admin),
+                         json={"name": "Reception screen", "role": "CLINIC_ROLE_STAFF"})
+    assert r.status_code in (200, 201), r.text
+    creds = r.json()
+    r = await api.c.post("/v1/auth/service-token", json={"client_id": creds["account"]["client_id"],
+                                                          "client_secret": creds["client_secret"]})
+    token = r.json()["access_token"]
+    svc = await add_service(api, clinic, name="Feed check")
+    owner = await api.user()
+    booking_id = await book_and_pay(api, owner, await api.pet(owner), svc["service_id"],
+                                    (await free_slots(api, svc["service_id"], _day(11)))[0])
+
+    async def delivered() -> bool | None:
+        events = await feed(api, token, clinic.clinic_id, 0, 50, timeout=3)
+        return True if booking_id in {e.booking.booking_id for e in events} else None
+
+    assert await eventually(delivered, timeout=30)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await feed(api, token, other.clinic_id, 0, 1, timeout=5)
+    assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def next_dst_change(zone: ZoneInfo) -> tuple[dt.date, bool]:
+    """The next local day (at least a week ahead) whose UTC offset changes, and whether clocks go forward."""
+    day = _day(7)
+    for _ in range(400):
+        before = dt.datetime.combine(day, dt.time(0), zone).utcoffset()
+        after = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), zone).utcoffset()
+        if before != after:
+            assert before is not None and after is not None
+            return day, after > before
+        day += dt.timedelta(days=1)
+    raise AssertionError("no DST change within a year")
+
+
+async def test_availability_on_the_next_dst_day_has_no_missing_or_doubled_slot(api: Api, root: str):
+    """Through the REST edge: a clinic open 01:00-05:00 on the next day Berlin changes its clocks."""
+    day, forward = next_dst_change(BERLIN)
+    weekday = day.strftime("%A").upper()
+    r = await api.c.post("/v1/clinics", headers=bearer(root), json={
+        "name": "Night Owl Vets", "time_zone": "Europe/Berlin",
+        "opening_hours": [{"weekday": f"WEEKDAY_{weekday}", "open_time": "01:00", "close_time": "05:00"}]})
+    assert r.status_code == 201, r.text
+    c = Clinic(r.json()["clinic"]["clinic_id"], root, root, "")
+    svc = await add_service(api, c, name="Hourly", duration_minutes=60, max_horizon_days=365)
+    r = await api.c.get(f"/v1/services/{svc['service_id']}/availability", params={"date": day.isoformat()})
+    assert r.status_code == 200, r.text
+    starts = [dt.datetime.fromisoformat(s["start_time"].replace("Z", "+00:00")) for s in r.json()["slots"]]
+    local = [s.astimezone(BERLIN).strftime("%H:%M%z") for s in starts]
+    if forward:  # 02:00 does not exist that night: three real hours
+        assert local == ["01:00+0100", "03:00+0200", "04:00+0200"]
+    else:  # 02:00-03:00 happens twice: five real hours, each slot once
+        assert local == ["01:00+0200", "02:00+0200", "02:00+0100", "03:00+0100", "04:00+0100"]
+    assert len(set(starts)) == len(starts)
+    assert all(b - a == dt.timedelta(hours=1) for a, b in itertools.pairwise(starts))
