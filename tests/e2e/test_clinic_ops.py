@@ -8,6 +8,8 @@ import datetime as dt
 import itertools
 import os
 import re
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -456,3 +458,37 @@ async def test_availability_on_the_next_dst_day_has_no_missing_or_doubled_slot(a
         assert local == ["01:00+0200", "02:00+0200", "02:00+0100", "03:00+0100", "04:00+0100"]
     assert len(set(starts)) == len(starts)
     assert all(b - a == dt.timedelta(hours=1) for a, b in itertools.pairwise(starts))
+
+
+def _petpro(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "petpro_dev", *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+async def test_petpro_admin_create_clinic_onboards_through_the_api(api: Api):
+    """The CLI a fresh install starts with: platform admin (entry point), clinic and admin invitation (REST)."""
+    import asyncio
+
+    settings = api.stack.ctx.settings
+    env = {**os.environ, **api.stack.env(), "PETPRO_HOME": str(settings.home), "PETPRO_PORT_BASE": str(settings.port_base),
+           "PETPRO_ADMIN_PASSWORD": "cli-platform-1"}
+    admin_email = _email("cli-admin")
+    result = await asyncio.to_thread(
+        _petpro, ["admin", "create-clinic", "--email", _email("cli-root"), "--name", "CLI Vets",
+                  "--time-zone", "Europe/Vienna", "--admin-email", admin_email,
+                  "--hours", "mon-fri=08:00-12:00,13:00-17:00", "--hours", "sat=09:00-12:00"], env)
+    assert result.returncode == 0, result.stderr
+    clinic_id = re.search(r"clinic_id ([0-9a-f-]{36})", result.stdout)[1]
+    r = await api.c.get("/v1/clinics", params={"page_size": 100})
+    clinics = {c["clinic_id"]: c for c in r.json()["clinics"]}
+    while clinic_id not in clinics and r.json()["next_page_token"]:
+        r = await api.c.get("/v1/clinics", params={"page_size": 100, "page_token": r.json()["next_page_token"]})
+        clinics.update({c["clinic_id"]: c for c in r.json()["clinics"]})
+    clinic = clinics[clinic_id]
+    assert (clinic["name"], clinic["time_zone"]) == ("CLI Vets", "Europe/Vienna")
+    assert len(clinic["opening_hours"]) == 11  # two intervals on five weekdays, one on Saturday
+    user = await accept_invitation(api, admin_email)
+    assert user["memberships"] == [{"clinic_id": clinic_id, "role": "CLINIC_ROLE_ADMIN"}]
+    bad = await asyncio.to_thread(
+        _petpro, ["admin", "create-clinic", "--name", "X", "--time-zone", "Mars/Base", "--admin-email", _email("x")], env)
+    assert bad.returncode != 0 and "TIME_ZONE_UNKNOWN" in bad.stderr
