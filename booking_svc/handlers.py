@@ -375,7 +375,8 @@ class ClinicAdminHandlers:
                 if outside_schedule(clinic, b.start, b.end)]
 
     # -- clinics -----------------------------------------------------------------------------------
-    async def create_clinic(self, caller: Principal, profile: ClinicProfile, hours: WeeklyHours) -> Clinic:
+    async def create_clinic(self, caller: Principal, profile: ClinicProfile, hours: WeeklyHours,
+                            request_id: uuid.UUID | None = None) -> Clinic:
         require_platform_admin(caller)
         violations = []
         if not profile.name.strip():
@@ -386,7 +387,11 @@ class ClinicAdminHandlers:
         clinic = Clinic(uuid.uuid4(), profile.name.strip(), profile.time_zone, hours.check(), profile.address.strip(),
                         profile.phone.strip(), profile.email.strip().lower())
         async with self.uow() as repo:
-            await repo.add_clinic(clinic)
+            stored = await repo.add_clinic(clinic, request_id)
+            if stored != clinic.id:  # a retry (AIP-155): the first answer
+                first = await repo.clinic(stored)
+                assert first is not None
+                return first
             await repo.bump_catalog()
         return clinic
 
@@ -473,14 +478,20 @@ class ClinicAdminHandlers:
                 await repo.bump_catalog()
 
     # -- services ----------------------------------------------------------------------------------
-    async def create_service(self, caller: Principal, clinic_id: uuid.UUID, draft: Service) -> Service:
+    async def create_service(self, caller: Principal, clinic_id: uuid.UUID, draft: Service,
+                             request_id: uuid.UUID | None = None) -> Service:
         require_clinic(caller, str(clinic_id), admin=True)
         svc = replace(draft, id=uuid.uuid4(), clinic_id=clinic_id, name=draft.name.strip(),
                       description=draft.description.strip(), archived=False, version=1)
         svc.check_rules()
         async with self.uow() as repo:
             await self._clinic_locked(repo, clinic_id)
-            await repo.add_service(svc)
+            stored = await repo.add_service(svc, request_id)
+            if stored != svc.id:  # a retry (AIP-155): the first answer, if it is this clinic's
+                first = await repo.service(stored)
+                if first is None or first.clinic_id != clinic_id:
+                    raise IdempotencyKeyReused("this request_id was used for another clinic's service")
+                return first
             await repo.bump_catalog()
         return svc
 

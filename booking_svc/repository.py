@@ -72,6 +72,7 @@ clinics = Table(
     Column("opening_hours", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("version", Integer, nullable=False, server_default="1"),
+    Column("request_id", Uuid, unique=True),
 )
 services = Table(
     "services", metadata,
@@ -90,6 +91,7 @@ services = Table(
     Column("active", Boolean, nullable=False, server_default=true()),
     Column("archived_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False, server_default="1"),
+    Column("request_id", Uuid, unique=True),
 )
 closures = Table(
     "closures", metadata,
@@ -301,10 +303,18 @@ class BookingRepository:
         await self.s.execute(update(catalog_state).where(catalog_state.c.id == 1)
                              .values(version=catalog_state.c.version + 1))
 
-    async def add_clinic(self, clinic: Clinic) -> None:
-        await self.s.execute(insert(clinics).values(
+    async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Insert; with a ``request_id`` already used, nothing is inserted and the first clinic's id returned."""
+        stmt = pg_insert(clinics).values(
             id=clinic.id, name=clinic.name, time_zone=clinic.time_zone, address=clinic.address, phone=clinic.phone,
-            email=clinic.email, opening_hours=hours_json(clinic.opening_hours), version=clinic.version))
+            email=clinic.email, opening_hours=hours_json(clinic.opening_hours), version=clinic.version,
+            request_id=request_id)
+        if request_id is None:
+            await self.s.execute(stmt)
+            return clinic.id
+        await self.s.execute(stmt.on_conflict_do_nothing(index_elements=["request_id"]))
+        return uuid.UUID(str((await self.s.execute(
+            select(clinics.c.id).where(clinics.c.request_id == request_id))).scalar_one()))
 
     async def save_clinic(self, clinic: Clinic) -> None:
         """Write profile + weekly hours, version + 1 (the caller holds the row lock)."""
@@ -313,8 +323,16 @@ class BookingRepository:
             email=clinic.email, opening_hours=hours_json(clinic.opening_hours), version=clinics.c.version + 1))
         clinic.version += 1
 
-    async def add_service(self, svc: Service) -> None:
-        await self.s.execute(insert(services).values(id=svc.id, version=svc.version, **_service_values(svc)))
+    async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Insert; with a ``request_id`` already used, nothing is inserted and the first service's id returned."""
+        stmt = pg_insert(services).values(id=svc.id, version=svc.version, request_id=request_id,
+                                          **_service_values(svc))
+        if request_id is None:
+            await self.s.execute(stmt)
+            return svc.id
+        await self.s.execute(stmt.on_conflict_do_nothing(index_elements=["request_id"]))
+        return uuid.UUID(str((await self.s.execute(
+            select(services.c.id).where(services.c.request_id == request_id))).scalar_one()))
 
     async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
         values = {**_service_values(svc), "version": services.c.version + 1}

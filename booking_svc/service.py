@@ -248,7 +248,8 @@ class ClinicAdminServicer(clinic_admin_pb2_grpc.ClinicAdminServiceServicer):
     async def CreateClinic(self, request, context):
         caller = await self.authn.principal(context)
         clinic = await self.h.create_clinic(caller, _profile(request.clinic),
-                                            _weekly(request.clinic.opening_hours, "clinic.opening_hours"))
+                                            _weekly(request.clinic.opening_hours, "clinic.opening_hours"),
+                                            uid(request.request_id, "request_id") if request.request_id else None)
         return clinic_admin_pb2.CreateClinicResponse(clinic=clinic_pb(clinic))
 
     async def UpdateClinic(self, request, context):
@@ -303,7 +304,8 @@ class ClinicAdminServicer(clinic_admin_pb2_grpc.ClinicAdminServiceServicer):
     async def CreateService(self, request, context):
         caller = await self.authn.principal(context)
         svc = await self.h.create_service(caller, uid(request.clinic_id, "clinic_id"),
-                                          _draft(request.service, creating=True))
+                                          _draft(request.service, creating=True),
+                                          uid(request.request_id, "request_id") if request.request_id else None)
         return clinic_admin_pb2.CreateServiceResponse(service=service_pb(svc))
 
     async def UpdateService(self, request, context):

@@ -134,6 +134,15 @@ async def test_new_clinic_is_staffed_given_services_and_booked_through_the_api(a
     assert sorted(m["role"] for m in r.json()["members"]) == ["CLINIC_ROLE_ADMIN", "CLINIC_ROLE_STAFF"]
     svc = await add_service(api, clinic, species_allowed=["SPECIES_CAT"], min_notice_minutes=60)
     assert svc["active"] and svc["etag"]
+    key = str(uuid.uuid4())  # a create retried with its request_id (AIP-155) answers the first service
+    body = {"name": "Retry-safe", "duration_minutes": 20, "price": {"amount_minor": 900, "currency": "EUR"},
+            "capacity": 1}
+    first, again = [await api.c.post(f"/v1/clinics/{clinic.clinic_id}/services", params={"request_id": key},
+                                     headers=bearer(clinic.admin), json=body) for _ in range(2)]
+    assert first.json()["service"]["service_id"] == again.json()["service"]["service_id"], (first.text, again.text)
+    r = await api.c.post(f"/v1/services/{first.json()['service']['service_id']}:archive",
+                         headers=bearer(clinic.admin), json={})
+    assert r.status_code == 200, r.text
     listed = (await api.c.get(f"/v1/clinics/{clinic.clinic_id}/services")).json()["services"]
     assert [s["service_id"] for s in listed] == [svc["service_id"]]  # public catalog
 

@@ -211,3 +211,16 @@ async def test_service_account_secret_is_hashed_and_rotation_revokes(staff_env):
     with pytest.raises(Exception) as exc:
         await auth.login(store.users[creds.client_id].email, new_secret)  # no password login for machines
     assert getattr(exc.value, "reason", "") == "INVALID_CREDENTIALS"
+
+
+async def test_create_retried_with_its_request_id_returns_the_first_result(world):
+    _, h, store, clinic, _, admin = world
+    key = uuid.uuid4()
+    draft = Service(uuid.uuid4(), clinic.id, "Vaccination", 15, 3000, "EUR")
+    first = await h.create_service(admin, clinic.id, draft, key)
+    again = await h.create_service(admin, clinic.id, draft, key)
+    assert again.id == first.id and len(store.services) == 2  # the fixture's + one
+    root = who({"PLATFORM_ADMIN"})
+    c1 = await h.create_clinic(root, ClinicProfile(name="New", time_zone="UTC"), WeeklyHours(()), key_c := uuid.uuid4())
+    c2 = await h.create_clinic(root, ClinicProfile(name="New", time_zone="UTC"), WeeklyHours(()), key_c)
+    assert c1.id == c2.id and len(store.clinics) == 2

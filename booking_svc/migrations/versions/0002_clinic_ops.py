@@ -17,6 +17,9 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("clinics", sa.Column("version", sa.Integer(), nullable=False, server_default="1"))
+    # idempotency keys of CreateClinic / CreateService (AIP-155); NULL for seeded rows
+    op.add_column("clinics", sa.Column("request_id", sa.Uuid(), unique=True))
+    op.add_column("services", sa.Column("request_id", sa.Uuid(), unique=True))
     for name, col in [
         ("species_allowed", sa.Column("species_allowed", postgresql.ARRAY(sa.String(32)), nullable=False,
                                       server_default="{}")),
@@ -63,7 +66,8 @@ def downgrade() -> None:
     op.drop_table("catalog_state")
     op.drop_table("day_overrides")
     op.drop_table("closures")
-    for name in ("version", "archived_at", "active", "max_horizon_days", "min_notice_minutes",
+    for name in ("request_id", "version", "archived_at", "active", "max_horizon_days", "min_notice_minutes",
                  "buffer_after_minutes", "species_allowed"):
         op.drop_column("services", name)
+    op.drop_column("clinics", "request_id")
     op.drop_column("clinics", "version")

@@ -46,6 +46,7 @@ class BookingStore:
     bookings: dict[uuid.UUID, Booking] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
     catalog_version: int = 1
+    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic/service id
 
 
 def _after(key: tuple[str, str], after: tuple[str, ...] | None) -> bool:
@@ -89,8 +90,13 @@ class FakeBookingRepository:
     async def bump_catalog(self) -> None:
         self.s.catalog_version += 1
 
-    async def add_clinic(self, clinic: Clinic) -> None:
+    async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
         self.s.clinics[clinic.id] = copy.deepcopy(clinic)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = clinic.id
+        return clinic.id
 
     async def save_clinic(self, clinic: Clinic) -> None:
         stored = self.s.clinics[clinic.id]
@@ -98,8 +104,13 @@ class FakeBookingRepository:
                                             overrides=stored.overrides, version=stored.version + 1)
         clinic.version += 1
 
-    async def add_service(self, svc: Service) -> None:
+    async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
         self.s.services[svc.id] = copy.deepcopy(svc)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = svc.id
+        return svc.id
 
     async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
         stored = self.s.services[svc.id]

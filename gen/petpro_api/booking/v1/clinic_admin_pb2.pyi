@@ -160,6 +160,9 @@ class CreateClinicRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CLINIC_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional idempotency key (UUID, AIP-155): a retry with the same key returns the first clinic."""
     @_builtins.property
     def clinic(self) -> _booking_pb2.Clinic:
         """The clinic: name and time_zone required; clinic_id is assigned."""
@@ -168,10 +171,11 @@ class CreateClinicRequest(_message.Message):
         self,
         *,
         clinic: _booking_pb2.Clinic | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["clinic", b"clinic"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic", b"clinic"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic", b"clinic", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -585,8 +589,11 @@ class CreateServiceRequest(_message.Message):
 
     CLINIC_ID_FIELD_NUMBER: _builtins.int
     SERVICE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     clinic_id: _builtins.str
     """Clinic UUID."""
+    request_id: _builtins.str
+    """Optional idempotency key (UUID, AIP-155): a retry with the same key returns the first service."""
     @_builtins.property
     def service(self) -> _booking_pb2.Service:
         """The service: name, duration_minutes, price and capacity required; service_id is assigned."""
@@ -596,10 +603,11 @@ class CreateServiceRequest(_message.Message):
         *,
         clinic_id: _builtins.str = ...,
         service: _booking_pb2.Service | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["service", b"service"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "request_id", b"request_id", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
