@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from auth_svc.domain import (
     ROLE_CLINIC_STAFF,
@@ -36,7 +37,7 @@ from auth_svc.domain import (
 )
 from auth_svc.ports import AuthRepository, UnitOfWork
 from petpro import paging
-from petpro.authn import Principal, require_clinic
+from petpro.authn import Principal, bearer, metadata, require_clinic
 from petpro.db import utcnow
 
 
@@ -175,9 +176,23 @@ class ServiceCredentials:
     created_at: datetime
 
 
+class LocalAuthenticator:
+    """The kit's authenticator interface (``validate(token)`` / ``principal(context)`` → Principal) for
+    auth_svc's own client-facing service: tokens are checked here, not over gRPC."""
+
+    def __init__(self, auth: AuthHandlers) -> None:
+        self.auth = auth
+
+    async def validate(self, token: str) -> Principal:
+        return principal_of(await self.auth.validate(token))
+
+    async def principal(self, context: Any) -> Principal:
+        return await self.validate(bearer(metadata(context)))
+
+
 class ClinicStaffHandlers:
     """Invitations, memberships and the service accounts of clinic systems.  Every method takes the
-    caller's validated claims first and checks membership of the clinic it names."""
+    authenticated caller first and checks membership of the clinic it names."""
 
     def __init__(self, auth: AuthHandlers, send_invitation: InvitationSender, *,
                  invitation_ttl: timedelta = timedelta(hours=72)) -> None:
@@ -189,8 +204,8 @@ class ClinicStaffHandlers:
         self.send_invitation = send_invitation
         self.invitation_ttl = invitation_ttl
 
-    async def invite(self, caller: Claims, clinic_id: uuid.UUID, email: str, role: str) -> Invitation:
-        require_clinic(principal_of(caller), str(clinic_id), admin=True)
+    async def invite(self, caller: Principal, clinic_id: uuid.UUID, email: str, role: str) -> Invitation:
+        require_clinic(caller, str(clinic_id), admin=True)
         now = self.clock()
         token = new_invitation_token()
         inv = Invitation(id=uuid.uuid4(), clinic_id=clinic_id, email=normalize_email(email), role=role,
@@ -237,15 +252,15 @@ class ClinicStaffHandlers:
         assert found is not None
         return found
 
-    async def list_staff(self, caller: Claims, clinic_id: uuid.UUID, size: int, token: str) -> tuple[list[Member], str]:
-        require_clinic(principal_of(caller), str(clinic_id))
+    async def list_staff(self, caller: Principal, clinic_id: uuid.UUID, size: int, token: str) -> tuple[list[Member], str]:
+        require_clinic(caller, str(clinic_id))
         limit = paging.page_size(size)
         async with self.read() as repo:
             rows = await repo.list_members(clinic_id, paging.decode(token), limit)
         return rows, paging.next_token(rows, limit, lambda m: (m.email, str(m.user_id)))
 
-    async def remove_staff(self, caller: Claims, clinic_id: uuid.UUID, user_id: uuid.UUID) -> None:
-        require_clinic(principal_of(caller), str(clinic_id), admin=True)
+    async def remove_staff(self, caller: Principal, clinic_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        require_clinic(caller, str(clinic_id), admin=True)
         now = self.clock()
         async with self.uow() as repo:
             admins = await repo.clinic_admins(clinic_id, lock=True)
@@ -254,9 +269,9 @@ class ClinicStaffHandlers:
             if await repo.remove_membership(user_id, clinic_id):
                 await repo.revoke_user_sessions(user_id, now)  # tokens carrying the membership end now
 
-    async def create_service_account(self, caller: Claims, clinic_id: uuid.UUID, name: str,
+    async def create_service_account(self, caller: Principal, clinic_id: uuid.UUID, name: str,
                                      role: str) -> ServiceCredentials:
-        require_clinic(principal_of(caller), str(clinic_id), admin=True)
+        require_clinic(caller, str(clinic_id), admin=True)
         client_id, secret, now = uuid.uuid4(), new_refresh_secret(), self.clock()
         user = User(id=client_id, email=service_account_email(client_id), name=name.strip(),
                     password_hash=await asyncio.to_thread(self.passwords.hash, secret), roles=(ROLE_SERVICE,),
@@ -265,8 +280,8 @@ class ClinicStaffHandlers:
             await repo.add_user(user)
         return ServiceCredentials(client_id, clinic_id, user.name, role, secret, now)
 
-    async def rotate_secret(self, caller: Claims, clinic_id: uuid.UUID, client_id: uuid.UUID) -> str:
-        require_clinic(principal_of(caller), str(clinic_id), admin=True)
+    async def rotate_secret(self, caller: Principal, clinic_id: uuid.UUID, client_id: uuid.UUID) -> str:
+        require_clinic(caller, str(clinic_id), admin=True)
         secret, now = new_refresh_secret(), self.clock()
         hashed = await asyncio.to_thread(self.passwords.hash, secret)
         async with self.uow() as repo:

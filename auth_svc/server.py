@@ -11,7 +11,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from auth_svc.domain import Passwords, TokenIssuer
-from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, InvitationSender
+from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, InvitationSender, LocalAuthenticator
 from auth_svc.mail import InvitationMailer
 from auth_svc.ports import UnitOfWork
 from auth_svc.repository import SCHEMA, AuthRepository
@@ -84,7 +84,7 @@ def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOf
                 auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
             ),
             grpc_server.Registration(
-                clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server, ClinicStaffServicer(staff),
+                clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server, ClinicStaffServicer(staff, LocalAuthenticator(handlers)),
                 "petpro.auth.v1.ClinicStaffService",
             ),
         ],

@@ -9,8 +9,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_svc.domain import User
-from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, TokenPair
-from petpro.authn import bearer, metadata
+from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, LocalAuthenticator, TokenPair
 from petpro.convert import uid
 from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc, clinic_staff_pb2, clinic_staff_pb2_grpc
 
@@ -93,11 +92,12 @@ class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
     """Authenticates the caller first (auth_svc verifies its own tokens), then hands the claims to the
     use case, which checks membership of the clinic named in the request."""
 
-    def __init__(self, handlers: ClinicStaffHandlers) -> None:
+    def __init__(self, handlers: ClinicStaffHandlers, authn: LocalAuthenticator) -> None:
         self.h = handlers
+        self.authn = authn
 
     async def _caller(self, context):
-        return await self.h.auth.validate(bearer(metadata(context)))
+        return await self.authn.principal(context)
 
     async def InviteStaff(self, request, context):
         caller = await self._caller(context)

@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth_svc.domain import InvitationInvalid, LastClinicAdmin, Passwords, TokenIssuer, TokenRevoked, User
-from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers
+from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, principal_of
 from booking_svc.domain import Clinic, EtagMismatch, Interval, Pet, Service
 from booking_svc.handlers import (
     BookingHandlers,
@@ -147,8 +147,8 @@ def staff_env():
     return auth, ClinicStaffHandlers(auth, send, invitation_ttl=timedelta(hours=1)), store, sent
 
 
-async def login_claims(auth: AuthHandlers, email: str, password: str):
-    return await auth.validate((await auth.login(email, password)).access_token)
+async def login_claims(auth: AuthHandlers, email: str, password: str) -> Principal:
+    return principal_of(await auth.validate((await auth.login(email, password)).access_token))
 
 
 async def test_invitation_accept_once_then_staff_removal_ends_the_session(staff_env):
