@@ -116,7 +116,8 @@ class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
         rows, token = await self.h.list_staff(caller, uid(request.clinic_id, "clinic_id"), request.page_size,
                                               request.page_token)
         return clinic_staff_pb2.ListStaffResponse(members=[
-            clinic_staff_pb2.StaffMember(user_id=str(m.user_id), email=m.email, name=m.name, role=_clinic_role(m.role))
+            clinic_staff_pb2.StaffMember(user_id=str(m.user_id), email=m.email, name=m.name, role=_clinic_role(m.role),
+                                         service_account=m.service_account)
             for m in rows], next_page_token=token)
 
     async def RemoveStaff(self, request, context):

@@ -329,6 +329,9 @@ async def test_service_account_token_is_scoped_to_its_clinic_and_rotatable(api: 
                             headers=bearer(token))).status_code == 200
     assert (await api.c.get(f"/v1/clinics/{other.clinic_id}/bookings", params=window,
                             headers=bearer(token))).status_code == 404
+    members = (await api.c.get(f"/v1/clinics/{clinic.clinic_id}/staff", headers=bearer(clinic.admin),
+                               params={"page_size": 100})).json()["members"]
+    assert {m["user_id"]: m["service_account"] for m in members}[client_id] is True
     r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/service-accounts/{client_id}:rotate-secret",
                          headers=bearer(clinic.admin), json={})
     assert r.status_code == 200, r.text

@@ -29,7 +29,7 @@ from petpro_api.auth.v1 import auth_pb2 as petpro_dot_auth_dot_v1_dot_auth__pb2
 from petpro_api.common.v1 import options_pb2 as petpro_dot_common_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!petpro/auth/v1/clinic_staff.proto\x12\x0epetpro.auth.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19petpro/auth/v1/auth.proto\x1a\x1epetpro/common/v1/options.proto\"\xd1\x01\n\nInvitation\x12\x15\n\rinvitation_id\x18\x01 \x01(\t\x12\x11\n\tclinic_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12(\n\x04role\x18\x04 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"e\n\x0bStaffMember\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04role\x18\x04 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\"\x9f\x01\n\x0eServiceAccount\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\tclinic_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04role\x18\x04 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\x12InviteStaffRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x05\x65mail\x18\x02 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x34\n\x04role\x18\x03 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"E\n\x13InviteStaffResponse\x12.\n\ninvitation\x18\x01 \x01(\x0b\x32\x1a.petpro.auth.v1.Invitation\"~\n\x17\x41\x63\x63\x65ptInvitationRequest\x12,\n\x05token\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x10\x18\xc8\x01\x32\x11^[A-Za-z0-9_.-]+$\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\">\n\x18\x41\x63\x63\x65ptInvitationResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"k\n\x10ListStaffRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"Z\n\x11ListStaffResponse\x12,\n\x07members\x18\x01 \x03(\x0b\x32\x1b.petpro.auth.v1.StaffMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x12RemoveStaffRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x19\n\x07user_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\x15\n\x13RemoveStaffResponse\"\x89\x01\n\x1b\x43reateServiceAccountRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x17\n\x04name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x34\n\x04role\x18\x03 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"f\n\x1c\x43reateServiceAccountResponse\x12/\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1e.petpro.auth.v1.ServiceAccount\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"]\n!RotateServiceAccountSecretRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1b\n\tclient_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\";\n\"RotateServiceAccountSecretResponse\x12\x15\n\rclient_secret\x18\x01 \x01(\t\"Z\n\x18IssueServiceTokenRequest\x12\x1b\n\tclient_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\rclient_secret\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\"Y\n\x19IssueServiceTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x32\xdb\x08\n\x12\x43linicStaffService\x12\x8c\x01\n\x0bInviteStaff\x12\".petpro.auth.v1.InviteStaffRequest\x1a#.petpro.auth.v1.InviteStaffResponse\"4\x8a\xb5\x18\x02\x18\x01\x82\xd3\xe4\x93\x02(\"#/v1/clinics/{clinic_id}/invitations:\x01*\x12\x8e\x01\n\x10\x41\x63\x63\x65ptInvitation\x12\'.petpro.auth.v1.AcceptInvitationRequest\x1a(.petpro.auth.v1.AcceptInvitationResponse\"\'\x8a\xb5\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/invitations:accept:\x01*\x12}\n\tListStaff\x12 .petpro.auth.v1.ListStaffRequest\x1a!.petpro.auth.v1.ListStaffResponse\"+\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/clinics/{clinic_id}/staff\x12\x8d\x01\n\x0bRemoveStaff\x12\".petpro.auth.v1.RemoveStaffRequest\x1a#.petpro.auth.v1.RemoveStaffResponse\"5\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02)*\'/v1/clinics/{clinic_id}/staff/{user_id}\x12\xac\x01\n\x14\x43reateServiceAccount\x12+.petpro.auth.v1.CreateServiceAccountRequest\x1a,.petpro.auth.v1.CreateServiceAccountResponse\"9\x8a\xb5\x18\x02\x18\x01\x82\xd3\xe4\x93\x02-\"(/v1/clinics/{clinic_id}/service-accounts:\x01*\x12\xd2\x01\n\x1aRotateServiceAccountSecret\x12\x31.petpro.auth.v1.RotateServiceAccountSecretRequest\x1a\x32.petpro.auth.v1.RotateServiceAccountSecretResponse\"M\x82\xd3\xe4\x93\x02G\"B/v1/clinics/{clinic_id}/service-accounts/{client_id}:rotate-secret:\x01*\x12\x91\x01\n\x11IssueServiceToken\x12(.petpro.auth.v1.IssueServiceTokenRequest\x1a).petpro.auth.v1.IssueServiceTokenResponse\"\'\x8a\xb5\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/auth/service-token:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!petpro/auth/v1/clinic_staff.proto\x12\x0epetpro.auth.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19petpro/auth/v1/auth.proto\x1a\x1epetpro/common/v1/options.proto\"\xd1\x01\n\nInvitation\x12\x15\n\rinvitation_id\x18\x01 \x01(\t\x12\x11\n\tclinic_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12(\n\x04role\x18\x04 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\x0bStaffMember\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04role\x18\x04 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\x12\x17\n\x0fservice_account\x18\x05 \x01(\x08\"\x9f\x01\n\x0eServiceAccount\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x11\n\tclinic_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12(\n\x04role\x18\x04 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x85\x01\n\x12InviteStaffRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x05\x65mail\x18\x02 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x34\n\x04role\x18\x03 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"E\n\x13InviteStaffResponse\x12.\n\ninvitation\x18\x01 \x01(\x0b\x32\x1a.petpro.auth.v1.Invitation\"~\n\x17\x41\x63\x63\x65ptInvitationRequest\x12,\n\x05token\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x10\x18\xc8\x01\x32\x11^[A-Za-z0-9_.-]+$\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\">\n\x18\x41\x63\x63\x65ptInvitationResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"k\n\x10ListStaffRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"Z\n\x11ListStaffResponse\x12,\n\x07members\x18\x01 \x03(\x0b\x32\x1b.petpro.auth.v1.StaffMember\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"L\n\x12RemoveStaffRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x19\n\x07user_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"\x15\n\x13RemoveStaffResponse\"\x89\x01\n\x1b\x43reateServiceAccountRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x17\n\x04name\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x34\n\x04role\x18\x03 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRoleB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\"f\n\x1c\x43reateServiceAccountResponse\x12/\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1e.petpro.auth.v1.ServiceAccount\x12\x15\n\rclient_secret\x18\x02 \x01(\t\"]\n!RotateServiceAccountSecretRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1b\n\tclient_id\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\";\n\"RotateServiceAccountSecretResponse\x12\x15\n\rclient_secret\x18\x01 \x01(\t\"Z\n\x18IssueServiceTokenRequest\x12\x1b\n\tclient_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\rclient_secret\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xc8\x01\"Y\n\x19IssueServiceTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x32\xdb\x08\n\x12\x43linicStaffService\x12\x8c\x01\n\x0bInviteStaff\x12\".petpro.auth.v1.InviteStaffRequest\x1a#.petpro.auth.v1.InviteStaffResponse\"4\x8a\xb5\x18\x02\x18\x01\x82\xd3\xe4\x93\x02(\"#/v1/clinics/{clinic_id}/invitations:\x01*\x12\x8e\x01\n\x10\x41\x63\x63\x65ptInvitation\x12\'.petpro.auth.v1.AcceptInvitationRequest\x1a(.petpro.auth.v1.AcceptInvitationResponse\"\'\x8a\xb5\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/invitations:accept:\x01*\x12}\n\tListStaff\x12 .petpro.auth.v1.ListStaffRequest\x1a!.petpro.auth.v1.ListStaffResponse\"+\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/clinics/{clinic_id}/staff\x12\x8d\x01\n\x0bRemoveStaff\x12\".petpro.auth.v1.RemoveStaffRequest\x1a#.petpro.auth.v1.RemoveStaffResponse\"5\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02)*\'/v1/clinics/{clinic_id}/staff/{user_id}\x12\xac\x01\n\x14\x43reateServiceAccount\x12+.petpro.auth.v1.CreateServiceAccountRequest\x1a,.petpro.auth.v1.CreateServiceAccountResponse\"9\x8a\xb5\x18\x02\x18\x01\x82\xd3\xe4\x93\x02-\"(/v1/clinics/{clinic_id}/service-accounts:\x01*\x12\xd2\x01\n\x1aRotateServiceAccountSecret\x12\x31.petpro.auth.v1.RotateServiceAccountSecretRequest\x1a\x32.petpro.auth.v1.RotateServiceAccountSecretResponse\"M\x82\xd3\xe4\x93\x02G\"B/v1/clinics/{clinic_id}/service-accounts/{client_id}:rotate-secret:\x01*\x12\x91\x01\n\x11IssueServiceToken\x12(.petpro.auth.v1.IssueServiceTokenRequest\x1a).petpro.auth.v1.IssueServiceTokenResponse\"\'\x8a\xb5\x18\x02\x08\x01\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/auth/service-token:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -89,37 +89,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVITATION']._serialized_start=205
   _globals['_INVITATION']._serialized_end=414
   _globals['_STAFFMEMBER']._serialized_start=416
-  _globals['_STAFFMEMBER']._serialized_end=517
-  _globals['_SERVICEACCOUNT']._serialized_start=520
-  _globals['_SERVICEACCOUNT']._serialized_end=679
-  _globals['_INVITESTAFFREQUEST']._serialized_start=682
-  _globals['_INVITESTAFFREQUEST']._serialized_end=815
-  _globals['_INVITESTAFFRESPONSE']._serialized_start=817
-  _globals['_INVITESTAFFRESPONSE']._serialized_end=886
-  _globals['_ACCEPTINVITATIONREQUEST']._serialized_start=888
-  _globals['_ACCEPTINVITATIONREQUEST']._serialized_end=1014
-  _globals['_ACCEPTINVITATIONRESPONSE']._serialized_start=1016
-  _globals['_ACCEPTINVITATIONRESPONSE']._serialized_end=1078
-  _globals['_LISTSTAFFREQUEST']._serialized_start=1080
-  _globals['_LISTSTAFFREQUEST']._serialized_end=1187
-  _globals['_LISTSTAFFRESPONSE']._serialized_start=1189
-  _globals['_LISTSTAFFRESPONSE']._serialized_end=1279
-  _globals['_REMOVESTAFFREQUEST']._serialized_start=1281
-  _globals['_REMOVESTAFFREQUEST']._serialized_end=1357
-  _globals['_REMOVESTAFFRESPONSE']._serialized_start=1359
-  _globals['_REMOVESTAFFRESPONSE']._serialized_end=1380
-  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_start=1383
-  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_end=1520
-  _globals['_CREATESERVICEACCOUNTRESPONSE']._serialized_start=1522
-  _globals['_CREATESERVICEACCOUNTRESPONSE']._serialized_end=1624
-  _globals['_ROTATESERVICEACCOUNTSECRETREQUEST']._serialized_start=1626
-  _globals['_ROTATESERVICEACCOUNTSECRETREQUEST']._serialized_end=1719
-  _globals['_ROTATESERVICEACCOUNTSECRETRESPONSE']._serialized_start=1721
-  _globals['_ROTATESERVICEACCOUNTSECRETRESPONSE']._serialized_end=1780
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=1782
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=1872
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=1874
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=1963
-  _globals['_CLINICSTAFFSERVICE']._serialized_start=1966
-  _globals['_CLINICSTAFFSERVICE']._serialized_end=3081
+  _globals['_STAFFMEMBER']._serialized_end=542
+  _globals['_SERVICEACCOUNT']._serialized_start=545
+  _globals['_SERVICEACCOUNT']._serialized_end=704
+  _globals['_INVITESTAFFREQUEST']._serialized_start=707
+  _globals['_INVITESTAFFREQUEST']._serialized_end=840
+  _globals['_INVITESTAFFRESPONSE']._serialized_start=842
+  _globals['_INVITESTAFFRESPONSE']._serialized_end=911
+  _globals['_ACCEPTINVITATIONREQUEST']._serialized_start=913
+  _globals['_ACCEPTINVITATIONREQUEST']._serialized_end=1039
+  _globals['_ACCEPTINVITATIONRESPONSE']._serialized_start=1041
+  _globals['_ACCEPTINVITATIONRESPONSE']._serialized_end=1103
+  _globals['_LISTSTAFFREQUEST']._serialized_start=1105
+  _globals['_LISTSTAFFREQUEST']._serialized_end=1212
+  _globals['_LISTSTAFFRESPONSE']._serialized_start=1214
+  _globals['_LISTSTAFFRESPONSE']._serialized_end=1304
+  _globals['_REMOVESTAFFREQUEST']._serialized_start=1306
+  _globals['_REMOVESTAFFREQUEST']._serialized_end=1382
+  _globals['_REMOVESTAFFRESPONSE']._serialized_start=1384
+  _globals['_REMOVESTAFFRESPONSE']._serialized_end=1405
+  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_start=1408
+  _globals['_CREATESERVICEACCOUNTREQUEST']._serialized_end=1545
+  _globals['_CREATESERVICEACCOUNTRESPONSE']._serialized_start=1547
+  _globals['_CREATESERVICEACCOUNTRESPONSE']._serialized_end=1649
+  _globals['_ROTATESERVICEACCOUNTSECRETREQUEST']._serialized_start=1651
+  _globals['_ROTATESERVICEACCOUNTSECRETREQUEST']._serialized_end=1744
+  _globals['_ROTATESERVICEACCOUNTSECRETRESPONSE']._serialized_start=1746
+  _globals['_ROTATESERVICEACCOUNTSECRETRESPONSE']._serialized_end=1805
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=1807
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=1897
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=1899
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=1988
+  _globals['_CLINICSTAFFSERVICE']._serialized_start=1991
+  _globals['_CLINICSTAFFSERVICE']._serialized_end=3106
 # @@protoc_insertion_point(module_scope)

@@ -76,6 +76,7 @@ class StaffMember(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    SERVICE_ACCOUNT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """User UUID."""
     email: _builtins.str
@@ -84,6 +85,8 @@ class StaffMember(_message.Message):
     """Display name."""
     role: _auth_pb2.ClinicRole.ValueType
     """Role in this clinic."""
+    service_account: _builtins.bool
+    """A clinic system's service account (`user_id` is its client id), not a person."""
     def __init__(
         self,
         *,
@@ -91,10 +94,11 @@ class StaffMember(_message.Message):
         email: _builtins.str = ...,
         name: _builtins.str = ...,
         role: _auth_pb2.ClinicRole.ValueType = ...,
+        service_account: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "role", b"role", "service_account", b"service_account", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -107,7 +107,7 @@ class ClinicStaffServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListStaff(self, request, context):
-        """Lists the members of a clinic, ordered by email. Members of the clinic.
+        """Lists the members of a clinic (people and service accounts), ordered by email. Members of the clinic.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,7 +51,7 @@ class ClinicStaffServiceStub:
     account, checks its password) and adds the clinic membership. Public (the token is the proof).
     """
     ListStaff: _grpc.UnaryUnaryMultiCallable[_clinic_staff_pb2.ListStaffRequest, _clinic_staff_pb2.ListStaffResponse]
-    """Lists the members of a clinic, ordered by email. Members of the clinic."""
+    """Lists the members of a clinic (people and service accounts), ordered by email. Members of the clinic."""
     RemoveStaff: _grpc.UnaryUnaryMultiCallable[_clinic_staff_pb2.RemoveStaffRequest, _clinic_staff_pb2.RemoveStaffResponse]
     """Removes a member from a clinic and ends their sessions (their tokens stop working at once).
     The last admin of a clinic cannot be removed. Clinic admins. Idempotent.
@@ -92,7 +92,7 @@ class ClinicStaffServiceAsyncStub(ClinicStaffServiceStub):
     account, checks its password) and adds the clinic membership. Public (the token is the proof).
     """
     ListStaff: _aio.UnaryUnaryMultiCallable[_clinic_staff_pb2.ListStaffRequest, _clinic_staff_pb2.ListStaffResponse]  # type: ignore[assignment]
-    """Lists the members of a clinic, ordered by email. Members of the clinic."""
+    """Lists the members of a clinic (people and service accounts), ordered by email. Members of the clinic."""
     RemoveStaff: _aio.UnaryUnaryMultiCallable[_clinic_staff_pb2.RemoveStaffRequest, _clinic_staff_pb2.RemoveStaffResponse]  # type: ignore[assignment]
     """Removes a member from a clinic and ends their sessions (their tokens stop working at once).
     The last admin of a clinic cannot be removed. Clinic admins. Idempotent.
@@ -148,7 +148,7 @@ class ClinicStaffServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clinic_staff_pb2.ListStaffRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clinic_staff_pb2.ListStaffResponse, _abc.Awaitable[_clinic_staff_pb2.ListStaffResponse]]:
-        """Lists the members of a clinic, ordered by email. Members of the clinic."""
+        """Lists the members of a clinic (people and service accounts), ordered by email. Members of the clinic."""
 
     @_abc_1.abstractmethod
     def RemoveStaff(
