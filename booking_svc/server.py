@@ -53,7 +53,7 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
                                read=read, catalog_cache_entries=settings.catalog_cache_entries,
                                traceparent=telemetry.current_traceparent)
     # ClinicAdminService authenticates its callers with AuthService (the one authority on tokens)
-    auth_channel = grpc_client.channel(settings.peer("auth"), idempotent=["petpro.auth.v1.AuthService/ValidateToken"])
+    auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
     admin = ClinicAdminServicer(ClinicAdminHandlers(handlers), Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel)))
     on_stop.insert(0, auth_channel.close)
     return grpc_server.App(

@@ -58,8 +58,7 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
         fanout = redis_fanout
         closers += [redis_fanout.close, redis.aclose]
     if auth is None:
-        auth_channel = grpc_client.channel(settings.peer("auth"),
-                                           idempotent=["petpro.auth.v1.AuthService/ValidateToken"])
+        auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         closers.append(auth_channel.close)
     if uow is None:

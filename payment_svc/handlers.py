@@ -86,6 +86,14 @@ class PaymentHandlers:
             raise PaymentNotFound("payment not found")
         return p
 
+    async def for_order(self, order_ref: str) -> Payment:
+        """The newest payment of an order: a read (its checkout page is stored with it)."""
+        async with self.read() as repo:
+            p = await repo.by_order_ref(order_ref)
+        if p is None:
+            raise PaymentNotFound("no payment for this order")
+        return p
+
     async def handle_webhook(self, payload: bytes, signature: str) -> WebhookOutcome:
         event = self.gateway.verify_event(payload, signature)  # raises InvalidSignature
         now = self.clock()

@@ -81,6 +81,13 @@ class PaymentRepository:
         r = (await self.s.execute(q)).first()
         return _payment(r) if r else None
 
+    async def by_order_ref(self, order_ref: str) -> Payment | None:
+        """The newest payment of an order (ix_payments_order_ref)."""
+        q = (select(payments).where(payments.c.order_ref == order_ref)
+             .order_by(payments.c.created_at.desc(), payments.c.id).limit(1))
+        r = (await self.s.execute(q)).first()
+        return _payment(r) if r else None
+
     async def by_request(self, request_id: str) -> Payment | None:
         r = (await self.s.execute(select(payments).where(payments.c.request_id == request_id))).first()
         return _payment(r) if r else None

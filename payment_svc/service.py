@@ -9,6 +9,7 @@ import grpc
 from payment_svc.domain import Payment
 from payment_svc.handlers import CreateSession, PaymentHandlers
 from petpro.convert import dt, ts, uid
+from petpro.errors import InvalidArgument
 from petpro_api.common.v1 import money_pb2
 from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
@@ -20,6 +21,7 @@ def payment_pb(p: Payment) -> payment_pb2.Payment:
         amount=money_pb2.Money(amount_minor=p.amount_minor, currency=p.currency), session_id=p.session_id or "",
         provider_payment_id=p.provider_payment_id or "", refund_id=p.refund_id or "",
         customer_email=p.customer_email, create_time=ts(p.created_at), update_time=ts(p.updated_at),
+        payment_url=p.payment_url or "",
     )
 
 
@@ -40,6 +42,10 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
 
     async def GetPayment(self, request: payment_pb2.GetPaymentRequest,
                         context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.GetPaymentResponse:
+        if bool(request.payment_id) == bool(request.order_ref):
+            raise InvalidArgument.field("payment_id", "give exactly one of payment_id and order_ref", "ONE_OF")
+        if request.order_ref:
+            return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.for_order(request.order_ref)))
         return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.get(uid(request.payment_id, "payment_id"))))
 
     async def HandleWebhook(self, request: payment_pb2.HandleWebhookRequest,

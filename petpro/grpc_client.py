@@ -1,8 +1,9 @@
 """Outgoing gRPC: channels with a retry policy and an interceptor that propagates context.
 
 Every call gets a deadline (the caller's, else ``default_timeout``), ``x-request-id``, and an
-OpenTelemetry CLIENT span whose ``traceparent`` goes along as metadata.  Retries are done by gRPC itself (service config) and only for UNAVAILABLE on the
-methods the caller declares idempotent.
+OpenTelemetry CLIENT span whose ``traceparent`` goes along as metadata.  Retries are done by gRPC
+itself (service config) and only for UNAVAILABLE on the methods the protos declare idempotent
+(``(petpro.common.v1.policy).idempotent``, :mod:`petpro.policy`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from petpro import telemetry
+from petpro import policy, telemetry
 
 CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
@@ -77,10 +78,12 @@ def service_config(idempotent: Iterable[str]) -> str:
     )
 
 
-def channel(addr: str, *, idempotent: Iterable[str] = (), default_timeout: float = 5.0) -> grpc.aio.Channel:
-    """An insecure (mesh-internal) channel to ``addr`` with deadlines, context and retries."""
+def channel(addr: str, *, services: Iterable[str] = (), default_timeout: float = 5.0) -> grpc.aio.Channel:
+    """An insecure (mesh-internal) channel to ``addr`` with deadlines, context and retries.
+    ``services``: full names of the services called over it ("petpro.booking.v1.BookingService");
+    their idempotent methods, as the protos declare them, are retried on UNAVAILABLE."""
     return grpc.aio.insecure_channel(
         addr,
-        options=[*CHANNEL_OPTIONS, ("grpc.service_config", service_config(idempotent))],
+        options=[*CHANNEL_OPTIONS, ("grpc.service_config", service_config(policy.retryable(*services)))],
         interceptors=[_ContextInterceptor(default_timeout), *telemetry.grpc_client_interceptors()],
     )

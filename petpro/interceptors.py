@@ -30,7 +30,16 @@ from petpro.errors import DomainError, FieldViolation, Kind
 
 log = logging.getLogger("petpro.rpc")
 
+# google.rpc.ErrorInfo.domain: "<service>.petpro.dev", the service being the proto package's domain
+# ("/petpro.booking.v1.BookingService/X" → "booking.petpro.dev"); a reason is unique within its domain.
+# An error passed through from another service (petpro.upstream.UpstreamError) keeps its own domain.
 ERROR_DOMAIN = "petpro.dev"
+
+
+def error_domain(full_method: str) -> str:
+    """The ErrorInfo domain of the errors an RPC raises itself."""
+    parts = full_method.lstrip("/").split("/")[0].split(".")
+    return f"{parts[1]}.{ERROR_DOMAIN}" if len(parts) > 2 and parts[0] == "petpro" else ERROR_DOMAIN
 
 KIND_TO_CODE: dict[Kind, grpc.StatusCode] = {k: grpc.StatusCode[k.value] for k in Kind}
 
@@ -58,10 +67,10 @@ def violations_of(message: Any, validator: protovalidate.Validator) -> list[Fiel
 
 def rich_status(
     code: grpc.StatusCode, message: str, reason: str, violations: tuple[FieldViolation, ...] = (),
-    metadata: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None, domain: str = ERROR_DOMAIN,
 ) -> status_pb2.Status:
     details = []
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {})
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
@@ -87,11 +96,13 @@ async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Statu
     )
 
 
-def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
+def status_for(exc: BaseException, request_id: str, domain: str = ERROR_DOMAIN) -> status_pb2.Status:
     if isinstance(exc, DomainError):
-        return rich_status(KIND_TO_CODE[exc.kind], exc.message, exc.reason, exc.violations, exc.metadata)
+        return rich_status(KIND_TO_CODE[exc.kind], exc.message, exc.reason, exc.violations, exc.metadata,
+                           getattr(exc, "domain", "") or domain)
     if isinstance(exc, NotImplementedError):  # the generated servicer base for an RPC not built yet
-        return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED")
+        return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED",
+                           domain=domain)
     return status_pb2.Status(
         code=code_pb2.INTERNAL, message=f"internal error (request id {request_id})"
     )
@@ -130,7 +141,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         telemetry.request_id_var.set(rid)
         return rid
 
-    async def _check(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _check(self, request: Any, context: grpc.aio.ServicerContext, method: str = "") -> None:
         violations = violations_of(request, self.validator)
         if violations:
             summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
@@ -138,7 +149,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                 context,
                 rich_status(
                     grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", "INVALID_ARGUMENT",
-                    tuple(violations),
+                    tuple(violations), domain=error_domain(method),
                 ),
             )
 
@@ -147,7 +158,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             log.info("rpc rejected", extra={"fields": {"method": method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}})
         else:
             log.exception("rpc failed", extra={"fields": {"method": method}})
-        await abort_with(context, status_for(exc, rid))
+        await abort_with(context, status_for(exc, rid, error_domain(method)))
 
     def _finish(self, method: str, context: grpc.aio.ServicerContext, started: float, rid: str) -> None:
         elapsed = time.perf_counter() - started
@@ -166,7 +177,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             rid = self._begin(md)
             started = time.perf_counter()
             try:
-                await self._check(request, context)
+                await self._check(request, context, method)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -182,7 +193,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             rid = self._begin(md)
             started = time.perf_counter()
             try:
-                await self._check(request, context)
+                await self._check(request, context, method)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:

@@ -21,6 +21,7 @@ Output (deterministic: same inputs and tool versions -> byte-identical files)::
 
     gen/petpro_api/<domain>/v1/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py, *_pb2_grpc.pyi (+ __init__.py files)
     gen/petpro_api/petpro.binpb  FileDescriptorSet with imports and source info (Envoy, OpenAPI, buf)
+    gen/petpro_api/{openapi.json,envoy_transcoder.binpb,envoy_routes.json}  the edge's (edge.gateway.build)
     gen/buf/validate/validate_pb2.py(i) (+ __init__.py files)
 
 The generated code has its own import root, ``petpro_api`` (``from petpro_api.booking.v1 import
@@ -219,6 +220,10 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
         _drop_empty_grpc_modules(out_dir, image)
         rehome(out_dir, image)
         shutil.copyfile(image, out_dir / IMAGE_PATH)
+        # the edge's outputs from the same descriptors: openapi.json, Envoy's transcoder set and routes
+        from edge.gateway.build import write_outputs
+
+        write_outputs(out_dir / API_ROOT)
 
 
 def _drop_empty_grpc_modules(out_dir: Path, image_path: Path) -> None:

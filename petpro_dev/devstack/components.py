@@ -148,7 +148,7 @@ def envoy() -> Component:
     """The public REST edge: Envoy with its config generated from the protos' descriptors."""
     return Component(
         name="envoy",
-        launch=lambda ctx: Launch([sys.executable, "-m", "edge.envoy"]),
+        launch=lambda ctx: Launch([sys.executable, "-m", "edge.gateway"]),
         ready=checks.http_ok("/ready"),
         port=lambda ctx: ctx.port("envoy_admin"),
         depends_on=(),  # Envoy needs no upstream to start: it comes up alongside the services

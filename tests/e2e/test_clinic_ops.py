@@ -78,12 +78,12 @@ async def onboard(api: Api, root: str, name: str = "Paws & Claws") -> Clinic:
     admin_email, staff_email = _email("admin"), _email("staff")
     r = await api.c.post(f"/v1/clinics/{clinic_id}/invitations", headers=bearer(root),
                          json={"email": admin_email, "role": "CLINIC_ROLE_ADMIN"})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     await accept_invitation(api, admin_email)
     admin = await api.login(admin_email, "clinic-pass-1")
     r = await api.c.post(f"/v1/clinics/{clinic_id}/invitations", headers=bearer(admin),
                          json={"email": staff_email, "role": "CLINIC_ROLE_STAFF"})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     staff_user = await accept_invitation(api, staff_email)
     return Clinic(clinic_id, admin, await api.login(staff_email, "clinic-pass-1"), staff_user["user_id"])
 
@@ -92,7 +92,7 @@ async def add_service(api: Api, clinic: Clinic, **fields: Any) -> dict[str, Any]
     body = {"name": "Cat check-up", "duration_minutes": 30, "price": {"amount_minor": 4000, "currency": "EUR"},
             "capacity": 1, **fields}
     r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/services", headers=bearer(clinic.admin), json=body)
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == 201, r.text
     return dict(r.json()["service"])
 
 
@@ -182,7 +182,7 @@ async def test_closing_a_day_with_bookings_lists_them_and_removes_its_slots_at_o
     booking_id = await book_and_pay(api, owner, await api.pet(owner), svc["service_id"], slots[0])
     r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/closures", headers=bearer(clinic.admin),
                          json={"start_date": day.isoformat(), "end_date": day.isoformat(), "reason": "Training"})
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == 201, r.text
     assert [b["booking_id"] for b in r.json()["affected_bookings"]] == [booking_id]
     assert await free_slots(api, svc["service_id"], day) == []  # no TTL to wait for
     r = await api.book(owner, await api.pet(owner), slots[1], service_id=svc["service_id"])
@@ -318,7 +318,7 @@ async def test_role_matrix_nobody_reaches_another_clinic(api: Api, clinic: Clini
 async def test_service_account_token_is_scoped_to_its_clinic_and_rotatable(api: Api, clinic: Clinic, other: Clinic):
     r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/service-accounts", headers=bearer(clinic.admin),
                          json={"name": "Front-desk PMS", "role": "CLINIC_ROLE_STAFF"})
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == 201, r.text
     client_id, secret = r.json()["account"]["client_id"], r.json()["client_secret"]
     r = await api.c.post("/v1/auth/service-token", json={"client_id": client_id, "client_secret": secret})
     assert r.status_code == 200, r.text
@@ -376,7 +376,7 @@ async def test_dashboard_schedule_shows_the_chosen_day_and_updates_live(api: Api
     staff_email = _email("desk")
     r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/invitations", headers=bearer(clinic.admin),
                          json={"email": staff_email, "role": "CLINIC_ROLE_STAFF"})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 201, r.text
     await accept_invitation(api, staff_email, "desk-pass-12")
 
     ctx, page, problems = await open_dashboard(api, chromium, viewport={"width": 1280, "height": 900})
@@ -417,7 +417,7 @@ async def test_a_clinic_systems_service_account_follows_its_clinics_grpc_feed(ap
 
     r = await api.c.post(f"/v1/clinics/{clinic.clinic_id}/service-accounts", headers=bearer(clinic.admin),
                          json={"name": "Reception screen", "role": "CLINIC_ROLE_STAFF"})
-    assert r.status_code in (200, 201), r.text
+    assert r.status_code == 201, r.text
     creds = r.json()
     r = await api.c.post("/v1/auth/service-token", json={"client_id": creds["account"]["client_id"],
                                                           "client_secret": creds["client_secret"]})

@@ -25,7 +25,8 @@ import grpc
 import httpx
 import pytest
 
-from edge.http_app import HttpDeps, HttpServer, create_app
+from edge.web.app import HttpServer, create_app
+from edge.web.deps import HttpDeps
 from petpro.convert import ts
 from petpro_api.auth.v1 import auth_pb2
 from petpro_api.booking.v1 import booking_pb2

@@ -56,7 +56,7 @@ async def test_a_new_clinic_is_created_staffed_given_services_and_hours_and_book
         staff_email = _email("fresh-staff")
         r = await client.post(f"/v1/clinics/{clinic_id}/invitations", headers={"Authorization": f"Bearer {admin}"},
                               json={"email": staff_email, "role": "CLINIC_ROLE_STAFF"})
-        assert r.status_code == 200, r.text
+        assert r.status_code == 201, r.text
         await accept_invitation(api, staff_email)
         staff = await api.login(staff_email, "clinic-pass-1")
 

@@ -1,4 +1,4 @@
-"""The REST edge for real: Envoy (config from edge.envoy_config) in front of a fake MobileService
+"""The REST edge for real: Envoy (config from edge.gateway.config) in front of a fake MobileService
 (kit server, so validation and error details are the production ones) and the edge HTTP app (whose
 webhook talks to fake Payment/Booking services over real gRPC).  Driven over HTTP only."""
 
@@ -21,10 +21,11 @@ from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from benchmarks.run import check_edge_unthrottled
-from edge.envoy import EnvoySettings
-from edge.envoy import argv as envoy_argv
-from edge.envoy_config import RateLimit, build_config, default_descriptor_path, write_config
-from edge.http_app import HttpDeps, HttpServer, create_app
+from edge.gateway.config import RateLimit, build_config, write_config
+from edge.gateway.envoy import EnvoySettings
+from edge.gateway.envoy import argv as envoy_argv
+from edge.web.app import HttpServer, create_app
+from edge.web.deps import HttpDeps
 from petpro import grpc_server
 from petpro.errors import DomainError, FailedPrecondition, InvalidArgument, Kind, NotFound, Unavailable
 from petpro.settings import ServiceSettings, StackSettings
@@ -250,9 +251,9 @@ async def _poll(predicate, what: str, within: float = READY_TIMEOUT, interval: f
 
 
 def spawn_envoy(stack: StackSettings, **config: Any) -> EnvoyProcess:
-    """Envoy as `python -m edge.envoy` runs it (same argv), with the given build_config options."""
+    """Envoy as `python -m edge.gateway` runs it (same argv), with the given build_config options."""
     path = write_config(
-        build_config(stack, default_descriptor_path(), **config), stack.home / "run" / "envoy.json"
+        build_config(stack, **config), stack.home / "run" / "envoy.json"
     )
     log_path = stack.home / "envoy.log"
     with log_path.open("wb") as out:
@@ -497,7 +498,7 @@ async def test_not_found_is_404_problem_with_reason(edge: Edge) -> None:
     booking = str(uuid.uuid4())
     body = _problem(await edge.client.get(f"/v1/bookings/{booking}"), 404)
     assert body["reason"] == "BOOKING_NOT_FOUND"
-    assert body["domain"] == "petpro.dev"
+    assert body["domain"] == "mobile.petpro.dev"  # raised by MobileService itself
     assert booking in body["detail"]
     assert body["type"].endswith("/booking-not-found")
 
@@ -615,7 +616,9 @@ async def test_openapi_docs_health_and_metrics_through_envoy(edge: Edge) -> None
     assert "/v1/bookings" in doc["paths"]
     resp = await edge.client.get("/docs")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
-    assert "CreateBooking" in resp.text
+    assert "/docs/assets/swagger-ui-bundle.js" in resp.text
+    resp = await edge.client.get("/docs/assets/swagger-ui-bundle.js")  # the vendored Swagger UI
+    assert resp.status_code == 200 and "SwaggerUIBundle" in resp.text
     resp = await edge.client.get("/healthz")
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
     resp = await edge.client.get("/metrics")
@@ -746,7 +749,7 @@ async def test_rate_limit_answers_429_with_retry_after_only_above_the_limit(port
 
 def test_envoy_validates_the_generated_config(tmp_path: Path) -> None:
     stack = StackSettings(home=tmp_path, port_base=17400)
-    path = write_config(build_config(stack, default_descriptor_path()), tmp_path / "envoy.json")
+    path = write_config(build_config(stack), tmp_path / "envoy.json")
     binary = envoy_argv(stack, EnvoySettings(), path)[0]
     result = subprocess.run(
         [
@@ -773,7 +776,7 @@ async def test_serve_http_runs_as_a_background_task_of_the_grpc_app() -> None:
     import signal
     import socket
 
-    from edge.http_app import serve_http
+    from edge.web.app import serve_http
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -833,7 +836,7 @@ class _Collector:
 
 
 async def test_envoy_emits_its_span_as_the_parent_of_the_upstream_call(port_bases, tmp_path_factory) -> None:
-    from edge.envoy_config import Tracing
+    from edge.gateway.config import Tracing
 
     mobile, collector = FakeMobile(), _Collector()
     mobile_server = await grpc_server.start(grpc_server.App(
@@ -875,7 +878,7 @@ async def test_envoy_emits_its_span_as_the_parent_of_the_upstream_call(port_base
 
 
 def test_envoy_tracing_follows_the_standard_otlp_variables() -> None:
-    from edge.envoy_config import Tracing, tracing_from_env
+    from edge.gateway.config import Tracing, tracing_from_env
 
     assert tracing_from_env({}) is None
     assert tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}) == Tracing(

@@ -245,6 +245,23 @@ async def test_payment_servicer_session_webhook_refund(payment):
         grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND")
 
 
+async def test_payment_servicer_get_payment_by_order_ref_returns_its_checkout_page(payment):
+    stub, _, _ = payment
+    order = str(uuid.uuid4())
+    created = await stub.CreatePaymentSession(payment_pb2.CreatePaymentSessionRequest(
+        request_id=str(uuid.uuid4()), order_ref=order, amount=money_pb2.Money(amount_minor=100, currency="EUR"),
+        customer_email="o@example.test", description="x"))
+    got = await stub.GetPayment(payment_pb2.GetPaymentRequest(order_ref=order))
+    assert (got.payment.payment_id, got.payment.payment_url) == (created.payment_id, created.payment_url)
+    assert got.payment.payment_url and got.payment.status == payment_pb2.PAYMENT_STATUS_PENDING
+    assert (await _fails(stub.GetPayment(payment_pb2.GetPaymentRequest(order_ref=str(uuid.uuid4())))))[:2] == (
+        grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND")
+    for neither_or_both in (payment_pb2.GetPaymentRequest(),
+                            payment_pb2.GetPaymentRequest(payment_id=created.payment_id, order_ref=order)):
+        code, _, _ = await _fails(stub.GetPayment(neither_or_both))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_payment_servicer_expire_session(payment):
     stub, _, _ = payment
     created = await stub.CreatePaymentSession(payment_pb2.CreatePaymentSessionRequest(

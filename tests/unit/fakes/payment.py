@@ -36,6 +36,10 @@ class FakePaymentRepository:
     async def by_request(self, request_id: str) -> Payment | None:
         return copy.deepcopy(next((p for p in self.s.payments.values() if p.request_id == request_id), None))
 
+    async def by_order_ref(self, order_ref: str) -> Payment | None:
+        mine = [p for p in self.s.payments.values() if p.order_ref == order_ref]
+        return copy.deepcopy(max(mine, key=lambda p: p.created_at, default=None))
+
     async def find_for_event(self, payment_id: str | None, session_id: str | None,
                              provider_id: str | None) -> Payment | None:
         for p in self.s.payments.values():

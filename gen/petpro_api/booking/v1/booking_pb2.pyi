@@ -575,7 +575,7 @@ Global___ListClinicsRequest: _TypeAlias = ListClinicsRequest  # noqa: Y015
 
 @_typing.final
 class ListClinicsResponse(_message.Message):
-    """Response for BookingService.ListClinics."""
+    """One page of clinics."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -679,7 +679,7 @@ Global___ListServicesRequest: _TypeAlias = ListServicesRequest  # noqa: Y015
 
 @_typing.final
 class ListServicesResponse(_message.Message):
-    """Response for BookingService.ListServices."""
+    """One page of a clinic's services."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -779,7 +779,7 @@ Global___GetAvailabilityRequest: _TypeAlias = GetAvailabilityRequest  # noqa: Y0
 
 @_typing.final
 class GetAvailabilityResponse(_message.Message):
-    """Response for BookingService.GetAvailability."""
+    """The slots of one day, free or taken."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

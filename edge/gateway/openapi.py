@@ -13,13 +13,14 @@ gRPC-JSON transcoder serves them, so this module reads the same descriptors
   ``google.api.field_behavior`` OUTPUT_ONLY → ``readOnly``;
 * errors are ``application/problem+json`` (:data:`PROBLEM_SCHEMA`), as the edge's Lua filter renders them.
 
-Nothing here imports Envoy or gRPC: it is pure descriptor → dict, cheap enough to run at start-up.
+Nothing here imports Envoy or gRPC: it is pure descriptor → dict, run by ``make gen`` (the edge
+serves ``gen/petpro_api/openapi.json``).  The document speaks to API users: its introduction is the leading
+comment of MobileService only (the internal services' comments are for their gRPC callers), and
+implementation notes in the protos belong in detached comments, which never reach it.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,25 +30,9 @@ from typing import Any
 from google.api import annotations_pb2, field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
-try:  # generated from protovalidate's embedded descriptor (gen/buf/validate)
-    from buf.validate import validate_pb2
-except ImportError:  # pragma: no cover - gen/ not on the path
-    validate_pb2 = None
-
-MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
-BOOKING_SERVICE = "petpro.booking.v1.BookingService"  # its public catalog reads are transcoded directly
-AUTH_SERVICE = "petpro.auth.v1.AuthService"  # GET /.well-known/jwks.json
-CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"  # clinic operations, transcoded directly
-CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"
-
-# POSTs that create a resource answer 201 (the edge's Lua filter rewrites the transcoder's 200).
-CREATED_PATHS: tuple[str, ...] = ("/v1/auth/register", "/v1/pets", "/v1/bookings", "/v1/clinics")
-
-# Methods callable without `Authorization: Bearer …`; every other method requires it.
-PUBLIC_METHODS: frozenset[str] = frozenset(
-    {"Register", "Login", "RefreshToken", "ListClinics", "ListServices", "GetAvailability", "GetJwks",
-     "AcceptInvitation", "IssueServiceToken"}
-)
+from buf.validate import validate_pb2  # generated from protovalidate's embedded descriptor (gen/buf/validate)
+from edge.gateway.outputs import descriptor_path
+from edge.gateway.routes import MOBILE_SERVICE, TRANSCODED_SERVICES, RestRoute, route_table
 
 # Headers a method reads from gRPC metadata (the transcoder forwards HTTP headers as metadata).
 HEADER_PARAMETERS: dict[str, list[dict[str, Any]]] = {
@@ -68,7 +53,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": "An error, as RFC 9457 problem details, extended with the gRPC error's reason and "
+    "description": "An error, as RFC 9457 problem details, extended with a stable machine-readable reason and "
     "field violations.",
     "required": ["type", "title", "status", "reason"],
     "properties": {
@@ -82,7 +67,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "description": "Stable machine-readable UPPER_SNAKE code (google.rpc.ErrorInfo.reason), "
             "e.g. SLOT_UNAVAILABLE, INVALID_ARGUMENT, RATE_LIMITED.",
         },
-        "domain": {"type": "string", "description": "Error domain (google.rpc.ErrorInfo.domain)."},
+        "domain": {
+            "type": "string",
+            "description": "Where the reason is defined, `<service>.petpro.dev` (google.rpc.ErrorInfo.domain), "
+            "e.g. booking.petpro.dev.",
+        },
         "violations": {
             "type": "array",
             "description": "Invalid fields of the request (google.rpc.BadRequest).",
@@ -110,7 +99,7 @@ _ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "Forbidden": ("403", "The caller may not access this resource (PERMISSION_DENIED)."),
     "NotFound": ("404", "No such resource (NOT_FOUND)."),
     "Conflict": ("409", "Conflict with the current state (ALREADY_EXISTS, ABORTED)."),
-    "PayloadTooLarge": ("413", "Request body over the edge's limit."),
+    "PayloadTooLarge": ("413", "Request body over the size limit (64 KiB)."),
     "TooManyRequests": ("429", "Rate limited (RESOURCE_EXHAUSTED)."),
     "Unavailable": ("503", "A service is temporarily unavailable; retry later (UNAVAILABLE)."),
     "Error": ("default", "Any other error."),
@@ -169,11 +158,9 @@ _PATH_VAR = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 
 
 def default_descriptor_path() -> Path:
-    """``gen/petpro_api/petpro.binpb`` (FileDescriptorSet with imports and source info), installed
-    with the generated ``petpro_api`` package."""
-    import petpro_api
-
-    return Path(petpro_api.__file__).resolve().with_name("petpro.binpb")
+    """``gen/petpro_api/petpro.binpb`` (FileDescriptorSet with imports and source info), next to the generated
+    ``petpro.<domain>.v1`` packages."""
+    return descriptor_path()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -413,7 +400,7 @@ def _field_behavior(f: descriptor_pb2.FieldDescriptorProto) -> list[int]:
 
 
 def _rules(f: descriptor_pb2.FieldDescriptorProto) -> Any:
-    if validate_pb2 is None or not f.options.HasExtension(validate_pb2.field):
+    if not f.options.HasExtension(validate_pb2.field):
         return None
     return f.options.Extensions[validate_pb2.field]
 
@@ -426,7 +413,7 @@ def _is_required(f: descriptor_pb2.FieldDescriptorProto) -> bool:
         return False
     if rules.required:
         return True
-    if validate_pb2 is not None and rules.ignore == validate_pb2.IGNORE_IF_ZERO_VALUE:
+    if rules.ignore == validate_pb2.IGNORE_IF_ZERO_VALUE:
         return False
     if rules.HasField("string"):
         return _string_rules_reject_empty(rules.string)
@@ -540,21 +527,21 @@ def _json_content(schema: dict[str, Any]) -> dict[str, Any]:
 def build_openapi(
     descriptor_set_bytes: bytes,
     *,
-    services: Iterable[str] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE, CLINIC_ADMIN_SERVICE,
-                               CLINIC_STAFF_SERVICE),
-    public_methods: Iterable[str] = PUBLIC_METHODS,
-    created_paths: Iterable[str] = CREATED_PATHS,
+    services: Iterable[str] = TRANSCODED_SERVICES,
+    routes: Iterable[RestRoute] | None = None,
     header_parameters: dict[str, list[dict[str, Any]]] | None = None,
+    description_service: str = MOBILE_SERVICE,
     title: str = "PetPro API",
     version: str = "v1",
     server_url: str | None = None,
     include_http_app: bool = True,
 ) -> dict[str, Any]:
-    """OpenAPI 3.1 document for the ``google.api.http`` rules of ``services``."""
+    """OpenAPI 3.1 document for the ``google.api.http`` rules of ``services``.  Which operations
+    need a bearer token and which answer 201 comes from the method policy in ``routes``
+    (:func:`edge.gateway.routes.route_table` of the same descriptors by default)."""
     fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set_bytes)
     index = _Index.of(fds)
-    public = set(public_methods)
-    created = set(created_paths)
+    table = {(r.grpc_path, r.http_method, r.http_path): r for r in (routes or route_table(fds, services))}
     headers = HEADER_PARAMETERS if header_parameters is None else header_parameters
     wanted = list(services)
 
@@ -577,7 +564,7 @@ def build_openapi(
 
     for full, f, si, svc in found:
         svc_doc = index.comment(f, (6, si))
-        if svc_doc:
+        if svc_doc and full == description_service:
             descriptions.append(svc_doc)
         for mi, method in enumerate(svc.method):
             if not method.options.HasExtension(annotations_pb2.http):
@@ -590,6 +577,7 @@ def build_openapi(
                     continue
                 template = binding.custom.path if kind == "custom" else getattr(binding, kind)
                 verb = (binding.custom.kind if kind == "custom" else kind).lower()
+                route = table[(f"/{full}/{method.name}", verb.upper(), template)]
                 op = _operation(
                     schemas,
                     index,
@@ -599,8 +587,8 @@ def build_openapi(
                     template,
                     verb,
                     doc,
-                    secured=method.name not in public,
-                    created=verb == "post" and template in created,
+                    secured=not route.public,
+                    created=route.creates,
                     headers=headers.get(method.name, []),
                 )
                 oas_path = _PATH_VAR.sub(lambda m: "{" + m.group(1) + "}", template)
@@ -619,7 +607,7 @@ def build_openapi(
     components_schemas["Problem"] = PROBLEM_SCHEMA
     components_schemas["WebhookResult"] = _WEBHOOK_RESULT
     description = "\n\n".join(descriptions) or title
-    doc: dict[str, Any] = {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version, "description": description},
         "servers": [{"url": server_url or "/"}],
@@ -644,7 +632,7 @@ def build_openapi(
             },
         },
     }
-    return doc
+    return document
 
 
 def _operation(
@@ -744,7 +732,7 @@ def _path_param_schema(schemas: _Schemas, request: _Message, var: str) -> dict[s
 
 _WEBHOOK_RESULT: dict[str, Any] = {
     "type": "object",
-    "description": "What the edge did with a verified webhook event.",
+    "description": "What a verified webhook event led to.",
     "properties": {
         "received": {"type": "boolean"},
         "event_id": {"type": "string"},
@@ -770,10 +758,10 @@ def _http_app_paths() -> dict[str, dict[str, Any]]:
                 "operationId": "StripeWebhook",
                 "tags": ["webhooks"],
                 "summary": "Stripe webhook endpoint (signed events).",
-                "description": "Receives Stripe (or sandbox) events. The raw body is verified against "
-                "the `Stripe-Signature` header (HMAC-SHA256, 300 s tolerance) by PaymentService; a "
-                "succeeded checkout confirms the booking, or refunds the payment if the slot is gone. "
-                "Answers 2xx only once the booking is committed, so the sender retries failures.",
+                "description": "Receives Stripe events. The raw body is verified against the "
+                "`Stripe-Signature` header (HMAC-SHA256, 300 s tolerance); a succeeded checkout confirms "
+                "the booking, or refunds the payment if the slot is gone. Answers 2xx only once the "
+                "booking is committed (or the payment refunded), so Stripe retries anything else.",
                 "parameters": [
                     {
                         "name": "Stripe-Signature",
@@ -810,7 +798,7 @@ def _http_app_paths() -> dict[str, dict[str, Any]]:
             "get": {
                 "operationId": "Healthz",
                 "tags": ["meta"],
-                "summary": "Liveness of the edge's HTTP app.",
+                "summary": "Liveness of the API.",
                 "responses": {
                     "200": {
                         "description": "Alive.",
@@ -837,214 +825,3 @@ def _http_app_paths() -> dict[str, dict[str, Any]]:
             }
         },
     }
-
-
-# --------------------------------------------------------------------------------------------------
-# /docs: a self-contained HTML rendering (no CDN, no network: the document is embedded)
-# --------------------------------------------------------------------------------------------------
-
-
-def docs_html(document: dict[str, Any]) -> str:
-    title = html.escape(document.get("info", {}).get("title", "API"))
-    payload = json.dumps(document).replace("</", "<\\/")
-    return _DOCS_TEMPLATE.replace("{{TITLE}}", title).replace("{{DOCUMENT}}", payload)
-
-
-_DOCS_TEMPLATE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{TITLE}} — reference</title>
-<style>
-:root { --fg:#1d232b; --muted:#5b6673; --line:#e3e7ec; --bg:#f7f9fb; --accent:#0b6bcb;
-        --get:#1a7f37; --post:#0b6bcb; --put:#9a6700; --patch:#8250df; --delete:#cf222e; }
-* { box-sizing: border-box; }
-body { margin:0; font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--fg); }
-code, .mono { font-family: ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size: 13px; }
-.layout { display:grid; grid-template-columns: 280px 1fr; min-height:100vh; }
-nav { background:var(--bg); border-right:1px solid var(--line); padding:16px; position:sticky; top:0;
-      height:100vh; overflow:auto; }
-nav h1 { font-size:17px; margin:0 0 4px; } nav .version { color:var(--muted); font-size:13px; }
-nav input { width:100%; margin:12px 0; padding:6px 8px; border:1px solid var(--line); border-radius:6px; }
-nav h2 { font-size:12px; text-transform:uppercase; letter-spacing:.06em; color:var(--muted); margin:16px 0 4px; }
-nav a { display:flex; gap:6px; align-items:baseline; color:var(--fg); text-decoration:none; padding:2px 4px;
-        border-radius:4px; font-size:13px; }
-nav a:hover { background:#e9eef3; }
-nav a .mono { overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
-main { padding:24px 40px; max-width:1100px; }
-.intro { white-space:pre-wrap; color:var(--muted); }
-.op { border:1px solid var(--line); border-radius:8px; margin:18px 0; }
-.op > header { display:flex; gap:10px; align-items:center; padding:10px 14px; background:var(--bg);
-               border-bottom:1px solid var(--line); border-radius:8px 8px 0 0; flex-wrap:wrap; }
-.op .body { padding:8px 14px 14px; }
-.badge { color:#fff; font-weight:600; font-size:11px; padding:2px 7px; border-radius:4px;
-         text-transform:uppercase; min-width:46px; text-align:center; }
-.get{background:var(--get)} .post{background:var(--post)} .put{background:var(--put)}
-.patch{background:var(--patch)} .delete{background:var(--delete)}
-.lock { font-size:12px; color:var(--muted); border:1px solid var(--line); border-radius:10px; padding:0 8px; }
-.desc { white-space:pre-wrap; }
-table { border-collapse:collapse; width:100%; margin:6px 0 10px; }
-th, td { text-align:left; vertical-align:top; padding:5px 8px; border-bottom:1px solid var(--line); font-size:13px; }
-th { color:var(--muted); font-weight:600; }
-h3 { font-size:14px; margin:14px 0 4px; }
-h4 { font-size:13px; margin:10px 0 2px; color:var(--muted); }
-.req { color:#cf222e; font-size:11px; margin-left:4px; }
-.type { color:#8250df; } .cons { color:var(--muted); }
-a.ref { color:var(--accent); }
-.schema { border:1px solid var(--line); border-radius:8px; margin:14px 0; padding:4px 14px 10px; }
-.status { font-weight:600; }
-.hidden { display:none; }
-</style>
-</head>
-<body>
-<div class="layout">
-<nav>
-  <h1 id="title"></h1><div class="version" id="version"></div>
-  <input id="filter" type="search" placeholder="Filter operations and schemas" aria-label="Filter">
-  <div id="toc"></div>
-</nav>
-<main>
-  <section id="intro"></section>
-  <section id="ops"></section>
-  <h2 id="schemas-title">Schemas</h2>
-  <section id="schemas"></section>
-</main>
-</div>
-<script type="application/json" id="openapi">{{DOCUMENT}}</script>
-<script>
-(function () {
-  "use strict";
-  var doc = JSON.parse(document.getElementById("openapi").textContent);
-  var METHODS = ["get", "post", "put", "patch", "delete"];
-  function el(tag, attrs, children) {
-    var e = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (k === "text") e.textContent = attrs[k]; else e.setAttribute(k, attrs[k]);
-    });
-    (children || []).forEach(function (c) { if (c) e.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
-    return e;
-  }
-  function refName(ref) { return ref.split("/").pop(); }
-  function resolve(obj) {
-    if (obj && obj.$ref && obj.$ref.indexOf("#/components/responses/") === 0) return doc.components.responses[refName(obj.$ref)];
-    return obj;
-  }
-  function typeNode(s) {
-    if (!s) return el("span", {"class": "type", text: "any"});
-    if (s.$ref) return el("a", {"class": "ref mono", href: "#schema-" + refName(s.$ref), text: refName(s.$ref)});
-    if (s.type === "array") { var n = el("span", {"class": "type"}, ["array of "]); n.appendChild(typeNode(s.items)); return n; }
-    var t = Array.isArray(s.type) ? s.type.join(" | ") : (s.type || "any");
-    if (s.format) t += " (" + s.format + ")";
-    return el("span", {"class": "type mono", text: t});
-  }
-  function constraints(s) {
-    var out = [];
-    if (!s) return "";
-    if (s.enum) out.push("one of " + s.enum.join(", "));
-    if (s.minLength !== undefined) out.push("min length " + s.minLength);
-    if (s.maxLength !== undefined) out.push("max length " + s.maxLength);
-    if (s.minimum !== undefined) out.push("≥ " + s.minimum);
-    if (s.maximum !== undefined) out.push("≤ " + s.maximum);
-    if (s.pattern) out.push("pattern " + s.pattern);
-    if (s.readOnly) out.push("read-only");
-    return out.join("; ");
-  }
-  function propsTable(schema) {
-    var props = schema.properties || {};
-    var required = schema.required || [];
-    var rows = Object.keys(props).map(function (name) {
-      var p = props[name];
-      return el("tr", {}, [
-        el("td", {"class": "mono"}, [name, required.indexOf(name) >= 0 ? el("span", {"class": "req", text: "required"}) : null]),
-        el("td", {}, [typeNode(p)]),
-        el("td", {}, [el("div", {"class": "desc", text: p.description || ""}), el("div", {"class": "cons", text: constraints(p)})])
-      ]);
-    });
-    return el("table", {}, [el("tr", {}, [el("th", {text: "Field"}), el("th", {text: "Type"}), el("th", {text: "Description"})])].concat(rows));
-  }
-  function contentSchema(content) {
-    if (!content) return null;
-    var key = Object.keys(content)[0];
-    return {type: key, schema: content[key].schema};
-  }
-  document.getElementById("title").textContent = doc.info.title;
-  document.getElementById("version").textContent = "version " + doc.info.version + " · OpenAPI " + doc.openapi;
-  document.getElementById("intro").appendChild(el("p", {"class": "intro", text: doc.info.description || ""}));
-  var toc = document.getElementById("toc"), ops = document.getElementById("ops");
-  var byTag = {};
-  Object.keys(doc.paths).forEach(function (path) {
-    METHODS.forEach(function (m) {
-      var op = doc.paths[path][m];
-      if (!op) return;
-      var tag = (op.tags || ["default"])[0];
-      (byTag[tag] = byTag[tag] || []).push({path: path, method: m, op: op});
-    });
-  });
-  (doc.tags || []).map(function (t) { return t.name; }).concat(Object.keys(byTag)).filter(function (t, i, a) {
-    return a.indexOf(t) === i && byTag[t];
-  }).forEach(function (tag) {
-    toc.appendChild(el("h2", {text: tag}));
-    ops.appendChild(el("h2", {text: tag}));
-    byTag[tag].forEach(function (item) {
-      var op = item.op, id = "op-" + (op.operationId || (item.method + item.path));
-      var secured = op.security && op.security.length > 0;
-      toc.appendChild(el("a", {href: "#" + id, "data-filter": (item.path + " " + op.operationId + " " + (op.summary || "")).toLowerCase()},
-        [el("span", {"class": "badge " + item.method, text: item.method}), el("span", {"class": "mono", text: item.path})]));
-      var body = el("div", {"class": "body"});
-      if (op.description) body.appendChild(el("p", {"class": "desc", text: op.description}));
-      if (op.parameters && op.parameters.length) {
-        body.appendChild(el("h3", {text: "Parameters"}));
-        var rows = op.parameters.map(function (p) {
-          return el("tr", {}, [
-            el("td", {"class": "mono"}, [p.name, p.required ? el("span", {"class": "req", text: "required"}) : null]),
-            el("td", {text: p.in}), el("td", {}, [typeNode(p.schema)]),
-            el("td", {}, [el("div", {"class": "desc", text: p.description || ""}), el("div", {"class": "cons", text: constraints(p.schema)})])
-          ]);
-        });
-        body.appendChild(el("table", {}, [el("tr", {}, [el("th", {text: "Name"}), el("th", {text: "In"}), el("th", {text: "Type"}), el("th", {text: "Description"})])].concat(rows)));
-      }
-      if (op.requestBody) {
-        var rb = contentSchema(op.requestBody.content);
-        body.appendChild(el("h3", {}, ["Request body ", el("span", {"class": "cons mono", text: rb.type})]));
-        body.appendChild(el("p", {}, [typeNode(rb.schema)]));
-        var target = rb.schema && rb.schema.$ref ? doc.components.schemas[refName(rb.schema.$ref)] : rb.schema;
-        if (target && target.properties) body.appendChild(propsTable(target));
-      }
-      body.appendChild(el("h3", {text: "Responses"}));
-      var rrows = Object.keys(op.responses).map(function (code) {
-        var r = resolve(op.responses[code]);
-        var c = contentSchema(r.content);
-        return el("tr", {}, [el("td", {"class": "status mono", text: code}), el("td", {text: r.description || ""}),
-          el("td", {}, c ? [typeNode(c.schema), el("div", {"class": "cons mono", text: c.type})] : [])]);
-      });
-      body.appendChild(el("table", {}, rrows));
-      ops.appendChild(el("article", {"class": "op", id: id, "data-filter": (item.path + " " + op.operationId + " " + (op.summary || "")).toLowerCase()}, [
-        el("header", {}, [el("span", {"class": "badge " + item.method, text: item.method}), el("code", {text: item.path}),
-          el("span", {text: op.summary || ""}), secured ? el("span", {"class": "lock", text: "bearer token"}) : null,
-          op["x-grpc-method"] ? el("span", {"class": "cons mono", text: op["x-grpc-method"]}) : null]),
-        body]));
-    });
-  });
-  var schemas = document.getElementById("schemas");
-  toc.appendChild(el("h2", {text: "schemas"}));
-  Object.keys(doc.components.schemas || {}).forEach(function (name) {
-    var s = doc.components.schemas[name];
-    toc.appendChild(el("a", {href: "#schema-" + name, "data-filter": name.toLowerCase()}, [el("span", {"class": "mono", text: name})]));
-    var box = el("div", {"class": "schema", id: "schema-" + name, "data-filter": name.toLowerCase()}, [el("h3", {"class": "mono", text: name})]);
-    if (s.description) box.appendChild(el("p", {"class": "desc", text: s.description}));
-    if (s.properties) box.appendChild(propsTable(s));
-    else box.appendChild(el("p", {}, [typeNode(s), " ", el("span", {"class": "cons", text: constraints(s)})]));
-    schemas.appendChild(box);
-  });
-  document.getElementById("filter").addEventListener("input", function (e) {
-    var q = e.target.value.trim().toLowerCase();
-    document.querySelectorAll("[data-filter]").forEach(function (n) {
-      n.classList.toggle("hidden", q !== "" && n.getAttribute("data-filter").indexOf(q) < 0);
-    });
-  });
-})();
-</script>
-</body>
-</html>
-"""

@@ -1,13 +1,13 @@
 -- PetPro edge: every error response becomes application/problem+json (RFC 9457).
 --
--- Loaded by edge/envoy_config.py as the inline source of Envoy's Lua HTTP filter, placed FIRST in
+-- Loaded by edge/gateway/config.py as the inline source of Envoy's Lua HTTP filter, placed FIRST in
 -- the filter chain: its envoy_on_request sees the original REST request (before the gRPC-JSON
 -- transcoder rewrites :path), and its envoy_on_response sees every response LAST, i.e. after the
 -- transcoder has turned a gRPC status into JSON and including Envoy's own local replies (buffer 413,
 -- local rate limit 429, router 503/504, transcoder 400/404).
 --
--- build_config() prepends a line `PETPRO_EDGE = {...}` (created paths, error domain, problem type
--- base); the defaults below apply when the file is used on its own.
+-- build_config() prepends a line `PETPRO_EDGE = {...}` (created routes, the gRPC -> HTTP status
+-- table, titles, error domain); the file does not run without it.
 --
 -- Shape of the body: {type, title, status, detail, instance, reason, domain,
 --                     violations: [{field, description, reason}], request_id}
@@ -18,38 +18,21 @@
 --   2. Envoy's own local replies (text/plain): status kept, reason derived from it;
 --   3. any other 4xx/5xx without a problem body (e.g. a plain error of the HTTP app).
 -- Bodies that are already application/problem+json (the edge HTTP app) pass unchanged.
--- A 200 to POST on a resource-creating path becomes 201.
+-- A 200 to a route whose RPC creates a resource (policy `creates`) becomes 201.
 
-local CONFIG = PETPRO_EDGE or {}
-local CREATED = CONFIG.created_paths or {
-  ["/v1/auth/register"] = true, ["/v1/pets"] = true, ["/v1/bookings"] = true,
-}
-local DOMAIN = CONFIG.domain or "petpro.dev"
+-- The configuration prelude is generated from the same sources as the rest of the edge: the
+-- created routes from the protos' method policy, the gRPC -> HTTP table from edge/gateway/status.py.
+local CONFIG = assert(PETPRO_EDGE, "problem.lua needs its PETPRO_EDGE prelude (edge.gateway.config.lua_source)")
+local CREATED = CONFIG.created -- { {method = "POST", pattern = "^/v1/pets$"}, ... }
+local DOMAIN = CONFIG.domain
 local TYPE_BASE = CONFIG.type_base or "https://petpro.dev/problems/"
 local GRPC_HEADERS = { "grpc-status", "grpc-message", "grpc-status-details-bin", "grpc-accept-encoding" }
 local MD = "petpro.edge" -- dynamic metadata namespace (also read by the access log)
 
--- gRPC code -> HTTP status, as grpc-gateway maps it (runtime.HTTPStatusFromCode).
-local GRPC_HTTP = {
-  [0] = 200, [1] = 499, [2] = 500, [3] = 400, [4] = 504, [5] = 404, [6] = 409, [7] = 403,
-  [8] = 429, [9] = 400, [10] = 409, [11] = 400, [12] = 501, [13] = 500, [14] = 503, [15] = 500,
-  [16] = 401,
-}
-local GRPC_NAMES = {
-  [0] = "OK", [1] = "CANCELLED", [2] = "UNKNOWN", [3] = "INVALID_ARGUMENT", [4] = "DEADLINE_EXCEEDED",
-  [5] = "NOT_FOUND", [6] = "ALREADY_EXISTS", [7] = "PERMISSION_DENIED", [8] = "RESOURCE_EXHAUSTED",
-  [9] = "FAILED_PRECONDITION", [10] = "ABORTED", [11] = "OUT_OF_RANGE", [12] = "UNIMPLEMENTED",
-  [13] = "INTERNAL", [14] = "UNAVAILABLE", [15] = "DATA_LOSS", [16] = "UNAUTHENTICATED",
-}
-local TITLES = {
-  [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [406] = "Not Acceptable", [408] = "Request Timeout", [409] = "Conflict",
-  [411] = "Length Required", [413] = "Content Too Large", [414] = "URI Too Long",
-  [415] = "Unsupported Media Type", [422] = "Unprocessable Content", [429] = "Too Many Requests",
-  [431] = "Request Header Fields Too Large", [499] = "Client Closed Request",
-  [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
-  [503] = "Service Unavailable", [504] = "Gateway Timeout",
-}
+-- gRPC code -> HTTP status, as grpc-gateway maps it (runtime.HTTPStatusFromCode), and code names
+local GRPC_HTTP = CONFIG.grpc_http
+local GRPC_NAMES = CONFIG.grpc_names
+local TITLES = CONFIG.titles
 -- reason for errors Envoy produces itself (no google.rpc.ErrorInfo available)
 local LOCAL_REASONS = {
   [400] = "INVALID_REQUEST", [401] = "UNAUTHENTICATED", [403] = "PERMISSION_DENIED",
@@ -329,6 +312,15 @@ end
 -- filter callbacks
 ---------------------------------------------------------------------------------------------------
 
+local function creates(method, path)
+  for _, route in ipairs(CREATED) do
+    if route.method == method and path and path:match(route.pattern) then
+      return true
+    end
+  end
+  return false
+end
+
 function envoy_on_request(request_handle)
   local headers = request_handle:headers()
   local path = headers:get(":path") or ""
@@ -353,7 +345,7 @@ function envoy_on_response(response_handle)
   end
   local meta = response_handle:streamInfo():dynamicMetadata():get(MD) or {}
   if status < 400 then
-    if status == 200 and meta.method == "POST" and CREATED[meta.path] then
+    if status == 200 and creates(meta.method, meta.path) then
       headers:replace(":status", "201")
     end
     return

@@ -1,22 +1,26 @@
-"""Envoy's bootstrap for the public REST edge, generated from the protos' descriptor set.
+"""Envoy's bootstrap for the public REST edge: the ONE generator, for the dev stack and Kubernetes.
 
-``build_config(stack, descriptor_path, admin_port=...)`` returns the bootstrap as a JSON-ready dict,
-built from envoy-data-plane's typed messages (betterproto2 + pydantic: field names, types and
+``build_config(stack, upstreams=..., route_timeout=..., ...)`` returns the bootstrap as a JSON-ready
+dict, built from envoy-data-plane's typed messages (betterproto2 + pydantic: field names, types and
 ``Any`` packing are checked at build time) and serialised with ``to_dict()`` (proto3 JSON, which
-Envoy reads).  Nothing here is hand-written per REST route: the gRPC routes come from the
-descriptor set, so a new ``google.api.http`` annotation is a proto change only.
+Envoy reads).  Its inputs are the upstream addresses, the edge settings (timeouts, limits) and the
+build outputs of ``make gen`` in ``gen/petpro_api/`` (:mod:`edge.gateway.outputs`): the transcoder's
+descriptor set and the REST route table with each RPC's method policy.  Nothing here is
+hand-written per REST route, so a new ``google.api.http`` rule or policy is a proto change only.
+``python -m edge.gateway render --out FILE`` writes it from the same env vars the edge reads.
 
 Request path, in filter order (responses run through them in reverse)::
 
-    Lua (edge/problem.lua)      remembers method/path/request id; on the way back turns every 4xx/5xx
+    Lua (gateway/problem.lua)   remembers method/path/request id; on the way back turns every 4xx/5xx
                                 into application/problem+json and a 200 to POST-create into 201
     local_ratelimit             token bucket shared by the listener → 429
     buffer                      request body limit (64 KiB; 1 MiB on /webhooks/) → 413
     grpc_json_transcoder        REST → gRPC for MobileService (disabled on the HTTP-app routes);
                                 unknown REST routes → 404, unknown query params → 400
     router                      /petpro.mobile.v1.MobileService/<Method> → edge_grpc (per-method
-                                timeout; retries on UNAVAILABLE/connect failure for GET rules only)
-                                /webhooks/ /openapi.json /docs /clinic/ /healthz /metrics → edge_http
+                                timeout; retries on UNAVAILABLE/connect failure only for the
+                                methods the protos declare idempotent)
+                                /webhooks/ /openapi.json /docs[/] /clinic/ /healthz /metrics → edge_http
 
 Every request gets ``x-request-id`` (kept when the client sent one, generated otherwise) and it is
 returned in the response; headers reach the gRPC upstream as metadata (``authorization``,
@@ -35,11 +39,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.api import annotations_pb2
 from google.protobuf import any_pb2, descriptor_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from edge.openapi import CREATED_PATHS, default_descriptor_path
+from edge.gateway import outputs, status
+from edge.gateway.routes import (
+    AUTH_SERVICE,
+    BOOKING_SERVICE,
+    CLINIC_ADMIN_SERVICE,
+    CLINIC_STAFF_SERVICE,
+    MOBILE_SERVICE,
+    TRANSCODED_SERVICES,
+    RestRoute,
+    created_patterns,
+)
 from petpro.settings import StackSettings
 
 # envoy-data-plane's generated classes trip pydantic deprecation warnings at import: not ours to fix
@@ -118,17 +131,6 @@ with warnings.catch_warnings():
     from envoy_data_plane.google.protobuf import Any as PbAny
     from envoy_data_plane.google.protobuf import Struct
 
-MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
-# The public catalog reads are transcoded straight to BookingService (no BFF hop); Envoy routes only
-# its annotated methods, every other BookingService path ends at the 404 route.
-BOOKING_SERVICE = "petpro.booking.v1.BookingService"
-# AuthService: only GetJwks is annotated (GET /.well-known/jwks.json), so only it is routed.
-AUTH_SERVICE = "petpro.auth.v1.AuthService"
-# Clinic operations are transcoded straight to the services that own them (each authenticates)
-CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"
-CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"
-TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE, CLINIC_ADMIN_SERVICE,
-                                        CLINIC_STAFF_SERVICE)
 LUA_SOURCE = Path(__file__).with_name("problem.lua")
 
 # Single paths served by the edge's Python HTTP app (its prefixes /webhooks/ and /clinic/ get
@@ -136,6 +138,9 @@ LUA_SOURCE = Path(__file__).with_name("problem.lua")
 HTTP_APP_PATHS: tuple[str, ...] = ("/openapi.json", "/docs", "/healthz", "/metrics")
 
 # Filter names (also the keys of per-route configs).
+# Errors Envoy produces itself (no ErrorInfo of a service): this domain.
+ERROR_DOMAIN = "edge.petpro.dev"
+
 F_LUA = "envoy.filters.http.lua"
 F_RATELIMIT = "envoy.filters.http.local_ratelimit"
 F_BUFFER = "envoy.filters.http.buffer"
@@ -180,15 +185,6 @@ class RateLimit:
     @property
     def retry_after(self) -> str:
         return str(max(1, self.fill_seconds))
-
-
-@dataclass(frozen=True)
-class GrpcRoute:
-    """One transcoded RPC: its gRPC path and the HTTP verb of its ``google.api.http`` rule."""
-
-    grpc_path: str  # "/petpro.mobile.v1.MobileService/ListPets"
-    http_method: str  # "GET", "POST", …
-    http_path: str  # "/v1/pets"
 
 
 @dataclass(frozen=True)
@@ -241,40 +237,8 @@ def _tracing(t: Tracing) -> HttpConnectionManagerTracing:
 
 
 # --------------------------------------------------------------------------------------------------
-# descriptors
+# descriptors (make gen)
 # --------------------------------------------------------------------------------------------------
-
-
-def _load_set(descriptor_path: Path) -> descriptor_pb2.FileDescriptorSet:
-    return descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
-
-
-def grpc_routes(fds: descriptor_pb2.FileDescriptorSet, services: Iterable[str]) -> list[GrpcRoute]:
-    """The RPCs of ``services`` that carry a ``google.api.http`` rule (additional_bindings too)."""
-    wanted = set(services)
-    found: set[str] = set()
-    out: list[GrpcRoute] = []
-    for f in fds.file:
-        for svc in f.service:
-            full = f"{f.package}.{svc.name}" if f.package else svc.name
-            if full not in wanted:
-                continue
-            found.add(full)
-            for m in svc.method:
-                if not m.options.HasExtension(annotations_pb2.http):
-                    continue
-                rule = m.options.Extensions[annotations_pb2.http]
-                for r in (rule, *rule.additional_bindings):
-                    kind = r.WhichOneof("pattern")
-                    if kind is None:
-                        continue
-                    path = r.custom.path if kind == "custom" else getattr(r, kind)
-                    verb = r.custom.kind if kind == "custom" else kind.upper()
-                    out.append(GrpcRoute(f"/{full}/{m.name}", verb.upper(), path))
-    missing = wanted - found
-    if missing:
-        raise ValueError(f"services not in the descriptor set: {', '.join(sorted(missing))}")
-    return out
 
 
 def transcoder_descriptor_set(fds: descriptor_pb2.FileDescriptorSet) -> bytes:
@@ -380,6 +344,14 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     )
     routes.append(
         Route(
+            name="http/docs",
+            match=RouteMatch(prefix="/docs/"),  # the Swagger UI assets of /docs
+            route=RouteAction(cluster=CLUSTER_HTTP, timeout=_seconds(timeout)),
+            typed_per_filter_config=_disabled(),
+        )
+    )
+    routes.append(
+        Route(
             name="http/clinic",
             match=RouteMatch(prefix="/clinic/"),
             # the clinic dashboard holds a live stream open: no overall timeout, idle timeout only
@@ -390,21 +362,19 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     return routes
 
 
-def _grpc_routes(routes: Sequence[GrpcRoute], clusters: Mapping[str, str], *, timeout: float,
+def _grpc_routes(routes: Sequence[RestRoute], clusters: Mapping[str, str], *, timeout: float,
                  retries: int) -> list[Route]:
     """Routes matched AFTER the transcoder rewrote :path to the gRPC method (it clears the route
-    cache), so timeouts and retries are per RPC.  Retries only for reads (GET rules): a POST may
-    have reached the service before the connection broke."""
+    cache), so timeouts and retries are per RPC.  Retries only for the methods the protos declare
+    idempotent: any other call may have reached the service before the connection broke."""
     out = []
     seen: set[str] = set()
     for r in routes:
         if r.grpc_path in seen:
             continue
         seen.add(r.grpc_path)
-        idempotent = all(x.http_method == "GET" for x in routes if x.grpc_path == r.grpc_path)
-        service = r.grpc_path.split("/")[1]
-        action = RouteAction(cluster=clusters[service], timeout=_seconds(timeout))
-        if idempotent and retries > 0:
+        action = RouteAction(cluster=clusters[r.service], timeout=_seconds(timeout))
+        if r.idempotent and retries > 0:
             action.retry_policy = RetryPolicy(
                 retry_on="unavailable,connect-failure,refused-stream,reset-before-request",
                 num_retries=retries,
@@ -429,11 +399,30 @@ def _header(key: str, value: str) -> HeaderValueOption:
     )
 
 
-def lua_source(*, created_paths: Iterable[str], domain: str) -> str:
-    """problem.lua with its configuration prelude."""
-    created = ", ".join(f"[{json.dumps(p)}] = true" for p in sorted(created_paths))
-    prelude = f"PETPRO_EDGE = {{ created_paths = {{ {created} }}, domain = {json.dumps(domain)} }}\n"
-    return prelude + LUA_SOURCE.read_text()
+def _lua(value: Any) -> str:
+    """A Lua literal of a JSON-like value (str, int, bool, list, dict with str/int keys)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid Lua escapes for ASCII
+    if isinstance(value, list | tuple):
+        return "{ " + ", ".join(_lua(v) for v in value) + " }"
+    return "{ " + ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in value.items()) + " }"
+
+
+def lua_source(*, created: Iterable[tuple[str, str]], domain: str) -> str:
+    """problem.lua with its configuration prelude: the (HTTP method, path pattern) pairs of the
+    routes whose RPC creates a resource, the gRPC → HTTP status table, the default error domain."""
+    config = {
+        "created": [{"method": m, "pattern": p} for m, p in created],
+        "grpc_http": {code: http for code, (_, http) in sorted(status.by_number().items())},
+        "grpc_names": {code: name for code, (name, _) in sorted(status.by_number().items())},
+        "titles": dict(sorted(status.TITLES.items())),
+        "domain": domain,
+    }
+    return f"PETPRO_EDGE = {_lua(config)}\n" + LUA_SOURCE.read_text()
 
 
 def _percent_100() -> RuntimeFractionalPercent:
@@ -450,7 +439,7 @@ def _percent_100() -> RuntimeFractionalPercent:
 
 def build_config(
     stack: StackSettings,
-    descriptor_path: Path,
+    source: Path | None = None,
     *,
     admin_port: int | None = None,
     listen_host: str | None = None,
@@ -465,8 +454,7 @@ def build_config(
     max_request_bytes: int = 64 * 1024,
     webhook_max_request_bytes: int = 1024 * 1024,
     rate_limit: RateLimit = RateLimit(),
-    created_paths: Iterable[str] = CREATED_PATHS,
-    error_domain: str = "petpro.dev",
+    error_domain: str = ERROR_DOMAIN,
     access_log: bool = True,
     max_connections: int = 10_000,
     tracing: Tracing | None = None,
@@ -475,8 +463,10 @@ def build_config(
 
     Defaults: listener on ``stack.host:port("envoy")``, admin on ``stack.host:port("envoy_admin")``,
     gRPC upstream ``stack.host:port("edge")`` (MobileService), HTTP upstream
-    ``stack.host:port("edge_http")``.  ``descriptor_path`` is the FileDescriptorSet with imports
-    (``gen/petpro_api/petpro.binpb``); it is embedded into the config, so the file is self-contained.
+    ``stack.host:port("edge_http")``; ``upstreams`` overrides where a transcoded service lives
+    (``{BOOKING_SERVICE: ("booking", 7402)}``).  ``source`` is the gen/ tree with the gateway's
+    build outputs (default: the installed gen/); the transcoder's descriptor set is embedded into
+    the config, so the file is self-contained.
     """
     host = stack.host
     listen_host = listen_host or host
@@ -492,11 +482,10 @@ def build_config(
     where.update(upstreams or {})
     clusters = {svc: CLUSTER_GRPC if svc == MOBILE_SERVICE else f"grpc_{svc}" for svc in services}
 
-    fds = _load_set(descriptor_path)
-    rpc_routes = grpc_routes(fds, services)
+    rpc_routes = [r for r in outputs.load_routes(source) if r.service in services]
 
     transcoder = GrpcJsonTranscoder(
-        proto_descriptor_bin=transcoder_descriptor_set(fds),
+        proto_descriptor_bin=(outputs.envoy_dir(source) / outputs.TRANSCODER_NAME).read_bytes(),
         services=list(services),
         convert_grpc_status=True,
         print_options=GrpcJsonTranscoderPrintOptions(
@@ -518,7 +507,7 @@ def build_config(
             typed_config=PbAny.pack(
                 Lua(
                     default_source_code=DataSource(
-                        inline_string=lua_source(created_paths=created_paths, domain=error_domain)
+                        inline_string=lua_source(created=created_patterns(rpc_routes), domain=error_domain)
                     ),
                     clear_route_cache=False,
                 )
@@ -654,4 +643,5 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-__all__ = ["RateLimit", "Tracing", "build_config", "default_descriptor_path", "grpc_routes", "tracing_from_env", "write_config"]
+__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "RateLimit", "Tracing", "build_config", "tracing_from_env",
+           "write_config"]

@@ -1,6 +1,6 @@
 """Clinic dashboard: the staff page, "who am I", and the clinic feed bridged to the browser as SSE.
 
-Routes (mounted under ``/clinic`` by :func:`edge.http_app.create_app`; Envoy sends ``/clinic/`` here
+Routes (mounted under ``/clinic`` by :func:`edge.web.app.create_app`; Envoy sends ``/clinic/`` here
 with no overall timeout, so a stream may stay open):
 
 * ``GET  /clinic/dashboard``       the page — plain HTML; its CSS and JS are ``/clinic/assets/…``
@@ -52,15 +52,17 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 from prometheus_client import Counter, Gauge
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
 
-from edge.http_app import HttpDeps, RpcError, problem
+from edge.gateway.status import http_status
+from edge.web.deps import HttpDeps
+from edge.web.problem import problem
 from petpro.authn import Authenticator, Principal, TokenCache
 from petpro.errors import Kind
-from petpro.upstream import UpstreamError
+from petpro.upstream import UpstreamError, from_rpc_error
 from petpro_api.auth.v1 import auth_pb2
 from petpro_api.booking.v1 import booking_pb2
 from petpro_api.notification.v1 import clinic_feed_pb2
@@ -81,8 +83,9 @@ EVENT_NAMES = {clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED: "booking.creat
 # the gRPC call ended without the caller being refused: subscribe again from the last cursor
 RESUBSCRIBE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                          grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
-# grpc status → HTTP status of the problem (feed.closed event, validation failures)
-_HTTP_OF = {
+# token validation failures → HTTP status of the problem: a token AuthService cannot read or find is
+# a sign-in problem (401), not a bad request (the stream's own refusals use the one status table)
+_TOKEN_HTTP = {
     Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 401, Kind.NOT_FOUND: 401,
     Kind.UNAVAILABLE: 503, Kind.DEADLINE_EXCEEDED: 503, Kind.RESOURCE_EXHAUSTED: 429,
 }
@@ -106,60 +109,19 @@ FEED_EVENTS = Counter("edge_clinic_feed_events_total", "Clinic feed events sent 
 # --------------------------------------------------------------------------------------------------
 
 
-def sse_event(event: clinic_feed_pb2.ClinicEvent) -> bytes:
+def sse_event(event: clinic_feed_pb2.ClinicEvent) -> ServerSentEvent:
     data = json_format.MessageToDict(event, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
     name = EVENT_NAMES.get(event.type, "clinic.event")
-    return f"id: {event.cursor}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=name, id=str(event.cursor), sep="\n")
 
 
-def sse_message(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def sse_message(name: str, data: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=name, sep="\n")
 
 
-class EventStreamResponse(Response):
-    """``text/event-stream`` from an async iterator of ready-made chunks.  The iterator is closed
-    (so its ``finally`` blocks run, e.g. cancelling a gRPC call) as soon as the client disconnects,
-    not only at the next write."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, chunks: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
-        self.chunks = chunks
-        self.status_code = 200
-        self.background = None
-        self.init_headers({"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no", **(headers or {})})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-
-        async def pump() -> None:
-            async for chunk in self.chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        tasks = (asyncio.ensure_future(pump()), asyncio.ensure_future(disconnected()))
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            aclose = getattr(self.chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
-        pumped, gone = tasks
-        if gone.cancelled() and not pumped.cancelled() and pumped.exception() is None:
-            # the stream ended by itself (shutdown, token expiry, refusal): end the response cleanly
-            with contextlib.suppress(OSError):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        elif not pumped.cancelled() and pumped.exception() is not None:
-            log.warning("clinic feed stream failed", exc_info=pumped.exception())
+def _keep_alive() -> ServerSentEvent:
+    return ServerSentEvent(comment="keep-alive", sep="\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -228,7 +190,7 @@ class Dashboard:
         try:
             return await self.authn.validate(token)
         except UpstreamError as err:
-            status = _HTTP_OF.get(err.kind, 503)
+            status = _TOKEN_HTTP.get(err.kind, 503)
             if status == 401:
                 return _unauthenticated(request, err.reason if err.kind == Kind.UNAUTHENTICATED else "TOKEN_INVALID",
                                         err.message or "the token is not valid")
@@ -244,8 +206,8 @@ class Dashboard:
         try:
             found = await asyncio.gather(*(self._clinic(cid) for cid in sorted(principal.clinic_ids)))
         except grpc.aio.AioRpcError as exc:
-            err = RpcError.of(exc)
-            log.warning("clinic lookup failed", extra={"fields": {"code": err.code.name, "reason": err.reason}})
+            err = from_rpc_error(exc)
+            log.warning("clinic lookup failed", extra={"fields": {"code": exc.code().name, "reason": err.reason}})
             return problem(503, "UPSTREAM_UNAVAILABLE", "the clinic directory is not available; retry",
                            request=request)
         clinics = sorted((c for c in found if c is not None), key=lambda c: (c["name"].lower(), c["clinic_id"]))
@@ -331,9 +293,16 @@ class Dashboard:
             return problem(503, "NOT_CONFIGURED", "the edge has no clinic feed connection", request=request)
         log.info("clinic feed opened", extra={"fields": {"clinic_id": clinic_id, "after": after,
                                                          "user_id": principal.user_id}})
-        return EventStreamResponse(self._bridge(token, principal, clinic_id, after))
+        # sse-starlette: the stream ends (and the bridge's finally cancels the gRPC call) as soon as the
+        # browser goes away; a keep-alive comment every feed_heartbeat_seconds while nothing happens
+        return EventSourceResponse(
+            self._bridge(token, principal, clinic_id, after), sep="\n",
+            ping=self.deps.feed_heartbeat_seconds, ping_message_factory=_keep_alive,
+            headers={"Cache-Control": "no-cache, no-store"},
+        )
 
-    async def _bridge(self, token: str, principal: Principal, clinic_id: str, after: int) -> AsyncIterator[bytes]:
+    async def _bridge(self, token: str, principal: Principal, clinic_id: str,
+                      after: int) -> AsyncIterator[ServerSentEvent]:
         """ClinicFeed.Subscribe → SSE chunks, until the client leaves, the token expires, the caller is
         refused, or the edge shuts down.  Re-subscribes from the last cursor when a call ends."""
         deps = self.deps
@@ -341,10 +310,10 @@ class Dashboard:
         loop = asyncio.get_running_loop()
         ends_at = loop.time() + (principal.expires_at - time.time())
         closing = asyncio.ensure_future(deps.closing.wait())
-        last, failures, last_write = after, 0, loop.time()
+        last, failures = after, 0
         FEED_STREAMS.inc()
         try:
-            yield f"retry: {RETRY_MS}\n: connected\n\n".encode()
+            yield ServerSentEvent(comment="connected", retry=RETRY_MS, sep="\n")
             while loop.time() < ends_at:  # then the browser reconnects with its renewed cookie
                 call = deps.clinic_feed.Subscribe(
                     clinic_feed_pb2.SubscribeRequest(clinic_id=clinic_id, after_cursor=last),
@@ -365,13 +334,10 @@ class Dashboard:
                                                      return_when=asyncio.FIRST_COMPLETED)
                         if closing in done:
                             return
-                        if read not in done:
-                            last_write = loop.time()
+                        if read not in done:  # quiet (the response's pings keep the connection alive)
                             if failures:
                                 failures = 0
                                 yield sse_message("feed.status", {"state": "live"})
-                            elif loop.time() < ends_at:
-                                yield b": keep-alive\n\n"
                             continue
                         message, read = read.result(), None
                         if message is grpc.aio.EOF:
@@ -380,15 +346,14 @@ class Dashboard:
                             failures = 0
                             yield sse_message("feed.status", {"state": "live"})
                         last = message.event.cursor
-                        last_write = loop.time()
                         FEED_EVENTS.inc()
                         yield sse_event(message.event)
                 except (grpc.aio.AioRpcError, _Ended) as exc:
                     code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.OK
                     if isinstance(exc, grpc.aio.AioRpcError) and code not in RESUBSCRIBE:
-                        err = RpcError.of(exc)
+                        err = from_rpc_error(exc)
                         log.info("clinic feed refused", extra={"fields": {"code": code.name, "reason": err.reason}})
-                        status = _HTTP_OF.get(Kind[code.name], 503) if code.name in Kind.__members__ else 503
+                        status = http_status(code)
                         yield sse_message("feed.closed", {"status": status, "reason": err.reason})
                         return
                     if code == grpc.StatusCode.DEADLINE_EXCEEDED and not failures:
@@ -397,9 +362,6 @@ class Dashboard:
                     if failures == 1:
                         log.warning("clinic feed interrupted; re-subscribing", extra={"fields": {"code": code.name}})
                         yield sse_message("feed.status", {"state": "reconnecting"})
-                    elif loop.time() - last_write >= deps.feed_heartbeat_seconds:
-                        last_write = loop.time()
-                        yield b": keep-alive\n\n"
                     done, _ = await asyncio.wait({closing}, timeout=min(0.25 * 2 ** (failures - 1), 5.0))
                     if done:
                         return
