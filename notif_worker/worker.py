@@ -42,7 +42,15 @@ class BookingCreatedConsumer:
                 batch = await asyncio.to_thread(consumer.poll, 500)
                 records = [r for rs in batch.values() for r in rs]
                 if records:
-                    await self._process_batch(records)
+                    work = asyncio.ensure_future(self._process_batch(records))
+                    try:
+                        await asyncio.shield(work)
+                    except asyncio.CancelledError:
+                        # stopping (SIGTERM): finish the events already started and commit them, or the
+                        # replica that takes the partitions over would deliver them a second time
+                        await work
+                        await asyncio.to_thread(consumer.commit)
+                        raise
                     await asyncio.to_thread(consumer.commit)  # after processing: at-least-once
                 await asyncio.to_thread(self._measure, consumer)
         finally:

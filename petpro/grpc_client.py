@@ -4,6 +4,11 @@ Every call gets a deadline (the caller's, else ``default_timeout``), ``x-request
 OpenTelemetry CLIENT span whose ``traceparent`` goes along as metadata.  Retries are done by gRPC
 itself (service config) and only for UNAVAILABLE on the methods the protos declare idempotent
 (``(petpro.common.v1.policy).idempotent``, :mod:`petpro.policy`).
+
+Load balancing: the service config selects ``round_robin``, so a target that resolves to several
+addresses — ``dns:///booking:7402`` naming a Kubernetes headless Service (one A record per ready
+pod) — gets a subchannel per address and spreads calls per RPC; gRPC re-resolves when a connection
+drops.  A plain ``host:port`` with one address behaves as before.
 """
 
 from __future__ import annotations
@@ -52,6 +57,9 @@ class _ContextInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnarySt
         return await continuation(self._details(client_call_details), request)
 
 
+LOAD_BALANCING: list[dict[str, Any]] = [{"round_robin": {}}]
+
+
 def service_config(idempotent: Iterable[str]) -> str:
     """``idempotent``: full service names ("petpro.booking.v1.BookingService") or "Service/Method"."""
     names = []
@@ -59,9 +67,10 @@ def service_config(idempotent: Iterable[str]) -> str:
         service, _, method = item.partition("/")
         names.append({"service": service, "method": method} if method else {"service": service})
     if not names:
-        return json.dumps({})
+        return json.dumps({"loadBalancingConfig": LOAD_BALANCING})
     return json.dumps(
         {
+            "loadBalancingConfig": LOAD_BALANCING,
             "methodConfig": [
                 {
                     "name": names,
@@ -79,7 +88,8 @@ def service_config(idempotent: Iterable[str]) -> str:
 
 
 def channel(addr: str, *, services: Iterable[str] = (), default_timeout: float = 5.0) -> grpc.aio.Channel:
-    """An insecure (mesh-internal) channel to ``addr`` with deadlines, context and retries.
+    """An insecure (mesh-internal) channel to ``addr`` (``host:port`` or ``dns:///host:port``) with
+    deadlines, context, retries and round-robin balancing over the addresses it resolves to.
     ``services``: full names of the services called over it ("petpro.booking.v1.BookingService");
     their idempotent methods, as the protos declare them, are retried on UNAVAILABLE."""
     return grpc.aio.insecure_channel(

@@ -37,6 +37,24 @@ SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
 )
 
 
+# Streams open when a connection reaches its maximum age keep running this long (clinic feeds).
+MAX_CONNECTION_AGE_GRACE_MS = 24 * 3600 * 1000
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
+    """SERVER_OPTIONS plus, when ``<SVC>_MAX_CONNECTION_AGE_SECONDS`` is set, a maximum connection
+    age: the server sends GOAWAY, clients open a new connection for new RPCs and re-resolve their
+    ``dns:///`` target, so replicas added behind a headless Service get traffic (gRPC's DNS resolver
+    does not poll)."""
+    options = list(SERVER_OPTIONS)
+    if settings.max_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+        ]
+    return options
+
+
 @dataclass
 class Registration:
     """One gRPC service on the server: the generated ``add_XServicer_to_server`` and its servicer."""
@@ -104,7 +122,7 @@ async def start(app: App, port: int | None = None) -> Running:
         await hook()
     server = grpc.aio.server(
         interceptors=[*telemetry.grpc_server_interceptors(), KitServerInterceptor(), *app.interceptors],
-        options=list(SERVER_OPTIONS),
+        options=server_options(app.settings),
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

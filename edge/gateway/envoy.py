@@ -82,7 +82,7 @@ def _addr(env: str) -> tuple[str, int] | None:
     value = os.environ.get(env)
     if not value:
         return None
-    host, _, port = value.rpartition(":")
+    host, _, port = value.removeprefix("dns:///").rpartition(":")  # k8s style gRPC target too
     return host, int(port)
 
 
