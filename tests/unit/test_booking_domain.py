@@ -78,12 +78,12 @@ def _grid_answer(clinic: Clinic, service: Service, start: datetime, grids: dict[
 @pytest.mark.parametrize("day", [MONDAY, date(2030, 3, 31), date(2030, 10, 27)])  # plain, DST start, DST end
 def test_check_slot_agrees_with_the_days_grid_minute_by_minute(day):
     """check_slot works out the one slot arithmetically; it must answer exactly as the whole grid
-    would, for every minute of the day, across daylight-saving shifts and odd durations."""
+    would, for every minute of the day, across daylight-saving shifts, odd durations and buffers."""
     hours = [Interval(time(0, 30), time(3, 40)), Interval(time(8), time(12)), Interval(time(13), time(14))]
     clinic = Clinic(uuid.uuid4(), "Vet", BERLIN, {d: hours for d in ("mon", "sun")})
     now = datetime.combine(day, time(0), UTC) - timedelta(days=1)
-    for minutes in (5, 45, 50):
-        service = Service(uuid.uuid4(), clinic.id, "S", minutes, 100, "EUR")
+    for minutes, buffer in ((5, 0), (45, 0), (50, 0), (30, 15)):  # (30, 15): a buffer after each slot
+        service = Service(uuid.uuid4(), clinic.id, "S", minutes, 100, "EUR", buffer_after_minutes=buffer)
         t = datetime.combine(day, time(0), UTC) - timedelta(hours=3)
         grids: dict[date, list] = {}
         while t < datetime.combine(day, time(0), UTC) + timedelta(hours=27):

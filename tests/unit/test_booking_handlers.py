@@ -182,7 +182,7 @@ async def test_reserve_checks_pet_and_slot(world):
 async def test_capacity_gives_each_reserver_its_own_unit(world):
     h, store, _, _, _, _, svc, owner, pet = world
     store.services[svc.id].capacity = 2
-    h.catalog = type(h.catalog)(0)  # no memo: the capacity change is visible
+    store.catalog_version += 1  # a committed catalog change: the memo reloads
     a = await h.reserve(cmd(svc, owner, pet, "a"))
     b = await h.reserve(cmd(svc, owner, pet, "b"))
     assert {a.unit, b.unit} == {1, 2}

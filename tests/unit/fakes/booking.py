@@ -7,15 +7,18 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from booking_svc.domain import (
     ACTIVE_STATES,
     Booking,
     Clinic,
+    ClinicBooking,
+    Closure,
     DuplicateRequest,
     HoldAttempt,
+    Interval,
     Pet,
     Reservation,
     ReservationState,
@@ -43,6 +46,8 @@ class BookingStore:
     reservations: dict[uuid.UUID, Reservation] = field(default_factory=dict)
     bookings: dict[uuid.UUID, Booking] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
+    catalog_version: int = 1
+    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic/service id
 
 
 def _after(key: tuple[str, str], after: tuple[str, ...] | None) -> bool:
@@ -62,11 +67,11 @@ class FakeBookingRepository:
         rows = sorted(self.s.clinics.values(), key=lambda c: (c.name, str(c.id)))
         return [copy.deepcopy(c) for c in rows if _after((c.name, str(c.id)), after)][:limit]
 
-    async def clinic(self, clinic_id: uuid.UUID) -> Clinic | None:
+    async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
         return copy.deepcopy(self.s.clinics.get(clinic_id))
 
     async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
-        rows = sorted((s for s in self.s.services.values() if s.clinic_id == clinic_id),
+        rows = sorted((s for s in self.s.services.values() if s.clinic_id == clinic_id and not s.archived),
                       key=lambda s: (s.name, str(s.id)))
         return [copy.deepcopy(s) for s in rows if _after((s.name, str(s.id)), after)][:limit]
 
@@ -75,6 +80,82 @@ class FakeBookingRepository:
         if svc is None:
             return None
         return copy.deepcopy(svc), copy.deepcopy(self.s.clinics[svc.clinic_id])
+
+    async def service(self, service_id: uuid.UUID, *, for_update: bool = False) -> Service | None:
+        return copy.deepcopy(self.s.services.get(service_id))
+
+    # -- catalog changes
+    async def catalog_version(self) -> int:
+        return self.s.catalog_version
+
+    async def bump_catalog(self) -> None:
+        self.s.catalog_version += 1
+
+    async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
+        self.s.clinics[clinic.id] = copy.deepcopy(clinic)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = clinic.id
+        return clinic.id
+
+    async def save_clinic(self, clinic: Clinic) -> None:
+        stored = self.s.clinics[clinic.id]
+        self.s.clinics[clinic.id] = replace(copy.deepcopy(clinic), closures=stored.closures,
+                                            overrides=stored.overrides, version=stored.version + 1)
+        clinic.version += 1
+
+    async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
+        self.s.services[svc.id] = copy.deepcopy(svc)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = svc.id
+        return svc.id
+
+    async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
+        stored = self.s.services[svc.id]
+        self.s.services[svc.id] = replace(copy.deepcopy(svc), version=stored.version + 1,
+                                          archived=stored.archived or archive_at is not None)
+        svc.version += 1
+
+    async def add_closure(self, c: Closure) -> None:
+        self.s.clinics[c.clinic_id].closures.append(c)
+
+    async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool:
+        clinic = self.s.clinics[clinic_id]
+        before = len(clinic.closures)
+        clinic.closures = [c for c in clinic.closures if c.id != closure_id]
+        return len(clinic.closures) < before
+
+    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Closure]:
+        rows = sorted(self.s.clinics[clinic_id].closures, key=lambda c: (c.start_date.isoformat(), str(c.id)))
+        return [c for c in rows if _after((c.start_date.isoformat(), str(c.id)), after)][:limit]
+
+    async def put_override(self, clinic_id: uuid.UUID, day: date, ivs: list[Interval]) -> None:
+        self.s.clinics[clinic_id].overrides[day] = list(ivs)
+
+    async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
+        return self.s.clinics[clinic_id].overrides.pop(day, None) is not None
+
+    async def upcoming_bookings(self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None,
+                                end: datetime | None = None) -> list[Booking]:
+        rows = [b for b in self.s.bookings.values() if b.clinic_id == clinic_id and b.state == "CONFIRMED"
+                and b.start > now and (start is None or b.start >= start) and (end is None or b.start < end)]
+        return [copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.start, str(b.id)))]
+
+    async def list_clinic_bookings(self, clinic_id: uuid.UUID, start: datetime, end: datetime, states: list[str],
+                                   after: tuple[str, ...] | None, limit: int) -> list[ClinicBooking]:
+        rows = sorted((b for b in self.s.bookings.values() if b.clinic_id == clinic_id and start <= b.start < end
+                       and (not states or b.state in states)), key=lambda b: (b.start, str(b.id)))
+        out = []
+        for b in rows:
+            if not _after((b.start.isoformat(), str(b.id)), after):
+                continue
+            res, pet = self.s.reservations[b.lock_id], self.s.pets[b.pet_id]
+            out.append(ClinicBooking(copy.deepcopy(b), self.s.services[b.service_id].name, pet.name, pet.species,
+                                     res.owner_name, res.owner_email))
+        return out[:limit]
 
     # -- pets
     async def add_pet(self, pet: Pet) -> None:
