@@ -18,11 +18,16 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from petpro.errors import AlreadyExists, Unauthenticated
+from petpro.errors import AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
 
 ROLE_OWNER = "OWNER"
 ROLE_CLINIC_STAFF = "CLINIC_STAFF"
 ROLE_SERVICE = "SERVICE"
+ROLE_PLATFORM_ADMIN = "PLATFORM_ADMIN"
+
+CLINIC_ADMIN = "ADMIN"
+CLINIC_STAFF = "STAFF"
+CLINIC_ROLES = (CLINIC_ADMIN, CLINIC_STAFF)
 
 ALGORITHM = "EdDSA"
 
@@ -47,6 +52,24 @@ class TokenRevoked(Unauthenticated):
     reason = "TOKEN_REVOKED"
 
 
+class InvitationInvalid(FailedPrecondition):
+    """Unknown, already used, replaced or expired invitation token."""
+
+    reason = "INVITATION_INVALID"
+
+
+class LastClinicAdmin(FailedPrecondition):
+    reason = "LAST_CLINIC_ADMIN"
+
+
+class MemberNotFound(NotFound):
+    reason = "MEMBER_NOT_FOUND"
+
+
+class ServiceAccountNotFound(NotFound):
+    reason = "SERVICE_ACCOUNT_NOT_FOUND"
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
@@ -58,8 +81,54 @@ class User:
     name: str
     password_hash: str
     roles: tuple[str, ...] = (ROLE_OWNER,)
-    clinic_ids: tuple[str, ...] = ()
+    memberships: dict[str, str] = field(default_factory=dict)  # clinic id → clinic role (ADMIN / STAFF)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def clinic_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self.memberships))
+
+
+@dataclass
+class Invitation:
+    """An invitation to join a clinic; only the SHA-256 of its token is stored."""
+
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    email: str
+    role: str
+    token_hash: str
+    invited_by: uuid.UUID
+    expires_at: datetime
+    created_at: datetime
+    accepted_at: datetime | None = None
+
+    def check_usable(self, now: datetime) -> None:
+        if self.accepted_at is not None:
+            raise InvitationInvalid("this invitation was already used")
+        if self.expires_at <= now:
+            raise InvitationInvalid("this invitation has expired")
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    service_account: bool = False
+
+
+SERVICE_ACCOUNT_DOMAIN = "service-accounts.petpro.invalid"
+
+
+def service_account_email(client_id: uuid.UUID) -> str:
+    """Service accounts are users with role SERVICE and this reserved, undeliverable login name."""
+    return f"{client_id}@{SERVICE_ACCOUNT_DOMAIN}"
+
+
+def new_invitation_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -126,10 +195,23 @@ class Claims:
     email: str
     name: str
     roles: tuple[str, ...]
-    clinic_ids: tuple[str, ...]
+    memberships: dict[str, str]
     session_id: str
     token_id: str
     expires_at: datetime
+
+    @property
+    def clinic_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self.memberships))
+
+
+def _memberships(raw: object) -> dict[str, str]:
+    """The ``clinics`` claim: {clinic id: role}; tokens issued before clinic roles carried a list (staff)."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items() if v in CLINIC_ROLES}
+    if isinstance(raw, list):
+        return {str(c): CLINIC_STAFF for c in raw}
+    return {}
 
 
 def _b64url(raw: bytes) -> str:
@@ -236,7 +318,7 @@ class TokenIssuer:
             "email": user.email,
             "name": user.name,
             "roles": list(user.roles),
-            "clinics": list(user.clinic_ids),
+            "clinics": dict(user.memberships),
             "sid": str(session_id),
             "jti": uuid.uuid4().hex,
             "iat": int(now.timestamp()),
@@ -266,7 +348,7 @@ class TokenIssuer:
             email=data.get("email", ""),
             name=data.get("name", ""),
             roles=tuple(data.get("roles", ())),
-            clinic_ids=tuple(data.get("clinics", ())),
+            memberships=_memberships(data.get("clinics")),
             session_id=data["sid"],
             token_id=data["jti"],
             expires_at=exp,

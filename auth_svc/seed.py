@@ -25,7 +25,7 @@ async def load(database_url: str, data: dict[str, Any]) -> int:
                     await repo.upsert_user(User(
                         id=uuid.uuid4(), email=normalize_email(staff["email"]), name=staff["name"],
                         password_hash=passwords.hash(staff["password"]), roles=(ROLE_CLINIC_STAFF,),
-                        clinic_ids=(str(clinic["id"]),),
+                        memberships={str(clinic["id"]): str(staff.get("role", "staff")).upper()},
                     ))
                     n += 1
     finally:

@@ -11,14 +11,15 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from auth_svc.domain import Passwords, TokenIssuer
-from auth_svc.handlers import AuthHandlers
+from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, InvitationSender, LocalAuthenticator
+from auth_svc.mail import InvitationMailer
 from auth_svc.ports import UnitOfWork
 from auth_svc.repository import SCHEMA, AuthRepository
-from auth_svc.service import AuthServicer
+from auth_svc.service import AuthServicer, ClinicStaffServicer
 from petpro import grpc_server, keys
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
-from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.auth.v1 import auth_pb2_grpc, clinic_staff_pb2_grpc
 
 
 class AuthSettings(ServiceSettings):
@@ -38,6 +39,9 @@ class AuthSettings(ServiceSettings):
     )
     keys_reload_seconds: float = Field(default=30.0, gt=0, description="how often the key directory is re-read")
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30, description="lifetime of staff invitations")
+    mail_from: str = "PetPro <accounts@petpro.dev>"
+    public_base_url: str | None = Field(default=None, description="REST edge base for links in emails")
 
 
 def keys_dir(settings: AuthSettings) -> Path:
@@ -57,8 +61,9 @@ def make_issuer(settings: AuthSettings) -> TokenIssuer:
 
 
 def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
-          passwords: Passwords | None = None) -> grpc_server.App:
-    """The auth service.  Tests pass fakes of the ports (``uow``/``read``) instead of the database."""
+          passwords: Passwords | None = None, send_invitation: InvitationSender | None = None) -> grpc_server.App:
+    """The auth service.  Tests pass fakes of the ports (``uow``/``read``, the invitation mailer) instead of
+    the database and SMTP."""
     issuer = make_issuer(settings)
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
@@ -67,12 +72,22 @@ def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOf
         on_stop.append(db.close)
     handlers = AuthHandlers(uow, passwords or Passwords(), issuer,
                             refresh_ttl=timedelta(days=settings.refresh_ttl_days), read=read)
+    base = settings.public_base_url or f"http://{settings.stack.host}:{settings.stack.port('envoy')}"
+    mailer = InvitationMailer(settings.url("smtp_url"), settings.mail_from, f"{base}/v1/invitations:accept")
+    staff = ClinicStaffHandlers(handlers, send_invitation or mailer.send,
+                                invitation_ttl=timedelta(hours=settings.invitation_ttl_hours))
     return grpc_server.App(
         name="auth_svc",
         settings=settings,
-        services=[grpc_server.Registration(
-            auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
-        )],
+        services=[
+            grpc_server.Registration(
+                auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
+            ),
+            grpc_server.Registration(
+                clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server, ClinicStaffServicer(staff, LocalAuthenticator(handlers)),
+                "petpro.auth.v1.ClinicStaffService",
+            ),
+        ],
         # rotated or retired keys are picked up by every replica within keys_reload_seconds
         background=[grpc_server.periodic("auth_svc.signing_keys", settings.keys_reload_seconds,
                                          lambda: asyncio.to_thread(issuer.reload))],

@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from datetime import time
 from pathlib import Path
 from typing import Any
 
-from booking_svc.domain import DEFAULT_POLICY, WEEKDAYS, CancellationPolicy, Clinic, Interval, Service
+from booking_svc.domain import (
+    DEFAULT_POLICY,
+    WEEKDAYS,
+    CancellationPolicy,
+    Clinic,
+    Interval,
+    Service,
+    parse_hhmm,
+)
 from booking_svc.repository import SCHEMA, BookingRepository
 from petpro.db import Database
 
@@ -19,15 +26,17 @@ def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
     for day, ivs in (raw.get("opening_hours") or {}).items():
         if day not in WEEKDAYS:
             raise ValueError(f"clinic {raw['name']!r}: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
-        hours[day] = [Interval(time.fromisoformat(a), time.fromisoformat(b)) for a, b in ivs]
+        hours[day] = [Interval(parse_hhmm(a), parse_hhmm(b)) for a, b in ivs]
     clinic = Clinic(uuid.UUID(str(raw["id"])), raw["name"], raw["time_zone"], hours, raw.get("address", ""),
                     raw.get("phone", ""), raw.get("email", ""),
-                    tuple(int(m) for m in raw.get("reminder_offsets_minutes", (2880, 120))))
+                    reminder_offsets_minutes=tuple(int(m) for m in raw.get("reminder_offsets_minutes", (2880, 120))))
     clinic.zone  # noqa: B018 — validates the time zone name early
     services = [
         Service(uuid.UUID(str(s["id"])), clinic.id, s["name"], int(s["duration_minutes"]), int(s["price_minor"]),
                 s["currency"], int(s.get("capacity", 1)), s.get("description", ""),
-                CancellationPolicy(**s["cancellation_policy"]) if s.get("cancellation_policy") else DEFAULT_POLICY)
+                tuple(str(x).upper() for x in s.get("species_allowed", ())),
+                policy=CancellationPolicy(**s["cancellation_policy"]) if s.get("cancellation_policy")
+                else DEFAULT_POLICY)
         for s in raw.get("services", [])
     ]
     return clinic, services
@@ -46,6 +55,7 @@ async def load(database_url: str, data: dict[str, Any]) -> tuple[int, int]:
                 for svc in services:
                     await repo.upsert_service(svc)
                     n_services += 1
+            await repo.bump_catalog()  # running services drop their cached catalog
     finally:
         await db.close()
     return n_clinics, n_services

@@ -8,15 +8,23 @@ from datetime import timedelta
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from booking_svc.handlers import BookingHandlers
+from booking_svc.handlers import BookingHandlers, ClinicAdminHandlers
 from booking_svc.ports import RefundPort, UnitOfWork
 from booking_svc.repository import SCHEMA, BookingRepository
-from booking_svc.service import BookingServicer, PaymentRefunds, encode_booking_change, encode_booking_created
+from booking_svc.service import (
+    BookingServicer,
+    ClinicAdminServicer,
+    PaymentRefunds,
+    encode_booking_change,
+    encode_booking_created,
+)
 from petpro import events, grpc_client, grpc_server, telemetry
+from petpro.authn import Authenticator
 from petpro.db import Database
 from petpro.outbox import OutboxRelay
 from petpro.settings import ServiceSettings, load
-from petpro_api.booking.v1 import booking_pb2_grpc
+from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2_grpc, clinic_admin_pb2_grpc
 from petpro_api.payment.v1 import payment_pb2_grpc
 
 
@@ -27,7 +35,7 @@ class BookingSettings(ServiceSettings):
     hold_ttl_seconds: int = Field(default=600, ge=1, le=86_400, description="how long a slot is held for payment")
     expiry_sweep_seconds: float = Field(default=5.0, gt=0, description="how often expired holds are released")
     db_pool_size: int = Field(default=10, ge=1, le=100)
-    catalog_cache_seconds: float = Field(default=5.0, ge=0, description="how stale catalog reads may be")
+    catalog_cache_entries: int = Field(default=4096, ge=1, description="catalog reads kept in memory (never stale)")
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     refund_sweep_seconds: float = Field(default=1.0, gt=0, description="how often owed refunds are sent/checked")
     refund_retry_max_seconds: float = Field(default=60.0, gt=0, description="longest back-off of a failing refund")
@@ -56,16 +64,26 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
         refunds = PaymentRefunds(payment_pb2_grpc.PaymentServiceStub(payment_channel))
         on_stop.append(payment_channel.close)
     handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-                               read=read, catalog_ttl=settings.catalog_cache_seconds,
+                               read=read, catalog_cache_entries=settings.catalog_cache_entries,
                                traceparent=telemetry.current_traceparent, encode_change=encode_booking_change,
                                refunds=refunds, refund_retry_max=timedelta(seconds=settings.refund_retry_max_seconds))
+    # ClinicAdminService authenticates its callers with AuthService (the one authority on tokens)
+    auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
+    admin = ClinicAdminServicer(ClinicAdminHandlers(handlers), Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel)))
+    on_stop.insert(0, auth_channel.close)
     return grpc_server.App(
         name="booking_svc",
         settings=settings,
-        services=[grpc_server.Registration(
-            booking_pb2_grpc.add_BookingServiceServicer_to_server, BookingServicer(handlers),
-            "petpro.booking.v1.BookingService",
-        )],
+        services=[
+            grpc_server.Registration(
+                booking_pb2_grpc.add_BookingServiceServicer_to_server, BookingServicer(handlers),
+                "petpro.booking.v1.BookingService",
+            ),
+            grpc_server.Registration(
+                clinic_admin_pb2_grpc.add_ClinicAdminServiceServicer_to_server, admin,
+                "petpro.booking.v1.ClinicAdminService",
+            ),
+        ],
         background=[grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds,
                                          handlers.expire_due),
                     grpc_server.periodic("booking_svc.refunds", settings.refund_sweep_seconds,

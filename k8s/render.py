@@ -34,7 +34,7 @@ def envoy_config() -> dict[str, Any]:
     """THE call to the dev stack's Envoy generator (edge.gateway.config.build_config over gen/'s
     gateway outputs), with the chart's DNS names as upstreams."""
     from edge.gateway.config import build_config
-    from edge.gateway.routes import AUTH_SERVICE, BOOKING_SERVICE
+    from edge.gateway.routes import AUTH_SERVICE, BOOKING_SERVICE, CLINIC_ADMIN_SERVICE, CLINIC_STAFF_SERVICE
     from petpro.settings import StackSettings
 
     return build_config(
@@ -44,7 +44,9 @@ def envoy_config() -> dict[str, Any]:
         grpc_upstream=(f"{PLACEHOLDER}-edge", EDGE_GRPC),
         http_upstream=(f"{PLACEHOLDER}-edge", EDGE_HTTP),
         upstreams={BOOKING_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
-                   AUTH_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC)},
+                   CLINIC_ADMIN_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
+                   AUTH_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC),
+                   CLINIC_STAFF_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC)},
     )
 
 

@@ -62,7 +62,7 @@ class NotifyHandlers:
         self.clock = clock
         self.reminder_offsets = reminder_offsets
         self.uow = uow
-        self.read = read or uow  # read-only: no transaction
+        self.read = read or uow  # no transaction: reads, and single-statement writes
         self.mailer = mailer
         self.push_provider = push
         self.encode_feed = encode_feed
@@ -109,8 +109,6 @@ class NotifyHandlers:
                 await repo.set_progress(n.booking_id, n.version)
                 nxt = await repo.take_parked(n.booking_id, n.version + 1)
                 await self._reminders(repo, n)
-            row = await repo.add_clinic_event(n.clinic_id, n.event_id, f"booking.{n.kind}", n.occurred_at,
-                                              lambda cursor: self.encode_feed(n, cursor))
             prefs = await repo.preferences(n.owner_user_id)
             if prefs.wants(n.category, "push") and await repo.claim_delivery(n.event_id, "push",
                                                                             str(n.owner_user_id)):
@@ -119,6 +117,10 @@ class NotifyHandlers:
                 await repo.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
             email_due = prefs.wants(n.category, "email") and await repo.claim_delivery(n.event_id, "email",
                                                                                        n.owner_email)
+            # last: taking the clinic's next cursor locks the clinic's counter row until the commit, so
+            # the feed's order is commit order; the lock is held for this statement and the commit only
+            row = await repo.add_clinic_event(n.clinic_id, n.event_id, f"booking.{n.kind}", n.occurred_at,
+                                              lambda cursor: self.encode_feed(n, cursor))
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
         return email_due, nxt
@@ -174,13 +176,15 @@ class NotifyHandlers:
         return sent
 
     async def _send_email(self, n: BookingNotice) -> None:
+        # the outcome is one UPDATE: on the autocommit connection it is its own transaction (one round
+        # trip instead of BEGIN, UPDATE, COMMIT)
         try:
             await self.mailer.send(n)
         except Exception as exc:
-            async with self.uow() as repo:
+            async with self.read() as repo:
                 await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=False, error=str(exc)[:1000])
             raise
-        async with self.uow() as repo:
+        async with self.read() as repo:
             await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=True)
 
     # -- reads -------------------------------------------------------------------------------------

@@ -6,70 +6,134 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError
 from opentelemetry.trace import StatusCode
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
 from notif_worker.events import decode_event
 from notif_worker.handlers import NotifyHandlers
-from petpro import telemetry
+from petpro import events, telemetry
 
 log = logging.getLogger("notif_worker.consumer")
 ConsumerRecord = Any  # kafka-python's ConsumerRecord (untyped): topic, partition, offset, key, value, headers
 
 
 class BookingCreatedConsumer:
+    """Records are processed as they arrive, not batch by batch: each poll's records start at once
+    (the records of one key strictly in order, across polls too, so two copies of one event never
+    race each other's delivery claims), the next poll does not wait for them (an SMTP send holds up
+    nothing else), and each partition's offset is committed up to its oldest record still in flight.
+
+    The fetch wait adapts: kafka-python asks the broker to hold an empty fetch for
+    ``fetch_max_wait_ms``; a real Kafka answers as soon as data arrives, the bundled broker waits it
+    out.  While events flow the consumer asks for ``busy_fetch_wait_ms`` (low latency); after
+    ``idle_after_seconds`` without one it goes back to the long wait (an idle worker costs nothing).
+
+    A stop (the background task cancelled on SIGTERM) lets the events already started finish and
+    commits them before leaving the group, so the replica taking the partitions over does not deliver
+    them again."""
+
     def __init__(self, handlers: NotifyHandlers, consumer_factory: Callable[[], KafkaConsumer],
                  producer_factory: Callable[[], KafkaProducer], dlq_topic: str, *, concurrency: int = 16,
+                 busy_fetch_wait_ms: int = 10, idle_fetch_wait_ms: int = 500, idle_after_seconds: float = 2.0,
+                 max_in_flight: int | None = None, clock: Callable[[], float] | None = None,
                  dlq_measure_seconds: float = 15.0) -> None:
         self.h = handlers
         self.consumer_factory = consumer_factory
         self.producer_factory = producer_factory
         self.dlq_topic = dlq_topic
         self.concurrency = concurrency
-        self.dlq_measure_seconds = dlq_measure_seconds
+        self.busy_wait = busy_fetch_wait_ms
+        self.idle_wait = idle_fetch_wait_ms
+        self.idle_after = idle_after_seconds
+        self.max_in_flight = max_in_flight or 4 * concurrency  # read ahead of the workers, bounded
+        self.clock = clock
         self._dlq: KafkaProducer | None = None
+        self._sem = asyncio.Semaphore(concurrency)
+        self._tails: dict[bytes | None, asyncio.Task[None]] = {}  # key → its latest record's task
+        self._pending: dict[TopicPartition, deque[tuple[int, asyncio.Task[None]]]] = {}
+        self.dlq_measure_seconds = dlq_measure_seconds
         self._dlq_measured = float("-inf")
 
     async def run(self) -> None:
         consumer = await asyncio.to_thread(self.consumer_factory)
+        clock = self.clock or asyncio.get_running_loop().time
+        busy_until = measured = float("-inf")
+        fetch_wait = events.set_fetch_wait(consumer, self.idle_wait)
         try:
             while True:
-                batch = await asyncio.to_thread(consumer.poll, 500)
+                offsets = self._committable()
+                if offsets:
+                    try:  # after processing: at-least-once
+                        await asyncio.to_thread(consumer.commit, offsets)
+                    except CommitFailedError as exc:  # rebalanced: the partitions' new owner redoes them
+                        log.warning("offset commit refused after a rebalance: %s", exc)
+                in_flight = [t for q in self._pending.values() for _, t in q]
+                if len(in_flight) >= self.max_in_flight:  # back-pressure: let some finish first
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                want = self.busy_wait if clock() < busy_until else self.idle_wait
+                if fetch_wait is not None and want != fetch_wait:
+                    fetch_wait = events.set_fetch_wait(consumer, want)
+                # short polls while work is in flight, so its offsets are committed promptly
+                batch = await asyncio.to_thread(consumer.poll, timeout_ms=100 if in_flight else 500)
                 records = [r for rs in batch.values() for r in rs]
                 if records:
-                    work = asyncio.ensure_future(self._process_batch(records))
-                    try:
-                        await asyncio.shield(work)
-                    except asyncio.CancelledError:
-                        # stopping (SIGTERM): finish the events already started and commit them, or the
-                        # replica that takes the partitions over would deliver them a second time
-                        await work
-                        await asyncio.to_thread(consumer.commit)
-                        raise
-                    await asyncio.to_thread(consumer.commit)  # after processing: at-least-once
-                await asyncio.to_thread(self._measure, consumer)
+                    busy_until = clock() + self.idle_after
+                for record in records:
+                    self._start(record)
+                if clock() - measured >= 1.0:  # the lag gauges: once a second, not after every short poll
+                    measured = clock()
+                    await asyncio.to_thread(self._measure, consumer)
+        except asyncio.CancelledError:
+            # stopping (SIGTERM): finish the events already started and commit them, or the replica
+            # that takes the partitions over would deliver them a second time
+            await asyncio.gather(*(t for q in self._pending.values() for _, t in q), return_exceptions=True)
+            offsets = self._committable()
+            if offsets:
+                await asyncio.to_thread(consumer.commit, offsets)
+            raise
         finally:
             await asyncio.to_thread(self._close, consumer)
 
-    async def _process_batch(self, records: list[ConsumerRecord]) -> None:
-        """Different bookings concurrently; the records of one key (booking) strictly in order, so
-        two copies of one event never race each other's delivery claims."""
-        by_key: dict[bytes | None, list[ConsumerRecord]] = defaultdict(list)
-        for record in records:
-            by_key[record.key].append(record)
-        sem = asyncio.Semaphore(self.concurrency)
+    def _start(self, record: ConsumerRecord) -> None:
+        previous = self._tails.get(record.key)
+        task = asyncio.create_task(self._in_order(previous, record))
+        self._tails[record.key] = task
+        task.add_done_callback(lambda t: self._forget(record.key, t))
+        tp = TopicPartition(record.topic, record.partition)
+        self._pending.setdefault(tp, deque()).append((record.offset, task))
 
-        async def in_order(group: list[ConsumerRecord]) -> None:
-            async with sem:
-                for record in group:
-                    await self._process(record)
+    def _forget(self, key: bytes | None, task: asyncio.Task[None]) -> None:
+        if self._tails.get(key) is task:
+            del self._tails[key]
 
-        await asyncio.gather(*(in_order(g) for g in by_key.values()))
+    async def _in_order(self, previous: asyncio.Task[None] | None, record: ConsumerRecord) -> None:
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)
+        async with self._sem:
+            await self._process(record)
+
+    def _committable(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Per partition, the offset after its longest finished prefix (the next record to read)."""
+        out = {}
+        for tp, queue in self._pending.items():
+            last = None
+            while queue and queue[0][1].done():
+                offset, task = queue[0]
+                error = None if task.cancelled() else task.exception()
+                if error is not None:  # not even dead-lettered (the DLQ is down): stop, uncommitted
+                    raise error
+                queue.popleft()
+                last = offset
+            if last is not None:
+                out[tp] = OffsetAndMetadata(last + 1, "", -1)
+        return out
 
     async def _process(self, record: ConsumerRecord) -> None:
         # a CONSUMER span continuing the trace of the event's traceparent header (the outbox publish)

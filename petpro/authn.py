@@ -7,13 +7,13 @@ authority on signature, expiry and revocation), caching the answer briefly and n
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import grpc
 from cachetools import TLRUCache
 
-from petpro.errors import Unauthenticated
+from petpro.errors import NotFound, PermissionDenied, Unauthenticated
 from petpro.upstream import call
 from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -26,9 +26,61 @@ class Principal:
     roles: frozenset[str]
     clinic_ids: frozenset[str]
     expires_at: float
+    # clinic id → clinic role ("ADMIN" or "STAFF"); staff users and service accounts (one clinic each)
+    clinic_roles: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def platform_admin(self) -> bool:
+        return "PLATFORM_ADMIN" in self.roles
+
+    def clinic_role(self, clinic_id: str) -> str | None:
+        """The caller's role in ``clinic_id`` (``"ADMIN"`` for a platform admin), None when not a member."""
+        if self.platform_admin:
+            return "ADMIN"
+        if not ({"CLINIC_STAFF", "SERVICE"} & self.roles):
+            return None
+        if clinic_id not in self.clinic_ids:
+            return None
+        return self.clinic_roles.get(clinic_id, "STAFF")
 
     def can_read_clinic(self, clinic_id: str) -> bool:
-        return "SERVICE" in self.roles or ("CLINIC_STAFF" in self.roles and clinic_id in self.clinic_ids)
+        """Staff (any clinic role) and service accounts of that clinic, or a platform admin."""
+        return self.clinic_role(clinic_id) is not None
+
+    def can_manage_clinic(self, clinic_id: str) -> bool:
+        """Clinic admins and service accounts with the admin role of that clinic, or a platform admin."""
+        return self.clinic_role(clinic_id) == "ADMIN"
+
+
+class ClinicNotVisible(NotFound):
+    """The caller is no member of the clinic: answered like an unknown clinic (nothing revealed)."""
+
+    reason = "CLINIC_NOT_FOUND"
+
+
+class ClinicAdminRequired(PermissionDenied):
+    reason = "CLINIC_ADMIN_REQUIRED"
+
+
+class PlatformAdminRequired(PermissionDenied):
+    reason = "PLATFORM_ADMIN_REQUIRED"
+
+
+def require_clinic(principal: Principal, clinic_id: str, *, admin: bool = False) -> str:
+    """The one membership check of clinic-scoped methods: a non-member gets NOT_FOUND (the clinic's
+    existence is not revealed), a member without the admin role PERMISSION_DENIED on admin methods.
+    Returns the caller's clinic role."""
+    role = principal.clinic_role(clinic_id)
+    if role is None:
+        raise ClinicNotVisible("clinic not found")
+    if admin and role != "ADMIN":
+        raise ClinicAdminRequired("this needs the clinic admin role")
+    return role
+
+
+def require_platform_admin(principal: Principal) -> None:
+    if not principal.platform_admin:
+        raise PlatformAdminRequired("this needs a platform admin")
 
 
 class TokenCache:
@@ -86,6 +138,7 @@ class Authenticator:
             v.user_id, v.email, v.name,
             frozenset(auth_pb2.Role.Name(r).removeprefix("ROLE_") for r in v.roles),
             frozenset(v.clinic_ids), v.expires_at.ToSeconds(),
+            {m.clinic_id: auth_pb2.ClinicRole.Name(m.role).removeprefix("CLINIC_ROLE_") for m in v.memberships},
         )
         self.cache.put(token, principal)
         return principal

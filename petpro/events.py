@@ -46,6 +46,18 @@ def consumer(bootstrap: str, group_id: str, *topics: str, **overrides: object) -
     return KafkaConsumer(*topics, **opts)
 
 
+def set_fetch_wait(consumer: KafkaConsumer, ms: int) -> int | None:
+    """Change how long the broker may hold an empty fetch (``fetch_max_wait_ms``) on a running
+    consumer.  kafka-python reads it from its fetcher's config for every fetch request it builds but
+    has no public setter; None when this consumer has no such fetcher (a test double)."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    config = getattr(fetcher, "config", None)
+    if not isinstance(config, dict) or "fetch_max_wait_ms" not in config:
+        return None
+    config["fetch_max_wait_ms"] = ms
+    return ms
+
+
 def cloudevent_headers(
     event_id: str, event_type: str, source: str, time: datetime | None = None,
     content_type: str = CONTENT_TYPE_PROTOBUF, traceparent: str | None = None,

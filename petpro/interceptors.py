@@ -51,11 +51,8 @@ def _field_path(violation: Any) -> str:
     parts: list[str] = []
     for el in violation.proto.field.elements:
         name = el.field_name
-        subscript = ""
-        for attr in ("index", "string_key", "int_key", "uint_key", "bool_key"):
-            if el.has(attr) if hasattr(el, "has") else False:
-                subscript = f"[{getattr(el, attr)}]"
-                break
+        sub = getattr(el, "subscript", None)  # list index or map key (protovalidate's own runtime: a Oneof)
+        subscript = f"[{sub.value}]" if sub is not None else ""
         parts.append(f"{name}{subscript}")
     return ".".join(parts)
 

@@ -6,8 +6,12 @@ paid for (:meth:`Bookings.confirm`, lock id = the payment's order reference).  W
 longer be had (the hold expired and somebody else took the slot, or the reservation is closed), the
 payment is refunded (:meth:`Payments.refund`), so no payment without a booking remains.
 
-The outcome tells the HTTP route what to answer: only ``CONFIRMED``, ``REFUNDED`` and ``IGNORED``
-are a 2xx; ``REJECTED`` (bad signature, malformed event) is a 400 the provider should not retry, and
+Only Checkout's fulfilment events (``checkout.session.completed``, ``…async_payment_succeeded``)
+confirm; the same payment's ``payment_intent.succeeded`` is verified, recorded and acknowledged
+(``RECORDED``), so each payment is confirmed once, not once per event.
+
+The outcome tells the HTTP route what to answer: only ``CONFIRMED``, ``REFUNDED``, ``IGNORED`` and
+``RECORDED`` are a 2xx; ``REJECTED`` (bad signature, malformed event) is a 400 the provider should not retry, and
 ``RETRY`` (anything transient) is a 503, so the provider delivers the event again.  A replay
 (``duplicate``) is confirmed again on purpose: ConfirmBooking is idempotent, and a first delivery
 whose confirmation failed must still end in a booking when it is retried.
@@ -35,6 +39,11 @@ log = logging.getLogger("edge.webhook")
 # ConfirmBooking failures that mean "this payment will never get its booking": refund it.
 REFUND_REASONS = frozenset({"SLOT_NO_LONGER_AVAILABLE", "RESERVATION_CLOSED", "SLOT_UNAVAILABLE"})
 REFUND_REASON_TEXT = "slot_unavailable"
+# Stripe sends a paid Checkout as both payment_intent.succeeded and checkout.session.completed; its
+# advice for Checkout is to fulfil on checkout.session.completed (async_payment_succeeded for delayed
+# methods).  The other events are verified and recorded by PaymentService, then acknowledged: one
+# ConfirmBooking per payment instead of two.
+FULFILMENT_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
 # A verification failure of these kinds is the sender's fault (forged, stale, malformed): no retry.
 REJECT_KINDS = frozenset({Kind.INVALID_ARGUMENT, Kind.UNAUTHENTICATED})
 
@@ -43,6 +52,7 @@ class Outcome(StrEnum):
     CONFIRMED = "confirmed"  # the booking is committed
     REFUNDED = "refunded"  # the slot was gone: the payment was refunded
     IGNORED = "ignored"  # a verified event with nothing to do (not a succeeded payment)
+    RECORDED = "recorded"  # a succeeded payment's other event: recorded, its fulfilment event confirms
     REJECTED = "rejected"  # not a valid event: 400, the sender should not retry
     RETRY = "retry"  # could not be handled now: 503, the sender retries
 
@@ -107,6 +117,8 @@ class HandleWebhook:
 
         if not event.payment_id or not event.succeeded:
             return WebhookResult(Outcome.IGNORED, event)
+        if event.event_type not in FULFILMENT_EVENTS:
+            return WebhookResult(Outcome.RECORDED, event)
 
         try:
             booking_id = await self.bookings.confirm(event.order_ref, event.payment_id)

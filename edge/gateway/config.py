@@ -46,6 +46,8 @@ from edge.gateway import outputs, status
 from edge.gateway.routes import (
     AUTH_SERVICE,
     BOOKING_SERVICE,
+    CLINIC_ADMIN_SERVICE,
+    CLINIC_STAFF_SERVICE,
     MOBILE_SERVICE,
     TRANSCODED_SERVICES,
     RestRoute,
@@ -474,7 +476,9 @@ def build_config(
     # where each transcoded service lives: MobileService in the edge process, BookingService itself
     where = {MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
              BOOKING_SERVICE: (host, stack.port("booking")),
-             AUTH_SERVICE: (host, stack.port("auth"))}
+             AUTH_SERVICE: (host, stack.port("auth")),
+             CLINIC_ADMIN_SERVICE: (host, stack.port("booking")),
+             CLINIC_STAFF_SERVICE: (host, stack.port("auth"))}
     where.update(upstreams or {})
     clusters = {svc: CLUSTER_GRPC if svc == MOBILE_SERVICE else f"grpc_{svc}" for svc in services}
 
@@ -639,5 +643,5 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "MOBILE_SERVICE", "RateLimit", "Tracing", "build_config", "tracing_from_env",
+__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "RateLimit", "Tracing", "build_config", "tracing_from_env",
            "write_config"]

@@ -92,10 +92,19 @@ def config_path(stack: StackSettings) -> Path:
 
 def build(stack: StackSettings, settings: EnvoySettings) -> dict:
     """The bootstrap for ``stack`` with ``settings`` and the upstream env overrides."""
-    from edge.gateway.config import AUTH_SERVICE, BOOKING_SERVICE, RateLimit, build_config, tracing_from_env
+    from edge.gateway.config import (
+        AUTH_SERVICE,
+        BOOKING_SERVICE,
+        CLINIC_ADMIN_SERVICE,
+        CLINIC_STAFF_SERVICE,
+        RateLimit,
+        build_config,
+        tracing_from_env,
+    )
 
     booking, auth = _addr("BOOKING_ADDR"), _addr("AUTH_ADDR")
-    upstreams = {svc: addr for svc, addr in ((BOOKING_SERVICE, booking), (AUTH_SERVICE, auth)) if addr}
+    upstreams = {svc: addr for svc, addr in ((BOOKING_SERVICE, booking), (CLINIC_ADMIN_SERVICE, booking),
+                                             (AUTH_SERVICE, auth), (CLINIC_STAFF_SERVICE, auth)) if addr}
 
     return build_config(
         stack,

@@ -25,7 +25,11 @@ MOBILE_SERVICE = "petpro.mobile.v1.MobileService"
 BOOKING_SERVICE = "petpro.booking.v1.BookingService"
 # AuthService: only GetJwks is annotated (GET /.well-known/jwks.json), so only it is routed.
 AUTH_SERVICE = "petpro.auth.v1.AuthService"
-TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE)
+# Clinic operations go straight to the services that own them; each authenticates its callers.
+CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"  # in booking_svc
+CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"  # in auth_svc
+TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE, CLINIC_ADMIN_SERVICE,
+                                        CLINIC_STAFF_SERVICE)
 
 _VAR = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 
@@ -98,5 +102,5 @@ def created_patterns(routes: Sequence[RestRoute]) -> list[tuple[str, str]]:
     return sorted({(r.http_method, r.path_pattern()) for r in routes if r.creates})
 
 
-__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "MOBILE_SERVICE", "TRANSCODED_SERVICES", "RestRoute", "created_patterns",
+__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "TRANSCODED_SERVICES", "RestRoute", "created_patterns",
            "route_table"]

@@ -148,7 +148,7 @@ class FakePayment(payment_pb2_grpc.PaymentServiceServicer):
         self.seen.add(event["id"])
         status = (
             payment_pb2.PAYMENT_STATUS_SUCCEEDED
-            if event["type"] == "checkout.session.completed"
+            if event["type"] in ("checkout.session.completed", "payment_intent.succeeded")
             else payment_pb2.PAYMENT_STATUS_PENDING
         )
         return payment_pb2.HandleWebhookResponse(
@@ -682,6 +682,21 @@ async def test_webhook_for_an_unpaid_event_is_ignored(edge: Edge) -> None:
     resp = await _deliver(edge, event)
     assert resp.status_code == 200 and resp.json()["outcome"] == "ignored"
     assert all(lock != event["lock_id"] for lock, _ in edge.booking.confirms)
+
+
+async def test_a_paid_payment_intent_is_recorded_and_only_the_checkout_event_confirms(edge: Edge) -> None:
+    """Stripe sends both events for one paid Checkout; the booking is confirmed once, on the session's."""
+    intent = _event(type="payment_intent.succeeded")
+    resp = await _deliver(edge, intent)
+    assert resp.status_code == 200 and resp.json()["outcome"] == "recorded"
+    assert intent["id"] in edge.payment.seen  # verified and recorded by PaymentService
+    assert all(lock != intent["lock_id"] for lock, _ in edge.booking.confirms)
+    completed = _event(type="checkout.session.completed", lock_id=intent["lock_id"], payment_id=intent["payment_id"])
+    resp = await _deliver(edge, completed)
+    assert resp.status_code == 200 and resp.json()["outcome"] == "confirmed"
+    assert [c for c in edge.booking.confirms if c[0] == intent["lock_id"]] == [
+        (intent["lock_id"], intent["payment_id"])
+    ]
 
 
 async def test_webhook_refunds_when_the_slot_is_gone(edge: Edge) -> None:

@@ -64,6 +64,38 @@ def test_grid_slot_is_accepted_and_returned():
     assert slot.end - slot.start == timedelta(minutes=45)
 
 
+def _grid_answer(clinic: Clinic, service: Service, start: datetime, grids: dict[date, list]) -> object:
+    """What the day's grid says about ``start``: the slot, or the reason it is not bookable."""
+    day = start.astimezone(clinic.zone).date()
+    if day not in grids:
+        grids[day] = slot_grid(clinic, service, day)
+    slots = grids[day]
+    if not any(s.start <= start < s.end for s in slots):
+        return "SLOT_OUTSIDE_HOURS"
+    return next((s for s in slots if s.start == start), "SLOT_OFF_GRID")
+
+
+@pytest.mark.parametrize("day", [MONDAY, date(2030, 3, 31), date(2030, 10, 27)])  # plain, DST start, DST end
+def test_check_slot_agrees_with_the_days_grid_minute_by_minute(day):
+    """check_slot works out the one slot arithmetically; it must answer exactly as the whole grid
+    would, for every minute of the day, across daylight-saving shifts, odd durations and buffers."""
+    hours = [Interval(time(0, 30), time(3, 40)), Interval(time(8), time(12)), Interval(time(13), time(14))]
+    clinic = Clinic(uuid.uuid4(), "Vet", BERLIN, {d: hours for d in ("mon", "sun")})
+    now = datetime.combine(day, time(0), UTC) - timedelta(days=1)
+    for minutes, buffer in ((5, 0), (45, 0), (50, 0), (30, 15)):  # (30, 15): a buffer after each slot
+        service = Service(uuid.uuid4(), clinic.id, "S", minutes, 100, "EUR", buffer_after_minutes=buffer)
+        t = datetime.combine(day, time(0), UTC) - timedelta(hours=3)
+        grids: dict[date, list] = {}
+        while t < datetime.combine(day, time(0), UTC) + timedelta(hours=27):
+            want = _grid_answer(clinic, service, t, grids)
+            try:
+                got: object = check_slot(clinic, service, t, now)
+            except InvalidArgument as exc:
+                got = exc.violations[0].reason
+            assert got == want, (minutes, t)
+            t += timedelta(minutes=1)
+
+
 def _res(state=ReservationState.HELD, expires=NOW + timedelta(minutes=10), payment=None, failure=None):
     return Reservation(uuid.uuid4(), uuid.uuid4(), "o@x.co", "O", "r", "h", SERVICE.id, CLINIC.id, uuid.uuid4(), 1,
                        NOW, NOW + timedelta(minutes=45), state, expires, 4500, "EUR", payment, failure)

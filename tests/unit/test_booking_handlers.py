@@ -14,6 +14,7 @@ from booking_svc.domain import (
     BookingState,
     Clinic,
     ClinicNotFound,
+    HoldAttempt,
     IdempotencyKeyReused,
     Interval,
     Pet,
@@ -145,6 +146,17 @@ async def test_reserve_holds_the_slot_until_the_ttl(world):
         await h.reserve(cmd(svc, owner, pet, "other"))
 
 
+async def test_reserve_is_one_statement_without_a_transaction_in_the_common_case(world):
+    """A free slot is held, and a live-held slot refused, by the fast path alone (try_hold on the
+    read connection): no unit of work is opened, nothing is rolled back."""
+    h, store, uow, _, _, _, svc, owner, pet = world
+    res = await h.reserve(cmd(svc, owner, pet, "a"))
+    assert store.reservations[res.lock_id].unit == res.unit == 1
+    with pytest.raises(SlotUnavailable):
+        await h.reserve(cmd(svc, owner, pet, "b"))
+    assert (uow.commits, uow.rollbacks) == (0, 0)
+
+
 async def test_reserve_is_idempotent_per_request_id(world):
     h, store, _, _, _, _, svc, owner, pet = world
     first = await h.reserve(cmd(svc, owner, pet))
@@ -170,7 +182,7 @@ async def test_reserve_checks_pet_and_slot(world):
 async def test_capacity_gives_each_reserver_its_own_unit(world):
     h, store, _, _, _, _, svc, owner, pet = world
     store.services[svc.id].capacity = 2
-    h.catalog = type(h.catalog)(0)  # no memo: the capacity change is visible
+    store.catalog_version += 1  # a committed catalog change: the memo reloads
     a = await h.reserve(cmd(svc, owner, pet, "a"))
     b = await h.reserve(cmd(svc, owner, pet, "b"))
     assert {a.unit, b.unit} == {1, 2}
@@ -191,11 +203,16 @@ async def test_a_unit_lost_to_a_concurrent_reserver_is_a_clear_conflict(world):
     h, store, uow, _, _, _, svc, owner, pet = world
 
     class Racing(FakeBookingRepository):
+        async def try_hold(self, res, capacity):  # type: ignore[no-untyped-def]
+            # its snapshot saw unit 1 free, the constraint refused it: look closer
+            return HoldAttempt(False, owner, 1, False)
+
         async def taken_units(self, service_id, start, end):  # type: ignore[no-untyped-def]
             return set()  # sees the slot free: the insert (the constraint) decides
 
     await h.reserve(cmd(svc, owner, pet, "a"))
     uow.repo = Racing
+    h.read.repo = Racing  # type: ignore[attr-defined]
     rollbacks = uow.rollbacks
     with pytest.raises(SlotUnavailable):
         await h.reserve(cmd(svc, owner, pet, "b"))

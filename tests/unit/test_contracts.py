@@ -107,8 +107,9 @@ def test_generated_code_has_its_own_import_root() -> None:
 
 
 def test_public_rest_routes() -> None:
-    """The REST API: MobileService (the BFF) plus BookingService's public catalog reads and
-    AuthService's key set; no other service and no other method of those two has a route."""
+    """The REST API: MobileService (the BFF), BookingService's public catalog reads, AuthService's key
+    set and the clinic operations (ClinicAdminService, ClinicStaffService); no other service and no other
+    method of BookingService and AuthService has a route."""
     image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_PATH).read_bytes())
     routes = set()
     for f in image.file:
@@ -149,7 +150,32 @@ def test_public_rest_routes() -> None:
     }
     auth = "petpro.auth.v1.AuthService"
     assert {r for r in routes if r[0] == auth} == {(auth, "GET", "/.well-known/jwks.json", "")}
-    assert {r[0] for r in routes} == {booking, mobile, auth}
+    staff = "petpro.auth.v1.ClinicStaffService"
+    assert {r[1:] for r in routes if r[0] == staff} == {
+        ("POST", "/v1/clinics/{clinic_id}/invitations", "*"),
+        ("POST", "/v1/invitations:accept", "*"),
+        ("GET", "/v1/clinics/{clinic_id}/staff", ""),
+        ("DELETE", "/v1/clinics/{clinic_id}/staff/{user_id}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/service-accounts", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/service-accounts/{client_id}:rotate-secret", "*"),
+        ("POST", "/v1/auth/service-token", "*"),
+    }
+    admin = "petpro.booking.v1.ClinicAdminService"
+    assert {r[1:] for r in routes if r[0] == admin} == {
+        ("POST", "/v1/clinics", "clinic"),
+        ("PATCH", "/v1/clinics/{clinic.clinic_id}", "clinic"),
+        ("PUT", "/v1/clinics/{clinic_id}/opening-hours", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/closures", "closure"),
+        ("GET", "/v1/clinics/{clinic_id}/closures", ""),
+        ("DELETE", "/v1/clinics/{clinic_id}/closures/{closure_id}", ""),
+        ("PUT", "/v1/clinics/{clinic_id}/day-overrides/{override.date}", "override"),
+        ("DELETE", "/v1/clinics/{clinic_id}/day-overrides/{date}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/services", "service"),
+        ("PATCH", "/v1/services/{service.service_id}", "service"),
+        ("POST", "/v1/services/{service_id}:archive", "*"),
+        ("GET", "/v1/clinics/{clinic_id}/bookings", ""),
+    }
+    assert {r[0] for r in routes} == {booking, mobile, auth, staff, admin}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------

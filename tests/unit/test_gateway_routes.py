@@ -19,8 +19,10 @@ from edge.gateway.openapi import build_openapi
 from edge.gateway.routes import MOBILE_SERVICE, RestRoute, created_patterns, route_table
 from petpro import policy
 from petpro.settings import StackSettings
+from petpro_api.auth.v1 import clinic_staff_pb2  # noqa: F401  (descriptors in the default pool)
+from petpro_api.booking.v1 import clinic_admin_pb2  # noqa: F401
 from petpro_api.common.v1 import options_pb2
-from petpro_api.mobile.v1 import mobile_pb2  # noqa: F401  (descriptors in the default pool)
+from petpro_api.mobile.v1 import mobile_pb2  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +149,9 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
     assert {name: (a["address"], a["portValue"]) for name, a in endpoints.items()} == {
         "edge_grpc": ("edge", 7405), "edge_http": ("edge", 7482),
         "grpc_petpro.booking.v1.BookingService": ("booking", 7402),
-        "grpc_petpro.auth.v1.AuthService": ("auth", 7401)}
+        "grpc_petpro.booking.v1.ClinicAdminService": ("booking", 7402),
+        "grpc_petpro.auth.v1.AuthService": ("auth", 7401),
+        "grpc_petpro.auth.v1.ClinicStaffService": ("auth", 7401)}
     assert {c["type"] for c in clusters.values()} == {"STRICT_DNS"}
     listener = config["staticResources"]["listeners"][0]["address"]["socketAddress"]
     assert (listener["address"], listener["portValue"]) == ("0.0.0.0", 18480)

@@ -1,55 +1,152 @@
-"""notif_worker's consumer loop with fakes of the Kafka consumer and the handlers: a stop (SIGTERM
-cancels the background task) lets the events already being delivered finish and commits them, so
-the replica that takes the partitions over does not deliver them again."""
+"""The booking.created consumer's flow control with a fake KafkaConsumer: records start as they
+arrive (a slow one holds up nothing else), one key's records stay in order across polls, offsets are
+committed per partition only up to the oldest record still in flight, the fetch wait is short
+only while events flow, and a stop finishes and commits the events already started."""
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from notif_worker.domain import BookingNotice
 from notif_worker.worker import BookingCreatedConsumer
-from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.booking.v1 import events_pb2
+
+TOPIC = "booking.created"
 
 
-@dataclass
 class Record:
-    value: bytes
-    key: bytes = b"k"
-    topic: str = "booking.created"
-    partition: int = 0
-    offset: int = 0
-    headers: tuple = ()
+    def __init__(self, partition: int, offset: int, key: bytes, booking_id: str) -> None:
+        self.topic, self.partition, self.offset, self.key, self.headers = TOPIC, partition, offset, key, []
+        at = Timestamp(seconds=int(datetime(2030, 1, 7, 9, tzinfo=UTC).timestamp()))
+        self.value = events_pb2.BookingCreated(
+            event_id=str(uuid.uuid4()), occurred_at=at, booking_id=booking_id, clinic_id=str(uuid.uuid4()),
+            slot_start_time=at, slot_end_time=at,
+            owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="o@example.test"),
+        ).SerializeToString()
 
 
-def event() -> bytes:
-    e = events_pb2.BookingCreated(
-        event_id=str(uuid.uuid4()), booking_id=str(uuid.uuid4()), clinic_id=str(uuid.uuid4()),
-        clinic_name="Happy Paws", clinic_time_zone="UTC",
-    )
-    e.owner.user_id = str(uuid.uuid4())
-    e.owner.email = "ann@example.com"
-    e.pet.species = booking_pb2.SPECIES_DOG
-    return e.SerializeToString()
+class Fetcher:
+    def __init__(self) -> None:
+        self.config = {"fetch_max_wait_ms": 500}
 
 
 class FakeConsumer:
-    """One batch, then nothing; records what was committed."""
+    """poll() hands out queued batches; commit() reports each commit; the fetch wait of every poll is kept."""
 
-    def __init__(self, records: list[Record]) -> None:
-        self.batches = [{"tp": records}]
-        self.commits = 0
+    def __init__(self) -> None:
+        self.batches: queue.Queue[list[Record]] = queue.Queue()
+        self.commits: queue.Queue[dict[Any, Any]] = queue.Queue()
+        self._fetcher = Fetcher()
+        self.polled: queue.Queue[int] = queue.Queue()  # the fetch wait each poll ran with
         self.closed = False
 
     def poll(self, timeout_ms: int) -> dict[str, list[Record]]:
-        return self.batches.pop() if self.batches else {}
+        self.polled.put(self._fetcher.config["fetch_max_wait_ms"])
+        try:
+            return {"tp": self.batches.get(timeout=timeout_ms / 1000)}
+        except queue.Empty:
+            return {}
 
-    def commit(self) -> None:
-        self.commits += 1
+    def commit(self, offsets: dict[Any, Any]) -> None:
+        self.commits.put({(tp.partition): om.offset for tp, om in offsets.items()})
+
+    config = {"group_id": "notif-worker"}
+
+    def assignment(self) -> set[Any]:  # (the lag gauges read these)
+        return set()
+
+    def partitions_for_topic(self, topic: str) -> None:
+        return None
 
     def close(self, autocommit: bool = False) -> None:
         self.closed = True
+
+
+class Handlers:
+    """notify() finishes at once, except for bookings named in ``hold`` (released by the test)."""
+
+    def __init__(self) -> None:
+        self.hold: dict[str, asyncio.Event] = {}
+        self.done: list[str] = []
+        self.finished: asyncio.Queue[str] = asyncio.Queue()
+
+    async def notify(self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None) -> None:
+        if n.booking_id in self.hold:
+            await self.hold[n.booking_id].wait()
+        self.done.append(n.booking_id)
+        await self.finished.put(n.booking_id)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def running() -> Iterator[tuple[BookingCreatedConsumer, FakeConsumer, Handlers, Clock]]:  # type: ignore[misc]
+    consumer, handlers, clock = FakeConsumer(), Handlers(), Clock()
+    worker = BookingCreatedConsumer(handlers, lambda: consumer, lambda: None, "dlq",  # type: ignore[arg-type]
+                                    idle_after_seconds=5, clock=clock)
+    task = asyncio.create_task(worker.run())
+    yield worker, consumer, handlers, clock
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def next_commit(consumer: FakeConsumer) -> dict[int, int]:
+    return await asyncio.to_thread(consumer.commits.get, timeout=30)
+
+
+async def next_poll(consumer: FakeConsumer) -> int:
+    return await asyncio.to_thread(consumer.polled.get, timeout=30)
+
+
+async def test_a_slow_record_holds_up_neither_other_keys_nor_the_next_poll(running):
+    _, consumer, handlers, _ = running
+    handlers.hold["slow"] = asyncio.Event()
+    consumer.batches.put([Record(0, 0, b"a", "slow"), Record(0, 1, b"b", "fast")])
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "fast"
+    consumer.batches.put([Record(1, 0, b"c", "next-poll")])  # a later poll, while "slow" is in flight
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "next-poll"
+    # partition 1 is committed; partition 0 not past "slow" (offset 0), though offset 1 is done
+    assert await next_commit(consumer) == {1: 1}
+    handlers.hold["slow"].set()
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "slow"
+    assert await next_commit(consumer) == {0: 2}
+
+
+async def test_one_keys_records_stay_in_order_across_polls(running):
+    _, consumer, handlers, _ = running
+    handlers.hold["first"] = asyncio.Event()
+    consumer.batches.put([Record(0, 0, b"same", "first")])
+    consumer.batches.put([Record(0, 1, b"same", "second"), Record(0, 2, b"other", "other")])
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "other"
+    assert "second" not in handlers.done  # waits for its key's earlier record
+    handlers.hold["first"].set()
+    assert [await asyncio.wait_for(handlers.finished.get(), 30) for _ in range(2)] == ["first", "second"]
+
+
+async def test_the_fetch_wait_is_short_only_while_events_flow(running):
+    worker, consumer, handlers, clock = running
+    assert await next_poll(consumer) == worker.idle_wait  # idle: the broker may hold the fetch long
+    consumer.batches.put([Record(0, 0, b"a", "one")])
+    await asyncio.wait_for(handlers.finished.get(), 30)
+    waits = [await next_poll(consumer) for _ in range(3)]  # polls after the record: short waits
+    assert waits[-1] == worker.busy_wait
+    clock.now += 5  # no record for idle_after_seconds: back to the long wait
+    waits = [await next_poll(consumer) for _ in range(3)]
+    assert waits[-1] == worker.idle_wait
 
 
 class BlockingHandlers:
@@ -64,21 +161,21 @@ class BlockingHandlers:
         self.delivered.append(notice.event_id)
 
 
-async def test_stop_finishes_the_started_batch_and_commits_it() -> None:
-    fake = FakeConsumer([Record(event())])
-    handlers = BlockingHandlers()
+async def test_stop_finishes_the_started_events_and_commits_them() -> None:
+    """A stop (SIGTERM cancels the background task) lets the events already being delivered finish
+    and commits them, so the replica that takes the partitions over does not deliver them again."""
+    fake, handlers = FakeConsumer(), BlockingHandlers()
     consumer = BookingCreatedConsumer(handlers, lambda: fake, lambda: None, "booking.created.dlq")  # type: ignore[arg-type]
+    fake.batches.put([Record(0, 0, b"k", "one")])
     task = asyncio.create_task(consumer.run())
     await handlers.started.wait()
 
     task.cancel()  # what grpc_server's stop() does to background tasks on SIGTERM
     await asyncio.sleep(0)
-    assert not task.done() and fake.commits == 0  # still delivering, nothing committed yet
+    assert not task.done() and fake.commits.empty()  # still delivering, nothing committed yet
     handlers.release.set()
-    try:
+    with pytest.raises(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     assert len(handlers.delivered) == 1
-    assert fake.commits == 1  # committed before leaving the group
+    assert fake.commits.get_nowait() == {0: 1}  # committed before leaving the group
     assert fake.closed

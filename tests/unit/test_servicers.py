@@ -303,6 +303,7 @@ class FakeConsumer:
     def __init__(self) -> None:
         self.records: queue.Queue[Record] = queue.Queue()
         self.commits = 0
+        self.committed: dict[Any, Any] = {}
 
     def poll(self, timeout_ms: int) -> dict[str, list[Record]]:
         try:
@@ -310,8 +311,17 @@ class FakeConsumer:
         except queue.Empty:
             return {}
 
-    def commit(self) -> None:
+    def commit(self, offsets: dict[Any, Any] | None = None) -> None:
         self.commits += 1
+        self.committed.update(offsets or {})
+
+    config = {"group_id": "notif-worker"}
+
+    def assignment(self) -> set[Any]:  # (the lag gauges read these)
+        return set()
+
+    def partitions_for_topic(self, topic: str) -> None:
+        return None
 
     def close(self, autocommit: bool = False) -> None:
         pass

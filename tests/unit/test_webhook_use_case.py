@@ -32,9 +32,9 @@ class FakePayments:
     refund_error: UpstreamError | None = None
 
     def paid(self, payload: bytes, *, payment_id: str = "pay-1", lock_id: str = "lock-1",
-             succeeded: bool = True) -> bytes:
+             succeeded: bool = True, event_type: str = "checkout.session.completed") -> bytes:
         self.events[payload.decode()] = VerifiedEvent(
-            event_id=f"evt-{payload.decode()}", event_type="checkout.session.completed",
+            event_id=f"evt-{payload.decode()}", event_type=event_type,
             payment_id=payment_id, order_ref=lock_id, succeeded=succeeded)
         return payload
 
@@ -149,6 +149,15 @@ async def test_unpaid_or_unknown_payment_is_ignored(handle, payments, bookings) 
     assert (await handle(payments.paid(b"a", succeeded=False), SIGNATURE)).outcome is Outcome.IGNORED
     assert (await handle(payments.paid(b"b", payment_id=""), SIGNATURE)).outcome is Outcome.IGNORED
     assert bookings.calls == []
+
+
+async def test_the_payment_intent_event_is_recorded_and_only_the_checkout_event_confirms(
+        handle, payments, bookings) -> None:
+    """Stripe sends both events for one paid Checkout: the booking is confirmed once, on the session's."""
+    intent = await handle(payments.paid(b"pi", event_type="payment_intent.succeeded"), SIGNATURE)
+    assert intent.outcome is Outcome.RECORDED and "evt-pi" in payments.seen and bookings.calls == []
+    completed = await handle(payments.paid(b"cs"), SIGNATURE)
+    assert completed.outcome is Outcome.CONFIRMED and bookings.calls == [("lock-1", "pay-1")]
 
 
 async def test_payment_service_down_is_retried(handle, payments) -> None:

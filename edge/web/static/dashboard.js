@@ -8,6 +8,10 @@
  * Live feed: EventSource on /clinic/api/feed?clinic_id=…  Events carry `id: <cursor>`; on a network
  * drop the browser reconnects by itself with Last-Event-ID.  When the stream is refused (401/403/503)
  * the browser gives up, so this script renews the session and opens a new one with after_cursor.
+ *
+ * Schedule: the chosen day's bookings from GET /v1/clinics/{clinic_id}/bookings (Bearer; the
+ * clinic-scoped REST API, membership checked by booking_svc), reloaded when the feed brings a booking
+ * of that day.
  */
 (() => {
   "use strict";
@@ -33,6 +37,9 @@
     refreshTimer: 0,
     startTimer: 0,
     renderQueued: false,
+    scheduleDay: "",            // YYYY-MM-DD in the clinic's zone
+    scheduleSeq: 0,             // answers of superseded loads are dropped
+    scheduleTimer: 0,
   };
 
   // ---------------------------------------------------------------------------------------------
@@ -242,7 +249,87 @@
       state.since = Date.now() + state.skew;
       render();
     }
+    if (changed || !state.scheduleDay) {
+      state.scheduleDay = dayKey(new Date(Date.now() + state.skew));
+      $("schedule-date").value = state.scheduleDay;
+    }
+    loadSchedule();
     connect();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // the day's schedule
+  // ---------------------------------------------------------------------------------------------
+
+  /** Bookings starting on state.scheduleDay (clinic time): a UTC window around the day, filtered by
+   * the clinic-zone day of each start, all pages. */
+  async function loadSchedule() {
+    const clinic = state.clinic;
+    const day = state.scheduleDay;
+    if (!clinic || !day) return;
+    const seq = ++state.scheduleSeq;
+    const [y, m, d] = day.split("-").map(Number);
+    const from = new Date(Date.UTC(y, m - 1, d - 1)).toISOString();
+    const to = new Date(Date.UTC(y, m - 1, d + 2)).toISOString();
+    $("schedule-status").textContent = "Loading the schedule…";
+    const rows = [];
+    let token = "";
+    for (let page = 0; page < 20; page++) {
+      const q = new URLSearchParams({ start_time: from, end_time: to, page_size: "100" });
+      if (token) q.set("page_token", token);
+      const url = `/v1/clinics/${encodeURIComponent(clinic.clinic_id)}/bookings?${q}`;
+      let r = await fetch(url, { headers: { Authorization: `Bearer ${store.access}` } }).catch(() => null);
+      if (r && r.status === 401 && await refreshTokens()) {
+        r = await fetch(url, { headers: { Authorization: `Bearer ${store.access}` } }).catch(() => null);
+      }
+      if (seq !== state.scheduleSeq) return;
+      if (!r || !r.ok) {
+        $("schedule-status").textContent = "The schedule could not be loaded. It reloads with the next booking.";
+        return;
+      }
+      const body = await r.json();
+      rows.push(...(body.bookings || []));
+      token = body.next_page_token || "";
+      if (!token) break;
+    }
+    if (seq !== state.scheduleSeq) return;
+    renderSchedule(rows.filter((x) => dayKey(new Date(x.booking.slot_start_time)) === day));
+  }
+
+  const STATES = { BOOKING_STATE_CONFIRMED: "Confirmed", BOOKING_STATE_CANCELLED: "Cancelled" };
+
+  function renderSchedule(rows) {
+    const label = fmt("day", { weekday: "long", day: "numeric", month: "long" })
+      .format(new Date(`${state.scheduleDay}T12:00:00Z`));
+    const body = $("schedule-rows");
+    body.replaceChildren(...rows.map((x) => {
+      const b = x.booking;
+      const tr = el("tr");
+      tr.dataset.bookingId = b.booking_id;
+      tr.dataset.state = b.state;
+      tr.append(el("td", "", `${timeOf(b.slot_start_time)}–${timeOf(b.slot_end_time)}`));
+      const kind = species(x.pet_species);
+      tr.append(el("td", "", kind ? `${x.pet_name} (${kind})` : x.pet_name));
+      const owner = el("td", "", x.owner_name || "");
+      const mail = el("a", "contact", x.owner_email);
+      mail.href = `mailto:${x.owner_email}`;
+      owner.append(mail);
+      tr.append(owner);
+      tr.append(el("td", "", x.service_name));
+      tr.append(el("td", "", STATES[b.state] || String(b.state).replace(/^BOOKING_STATE_/, "").toLowerCase()));
+      return tr;
+    }));
+    $("schedule-table").hidden = rows.length === 0;
+    $("schedule-status").textContent = rows.length
+      ? `${rows.length} booking${rows.length === 1 ? "" : "s"} on ${label}.`
+      : `No bookings on ${label}.`;
+  }
+
+  /** A booking arrived on the feed: reload the schedule if it is on the day shown (debounced). */
+  function scheduleTouched(b) {
+    if (!state.scheduleDay || dayKey(new Date(b.slot_start_time)) !== state.scheduleDay) return;
+    clearTimeout(state.scheduleTimer);
+    state.scheduleTimer = setTimeout(loadSchedule, 150);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -335,6 +422,7 @@
     settleSoon();
     const b = event.booking;
     if (!b || !b.booking_id || state.bookings.has(b.booking_id)) return;
+    if (state.synced || Date.parse(event.occurred_at) >= state.since) scheduleTouched(b);
     // new = confirmed after this clinic was opened here (the replay brings the older ones)
     const occurred = Date.parse(event.occurred_at);
     const fresh = Number.isNaN(occurred) ? state.synced : occurred >= state.since;
@@ -564,6 +652,11 @@
     $("clinic-select").addEventListener("change", (e) => {
       const clinic = state.me?.clinics.find((c) => c.clinic_id === e.target.value);
       if (clinic) selectClinic(clinic);
+    });
+    $("schedule-date").addEventListener("change", (e) => {
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(e.target.value)) return;
+      state.scheduleDay = e.target.value;
+      loadSchedule();
     });
     setInterval(() => { if (state.clinic && !$("board-view").hidden) render(); }, 60000); // day rollover
     if (store.access) start(); else signedOut();

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from booking_svc.domain import (
@@ -15,7 +15,11 @@ from booking_svc.domain import (
     OPEN_REFUND_STATES,
     Booking,
     Clinic,
+    ClinicBooking,
+    Closure,
     DuplicateRequest,
+    HoldAttempt,
+    Interval,
     Pet,
     RefundState,
     Reservation,
@@ -44,6 +48,8 @@ class BookingStore:
     reservations: dict[uuid.UUID, Reservation] = field(default_factory=dict)
     bookings: dict[uuid.UUID, Booking] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
+    catalog_version: int = 1
+    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic/service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
     refund_due: dict[uuid.UUID, datetime | None] = field(default_factory=dict)  # booking → refund_next_at
     refund_errors: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -66,11 +72,11 @@ class FakeBookingRepository:
         rows = sorted(self.s.clinics.values(), key=lambda c: (c.name, str(c.id)))
         return [copy.deepcopy(c) for c in rows if _after((c.name, str(c.id)), after)][:limit]
 
-    async def clinic(self, clinic_id: uuid.UUID) -> Clinic | None:
+    async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
         return copy.deepcopy(self.s.clinics.get(clinic_id))
 
     async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
-        rows = sorted((s for s in self.s.services.values() if s.clinic_id == clinic_id),
+        rows = sorted((s for s in self.s.services.values() if s.clinic_id == clinic_id and not s.archived),
                       key=lambda s: (s.name, str(s.id)))
         return [copy.deepcopy(s) for s in rows if _after((s.name, str(s.id)), after)][:limit]
 
@@ -79,6 +85,82 @@ class FakeBookingRepository:
         if svc is None:
             return None
         return copy.deepcopy(svc), copy.deepcopy(self.s.clinics[svc.clinic_id])
+
+    async def service(self, service_id: uuid.UUID, *, for_update: bool = False) -> Service | None:
+        return copy.deepcopy(self.s.services.get(service_id))
+
+    # -- catalog changes
+    async def catalog_version(self) -> int:
+        return self.s.catalog_version
+
+    async def bump_catalog(self) -> None:
+        self.s.catalog_version += 1
+
+    async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
+        self.s.clinics[clinic.id] = copy.deepcopy(clinic)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = clinic.id
+        return clinic.id
+
+    async def save_clinic(self, clinic: Clinic) -> None:
+        stored = self.s.clinics[clinic.id]
+        self.s.clinics[clinic.id] = replace(copy.deepcopy(clinic), closures=stored.closures,
+                                            overrides=stored.overrides, version=stored.version + 1)
+        clinic.version += 1
+
+    async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
+        self.s.services[svc.id] = copy.deepcopy(svc)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = svc.id
+        return svc.id
+
+    async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
+        stored = self.s.services[svc.id]
+        self.s.services[svc.id] = replace(copy.deepcopy(svc), version=stored.version + 1,
+                                          archived=stored.archived or archive_at is not None)
+        svc.version += 1
+
+    async def add_closure(self, c: Closure) -> None:
+        self.s.clinics[c.clinic_id].closures.append(c)
+
+    async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool:
+        clinic = self.s.clinics[clinic_id]
+        before = len(clinic.closures)
+        clinic.closures = [c for c in clinic.closures if c.id != closure_id]
+        return len(clinic.closures) < before
+
+    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Closure]:
+        rows = sorted(self.s.clinics[clinic_id].closures, key=lambda c: (c.start_date.isoformat(), str(c.id)))
+        return [c for c in rows if _after((c.start_date.isoformat(), str(c.id)), after)][:limit]
+
+    async def put_override(self, clinic_id: uuid.UUID, day: date, ivs: list[Interval]) -> None:
+        self.s.clinics[clinic_id].overrides[day] = list(ivs)
+
+    async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
+        return self.s.clinics[clinic_id].overrides.pop(day, None) is not None
+
+    async def upcoming_bookings(self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None,
+                                end: datetime | None = None) -> list[Booking]:
+        rows = [b for b in self.s.bookings.values() if b.clinic_id == clinic_id and b.state == "CONFIRMED"
+                and b.start > now and (start is None or b.start >= start) and (end is None or b.start < end)]
+        return [copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.start, str(b.id)))]
+
+    async def list_clinic_bookings(self, clinic_id: uuid.UUID, start: datetime, end: datetime, states: list[str],
+                                   after: tuple[str, ...] | None, limit: int) -> list[ClinicBooking]:
+        rows = sorted((b for b in self.s.bookings.values() if b.clinic_id == clinic_id and start <= b.start < end
+                       and (not states or b.state in states)), key=lambda b: (b.start, str(b.id)))
+        out = []
+        for b in rows:
+            if not _after((b.start.isoformat(), str(b.id)), after):
+                continue
+            res, pet = self.s.reservations[b.lock_id], self.s.pets[b.pet_id]
+            out.append(ClinicBooking(copy.deepcopy(b), self.s.services[b.service_id].name, pet.name, pet.species,
+                                     res.owner_name, res.owner_email))
+        return out[:limit]
 
     # -- pets
     async def add_pet(self, pet: Pet) -> None:
@@ -133,6 +215,23 @@ class FakeBookingRepository:
             raise UnitTaken
         self.s.reservations[res.lock_id] = copy.deepcopy(res)
 
+    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+        earlier = any(r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
+                      for r in self.s.reservations.values())
+        pet = self.s.pets.get(res.pet_id)
+        owner = pet.owner_user_id if pet else None
+        live = {r.unit for r in self.s.reservations.values()
+                if r.service_id == res.service_id and _overlaps(r, res.start, res.end)
+                and (r.state == ReservationState.CONFIRMED
+                     or (r.state == ReservationState.HELD and r.expires_at > res.created_at))}
+        unit = next((u for u in range(1, capacity + 1) if u not in live), None)
+        if earlier or owner != res.owner_user_id or unit is None:
+            return HoldAttempt(earlier, owner, unit, False)
+        if unit in self._active_units(res.service_id, res.start, res.end):
+            return HoldAttempt(earlier, owner, unit, False)  # an expired hold not swept yet: the constraint says no
+        self.s.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
+        return HoldAttempt(earlier, owner, unit, True)
+
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
         r = self.s.reservations[lock_id]
@@ -144,6 +243,19 @@ class FakeBookingRepository:
         if failure_reason is not None:
             r.failure_reason = failure_reason
         return True
+
+    async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
+                           now: datetime) -> tuple[Reservation, Pet] | None:
+        r = self.s.reservations.get(lock_id)
+        if r is None or r.state != ReservationState.HELD or r.expires_at <= now:
+            return None
+        r.state, r.payment_id = ReservationState.CONFIRMED, payment_id
+        return self._with_booking(r), copy.deepcopy(self.s.pets[r.pet_id])
+
+    async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
+                                     payload: bytes, traceparent: str) -> None:
+        await self.add_booking(b)
+        await self.add_outbox(event_id, topic, key, event_type, payload, traceparent)
 
     async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
         due = sorted((r for r in self.s.reservations.values()

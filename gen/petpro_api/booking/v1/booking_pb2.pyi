@@ -286,6 +286,7 @@ class Clinic(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     OPENING_HOURS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     REMINDER_OFFSETS_MINUTES_FIELD_NUMBER: _builtins.int
     clinic_id: _builtins.str
     """UUID."""
@@ -299,6 +300,8 @@ class Clinic(_message.Message):
     """Contact phone number (E.164)."""
     email: _builtins.str
     """Contact email."""
+    etag: _builtins.str
+    """Version tag of the clinic (AIP-154): send it back in an update to make it conditional."""
     @_builtins.property
     def opening_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpeningHours]:
         """Weekly opening hours; a weekday without an entry is closed."""
@@ -317,11 +320,12 @@ class Clinic(_message.Message):
         phone: _builtins.str = ...,
         email: _builtins.str = ...,
         opening_hours: _abc.Iterable[Global___OpeningHours] | None = ...,
+        etag: _builtins.str = ...,
         reminder_offsets_minutes: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "reminder_offsets_minutes", b"reminder_offsets_minutes", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "etag", b"etag", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "reminder_offsets_minutes", b"reminder_offsets_minutes", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -341,7 +345,7 @@ class OpeningHours(_message.Message):
     open_time: _builtins.str
     """Opening time, "HH:MM" (24 h)."""
     close_time: _builtins.str
-    """Closing time, "HH:MM" (24 h); the last slot ends at or before it."""
+    """Closing time, "HH:MM" (24 h, "24:00" for midnight); the last slot ends at or before it."""
     def __init__(
         self,
         *,
@@ -370,6 +374,13 @@ class Service(_message.Message):
     DURATION_MINUTES_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    SPECIES_ALLOWED_FIELD_NUMBER: _builtins.int
+    BUFFER_AFTER_MINUTES_FIELD_NUMBER: _builtins.int
+    MIN_NOTICE_MINUTES_FIELD_NUMBER: _builtins.int
+    MAX_HORIZON_DAYS_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     CANCELLATION_POLICY_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """UUID."""
@@ -380,12 +391,34 @@ class Service(_message.Message):
     description: _builtins.str
     """Longer description."""
     duration_minutes: _builtins.int
-    """Length of one appointment in minutes. Slots start on a grid of this length from opening time."""
+    """Length of one appointment in minutes (5..1440). Slots start on a grid of this length (plus the
+    buffer) from opening time.
+    """
     capacity: _builtins.int
-    """How many appointments can run in parallel in one slot (e.g. number of rooms)."""
+    """How many appointments can run in parallel in one slot (e.g. number of rooms), 1..100."""
+    buffer_after_minutes: _builtins.int
+    """Minutes kept free after each appointment (cleaning, notes), 0..240: the grid steps by
+    duration + buffer.
+    """
+    min_notice_minutes: _builtins.int
+    """How long before its start a slot can still be booked, in minutes (0..43200)."""
+    max_horizon_days: _builtins.int
+    """How far ahead slots can be booked, in days (1..365; 0 in a create means the default, 180)."""
+    active: _builtins.bool
+    """Bookable now; an inactive service is listed but offers no slots. A new service starts active
+    (change it with UpdateService and `update_mask: "active"`).
+    """
+    archived: _builtins.bool
+    """Archived (ArchiveService): no longer listed nor bookable; its bookings stay untouched."""
+    etag: _builtins.str
+    """Version tag (AIP-154): send it back in UpdateService/ArchiveService; a stale one is ABORTED."""
     @_builtins.property
     def price(self) -> _money_pb2.Money:
         """Price of one appointment."""
+
+    @_builtins.property
+    def species_allowed(self) -> _containers.RepeatedScalarFieldContainer[Global___Species.ValueType]:
+        """Species that may be booked into it; empty means every species."""
 
     @_builtins.property
     def cancellation_policy(self) -> Global___CancellationPolicy:
@@ -401,11 +434,18 @@ class Service(_message.Message):
         duration_minutes: _builtins.int = ...,
         price: _money_pb2.Money | None = ...,
         capacity: _builtins.int = ...,
+        species_allowed: _abc.Iterable[Global___Species.ValueType] | None = ...,
+        buffer_after_minutes: _builtins.int = ...,
+        min_notice_minutes: _builtins.int = ...,
+        max_horizon_days: _builtins.int = ...,
+        active: _builtins.bool = ...,
+        archived: _builtins.bool = ...,
+        etag: _builtins.str = ...,
         cancellation_policy: Global___CancellationPolicy | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation_policy", b"cancellation_policy", "price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancellation_policy", b"cancellation_policy", "capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "name", b"name", "price", b"price", "service_id", b"service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "archived", b"archived", "buffer_after_minutes", b"buffer_after_minutes", "cancellation_policy", b"cancellation_policy", "capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "etag", b"etag", "max_horizon_days", b"max_horizon_days", "min_notice_minutes", b"min_notice_minutes", "name", b"name", "price", b"price", "service_id", b"service_id", "species_allowed", b"species_allowed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

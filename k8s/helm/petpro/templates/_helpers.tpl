@@ -61,16 +61,16 @@ auth:
   prefix: AUTH
   grpcPort: 7401
   metricsPort: 7501
-  needs: [database]
+  needs: [database, smtp]
   peers: []
-  callers: [edge, notif, envoy]
+  callers: [edge, notif, booking, envoy]
 booking:
   module: booking_svc
   prefix: BOOKING
   grpcPort: 7402
   metricsPort: 7502
   needs: [database, kafka]
-  peers: [payment]
+  peers: [auth, payment]
   callers: [edge, envoy]
 payment:
   module: payment_svc
