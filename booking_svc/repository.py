@@ -6,7 +6,6 @@ import uuid
 from datetime import date, datetime
 from typing import Any, cast
 
-from psycopg import AsyncConnection as DriverConnection
 from psycopg.errors import ExclusionViolation, UniqueViolation
 from psycopg.rows import dict_row
 from sqlalchemy import (
@@ -64,6 +63,7 @@ from booking_svc.domain import (
     format_end,
     parse_hhmm,
 )
+from petpro.db import raw_execute
 
 SCHEMA = "booking"
 metadata = MetaData(schema=SCHEMA)
@@ -577,15 +577,8 @@ class BookingRepository:
                 raise DuplicateRequest from None
             raise
 
-    async def _driver(self) -> DriverConnection[Any]:
-        """The psycopg connection under this unit of work (in its transaction, if it has one)."""
-        conn = self.s if isinstance(self.s, AsyncConnection) else await self.s.connection()
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        return cast(DriverConnection[Any], driver)
-
     async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
-        cur = await (await self._driver()).execute(TRY_HOLD, {
+        cur = await raw_execute(self.s, TRY_HOLD, operation="INSERT", params={
             "lock_id": res.lock_id, "owner": res.owner_user_id, "owner_email": res.owner_email,
             "owner_name": res.owner_name, "request_id": res.request_id, "request_hash": res.request_hash,
             "service_id": res.service_id, "clinic_id": res.clinic_id, "pet_id": res.pet_id, "capacity": capacity,
@@ -616,8 +609,8 @@ class BookingRepository:
 
     async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
                            now: datetime) -> tuple[Reservation, Pet] | None:
-        cur = (await self._driver()).cursor(row_factory=dict_row)
-        await cur.execute(CONFIRM_HELD, {"lock_id": lock_id, "payment_id": payment_id, "now": now})
+        cur = await raw_execute(self.s, CONFIRM_HELD, {"lock_id": lock_id, "payment_id": payment_id, "now": now},
+                                operation="UPDATE", row_factory=dict_row)
         r = await cur.fetchone()
         if r is None:
             return None
@@ -635,7 +628,7 @@ class BookingRepository:
 
     async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
                                      payload: bytes, traceparent: str) -> None:
-        await (await self._driver()).execute(ADD_BOOKING_WITH_EVENT, {
+        await raw_execute(self.s, ADD_BOOKING_WITH_EVENT, operation="INSERT", params={
             "id": b.id, "lock_id": b.lock_id, "payment_id": b.payment_id, "owner": b.owner_user_id,
             "clinic_id": b.clinic_id, "service_id": b.service_id, "pet_id": b.pet_id, "start": b.start, "end": b.end,
             "state": b.state.value, "amount_minor": b.amount_minor, "currency": b.currency, "created_at": b.created_at,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from psycopg import AsyncConnection as DriverConnection
 from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
@@ -41,6 +40,7 @@ from notif_worker.domain import (
     Reminder,
     reminder_due,
 )
+from petpro.db import raw_execute
 
 SCHEMA = "notif"
 metadata = MetaData(schema=SCHEMA)
@@ -149,15 +149,8 @@ class NotifRepository:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
 
-    async def _driver(self) -> DriverConnection[Any]:
-        """The psycopg connection under this unit of work (in its transaction, if it has one)."""
-        conn = self.s if isinstance(self.s, AsyncConnection) else await self.s.connection()
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        return cast(DriverConnection[Any], driver)
-
     async def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> Any:
-        row = await (await (await self._driver()).execute(sql, params)).fetchone()
+        row = await (await raw_execute(self.s, sql, params)).fetchone()
         return None if row is None else row[0]
 
     async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
@@ -169,7 +162,7 @@ class NotifRepository:
 
     async def finish_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool,
                               error: str | None = None) -> None:
-        await (await self._driver()).execute(FINISH, {
+        await raw_execute(self.s, FINISH, params={
             "status": "delivered" if ok else "failed", "error": error, "ok": ok, "event_id": event_id,
             "channel": channel, "recipient": recipient})
 

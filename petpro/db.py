@@ -101,3 +101,23 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
+    """The psycopg connection under a unit of work's session or connection (in its transaction, if it
+    has one), for the few hot statements that skip SQLAlchemy's per-statement overhead."""
+    conn = session if isinstance(session, AsyncConnection) else await session.connection()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
+    return driver
+
+
+async def raw_execute(session: AsyncSession | AsyncConnection, sql: str, params: Any, *,
+                      operation: str | None = None, row_factory: Any = None) -> Any:
+    """Execute ``sql`` on the psycopg connection of ``session``, traced like SQLAlchemy's statements
+    (``operation``: the span's name, default the statement's first word); returns the cursor."""
+    conn = await driver_connection(session)
+    cur = conn.cursor(row_factory=row_factory) if row_factory is not None else conn.cursor()
+    with telemetry.sql_span(operation or sql.split(None, 1)[0].upper()):
+        await cur.execute(sql, params)
+    return cur

@@ -165,6 +165,19 @@ def instrument_engine(engine: Any) -> Any:
     return engine
 
 
+@contextmanager
+def sql_span(operation: str) -> Iterator[None]:
+    """A CLIENT span for a statement sent on the psycopg connection directly (the hot paths that bypass
+    SQLAlchemy, and so its instrumentation), named like that instrumentation's spans (``INSERT``).
+    Like them, only inside a traced request: background polling starts no trace."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
+    with tracer().start_as_current_span(operation, kind=SpanKind.CLIENT,
+                                        attributes={"db.system": "postgresql", "db.operation.name": operation}):
+        yield
+
+
 def instrument_redis(client: Any) -> Any:
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
