@@ -59,6 +59,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
                          token_cache_seconds=settings.token_cache_seconds,
                          rpc_timeout=settings.upstream_timeout_seconds)
     http = create_app(http_deps)
+    mobile = MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds))
     http_port = settings.http_port or settings.stack.port("edge_http")
 
     async def end_streams() -> None:  # the dashboards' live streams end; browsers reconnect elsewhere/later
@@ -72,9 +73,8 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         name="edge",
         settings=settings,
         services=[grpc_server.Registration(
-            mobile_pb2_grpc.add_MobileServiceServicer_to_server,
-            MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds)),
-            "petpro.mobile.v1.MobileService",
+            mobile_pb2_grpc.add_MobileServiceServicer_to_server, mobile, "petpro.mobile.v1.MobileService",
+            authenticator=mobile.authn,
         )],
         background=[lambda: serve_http(http, settings.bind_host, http_port)],
         on_shutdown=[end_streams],

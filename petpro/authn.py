@@ -6,6 +6,7 @@ authority on signature, expiry and revocation), caching the answer briefly and n
 
 from __future__ import annotations
 
+import contextvars
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,11 @@ class Principal:
 
     def can_read_clinic(self, clinic_id: str) -> bool:
         return "SERVICE" in self.roles or ("CLINIC_STAFF" in self.roles and clinic_id in self.clinic_ids)
+
+
+# The caller of the current RPC, set by the kit's server interceptor when it authenticated the call
+# (client-facing services, non-public methods) before validation; None otherwise.
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("petpro_principal", default=None)
 
 
 class TokenCache:
@@ -72,7 +78,8 @@ class Authenticator:
         self.cache = cache or TokenCache()
 
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
-        return await self.validate(bearer(metadata(context)))
+        """The caller: the one the kit's interceptor authenticated for this RPC, else from metadata."""
+        return principal_var.get() or await self.validate(bearer(metadata(context)))
 
     async def validate(self, token: str) -> Principal:
         cached = self.cache.get(token)

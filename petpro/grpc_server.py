@@ -44,6 +44,9 @@ class Registration:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     servicer: Any
     full_name: str  # e.g. "petpro.booking.v1.BookingService" (health + reflection)
+    # client-facing services: a petpro.authn.Authenticator; the kit interceptor then authenticates
+    # every method not declared public, before decoding and validating the request
+    authenticator: Any = None
 
 
 @dataclass
@@ -103,7 +106,10 @@ async def start(app: App, port: int | None = None) -> Running:
     for hook in app.on_start:
         await hook()
     server = grpc.aio.server(
-        interceptors=[KitServerInterceptor(), *app.interceptors], options=list(SERVER_OPTIONS)
+        interceptors=[KitServerInterceptor(authenticators={
+            reg.full_name: reg.authenticator for reg in app.services if reg.authenticator is not None
+        }), *app.interceptors],
+        options=list(SERVER_OPTIONS),
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
