@@ -19,8 +19,10 @@ Request path, in filter order (responses run through them in reverse)::
                                 /webhooks/ /openapi.json /docs /clinic/ /healthz /metrics → edge_http
 
 Every request gets ``x-request-id`` (kept when the client sent one, generated otherwise) and it is
-returned in the response; headers reach the gRPC upstream as metadata (``authorization``,
-``idempotency-key``, ``x-request-id``, ``traceparent``).  One JSON access-log line per request on
+returned in the response.  On the gRPC routes only an allow-list of headers reaches the upstream as
+metadata (``authorization``, ``idempotency-key``, ``x-request-id``, ``traceparent``/``tracestate``,
+``accept-language`` and what Envoy/gRPC need), each value checked (edge/problem.lua): any other header
+is dropped, so a header that is no legal gRPC metadata key (``|: x``) never reaches gRPC.  One JSON access-log line per request on
 stdout.
 """
 
@@ -121,6 +123,7 @@ LUA_SOURCE = Path(__file__).with_name("problem.lua")
 # Single paths served by the edge's Python HTTP app (its prefixes /webhooks/ and /clinic/ get
 # routes of their own below, with their own timeouts and body limits).
 HTTP_APP_PATHS: tuple[str, ...] = ("/openapi.json", "/docs", "/healthz", "/metrics")
+HTTP_APP_PREFIXES: tuple[str, ...] = ("/webhooks/", "/clinic/")
 
 # Filter names (also the keys of per-route configs).
 F_LUA = "envoy.filters.http.lua"
@@ -301,7 +304,7 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     routes.append(
         Route(
             name="http/webhooks",
-            match=RouteMatch(prefix="/webhooks/"),
+            match=RouteMatch(prefix=HTTP_APP_PREFIXES[0]),
             # the webhook handler makes up to three RPCs; the sender retries on a non-2xx anyway
             route=RouteAction(cluster=CLUSTER_HTTP, timeout=_seconds(webhook_timeout)),
             typed_per_filter_config={
@@ -313,7 +316,7 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     routes.append(
         Route(
             name="http/clinic",
-            match=RouteMatch(prefix="/clinic/"),
+            match=RouteMatch(prefix=HTTP_APP_PREFIXES[1]),
             # the clinic dashboard holds a live stream open: no overall timeout, idle timeout only
             route=RouteAction(cluster=CLUSTER_HTTP, timeout=_seconds(0), idle_timeout=_seconds(300)),
             typed_per_filter_config=_disabled(),
@@ -364,7 +367,11 @@ def _header(key: str, value: str) -> HeaderValueOption:
 def lua_source(*, created_paths: Iterable[str], domain: str) -> str:
     """problem.lua with its configuration prelude."""
     created = ", ".join(f"[{json.dumps(p)}] = true" for p in sorted(created_paths))
-    prelude = f"PETPRO_EDGE = {{ created_paths = {{ {created} }}, domain = {json.dumps(domain)} }}\n"
+    # the HTTP app's routes keep their request headers; every other route gets the allow-list
+    http_paths = ", ".join(f"[{json.dumps(p)}] = true" for p in HTTP_APP_PATHS)
+    http_prefixes = ", ".join(json.dumps(p) for p in HTTP_APP_PREFIXES)
+    prelude = (f"PETPRO_EDGE = {{ created_paths = {{ {created} }}, domain = {json.dumps(domain)}, "
+               f"http_app_paths = {{ {http_paths} }}, http_app_prefixes = {{ {http_prefixes} }} }}\n")
     return prelude + LUA_SOURCE.read_text()
 
 

@@ -184,7 +184,16 @@ class RpcError:
         return cls(code, err.details() or "", reason or code.name, domain, tuple(violations))
 
 
+# an upstream status whose message is for the logs only (it may quote an exception)
+_OPAQUE_CODES = frozenset({grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS})
+
+
 def _rpc_problem(request: Request, err: RpcError, status: int, detail: str | None = None) -> JSONResponse:
+    if err.code in _OPAQUE_CODES:
+        log.warning("upstream failed", extra={"fields": {"code": err.code.name, "message": err.message,
+                                                         "request_id": telemetry.request_id_var.get()}})
+        return problem(status, "INTERNAL", f"internal error (request id {telemetry.request_id_var.get()})",
+                       request=request)
     return problem(
         status,
         err.reason,
@@ -373,7 +382,8 @@ def create_app(deps: HttpDeps) -> Starlette:
         return problem(exc.status_code, reason, str(exc.detail), request=request, headers=exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
+        log.exception("unhandled error", exc_info=exc,
+                      extra={"fields": {"request_id": telemetry.request_id_var.get()}})
         return problem(
             500, "INTERNAL", f"internal error (request id {telemetry.request_id_var.get()})", request=request
         )
