@@ -102,7 +102,7 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         route_timeout=settings.route_timeout,
         webhook_timeout=settings.webhook_timeout,
         max_request_bytes=settings.max_request_bytes,
-        rate_limit=RateLimit(burst=settings.rate_limit_burst, per_second=settings.rate_limit_per_second),
+        rate_limit=RateLimit(burst=settings.rate_limit_burst, tokens_per_fill=settings.rate_limit_per_second),
     )
 
 

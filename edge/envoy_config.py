@@ -160,10 +160,16 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
 @dataclass(frozen=True)
 class RateLimit:
     """Token bucket shared by the whole listener (all connections): ``burst`` tokens, refilled with
-    ``per_second`` tokens every second.  ``burst=0`` disables the filter."""
+    ``tokens_per_fill`` tokens every ``fill_seconds``.  ``burst=0`` disables the filter.  A 429 tells
+    the client when to come back (``Retry-After``: the fill interval, whole seconds)."""
 
     burst: int = 2000
-    per_second: int = 1000
+    tokens_per_fill: int = 1000
+    fill_seconds: int = 1
+
+    @property
+    def retry_after(self) -> str:
+        return str(max(1, self.fill_seconds))
 
 
 @dataclass(frozen=True)
@@ -469,9 +475,10 @@ def build_config(
                         stat_prefix="edge_rate_limit",
                         token_bucket=TokenBucket(
                             max_tokens=rate_limit.burst,
-                            tokens_per_fill=rate_limit.per_second,
-                            fill_interval=_seconds(1),
+                            tokens_per_fill=rate_limit.tokens_per_fill,
+                            fill_interval=_seconds(rate_limit.fill_seconds),
                         ),
+                        response_headers_to_add=[_header("retry-after", rate_limit.retry_after)],
                         filter_enabled=_percent_100(),
                         filter_enforced=_percent_100(),
                         local_rate_limit_per_downstream_connection=False,

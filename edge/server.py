@@ -76,7 +76,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
             mobile_pb2_grpc.add_MobileServiceServicer_to_server, mobile, "petpro.mobile.v1.MobileService",
             authenticator=mobile.authn,
         )],
-        background=[lambda: serve_http(http, settings.bind_host, http_port)],
+        background=[lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds)],
         on_shutdown=[end_streams],
         on_stop=[close_channels],
     )

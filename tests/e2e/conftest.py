@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from petpro.client import CHECKUP, HAPPY_PAWS, VACCINATION, MeshClient, User, eventually
@@ -31,6 +32,16 @@ class Api(MeshClient):
                     _taken.add(slot)
                     return slot
         raise AssertionError("no free slot left")
+
+    async def expire_hold(self, lock_id: str) -> None:
+        """Make one hold's time run out now, as if its TTL had passed (the mesh holds for 600 s, as in
+        production, so that no other test depends on the machine's speed).  Only the clock of this hold
+        moves; the booking service's own sweep then releases it, as it would at the real expiry."""
+        async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"], autocommit=True) as db:
+            cur = await db.execute(
+                "UPDATE booking.reservations SET expires_at = now() - interval '1 second'"
+                " WHERE lock_id = %s AND state = 'HELD'", (lock_id,))
+            assert cur.rowcount == 1, f"no held reservation {lock_id}"
 
     async def sandbox_events(self, session_id: str) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=self.stack.env()["STRIPE_API_BASE"], timeout=10) as c:

@@ -99,7 +99,8 @@ async def test_200_concurrent_reservations_of_one_slot_have_exactly_one_winner(a
         assert len(winners) == 1 and results.count("ABORTED") == 199, set(results)
 
         # after the hold expires, exactly one new winner again (and it is a different hold)
-        await api.wait_status(owner, winners[0], "EXPIRED", timeout=30)
+        await api.expire_hold(winners[0])
+        await api.wait_status(owner, winners[0], "EXPIRED")
         results = await asyncio.gather(*(reserve() for _ in range(200)))
         second = [r for r in results if r != "ABORTED"]
         assert len(second) == 1 and second[0] != winners[0], set(results)

@@ -111,7 +111,8 @@ async def test_events_for_unknown_sessions_are_acknowledged_and_ignored(api: Api
 
 async def test_late_payment_confirms_when_the_slot_is_still_free(api: Api):
     owner, held = await held_booking(api)
-    await api.wait_status(owner, held["lock_id"], "EXPIRED", timeout=30)
+    await api.expire_hold(held["lock_id"])
+    await api.wait_status(owner, held["lock_id"], "EXPIRED")
     await api.pay(held["payment_url"])
     res = await api.wait_status(owner, held["lock_id"], "CONFIRMED")
     assert res["booking_id"]
@@ -119,7 +120,8 @@ async def test_late_payment_confirms_when_the_slot_is_still_free(api: Api):
 
 async def test_late_payment_for_a_taken_slot_is_refunded(api: Api):
     owner, held = await held_booking(api)
-    await api.wait_status(owner, held["lock_id"], "EXPIRED", timeout=30)
+    await api.expire_hold(held["lock_id"])
+    await api.wait_status(owner, held["lock_id"], "EXPIRED")
     rival = await api.user()
     slot = held_slot = (await api.reservation(owner, held["lock_id"]))["slot_start_time"]
     assert (await api.book(rival, await api.pet(rival), held_slot)).status_code == 201, slot
