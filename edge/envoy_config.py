@@ -370,14 +370,35 @@ def _header(key: str, value: str) -> HeaderValueOption:
     )
 
 
-def lua_source(*, created_paths: Iterable[str], domain: str) -> str:
+def _lua_pattern(http_path: str) -> str:
+    """``/v1/bookings/{booking_id}`` → the Lua pattern ``^/v1/bookings/[^/]+$``."""
+    import re
+
+    parts = re.split(r"(\{[^}]+\})", http_path)
+    escaped = "".join("[^/]+" if p.startswith("{") else re.sub(r"([%^$().\[\]*+?-])", r"%\1", p) for p in parts)
+    return f"^{escaped}$"
+
+
+def protected_routes(routes: Iterable[GrpcRoute]) -> list[tuple[str, str]]:
+    """(HTTP method, Lua path pattern) of every transcoded route whose RPC is not declared public
+    (``petpro.policy``): the edge answers 401 there without a bearer token, before transcoding."""
+    import petpro.booking.v1.booking_pb2
+    import petpro.mobile.v1.mobile_pb2  # noqa: F401 — their descriptors carry the policy
+    from petpro.policy import policy
+
+    return sorted({(r.http_method, _lua_pattern(r.http_path)) for r in routes if not policy(r.grpc_path).public})
+
+
+def lua_source(*, created_paths: Iterable[str], domain: str, protected: Iterable[tuple[str, str]] = ()) -> str:
     """problem.lua with its configuration prelude."""
     created = ", ".join(f"[{json.dumps(p)}] = true" for p in sorted(created_paths))
     # the HTTP app's routes keep their request headers; every other route gets the allow-list
     http_paths = ", ".join(f"[{json.dumps(p)}] = true" for p in HTTP_APP_PATHS)
     http_prefixes = ", ".join(json.dumps(p) for p in HTTP_APP_PREFIXES)
+    guarded = ", ".join(f"{{ {json.dumps(m)}, {json.dumps(p)} }}" for m, p in protected)
     prelude = (f"PETPRO_EDGE = {{ created_paths = {{ {created} }}, domain = {json.dumps(domain)}, "
-               f"http_app_paths = {{ {http_paths} }}, http_app_prefixes = {{ {http_prefixes} }} }}\n")
+               f"http_app_paths = {{ {http_paths} }}, http_app_prefixes = {{ {http_prefixes} }}, "
+               f"protected = {{ {guarded} }} }}\n")
     return prelude + LUA_SOURCE.read_text()
 
 
@@ -459,7 +480,8 @@ def build_config(
             typed_config=PbAny.pack(
                 Lua(
                     default_source_code=DataSource(
-                        inline_string=lua_source(created_paths=created_paths, domain=error_domain)
+                        inline_string=lua_source(created_paths=created_paths, domain=error_domain,
+                                                 protected=protected_routes(rpc_routes))
                     ),
                     clear_route_cache=False,
                 )

@@ -429,13 +429,41 @@ local function filter_headers(request_handle, headers, path)
   return true
 end
 
+-- authentication first: a protected route (its RPC is not declared public) without a bearer token
+-- is 401 before the transcoder parses the body (the BFF validates the token itself)
+local PROTECTED = CONFIG.protected or {}
+
+local function protected_route(method, path)
+  for _, route in ipairs(PROTECTED) do
+    if route[1] == method and path:find(route[2]) then return true end
+  end
+  return false
+end
+
+local function has_bearer(headers)
+  local value = headers:get("authorization") or ""
+  return value:find("^[Bb][Ee][Aa][Rr][Ee][Rr] +[^ ]") ~= nil
+end
+
 function envoy_on_request(request_handle)
   local headers = request_handle:headers()
   local path = headers:get(":path") or ""
   local q = path:find("?", 1, true)
   if q then path = path:sub(1, q - 1) end
-  if not http_app_route(path) and not filter_headers(request_handle, headers, path) then
-    return
+  if not http_app_route(path) then
+    if not filter_headers(request_handle, headers, path) then
+      return
+    end
+    if protected_route(headers:get(":method") or "", path) and not has_bearer(headers) then
+      local rid = headers:get("x-request-id") or ""
+      request_handle:respond({ [":status"] = "401", ["content-type"] = "application/problem+json",
+        ["www-authenticate"] = "Bearer" }, encode_object({
+        { "type", TYPE_BASE .. "token-missing" }, { "title", "Unauthorized" }, { "status", 401 },
+        { "detail", "missing bearer token" }, { "instance", path }, { "reason", "TOKEN_MISSING" },
+        { "domain", DOMAIN }, { "violations", {} }, { "request_id", rid },
+      }))
+      return
+    end
   end
   local md = request_handle:streamInfo():dynamicMetadata()
   md:set(MD, "method", headers:get(":method") or "")

@@ -356,7 +356,8 @@ async def edge(port_bases, tmp_path_factory) -> AsyncIterator[Edge]:
             http_upstream=("127.0.0.1", http_port),
             max_request_bytes=4096,
         )
-        async with httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=15.0) as client:
+        async with httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=15.0,
+                                     headers={"Authorization": "Bearer test-token"}) as client:
             yield Edge(envoy, mobile, payment, booking, client)
     finally:
         if envoy is not None:
@@ -585,7 +586,8 @@ async def test_only_allow_listed_headers_become_upstream_metadata(edge: Edge) ->
 
 @pytest.mark.parametrize("name", ["|", "a b", "{}", "x\\y", "é", "-bin", "x-thing-bin", "grpc-message"])
 async def test_any_header_name_is_never_a_5xx(edge: Edge, name: str) -> None:
-    raw = f"GET /v1/pets HTTP/1.1\r\nHost: x\r\n{name}: x\r\nConnection: close\r\n\r\n".encode()
+    raw = (f"GET /v1/pets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n{name}: x\r\n"
+           "Connection: close\r\n\r\n").encode()
     port = int(edge.envoy.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
@@ -613,6 +615,28 @@ async def test_bad_header_values_are_400_naming_the_header_or_dropped(edge: Edge
     assert resp.status_code == 200, resp.text
     md = edge.mobile.last("ListPets").metadata
     assert "accept-language" not in md and md.get("traceparent", "") != "garbage"
+
+
+async def test_protected_routes_answer_401_before_the_body_is_parsed(edge: Edge) -> None:
+    calls = len(edge.mobile.calls)
+    for method, path, body in (("POST", "/v1/bookings", b'{"slot": "not a time", "nope": 1}'),
+                               ("POST", "/v1/pets", b"{not json"), ("GET", "/v1/bookings/x", None),
+                               ("GET", "/v1/pets?page_size=abc&unknown=1", None)):
+        for auth in (None, "", "Bearer", "Basic dXNlcjpwYXNz"):
+            headers = {"content-type": "application/json"}
+            if auth is not None:
+                headers["Authorization"] = auth
+            resp = await edge.client.request(method, path, content=body, headers=headers)
+            if auth is None:  # the fixture's client sends a token by default: take it away
+                resp = await edge.client.request(method, path, content=body,
+                                                 headers={**headers, "Authorization": ""})
+            problem = _problem(resp, 401)
+            assert problem["reason"] == "TOKEN_MISSING" and problem["violations"] == []
+    assert len(edge.mobile.calls) == calls  # nothing reached the BFF
+    # public routes stay public
+    resp = await edge.client.post("/v1/auth/login", json={"email": "a@b.co", "password": "pw"},
+                                  headers={"Authorization": ""})
+    assert resp.status_code == 200, resp.text
 
 
 async def test_undecodable_json_detail_is_printable_ascii(edge: Edge) -> None:
