@@ -46,6 +46,10 @@ class RequestIdReused(Conflict):
     reason = "IDEMPOTENCY_KEY_REUSED"
 
 
+class AlreadySettled(FailedPrecondition):
+    reason = "PAYMENT_ALREADY_SETTLED"
+
+
 class GatewayError(FailedPrecondition):
     reason = "PAYMENT_GATEWAY_ERROR"
 
@@ -66,9 +70,20 @@ class Payment:
     expires_at: datetime | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    settled_at: datetime | None = None  # the order was fulfilled (SettlePayment)
+    settled_order_id: str | None = None
 
     def can_become(self, new: PaymentStatus) -> bool:
         return new in TRANSITIONS[self.status]
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What the provider says about a checkout session (asked when a webhook may have been lost)."""
+
+    status: str  # "open" | "complete" | "expired"
+    paid: bool
+    provider_payment_id: str | None
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,8 @@ class PaymentGateway(Protocol):
                              idempotency_key: str) -> Session: ...
 
     async def expire_session(self, session_id: str) -> bool: ...
+
+    async def session_state(self, session_id: str) -> SessionState: ...
 
     async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str: ...
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -25,6 +27,9 @@ class PaymentSettings(ServiceSettings):
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    reconcile_seconds: float = Field(default=30.0, gt=0, description="how often open sessions are checked")
+    reconcile_grace_seconds: float = Field(
+        default=300.0, ge=0, description="an open session with no webhook for this long is asked about")
 
 
 def make_gateway(settings: PaymentSettings) -> StripeGateway:
@@ -47,6 +52,7 @@ def build(settings: PaymentSettings) -> grpc_server.App:
     uow, read = db.repositories(PaymentRepository)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
     handlers = PaymentHandlers(uow, make_gateway(settings), public_base_url=public, read=read)
+    grace = timedelta(seconds=settings.reconcile_grace_seconds)
 
     return grpc_server.App(
         name="payment_svc",
@@ -56,7 +62,9 @@ def build(settings: PaymentSettings) -> grpc_server.App:
             "petpro.payment.v1.PaymentService",
         )],
         background=[grpc_server.periodic("payment_svc.session_expiry", settings.expiry_sweep_seconds,
-                                               handlers.expire_due)],
+                                               handlers.expire_due),
+                    grpc_server.periodic("payment_svc.reconcile", settings.reconcile_seconds,
+                                         lambda: handlers.reconcile_pending(grace))],
         on_stop=[db.close],
     )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from payment_svc.domain import Payment
 from payment_svc.handlers import CreateSession, PaymentHandlers
 from petpro.common.v1 import money_pb2
@@ -45,6 +47,14 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def RefundPayment(self, request, context):  # type: ignore[no-untyped-def]
         p = await self.h.refund(uid(request.payment_id, "payment_id"), request.reason)
         return payment_pb2.RefundPaymentResponse(payment=payment_pb(p))
+
+    async def ListUnsettledPayments(self, request, context):  # type: ignore[no-untyped-def]
+        found = await self.h.unsettled(timedelta(seconds=request.older_than_seconds), request.page_size or 100)
+        return payment_pb2.ListUnsettledPaymentsResponse(payments=[payment_pb(p) for p in found])
+
+    async def SettlePayment(self, request, context):  # type: ignore[no-untyped-def]
+        p = await self.h.settle(uid(request.payment_id, "payment_id"), request.order_id)
+        return payment_pb2.SettlePaymentResponse(payment=payment_pb(p))
 
     async def ExpirePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
         return payment_pb2.ExpirePaymentSessionResponse(payment=payment_pb(await self.h.expire_session(request.session_id)))

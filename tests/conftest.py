@@ -115,6 +115,9 @@ MESH_ENV = {
     "EDGE_GRACE_SECONDS": "60",
     "BOOKING_EXPIRY_SWEEP_SECONDS": "1",
     "PAYMENT_EXPIRY_SWEEP_SECONDS": "3600",
+    # reconciliation ticks often; its grace periods stay production-length (tests age their own payment)
+    "PAYMENT_RECONCILE_SECONDS": "0.5",
+    "EDGE_RECONCILE_SECONDS": "0.5",
     "AUTH_ACCESS_TTL_SECONDS": "900",
 }
 
