@@ -31,11 +31,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.h = handlers
 
     async def Register(self, request, context):  # type: ignore[no-untyped-def]
-        user = await self.h.register(request.email, request.password, request.name)
+        user = await self.h.register(request.email, request.password, request.name,
+                                     client_address=request.client_address)
         return auth_pb2.RegisterResponse(user=user_pb(user))
 
     async def Login(self, request, context):  # type: ignore[no-untyped-def]
-        pair: TokenPair = await self.h.login(request.email, request.password)
+        pair: TokenPair = await self.h.login(request.email, request.password, request.client_address)
         return auth_pb2.LoginResponse(
             access_token=pair.access_token, refresh_token=pair.refresh_token, token_type="Bearer",
             expires_in=pair.expires_in, user=user_pb(pair.user),

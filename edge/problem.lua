@@ -244,6 +244,9 @@ local function from_status(st)
         if t == "google.rpc.ErrorInfo" then
           p.reason = str(d.reason)
           p.domain = str(d.domain)
+          if type(d.metadata) == "table" and tostring(d.metadata.retry_after_seconds or ""):match("^%d+$") then
+            p.retry_after = d.metadata.retry_after_seconds
+          end
         elseif t == "google.rpc.BadRequest" then
           local fvs = d.field_violations or d.fieldViolations
           if type(fvs) == "table" then
@@ -329,7 +332,7 @@ local function build_problem(status, content_type, raw, meta)
     { "violations", violations },
     { "request_id", str(meta.request_id) },
   }
-  return status, encode_object(problem)
+  return status, encode_object(problem), parsed and parsed.retry_after
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -497,12 +500,15 @@ function envoy_on_response(response_handle)
   if body and body:length() > 0 then
     raw = body:getBytes(0, body:length())
   end
-  local new_status, out = build_problem(status, content_type, raw, meta)
+  local new_status, out, retry_after = build_problem(status, content_type, raw, meta)
   body:setBytes(out)
   -- wrappers taken before body() are dead once the script resumed with the full body
   headers = response_handle:headers()
   headers:replace(":status", tostring(new_status))
   headers:replace("content-type", "application/problem+json")
   headers:replace("content-length", tostring(#out))
+  if retry_after then
+    headers:replace("retry-after", retry_after) -- e.g. a throttled login (RESOURCE_EXHAUSTED)
+  end
   response_handle:streamInfo():dynamicMetadata():set(MD, "reason", (out:match('"reason":"([^"]*)"')))
 end
