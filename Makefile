@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	@# gen/ holds the generated contracts (petpro.<domain>.v1, buf.validate): put it on the venv's path
-	$(BIN)/python -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'petpro_gen.pth').write_text(str(pathlib.Path('gen').resolve()) + '\n')"
+	@# an old venv may still hold the .pth that put gen/ on sys.path before gen/ was packaged
+	rm -f $(VENV)/lib/python*/site-packages/petpro_gen.pth
 	@touch $@
 
 $(BUF): package.json package-lock.json
@@ -29,14 +29,14 @@ $(BUF): package.json package-lock.json
 	@touch $@
 
 gen: setup
-	$(BIN)/python -m petpro.codegen
+	$(BIN)/python -m petpro_dev.codegen
 
 gen-check: setup
-	$(BIN)/python -m petpro.codegen --check
+	$(BIN)/python -m petpro_dev.codegen --check
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m petpro.codegen --lint
+	$(BIN)/python -m petpro_dev.codegen --lint
 
 fmt: setup
 	$(BIN)/ruff check --fix .

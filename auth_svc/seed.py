@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from auth_svc.domain import ROLE_CLINIC_STAFF, Passwords, User, normalize_email
@@ -28,3 +31,27 @@ async def load(database_url: str, data: dict[str, Any]) -> int:
     finally:
         await db.close()
     return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m auth_svc.seed FILE``: load the clinic staff accounts of a seed YAML file into this service's schema
+    (the database from the service's own settings: ``DATABASE_URL``, else the embedded default)."""
+    import yaml
+
+    from auth_svc.server import AuthSettings
+    from petpro.settings import load as load_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m auth_svc.seed FILE", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    url = load_settings(AuthSettings).url("database_url")
+    staff = asyncio.run(load(url, data))
+    print(f"auth_svc: {staff} staff accounts from {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

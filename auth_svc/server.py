@@ -19,10 +19,10 @@ from auth_svc.handlers import (
 from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer
 from petpro import cache, grpc_server, keys
-from petpro.auth.v1 import auth_pb2_grpc
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
 from petpro.throttle import Throttle
+from petpro_api.auth.v1 import auth_pb2_grpc
 
 
 class AuthSettings(ServiceSettings):

@@ -6,7 +6,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_svc.domain import User
 from auth_svc.handlers import AuthHandlers, TokenPair
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
 def _ts(dt) -> Timestamp:  # type: ignore[no-untyped-def]

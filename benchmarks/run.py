@@ -32,19 +32,21 @@ import httpx
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from benchmarks.cpu import APART, LOADGEN, OWN, CpuMeter, describe
 from benchmarks.echo import METHOD as ECHO_METHOD
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
-from petpro.client import MeshClient, User
-from petpro.common.v1 import money_pb2
 from petpro.convert import ts
-from petpro.devstack import Stack, default_components
-from petpro.devstack.mail import list_messages
-from petpro.devstack.process import free_port
 from petpro.events import group_lag
-from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro.settings import BackingSettings, StackSettings
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
+from petpro_dev.client import MeshClient, User
+from petpro_dev.devstack import Stack, default_components
+from petpro_dev.devstack.mail import list_messages
+from petpro_dev.devstack.process import free_port
 
 RESULTS = Path(__file__).parent / "results"
+RAW_CONSUME_MIN_MESSAGES = 10_000  # fewer are read in milliseconds: the raw-consume rate means nothing
 BENCH_CLINIC = "b0000000-0000-4000-8000-000000000001"
 BENCH_SERVICE = "b0000000-0000-4000-8000-000000000002"  # 5-minute slots, around the clock, capacity 1
 BENCH_STAFF = ("staff@bench.example", "bench-staff-password")
@@ -133,8 +135,9 @@ def grpc_frame(message: bytes) -> bytes:
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
-def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: float) -> float | None:
-    """Requests/s measured by h2load (HTTP/2, or HTTP/1.1 for REST), None when h2load is missing."""
+def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: float) -> tuple[float, int] | None:
+    """(requests/s, requests done) measured by h2load (HTTP/2, or HTTP/1.1 for REST), None when h2load
+    is missing."""
     exe = shutil.which("h2load")
     if exe is None:
         return None
@@ -152,9 +155,9 @@ def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: flo
         out = done.stdout + done.stderr
     m = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
     failed = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed", out)
-    if not m or (failed and int(failed.group(2)) > 0):
+    if not m or not failed or int(failed.group(2)) > 0:
         raise RuntimeError(f"h2load failed for {url}:\n{out[-2000:]}")
-    return float(m.group(1))
+    return float(m.group(1)), int(failed.group(1))
 
 
 class Bench:
@@ -165,12 +168,16 @@ class Bench:
         self.env = stack.env()
         self.api_base = f"http://{stack.ctx.settings.host}:{stack.ctx.port('envoy')}"
         self._slots = self._slot_iter()
+        pids = {name: stack.pid(name) for name in (*OWN, "postgres", "redis", "kafka", "smtp", "stripe")}
+        self.cpu = CpuMeter({name: pid for name, pid in pids.items() if pid})
 
     def add(self, fig: Figure) -> None:
         self.figures.append(fig)
         mark = {True: "ok", False: "MISSED", None: ""}[fig.met]
         print(f"  {fig.name:<44} {fig.value:>10.2f} {fig.unit:<9} vs {fig.baseline_name:<30} "
               f"{fig.baseline:>10.2f}  ratio {fig.ratio:6.3f}  {fig.target} {mark}", flush=True)
+        if "cpu_ms_per_op" in fig.detail:
+            print(f"      CPU ms/op: {describe(fig.detail['cpu_ms_per_op'])}", flush=True)
 
     # -- catalog for the benchmark: one service bookable around the clock in 5-minute slots ----------
     async def seed(self) -> None:
@@ -184,7 +191,7 @@ class Bench:
                           "currency": "EUR", "capacity": 1}],
             "staff": [{"email": BENCH_STAFF[0], "name": "Bench Staff", "password": BENCH_STAFF[1]}],
         }]}
-        demo = yaml.safe_load((Path(__file__).parents[1] / "petpro" / "seed_data" / "demo.yaml").read_text())
+        demo = yaml.safe_load((Path(__file__).parents[1] / "petpro_dev" / "seed_data" / "demo.yaml").read_text())
         url = self.env["DATABASE_URL"]
         await booking_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
         await auth_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
@@ -225,9 +232,10 @@ class Bench:
                 await asyncio.wait_for(ch.channel_ready(), 20)
                 call = ch.unary_unary(ECHO_METHOD)
                 payload = b"x" * 64
-                rate = h2load(f"http://127.0.0.1:{port}{ECHO_METHOD}", grpc_body=payload,
-                              concurrency=self.p.concurrency, duration=self.p.duration)
+                measured = h2load(f"http://127.0.0.1:{port}{ECHO_METHOD}", grpc_body=payload,
+                                  concurrency=self.p.concurrency, duration=self.p.duration)
                 tool = "h2load"
+                rate = measured[0] if measured else None
                 if rate is None:
                     n, _ = await closed_loop(lambda i: call(payload), self.p.concurrency, self.p.duration)
                     rate, tool = n / self.p.duration, "python grpc.aio"
@@ -240,28 +248,34 @@ class Bench:
 
         req = booking_pb2.ListServicesRequest(clinic_id="7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01")
         booking = self.stack.address("booking")
-        direct = h2load(f"http://{booking}/petpro.booking.v1.BookingService/ListServices",
-                        grpc_body=req.SerializeToString(), concurrency=self.p.concurrency, duration=self.p.duration)
-        if direct is None:
+        self.cpu.start()
+        measured = h2load(f"http://{booking}/petpro.booking.v1.BookingService/ListServices",
+                          grpc_body=req.SerializeToString(), concurrency=self.p.concurrency, duration=self.p.duration)
+        if measured is None:
             async with grpc.aio.insecure_channel(booking) as ch:
                 stub = booking_pb2_grpc.BookingServiceStub(ch)
                 n, _ = await closed_loop(lambda i: stub.ListServices(req), self.p.concurrency, self.p.duration)
-                direct = n / self.p.duration
+                measured = n / self.p.duration, n
+        direct, n = measured
+        self.add(Figure("read RPC direct (ListServices) req/s", direct, "req/s", "bare grpc.aio echo", rate,
+                        detail={"cpu_ms_per_op": self.cpu.per_op(n)}))
         path = "/v1/clinics/7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01/services"
-        edge = h2load(self.api_base + path, grpc_body=None, concurrency=self.p.concurrency, duration=self.p.duration)
-        if edge is None:
+        self.cpu.start()
+        measured = h2load(self.api_base + path, grpc_body=None, concurrency=self.p.concurrency,
+                          duration=self.p.duration)
+        if measured is None:
             async with httpx.AsyncClient(base_url=self.api_base, timeout=20,
                                          limits=httpx.Limits(max_connections=self.p.concurrency)) as http:
                 n, _ = await closed_loop(lambda i: http.get(path), self.p.concurrency, self.p.duration)
-                edge = n / self.p.duration
-        self.add(Figure("read RPC direct (ListServices) req/s", direct, "req/s", "bare grpc.aio echo", rate))
+                measured = n / self.p.duration, n
+        edge, n = measured
         self.add(Figure("read via REST edge req/s", edge, "req/s", "same read direct over gRPC", direct,
-                        target="ratio >= 0.6"))
+                        target="ratio >= 0.6", detail={"cpu_ms_per_op": self.cpu.per_op(n)}))
         return rate
 
     # -- 2. reserve throughput vs the database floor -------------------------------------------------
     def pgbench_floor(self) -> float:
-        from petpro.devstack.postgres import bin_dir
+        from petpro_dev.devstack.postgres import bin_dir
 
         url = self.env["DATABASE_URL"]
         m = re.match(r"postgresql://(\w+)@([\d.]+):(\d+)/(\w+)", url)
@@ -295,15 +309,17 @@ class Bench:
         user, pet = await self.owner(http)
         async with grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
             stub = booking_pb2_grpc.BookingServiceStub(ch)
+            self.cpu.start()
             n, lat = await closed_loop(lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
                                        self.p.concurrency, self.p.duration)
+            cpu = self.cpu.per_op(n)
             # uncontended latency: one caller at a time
             _, single = await closed_loop(lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
                                           1, max(self.p.duration / 2, 0.5))
         self.uncontended_p50 = statistics.median(single)
         self.add(Figure("ReserveSlot transactions/s (distinct slots)", n / self.p.duration, "tx/s",
                         "pgbench INSERT w/ exclusion (8 cl)", floor,
-                        detail={"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3}))
+                        detail={"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "cpu_ms_per_op": cpu}))
 
     # -- 3. contention ---------------------------------------------------------------------------
     async def contention(self, http: httpx.AsyncClient) -> None:
@@ -321,13 +337,15 @@ class Bench:
                     assert e.code() == grpc.StatusCode.ABORTED, e
                     return False, time.perf_counter() - t
 
+            self.cpu.start()
             results = await asyncio.gather(*(one() for _ in range(self.p.contenders)))
+            cpu = self.cpu.per_op(self.p.contenders)
         winners = sum(ok for ok, _ in results)
         assert winners == 1, f"{winners} winners for one capacity-1 slot"
         losers = [t for ok, t in results if not ok]
         self.add(Figure(f"contention: {self.p.contenders} reservers, loser p50", pct(losers, 50) * 1e3, "ms",
                         "uncontended ReserveSlot p50", self.uncontended_p50 * 1e3,
-                        detail={"winners": winners, "loser_p99_ms": pct(losers, 99) * 1e3}))
+                        detail={"winners": winners, "loser_p99_ms": pct(losers, 99) * 1e3, "cpu_ms_per_op": cpu}))
         self.add(Figure("contention: loser p99", pct(losers, 99) * 1e3, "ms",
                         "uncontended ReserveSlot p50", self.uncontended_p50 * 1e3))
 
@@ -351,10 +369,12 @@ class Bench:
             return done
 
         t = time.perf_counter()
+        self.cpu.start()
         total = sum(await asyncio.gather(*(flow(o) for o in owners)))
         rate = total / (time.perf_counter() - t)
         self.add(Figure(f"full flow bookings/s ({self.p.flow_clients} clients)", rate, "bookings/s",
-                        "bare grpc.aio echo", self.echo_rate, target="ratio >= 0.1"))
+                        "bare grpc.aio echo", self.echo_rate, target="ratio >= 0.1",
+                        detail={"cpu_ms_per_op": self.cpu.per_op(total)}))
 
     # -- 5. fan-out delay ------------------------------------------------------------------------
     async def fanout(self, http: httpx.AsyncClient) -> None:
@@ -396,6 +416,7 @@ class Bench:
                 confirms[done.booking_id] = time.time()
 
             tasks = []
+            self.cpu.start()
             start = time.perf_counter()
             for i in range(int(rate * self.p.fanout_seconds)):  # open loop at a fixed rate
                 await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
@@ -411,6 +432,7 @@ class Bench:
                 if not set(confirms) - set(emails):
                     break
                 await asyncio.sleep(0.1)
+            cpu = self.cpu.per_op(len(confirms))
             listener.cancel()
             feed.cancel()
         feed_delay = [arrivals[b] - confirms[b] for b in confirms if b in arrivals]
@@ -421,7 +443,8 @@ class Bench:
         self.add(Figure(f"fan-out @{rate}/s: commit→clinic feed p99", pct(feed_delay, 99) * 1e3, "ms",
                         "ConfirmBooking p99", c99, target="ratio <= 3",
                         detail={"feed_p50_ms": pct(feed_delay, 50) * 1e3, "bookings": len(confirms),
-                                "confirm_p50_ms": pct(confirm_latency, 50) * 1e3, "failed": failures}))
+                                "confirm_p50_ms": pct(confirm_latency, 50) * 1e3, "failed": failures,
+                                "cpu_ms_per_op": cpu}))
         if failures:
             print(f"    {sum(failures.values())} bookings failed at {rate}/s: {failures}", flush=True)
         self.add(Figure(f"fan-out @{rate}/s: commit→email p99", pct(mail_delay, 99) * 1e3, "ms",
@@ -454,29 +477,34 @@ class Bench:
             return group_lag(bootstrap, "notif-worker", "booking.created")
 
         def raw_consume(count: int) -> float:
-            c = KafkaConsumer("booking.created", bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4()}",
-                              auto_offset_reset="earliest", enable_auto_commit=False,
-                              session_timeout_ms=6000, heartbeat_interval_ms=1000)
-            seen, t0 = 0, None
+            """Messages/s of a bare consumer reading the topic from the start: partitions assigned
+            directly (no group join in the measurement), the clock started before the first fetch."""
+            c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
             try:
+                parts = [TopicPartition("booking.created", p) for p in c.partitions_for_topic("booking.created")]
+                c.assign(parts)
+                c.seek_to_beginning(*parts)
+                seen, t0 = 0, time.perf_counter()
                 while seen < count:
-                    batch = c.poll(500)
-                    if batch and t0 is None:
-                        t0 = time.perf_counter()
-                    seen += sum(len(v) for v in batch.values())
-                return seen / (time.perf_counter() - (t0 or time.perf_counter()))
+                    seen += sum(len(v) for v in c.poll(500).values())
+                return seen / (time.perf_counter() - t0)
             finally:
                 c.close(autocommit=False)
 
         t = time.perf_counter()
+        self.cpu.start()
         await asyncio.to_thread(produce)
         while await asyncio.to_thread(lag):
             await asyncio.sleep(0.1)
         worker_rate = self.p.notifier_events / (time.perf_counter() - t)
+        cpu = self.cpu.per_op(self.p.notifier_events)
         total = await asyncio.to_thread(self._topic_size, bootstrap)
         raw = await asyncio.to_thread(raw_consume, total)
+        # a baseline read in a few milliseconds is noise, not a floor: say so next to the figure
         self.add(Figure("notif_worker events/s (email+push+feed each)", worker_rate, "events/s",
-                        "raw kafka-python consume of the topic", raw, target="ratio >= 0.5"))
+                        "raw kafka-python consume of the topic", raw, target="ratio >= 0.5",
+                        detail={"cpu_ms_per_op": cpu, "baseline_messages": total,
+                                "baseline_too_short": total < RAW_CONSUME_MIN_MESSAGES}))
 
     @staticmethod
     def _topic_size(bootstrap: str) -> int:
@@ -525,13 +553,27 @@ def machine() -> dict[str, Any]:
 
 
 def markdown(figures: list[Figure]) -> str:
-    lines = ["| figure | value | baseline | ratio | target |", "|---|---:|---|---:|---|"]
+    lines = ["| figure | value | baseline | ratio | target | PetPro CPU ms/op |", "|---|---:|---|---:|---|---:|"]
     for f in figures:
         mark = {True: " ✓", False: " ✗", None: ""}[f.met]
         failed = sum(f.detail.get("failed", {}).values())
         note = f" ({failed} failed)" if failed else ""
+        if f.detail.get("baseline_too_short"):
+            note += f" (baseline on {f.detail['baseline_messages']} messages: too few to mean anything)"
+        cpu = f.detail.get("cpu_ms_per_op")
         lines.append(f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
-                     f"{f.ratio:.3f} | {f.target}{mark} |")
+                     f"{f.ratio:.3f} | {f.target}{mark} | {cpu['own']:.2f} |" if cpu else
+                     f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+                     f"{f.ratio:.3f} | {f.target}{mark} | |")
+    measured = [f for f in figures if "cpu_ms_per_op" in f.detail]
+    if measured:
+        names = [n for n in (*OWN, *APART, LOADGEN) if any(n in f.detail["cpu_ms_per_op"] for f in measured)]
+        lines += ["", "CPU milliseconds per operation, per process (from /proc; PetPro's own processes first, then "
+                  "the backing services, the sandbox and the load generator):", "",
+                  "| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        for f in measured:
+            ms = f.detail["cpu_ms_per_op"]
+            lines.append(f"| {f.name} | " + " | ".join(f"{ms.get(n, 0.0):.2f}" for n in names) + " |")
     return "\n".join(lines) + "\n"
 
 

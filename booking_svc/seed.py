@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from datetime import time
+from pathlib import Path
 from typing import Any
 
 from booking_svc.domain import WEEKDAYS, Clinic, Interval, Service
@@ -44,3 +47,27 @@ async def load(database_url: str, data: dict[str, Any]) -> tuple[int, int]:
     finally:
         await db.close()
     return n_clinics, n_services
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m booking_svc.seed FILE``: load the clinics and services of a seed YAML file into this service's schema
+    (the database from the service's own settings: ``DATABASE_URL``, else the embedded default)."""
+    import yaml
+
+    from booking_svc.server import BookingSettings
+    from petpro.settings import load as load_settings
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m booking_svc.seed FILE", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    url = load_settings(BookingSettings).url("database_url")
+    clinics, services = asyncio.run(load(url, data))
+    print(f"booking_svc: {clinics} clinics, {services} services from {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,10 +11,10 @@ from booking_svc.handlers import BookingHandlers
 from booking_svc.repository import SCHEMA, BookingRepository
 from booking_svc.service import BookingServicer, encode_booking_created
 from petpro import events, grpc_server, telemetry
-from petpro.booking.v1 import booking_pb2_grpc
 from petpro.db import Database
 from petpro.outbox import OutboxRelay
 from petpro.settings import ServiceSettings, load
+from petpro_api.booking.v1 import booking_pb2_grpc
 
 
 class BookingSettings(ServiceSettings):

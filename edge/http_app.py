@@ -5,7 +5,7 @@
   the slot is gone (FAILED_PRECONDITION SLOT_NO_LONGER_AVAILABLE / RESERVATION_CLOSED) the payment
   is refunded.  2xx only once the booking is committed (or the refund done), so the sender retries
   everything else: bad signature → 400, anything transient → 503.
-* ``GET /openapi.json`` and ``GET /docs``: generated once at start-up from ``gen/petpro.binpb``.
+* ``GET /openapi.json`` and ``GET /docs``: generated once at start-up from ``gen/petpro_api/petpro.binpb``.
 * ``GET /healthz``, ``GET /metrics`` (Prometheus, the process' default registry).
 * ``/clinic/…``: the clinic dashboard — page, ``/clinic/api/me`` and the live feed as Server-Sent
   Events (:mod:`edge.dashboard`).
@@ -40,10 +40,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.openapi import build_openapi, default_descriptor_path, docs_html
 from petpro import grpc_client, telemetry
-from petpro.auth.v1 import auth_pb2_grpc
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.notification.v1 import clinic_feed_pb2_grpc
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_api.notification.v1 import clinic_feed_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 log = logging.getLogger("edge.http")
 
@@ -83,7 +83,7 @@ IDEMPOTENT_METHODS: tuple[str, ...] = (
 @dataclass
 class HttpDeps:
     """What the HTTP app talks to.  ``descriptor_set``: FileDescriptorSet bytes for the OpenAPI
-    document (``gen/petpro.binpb`` when None).  ``rpc_timeout``: deadline of each outgoing RPC.
+    document (``gen/petpro_api/petpro.binpb`` when None).  ``rpc_timeout``: deadline of each outgoing RPC.
 
     The clinic dashboard needs ``auth`` (token validation) and ``clinic_feed`` (its live stream;
     each Subscribe call lasts at most ``feed_call_seconds``, then it is renewed from the last cursor);

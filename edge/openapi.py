@@ -2,7 +2,7 @@
 
 The REST API *is* the ``google.api.http`` annotations of ``petpro.mobile.v1.MobileService`` as Envoy's
 gRPC-JSON transcoder serves them, so this module reads the same descriptors
-(``gen/petpro.binpb``, with source info for the comments) and follows the transcoder's rules:
+(``gen/petpro_api/petpro.binpb``, with source info for the comments) and follows the transcoder's rules:
 
 * path parameters from the URL template; with ``body: "*"`` the rest of the request message is the
   JSON body, with no body every remaining field is a query parameter (nested messages flattened as
@@ -165,11 +165,11 @@ _PATH_VAR = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 
 
 def default_descriptor_path() -> Path:
-    """``gen/petpro.binpb`` (FileDescriptorSet with imports and source info), next to the generated
-    ``petpro.<domain>.v1`` packages."""
-    from petpro.mobile.v1 import mobile_pb2
+    """``gen/petpro_api/petpro.binpb`` (FileDescriptorSet with imports and source info), installed
+    with the generated ``petpro_api`` package."""
+    import petpro_api
 
-    return Path(mobile_pb2.__file__).resolve().parents[3] / "petpro.binpb"
+    return Path(petpro_api.__file__).resolve().with_name("petpro.binpb")
 
 
 # --------------------------------------------------------------------------------------------------

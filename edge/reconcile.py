@@ -20,8 +20,8 @@ import grpc
 from prometheus_client import Counter
 
 from edge.http_app import REFUND_REASON_TEXT, REFUND_REASONS, RpcError
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 log = logging.getLogger("edge.reconcile")
 

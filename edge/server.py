@@ -10,13 +10,13 @@ from edge.http_app import HttpDeps, create_app, serve_http
 from edge.reconcile import Reconciler
 from edge.service import MobileServicer, Stubs
 from petpro import grpc_client, grpc_server
-from petpro.auth.v1 import auth_pb2_grpc
 from petpro.authn import TokenCache
-from petpro.booking.v1 import booking_pb2_grpc
-from petpro.mobile.v1 import mobile_pb2_grpc
-from petpro.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
-from petpro.payment.v1 import payment_pb2_grpc
 from petpro.settings import ServiceSettings, load
+from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2_grpc
+from petpro_api.mobile.v1 import mobile_pb2_grpc
+from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2_grpc
 
 # Reads, retried by gRPC on UNAVAILABLE.  Mutations are made idempotent by request ids, not retried here.
 IDEMPOTENT = (

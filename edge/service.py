@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 import grpc
 
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
 from petpro.authn import Authenticator, Principal, TokenCache, metadata
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
 from petpro.errors import InvalidArgument, NotFound
-from petpro.mobile.v1 import mobile_pb2, mobile_pb2_grpc
-from petpro.notification.v1 import notification_pb2, notification_pb2_grpc
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
 from petpro.upstream import call
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_api.mobile.v1 import mobile_pb2, mobile_pb2_grpc
+from petpro_api.notification.v1 import notification_pb2, notification_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 # uuid5 namespace turning a client's Idempotency-Key into the internal request ids (AIP-155)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f1d1e-6a8c-4d7e-9b2e-5e1b8f0c2a11")

@@ -13,11 +13,11 @@ from notif_worker.repository import SCHEMA, NotifRepository
 from notif_worker.service import ClinicFeedServicer, NotificationServicer, encode_clinic_event
 from notif_worker.worker import BookingCreatedConsumer
 from petpro import cache, events, grpc_client, grpc_server
-from petpro.auth.v1 import auth_pb2_grpc
 from petpro.authn import Authenticator
 from petpro.db import Database
-from petpro.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 from petpro.settings import ServiceSettings, load
+from petpro_api.auth.v1 import auth_pb2_grpc
+from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 
 
 class NotifSettings(ServiceSettings):

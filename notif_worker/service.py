@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from notif_worker.domain import BookingNotice, PoisonEvent
 from notif_worker.handlers import NotifyHandlers
 from petpro.authn import Authenticator
-from petpro.booking.v1 import booking_pb2, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.convert import dt, ts, uid
 from petpro.errors import PermissionDenied
-from petpro.notification.v1 import (
+from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import (
     clinic_feed_pb2,
     clinic_feed_pb2_grpc,
     notification_pb2,

@@ -13,8 +13,8 @@ from payment_svc.service import PaymentServicer
 from payment_svc.stripe_gateway import StripeGateway
 from petpro import grpc_server
 from petpro.db import Database
-from petpro.payment.v1 import payment_pb2_grpc
 from petpro.settings import ServiceSettings, load
+from petpro_api.payment.v1 import payment_pb2_grpc
 
 SANDBOX_API_KEY = "sk_test_petpro_sandbox"
 
@@ -33,16 +33,19 @@ class PaymentSettings(ServiceSettings):
 
 
 def make_gateway(settings: PaymentSettings) -> StripeGateway:
+    """Real Stripe when ``STRIPE_API_KEY`` is set, else the Stripe-compatible sandbox at
+    ``STRIPE_API_BASE``.  Either way the webhook secret comes from ``STRIPE_WEBHOOK_SECRET`` (the dev
+    stack sets it to the sandbox's; in Kubernetes it comes from a Secret)."""
     b = settings.backing
-    if b.stripe_api_key:  # real Stripe (test or live mode): the secret must be given too
-        if not b.stripe_webhook_secret:
-            raise SystemExit("STRIPE_WEBHOOK_SECRET is required when STRIPE_API_KEY is set")
+    if not b.stripe_webhook_secret:
+        raise SystemExit(
+            "STRIPE_WEBHOOK_SECRET is required: the whsec_… secret webhooks are signed with "
+            "(`petpro up` sets it for the sandbox)"
+        )
+    if b.stripe_api_key:  # real Stripe (test or live mode)
         return StripeGateway(b.stripe_api_key, b.stripe_webhook_secret, b.stripe_api_base,
                              tolerance_seconds=settings.webhook_tolerance_seconds)
-    from petpro.devstack.stripe_sandbox import load_webhook_secret
-
-    secret = b.stripe_webhook_secret or load_webhook_secret(settings.stack.home_abs)
-    return StripeGateway(SANDBOX_API_KEY, secret, settings.url("stripe_api_base"),
+    return StripeGateway(SANDBOX_API_KEY, b.stripe_webhook_secret, settings.url("stripe_api_base"),
                          tolerance_seconds=settings.webhook_tolerance_seconds)
 
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from payment_svc.domain import Payment
 from payment_svc.handlers import CreateSession, PaymentHandlers
-from petpro.common.v1 import money_pb2
 from petpro.convert import dt, ts, uid
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro_api.common.v1 import money_pb2
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 
 def payment_pb(p: Payment) -> payment_pb2.Payment:

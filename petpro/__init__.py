@@ -1,11 +1,6 @@
-"""PetPro shared runtime kit.
+"""PetPro shared runtime kit: what every deployed service imports, and nothing else.
 
-The generated contracts live in ``gen/petpro/<domain>/v1`` (package names follow the proto packages,
-``petpro.booking.v1``).  ``gen/`` is on ``sys.path`` (a ``.pth`` file written by ``make setup``;
-``PYTHONPATH`` in containers), and ``extend_path`` merges ``gen/petpro`` into this package, so
-``from petpro.booking.v1 import booking_pb2`` and ``from petpro import settings`` both work.
+It imports no service package and nothing of the dev tooling (``petpro_dev``); the generated contracts
+are their own import root, ``petpro_api`` (``gen/petpro_api``; ``from petpro_api.booking.v1 import
+booking_pb2``).  The import rules are contracts in pyproject.toml, checked by ``lint-imports``.
 """
-
-from pkgutil import extend_path
-
-__path__ = extend_path(__path__, __name__)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
 from petpro.errors import Unauthenticated
 from petpro.upstream import call
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
 @dataclass(frozen=True)

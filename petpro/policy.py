@@ -10,7 +10,7 @@ from functools import cache
 
 from google.protobuf import descriptor_pool
 
-from petpro.common.v1 import options_pb2
+from petpro_api.common.v1 import options_pb2
 
 NO_POLICY = options_pb2.MethodPolicy()
 

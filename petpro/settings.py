@@ -54,9 +54,6 @@ class StackSettings(BaseSettings):
     home: Path = Field(default=Path(".petpro"), description="state, data and logs of the dev stack")
     host: str = "127.0.0.1"
     port_base: int = Field(default=7400, ge=1024, le=65000)
-    # topics `petpro up` creates on the broker (embedded or external) when missing
-    kafka_topics: tuple[str, ...] = ("booking.created", "booking.created.dlq")
-    kafka_partitions: int = Field(default=3, ge=1, description="partitions of each topic created")
 
     def port(self, name: str) -> int:
         """Port of a component: ``PETPRO_<NAME>_PORT`` if set, else ``port_base + offset``."""

@@ -21,8 +21,8 @@ from functools import cache
 from google.protobuf import descriptor as _d
 from google.protobuf.message import Message
 
-from petpro.common.v1 import options_pb2
 from petpro.errors import FieldViolation
+from petpro_api.common.v1 import options_pb2
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CONTROL_EXCEPT_LINE_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

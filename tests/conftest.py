@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from petpro.devstack import Stack, Step, infra
-from petpro.devstack.process import port_in_use
 from petpro.settings import PORT_OFFSETS, BackingSettings, StackSettings
+from petpro_dev.devstack import Stack, Step, infra
+from petpro_dev.devstack.process import port_in_use
 
 PORT_SPAN = 200  # ports a stack may use above its base: PORT_OFFSETS plus test extras (< 200)
 EXTRA_OFFSETS = (150,)  # tests' dummy services
@@ -131,20 +131,12 @@ MESH_ENV = {
 def mesh(devstack: Stack) -> Stack:
     """The whole mesh (every component of ``petpro up``) on the session's dev stack, started once,
     with the demo catalog seeded.  Stopped with the dev stack (same home)."""
-    import asyncio
-
-    import yaml
-
-    from auth_svc import seed as auth_seed
-    from booking_svc import seed as booking_seed
-    from petpro.devstack import default_components
+    from petpro_dev.devstack import default_components
+    from petpro_dev.seed import DEMO, seed
 
     os.environ.update(MESH_ENV)  # inherited by the service processes
     stack = Stack(devstack.ctx.settings, default_components(), backing=no_external_urls())
     report = stack.up()
     print(f"\nmesh up in {report.seconds:.2f}s")
-    data = yaml.safe_load((Path(__file__).parents[1] / "petpro" / "seed_data" / "demo.yaml").read_text())
-    url = stack.env()["DATABASE_URL"]
-    asyncio.run(booking_seed.load(url, data))
-    asyncio.run(auth_seed.load(url, data))
+    seed(DEMO, {**os.environ, **stack.env()})  # the services' own seed entry points, as `petpro seed`
     return stack

@@ -9,8 +9,8 @@ import httpx
 import psycopg
 import pytest
 
-from petpro.client import CHECKUP, HAPPY_PAWS, VACCINATION, MeshClient, User, eventually
-from petpro.devstack import Stack
+from petpro_dev.client import CHECKUP, HAPPY_PAWS, VACCINATION, MeshClient, User, eventually
+from petpro_dev.devstack import Stack
 
 __all__ = ["CHECKUP", "HAPPY_PAWS", "VACCINATION", "Api", "User", "confirmed_booking", "eventually", "mails_to"]
 
@@ -71,6 +71,6 @@ async def confirmed_booking(api: Api, owner: User | None = None) -> tuple[User, 
 
 
 def mails_to(stack: Stack, address: str) -> list[Any]:
-    from petpro.devstack.mail import list_messages
+    from petpro_dev.devstack.mail import list_messages
 
     return [m for m in list_messages(stack.ctx.mail_dir) if address in m.to]

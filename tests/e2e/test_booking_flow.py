@@ -9,8 +9,8 @@ from datetime import datetime
 import grpc
 import pytest
 
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
 from petpro.convert import ts
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
 from tests.e2e.conftest import CHECKUP, VACCINATION, Api
 
 pytestmark = pytest.mark.e2e

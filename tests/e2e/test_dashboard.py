@@ -26,10 +26,10 @@ import httpx
 import pytest
 
 from edge.http_app import HttpDeps, HttpServer, create_app
-from petpro.auth.v1 import auth_pb2
-from petpro.booking.v1 import booking_pb2
 from petpro.convert import ts
-from petpro.notification.v1 import clinic_feed_pb2
+from petpro_api.auth.v1 import auth_pb2
+from petpro_api.booking.v1 import booking_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2
 from tests.conftest import MESH_ENV
 from tests.e2e.conftest import HAPPY_PAWS, Api, User, confirmed_booking, eventually
 
@@ -519,7 +519,7 @@ async def test_staff_of_several_clinics_pick_one_in_the_browser(api: Api, browse
 
 
 async def _stopped(pid: int) -> bool:
-    from petpro.devstack.process import is_alive
+    from petpro_dev.devstack.process import is_alive
 
     return not is_alive(pid)  # an exited child of this session is a zombie until reaped
 

@@ -15,11 +15,11 @@ import grpc
 import pytest
 from kafka import KafkaProducer
 
-from petpro.booking.v1 import booking_pb2, events_pb2
-from petpro.common.v1 import money_pb2
 from petpro.convert import ts
 from petpro.events import cloudevent_headers, dead_letters, group_lag
-from petpro.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from tests.e2e.conftest import HAPPY_PAWS, Api, confirmed_booking, eventually, mails_to
 
 pytestmark = pytest.mark.e2e
@@ -183,11 +183,11 @@ async def test_duplicate_delivery_sends_one_email_and_poison_goes_to_the_dlq(api
 
     # `petpro dlq` lists it with its error; replaying sends it through the worker again (still poison)
     env = {**os.environ, **api.stack.env()}
-    listing = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro", "dlq"], env=env,
+    listing = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro_dev", "dlq"], env=env,
                                       capture_output=True, text=True, timeout=60)
     assert listing.returncode == 0 and "PoisonEvent" in listing.stdout, listing
     letter = f"{dlq[0]['partition']}:{dlq[0]['offset']}"
-    replay = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro", "dlq", "replay", letter],
+    replay = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro_dev", "dlq", "replay", letter],
                                      env=env, capture_output=True, text=True, timeout=60)
     assert replay.returncode == 0 and "replayed 1 " in replay.stdout, replay
 

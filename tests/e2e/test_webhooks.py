@@ -12,8 +12,8 @@ import grpc
 import httpx
 import pytest
 
-from petpro.devstack.stripe_sandbox import load_webhook_secret
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
+from petpro_dev.stripe_sandbox import load_webhook_secret
 from tests.e2e.conftest import Api, eventually
 
 pytestmark = pytest.mark.e2e

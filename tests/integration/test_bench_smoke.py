@@ -8,7 +8,7 @@ import json
 import pytest
 
 from benchmarks.run import Params, run, write_results
-from petpro.devstack import Stack
+from petpro_dev.devstack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 from kafka import KafkaAdminClient
 
-from petpro.devstack import (
+from petpro_dev.devstack import (
     Component,
     Launch,
     Stack,
@@ -29,7 +29,7 @@ from petpro.devstack import (
     postgres,
     process,
 )
-from petpro.devstack.component import BACKING_ENV, Context
+from petpro_dev.devstack.component import BACKING_ENV, Context
 
 StackFactory = Callable[..., Stack]
 
@@ -144,7 +144,7 @@ def test_cli_sees_the_same_stack(devstack: Stack) -> None:
 
     def petpro(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "petpro", *args],
+            [sys.executable, "-m", "petpro_dev", *args],
             env=env,
             cwd=devstack.ctx.home,
             capture_output=True,

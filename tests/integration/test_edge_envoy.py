@@ -27,14 +27,14 @@ from edge.envoy import argv as envoy_argv
 from edge.envoy_config import RateLimit, build_config, default_descriptor_path, write_config
 from edge.http_app import HttpDeps, HttpServer, create_app
 from petpro import grpc_server
-from petpro.auth.v1 import auth_pb2
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.common.v1 import money_pb2
 from petpro.errors import DomainError, FailedPrecondition, InvalidArgument, Kind, NotFound, Unavailable
-from petpro.mobile.v1 import mobile_pb2, mobile_pb2_grpc
-from petpro.notification.v1 import notification_pb2
-from petpro.payment.v1 import payment_pb2, payment_pb2_grpc
 from petpro.settings import ServiceSettings, StackSettings
+from petpro_api.auth.v1 import auth_pb2
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_api.common.v1 import money_pb2
+from petpro_api.mobile.v1 import mobile_pb2, mobile_pb2_grpc
+from petpro_api.notification.v1 import notification_pb2
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from payment_svc.repository import SCHEMA, PaymentRepository
 from payment_svc.server import SANDBOX_API_KEY
 from payment_svc.stripe_gateway import StripeGateway
 from petpro.db import Database
-from petpro.devstack import Stack
-from petpro.devstack.stripe_sandbox import load_webhook_secret
+from petpro_dev.devstack import Stack
+from petpro_dev.stripe_sandbox import load_webhook_secret
 
 pytestmark = pytest.mark.integration
 

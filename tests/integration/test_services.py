@@ -15,9 +15,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from petpro.booking.v1 import booking_pb2, booking_pb2_grpc
-from petpro.devstack import Stack
-from petpro.devstack.process import free_port
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_dev.devstack import Stack
+from petpro_dev.devstack.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -97,11 +97,11 @@ def _rpcs() -> list[tuple[str, str, object]]:
     """(component, full method, empty request message) for every RPC of every internal service."""
     from google.protobuf import symbol_database
 
-    from petpro.auth.v1 import auth_pb2
-    from petpro.booking.v1 import booking_pb2 as _b
-    from petpro.mobile.v1 import mobile_pb2
-    from petpro.notification.v1 import clinic_feed_pb2, notification_pb2
-    from petpro.payment.v1 import payment_pb2
+    from petpro_api.auth.v1 import auth_pb2
+    from petpro_api.booking.v1 import booking_pb2 as _b
+    from petpro_api.mobile.v1 import mobile_pb2
+    from petpro_api.notification.v1 import clinic_feed_pb2, notification_pb2
+    from petpro_api.payment.v1 import payment_pb2
 
     db = symbol_database.Default()
     out = []

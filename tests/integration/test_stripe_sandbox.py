@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from petpro.devstack.stripe_sandbox import (
+from petpro_dev.stripe_sandbox import (
     API_VERSION,
     DECLINE_CARD,
     RetryPolicy,
@@ -630,7 +630,7 @@ def start_cli(home: Path, port: int) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "petpro.devstack.stripe_sandbox",
+            "petpro_dev.stripe_sandbox",
             "--port",
             str(port),
             "--home",

@@ -51,7 +51,7 @@ def _unbounded_fields() -> list[str]:
                 walk(f.message_type)
 
     for name in MODULES:
-        module = importlib.import_module(f"petpro.{name}")
+        module = importlib.import_module(f"petpro_api.{name}")
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
                 walk(method.input_type)

@@ -1,4 +1,4 @@
-"""The protobuf contracts and the code-generation pipeline (petpro.codegen)."""
+"""The protobuf contracts and the code-generation pipeline (petpro_dev.codegen)."""
 
 from __future__ import annotations
 
@@ -14,26 +14,26 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from petpro import codegen
+from petpro_dev import codegen
 
 ROOT = codegen.ROOT
 
 GENERATED_MODULES = [
     "buf.validate.validate_pb2",
-    "petpro.common.v1.money_pb2",
-    "petpro.auth.v1.auth_pb2",
-    "petpro.auth.v1.auth_pb2_grpc",
-    "petpro.booking.v1.booking_pb2",
-    "petpro.booking.v1.booking_pb2_grpc",
-    "petpro.booking.v1.events_pb2",
-    "petpro.payment.v1.payment_pb2",
-    "petpro.payment.v1.payment_pb2_grpc",
-    "petpro.notification.v1.clinic_feed_pb2",
-    "petpro.notification.v1.clinic_feed_pb2_grpc",
-    "petpro.notification.v1.notification_pb2",
-    "petpro.notification.v1.notification_pb2_grpc",
-    "petpro.mobile.v1.mobile_pb2",
-    "petpro.mobile.v1.mobile_pb2_grpc",
+    "petpro_api.common.v1.money_pb2",
+    "petpro_api.auth.v1.auth_pb2",
+    "petpro_api.auth.v1.auth_pb2_grpc",
+    "petpro_api.booking.v1.booking_pb2",
+    "petpro_api.booking.v1.booking_pb2_grpc",
+    "petpro_api.booking.v1.events_pb2",
+    "petpro_api.payment.v1.payment_pb2",
+    "petpro_api.payment.v1.payment_pb2_grpc",
+    "petpro_api.notification.v1.clinic_feed_pb2",
+    "petpro_api.notification.v1.clinic_feed_pb2_grpc",
+    "petpro_api.notification.v1.notification_pb2",
+    "petpro_api.notification.v1.notification_pb2_grpc",
+    "petpro_api.mobile.v1.mobile_pb2",
+    "petpro_api.mobile.v1.mobile_pb2_grpc",
 ]
 
 
@@ -52,7 +52,7 @@ def _violations(msg) -> dict[str, str]:
 
 def _run_codegen(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "petpro.codegen", *args],
+        [sys.executable, "-m", "petpro_dev.codegen", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -70,11 +70,11 @@ def test_generated_module_imports(module: str) -> None:
 
 
 def test_services_and_stubs_exist() -> None:
-    from petpro.auth.v1 import auth_pb2_grpc
-    from petpro.booking.v1 import booking_pb2_grpc
-    from petpro.mobile.v1 import mobile_pb2_grpc
-    from petpro.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
-    from petpro.payment.v1 import payment_pb2_grpc
+    from petpro_api.auth.v1 import auth_pb2_grpc
+    from petpro_api.booking.v1 import booking_pb2_grpc
+    from petpro_api.mobile.v1 import mobile_pb2_grpc
+    from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
+    from petpro_api.payment.v1 import payment_pb2_grpc
 
     for mod, service in [
         (auth_pb2_grpc, "AuthService"),
@@ -89,14 +89,27 @@ def test_services_and_stubs_exist() -> None:
         assert hasattr(mod, f"add_{service}Servicer_to_server")
 
 
-def test_gen_petpro_has_no_init_files() -> None:
-    assert not list((ROOT / "gen" / "petpro").rglob("__init__.py"))
+def test_generated_code_has_its_own_import_root() -> None:
+    """Python modules under ``petpro_api``; proto files, packages and wire names stay ``petpro.*``;
+    nothing generated lands in the kit's ``petpro`` namespace."""
+    from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+
+    assert not (ROOT / "gen" / "petpro").exists()
+    assert booking_pb2.DESCRIPTOR.name == "petpro/booking/v1/booking.proto"
+    assert booking_pb2.DESCRIPTOR.package == "petpro.booking.v1"
+    assert booking_pb2.ReserveSlotRequest.__module__ == "petpro_api.booking.v1.booking_pb2"
+    assert booking_pb2.ReserveSlotRequest.DESCRIPTOR.full_name == "petpro.booking.v1.ReserveSlotRequest"
+    assert booking_pb2_grpc.petpro_dot_booking_dot_v1_dot_booking__pb2 is booking_pb2  # one module, not two
+    for path in (ROOT / "gen" / "petpro_api").rglob("*.py*"):
+        if path.suffix in (".py", ".pyi"):
+            text = path.read_text()
+            assert "from petpro." not in text and "import petpro." not in text, path
 
 
 def test_public_rest_routes() -> None:
     """The REST API: MobileService (the BFF) plus BookingService's public catalog reads; no other
     service and no other BookingService method has a route."""
-    image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_NAME).read_bytes())
+    image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_PATH).read_bytes())
     routes = set()
     for f in image.file:
         if not f.package.startswith("petpro."):
@@ -134,7 +147,7 @@ def test_public_rest_routes() -> None:
 
 
 def _valid_reserve_slot():
-    from petpro.booking.v1 import booking_pb2
+    from petpro_api.booking.v1 import booking_pb2
 
     req = booking_pb2.ReserveSlotRequest(
         request_id=_uuid(),
@@ -167,7 +180,7 @@ def test_invalid_reserve_slot_names_fields() -> None:
     }
 
 
-@pytest.mark.parametrize("module", ["petpro.auth.v1.auth_pb2", "petpro.mobile.v1.mobile_pb2"])
+@pytest.mark.parametrize("module", ["petpro_api.auth.v1.auth_pb2", "petpro_api.mobile.v1.mobile_pb2"])
 def test_register_validation(module: str) -> None:
     pb = importlib.import_module(module)
     protovalidate.validate(pb.RegisterRequest(email="ada@example.com", password="correct horse", name="Ada"))
@@ -180,8 +193,8 @@ def test_register_validation(module: str) -> None:
 
 
 def test_money_and_payment_session_rules() -> None:
-    from petpro.common.v1 import money_pb2
-    from petpro.payment.v1 import payment_pb2
+    from petpro_api.common.v1 import money_pb2
+    from petpro_api.payment.v1 import payment_pb2
 
     req = payment_pb2.CreatePaymentSessionRequest(
         request_id=_uuid(),
@@ -201,8 +214,8 @@ def test_money_and_payment_session_rules() -> None:
 
 
 def test_enum_page_size_date_and_oneof_rules() -> None:
-    from petpro.booking.v1 import booking_pb2
-    from petpro.mobile.v1 import mobile_pb2
+    from petpro_api.booking.v1 import booking_pb2
+    from petpro_api.mobile.v1 import mobile_pb2
 
     assert _violations(mobile_pb2.CreatePetRequest(name="Rex")) == {"species": "enum.not_in"}
     assert _violations(mobile_pb2.CreatePetRequest(name="Rex", species=99)) == {
@@ -242,9 +255,9 @@ def test_check_fails_after_proto_change(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "stale: run make gen" in result.stderr
-    assert "stale: petpro/common/v1/money_pb2.py" in result.stderr
-    assert "stale: petpro.binpb" in result.stderr
-    assert "missing: petpro/common/v1/extra_pb2.py" in result.stderr
+    assert "stale: petpro_api/common/v1/money_pb2.py" in result.stderr
+    assert "stale: petpro_api/petpro.binpb" in result.stderr
+    assert "missing: petpro_api/common/v1/extra_pb2.py" in result.stderr
     after = {
         p: p.read_bytes() for p in (ROOT / "gen").rglob("*") if p.is_file() and "__pycache__" not in p.parts
     }
@@ -257,8 +270,8 @@ def test_generate_is_deterministic_and_reports_extra_files(tmp_path: Path) -> No
         out.mkdir()
         codegen.generate(out)
     assert codegen.diff_trees(first, second) == ([], [], [])
-    (second / "petpro" / "leftover_pb2.py").write_text("")
-    assert codegen.diff_trees(first, second) == ([], [], ["petpro/leftover_pb2.py"])
+    (second / "petpro_api" / "leftover_pb2.py").write_text("")
+    assert codegen.diff_trees(first, second) == ([], [], ["petpro_api/leftover_pb2.py"])
 
 
 @pytest.mark.skipif(

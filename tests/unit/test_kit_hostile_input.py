@@ -13,11 +13,11 @@ from grpc_status import rpc_status
 
 from petpro import grpc_server
 from petpro.authn import Principal, principal_var
-from petpro.booking.v1 import booking_pb2
 from petpro.errors import Unauthenticated
-from petpro.mobile.v1 import mobile_pb2, mobile_pb2_grpc
 from petpro.settings import ServiceSettings
 from petpro.textcheck import invalid_utf8_field, text_violations
+from petpro_api.booking.v1 import booking_pb2
+from petpro_api.mobile.v1 import mobile_pb2, mobile_pb2_grpc
 
 GOOD = "good-token"
 ANN = Principal("u-1", "ann@example.com", "Ann", frozenset({"OWNER"}), frozenset(), expires_at=4e9)

@@ -13,9 +13,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from petpro import grpc_server
-from petpro.auth.v1 import auth_pb2, auth_pb2_grpc
 from petpro.errors import NotFound
 from petpro.settings import ServiceSettings
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 
 
 class _Settings(ServiceSettings):

@@ -7,9 +7,9 @@ import grpc
 import pytest
 
 from edge.reconcile import Reconciler
-from petpro.booking.v1 import booking_pb2
 from petpro.interceptors import rich_status
-from petpro.payment.v1 import payment_pb2
+from petpro_api.booking.v1 import booking_pb2
+from petpro_api.payment.v1 import payment_pb2
 
 
 class _RpcError(grpc.aio.AioRpcError):

