@@ -74,6 +74,9 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.config.route.v3 import (
         DirectResponseAction,
         FilterConfig,
+        RateLimitAction,
+        RateLimitActionRemoteAddress,
+        RateLimitActionRequestHeaders,
         RetryPolicy,
         Route,
         RouteAction,
@@ -81,7 +84,12 @@ with warnings.catch_warnings():
         RouteMatch,
         VirtualHost,
     )
+    from envoy_data_plane.envoy.config.route.v3 import RateLimit as RouteRateLimit
     from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+    from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import (
+        LocalRateLimitDescriptor,
+        RateLimitDescriptorEntry,
+    )
     from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
     from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
         GrpcJsonTranscoder,
@@ -159,13 +167,21 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
 
 @dataclass(frozen=True)
 class RateLimit:
-    """Token bucket shared by the whole listener (all connections): ``burst`` tokens, refilled with
-    ``tokens_per_fill`` tokens every ``fill_seconds``.  ``burst=0`` disables the filter.  A 429 tells
-    the client when to come back (``Retry-After``: the fill interval, whole seconds)."""
+    """Envoy's local rate limit: one token bucket per client address (``per_client_*``), one per
+    bearer token (``per_token_*``: an authenticated caller, whatever address it comes from), and the
+    listener-wide ceiling (``burst`` / ``tokens_per_fill``) as the last resort.  Buckets are refilled
+    every ``fill_seconds``; a request needs a token from each bucket it falls into.  ``burst=0``
+    disables the filter.  A 429 tells the client when to come back (``Retry-After``: the fill
+    interval, whole seconds).  Envoy keeps at most ``max_clients`` per-client buckets (LRU)."""
 
     burst: int = 2000
     tokens_per_fill: int = 1000
     fill_seconds: int = 1
+    per_client_burst: int = 200
+    per_client_tokens_per_fill: int = 100
+    per_token_burst: int = 100
+    per_token_tokens_per_fill: int = 50
+    max_clients: int = 20_000
 
     @property
     def retry_after(self) -> str:
@@ -504,6 +520,30 @@ def build_config(
                         filter_enabled=_percent_100(),
                         filter_enforced=_percent_100(),
                         local_rate_limit_per_downstream_connection=False,
+                        # per client: an empty descriptor value is a wildcard, one bucket per value
+                        rate_limits=[
+                            RouteRateLimit(actions=[RateLimitAction(remote_address=RateLimitActionRemoteAddress())]),
+                            RouteRateLimit(actions=[RateLimitAction(request_headers=RateLimitActionRequestHeaders(
+                                header_name="authorization", descriptor_key="bearer", skip_if_absent=True))]),
+                        ],
+                        descriptors=[
+                            LocalRateLimitDescriptor(
+                                entries=[RateLimitDescriptorEntry(key="remote_address", value="")],
+                                token_bucket=TokenBucket(
+                                    max_tokens=rate_limit.per_client_burst,
+                                    tokens_per_fill=rate_limit.per_client_tokens_per_fill,
+                                    fill_interval=_seconds(rate_limit.fill_seconds)),
+                            ),
+                            LocalRateLimitDescriptor(
+                                entries=[RateLimitDescriptorEntry(key="bearer", value="")],
+                                token_bucket=TokenBucket(
+                                    max_tokens=rate_limit.per_token_burst,
+                                    tokens_per_fill=rate_limit.per_token_tokens_per_fill,
+                                    fill_interval=_seconds(rate_limit.fill_seconds)),
+                            ),
+                        ],
+                        max_dynamic_descriptors=rate_limit.max_clients,
+                        always_consume_default_token_bucket=True,  # the global ceiling counts everyone
                     )
                 ),
             )

@@ -845,6 +845,41 @@ async def test_rate_limit_answers_429_with_retry_after_only_above_the_limit(port
         envoy.stop()
 
 
+async def _statuses(envoy: EnvoyProcess, n: int, *, source: str = "127.0.0.1",
+                    token: str | None = None) -> list[int]:
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=envoy.url, transport=transport, trust_env=False, timeout=10.0) as c:
+        return [(await c.get("/healthz", headers=headers)).status_code for _ in range(n)]
+
+
+async def test_one_client_address_cannot_spend_the_limit_of_everyone(port_bases, tmp_path_factory) -> None:
+    # hour-long refills: the outcome never depends on how fast requests are sent
+    stack = _stack(port_bases, tmp_path_factory)
+    limit = RateLimit(burst=1000, tokens_per_fill=1, fill_seconds=3600, per_client_burst=3,
+                      per_client_tokens_per_fill=1, per_token_burst=1000, per_token_tokens_per_fill=1)
+    envoy = await start_envoy(stack, rate_limit=limit, get_retries=0)
+    try:
+        assert await _statuses(envoy, 4) == [503, 503, 503, 429]  # (no HTTP app behind: 503 below the limit)
+        assert await _statuses(envoy, 3, source="127.0.0.2") == [503, 503, 503]  # another client: its own
+        assert await _statuses(envoy, 1, token="t1") == [429]  # a token does not lift an address's limit
+    finally:
+        envoy.stop()
+
+
+async def test_one_token_cannot_spend_its_address_limit(port_bases, tmp_path_factory) -> None:
+    stack = _stack(port_bases, tmp_path_factory)
+    limit = RateLimit(burst=1000, tokens_per_fill=1, fill_seconds=3600, per_client_burst=1000,
+                      per_client_tokens_per_fill=1, per_token_burst=2, per_token_tokens_per_fill=1)
+    envoy = await start_envoy(stack, rate_limit=limit, get_retries=0)
+    try:
+        assert await _statuses(envoy, 3, token="user-a") == [503, 503, 429]
+        assert await _statuses(envoy, 2, token="user-b") == [503, 503]  # same address, other caller
+        assert await _statuses(envoy, 2) == [503, 503]  # anonymous: the address bucket only
+    finally:
+        envoy.stop()
+
+
 def test_envoy_validates_the_generated_config(tmp_path: Path) -> None:
     stack = StackSettings(home=tmp_path, port_base=17400)
     path = write_config(build_config(stack, default_descriptor_path()), tmp_path / "envoy.json")
