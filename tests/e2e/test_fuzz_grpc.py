@@ -4,6 +4,8 @@ enum values, nested and repeated fields) and random bytes, sent to every unary m
 owner's token.  No answer may be INTERNAL, UNKNOWN, DATA_LOSS or UNAVAILABLE: a client's value is a
 client error, and UNAVAILABLE would tell the client to retry it forever.
 
+Messages are mostly plausible (values the declared rules accept, existing catalog ids, slot times in
+the coming weeks) so that they reach the handlers and the database; the rest are hostile.
 Deterministic and bounded: one seeded ``random.Random`` per method, ``FUZZ_GRPC_MESSAGES`` messages
 per method (default 40).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 import uuid
 import zlib
 from typing import Any
@@ -27,6 +30,7 @@ import petpro_api.mobile.v1.mobile_pb2
 import petpro_api.notification.v1.clinic_feed_pb2
 import petpro_api.notification.v1.notification_pb2
 import petpro_api.payment.v1.payment_pb2  # noqa: F401 — the descriptors of every service
+from buf.validate import validate_pb2
 from petpro_dev.client import CHECKUP, HAPPY_PAWS, VACCINATION
 from tests.e2e.conftest import Api
 
@@ -64,6 +68,40 @@ def _string(rnd: random.Random, field: _d.FieldDescriptor) -> str:
 _INTS = [0, 1, -1, 2, 100, 101, 2**31 - 1, -(2**31), 2**53]
 
 
+def _rules(f: _d.FieldDescriptor) -> Any:
+    opts = f.GetOptions()
+    return opts.Extensions[validate_pb2.field] if opts.HasExtension(validate_pb2.field) else None
+
+
+def _plausible(rnd: random.Random, f: _d.FieldDescriptor) -> Any:
+    """A value the field's declared rules accept, mostly: so that messages reach the handlers."""
+    r = _rules(f)
+    if f.type == f.TYPE_STRING:
+        s = r.string if r is not None else None
+        if s is not None and s.uuid:
+            return rnd.choice(KNOWN_IDS) if rnd.random() < 0.6 else str(uuid.uuid4())
+        if s is not None and len(getattr(s, "in")):
+            return rnd.choice(list(getattr(s, "in")))
+        if s is not None and s.email:
+            return f"fuzz-{rnd.getrandbits(32):x}@example.com"
+        if s is not None and "[0-9]{4}-" in s.pattern:
+            return f"2026-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}"
+        if s is not None and s.pattern == "^[A-Z]{3}$":
+            return rnd.choice(["EUR", "USD", "XXX"])
+        lo = s.min_len if s is not None and s.HasField("min_len") else 0
+        hi = s.max_len if s is not None and s.HasField("max_len") else 40
+        return "".join(rnd.choice("abcdefghijkl ÄÖ-🐕") for _ in range(rnd.randint(max(lo, 1), max(lo, 1, min(hi, 40)))))
+    if f.type == f.TYPE_ENUM:
+        values = [v.number for v in f.enum_type.values if v.number != 0]
+        return rnd.choice(values or [0])
+    if f.type in (f.TYPE_INT32, f.TYPE_INT64):
+        rules = getattr(r, "int32" if f.type == f.TYPE_INT32 else "int64") if r is not None else None
+        lo = rules.gte if rules is not None and rules.HasField("gte") else 0
+        hi = rules.lte if rules is not None and rules.HasField("lte") else 100
+        return rnd.randint(lo, hi)
+    return _scalar(rnd, f)
+
+
 def _scalar(rnd: random.Random, f: _d.FieldDescriptor) -> Any:
     t = f.type
     if t == f.TYPE_STRING:
@@ -84,27 +122,33 @@ def _scalar(rnd: random.Random, f: _d.FieldDescriptor) -> Any:
     return min(max(value, lo), hi)
 
 
-def _fill(msg: Any, rnd: random.Random, depth: int = 0) -> None:
+def _fill(msg: Any, rnd: random.Random, hostile: float, depth: int = 0) -> None:
+    """``hostile``: the chance that a field gets any value of its type instead of a plausible one."""
     desc = msg.DESCRIPTOR
     if desc.full_name == "google.protobuf.Timestamp":
-        msg.seconds = rnd.choice([0, 1, 1_800_000_000, 1_790_000_000, 253402300799, -62135596800])
-        msg.nanos = rnd.choice([0, 999_999_999])
+        if rnd.random() < hostile:
+            msg.seconds = rnd.choice([0, 1, 253402300799, -62135596800])
+            msg.nanos = rnd.choice([0, 999_999_999])
+        else:  # a half-hour slot start in the coming weeks
+            msg.seconds = (int(time.time()) // 1800 + rnd.randint(48, 48 * 30)) * 1800
         return
     for f in desc.fields:
-        if rnd.random() < 0.25 or (depth > 3 and f.type == f.TYPE_MESSAGE):
+        if rnd.random() < 0.1 or (depth > 3 and f.type == f.TYPE_MESSAGE):
             continue  # leave unset
         if f.type == f.TYPE_MESSAGE:
             if f.message_type.GetOptions().map_entry:
                 continue
             if f.is_repeated:
                 for _ in range(rnd.randint(0, 3)):
-                    _fill(getattr(msg, f.name).add(), rnd, depth + 1)
+                    _fill(getattr(msg, f.name).add(), rnd, hostile, depth + 1)
             else:
-                _fill(getattr(msg, f.name), rnd, depth + 1)
-        elif f.is_repeated:
-            getattr(msg, f.name).extend(_scalar(rnd, f) for _ in range(rnd.randint(0, 3)))
+                _fill(getattr(msg, f.name), rnd, hostile, depth + 1)
         else:
-            setattr(msg, f.name, _scalar(rnd, f))
+            make = _scalar if rnd.random() < hostile else _plausible
+            if f.is_repeated:
+                getattr(msg, f.name).extend(make(rnd, f) for _ in range(rnd.randint(0, 3)))
+            else:
+                setattr(msg, f.name, make(rnd, f))
 
 
 def _methods() -> list[tuple[str, _d.MethodDescriptor]]:
@@ -134,7 +178,8 @@ async def test_no_message_gets_a_server_error(api: Api, owner_token_async, servi
                 payload = rnd.randbytes(rnd.randint(1, 40))
             else:
                 msg = cls()
-                _fill(msg, rnd)
+                # mostly plausible messages (they reach the handlers and the database), some hostile
+                _fill(msg, rnd, hostile=rnd.choice([0.0, 0.0, 0.1, 0.5, 1.0]))
                 payload = msg.SerializeToString()
             try:
                 await call(payload, metadata=md, timeout=20)
