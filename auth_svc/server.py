@@ -21,7 +21,7 @@ from auth_svc.service import AuthServicer
 from petpro import cache, grpc_server, keys
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
-from petpro.throttle import Throttle
+from petpro.throttle import Rule, Throttle
 from petpro_api.auth.v1 import auth_pb2_grpc
 
 
@@ -57,12 +57,13 @@ def build(settings: AuthSettings) -> grpc_server.App:
 
     uow, read = db.repositories(AuthRepository)
     redis = cache.make_redis(settings.url("redis_url"))
-    rules = tuple(
-        dataclasses.replace(rule, free=free, base=settings.throttle_base_seconds, max=settings.throttle_max_seconds)
-        for rule, free in ((LOGIN_PER_ACCOUNT_AND_SOURCE, settings.throttle_login_free_per_account_source),
-                           (LOGIN_PER_SOURCE, settings.throttle_login_free_per_source),
-                           (REGISTER_PER_SOURCE, settings.throttle_register_free_per_source))
-    )
+
+    def rule(r: Rule, free: int) -> Rule:
+        return dataclasses.replace(r, free=free, base=settings.throttle_base_seconds, max=settings.throttle_max_seconds)
+
+    rules = (rule(LOGIN_PER_ACCOUNT_AND_SOURCE, settings.throttle_login_free_per_account_source),
+             rule(LOGIN_PER_SOURCE, settings.throttle_login_free_per_source),
+             rule(REGISTER_PER_SOURCE, settings.throttle_register_free_per_source))
     handlers = AuthHandlers(uow, Passwords(), issuer, refresh_ttl=timedelta(days=settings.refresh_ttl_days),
                             read=read, throttle=Throttle(redis), rules=rules)
 
