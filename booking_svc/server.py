@@ -39,6 +39,7 @@ def build(settings: BookingSettings) -> grpc_server.App:
     relay = OutboxRelay(
         db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
         source="/petpro/booking_svc", listen_dsn=settings.url("database_url"), batch_size=settings.outbox_batch_size,
+        end_offsets=lambda parts: events.end_offsets(settings.url("kafka_bootstrap_servers"), parts),
     )
     return grpc_server.App(
         name="booking_svc",

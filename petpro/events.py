@@ -70,6 +70,21 @@ def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: (v or b"").decode("utf-8", "replace") for k, v in headers or ()}
 
 
+def end_offsets(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The broker's end offset (next offset to be written) of each ``(topic, partition)``; a
+    partition the broker does not know (lost with its storage) is 0."""
+    from kafka import TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    try:
+        known = {t: c.partitions_for_topic(t) or set() for t in {t for t, _ in partitions}}
+        wanted = [TopicPartition(t, p) for t, p in partitions if p in known[t]]
+        ends = c.end_offsets(wanted) if wanted else {}
+        return {(t, p): ends.get(TopicPartition(t, p), 0) for t, p in partitions}
+    finally:
+        c.close(autocommit=False)
+
+
 def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
     """Messages of ``topic`` not yet committed by consumer group ``group_id`` (0 = caught up).
     Reads the group's committed offsets without joining it."""

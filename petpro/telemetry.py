@@ -98,6 +98,7 @@ RPC_LATENCY = Histogram(
 
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "outbox rows published to Kafka and marked sent")
 OUTBOX_FAILURES = Counter("outbox_publish_failures_total", "failed outbox publish attempts (retried)")
+OUTBOX_REPLAYED = Counter("outbox_replayed_total", "outbox rows re-published because the broker lost them")
 EVENTS_CONSUMED = Counter("events_consumed_total", "consumed events by outcome", ["topic", "outcome"])
 
 
