@@ -359,6 +359,7 @@ local ALLOWED = {
   ["traceparent"] = { 55, "^%x%x%-%x+%-%x+%-%x%x$", "drop" },
   ["tracestate"] = { 512, nil, "drop" },
   ["accept-language"] = { 256, "^[%w%-,;=%.%* ]+$", "drop" },
+  ["user-agent"] = { 512, nil, "drop" }, -- kept for the access log
   -- what Envoy and gRPC need themselves
   ["content-type"] = { 256 }, ["content-length"] = { 20 }, ["te"] = { 32 },
   ["grpc-timeout"] = { 12, "^%d+[HMSmun]$" }, ["grpc-encoding"] = { 64 }, ["grpc-accept-encoding"] = { 256 },
