@@ -71,16 +71,18 @@ def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
 
 
 def end_offsets(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """The broker's end offset (next offset to be written) of each ``(topic, partition)``; a
-    partition the broker does not know (lost with its storage) is 0."""
+    """The broker's end offset (next offset to be written) of each ``(topic, partition)`` that it
+    has; partitions of topics it does not list are left out (unknown, not 0).  Reads metadata of
+    existing topics only, so it never makes the broker auto-create one."""
     from kafka import TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
     try:
-        known = {t: c.partitions_for_topic(t) or set() for t in {t for t, _ in partitions}}
-        wanted = [TopicPartition(t, p) for t, p in partitions if p in known[t]]
+        existing = c.topics()
+        wanted = [TopicPartition(t, p) for t, p in partitions
+                  if t in existing and p in (c.partitions_for_topic(t) or ())]
         ends = c.end_offsets(wanted) if wanted else {}
-        return {(t, p): ends.get(TopicPartition(t, p), 0) for t, p in partitions}
+        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
     finally:
         c.close(autocommit=False)
 

@@ -126,7 +126,7 @@ class OutboxRelay:
         except Exception as exc:  # the check must never hold up publishing; next time
             log.warning("could not read the broker's end offsets: %s", exc)
             return 0
-        lost = [tp for tp, offset in acked.items() if ends.get(tp, 0) <= offset]
+        lost = [tp for tp, offset in acked.items() if tp in ends and ends[tp] <= offset]
         if not lost:
             return 0
         async with self.db.unit_of_work() as session:
