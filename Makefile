@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench h2load load clean chromium
+.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench h2load load clean chromium image k8s k8s-check
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
@@ -16,12 +16,16 @@ help:
 
 setup: $(STAMP) $(BUF)
 
+CHECKOV_VERSION := 3.3.30
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,devstack]'
 	@# an old venv may still hold the .pth that put gen/ on sys.path before gen/ was packaged
 	rm -f $(VENV)/lib/python*/site-packages/petpro_gen.pth
+	@# checkov (policy scan of the rendered chart) pins packaging<24, which pytest 9 refuses: own venv
+	@test -x $(VENV)/tools/checkov/bin/python || $(PYTHON) -m venv $(VENV)/tools/checkov
+	$(VENV)/tools/checkov/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
 	@touch $@
 
 $(BUF): package.json package-lock.json
@@ -34,9 +38,20 @@ gen: setup
 gen-check: setup
 	$(BIN)/python -m petpro_dev.codegen --check
 
+# Kubernetes: the chart's Envoy config (same generator as the dev stack) and k8s/manifests/ rendered
+# from k8s/helm/petpro with default values (committed; `make test` fails if stale, like gen/).
+k8s: setup
+	$(BIN)/python k8s/render.py
+
+k8s-check: setup
+	$(BIN)/python k8s/render.py --check
+
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/python -m petpro_dev.codegen --lint
+	$(BIN)/python -m petpro_dev.codegen --breaking
 
 fmt: setup
 	$(BIN)/ruff check --fix .
@@ -54,7 +69,7 @@ status: setup
 migrate: setup
 	$(BIN)/petpro migrate
 
-test: setup gen-check lint chromium
+test: setup gen-check k8s-check lint chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -98,6 +113,14 @@ load: setup
 	$(BIN)/python -m pip install -q 'locust>=2.30'
 	$(BIN)/locust -f benchmarks/locustfile.py --headless -u $(LOAD_USERS) -r 5 -t $(LOAD_TIME) \
 		--host http://127.0.0.1:$${PETPRO_ENVOY_PORT:-7480}
+
+# The container image (Dockerfile): needs docker or podman; not built on machines without an engine.
+IMAGE ?= petpro
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
+image: $(BUF)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "make image needs docker or podman (CONTAINER_ENGINE=...)" >&2; exit 1; }
+	$(CONTAINER_ENGINE) build -t $(IMAGE):$(IMAGE_TAG) .
 
 clean: down
 	rm -rf .petpro .pytest_cache .ruff_cache

@@ -6,7 +6,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -14,13 +16,18 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from petpro.errors import AlreadyExists, Unauthenticated
+from petpro.errors import AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
 
 ROLE_OWNER = "OWNER"
 ROLE_CLINIC_STAFF = "CLINIC_STAFF"
 ROLE_SERVICE = "SERVICE"
+ROLE_PLATFORM_ADMIN = "PLATFORM_ADMIN"
+
+CLINIC_ADMIN = "ADMIN"
+CLINIC_STAFF = "STAFF"
+CLINIC_ROLES = (CLINIC_ADMIN, CLINIC_STAFF)
 
 ALGORITHM = "EdDSA"
 
@@ -45,6 +52,24 @@ class TokenRevoked(Unauthenticated):
     reason = "TOKEN_REVOKED"
 
 
+class InvitationInvalid(FailedPrecondition):
+    """Unknown, already used, replaced or expired invitation token."""
+
+    reason = "INVITATION_INVALID"
+
+
+class LastClinicAdmin(FailedPrecondition):
+    reason = "LAST_CLINIC_ADMIN"
+
+
+class MemberNotFound(NotFound):
+    reason = "MEMBER_NOT_FOUND"
+
+
+class ServiceAccountNotFound(NotFound):
+    reason = "SERVICE_ACCOUNT_NOT_FOUND"
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
@@ -56,8 +81,54 @@ class User:
     name: str
     password_hash: str
     roles: tuple[str, ...] = (ROLE_OWNER,)
-    clinic_ids: tuple[str, ...] = ()
+    memberships: dict[str, str] = field(default_factory=dict)  # clinic id → clinic role (ADMIN / STAFF)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def clinic_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self.memberships))
+
+
+@dataclass
+class Invitation:
+    """An invitation to join a clinic; only the SHA-256 of its token is stored."""
+
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    email: str
+    role: str
+    token_hash: str
+    invited_by: uuid.UUID
+    expires_at: datetime
+    created_at: datetime
+    accepted_at: datetime | None = None
+
+    def check_usable(self, now: datetime) -> None:
+        if self.accepted_at is not None:
+            raise InvitationInvalid("this invitation was already used")
+        if self.expires_at <= now:
+            raise InvitationInvalid("this invitation has expired")
+
+
+@dataclass(frozen=True)
+class Member:
+    user_id: uuid.UUID
+    email: str
+    name: str
+    role: str
+    service_account: bool = False
+
+
+SERVICE_ACCOUNT_DOMAIN = "service-accounts.petpro.invalid"
+
+
+def service_account_email(client_id: uuid.UUID) -> str:
+    """Service accounts are users with role SERVICE and this reserved, undeliverable login name."""
+    return f"{client_id}@{SERVICE_ACCOUNT_DOMAIN}"
+
+
+def new_invitation_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -124,29 +195,119 @@ class Claims:
     email: str
     name: str
     roles: tuple[str, ...]
-    clinic_ids: tuple[str, ...]
+    memberships: dict[str, str]
     session_id: str
     token_id: str
     expires_at: datetime
+
+    @property
+    def clinic_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self.memberships))
+
+
+def _memberships(raw: object) -> dict[str, str]:
+    """The ``clinics`` claim: {clinic id: role}; tokens issued before clinic roles carried a list (staff)."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items() if v in CLINIC_ROLES}
+    if isinstance(raw, list):
+        return {str(c): CLINIC_STAFF for c in raw}
+    return {}
 
 
 def _b64url(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+@dataclass(frozen=True)
+class VerificationKey:
+    """One Ed25519 key of the ring: its JWK ``kid`` (derived from the public key) and public part."""
+
+    kid: str
+    private: Ed25519PrivateKey
+    public: Ed25519PublicKey
+    x: str
+
+    @classmethod
+    def of(cls, private: Ed25519PrivateKey) -> VerificationKey:
+        public = private.public_key()
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return cls(hashlib.sha256(raw).hexdigest()[:16], private, public, _b64url(raw))
+
+    def jwk(self) -> dict[str, str]:
+        return {"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "use": "sig", "alg": ALGORITHM, "x": self.x}
+
+
+class KeyRing:
+    """The active signing keys, oldest first: the newest signs, every one verifies its own tokens
+    (found by the token's ``kid``), so tokens signed before a rotation stay valid until they expire
+    or their key is retired."""
+
+    def __init__(self, keys: Sequence[Ed25519PrivateKey]) -> None:
+        if not keys:
+            raise ValueError("a key ring needs at least one key")
+        self.keys = [VerificationKey.of(k) for k in keys]
+        self.by_kid = {k.kid: k for k in self.keys}
+
+    @property
+    def signing(self) -> VerificationKey:
+        return self.keys[-1]
+
+    def jwks(self) -> list[dict[str, str]]:
+        return [k.jwk() for k in self.keys]
+
+
 class TokenIssuer:
     """Signs and verifies Ed25519 (EdDSA) JWT access tokens.  Only EdDSA is accepted on verify, so
-    ``alg: none`` and algorithm-confusion tokens are rejected."""
+    ``alg: none`` and algorithm-confusion tokens are rejected.
 
-    def __init__(self, private_key: Ed25519PrivateKey, *, issuer: str, audience: str, ttl: timedelta) -> None:
-        self.key = private_key
-        self.public = private_key.public_key()
-        raw = self.public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        self.kid = hashlib.sha256(raw).hexdigest()[:16]
-        self.x = _b64url(raw)
+    ``keys`` is one key or the ring (oldest first; the newest signs).  With ``load`` (the key store:
+    e.g. a directory every replica mounts), :meth:`reload` picks up rotated keys, and a token whose
+    ``kid`` is unknown triggers one reload (at most every ``reload_after`` seconds) before it is
+    rejected: another replica may have started signing with a key this one has not loaded yet."""
+
+    def __init__(self, keys: Ed25519PrivateKey | Sequence[Ed25519PrivateKey], *, issuer: str, audience: str,
+                 ttl: timedelta, load: Callable[[], Sequence[Ed25519PrivateKey]] | None = None,
+                 reload_after: float = 1.0) -> None:
+        self.ring = KeyRing([keys] if isinstance(keys, Ed25519PrivateKey) else list(keys))
+        self.load = load
+        self.reload_after = reload_after
+        self._reloaded = time.monotonic()
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
+
+    @property
+    def kid(self) -> str:
+        """``kid`` of the key that signs new tokens."""
+        return self.ring.signing.kid
+
+    @property
+    def x(self) -> str:
+        """Public key (JWK ``x``) of the key that signs new tokens."""
+        return self.ring.signing.x
+
+    def reload(self) -> KeyRing:
+        """Read the key store again (a no-op without ``load``); an empty store keeps the old ring."""
+        self._reloaded = time.monotonic()
+        if self.load is not None:
+            keys = list(self.load())
+            if keys:
+                self.ring = KeyRing(keys)
+        return self.ring
+
+    def _verification_key(self, token: str) -> VerificationKey:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise TokenInvalid("invalid token") from exc
+        if not isinstance(kid, str):
+            raise TokenInvalid("invalid token: no key id")
+        key = self.ring.by_kid.get(kid)
+        if key is None and self.load is not None and time.monotonic() - self._reloaded >= self.reload_after:
+            key = self.reload().by_kid.get(kid)
+        if key is None:  # never issued here, or its key was retired
+            raise TokenInvalid("invalid token: unknown or retired signing key")
+        return key
 
     def issue(self, user: User, session_id: uuid.UUID, now: datetime) -> tuple[str, datetime]:
         exp = now + self.ttl
@@ -157,19 +318,21 @@ class TokenIssuer:
             "email": user.email,
             "name": user.name,
             "roles": list(user.roles),
-            "clinics": list(user.clinic_ids),
+            "clinics": dict(user.memberships),
             "sid": str(session_id),
             "jti": uuid.uuid4().hex,
             "iat": int(now.timestamp()),
             "exp": int(exp.timestamp()),
         }
-        return jwt.encode(payload, self.key, algorithm=ALGORITHM, headers={"kid": self.kid}), exp
+        key = self.ring.signing
+        return jwt.encode(payload, key.private, algorithm=ALGORITHM, headers={"kid": key.kid}), exp
 
     def verify(self, token: str, now: datetime) -> Claims:
+        key = self._verification_key(token)
         try:
             data = jwt.decode(
                 token,
-                self.public,
+                key.public,
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
@@ -185,11 +348,15 @@ class TokenIssuer:
             email=data.get("email", ""),
             name=data.get("name", ""),
             roles=tuple(data.get("roles", ())),
-            clinic_ids=tuple(data.get("clinics", ())),
+            memberships=_memberships(data.get("clinics")),
             session_id=data["sid"],
             token_id=data["jti"],
             expires_at=exp,
         )
 
+    def jwks(self) -> list[dict[str, str]]:
+        """Every active key as a public JWK (RFC 7517), oldest first."""
+        return self.ring.jwks()
+
     def jwk(self) -> dict[str, str]:
-        return {"kty": "OKP", "crv": "Ed25519", "kid": self.kid, "use": "sig", "alg": ALGORITHM, "x": self.x}
+        return self.ring.signing.jwk()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
     Column,
+    CursorResult,
     DateTime,
     MetaData,
+    Row,
     String,
     Table,
     Text,
     Uuid,
+    delete,
     func,
     insert,
     select,
@@ -22,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_svc.domain import Session, User
+from auth_svc.domain import Invitation, Member, Session, User
 
 SCHEMA = "auth"
 metadata = MetaData(schema=SCHEMA)
@@ -35,7 +39,29 @@ users = Table(
     Column("name", String(100), nullable=False),
     Column("password_hash", Text, nullable=False),
     Column("roles", ARRAY(String(32)), nullable=False),
-    Column("clinic_ids", ARRAY(String(64)), nullable=False, server_default="{}"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+clinic_memberships = Table(
+    "clinic_memberships",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("invited_by", Uuid, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -51,19 +77,26 @@ sessions = Table(
 )
 
 
-def _user(row) -> User:  # type: ignore[no-untyped-def]
+def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
     return User(
         id=row.id,
         email=row.email,
         name=row.name,
         password_hash=row.password_hash,
         roles=tuple(row.roles),
-        clinic_ids=tuple(row.clinic_ids or ()),
+        memberships=dict(memberships or {}),
         created_at=row.created_at,
     )
 
 
-def _session(row) -> Session:  # type: ignore[no-untyped-def]
+def _invitation(row: Row[Any]) -> Invitation:
+    return Invitation(
+        id=row.id, clinic_id=row.clinic_id, email=row.email, role=row.role, token_hash=row.token_hash,
+        invited_by=row.invited_by, expires_at=row.expires_at, accepted_at=row.accepted_at, created_at=row.created_at,
+    )
+
+
+def _session(row: Row[Any]) -> Session:
     return Session(
         id=row.id,
         user_id=row.user_id,
@@ -86,33 +119,100 @@ class AuthRepository:
             pg_insert(users)
             .values(
                 id=user.id, email=user.email, name=user.name, password_hash=user.password_hash,
-                roles=list(user.roles), clinic_ids=list(user.clinic_ids), created_at=user.created_at,
+                roles=list(user.roles), created_at=user.created_at,
             )
             .on_conflict_do_nothing(index_elements=["email"])
             .returning(users.c.id)
         )
-        return (await self.s.execute(stmt)).first() is not None
+        if (await self.s.execute(stmt)).first() is None:
+            return False
+        for clinic_id, role in user.memberships.items():
+            await self.put_membership(user.id, uuid.UUID(clinic_id), role)
+        return True
 
     async def upsert_user(self, user: User) -> User:
         """Create or update by email (seeding staff / service accounts)."""
         stmt = pg_insert(users).values(
             id=user.id, email=user.email, name=user.name, password_hash=user.password_hash,
-            roles=list(user.roles), clinic_ids=list(user.clinic_ids), created_at=user.created_at,
+            roles=list(user.roles), created_at=user.created_at,
         )
-        stmt = stmt.on_conflict_do_update(
+        query = stmt.on_conflict_do_update(
             index_elements=["email"],
             set_={"name": stmt.excluded.name, "password_hash": stmt.excluded.password_hash,
-                  "roles": stmt.excluded.roles, "clinic_ids": stmt.excluded.clinic_ids},
+                  "roles": stmt.excluded.roles},
         ).returning(*users.c)
-        return _user((await self.s.execute(stmt)).one())
+        row = (await self.s.execute(query)).one()
+        for clinic_id, role in user.memberships.items():
+            await self.put_membership(row.id, uuid.UUID(clinic_id), role)
+        return _user(row, await self.memberships(row.id))
 
     async def user_by_email(self, email: str) -> User | None:
         row = (await self.s.execute(select(users).where(users.c.email == email))).first()
-        return _user(row) if row else None
+        return _user(row, await self.memberships(row.id)) if row else None
 
     async def user_by_id(self, user_id: uuid.UUID) -> User | None:
         row = (await self.s.execute(select(users).where(users.c.id == user_id))).first()
-        return _user(row) if row else None
+        return _user(row, await self.memberships(row.id)) if row else None
+
+    async def set_roles(self, user_id: uuid.UUID, roles: tuple[str, ...]) -> None:
+        await self.s.execute(update(users).where(users.c.id == user_id).values(roles=list(roles)))
+
+    # -- clinic memberships ------------------------------------------------------------------------
+    async def memberships(self, user_id: uuid.UUID) -> dict[str, str]:
+        q = select(clinic_memberships.c.clinic_id, clinic_memberships.c.role).where(
+            clinic_memberships.c.user_id == user_id)
+        return {str(r.clinic_id): r.role for r in await self.s.execute(q)}
+
+    async def put_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID, role: str) -> None:
+        stmt = pg_insert(clinic_memberships).values(user_id=user_id, clinic_id=clinic_id, role=role)
+        await self.s.execute(stmt.on_conflict_do_update(
+            index_elements=["user_id", "clinic_id"], set_={"role": stmt.excluded.role}))
+
+    async def remove_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID) -> bool:
+        result = await self.s.execute(delete(clinic_memberships).where(
+            clinic_memberships.c.user_id == user_id, clinic_memberships.c.clinic_id == clinic_id))
+        return bool(cast(CursorResult[Any], result).rowcount)
+
+    async def clinic_admins(self, clinic_id: uuid.UUID, *, lock: bool = False) -> list[uuid.UUID]:
+        """User ids of the clinic's admins (people, not service accounts); ``lock`` serialises removals."""
+        q = (select(clinic_memberships.c.user_id)
+             .join(users, users.c.id == clinic_memberships.c.user_id)
+             .where(clinic_memberships.c.clinic_id == clinic_id, clinic_memberships.c.role == "ADMIN",
+                    ~users.c.roles.any("SERVICE")))
+        if lock:
+            q = q.with_for_update(of=clinic_memberships)
+        return [r.user_id for r in await self.s.execute(q)]
+
+    async def list_members(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Member]:
+        q = (select(users.c.id, users.c.email, users.c.name, users.c.roles, clinic_memberships.c.role)
+             .join(clinic_memberships, clinic_memberships.c.user_id == users.c.id)
+             .where(clinic_memberships.c.clinic_id == clinic_id)
+             .order_by(users.c.email, users.c.id).limit(limit))
+        if after:
+            q = q.where(func.row(users.c.email, users.c.id) > func.row(after[0], uuid.UUID(after[1])))
+        return [Member(r.id, r.email, r.name, r.role, "SERVICE" in r.roles) for r in await self.s.execute(q)]
+
+    # -- invitations -----------------------------------------------------------------------------
+    async def replace_invitation(self, inv: Invitation) -> None:
+        """A new invitation for (clinic, email) replaces the pending one (its token stops working)."""
+        await self.s.execute(delete(invitations).where(
+            invitations.c.clinic_id == inv.clinic_id, invitations.c.email == inv.email,
+            invitations.c.accepted_at.is_(None)))
+        await self.s.execute(insert(invitations).values(
+            id=inv.id, clinic_id=inv.clinic_id, email=inv.email, role=inv.role, token_hash=inv.token_hash,
+            invited_by=inv.invited_by, expires_at=inv.expires_at, created_at=inv.created_at))
+
+    async def invitation_for_update(self, token_hash: str) -> Invitation | None:
+        q = select(invitations).where(invitations.c.token_hash == token_hash).with_for_update()
+        row = (await self.s.execute(q)).first()
+        return _invitation(row) if row else None
+
+    async def mark_accepted(self, invitation_id: uuid.UUID, at: datetime) -> None:
+        await self.s.execute(update(invitations).where(invitations.c.id == invitation_id).values(accepted_at=at))
+
+    async def revoke_user_sessions(self, user_id: uuid.UUID, at: datetime) -> None:
+        await self.s.execute(
+            update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)).values(revoked_at=at))
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self.s.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))

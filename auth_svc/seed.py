@@ -25,7 +25,7 @@ async def load(database_url: str, data: dict[str, Any]) -> int:
                     await repo.upsert_user(User(
                         id=uuid.uuid4(), email=normalize_email(staff["email"]), name=staff["name"],
                         password_hash=passwords.hash(staff["password"]), roles=(ROLE_CLINIC_STAFF,),
-                        clinic_ids=(str(clinic["id"]),),
+                        memberships={str(clinic["id"]): str(staff.get("role", "staff")).upper()},
                     ))
                     n += 1
     finally:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     url = load_settings(AuthSettings).url("database_url")
     staff = asyncio.run(load(url, data))
-    print(f"auth_svc: {staff} staff accounts from {path}")
+    print(f"auth_svc: {staff} staff accounts")
     return 0
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, time
+from datetime import date, datetime
+from typing import Any, cast
 
 from psycopg.errors import ExclusionViolation, UniqueViolation
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
+    Boolean,
     Column,
+    CursorResult,
     Date,
     DateTime,
     ForeignKey,
@@ -16,16 +20,19 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Row,
     SmallInteger,
     String,
     Table,
     Text,
     Uuid,
     and_,
+    delete,
     func,
     insert,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, Range
@@ -36,12 +43,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from booking_svc.domain import (
     ACTIVE_STATES,
     Booking,
+    BookingState,
     Clinic,
+    ClinicBooking,
+    Closure,
+    DuplicateRequest,
     Interval,
     Pet,
     Reservation,
     ReservationState,
     Service,
+    UnitTaken,
+    format_end,
+    parse_hhmm,
 )
 
 SCHEMA = "booking"
@@ -57,6 +71,8 @@ clinics = Table(
     Column("email", String(254), nullable=False, server_default=""),
     Column("opening_hours", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("request_id", Uuid, unique=True),
 )
 services = Table(
     "services", metadata,
@@ -68,6 +84,34 @@ services = Table(
     Column("price_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("capacity", Integer, nullable=False, server_default="1"),
+    Column("species_allowed", ARRAY(String(32)), nullable=False, server_default="{}"),
+    Column("buffer_after_minutes", Integer, nullable=False, server_default="0"),
+    Column("min_notice_minutes", Integer, nullable=False, server_default="0"),
+    Column("max_horizon_days", Integer, nullable=False, server_default="180"),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    Column("archived_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("request_id", Uuid, unique=True),
+)
+closures = Table(
+    "closures", metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id"), nullable=False),
+    Column("start_date", Date, nullable=False),
+    Column("end_date", Date, nullable=False),
+    Column("reason", String(200), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+day_overrides = Table(
+    "day_overrides", metadata,
+    Column("clinic_id", Uuid, ForeignKey("clinics.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("intervals", JSONB, nullable=False),
+)
+catalog_state = Table(
+    "catalog_state", metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("version", BigInteger, nullable=False),
 )
 pets = Table(
     "pets", metadata,
@@ -135,28 +179,45 @@ outbox = Table(
 ACTIVE = [s.value for s in ACTIVE_STATES]
 
 
+def _intervals(raw: list[list[str]]) -> list[Interval]:
+    return [Interval(parse_hhmm(a), parse_hhmm(b)) for a, b in raw]
+
+
 def _hours(raw: dict[str, list[list[str]]]) -> dict[str, list[Interval]]:
-    return {day: [Interval(time.fromisoformat(a), time.fromisoformat(b)) for a, b in ivs] for day, ivs in raw.items()}
+    return {day: _intervals(ivs) for day, ivs in raw.items()}
+
+
+def intervals_json(ivs: list[Interval]) -> list[list[str]]:
+    return [[iv.start.strftime("%H:%M"), format_end(iv.end)] for iv in ivs]
 
 
 def hours_json(hours: dict[str, list[Interval]]) -> dict[str, list[list[str]]]:
-    return {d: [[iv.start.strftime("%H:%M"), iv.end.strftime("%H:%M")] for iv in ivs] for d, ivs in hours.items()}
+    return {d: intervals_json(ivs) for d, ivs in hours.items() if ivs}
 
 
-def _clinic(r) -> Clinic:  # type: ignore[no-untyped-def]
-    return Clinic(r.id, r.name, r.time_zone, _hours(r.opening_hours), r.address, r.phone, r.email)
+def _clinic(r: Row[Any]) -> Clinic:
+    return Clinic(r.id, r.name, r.time_zone, _hours(r.opening_hours), r.address, r.phone, r.email, r.version)
 
 
-def _service(r) -> Service:  # type: ignore[no-untyped-def]
+def _service(r: Row[Any]) -> Service:
     return Service(r.id, r.clinic_id, r.name, r.duration_minutes, r.price_minor, r.currency, r.capacity,
-                   r.description)
+                   r.description, tuple(r.species_allowed or ()), r.buffer_after_minutes, r.min_notice_minutes,
+                   r.max_horizon_days, r.active, r.archived_at is not None, r.version)
 
 
-def _pet(r) -> Pet:  # type: ignore[no-untyped-def]
+def _service_values(svc: Service) -> dict[str, object]:
+    return {"clinic_id": svc.clinic_id, "name": svc.name, "description": svc.description,
+            "duration_minutes": svc.duration_minutes, "price_minor": svc.price_minor, "currency": svc.currency,
+            "capacity": svc.capacity, "species_allowed": list(svc.species_allowed),
+            "buffer_after_minutes": svc.buffer_after_minutes, "min_notice_minutes": svc.min_notice_minutes,
+            "max_horizon_days": svc.max_horizon_days, "active": svc.active}
+
+
+def _pet(r: Row[Any]) -> Pet:
     return Pet(r.id, r.owner_user_id, r.name, r.species, r.breed or None, r.birth_date, r.created_at)
 
 
-def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type: ignore[no-untyped-def]
+def _reservation(r: Row[Any], booking_id: uuid.UUID | None = None) -> Reservation:
     return Reservation(
         lock_id=r.lock_id, owner_user_id=r.owner_user_id, owner_email=r.owner_email, owner_name=r.owner_name,
         request_id=r.request_id, request_hash=r.request_hash, service_id=r.service_id, clinic_id=r.clinic_id,
@@ -166,24 +227,16 @@ def _reservation(r, booking_id: uuid.UUID | None = None) -> Reservation:  # type
     )
 
 
-def _booking(r) -> Booking:  # type: ignore[no-untyped-def]
+def _booking(r: Row[Any]) -> Booking:
     return Booking(r.id, r.lock_id, r.payment_id, r.owner_user_id, r.clinic_id, r.service_id, r.pet_id,
-                   r.start_time, r.end_time, r.state, r.amount_minor, r.currency, r.created_at, r.cancelled_at)
+                   r.start_time, r.end_time, BookingState(r.state), r.amount_minor, r.currency, r.created_at, r.cancelled_at)
 
 
 def _is(exc: IntegrityError, kind: type[Exception], constraint: str | None = None) -> bool:
     orig = exc.orig
     if not isinstance(orig, kind):
         return False
-    return constraint is None or getattr(orig.diag, "constraint_name", None) == constraint
-
-
-class UnitTaken(Exception):
-    """The chosen unit of the slot was taken concurrently (exclusion constraint)."""
-
-
-class DuplicateRequest(Exception):
-    """A reservation with this owner and request id exists (an idempotent retry raced us)."""
+    return constraint is None or getattr(getattr(orig, "diag", None), "constraint_name", None) == constraint
 
 
 class BookingRepository:
@@ -193,36 +246,155 @@ class BookingRepository:
         self.s = session
 
     # -- catalog ---------------------------------------------------------------------------------
-    async def list_clinics(self, after: tuple[str, str] | None, limit: int) -> list[Clinic]:
+    async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]:
         q = select(clinics).order_by(clinics.c.name, clinics.c.id).limit(limit)
         if after:
             q = q.where(func.row(clinics.c.name, clinics.c.id) > func.row(after[0], uuid.UUID(after[1])))
         return [_clinic(r) for r in (await self.s.execute(q))]
 
-    async def clinic(self, clinic_id: uuid.UUID) -> Clinic | None:
-        r = (await self.s.execute(select(clinics).where(clinics.c.id == clinic_id))).first()
-        return _clinic(r) if r else None
+    async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
+        """The clinic with its calendar: closures and day overrides that have not passed yet (two days of
+        slack so every time zone's "today" is covered)."""
+        q = select(clinics).where(clinics.c.id == clinic_id)
+        if for_update:
+            q = q.with_for_update()
+        r = (await self.s.execute(q)).first()
+        if r is None:
+            return None
+        clinic = _clinic(r)
+        since = func.current_date() - 2
+        clinic.closures = [
+            Closure(c.id, c.clinic_id, c.start_date, c.end_date, c.reason) for c in await self.s.execute(
+                select(closures).where(closures.c.clinic_id == clinic_id, closures.c.end_date >= since)
+                .order_by(closures.c.start_date, closures.c.id))]
+        clinic.overrides = {
+            o.day: _intervals(o.intervals) for o in await self.s.execute(
+                select(day_overrides).where(day_overrides.c.clinic_id == clinic_id, day_overrides.c.day >= since))}
+        return clinic
 
-    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Service]:
-        q = (select(services).where(services.c.clinic_id == clinic_id)
+    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
+        q = (select(services).where(services.c.clinic_id == clinic_id, services.c.archived_at.is_(None))
              .order_by(services.c.name, services.c.id).limit(limit))
         if after:
             q = q.where(func.row(services.c.name, services.c.id) > func.row(after[0], uuid.UUID(after[1])))
         return [_service(r) for r in (await self.s.execute(q))]
 
     async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
-        q = select(services, clinics).join(clinics, clinics.c.id == services.c.clinic_id).where(
-            services.c.id == service_id)
-        r = (await self.s.execute(q)).first()
-        if r is None:
+        svc = await self.service(service_id)
+        if svc is None:
             return None
-        m = r._mapping
-        svc = Service(m[services.c.id], m[services.c.clinic_id], m[services.c.name], m[services.c.duration_minutes],
-                      m[services.c.price_minor], m[services.c.currency], m[services.c.capacity],
-                      m[services.c.description])
-        clinic = Clinic(m[clinics.c.id], m[clinics.c.name], m[clinics.c.time_zone], _hours(m[clinics.c.opening_hours]),
-                        m[clinics.c.address], m[clinics.c.phone], m[clinics.c.email])
+        clinic = await self.clinic(svc.clinic_id)
+        assert clinic is not None  # foreign key
         return svc, clinic
+
+    async def service(self, service_id: uuid.UUID, *, for_update: bool = False) -> Service | None:
+        q = select(services).where(services.c.id == service_id)
+        if for_update:
+            q = q.with_for_update()
+        r = (await self.s.execute(q)).first()
+        return _service(r) if r else None
+
+    # -- catalog changes (ClinicAdminService) -------------------------------------------------------
+    async def catalog_version(self) -> int:
+        return int((await self.s.execute(select(catalog_state.c.version).where(catalog_state.c.id == 1))).scalar_one())
+
+    async def bump_catalog(self) -> None:
+        """In the transaction of every catalog change: caches see the new version on their next read."""
+        await self.s.execute(update(catalog_state).where(catalog_state.c.id == 1)
+                             .values(version=catalog_state.c.version + 1))
+
+    async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Insert; with a ``request_id`` already used, nothing is inserted and the first clinic's id returned."""
+        stmt = pg_insert(clinics).values(
+            id=clinic.id, name=clinic.name, time_zone=clinic.time_zone, address=clinic.address, phone=clinic.phone,
+            email=clinic.email, opening_hours=hours_json(clinic.opening_hours), version=clinic.version,
+            request_id=request_id)
+        if request_id is None:
+            await self.s.execute(stmt)
+            return clinic.id
+        await self.s.execute(stmt.on_conflict_do_nothing(index_elements=["request_id"]))
+        return uuid.UUID(str((await self.s.execute(
+            select(clinics.c.id).where(clinics.c.request_id == request_id))).scalar_one()))
+
+    async def save_clinic(self, clinic: Clinic) -> None:
+        """Write profile + weekly hours, version + 1 (the caller holds the row lock)."""
+        await self.s.execute(update(clinics).where(clinics.c.id == clinic.id).values(
+            name=clinic.name, time_zone=clinic.time_zone, address=clinic.address, phone=clinic.phone,
+            email=clinic.email, opening_hours=hours_json(clinic.opening_hours), version=clinics.c.version + 1))
+        clinic.version += 1
+
+    async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Insert; with a ``request_id`` already used, nothing is inserted and the first service's id returned."""
+        stmt = pg_insert(services).values(id=svc.id, version=svc.version, request_id=request_id,
+                                          **_service_values(svc))
+        if request_id is None:
+            await self.s.execute(stmt)
+            return svc.id
+        await self.s.execute(stmt.on_conflict_do_nothing(index_elements=["request_id"]))
+        return uuid.UUID(str((await self.s.execute(
+            select(services.c.id).where(services.c.request_id == request_id))).scalar_one()))
+
+    async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
+        values = {**_service_values(svc), "version": services.c.version + 1}
+        if archive_at is not None:
+            values["archived_at"] = archive_at
+        await self.s.execute(update(services).where(services.c.id == svc.id).values(**values))
+        svc.version += 1
+
+    async def add_closure(self, c: Closure) -> None:
+        await self.s.execute(insert(closures).values(id=c.id, clinic_id=c.clinic_id, start_date=c.start_date,
+                                                     end_date=c.end_date, reason=c.reason))
+
+    async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool:
+        r = await self.s.execute(delete(closures).where(closures.c.clinic_id == clinic_id, closures.c.id == closure_id))
+        return bool(cast(CursorResult[Any], r).rowcount)
+
+    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Closure]:
+        q = (select(closures).where(closures.c.clinic_id == clinic_id, closures.c.end_date >= func.current_date() - 2)
+             .order_by(closures.c.start_date, closures.c.id).limit(limit))
+        if after:
+            q = q.where(func.row(closures.c.start_date, closures.c.id) > func.row(
+                date.fromisoformat(after[0]), uuid.UUID(after[1])))
+        return [Closure(c.id, c.clinic_id, c.start_date, c.end_date, c.reason) for c in await self.s.execute(q)]
+
+    async def put_override(self, clinic_id: uuid.UUID, day: date, ivs: list[Interval]) -> None:
+        stmt = pg_insert(day_overrides).values(clinic_id=clinic_id, day=day, intervals=intervals_json(ivs))
+        await self.s.execute(stmt.on_conflict_do_update(index_elements=["clinic_id", "day"],
+                                                        set_={"intervals": stmt.excluded.intervals}))
+
+    async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
+        r = await self.s.execute(delete(day_overrides).where(day_overrides.c.clinic_id == clinic_id,
+                                                             day_overrides.c.day == day))
+        return bool(cast(CursorResult[Any], r).rowcount)
+
+    async def upcoming_bookings(self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None,
+                                end: datetime | None = None) -> list[Booking]:
+        """Confirmed bookings of the clinic starting after ``now`` (within [start, end) if given)."""
+        q = (select(bookings).where(bookings.c.clinic_id == clinic_id, bookings.c.state == "CONFIRMED",
+                                    bookings.c.start_time > now)
+             .order_by(bookings.c.start_time, bookings.c.id))
+        if start is not None:
+            q = q.where(bookings.c.start_time >= start)
+        if end is not None:
+            q = q.where(bookings.c.start_time < end)
+        return [_booking(r) for r in await self.s.execute(q)]
+
+    async def list_clinic_bookings(self, clinic_id: uuid.UUID, start: datetime, end: datetime, states: list[str],
+                                   after: tuple[str, ...] | None, limit: int) -> list[ClinicBooking]:
+        q = (select(bookings, services.c.name.label("service_name"), pets.c.name.label("pet_name"),
+                    pets.c.species.label("pet_species"), reservations.c.owner_name, reservations.c.owner_email)
+             .join(reservations, reservations.c.lock_id == bookings.c.lock_id)
+             .join(services, services.c.id == bookings.c.service_id)
+             .join(pets, pets.c.id == bookings.c.pet_id)
+             .where(bookings.c.clinic_id == clinic_id, bookings.c.start_time >= start, bookings.c.start_time < end)
+             .order_by(bookings.c.start_time, bookings.c.id).limit(limit))
+        if states:
+            q = q.where(bookings.c.state.in_(states))
+        if after:
+            q = q.where(func.row(bookings.c.start_time, bookings.c.id) > func.row(
+                datetime.fromisoformat(after[0]), uuid.UUID(after[1])))
+        return [ClinicBooking(_booking(r), r.service_name, r.pet_name, r.pet_species, r.owner_name, r.owner_email)
+                for r in await self.s.execute(q)]
 
     async def upsert_clinic(self, clinic: Clinic) -> None:
         values = {"id": clinic.id, "name": clinic.name, "time_zone": clinic.time_zone, "address": clinic.address,
@@ -232,9 +404,7 @@ class BookingRepository:
             k: stmt.excluded[k] for k in values if k != "id"}))
 
     async def upsert_service(self, svc: Service) -> None:
-        values = {"id": svc.id, "clinic_id": svc.clinic_id, "name": svc.name, "description": svc.description,
-                  "duration_minutes": svc.duration_minutes, "price_minor": svc.price_minor,
-                  "currency": svc.currency, "capacity": svc.capacity}
+        values = {"id": svc.id, **_service_values(svc)}
         stmt = pg_insert(services).values(**values)
         await self.s.execute(stmt.on_conflict_do_update(index_elements=["id"], set_={
             k: stmt.excluded[k] for k in values if k != "id"}))
@@ -249,7 +419,7 @@ class BookingRepository:
         r = (await self.s.execute(select(pets).where(pets.c.id == pet_id))).first()
         return _pet(r) if r else None
 
-    async def list_pets(self, owner: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[Pet]:
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
         q = select(pets).where(pets.c.owner_user_id == owner).order_by(pets.c.created_at, pets.c.id).limit(limit)
         if after:
             q = q.where(func.row(pets.c.created_at, pets.c.id) > func.row(
@@ -278,7 +448,7 @@ class BookingRepository:
             .where(reservations.c.service_id == service_id, reservations.c.state == ReservationState.HELD.value,
                    reservations.c.expires_at <= now, reservations.c.during.overlaps(Range(start, end)))
             .values(state=ReservationState.EXPIRED.value, updated_at=now))
-        return result.rowcount or 0
+        return cast(CursorResult[Any], result).rowcount or 0
 
     async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]:
         q = select(reservations.c.unit).where(
@@ -344,7 +514,7 @@ class BookingRepository:
         await self.s.execute(insert(bookings).values(
             id=b.id, lock_id=b.lock_id, payment_id=b.payment_id, owner_user_id=b.owner_user_id,
             clinic_id=b.clinic_id, service_id=b.service_id, pet_id=b.pet_id, start_time=b.start,
-            end_time=b.end, state=b.state, amount_minor=b.amount_minor, currency=b.currency,
+            end_time=b.end, state=b.state.value, amount_minor=b.amount_minor, currency=b.currency,
             created_at=b.created_at))
 
     async def booking(self, booking_id: uuid.UUID) -> Booking | None:
@@ -356,7 +526,7 @@ class BookingRepository:
         return _booking(r) if r else None
 
     async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
-                            start_from: datetime | None, after: tuple[str, str] | None, limit: int) -> list[Booking]:
+                            start_from: datetime | None, after: tuple[str, ...] | None, limit: int) -> list[Booking]:
         q = select(bookings).order_by(bookings.c.start_time, bookings.c.id).limit(limit)
         if owner:
             q = q.where(bookings.c.owner_user_id == owner)

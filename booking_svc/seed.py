@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from datetime import time
 from pathlib import Path
 from typing import Any
 
-from booking_svc.domain import WEEKDAYS, Clinic, Interval, Service
+from booking_svc.domain import WEEKDAYS, Clinic, Interval, Service, parse_hhmm
 from booking_svc.repository import SCHEMA, BookingRepository
 from petpro.db import Database
 
@@ -19,13 +18,14 @@ def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
     for day, ivs in (raw.get("opening_hours") or {}).items():
         if day not in WEEKDAYS:
             raise ValueError(f"clinic {raw['name']!r}: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
-        hours[day] = [Interval(time.fromisoformat(a), time.fromisoformat(b)) for a, b in ivs]
+        hours[day] = [Interval(parse_hhmm(a), parse_hhmm(b)) for a, b in ivs]
     clinic = Clinic(uuid.UUID(str(raw["id"])), raw["name"], raw["time_zone"], hours, raw.get("address", ""),
                     raw.get("phone", ""), raw.get("email", ""))
     clinic.zone  # noqa: B018 — validates the time zone name early
     services = [
         Service(uuid.UUID(str(s["id"])), clinic.id, s["name"], int(s["duration_minutes"]), int(s["price_minor"]),
-                s["currency"], int(s.get("capacity", 1)), s.get("description", ""))
+                s["currency"], int(s.get("capacity", 1)), s.get("description", ""),
+                tuple(str(x).upper() for x in s.get("species_allowed", ())))
         for s in raw.get("services", [])
     ]
     return clinic, services
@@ -44,6 +44,7 @@ async def load(database_url: str, data: dict[str, Any]) -> tuple[int, int]:
                 for svc in services:
                     await repo.upsert_service(svc)
                     n_services += 1
+            await repo.bump_catalog()  # running services drop their cached catalog
     finally:
         await db.close()
     return n_clinics, n_services
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     url = load_settings(BookingSettings).url("database_url")
     clinics, services = asyncio.run(load(url, data))
-    print(f"booking_svc: {clinics} clinics, {services} services from {path}")
+    print(f"booking_svc: {clinics} clinics, {services} services")
     return 0
 
 

@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
-from booking_svc.domain import WEEKDAYS, Booking, Clinic, Pet, Reservation, Service
-from booking_svc.handlers import BookingHandlers, ReserveCommand
+import uuid
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from booking_svc.domain import (
+    MAX_BOOKING_HORIZON,
+    WEEKDAYS,
+    Booking,
+    Clinic,
+    ClinicBooking,
+    Closure,
+    Interval,
+    Pet,
+    Reservation,
+    Service,
+    format_end,
+    parse_hhmm,
+)
+from booking_svc.handlers import (
+    CLINIC_FIELDS,
+    SERVICE_FIELDS,
+    BookingHandlers,
+    ClinicAdminHandlers,
+    ClinicProfile,
+    ReserveCommand,
+    WeeklyHours,
+)
+from petpro.authn import Authenticator
 from petpro.convert import dt, ts, uid
-from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
+from petpro_api.booking.v1 import (
+    booking_pb2,
+    booking_pb2_grpc,
+    clinic_admin_pb2,
+    clinic_admin_pb2_grpc,
+    events_pb2,
+)
 from petpro_api.common.v1 import money_pb2
 
 
@@ -16,19 +50,23 @@ def money(amount_minor: int, currency: str) -> money_pb2.Money:
 def clinic_pb(c: Clinic) -> booking_pb2.Clinic:
     hours = [
         booking_pb2.OpeningHours(
-            weekday=WEEKDAYS.index(day) + 1, open_time=iv.start.strftime("%H:%M"), close_time=iv.end.strftime("%H:%M")
+            weekday=booking_pb2.Weekday.ValueType(WEEKDAYS.index(day) + 1), open_time=iv.start.strftime("%H:%M"), close_time=iv.end.strftime("%H:%M")
         )
         for day in WEEKDAYS
         for iv in c.opening_hours.get(day, [])
     ]
     return booking_pb2.Clinic(clinic_id=str(c.id), name=c.name, time_zone=c.time_zone, address=c.address,
-                              phone=c.phone, email=c.email, opening_hours=hours)
+                              phone=c.phone, email=c.email, opening_hours=hours, etag=c.etag)
 
 
 def service_pb(s: Service) -> booking_pb2.Service:
     return booking_pb2.Service(service_id=str(s.id), clinic_id=str(s.clinic_id), name=s.name,
                                description=s.description, duration_minutes=s.duration_minutes,
-                               price=money(s.price_minor, s.currency), capacity=s.capacity)
+                               price=money(s.price_minor, s.currency), capacity=s.capacity,
+                               species_allowed=[booking_pb2.Species.Value(f"SPECIES_{x}") for x in s.species_allowed],
+                               buffer_after_minutes=s.buffer_after_minutes, min_notice_minutes=s.min_notice_minutes,
+                               max_horizon_days=s.max_horizon_days, active=s.active, archived=s.archived,
+                               etag=s.etag)
 
 
 def pet_pb(p: Pet) -> booking_pb2.Pet:
@@ -53,7 +91,7 @@ def reservation_pb(r: Reservation) -> booking_pb2.Reservation:
 
 def booking_pb(b: Booking) -> booking_pb2.Booking:
     return booking_pb2.Booking(
-        booking_id=str(b.id), state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state}"),
+        booking_id=str(b.id), state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state.value}"),
         reservation_lock_id=str(b.lock_id), payment_id=str(b.payment_id), clinic_id=str(b.clinic_id),
         service_id=str(b.service_id), pet_id=str(b.pet_id), owner_user_id=str(b.owner_user_id),
         slot_start_time=ts(b.start), slot_end_time=ts(b.end), amount=money(b.amount_minor, b.currency),
@@ -65,23 +103,28 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     def __init__(self, handlers: BookingHandlers) -> None:
         self.h = handlers
 
-    async def ListClinics(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListClinics(self, request: booking_pb2.ListClinicsRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListClinicsResponse:
         rows, token = await self.h.list_clinics(request.page_size, request.page_token)
         return booking_pb2.ListClinicsResponse(clinics=[clinic_pb(c) for c in rows], next_page_token=token)
 
-    async def GetClinic(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetClinic(self, request: booking_pb2.GetClinicRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetClinicResponse:
         return booking_pb2.GetClinicResponse(clinic=clinic_pb(await self.h.get_clinic(uid(request.clinic_id, "clinic_id"))))
 
-    async def ListServices(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListServices(self, request: booking_pb2.ListServicesRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListServicesResponse:
         rows, token = await self.h.list_services(uid(request.clinic_id, "clinic_id"), request.page_size,
                                                  request.page_token)
         return booking_pb2.ListServicesResponse(services=[service_pb(s) for s in rows], next_page_token=token)
 
-    async def GetService(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetService(self, request: booking_pb2.GetServiceRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetServiceResponse:
         svc, _ = await self.h.get_service(uid(request.service_id, "service_id"))
         return booking_pb2.GetServiceResponse(service=service_pb(svc))
 
-    async def GetAvailability(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetAvailability(self, request: booking_pb2.GetAvailabilityRequest,
+                             context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetAvailabilityResponse:
         svc, clinic, slots = await self.h.availability(uid(request.service_id, "service_id"), request.date)
         return booking_pb2.GetAvailabilityResponse(
             service_id=str(svc.id), date=request.date, time_zone=clinic.time_zone,
@@ -89,18 +132,21 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                                     remaining=s.remaining) for s in slots],
         )
 
-    async def CreatePet(self, request, context):  # type: ignore[no-untyped-def]
+    async def CreatePet(self, request: booking_pb2.CreatePetRequest,
+                       context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.CreatePetResponse:
         species = booking_pb2.Species.Name(request.species).removeprefix("SPECIES_")
         pet = await self.h.create_pet(uid(request.owner_user_id, "owner_user_id"), request.name, species,
                                       request.breed if request.HasField("breed") else None, request.birth_date)
         return booking_pb2.CreatePetResponse(pet=pet_pb(pet))
 
-    async def ListPets(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListPets(self, request: booking_pb2.ListPetsRequest,
+                      context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListPetsResponse:
         rows, token = await self.h.list_pets(uid(request.owner_user_id, "owner_user_id"), request.page_size,
                                              request.page_token)
         return booking_pb2.ListPetsResponse(pets=[pet_pb(p) for p in rows], next_page_token=token)
 
-    async def ReserveSlot(self, request, context):  # type: ignore[no-untyped-def]
+    async def ReserveSlot(self, request: booking_pb2.ReserveSlotRequest,
+                         context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ReserveSlotResponse:
         res = await self.h.reserve(ReserveCommand(
             request_id=request.request_id, owner_user_id=uid(request.owner_user_id, "owner_user_id"),
             owner_email=request.owner_email, owner_name=request.owner_name,
@@ -109,20 +155,24 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         ))
         return booking_pb2.ReserveSlotResponse(reservation=reservation_pb(res))
 
-    async def GetReservation(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetReservation(self, request: booking_pb2.GetReservationRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetReservationResponse:
         res = await self.h.get_reservation(uid(request.lock_id, "lock_id"), None)
         return booking_pb2.GetReservationResponse(reservation=reservation_pb(res))
 
-    async def ConfirmBooking(self, request, context):  # type: ignore[no-untyped-def]
+    async def ConfirmBooking(self, request: booking_pb2.ConfirmBookingRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ConfirmBookingResponse:
         b = await self.h.confirm(uid(request.reservation_lock_id, "reservation_lock_id"),
                                  uid(request.payment_id, "payment_id"))
         return booking_pb2.ConfirmBookingResponse(booking_id=str(b.id), booking=booking_pb(b))
 
-    async def GetBooking(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetBooking(self, request: booking_pb2.GetBookingRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.GetBookingResponse:
         return booking_pb2.GetBookingResponse(booking=booking_pb(
             await self.h.get_booking(uid(request.booking_id, "booking_id"), None)))
 
-    async def ListBookings(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListBookings(self, request: booking_pb2.ListBookingsRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> booking_pb2.ListBookingsResponse:
         parent = request.WhichOneof("parent")
         rows, token = await self.h.list_bookings(
             owner=uid(request.owner_user_id, "owner_user_id") if parent == "owner_user_id" else None,
@@ -133,8 +183,155 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return booking_pb2.ListBookingsResponse(bookings=[booking_pb(b) for b in rows], next_page_token=token)
 
 
-def encode_booking_created(event_id, booking: Booking, res: Reservation, svc: Service, clinic: Clinic,  # type: ignore[no-untyped-def]
-                           pet: Pet, now) -> bytes:
+def _weekly(hours, prefix: str) -> WeeklyHours:  # type: ignore[no-untyped-def]
+    return WeeklyHours(tuple(
+        (f"{prefix}[{i}]", WEEKDAYS[h.weekday - 1], Interval(parse_hhmm(h.open_time), parse_hhmm(h.close_time)))
+        for i, h in enumerate(hours)))
+
+
+def _profile(c: booking_pb2.Clinic) -> ClinicProfile:
+    return ClinicProfile(name=c.name, time_zone=c.time_zone, address=c.address, phone=c.phone, email=c.email)
+
+
+def _draft(s: booking_pb2.Service, *, creating: bool) -> Service:
+    return Service(
+        id=uuid.UUID(int=0), clinic_id=uuid.UUID(int=0), name=s.name, duration_minutes=s.duration_minutes,
+        price_minor=s.price.amount_minor, currency=s.price.currency, capacity=s.capacity, description=s.description,
+        species_allowed=tuple(booking_pb2.Species.Name(x).removeprefix("SPECIES_") for x in s.species_allowed),
+        buffer_after_minutes=s.buffer_after_minutes, min_notice_minutes=s.min_notice_minutes,
+        max_horizon_days=s.max_horizon_days or MAX_BOOKING_HORIZON.days, active=True if creating else s.active,
+    )
+
+
+def _set_paths(msg, fields: tuple[str, ...]) -> list[str]:  # type: ignore[no-untyped-def]
+    """AIP-134 without a mask: the fields the request sets (non-default values)."""
+    out = []
+    for name in fields:
+        fd = msg.DESCRIPTOR.fields_by_name[name]
+        if fd.message_type is not None and not fd.label == fd.LABEL_REPEATED:
+            if msg.HasField(name):
+                out.append(name)
+        elif getattr(msg, name):
+            out.append(name)
+    return out
+
+
+def _paths(request, resource, fields: tuple[str, ...]) -> list[str]:  # type: ignore[no-untyped-def]
+    return list(request.update_mask.paths) if request.update_mask.paths else _set_paths(resource, fields)
+
+
+def _intervals(items, prefix: str) -> list[tuple[str, Interval]]:  # type: ignore[no-untyped-def]
+    return [(f"{prefix}[{i}]", Interval(parse_hhmm(iv.open_time), parse_hhmm(iv.close_time)))
+            for i, iv in enumerate(items)]
+
+
+def closure_pb(c: Closure) -> clinic_admin_pb2.Closure:
+    return clinic_admin_pb2.Closure(closure_id=str(c.id), start_date=c.start_date.isoformat(),
+                                    end_date=c.end_date.isoformat(), reason=c.reason)
+
+
+def clinic_booking_pb(r: ClinicBooking) -> clinic_admin_pb2.ClinicBooking:
+    return clinic_admin_pb2.ClinicBooking(
+        booking=booking_pb(r.booking), service_name=r.service_name, pet_name=r.pet_name,
+        pet_species=booking_pb2.Species.Value(f"SPECIES_{r.pet_species}"), owner_name=r.owner_name,
+        owner_email=r.owner_email)
+
+
+class ClinicAdminServicer(clinic_admin_pb2_grpc.ClinicAdminServiceServicer):
+    """Authenticates the caller first (AuthService.ValidateToken through the kit's Authenticator), then
+    maps the request to the use case, which checks membership of the clinic."""
+
+    def __init__(self, handlers: ClinicAdminHandlers, authn: Authenticator) -> None:
+        self.h = handlers
+        self.authn = authn
+
+    async def CreateClinic(self, request, context):
+        caller = await self.authn.principal(context)
+        clinic = await self.h.create_clinic(caller, _profile(request.clinic),
+                                            _weekly(request.clinic.opening_hours, "clinic.opening_hours"),
+                                            uid(request.request_id, "request_id") if request.request_id else None)
+        return clinic_admin_pb2.CreateClinicResponse(clinic=clinic_pb(clinic))
+
+    async def UpdateClinic(self, request, context):
+        caller = await self.authn.principal(context)
+        clinic = await self.h.update_clinic(
+            caller, uid(request.clinic.clinic_id, "clinic.clinic_id"), _profile(request.clinic),
+            _paths(request, request.clinic, CLINIC_FIELDS), request.clinic.etag)
+        return clinic_admin_pb2.UpdateClinicResponse(clinic=clinic_pb(clinic))
+
+    async def SetOpeningHours(self, request, context):
+        caller = await self.authn.principal(context)
+        clinic, affected = await self.h.set_opening_hours(
+            caller, uid(request.clinic_id, "clinic_id"), _weekly(request.opening_hours, "opening_hours"), request.etag)
+        return clinic_admin_pb2.SetOpeningHoursResponse(clinic=clinic_pb(clinic),
+                                                        affected_bookings=[booking_pb(b) for b in affected])
+
+    async def CreateClosure(self, request, context):
+        caller = await self.authn.principal(context)
+        c = request.closure
+        closure, affected = await self.h.create_closure(caller, uid(request.clinic_id, "clinic_id"), c.start_date,
+                                                        c.end_date, c.reason)
+        return clinic_admin_pb2.CreateClosureResponse(closure=closure_pb(closure),
+                                                      affected_bookings=[booking_pb(b) for b in affected])
+
+    async def ListClosures(self, request, context):
+        caller = await self.authn.principal(context)
+        rows, token = await self.h.list_closures(caller, uid(request.clinic_id, "clinic_id"), request.page_size,
+                                                 request.page_token)
+        return clinic_admin_pb2.ListClosuresResponse(closures=[closure_pb(c) for c in rows], next_page_token=token)
+
+    async def DeleteClosure(self, request, context):
+        caller = await self.authn.principal(context)
+        await self.h.delete_closure(caller, uid(request.clinic_id, "clinic_id"), uid(request.closure_id, "closure_id"))
+        return clinic_admin_pb2.DeleteClosureResponse()
+
+    async def SetDayOverride(self, request, context):
+        caller = await self.authn.principal(context)
+        o = request.override
+        day, ivs, affected = await self.h.set_day_override(caller, uid(request.clinic_id, "clinic_id"), o.date,
+                                                           _intervals(o.intervals, "override.intervals"))
+        return clinic_admin_pb2.SetDayOverrideResponse(
+            override=clinic_admin_pb2.DayOverride(date=day.isoformat(), intervals=[
+                clinic_admin_pb2.TimeInterval(open_time=iv.start.strftime("%H:%M"), close_time=format_end(iv.end))
+                for iv in ivs]),
+            affected_bookings=[booking_pb(b) for b in affected])
+
+    async def DeleteDayOverride(self, request, context):
+        caller = await self.authn.principal(context)
+        await self.h.delete_day_override(caller, uid(request.clinic_id, "clinic_id"), request.date)
+        return clinic_admin_pb2.DeleteDayOverrideResponse()
+
+    async def CreateService(self, request, context):
+        caller = await self.authn.principal(context)
+        svc = await self.h.create_service(caller, uid(request.clinic_id, "clinic_id"),
+                                          _draft(request.service, creating=True),
+                                          uid(request.request_id, "request_id") if request.request_id else None)
+        return clinic_admin_pb2.CreateServiceResponse(service=service_pb(svc))
+
+    async def UpdateService(self, request, context):
+        caller = await self.authn.principal(context)
+        svc = await self.h.update_service(
+            caller, uid(request.service.service_id, "service.service_id"), _draft(request.service, creating=False),
+            _paths(request, request.service, SERVICE_FIELDS), request.service.etag)
+        return clinic_admin_pb2.UpdateServiceResponse(service=service_pb(svc))
+
+    async def ArchiveService(self, request, context):
+        caller = await self.authn.principal(context)
+        svc = await self.h.archive_service(caller, uid(request.service_id, "service_id"), request.etag)
+        return clinic_admin_pb2.ArchiveServiceResponse(service=service_pb(svc))
+
+    async def ListClinicBookings(self, request, context):
+        caller = await self.authn.principal(context)
+        rows, token = await self.h.list_clinic_bookings(
+            caller, uid(request.clinic_id, "clinic_id"), dt(request.start_time), dt(request.end_time),
+            [booking_pb2.BookingState.Name(x).removeprefix("BOOKING_STATE_") for x in request.states],
+            request.page_size, request.page_token)
+        return clinic_admin_pb2.ListClinicBookingsResponse(bookings=[clinic_booking_pb(r) for r in rows],
+                                                           next_page_token=token)
+
+
+def encode_booking_created(event_id: uuid.UUID, booking: Booking, res: Reservation, svc: Service, clinic: Clinic,
+                           pet: Pet, now: datetime) -> bytes:
     """The ``booking.created`` event (protobuf ``petpro.booking.v1.BookingCreated``) for the outbox."""
     return events_pb2.BookingCreated(
         event_id=str(event_id), occurred_at=ts(now), booking_id=str(booking.id), clinic_id=str(clinic.id),

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from edge.http_app import HttpDeps, create_app, serve_http
-from edge.reconcile import Reconciler
-from edge.service import MobileServicer, Stubs
+from edge.bff.reconcile import Reconciler
+from edge.bff.service import MobileServicer, Stubs
+from edge.web.app import create_app, serve_http
+from edge.web.deps import HttpDeps
 from petpro import grpc_client, grpc_server
 from petpro.authn import TokenCache
 from petpro.settings import ServiceSettings, load
@@ -18,22 +19,13 @@ from petpro_api.mobile.v1 import mobile_pb2_grpc
 from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 from petpro_api.payment.v1 import payment_pb2_grpc
 
-# Reads, retried by gRPC on UNAVAILABLE.  Mutations are made idempotent by request ids, not retried here.
-IDEMPOTENT = (
-    "petpro.auth.v1.AuthService/ValidateToken",
-    "petpro.booking.v1.BookingService/ListClinics",
-    "petpro.booking.v1.BookingService/GetClinic",
-    "petpro.booking.v1.BookingService/ListServices",
-    "petpro.booking.v1.BookingService/GetService",
-    "petpro.booking.v1.BookingService/GetAvailability",
-    "petpro.booking.v1.BookingService/ListPets",
-    "petpro.booking.v1.BookingService/GetReservation",
-    "petpro.booking.v1.BookingService/GetBooking",
-    "petpro.booking.v1.BookingService/ListBookings",
-    "petpro.payment.v1.PaymentService/GetPayment",
-    "petpro.payment.v1.PaymentService/ListUnsettledPayments",
-    "petpro.notification.v1.NotificationService/ListNotifications",
-)
+# The services each upstream channel carries; their retry lists come from the protos' method policy.
+PEERS: dict[str, tuple[str, ...]] = {
+    "auth": ("petpro.auth.v1.AuthService",),
+    "booking": ("petpro.booking.v1.BookingService",),
+    "payment": ("petpro.payment.v1.PaymentService",),
+    "notif": ("petpro.notification.v1.NotificationService", "petpro.notification.v1.ClinicFeedService"),
+}
 
 
 class EdgeSettings(ServiceSettings):
@@ -49,9 +41,9 @@ class EdgeSettings(ServiceSettings):
 
 
 def build(settings: EdgeSettings) -> grpc_server.App:
-    channels = {name: grpc_client.channel(settings.peer(name), idempotent=IDEMPOTENT,
+    channels = {name: grpc_client.channel(settings.peer(name), services=services,
                                           default_timeout=settings.upstream_timeout_seconds)
-                for name in ("auth", "booking", "payment", "notif")}
+                for name, services in PEERS.items()}
     stubs = Stubs(
         auth=auth_pb2_grpc.AuthServiceStub(channels["auth"]),
         booking=booking_pb2_grpc.BookingServiceStub(channels["booking"]),

@@ -20,11 +20,43 @@ class PoisonEvent(InvalidArgument):
     reason = "POISON_EVENT"
 
 
+class FeedRace(Exception):
+    """Two workers appended the same event concurrently; the transaction is rolled back and the
+    caller's retry finds the event already there."""
+
+
 class ChannelFailed(Exception):
     def __init__(self, channel: str, error: str) -> None:
         super().__init__(f"{channel}: {error}")
         self.channel = channel
         self.error = error
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """One event of a clinic's feed: its per-clinic cursor and the serialized ClinicEvent."""
+
+    cursor: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    event_id: uuid.UUID
+    title: str
+    body: str
+    data: dict[str, str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    platform: str
+    created_at: datetime
 
 
 @dataclass(frozen=True)

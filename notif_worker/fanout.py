@@ -10,10 +10,11 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 
-from notif_worker.repository import FeedRow
+from notif_worker.domain import FeedRow
 
 log = logging.getLogger("notif_worker.fanout")
 PREFIX = "petpro:clinic-feed:"
@@ -30,7 +31,7 @@ class RedisFanout:
     async def publish(self, clinic_id: uuid.UUID, row: FeedRow) -> None:
         await self.redis.publish(f"{PREFIX}{clinic_id}", row.payload)
 
-    async def subscribe(self, clinic_id: uuid.UUID):  # type: ignore[no-untyped-def]
+    async def subscribe(self, clinic_id: uuid.UUID) -> tuple[asyncio.Queue[bytes], Callable[[], Awaitable[None]]]:
         await self._ready.wait()
         q: asyncio.Queue[bytes] = asyncio.Queue(self.queue_size)
         self._local[clinic_id].add(q)

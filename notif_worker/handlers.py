@@ -6,30 +6,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
-from notif_worker.domain import BookingNotice, ChannelFailed, push_message
-from notif_worker.repository import DeviceRow, FeedRow, InboxRow, NotifRepository
-from petpro import db, paging
+from notif_worker.domain import BookingNotice, ChannelFailed, DeviceRow, FeedRow, InboxRow, push_message
+from notif_worker.ports import (
+    FeedCursor,
+    FeedEncoder,
+    FeedPublisher,
+    FeedSubscribe,
+    Mailer,
+    NotifRepository,
+    PushProvider,
+    UnitOfWork,
+)
+from petpro import paging
 
 log = logging.getLogger("notif_worker")
 T = TypeVar("T")
-UnitOfWork = db.UnitOfWork[NotifRepository]
-
-
-class Mailer(Protocol):
-    async def send(self, notice: BookingNotice) -> None: ...
-
-
-class PushProvider(Protocol):
-    """Delivers a push to the owner.  The default provider stores it in the owner's inbox
-    (GET /v1/me/notifications); an FCM/APNs provider would also send to registered devices."""
-
-    async def push(self, repo: NotifRepository, notice: BookingNotice, title: str, body: str,
-                   data: dict[str, str]) -> None: ...
+FEED_BATCH = 500  # rows per catch-up query
 
 
 class InboxPush:
@@ -46,12 +43,7 @@ class Retry:
     max_delay: float = 3.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.base_delay * 2 ** attempt, self.max_delay)
-
-
-# the clinic event serialised with its cursor, built by the service layer (protobuf ClinicEvent)
-FeedEncoder = Callable[[BookingNotice, int], bytes]
-FeedPublisher = Callable[[uuid.UUID, FeedRow], Awaitable[None]]
+        return float(min(self.base_delay * 2 ** attempt, self.max_delay))
 
 
 class NotifyHandlers:
@@ -108,10 +100,6 @@ class NotifyHandlers:
             await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=True)
 
     # -- reads -------------------------------------------------------------------------------------
-    async def feed_after(self, clinic_id: uuid.UUID, after: int, limit: int = 500) -> list[FeedRow]:
-        async with self.read() as repo:
-            return await repo.clinic_events_after(clinic_id, after, limit)
-
     async def inbox(self, user_id: uuid.UUID, size: int, token: str) -> tuple[list[InboxRow], str]:
         limit = paging.page_size(size)
         async with self.read() as repo:
@@ -121,3 +109,73 @@ class NotifyHandlers:
     async def register_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
         async with self.uow() as repo:
             return await repo.upsert_device(user_id, platform, token)
+
+
+class ClinicFeed:
+    """A clinic's feed for one subscriber: replay after the cursor, then live — no gap, no duplicate
+    at the switch-over.
+
+    Live messages are subscribed to *before* the replay query, and every message with a cursor at or
+    below the last one sent is dropped.  Per-clinic cursors are committed in order, so a jump means a
+    missed live message: the gap is filled from the database.  An idle stream re-checks the database
+    every ``resync_seconds`` (covers a lost pub/sub message or a Redis restart).  ``close()`` ends
+    every stream (graceful shutdown)."""
+
+    def __init__(self, read: UnitOfWork, subscribe: FeedSubscribe, cursor_of: FeedCursor, *,
+                 resync_seconds: float = 15.0) -> None:
+        self.read = read
+        self.subscribe = subscribe
+        self.cursor_of = cursor_of
+        self.resync = resync_seconds
+        self.closing = asyncio.Event()
+
+    async def close(self) -> None:
+        self.closing.set()
+
+    async def follow(self, clinic_id: uuid.UUID, after: int) -> AsyncGenerator[FeedRow, None]:
+        queue, unsubscribe = await self.subscribe(clinic_id)
+        last = after
+        try:
+            async for row in self._catch_up(clinic_id, last):
+                last = row.cursor
+                yield row
+            closing = asyncio.ensure_future(self.closing.wait())
+            try:
+                while not self.closing.is_set():
+                    getter = asyncio.ensure_future(queue.get())
+                    done, _ = await asyncio.wait({getter, closing}, timeout=self.resync,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    pending: AsyncIterator[FeedRow]
+                    if getter not in done:
+                        getter.cancel()
+                        if self.closing.is_set():
+                            break
+                        pending = self._catch_up(clinic_id, last)  # idle: re-check the database
+                    else:
+                        payload = getter.result()
+                        cursor = self.cursor_of(payload)
+                        if cursor <= last:
+                            continue
+                        pending = (self._single(FeedRow(cursor, payload)) if cursor == last + 1
+                                   else self._catch_up(clinic_id, last))
+                    async for row in pending:
+                        last = row.cursor
+                        yield row
+            finally:
+                closing.cancel()
+        finally:
+            await unsubscribe()
+
+    async def _catch_up(self, clinic_id: uuid.UUID, after: int) -> AsyncIterator[FeedRow]:
+        while True:
+            async with self.read() as repo:
+                rows = await repo.clinic_events_after(clinic_id, after, FEED_BATCH)
+            for row in rows:
+                after = row.cursor
+                yield row
+            if len(rows) < FEED_BATCH:
+                return
+
+    @staticmethod
+    async def _single(row: FeedRow) -> AsyncIterator[FeedRow]:
+        yield row

@@ -14,8 +14,10 @@ from string import Template
 from urllib.parse import urlsplit
 
 import aiosmtplib
+from opentelemetry.trace import SpanKind
 
 from notif_worker.domain import BookingNotice, format_money, when
+from petpro import telemetry
 
 _TEXT = Template(resources.files("notif_worker").joinpath("templates/booking_confirmed.txt").read_text())
 _HTML = Template(resources.files("notif_worker").joinpath("templates/booking_confirmed.html").read_text())
@@ -32,7 +34,8 @@ def render(n: BookingNotice, sender: str) -> MIMEMultipart:
     }
     msg = MIMEMultipart("alternative")
     subject = f"Booking confirmed: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}"
-    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject
+    # compat32 messages take a Header object for a non-ASCII value (typeshed allows only str)
+    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject  # type: ignore[assignment]
     msg["From"] = sender
     msg["To"] = n.owner_email
     msg["Date"] = format_datetime(n.occurred_at)
@@ -70,6 +73,14 @@ class SmtpMailer:
         return client
 
     async def send(self, n: BookingNotice) -> None:
+        with telemetry.tracer().start_as_current_span(
+            "smtp send", kind=SpanKind.CLIENT,
+            attributes={"server.address": self.host, "server.port": self.port, "petpro.booking_id": n.booking_id,
+                        "petpro.event_id": str(n.event_id)},
+        ):
+            await self._send(n)
+
+    async def _send(self, n: BookingNotice) -> None:
         message = render(n, self.sender)
         raw, recipients = message.as_bytes(), [n.owner_email]
         async with self._slots:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import (
@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from notif_worker.domain import DeviceRow, FeedRace, FeedRow, InboxRow
 
 SCHEMA = "notif"
 metadata = MetaData(schema=SCHEMA)
@@ -77,31 +79,6 @@ NEXT_CURSOR = text(
 )
 
 
-@dataclass(frozen=True)
-class FeedRow:
-    cursor: int
-    payload: bytes
-
-
-@dataclass(frozen=True)
-class InboxRow:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    event_id: uuid.UUID
-    title: str
-    body: str
-    data: dict[str, str]
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class DeviceRow:
-    id: uuid.UUID
-    user_id: uuid.UUID
-    platform: str
-    created_at: datetime
-
-
 class NotifRepository:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
@@ -111,8 +88,8 @@ class NotifRepository:
         False when it was already delivered — a redelivered event sends nothing twice."""
         stmt = pg_insert(deliveries).values(event_id=event_id, channel=channel, recipient=recipient,
                                             status="pending")
-        stmt = stmt.on_conflict_do_nothing(constraint="deliveries_once").returning(deliveries.c.id)
-        if (await self.s.execute(stmt)).first() is not None:
+        query = stmt.on_conflict_do_nothing(constraint="deliveries_once").returning(deliveries.c.id)
+        if (await self.s.execute(query)).first() is not None:
             return True
         q = select(deliveries.c.status).where(deliveries.c.event_id == event_id, deliveries.c.channel == channel,
                                              deliveries.c.recipient == recipient).with_for_update()
@@ -128,7 +105,7 @@ class NotifRepository:
                     last_error=error, delivered_at=func.now() if ok else None))
 
     async def add_clinic_event(self, clinic_id: uuid.UUID, event_id: uuid.UUID, type_: str,
-                               occurred_at: datetime, payload_for: object) -> FeedRow | None:
+                               occurred_at: datetime, payload_for: Callable[[int], bytes]) -> FeedRow | None:
         """Append to the clinic's feed with the next per-clinic cursor; None if already there.
         ``payload_for(cursor) -> bytes`` serialises the event with its cursor."""
         existing = (await self.s.execute(select(clinic_events.c.cursor).where(
@@ -136,11 +113,11 @@ class NotifRepository:
         if existing:
             return None
         cursor = (await self.s.execute(NEXT_CURSOR, {"clinic": clinic_id})).scalar_one()  # row-locks the clinic
-        payload = payload_for(cursor)  # type: ignore[operator]
+        payload = payload_for(cursor)
         stmt = pg_insert(clinic_events).values(clinic_id=clinic_id, cursor=cursor, event_id=event_id, type=type_,
                                                payload=payload, occurred_at=occurred_at)
-        stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(clinic_events.c.cursor)
-        if (await self.s.execute(stmt)).first() is None:  # a concurrent worker won; our cursor rolls back
+        query = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(clinic_events.c.cursor)
+        if (await self.s.execute(query)).first() is None:  # a concurrent worker won; our cursor rolls back
             raise FeedRace()
         return FeedRow(cursor, payload)
 
@@ -153,10 +130,10 @@ class NotifRepository:
     async def add_inbox(self, row: InboxRow) -> bool:
         stmt = pg_insert(inbox).values(id=row.id, user_id=row.user_id, event_id=row.event_id, title=row.title,
                                        body=row.body, data=row.data, created_at=row.created_at)
-        stmt = stmt.on_conflict_do_nothing(constraint="inbox_once").returning(inbox.c.id)
-        return (await self.s.execute(stmt)).first() is not None
+        query = stmt.on_conflict_do_nothing(constraint="inbox_once").returning(inbox.c.id)
+        return (await self.s.execute(query)).first() is not None
 
-    async def list_inbox(self, user_id: uuid.UUID, after: tuple[str, str] | None, limit: int) -> list[InboxRow]:
+    async def list_inbox(self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[InboxRow]:
         q = select(inbox).where(inbox.c.user_id == user_id).order_by(inbox.c.created_at.desc(), inbox.c.id.desc())
         if after:
             q = q.where(func.row(inbox.c.created_at, inbox.c.id) < func.row(
@@ -171,7 +148,3 @@ class NotifRepository:
                                                  devices.c.created_at))).one()
         return DeviceRow(r.id, r.user_id, r.platform, r.created_at)
 
-
-class FeedRace(Exception):
-    """Two workers appended the same event concurrently; the transaction is rolled back and the
-    caller's retry finds the event already there."""

@@ -3,14 +3,20 @@ Redis fan-out) and the owner's notification inbox."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from notif_worker.events import clinic_event_cursor, encode_clinic_event
 from notif_worker.fanout import RedisFanout
-from notif_worker.handlers import InboxPush, NotifyHandlers, Retry
+from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
 from notif_worker.mailer import SmtpMailer
+from notif_worker.ports import LiveFanout, Mailer, UnitOfWork
 from notif_worker.repository import SCHEMA, NotifRepository
-from notif_worker.service import ClinicFeedServicer, NotificationServicer, encode_clinic_event
+from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from notif_worker.worker import BookingCreatedConsumer
 from petpro import cache, events, grpc_client, grpc_server
 from petpro.authn import Authenticator
@@ -35,34 +41,52 @@ class NotifSettings(ServiceSettings):
     db_pool_size: int = Field(default=20, ge=1, le=100)
 
 
-def build(settings: NotifSettings) -> grpc_server.App:
-    db = Database(settings.url("database_url"), SCHEMA, app_name="notif_worker", pool_size=settings.db_pool_size)
-    redis = cache.make_redis(settings.url("redis_url"))
-    fanout = RedisFanout(redis)
-    auth_channel = grpc_client.channel(settings.peer("auth"), idempotent=["petpro.auth.v1.AuthService/ValidateToken"])
+def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
+          mailer: Mailer | None = None, fanout: LiveFanout | None = None, auth: Any = None,
+          consumer_factory: Callable[[], KafkaConsumer] | None = None,
+          producer_factory: Callable[[], KafkaProducer] | None = None) -> grpc_server.App:
+    """The notification worker.  Tests pass fakes of the ports instead of the database, Redis, SMTP,
+    the auth service (``auth``: an AuthService stub) and Kafka (consumer/producer factories)."""
+    closers: list[Callable[[], Awaitable[None]]] = []  # closed in this order
+    if mailer is None:
+        smtp = SmtpMailer(settings.url("smtp_url"), settings.mail_from)
+        mailer = smtp
+        closers.append(smtp.close)
+    if fanout is None:
+        redis = cache.make_redis(settings.url("redis_url"))
+        redis_fanout = RedisFanout(redis)
+        fanout = redis_fanout
+        closers += [redis_fanout.close, redis.aclose]
+    if auth is None:
+        auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
+        auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
+        closers.append(auth_channel.close)
+    if uow is None:
+        db = Database(settings.url("database_url"), SCHEMA, app_name="notif_worker",
+                      pool_size=settings.db_pool_size)
+        uow, read = db.repositories(NotifRepository)
+        closers.append(db.close)
+    read = read or uow
 
-    uow, read = db.repositories(NotifRepository)
-    mailer = SmtpMailer(settings.url("smtp_url"), settings.mail_from)
     handlers = NotifyHandlers(
         uow, mailer, InboxPush(), encode_clinic_event,
         fanout.publish, Retry(settings.retry_attempts, settings.retry_base_seconds), read=read,
     )
-    bootstrap = settings.url("kafka_bootstrap_servers")
-    consumer = BookingCreatedConsumer(
-        handlers,
-        lambda: events.consumer(bootstrap, settings.consumer_group, settings.topic),
-        lambda: events.producer(bootstrap, "notif_worker-dlq"),
-        settings.dlq_topic, concurrency=settings.concurrency,
+    if consumer_factory is None or producer_factory is None:
+        bootstrap = settings.url("kafka_bootstrap_servers")
+        consumer_factory = consumer_factory or (
+            lambda: events.consumer(bootstrap, settings.consumer_group, settings.topic))
+        producer_factory = producer_factory or (lambda: events.producer(bootstrap, "notif_worker-dlq"))
+    consumer = BookingCreatedConsumer(handlers, consumer_factory, producer_factory, settings.dlq_topic,
+                                      concurrency=settings.concurrency)
+    feed = ClinicFeedServicer(
+        ClinicFeed(read, fanout.subscribe, clinic_event_cursor, resync_seconds=settings.feed_resync_seconds),
+        Authenticator(auth),
     )
-    feed = ClinicFeedServicer(handlers, Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel)), fanout.subscribe,
-                              resync_seconds=settings.feed_resync_seconds)
 
     async def close() -> None:
-        await mailer.close()
-        await fanout.close()
-        await redis.aclose()
-        await auth_channel.close()
-        await db.close()
+        for closer in closers:
+            await closer()
 
     return grpc_server.App(
         name="notif_worker",

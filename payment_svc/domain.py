@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from petpro.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound
 
@@ -76,6 +76,16 @@ class Payment:
     def can_become(self, new: PaymentStatus) -> bool:
         return new in TRANSITIONS[self.status]
 
+    def apply(self, event: GatewayEvent) -> None:
+        """A verified provider event: learn the provider's ids, move the status if the transition is
+        allowed (out-of-order or stale events never move a payment backwards)."""
+        if event.provider_payment_id and not self.provider_payment_id:
+            self.provider_payment_id = event.provider_payment_id
+        if event.session_id and not self.session_id:
+            self.session_id = event.session_id
+        if event.status is not None and self.can_become(event.status):
+            self.status = event.status
+
 
 @dataclass(frozen=True)
 class SessionState:
@@ -101,18 +111,5 @@ class GatewayEvent:
     session_id: str | None
     provider_payment_id: str | None
     payment_id: str | None  # our id, from metadata
-    paid: bool
-    raw: dict[str, Any]
-
-
-class PaymentGateway(Protocol):
-    async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
-                             idempotency_key: str) -> Session: ...
-
-    async def expire_session(self, session_id: str) -> bool: ...
-
-    async def session_state(self, session_id: str) -> SessionState: ...
-
-    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str: ...
-
-    def verify_event(self, payload: bytes, signature: str) -> GatewayEvent: ...
+    status: PaymentStatus | None  # the status the event reports; None: nothing to change
+    raw: dict[str, Any] = field(default_factory=dict)

@@ -14,18 +14,15 @@ from payment_svc.domain import (
     GatewayError,
     NotRefundable,
     Payment,
-    PaymentGateway,
     PaymentNotFound,
     PaymentStatus,
     RequestIdReused,
     SessionState,
 )
-from payment_svc.repository import PaymentRepository
-from petpro import db
+from payment_svc.ports import PaymentGateway, UnitOfWork
 from petpro.db import utcnow
 
 log = logging.getLogger("payment_svc")
-UnitOfWork = db.UnitOfWork[PaymentRepository]
 
 
 @dataclass(frozen=True)
@@ -93,6 +90,14 @@ class PaymentHandlers:
             raise PaymentNotFound("payment not found")
         return p
 
+    async def for_order(self, order_ref: str) -> Payment:
+        """The newest payment of an order: a read (its checkout page is stored with it)."""
+        async with self.read() as repo:
+            p = await repo.by_order_ref(order_ref)
+        if p is None:
+            raise PaymentNotFound("no payment for this order")
+        return p
+
     async def handle_webhook(self, payload: bytes, signature: str) -> WebhookOutcome:
         event = self.gateway.verify_event(payload, signature)  # raises InvalidSignature
         now = self.clock()
@@ -103,29 +108,9 @@ class PaymentHandlers:
                 log.info("webhook for an unknown payment", extra={"fields": {"event": event.id, "type": event.type}})
                 return WebhookOutcome(event.id, event.type, not first, None)
             if first:
-                self._apply(payment, event.type, event.paid, event.provider_payment_id, event.session_id)
+                payment.apply(event)
                 await repo.save(payment, now)
             return WebhookOutcome(event.id, event.type, not first, payment)
-
-    @staticmethod
-    def _apply(p: Payment, event_type: str, paid: bool, provider_id: str | None, session_id: str | None) -> None:
-        if provider_id and not p.provider_payment_id:
-            p.provider_payment_id = provider_id
-        if session_id and not p.session_id:
-            p.session_id = session_id
-        if event_type in ("checkout.session.completed", "checkout.session.async_payment_succeeded",
-                          "payment_intent.succeeded") and paid:
-            new = PaymentStatus.SUCCEEDED
-        elif event_type == "checkout.session.expired":
-            new = PaymentStatus.EXPIRED
-        elif event_type in ("payment_intent.payment_failed", "checkout.session.async_payment_failed"):
-            new = PaymentStatus.FAILED
-        elif event_type == "charge.refunded":
-            new = PaymentStatus.REFUNDED
-        else:
-            return
-        if p.can_become(new):  # out-of-order or stale events never move a payment backwards
-            p.status = new
 
     async def refund(self, payment_id: uuid.UUID, reason: str) -> Payment:
         async with self.uow() as repo:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, Text, Uuid, func, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    MetaData,
+    Row,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -43,7 +57,7 @@ webhook_events = Table(
 )
 
 
-def _payment(r) -> Payment:  # type: ignore[no-untyped-def]
+def _payment(r: Row[Any]) -> Payment:
     return Payment(id=r.id, order_ref=r.order_ref, request_id=r.request_id, status=PaymentStatus(r.status),
                    amount_minor=r.amount_minor, currency=r.currency, customer_email=r.customer_email,
                    session_id=r.session_id, payment_url=r.payment_url, provider_payment_id=r.payment_intent_id,
@@ -68,6 +82,13 @@ class PaymentRepository:
         q = select(payments).where(payments.c.id == payment_id)
         if for_update:
             q = q.with_for_update()
+        r = (await self.s.execute(q)).first()
+        return _payment(r) if r else None
+
+    async def by_order_ref(self, order_ref: str) -> Payment | None:
+        """The newest payment of an order (ix_payments_order_ref)."""
+        q = (select(payments).where(payments.c.order_ref == order_ref)
+             .order_by(payments.c.created_at.desc(), payments.c.id).limit(1))
         r = (await self.s.execute(q)).first()
         return _payment(r) if r else None
 
@@ -102,16 +123,14 @@ class PaymentRepository:
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         """True the first time an event id is seen; False for a duplicate delivery."""
         stmt = pg_insert(webhook_events).values(event_id=event_id, type=event_type, payment_id=payment_id)
-        stmt = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(webhook_events.c.event_id)
-        return (await self.s.execute(stmt)).first() is not None
+        query = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(webhook_events.c.event_id)
+        return (await self.s.execute(query)).first() is not None
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
         q = (select(payments).where(payments.c.status == PaymentStatus.PENDING.value,
                                     payments.c.expires_at <= now, payments.c.session_id.is_not(None))
              .order_by(payments.c.expires_at).limit(limit).with_for_update(skip_locked=True))
         return [_payment(r) for r in await self.s.execute(q)]
-
-
 
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
         """Succeeded payments whose order nobody settled, last changed before ``changed_before``."""

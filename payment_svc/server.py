@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from payment_svc.handlers import PaymentHandlers
+from payment_svc.ports import PaymentGateway, UnitOfWork
 from payment_svc.repository import SCHEMA, PaymentRepository
 from payment_svc.service import PaymentServicer
 from payment_svc.stripe_gateway import StripeGateway
@@ -49,12 +51,17 @@ def make_gateway(settings: PaymentSettings) -> StripeGateway:
                          tolerance_seconds=settings.webhook_tolerance_seconds)
 
 
-def build(settings: PaymentSettings) -> grpc_server.App:
-    db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc", pool_size=settings.db_pool_size)
-
-    uow, read = db.repositories(PaymentRepository)
+def build(settings: PaymentSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
+          gateway: PaymentGateway | None = None) -> grpc_server.App:
+    """The payment service.  Tests pass fakes of the ports (``uow``/``read``, ``gateway``)."""
+    on_stop: list[Callable[[], Awaitable[None]]] = []
+    if uow is None:
+        db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc",
+                      pool_size=settings.db_pool_size)
+        uow, read = db.repositories(PaymentRepository)
+        on_stop.append(db.close)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
-    handlers = PaymentHandlers(uow, make_gateway(settings), public_base_url=public, read=read)
+    handlers = PaymentHandlers(uow, gateway or make_gateway(settings), public_base_url=public, read=read)
     grace = timedelta(seconds=settings.reconcile_grace_seconds)
 
     return grpc_server.App(
@@ -68,7 +75,7 @@ def build(settings: PaymentSettings) -> grpc_server.App:
                                                handlers.expire_due),
                     grpc_server.periodic("payment_svc.reconcile", settings.reconcile_seconds,
                                          lambda: handlers.reconcile_pending(grace))],
-        on_stop=[db.close],
+        on_stop=on_stop,
     )
 
 

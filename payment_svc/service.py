@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
+
+import grpc
 
 from payment_svc.domain import Payment
 from payment_svc.handlers import CreateSession, PaymentHandlers
 from petpro.convert import dt, ts, uid
+from petpro.errors import InvalidArgument
 from petpro_api.common.v1 import money_pb2
 from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
@@ -18,6 +22,7 @@ def payment_pb(p: Payment) -> payment_pb2.Payment:
         amount=money_pb2.Money(amount_minor=p.amount_minor, currency=p.currency), session_id=p.session_id or "",
         provider_payment_id=p.provider_payment_id or "", refund_id=p.refund_id or "",
         customer_email=p.customer_email, create_time=ts(p.created_at), update_time=ts(p.updated_at),
+        payment_url=p.payment_url or "",
     )
 
 
@@ -25,7 +30,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, handlers: PaymentHandlers) -> None:
         self.h = handlers
 
-    async def CreatePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
+    async def CreatePaymentSession(self, request: payment_pb2.CreatePaymentSessionRequest,
+                                  context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.CreatePaymentSessionResponse:
         p = await self.h.create_session(CreateSession(
             request_id=request.request_id, order_ref=request.order_ref, amount_minor=request.amount.amount_minor,
             currency=request.amount.currency, customer_email=request.customer_email,
@@ -35,26 +41,37 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         return payment_pb2.CreatePaymentSessionResponse(payment_id=str(p.id), session_id=p.session_id or "",
                                                         payment_url=p.payment_url or "", expires_at=ts(p.expires_at))
 
-    async def GetPayment(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetPayment(self, request: payment_pb2.GetPaymentRequest,
+                        context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.GetPaymentResponse:
+        if bool(request.payment_id) == bool(request.order_ref):
+            raise InvalidArgument.field("payment_id", "give exactly one of payment_id and order_ref", "ONE_OF")
+        if request.order_ref:
+            return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.for_order(request.order_ref)))
         return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.get(uid(request.payment_id, "payment_id"))))
 
-    async def HandleWebhook(self, request, context):  # type: ignore[no-untyped-def]
+    async def HandleWebhook(self, request: payment_pb2.HandleWebhookRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.HandleWebhookResponse:
         out = await self.h.handle_webhook(request.payload, request.signature)
         return payment_pb2.HandleWebhookResponse(event_id=out.event_id, event_type=out.event_type,
                                                  duplicate=out.duplicate,
                                                  payment=payment_pb(out.payment) if out.payment else None)
 
-    async def RefundPayment(self, request, context):  # type: ignore[no-untyped-def]
+    async def RefundPayment(self, request: payment_pb2.RefundPaymentRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.RefundPaymentResponse:
         p = await self.h.refund(uid(request.payment_id, "payment_id"), request.reason)
         return payment_pb2.RefundPaymentResponse(payment=payment_pb(p))
 
-    async def ListUnsettledPayments(self, request, context):  # type: ignore[no-untyped-def]
+    async def ListUnsettledPayments(self, request: payment_pb2.ListUnsettledPaymentsRequest,
+                                    context: grpc.aio.ServicerContext[Any, Any]
+                                    ) -> payment_pb2.ListUnsettledPaymentsResponse:
         found = await self.h.unsettled(timedelta(seconds=request.older_than_seconds), request.page_size or 100)
         return payment_pb2.ListUnsettledPaymentsResponse(payments=[payment_pb(p) for p in found])
 
-    async def SettlePayment(self, request, context):  # type: ignore[no-untyped-def]
+    async def SettlePayment(self, request: payment_pb2.SettlePaymentRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.SettlePaymentResponse:
         p = await self.h.settle(uid(request.payment_id, "payment_id"), request.order_id)
         return payment_pb2.SettlePaymentResponse(payment=payment_pb(p))
 
-    async def ExpirePaymentSession(self, request, context):  # type: ignore[no-untyped-def]
+    async def ExpirePaymentSession(self, request: payment_pb2.ExpirePaymentSessionRequest,
+                                   context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.ExpirePaymentSessionResponse:
         return payment_pb2.ExpirePaymentSessionResponse(payment=payment_pb(await self.h.expire_session(request.session_id)))

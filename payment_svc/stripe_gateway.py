@@ -11,9 +11,35 @@ from datetime import UTC, datetime, timedelta
 
 import stripe
 
-from payment_svc.domain import GatewayError, GatewayEvent, InvalidSignature, Payment, Session, SessionState
+from payment_svc.domain import (
+    GatewayError,
+    GatewayEvent,
+    InvalidSignature,
+    Payment,
+    PaymentStatus,
+    Session,
+    SessionState,
+)
 
 STRIPE_MIN_SESSION_LIFETIME = timedelta(minutes=30)  # Stripe rejects a shorter checkout expires_at
+
+SUCCEEDED_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded",
+                              "payment_intent.succeeded"})
+FAILED_EVENTS = frozenset({"payment_intent.payment_failed", "checkout.session.async_payment_failed"})
+
+
+def event_status(event_type: str, paid: bool) -> PaymentStatus | None:
+    """What a Stripe event says about the payment (None: nothing to change).  A completed checkout
+    that is not paid yet (delayed methods) changes nothing until its async_payment_* event."""
+    if event_type in SUCCEEDED_EVENTS and paid:
+        return PaymentStatus.SUCCEEDED
+    if event_type == "checkout.session.expired":
+        return PaymentStatus.EXPIRED
+    if event_type in FAILED_EVENTS:
+        return PaymentStatus.FAILED
+    if event_type == "charge.refunded":
+        return PaymentStatus.REFUNDED
+    return None
 
 
 class StripeGateway:
@@ -54,7 +80,7 @@ class StripeGateway:
         }
         try:
             session = await self.client.v1.checkout.sessions.create_async(
-                {k: v for k, v in params.items() if v is not None},  # type: ignore[arg-type]
+                {k: v for k, v in params.items() if v is not None},  # type: ignore[arg-type]  # a TypedDict built dynamically
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:
@@ -104,7 +130,9 @@ class StripeGateway:
         session_id = obj.get("id") if kind == "checkout.session" else None
 
         def ref(value: object) -> str | None:  # an id, or an expanded object carrying one
-            return value.get("id") if isinstance(value, dict) else value  # type: ignore[return-value]
+            if isinstance(value, dict):
+                value = value.get("id")
+            return value if isinstance(value, str) else None
 
         if kind == "checkout.session":
             provider_id, paid = ref(obj.get("payment_intent")), obj.get("payment_status") == "paid"
@@ -115,4 +143,4 @@ class StripeGateway:
         else:
             provider_id, paid = None, False
         return GatewayEvent(id=event.id, type=event.type, session_id=session_id, provider_payment_id=provider_id,
-                            payment_id=metadata.get("payment_id"), paid=paid, raw=raw)
+                            payment_id=metadata.get("payment_id"), status=event_status(event.type, paid), raw=raw)

@@ -1,11 +1,11 @@
-"""Caches: the Redis client factory (fan-out, shared state) and an in-process TTL memo."""
+"""Caches: the Redis client factory (fan-out, shared state) and an in-process versioned memo."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cachetools import TTLCache
+from cachetools import LRUCache
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -16,24 +16,26 @@ V = TypeVar("V")
 def make_redis(url: str) -> aioredis.Redis:
     import redis.asyncio as aioredis  # only the services that use Redis pay for importing it (~7 MB)
 
-    return aioredis.from_url(url, decode_responses=False, health_check_interval=30, socket_timeout=5)
+    from petpro import telemetry
+
+    client = aioredis.from_url(url, decode_responses=False, health_check_interval=30, socket_timeout=5)
+    return telemetry.instrument_redis(client)  # a CLIENT span per command
 
 
-class TtlMemo:
-    """Async read-through memo with a TTL (cachetools.TTLCache underneath) for data that changes
-    rarely and may be a few seconds stale: the catalog (clinics, services).  ``ttl=0`` disables it."""
+class VersionedMemo:
+    """Async read-through memo that is never stale past a committed change: every entry remembers the
+    data version it was loaded at (a counter the writers bump in the same transaction as the change),
+    and a read with a newer version loads again.  No TTL: an unchanged catalog is served from memory
+    however old, a changed one never (bounded by an LRU)."""
 
-    def __init__(self, ttl: float, maxsize: int = 4096) -> None:
-        self.ttl = ttl
-        self._cache: TTLCache[Hashable, Any] = TTLCache(maxsize=maxsize, ttl=ttl or 1)
+    def __init__(self, maxsize: int = 4096) -> None:
+        self._cache: LRUCache[Hashable, tuple[int, Any]] = LRUCache(maxsize=maxsize)
 
-    async def get(self, key: Hashable, load: Callable[[], Awaitable[V]]) -> V:
-        if self.ttl > 0:
-            try:
-                return self._cache[key]  # type: ignore[no-any-return]
-            except KeyError:
-                pass
+    async def get(self, key: Hashable, version: int, load: Callable[[], Awaitable[V]]) -> V:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
         value = await load()
-        if self.ttl > 0 and value is not None:
-            self._cache[key] = value
+        if value is not None:
+            self._cache[key] = (version, value)
         return value

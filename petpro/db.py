@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from petpro import telemetry
+
 
 def sqlalchemy_url(url: str) -> str:
     """``postgresql://…`` (libpq style, as users write it) → the psycopg 3 dialect URL."""
@@ -31,20 +33,21 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def _connect_args(schema: str | None, app_name: str) -> dict[str, object]:
-    opts = {"application_name": app_name}
+    opts: dict[str, object] = {"application_name": app_name}
     if schema:
         opts["options"] = f"-csearch_path={schema},public"
     return opts
 
 
 def make_engine(url: str, schema: str | None, *, app_name: str = "petpro", pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,  # no pre-ping: it costs a round trip per checkout; dead connections are rare here
         connect_args=_connect_args(schema, app_name),
     )
+    return telemetry.instrument_engine(engine)  # a span per statement
 
 
 def make_sync_engine(url: str, schema: str | None = None, *, app_name: str = "petpro-migrate") -> Engine:

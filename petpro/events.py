@@ -114,7 +114,7 @@ def dead_letters(bootstrap: str, dlq_topic: str, timeout_ms: int = 2000) -> list
                         "error_type": h.get("dlq_error_type", ""), "error": h.get("dlq_error", ""),
                         "source": h.get("dlq_source", ""), "ce_id": h.get("ce_id", ""), "value": m.value,
                         "headers": [(k, v) for k, v in (m.headers or []) if not k.startswith("dlq_")]})
-        return sorted(out, key=lambda d: (d["partition"], d["offset"]))  # type: ignore[arg-type, return-value]
+        return sorted(out, key=lambda d: (d["partition"], d["offset"]))
     finally:
         c.close()
 
@@ -127,7 +127,7 @@ def replay_dead_letters(bootstrap: str, dlq_topic: str, topic: str,
     p = producer(bootstrap, "petpro-dlq-replay")
     try:
         for d in letters:
-            p.send(topic, key=str(d["key"]).encode() or None, value=d["value"], headers=d["headers"])  # type: ignore[arg-type]
+            p.send(topic, key=str(d["key"]).encode() or None, value=d["value"], headers=d["headers"])
         p.flush(timeout=30)
     finally:
         p.close()

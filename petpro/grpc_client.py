@@ -1,8 +1,14 @@
 """Outgoing gRPC: channels with a retry policy and an interceptor that propagates context.
 
-Every call gets a deadline (the caller's, else ``default_timeout``), ``x-request-id`` and a child
-``traceparent``.  Retries are done by gRPC itself (service config) and only for UNAVAILABLE on the
-methods the caller declares idempotent.
+Every call gets a deadline (the caller's, else ``default_timeout``), ``x-request-id``, and an
+OpenTelemetry CLIENT span whose ``traceparent`` goes along as metadata.  Retries are done by gRPC
+itself (service config) and only for UNAVAILABLE on the methods the protos declare idempotent
+(``(petpro.common.v1.policy).idempotent``, :mod:`petpro.policy`).
+
+Load balancing: the service config selects ``round_robin``, so a target that resolves to several
+addresses — ``dns:///booking:7402`` naming a Kubernetes headless Service (one A record per ready
+pod) — gets a subchannel per address and spreads calls per RPC; gRPC re-resolves when a connection
+drops.  A plain ``host:port`` with one address behaves as before.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from petpro import telemetry
+from petpro import policy, telemetry
 
 CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
@@ -28,9 +34,6 @@ def _metadata(existing: Any) -> list[tuple[str, str]]:
     rid = telemetry.request_id_var.get()
     if rid and "x-request-id" not in keys:
         md.append(("x-request-id", rid))
-    if "traceparent" not in keys:
-        tp = telemetry.continue_or_start_trace(telemetry.traceparent_var.get())
-        md.append(("traceparent", tp.header()))
     return md
 
 
@@ -47,11 +50,14 @@ class _ContextInterceptor(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnarySt
             wait_for_ready=d.wait_for_ready,
         )
 
-    async def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
 
-    async def intercept_unary_stream(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
         return await continuation(self._details(client_call_details), request)
+
+
+LOAD_BALANCING: list[dict[str, Any]] = [{"round_robin": {}}]
 
 
 def service_config(idempotent: Iterable[str]) -> str:
@@ -61,9 +67,10 @@ def service_config(idempotent: Iterable[str]) -> str:
         service, _, method = item.partition("/")
         names.append({"service": service, "method": method} if method else {"service": service})
     if not names:
-        return json.dumps({})
+        return json.dumps({"loadBalancingConfig": LOAD_BALANCING})
     return json.dumps(
         {
+            "loadBalancingConfig": LOAD_BALANCING,
             "methodConfig": [
                 {
                     "name": names,
@@ -80,10 +87,13 @@ def service_config(idempotent: Iterable[str]) -> str:
     )
 
 
-def channel(addr: str, *, idempotent: Iterable[str] = (), default_timeout: float = 5.0) -> grpc.aio.Channel:
-    """An insecure (mesh-internal) channel to ``addr`` with deadlines, context and retries."""
+def channel(addr: str, *, services: Iterable[str] = (), default_timeout: float = 5.0) -> grpc.aio.Channel:
+    """An insecure (mesh-internal) channel to ``addr`` (``host:port`` or ``dns:///host:port``) with
+    deadlines, context, retries and round-robin balancing over the addresses it resolves to.
+    ``services``: full names of the services called over it ("petpro.booking.v1.BookingService");
+    their idempotent methods, as the protos declare them, are retried on UNAVAILABLE."""
     return grpc.aio.insecure_channel(
         addr,
-        options=[*CHANNEL_OPTIONS, ("grpc.service_config", service_config(idempotent))],
-        interceptors=[_ContextInterceptor(default_timeout)],
+        options=[*CHANNEL_OPTIONS, ("grpc.service_config", service_config(policy.retryable(*services)))],
+        interceptors=[_ContextInterceptor(default_timeout), *telemetry.grpc_client_interceptors()],
     )

@@ -37,6 +37,24 @@ SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
 )
 
 
+# Streams open when a connection reaches its maximum age keep running this long (clinic feeds).
+MAX_CONNECTION_AGE_GRACE_MS = 24 * 3600 * 1000
+
+
+def server_options(settings: ServiceSettings) -> list[tuple[str, Any]]:
+    """SERVER_OPTIONS plus, when ``<SVC>_MAX_CONNECTION_AGE_SECONDS`` is set, a maximum connection
+    age: the server sends GOAWAY, clients open a new connection for new RPCs and re-resolve their
+    ``dns:///`` target, so replicas added behind a headless Service get traffic (gRPC's DNS resolver
+    does not poll)."""
+    options = list(SERVER_OPTIONS)
+    if settings.max_connection_age_seconds > 0:
+        options += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
+        ]
+    return options
+
+
 @dataclass
 class Registration:
     """One gRPC service on the server: the generated ``add_XServicer_to_server`` and its servicer."""
@@ -106,10 +124,10 @@ async def start(app: App, port: int | None = None) -> Running:
     for hook in app.on_start:
         await hook()
     server = grpc.aio.server(
-        interceptors=[KitServerInterceptor(authenticators={
+        interceptors=[*telemetry.grpc_server_interceptors(), KitServerInterceptor(authenticators={
             reg.full_name: reg.authenticator for reg in app.services if reg.authenticator is not None
         }), *app.interceptors],
-        options=list(SERVER_OPTIONS),
+        options=server_options(app.settings),
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -156,15 +174,20 @@ async def serve(app: App) -> None:
 
 
 def main(build: Callable[[Any], App], settings: ServiceSettings) -> None:
-    """Entry point of ``python -m <service>``: logging, uvloop, build, serve."""
+    """Entry point of ``python -m <service>``: logging, tracing, uvloop, build, serve."""
     import uvloop
 
-    telemetry.configure_logging(build.__module__.split(".")[0], settings.log_level)
+    service = build.__module__.split(".")[0]
+    telemetry.configure_logging(service, settings.log_level)
+    telemetry.setup_tracing(service)
 
     async def _run() -> None:
         await serve(build(settings))
 
-    uvloop.run(_run())  # (uvloop.install() is deprecated)
+    try:
+        uvloop.run(_run())  # (uvloop.install() is deprecated)
+    finally:
+        telemetry.shutdown_tracing()  # flush the last spans
 
 
 def periodic(name: str, interval: float, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:

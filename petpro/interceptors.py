@@ -1,8 +1,9 @@
 """The one server interceptor every PetPro gRPC server runs.
 
 Per RPC it:
-1. binds the request id (``x-request-id``, generated when absent) and W3C trace context
-   (``traceparent``) to context variables, so logs and outgoing calls carry them;
+1. binds the request id (``x-request-id``, generated when absent) to a context variable, so logs and
+   outgoing calls carry it (the W3C trace context is the OpenTelemetry interceptor's, which runs
+   outside this one);
 2. authenticates first: on a service registered with an authenticator (the client-facing ones),
    every method that the proto policy does not declare ``public`` needs a valid bearer token, checked
    before the request is even decoded or validated (no token → UNAUTHENTICATED, whatever the body);
@@ -38,7 +39,16 @@ from petpro.textcheck import invalid_utf8_field, text_violations
 
 log = logging.getLogger("petpro.rpc")
 
+# google.rpc.ErrorInfo.domain: "<service>.petpro.dev", the service being the proto package's domain
+# ("/petpro.booking.v1.BookingService/X" → "booking.petpro.dev"); a reason is unique within its domain.
+# An error passed through from another service (petpro.upstream.UpstreamError) keeps its own domain.
 ERROR_DOMAIN = "petpro.dev"
+
+
+def error_domain(full_method: str) -> str:
+    """The ErrorInfo domain of the errors an RPC raises itself."""
+    parts = full_method.lstrip("/").split("/")[0].split(".")
+    return f"{parts[1]}.{ERROR_DOMAIN}" if len(parts) > 2 and parts[0] == "petpro" else ERROR_DOMAIN
 
 KIND_TO_CODE: dict[Kind, grpc.StatusCode] = {k: grpc.StatusCode[k.value] for k in Kind}
 
@@ -50,11 +60,8 @@ def _field_path(violation: Any) -> str:
     parts: list[str] = []
     for el in violation.proto.field.elements:
         name = el.field_name
-        subscript = ""
-        for attr in ("index", "string_key", "int_key", "uint_key", "bool_key"):
-            if el.has(attr) if hasattr(el, "has") else False:
-                subscript = f"[{getattr(el, attr)}]"
-                break
+        sub = getattr(el, "subscript", None)  # list index or map key (protovalidate's own runtime: a Oneof)
+        subscript = f"[{sub.value}]" if sub is not None else ""
         parts.append(f"{name}{subscript}")
     return ".".join(parts)
 
@@ -69,10 +76,10 @@ def violations_of(message: Any, validator: protovalidate.Validator) -> list[Fiel
 
 def rich_status(
     code: grpc.StatusCode, message: str, reason: str, violations: tuple[FieldViolation, ...] = (),
-    metadata: dict[str, str] | None = None,
+    metadata: dict[str, str] | None = None, domain: str = ERROR_DOMAIN,
 ) -> status_pb2.Status:
     details = []
-    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {})
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {})
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
@@ -98,17 +105,19 @@ async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Statu
     )
 
 
-def status_for(exc: BaseException, request_id: str) -> status_pb2.Status:
+def status_for(exc: BaseException, request_id: str, domain: str = ERROR_DOMAIN) -> status_pb2.Status:
     if isinstance(exc, DomainError):
-        return rich_status(KIND_TO_CODE[exc.kind], exc.message, exc.reason, exc.violations, exc.metadata)
+        return rich_status(KIND_TO_CODE[exc.kind], exc.message, exc.reason, exc.violations, exc.metadata,
+                           getattr(exc, "domain", "") or domain)
     if isinstance(exc, NotImplementedError):  # the generated servicer base for an RPC not built yet
-        return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED")
+        return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED",
+                           domain=domain)
     if type(exc).__module__.startswith(("sqlalchemy", "psycopg")):  # (no DB import where there is no DB)
         from petpro.dberrors import classify
 
         mapped = classify(exc)
         if mapped is not None:
-            return status_for(mapped, request_id)
+            return status_for(mapped, request_id, domain)
     return status_pb2.Status(
         code=code_pb2.INTERNAL, message=f"internal error (request id {request_id})"
     )
@@ -164,9 +173,9 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         method = details.method
         if handler is None or method.startswith(_SKIP_PREFIXES):
@@ -188,22 +197,21 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         return handler  # client/bidi streaming: none in our contracts yet
 
     async def _admit(self, request: Any, context: grpc.aio.ServicerContext, md: dict[str, str],
-                     authn: Any) -> None:
+                     authn: Any, method: str = "") -> None:
         """Authentication first (no token → UNAUTHENTICATED whatever the body), then the request."""
         principal_var.set(None)
         if authn is not None:
             principal_var.set(await authn.validate(bearer(md)))
         if isinstance(request, _Undecodable):
             raise request.error()
-        await self._check(request, context)
+        await self._check(request, context, method)
 
     def _begin(self, md: dict[str, str]) -> str:
         rid = md.get("x-request-id") or uuid.uuid4().hex
         telemetry.request_id_var.set(rid)
-        telemetry.traceparent_var.set(telemetry.continue_or_start_trace(md.get("traceparent")).header())
         return rid
 
-    async def _check(self, request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def _check(self, request: Any, context: grpc.aio.ServicerContext, method: str = "") -> None:
         violations = violations_of(request, self.validator)
         if violations:
             summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
@@ -211,7 +219,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                 context,
                 rich_status(
                     grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", "INVALID_ARGUMENT",
-                    tuple(violations),
+                    tuple(violations), domain=error_domain(method),
                 ),
             )
 
@@ -220,7 +228,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             log.info("rpc rejected", extra={"fields": {"method": method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}})
         else:
             log.exception("rpc failed", extra={"fields": {"method": method, "request_id": rid}})
-        await abort_with(context, status_for(exc, rid))
+        await abort_with(context, status_for(exc, rid, error_domain(method)))
 
     def _finish(self, method: str, context: grpc.aio.ServicerContext, started: float, rid: str) -> None:
         elapsed = time.perf_counter() - started
@@ -239,7 +247,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             rid = self._begin(md)
             started = time.perf_counter()
             try:
-                await self._admit(request, context, md, authn)
+                await self._admit(request, context, md, authn, method)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -255,7 +263,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             rid = self._begin(md)
             started = time.perf_counter()
             try:
-                await self._admit(request, context, md, authn)
+                await self._admit(request, context, md, authn, method)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:

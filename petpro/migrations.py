@@ -81,3 +81,26 @@ def run_env(metadata: MetaData) -> None:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
             conn.commit()
     engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m petpro.migrations [PKG ...]``: the production entry point (the Helm pre-install /
+    pre-upgrade hook Job runs it from the service image).  ``DATABASE_URL`` names the database."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m petpro.migrations", description=main.__doc__)
+    parser.add_argument("packages", nargs="*", metavar="PKG", help=f"default: all of {', '.join(MIGRATED)}")
+    args = parser.parse_args(argv)
+    unknown = [p for p in args.packages if p not in MIGRATED]
+    if unknown:
+        parser.error(f"unknown package(s) {', '.join(unknown)}; known: {', '.join(MIGRATED)}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not os.environ.get("DATABASE_URL"):
+        raise SystemExit("DATABASE_URL is required (postgresql://user:password@host:5432/petpro)")
+    for pkg in args.packages or MIGRATED:
+        migrate(pkg)
+        log.info("migrated %s", pkg)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import psycopg
 from kafka import KafkaProducer
-from sqlalchemy import text
+from opentelemetry.trace import StatusCode
+from sqlalchemy import CursorResult, Row, text
 
 from petpro import telemetry
 from petpro.db import Database
@@ -34,6 +36,11 @@ CLAIM = text(
     "SELECT id, event_id, topic, key, event_type, payload, traceparent, created_at FROM outbox"
     " WHERE sent_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# lag: how many rows wait and for how long (the partial index on unsent rows keeps this cheap)
+LAG = text(
+    "SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest"
+    " FROM outbox WHERE sent_at IS NULL"
+)
 MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 REPLAY = text("UPDATE outbox SET sent_at = NULL WHERE sent_at > now() - make_interval(secs => :window)")
 NOTIFY_CHANNEL = "outbox"
@@ -42,7 +49,7 @@ NOTIFY_CHANNEL = "outbox"
 class OutboxRelay:
     def __init__(self, db: Database, producer_factory: Callable[[], KafkaProducer], *, source: str,
                  listen_dsn: str | None = None, batch_size: int = 500, idle_poll_seconds: float = 1.0,
-                 max_backoff_seconds: float = 5.0,
+                 max_backoff_seconds: float = 5.0, lag_interval_seconds: float = 5.0,
                  end_offsets: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]] | None = None,
                  check_seconds: float = 5.0, replay_window_seconds: float = 900.0) -> None:
         self.db = db
@@ -52,8 +59,10 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.idle_poll = idle_poll_seconds
         self.max_backoff = max_backoff_seconds
+        self.lag_interval = lag_interval_seconds
         self._producer: KafkaProducer | None = None
         self._wake = asyncio.Event()
+        self._lag_measured = float("-inf")
         self.end_offsets = end_offsets
         self.check_seconds = check_seconds
         self.replay_window = replay_window_seconds
@@ -65,6 +74,7 @@ class OutboxRelay:
         backoff = 0.1
         try:
             while True:
+                await self._measure_lag_now_and_then()
                 try:
                     await self.check_broker()
                     sent = await self.publish_batch()
@@ -87,6 +97,25 @@ class OutboxRelay:
                 listener.cancel()
             await asyncio.to_thread(self._close_producer)
 
+    async def measure_lag(self) -> tuple[int, float]:
+        """Set the outbox lag gauges: unpublished rows and the age of the oldest one (seconds)."""
+        async with self.db.reader() as conn:
+            row = (await conn.execute(LAG)).one()
+        pending, oldest = int(row.pending), float(row.oldest)
+        telemetry.OUTBOX_PENDING.set(pending)
+        telemetry.OUTBOX_OLDEST_AGE.set(oldest)
+        return pending, oldest
+
+    async def _measure_lag_now_and_then(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._lag_measured < self.lag_interval:
+            return
+        self._lag_measured = now
+        try:
+            await self.measure_lag()
+        except Exception as exc:  # the publish attempt right after reports DB trouble
+            log.debug("outbox lag not measured: %s", exc)
+
     async def publish_batch(self) -> int:
         async with self.db.unit_of_work() as session:
             rows = (await session.execute(CLAIM, {"limit": self.batch_size})).all()
@@ -97,22 +126,35 @@ class OutboxRelay:
         telemetry.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
-    def _produce(self, rows) -> None:  # type: ignore[no-untyped-def]  # runs in a worker thread
+    def _produce(self, rows: Sequence[Row[Any]]) -> None:  # runs in a worker thread
         if self._producer is None:
             self._producer = self.producer_factory()
-        futures = [
-            self._producer.send(
-                r.topic, key=r.key.encode(), value=bytes(r.payload),
-                headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
-                                           traceparent=r.traceparent or None),
-            )
-            for r in rows
-        ]
-        self._producer.flush(timeout=10)
-        for f in futures:
-            md = f.get(timeout=10)  # raises if the broker did not acknowledge
-            key = (md.topic, md.partition)
-            self._acked[key] = max(self._acked.get(key, -1), md.offset)
+        # one PRODUCER span per event, child of the request that wrote it (its stored traceparent);
+        # the message carries the span's own traceparent, so the consumer continues the same trace
+        spans = [telemetry.start_producer_span(r.topic, parent_traceparent=r.traceparent or None, key=r.key,
+                                               message_id=str(r.event_id)) for r in rows]
+        try:
+            futures = [
+                self._producer.send(
+                    r.topic, key=r.key.encode(), value=bytes(r.payload),
+                    headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
+                                               traceparent=telemetry.traceparent_of(span) or r.traceparent or None),
+                )
+                for r, span in zip(rows, spans, strict=True)
+            ]
+            self._producer.flush(timeout=10)
+            for f in futures:
+                md = f.get(timeout=10)  # raises if the broker did not acknowledge
+                key = (md.topic, md.partition)
+                self._acked[key] = max(self._acked.get(key, -1), md.offset)
+        except Exception as exc:
+            for span in spans:
+                span.record_exception(exc)
+                span.set_status(StatusCode.ERROR, str(exc))
+            raise
+        finally:
+            for span in spans:
+                span.end()
 
     async def check_broker(self) -> int:
         """Re-publish the recent rows when the broker lost what it had acknowledged; how many."""
@@ -130,7 +172,8 @@ class OutboxRelay:
         if not lost:
             return 0
         async with self.db.unit_of_work() as session:
-            replayed = (await session.execute(REPLAY, {"window": self.replay_window})).rowcount
+            result = cast(CursorResult[Any], await session.execute(REPLAY, {"window": self.replay_window}))
+            replayed = result.rowcount
         self._acked.clear()
         telemetry.OUTBOX_REPLAYED.inc(replayed)
         log.warning("broker lost acknowledged events (%s); re-publishing %d recent rows",
@@ -147,6 +190,7 @@ class OutboxRelay:
 
     async def _listen(self) -> None:
         """Wake the relay on ``NOTIFY outbox`` for low latency; polling covers missed notifications."""
+        assert self.listen_dsn is not None
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self.listen_dsn, autocommit=True) as conn:

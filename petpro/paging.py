@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from petpro.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+T = TypeVar("T")
 
 
 def page_size(requested: int) -> int:
@@ -31,6 +34,6 @@ def decode(token: str, arity: int = 2) -> tuple[str, ...] | None:
     raise InvalidArgument.field("page_token", "is not a token returned by this List call", "PAGE_TOKEN_INVALID")
 
 
-def next_token(rows: list, limit: int, key) -> str:  # type: ignore[no-untyped-def]
+def next_token(rows: Sequence[T], limit: int, key: Callable[[T], tuple[str, ...]]) -> str:
     """A token for the next page when the page is full, else ""."""
     return encode(key(rows[-1])) if len(rows) == limit and rows else ""

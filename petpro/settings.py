@@ -112,6 +112,9 @@ class ServiceSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=0, le=65535, description="0 disables /metrics")
     bind_host: str = "127.0.0.1"
     grace_seconds: float = Field(default=10.0, ge=0, description="drain time for in-flight RPCs on SIGTERM")
+    max_connection_age_seconds: float = Field(
+        default=0, ge=0, description="0: unlimited; else clients reconnect (and re-resolve DNS) this often"
+    )
     log_level: str = "INFO"
 
     @cached_property

@@ -1,4 +1,20 @@
-"""JSON logs carrying request and trace ids, W3C trace context helpers, Prometheus metrics."""
+"""Observability of every PetPro process: OpenTelemetry tracing, JSON logs with request and trace ids,
+Prometheus metrics.
+
+Tracing is set up once per process by :func:`setup_tracing` (called from ``grpc_server.main``; nothing
+happens at import time).  The SDK always runs, so every request has a trace id in the logs and in the
+``traceparent`` passed on; spans are exported only when an exporter is configured:
+
+* ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (the standard OTel variables,
+  also ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_BSP_*`` …): OTLP over HTTP (JSON encoding) to a collector;
+* ``PETPRO_TRACES_DIR``: OTLP-JSON lines, one file per process (``<dir>/<service>-<pid>.jsonl``), which
+  ``petpro up`` sets to ``$PETPRO_HOME/traces`` and ``petpro traces`` prints as trees.
+
+Spans come from the instrumentations (gRPC aio server and client interceptors, the ASGI middleware of
+the edge's Starlette app, SQLAlchemy engines, Redis clients) plus a few made here by hand: the outbox
+publish (:func:`start_producer_span`), the Kafka consume (:func:`consumer_span`) and the SMTP send.  The Kafka
+hop carries the W3C ``traceparent`` in the CloudEvents headers the outbox writes.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +22,224 @@ import contextvars
 import json
 import logging
 import os
-import re
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-from prometheus_client import Counter, Histogram, start_http_server
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
-traceparent_var: contextvars.ContextVar[str] = contextvars.ContextVar("traceparent", default="")
 
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+log = logging.getLogger("petpro.telemetry")
 
+TRACES_DIR_ENV = "PETPRO_TRACES_DIR"
+_OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# health checks and reflection are not traced (probes would drown the traces)
+_UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                      "grpc.reflection.v1.ServerReflection")
+_UNTRACED_URLS = "/healthz,/metrics"
 
-@dataclass(frozen=True)
-class TraceContext:
-    trace_id: str
-    span_id: str
-    flags: str = "01"
-
-    def header(self) -> str:
-        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
-
-    def child(self) -> TraceContext:
-        return TraceContext(self.trace_id, os.urandom(8).hex(), self.flags)
+_provider: Any = None  # the SDK TracerProvider once set up
 
 
-def parse_traceparent(value: str | None) -> TraceContext | None:
-    m = _TRACEPARENT.match((value or "").strip().lower())
-    if not m or m.group(1) == "0" * 32 or m.group(2) == "0" * 16:
-        return None
-    return TraceContext(m.group(1), m.group(2), m.group(3))
+# --------------------------------------------------------------------------------------------------
+# set-up
+# --------------------------------------------------------------------------------------------------
 
 
-def continue_or_start_trace(value: str | None) -> TraceContext:
-    """A child span of the incoming ``traceparent`` or, when absent/invalid, a new trace."""
-    parent = parse_traceparent(value)
-    return parent.child() if parent else TraceContext(os.urandom(16).hex(), os.urandom(8).hex())
+def exporters_from_env(service: str, environ: Mapping[str, str] = os.environ) -> list[Any]:
+    """The span exporters the environment asks for (none when nothing is configured, or with the
+    standard ``OTEL_TRACES_EXPORTER=none``)."""
+    out: list[Any] = []
+    if environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return out
+    if any(environ.get(k) for k in _OTLP_ENDPOINT_ENVS):
+        from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter
+
+        out.append(OTLPSpanExporter())
+    traces_dir = environ.get(TRACES_DIR_ENV)
+    if traces_dir:
+        from opentelemetry.exporter.otlp.json.file.trace_exporter import FileSpanExporter
+
+        path = Path(traces_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        out.append(FileSpanExporter(path / f"{service}-{os.getpid()}.jsonl"))
+    return out
+
+
+def _root_sampler() -> Any:
+    """Parent-based; a span without a parent is kept when it starts work (SERVER, CONSUMER, PRODUCER)
+    and dropped when it is a call made outside any request (CLIENT/INTERNAL: the relay's and the
+    sweepers' polling queries), so background polling does not flood the traces."""
+    from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
+
+    class WorkRoots(Sampler):
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: SpanKind | None = None,
+                          attributes: Any = None, links: Any = None, trace_state: Any = None) -> SamplingResult:
+            keep = kind in (SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.PRODUCER)
+            return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes)
+
+        def get_description(self) -> str:
+            return "WorkRoots"
+
+    return ParentBased(root=WorkRoots())
+
+
+def setup_tracing(service: str, exporters: Sequence[Any] | None = None) -> Any:
+    """Install the SDK tracer provider for this process (resource ``service.name=service``, W3C
+    propagation; ``OTEL_TRACES_SAMPLER`` when set, else :func:`_root_sampler`).  ``exporters``
+    default to :func:`exporters_from_env`.  Idempotent; returns the provider."""
+    global _provider
+    if _provider is not None or os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return _provider  # (the standard off switch: then only incoming trace context is passed on)
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service})
+    sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else _root_sampler()
+    provider = TracerProvider(resource=resource, sampler=sampler)
+    for exporter in exporters_from_env(service) if exporters is None else exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop the exporters (end of ``main``)."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer("petpro")
+
+
+# --------------------------------------------------------------------------------------------------
+# instrumentations the kit wires in explicitly (no monkey-patching of grpc or starlette)
+# --------------------------------------------------------------------------------------------------
+
+
+def _traced_rpc(details: Any) -> bool:
+    method = getattr(details, "method", "")
+    method = method.decode() if isinstance(method, bytes) else method
+    return not method.lstrip("/").startswith(_UNTRACED_SERVICES)
+
+
+def grpc_server_interceptors() -> list[Any]:
+    """The OpenTelemetry aio server interceptor (outermost, so the kit's logs see the span)."""
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor(filter_=_traced_rpc)]
+
+
+def grpc_client_interceptors() -> list[Any]:
+    """OpenTelemetry aio client interceptors: a CLIENT span per call and ``traceparent`` metadata."""
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return list(aio_client_interceptors(filter_=_traced_rpc))
+
+
+def asgi_middleware() -> tuple[type, dict[str, Any]]:
+    """(middleware class, options) for ``Starlette.add_middleware``: a SERVER span per request."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware, {"excluded_urls": _UNTRACED_URLS, "exclude_spans": ["receive", "send"]}
+
+
+def instrument_engine(engine: Any) -> Any:
+    """A CLIENT span per SQL statement of this (async) SQLAlchemy engine."""
+    from opentelemetry import metrics
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+
+    usage = metrics.get_meter("petpro").create_up_down_counter("db.client.connections.usage", unit="connections")
+    EngineTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+                 getattr(engine, "sync_engine", engine), usage)
+    return engine
+
+
+def instrument_redis(client: Any) -> Any:
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    RedisInstrumentor.instrument_client(client)
+    return client
+
+
+# --------------------------------------------------------------------------------------------------
+# W3C trace context
+# --------------------------------------------------------------------------------------------------
 
 
 def current_traceparent() -> str:
-    return traceparent_var.get()
+    """``traceparent`` of the current span ("" outside any trace), e.g. stored with an outbox row."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def context_from_traceparent(value: str | None) -> otel_context.Context:
+    """The context whose parent is the span ``value`` names (an empty context when absent/invalid)."""
+    return propagate.extract({"traceparent": value} if value else {})
+
+
+def trace_ids() -> tuple[str, str]:
+    """(trace id, span id) of the current span as hex, or ("", "")."""
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return "", ""
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
+def _header_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    return {k: (v or b"").decode("latin-1") for k, v in headers or ()}
+
+
+def start_producer_span(topic: str, *, parent_traceparent: str | None, key: str = "",
+                        message_id: str = "") -> Span:
+    """A PRODUCER span ``publish <topic>`` under the trace the event was written in (its stored
+    ``traceparent``); the message carries :func:`traceparent_of` it.  The caller ends it once the
+    broker acknowledged (or failed)."""
+    return tracer().start_span(
+        f"publish {topic}", context=context_from_traceparent(parent_traceparent), kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "kafka", "messaging.operation.type": "send",
+                    "messaging.destination.name": topic, "messaging.kafka.message.key": key,
+                    "messaging.message.id": message_id},
+    )
+
+
+def traceparent_of(span: Span) -> str:
+    """The W3C ``traceparent`` naming ``span`` as the parent ("" for a non-recording, invalid span)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier.get("traceparent", "")
+
+
+@contextmanager
+def consumer_span(topic: str, headers: Iterable[tuple[str, bytes | None]] | None, *, partition: int = -1,
+                  offset: int = -1, key: bytes | None = None) -> Iterator[Span]:
+    """A CONSUMER span ``process <topic>`` continuing the trace of the message's ``traceparent``
+    header; everything the handler does runs inside it."""
+    h = _header_dict(headers)
+    with tracer().start_as_current_span(
+        f"process {topic}", context=context_from_traceparent(h.get("traceparent")), kind=SpanKind.CONSUMER,
+        attributes={"messaging.system": "kafka", "messaging.operation.type": "process",
+                    "messaging.destination.name": topic, "messaging.message.id": h.get("ce_id", ""),
+                    "messaging.destination.partition.id": str(partition), "messaging.kafka.offset": offset,
+                    "messaging.kafka.message.key": (key or b"").decode("utf-8", "replace")},
+    ) as span:
+        yield span
+
+
+# --------------------------------------------------------------------------------------------------
+# logs
+# --------------------------------------------------------------------------------------------------
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,9 +259,10 @@ class JsonFormatter(logging.Formatter):
         rid = request_id_var.get()
         if rid:
             out["request_id"] = rid
-        tp = parse_traceparent(traceparent_var.get())
-        if tp:
-            out["trace_id"] = tp.trace_id
+        trace_id, span_id = trace_ids()
+        if trace_id:
+            out["trace_id"] = trace_id
+            out["span_id"] = span_id
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
             out.update(extra)
@@ -87,6 +281,12 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+# --------------------------------------------------------------------------------------------------
+# Prometheus metrics (README "Metrics" lists every one)
+# --------------------------------------------------------------------------------------------------
+
+# RED per RPC, recorded by the kit's server interceptor: rate and errors from the counter
+# (grpc_code != OK), duration from the histogram.
 RPC_HANDLED = Counter("grpc_server_handled_total", "RPCs completed", ["grpc_method", "grpc_code"])
 RPC_LATENCY = Histogram(
     "grpc_server_handling_seconds",
@@ -99,7 +299,14 @@ RPC_LATENCY = Histogram(
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "outbox rows published to Kafka and marked sent")
 OUTBOX_FAILURES = Counter("outbox_publish_failures_total", "failed outbox publish attempts (retried)")
 OUTBOX_REPLAYED = Counter("outbox_replayed_total", "outbox rows re-published because the broker lost them")
+OUTBOX_PENDING = Gauge("outbox_unpublished_events", "outbox rows not yet published to Kafka")
+OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds",
+                          "age of the oldest unpublished outbox row (0 when none)")
 EVENTS_CONSUMED = Counter("events_consumed_total", "consumed events by outcome", ["topic", "outcome"])
+CONSUMER_LAG = Gauge("kafka_consumer_lag_messages",
+                     "messages of the assigned partitions not yet consumed (high watermark - position)",
+                     ["topic", "group"])
+DLQ_MESSAGES = Gauge("dlq_messages", "messages held in a dead-letter topic (end - beginning offsets)", ["topic"])
 
 
 def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:

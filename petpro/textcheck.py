@@ -34,7 +34,8 @@ _BYTES = _d.FieldDescriptor.TYPE_BYTES
 
 def _repeated(f: _d.FieldDescriptor) -> bool:
     # protobuf ≥ 5 has is_repeated; label is deprecated there
-    return f.is_repeated if hasattr(f, "is_repeated") else f.label == f.LABEL_REPEATED
+    repeated = getattr(f, "is_repeated", None)
+    return bool(repeated) if repeated is not None else getattr(f, "label") == f.LABEL_REPEATED  # noqa: B009
 
 
 def _allows_line_breaks(f: _d.FieldDescriptor) -> bool:
@@ -52,7 +53,7 @@ def _has_strings(desc: _d.Descriptor) -> bool:
             return False
         seen.add(d.full_name)
         for f in d.fields:
-            if f.type == _STRING or (f.type == _MESSAGE and walk(f.message_type)):
+            if f.type == _STRING or (f.type == _MESSAGE and f.message_type is not None and walk(f.message_type)):
                 return True
         return False
 
@@ -68,7 +69,7 @@ def _strings(msg: Message, prefix: str = "") -> Iterator[tuple[str, _d.FieldDesc
                     yield f"{path}[{i}]", f, v
             else:
                 yield path, f, value
-        elif f.type == _MESSAGE and _has_strings(f.message_type):
+        elif f.type == _MESSAGE and f.message_type is not None and _has_strings(f.message_type):
             if f.message_type.GetOptions().map_entry:
                 for k, v in value.items():
                     if isinstance(k, str):
@@ -121,7 +122,7 @@ def invalid_utf8_field(desc: _d.Descriptor, data: bytes, prefix: str = "", depth
     UTF-8, or None.  Used only after a parse failed, to name the field in the error."""
     if depth > 64:
         return None
-    i, counts = 0, {}
+    i, counts = 0, dict[int, int]()
     try:
         while i < len(data):
             key, i = _varint(data, i)
@@ -146,7 +147,7 @@ def invalid_utf8_field(desc: _d.Descriptor, data: bytes, prefix: str = "", depth
                         chunk.decode("utf-8")
                     except UnicodeDecodeError:
                         return path
-                elif f.type == _MESSAGE:
+                elif f.type == _MESSAGE and f.message_type is not None:
                     sub_prefix = f"{path}[{index}]." if _repeated(f) and not f.message_type.GetOptions().map_entry \
                         else f"{path}."
                     found = invalid_utf8_field(f.message_type, chunk, sub_prefix, depth + 1)

@@ -9,7 +9,11 @@
     petpro seed [FILE]                             load catalog data (default: the bundled demo clinics)
     petpro demo                                    the booking flow against the running stack, with timings
     petpro dlq [list | replay [P:OFFSET ...]]      dead-lettered notification events; replay them
+    petpro traces [TRACE_ID] [-n N]                recent traces of the stack, or one as a tree
     petpro env                                     the environment a client needs (export lines)
+    petpro admin create-platform-admin --email E   the first platform admin (password: PETPRO_ADMIN_PASSWORD)
+    petpro admin create-clinic --name N --time-zone TZ --admin-email E [--hours mon-fri=09:00-17:00 ...]
+                                                   a clinic and the invitation of its first admin, over the API
 
 Configuration: PETPRO_HOME (default .petpro), PETPRO_PORT_BASE (default 7400), PETPRO_<NAME>_PORT,
 and DATABASE_URL / REDIS_URL / KAFKA_BOOTSTRAP_SERVERS / SMTP_URL to use a server of your own.
@@ -214,6 +218,28 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_traces(args: argparse.Namespace) -> int:
+    from petpro_dev.devstack import traces
+
+    stack = _stack()
+    directory = Path(os.environ.get("PETPRO_TRACES_DIR") or stack.ctx.home / "traces")
+    found = traces.by_trace(traces.load_spans(directory))
+    if not found:
+        print(f"no spans in {directory} yet (the stack's services write them there)")
+        return 0
+    if args.trace_id:
+        matches = [t for t in found if t.startswith(args.trace_id.lower())]
+        if len(matches) != 1:
+            print(f"{'no' if not matches else 'more than one'} trace matches {args.trace_id!r}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"trace {matches[0]}")
+        print(traces.render_tree(found[matches[0]]))
+        return 0
+    rows = [("TRACE", "START", "ROOT", "SERVICES", "SPANS", "DURATION"), *traces.summary_rows(found, args.lines)]
+    print(render_table(rows))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from petpro_dev.demo import run
 
@@ -224,6 +250,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_env(args: argparse.Namespace) -> int:
     for key, value in _stack().env().items():
         print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def _admin_password() -> str:
+    import getpass
+
+    return os.environ.get("PETPRO_ADMIN_PASSWORD") or getpass.getpass("platform admin password: ")
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    """Clinic onboarding: through auth_svc's entry point and the REST API, never the services' code."""
+    from petpro_dev.admin import DEFAULT_HOURS, AdminFailed, create_clinic, create_platform_admin, parse_hours
+
+    if args.action == "create-clinic" and not (args.name and args.time_zone and args.admin_email):
+        print("petpro admin create-clinic: --name, --time-zone and --admin-email are required", file=sys.stderr)
+        return EXIT_FAILED
+    stack = _stack()
+    password = _admin_password()
+    try:
+        line = create_platform_admin(args.platform_email, password, {**os.environ, **stack.env()})
+        if args.action == "create-platform-admin":
+            print(line)
+            return 0
+        clinic = {"name": args.name, "time_zone": args.time_zone, "address": args.address, "phone": args.phone,
+                  "email": args.clinic_email, "opening_hours": parse_hours(args.hours or DEFAULT_HOURS)}
+        api = f"http://{stack.settings.host}:{stack.settings.port('envoy')}"
+        done = create_clinic(api, args.platform_email, password, clinic, args.admin_email)
+    except AdminFailed as exc:
+        print(f"petpro admin: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"clinic {done.clinic['name']!r} created: clinic_id {done.clinic['clinic_id']}")
+    print(f"invitation for {done.invitation['email']} (clinic admin) sent; `petpro mail` shows it")
     return 0
 
 
@@ -268,8 +326,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dlq-topic", default="booking.created.dlq")
     p.add_argument("--topic", default="booking.created")
     p.set_defaults(func=cmd_dlq)
+    p = sub.add_parser("traces", help="recent traces of the stack's services, or one trace as a tree")
+    p.add_argument("trace_id", nargs="?", help="a trace id (or a unique prefix) to print as a tree")
+    p.add_argument("-n", "--lines", type=int, default=20, help="how many recent traces to list")
+    p.set_defaults(func=cmd_traces)
     p = sub.add_parser("demo", help="run the booking flow against the running stack, step by step")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("admin", help="clinic onboarding: platform admin, a new clinic and its first admin")
+    p.add_argument("action", choices=("create-platform-admin", "create-clinic"))
+    p.add_argument("--email", "--platform-email", dest="platform_email", default="admin@petpro.local",
+                   help="the platform admin's login (created or reset; password from PETPRO_ADMIN_PASSWORD)")
+    p.add_argument("--name", help="create-clinic: clinic name")
+    p.add_argument("--time-zone", help="create-clinic: IANA time zone, e.g. Europe/Berlin")
+    p.add_argument("--admin-email", help="create-clinic: who becomes the clinic's first admin (invited by email)")
+    p.add_argument("--hours", action="append", help="create-clinic: e.g. mon-fri=08:00-12:00,13:00-18:00 (repeatable)")
+    p.add_argument("--address", default="")
+    p.add_argument("--phone", default="")
+    p.add_argument("--clinic-email", default="")
+    p.set_defaults(func=cmd_admin)
     p = sub.add_parser("env", help="print the environment a client of the stack needs")
     p.set_defaults(func=cmd_env)
     return parser

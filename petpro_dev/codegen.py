@@ -5,6 +5,7 @@ Usage::
     python -m petpro_dev.codegen            # regenerate gen/ (what `make gen` runs)
     python -m petpro_dev.codegen --check    # exit 1 if gen/ differs from what the protos produce
     python -m petpro_dev.codegen --lint     # buf lint (STANDARD, protos/buf.yaml) on a freshly built image
+    python -m petpro_dev.codegen --breaking # buf breaking (FILE) against the released image protos/released/
 
 Everything runs offline from installed wheels; nothing is fetched:
 
@@ -20,6 +21,7 @@ Output (deterministic: same inputs and tool versions -> byte-identical files)::
 
     gen/petpro_api/<domain>/v1/*_pb2.py, *_pb2.pyi, *_pb2_grpc.py, *_pb2_grpc.pyi (+ __init__.py files)
     gen/petpro_api/petpro.binpb  FileDescriptorSet with imports and source info (Envoy, OpenAPI, buf)
+    gen/petpro_api/{openapi.json,envoy_transcoder.binpb,envoy_routes.json}  the edge's (edge.gateway.build)
     gen/buf/validate/validate_pb2.py(i) (+ __init__.py files)
 
 The generated code has its own import root, ``petpro_api`` (``from petpro_api.booking.v1 import
@@ -64,6 +66,9 @@ proto packages and wire names are ``petpro.<domain>.v1``.  ``petpro.binpb`` besi
 FileDescriptorSet of every contract with imports and source info.
 """
 '''
+# The descriptor image of the last released contracts: `buf breaking` compares the protos against it.
+# On a release, copy gen/petpro_api/petpro.binpb here (a new file per major version, e.g. petpro-v2.binpb).
+RELEASED_IMAGE = PROTO_ROOT / "released" / "petpro-v1.binpb"
 VALIDATE_PROTO = "buf/validate/validate.proto"
 
 # Files under gen/ that are not generated outputs and must be ignored when comparing.
@@ -146,7 +151,7 @@ def _protoc(args: Sequence[str]) -> None:
 def _plugin(name: str) -> str:
     exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if exe is None:
-        raise CodegenError(f"{name} not found: install the dev dependencies (pip install -e '.[dev]')")
+        raise CodegenError(f"{name} not found: install the devstack extra (pip install -e '.[dev,devstack]', make setup)")
     return exe
 
 
@@ -215,6 +220,10 @@ def generate(out_dir: Path, proto_root: Path = PROTO_ROOT) -> None:
         _drop_empty_grpc_modules(out_dir, image)
         rehome(out_dir, image)
         shutil.copyfile(image, out_dir / IMAGE_PATH)
+        # the edge's outputs from the same descriptors: openapi.json, Envoy's transcoder set and routes
+        from edge.gateway.build import write_outputs
+
+        write_outputs(out_dir / API_ROOT)
 
 
 def _drop_empty_grpc_modules(out_dir: Path, image_path: Path) -> None:
@@ -397,6 +406,34 @@ def cmd_lint(proto_root: Path) -> int:
     return result.returncode
 
 
+def cmd_breaking(proto_root: Path, against: Path) -> int:
+    """``buf breaking`` of a freshly built image against the released one (offline, both are images)."""
+    buf = buf_executable()
+    if not against.exists():
+        raise CodegenError(f"{against} not found: the released descriptor image to compare against")
+    with tempfile.TemporaryDirectory(prefix="petpro-breaking-") as tmp:
+        generate(Path(tmp), proto_root)
+        image = Path(tmp) / IMAGE_PATH
+        result = subprocess.run(
+            [str(buf), "breaking", str(image), "--against", str(against), "--path", "petpro",
+             "--config", str(proto_root / "buf.yaml")],
+            check=False,
+        )
+    if result.returncode == 0:
+        print(f"buf breaking: no breaking change against {_display_file(against)}")
+    else:
+        print(f"buf breaking: breaking changes against {_display_file(against)} (exit {result.returncode})",
+              file=sys.stderr)
+    return result.returncode
+
+
+def _display_file(path: Path) -> str:
+    try:
+        return path.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def _display(path: Path) -> str:
     try:
         return path.relative_to(ROOT).as_posix() + "/"
@@ -411,15 +448,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check", action="store_true", help="fail if gen/ is stale (generates into a temp dir)"
     )
     mode.add_argument("--lint", action="store_true", help="run buf lint on a freshly built descriptor image")
+    mode.add_argument("--breaking", action="store_true",
+                      help="run buf breaking against the released descriptor image (protos/released/)")
     # For tests and tooling: generate from / compare with other trees than the repository's.
     parser.add_argument("--gen-dir", type=Path, default=GEN_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--proto-root", type=Path, default=PROTO_ROOT, help=argparse.SUPPRESS)
+    parser.add_argument("--against", type=Path, default=RELEASED_IMAGE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         if args.check:
             return cmd_check(args.gen_dir, args.proto_root)
         if args.lint:
             return cmd_lint(args.proto_root)
+        if args.breaking:
+            return cmd_breaking(args.proto_root, args.against)
         return cmd_generate(args.gen_dir, args.proto_root)
     except CodegenError as exc:
         print(f"codegen: {exc}", file=sys.stderr)

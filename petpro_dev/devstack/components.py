@@ -19,6 +19,7 @@ Optional hooks: ``prepare`` (before start), ``provision`` (once ready), ``stop``
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,11 +103,20 @@ def infra() -> list[Component]:
     ]
 
 
+def tracing_env(ctx: Context) -> dict[str, str]:
+    """Spans of the stack's services as OTLP-JSON lines under ``$PETPRO_HOME/traces`` (read by
+    ``petpro traces``), flushed every 0.5 s; a user's own ``PETPRO_TRACES_DIR``/``OTEL_*`` win."""
+    return {
+        "PETPRO_TRACES_DIR": os.environ.get("PETPRO_TRACES_DIR") or str(ctx.home / "traces"),
+        "OTEL_BSP_SCHEDULE_DELAY": os.environ.get("OTEL_BSP_SCHEDULE_DELAY") or "500",
+    }
+
+
 def python_grpc_service(name: str, module: str, depends_on: tuple[str, ...] = ()) -> Component:
     """A deployable of the mesh: ``python -m <module>``, healthy when gRPC health says SERVING."""
     return Component(
         name=name,
-        launch=lambda ctx: Launch([sys.executable, "-m", module]),
+        launch=lambda ctx: Launch([sys.executable, "-m", module], env=tracing_env(ctx)),
         ready=checks.grpc_health,
         depends_on=("migrate", *INFRA_NAMES, *depends_on),
         start_timeout=60.0,
@@ -138,7 +148,7 @@ def envoy() -> Component:
     """The public REST edge: Envoy with its config generated from the protos' descriptors."""
     return Component(
         name="envoy",
-        launch=lambda ctx: Launch([sys.executable, "-m", "edge.envoy"]),
+        launch=lambda ctx: Launch([sys.executable, "-m", "edge.gateway"]),
         ready=checks.http_ok("/ready"),
         port=lambda ctx: ctx.port("envoy_admin"),
         depends_on=(),  # Envoy needs no upstream to start: it comes up alongside the services

@@ -6,22 +6,10 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from petpro import topics
 from petpro.settings import load
 from petpro_dev.devstack import checks
 from petpro_dev.devstack.component import Component, Context, Launch
-
-
-class TopicSettings(BaseSettings):
-    """Topics ``petpro up`` creates on the broker (embedded or external) when missing.  Only the dev
-    stack creates topics; in Kubernetes a Helm hook Job does."""
-
-    model_config = SettingsConfigDict(env_prefix="PETPRO_KAFKA_", env_file=".env", extra="ignore")
-
-    topics: tuple[str, ...] = ("booking.created", "booking.created.dlq")
-    partitions: int = Field(default=3, ge=1, description="partitions of each topic created")
 
 
 def tansu_binary() -> Path:
@@ -54,29 +42,9 @@ def launch(ctx: Context) -> Launch:
 
 
 def ensure_topics(ctx: Context, bootstrap: str) -> None:
-    """Create the configured topics that do not exist yet (PETPRO_KAFKA_TOPICS / _PARTITIONS)."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    wanted = load(TopicSettings)
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="petpro-devstack", request_timeout_ms=5000
-    )
-    try:
-        missing = [t for t in wanted.topics if t not in set(admin.list_topics())]
-        if missing:
-            try:
-                admin.create_topics(
-                    [
-                        NewTopic(t, num_partitions=wanted.partitions, replication_factor=1)
-                        for t in missing
-                    ]
-                )
-            except TopicAlreadyExistsError:
-                pass  # created concurrently
-    finally:
-        admin.close()
+    """Create the configured topics that do not exist yet (PETPRO_KAFKA_TOPICS / _PARTITIONS), with the
+    same code as the Helm hook Job (``python -m petpro.topics``)."""
+    topics.ensure_topics(bootstrap, load(topics.TopicSettings), client_id="petpro-devstack")
 
 
 def component() -> Component:

@@ -1,8 +1,8 @@
 """OS-process plumbing of the dev stack: pid files, process identity, detached spawn, stop, ports, logs.
 
-Linux only (``/proc``, pidfd).  A pid file holds the pid on its first line and the process start time
-(``/proc/<pid>/stat`` field 22, clock ticks since boot) on the second, so a pid reused by an unrelated
-process after a reboot or a crash is never mistaken for ours and never signalled.
+Process inspection and process-tree handling come from psutil.  A pid file holds the pid on its first
+line and the process creation time (``psutil.Process.create_time()``) on the second, so a pid reused
+by an unrelated process after a reboot or a crash is never mistaken for ours and never signalled.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import errno
 import os
 import pwd
-import select
 import signal
 import socket
 import subprocess
@@ -22,44 +21,46 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypedDict
 
+import psutil
+
+_GONE = (psutil.NoSuchProcess, psutil.ZombieProcess)
+_SAME_START = 0.01  # s: two readings of one process's creation time agree far closer than this
+
 
 @dataclass(frozen=True)
 class PidRecord:
     pid: int
-    start_time: int | None  # None: a hand-written pid file (identity then checked by command line)
+    start_time: float | None  # create_time(); None: a hand-written pid file (then checked by command line)
 
 
-@dataclass(frozen=True)
-class ProcStat:
-    state: str
-    ppid: int
-    pgrp: int
-    start_time: int
-
-
-def proc_stat(pid: int) -> ProcStat | None:
-    """``/proc/<pid>/stat`` of a process, or None if there is none."""
+def _process(pid: int) -> psutil.Process | None:
+    """The live (not zombie) process ``pid``, or None."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        proc = psutil.Process(pid)
+        return None if proc.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) else proc
+    except _GONE:
         return None
-    # the command name (field 2) is in parentheses and may contain spaces: split after the last ')'
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return ProcStat(state=fields[0], ppid=int(fields[1]), pgrp=int(fields[2]), start_time=int(fields[19]))
+    except psutil.AccessDenied:
+        return psutil.Process(pid)
 
 
 def proc_cmdline(pid: int) -> list[str]:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return psutil.Process(pid).cmdline()
+    except (*_GONE, psutil.AccessDenied):
         return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def is_alive(pid: int) -> bool:
     """The process exists and is not a zombie (an exited child nobody reaped yet)."""
-    st = proc_stat(pid)
-    return st is not None and st.state not in ("Z", "X")
+    return _process(pid) is not None
+
+
+def _create_time(proc: psutil.Process) -> float | None:
+    try:
+        return proc.create_time()
+    except (*_GONE, psutil.AccessDenied):
+        return None
 
 
 def read_pidfile(path: Path) -> PidRecord | None:
@@ -68,29 +69,34 @@ def read_pidfile(path: Path) -> PidRecord | None:
     except FileNotFoundError:
         return None
     try:
-        return PidRecord(int(lines[0]), int(lines[1]) if len(lines) > 1 else None)
+        return PidRecord(int(lines[0]), float(lines[1]) if len(lines) > 1 else None)
     except (IndexError, ValueError):
         return None  # garbage: treated as stale
 
 
 def write_pidfile(path: Path, pid: int) -> PidRecord:
-    st = proc_stat(pid)
-    record = PidRecord(pid, st.start_time if st else None)
+    proc = _process(pid)
+    record = PidRecord(pid, _create_time(proc) if proc else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{pid}\n{record.start_time or ''}\n")
+    tmp.write_text(f"{pid}\n{'' if record.start_time is None else repr(record.start_time)}\n")
     tmp.replace(path)
     return record
 
 
+def _same_start(proc: psutil.Process, start_time: float) -> bool:
+    created = _create_time(proc)
+    return created is not None and abs(created - start_time) < _SAME_START
+
+
 def is_ours(record: PidRecord, expected_argv: Sequence[str] | None = None) -> bool:
-    """The pid file's process is alive and is the one we started (same start time; for a pid file
-    without a start time: the same command line)."""
-    st = proc_stat(record.pid)
-    if st is None or st.state in ("Z", "X"):
+    """The pid file's process is alive and is the one we started (same creation time; for a pid file
+    without one: the same command line)."""
+    proc = _process(record.pid)
+    if proc is None:
         return False
     if record.start_time is not None:
-        return st.start_time == record.start_time
+        return _same_start(proc, record.start_time)
     return expected_argv is not None and proc_cmdline(record.pid) == list(expected_argv)
 
 
@@ -146,80 +152,56 @@ def run_as(user: str | None) -> RunAs:
 
 
 def wait_exit(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
-    """Wait until ``pid`` has exited (reaping it if it is our child).  True if it did in time.
-
-    Event-driven: ``Popen.wait`` for our own child, a pidfd otherwise; a short poll only as fallback.
-    """
+    """Wait until ``pid`` has exited (reaping it if it is our child).  True if it did in time."""
     if proc is not None and proc.pid == pid:
         try:
             proc.wait(timeout)
             return True
         except subprocess.TimeoutExpired:
             return False
-    deadline = time.monotonic() + timeout
-    pidfd: int | None = None
-    with contextlib.suppress(OSError, AttributeError):
-        pidfd = os.pidfd_open(pid)
+    target = _process(pid)
+    if target is None:
+        return True
     try:
-        while True:
-            _reap(pid)
-            if not is_alive(pid):
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            if pidfd is not None:
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                poller.poll(max(1, int(min(left, 1.0) * 1000)))
-            else:
-                time.sleep(min(left, 0.02))
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
+        target.wait(timeout)  # reaps our own child; otherwise waits until the pid is gone
+    except psutil.TimeoutExpired:
+        return not is_alive(pid)  # a zombie left for its parent to reap has exited too
+    return True
 
 
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+def process_group(pid: int) -> int | None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        return os.getpgid(pid)
+    return None
 
 
-def _signal(pid: int, sig: int, *, group: bool) -> None:
+def _family(pid: int) -> list[psutil.Process]:
+    """``pid``, its descendants and the rest of its process group (helpers that a crash left
+    reparented), live ones only."""
+    leader = _process(pid)
+    found: dict[int, psutil.Process] = {}
+    if leader is not None:
+        found[pid] = leader
+        with contextlib.suppress(*_GONE):
+            found.update((c.pid, c) for c in leader.children(recursive=True))
+    for other in psutil.process_iter():
+        if other.pid not in found and process_group(other.pid) == pid:
+            found[other.pid] = other
+    return [p for p in found.values() if is_alive(p.pid)]
+
+
+def family(pid: int) -> dict[int, float]:
+    """Live processes of ``pid``'s process group plus all its descendants (PostgreSQL's backends
+    call setsid(), so the group alone is not enough), as pid → creation time."""
+    return {p.pid: t for p in _family(pid) if (t := _create_time(p)) is not None}
+
+
+def _signal_group(pid: int, sig: int, *, group: bool) -> None:
     with contextlib.suppress(ProcessLookupError):
         if group:
             os.killpg(pid, sig)
         else:
             os.kill(pid, sig)
-
-
-def _live_processes() -> dict[int, ProcStat]:
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            st = proc_stat(int(entry.name))
-            if st is not None and st.state not in ("Z", "X"):  # a zombie holds no port or file
-                table[int(entry.name)] = st
-    return table
-
-
-def family(pid: int) -> dict[int, int]:
-    """Live processes of ``pid``'s process group plus all its descendants (PostgreSQL's backends
-    call setsid(), so the group alone is not enough), as pid → start time (for safe signalling)."""
-    table = _live_processes()
-    found = {p for p, st in table.items() if st.pgrp == pid}
-    todo = [pid]
-    while todo:
-        parent = todo.pop()
-        for p, st in table.items():
-            if st.ppid == parent and p not in found:
-                found.add(p)
-                todo.append(p)
-    found.add(pid)
-    return {p: table[p].start_time for p in found if p in table}
-
-
-def _still_running(procs: dict[int, int]) -> dict[int, int]:
-    return {p: t for p, t in procs.items() if (st := proc_stat(p)) and st.start_time == t and is_alive(p)}
 
 
 def terminate(
@@ -233,30 +215,30 @@ def terminate(
 
     ``polite`` (e.g. ``pg_ctl stop -m fast``) replaces the SIGTERM to the group.  After ``grace``
     seconds the group gets SIGKILL; helpers still alive shortly after the leader exited get SIGKILL
-    too.  Returns True if the leader stopped gracefully.
+    too (psutil signals a helper only while its pid still names the same process).  Returns True if
+    the leader stopped gracefully.
     """
-    st = proc_stat(pid)
-    if st is None:
+    if _process(pid) is None:
         return True
-    group = st.pgrp == pid  # we start every component as a session/group leader
-    helpers = family(pid)
+    group = process_group(pid) == pid  # we start every component as a session/group leader
+    helpers = [p for p in _family(pid) if p.pid != pid]
     if polite is not None:
         try:
             polite()
         except Exception:  # the generic path below still stops it
-            _signal(pid, signal.SIGTERM, group=group)
+            _signal_group(pid, signal.SIGTERM, group=group)
     else:
-        _signal(pid, signal.SIGTERM, group=group)
+        _signal_group(pid, signal.SIGTERM, group=group)
     graceful = wait_exit(pid, grace, proc)
     if not graceful:
-        _signal(pid, signal.SIGKILL, group=group)
+        _signal_group(pid, signal.SIGKILL, group=group)
         wait_exit(pid, 5.0, proc)
     # helpers normally exit with their leader; whatever is left gets SIGKILL after a short wait
-    deadline = time.monotonic() + min(grace, 2.0)
-    while (left := _still_running(helpers)) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    for p in left:
-        _signal(p, signal.SIGKILL, group=False)
+    _gone, alive = psutil.wait_procs(helpers, timeout=min(grace, 2.0))
+    for p in alive:
+        with contextlib.suppress(*_GONE):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5.0)
     return graceful
 
 

@@ -2,7 +2,9 @@
 
 Stripe signs ``"<t>.<raw body>"`` with HMAC-SHA256, keyed with the endpoint secret as a whole
 (``whsec_…`` included), and sends ``Stripe-Signature: t=<unix seconds>,v1=<hex digest>``; each delivery
-attempt is signed afresh with its own timestamp.  ``stripe.Webhook.construct_event`` verifies it.
+attempt is signed afresh with its own timestamp.  The header comes from the stripe SDK's own
+``stripe.WebhookSignature.generate_signature_header``, the counterpart of the
+``stripe.Webhook.construct_event`` that verifies it.
 
 The secret: ``STRIPE_WEBHOOK_SECRET`` when set, else generated once under the stack's home at
 ``keys/stripe-webhook-secret``; the payment service calls :func:`load_webhook_secret` with the same
@@ -11,10 +13,10 @@ home to verify what the sandbox signs.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from pathlib import Path
+
+import stripe
 
 from petpro.keys import load_or_create_secret
 from petpro.settings import BackingSettings
@@ -55,12 +57,6 @@ def load_webhook_secret(home: Path, *, env: bool = True) -> str:
     return value if value.startswith(SECRET_PREFIX) else SECRET_PREFIX + value
 
 
-def compute_signature(payload: bytes, secret: str, timestamp: int) -> str:
-    signed = f"{timestamp}.".encode() + payload
-    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
-
-
 def signature_header(payload: bytes, secret: str, timestamp: int | None = None) -> str:
-    """``t=<timestamp>,v1=<signature>`` for one delivery attempt."""
-    t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={compute_signature(payload, secret, t)}"
+    """``t=<timestamp>,v1=<signature>`` for one delivery attempt (now, unless ``timestamp``)."""
+    return stripe.WebhookSignature.generate_signature_header(payload.decode("utf-8"), secret, timestamp)

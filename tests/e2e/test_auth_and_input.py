@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from petpro import keys
 from tests.e2e.conftest import CHECKUP, HAPPY_PAWS, Api
 
 pytestmark = pytest.mark.e2e
@@ -39,8 +40,8 @@ async def test_missing_malformed_forged_none_and_expired_tokens_are_401(api: Api
     user = await api.user()
     assert (await _status(api, user.token))[0] == 200
     claims = _claims(user.token)
-    mesh_key = serialization.load_pem_private_key(
-        (api.stack.ctx.home / "keys" / "auth-signing.pem").read_bytes(), password=None)
+    signing = keys.key_files(api.stack.ctx.home / "keys" / "auth-signing")[-1]  # the newest key signs
+    mesh_key = serialization.load_pem_private_key(signing.read_bytes(), password=None)
     expired = jwt.encode({**claims, "iat": int(time.time()) - 3600, "exp": int(time.time()) - 60}, mesh_key,
                          algorithm="EdDSA", headers={"kid": jwt.get_unverified_header(user.token)["kid"]})
     cases = {

@@ -27,6 +27,10 @@ async def test_register_book_pay_confirm(api: Api):
     assert held["status"] == "PENDING_PAYMENT"
     assert held["amount"] == {"amount_minor": "4500", "currency": "EUR"}
     assert held["payment_url"].startswith("http")
+    # reading the hold returns its payment's checkout page (read from payment_svc, see test_bff_reads)
+    for _ in range(2):
+        read = (await api.c.get(f"/v1/reservations/{held['lock_id']}", headers=owner.auth)).json()
+        assert (read["status"], read["payment_url"]) == ("PENDING_PAYMENT", held["payment_url"])
 
     paid = await api.pay(held["payment_url"])
     assert paid.status_code == 200, paid.text

@@ -25,7 +25,8 @@ import grpc
 import httpx
 import pytest
 
-from edge.http_app import HttpDeps, HttpServer, create_app
+from edge.web.app import HttpServer, create_app
+from edge.web.deps import HttpDeps
 from petpro.convert import ts
 from petpro_api.auth.v1 import auth_pb2
 from petpro_api.booking.v1 import booking_pb2
@@ -475,7 +476,7 @@ async def test_staff_of_several_clinics_pick_one_in_the_browser(api: Api, browse
         async with db.unit_of_work() as session:
             await AuthRepository(session).upsert_user(AuthUser(
                 id=uuid.uuid4(), email=normalize_email(email), name="Sam Both", password_hash=Passwords().hash(password),
-                roles=(ROLE_CLINIC_STAFF,), clinic_ids=(HAPPY_PAWS, FLUFFY)))
+                roles=(ROLE_CLINIC_STAFF,), memberships={HAPPY_PAWS: "STAFF", FLUFFY: "STAFF"}))
     finally:
         await db.close()
     token = await api.login(email, password)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -61,11 +62,11 @@ def leaders_on_ports(stack: Stack) -> list[int]:
     (a duplicate would show up here)."""
     ports = {str(c.port_of(stack.ctx)) for c in stack.steps if isinstance(c, Component)}
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (st := process.proc_stat(int(entry.name))) and st.pgrp == int(entry.name):
-            words = " ".join(process.proc_cmdline(int(entry.name))).replace(":", " ").split()
-            if ports & set(words) and process.is_alive(int(entry.name)):
-                found.append(int(entry.name))
+    for pid in psutil.pids():
+        if process.process_group(pid) == pid:
+            words = " ".join(process.proc_cmdline(pid)).replace(":", " ").split()
+            if ports & set(words) and process.is_alive(pid):
+                found.append(pid)
     return sorted(found)
 
 

@@ -1,4 +1,4 @@
-"""The REST edge for real: Envoy (config from edge.envoy_config) in front of a fake MobileService
+"""The REST edge for real: Envoy (config from edge.gateway.config) in front of a fake MobileService
 (kit server, so validation and error details are the production ones) and the edge HTTP app (whose
 webhook talks to fake Payment/Booking services over real gRPC).  Driven over HTTP only."""
 
@@ -22,10 +22,11 @@ from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from benchmarks.run import check_edge_unthrottled
-from edge.envoy import EnvoySettings
-from edge.envoy import argv as envoy_argv
-from edge.envoy_config import RateLimit, build_config, default_descriptor_path, write_config
-from edge.http_app import HttpDeps, HttpServer, create_app
+from edge.gateway.config import RateLimit, build_config, write_config
+from edge.gateway.envoy import EnvoySettings
+from edge.gateway.envoy import argv as envoy_argv
+from edge.web.app import HttpServer, create_app
+from edge.web.deps import HttpDeps
 from petpro import grpc_server
 from petpro.errors import DomainError, FailedPrecondition, InvalidArgument, Kind, NotFound, Unavailable
 from petpro.settings import ServiceSettings, StackSettings
@@ -255,9 +256,9 @@ async def _poll(predicate, what: str, within: float = READY_TIMEOUT, interval: f
 
 
 def spawn_envoy(stack: StackSettings, **config: Any) -> EnvoyProcess:
-    """Envoy as `python -m edge.envoy` runs it (same argv), with the given build_config options."""
+    """Envoy as `python -m edge.gateway` runs it (same argv), with the given build_config options."""
     path = write_config(
-        build_config(stack, default_descriptor_path(), **config), stack.home / "run" / "envoy.json"
+        build_config(stack, **config), stack.home / "run" / "envoy.json"
     )
     log_path = stack.home / "envoy.log"
     with log_path.open("wb") as out:
@@ -503,7 +504,7 @@ async def test_not_found_is_404_problem_with_reason(edge: Edge) -> None:
     booking = str(uuid.uuid4())
     body = _problem(await edge.client.get(f"/v1/bookings/{booking}"), 404)
     assert body["reason"] == "BOOKING_NOT_FOUND"
-    assert body["domain"] == "petpro.dev"
+    assert body["domain"] == "mobile.petpro.dev"  # raised by MobileService itself
     assert booking in body["detail"]
     assert body["type"].endswith("/booking-not-found")
 
@@ -710,7 +711,9 @@ async def test_openapi_docs_health_and_metrics_through_envoy(edge: Edge) -> None
     assert "/v1/bookings" in doc["paths"]
     resp = await edge.client.get("/docs")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
-    assert "CreateBooking" in resp.text
+    assert "/docs/assets/swagger-ui-bundle.js" in resp.text
+    resp = await edge.client.get("/docs/assets/swagger-ui-bundle.js")  # the vendored Swagger UI
+    assert resp.status_code == 200 and "SwaggerUIBundle" in resp.text
     resp = await edge.client.get("/healthz")
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
     resp = await edge.client.get("/metrics")
@@ -882,7 +885,7 @@ async def test_one_token_cannot_spend_its_address_limit(port_bases, tmp_path_fac
 
 def test_envoy_validates_the_generated_config(tmp_path: Path) -> None:
     stack = StackSettings(home=tmp_path, port_base=17400)
-    path = write_config(build_config(stack, default_descriptor_path()), tmp_path / "envoy.json")
+    path = write_config(build_config(stack), tmp_path / "envoy.json")
     binary = envoy_argv(stack, EnvoySettings(), path)[0]
     result = subprocess.run(
         [
@@ -909,7 +912,7 @@ async def test_serve_http_runs_as_a_background_task_of_the_grpc_app() -> None:
     import signal
     import socket
 
-    from edge.http_app import serve_http
+    from edge.web.app import serve_http
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -943,3 +946,80 @@ async def test_serve_http_runs_as_a_background_task_of_the_grpc_app() -> None:
         with pytest.raises(httpx.TransportError):
             await client.get(f"http://127.0.0.1:{port}/healthz")
     await deps.aclose()
+
+
+# --------------------------------------------------------------------------------------------------
+# Envoy's own spans (OpenTelemetry tracer → OTLP/HTTP collector)
+# --------------------------------------------------------------------------------------------------
+
+
+class _Collector:
+    """Stands in for an OTLP/HTTP collector: records every export Envoy POSTs (protobuf bodies)."""
+
+    def __init__(self) -> None:
+        self.exports: list[tuple[str, bytes, bytes]] = []  # (path, content-type, body)
+
+    async def __call__(self, scope, receive, send) -> None:  # a bare ASGI app
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.exports.append((scope["path"], dict(scope["headers"]).get(b"content-type", b""), body))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-protobuf")]})
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def test_envoy_emits_its_span_as_the_parent_of_the_upstream_call(port_bases, tmp_path_factory) -> None:
+    from edge.gateway.config import Tracing
+
+    mobile, collector = FakeMobile(), _Collector()
+    mobile_server = await grpc_server.start(grpc_server.App(
+        name="fake-mobile", settings=_Settings(grace_seconds=0),
+        services=[grpc_server.Registration(mobile_pb2_grpc.add_MobileServiceServicer_to_server, mobile,
+                                           "petpro.mobile.v1.MobileService")]), port=0)
+    otlp = HttpServer(collector, "127.0.0.1", 0, graceful_timeout=0.5)
+    otlp_port = otlp.bind()
+    otlp_task = asyncio.create_task(otlp.serve())
+    envoy = await start_envoy(_stack(port_bases, tmp_path_factory), grpc_upstream=("127.0.0.1", mobile_server.port),
+                              http_upstream=("127.0.0.1", otlp_port), tracing=Tracing("127.0.0.1", otlp_port))
+    try:
+        async with httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=15.0) as client:
+            trace_id, client_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+            resp = await client.post("/v1/auth/login", json={"email": "a@b.co", "password": "pw"},
+                                     headers={"traceparent": f"00-{trace_id}-{client_span}-01", "x-request-id": "r1"})
+            assert resp.status_code == 200, resp.text
+            upstream = mobile.last("Login").metadata
+            version, got_trace, envoy_span, flags = upstream["traceparent"].split("-")
+            assert (version, got_trace, flags) == ("00", trace_id, "01")
+            assert envoy_span != client_span  # Envoy's span sits between the client's and the service's
+            assert upstream["x-request-id"] == "r1"
+
+            # without a traceparent Envoy starts the trace itself
+            await client.post("/v1/auth/login", json={"email": "a@b.co", "password": "pw"})
+            assert mobile.last("Login").metadata["traceparent"].split("-")[1] != trace_id
+
+            async def exported() -> bool:
+                return any(path == "/v1/traces" and bytes.fromhex(trace_id) in body and bytes.fromhex(envoy_span) in body
+                           for path, _, body in collector.exports)
+
+            await _poll(exported, "Envoy's span at the collector", within=60)
+            assert all(ctype == b"application/x-protobuf" for _, ctype, _ in collector.exports)
+    finally:
+        envoy.stop()
+        otlp.stop()
+        await otlp_task
+        await mobile_server.stop(grace=0)
+
+
+def test_envoy_tracing_follows_the_standard_otlp_variables() -> None:
+    from edge.gateway.config import Tracing, tracing_from_env
+
+    assert tracing_from_env({}) is None
+    assert tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}) == Tracing(
+        "otel-collector", 4318, "/v1/traces")
+    assert tracing_from_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:9999/custom"}) == Tracing("c", 9999, "/custom")
+    assert tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}) is None
+    with pytest.raises(ValueError, match="http://"):
+        tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4318"})

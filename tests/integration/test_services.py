@@ -22,8 +22,8 @@ from petpro_dev.devstack.process import free_port
 pytestmark = pytest.mark.integration
 
 SERVICES = {
-    "auth": ("auth_svc", "AUTH", ["petpro.auth.v1.AuthService"]),
-    "booking": ("booking_svc", "BOOKING", ["petpro.booking.v1.BookingService"]),
+    "auth": ("auth_svc", "AUTH", ["petpro.auth.v1.AuthService", "petpro.auth.v1.ClinicStaffService"]),
+    "booking": ("booking_svc", "BOOKING", ["petpro.booking.v1.BookingService", "petpro.booking.v1.ClinicAdminService"]),
     "payment": ("payment_svc", "PAYMENT", ["petpro.payment.v1.PaymentService"]),
     "notif": ("notif_worker", "NOTIF",
               ["petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"]),

@@ -52,10 +52,10 @@ def test_alg_none_and_hs256_confusion_are_rejected():
     iss = issuer()
     good, _ = iss.issue(USER, uuid.uuid4(), NOW)
     payload = jwt.decode(good, options={"verify_signature": False})
-    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(payload)}."
+    unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': iss.kid})}.{_b64(payload)}."
     with pytest.raises(TokenInvalid):
         iss.verify(unsigned, NOW)
-    hs = jwt.encode(payload, iss.x, algorithm="HS256")  # public key material used as an HMAC secret
+    hs = jwt.encode(payload, iss.x, algorithm="HS256", headers={"kid": iss.kid})  # public key as an HMAC secret
     with pytest.raises(TokenInvalid):
         iss.verify(hs, NOW)
 

@@ -89,3 +89,26 @@ def test_lost_slot_and_cancelled_reservations_never_confirm():
         decide_confirm(_res(ReservationState.FAILED, failure="SLOT_TAKEN"), uuid.uuid4(), NOW)
     with pytest.raises(ReservationClosed):
         decide_confirm(_res(ReservationState.CANCELLED), uuid.uuid4(), NOW)
+
+
+def test_late_payment_reclaims_a_free_slot_and_fails_a_taken_one():
+    from booking_svc.domain import FAILURE_SLOT_TAKEN, decide_reclaim
+
+    kept = decide_reclaim(slot_still_free=True)
+    assert (kept.state, kept.failure_reason, kept.lost) == (ReservationState.CONFIRMED, None, False)
+    lost = decide_reclaim(slot_still_free=False)
+    assert (lost.state, lost.failure_reason, lost.lost) == (ReservationState.FAILED, FAILURE_SLOT_TAKEN, True)
+    # and a reservation failed that way answers every later confirmation with "refund it"
+    with pytest.raises(SlotLost):
+        decide_confirm(_res(lost.state, failure=lost.failure_reason), uuid.uuid4(), NOW)
+
+
+def test_a_confirmed_booking_copies_the_reservation():
+    from booking_svc.domain import Booking, BookingState
+
+    res, pay = _res(), uuid.uuid4()
+    b = Booking.confirm(res, pay, NOW)
+    assert b.state is BookingState.CONFIRMED
+    assert (b.lock_id, b.payment_id, b.owner_user_id, b.pet_id, b.start, b.end, b.amount_minor, b.currency) == (
+        res.lock_id, pay, res.owner_user_id, res.pet_id, res.start, res.end, res.amount_minor, res.currency)
+    assert b.created_at == NOW and b.id != res.lock_id

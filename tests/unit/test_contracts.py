@@ -107,8 +107,9 @@ def test_generated_code_has_its_own_import_root() -> None:
 
 
 def test_public_rest_routes() -> None:
-    """The REST API: MobileService (the BFF) plus BookingService's public catalog reads; no other
-    service and no other BookingService method has a route."""
+    """The REST API: MobileService (the BFF), BookingService's public catalog reads, AuthService's key
+    set and the clinic operations (ClinicAdminService, ClinicStaffService); no other service and no other
+    method of BookingService and AuthService has a route."""
     image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_PATH).read_bytes())
     routes = set()
     for f in image.file:
@@ -140,7 +141,34 @@ def test_public_rest_routes() -> None:
         ("GET", "/v1/me/notifications", ""),
         ("POST", "/v1/me/devices", "*"),
     }
-    assert {r[0] for r in routes} == {booking, mobile}
+    auth = "petpro.auth.v1.AuthService"
+    assert {r for r in routes if r[0] == auth} == {(auth, "GET", "/.well-known/jwks.json", "")}
+    staff = "petpro.auth.v1.ClinicStaffService"
+    assert {r[1:] for r in routes if r[0] == staff} == {
+        ("POST", "/v1/clinics/{clinic_id}/invitations", "*"),
+        ("POST", "/v1/invitations:accept", "*"),
+        ("GET", "/v1/clinics/{clinic_id}/staff", ""),
+        ("DELETE", "/v1/clinics/{clinic_id}/staff/{user_id}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/service-accounts", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/service-accounts/{client_id}:rotate-secret", "*"),
+        ("POST", "/v1/auth/service-token", "*"),
+    }
+    admin = "petpro.booking.v1.ClinicAdminService"
+    assert {r[1:] for r in routes if r[0] == admin} == {
+        ("POST", "/v1/clinics", "clinic"),
+        ("PATCH", "/v1/clinics/{clinic.clinic_id}", "clinic"),
+        ("PUT", "/v1/clinics/{clinic_id}/opening-hours", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/closures", "closure"),
+        ("GET", "/v1/clinics/{clinic_id}/closures", ""),
+        ("DELETE", "/v1/clinics/{clinic_id}/closures/{closure_id}", ""),
+        ("PUT", "/v1/clinics/{clinic_id}/day-overrides/{override.date}", "override"),
+        ("DELETE", "/v1/clinics/{clinic_id}/day-overrides/{date}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/services", "service"),
+        ("PATCH", "/v1/services/{service.service_id}", "service"),
+        ("POST", "/v1/services/{service_id}:archive", "*"),
+        ("GET", "/v1/clinics/{clinic_id}/bookings", ""),
+    }
+    assert {r[0] for r in routes} == {booking, mobile, auth, staff, admin}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------
@@ -280,3 +308,28 @@ def test_generate_is_deterministic_and_reports_extra_files(tmp_path: Path) -> No
 def test_buf_lint_clean() -> None:
     result = _run_codegen("--lint")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    not (ROOT / "node_modules" / ".bin" / "buf").exists(), reason="buf not installed (npm ci)"
+)
+def test_buf_breaking_clean_against_released_image() -> None:
+    assert codegen.RELEASED_IMAGE.exists(), "the released descriptor image must be committed"
+    result = _run_codegen("--breaking")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    not (ROOT / "node_modules" / ".bin" / "buf").exists(), reason="buf not installed (npm ci)"
+)
+def test_buf_breaking_reports_a_renumbered_field(tmp_path: Path) -> None:
+    protos = tmp_path / "protos"
+    shutil.copytree(ROOT / "protos", protos)
+    money = protos / "petpro" / "common" / "v1" / "money.proto"
+    assert "string currency = 2" in money.read_text()
+    money.write_text(money.read_text().replace("string currency = 2", "string currency = 3"))
+
+    result = _run_codegen("--breaking", "--proto-root", str(protos), "--against", str(codegen.RELEASED_IMAGE))
+
+    assert result.returncode != 0
+    assert "money.proto" in result.stdout + result.stderr

@@ -95,6 +95,22 @@ async def test_domain_error_maps_to_status_with_reason(server):
         await stub.Register(auth_pb2.RegisterRequest(email="a@b.co", password="long enough", name="A"))
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND
     assert _details(exc.value)["ErrorInfo"].reason == "THING_NOT_FOUND"
+    assert _details(exc.value)["ErrorInfo"].domain == "auth.petpro.dev"  # <service>.petpro.dev
+
+
+def test_error_domain_is_per_service_and_passes_through() -> None:
+    from petpro.errors import Kind
+    from petpro.interceptors import error_domain, status_for
+    from petpro.upstream import UpstreamError
+
+    assert error_domain("/petpro.booking.v1.BookingService/ReserveSlot") == "booking.petpro.dev"
+    assert error_domain("/petpro.mobile.v1.MobileService/GetBooking") == "mobile.petpro.dev"
+    assert error_domain("/grpc.health.v1.Health/Check") == "petpro.dev"
+    passed = UpstreamError("gone", Kind.NOT_FOUND, domain="booking.petpro.dev", reason="BOOKING_NOT_FOUND")
+    status = status_for(passed, "rid", "mobile.petpro.dev")  # the BFF re-raises booking's error
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert (info.domain, info.reason) == ("booking.petpro.dev", "BOOKING_NOT_FOUND")
 
 
 async def test_unexpected_error_is_internal_without_leaking(server):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from edge.reconcile import Reconciler
+from edge.bff.reconcile import Reconciler
 from petpro.interceptors import rich_status
 from petpro_api.booking.v1 import booking_pb2
 from petpro_api.payment.v1 import payment_pb2

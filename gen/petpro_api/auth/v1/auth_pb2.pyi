@@ -32,7 +32,11 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     ROLE_CLINIC_STAFF: _Role.ValueType  # 2
     """Staff of one or more clinics (see `clinic_ids`): may read those clinics' feeds and bookings."""
     ROLE_SERVICE: _Role.ValueType  # 3
-    """A service account (another PetPro service, a clinic system): machine-to-machine calls."""
+    """A service account of a clinic system (client credentials, see ClinicStaffService): machine-to-
+    machine calls scoped to the clinic of its one membership.
+    """
+    ROLE_PLATFORM_ADMIN: _Role.ValueType  # 4
+    """Operates the platform: creates clinics and their first clinic admin; passes every clinic check."""
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """What a principal may do."""
@@ -43,8 +47,60 @@ ROLE_OWNER: Role.ValueType  # 1
 ROLE_CLINIC_STAFF: Role.ValueType  # 2
 """Staff of one or more clinics (see `clinic_ids`): may read those clinics' feeds and bookings."""
 ROLE_SERVICE: Role.ValueType  # 3
-"""A service account (another PetPro service, a clinic system): machine-to-machine calls."""
+"""A service account of a clinic system (client credentials, see ClinicStaffService): machine-to-
+machine calls scoped to the clinic of its one membership.
+"""
+ROLE_PLATFORM_ADMIN: Role.ValueType  # 4
+"""Operates the platform: creates clinics and their first clinic admin; passes every clinic check."""
 Global___Role: _TypeAlias = Role  # noqa: Y015
+
+class _ClinicRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ClinicRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClinicRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLINIC_ROLE_UNSPECIFIED: _ClinicRole.ValueType  # 0
+    CLINIC_ROLE_ADMIN: _ClinicRole.ValueType  # 1
+    """Manages the clinic: profile, services, hours, closures, staff and service accounts."""
+    CLINIC_ROLE_STAFF: _ClinicRole.ValueType  # 2
+    """Works at the clinic: reads its schedule, bookings and feed."""
+
+class ClinicRole(_ClinicRole, metaclass=_ClinicRoleEnumTypeWrapper):
+    """What a member may do in one clinic."""
+
+CLINIC_ROLE_UNSPECIFIED: ClinicRole.ValueType  # 0
+CLINIC_ROLE_ADMIN: ClinicRole.ValueType  # 1
+"""Manages the clinic: profile, services, hours, closures, staff and service accounts."""
+CLINIC_ROLE_STAFF: ClinicRole.ValueType  # 2
+"""Works at the clinic: reads its schedule, bookings and feed."""
+Global___ClinicRole: _TypeAlias = ClinicRole  # noqa: Y015
+
+@_typing.final
+class ClinicMembership(_message.Message):
+    """Membership of a principal in one clinic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    role: Global___ClinicRole.ValueType
+    """Role in that clinic."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        role: Global___ClinicRole.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClinicMembership: _TypeAlias = ClinicMembership  # noqa: Y015
 
 @_typing.final
 class User(_message.Message):
@@ -58,6 +114,7 @@ class User(_message.Message):
     ROLES_FIELD_NUMBER: _builtins.int
     CLINIC_IDS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    MEMBERSHIPS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Server-assigned UUID."""
     email: _builtins.str
@@ -76,6 +133,10 @@ class User(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the account was created."""
 
+    @_builtins.property
+    def memberships(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClinicMembership]:
+        """The user's clinic memberships with their clinic role (the same clinics as `clinic_ids`)."""
+
     def __init__(
         self,
         *,
@@ -85,10 +146,11 @@ class User(_message.Message):
         roles: _abc.Iterable[Global___Role.ValueType] | None = ...,
         clinic_ids: _abc.Iterable[_builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        memberships: _abc.Iterable[Global___ClinicMembership] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "create_time", b"create_time", "email", b"email", "name", b"name", "roles", b"roles", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "create_time", b"create_time", "email", b"email", "memberships", b"memberships", "name", b"name", "roles", b"roles", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -320,6 +382,7 @@ class ValidateTokenResponse(_message.Message):
     CLINIC_IDS_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     TOKEN_ID_FIELD_NUMBER: _builtins.int
+    MEMBERSHIPS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Subject of the token (user UUID)."""
     email: _builtins.str
@@ -340,6 +403,10 @@ class ValidateTokenResponse(_message.Message):
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the token expires; callers must not cache the result beyond this."""
 
+    @_builtins.property
+    def memberships(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClinicMembership]:
+        """Clinic memberships with their clinic role (the same clinics as `clinic_ids`)."""
+
     def __init__(
         self,
         *,
@@ -350,10 +417,11 @@ class ValidateTokenResponse(_message.Message):
         clinic_ids: _abc.Iterable[_builtins.str] | None = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         token_id: _builtins.str = ...,
+        memberships: _abc.Iterable[Global___ClinicMembership] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "email", b"email", "expires_at", b"expires_at", "name", b"name", "roles", b"roles", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "email", b"email", "expires_at", b"expires_at", "memberships", b"memberships", "name", b"name", "roles", b"roles", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

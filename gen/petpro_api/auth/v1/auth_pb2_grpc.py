@@ -121,7 +121,9 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetJwks(self, request, context):
-        """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set).
+        """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set): every key
+        that is still valid, so a token signed before a key rotation verifies until it expires. Match
+        a token's `kid` header to a key's `kid`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

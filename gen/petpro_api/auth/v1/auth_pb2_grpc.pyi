@@ -58,7 +58,10 @@ class AuthServiceStub:
     tokens issued from it. Idempotent: revoking an unknown or already revoked token succeeds.
     """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]
-    """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set)."""
+    """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set): every key
+    that is still valid, so a token signed before a key rotation verifies until it expires. Match
+    a token's `kid` header to a key's `kid`.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -90,7 +93,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     tokens issued from it. Idempotent: revoking an unknown or already revoked token succeeds.
     """
     GetJwks: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetJwksRequest, _auth_pb2.GetJwksResponse]  # type: ignore[assignment]
-    """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set)."""
+    """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set): every key
+    that is still valid, so a token signed before a key rotation verifies until it expires. Match
+    a token's `kid` header to a key's `kid`.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService owns users, credentials and tokens.
@@ -155,6 +161,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.GetJwksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.GetJwksResponse, _abc.Awaitable[_auth_pb2.GetJwksResponse]]:
-        """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set)."""
+        """Returns the public keys that verify access tokens (RFC 7517 JSON Web Key Set): every key
+        that is still valid, so a token signed before a key rotation verifies until it expires. Match
+        a token's `kid` header to a key's `kid`.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -146,6 +146,7 @@ class Clinic(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     OPENING_HOURS_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     clinic_id: _builtins.str
     """UUID."""
     name: _builtins.str
@@ -158,6 +159,8 @@ class Clinic(_message.Message):
     """Contact phone number (E.164)."""
     email: _builtins.str
     """Contact email."""
+    etag: _builtins.str
+    """Version tag of the clinic (AIP-154): send it back in an update to make it conditional."""
     @_builtins.property
     def opening_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpeningHours]:
         """Weekly opening hours; a weekday without an entry is closed."""
@@ -172,10 +175,11 @@ class Clinic(_message.Message):
         phone: _builtins.str = ...,
         email: _builtins.str = ...,
         opening_hours: _abc.Iterable[Global___OpeningHours] | None = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "etag", b"etag", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -195,7 +199,7 @@ class OpeningHours(_message.Message):
     open_time: _builtins.str
     """Opening time, "HH:MM" (24 h)."""
     close_time: _builtins.str
-    """Closing time, "HH:MM" (24 h); the last slot ends at or before it."""
+    """Closing time, "HH:MM" (24 h, "24:00" for midnight); the last slot ends at or before it."""
     def __init__(
         self,
         *,
@@ -224,6 +228,13 @@ class Service(_message.Message):
     DURATION_MINUTES_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
     CAPACITY_FIELD_NUMBER: _builtins.int
+    SPECIES_ALLOWED_FIELD_NUMBER: _builtins.int
+    BUFFER_AFTER_MINUTES_FIELD_NUMBER: _builtins.int
+    MIN_NOTICE_MINUTES_FIELD_NUMBER: _builtins.int
+    MAX_HORIZON_DAYS_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """UUID."""
     clinic_id: _builtins.str
@@ -233,12 +244,34 @@ class Service(_message.Message):
     description: _builtins.str
     """Longer description."""
     duration_minutes: _builtins.int
-    """Length of one appointment in minutes. Slots start on a grid of this length from opening time."""
+    """Length of one appointment in minutes (5..1440). Slots start on a grid of this length (plus the
+    buffer) from opening time.
+    """
     capacity: _builtins.int
-    """How many appointments can run in parallel in one slot (e.g. number of rooms)."""
+    """How many appointments can run in parallel in one slot (e.g. number of rooms), 1..100."""
+    buffer_after_minutes: _builtins.int
+    """Minutes kept free after each appointment (cleaning, notes), 0..240: the grid steps by
+    duration + buffer.
+    """
+    min_notice_minutes: _builtins.int
+    """How long before its start a slot can still be booked, in minutes (0..43200)."""
+    max_horizon_days: _builtins.int
+    """How far ahead slots can be booked, in days (1..365; 0 in a create means the default, 180)."""
+    active: _builtins.bool
+    """Bookable now; an inactive service is listed but offers no slots. A new service starts active
+    (change it with UpdateService and `update_mask: "active"`).
+    """
+    archived: _builtins.bool
+    """Archived (ArchiveService): no longer listed nor bookable; its bookings stay untouched."""
+    etag: _builtins.str
+    """Version tag (AIP-154): send it back in UpdateService/ArchiveService; a stale one is ABORTED."""
     @_builtins.property
     def price(self) -> _money_pb2.Money:
         """Price of one appointment."""
+
+    @_builtins.property
+    def species_allowed(self) -> _containers.RepeatedScalarFieldContainer[Global___Species.ValueType]:
+        """Species that may be booked into it; empty means every species."""
 
     def __init__(
         self,
@@ -250,10 +283,17 @@ class Service(_message.Message):
         duration_minutes: _builtins.int = ...,
         price: _money_pb2.Money | None = ...,
         capacity: _builtins.int = ...,
+        species_allowed: _abc.Iterable[Global___Species.ValueType] | None = ...,
+        buffer_after_minutes: _builtins.int = ...,
+        min_notice_minutes: _builtins.int = ...,
+        max_horizon_days: _builtins.int = ...,
+        active: _builtins.bool = ...,
+        archived: _builtins.bool = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "name", b"name", "price", b"price", "service_id", b"service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "archived", b"archived", "buffer_after_minutes", b"buffer_after_minutes", "capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "etag", b"etag", "max_horizon_days", b"max_horizon_days", "min_notice_minutes", b"min_notice_minutes", "name", b"name", "price", b"price", "service_id", b"service_id", "species_allowed", b"species_allowed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -535,7 +575,7 @@ Global___ListClinicsRequest: _TypeAlias = ListClinicsRequest  # noqa: Y015
 
 @_typing.final
 class ListClinicsResponse(_message.Message):
-    """Response for BookingService.ListClinics."""
+    """One page of clinics."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -639,7 +679,7 @@ Global___ListServicesRequest: _TypeAlias = ListServicesRequest  # noqa: Y015
 
 @_typing.final
 class ListServicesResponse(_message.Message):
-    """Response for BookingService.ListServices."""
+    """One page of a clinic's services."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -739,7 +779,7 @@ Global___GetAvailabilityRequest: _TypeAlias = GetAvailabilityRequest  # noqa: Y0
 
 @_typing.final
 class GetAvailabilityResponse(_message.Message):
-    """Response for BookingService.GetAvailability."""
+    """The slots of one day, free or taken."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -38,9 +38,8 @@ class BookingServiceStub:
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
-    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
-    Envoy routes no other method of this service.
-    Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
+    rules and are part of the public REST API.
+    Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
@@ -99,9 +98,8 @@ class BookingServiceAsyncStub(BookingServiceStub):
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
-    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
-    Envoy routes no other method of this service.
-    Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
+    rules and are part of the public REST API.
+    Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
@@ -156,9 +154,8 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
     Authorization is the caller's job (the BFF validates the token and passes `owner_user_id`);
     this service checks ownership where the request names an owner (e.g. the pet's owner).
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
-    rules: the REST edge transcodes them straight to this service (no BFF hop, no token needed);
-    Envoy routes no other method of this service.
-    Errors carry google.rpc.ErrorInfo{domain: "booking.petpro", reason} with these reasons:
+    rules and are part of the public REST API.
+    Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
     SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.

@@ -27,23 +27,26 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class MobileServiceStub:
-    """MobileService is the API of the PetPro mobile app (the BFF). It lives in the edge and
-    orchestrates the internal services; Envoy's gRPC-JSON transcoder exposes it as REST from the
-    `google.api.http` annotations below (JSON field names are the snake_case proto names; input
-    also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
-    `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
+    """Implementation notes (not part of the published API description): MobileService is the BFF of the
+    mobile app. It lives in the edge process and orchestrates the internal services; Envoy's gRPC-JSON
+    transcoder serves it as REST from the `google.api.http` rules below, and the OpenAPI document is
+    generated from them. The public catalog reads are annotated on petpro.booking.v1.BookingService
+    and transcoded straight to it (no orchestration, no token).
 
-    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
-    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
-    transcoded straight to it: they need no orchestration and no token.
+    The PetPro API: find a clinic and a free slot, book it for your pet, pay on the hosted payment page,
+    and follow the booking and your notifications.
 
-    Authentication: every method except Register, Login and RefreshToken needs an
-    `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
-    always the token's user, so no request names a user.
-    Errors: google.rpc.Status with ErrorInfo{reason, domain} and, for invalid input, BadRequest field
-    violations; the edge renders them as application/problem+json with the grpc-gateway status
-    mapping (INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
-    ALREADY_EXISTS/ABORTED 409, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503).
+    JSON: field names are snake_case (lowerCamelCase is accepted on input), timestamps are RFC 3339
+    strings, 64-bit integers are strings, money is `{"amount_minor": "4550", "currency": "EUR"}`.
+
+    Authentication: every operation except register, log in, refresh and the public catalog needs an
+    `Authorization: Bearer <access_token>` header (the `access_token` from POST /v1/auth/login); you
+    always act as the token's user.
+
+    Errors are `application/problem+json` (RFC 9457) with a stable machine-readable `reason` (e.g.
+    SLOT_UNAVAILABLE), its `domain` (e.g. booking.petpro.dev) and, for invalid input, the offending
+    fields in `violations`: 400 invalid input, 401 missing or expired token, 403 not yours, 404 no such
+    resource, 409 conflict (slot taken, Idempotency-Key reused), 429 rate limited, 503 retry later.
     """
 
     @_typing.overload
@@ -69,11 +72,14 @@ class MobileServiceStub:
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
     confirmed when the payment succeeds (poll GetReservation or watch notifications).
 
-    Requires an `Idempotency-Key` header (gRPC metadata `idempotency-key`, forwarded by the
-    transcoder; 1-255 characters). The BFF reads it from metadata, not from the body: the same
-    key with the same body returns the first answer (no second hold or payment session); the same
-    key with a different body is rejected with 409 (ABORTED, reason IDEMPOTENCY_KEY_REUSED).
-    Slot taken: 409 (ABORTED, reason SLOT_UNAVAILABLE).
+    Send an `Idempotency-Key` header (1-255 characters) to retry safely: the same key with the same
+    body returns the first answer (no second hold or payment session); the same key with a different
+    body is rejected with 409 (reason IDEMPOTENCY_KEY_REUSED). Slot taken: 409 (reason
+    SLOT_UNAVAILABLE).
+
+    Example: `POST /v1/bookings {"service_id": "5d6f…", "pet_id": "…", "slot": "2026-12-03T09:00:00Z",
+    "payment_method": "card"}` → 201 `{"lock_id": "…", "status": "PENDING_PAYMENT", "payment_url":
+    "https://…", "expires_at": "…", "amount": {"amount_minor": "4550", "currency": "EUR"}}`.
     """
     GetReservation: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetReservationRequest, _mobile_pb2.GetReservationResponse]
     """Returns the state of a booking attempt (hold): pending payment, confirmed (with booking_id),
@@ -90,23 +96,26 @@ class MobileServiceStub:
 
 @_typing.type_check_only
 class MobileServiceAsyncStub(MobileServiceStub):
-    """MobileService is the API of the PetPro mobile app (the BFF). It lives in the edge and
-    orchestrates the internal services; Envoy's gRPC-JSON transcoder exposes it as REST from the
-    `google.api.http` annotations below (JSON field names are the snake_case proto names; input
-    also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
-    `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
+    """Implementation notes (not part of the published API description): MobileService is the BFF of the
+    mobile app. It lives in the edge process and orchestrates the internal services; Envoy's gRPC-JSON
+    transcoder serves it as REST from the `google.api.http` rules below, and the OpenAPI document is
+    generated from them. The public catalog reads are annotated on petpro.booking.v1.BookingService
+    and transcoded straight to it (no orchestration, no token).
 
-    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
-    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
-    transcoded straight to it: they need no orchestration and no token.
+    The PetPro API: find a clinic and a free slot, book it for your pet, pay on the hosted payment page,
+    and follow the booking and your notifications.
 
-    Authentication: every method except Register, Login and RefreshToken needs an
-    `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
-    always the token's user, so no request names a user.
-    Errors: google.rpc.Status with ErrorInfo{reason, domain} and, for invalid input, BadRequest field
-    violations; the edge renders them as application/problem+json with the grpc-gateway status
-    mapping (INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
-    ALREADY_EXISTS/ABORTED 409, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503).
+    JSON: field names are snake_case (lowerCamelCase is accepted on input), timestamps are RFC 3339
+    strings, 64-bit integers are strings, money is `{"amount_minor": "4550", "currency": "EUR"}`.
+
+    Authentication: every operation except register, log in, refresh and the public catalog needs an
+    `Authorization: Bearer <access_token>` header (the `access_token` from POST /v1/auth/login); you
+    always act as the token's user.
+
+    Errors are `application/problem+json` (RFC 9457) with a stable machine-readable `reason` (e.g.
+    SLOT_UNAVAILABLE), its `domain` (e.g. booking.petpro.dev) and, for invalid input, the offending
+    fields in `violations`: 400 invalid input, 401 missing or expired token, 403 not yours, 404 no such
+    resource, 409 conflict (slot taken, Idempotency-Key reused), 429 rate limited, 503 retry later.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -129,11 +138,14 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
     confirmed when the payment succeeds (poll GetReservation or watch notifications).
 
-    Requires an `Idempotency-Key` header (gRPC metadata `idempotency-key`, forwarded by the
-    transcoder; 1-255 characters). The BFF reads it from metadata, not from the body: the same
-    key with the same body returns the first answer (no second hold or payment session); the same
-    key with a different body is rejected with 409 (ABORTED, reason IDEMPOTENCY_KEY_REUSED).
-    Slot taken: 409 (ABORTED, reason SLOT_UNAVAILABLE).
+    Send an `Idempotency-Key` header (1-255 characters) to retry safely: the same key with the same
+    body returns the first answer (no second hold or payment session); the same key with a different
+    body is rejected with 409 (reason IDEMPOTENCY_KEY_REUSED). Slot taken: 409 (reason
+    SLOT_UNAVAILABLE).
+
+    Example: `POST /v1/bookings {"service_id": "5d6f…", "pet_id": "…", "slot": "2026-12-03T09:00:00Z",
+    "payment_method": "card"}` → 201 `{"lock_id": "…", "status": "PENDING_PAYMENT", "payment_url":
+    "https://…", "expires_at": "…", "amount": {"amount_minor": "4550", "currency": "EUR"}}`.
     """
     GetReservation: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetReservationRequest, _mobile_pb2.GetReservationResponse]  # type: ignore[assignment]
     """Returns the state of a booking attempt (hold): pending payment, confirmed (with booking_id),
@@ -149,23 +161,26 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """Registers a device of the caller for push notifications."""
 
 class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
-    """MobileService is the API of the PetPro mobile app (the BFF). It lives in the edge and
-    orchestrates the internal services; Envoy's gRPC-JSON transcoder exposes it as REST from the
-    `google.api.http` annotations below (JSON field names are the snake_case proto names; input
-    also accepts lowerCamelCase; timestamps are RFC 3339 strings; Money is
-    `{"amount_minor": "4550", "currency": "EUR"}` - int64 is a JSON string).
+    """Implementation notes (not part of the published API description): MobileService is the BFF of the
+    mobile app. It lives in the edge process and orchestrates the internal services; Envoy's gRPC-JSON
+    transcoder serves it as REST from the `google.api.http` rules below, and the OpenAPI document is
+    generated from them. The public catalog reads are annotated on petpro.booking.v1.BookingService
+    and transcoded straight to it (no orchestration, no token).
 
-    The public catalog reads (GET /v1/clinics, /v1/clinics/{clinic_id}/services,
-    /v1/services/{service_id}/availability) are annotated on petpro.booking.v1.BookingService and
-    transcoded straight to it: they need no orchestration and no token.
+    The PetPro API: find a clinic and a free slot, book it for your pet, pay on the hosted payment page,
+    and follow the booking and your notifications.
 
-    Authentication: every method except Register, Login and RefreshToken needs an
-    `Authorization: Bearer <access_token>` header (gRPC metadata `authorization`); the caller is
-    always the token's user, so no request names a user.
-    Errors: google.rpc.Status with ErrorInfo{reason, domain} and, for invalid input, BadRequest field
-    violations; the edge renders them as application/problem+json with the grpc-gateway status
-    mapping (INVALID_ARGUMENT 400, UNAUTHENTICATED 401, PERMISSION_DENIED 403, NOT_FOUND 404,
-    ALREADY_EXISTS/ABORTED 409, RESOURCE_EXHAUSTED 429, UNAVAILABLE 503).
+    JSON: field names are snake_case (lowerCamelCase is accepted on input), timestamps are RFC 3339
+    strings, 64-bit integers are strings, money is `{"amount_minor": "4550", "currency": "EUR"}`.
+
+    Authentication: every operation except register, log in, refresh and the public catalog needs an
+    `Authorization: Bearer <access_token>` header (the `access_token` from POST /v1/auth/login); you
+    always act as the token's user.
+
+    Errors are `application/problem+json` (RFC 9457) with a stable machine-readable `reason` (e.g.
+    SLOT_UNAVAILABLE), its `domain` (e.g. booking.petpro.dev) and, for invalid input, the offending
+    fields in `violations`: 400 invalid input, 401 missing or expired token, 403 not yours, 404 no such
+    resource, 409 conflict (slot taken, Idempotency-Key reused), 429 rate limited, 503 retry later.
     """
 
     @_abc_1.abstractmethod
@@ -222,11 +237,14 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
         confirmed when the payment succeeds (poll GetReservation or watch notifications).
 
-        Requires an `Idempotency-Key` header (gRPC metadata `idempotency-key`, forwarded by the
-        transcoder; 1-255 characters). The BFF reads it from metadata, not from the body: the same
-        key with the same body returns the first answer (no second hold or payment session); the same
-        key with a different body is rejected with 409 (ABORTED, reason IDEMPOTENCY_KEY_REUSED).
-        Slot taken: 409 (ABORTED, reason SLOT_UNAVAILABLE).
+        Send an `Idempotency-Key` header (1-255 characters) to retry safely: the same key with the same
+        body returns the first answer (no second hold or payment session); the same key with a different
+        body is rejected with 409 (reason IDEMPOTENCY_KEY_REUSED). Slot taken: 409 (reason
+        SLOT_UNAVAILABLE).
+
+        Example: `POST /v1/bookings {"service_id": "5d6f…", "pet_id": "…", "slot": "2026-12-03T09:00:00Z",
+        "payment_method": "card"}` → 201 `{"lock_id": "…", "status": "PENDING_PAYMENT", "payment_url":
+        "https://…", "expires_at": "…", "amount": {"amount_minor": "4550", "currency": "EUR"}}`.
         """
 
     @_abc_1.abstractmethod

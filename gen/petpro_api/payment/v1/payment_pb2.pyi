@@ -71,6 +71,7 @@ class Payment(_message.Message):
     CUSTOMER_EMAIL_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PAYMENT_URL_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
     """UUID assigned by PaymentService."""
     order_ref: _builtins.str
@@ -85,6 +86,10 @@ class Payment(_message.Message):
     """Provider refund id (Stripe "re_..."), once refunded."""
     customer_email: _builtins.str
     """Email of the payer."""
+    payment_url: _builtins.str
+    """The provider's hosted checkout page, where the payer pays; kept with the payment, so reading
+    it is a read. Meaningful while the status is PENDING.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount charged."""
@@ -110,10 +115,11 @@ class Payment(_message.Message):
         customer_email: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        payment_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "customer_email", b"customer_email", "order_ref", b"order_ref", "payment_id", b"payment_id", "provider_payment_id", b"provider_payment_id", "refund_id", b"refund_id", "session_id", b"session_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "customer_email", b"customer_email", "order_ref", b"order_ref", "payment_id", b"payment_id", "payment_url", b"payment_url", "provider_payment_id", b"provider_payment_id", "refund_id", b"refund_id", "session_id", b"session_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -218,16 +224,20 @@ class GetPaymentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_REF_FIELD_NUMBER: _builtins.int
     payment_id: _builtins.str
-    """Payment UUID."""
+    """Payment UUID. Exactly one of payment_id and order_ref."""
+    order_ref: _builtins.str
+    """The caller's order reference (the reservation lock_id): its newest payment."""
     def __init__(
         self,
         *,
         payment_id: _builtins.str = ...,
+        order_ref: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_ref", b"order_ref", "payment_id", b"payment_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -89,7 +89,8 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPayment(self, request, context):
-        """Returns one payment.
+        """Returns one payment, by its id or by its order reference (the newest payment of that order):
+        a read only, e.g. for the checkout page of an open payment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

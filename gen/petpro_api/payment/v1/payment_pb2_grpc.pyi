@@ -41,7 +41,9 @@ class PaymentServiceStub:
     `request_id`: a retry returns the same session.
     """
     GetPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]
-    """Returns one payment."""
+    """Returns one payment, by its id or by its order reference (the newest payment of that order):
+    a read only, e.g. for the checkout page of an open payment.
+    """
     HandleWebhook: _grpc.UnaryUnaryMultiCallable[_payment_pb2.HandleWebhookRequest, _payment_pb2.HandleWebhookResponse]
     """Verifies and records a provider webhook event (signature checked with 300 s tolerance;
     a forged or stale signature is INVALID_ARGUMENT with reason INVALID_SIGNATURE). Events are
@@ -75,7 +77,9 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     `request_id`: a retry returns the same session.
     """
     GetPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.GetPaymentRequest, _payment_pb2.GetPaymentResponse]  # type: ignore[assignment]
-    """Returns one payment."""
+    """Returns one payment, by its id or by its order reference (the newest payment of that order):
+    a read only, e.g. for the checkout page of an open payment.
+    """
     HandleWebhook: _aio.UnaryUnaryMultiCallable[_payment_pb2.HandleWebhookRequest, _payment_pb2.HandleWebhookResponse]  # type: ignore[assignment]
     """Verifies and records a provider webhook event (signature checked with 300 s tolerance;
     a forged or stale signature is INVALID_ARGUMENT with reason INVALID_SIGNATURE). Events are
@@ -118,7 +122,9 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.GetPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.GetPaymentResponse, _abc.Awaitable[_payment_pb2.GetPaymentResponse]]:
-        """Returns one payment."""
+        """Returns one payment, by its id or by its order reference (the newest payment of that order):
+        a read only, e.g. for the checkout page of an open payment.
+        """
 
     @_abc_1.abstractmethod
     def HandleWebhook(

@@ -1,0 +1,195 @@
+"""MobileService — the BFF the REST edge transcodes to.
+
+For each call: authenticate (AuthService.ValidateToken, cached briefly), then orchestrate the internal
+services over gRPC.  The caller is always the token's user: no request names a user, so nobody can
+act for somebody else.  Internal errors keep their status (NOT_FOUND stays 404 …) since the kit
+interceptor passes the internal services' rich status through.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from petpro.authn import Authenticator, Principal, TokenCache, metadata
+from petpro.errors import InvalidArgument, Kind, NotFound
+from petpro.upstream import UpstreamError, call
+from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_api.mobile.v1 import mobile_pb2, mobile_pb2_grpc
+from petpro_api.notification.v1 import notification_pb2, notification_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
+
+# uuid5 namespace turning a client's Idempotency-Key into the internal request ids (AIP-155)
+IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f1d1e-6a8c-4d7e-9b2e-5e1b8f0c2a11")
+
+MOBILE_STATUS = {
+    booking_pb2.RESERVATION_STATE_HELD: "PENDING_PAYMENT",
+    booking_pb2.RESERVATION_STATE_CONFIRMED: "CONFIRMED",
+    booking_pb2.RESERVATION_STATE_EXPIRED: "EXPIRED",
+    booking_pb2.RESERVATION_STATE_FAILED: "FAILED",
+    booking_pb2.RESERVATION_STATE_CANCELLED: "CANCELLED",
+}
+
+
+def client_address(context: grpc.aio.ServicerContext) -> str:
+    """The end client's IP address: what Envoy saw (``x-envoy-external-address``, set by Envoy itself
+    and stripped from what clients send), else the gRPC peer (a direct gRPC client)."""
+    seen = metadata(context).get("x-envoy-external-address", "").strip()
+    if seen:
+        return seen[:64]
+    peer = context.peer() or ""  # "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return ""
+
+
+@dataclass
+class Stubs:
+    auth: auth_pb2_grpc.AuthServiceAsyncStub
+    booking: booking_pb2_grpc.BookingServiceAsyncStub
+    payment: payment_pb2_grpc.PaymentServiceAsyncStub
+    notification: notification_pb2_grpc.NotificationServiceAsyncStub
+
+
+class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
+    def __init__(self, stubs: Stubs, *, token_cache: TokenCache | None = None) -> None:
+        self.s = stubs
+        self.authn = Authenticator(stubs.auth, token_cache)
+
+    async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
+        return await self.authn.principal(context)
+
+    # -- auth ----------------------------------------------------------------------------------------
+    async def Register(self, request: mobile_pb2.RegisterRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RegisterResponse:
+        r = await call(self.s.auth.Register, auth_pb2.RegisterRequest(
+            email=request.email, password=request.password, name=request.name,
+            client_address=client_address(context)))
+        return mobile_pb2.RegisterResponse(user=r.user)
+
+    async def Login(self, request: mobile_pb2.LoginRequest,
+                    context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.LoginResponse:
+        r = await call(self.s.auth.Login, auth_pb2.LoginRequest(email=request.email, password=request.password,
+                                                                client_address=client_address(context)))
+        return mobile_pb2.LoginResponse(access_token=r.access_token, refresh_token=r.refresh_token,
+                                        token_type=r.token_type, expires_in=r.expires_in)
+
+    async def RefreshToken(self, request: mobile_pb2.RefreshTokenRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RefreshTokenResponse:
+        r = await call(self.s.auth.RefreshToken, auth_pb2.RefreshTokenRequest(refresh_token=request.refresh_token))
+        return mobile_pb2.RefreshTokenResponse(access_token=r.access_token, refresh_token=r.refresh_token,
+                                               token_type=r.token_type, expires_in=r.expires_in)
+
+    # -- pets ----------------------------------------------------------------------------------------
+    async def CreatePet(self, request: mobile_pb2.CreatePetRequest,
+                           context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.CreatePetResponse:
+        me = await self._principal(context)
+        req = booking_pb2.CreatePetRequest(owner_user_id=me.user_id, name=request.name, species=request.species,
+                                           birth_date=request.birth_date)
+        if request.HasField("breed"):
+            req.breed = request.breed
+        r = await call(self.s.booking.CreatePet, req)
+        return mobile_pb2.CreatePetResponse(pet=r.pet)
+
+    async def ListPets(self, request: mobile_pb2.ListPetsRequest,
+                          context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.ListPetsResponse:
+        me = await self._principal(context)
+        r = await call(self.s.booking.ListPets, booking_pb2.ListPetsRequest(
+            owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
+        return mobile_pb2.ListPetsResponse(pets=r.pets, next_page_token=r.next_page_token)
+
+    # -- booking flow --------------------------------------------------------------------------------
+    async def CreateBooking(self, request: mobile_pb2.CreateBookingRequest,
+                               context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.CreateBookingResponse:
+        me = await self._principal(context)
+        # the client's Idempotency-Key header arrives as metadata (forwarded by the transcoder)
+        key = metadata(context).get("idempotency-key", "").strip()
+        if len(key) > 255:
+            raise InvalidArgument.field("Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG")
+        request_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{me.user_id}:{key}")) if key else str(uuid.uuid4())
+        held = await call(self.s.booking.ReserveSlot, booking_pb2.ReserveSlotRequest(
+            request_id=request_id, service_id=request.service_id, pet_id=request.pet_id,
+            owner_user_id=me.user_id, slot_start_time=request.slot, owner_email=me.email, owner_name=me.name))
+        res = held.reservation
+        return mobile_pb2.CreateBookingResponse(
+            lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
+            payment_url=await self._payment_url(res, me.email), expires_at=res.expires_at, amount=res.amount)
+
+    async def _payment_url(self, res: booking_pb2.Reservation, email: str) -> str:
+        """Opens (or, on a retry, finds again) the checkout page of a held reservation ("" once it is
+        no longer held).  Idempotent per reservation.  The write path only: reads use
+        :meth:`_open_payment_url`."""
+        if res.state != booking_pb2.RESERVATION_STATE_HELD:
+            return ""
+        service = await call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=res.service_id))
+        session = await call(self.s.payment.CreatePaymentSession, payment_pb2.CreatePaymentSessionRequest(
+            request_id=f"reservation-{res.lock_id}", order_ref=res.lock_id, amount=res.amount,
+            customer_email=email, description=service.service.name, expires_at=res.expires_at))
+        return str(session.payment_url)
+
+    async def _open_payment_url(self, res: booking_pb2.Reservation) -> str:
+        """The checkout page of a held reservation, read from its payment (one read, no write): ""
+        when it is no longer held, or has no open payment (a CreateBooking retry with the same
+        Idempotency-Key opens one)."""
+        if res.state != booking_pb2.RESERVATION_STATE_HELD:
+            return ""
+        try:
+            r = await call(self.s.payment.GetPayment, payment_pb2.GetPaymentRequest(order_ref=res.lock_id))
+        except UpstreamError as err:
+            if err.kind == Kind.NOT_FOUND:
+                return ""
+            raise
+        return r.payment.payment_url if r.payment.status == payment_pb2.PAYMENT_STATUS_PENDING else ""
+
+    async def _own_reservation(self, lock_id: str, me: Principal) -> booking_pb2.Reservation:
+        r = await call(self.s.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
+        if r.reservation.owner_user_id != me.user_id:
+            raise NotFound("reservation not found", reason="RESERVATION_NOT_FOUND")
+        return r.reservation
+
+    async def GetReservation(self, request: mobile_pb2.GetReservationRequest,
+                                context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.GetReservationResponse:
+        me = await self._principal(context)
+        res = await self._own_reservation(request.lock_id, me)
+        payment_url = await self._open_payment_url(res)
+        return mobile_pb2.GetReservationResponse(
+            lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"), booking_id=res.booking_id,
+            expires_at=res.expires_at, amount=res.amount, service_id=res.service_id, pet_id=res.pet_id,
+            slot_start_time=res.slot_start_time, slot_end_time=res.slot_end_time, payment_url=payment_url)
+
+    async def GetBooking(self, request: mobile_pb2.GetBookingRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.GetBookingResponse:
+        me = await self._principal(context)
+        r = await call(self.s.booking.GetBooking, booking_pb2.GetBookingRequest(booking_id=request.booking_id))
+        if r.booking.owner_user_id != me.user_id:
+            raise NotFound("booking not found", reason="BOOKING_NOT_FOUND")
+        return mobile_pb2.GetBookingResponse(booking=r.booking)
+
+    async def ListBookings(self, request: mobile_pb2.ListBookingsRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.ListBookingsResponse:
+        me = await self._principal(context)
+        r = await call(self.s.booking.ListBookings, booking_pb2.ListBookingsRequest(
+            owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
+        return mobile_pb2.ListBookingsResponse(bookings=r.bookings, next_page_token=r.next_page_token)
+
+    # -- notifications -------------------------------------------------------------------------------
+    async def ListNotifications(self, request: mobile_pb2.ListNotificationsRequest,
+                                   context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.ListNotificationsResponse:
+        me = await self._principal(context)
+        r = await call(self.s.notification.ListNotifications, notification_pb2.ListNotificationsRequest(
+            user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
+        return mobile_pb2.ListNotificationsResponse(notifications=r.notifications, next_page_token=r.next_page_token)
+
+    async def RegisterDevice(self, request: mobile_pb2.RegisterDeviceRequest,
+                                context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RegisterDeviceResponse:
+        me = await self._principal(context)
+        r = await call(self.s.notification.RegisterDevice, notification_pb2.RegisterDeviceRequest(
+            user_id=me.user_id, platform=request.platform, token=request.token))
+        return mobile_pb2.RegisterDeviceResponse(device=r.device)

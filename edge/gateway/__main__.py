@@ -1,0 +1,3 @@
+from edge.gateway.envoy import main
+
+main()

@@ -1,0 +1,57 @@
+"""The ports payment's use cases depend on: the repository of one unit of work, the unit of work, and
+the payment gateway (Stripe through the official SDK in ``stripe_gateway.py``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Protocol
+
+from payment_svc.domain import GatewayEvent, Payment, Session, SessionState
+
+
+class PaymentRepository(Protocol):
+    async def add(self, p: Payment) -> bool:
+        """Insert; False when the request id exists (an idempotent retry)."""
+        ...
+    async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None: ...
+    async def by_request(self, request_id: str) -> Payment | None: ...
+    async def by_order_ref(self, order_ref: str) -> Payment | None:
+        """The newest payment of an order."""
+        ...
+    async def find_for_event(self, payment_id: str | None, session_id: str | None,
+                             provider_id: str | None) -> Payment | None: ...
+    async def save(self, p: Payment, now: datetime) -> None: ...
+    async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
+        """True the first time an event id is seen; False for a duplicate delivery."""
+        ...
+    async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]: ...
+    async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
+        """Succeeded payments whose order nobody settled, last changed before ``changed_before``."""
+        ...
+    async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
+        """Open sessions with no news since ``checked_before``: the provider is asked about them."""
+        ...
+
+
+UnitOfWork = Callable[[], AbstractAsyncContextManager[PaymentRepository]]
+
+
+class PaymentGateway(Protocol):
+    """A payment provider.  ``verify_event`` checks the signature and reduces the provider's event to
+    a :class:`GatewayEvent`, including what the event means for the payment's status."""
+
+    async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
+                             idempotency_key: str) -> Session: ...
+
+    async def expire_session(self, session_id: str) -> bool: ...
+
+    async def session_state(self, session_id: str) -> SessionState:
+        """What the provider reports about a checkout session (its webhook may never come)."""
+        ...
+
+    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str: ...
+
+    def verify_event(self, payload: bytes, signature: str) -> GatewayEvent: ...

@@ -1,0 +1,552 @@
+"""Multi-host rehearsal: the mesh the way the cluster runs it, on one machine.
+
+Every pod of the chart (rendered here with helm-python-sdk) runs in its own Linux network namespace
+with its own address on a bridge, configured ONLY by the env vars, command and mounts of its
+rendered container: ``dns:///petpro-booking:7402`` targets resolved through each namespace's
+/etc/hosts (``ip netns exec`` mounts /etc/netns/<ns>/hosts), the way a headless Service resolves to
+one A record per pod; Envoy's config is the rendered ConfigMap.  Two replicas of booking_svc and of
+notif_worker.  The backing services (embedded PostgreSQL, Redis, tansu, SMTP sink, Stripe sandbox)
+run in the root namespace bound to the bridge address, standing in for the managed ones.
+
+While clients book through the REST edge, one booking replica is SIGKILLed and one notif replica is
+stopped: every booking a client was told succeeded is confirmed exactly once, each notification is
+delivered once, the calls that failed were retryable (503) and succeeded on retry, and both booking
+replicas served requests before the kill.
+
+Needs root and iproute2 (CI runs as root); skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from petpro_dev.client import CHECKUP, eventually
+
+pytestmark = [
+    pytest.mark.multihost,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(os.geteuid() != 0, reason="multi-host rehearsal needs root (network namespaces)"),
+    pytest.mark.skipif(shutil.which("ip") is None or shutil.which("ss") is None,
+                       reason="multi-host rehearsal needs iproute2 (`ip`, `ss`)"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = "petpro"
+SECRET_NAME = "rehearsal-secrets"
+# the image's ENV (Dockerfile runtime stage) that a container starts with, besides the chart's env
+IMAGE_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/tmp"}
+
+
+def run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
+# --------------------------------------------------------------------------------------------------
+# network: a bridge in the root namespace, one namespace per pod
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Network:
+    tag: str = field(default_factory=lambda: secrets.token_hex(2))
+    prefix: str = ""
+    namespaces: list[str] = field(default_factory=list)
+    hosts: dict[str, str] = field(default_factory=dict)  # pod name → address
+
+    @property
+    def bridge(self) -> str:
+        return f"ppbr{self.tag}"
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.prefix}.1"
+
+    def create_bridge(self) -> None:
+        used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True, check=True).stdout
+        routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
+        for _ in range(100):
+            prefix = f"10.{secrets.randbelow(40) + 200}.{secrets.randbelow(254) + 1}"
+            if f" {prefix}." not in used and not routes.startswith(f"{prefix}.") and f"\n{prefix}." not in routes:
+                self.prefix = prefix
+                break
+        else:
+            raise RuntimeError("no free 10.x.y.0/24 for the rehearsal")
+        run("ip", "link", "add", self.bridge, "type", "bridge")
+        run("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        run("ip", "link", "set", self.bridge, "up")
+
+    def add_host(self, pod: str) -> str:
+        i = len(self.namespaces) + 10
+        ns, veth = f"pp{self.tag}-{pod}", f"pp{self.tag}v{i}"
+        ip = f"{self.prefix}.{i}"
+        run("ip", "netns", "add", ns)
+        self.namespaces.append(ns)
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        run("ip", "link", "set", f"{veth}p", "netns", ns)
+        run("ip", "link", "set", veth, "master", self.bridge)
+        run("ip", "link", "set", veth, "up")
+        run("ip", "netns", "exec", ns, "ip", "addr", "add", f"{ip}/24", "dev", f"{veth}p")
+        run("ip", "netns", "exec", ns, "ip", "link", "set", f"{veth}p", "up")
+        run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        self.hosts[pod] = ip
+        return ns
+
+    def write_hosts(self, names: dict[str, list[str]]) -> None:
+        """Each namespace's /etc/hosts: every Service name → the addresses of its pods (what a
+        headless Service's DNS answers)."""
+        lines = ["127.0.0.1 localhost"] + [f"{ip} {name}" for name, ips in names.items() for ip in ips]
+        for ns in self.namespaces:
+            d = Path("/etc/netns") / ns
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "hosts").write_text("\n".join(lines) + "\n")
+
+    def destroy(self) -> None:
+        for ns in self.namespaces:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+            shutil.rmtree(Path("/etc/netns") / ns, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
+
+
+# --------------------------------------------------------------------------------------------------
+# pods: a rendered container run as a process in its namespace
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Pod:
+    name: str  # e.g. "booking-0"
+    component: str
+    netns: str
+    ip: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    probe: dict[str, Any]
+
+    def log_tail(self, n: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        return ""
+
+
+def container_process(container: dict[str, Any], volumes: dict[str, Path], secret: dict[str, str],
+                      files: dict[str, dict[str, str]]) -> tuple[list[str], dict[str, str], Path]:
+    """argv, env and cwd of a rendered container: its command and env exactly as rendered, secret
+    refs resolved from ``secret``, mount paths mapped onto local directories (the kubelet's job)."""
+    mounts: dict[str, Path] = {}
+    for m in container.get("volumeMounts", []):
+        local = volumes[m["name"]]
+        local.mkdir(parents=True, exist_ok=True)
+        for fname, content in files.get(m["name"], {}).items():
+            (local / fname).write_text(content)
+            (local / fname).chmod(0o400)
+        mounts[m["mountPath"]] = local
+
+    def local_path(value: str) -> str:
+        for mount, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
+            if value == mount or value.startswith(mount + "/"):
+                return str(local) + value[len(mount):]
+        return value
+
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    env.update({k: local_path(v) for k, v in IMAGE_ENV.items()})
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = local_path(str(e["value"]))
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == SECRET_NAME, ref
+            env[e["name"]] = secret[ref["key"]]
+    from edge.gateway.envoy import envoy_binary
+
+    binaries = {"python": sys.executable, "envoy": envoy_binary()}
+    argv = [binaries.get(a, local_path(a)) if i == 0 else local_path(a) for i, a in enumerate(container["command"])]
+    return argv, env, mounts.get("/tmp", Path(tempfile.gettempdir()))
+
+
+class Rehearsal:
+    def __init__(self, home: Path, net: Network, stack: Any, objects: list[dict[str, Any]],
+                 secret: dict[str, str]) -> None:
+        self.home, self.net, self.stack, self.objects, self.secret = home, net, stack, objects, secret
+        self.pods: dict[str, Pod] = {}
+
+    def kind(self, kind: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def workload(self, suffix: str) -> dict[str, Any]:
+        (o,) = [o for o in self.objects if o["kind"] in ("Deployment", "Job")
+                and o["metadata"]["name"] == f"{RELEASE}-{suffix}"]
+        return o
+
+    def _files(self) -> dict[str, dict[str, str]]:
+        (cm,) = self.kind("ConfigMap")
+        return {"config": dict(cm["data"]), "signing-keys": {"auth-signing.pem": self.secret["auth-signing.pem"]}}
+
+    def start(self, pod: str, component: str, workload: dict[str, Any]) -> Pod:
+        ns = f"pp{self.net.tag}-{pod}"
+        spec = workload["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        base = self.home / "pods" / pod
+        volumes = {v["name"]: base / v["name"] for v in spec.get("volumes", [])}
+        argv, env, cwd = container_process(container, volumes, self.secret, self._files())
+        log = base / "log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        probe = container.get("readinessProbe", {})
+        p = Pod(pod, component, ns, self.net.hosts[pod], proc, log, probe)
+        self.pods[pod] = p
+        return p
+
+    def run_job(self, pod: str, suffix: str) -> None:
+        p = self.start(pod, suffix, self.workload(suffix))
+        try:
+            code = p.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.proc.kill()
+            raise
+        assert code == 0, f"hook job {suffix} failed:\n{p.log_tail()}"
+        del self.pods[pod]
+
+    async def ready(self, pod: Pod, timeout: float = 90) -> None:
+        """What the kubelet's readiness probe checks: gRPC health SERVING / Envoy's /ready."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        async def probe() -> bool:
+            if pod.proc.poll() is not None:
+                raise AssertionError(f"{pod.name} exited with {pod.proc.returncode}:\n{pod.log_tail()}")
+            if "grpc" in pod.probe:
+                async with grpc.aio.insecure_channel(f"{pod.ip}:{pod.probe['grpc']['port']}") as ch:
+                    try:
+                        r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    except grpc.aio.AioRpcError:
+                        return False
+                    return r.status == health_pb2.HealthCheckResponse.SERVING
+            async with httpx.AsyncClient(timeout=1) as c:
+                try:
+                    r = await c.get(f"http://{pod.ip}:9901{pod.probe['httpGet']['path']}")
+                except httpx.HTTPError:
+                    return False
+                return r.status_code == 200
+
+        try:
+            await eventually(probe, timeout=timeout, interval=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{pod.name} not ready: {exc}\n{pod.log_tail()}") from None
+
+    def stop_all(self) -> None:
+        for p in self.pods.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.proc.pid, signal.SIGKILL)
+        for p in self.pods.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.proc.wait(timeout=10)
+
+
+def infra_components(envoy_ip: str) -> list[Any]:
+    """The dev stack's backing services, PostgreSQL accepting the bridge's subnet, the Stripe
+    sandbox delivering webhooks to Envoy's pod."""
+    from petpro_dev.devstack import Component, infra
+    from petpro_dev.devstack.component import Launch
+
+    def pg_prepare(original: Callable[[Any], None] | None) -> Callable[[Any], None]:
+        def prepare(ctx: Any) -> None:
+            if original:
+                original(ctx)
+            hba = ctx.data_dir("postgres") / "pg_hba.conf"
+            subnet = ".".join(envoy_ip.split(".")[:3]) + ".0/24"
+            line = f"host all all {subnet} trust\n"
+            if line not in hba.read_text():
+                with hba.open("a") as fh:
+                    fh.write(line)
+        return prepare
+
+    out = []
+    for c in infra():
+        if c.name == "postgres":
+            c = dataclasses.replace(c, prepare=pg_prepare(c.prepare))
+        if c.name == "stripe":
+            def launch(ctx: Any) -> Launch:
+                return Launch([sys.executable, "-m", "petpro_dev.stripe_sandbox", "--host", ctx.settings.host,
+                               "--port", str(ctx.port("stripe")), "--home", str(ctx.home),
+                               "--webhook-url", f"http://{envoy_ip}:8080/webhooks/stripe", "--retry-base", "0.2",
+                               "--retry-cap", "2", "--max-attempts", "20"])
+            c = dataclasses.replace(c, launch=launch)
+        out.append(c)
+    assert [c.name for c in out] == ["postgres", "redis", "kafka", "smtp", "stripe"]
+    return [c for c in out if isinstance(c, Component)]
+
+
+def rehearsal_values(stack: Any) -> dict[str, Any]:
+    env = stack.env()
+    two = {"replicas": 2, "autoscaling": {"enabled": False}}
+    one = {"replicas": 1, "autoscaling": {"enabled": False}}
+    return {
+        "secrets": {"existingSecret": SECRET_NAME, "existingSigningKeysSecret": "rehearsal-signing-keys"},
+        "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "replicationFactor": 1, "partitions": 4},
+        "stripe": {"apiBase": env["STRIPE_API_BASE"]},
+        "common": {"settings": {"GRACE_SECONDS": "3"}},
+        "services": {"auth": one, "booking": two, "payment": one, "notif": two, "edge": one},
+        "envoy": {**one, "concurrency": 1},
+    }
+
+
+PODS = {  # pod (its own host) → component; "jobs" runs the hook Jobs
+    "auth-0": "auth", "booking-0": "booking", "booking-1": "booking", "payment-0": "payment",
+    "notif-0": "notif", "notif-1": "notif", "edge-0": "edge", "envoy-0": "envoy", "jobs": "jobs",
+}
+
+
+def render_chart(values: dict[str, Any]) -> list[dict[str, Any]]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("k8s_render", ROOT / "k8s" / "render.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rendered = mod.render(copy.deepcopy(values), release=RELEASE, namespace="rehearsal")
+    return [d for text in rendered.values() for d in yaml.safe_load_all(text) if d]
+
+
+def signing_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture
+async def rehearsal(port_bases: Any) -> Any:
+    from petpro.settings import StackSettings
+    from petpro_dev.devstack import Stack
+    from petpro_dev.seed import DEMO, seed
+    from petpro_dev.stripe_sandbox.signing import load_webhook_secret
+    from tests.conftest import make_home, no_external_urls
+
+    home = make_home("petpro-multihost-")
+    net = Network()
+    stack: Stack | None = None
+    reh: Rehearsal | None = None
+    try:
+        net.create_bridge()
+        for pod in PODS:
+            net.add_host(pod)
+        net.write_hosts({f"{RELEASE}-{c}": [net.hosts[p] for p, pc in PODS.items() if pc == c]
+                         for c in dict.fromkeys(PODS.values()) if c != "jobs"})
+        settings = StackSettings(home=home, host=net.gateway, port_base=port_bases.allocate())
+        stack = Stack(settings, infra_components(net.hosts["envoy-0"]), backing=no_external_urls())
+        stack.up()
+        env = stack.env()
+        secret = {
+            "DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"], "SMTP_URL": env["SMTP_URL"],
+            "STRIPE_API_KEY": "sk_test_rehearsal",
+            "STRIPE_WEBHOOK_SECRET": load_webhook_secret(home, env=False),
+            "auth-signing.pem": signing_key_pem(),
+        }
+        reh = Rehearsal(home, net, stack, render_chart(rehearsal_values(stack)), secret)
+        # the hook Jobs, from their own host
+        reh.run_job("jobs", "migrate")
+        reh.run_job("jobs", "topics")
+        seed(DEMO, {"PATH": os.environ["PATH"], "DATABASE_URL": env["DATABASE_URL"]})  # the services' seed entry points
+        for pod, component in PODS.items():
+            if component != "jobs":
+                reh.start(pod, component, reh.workload(component))
+        for p in list(reh.pods.values()):
+            await reh.ready(p)
+        yield reh
+    finally:
+        if reh is not None:
+            reh.stop_all()
+        if stack is not None:
+            stack.down(purge=True)
+        net.destroy()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# the client side
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Booked:
+    email: str
+    token: str
+    lock_id: str
+    booking_id: str
+
+
+class Client:
+    """A mobile client: every failed call must be a 503 (retry later), and is retried."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.failures: list[tuple[str, int]] = []
+
+    async def call(self, method: str, url: str, ok: int, **kw: Any) -> httpx.Response:
+        for _ in range(60):
+            r = await self.http.request(method, url, **kw)
+            if r.status_code == ok:
+                return r
+            assert r.status_code == 503, f"{method} {url} → {r.status_code} {r.text}"  # never a client error/500
+            self.failures.append((f"{method} {url.split('?')[0]}", r.status_code))
+            await asyncio.sleep(0.2)  # the client's retry backoff
+        raise AssertionError(f"{method} {url} still failing after 60 tries")
+
+    async def slots(self, n: int) -> list[str]:
+        import datetime as dt
+
+        found: list[str] = []
+        day = dt.date.today() + dt.timedelta(days=2)
+        while len(found) < n:
+            if day.weekday() <= 3:
+                r = await self.call("GET", f"/v1/services/{CHECKUP}/availability?date={day.isoformat()}", 200)
+                found += [s["start_time"] for s in r.json()["slots"] if s["free"]]
+            day += dt.timedelta(days=1)
+        return found[:n]
+
+    async def book(self, slot: str) -> Booked:
+        email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
+        await self.call("POST", "/v1/auth/register", 201, json={"email": email, "password": "correct-horse",
+                                                                  "name": "Ann"})
+        login = await self.call("POST", "/v1/auth/login", 200, json={"email": email, "password": "correct-horse"})
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        pet = await self.call("POST", "/v1/pets", 201, json={"name": "Rex", "species": "SPECIES_DOG"}, headers=auth)
+        key = uuid.uuid4().hex  # the same key on every retry: one hold, one payment session
+        held = await self.call("POST", "/v1/bookings", 201, headers={**auth, "Idempotency-Key": key}, json={
+            "service_id": CHECKUP, "pet_id": pet.json()["pet"]["pet_id"], "slot": slot, "payment_method": "card"})
+        lock_id, payment_url = held.json()["lock_id"], held.json()["payment_url"]
+        async with httpx.AsyncClient(timeout=10) as c:
+            paid = await c.post(payment_url, data={"card_number": "4242424242424242"},
+                                headers={"Accept": "application/json"})
+        assert paid.status_code == 200, paid.text
+
+        async def confirmed() -> dict[str, Any] | None:
+            r = await self.call("GET", f"/v1/reservations/{lock_id}", 200, headers=auth)
+            return r.json() if r.json()["status"] == "CONFIRMED" else None
+
+        res = await eventually(confirmed, timeout=90, interval=0.2)
+        return Booked(email, login.json()["access_token"], lock_id, res["booking_id"])
+
+
+async def served(http: httpx.AsyncClient, ip: str) -> float:
+    """BookingService RPCs this booking replica completed (its Prometheus counter, from its host)."""
+    text = (await http.get(f"http://{ip}:7502/metrics")).text
+    return sum(float(m.group(1)) for m in re.finditer(
+        r'^grpc_server_handled_total\{[^}]*BookingService/[^}]*\} ([0-9.e+]+)$', text, re.M))
+
+
+async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_replica(rehearsal: Rehearsal) -> None:
+    import psycopg
+
+    from petpro.events import group_lag
+    from petpro_dev.devstack.mail import list_messages
+
+    r = rehearsal
+    booking0, booking1 = r.pods["booking-0"], r.pods["booking-1"]
+    async with httpx.AsyncClient(base_url=f"http://{r.net.hosts['envoy-0']}:8080", timeout=30) as http:
+        client = Client(http)
+        slots = await client.slots(24)
+        booked: list[Booked] = []
+
+        # 1. load is balanced: both booking replicas serve the bookings' RPCs (round_robin per call;
+        #    the edge reaches them through one dns:/// name)
+        booked.append(await client.book(slots.pop()))
+        served_before_kill = {p.name: await served(http, p.ip) for p in (booking0, booking1)}
+        assert all(n > 0 for n in served_before_kill.values()), served_before_kill
+
+        env = r.stack.env()
+
+        def outbox_pending() -> int:
+            with psycopg.connect(env["DATABASE_URL"]) as conn:
+                return conn.execute("SELECT count(*) FROM booking.outbox WHERE sent_at IS NULL").fetchone()[0]
+
+        async def drained() -> bool:
+            state["outbox"] = outbox_pending()
+            state["lag"] = group_lag(env["KAFKA_BOOTSTRAP_SERVERS"], "notif-worker", "booking.created")
+            return state["outbox"] == 0 and state["lag"] == 0
+
+        state: dict[str, int] = {}
+
+        async def wait_drained() -> None:
+            try:
+                await eventually(drained, timeout=120, interval=0.5)
+            except AssertionError:
+                logs = "\n".join(f"--- {p.name}\n{p.log_tail(15)}" for p in r.pods.values()
+                                 if p.component in ("booking", "notif"))
+                raise AssertionError(f"events not drained: {state}\n{logs}") from None
+
+        # the consumer group has formed (both notif replicas joined) before anything is stopped
+        await wait_drained()
+
+        # 2. concurrent clients; after two more bookings booking-0 dies with RPCs in flight (frozen,
+        #    then SIGKILLed once a request waits in its socket) and notif-0 is stopped (SIGTERM)
+        progressed = asyncio.Event()
+        phase2: list[Booked] = []
+
+        async def worker(mine: list[str]) -> None:
+            for slot in mine:
+                phase2.append(await client.book(slot))
+                if len(phase2) >= 2:
+                    progressed.set()
+
+        def in_flight() -> bool:  # bytes of an RPC are waiting unread in the frozen replica's sockets
+            out = subprocess.run(["ip", "netns", "exec", booking0.netns, "ss", "-Htn", "state", "established",
+                                  "sport", "= :7402"], capture_output=True, text=True, check=True).stdout
+            return any(int(line.split()[0]) > 0 for line in out.splitlines())
+
+        async def chaos() -> None:
+            await progressed.wait()
+            os.kill(booking0.proc.pid, signal.SIGSTOP)
+            await eventually(lambda: asyncio.to_thread(in_flight), timeout=60, interval=0.05)
+            os.kill(booking0.proc.pid, signal.SIGKILL)
+            r.pods["notif-0"].proc.send_signal(signal.SIGTERM)
+
+        todo = slots[:12]
+        await asyncio.gather(chaos(), *(worker(todo[i::4]) for i in range(4)))
+        booked += phase2
+        assert booking0.proc.wait(timeout=10) == -signal.SIGKILL
+        assert r.pods["notif-0"].proc.wait(timeout=30) == 0  # drained and exited cleanly
+        assert await served(http, booking1.ip) > served_before_kill["booking-1"]  # the survivor took over
+
+        # 3. every booking the clients were told succeeded is confirmed exactly once
+        for b in booked:
+            auth = {"Authorization": f"Bearer {b.token}"}
+            mine = (await client.call("GET", "/v1/bookings", 200, headers=auth)).json()["bookings"]
+            assert [(x["booking_id"], x["reservation_lock_id"]) for x in mine] == [(b.booking_id, b.lock_id)]
+
+        # 4. each notification delivered once: wait until the events are relayed and consumed
+        await wait_drained()
+        mails = list_messages(r.stack.ctx.mail_dir)
+        for b in booked:
+            assert len([m for m in mails if b.email in m.to]) == 1, b.email
+            auth = {"Authorization": f"Bearer {b.token}"}
+            inbox = (await client.call("GET", "/v1/me/notifications", 200, headers=auth)).json()["notifications"]
+            assert [n["data"]["booking_id"] for n in inbox] == [b.booking_id]
+
+    # the failed calls were all "retry later" and all succeeded on retry (Client.call asserts both)
+    print(f"\nrehearsal: {len(booked)} bookings, BookingService RPCs per replica before the kill {served_before_kill}, "
+          f"{len(client.failures)} retried 503s: {sorted(set(client.failures))}")

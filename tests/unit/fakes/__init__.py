@@ -1,0 +1,35 @@
+"""Hand-written fakes of the services' ports (cosmicpython style): in-memory repositories with the
+same contract as the SQL ones (including the races the schema decides), and a unit of work that
+commits on success and rolls the store back on an exception."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Generic, TypeVar
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+
+class FakeUnitOfWork(Generic[S, R]):
+    """``async with uow() as repo``: a transaction over ``store``.  Counts commits and rollbacks."""
+
+    def __init__(self, store: S, repo: Callable[[S], R]) -> None:
+        self.store = store
+        self.repo = repo
+        self.commits = 0
+        self.rollbacks = 0
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[R]:
+        snapshot = copy.deepcopy(vars(self.store))
+        try:
+            yield self.repo(self.store)
+        except BaseException:
+            vars(self.store).clear()
+            vars(self.store).update(snapshot)
+            self.rollbacks += 1
+            raise
+        self.commits += 1

@@ -1,0 +1,269 @@
+"""In-memory BookingRepository (booking_svc.ports) with the schema's rules: one active reservation
+per service unit and overlapping range (UnitTaken), one reservation per owner + request id
+(DuplicateRequest)."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from booking_svc.domain import (
+    ACTIVE_STATES,
+    Booking,
+    Clinic,
+    ClinicBooking,
+    Closure,
+    DuplicateRequest,
+    Interval,
+    Pet,
+    Reservation,
+    ReservationState,
+    Service,
+    UnitTaken,
+)
+from tests.unit.fakes import FakeUnitOfWork
+
+
+@dataclass
+class OutboxRow:
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    event_type: str
+    payload: bytes
+    traceparent: str
+
+
+@dataclass
+class BookingStore:
+    clinics: dict[uuid.UUID, Clinic] = field(default_factory=dict)
+    services: dict[uuid.UUID, Service] = field(default_factory=dict)
+    pets: dict[uuid.UUID, Pet] = field(default_factory=dict)
+    reservations: dict[uuid.UUID, Reservation] = field(default_factory=dict)
+    bookings: dict[uuid.UUID, Booking] = field(default_factory=dict)
+    outbox: list[OutboxRow] = field(default_factory=list)
+    catalog_version: int = 1
+    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic/service id
+
+
+def _after(key: tuple[str, str], after: tuple[str, ...] | None) -> bool:
+    return after is None or key > after
+
+
+def _overlaps(a: Reservation, start: datetime, end: datetime) -> bool:
+    return a.start < end and start < a.end
+
+
+class FakeBookingRepository:
+    def __init__(self, store: BookingStore) -> None:
+        self.s = store
+
+    # -- catalog
+    async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]:
+        rows = sorted(self.s.clinics.values(), key=lambda c: (c.name, str(c.id)))
+        return [copy.deepcopy(c) for c in rows if _after((c.name, str(c.id)), after)][:limit]
+
+    async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
+        return copy.deepcopy(self.s.clinics.get(clinic_id))
+
+    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
+        rows = sorted((s for s in self.s.services.values() if s.clinic_id == clinic_id and not s.archived),
+                      key=lambda s: (s.name, str(s.id)))
+        return [copy.deepcopy(s) for s in rows if _after((s.name, str(s.id)), after)][:limit]
+
+    async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
+        svc = self.s.services.get(service_id)
+        if svc is None:
+            return None
+        return copy.deepcopy(svc), copy.deepcopy(self.s.clinics[svc.clinic_id])
+
+    async def service(self, service_id: uuid.UUID, *, for_update: bool = False) -> Service | None:
+        return copy.deepcopy(self.s.services.get(service_id))
+
+    # -- catalog changes
+    async def catalog_version(self) -> int:
+        return self.s.catalog_version
+
+    async def bump_catalog(self) -> None:
+        self.s.catalog_version += 1
+
+    async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
+        self.s.clinics[clinic.id] = copy.deepcopy(clinic)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = clinic.id
+        return clinic.id
+
+    async def save_clinic(self, clinic: Clinic) -> None:
+        stored = self.s.clinics[clinic.id]
+        self.s.clinics[clinic.id] = replace(copy.deepcopy(clinic), closures=stored.closures,
+                                            overrides=stored.overrides, version=stored.version + 1)
+        clinic.version += 1
+
+    async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.s.catalog_requests:
+            return self.s.catalog_requests[request_id]
+        self.s.services[svc.id] = copy.deepcopy(svc)
+        if request_id is not None:
+            self.s.catalog_requests[request_id] = svc.id
+        return svc.id
+
+    async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
+        stored = self.s.services[svc.id]
+        self.s.services[svc.id] = replace(copy.deepcopy(svc), version=stored.version + 1,
+                                          archived=stored.archived or archive_at is not None)
+        svc.version += 1
+
+    async def add_closure(self, c: Closure) -> None:
+        self.s.clinics[c.clinic_id].closures.append(c)
+
+    async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool:
+        clinic = self.s.clinics[clinic_id]
+        before = len(clinic.closures)
+        clinic.closures = [c for c in clinic.closures if c.id != closure_id]
+        return len(clinic.closures) < before
+
+    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Closure]:
+        rows = sorted(self.s.clinics[clinic_id].closures, key=lambda c: (c.start_date.isoformat(), str(c.id)))
+        return [c for c in rows if _after((c.start_date.isoformat(), str(c.id)), after)][:limit]
+
+    async def put_override(self, clinic_id: uuid.UUID, day: date, ivs: list[Interval]) -> None:
+        self.s.clinics[clinic_id].overrides[day] = list(ivs)
+
+    async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
+        return self.s.clinics[clinic_id].overrides.pop(day, None) is not None
+
+    async def upcoming_bookings(self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None,
+                                end: datetime | None = None) -> list[Booking]:
+        rows = [b for b in self.s.bookings.values() if b.clinic_id == clinic_id and b.state == "CONFIRMED"
+                and b.start > now and (start is None or b.start >= start) and (end is None or b.start < end)]
+        return [copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.start, str(b.id)))]
+
+    async def list_clinic_bookings(self, clinic_id: uuid.UUID, start: datetime, end: datetime, states: list[str],
+                                   after: tuple[str, ...] | None, limit: int) -> list[ClinicBooking]:
+        rows = sorted((b for b in self.s.bookings.values() if b.clinic_id == clinic_id and start <= b.start < end
+                       and (not states or b.state in states)), key=lambda b: (b.start, str(b.id)))
+        out = []
+        for b in rows:
+            if not _after((b.start.isoformat(), str(b.id)), after):
+                continue
+            res, pet = self.s.reservations[b.lock_id], self.s.pets[b.pet_id]
+            out.append(ClinicBooking(copy.deepcopy(b), self.s.services[b.service_id].name, pet.name, pet.species,
+                                     res.owner_name, res.owner_email))
+        return out[:limit]
+
+    # -- pets
+    async def add_pet(self, pet: Pet) -> None:
+        self.s.pets[pet.id] = copy.deepcopy(pet)
+
+    async def pet(self, pet_id: uuid.UUID) -> Pet | None:
+        return copy.deepcopy(self.s.pets.get(pet_id))
+
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
+        rows = sorted((p for p in self.s.pets.values() if p.owner_user_id == owner),
+                      key=lambda p: (p.created_at.isoformat(), str(p.id)))
+        return [copy.deepcopy(p) for p in rows if _after((p.created_at.isoformat(), str(p.id)), after)][:limit]
+
+    # -- reservations
+    def _with_booking(self, r: Reservation) -> Reservation:
+        booking = next((b.id for b in self.s.bookings.values() if b.lock_id == r.lock_id), None)
+        return replace(copy.deepcopy(r), booking_id=booking)
+
+    async def reservation(self, lock_id: uuid.UUID, *, for_update: bool = False) -> Reservation | None:
+        r = self.s.reservations.get(lock_id)
+        return self._with_booking(r) if r else None
+
+    async def reservation_by_request(self, owner: uuid.UUID, request_id: str) -> Reservation | None:
+        for r in self.s.reservations.values():
+            if r.owner_user_id == owner and r.request_id == request_id:
+                return self._with_booking(r)
+        return None
+
+    async def expire_overlapping(self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> int:
+        n = 0
+        for r in self.s.reservations.values():
+            if (r.service_id == service_id and r.state == ReservationState.HELD and r.expires_at <= now
+                    and _overlaps(r, start, end)):
+                r.state = ReservationState.EXPIRED
+                n += 1
+        return n
+
+    def _active_units(self, service_id: uuid.UUID, start: datetime, end: datetime,
+                      skip: uuid.UUID | None = None) -> set[int]:
+        return {r.unit for r in self.s.reservations.values()
+                if r.service_id == service_id and r.state in ACTIVE_STATES and _overlaps(r, start, end)
+                and r.lock_id != skip}
+
+    async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]:
+        return self._active_units(service_id, start, end)
+
+    async def insert_reservation(self, res: Reservation) -> None:
+        if any(r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
+               for r in self.s.reservations.values()):
+            raise DuplicateRequest
+        if res.state in ACTIVE_STATES and res.unit in self._active_units(res.service_id, res.start, res.end):
+            raise UnitTaken
+        self.s.reservations[res.lock_id] = copy.deepcopy(res)
+
+    async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
+                            payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
+        r = self.s.reservations[lock_id]
+        if state in ACTIVE_STATES and r.unit in self._active_units(r.service_id, r.start, r.end, skip=lock_id):
+            return False
+        r.state = state
+        if payment_id is not None:
+            r.payment_id = payment_id
+        if failure_reason is not None:
+            r.failure_reason = failure_reason
+        return True
+
+    async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+        due = sorted((r for r in self.s.reservations.values()
+                      if r.state == ReservationState.HELD and r.expires_at <= now), key=lambda r: r.expires_at)
+        for r in due[:limit]:
+            r.state = ReservationState.EXPIRED
+        return [r.lock_id for r in due[:limit]]
+
+    async def active_counts(self, service_id: uuid.UUID, start: datetime, end: datetime,
+                            now: datetime) -> list[tuple[datetime, datetime]]:
+        return [(r.start, r.end) for r in self.s.reservations.values()
+                if r.service_id == service_id and _overlaps(r, start, end)
+                and (r.state == ReservationState.CONFIRMED
+                     or (r.state == ReservationState.HELD and r.expires_at > now))]
+
+    # -- bookings
+    async def add_booking(self, b: Booking) -> None:
+        assert all(x.lock_id != b.lock_id for x in self.s.bookings.values()), "bookings.lock_id is unique"
+        self.s.bookings[b.id] = copy.deepcopy(b)
+
+    async def booking(self, booking_id: uuid.UUID) -> Booking | None:
+        return copy.deepcopy(self.s.bookings.get(booking_id))
+
+    async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None:
+        return copy.deepcopy(next((b for b in self.s.bookings.values() if b.lock_id == lock_id), None))
+
+    async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
+                            start_from: datetime | None, after: tuple[str, ...] | None, limit: int) -> list[Booking]:
+        rows = sorted(self.s.bookings.values(), key=lambda b: (b.start.isoformat(), str(b.id)))
+        return [copy.deepcopy(b) for b in rows
+                if (owner is None or b.owner_user_id == owner) and (clinic is None or b.clinic_id == clinic)
+                and (start_from is None or b.start >= start_from)
+                and _after((b.start.isoformat(), str(b.id)), after)][:limit]
+
+    async def add_outbox(self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes,
+                         traceparent: str) -> None:
+        self.s.outbox.append(OutboxRow(event_id, topic, key, event_type, payload, traceparent))
+
+
+def booking_uow(store: BookingStore | None = None) -> FakeUnitOfWork[BookingStore, FakeBookingRepository]:
+    return FakeUnitOfWork(store or BookingStore(), FakeBookingRepository)
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
+    from booking_svc.ports import UnitOfWork
+
+    _uow: UnitOfWork = booking_uow()

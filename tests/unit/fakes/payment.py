@@ -1,0 +1,158 @@
+"""In-memory PaymentRepository and a fake PaymentGateway (payment_svc.ports)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from payment_svc.domain import (
+    GatewayError,
+    GatewayEvent,
+    InvalidSignature,
+    Payment,
+    PaymentStatus,
+    Session,
+    SessionState,
+)
+from tests.unit.fakes import FakeUnitOfWork
+
+
+@dataclass
+class PaymentStore:
+    payments: dict[uuid.UUID, Payment] = field(default_factory=dict)
+    events: dict[str, uuid.UUID | None] = field(default_factory=dict)
+    saved_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    checked_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
+
+
+class FakePaymentRepository:
+    def __init__(self, store: PaymentStore) -> None:
+        self.s = store
+
+    async def add(self, p: Payment) -> bool:
+        if any(x.request_id == p.request_id for x in self.s.payments.values()):
+            return False
+        self.s.payments[p.id] = copy.deepcopy(p)
+        return True
+
+    async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
+        return copy.deepcopy(self.s.payments.get(payment_id))
+
+    async def by_request(self, request_id: str) -> Payment | None:
+        return copy.deepcopy(next((p for p in self.s.payments.values() if p.request_id == request_id), None))
+
+    async def by_order_ref(self, order_ref: str) -> Payment | None:
+        mine = [p for p in self.s.payments.values() if p.order_ref == order_ref]
+        return copy.deepcopy(max(mine, key=lambda p: p.created_at, default=None))
+
+    async def find_for_event(self, payment_id: str | None, session_id: str | None,
+                             provider_id: str | None) -> Payment | None:
+        for p in self.s.payments.values():
+            if ((payment_id and str(p.id) == payment_id) or (session_id and p.session_id == session_id)
+                    or (provider_id and p.provider_payment_id == provider_id)):
+                return copy.deepcopy(p)
+        return None
+
+    async def save(self, p: Payment, now: datetime) -> None:
+        assert p.id in self.s.payments
+        self.s.payments[p.id] = copy.deepcopy(p)
+        self.s.saved_at[p.id] = now
+
+    async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
+        if event_id in self.s.events:
+            return False
+        self.s.events[event_id] = payment_id
+        return True
+
+    async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
+        due = [p for p in self.s.payments.values()
+               if p.status == PaymentStatus.PENDING and p.expires_at is not None and p.expires_at <= now
+               and p.session_id is not None]
+        return [copy.deepcopy(p) for p in sorted(due, key=lambda p: p.expires_at or now)[:limit]]
+
+    async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
+        due = [p for p in self.s.payments.values()
+               if p.status == PaymentStatus.SUCCEEDED and p.settled_at is None and p.updated_at <= changed_before]
+        return [copy.deepcopy(p) for p in sorted(due, key=lambda p: p.updated_at)[:limit]]
+
+    async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
+        def seen(p: Payment) -> datetime:
+            return self.s.checked_at.get(p.id, p.created_at)
+
+        due = sorted((p for p in self.s.payments.values()
+                      if p.status == PaymentStatus.PENDING and p.session_id is not None
+                      and seen(p) <= checked_before), key=seen)[:limit]
+        for p in due:  # stamped like the database does (now(), not the caller's clock)
+            self.s.checked_at[p.id] = datetime.now(UTC)
+        return [copy.deepcopy(p) for p in due]
+
+
+def payment_uow(store: PaymentStore | None = None) -> FakeUnitOfWork[PaymentStore, FakePaymentRepository]:
+    return FakeUnitOfWork(store or PaymentStore(), FakePaymentRepository)
+
+
+class FakeGateway:
+    """Sessions, expiry and refunds recorded in memory; events are JSON signed with ``"good"``:
+    ``{"id", "type", "session_id", "provider_payment_id", "payment_id", "status"}``."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, tuple[str, str]] = {}  # session id → (idempotency key, payment id)
+        self.open: set[str] = set()
+        self.paid: dict[str, str] = {}  # session id → provider payment id (paid, webhook or not)
+        self.refunds: dict[str, tuple[str, int]] = {}  # idempotency key → (provider id, amount)
+        self.fail_next = False
+
+    async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
+                             idempotency_key: str) -> Session:
+        if self.fail_next:
+            self.fail_next = False
+            raise GatewayError("payment provider refused the session: card_declined")
+        for sid, (key, _) in self.sessions.items():
+            if key == idempotency_key:  # the provider answers a retry like the first call
+                return Session(sid, f"https://pay.example.test/{sid}")
+        sid = f"cs_{len(self.sessions) + 1}"
+        self.sessions[sid] = (idempotency_key, str(payment.id))
+        self.open.add(sid)
+        return Session(sid, f"https://pay.example.test/{sid}")
+
+    async def expire_session(self, session_id: str) -> bool:
+        if session_id not in self.open:
+            return False
+        self.open.discard(session_id)
+        return True
+
+    async def session_state(self, session_id: str) -> SessionState:
+        if session_id not in self.sessions:
+            raise GatewayError("payment provider did not answer: no such session")
+        if session_id in self.paid:
+            return SessionState("complete", True, self.paid[session_id])
+        return SessionState("open" if session_id in self.open else "expired", False, None)
+
+    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str) -> str:
+        self.refunds.setdefault(idempotency_key, (provider_payment_id, amount_minor))
+        return f"re_{idempotency_key}"
+
+    def verify_event(self, payload: bytes, signature: str) -> GatewayEvent:
+        if signature != "good":
+            raise InvalidSignature("webhook signature is invalid or too old")
+        e = json.loads(payload)
+        return GatewayEvent(e["id"], e["type"], e.get("session_id"), e.get("provider_payment_id"),
+                            e.get("payment_id"), PaymentStatus(e["status"]) if e.get("status") else None, e)
+
+
+def event(id: str, type: str, *, status: PaymentStatus | None, payment_id: uuid.UUID | None = None,
+          session_id: str | None = None, provider_payment_id: str | None = None) -> bytes:
+    return json.dumps({"id": id, "type": type, "status": status.value if status else None,
+                       "payment_id": str(payment_id) if payment_id else None, "session_id": session_id,
+                       "provider_payment_id": provider_payment_id}).encode()
+
+
+if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
+    from payment_svc.ports import PaymentGateway, UnitOfWork
+
+    _uow: UnitOfWork = payment_uow()
+    _gateway: PaymentGateway = FakeGateway()

@@ -1,0 +1,302 @@
+"""BookingHandlers with a fake unit of work (no database): catalog, pets, reserve (idempotency,
+capacity, expired holds, races), confirm (live hold, late payment reclaimed or lost), expiry, reads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+
+import pytest
+
+from booking_svc.domain import (
+    Booking,
+    BookingNotFound,
+    BookingState,
+    Clinic,
+    ClinicNotFound,
+    IdempotencyKeyReused,
+    Interval,
+    Pet,
+    PetNotFound,
+    PetNotOwned,
+    Reservation,
+    ReservationClosed,
+    ReservationNotFound,
+    ReservationState,
+    Service,
+    ServiceNotFound,
+    SlotLost,
+    SlotUnavailable,
+)
+from booking_svc.handlers import EVENT_BOOKING_CREATED, TOPIC_BOOKING_CREATED, BookingHandlers, ReserveCommand
+from petpro.errors import InvalidArgument
+from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_uow
+
+NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
+MONDAY = date(2030, 1, 7)
+SLOT = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)  # 09:00 in Berlin
+HOLD = timedelta(minutes=10)
+
+
+class Clock:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Encoded:
+    """The event encoder port: records what it was asked to encode."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[uuid.UUID, Booking, Pet]] = []
+
+    def __call__(self, event_id: uuid.UUID, booking: Booking, res: Reservation, svc: Service, clinic: Clinic,
+                 pet: Pet, now: datetime) -> bytes:
+        self.calls.append((event_id, booking, pet))
+        return f"{booking.id}|{svc.name}|{clinic.name}|{pet.name}".encode()
+
+
+@pytest.fixture
+def world():
+    store = BookingStore()
+    clinic = Clinic(uuid.uuid4(), "Vet Mitte", "Europe/Berlin", {"mon": [Interval(time(9), time(12))]})
+    svc = Service(uuid.uuid4(), clinic.id, "Check-up", 30, 4500, "EUR", capacity=1)
+    owner = uuid.uuid4()
+    pet = Pet(uuid.uuid4(), owner, "Rex", "DOG", created_at=NOW)
+    store.clinics[clinic.id], store.services[svc.id], store.pets[pet.id] = clinic, svc, pet
+    uow = booking_uow(store)
+    clock, encode = Clock(), Encoded()
+    h = BookingHandlers(uow, encode, hold_ttl=HOLD, clock=clock, traceparent=lambda: "00-trace-span-01",
+                        read=booking_uow(store))
+    return h, store, uow, clock, encode, clinic, svc, owner, pet
+
+
+def cmd(svc: Service, owner: uuid.UUID, pet: Pet, request_id: str = "r1", start: datetime = SLOT) -> ReserveCommand:
+    return ReserveCommand(request_id, owner, "o@example.test", "Olga", svc.id, pet.id, start)
+
+
+# -- catalog ------------------------------------------------------------------------------------------
+async def test_catalog_reads_and_not_found(world):
+    h, _store, *_ , clinic, svc, _owner, _pet = world
+    assert (await h.get_clinic(clinic.id)).name == "Vet Mitte"
+    assert (await h.get_service(svc.id))[0].name == "Check-up"
+    rows, token = await h.list_services(clinic.id, 10, "")
+    assert [s.id for s in rows] == [svc.id] and token == ""
+    with pytest.raises(ClinicNotFound):
+        await h.get_clinic(uuid.uuid4())
+    with pytest.raises(ClinicNotFound):
+        await h.list_services(uuid.uuid4(), 10, "")
+    with pytest.raises(ServiceNotFound):
+        await h.get_service(uuid.uuid4())
+
+
+async def test_list_clinics_pages_by_name(world):
+    h, store, *_ = world
+    for name in ("A", "B", "C"):
+        c = Clinic(uuid.uuid4(), name, "UTC", {})
+        store.clinics[c.id] = c
+    first, token = await h.list_clinics(2, "")
+    assert [c.name for c in first] == ["A", "B"] and token
+    second, token2 = await h.list_clinics(2, token)
+    assert [c.name for c in second] == ["C", "Vet Mitte"] and token2
+    third, token3 = await h.list_clinics(2, token2)
+    assert third == [] and token3 == ""
+
+
+async def test_availability_counts_active_holds_and_rejects_bad_dates(world):
+    h, _, _, _, _, _, svc, owner, pet = world
+    before = await h.availability(svc.id, MONDAY.isoformat())
+    assert [s.remaining for s in before[2]] == [1] * 6  # 09:00-12:00 in 30-minute slots
+    await h.reserve(cmd(svc, owner, pet))
+    _, _, slots = await h.availability(svc.id, MONDAY.isoformat())
+    assert [s.remaining for s in slots] == [0, 1, 1, 1, 1, 1]
+    with pytest.raises(InvalidArgument) as exc:
+        await h.availability(svc.id, "2030-02-30")
+    assert exc.value.violations[0].field == "date"
+
+
+# -- pets ---------------------------------------------------------------------------------------------
+async def test_create_pet_validates_birth_date_and_lists_by_owner(world):
+    h, store, _uow, clock, *_ = world
+    owner = uuid.uuid4()
+    pet = await h.create_pet(owner, "  Mia ", "CAT", "  ", "2025-03-01")
+    assert (pet.name, pet.breed, pet.birth_date) == ("Mia", None, date(2025, 3, 1))
+    assert store.pets[pet.id].owner_user_id == owner
+    with pytest.raises(InvalidArgument) as exc:
+        await h.create_pet(owner, "Tom", "CAT", None, (clock.now.date() + timedelta(days=1)).isoformat())
+    assert exc.value.violations[0].reason == "DATE_IN_FUTURE"
+    with pytest.raises(InvalidArgument):
+        await h.create_pet(owner, "Tom", "CAT", None, "yesterday")
+    rows, _ = await h.list_pets(owner, 10, "")
+    assert [p.id for p in rows] == [pet.id]
+
+
+# -- reserve ------------------------------------------------------------------------------------------
+async def test_reserve_holds_the_slot_until_the_ttl(world):
+    h, store, _uow, _clock, _, clinic, svc, owner, pet = world
+    res = await h.reserve(cmd(svc, owner, pet))
+    assert res.state == ReservationState.HELD and res.expires_at == NOW + HOLD
+    assert (res.start, res.end, res.amount_minor, res.clinic_id) == (SLOT, SLOT + timedelta(minutes=30), 4500,
+                                                                    clinic.id)
+    assert store.reservations[res.lock_id].state == ReservationState.HELD
+    with pytest.raises(SlotUnavailable):
+        await h.reserve(cmd(svc, owner, pet, "other"))
+
+
+async def test_reserve_is_idempotent_per_request_id(world):
+    h, store, _, _, _, _, svc, owner, pet = world
+    first = await h.reserve(cmd(svc, owner, pet))
+    again = await h.reserve(cmd(svc, owner, pet))
+    assert again.lock_id == first.lock_id and len(store.reservations) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await h.reserve(cmd(svc, owner, pet, start=SLOT + timedelta(minutes=30)))
+
+
+async def test_reserve_checks_pet_and_slot(world):
+    h, _, _, _, _, _, svc, owner, pet = world
+    with pytest.raises(PetNotOwned):
+        await h.reserve(cmd(svc, uuid.uuid4(), pet, "x"))
+    with pytest.raises(PetNotFound):
+        await h.reserve(ReserveCommand("y", owner, "o@example.test", "", svc.id, uuid.uuid4(), SLOT))
+    with pytest.raises(InvalidArgument) as exc:
+        await h.reserve(cmd(svc, owner, pet, "z", start=SLOT + timedelta(minutes=10)))
+    assert exc.value.violations[0].reason == "SLOT_OFF_GRID"
+    with pytest.raises(ServiceNotFound):
+        await h.reserve(ReserveCommand("w", owner, "", "", uuid.uuid4(), pet.id, SLOT))
+
+
+async def test_capacity_gives_each_reserver_its_own_unit(world):
+    h, store, _, _, _, _, svc, owner, pet = world
+    store.services[svc.id].capacity = 2
+    store.catalog_version += 1  # a committed catalog change: the memo reloads
+    a = await h.reserve(cmd(svc, owner, pet, "a"))
+    b = await h.reserve(cmd(svc, owner, pet, "b"))
+    assert {a.unit, b.unit} == {1, 2}
+    with pytest.raises(SlotUnavailable):
+        await h.reserve(cmd(svc, owner, pet, "c"))
+
+
+async def test_an_expired_hold_never_blocks(world):
+    h, store, _, clock, _, _, svc, owner, pet = world
+    first = await h.reserve(cmd(svc, owner, pet, "a"))
+    clock.now += HOLD  # the hold lapses; the sweeper has not run
+    second = await h.reserve(cmd(svc, owner, pet, "b"))
+    assert second.lock_id != first.lock_id
+    assert store.reservations[first.lock_id].state == ReservationState.EXPIRED
+
+
+async def test_a_unit_lost_to_a_concurrent_reserver_is_a_clear_conflict(world):
+    h, store, uow, _, _, _, svc, owner, pet = world
+
+    class Racing(FakeBookingRepository):
+        async def taken_units(self, service_id, start, end):  # type: ignore[no-untyped-def]
+            return set()  # sees the slot free: the insert (the constraint) decides
+
+    await h.reserve(cmd(svc, owner, pet, "a"))
+    uow.repo = Racing
+    rollbacks = uow.rollbacks
+    with pytest.raises(SlotUnavailable):
+        await h.reserve(cmd(svc, owner, pet, "b"))
+    assert uow.rollbacks == rollbacks + 1 and len(store.reservations) == 1
+
+
+async def test_a_concurrent_retry_with_the_same_key_answers_like_the_winner(world):
+    h, store, uow, _, _, _, svc, owner, pet = world
+    winner = await h.reserve(cmd(svc, owner, pet, "same"))
+
+    class Late(FakeBookingRepository):
+        async def reservation_by_request(self, owner, request_id):  # type: ignore[no-untyped-def]
+            return None  # our read ran before the winner committed
+
+        async def taken_units(self, service_id, start, end):  # type: ignore[no-untyped-def]
+            return set()
+
+    uow.repo = Late
+    h.read = booking_uow(store)
+    again = await h.reserve(cmd(svc, owner, pet, "same"))
+    assert again.lock_id == winner.lock_id
+
+
+# -- confirm ------------------------------------------------------------------------------------------
+async def test_confirm_a_live_hold_books_and_writes_the_event_in_the_same_unit_of_work(world):
+    h, store, uow, _, encode, _clinic, svc, owner, pet = world
+    res = await h.reserve(cmd(svc, owner, pet))
+    pay = uuid.uuid4()
+    commits = uow.commits
+    booking = await h.confirm(res.lock_id, pay)
+    assert booking.state is BookingState.CONFIRMED
+    assert (booking.lock_id, booking.payment_id, booking.start, booking.amount_minor) == (res.lock_id, pay, SLOT, 4500)
+    assert store.reservations[res.lock_id].state == ReservationState.CONFIRMED
+    assert uow.commits == commits + 1
+    [row] = store.outbox
+    assert (row.topic, row.key, row.event_type, row.traceparent) == (
+        TOPIC_BOOKING_CREATED, str(booking.id), EVENT_BOOKING_CREATED, "00-trace-span-01")
+    assert row.payload == f"{booking.id}|Check-up|Vet Mitte|Rex".encode()
+    assert encode.calls[0][0] == row.event_id
+
+
+async def test_confirm_is_idempotent_per_payment(world):
+    h, store, _, _, _, _, svc, owner, pet = world
+    res = await h.reserve(cmd(svc, owner, pet))
+    pay = uuid.uuid4()
+    first = await h.confirm(res.lock_id, pay)
+    again = await h.confirm(res.lock_id, pay)
+    assert again.id == first.id and len(store.bookings) == 1 and len(store.outbox) == 1
+    with pytest.raises(ReservationClosed):
+        await h.confirm(res.lock_id, uuid.uuid4())
+    with pytest.raises(ReservationNotFound):
+        await h.confirm(uuid.uuid4(), pay)
+
+
+async def test_late_payment_confirms_when_the_slot_is_still_free(world):
+    h, store, _, clock, _, _, svc, owner, pet = world
+    res = await h.reserve(cmd(svc, owner, pet))
+    clock.now += HOLD + timedelta(minutes=1)
+    assert await h.expire_due() == [res.lock_id]
+    booking = await h.confirm(res.lock_id, uuid.uuid4())
+    assert booking.state is BookingState.CONFIRMED
+    assert store.reservations[res.lock_id].state == ReservationState.CONFIRMED
+
+
+async def test_late_payment_for_a_taken_slot_fails_the_reservation_and_asks_for_a_refund(world):
+    h, store, _, clock, _, _, svc, owner, pet = world
+    late = await h.reserve(cmd(svc, owner, pet, "late"))
+    clock.now += HOLD
+    winner = await h.reserve(cmd(svc, owner, pet, "winner"))
+    await h.confirm(winner.lock_id, uuid.uuid4())
+    pay = uuid.uuid4()
+    with pytest.raises(SlotLost):
+        await h.confirm(late.lock_id, pay)
+    lost = store.reservations[late.lock_id]
+    assert (lost.state, lost.failure_reason, lost.payment_id) == (ReservationState.FAILED, "SLOT_TAKEN", pay)
+    assert len(store.bookings) == 1 and len(store.outbox) == 1  # only the winner's
+    with pytest.raises(SlotLost):  # a redelivered webhook gets the same answer
+        await h.confirm(late.lock_id, pay)
+
+
+async def test_get_reservation_reports_a_lapsed_hold_as_expired_and_hides_others(world):
+    h, _, _, clock, _, _, svc, owner, pet = world
+    res = await h.reserve(cmd(svc, owner, pet))
+    assert (await h.get_reservation(res.lock_id, owner)).state == ReservationState.HELD
+    clock.now += HOLD
+    assert (await h.get_reservation(res.lock_id, None)).state == ReservationState.EXPIRED
+    with pytest.raises(ReservationNotFound):
+        await h.get_reservation(res.lock_id, uuid.uuid4())
+
+
+# -- bookings -----------------------------------------------------------------------------------------
+async def test_bookings_are_visible_to_their_owner_and_listed_by_clinic(world):
+    h, _, _, _, _, clinic, svc, owner, pet = world
+    res = await h.reserve(cmd(svc, owner, pet))
+    booking = await h.confirm(res.lock_id, uuid.uuid4())
+    assert (await h.get_booking(booking.id, owner)).id == booking.id
+    assert (await h.get_booking(booking.id, None)).id == booking.id
+    with pytest.raises(BookingNotFound):
+        await h.get_booking(booking.id, uuid.uuid4())
+    rows, _ = await h.list_bookings(owner=None, clinic=clinic.id, start_from=None, size=10, token="")
+    assert [b.id for b in rows] == [booking.id]
+    rows, _ = await h.list_bookings(owner=owner, clinic=None, start_from=SLOT + timedelta(hours=1), size=10,
+                                    token="")
+    assert rows == []

@@ -1,0 +1,73 @@
+"""The layers hold (ARCHITECTURE.md): service.py → handlers.py → ports.py/domain.py ← repository.py.
+Checked on the import statements of each service's modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("auth_svc", "booking_svc", "payment_svc", "notif_worker")
+GEN = ("petpro_api", "buf")
+IO = ("sqlalchemy", "psycopg", "grpc", "google.protobuf", "kafka", "redis", "stripe", "aiosmtplib", "httpx",
+      "petpro.db", "petpro.outbox", "petpro.events", "petpro.grpc_server", "petpro.grpc_client", "petpro_dev")
+
+
+def imports(path: Path) -> set[str]:
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+    return out
+
+
+def under(module: str, prefix: str) -> bool:
+    """``prefix`` is a module (``"grpc"``: grpc and grpc.*) or a package prefix (``"petpro_api."``)."""
+    package = prefix.rstrip(".")
+    return module == package or module.startswith(package + ".")
+
+
+def offending(mods: set[str], banned: tuple[str, ...], allowed: tuple[str, ...] = ()) -> list[str]:
+    return sorted(m for m in mods if m not in allowed and any(under(m, b) for b in banned))
+
+
+def test_the_check_catches_what_it_should() -> None:
+    assert offending({"booking_svc.repository", "sqlalchemy.orm", "petpro_api.booking.v1", "petpro.errors"},
+                     (*IO, *GEN, "booking_svc."), allowed=("booking_svc.ports",)) == [
+        "booking_svc.repository", "petpro_api.booking.v1", "sqlalchemy.orm"]
+    assert offending({"grpcio_extra", "petpro.dbx"}, IO) == []
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_domain_is_plain_python(svc: str) -> None:
+    mods = imports(ROOT / svc / "domain.py")
+    assert offending(mods, (*IO, *GEN, f"{svc}.")) == []
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_ports_know_only_the_domain(svc: str) -> None:
+    mods = imports(ROOT / svc / "ports.py")
+    assert offending(mods, (*IO, *GEN, f"{svc}."), allowed=(f"{svc}.domain",)) == []
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_handlers_depend_on_ports_not_adapters(svc: str) -> None:
+    mods = imports(ROOT / svc / "handlers.py")
+    # the clock default (petpro.db.utcnow) is the one kit import allowed from an I/O module
+    assert offending(mods, (*IO, *GEN, f"{svc}."), allowed=(f"{svc}.domain", f"{svc}.ports", "petpro.db")) == []
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_servicer_talks_to_handlers_never_to_the_repository(svc: str) -> None:
+    mods = imports(ROOT / svc / "service.py")
+    assert f"{svc}.repository" not in mods and "sqlalchemy" not in mods
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_repository_implements_ports_without_reaching_up(svc: str) -> None:
+    mods = imports(ROOT / svc / "repository.py")
+    assert offending(mods, (f"{svc}.handlers", f"{svc}.service", f"{svc}.server", "grpc", *GEN)) == []

@@ -1,0 +1,238 @@
+"""Notification use cases with fakes: one event → feed row, push, email, each once in effect and
+retried; the clinic feed's replay → live switch-over; the event decoder (events adapter)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from notif_worker.domain import BookingNotice, ChannelFailed, FeedRow, PoisonEvent
+from notif_worker.events import clinic_event_cursor, decode_booking_created, encode_clinic_event
+from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
+from petpro.convert import ts
+from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.common.v1 import money_pb2
+from petpro_api.notification.v1 import clinic_feed_pb2
+from tests.unit.fakes.notif import LiveHub, NotifStore, RecordingMailer, notif_uow
+
+NOW = datetime(2030, 1, 7, 8, tzinfo=UTC)
+CLINIC = uuid.uuid4()
+NO_WAIT = Retry(attempts=3, base_delay=0, max_delay=0)
+
+
+def notice(event_id: uuid.UUID | None = None, clinic: uuid.UUID = CLINIC) -> BookingNotice:
+    return BookingNotice(
+        event_id=event_id or uuid.uuid4(), occurred_at=NOW, booking_id=str(uuid.uuid4()), clinic_id=clinic,
+        clinic_name="Vet Mitte", clinic_time_zone="Europe/Berlin", service_name="Check-up", start=NOW,
+        end=NOW + timedelta(minutes=30), pet_name="Rex", pet_species="SPECIES_DOG", owner_user_id=uuid.uuid4(),
+        owner_email="o@example.test", owner_name="Olga", amount_minor=4500, currency="EUR",
+    )
+
+
+@pytest.fixture
+def env():
+    store, mailer, hub = NotifStore(), RecordingMailer(), LiveHub()
+    h = NotifyHandlers(notif_uow(store), mailer, InboxPush(), encode_clinic_event, hub.publish, NO_WAIT,
+                       read=notif_uow(store))
+    return h, store, mailer, hub
+
+
+# -- notify -------------------------------------------------------------------------------------------
+async def test_one_event_reaches_feed_push_and_email(env):
+    h, store, mailer, hub = env
+    q, _ = await hub.subscribe(CLINIC)
+    n = notice()
+    await h.notify(n)
+    [(event_id, row)] = store.feed[CLINIC]
+    assert event_id == n.event_id and row.cursor == 1
+    event = clinic_feed_pb2.ClinicEvent.FromString(row.payload)
+    assert (event.cursor, event.booking.booking_id, event.booking.pet_name) == (1, n.booking_id, "Rex")
+    assert q.get_nowait() == row.payload  # published after commit
+    [push] = store.inbox
+    assert (push.user_id, push.title) == (n.owner_user_id, "Booking confirmed: Check-up")
+    assert mailer.sent == [n]
+    assert {k[1]: v["status"] for k, v in store.deliveries.items()} == {"push": "delivered", "email": "delivered"}
+
+
+async def test_a_redelivered_event_sends_nothing_twice(env):
+    h, store, mailer, hub = env
+    n = notice()
+    await h.notify(n)
+    q, _ = await hub.subscribe(CLINIC)
+    await h.notify(n)
+    assert len(store.feed[CLINIC]) == 1 and len(store.inbox) == 1 and mailer.sent == [n]
+    assert q.empty()
+
+
+async def test_a_failing_mail_is_retried_and_recorded(env):
+    h, store, mailer, _ = env
+    mailer.failures = 1
+    n = notice()
+    await h.notify(n)
+    assert mailer.sent == [n]
+    assert store.deliveries[(n.event_id, "email", n.owner_email)]["attempts"] == 2
+
+
+async def test_a_mail_failing_every_attempt_is_a_channel_failure(env):
+    h, store, mailer, _ = env
+    mailer.failures = 99
+    n = notice()
+    with pytest.raises(ChannelFailed) as exc:
+        await h.notify(n)
+    assert exc.value.channel == "email"
+    d = store.deliveries[(n.event_id, "email", n.owner_email)]
+    assert (d["status"], d["attempts"], d["last_error"]) == ("failed", 3, "smtp down")
+    assert len(store.feed[CLINIC]) == 1  # the other channels are done and stay done
+    mailer.failures = 0
+    await h.notify(n)  # the redelivery sends only the email
+    assert mailer.sent == [n] and len(store.inbox) == 1
+
+
+async def test_inbox_pages_newest_first_and_devices_upsert(env):
+    h, _, _, _ = env
+    owner = uuid.uuid4()
+    for i in range(3):
+        n = notice()
+        object.__setattr__(n, "owner_user_id", owner)
+        object.__setattr__(n, "occurred_at", NOW + timedelta(minutes=i))
+        await h.notify(n)
+    first, token = await h.inbox(owner, 2, "")
+    rest, last = await h.inbox(owner, 2, token)
+    assert len(first) == 2 and len(rest) == 1 and last == ""
+    assert len({r.id for r in first + rest}) == 3
+    a = await h.register_device(owner, "IOS", "tok-1")
+    b = await h.register_device(owner, "ANDROID", "tok-1")
+    assert a.id == b.id and b.platform == "ANDROID"
+
+
+# -- clinic feed: replay, then live -------------------------------------------------------------------
+def feed_env(rows: int = 0, resync: float = 3600.0):
+    store, hub = NotifStore(), LiveHub()
+    repo_uow = notif_uow(store)
+    for i in range(1, rows + 1):
+        store.feed.setdefault(CLINIC, []).append((uuid.uuid4(), FeedRow(i, str(i).encode())))
+    feed = ClinicFeed(repo_uow, hub.subscribe, lambda b: int(b.decode()), resync_seconds=resync)
+    return feed, store, hub
+
+
+def append(store: NotifStore, cursor: int) -> FeedRow:
+    row = FeedRow(cursor, str(cursor).encode())
+    store.feed.setdefault(CLINIC, []).append((uuid.uuid4(), row))
+    return row
+
+
+async def take(stream, n: int) -> list[int]:
+    return [(await anext(stream)).cursor for _ in range(n)]
+
+
+async def test_replays_after_the_cursor_then_streams_live_without_duplicates():
+    feed, store, hub = feed_env(rows=3)
+    stream = feed.follow(CLINIC, 1)
+    assert await take(stream, 2) == [2, 3]
+    append(store, 4)
+    hub.send(CLINIC, b"3")  # an old message (published before our replay read it): dropped
+    hub.send(CLINIC, b"4")
+    assert await take(stream, 1) == [4]
+    await stream.aclose()
+    assert hub.subscribers(CLINIC) == 0
+
+
+async def test_subscribes_before_replaying_so_nothing_falls_in_between():
+    feed, _store, hub = feed_env(rows=1)
+    stream = feed.follow(CLINIC, 0)
+    assert await take(stream, 1) == [1]
+    assert hub.subscribers(CLINIC) == 1  # already listening while the replay ran
+    await stream.aclose()
+
+
+async def test_a_missed_live_message_is_filled_from_the_database():
+    feed, store, hub = feed_env(rows=1)
+    stream = feed.follow(CLINIC, 0)
+    assert await take(stream, 1) == [1]
+    append(store, 2)
+    append(store, 3)
+    hub.send(CLINIC, b"3")  # 2's message was lost
+    assert await take(stream, 2) == [2, 3]
+    await stream.aclose()
+
+
+async def test_an_idle_stream_resyncs_from_the_database():
+    feed, store, hub = feed_env(rows=0, resync=0.01)
+    stream = feed.follow(CLINIC, 0)
+    nxt = asyncio.ensure_future(anext(stream))
+    await hub.subscribed.wait()
+    append(store, 1)  # committed, but its live message never arrives
+    assert (await nxt).cursor == 1
+    await stream.aclose()
+
+
+async def test_close_ends_every_stream_and_unsubscribes():
+    feed, _, hub = feed_env(rows=0)
+    stream = feed.follow(CLINIC, 0)
+    nxt = asyncio.ensure_future(anext(stream))
+    await hub.subscribed.wait()
+    await feed.close()
+    with pytest.raises(StopAsyncIteration):
+        await nxt
+    assert hub.subscribers(CLINIC) == 0
+
+
+# -- the events adapter -------------------------------------------------------------------------------
+def booking_created(**over: object) -> bytes:
+    fields: dict[str, object] = dict(
+        event_id=str(uuid.uuid4()), occurred_at=ts(NOW), booking_id=str(uuid.uuid4()), clinic_id=str(CLINIC),
+        clinic_name="Vet Mitte", clinic_time_zone="Europe/Berlin",
+        service=events_pb2.BookingCreated.Service(service_id=str(uuid.uuid4()), name="Check-up"),
+        slot_start_time=ts(NOW), slot_end_time=ts(NOW + timedelta(minutes=30)),
+        pet=events_pb2.BookingCreated.Pet(pet_id=str(uuid.uuid4()), name="Rex", species=booking_pb2.SPECIES_DOG),
+        owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="o@example.test", name="Olga"),
+        amount=money_pb2.Money(amount_minor=4500, currency="EUR"),
+    )
+    fields.update(over)
+    return events_pb2.BookingCreated(**fields).SerializeToString()
+
+
+def test_decoder_maps_the_event_to_a_notice():
+    n = decode_booking_created(booking_created())
+    assert (n.clinic_id, n.pet_species, n.amount_minor, n.local_start.hour) == (CLINIC, "SPECIES_DOG", 4500, 9)
+
+
+@pytest.mark.parametrize("payload", [
+    b"\xff\xff not protobuf",
+    booking_created(event_id="not-a-uuid"),
+    booking_created(clinic_time_zone="Mars/Olympus"),
+    booking_created(owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="")),
+])
+def test_undecodable_or_incomplete_events_are_poison(payload: bytes):
+    with pytest.raises(PoisonEvent):
+        decode_booking_created(payload)
+
+
+def test_clinic_event_round_trip_keeps_the_cursor():
+    assert clinic_event_cursor(encode_clinic_event(notice(), 42)) == 42
+
+
+async def test_a_feed_race_is_rolled_back_and_retried(env):
+    h, store, mailer, hub = env
+    from notif_worker.domain import FeedRace
+    from tests.unit.fakes.notif import FakeNotifRepository
+
+    class RacedOnce(FakeNotifRepository):
+        raced = False
+
+        async def add_clinic_event(self, clinic_id, event_id, type_, occurred_at, payload_for):  # type: ignore[no-untyped-def]
+            if not RacedOnce.raced:  # another worker appended the same event first: unique violation
+                RacedOnce.raced = True
+                raise FeedRace()
+            return await super().add_clinic_event(clinic_id, event_id, type_, occurred_at, payload_for)
+
+    h.uow.repo = RacedOnce
+    q, _ = await hub.subscribe(CLINIC)
+    n = notice()
+    await h.notify(n)
+    assert h.uow.rollbacks == 1
+    assert [row.cursor for _, row in store.feed[CLINIC]] == [1] and q.qsize() == 1
+    assert len(store.inbox) == 1 and mailer.sent == [n]

@@ -1,0 +1,177 @@
+"""PaymentHandlers with a fake unit of work and a fake gateway: idempotent sessions, verified and
+deduplicated webhooks, refunds, expiry."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from payment_svc.domain import (
+    GatewayError,
+    InvalidSignature,
+    NotRefundable,
+    PaymentNotFound,
+    PaymentStatus,
+    RequestIdReused,
+)
+from payment_svc.handlers import CreateSession, PaymentHandlers
+from tests.unit.fakes.payment import FakeGateway, PaymentStore, event, payment_uow
+
+NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def env():
+    store, gateway, clock = PaymentStore(), FakeGateway(), Clock()
+    h = PaymentHandlers(payment_uow(store), gateway, public_base_url="https://edge.example.test/", clock=clock,
+                        read=payment_uow(store))
+    return h, store, gateway, clock
+
+
+def session(request_id: str = "req-1", amount: int = 4500, expires: datetime | None = NOW + timedelta(minutes=10),
+            success_url: str = "") -> CreateSession:
+    return CreateSession(request_id, "lock-1", amount, "EUR", "o@example.test", "Check-up", success_url, "", expires)
+
+
+async def test_create_session_stores_the_provider_session(env):
+    h, store, gateway, _ = env
+    p = await h.create_session(session())
+    assert p.status == PaymentStatus.PENDING and p.session_id == "cs_1"
+    assert p.payment_url == "https://pay.example.test/cs_1"
+    assert store.payments[p.id].session_id == "cs_1"
+    assert gateway.sessions["cs_1"] == (f"checkout-{p.id}", str(p.id))
+
+
+async def test_create_session_is_idempotent_per_request_id(env):
+    h, store, gateway, _ = env
+    first = await h.create_session(session())
+    again = await h.create_session(session())
+    assert again.id == first.id and len(store.payments) == 1 and len(gateway.sessions) == 1
+    with pytest.raises(RequestIdReused):
+        await h.create_session(session(amount=9900))
+
+
+async def test_a_retry_after_a_provider_failure_reuses_the_payment(env):
+    h, store, gateway, _ = env
+    gateway.fail_next = True
+    with pytest.raises(GatewayError):
+        await h.create_session(session())
+    [pending] = store.payments.values()
+    assert pending.session_id is None
+    p = await h.create_session(session())
+    assert p.id == pending.id and p.session_id == "cs_1"
+
+
+async def test_webhook_success_is_applied_once(env):
+    h, store, _, clock = env
+    p = await h.create_session(session())
+    body = event("evt_1", "checkout.session.completed", status=PaymentStatus.SUCCEEDED, session_id=p.session_id,
+                 provider_payment_id="pi_1")
+    clock.now += timedelta(seconds=5)
+    out = await h.handle_webhook(body, "good")
+    assert (out.event_id, out.duplicate) == ("evt_1", False)
+    assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
+    assert store.payments[p.id].provider_payment_id == "pi_1" and store.saved_at[p.id] == clock.now
+    again = await h.handle_webhook(body, "good")
+    assert again.duplicate is True and again.payment is not None and again.payment.id == p.id
+
+
+async def test_a_stale_event_never_moves_a_payment_backwards(env):
+    h, store, _, _ = env
+    p = await h.create_session(session())
+    await h.handle_webhook(event("e1", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, payment_id=p.id,
+                                 provider_payment_id="pi_1"), "good")
+    out = await h.handle_webhook(event("e2", "checkout.session.expired", status=PaymentStatus.EXPIRED,
+                                       session_id=p.session_id), "good")
+    assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
+    assert store.payments[p.id].status == PaymentStatus.SUCCEEDED
+
+
+async def test_webhook_rejects_a_bad_signature_and_records_unknown_payments(env):
+    h, store, _, _ = env
+    with pytest.raises(InvalidSignature):
+        await h.handle_webhook(b"{}", "forged")
+    out = await h.handle_webhook(event("e9", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED,
+                                       provider_payment_id="pi_unknown"), "good")
+    assert out.payment is None and out.duplicate is False
+    assert store.events == {"e9": None}
+
+
+async def test_refund_needs_a_succeeded_payment_and_is_idempotent(env):
+    h, _store, gateway, _ = env
+    p = await h.create_session(session())
+    with pytest.raises(NotRefundable):
+        await h.refund(p.id, "slot lost")
+    await h.handle_webhook(event("e1", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, payment_id=p.id,
+                                 provider_payment_id="pi_1"), "good")
+    refunded = await h.refund(p.id, "slot lost")
+    assert refunded.status == PaymentStatus.REFUNDED and refunded.refund_id == f"re_refund-{p.id}"
+    assert gateway.refunds == {f"refund-{p.id}": ("pi_1", 4500)}
+    assert (await h.refund(p.id, "again")).refund_id == refunded.refund_id
+    with pytest.raises(PaymentNotFound):
+        await h.refund(uuid.uuid4(), "x")
+
+
+async def test_expire_due_expires_lapsed_open_sessions_only(env):
+    h, store, gateway, clock = env
+    lapsing = await h.create_session(session("a"))
+    paid = await h.create_session(session("b"))
+    later = await h.create_session(session("c", expires=NOW + timedelta(hours=1)))
+    gateway.open.discard(paid.session_id or "")  # paid meanwhile: the provider refuses to expire it
+    gateway.paid[paid.session_id or ""] = "pi_b"
+    clock.now += timedelta(minutes=11)
+    assert await h.expire_due() == 2
+    assert store.payments[lapsing.id].status == PaymentStatus.EXPIRED
+    # its webhook may never come: what the provider reports about the session is applied
+    assert store.payments[paid.id].status == PaymentStatus.SUCCEEDED
+    assert store.payments[paid.id].provider_payment_id == "pi_b"
+    assert store.payments[later.id].status == PaymentStatus.PENDING
+
+
+async def test_reconcile_pending_finds_a_paid_session_whose_webhook_never_came(env):
+    h, store, gateway, clock = env
+    quiet = await h.create_session(session("a", expires=NOW + timedelta(hours=1)))
+    waiting = await h.create_session(session("b", expires=NOW + timedelta(hours=1)))
+    gateway.open.discard(quiet.session_id or "")
+    gateway.paid[quiet.session_id or ""] = "pi_a"  # paid at the provider, no webhook
+    clock.now += timedelta(minutes=10)
+    assert await h.reconcile_pending(timedelta(minutes=5)) == 1
+    assert store.payments[quiet.id].status == PaymentStatus.SUCCEEDED
+    assert store.payments[waiting.id].status == PaymentStatus.PENDING  # still open: nothing to change
+    assert [p.id for p in await h.unsettled(timedelta(0))] == [quiet.id]  # succeeded, nobody settled it yet
+
+
+async def test_expire_session_and_get(env):
+    h, _, _, _ = env
+    p = await h.create_session(session())
+    assert (await h.expire_session(p.session_id or "")).status == PaymentStatus.EXPIRED
+    assert (await h.get(p.id)).status == PaymentStatus.EXPIRED
+    with pytest.raises(PaymentNotFound):
+        await h.expire_session("cs_nope")
+    with pytest.raises(PaymentNotFound):
+        await h.get(uuid.uuid4())
+
+
+async def test_default_return_pages_are_on_the_public_edge(env):
+    h, _, gateway, _ = env
+    seen = {}
+    original = gateway.create_session
+
+    async def spy(payment, description, success_url, cancel_url, idempotency_key):  # type: ignore[no-untyped-def]
+        seen.update(success=success_url, cancel=cancel_url)
+        return await original(payment, description, success_url, cancel_url, idempotency_key)
+
+    gateway.create_session = spy
+    await h.create_session(session())
+    assert seen == {"success": "https://edge.example.test/payments/success",
+                    "cancel": "https://edge.example.test/payments/cancel"}
