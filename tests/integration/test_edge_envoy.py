@@ -804,7 +804,8 @@ async def test_webhook_answers_503_when_it_cannot_commit(edge: Edge) -> None:
 async def test_webhook_upstream_internal_error_is_retried_without_its_message(edge: Edge) -> None:
     resp = await _deliver(edge, _event(fail="payment_internal"))
     body = _problem(resp, 503)  # the provider retries
-    assert body["reason"] == "INTERNAL" and "secret" not in resp.text and "Traceback" not in resp.text
+    # petpro.upstream.from_rpc_error: an INTERNAL upstream is "an internal service failed; try again"
+    assert body["reason"] == "UPSTREAM_UNAVAILABLE" and "secret" not in resp.text and "Traceback" not in resp.text
 
 
 # --------------------------------------------------------------------------------------------------

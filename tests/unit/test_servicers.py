@@ -426,3 +426,16 @@ async def test_notif_register_device(notif):
         user_id=user, platform=notification_pb2.DEVICE_PLATFORM_IOS, token="apns-token"))).device
     assert (d.user_id, d.platform) == (user, notification_pb2.DEVICE_PLATFORM_IOS)
     assert len(store.devices) == 1
+
+
+def test_update_without_a_mask_changes_the_fields_the_request_sets() -> None:
+    """AIP-134: no update_mask → the set fields; a message field (price) counts when present.  The
+    REST fuzzer found PATCH /v1/services/{id} with ``{}`` answering 500 (upb descriptors have no
+    ``label``)."""
+    from booking_svc.handlers import SERVICE_FIELDS
+    from booking_svc.service import _set_paths
+
+    assert _set_paths(booking_pb2.Service(), SERVICE_FIELDS) == []
+    priced = booking_pb2.Service(name="Checkup", price=money_pb2.Money(amount_minor=4500, currency="EUR"),
+                                 species_allowed=[booking_pb2.SPECIES_DOG])
+    assert _set_paths(priced, SERVICE_FIELDS) == ["name", "price", "species_allowed"]
