@@ -37,8 +37,22 @@ from auth_svc.domain import (
 )
 from auth_svc.ports import AuthRepository, UnitOfWork
 from petpro import paging
-from petpro.authn import Principal, bearer, metadata, require_clinic
+from petpro.authn import Principal, bearer, metadata, principal_var, require_clinic
 from petpro.db import utcnow
+from petpro.throttle import Rule
+
+# what is throttled (petpro.throttle): failed logins per (account, client address) and per address —
+# never per account alone, so nobody can lock an owner out by failing on their account from elsewhere —
+# and registrations per address
+LOGIN_PER_ACCOUNT_AND_SOURCE = Rule("login-account-source", free=5)
+LOGIN_PER_SOURCE = Rule("login-source", free=20)
+REGISTER_PER_SOURCE = Rule("register-source", free=20, window=3600)
+
+
+class NoThrottle:
+    async def check(self, *subjects: tuple[Rule, str]) -> None: ...
+    async def failed(self, *subjects: tuple[Rule, str]) -> None: ...
+    async def succeeded(self, *subjects: tuple[Rule, str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,8 +67,11 @@ class AuthHandlers:
     def __init__(
         self, uow: UnitOfWork, passwords: Passwords, issuer: TokenIssuer, *,
         refresh_ttl: timedelta = timedelta(days=30), clock: Callable[[], datetime] = utcnow,
-        read: UnitOfWork | None = None,
+        read: UnitOfWork | None = None, throttle: Any = None,
+        rules: tuple[Rule, Rule, Rule] = (LOGIN_PER_ACCOUNT_AND_SOURCE, LOGIN_PER_SOURCE, REGISTER_PER_SOURCE),
     ) -> None:
+        self.throttle = throttle or NoThrottle()  # petpro.throttle.Throttle in production
+        self.login_pair_rule, self.login_source_rule, self.register_rule = rules
         self.uow = uow
         self.read = read or uow  # read-only: no transaction
         self.passwords = passwords
@@ -63,7 +80,11 @@ class AuthHandlers:
         self.clock = clock
 
     async def register(self, email: str, password: str, name: str, *, roles: tuple[str, ...] = (ROLE_OWNER,),
-                       memberships: dict[str, str] | None = None) -> User:
+                       memberships: dict[str, str] | None = None, client_address: str = "") -> User:
+        if client_address:  # every registration counts (there is no "failure" to wait for)
+            source = (self.register_rule, client_address)
+            await self.throttle.check(source)
+            await self.throttle.failed(source)
         user = User(
             id=uuid.uuid4(), email=normalize_email(email), name=name.strip(),
             password_hash=await asyncio.to_thread(self.passwords.hash, password), roles=roles,
@@ -74,13 +95,20 @@ class AuthHandlers:
                 raise EmailTaken("an account with this email already exists")
         return user
 
-    async def login(self, email: str, password: str) -> TokenPair:
+    async def login(self, email: str, password: str, client_address: str = "") -> TokenPair:
+        email = normalize_email(email)
+        pair = (self.login_pair_rule, f"{email}|{client_address}")
+        subjects = (pair, (self.login_source_rule, client_address)) if client_address else (pair,)
+        await self.throttle.check(*subjects)
         async with self.uow() as repo:
-            user = await repo.user_by_email(normalize_email(email))
-        # argon2 is deliberately slow (~50-100 ms of CPU): off the event loop, outside the transaction
+            user = await repo.user_by_email(email)
+        # argon2 is deliberately slow (~50-100 ms of CPU): off the event loop, outside the transaction.
+        # An unknown email is verified against a dummy hash of the same cost: same work, same timing.
         ok = await asyncio.to_thread(self.passwords.verify, user.password_hash if user else None, password)
         if not ok or user is None or ROLE_SERVICE in user.roles:  # service accounts: IssueServiceToken only
+            await self.throttle.failed(*subjects)
             raise InvalidCredentials("email or password is wrong")
+        await self.throttle.succeeded(pair)
         async with self.uow() as repo:
             if self.passwords.needs_rehash(user.password_hash):
                 await repo.set_password_hash(user.id, await asyncio.to_thread(self.passwords.hash, password))
@@ -187,7 +215,8 @@ class LocalAuthenticator:
         return principal_of(await self.auth.validate(token))
 
     async def principal(self, context: Any) -> Principal:
-        return await self.validate(bearer(metadata(context)))
+        """The caller: the one the kit's interceptor authenticated for this RPC, else from metadata."""
+        return principal_var.get() or await self.validate(bearer(metadata(context)))
 
 
 class ClinicStaffHandlers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -11,14 +12,24 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from auth_svc.domain import Passwords, TokenIssuer
-from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, InvitationSender, LocalAuthenticator
+from auth_svc.handlers import (
+    LOGIN_PER_ACCOUNT_AND_SOURCE,
+    LOGIN_PER_SOURCE,
+    REGISTER_PER_SOURCE,
+    AuthHandlers,
+    ClinicStaffHandlers,
+    InvitationSender,
+    LocalAuthenticator,
+    NoThrottle,
+)
 from auth_svc.mail import InvitationMailer
 from auth_svc.ports import UnitOfWork
 from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer, ClinicStaffServicer
-from petpro import grpc_server, keys
+from petpro import cache, grpc_server, keys
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
+from petpro.throttle import Rule, Throttle
 from petpro_api.auth.v1 import auth_pb2_grpc, clinic_staff_pb2_grpc
 
 
@@ -42,6 +53,14 @@ class AuthSettings(ServiceSettings):
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30, description="lifetime of staff invitations")
     mail_from: str = "PetPro <accounts@petpro.dev>"
     public_base_url: str | None = Field(default=None, description="REST edge base for links in emails")
+    throttle_login_free_per_account_source: int = Field(
+        default=5, ge=1, description="failed logins of one account from one address before back-off")
+    throttle_login_free_per_source: int = Field(
+        default=20, ge=1, description="failed logins from one address (any account) before back-off")
+    throttle_register_free_per_source: int = Field(
+        default=20, ge=1, description="registrations from one address per hour before back-off")
+    throttle_base_seconds: float = Field(default=1.0, gt=0, description="first back-off; doubles per failure")
+    throttle_max_seconds: float = Field(default=900.0, gt=0, description="longest back-off")
 
 
 def keys_dir(settings: AuthSettings) -> Path:
@@ -60,18 +79,37 @@ def make_issuer(settings: AuthSettings) -> TokenIssuer:
                        ttl=ttl, load=lambda: keys.load_key_dir(directory))
 
 
+def throttle_rules(settings: AuthSettings) -> tuple[Rule, Rule, Rule]:
+    def rule(r: Rule, free: int) -> Rule:
+        return dataclasses.replace(r, free=free, base=settings.throttle_base_seconds, max=settings.throttle_max_seconds)
+
+    return (rule(LOGIN_PER_ACCOUNT_AND_SOURCE, settings.throttle_login_free_per_account_source),
+            rule(LOGIN_PER_SOURCE, settings.throttle_login_free_per_source),
+            rule(REGISTER_PER_SOURCE, settings.throttle_register_free_per_source))
+
+
 def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
-          passwords: Passwords | None = None, send_invitation: InvitationSender | None = None) -> grpc_server.App:
-    """The auth service.  Tests pass fakes of the ports (``uow``/``read``, the invitation mailer) instead of
-    the database and SMTP."""
+          passwords: Passwords | None = None, send_invitation: InvitationSender | None = None,
+          throttle: Throttle | NoThrottle | None = None) -> grpc_server.App:
+    """The auth service.  Tests pass fakes of the ports (``uow``/``read``, the invitation mailer, the
+    throttle: ``NoThrottle()``) instead of the database, SMTP and Redis."""
     issuer = make_issuer(settings)
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
         db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
         uow, read = db.repositories(AuthRepository)
         on_stop.append(db.close)
+    if throttle is None:
+        redis = cache.make_redis(settings.url("redis_url"))
+        throttle = Throttle(redis)
+
+        async def close_redis() -> None:
+            await redis.aclose()
+
+        on_stop.append(close_redis)
     handlers = AuthHandlers(uow, passwords or Passwords(), issuer,
-                            refresh_ttl=timedelta(days=settings.refresh_ttl_days), read=read)
+                            refresh_ttl=timedelta(days=settings.refresh_ttl_days), read=read,
+                            throttle=throttle, rules=throttle_rules(settings))
     base = settings.public_base_url or f"http://{settings.stack.host}:{settings.stack.port('envoy')}"
     mailer = InvitationMailer(settings.url("smtp_url"), settings.mail_from, f"{base}/v1/invitations:accept")
     staff = ClinicStaffHandlers(handlers, send_invitation or mailer.send,
@@ -84,8 +122,10 @@ def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOf
                 auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
             ),
             grpc_server.Registration(
-                clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server, ClinicStaffServicer(staff, LocalAuthenticator(handlers)),
-                "petpro.auth.v1.ClinicStaffService",
+                clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server,
+                ClinicStaffServicer(staff, authn := LocalAuthenticator(handlers)),
+                # authenticated by the kit before the body is decoded (no token → 401, whatever the body)
+                "petpro.auth.v1.ClinicStaffService", authenticator=authn,
             ),
         ],
         # rotated or retired keys are picked up by every replica within keys_reload_seconds

@@ -49,13 +49,14 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self.h = handlers
 
     async def Register(self, request: auth_pb2.RegisterRequest,
-                      context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RegisterResponse:
-        user = await self.h.register(request.email, request.password, request.name)
+                       context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RegisterResponse:
+        user = await self.h.register(request.email, request.password, request.name,
+                                     client_address=request.client_address)
         return auth_pb2.RegisterResponse(user=user_pb(user))
 
     async def Login(self, request: auth_pb2.LoginRequest,
-                   context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.LoginResponse:
-        pair: TokenPair = await self.h.login(request.email, request.password)
+                    context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.LoginResponse:
+        pair: TokenPair = await self.h.login(request.email, request.password, request.client_address)
         return auth_pb2.LoginResponse(
             access_token=pair.access_token, refresh_token=pair.refresh_token, token_type="Bearer",
             expires_in=pair.expires_in, user=user_pb(pair.user),

@@ -55,6 +55,7 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
             db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
             source="/petpro/booking_svc", listen_dsn=settings.url("database_url"),
             batch_size=settings.outbox_batch_size,
+            end_offsets=lambda parts: events.end_offsets(settings.url("kafka_bootstrap_servers"), parts),
         )
         background.append(relay.run)
         on_stop.append(db.close)
@@ -69,7 +70,8 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
                                refunds=refunds, refund_retry_max=timedelta(seconds=settings.refund_retry_max_seconds))
     # ClinicAdminService authenticates its callers with AuthService (the one authority on tokens)
     auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
-    admin = ClinicAdminServicer(ClinicAdminHandlers(handlers), Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel)))
+    authn = Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel))
+    admin = ClinicAdminServicer(ClinicAdminHandlers(handlers), authn)
     on_stop.insert(0, auth_channel.close)
     return grpc_server.App(
         name="booking_svc",
@@ -81,7 +83,8 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
             ),
             grpc_server.Registration(
                 clinic_admin_pb2_grpc.add_ClinicAdminServiceServicer_to_server, admin,
-                "petpro.booking.v1.ClinicAdminService",
+                # authenticated by the kit before the body is decoded (no token → 401, whatever the body)
+                "petpro.booking.v1.ClinicAdminService", authenticator=authn,
             ),
         ],
         background=[grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds,

@@ -273,7 +273,7 @@ def _set_paths(msg, fields: tuple[str, ...]) -> list[str]:  # type: ignore[no-un
     out = []
     for name in fields:
         fd = msg.DESCRIPTOR.fields_by_name[name]
-        if fd.message_type is not None and not fd.label == fd.LABEL_REPEATED:
+        if fd.message_type is not None and not fd.is_repeated:  # (upb descriptors have no .label)
             if msg.HasField(name):
                 out.append(name)
         elif getattr(msg, name):

@@ -103,7 +103,7 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
         settings=settings,
         services=[
             grpc_server.Registration(clinic_feed_pb2_grpc.add_ClinicFeedServiceServicer_to_server, feed,
-                                     "petpro.notification.v1.ClinicFeedService"),
+                                     "petpro.notification.v1.ClinicFeedService", authenticator=feed.authn),
             grpc_server.Registration(notification_pb2_grpc.add_NotificationServiceServicer_to_server,
                                      NotificationServicer(handlers), "petpro.notification.v1.NotificationService"),
         ],

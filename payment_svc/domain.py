@@ -46,6 +46,10 @@ class RequestIdReused(Conflict):
     reason = "IDEMPOTENCY_KEY_REUSED"
 
 
+class AlreadySettled(FailedPrecondition):
+    reason = "PAYMENT_ALREADY_SETTLED"
+
+
 class GatewayError(FailedPrecondition):
     reason = "PAYMENT_GATEWAY_ERROR"
 
@@ -66,6 +70,8 @@ class Payment:
     expires_at: datetime | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    settled_at: datetime | None = None  # the order was fulfilled (SettlePayment)
+    settled_order_id: str | None = None
 
     def can_become(self, new: PaymentStatus) -> bool:
         return new in TRANSITIONS[self.status]
@@ -107,6 +113,15 @@ class RefundInfo:
     id: str
     status: str
     amount_minor: int
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What the provider says about a checkout session (asked when a webhook may have been lost)."""
+
+    status: str  # "open" | "complete" | "expired"
+    paid: bool
+    provider_payment_id: str | None
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from payment_svc.domain import (
+    AlreadySettled,
+    GatewayError,
     NotRefundable,
     Payment,
     PaymentNotFound,
     PaymentStatus,
     Refund,
     RequestIdReused,
+    SessionState,
 )
 from payment_svc.ports import PaymentGateway, UnitOfWork
 from petpro.db import utcnow
@@ -179,6 +183,10 @@ class PaymentHandlers:
 
     async def _expire(self, p: Payment) -> Payment:
         expired = await self.gateway.expire_session(p.session_id) if p.session_id else False
+        if not expired and p.session_id:
+            # no longer open: paid (its webhook may never come) or expired by the provider
+            with contextlib.suppress(GatewayError):
+                await self._apply_state(p.id, await self.gateway.session_state(p.session_id))
         async with self.uow() as repo:
             current = await repo.get(p.id, for_update=True)
             assert current is not None
@@ -194,3 +202,64 @@ class PaymentHandlers:
         for p in due:
             await self._expire(p)
         return len(due)
+
+    # -- reconciliation (never depends on the provider's webhook retries) ------------------------------
+
+    async def reconcile_pending(self, older_than: timedelta) -> int:
+        """Ask the provider about open sessions with no news for ``older_than``: one paid whose webhook
+        never came becomes SUCCEEDED here (and then shows in :meth:`unsettled`).  Returns how many."""
+        async with self.uow() as repo:
+            due = await repo.pending_to_check(self.clock() - older_than)
+        found = 0
+        for p in due:
+            assert p.session_id
+            try:
+                state = await self.gateway.session_state(p.session_id)
+            except GatewayError:
+                log.warning("provider not reachable for reconciliation", extra={"fields": {"payment": str(p.id)}})
+                continue
+            if await self._apply_state(p.id, state):
+                log.warning("paid session found without its webhook",
+                            extra={"fields": {"payment": str(p.id), "session": p.session_id}})
+                found += 1
+        return found
+
+    async def _apply_state(self, payment_id: uuid.UUID, state: SessionState) -> bool:
+        """Apply what the provider reports; True when that made the payment SUCCEEDED."""
+        if state.paid:
+            new = PaymentStatus.SUCCEEDED
+        elif state.status == "expired":
+            new = PaymentStatus.EXPIRED
+        else:
+            return False
+        async with self.uow() as repo:
+            current = await repo.get(payment_id, for_update=True)
+            if current is None or not current.can_become(new):
+                return False
+            if state.provider_payment_id and not current.provider_payment_id:
+                current.provider_payment_id = state.provider_payment_id
+            current.status = new
+            await repo.save(current, self.clock())
+            return new == PaymentStatus.SUCCEEDED
+
+    async def unsettled(self, older_than: timedelta, limit: int = 100) -> list[Payment]:
+        async with self.read() as repo:
+            return await repo.unsettled(self.clock() - older_than, limit)
+
+    async def settle(self, payment_id: uuid.UUID, order_id: str) -> Payment:
+        """Record that the order of a succeeded payment is fulfilled.  Idempotent per order id."""
+        async with self.uow() as repo:
+            p = await repo.get(payment_id, for_update=True)
+            if p is None:
+                raise PaymentNotFound("payment not found")
+            if p.settled_at is not None:
+                if p.settled_order_id != order_id:
+                    raise AlreadySettled("payment already settled for another order")
+                return p
+            if p.status != PaymentStatus.SUCCEEDED:
+                raise NotRefundable(f"payment is {p.status.value.lower()}, nothing to settle",
+                                    reason="PAYMENT_NOT_SUCCEEDED")
+            now = self.clock()
+            p.settled_at, p.settled_order_id = now, order_id
+            await repo.save(p, now)
+            return p

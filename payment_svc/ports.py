@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from payment_svc.domain import GatewayEvent, Payment, Refund, RefundInfo, Session
+from payment_svc.domain import GatewayEvent, Payment, Refund, RefundInfo, Session, SessionState
 
 
 class PaymentRepository(Protocol):
@@ -33,6 +33,12 @@ class PaymentRepository(Protocol):
         """Insert (a concurrent insert of the same request id keeps the first row); the stored row."""
         ...
     async def set_refund_status(self, provider_refund_id: str, status: str, now: datetime) -> None: ...
+    async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
+        """Succeeded payments whose order nobody settled, last changed before ``changed_before``."""
+        ...
+    async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
+        """Open sessions with no news since ``checked_before``: the provider is asked about them."""
+        ...
 
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[PaymentRepository]]
@@ -51,5 +57,9 @@ class PaymentGateway(Protocol):
                      idempotency_key: str) -> RefundInfo: ...
 
     async def retrieve_refund(self, refund_id: str) -> RefundInfo: ...
+
+    async def session_state(self, session_id: str) -> SessionState:
+        """What the provider reports about a checkout session (its webhook may never come)."""
+        ...
 
     def verify_event(self, payload: bytes, signature: str) -> GatewayEvent: ...

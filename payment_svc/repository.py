@@ -45,6 +45,9 @@ payments = Table(
     Column("expires_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("settled_at", DateTime(timezone=True)),
+    Column("settled_order_id", String(255)),
+    Column("checked_at", DateTime(timezone=True)),
 )
 webhook_events = Table(
     "webhook_events", metadata,
@@ -77,7 +80,8 @@ def _payment(r: Row[Any]) -> Payment:
     return Payment(id=r.id, order_ref=r.order_ref, request_id=r.request_id, status=PaymentStatus(r.status),
                    amount_minor=r.amount_minor, currency=r.currency, customer_email=r.customer_email,
                    session_id=r.session_id, payment_url=r.payment_url, provider_payment_id=r.payment_intent_id,
-                   refund_id=r.refund_id, expires_at=r.expires_at, created_at=r.created_at, updated_at=r.updated_at)
+                   refund_id=r.refund_id, expires_at=r.expires_at, created_at=r.created_at, updated_at=r.updated_at,
+                   settled_at=r.settled_at, settled_order_id=r.settled_order_id)
 
 
 class PaymentRepository:
@@ -132,7 +136,8 @@ class PaymentRepository:
     async def save(self, p: Payment, now: datetime) -> None:
         await self.s.execute(update(payments).where(payments.c.id == p.id).values(
             status=p.status.value, session_id=p.session_id, payment_url=p.payment_url,
-            payment_intent_id=p.provider_payment_id, refund_id=p.refund_id, updated_at=now))
+            payment_intent_id=p.provider_payment_id, refund_id=p.refund_id, updated_at=now,
+            settled_at=p.settled_at, settled_order_id=p.settled_order_id))
 
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         """True the first time an event id is seen; False for a duplicate delivery."""
@@ -164,4 +169,24 @@ class PaymentRepository:
              .order_by(payments.c.expires_at).limit(limit).with_for_update(skip_locked=True))
         return [_payment(r) for r in await self.s.execute(q)]
 
+    async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
+        """Succeeded payments whose order nobody settled, last changed before ``changed_before``."""
+        q = (select(payments).where(payments.c.status == PaymentStatus.SUCCEEDED.value,
+                                    payments.c.settled_at.is_(None), payments.c.updated_at <= changed_before)
+             .order_by(payments.c.updated_at).limit(limit))
+        return [_payment(r) for r in await self.s.execute(q)]
 
+    async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
+        """Open sessions not asked about since ``checked_before`` (created before it, too): claimed
+        (skip locked) and stamped as checked, so replicas and ticks share the work."""
+        q = (select(payments.c.id).where(
+                payments.c.status == PaymentStatus.PENDING.value, payments.c.session_id.is_not(None),
+                func.coalesce(payments.c.checked_at, payments.c.created_at) <= checked_before)
+             .order_by(func.coalesce(payments.c.checked_at, payments.c.created_at)).limit(limit)
+             .with_for_update(skip_locked=True))
+        ids = [r.id for r in await self.s.execute(q)]
+        if not ids:
+            return []
+        rows = await self.s.execute(update(payments).where(payments.c.id.in_(ids))
+                                    .values(checked_at=func.now()).returning(*payments.c))
+        return [_payment(r) for r in rows]

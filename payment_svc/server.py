@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -28,6 +29,9 @@ class PaymentSettings(ServiceSettings):
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     db_pool_size: int = Field(default=10, ge=1, le=100)
+    reconcile_seconds: float = Field(default=30.0, gt=0, description="how often open sessions are checked")
+    reconcile_grace_seconds: float = Field(
+        default=300.0, ge=0, description="an open session with no webhook for this long is asked about")
 
 
 def make_gateway(settings: PaymentSettings) -> StripeGateway:
@@ -58,6 +62,7 @@ def build(settings: PaymentSettings, *, uow: UnitOfWork | None = None, read: Uni
         on_stop.append(db.close)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
     handlers = PaymentHandlers(uow, gateway or make_gateway(settings), public_base_url=public, read=read)
+    grace = timedelta(seconds=settings.reconcile_grace_seconds)
 
     return grpc_server.App(
         name="payment_svc",
@@ -67,7 +72,9 @@ def build(settings: PaymentSettings, *, uow: UnitOfWork | None = None, read: Uni
             "petpro.payment.v1.PaymentService",
         )],
         background=[grpc_server.periodic("payment_svc.session_expiry", settings.expiry_sweep_seconds,
-                                               handlers.expire_due)],
+                                               handlers.expire_due),
+                    grpc_server.periodic("payment_svc.reconcile", settings.reconcile_seconds,
+                                         lambda: handlers.reconcile_pending(grace))],
         on_stop=on_stop,
     )
 

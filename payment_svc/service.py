@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -68,6 +69,17 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             amount=money_pb2.Money(amount_minor=r.amount_minor, currency=r.currency), status=r.status,
             update_time=ts(r.updated_at)))
 
+    async def ListUnsettledPayments(self, request: payment_pb2.ListUnsettledPaymentsRequest,
+                                    context: grpc.aio.ServicerContext[Any, Any]
+                                    ) -> payment_pb2.ListUnsettledPaymentsResponse:
+        found = await self.h.unsettled(timedelta(seconds=request.older_than_seconds), request.page_size or 100)
+        return payment_pb2.ListUnsettledPaymentsResponse(payments=[payment_pb(p) for p in found])
+
+    async def SettlePayment(self, request: payment_pb2.SettlePaymentRequest,
+                            context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.SettlePaymentResponse:
+        p = await self.h.settle(uid(request.payment_id, "payment_id"), request.order_id)
+        return payment_pb2.SettlePaymentResponse(payment=payment_pb(p))
+
     async def ExpirePaymentSession(self, request: payment_pb2.ExpirePaymentSessionRequest,
-                                  context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.ExpirePaymentSessionResponse:
+                                   context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.ExpirePaymentSessionResponse:
         return payment_pb2.ExpirePaymentSessionResponse(payment=payment_pb(await self.h.expire_session(request.session_id)))

@@ -19,6 +19,7 @@ from payment_svc.domain import (
     PaymentStatus,
     RefundInfo,
     Session,
+    SessionState,
 )
 
 STRIPE_MIN_SESSION_LIFETIME = timedelta(minutes=30)  # Stripe rejects a shorter checkout expires_at
@@ -94,6 +95,16 @@ class StripeGateway:
         except stripe.InvalidRequestError:
             return False
         return True
+
+    async def session_state(self, session_id: str) -> SessionState:
+        """Ask the provider (reconciliation: the webhook for this session may never come)."""
+        try:
+            s = await self.client.v1.checkout.sessions.retrieve_async(session_id)
+        except stripe.StripeError as exc:
+            raise GatewayError(f"payment provider did not answer: {exc.user_message or exc}") from exc
+        intent = s.payment_intent
+        intent_id = intent if isinstance(intent, str) or intent is None else intent.id
+        return SessionState(status=s.status or "", paid=s.payment_status == "paid", provider_payment_id=intent_id)
 
     async def refund(self, provider_payment_id: str, amount_minor: int, reason: str,
                      idempotency_key: str) -> RefundInfo:

@@ -6,6 +6,7 @@ authority on signature, expiry and revocation), caching the answer briefly and n
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -83,6 +84,11 @@ def require_platform_admin(principal: Principal) -> None:
         raise PlatformAdminRequired("this needs a platform admin")
 
 
+# The caller of the current RPC, set by the kit's server interceptor when it authenticated the call
+# (client-facing services, non-public methods) before validation; None otherwise.
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("petpro_principal", default=None)
+
+
 class TokenCache:
     """Validated tokens for a few seconds, never past the token's own expiry (cachetools' TLRU cache:
     each entry expires at min(now + ttl, token expiry); when full, the least recently used goes)."""
@@ -127,7 +133,8 @@ class Authenticator:
         self.cache = cache if cache is not None else TokenCache()
 
     async def principal(self, context: grpc.aio.ServicerContext) -> Principal:
-        return await self.validate(bearer(metadata(context)))
+        """The caller: the one the kit's interceptor authenticated for this RPC, else from metadata."""
+        return principal_var.get() or await self.validate(bearer(metadata(context)))
 
     async def validate(self, token: str) -> Principal:
         cached = self.cache.get(token)

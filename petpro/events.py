@@ -82,6 +82,23 @@ def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: (v or b"").decode("utf-8", "replace") for k, v in headers or ()}
 
 
+def end_offsets(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The broker's end offset (next offset to be written) of each ``(topic, partition)`` that it
+    has; partitions of topics it does not list are left out (unknown, not 0).  Reads metadata of
+    existing topics only, so it never makes the broker auto-create one."""
+    from kafka import TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
+    try:
+        existing = c.topics()
+        wanted = [TopicPartition(t, p) for t, p in partitions
+                  if t in existing and p in (c.partitions_for_topic(t) or ())]
+        ends = c.end_offsets(wanted) if wanted else {}
+        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+    finally:
+        c.close(autocommit=False)
+
+
 def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
     """Messages of ``topic`` not yet committed by consumer group ``group_id`` (0 = caught up).
     Reads the group's committed offsets without joining it."""

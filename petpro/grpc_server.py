@@ -62,6 +62,9 @@ class Registration:
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     servicer: Any
     full_name: str  # e.g. "petpro.booking.v1.BookingService" (health + reflection)
+    # client-facing services: a petpro.authn.Authenticator; the kit interceptor then authenticates
+    # every method not declared public, before decoding and validating the request
+    authenticator: Any = None
 
 
 @dataclass
@@ -121,7 +124,9 @@ async def start(app: App, port: int | None = None) -> Running:
     for hook in app.on_start:
         await hook()
     server = grpc.aio.server(
-        interceptors=[*telemetry.grpc_server_interceptors(), KitServerInterceptor(), *app.interceptors],
+        interceptors=[*telemetry.grpc_server_interceptors(), KitServerInterceptor(authenticators={
+            reg.full_name: reg.authenticator for reg in app.services if reg.authenticator is not None
+        }), *app.interceptors],
         options=server_options(app.settings),
     )
     health_servicer = health.aio.HealthServicer()

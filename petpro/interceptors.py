@@ -4,11 +4,17 @@ Per RPC it:
 1. binds the request id (``x-request-id``, generated when absent) to a context variable, so logs and
    outgoing calls carry it (the W3C trace context is the OpenTelemetry interceptor's, which runs
    outside this one);
-2. validates the request with protovalidate (rules declared in the protos) → INVALID_ARGUMENT with a
-   ``google.rpc.BadRequest`` naming each offending field;
-3. maps :class:`petpro.errors.DomainError` to its status with ``google.rpc.ErrorInfo`` (and
-   ``BadRequest``) details, and any unexpected exception to INTERNAL without leaking internals;
-4. records Prometheus metrics and one JSON access-log line.
+2. authenticates first: on a service registered with an authenticator (the client-facing ones),
+   every method that the proto policy does not declare ``public`` needs a valid bearer token, checked
+   before the request is even decoded or validated (no token → UNAUTHENTICATED, whatever the body);
+3. validates the request: undecodable bytes (invalid UTF-8 in a string) and control characters in
+   any string (:mod:`petpro.textcheck`), then protovalidate (rules declared in the protos) →
+   INVALID_ARGUMENT with a ``google.rpc.BadRequest`` naming each offending field;
+4. maps :class:`petpro.errors.DomainError` to its status with ``google.rpc.ErrorInfo`` (and
+   ``BadRequest``) details, a database error caused by a client value to INVALID_ARGUMENT /
+   FAILED_PRECONDITION (:func:`petpro.dberrors.classify`), and any unexpected exception to INTERNAL
+   without leaking internals (logged with the request id);
+5. records Prometheus metrics and one JSON access-log line.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -26,7 +32,10 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from petpro import telemetry
-from petpro.errors import DomainError, FieldViolation, Kind
+from petpro.authn import bearer, principal_var
+from petpro.errors import DomainError, FieldViolation, InvalidArgument, Kind
+from petpro.policy import policy
+from petpro.textcheck import invalid_utf8_field, text_violations
 
 log = logging.getLogger("petpro.rpc")
 
@@ -58,7 +67,7 @@ def _field_path(violation: Any) -> str:
 
 
 def violations_of(message: Any, validator: protovalidate.Validator) -> list[FieldViolation]:
-    out = []
+    out = text_violations(message)
     for v in validator.collect_violations(message):
         p = v.proto
         out.append(FieldViolation(field=_field_path(v), description=p.message, reason=p.rule_id))
@@ -103,14 +112,64 @@ def status_for(exc: BaseException, request_id: str, domain: str = ERROR_DOMAIN) 
     if isinstance(exc, NotImplementedError):  # the generated servicer base for an RPC not built yet
         return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED",
                            domain=domain)
+    if type(exc).__module__.startswith(("sqlalchemy", "psycopg")):  # (no DB import where there is no DB)
+        from petpro.dberrors import classify
+
+        mapped = classify(exc)
+        if mapped is not None:
+            return status_for(mapped, request_id, domain)
     return status_pb2.Status(
         code=code_pb2.INTERNAL, message=f"internal error (request id {request_id})"
     )
 
 
+class _Undecodable:
+    """What the lazy deserializer hands on when the bytes are not a valid message: the interceptor
+    answers INVALID_ARGUMENT (after authentication), never gRPC's own INTERNAL."""
+
+    def __init__(self, data: bytes, deserializer: Callable[[bytes], Any]) -> None:
+        self.data = data
+        self.message_type = getattr(deserializer, "__self__", None)
+
+    def error(self) -> InvalidArgument:
+        desc = getattr(self.message_type, "DESCRIPTOR", None)
+        field = invalid_utf8_field(desc, self.data) if desc is not None else None
+        if field:
+            return InvalidArgument.field(field, "must be valid UTF-8", "INVALID_UTF8")
+        return InvalidArgument("the request message could not be decoded", reason="MALFORMED_REQUEST")
+
+
+def _lazy(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _Undecodable(data, deserializer)
+
+    return decode
+
+
 class KitServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, validator: protovalidate.Validator | None = None) -> None:
+    """``authenticators``: service full name → an object with ``async validate(token) → principal``
+    (:class:`petpro.authn.Authenticator`) for the client-facing services; their non-public methods
+    (``petpro.policy``) authenticate before anything else."""
+
+    def __init__(self, validator: protovalidate.Validator | None = None,
+                 authenticators: Mapping[str, Any] | None = None) -> None:
         self.validator = validator or protovalidate.Validator()
+        self.authenticators = dict(authenticators or {})
+
+    def _authenticator_for(self, method: str) -> Any:
+        authn = self.authenticators.get(method.lstrip("/").partition("/")[0])
+        if authn is None:
+            return None
+        try:
+            return None if policy(method).public else authn
+        except KeyError:  # a method the descriptors don't know: authenticate (fail closed)
+            return authn
 
     async def intercept_service(
         self,
@@ -122,19 +181,30 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_SKIP_PREFIXES):
             return handler
         md = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        authn = self._authenticator_for(method)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, md, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                self._unary(method, md, handler.unary_unary, authn),
+                request_deserializer=_lazy(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._server_stream(method, md, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                self._server_stream(method, md, handler.unary_stream, authn),
+                request_deserializer=_lazy(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # client/bidi streaming: none in our contracts yet
+
+    async def _admit(self, request: Any, context: grpc.aio.ServicerContext, md: dict[str, str],
+                     authn: Any, method: str = "") -> None:
+        """Authentication first (no token → UNAUTHENTICATED whatever the body), then the request."""
+        principal_var.set(None)
+        if authn is not None:
+            principal_var.set(await authn.validate(bearer(md)))
+        if isinstance(request, _Undecodable):
+            raise request.error()
+        await self._check(request, context, method)
 
     def _begin(self, md: dict[str, str]) -> str:
         rid = md.get("x-request-id") or uuid.uuid4().hex
@@ -157,7 +227,7 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         if isinstance(exc, DomainError | NotImplementedError):
             log.info("rpc rejected", extra={"fields": {"method": method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}})
         else:
-            log.exception("rpc failed", extra={"fields": {"method": method}})
+            log.exception("rpc failed", extra={"fields": {"method": method, "request_id": rid}})
         await abort_with(context, status_for(exc, rid, error_domain(method)))
 
     def _finish(self, method: str, context: grpc.aio.ServicerContext, started: float, rid: str) -> None:
@@ -172,12 +242,12 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
                 extra={"fields": {"method": method, "code": name, "ms": round(elapsed * 1000, 2)}},
             )
 
-    def _unary(self, method: str, md: dict[str, str], behavior: Callable) -> Callable:
+    def _unary(self, method: str, md: dict[str, str], behavior: Callable, authn: Any = None) -> Callable:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             rid = self._begin(md)
             started = time.perf_counter()
             try:
-                await self._check(request, context, method)
+                await self._admit(request, context, md, authn, method)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
@@ -188,12 +258,12 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _server_stream(self, method: str, md: dict[str, str], behavior: Callable) -> Callable:
+    def _server_stream(self, method: str, md: dict[str, str], behavior: Callable, authn: Any = None) -> Callable:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             rid = self._begin(md)
             started = time.perf_counter()
             try:
-                await self._check(request, context, method)
+                await self._admit(request, context, md, authn, method)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:

@@ -6,6 +6,12 @@ replicas share the work), publishes them with CloudEvents headers, waits for the
 acknowledgement (acks=all) and only then marks them sent, in the same transaction.  While the broker
 is down the rows stay unsent and the relay retries with backoff: a broker restart loses nothing.
 Consumers must be idempotent by event id (a crash between the ack and the commit re-publishes).
+
+A broker may also lose what it acknowledged (a restart with memory storage, a lost disk): the relay
+remembers the highest offset acknowledged per partition and, every ``check_seconds``, asks the broker
+for its end offsets (``end_offsets``).  An end offset at or below one we were acknowledged means the
+broker lost data: the rows sent within ``replay_window_seconds`` are marked unsent and published
+again (consumers drop the ones they already processed).
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from kafka import KafkaProducer
 from opentelemetry.trace import StatusCode
-from sqlalchemy import Row, text
+from sqlalchemy import CursorResult, Row, text
 
 from petpro import telemetry
 from petpro.db import Database
@@ -36,13 +42,16 @@ LAG = text(
     " FROM outbox WHERE sent_at IS NULL"
 )
 MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
+REPLAY = text("UPDATE outbox SET sent_at = NULL WHERE sent_at > now() - make_interval(secs => :window)")
 NOTIFY_CHANNEL = "outbox"
 
 
 class OutboxRelay:
     def __init__(self, db: Database, producer_factory: Callable[[], KafkaProducer], *, source: str,
                  listen_dsn: str | None = None, batch_size: int = 500, idle_poll_seconds: float = 1.0,
-                 max_backoff_seconds: float = 5.0, lag_interval_seconds: float = 5.0) -> None:
+                 max_backoff_seconds: float = 5.0, lag_interval_seconds: float = 5.0,
+                 end_offsets: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]] | None = None,
+                 check_seconds: float = 5.0, replay_window_seconds: float = 900.0) -> None:
         self.db = db
         self.producer_factory = producer_factory
         self.source = source
@@ -54,6 +63,11 @@ class OutboxRelay:
         self._producer: KafkaProducer | None = None
         self._wake = asyncio.Event()
         self._lag_measured = float("-inf")
+        self.end_offsets = end_offsets
+        self.check_seconds = check_seconds
+        self.replay_window = replay_window_seconds
+        self._acked: dict[tuple[str, int], int] = {}  # highest offset the broker acknowledged
+        self._next_check = 0.0
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self.listen_dsn else None
@@ -62,6 +76,7 @@ class OutboxRelay:
             while True:
                 await self._measure_lag_now_and_then()
                 try:
+                    await self.check_broker()
                     sent = await self.publish_batch()
                     backoff = 0.1
                 except Exception as exc:  # broker down, DB hiccup: keep rows, retry later
@@ -129,7 +144,9 @@ class OutboxRelay:
             ]
             self._producer.flush(timeout=10)
             for f in futures:
-                f.get(timeout=10)  # raises if the broker did not acknowledge
+                md = f.get(timeout=10)  # raises if the broker did not acknowledge
+                key = (md.topic, md.partition)
+                self._acked[key] = max(self._acked.get(key, -1), md.offset)
         except Exception as exc:
             for span in spans:
                 span.record_exception(exc)
@@ -138,6 +155,30 @@ class OutboxRelay:
         finally:
             for span in spans:
                 span.end()
+
+    async def check_broker(self) -> int:
+        """Re-publish the recent rows when the broker lost what it had acknowledged; how many."""
+        now = asyncio.get_running_loop().time()
+        if self.end_offsets is None or not self._acked or now < self._next_check:
+            return 0
+        self._next_check = now + self.check_seconds
+        acked = dict(self._acked)
+        try:
+            ends = await asyncio.to_thread(self.end_offsets, list(acked))
+        except Exception as exc:  # the check must never hold up publishing; next time
+            log.warning("could not read the broker's end offsets: %s", exc)
+            return 0
+        lost = [tp for tp, offset in acked.items() if tp in ends and ends[tp] <= offset]
+        if not lost:
+            return 0
+        async with self.db.unit_of_work() as session:
+            result = cast(CursorResult[Any], await session.execute(REPLAY, {"window": self.replay_window}))
+            replayed = result.rowcount
+        self._acked.clear()
+        telemetry.OUTBOX_REPLAYED.inc(replayed)
+        log.warning("broker lost acknowledged events (%s); re-publishing %d recent rows",
+                    ", ".join(f"{t}[{p}]" for t, p in lost), replayed)
+        return int(replayed)
 
     def _close_producer(self) -> None:
         if self._producer is not None:

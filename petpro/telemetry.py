@@ -311,6 +311,7 @@ RPC_LATENCY = Histogram(
 
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "outbox rows published to Kafka and marked sent")
 OUTBOX_FAILURES = Counter("outbox_publish_failures_total", "failed outbox publish attempts (retried)")
+OUTBOX_REPLAYED = Counter("outbox_replayed_total", "outbox rows re-published because the broker lost them")
 OUTBOX_PENDING = Gauge("outbox_unpublished_events", "outbox rows not yet published to Kafka")
 OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds",
                           "age of the oldest unpublished outbox row (0 when none)")

@@ -115,6 +115,14 @@ MESH_ENV = {
     "EDGE_GRACE_SECONDS": "60",
     "BOOKING_EXPIRY_SWEEP_SECONDS": "1",
     "PAYMENT_EXPIRY_SWEEP_SECONDS": "3600",
+    # reconciliation ticks often; its grace periods stay production-length (tests age their own payment)
+    "PAYMENT_RECONCILE_SECONDS": "0.5",
+    "EDGE_RECONCILE_SECONDS": "0.5",
+    # every test logs in from 127.0.0.1: throttle per address only far above what the suite does, and
+    # make a back-off outlast any test (tests/e2e/test_throttling.py)
+    "AUTH_THROTTLE_LOGIN_FREE_PER_SOURCE": "100000",
+    "AUTH_THROTTLE_REGISTER_FREE_PER_SOURCE": "100000",
+    "AUTH_THROTTLE_BASE_SECONDS": "600",
     "AUTH_ACCESS_TTL_SECONDS": "900",
 }
 

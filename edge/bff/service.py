@@ -35,6 +35,21 @@ MOBILE_STATUS = {
 }
 
 
+def client_address(context: grpc.aio.ServicerContext) -> str:
+    """The end client's IP address: what Envoy saw (``x-envoy-external-address``, set by Envoy itself
+    and stripped from what clients send), else the gRPC peer (a direct gRPC client)."""
+    seen = metadata(context).get("x-envoy-external-address", "").strip()
+    if seen:
+        return seen[:64]
+    peer = context.peer() or ""  # "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555"
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return ""
+
+
 @dataclass
 class Stubs:
     auth: auth_pb2_grpc.AuthServiceAsyncStub
@@ -55,12 +70,14 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     async def Register(self, request: mobile_pb2.RegisterRequest,
                           context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RegisterResponse:
         r = await call(self.s.auth.Register, auth_pb2.RegisterRequest(
-            email=request.email, password=request.password, name=request.name))
+            email=request.email, password=request.password, name=request.name,
+            client_address=client_address(context)))
         return mobile_pb2.RegisterResponse(user=r.user)
 
     async def Login(self, request: mobile_pb2.LoginRequest,
-                       context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.LoginResponse:
-        r = await call(self.s.auth.Login, auth_pb2.LoginRequest(email=request.email, password=request.password))
+                    context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.LoginResponse:
+        r = await call(self.s.auth.Login, auth_pb2.LoginRequest(email=request.email, password=request.password,
+                                                                client_address=client_address(context)))
         return mobile_pb2.LoginResponse(access_token=r.access_token, refresh_token=r.refresh_token,
                                         token_type=r.token_type, expires_in=r.expires_in)
 

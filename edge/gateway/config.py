@@ -23,8 +23,10 @@ Request path, in filter order (responses run through them in reverse)::
                                 /webhooks/ /openapi.json /docs[/] /clinic/ /healthz /metrics → edge_http
 
 Every request gets ``x-request-id`` (kept when the client sent one, generated otherwise) and it is
-returned in the response; headers reach the gRPC upstream as metadata (``authorization``,
-``idempotency-key``, ``x-request-id``, ``traceparent``).  One JSON access-log line per request on
+returned in the response.  On the gRPC routes only an allow-list of headers reaches the upstream as
+metadata (``authorization``, ``idempotency-key``, ``x-request-id``, ``traceparent``/``tracestate``,
+``accept-language`` and what Envoy/gRPC need), each value checked (problem.lua): any other header
+is dropped, so a header that is no legal gRPC metadata key (``|: x``) never reaches gRPC.  One JSON access-log line per request on
 stdout.
 """
 
@@ -52,6 +54,7 @@ from edge.gateway.routes import (
     TRANSCODED_SERVICES,
     RestRoute,
     created_patterns,
+    protected_patterns,
 )
 from petpro.settings import StackSettings
 
@@ -87,6 +90,9 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.config.route.v3 import (
         DirectResponseAction,
         FilterConfig,
+        RateLimitAction,
+        RateLimitActionRemoteAddress,
+        RateLimitActionRequestHeaders,
         RetryPolicy,
         Route,
         RouteAction,
@@ -94,8 +100,13 @@ with warnings.catch_warnings():
         RouteMatch,
         VirtualHost,
     )
+    from envoy_data_plane.envoy.config.route.v3 import RateLimit as RouteRateLimit
     from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
     from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+    from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import (
+        LocalRateLimitDescriptor,
+        RateLimitDescriptorEntry,
+    )
     from envoy_data_plane.envoy.extensions.filters.http.buffer.v3 import Buffer, BufferPerRoute
     from envoy_data_plane.envoy.extensions.filters.http.grpc_json_transcoder.v3 import (
         GrpcJsonTranscoder,
@@ -136,6 +147,7 @@ LUA_SOURCE = Path(__file__).with_name("problem.lua")
 # Single paths served by the edge's Python HTTP app (its prefixes /webhooks/ and /clinic/ get
 # routes of their own below, with their own timeouts and body limits).
 HTTP_APP_PATHS: tuple[str, ...] = ("/openapi.json", "/docs", "/healthz", "/metrics")
+HTTP_APP_PREFIXES: tuple[str, ...] = ("/webhooks/", "/clinic/")
 
 # Filter names (also the keys of per-route configs).
 # Errors Envoy produces itself (no ErrorInfo of a service): this domain.
@@ -174,13 +186,21 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
 
 @dataclass(frozen=True)
 class RateLimit:
-    """Token bucket shared by the whole listener (all connections): ``burst`` tokens, refilled with
-    ``tokens_per_fill`` tokens every ``fill_seconds``.  ``burst=0`` disables the filter.  A 429 tells
-    the client when to come back (``Retry-After``: the fill interval, whole seconds)."""
+    """Envoy's local rate limit: one token bucket per client address (``per_client_*``), one per
+    bearer token (``per_token_*``: an authenticated caller, whatever address it comes from), and the
+    listener-wide ceiling (``burst`` / ``tokens_per_fill``) as the last resort.  Buckets are refilled
+    every ``fill_seconds``; a request needs a token from each bucket it falls into.  ``burst=0``
+    disables the filter.  A 429 tells the client when to come back (``Retry-After``: the fill
+    interval, whole seconds).  Envoy keeps at most ``max_clients`` per-client buckets (LRU)."""
 
     burst: int = 2000
     tokens_per_fill: int = 1000
     fill_seconds: int = 1
+    per_client_burst: int = 200
+    per_client_tokens_per_fill: int = 100
+    per_token_burst: int = 100
+    per_token_tokens_per_fill: int = 50
+    max_clients: int = 20_000
 
     @property
     def retry_after(self) -> str:
@@ -333,7 +353,7 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     routes.append(
         Route(
             name="http/webhooks",
-            match=RouteMatch(prefix="/webhooks/"),
+            match=RouteMatch(prefix=HTTP_APP_PREFIXES[0]),
             # the webhook handler makes up to three RPCs; the sender retries on a non-2xx anyway
             route=RouteAction(cluster=CLUSTER_HTTP, timeout=_seconds(webhook_timeout)),
             typed_per_filter_config={
@@ -353,7 +373,7 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     routes.append(
         Route(
             name="http/clinic",
-            match=RouteMatch(prefix="/clinic/"),
+            match=RouteMatch(prefix=HTTP_APP_PREFIXES[1]),
             # the clinic dashboard holds a live stream open: no overall timeout, idle timeout only
             route=RouteAction(cluster=CLUSTER_HTTP, timeout=_seconds(0), idle_timeout=_seconds(300)),
             typed_per_filter_config=_disabled(),
@@ -412,11 +432,18 @@ def _lua(value: Any) -> str:
     return "{ " + ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in value.items()) + " }"
 
 
-def lua_source(*, created: Iterable[tuple[str, str]], domain: str) -> str:
+def lua_source(*, created: Iterable[tuple[str, str]], domain: str,
+               protected: Iterable[tuple[str, str]] = ()) -> str:
     """problem.lua with its configuration prelude: the (HTTP method, path pattern) pairs of the
-    routes whose RPC creates a resource, the gRPC → HTTP status table, the default error domain."""
+    routes whose RPC creates a resource and of those whose RPC is not public (401 without a bearer
+    token, before the transcoder parses the body), the HTTP app's paths (they keep their request
+    headers; every other route gets the header allow-list), the gRPC → HTTP status table, the default
+    error domain."""
     config = {
         "created": [{"method": m, "pattern": p} for m, p in created],
+        "protected": [{"method": m, "pattern": p} for m, p in protected],
+        "http_app_paths": {p: True for p in HTTP_APP_PATHS},
+        "http_app_prefixes": [*HTTP_APP_PREFIXES, "/docs/"],
         "grpc_http": {code: http for code, (_, http) in sorted(status.by_number().items())},
         "grpc_names": {code: name for code, (name, _) in sorted(status.by_number().items())},
         "titles": dict(sorted(status.TITLES.items())),
@@ -507,7 +534,8 @@ def build_config(
             typed_config=PbAny.pack(
                 Lua(
                     default_source_code=DataSource(
-                        inline_string=lua_source(created=created_patterns(rpc_routes), domain=error_domain)
+                        inline_string=lua_source(created=created_patterns(rpc_routes), domain=error_domain,
+                                                 protected=protected_patterns(rpc_routes))
                     ),
                     clear_route_cache=False,
                 )
@@ -530,6 +558,30 @@ def build_config(
                         filter_enabled=_percent_100(),
                         filter_enforced=_percent_100(),
                         local_rate_limit_per_downstream_connection=False,
+                        # per client: an empty descriptor value is a wildcard, one bucket per value
+                        rate_limits=[
+                            RouteRateLimit(actions=[RateLimitAction(remote_address=RateLimitActionRemoteAddress())]),
+                            RouteRateLimit(actions=[RateLimitAction(request_headers=RateLimitActionRequestHeaders(
+                                header_name="authorization", descriptor_key="bearer", skip_if_absent=True))]),
+                        ],
+                        descriptors=[
+                            LocalRateLimitDescriptor(
+                                entries=[RateLimitDescriptorEntry(key="remote_address", value="")],
+                                token_bucket=TokenBucket(
+                                    max_tokens=rate_limit.per_client_burst,
+                                    tokens_per_fill=rate_limit.per_client_tokens_per_fill,
+                                    fill_interval=_seconds(rate_limit.fill_seconds)),
+                            ),
+                            LocalRateLimitDescriptor(
+                                entries=[RateLimitDescriptorEntry(key="bearer", value="")],
+                                token_bucket=TokenBucket(
+                                    max_tokens=rate_limit.per_token_burst,
+                                    tokens_per_fill=rate_limit.per_token_tokens_per_fill,
+                                    fill_interval=_seconds(rate_limit.fill_seconds)),
+                            ),
+                        ],
+                        max_dynamic_descriptors=rate_limit.max_clients,
+                        always_consume_default_token_bucket=True,  # the global ceiling counts everyone
                     )
                 ),
             )

@@ -9,8 +9,11 @@ child — Envoy exits when its parent does — and forwarding SIGTERM from ``pet
 
 Options (env, prefix ``EDGE_ENVOY_``): ``LISTEN_HOST`` (default the stack host), ``ROUTE_TIMEOUT``
 (s, 10), ``WEBHOOK_TIMEOUT`` (s, 30), ``MAX_REQUEST_BYTES`` (65536), ``RATE_LIMIT_BURST`` (2000, 0 =
-off), ``RATE_LIMIT_PER_SECOND`` (1000), ``LOG_LEVEL`` (warn), ``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path
-of envoy).  Upstream overrides as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` (host:port).
+off), ``RATE_LIMIT_PER_SECOND`` (1000) — the listener-wide ceiling —, per client address
+``RATE_LIMIT_PER_CLIENT_BURST`` (200) / ``RATE_LIMIT_PER_CLIENT_PER_SECOND`` (100), per bearer token
+``RATE_LIMIT_PER_TOKEN_BURST`` (100) / ``RATE_LIMIT_PER_TOKEN_PER_SECOND`` (50), ``LOG_LEVEL`` (warn),
+``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path of envoy).  Upstream overrides
+as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` (host:port).
 
 ``python -m edge.gateway render [--out FILE]`` writes the config (stdout without ``--out``) from the
 same env vars and exits — e.g. for a Kubernetes ConfigMap: ``PETPRO_HOST``/``EDGE_ENVOY_LISTEN_HOST``
@@ -44,6 +47,10 @@ class EnvoySettings(BaseSettings):
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_burst: int = Field(default=2000, ge=0)
     rate_limit_per_second: int = Field(default=1000, ge=1)
+    rate_limit_per_client_burst: int = Field(default=200, ge=1)
+    rate_limit_per_client_per_second: int = Field(default=100, ge=1)
+    rate_limit_per_token_burst: int = Field(default=100, ge=1)
+    rate_limit_per_token_per_second: int = Field(default=50, ge=1)
     log_level: str = "warn"
     concurrency: int = Field(default=1, ge=1)
     log_flush_ms: int = Field(default=1000, ge=1, description="access-log flush interval (Envoy: 10 s)")
@@ -116,7 +123,12 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         route_timeout=settings.route_timeout,
         webhook_timeout=settings.webhook_timeout,
         max_request_bytes=settings.max_request_bytes,
-        rate_limit=RateLimit(burst=settings.rate_limit_burst, tokens_per_fill=settings.rate_limit_per_second),
+        rate_limit=RateLimit(
+            burst=settings.rate_limit_burst, tokens_per_fill=settings.rate_limit_per_second,
+            per_client_burst=settings.rate_limit_per_client_burst,
+            per_client_tokens_per_fill=settings.rate_limit_per_client_per_second,
+            per_token_burst=settings.rate_limit_per_token_burst,
+            per_token_tokens_per_fill=settings.rate_limit_per_token_per_second),
         tracing=tracing_from_env(os.environ),  # Envoy's own spans when an OTLP collector is configured
     )
 

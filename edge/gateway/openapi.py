@@ -479,6 +479,11 @@ def _apply_scalar_rules(schema: dict[str, Any], f: descriptor_pb2.FieldDescripto
         }
         if well_known in formats and getattr(s, well_known):
             schema["format"] = formats[well_known]
+        if rules.ignore == validate_pb2.IGNORE_IF_ZERO_VALUE:
+            # the rules apply to a non-empty value only: "" (unset) is valid, in requests and responses
+            shape = {k: schema.pop(k) for k in ("minLength", "pattern", "format") if k in schema}
+            if shape:
+                schema["anyOf"] = [{"const": ""}, shape]
     elif kind in ("int32", "sint32", "sfixed32", "uint32", "fixed32", "double", "float"):
         r = getattr(rules, kind)
         for attr, key in (

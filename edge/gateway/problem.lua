@@ -6,8 +6,8 @@
 -- transcoder has turned a gRPC status into JSON and including Envoy's own local replies (buffer 413,
 -- local rate limit 429, router 503/504, transcoder 400/404).
 --
--- build_config() prepends a line `PETPRO_EDGE = {...}` (created routes, the gRPC -> HTTP status
--- table, titles, error domain); the file does not run without it.
+-- build_config() prepends a line `PETPRO_EDGE = {...}` (created and protected routes, the HTTP app's
+-- paths, the gRPC -> HTTP status table, titles, error domain); the file does not run without it.
 --
 -- Shape of the body: {type, title, status, detail, instance, reason, domain,
 --                     violations: [{field, description, reason}], request_id}
@@ -227,6 +227,9 @@ local function from_status(st)
         if t == "google.rpc.ErrorInfo" then
           p.reason = str(d.reason)
           p.domain = str(d.domain)
+          if type(d.metadata) == "table" and tostring(d.metadata.retry_after_seconds or ""):match("^%d+$") then
+            p.retry_after = d.metadata.retry_after_seconds
+          end
         elseif t == "google.rpc.BadRequest" then
           local fvs = d.field_violations or d.fieldViolations
           if type(fvs) == "table" then
@@ -280,13 +283,20 @@ local function build_problem(status, content_type, raw, meta)
     if parsed.domain == "" and (parsed.code == 14 or parsed.code == 4) then
       -- UNAVAILABLE / DEADLINE_EXCEEDED produced by Envoy for the gRPC upstream (no ErrorInfo)
       detail = LOCAL_DETAILS[status] or detail
+    elseif parsed.code == 2 or parsed.code == 13 or parsed.code == 15 then
+      -- UNKNOWN / INTERNAL / DATA_LOSS: whatever their message says is for the logs, not the client
+      detail = "internal error (request id " .. str(meta.request_id) .. ")"
+      reason = "INTERNAL"
+      violations = {}
     end
   else
     reason = LOCAL_REASONS[status] or (status >= 500 and "INTERNAL" or "BAD_REQUEST")
     if status >= 500 then
       detail = LOCAL_DETAILS[status] or "internal error"
     else
-      detail = raw:gsub("%s+$", "")
+      -- Envoy's own text (e.g. the transcoder's JSON parse error): its first line, printable
+      -- ASCII only (it may quote the offending bytes of the request)
+      detail = (raw:match("^[^\n]*") or ""):gsub("[^\32-\126]", "?"):gsub("%s+$", "")
       if #detail > 500 then detail = detail:sub(1, 500) end
       violations = local_violations(status, detail)
     end
@@ -305,12 +315,122 @@ local function build_problem(status, content_type, raw, meta)
     { "violations", violations },
     { "request_id", str(meta.request_id) },
   }
-  return status, encode_object(problem)
+  return status, encode_object(problem), parsed and parsed.retry_after
 end
 
 ---------------------------------------------------------------------------------------------------
 -- filter callbacks
 ---------------------------------------------------------------------------------------------------
+
+---------------------------------------------------------------------------------------------------
+-- request headers: only an allow-list reaches the gRPC upstream as metadata, each value checked
+---------------------------------------------------------------------------------------------------
+
+-- the edge HTTP app's routes keep their headers (cookies, Stripe-Signature, Last-Event-ID …)
+local HTTP_APP_PATHS = CONFIG.http_app_paths or {
+  ["/openapi.json"] = true, ["/docs"] = true, ["/healthz"] = true, ["/metrics"] = true,
+}
+local HTTP_APP_PREFIXES = CONFIG.http_app_prefixes or { "/webhooks/", "/clinic/" }
+
+-- header -> {max length, Lua pattern the whole value must match (nil: printable ASCII), on_bad}
+-- on_bad "drop": an unusable value is ignored (W3C trace context says so); "replace": a fresh
+-- request id instead of the client's; otherwise 400.
+local ALLOWED = {
+  ["authorization"] = { 8192 },
+  ["idempotency-key"] = { 255 },
+  ["x-request-id"] = { 128, "^[%w%-%._:]+$", "replace" },
+  ["traceparent"] = { 55, "^%x%x%-%x+%-%x+%-%x%x$", "drop" },
+  ["tracestate"] = { 512, nil, "drop" },
+  ["accept-language"] = { 256, "^[%w%-,;=%.%* ]+$", "drop" },
+  ["user-agent"] = { 512, nil, "drop" }, -- kept for the access log
+  -- what Envoy and gRPC need themselves
+  ["content-type"] = { 256 }, ["content-length"] = { 20 }, ["te"] = { 32 },
+  ["grpc-timeout"] = { 12, "^%d+[HMSmun]$" }, ["grpc-encoding"] = { 64 }, ["grpc-accept-encoding"] = { 256 },
+  ["x-forwarded-for"] = { 1024 }, ["x-forwarded-proto"] = { 8 },
+}
+
+local function http_app_route(path)
+  if HTTP_APP_PATHS[path] then return true end
+  for _, prefix in ipairs(HTTP_APP_PREFIXES) do
+    if path:sub(1, #prefix) == prefix then return true end
+  end
+  return false
+end
+
+local function printable(v)
+  return not v:find("[^\32-\126]")
+end
+
+local function fresh_request_id()
+  local hex = {}
+  for i = 1, 32 do hex[i] = string.format("%x", math.random(0, 15)) end
+  local h = table.concat(hex)
+  return h:sub(1, 8) .. "-" .. h:sub(9, 12) .. "-4" .. h:sub(14, 16) .. "-a" .. h:sub(18, 20) .. "-" .. h:sub(21, 32)
+end
+
+local function bad_header(request_handle, name, description, path, request_id)
+  local body = encode_object({
+    { "type", TYPE_BASE .. "invalid-header" }, { "title", "Bad Request" }, { "status", 400 },
+    { "detail", "header " .. name .. ": " .. description }, { "instance", path },
+    { "reason", "INVALID_HEADER" }, { "domain", DOMAIN },
+    { "violations", { { { "field", "header:" .. name }, { "description", description },
+      { "reason", "INVALID_HEADER" } } } },
+    { "request_id", request_id },
+  })
+  request_handle:respond({ [":status"] = "400", ["content-type"] = "application/problem+json" }, body)
+end
+
+-- returns false when it answered the request itself (400)
+local function filter_headers(request_handle, headers, path)
+  local drop, replace = {}, {}
+  local request_id = headers:get("x-request-id") or ""
+  if #request_id > 128 or not request_id:find("^[%w%-%._:]*$") then request_id = "" end
+  for name, value in pairs(headers) do
+    if name:sub(1, 1) ~= ":" and name:sub(1, 8) ~= "x-envoy-" then
+      local rule = ALLOWED[name]
+      if not rule then
+        drop[#drop + 1] = name
+      else
+        local ok = #value <= rule[1] and printable(value) and (rule[2] == nil or value:find(rule[2]) ~= nil)
+        if not ok then
+          if rule[3] == "drop" then
+            drop[#drop + 1] = name
+          elseif rule[3] == "replace" then
+            replace[name] = fresh_request_id()
+          else
+            bad_header(request_handle, name, "must be at most " .. rule[1] ..
+              " printable ASCII characters" .. (rule[2] and " of the documented form" or ""), path,
+              request_id)
+            return false
+          end
+        end
+      end
+    end
+  end
+  for _, name in ipairs(drop) do
+    headers:remove(name)
+  end
+  for name, value in pairs(replace) do
+    headers:replace(name, value)
+  end
+  return true
+end
+
+-- authentication first: a protected route (its RPC is not declared public) without a bearer token
+-- is 401 before the transcoder parses the body (the BFF validates the token itself)
+local PROTECTED = CONFIG.protected or {} -- { {method = "POST", pattern = "^/v1/bookings$"}, ... }
+
+local function protected_route(method, path)
+  for _, route in ipairs(PROTECTED) do
+    if route.method == method and path:match(route.pattern) then return true end
+  end
+  return false
+end
+
+local function has_bearer(headers)
+  local value = headers:get("authorization") or ""
+  return value:find("^[Bb][Ee][Aa][Rr][Ee][Rr] +[^ ]") ~= nil
+end
 
 local function creates(method, path)
   for _, route in ipairs(CREATED) do
@@ -326,6 +446,21 @@ function envoy_on_request(request_handle)
   local path = headers:get(":path") or ""
   local q = path:find("?", 1, true)
   if q then path = path:sub(1, q - 1) end
+  if not http_app_route(path) then
+    if not filter_headers(request_handle, headers, path) then
+      return
+    end
+    if protected_route(headers:get(":method") or "", path) and not has_bearer(headers) then
+      local rid = headers:get("x-request-id") or ""
+      request_handle:respond({ [":status"] = "401", ["content-type"] = "application/problem+json",
+        ["www-authenticate"] = "Bearer" }, encode_object({
+        { "type", TYPE_BASE .. "token-missing" }, { "title", "Unauthorized" }, { "status", 401 },
+        { "detail", "missing bearer token" }, { "instance", path }, { "reason", "TOKEN_MISSING" },
+        { "domain", DOMAIN }, { "violations", {} }, { "request_id", rid },
+      }))
+      return
+    end
+  end
   local md = request_handle:streamInfo():dynamicMetadata()
   md:set(MD, "method", headers:get(":method") or "")
   md:set(MD, "path", path)
@@ -358,12 +493,15 @@ function envoy_on_response(response_handle)
   if body and body:length() > 0 then
     raw = body:getBytes(0, body:length())
   end
-  local new_status, out = build_problem(status, content_type, raw, meta)
+  local new_status, out, retry_after = build_problem(status, content_type, raw, meta)
   body:setBytes(out)
   -- wrappers taken before body() are dead once the script resumed with the full body
   headers = response_handle:headers()
   headers:replace(":status", tostring(new_status))
   headers:replace("content-type", "application/problem+json")
   headers:replace("content-length", tostring(#out))
+  if retry_after then
+    headers:replace("retry-after", retry_after) -- e.g. a throttled login (RESOURCE_EXHAUSTED)
+  end
   response_handle:streamInfo():dynamicMetadata():set(MD, "reason", (out:match('"reason":"([^"]*)"')))
 end

@@ -102,5 +102,11 @@ def created_patterns(routes: Sequence[RestRoute]) -> list[tuple[str, str]]:
     return sorted({(r.http_method, r.path_pattern()) for r in routes if r.creates})
 
 
+def protected_patterns(routes: Sequence[RestRoute]) -> list[tuple[str, str]]:
+    """(HTTP method, Lua path pattern) of the bindings whose method is not declared public: the edge
+    answers 401 there without a bearer token, before the transcoder reads the body."""
+    return sorted({(r.http_method, r.path_pattern()) for r in routes if not r.public})
+
+
 __all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "TRANSCODED_SERVICES", "RestRoute", "created_patterns",
-           "route_table"]
+           "protected_patterns", "route_table"]

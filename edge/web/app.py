@@ -155,7 +155,8 @@ def create_app(deps: HttpDeps) -> Starlette:
         return problem(exc.status_code, reason, str(exc.detail), request=request, headers=exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc)
+        log.exception("unhandled error", exc_info=exc,
+                      extra={"fields": {"request_id": telemetry.request_id_var.get()}})
         return problem(
             500, "INTERNAL", f"internal error (request id {telemetry.request_id_var.get()})", request=request
         )

@@ -11,7 +11,9 @@ Implemented (Stripe API v1 shapes, form-encoded parameters, Bearer ``sk_test_…
 * webhooks signed like Stripe's (``Stripe-Signature: t=…,v1=…``), delivered in the background, in order
   per session, retried with exponential backoff
 * test controls: ``GET /_sandbox/events?session=cs_…``, ``POST /_sandbox/events/{id}/resend``,
-  ``POST /_sandbox/sessions/{id}/pay``, ``GET /_sandbox/health`` (also ``/healthz``)
+  ``POST /_sandbox/sessions/{id}/pay``, ``POST /_sandbox/sessions/{id}/webhooks {"enabled": false}``
+  (that session's webhooks are lost: recorded as ``muted``, never delivered), ``GET /_sandbox/health``
+  (also ``/healthz``)
 
 Run it with ``python -m petpro_dev.stripe_sandbox --port P --home DIR --webhook-url URL``; embed it
 with :func:`running_sandbox`.  The payment service finds the signing secret with :func:`load_webhook_secret`.

@@ -32,7 +32,7 @@ from petpro_dev.stripe_sandbox.engine import Card, RequestContext, Sandbox, new_
 from petpro_dev.stripe_sandbox.errors import StripeError
 from petpro_dev.stripe_sandbox.forms import Params, decode_pairs, parse_urlencoded
 from petpro_dev.stripe_sandbox.signing import SECRET_PREFIX, load_webhook_secret
-from petpro_dev.stripe_sandbox.store import PENDING, IdempotencyRecord, Obj, Store, StoredEvent
+from petpro_dev.stripe_sandbox.store import MUTED, PENDING, IdempotencyRecord, Obj, Store, StoredEvent
 from petpro_dev.stripe_sandbox.webhooks import WebhookDispatcher
 
 log = logging.getLogger("petpro.stripe_sandbox")
@@ -65,8 +65,14 @@ class Runtime:
             )
         self.engine = Sandbox(self.store, config, on_event=self._on_event)
         self._sweeper: asyncio.Task[None] | None = None
+        # sessions whose webhooks are switched off (POST /_sandbox/sessions/{id}/webhooks): their
+        # events are recorded with delivery "muted" and never sent, as if every delivery were lost
+        self.muted: set[str] = set()
 
     def _on_event(self, event: StoredEvent) -> None:
+        if event.order_key in self.muted:
+            self.store.set_delivery(event.id, MUTED)
+            return
         if self.dispatcher is not None and event.delivery == PENDING:
             self.dispatcher.enqueue(event)
 
@@ -418,6 +424,25 @@ async def sandbox_pay(request: Request) -> Response:
     return await _pay(request, as_json=True)
 
 
+async def sandbox_webhooks(request: Request) -> Response:
+    """``{"enabled": false}`` switches webhooks off for one Checkout Session (its later events are
+    recorded, never delivered: the provider "lost" them); ``{"enabled": true}`` switches them back on
+    for events after that."""
+    rt = runtime_of(request)
+    session_id = _id(request)
+    if rt.store.get(session_id, "checkout.session") is None:
+        return JSONResponse(StripeError(404, f"No such checkout.session: '{session_id}'",
+                                        code="resource_missing").body(), status_code=404)
+    try:
+        enabled = (await request.json())["enabled"]
+        if not isinstance(enabled, bool):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse(StripeError(400, 'expected {"enabled": true|false}').body(), status_code=400)
+    (rt.muted.discard if enabled else rt.muted.add)(session_id)
+    return JSONResponse({"session": session_id, "webhooks": enabled})
+
+
 async def sandbox_events(request: Request) -> Response:
     """Events (oldest first) with their delivery attempts; ``?session=cs_…``, ``?type=…`` filter."""
     rt = runtime_of(request)
@@ -547,6 +572,7 @@ def create_app(config: SandboxConfig) -> Starlette:
         Route("/pay/{id}", pay_page, methods=["GET"]),
         Route("/pay/{id}", pay_submit, methods=["POST"]),
         Route("/_sandbox/sessions/{id}/pay", sandbox_pay, methods=["POST"]),
+        Route("/_sandbox/sessions/{id}/webhooks", sandbox_webhooks, methods=["POST"]),
         Route("/_sandbox/events", sandbox_events, methods=["GET"]),
         Route("/_sandbox/events/{id}/resend", sandbox_resend, methods=["POST"]),
         Route("/_sandbox/refunds/failures", sandbox_refund_failures, methods=["POST"]),

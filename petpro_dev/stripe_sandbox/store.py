@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
 PENDING = "pending"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+MUTED = "muted"  # webhooks switched off for the event's session: never delivered
 NOT_SUBSCRIBED = "not_subscribed"  # the endpoint's enabled_events leave it out
 NO_ENDPOINT = "no_endpoint"  # no webhook URL configured
 

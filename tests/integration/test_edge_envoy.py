@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -93,7 +94,7 @@ class FakeMobile(mobile_pb2_grpc.MobileServiceServicer):
 
     async def ListPets(self, request, context):
         self._record("ListPets", request, context)
-        if dict(context.invocation_metadata()).get("x-test-fail") == "unavailable":
+        if request.page_token == "fail-unavailable":
             raise Unavailable("backend restarting")
         return mobile_pb2.ListPetsResponse()
 
@@ -117,6 +118,8 @@ class FakeMobile(mobile_pb2_grpc.MobileServiceServicer):
         self._record("RegisterDevice", request, context)
         if request.token == "boom":
             raise RuntimeError("secret internal detail")
+        if request.token == "abort-internal":  # a status set by hand, bypassing the kit's mapping
+            await context.abort(grpc.StatusCode.INTERNAL, "secret: psycopg.errors.DataError at pets.name")
         if request.token.startswith("fail:"):
             kind = Kind[request.token.removeprefix("fail:")]
             raise _error(kind, f"TEST_{kind.value}")
@@ -144,6 +147,8 @@ class FakePayment(payment_pb2_grpc.PaymentServiceServicer):
         self.events.append(event)
         if event.get("fail") == "payment_unavailable":
             raise Unavailable("payment db down")
+        if event.get("fail") == "payment_internal":
+            await context.abort(grpc.StatusCode.INTERNAL, "secret: Traceback (most recent call last)")
         duplicate = event["id"] in self.seen
         self.seen.add(event["id"])
         status = (
@@ -352,7 +357,8 @@ async def edge(port_bases, tmp_path_factory) -> AsyncIterator[Edge]:
             http_upstream=("127.0.0.1", http_port),
             max_request_bytes=4096,
         )
-        async with httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=15.0) as client:
+        async with httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=15.0,
+                                     headers={"Authorization": "Bearer test-token"}) as client:
             yield Edge(envoy, mobile, payment, booking, client)
     finally:
         if envoy is not None:
@@ -552,9 +558,98 @@ async def test_internal_and_unimplemented_errors(edge: Edge) -> None:
     assert body["reason"] == "UNIMPLEMENTED"
 
 
+async def test_internal_status_message_never_reaches_the_client(edge: Edge) -> None:
+    resp = await edge.client.post("/v1/me/devices", json={"platform": 1, "token": "abort-internal"},
+                                  headers={"x-request-id": "rid-internal-1"})
+    body = _problem(resp, 500)
+    assert body["reason"] == "INTERNAL" and "secret" not in resp.text and "psycopg" not in resp.text
+    assert "rid-internal-1" in body["detail"]
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def test_only_allow_listed_headers_become_upstream_metadata(edge: Edge) -> None:
+    headers = {"|": "x", "x-evil": "1", "cookie": "session=abc", "x-forwarded-host": "evil.example",
+               "grpc-status-details-bin": "AAAA", "Authorization": "Bearer t",
+               "Idempotency-Key": "key-1", "traceparent": TRACEPARENT, "tracestate": "a=b",
+               "Accept-Language": "de-CH, de;q=0.9", "x-request-id": "rid-allow-1"}
+    resp = await edge.client.get("/v1/pets", headers=headers)
+    assert resp.status_code == 200, resp.text
+    md = edge.mobile.last("ListPets").metadata
+    for name in ("authorization", "idempotency-key", "traceparent", "tracestate", "accept-language"):
+        assert md[name] == headers[name.title() if name in ("authorization", "idempotency-key",
+                                                            "accept-language") else name]
+    assert md["x-request-id"] == "rid-allow-1"
+    for name in ("|", "x-evil", "cookie", "x-forwarded-host", "grpc-status-details-bin"):
+        assert name not in md, name
+
+
+@pytest.mark.parametrize("name", ["|", "a b", "{}", "x\\y", "é", "-bin", "x-thing-bin", "grpc-message"])
+async def test_any_header_name_is_never_a_5xx(edge: Edge, name: str) -> None:
+    raw = (f"GET /v1/pets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n{name}: x\r\n"
+           "Connection: close\r\n\r\n").encode()
+    port = int(edge.envoy.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    status = int(status_line.split()[1])
+    assert status in (200, 400), status_line
+
+
+async def test_bad_header_values_are_400_naming_the_header_or_dropped(edge: Edge) -> None:
+    for name, value in (("Idempotency-Key", "k" * 256),
+                        ("authorization", "Bearer \u00e9t\u00e9".encode())):
+        resp = await edge.client.get("/v1/pets", headers={name: value})
+        body = _problem(resp, 400)
+        assert body["reason"] == "INVALID_HEADER"
+        assert body["violations"][0]["field"] == f"header:{name.lower()}"
+    # an unusable request id is replaced by a fresh one (it goes into every log line)
+    resp = await edge.client.get("/v1/pets", headers={"x-request-id": "bad id\t<script>"})
+    assert resp.status_code == 200, resp.text
+    rid = edge.mobile.last("ListPets").metadata["x-request-id"]
+    assert rid != "bad id\t<script>" and re.fullmatch(r"[0-9a-f-]{36}", rid)
+    # an unusable trace context is ignored (W3C), not an error
+    resp = await edge.client.get("/v1/pets", headers={"traceparent": "garbage", "accept-language": "<script>"})
+    assert resp.status_code == 200, resp.text
+    md = edge.mobile.last("ListPets").metadata
+    assert "accept-language" not in md and md.get("traceparent", "") != "garbage"
+
+
+async def test_protected_routes_answer_401_before_the_body_is_parsed(edge: Edge) -> None:
+    calls = len(edge.mobile.calls)
+    for method, path, body in (("POST", "/v1/bookings", b'{"slot": "not a time", "nope": 1}'),
+                               ("POST", "/v1/pets", b"{not json"), ("GET", "/v1/bookings/x", None),
+                               ("GET", "/v1/pets?page_size=abc&unknown=1", None)):
+        for auth in (None, "", "Bearer", "Basic dXNlcjpwYXNz"):
+            headers = {"content-type": "application/json"}
+            if auth is not None:
+                headers["Authorization"] = auth
+            resp = await edge.client.request(method, path, content=body, headers=headers)
+            if auth is None:  # the fixture's client sends a token by default: take it away
+                resp = await edge.client.request(method, path, content=body,
+                                                 headers={**headers, "Authorization": ""})
+            problem = _problem(resp, 401)
+            assert problem["reason"] == "TOKEN_MISSING" and problem["violations"] == []
+    assert len(edge.mobile.calls) == calls  # nothing reached the BFF
+    # public routes stay public
+    resp = await edge.client.post("/v1/auth/login", json={"email": "a@b.co", "password": "pw"},
+                                  headers={"Authorization": ""})
+    assert resp.status_code == 200, resp.text
+
+
+async def test_undecodable_json_detail_is_printable_ascii(edge: Edge) -> None:
+    resp = await edge.client.post("/v1/pets", content=b'{"name":"R\xffx","species":"SPECIES_DOG"}',
+                                  headers={"content-type": "application/json"})
+    body = _problem(resp, 400)
+    assert "\n" not in body["detail"] and all(32 <= ord(c) < 127 for c in body["detail"])
+
+
 async def test_unavailable_is_retried_for_get_only(edge: Edge) -> None:
     before = len([c for c in edge.mobile.calls if c.method == "ListPets"])
-    resp = await edge.client.get("/v1/pets", headers={"x-test-fail": "unavailable"})
+    resp = await edge.client.get("/v1/pets", params={"page_token": "fail-unavailable"})
     _problem(resp, 503)
     after = len([c for c in edge.mobile.calls if c.method == "ListPets"])
     assert after - before == 3  # first try + 2 retries
@@ -721,6 +816,13 @@ async def test_webhook_answers_503_when_it_cannot_commit(edge: Edge) -> None:
     assert resp.status_code == 200 and resp.json()["outcome"] == "confirmed"
 
 
+async def test_webhook_upstream_internal_error_is_retried_without_its_message(edge: Edge) -> None:
+    resp = await _deliver(edge, _event(fail="payment_internal"))
+    body = _problem(resp, 503)  # the provider retries
+    # petpro.upstream.from_rpc_error: an INTERNAL upstream is "an internal service failed; try again"
+    assert body["reason"] == "UPSTREAM_UNAVAILABLE" and "secret" not in resp.text and "Traceback" not in resp.text
+
+
 # --------------------------------------------------------------------------------------------------
 # a second Envoy: upstream down, rate limit
 # --------------------------------------------------------------------------------------------------
@@ -758,6 +860,41 @@ async def test_rate_limit_answers_429_with_retry_after_only_above_the_limit(port
         # and the benchmark harness refuses to measure capacity through a rate-limited edge
         with pytest.raises(RuntimeError, match="EDGE_ENVOY_RATE_LIMIT_BURST=0"):
             await check_edge_unthrottled(f"http://127.0.0.1:{stack.port('envoy_admin')}")
+    finally:
+        envoy.stop()
+
+
+async def _statuses(envoy: EnvoyProcess, n: int, *, source: str = "127.0.0.1",
+                    token: str | None = None) -> list[int]:
+    transport = httpx.AsyncHTTPTransport(local_address=source)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=envoy.url, transport=transport, trust_env=False, timeout=10.0) as c:
+        return [(await c.get("/healthz", headers=headers)).status_code for _ in range(n)]
+
+
+async def test_one_client_address_cannot_spend_the_limit_of_everyone(port_bases, tmp_path_factory) -> None:
+    # hour-long refills: the outcome never depends on how fast requests are sent
+    stack = _stack(port_bases, tmp_path_factory)
+    limit = RateLimit(burst=1000, tokens_per_fill=1, fill_seconds=3600, per_client_burst=3,
+                      per_client_tokens_per_fill=1, per_token_burst=1000, per_token_tokens_per_fill=1)
+    envoy = await start_envoy(stack, rate_limit=limit, get_retries=0)
+    try:
+        assert await _statuses(envoy, 4) == [503, 503, 503, 429]  # (no HTTP app behind: 503 below the limit)
+        assert await _statuses(envoy, 3, source="127.0.0.2") == [503, 503, 503]  # another client: its own
+        assert await _statuses(envoy, 1, token="t1") == [429]  # a token does not lift an address's limit
+    finally:
+        envoy.stop()
+
+
+async def test_one_token_cannot_spend_its_address_limit(port_bases, tmp_path_factory) -> None:
+    stack = _stack(port_bases, tmp_path_factory)
+    limit = RateLimit(burst=1000, tokens_per_fill=1, fill_seconds=3600, per_client_burst=1000,
+                      per_client_tokens_per_fill=1, per_token_burst=2, per_token_tokens_per_fill=1)
+    envoy = await start_envoy(stack, rate_limit=limit, get_retries=0)
+    try:
+        assert await _statuses(envoy, 3, token="user-a") == [503, 503, 429]
+        assert await _statuses(envoy, 2, token="user-b") == [503, 503]  # same address, other caller
+        assert await _statuses(envoy, 2) == [503, 503]  # anonymous: the address bucket only
     finally:
         envoy.stop()
 

@@ -703,3 +703,24 @@ def test_webhook_secret_is_made_once_and_env_wins(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_explicit")
     assert load_webhook_secret(tmp_path) == "whsec_explicit"
     assert load_webhook_secret(tmp_path, env=False) == first
+
+
+
+async def test_webhooks_can_be_switched_off_for_one_session(sandbox, client, receiver):
+    """The switch the reconciliation tests use: a muted session's events are recorded, never sent;
+    the other sessions' webhooks still are."""
+    muted = await client.v1.checkout.sessions.create_async(session_params())
+    other = await client.v1.checkout.sessions.create_async(session_params())
+    async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as http:
+        switch = f"/_sandbox/sessions/{muted.id}/webhooks"
+        assert (await http.post(switch, json={"enabled": "no"})).status_code == 400
+        assert (await http.post("/_sandbox/sessions/cs_nope/webhooks", json={"enabled": False})).status_code == 404
+        r = await http.post(switch, json={"enabled": False})
+        assert r.json() == {"session": muted.id, "webhooks": False}
+        for s in (muted, other):
+            assert (await http.post(f"/_sandbox/sessions/{s.id}/pay", json={})).status_code == 200
+    events = await sandbox_events(sandbox, muted.id)
+    assert events and {e["delivery"] for e in events} == {"muted"}
+    assert all(e["attempts"] == [] for e in events)
+    delivered = await sandbox_events(sandbox, other.id)
+    assert delivered and all(e["delivery"] != "muted" for e in delivered)

@@ -87,6 +87,16 @@ def _lua(hcm: dict[str, Any]) -> str:
     return lua["typedConfig"]["defaultSourceCode"]["inlineString"]
 
 
+def _lua_created(hcm: dict[str, Any]) -> str:
+    """The ``created`` routes of the Lua filter's prelude."""
+    return _lua(hcm).split('["created"] = ', 1)[1].split('["protected"]', 1)[0]
+
+
+def _lua_protected(hcm: dict[str, Any]) -> str:
+    """The ``protected`` routes (no bearer token → 401) of the Lua filter's prelude."""
+    return _lua(hcm).split('["protected"] = ', 1)[1].split('["http_app_paths"]', 1)[0]
+
+
 def test_policy_drives_envoy_retries_lua_201_and_openapi(tmp_path: Path, fds) -> None:
     """Flip ListPets' policy in the descriptors: the generated outputs follow, nothing else changes."""
     stack = StackSettings(home=tmp_path, port_base=17400)
@@ -99,7 +109,9 @@ def test_policy_drives_envoy_retries_lua_201_and_openapi(tmp_path: Path, fds) ->
     root = _write(tmp_path / "gen", changed)
     after_routes, after_hcm = _routes_of(build_config(stack, root))
     assert "retryPolicy" not in after_routes[f"grpc/{MOBILE_SERVICE}/ListPets"]["route"]
-    assert '"GET"' in _lua(after_hcm) and '"GET"' not in _lua(before_hcm)
+    assert '"GET"' in _lua_created(after_hcm) and '"GET"' not in _lua_created(before_hcm)
+    listing = '{ ["method"] = "GET", ["pattern"] = "^/v1/pets$" }'
+    assert listing in _lua_protected(before_hcm)  # not public: 401 without a bearer token at the edge
 
     doc = json.loads(outputs.openapi_path(root).read_text())
     assert "201" in doc["paths"]["/v1/pets"]["get"]["responses"]
@@ -107,6 +119,8 @@ def test_policy_drives_envoy_retries_lua_201_and_openapi(tmp_path: Path, fds) ->
     doc = build_openapi(public.SerializeToString())
     assert doc["paths"]["/v1/pets"]["get"]["security"] == []
     assert "401" not in doc["paths"]["/v1/pets"]["get"]["responses"]
+    root = _write(tmp_path / "gen-public", public)
+    assert listing not in _lua_protected(_routes_of(build_config(stack, root))[1])
 
 
 def test_created_patterns_are_the_creating_methods(fds) -> None:

@@ -128,11 +128,27 @@ async def test_expire_due_expires_lapsed_open_sessions_only(env):
     paid = await h.create_session(session("b"))
     later = await h.create_session(session("c", expires=NOW + timedelta(hours=1)))
     gateway.open.discard(paid.session_id or "")  # paid meanwhile: the provider refuses to expire it
+    gateway.paid[paid.session_id or ""] = "pi_b"
     clock.now += timedelta(minutes=11)
     assert await h.expire_due() == 2
     assert store.payments[lapsing.id].status == PaymentStatus.EXPIRED
-    assert store.payments[paid.id].status == PaymentStatus.PENDING
+    # its webhook may never come: what the provider reports about the session is applied
+    assert store.payments[paid.id].status == PaymentStatus.SUCCEEDED
+    assert store.payments[paid.id].provider_payment_id == "pi_b"
     assert store.payments[later.id].status == PaymentStatus.PENDING
+
+
+async def test_reconcile_pending_finds_a_paid_session_whose_webhook_never_came(env):
+    h, store, gateway, clock = env
+    quiet = await h.create_session(session("a", expires=NOW + timedelta(hours=1)))
+    waiting = await h.create_session(session("b", expires=NOW + timedelta(hours=1)))
+    gateway.open.discard(quiet.session_id or "")
+    gateway.paid[quiet.session_id or ""] = "pi_a"  # paid at the provider, no webhook
+    clock.now += timedelta(minutes=10)
+    assert await h.reconcile_pending(timedelta(minutes=5)) == 1
+    assert store.payments[quiet.id].status == PaymentStatus.SUCCEEDED
+    assert store.payments[waiting.id].status == PaymentStatus.PENDING  # still open: nothing to change
+    assert [p.id for p in await h.unsettled(timedelta(0))] == [quiet.id]  # succeeded, nobody settled it yet
 
 
 async def test_expire_session_and_get(env):

@@ -76,12 +76,13 @@ async def _fails(call: Any) -> tuple[grpc.StatusCode, str, list[str]]:
 # -- auth ---------------------------------------------------------------------------------------------
 @pytest.fixture
 async def auth(tmp_path: Path):
+    from auth_svc.handlers import NoThrottle
     from auth_svc.server import AuthSettings, build
 
     store = AuthStore()
     settings = AuthSettings(signing_key_file=tmp_path / "auth-signing.pem", grace_seconds=0)
     app = build(settings, uow=auth_uow(store), read=auth_uow(store),
-                passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)))
+                passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)), throttle=NoThrottle())
     async for channel in _serve(app):
         yield auth_pb2_grpc.AuthServiceStub(channel), store
 
@@ -435,3 +436,48 @@ async def test_notif_register_device(notif):
         user_id=user, platform=notification_pb2.DEVICE_PLATFORM_IOS, token="apns-token"))).device
     assert (d.user_id, d.platform) == (user, notification_pb2.DEVICE_PLATFORM_IOS)
     assert len(store.devices) == 1
+
+
+def test_update_without_a_mask_changes_the_fields_the_request_sets() -> None:
+    """AIP-134: no update_mask → the set fields; a message field (price) counts when present.  The
+    REST fuzzer found PATCH /v1/services/{id} with ``{}`` answering 500 (upb descriptors have no
+    ``label``)."""
+    from booking_svc.handlers import SERVICE_FIELDS
+    from booking_svc.service import _set_paths
+
+    assert _set_paths(booking_pb2.Service(), SERVICE_FIELDS) == []
+    priced = booking_pb2.Service(name="Checkup", price=money_pb2.Money(amount_minor=4500, currency="EUR"),
+                                 species_allowed=[booking_pb2.SPECIES_DOG])
+    assert _set_paths(priced, SERVICE_FIELDS) == ["name", "price", "species_allowed"]
+
+
+async def test_clinic_operations_authenticate_before_they_validate(tmp_path: Path) -> None:
+    """ClinicAdminService (booking) and ClinicStaffService (auth) are registered with an
+    authenticator: no token and an invalid body → UNAUTHENTICATED, not the body's field violations;
+    with a token that does not validate the answer is still about the token."""
+    from auth_svc.handlers import NoThrottle
+    from auth_svc.server import AuthSettings
+    from auth_svc.server import build as build_auth
+    from booking_svc.server import BookingSettings
+    from booking_svc.server import build as build_booking
+    from petpro_api.auth.v1 import clinic_staff_pb2, clinic_staff_pb2_grpc
+    from petpro_api.booking.v1 import clinic_admin_pb2, clinic_admin_pb2_grpc
+
+    booking = build_booking(BookingSettings(grace_seconds=0), uow=booking_uow(BookingStore()),
+                            read=booking_uow(BookingStore()))
+    async for channel in _serve(booking):
+        admin = clinic_admin_pb2_grpc.ClinicAdminServiceStub(channel)
+        bad = clinic_admin_pb2.CreateClosureRequest(clinic_id="not-a-uuid\x00")
+        code, reason, fields = await _fails(admin.CreateClosure(bad))
+        assert (code, reason, fields) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", [])
+
+    auth = build_auth(AuthSettings(signing_key_file=tmp_path / "auth-signing.pem", grace_seconds=0),
+                      uow=auth_uow(AuthStore()), read=auth_uow(AuthStore()), throttle=NoThrottle(),
+                      passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)))
+    async for channel in _serve(auth):
+        staff = clinic_staff_pb2_grpc.ClinicStaffServiceStub(channel)
+        bad_invite = clinic_staff_pb2.InviteStaffRequest(clinic_id="x", email="not an email")
+        code, reason, fields = await _fails(staff.InviteStaff(bad_invite))
+        assert (code, reason, fields) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", [])
+        code, _, fields = await _fails(staff.InviteStaff(bad_invite, metadata=(("authorization", "Bearer junk"),)))
+        assert code == grpc.StatusCode.UNAUTHENTICATED and fields == []

@@ -6,7 +6,7 @@ import copy
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from payment_svc.domain import (
@@ -18,6 +18,7 @@ from payment_svc.domain import (
     Refund,
     RefundInfo,
     Session,
+    SessionState,
 )
 from tests.unit.fakes import FakeUnitOfWork
 
@@ -28,6 +29,7 @@ class PaymentStore:
     events: dict[str, uuid.UUID | None] = field(default_factory=dict)
     saved_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
     refunds: dict[str, Refund] = field(default_factory=dict)
+    checked_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
 
 
 class FakePaymentRepository:
@@ -87,6 +89,22 @@ class FakePaymentRepository:
             if r.provider_refund_id == provider_refund_id:
                 r.status, r.updated_at = status, now
 
+    async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
+        due = [p for p in self.s.payments.values()
+               if p.status == PaymentStatus.SUCCEEDED and p.settled_at is None and p.updated_at <= changed_before]
+        return [copy.deepcopy(p) for p in sorted(due, key=lambda p: p.updated_at)[:limit]]
+
+    async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
+        def seen(p: Payment) -> datetime:
+            return self.s.checked_at.get(p.id, p.created_at)
+
+        due = sorted((p for p in self.s.payments.values()
+                      if p.status == PaymentStatus.PENDING and p.session_id is not None
+                      and seen(p) <= checked_before), key=seen)[:limit]
+        for p in due:  # stamped like the database does (now(), not the caller's clock)
+            self.s.checked_at[p.id] = datetime.now(UTC)
+        return [copy.deepcopy(p) for p in due]
+
 
 def payment_uow(store: PaymentStore | None = None) -> FakeUnitOfWork[PaymentStore, FakePaymentRepository]:
     return FakeUnitOfWork(store or PaymentStore(), FakePaymentRepository)
@@ -99,6 +117,7 @@ class FakeGateway:
     def __init__(self) -> None:
         self.sessions: dict[str, tuple[str, str]] = {}  # session id → (idempotency key, payment id)
         self.open: set[str] = set()
+        self.paid: dict[str, str] = {}  # session id → provider payment id (paid, webhook or not)
         self.refunds: dict[str, tuple[str, int]] = {}  # idempotency key → (provider id, amount)
         self.fail_next = False
 
@@ -120,6 +139,13 @@ class FakeGateway:
             return False
         self.open.discard(session_id)
         return True
+
+    async def session_state(self, session_id: str) -> SessionState:
+        if session_id not in self.sessions:
+            raise GatewayError("payment provider did not answer: no such session")
+        if session_id in self.paid:
+            return SessionState("complete", True, self.paid[session_id])
+        return SessionState("open" if session_id in self.open else "expired", False, None)
 
     async def refund(self, provider_payment_id: str, amount_minor: int, reason: str,
                      idempotency_key: str) -> RefundInfo:

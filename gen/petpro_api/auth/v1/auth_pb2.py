@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from petpro_api.common.v1 import options_pb2 as petpro_dot_common_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19petpro/auth/v1/auth.proto\x12\x0epetpro.auth.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"O\n\x10\x43linicMembership\x12\x11\n\tclinic_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\"\xd5\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0bmemberships\x18\x07 \x03(\x0b\x32 .petpro.auth.v1.ClinicMembership\"f\n\x0fRegisterRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\"6\n\x10RegisterResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"J\n\x0cLoginRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\"\x88\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\x12\"\n\x04user\x18\x05 \x01(\x0b\x32\x14.petpro.auth.v1.User\"8\n\x13RefreshTokenRequest\x12!\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"k\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"1\n\x14ValidateTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\xf7\x01\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x07 \x01(\t\x12\x35\n\x0bmemberships\x18\x08 \x03(\x0b\x32 .petpro.auth.v1.ClinicMembership\"/\n\x12RevokeTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"4\n\x0fGetJwksResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.petpro.auth.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03\x63rv\x18\x07 \x01(\t\x12\t\n\x01x\x18\x08 \x01(\t\x12\t\n\x01y\x18\t \x01(\t*n\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x15\n\x11ROLE_CLINIC_STAFF\x10\x02\x12\x10\n\x0cROLE_SERVICE\x10\x03\x12\x17\n\x13ROLE_PLATFORM_ADMIN\x10\x04*W\n\nClinicRole\x12\x1b\n\x17\x43LINIC_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43LINIC_ROLE_ADMIN\x10\x01\x12\x15\n\x11\x43LINIC_ROLE_STAFF\x10\x02\x32\xd3\x04\n\x0b\x41uthService\x12U\n\x08Register\x12\x1f.petpro.auth.v1.RegisterRequest\x1a .petpro.auth.v1.RegisterResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12L\n\x05Login\x12\x1c.petpro.auth.v1.LoginRequest\x1a\x1d.petpro.auth.v1.LoginResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x61\n\x0cRefreshToken\x12#.petpro.auth.v1.RefreshTokenRequest\x1a$.petpro.auth.v1.RefreshTokenResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x66\n\rValidateToken\x12$.petpro.auth.v1.ValidateTokenRequest\x1a%.petpro.auth.v1.ValidateTokenResponse\"\x08\x8a\xb5\x18\x04\x08\x01\x10\x01\x12`\n\x0bRevokeToken\x12\".petpro.auth.v1.RevokeTokenRequest\x1a#.petpro.auth.v1.RevokeTokenResponse\"\x08\x8a\xb5\x18\x04\x08\x01\x10\x01\x12r\n\x07GetJwks\x12\x1e.petpro.auth.v1.GetJwksRequest\x1a\x1f.petpro.auth.v1.GetJwksResponse\"&\x8a\xb5\x18\x04\x08\x01\x10\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.jsonb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19petpro/auth/v1/auth.proto\x12\x0epetpro.auth.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"O\n\x10\x43linicMembership\x12\x11\n\tclinic_id\x18\x01 \x01(\t\x12(\n\x04role\x18\x02 \x01(\x0e\x32\x1a.petpro.auth.v1.ClinicRole\"\xd5\x01\n\x04User\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x0bmemberships\x18\x07 \x03(\x0b\x32 .petpro.auth.v1.ClinicMembership\"\x87\x01\n\x0fRegisterRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12\x17\n\x04name\x18\x03 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x64\x12\x1f\n\x0e\x63lient_address\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18@\"6\n\x10RegisterResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.petpro.auth.v1.User\"k\n\x0cLoginRequest\x12\x1c\n\x05\x65mail\x18\x01 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1c\n\x08password\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\x12\x1f\n\x0e\x63lient_address\x18\x03 \x01(\tB\x07\xbaH\x04r\x02\x18@\"\x88\x01\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\x12\"\n\x04user\x18\x05 \x01(\x0b\x32\x14.petpro.auth.v1.User\"8\n\x13RefreshTokenRequest\x12!\n\rrefresh_token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"k\n\x14RefreshTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x15\n\rrefresh_token\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x05\"1\n\x14ValidateTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\xf7\x01\n\x15ValidateTokenResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12#\n\x05roles\x18\x04 \x03(\x0e\x32\x14.petpro.auth.v1.Role\x12\x12\n\nclinic_ids\x18\x05 \x03(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x07 \x01(\t\x12\x35\n\x0bmemberships\x18\x08 \x03(\x0b\x32 .petpro.auth.v1.ClinicMembership\"/\n\x12RevokeTokenRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80@\"\x15\n\x13RevokeTokenResponse\"\x10\n\x0eGetJwksRequest\"4\n\x0fGetJwksResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.petpro.auth.v1.Jwk\"r\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03kid\x18\x02 \x01(\t\x12\x0b\n\x03use\x18\x03 \x01(\t\x12\x0b\n\x03\x61lg\x18\x04 \x01(\t\x12\t\n\x01n\x18\x05 \x01(\t\x12\t\n\x01\x65\x18\x06 \x01(\t\x12\x0b\n\x03\x63rv\x18\x07 \x01(\t\x12\t\n\x01x\x18\x08 \x01(\t\x12\t\n\x01y\x18\t \x01(\t*n\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x15\n\x11ROLE_CLINIC_STAFF\x10\x02\x12\x10\n\x0cROLE_SERVICE\x10\x03\x12\x17\n\x13ROLE_PLATFORM_ADMIN\x10\x04*W\n\nClinicRole\x12\x1b\n\x17\x43LINIC_ROLE_UNSPECIFIED\x10\x00\x12\x15\n\x11\x43LINIC_ROLE_ADMIN\x10\x01\x12\x15\n\x11\x43LINIC_ROLE_STAFF\x10\x02\x32\xd3\x04\n\x0b\x41uthService\x12U\n\x08Register\x12\x1f.petpro.auth.v1.RegisterRequest\x1a .petpro.auth.v1.RegisterResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12L\n\x05Login\x12\x1c.petpro.auth.v1.LoginRequest\x1a\x1d.petpro.auth.v1.LoginResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x61\n\x0cRefreshToken\x12#.petpro.auth.v1.RefreshTokenRequest\x1a$.petpro.auth.v1.RefreshTokenResponse\"\x06\x8a\xb5\x18\x02\x08\x01\x12\x66\n\rValidateToken\x12$.petpro.auth.v1.ValidateTokenRequest\x1a%.petpro.auth.v1.ValidateTokenResponse\"\x08\x8a\xb5\x18\x04\x08\x01\x10\x01\x12`\n\x0bRevokeToken\x12\".petpro.auth.v1.RevokeTokenRequest\x1a#.petpro.auth.v1.RevokeTokenResponse\"\x08\x8a\xb5\x18\x04\x08\x01\x10\x01\x12r\n\x07GetJwks\x12\x1e.petpro.auth.v1.GetJwksRequest\x1a\x1f.petpro.auth.v1.GetJwksResponse\"&\x8a\xb5\x18\x04\x08\x01\x10\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/.well-known/jwks.jsonb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,10 +41,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST'].fields_by_name['password']._serialized_options = b'\272H\007r\005\020\010\030\200\001'
   _globals['_REGISTERREQUEST'].fields_by_name['name']._loaded_options = None
   _globals['_REGISTERREQUEST'].fields_by_name['name']._serialized_options = b'\272H\006r\004\020\001\030d'
+  _globals['_REGISTERREQUEST'].fields_by_name['client_address']._loaded_options = None
+  _globals['_REGISTERREQUEST'].fields_by_name['client_address']._serialized_options = b'\272H\004r\002\030@'
   _globals['_LOGINREQUEST'].fields_by_name['email']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['email']._serialized_options = b'\272H\nr\005\030\376\001`\001\310\001\001'
   _globals['_LOGINREQUEST'].fields_by_name['password']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['password']._serialized_options = b'\272H\007r\005\020\001\030\200\001'
+  _globals['_LOGINREQUEST'].fields_by_name['client_address']._loaded_options = None
+  _globals['_LOGINREQUEST'].fields_by_name['client_address']._serialized_options = b'\272H\004r\002\030@'
   _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._loaded_options = None
   _globals['_REFRESHTOKENREQUEST'].fields_by_name['refresh_token']._serialized_options = b'\272H\007r\005\020\001\030\200 '
   _globals['_VALIDATETOKENREQUEST'].fields_by_name['token']._loaded_options = None
@@ -63,40 +67,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['RevokeToken']._serialized_options = b'\212\265\030\004\010\001\020\001'
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['GetJwks']._serialized_options = b'\212\265\030\004\010\001\020\001\202\323\344\223\002\030\022\026/.well-known/jwks.json'
-  _globals['_ROLE']._serialized_start=1569
-  _globals['_ROLE']._serialized_end=1679
-  _globals['_CLINICROLE']._serialized_start=1681
-  _globals['_CLINICROLE']._serialized_end=1768
+  _globals['_ROLE']._serialized_start=1636
+  _globals['_ROLE']._serialized_end=1746
+  _globals['_CLINICROLE']._serialized_start=1748
+  _globals['_CLINICROLE']._serialized_end=1835
   _globals['_CLINICMEMBERSHIP']._serialized_start=169
   _globals['_CLINICMEMBERSHIP']._serialized_end=248
   _globals['_USER']._serialized_start=251
   _globals['_USER']._serialized_end=464
-  _globals['_REGISTERREQUEST']._serialized_start=466
-  _globals['_REGISTERREQUEST']._serialized_end=568
-  _globals['_REGISTERRESPONSE']._serialized_start=570
-  _globals['_REGISTERRESPONSE']._serialized_end=624
-  _globals['_LOGINREQUEST']._serialized_start=626
-  _globals['_LOGINREQUEST']._serialized_end=700
-  _globals['_LOGINRESPONSE']._serialized_start=703
-  _globals['_LOGINRESPONSE']._serialized_end=839
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=841
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=897
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=899
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1006
-  _globals['_VALIDATETOKENREQUEST']._serialized_start=1008
-  _globals['_VALIDATETOKENREQUEST']._serialized_end=1057
-  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1060
-  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1307
-  _globals['_REVOKETOKENREQUEST']._serialized_start=1309
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1356
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=1358
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=1379
-  _globals['_GETJWKSREQUEST']._serialized_start=1381
-  _globals['_GETJWKSREQUEST']._serialized_end=1397
-  _globals['_GETJWKSRESPONSE']._serialized_start=1399
-  _globals['_GETJWKSRESPONSE']._serialized_end=1451
-  _globals['_JWK']._serialized_start=1453
-  _globals['_JWK']._serialized_end=1567
-  _globals['_AUTHSERVICE']._serialized_start=1771
-  _globals['_AUTHSERVICE']._serialized_end=2366
+  _globals['_REGISTERREQUEST']._serialized_start=467
+  _globals['_REGISTERREQUEST']._serialized_end=602
+  _globals['_REGISTERRESPONSE']._serialized_start=604
+  _globals['_REGISTERRESPONSE']._serialized_end=658
+  _globals['_LOGINREQUEST']._serialized_start=660
+  _globals['_LOGINREQUEST']._serialized_end=767
+  _globals['_LOGINRESPONSE']._serialized_start=770
+  _globals['_LOGINRESPONSE']._serialized_end=906
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=908
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=964
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=966
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1073
+  _globals['_VALIDATETOKENREQUEST']._serialized_start=1075
+  _globals['_VALIDATETOKENREQUEST']._serialized_end=1124
+  _globals['_VALIDATETOKENRESPONSE']._serialized_start=1127
+  _globals['_VALIDATETOKENRESPONSE']._serialized_end=1374
+  _globals['_REVOKETOKENREQUEST']._serialized_start=1376
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1423
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1425
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1446
+  _globals['_GETJWKSREQUEST']._serialized_start=1448
+  _globals['_GETJWKSREQUEST']._serialized_end=1464
+  _globals['_GETJWKSRESPONSE']._serialized_start=1466
+  _globals['_GETJWKSRESPONSE']._serialized_end=1518
+  _globals['_JWK']._serialized_start=1520
+  _globals['_JWK']._serialized_end=1634
+  _globals['_AUTHSERVICE']._serialized_start=1838
+  _globals['_AUTHSERVICE']._serialized_end=2433
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpetpro/common/v1/money.proto\x12\x10petpro.common.v1\x1a\x1b\x62uf/validate/validate.proto\"K\n\x05Money\x12\x1d\n\x0c\x61mount_minor\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12#\n\x08\x63urrency\x18\x02 \x01(\tB\x11\xbaH\x0er\x0c\x32\n^[A-Z]{3}$b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpetpro/common/v1/money.proto\x12\x10petpro.common.v1\x1a\x1b\x62uf/validate/validate.proto\"M\n\x05Money\x12\x1d\n\x0c\x61mount_minor\x18\x01 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\x12%\n\x08\x63urrency\x18\x02 \x01(\tB\x13\xbaH\x10r\x0e\x18\x03\x32\n^[A-Z]{3}$b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MONEY'].fields_by_name['amount_minor']._loaded_options = None
   _globals['_MONEY'].fields_by_name['amount_minor']._serialized_options = b'\272H\004\"\002(\000'
   _globals['_MONEY'].fields_by_name['currency']._loaded_options = None
-  _globals['_MONEY'].fields_by_name['currency']._serialized_options = b'\272H\016r\0142\n^[A-Z]{3}$'
+  _globals['_MONEY'].fields_by_name['currency']._serialized_options = b'\272H\020r\016\030\0032\n^[A-Z]{3}$'
   _globals['_MONEY']._serialized_start=79
-  _globals['_MONEY']._serialized_end=154
+  _globals['_MONEY']._serialized_end=156
 # @@protoc_insertion_point(module_scope)

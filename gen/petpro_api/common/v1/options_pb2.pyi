@@ -56,6 +56,37 @@ class MethodPolicy(_message.Message):
 
 Global___MethodPolicy: _TypeAlias = MethodPolicy  # noqa: Y015
 
+@_typing.final
+class FieldPolicy(_message.Message):
+    """Text rules of one string field beyond its protovalidate rules. The kit's server interceptor
+    rejects control characters (U+0000-U+001F, U+007F) in every string of every request, as
+    INVALID_ARGUMENT naming the field (reason CONTROL_CHARACTER); a field declares here what it
+    allows on top.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINE_BREAKS_FIELD_NUMBER: _builtins.int
+    line_breaks: _builtins.bool
+    """Tab, line feed and carriage return are allowed (multi-line text); other control characters
+    never are.
+    """
+    def __init__(
+        self,
+        *,
+        line_breaks: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_breaks", b"line_breaks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldPolicy: _TypeAlias = FieldPolicy  # noqa: Y015
+
 POLICY_FIELD_NUMBER: _builtins.int
+FIELD_FIELD_NUMBER: _builtins.int
 policy: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___MethodPolicy]
 """The policy of one RPC, e.g. `option (petpro.common.v1.policy) = {public: true, idempotent: true};`."""
+field: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.FieldOptions, Global___FieldPolicy]
+"""e.g. `string notes = 4 [(petpro.common.v1.field).line_breaks = true];`."""

@@ -170,14 +170,17 @@ class MobileServiceServicer:
     """
 
     def Register(self, request, context):
-        """Creates an owner account.
+        """Creates an owner account. Registrations are throttled per client address: 429
+        (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Logs in with email and password.
+        """Logs in with email and password. Failed attempts back off exponentially per (account, client
+        address) and per client address: 429 (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
+        Another address is never slowed down by them, so nobody can lock the account's owner out.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

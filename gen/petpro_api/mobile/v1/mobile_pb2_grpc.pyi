@@ -54,9 +54,14 @@ class MobileServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MobileServiceAsyncStub: ...
     Register: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RegisterRequest, _mobile_pb2.RegisterResponse]
-    """Creates an owner account."""
+    """Creates an owner account. Registrations are throttled per client address: 429
+    (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
+    """
     Login: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.LoginRequest, _mobile_pb2.LoginResponse]
-    """Logs in with email and password."""
+    """Logs in with email and password. Failed attempts back off exponentially per (account, client
+    address) and per client address: 429 (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
+    Another address is never slowed down by them, so nobody can lock the account's owner out.
+    """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RefreshTokenRequest, _mobile_pb2.RefreshTokenResponse]
     """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
     CreatePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]
@@ -138,9 +143,14 @@ class MobileServiceAsyncStub(MobileServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     Register: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RegisterRequest, _mobile_pb2.RegisterResponse]  # type: ignore[assignment]
-    """Creates an owner account."""
+    """Creates an owner account. Registrations are throttled per client address: 429
+    (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
+    """
     Login: _aio.UnaryUnaryMultiCallable[_mobile_pb2.LoginRequest, _mobile_pb2.LoginResponse]  # type: ignore[assignment]
-    """Logs in with email and password."""
+    """Logs in with email and password. Failed attempts back off exponentially per (account, client
+    address) and per client address: 429 (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
+    Another address is never slowed down by them, so nobody can lock the account's owner out.
+    """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RefreshTokenRequest, _mobile_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
     CreatePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]  # type: ignore[assignment]
@@ -225,7 +235,9 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _mobile_pb2.RegisterRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.RegisterResponse, _abc.Awaitable[_mobile_pb2.RegisterResponse]]:
-        """Creates an owner account."""
+        """Creates an owner account. Registrations are throttled per client address: 429
+        (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
+        """
 
     @_abc_1.abstractmethod
     def Login(
@@ -233,7 +245,10 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _mobile_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.LoginResponse, _abc.Awaitable[_mobile_pb2.LoginResponse]]:
-        """Logs in with email and password."""
+        """Logs in with email and password. Failed attempts back off exponentially per (account, client
+        address) and per client address: 429 (RESOURCE_EXHAUSTED, reason THROTTLED) with `Retry-After`.
+        Another address is never slowed down by them, so nobody can lock the account's owner out.
+        """
 
     @_abc_1.abstractmethod
     def RefreshToken(

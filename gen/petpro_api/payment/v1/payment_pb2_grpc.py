@@ -62,6 +62,16 @@ class PaymentServiceStub:
                 request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExpirePaymentSessionRequest.SerializeToString,
                 response_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExpirePaymentSessionResponse.FromString,
                 _registered_method=True)
+        self.ListUnsettledPayments = channel.unary_unary(
+                '/petpro.payment.v1.PaymentService/ListUnsettledPayments',
+                request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ListUnsettledPaymentsRequest.SerializeToString,
+                response_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ListUnsettledPaymentsResponse.FromString,
+                _registered_method=True)
+        self.SettlePayment = channel.unary_unary(
+                '/petpro.payment.v1.PaymentService/SettlePayment',
+                request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.SerializeToString,
+                response_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -109,6 +119,24 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUnsettledPayments(self, request, context):
+        """Reconciliation: SUCCEEDED payments not yet settled (no booking recorded by SettlePayment, not
+        refunded) whose last change is older than `older_than_seconds`, oldest first. The caller
+        confirms the order (or refunds) and settles them; PaymentService itself asks the provider
+        about sessions whose webhook never came, so a paid session shows up here too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SettlePayment(self, request, context):
+        """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
+        different order_id for an already settled payment is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +164,16 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.ExpirePaymentSession,
                     request_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExpirePaymentSessionRequest.FromString,
                     response_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExpirePaymentSessionResponse.SerializeToString,
+            ),
+            'ListUnsettledPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnsettledPayments,
+                    request_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ListUnsettledPaymentsRequest.FromString,
+                    response_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ListUnsettledPaymentsResponse.SerializeToString,
+            ),
+            'SettlePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettlePayment,
+                    request_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.FromString,
+                    response_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +314,60 @@ class PaymentService:
             '/petpro.payment.v1.PaymentService/ExpirePaymentSession',
             petpro_dot_payment_dot_v1_dot_payment__pb2.ExpirePaymentSessionRequest.SerializeToString,
             petpro_dot_payment_dot_v1_dot_payment__pb2.ExpirePaymentSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnsettledPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.payment.v1.PaymentService/ListUnsettledPayments',
+            petpro_dot_payment_dot_v1_dot_payment__pb2.ListUnsettledPaymentsRequest.SerializeToString,
+            petpro_dot_payment_dot_v1_dot_payment__pb2.ListUnsettledPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettlePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.payment.v1.PaymentService/SettlePayment',
+            petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.SerializeToString,
+            petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,16 @@ class PaymentServiceStub:
     """Refunds a succeeded payment in full (e.g. a late payment whose slot was taken). Idempotent."""
     ExpirePaymentSession: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ExpirePaymentSessionRequest, _payment_pb2.ExpirePaymentSessionResponse]
     """Expires an open checkout session (its hold lapsed) so it can no longer be paid. Idempotent."""
+    ListUnsettledPayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListUnsettledPaymentsRequest, _payment_pb2.ListUnsettledPaymentsResponse]
+    """Reconciliation: SUCCEEDED payments not yet settled (no booking recorded by SettlePayment, not
+    refunded) whose last change is older than `older_than_seconds`, oldest first. The caller
+    confirms the order (or refunds) and settles them; PaymentService itself asks the provider
+    about sessions whose webhook never came, so a paid session shows up here too.
+    """
+    SettlePayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.SettlePaymentRequest, _payment_pb2.SettlePaymentResponse]
+    """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
+    different order_id for an already settled payment is FAILED_PRECONDITION.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -79,6 +89,16 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     """Refunds a succeeded payment in full (e.g. a late payment whose slot was taken). Idempotent."""
     ExpirePaymentSession: _aio.UnaryUnaryMultiCallable[_payment_pb2.ExpirePaymentSessionRequest, _payment_pb2.ExpirePaymentSessionResponse]  # type: ignore[assignment]
     """Expires an open checkout session (its hold lapsed) so it can no longer be paid. Idempotent."""
+    ListUnsettledPayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListUnsettledPaymentsRequest, _payment_pb2.ListUnsettledPaymentsResponse]  # type: ignore[assignment]
+    """Reconciliation: SUCCEEDED payments not yet settled (no booking recorded by SettlePayment, not
+    refunded) whose last change is older than `older_than_seconds`, oldest first. The caller
+    confirms the order (or refunds) and settles them; PaymentService itself asks the provider
+    about sessions whose webhook never came, so a paid session shows up here too.
+    """
+    SettlePayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.SettlePaymentRequest, _payment_pb2.SettlePaymentResponse]  # type: ignore[assignment]
+    """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
+    different order_id for an already settled payment is FAILED_PRECONDITION.
+    """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
     """PaymentService takes payments through Stripe (official `stripe` SDK; the bundled Stripe-compatible
@@ -132,5 +152,27 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.ExpirePaymentSessionResponse, _abc.Awaitable[_payment_pb2.ExpirePaymentSessionResponse]]:
         """Expires an open checkout session (its hold lapsed) so it can no longer be paid. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def ListUnsettledPayments(
+        self,
+        request: _payment_pb2.ListUnsettledPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.ListUnsettledPaymentsResponse, _abc.Awaitable[_payment_pb2.ListUnsettledPaymentsResponse]]:
+        """Reconciliation: SUCCEEDED payments not yet settled (no booking recorded by SettlePayment, not
+        refunded) whose last change is older than `older_than_seconds`, oldest first. The caller
+        confirms the order (or refunds) and settles them; PaymentService itself asks the provider
+        about sessions whose webhook never came, so a paid session shows up here too.
+        """
+
+    @_abc_1.abstractmethod
+    def SettlePayment(
+        self,
+        request: _payment_pb2.SettlePaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.SettlePaymentResponse, _abc.Awaitable[_payment_pb2.SettlePaymentResponse]]:
+        """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
+        different order_id for an already settled payment is FAILED_PRECONDITION.
+        """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -61,7 +61,7 @@ auth:
   prefix: AUTH
   grpcPort: 7401
   metricsPort: 7501
-  needs: [database, smtp]
+  needs: [database, redis, smtp]
   peers: []
   callers: [edge, notif, booking, envoy]
 booking:

@@ -1,0 +1,40 @@
+"""Database errors caused by a client's value → the client's error, not an outage.
+
+A value that PostgreSQL refuses (a NUL in text, a number out of range, a string too long for its
+column, a constraint the request broke) is the caller's mistake: INVALID_ARGUMENT or
+FAILED_PRECONDITION.  Validation in the protos should stop such values earlier; this is the net
+under it, so the class can never surface as UNAVAILABLE ("retry later", forever) or INTERNAL.
+Connection loss, timeouts and serialization failures are not mapped (they stay retryable).
+"""
+
+from __future__ import annotations
+
+from petpro.errors import DomainError, FailedPrecondition, InvalidArgument
+
+# SQLSTATE classes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
+_DATA_EXCEPTION = "22"  # invalid text representation, out of range, NUL, right truncation …
+_INTEGRITY = "23"  # not null, foreign key, unique, check, exclusion
+
+
+def classify(exc: BaseException) -> DomainError | None:
+    """The client-facing error for a SQLAlchemy/psycopg error caused by a value, else None."""
+    import psycopg
+
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    if not sqlstate and isinstance(orig, psycopg.DataError):
+        sqlstate = "22000"  # refused by the driver before sending (e.g. NUL in a text parameter)
+    if not isinstance(sqlstate, str) or len(sqlstate) != 5:
+        return None
+    diag = getattr(orig, "diag", None)
+    column = getattr(diag, "column_name", None) or ""
+    if sqlstate.startswith(_DATA_EXCEPTION):
+        if column:
+            return InvalidArgument.field(column, "value not accepted", "INVALID_VALUE")
+        return InvalidArgument("a value in the request is not accepted", reason="INVALID_VALUE")
+    if sqlstate.startswith(_INTEGRITY):
+        return FailedPrecondition("the request conflicts with stored data", reason="CONSTRAINT_VIOLATED")
+    return None
+
+
+__all__ = ["classify"]
