@@ -1,0 +1,15 @@
+"""Every service's Alembic history ends in exactly one head: two branches that each add a revision on
+top of the same parent need a merge revision, or `upgrade head` fails at deploy time."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.script import ScriptDirectory
+
+from petpro.migrations import MIGRATED, alembic_config
+
+
+@pytest.mark.parametrize("pkg", sorted(MIGRATED))
+def test_one_head_per_service(pkg: str) -> None:
+    script = ScriptDirectory.from_config(alembic_config(pkg, "postgresql://unused/unused"))
+    assert len(script.get_heads()) == 1, f"{pkg} has several Alembic heads: {script.get_heads()}"
