@@ -36,9 +36,13 @@ async def test_one_booking_is_one_connected_trace_from_the_webhook_request_to_th
         top = roots(trace)
         if len(top) != 1 or top[0].parent_id:
             return None
+        # and the side branches (not on the chain below) flushed by their processes too
+        if not ({"edge", "payment_svc", "booking_svc", "notif_worker"} <= {s.service for s in trace}
+                and any(s.service == "payment_svc" and s.kind == "server" for s in trace)):
+            return None
         return sends[0], trace
 
-    send, trace = await eventually(complete_trace, timeout=30)
+    send, trace = await eventually(complete_trace, timeout=60)
 
     # one trace: every span of the booking shares the trace id, one root, every parent recorded
     assert {s.trace_id for s in trace} == {send.trace_id}
