@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from auth_svc.domain import ROLE_CLINIC_STAFF, Passwords, User, normalize_email
 from auth_svc.repository import SCHEMA, AuthRepository
+from petpro import seedfile
 from petpro.db import Database
 
 
@@ -36,21 +35,10 @@ async def load(database_url: str, data: dict[str, Any]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m auth_svc.seed FILE``: load the clinic staff accounts of a seed YAML file into this service's schema
     (the database from the service's own settings: ``DATABASE_URL``, else the embedded default)."""
-    import yaml
-
     from auth_svc.server import AuthSettings
-    from petpro.settings import load as load_settings
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m auth_svc.seed FILE", file=sys.stderr)
-        return 2
-    path = Path(args[0])
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    url = load_settings(AuthSettings).url("database_url")
-    staff = asyncio.run(load(url, data))
-    print(f"auth_svc: {staff} staff accounts")
-    return 0
+    return seedfile.main(argv, prog="auth_svc.seed", settings=AuthSettings, loader=load,
+                         summary=lambda staff: f"auth_svc: {staff} staff accounts")
 
 
 if __name__ == "__main__":

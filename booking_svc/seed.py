@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 from booking_svc.domain import (
@@ -18,6 +16,7 @@ from booking_svc.domain import (
     parse_hhmm,
 )
 from booking_svc.repository import SCHEMA, BookingRepository
+from petpro import seedfile
 from petpro.db import Database
 
 
@@ -64,21 +63,10 @@ async def load(database_url: str, data: dict[str, Any]) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m booking_svc.seed FILE``: load the clinics and services of a seed YAML file into this service's schema
     (the database from the service's own settings: ``DATABASE_URL``, else the embedded default)."""
-    import yaml
-
     from booking_svc.server import BookingSettings
-    from petpro.settings import load as load_settings
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m booking_svc.seed FILE", file=sys.stderr)
-        return 2
-    path = Path(args[0])
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    url = load_settings(BookingSettings).url("database_url")
-    clinics, services = asyncio.run(load(url, data))
-    print(f"booking_svc: {clinics} clinics, {services} services")
-    return 0
+    return seedfile.main(argv, prog="booking_svc.seed", settings=BookingSettings, loader=load,
+                         summary=lambda n: f"booking_svc: {n[0]} clinics, {n[1]} services")
 
 
 if __name__ == "__main__":
