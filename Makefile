@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e bench h2load load clean chromium image k8s k8s-check
+.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e test-chaos test-k8s bench h2load load clean chromium image k8s k8s-check
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
@@ -77,6 +77,16 @@ test-unit: setup
 
 test-integration: setup
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+# the slow suites, each on its own (all of them also run in `make test`)
+test-e2e: setup chromium
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-chaos: setup
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
+
+test-k8s: setup k8s-check
+	$(BIN)/python -m pytest tests/k8s $(PYTEST_ARGS)
 
 # Browser tests drive Debian's chromium through Playwright (never `playwright install`).
 CHROMIUM := /usr/bin/chromium
