@@ -257,6 +257,18 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def wait_port_free(host: str, port: int, timeout: float = 5.0) -> bool:
+    """True once nothing holds host:port, within ``timeout`` s: a component restarted right after its
+    previous instance was killed may find the port still held for a moment (seen once in a chaos run
+    of the broker); a port held longer is another program's, and ``up`` says so."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        if not port_in_use(host, port):
+            return True
+    return False
+
+
 def tail(path: Path, lines: int = 40, *, last_run: bool = False) -> list[str]:
     """The last ``lines`` lines of a text file (empty if it does not exist).  ``last_run``: only
     what follows the last start marker, i.e. the output of the latest start."""
