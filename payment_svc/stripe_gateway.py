@@ -7,7 +7,7 @@ STRIPE_WEBHOOK_SECRET (and leave STRIPE_API_BASE unset).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import stripe
 
@@ -57,9 +57,11 @@ class StripeGateway:
 
     async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
                              idempotency_key: str) -> Session:
-        now = datetime.now(UTC)
-        # our hold may be shorter than Stripe's minimum: we expire the session ourselves at hold expiry
-        expires = max(payment.expires_at or now, now + STRIPE_MIN_SESSION_LIFETIME + timedelta(seconds=30))
+        # our hold may be shorter than Stripe's minimum: we expire the session ourselves at hold expiry.
+        # Derived from the payment alone, never from the clock: a retry under the same idempotency key
+        # must send the same parameters, or Stripe answers 400 (seen in the chaos suite)
+        created = payment.created_at
+        expires = max(payment.expires_at or created, created + STRIPE_MIN_SESSION_LIFETIME + timedelta(seconds=30))
         metadata = {"payment_id": str(payment.id), "order_ref": payment.order_ref}
         params = {
             "mode": "payment",
