@@ -8,10 +8,13 @@ is down the rows stay unsent and the relay retries with backoff: a broker restar
 Consumers must be idempotent by event id (a crash between the ack and the commit re-publishes).
 
 A broker may also lose what it acknowledged (a restart with memory storage, a lost disk): the relay
-remembers the highest offset acknowledged per partition and, every ``check_seconds``, asks the broker
-for its end offsets (``end_offsets``).  An end offset at or below one we were acknowledged means the
-broker lost data: the rows sent within ``replay_window_seconds`` are marked unsent and published
-again (consumers drop the ones they already processed).
+remembers, per partition, the first offset of the latest batch the broker acknowledged and, every
+``check_seconds``, asks the broker for its end offsets (``end_offsets``).  An end offset at or below
+that offset means the broker lost data: the rows sent within ``replay_window_seconds`` are marked
+unsent and published again (consumers drop the ones they already processed).  The first offset of
+the batch, not its last: Kafka reports the end offset as the last offset + 1, but tansu (the dev
+broker) reports the last batch's *first* offset + 1, and comparing against the last offset of a
+multi-record batch would see a loss that never happened, replay, and loop.
 """
 
 from __future__ import annotations
@@ -66,7 +69,8 @@ class OutboxRelay:
         self.end_offsets = end_offsets
         self.check_seconds = check_seconds
         self.replay_window = replay_window_seconds
-        self._acked: dict[tuple[str, int], int] = {}  # highest offset the broker acknowledged
+        # per partition: the first offset of the latest batch the broker acknowledged
+        self._acked: dict[tuple[str, int], int] = {}
         self._next_check = 0.0
 
     async def run(self) -> None:
@@ -143,10 +147,13 @@ class OutboxRelay:
                 for r, span in zip(rows, spans, strict=True)
             ]
             self._producer.flush(timeout=10)
+            first: dict[tuple[str, int], int] = {}
             for f in futures:
                 md = f.get(timeout=10)  # raises if the broker did not acknowledge
                 key = (md.topic, md.partition)
-                self._acked[key] = max(self._acked.get(key, -1), md.offset)
+                first[key] = min(first.get(key, md.offset), md.offset)
+            for key, offset in first.items():
+                self._acked[key] = max(self._acked.get(key, -1), offset)
         except Exception as exc:
             for span in spans:
                 span.record_exception(exc)
