@@ -10,12 +10,14 @@ nor servers already on the machine, and it is stopped at the end of the session.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -34,10 +36,25 @@ def no_external_urls() -> BackingSettings:
 
 
 class PortBases:
-    """Hands out port bases whose ports are free, never the same one twice in a session."""
+    """Hands out port bases whose ports are free, never the same one twice in a session, and never
+    one that another pytest session on this machine holds: each base is claimed with an exclusive
+    lock on a file in the temp directory, held until the session ends.  (Probing the ports alone is
+    not enough: a stack whose broker a test has just killed shows free ports to a second session,
+    which would start its own broker there.)"""
 
     def __init__(self) -> None:
         self.used: set[int] = set()
+        self._locks: list[IO[bytes]] = []
+
+    def _claim(self, base: int) -> bool:
+        fh = open(Path(tempfile.gettempdir()) / f"petpro-test-ports-{base}.lock", "ab")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        self._locks.append(fh)
+        return True
 
     def allocate(self, preferred: int | None = None) -> int:
         candidates = list(range(17400, 32400, PORT_SPAN))  # below the ephemeral range
@@ -48,9 +65,12 @@ class PortBases:
             if base in self.used:
                 continue
             offsets = (*PORT_OFFSETS.values(), *EXTRA_OFFSETS)
+            if not self._claim(base):
+                continue
             if not any(port_in_use("127.0.0.1", base + off) for off in offsets):
                 self.used.add(base)
                 return base
+            self._locks.pop().close()  # in use by something that is not a test session: not ours
         raise RuntimeError("no free port range for a test stack")
 
 
