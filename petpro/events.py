@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
@@ -104,14 +105,28 @@ def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
     Reads the group's committed offsets without joining it."""
     from kafka import TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group_id, enable_auto_commit=False)
+    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group_id, enable_auto_commit=False,
+                      fetch_max_wait_ms=50)
     try:
         parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
-        ends = c.end_offsets(parts)
-        # the broker may report a committed position past the end offset: caught up either way
+        ends = _last_offsets_plus_one(c, parts)
         return sum(max(0, ends[tp] - (c.committed(tp) or 0)) for tp in parts)
     finally:
         c.close(autocommit=False)
+
+
+def _last_offsets_plus_one(c: KafkaConsumer, parts: list[Any]) -> dict[Any, int]:
+    """Each partition's true end offset.  Kafka's ListOffsets answers it directly; tansu (the dev
+    broker) answers the last batch's first offset + 1, which can fall short of the real end by the
+    size of that batch: read on from there (never more than one batch) to the last record."""
+    ends: dict[Any, int] = dict(c.end_offsets(parts))
+    c.assign(parts)
+    for tp in parts:
+        c.seek(tp, max(ends[tp] - 1, 0))
+    while got := c.poll(timeout_ms=200):
+        for tp, records in got.items():
+            ends[tp] = max(ends[tp], records[-1].offset + 1)
+    return ends
 
 
 def dead_letters(bootstrap: str, dlq_topic: str, timeout_ms: int = 2000) -> list[dict[str, object]]:

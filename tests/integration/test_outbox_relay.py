@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.structs import OffsetAndMetadata
 from sqlalchemy import text
 
 from petpro import events
@@ -192,3 +193,27 @@ async def test_notify_wakes_an_idle_relay(outbox_db, devstack: Stack):
                 t.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_group_lag_counts_every_record_of_a_multi_record_batch(outbox_db):
+    """A group that committed nothing lags by every record the relay published, also when they went
+    in one batch (tansu's end offset falls short of it by the batch's size less one)."""
+    db, topic, bootstrap = outbox_db
+    await _add(db, topic, 5)
+    relay = OutboxRelay(db, lambda: events.producer(bootstrap, "relay-test"), source="/petpro/test")
+    try:
+        assert await relay.publish_batch() == 5
+    finally:
+        await asyncio.to_thread(relay._close_producer)
+    group = f"lag-test-{uuid.uuid4().hex[:8]}"
+    assert await asyncio.to_thread(events.group_lag, bootstrap, group, topic) == 5
+
+    def commit(offset: int) -> None:
+        c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group, enable_auto_commit=False)
+        try:
+            c.commit({TopicPartition(topic, 0): OffsetAndMetadata(offset, "", -1)})
+        finally:
+            c.close(autocommit=False)
+
+    await asyncio.to_thread(commit, 3)
+    assert await asyncio.to_thread(events.group_lag, bootstrap, group, topic) == 2
