@@ -50,6 +50,9 @@ RAW_CONSUME_MIN_MESSAGES = 10_000  # fewer are read in milliseconds: the raw-con
 BENCH_CLINIC = "b0000000-0000-4000-8000-000000000001"
 BENCH_SERVICE = "b0000000-0000-4000-8000-000000000002"  # 5-minute slots, around the clock, capacity 1
 BENCH_STAFF = ("staff@bench.example", "bench-staff-password")
+# the lifecycle figures' own clinic: a service whose policy owes no refund (see Bench.lifecycle)
+BENCH_LIFECYCLE_CLINIC = "b0000000-0000-4000-8000-000000000003"
+BENCH_LIFECYCLE_SERVICE = "b0000000-0000-4000-8000-000000000004"
 
 
 @dataclass
@@ -527,6 +530,66 @@ class Bench:
         finally:
             c.close()
 
+    # -- 6b. lifecycle RPCs: ConfirmBooking, CancelBooking ----------------------------------------
+    async def lifecycle(self, http: httpx.AsyncClient) -> None:
+        """ConfirmBooking and CancelBooking p50/p99, one caller at a time (uncontended, as the baseline
+        they sit next to: ReserveSlot of the same holds, measured in the same pass).  The service's
+        policy owes no refund, so CancelBooking is measured without the refund's background work (the
+        refund is asynchronous: the dispatcher, then PaymentService and Stripe) and without a payment
+        to refund (the payment ids are made up, as in the fan-out figures)."""
+        from booking_svc import seed as booking_seed
+
+        never_refunded = {"full_refund_hours": 8760, "late_refund_percent": 0, "reschedule_cutoff_hours": 0}
+        await booking_seed.load(self.env["DATABASE_URL"], {"clinics": [{
+            "id": BENCH_LIFECYCLE_CLINIC, "name": "Bench Lifecycle Clinic", "time_zone": "UTC",
+            "opening_hours": {d: [["00:00", "23:55"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+            "services": [{"id": BENCH_LIFECYCLE_SERVICE, "name": "Bench slot (no refund)", "duration_minutes": 5,
+                          "price_minor": 1000, "currency": "EUR", "capacity": 1,
+                          "cancellation_policy": never_refunded}],
+        }]})
+        n = max(20, round(self.p.duration * 40))  # ~200 of each with the defaults
+        user, pet = await self.owner(http)
+        reserve, confirm, cancel = [], [], []
+        async with grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
+            stub = booking_pb2_grpc.BookingServiceStub(ch)
+            holds = []
+            self.cpu.start()
+            for _ in range(n):
+                req = self.reserve_request(user, pet, self.next_slot())
+                req.service_id = BENCH_LIFECYCLE_SERVICE
+                t = time.perf_counter()
+                held = await stub.ReserveSlot(req, timeout=30)
+                reserve.append(time.perf_counter() - t)
+                holds.append(held.reservation.lock_id)
+            reserve_cpu = self.cpu.per_op(n)
+            bookings = []
+            self.cpu.start()
+            for lock_id in holds:
+                t = time.perf_counter()
+                done = await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
+                    reservation_lock_id=lock_id, payment_id=str(uuid.uuid4())), timeout=30)
+                confirm.append(time.perf_counter() - t)
+                bookings.append(done.booking_id)
+            confirm_cpu = self.cpu.per_op(n)
+            self.cpu.start()
+            for booking_id in bookings:
+                t = time.perf_counter()
+                out = await stub.CancelBooking(booking_pb2.CancelBookingRequest(
+                    booking_id=booking_id, reason="bench", request_id=str(uuid.uuid4()),
+                    owner_user_id=user.user_id), timeout=30)
+                cancel.append(time.perf_counter() - t)
+                assert out.booking.state == booking_pb2.BOOKING_STATE_CANCELLED, out
+            cancel_cpu = self.cpu.per_op(n)
+        r50, r99 = pct(reserve, 50) * 1e3, pct(reserve, 99) * 1e3
+        print(f"      baseline: uncontended ReserveSlot p50 {r50:.2f} ms, p99 {r99:.2f} ms "
+              f"(CPU ms/op: {describe(reserve_cpu)})", flush=True)
+        for name, lat, cpu in (("ConfirmBooking", confirm, confirm_cpu), ("CancelBooking (no refund owed)",
+                                                                           cancel, cancel_cpu)):
+            self.add(Figure(f"{name} p50 (one caller)", pct(lat, 50) * 1e3, "ms", "uncontended ReserveSlot p50", r50,
+                            detail={"calls": n, "p99_ms": pct(lat, 99) * 1e3, "cpu_ms_per_op": cpu,
+                                    "baseline_cpu_ms_per_op": reserve_cpu}))
+            self.add(Figure(f"{name} p99 (one caller)", pct(lat, 99) * 1e3, "ms", "uncontended ReserveSlot p99", r99))
+
     # -- 7. footprint ----------------------------------------------------------------------------
     def footprint(self, up_seconds: float | None) -> None:
         if up_seconds is not None:
@@ -638,6 +701,8 @@ async def run(stack: Stack, params: Params, up_seconds: float | None = None) -> 
         await bench.fanout(http)
         print("6. notifier", flush=True)
         await bench.notifier()
+        print("6b. lifecycle: ConfirmBooking, CancelBooking", flush=True)
+        await bench.lifecycle(http)
         print("7. footprint", flush=True)
         bench.footprint(up_seconds)
     return bench

@@ -523,6 +523,8 @@ class Booking:
     version: int = 1
     reschedule_count: int = 0
     refund_attempts: int = 0
+    refund_round: int = 0  # new refunds made after the provider failed an accepted one
+    refund_error: str = ""
 
     # -- the state machine (CONFIRMED → CANCELLED | COMPLETED | NO_SHOW; reschedule keeps CONFIRMED) --
     def _confirmed(self) -> None:

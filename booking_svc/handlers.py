@@ -493,24 +493,35 @@ class BookingHandlers:
     async def dispatch_refunds(self) -> int:
         """One pass: claim due open refunds (SKIP LOCKED, leased), send or re-check each at the payment
         service (idempotent on the booking's request id), record the outcome.  An error keeps the
-        refund PENDING with a back-off; it is retried until it succeeds."""
+        refund PENDING with a back-off; it is retried until it succeeds.  A refund the provider accepted
+        and then failed (Stripe: ``pending`` → ``failed``, e.g. an expired card) shows FAILED and is made
+        again as a new refund, under the request id of the booking's next round: only a failed refund
+        is ever replaced, so at most one succeeds."""
         now = self.clock()
         async with self.uow() as repo:
             due = await repo.claim_due_refunds(now, now + self.refund_retry_max)
         for b in due:
+            # a FAILED refund is never asked again: the next round is a new refund under a new key
+            rnd = b.refund_round + 1 if b.refund_state == RefundState.FAILED else b.refund_round
             try:
-                r = await self.refunds.refund(b.payment_id, b.refund_minor, b.currency, refund_request_id(b.id),
+                r = await self.refunds.refund(b.payment_id, b.refund_minor, b.currency, refund_request_id(b.id, rnd),
                                               f"booking {b.id} cancelled by {(b.cancelled_by or Actor.OWNER).lower()}")
             except Exception as exc:  # provider or payment service failing: retry with back-off
                 delay = min(timedelta(seconds=2 ** min(b.refund_attempts, 6)), self.refund_retry_max)
                 async with self.uow() as repo:
-                    await repo.record_refund(b.id, RefundState.PENDING, b.provider_refund_id, str(exc),
+                    await repo.record_refund(b.id, b.refund_state, b.provider_refund_id, str(exc),
                                              self.clock(), self.clock() + delay)
                 continue
             state = REFUND_STATES.get(r.status, RefundState.PROCESSING)
-            next_at = self.clock() + self.refund_poll if state == RefundState.PROCESSING else None
+            error, next_at = "", None
+            if state == RefundState.FAILED:  # accepted, then failed: shown as FAILED, a new refund follows
+                error = f"refund {r.provider_refund_id} failed at the provider (round {rnd})"
+                next_at = self.clock() + min(timedelta(seconds=2 ** min(rnd, 6)), self.refund_retry_max)
+            elif state == RefundState.PROCESSING:
+                next_at = self.clock() + self.refund_poll
             async with self.uow() as repo:
-                await repo.record_refund(b.id, state, r.provider_refund_id, "", self.clock(), next_at)
+                await repo.record_refund(b.id, state, r.provider_refund_id, error, self.clock(), next_at,
+                                         refund_round=rnd, was_round=b.refund_round)
         return len(due)
 
     async def pending_refunds(self, size: int) -> list[Booking]:
@@ -522,9 +533,10 @@ REFUND_STATES = {"succeeded": RefundState.SUCCEEDED, "failed": RefundState.FAILE
                  "canceled": RefundState.FAILED}
 
 
-def refund_request_id(booking_id: uuid.UUID) -> str:
-    """The one refund of a booking: its request id at the payment service (and Stripe's key from it)."""
-    return f"booking-{booking_id}"
+def refund_request_id(booking_id: uuid.UUID, refund_round: int = 0) -> str:
+    """A booking's refund in one round: its request id at the payment service (and Stripe's key from
+    it).  Round 0 is the booking's refund; round n the n-th new one after the provider failed one."""
+    return f"booking-{booking_id}" if refund_round == 0 else f"booking-{booking_id}-refund-{refund_round}"
 
 # -- clinic operations (ClinicAdminService) ----------------------------------------------------------
 CLINIC_FIELDS = ("name", "address", "phone", "email", "time_zone")

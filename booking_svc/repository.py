@@ -182,6 +182,7 @@ bookings = Table(
     Column("refund_attempts", Integer, nullable=False, server_default="0"),
     Column("refund_next_at", DateTime(timezone=True)),
     Column("refund_error", Text, nullable=False, server_default=""),
+    Column("refund_round", Integer, nullable=False, server_default="0"),
     Column("cancel_reason", String(500), nullable=False, server_default=""),
     Column("cancelled_by", String(16)),
     Column("updated_at", DateTime(timezone=True)),
@@ -330,6 +331,7 @@ def _booking(r: Row[Any]) -> Booking:
         refund_updated_at=r.refund_updated_at, cancel_reason=r.cancel_reason,
         cancelled_by=Actor(r.cancelled_by) if r.cancelled_by else None, updated_at=r.updated_at or r.created_at,
         version=r.version, reschedule_count=r.reschedule_count, refund_attempts=r.refund_attempts,
+        refund_round=r.refund_round, refund_error=r.refund_error,
     )
 
 
@@ -730,7 +732,7 @@ class BookingRepository:
         until ``lease_until`` so two replicas never work on the same one at once."""
         q = text(
             "UPDATE bookings SET refund_next_at = :lease, refund_attempts = refund_attempts + 1 WHERE id IN ("
-            " SELECT id FROM bookings WHERE refund_state IN ('PENDING', 'PROCESSING')"
+            " SELECT id FROM bookings WHERE refund_state IN ('PENDING', 'PROCESSING', 'FAILED')"
             " AND (refund_next_at IS NULL OR refund_next_at <= :now)"
             " ORDER BY refund_next_at NULLS FIRST LIMIT :limit FOR UPDATE SKIP LOCKED) RETURNING id")
         ids = [r.id for r in await self.s.execute(q, {"now": now, "lease": lease_until, "limit": limit})]
@@ -739,10 +741,18 @@ class BookingRepository:
         return [_booking(r) for r in await self.s.execute(select(bookings).where(bookings.c.id.in_(ids)))]
 
     async def record_refund(self, booking_id: uuid.UUID, state: RefundState, provider_refund_id: str, error: str,
-                            now: datetime, next_at: datetime | None) -> None:
-        await self.s.execute(update(bookings).where(bookings.c.id == booking_id).values(
-            refund_state=state.value, provider_refund_id=provider_refund_id, refund_error=error[:2000],
-            refund_updated_at=now, refund_next_at=next_at))
+                            now: datetime, next_at: datetime | None, *, refund_round: int | None = None,
+                            was_round: int | None = None) -> None:
+        """The outcome of one attempt; ``refund_round``: the round it was made in (kept if None), only
+        if the booking was still in ``was_round`` (a late answer about an older round changes nothing)."""
+        q = update(bookings).where(bookings.c.id == booking_id)
+        if was_round is not None:
+            q = q.where(bookings.c.refund_round == was_round)
+        values: dict[str, Any] = {"refund_state": state.value, "provider_refund_id": provider_refund_id,
+                                  "refund_error": error[:2000], "refund_updated_at": now, "refund_next_at": next_at}
+        if refund_round is not None:
+            values["refund_round"] = refund_round
+        await self.s.execute(q.values(**values))
 
     async def open_refunds(self, limit: int) -> list[Booking]:
         q = (select(bookings).where(bookings.c.refund_state.in_([s.value for s in OPEN_REFUND_STATES]))

@@ -64,6 +64,8 @@ class Runtime:
                 client=self.client,
             )
         self.engine = Sandbox(self.store, config, on_event=self._on_event)
+        self.engine.on_doomed_refund = self._fail_later
+        self.refund_failure_delay = 0.5  # s between accepting a doomed refund and its failure
         self._sweeper: asyncio.Task[None] | None = None
         # sessions whose webhooks are switched off (POST /_sandbox/sessions/{id}/webhooks): their
         # events are recorded with delivery "muted" and never sent, as if every delivery were lost
@@ -75,6 +77,18 @@ class Runtime:
             return
         if self.dispatcher is not None and event.delivery == PENDING:
             self.dispatcher.enqueue(event)
+
+    def _fail_later(self, refund_id: str) -> None:
+        """A refund accepted under ``/_sandbox/refunds/async-failures``: the issuer rejects it a moment
+        later (``refund.updated`` and ``refund.failed``, as Stripe reports it)."""
+        asyncio.get_running_loop().call_later(self.refund_failure_delay, self._fail_now, refund_id)
+
+    def _fail_now(self, refund_id: str) -> None:
+        try:
+            self.engine.settle_refund(refund_id, "failed", RequestContext(new_id("req_", 14), None),
+                                      failure_reason=self.engine.refund_async_failure_reason)
+        except StripeError as exc:  # settled by hand in between
+            log.info("doomed refund %s not failed: %s", refund_id, exc.message)
 
     async def start(self) -> None:
         if self.dispatcher is not None:
@@ -492,6 +506,32 @@ async def sandbox_refund_failures(request: Request) -> Response:
     return JSONResponse({"refund_failures": count})
 
 
+REFUND_FAILURE_REASONS = ("lost_or_stolen_card", "expired_or_canceled_card", "charge_for_pending_refund_disputed",
+                          "insufficient_funds", "declined", "merchant_request", "unknown")
+
+
+async def sandbox_refund_async_failures(request: Request) -> Response:
+    """``{"count": N, "after_seconds": 0.5, "failure_reason": "expired_or_canceled_card"}``: the next N
+    refunds are accepted as ``pending`` (200, as Stripe does) and fail ``after_seconds`` later with
+    ``refund.updated`` (status ``failed``) and ``refund.failed``, the amount back on the charge."""
+    rt = runtime_of(request)
+    body = await request.json()
+    body = body if isinstance(body, dict) else {}
+    count, after = body.get("count"), body.get("after_seconds", 0.5)
+    reason = body.get("failure_reason", "expired_or_canceled_card")
+    if not isinstance(count, int) or count < 0:
+        return JSONResponse(StripeError(400, "`count` must be a non-negative integer.").body(), status_code=400)
+    if not isinstance(after, int | float) or not 0 <= after <= 3600:
+        return JSONResponse(StripeError(400, "`after_seconds` must be within 0..3600.").body(), status_code=400)
+    if reason not in REFUND_FAILURE_REASONS:
+        return JSONResponse(StripeError(400, f"`failure_reason` must be one of {', '.join(REFUND_FAILURE_REASONS)}.")
+                            .body(), status_code=400)
+    rt.engine.refund_async_failures = count
+    rt.engine.refund_async_failure_reason = reason
+    rt.refund_failure_delay = float(after)
+    return JSONResponse({"refund_async_failures": count, "after_seconds": after, "failure_reason": reason})
+
+
 async def sandbox_refund_mode(request: Request) -> Response:
     """``{"status": "pending"}``: new refunds stay pending until settled; ``"succeeded"`` (default) at once."""
     rt = runtime_of(request)
@@ -577,6 +617,7 @@ def create_app(config: SandboxConfig) -> Starlette:
         Route("/_sandbox/events/{id}/resend", sandbox_resend, methods=["POST"]),
         Route("/_sandbox/refunds/failures", sandbox_refund_failures, methods=["POST"]),
         Route("/_sandbox/refunds/mode", sandbox_refund_mode, methods=["POST"]),
+        Route("/_sandbox/refunds/async-failures", sandbox_refund_async_failures, methods=["POST"]),
         Route("/_sandbox/refunds/{id}/settle", sandbox_refund_settle, methods=["POST"]),
         Route("/_sandbox/health", sandbox_health, methods=["GET"]),
         Route("/healthz", sandbox_health, methods=["GET"]),

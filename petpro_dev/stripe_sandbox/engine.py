@@ -253,6 +253,12 @@ class Sandbox:
         # the status new refunds start in ("succeeded", or "pending" until settled)
         self.refund_failures = 0
         self.refund_initial_status = "succeeded"
+        # the next N refunds are accepted (``pending``) and fail later, as a card refund that the
+        # issuer rejects after Stripe took it: ``refund.updated`` + ``refund.failed`` with this reason.
+        # ``on_doomed_refund(refund_id)`` is told of each one (the app settles it after a delay)
+        self.refund_async_failures = 0
+        self.refund_async_failure_reason = "expired_or_canceled_card"
+        self.on_doomed_refund: Callable[[str], None] | None = None
 
     # -- plumbing ------------------------------------------------------------------------------------
 
@@ -939,6 +945,7 @@ class Sandbox:
             self.refund_failures -= 1
             raise StripeError(500, "An unknown error occurred while creating the refund (sandbox error mode).",
                               type="api_error")
+        doomed = False
         with self._unit():
             if pi_id is not None:
                 pi = self._get(pi_id, "payment_intent", "payment_intent")
@@ -1014,6 +1021,10 @@ class Sandbox:
                 "status": self.refund_initial_status,
                 "transfer_reversal": None,
             }
+            if self.refund_async_failures > 0:  # accepted now, failed by the issuer later
+                self.refund_async_failures -= 1
+                refund["status"] = "pending"
+                doomed = True
             refunded = charge["amount_refunded"] + amount
             charge = {**charge, "amount_refunded": refunded, "refunded": refunded >= charge["amount"]}
             self.store.put(refund, session_id=session_id)
@@ -1021,6 +1032,8 @@ class Sandbox:
             order_key = session_id or charge["payment_intent"]
             self._emit("charge.refunded", charge, order_key, ctx)
             self._emit("refund.created", refund, order_key, ctx)
+        if doomed and self.on_doomed_refund is not None:
+            self.on_doomed_refund(refund["id"])
         return self.expand(refund, expand)
 
     def refund(self, refund_id: str, expand: list[str] | None = None) -> Obj:
@@ -1033,9 +1046,10 @@ class Sandbox:
         where = {k: v for k in ("charge", "payment_intent") if (v := p.text(k)) is not None}
         return self._list("refund", "/v1/refunds", p, where)
 
-    def settle_refund(self, refund_id: str, status: str, ctx: RequestContext) -> Obj:
+    def settle_refund(self, refund_id: str, status: str, ctx: RequestContext, failure_reason: str | None = None) -> Obj:
         """A pending refund's outcome, as the card network reports it to Stripe: ``refund.updated``
-        (and ``refund.failed`` with the amount returned to the charge when it failed)."""
+        (and ``refund.failed`` with the amount returned to the charge, a ``failure_reason`` and a
+        ``failure_balance_transaction`` reversing the refund's, when it failed)."""
         if status not in ("succeeded", "failed", "canceled"):
             raise invalid_param("status", "must be succeeded, failed or canceled")
         with self._unit():
@@ -1044,7 +1058,11 @@ class Sandbox:
                 raise StripeError(400, f"Refund {refund_id} is already {refund['status']}.", code="refund_settled")
             refund = {**refund, "status": status}
             if status != "succeeded":
-                refund["failure_reason"] = "expired_or_canceled_card" if status == "failed" else None
+                if status == "failed":
+                    refund["failure_reason"] = failure_reason or "expired_or_canceled_card"
+                    refund["failure_balance_transaction"] = new_id("txn_")
+                else:
+                    refund["failure_reason"] = None
                 charge = self._get(refund["charge"], "charge", "charge")
                 back = charge["amount_refunded"] - refund["amount"]
                 self.store.put({**charge, "amount_refunded": back, "refunded": False})

@@ -166,6 +166,46 @@ async def test_refund_failing_at_the_provider_is_retried_until_it_succeeds(api: 
     assert len(await api.sandbox_refunds(b["payment_id"])) == 1
 
 
+async def test_a_refund_stripe_accepted_then_failed_is_made_again_until_one_succeeds(api: Api):
+    """Stripe takes the refund (``pending``), then the card's issuer fails it (``refund.updated`` with
+    status ``failed``, ``refund.failed``): the booking stays cancelled, operators see the refund as
+    pending, and a new refund (a new key per round) is made until one succeeds — exactly one."""
+    owner, booking_id, b = await booked(api)
+    doom = await api.sandbox("POST", "/_sandbox/refunds/async-failures",
+                             json={"count": 2, "after_seconds": 0.5, "failure_reason": "expired_or_canceled_card"})
+    assert doom.status_code == 200, doom.text
+    try:
+        r = await api.cancel(owner, booking_id)
+        assert r.status_code == 200, r.text
+        assert r.json()["booking"]["state"] == "BOOKING_STATE_CANCELLED"
+
+        async with grpc.aio.insecure_channel(api.stack.address("booking")) as ch:
+            stub = booking_pb2_grpc.BookingServiceStub(ch)
+
+            async def listed() -> bool:
+                pending = await stub.ListPendingRefunds(booking_pb2.ListPendingRefundsRequest(page_size=100))
+                return any(x.booking_id == booking_id for x in pending.bookings)
+
+            await eventually(listed)
+
+            async def two_failed() -> list | None:  # type: ignore[type-arg]
+                got = await api.sandbox_refunds(b["payment_id"])
+                return got if [x["status"] for x in got].count("failed") == 2 else None
+
+            await eventually(two_failed, timeout=60)
+            done = await api.wait_refund(owner, booking_id, timeout=60)
+            assert not await listed()
+    finally:
+        await api.sandbox("POST", "/_sandbox/refunds/async-failures", json={"count": 0})
+    assert done["state"] == "BOOKING_STATE_CANCELLED"
+    refunds = await api.sandbox_refunds(b["payment_id"])
+    assert sorted((x["status"], x["amount"]) for x in refunds) == [("failed", PRICE), ("failed", PRICE),
+                                                                    ("succeeded", PRICE)]
+    assert {x["failure_reason"] for x in refunds if x["status"] == "failed"} == {"expired_or_canceled_card"}
+    succeeded = next(x for x in refunds if x["status"] == "succeeded")
+    assert done["refund"]["provider_refund_id"] == succeeded["id"]
+
+
 async def test_refund_state_follows_the_refund_updated_webhook(api: Api):
     owner, booking_id, _ = await booked(api)
     assert (await api.sandbox("POST", "/_sandbox/refunds/mode", json={"status": "pending"})).status_code == 200

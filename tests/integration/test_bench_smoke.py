@@ -20,7 +20,8 @@ async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
     names = [f.name for f in bench.figures]
     for expected in ("read RPC direct", "read via REST edge", "ReserveSlot transactions/s", "contention",
                      "full flow", "fan-out @10/s: commit→clinic feed", "fan-out @10/s: commit→email",
-                     "notif_worker events/s", "RSS booking"):
+                     "notif_worker events/s", "ConfirmBooking p50", "ConfirmBooking p99", "CancelBooking (no refund owed) p50",
+                     "CancelBooking (no refund owed) p99", "RSS booking"):
         assert any(n.startswith(expected) for n in names), (expected, names)
     assert all(f.value > 0 and f.baseline > 0 for f in bench.figures), bench.figures
     doc = json.loads(write_results(bench, params, tmp_path).read_text())

@@ -615,6 +615,42 @@ async def test_refund_once(client: stripe.StripeClient, sandbox: RunningSandbox,
     assert unpaid.payment_intent is None
 
 
+async def test_a_refund_accepted_then_failed_by_the_issuer(
+    client: stripe.StripeClient, sandbox: RunningSandbox, receiver: Receiver
+) -> None:
+    """``/_sandbox/refunds/async-failures``: the refund is accepted (pending), then fails as Stripe
+    reports it (refund.updated with status failed, refund.failed, failure_reason, the amount back on
+    the charge), so a new refund under a new key can succeed."""
+    session = await new_session(client)
+    assert (await pay(str(session.url), as_json=True)).status_code == 200
+    pi = str((await client.v1.checkout.sessions.retrieve_async(session.id)).payment_intent)
+    async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+        bad = await http.post("/_sandbox/refunds/async-failures", json={"count": 1, "failure_reason": "nope"})
+        assert bad.status_code == 400, bad.text
+        ok = await http.post("/_sandbox/refunds/async-failures",
+                             json={"count": 1, "after_seconds": 0.05, "failure_reason": "lost_or_stolen_card"})
+        assert ok.status_code == 200, ok.text
+
+    first = await client.v1.refunds.create_async({"payment_intent": pi}, {"idempotency_key": "refund-b1-0"})
+    assert (first.status, first.amount) == ("pending", 2500)
+    failed = (await receiver.wait_accepted("refund.failed"))[0]
+    event = stripe.Webhook.construct_event(failed.body, failed.signature, sandbox.webhook_secret)
+    assert (event.data.object.id, event.data.object.status, event.data.object.failure_reason) == (
+        first.id, "failed", "lost_or_stolen_card")
+    assert event.data.object.failure_balance_transaction.startswith("txn_")
+    updated = [stripe.Webhook.construct_event(d.body, d.signature, sandbox.webhook_secret).data.object
+               for d in await receiver.wait_accepted("refund.updated")]
+    assert [(r.id, r.status) for r in updated] == [(first.id, "failed")]
+    assert (await client.v1.refunds.retrieve_async(first.id)).status == "failed"
+    charge = await client.v1.charges.retrieve_async(str(first.charge))
+    assert (charge.amount_refunded, charge.refunded) == (0, False)
+
+    again = await client.v1.refunds.create_async({"payment_intent": pi}, {"idempotency_key": "refund-b1-1"})
+    assert (again.status, again.amount) == ("succeeded", 2500)  # only the next one was doomed
+    listed = await client.v1.refunds.list_async({"payment_intent": pi})
+    assert sorted(r.status for r in listed.data) == ["failed", "succeeded"]
+
+
 # -- the process: CLI, persistence, the signing secret ---------------------------------------------
 
 

@@ -57,6 +57,7 @@ class Refunds:
         self.status = status
         self.calls: list[tuple[uuid.UUID, int, str]] = []
         self.made: dict[str, int] = {}
+        self.statuses: dict[str, str] = {}  # per request id: its refund's status at the provider
 
     async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
                      reason: str) -> RefundResult:
@@ -65,7 +66,8 @@ class Refunds:
             self.failures -= 1
             raise RuntimeError("provider down")
         self.made.setdefault(request_id, amount_minor)
-        return RefundResult(f"re_{len(self.made)}", self.status)
+        status = self.statuses.get(request_id, self.status)
+        return RefundResult(f"re_{list(self.made).index(request_id) + 1}", status)
 
 
 def encode_change(event_id: uuid.UUID, change: Change, res: Reservation, svc: Service, clinic: Clinic, pet: Pet,
@@ -168,6 +170,36 @@ async def test_refund_dispatcher_retries_a_failing_provider_until_accepted_and_r
     assert store.bookings[b.id].refund_state == RefundState.SUCCEEDED
     assert refunds.made == {refund_request_id(b.id): 4500}
     assert {c[2] for c in refunds.calls} == {refund_request_id(b.id)}  # one request id for every attempt
+    clock.now += timedelta(minutes=5)
+    assert await h.dispatch_refunds() == 0 and await h.pending_refunds(10) == []
+
+
+async def test_a_refund_accepted_then_failed_is_made_again_under_a_new_key_until_one_succeeds(world):
+    h, store, clock, refunds, _clinic, svc, owner, pet = world
+    refunds.status = "pending"
+    b = await confirmed(h, svc, owner, pet)
+    await h.cancel(rid(), b.id, Actor.OWNER, "", owner=owner)
+    await h.dispatch_refunds()
+    assert store.bookings[b.id].refund_state == RefundState.PROCESSING
+    for rnd in (0, 1):  # the provider fails the accepted refund: twice in a row
+        refunds.statuses[refund_request_id(b.id, rnd)] = "failed"
+        clock.now += timedelta(seconds=3)
+        await h.dispatch_refunds()  # the re-check finds it failed: shown, and still open
+        failed = store.bookings[b.id]
+        assert (failed.refund_state, failed.provider_refund_id) == (RefundState.FAILED, f"re_{rnd + 1}")
+        assert failed.state == BookingState.CANCELLED
+        assert [x.id for x in await h.pending_refunds(10)] == [b.id]
+        assert await h.dispatch_refunds() == 0  # a short back-off first
+        clock.now += timedelta(seconds=5)
+        await h.dispatch_refunds()  # a new refund, under the next round's key
+        assert store.bookings[b.id].refund_state == RefundState.PROCESSING
+    refunds.statuses[refund_request_id(b.id, 2)] = "succeeded"
+    clock.now += timedelta(seconds=3)
+    await h.dispatch_refunds()
+    done = store.bookings[b.id]
+    assert (done.refund_state, done.provider_refund_id, done.refund_round) == (RefundState.SUCCEEDED, "re_3", 2)
+    assert list(refunds.made) == [refund_request_id(b.id), f"booking-{b.id}-refund-1", f"booking-{b.id}-refund-2"]
+    assert [s for s in refunds.statuses.values() if s == "succeeded"] == ["succeeded"]  # one paid back
     clock.now += timedelta(minutes=5)
     assert await h.dispatch_refunds() == 0 and await h.pending_refunds(10) == []
 

@@ -87,3 +87,62 @@ def test_forged_or_malformed_events_are_invalid_signatures() -> None:
         _gateway().verify_event(payload, sig)
     with pytest.raises(InvalidSignature):
         _gateway().verify_event(b"not json", _signed({})[1])
+
+
+async def test_a_retried_create_payment_session_sends_the_same_parameters_under_its_key(monkeypatch) -> None:
+    """CreatePaymentSession whose first answer from Stripe was lost, retried ten minutes later: the
+    retry sends exactly the first request's parameters under the same idempotency key (expires_at
+    derives from the payment's created_at, not from the clock), so Stripe answers the first session
+    instead of a 400 idempotency_error.  The bundled sandbox (in memory, in this process) is Stripe."""
+    from datetime import UTC, datetime, timedelta
+
+    from payment_svc import stripe_gateway
+    from payment_svc.domain import GatewayError
+    from payment_svc.handlers import CreateSession, PaymentHandlers
+    from petpro_dev.stripe_sandbox import SandboxConfig, running_sandbox
+    from tests.unit.fakes.payment import PaymentStore, payment_uow
+
+    sent: list[tuple[str, dict]] = []  # (idempotency key, parameters) of every create call
+
+    class FirstAnswerLost(StripeGateway):
+        async def create_session(self, payment, description, success_url, cancel_url, idempotency_key):  # type: ignore[no-untyped-def]
+            session = await super().create_session(payment, description, success_url, cancel_url, idempotency_key)
+            if len(sent) == 1:
+                raise GatewayError("the connection dropped before Stripe's answer arrived")
+            return session
+
+    later = timedelta(0)
+
+    class WallClock(datetime):  # the clock as an implementation reading it would see it: moved on
+        @classmethod
+        def now(cls, tz=None):  # type: ignore[no-untyped-def]
+            return datetime.now(tz) + later
+
+    monkeypatch.setattr(stripe_gateway, "datetime", WallClock, raising=False)
+    start = datetime.now(UTC).replace(microsecond=0)
+    clock_at = [start]
+    config = SandboxConfig(port=0, webhook_url=None, webhook_secret=SECRET)
+    async with running_sandbox(config) as sandbox:
+        gateway = FirstAnswerLost("sk_test_unit", SECRET, sandbox.url)
+        original = gateway.client.v1.checkout.sessions.create_async
+
+        async def record(params, options):  # type: ignore[no-untyped-def]
+            sent.append((options["idempotency_key"], dict(params)))
+            return await original(params, options)
+
+        monkeypatch.setattr(gateway.client.v1.checkout.sessions, "create_async", record)
+        h = PaymentHandlers(payment_uow(store := PaymentStore()), gateway, public_base_url="https://edge.test",
+                            clock=lambda: clock_at[0], read=payment_uow(store))
+        cmd = CreateSession("req-1", "lock-1", 4500, "EUR", "o@example.test", "Check-up", "", "",
+                            start + timedelta(minutes=10))  # the hold: shorter than Stripe's 30 min minimum
+        with pytest.raises(GatewayError):
+            await h.create_session(cmd)
+        later = timedelta(minutes=10)
+        clock_at[0] = start + later
+        p = await h.create_session(cmd)  # the client's retry, same request id
+        listed = await gateway.client.v1.checkout.sessions.list_async({"limit": 10})
+    assert len(sent) == 2 and sent[0] == sent[1], sent
+    key, params = sent[0]
+    assert key == f"checkout-{p.id}"
+    assert params["expires_at"] == int((start + timedelta(minutes=30, seconds=30)).timestamp())
+    assert [s.id for s in listed.data] == [p.session_id]  # one session at Stripe, and it is the stored one

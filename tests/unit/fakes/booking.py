@@ -327,7 +327,7 @@ class FakeBookingRepository:
 
     async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]:
         due = [b for b in self.s.bookings.values()
-               if b.refund_state in (RefundState.PENDING, RefundState.PROCESSING)
+               if b.refund_state in (RefundState.PENDING, RefundState.PROCESSING, RefundState.FAILED)
                and (self.s.refund_due.get(b.id) or now) <= now][:limit]
         for b in due:
             self.s.refund_due[b.id] = lease_until
@@ -335,8 +335,14 @@ class FakeBookingRepository:
         return [copy.deepcopy(b) for b in due]
 
     async def record_refund(self, booking_id: uuid.UUID, state: RefundState, provider_refund_id: str, error: str,
-                            now: datetime, next_at: datetime | None) -> None:
+                            now: datetime, next_at: datetime | None, *, refund_round: int | None = None,
+                            was_round: int | None = None) -> None:
         b = self.s.bookings[booking_id]
+        if was_round is not None and b.refund_round != was_round:
+            return
+        if refund_round is not None:
+            b.refund_round = refund_round
+        b.refund_error = error
         b.refund_state, b.provider_refund_id, b.refund_updated_at = state, provider_refund_id, now
         self.s.refund_due[booking_id] = next_at
         self.s.refund_errors[booking_id] = error
