@@ -25,6 +25,11 @@ CHANNEL_OPTIONS = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.enable_retries", 1),
+    # a peer that restarts (a rolling update, a killed pod) is retried within a second: gRPC's default
+    # reconnect backoff grows to 120 s, which turns a two-second restart into minutes of UNAVAILABLE
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 )
 
 

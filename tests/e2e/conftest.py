@@ -82,6 +82,18 @@ class Api(MeshClient):
                                    " WHERE booking_id = %s AND state = 'PENDING'", (booking_id,))
             return cur.rowcount
 
+    async def inbox(self, owner: User, page_size: int = 100) -> list[dict[str, Any]]:
+        """The owner's notifications; a 503 (a worker just restarted: "retry later") is retried."""
+
+        async def read() -> tuple[list[dict[str, Any]]] | None:  # (a tuple: an empty inbox is an answer)
+            r = await self.c.get("/v1/me/notifications", params={"page_size": page_size}, headers=owner.auth)
+            if r.status_code == 503:
+                return None
+            assert r.status_code == 200, r.text
+            return (list(r.json()["notifications"]),)
+
+        return (await eventually(read))[0]
+
     async def sandbox(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async with httpx.AsyncClient(base_url=self.stack.env()["STRIPE_API_BASE"], timeout=10,
                                      headers={"Authorization": "Bearer sk_test_petpro"}) as c:

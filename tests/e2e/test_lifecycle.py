@@ -432,7 +432,7 @@ async def test_reminders_follow_the_booking_and_are_sent_once_across_a_worker_ki
         # same Message-ID (one message to the owner's mail client), as in test_notifications
         ids = {m.message["Message-ID"] for m in reminder_mails(owner)}
         assert len(ids) == (0 if i == 1 else 2), (i, ids)
-        inbox = (await api.c.get("/v1/me/notifications", headers=owner.auth)).json()["notifications"]
+        inbox = await api.inbox(owner)
         assert sum(n["data"]["type"] == "booking.reminder" for n in inbox) == (0 if i == 1 else 2)
 
 

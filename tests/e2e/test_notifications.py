@@ -249,8 +249,8 @@ async def test_worker_killed_mid_batch_still_notifies_every_booking_exactly_once
         message_ids.setdefault(m.message["X-PetPro-Booking-Id"], set()).add(m.message["Message-ID"])
     assert all(len(ids) == 1 for ids in message_ids.values())  # one message per booking
     assert len(mails) - len(expected) <= 16  # repeats bounded by the sends in flight (NOTIF_CONCURRENCY)
-    inbox = (await api.c.get("/v1/me/notifications", params={"page_size": 100}, headers=owner.auth)).json()
-    assert sorted(n["data"]["booking_id"] for n in inbox["notifications"]) == expected  # exactly once
+    inbox = await api.inbox(owner)
+    assert sorted(n["data"]["booking_id"] for n in inbox) == expected  # exactly once
 
 
 async def test_broker_restart_during_confirmations_loses_no_event(api: Api):
