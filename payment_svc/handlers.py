@@ -77,13 +77,12 @@ class PaymentHandlers:
         session = await self.gateway.create_session(
             payment, cmd.description, cmd.success_url or f"{self.public_base_url}/payments/success",
             cmd.cancel_url or f"{self.public_base_url}/payments/cancel", idempotency_key=f"checkout-{payment.id}")
-        async with self.uow() as repo:
-            current = await repo.get(payment.id, for_update=True)
-            assert current is not None
-            if not current.session_id:
-                current.session_id, current.payment_url = session.id, session.url
-                await repo.save(current, self.clock())
-            return current
+        async with self.read() as repo:  # one statement: no transaction needed
+            stored = await repo.set_session(payment.id, session.id, session.url, self.clock())
+            if stored is None:  # a concurrent retry stored the session first: its answer
+                stored = await repo.get(payment.id)
+            assert stored is not None
+            return stored
 
     async def get(self, payment_id: uuid.UUID) -> Payment:
         async with self.read() as repo:

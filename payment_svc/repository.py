@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -25,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payment_svc.domain import Payment, PaymentStatus, Refund
+from petpro.db import raw_execute
 
 SCHEMA = "payment"
 metadata = MetaData(schema=SCHEMA)
@@ -71,6 +73,28 @@ refunds = Table(
 )
 
 
+# The statements of every booking's payment (a session, two webhooks, the status reads) go to psycopg
+# directly: through SQLAlchemy they were about a third of payment_svc's CPU per booking (py-spy, full
+# flow), as booking_svc found for ReserveSlot.  The tables above stay the schema (Alembic).
+_COLUMNS = ", ".join(c.name for c in payments.c)
+_INSERT = (f"INSERT INTO {SCHEMA}.payments (id, order_ref, request_id, status, amount_minor, currency, customer_email,"
+           " expires_at, created_at, updated_at) VALUES (%(id)s, %(order_ref)s, %(request_id)s, %(status)s,"
+           " %(amount_minor)s, %(currency)s, %(customer_email)s, %(expires_at)s, %(created_at)s, %(updated_at)s)"
+           " ON CONFLICT (request_id) DO NOTHING RETURNING id")
+_BY_ID = f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE id = %s"
+_BY_ORDER = (f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE order_ref = %s"
+             " ORDER BY created_at DESC, id LIMIT 1")
+_FOR_EVENT = {column: f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE {column} = %s FOR UPDATE"
+              for column in ("id", "session_id", "payment_intent_id")}
+_SAVE = (f"UPDATE {SCHEMA}.payments SET status = %(status)s, session_id = %(session_id)s,"
+         " payment_url = %(payment_url)s, payment_intent_id = %(payment_intent_id)s, refund_id = %(refund_id)s,"
+         " updated_at = %(now)s, settled_at = %(settled_at)s, settled_order_id = %(settled_order_id)s WHERE id = %(id)s")
+_SET_SESSION = (f"UPDATE {SCHEMA}.payments SET session_id = %(session_id)s, payment_url = %(payment_url)s,"
+                f" updated_at = %(now)s WHERE id = %(id)s AND session_id IS NULL RETURNING {_COLUMNS}")
+_RECORD_EVENT = (f"INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id) VALUES (%s, %s, %s)"
+                 " ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+
+
 def _refund(r: Row[Any]) -> Refund:
     return Refund(r.request_id, r.payment_id, r.provider_refund_id, r.amount_minor, r.currency, r.status,
                   r.created_at, r.updated_at)
@@ -88,27 +112,33 @@ class PaymentRepository:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
 
+    async def _one(self, sql: str, params: Any, operation: str = "SELECT") -> Any:
+        cur = await raw_execute(self.s, sql, params, operation=operation, row_factory=namedtuple_row)
+        return await cur.fetchone()
+
     async def add(self, p: Payment) -> bool:
         """Insert; False when the request id exists (an idempotent retry)."""
-        stmt = pg_insert(payments).values(
-            id=p.id, order_ref=p.order_ref, request_id=p.request_id, status=p.status.value,
-            amount_minor=p.amount_minor, currency=p.currency, customer_email=p.customer_email,
-            expires_at=p.expires_at, created_at=p.created_at, updated_at=p.updated_at,
-        ).on_conflict_do_nothing(index_elements=["request_id"]).returning(payments.c.id)
-        return (await self.s.execute(stmt)).first() is not None
+        return await self._one(_INSERT, {
+            "id": p.id, "order_ref": p.order_ref, "request_id": p.request_id, "status": p.status.value,
+            "amount_minor": p.amount_minor, "currency": p.currency, "customer_email": p.customer_email,
+            "expires_at": p.expires_at, "created_at": p.created_at, "updated_at": p.updated_at,
+        }, "INSERT") is not None
 
     async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
-        q = select(payments).where(payments.c.id == payment_id)
-        if for_update:
-            q = q.with_for_update()
-        r = (await self.s.execute(q)).first()
+        r = await self._one(_FOR_EVENT["id"] if for_update else _BY_ID, (payment_id,))
         return _payment(r) if r else None
 
     async def by_order_ref(self, order_ref: str) -> Payment | None:
         """The newest payment of an order (ix_payments_order_ref)."""
-        q = (select(payments).where(payments.c.order_ref == order_ref)
-             .order_by(payments.c.created_at.desc(), payments.c.id).limit(1))
-        r = (await self.s.execute(q)).first()
+        r = await self._one(_BY_ORDER, (order_ref,))
+        return _payment(r) if r else None
+
+    async def set_session(self, payment_id: uuid.UUID, session_id: str, payment_url: str,
+                          now: datetime) -> Payment | None:
+        """Store the provider's checkout session on a payment that has none yet (one statement);
+        None when it already has one (a concurrent retry stored it first)."""
+        r = await self._one(_SET_SESSION, {"id": payment_id, "session_id": session_id, "payment_url": payment_url,
+                                           "now": now}, "UPDATE")
         return _payment(r) if r else None
 
     async def by_request(self, request_id: str) -> Payment | None:
@@ -117,33 +147,31 @@ class PaymentRepository:
 
     async def find_for_event(self, payment_id: str | None, session_id: str | None,
                              provider_id: str | None) -> Payment | None:
-        conds = []
+        conds: list[tuple[str, Any]] = []
         if payment_id:
             try:
-                conds.append(payments.c.id == uuid.UUID(payment_id))
+                conds.append(("id", uuid.UUID(payment_id)))
             except ValueError:
                 pass
         if session_id:
-            conds.append(payments.c.session_id == session_id)
+            conds.append(("session_id", session_id))
         if provider_id:
-            conds.append(payments.c.payment_intent_id == provider_id)
-        for cond in conds:
-            r = (await self.s.execute(select(payments).where(cond).with_for_update())).first()
+            conds.append(("payment_intent_id", provider_id))
+        for column, value in conds:
+            r = await self._one(_FOR_EVENT[column], (value,))
             if r:
                 return _payment(r)
         return None
 
     async def save(self, p: Payment, now: datetime) -> None:
-        await self.s.execute(update(payments).where(payments.c.id == p.id).values(
-            status=p.status.value, session_id=p.session_id, payment_url=p.payment_url,
-            payment_intent_id=p.provider_payment_id, refund_id=p.refund_id, updated_at=now,
-            settled_at=p.settled_at, settled_order_id=p.settled_order_id))
+        await raw_execute(self.s, _SAVE, {
+            "id": p.id, "status": p.status.value, "session_id": p.session_id, "payment_url": p.payment_url,
+            "payment_intent_id": p.provider_payment_id, "refund_id": p.refund_id, "now": now,
+            "settled_at": p.settled_at, "settled_order_id": p.settled_order_id}, operation="UPDATE")
 
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         """True the first time an event id is seen; False for a duplicate delivery."""
-        stmt = pg_insert(webhook_events).values(event_id=event_id, type=event_type, payment_id=payment_id)
-        query = stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(webhook_events.c.event_id)
-        return (await self.s.execute(query)).first() is not None
+        return await self._one(_RECORD_EVENT, (event_id, event_type, payment_id), "INSERT") is not None
 
     async def refund(self, request_id: str) -> Refund | None:
         r = (await self.s.execute(select(refunds).where(refunds.c.request_id == request_id))).first()

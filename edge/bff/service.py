@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from cachetools import TTLCache
 
 from petpro.authn import Authenticator, Principal, TokenCache, metadata
 from petpro.errors import InvalidArgument, Kind, NotFound, PermissionDenied
@@ -22,6 +23,9 @@ from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
 from petpro_api.mobile.v1 import mobile_pb2, mobile_pb2_grpc
 from petpro_api.notification.v1 import notification_pb2, notification_pb2_grpc
 from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
+
+# a service's name is only the checkout page's line item: a rename shows there after at most this long
+SERVICE_NAME_SECONDS = 60.0
 
 # uuid5 namespace turning a client's Idempotency-Key into the internal request ids (AIP-155)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f1d1e-6a8c-4d7e-9b2e-5e1b8f0c2a11")
@@ -59,9 +63,13 @@ class Stubs:
 
 
 class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
-    def __init__(self, stubs: Stubs, *, token_cache: TokenCache | None = None) -> None:
+    def __init__(self, stubs: Stubs, *, token_cache: TokenCache | None = None,
+                 service_name_seconds: float = SERVICE_NAME_SECONDS) -> None:
         self.s = stubs
         self.authn = Authenticator(stubs.auth, token_cache)
+        # service id → name for the checkout line item: one GetService RPC per service a minute
+        # instead of one per booking (edge and booking CPU in the full flow)
+        self._service_names: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=service_name_seconds)
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
         return await self.authn.principal(context)
@@ -128,11 +136,17 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         :meth:`_open_payment_url`."""
         if res.state != booking_pb2.RESERVATION_STATE_HELD:
             return ""
-        service = await call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=res.service_id))
         session = await call(self.s.payment.CreatePaymentSession, payment_pb2.CreatePaymentSessionRequest(
             request_id=f"reservation-{res.lock_id}", order_ref=res.lock_id, amount=res.amount,
-            customer_email=email, description=service.service.name, expires_at=res.expires_at))
+            customer_email=email, description=await self._service_name(res.service_id), expires_at=res.expires_at))
         return str(session.payment_url)
+
+    async def _service_name(self, service_id: str) -> str:
+        name = self._service_names.get(service_id)
+        if name is None:
+            r = await call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=service_id))
+            name = self._service_names[service_id] = r.service.name
+        return name
 
     async def _open_payment_url(self, res: booking_pb2.Reservation) -> str:
         """The checkout page of a held reservation, read from its payment (one read, no write): ""

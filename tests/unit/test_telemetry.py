@@ -10,7 +10,7 @@ import logging
 
 import grpc
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -159,3 +159,22 @@ def test_exporters_follow_the_environment(tmp_path):
 
 def test_the_provider_names_the_service(memory):
     assert trace.get_tracer_provider().resource.attributes["service.name"] == "unit-test"
+
+
+def test_without_an_exporter_spans_are_not_recorded_but_trace_ids_still_flow() -> None:
+    """The deployed default (no exporter): a trace started here is not recorded, yet has a trace id
+    for the logs and the traceparent passed on; a caller's sampled trace is still recorded."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    tracer_ = TracerProvider(sampler=telemetry._unexported_sampler()).get_tracer("t")
+    with tracer_.start_as_current_span("root", kind=SpanKind.SERVER) as root:
+        assert not root.is_recording()
+        assert root.get_span_context().is_valid and not root.get_span_context().trace_flags.sampled
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        assert int(carrier["traceparent"].rsplit("-", 1)[1], 16) & 1 == 0  # passed on, not sampled
+    sampled = SpanContext(trace_id=0x1234, span_id=0x99, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    with tracer_.start_as_current_span("child", context=set_span_in_context(NonRecordingSpan(sampled)),
+                                       kind=SpanKind.SERVER) as child:
+        assert child.is_recording() and child.get_span_context().trace_id == 0x1234

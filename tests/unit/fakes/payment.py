@@ -65,6 +65,15 @@ class FakePaymentRepository:
         self.s.payments[p.id] = copy.deepcopy(p)
         self.s.saved_at[p.id] = now
 
+    async def set_session(self, payment_id: uuid.UUID, session_id: str, payment_url: str,
+                          now: datetime) -> Payment | None:
+        p = self.s.payments[payment_id]
+        if p.session_id:
+            return None
+        p.session_id, p.payment_url = session_id, payment_url
+        self.s.saved_at[p.id] = now
+        return copy.deepcopy(p)
+
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         if event_id in self.s.events:
             return False
