@@ -122,6 +122,21 @@ class Preferences:
         return bool(getattr(self, f"{category}_{channel}"))
 
 
+# what an event does to its booking's reminders: ("schedule", offsets in minutes), ("move", ()) after a
+# reschedule, ("drop", ()) when the booking ends otherwise, or None
+ReminderChange = tuple[str, tuple[int, ...]] | None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording an event in the database left to do: send the email (its delivery claimed),
+    publish the feed row (committed), apply the booking's next event (it was parked, waiting)."""
+
+    email_due: bool
+    feed: FeedRow | None
+    parked: tuple[str, bytes] | None
+
+
 @dataclass(frozen=True)
 class Reminder:
     """A due reminder of a booking, with what the message needs."""

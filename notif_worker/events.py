@@ -111,3 +111,16 @@ def encode_clinic_event(n: BookingNotice, cursor: int) -> bytes:
 def clinic_event_cursor(payload: bytes) -> int:
     cursor: int = clinic_feed_pb2.ClinicEvent.FromString(payload).cursor
     return cursor
+
+
+def cursor_field(cursor: int) -> bytes:
+    """ClinicEvent's field 1 (the cursor: tag 0x08, then the varint).  The encoder writes fields in
+    number order and leaves a zero cursor out, so ``cursor_field(c) + encode_clinic_event(n, 0)`` is
+    byte for byte ``encode_clinic_event(n, c)``: the repository stores the feed row that way, adding the
+    cursor it takes in the same statement (``repository._VARINT``)."""
+    out = bytearray(b"\x08")
+    while True:
+        byte, cursor = cursor & 0x7F, cursor >> 7
+        out.append(byte | (0x80 if cursor else 0))
+        if not cursor:
+            return bytes(out)

@@ -18,6 +18,8 @@ from notif_worker.domain import (
     FeedRow,
     InboxRow,
     Preferences,
+    Recorded,
+    ReminderChange,
     push_message,
 )
 from notif_worker.ports import (
@@ -40,8 +42,10 @@ FEED_BATCH = 500  # rows per catch-up query
 class InboxPush:
     async def push(self, repo: NotifRepository, notice: BookingNotice, title: str, body: str,
                    data: dict[str, str]) -> None:
-        await repo.add_inbox(InboxRow(uuid.uuid4(), notice.owner_user_id, notice.event_id, title, body, data,
-                                      datetime.now(UTC)))
+        await repo.add_inbox(self.inbox_row(notice, title, body, data))
+
+    def inbox_row(self, notice: BookingNotice, title: str, body: str, data: dict[str, str]) -> InboxRow:
+        return InboxRow(uuid.uuid4(), notice.owner_user_id, notice.event_id, title, body, data, datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,18 @@ class NotifyHandlers:
         raise AssertionError("unreachable")
 
     async def _record(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[bool, tuple[str, bytes] | None]:
-        """One transaction for what lives in our database: the booking's order, the clinic feed row, the
-        push (inbox) and the email's delivery claim.  Returns whether the email still has to be sent,
-        and the parked next event of this booking, if one was waiting."""
+        """What lives in our database, atomically: the booking's order, the clinic feed row, the push
+        (inbox) and the email's delivery claim.  Returns whether the email still has to be sent, and the
+        parked next event of this booking, if one was waiting.
+
+        The common case, an event that is its booking's next version, is one statement (one round trip,
+        no transaction held open across round trips, so the clinic's counter row is locked only inside
+        the database); a copy or an out-of-order event takes the transaction below."""
+        recorded = await self._record_next(n)
+        if recorded is not None:
+            if recorded.feed is not None:
+                await self.publish_feed(n.clinic_id, recorded.feed)  # committed: the statement was its own
+            return recorded.email_due, recorded.parked
         async with self.uow() as repo:
             applied = await repo.lock_progress(n.booking_id)
             if n.version > applied + 1 and payload:  # an earlier change is still on its way
@@ -125,6 +138,21 @@ class NotifyHandlers:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
         return email_due, nxt
 
+    async def _record_next(self, n: BookingNotice) -> Recorded | None:
+        prefs = Preferences()
+        if n.category != "transactional":  # confirmations and cancellations go out whatever the preferences
+            async with self.read() as repo:
+                prefs = await repo.preferences(n.owner_user_id)
+        push = None
+        if prefs.wants(n.category, "push"):
+            push = self.push_provider.inbox_row(n, *push_message(n))
+            if push is None:  # the provider delivers inside the event's transaction
+                return None
+        async with self.read() as repo:
+            return await repo.record_next(n, push=push, email=prefs.wants(n.category, "email"),
+                                          feed_type=f"booking.{n.kind}", feed_tail=self.encode_feed(n, 0),
+                                          reminders=self._reminder_change(n), now=self.clock())
+
     async def release_stale_parked(self, decode: Callable[[str, bytes], BookingNotice],
                                    max_wait: timedelta) -> int:
         """An event parked longer than ``max_wait`` is applied anyway (then the ones after it): its
@@ -145,14 +173,25 @@ class NotifyHandlers:
                 released += 1
         return released
 
-    async def _reminders(self, repo: NotifRepository, n: BookingNotice) -> None:
+    def _reminder_change(self, n: BookingNotice) -> ReminderChange:
         """Made at confirmation, moved with a reschedule, dropped when the booking ends otherwise."""
-        now = self.clock()
         if n.kind == "created":
-            await repo.schedule_reminders(n, n.reminder_offsets or self.reminder_offsets, now)
-        elif n.kind == "rescheduled":
+            return "schedule", n.reminder_offsets or self.reminder_offsets
+        if n.kind == "rescheduled":
+            return "move", ()
+        if n.kind in ("cancelled", "completed", "no_show"):
+            return "drop", ()
+        return None
+
+    async def _reminders(self, repo: NotifRepository, n: BookingNotice) -> None:
+        change, now = self._reminder_change(n), self.clock()
+        if change is None:
+            return
+        if change[0] == "schedule":
+            await repo.schedule_reminders(n, change[1], now)
+        elif change[0] == "move":
             await repo.move_reminders(n.booking_id, n.start, n.end, now)
-        elif n.kind in ("cancelled", "completed", "no_show"):
+        else:
             await repo.drop_reminders(n.booking_id)
 
     async def send_due_reminders(self, limit: int = 100) -> int:

@@ -10,7 +10,16 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from notif_worker.domain import BookingNotice, DeviceRow, FeedRow, InboxRow, Preferences, Reminder
+from notif_worker.domain import (
+    BookingNotice,
+    DeviceRow,
+    FeedRow,
+    InboxRow,
+    Preferences,
+    Recorded,
+    Reminder,
+    ReminderChange,
+)
 
 
 class NotifRepository(Protocol):
@@ -23,6 +32,14 @@ class NotifRepository(Protocol):
                                occurred_at: datetime, payload_for: Callable[[int], bytes]) -> FeedRow | None:
         """Append with the next per-clinic cursor (``payload_for(cursor)`` serialises the event); None
         if the event is already there; raises FeedRace when a concurrent worker appended it."""
+        ...
+    async def record_next(self, n: BookingNotice, *, push: InboxRow | None, email: bool, feed_type: str,
+                          feed_tail: bytes, reminders: ReminderChange, now: datetime) -> Recorded | None:
+        """If the event is its booking's next version (version 1 first, then applied + 1), all of it at
+        once and atomically: the progress, the parked successor taken, the reminders' change, the push
+        row (delivered), the email's claim (if ``email``) and the clinic feed row (``feed_tail``: the
+        clinic event encoded with cursor 0; the row's payload is ``cursor_field(cursor) + feed_tail``).
+        None, having written nothing, when it is not the next version (a copy, or out of order)."""
         ...
     async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]: ...
     async def add_inbox(self, row: InboxRow) -> bool: ...
@@ -63,8 +80,14 @@ class PushProvider(Protocol):
     async def push(self, repo: NotifRepository, notice: BookingNotice, title: str, body: str,
                    data: dict[str, str]) -> None: ...
 
+    def inbox_row(self, notice: BookingNotice, title: str, body: str, data: dict[str, str]) -> InboxRow | None:
+        """The push as the inbox row it consists of, recorded with the event in one statement; None
+        when this provider has more to do, in ``push`` inside the event's transaction."""
+        ...
 
-# the clinic event serialised with its cursor (protobuf ClinicEvent, see notif_worker/events.py)
+
+# the clinic event serialised with its cursor (protobuf ClinicEvent, see notif_worker/events.py); with
+# cursor 0 the cursor is left out and ``events.cursor_field(c) + that`` is the encoding with cursor c
 FeedEncoder = Callable[[BookingNotice, int], bytes]
 # the cursor of a serialized clinic event (live messages carry only the payload)
 FeedCursor = Callable[[bytes], int]

@@ -37,7 +37,9 @@ from notif_worker.domain import (
     FeedRow,
     InboxRow,
     Preferences,
+    Recorded,
     Reminder,
+    ReminderChange,
     reminder_due,
 )
 from petpro.db import raw_execute
@@ -145,6 +147,84 @@ ADD_FEED_ROW = ("INSERT INTO clinic_events (clinic_id, cursor, event_id, type, p
                 " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING cursor")
 
 
+# The protobuf varint of a cursor (a bigint ``c``), as bytea: the bytes of ClinicEvent's field 1 after
+# its tag, so that the stored payload is the encoder's output with that cursor (see record_next).
+_VARINT = ("(SELECT string_agg(set_byte('\\x00'::bytea, 0, ((({c} >> (7 * i)) & 127)"
+           " | CASE WHEN ({c} >> (7 * (i + 1))) > 0 THEN 128 ELSE 0 END)::int), ''::bytea ORDER BY i)"
+           " FROM generate_series(0, 9) AS i WHERE i = 0 OR ({c} >> (7 * i)) > 0)")
+# One event that is its booking's next version, recorded in ONE autocommit statement (one round trip,
+# its own transaction): the booking's progress, its parked successor taken, the reminders' change, the
+# push (delivery claimed as delivered + its inbox row), the email's claim and the clinic feed row.  The
+# clinic's counter row is locked by that statement only (server side, no client round trip while
+# it is held), and the feed's order is still commit order: the next event's upsert of the counter waits
+# for this statement's commit.  Every write hangs off ``prog``: when the event is not the next version
+# (a duplicate, or out of order) the statement writes nothing and returns NULL, and the caller takes the
+# transactional path.
+_RECORD_HEAD = (
+    "WITH prog AS ("
+    " INSERT INTO booking_progress AS p (booking_id, version)"
+    " SELECT %(booking)s::varchar, %(version)s::bigint"
+    " WHERE %(version)s::bigint = 1 OR EXISTS (SELECT 1 FROM booking_progress WHERE booking_id = %(booking)s)"
+    " ON CONFLICT (booking_id) DO UPDATE SET version = excluded.version, updated_at = now()"
+    " WHERE p.version = excluded.version - 1 RETURNING p.version),"
+    " parked AS (DELETE FROM parked_events WHERE booking_id = %(booking)s AND version = %(version)s::bigint + 1"
+    " AND EXISTS (SELECT 1 FROM prog) RETURNING topic, payload),"
+)
+_REMINDERS = {
+    "schedule": (
+        " rem AS (INSERT INTO reminders (id, booking_id, offset_minutes, due_at, slot_start, slot_end, state, data)"
+        " SELECT r.id, %(booking)s, r.off, r.due, %(start)s, %(end)s, r.state, %(rdata)s FROM prog,"
+        " unnest(%(r_ids)s::uuid[], %(r_offsets)s::int[], %(r_dues)s::timestamptz[], %(r_states)s::text[])"
+        " AS r(id, off, due, state) ON CONFLICT DO NOTHING RETURNING 1),"),
+    "move": (
+        " rem AS (UPDATE reminders SET slot_start = %(start)s, slot_end = %(end)s,"
+        " due_at = %(start)s::timestamptz - offset_minutes * interval '1 minute',"
+        " state = CASE WHEN %(start)s::timestamptz - offset_minutes * interval '1 minute' > %(now)s"
+        " THEN 'PENDING' ELSE 'DROPPED' END, sent_at = NULL"
+        " WHERE booking_id = %(booking)s AND EXISTS (SELECT 1 FROM prog) RETURNING 1),"),
+    "drop": (
+        " rem AS (UPDATE reminders SET state = 'DROPPED' WHERE booking_id = %(booking)s AND state = 'PENDING'"
+        " AND EXISTS (SELECT 1 FROM prog) RETURNING 1),"),
+    None: " rem AS (SELECT 1 WHERE false),",
+}
+_RECORD_TAIL = (
+    " push AS (INSERT INTO deliveries (event_id, channel, recipient, status, attempts, delivered_at)"
+    " SELECT %(event)s, 'push', %(owner)s, 'delivered', 1, now() FROM prog WHERE %(push)s::boolean"
+    " ON CONFLICT ON CONSTRAINT deliveries_once DO UPDATE SET status = 'delivered',"
+    " attempts = deliveries.attempts + 1, last_error = NULL, delivered_at = now()"
+    " WHERE deliveries.status <> 'delivered' RETURNING 1),"
+    " pushed AS (INSERT INTO inbox (id, user_id, event_id, title, body, data, created_at)"
+    " SELECT %(inbox_id)s, %(owner_id)s, %(event)s, %(title)s, %(body)s, %(inbox_data)s, %(inbox_at)s FROM push"
+    " ON CONFLICT ON CONSTRAINT inbox_once DO NOTHING RETURNING 1),"
+    " email AS (INSERT INTO deliveries (event_id, channel, recipient, status)"
+    " SELECT %(event)s, 'email', %(email)s, 'pending' FROM prog WHERE %(want_email)s::boolean"
+    " ON CONFLICT ON CONSTRAINT deliveries_once DO UPDATE SET status = deliveries.status"
+    " WHERE deliveries.status <> 'delivered' RETURNING 1),"
+    " cur AS (INSERT INTO clinic_cursors (clinic_id, last_cursor)"
+    " SELECT %(clinic)s, 1 FROM prog WHERE NOT EXISTS (SELECT 1 FROM clinic_events WHERE event_id = %(event)s)"
+    " ON CONFLICT (clinic_id) DO UPDATE SET last_cursor = clinic_cursors.last_cursor + 1 RETURNING last_cursor),"
+    " feed AS (INSERT INTO clinic_events (clinic_id, cursor, event_id, type, payload, occurred_at)"
+    " SELECT %(clinic)s, last_cursor, %(event)s, %(type)s, '\\x08'::bytea || "
+    + _VARINT.format(c="last_cursor") + " || %(feed_tail)s, %(at)s FROM cur"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING cursor, payload)"
+    # read in this order: the clinic's counter is taken last (PostgreSQL runs a WITH statement's
+    # parts as the final query reads them; the ones it does not read run at its end)
+    " SELECT (SELECT version FROM prog), (SELECT topic FROM parked), (SELECT payload FROM parked),"
+    " (SELECT count(*) FROM rem), (SELECT count(*) FROM pushed), EXISTS (SELECT 1 FROM email),"
+    " (SELECT cursor FROM feed), (SELECT payload FROM feed)"
+)
+
+
+def reminder_data(n: BookingNotice) -> dict[str, str]:
+    """What a reminder's message needs, stored with it."""
+    return {"clinic_id": str(n.clinic_id), "clinic_name": n.clinic_name, "tz": n.clinic_time_zone,
+            "service": n.service_name, "pet": n.pet_name, "species": n.pet_species,
+            "owner_user_id": str(n.owner_user_id), "email": n.owner_email, "name": n.owner_name}
+
+
+RECORD_NEXT = {change: _RECORD_HEAD + rem + _RECORD_TAIL for change, rem in _REMINDERS.items()}
+
+
 class NotifRepository:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         self.s = session
@@ -178,6 +258,33 @@ class NotifRepository:
         if await self._one(ADD_FEED_ROW, (clinic_id, cursor, event_id, type_, payload, occurred_at)) is None:
             raise FeedRace()  # a concurrent worker won; our cursor rolls back
         return FeedRow(cursor, payload)
+
+    async def record_next(self, n: BookingNotice, *, push: InboxRow | None, email: bool, feed_type: str,
+                          feed_tail: bytes, reminders: ReminderChange, now: datetime) -> Recorded | None:
+        """The event recorded in one statement if it is its booking's next version; None (nothing
+        written) when it is not.  ``feed_tail``: the clinic event serialised without its cursor (cursor
+        0 is not encoded); the statement prepends the cursor's field (``events.cursor_field``)."""
+        params: dict[str, Any] = {
+            "booking": n.booking_id, "version": n.version, "event": n.event_id, "owner": str(n.owner_user_id),
+            "push": push is not None, "inbox_id": push.id if push else None, "owner_id": n.owner_user_id,
+            "title": push.title if push else None, "body": push.body if push else None,
+            "inbox_data": Json(push.data) if push else None, "inbox_at": push.created_at if push else None,
+            "email": n.owner_email, "want_email": email, "clinic": n.clinic_id, "type": feed_type,
+            "feed_tail": feed_tail, "at": n.occurred_at, "start": n.start, "end": n.end, "now": now,
+        }
+        if reminders is not None and reminders[0] == "schedule":
+            offsets = reminders[1]
+            dues = [reminder_due(n.start, o) for o in offsets]
+            params.update(r_ids=[uuid.uuid5(n.event_id, f"reminder-{o}") for o in offsets], r_offsets=list(offsets),
+                          r_dues=dues, r_states=["PENDING" if d > now else "DROPPED" for d in dues],
+                          rdata=Json(reminder_data(n)))
+        sql = RECORD_NEXT[reminders[0] if reminders is not None else None]
+        row = await (await raw_execute(self.s, sql, params, operation="INSERT")).fetchone()
+        if row is None or row[0] is None:
+            return None
+        _, parked_topic, parked_payload, _, _, email_due, cursor, payload = row
+        return Recorded(email_due=bool(email_due), feed=FeedRow(cursor, payload) if cursor is not None else None,
+                        parked=(parked_topic, parked_payload) if parked_topic is not None else None)
 
     async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]:
         q = (select(clinic_events.c.cursor, clinic_events.c.payload)
@@ -238,9 +345,7 @@ class NotifRepository:
 
     # -- reminders ------------------------------------------------------------------------------------
     async def schedule_reminders(self, n: BookingNotice, offsets: tuple[int, ...], now: datetime) -> None:
-        data = {"clinic_id": str(n.clinic_id), "clinic_name": n.clinic_name, "tz": n.clinic_time_zone,
-                "service": n.service_name, "pet": n.pet_name, "species": n.pet_species,
-                "owner_user_id": str(n.owner_user_id), "email": n.owner_email, "name": n.owner_name}
+        data = reminder_data(n)
         for offset in offsets:
             due = reminder_due(n.start, offset)
             await self.s.execute(pg_insert(reminders).values(

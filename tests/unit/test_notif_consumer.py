@@ -113,7 +113,7 @@ async def next_poll(consumer: FakeConsumer) -> int:
 
 
 async def test_a_slow_record_holds_up_neither_other_keys_nor_the_next_poll(running):
-    _, consumer, handlers, _ = running
+    _, consumer, handlers, clock = running
     handlers.hold["slow"] = asyncio.Event()
     consumer.batches.put([Record(0, 0, b"a", "slow"), Record(0, 1, b"b", "fast")])
     assert await asyncio.wait_for(handlers.finished.get(), 30) == "fast"
@@ -121,9 +121,26 @@ async def test_a_slow_record_holds_up_neither_other_keys_nor_the_next_poll(runni
     assert await asyncio.wait_for(handlers.finished.get(), 30) == "next-poll"
     # partition 1 is committed; partition 0 not past "slow" (offset 0), though offset 1 is done
     assert await next_commit(consumer) == {1: 1}
+    clock.now += 1  # commits are at most one per commit_every_seconds
     handlers.hold["slow"].set()
     assert await asyncio.wait_for(handlers.finished.get(), 30) == "slow"
     assert await next_commit(consumer) == {0: 2}
+
+
+async def test_offsets_are_committed_at_most_once_per_interval_and_none_is_lost(running):
+    _, consumer, handlers, clock = running
+    consumer.batches.put([Record(0, 0, b"a", "a")])
+    await asyncio.wait_for(handlers.finished.get(), 30)
+    assert await next_commit(consumer) == {0: 1}
+    consumer.batches.put([Record(0, 1, b"b", "b")])
+    consumer.batches.put([Record(1, 0, b"c", "c")])
+    for _ in range(2):
+        await asyncio.wait_for(handlers.finished.get(), 30)
+    for _ in range(3):  # polls go on; the clock has not moved: nothing is committed yet
+        await next_poll(consumer)
+    assert consumer.commits.empty()
+    clock.now += 1
+    assert await next_commit(consumer) == {0: 2, 1: 1}  # both, in one commit
 
 
 async def test_one_keys_records_stay_in_order_across_polls(running):

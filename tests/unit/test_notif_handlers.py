@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from notif_worker.domain import BookingNotice, ChannelFailed, FeedRow, PoisonEvent
-from notif_worker.events import clinic_event_cursor, decode_booking_created, encode_clinic_event
+from notif_worker.events import clinic_event_cursor, cursor_field, decode_booking_created, encode_clinic_event
 from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
 from petpro.convert import ts
 from petpro_api.booking.v1 import booking_pb2, events_pb2
@@ -215,6 +215,12 @@ def test_clinic_event_round_trip_keeps_the_cursor():
     assert clinic_event_cursor(encode_clinic_event(notice(), 42)) == 42
 
 
+def test_the_stored_feed_row_is_the_cursor_field_then_the_event_encoded_without_it():
+    n = notice()
+    for cursor in (1, 127, 128, 300, 16_384, 2**35 + 5, 2**62):
+        assert cursor_field(cursor) + encode_clinic_event(n, 0) == encode_clinic_event(n, cursor)
+
+
 async def test_a_feed_race_is_rolled_back_and_retried(env):
     h, store, mailer, hub = env
     from notif_worker.domain import FeedRace
@@ -229,7 +235,15 @@ async def test_a_feed_race_is_rolled_back_and_retried(env):
                 raise FeedRace()
             return await super().add_clinic_event(clinic_id, event_id, type_, occurred_at, payload_for)
 
+    class DevicePush:  # a provider with more to do than the inbox (FCM, say): the event's transaction
+        def inbox_row(self, *args):  # type: ignore[no-untyped-def]
+            return None
+
+        async def push(self, repo, notice, title, body, data):  # type: ignore[no-untyped-def]
+            await InboxPush().push(repo, notice, title, body, data)
+
     h.uow.repo = RacedOnce
+    h.push_provider = DevicePush()
     q, _ = await hub.subscribe(CLINIC)
     n = notice()
     await h.notify(n)

@@ -16,9 +16,12 @@ from notif_worker.domain import (
     FeedRow,
     InboxRow,
     Preferences,
+    Recorded,
     Reminder,
+    ReminderChange,
     reminder_due,
 )
+from notif_worker.events import cursor_field
 from tests.unit.fakes import FakeUnitOfWork
 
 
@@ -57,6 +60,27 @@ class FakeNotifRepository:
         row = FeedRow(cursor, payload_for(cursor))
         rows.append((event_id, row))
         return row
+
+    async def record_next(self, n: BookingNotice, *, push: InboxRow | None, email: bool, feed_type: str,
+                          feed_tail: bytes, reminders: ReminderChange, now: datetime) -> Recorded | None:
+        applied = self.s.progress.get(n.booking_id)
+        if not (applied == n.version - 1 or (applied is None and n.version == 1)):
+            return None
+        self.s.progress[n.booking_id] = n.version
+        parked = await self.take_parked(n.booking_id, n.version + 1)
+        if reminders is not None and reminders[0] == "schedule":
+            await self.schedule_reminders(n, reminders[1], now)
+        elif reminders is not None and reminders[0] == "move":
+            await self.move_reminders(n.booking_id, n.start, n.end, now)
+        elif reminders is not None:
+            await self.drop_reminders(n.booking_id)
+        if push is not None and await self.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
+            await self.add_inbox(push)
+            await self.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
+        email_due = email and await self.claim_delivery(n.event_id, "email", n.owner_email)
+        feed = await self.add_clinic_event(n.clinic_id, n.event_id, feed_type, n.occurred_at,
+                                           lambda cursor: cursor_field(cursor) + feed_tail)
+        return Recorded(email_due, feed, parked)
 
     async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]:
         return [r for _, r in self.s.feed.get(clinic_id, []) if r.cursor > after][:limit]
