@@ -426,7 +426,7 @@ async def test_reminders_follow_the_booking_and_are_sent_once_across_a_worker_ki
         states = [s for bid, _ in bookings if bid != cancelled_id for _, _, s in await api.reminders(bid)]
         return states and all(s == "SENT" for s in states)
 
-    await eventually(all_sent, timeout=30)
+    await eventually(all_sent, timeout=120)
     for i, owner in enumerate(owners):
         # none lost, none doubled: a send accepted in the instant before the kill may repeat, with the
         # same Message-ID (one message to the owner's mail client), as in test_notifications
@@ -503,7 +503,7 @@ async def test_reminders_across_a_broker_restart_none_lost_none_doubled(api: Api
         states = [s for bid in (a_id, b_id) for _, _, s in await api.reminders(bid)]
         return states == ["SENT"] * 4
 
-    await eventually(all_sent, timeout=30)
+    await eventually(all_sent, timeout=120)
     for owner in (a_owner, b_owner):
         ids = [m.message["Message-ID"] for m in mails_to(api.stack, owner.email) if m.subject.startswith("Reminder:")]
         assert len(ids) == len(set(ids)) == 2, ids
