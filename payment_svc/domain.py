@@ -76,6 +76,14 @@ class Payment:
     def can_become(self, new: PaymentStatus) -> bool:
         return new in TRANSITIONS[self.status]
 
+    def refund_failed(self, still_refunded_minor: int) -> None:
+        """A refund of this payment failed after the provider accepted it (Stripe: ``refund.failed``;
+        the money is back on the charge).  A payment marked REFUNDED is SUCCEEDED again unless the
+        refunds that did succeed still cover its amount.  The one move backwards, and only on this
+        fact: a stale or replayed event never moves a payment otherwise."""
+        if self.status == PaymentStatus.REFUNDED and still_refunded_minor < self.amount_minor:
+            self.status = PaymentStatus.SUCCEEDED
+
     def apply(self, event: GatewayEvent) -> None:
         """A verified provider event: learn the provider's ids, move the status if the transition is
         allowed (out-of-order or stale events never move a payment backwards)."""

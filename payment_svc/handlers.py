@@ -110,9 +110,11 @@ class PaymentHandlers:
                 return WebhookOutcome(event.id, event.type, not first, None)
             if first:
                 payment.apply(event)
-                await repo.save(payment, now)
                 if event.refund_id and event.refund_status:  # refund.created / refund.updated / refund.failed
                     await repo.set_refund_status(event.refund_id, event.refund_status, now)
+                    if event.refund_status == "failed":  # accepted, then failed: the money is back
+                        payment.refund_failed(await repo.succeeded_refunds_minor(payment.id))
+                await repo.save(payment, now)
             return WebhookOutcome(event.id, event.type, not first, payment)
 
     async def refund(self, payment_id: uuid.UUID, reason: str) -> Payment:

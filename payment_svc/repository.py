@@ -191,6 +191,11 @@ class PaymentRepository:
         await self.s.execute(update(refunds).where(refunds.c.provider_refund_id == provider_refund_id).values(
             status=status, updated_at=now))
 
+    async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
+        q = select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
+            refunds.c.payment_id == payment_id, refunds.c.status == "succeeded")
+        return int((await self.s.execute(q)).scalar_one())
+
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
         q = (select(payments).where(payments.c.status == PaymentStatus.PENDING.value,
                                     payments.c.expires_at <= now, payments.c.session_id.is_not(None))

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 from tests.e2e.conftest import CHECKUP, HAPPY_PAWS, Api, User, confirmed_booking, eventually
 
 pytestmark = pytest.mark.e2e
@@ -204,6 +205,14 @@ async def test_a_refund_stripe_accepted_then_failed_is_made_again_until_one_succ
     assert {x["failure_reason"] for x in refunds if x["status"] == "failed"} == {"expired_or_canceled_card"}
     succeeded = next(x for x in refunds if x["status"] == "succeeded")
     assert done["refund"]["provider_refund_id"] == succeeded["id"]
+
+    async with grpc.aio.insecure_channel(api.stack.address("payment")) as ch:  # the money went back once
+        async def refunded() -> bool:
+            got = await payment_pb2_grpc.PaymentServiceStub(ch).GetPayment(
+                payment_pb2.GetPaymentRequest(payment_id=b["payment_id"]), timeout=10)
+            return got.payment.status == payment_pb2.PAYMENT_STATUS_REFUNDED
+
+        await eventually(refunded)
 
 
 async def test_refund_state_follows_the_refund_updated_webhook(api: Api):

@@ -122,6 +122,32 @@ async def test_refund_needs_a_succeeded_payment_and_is_idempotent(env):
         await h.refund(uuid.uuid4(), "x")
 
 
+async def test_a_full_refund_that_fails_after_acceptance_makes_the_payment_succeeded_again(env):
+    h, store, _, _ = env
+    p = await h.create_session(session())
+    await h.handle_webhook(event("e1", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, payment_id=p.id,
+                                 provider_payment_id="pi_1"), "good")
+    _, first = await h.refund_part(p.id, "booking-1-refund-1", None, "cancelled")
+    await h.handle_webhook(event("e2", "charge.refunded", status=PaymentStatus.REFUNDED,
+                                 provider_payment_id="pi_1"), "good")
+    assert store.payments[p.id].status == PaymentStatus.REFUNDED
+    # Stripe: the refund fails later (refund.failed), the money goes back on the charge
+    out = await h.handle_webhook(event("e3", "refund.failed", status=None, provider_payment_id="pi_1",
+                                       refund_id=first.provider_refund_id, refund_status="failed"), "good")
+    assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
+    assert store.payments[p.id].status == PaymentStatus.SUCCEEDED
+    assert store.refunds["booking-1-refund-1"].status == "failed"
+    # the next round's refund succeeds: REFUNDED again, and a replayed failure of the old one changes nothing
+    _, second = await h.refund_part(p.id, "booking-1-refund-2", None, "cancelled")
+    await h.handle_webhook(event("e4", "refund.updated", status=None, provider_payment_id="pi_1",
+                                 refund_id=second.provider_refund_id, refund_status="succeeded"), "good")
+    await h.handle_webhook(event("e5", "charge.refunded", status=PaymentStatus.REFUNDED,
+                                 provider_payment_id="pi_1"), "good")
+    await h.handle_webhook(event("e6", "refund.updated", status=None, provider_payment_id="pi_1",
+                                 refund_id=first.provider_refund_id, refund_status="failed"), "good")
+    assert store.payments[p.id].status == PaymentStatus.REFUNDED
+
+
 async def test_expire_due_expires_lapsed_open_sessions_only(env):
     h, store, gateway, clock = env
     lapsing = await h.create_session(session("a"))

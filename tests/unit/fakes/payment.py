@@ -98,6 +98,10 @@ class FakePaymentRepository:
             if r.provider_refund_id == provider_refund_id:
                 r.status, r.updated_at = status, now
 
+    async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
+        return sum(r.amount_minor for r in self.s.refunds.values()
+                   if r.payment_id == payment_id and r.status == "succeeded")
+
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
         due = [p for p in self.s.payments.values()
                if p.status == PaymentStatus.SUCCEEDED and p.settled_at is None and p.updated_at <= changed_before]
@@ -172,14 +176,17 @@ class FakeGateway:
             raise InvalidSignature("webhook signature is invalid or too old")
         e = json.loads(payload)
         return GatewayEvent(e["id"], e["type"], e.get("session_id"), e.get("provider_payment_id"),
-                            e.get("payment_id"), PaymentStatus(e["status"]) if e.get("status") else None, e)
+                            e.get("payment_id"), PaymentStatus(e["status"]) if e.get("status") else None, e,
+                            refund_id=e.get("refund_id"), refund_status=e.get("refund_status"))
 
 
 def event(id: str, type: str, *, status: PaymentStatus | None, payment_id: uuid.UUID | None = None,
-          session_id: str | None = None, provider_payment_id: str | None = None) -> bytes:
+          session_id: str | None = None, provider_payment_id: str | None = None, refund_id: str | None = None,
+          refund_status: str | None = None) -> bytes:
     return json.dumps({"id": id, "type": type, "status": status.value if status else None,
                        "payment_id": str(payment_id) if payment_id else None, "session_id": session_id,
-                       "provider_payment_id": provider_payment_id}).encode()
+                       "provider_payment_id": provider_payment_id, "refund_id": refund_id,
+                       "refund_status": refund_status}).encode()
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
