@@ -294,7 +294,8 @@ class Dashboard:
         if isinstance(principal, Response):
             return principal
         if not principal.can_read_clinic(clinic_id):
-            return problem(403, "CLINIC_FORBIDDEN", "not staff of this clinic", request=request)
+            # as every clinic-scoped call: a non-member learns nothing about the clinic
+            return problem(404, "CLINIC_NOT_FOUND", "clinic not found", request=request)
         if self.deps.clinic_feed is None:
             return problem(503, "NOT_CONFIGURED", "the edge has no clinic feed connection", request=request)
         log.info("clinic feed opened", extra={"fields": {"clinic_id": clinic_id, "after": after,
