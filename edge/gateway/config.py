@@ -14,6 +14,9 @@ Request path, in filter order (responses run through them in reverse)::
     Lua (gateway/problem.lua)   remembers method/path/request id; on the way back turns every 4xx/5xx
                                 into application/problem+json and a 200 to POST-create into 201
     local_ratelimit             token bucket shared by the listener → 429
+    jwt_authn                   on the protected routes (rules from the protos' method policy): the
+                                bearer token's signature (auth_svc's JWKS, fetched through the internal
+                                listener ``jwks_internal``), iss, aud, exp → 401 before the body is read
     buffer                      request body limit (64 KiB; 1 MiB on /webhooks/) → 413
     grpc_json_transcoder        REST → gRPC for MobileService (disabled on the HTTP-app routes);
                                 unknown REST routes → 404, unknown query params → 400

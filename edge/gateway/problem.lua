@@ -469,12 +469,13 @@ end
 
 -- Envoy's jwt_authn rejected the bearer token (its local reply: 401, text/plain, e.g. "Jwt is
 -- expired", "Jwt verification fails", with `www-authenticate: Bearer realm="<url>", error=...`):
--- the problem says TOKEN_EXPIRED or TOKEN_INVALID, as the BFF would.  "Jwks remote fetch is failed"
--- is no fault of the client: auth_svc's keys could not be fetched, 503 retry later.
+-- the problem says TOKEN_EXPIRED or TOKEN_INVALID, as the BFF would ("Jwks doesn't have key to
+-- match kid": a retired or foreign key, invalid too).  "Jwks remote fetch is failed" is no fault of
+-- the client: auth_svc's keys could not be fetched (yet), 503 AUTH_KEYS_UNAVAILABLE, retry later.
 local function jwt_problem(raw, meta)
   local text = raw:match("^[^\n]*") or ""
-  if text:find("^Jwks") then
-    return 503, "UNAVAILABLE", LOCAL_DETAILS[503]
+  if text:find("^Jwks") and text:find("fetch", 1, true) then
+    return 503, "AUTH_KEYS_UNAVAILABLE", "the keys that verify sign-ins are not available yet; retry later"
   end
   if text:find("expired", 1, true) then
     return 401, "TOKEN_EXPIRED", "the bearer token has expired; sign in again"

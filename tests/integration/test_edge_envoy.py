@@ -256,7 +256,11 @@ async def _poll(predicate, what: str, within: float = READY_TIMEOUT, interval: f
 
 
 def spawn_envoy(stack: StackSettings, **config: Any) -> EnvoyProcess:
-    """Envoy as `python -m edge.gateway` runs it (same argv), with the given build_config options."""
+    """Envoy as `python -m edge.gateway` runs it (same argv), with the given build_config options.
+    Envoy's own token check (jwt_authn) is off unless ``jwt`` is given: the fakes here take any
+    bearer token and there is no auth_svc to serve the keys (it is tested against a real auth_svc in
+    test_key_rotation.py and through the mesh in tests/e2e/test_auth_and_input.py)."""
+    config.setdefault("jwt", None)
     path = write_config(
         build_config(stack, **config), stack.home / "run" / "envoy.json"
     )
