@@ -429,7 +429,13 @@ end
 
 local function has_bearer(headers)
   local value = headers:get("authorization") or ""
-  return value:find("^[Bb][Ee][Aa][Rr][Ee][Rr] +[^ ]") ~= nil
+  local token = value:match("^[Bb][Ee][Aa][Rr][Ee][Rr] +([^ ].*)$")
+  if token and value:sub(1, 7) ~= "Bearer " or (token and value:sub(8, 8) == " ") then
+    -- the scheme is case-insensitive (RFC 9110) and the BFF reads it so; Envoy's jwt_authn looks for
+    -- exactly "Bearer <token>"
+    headers:replace("authorization", "Bearer " .. token)
+  end
+  return token ~= nil
 end
 
 local function creates(method, path)
