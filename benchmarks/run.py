@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,8 @@ def grpc_frame(message: bytes) -> bytes:
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
-def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: float) -> tuple[float, int] | None:
+def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: float,
+           headers: Sequence[str] = ()) -> tuple[float, int] | None:
     """(requests/s, requests done) measured by h2load (HTTP/2, or HTTP/1.1 for REST), None when h2load
     is missing."""
     exe = shutil.which("h2load")
@@ -163,6 +164,8 @@ def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: flo
             args += ["-d", body.name, "-H", "content-type: application/grpc", "-H", "te: trailers"]
         else:
             args += ["--h1"]
+        for header in headers:
+            args += ["-H", header]
         done = subprocess.run([*args, url], capture_output=True, text=True, timeout=duration + 60)
         out = done.stdout + done.stderr
     m = re.search(r"finished in [\d.]+\w*, ([\d.]+) req/s", out)
@@ -283,7 +286,31 @@ class Bench:
         edge, n = measured
         self.add(Figure("read via REST edge req/s", edge, "req/s", "same read direct over gRPC", direct,
                         target="ratio >= 0.7", detail={"cpu_ms_per_op": self.cpu.per_op(n)}))
+        await self.authenticated_read(edge)
         return rate
+
+    async def authenticated_read(self, public_rate: float) -> None:
+        """An owner's GET /v1/pets through the edge: the public read's path plus the bearer token's
+        verification (Envoy's jwt_authn, then the BFF's cached ValidateToken)."""
+        email, password = f"bench-reader-{uuid.uuid4().hex[:8]}@example.com", "bench-reader-pw"
+        async with httpx.AsyncClient(base_url=self.api_base, timeout=30) as http:
+            r = await http.post("/v1/auth/register", json={"email": email, "password": password, "name": "Reader"})
+            assert r.status_code in (200, 201), r.text
+            r = await http.post("/v1/auth/login", json={"email": email, "password": password})
+            assert r.status_code == 200, r.text
+            auth = f"Bearer {r.json()['access_token']}"
+            assert (await http.get("/v1/pets", headers={"authorization": auth})).status_code == 200
+        self.cpu.start()
+        measured = h2load(self.api_base + "/v1/pets", grpc_body=None, concurrency=self.p.concurrency,
+                          duration=self.p.duration, headers=[f"authorization: {auth}"])
+        if measured is None:
+            async with httpx.AsyncClient(base_url=self.api_base, timeout=20, headers={"authorization": auth},
+                                         limits=httpx.Limits(max_connections=self.p.concurrency)) as http:
+                n, _ = await closed_loop(lambda i: http.get("/v1/pets"), self.p.concurrency, self.p.duration)
+                measured = n / self.p.duration, n
+        rate, n = measured
+        self.add(Figure("authenticated read via REST edge (GET /v1/pets) req/s", rate, "req/s",
+                        "public read via REST edge", public_rate, detail={"cpu_ms_per_op": self.cpu.per_op(n)}))
 
     # -- 2. reserve throughput vs the database floor -------------------------------------------------
     def pgbench_floor(self) -> float:

@@ -10,9 +10,8 @@ import grpc
 
 from notif_worker.domain import Preferences
 from notif_worker.handlers import ClinicFeed, NotifyHandlers
-from petpro.authn import Authenticator
+from petpro.authn import Authenticator, require_clinic
 from petpro.convert import ts, uid
-from petpro.errors import PermissionDenied
 from petpro_api.notification.v1 import (
     clinic_feed_pb2,
     clinic_feed_pb2_grpc,
@@ -22,7 +21,7 @@ from petpro_api.notification.v1 import (
 
 
 class ClinicFeedServicer(clinic_feed_pb2_grpc.ClinicFeedServiceServicer):
-    """Authenticates the subscriber, checks clinic membership, then streams ``ClinicFeed.follow``."""
+    """Authenticates the subscriber, checks clinic membership (``require_clinic``), then streams ``ClinicFeed.follow``."""
 
     def __init__(self, feed: ClinicFeed, authn: Authenticator) -> None:
         self.feed = feed
@@ -34,8 +33,9 @@ class ClinicFeedServicer(clinic_feed_pb2_grpc.ClinicFeedServiceServicer):
     async def Subscribe(self, request: clinic_feed_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any],
                         ) -> AsyncIterator[clinic_feed_pb2.SubscribeResponse]:
         principal = await self.authn.principal(context)
-        if not principal.can_read_clinic(request.clinic_id):
-            raise PermissionDenied("not staff of this clinic", reason="CLINIC_FORBIDDEN")
+        # a non-member (another clinic's staff, an owner) is told NOT_FOUND, as on every clinic-scoped
+        # method: the clinic's existence is not revealed
+        require_clinic(principal, request.clinic_id)
         clinic = uid(request.clinic_id, "clinic_id")
         async with contextlib.aclosing(self.feed.follow(clinic, request.after_cursor)) as rows:
             async for row in rows:

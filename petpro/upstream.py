@@ -1,8 +1,13 @@
 """Calling another service: its errors keep their code, reason and field violations, so a NOT_FOUND
-deep in the mesh is still a 404 at the edge; INTERNAL/UNKNOWN become UNAVAILABLE without details."""
+deep in the mesh is still a 404 at the edge.  A server fault upstream (INTERNAL, UNKNOWN, DATA_LOSS,
+UNIMPLEMENTED) stays a server fault: INTERNAL with a generic message naming the request id (500 at
+the edge), its own text logged with that id, never shown; it is not UNAVAILABLE, which tells a client
+to retry.  Only CANCELLED (the upstream gave up on the call) joins UNAVAILABLE/DEADLINE_EXCEEDED as
+"retry later"."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -10,9 +15,14 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from petpro import telemetry
 from petpro.errors import DomainError, FieldViolation, Kind
 
 R = TypeVar("R")
+log = logging.getLogger("petpro.upstream")
+
+# gRPC codes that are no Kind of their own: a server fault, or (CANCELLED) a call to retry
+_SERVER_FAULTS = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "UNIMPLEMENTED"})
 
 
 class UpstreamError(DomainError):
@@ -26,8 +36,14 @@ class UpstreamError(DomainError):
 
 def from_rpc_error(err: grpc.aio.AioRpcError) -> UpstreamError:
     code = err.code()
-    if code.name not in Kind.__members__:
-        return UpstreamError("an internal service failed; try again", Kind.UNAVAILABLE,
+    if code.name in _SERVER_FAULTS:
+        rid = telemetry.request_id_var.get()
+        log.error("upstream internal error", extra={"fields": {
+            "request_id": rid, "code": code.name, "upstream_message": err.details() or ""}})
+        return UpstreamError(f"internal error (request id {rid})" if rid else "internal error", Kind.INTERNAL,
+                             reason="INTERNAL")
+    if code.name not in Kind.__members__:  # CANCELLED
+        return UpstreamError("an internal service gave up on the call; retry", Kind.UNAVAILABLE,
                              reason="UPSTREAM_UNAVAILABLE")
     reason, domain, violations, meta = code.name, "", [], {}
     status = rpc_status.from_call(err)

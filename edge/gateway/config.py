@@ -14,6 +14,9 @@ Request path, in filter order (responses run through them in reverse)::
     Lua (gateway/problem.lua)   remembers method/path/request id; on the way back turns every 4xx/5xx
                                 into application/problem+json and a 200 to POST-create into 201
     local_ratelimit             token bucket shared by the listener → 429
+    jwt_authn                   on the protected routes (rules from the protos' method policy): the
+                                bearer token's signature (auth_svc's JWKS, fetched through the internal
+                                listener ``jwks_internal``), iss, aud, exp → 401 before the body is read
     buffer                      request body limit (64 KiB; 1 MiB on /webhooks/) → 413
     grpc_json_transcoder        REST → gRPC for MobileService (disabled on the HTTP-app routes);
                                 unknown REST routes → 404, unknown query params → 400
@@ -55,6 +58,7 @@ from edge.gateway.routes import (
     RestRoute,
     created_patterns,
     protected_patterns,
+    protected_regexes,
 )
 from petpro.settings import StackSettings
 
@@ -67,6 +71,7 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.config.core.v3 import (
         Address,
         DataSource,
+        EnvoyInternalAddress,
         HeaderValue,
         HeaderValueOption,
         HeaderValueOptionHeaderAppendAction,
@@ -78,18 +83,26 @@ with warnings.catch_warnings():
         RuntimeFractionalPercent,
         SocketAddress,
         SubstitutionFormatString,
+        TypedExtensionConfig,
     )
+    from envoy_data_plane.envoy.config.core.v3 import RetryPolicy as CoreRetryPolicy
     from envoy_data_plane.envoy.config.endpoint.v3 import (
         ClusterLoadAssignment,
         Endpoint,
         LbEndpoint,
         LocalityLbEndpoints,
     )
-    from envoy_data_plane.envoy.config.listener.v3 import Filter, FilterChain, Listener
+    from envoy_data_plane.envoy.config.listener.v3 import (
+        Filter,
+        FilterChain,
+        Listener,
+        ListenerInternalListenerConfig,
+    )
     from envoy_data_plane.envoy.config.overload.v3 import OverloadManager, ResourceMonitor
     from envoy_data_plane.envoy.config.route.v3 import (
         DirectResponseAction,
         FilterConfig,
+        HeaderMatcher,
         RateLimitAction,
         RateLimitActionRemoteAddress,
         RateLimitActionRequestHeaders,
@@ -103,6 +116,7 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.config.route.v3 import RateLimit as RouteRateLimit
     from envoy_data_plane.envoy.config.trace.v3 import OpenTelemetryConfig, TracingHttp
     from envoy_data_plane.envoy.extensions.access_loggers.stream.v3 import StdoutAccessLog
+    from envoy_data_plane.envoy.extensions.bootstrap.internal_listener.v3 import InternalListener
     from envoy_data_plane.envoy.extensions.common.ratelimit.v3 import (
         LocalRateLimitDescriptor,
         RateLimitDescriptorEntry,
@@ -112,6 +126,15 @@ with warnings.catch_warnings():
         GrpcJsonTranscoder,
         GrpcJsonTranscoderPrintOptions,
         GrpcJsonTranscoderRequestValidationOptions,
+    )
+    from envoy_data_plane.envoy.extensions.filters.http.jwt_authn.v3 import (
+        JwksAsyncFetch,
+        JwtAuthentication,
+        JwtHeader,
+        JwtProvider,
+        JwtRequirement,
+        RemoteJwks,
+        RequirementRule,
     )
     from envoy_data_plane.envoy.extensions.filters.http.local_ratelimit.v3 import LocalRateLimit
     from envoy_data_plane.envoy.extensions.filters.http.lua.v3 import Lua
@@ -133,6 +156,7 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.extensions.upstreams.http.v3 import (
         HttpProtocolOptionsExplicitHttpConfig,
     )
+    from envoy_data_plane.envoy.type.matcher.v3 import RegexMatcher, StringMatcher
     from envoy_data_plane.envoy.type.v3 import (
         FractionalPercent,
         FractionalPercentDenominatorType,
@@ -156,11 +180,19 @@ ERROR_DOMAIN = "edge.petpro.dev"
 F_LUA = "envoy.filters.http.lua"
 F_RATELIMIT = "envoy.filters.http.local_ratelimit"
 F_BUFFER = "envoy.filters.http.buffer"
+F_JWT = "envoy.filters.http.jwt_authn"
 F_TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 F_ROUTER = "envoy.filters.http.router"
 
 CLUSTER_GRPC = "edge_grpc"
 CLUSTER_HTTP = "edge_http"
+# jwt_authn fetches the JWKS from an Envoy internal listener (no port, not reachable from outside,
+# not behind the public listener's rate limit) that transcodes GET /.well-known/jwks.json to
+# AuthService.GetJwks, exactly as the public route does
+CLUSTER_JWKS = "jwks_internal"
+JWKS_LISTENER = "jwks_internal"
+JWKS_PATH = "/.well-known/jwks.json"
+JWT_PROVIDER = "petpro_auth"
 
 # One JSON object per request on stdout.  `method`/`path` are what the client sent (the transcoder
 # rewrites them to POST /<service>/<method>: `upstream_path`).
@@ -220,6 +252,23 @@ class Tracing:
 
 
 CLUSTER_OTLP = "otlp_collector"
+
+
+@dataclass(frozen=True)
+class JwtAuth:
+    """Envoy verifies access tokens itself (``jwt_authn``) on every protected REST route, before the
+    transcoder reads the body: signature (EdDSA/Ed25519 keys from auth_svc's JWKS), ``iss``, ``aud``,
+    ``exp``.  A forged or expired token is 401 there, whatever the body.  The BFF still validates
+    every token with auth_svc (revocation).  ``issuer``/``audience`` must be auth_svc's
+    (``AUTH_ISSUER``/``AUTH_AUDIENCE``).  The JWKS is refetched every ``cache_seconds``: Envoy has no
+    refetch on an unknown ``kid``, so a token signed with a key rotated in less than that ago can be
+    refused at the edge until the next fetch (the retried request then passes)."""
+
+    issuer: str = "petpro-auth"
+    audience: str = "petpro"
+    cache_seconds: int = 5
+    clock_skew_seconds: int = 30
+    fetch_timeout: float = 2.0
 
 
 def tracing_from_env(environ: Mapping[str, str]) -> Tracing | None:
@@ -459,6 +508,104 @@ def _percent_100() -> RuntimeFractionalPercent:
     )
 
 
+def _jwt_filter(jwt: JwtAuth, routes: Sequence[RestRoute]) -> HttpFilter:
+    """jwt_authn with one rule per protected binding (HTTP method + the path as RE2; one alternation
+    per method would exceed RE2's default program size).  The routes cannot carry the requirement:
+    before the transcoder a REST path matches no route of its own, only the catch-all.  A bearer
+    token is required there; the Lua filter answered a request without one already (TOKEN_MISSING)."""
+    rules = [
+        RequirementRule(
+            match=RouteMatch(
+                safe_regex=RegexMatcher(regex=regex),
+                headers=[HeaderMatcher(name=":method", string_match=StringMatcher(exact=method))],
+            ),
+            requires=JwtRequirement(provider_name=JWT_PROVIDER),
+        )
+        for method, regex in protected_regexes(routes)
+    ]
+    provider = JwtProvider(
+        issuer=jwt.issuer,
+        audiences=[jwt.audience],
+        require_expiration=True,
+        clock_skew_seconds=jwt.clock_skew_seconds,
+        remote_jwks=RemoteJwks(
+            http_uri=HttpUri(uri=f"http://jwks.internal{JWKS_PATH}", cluster=CLUSTER_JWKS,
+                             timeout=_seconds(jwt.fetch_timeout)),
+            cache_duration=_seconds(jwt.cache_seconds),
+            # fetched in the background from the start, then again every cache_duration; a failed
+            # fetch is retried every second.  fast_listener: the listener does not wait for it (the
+            # internal listener it comes through would not be up before it: Envoy's start hangs);
+            # until the keys are there a protected route answers 503 retry later (problem.lua)
+            async_fetch=JwksAsyncFetch(fast_listener=True, failed_refetch_duration=_seconds(1)),
+            retry_policy=CoreRetryPolicy(num_retries=2),
+        ),
+        from_headers=[JwtHeader(name="authorization", value_prefix="Bearer ")],
+        forward=True,  # the BFF validates the token again (revocation)
+    )
+    return HttpFilter(name=F_JWT, typed_config=PbAny.pack(JwtAuthentication(
+        providers={JWT_PROVIDER: provider}, rules=rules, stat_prefix="edge_jwt")))
+
+
+def _auth_descriptor_set(descriptor: bytes) -> bytes:
+    """The transcoder's descriptor set cut down to AuthService's file and its imports."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor)
+    files = {f.name: f for f in fds.file}
+    package, _, name = AUTH_SERVICE.rpartition(".")
+    root = next(f.name for f in fds.file if f.package == package and any(s.name == name for s in f.service))
+    keep: set[str] = set()
+    todo = [root]
+    while todo:
+        n = todo.pop()
+        if n not in keep:
+            keep.add(n)
+            todo += list(files[n].dependency)
+    out = descriptor_pb2.FileDescriptorSet(file=[f for f in fds.file if f.name in keep])
+    return out.SerializeToString(deterministic=True)
+
+
+def _jwks_listener(descriptor: bytes, auth_cluster: str, timeout: float) -> Listener:
+    """The internal listener jwt_authn fetches the JWKS from (GET /.well-known/jwks.json →
+    AuthService.GetJwks, nothing else)."""
+    hcm = HttpConnectionManager(
+        stat_prefix="jwks_internal",
+        codec_type=HttpConnectionManagerCodecType.AUTO,
+        route_config=RouteConfiguration(name="jwks_internal", virtual_hosts=[VirtualHost(
+            name="jwks_internal", domains=["*"],
+            routes=[
+                Route(name="grpc/jwks", match=RouteMatch(path=f"/{AUTH_SERVICE}/GetJwks"),
+                      route=RouteAction(cluster=auth_cluster, timeout=_seconds(timeout))),
+                Route(name="not_found", match=RouteMatch(prefix="/"),
+                      direct_response=DirectResponseAction(status=404)),
+            ],
+        )]),
+        http_filters=[
+            HttpFilter(name=F_TRANSCODER, typed_config=PbAny.pack(GrpcJsonTranscoder(
+                proto_descriptor_bin=_auth_descriptor_set(descriptor), services=[AUTH_SERVICE],
+                print_options=GrpcJsonTranscoderPrintOptions(preserve_proto_field_names=True),
+                request_validation_options=GrpcJsonTranscoderRequestValidationOptions(reject_unknown_method=True),
+            ))),
+            HttpFilter(name=F_ROUTER, typed_config=PbAny.pack(Router())),
+        ],
+    )
+    return Listener(
+        name=JWKS_LISTENER,
+        internal_listener=ListenerInternalListenerConfig(),
+        filter_chains=[FilterChain(filters=[Filter(name="envoy.filters.network.http_connection_manager",
+                                                   typed_config=PbAny.pack(hcm))])],
+    )
+
+
+def _internal_cluster(name: str, listener: str, connect_timeout: float) -> Cluster:
+    return Cluster(
+        name=name,
+        type=ClusterDiscoveryType.STATIC,
+        connect_timeout=_seconds(connect_timeout),
+        load_assignment=ClusterLoadAssignment(cluster_name=name, endpoints=[LocalityLbEndpoints(lb_endpoints=[
+            LbEndpoint(endpoint=Endpoint(address=Address(
+                envoy_internal_address=EnvoyInternalAddress(server_listener_name=listener))))])]),
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # the bootstrap
 # --------------------------------------------------------------------------------------------------
@@ -485,6 +632,7 @@ def build_config(
     access_log: bool = True,
     max_connections: int = 10_000,
     tracing: Tracing | None = None,
+    jwt: JwtAuth | None = JwtAuth(),
 ) -> dict[str, Any]:
     """Envoy v3 bootstrap (JSON-ready dict) for the edge of ``stack``.
 
@@ -493,7 +641,8 @@ def build_config(
     ``stack.host:port("edge_http")``; ``upstreams`` overrides where a transcoded service lives
     (``{BOOKING_SERVICE: ("booking", 7402)}``).  ``source`` is the gen/ tree with the gateway's
     build outputs (default: the installed gen/); the transcoder's descriptor set is embedded into
-    the config, so the file is self-contained.
+    the config, so the file is self-contained.  ``jwt`` (None: off) makes Envoy verify the bearer
+    token of every protected route before the body is read (:class:`JwtAuth`).
     """
     host = stack.host
     listen_host = listen_host or host
@@ -511,8 +660,9 @@ def build_config(
 
     rpc_routes = [r for r in outputs.load_routes(source) if r.service in services]
 
+    descriptor = (outputs.envoy_dir(source) / outputs.TRANSCODER_NAME).read_bytes()
     transcoder = GrpcJsonTranscoder(
-        proto_descriptor_bin=(outputs.envoy_dir(source) / outputs.TRANSCODER_NAME).read_bytes(),
+        proto_descriptor_bin=descriptor,
         services=list(services),
         convert_grpc_status=True,
         print_options=GrpcJsonTranscoderPrintOptions(
@@ -586,6 +736,10 @@ def build_config(
                 ),
             )
         )
+    jwt_on = jwt is not None and AUTH_SERVICE in services
+    if jwt_on:
+        assert jwt is not None
+        http_filters.append(_jwt_filter(jwt, rpc_routes))
     http_filters += [
         HttpFilter(name=F_BUFFER, typed_config=PbAny.pack(Buffer(max_request_bytes=max_request_bytes))),
         HttpFilter(name=F_TRANSCODER, typed_config=PbAny.pack(transcoder)),
@@ -633,8 +787,21 @@ def build_config(
         hcm.request_id_extension = RequestIdExtension(typed_config=PbAny.pack(
             UuidRequestIdConfig(pack_trace_reason=False, use_request_id_for_trace_sampling=False)))
 
+    listeners = [
+        Listener(
+            name="edge",
+            address=_socket(listen_host, listen_port),
+            filter_chains=[FilterChain(filters=[Filter(name="envoy.filters.network.http_connection_manager",
+                                                       typed_config=PbAny.pack(hcm))])],
+        )
+    ]
+    if jwt_on:
+        listeners.append(_jwks_listener(descriptor, clusters[AUTH_SERVICE], route_timeout))
+
     bootstrap = Bootstrap(
         admin=Admin(address=_socket(host, admin_port)),
+        bootstrap_extensions=[TypedExtensionConfig(
+            name="envoy.bootstrap.internal_listener", typed_config=PbAny.pack(InternalListener()))] if jwt_on else [],
         # a cap on downstream connections (an edge without one is open to connection floods)
         overload_manager=OverloadManager(
             resource_monitors=[
@@ -647,27 +814,13 @@ def build_config(
             ]
         ),
         static_resources=BootstrapStaticResources(
-            listeners=[
-                Listener(
-                    name="edge",
-                    address=_socket(listen_host, listen_port),
-                    filter_chains=[
-                        FilterChain(
-                            filters=[
-                                Filter(
-                                    name="envoy.filters.network.http_connection_manager",
-                                    typed_config=PbAny.pack(hcm),
-                                )
-                            ]
-                        )
-                    ],
-                )
-            ],
+            listeners=listeners,
             clusters=[
                 *(_cluster(clusters[svc], *where[svc], http2=True, connect_timeout=1.0) for svc in services),
                 _cluster(CLUSTER_HTTP, http_host, http_port, http2=False, connect_timeout=1.0),
                 *([_cluster(CLUSTER_OTLP, tracing.host, tracing.port, http2=False, connect_timeout=1.0)]
                   if tracing is not None else []),
+                *([_internal_cluster(CLUSTER_JWKS, JWKS_LISTENER, connect_timeout=1.0)] if jwt_on else []),
             ],
         ),
     )
@@ -695,5 +848,5 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "RateLimit", "Tracing", "build_config", "tracing_from_env",
+__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "JwtAuth", "RateLimit", "Tracing", "build_config", "tracing_from_env",
            "write_config"]

@@ -12,7 +12,9 @@ Options (env, prefix ``EDGE_ENVOY_``): ``LISTEN_HOST`` (default the stack host),
 off), ``RATE_LIMIT_PER_SECOND`` (1000) — the listener-wide ceiling —, per client address
 ``RATE_LIMIT_PER_CLIENT_BURST`` (200) / ``RATE_LIMIT_PER_CLIENT_PER_SECOND`` (100), per bearer token
 ``RATE_LIMIT_PER_TOKEN_BURST`` (100) / ``RATE_LIMIT_PER_TOKEN_PER_SECOND`` (50), ``LOG_LEVEL`` (warn),
-``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path of envoy).  Upstream overrides
+``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path of envoy), ``JWT`` (true:
+Envoy verifies bearer tokens on protected routes), ``JWKS_CACHE_SECONDS`` (5).  The tokens' issuer and
+audience are auth_svc's own settings, read from the same ``AUTH_ISSUER``/``AUTH_AUDIENCE``.  Upstream overrides
 as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` (host:port).
 
 ``python -m edge.gateway render [--out FILE]`` writes the config (stdout without ``--out``) from the
@@ -55,6 +57,8 @@ class EnvoySettings(BaseSettings):
     concurrency: int = Field(default=1, ge=1)
     log_flush_ms: int = Field(default=1000, ge=1, description="access-log flush interval (Envoy: 10 s)")
     binary: str | None = None
+    jwt: bool = True
+    jwks_cache_seconds: int = Field(default=5, ge=1)
 
 
 def envoy_binary(explicit: str | None = None) -> str:
@@ -104,6 +108,7 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         BOOKING_SERVICE,
         CLINIC_ADMIN_SERVICE,
         CLINIC_STAFF_SERVICE,
+        JwtAuth,
         RateLimit,
         build_config,
         tracing_from_env,
@@ -130,6 +135,9 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
             per_token_burst=settings.rate_limit_per_token_burst,
             per_token_tokens_per_fill=settings.rate_limit_per_token_per_second),
         tracing=tracing_from_env(os.environ),  # Envoy's own spans when an OTLP collector is configured
+        jwt=JwtAuth(issuer=os.environ.get("AUTH_ISSUER") or JwtAuth.issuer,
+                    audience=os.environ.get("AUTH_AUDIENCE") or JwtAuth.audience,
+                    cache_seconds=settings.jwks_cache_seconds) if settings.jwt else None,
     )
 
 

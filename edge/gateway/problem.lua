@@ -429,7 +429,13 @@ end
 
 local function has_bearer(headers)
   local value = headers:get("authorization") or ""
-  return value:find("^[Bb][Ee][Aa][Rr][Ee][Rr] +[^ ]") ~= nil
+  local token = value:match("^[Bb][Ee][Aa][Rr][Ee][Rr] +([^ ].*)$")
+  if token and value:sub(1, 7) ~= "Bearer " or (token and value:sub(8, 8) == " ") then
+    -- the scheme is case-insensitive (RFC 9110) and the BFF reads it so; Envoy's jwt_authn looks for
+    -- exactly "Bearer <token>"
+    headers:replace("authorization", "Bearer " .. token)
+  end
+  return token ~= nil
 end
 
 local function creates(method, path)
@@ -467,6 +473,30 @@ function envoy_on_request(request_handle)
   md:set(MD, "request_id", headers:get("x-request-id") or "")
 end
 
+-- Envoy's jwt_authn rejected the bearer token (its local reply: 401, text/plain, e.g. "Jwt is
+-- expired", "Jwt verification fails", with `www-authenticate: Bearer realm="<url>", error=...`):
+-- the problem says TOKEN_EXPIRED or TOKEN_INVALID, as the BFF would ("Jwks doesn't have key to
+-- match kid": a retired or foreign key, invalid too).  "Jwks remote fetch is failed" is no fault of
+-- the client: auth_svc's keys could not be fetched (yet), 503 AUTH_KEYS_UNAVAILABLE, retry later.
+local function jwt_problem(raw, meta)
+  local text = raw:match("^[^\n]*") or ""
+  if text:find("^Jwks") and text:find("fetch", 1, true) then
+    return 503, "AUTH_KEYS_UNAVAILABLE", "the keys that verify sign-ins are not available yet; retry later"
+  end
+  if text:find("expired", 1, true) then
+    return 401, "TOKEN_EXPIRED", "the bearer token has expired; sign in again"
+  end
+  return 401, "TOKEN_INVALID", "the bearer token is not valid"
+end
+
+-- (jwt_authn answers 403 to a token whose audience is not ours; for the client that is a token not
+-- valid here, like any other: 401)
+local function jwt_rejection(headers, status, content_type)
+  if (status ~= 401 and status ~= 403) or content_type:find("json", 1, true) then return false end
+  local www = headers:get("www-authenticate") or ""
+  return www:find("^Bearer realm=") ~= nil
+end
+
 function envoy_on_response(response_handle)
   local headers = response_handle:headers()
   local status = tonumber(headers:get(":status")) or 0
@@ -488,20 +518,39 @@ function envoy_on_response(response_handle)
   if content_type:find("application/problem+json", 1, true) then
     return -- already shaped (the edge HTTP app speaks problem+json itself)
   end
+  local from_jwt = jwt_rejection(headers, status, content_type)
   local body = response_handle:body(true)
   local raw = ""
   if body and body:length() > 0 then
     raw = body:getBytes(0, body:length())
   end
-  local new_status, out, retry_after = build_problem(status, content_type, raw, meta)
+  local new_status, out, retry_after
+  if from_jwt then
+    local reason, detail
+    new_status, reason, detail = jwt_problem(raw, meta)
+    out = encode_object({
+      { "type", TYPE_BASE .. reason:lower():gsub("_", "-") }, { "title", TITLES[new_status] or "Unauthorized" },
+      { "status", new_status }, { "detail", detail }, { "instance", str(meta.path) }, { "reason", reason },
+      { "domain", DOMAIN }, { "violations", {} }, { "request_id", str(meta.request_id) },
+    })
+  else
+    new_status, out, retry_after = build_problem(status, content_type, raw, meta)
+  end
   body:setBytes(out)
   -- wrappers taken before body() are dead once the script resumed with the full body
   headers = response_handle:headers()
   headers:replace(":status", tostring(new_status))
   headers:replace("content-type", "application/problem+json")
   headers:replace("content-length", tostring(#out))
+  local reason = out:match('"reason":"([^"]*)"')
+  if reason == "TOKEN_INVALID" or reason == "TOKEN_EXPIRED" then
+    -- RFC 6750 §3.1, the same whether Envoy or the BFF refused the token (no realm: it named the URL)
+    headers:replace("www-authenticate", 'Bearer error="invalid_token"')
+  elseif new_status ~= 401 then
+    headers:remove("www-authenticate")
+  end
   if retry_after then
     headers:replace("retry-after", retry_after) -- e.g. a throttled login (RESOURCE_EXHAUSTED)
   end
-  response_handle:streamInfo():dynamicMetadata():set(MD, "reason", (out:match('"reason":"([^"]*)"')))
+  response_handle:streamInfo():dynamicMetadata():set(MD, "reason", reason)
 end

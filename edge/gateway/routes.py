@@ -60,6 +60,16 @@ class RestRoute:
         out.append(_lua_escape(self.http_path[pos:]))
         return "^" + "".join(out) + "$"
 
+    def path_regex(self) -> str:
+        """The same template as a RE2 regex matching the whole path (Envoy's ``safe_regex``)."""
+        out, pos = [], 0
+        for m in _VAR.finditer(self.http_path):
+            out.append(re.escape(self.http_path[pos : m.start()]))
+            out.append(".+" if (m.group(2) or "").endswith("**") else "[^/]+")
+            pos = m.end()
+        out.append(re.escape(self.http_path[pos:]))
+        return "".join(out)
+
 
 def _lua_escape(text: str) -> str:
     return re.sub(r"([\^$()%.\[\]*+\-?])", r"%\1", text)
@@ -108,5 +118,10 @@ def protected_patterns(routes: Sequence[RestRoute]) -> list[tuple[str, str]]:
     return sorted({(r.http_method, r.path_pattern()) for r in routes if not r.public})
 
 
+def protected_regexes(routes: Sequence[RestRoute]) -> list[tuple[str, str]]:
+    """(HTTP method, RE2 path regex) of the same bindings: where Envoy's jwt_authn verifies the token."""
+    return sorted({(r.http_method, r.path_regex()) for r in routes if not r.public})
+
+
 __all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "TRANSCODED_SERVICES", "RestRoute", "created_patterns",
-           "protected_patterns", "route_table"]
+           "protected_patterns", "protected_regexes", "route_table"]

@@ -43,6 +43,7 @@ from edge.web.deps import HttpDeps
 from edge.web.docs import Docs
 from edge.web.problem import problem, rpc_problem
 from petpro import telemetry
+from petpro.errors import Kind
 
 log = logging.getLogger("edge.http")
 
@@ -88,6 +89,8 @@ def stripe_webhook(handle: HandleWebhook) -> Callable[[Request], Awaitable[Respo
             return rpc_problem(request, result.error, 400)
         if result.outcome is Outcome.RETRY:
             assert result.error is not None
+            if result.error.kind is Kind.INTERNAL:  # a server fault, not an outage (the sender retries a 500 too)
+                return rpc_problem(request, result.error, 500)
             return rpc_problem(request, result.error, 503, _RETRY_DETAIL[result.step])
         event = result.event
         assert event is not None

@@ -90,10 +90,10 @@ EVENT_NAMES = {
 RESUBSCRIBE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                          grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
 # token validation failures → HTTP status of the problem: a token AuthService cannot read or find is
-# a sign-in problem (401), not a bad request (the stream's own refusals use the one status table)
+# a sign-in problem (401), not a bad request; any other failure takes the one status table
+# (edge.gateway.status: UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500, RESOURCE_EXHAUSTED 429)
 _TOKEN_HTTP = {
     Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 401, Kind.NOT_FOUND: 401,
-    Kind.UNAVAILABLE: 503, Kind.DEADLINE_EXCEEDED: 503, Kind.RESOURCE_EXHAUSTED: 429,
 }
 
 SECURITY_HEADERS = {
@@ -196,11 +196,13 @@ class Dashboard:
         try:
             return await self.authn.validate(token)
         except UpstreamError as err:
-            status = _TOKEN_HTTP.get(err.kind, 503)
+            status = _TOKEN_HTTP.get(err.kind) or http_status(err.kind.name)
             if status == 401:
                 return _unauthenticated(request, err.reason if err.kind == Kind.UNAUTHENTICATED else "TOKEN_INVALID",
                                         err.message or "the token is not valid")
-            return problem(status, err.reason, "the sign-in service is not available; retry", request=request)
+            if err.kind in (Kind.UNAVAILABLE, Kind.DEADLINE_EXCEEDED):
+                return problem(status, err.reason, "the sign-in service is not available; retry", request=request)
+            return problem(status, err.reason, err.message, request=request)  # INTERNAL: the generic text
 
     async def me(self, request: Request) -> Response:
         token = _bearer(request)
@@ -214,6 +216,8 @@ class Dashboard:
         except grpc.aio.AioRpcError as exc:
             err = from_rpc_error(exc)
             log.warning("clinic lookup failed", extra={"fields": {"code": exc.code().name, "reason": err.reason}})
+            if err.kind is Kind.INTERNAL:
+                return problem(500, "INTERNAL", err.message, request=request)
             return problem(503, "UPSTREAM_UNAVAILABLE", "the clinic directory is not available; retry",
                            request=request)
         clinics = sorted((c for c in found if c is not None), key=lambda c: (c["name"].lower(), c["clinic_id"]))
@@ -294,7 +298,8 @@ class Dashboard:
         if isinstance(principal, Response):
             return principal
         if not principal.can_read_clinic(clinic_id):
-            return problem(403, "CLINIC_FORBIDDEN", "not staff of this clinic", request=request)
+            # as every clinic-scoped call: a non-member learns nothing about the clinic
+            return problem(404, "CLINIC_NOT_FOUND", "clinic not found", request=request)
         if self.deps.clinic_feed is None:
             return problem(503, "NOT_CONFIGURED", "the edge has no clinic feed connection", request=request)
         log.info("clinic feed opened", extra={"fields": {"clinic_id": clinic_id, "after": after,

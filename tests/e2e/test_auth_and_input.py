@@ -56,6 +56,46 @@ async def test_missing_malformed_forged_none_and_expired_tokens_are_401(api: Api
         assert await _status(api, token) == (401, reason), token
 
 
+def _forged_and_expired(api: Api, token: str) -> dict[str, str]:
+    """Well-formed tokens the edge must refuse: signed by a stranger's key under the mesh key's kid,
+    signed by the mesh key but expired, and one with alg none."""
+    claims, kid = _claims(token), jwt.get_unverified_header(token)["kid"]
+    signing = keys.key_files(api.stack.ctx.home / "keys" / "auth-signing")[-1]
+    mesh_key = serialization.load_pem_private_key(signing.read_bytes(), password=None)
+    now = int(time.time())
+    return {
+        jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": kid}): "TOKEN_INVALID",
+        jwt.encode({**claims, "iat": now - 3600, "exp": now - 120}, mesh_key, algorithm="EdDSA",
+                   headers={"kid": kid}): "TOKEN_EXPIRED",
+        jwt.encode({**claims, "aud": "someone-else"}, mesh_key, algorithm="EdDSA", headers={"kid": kid}): "TOKEN_INVALID",
+        f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.": "TOKEN_INVALID",
+    }
+
+
+async def test_a_forged_or_expired_token_is_401_before_the_body_is_read(api: Api):
+    """Envoy verifies the token itself (jwt_authn, before the transcoder): a forged or expired token
+    with a body that is not even JSON is a 401, not the transcoder's 400 (nothing about the schema)."""
+    user = await api.user()
+    bad_body = b'{"name": 12, "species": ['
+    for token, reason in _forged_and_expired(api, user.token).items():
+        for method, path in (("POST", "/v1/pets"), ("POST", "/v1/bookings"), ("PATCH", "/v1/me/notification-preferences")):
+            r = await api.c.request(method, path, content=bad_body, headers={
+                "Authorization": f"Bearer {token}", "content-type": "application/json"})
+            assert r.status_code == 401, (reason, path, r.text)
+            assert r.headers["content-type"].startswith("application/problem+json")
+            assert r.json()["reason"] == reason, (path, r.text)
+            assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+            assert "Jwt" not in r.text and "realm" not in r.text  # Envoy's own words are not shown
+    # a valid token still reaches the transcoder (400 naming the problem), and public routes ignore tokens
+    r = await api.c.post("/v1/pets", content=bad_body, headers={**user.auth, "content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    r = await api.c.get("/v1/pets", headers={"Authorization": f"bearer  {user.token}"})  # the scheme's case is free
+    assert r.status_code == 200, r.text
+    forged = next(iter(_forged_and_expired(api, user.token)))
+    r = await api.c.get("/v1/clinics", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 200, r.text
+
+
 async def test_refresh_rotates_and_a_reused_refresh_token_ends_the_session(api: Api):
     email = f"r-{uuid.uuid4().hex[:8]}@example.com"
     await api.c.post("/v1/auth/register", json={"email": email, "password": "correct-horse", "name": "R"})

@@ -269,3 +269,18 @@ async def test_broker_restart_during_confirmations_loses_no_event(api: Api):
     for o, _, booking_id in confirmed:
         mails = mails_to(api.stack, o.email)
         assert [m.message["X-PetPro-Booking-Id"] for m in mails] == [booking_id]
+
+
+async def test_clinic_feed_of_another_clinic_is_not_found_as_on_the_rest_api(api: Api):
+    """Staff of one clinic subscribing to another's feed get NOT_FOUND, as its REST management calls
+    answer 404 (petpro.authn.require_clinic): the other clinic's existence is not revealed."""
+    token = await staff_token(api, "staff@fluffycuts.example", "fluffycuts-demo")
+    rest = await api.c.get(f"/v1/clinics/{HAPPY_PAWS}/bookings", headers={"Authorization": f"Bearer {token}"},
+                           params={"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z"})
+    assert (rest.status_code, rest.json()["reason"]) == (404, "CLINIC_NOT_FOUND"), rest.text
+    async with grpc.aio.insecure_channel(api.stack.address("notif")) as ch:
+        call = clinic_feed_pb2_grpc.ClinicFeedServiceStub(ch).Subscribe(
+            clinic_feed_pb2.SubscribeRequest(clinic_id=HAPPY_PAWS), metadata=(("authorization", f"Bearer {token}"),))
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call.read()
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -158,6 +158,9 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
                    timeout=120)
     config = json.loads(out.read_text())
     clusters = {c["name"]: c for c in config["staticResources"]["clusters"]}
+    jwks = clusters.pop("jwks_internal")  # Envoy's internal listener for jwt_authn's JWKS: no host, no port
+    assert jwks["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"] == {
+        "envoyInternalAddress": {"serverListenerName": "jwks_internal"}}
     endpoints = {name: c["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
                  for name, c in clusters.items()}
     assert {name: (a["address"], a["portValue"]) for name, a in endpoints.items()} == {
@@ -171,3 +174,47 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
     assert (listener["address"], listener["portValue"]) == ("0.0.0.0", 18480)
     routes, _ = _routes_of(config)
     assert routes[f"grpc/{MOBILE_SERVICE}/ListPets"]["route"]["timeout"] == "7s"
+
+
+def test_envoy_verifies_tokens_on_exactly_the_protected_routes_before_the_body_is_read() -> None:
+    """jwt_authn: auth_svc's issuer and audience, its JWKS through the internal listener (GetJwks
+    only), the token forwarded to the BFF, one rule per non-public binding, placed before the body
+    buffer and the transcoder."""
+    from auth_svc.server import AuthSettings
+    from edge.gateway.config import JwtAuth
+    from edge.gateway.routes import protected_regexes
+
+    config = build_config(StackSettings(port_base=18400))
+    hcm = config["staticResources"]["listeners"][0]["filterChains"][0]["filters"][0]["typedConfig"]
+    names = [f["name"] for f in hcm["httpFilters"]]
+    assert names.index("envoy.filters.http.lua") < names.index("envoy.filters.http.jwt_authn") < names.index(
+        "envoy.filters.http.buffer") < names.index("envoy.filters.http.grpc_json_transcoder")
+    jwt = next(f for f in hcm["httpFilters"] if f["name"] == "envoy.filters.http.jwt_authn")["typedConfig"]
+    [provider] = jwt["providers"].values()
+    settings = AuthSettings()
+    assert (provider["issuer"], provider["audiences"]) == (settings.issuer, [settings.audience])
+    assert (JwtAuth.issuer, JwtAuth.audience) == (settings.issuer, settings.audience)
+    assert provider["forward"] is True and provider["requireExpiration"] is True
+    assert provider["remoteJwks"]["httpUri"]["cluster"] == "jwks_internal"
+    assert provider["remoteJwks"]["cacheDuration"] == "5s" and provider["remoteJwks"]["asyncFetch"]["fastListener"]
+    routes = outputs.load_routes()
+    rules = {(r["match"]["headers"][0]["stringMatch"]["exact"], r["match"]["safeRegex"]["regex"]) for r in jwt["rules"]}
+    assert rules == set(protected_regexes(routes))
+    public = [r for r in routes if r.public]
+    assert public and all(
+        not (m == r.http_method and re.fullmatch(rx, re.sub(r"\{[^}]+\}", "x", r.http_path)))
+        for r in public for m, rx in rules)
+    for r in routes:
+        if not r.public:
+            assert any(m == r.http_method and re.fullmatch(rx, re.sub(r"\{[^}]+\}", "abc", r.http_path))
+                       for m, rx in rules), r
+    internal = config["staticResources"]["listeners"][1]
+    assert internal["name"] == "jwks_internal" and "address" not in internal
+    ihcm = internal["filterChains"][0]["filters"][0]["typedConfig"]
+    [vhost] = ihcm["routeConfig"]["virtualHosts"]
+    assert [r["match"].get("path") for r in vhost["routes"]] == ["/petpro.auth.v1.AuthService/GetJwks", None]
+    # off: no filter, no internal listener
+    off = build_config(StackSettings(port_base=18400), jwt=None)
+    assert len(off["staticResources"]["listeners"]) == 1
+    _, off_hcm = _routes_of(off)
+    assert "envoy.filters.http.jwt_authn" not in [f["name"] for f in off_hcm["httpFilters"]]

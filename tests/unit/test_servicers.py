@@ -276,7 +276,7 @@ async def test_payment_servicer_expire_session(payment):
 
 # -- notif_worker -------------------------------------------------------------------------------------
 class FakeAuthStub:
-    """AuthService.ValidateToken for two tokens: clinic staff of CLINIC, and an owner."""
+    """AuthService.ValidateToken for three tokens: clinic staff of CLINIC, staff of another clinic, an owner."""
 
     def __init__(self, clinic: uuid.UUID) -> None:
         self.clinic = clinic
@@ -286,6 +286,9 @@ class FakeAuthStub:
         if request.token == "staff":
             return auth_pb2.ValidateTokenResponse(user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_CLINIC_STAFF],
                                                   clinic_ids=[str(self.clinic)], expires_at=exp)
+        if request.token == "other-staff":
+            return auth_pb2.ValidateTokenResponse(user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_CLINIC_STAFF],
+                                                  clinic_ids=[str(uuid.uuid4())], expires_at=exp)
         if request.token == "owner":
             return auth_pb2.ValidateTokenResponse(user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_OWNER],
                                                   expires_at=exp)
@@ -420,8 +423,11 @@ async def test_notif_feed_authenticates_before_anything_and_checks_membership(no
     for metadata, expected in (([], (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")),
                                ([("authorization", "Bearer forged")], (grpc.StatusCode.UNAUTHENTICATED,
                                                                        "TOKEN_INVALID")),
-                               ([("authorization", "Bearer owner")], (grpc.StatusCode.PERMISSION_DENIED,
-                                                                      "CLINIC_FORBIDDEN"))):
+                               # a non-member: NOT_FOUND as on every clinic-scoped method (petpro.authn.require_clinic)
+                               ([("authorization", "Bearer other-staff")], (grpc.StatusCode.NOT_FOUND,
+                                                                            "CLINIC_NOT_FOUND")),
+                               ([("authorization", "Bearer owner")], (grpc.StatusCode.NOT_FOUND,
+                                                                      "CLINIC_NOT_FOUND"))):
         stream = feed.Subscribe(clinic_feed_pb2.SubscribeRequest(clinic_id=str(CLINIC)), metadata=metadata)
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stream.read()
