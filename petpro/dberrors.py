@@ -4,16 +4,43 @@ A value that PostgreSQL refuses (a NUL in text, a number out of range, a string 
 column, a constraint the request broke) is the caller's mistake: INVALID_ARGUMENT or
 FAILED_PRECONDITION.  Validation in the protos should stop such values earlier; this is the net
 under it, so the class can never surface as UNAVAILABLE ("retry later", forever) or INTERNAL.
-Connection loss, timeouts and serialization failures are not mapped (they stay retryable).
+A lost or refused connection (the database restarting, a failover, the pool exhausted) is an outage
+of a dependency, not a bug: UNAVAILABLE ("retry later", :func:`unavailable`), never INTERNAL.
 """
 
 from __future__ import annotations
 
-from petpro.errors import DomainError, FailedPrecondition, InvalidArgument
+from petpro.errors import DomainError, FailedPrecondition, InvalidArgument, Unavailable
 
 # SQLSTATE classes (https://www.postgresql.org/docs/current/errcodes-appendix.html)
 _DATA_EXCEPTION = "22"  # invalid text representation, out of range, NUL, right truncation …
 _INTEGRITY = "23"  # not null, foreign key, unique, check, exclusion
+_CONNECTION = "08"  # connection exception
+_OPERATOR_INTERVENTION = "57"  # admin/crash shutdown, cannot connect now (a restart)
+_ROLLBACK = "40"  # serialization failure, deadlock: the same call succeeds when retried
+
+
+def unavailable(exc: BaseException) -> DomainError | None:
+    """UNAVAILABLE for a database or Redis that cannot be reached right now, else None."""
+    import psycopg
+
+    orig = getattr(exc, "orig", None) or exc
+    sqlstate = getattr(orig, "sqlstate", None) or ""
+    lost = (isinstance(sqlstate, str) and sqlstate[:2] in (_CONNECTION, _OPERATOR_INTERVENTION, _ROLLBACK)) or (
+        not sqlstate and isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError))
+    module = type(exc).__module__
+    if not lost and module.startswith("sqlalchemy"):
+        from sqlalchemy import exc as sa_exc
+
+        lost = isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError) or bool(
+            getattr(exc, "connection_invalidated", False))
+    if not lost and module.startswith("redis"):
+        from redis import exceptions as redis_exc
+
+        lost = isinstance(exc, redis_exc.ConnectionError | redis_exc.TimeoutError)
+    if lost:
+        return Unavailable("a service this call needs is unreachable; retry", reason="DEPENDENCY_UNAVAILABLE")
+    return None
 
 
 def classify(exc: BaseException) -> DomainError | None:
@@ -37,4 +64,4 @@ def classify(exc: BaseException) -> DomainError | None:
     return None
 
 
-__all__ = ["classify"]
+__all__ = ["classify", "unavailable"]

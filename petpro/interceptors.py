@@ -112,10 +112,10 @@ def status_for(exc: BaseException, request_id: str, domain: str = ERROR_DOMAIN) 
     if isinstance(exc, NotImplementedError):  # the generated servicer base for an RPC not built yet
         return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED",
                            domain=domain)
-    if type(exc).__module__.startswith(("sqlalchemy", "psycopg")):  # (no DB import where there is no DB)
-        from petpro.dberrors import classify
+    if type(exc).__module__.startswith(("sqlalchemy", "psycopg", "redis")):  # (no DB import where there is none)
+        from petpro.dberrors import classify, unavailable
 
-        mapped = classify(exc)
+        mapped = classify(exc) or unavailable(exc)
         if mapped is not None:
             return status_for(mapped, request_id, domain)
     return status_pb2.Status(

@@ -321,10 +321,18 @@ def test_envoy_config_map_is_the_dev_stack_generators_output_with_dns_clusters(v
     fresh = json.loads(json.dumps(render_mod.envoy_config()).replace(render_mod.PLACEHOLDER, fullname))
     assert config == fresh
     clusters = {c["name"]: c for c in config["staticResources"]["clusters"]}
-    hosts = {c["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]["address"]
-             for c in clusters.values()}
-    assert hosts == {f"{fullname}-edge", f"{fullname}-booking", f"{fullname}-auth"}
-    assert all(c["type"] == "STRICT_DNS" for c in clusters.values())
+
+    def address(c: dict) -> dict:  # type: ignore[type-arg]
+        return c["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]  # type: ignore[no-any-return]
+
+    # every upstream is a Service name resolved by DNS, except the JWKS route back into Envoy itself
+    internal = {n for n, c in clusters.items() if "envoyInternalAddress" in address(c)}
+    assert internal == {"jwks_internal"}
+    assert clusters["jwks_internal"]["type"] == "STATIC"
+    upstream = [c for n, c in clusters.items() if n not in internal]
+    assert {address(c)["socketAddress"]["address"] for c in upstream} == {
+        f"{fullname}-edge", f"{fullname}-booking", f"{fullname}-auth"}
+    assert all(c["type"] == "STRICT_DNS" for c in upstream)
 
 
 def test_committed_outputs_are_fresh() -> None:
