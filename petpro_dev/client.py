@@ -21,7 +21,7 @@ CHECKUP = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e01"  # 30 min, capacity 1
 VACCINATION = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e02"  # 15 min, capacity 2
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 20.0, interval: float = 0.05) -> T:
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 60.0, interval: float = 0.05) -> T:
     """Poll ``probe`` until it returns a truthy value; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -40,11 +40,11 @@ async def test_events_acknowledged_then_lost_by_the_broker_are_published_again(a
                 row = await cur.fetchone()
                 return bool(row and row[0])
 
-        await eventually(sent, timeout=30)
+        await eventually(sent, timeout=120)
         kafka = api.stack.pid("kafka")
         assert kafka
         os.kill(kafka, signal.SIGKILL)  # … and now the broker loses it
-        await eventually(lambda: _gone(kafka), timeout=30)
+        await eventually(lambda: _gone(kafka), timeout=120)
         await asyncio.to_thread(api.stack.up, ["kafka"])
     finally:
         await asyncio.to_thread(api.stack.up, ["notif"])

@@ -431,7 +431,7 @@ async def test_a_clinic_systems_service_account_follows_its_clinics_grpc_feed(ap
         events = await feed(api, token, clinic.clinic_id, 0, 50, timeout=3)
         return True if booking_id in {e.booking.booking_id for e in events} else None
 
-    assert await eventually(delivered, timeout=30)
+    assert await eventually(delivered, timeout=120)
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await feed(api, token, other.clinic_id, 0, 1, timeout=5)
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND  # another clinic is not revealed (require_clinic)

@@ -372,7 +372,7 @@ async def test_changes_reach_the_owner_and_the_clinic_feed_in_order_once_each(ap
         seen.extend(await feed(api, token, HAPPY_PAWS, after, 200, timeout=1))
         return sum(e.booking.booking_id == booking_id for e in seen) >= 3
 
-    await eventually(all_three, timeout=30)
+    await eventually(all_three, timeout=120)
     ours = [e for e in seen if e.booking.booking_id == booking_id]
     assert [e.booking.version for e in ours] == [1, 2, 3]  # created, rescheduled, cancelled: in order, once
     assert ours[1].booking.slot_start_time.ToDatetime(tzinfo=UTC) == at(new)

@@ -57,7 +57,7 @@ async def test_outbox_lag_and_consumer_lag_settle_at_zero_once_events_are_delive
         lag = value(notif, "kafka_consumer_lag_messages", topic="booking.created", group="notif-worker")
         return (pending, age, lag) if (pending, age, lag) == (0, 0, 0) else None
 
-    assert await eventually(settled, timeout=30) == (0, 0, 0)
+    assert await eventually(settled, timeout=120) == (0, 0, 0)
     notif = await scrape(api, "notif")
     assert value(notif, "events_consumed_total", topic="booking.created", outcome="processed") >= 1
 
@@ -70,7 +70,7 @@ async def test_dlq_size_counts_a_dead_lettered_event(api: Api):
         size = await dlq_size()
         return (size,) if size is not None else None
 
-    (before,) = await eventually(measured, timeout=30)
+    (before,) = await eventually(measured, timeout=120)
 
     def poison() -> None:
         p = KafkaProducer(bootstrap_servers=api.stack.env()["KAFKA_BOOTSTRAP_SERVERS"].split(","))
@@ -85,4 +85,4 @@ async def test_dlq_size_counts_a_dead_lettered_event(api: Api):
         size = await dlq_size()
         return size if size is not None and size >= before + 1 else None
 
-    assert await eventually(grew, timeout=30) >= before + 1
+    assert await eventually(grew, timeout=120) >= before + 1

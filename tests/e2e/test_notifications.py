@@ -210,7 +210,7 @@ async def _consumer_caught_up(api: Api) -> None:
     def lag() -> int:
         return group_lag(bootstrap, "notif-worker", "booking.created")
 
-    await eventually(lambda: _zero(lag), timeout=30)
+    await eventually(lambda: _zero(lag), timeout=120)
 
 
 async def _zero(fn) -> bool:  # type: ignore[no-untyped-def]

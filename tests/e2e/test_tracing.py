@@ -94,7 +94,7 @@ async def test_a_client_traceparent_is_continued_through_envoy_the_bff_and_the_s
                   ("payment_svc", "server", "/petpro.payment.v1.PaymentService/CreatePaymentSession")}
         return trace if wanted <= names and len(roots(trace)) == 1 else None
 
-    trace = await eventually(hops, timeout=30)
+    trace = await eventually(hops, timeout=120)
     (top,) = roots(trace)
     # the BFF's span is the child of the client's span: Envoy passed the traceparent on unchanged
     assert hop(top) == ("edge", "server", "/petpro.mobile.v1.MobileService/CreateBooking")
