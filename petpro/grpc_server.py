@@ -151,14 +151,22 @@ async def start(app: App, port: int | None = None) -> Running:
     return running
 
 
-async def _guard(name: str, factory: Callable[[], Awaitable[None]]) -> None:
-    try:
-        await factory()
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("background task of %s crashed", name)
-        raise
+async def _guard(name: str, factory: Callable[[], Awaitable[None]], *, first_backoff: float = 0.5,
+                 max_backoff: float = 10.0) -> None:
+    """Run a background task for the life of the server: one that crashes (a Kafka consumer whose
+    broker refused it during a restart) is started again after a backoff, never left dead in a
+    process that still reports SERVING."""
+    backoff = first_backoff
+    while True:
+        try:
+            await factory()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task of %s crashed; starting it again in %.1fs", name, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, max_backoff)
 
 
 async def serve(app: App) -> None:

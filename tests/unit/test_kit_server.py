@@ -165,3 +165,19 @@ async def test_rpc_not_implemented_yet_is_unimplemented_not_internal(server):
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await auth_pb2_grpc.AuthServiceStub(channel).RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token="x"))
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_a_crashed_background_task_is_started_again() -> None:
+    """A background loop that raises (a consumer whose broker was down) is run again, not left dead."""
+    from petpro.grpc_server import _guard
+
+    runs = 0
+
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs < 3:
+            raise ConnectionError("broker refused the connection")
+
+    await asyncio.wait_for(_guard("test", flaky, first_backoff=0.001), timeout=60)
+    assert runs == 3
