@@ -20,12 +20,17 @@ _OPERATOR_INTERVENTION = "57"  # admin/crash shutdown, cannot connect now (a res
 _ROLLBACK = "40"  # serialization failure, deadlock: the same call succeeds when retried
 
 
+def _driver_error(exc: BaseException) -> tuple[BaseException, object]:
+    """The driver's exception under a SQLAlchemy wrapper (or the exception itself) and its SQLSTATE."""
+    orig = getattr(exc, "orig", None) or exc
+    return orig, getattr(orig, "sqlstate", None) or ""
+
+
 def unavailable(exc: BaseException) -> DomainError | None:
     """UNAVAILABLE for a database or Redis that cannot be reached right now, else None."""
     import psycopg
 
-    orig = getattr(exc, "orig", None) or exc
-    sqlstate = getattr(orig, "sqlstate", None) or ""
+    orig, sqlstate = _driver_error(exc)
     lost = (isinstance(sqlstate, str) and sqlstate[:2] in (_CONNECTION, _OPERATOR_INTERVENTION, _ROLLBACK)) or (
         not sqlstate and isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError))
     module = type(exc).__module__
@@ -47,8 +52,7 @@ def classify(exc: BaseException) -> DomainError | None:
     """The client-facing error for a SQLAlchemy/psycopg error caused by a value, else None."""
     import psycopg
 
-    orig = getattr(exc, "orig", None) or exc
-    sqlstate = getattr(orig, "sqlstate", None) or ""
+    orig, sqlstate = _driver_error(exc)
     if not sqlstate and isinstance(orig, psycopg.DataError):
         sqlstate = "22000"  # refused by the driver before sending (e.g. NUL in a text parameter)
     if not isinstance(sqlstate, str) or len(sqlstate) != 5:
