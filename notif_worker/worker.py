@@ -62,6 +62,14 @@ class BookingCreatedConsumer:
         self._dlq_measured = float("-inf")
 
     async def run(self) -> None:
+        # a run after a crash (the kit starts a crashed task again: its consumer died with the broker)
+        # lets what the last run started finish, then starts clean: its uncommitted records come again
+        # from the committed offsets (the claims make a copy send nothing twice).  Left in place, a
+        # finished-with-error task of the dead run held back-pressure full and the loop never polled.
+        stale = [t for q in self._pending.values() for _, t in q]
+        if stale:
+            await asyncio.gather(*stale, return_exceptions=True)
+        self._pending, self._tails = {}, {}
         consumer = await asyncio.to_thread(self.consumer_factory)
         clock = self.clock or asyncio.get_running_loop().time
         busy_until = measured = committed = float("-inf")

@@ -196,3 +196,33 @@ async def test_stop_finishes_the_started_events_and_commits_them() -> None:
     assert len(handlers.delivered) == 1
     assert fake.commits.get_nowait() == {0: 1}  # committed before leaving the group
     assert fake.closed
+
+
+async def test_a_run_after_a_crash_starts_clean_and_delivers_again() -> None:
+    """An event that failed outright (not even dead-lettered: the broker was down) ends the run, and
+    the kit starts it again: the new run must not trip over the dead run's failed event (before, it
+    raised it again at once, for ever) and delivers what its new consumer reads."""
+
+    class FailOnce(Handlers):
+        async def notify(self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None) -> None:
+            if n.booking_id == "bad":
+                raise ConnectionError("broker refused the connection")
+            await super().notify(n, topic, payload, decode)
+
+    handlers = FailOnce()
+    first, second = FakeConsumer(), FakeConsumer()
+    consumers = iter([first, second])
+    worker = BookingCreatedConsumer(handlers, lambda: next(consumers), lambda: None, "dlq")  # type: ignore[arg-type]
+    first.batches.put([Record(0, 0, b"k", "bad")])
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(worker.run(), timeout=30)
+    assert first.closed
+
+    second.batches.put([Record(0, 0, b"k", "good")])  # redelivered from the committed offset
+    task = asyncio.create_task(worker.run())
+    try:
+        assert await asyncio.wait_for(handlers.finished.get(), timeout=30) == "good"
+        assert await next_commit(second) == {0: 1}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
