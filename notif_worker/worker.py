@@ -34,6 +34,11 @@ class BookingCreatedConsumer:
     out.  While events flow the consumer asks for ``busy_fetch_wait_ms`` (low latency); after
     ``idle_after_seconds`` without one it goes back to the long wait (an idle worker costs nothing).
 
+    A topic the broker recreated (a new topic id: the dev broker restarted with memory storage, or an
+    operator deleted and created it) is read again from its beginning: the position and the offsets
+    still to commit belong to the old log, and the new one holds the events the outbox relays re-publish
+    (the deliveries' claims drop the ones already delivered).
+
     A stop (the background task cancelled on SIGTERM) lets the events already started finish and
     commits them before leaving the group, so the replica taking the partitions over does not deliver
     them again."""
@@ -60,6 +65,7 @@ class BookingCreatedConsumer:
         self.dlq_measure_seconds = dlq_measure_seconds
         self.commit_every = commit_every_seconds
         self._dlq_measured = float("-inf")
+        self._topic_ids: dict[str, Any] = {}  # topic → the id it had when last measured
 
     async def run(self) -> None:
         # a run after a crash (the kit starts a crashed task again: its consumer died with the broker)
@@ -103,7 +109,9 @@ class BookingCreatedConsumer:
                     self._start(record)
                 if clock() - measured >= 1.0:  # the lag gauges: once a second, not after every short poll
                     measured = clock()
-                    await asyncio.to_thread(self._measure, consumer)
+                    recreated = await asyncio.to_thread(self._measure, consumer)
+                    if recreated:
+                        await self._read_again(consumer, recreated, offsets)
         except asyncio.CancelledError:
             # stopping (SIGTERM): finish the events already started and commit them, or the replica
             # that takes the partitions over would deliver them a second time
@@ -166,12 +174,29 @@ class BookingCreatedConsumer:
                 telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
                 self._dlq_measured = float("-inf")  # the DLQ grew: measure it after this batch
 
-    def _measure(self, consumer: KafkaConsumer) -> None:
+    async def _read_again(self, consumer: KafkaConsumer, partitions: list[TopicPartition],
+                          offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Read recreated topics' partitions from their beginning; what is in flight from the old log
+        finishes but commits nothing (its offsets mean nothing in the new one)."""
+        log.warning("topic recreated by the broker, reading it again from the beginning",
+                    extra={"fields": {"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}})
+        for tp in partitions:
+            self._pending.pop(tp, None)
+            offsets.pop(tp, None)
+        await asyncio.to_thread(consumer.seek_to_beginning, *partitions)
+
+    def _measure(self, consumer: KafkaConsumer) -> list[TopicPartition]:
         """Consumer lag (high watermark - position, per topic, from what the fetches already know) and,
-        every ``dlq_measure_seconds``, the dead-letter topic's size (end - beginning offsets)."""
+        every ``dlq_measure_seconds``, the dead-letter topic's size (end - beginning offsets).  Returns
+        the assigned partitions of topics whose id changed since the last measure (recreated)."""
         group = str(consumer.config.get("group_id") or "")
         lag: dict[str, int] = defaultdict(int)
-        for tp in consumer.assignment():
+        assigned = consumer.assignment()
+        ids = events.topic_ids(consumer, {tp.topic for tp in assigned})
+        changed = {t for t, tid in ids.items() if self._topic_ids.get(t, tid) != tid}
+        self._topic_ids.update(ids)
+        recreated = [tp for tp in assigned if tp.topic in changed]
+        for tp in assigned:
             high = consumer.highwater(tp)
             if high is not None:
                 lag[tp.topic] += max(0, high - consumer.position(tp))
@@ -179,7 +204,7 @@ class BookingCreatedConsumer:
             telemetry.CONSUMER_LAG.labels(topic, group).set(n)
         now = time.monotonic()
         if now - self._dlq_measured < self.dlq_measure_seconds:
-            return
+            return recreated
         self._dlq_measured = now
         try:
             parts = [TopicPartition(self.dlq_topic, p) for p in consumer.partitions_for_topic(self.dlq_topic) or ()]
@@ -188,6 +213,7 @@ class BookingCreatedConsumer:
                 telemetry.DLQ_MESSAGES.labels(self.dlq_topic).set(sum(ends[tp] - starts[tp] for tp in parts))
         except Exception as exc:  # a metric must never stop the consumer
             log.debug("dead-letter topic size not measured: %s", exc)
+        return recreated
 
     def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
         if self._dlq is None:

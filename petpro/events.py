@@ -59,6 +59,20 @@ def set_fetch_wait(consumer: KafkaConsumer, ms: int) -> int | None:
     return ms
 
 
+def topic_ids(consumer: KafkaConsumer, topics: set[str]) -> dict[str, Any]:
+    """The broker's id (a UUID, from the consumer's cluster metadata) of each topic it has reported
+    one for.  A topic whose id changes was deleted and created again: its offsets start over.  A real
+    Kafka also answers a fetch past a truncated log with OFFSET_OUT_OF_RANGE (the consumer then resets
+    by ``auto_offset_reset``); tansu after a restart with memory storage (the dev broker) recreates the
+    topics and answers such a fetch with no records, for ever, so the id is the only sign.  kafka-python
+    keeps the ids in its cluster metadata and has no public accessor; empty for a test double."""
+    cluster = getattr(consumer, "_cluster", None)
+    lookup = getattr(cluster, "topic_id", None)
+    if not callable(lookup):
+        return {}
+    return {t: tid for t in topics if (tid := lookup(t)) is not None}
+
+
 def cloudevent_headers(
     event_id: str, event_type: str, source: str, time: datetime | None = None,
     content_type: str = CONTENT_TYPE_PROTOBUF, traceparent: str | None = None,

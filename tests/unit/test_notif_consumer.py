@@ -226,3 +226,60 @@ async def test_a_run_after_a_crash_starts_clean_and_delivers_again() -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
+    """The broker came back with the topic recreated (a new topic id; the dev broker restarted with
+    memory storage): the consumer seeks its partitions to the beginning, and the offset of an event of
+    the old log that finishes afterwards is never committed into the new one (it would skip the new
+    log's first events on the next start)."""
+    from kafka import TopicPartition
+
+    class Cluster:
+        def __init__(self) -> None:
+            self.id = uuid.uuid4()
+
+        def topic_id(self, topic: str) -> uuid.UUID:
+            return self.id
+
+    class RecreatingConsumer(FakeConsumer):
+        def __init__(self) -> None:
+            super().__init__()
+            self._cluster = Cluster()
+            self.seeks: queue.Queue[tuple[Any, ...]] = queue.Queue()
+
+        def assignment(self) -> set[Any]:
+            return {TopicPartition(TOPIC, 0)}
+
+        def highwater(self, tp: Any) -> None:
+            return None
+
+        def seek_to_beginning(self, *partitions: Any) -> None:
+            self.seeks.put(partitions)
+
+    consumer, handlers, clock = RecreatingConsumer(), Handlers(), Clock()
+    worker = BookingCreatedConsumer(handlers, lambda: consumer, lambda: None, "dlq",  # type: ignore[arg-type]
+                                    clock=clock, commit_every_seconds=0)
+    handlers.hold["old-in-flight"] = asyncio.Event()
+    task = asyncio.create_task(worker.run())
+    try:
+        consumer.batches.put([Record(0, 7, b"a", "old-in-flight")])
+        await next_poll(consumer)
+        await next_poll(consumer)  # the record is in flight and the topic's id was measured
+        assert consumer.seeks.empty()
+
+        consumer._cluster.id = uuid.uuid4()  # the broker restarted: same name, new topic
+        clock.now += 2  # the next measure is due
+        seeked = await asyncio.to_thread(consumer.seeks.get, timeout=30)
+        assert seeked == (TopicPartition(TOPIC, 0),)
+
+        handlers.hold["old-in-flight"].set()  # the old log's event finishes now
+        assert await asyncio.wait_for(handlers.finished.get(), 30) == "old-in-flight"
+        consumer.batches.put([Record(0, 0, b"b", "new-0"), Record(0, 1, b"c", "new-1")])
+        assert sorted([await asyncio.wait_for(handlers.finished.get(), 30) for _ in range(2)]) == ["new-0", "new-1"]
+        assert await next_commit(consumer) == {0: 2}  # the new log's offset; 8 (old log) never committed
+        assert consumer.commits.empty()
+    finally:
+        handlers.hold["old-in-flight"].set()  # a stop finishes what is in flight
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
