@@ -128,12 +128,14 @@ class BookingHandlers:
         async with self.read() as repo:
             return await repo.catalog_version()
 
-    async def _clinic(self, clinic_id: uuid.UUID) -> Clinic | None:
+    async def _clinic(self, clinic_id: uuid.UUID, version: int | None = None) -> Clinic | None:
         async def load() -> Clinic | None:
             async with self.read() as repo:
                 return await repo.clinic(clinic_id)
 
-        return await self.catalog.get(("clinic", clinic_id), await self._catalog_version(), load)
+        if version is None:
+            version = await self._catalog_version()
+        return await self.catalog.get(("clinic", clinic_id), version, load)
 
     async def _service(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
         async def load() -> tuple[Service, Clinic] | None:
@@ -162,14 +164,15 @@ class BookingHandlers:
     async def list_services(self, clinic_id: uuid.UUID, size: int, token: str) -> tuple[list[Service], str]:
         limit = paging.page_size(size)
         after = paging.decode(token)
-        if await self._clinic(clinic_id) is None:
+        version = await self._catalog_version()  # one read for both lookups of this request
+        if await self._clinic(clinic_id, version) is None:
             raise ClinicNotFound("clinic not found")
 
         async def load() -> list[Service]:
             async with self.read() as repo:
                 return await repo.list_services(clinic_id, after, limit)
 
-        rows = await self.catalog.get(("services", clinic_id, after, limit), await self._catalog_version(), load)
+        rows = await self.catalog.get(("services", clinic_id, after, limit), version, load)
         return rows, paging.next_token(rows, limit, lambda s: (s.name, str(s.id)))
 
     async def get_service(self, service_id: uuid.UUID) -> tuple[Service, Clinic]:

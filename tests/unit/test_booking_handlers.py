@@ -93,6 +93,20 @@ async def test_catalog_reads_and_not_found(world):
         await h.get_service(uuid.uuid4())
 
 
+async def test_list_services_reads_the_catalog_version_once_and_sees_a_committed_change(world):
+    """The version read is a round trip per lookup: ListServices (the clinic, then its services) makes
+    one, and the next request still sees a change committed in between (no TTL)."""
+    h, store, *_, clinic, svc, _owner, _pet = world
+    await h.list_services(clinic.id, 10, "")
+    before = store.catalog_version_reads
+    rows, _ = await h.list_services(clinic.id, 10, "")
+    assert store.catalog_version_reads - before == 1 and [s.name for s in rows] == ["Check-up"]
+    store.services[svc.id].name = "Check-up (long)"
+    store.catalog_version += 1  # a committed catalog change
+    rows, _ = await h.list_services(clinic.id, 10, "")
+    assert [s.name for s in rows] == ["Check-up (long)"]
+
+
 async def test_list_clinics_pages_by_name(world):
     h, store, *_ = world
     for name in ("A", "B", "C"):

@@ -49,6 +49,7 @@ class BookingStore:
     bookings: dict[uuid.UUID, Booking] = field(default_factory=dict)
     outbox: list[OutboxRow] = field(default_factory=list)
     catalog_version: int = 1
+    catalog_version_reads: int = 0  # round trips a real repository would make for it
     catalog_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic/service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
     refund_due: dict[uuid.UUID, datetime | None] = field(default_factory=dict)  # booking → refund_next_at
@@ -91,6 +92,7 @@ class FakeBookingRepository:
 
     # -- catalog changes
     async def catalog_version(self) -> int:
+        self.s.catalog_version_reads += 1
         return self.s.catalog_version
 
     async def bump_catalog(self) -> None:
