@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import KafkaError
 from opentelemetry.trace import StatusCode
 
 from notif_worker.domain import ChannelFailed, PoisonEvent
@@ -79,6 +79,7 @@ class BookingCreatedConsumer:
         consumer = await asyncio.to_thread(self.consumer_factory)
         clock = self.clock or asyncio.get_running_loop().time
         busy_until = measured = committed = float("-inf")
+        failing = False  # the last commit failed (logged once per streak)
         fetch_wait = events.set_fetch_wait(consumer, self.idle_wait)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}  # finished, not committed yet
         try:
@@ -90,9 +91,15 @@ class BookingCreatedConsumer:
                 if offsets and clock() - committed >= self.commit_every:
                     try:  # after processing: at-least-once
                         await asyncio.to_thread(consumer.commit, offsets)
-                    except CommitFailedError as exc:  # rebalanced: the partitions' new owner redoes them
-                        log.warning("offset commit refused after a rebalance: %s", exc)
-                    offsets, committed = {}, clock()
+                        offsets, failing = {}, False
+                    except KafkaError as exc:
+                        # a rebalance in progress or just done, the coordinator moving or unreachable:
+                        # the offsets stay and go with the next commit, after the next poll completed
+                        # the rebalance (dropped, a partition kept by this replica would show its last
+                        # events as lag for ever; a partition that moved is redone by its new owner)
+                        (log.debug if failing else log.warning)("offset commit failed, retrying: %r", exc)
+                        failing = True
+                    committed = clock()
                 in_flight = [t for q in self._pending.values() for _, t in q]
                 if len(in_flight) >= self.max_in_flight:  # back-pressure: let some finish first
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -118,7 +125,10 @@ class BookingCreatedConsumer:
             await asyncio.gather(*(t for q in self._pending.values() for _, t in q), return_exceptions=True)
             offsets.update(self._committable())
             if offsets:
-                await asyncio.to_thread(consumer.commit, offsets)
+                try:
+                    await asyncio.to_thread(consumer.commit, offsets)
+                except KafkaError as exc:  # leaving anyway: the partitions' next owner redoes them
+                    log.warning("offset commit on stop failed: %r", exc)
             raise
         finally:
             await asyncio.to_thread(self._close, consumer)

@@ -283,3 +283,39 @@ async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
         handlers.hold["old-in-flight"].set()  # a stop finishes what is in flight
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("error", ["RebalanceInProgressError", "CommitFailedError", "CoordinatorNotAvailableError"])
+async def test_a_failed_commit_is_retried_with_the_same_offsets(error: str) -> None:
+    """A commit refused during or after a rebalance (or with the coordinator moving) neither ends the
+    run nor loses the offsets: they go with the next commit.  Before, RebalanceInProgressError crashed
+    the consumer (the multi-host rehearsal under a CPU burner), and the offsets of a refused commit were
+    dropped: with no later event on that partition its lag stayed above 0 for ever."""
+    from kafka import errors
+
+    class RefusesOnce(FakeConsumer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refused = 0
+
+        def commit(self, offsets: dict[Any, Any]) -> None:
+            if not self.refused:
+                self.refused += 1
+                raise getattr(errors, error)()
+            super().commit(offsets)
+
+    consumer, handlers, clock = RefusesOnce(), Handlers(), Clock()
+    worker = BookingCreatedConsumer(handlers, lambda: consumer, lambda: None, "dlq",  # type: ignore[arg-type]
+                                    clock=clock, commit_every_seconds=1)
+    task = asyncio.create_task(worker.run())
+    try:
+        consumer.batches.put([Record(0, 0, b"a", "only")])
+        assert await asyncio.wait_for(handlers.finished.get(), 30) == "only"
+        while not consumer.refused:  # the first commit is refused
+            await next_poll(consumer)
+        clock.now += 1  # the next commit is due; no new event arrives
+        assert await next_commit(consumer) == {0: 1}
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
