@@ -311,10 +311,13 @@ async def test_a_failed_commit_is_retried_with_the_same_offsets(error: str) -> N
     try:
         consumer.batches.put([Record(0, 0, b"a", "only")])
         assert await asyncio.wait_for(handlers.finished.get(), 30) == "only"
-        while not consumer.refused:  # the first commit is refused
-            await next_poll(consumer)
-        clock.now += 1  # the next commit is due; no new event arrives
-        assert await next_commit(consumer) == {0: 1}
+        async def committed() -> None:  # time passes (the clock, polled); no new event arrives
+            while consumer.commits.empty():
+                clock.now += 1
+                await next_poll(consumer)
+
+        await asyncio.wait_for(committed(), 30)
+        assert consumer.refused == 1 and consumer.commits.get_nowait() == {0: 1}
         assert not task.done()
     finally:
         task.cancel()
