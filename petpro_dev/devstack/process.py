@@ -1,7 +1,7 @@
 """OS-process plumbing of the dev stack: pid files, process identity, detached spawn, stop, ports, logs.
 
 Process inspection and process-tree handling come from psutil.  A pid file holds the pid on its first
-line and the process creation time (``psutil.Process.create_time()``) on the second, so a pid reused
+line and the process start time (seconds since boot, which a clock step does not move) on the second, so a pid reused
 by an unrelated process after a reboot or a crash is never mistaken for ours and never signalled.
 """
 
@@ -30,7 +30,8 @@ _SAME_START = 0.01  # s: two readings of one process's creation time agree far c
 @dataclass(frozen=True)
 class PidRecord:
     pid: int
-    start_time: float | None  # create_time(); None: a hand-written pid file (then checked by command line)
+    start_time: float | None  # seconds since boot (_create_time); None: a hand-written pid file (then checked
+    # by command line)
 
 
 def _process(pid: int) -> psutil.Process | None:
@@ -57,8 +58,13 @@ def is_alive(pid: int) -> bool:
 
 
 def _create_time(proc: psutil.Process) -> float | None:
+    """When the process started, in seconds since boot.  psutil's ``create_time()`` is that plus the
+    boot time in wall-clock seconds (``/proc/stat`` btime), which the kernel moves whenever the clock
+    is stepped (a VM's time sync did so under two CPU burners): every pid file then looked like a pid
+    reused by another process, and the chaos suite's restart of one service found its own backing
+    services "in use by another process" and left them running.  The difference never changes."""
     try:
-        return proc.create_time()
+        return proc.create_time() - psutil.boot_time()
     except (*_GONE, psutil.AccessDenied):
         return None
 
