@@ -242,10 +242,11 @@ ins AS (
 SELECT EXISTS (SELECT 1 FROM earlier), (SELECT owner_user_id FROM pet), (SELECT u FROM free_unit),
        EXISTS (SELECT 1 FROM ins)
 """
-# ConfirmBooking's common case: a live hold is confirmed and its pet read in one statement; then the
-# booking and its outbox event (NOTIFY delivered at commit) in a second one.
+# the catalog cache's version, read before every catalog lookup
 CATALOG_VERSION = "SELECT version FROM catalog_state WHERE id = 1"
 
+# ConfirmBooking's common case: a live hold is confirmed and its pet read in one statement; then the
+# booking and its outbox event (NOTIFY delivered at commit) in a second one.
 CONFIRM_HELD = """
 UPDATE reservations r SET state = 'CONFIRMED', payment_id = %(payment_id)s, updated_at = %(now)s
 FROM pets p
