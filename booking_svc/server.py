@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -51,14 +52,14 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
         db = Database(settings.url("database_url"), SCHEMA, app_name="booking_svc",
                       pool_size=settings.db_pool_size)
         uow, read = db.repositories(BookingRepository)
+        end_offsets = events.EndOffsets(settings.url("kafka_bootstrap_servers"))
         relay = OutboxRelay(
             db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
             source="/petpro/booking_svc", listen_dsn=settings.url("database_url"),
-            batch_size=settings.outbox_batch_size,
-            end_offsets=lambda parts: events.end_offsets(settings.url("kafka_bootstrap_servers"), parts),
+            batch_size=settings.outbox_batch_size, end_offsets=end_offsets,
         )
         background.append(relay.run)
-        on_stop.append(db.close)
+        on_stop += [db.close, lambda: asyncio.to_thread(end_offsets.close)]
     if refunds is None:
         payment_channel = grpc_client.channel(settings.peer("payment"),
                                               services=["petpro.payment.v1.PaymentService"])

@@ -97,21 +97,49 @@ def header_map(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return {k: (v or b"").decode("utf-8", "replace") for k, v in headers or ()}
 
 
-def end_offsets(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+class EndOffsets:
     """The broker's end offset (next offset to be written) of each ``(topic, partition)`` that it
     has; partitions of topics it does not list are left out (unknown, not 0).  Reads metadata of
-    existing topics only, so it never makes the broker auto-create one."""
-    from kafka import TopicPartition
+    existing topics only, so it never makes the broker auto-create one.
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False)
-    try:
-        existing = c.topics()
-        wanted = [TopicPartition(t, p) for t, p in partitions
-                  if t in existing and p in (c.partitions_for_topic(t) or ())]
-        ends = c.end_offsets(wanted) if wanted else {}
+    One consumer (no group) is kept between calls: a new one per call connected and probed the
+    broker's API versions every time (~100 ms of a thread and a connection per check).  A failed call
+    drops it; the next call connects again."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._consumer: KafkaConsumer | None = None
+
+    def __call__(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        from kafka import TopicPartition
+
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap.split(","), group_id=None,
+                                           enable_auto_commit=False)
+        c = self._consumer
+        try:
+            existing = c.topics()  # fresh metadata: a topic deleted since the last call is left out
+            wanted = [TopicPartition(t, p) for t, p in partitions
+                      if t in existing and p in (c.partitions_for_topic(t) or ())]
+            ends = c.end_offsets(wanted) if wanted else {}
+        except Exception:
+            self.close()
+            raise
         return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            consumer.close(autocommit=False)
+
+
+def end_offsets(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """:class:`EndOffsets` once, with a consumer of its own (closed before returning)."""
+    reader = EndOffsets(bootstrap)
+    try:
+        return reader(partitions)
     finally:
-        c.close(autocommit=False)
+        reader.close()
 
 
 def group_lag(bootstrap: str, group_id: str, topic: str) -> int:

@@ -5,6 +5,7 @@ the broker is unreachable they stay unsent; ``NOTIFY outbox`` wakes an idle rela
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -134,6 +135,55 @@ async def test_a_multi_record_batch_is_not_mistaken_for_a_broker_loss(outbox_db)
     finally:
         await asyncio.to_thread(relay._close_producer)
     assert await _unsent(db) == 0
+
+
+async def test_a_slow_broker_check_does_not_hold_up_publishing(outbox_db):
+    """The broker check (an end-offset read, a broker round trip) runs beside the publishing: rows
+    committed while it is stuck are published all the same.  It used to run inline before every
+    batch, and each check held the events committed meanwhile back (the fan-out delay's p99)."""
+    db, topic, bootstrap = outbox_db
+    reader = events.EndOffsets(bootstrap)
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck_end_offsets(parts: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        entered.set()
+        release.wait(120)
+        return reader(parts)
+
+    relay = OutboxRelay(db, lambda: events.producer(bootstrap, "relay-test"), source="/petpro/test",
+                        end_offsets=stuck_end_offsets, check_seconds=0.05, lag_interval_seconds=0.05,
+                        idle_poll_seconds=0.05)
+    task = asyncio.create_task(relay.run())
+    try:
+        await _add(db, topic, 1)
+        await asyncio.wait_for(asyncio.to_thread(entered.wait, 60), 90)  # acknowledged, then checked: stuck
+        await _add(db, topic, 2)
+        # published while the check is still stuck
+        messages = await asyncio.to_thread(_consume, bootstrap, topic, 3)
+        assert [m.value for m in messages] == [b"p0", b"p0", b"p1"]
+        assert not release.is_set() and entered.is_set()
+    finally:
+        release.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(reader.close)
+
+
+async def test_end_offsets_reader_keeps_its_consumer_and_sees_new_records(outbox_db):
+    db, topic, bootstrap = outbox_db
+    reader = events.EndOffsets(bootstrap)
+    relay = OutboxRelay(db, lambda: events.producer(bootstrap, "relay-test"), source="/petpro/test")
+    try:
+        assert await asyncio.to_thread(reader, [(topic, 0), ("no-such-topic", 0)]) == {(topic, 0): 0}
+        consumer = reader._consumer
+        await _add(db, topic, 1)
+        assert await relay.publish_batch() == 1
+        assert await asyncio.to_thread(reader, [(topic, 0)]) == {(topic, 0): 1}
+        assert reader._consumer is consumer  # one connection for every check
+    finally:
+        await asyncio.to_thread(relay._close_producer)
+        await asyncio.to_thread(reader.close)
 
 
 async def test_rows_stay_unsent_while_the_broker_is_unreachable(outbox_db, port_bases):
