@@ -17,7 +17,10 @@ from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 
-OWN = ("auth", "booking", "payment", "notif", "edge", "envoy")  # PetPro's own processes
+OWN = ("auth", "booking", "payment", "notif", "edge", "envoy")  # PetPro's own processes (the stack's)
+REPLICAS = ("notif-2",)  # extra replicas a figure starts next to the stack's (PetPro's own too)
+# PetPro's own processes, each extra replica right after the one the stack runs
+OWN_ALL = tuple(n for own in OWN for n in (own, *(r for r in REPLICAS if r.startswith(own + "-"))))
 APART = ("postgres", "redis", "kafka", "smtp", "stripe")  # backing services and the sandbox
 LOADGEN = "loadgen"
 
@@ -62,7 +65,8 @@ def loadgen_cpu() -> float:
 
 @dataclass
 class CpuMeter:
-    """``pids``: component name → pid (components not running are left out)."""
+    """``pids``: component name → pid (components not running are left out); :meth:`add` one for the
+    figures it runs during (an extra replica)."""
 
     pids: dict[str, int]
     _start: dict[str, float] = field(default_factory=dict)
@@ -75,15 +79,22 @@ class CpuMeter:
     def start(self) -> None:
         self._start = self.sample()
 
+    def add(self, name: str, pid: int) -> None:
+        """Measure one more process (from the next :meth:`start`)."""
+        self.pids[name] = pid
+
+    def remove(self, name: str) -> None:
+        self.pids.pop(name, None)
+
     def per_op(self, ops: int) -> dict[str, float]:
         """CPU milliseconds per operation per process since :meth:`start`, and ``own`` (PetPro's
-        processes summed)."""
+        processes summed, extra replicas included)."""
         end = self.sample()
         n = max(ops, 1)
         ms = {name: (end[name] - self._start.get(name, end[name])) * 1e3 / n for name in end}
-        ms["own"] = sum(ms.get(name, 0.0) for name in OWN)
+        ms["own"] = sum(ms.get(name, 0.0) for name in OWN_ALL)
         return ms
 
 
-def describe(ms: dict[str, float], names: Iterable[str] = (*OWN, "own", *APART, LOADGEN)) -> str:
+def describe(ms: dict[str, float], names: Iterable[str] = (*OWN_ALL, "own", *APART, LOADGEN)) -> str:
     return ", ".join(f"{n} {ms[n]:.2f}" for n in names if n in ms and (ms[n] >= 0.005 or n == "own"))

@@ -2,7 +2,8 @@
 
 Parameters (env): BENCH_DURATION (s per throughput figure, 5), BENCH_CONCURRENCY (16),
 BENCH_CONTENDERS (1000), BENCH_FLOW_CLIENTS (8), BENCH_RATES ("20,100" bookings/s, where the
-fan-out targets are set), BENCH_FANOUT_SECONDS (20), BENCH_NOTIFIER_EVENTS (2000), BENCH_SMOKE=1 (seconds-long harness check).
+fan-out targets are set), BENCH_FANOUT_SECONDS (20), BENCH_NOTIFIER_EVENTS (2000 per notifier batch: one
+replica, then two), BENCH_SMOKE=1 (seconds-long harness check).
 The defaults finish in under five minutes.  Results: benchmarks/results/latest.json and latest.md.
 """
 
@@ -33,15 +34,16 @@ import psycopg
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from benchmarks.cpu import APART, LOADGEN, OWN, CpuMeter, describe
+from benchmarks.cpu import APART, LOADGEN, OWN, OWN_ALL, CpuMeter, describe
 from benchmarks.echo import METHOD as ECHO_METHOD
 from petpro.convert import ts
+from petpro.events import cloudevent_headers
 from petpro.settings import BackingSettings, StackSettings
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
 from petpro_api.common.v1 import money_pb2
 from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
 from petpro_dev.client import MeshClient, User, eventually
-from petpro_dev.devstack import Stack, default_components
+from petpro_dev.devstack import ExtraReplica, Stack, default_components, stack_metrics
 from petpro_dev.devstack.mail import list_messages
 from petpro_dev.devstack.process import free_port
 
@@ -55,6 +57,11 @@ BENCH_STAFF = ("staff@bench.example", "bench-staff-password")
 # the lifecycle figures' own clinic: a service whose policy owes no refund (see Bench.lifecycle)
 BENCH_LIFECYCLE_CLINIC = "b0000000-0000-4000-8000-000000000003"
 BENCH_LIFECYCLE_SERVICE = "b0000000-0000-4000-8000-000000000004"
+# the notifier figures' clinics: events are spread over these (no catalog rows: see Bench.notifier_batch)
+NOTIFIER_CLINICS = tuple(f"b0000000-0000-4000-8001-{i:012x}" for i in range(32))
+# two notif_worker replicas vs one: this share of what the topic's partition split allows (see
+# Bench.notifier_replicas): 1.6 with an even partition count, 1.2 with the default 3 partitions
+REPLICAS_TARGET_SHARE = 0.8
 
 
 @dataclass
@@ -508,38 +515,63 @@ class Bench:
         self.add(Figure(f"fan-out @{rate}/s: commit→email p99", pct(mail_delay, 99) * 1e3, "ms",
                         "ConfirmBooking p99", c99, detail={"email_p50_ms": pct(mail_delay, 50) * 1e3}))
 
-    # -- 6. notifier throughput vs raw consume ---------------------------------------------------
-    async def notifier(self) -> None:
-        bootstrap = self.env["KAFKA_BOOTSTRAP_SERVERS"]
-        owner_email = f"notifier-{uuid.uuid4().hex[:8]}@example.com"
+    # -- 6. notifier throughput vs raw consume, then two replicas vs one --------------------------
+    def notifier_batch(self, owner_email: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+        """``notifier_events`` booking.created events (key, value, headers) as booking_svc's outbox
+        relay publishes them: keyed by booking id, with the CloudEvents headers, the bookings spread over
+        NOTIFIER_CLINICS clinics (one clinic for all would make every event queue for that clinic's feed
+        counter row, across replicas too: a hot spot no real topic has).  notif_worker needs no catalog row
+        for them: it reads clinic, service, pet and owner from the event, and a clinic's feed counter is
+        created by its first event."""
         now = dt.datetime.now(dt.UTC)
-        payloads = []
-        for _ in range(self.p.notifier_events):
-            payloads.append((str(uuid.uuid4()), events_pb2.BookingCreated(
-                event_id=str(uuid.uuid4()), occurred_at=ts(now), booking_id=str(uuid.uuid4()),
-                clinic_id=BENCH_CLINIC, clinic_name="Bench Clinic", clinic_time_zone="UTC",
+        out = []
+        for i in range(self.p.notifier_events):
+            event_id, booking_id = str(uuid.uuid4()), str(uuid.uuid4())
+            clinic = NOTIFIER_CLINICS[i % len(NOTIFIER_CLINICS)]
+            value = events_pb2.BookingCreated(
+                event_id=event_id, occurred_at=ts(now), booking_id=booking_id,
+                clinic_id=clinic, clinic_name=f"Bench Clinic {i % len(NOTIFIER_CLINICS)}", clinic_time_zone="UTC",
                 service=events_pb2.BookingCreated.Service(service_id=BENCH_SERVICE, name="Bench slot"),
                 slot_start_time=ts(now), slot_end_time=ts(now),
                 pet=events_pb2.BookingCreated.Pet(pet_id=str(uuid.uuid4()), name="Rex", species=1),
                 owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email=owner_email, name="B"),
-                amount=money_pb2.Money(amount_minor=1000, currency="EUR")).SerializeToString()))
+                amount=money_pb2.Money(amount_minor=1000, currency="EUR")).SerializeToString()
+            headers = cloudevent_headers(event_id, "dev.petpro.booking.created.v1", "/petpro/booking_svc", now)
+            out.append((booking_id.encode(), value, headers))
+        return out
+
+    async def notify_batch(self, owner_email: str) -> tuple[float, dict[str, float]]:
+        """Produce a fresh batch and wait until every event is fully processed → (events/s, CPU ms per
+        event).  Processed means its email (the last step) recorded delivered.  Not the group's lag:
+        the bundled broker reports a topic's end offset as its last batch's first offset + 1, so the lag
+        reads 0 while the last batch is still being processed."""
+        bootstrap = self.env["KAFKA_BOOTSTRAP_SERVERS"]
+        batch = self.notifier_batch(owner_email)
 
         def produce() -> None:
             producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-            for key, value in payloads:
-                producer.send("booking.created", key=key.encode(), value=value)
+            for key, value, headers in batch:
+                producer.send("booking.created", key=key, value=value, headers=headers)
             producer.flush()
             producer.close()
 
         async def delivered() -> int:
-            """Events fully processed: their email (the last step) delivered.  Not the group's lag:
-            the bundled broker reports a topic's end offset as its last batch's first offset + 1, so
-            the lag reads 0 while the last batch is still being processed."""
             async with await psycopg.AsyncConnection.connect(self.env["DATABASE_URL"], autocommit=True) as db:
                 row = await (await db.execute(
                     "SELECT count(*) FROM notif.deliveries WHERE recipient = %s AND channel = 'email'"
                     " AND status = 'delivered'", (owner_email,))).fetchone()
             return int(row[0]) if row else 0
+
+        t = time.perf_counter()
+        self.cpu.start()
+        await asyncio.to_thread(produce)
+        while await delivered() < len(batch):
+            await asyncio.sleep(0.2)
+        rate = len(batch) / (time.perf_counter() - t)
+        return rate, self.cpu.per_op(len(batch))
+
+    async def notifier(self) -> None:
+        bootstrap = self.env["KAFKA_BOOTSTRAP_SERVERS"]
 
         def raw_consume(count: int) -> float:
             """Messages/s of a bare consumer reading the topic from the start: partitions assigned
@@ -556,13 +588,7 @@ class Bench:
             finally:
                 c.close(autocommit=False)
 
-        t = time.perf_counter()
-        self.cpu.start()
-        await asyncio.to_thread(produce)
-        while await delivered() < self.p.notifier_events:
-            await asyncio.sleep(0.2)
-        worker_rate = self.p.notifier_events / (time.perf_counter() - t)
-        cpu = self.cpu.per_op(self.p.notifier_events)
+        worker_rate, cpu = await self.notify_batch(f"notifier-{uuid.uuid4().hex[:8]}@example.com")
         total = await asyncio.to_thread(self._topic_size, bootstrap)
         raw = await asyncio.to_thread(raw_consume, total)
         # a baseline read in a few milliseconds is noise, not a floor: say so next to the figure
@@ -570,6 +596,70 @@ class Bench:
                         "raw kafka-python consume of the topic", raw, target="ratio >= 0.5",
                         detail={"cpu_ms_per_op": cpu, "baseline_messages": total,
                                 "baseline_too_short": total < RAW_CONSUME_MIN_MESSAGES}))
+        await self.notifier_replicas(worker_rate, cpu)
+
+    async def notifier_replicas(self, one_rate: float, one_cpu: dict[str, float]) -> None:
+        """A second notif_worker next to the stack's (own ports, the stack's environment, the same
+        consumer group), started the way tests/e2e/test_notif_replicas.py starts it; once both hold
+        partitions (the new one's lag gauge has series: it joined, and a join completes only with
+        every member's share assigned), a fresh batch of the same size, measured as above.  Per
+        replica: CPU ms per event of the batch (``notif``, ``notif-2``) and the events it handled (its
+        ``events_consumed_total``), and, in the detail, its CPU per event it handled.
+
+        Two bounds are printed with it.  The partition split: a partition belongs to one replica, so
+        with P partitions the busier replica has ceil(P/2) of them and two replicas can do at most
+        P / ceil(P/2) times one: 2 with an even count, 1.5 with the default 3 (2:1).  The target is
+        REPLICAS_TARGET_SHARE of that (1.6 with an even count, 1.2 with 3).  The box: the cores divided
+        by the CPU one event costs on the whole box (every process, the one-replica figure's sum) is the
+        most events/s it can do, however many replicas; on a 2-core box, where one replica with
+        PostgreSQL and the SMTP sink already keeps most of both cores busy, that bound is near one
+        replica's rate and the figure misses its target: there it says what a second replica costs,
+        not how notif_worker scales."""
+        main = stack_metrics(self.stack, "notif")
+        replica = ExtraReplica(self.stack, "notif", name="notif-2")
+        try:
+            await eventually(replica.ready, timeout=90)
+            await eventually(replica.assigned, timeout=90)
+            before = {"notif": await main.consumed(), "notif-2": await replica.consumed()}
+            self.cpu.add("notif-2", replica.pid)
+            rate, cpu = await self.notify_batch(f"notifier-2r-{uuid.uuid4().hex[:8]}@example.com")
+            handled = {"notif": await main.consumed() - before["notif"],
+                       "notif-2": await replica.consumed() - before["notif-2"]}
+        finally:
+            self.cpu.remove("notif-2")
+            graceful = await asyncio.to_thread(replica.stop)
+        if not graceful:
+            print("      notif-2 did not stop within its grace period (SIGKILLed)", flush=True)
+        n = self.p.notifier_events
+        partitions = await asyncio.to_thread(self._partitions, self.env["KAFKA_BOOTSTRAP_SERVERS"])
+        partition_bound = partitions / -(-partitions // 2)
+        box_ms = sum(v for k, v in one_cpu.items() if k != "own")  # 0 when a tiny batch took no tick
+        box_rate = (os.cpu_count() or 1) * 1e3 / box_ms if box_ms > 0 else float("nan")
+        per_handled = {name: round(cpu.get(name, 0.0) * n / handled[name], 2) if handled[name] else None
+                       for name in handled}
+        # a "two replicas" rate with one replica idle would describe one: not met, whatever the ratio
+        idle = {f"{name} handled no event": 1 for name, k in handled.items() if k == 0}
+        self.add(Figure("notif_worker, two replicas, events/s", rate, "events/s",
+                        "notif_worker, one replica (same run)", one_rate,
+                        target=f"ratio >= {REPLICAS_TARGET_SHARE * partition_bound:.2f}",
+                        detail={"cpu_ms_per_op": cpu, "events_per_replica": handled,
+                                "cpu_ms_per_handled_event": per_handled, "partitions": partitions,
+                                "partition_bound": round(partition_bound, 2), "box_bound_events_s": round(box_rate, 1),
+                                **({"failed": idle} if idle else {})}))
+        print("      events handled: " + ", ".join(
+            f"{name} {k:.0f} ({k / n:.0%}, CPU {per_handled[name]} ms each)" for name, k in handled.items()),
+            flush=True)
+        print(f"      bounds: {partitions} partitions allow {partition_bound:.2f} x one replica; the box's "
+              f"{os.cpu_count()} cores at the one-replica figure's CPU per event allow {box_rate:.0f} events/s "
+              f"({box_rate / one_rate:.2f} x one replica)", flush=True)
+
+    @staticmethod
+    def _partitions(bootstrap: str) -> int:
+        c = KafkaConsumer(bootstrap_servers=bootstrap)
+        try:
+            return len(c.partitions_for_topic("booking.created") or ())
+        finally:
+            c.close()
 
     @staticmethod
     def _topic_size(bootstrap: str) -> int:
@@ -698,7 +788,7 @@ def markdown(figures: list[Figure]) -> str:
                      f"{f.ratio:.3f} | {f.target}{mark} | |")
     measured = [f for f in figures if "cpu_ms_per_op" in f.detail]
     if measured:
-        names = [n for n in (*OWN, *APART, LOADGEN) if any(n in f.detail["cpu_ms_per_op"] for f in measured)]
+        names = [n for n in (*OWN_ALL, *APART, LOADGEN) if any(n in f.detail["cpu_ms_per_op"] for f in measured)]
         lines += ["", "CPU milliseconds per operation, per process (from /proc; PetPro's own processes first, then "
                   "the backing services, the sandbox and the load generator):", "",
                   "| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]

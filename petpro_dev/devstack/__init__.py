@@ -14,12 +14,14 @@ if TYPE_CHECKING:
     from petpro_dev.devstack.component import Component, Context, Launch, Step, Task, TaskFailed
     from petpro_dev.devstack.components import default_components, infra, python_grpc_service, services
     from petpro_dev.devstack.mail import MailMessage, list_messages, wait_for_message
+    from petpro_dev.devstack.replica import ExtraReplica, Metrics, stack_metrics
     from petpro_dev.devstack.stack import ComponentStatus, Stack, StackError, StepResult, UpReport
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Component", "Context", "Launch", "Step", "Task", "TaskFailed"], "component"),
     **dict.fromkeys(["default_components", "infra", "python_grpc_service", "services"], "components"),
     **dict.fromkeys(["MailMessage", "list_messages", "wait_for_message"], "mail"),
+    **dict.fromkeys(["ExtraReplica", "Metrics", "stack_metrics"], "replica"),
     **dict.fromkeys(["ComponentStatus", "Stack", "StackError", "StepResult", "UpReport"], "stack"),
 }
 
@@ -27,8 +29,10 @@ __all__ = [
     "Component",
     "ComponentStatus",
     "Context",
+    "ExtraReplica",
     "Launch",
     "MailMessage",
+    "Metrics",
     "Stack",
     "StackError",
     "Step",
@@ -41,6 +45,7 @@ __all__ = [
     "list_messages",
     "python_grpc_service",
     "services",
+    "stack_metrics",
     "wait_for_message",
 ]
 

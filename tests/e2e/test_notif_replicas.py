@@ -6,21 +6,13 @@ Message-ID, push as one inbox entry, one clinic feed entry per event."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 
-import httpx
 import psycopg
 import pytest
 
-from petpro_dev.devstack import Stack, checks
-from petpro_dev.devstack.checks import NotReady
-from petpro_dev.devstack.process import open_log
+from petpro_dev.devstack import ExtraReplica, Stack
 from tests.e2e.conftest import HAPPY_PAWS, Api, User, confirmed_booking, eventually, mails_to
 from tests.e2e.test_lifecycle import staff_token
 from tests.e2e.test_notifications import feed
@@ -28,58 +20,11 @@ from tests.e2e.test_notifications import feed
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Replica:
-    """A second ``python -m notif_worker`` with the stack's environment and its own gRPC and metrics
-    ports, logging to ``logs/notif-replica.log`` under the stack's home."""
-
-    def __init__(self, stack: Stack) -> None:
-        self.grpc_port, self.metrics_port = free_port(), free_port()
-        env = stack.ctx.child_env({"NOTIF_GRPC_PORT": str(self.grpc_port),
-                                   "NOTIF_METRICS_PORT": str(self.metrics_port)})
-        self.log = stack.ctx.log_path("notif-replica")
-        with open_log(self.log, "start: second notif_worker replica") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "notif_worker"], env=env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def address(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    async def ready(self) -> bool:
-        assert self.proc.poll() is None, self.log.read_text()[-3000:]
-        try:
-            await asyncio.to_thread(checks.grpc_health, self.address())
-        except NotReady:
-            return False
-        return True
-
-    async def assigned(self) -> bool:
-        """It has joined the consumer group and holds partitions (its lag gauge has series)."""
-        async with httpx.AsyncClient(timeout=5) as c:
-            text = (await c.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
-        return "kafka_consumer_lag_messages{" in text
-
-    async def consumed(self) -> float:
-        """Events this replica has handled so far (its ``events_consumed_total``), for the report."""
-        async with httpx.AsyncClient(timeout=5) as c:
-            text = (await c.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("events_consumed_total{"))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-
 @pytest.fixture
-def replica(mesh: Stack) -> Iterator[Replica]:
-    r = Replica(mesh)
+def replica(mesh: Stack) -> Iterator[ExtraReplica]:
+    """A second notif_worker (own gRPC and metrics ports, the stack's environment), SIGKILLed at the end
+    if the test has not killed it already."""
+    r = ExtraReplica(mesh, "notif")
     try:
         yield r
     finally:
@@ -94,7 +39,7 @@ async def feed_cursor(api: Api) -> int:
         return int(row[0]) if row else 0
 
 
-async def test_two_replicas_one_killed_send_every_reminder_and_change_exactly_once(api: Api, replica: Replica):
+async def test_two_replicas_one_killed_send_every_reminder_and_change_exactly_once(api: Api, replica: ExtraReplica):
     start_cursor = await feed_cursor(api)
     reminded: list[tuple[User, str]] = []  # reminders fall due at once
     changed: list[tuple[User, str]] = []  # rescheduled, then cancelled

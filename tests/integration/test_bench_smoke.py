@@ -15,15 +15,20 @@ pytestmark = pytest.mark.integration
 
 async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
     params = Params(duration=0.5, concurrency=4, contenders=30, flow_clients=2, rates=(10,), fanout_seconds=1.0,
-                    notifier_events=20, smoke=True)
+                    notifier_events=40, smoke=True)
     bench = await run(mesh, params, up_seconds=None)
     names = [f.name for f in bench.figures]
     for expected in ("read RPC direct", "read via REST edge", "ReserveSlot transactions/s", "contention",
                      "full flow", "fan-out @10/s: commit→clinic feed", "fan-out @10/s: commit→email",
-                     "notif_worker events/s", "ConfirmBooking p50", "ConfirmBooking p99", "CancelBooking (no refund owed) p50",
+                     "notif_worker events/s", "notif_worker, two replicas", "ConfirmBooking p50", "ConfirmBooking p99", "CancelBooking (no refund owed) p50",
                      "CancelBooking (no refund owed) p99", "RSS booking"):
         assert any(n.startswith(expected) for n in names), (expected, names)
     assert all(f.value > 0 and f.baseline > 0 for f in bench.figures), bench.figures
+    # both replicas took part (40 events over 3 partitions split 2:1: one idle by chance is ~1e-7)
+    replicas = next(f for f in bench.figures if f.name.startswith("notif_worker, two replicas"))
+    assert set(replicas.detail["events_per_replica"]) == {"notif", "notif-2"}, replicas.detail
+    assert all(k > 0 for k in replicas.detail["events_per_replica"].values()), replicas.detail
+    assert replicas.detail["cpu_ms_per_op"]["notif-2"] > 0, replicas.detail
     doc = json.loads(write_results(bench, params, tmp_path).read_text())
     assert {"machine", "params", "figures"} <= doc.keys() and len(doc["figures"]) == len(bench.figures)
     assert (tmp_path / "smoke.md").read_text().startswith("| figure |")
