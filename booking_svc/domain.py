@@ -422,6 +422,7 @@ class HoldAttempt:
     pet_owner: uuid.UUID | None
     unit: int | None
     inserted: bool
+    catalog_version: int  # the catalog's version the statement saw: another than the caller's, nothing inserted
 
 
 def request_fingerprint(*parts: object) -> str:

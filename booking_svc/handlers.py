@@ -3,10 +3,12 @@ events go to the outbox in the same transaction as the state change."""
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Final
 
 from booking_svc.domain import (
     Actor,
@@ -75,6 +77,15 @@ def event_type(topic: str) -> str:
     return f"dev.petpro.{topic}.v1"
 
 
+class _Unverified(enum.Enum):
+    """ReserveSlot's fast path decided nothing and compared no catalog version (see _try_hold)."""
+
+    TOKEN = 0
+
+
+UNVERIFIED: Final = _Unverified.TOKEN
+
+
 class NoRefunds:
     """A RefundPort for builds without a payment service: every attempt fails and is retried."""
 
@@ -137,12 +148,20 @@ class BookingHandlers:
             version = await self._catalog_version()
         return await self.catalog.get(("clinic", clinic_id), version, load)
 
-    async def _service(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
+    async def _service(self, service_id: uuid.UUID, version: int | None = None) -> tuple[Service, Clinic] | None:
         async def load() -> tuple[Service, Clinic] | None:
             async with self.read() as repo:
                 return await repo.service_with_clinic(service_id)
 
-        return await self.catalog.get(("service", service_id), await self._catalog_version(), load)
+        if version is None:
+            version = await self._catalog_version()
+        return await self.catalog.get(("service", service_id), version, load)
+
+    async def _service_at(self, service_id: uuid.UUID, version: int) -> tuple[Service, Clinic]:
+        found = await self._service(service_id, version)
+        if found is None:
+            raise ServiceNotFound("service not found")
+        return found
 
     async def list_clinics(self, size: int, token: str) -> tuple[list[Clinic], str]:
         limit = paging.page_size(size)
@@ -228,11 +247,20 @@ class BookingHandlers:
         exclusion constraint decides races: no savepoints, one transaction in the common case."""
         now = self.clock()
         fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
-        svc, clinic = await self.get_service(cmd.service_id)
-        if not svc.bookable:
-            raise ServiceNotBookable("this service is not bookable at the moment")
-        held = await self._try_hold(cmd, svc, clinic, fingerprint, now)
-        if held is not None:
+        # the service as last loaded, its version checked by the fast path's statement itself (no round
+        # trip of its own); not loaded yet, or the statement saw another version: read it as any lookup
+        cached = self.catalog.peek(("service", cmd.service_id))
+        held: Reservation | _Unverified | None = UNVERIFIED
+        if cached is not None and cached[1][0].bookable:
+            version, (svc, clinic) = cached
+            held = await self._try_hold(cmd, svc, clinic, fingerprint, now, version)
+        if held is UNVERIFIED:
+            version = await self._catalog_version()
+            svc, clinic = await self._service_at(cmd.service_id, version)
+            if not svc.bookable:
+                raise ServiceNotBookable("this service is not bookable at the moment")
+            held = await self._try_hold(cmd, svc, clinic, fingerprint, now, version)
+        if isinstance(held, Reservation):
             return held
         expired_swept = False
         for _ in range(svc.capacity + 2):  # a retry per unit lost to a concurrent reserver, + one sweep
@@ -272,16 +300,19 @@ class BookingHandlers:
         raise SlotUnavailable("this slot is no longer available")
 
     async def _try_hold(self, cmd: ReserveCommand, svc: Service, clinic: Clinic, fingerprint: str,
-                        now: datetime) -> Reservation | None:
+                        now: datetime, catalog_version: int) -> Reservation | _Unverified | None:
         """The common case in one statement: a new request for a free slot is held, a slot whose
-        units are all live-held or booked is refused at once.  None: look closer (an idempotent
-        retry, a bad slot, an expired hold still in the way, a race) on the transactional path."""
+        units are all live-held or booked is refused at once, both only while the catalog is still
+        at ``catalog_version`` (``svc`` and ``clinic`` are what it held then).  None: look closer (an
+        idempotent retry, a bad slot, an expired hold still in the way, a race) on the transactional
+        path.  UNVERIFIED: nothing done and the catalog version not compared (the catalog changed
+        since, or the statement was not run): load the service again before deciding anything."""
         if svc.species_allowed:
-            return None  # the pet's species must be checked first: the full path does
+            return UNVERIFIED  # the pet's species must be checked first: the full path does
         try:
             slot = check_slot(clinic, svc, cmd.start, now)
         except InvalidArgument:
-            return None  # the full path reports it, after the idempotent replay it owes a retry
+            return UNVERIFIED  # the full path reports it, after the idempotent replay it owes a retry
         res = Reservation(
             lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
             owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
@@ -290,7 +321,9 @@ class BookingHandlers:
             amount_minor=svc.price_minor, currency=svc.currency, created_at=now,
         )
         async with self.read() as repo:
-            attempt = await repo.try_hold(res, svc.capacity)
+            attempt = await repo.try_hold(res, svc.capacity, catalog_version)
+        if attempt.catalog_version != catalog_version:
+            return UNVERIFIED
         if attempt.inserted:
             assert attempt.unit is not None
             res.unit = attempt.unit

@@ -81,11 +81,12 @@ class BookingRepository(Protocol):
     async def insert_reservation(self, res: Reservation) -> None:
         """Raises UnitTaken or DuplicateRequest; must be the transaction's last statement."""
         ...
-    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+    async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
         """Reserve's fast path, one statement on its own: unless ``res.request_id`` was used by this
-        owner or the pet is not theirs, insert ``res`` on the lowest unit of ``capacity`` free of live
-        (confirmed, or held and not expired at ``res.created_at``) reservations; conflicts with the
-        schema's constraints insert nothing (never raise)."""
+        owner, the pet is not theirs or the catalog's version is no longer ``catalog_version`` (the
+        service and clinic the caller used are stale), insert ``res`` on the lowest unit of
+        ``capacity`` free of live (confirmed, or held and not expired at ``res.created_at``)
+        reservations; conflicts with the schema's constraints insert nothing (never raise)."""
         ...
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:

@@ -220,7 +220,8 @@ ACTIVE = [s.value for s in ACTIVE_STATES]
 # the psycopg connection itself: the profile put half of ReserveSlot's CPU in SQLAlchemy's
 # per-statement work (compile, cache key, result rows, greenlet hops) for six round trips.
 TRY_HOLD = """
-WITH pet AS (SELECT owner_user_id FROM pets WHERE id = %(pet_id)s),
+WITH cat AS (SELECT version FROM catalog_state WHERE id = 1),
+pet AS (SELECT owner_user_id FROM pets WHERE id = %(pet_id)s),
 earlier AS (SELECT 1 FROM reservations WHERE owner_user_id = %(owner)s AND request_id = %(request_id)s),
 free_unit AS (
   SELECT u FROM generate_series(1, %(capacity)s::int) AS u
@@ -237,12 +238,13 @@ ins AS (
     %(amount_minor)s, %(currency)s, %(now)s, %(now)s
   FROM free_unit
   WHERE NOT EXISTS (SELECT 1 FROM earlier) AND (SELECT owner_user_id FROM pet) = %(owner)s
+    AND (SELECT version FROM cat) = %(catalog_version)s
   ON CONFLICT DO NOTHING
   RETURNING unit)
 SELECT EXISTS (SELECT 1 FROM earlier), (SELECT owner_user_id FROM pet), (SELECT u FROM free_unit),
-       EXISTS (SELECT 1 FROM ins)
+       EXISTS (SELECT 1 FROM ins), (SELECT version FROM cat)
 """
-# the catalog cache's version, read before every catalog lookup
+# the catalog cache's version, read before every catalog lookup (ReserveSlot's TRY_HOLD reads it itself)
 CATALOG_VERSION = "SELECT version FROM catalog_state WHERE id = 1"
 
 # ConfirmBooking's common case: a live hold is confirmed and its pet read in one statement; then the
@@ -587,8 +589,9 @@ class BookingRepository:
                 raise DuplicateRequest from None
             raise
 
-    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+    async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
         cur = await raw_execute(self.s, TRY_HOLD, operation="INSERT", params={
+            "catalog_version": catalog_version,
             "lock_id": res.lock_id, "owner": res.owner_user_id, "owner_email": res.owner_email,
             "owner_name": res.owner_name, "request_id": res.request_id, "request_hash": res.request_hash,
             "service_id": res.service_id, "clinic_id": res.clinic_id, "pet_id": res.pet_id, "capacity": capacity,
@@ -597,8 +600,8 @@ class BookingRepository:
         })
         row = await cur.fetchone()
         assert row is not None  # the outer SELECT always yields one row
-        earlier, pet_owner, unit, inserted = row
-        return HoldAttempt(earlier, pet_owner, unit, inserted)
+        earlier, pet_owner, unit, inserted, version = row
+        return HoldAttempt(earlier, pet_owner, unit, inserted, int(version))
 
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:

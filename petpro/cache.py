@@ -31,6 +31,11 @@ class VersionedMemo:
     def __init__(self, maxsize: int = 4096) -> None:
         self._cache: LRUCache[Hashable, tuple[int, Any]] = LRUCache(maxsize=maxsize)
 
+    def peek(self, key: Hashable) -> tuple[int, Any] | None:
+        """The entry kept for ``key`` and the version it was loaded at, unchecked: for a caller that
+        verifies the version itself, in the statement that relies on the entry."""
+        return self._cache.get(key)
+
     async def get(self, key: Hashable, version: int, load: Callable[[], Awaitable[V]]) -> V:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:

@@ -212,6 +212,26 @@ async def test_day_override_and_weekly_hours_change_availability_at_once(api: Ap
     assert r.status_code == 200 and len(await free_slots(api, svc["service_id"], day)) == 10
 
 
+async def test_a_raised_capacity_takes_the_next_booking_of_a_full_slot_at_once(api: Api, clinic: Clinic):
+    """ReserveSlot compares the catalog's version inside its one statement (no read of its own): with
+    the service in booking_svc's memo and its one unit held, a capacity raise is seen by the very next
+    ReserveSlot, which holds the second unit instead of refusing on the memo's capacity."""
+    svc = await add_service(api, clinic, name="Puppy class")
+    slot = (await free_slots(api, svc["service_id"], _day(7)))[0]
+    owner = await api.user()
+    first = await api.book(owner, await api.pet(owner), slot, service_id=svc["service_id"])
+    assert first.status_code == 201, first.text
+    full = await api.book(owner, await api.pet(owner), slot, service_id=svc["service_id"])
+    assert (full.status_code, full.json()["reason"]) == (409, "SLOT_UNAVAILABLE"), full.text
+    r = await api.c.patch(f"/v1/services/{svc['service_id']}", headers=bearer(clinic.admin),
+                          params={"update_mask": "capacity"}, json={"capacity": 2, "etag": svc["etag"]})
+    assert r.status_code == 200, r.text
+    second = await api.book(owner, await api.pet(owner), slot, service_id=svc["service_id"])
+    assert second.status_code == 201, second.text
+    third = await api.book(owner, await api.pet(owner), slot, service_id=svc["service_id"])
+    assert (third.status_code, third.json()["reason"]) == (409, "SLOT_UNAVAILABLE"), third.text
+
+
 async def test_concurrent_updates_with_one_etag_lose_with_409(api: Api, clinic: Clinic):
     svc = await add_service(api, clinic, name="Dental")
     path, etag = f"/v1/services/{svc['service_id']}", svc["etag"]

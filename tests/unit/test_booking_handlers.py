@@ -25,6 +25,7 @@ from booking_svc.domain import (
     ReservationNotFound,
     ReservationState,
     Service,
+    ServiceNotBookable,
     ServiceNotFound,
     SlotLost,
     SlotUnavailable,
@@ -105,6 +106,27 @@ async def test_list_services_reads_the_catalog_version_once_and_sees_a_committed
     store.catalog_version += 1  # a committed catalog change
     rows, _ = await h.list_services(clinic.id, 10, "")
     assert [s.name for s in rows] == ["Check-up (long)"]
+
+
+async def test_reserve_checks_the_catalog_version_in_its_own_statement(world):
+    """A ReserveSlot for a service already in the memo makes no catalog-version round trip: its
+    one statement compares the version.  A committed catalog change (here the capacity) is seen by
+    that statement, which then inserts nothing, and the request is decided on the reloaded service."""
+    h, store, *_, svc, owner, pet = world
+    await h.reserve(cmd(svc, owner, pet, "a"))  # loads the service into the memo
+    reads, holds = store.catalog_version_reads, store.try_holds
+    with pytest.raises(SlotUnavailable):
+        await h.reserve(cmd(svc, owner, pet, "b"))  # capacity 1, taken
+    assert (store.catalog_version_reads - reads, store.try_holds - holds) == (0, 1)
+    store.services[svc.id].capacity = 2
+    store.catalog_version += 1  # committed after the memo loaded the service
+    second = await h.reserve(cmd(svc, owner, pet, "c"))
+    assert second.unit == 2  # decided with the new capacity, not refused with the old one
+    assert store.catalog_version_reads - reads == 1  # one read, after the statement saw the change
+    store.services[svc.id].active = False
+    store.catalog_version += 1
+    with pytest.raises(ServiceNotBookable):
+        await h.reserve(cmd(svc, owner, pet, "d", start=SLOT + timedelta(minutes=30)))
 
 
 async def test_list_clinics_pages_by_name(world):
@@ -217,9 +239,9 @@ async def test_a_unit_lost_to_a_concurrent_reserver_is_a_clear_conflict(world):
     h, store, uow, _, _, _, svc, owner, pet = world
 
     class Racing(FakeBookingRepository):
-        async def try_hold(self, res, capacity):  # type: ignore[no-untyped-def]
+        async def try_hold(self, res, capacity, catalog_version):  # type: ignore[no-untyped-def]
             # its snapshot saw unit 1 free, the constraint refused it: look closer
-            return HoldAttempt(False, owner, 1, False)
+            return HoldAttempt(False, owner, 1, False, catalog_version)
 
         async def taken_units(self, service_id, start, end):  # type: ignore[no-untyped-def]
             return set()  # sees the slot free: the insert (the constraint) decides

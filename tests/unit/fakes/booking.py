@@ -50,6 +50,7 @@ class BookingStore:
     outbox: list[OutboxRow] = field(default_factory=list)
     catalog_version: int = 1
     catalog_version_reads: int = 0  # round trips a real repository would make for it
+    try_holds: int = 0  # ReserveSlot fast-path statements
     catalog_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic/service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
     refund_due: dict[uuid.UUID, datetime | None] = field(default_factory=dict)  # booking → refund_next_at
@@ -217,7 +218,9 @@ class FakeBookingRepository:
             raise UnitTaken
         self.s.reservations[res.lock_id] = copy.deepcopy(res)
 
-    async def try_hold(self, res: Reservation, capacity: int) -> HoldAttempt:
+    async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
+        self.s.try_holds += 1
+        version = self.s.catalog_version
         earlier = any(r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
                       for r in self.s.reservations.values())
         pet = self.s.pets.get(res.pet_id)
@@ -227,12 +230,13 @@ class FakeBookingRepository:
                 and (r.state == ReservationState.CONFIRMED
                      or (r.state == ReservationState.HELD and r.expires_at > res.created_at))}
         unit = next((u for u in range(1, capacity + 1) if u not in live), None)
-        if earlier or owner != res.owner_user_id or unit is None:
-            return HoldAttempt(earlier, owner, unit, False)
+        if earlier or owner != res.owner_user_id or unit is None or version != catalog_version:
+            return HoldAttempt(earlier, owner, unit, False, version)
         if unit in self._active_units(res.service_id, res.start, res.end):
-            return HoldAttempt(earlier, owner, unit, False)  # an expired hold not swept yet: the constraint says no
+            # an expired hold not swept yet: the constraint says no
+            return HoldAttempt(earlier, owner, unit, False, version)
         self.s.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
-        return HoldAttempt(earlier, owner, unit, True)
+        return HoldAttempt(earlier, owner, unit, True, version)
 
     async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
                             payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
