@@ -42,6 +42,9 @@ class NotifSettings(ServiceSettings):
     retry_base_seconds: float = Field(default=0.2, gt=0)
     concurrency: int = Field(default=16, ge=1, le=256)
     feed_resync_seconds: float = Field(default=15.0, gt=0)
+    busy_fetch_wait_ms: int = Field(
+        default=25, ge=0, le=500,
+        description="how long the broker may hold an empty fetch while events flow (latency against polling CPU)")
     db_pool_size: int = Field(default=20, ge=1, le=100)
     reminder_offsets_minutes: tuple[int, ...] = Field(
         default=(2880, 120), description="reminders before a booking's start unless its clinic sets its own")
@@ -88,7 +91,7 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
             lambda: events.consumer(bootstrap, settings.consumer_group, settings.topic, *settings.change_topics))
         producer_factory = producer_factory or (lambda: events.producer(bootstrap, "notif_worker-dlq"))
     consumer = BookingCreatedConsumer(handlers, consumer_factory, producer_factory, settings.dlq_topic,
-                                      concurrency=settings.concurrency)
+                                      concurrency=settings.concurrency, busy_fetch_wait_ms=settings.busy_fetch_wait_ms)
     feed = ClinicFeedServicer(
         ClinicFeed(read, fanout.subscribe, clinic_event_cursor, resync_seconds=settings.feed_resync_seconds),
         Authenticator(auth),

@@ -45,7 +45,7 @@ class BookingCreatedConsumer:
 
     def __init__(self, handlers: NotifyHandlers, consumer_factory: Callable[[], KafkaConsumer],
                  producer_factory: Callable[[], KafkaProducer], dlq_topic: str, *, concurrency: int = 16,
-                 busy_fetch_wait_ms: int = 10, idle_fetch_wait_ms: int = 500, idle_after_seconds: float = 2.0,
+                 busy_fetch_wait_ms: int = 25, idle_fetch_wait_ms: int = 500, idle_after_seconds: float = 2.0,
                  max_in_flight: int | None = None, clock: Callable[[], float] | None = None,
                  dlq_measure_seconds: float = 15.0, commit_every_seconds: float = 0.25) -> None:
         self.h = handlers
