@@ -60,7 +60,7 @@ BENCH_LIFECYCLE_SERVICE = "b0000000-0000-4000-8000-000000000004"
 # the notifier figures' clinics: events are spread over these (no catalog rows: see Bench.notifier_batch)
 NOTIFIER_CLINICS = tuple(f"b0000000-0000-4000-8001-{i:012x}" for i in range(32))
 # two notif_worker replicas vs one: this share of what the topic's partition split allows (see
-# Bench.notifier_replicas): 1.6 with an even partition count, 1.2 with the default 3 partitions
+# Bench.notifier_replicas): 1.6 with an even partition count (the default 6), 1.2 with 3 partitions
 REPLICAS_TARGET_SHARE = 0.8
 
 
@@ -608,7 +608,7 @@ class Bench:
 
         Two bounds are printed with it.  The partition split: a partition belongs to one replica, so
         with P partitions the busier replica has ceil(P/2) of them and two replicas can do at most
-        P / ceil(P/2) times one: 2 with an even count, 1.5 with the default 3 (2:1).  The target is
+        P / ceil(P/2) times one: 2 with an even count (the default 6), 1.5 with 3 (2:1).  The target is
         REPLICAS_TARGET_SHARE of that (1.6 with an even count, 1.2 with 3).  The box: the cores divided
         by the CPU one event costs on the whole box (every process, the one-replica figure's sum) is the
         most events/s it can do, however many replicas; on a 2-core box, where one replica with

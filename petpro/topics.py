@@ -3,7 +3,7 @@
 The production counterpart of what ``petpro up`` does for the embedded broker; the Helm chart runs it
 as a pre-install/pre-upgrade hook Job.  Settings (env): ``KAFKA_BOOTSTRAP_SERVERS`` (required),
 ``PETPRO_KAFKA_TOPICS`` (JSON list, default: booking.created and its DLQ, and the lifecycle topics),
-``PETPRO_KAFKA_PARTITIONS`` (3), ``PETPRO_KAFKA_REPLICATION_FACTOR`` (1).  Existing topics are left
+``PETPRO_KAFKA_PARTITIONS`` (6: two, three or six notif_worker replicas share them evenly), ``PETPRO_KAFKA_REPLICATION_FACTOR`` (1).  Existing topics are left
 as they are (partitions are never changed here).
 """
 
@@ -27,7 +27,7 @@ class TopicSettings(BaseSettings):
 
     topics: tuple[str, ...] = ("booking.created", "booking.created.dlq", "booking.cancelled", "booking.rescheduled",
                                "booking.completed", "booking.no-show")
-    partitions: int = Field(default=3, ge=1)
+    partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
 

@@ -24,7 +24,7 @@ async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
                      "CancelBooking (no refund owed) p99", "RSS booking"):
         assert any(n.startswith(expected) for n in names), (expected, names)
     assert all(f.value > 0 and f.baseline > 0 for f in bench.figures), bench.figures
-    # both replicas took part (40 events over 3 partitions split 2:1: one idle by chance is ~1e-7)
+    # both replicas took part (40 events over 6 partitions split 3:3: one idle by chance is ~1e-12)
     replicas = next(f for f in bench.figures if f.name.startswith("notif_worker, two replicas"))
     assert set(replicas.detail["events_per_replica"]) == {"notif", "notif-2"}, replicas.detail
     assert all(k > 0 for k in replicas.detail["events_per_replica"].values()), replicas.detail

@@ -97,8 +97,8 @@ def test_up_makes_every_backing_service_healthy(devstack: Stack) -> None:
     finally:
         admin.close()
     assert {name: len(t["partitions"]) for name, t in topics.items()} == {
-        "booking.created": 3,
-        "booking.created.dlq": 3,
+        "booking.created": 6,
+        "booking.created.dlq": 6,
     }
     if os.geteuid() == 0:  # PostgreSQL refuses root: it runs as the dedicated system user
         pg_pid = next(s.pid for s in statuses if s.name == "postgres")
