@@ -2,7 +2,7 @@
 
 Parameters (env): BENCH_DURATION (s per throughput figure, 5), BENCH_CONCURRENCY (16),
 BENCH_CONTENDERS (1000), BENCH_FLOW_CLIENTS (8), BENCH_RATES ("20,100" bookings/s, where the
-fan-out targets are set), BENCH_FANOUT_SECONDS (20), BENCH_NOTIFIER_EVENTS (2000 per notifier batch: one
+fan-out targets are set), BENCH_FANOUT_SECONDS (20), BENCH_IDLE_SECONDS (10, the idle CPU window), BENCH_NOTIFIER_EVENTS (2000 per notifier batch: one
 replica, then two), BENCH_SMOKE=1 (seconds-long harness check).
 The defaults finish in under five minutes.  Results: benchmarks/results/latest.json and latest.md.
 """
@@ -48,8 +48,10 @@ from petpro_dev.devstack.mail import list_messages
 from petpro_dev.devstack.process import free_port
 
 RESULTS = Path(__file__).parent / "results"
-FIGURES = ("read", "reserve", "contention", "flow", "fanout", "notifier", "lifecycle", "footprint")
+FIGURES = ("read", "reserve", "contention", "flow", "fanout", "notifier", "lifecycle", "idle", "footprint")
 CONTENTION_TIMEOUT = 120.0  # seconds a contender waits (a loaded box queues 1,000 calls for long)
+# notif_worker goes back to its long (idle) fetch wait this long after its last event (idle_after_seconds)
+IDLE_SETTLE_SECONDS = 3.0
 RAW_CONSUME_MIN_MESSAGES = 10_000  # fewer are read in milliseconds: the raw-consume rate means nothing
 BENCH_CLINIC = "b0000000-0000-4000-8000-000000000001"
 BENCH_SERVICE = "b0000000-0000-4000-8000-000000000002"  # 5-minute slots, around the clock, capacity 1
@@ -73,6 +75,7 @@ class Params:
     rates: tuple[int, ...] = (20, 100)
     fanout_seconds: float = 20.0
     notifier_events: int = 2000
+    idle_seconds: float = 10.0
     smoke: bool = False
     figures: tuple[str, ...] = ()  # BENCH_FIGURES: some of FIGURES only (empty: all)
     traces: str = "none"  # BENCH_TRACES: "none" (the deployed default: no span exporter) or "file" (petpro up's)
@@ -81,7 +84,7 @@ class Params:
     def from_env(cls) -> Params:
         if os.environ.get("BENCH_SMOKE") == "1":
             return cls(duration=0.5, concurrency=4, contenders=50, flow_clients=2, rates=(20,),
-                       fanout_seconds=1.0, notifier_events=40, smoke=True)
+                       fanout_seconds=1.0, notifier_events=40, idle_seconds=1.0, smoke=True)
         e = os.environ.get
         return cls(
             duration=float(e("BENCH_DURATION", 5)), concurrency=int(e("BENCH_CONCURRENCY", 16)),
@@ -89,6 +92,7 @@ class Params:
             rates=tuple(int(r) for r in e("BENCH_RATES", "20,100").split(",")),
             fanout_seconds=float(e("BENCH_FANOUT_SECONDS", 20)),
             notifier_events=int(e("BENCH_NOTIFIER_EVENTS", 2000)),
+            idle_seconds=float(e("BENCH_IDLE_SECONDS", 10)),
             figures=tuple(f.strip() for f in e("BENCH_FIGURES", "").split(",") if f.strip()),
             traces=e("BENCH_TRACES", "none"),
         )
@@ -731,6 +735,24 @@ class Bench:
                                     "baseline_cpu_ms_per_op": reserve_cpu}))
             self.add(Figure(f"{name} p99 (one caller)", pct(lat, 99) * 1e3, "ms", "uncontended ReserveSlot p99", r99))
 
+    # -- 6c. idle CPU ----------------------------------------------------------------------------
+    async def idle(self) -> None:
+        """CPU of notif_worker and the broker with nothing to do, as % of one core, over
+        ``idle_seconds`` once the consumer is back on its long fetch wait (IDLE_SETTLE_SECONDS after
+        the last figure's events; its busy phase ends idle_after_seconds after the last event).  Low
+        fan-out latency must not be bought with polling that never stops."""
+        await asyncio.sleep(IDLE_SETTLE_SECONDS)  # a window of time: nothing to await
+        self.cpu.start()
+        await asyncio.sleep(self.p.idle_seconds)
+        ms = self.cpu.per_op(1)  # CPU milliseconds over the window
+        percent = {name: v / (self.p.idle_seconds * 1e3) * 100 for name, v in ms.items() if name != "own"}
+        self.add(Figure("idle CPU, notif_worker + broker (% of a core)", percent["notif"] + percent["kafka"], "%",
+                        "target", 5.0, target="value <= 5",
+                        detail={"cpu_percent": {n: round(v, 2) for n, v in percent.items()},
+                                "seconds": self.p.idle_seconds}))
+        print("      idle CPU, % of a core: " + ", ".join(f"{n} {v:.2f}" for n, v in percent.items() if v >= 0.005),
+              flush=True)
+
     # -- 7. footprint ----------------------------------------------------------------------------
     def footprint(self, up_seconds: float | None) -> None:
         if up_seconds is not None:
@@ -837,7 +859,8 @@ async def run(stack: Stack, params: Params, up_seconds: float | None = None) -> 
                  ("flow", "4. full flow", lambda: bench.full_flow(http)),
                  ("fanout", "5. fan-out delay", lambda: bench.fanout(http)),
                  ("notifier", "6. notifier", bench.notifier),
-                 ("lifecycle", "6b. lifecycle: ConfirmBooking, CancelBooking", lambda: bench.lifecycle(http))]
+                 ("lifecycle", "6b. lifecycle: ConfirmBooking, CancelBooking", lambda: bench.lifecycle(http)),
+                 ("idle", "6c. idle CPU", bench.idle)]
         for name, title, step in steps:
             if params.runs(name) or name == "read" or (name == "reserve" and params.runs("contention")):
                 print(title, flush=True)
