@@ -157,12 +157,6 @@ class BookingHandlers:
             version = await self._catalog_version()
         return await self.catalog.get(("service", service_id), version, load)
 
-    async def _service_at(self, service_id: uuid.UUID, version: int) -> tuple[Service, Clinic]:
-        found = await self._service(service_id, version)
-        if found is None:
-            raise ServiceNotFound("service not found")
-        return found
-
     async def list_clinics(self, size: int, token: str) -> tuple[list[Clinic], str]:
         limit = paging.page_size(size)
         after = paging.decode(token)
@@ -194,8 +188,8 @@ class BookingHandlers:
         rows = await self.catalog.get(("services", clinic_id, after, limit), version, load)
         return rows, paging.next_token(rows, limit, lambda s: (s.name, str(s.id)))
 
-    async def get_service(self, service_id: uuid.UUID) -> tuple[Service, Clinic]:
-        found = await self._service(service_id)
+    async def get_service(self, service_id: uuid.UUID, version: int | None = None) -> tuple[Service, Clinic]:
+        found = await self._service(service_id, version)
         if found is None:
             raise ServiceNotFound("service not found")
         return found
@@ -256,7 +250,7 @@ class BookingHandlers:
             held = await self._try_hold(cmd, svc, clinic, fingerprint, now, version)
         if held is UNVERIFIED:
             version = await self._catalog_version()
-            svc, clinic = await self._service_at(cmd.service_id, version)
+            svc, clinic = await self.get_service(cmd.service_id, version)
             if not svc.bookable:
                 raise ServiceNotBookable("this service is not bookable at the moment")
             held = await self._try_hold(cmd, svc, clinic, fingerprint, now, version)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from petpro import telemetry
 
@@ -111,8 +111,6 @@ class EndOffsets:
         self._consumer: KafkaConsumer | None = None
 
     def __call__(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        from kafka import TopicPartition
-
         if self._consumer is None:
             self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap.split(","), group_id=None,
                                            enable_auto_commit=False)
@@ -145,8 +143,6 @@ def end_offsets(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple
 def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
     """Messages of ``topic`` not yet committed by consumer group ``group_id`` (0 = caught up).
     Reads the group's committed offsets without joining it."""
-    from kafka import TopicPartition
-
     c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group_id, enable_auto_commit=False,
                       fetch_max_wait_ms=50)
     try:
