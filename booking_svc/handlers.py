@@ -256,8 +256,7 @@ class BookingHandlers:
             held = await self._try_hold(cmd, svc, clinic, fingerprint, now, version)
         if isinstance(held, Reservation):
             return held
-        expired_swept = False
-        for _ in range(svc.capacity + 2):  # a retry per unit lost to a concurrent reserver, + one sweep
+        for _ in range(svc.capacity + 1):  # a retry per unit lost to a concurrent reserver
             try:
                 async with self.uow() as repo:
                     earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
@@ -265,14 +264,15 @@ class BookingHandlers:
                         return self._replay(earlier, fingerprint)
                     svc.check_species(check_pet_owner(await repo.pet(cmd.pet_id), cmd.owner_user_id).species)
                     slot = check_slot(clinic, svc, cmd.start, now)
+                    # expired holds still count for the exclusion constraint: move them out first, then
+                    # look (sweeping only when the look found no unit would race the expiry sweeper: it
+                    # may release the hold between the look and the sweep, and the sweep then finds none)
+                    await repo.expire_overlapping(svc.id, slot.start, slot.end, now)
                     taken = await repo.taken_units(svc.id, slot.start, slot.end)
                     free = [u for u in range(1, svc.capacity + 1) if u not in taken]
                     if not free:
-                        if expired_swept or not await repo.expire_overlapping(svc.id, slot.start, slot.end, now):
-                            raise SlotUnavailable("this slot is no longer available",
-                                                  metadata={"slot": slot.start.isoformat()})
-                        expired_swept = True  # expired holds released (committed below): look again
-                        continue
+                        raise SlotUnavailable("this slot is no longer available",
+                                              metadata={"slot": slot.start.isoformat()})
                     res = Reservation(
                         lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
                         owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
@@ -489,11 +489,9 @@ class BookingHandlers:
             svc, clinic = found
             slot = check_slot(clinic, svc, new_start, now)  # past, closed, off this service's grid: 400
             b.check_reschedule(slot.start, now)
+            await repo.expire_overlapping(svc.id, slot.start, slot.end, now)  # first: see reserve
             taken = await repo.taken_units_except(svc.id, slot.start, slot.end, b.lock_id)
             free = [u for u in range(1, svc.capacity + 1) if u not in taken]
-            if not free and await repo.expire_overlapping(svc.id, slot.start, slot.end, now):
-                taken = await repo.taken_units_except(svc.id, slot.start, slot.end, b.lock_id)
-                free = [u for u in range(1, svc.capacity + 1) if u not in taken]
             unavailable = SlotUnavailable("this slot is no longer available",
                                           metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"})
             if not free or not await repo.move_reservation(b.lock_id, free[0], slot.start, slot.end, now):

@@ -235,6 +235,24 @@ async def test_an_expired_hold_never_blocks(world):
     assert store.reservations[first.lock_id].state == ReservationState.EXPIRED
 
 
+async def test_an_expired_hold_the_sweeper_releases_mid_request_never_blocks(world):
+    """The expiry sweeper may release the lapsed hold while ReserveSlot looks closer: the request's own
+    sweep then moves nothing, and the slot is still free (seen once in CI as a 409 for a free slot)."""
+    h, store, uow, clock, _, _, svc, owner, pet = world
+    first = await h.reserve(cmd(svc, owner, pet, "a"))
+    clock.now += HOLD  # the hold lapses; the sweeper runs concurrently with the next request
+
+    class SweptConcurrently(FakeBookingRepository):
+        async def expire_overlapping(self, service_id, start, end, now):  # type: ignore[no-untyped-def]
+            await h.expire_due()  # its transaction committed first: nothing left for ours to move
+            return await super().expire_overlapping(service_id, start, end, now)
+
+    uow.repo = SweptConcurrently
+    second = await h.reserve(cmd(svc, owner, pet, "b"))
+    assert second.state == ReservationState.HELD and second.lock_id != first.lock_id
+    assert store.reservations[first.lock_id].state == ReservationState.EXPIRED
+
+
 async def test_a_unit_lost_to_a_concurrent_reserver_is_a_clear_conflict(world):
     h, store, uow, _, _, _, svc, owner, pet = world
 

@@ -34,7 +34,7 @@ from booking_svc.handlers import (
     refund_request_id,
 )
 from booking_svc.ports import Change, RefundResult
-from tests.unit.fakes.booking import BookingStore, booking_uow
+from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_uow
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 SLOT = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)  # Monday 09:00 in Berlin
@@ -143,6 +143,26 @@ async def test_reschedule_moves_the_hold_or_changes_nothing_when_the_target_is_t
     assert (moved.start, moved.reschedule_count, moved.version) == (SLOT + timedelta(hours=1), 1, 2)
     assert store.reservations[b.lock_id].start == SLOT + timedelta(hours=1)
     assert [r.topic for r in store.outbox].count(TOPIC_BOOKING_RESCHEDULED) == 1
+
+
+async def test_reschedule_onto_a_lapsed_hold_the_sweeper_releases_mid_request(world):
+    """As for ReserveSlot: the expiry sweeper may release the lapsed hold in the target slot while the
+    reschedule looks; the reschedule's own sweep then moves nothing and the target is still free."""
+    h, store, clock, _, _, svc, owner, pet = world
+    b = await confirmed(h, svc, owner, pet)
+    target = SLOT + timedelta(hours=1)
+    lapsed = await h.reserve(ReserveCommand(rid(), owner, "o@example.test", "Olga", svc.id, pet.id, target))
+    clock.now += timedelta(minutes=10)
+
+    class SweptConcurrently(FakeBookingRepository):
+        async def expire_overlapping(self, service_id, start, end, now):  # type: ignore[no-untyped-def]
+            await h.expire_due()
+            return await super().expire_overlapping(service_id, start, end, now)
+
+    h.uow.repo = SweptConcurrently  # type: ignore[attr-defined]
+    moved = await h.reschedule(rid(), b.id, owner, target)
+    assert moved.start == target and store.reservations[b.lock_id].start == target
+    assert store.reservations[lapsed.lock_id].state == ReservationState.EXPIRED
 
 
 async def test_no_show_keeps_the_payment(world):
