@@ -351,8 +351,9 @@ class BookingHandlers:
         async with self.uow() as repo:
             held = await repo.confirm_held(lock_id, payment_id, now)  # the common case: a live hold
             if held is not None:
-                booking = Booking.confirm(held[0], payment_id, now)
-                await self._add_booking(repo, booking, held[0], held[1], now)
+                live, pet, version = held
+                booking = Booking.confirm(live, payment_id, now)
+                await self._add_booking(repo, booking, live, pet, now, version)
                 return booking
         async with self.uow() as repo:
             res = await repo.reservation(lock_id, for_update=True)
@@ -386,9 +387,20 @@ class BookingHandlers:
         raise SlotLost("payment arrived after the hold expired and the slot was taken; refund it")
 
     async def _add_booking(self, repo: BookingRepository, booking: Booking, res: Reservation, pet: Pet,
-                           now: datetime) -> None:
-        """The booking and its ``booking.created`` event, in the caller's unit of work."""
-        svc, clinic = await self.get_service(res.service_id)
+                           now: datetime, catalog_version: int | None = None) -> None:
+        """The booking and its ``booking.created`` event, in the caller's unit of work.  The service is
+        looked up through that unit of work too (never a second connection: see petpro.db.Database),
+        at ``catalog_version`` when the caller's statement read it."""
+        if catalog_version is None:
+            catalog_version = await repo.catalog_version()
+
+        async def load() -> tuple[Service, Clinic] | None:
+            return await repo.service_with_clinic(res.service_id)
+
+        found = await self.catalog.get(("service", res.service_id), catalog_version, load)
+        if found is None:
+            raise ServiceNotFound("service not found")
+        svc, clinic = found
         # the booking's own copy of the policy (the catalog memo never outlives a committed change)
         booking.policy = svc.policy
         event_id = uuid.uuid4()

@@ -93,9 +93,10 @@ class BookingRepository(Protocol):
         """False when re-activating the reservation would overlap another active one."""
         ...
     async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
-                           now: datetime) -> tuple[Reservation, Pet] | None:
+                           now: datetime) -> tuple[Reservation, Pet, int] | None:
         """Confirm's fast path: a reservation still HELD and not expired at ``now`` becomes CONFIRMED
-        with ``payment_id``, in one statement that also returns its pet; None for anything else."""
+        with ``payment_id``, in one statement that also returns its pet and the catalog version; None
+        for anything else."""
         ...
     async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
                                      payload: bytes, traceparent: str) -> None:

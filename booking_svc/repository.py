@@ -247,17 +247,17 @@ SELECT EXISTS (SELECT 1 FROM earlier), (SELECT owner_user_id FROM pet), (SELECT 
 # the catalog cache's version, read before every catalog lookup (ReserveSlot's TRY_HOLD reads it itself)
 CATALOG_VERSION = "SELECT version FROM catalog_state WHERE id = 1"
 
-# ConfirmBooking's common case: a live hold is confirmed and its pet read in one statement; then the
-# booking and its outbox event (NOTIFY delivered at commit) in a second one.
+# ConfirmBooking's common case: a live hold is confirmed and its pet and the catalog version read in
+# one statement; then the booking and its outbox event (NOTIFY delivered at commit) in a second one.
 CONFIRM_HELD = """
 UPDATE reservations r SET state = 'CONFIRMED', payment_id = %(payment_id)s, updated_at = %(now)s
-FROM pets p
-WHERE r.lock_id = %(lock_id)s AND r.state = 'HELD' AND r.expires_at > %(now)s AND p.id = r.pet_id
+FROM pets p, catalog_state c
+WHERE r.lock_id = %(lock_id)s AND r.state = 'HELD' AND r.expires_at > %(now)s AND p.id = r.pet_id AND c.id = 1
 RETURNING r.lock_id, r.owner_user_id, r.owner_email, r.owner_name, r.request_id, r.request_hash, r.service_id,
   r.clinic_id, r.pet_id, r.unit, lower(r.during) AS start_time, upper(r.during) AS end_time, r.state, r.expires_at,
   r.amount_minor, r.currency, r.payment_id, r.failure_reason, r.created_at, p.owner_user_id AS pet_owner,
   p.name AS pet_name, p.species AS pet_species, p.breed AS pet_breed, p.birth_date AS pet_birth_date,
-  p.created_at AS pet_created_at
+  p.created_at AS pet_created_at, c.version AS catalog_version
 """
 ADD_BOOKING_WITH_EVENT = """
 WITH b AS (
@@ -621,7 +621,7 @@ class BookingRepository:
         return True
 
     async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
-                           now: datetime) -> tuple[Reservation, Pet] | None:
+                           now: datetime) -> tuple[Reservation, Pet, int] | None:
         cur = await raw_execute(self.s, CONFIRM_HELD, {"lock_id": lock_id, "payment_id": payment_id, "now": now},
                                 operation="UPDATE", row_factory=dict_row)
         r = await cur.fetchone()
@@ -637,7 +637,7 @@ class BookingRepository:
         )
         pet = Pet(r["pet_id"], r["pet_owner"], r["pet_name"], r["pet_species"], r["pet_breed"] or None,
                   r["pet_birth_date"], r["pet_created_at"])
-        return res, pet
+        return res, pet, int(r["catalog_version"])
 
     async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
                                      payload: bytes, traceparent: str) -> None:

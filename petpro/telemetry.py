@@ -19,6 +19,7 @@ hop carries the W3C ``traceparent`` in the CloudEvents headers the outbox writes
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -137,7 +138,11 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
+    """The kit's tracer, made once: ``get_tracer`` builds a new one (and its scope) on every call, 4 %
+    of payment_svc's CPU in the full flow when called per span.  Made before ``setup_tracing``, it is
+    the API's proxy, which follows the provider set later."""
     return trace.get_tracer("petpro")
 
 

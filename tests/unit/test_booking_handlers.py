@@ -3,6 +3,8 @@ capacity, expired holds, races), confirm (live hold, late payment reclaimed or l
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -244,7 +246,8 @@ async def test_an_expired_hold_the_sweeper_releases_mid_request_never_blocks(wor
 
     class SweptConcurrently(FakeBookingRepository):
         async def expire_overlapping(self, service_id, start, end, now):  # type: ignore[no-untyped-def]
-            await h.expire_due()  # its transaction committed first: nothing left for ours to move
+            # another task's transaction (its own connection), committed first: nothing left for ours
+            await asyncio.create_task(h.expire_due(), context=contextvars.Context())
             return await super().expire_overlapping(service_id, start, end, now)
 
     uow.repo = SweptConcurrently

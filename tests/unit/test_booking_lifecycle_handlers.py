@@ -4,6 +4,8 @@ refund dispatcher retrying a failing provider until it accepts — through fake 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
@@ -156,7 +158,7 @@ async def test_reschedule_onto_a_lapsed_hold_the_sweeper_releases_mid_request(wo
 
     class SweptConcurrently(FakeBookingRepository):
         async def expire_overlapping(self, service_id, start, end, now):  # type: ignore[no-untyped-def]
-            await h.expire_due()
+            await asyncio.create_task(h.expire_due(), context=contextvars.Context())  # another task
             return await super().expire_overlapping(service_id, start, end, now)
 
     h.uow.repo = SweptConcurrently  # type: ignore[attr-defined]

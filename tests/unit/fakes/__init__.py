@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Generic, TypeVar
 
+from petpro.db import one_connection
+
 S = TypeVar("S")
 R = TypeVar("R")
 
@@ -26,7 +28,8 @@ class FakeUnitOfWork(Generic[S, R]):
     async def __call__(self) -> AsyncIterator[R]:
         snapshot = copy.deepcopy(vars(self.store))
         try:
-            yield self.repo(self.store)
+            with one_connection("fake"):  # one pooled connection per task, as petpro.db.Database
+                yield self.repo(self.store)
         except BaseException:
             vars(self.store).clear()
             vars(self.store).update(snapshot)

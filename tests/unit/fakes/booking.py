@@ -251,12 +251,12 @@ class FakeBookingRepository:
         return True
 
     async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
-                           now: datetime) -> tuple[Reservation, Pet] | None:
+                           now: datetime) -> tuple[Reservation, Pet, int] | None:
         r = self.s.reservations.get(lock_id)
         if r is None or r.state != ReservationState.HELD or r.expires_at <= now:
             return None
         r.state, r.payment_id = ReservationState.CONFIRMED, payment_id
-        return self._with_booking(r), copy.deepcopy(self.s.pets[r.pet_id])
+        return self._with_booking(r), copy.deepcopy(self.s.pets[r.pet_id]), self.s.catalog_version
 
     async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
                                      payload: bytes, traceparent: str) -> None:
