@@ -85,7 +85,10 @@ def one_connection(kind: str) -> Iterator[None]:
     try:
         yield
     finally:
-        _holding.reset(token)
+        try:
+            _holding.reset(token)
+        except ValueError:  # closed from another context: an abandoned async generator's finaliser
+            _holding.set(None)
 
 
 class Database:
