@@ -135,9 +135,11 @@ class BookingHandlers:
     # The catalog changes rarely: reads go through a memo that compares the catalog version (bumped in
     # the transaction of every change, ClinicAdminService or seed) on every read, so a committed change
     # is seen by the next read on every replica; no TTL.
-    async def _catalog_version(self) -> int:
-        async with self.read() as repo:
+    async def _catalog_version(self, repo: BookingRepository | None = None) -> int:
+        if repo is not None:  # inside the caller's unit of work: never a second connection
             return await repo.catalog_version()
+        async with self.read() as own:
+            return await own.catalog_version()
 
     async def _clinic(self, clinic_id: uuid.UUID, version: int | None = None) -> Clinic | None:
         async def load() -> Clinic | None:
@@ -148,13 +150,17 @@ class BookingHandlers:
             version = await self._catalog_version()
         return await self.catalog.get(("clinic", clinic_id), version, load)
 
-    async def _service(self, service_id: uuid.UUID, version: int | None = None) -> tuple[Service, Clinic] | None:
+    async def _service(self, service_id: uuid.UUID, version: int | None = None,
+                       repo: BookingRepository | None = None) -> tuple[Service, Clinic] | None:
+        """Through ``repo`` when the caller holds a unit of work (see petpro.db.Database), else a read."""
         async def load() -> tuple[Service, Clinic] | None:
-            async with self.read() as repo:
+            if repo is not None:
                 return await repo.service_with_clinic(service_id)
+            async with self.read() as own:
+                return await own.service_with_clinic(service_id)
 
         if version is None:
-            version = await self._catalog_version()
+            version = await self._catalog_version(repo)
         return await self.catalog.get(("service", service_id), version, load)
 
     async def list_clinics(self, size: int, token: str) -> tuple[list[Clinic], str]:
@@ -188,8 +194,9 @@ class BookingHandlers:
         rows = await self.catalog.get(("services", clinic_id, after, limit), version, load)
         return rows, paging.next_token(rows, limit, lambda s: (s.name, str(s.id)))
 
-    async def get_service(self, service_id: uuid.UUID, version: int | None = None) -> tuple[Service, Clinic]:
-        found = await self._service(service_id, version)
+    async def get_service(self, service_id: uuid.UUID, version: int | None = None,
+                          repo: BookingRepository | None = None) -> tuple[Service, Clinic]:
+        found = await self._service(service_id, version, repo)
         if found is None:
             raise ServiceNotFound("service not found")
         return found
@@ -391,16 +398,7 @@ class BookingHandlers:
         """The booking and its ``booking.created`` event, in the caller's unit of work.  The service is
         looked up through that unit of work too (never a second connection: see petpro.db.Database),
         at ``catalog_version`` when the caller's statement read it."""
-        if catalog_version is None:
-            catalog_version = await repo.catalog_version()
-
-        async def load() -> tuple[Service, Clinic] | None:
-            return await repo.service_with_clinic(res.service_id)
-
-        found = await self.catalog.get(("service", res.service_id), catalog_version, load)
-        if found is None:
-            raise ServiceNotFound("service not found")
-        svc, clinic = found
+        svc, clinic = await self.get_service(res.service_id, catalog_version, repo)
         # the booking's own copy of the policy (the catalog memo never outlives a committed change)
         booking.policy = svc.policy
         event_id = uuid.uuid4()
