@@ -19,9 +19,15 @@ async def create_platform_admin(database_url: str, email: str, password: str, na
     db = Database(database_url, SCHEMA, app_name="petpro-admin", pool_size=1)
     try:
         async with db.unit_of_work() as session:
-            return await AuthRepository(session).upsert_user(User(
-                id=uuid.uuid4(), email=normalize_email(email), name=name,
-                password_hash=Passwords().hash(password), roles=(ROLE_PLATFORM_ADMIN,)))
+            return await AuthRepository(session).upsert_user(
+                User(
+                    id=uuid.uuid4(),
+                    email=normalize_email(email),
+                    name=name,
+                    password_hash=Passwords().hash(password),
+                    roles=(ROLE_PLATFORM_ADMIN,),
+                )
+            )
     finally:
         await db.close()
 
@@ -33,7 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     password = os.environ.get("PETPRO_ADMIN_PASSWORD", "")
     if len(args) != 2 or args[0] != "create-platform-admin":
-        print("usage: PETPRO_ADMIN_PASSWORD=… python -m auth_svc.admin create-platform-admin EMAIL", file=sys.stderr)
+        print(
+            "usage: PETPRO_ADMIN_PASSWORD=… python -m auth_svc.admin create-platform-admin EMAIL",
+            file=sys.stderr,
+        )
         return 2
     if not 8 <= len(password) <= 128:
         print("auth_svc.admin: PETPRO_ADMIN_PASSWORD must be 8 to 128 characters", file=sys.stderr)

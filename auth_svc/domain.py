@@ -265,9 +265,16 @@ class TokenIssuer:
     ``kid`` is unknown triggers one reload (at most every ``reload_after`` seconds) before it is
     rejected: another replica may have started signing with a key this one has not loaded yet."""
 
-    def __init__(self, keys: Ed25519PrivateKey | Sequence[Ed25519PrivateKey], *, issuer: str, audience: str,
-                 ttl: timedelta, load: Callable[[], Sequence[Ed25519PrivateKey]] | None = None,
-                 reload_after: float = 1.0) -> None:
+    def __init__(
+        self,
+        keys: Ed25519PrivateKey | Sequence[Ed25519PrivateKey],
+        *,
+        issuer: str,
+        audience: str,
+        ttl: timedelta,
+        load: Callable[[], Sequence[Ed25519PrivateKey]] | None = None,
+        reload_after: float = 1.0,
+    ) -> None:
         self.ring = KeyRing([keys] if isinstance(keys, Ed25519PrivateKey) else list(keys))
         self.load = load
         self.reload_after = reload_after
@@ -336,7 +343,11 @@ class TokenIssuer:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "sid", "jti"], "verify_exp": False, "verify_iat": False},
+                options={
+                    "require": ["exp", "iat", "sub", "sid", "jti"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise TokenInvalid("invalid token") from exc

@@ -38,8 +38,8 @@ from auth_svc.domain import (
 from auth_svc.ports import AuthRepository, UnitOfWork
 from petpro import paging
 from petpro.authn import Principal, bearer, metadata, principal_var, require_clinic
-from petpro.db import utcnow
-from petpro.throttle import Rule
+from petpro.backoff import Rule
+from petpro.clock import utcnow
 
 # what is throttled (petpro.throttle): failed logins per (account, client address) and per address —
 # never per account alone, so nobody can lock an owner out by failing on their account from elsewhere —
@@ -65,10 +65,20 @@ class TokenPair:
 
 class AuthHandlers:
     def __init__(
-        self, uow: UnitOfWork, passwords: Passwords, issuer: TokenIssuer, *,
-        refresh_ttl: timedelta = timedelta(days=30), clock: Callable[[], datetime] = utcnow,
-        read: UnitOfWork | None = None, throttle: Any = None,
-        rules: tuple[Rule, Rule, Rule] = (LOGIN_PER_ACCOUNT_AND_SOURCE, LOGIN_PER_SOURCE, REGISTER_PER_SOURCE),
+        self,
+        uow: UnitOfWork,
+        passwords: Passwords,
+        issuer: TokenIssuer,
+        *,
+        refresh_ttl: timedelta = timedelta(days=30),
+        clock: Callable[[], datetime] = utcnow,
+        read: UnitOfWork | None = None,
+        throttle: Any = None,
+        rules: tuple[Rule, Rule, Rule] = (
+            LOGIN_PER_ACCOUNT_AND_SOURCE,
+            LOGIN_PER_SOURCE,
+            REGISTER_PER_SOURCE,
+        ),
     ) -> None:
         self.throttle = throttle or NoThrottle()  # petpro.throttle.Throttle in production
         self.login_pair_rule, self.login_source_rule, self.register_rule = rules
@@ -79,16 +89,28 @@ class AuthHandlers:
         self.refresh_ttl = refresh_ttl
         self.clock = clock
 
-    async def register(self, email: str, password: str, name: str, *, roles: tuple[str, ...] = (ROLE_OWNER,),
-                       memberships: dict[str, str] | None = None, client_address: str = "") -> User:
+    async def register(
+        self,
+        email: str,
+        password: str,
+        name: str,
+        *,
+        roles: tuple[str, ...] = (ROLE_OWNER,),
+        memberships: dict[str, str] | None = None,
+        client_address: str = "",
+    ) -> User:
         if client_address:  # every registration counts (there is no "failure" to wait for)
             source = (self.register_rule, client_address)
             await self.throttle.check(source)
             await self.throttle.failed(source)
         user = User(
-            id=uuid.uuid4(), email=normalize_email(email), name=name.strip(),
-            password_hash=await asyncio.to_thread(self.passwords.hash, password), roles=roles,
-            memberships=dict(memberships or {}), created_at=self.clock(),
+            id=uuid.uuid4(),
+            email=normalize_email(email),
+            name=name.strip(),
+            password_hash=await asyncio.to_thread(self.passwords.hash, password),
+            roles=roles,
+            memberships=dict(memberships or {}),
+            created_at=self.clock(),
         )
         async with self.uow() as repo:
             if not await repo.add_user(user):
@@ -118,8 +140,11 @@ class AuthHandlers:
         now = self.clock()
         secret = new_refresh_secret()
         session = Session(
-            id=uuid.uuid4(), user_id=user.id, refresh_hash=hash_secret(secret),
-            refresh_expires_at=now + self.refresh_ttl, created_at=now,
+            id=uuid.uuid4(),
+            user_id=user.id,
+            refresh_hash=hash_secret(secret),
+            refresh_expires_at=now + self.refresh_ttl,
+            created_at=now,
         )
         await repo.add_session(session)
         access, exp = self.issuer.issue(user, session.id, now)
@@ -186,8 +211,15 @@ def principal_of(claims: Claims) -> Principal:
     """The kit's view of a validated token, so auth_svc checks clinic membership with the same rule
     (:func:`petpro.authn.require_clinic`) as every other service."""
     roles = frozenset(claims.roles)
-    return Principal(claims.user_id, claims.email, claims.name, roles, frozenset(claims.memberships),
-                     claims.expires_at.timestamp(), dict(claims.memberships))
+    return Principal(
+        claims.user_id,
+        claims.email,
+        claims.name,
+        roles,
+        frozenset(claims.memberships),
+        claims.expires_at.timestamp(),
+        dict(claims.memberships),
+    )
 
 
 # sends the invitation email: (email, clinic id, clinic role, token, expires at)
@@ -223,8 +255,13 @@ class ClinicStaffHandlers:
     """Invitations, memberships and the service accounts of clinic systems.  Every method takes the
     authenticated caller first and checks membership of the clinic it names."""
 
-    def __init__(self, auth: AuthHandlers, send_invitation: InvitationSender, *,
-                 invitation_ttl: timedelta = timedelta(hours=72)) -> None:
+    def __init__(
+        self,
+        auth: AuthHandlers,
+        send_invitation: InvitationSender,
+        *,
+        invitation_ttl: timedelta = timedelta(hours=72),
+    ) -> None:
         self.auth = auth
         self.uow = auth.uow
         self.read = auth.read
@@ -237,9 +274,16 @@ class ClinicStaffHandlers:
         require_clinic(caller, str(clinic_id), admin=True)
         now = self.clock()
         token = new_invitation_token()
-        inv = Invitation(id=uuid.uuid4(), clinic_id=clinic_id, email=normalize_email(email), role=role,
-                         token_hash=hash_secret(token), invited_by=uuid.UUID(caller.user_id),
-                         expires_at=now + self.invitation_ttl, created_at=now)
+        inv = Invitation(
+            id=uuid.uuid4(),
+            clinic_id=clinic_id,
+            email=normalize_email(email),
+            role=role,
+            token_hash=hash_secret(token),
+            invited_by=uuid.UUID(caller.user_id),
+            expires_at=now + self.invitation_ttl,
+            created_at=now,
+        )
         async with self.uow() as repo:
             await repo.replace_invitation(inv)
         # after the commit: a failed send is UNAVAILABLE and inviting again replaces this invitation
@@ -259,9 +303,14 @@ class ClinicStaffHandlers:
             if not ok:
                 raise InvalidCredentials("this email has an account: give its password to accept")
         else:
-            user = User(id=uuid.uuid4(), email=inv.email, name=name.strip(),
-                        password_hash=await asyncio.to_thread(self.passwords.hash, password),
-                        roles=(ROLE_CLINIC_STAFF,), created_at=now)
+            user = User(
+                id=uuid.uuid4(),
+                email=inv.email,
+                name=name.strip(),
+                password_hash=await asyncio.to_thread(self.passwords.hash, password),
+                roles=(ROLE_CLINIC_STAFF,),
+                created_at=now,
+            )
         async with self.uow() as repo:
             inv = await repo.invitation_for_update(hash_secret(token))  # single use, also under a race
             if inv is None:
@@ -281,7 +330,9 @@ class ClinicStaffHandlers:
         assert found is not None
         return found
 
-    async def list_staff(self, caller: Principal, clinic_id: uuid.UUID, size: int, token: str) -> tuple[list[Member], str]:
+    async def list_staff(
+        self, caller: Principal, clinic_id: uuid.UUID, size: int, token: str
+    ) -> tuple[list[Member], str]:
         require_clinic(caller, str(clinic_id))
         limit = paging.page_size(size)
         async with self.read() as repo:
@@ -294,17 +345,26 @@ class ClinicStaffHandlers:
         async with self.uow() as repo:
             admins = await repo.clinic_admins(clinic_id, lock=True)
             if admins == [user_id]:
-                raise LastClinicAdmin("the last admin of a clinic cannot be removed; make another admin first")
+                raise LastClinicAdmin(
+                    "the last admin of a clinic cannot be removed; make another admin first"
+                )
             if await repo.remove_membership(user_id, clinic_id):
                 await repo.revoke_user_sessions(user_id, now)  # tokens carrying the membership end now
 
-    async def create_service_account(self, caller: Principal, clinic_id: uuid.UUID, name: str,
-                                     role: str) -> ServiceCredentials:
+    async def create_service_account(
+        self, caller: Principal, clinic_id: uuid.UUID, name: str, role: str
+    ) -> ServiceCredentials:
         require_clinic(caller, str(clinic_id), admin=True)
         client_id, secret, now = uuid.uuid4(), new_refresh_secret(), self.clock()
-        user = User(id=client_id, email=service_account_email(client_id), name=name.strip(),
-                    password_hash=await asyncio.to_thread(self.passwords.hash, secret), roles=(ROLE_SERVICE,),
-                    memberships={str(clinic_id): role}, created_at=now)
+        user = User(
+            id=client_id,
+            email=service_account_email(client_id),
+            name=name.strip(),
+            password_hash=await asyncio.to_thread(self.passwords.hash, secret),
+            roles=(ROLE_SERVICE,),
+            memberships={str(clinic_id): role},
+            created_at=now,
+        )
         async with self.uow() as repo:
             await repo.add_user(user)
         return ServiceCredentials(client_id, clinic_id, user.name, role, secret, now)
@@ -315,7 +375,11 @@ class ClinicStaffHandlers:
         hashed = await asyncio.to_thread(self.passwords.hash, secret)
         async with self.uow() as repo:
             account = await repo.user_by_id(client_id)
-            if account is None or ROLE_SERVICE not in account.roles or str(clinic_id) not in account.memberships:
+            if (
+                account is None
+                or ROLE_SERVICE not in account.roles
+                or str(clinic_id) not in account.memberships
+            ):
                 raise ServiceAccountNotFound("service account not found")
             await repo.set_password_hash(client_id, hashed)
             await repo.revoke_user_sessions(client_id, now)
@@ -325,8 +389,9 @@ class ClinicStaffHandlers:
         async with self.read() as repo:
             account = await repo.user_by_id(client_id)
         is_service = account is not None and ROLE_SERVICE in account.roles
-        ok = await asyncio.to_thread(self.passwords.verify, account.password_hash if is_service and account else None,
-                                     secret)
+        ok = await asyncio.to_thread(
+            self.passwords.verify, account.password_hash if is_service and account else None, secret
+        )
         if not ok or account is None or not is_service:
             raise InvalidCredentials("client id or secret is wrong")
         async with self.uow() as repo:

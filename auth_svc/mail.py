@@ -42,8 +42,14 @@ class InvitationMailer:
         msg = self.render(email, clinic_id, role, token, expires_at)
         try:
             await aiosmtplib.send(
-                msg, sender=parseaddr(self.sender)[1] or self.sender, recipients=[email], hostname=self.host,
-                port=self.port, use_tls=self.use_tls, username=self.username, password=self.password,
+                msg,
+                sender=parseaddr(self.sender)[1] or self.sender,
+                recipients=[email],
+                hostname=self.host,
+                port=self.port,
+                use_tls=self.use_tls,
+                username=self.username,
+                password=self.password,
                 timeout=self.timeout,
             )
         except (aiosmtplib.SMTPException, OSError) as exc:

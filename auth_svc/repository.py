@@ -91,8 +91,15 @@ def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
 
 def _invitation(row: Row[Any]) -> Invitation:
     return Invitation(
-        id=row.id, clinic_id=row.clinic_id, email=row.email, role=row.role, token_hash=row.token_hash,
-        invited_by=row.invited_by, expires_at=row.expires_at, accepted_at=row.accepted_at, created_at=row.created_at,
+        id=row.id,
+        clinic_id=row.clinic_id,
+        email=row.email,
+        role=row.role,
+        token_hash=row.token_hash,
+        invited_by=row.invited_by,
+        expires_at=row.expires_at,
+        accepted_at=row.accepted_at,
+        created_at=row.created_at,
     )
 
 
@@ -118,8 +125,12 @@ class AuthRepository:
         stmt = (
             pg_insert(users)
             .values(
-                id=user.id, email=user.email, name=user.name, password_hash=user.password_hash,
-                roles=list(user.roles), created_at=user.created_at,
+                id=user.id,
+                email=user.email,
+                name=user.name,
+                password_hash=user.password_hash,
+                roles=list(user.roles),
+                created_at=user.created_at,
             )
             .on_conflict_do_nothing(index_elements=["email"])
             .returning(users.c.id)
@@ -133,13 +144,20 @@ class AuthRepository:
     async def upsert_user(self, user: User) -> User:
         """Create or update by email (seeding staff / service accounts)."""
         stmt = pg_insert(users).values(
-            id=user.id, email=user.email, name=user.name, password_hash=user.password_hash,
-            roles=list(user.roles), created_at=user.created_at,
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            password_hash=user.password_hash,
+            roles=list(user.roles),
+            created_at=user.created_at,
         )
         query = stmt.on_conflict_do_update(
             index_elements=["email"],
-            set_={"name": stmt.excluded.name, "password_hash": stmt.excluded.password_hash,
-                  "roles": stmt.excluded.roles},
+            set_={
+                "name": stmt.excluded.name,
+                "password_hash": stmt.excluded.password_hash,
+                "roles": stmt.excluded.roles,
+            },
         ).returning(*users.c)
         row = (await self.s.execute(query)).one()
         for clinic_id, role in user.memberships.items():
@@ -160,34 +178,51 @@ class AuthRepository:
     # -- clinic memberships ------------------------------------------------------------------------
     async def memberships(self, user_id: uuid.UUID) -> dict[str, str]:
         q = select(clinic_memberships.c.clinic_id, clinic_memberships.c.role).where(
-            clinic_memberships.c.user_id == user_id)
+            clinic_memberships.c.user_id == user_id
+        )
         return {str(r.clinic_id): r.role for r in await self.s.execute(q)}
 
     async def put_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID, role: str) -> None:
         stmt = pg_insert(clinic_memberships).values(user_id=user_id, clinic_id=clinic_id, role=role)
-        await self.s.execute(stmt.on_conflict_do_update(
-            index_elements=["user_id", "clinic_id"], set_={"role": stmt.excluded.role}))
+        await self.s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["user_id", "clinic_id"], set_={"role": stmt.excluded.role}
+            )
+        )
 
     async def remove_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID) -> bool:
-        result = await self.s.execute(delete(clinic_memberships).where(
-            clinic_memberships.c.user_id == user_id, clinic_memberships.c.clinic_id == clinic_id))
+        result = await self.s.execute(
+            delete(clinic_memberships).where(
+                clinic_memberships.c.user_id == user_id, clinic_memberships.c.clinic_id == clinic_id
+            )
+        )
         return bool(cast(CursorResult[Any], result).rowcount)
 
     async def clinic_admins(self, clinic_id: uuid.UUID, *, lock: bool = False) -> list[uuid.UUID]:
         """User ids of the clinic's admins (people, not service accounts); ``lock`` serialises removals."""
-        q = (select(clinic_memberships.c.user_id)
-             .join(users, users.c.id == clinic_memberships.c.user_id)
-             .where(clinic_memberships.c.clinic_id == clinic_id, clinic_memberships.c.role == "ADMIN",
-                    ~users.c.roles.any("SERVICE")))
+        q = (
+            select(clinic_memberships.c.user_id)
+            .join(users, users.c.id == clinic_memberships.c.user_id)
+            .where(
+                clinic_memberships.c.clinic_id == clinic_id,
+                clinic_memberships.c.role == "ADMIN",
+                ~users.c.roles.any("SERVICE"),
+            )
+        )
         if lock:
             q = q.with_for_update(of=clinic_memberships)
         return [r.user_id for r in await self.s.execute(q)]
 
-    async def list_members(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Member]:
-        q = (select(users.c.id, users.c.email, users.c.name, users.c.roles, clinic_memberships.c.role)
-             .join(clinic_memberships, clinic_memberships.c.user_id == users.c.id)
-             .where(clinic_memberships.c.clinic_id == clinic_id)
-             .order_by(users.c.email, users.c.id).limit(limit))
+    async def list_members(
+        self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[Member]:
+        q = (
+            select(users.c.id, users.c.email, users.c.name, users.c.roles, clinic_memberships.c.role)
+            .join(clinic_memberships, clinic_memberships.c.user_id == users.c.id)
+            .where(clinic_memberships.c.clinic_id == clinic_id)
+            .order_by(users.c.email, users.c.id)
+            .limit(limit)
+        )
         if after:
             q = q.where(func.row(users.c.email, users.c.id) > func.row(after[0], uuid.UUID(after[1])))
         return [Member(r.id, r.email, r.name, r.role, "SERVICE" in r.roles) for r in await self.s.execute(q)]
@@ -195,12 +230,25 @@ class AuthRepository:
     # -- invitations -----------------------------------------------------------------------------
     async def replace_invitation(self, inv: Invitation) -> None:
         """A new invitation for (clinic, email) replaces the pending one (its token stops working)."""
-        await self.s.execute(delete(invitations).where(
-            invitations.c.clinic_id == inv.clinic_id, invitations.c.email == inv.email,
-            invitations.c.accepted_at.is_(None)))
-        await self.s.execute(insert(invitations).values(
-            id=inv.id, clinic_id=inv.clinic_id, email=inv.email, role=inv.role, token_hash=inv.token_hash,
-            invited_by=inv.invited_by, expires_at=inv.expires_at, created_at=inv.created_at))
+        await self.s.execute(
+            delete(invitations).where(
+                invitations.c.clinic_id == inv.clinic_id,
+                invitations.c.email == inv.email,
+                invitations.c.accepted_at.is_(None),
+            )
+        )
+        await self.s.execute(
+            insert(invitations).values(
+                id=inv.id,
+                clinic_id=inv.clinic_id,
+                email=inv.email,
+                role=inv.role,
+                token_hash=inv.token_hash,
+                invited_by=inv.invited_by,
+                expires_at=inv.expires_at,
+                created_at=inv.created_at,
+            )
+        )
 
     async def invitation_for_update(self, token_hash: str) -> Invitation | None:
         q = select(invitations).where(invitations.c.token_hash == token_hash).with_for_update()
@@ -208,11 +256,16 @@ class AuthRepository:
         return _invitation(row) if row else None
 
     async def mark_accepted(self, invitation_id: uuid.UUID, at: datetime) -> None:
-        await self.s.execute(update(invitations).where(invitations.c.id == invitation_id).values(accepted_at=at))
+        await self.s.execute(
+            update(invitations).where(invitations.c.id == invitation_id).values(accepted_at=at)
+        )
 
     async def revoke_user_sessions(self, user_id: uuid.UUID, at: datetime) -> None:
         await self.s.execute(
-            update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)).values(revoked_at=at))
+            update(sessions)
+            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self.s.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
@@ -220,8 +273,11 @@ class AuthRepository:
     async def add_session(self, session: Session) -> None:
         await self.s.execute(
             insert(sessions).values(
-                id=session.id, user_id=session.user_id, refresh_hash=session.refresh_hash,
-                refresh_expires_at=session.refresh_expires_at, created_at=session.created_at,
+                id=session.id,
+                user_id=session.user_id,
+                refresh_hash=session.refresh_hash,
+                refresh_expires_at=session.refresh_expires_at,
+                created_at=session.created_at,
             )
         )
 

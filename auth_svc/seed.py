@@ -21,11 +21,16 @@ async def load(database_url: str, data: dict[str, Any]) -> int:
             repo = AuthRepository(session)
             for clinic in data.get("clinics", []):
                 for staff in clinic.get("staff", []):
-                    await repo.upsert_user(User(
-                        id=uuid.uuid4(), email=normalize_email(staff["email"]), name=staff["name"],
-                        password_hash=passwords.hash(staff["password"]), roles=(ROLE_CLINIC_STAFF,),
-                        memberships={str(clinic["id"]): str(staff.get("role", "staff")).upper()},
-                    ))
+                    await repo.upsert_user(
+                        User(
+                            id=uuid.uuid4(),
+                            email=normalize_email(staff["email"]),
+                            name=staff["name"],
+                            password_hash=passwords.hash(staff["password"]),
+                            roles=(ROLE_CLINIC_STAFF,),
+                            memberships={str(clinic["id"]): str(staff.get("role", "staff")).upper()},
+                        )
+                    )
                     n += 1
     finally:
         await db.close()
@@ -37,8 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     (the database from the service's own settings: ``DATABASE_URL``, else the embedded default)."""
     from auth_svc.server import AuthSettings
 
-    return seedfile.main(argv, prog="auth_svc.seed", settings=AuthSettings, loader=load,
-                         summary=lambda staff: f"auth_svc: {staff} staff accounts")
+    return seedfile.main(
+        argv,
+        prog="auth_svc.seed",
+        settings=AuthSettings,
+        loader=load,
+        summary=lambda staff: f"auth_svc: {staff} staff accounts",
+    )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ from auth_svc.ports import UnitOfWork
 from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer, ClinicStaffServicer
 from petpro import cache, grpc_server, keys
+from petpro.backoff import Rule
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
-from petpro.throttle import Rule, Throttle
+from petpro.throttle import Throttle
 from petpro_api.auth.v1 import auth_pb2_grpc, clinic_staff_pb2_grpc
 
 
@@ -45,20 +46,28 @@ class AuthSettings(ServiceSettings):
         default=None, description="one Ed25519 PEM (no rotation); when unset, the keys of signing_keys_dir"
     )
     signing_keys_dir: Path | None = Field(
-        default=None, description="Ed25519 PEMs, the one whose name sorts last signs; default "
+        default=None,
+        description="Ed25519 PEMs, the one whose name sorts last signs; default "
         "<PETPRO_HOME>/keys/auth-signing/, a first key generated when empty",
     )
-    keys_reload_seconds: float = Field(default=30.0, gt=0, description="how often the key directory is re-read")
+    keys_reload_seconds: float = Field(
+        default=30.0, gt=0, description="how often the key directory is re-read"
+    )
     db_pool_size: int = Field(default=10, ge=1, le=100)
-    invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30, description="lifetime of staff invitations")
+    invitation_ttl_hours: int = Field(
+        default=72, ge=1, le=24 * 30, description="lifetime of staff invitations"
+    )
     mail_from: str = "PetPro <accounts@petpro.dev>"
     public_base_url: str | None = Field(default=None, description="REST edge base for links in emails")
     throttle_login_free_per_account_source: int = Field(
-        default=5, ge=1, description="failed logins of one account from one address before back-off")
+        default=5, ge=1, description="failed logins of one account from one address before back-off"
+    )
     throttle_login_free_per_source: int = Field(
-        default=20, ge=1, description="failed logins from one address (any account) before back-off")
+        default=20, ge=1, description="failed logins from one address (any account) before back-off"
+    )
     throttle_register_free_per_source: int = Field(
-        default=20, ge=1, description="registrations from one address per hour before back-off")
+        default=20, ge=1, description="registrations from one address per hour before back-off"
+    )
     throttle_base_seconds: float = Field(default=1.0, gt=0, description="first back-off; doubles per failure")
     throttle_max_seconds: float = Field(default=900.0, gt=0, description="longest back-off")
 
@@ -72,31 +81,52 @@ def make_issuer(settings: AuthSettings) -> TokenIssuer:
     verified by any key in it; or by the one ``AUTH_SIGNING_KEY_FILE``."""
     ttl = timedelta(seconds=settings.access_ttl_seconds)
     if settings.signing_key_file:
-        return TokenIssuer(keys.load_or_create_ed25519(settings.signing_key_file), issuer=settings.issuer,
-                           audience=settings.audience, ttl=ttl)
+        return TokenIssuer(
+            keys.load_or_create_ed25519(settings.signing_key_file),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            ttl=ttl,
+        )
     directory = keys_dir(settings)
-    return TokenIssuer(keys.load_or_create_key_dir(directory), issuer=settings.issuer, audience=settings.audience,
-                       ttl=ttl, load=lambda: keys.load_key_dir(directory))
+    return TokenIssuer(
+        keys.load_or_create_key_dir(directory),
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl=ttl,
+        load=lambda: keys.load_key_dir(directory),
+    )
 
 
 def throttle_rules(settings: AuthSettings) -> tuple[Rule, Rule, Rule]:
     def rule(r: Rule, free: int) -> Rule:
-        return dataclasses.replace(r, free=free, base=settings.throttle_base_seconds, max=settings.throttle_max_seconds)
+        return dataclasses.replace(
+            r, free=free, base=settings.throttle_base_seconds, max=settings.throttle_max_seconds
+        )
 
-    return (rule(LOGIN_PER_ACCOUNT_AND_SOURCE, settings.throttle_login_free_per_account_source),
-            rule(LOGIN_PER_SOURCE, settings.throttle_login_free_per_source),
-            rule(REGISTER_PER_SOURCE, settings.throttle_register_free_per_source))
+    return (
+        rule(LOGIN_PER_ACCOUNT_AND_SOURCE, settings.throttle_login_free_per_account_source),
+        rule(LOGIN_PER_SOURCE, settings.throttle_login_free_per_source),
+        rule(REGISTER_PER_SOURCE, settings.throttle_register_free_per_source),
+    )
 
 
-def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
-          passwords: Passwords | None = None, send_invitation: InvitationSender | None = None,
-          throttle: Throttle | NoThrottle | None = None) -> grpc_server.App:
+def build(
+    settings: AuthSettings,
+    *,
+    uow: UnitOfWork | None = None,
+    read: UnitOfWork | None = None,
+    passwords: Passwords | None = None,
+    send_invitation: InvitationSender | None = None,
+    throttle: Throttle | NoThrottle | None = None,
+) -> grpc_server.App:
     """The auth service.  Tests pass fakes of the ports (``uow``/``read``, the invitation mailer, the
     throttle: ``NoThrottle()``) instead of the database, SMTP and Redis."""
     issuer = make_issuer(settings)
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
-        db = Database(settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size)
+        db = Database(
+            settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size
+        )
         uow, read = db.repositories(AuthRepository)
         on_stop.append(db.close)
     if throttle is None:
@@ -107,30 +137,47 @@ def build(settings: AuthSettings, *, uow: UnitOfWork | None = None, read: UnitOf
             await redis.aclose()
 
         on_stop.append(close_redis)
-    handlers = AuthHandlers(uow, passwords or Passwords(), issuer,
-                            refresh_ttl=timedelta(days=settings.refresh_ttl_days), read=read,
-                            throttle=throttle, rules=throttle_rules(settings))
+    handlers = AuthHandlers(
+        uow,
+        passwords or Passwords(),
+        issuer,
+        refresh_ttl=timedelta(days=settings.refresh_ttl_days),
+        read=read,
+        throttle=throttle,
+        rules=throttle_rules(settings),
+    )
     base = settings.public_base_url or f"http://{settings.stack.host}:{settings.stack.port('envoy')}"
     mailer = InvitationMailer(settings.url("smtp_url"), settings.mail_from, f"{base}/v1/invitations:accept")
-    staff = ClinicStaffHandlers(handlers, send_invitation or mailer.send,
-                                invitation_ttl=timedelta(hours=settings.invitation_ttl_hours))
+    staff = ClinicStaffHandlers(
+        handlers,
+        send_invitation or mailer.send,
+        invitation_ttl=timedelta(hours=settings.invitation_ttl_hours),
+    )
     return grpc_server.App(
         name="auth_svc",
         settings=settings,
         services=[
             grpc_server.Registration(
-                auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(handlers), "petpro.auth.v1.AuthService"
+                auth_pb2_grpc.add_AuthServiceServicer_to_server,
+                AuthServicer(handlers),
+                "petpro.auth.v1.AuthService",
             ),
             grpc_server.Registration(
                 clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server,
                 ClinicStaffServicer(staff, authn := LocalAuthenticator(handlers)),
                 # authenticated by the kit before the body is decoded (no token → 401, whatever the body)
-                "petpro.auth.v1.ClinicStaffService", authenticator=authn,
+                "petpro.auth.v1.ClinicStaffService",
+                authenticator=authn,
             ),
         ],
         # rotated or retired keys are picked up by every replica within keys_reload_seconds
-        background=[grpc_server.periodic("auth_svc.signing_keys", settings.keys_reload_seconds,
-                                         lambda: asyncio.to_thread(issuer.reload))],
+        background=[
+            grpc_server.periodic(
+                "auth_svc.signing_keys",
+                settings.keys_reload_seconds,
+                lambda: asyncio.to_thread(issuer.reload),
+            )
+        ],
         on_stop=on_stop,
     )
 

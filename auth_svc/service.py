@@ -33,13 +33,19 @@ def clinic_role_name(value: auth_pb2.ClinicRole.ValueType) -> str:
 
 
 def _memberships(memberships: dict[str, str]) -> list[auth_pb2.ClinicMembership]:
-    return [auth_pb2.ClinicMembership(clinic_id=c, role=_clinic_role(r)) for c, r in sorted(memberships.items())]
+    return [
+        auth_pb2.ClinicMembership(clinic_id=c, role=_clinic_role(r)) for c, r in sorted(memberships.items())
+    ]
 
 
 def user_pb(user: User) -> auth_pb2.User:
     return auth_pb2.User(
-        user_id=str(user.id), email=user.email, name=user.name, roles=_roles(user.roles),
-        clinic_ids=list(user.clinic_ids), create_time=_ts(user.created_at),
+        user_id=str(user.id),
+        email=user.email,
+        name=user.name,
+        roles=_roles(user.roles),
+        clinic_ids=list(user.clinic_ids),
+        create_time=_ts(user.created_at),
         memberships=_memberships(user.memberships),
     )
 
@@ -48,44 +54,61 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, handlers: AuthHandlers) -> None:
         self.h = handlers
 
-    async def Register(self, request: auth_pb2.RegisterRequest,
-                       context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RegisterResponse:
-        user = await self.h.register(request.email, request.password, request.name,
-                                     client_address=request.client_address)
+    async def Register(
+        self, request: auth_pb2.RegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.RegisterResponse:
+        user = await self.h.register(
+            request.email, request.password, request.name, client_address=request.client_address
+        )
         return auth_pb2.RegisterResponse(user=user_pb(user))
 
-    async def Login(self, request: auth_pb2.LoginRequest,
-                    context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.LoginResponse:
+    async def Login(
+        self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.LoginResponse:
         pair: TokenPair = await self.h.login(request.email, request.password, request.client_address)
         return auth_pb2.LoginResponse(
-            access_token=pair.access_token, refresh_token=pair.refresh_token, token_type="Bearer",
-            expires_in=pair.expires_in, user=user_pb(pair.user),
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            token_type="Bearer",
+            expires_in=pair.expires_in,
+            user=user_pb(pair.user),
         )
 
-    async def RefreshToken(self, request: auth_pb2.RefreshTokenRequest,
-                          context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RefreshTokenResponse:
+    async def RefreshToken(
+        self, request: auth_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.RefreshTokenResponse:
         pair = await self.h.refresh(request.refresh_token)
         return auth_pb2.RefreshTokenResponse(
-            access_token=pair.access_token, refresh_token=pair.refresh_token, token_type="Bearer",
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            token_type="Bearer",
             expires_in=pair.expires_in,
         )
 
-    async def ValidateToken(self, request: auth_pb2.ValidateTokenRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.ValidateTokenResponse:
+    async def ValidateToken(
+        self, request: auth_pb2.ValidateTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.ValidateTokenResponse:
         c = await self.h.validate(request.token)
         return auth_pb2.ValidateTokenResponse(
-            user_id=c.user_id, email=c.email, name=c.name, roles=_roles(c.roles),
-            clinic_ids=list(c.clinic_ids), expires_at=_ts(c.expires_at), token_id=c.token_id,
+            user_id=c.user_id,
+            email=c.email,
+            name=c.name,
+            roles=_roles(c.roles),
+            clinic_ids=list(c.clinic_ids),
+            expires_at=_ts(c.expires_at),
+            token_id=c.token_id,
             memberships=_memberships(c.memberships),
         )
 
-    async def RevokeToken(self, request: auth_pb2.RevokeTokenRequest,
-                         context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.RevokeTokenResponse:
+    async def RevokeToken(
+        self, request: auth_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.RevokeTokenResponse:
         await self.h.revoke(request.token)
         return auth_pb2.RevokeTokenResponse()
 
-    async def GetJwks(self, request: auth_pb2.GetJwksRequest,
-                     context: grpc.aio.ServicerContext[Any, Any]) -> auth_pb2.GetJwksResponse:
+    async def GetJwks(
+        self, request: auth_pb2.GetJwksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> auth_pb2.GetJwksResponse:
         return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k) for k in self.h.issuer.jwks()])
 
 
@@ -102,11 +125,19 @@ class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
 
     async def InviteStaff(self, request, context):
         caller = await self._caller(context)
-        inv = await self.h.invite(caller, uid(request.clinic_id, "clinic_id"), request.email,
-                                  clinic_role_name(request.role))
-        return clinic_staff_pb2.InviteStaffResponse(invitation=clinic_staff_pb2.Invitation(
-            invitation_id=str(inv.id), clinic_id=str(inv.clinic_id), email=inv.email, role=_clinic_role(inv.role),
-            expire_time=_ts(inv.expires_at), create_time=_ts(inv.created_at)))
+        inv = await self.h.invite(
+            caller, uid(request.clinic_id, "clinic_id"), request.email, clinic_role_name(request.role)
+        )
+        return clinic_staff_pb2.InviteStaffResponse(
+            invitation=clinic_staff_pb2.Invitation(
+                invitation_id=str(inv.id),
+                clinic_id=str(inv.clinic_id),
+                email=inv.email,
+                role=_clinic_role(inv.role),
+                expire_time=_ts(inv.expires_at),
+                create_time=_ts(inv.created_at),
+            )
+        )
 
     async def AcceptInvitation(self, request, context):
         user = await self.h.accept(request.token, request.password, request.name)
@@ -114,33 +145,55 @@ class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
 
     async def ListStaff(self, request, context):
         caller = await self._caller(context)
-        rows, token = await self.h.list_staff(caller, uid(request.clinic_id, "clinic_id"), request.page_size,
-                                              request.page_token)
-        return clinic_staff_pb2.ListStaffResponse(members=[
-            clinic_staff_pb2.StaffMember(user_id=str(m.user_id), email=m.email, name=m.name, role=_clinic_role(m.role),
-                                         service_account=m.service_account)
-            for m in rows], next_page_token=token)
+        rows, token = await self.h.list_staff(
+            caller, uid(request.clinic_id, "clinic_id"), request.page_size, request.page_token
+        )
+        return clinic_staff_pb2.ListStaffResponse(
+            members=[
+                clinic_staff_pb2.StaffMember(
+                    user_id=str(m.user_id),
+                    email=m.email,
+                    name=m.name,
+                    role=_clinic_role(m.role),
+                    service_account=m.service_account,
+                )
+                for m in rows
+            ],
+            next_page_token=token,
+        )
 
     async def RemoveStaff(self, request, context):
         caller = await self._caller(context)
-        await self.h.remove_staff(caller, uid(request.clinic_id, "clinic_id"), uid(request.user_id, "user_id"))
+        await self.h.remove_staff(
+            caller, uid(request.clinic_id, "clinic_id"), uid(request.user_id, "user_id")
+        )
         return clinic_staff_pb2.RemoveStaffResponse()
 
     async def CreateServiceAccount(self, request, context):
         caller = await self._caller(context)
-        creds = await self.h.create_service_account(caller, uid(request.clinic_id, "clinic_id"), request.name,
-                                                    clinic_role_name(request.role))
-        return clinic_staff_pb2.CreateServiceAccountResponse(account=clinic_staff_pb2.ServiceAccount(
-            client_id=str(creds.client_id), clinic_id=str(creds.clinic_id), name=creds.name,
-            role=_clinic_role(creds.role), create_time=_ts(creds.created_at)), client_secret=creds.secret)
+        creds = await self.h.create_service_account(
+            caller, uid(request.clinic_id, "clinic_id"), request.name, clinic_role_name(request.role)
+        )
+        return clinic_staff_pb2.CreateServiceAccountResponse(
+            account=clinic_staff_pb2.ServiceAccount(
+                client_id=str(creds.client_id),
+                clinic_id=str(creds.clinic_id),
+                name=creds.name,
+                role=_clinic_role(creds.role),
+                create_time=_ts(creds.created_at),
+            ),
+            client_secret=creds.secret,
+        )
 
     async def RotateServiceAccountSecret(self, request, context):
         caller = await self._caller(context)
-        secret = await self.h.rotate_secret(caller, uid(request.clinic_id, "clinic_id"),
-                                            uid(request.client_id, "client_id"))
+        secret = await self.h.rotate_secret(
+            caller, uid(request.clinic_id, "clinic_id"), uid(request.client_id, "client_id")
+        )
         return clinic_staff_pb2.RotateServiceAccountSecretResponse(client_secret=secret)
 
     async def IssueServiceToken(self, request, context):
         pair = await self.h.issue_service_token(uid(request.client_id, "client_id"), request.client_secret)
-        return clinic_staff_pb2.IssueServiceTokenResponse(access_token=pair.access_token, token_type="Bearer",
-                                                          expires_in=pair.expires_in)
+        return clinic_staff_pb2.IssueServiceTokenResponse(
+            access_token=pair.access_token, token_type="Bearer", expires_in=pair.expires_in
+        )

@@ -31,7 +31,9 @@ def describe(directory) -> list[tuple[str, str, str]]:  # type: ignore[no-untype
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m auth_svc.signing_keys", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m auth_svc.signing_keys", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="the keys of the directory, oldest first")
     sub.add_parser("rotate", help="add a new key: it signs new tokens, the old ones still verify")
@@ -41,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load(AuthSettings)
     if settings.signing_key_file:
-        print("AUTH_SIGNING_KEY_FILE is set: one fixed key, no rotation (use AUTH_SIGNING_KEYS_DIR)", file=sys.stderr)
+        print(
+            "AUTH_SIGNING_KEY_FILE is set: one fixed key, no rotation (use AUTH_SIGNING_KEYS_DIR)",
+            file=sys.stderr,
+        )
         return 1
     directory = keys_dir(settings)
     if args.cmd == "rotate":
@@ -55,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"no key {args.kid!r} in {directory}", file=sys.stderr)
             return 1
         if match[0][0] == len(rows) - 1:
-            print(f"{args.kid} is the signing key: rotate first, retire it after the tokens it signed expired",
-                  file=sys.stderr)
+            print(
+                f"{args.kid} is the signing key: rotate first, retire it after the tokens it signed expired",
+                file=sys.stderr,
+            )
             return 1
         (directory / match[0][1][1]).unlink()
         print(f"retired {args.kid} ({match[0][1][1]})")

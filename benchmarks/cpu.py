@@ -29,7 +29,7 @@ def _stat(pid: int) -> tuple[float, float]:
     """(own + reaped children's CPU seconds) of one process."""
     with contextlib.suppress(FileNotFoundError, ProcessLookupError):
         raw = Path(f"/proc/{pid}/stat").read_text()
-        fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
         utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
         return (utime + stime) / TICK, (cutime + cstime) / TICK
     return 0.0, 0.0

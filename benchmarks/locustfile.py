@@ -24,10 +24,14 @@ class PetOwner(HttpUser):
 
     def on_start(self) -> None:
         email = f"load-{uuid.uuid4().hex[:12]}@example.com"
-        self.client.post("/v1/auth/register", json={"email": email, "password": "correct-horse", "name": "Load"})
+        self.client.post(
+            "/v1/auth/register", json={"email": email, "password": "correct-horse", "name": "Load"}
+        )
         token = self.client.post("/v1/auth/login", json={"email": email, "password": "correct-horse"}).json()
         self.headers = {"Authorization": f"Bearer {token['access_token']}"}
-        pet = self.client.post("/v1/pets", json={"name": "Rex", "species": "SPECIES_DOG"}, headers=self.headers)
+        pet = self.client.post(
+            "/v1/pets", json={"name": "Rex", "species": "SPECIES_DOG"}, headers=self.headers
+        )
         self.pet = pet.json()["pet"]["pet_id"]
 
     @task(5)
@@ -39,14 +43,29 @@ class PetOwner(HttpUser):
     def book(self) -> None:
         service = random.choice(SERVICES)
         day = dt.date.today() + dt.timedelta(days=random.randint(1, 150))
-        slots = self.client.get(f"/v1/services/{service}/availability", params={"date": day.isoformat()},
-                                name="/v1/services/{id}/availability").json().get("slots", [])
+        slots = (
+            self.client.get(
+                f"/v1/services/{service}/availability",
+                params={"date": day.isoformat()},
+                name="/v1/services/{id}/availability",
+            )
+            .json()
+            .get("slots", [])
+        )
         free = [s["start_time"] for s in slots if s["free"]]
         if not free:
             return
-        with self.client.post("/v1/bookings", headers={**self.headers, "Idempotency-Key": uuid.uuid4().hex},
-                              json={"service_id": service, "pet_id": self.pet, "slot": random.choice(free),
-                                    "payment_method": "card"}, catch_response=True) as r:
+        with self.client.post(
+            "/v1/bookings",
+            headers={**self.headers, "Idempotency-Key": uuid.uuid4().hex},
+            json={
+                "service_id": service,
+                "pet_id": self.pet,
+                "slot": random.choice(free),
+                "payment_method": "card",
+            },
+            catch_response=True,
+        ) as r:
             if r.status_code == 409:  # someone else got the slot first: a normal outcome
                 r.success()
                 return
@@ -54,11 +73,16 @@ class PetOwner(HttpUser):
                 r.failure(f"{r.status_code} {r.text[:200]}")
                 return
             held = r.json()
-        requests.post(held["payment_url"], data={"card_number": "4242424242424242"},
-                      headers={"Accept": "application/json"}, timeout=10)
+        requests.post(
+            held["payment_url"],
+            data={"card_number": "4242424242424242"},
+            headers={"Accept": "application/json"},
+            timeout=10,
+        )
         for _ in range(50):
-            res = self.client.get(f"/v1/reservations/{held['lock_id']}", headers=self.headers,
-                                  name="/v1/reservations/{id}").json()
+            res = self.client.get(
+                f"/v1/reservations/{held['lock_id']}", headers=self.headers, name="/v1/reservations/{id}"
+            ).json()
             if res.get("status") != "PENDING_PAYMENT":
                 break
             time.sleep(0.2)  # the app polls; gevent makes this cooperative

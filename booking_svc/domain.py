@@ -120,7 +120,7 @@ class Interval:
 
 
 def parse_hhmm(value: str) -> time:
-    """"HH:MM" (24 h; "24:00" is midnight at the end of the day, stored as 00:00)."""
+    """ "HH:MM" (24 h; "24:00" is midnight at the end of the day, stored as 00:00)."""
     return time(0, 0) if value == "24:00" else time.fromisoformat(value)
 
 
@@ -134,7 +134,9 @@ def check_intervals(intervals: list[tuple[str, Interval]]) -> list[FieldViolatio
     valid: list[tuple[str, Interval]] = []
     for path, iv in intervals:
         if iv.end_minutes <= iv.start_minutes:
-            out.append(FieldViolation(f"{path}.close_time", "must be after open_time", "INTERVAL_END_BEFORE_START"))
+            out.append(
+                FieldViolation(f"{path}.close_time", "must be after open_time", "INTERVAL_END_BEFORE_START")
+            )
         else:
             valid.append((path, iv))
     valid.sort(key=lambda p: p[1].start_minutes)
@@ -152,7 +154,9 @@ def check_time_zone(name: str, field_path: str = "clinic.time_zone") -> ZoneInfo
             raise ValueError(name)
         return ZoneInfo(name)
     except (ValueError, ZoneInfoNotFoundError):
-        raise InvalidArgument.field(field_path, "is not a known IANA time zone", "TIME_ZONE_UNKNOWN") from None
+        raise InvalidArgument.field(
+            field_path, "is not a known IANA time zone", "TIME_ZONE_UNKNOWN"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,9 @@ class Clinic:
     email: str = ""
     version: int = 1
     closures: list[Closure] = field(default_factory=list)  # the ones that have not ended
-    overrides: dict[date, list[Interval]] = field(default_factory=dict)  # a day's hours instead of its weekday's
+    overrides: dict[date, list[Interval]] = field(
+        default_factory=dict
+    )  # a day's hours instead of its weekday's
     # when the owner is reminded, in minutes before the start (default 48 h and 2 h)
     reminder_offsets_minutes: tuple[int, ...] = (2880, 120)
 
@@ -215,8 +221,9 @@ class EtagMismatch(Conflict):
 
 def check_etag(current: str, given: str) -> None:
     if given and given != current:
-        raise EtagMismatch("the resource was changed by someone else; read it again and retry",
-                           metadata={"etag": current})
+        raise EtagMismatch(
+            "the resource was changed by someone else; read it again and retry", metadata={"etag": current}
+        )
 
 
 @dataclass
@@ -257,8 +264,10 @@ class Service:
     def check_species(self, species: str) -> None:
         if self.species_allowed and species not in self.species_allowed:
             allowed = ", ".join(s.lower() for s in self.species_allowed)
-            raise SpeciesNotAllowed(f"this service is for {allowed} only, not {species.lower()}",
-                                    metadata={"species": species, "allowed": allowed})
+            raise SpeciesNotAllowed(
+                f"this service is for {allowed} only, not {species.lower()}",
+                metadata={"species": species, "allowed": allowed},
+            )
 
     def check_rules(self) -> None:
         """Whole-resource rules after a create or an update (the proto checks each field's range)."""
@@ -266,15 +275,23 @@ class Service:
         if not self.name.strip():
             violations.append(FieldViolation("service.name", "is required", "REQUIRED"))
         if self.duration_minutes < 5:
-            violations.append(FieldViolation("service.duration_minutes", "must be at least 5", "DURATION_TOO_SHORT"))
+            violations.append(
+                FieldViolation("service.duration_minutes", "must be at least 5", "DURATION_TOO_SHORT")
+            )
         if self.capacity < 1:
             violations.append(FieldViolation("service.capacity", "must be at least 1", "CAPACITY_TOO_SMALL"))
         if self.price_minor <= 0:
-            violations.append(FieldViolation("service.price.amount_minor", "must be positive", "PRICE_NOT_POSITIVE"))
+            violations.append(
+                FieldViolation("service.price.amount_minor", "must be positive", "PRICE_NOT_POSITIVE")
+            )
         if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
-            violations.append(FieldViolation("service.price.currency", "must be an ISO 4217 code", "CURRENCY_INVALID"))
+            violations.append(
+                FieldViolation("service.price.currency", "must be an ISO 4217 code", "CURRENCY_INVALID")
+            )
         if violations:
-            raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations)
+            raise InvalidArgument(
+                "; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations
+            )
 
 
 @dataclass(frozen=True)
@@ -357,7 +374,9 @@ def outside_schedule(clinic: Clinic, start: datetime, end: datetime) -> bool:
     zone = clinic.zone
     day = start.astimezone(zone).date()
     for iv in clinic.intervals_on(day):
-        if _local_instant(day, iv.start_minutes, zone) <= start and end <= _local_instant(day, iv.end_minutes, zone):
+        if _local_instant(day, iv.start_minutes, zone) <= start and end <= _local_instant(
+            day, iv.end_minutes, zone
+        ):
             return False
     return True
 
@@ -422,7 +441,9 @@ class HoldAttempt:
     pet_owner: uuid.UUID | None
     unit: int | None
     inserted: bool
-    catalog_version: int  # the catalog's version the statement saw: another than the caller's, nothing inserted
+    catalog_version: (
+        int  # the catalog's version the statement saw: another than the caller's, nothing inserted
+    )
 
 
 def request_fingerprint(*parts: object) -> str:
@@ -538,12 +559,16 @@ class Booking:
         self._confirmed()
         if actor == Actor.OWNER:
             if now >= self.start:
-                raise BookingStarted("the appointment has started; it can no longer be cancelled",
-                                     metadata={"field": "booking_id"})
+                raise BookingStarted(
+                    "the appointment has started; it can no longer be cancelled",
+                    metadata={"field": "booking_id"},
+                )
             refund = self.policy.refund_minor(self.amount_minor, self.start, now)
         else:
             if not reason.strip():
-                raise InvalidArgument.field("reason", "is required when the clinic cancels", "REASON_REQUIRED")
+                raise InvalidArgument.field(
+                    "reason", "is required when the clinic cancels", "REASON_REQUIRED"
+                )
             refund = self.amount_minor
         self.state = BookingState.CANCELLED
         self.cancelled_at = self.updated_at = self.refund_updated_at = now
@@ -557,12 +582,14 @@ class Booking:
     def check_reschedule(self, new_start: datetime, now: datetime) -> None:
         self._confirmed()
         if now >= self.start:
-            raise BookingStarted("the appointment has started; it can no longer be moved",
-                                 metadata={"field": "booking_id"})
+            raise BookingStarted(
+                "the appointment has started; it can no longer be moved", metadata={"field": "booking_id"}
+            )
         if now >= self.policy.reschedule_deadline(self.start):
             raise RescheduleCutoffPassed(
                 f"rescheduling closed {self.policy.reschedule_cutoff_hours} h before the start",
-                metadata={"field": "slot_start_time"})
+                metadata={"field": "slot_start_time"},
+            )
         if new_start == self.start:
             raise SameSlot("the booking is already at this slot", metadata={"field": "slot_start_time"})
 
@@ -577,8 +604,9 @@ class Booking:
             raise ValueError(outcome)
         self._confirmed()
         if now < self.start:
-            raise BookingNotStarted("an outcome can only be recorded after the start",
-                                    metadata={"field": "booking_id"})
+            raise BookingNotStarted(
+                "an outcome can only be recorded after the start", metadata={"field": "booking_id"}
+            )
         self.state = outcome
         self.updated_at = now
         self.version += 1
@@ -595,15 +623,31 @@ class Booking:
         return deadline if self.state == BookingState.CONFIRMED and now < deadline else None
 
     @classmethod
-    def confirm(cls, res: Reservation, payment_id: uuid.UUID, now: datetime,
-                policy: CancellationPolicy = DEFAULT_POLICY) -> Booking:
+    def confirm(
+        cls,
+        res: Reservation,
+        payment_id: uuid.UUID,
+        now: datetime,
+        policy: CancellationPolicy = DEFAULT_POLICY,
+    ) -> Booking:
         """The booking a paid reservation becomes: its slot, owner and price, CONFIRMED, with its own
         copy of the service's cancellation policy (a later change of the service's never alters it)."""
         return cls(
-            id=uuid.uuid4(), lock_id=res.lock_id, payment_id=payment_id, owner_user_id=res.owner_user_id,
-            clinic_id=res.clinic_id, service_id=res.service_id, pet_id=res.pet_id, start=res.start, end=res.end,
-            state=BookingState.CONFIRMED, amount_minor=res.amount_minor, currency=res.currency, created_at=now,
-            policy=policy, updated_at=now,
+            id=uuid.uuid4(),
+            lock_id=res.lock_id,
+            payment_id=payment_id,
+            owner_user_id=res.owner_user_id,
+            clinic_id=res.clinic_id,
+            service_id=res.service_id,
+            pet_id=res.pet_id,
+            start=res.start,
+            end=res.end,
+            state=BookingState.CONFIRMED,
+            amount_minor=res.amount_minor,
+            currency=res.currency,
+            created_at=now,
+            policy=policy,
+            updated_at=now,
         )
 
 

@@ -59,9 +59,9 @@ from booking_svc.ports import (
 )
 from petpro import paging
 from petpro.authn import Principal, require_clinic, require_platform_admin
-from petpro.cache import VersionedMemo
-from petpro.db import utcnow
+from petpro.clock import utcnow
 from petpro.errors import FieldViolation, InvalidArgument
+from petpro.memo import VersionedMemo
 
 TOPIC_BOOKING_CREATED = "booking.created"
 EVENT_BOOKING_CREATED = "dev.petpro.booking.created.v1"
@@ -70,7 +70,12 @@ TOPIC_BOOKING_CANCELLED = "booking.cancelled"
 TOPIC_BOOKING_RESCHEDULED = "booking.rescheduled"
 TOPIC_BOOKING_COMPLETED = "booking.completed"
 TOPIC_BOOKING_NO_SHOW = "booking.no-show"
-LIFECYCLE_TOPICS = (TOPIC_BOOKING_CANCELLED, TOPIC_BOOKING_RESCHEDULED, TOPIC_BOOKING_COMPLETED, TOPIC_BOOKING_NO_SHOW)
+LIFECYCLE_TOPICS = (
+    TOPIC_BOOKING_CANCELLED,
+    TOPIC_BOOKING_RESCHEDULED,
+    TOPIC_BOOKING_COMPLETED,
+    TOPIC_BOOKING_NO_SHOW,
+)
 
 
 def event_type(topic: str) -> str:
@@ -89,8 +94,9 @@ UNVERIFIED: Final = _Unverified.TOKEN
 class NoRefunds:
     """A RefundPort for builds without a payment service: every attempt fails and is retried."""
 
-    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
-                     reason: str) -> RefundResult:
+    async def refund(
+        self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str, reason: str
+    ) -> RefundResult:
         raise RuntimeError("no payment service configured")
 
 
@@ -113,12 +119,21 @@ class AvailabilitySlot:
 
 
 class BookingHandlers:
-    def __init__(self, uow: UnitOfWork, encode_event: EventEncoder, *, hold_ttl: timedelta,
-                 read: UnitOfWork | None = None, catalog_cache_entries: int = 4096,
-                 clock: Callable[[], datetime] = utcnow, traceparent: Callable[[], str] = lambda: "",
-                 encode_change: ChangeEncoder | None = None, refunds: RefundPort | None = None,
-                 refund_poll: timedelta = timedelta(seconds=2),
-                 refund_retry_max: timedelta = timedelta(seconds=60)) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        encode_event: EventEncoder,
+        *,
+        hold_ttl: timedelta,
+        read: UnitOfWork | None = None,
+        catalog_cache_entries: int = 4096,
+        clock: Callable[[], datetime] = utcnow,
+        traceparent: Callable[[], str] = lambda: "",
+        encode_change: ChangeEncoder | None = None,
+        refunds: RefundPort | None = None,
+        refund_poll: timedelta = timedelta(seconds=2),
+        refund_retry_max: timedelta = timedelta(seconds=60),
+    ) -> None:
         self.encode_change = encode_change
         self.refunds: RefundPort = refunds or NoRefunds()
         self.refund_poll = refund_poll
@@ -150,9 +165,11 @@ class BookingHandlers:
             version = await self._catalog_version()
         return await self.catalog.get(("clinic", clinic_id), version, load)
 
-    async def _service(self, service_id: uuid.UUID, version: int | None = None,
-                       repo: BookingRepository | None = None) -> tuple[Service, Clinic] | None:
+    async def _service(
+        self, service_id: uuid.UUID, version: int | None = None, repo: BookingRepository | None = None
+    ) -> tuple[Service, Clinic] | None:
         """Through ``repo`` when the caller holds a unit of work (see petpro.db.Database), else a read."""
+
         async def load() -> tuple[Service, Clinic] | None:
             if repo is not None:
                 return await repo.service_with_clinic(service_id)
@@ -194,14 +211,17 @@ class BookingHandlers:
         rows = await self.catalog.get(("services", clinic_id, after, limit), version, load)
         return rows, paging.next_token(rows, limit, lambda s: (s.name, str(s.id)))
 
-    async def get_service(self, service_id: uuid.UUID, version: int | None = None,
-                          repo: BookingRepository | None = None) -> tuple[Service, Clinic]:
+    async def get_service(
+        self, service_id: uuid.UUID, version: int | None = None, repo: BookingRepository | None = None
+    ) -> tuple[Service, Clinic]:
         found = await self._service(service_id, version, repo)
         if found is None:
             raise ServiceNotFound("service not found")
         return found
 
-    async def availability(self, service_id: uuid.UUID, day: str) -> tuple[Service, Clinic, list[AvailabilitySlot]]:
+    async def availability(
+        self, service_id: uuid.UUID, day: str
+    ) -> tuple[Service, Clinic, list[AvailabilitySlot]]:
         try:
             local_day = date.fromisoformat(day)
         except ValueError:
@@ -221,8 +241,9 @@ class BookingHandlers:
         return svc, clinic, out
 
     # -- pets ----------------------------------------------------------------------------------------
-    async def create_pet(self, owner: uuid.UUID, name: str, species: str, breed: str | None,
-                         birth_date: str) -> Pet:
+    async def create_pet(
+        self, owner: uuid.UUID, name: str, species: str, breed: str | None, birth_date: str
+    ) -> Pet:
         born = None
         if birth_date:
             try:
@@ -231,7 +252,9 @@ class BookingHandlers:
                 raise InvalidArgument.field("birth_date", "is not a calendar date", "DATE_INVALID") from None
             if born > self.clock().date():
                 raise InvalidArgument.field("birth_date", "must not be in the future", "DATE_IN_FUTURE")
-        pet = Pet(uuid.uuid4(), owner, name.strip(), species, (breed or "").strip() or None, born, self.clock())
+        pet = Pet(
+            uuid.uuid4(), owner, name.strip(), species, (breed or "").strip() or None, born, self.clock()
+        )
         async with self.uow() as repo:
             await repo.add_pet(pet)
         return pet
@@ -278,21 +301,35 @@ class BookingHandlers:
                     taken = await repo.taken_units(svc.id, slot.start, slot.end)
                     free = [u for u in range(1, svc.capacity + 1) if u not in taken]
                     if not free:
-                        raise SlotUnavailable("this slot is no longer available",
-                                              metadata={"slot": slot.start.isoformat()})
+                        raise SlotUnavailable(
+                            "this slot is no longer available", metadata={"slot": slot.start.isoformat()}
+                        )
                     res = Reservation(
-                        lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
-                        owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
-                        service_id=svc.id, clinic_id=clinic.id, pet_id=cmd.pet_id, unit=free[0],
-                        start=slot.start, end=slot.end, state=ReservationState.HELD, expires_at=now + self.hold_ttl,
-                        amount_minor=svc.price_minor, currency=svc.currency, created_at=now,
+                        lock_id=uuid.uuid4(),
+                        owner_user_id=cmd.owner_user_id,
+                        owner_email=cmd.owner_email,
+                        owner_name=cmd.owner_name,
+                        request_id=cmd.request_id,
+                        request_hash=fingerprint,
+                        service_id=svc.id,
+                        clinic_id=clinic.id,
+                        pet_id=cmd.pet_id,
+                        unit=free[0],
+                        start=slot.start,
+                        end=slot.end,
+                        state=ReservationState.HELD,
+                        expires_at=now + self.hold_ttl,
+                        amount_minor=svc.price_minor,
+                        currency=svc.currency,
+                        created_at=now,
                     )
                     await repo.insert_reservation(res)
                     return res
             except UnitTaken:
                 if len(free) == 1:  # the last free unit went to a concurrent reserver
-                    raise SlotUnavailable("this slot is no longer available",
-                                          metadata={"slot": slot.start.isoformat()}) from None
+                    raise SlotUnavailable(
+                        "this slot is no longer available", metadata={"slot": slot.start.isoformat()}
+                    ) from None
             except DuplicateRequest:  # a concurrent retry with the same key won: answer as it did
                 async with self.read() as repo:
                     earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
@@ -300,8 +337,15 @@ class BookingHandlers:
                 return self._replay(earlier, fingerprint)
         raise SlotUnavailable("this slot is no longer available")
 
-    async def _try_hold(self, cmd: ReserveCommand, svc: Service, clinic: Clinic, fingerprint: str,
-                        now: datetime, catalog_version: int) -> Reservation | _Unverified | None:
+    async def _try_hold(
+        self,
+        cmd: ReserveCommand,
+        svc: Service,
+        clinic: Clinic,
+        fingerprint: str,
+        now: datetime,
+        catalog_version: int,
+    ) -> Reservation | _Unverified | None:
         """The common case in one statement: a new request for a free slot is held, a slot whose
         units are all live-held or booked is refused at once, both only while the catalog is still
         at ``catalog_version`` (``svc`` and ``clinic`` are what it held then).  None: look closer (an
@@ -315,11 +359,23 @@ class BookingHandlers:
         except InvalidArgument:
             return UNVERIFIED  # the full path reports it, after the idempotent replay it owes a retry
         res = Reservation(
-            lock_id=uuid.uuid4(), owner_user_id=cmd.owner_user_id, owner_email=cmd.owner_email,
-            owner_name=cmd.owner_name, request_id=cmd.request_id, request_hash=fingerprint,
-            service_id=svc.id, clinic_id=clinic.id, pet_id=cmd.pet_id, unit=0,
-            start=slot.start, end=slot.end, state=ReservationState.HELD, expires_at=now + self.hold_ttl,
-            amount_minor=svc.price_minor, currency=svc.currency, created_at=now,
+            lock_id=uuid.uuid4(),
+            owner_user_id=cmd.owner_user_id,
+            owner_email=cmd.owner_email,
+            owner_name=cmd.owner_name,
+            request_id=cmd.request_id,
+            request_hash=fingerprint,
+            service_id=svc.id,
+            clinic_id=clinic.id,
+            pet_id=cmd.pet_id,
+            unit=0,
+            start=slot.start,
+            end=slot.end,
+            state=ReservationState.HELD,
+            expires_at=now + self.hold_ttl,
+            amount_minor=svc.price_minor,
+            currency=svc.currency,
+            created_at=now,
         )
         async with self.read() as repo:
             attempt = await repo.try_hold(res, svc.capacity, catalog_version)
@@ -336,7 +392,9 @@ class BookingHandlers:
         if attempt.pet_owner != cmd.owner_user_id:
             raise PetNotOwned("this pet belongs to another user")
         if attempt.unit is None:
-            raise SlotUnavailable("this slot is no longer available", metadata={"slot": slot.start.isoformat()})
+            raise SlotUnavailable(
+                "this slot is no longer available", metadata={"slot": slot.start.isoformat()}
+            )
         return None
 
     @staticmethod
@@ -374,11 +432,18 @@ class BookingHandlers:
             if decision == ConfirmDecision.RECLAIM:
                 # paid after expiry: the exclusion constraint tells whether the slot is still free
                 await repo.expire_overlapping(res.service_id, res.start, res.end, now)
-                free = await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
+                free = await repo.try_set_state(
+                    lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id
+                )
                 reclaim = decide_reclaim(free)
                 if reclaim.lost:
-                    await repo.try_set_state(lock_id, reclaim.state, now, payment_id=payment_id,
-                                             failure_reason=reclaim.failure_reason)
+                    await repo.try_set_state(
+                        lock_id,
+                        reclaim.state,
+                        now,
+                        payment_id=payment_id,
+                        failure_reason=reclaim.failure_reason,
+                    )
                     lost = True
                 else:
                     lost = False
@@ -393,8 +458,15 @@ class BookingHandlers:
                 return booking
         raise SlotLost("payment arrived after the hold expired and the slot was taken; refund it")
 
-    async def _add_booking(self, repo: BookingRepository, booking: Booking, res: Reservation, pet: Pet,
-                           now: datetime, catalog_version: int | None = None) -> None:
+    async def _add_booking(
+        self,
+        repo: BookingRepository,
+        booking: Booking,
+        res: Reservation,
+        pet: Pet,
+        now: datetime,
+        catalog_version: int | None = None,
+    ) -> None:
         """The booking and its ``booking.created`` event, in the caller's unit of work.  The service is
         looked up through that unit of work too (never a second connection: see petpro.db.Database),
         at ``catalog_version`` when the caller's statement read it."""
@@ -403,8 +475,15 @@ class BookingHandlers:
         booking.policy = svc.policy
         event_id = uuid.uuid4()
         payload = self.encode_event(event_id, booking, res, svc, clinic, pet, now)
-        await repo.add_booking_with_event(booking, event_id, TOPIC_BOOKING_CREATED, str(booking.id),
-                                          EVENT_BOOKING_CREATED, payload, self.traceparent())
+        await repo.add_booking_with_event(
+            booking,
+            event_id,
+            TOPIC_BOOKING_CREATED,
+            str(booking.id),
+            EVENT_BOOKING_CREATED,
+            payload,
+            self.traceparent(),
+        )
 
     async def expire_due(self) -> list[uuid.UUID]:
         async with self.uow() as repo:
@@ -418,27 +497,45 @@ class BookingHandlers:
             raise BookingNotFound("booking not found")
         return b
 
-    async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None, start_from: datetime | None,
-                            size: int, token: str) -> tuple[list[Booking], str]:
+    async def list_bookings(
+        self,
+        *,
+        owner: uuid.UUID | None,
+        clinic: uuid.UUID | None,
+        start_from: datetime | None,
+        size: int,
+        token: str,
+    ) -> tuple[list[Booking], str]:
         limit = paging.page_size(size)
         async with self.read() as repo:
-            rows = await repo.list_bookings(owner=owner, clinic=clinic, start_from=start_from,
-                                            after=paging.decode(token), limit=limit)
+            rows = await repo.list_bookings(
+                owner=owner, clinic=clinic, start_from=start_from, after=paging.decode(token), limit=limit
+            )
         return rows, paging.next_token(rows, limit, lambda b: (b.start.isoformat(), str(b.id)))
 
     # -- lifecycle after confirmation ---------------------------------------------------------------
     # Each change: lock the booking row, answer a retried request id with the booking as it is,
     # apply the domain rule, write the change + its request id + its outbox event in ONE transaction.
-    async def _lock(self, repo: BookingRepository, booking_id: uuid.UUID, *, owner: uuid.UUID | None,
-                    clinic: uuid.UUID | None) -> Booking:
+    async def _lock(
+        self,
+        repo: BookingRepository,
+        booking_id: uuid.UUID,
+        *,
+        owner: uuid.UUID | None,
+        clinic: uuid.UUID | None,
+    ) -> Booking:
         b = await repo.booking(booking_id, for_update=True)
-        if b is None or (owner is not None and b.owner_user_id != owner) or (
-                clinic is not None and b.clinic_id != clinic):
+        if (
+            b is None
+            or (owner is not None and b.owner_user_id != owner)
+            or (clinic is not None and b.clinic_id != clinic)
+        ):
             raise BookingNotFound("booking not found")  # never reveal somebody else's booking
         return b
 
-    async def _replayed(self, repo: BookingRepository, request_id: uuid.UUID, booking: Booking, kind: str,
-                        fingerprint: str) -> bool:
+    async def _replayed(
+        self, repo: BookingRepository, request_id: uuid.UUID, booking: Booking, kind: str, fingerprint: str
+    ) -> bool:
         """True when this request id already made its change (checked after the row lock, so a
         concurrent retry sees the first call's commit)."""
         earlier = await repo.lifecycle_request(request_id)
@@ -458,11 +555,21 @@ class BookingHandlers:
         assert res is not None and found is not None and pet is not None
         event_id = uuid.uuid4()
         payload = self.encode_change(event_id, change, res, found[0], found[1], pet, now)
-        await repo.add_outbox(event_id, change.topic, str(b.id), event_type(change.topic), payload, self.traceparent())
+        await repo.add_outbox(
+            event_id, change.topic, str(b.id), event_type(change.topic), payload, self.traceparent()
+        )
 
-    async def _change(self, request_id: str, booking_id: uuid.UUID, kind: str, fingerprint: str, *,
-                      owner: uuid.UUID | None, clinic: uuid.UUID | None,
-                      apply: Callable[[BookingRepository, Booking, datetime], Awaitable[Change]]) -> Booking:
+    async def _change(
+        self,
+        request_id: str,
+        booking_id: uuid.UUID,
+        kind: str,
+        fingerprint: str,
+        *,
+        owner: uuid.UUID | None,
+        clinic: uuid.UUID | None,
+        apply: Callable[[BookingRepository, Booking, datetime], Awaitable[Change]],
+    ) -> Booking:
         now = self.clock()
         rid = uuid.UUID(request_id)
         for attempt in range(2):
@@ -480,8 +587,16 @@ class BookingHandlers:
                     raise
         raise AssertionError("unreachable")
 
-    async def cancel(self, request_id: str, booking_id: uuid.UUID, actor: Actor, reason: str, *,
-                     owner: uuid.UUID | None = None, clinic: uuid.UUID | None = None) -> Booking:
+    async def cancel(
+        self,
+        request_id: str,
+        booking_id: uuid.UUID,
+        actor: Actor,
+        reason: str,
+        *,
+        owner: uuid.UUID | None = None,
+        clinic: uuid.UUID | None = None,
+    ) -> Booking:
         async def apply(repo: BookingRepository, b: Booking, now: datetime) -> Change:
             b.cancel(actor, reason, now)
             await repo.set_reservation_state(b.lock_id, ReservationState.CANCELLED, now)  # frees the slot
@@ -489,10 +604,13 @@ class BookingHandlers:
             return Change(TOPIC_BOOKING_CANCELLED, b, actor)
 
         fp = request_fingerprint("cancel", actor.value, owner or clinic, reason.strip())
-        return await self._change(request_id, booking_id, "cancel", fp, owner=owner, clinic=clinic, apply=apply)
+        return await self._change(
+            request_id, booking_id, "cancel", fp, owner=owner, clinic=clinic, apply=apply
+        )
 
-    async def reschedule(self, request_id: str, booking_id: uuid.UUID, owner: uuid.UUID,
-                         new_start: datetime) -> Booking:
+    async def reschedule(
+        self, request_id: str, booking_id: uuid.UUID, owner: uuid.UUID, new_start: datetime
+    ) -> Booking:
         async def apply(repo: BookingRepository, b: Booking, now: datetime) -> Change:
             found = await repo.service_with_clinic(b.service_id)
             assert found is not None
@@ -502,8 +620,10 @@ class BookingHandlers:
             await repo.expire_overlapping(svc.id, slot.start, slot.end, now)  # first: see reserve
             taken = await repo.taken_units_except(svc.id, slot.start, slot.end, b.lock_id)
             free = [u for u in range(1, svc.capacity + 1) if u not in taken]
-            unavailable = SlotUnavailable("this slot is no longer available",
-                                          metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"})
+            unavailable = SlotUnavailable(
+                "this slot is no longer available",
+                metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"},
+            )
             if not free or not await repo.move_reservation(b.lock_id, free[0], slot.start, slot.end, now):
                 raise unavailable  # the transaction rolls back: the booking keeps its slot
             previous = (b.start, b.end)
@@ -512,10 +632,13 @@ class BookingHandlers:
             return Change(TOPIC_BOOKING_RESCHEDULED, b, Actor.OWNER, *previous)
 
         fp = request_fingerprint("reschedule", owner, new_start.astimezone(UTC).isoformat())
-        return await self._change(request_id, booking_id, "reschedule", fp, owner=owner, clinic=None, apply=apply)
+        return await self._change(
+            request_id, booking_id, "reschedule", fp, owner=owner, clinic=None, apply=apply
+        )
 
-    async def record_outcome(self, request_id: str, booking_id: uuid.UUID, clinic: uuid.UUID,
-                             outcome: BookingState) -> Booking:
+    async def record_outcome(
+        self, request_id: str, booking_id: uuid.UUID, clinic: uuid.UUID, outcome: BookingState
+    ) -> Booking:
         topic = TOPIC_BOOKING_COMPLETED if outcome == BookingState.COMPLETED else TOPIC_BOOKING_NO_SHOW
 
         async def apply(repo: BookingRepository, b: Booking, now: datetime) -> Change:
@@ -524,8 +647,9 @@ class BookingHandlers:
             return Change(topic, b, Actor.CLINIC)
 
         fp = request_fingerprint(outcome.value, clinic)
-        return await self._change(request_id, booking_id, outcome.value.lower(), fp, owner=None, clinic=clinic,
-                                  apply=apply)
+        return await self._change(
+            request_id, booking_id, outcome.value.lower(), fp, owner=None, clinic=clinic, apply=apply
+        )
 
     # -- refunds of cancelled bookings: sent until the provider accepts them, never lost ------------
     async def dispatch_refunds(self) -> int:
@@ -542,13 +666,24 @@ class BookingHandlers:
             # a FAILED refund is never asked again: the next round is a new refund under a new key
             rnd = b.refund_round + 1 if b.refund_state == RefundState.FAILED else b.refund_round
             try:
-                r = await self.refunds.refund(b.payment_id, b.refund_minor, b.currency, refund_request_id(b.id, rnd),
-                                              f"booking {b.id} cancelled by {(b.cancelled_by or Actor.OWNER).lower()}")
+                r = await self.refunds.refund(
+                    b.payment_id,
+                    b.refund_minor,
+                    b.currency,
+                    refund_request_id(b.id, rnd),
+                    f"booking {b.id} cancelled by {(b.cancelled_by or Actor.OWNER).lower()}",
+                )
             except Exception as exc:  # provider or payment service failing: retry with back-off
                 delay = min(timedelta(seconds=2 ** min(b.refund_attempts, 6)), self.refund_retry_max)
                 async with self.uow() as repo:
-                    await repo.record_refund(b.id, b.refund_state, b.provider_refund_id, str(exc),
-                                             self.clock(), self.clock() + delay)
+                    await repo.record_refund(
+                        b.id,
+                        b.refund_state,
+                        b.provider_refund_id,
+                        str(exc),
+                        self.clock(),
+                        self.clock() + delay,
+                    )
                 continue
             state = REFUND_STATES.get(r.status, RefundState.PROCESSING)
             error, next_at = "", None
@@ -558,8 +693,16 @@ class BookingHandlers:
             elif state == RefundState.PROCESSING:
                 next_at = self.clock() + self.refund_poll
             async with self.uow() as repo:
-                await repo.record_refund(b.id, state, r.provider_refund_id, error, self.clock(), next_at,
-                                         refund_round=rnd, was_round=b.refund_round)
+                await repo.record_refund(
+                    b.id,
+                    state,
+                    r.provider_refund_id,
+                    error,
+                    self.clock(),
+                    next_at,
+                    refund_round=rnd,
+                    was_round=b.refund_round,
+                )
         return len(due)
 
     async def pending_refunds(self, size: int) -> list[Booking]:
@@ -567,8 +710,11 @@ class BookingHandlers:
             return await repo.open_refunds(paging.page_size(size))
 
 
-REFUND_STATES = {"succeeded": RefundState.SUCCEEDED, "failed": RefundState.FAILED,
-                 "canceled": RefundState.FAILED}
+REFUND_STATES = {
+    "succeeded": RefundState.SUCCEEDED,
+    "failed": RefundState.FAILED,
+    "canceled": RefundState.FAILED,
+}
 
 
 def refund_request_id(booking_id: uuid.UUID, refund_round: int = 0) -> str:
@@ -576,10 +722,21 @@ def refund_request_id(booking_id: uuid.UUID, refund_round: int = 0) -> str:
     it).  Round 0 is the booking's refund; round n the n-th new one after the provider failed one."""
     return f"booking-{booking_id}" if refund_round == 0 else f"booking-{booking_id}-refund-{refund_round}"
 
+
 # -- clinic operations (ClinicAdminService) ----------------------------------------------------------
 CLINIC_FIELDS = ("name", "address", "phone", "email", "time_zone")
-SERVICE_FIELDS = ("name", "description", "duration_minutes", "price", "capacity", "species_allowed",
-                  "buffer_after_minutes", "min_notice_minutes", "max_horizon_days", "active")
+SERVICE_FIELDS = (
+    "name",
+    "description",
+    "duration_minutes",
+    "price",
+    "capacity",
+    "species_allowed",
+    "buffer_after_minutes",
+    "min_notice_minutes",
+    "max_horizon_days",
+    "active",
+)
 MAX_SCHEDULE_RANGE = timedelta(days=31)
 
 
@@ -587,8 +744,11 @@ def check_mask(paths: list[str], allowed: tuple[str, ...]) -> list[str]:
     """AIP-134: the update_mask's paths, each a field that may be updated."""
     bad = [p for p in paths if p not in allowed]
     if bad:
-        raise InvalidArgument.field("update_mask", f"cannot update {', '.join(bad)}; updatable: {', '.join(allowed)}",
-                                    "UPDATE_MASK_INVALID")
+        raise InvalidArgument.field(
+            "update_mask",
+            f"cannot update {', '.join(bad)}; updatable: {', '.join(allowed)}",
+            "UPDATE_MASK_INVALID",
+        )
     if not paths:
         raise InvalidArgument.field("update_mask", "names no field to update", "UPDATE_MASK_EMPTY")
     return paths
@@ -617,8 +777,12 @@ class WeeklyHours:
             by_day.setdefault(day, []).append((path, iv))
         violations = [v for ivs in by_day.values() for v in check_intervals(ivs)]
         if violations:
-            raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations)
-        return {day: sorted((iv for _, iv in ivs), key=lambda iv: iv.start_minutes) for day, ivs in by_day.items()}
+            raise InvalidArgument(
+                "; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations
+            )
+        return {
+            day: sorted((iv for _, iv in ivs), key=lambda iv: iv.start_minutes) for day, ivs in by_day.items()
+        }
 
 
 def _day(value: str, field_path: str) -> date:
@@ -647,12 +811,20 @@ class ClinicAdminHandlers:
 
     async def _affected(self, repo: BookingRepository, clinic: Clinic) -> list[Booking]:
         """Upcoming confirmed bookings that the clinic's calendar (as changed) no longer covers."""
-        return [b for b in await repo.upcoming_bookings(clinic.id, self.clock())
-                if outside_schedule(clinic, b.start, b.end)]
+        return [
+            b
+            for b in await repo.upcoming_bookings(clinic.id, self.clock())
+            if outside_schedule(clinic, b.start, b.end)
+        ]
 
     # -- clinics -----------------------------------------------------------------------------------
-    async def create_clinic(self, caller: Principal, profile: ClinicProfile, hours: WeeklyHours,
-                            request_id: uuid.UUID | None = None) -> Clinic:
+    async def create_clinic(
+        self,
+        caller: Principal,
+        profile: ClinicProfile,
+        hours: WeeklyHours,
+        request_id: uuid.UUID | None = None,
+    ) -> Clinic:
         require_platform_admin(caller)
         violations = []
         if not profile.name.strip():
@@ -660,8 +832,15 @@ class ClinicAdminHandlers:
         if violations:
             raise InvalidArgument("clinic.name: is required", violations=violations)
         check_time_zone(profile.time_zone)
-        clinic = Clinic(uuid.uuid4(), profile.name.strip(), profile.time_zone, hours.check(), profile.address.strip(),
-                        profile.phone.strip(), profile.email.strip().lower())
+        clinic = Clinic(
+            uuid.uuid4(),
+            profile.name.strip(),
+            profile.time_zone,
+            hours.check(),
+            profile.address.strip(),
+            profile.phone.strip(),
+            profile.email.strip().lower(),
+        )
         async with self.uow() as repo:
             stored = await repo.add_clinic(clinic, request_id)
             if stored != clinic.id:  # a retry (AIP-155): the first answer
@@ -671,8 +850,9 @@ class ClinicAdminHandlers:
             await repo.bump_catalog()
         return clinic
 
-    async def update_clinic(self, caller: Principal, clinic_id: uuid.UUID, profile: ClinicProfile,
-                            paths: list[str], etag: str) -> Clinic:
+    async def update_clinic(
+        self, caller: Principal, clinic_id: uuid.UUID, profile: ClinicProfile, paths: list[str], etag: str
+    ) -> Clinic:
         require_clinic(caller, str(clinic_id), admin=True)
         check_mask(paths, CLINIC_FIELDS)
         if "time_zone" in paths:
@@ -689,8 +869,9 @@ class ClinicAdminHandlers:
             await repo.bump_catalog()
         return clinic
 
-    async def set_opening_hours(self, caller: Principal, clinic_id: uuid.UUID, hours: WeeklyHours,
-                                etag: str) -> tuple[Clinic, list[Booking]]:
+    async def set_opening_hours(
+        self, caller: Principal, clinic_id: uuid.UUID, hours: WeeklyHours, etag: str
+    ) -> tuple[Clinic, list[Booking]]:
         require_clinic(caller, str(clinic_id), admin=True)
         weekly = hours.check()
         async with self.uow() as repo:
@@ -701,14 +882,19 @@ class ClinicAdminHandlers:
             await repo.bump_catalog()
             return clinic, await self._affected(repo, clinic)
 
-    async def create_closure(self, caller: Principal, clinic_id: uuid.UUID, start: str, end: str,
-                             reason: str) -> tuple[Closure, list[Booking]]:
+    async def create_closure(
+        self, caller: Principal, clinic_id: uuid.UUID, start: str, end: str, reason: str
+    ) -> tuple[Closure, list[Booking]]:
         require_clinic(caller, str(clinic_id), admin=True)
         first, last = _day(start, "closure.start_date"), _day(end, "closure.end_date")
         if last < first:
-            raise InvalidArgument.field("closure.end_date", "must not be before start_date", "CLOSURE_END_BEFORE_START")
+            raise InvalidArgument.field(
+                "closure.end_date", "must not be before start_date", "CLOSURE_END_BEFORE_START"
+            )
         if (last - first).days > 366:
-            raise InvalidArgument.field("closure.end_date", "a closure lasts at most a year", "CLOSURE_TOO_LONG")
+            raise InvalidArgument.field(
+                "closure.end_date", "a closure lasts at most a year", "CLOSURE_TOO_LONG"
+            )
         closure = Closure(uuid.uuid4(), clinic_id, first, last, reason.strip())
         async with self.uow() as repo:
             clinic = await self._clinic_locked(repo, clinic_id)
@@ -717,8 +903,9 @@ class ClinicAdminHandlers:
             clinic.closures.append(closure)
             return closure, await self._affected(repo, clinic)
 
-    async def list_closures(self, caller: Principal, clinic_id: uuid.UUID, size: int,
-                            token: str) -> tuple[list[Closure], str]:
+    async def list_closures(
+        self, caller: Principal, clinic_id: uuid.UUID, size: int, token: str
+    ) -> tuple[list[Closure], str]:
         require_clinic(caller, str(clinic_id))
         limit = paging.page_size(size)
         async with self.read() as repo:
@@ -731,13 +918,16 @@ class ClinicAdminHandlers:
             if await repo.delete_closure(clinic_id, closure_id):
                 await repo.bump_catalog()
 
-    async def set_day_override(self, caller: Principal, clinic_id: uuid.UUID, day: str,
-                               intervals: list[tuple[str, Interval]]) -> tuple[date, list[Interval], list[Booking]]:
+    async def set_day_override(
+        self, caller: Principal, clinic_id: uuid.UUID, day: str, intervals: list[tuple[str, Interval]]
+    ) -> tuple[date, list[Interval], list[Booking]]:
         require_clinic(caller, str(clinic_id), admin=True)
         local_day = _day(day, "override.date")
         violations = check_intervals(intervals)
         if violations:
-            raise InvalidArgument("; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations)
+            raise InvalidArgument(
+                "; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations
+            )
         ivs = sorted((iv for _, iv in intervals), key=lambda iv: iv.start_minutes)
         async with self.uow() as repo:
             clinic = await self._clinic_locked(repo, clinic_id)
@@ -754,11 +944,19 @@ class ClinicAdminHandlers:
                 await repo.bump_catalog()
 
     # -- services ----------------------------------------------------------------------------------
-    async def create_service(self, caller: Principal, clinic_id: uuid.UUID, draft: Service,
-                             request_id: uuid.UUID | None = None) -> Service:
+    async def create_service(
+        self, caller: Principal, clinic_id: uuid.UUID, draft: Service, request_id: uuid.UUID | None = None
+    ) -> Service:
         require_clinic(caller, str(clinic_id), admin=True)
-        svc = replace(draft, id=uuid.uuid4(), clinic_id=clinic_id, name=draft.name.strip(),
-                      description=draft.description.strip(), archived=False, version=1)
+        svc = replace(
+            draft,
+            id=uuid.uuid4(),
+            clinic_id=clinic_id,
+            name=draft.name.strip(),
+            description=draft.description.strip(),
+            archived=False,
+            version=1,
+        )
         svc.check_rules()
         async with self.uow() as repo:
             await self._clinic_locked(repo, clinic_id)
@@ -771,15 +969,18 @@ class ClinicAdminHandlers:
             await repo.bump_catalog()
         return svc
 
-    async def _service_locked(self, repo: BookingRepository, caller: Principal, service_id: uuid.UUID) -> Service:
+    async def _service_locked(
+        self, repo: BookingRepository, caller: Principal, service_id: uuid.UUID
+    ) -> Service:
         svc = await repo.service(service_id, for_update=True)
         if svc is None or caller.clinic_role(str(svc.clinic_id)) is None:
             raise ServiceNotFound("service not found")  # another clinic's service is not revealed
         require_clinic(caller, str(svc.clinic_id), admin=True)
         return svc
 
-    async def update_service(self, caller: Principal, service_id: uuid.UUID, changes: Service, paths: list[str],
-                             etag: str) -> Service:
+    async def update_service(
+        self, caller: Principal, service_id: uuid.UUID, changes: Service, paths: list[str], etag: str
+    ) -> Service:
         check_mask(paths, SERVICE_FIELDS)
         async with self.uow() as repo:
             svc = await self._service_locked(repo, caller, service_id)
@@ -809,8 +1010,16 @@ class ClinicAdminHandlers:
         return svc
 
     # -- the schedule ------------------------------------------------------------------------------
-    async def list_clinic_bookings(self, caller: Principal, clinic_id: uuid.UUID, start: datetime, end: datetime,
-                                   states: list[str], size: int, token: str) -> tuple[list[ClinicBooking], str]:
+    async def list_clinic_bookings(
+        self,
+        caller: Principal,
+        clinic_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        states: list[str],
+        size: int,
+        token: str,
+    ) -> tuple[list[ClinicBooking], str]:
         require_clinic(caller, str(clinic_id))
         if end <= start:
             raise InvalidArgument.field("end_time", "must be after start_time", "RANGE_EMPTY")
@@ -819,4 +1028,6 @@ class ClinicAdminHandlers:
         limit = paging.page_size(size)
         async with self.read() as repo:
             rows = await repo.list_clinic_bookings(clinic_id, start, end, states, paging.decode(token), limit)
-        return rows, paging.next_token(rows, limit, lambda r: (r.booking.start.isoformat(), str(r.booking.id)))
+        return rows, paging.next_token(
+            rows, limit, lambda r: (r.booking.start.isoformat(), str(r.booking.id))
+        )

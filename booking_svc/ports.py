@@ -36,8 +36,10 @@ class BookingRepository(Protocol):
     async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
         """With its closures and day overrides that have not passed."""
         ...
-    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None,
-                            limit: int) -> list[Service]: ...
+
+    async def list_services(
+        self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[Service]: ...
     async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None: ...
     async def service(self, service_id: uuid.UUID, *, for_update: bool = False) -> Service | None: ...
 
@@ -47,25 +49,38 @@ class BookingRepository(Protocol):
     async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
         """The new clinic's id, or the first one's when ``request_id`` was used already (AIP-155)."""
         ...
+
     async def save_clinic(self, clinic: Clinic) -> None:
         """Profile + weekly hours, version + 1."""
         ...
+
     async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
         """The new service's id, or the first one's when ``request_id`` was used already (AIP-155)."""
         ...
+
     async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
         """Every updatable field, version + 1; ``archive_at`` archives it."""
         ...
+
     async def add_closure(self, c: Closure) -> None: ...
     async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool: ...
-    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None,
-                            limit: int) -> list[Closure]: ...
+    async def list_closures(
+        self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[Closure]: ...
     async def put_override(self, clinic_id: uuid.UUID, day: date, ivs: list[Interval]) -> None: ...
     async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool: ...
-    async def upcoming_bookings(self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None,
-                                end: datetime | None = None) -> list[Booking]: ...
-    async def list_clinic_bookings(self, clinic_id: uuid.UUID, start: datetime, end: datetime, states: list[str],
-                                   after: tuple[str, ...] | None, limit: int) -> list[ClinicBooking]: ...
+    async def upcoming_bookings(
+        self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Booking]: ...
+    async def list_clinic_bookings(
+        self,
+        clinic_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        states: list[str],
+        after: tuple[str, ...] | None,
+        limit: int,
+    ) -> list[ClinicBooking]: ...
 
     # pets
     async def add_pet(self, pet: Pet) -> None: ...
@@ -75,12 +90,14 @@ class BookingRepository(Protocol):
     # reservations
     async def reservation(self, lock_id: uuid.UUID, *, for_update: bool = False) -> Reservation | None: ...
     async def reservation_by_request(self, owner: uuid.UUID, request_id: str) -> Reservation | None: ...
-    async def expire_overlapping(self, service_id: uuid.UUID, start: datetime, end: datetime,
-                                 now: datetime) -> int: ...
+    async def expire_overlapping(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int: ...
     async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]: ...
     async def insert_reservation(self, res: Reservation) -> None:
         """Raises UnitTaken or DuplicateRequest; must be the transaction's last statement."""
         ...
+
     async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
         """Reserve's fast path, one statement on its own: unless ``res.request_id`` was used by this
         owner, the pet is not theirs or the catalog's version is no longer ``catalog_version`` (the
@@ -88,52 +105,98 @@ class BookingRepository(Protocol):
         ``capacity`` free of live (confirmed, or held and not expired at ``res.created_at``)
         reservations; conflicts with the schema's constraints insert nothing (never raise)."""
         ...
-    async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
-                            payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
+
+    async def try_set_state(
+        self,
+        lock_id: uuid.UUID,
+        state: ReservationState,
+        now: datetime,
+        *,
+        payment_id: uuid.UUID | None = None,
+        failure_reason: str | None = None,
+    ) -> bool:
         """False when re-activating the reservation would overlap another active one."""
         ...
-    async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
-                           now: datetime) -> tuple[Reservation, Pet, int] | None:
+
+    async def confirm_held(
+        self, lock_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
+    ) -> tuple[Reservation, Pet, int] | None:
         """Confirm's fast path: a reservation still HELD and not expired at ``now`` becomes CONFIRMED
         with ``payment_id``, in one statement that also returns its pet and the catalog version; None
         for anything else."""
         ...
-    async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
-                                     payload: bytes, traceparent: str) -> None:
+
+    async def add_booking_with_event(
+        self,
+        b: Booking,
+        event_id: uuid.UUID,
+        topic: str,
+        key: str,
+        event_type: str,
+        payload: bytes,
+        traceparent: str,
+    ) -> None:
         """``add_booking`` + ``add_outbox`` in one round trip."""
         ...
+
     async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]: ...
-    async def active_counts(self, service_id: uuid.UUID, start: datetime, end: datetime,
-                            now: datetime) -> list[tuple[datetime, datetime]]: ...
+    async def active_counts(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> list[tuple[datetime, datetime]]: ...
 
     # bookings
     async def add_booking(self, b: Booking) -> None: ...
     async def booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None: ...
     async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None: ...
-    async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
-                            start_from: datetime | None, after: tuple[str, ...] | None,
-                            limit: int) -> list[Booking]: ...
-    async def add_outbox(self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes,
-                         traceparent: str) -> None: ...
+    async def list_bookings(
+        self,
+        *,
+        owner: uuid.UUID | None,
+        clinic: uuid.UUID | None,
+        start_from: datetime | None,
+        after: tuple[str, ...] | None,
+        limit: int,
+    ) -> list[Booking]: ...
+    async def add_outbox(
+        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes, traceparent: str
+    ) -> None: ...
 
     # lifecycle after confirmation
     async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None: ...
     async def lifecycle_request(self, request_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None: ...
-    async def add_lifecycle_request(self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str,
-                                    fingerprint: str, now: datetime) -> None:
+    async def add_lifecycle_request(
+        self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str, fingerprint: str, now: datetime
+    ) -> None:
         """Raises DuplicateRequest when the request id exists (a concurrent retry)."""
         ...
-    async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None: ...
-    async def move_reservation(self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime,
-                               now: datetime) -> bool:
+
+    async def set_reservation_state(
+        self, lock_id: uuid.UUID, state: ReservationState, now: datetime
+    ) -> None: ...
+    async def move_reservation(
+        self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime, now: datetime
+    ) -> bool:
         """One statement moving the hold; False (nothing changed) when the target is taken."""
         ...
-    async def taken_units_except(self, service_id: uuid.UUID, start: datetime, end: datetime,
-                                 lock_id: uuid.UUID) -> set[int]: ...
-    async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]: ...
-    async def record_refund(self, booking_id: uuid.UUID, state: RefundState, provider_refund_id: str, error: str,
-                            now: datetime, next_at: datetime | None, *, refund_round: int | None = None,
-                            was_round: int | None = None) -> None: ...
+
+    async def taken_units_except(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, lock_id: uuid.UUID
+    ) -> set[int]: ...
+    async def claim_due_refunds(
+        self, now: datetime, lease_until: datetime, limit: int = 50
+    ) -> list[Booking]: ...
+    async def record_refund(
+        self,
+        booking_id: uuid.UUID,
+        state: RefundState,
+        provider_refund_id: str,
+        error: str,
+        now: datetime,
+        next_at: datetime | None,
+        *,
+        refund_round: int | None = None,
+        was_round: int | None = None,
+    ) -> None: ...
     async def open_refunds(self, limit: int) -> list[Booking]: ...
 
 
@@ -169,5 +232,6 @@ class RefundResult:
 class RefundPort(Protocol):
     """Sends the refund of a cancelled booking to the payment service (idempotent on request_id)."""
 
-    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
-                     reason: str) -> RefundResult: ...
+    async def refund(
+        self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str, reason: str
+    ) -> RefundResult: ...

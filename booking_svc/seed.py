@@ -26,16 +26,32 @@ def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
         if day not in WEEKDAYS:
             raise ValueError(f"clinic {raw['name']!r}: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
         hours[day] = [Interval(parse_hhmm(a), parse_hhmm(b)) for a, b in ivs]
-    clinic = Clinic(uuid.UUID(str(raw["id"])), raw["name"], raw["time_zone"], hours, raw.get("address", ""),
-                    raw.get("phone", ""), raw.get("email", ""),
-                    reminder_offsets_minutes=tuple(int(m) for m in raw.get("reminder_offsets_minutes", (2880, 120))))
+    clinic = Clinic(
+        uuid.UUID(str(raw["id"])),
+        raw["name"],
+        raw["time_zone"],
+        hours,
+        raw.get("address", ""),
+        raw.get("phone", ""),
+        raw.get("email", ""),
+        reminder_offsets_minutes=tuple(int(m) for m in raw.get("reminder_offsets_minutes", (2880, 120))),
+    )
     clinic.zone  # noqa: B018 — validates the time zone name early
     services = [
-        Service(uuid.UUID(str(s["id"])), clinic.id, s["name"], int(s["duration_minutes"]), int(s["price_minor"]),
-                s["currency"], int(s.get("capacity", 1)), s.get("description", ""),
-                tuple(str(x).upper() for x in s.get("species_allowed", ())),
-                policy=CancellationPolicy(**s["cancellation_policy"]) if s.get("cancellation_policy")
-                else DEFAULT_POLICY)
+        Service(
+            uuid.UUID(str(s["id"])),
+            clinic.id,
+            s["name"],
+            int(s["duration_minutes"]),
+            int(s["price_minor"]),
+            s["currency"],
+            int(s.get("capacity", 1)),
+            s.get("description", ""),
+            tuple(str(x).upper() for x in s.get("species_allowed", ())),
+            policy=CancellationPolicy(**s["cancellation_policy"])
+            if s.get("cancellation_policy")
+            else DEFAULT_POLICY,
+        )
         for s in raw.get("services", [])
     ]
     return clinic, services
@@ -65,8 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     (the database from the service's own settings: ``DATABASE_URL``, else the embedded default)."""
     from booking_svc.server import BookingSettings
 
-    return seedfile.main(argv, prog="booking_svc.seed", settings=BookingSettings, loader=load,
-                         summary=lambda n: f"booking_svc: {n[0]} clinics, {n[1]} services")
+    return seedfile.main(
+        argv,
+        prog="booking_svc.seed",
+        settings=BookingSettings,
+        loader=load,
+        summary=lambda n: f"booking_svc: {n[0]} clinics, {n[1]} services",
+    )
 
 
 if __name__ == "__main__":

@@ -33,42 +33,67 @@ class BookingSettings(ServiceSettings):
     component = "booking"
     model_config = SettingsConfigDict(env_prefix="BOOKING_", env_file=".env", extra="ignore")
 
-    hold_ttl_seconds: int = Field(default=600, ge=1, le=86_400, description="how long a slot is held for payment")
+    hold_ttl_seconds: int = Field(
+        default=600, ge=1, le=86_400, description="how long a slot is held for payment"
+    )
     expiry_sweep_seconds: float = Field(default=5.0, gt=0, description="how often expired holds are released")
     db_pool_size: int = Field(default=10, ge=1, le=100)
-    catalog_cache_entries: int = Field(default=4096, ge=1, description="catalog reads kept in memory (never stale)")
+    catalog_cache_entries: int = Field(
+        default=4096, ge=1, description="catalog reads kept in memory (never stale)"
+    )
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
-    refund_sweep_seconds: float = Field(default=1.0, gt=0, description="how often owed refunds are sent/checked")
-    refund_retry_max_seconds: float = Field(default=60.0, gt=0, description="longest back-off of a failing refund")
+    refund_sweep_seconds: float = Field(
+        default=1.0, gt=0, description="how often owed refunds are sent/checked"
+    )
+    refund_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="longest back-off of a failing refund"
+    )
 
 
-def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
-          read: UnitOfWork | None = None, refunds: RefundPort | None = None) -> grpc_server.App:
+def build(
+    settings: BookingSettings,
+    *,
+    uow: UnitOfWork | None = None,
+    read: UnitOfWork | None = None,
+    refunds: RefundPort | None = None,
+) -> grpc_server.App:
     """The booking service.  Tests pass fakes of the ports (``uow``/``read``, ``refunds``) instead of the
     database and the payment service; the outbox relay then has nothing to relay and is not started."""
     background: list[Callable[[], Awaitable[None]]] = []
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
-        db = Database(settings.url("database_url"), SCHEMA, app_name="booking_svc",
-                      pool_size=settings.db_pool_size)
+        db = Database(
+            settings.url("database_url"), SCHEMA, app_name="booking_svc", pool_size=settings.db_pool_size
+        )
         uow, read = db.repositories(BookingRepository)
         end_offsets = events.EndOffsets(settings.url("kafka_bootstrap_servers"))
         relay = OutboxRelay(
-            db, lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
-            source="/petpro/booking_svc", listen_dsn=settings.url("database_url"),
-            batch_size=settings.outbox_batch_size, end_offsets=end_offsets,
+            db,
+            lambda: events.producer(settings.url("kafka_bootstrap_servers"), "booking_svc-outbox"),
+            source="/petpro/booking_svc",
+            listen_dsn=settings.url("database_url"),
+            batch_size=settings.outbox_batch_size,
+            end_offsets=end_offsets,
         )
         background.append(relay.run)
         on_stop += [db.close, lambda: asyncio.to_thread(end_offsets.close)]
     if refunds is None:
-        payment_channel = grpc_client.channel(settings.peer("payment"),
-                                              services=["petpro.payment.v1.PaymentService"])
+        payment_channel = grpc_client.channel(
+            settings.peer("payment"), services=["petpro.payment.v1.PaymentService"]
+        )
         refunds = PaymentRefunds(payment_pb2_grpc.PaymentServiceStub(payment_channel))
         on_stop.append(payment_channel.close)
-    handlers = BookingHandlers(uow, encode_booking_created, hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-                               read=read, catalog_cache_entries=settings.catalog_cache_entries,
-                               traceparent=telemetry.current_traceparent, encode_change=encode_booking_change,
-                               refunds=refunds, refund_retry_max=timedelta(seconds=settings.refund_retry_max_seconds))
+    handlers = BookingHandlers(
+        uow,
+        encode_booking_created,
+        hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
+        read=read,
+        catalog_cache_entries=settings.catalog_cache_entries,
+        traceparent=telemetry.current_traceparent,
+        encode_change=encode_booking_change,
+        refunds=refunds,
+        refund_retry_max=timedelta(seconds=settings.refund_retry_max_seconds),
+    )
     # ClinicAdminService authenticates its callers with AuthService (the one authority on tokens)
     auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
     authn = Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel))
@@ -79,20 +104,27 @@ def build(settings: BookingSettings, *, uow: UnitOfWork | None = None,
         settings=settings,
         services=[
             grpc_server.Registration(
-                booking_pb2_grpc.add_BookingServiceServicer_to_server, BookingServicer(handlers),
+                booking_pb2_grpc.add_BookingServiceServicer_to_server,
+                BookingServicer(handlers),
                 "petpro.booking.v1.BookingService",
             ),
             grpc_server.Registration(
-                clinic_admin_pb2_grpc.add_ClinicAdminServiceServicer_to_server, admin,
+                clinic_admin_pb2_grpc.add_ClinicAdminServiceServicer_to_server,
+                admin,
                 # authenticated by the kit before the body is decoded (no token → 401, whatever the body)
-                "petpro.booking.v1.ClinicAdminService", authenticator=authn,
+                "petpro.booking.v1.ClinicAdminService",
+                authenticator=authn,
             ),
         ],
-        background=[grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds,
-                                         handlers.expire_due),
-                    grpc_server.periodic("booking_svc.refunds", settings.refund_sweep_seconds,
-                                         handlers.dispatch_refunds),
-                    *background],
+        background=[
+            grpc_server.periodic(
+                "booking_svc.hold_expiry", settings.expiry_sweep_seconds, handlers.expire_due
+            ),
+            grpc_server.periodic(
+                "booking_svc.refunds", settings.refund_sweep_seconds, handlers.dispatch_refunds
+            ),
+            *background,
+        ],
         on_stop=on_stop,
     )
 

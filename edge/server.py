@@ -35,15 +35,24 @@ class EdgeSettings(ServiceSettings):
     http_port: int | None = Field(default=None, ge=1, le=65535, description="the HTTP app behind Envoy")
     token_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     upstream_timeout_seconds: float = Field(default=5.0, gt=0)
-    reconcile_seconds: float = Field(default=30.0, gt=0, description="how often unsettled payments are looked for")
+    reconcile_seconds: float = Field(
+        default=30.0, gt=0, description="how often unsettled payments are looked for"
+    )
     reconcile_grace_seconds: int = Field(
-        default=120, ge=0, le=86400, description="a succeeded payment unsettled this long is settled by the edge")
+        default=120,
+        ge=0,
+        le=86400,
+        description="a succeeded payment unsettled this long is settled by the edge",
+    )
 
 
 def build(settings: EdgeSettings) -> grpc_server.App:
-    channels = {name: grpc_client.channel(settings.peer(name), services=services,
-                                          default_timeout=settings.upstream_timeout_seconds)
-                for name, services in PEERS.items()}
+    channels = {
+        name: grpc_client.channel(
+            settings.peer(name), services=services, default_timeout=settings.upstream_timeout_seconds
+        )
+        for name, services in PEERS.items()
+    }
     stubs = Stubs(
         auth=auth_pb2_grpc.AuthServiceStub(channels["auth"]),
         booking=booking_pb2_grpc.BookingServiceStub(channels["booking"]),
@@ -51,14 +60,22 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         notification=notification_pb2_grpc.NotificationServiceStub(channels["notif"]),
     )
 
-    http_deps = HttpDeps(payment=stubs.payment, booking=stubs.booking, auth=stubs.auth,
-                         clinic_feed=clinic_feed_pb2_grpc.ClinicFeedServiceStub(channels["notif"]),
-                         token_cache_seconds=settings.token_cache_seconds,
-                         rpc_timeout=settings.upstream_timeout_seconds)
+    http_deps = HttpDeps(
+        payment=stubs.payment,
+        booking=stubs.booking,
+        auth=stubs.auth,
+        clinic_feed=clinic_feed_pb2_grpc.ClinicFeedServiceStub(channels["notif"]),
+        token_cache_seconds=settings.token_cache_seconds,
+        rpc_timeout=settings.upstream_timeout_seconds,
+    )
     http = create_app(http_deps)
     mobile = MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds))
-    reconciler = Reconciler(stubs.payment, stubs.booking, grace_seconds=settings.reconcile_grace_seconds,
-                            rpc_timeout=settings.upstream_timeout_seconds)
+    reconciler = Reconciler(
+        stubs.payment,
+        stubs.booking,
+        grace_seconds=settings.reconcile_grace_seconds,
+        rpc_timeout=settings.upstream_timeout_seconds,
+    )
     http_port = settings.http_port or settings.stack.port("edge_http")
 
     async def end_streams() -> None:  # the dashboards' live streams end; browsers reconnect elsewhere/later
@@ -71,12 +88,18 @@ def build(settings: EdgeSettings) -> grpc_server.App:
     return grpc_server.App(
         name="edge",
         settings=settings,
-        services=[grpc_server.Registration(
-            mobile_pb2_grpc.add_MobileServiceServicer_to_server, mobile, "petpro.mobile.v1.MobileService",
-            authenticator=mobile.authn,
-        )],
-        background=[lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds),
-                    grpc_server.periodic("edge.reconcile", settings.reconcile_seconds, reconciler.run_once)],
+        services=[
+            grpc_server.Registration(
+                mobile_pb2_grpc.add_MobileServiceServicer_to_server,
+                mobile,
+                "petpro.mobile.v1.MobileService",
+                authenticator=mobile.authn,
+            )
+        ],
+        background=[
+            lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds),
+            grpc_server.periodic("edge.reconcile", settings.reconcile_seconds, reconciler.run_once),
+        ],
         on_shutdown=[end_streams],
         on_stop=[close_channels],
     )

@@ -43,10 +43,12 @@ def envoy_config() -> dict[str, Any]:
         admin_port=ENVOY_ADMIN,
         grpc_upstream=(f"{PLACEHOLDER}-edge", EDGE_GRPC),
         http_upstream=(f"{PLACEHOLDER}-edge", EDGE_HTTP),
-        upstreams={BOOKING_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
-                   CLINIC_ADMIN_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
-                   AUTH_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC),
-                   CLINIC_STAFF_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC)},
+        upstreams={
+            BOOKING_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
+            CLINIC_ADMIN_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
+            AUTH_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC),
+            CLINIC_STAFF_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC),
+        },
     )
 
 
@@ -54,8 +56,13 @@ def envoy_json() -> str:
     return json.dumps(envoy_config(), indent=1, sort_keys=True) + "\n"
 
 
-def render(values: dict[str, Any] | None = None, *, release: str = RELEASE, namespace: str = NAMESPACE,
-           chart: Path = CHART) -> dict[str, str]:
+def render(
+    values: dict[str, Any] | None = None,
+    *,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    chart: Path = CHART,
+) -> dict[str, str]:
     """{template path: manifest text} of the chart (hooks included, empty templates dropped)."""
     import helm_python as helm
 
@@ -74,11 +81,11 @@ def manifest_files(rendered: dict[str, str]) -> dict[str, str]:
     for key, text in rendered.items():
         name = Path(key).name
         files[name] = header + text.strip() + "\n"
-    files["kustomization.yaml"] = header + "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" \
+    files["kustomization.yaml"] = (
+        header + "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"namespace: {NAMESPACE}\nresources:\n" + "".join(f"  - {n}\n" for n in sorted(files))
+    )
     return files
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
                 stale.append(str(path.relative_to(ROOT)))
         stale += [f"k8s/manifests/{n} (no longer rendered)" for n in sorted(present - set(files))]
         if stale:
-            print("stale Kubernetes outputs (run `make k8s` and commit):\n  " + "\n  ".join(stale), file=sys.stderr)
+            print(
+                "stale Kubernetes outputs (run `make k8s` and commit):\n  " + "\n  ".join(stale),
+                file=sys.stderr,
+            )
             return 1
         print(f"k8s: {ENVOY_JSON.relative_to(ROOT)} and {len(files)} manifests are fresh")
         return 0

@@ -188,24 +188,37 @@ def push_message(n: BookingNotice) -> tuple[str, str, dict[str, str]]:
 def change_mail(n: BookingNotice) -> tuple[str, str]:
     """Subject and plain text of a lifecycle email (cancelled with its refund, new time after a move)."""
     hello = f"Hello {n.owner_name or 'there'},\n\n"
-    facts = (f"  Clinic:     {n.clinic_name}\n  Service:    {n.service_name}\n  Pet:        {n.pet_name}\n"
-             f"  When:       {when(n)}\n  Reference:  {n.reference}\n")
+    facts = (
+        f"  Clinic:     {n.clinic_name}\n  Service:    {n.service_name}\n  Pet:        {n.pet_name}\n"
+        f"  When:       {when(n)}\n  Reference:  {n.reference}\n"
+    )
     if n.kind == "cancelled":
         by = "the clinic" if n.actor == "CLINIC" else "you"
-        refund = (f"We refund {format_money(n.refund_minor, n.currency)} to your card." if n.refund_minor
-                  else "Under the clinic's cancellation policy, nothing is refunded.")
+        refund = (
+            f"We refund {format_money(n.refund_minor, n.currency)} to your card."
+            if n.refund_minor
+            else "Under the clinic's cancellation policy, nothing is refunded."
+        )
         reason = f"Reason: {n.reason}\n" if n.reason else ""
-        return (f"Booking cancelled: {n.service_name} for {n.pet_name}",
-                f"{hello}your booking was cancelled by {by}.\n\n{facts}{reason}\n{refund}\n")
+        return (
+            f"Booking cancelled: {n.service_name} for {n.pet_name}",
+            f"{hello}your booking was cancelled by {by}.\n\n{facts}{reason}\n{refund}\n",
+        )
     if n.kind == "rescheduled":
         before = ""
         if n.previous_start is not None:
             before = f"  Was:        {n.previous_start.astimezone(ZoneInfo(n.clinic_time_zone)):%A, %d %B %Y, %H:%M}\n"
-        return (f"Booking moved: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
-                f"{hello}your booking has a new time.\n\n{facts}{before}")
+        return (
+            f"Booking moved: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
+            f"{hello}your booking has a new time.\n\n{facts}{before}",
+        )
     if n.kind == "reminder":
-        return (f"Reminder: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
-                f"{hello}a reminder of your upcoming visit.\n\n{facts}")
+        return (
+            f"Reminder: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
+            f"{hello}a reminder of your upcoming visit.\n\n{facts}",
+        )
     outcome = "completed" if n.kind == "completed" else "recorded as missed (no-show)"
-    return (f"Visit {outcome}: {n.service_name} for {n.pet_name}",
-            f"{hello}the clinic marked your visit {outcome}.\n\n{facts}")
+    return (
+        f"Visit {outcome}: {n.service_name} for {n.pet_name}",
+        f"{hello}the clinic marked your visit {outcome}.\n\n{facts}",
+    )

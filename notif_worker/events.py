@@ -18,12 +18,22 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
     try:
         e = events_pb2.BookingCreated.FromString(payload)
         notice = BookingNotice(
-            event_id=uuid.UUID(e.event_id), occurred_at=dt(e.occurred_at), booking_id=e.booking_id,
-            clinic_id=uuid.UUID(e.clinic_id), clinic_name=e.clinic_name, clinic_time_zone=e.clinic_time_zone or "UTC",
-            service_name=e.service.name, start=dt(e.slot_start_time), end=dt(e.slot_end_time),
-            pet_name=e.pet.name, pet_species=booking_pb2.Species.Name(e.pet.species),
-            owner_user_id=uuid.UUID(e.owner.user_id), owner_email=e.owner.email, owner_name=e.owner.name,
-            amount_minor=e.amount.amount_minor, currency=e.amount.currency,
+            event_id=uuid.UUID(e.event_id),
+            occurred_at=dt(e.occurred_at),
+            booking_id=e.booking_id,
+            clinic_id=uuid.UUID(e.clinic_id),
+            clinic_name=e.clinic_name,
+            clinic_time_zone=e.clinic_time_zone or "UTC",
+            service_name=e.service.name,
+            start=dt(e.slot_start_time),
+            end=dt(e.slot_end_time),
+            pet_name=e.pet.name,
+            pet_species=booking_pb2.Species.Name(e.pet.species),
+            owner_user_id=uuid.UUID(e.owner.user_id),
+            owner_email=e.owner.email,
+            owner_name=e.owner.name,
+            amount_minor=e.amount.amount_minor,
+            currency=e.amount.currency,
             reminder_offsets=tuple(e.reminder_offsets_minutes),
         )
         notice.local_start  # noqa: B018 — validates the time zone
@@ -36,17 +46,31 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
 
 # topic → (kind, feed event type, booking state after it)
 CHANGE_TOPICS = {
-    "booking.cancelled": ("cancelled", clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CANCELLED,
-                          booking_pb2.BOOKING_STATE_CANCELLED),
-    "booking.rescheduled": ("rescheduled", clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED,
-                            booking_pb2.BOOKING_STATE_CONFIRMED),
-    "booking.completed": ("completed", clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_COMPLETED,
-                          booking_pb2.BOOKING_STATE_COMPLETED),
-    "booking.no-show": ("no_show", clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_NO_SHOW,
-                        booking_pb2.BOOKING_STATE_NO_SHOW),
+    "booking.cancelled": (
+        "cancelled",
+        clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CANCELLED,
+        booking_pb2.BOOKING_STATE_CANCELLED,
+    ),
+    "booking.rescheduled": (
+        "rescheduled",
+        clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED,
+        booking_pb2.BOOKING_STATE_CONFIRMED,
+    ),
+    "booking.completed": (
+        "completed",
+        clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_COMPLETED,
+        booking_pb2.BOOKING_STATE_COMPLETED,
+    ),
+    "booking.no-show": (
+        "no_show",
+        clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_NO_SHOW,
+        booking_pb2.BOOKING_STATE_NO_SHOW,
+    ),
 }
-KIND_TYPES = {"created": (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED, booking_pb2.BOOKING_STATE_CONFIRMED),
-              **{kind: (t, s) for kind, t, s in CHANGE_TOPICS.values()}}
+KIND_TYPES = {
+    "created": (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED, booking_pb2.BOOKING_STATE_CONFIRMED),
+    **{kind: (t, s) for kind, t, s in CHANGE_TOPICS.values()},
+}
 
 
 def decode_event(topic: str, payload: bytes) -> BookingNotice:
@@ -69,17 +93,33 @@ def decode_booking_change(topic: str, payload: bytes) -> BookingNotice:
             msg = events_pb2.BookingOutcomeRecorded.FromString(payload)
         c = msg.context
         notice = BookingNotice(
-            event_id=uuid.UUID(c.event_id), occurred_at=dt(c.occurred_at), booking_id=c.booking_id,
-            clinic_id=uuid.UUID(c.clinic_id), clinic_name=c.clinic_name, clinic_time_zone=c.clinic_time_zone or "UTC",
-            service_name=c.service.name, start=dt(c.slot_start_time), end=dt(c.slot_end_time),
-            pet_name=c.pet.name, pet_species=booking_pb2.Species.Name(c.pet.species),
-            owner_user_id=uuid.UUID(c.owner.user_id), owner_email=c.owner.email, owner_name=c.owner.name,
-            amount_minor=0, currency="", kind=kind, version=c.version,
+            event_id=uuid.UUID(c.event_id),
+            occurred_at=dt(c.occurred_at),
+            booking_id=c.booking_id,
+            clinic_id=uuid.UUID(c.clinic_id),
+            clinic_name=c.clinic_name,
+            clinic_time_zone=c.clinic_time_zone or "UTC",
+            service_name=c.service.name,
+            start=dt(c.slot_start_time),
+            end=dt(c.slot_end_time),
+            pet_name=c.pet.name,
+            pet_species=booking_pb2.Species.Name(c.pet.species),
+            owner_user_id=uuid.UUID(c.owner.user_id),
+            owner_email=c.owner.email,
+            owner_name=c.owner.name,
+            amount_minor=0,
+            currency="",
+            kind=kind,
+            version=c.version,
             actor=booking_pb2.BookingActor.Name(c.actor).removeprefix("BOOKING_ACTOR_"),
         )
         if isinstance(msg, events_pb2.BookingCancelled):
-            notice = replace(notice, refund_minor=msg.refund_amount.amount_minor,
-                             currency=msg.refund_amount.currency, reason=msg.reason)
+            notice = replace(
+                notice,
+                refund_minor=msg.refund_amount.amount_minor,
+                currency=msg.refund_amount.currency,
+                reason=msg.reason,
+            )
         elif isinstance(msg, events_pb2.BookingRescheduled):
             notice = replace(notice, previous_start=dt(msg.previous_start_time))
         notice.local_start  # noqa: B018 — validates the time zone
@@ -93,9 +133,17 @@ def decode_booking_change(topic: str, payload: bytes) -> BookingNotice:
 def encode_clinic_event(n: BookingNotice, cursor: int) -> bytes:
     event_type, state = KIND_TYPES[n.kind]
     summary = clinic_feed_pb2.BookingSummary(
-        booking_id=n.booking_id, service_name=n.service_name, slot_start_time=ts(n.start),
-        slot_end_time=ts(n.end), pet_name=n.pet_name, pet_species=booking_pb2.Species.Value(n.pet_species),
-        owner_name=n.owner_name, owner_email=n.owner_email, state=state, version=n.version, reason=n.reason,
+        booking_id=n.booking_id,
+        service_name=n.service_name,
+        slot_start_time=ts(n.start),
+        slot_end_time=ts(n.end),
+        pet_name=n.pet_name,
+        pet_species=booking_pb2.Species.Value(n.pet_species),
+        owner_name=n.owner_name,
+        owner_email=n.owner_email,
+        state=state,
+        version=n.version,
+        reason=n.reason,
     )
     if n.kind == "created":
         summary.amount.CopyFrom(money_pb2.Money(amount_minor=n.amount_minor, currency=n.currency))
@@ -104,7 +152,11 @@ def encode_clinic_event(n: BookingNotice, cursor: int) -> bytes:
     if n.previous_start is not None:
         summary.previous_start_time.FromDatetime(n.previous_start)
     return clinic_feed_pb2.ClinicEvent(
-        cursor=cursor, event_id=str(n.event_id), type=event_type, occurred_at=ts(n.occurred_at), booking=summary,
+        cursor=cursor,
+        event_id=str(n.event_id),
+        type=event_type,
+        occurred_at=ts(n.occurred_at),
+        booking=summary,
     ).SerializeToString()
 
 

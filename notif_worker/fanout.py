@@ -31,7 +31,9 @@ class RedisFanout:
     async def publish(self, clinic_id: uuid.UUID, row: FeedRow) -> None:
         await self.redis.publish(f"{PREFIX}{clinic_id}", row.payload)
 
-    async def subscribe(self, clinic_id: uuid.UUID) -> tuple[asyncio.Queue[bytes], Callable[[], Awaitable[None]]]:
+    async def subscribe(
+        self, clinic_id: uuid.UUID
+    ) -> tuple[asyncio.Queue[bytes], Callable[[], Awaitable[None]]]:
         await self._ready.wait()
         q: asyncio.Queue[bytes] = asyncio.Queue(self.queue_size)
         self._local[clinic_id].add(q)

@@ -40,12 +40,15 @@ FEED_BATCH = 500  # rows per catch-up query
 
 
 class InboxPush:
-    async def push(self, repo: NotifRepository, notice: BookingNotice, title: str, body: str,
-                   data: dict[str, str]) -> None:
+    async def push(
+        self, repo: NotifRepository, notice: BookingNotice, title: str, body: str, data: dict[str, str]
+    ) -> None:
         await repo.add_inbox(self.inbox_row(notice, title, body, data))
 
     def inbox_row(self, notice: BookingNotice, title: str, body: str, data: dict[str, str]) -> InboxRow:
-        return InboxRow(uuid.uuid4(), notice.owner_user_id, notice.event_id, title, body, data, datetime.now(UTC))
+        return InboxRow(
+            uuid.uuid4(), notice.owner_user_id, notice.event_id, title, body, data, datetime.now(UTC)
+        )
 
 
 @dataclass(frozen=True)
@@ -55,14 +58,22 @@ class Retry:
     max_delay: float = 3.0
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.base_delay * 2 ** attempt, self.max_delay))
+        return float(min(self.base_delay * 2**attempt, self.max_delay))
 
 
 class NotifyHandlers:
-    def __init__(self, uow: UnitOfWork, mailer: Mailer, push: PushProvider, encode_feed: FeedEncoder,
-                 publish_feed: FeedPublisher, retry: Retry = Retry(), read: UnitOfWork | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 reminder_offsets: tuple[int, ...] = (2880, 120)) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        mailer: Mailer,
+        push: PushProvider,
+        encode_feed: FeedEncoder,
+        publish_feed: FeedPublisher,
+        retry: Retry = Retry(),
+        read: UnitOfWork | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reminder_offsets: tuple[int, ...] = (2880, 120),
+    ) -> None:
         self.clock = clock
         self.reminder_offsets = reminder_offsets
         self.uow = uow
@@ -73,14 +84,21 @@ class NotifyHandlers:
         self.publish_feed = publish_feed
         self.retry = retry
 
-    async def notify(self, n: BookingNotice, topic: str = "", payload: bytes = b"",
-                     decode: Callable[[str, bytes], BookingNotice] | None = None) -> None:
+    async def notify(
+        self,
+        n: BookingNotice,
+        topic: str = "",
+        payload: bytes = b"",
+        decode: Callable[[str, bytes], BookingNotice] | None = None,
+    ) -> None:
         """All channels for one event, in the booking's order: an event whose predecessor (version - 1)
         has not been applied yet is parked in the database and applied right after it, by whichever
         worker applies the predecessor.  Raises ChannelFailed when a step exhausted its retries."""
         parked = await self._notify_one(n, topic, payload)
         while parked is not None and decode is not None:
-            parked = await self._notify_one(decode(*parked), *parked)  # the next version was waiting for this one
+            parked = await self._notify_one(
+                decode(*parked), *parked
+            )  # the next version was waiting for this one
 
     async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
         email_due, parked = await self._with_retry("feed+push", lambda: self._record(n, topic, payload))
@@ -99,7 +117,9 @@ class NotifyHandlers:
                 await asyncio.sleep(self.retry.delay(attempt))
         raise AssertionError("unreachable")
 
-    async def _record(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[bool, tuple[str, bytes] | None]:
+    async def _record(
+        self, n: BookingNotice, topic: str, payload: bytes
+    ) -> tuple[bool, tuple[str, bytes] | None]:
         """What lives in our database, atomically: the booking's order, the clinic feed row, the push
         (inbox) and the email's delivery claim.  Returns whether the email still has to be sent, and the
         parked next event of this booking, if one was waiting.
@@ -123,17 +143,24 @@ class NotifyHandlers:
                 nxt = await repo.take_parked(n.booking_id, n.version + 1)
                 await self._reminders(repo, n)
             prefs = await repo.preferences(n.owner_user_id)
-            if prefs.wants(n.category, "push") and await repo.claim_delivery(n.event_id, "push",
-                                                                            str(n.owner_user_id)):
+            if prefs.wants(n.category, "push") and await repo.claim_delivery(
+                n.event_id, "push", str(n.owner_user_id)
+            ):
                 title, body, data = push_message(n)
                 await self.push_provider.push(repo, n, title, body, data)
                 await repo.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
-            email_due = prefs.wants(n.category, "email") and await repo.claim_delivery(n.event_id, "email",
-                                                                                       n.owner_email)
+            email_due = prefs.wants(n.category, "email") and await repo.claim_delivery(
+                n.event_id, "email", n.owner_email
+            )
             # last: taking the clinic's next cursor locks the clinic's counter row until the commit, so
             # the feed's order is commit order; the lock is held for this statement and the commit only
-            row = await repo.add_clinic_event(n.clinic_id, n.event_id, f"booking.{n.kind}", n.occurred_at,
-                                              lambda cursor: self.encode_feed(n, cursor))
+            row = await repo.add_clinic_event(
+                n.clinic_id,
+                n.event_id,
+                f"booking.{n.kind}",
+                n.occurred_at,
+                lambda cursor: self.encode_feed(n, cursor),
+            )
         if row is not None:
             await self.publish_feed(n.clinic_id, row)  # after commit: live subscribers see committed rows
         return email_due, nxt
@@ -149,12 +176,19 @@ class NotifyHandlers:
             if push is None:  # the provider delivers inside the event's transaction
                 return None
         async with self.read() as repo:
-            return await repo.record_next(n, push=push, email=prefs.wants(n.category, "email"),
-                                          feed_type=f"booking.{n.kind}", feed_tail=self.encode_feed(n, 0),
-                                          reminders=self._reminder_change(n), now=self.clock())
+            return await repo.record_next(
+                n,
+                push=push,
+                email=prefs.wants(n.category, "email"),
+                feed_type=f"booking.{n.kind}",
+                feed_tail=self.encode_feed(n, 0),
+                reminders=self._reminder_change(n),
+                now=self.clock(),
+            )
 
-    async def release_stale_parked(self, decode: Callable[[str, bytes], BookingNotice],
-                                   max_wait: timedelta) -> int:
+    async def release_stale_parked(
+        self, decode: Callable[[str, bytes], BookingNotice], max_wait: timedelta
+    ) -> int:
         """An event parked longer than ``max_wait`` is applied anyway (then the ones after it): its
         predecessor is presumed lost, and a late notice beats none.  Never before ``max_wait``."""
         async with self.read() as repo:
@@ -167,8 +201,10 @@ class NotifyHandlers:
                 if parked is not None:
                     await repo.set_progress(booking_id, version - 1)  # skip the missing ones
             if parked is not None:
-                log.warning("applying a parked event whose predecessor never came",
-                            extra={"fields": {"booking_id": booking_id, "version": version}})
+                log.warning(
+                    "applying a parked event whose predecessor never came",
+                    extra={"fields": {"booking_id": booking_id, "version": version}},
+                )
                 await self.notify(decode(*parked), *parked, decode)
                 released += 1
         return released
@@ -221,7 +257,9 @@ class NotifyHandlers:
             await self.mailer.send(n)
         except Exception as exc:
             async with self.read() as repo:
-                await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=False, error=str(exc)[:1000])
+                await repo.finish_delivery(
+                    n.event_id, "email", n.owner_email, ok=False, error=str(exc)[:1000]
+                )
             raise
         async with self.read() as repo:
             await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=True)
@@ -256,8 +294,14 @@ class ClinicFeed:
     every ``resync_seconds`` (covers a lost pub/sub message or a Redis restart).  ``close()`` ends
     every stream (graceful shutdown)."""
 
-    def __init__(self, read: UnitOfWork, subscribe: FeedSubscribe, cursor_of: FeedCursor, *,
-                 resync_seconds: float = 15.0) -> None:
+    def __init__(
+        self,
+        read: UnitOfWork,
+        subscribe: FeedSubscribe,
+        cursor_of: FeedCursor,
+        *,
+        resync_seconds: float = 15.0,
+    ) -> None:
         self.read = read
         self.subscribe = subscribe
         self.cursor_of = cursor_of
@@ -278,8 +322,9 @@ class ClinicFeed:
             try:
                 while not self.closing.is_set():
                     getter = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({getter, closing}, timeout=self.resync,
-                                                 return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {getter, closing}, timeout=self.resync, return_when=asyncio.FIRST_COMPLETED
+                    )
                     pending: AsyncIterator[FeedRow]
                     if getter not in done:
                         getter.cancel()
@@ -291,8 +336,11 @@ class ClinicFeed:
                         cursor = self.cursor_of(payload)
                         if cursor <= last:
                             continue
-                        pending = (self._single(FeedRow(cursor, payload)) if cursor == last + 1
-                                   else self._catch_up(clinic_id, last))
+                        pending = (
+                            self._single(FeedRow(cursor, payload))
+                            if cursor == last + 1
+                            else self._catch_up(clinic_id, last)
+                        )
                     async for row in pending:
                         last = row.cursor
                         yield row

@@ -30,9 +30,14 @@ def render(n: BookingNotice, sender: str) -> MIMEMultipart:
     if n.kind != "created":
         return _render_change(n, sender)
     fields = {
-        "owner_name": n.owner_name or "there", "clinic_name": n.clinic_name, "service_name": n.service_name,
-        "pet_name": n.pet_name, "when": when(n), "reference": n.reference,
-        "amount": format_money(n.amount_minor, n.currency), "booking_id": n.booking_id,
+        "owner_name": n.owner_name or "there",
+        "clinic_name": n.clinic_name,
+        "service_name": n.service_name,
+        "pet_name": n.pet_name,
+        "when": when(n),
+        "reference": n.reference,
+        "amount": format_money(n.amount_minor, n.currency),
+        "booking_id": n.booking_id,
     }
     msg = MIMEMultipart("alternative")
     subject = f"Booking confirmed: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}"
@@ -83,7 +88,9 @@ class SmtpMailer:
         self._slots = asyncio.Semaphore(connections)
 
     async def _connect(self) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(hostname=self.host, port=self.port, use_tls=self.use_tls, timeout=self.timeout)
+        client = aiosmtplib.SMTP(
+            hostname=self.host, port=self.port, use_tls=self.use_tls, timeout=self.timeout
+        )
         await client.connect()
         if self.username:
             await client.login(self.username, self.password or "")
@@ -91,9 +98,14 @@ class SmtpMailer:
 
     async def send(self, n: BookingNotice) -> None:
         with telemetry.tracer().start_as_current_span(
-            "smtp send", kind=SpanKind.CLIENT,
-            attributes={"server.address": self.host, "server.port": self.port, "petpro.booking_id": n.booking_id,
-                        "petpro.event_id": str(n.event_id)},
+            "smtp send",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "server.address": self.host,
+                "server.port": self.port,
+                "petpro.booking_id": n.booking_id,
+                "petpro.event_id": str(n.event_id),
+            },
         ):
             await self._send(n)
 

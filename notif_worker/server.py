@@ -33,8 +33,12 @@ class NotifSettings(ServiceSettings):
 
     topic: str = "booking.created"
     # the lifecycle topics, consumed by the same group (per booking: key = booking id)
-    change_topics: tuple[str, ...] = ("booking.cancelled", "booking.rescheduled", "booking.completed",
-                                      "booking.no-show")
+    change_topics: tuple[str, ...] = (
+        "booking.cancelled",
+        "booking.rescheduled",
+        "booking.completed",
+        "booking.no-show",
+    )
     dlq_topic: str = "booking.created.dlq"
     consumer_group: str = "notif-worker"
     mail_from: str = "PetPro <bookings@petpro.dev>"
@@ -43,20 +47,34 @@ class NotifSettings(ServiceSettings):
     concurrency: int = Field(default=16, ge=1, le=256)
     feed_resync_seconds: float = Field(default=15.0, gt=0)
     busy_fetch_wait_ms: int = Field(
-        default=25, ge=0, le=500,
-        description="how long the broker may hold an empty fetch while events flow (latency against polling CPU)")
+        default=25,
+        ge=0,
+        le=500,
+        description="how long the broker may hold an empty fetch while events flow (latency against polling CPU)",
+    )
     db_pool_size: int = Field(default=20, ge=1, le=100)
     reminder_offsets_minutes: tuple[int, ...] = Field(
-        default=(2880, 120), description="reminders before a booking's start unless its clinic sets its own")
-    reminder_sweep_seconds: float = Field(default=1.0, gt=0, description="how often due reminders are looked for")
-    parked_max_seconds: float = Field(default=300.0, gt=0,
-                                      description="how long a lifecycle event waits for its predecessor")
+        default=(2880, 120), description="reminders before a booking's start unless its clinic sets its own"
+    )
+    reminder_sweep_seconds: float = Field(
+        default=1.0, gt=0, description="how often due reminders are looked for"
+    )
+    parked_max_seconds: float = Field(
+        default=300.0, gt=0, description="how long a lifecycle event waits for its predecessor"
+    )
 
 
-def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
-          mailer: Mailer | None = None, fanout: LiveFanout | None = None, auth: Any = None,
-          consumer_factory: Callable[[], KafkaConsumer] | None = None,
-          producer_factory: Callable[[], KafkaProducer] | None = None) -> grpc_server.App:
+def build(
+    settings: NotifSettings,
+    *,
+    uow: UnitOfWork | None = None,
+    read: UnitOfWork | None = None,
+    mailer: Mailer | None = None,
+    fanout: LiveFanout | None = None,
+    auth: Any = None,
+    consumer_factory: Callable[[], KafkaConsumer] | None = None,
+    producer_factory: Callable[[], KafkaProducer] | None = None,
+) -> grpc_server.App:
     """The notification worker.  Tests pass fakes of the ports instead of the database, Redis, SMTP,
     the auth service (``auth``: an AuthService stub) and Kafka (consumer/producer factories)."""
     closers: list[Callable[[], Awaitable[None]]] = []  # closed in this order
@@ -74,24 +92,39 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         closers.append(auth_channel.close)
     if uow is None:
-        db = Database(settings.url("database_url"), SCHEMA, app_name="notif_worker",
-                      pool_size=settings.db_pool_size)
+        db = Database(
+            settings.url("database_url"), SCHEMA, app_name="notif_worker", pool_size=settings.db_pool_size
+        )
         uow, read = db.repositories(NotifRepository)
         closers.append(db.close)
     read = read or uow
 
     handlers = NotifyHandlers(
-        uow, mailer, InboxPush(), encode_clinic_event,
-        fanout.publish, Retry(settings.retry_attempts, settings.retry_base_seconds), read=read,
+        uow,
+        mailer,
+        InboxPush(),
+        encode_clinic_event,
+        fanout.publish,
+        Retry(settings.retry_attempts, settings.retry_base_seconds),
+        read=read,
         reminder_offsets=settings.reminder_offsets_minutes,
     )
     if consumer_factory is None or producer_factory is None:
         bootstrap = settings.url("kafka_bootstrap_servers")
         consumer_factory = consumer_factory or (
-            lambda: events.consumer(bootstrap, settings.consumer_group, settings.topic, *settings.change_topics))
+            lambda: events.consumer(
+                bootstrap, settings.consumer_group, settings.topic, *settings.change_topics
+            )
+        )
         producer_factory = producer_factory or (lambda: events.producer(bootstrap, "notif_worker-dlq"))
-    consumer = BookingCreatedConsumer(handlers, consumer_factory, producer_factory, settings.dlq_topic,
-                                      concurrency=settings.concurrency, busy_fetch_wait_ms=settings.busy_fetch_wait_ms)
+    consumer = BookingCreatedConsumer(
+        handlers,
+        consumer_factory,
+        producer_factory,
+        settings.dlq_topic,
+        concurrency=settings.concurrency,
+        busy_fetch_wait_ms=settings.busy_fetch_wait_ms,
+    )
     feed = ClinicFeedServicer(
         ClinicFeed(read, fanout.subscribe, clinic_event_cursor, resync_seconds=settings.feed_resync_seconds),
         Authenticator(auth),
@@ -105,17 +138,32 @@ def build(settings: NotifSettings, *, uow: UnitOfWork | None = None, read: UnitO
         name="notif_worker",
         settings=settings,
         services=[
-            grpc_server.Registration(clinic_feed_pb2_grpc.add_ClinicFeedServiceServicer_to_server, feed,
-                                     "petpro.notification.v1.ClinicFeedService", authenticator=feed.authn),
-            grpc_server.Registration(notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-                                     NotificationServicer(handlers), "petpro.notification.v1.NotificationService"),
+            grpc_server.Registration(
+                clinic_feed_pb2_grpc.add_ClinicFeedServiceServicer_to_server,
+                feed,
+                "petpro.notification.v1.ClinicFeedService",
+                authenticator=feed.authn,
+            ),
+            grpc_server.Registration(
+                notification_pb2_grpc.add_NotificationServiceServicer_to_server,
+                NotificationServicer(handlers),
+                "petpro.notification.v1.NotificationService",
+            ),
         ],
-        background=[fanout.run, consumer.run,
-                    grpc_server.periodic("notif_worker.reminders", settings.reminder_sweep_seconds,
-                                         handlers.send_due_reminders),
-                    grpc_server.periodic("notif_worker.parked", min(settings.parked_max_seconds / 4, 30.0),
-                                         lambda: handlers.release_stale_parked(
-                                             decode_event, timedelta(seconds=settings.parked_max_seconds)))],
+        background=[
+            fanout.run,
+            consumer.run,
+            grpc_server.periodic(
+                "notif_worker.reminders", settings.reminder_sweep_seconds, handlers.send_due_reminders
+            ),
+            grpc_server.periodic(
+                "notif_worker.parked",
+                min(settings.parked_max_seconds / 4, 30.0),
+                lambda: handlers.release_stale_parked(
+                    decode_event, timedelta(seconds=settings.parked_max_seconds)
+                ),
+            ),
+        ],
         on_shutdown=[feed.close],
         on_stop=[close],
     )

@@ -30,8 +30,11 @@ class ClinicFeedServicer(clinic_feed_pb2_grpc.ClinicFeedServiceServicer):
     async def close(self) -> None:
         await self.feed.close()
 
-    async def Subscribe(self, request: clinic_feed_pb2.SubscribeRequest, context: grpc.aio.ServicerContext[Any, Any],
-                        ) -> AsyncIterator[clinic_feed_pb2.SubscribeResponse]:
+    async def Subscribe(
+        self,
+        request: clinic_feed_pb2.SubscribeRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[clinic_feed_pb2.SubscribeResponse]:
         principal = await self.authn.principal(context)
         # a non-member (another clinic's staff, an owner) is told NOT_FOUND, as on every clinic-scoped
         # method: the clinic's existence is not revealed
@@ -39,11 +42,18 @@ class ClinicFeedServicer(clinic_feed_pb2_grpc.ClinicFeedServiceServicer):
         clinic = uid(request.clinic_id, "clinic_id")
         async with contextlib.aclosing(self.feed.follow(clinic, request.after_cursor)) as rows:
             async for row in rows:
-                yield clinic_feed_pb2.SubscribeResponse(event=clinic_feed_pb2.ClinicEvent.FromString(row.payload))
+                yield clinic_feed_pb2.SubscribeResponse(
+                    event=clinic_feed_pb2.ClinicEvent.FromString(row.payload)
+                )
 
 
 PreferenceField = Literal["reminders_email", "reminders_push", "changes_email", "changes_push"]
-PREFERENCE_FIELDS: tuple[PreferenceField, ...] = ("reminders_email", "reminders_push", "changes_email", "changes_push")
+PREFERENCE_FIELDS: tuple[PreferenceField, ...] = (
+    "reminders_email",
+    "reminders_push",
+    "changes_email",
+    "changes_push",
+)
 
 
 def preferences_pb(p: Preferences) -> notification_pb2.NotificationPreferences:
@@ -54,33 +64,57 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(self, handlers: NotifyHandlers) -> None:
         self.h = handlers
 
-    async def ListNotifications(self, request: notification_pb2.ListNotificationsRequest,
-                               context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.ListNotificationsResponse:
-        rows, token = await self.h.inbox(uid(request.user_id, "user_id"), request.page_size, request.page_token)
+    async def ListNotifications(
+        self, request: notification_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> notification_pb2.ListNotificationsResponse:
+        rows, token = await self.h.inbox(
+            uid(request.user_id, "user_id"), request.page_size, request.page_token
+        )
         return notification_pb2.ListNotificationsResponse(
-            notifications=[notification_pb2.Notification(
-                notification_id=str(r.id), user_id=str(r.user_id), title=r.title, body=r.body, data=r.data,
-                event_id=str(r.event_id), create_time=ts(r.created_at)) for r in rows],
-            next_page_token=token)
+            notifications=[
+                notification_pb2.Notification(
+                    notification_id=str(r.id),
+                    user_id=str(r.user_id),
+                    title=r.title,
+                    body=r.body,
+                    data=r.data,
+                    event_id=str(r.event_id),
+                    create_time=ts(r.created_at),
+                )
+                for r in rows
+            ],
+            next_page_token=token,
+        )
 
     async def GetNotificationPreferences(
-            self, request: notification_pb2.GetNotificationPreferencesRequest,
-            context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.GetNotificationPreferencesResponse:
+        self,
+        request: notification_pb2.GetNotificationPreferencesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.GetNotificationPreferencesResponse:
         p = await self.h.preferences(uid(request.user_id, "user_id"))
         return notification_pb2.GetNotificationPreferencesResponse(preferences=preferences_pb(p))
 
     async def UpdateNotificationPreferences(
-            self, request: notification_pb2.UpdateNotificationPreferencesRequest,
-            context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.UpdateNotificationPreferencesResponse:
-        changes: dict[str, bool] = {f: bool(getattr(request, f)) for f in PREFERENCE_FIELDS if request.HasField(f)}
+        self,
+        request: notification_pb2.UpdateNotificationPreferencesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.UpdateNotificationPreferencesResponse:
+        changes: dict[str, bool] = {
+            f: bool(getattr(request, f)) for f in PREFERENCE_FIELDS if request.HasField(f)
+        }
         p = await self.h.update_preferences(uid(request.user_id, "user_id"), changes)
         return notification_pb2.UpdateNotificationPreferencesResponse(preferences=preferences_pb(p))
 
-    async def RegisterDevice(self, request: notification_pb2.RegisterDeviceRequest,
-                            context: grpc.aio.ServicerContext[Any, Any]) -> notification_pb2.RegisterDeviceResponse:
+    async def RegisterDevice(
+        self, request: notification_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> notification_pb2.RegisterDeviceResponse:
         platform = notification_pb2.DevicePlatform.Name(request.platform).removeprefix("DEVICE_PLATFORM_")
         d = await self.h.register_device(uid(request.user_id, "user_id"), platform, request.token)
-        return notification_pb2.RegisterDeviceResponse(device=notification_pb2.Device(
-            device_id=str(d.id), user_id=str(d.user_id),
-            platform=notification_pb2.DevicePlatform.Value(f"DEVICE_PLATFORM_{d.platform}"),
-            create_time=ts(d.created_at)))
+        return notification_pb2.RegisterDeviceResponse(
+            device=notification_pb2.Device(
+                device_id=str(d.id),
+                user_id=str(d.user_id),
+                platform=notification_pb2.DevicePlatform.Value(f"DEVICE_PLATFORM_{d.platform}"),
+                create_time=ts(d.created_at),
+            )
+        )

@@ -43,11 +43,22 @@ class BookingCreatedConsumer:
     commits them before leaving the group, so the replica taking the partitions over does not deliver
     them again."""
 
-    def __init__(self, handlers: NotifyHandlers, consumer_factory: Callable[[], KafkaConsumer],
-                 producer_factory: Callable[[], KafkaProducer], dlq_topic: str, *, concurrency: int = 16,
-                 busy_fetch_wait_ms: int = 25, idle_fetch_wait_ms: int = 500, idle_after_seconds: float = 2.0,
-                 max_in_flight: int | None = None, clock: Callable[[], float] | None = None,
-                 dlq_measure_seconds: float = 15.0, commit_every_seconds: float = 0.25) -> None:
+    def __init__(
+        self,
+        handlers: NotifyHandlers,
+        consumer_factory: Callable[[], KafkaConsumer],
+        producer_factory: Callable[[], KafkaProducer],
+        dlq_topic: str,
+        *,
+        concurrency: int = 16,
+        busy_fetch_wait_ms: int = 25,
+        idle_fetch_wait_ms: int = 500,
+        idle_after_seconds: float = 2.0,
+        max_in_flight: int | None = None,
+        clock: Callable[[], float] | None = None,
+        dlq_measure_seconds: float = 15.0,
+        commit_every_seconds: float = 0.25,
+    ) -> None:
         self.h = handlers
         self.consumer_factory = consumer_factory
         self.producer_factory = producer_factory
@@ -169,8 +180,9 @@ class BookingCreatedConsumer:
 
     async def _process(self, record: ConsumerRecord) -> None:
         # a CONSUMER span continuing the trace of the event's traceparent header (the outbox publish)
-        with telemetry.consumer_span(record.topic, record.headers, partition=record.partition,
-                                     offset=record.offset, key=record.key) as span:
+        with telemetry.consumer_span(
+            record.topic, record.headers, partition=record.partition, offset=record.offset, key=record.key
+        ) as span:
             try:
                 notice = decode_event(record.topic, record.value)
                 span.set_attribute("petpro.booking_id", notice.booking_id)
@@ -179,17 +191,25 @@ class BookingCreatedConsumer:
             except (PoisonEvent, ChannelFailed) as exc:
                 span.record_exception(exc)
                 span.set_status(StatusCode.ERROR, str(exc))
-                log.error("dead-lettering event", extra={"fields": {"offset": record.offset, "error": str(exc)}})
+                log.error(
+                    "dead-lettering event", extra={"fields": {"offset": record.offset, "error": str(exc)}}
+                )
                 await asyncio.to_thread(self._dead_letter, record, exc)
                 telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
                 self._dlq_measured = float("-inf")  # the DLQ grew: measure it after this batch
 
-    async def _read_again(self, consumer: KafkaConsumer, partitions: list[TopicPartition],
-                          offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+    async def _read_again(
+        self,
+        consumer: KafkaConsumer,
+        partitions: list[TopicPartition],
+        offsets: dict[TopicPartition, OffsetAndMetadata],
+    ) -> None:
         """Read recreated topics' partitions from their beginning; what is in flight from the old log
         finishes but commits nothing (its offsets mean nothing in the new one)."""
-        log.warning("topic recreated by the broker, reading it again from the beginning",
-                    extra={"fields": {"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}})
+        log.warning(
+            "topic recreated by the broker, reading it again from the beginning",
+            extra={"fields": {"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}},
+        )
         for tp in partitions:
             self._pending.pop(tp, None)
             offsets.pop(tp, None)
@@ -217,7 +237,9 @@ class BookingCreatedConsumer:
             return recreated
         self._dlq_measured = now
         try:
-            parts = [TopicPartition(self.dlq_topic, p) for p in consumer.partitions_for_topic(self.dlq_topic) or ()]
+            parts = [
+                TopicPartition(self.dlq_topic, p) for p in consumer.partitions_for_topic(self.dlq_topic) or ()
+            ]
             if parts:
                 ends, starts = consumer.end_offsets(parts), consumer.beginning_offsets(parts)
                 telemetry.DLQ_MESSAGES.labels(self.dlq_topic).set(sum(ends[tp] - starts[tp] for tp in parts))

@@ -21,7 +21,7 @@ from payment_svc.domain import (
     SessionState,
 )
 from payment_svc.ports import PaymentGateway, UnitOfWork
-from petpro.db import utcnow
+from petpro.clock import utcnow
 from petpro.errors import InvalidArgument
 
 log = logging.getLogger("payment_svc")
@@ -49,8 +49,15 @@ class WebhookOutcome:
 
 
 class PaymentHandlers:
-    def __init__(self, uow: UnitOfWork, gateway: PaymentGateway, *, public_base_url: str,
-                 clock: Callable[[], datetime] = utcnow, read: UnitOfWork | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        gateway: PaymentGateway,
+        *,
+        public_base_url: str,
+        clock: Callable[[], datetime] = utcnow,
+        read: UnitOfWork | None = None,
+    ) -> None:
         self.uow = uow
         self.read = read or uow  # read-only: no transaction
         self.gateway = gateway
@@ -59,24 +66,39 @@ class PaymentHandlers:
 
     async def create_session(self, cmd: CreateSession) -> Payment:
         now = self.clock()
-        payment = Payment(id=uuid.uuid4(), order_ref=cmd.order_ref, request_id=cmd.request_id,
-                          status=PaymentStatus.PENDING, amount_minor=cmd.amount_minor, currency=cmd.currency,
-                          customer_email=cmd.customer_email, expires_at=cmd.expires_at, created_at=now,
-                          updated_at=now)
+        payment = Payment(
+            id=uuid.uuid4(),
+            order_ref=cmd.order_ref,
+            request_id=cmd.request_id,
+            status=PaymentStatus.PENDING,
+            amount_minor=cmd.amount_minor,
+            currency=cmd.currency,
+            customer_email=cmd.customer_email,
+            expires_at=cmd.expires_at,
+            created_at=now,
+            updated_at=now,
+        )
         async with self.uow() as repo:
             if not await repo.add(payment):
                 existing = await repo.by_request(cmd.request_id)
                 assert existing is not None
                 if (existing.order_ref, existing.amount_minor, existing.currency) != (
-                        cmd.order_ref, cmd.amount_minor, cmd.currency):
+                    cmd.order_ref,
+                    cmd.amount_minor,
+                    cmd.currency,
+                ):
                     raise RequestIdReused("request_id was used for a different payment")
                 payment = existing
         if payment.session_id:
             return payment  # a retry after success: same answer
         # the provider call is idempotent on our payment id, so a retry after a crash here is safe
         session = await self.gateway.create_session(
-            payment, cmd.description, cmd.success_url or f"{self.public_base_url}/payments/success",
-            cmd.cancel_url or f"{self.public_base_url}/payments/cancel", idempotency_key=f"checkout-{payment.id}")
+            payment,
+            cmd.description,
+            cmd.success_url or f"{self.public_base_url}/payments/success",
+            cmd.cancel_url or f"{self.public_base_url}/payments/cancel",
+            idempotency_key=f"checkout-{payment.id}",
+        )
         async with self.read() as repo:  # one statement: no transaction needed
             stored = await repo.set_session(payment.id, session.id, session.url, self.clock())
             if stored is None:  # a concurrent retry stored the session first: its answer
@@ -106,7 +128,10 @@ class PaymentHandlers:
             payment = await repo.find_for_event(event.payment_id, event.session_id, event.provider_payment_id)
             first = await repo.record_event(event.id, event.type, payment.id if payment else None)
             if payment is None:
-                log.info("webhook for an unknown payment", extra={"fields": {"event": event.id, "type": event.type}})
+                log.info(
+                    "webhook for an unknown payment",
+                    extra={"fields": {"event": event.id, "type": event.type}},
+                )
                 return WebhookOutcome(event.id, event.type, not first, None)
             if first:
                 payment.apply(event)
@@ -126,8 +151,9 @@ class PaymentHandlers:
             return p
         if p.status != PaymentStatus.SUCCEEDED or not p.provider_payment_id:
             raise NotRefundable(f"payment is {p.status.value.lower()}, nothing to refund")
-        info = await self.gateway.refund(p.provider_payment_id, p.amount_minor, reason,
-                                         idempotency_key=f"refund-{p.id}")
+        info = await self.gateway.refund(
+            p.provider_payment_id, p.amount_minor, reason, idempotency_key=f"refund-{p.id}"
+        )
         async with self.uow() as repo:
             current = await repo.get(payment_id, for_update=True)
             assert current is not None
@@ -137,8 +163,14 @@ class PaymentHandlers:
             await repo.save(current, self.clock())
             return current
 
-    async def refund_part(self, payment_id: uuid.UUID, request_id: str, amount_minor: int | None,
-                          reason: str, currency: str = "") -> tuple[Payment, Refund]:
+    async def refund_part(
+        self,
+        payment_id: uuid.UUID,
+        request_id: str,
+        amount_minor: int | None,
+        reason: str,
+        currency: str = "",
+    ) -> tuple[Payment, Refund]:
         """A refund of (part of) a payment, idempotent on ``request_id`` (the provider's key derives from
         it): a retry returns the stored refund, whose status follows the provider's refund webhooks (and
         is looked up at the provider while it is still open)."""
@@ -158,16 +190,24 @@ class PaymentHandlers:
         if p.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED) or not p.provider_payment_id:
             raise NotRefundable(f"payment is {p.status.value.lower()}, nothing to refund")
         if currency and currency != p.currency:
-            raise InvalidArgument.field("amount.currency", f"must be the payment's currency {p.currency}",
-                                        "CURRENCY_MISMATCH")
+            raise InvalidArgument.field(
+                "amount.currency", f"must be the payment's currency {p.currency}", "CURRENCY_MISMATCH"
+            )
         amount = amount_minor or p.amount_minor
         if not 0 < amount <= p.amount_minor:
-            raise InvalidArgument.field("amount", f"must be within 1..{p.amount_minor}", "AMOUNT_OUT_OF_RANGE")
-        info = await self.gateway.refund(p.provider_payment_id, amount, reason, idempotency_key=f"refund-{request_id}")
+            raise InvalidArgument.field(
+                "amount", f"must be within 1..{p.amount_minor}", "AMOUNT_OUT_OF_RANGE"
+            )
+        info = await self.gateway.refund(
+            p.provider_payment_id, amount, reason, idempotency_key=f"refund-{request_id}"
+        )
         now = self.clock()
         async with self.uow() as repo:
-            stored = await repo.add_refund(Refund(request_id, p.id, info.id, info.amount_minor or amount, p.currency,
-                                                  info.status, now, now))
+            stored = await repo.add_refund(
+                Refund(
+                    request_id, p.id, info.id, info.amount_minor or amount, p.currency, info.status, now, now
+                )
+            )
             current = await repo.get(payment_id, for_update=True)
             assert current is not None
             if not current.refund_id:
@@ -217,11 +257,15 @@ class PaymentHandlers:
             try:
                 state = await self.gateway.session_state(p.session_id)
             except GatewayError:
-                log.warning("provider not reachable for reconciliation", extra={"fields": {"payment": str(p.id)}})
+                log.warning(
+                    "provider not reachable for reconciliation", extra={"fields": {"payment": str(p.id)}}
+                )
                 continue
             if await self._apply_state(p.id, state):
-                log.warning("paid session found without its webhook",
-                            extra={"fields": {"payment": str(p.id), "session": p.session_id}})
+                log.warning(
+                    "paid session found without its webhook",
+                    extra={"fields": {"payment": str(p.id), "session": p.session_id}},
+                )
                 found += 1
         return found
 
@@ -258,8 +302,9 @@ class PaymentHandlers:
                     raise AlreadySettled("payment already settled for another order")
                 return p
             if p.status != PaymentStatus.SUCCEEDED:
-                raise NotRefundable(f"payment is {p.status.value.lower()}, nothing to settle",
-                                    reason="PAYMENT_NOT_SUCCEEDED")
+                raise NotRefundable(
+                    f"payment is {p.status.value.lower()}, nothing to settle", reason="PAYMENT_NOT_SUCCEEDED"
+                )
             now = self.clock()
             p.settled_at, p.settled_order_id = now, order_id
             await repo.save(p, now)

@@ -32,7 +32,8 @@ SCHEMA = "payment"
 metadata = MetaData(schema=SCHEMA)
 
 payments = Table(
-    "payments", metadata,
+    "payments",
+    metadata,
     Column("id", Uuid, primary_key=True),
     Column("order_ref", String(128), nullable=False),
     Column("request_id", String(128), nullable=False, unique=True),
@@ -52,7 +53,8 @@ payments = Table(
     Column("checked_at", DateTime(timezone=True)),
 )
 webhook_events = Table(
-    "webhook_events", metadata,
+    "webhook_events",
+    metadata,
     Column("event_id", String(255), primary_key=True),
     Column("type", String(128), nullable=False),
     Column("payment_id", Uuid),
@@ -61,7 +63,8 @@ webhook_events = Table(
 
 
 refunds = Table(
-    "refunds", metadata,
+    "refunds",
+    metadata,
     Column("request_id", String(200), primary_key=True),
     Column("payment_id", Uuid, ForeignKey("payments.id"), nullable=False),
     Column("provider_refund_id", String(255), nullable=False, unique=True),
@@ -77,35 +80,67 @@ refunds = Table(
 # directly: through SQLAlchemy they were about a third of payment_svc's CPU per booking (py-spy, full
 # flow), as booking_svc found for ReserveSlot.  The tables above stay the schema (Alembic).
 _COLUMNS = ", ".join(c.name for c in payments.c)
-_INSERT = (f"INSERT INTO {SCHEMA}.payments (id, order_ref, request_id, status, amount_minor, currency, customer_email,"
-           " expires_at, created_at, updated_at) VALUES (%(id)s, %(order_ref)s, %(request_id)s, %(status)s,"
-           " %(amount_minor)s, %(currency)s, %(customer_email)s, %(expires_at)s, %(created_at)s, %(updated_at)s)"
-           " ON CONFLICT (request_id) DO NOTHING RETURNING id")
+_INSERT = (
+    f"INSERT INTO {SCHEMA}.payments (id, order_ref, request_id, status, amount_minor, currency, customer_email,"
+    " expires_at, created_at, updated_at) VALUES (%(id)s, %(order_ref)s, %(request_id)s, %(status)s,"
+    " %(amount_minor)s, %(currency)s, %(customer_email)s, %(expires_at)s, %(created_at)s, %(updated_at)s)"
+    " ON CONFLICT (request_id) DO NOTHING RETURNING id"
+)
 _BY_ID = f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE id = %s"
-_BY_ORDER = (f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE order_ref = %s"
-             " ORDER BY created_at DESC, id LIMIT 1")
-_FOR_EVENT = {column: f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE {column} = %s FOR UPDATE"
-              for column in ("id", "session_id", "payment_intent_id")}
-_SAVE = (f"UPDATE {SCHEMA}.payments SET status = %(status)s, session_id = %(session_id)s,"
-         " payment_url = %(payment_url)s, payment_intent_id = %(payment_intent_id)s, refund_id = %(refund_id)s,"
-         " updated_at = %(now)s, settled_at = %(settled_at)s, settled_order_id = %(settled_order_id)s WHERE id = %(id)s")
-_SET_SESSION = (f"UPDATE {SCHEMA}.payments SET session_id = %(session_id)s, payment_url = %(payment_url)s,"
-                f" updated_at = %(now)s WHERE id = %(id)s AND session_id IS NULL RETURNING {_COLUMNS}")
-_RECORD_EVENT = (f"INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id) VALUES (%s, %s, %s)"
-                 " ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+_BY_ORDER = (
+    f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE order_ref = %s ORDER BY created_at DESC, id LIMIT 1"
+)
+_FOR_EVENT = {
+    column: f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE {column} = %s FOR UPDATE"
+    for column in ("id", "session_id", "payment_intent_id")
+}
+_SAVE = (
+    f"UPDATE {SCHEMA}.payments SET status = %(status)s, session_id = %(session_id)s,"
+    " payment_url = %(payment_url)s, payment_intent_id = %(payment_intent_id)s, refund_id = %(refund_id)s,"
+    " updated_at = %(now)s, settled_at = %(settled_at)s, settled_order_id = %(settled_order_id)s WHERE id = %(id)s"
+)
+_SET_SESSION = (
+    f"UPDATE {SCHEMA}.payments SET session_id = %(session_id)s, payment_url = %(payment_url)s,"
+    f" updated_at = %(now)s WHERE id = %(id)s AND session_id IS NULL RETURNING {_COLUMNS}"
+)
+_RECORD_EVENT = (
+    f"INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id) VALUES (%s, %s, %s)"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
 
 
 def _refund(r: Row[Any]) -> Refund:
-    return Refund(r.request_id, r.payment_id, r.provider_refund_id, r.amount_minor, r.currency, r.status,
-                  r.created_at, r.updated_at)
+    return Refund(
+        r.request_id,
+        r.payment_id,
+        r.provider_refund_id,
+        r.amount_minor,
+        r.currency,
+        r.status,
+        r.created_at,
+        r.updated_at,
+    )
 
 
 def _payment(r: Row[Any]) -> Payment:
-    return Payment(id=r.id, order_ref=r.order_ref, request_id=r.request_id, status=PaymentStatus(r.status),
-                   amount_minor=r.amount_minor, currency=r.currency, customer_email=r.customer_email,
-                   session_id=r.session_id, payment_url=r.payment_url, provider_payment_id=r.payment_intent_id,
-                   refund_id=r.refund_id, expires_at=r.expires_at, created_at=r.created_at, updated_at=r.updated_at,
-                   settled_at=r.settled_at, settled_order_id=r.settled_order_id)
+    return Payment(
+        id=r.id,
+        order_ref=r.order_ref,
+        request_id=r.request_id,
+        status=PaymentStatus(r.status),
+        amount_minor=r.amount_minor,
+        currency=r.currency,
+        customer_email=r.customer_email,
+        session_id=r.session_id,
+        payment_url=r.payment_url,
+        provider_payment_id=r.payment_intent_id,
+        refund_id=r.refund_id,
+        expires_at=r.expires_at,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        settled_at=r.settled_at,
+        settled_order_id=r.settled_order_id,
+    )
 
 
 class PaymentRepository:
@@ -118,11 +153,25 @@ class PaymentRepository:
 
     async def add(self, p: Payment) -> bool:
         """Insert; False when the request id exists (an idempotent retry)."""
-        return await self._one(_INSERT, {
-            "id": p.id, "order_ref": p.order_ref, "request_id": p.request_id, "status": p.status.value,
-            "amount_minor": p.amount_minor, "currency": p.currency, "customer_email": p.customer_email,
-            "expires_at": p.expires_at, "created_at": p.created_at, "updated_at": p.updated_at,
-        }, "INSERT") is not None
+        return (
+            await self._one(
+                _INSERT,
+                {
+                    "id": p.id,
+                    "order_ref": p.order_ref,
+                    "request_id": p.request_id,
+                    "status": p.status.value,
+                    "amount_minor": p.amount_minor,
+                    "currency": p.currency,
+                    "customer_email": p.customer_email,
+                    "expires_at": p.expires_at,
+                    "created_at": p.created_at,
+                    "updated_at": p.updated_at,
+                },
+                "INSERT",
+            )
+            is not None
+        )
 
     async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
         r = await self._one(_FOR_EVENT["id"] if for_update else _BY_ID, (payment_id,))
@@ -133,20 +182,25 @@ class PaymentRepository:
         r = await self._one(_BY_ORDER, (order_ref,))
         return _payment(r) if r else None
 
-    async def set_session(self, payment_id: uuid.UUID, session_id: str, payment_url: str,
-                          now: datetime) -> Payment | None:
+    async def set_session(
+        self, payment_id: uuid.UUID, session_id: str, payment_url: str, now: datetime
+    ) -> Payment | None:
         """Store the provider's checkout session on a payment that has none yet (one statement);
         None when it already has one (a concurrent retry stored it first)."""
-        r = await self._one(_SET_SESSION, {"id": payment_id, "session_id": session_id, "payment_url": payment_url,
-                                           "now": now}, "UPDATE")
+        r = await self._one(
+            _SET_SESSION,
+            {"id": payment_id, "session_id": session_id, "payment_url": payment_url, "now": now},
+            "UPDATE",
+        )
         return _payment(r) if r else None
 
     async def by_request(self, request_id: str) -> Payment | None:
         r = (await self.s.execute(select(payments).where(payments.c.request_id == request_id))).first()
         return _payment(r) if r else None
 
-    async def find_for_event(self, payment_id: str | None, session_id: str | None,
-                             provider_id: str | None) -> Payment | None:
+    async def find_for_event(
+        self, payment_id: str | None, session_id: str | None, provider_id: str | None
+    ) -> Payment | None:
         conds: list[tuple[str, Any]] = []
         if payment_id:
             try:
@@ -164,10 +218,22 @@ class PaymentRepository:
         return None
 
     async def save(self, p: Payment, now: datetime) -> None:
-        await raw_execute(self.s, _SAVE, {
-            "id": p.id, "status": p.status.value, "session_id": p.session_id, "payment_url": p.payment_url,
-            "payment_intent_id": p.provider_payment_id, "refund_id": p.refund_id, "now": now,
-            "settled_at": p.settled_at, "settled_order_id": p.settled_order_id}, operation="UPDATE")
+        await raw_execute(
+            self.s,
+            _SAVE,
+            {
+                "id": p.id,
+                "status": p.status.value,
+                "session_id": p.session_id,
+                "payment_url": p.payment_url,
+                "payment_intent_id": p.provider_payment_id,
+                "refund_id": p.refund_id,
+                "now": now,
+                "settled_at": p.settled_at,
+                "settled_order_id": p.settled_order_id,
+            },
+            operation="UPDATE",
+        )
 
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         """True the first time an event id is seen; False for a duplicate delivery."""
@@ -179,47 +245,86 @@ class PaymentRepository:
 
     async def add_refund(self, r: Refund) -> Refund:
         """Insert; a concurrent request with the same id (same provider refund) keeps the first row."""
-        await self.s.execute(pg_insert(refunds).values(
-            request_id=r.request_id, payment_id=r.payment_id, provider_refund_id=r.provider_refund_id,
-            amount_minor=r.amount_minor, currency=r.currency, status=r.status, created_at=r.created_at,
-            updated_at=r.updated_at).on_conflict_do_nothing())
+        await self.s.execute(
+            pg_insert(refunds)
+            .values(
+                request_id=r.request_id,
+                payment_id=r.payment_id,
+                provider_refund_id=r.provider_refund_id,
+                amount_minor=r.amount_minor,
+                currency=r.currency,
+                status=r.status,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            .on_conflict_do_nothing()
+        )
         found = await self.refund(r.request_id)
         assert found is not None
         return found
 
     async def set_refund_status(self, provider_refund_id: str, status: str, now: datetime) -> None:
-        await self.s.execute(update(refunds).where(refunds.c.provider_refund_id == provider_refund_id).values(
-            status=status, updated_at=now))
+        await self.s.execute(
+            update(refunds)
+            .where(refunds.c.provider_refund_id == provider_refund_id)
+            .values(status=status, updated_at=now)
+        )
 
     async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
         q = select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
-            refunds.c.payment_id == payment_id, refunds.c.status == "succeeded")
+            refunds.c.payment_id == payment_id, refunds.c.status == "succeeded"
+        )
         return int((await self.s.execute(q)).scalar_one())
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
-        q = (select(payments).where(payments.c.status == PaymentStatus.PENDING.value,
-                                    payments.c.expires_at <= now, payments.c.session_id.is_not(None))
-             .order_by(payments.c.expires_at).limit(limit).with_for_update(skip_locked=True))
+        q = (
+            select(payments)
+            .where(
+                payments.c.status == PaymentStatus.PENDING.value,
+                payments.c.expires_at <= now,
+                payments.c.session_id.is_not(None),
+            )
+            .order_by(payments.c.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         return [_payment(r) for r in await self.s.execute(q)]
 
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
         """Succeeded payments whose order nobody settled, last changed before ``changed_before``."""
-        q = (select(payments).where(payments.c.status == PaymentStatus.SUCCEEDED.value,
-                                    payments.c.settled_at.is_(None), payments.c.updated_at <= changed_before)
-             .order_by(payments.c.updated_at).limit(limit))
+        q = (
+            select(payments)
+            .where(
+                payments.c.status == PaymentStatus.SUCCEEDED.value,
+                payments.c.settled_at.is_(None),
+                payments.c.updated_at <= changed_before,
+            )
+            .order_by(payments.c.updated_at)
+            .limit(limit)
+        )
         return [_payment(r) for r in await self.s.execute(q)]
 
     async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
         """Open sessions not asked about since ``checked_before`` (created before it, too): claimed
         (skip locked) and stamped as checked, so replicas and ticks share the work."""
-        q = (select(payments.c.id).where(
-                payments.c.status == PaymentStatus.PENDING.value, payments.c.session_id.is_not(None),
-                func.coalesce(payments.c.checked_at, payments.c.created_at) <= checked_before)
-             .order_by(func.coalesce(payments.c.checked_at, payments.c.created_at)).limit(limit)
-             .with_for_update(skip_locked=True))
+        q = (
+            select(payments.c.id)
+            .where(
+                payments.c.status == PaymentStatus.PENDING.value,
+                payments.c.session_id.is_not(None),
+                func.coalesce(payments.c.checked_at, payments.c.created_at) <= checked_before,
+            )
+            .order_by(func.coalesce(payments.c.checked_at, payments.c.created_at))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
         ids = [r.id for r in await self.s.execute(q)]
         if not ids:
             return []
-        rows = await self.s.execute(update(payments).where(payments.c.id.in_(ids))
-                                    .values(checked_at=func.now()).returning(*payments.c))
+        rows = await self.s.execute(
+            update(payments)
+            .where(payments.c.id.in_(ids))
+            .values(checked_at=func.now())
+            .returning(*payments.c)
+        )
         return [_payment(r) for r in rows]

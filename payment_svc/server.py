@@ -25,13 +25,16 @@ class PaymentSettings(ServiceSettings):
     component = "payment"
     model_config = SettingsConfigDict(env_prefix="PAYMENT_", env_file=".env", extra="ignore")
 
-    public_base_url: str = Field(default="", description="where success/cancel pages live; default: the REST edge")
+    public_base_url: str = Field(
+        default="", description="where success/cancel pages live; default: the REST edge"
+    )
     expiry_sweep_seconds: float = Field(default=5.0, gt=0)
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
     db_pool_size: int = Field(default=10, ge=1, le=100)
     reconcile_seconds: float = Field(default=30.0, gt=0, description="how often open sessions are checked")
     reconcile_grace_seconds: float = Field(
-        default=300.0, ge=0, description="an open session with no webhook for this long is asked about")
+        default=300.0, ge=0, description="an open session with no webhook for this long is asked about"
+    )
 
 
 def make_gateway(settings: PaymentSettings) -> StripeGateway:
@@ -45,19 +48,33 @@ def make_gateway(settings: PaymentSettings) -> StripeGateway:
             "(`petpro up` sets it for the sandbox)"
         )
     if b.stripe_api_key:  # real Stripe (test or live mode)
-        return StripeGateway(b.stripe_api_key, b.stripe_webhook_secret, b.stripe_api_base,
-                             tolerance_seconds=settings.webhook_tolerance_seconds)
-    return StripeGateway(SANDBOX_API_KEY, b.stripe_webhook_secret, settings.url("stripe_api_base"),
-                         tolerance_seconds=settings.webhook_tolerance_seconds)
+        return StripeGateway(
+            b.stripe_api_key,
+            b.stripe_webhook_secret,
+            b.stripe_api_base,
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+        )
+    return StripeGateway(
+        SANDBOX_API_KEY,
+        b.stripe_webhook_secret,
+        settings.url("stripe_api_base"),
+        tolerance_seconds=settings.webhook_tolerance_seconds,
+    )
 
 
-def build(settings: PaymentSettings, *, uow: UnitOfWork | None = None, read: UnitOfWork | None = None,
-          gateway: PaymentGateway | None = None) -> grpc_server.App:
+def build(
+    settings: PaymentSettings,
+    *,
+    uow: UnitOfWork | None = None,
+    read: UnitOfWork | None = None,
+    gateway: PaymentGateway | None = None,
+) -> grpc_server.App:
     """The payment service.  Tests pass fakes of the ports (``uow``/``read``, ``gateway``)."""
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
-        db = Database(settings.url("database_url"), SCHEMA, app_name="payment_svc",
-                      pool_size=settings.db_pool_size)
+        db = Database(
+            settings.url("database_url"), SCHEMA, app_name="payment_svc", pool_size=settings.db_pool_size
+        )
         uow, read = db.repositories(PaymentRepository)
         on_stop.append(db.close)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
@@ -67,14 +84,21 @@ def build(settings: PaymentSettings, *, uow: UnitOfWork | None = None, read: Uni
     return grpc_server.App(
         name="payment_svc",
         settings=settings,
-        services=[grpc_server.Registration(
-            payment_pb2_grpc.add_PaymentServiceServicer_to_server, PaymentServicer(handlers),
-            "petpro.payment.v1.PaymentService",
-        )],
-        background=[grpc_server.periodic("payment_svc.session_expiry", settings.expiry_sweep_seconds,
-                                               handlers.expire_due),
-                    grpc_server.periodic("payment_svc.reconcile", settings.reconcile_seconds,
-                                         lambda: handlers.reconcile_pending(grace))],
+        services=[
+            grpc_server.Registration(
+                payment_pb2_grpc.add_PaymentServiceServicer_to_server,
+                PaymentServicer(handlers),
+                "petpro.payment.v1.PaymentService",
+            )
+        ],
+        background=[
+            grpc_server.periodic(
+                "payment_svc.session_expiry", settings.expiry_sweep_seconds, handlers.expire_due
+            ),
+            grpc_server.periodic(
+                "payment_svc.reconcile", settings.reconcile_seconds, lambda: handlers.reconcile_pending(grace)
+            ),
+        ],
         on_stop=on_stop,
     )
 

@@ -17,11 +17,16 @@ from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 def payment_pb(p: Payment) -> payment_pb2.Payment:
     return payment_pb2.Payment(
-        payment_id=str(p.id), order_ref=p.order_ref,
+        payment_id=str(p.id),
+        order_ref=p.order_ref,
         status=payment_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{p.status.value}"),
-        amount=money_pb2.Money(amount_minor=p.amount_minor, currency=p.currency), session_id=p.session_id or "",
-        provider_payment_id=p.provider_payment_id or "", refund_id=p.refund_id or "",
-        customer_email=p.customer_email, create_time=ts(p.created_at), update_time=ts(p.updated_at),
+        amount=money_pb2.Money(amount_minor=p.amount_minor, currency=p.currency),
+        session_id=p.session_id or "",
+        provider_payment_id=p.provider_payment_id or "",
+        refund_id=p.refund_id or "",
+        customer_email=p.customer_email,
+        create_time=ts(p.created_at),
+        update_time=ts(p.updated_at),
         payment_url=p.payment_url or "",
     )
 
@@ -30,56 +35,98 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, handlers: PaymentHandlers) -> None:
         self.h = handlers
 
-    async def CreatePaymentSession(self, request: payment_pb2.CreatePaymentSessionRequest,
-                                  context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.CreatePaymentSessionResponse:
-        p = await self.h.create_session(CreateSession(
-            request_id=request.request_id, order_ref=request.order_ref, amount_minor=request.amount.amount_minor,
-            currency=request.amount.currency, customer_email=request.customer_email,
-            description=request.description, success_url=request.success_url, cancel_url=request.cancel_url,
-            expires_at=dt(request.expires_at) if request.HasField("expires_at") else None,
-        ))
-        return payment_pb2.CreatePaymentSessionResponse(payment_id=str(p.id), session_id=p.session_id or "",
-                                                        payment_url=p.payment_url or "", expires_at=ts(p.expires_at))
+    async def CreatePaymentSession(
+        self, request: payment_pb2.CreatePaymentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.CreatePaymentSessionResponse:
+        p = await self.h.create_session(
+            CreateSession(
+                request_id=request.request_id,
+                order_ref=request.order_ref,
+                amount_minor=request.amount.amount_minor,
+                currency=request.amount.currency,
+                customer_email=request.customer_email,
+                description=request.description,
+                success_url=request.success_url,
+                cancel_url=request.cancel_url,
+                expires_at=dt(request.expires_at) if request.HasField("expires_at") else None,
+            )
+        )
+        return payment_pb2.CreatePaymentSessionResponse(
+            payment_id=str(p.id),
+            session_id=p.session_id or "",
+            payment_url=p.payment_url or "",
+            expires_at=ts(p.expires_at),
+        )
 
-    async def GetPayment(self, request: payment_pb2.GetPaymentRequest,
-                        context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.GetPaymentResponse:
+    async def GetPayment(
+        self, request: payment_pb2.GetPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.GetPaymentResponse:
         if bool(request.payment_id) == bool(request.order_ref):
-            raise InvalidArgument.field("payment_id", "give exactly one of payment_id and order_ref", "ONE_OF")
+            raise InvalidArgument.field(
+                "payment_id", "give exactly one of payment_id and order_ref", "ONE_OF"
+            )
         if request.order_ref:
-            return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.for_order(request.order_ref)))
-        return payment_pb2.GetPaymentResponse(payment=payment_pb(await self.h.get(uid(request.payment_id, "payment_id"))))
+            return payment_pb2.GetPaymentResponse(
+                payment=payment_pb(await self.h.for_order(request.order_ref))
+            )
+        return payment_pb2.GetPaymentResponse(
+            payment=payment_pb(await self.h.get(uid(request.payment_id, "payment_id")))
+        )
 
-    async def HandleWebhook(self, request: payment_pb2.HandleWebhookRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.HandleWebhookResponse:
+    async def HandleWebhook(
+        self, request: payment_pb2.HandleWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.HandleWebhookResponse:
         out = await self.h.handle_webhook(request.payload, request.signature)
-        return payment_pb2.HandleWebhookResponse(event_id=out.event_id, event_type=out.event_type,
-                                                 duplicate=out.duplicate,
-                                                 payment=payment_pb(out.payment) if out.payment else None)
+        return payment_pb2.HandleWebhookResponse(
+            event_id=out.event_id,
+            event_type=out.event_type,
+            duplicate=out.duplicate,
+            payment=payment_pb(out.payment) if out.payment else None,
+        )
 
-    async def RefundPayment(self, request: payment_pb2.RefundPaymentRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.RefundPaymentResponse:
+    async def RefundPayment(
+        self, request: payment_pb2.RefundPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.RefundPaymentResponse:
         payment_id = uid(request.payment_id, "payment_id")
         if not request.request_id:  # the one full refund of a payment (a lost slot)
-            return payment_pb2.RefundPaymentResponse(payment=payment_pb(await self.h.refund(payment_id, request.reason)))
-        p, r = await self.h.refund_part(payment_id, request.request_id,
-                                        request.amount.amount_minor if request.HasField("amount") else None,
-                                        request.reason, currency=request.amount.currency)
-        return payment_pb2.RefundPaymentResponse(payment=payment_pb(p), refund=payment_pb2.PaymentRefund(
-            request_id=r.request_id, provider_refund_id=r.provider_refund_id,
-            amount=money_pb2.Money(amount_minor=r.amount_minor, currency=r.currency), status=r.status,
-            update_time=ts(r.updated_at)))
+            return payment_pb2.RefundPaymentResponse(
+                payment=payment_pb(await self.h.refund(payment_id, request.reason))
+            )
+        p, r = await self.h.refund_part(
+            payment_id,
+            request.request_id,
+            request.amount.amount_minor if request.HasField("amount") else None,
+            request.reason,
+            currency=request.amount.currency,
+        )
+        return payment_pb2.RefundPaymentResponse(
+            payment=payment_pb(p),
+            refund=payment_pb2.PaymentRefund(
+                request_id=r.request_id,
+                provider_refund_id=r.provider_refund_id,
+                amount=money_pb2.Money(amount_minor=r.amount_minor, currency=r.currency),
+                status=r.status,
+                update_time=ts(r.updated_at),
+            ),
+        )
 
-    async def ListUnsettledPayments(self, request: payment_pb2.ListUnsettledPaymentsRequest,
-                                    context: grpc.aio.ServicerContext[Any, Any]
-                                    ) -> payment_pb2.ListUnsettledPaymentsResponse:
-        found = await self.h.unsettled(timedelta(seconds=request.older_than_seconds), request.page_size or 100)
+    async def ListUnsettledPayments(
+        self, request: payment_pb2.ListUnsettledPaymentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.ListUnsettledPaymentsResponse:
+        found = await self.h.unsettled(
+            timedelta(seconds=request.older_than_seconds), request.page_size or 100
+        )
         return payment_pb2.ListUnsettledPaymentsResponse(payments=[payment_pb(p) for p in found])
 
-    async def SettlePayment(self, request: payment_pb2.SettlePaymentRequest,
-                            context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.SettlePaymentResponse:
+    async def SettlePayment(
+        self, request: payment_pb2.SettlePaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.SettlePaymentResponse:
         p = await self.h.settle(uid(request.payment_id, "payment_id"), request.order_id)
         return payment_pb2.SettlePaymentResponse(payment=payment_pb(p))
 
-    async def ExpirePaymentSession(self, request: payment_pb2.ExpirePaymentSessionRequest,
-                                   context: grpc.aio.ServicerContext[Any, Any]) -> payment_pb2.ExpirePaymentSessionResponse:
-        return payment_pb2.ExpirePaymentSessionResponse(payment=payment_pb(await self.h.expire_session(request.session_id)))
+    async def ExpirePaymentSession(
+        self, request: payment_pb2.ExpirePaymentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.ExpirePaymentSessionResponse:
+        return payment_pb2.ExpirePaymentSessionResponse(
+            payment=payment_pb(await self.h.expire_session(request.session_id))
+        )

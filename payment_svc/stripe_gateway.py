@@ -24,8 +24,9 @@ from payment_svc.domain import (
 
 STRIPE_MIN_SESSION_LIFETIME = timedelta(minutes=30)  # Stripe rejects a shorter checkout expires_at
 
-SUCCEEDED_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded",
-                              "payment_intent.succeeded"})
+SUCCEEDED_EVENTS = frozenset(
+    {"checkout.session.completed", "checkout.session.async_payment_succeeded", "payment_intent.succeeded"}
+)
 FAILED_EVENTS = frozenset({"payment_intent.payment_failed", "checkout.session.async_payment_failed"})
 
 
@@ -44,8 +45,15 @@ def event_status(event_type: str, paid: bool, fully_refunded: bool = False) -> P
 
 
 class StripeGateway:
-    def __init__(self, api_key: str, webhook_secret: str, api_base: str | None = None, *,
-                 tolerance_seconds: int = 300, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        webhook_secret: str,
+        api_base: str | None = None,
+        *,
+        tolerance_seconds: int = 300,
+        timeout: float = 10.0,
+    ) -> None:
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
@@ -55,24 +63,29 @@ class StripeGateway:
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance_seconds
 
-    async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
-                             idempotency_key: str) -> Session:
+    async def create_session(
+        self, payment: Payment, description: str, success_url: str, cancel_url: str, idempotency_key: str
+    ) -> Session:
         # our hold may be shorter than Stripe's minimum: we expire the session ourselves at hold expiry.
         # Derived from the payment alone, never from the clock: a retry under the same idempotency key
         # must send the same parameters, or Stripe answers 400 (seen in the chaos suite)
         created = payment.created_at
-        expires = max(payment.expires_at or created, created + STRIPE_MIN_SESSION_LIFETIME + timedelta(seconds=30))
+        expires = max(
+            payment.expires_at or created, created + STRIPE_MIN_SESSION_LIFETIME + timedelta(seconds=30)
+        )
         metadata = {"payment_id": str(payment.id), "order_ref": payment.order_ref}
         params = {
             "mode": "payment",
-            "line_items": [{
-                "price_data": {
-                    "currency": payment.currency.lower(),
-                    "unit_amount": payment.amount_minor,
-                    "product_data": {"name": description},
-                },
-                "quantity": 1,
-            }],
+            "line_items": [
+                {
+                    "price_data": {
+                        "currency": payment.currency.lower(),
+                        "unit_amount": payment.amount_minor,
+                        "product_data": {"name": description},
+                    },
+                    "quantity": 1,
+                }
+            ],
             "customer_email": payment.customer_email or None,
             "client_reference_id": payment.order_ref,
             "metadata": metadata,
@@ -106,14 +119,21 @@ class StripeGateway:
             raise GatewayError(f"payment provider did not answer: {exc.user_message or exc}") from exc
         intent = s.payment_intent
         intent_id = intent if isinstance(intent, str) or intent is None else intent.id
-        return SessionState(status=s.status or "", paid=s.payment_status == "paid", provider_payment_id=intent_id)
+        return SessionState(
+            status=s.status or "", paid=s.payment_status == "paid", provider_payment_id=intent_id
+        )
 
-    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str,
-                     idempotency_key: str) -> RefundInfo:
+    async def refund(
+        self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str
+    ) -> RefundInfo:
         try:
             refund = await self.client.v1.refunds.create_async(
-                {"payment_intent": provider_payment_id, "amount": amount_minor, "reason": "requested_by_customer",
-                 "metadata": {"petpro_reason": reason[:500]}},
+                {
+                    "payment_intent": provider_payment_id,
+                    "amount": amount_minor,
+                    "reason": "requested_by_customer",
+                    "metadata": {"petpro_reason": reason[:500]},
+                },
                 options={"idempotency_key": idempotency_key},
             )
         except stripe.StripeError as exc:
@@ -154,8 +174,14 @@ class StripeGateway:
         else:
             provider_id, paid = None, False
         # a refund's own metadata is ours (petpro_reason), not the payment's: find the payment by its intent
-        return GatewayEvent(id=event.id, type=event.type, session_id=session_id, provider_payment_id=provider_id,
-                            payment_id=metadata.get("payment_id") if kind != "refund" else None,
-                            status=event_status(event.type, paid, kind == "charge" and bool(obj.get("refunded"))),
-                            raw=raw, refund_id=obj.get("id") if kind == "refund" else None,
-                            refund_status=obj.get("status") if kind == "refund" else None)
+        return GatewayEvent(
+            id=event.id,
+            type=event.type,
+            session_id=session_id,
+            provider_payment_id=provider_id,
+            payment_id=metadata.get("payment_id") if kind != "refund" else None,
+            status=event_status(event.type, paid, kind == "charge" and bool(obj.get("refunded"))),
+            raw=raw,
+            refund_id=obj.get("id") if kind == "refund" else None,
+            refund_status=obj.get("status") if kind == "refund" else None,
+        )

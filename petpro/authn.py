@@ -86,19 +86,24 @@ def require_platform_admin(principal: Principal) -> None:
 
 # The caller of the current RPC, set by the kit's server interceptor when it authenticated the call
 # (client-facing services, non-public methods) before validation; None otherwise.
-principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("petpro_principal", default=None)
+principal_var: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "petpro_principal", default=None
+)
 
 
 class TokenCache:
     """Validated tokens for a few seconds, never past the token's own expiry (cachetools' TLRU cache:
     each entry expires at min(now + ttl, token expiry); when full, the least recently used goes)."""
 
-    def __init__(self, ttl: float = 5.0, max_entries: int = 10_000, *,
-                 timer: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, ttl: float = 5.0, max_entries: int = 10_000, *, timer: Callable[[], float] = time.time
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         # wall-clock timer: a token's expiry (``exp``) is wall-clock too
-        self._entries: TLRUCache[str, Principal] = TLRUCache(maxsize=max_entries, ttu=self._until, timer=timer)
+        self._entries: TLRUCache[str, Principal] = TLRUCache(
+            maxsize=max_entries, ttu=self._until, timer=timer
+        )
 
     def _until(self, _token: str, principal: Principal, now: float) -> float:
         return min(now + self.ttl, principal.expires_at)
@@ -142,10 +147,16 @@ class Authenticator:
             return cached
         v = await call(self.auth.ValidateToken, auth_pb2.ValidateTokenRequest(token=token))
         principal = Principal(
-            v.user_id, v.email, v.name,
+            v.user_id,
+            v.email,
+            v.name,
             frozenset(auth_pb2.Role.Name(r).removeprefix("ROLE_") for r in v.roles),
-            frozenset(v.clinic_ids), v.expires_at.ToSeconds(),
-            {m.clinic_id: auth_pb2.ClinicRole.Name(m.role).removeprefix("CLINIC_ROLE_") for m in v.memberships},
+            frozenset(v.clinic_ids),
+            v.expires_at.ToSeconds(),
+            {
+                m.clinic_id: auth_pb2.ClinicRole.Name(m.role).removeprefix("CLINIC_ROLE_")
+                for m in v.memberships
+            },
         )
         self.cache.put(token, principal)
         return principal

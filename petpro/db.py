@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
@@ -40,7 +39,9 @@ def _connect_args(schema: str | None, app_name: str) -> dict[str, object]:
     return opts
 
 
-def make_engine(url: str, schema: str | None, *, app_name: str = "petpro", pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    url: str, schema: str | None, *, app_name: str = "petpro", pool_size: int = 10
+) -> AsyncEngine:
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -52,16 +53,14 @@ def make_engine(url: str, schema: str | None, *, app_name: str = "petpro", pool_
 
 
 def make_sync_engine(url: str, schema: str | None = None, *, app_name: str = "petpro-migrate") -> Engine:
-    return create_engine(sqlalchemy_url(url), connect_args=_connect_args(schema, app_name), pool_pre_ping=True)
+    return create_engine(
+        sqlalchemy_url(url), connect_args=_connect_args(schema, app_name), pool_pre_ping=True
+    )
 
 
 R = TypeVar("R")
 # a use case's way to open a transaction: ``async with uow() as repo`` (commit on success)
 UnitOfWork = Callable[[], AbstractAsyncContextManager[R]]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class NestedCheckout(RuntimeError):
@@ -79,8 +78,10 @@ def one_connection(kind: str) -> Iterator[None]:
     the same rule, so a use case that would need two connections fails there already."""
     held = _holding.get()
     if held is not None:
-        raise NestedCheckout(f"a {kind} connection was asked for while this task holds a {held} one: "
-                             "concurrent callers would deadlock the pool; use the open one")
+        raise NestedCheckout(
+            f"a {kind} connection was asked for while this task holds a {held} one: "
+            "concurrent callers would deadlock the pool; use the open one"
+        )
     token = _holding.set(kind)
     try:
         yield
@@ -150,8 +151,14 @@ async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
     return driver
 
 
-async def raw_execute(session: AsyncSession | AsyncConnection, sql: str, params: Any, *,
-                      operation: str | None = None, row_factory: Any = None) -> Any:
+async def raw_execute(
+    session: AsyncSession | AsyncConnection,
+    sql: str,
+    params: Any,
+    *,
+    operation: str | None = None,
+    row_factory: Any = None,
+) -> Any:
     """Execute ``sql`` on the psycopg connection of ``session``, traced like SQLAlchemy's statements
     (``operation``: the span's name, default the statement's first word); returns the cursor."""
     conn = await driver_connection(session)

@@ -31,14 +31,16 @@ def unavailable(exc: BaseException) -> DomainError | None:
     import psycopg
 
     orig, sqlstate = _driver_error(exc)
-    lost = (isinstance(sqlstate, str) and sqlstate[:2] in (_CONNECTION, _OPERATOR_INTERVENTION, _ROLLBACK)) or (
-        not sqlstate and isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError))
+    lost = (
+        isinstance(sqlstate, str) and sqlstate[:2] in (_CONNECTION, _OPERATOR_INTERVENTION, _ROLLBACK)
+    ) or (not sqlstate and isinstance(orig, psycopg.OperationalError | psycopg.InterfaceError))
     module = type(exc).__module__
     if not lost and module.startswith("sqlalchemy"):
         from sqlalchemy import exc as sa_exc
 
         lost = isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError) or bool(
-            getattr(exc, "connection_invalidated", False))
+            getattr(exc, "connection_invalidated", False)
+        )
     if not lost and module.startswith("redis"):
         from redis import exceptions as redis_exc
 

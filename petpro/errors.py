@@ -25,7 +25,9 @@ class Kind(Enum):
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
-    INTERNAL = "INTERNAL"  # a server fault (an upstream's INTERNAL/UNKNOWN/DATA_LOSS): 500, never "retry later"
+    INTERNAL = (
+        "INTERNAL"  # a server fault (an upstream's INTERNAL/UNKNOWN/DATA_LOSS): 500, never "retry later"
+    )
 
 
 @dataclass(frozen=True)

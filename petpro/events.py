@@ -74,8 +74,12 @@ def topic_ids(consumer: KafkaConsumer, topics: set[str]) -> dict[str, Any]:
 
 
 def cloudevent_headers(
-    event_id: str, event_type: str, source: str, time: datetime | None = None,
-    content_type: str = CONTENT_TYPE_PROTOBUF, traceparent: str | None = None,
+    event_id: str,
+    event_type: str,
+    source: str,
+    time: datetime | None = None,
+    content_type: str = CONTENT_TYPE_PROTOBUF,
+    traceparent: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """CloudEvents Kafka binding (binary mode) headers plus W3C ``traceparent``."""
     when = (time or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -112,13 +116,17 @@ class EndOffsets:
 
     def __call__(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         if self._consumer is None:
-            self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap.split(","), group_id=None,
-                                           enable_auto_commit=False)
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap.split(","), group_id=None, enable_auto_commit=False
+            )
         c = self._consumer
         try:
             existing = c.topics()  # fresh metadata: a topic deleted since the last call is left out
-            wanted = [TopicPartition(t, p) for t, p in partitions
-                      if t in existing and p in (c.partitions_for_topic(t) or ())]
+            wanted = [
+                TopicPartition(t, p)
+                for t, p in partitions
+                if t in existing and p in (c.partitions_for_topic(t) or ())
+            ]
             ends = c.end_offsets(wanted) if wanted else {}
         except Exception:
             self.close()
@@ -143,8 +151,12 @@ def end_offsets(bootstrap: str, partitions: list[tuple[str, int]]) -> dict[tuple
 def group_lag(bootstrap: str, group_id: str, topic: str) -> int:
     """Messages of ``topic`` not yet committed by consumer group ``group_id`` (0 = caught up).
     Reads the group's committed offsets without joining it."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group_id, enable_auto_commit=False,
-                      fetch_max_wait_ms=50)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=group_id,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=50,
+    )
     try:
         parts = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
         ends = _last_offsets_plus_one(c, parts)
@@ -169,23 +181,39 @@ def _last_offsets_plus_one(c: KafkaConsumer, parts: list[Any]) -> dict[Any, int]
 
 def dead_letters(bootstrap: str, dlq_topic: str, timeout_ms: int = 2000) -> list[dict[str, object]]:
     """Every message in a dead-letter topic with the error it carries (read without a group)."""
-    c = KafkaConsumer(dlq_topic, bootstrap_servers=bootstrap.split(","), group_id=None,
-                      auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=timeout_ms)
+    c = KafkaConsumer(
+        dlq_topic,
+        bootstrap_servers=bootstrap.split(","),
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=timeout_ms,
+    )
     try:
         out = []
         for m in c:
             h = header_map(m.headers)
-            out.append({"partition": m.partition, "offset": m.offset, "key": (m.key or b"").decode(errors="replace"),
-                        "error_type": h.get("dlq_error_type", ""), "error": h.get("dlq_error", ""),
-                        "source": h.get("dlq_source", ""), "ce_id": h.get("ce_id", ""), "value": m.value,
-                        "headers": [(k, v) for k, v in (m.headers or []) if not k.startswith("dlq_")]})
+            out.append(
+                {
+                    "partition": m.partition,
+                    "offset": m.offset,
+                    "key": (m.key or b"").decode(errors="replace"),
+                    "error_type": h.get("dlq_error_type", ""),
+                    "error": h.get("dlq_error", ""),
+                    "source": h.get("dlq_source", ""),
+                    "ce_id": h.get("ce_id", ""),
+                    "value": m.value,
+                    "headers": [(k, v) for k, v in (m.headers or []) if not k.startswith("dlq_")],
+                }
+            )
         return sorted(out, key=lambda d: (d["partition"], d["offset"]))
     finally:
         c.close()
 
 
-def replay_dead_letters(bootstrap: str, dlq_topic: str, topic: str,
-                        select: Callable[[dict[str, object]], bool] = lambda _: True) -> int:
+def replay_dead_letters(
+    bootstrap: str, dlq_topic: str, topic: str, select: Callable[[dict[str, object]], bool] = lambda _: True
+) -> int:
     """Publish the selected dead letters to ``topic`` again (original key, value and headers).
     Safe to repeat: consumers are idempotent by event id."""
     letters = [d for d in dead_letters(bootstrap, dlq_topic) if select(d)]

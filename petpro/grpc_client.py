@@ -87,7 +87,7 @@ def service_config(idempotent: Iterable[str]) -> str:
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
                 }
-            ]
+            ],
         }
     )
 

@@ -85,8 +85,9 @@ class App:
 class Running:
     """A started server; ``stop()`` performs the graceful sequence."""
 
-    def __init__(self, app: App, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer,
-                 port: int) -> None:
+    def __init__(
+        self, app: App, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, port: int
+    ) -> None:
         self.app = app
         self.server = server
         self.health = health_servicer
@@ -124,9 +125,15 @@ async def start(app: App, port: int | None = None) -> Running:
     for hook in app.on_start:
         await hook()
     server = grpc.aio.server(
-        interceptors=[*telemetry.grpc_server_interceptors(), KitServerInterceptor(authenticators={
-            reg.full_name: reg.authenticator for reg in app.services if reg.authenticator is not None
-        }), *app.interceptors],
+        interceptors=[
+            *telemetry.grpc_server_interceptors(),
+            KitServerInterceptor(
+                authenticators={
+                    reg.full_name: reg.authenticator for reg in app.services if reg.authenticator is not None
+                }
+            ),
+            *app.interceptors,
+        ],
         options=server_options(app.settings),
     )
     health_servicer = health.aio.HealthServicer()
@@ -151,8 +158,13 @@ async def start(app: App, port: int | None = None) -> Running:
     return running
 
 
-async def _guard(name: str, factory: Callable[[], Awaitable[None]], *, first_backoff: float = 0.5,
-                 max_backoff: float = 10.0) -> None:
+async def _guard(
+    name: str,
+    factory: Callable[[], Awaitable[None]],
+    *,
+    first_backoff: float = 0.5,
+    max_backoff: float = 10.0,
+) -> None:
     """Run a background task for the life of the server: one that crashes (a Kafka consumer whose
     broker refused it during a restart) is started again after a backoff, never left dead in a
     process that still reports SERVING."""
@@ -198,7 +210,9 @@ def main(build: Callable[[Any], App], settings: ServiceSettings) -> None:
         telemetry.shutdown_tracing()  # flush the last spans
 
 
-def periodic(name: str, interval: float, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+def periodic(
+    name: str, interval: float, job: Callable[[], Awaitable[object]]
+) -> Callable[[], Awaitable[None]]:
     """A background task factory running ``job`` every ``interval`` seconds; failures are logged and
     retried at the next tick (sweepers, relays)."""
     job_log = logging.getLogger(name)

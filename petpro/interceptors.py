@@ -50,6 +50,7 @@ def error_domain(full_method: str) -> str:
     parts = full_method.lstrip("/").split("/")[0].split(".")
     return f"{parts[1]}.{ERROR_DOMAIN}" if len(parts) > 2 and parts[0] == "petpro" else ERROR_DOMAIN
 
+
 KIND_TO_CODE: dict[Kind, grpc.StatusCode] = {k: grpc.StatusCode[k.value] for k in Kind}
 
 _SKIP_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -75,8 +76,12 @@ def violations_of(message: Any, validator: protovalidate.Validator) -> list[Fiel
 
 
 def rich_status(
-    code: grpc.StatusCode, message: str, reason: str, violations: tuple[FieldViolation, ...] = (),
-    metadata: dict[str, str] | None = None, domain: str = ERROR_DOMAIN,
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    violations: tuple[FieldViolation, ...] = (),
+    metadata: dict[str, str] | None = None,
+    domain: str = ERROR_DOMAIN,
 ) -> status_pb2.Status:
     details = []
     info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {})
@@ -107,20 +112,27 @@ async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Statu
 
 def status_for(exc: BaseException, request_id: str, domain: str = ERROR_DOMAIN) -> status_pb2.Status:
     if isinstance(exc, DomainError):
-        return rich_status(KIND_TO_CODE[exc.kind], exc.message, exc.reason, exc.violations, exc.metadata,
-                           getattr(exc, "domain", "") or domain)
+        return rich_status(
+            KIND_TO_CODE[exc.kind],
+            exc.message,
+            exc.reason,
+            exc.violations,
+            exc.metadata,
+            getattr(exc, "domain", "") or domain,
+        )
     if isinstance(exc, NotImplementedError):  # the generated servicer base for an RPC not built yet
-        return rich_status(grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED",
-                           domain=domain)
-    if type(exc).__module__.startswith(("sqlalchemy", "psycopg", "redis")):  # (no DB import where there is none)
+        return rich_status(
+            grpc.StatusCode.UNIMPLEMENTED, "method not implemented", "UNIMPLEMENTED", domain=domain
+        )
+    if type(exc).__module__.startswith(
+        ("sqlalchemy", "psycopg", "redis")
+    ):  # (no DB import where there is none)
         from petpro.dberrors import classify, unavailable
 
         mapped = classify(exc) or unavailable(exc)
         if mapped is not None:
             return status_for(mapped, request_id, domain)
-    return status_pb2.Status(
-        code=code_pb2.INTERNAL, message=f"internal error (request id {request_id})"
-    )
+    return status_pb2.Status(code=code_pb2.INTERNAL, message=f"internal error (request id {request_id})")
 
 
 class _Undecodable:
@@ -157,8 +169,11 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
     (:class:`petpro.authn.Authenticator`) for the client-facing services; their non-public methods
     (``petpro.policy``) authenticate before anything else."""
 
-    def __init__(self, validator: protovalidate.Validator | None = None,
-                 authenticators: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        validator: protovalidate.Validator | None = None,
+        authenticators: Mapping[str, Any] | None = None,
+    ) -> None:
         self.validator = validator or protovalidate.Validator()
         self.authenticators = dict(authenticators or {})
 
@@ -196,8 +211,14 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # client/bidi streaming: none in our contracts yet
 
-    async def _admit(self, request: Any, context: grpc.aio.ServicerContext, md: dict[str, str],
-                     authn: Any, method: str = "") -> None:
+    async def _admit(
+        self,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        md: dict[str, str],
+        authn: Any,
+        method: str = "",
+    ) -> None:
         """Authentication first (no token → UNAUTHENTICATED whatever the body), then the request."""
         principal_var.set(None)
         if authn is not None:
@@ -218,14 +239,20 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             await abort_with(
                 context,
                 rich_status(
-                    grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {summary}", "INVALID_ARGUMENT",
-                    tuple(violations), domain=error_domain(method),
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"invalid request: {summary}",
+                    "INVALID_ARGUMENT",
+                    tuple(violations),
+                    domain=error_domain(method),
                 ),
             )
 
     async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, method: str, rid: str) -> None:
         if isinstance(exc, DomainError | NotImplementedError):
-            log.info("rpc rejected", extra={"fields": {"method": method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}})
+            log.info(
+                "rpc rejected",
+                extra={"fields": {"method": method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}},
+            )
         else:
             log.exception("rpc failed", extra={"fields": {"method": method, "request_id": rid}})
         await abort_with(context, status_for(exc, rid, error_domain(method)))
@@ -258,7 +285,9 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapper
 
-    def _server_stream(self, method: str, md: dict[str, str], behavior: Callable, authn: Any = None) -> Callable:
+    def _server_stream(
+        self, method: str, md: dict[str, str], behavior: Callable, authn: Any = None
+    ) -> Callable:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             rid = self._begin(md)
             started = time.perf_counter()

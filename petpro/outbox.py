@@ -50,11 +50,21 @@ NOTIFY_CHANNEL = "outbox"
 
 
 class OutboxRelay:
-    def __init__(self, db: Database, producer_factory: Callable[[], KafkaProducer], *, source: str,
-                 listen_dsn: str | None = None, batch_size: int = 500, idle_poll_seconds: float = 1.0,
-                 max_backoff_seconds: float = 5.0, lag_interval_seconds: float = 5.0,
-                 end_offsets: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]] | None = None,
-                 check_seconds: float = 5.0, replay_window_seconds: float = 900.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        producer_factory: Callable[[], KafkaProducer],
+        *,
+        source: str,
+        listen_dsn: str | None = None,
+        batch_size: int = 500,
+        idle_poll_seconds: float = 1.0,
+        max_backoff_seconds: float = 5.0,
+        lag_interval_seconds: float = 5.0,
+        end_offsets: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]] | None = None,
+        check_seconds: float = 5.0,
+        replay_window_seconds: float = 900.0,
+    ) -> None:
         self.db = db
         self.producer_factory = producer_factory
         self.source = source
@@ -149,14 +159,25 @@ class OutboxRelay:
             self._producer = self.producer_factory()
         # one PRODUCER span per event, child of the request that wrote it (its stored traceparent);
         # the message carries the span's own traceparent, so the consumer continues the same trace
-        spans = [telemetry.start_producer_span(r.topic, parent_traceparent=r.traceparent or None, key=r.key,
-                                               message_id=str(r.event_id)) for r in rows]
+        spans = [
+            telemetry.start_producer_span(
+                r.topic, parent_traceparent=r.traceparent or None, key=r.key, message_id=str(r.event_id)
+            )
+            for r in rows
+        ]
         try:
             futures = [
                 self._producer.send(
-                    r.topic, key=r.key.encode(), value=bytes(r.payload),
-                    headers=cloudevent_headers(str(r.event_id), r.event_type, self.source, r.created_at,
-                                               traceparent=telemetry.traceparent_of(span) or r.traceparent or None),
+                    r.topic,
+                    key=r.key.encode(),
+                    value=bytes(r.payload),
+                    headers=cloudevent_headers(
+                        str(r.event_id),
+                        r.event_type,
+                        self.source,
+                        r.created_at,
+                        traceparent=telemetry.traceparent_of(span) or r.traceparent or None,
+                    ),
                 )
                 for r, span in zip(rows, spans, strict=True)
             ]
@@ -201,8 +222,11 @@ class OutboxRelay:
             if self._acked.get(tp) == offset:
                 del self._acked[tp]
         telemetry.OUTBOX_REPLAYED.inc(replayed)
-        log.warning("broker lost acknowledged events (%s); re-publishing %d recent rows",
-                    ", ".join(f"{t}[{p}]" for t, p in lost), replayed)
+        log.warning(
+            "broker lost acknowledged events (%s); re-publishing %d recent rows",
+            ", ".join(f"{t}[{p}]" for t, p in lost),
+            replayed,
+        )
         return int(replayed)
 
     def _close_producer(self) -> None:

@@ -31,7 +31,9 @@ def decode(token: str, arity: int = 2) -> tuple[str, ...] | None:
             return tuple(raw)
     except (ValueError, UnicodeDecodeError):
         pass
-    raise InvalidArgument.field("page_token", "is not a token returned by this List call", "PAGE_TOKEN_INVALID")
+    raise InvalidArgument.field(
+        "page_token", "is not a token returned by this List call", "PAGE_TOKEN_INVALID"
+    )
 
 
 def next_token(rows: Sequence[T], limit: int, key: Callable[[T], tuple[str, ...]]) -> str:

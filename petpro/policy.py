@@ -39,7 +39,10 @@ def idempotent_methods(*services: ServiceDescriptor) -> tuple[str, ...]:
     """``"Service/Method"`` names of the idempotent RPCs of the given service descriptors
     (``booking_pb2.DESCRIPTOR.services_by_name["BookingService"]``), for client channels."""
     return tuple(
-        f"{s.full_name}/{m.name}" for s in services for m in s.methods if policy(f"{s.full_name}/{m.name}").idempotent
+        f"{s.full_name}/{m.name}"
+        for s in services
+        for m in s.methods
+        if policy(f"{s.full_name}/{m.name}").idempotent
     )
 
 

@@ -15,8 +15,14 @@ from typing import Any
 from petpro.settings import ServiceSettings, load
 
 
-def main(argv: Sequence[str] | None, *, prog: str, settings: type[ServiceSettings],
-         loader: Callable[[str, dict[str, Any]], Coroutine[Any, Any, Any]], summary: Callable[[Any], str]) -> int:
+def main(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    settings: type[ServiceSettings],
+    loader: Callable[[str, dict[str, Any]], Coroutine[Any, Any, Any]],
+    summary: Callable[[Any], str],
+) -> int:
     """Parse ``FILE``, run ``loader(database_url, data)`` and print ``summary(result)``."""
     import yaml
 

@@ -42,8 +42,11 @@ log = logging.getLogger("petpro.telemetry")
 TRACES_DIR_ENV = "PETPRO_TRACES_DIR"
 _OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 # health checks and reflection are not traced (probes would drown the traces)
-_UNTRACED_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
-                      "grpc.reflection.v1.ServerReflection")
+_UNTRACED_SERVICES = (
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+)
 _UNTRACED_URLS = "/healthz,/metrics"
 
 _provider: Any = None  # the SDK TracerProvider once set up
@@ -81,8 +84,16 @@ def _root_sampler() -> Any:
     from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult
 
     class WorkRoots(Sampler):
-        def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: SpanKind | None = None,
-                          attributes: Any = None, links: Any = None, trace_state: Any = None) -> SamplingResult:
+        def should_sample(
+            self,
+            parent_context: Any,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Any = None,
+            links: Any = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
             keep = kind in (SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.PRODUCER)
             return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, attributes)
 
@@ -120,7 +131,9 @@ def setup_tracing(service: str, exporters: Sequence[Any] | None = None) -> Any:
     exported = list(exporters_from_env(service) if exporters is None else exporters)
     if os.environ.get("OTEL_TRACES_SAMPLER"):
         sampler = None  # the SDK reads the standard variables
-    elif exported or exporters is not None:  # (a caller passing exporters, even none, adds its own processors)
+    elif (
+        exported or exporters is not None
+    ):  # (a caller passing exporters, even none, adds its own processors)
         sampler = _root_sampler()
     else:
         sampler = _unexported_sampler()
@@ -183,9 +196,14 @@ def instrument_engine(engine: Any) -> Any:
     from opentelemetry import metrics
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 
-    usage = metrics.get_meter("petpro").create_up_down_counter("db.client.connections.usage", unit="connections")
-    EngineTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
-                 getattr(engine, "sync_engine", engine), usage)
+    usage = metrics.get_meter("petpro").create_up_down_counter(
+        "db.client.connections.usage", unit="connections"
+    )
+    EngineTracer(
+        trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+        getattr(engine, "sync_engine", engine),
+        usage,
+    )
     return engine
 
 
@@ -197,8 +215,11 @@ def sql_span(operation: str) -> Iterator[None]:
     if not trace.get_current_span().get_span_context().is_valid:
         yield
         return
-    with tracer().start_as_current_span(operation, kind=SpanKind.CLIENT,
-                                        attributes={"db.system": "postgresql", "db.operation.name": operation}):
+    with tracer().start_as_current_span(
+        operation,
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.operation.name": operation},
+    ):
         yield
 
 
@@ -238,16 +259,23 @@ def _header_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str
     return {k: (v or b"").decode("latin-1") for k, v in headers or ()}
 
 
-def start_producer_span(topic: str, *, parent_traceparent: str | None, key: str = "",
-                        message_id: str = "") -> Span:
+def start_producer_span(
+    topic: str, *, parent_traceparent: str | None, key: str = "", message_id: str = ""
+) -> Span:
     """A PRODUCER span ``publish <topic>`` under the trace the event was written in (its stored
     ``traceparent``); the message carries :func:`traceparent_of` it.  The caller ends it once the
     broker acknowledged (or failed)."""
     return tracer().start_span(
-        f"publish {topic}", context=context_from_traceparent(parent_traceparent), kind=SpanKind.PRODUCER,
-        attributes={"messaging.system": "kafka", "messaging.operation.type": "send",
-                    "messaging.destination.name": topic, "messaging.kafka.message.key": key,
-                    "messaging.message.id": message_id},
+        f"publish {topic}",
+        context=context_from_traceparent(parent_traceparent),
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.kafka.message.key": key,
+            "messaging.message.id": message_id,
+        },
     )
 
 
@@ -259,17 +287,30 @@ def traceparent_of(span: Span) -> str:
 
 
 @contextmanager
-def consumer_span(topic: str, headers: Iterable[tuple[str, bytes | None]] | None, *, partition: int = -1,
-                  offset: int = -1, key: bytes | None = None) -> Iterator[Span]:
+def consumer_span(
+    topic: str,
+    headers: Iterable[tuple[str, bytes | None]] | None,
+    *,
+    partition: int = -1,
+    offset: int = -1,
+    key: bytes | None = None,
+) -> Iterator[Span]:
     """A CONSUMER span ``process <topic>`` continuing the trace of the message's ``traceparent``
     header; everything the handler does runs inside it."""
     h = _header_dict(headers)
     with tracer().start_as_current_span(
-        f"process {topic}", context=context_from_traceparent(h.get("traceparent")), kind=SpanKind.CONSUMER,
-        attributes={"messaging.system": "kafka", "messaging.operation.type": "process",
-                    "messaging.destination.name": topic, "messaging.message.id": h.get("ce_id", ""),
-                    "messaging.destination.partition.id": str(partition), "messaging.kafka.offset": offset,
-                    "messaging.kafka.message.key": (key or b"").decode("utf-8", "replace")},
+        f"process {topic}",
+        context=context_from_traceparent(h.get("traceparent")),
+        kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.message.id": h.get("ce_id", ""),
+            "messaging.destination.partition.id": str(partition),
+            "messaging.kafka.offset": offset,
+            "messaging.kafka.message.key": (key or b"").decode("utf-8", "replace"),
+        },
     ) as span:
         yield span
 
@@ -337,13 +378,18 @@ OUTBOX_PUBLISHED = Counter("outbox_published_total", "outbox rows published to K
 OUTBOX_FAILURES = Counter("outbox_publish_failures_total", "failed outbox publish attempts (retried)")
 OUTBOX_REPLAYED = Counter("outbox_replayed_total", "outbox rows re-published because the broker lost them")
 OUTBOX_PENDING = Gauge("outbox_unpublished_events", "outbox rows not yet published to Kafka")
-OUTBOX_OLDEST_AGE = Gauge("outbox_oldest_unpublished_age_seconds",
-                          "age of the oldest unpublished outbox row (0 when none)")
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_unpublished_age_seconds", "age of the oldest unpublished outbox row (0 when none)"
+)
 EVENTS_CONSUMED = Counter("events_consumed_total", "consumed events by outcome", ["topic", "outcome"])
-CONSUMER_LAG = Gauge("kafka_consumer_lag_messages",
-                     "messages of the assigned partitions not yet consumed (high watermark - position)",
-                     ["topic", "group"])
-DLQ_MESSAGES = Gauge("dlq_messages", "messages held in a dead-letter topic (end - beginning offsets)", ["topic"])
+CONSUMER_LAG = Gauge(
+    "kafka_consumer_lag_messages",
+    "messages of the assigned partitions not yet consumed (high watermark - position)",
+    ["topic", "group"],
+)
+DLQ_MESSAGES = Gauge(
+    "dlq_messages", "messages held in a dead-letter topic (end - beginning offsets)", ["topic"]
+)
 
 
 def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:

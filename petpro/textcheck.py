@@ -53,7 +53,9 @@ def _has_strings(desc: _d.Descriptor) -> bool:
             return False
         seen.add(d.full_name)
         for f in d.fields:
-            if f.type == _STRING or (f.type == _MESSAGE and f.message_type is not None and walk(f.message_type)):
+            if f.type == _STRING or (
+                f.type == _MESSAGE and f.message_type is not None and walk(f.message_type)
+            ):
                 return True
         return False
 
@@ -94,13 +96,18 @@ def text_violations(msg: Message) -> list[FieldViolation]:
         pattern = _CONTROL_EXCEPT_LINE_BREAKS if _allows_line_breaks(f) else _CONTROL
         m = pattern.search(value)
         if m:
-            out.append(FieldViolation(
-                path, f"must not contain control characters (found U+{ord(m.group()):04X})",
-                "CONTROL_CHARACTER"))
+            out.append(
+                FieldViolation(
+                    path,
+                    f"must not contain control characters (found U+{ord(m.group()):04X})",
+                    "CONTROL_CHARACTER",
+                )
+            )
     return out
 
 
 # -- invalid UTF-8: find the field in the wire format ----------------------------------------------
+
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
     shift = result = 0
@@ -135,7 +142,7 @@ def invalid_utf8_field(desc: _d.Descriptor, data: bytes, prefix: str = "", depth
                 i += 4
             elif wire == 2:
                 n, i = _varint(data, i)
-                chunk, i = data[i:i + n], i + n
+                chunk, i = data[i : i + n], i + n
                 f = desc.fields_by_number.get(number)
                 if f is None:
                     continue
@@ -148,8 +155,11 @@ def invalid_utf8_field(desc: _d.Descriptor, data: bytes, prefix: str = "", depth
                     except UnicodeDecodeError:
                         return path
                 elif f.type == _MESSAGE and f.message_type is not None:
-                    sub_prefix = f"{path}[{index}]." if _repeated(f) and not f.message_type.GetOptions().map_entry \
+                    sub_prefix = (
+                        f"{path}[{index}]."
+                        if _repeated(f) and not f.message_type.GetOptions().map_entry
                         else f"{path}."
+                    )
                     found = invalid_utf8_field(f.message_type, chunk, sub_prefix, depth + 1)
                     if found:
                         return found

@@ -15,34 +15,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 
-from petpro.errors import ResourceExhausted
+from petpro.backoff import Rule, TooManyAttempts
 
 log = logging.getLogger("petpro.throttle")
-
-
-class TooManyAttempts(ResourceExhausted):
-    reason = "THROTTLED"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"too many attempts; retry in {retry_after} s",
-                         metadata={"retry_after_seconds": str(retry_after)})
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    free: int  # failures within the window that cost nothing
-    base: float = 1.0  # seconds locked after the first failure beyond ``free``; doubles each time
-    max: float = 900.0
-    window: float = 900.0  # failures older than this are forgotten
-
-    def lock_seconds(self, failures: int) -> float:
-        over = failures - self.free
-        return 0.0 if over <= 0 else min(self.max, self.base * 2 ** (over - 1))
 
 
 def _key(rule: Rule, subject: str) -> str:
@@ -88,7 +65,9 @@ class Throttle:
     async def succeeded(self, *subjects: tuple[Rule, str]) -> None:
         """Forget the failures of ``(rule, subject)`` (e.g. the account from this address logged in)."""
         try:
-            await self.redis.delete(*(_key(r, s) for r, s in subjects), *(_key(r, s) + ":lock" for r, s in subjects))
+            await self.redis.delete(
+                *(_key(r, s) for r, s in subjects), *(_key(r, s) + ":lock" for r, s in subjects)
+            )
         except Exception:
             log.warning("throttle unavailable (Redis)", exc_info=True)
 

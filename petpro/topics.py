@@ -25,8 +25,14 @@ class TopicSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PETPRO_KAFKA_", env_file=".env", extra="ignore")
 
-    topics: tuple[str, ...] = ("booking.created", "booking.created.dlq", "booking.cancelled", "booking.rescheduled",
-                               "booking.completed", "booking.no-show")
+    topics: tuple[str, ...] = (
+        "booking.created",
+        "booking.created.dlq",
+        "booking.cancelled",
+        "booking.rescheduled",
+        "booking.completed",
+        "booking.no-show",
+    )
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
 
@@ -37,14 +43,24 @@ def ensure_topics(bootstrap: str, settings: TopicSettings, *, client_id: str = "
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id=client_id, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap.split(","), client_id=client_id, request_timeout_ms=10_000
+    )
     try:
         existing = set(admin.list_topics())
         missing = [t for t in settings.topics if t not in existing]
         if missing:
             try:
-                admin.create_topics([NewTopic(t, num_partitions=settings.partitions,
-                                              replication_factor=settings.replication_factor) for t in missing])
+                admin.create_topics(
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=settings.partitions,
+                            replication_factor=settings.replication_factor,
+                        )
+                        for t in missing
+                    ]
+                )
             except TopicAlreadyExistsError:
                 pass  # another job created them meanwhile
         return missing

@@ -38,13 +38,19 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> UpstreamError:
     code = err.code()
     if code.name in _SERVER_FAULTS:
         rid = telemetry.request_id_var.get()
-        log.error("upstream internal error", extra={"fields": {
-            "request_id": rid, "code": code.name, "upstream_message": err.details() or ""}})
-        return UpstreamError(f"internal error (request id {rid})" if rid else "internal error", Kind.INTERNAL,
-                             reason="INTERNAL")
+        log.error(
+            "upstream internal error",
+            extra={"fields": {"request_id": rid, "code": code.name, "upstream_message": err.details() or ""}},
+        )
+        return UpstreamError(
+            f"internal error (request id {rid})" if rid else "internal error",
+            Kind.INTERNAL,
+            reason="INTERNAL",
+        )
     if code.name not in Kind.__members__:  # CANCELLED
-        return UpstreamError("an internal service gave up on the call; retry", Kind.UNAVAILABLE,
-                             reason="UPSTREAM_UNAVAILABLE")
+        return UpstreamError(
+            "an internal service gave up on the call; retry", Kind.UNAVAILABLE, reason="UPSTREAM_UNAVAILABLE"
+        )
     reason, domain, violations, meta = code.name, "", [], {}
     status = rpc_status.from_call(err)
     for detail in status.details if status else ():
@@ -56,8 +62,14 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> UpstreamError:
             bad = error_details_pb2.BadRequest()
             detail.Unpack(bad)
             violations = [FieldViolation(v.field, v.description, v.reason) for v in bad.field_violations]
-    return UpstreamError(err.details() or code.name, Kind[code.name], domain=domain, reason=reason,
-                         violations=violations, metadata=meta)
+    return UpstreamError(
+        err.details() or code.name,
+        Kind[code.name],
+        domain=domain,
+        reason=reason,
+        violations=violations,
+        metadata=meta,
+    )
 
 
 async def call(rpc: Callable[[Any], Awaitable[R]], request: Any) -> R:

@@ -37,7 +37,7 @@ def parse_hours(specs: Sequence[str]) -> list[dict[str, Any]]:
         first, _, last = m["days"].partition("-")
         if first not in WEEKDAYS or (last and last not in WEEKDAYS):
             raise AdminFailed(f"bad --hours {spec!r}: weekdays are {', '.join(names)}")
-        days = names[names.index(first): names.index(last or first) + 1]
+        days = names[names.index(first) : names.index(last or first) + 1]
         for day in days:
             for iv in m["ivs"].split(","):
                 a, b = iv.split("-")
@@ -45,17 +45,29 @@ def parse_hours(specs: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-_FULL = {"mon": "MONDAY", "tue": "TUESDAY", "wed": "WEDNESDAY", "thu": "THURSDAY", "fri": "FRIDAY",
-         "sat": "SATURDAY", "sun": "SUNDAY"}
+_FULL = {
+    "mon": "MONDAY",
+    "tue": "TUESDAY",
+    "wed": "WEDNESDAY",
+    "thu": "THURSDAY",
+    "fri": "FRIDAY",
+    "sat": "SATURDAY",
+    "sun": "SUNDAY",
+}
 
 
 def create_platform_admin(email: str, password: str, env: Mapping[str, str]) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "auth_svc.admin", "create-platform-admin", email],
-        env={**env, "PETPRO_ADMIN_PASSWORD": password}, capture_output=True, text=True, check=False,
+        env={**env, "PETPRO_ADMIN_PASSWORD": password},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise AdminFailed(f"python -m auth_svc.admin failed (exit {result.returncode}):\n{result.stderr.strip()}")
+        raise AdminFailed(
+            f"python -m auth_svc.admin failed (exit {result.returncode}):\n{result.stderr.strip()}"
+        )
     return result.stdout.strip()
 
 
@@ -71,15 +83,23 @@ def _ok(r: httpx.Response, what: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-def create_clinic(api: str, platform_email: str, platform_password: str, clinic: dict[str, Any],
-                  admin_email: str) -> Onboarded:
+def create_clinic(
+    api: str, platform_email: str, platform_password: str, clinic: dict[str, Any], admin_email: str
+) -> Onboarded:
     with httpx.Client(base_url=api, timeout=30) as c:
-        token = _ok(c.post("/v1/auth/login", json={"email": platform_email, "password": platform_password}),
-                    "log in as the platform admin")["access_token"]
+        token = _ok(
+            c.post("/v1/auth/login", json={"email": platform_email, "password": platform_password}),
+            "log in as the platform admin",
+        )["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         created = _ok(c.post("/v1/clinics", json=clinic, headers=auth), "create the clinic")
         clinic_id = created["clinic"]["clinic_id"]
-        invited = _ok(c.post(f"/v1/clinics/{clinic_id}/invitations",
-                             json={"email": admin_email, "role": "CLINIC_ROLE_ADMIN"}, headers=auth),
-                      "invite the clinic admin")
+        invited = _ok(
+            c.post(
+                f"/v1/clinics/{clinic_id}/invitations",
+                json={"email": admin_email, "role": "CLINIC_ROLE_ADMIN"},
+                headers=auth,
+            ),
+            "invite the clinic admin",
+        )
     return Onboarded(created["clinic"], invited["invitation"])

@@ -204,8 +204,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     if args.action == "replay":
         wanted = set(args.letters)
-        n = replay_dead_letters(bootstrap, args.dlq_topic, args.topic,
-                                lambda d: not wanted or f"{d['partition']}:{d['offset']}" in wanted)
+        n = replay_dead_letters(
+            bootstrap,
+            args.dlq_topic,
+            args.topic,
+            lambda d: not wanted or f"{d['partition']}:{d['offset']}" in wanted,
+        )
         print(f"replayed {n} dead letter(s) from {args.dlq_topic} to {args.topic}")
         return 0
     letters = dead_letters(bootstrap, args.dlq_topic)
@@ -213,8 +217,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(f"{args.dlq_topic} is empty")
         return 0
     rows = [("PART", "OFFSET", "KEY", "ERROR", "SOURCE")]
-    rows += [(str(d["partition"]), str(d["offset"]), str(d["key"])[:36],
-              f"{d['error_type']}: {str(d['error'])[:70]}", str(d["source"])) for d in letters]
+    rows += [
+        (
+            str(d["partition"]),
+            str(d["offset"]),
+            str(d["key"])[:36],
+            f"{d['error_type']}: {str(d['error'])[:70]}",
+            str(d["source"]),
+        )
+        for d in letters
+    ]
     print(render_table(rows))
     return 0
 
@@ -230,7 +242,8 @@ def cmd_refunds(args: argparse.Namespace) -> int:
     async def fetch() -> list[booking_pb2.Booking]:
         async with grpc.aio.insecure_channel(stack.ctx.settings.addr("booking")) as ch:
             r = await booking_pb2_grpc.BookingServiceStub(ch).ListPendingRefunds(
-                booking_pb2.ListPendingRefundsRequest(page_size=100), timeout=10)
+                booking_pb2.ListPendingRefundsRequest(page_size=100), timeout=10
+            )
             return list(r.bookings)
 
     rows = asyncio.run(fetch())
@@ -238,11 +251,17 @@ def cmd_refunds(args: argparse.Namespace) -> int:
         print("no pending refunds")
         return 0
     table = [("BOOKING", "CANCELLED", "BY", "AMOUNT", "STATE", "PROVIDER REFUND")]
-    table += [(b.booking_id, b.cancel_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
-               booking_pb2.BookingActor.Name(b.cancelled_by).removeprefix("BOOKING_ACTOR_"),
-               f"{b.refund.amount.amount_minor / 100:.2f} {b.refund.amount.currency}",
-               booking_pb2.RefundState.Name(b.refund.state).removeprefix("REFUND_STATE_"),
-               b.refund.provider_refund_id or "-") for b in rows]
+    table += [
+        (
+            b.booking_id,
+            b.cancel_time.ToDatetime().strftime("%Y-%m-%d %H:%M:%S"),
+            booking_pb2.BookingActor.Name(b.cancelled_by).removeprefix("BOOKING_ACTOR_"),
+            f"{b.refund.amount.amount_minor / 100:.2f} {b.refund.amount.currency}",
+            booking_pb2.RefundState.Name(b.refund.state).removeprefix("REFUND_STATE_"),
+            b.refund.provider_refund_id or "-",
+        )
+        for b in rows
+    ]
     print(render_table(table))
     return 0
 
@@ -259,12 +278,17 @@ def cmd_traces(args: argparse.Namespace) -> int:
     if args.trace_id:
         matches = [t for t in found if t.startswith(args.trace_id.lower())]
         if len(matches) != 1:
-            print(f"{'no' if not matches else 'more than one'} trace matches {args.trace_id!r}", file=sys.stderr)
+            print(
+                f"{'no' if not matches else 'more than one'} trace matches {args.trace_id!r}", file=sys.stderr
+            )
             return EXIT_FAILED
         print(f"trace {matches[0]}")
         print(traces.render_tree(found[matches[0]]))
         return 0
-    rows = [("TRACE", "START", "ROOT", "SERVICES", "SPANS", "DURATION"), *traces.summary_rows(found, args.lines)]
+    rows = [
+        ("TRACE", "START", "ROOT", "SERVICES", "SPANS", "DURATION"),
+        *traces.summary_rows(found, args.lines),
+    ]
     print(render_table(rows))
     return 0
 
@@ -293,7 +317,9 @@ def cmd_admin(args: argparse.Namespace) -> int:
     from petpro_dev.admin import DEFAULT_HOURS, AdminFailed, create_clinic, create_platform_admin, parse_hours
 
     if args.action == "create-clinic" and not (args.name and args.time_zone and args.admin_email):
-        print("petpro admin create-clinic: --name, --time-zone and --admin-email are required", file=sys.stderr)
+        print(
+            "petpro admin create-clinic: --name, --time-zone and --admin-email are required", file=sys.stderr
+        )
         return EXIT_FAILED
     stack = _stack()
     password = _admin_password()
@@ -302,8 +328,14 @@ def cmd_admin(args: argparse.Namespace) -> int:
         if args.action == "create-platform-admin":
             print(line)
             return 0
-        clinic = {"name": args.name, "time_zone": args.time_zone, "address": args.address, "phone": args.phone,
-                  "email": args.clinic_email, "opening_hours": parse_hours(args.hours or DEFAULT_HOURS)}
+        clinic = {
+            "name": args.name,
+            "time_zone": args.time_zone,
+            "address": args.address,
+            "phone": args.phone,
+            "email": args.clinic_email,
+            "opening_hours": parse_hours(args.hours or DEFAULT_HOURS),
+        }
         api = f"http://{stack.settings.host}:{stack.settings.port('envoy')}"
         done = create_clinic(api, args.platform_email, password, clinic, args.admin_email)
     except AdminFailed as exc:
@@ -365,12 +397,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("admin", help="clinic onboarding: platform admin, a new clinic and its first admin")
     p.add_argument("action", choices=("create-platform-admin", "create-clinic"))
-    p.add_argument("--email", "--platform-email", dest="platform_email", default="admin@petpro.local",
-                   help="the platform admin's login (created or reset; password from PETPRO_ADMIN_PASSWORD)")
+    p.add_argument(
+        "--email",
+        "--platform-email",
+        dest="platform_email",
+        default="admin@petpro.local",
+        help="the platform admin's login (created or reset; password from PETPRO_ADMIN_PASSWORD)",
+    )
     p.add_argument("--name", help="create-clinic: clinic name")
     p.add_argument("--time-zone", help="create-clinic: IANA time zone, e.g. Europe/Berlin")
-    p.add_argument("--admin-email", help="create-clinic: who becomes the clinic's first admin (invited by email)")
-    p.add_argument("--hours", action="append", help="create-clinic: e.g. mon-fri=08:00-12:00,13:00-18:00 (repeatable)")
+    p.add_argument(
+        "--admin-email", help="create-clinic: who becomes the clinic's first admin (invited by email)"
+    )
+    p.add_argument(
+        "--hours", action="append", help="create-clinic: e.g. mon-fri=08:00-12:00,13:00-18:00 (repeatable)"
+    )
     p.add_argument("--address", default="")
     p.add_argument("--phone", default="")
     p.add_argument("--clinic-email", default="")

@@ -21,7 +21,9 @@ CHECKUP = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e01"  # 30 min, capacity 1
 VACCINATION = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e02"  # 15 min, capacity 2
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 60.0, interval: float = 0.05) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 60.0, interval: float = 0.05
+) -> T:
     """Poll ``probe`` until it returns a truthy value; AssertionError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -74,8 +76,9 @@ class MeshClient:
         assert r.status_code == 200, r.text
         return [s["start_time"] for s in r.json()["slots"] if s["free"]]
 
-    async def book(self, user: User, pet: str, slot: str, key: str | None = None,
-                   service_id: str = CHECKUP) -> httpx.Response:
+    async def book(
+        self, user: User, pet: str, slot: str, key: str | None = None, service_id: str = CHECKUP
+    ) -> httpx.Response:
         headers = {**user.auth, "Idempotency-Key": key or uuid.uuid4().hex}
         body = {"service_id": service_id, "pet_id": pet, "slot": slot, "payment_method": "card"}
         return await self.c.post("/v1/bookings", json=body, headers=headers)
@@ -84,7 +87,9 @@ class MeshClient:
         """Pay on the hosted page exactly as its form does.  The page is on another origin (Stripe or the
         sandbox): the same client pools a connection to it too (a client per payment cost ~50 ms of
         CPU for its SSL context, a third of a load generator's budget)."""
-        return await self.c.post(payment_url, data={"card_number": card}, headers={"Accept": "application/json"})
+        return await self.c.post(
+            payment_url, data={"card_number": card}, headers={"Accept": "application/json"}
+        )
 
     async def reservation(self, user: User, lock_id: str) -> dict[str, Any]:
         r = await self.c.get(f"/v1/reservations/{lock_id}", headers=user.auth)
@@ -98,24 +103,32 @@ class MeshClient:
 
         return await eventually(probe, timeout)
 
-    async def cancel(self, user: User, booking_id: str, reason: str = "", key: str | None = None) -> httpx.Response:
+    async def cancel(
+        self, user: User, booking_id: str, reason: str = "", key: str | None = None
+    ) -> httpx.Response:
         headers = {**user.auth, "Idempotency-Key": key or uuid.uuid4().hex}
-        return await self.c.post(f"/v1/bookings/{booking_id}:cancel", json={"reason": reason}, headers=headers)
+        return await self.c.post(
+            f"/v1/bookings/{booking_id}:cancel", json={"reason": reason}, headers=headers
+        )
 
-    async def reschedule(self, user: User, booking_id: str, slot: str, key: str | None = None) -> httpx.Response:
+    async def reschedule(
+        self, user: User, booking_id: str, slot: str, key: str | None = None
+    ) -> httpx.Response:
         headers = {**user.auth, "Idempotency-Key": key or uuid.uuid4().hex}
-        return await self.c.post(f"/v1/bookings/{booking_id}:reschedule", json={"slot": slot}, headers=headers)
+        return await self.c.post(
+            f"/v1/bookings/{booking_id}:reschedule", json={"slot": slot}, headers=headers
+        )
 
     async def booking(self, user: User, booking_id: str) -> dict[str, Any]:
         r = await self.c.get(f"/v1/bookings/{booking_id}", headers=user.auth)
         assert r.status_code == 200, r.text
         return dict(r.json()["booking"])
 
-    async def wait_refund(self, user: User, booking_id: str, state: str = "REFUND_STATE_SUCCEEDED",
-                          timeout: float = 30) -> dict[str, Any]:
+    async def wait_refund(
+        self, user: User, booking_id: str, state: str = "REFUND_STATE_SUCCEEDED", timeout: float = 30
+    ) -> dict[str, Any]:
         async def probe() -> dict[str, Any] | None:
             b = await self.booking(user, booking_id)
             return b if b.get("refund", {}).get("state") == state else None
 
         return await eventually(probe, timeout)
-

@@ -151,7 +151,9 @@ def _protoc(args: Sequence[str]) -> None:
 def _plugin(name: str) -> str:
     exe = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if exe is None:
-        raise CodegenError(f"{name} not found: install the devstack extra (pip install -e '.[dev,devstack]', make setup)")
+        raise CodegenError(
+            f"{name} not found: install the devstack extra (pip install -e '.[dev,devstack]', make setup)"
+        )
     return exe
 
 
@@ -265,7 +267,9 @@ def rehome(out_dir: Path, image_path: Path) -> None:
     src.rename(dest)
     for path in sorted(dest.rglob("*.py*")):
         if path.suffix in (".py", ".pyi"):
-            path.write_text(_rewrite_module(path.read_text(encoding="utf-8"), renames, path), encoding="utf-8")
+            path.write_text(
+                _rewrite_module(path.read_text(encoding="utf-8"), renames, path), encoding="utf-8"
+            )
     (dest / "__init__.py").write_text(API_INIT, encoding="utf-8")
     for d in sorted(p for p in dest.rglob("*") if p.is_dir()):
         (d / "__init__.py").write_text("", encoding="utf-8")
@@ -415,15 +419,26 @@ def cmd_breaking(proto_root: Path, against: Path) -> int:
         generate(Path(tmp), proto_root)
         image = Path(tmp) / IMAGE_PATH
         result = subprocess.run(
-            [str(buf), "breaking", str(image), "--against", str(against), "--path", "petpro",
-             "--config", str(proto_root / "buf.yaml")],
+            [
+                str(buf),
+                "breaking",
+                str(image),
+                "--against",
+                str(against),
+                "--path",
+                "petpro",
+                "--config",
+                str(proto_root / "buf.yaml"),
+            ],
             check=False,
         )
     if result.returncode == 0:
         print(f"buf breaking: no breaking change against {_display_file(against)}")
     else:
-        print(f"buf breaking: breaking changes against {_display_file(against)} (exit {result.returncode})",
-              file=sys.stderr)
+        print(
+            f"buf breaking: breaking changes against {_display_file(against)} (exit {result.returncode})",
+            file=sys.stderr,
+        )
     return result.returncode
 
 
@@ -442,14 +457,19 @@ def _display(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m petpro_dev.codegen", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m petpro_dev.codegen", description=__doc__.split("\n\n")[0]
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--check", action="store_true", help="fail if gen/ is stale (generates into a temp dir)"
     )
     mode.add_argument("--lint", action="store_true", help="run buf lint on a freshly built descriptor image")
-    mode.add_argument("--breaking", action="store_true",
-                      help="run buf breaking against the released descriptor image (protos/released/)")
+    mode.add_argument(
+        "--breaking",
+        action="store_true",
+        help="run buf breaking against the released descriptor image (protos/released/)",
+    )
     # For tests and tooling: generate from / compare with other trees than the repository's.
     parser.add_argument("--gen-dir", type=Path, default=GEN_DIR, help=argparse.SUPPRESS)
     parser.add_argument("--proto-root", type=Path, default=PROTO_ROOT, help=argparse.SUPPRESS)

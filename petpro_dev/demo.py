@@ -43,7 +43,8 @@ async def _feed_event(stack: StackSettings, token: str, booking_id: str) -> clin
     async with grpc.aio.insecure_channel(stack.addr("notif")) as channel:
         call = clinic_feed_pb2_grpc.ClinicFeedServiceStub(channel).Subscribe(
             clinic_feed_pb2.SubscribeRequest(clinic_id=HAPPY_PAWS, after_cursor=0),
-            metadata=(("authorization", f"Bearer {token}"),))
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
         async for resp in call:
             if resp.event.booking.booking_id == booking_id:
                 call.cancel()
@@ -71,10 +72,13 @@ async def run(stack: StackSettings) -> None:
         print(f"    free slot for 'General check-up': {slot}")
         held = await steps.run("POST /v1/bookings (hold + payment session)", api.book(owner, pet, slot))
         body = held.json()
-        print(f"    → {held.status_code} {body['status']}, lock {body['lock_id']}\n    pay at {body['payment_url']}")
+        print(
+            f"    → {held.status_code} {body['status']}, lock {body['lock_id']}\n    pay at {body['payment_url']}"
+        )
         await steps.run("pay on the hosted payment page", api.pay(body["payment_url"]))
-        res = await steps.run("wait for webhook → ConfirmBooking",
-                              api.wait_status(owner, body["lock_id"], "CONFIRMED"))
+        res = await steps.run(
+            "wait for webhook → ConfirmBooking", api.wait_status(owner, body["lock_id"], "CONFIRMED")
+        )
         booking_id = res["booking_id"]
         print(f"    booking {booking_id} confirmed")
 
@@ -91,24 +95,36 @@ async def run(stack: StackSettings) -> None:
         inbox = await steps.run("wait for the push in the owner's inbox", eventually(push))
         print(f"    push: {inbox[0]['title']!r}: {inbox[0]['body']!r}")
         staff = await api.login(*STAFF)
-        event = await steps.run("clinic feed (gRPC stream) shows the booking",
-                                asyncio.wait_for(_feed_event(stack, staff, booking_id), 20))
+        event = await steps.run(
+            "clinic feed (gRPC stream) shows the booking",
+            asyncio.wait_for(_feed_event(stack, staff, booking_id), 20),
+        )
         print(f"    clinic event #{event.cursor}: {event.booking.service_name} for {event.booking.pet_name}")
 
         # the lifecycle after confirmation: what the owner may do, a move, a cancellation with its refund
         view = await api.booking(owner, booking_id)
-        print(f"    can cancel: {view['can_cancel']}, refund if cancelled now: "
-              f"{view['refund_if_cancelled_now']['amount_minor']} {view['refund_if_cancelled_now']['currency']}, "
-              f"reschedule until {view.get('reschedule_deadline', '-')}")
+        print(
+            f"    can cancel: {view['can_cancel']}, refund if cancelled now: "
+            f"{view['refund_if_cancelled_now']['amount_minor']} {view['refund_if_cancelled_now']['currency']}, "
+            f"reschedule until {view.get('reschedule_deadline', '-')}"
+        )
         later = next((s for s in slots[1:]), None)
         if later is not None:
-            moved = await steps.run("POST /v1/bookings/{id}:reschedule", api.reschedule(owner, booking_id, later))
+            moved = await steps.run(
+                "POST /v1/bookings/{id}:reschedule", api.reschedule(owner, booking_id, later)
+            )
             print(f"    → {moved.status_code}, now at {moved.json()['booking']['slot_start_time']}")
         cancelled = await steps.run("POST /v1/bookings/{id}:cancel", api.cancel(owner, booking_id, "demo"))
         refund = cancelled.json()["booking"]["refund"]
-        print(f"    → {cancelled.status_code} {cancelled.json()['booking']['state']}, refund "
-              f"{refund['amount']['amount_minor']} {refund['amount']['currency']}")
-        done = await steps.run("wait for the refund (Stripe refund + webhook)", api.wait_refund(owner, booking_id))
+        print(
+            f"    → {cancelled.status_code} {cancelled.json()['booking']['state']}, refund "
+            f"{refund['amount']['amount_minor']} {refund['amount']['currency']}"
+        )
+        done = await steps.run(
+            "wait for the refund (Stripe refund + webhook)", api.wait_refund(owner, booking_id)
+        )
         print(f"    refund {done['refund']['provider_refund_id']}: {done['refund']['state']}")
-    print(f"\nthe whole flow took {steps.total():.2f} s; clinic dashboard: {base}/clinic/dashboard "
-          f"({STAFF[0]} / {STAFF[1]})")
+    print(
+        f"\nthe whole flow took {steps.total():.2f} s; clinic dashboard: {base}/clinic/dashboard "
+        f"({STAFF[0]} / {STAFF[1]})"
+    )

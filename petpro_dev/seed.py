@@ -26,9 +26,15 @@ def seed(path: Path, env: Mapping[str, str]) -> list[str]:
     lines: list[str] = []
     for module in SEED_MODULES:
         result = subprocess.run(
-            [sys.executable, "-m", module, str(path)], env=dict(env), capture_output=True, text=True, check=False
+            [sys.executable, "-m", module, str(path)],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
-            raise SeedFailed(f"python -m {module} {path} failed (exit {result.returncode}):\n{result.stderr.strip()}")
+            raise SeedFailed(
+                f"python -m {module} {path} failed (exit {result.returncode}):\n{result.stderr.strip()}"
+            )
         lines += result.stdout.strip().splitlines()
     return lines

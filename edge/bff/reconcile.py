@@ -27,17 +27,26 @@ from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 log = logging.getLogger("edge.reconcile")
 
-RECONCILED = Counter("petpro_edge_reconciled_payments_total",
-                     "Succeeded payments settled by the reconciler (not by a webhook), by outcome", ["outcome"])
+RECONCILED = Counter(
+    "petpro_edge_reconciled_payments_total",
+    "Succeeded payments settled by the reconciler (not by a webhook), by outcome",
+    ["outcome"],
+)
 
 # the order cannot be fulfilled: the money goes back
 _LOST = REFUND_REASONS | {"RESERVATION_NOT_FOUND"}
 
 
 class Reconciler:
-    def __init__(self, payment: payment_pb2_grpc.PaymentServiceAsyncStub,
-                 booking: booking_pb2_grpc.BookingServiceAsyncStub,
-                 *, grace_seconds: int, rpc_timeout: float, batch: int = 100) -> None:
+    def __init__(
+        self,
+        payment: payment_pb2_grpc.PaymentServiceAsyncStub,
+        booking: booking_pb2_grpc.BookingServiceAsyncStub,
+        *,
+        grace_seconds: int,
+        rpc_timeout: float,
+        batch: int = 100,
+    ) -> None:
         self.payment = payment
         self.booking = booking
         self.grace = grace_seconds
@@ -48,7 +57,8 @@ class Reconciler:
         """One pass over the unsettled payments; outcomes counted ("confirmed", "refunded", "retry")."""
         found = await self.payment.ListUnsettledPayments(
             payment_pb2.ListUnsettledPaymentsRequest(older_than_seconds=self.grace, page_size=self.batch),
-            timeout=self.timeout)
+            timeout=self.timeout,
+        )
         outcomes: Tally[str] = Tally()
         for p in found.payments:
             outcome = await self.settle(p)
@@ -61,35 +71,52 @@ class Reconciler:
         try:
             confirmed = await self.booking.ConfirmBooking(
                 booking_pb2.ConfirmBookingRequest(reservation_lock_id=p.order_ref, payment_id=p.payment_id),
-                timeout=self.timeout)
+                timeout=self.timeout,
+            )
         except grpc.aio.AioRpcError as exc:
             err = from_rpc_error(exc)
-            if err.kind in (Kind.FAILED_PRECONDITION, Kind.ABORTED, Kind.NOT_FOUND, Kind.INVALID_ARGUMENT) and (
-                    err.reason in _LOST or err.kind == Kind.INVALID_ARGUMENT):
+            if err.kind in (
+                Kind.FAILED_PRECONDITION,
+                Kind.ABORTED,
+                Kind.NOT_FOUND,
+                Kind.INVALID_ARGUMENT,
+            ) and (err.reason in _LOST or err.kind == Kind.INVALID_ARGUMENT):
                 return await self._refund(p, err.reason)
-            log.warning("reconcile: booking not confirmed yet",
-                        extra={"fields": {**fields, "code": err.kind.name, "reason": err.reason}})
+            log.warning(
+                "reconcile: booking not confirmed yet",
+                extra={"fields": {**fields, "code": err.kind.name, "reason": err.reason}},
+            )
             return "retry"
         try:
             await self.payment.SettlePayment(
                 payment_pb2.SettlePaymentRequest(payment_id=p.payment_id, order_id=confirmed.booking_id),
-                timeout=self.timeout)
+                timeout=self.timeout,
+            )
         except grpc.aio.AioRpcError as exc:
-            log.warning("reconcile: payment not settled", extra={"fields": {**fields, "code": exc.code().name}})
+            log.warning(
+                "reconcile: payment not settled", extra={"fields": {**fields, "code": exc.code().name}}
+            )
             return "retry"
-        log.warning("reconcile: booking confirmed without a webhook",
-                    extra={"fields": {**fields, "booking_id": confirmed.booking_id}})
+        log.warning(
+            "reconcile: booking confirmed without a webhook",
+            extra={"fields": {**fields, "booking_id": confirmed.booking_id}},
+        )
         return "confirmed"
 
     async def _refund(self, p: payment_pb2.Payment, cause: str) -> str:
         try:
             await self.payment.RefundPayment(
                 payment_pb2.RefundPaymentRequest(payment_id=p.payment_id, reason=REFUND_REASON_TEXT),
-                timeout=self.timeout)
+                timeout=self.timeout,
+            )
         except grpc.aio.AioRpcError as exc:
-            log.error("reconcile: refund failed", extra={"fields": {"payment_id": p.payment_id,
-                                                                      "code": exc.code().name}})
+            log.error(
+                "reconcile: refund failed",
+                extra={"fields": {"payment_id": p.payment_id, "code": exc.code().name}},
+            )
             return "retry"
-        log.warning("reconcile: payment refunded without a webhook",
-                    extra={"fields": {"payment_id": p.payment_id, "lock_id": p.order_ref, "cause": cause}})
+        log.warning(
+            "reconcile: payment refunded without a webhook",
+            extra={"fields": {"payment_id": p.payment_id, "lock_id": p.order_ref, "cause": cause}},
+        )
         return "refunded"

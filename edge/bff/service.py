@@ -63,8 +63,13 @@ class Stubs:
 
 
 class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
-    def __init__(self, stubs: Stubs, *, token_cache: TokenCache | None = None,
-                 service_name_seconds: float = SERVICE_NAME_SECONDS) -> None:
+    def __init__(
+        self,
+        stubs: Stubs,
+        *,
+        token_cache: TokenCache | None = None,
+        service_name_seconds: float = SERVICE_NAME_SECONDS,
+    ) -> None:
         self.s = stubs
         self.authn = Authenticator(stubs.auth, token_cache)
         # service id → name for the checkout line item: one GetService RPC per service a minute
@@ -75,60 +80,111 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         return await self.authn.principal(context)
 
     # -- auth ----------------------------------------------------------------------------------------
-    async def Register(self, request: mobile_pb2.RegisterRequest,
-                          context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RegisterResponse:
-        r = await call(self.s.auth.Register, auth_pb2.RegisterRequest(
-            email=request.email, password=request.password, name=request.name,
-            client_address=client_address(context)))
+    async def Register(
+        self, request: mobile_pb2.RegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.RegisterResponse:
+        r = await call(
+            self.s.auth.Register,
+            auth_pb2.RegisterRequest(
+                email=request.email,
+                password=request.password,
+                name=request.name,
+                client_address=client_address(context),
+            ),
+        )
         return mobile_pb2.RegisterResponse(user=r.user)
 
-    async def Login(self, request: mobile_pb2.LoginRequest,
-                    context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.LoginResponse:
-        r = await call(self.s.auth.Login, auth_pb2.LoginRequest(email=request.email, password=request.password,
-                                                                client_address=client_address(context)))
-        return mobile_pb2.LoginResponse(access_token=r.access_token, refresh_token=r.refresh_token,
-                                        token_type=r.token_type, expires_in=r.expires_in)
+    async def Login(
+        self, request: mobile_pb2.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.LoginResponse:
+        r = await call(
+            self.s.auth.Login,
+            auth_pb2.LoginRequest(
+                email=request.email, password=request.password, client_address=client_address(context)
+            ),
+        )
+        return mobile_pb2.LoginResponse(
+            access_token=r.access_token,
+            refresh_token=r.refresh_token,
+            token_type=r.token_type,
+            expires_in=r.expires_in,
+        )
 
-    async def RefreshToken(self, request: mobile_pb2.RefreshTokenRequest,
-                              context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RefreshTokenResponse:
-        r = await call(self.s.auth.RefreshToken, auth_pb2.RefreshTokenRequest(refresh_token=request.refresh_token))
-        return mobile_pb2.RefreshTokenResponse(access_token=r.access_token, refresh_token=r.refresh_token,
-                                               token_type=r.token_type, expires_in=r.expires_in)
+    async def RefreshToken(
+        self, request: mobile_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.RefreshTokenResponse:
+        r = await call(
+            self.s.auth.RefreshToken, auth_pb2.RefreshTokenRequest(refresh_token=request.refresh_token)
+        )
+        return mobile_pb2.RefreshTokenResponse(
+            access_token=r.access_token,
+            refresh_token=r.refresh_token,
+            token_type=r.token_type,
+            expires_in=r.expires_in,
+        )
 
     # -- pets ----------------------------------------------------------------------------------------
-    async def CreatePet(self, request: mobile_pb2.CreatePetRequest,
-                           context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.CreatePetResponse:
+    async def CreatePet(
+        self, request: mobile_pb2.CreatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.CreatePetResponse:
         me = await self._principal(context)
-        req = booking_pb2.CreatePetRequest(owner_user_id=me.user_id, name=request.name, species=request.species,
-                                           birth_date=request.birth_date)
+        req = booking_pb2.CreatePetRequest(
+            owner_user_id=me.user_id,
+            name=request.name,
+            species=request.species,
+            birth_date=request.birth_date,
+        )
         if request.HasField("breed"):
             req.breed = request.breed
         r = await call(self.s.booking.CreatePet, req)
         return mobile_pb2.CreatePetResponse(pet=r.pet)
 
-    async def ListPets(self, request: mobile_pb2.ListPetsRequest,
-                          context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.ListPetsResponse:
+    async def ListPets(
+        self, request: mobile_pb2.ListPetsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ListPetsResponse:
         me = await self._principal(context)
-        r = await call(self.s.booking.ListPets, booking_pb2.ListPetsRequest(
-            owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
+        r = await call(
+            self.s.booking.ListPets,
+            booking_pb2.ListPetsRequest(
+                owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token
+            ),
+        )
         return mobile_pb2.ListPetsResponse(pets=r.pets, next_page_token=r.next_page_token)
 
     # -- booking flow --------------------------------------------------------------------------------
-    async def CreateBooking(self, request: mobile_pb2.CreateBookingRequest,
-                               context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.CreateBookingResponse:
+    async def CreateBooking(
+        self, request: mobile_pb2.CreateBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.CreateBookingResponse:
         me = await self._principal(context)
         # the client's Idempotency-Key header arrives as metadata (forwarded by the transcoder)
         key = metadata(context).get("idempotency-key", "").strip()
         if len(key) > 255:
-            raise InvalidArgument.field("Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG")
-        request_id = str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{me.user_id}:{key}")) if key else str(uuid.uuid4())
-        held = await call(self.s.booking.ReserveSlot, booking_pb2.ReserveSlotRequest(
-            request_id=request_id, service_id=request.service_id, pet_id=request.pet_id,
-            owner_user_id=me.user_id, slot_start_time=request.slot, owner_email=me.email, owner_name=me.name))
+            raise InvalidArgument.field(
+                "Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG"
+            )
+        request_id = (
+            str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{me.user_id}:{key}")) if key else str(uuid.uuid4())
+        )
+        held = await call(
+            self.s.booking.ReserveSlot,
+            booking_pb2.ReserveSlotRequest(
+                request_id=request_id,
+                service_id=request.service_id,
+                pet_id=request.pet_id,
+                owner_user_id=me.user_id,
+                slot_start_time=request.slot,
+                owner_email=me.email,
+                owner_name=me.name,
+            ),
+        )
         res = held.reservation
         return mobile_pb2.CreateBookingResponse(
-            lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
-            payment_url=await self._payment_url(res, me.email), expires_at=res.expires_at, amount=res.amount)
+            lock_id=res.lock_id,
+            status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
+            payment_url=await self._payment_url(res, me.email),
+            expires_at=res.expires_at,
+            amount=res.amount,
+        )
 
     async def _payment_url(self, res: booking_pb2.Reservation, email: str) -> str:
         """Opens (or, on a retry, finds again) the checkout page of a held reservation ("" once it is
@@ -136,9 +192,17 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         :meth:`_open_payment_url`."""
         if res.state != booking_pb2.RESERVATION_STATE_HELD:
             return ""
-        session = await call(self.s.payment.CreatePaymentSession, payment_pb2.CreatePaymentSessionRequest(
-            request_id=f"reservation-{res.lock_id}", order_ref=res.lock_id, amount=res.amount,
-            customer_email=email, description=await self._service_name(res.service_id), expires_at=res.expires_at))
+        session = await call(
+            self.s.payment.CreatePaymentSession,
+            payment_pb2.CreatePaymentSessionRequest(
+                request_id=f"reservation-{res.lock_id}",
+                order_ref=res.lock_id,
+                amount=res.amount,
+                customer_email=email,
+                description=await self._service_name(res.service_id),
+                expires_at=res.expires_at,
+            ),
+        )
         return str(session.payment_url)
 
     async def _service_name(self, service_id: str) -> str:
@@ -168,29 +232,46 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             raise NotFound("reservation not found", reason="RESERVATION_NOT_FOUND")
         return r.reservation
 
-    async def GetReservation(self, request: mobile_pb2.GetReservationRequest,
-                                context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.GetReservationResponse:
+    async def GetReservation(
+        self, request: mobile_pb2.GetReservationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.GetReservationResponse:
         me = await self._principal(context)
         res = await self._own_reservation(request.lock_id, me)
         payment_url = await self._open_payment_url(res)
         return mobile_pb2.GetReservationResponse(
-            lock_id=res.lock_id, status=MOBILE_STATUS.get(res.state, "UNKNOWN"), booking_id=res.booking_id,
-            expires_at=res.expires_at, amount=res.amount, service_id=res.service_id, pet_id=res.pet_id,
-            slot_start_time=res.slot_start_time, slot_end_time=res.slot_end_time, payment_url=payment_url)
+            lock_id=res.lock_id,
+            status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
+            booking_id=res.booking_id,
+            expires_at=res.expires_at,
+            amount=res.amount,
+            service_id=res.service_id,
+            pet_id=res.pet_id,
+            slot_start_time=res.slot_start_time,
+            slot_end_time=res.slot_end_time,
+            payment_url=payment_url,
+        )
 
-    async def GetBooking(self, request: mobile_pb2.GetBookingRequest,
-                            context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.GetBookingResponse:
+    async def GetBooking(
+        self, request: mobile_pb2.GetBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.GetBookingResponse:
         me = await self._principal(context)
-        r = await call(self.s.booking.GetBooking, booking_pb2.GetBookingRequest(booking_id=request.booking_id))
+        r = await call(
+            self.s.booking.GetBooking, booking_pb2.GetBookingRequest(booking_id=request.booking_id)
+        )
         if r.booking.owner_user_id != me.user_id:
             raise NotFound("booking not found", reason="BOOKING_NOT_FOUND")
         return mobile_pb2.GetBookingResponse(booking=r.booking)
 
-    async def ListBookings(self, request: mobile_pb2.ListBookingsRequest,
-                              context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.ListBookingsResponse:
+    async def ListBookings(
+        self, request: mobile_pb2.ListBookingsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ListBookingsResponse:
         me = await self._principal(context)
-        r = await call(self.s.booking.ListBookings, booking_pb2.ListBookingsRequest(
-            owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
+        r = await call(
+            self.s.booking.ListBookings,
+            booking_pb2.ListBookingsRequest(
+                owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token
+            ),
+        )
         return mobile_pb2.ListBookingsResponse(bookings=r.bookings, next_page_token=r.next_page_token)
 
     # -- lifecycle (owner) ---------------------------------------------------------------------------
@@ -199,25 +280,41 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         booking, so one key can't collide across them); a fresh id without one."""
         key = metadata(context).get("idempotency-key", "").strip()
         if len(key) > 255:
-            raise InvalidArgument.field("Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG")
+            raise InvalidArgument.field(
+                "Idempotency-Key", "must be at most 255 characters", "HEADER_TOO_LONG"
+            )
         if not key:
             return str(uuid.uuid4())
         return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{me.user_id}:{method}:{target}:{key}"))
 
-    async def CancelBooking(self, request: mobile_pb2.CancelBookingRequest,
-                            context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.CancelBookingResponse:
+    async def CancelBooking(
+        self, request: mobile_pb2.CancelBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.CancelBookingResponse:
         me = await self._principal(context)
-        r = await call(self.s.booking.CancelBooking, booking_pb2.CancelBookingRequest(
-            request_id=self._request_id(context, me, "cancel", request.booking_id), booking_id=request.booking_id,
-            reason=request.reason, owner_user_id=me.user_id))
+        r = await call(
+            self.s.booking.CancelBooking,
+            booking_pb2.CancelBookingRequest(
+                request_id=self._request_id(context, me, "cancel", request.booking_id),
+                booking_id=request.booking_id,
+                reason=request.reason,
+                owner_user_id=me.user_id,
+            ),
+        )
         return mobile_pb2.CancelBookingResponse(booking=r.booking)
 
-    async def RescheduleBooking(self, request: mobile_pb2.RescheduleBookingRequest,
-                                context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RescheduleBookingResponse:
+    async def RescheduleBooking(
+        self, request: mobile_pb2.RescheduleBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.RescheduleBookingResponse:
         me = await self._principal(context)
-        r = await call(self.s.booking.RescheduleBooking, booking_pb2.RescheduleBookingRequest(
-            request_id=self._request_id(context, me, "reschedule", request.booking_id),
-            booking_id=request.booking_id, owner_user_id=me.user_id, slot_start_time=request.slot))
+        r = await call(
+            self.s.booking.RescheduleBooking,
+            booking_pb2.RescheduleBookingRequest(
+                request_id=self._request_id(context, me, "reschedule", request.booking_id),
+                booking_id=request.booking_id,
+                owner_user_id=me.user_id,
+                slot_start_time=request.slot,
+            ),
+        )
         return mobile_pb2.RescheduleBookingResponse(booking=r.booking)
 
     # -- lifecycle (clinic staff: role and clinic from the token) -----------------------------------
@@ -227,40 +324,67 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             raise PermissionDenied("only staff of this clinic may do this", reason="NOT_CLINIC_STAFF")
         return me
 
-    async def StaffCancelBooking(self, request: mobile_pb2.StaffCancelBookingRequest,
-                                 context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.StaffCancelBookingResponse:
+    async def StaffCancelBooking(
+        self, request: mobile_pb2.StaffCancelBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.StaffCancelBookingResponse:
         me = await self._staff(context, request.clinic_id)
-        r = await call(self.s.booking.CancelBooking, booking_pb2.CancelBookingRequest(
-            request_id=self._request_id(context, me, "staff-cancel", request.booking_id),
-            booking_id=request.booking_id, reason=request.reason, clinic_id=request.clinic_id))
+        r = await call(
+            self.s.booking.CancelBooking,
+            booking_pb2.CancelBookingRequest(
+                request_id=self._request_id(context, me, "staff-cancel", request.booking_id),
+                booking_id=request.booking_id,
+                reason=request.reason,
+                clinic_id=request.clinic_id,
+            ),
+        )
         return mobile_pb2.StaffCancelBookingResponse(booking=r.booking)
 
-    async def CompleteBooking(self, request: mobile_pb2.CompleteBookingRequest,
-                              context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.CompleteBookingResponse:
+    async def CompleteBooking(
+        self, request: mobile_pb2.CompleteBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.CompleteBookingResponse:
         me = await self._staff(context, request.clinic_id)
-        r = await call(self.s.booking.CompleteBooking, booking_pb2.CompleteBookingRequest(
-            request_id=self._request_id(context, me, "complete", request.booking_id),
-            booking_id=request.booking_id, clinic_id=request.clinic_id))
+        r = await call(
+            self.s.booking.CompleteBooking,
+            booking_pb2.CompleteBookingRequest(
+                request_id=self._request_id(context, me, "complete", request.booking_id),
+                booking_id=request.booking_id,
+                clinic_id=request.clinic_id,
+            ),
+        )
         return mobile_pb2.CompleteBookingResponse(booking=r.booking)
 
-    async def MarkNoShow(self, request: mobile_pb2.MarkNoShowRequest,
-                         context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.MarkNoShowResponse:
+    async def MarkNoShow(
+        self, request: mobile_pb2.MarkNoShowRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.MarkNoShowResponse:
         me = await self._staff(context, request.clinic_id)
-        r = await call(self.s.booking.MarkNoShow, booking_pb2.MarkNoShowRequest(
-            request_id=self._request_id(context, me, "no-show", request.booking_id),
-            booking_id=request.booking_id, clinic_id=request.clinic_id))
+        r = await call(
+            self.s.booking.MarkNoShow,
+            booking_pb2.MarkNoShowRequest(
+                request_id=self._request_id(context, me, "no-show", request.booking_id),
+                booking_id=request.booking_id,
+                clinic_id=request.clinic_id,
+            ),
+        )
         return mobile_pb2.MarkNoShowResponse(booking=r.booking)
 
     # -- notification preferences ------------------------------------------------------------------
-    async def GetNotificationPreferences(self, request: mobile_pb2.GetNotificationPreferencesRequest,
-                                         context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.GetNotificationPreferencesResponse:
+    async def GetNotificationPreferences(
+        self,
+        request: mobile_pb2.GetNotificationPreferencesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> mobile_pb2.GetNotificationPreferencesResponse:
         me = await self._principal(context)
-        r = await call(self.s.notification.GetNotificationPreferences,
-                       notification_pb2.GetNotificationPreferencesRequest(user_id=me.user_id))
+        r = await call(
+            self.s.notification.GetNotificationPreferences,
+            notification_pb2.GetNotificationPreferencesRequest(user_id=me.user_id),
+        )
         return mobile_pb2.GetNotificationPreferencesResponse(preferences=r.preferences)
 
-    async def UpdateNotificationPreferences(self, request: mobile_pb2.UpdateNotificationPreferencesRequest,
-                                            context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.UpdateNotificationPreferencesResponse:
+    async def UpdateNotificationPreferences(
+        self,
+        request: mobile_pb2.UpdateNotificationPreferencesRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> mobile_pb2.UpdateNotificationPreferencesResponse:
         me = await self._principal(context)
         req = notification_pb2.UpdateNotificationPreferencesRequest(user_id=me.user_id)
         for f in ("reminders_email", "reminders_push", "changes_email", "changes_push"):
@@ -270,16 +394,28 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         return mobile_pb2.UpdateNotificationPreferencesResponse(preferences=r.preferences)
 
     # -- notifications -------------------------------------------------------------------------------
-    async def ListNotifications(self, request: mobile_pb2.ListNotificationsRequest,
-                                   context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.ListNotificationsResponse:
+    async def ListNotifications(
+        self, request: mobile_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ListNotificationsResponse:
         me = await self._principal(context)
-        r = await call(self.s.notification.ListNotifications, notification_pb2.ListNotificationsRequest(
-            user_id=me.user_id, page_size=request.page_size, page_token=request.page_token))
-        return mobile_pb2.ListNotificationsResponse(notifications=r.notifications, next_page_token=r.next_page_token)
+        r = await call(
+            self.s.notification.ListNotifications,
+            notification_pb2.ListNotificationsRequest(
+                user_id=me.user_id, page_size=request.page_size, page_token=request.page_token
+            ),
+        )
+        return mobile_pb2.ListNotificationsResponse(
+            notifications=r.notifications, next_page_token=r.next_page_token
+        )
 
-    async def RegisterDevice(self, request: mobile_pb2.RegisterDeviceRequest,
-                                context: grpc.aio.ServicerContext[Any, Any]) -> mobile_pb2.RegisterDeviceResponse:
+    async def RegisterDevice(
+        self, request: mobile_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.RegisterDeviceResponse:
         me = await self._principal(context)
-        r = await call(self.s.notification.RegisterDevice, notification_pb2.RegisterDeviceRequest(
-            user_id=me.user_id, platform=request.platform, token=request.token))
+        r = await call(
+            self.s.notification.RegisterDevice,
+            notification_pb2.RegisterDeviceRequest(
+                user_id=me.user_id, platform=request.platform, token=request.token
+            ),
+        )
         return mobile_pb2.RegisterDeviceResponse(device=r.device)

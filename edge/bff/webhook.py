@@ -112,7 +112,9 @@ class HandleWebhook:
             if err.kind in REJECT_KINDS:
                 log.info("webhook rejected", extra={"fields": {"reason": err.reason}})
                 return WebhookResult(Outcome.REJECTED, error=err, step="verify")
-            log.warning("webhook not handled", extra={"fields": {"kind": err.kind.name, "reason": err.reason}})
+            log.warning(
+                "webhook not handled", extra={"fields": {"kind": err.kind.name, "reason": err.reason}}
+            )
             return WebhookResult(Outcome.RETRY, error=err, step="verify")
 
         if not event.payment_id or not event.succeeded:
@@ -125,21 +127,33 @@ class HandleWebhook:
         except UpstreamError as err:
             if err.kind in (Kind.FAILED_PRECONDITION, Kind.ABORTED) and err.reason in REFUND_REASONS:
                 return await self._refund(event, err)
-            log.warning("booking not confirmed", extra={"fields": {
-                "kind": err.kind.name, "reason": err.reason, "lock_id": event.order_ref}})
+            log.warning(
+                "booking not confirmed",
+                extra={"fields": {"kind": err.kind.name, "reason": err.reason, "lock_id": event.order_ref}},
+            )
             return WebhookResult(Outcome.RETRY, event, error=err, step="confirm")
-        log.info("booking confirmed", extra={"fields": {"booking_id": booking_id, "payment_id": event.payment_id}})
+        log.info(
+            "booking confirmed", extra={"fields": {"booking_id": booking_id, "payment_id": event.payment_id}}
+        )
         return WebhookResult(Outcome.CONFIRMED, event, booking_id=booking_id)
 
     async def _refund(self, event: VerifiedEvent, cause: UpstreamError) -> WebhookResult:
         try:
             await self.payments.refund(event.payment_id, REFUND_REASON_TEXT)
         except UpstreamError as err:
-            log.error("refund failed", extra={"fields": {
-                "kind": err.kind.name, "reason": err.reason, "payment_id": event.payment_id}})
+            log.error(
+                "refund failed",
+                extra={
+                    "fields": {"kind": err.kind.name, "reason": err.reason, "payment_id": event.payment_id}
+                },
+            )
             return WebhookResult(Outcome.RETRY, event, error=err, step="refund")
-        log.info("payment refunded", extra={"fields": {
-            "payment_id": event.payment_id, "lock_id": event.order_ref, "cause": cause.reason}})
+        log.info(
+            "payment refunded",
+            extra={
+                "fields": {"payment_id": event.payment_id, "lock_id": event.order_ref, "cause": cause.reason}
+            },
+        )
         return WebhookResult(Outcome.REFUNDED, event)
 
 
@@ -160,18 +174,27 @@ class GrpcPayments:
         self.stub, self.timeout = stub, timeout
 
     async def verify(self, payload: bytes, signature: str) -> VerifiedEvent:
-        r = await _call(self.stub.HandleWebhook,
-                        payment_pb2.HandleWebhookRequest(payload=payload, signature=signature), self.timeout)
+        r = await _call(
+            self.stub.HandleWebhook,
+            payment_pb2.HandleWebhookRequest(payload=payload, signature=signature),
+            self.timeout,
+        )
         p = r.payment
         return VerifiedEvent(
-            event_id=r.event_id, event_type=r.event_type, duplicate=r.duplicate,
-            payment_id=p.payment_id if r.HasField("payment") else "", order_ref=p.order_ref,
+            event_id=r.event_id,
+            event_type=r.event_type,
+            duplicate=r.duplicate,
+            payment_id=p.payment_id if r.HasField("payment") else "",
+            order_ref=p.order_ref,
             succeeded=r.HasField("payment") and p.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED,
         )
 
     async def refund(self, payment_id: str, reason: str) -> None:
-        await _call(self.stub.RefundPayment,
-                    payment_pb2.RefundPaymentRequest(payment_id=payment_id, reason=reason), self.timeout)
+        await _call(
+            self.stub.RefundPayment,
+            payment_pb2.RefundPaymentRequest(payment_id=payment_id, reason=reason),
+            self.timeout,
+        )
 
 
 class GrpcBookings:
@@ -179,10 +202,21 @@ class GrpcBookings:
         self.stub, self.timeout = stub, timeout
 
     async def confirm(self, lock_id: str, payment_id: str) -> str:
-        r = await _call(self.stub.ConfirmBooking, booking_pb2.ConfirmBookingRequest(
-            reservation_lock_id=lock_id, payment_id=payment_id), self.timeout)
+        r = await _call(
+            self.stub.ConfirmBooking,
+            booking_pb2.ConfirmBookingRequest(reservation_lock_id=lock_id, payment_id=payment_id),
+            self.timeout,
+        )
         return str(r.booking_id)
 
 
-__all__ = ["Bookings", "GrpcBookings", "GrpcPayments", "HandleWebhook", "Outcome", "Payments", "VerifiedEvent",
-           "WebhookResult"]
+__all__ = [
+    "Bookings",
+    "GrpcBookings",
+    "GrpcPayments",
+    "HandleWebhook",
+    "Outcome",
+    "Payments",
+    "VerifiedEvent",
+    "WebhookResult",
+]

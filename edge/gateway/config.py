@@ -293,15 +293,23 @@ def tracing_from_env(environ: Mapping[str, str]) -> Tracing | None:
 def _tracing(t: Tracing) -> HttpConnectionManagerTracing:
     provider = TracingHttp(
         name="envoy.tracers.opentelemetry",
-        typed_config=PbAny.pack(OpenTelemetryConfig(
-            http_service=HttpService(http_uri=HttpUri(
-                uri=f"http://{t.host}:{t.port}{t.path}", cluster=CLUSTER_OTLP, timeout=_seconds(2),
-            )),
-            service_name=t.service_name,
-        )),
+        typed_config=PbAny.pack(
+            OpenTelemetryConfig(
+                http_service=HttpService(
+                    http_uri=HttpUri(
+                        uri=f"http://{t.host}:{t.port}{t.path}",
+                        cluster=CLUSTER_OTLP,
+                        timeout=_seconds(2),
+                    )
+                ),
+                service_name=t.service_name,
+            )
+        ),
     )
     return HttpConnectionManagerTracing(
-        provider=provider, random_sampling=Percent(value=t.sampling_percent), spawn_upstream_span=False,
+        provider=provider,
+        random_sampling=Percent(value=t.sampling_percent),
+        spawn_upstream_span=False,
     )
 
 
@@ -431,8 +439,9 @@ def _http_app_routes(*, timeout: float, webhook_timeout: float, webhook_max_byte
     return routes
 
 
-def _grpc_routes(routes: Sequence[RestRoute], clusters: Mapping[str, str], *, timeout: float,
-                 retries: int) -> list[Route]:
+def _grpc_routes(
+    routes: Sequence[RestRoute], clusters: Mapping[str, str], *, timeout: float, retries: int
+) -> list[Route]:
     """Routes matched AFTER the transcoder rewrote :path to the gRPC method (it clears the route
     cache), so timeouts and retries are per RPC.  Retries only for the methods the protos declare
     idempotent: any other call may have reached the service before the connection broke."""
@@ -481,8 +490,9 @@ def _lua(value: Any) -> str:
     return "{ " + ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in value.items()) + " }"
 
 
-def lua_source(*, created: Iterable[tuple[str, str]], domain: str,
-               protected: Iterable[tuple[str, str]] = ()) -> str:
+def lua_source(
+    *, created: Iterable[tuple[str, str]], domain: str, protected: Iterable[tuple[str, str]] = ()
+) -> str:
     """problem.lua with its configuration prelude: the (HTTP method, path pattern) pairs of the
     routes whose RPC creates a resource and of those whose RPC is not public (401 without a bearer
     token, before the transcoder parses the body), the HTTP app's paths (they keep their request
@@ -529,8 +539,11 @@ def _jwt_filter(jwt: JwtAuth, routes: Sequence[RestRoute]) -> HttpFilter:
         require_expiration=True,
         clock_skew_seconds=jwt.clock_skew_seconds,
         remote_jwks=RemoteJwks(
-            http_uri=HttpUri(uri=f"http://jwks.internal{JWKS_PATH}", cluster=CLUSTER_JWKS,
-                             timeout=_seconds(jwt.fetch_timeout)),
+            http_uri=HttpUri(
+                uri=f"http://jwks.internal{JWKS_PATH}",
+                cluster=CLUSTER_JWKS,
+                timeout=_seconds(jwt.fetch_timeout),
+            ),
             cache_duration=_seconds(jwt.cache_seconds),
             # fetched in the background from the start, then again every cache_duration; a failed
             # fetch is retried every second.  fast_listener: the listener does not wait for it (the
@@ -542,8 +555,12 @@ def _jwt_filter(jwt: JwtAuth, routes: Sequence[RestRoute]) -> HttpFilter:
         from_headers=[JwtHeader(name="authorization", value_prefix="Bearer ")],
         forward=True,  # the BFF validates the token again (revocation)
     )
-    return HttpFilter(name=F_JWT, typed_config=PbAny.pack(JwtAuthentication(
-        providers={JWT_PROVIDER: provider}, rules=rules, stat_prefix="edge_jwt")))
+    return HttpFilter(
+        name=F_JWT,
+        typed_config=PbAny.pack(
+            JwtAuthentication(providers={JWT_PROVIDER: provider}, rules=rules, stat_prefix="edge_jwt")
+        ),
+    )
 
 
 def _auth_descriptor_set(descriptor: bytes) -> bytes:
@@ -569,29 +586,54 @@ def _jwks_listener(descriptor: bytes, auth_cluster: str, timeout: float) -> List
     hcm = HttpConnectionManager(
         stat_prefix="jwks_internal",
         codec_type=HttpConnectionManagerCodecType.AUTO,
-        route_config=RouteConfiguration(name="jwks_internal", virtual_hosts=[VirtualHost(
-            name="jwks_internal", domains=["*"],
-            routes=[
-                Route(name="grpc/jwks", match=RouteMatch(path=f"/{AUTH_SERVICE}/GetJwks"),
-                      route=RouteAction(cluster=auth_cluster, timeout=_seconds(timeout))),
-                Route(name="not_found", match=RouteMatch(prefix="/"),
-                      direct_response=DirectResponseAction(status=404)),
+        route_config=RouteConfiguration(
+            name="jwks_internal",
+            virtual_hosts=[
+                VirtualHost(
+                    name="jwks_internal",
+                    domains=["*"],
+                    routes=[
+                        Route(
+                            name="grpc/jwks",
+                            match=RouteMatch(path=f"/{AUTH_SERVICE}/GetJwks"),
+                            route=RouteAction(cluster=auth_cluster, timeout=_seconds(timeout)),
+                        ),
+                        Route(
+                            name="not_found",
+                            match=RouteMatch(prefix="/"),
+                            direct_response=DirectResponseAction(status=404),
+                        ),
+                    ],
+                )
             ],
-        )]),
+        ),
         http_filters=[
-            HttpFilter(name=F_TRANSCODER, typed_config=PbAny.pack(GrpcJsonTranscoder(
-                proto_descriptor_bin=_auth_descriptor_set(descriptor), services=[AUTH_SERVICE],
-                print_options=GrpcJsonTranscoderPrintOptions(preserve_proto_field_names=True),
-                request_validation_options=GrpcJsonTranscoderRequestValidationOptions(reject_unknown_method=True),
-            ))),
+            HttpFilter(
+                name=F_TRANSCODER,
+                typed_config=PbAny.pack(
+                    GrpcJsonTranscoder(
+                        proto_descriptor_bin=_auth_descriptor_set(descriptor),
+                        services=[AUTH_SERVICE],
+                        print_options=GrpcJsonTranscoderPrintOptions(preserve_proto_field_names=True),
+                        request_validation_options=GrpcJsonTranscoderRequestValidationOptions(
+                            reject_unknown_method=True
+                        ),
+                    )
+                ),
+            ),
             HttpFilter(name=F_ROUTER, typed_config=PbAny.pack(Router())),
         ],
     )
     return Listener(
         name=JWKS_LISTENER,
         internal_listener=ListenerInternalListenerConfig(),
-        filter_chains=[FilterChain(filters=[Filter(name="envoy.filters.network.http_connection_manager",
-                                                   typed_config=PbAny.pack(hcm))])],
+        filter_chains=[
+            FilterChain(
+                filters=[
+                    Filter(name="envoy.filters.network.http_connection_manager", typed_config=PbAny.pack(hcm))
+                ]
+            )
+        ],
     )
 
 
@@ -600,9 +642,22 @@ def _internal_cluster(name: str, listener: str, connect_timeout: float) -> Clust
         name=name,
         type=ClusterDiscoveryType.STATIC,
         connect_timeout=_seconds(connect_timeout),
-        load_assignment=ClusterLoadAssignment(cluster_name=name, endpoints=[LocalityLbEndpoints(lb_endpoints=[
-            LbEndpoint(endpoint=Endpoint(address=Address(
-                envoy_internal_address=EnvoyInternalAddress(server_listener_name=listener))))])]),
+        load_assignment=ClusterLoadAssignment(
+            cluster_name=name,
+            endpoints=[
+                LocalityLbEndpoints(
+                    lb_endpoints=[
+                        LbEndpoint(
+                            endpoint=Endpoint(
+                                address=Address(
+                                    envoy_internal_address=EnvoyInternalAddress(server_listener_name=listener)
+                                )
+                            )
+                        )
+                    ]
+                )
+            ],
+        ),
     )
 
 
@@ -650,11 +705,13 @@ def build_config(
     admin_port = stack.port("envoy_admin") if admin_port is None else admin_port
     http_host, http_port = http_upstream or (host, stack.port("edge_http"))
     # where each transcoded service lives: MobileService in the edge process, BookingService itself
-    where = {MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
-             BOOKING_SERVICE: (host, stack.port("booking")),
-             AUTH_SERVICE: (host, stack.port("auth")),
-             CLINIC_ADMIN_SERVICE: (host, stack.port("booking")),
-             CLINIC_STAFF_SERVICE: (host, stack.port("auth"))}
+    where = {
+        MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
+        BOOKING_SERVICE: (host, stack.port("booking")),
+        AUTH_SERVICE: (host, stack.port("auth")),
+        CLINIC_ADMIN_SERVICE: (host, stack.port("booking")),
+        CLINIC_STAFF_SERVICE: (host, stack.port("auth")),
+    }
     where.update(upstreams or {})
     clusters = {svc: CLUSTER_GRPC if svc == MOBILE_SERVICE else f"grpc_{svc}" for svc in services}
 
@@ -684,8 +741,11 @@ def build_config(
             typed_config=PbAny.pack(
                 Lua(
                     default_source_code=DataSource(
-                        inline_string=lua_source(created=created_patterns(rpc_routes), domain=error_domain,
-                                                 protected=protected_patterns(rpc_routes))
+                        inline_string=lua_source(
+                            created=created_patterns(rpc_routes),
+                            domain=error_domain,
+                            protected=protected_patterns(rpc_routes),
+                        )
                     ),
                     clear_route_cache=False,
                 )
@@ -710,9 +770,20 @@ def build_config(
                         local_rate_limit_per_downstream_connection=False,
                         # per client: an empty descriptor value is a wildcard, one bucket per value
                         rate_limits=[
-                            RouteRateLimit(actions=[RateLimitAction(remote_address=RateLimitActionRemoteAddress())]),
-                            RouteRateLimit(actions=[RateLimitAction(request_headers=RateLimitActionRequestHeaders(
-                                header_name="authorization", descriptor_key="bearer", skip_if_absent=True))]),
+                            RouteRateLimit(
+                                actions=[RateLimitAction(remote_address=RateLimitActionRemoteAddress())]
+                            ),
+                            RouteRateLimit(
+                                actions=[
+                                    RateLimitAction(
+                                        request_headers=RateLimitActionRequestHeaders(
+                                            header_name="authorization",
+                                            descriptor_key="bearer",
+                                            skip_if_absent=True,
+                                        )
+                                    )
+                                ]
+                            ),
                         ],
                         descriptors=[
                             LocalRateLimitDescriptor(
@@ -720,14 +791,16 @@ def build_config(
                                 token_bucket=TokenBucket(
                                     max_tokens=rate_limit.per_client_burst,
                                     tokens_per_fill=rate_limit.per_client_tokens_per_fill,
-                                    fill_interval=_seconds(rate_limit.fill_seconds)),
+                                    fill_interval=_seconds(rate_limit.fill_seconds),
+                                ),
                             ),
                             LocalRateLimitDescriptor(
                                 entries=[RateLimitDescriptorEntry(key="bearer", value="")],
                                 token_bucket=TokenBucket(
                                     max_tokens=rate_limit.per_token_burst,
                                     tokens_per_fill=rate_limit.per_token_tokens_per_fill,
-                                    fill_interval=_seconds(rate_limit.fill_seconds)),
+                                    fill_interval=_seconds(rate_limit.fill_seconds),
+                                ),
                             ),
                         ],
                         max_dynamic_descriptors=rate_limit.max_clients,
@@ -784,15 +857,25 @@ def build_config(
     if tracing is not None:
         hcm.tracing = _tracing(tracing)
         # sample by the tracing config, not by a nibble of x-request-id, and never rewrite the client's id
-        hcm.request_id_extension = RequestIdExtension(typed_config=PbAny.pack(
-            UuidRequestIdConfig(pack_trace_reason=False, use_request_id_for_trace_sampling=False)))
+        hcm.request_id_extension = RequestIdExtension(
+            typed_config=PbAny.pack(
+                UuidRequestIdConfig(pack_trace_reason=False, use_request_id_for_trace_sampling=False)
+            )
+        )
 
     listeners = [
         Listener(
             name="edge",
             address=_socket(listen_host, listen_port),
-            filter_chains=[FilterChain(filters=[Filter(name="envoy.filters.network.http_connection_manager",
-                                                       typed_config=PbAny.pack(hcm))])],
+            filter_chains=[
+                FilterChain(
+                    filters=[
+                        Filter(
+                            name="envoy.filters.network.http_connection_manager", typed_config=PbAny.pack(hcm)
+                        )
+                    ]
+                )
+            ],
         )
     ]
     if jwt_on:
@@ -800,8 +883,13 @@ def build_config(
 
     bootstrap = Bootstrap(
         admin=Admin(address=_socket(host, admin_port)),
-        bootstrap_extensions=[TypedExtensionConfig(
-            name="envoy.bootstrap.internal_listener", typed_config=PbAny.pack(InternalListener()))] if jwt_on else [],
+        bootstrap_extensions=[
+            TypedExtensionConfig(
+                name="envoy.bootstrap.internal_listener", typed_config=PbAny.pack(InternalListener())
+            )
+        ]
+        if jwt_on
+        else [],
         # a cap on downstream connections (an edge without one is open to connection floods)
         overload_manager=OverloadManager(
             resource_monitors=[
@@ -818,8 +906,11 @@ def build_config(
             clusters=[
                 *(_cluster(clusters[svc], *where[svc], http2=True, connect_timeout=1.0) for svc in services),
                 _cluster(CLUSTER_HTTP, http_host, http_port, http2=False, connect_timeout=1.0),
-                *([_cluster(CLUSTER_OTLP, tracing.host, tracing.port, http2=False, connect_timeout=1.0)]
-                  if tracing is not None else []),
+                *(
+                    [_cluster(CLUSTER_OTLP, tracing.host, tracing.port, http2=False, connect_timeout=1.0)]
+                    if tracing is not None
+                    else []
+                ),
                 *([_internal_cluster(CLUSTER_JWKS, JWKS_LISTENER, connect_timeout=1.0)] if jwt_on else []),
             ],
         ),
@@ -848,5 +939,16 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
     return path
 
 
-__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "JwtAuth", "RateLimit", "Tracing", "build_config", "tracing_from_env",
-           "write_config"]
+__all__ = [
+    "AUTH_SERVICE",
+    "BOOKING_SERVICE",
+    "CLINIC_ADMIN_SERVICE",
+    "CLINIC_STAFF_SERVICE",
+    "MOBILE_SERVICE",
+    "JwtAuth",
+    "RateLimit",
+    "Tracing",
+    "build_config",
+    "tracing_from_env",
+    "write_config",
+]

@@ -115,8 +115,16 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
     )
 
     booking, auth = _addr("BOOKING_ADDR"), _addr("AUTH_ADDR")
-    upstreams = {svc: addr for svc, addr in ((BOOKING_SERVICE, booking), (CLINIC_ADMIN_SERVICE, booking),
-                                             (AUTH_SERVICE, auth), (CLINIC_STAFF_SERVICE, auth)) if addr}
+    upstreams = {
+        svc: addr
+        for svc, addr in (
+            (BOOKING_SERVICE, booking),
+            (CLINIC_ADMIN_SERVICE, booking),
+            (AUTH_SERVICE, auth),
+            (CLINIC_STAFF_SERVICE, auth),
+        )
+        if addr
+    }
 
     return build_config(
         stack,
@@ -129,15 +137,21 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         webhook_timeout=settings.webhook_timeout,
         max_request_bytes=settings.max_request_bytes,
         rate_limit=RateLimit(
-            burst=settings.rate_limit_burst, tokens_per_fill=settings.rate_limit_per_second,
+            burst=settings.rate_limit_burst,
+            tokens_per_fill=settings.rate_limit_per_second,
             per_client_burst=settings.rate_limit_per_client_burst,
             per_client_tokens_per_fill=settings.rate_limit_per_client_per_second,
             per_token_burst=settings.rate_limit_per_token_burst,
-            per_token_tokens_per_fill=settings.rate_limit_per_token_per_second),
+            per_token_tokens_per_fill=settings.rate_limit_per_token_per_second,
+        ),
         tracing=tracing_from_env(os.environ),  # Envoy's own spans when an OTLP collector is configured
-        jwt=JwtAuth(issuer=os.environ.get("AUTH_ISSUER") or JwtAuth.issuer,
-                    audience=os.environ.get("AUTH_AUDIENCE") or JwtAuth.audience,
-                    cache_seconds=settings.jwks_cache_seconds) if settings.jwt else None,
+        jwt=JwtAuth(
+            issuer=os.environ.get("AUTH_ISSUER") or JwtAuth.issuer,
+            audience=os.environ.get("AUTH_AUDIENCE") or JwtAuth.audience,
+            cache_seconds=settings.jwks_cache_seconds,
+        )
+        if settings.jwt
+        else None,
     )
 
 
@@ -159,8 +173,13 @@ def argv(stack: StackSettings, settings: EnvoySettings, path: Path) -> list[str]
 
 def main(args: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m edge.gateway", description=__doc__.split("\n")[0])
-    parser.add_argument("command", nargs="?", choices=("run", "render", "validate"), default="run",
-                        help="run Envoy (default), render its config, or validate it with Envoy")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("run", "render", "validate"),
+        default="run",
+        help="run Envoy (default), render its config, or validate it with Envoy",
+    )
     parser.add_argument("--out", type=Path, help="render: write the config here instead of stdout")
     parser.add_argument("--print", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--validate", action="store_true", help=argparse.SUPPRESS)

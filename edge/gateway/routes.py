@@ -28,8 +28,13 @@ AUTH_SERVICE = "petpro.auth.v1.AuthService"
 # Clinic operations go straight to the services that own them; each authenticates its callers.
 CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"  # in booking_svc
 CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"  # in auth_svc
-TRANSCODED_SERVICES: tuple[str, ...] = (MOBILE_SERVICE, BOOKING_SERVICE, AUTH_SERVICE, CLINIC_ADMIN_SERVICE,
-                                        CLINIC_STAFF_SERVICE)
+TRANSCODED_SERVICES: tuple[str, ...] = (
+    MOBILE_SERVICE,
+    BOOKING_SERVICE,
+    AUTH_SERVICE,
+    CLINIC_ADMIN_SERVICE,
+    CLINIC_STAFF_SERVICE,
+)
 
 _VAR = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 
@@ -99,8 +104,11 @@ def route_table(
                         continue
                     path = r.custom.path if kind == "custom" else getattr(r, kind)
                     verb = r.custom.kind if kind == "custom" else kind
-                    out.append(RestRoute(full, m.name, verb.upper(), path, policy.public, policy.idempotent,
-                                         policy.creates))
+                    out.append(
+                        RestRoute(
+                            full, m.name, verb.upper(), path, policy.public, policy.idempotent, policy.creates
+                        )
+                    )
     missing = set(wanted) - found
     if missing:
         raise ValueError(f"services not in the descriptor set: {', '.join(sorted(missing))}")
@@ -123,5 +131,16 @@ def protected_regexes(routes: Sequence[RestRoute]) -> list[tuple[str, str]]:
     return sorted({(r.http_method, r.path_regex()) for r in routes if not r.public})
 
 
-__all__ = ["AUTH_SERVICE", "BOOKING_SERVICE", "CLINIC_ADMIN_SERVICE", "CLINIC_STAFF_SERVICE", "MOBILE_SERVICE", "TRANSCODED_SERVICES", "RestRoute", "created_patterns",
-           "protected_patterns", "protected_regexes", "route_table"]
+__all__ = [
+    "AUTH_SERVICE",
+    "BOOKING_SERVICE",
+    "CLINIC_ADMIN_SERVICE",
+    "CLINIC_STAFF_SERVICE",
+    "MOBILE_SERVICE",
+    "TRANSCODED_SERVICES",
+    "RestRoute",
+    "created_patterns",
+    "protected_patterns",
+    "protected_regexes",
+    "route_table",
+]

@@ -77,7 +77,9 @@ def stripe_webhook(handle: HandleWebhook) -> Callable[[Request], Awaitable[Respo
         signature = request.headers.get("stripe-signature", "")
         if not signature:
             WEBHOOKS.labels(Outcome.REJECTED).inc()
-            return problem(400, "MISSING_SIGNATURE", "the Stripe-Signature header is required", request=request)
+            return problem(
+                400, "MISSING_SIGNATURE", "the Stripe-Signature header is required", request=request
+            )
         if not payload:
             WEBHOOKS.labels(Outcome.REJECTED).inc()
             return problem(400, "EMPTY_BODY", "the request body is empty", request=request)
@@ -89,7 +91,9 @@ def stripe_webhook(handle: HandleWebhook) -> Callable[[Request], Awaitable[Respo
             return rpc_problem(request, result.error, 400)
         if result.outcome is Outcome.RETRY:
             assert result.error is not None
-            if result.error.kind is Kind.INTERNAL:  # a server fault, not an outage (the sender retries a 500 too)
+            if (
+                result.error.kind is Kind.INTERNAL
+            ):  # a server fault, not an outage (the sender retries a 500 too)
                 return rpc_problem(request, result.error, 500)
             return rpc_problem(request, result.error, 503, _RETRY_DETAIL[result.step])
         event = result.event
@@ -145,8 +149,9 @@ class RequestContext:
 def create_app(deps: HttpDeps) -> Starlette:
     """The edge HTTP app.  The OpenAPI document is a build output (``gen/petpro_api/openapi.json``, make gen)."""
     document = outputs.load_openapi()
-    webhook = deps.webhook or HandleWebhook(GrpcPayments(deps.payment, deps.rpc_timeout),
-                                            GrpcBookings(deps.booking, deps.rpc_timeout))
+    webhook = deps.webhook or HandleWebhook(
+        GrpcPayments(deps.payment, deps.rpc_timeout), GrpcBookings(deps.booking, deps.rpc_timeout)
+    )
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(document)
@@ -158,8 +163,9 @@ def create_app(deps: HttpDeps) -> Starlette:
         return problem(exc.status_code, reason, str(exc.detail), request=request, headers=exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error", exc_info=exc,
-                      extra={"fields": {"request_id": telemetry.request_id_var.get()}})
+        log.exception(
+            "unhandled error", exc_info=exc, extra={"fields": {"request_id": telemetry.request_id_var.get()}}
+        )
         return problem(
             500, "INTERNAL", f"internal error (request id {telemetry.request_id_var.get()})", request=request
         )

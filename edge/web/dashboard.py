@@ -87,13 +87,23 @@ EVENT_NAMES = {
     clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_NO_SHOW: "booking.no_show",
 }
 # the gRPC call ended without the caller being refused: subscribe again from the last cursor
-RESUBSCRIBE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                         grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL})
+RESUBSCRIBE = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    }
+)
 # token validation failures → HTTP status of the problem: a token AuthService cannot read or find is
 # a sign-in problem (401), not a bad request; any other failure takes the one status table
 # (edge.gateway.status: UNAVAILABLE 503, DEADLINE_EXCEEDED 504, INTERNAL 500, RESOURCE_EXHAUSTED 429)
 _TOKEN_HTTP = {
-    Kind.UNAUTHENTICATED: 401, Kind.PERMISSION_DENIED: 403, Kind.INVALID_ARGUMENT: 401, Kind.NOT_FOUND: 401,
+    Kind.UNAUTHENTICATED: 401,
+    Kind.PERMISSION_DENIED: 403,
+    Kind.INVALID_ARGUMENT: 401,
+    Kind.NOT_FOUND: 401,
 }
 
 SECURITY_HEADERS = {
@@ -116,10 +126,13 @@ FEED_EVENTS = Counter("edge_clinic_feed_events_total", "Clinic feed events sent 
 
 
 def sse_event(event: clinic_feed_pb2.ClinicEvent) -> ServerSentEvent:
-    data = json_format.MessageToDict(event, preserving_proto_field_name=True,
-                                     always_print_fields_with_no_presence=True)
+    data = json_format.MessageToDict(
+        event, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
     name = EVENT_NAMES.get(event.type, "clinic.event")
-    return ServerSentEvent(json.dumps(data, separators=(",", ":")), event=name, id=str(event.cursor), sep="\n")
+    return ServerSentEvent(
+        json.dumps(data, separators=(",", ":")), event=name, id=str(event.cursor), sep="\n"
+    )
 
 
 def sse_message(name: str, data: dict[str, Any]) -> ServerSentEvent:
@@ -150,7 +163,9 @@ def _iso(seconds: float) -> str:
 
 
 def _unauthenticated(request: Request, reason: str, detail: str) -> JSONResponse:
-    return problem(401, reason, detail, request=request, headers={"WWW-Authenticate": 'Bearer realm="petpro"'})
+    return problem(
+        401, reason, detail, request=request, headers={"WWW-Authenticate": 'Bearer realm="petpro"'}
+    )
 
 
 class Dashboard:
@@ -198,10 +213,15 @@ class Dashboard:
         except UpstreamError as err:
             status = _TOKEN_HTTP.get(err.kind) or http_status(err.kind.name)
             if status == 401:
-                return _unauthenticated(request, err.reason if err.kind == Kind.UNAUTHENTICATED else "TOKEN_INVALID",
-                                        err.message or "the token is not valid")
+                return _unauthenticated(
+                    request,
+                    err.reason if err.kind == Kind.UNAUTHENTICATED else "TOKEN_INVALID",
+                    err.message or "the token is not valid",
+                )
             if err.kind in (Kind.UNAVAILABLE, Kind.DEADLINE_EXCEEDED):
-                return problem(status, err.reason, "the sign-in service is not available; retry", request=request)
+                return problem(
+                    status, err.reason, "the sign-in service is not available; retry", request=request
+                )
             return problem(status, err.reason, err.message, request=request)  # INTERNAL: the generic text
 
     async def me(self, request: Request) -> Response:
@@ -215,12 +235,17 @@ class Dashboard:
             found = await asyncio.gather(*(self._clinic(cid) for cid in sorted(principal.clinic_ids)))
         except grpc.aio.AioRpcError as exc:
             err = from_rpc_error(exc)
-            log.warning("clinic lookup failed", extra={"fields": {"code": exc.code().name, "reason": err.reason}})
+            log.warning(
+                "clinic lookup failed", extra={"fields": {"code": exc.code().name, "reason": err.reason}}
+            )
             if err.kind is Kind.INTERNAL:
                 return problem(500, "INTERNAL", err.message, request=request)
-            return problem(503, "UPSTREAM_UNAVAILABLE", "the clinic directory is not available; retry",
-                           request=request)
-        clinics = sorted((c for c in found if c is not None), key=lambda c: (c["name"].lower(), c["clinic_id"]))
+            return problem(
+                503, "UPSTREAM_UNAVAILABLE", "the clinic directory is not available; retry", request=request
+            )
+        clinics = sorted(
+            (c for c in found if c is not None), key=lambda c: (c["name"].lower(), c["clinic_id"])
+        )
         body = {
             "user_id": principal.user_id,
             "email": principal.email,
@@ -231,8 +256,13 @@ class Dashboard:
         }
         response = JSONResponse(body, headers={"Cache-Control": "no-store"})
         response.set_cookie(
-            FEED_COOKIE, token, max_age=max(1, int(principal.expires_at - time.time())), path=FEED_PATH,
-            httponly=True, samesite="strict", secure=_https(request),
+            FEED_COOKIE,
+            token,
+            max_age=max(1, int(principal.expires_at - time.time())),
+            path=FEED_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=_https(request),
         )
         return response
 
@@ -259,40 +289,64 @@ class Dashboard:
         if self.deps.auth is not None:
             for token in dict.fromkeys(tokens):  # revoking is idempotent and needs only the token
                 try:
-                    await self.deps.auth.RevokeToken(auth_pb2.RevokeTokenRequest(token=token[:8192]),
-                                                     timeout=self.deps.rpc_timeout)
+                    await self.deps.auth.RevokeToken(
+                        auth_pb2.RevokeTokenRequest(token=token[:8192]), timeout=self.deps.rpc_timeout
+                    )
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                         continue
                     log.warning("token not revoked", extra={"fields": {"code": exc.code().name}})
-                    response = problem(503, "UPSTREAM_UNAVAILABLE", "signed out here, but the session could "
-                                       "not be revoked; retry", request=request)
+                    response = problem(
+                        503,
+                        "UPSTREAM_UNAVAILABLE",
+                        "signed out here, but the session could not be revoked; retry",
+                        request=request,
+                    )
                     break
-        response.delete_cookie(FEED_COOKIE, path=FEED_PATH, httponly=True, samesite="strict",
-                               secure=_https(request))
+        response.delete_cookie(
+            FEED_COOKIE, path=FEED_PATH, httponly=True, samesite="strict", secure=_https(request)
+        )
         return response
 
     async def feed(self, request: Request) -> Response:
         if self.deps.closing.is_set():
-            return problem(503, "SHUTTING_DOWN", "the edge is restarting; reconnect", request=request,
-                           headers={"Retry-After": "2"})
+            return problem(
+                503,
+                "SHUTTING_DOWN",
+                "the edge is restarting; reconnect",
+                request=request,
+                headers={"Retry-After": "2"},
+            )
         clinic_id = request.query_params.get("clinic_id", "")
         try:
             clinic_id = str(uuid.UUID(clinic_id))
         except ValueError:
-            return problem(400, "INVALID_ARGUMENT", "clinic_id: must be a UUID", request=request,
-                           violations=[{"field": "clinic_id", "description": "must be a UUID",
-                                        "reason": "string.uuid"}])
-        source, raw = (("Last-Event-ID", request.headers["last-event-id"]) if request.headers.get("last-event-id")
-                       else ("after_cursor", request.query_params.get("after_cursor") or "0"))
+            return problem(
+                400,
+                "INVALID_ARGUMENT",
+                "clinic_id: must be a UUID",
+                request=request,
+                violations=[{"field": "clinic_id", "description": "must be a UUID", "reason": "string.uuid"}],
+            )
+        source, raw = (
+            ("Last-Event-ID", request.headers["last-event-id"])
+            if request.headers.get("last-event-id")
+            else ("after_cursor", request.query_params.get("after_cursor") or "0")
+        )
         try:
             after = int(raw)
             if after < 0:
                 raise ValueError(raw)
         except ValueError:
-            return problem(400, "INVALID_ARGUMENT", f"{source}: must be a cursor (an integer >= 0)",
-                           request=request, violations=[{"field": source, "description": "must be an integer >= 0",
-                                                         "reason": "int64.gte"}])
+            return problem(
+                400,
+                "INVALID_ARGUMENT",
+                f"{source}: must be a cursor (an integer >= 0)",
+                request=request,
+                violations=[
+                    {"field": source, "description": "must be an integer >= 0", "reason": "int64.gte"}
+                ],
+            )
         token = _bearer(request) or request.cookies.get(FEED_COOKIE, "")
         principal = await self._principal(request, token)
         if isinstance(principal, Response):
@@ -302,18 +356,23 @@ class Dashboard:
             return problem(404, "CLINIC_NOT_FOUND", "clinic not found", request=request)
         if self.deps.clinic_feed is None:
             return problem(503, "NOT_CONFIGURED", "the edge has no clinic feed connection", request=request)
-        log.info("clinic feed opened", extra={"fields": {"clinic_id": clinic_id, "after": after,
-                                                         "user_id": principal.user_id}})
+        log.info(
+            "clinic feed opened",
+            extra={"fields": {"clinic_id": clinic_id, "after": after, "user_id": principal.user_id}},
+        )
         # sse-starlette: the stream ends (and the bridge's finally cancels the gRPC call) as soon as the
         # browser goes away; a keep-alive comment every feed_heartbeat_seconds while nothing happens
         return EventSourceResponse(
-            self._bridge(token, principal, clinic_id, after), sep="\n",
-            ping=self.deps.feed_heartbeat_seconds, ping_message_factory=_keep_alive,
+            self._bridge(token, principal, clinic_id, after),
+            sep="\n",
+            ping=self.deps.feed_heartbeat_seconds,
+            ping_message_factory=_keep_alive,
             headers={"Cache-Control": "no-cache, no-store"},
         )
 
-    async def _bridge(self, token: str, principal: Principal, clinic_id: str,
-                      after: int) -> AsyncIterator[ServerSentEvent]:
+    async def _bridge(
+        self, token: str, principal: Principal, clinic_id: str, after: int
+    ) -> AsyncIterator[ServerSentEvent]:
         """ClinicFeed.Subscribe → SSE chunks, until the client leaves, the token expires, the caller is
         refused, or the edge shuts down.  Re-subscribes from the last cursor when a call ends."""
         deps = self.deps
@@ -341,8 +400,9 @@ class Dashboard:
                             return  # the token expired
                         if failures:  # after a failure: live again once the new call holds a moment
                             wait = min(wait, LIVE_AFTER_SECONDS)
-                        done, _ = await asyncio.wait({read, closing}, timeout=wait,
-                                                     return_when=asyncio.FIRST_COMPLETED)
+                        done, _ = await asyncio.wait(
+                            {read, closing}, timeout=wait, return_when=asyncio.FIRST_COMPLETED
+                        )
                         if closing in done:
                             return
                         if read not in done:  # quiet (the response's pings keep the connection alive)
@@ -363,7 +423,9 @@ class Dashboard:
                     code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else grpc.StatusCode.OK
                     if isinstance(exc, grpc.aio.AioRpcError) and code not in RESUBSCRIBE:
                         err = from_rpc_error(exc)
-                        log.info("clinic feed refused", extra={"fields": {"code": code.name, "reason": err.reason}})
+                        log.info(
+                            "clinic feed refused", extra={"fields": {"code": code.name, "reason": err.reason}}
+                        )
                         status = http_status(code)
                         yield sse_message("feed.closed", {"status": status, "reason": err.reason})
                         return
@@ -371,7 +433,9 @@ class Dashboard:
                         continue  # the call's deadline: a routine re-subscribe, nothing to tell
                     failures += 1
                     if failures == 1:
-                        log.warning("clinic feed interrupted; re-subscribing", extra={"fields": {"code": code.name}})
+                        log.warning(
+                            "clinic feed interrupted; re-subscribing", extra={"fields": {"code": code.name}}
+                        )
                         yield sse_message("feed.status", {"state": "reconnecting"})
                     done, _ = await asyncio.wait({closing}, timeout=min(0.25 * 2 ** (failures - 1), 5.0))
                     if done:

@@ -97,8 +97,15 @@ class Docs:
         if name not in self.cache:
             path = self.dir / name
             if not path.is_file():
-                return problem(503, "DOCS_NOT_INSTALLED", f"{PACKAGE} is not installed (run make setup / npm ci)",
-                               request=request)
+                return problem(
+                    503,
+                    "DOCS_NOT_INSTALLED",
+                    f"{PACKAGE} is not installed (run make setup / npm ci)",
+                    request=request,
+                )
             self.cache[name] = path.read_bytes()
-        return Response(self.cache[name], media_type=ASSETS[name],
-                        headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"})
+        return Response(
+            self.cache[name],
+            media_type=ASSETS[name],
+            headers={**SECURITY_HEADERS, "Cache-Control": "public, max-age=86400"},
+        )

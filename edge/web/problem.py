@@ -50,5 +50,7 @@ def rpc_problem(request: Request, err: UpstreamError, status: int, detail: str |
         detail or err.message or err.kind.name,
         request=request,
         domain=err.domain,
-        violations=[{"field": v.field, "description": v.description, "reason": v.reason} for v in err.violations],
+        violations=[
+            {"field": v.field, "description": v.description, "reason": v.reason} for v in err.violations
+        ],
     )

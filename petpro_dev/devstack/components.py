@@ -85,10 +85,21 @@ def _smtp_launch(ctx: Context) -> Launch:
 
 def _stripe_launch(ctx: Context) -> Launch:
     h = ctx.settings.host
-    return Launch([
-        sys.executable, "-m", "petpro_dev.stripe_sandbox", "--host", h, "--port", str(ctx.port("stripe")),
-        "--home", str(ctx.home), "--webhook-url", f"http://{h}:{ctx.port('envoy')}/webhooks/stripe",
-    ])
+    return Launch(
+        [
+            sys.executable,
+            "-m",
+            "petpro_dev.stripe_sandbox",
+            "--host",
+            h,
+            "--port",
+            str(ctx.port("stripe")),
+            "--home",
+            str(ctx.home),
+            "--webhook-url",
+            f"http://{h}:{ctx.port('envoy')}/webhooks/stripe",
+        ]
+    )
 
 
 def infra() -> list[Component]:
@@ -98,8 +109,12 @@ def infra() -> list[Component]:
         Component(name="redis", launch=_redis_launch, ready=checks.redis, url_key="redis_url"),
         kafka.component(),
         Component(name="smtp", launch=_smtp_launch, ready=checks.smtp, url_key="smtp_url"),
-        Component(name="stripe", launch=_stripe_launch, ready=checks.http_ok("/_sandbox/health"),
-                  url_key="stripe_api_base"),
+        Component(
+            name="stripe",
+            launch=_stripe_launch,
+            ready=checks.http_ok("/_sandbox/health"),
+            url_key="stripe_api_base",
+        ),
     ]
 
 

@@ -52,8 +52,11 @@ class Metrics:
 
     async def total(self, name: str) -> float:
         """The sum of a metric's series (0 when it has none)."""
-        return sum(float(line.rsplit(" ", 1)[1]) for line in (await self.text()).splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in (await self.text()).splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")
+        )
 
     async def has_series(self, name: str) -> bool:
         text = await self.text()
@@ -80,8 +83,15 @@ class ExtraReplica:
     ``env_prefix``: the service's settings prefix (``NOTIF_``: ``NOTIF_GRPC_PORT``, ``NOTIF_METRICS_PORT``),
     by default the component's name in capitals.  ``name``: its log's and its report's name."""
 
-    def __init__(self, stack: Stack, component: str = "notif", *, name: str | None = None,
-                 env_prefix: str | None = None, stop_grace: float | None = None) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        component: str = "notif",
+        *,
+        name: str | None = None,
+        env_prefix: str | None = None,
+        stop_grace: float | None = None,
+    ) -> None:
         comp = stack.component(component)
         self.name = name or f"{component}-replica"
         self.host = stack.ctx.settings.host
@@ -89,12 +99,18 @@ class ExtraReplica:
         self.stop_grace = comp.stop_grace if stop_grace is None else stop_grace
         prefix = env_prefix if env_prefix is not None else f"{component.upper()}_"
         launch = comp.launch(stack.ctx)
-        env = stack.ctx.child_env({**launch.env, f"{prefix}GRPC_PORT": str(self.grpc_port),
-                                   f"{prefix}METRICS_PORT": str(self.metrics_port)})
+        env = stack.ctx.child_env(
+            {
+                **launch.env,
+                f"{prefix}GRPC_PORT": str(self.grpc_port),
+                f"{prefix}METRICS_PORT": str(self.metrics_port),
+            }
+        )
         self.log: Path = stack.ctx.log_path(self.name)
         self.metrics = Metrics(f"http://{self.host}:{self.metrics_port}/metrics")
-        self.proc: subprocess.Popen[bytes] = process.spawn(launch.argv, env=env, log_path=self.log,
-                                                           user=launch.user)
+        self.proc: subprocess.Popen[bytes] = process.spawn(
+            launch.argv, env=env, log_path=self.log, user=launch.user
+        )
 
     @property
     def pid(self) -> int:
@@ -105,8 +121,10 @@ class ExtraReplica:
 
     def _alive(self) -> None:
         if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited ({self.proc.returncode}):\n"
-                                 + "\n".join(process.tail(self.log, 60, last_run=True)))
+            raise AssertionError(
+                f"{self.name} exited ({self.proc.returncode}):\n"
+                + "\n".join(process.tail(self.log, 60, last_run=True))
+            )
 
     async def ready(self) -> bool:
         """Its gRPC health says SERVING (an exit is an error, with the log's tail)."""
@@ -144,6 +162,7 @@ class ExtraReplica:
     def __enter__(self) -> ExtraReplica:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -226,7 +226,9 @@ class Stack:
             pid_path.unlink(missing_ok=True)
 
         port = comp.port_of(ctx)
-        if process.port_in_use(ctx.settings.host, port) and not process.wait_port_free(ctx.settings.host, port):
+        if process.port_in_use(ctx.settings.host, port) and not process.wait_port_free(
+            ctx.settings.host, port
+        ):
             raise PreflightError(
                 f"port {port} is already in use by another process "
                 f"(choose another PETPRO_PORT_BASE, or set PETPRO_{comp.name.upper()}_PORT)"

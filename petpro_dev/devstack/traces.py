@@ -58,13 +58,20 @@ def parse_line(line: str) -> list[SpanRecord]:
         for ss in rs.get("scopeSpans", ()):
             for s in ss.get("spans", ()):
                 code = (s.get("status") or {}).get("code", 0)
-                out.append(SpanRecord(
-                    service=service, trace_id=s["traceId"], span_id=s["spanId"], parent_id=s.get("parentSpanId", ""),
-                    name=s.get("name", ""), kind=KINDS.get(int(s.get("kind", 0)), ""),
-                    start_ns=int(s.get("startTimeUnixNano", 0)), end_ns=int(s.get("endTimeUnixNano", 0)),
-                    attributes=_attrs(s.get("attributes")),
-                    status={1: "ok", 2: "error"}.get(code if isinstance(code, int) else 0, ""),
-                ))
+                out.append(
+                    SpanRecord(
+                        service=service,
+                        trace_id=s["traceId"],
+                        span_id=s["spanId"],
+                        parent_id=s.get("parentSpanId", ""),
+                        name=s.get("name", ""),
+                        kind=KINDS.get(int(s.get("kind", 0)), ""),
+                        start_ns=int(s.get("startTimeUnixNano", 0)),
+                        end_ns=int(s.get("endTimeUnixNano", 0)),
+                        attributes=_attrs(s.get("attributes")),
+                        status={1: "ok", 2: "error"}.get(code if isinstance(code, int) else 0, ""),
+                    )
+                )
     return out
 
 
@@ -113,8 +120,10 @@ def render_tree(spans: list[SpanRecord]) -> str:
 
     def walk(s: SpanRecord, depth: int) -> None:
         flag = " !" if s.status == "error" else ""
-        lines.append(f"{(s.start_ns - start) / 1e6:9.1f} ms {s.ms:9.1f} ms  {'  ' * depth}"
-                     f"{s.service} {s.kind} {s.name}{flag}".rstrip())
+        lines.append(
+            f"{(s.start_ns - start) / 1e6:9.1f} ms {s.ms:9.1f} ms  {'  ' * depth}"
+            f"{s.service} {s.kind} {s.name}{flag}".rstrip()
+        )
         for c in sorted(children.get(s.span_id, ()), key=lambda c: c.start_ns):
             walk(c, depth + 1)
 
@@ -136,9 +145,18 @@ def summary_rows(traces: dict[str, list[SpanRecord]], limit: int = 20) -> list[t
         last = max(s.end_ns for s in spans)
         root = top[0] if top else spans[0]
         services = sorted({s.service for s in spans})
-        rows.append((first, (trace_id,
-                             datetime.datetime.fromtimestamp(first / 1e9).strftime("%H:%M:%S.%f")[:-3],
-                             f"{root.service}: {root.name}", ",".join(services), str(len(spans)),
-                             f"{(last - first) / 1e6:.1f} ms")))
+        rows.append(
+            (
+                first,
+                (
+                    trace_id,
+                    datetime.datetime.fromtimestamp(first / 1e9).strftime("%H:%M:%S.%f")[:-3],
+                    f"{root.service}: {root.name}",
+                    ",".join(services),
+                    str(len(spans)),
+                    f"{(last - first) / 1e6:.1f} ms",
+                ),
+            )
+        )
     rows.sort(key=lambda r: r[0], reverse=True)
     return [r for _, r in rows[:limit]]

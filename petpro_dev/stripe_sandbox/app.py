@@ -85,8 +85,12 @@ class Runtime:
 
     def _fail_now(self, refund_id: str) -> None:
         try:
-            self.engine.settle_refund(refund_id, "failed", RequestContext(new_id("req_", 14), None),
-                                      failure_reason=self.engine.refund_async_failure_reason)
+            self.engine.settle_refund(
+                refund_id,
+                "failed",
+                RequestContext(new_id("req_", 14), None),
+                failure_reason=self.engine.refund_async_failure_reason,
+            )
         except StripeError as exc:  # settled by hand in between
             log.info("doomed refund %s not failed: %s", refund_id, exc.message)
 
@@ -445,8 +449,10 @@ async def sandbox_webhooks(request: Request) -> Response:
     rt = runtime_of(request)
     session_id = _id(request)
     if rt.store.get(session_id, "checkout.session") is None:
-        return JSONResponse(StripeError(404, f"No such checkout.session: '{session_id}'",
-                                        code="resource_missing").body(), status_code=404)
+        return JSONResponse(
+            StripeError(404, f"No such checkout.session: '{session_id}'", code="resource_missing").body(),
+            status_code=404,
+        )
     try:
         enabled = (await request.json())["enabled"]
         if not isinstance(enabled, bool):
@@ -501,13 +507,22 @@ async def sandbox_refund_failures(request: Request) -> Response:
     body = await request.json()
     count = body.get("count") if isinstance(body, dict) else None
     if not isinstance(count, int) or count < 0:
-        return JSONResponse(StripeError(400, "`count` must be a non-negative integer.").body(), status_code=400)
+        return JSONResponse(
+            StripeError(400, "`count` must be a non-negative integer.").body(), status_code=400
+        )
     rt.engine.refund_failures = count
     return JSONResponse({"refund_failures": count})
 
 
-REFUND_FAILURE_REASONS = ("lost_or_stolen_card", "expired_or_canceled_card", "charge_for_pending_refund_disputed",
-                          "insufficient_funds", "declined", "merchant_request", "unknown")
+REFUND_FAILURE_REASONS = (
+    "lost_or_stolen_card",
+    "expired_or_canceled_card",
+    "charge_for_pending_refund_disputed",
+    "insufficient_funds",
+    "declined",
+    "merchant_request",
+    "unknown",
+)
 
 
 async def sandbox_refund_async_failures(request: Request) -> Response:
@@ -520,12 +535,18 @@ async def sandbox_refund_async_failures(request: Request) -> Response:
     count, after = body.get("count"), body.get("after_seconds", 0.5)
     reason = body.get("failure_reason", "expired_or_canceled_card")
     if not isinstance(count, int) or count < 0:
-        return JSONResponse(StripeError(400, "`count` must be a non-negative integer.").body(), status_code=400)
+        return JSONResponse(
+            StripeError(400, "`count` must be a non-negative integer.").body(), status_code=400
+        )
     if not isinstance(after, int | float) or not 0 <= after <= 3600:
-        return JSONResponse(StripeError(400, "`after_seconds` must be within 0..3600.").body(), status_code=400)
+        return JSONResponse(
+            StripeError(400, "`after_seconds` must be within 0..3600.").body(), status_code=400
+        )
     if reason not in REFUND_FAILURE_REASONS:
-        return JSONResponse(StripeError(400, f"`failure_reason` must be one of {', '.join(REFUND_FAILURE_REASONS)}.")
-                            .body(), status_code=400)
+        return JSONResponse(
+            StripeError(400, f"`failure_reason` must be one of {', '.join(REFUND_FAILURE_REASONS)}.").body(),
+            status_code=400,
+        )
     rt.engine.refund_async_failures = count
     rt.engine.refund_async_failure_reason = reason
     rt.refund_failure_delay = float(after)
@@ -538,7 +559,9 @@ async def sandbox_refund_mode(request: Request) -> Response:
     body = await request.json()
     status = body.get("status") if isinstance(body, dict) else None
     if status not in ("succeeded", "pending"):
-        return JSONResponse(StripeError(400, "`status` must be succeeded or pending.").body(), status_code=400)
+        return JSONResponse(
+            StripeError(400, "`status` must be succeeded or pending.").body(), status_code=400
+        )
     rt.engine.refund_initial_status = status
     return JSONResponse({"refund_initial_status": status})
 
@@ -548,8 +571,9 @@ async def sandbox_refund_settle(request: Request) -> Response:
     rt = runtime_of(request)
     body = await request.json()
     try:
-        refund = rt.engine.settle_refund(_id(request), str((body or {}).get("status", "")),
-                                         RequestContext(new_id("req_", 14), None))
+        refund = rt.engine.settle_refund(
+            _id(request), str((body or {}).get("status", "")), RequestContext(new_id("req_", 14), None)
+        )
     except StripeError as exc:
         return JSONResponse(exc.body(), status_code=exc.status)
     return JSONResponse(refund)

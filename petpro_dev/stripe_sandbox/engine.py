@@ -943,8 +943,11 @@ class Sandbox:
         expand = p.strings("expand")
         if self.refund_failures > 0:
             self.refund_failures -= 1
-            raise StripeError(500, "An unknown error occurred while creating the refund (sandbox error mode).",
-                              type="api_error")
+            raise StripeError(
+                500,
+                "An unknown error occurred while creating the refund (sandbox error mode).",
+                type="api_error",
+            )
         doomed = False
         with self._unit():
             if pi_id is not None:
@@ -1040,13 +1043,17 @@ class Sandbox:
         return self.expand(self._get(refund_id, "refund", "refund"), expand or [])
 
     def list_refunds(self, p: Params) -> Obj:
-        p.check_known({"charge", "payment_intent", "limit", "starting_after", "ending_before", "expand", "created"})
+        p.check_known(
+            {"charge", "payment_intent", "limit", "starting_after", "ending_before", "expand", "created"}
+        )
         if p.has("created"):
             raise not_supported("created", "`created` filters")
         where = {k: v for k in ("charge", "payment_intent") if (v := p.text(k)) is not None}
         return self._list("refund", "/v1/refunds", p, where)
 
-    def settle_refund(self, refund_id: str, status: str, ctx: RequestContext, failure_reason: str | None = None) -> Obj:
+    def settle_refund(
+        self, refund_id: str, status: str, ctx: RequestContext, failure_reason: str | None = None
+    ) -> Obj:
         """A pending refund's outcome, as the card network reports it to Stripe: ``refund.updated``
         (and ``refund.failed`` with the amount returned to the charge, a ``failure_reason`` and a
         ``failure_balance_transaction`` reversing the refund's, when it failed)."""
@@ -1055,7 +1062,9 @@ class Sandbox:
         with self._unit():
             refund = self._get(refund_id, "refund", "refund")
             if refund["status"] not in ("pending", "requires_action"):
-                raise StripeError(400, f"Refund {refund_id} is already {refund['status']}.", code="refund_settled")
+                raise StripeError(
+                    400, f"Refund {refund_id} is already {refund['status']}.", code="refund_settled"
+                )
             refund = {**refund, "status": status}
             if status != "succeeded":
                 if status == "failed":

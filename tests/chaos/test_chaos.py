@@ -55,8 +55,11 @@ def chaos_stack(port_bases: PortBases) -> Iterator[Stack]:
 
     home = make_home("petpro-chaos-")
     os.environ.update(MESH_ENV)
-    stack = Stack(StackSettings(home=home, port_base=port_bases.allocate()), default_components(),
-                  backing=no_external_urls())
+    stack = Stack(
+        StackSettings(home=home, port_base=port_bases.allocate()),
+        default_components(),
+        backing=no_external_urls(),
+    )
     try:
         report = stack.up()
         assert not any(r.failed for r in report.results), report
@@ -87,8 +90,15 @@ class Load:
     handed_out: set[str] = dataclasses.field(default_factory=set)  # each slot goes to one client only
     rejected: list[str] = dataclasses.field(default_factory=list)  # what a 4xx said (none expected)
 
-    async def call(self, c: httpx.AsyncClient, method: str, url: str, ok: tuple[int, ...] = (200, 201),
-                   tries: int = 40, **kw: Any) -> httpx.Response | None:
+    async def call(
+        self,
+        c: httpx.AsyncClient,
+        method: str,
+        url: str,
+        ok: tuple[int, ...] = (200, 201),
+        tries: int = 40,
+        **kw: Any,
+    ) -> httpx.Response | None:
         """Retry like a mobile app: on 5xx and connection errors, same request (same key)."""
         for _ in range(tries):
             try:
@@ -113,7 +123,9 @@ class Load:
         day = dt.date.today() + dt.timedelta(days=2)
         while self.slots.qsize() < 50:
             if day.weekday() <= 3:
-                r = await self.call(c, "GET", f"/v1/services/{CHECKUP}/availability", params={"date": day.isoformat()})
+                r = await self.call(
+                    c, "GET", f"/v1/services/{CHECKUP}/availability", params={"date": day.isoformat()}
+                )
                 if r is not None and r.status_code == 200:
                     for s in r.json()["slots"]:
                         if s["free"] and s["start_time"] not in self.handed_out:
@@ -123,17 +135,27 @@ class Load:
 
     async def owner(self, c: httpx.AsyncClient) -> tuple[dict[str, str], str]:
         email = f"chaos-{uuid.uuid4().hex[:10]}@example.com"
-        await self.call(c, "POST", "/v1/auth/register", ok=(201, 409),
-                        json={"email": email, "password": "correct-horse", "name": "Chaos"})
+        await self.call(
+            c,
+            "POST",
+            "/v1/auth/register",
+            ok=(201, 409),
+            json={"email": email, "password": "correct-horse", "name": "Chaos"},
+        )
         r = await self.call(c, "POST", "/v1/auth/login", json={"email": email, "password": "correct-horse"})
         assert r is not None and r.status_code == 200, r and r.text
         auth = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        r = await self.call(c, "POST", "/v1/pets", json={"name": "Rex", "species": "SPECIES_DOG"}, headers=auth)
+        r = await self.call(
+            c, "POST", "/v1/pets", json={"name": "Rex", "species": "SPECIES_DOG"}, headers=auth
+        )
         assert r is not None and r.status_code == 201
         return auth, r.json()["pet"]["pet_id"]
 
     async def client(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base, timeout=15) as c, httpx.AsyncClient(timeout=15) as pay:
+        async with (
+            httpx.AsyncClient(base_url=self.base, timeout=15) as c,
+            httpx.AsyncClient(timeout=15) as pay,
+        ):
             auth, pet = await self.owner(c)
             while not self.stop.is_set():
                 if self.slots.empty():
@@ -141,15 +163,29 @@ class Load:
                 a = Attempt()
                 self.attempts.append(a)
                 key = uuid.uuid4().hex
-                r = await self.call(c, "POST", "/v1/bookings", headers={**auth, "Idempotency-Key": key},
-                                    json={"service_id": CHECKUP, "pet_id": pet, "slot": self.slots.get_nowait(),
-                                          "payment_method": "card"})
+                r = await self.call(
+                    c,
+                    "POST",
+                    "/v1/bookings",
+                    headers={**auth, "Idempotency-Key": key},
+                    json={
+                        "service_id": CHECKUP,
+                        "pet_id": pet,
+                        "slot": self.slots.get_nowait(),
+                        "payment_method": "card",
+                    },
+                )
                 if r is None or r.status_code != 201:
                     continue
                 held = r.json()
                 a.lock_id, a.session = held["lock_id"], held["payment_url"].rsplit("/", 1)[1]
-                r = await self.call(pay, "POST", held["payment_url"], data={"card_number": "4242424242424242"},
-                                    headers={"Accept": "application/json"})
+                r = await self.call(
+                    pay,
+                    "POST",
+                    held["payment_url"],
+                    data={"card_number": "4242424242424242"},
+                    headers={"Accept": "application/json"},
+                )
                 a.acknowledged = r is not None and r.status_code == 200
                 deadline = time.monotonic() + 60
                 while a.acknowledged and time.monotonic() < deadline:
@@ -169,7 +205,9 @@ class Load:
             if len(after) >= n:
                 return after[n - 1] - since
             await asyncio.sleep(0.1)
-        raise AssertionError(f"no progress within {timeout}s after a fault (errors so far: {dict(self.errors)})")
+        raise AssertionError(
+            f"no progress within {timeout}s after a fault (errors so far: {dict(self.errors)})"
+        )
 
 
 async def _sql(stack: Stack, query: str, *args: Any) -> list[tuple]:
@@ -208,8 +246,11 @@ async def test_the_mesh_keeps_its_promises_through_faults(chaos_stack: Stack):
     faults = []
     errors_before = collections.Counter[str]()
     try:
-        plan = [*(("SIGKILL", n) for n in KILLED), *(("restart", n) for n in RESTARTED),
-                *(("SIGSTOP", n) for n in PAUSED)]
+        plan = [
+            *(("SIGKILL", n) for n in KILLED),
+            *(("restart", n) for n in RESTARTED),
+            *(("SIGSTOP", n) for n in PAUSED),
+        ]
         for kind, name in plan:
             row = await _fault(stack, load, kind, name)
             row["errors"] = dict(load.errors - errors_before)
@@ -223,32 +264,45 @@ async def test_the_mesh_keeps_its_promises_through_faults(chaos_stack: Stack):
     # reconciliation: make every unsettled payment old enough, twice (a provider-found payment
     # becomes SUCCEEDED now, and needs the edge's grace period to run out too)
     for _ in range(2):
-        await _sql(stack, "UPDATE payment.payments SET created_at = now() - interval '3 hours',"
-                          " updated_at = now() - interval '3 hours', checked_at = NULL"
-                          " WHERE status IN ('PENDING', 'SUCCEEDED') AND settled_at IS NULL")
+        await _sql(
+            stack,
+            "UPDATE payment.payments SET created_at = now() - interval '3 hours',"
+            " updated_at = now() - interval '3 hours', checked_at = NULL"
+            " WHERE status IN ('PENDING', 'SUCCEEDED') AND settled_at IS NULL",
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            left = await _sql(stack, "SELECT count(*) FROM payment.payments WHERE status = 'SUCCEEDED'"
-                                     " AND settled_at IS NULL")
+            left = await _sql(
+                stack,
+                "SELECT count(*) FROM payment.payments WHERE status = 'SUCCEEDED' AND settled_at IS NULL",
+            )
             if left[0][0] == 0:
                 break
             await asyncio.sleep(0.5)
 
     acked = [a for a in load.attempts if a.acknowledged]
     bookings = dict(await _sql(stack, "SELECT lock_id::text, id::text FROM booking.bookings"))
-    refunded = {r[0] for r in await _sql(stack, "SELECT order_ref FROM payment.payments WHERE status = 'REFUNDED'")}
+    refunded = {
+        r[0] for r in await _sql(stack, "SELECT order_ref FROM payment.payments WHERE status = 'REFUNDED'")
+    }
     lost = [a for a in acked if a.lock_id not in bookings and a.lock_id not in refunded]
-    double = await _sql(stack, "SELECT service_id, start_time, count(*) FROM booking.bookings"
-                               " WHERE state = 'CONFIRMED' GROUP BY 1, 2 HAVING count(*) > 1")
-    unsettled = await _sql(stack, "SELECT count(*) FROM payment.payments WHERE status = 'SUCCEEDED' AND"
-                                  " settled_at IS NULL")
+    double = await _sql(
+        stack,
+        "SELECT service_id, start_time, count(*) FROM booking.bookings"
+        " WHERE state = 'CONFIRMED' GROUP BY 1, 2 HAVING count(*) > 1",
+    )
+    unsettled = await _sql(
+        stack, "SELECT count(*) FROM payment.payments WHERE status = 'SUCCEEDED' AND settled_at IS NULL"
+    )
     async with httpx.AsyncClient(base_url=stack.env()["STRIPE_API_BASE"], timeout=30) as sb:
         events = (await sb.get("/_sandbox/events", params={"type": "charge.refunded"})).json()["data"]
     refunds_twice = [s for s, n in collections.Counter(e["session"] for e in events).items() if n > 1]
 
     # notifications: every booking once in the push inbox and the clinic feed, mailed with one Message-ID
     async def notified() -> tuple[collections.Counter, int, dict[str, set[str]], int]:
-        push = collections.Counter(r[0] for r in await _sql(stack, "SELECT data->>'booking_id' FROM notif.inbox"))
+        push = collections.Counter(
+            r[0] for r in await _sql(stack, "SELECT data->>'booking_id' FROM notif.inbox")
+        )
         feed = (await _sql(stack, "SELECT count(*) FROM notif.clinic_events"))[0][0]
         mails = list_messages(stack.ctx.mail_dir)
         ids: dict[str, set[str]] = {}
@@ -259,7 +313,11 @@ async def test_the_mesh_keeps_its_promises_through_faults(chaos_stack: Stack):
     deadline = time.monotonic() + 120
     while True:
         push, feed, mail_ids, mail_count = await notified()
-        if set(bookings.values()) <= set(push) and set(bookings.values()) <= set(mail_ids) and feed >= len(bookings):
+        if (
+            set(bookings.values()) <= set(push)
+            and set(bookings.values()) <= set(mail_ids)
+            and feed >= len(bookings)
+        ):
             break
         if time.monotonic() > deadline:
             break
@@ -273,10 +331,15 @@ async def test_the_mesh_keeps_its_promises_through_faults(chaos_stack: Stack):
         "double bookings": len(double),
         "payments without a booking after reconciliation": unsettled[0][0],
         "refunds issued twice": len(refunds_twice),
-        "push lost / duplicated": (len(set(bookings.values()) - set(push)), sum(n - 1 for n in push.values() if n > 1)),
+        "push lost / duplicated": (
+            len(set(bookings.values()) - set(push)),
+            sum(n - 1 for n in push.values() if n > 1),
+        ),
         "clinic feed lost / duplicated": (max(0, len(bookings) - feed), max(0, feed - len(bookings))),
-        "email lost / extra sends (same Message-ID)": (len(set(bookings.values()) - set(mail_ids)),
-                                                        mail_count - len(mail_ids)),
+        "email lost / extra sends (same Message-ID)": (
+            len(set(bookings.values()) - set(mail_ids)),
+            mail_count - len(mail_ids),
+        ),
         "client errors by status": dict(load.errors),
     }
     print("\n\n| fault | time to recover | client errors during it |\n|---|---:|---|")

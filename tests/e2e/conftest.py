@@ -14,9 +14,16 @@ import pytest
 from petpro_dev.client import CHECKUP, HAPPY_PAWS, VACCINATION, MeshClient, User, eventually
 from petpro_dev.devstack import Stack
 
-__all__ = ["CHECKUP", "HAPPY_PAWS", "VACCINATION", "Api", "User", "confirmed_booking", "eventually", "mails_to"]
-
-
+__all__ = [
+    "CHECKUP",
+    "HAPPY_PAWS",
+    "VACCINATION",
+    "Api",
+    "User",
+    "confirmed_booking",
+    "eventually",
+    "mails_to",
+]
 
 
 class Api(MeshClient):
@@ -39,17 +46,20 @@ class Api(MeshClient):
         """Make one hold's time run out now, as if its TTL had passed (the mesh holds for 600 s, as in
         production, so that no other test depends on the machine's speed).  Only the clock of this hold
         moves; the booking service's own sweep then releases it, as it would at the real expiry."""
-        async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"], autocommit=True) as db:
+        async with await psycopg.AsyncConnection.connect(
+            self.stack.env()["DATABASE_URL"], autocommit=True
+        ) as db:
             cur = await db.execute(
                 "UPDATE booking.reservations SET expires_at = now() - interval '1 second'"
-                " WHERE lock_id = %s AND state = 'HELD'", (lock_id,))
+                " WHERE lock_id = %s AND state = 'HELD'",
+                (lock_id,),
+            )
             assert cur.rowcount == 1, f"no held reservation {lock_id}"
 
     async def sandbox_events(self, session_id: str) -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=self.stack.env()["STRIPE_API_BASE"], timeout=10) as c:
             r = await c.get("/_sandbox/events", params={"session": session_id})
             return r.json()["data"]
-
 
     async def move_booking(self, booking_id: str, start: datetime) -> None:
         """Let a booking's appointment time be ``start`` (keeping its length), as if the clock had run on
@@ -58,28 +68,43 @@ class Api(MeshClient):
         async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"]) as db:
             cur = await db.execute(
                 "UPDATE booking.bookings SET start_time = %s, end_time = %s + (end_time - start_time)"
-                " WHERE id = %s RETURNING lock_id, end_time", (start, start, booking_id))
+                " WHERE id = %s RETURNING lock_id, end_time",
+                (start, start, booking_id),
+            )
             row = await cur.fetchone()
             assert row is not None, f"no booking {booking_id}"
             # a unit of its own, so two tests moving bookings to the same moment never collide
-            await db.execute("UPDATE booking.reservations SET during = tstzrange(%s, %s),"
-                             " unit = 1000 + (SELECT count(*) FROM booking.reservations WHERE unit >= 1000)"
-                             " WHERE lock_id = %s", (start, row[1], row[0]))
+            await db.execute(
+                "UPDATE booking.reservations SET during = tstzrange(%s, %s),"
+                " unit = 1000 + (SELECT count(*) FROM booking.reservations WHERE unit >= 1000)"
+                " WHERE lock_id = %s",
+                (start, row[1], row[0]),
+            )
             await db.commit()
 
     async def reminders(self, booking_id: str) -> list[tuple[int, datetime, str]]:
         """(offset minutes, due time, state) of a booking's reminders, as the notification worker holds them."""
-        async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"], autocommit=True) as db:
-            cur = await db.execute("SELECT offset_minutes, due_at, state FROM notif.reminders WHERE booking_id = %s"
-                                   " ORDER BY offset_minutes DESC", (booking_id,))
+        async with await psycopg.AsyncConnection.connect(
+            self.stack.env()["DATABASE_URL"], autocommit=True
+        ) as db:
+            cur = await db.execute(
+                "SELECT offset_minutes, due_at, state FROM notif.reminders WHERE booking_id = %s"
+                " ORDER BY offset_minutes DESC",
+                (booking_id,),
+            )
             return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
 
     async def make_reminders_due(self, booking_id: str) -> int:
         """Let a booking's pending reminders fall due now, as if the clock had reached them (the demo
         catalog books two days ahead; the reminders' own offsets are tested from their due times)."""
-        async with await psycopg.AsyncConnection.connect(self.stack.env()["DATABASE_URL"], autocommit=True) as db:
-            cur = await db.execute("UPDATE notif.reminders SET due_at = now() - interval '1 second'"
-                                   " WHERE booking_id = %s AND state = 'PENDING'", (booking_id,))
+        async with await psycopg.AsyncConnection.connect(
+            self.stack.env()["DATABASE_URL"], autocommit=True
+        ) as db:
+            cur = await db.execute(
+                "UPDATE notif.reminders SET due_at = now() - interval '1 second'"
+                " WHERE booking_id = %s AND state = 'PENDING'",
+                (booking_id,),
+            )
             return cur.rowcount
 
     async def inbox(self, owner: User, page_size: int = 100) -> list[dict[str, Any]]:
@@ -95,8 +120,11 @@ class Api(MeshClient):
         return (await eventually(read))[0]
 
     async def sandbox(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=self.stack.env()["STRIPE_API_BASE"], timeout=10,
-                                     headers={"Authorization": "Bearer sk_test_petpro"}) as c:
+        async with httpx.AsyncClient(
+            base_url=self.stack.env()["STRIPE_API_BASE"],
+            timeout=10,
+            headers={"Authorization": "Bearer sk_test_petpro"},
+        ) as c:
             return await c.request(method, path, **kwargs)
 
     async def provider_payment(self, payment_id: str) -> str:
@@ -104,7 +132,8 @@ class Api(MeshClient):
 
         async with grpc.aio.insecure_channel(self.stack.address("payment")) as ch:
             r = await payment_pb2_grpc.PaymentServiceStub(ch).GetPayment(
-                payment_pb2.GetPaymentRequest(payment_id=payment_id), timeout=10)
+                payment_pb2.GetPaymentRequest(payment_id=payment_id), timeout=10
+            )
             return str(r.payment.provider_payment_id)
 
     async def sandbox_refunds(self, payment_id: str) -> list[dict[str, Any]]:

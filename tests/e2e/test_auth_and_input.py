@@ -42,8 +42,12 @@ async def test_missing_malformed_forged_none_and_expired_tokens_are_401(api: Api
     claims = _claims(user.token)
     signing = keys.key_files(api.stack.ctx.home / "keys" / "auth-signing")[-1]  # the newest key signs
     mesh_key = serialization.load_pem_private_key(signing.read_bytes(), password=None)
-    expired = jwt.encode({**claims, "iat": int(time.time()) - 3600, "exp": int(time.time()) - 60}, mesh_key,
-                         algorithm="EdDSA", headers={"kid": jwt.get_unverified_header(user.token)["kid"]})
+    expired = jwt.encode(
+        {**claims, "iat": int(time.time()) - 3600, "exp": int(time.time()) - 60},
+        mesh_key,
+        algorithm="EdDSA",
+        headers={"kid": jwt.get_unverified_header(user.token)["kid"]},
+    )
     cases = {
         None: "TOKEN_MISSING",
         "   ": "TOKEN_MISSING",
@@ -64,10 +68,15 @@ def _forged_and_expired(api: Api, token: str) -> dict[str, str]:
     mesh_key = serialization.load_pem_private_key(signing.read_bytes(), password=None)
     now = int(time.time())
     return {
-        jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": kid}): "TOKEN_INVALID",
-        jwt.encode({**claims, "iat": now - 3600, "exp": now - 120}, mesh_key, algorithm="EdDSA",
-                   headers={"kid": kid}): "TOKEN_EXPIRED",
-        jwt.encode({**claims, "aud": "someone-else"}, mesh_key, algorithm="EdDSA", headers={"kid": kid}): "TOKEN_INVALID",
+        jwt.encode(
+            claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": kid}
+        ): "TOKEN_INVALID",
+        jwt.encode(
+            {**claims, "iat": now - 3600, "exp": now - 120}, mesh_key, algorithm="EdDSA", headers={"kid": kid}
+        ): "TOKEN_EXPIRED",
+        jwt.encode(
+            {**claims, "aud": "someone-else"}, mesh_key, algorithm="EdDSA", headers={"kid": kid}
+        ): "TOKEN_INVALID",
         f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.": "TOKEN_INVALID",
     }
 
@@ -78,18 +87,30 @@ async def test_a_forged_or_expired_token_is_401_before_the_body_is_read(api: Api
     user = await api.user()
     bad_body = b'{"name": 12, "species": ['
     for token, reason in _forged_and_expired(api, user.token).items():
-        for method, path in (("POST", "/v1/pets"), ("POST", "/v1/bookings"), ("PATCH", "/v1/me/notification-preferences")):
-            r = await api.c.request(method, path, content=bad_body, headers={
-                "Authorization": f"Bearer {token}", "content-type": "application/json"})
+        for method, path in (
+            ("POST", "/v1/pets"),
+            ("POST", "/v1/bookings"),
+            ("PATCH", "/v1/me/notification-preferences"),
+        ):
+            r = await api.c.request(
+                method,
+                path,
+                content=bad_body,
+                headers={"Authorization": f"Bearer {token}", "content-type": "application/json"},
+            )
             assert r.status_code == 401, (reason, path, r.text)
             assert r.headers["content-type"].startswith("application/problem+json")
             assert r.json()["reason"] == reason, (path, r.text)
             assert r.headers["www-authenticate"] == 'Bearer error="invalid_token"'
             assert "Jwt" not in r.text and "realm" not in r.text  # Envoy's own words are not shown
     # a valid token still reaches the transcoder (400 naming the problem), and public routes ignore tokens
-    r = await api.c.post("/v1/pets", content=bad_body, headers={**user.auth, "content-type": "application/json"})
+    r = await api.c.post(
+        "/v1/pets", content=bad_body, headers={**user.auth, "content-type": "application/json"}
+    )
     assert r.status_code == 400, r.text
-    r = await api.c.get("/v1/pets", headers={"Authorization": f"bearer  {user.token}"})  # the scheme's case is free
+    r = await api.c.get(
+        "/v1/pets", headers={"Authorization": f"bearer  {user.token}"}
+    )  # the scheme's case is free
     assert r.status_code == 200, r.text
     forged = next(iter(_forged_and_expired(api, user.token)))
     r = await api.c.get("/v1/clinics", headers={"Authorization": f"Bearer {forged}"})
@@ -114,8 +135,9 @@ async def test_wrong_password_and_duplicate_email(api: Api):
     user = await api.user()
     r = await api.c.post("/v1/auth/login", json={"email": user.email, "password": "wrong-horse"})
     assert (r.status_code, r.json()["reason"]) == (401, "INVALID_CREDENTIALS")
-    r = await api.c.post("/v1/auth/register", json={"email": user.email.upper(), "password": "correct-horse",
-                                                    "name": "Dup"})
+    r = await api.c.post(
+        "/v1/auth/register", json={"email": user.email.upper(), "password": "correct-horse", "name": "Dup"}
+    )
     assert (r.status_code, r.json()["reason"]) == (409, "EMAIL_TAKEN")
 
 
@@ -153,16 +175,52 @@ BAD_REQUESTS = [
     ("GET", f"/v1/services/{uuid.uuid4()}/availability", {"date": "2030-01-07"}, 404, None),
     ("POST", "/v1/pets", {"name": "", "species": "SPECIES_DOG"}, 400, "name"),
     ("POST", "/v1/pets", {"name": "Rex", "species": "SPECIES_DRAGON"}, 400, "species"),
-    ("POST", "/v1/pets", {"name": "Rex", "species": "SPECIES_CAT", "birth_date": "2999-01-01"}, 400, "birth_date"),
+    (
+        "POST",
+        "/v1/pets",
+        {"name": "Rex", "species": "SPECIES_CAT", "birth_date": "2999-01-01"},
+        400,
+        "birth_date",
+    ),
     ("GET", "/v1/pets", {"page_size": "-1"}, 400, "page_size"),
-    ("POST", "/v1/bookings", {"service_id": "x", "pet_id": "y", "slot": "2030-01-07T08:00:00Z",
-                              "payment_method": "card"}, 400, "service_id"),
-    ("POST", "/v1/bookings", {"service_id": CHECKUP, "pet_id": str(uuid.uuid4()), "slot": "yesterday",
-                              "payment_method": "card"}, 400, "slot"),
-    ("POST", "/v1/bookings", {"service_id": CHECKUP, "pet_id": str(uuid.uuid4()), "slot": "2030-01-07T08:00:00Z",
-                              "payment_method": "cash"}, 400, "payment_method"),
-    ("POST", "/v1/bookings", {"service_id": CHECKUP, "pet_id": str(uuid.uuid4()), "slot": "2030-01-07T08:00:00Z",
-                              "payment_method": "card"}, 404, None),
+    (
+        "POST",
+        "/v1/bookings",
+        {"service_id": "x", "pet_id": "y", "slot": "2030-01-07T08:00:00Z", "payment_method": "card"},
+        400,
+        "service_id",
+    ),
+    (
+        "POST",
+        "/v1/bookings",
+        {"service_id": CHECKUP, "pet_id": str(uuid.uuid4()), "slot": "yesterday", "payment_method": "card"},
+        400,
+        "slot",
+    ),
+    (
+        "POST",
+        "/v1/bookings",
+        {
+            "service_id": CHECKUP,
+            "pet_id": str(uuid.uuid4()),
+            "slot": "2030-01-07T08:00:00Z",
+            "payment_method": "cash",
+        },
+        400,
+        "payment_method",
+    ),
+    (
+        "POST",
+        "/v1/bookings",
+        {
+            "service_id": CHECKUP,
+            "pet_id": str(uuid.uuid4()),
+            "slot": "2030-01-07T08:00:00Z",
+            "payment_method": "card",
+        },
+        404,
+        None,
+    ),
     ("GET", "/v1/reservations/not-a-uuid", None, 400, "lock_id"),
     ("GET", f"/v1/reservations/{uuid.uuid4()}", None, 404, None),
     ("GET", "/v1/bookings/not-a-uuid", None, 400, "booking_id"),
@@ -174,8 +232,11 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "payload", "status", "field"), BAD_REQUESTS,
-                         ids=[f"{m} {p} {i}" for i, (m, p, *_) in enumerate(BAD_REQUESTS)])
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "field"),
+    BAD_REQUESTS,
+    ids=[f"{m} {p} {i}" for i, (m, p, *_) in enumerate(BAD_REQUESTS)],
+)
 async def test_bad_input_is_a_clear_4xx(api: Api, method, path, payload, status, field):
     user = await _shared_user(api)
     if method == "GET":
@@ -202,11 +263,13 @@ def _berlin(weekday: int, hour: int, minute: int) -> str:
 async def test_slots_off_the_grid_outside_hours_past_or_too_far_name_the_slot(api: Api):
     user = await _shared_user(api)
     pet = await api.pet(user)
-    for slot, reason in ((_berlin(0, 9, 10), "SLOT_OFF_GRID"),  # Monday 09:10: the grid is 09:00, 09:30
-                         (_berlin(6, 10, 0), "SLOT_OUTSIDE_HOURS"),  # Sunday: closed
-                         (_berlin(0, 12, 30), "SLOT_OUTSIDE_HOURS"),  # Monday lunch break
-                         ("2020-01-06T08:00:00Z", "SLOT_IN_PAST"),
-                         ("2099-01-05T08:00:00Z", "SLOT_TOO_FAR")):
+    for slot, reason in (
+        (_berlin(0, 9, 10), "SLOT_OFF_GRID"),  # Monday 09:10: the grid is 09:00, 09:30
+        (_berlin(6, 10, 0), "SLOT_OUTSIDE_HOURS"),  # Sunday: closed
+        (_berlin(0, 12, 30), "SLOT_OUTSIDE_HOURS"),  # Monday lunch break
+        ("2020-01-06T08:00:00Z", "SLOT_IN_PAST"),
+        ("2099-01-05T08:00:00Z", "SLOT_TOO_FAR"),
+    ):
         r = await api.book(user, pet, slot)
         assert r.status_code == 400, r.text
         assert {(v["field"], v["reason"]) for v in r.json()["violations"]} == {("slot_start_time", reason)}
@@ -214,7 +277,9 @@ async def test_slots_off_the_grid_outside_hours_past_or_too_far_name_the_slot(ap
 
 async def test_malformed_json_and_oversized_bodies(api: Api):
     user = await _shared_user(api)
-    r = await api.c.post("/v1/pets", content=b"{not json", headers={**user.auth, "Content-Type": "application/json"})
+    r = await api.c.post(
+        "/v1/pets", content=b"{not json", headers={**user.auth, "Content-Type": "application/json"}
+    )
     assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json")
     r = await api.c.post("/v1/pets", content=b'{"name": "' + b"x" * 200_000 + b'"}', headers=user.auth)
     assert r.status_code == 413

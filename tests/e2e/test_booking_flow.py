@@ -38,7 +38,11 @@ async def test_register_book_pay_confirm(api: Api):
     res = await api.wait_status(owner, held["lock_id"], "CONFIRMED")
     assert res["booking_id"]
     booking = (await api.c.get(f"/v1/bookings/{res['booking_id']}", headers=owner.auth)).json()["booking"]
-    assert (booking["state"], booking["pet_id"], booking["slot_start_time"]) == ("BOOKING_STATE_CONFIRMED", pet, slot)
+    assert (booking["state"], booking["pet_id"], booking["slot_start_time"]) == (
+        "BOOKING_STATE_CONFIRMED",
+        pet,
+        slot,
+    )
     mine = (await api.c.get("/v1/bookings", headers=owner.auth)).json()["bookings"]
     assert [b["booking_id"] for b in mine] == [res["booking_id"]]
 
@@ -91,9 +95,17 @@ async def test_200_concurrent_reservations_of_one_slot_have_exactly_one_winner(a
 
         async def reserve() -> str:
             try:
-                r = await stub.ReserveSlot(booking_pb2.ReserveSlotRequest(
-                    request_id=str(uuid.uuid4()), service_id=CHECKUP, pet_id=pet, owner_user_id=owner.user_id,
-                    slot_start_time=start, owner_email=owner.email), timeout=30)
+                r = await stub.ReserveSlot(
+                    booking_pb2.ReserveSlotRequest(
+                        request_id=str(uuid.uuid4()),
+                        service_id=CHECKUP,
+                        pet_id=pet,
+                        owner_user_id=owner.user_id,
+                        slot_start_time=start,
+                        owner_email=owner.email,
+                    ),
+                    timeout=30,
+                )
                 return r.reservation.lock_id
             except grpc.aio.AioRpcError as e:
                 return e.code().name

@@ -36,7 +36,9 @@ async def test_events_acknowledged_then_lost_by_the_broker_are_published_again(a
 
         async def sent() -> bool:  # the relay published it and the broker acknowledged it …
             async with await psycopg.AsyncConnection.connect(api.stack.env()["DATABASE_URL"]) as db:
-                cur = await db.execute("SELECT sent_at IS NOT NULL FROM booking.outbox WHERE key = %s", (booking_id,))
+                cur = await db.execute(
+                    "SELECT sent_at IS NOT NULL FROM booking.outbox WHERE key = %s", (booking_id,)
+                )
                 row = await cur.fetchone()
                 return bool(row and row[0])
 

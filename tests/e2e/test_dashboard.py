@@ -42,8 +42,16 @@ FLUFFY = "7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e02"
 STAFF = ("staff@happypaws.example", "happypaws-demo")
 FLUFFY_STAFF = ("staff@fluffycuts.example", "fluffycuts-demo")
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,7 +117,9 @@ class SseReader:
 
 
 class FakeCall:
-    def __init__(self, request: clinic_feed_pb2.SubscribeRequest, metadata: Any, timeout: float | None) -> None:
+    def __init__(
+        self, request: clinic_feed_pb2.SubscribeRequest, metadata: Any, timeout: float | None
+    ) -> None:
         self.request, self.metadata, self.timeout = request, dict(metadata), timeout
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.cancelled = False
@@ -134,16 +144,26 @@ class Fakes:
 
     async def ValidateToken(self, request: auth_pb2.ValidateTokenRequest) -> auth_pb2.ValidateTokenResponse:
         if request.token != "good":
-            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAUTHENTICATED, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       "bad token")
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAUTHENTICATED, grpc.aio.Metadata(), grpc.aio.Metadata(), "bad token"
+            )
         expires = ts(datetime.fromtimestamp(time.time() + self.token_ttl).astimezone())
         self.expires_at = expires.ToSeconds()
-        return auth_pb2.ValidateTokenResponse(user_id=str(uuid.uuid4()), email="s@example.com", name="S",
-                                              roles=self.roles, clinic_ids=[HAPPY_PAWS], expires_at=expires)
+        return auth_pb2.ValidateTokenResponse(
+            user_id=str(uuid.uuid4()),
+            email="s@example.com",
+            name="S",
+            roles=self.roles,
+            clinic_ids=[HAPPY_PAWS],
+            expires_at=expires,
+        )
 
     async def GetClinic(self, request: booking_pb2.GetClinicRequest, timeout: float | None = None) -> Any:
-        return booking_pb2.GetClinicResponse(clinic=booking_pb2.Clinic(
-            clinic_id=request.clinic_id, name="Happy Paws Veterinary Clinic", time_zone="Europe/Berlin"))
+        return booking_pb2.GetClinicResponse(
+            clinic=booking_pb2.Clinic(
+                clinic_id=request.clinic_id, name="Happy Paws Veterinary Clinic", time_zone="Europe/Berlin"
+            )
+        )
 
     def Subscribe(self, request: Any, metadata: Any = (), timeout: float | None = None) -> FakeCall:
         call = FakeCall(request, metadata, timeout)
@@ -152,22 +172,33 @@ class Fakes:
 
 
 def event(cursor: int) -> clinic_feed_pb2.SubscribeResponse:
-    return clinic_feed_pb2.SubscribeResponse(event=clinic_feed_pb2.ClinicEvent(
-        cursor=cursor, event_id=str(uuid.uuid4()), type=clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED,
-        booking=clinic_feed_pb2.BookingSummary(booking_id=str(uuid.uuid4()), pet_name="Rex")))
+    return clinic_feed_pb2.SubscribeResponse(
+        event=clinic_feed_pb2.ClinicEvent(
+            cursor=cursor,
+            event_id=str(uuid.uuid4()),
+            type=clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED,
+            booking=clinic_feed_pb2.BookingSummary(booking_id=str(uuid.uuid4()), pet_name="Rex"),
+        )
+    )
 
 
 @pytest.fixture
 async def local_edge() -> AsyncIterator[tuple[httpx.AsyncClient, Fakes, HttpDeps]]:
     fakes = Fakes()
-    deps = HttpDeps(payment=None, booking=fakes, auth=fakes, clinic_feed=fakes,  # type: ignore[arg-type]
-                    feed_heartbeat_seconds=0.2)
+    deps = HttpDeps(
+        payment=None,
+        booking=fakes,
+        auth=fakes,
+        clinic_feed=fakes,  # type: ignore[arg-type]
+        feed_heartbeat_seconds=0.2,
+    )
     server = HttpServer(create_app(deps), "127.0.0.1", 0, graceful_timeout=2)
     port = server.bind()
     task = asyncio.create_task(server.serve())
     await eventually(lambda: _true(server.started), timeout=10)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
-                                 headers={"Authorization": "Bearer good"}) as client:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"Authorization": "Bearer good"}
+    ) as client:
         yield client, fakes, deps
     server.stop()
     await task
@@ -179,8 +210,9 @@ async def _true(value: bool) -> bool:
 
 async def test_bridge_cancels_the_grpc_call_when_the_browser_leaves(local_edge):
     client, fakes, _ = local_edge
-    async with client.stream("GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS},
-                             headers={"Last-Event-ID": "41"}) as r:
+    async with client.stream(
+        "GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS}, headers={"Last-Event-ID": "41"}
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         reader = SseReader(r)
         await eventually(lambda: _true(bool(fakes.calls)))
@@ -195,13 +227,18 @@ async def test_bridge_cancels_the_grpc_call_when_the_browser_leaves(local_edge):
 
 async def test_bridge_resubscribes_from_the_last_cursor_and_ends_streams_on_shutdown(local_edge):
     client, fakes, deps = local_edge
-    async with client.stream("GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS, "after_cursor": "7"}) as r:
+    async with client.stream(
+        "GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS, "after_cursor": "7"}
+    ) as r:
         reader = SseReader(r)
         await eventually(lambda: _true(bool(fakes.calls)))
         fakes.calls[0].queue.put_nowait(event(8))
         assert (await reader.next()).id == "8"  # type: ignore[union-attr]
-        fakes.calls[0].queue.put_nowait(grpc.aio.AioRpcError(
-            grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "notif restarting"))
+        fakes.calls[0].queue.put_nowait(
+            grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "notif restarting"
+            )
+        )
         assert (await reader.next()) == Sse("feed.status", {"state": "reconnecting"}, None)
         assert (await reader.next()) == Sse("feed.status", {"state": "live"}, None)
         assert len(fakes.calls) == 2 and fakes.calls[1].request.after_cursor == 8 and fakes.calls[0].cancelled
@@ -231,8 +268,11 @@ async def test_bridge_tells_the_page_when_notif_refuses_the_stream(local_edge):
     async with client.stream("GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS}) as r:
         reader = SseReader(r)
         await eventually(lambda: _true(bool(fakes.calls)))
-        fakes.calls[0].queue.put_nowait(grpc.aio.AioRpcError(
-            grpc.StatusCode.UNAUTHENTICATED, grpc.aio.Metadata(), grpc.aio.Metadata(), "revoked"))
+        fakes.calls[0].queue.put_nowait(
+            grpc.aio.AioRpcError(
+                grpc.StatusCode.UNAUTHENTICATED, grpc.aio.Metadata(), grpc.aio.Metadata(), "revoked"
+            )
+        )
         assert await reader.next() == Sse("feed.closed", {"status": 401, "reason": "UNAUTHENTICATED"}, None)
         assert await reader.next() is None
     assert len(fakes.calls) == 1
@@ -270,7 +310,8 @@ async def test_me_is_for_clinic_staff_only(api: Api):
         body = r.json()
         assert body["email"] == STAFF[0]
         assert body["clinics"] == [
-            {"clinic_id": HAPPY_PAWS, "name": "Happy Paws Veterinary Clinic", "time_zone": "Europe/Berlin"}]
+            {"clinic_id": HAPPY_PAWS, "name": "Happy Paws Veterinary Clinic", "time_zone": "Europe/Berlin"}
+        ]
         cookie = r.headers["set-cookie"]
         assert cookie.startswith(f"petpro_clinic_feed={staff};")
         assert "HttpOnly" in cookie and "Path=/clinic/api/feed" in cookie and "SameSite=strict" in cookie
@@ -281,7 +322,9 @@ async def test_feed_replays_a_booking_then_streams_a_new_one_live_and_resumes_af
     token = await api.login(*STAFF)
     _, _, first = await confirmed_booking(api)
     async with fresh_client(api) as c:
-        async with c.stream("GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS}, headers=bearer(token)) as r:
+        async with c.stream(
+            "GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS}, headers=bearer(token)
+        ) as r:
             assert r.status_code == 200
             assert r.headers["content-type"].startswith("text/event-stream")
             reader = SseReader(r)
@@ -304,17 +347,27 @@ async def test_feed_replays_a_booking_then_streams_a_new_one_live_and_resumes_af
 
         # the browser reconnects with Last-Event-ID = the first booking's cursor: only later events
         first_cursor = int(replayed[-1].id or 0)
-        async with c.stream("GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS},
-                            headers={**bearer(token), "Last-Event-ID": str(first_cursor)}) as r:
+        async with c.stream(
+            "GET",
+            "/clinic/api/feed",
+            params={"clinic_id": HAPPY_PAWS},
+            headers={**bearer(token), "Last-Event-ID": str(first_cursor)},
+        ) as r:
             resumed = await SseReader(r).until(lambda e: e.booking_id == second)
         assert int(resumed[0].id or 0) == first_cursor + 1
         assert first not in [e.booking_id for e in resumed]
-        assert [int(e.id or 0) for e in resumed] == list(range(first_cursor + 1, first_cursor + 1 + len(resumed)))
+        assert [int(e.id or 0) for e in resumed] == list(
+            range(first_cursor + 1, first_cursor + 1 + len(resumed))
+        )
 
         # same with after_cursor (a fresh EventSource made by the page)
         second_cursor = int(live[-1].id or 0)
-        async with c.stream("GET", "/clinic/api/feed", headers=bearer(token),
-                            params={"clinic_id": HAPPY_PAWS, "after_cursor": str(second_cursor - 1)}) as r:
+        async with c.stream(
+            "GET",
+            "/clinic/api/feed",
+            headers=bearer(token),
+            params={"clinic_id": HAPPY_PAWS, "after_cursor": str(second_cursor - 1)},
+        ) as r:
             again = await SseReader(r).next()
         assert again is not None and (again.id, again.booking_id) == (str(second_cursor), second)
 
@@ -326,15 +379,26 @@ async def test_feed_authorises_before_streaming_and_takes_the_cookie_set_by_me(a
     params = {"clinic_id": HAPPY_PAWS}
     async with fresh_client(api) as c:
         assert_problem(await c.get("/clinic/api/feed", params=params), 401, "TOKEN_MISSING")
-        assert_problem(await c.get("/clinic/api/feed", params=params, headers=bearer("x.y.z")), 401, "TOKEN_INVALID")
+        assert_problem(
+            await c.get("/clinic/api/feed", params=params, headers=bearer("x.y.z")), 401, "TOKEN_INVALID"
+        )
         # a non-member is told the clinic does not exist, as on every clinic-scoped call
-        assert_problem(await c.get("/clinic/api/feed", params=params, headers=owner.auth), 404, "CLINIC_NOT_FOUND")
-        assert_problem(await c.get("/clinic/api/feed", params=params, headers=bearer(fluffy)), 404,
-                       "CLINIC_NOT_FOUND")
-        assert_problem(await c.get("/clinic/api/feed", params={"clinic_id": "7"}, headers=bearer(staff)), 400,
-                       "INVALID_ARGUMENT")
-        assert_problem(await c.get("/clinic/api/feed", params={**params, "after_cursor": "-1"},
-                                   headers=bearer(staff)), 400, "INVALID_ARGUMENT")
+        assert_problem(
+            await c.get("/clinic/api/feed", params=params, headers=owner.auth), 404, "CLINIC_NOT_FOUND"
+        )
+        assert_problem(
+            await c.get("/clinic/api/feed", params=params, headers=bearer(fluffy)), 404, "CLINIC_NOT_FOUND"
+        )
+        assert_problem(
+            await c.get("/clinic/api/feed", params={"clinic_id": "7"}, headers=bearer(staff)),
+            400,
+            "INVALID_ARGUMENT",
+        )
+        assert_problem(
+            await c.get("/clinic/api/feed", params={**params, "after_cursor": "-1"}, headers=bearer(staff)),
+            400,
+            "INVALID_ARGUMENT",
+        )
 
         # what the page does: /clinic/api/me with the Bearer token sets the cookie EventSource sends
         assert (await c.get("/clinic/api/me", headers=bearer(staff))).status_code == 200
@@ -398,10 +462,22 @@ async def open_dashboard(api: Api, browser: Any, **context: Any) -> tuple[Any, A
     page = await ctx.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(f"console: {msg.text}")
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource") else None)
-    page.on("response", lambda r: problems.append(f"{r.status} {r.request.method} {httpx.URL(r.url).path}")
-            if r.status >= 400 else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console: {msg.text}")
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.request.method} {httpx.URL(r.url).path}")
+            if r.status >= 400
+            else None
+        ),
+    )
     await page.goto(f"{str(api.c.base_url).rstrip('/')}/clinic/dashboard")
     return ctx, page, problems
 
@@ -441,8 +517,16 @@ async def test_dashboard_shows_a_new_booking_live_in_a_real_browser(api: Api, br
         row = page.locator(f'li.booking[data-booking-id="{booking_id}"]')
         await expect(row).to_be_visible(timeout=30_000)
         local = datetime.fromisoformat(slot.replace("Z", "+00:00")).astimezone(ZoneInfo("Europe/Berlin"))
-        for text in (booking_id[:8].upper(), pet_name, "(Cat)", local.strftime("%H:%M"), "General check-up",
-                     "Dana Okafor", owner.email, "€45.00"):
+        for text in (
+            booking_id[:8].upper(),
+            pet_name,
+            "(Cat)",
+            local.strftime("%H:%M"),
+            "General check-up",
+            "Dana Okafor",
+            owner.email,
+            "€45.00",
+        ):
             await expect(row).to_contain_text(text)
         await expect(row).to_have_attribute("data-arrived", "live")  # highlighted as new
         day = page.locator("section.day", has=row).get_by_role("heading", level=2)
@@ -475,9 +559,16 @@ async def test_staff_of_several_clinics_pick_one_in_the_browser(api: Api, browse
     db = Database(api.stack.env()["DATABASE_URL"], SCHEMA, app_name="test-dashboard", pool_size=1)
     try:
         async with db.unit_of_work() as session:
-            await AuthRepository(session).upsert_user(AuthUser(
-                id=uuid.uuid4(), email=normalize_email(email), name="Sam Both", password_hash=Passwords().hash(password),
-                roles=(ROLE_CLINIC_STAFF,), memberships={HAPPY_PAWS: "STAFF", FLUFFY: "STAFF"}))
+            await AuthRepository(session).upsert_user(
+                AuthUser(
+                    id=uuid.uuid4(),
+                    email=normalize_email(email),
+                    name="Sam Both",
+                    password_hash=Passwords().hash(password),
+                    roles=(ROLE_CLINIC_STAFF,),
+                    memberships={HAPPY_PAWS: "STAFF", FLUFFY: "STAFF"},
+                )
+            )
     finally:
         await db.close()
     token = await api.login(email, password)
@@ -509,7 +600,9 @@ async def test_staff_of_several_clinics_pick_one_in_the_browser(api: Api, browse
         await page.reload()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Fluffy Cuts Grooming")
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        assert await page.evaluate("sessionStorage.getItem('petpro.clinic.access_token')") != "no.longer.valid"
+        assert (
+            await page.evaluate("sessionStorage.getItem('petpro.clinic.access_token')") != "no.longer.valid"
+        )
         assert problems == ["401 GET /clinic/api/me"], problems
     finally:
         await ctx.close()
@@ -529,9 +622,10 @@ async def _stopped(pid: int) -> bool:
 async def test_a_stream_survives_a_notif_restart_and_ends_cleanly_when_the_edge_stops(api: Api):
     token = await api.login(*STAFF)
     try:
-        async with fresh_client(api) as c, c.stream(
-            "GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS}, headers=bearer(token)
-        ) as r:
+        async with (
+            fresh_client(api) as c,
+            c.stream("GET", "/clinic/api/feed", params={"clinic_id": HAPPY_PAWS}, headers=bearer(token)) as r,
+        ):
             assert r.status_code == 200
             reader = SseReader(r)
             notif = api.stack.pid("notif")
@@ -581,7 +675,10 @@ async def test_staff_cancel_from_the_dashboard_and_every_change_shows_live(api: 
         await expect(row.get_by_role("button", name="Cancel")).to_have_count(0)
         got = await api.booking(owner, booking_id)
         assert (got["state"], got["cancelled_by"], got["cancel_reason"]) == (
-            "BOOKING_STATE_CANCELLED", "BOOKING_ACTOR_CLINIC", "the vet is ill")
+            "BOOKING_STATE_CANCELLED",
+            "BOOKING_ACTOR_CLINIC",
+            "the vet is ill",
+        )
         assert problems == [], problems
     finally:
         await ctx.close()

@@ -36,8 +36,16 @@ async def test_docs_render_every_operation_offline(api: Api, browser: Any) -> No
 
     await page.route("**/*", only_the_edge)
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error"
-            and "favicon" not in msg.text and not msg.text.startswith("Failed to load resource") else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console: {msg.text}")
+            if msg.type == "error"
+            and "favicon" not in msg.text
+            and not msg.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     try:
         await page.goto(str(base.join("/docs")))
         await expect(page.locator(".opblock")).to_have_count(operations, timeout=30_000)

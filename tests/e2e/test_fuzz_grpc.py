@@ -37,8 +37,12 @@ from tests.e2e.conftest import Api
 pytestmark = pytest.mark.e2e
 
 MESSAGES = int(os.environ.get("FUZZ_GRPC_MESSAGES", "40"))
-NOT_A_CLIENT_ERROR = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS,
-                      grpc.StatusCode.UNAVAILABLE}
+NOT_A_CLIENT_ERROR = {
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.DATA_LOSS,
+    grpc.StatusCode.UNAVAILABLE,
+}
 
 SERVICES = {  # full name → stack component serving it
     "petpro.auth.v1.AuthService": "auth",
@@ -49,18 +53,31 @@ SERVICES = {  # full name → stack component serving it
 }
 
 KNOWN_IDS = [HAPPY_PAWS, CHECKUP, VACCINATION]
-ALPHABETS = ["abcXYZ019 -_.@", "\x00\x01\x07\x1b\x7f\t\n\r", "äöüßçøé€", "🐕🐈‍⬛👍🏽", "\u200b\u202e\ufeff\u2028",
-             "'\";--/*%_\\", "<script>&amp;"]
+ALPHABETS = [
+    "abcXYZ019 -_.@",
+    "\x00\x01\x07\x1b\x7f\t\n\r",
+    "äöüßçøé€",
+    "🐕🐈‍⬛👍🏽",
+    "\u200b\u202e\ufeff\u2028",
+    "'\";--/*%_\\",
+    "<script>&amp;",
+]
 
 
 def _string(rnd: random.Random, field: _d.FieldDescriptor) -> str:
     pick = rnd.random()
     if pick < 0.3:
-        return rnd.choice(KNOWN_IDS) if rnd.random() < 0.5 else str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+        return (
+            rnd.choice(KNOWN_IDS)
+            if rnd.random() < 0.5
+            else str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+        )
     if pick < 0.4:
         return ""
     if pick < 0.5:
-        return rnd.choice(["ann@example.com", "2026-12-10", "card", "Europe/Berlin", "x" * rnd.randint(200, 5000)])
+        return rnd.choice(
+            ["ann@example.com", "2026-12-10", "card", "Europe/Berlin", "x" * rnd.randint(200, 5000)]
+        )
     alphabet = "".join(rnd.sample(ALPHABETS, rnd.randint(1, 3)))
     return "".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 40)))
 
@@ -90,7 +107,9 @@ def _plausible(rnd: random.Random, f: _d.FieldDescriptor) -> Any:
             return rnd.choice(["EUR", "USD", "XXX"])
         lo = s.min_len if s is not None and s.HasField("min_len") else 0
         hi = s.max_len if s is not None and s.HasField("max_len") else 40
-        return "".join(rnd.choice("abcdefghijkl ÄÖ-🐕") for _ in range(rnd.randint(max(lo, 1), max(lo, 1, min(hi, 40)))))
+        return "".join(
+            rnd.choice("abcdefghijkl ÄÖ-🐕") for _ in range(rnd.randint(max(lo, 1), max(lo, 1, min(hi, 40))))
+        )
     if f.type == f.TYPE_ENUM:
         values = [v.number for v in f.enum_type.values if v.number != 0]
         return rnd.choice(values or [0])
@@ -171,8 +190,11 @@ async def test_no_message_gets_a_server_error(api: Api, owner_token_async, servi
     md = (("authorization", f"Bearer {owner_token_async}"),)
     seen: dict[str, int] = {}
     async with grpc.aio.insecure_channel(api.stack.address(SERVICES[service])) as ch:
-        call = ch.unary_unary(f"/{service}/{method.name}", request_serializer=lambda b: b,
-                              response_deserializer=out_cls.FromString)
+        call = ch.unary_unary(
+            f"/{service}/{method.name}",
+            request_serializer=lambda b: b,
+            response_deserializer=out_cls.FromString,
+        )
         for i in range(MESSAGES):
             if i % 10 == 9:  # now and then not a valid message at all
                 payload = rnd.randbytes(rnd.randint(1, 40))

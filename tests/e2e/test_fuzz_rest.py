@@ -31,8 +31,12 @@ def owner_token(mesh: Stack) -> str:
     base = f"http://{mesh.ctx.settings.host}:{mesh.ctx.port('envoy')}"
     email = f"fuzz-{uuid.uuid4().hex[:10]}@example.com"
     with httpx.Client(base_url=base, timeout=20) as c:
-        assert c.post("/v1/auth/register", json={"email": email, "password": "correct-horse", "name": "Fuzz"}
-                      ).status_code == 201
+        assert (
+            c.post(
+                "/v1/auth/register", json={"email": email, "password": "correct-horse", "name": "Fuzz"}
+            ).status_code
+            == 201
+        )
         r = c.post("/v1/auth/login", json={"email": email, "password": "correct-horse"})
         assert r.status_code == 200, r.text
         return str(r.json()["access_token"])
@@ -42,6 +46,7 @@ def _plain_path_parameters(doc: dict) -> dict:  # type: ignore[type-arg]
     """``{clinic.clinic_id}`` → ``{clinic__clinic_id}`` (path and parameter name): schemathesis fills
     path templates with ``str.format``, which reads a dotted name as an attribute.  The URLs sent are
     the same; the served document is what is fuzzed otherwise."""
+
     def plain(name: str) -> str:
         return name.replace(".", "__")
 
@@ -74,12 +79,22 @@ def test_rest_api_never_answers_5xx_or_off_schema(rest_schema, owner_token, mesh
     assert len(operations) >= 10
 
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        @settings(
+            max_examples=EXAMPLES,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            phases=[Phase.explicit, Phase.generate],
+        )
         def run(case):  # type: ignore[no-untyped-def]
-            headers = {"Idempotency-Key": uuid.uuid4().hex, **(case.headers or {}),
-                       "Authorization": f"Bearer {owner_token}"}
+            headers = {
+                "Idempotency-Key": uuid.uuid4().hex,
+                **(case.headers or {}),
+                "Authorization": f"Bearer {owner_token}",
+            }
             response = case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 

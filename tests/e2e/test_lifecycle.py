@@ -43,8 +43,11 @@ async def booked(api: Api, min_days: int = 2) -> tuple[User, str, dict]:
 
 async def test_confirmed_booking_carries_its_policy_and_what_the_owner_may_do(api: Api):
     _, _, b = await booked(api)
-    assert b["cancellation_policy"] == {"full_refund_hours": 24, "late_refund_percent": 50,
-                                        "reschedule_cutoff_hours": 2}
+    assert b["cancellation_policy"] == {
+        "full_refund_hours": 24,
+        "late_refund_percent": 50,
+        "reschedule_cutoff_hours": 2,
+    }
     assert b["can_cancel"] is True
     assert b["refund_if_cancelled_now"] == {"amount_minor": str(PRICE), "currency": "EUR"}
     assert at(b["reschedule_deadline"]) == at(b["slot_start_time"]) - timedelta(hours=2)
@@ -172,8 +175,11 @@ async def test_a_refund_stripe_accepted_then_failed_is_made_again_until_one_succ
     status ``failed``, ``refund.failed``): the booking stays cancelled, operators see the refund as
     pending, and a new refund (a new key per round) is made until one succeeds — exactly one."""
     owner, booking_id, b = await booked(api)
-    doom = await api.sandbox("POST", "/_sandbox/refunds/async-failures",
-                             json={"count": 2, "after_seconds": 0.5, "failure_reason": "expired_or_canceled_card"})
+    doom = await api.sandbox(
+        "POST",
+        "/_sandbox/refunds/async-failures",
+        json={"count": 2, "after_seconds": 0.5, "failure_reason": "expired_or_canceled_card"},
+    )
     assert doom.status_code == 200, doom.text
     try:
         r = await api.cancel(owner, booking_id)
@@ -200,16 +206,21 @@ async def test_a_refund_stripe_accepted_then_failed_is_made_again_until_one_succ
         await api.sandbox("POST", "/_sandbox/refunds/async-failures", json={"count": 0})
     assert done["state"] == "BOOKING_STATE_CANCELLED"
     refunds = await api.sandbox_refunds(b["payment_id"])
-    assert sorted((x["status"], x["amount"]) for x in refunds) == [("failed", PRICE), ("failed", PRICE),
-                                                                    ("succeeded", PRICE)]
+    assert sorted((x["status"], x["amount"]) for x in refunds) == [
+        ("failed", PRICE),
+        ("failed", PRICE),
+        ("succeeded", PRICE),
+    ]
     assert {x["failure_reason"] for x in refunds if x["status"] == "failed"} == {"expired_or_canceled_card"}
     succeeded = next(x for x in refunds if x["status"] == "succeeded")
     assert done["refund"]["provider_refund_id"] == succeeded["id"]
 
     async with grpc.aio.insecure_channel(api.stack.address("payment")) as ch:  # the money went back once
+
         async def refunded() -> bool:
             got = await payment_pb2_grpc.PaymentServiceStub(ch).GetPayment(
-                payment_pb2.GetPaymentRequest(payment_id=b["payment_id"]), timeout=10)
+                payment_pb2.GetPaymentRequest(payment_id=b["payment_id"]), timeout=10
+            )
             return got.payment.status == payment_pb2.PAYMENT_STATUS_REFUNDED
 
         await eventually(refunded)
@@ -217,7 +228,9 @@ async def test_a_refund_stripe_accepted_then_failed_is_made_again_until_one_succ
 
 async def test_refund_state_follows_the_refund_updated_webhook(api: Api):
     owner, booking_id, _ = await booked(api)
-    assert (await api.sandbox("POST", "/_sandbox/refunds/mode", json={"status": "pending"})).status_code == 200
+    assert (
+        await api.sandbox("POST", "/_sandbox/refunds/mode", json={"status": "pending"})
+    ).status_code == 200
     try:
         assert (await api.cancel(owner, booking_id)).status_code == 200
         processing = await api.wait_refund(owner, booking_id, "REFUND_STATE_PROCESSING")
@@ -235,8 +248,11 @@ async def test_reschedule_moves_the_booking_and_both_slots_follow(api: Api):
     r = await api.reschedule(owner, booking_id, new, key="move-1")
     assert r.status_code == 200, r.text
     moved = r.json()["booking"]
-    assert (moved["booking_id"], moved["state"], moved["slot_start_time"]) == (booking_id, "BOOKING_STATE_CONFIRMED",
-                                                                              new)
+    assert (moved["booking_id"], moved["state"], moved["slot_start_time"]) == (
+        booking_id,
+        "BOOKING_STATE_CONFIRMED",
+        new,
+    )
     assert moved["payment_id"] == b["payment_id"] and moved["reschedule_count"] == 1
     assert await free(api, old) and not await free(api, new)
     again = await api.reschedule(owner, booking_id, new, key="move-1")
@@ -249,15 +265,19 @@ async def test_reschedule_to_a_taken_past_or_closed_slot_changes_nothing(api: Ap
     _, _, other = await booked(api)
     cases = {
         other["slot_start_time"]: (409, "SLOT_UNAVAILABLE"),
-        (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
-        .isoformat().replace("+00:00", "Z"): (400, "SLOT_IN_PAST"),
+        (datetime.now(UTC) - timedelta(days=1))
+        .replace(minute=0, second=0, microsecond=0)
+        .isoformat()
+        .replace("+00:00", "Z"): (400, "SLOT_IN_PAST"),
         b["slot_start_time"][:11] + "03:00:00Z": (400, "SLOT_OUTSIDE_HOURS"),
         b["slot_start_time"][:14] + "07:00Z": (400, "SLOT_OFF_GRID"),
     }
     for slot, (code, reason) in cases.items():
         r = await api.reschedule(owner, booking_id, slot)
         body = r.json()
-        named = [v["reason"] for v in body.get("violations", []) if v["field"] == "slot_start_time"] or [body["reason"]]
+        named = [v["reason"] for v in body.get("violations", []) if v["field"] == "slot_start_time"] or [
+            body["reason"]
+        ]
         assert (r.status_code, named[0]) == (code, reason), (slot, r.text)
     assert (await api.booking(owner, booking_id))["slot_start_time"] == b["slot_start_time"]
     assert not await free(api, b["slot_start_time"])
@@ -278,9 +298,13 @@ async def test_reschedule_racing_another_owner_for_the_target_slot_has_one_winne
     rival_pet = await api.pet(rival)
     for _ in range(5):
         target = await api.unique_slot()
-        moved, held = await asyncio.gather(api.reschedule(owner, booking_id, target),
-                                           api.book(rival, rival_pet, target))
-        assert sorted((moved.status_code, held.status_code)) in ([200, 409], [201, 409]), (moved.text, held.text)
+        moved, held = await asyncio.gather(
+            api.reschedule(owner, booking_id, target), api.book(rival, rival_pet, target)
+        )
+        assert sorted((moved.status_code, held.status_code)) in ([200, 409], [201, 409]), (
+            moved.text,
+            held.text,
+        )
         assert not await free(api, target)
         now = await api.booking(owner, booking_id)
         assert (now["slot_start_time"] == target) == (moved.status_code == 200)
@@ -306,8 +330,9 @@ async def test_clinic_staff_cancel_in_full_with_a_reason_only_for_their_clinic(a
     assert (await api.c.post(url, json={"reason": "x"}, headers=owner.auth)).status_code == 403
     fluffy = await staff_token(api, FLUFFY_STAFF)
     assert (await api.c.post(url, json={"reason": "x"}, headers=fluffy)).status_code == 403
-    foreign = await api.c.post(f"/v1/clinics/{FLUFFY}/bookings/{booking_id}:cancel", json={"reason": "x"},
-                               headers=fluffy)
+    foreign = await api.c.post(
+        f"/v1/clinics/{FLUFFY}/bookings/{booking_id}:cancel", json={"reason": "x"}, headers=fluffy
+    )
     assert foreign.status_code == 404, foreign.text
     staff = await staff_token(api)
     missing = await api.c.post(url, json={}, headers=staff)
@@ -321,9 +346,12 @@ async def test_clinic_staff_cancel_in_full_with_a_reason_only_for_their_clinic(a
     assert [x["amount"] for x in await api.sandbox_refunds(b["payment_id"])] == [PRICE]
 
 
-@pytest.mark.parametrize(("action", "state"), [("complete", "BOOKING_STATE_COMPLETED"),
-                                               ("markNoShow", "BOOKING_STATE_NO_SHOW")])
-async def test_clinic_records_the_outcome_after_the_start_and_keeps_the_payment(api: Api, action: str, state: str):
+@pytest.mark.parametrize(
+    ("action", "state"), [("complete", "BOOKING_STATE_COMPLETED"), ("markNoShow", "BOOKING_STATE_NO_SHOW")]
+)
+async def test_clinic_records_the_outcome_after_the_start_and_keeps_the_payment(
+    api: Api, action: str, state: str
+):
     owner, booking_id, b = await booked(api)
     staff = await staff_token(api)
     url = f"/v1/clinics/{HAPPY_PAWS}/bookings/{booking_id}:{action}"
@@ -398,8 +426,10 @@ async def test_reminders_follow_the_booking_and_are_sent_once_across_a_worker_ki
     first_id, first = bookings[0]
     rows = await eventually(lambda: scheduled(first_id))
     start = at(first["slot_start_time"])
-    assert [(o, due, s) for o, due, s in rows] == [(2880, start - timedelta(hours=48), "PENDING"),
-                                                    (120, start - timedelta(hours=2), "PENDING")]
+    assert [(o, due, s) for o, due, s in rows] == [
+        (2880, start - timedelta(hours=48), "PENDING"),
+        (120, start - timedelta(hours=2), "PENDING"),
+    ]
     new = await api.unique_slot(min_days=4)  # moved: the reminders follow the new start
     assert (await api.reschedule(owners[0], first_id, new)).status_code == 200
 
@@ -452,8 +482,12 @@ async def test_notification_preferences_switch_off_change_mails_but_not_cancella
     url = "/v1/me/notification-preferences"
     got = await api.c.get(url, headers=owner.auth)
     assert got.status_code == 200, got.text
-    assert got.json()["preferences"] == {"reminders_email": True, "reminders_push": True, "changes_email": True,
-                                         "changes_push": True}
+    assert got.json()["preferences"] == {
+        "reminders_email": True,
+        "reminders_push": True,
+        "changes_email": True,
+        "changes_push": True,
+    }
     changed = await api.c.patch(url, json={"changes_email": False}, headers=owner.auth)
     assert changed.status_code == 200, changed.text
     assert changed.json()["preferences"]["changes_email"] is False
@@ -471,7 +505,10 @@ async def test_notification_preferences_switch_off_change_mails_but_not_cancella
         return inbox if len(inbox) >= 3 else None
 
     assert sorted(n["data"]["type"] for n in await eventually(pushes)) == [
-        "booking.cancelled", "booking.created", "booking.rescheduled"]  # pushes still on
+        "booking.cancelled",
+        "booking.created",
+        "booking.rescheduled",
+    ]  # pushes still on
 
     async def cancel_mail():  # type: ignore[no-untyped-def]
         return [m for m in mails_to(api.stack, owner.email) if m.subject.startswith("Booking cancelled")]
@@ -514,5 +551,9 @@ async def test_reminders_across_a_broker_restart_none_lost_none_doubled(api: Api
 
     await eventually(all_sent, timeout=120)
     for owner in (a_owner, b_owner):
-        ids = [m.message["Message-ID"] for m in mails_to(api.stack, owner.email) if m.subject.startswith("Reminder:")]
+        ids = [
+            m.message["Message-ID"]
+            for m in mails_to(api.stack, owner.email)
+            if m.subject.startswith("Reminder:")
+        ]
         assert len(ids) == len(set(ids)) == 2, ids

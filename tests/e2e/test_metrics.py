@@ -23,8 +23,11 @@ async def scrape(api: Api, component: str) -> dict[tuple[str, tuple[tuple[str, s
     async with httpx.AsyncClient(timeout=10) as c:
         r = await c.get(f"http://{s.host}:{s.port(f'{component}_metrics')}/metrics")
     assert r.status_code == 200
-    return {(m.name, tuple(sorted(m.labels.items()))): m.value
-            for fam in text_string_to_metric_families(r.text) for m in fam.samples}
+    return {
+        (m.name, tuple(sorted(m.labels.items()))): m.value
+        for fam in text_string_to_metric_families(r.text)
+        for m in fam.samples
+    }
 
 
 def value(samples, name: str, **labels: str) -> float | None:  # type: ignore[no-untyped-def]
@@ -43,8 +46,15 @@ async def test_red_metrics_per_rpc_count_successes_errors_and_durations(api: Api
     assert value(m, "grpc_server_handling_seconds_count", grpc_method=confirm) >= 1
     assert value(m, "grpc_server_handling_seconds_bucket", grpc_method=confirm, le="+Inf") >= 1
     # the client's mistake is counted as an error of its RPC, by code
-    assert value(m, "grpc_server_handled_total", grpc_method="/petpro.booking.v1.BookingService/GetReservation",
-                 grpc_code="NOT_FOUND") >= 1
+    assert (
+        value(
+            m,
+            "grpc_server_handled_total",
+            grpc_method="/petpro.booking.v1.BookingService/GetReservation",
+            grpc_code="NOT_FOUND",
+        )
+        >= 1
+    )
 
 
 async def test_outbox_lag_and_consumer_lag_settle_at_zero_once_events_are_delivered(api: Api):
@@ -74,8 +84,12 @@ async def test_dlq_size_counts_a_dead_lettered_event(api: Api):
 
     def poison() -> None:
         p = KafkaProducer(bootstrap_servers=api.stack.env()["KAFKA_BOOTSTRAP_SERVERS"].split(","))
-        p.send("booking.created", key=uuid.uuid4().hex.encode(), value=b"\x00not an event",
-               headers=cloudevent_headers(str(uuid.uuid4()), "test", "/tests"))
+        p.send(
+            "booking.created",
+            key=uuid.uuid4().hex.encode(),
+            value=b"\x00not an event",
+            headers=cloudevent_headers(str(uuid.uuid4()), "test", "/tests"),
+        )
         p.flush()
         p.close()
 

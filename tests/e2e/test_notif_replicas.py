@@ -33,13 +33,16 @@ def replica(mesh: Stack) -> Iterator[ExtraReplica]:
 
 async def feed_cursor(api: Api) -> int:
     async with await psycopg.AsyncConnection.connect(api.stack.env()["DATABASE_URL"], autocommit=True) as db:
-        cur = await db.execute("SELECT coalesce(max(cursor), 0) FROM notif.clinic_events WHERE clinic_id = %s",
-                               (HAPPY_PAWS,))
+        cur = await db.execute(
+            "SELECT coalesce(max(cursor), 0) FROM notif.clinic_events WHERE clinic_id = %s", (HAPPY_PAWS,)
+        )
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 
 
-async def test_two_replicas_one_killed_send_every_reminder_and_change_exactly_once(api: Api, replica: ExtraReplica):
+async def test_two_replicas_one_killed_send_every_reminder_and_change_exactly_once(
+    api: Api, replica: ExtraReplica
+):
     start_cursor = await feed_cursor(api)
     reminded: list[tuple[User, str]] = []  # reminders fall due at once
     changed: list[tuple[User, str]] = []  # rescheduled, then cancelled
@@ -86,7 +89,9 @@ async def test_two_replicas_one_killed_send_every_reminder_and_change_exactly_on
         return Counter(by_id.values())
 
     async def changes_mailed() -> bool:
-        return all(subjects(o)["Booking cancelled"] >= 1 and subjects(o)["Booking moved"] >= 1 for o, _ in changed)
+        return all(
+            subjects(o)["Booking cancelled"] >= 1 and subjects(o)["Booking moved"] >= 1 for o, _ in changed
+        )
 
     await eventually(changes_mailed, timeout=90)
 
@@ -114,8 +119,9 @@ async def test_two_replicas_one_killed_send_every_reminder_and_change_exactly_on
         assert subjects(owner) == {"Booking confirmed": 1, "Reminder": 2}, subjects(owner)
         assert await inbox(owner) == {"booking.created": 1, "booking.reminder": 2}
     for owner, booking_id in changed:
-        assert subjects(owner) == {"Booking confirmed": 1, "Booking moved": 1, "Booking cancelled": 1}, \
+        assert subjects(owner) == {"Booking confirmed": 1, "Booking moved": 1, "Booking cancelled": 1}, (
             subjects(owner)
+        )
         assert await inbox(owner) == {"booking.created": 1, "booking.rescheduled": 1, "booking.cancelled": 1}
         assert {s for _, _, s in await api.reminders(booking_id)} == {"DROPPED"}
     versions = {bid: [e.booking.version for e in seen if e.booking.booking_id == bid] for bid in ours}

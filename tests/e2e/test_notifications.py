@@ -26,7 +26,9 @@ pytestmark = pytest.mark.e2e
 FLUFFY = "7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e02"
 
 
-async def staff_token(api: Api, email: str = "staff@happypaws.example", password: str = "happypaws-demo") -> str:
+async def staff_token(
+    api: Api, email: str = "staff@happypaws.example", password: str = "happypaws-demo"
+) -> str:
     r = await api.c.post("/v1/auth/login", json={"email": email, "password": password})
     assert r.status_code == 200, r.text
     return r.json()["access_token"]
@@ -38,7 +40,8 @@ async def feed(api: Api, token: str, clinic: str, after: int, count: int, timeou
     async with grpc.aio.insecure_channel(api.stack.address("notif")) as ch:
         call = clinic_feed_pb2_grpc.ClinicFeedServiceStub(ch).Subscribe(
             clinic_feed_pb2.SubscribeRequest(clinic_id=clinic, after_cursor=after),
-            metadata=(("authorization", f"Bearer {token}"),))
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
         try:
             async with asyncio.timeout(timeout):
                 while len(out) < count:
@@ -96,7 +99,8 @@ async def test_feed_replays_after_a_cursor_then_streams_live_without_gap_or_dupl
     async with grpc.aio.insecure_channel(api.stack.address("notif")) as ch:
         call = clinic_feed_pb2_grpc.ClinicFeedServiceStub(ch).Subscribe(
             clinic_feed_pb2.SubscribeRequest(clinic_id=HAPPY_PAWS, after_cursor=cursor - 1),
-            metadata=(("authorization", f"Bearer {token}"),))
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
         replayed = await call.read()
         assert (replayed.event.cursor, replayed.event.booking.booking_id) == (cursor, first)
         # now live: two new bookings arrive on the open stream, in order, once each
@@ -127,9 +131,11 @@ async def _feed_until(api: Api, token: str, booking_id: str) -> list[clinic_feed
 async def test_feed_is_only_for_that_clinics_staff(api: Api):
     fluffy_staff = await staff_token(api, "staff@fluffycuts.example", "fluffycuts-demo")
     owner = await api.user()
-    for token, code in ((fluffy_staff, grpc.StatusCode.NOT_FOUND),  # another clinic's: not revealed
-                        (owner.token, grpc.StatusCode.NOT_FOUND),
-                        ("not-a-token", grpc.StatusCode.UNAUTHENTICATED)):
+    for token, code in (
+        (fluffy_staff, grpc.StatusCode.NOT_FOUND),  # another clinic's: not revealed
+        (owner.token, grpc.StatusCode.NOT_FOUND),
+        ("not-a-token", grpc.StatusCode.UNAUTHENTICATED),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await feed(api, token, HAPPY_PAWS, 0, 1, timeout=5)
         assert exc.value.code() == code
@@ -142,11 +148,18 @@ def _event(owner_email: str, owner_id: str) -> tuple[str, bytes]:
     event_id = str(uuid.uuid4())
     booking_id = str(uuid.uuid4())
     msg = events_pb2.BookingCreated(
-        event_id=event_id, occurred_at=ts(now), booking_id=booking_id, clinic_id=HAPPY_PAWS,
-        clinic_name="Happy Paws Veterinary Clinic", clinic_time_zone="Europe/Berlin",
+        event_id=event_id,
+        occurred_at=ts(now),
+        booking_id=booking_id,
+        clinic_id=HAPPY_PAWS,
+        clinic_name="Happy Paws Veterinary Clinic",
+        clinic_time_zone="Europe/Berlin",
         service=events_pb2.BookingCreated.Service(service_id=str(uuid.uuid4()), name="General check-up"),
-        slot_start_time=ts(now), slot_end_time=ts(now),
-        pet=events_pb2.BookingCreated.Pet(pet_id=str(uuid.uuid4()), name="Rex", species=booking_pb2.SPECIES_DOG),
+        slot_start_time=ts(now),
+        slot_end_time=ts(now),
+        pet=events_pb2.BookingCreated.Pet(
+            pet_id=str(uuid.uuid4()), name="Rex", species=booking_pb2.SPECIES_DOG
+        ),
         owner=events_pb2.BookingCreated.Owner(user_id=owner_id, email=owner_email, name="Ann"),
         amount=money_pb2.Money(amount_minor=4500, currency="EUR"),
     )
@@ -156,8 +169,12 @@ def _event(owner_email: str, owner_id: str) -> tuple[str, bytes]:
 def _produce(api: Api, messages: list[tuple[str, bytes]]) -> None:
     producer = KafkaProducer(bootstrap_servers=api.stack.env()["KAFKA_BOOTSTRAP_SERVERS"], acks="all")
     for key, value in messages:
-        producer.send("booking.created", key=key.encode(), value=value,
-                      headers=cloudevent_headers(str(uuid.uuid4()), "test", "/tests"))
+        producer.send(
+            "booking.created",
+            key=key.encode(),
+            value=value,
+            headers=cloudevent_headers(str(uuid.uuid4()), "test", "/tests"),
+        )
     producer.flush()
     producer.close()
 
@@ -183,12 +200,24 @@ async def test_duplicate_delivery_sends_one_email_and_poison_goes_to_the_dlq(api
 
     # `petpro dlq` lists it with its error; replaying sends it through the worker again (still poison)
     env = {**os.environ, **api.stack.env()}
-    listing = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro_dev", "dlq"], env=env,
-                                      capture_output=True, text=True, timeout=60)
+    listing = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "petpro_dev", "dlq"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listing.returncode == 0 and "PoisonEvent" in listing.stdout, listing
     letter = f"{dlq[0]['partition']}:{dlq[0]['offset']}"
-    replay = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "petpro_dev", "dlq", "replay", letter],
-                                     env=env, capture_output=True, text=True, timeout=60)
+    replay = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "petpro_dev", "dlq", "replay", letter],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert replay.returncode == 0 and "replayed 1 " in replay.stdout, replay
 
     async def dead_twice():  # type: ignore[no-untyped-def]
@@ -239,7 +268,9 @@ async def test_worker_killed_mid_batch_still_notifies_every_booking_exactly_once
     expected = sorted(b for b, _ in events)
 
     async def all_mailed():  # type: ignore[no-untyped-def]
-        return sorted({m.message["X-PetPro-Booking-Id"] for m in mails_to(api.stack, owner.email)}) == expected
+        return (
+            sorted({m.message["X-PetPro-Booking-Id"] for m in mails_to(api.stack, owner.email)}) == expected
+        )
 
     await eventually(all_mailed, timeout=60)
     await _consumer_caught_up(api)
@@ -275,12 +306,17 @@ async def test_clinic_feed_of_another_clinic_is_not_found_as_on_the_rest_api(api
     """Staff of one clinic subscribing to another's feed get NOT_FOUND, as its REST management calls
     answer 404 (petpro.authn.require_clinic): the other clinic's existence is not revealed."""
     token = await staff_token(api, "staff@fluffycuts.example", "fluffycuts-demo")
-    rest = await api.c.get(f"/v1/clinics/{HAPPY_PAWS}/bookings", headers={"Authorization": f"Bearer {token}"},
-                           params={"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z"})
+    rest = await api.c.get(
+        f"/v1/clinics/{HAPPY_PAWS}/bookings",
+        headers={"Authorization": f"Bearer {token}"},
+        params={"start_time": "2030-01-01T00:00:00Z", "end_time": "2030-01-02T00:00:00Z"},
+    )
     assert (rest.status_code, rest.json()["reason"]) == (404, "CLINIC_NOT_FOUND"), rest.text
     async with grpc.aio.insecure_channel(api.stack.address("notif")) as ch:
         call = clinic_feed_pb2_grpc.ClinicFeedServiceStub(ch).Subscribe(
-            clinic_feed_pb2.SubscribeRequest(clinic_id=HAPPY_PAWS), metadata=(("authorization", f"Bearer {token}"),))
+            clinic_feed_pb2.SubscribeRequest(clinic_id=HAPPY_PAWS),
+            metadata=(("authorization", f"Bearer {token}"),),
+        )
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call.read()
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

@@ -32,20 +32,27 @@ async def webhooks(api: Api, session: str, enabled: bool) -> None:
 
 
 async def db(api: Api, sql: str, *args: Any) -> list[tuple]:
-    async with await psycopg.AsyncConnection.connect(api.stack.env()["DATABASE_URL"], autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(
+        api.stack.env()["DATABASE_URL"], autocommit=True
+    ) as conn:
         cur = await conn.execute(sql, args)
         return await cur.fetchall() if cur.description else []
 
 
 async def age_payment(api: Api, session: str) -> None:
     """Make this payment's grace periods run out now: as if its webhook had been awaited for hours."""
-    await db(api, "UPDATE payment.payments SET created_at = now() - interval '3 hours', checked_at = NULL,"
-                  " updated_at = now() - interval '3 hours' WHERE session_id = %s", session)
+    await db(
+        api,
+        "UPDATE payment.payments SET created_at = now() - interval '3 hours', checked_at = NULL,"
+        " updated_at = now() - interval '3 hours' WHERE session_id = %s",
+        session,
+    )
 
 
 async def payment_row(api: Api, session: str) -> tuple:
-    rows = await db(api, "SELECT id::text, status, settled_order_id FROM payment.payments WHERE session_id = %s",
-                    session)
+    rows = await db(
+        api, "SELECT id::text, status, settled_order_id FROM payment.payments WHERE session_id = %s", session
+    )
     assert len(rows) == 1
     return rows[0]
 
@@ -85,7 +92,9 @@ async def test_a_paid_session_whose_webhook_never_came_is_booked_exactly_once(ap
     assert (status, order_id) == ("SUCCEEDED", res["booking_id"])
     bookings = await db(api, "SELECT id::text FROM booking.bookings WHERE lock_id = %s", held["lock_id"])
     assert bookings == [(res["booking_id"],)]
-    assert not [e for e in await api.sandbox_events(session_of(held)) if e["type"].startswith("charge.refund")]
+    assert not [
+        e for e in await api.sandbox_events(session_of(held)) if e["type"].startswith("charge.refund")
+    ]
 
 
 async def test_a_paid_session_whose_slot_is_gone_is_refunded_exactly_once(api: Api):

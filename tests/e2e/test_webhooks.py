@@ -26,14 +26,27 @@ def sign(secret: str, body: bytes, at: int | None = None) -> str:
 
 
 def event(kind: str, obj: dict) -> bytes:
-    return json.dumps({"id": f"evt_test_{uuid.uuid4().hex}", "object": "event", "type": kind,
-                       "created": int(time.time()), "api_version": "2026-10-28.endive", "livemode": False,
-                       "data": {"object": obj}, "pending_webhooks": 1, "request": {"id": None}}).encode()
+    return json.dumps(
+        {
+            "id": f"evt_test_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": kind,
+            "created": int(time.time()),
+            "api_version": "2026-10-28.endive",
+            "livemode": False,
+            "data": {"object": obj},
+            "pending_webhooks": 1,
+            "request": {"id": None},
+        }
+    ).encode()
 
 
 async def post_webhook(api: Api, body: bytes, signature: str):  # type: ignore[no-untyped-def]
-    return await api.c.post("/webhooks/stripe", content=body,
-                            headers={"Stripe-Signature": signature, "Content-Type": "application/json"})
+    return await api.c.post(
+        "/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+    )
 
 
 async def held_booking(api: Api):  # type: ignore[no-untyped-def]
@@ -50,18 +63,31 @@ def session_of(held: dict) -> str:
 async def payment_of(api: Api, payment_id: str) -> payment_pb2.Payment:
     async with grpc.aio.insecure_channel(api.stack.address("payment")) as ch:
         r = await payment_pb2_grpc.PaymentServiceStub(ch).GetPayment(
-            payment_pb2.GetPaymentRequest(payment_id=payment_id), timeout=5)
+            payment_pb2.GetPaymentRequest(payment_id=payment_id), timeout=5
+        )
         return r.payment
 
 
 async def test_forged_and_stale_signatures_are_rejected_and_change_nothing(api: Api):
     owner, held = await held_booking(api)
     secret = load_webhook_secret(api.stack.ctx.home)
-    completed = event("checkout.session.completed", {
-        "id": session_of(held), "object": "checkout.session", "payment_status": "paid", "status": "complete",
-        "payment_intent": "pi_forged", "metadata": {}})
-    for signature in (sign("whsec_not_the_secret", completed), sign(secret, completed, int(time.time()) - 600),
-                      "garbage", sign(secret, completed + b" ")):
+    completed = event(
+        "checkout.session.completed",
+        {
+            "id": session_of(held),
+            "object": "checkout.session",
+            "payment_status": "paid",
+            "status": "complete",
+            "payment_intent": "pi_forged",
+            "metadata": {},
+        },
+    )
+    for signature in (
+        sign("whsec_not_the_secret", completed),
+        sign(secret, completed, int(time.time()) - 600),
+        "garbage",
+        sign(secret, completed + b" "),
+    ):
         r = await post_webhook(api, completed, signature)
         assert r.status_code == 400, r.text
         assert r.json()["reason"] == "INVALID_SIGNATURE"
@@ -89,8 +115,16 @@ async def test_replayed_and_out_of_order_events_leave_one_booking(api: Api):
 
     # a stale "expired" event for the same session arriving late must not undo the payment
     secret = load_webhook_secret(api.stack.ctx.home)
-    stale = event("checkout.session.expired", {"id": session_of(held), "object": "checkout.session",
-                                               "status": "expired", "payment_status": "unpaid", "metadata": {}})
+    stale = event(
+        "checkout.session.expired",
+        {
+            "id": session_of(held),
+            "object": "checkout.session",
+            "status": "expired",
+            "payment_status": "unpaid",
+            "metadata": {},
+        },
+    )
     assert (await post_webhook(api, stale, sign(secret, stale))).status_code == 200
 
     after = await api.reservation(owner, held["lock_id"])
@@ -103,8 +137,10 @@ async def test_replayed_and_out_of_order_events_leave_one_booking(api: Api):
 
 async def test_events_for_unknown_sessions_are_acknowledged_and_ignored(api: Api):
     secret = load_webhook_secret(api.stack.ctx.home)
-    body = event("checkout.session.completed", {"id": "cs_test_unknown", "object": "checkout.session",
-                                                "payment_status": "paid", "metadata": {}})
+    body = event(
+        "checkout.session.completed",
+        {"id": "cs_test_unknown", "object": "checkout.session", "payment_status": "paid", "metadata": {}},
+    )
     r = await post_webhook(api, body, sign(secret, body))
     assert r.status_code == 200, r.text
 

@@ -14,17 +14,41 @@ pytestmark = pytest.mark.integration
 
 
 async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
-    params = Params(duration=0.5, concurrency=4, contenders=30, flow_clients=2, rates=(10,), fanout_seconds=1.0,
-                    notifier_events=40, idle_seconds=1.0, smoke=True)
+    params = Params(
+        duration=0.5,
+        concurrency=4,
+        contenders=30,
+        flow_clients=2,
+        rates=(10,),
+        fanout_seconds=1.0,
+        notifier_events=40,
+        idle_seconds=1.0,
+        smoke=True,
+    )
     bench = await run(mesh, params, up_seconds=None)
     names = [f.name for f in bench.figures]
-    for expected in ("read RPC direct", "read via REST edge", "ReserveSlot transactions/s", "contention",
-                     "full flow", "fan-out @10/s: commit→clinic feed", "fan-out @10/s: commit→email",
-                     "notif_worker events/s", "notif_worker, two replicas", "ConfirmBooking p50", "ConfirmBooking p99", "CancelBooking (no refund owed) p50",
-                     "CancelBooking (no refund owed) p99", "idle CPU, notif_worker + broker", "RSS booking"):
+    for expected in (
+        "read RPC direct",
+        "read via REST edge",
+        "ReserveSlot transactions/s",
+        "contention",
+        "full flow",
+        "fan-out @10/s: commit→clinic feed",
+        "fan-out @10/s: commit→email",
+        "notif_worker events/s",
+        "notif_worker, two replicas",
+        "ConfirmBooking p50",
+        "ConfirmBooking p99",
+        "CancelBooking (no refund owed) p50",
+        "CancelBooking (no refund owed) p99",
+        "idle CPU, notif_worker + broker",
+        "RSS booking",
+    ):
         assert any(n.startswith(expected) for n in names), (expected, names)
     # every figure measured something (idle CPU may round to nothing in a one-second window)
-    assert all(f.baseline > 0 and (f.value > 0 or f.name.startswith("idle CPU")) for f in bench.figures), bench.figures
+    assert all(f.baseline > 0 and (f.value > 0 or f.name.startswith("idle CPU")) for f in bench.figures), (
+        bench.figures
+    )
     idle = next(f for f in bench.figures if f.name.startswith("idle CPU"))
     assert {"notif", "kafka"} <= idle.detail["cpu_percent"].keys() and idle.value >= 0, idle.detail
     # both replicas took part (40 events over 6 partitions split 3:3: one idle by chance is ~1e-12)

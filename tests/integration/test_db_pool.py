@@ -18,8 +18,12 @@ pytestmark = pytest.mark.integration
 async def test_a_second_connection_inside_one_is_refused_at_once(mesh: Stack):
     db = Database(mesh.env()["DATABASE_URL"], "public", app_name="pool-test", pool_size=1)
     try:
-        for outer, inner in ((db.unit_of_work, db.reader), (db.reader, db.unit_of_work),
-                             (db.unit_of_work, db.unit_of_work), (db.reader, db.reader)):
+        for outer, inner in (
+            (db.unit_of_work, db.reader),
+            (db.reader, db.unit_of_work),
+            (db.unit_of_work, db.unit_of_work),
+            (db.reader, db.reader),
+        ):
             with pytest.raises(NestedCheckout):
                 async with outer():
                     async with inner():
@@ -37,6 +41,7 @@ async def test_separate_tasks_each_hold_their_own(mesh: Stack):
     db = Database(mesh.env()["DATABASE_URL"], "public", app_name="pool-test", pool_size=1)
     both_in = asyncio.Barrier(2)
     try:
+
         async def one(n: int) -> int:
             async with db.reader() as c:
                 await both_in.wait()  # both hold a connection at the same time

@@ -261,9 +261,7 @@ def spawn_envoy(stack: StackSettings, **config: Any) -> EnvoyProcess:
     bearer token and there is no auth_svc to serve the keys (it is tested against a real auth_svc in
     test_key_rotation.py and through the mesh in tests/e2e/test_auth_and_input.py)."""
     config.setdefault("jwt", None)
-    path = write_config(
-        build_config(stack, **config), stack.home / "run" / "envoy.json"
-    )
+    path = write_config(build_config(stack, **config), stack.home / "run" / "envoy.json")
     log_path = stack.home / "envoy.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
@@ -361,8 +359,9 @@ async def edge(port_bases, tmp_path_factory) -> AsyncIterator[Edge]:
             http_upstream=("127.0.0.1", http_port),
             max_request_bytes=4096,
         )
-        async with httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=15.0,
-                                     headers={"Authorization": "Bearer test-token"}) as client:
+        async with httpx.AsyncClient(
+            base_url=envoy.url, trust_env=False, timeout=15.0, headers={"Authorization": "Bearer test-token"}
+        ) as client:
             yield Edge(envoy, mobile, payment, booking, client)
     finally:
         if envoy is not None:
@@ -563,8 +562,11 @@ async def test_internal_and_unimplemented_errors(edge: Edge) -> None:
 
 
 async def test_internal_status_message_never_reaches_the_client(edge: Edge) -> None:
-    resp = await edge.client.post("/v1/me/devices", json={"platform": 1, "token": "abort-internal"},
-                                  headers={"x-request-id": "rid-internal-1"})
+    resp = await edge.client.post(
+        "/v1/me/devices",
+        json={"platform": 1, "token": "abort-internal"},
+        headers={"x-request-id": "rid-internal-1"},
+    )
     body = _problem(resp, 500)
     assert body["reason"] == "INTERNAL" and "secret" not in resp.text and "psycopg" not in resp.text
     assert "rid-internal-1" in body["detail"]
@@ -574,16 +576,29 @@ TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 async def test_only_allow_listed_headers_become_upstream_metadata(edge: Edge) -> None:
-    headers = {"|": "x", "x-evil": "1", "cookie": "session=abc", "x-forwarded-host": "evil.example",
-               "grpc-status-details-bin": "AAAA", "Authorization": "Bearer t",
-               "Idempotency-Key": "key-1", "traceparent": TRACEPARENT, "tracestate": "a=b",
-               "Accept-Language": "de-CH, de;q=0.9", "x-request-id": "rid-allow-1"}
+    headers = {
+        "|": "x",
+        "x-evil": "1",
+        "cookie": "session=abc",
+        "x-forwarded-host": "evil.example",
+        "grpc-status-details-bin": "AAAA",
+        "Authorization": "Bearer t",
+        "Idempotency-Key": "key-1",
+        "traceparent": TRACEPARENT,
+        "tracestate": "a=b",
+        "Accept-Language": "de-CH, de;q=0.9",
+        "x-request-id": "rid-allow-1",
+    }
     resp = await edge.client.get("/v1/pets", headers=headers)
     assert resp.status_code == 200, resp.text
     md = edge.mobile.last("ListPets").metadata
     for name in ("authorization", "idempotency-key", "traceparent", "tracestate", "accept-language"):
-        assert md[name] == headers[name.title() if name in ("authorization", "idempotency-key",
-                                                            "accept-language") else name]
+        assert (
+            md[name]
+            == headers[
+                name.title() if name in ("authorization", "idempotency-key", "accept-language") else name
+            ]
+        )
     assert md["x-request-id"] == "rid-allow-1"
     for name in ("|", "x-evil", "cookie", "x-forwarded-host", "grpc-status-details-bin"):
         assert name not in md, name
@@ -591,8 +606,10 @@ async def test_only_allow_listed_headers_become_upstream_metadata(edge: Edge) ->
 
 @pytest.mark.parametrize("name", ["|", "a b", "{}", "x\\y", "é", "-bin", "x-thing-bin", "grpc-message"])
 async def test_any_header_name_is_never_a_5xx(edge: Edge, name: str) -> None:
-    raw = (f"GET /v1/pets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n{name}: x\r\n"
-           "Connection: close\r\n\r\n").encode()
+    raw = (
+        f"GET /v1/pets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n{name}: x\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
     port = int(edge.envoy.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
@@ -604,8 +621,7 @@ async def test_any_header_name_is_never_a_5xx(edge: Edge, name: str) -> None:
 
 
 async def test_bad_header_values_are_400_naming_the_header_or_dropped(edge: Edge) -> None:
-    for name, value in (("Idempotency-Key", "k" * 256),
-                        ("authorization", "Bearer \u00e9t\u00e9".encode())):
+    for name, value in (("Idempotency-Key", "k" * 256), ("authorization", "Bearer \u00e9t\u00e9".encode())):
         resp = await edge.client.get("/v1/pets", headers={name: value})
         body = _problem(resp, 400)
         assert body["reason"] == "INVALID_HEADER"
@@ -616,7 +632,9 @@ async def test_bad_header_values_are_400_naming_the_header_or_dropped(edge: Edge
     rid = edge.mobile.last("ListPets").metadata["x-request-id"]
     assert rid != "bad id\t<script>" and re.fullmatch(r"[0-9a-f-]{36}", rid)
     # an unusable trace context is ignored (W3C), not an error
-    resp = await edge.client.get("/v1/pets", headers={"traceparent": "garbage", "accept-language": "<script>"})
+    resp = await edge.client.get(
+        "/v1/pets", headers={"traceparent": "garbage", "accept-language": "<script>"}
+    )
     assert resp.status_code == 200, resp.text
     md = edge.mobile.last("ListPets").metadata
     assert "accept-language" not in md and md.get("traceparent", "") != "garbage"
@@ -624,29 +642,37 @@ async def test_bad_header_values_are_400_naming_the_header_or_dropped(edge: Edge
 
 async def test_protected_routes_answer_401_before_the_body_is_parsed(edge: Edge) -> None:
     calls = len(edge.mobile.calls)
-    for method, path, body in (("POST", "/v1/bookings", b'{"slot": "not a time", "nope": 1}'),
-                               ("POST", "/v1/pets", b"{not json"), ("GET", "/v1/bookings/x", None),
-                               ("GET", "/v1/pets?page_size=abc&unknown=1", None)):
+    for method, path, body in (
+        ("POST", "/v1/bookings", b'{"slot": "not a time", "nope": 1}'),
+        ("POST", "/v1/pets", b"{not json"),
+        ("GET", "/v1/bookings/x", None),
+        ("GET", "/v1/pets?page_size=abc&unknown=1", None),
+    ):
         for auth in (None, "", "Bearer", "Basic dXNlcjpwYXNz"):
             headers = {"content-type": "application/json"}
             if auth is not None:
                 headers["Authorization"] = auth
             resp = await edge.client.request(method, path, content=body, headers=headers)
             if auth is None:  # the fixture's client sends a token by default: take it away
-                resp = await edge.client.request(method, path, content=body,
-                                                 headers={**headers, "Authorization": ""})
+                resp = await edge.client.request(
+                    method, path, content=body, headers={**headers, "Authorization": ""}
+                )
             problem = _problem(resp, 401)
             assert problem["reason"] == "TOKEN_MISSING" and problem["violations"] == []
     assert len(edge.mobile.calls) == calls  # nothing reached the BFF
     # public routes stay public
-    resp = await edge.client.post("/v1/auth/login", json={"email": "a@b.co", "password": "pw"},
-                                  headers={"Authorization": ""})
+    resp = await edge.client.post(
+        "/v1/auth/login", json={"email": "a@b.co", "password": "pw"}, headers={"Authorization": ""}
+    )
     assert resp.status_code == 200, resp.text
 
 
 async def test_undecodable_json_detail_is_printable_ascii(edge: Edge) -> None:
-    resp = await edge.client.post("/v1/pets", content=b'{"name":"R\xffx","species":"SPECIES_DOG"}',
-                                  headers={"content-type": "application/json"})
+    resp = await edge.client.post(
+        "/v1/pets",
+        content=b'{"name":"R\xffx","species":"SPECIES_DOG"}',
+        headers={"content-type": "application/json"},
+    )
     body = _problem(resp, 400)
     assert "\n" not in body["detail"] and all(32 <= ord(c) < 127 for c in body["detail"])
 
@@ -684,12 +710,18 @@ async def test_native_grpc_clients_pass_through_untouched(edge: Edge) -> None:
     clinic, booking = str(uuid.uuid4()), str(uuid.uuid4())
     async with grpc.aio.insecure_channel(f"127.0.0.1:{edge.envoy.stack.port('envoy')}") as channel:
         catalog = booking_pb2_grpc.BookingServiceStub(channel)
-        resp = await catalog.ListServices(booking_pb2.ListServicesRequest(clinic_id=clinic, page_size=2), timeout=5)
+        resp = await catalog.ListServices(
+            booking_pb2.ListServicesRequest(clinic_id=clinic, page_size=2), timeout=5
+        )
         assert resp.services[0].clinic_id == clinic
         confirms = len(edge.booking.confirms)
         with pytest.raises(grpc.aio.AioRpcError) as denied:  # only the public reads are routed
-            await catalog.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
-                reservation_lock_id=str(uuid.uuid4()), payment_id=str(uuid.uuid4())), timeout=5)
+            await catalog.ConfirmBooking(
+                booking_pb2.ConfirmBookingRequest(
+                    reservation_lock_id=str(uuid.uuid4()), payment_id=str(uuid.uuid4())
+                ),
+                timeout=5,
+            )
         assert denied.value.code() == grpc.StatusCode.UNIMPLEMENTED  # Envoy's 404 route, never upstream
         assert len(edge.booking.confirms) == confirms
         stub = mobile_pb2_grpc.MobileServiceStub(channel)
@@ -790,7 +822,9 @@ async def test_a_paid_payment_intent_is_recorded_and_only_the_checkout_event_con
     assert resp.status_code == 200 and resp.json()["outcome"] == "recorded"
     assert intent["id"] in edge.payment.seen  # verified and recorded by PaymentService
     assert all(lock != intent["lock_id"] for lock, _ in edge.booking.confirms)
-    completed = _event(type="checkout.session.completed", lock_id=intent["lock_id"], payment_id=intent["payment_id"])
+    completed = _event(
+        type="checkout.session.completed", lock_id=intent["lock_id"], payment_id=intent["payment_id"]
+    )
     resp = await _deliver(edge, completed)
     assert resp.status_code == 200 and resp.json()["outcome"] == "confirmed"
     assert [c for c in edge.booking.confirms if c[0] == intent["lock_id"]] == [
@@ -847,7 +881,9 @@ async def test_upstream_down_is_503(port_bases, tmp_path_factory) -> None:
         envoy.stop()
 
 
-async def test_rate_limit_answers_429_with_retry_after_only_above_the_limit(port_bases, tmp_path_factory) -> None:
+async def test_rate_limit_answers_429_with_retry_after_only_above_the_limit(
+    port_bases, tmp_path_factory
+) -> None:
     # A bucket of 3 that refills once an hour: whatever the machine's speed, the first 3 requests fit
     # and the 4th does not (a per-second refill would make the outcome depend on how fast we send).
     stack = _stack(port_bases, tmp_path_factory)
@@ -869,8 +905,9 @@ async def test_rate_limit_answers_429_with_retry_after_only_above_the_limit(port
         envoy.stop()
 
 
-async def _statuses(envoy: EnvoyProcess, n: int, *, source: str = "127.0.0.1",
-                    token: str | None = None) -> list[int]:
+async def _statuses(
+    envoy: EnvoyProcess, n: int, *, source: str = "127.0.0.1", token: str | None = None
+) -> list[int]:
     transport = httpx.AsyncHTTPTransport(local_address=source)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=envoy.url, transport=transport, trust_env=False, timeout=10.0) as c:
@@ -880,8 +917,15 @@ async def _statuses(envoy: EnvoyProcess, n: int, *, source: str = "127.0.0.1",
 async def test_one_client_address_cannot_spend_the_limit_of_everyone(port_bases, tmp_path_factory) -> None:
     # hour-long refills: the outcome never depends on how fast requests are sent
     stack = _stack(port_bases, tmp_path_factory)
-    limit = RateLimit(burst=1000, tokens_per_fill=1, fill_seconds=3600, per_client_burst=3,
-                      per_client_tokens_per_fill=1, per_token_burst=1000, per_token_tokens_per_fill=1)
+    limit = RateLimit(
+        burst=1000,
+        tokens_per_fill=1,
+        fill_seconds=3600,
+        per_client_burst=3,
+        per_client_tokens_per_fill=1,
+        per_token_burst=1000,
+        per_token_tokens_per_fill=1,
+    )
     envoy = await start_envoy(stack, rate_limit=limit, get_retries=0)
     try:
         assert await _statuses(envoy, 4) == [503, 503, 503, 429]  # (no HTTP app behind: 503 below the limit)
@@ -893,8 +937,15 @@ async def test_one_client_address_cannot_spend_the_limit_of_everyone(port_bases,
 
 async def test_one_token_cannot_spend_its_address_limit(port_bases, tmp_path_factory) -> None:
     stack = _stack(port_bases, tmp_path_factory)
-    limit = RateLimit(burst=1000, tokens_per_fill=1, fill_seconds=3600, per_client_burst=1000,
-                      per_client_tokens_per_fill=1, per_token_burst=2, per_token_tokens_per_fill=1)
+    limit = RateLimit(
+        burst=1000,
+        tokens_per_fill=1,
+        fill_seconds=3600,
+        per_client_burst=1000,
+        per_client_tokens_per_fill=1,
+        per_token_burst=2,
+        per_token_tokens_per_fill=1,
+    )
     envoy = await start_envoy(stack, rate_limit=limit, get_retries=0)
     try:
         assert await _statuses(envoy, 3, token="user-a") == [503, 503, 429]
@@ -988,7 +1039,13 @@ class _Collector:
             if not message.get("more_body"):
                 break
         self.exports.append((scope["path"], dict(scope["headers"]).get(b"content-type", b""), body))
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-protobuf")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-protobuf")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -996,20 +1053,37 @@ async def test_envoy_emits_its_span_as_the_parent_of_the_upstream_call(port_base
     from edge.gateway.config import Tracing
 
     mobile, collector = FakeMobile(), _Collector()
-    mobile_server = await grpc_server.start(grpc_server.App(
-        name="fake-mobile", settings=_Settings(grace_seconds=0),
-        services=[grpc_server.Registration(mobile_pb2_grpc.add_MobileServiceServicer_to_server, mobile,
-                                           "petpro.mobile.v1.MobileService")]), port=0)
+    mobile_server = await grpc_server.start(
+        grpc_server.App(
+            name="fake-mobile",
+            settings=_Settings(grace_seconds=0),
+            services=[
+                grpc_server.Registration(
+                    mobile_pb2_grpc.add_MobileServiceServicer_to_server,
+                    mobile,
+                    "petpro.mobile.v1.MobileService",
+                )
+            ],
+        ),
+        port=0,
+    )
     otlp = HttpServer(collector, "127.0.0.1", 0, graceful_timeout=0.5)
     otlp_port = otlp.bind()
     otlp_task = asyncio.create_task(otlp.serve())
-    envoy = await start_envoy(_stack(port_bases, tmp_path_factory), grpc_upstream=("127.0.0.1", mobile_server.port),
-                              http_upstream=("127.0.0.1", otlp_port), tracing=Tracing("127.0.0.1", otlp_port))
+    envoy = await start_envoy(
+        _stack(port_bases, tmp_path_factory),
+        grpc_upstream=("127.0.0.1", mobile_server.port),
+        http_upstream=("127.0.0.1", otlp_port),
+        tracing=Tracing("127.0.0.1", otlp_port),
+    )
     try:
         async with httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=15.0) as client:
             trace_id, client_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
-            resp = await client.post("/v1/auth/login", json={"email": "a@b.co", "password": "pw"},
-                                     headers={"traceparent": f"00-{trace_id}-{client_span}-01", "x-request-id": "r1"})
+            resp = await client.post(
+                "/v1/auth/login",
+                json={"email": "a@b.co", "password": "pw"},
+                headers={"traceparent": f"00-{trace_id}-{client_span}-01", "x-request-id": "r1"},
+            )
             assert resp.status_code == 200, resp.text
             upstream = mobile.last("Login").metadata
             version, got_trace, envoy_span, flags = upstream["traceparent"].split("-")
@@ -1022,8 +1096,12 @@ async def test_envoy_emits_its_span_as_the_parent_of_the_upstream_call(port_base
             assert mobile.last("Login").metadata["traceparent"].split("-")[1] != trace_id
 
             async def exported() -> bool:
-                return any(path == "/v1/traces" and bytes.fromhex(trace_id) in body and bytes.fromhex(envoy_span) in body
-                           for path, _, body in collector.exports)
+                return any(
+                    path == "/v1/traces"
+                    and bytes.fromhex(trace_id) in body
+                    and bytes.fromhex(envoy_span) in body
+                    for path, _, body in collector.exports
+                )
 
             await _poll(exported, "Envoy's span at the collector", within=60)
             assert all(ctype == b"application/x-protobuf" for _, ctype, _ in collector.exports)
@@ -1039,8 +1117,14 @@ def test_envoy_tracing_follows_the_standard_otlp_variables() -> None:
 
     assert tracing_from_env({}) is None
     assert tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}) == Tracing(
-        "otel-collector", 4318, "/v1/traces")
-    assert tracing_from_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:9999/custom"}) == Tracing("c", 9999, "/custom")
-    assert tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}) is None
+        "otel-collector", 4318, "/v1/traces"
+    )
+    assert tracing_from_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:9999/custom"}) == Tracing(
+        "c", 9999, "/custom"
+    )
+    assert (
+        tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"})
+        is None
+    )
     with pytest.raises(ValueError, match="http://"):
         tracing_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://c:4318"})

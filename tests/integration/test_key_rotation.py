@@ -29,8 +29,13 @@ pytestmark = pytest.mark.integration
 
 
 async def keys_cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "auth_svc.signing_keys", *args],
-                                   capture_output=True, text=True, timeout=60)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "auth_svc.signing_keys", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (done.returncode == 0) == ok, done.stderr
     return done
 
@@ -46,8 +51,12 @@ async def test_rotate_then_retire_through_the_running_service(mesh: Stack, tmp_p
     # the edge's Envoy in front of this auth_svc (jwt_authn with its JWKS, refetched every second here);
     # no BFF behind it: a token Envoy accepts gets 503 from the missing upstream, one it refuses 401
     edge_stack = StackSettings(home=tmp_path / "edge", port_base=port_bases.allocate())
-    envoy = await start_envoy(edge_stack, upstreams={AUTH_SERVICE: ("127.0.0.1", running.port)}, get_retries=0,
-                              jwt=JwtAuth(cache_seconds=1))
+    envoy = await start_envoy(
+        edge_stack,
+        upstreams={AUTH_SERVICE: ("127.0.0.1", running.port)},
+        get_retries=0,
+        jwt=JwtAuth(cache_seconds=1),
+    )
     web = httpx.AsyncClient(base_url=envoy.url, trust_env=False, timeout=30)
 
     async def at_edge(access: str) -> int:
@@ -95,7 +104,9 @@ async def test_rotate_then_retire_through_the_running_service(mesh: Stack, tmp_p
             return await kids() == [second]
 
         await eventually(only_new)
-        assert await eventually(lambda: _status_is(at_edge(old), 401))  # a retired key's tokens end at the edge too
+        assert await eventually(
+            lambda: _status_is(at_edge(old), 401)
+        )  # a retired key's tokens end at the edge too
         assert await at_edge(new) == 503
         with pytest.raises(grpc.aio.AioRpcError) as rejected:
             await auth.ValidateToken(auth_pb2.ValidateTokenRequest(token=old))

@@ -34,8 +34,12 @@ TOPIC = "booking.created"
 def booking_created(booking_id: str) -> bytes:
     at = Timestamp(seconds=int(datetime(2030, 1, 7, 9, tzinfo=UTC).timestamp()))
     return events_pb2.BookingCreated(
-        event_id=str(uuid.uuid4()), occurred_at=at, booking_id=booking_id, clinic_id=str(uuid.uuid4()),
-        slot_start_time=at, slot_end_time=at,
+        event_id=str(uuid.uuid4()),
+        occurred_at=at,
+        booking_id=booking_id,
+        clinic_id=str(uuid.uuid4()),
+        slot_start_time=at,
+        slot_end_time=at,
         owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="o@example.test"),
     ).SerializeToString()
 
@@ -47,7 +51,9 @@ class Delivered:
         self.ids: asyncio.Queue[str] = asyncio.Queue()
         self.held, self.release = "", asyncio.Event()
 
-    async def notify(self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None) -> None:
+    async def notify(
+        self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None
+    ) -> None:
         if n.booking_id == self.held:
             await self.release.wait()
         await self.ids.put(n.booking_id)
@@ -82,8 +88,12 @@ async def test_events_published_after_a_broker_restart_that_lost_the_log_are_del
     await asyncio.to_thread(create_topic, bootstrap)
     delivered = Delivered()
     worker = BookingCreatedConsumer(
-        delivered, lambda: events.consumer(bootstrap, "restart-test", TOPIC),  # type: ignore[arg-type]
-        lambda: events.producer(bootstrap, "restart-test-dlq"), "dlq", commit_every_seconds=0)
+        delivered,
+        lambda: events.consumer(bootstrap, "restart-test", TOPIC),  # type: ignore[arg-type]
+        lambda: events.producer(bootstrap, "restart-test-dlq"),
+        "dlq",
+        commit_every_seconds=0,
+    )
     task = asyncio.create_task(worker.run())
     try:
         # the last event is still being delivered when the broker goes: it finishes (and its offset,

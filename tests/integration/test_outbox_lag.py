@@ -30,13 +30,20 @@ async def test_lag_counts_unsent_rows_and_the_oldest_age(mesh: Stack):
 
         async with db.unit_of_work() as s:
             for age in (90, 30):
-                await s.execute(text(
-                    "INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at)"
-                    " VALUES (:id, 't', 'k', 'e', '\\x00', now() - make_interval(secs => :age))"),
-                    {"id": uuid.uuid4(), "age": age})
-            await s.execute(text(
-                "INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at, sent_at)"
-                " VALUES (:id, 't', 'k', 'e', '\\x00', now() - interval '1 hour', now())"), {"id": uuid.uuid4()})
+                await s.execute(
+                    text(
+                        "INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at)"
+                        " VALUES (:id, 't', 'k', 'e', '\\x00', now() - make_interval(secs => :age))"
+                    ),
+                    {"id": uuid.uuid4(), "age": age},
+                )
+            await s.execute(
+                text(
+                    "INSERT INTO outbox (event_id, topic, key, event_type, payload, created_at, sent_at)"
+                    " VALUES (:id, 't', 'k', 'e', '\\x00', now() - interval '1 hour', now())"
+                ),
+                {"id": uuid.uuid4()},
+            )
         pending, oldest = await relay.measure_lag()
         assert pending == 2 and 90 <= oldest < 3600  # the sent row does not count
         assert telemetry.OUTBOX_PENDING._value.get() == 2

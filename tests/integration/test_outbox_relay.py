@@ -68,10 +68,19 @@ async def _add(db: Database, topic: str, n: int, *, notify: bool = False) -> lis
     ids = [uuid.uuid4() for _ in range(n)]
     async with db.unit_of_work() as s:
         for i, event_id in enumerate(ids):
-            await s.execute(text(
-                "INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)"
-                " VALUES (:id, :topic, :key, 'dev.petpro.test.v1', :payload, :tp)"),
-                {"id": event_id, "topic": topic, "key": f"k{i}", "payload": f"p{i}".encode(), "tp": TRACEPARENT})
+            await s.execute(
+                text(
+                    "INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)"
+                    " VALUES (:id, :topic, :key, 'dev.petpro.test.v1', :payload, :tp)"
+                ),
+                {
+                    "id": event_id,
+                    "topic": topic,
+                    "key": f"k{i}",
+                    "payload": f"p{i}".encode(),
+                    "tp": TRACEPARENT,
+                },
+            )
         if notify:
             await s.execute(text("NOTIFY outbox"))
     return ids
@@ -84,8 +93,12 @@ async def _unsent(db: Database) -> int:
 
 def _consume(bootstrap: str, topic: str, n: int) -> list:  # type: ignore[type-arg]
     """The first ``n`` messages of the topic (fewer only if none arrives for two minutes)."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
-                      consumer_timeout_ms=120_000)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap.split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        consumer_timeout_ms=120_000,
+    )
     try:
         tp = TopicPartition(topic, 0)
         c.assign([tp])
@@ -112,10 +125,18 @@ async def test_published_with_cloudevents_headers_then_marked_sent(outbox_db):
     assert await _unsent(db) == 0
 
     messages = await asyncio.to_thread(_consume, bootstrap, topic, 3)
-    assert [(m.key, m.value) for m in messages] == [(b"k0", b"p0"), (b"k1", b"p1"), (b"k2", b"p2")]  # id order
+    assert [(m.key, m.value) for m in messages] == [
+        (b"k0", b"p0"),
+        (b"k1", b"p1"),
+        (b"k2", b"p2"),
+    ]  # id order
     headers = events.header_map(messages[0].headers)
     assert (headers["ce_id"], headers["ce_type"], headers["ce_source"], headers["ce_specversion"]) == (
-        str(ids[0]), "dev.petpro.test.v1", "/petpro/test", "1.0")
+        str(ids[0]),
+        "dev.petpro.test.v1",
+        "/petpro/test",
+        "1.0",
+    )
     assert headers["traceparent"] == TRACEPARENT
     assert datetime.fromisoformat(headers["ce_time"].replace("Z", "+00:00")).tzinfo == UTC
 
@@ -126,8 +147,12 @@ async def test_a_multi_record_batch_is_not_mistaken_for_a_broker_loss(outbox_db)
     offset + 1, so comparing with the batch's last offset would replay the rows for ever)."""
     db, topic, bootstrap = outbox_db
     await _add(db, topic, 5)
-    relay = OutboxRelay(db, lambda: events.producer(bootstrap, "relay-test"), source="/petpro/test",
-                        end_offsets=lambda tps: events.end_offsets(bootstrap, tps))
+    relay = OutboxRelay(
+        db,
+        lambda: events.producer(bootstrap, "relay-test"),
+        source="/petpro/test",
+        end_offsets=lambda tps: events.end_offsets(bootstrap, tps),
+    )
     try:
         assert await relay.publish_batch() == 5
         assert relay._acked == {(topic, 0): 0}  # the batch's first offset
@@ -150,9 +175,15 @@ async def test_a_slow_broker_check_does_not_hold_up_publishing(outbox_db):
         release.wait(120)
         return reader(parts)
 
-    relay = OutboxRelay(db, lambda: events.producer(bootstrap, "relay-test"), source="/petpro/test",
-                        end_offsets=stuck_end_offsets, check_seconds=0.05, lag_interval_seconds=0.05,
-                        idle_poll_seconds=0.05)
+    relay = OutboxRelay(
+        db,
+        lambda: events.producer(bootstrap, "relay-test"),
+        source="/petpro/test",
+        end_offsets=stuck_end_offsets,
+        check_seconds=0.05,
+        lag_interval_seconds=0.05,
+        idle_poll_seconds=0.05,
+    )
     task = asyncio.create_task(relay.run())
     try:
         await _add(db, topic, 1)
@@ -190,8 +221,11 @@ async def test_rows_stay_unsent_while_the_broker_is_unreachable(outbox_db, port_
     db, topic, bootstrap = outbox_db
     await _add(db, topic, 2)
     dead = f"127.0.0.1:{port_bases.allocate() + 199}"  # a free port of a range nobody listens on
-    broken = OutboxRelay(db, lambda: events.producer(dead, "relay-test", api_version=(2, 5),
-                                                     max_block_ms=500), source="/petpro/test")
+    broken = OutboxRelay(
+        db,
+        lambda: events.producer(dead, "relay-test", api_version=(2, 5), max_block_ms=500),
+        source="/petpro/test",
+    )
     with pytest.raises(Exception):  # noqa: B017 — whatever kafka-python raises, the rows must stay
         await broken.publish_batch()
     await asyncio.to_thread(broken._close_producer)
@@ -220,8 +254,13 @@ class ObservedRelay(OutboxRelay):
 
 async def test_notify_wakes_an_idle_relay(outbox_db, devstack: Stack):
     db, topic, bootstrap = outbox_db
-    relay = ObservedRelay(db, lambda: events.producer(bootstrap, "relay-test"), source="/petpro/test",
-                          listen_dsn=devstack.env()["DATABASE_URL"], idle_poll_seconds=3600)
+    relay = ObservedRelay(
+        db,
+        lambda: events.producer(bootstrap, "relay-test"),
+        source="/petpro/test",
+        listen_dsn=devstack.env()["DATABASE_URL"],
+        idle_poll_seconds=3600,
+    )
     task = asyncio.create_task(relay.run())
 
     async def notify_until_woken() -> None:  # (LISTEN may not be established yet: say it again)

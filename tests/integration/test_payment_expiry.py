@@ -33,14 +33,32 @@ async def test_lapsed_hold_expires_its_checkout_session(mesh: Stack):
     gateway = StripeGateway(SANDBOX_API_KEY, load_webhook_secret(mesh.ctx.home), env["STRIPE_API_BASE"])
     handlers = PaymentHandlers(uow, gateway, public_base_url="http://example.invalid")
     try:
-        lapsed = await handlers.create_session(CreateSession(
-            request_id=f"test-{uuid.uuid4()}", order_ref=str(uuid.uuid4()), amount_minor=4500, currency="EUR",
-            customer_email="a@example.com", description="Check-up", success_url="", cancel_url="",
-            expires_at=datetime.now(UTC) - timedelta(seconds=1)))
-        live = await handlers.create_session(CreateSession(
-            request_id=f"test-{uuid.uuid4()}", order_ref=str(uuid.uuid4()), amount_minor=4500, currency="EUR",
-            customer_email="a@example.com", description="Check-up", success_url="", cancel_url="",
-            expires_at=datetime.now(UTC) + timedelta(minutes=10)))
+        lapsed = await handlers.create_session(
+            CreateSession(
+                request_id=f"test-{uuid.uuid4()}",
+                order_ref=str(uuid.uuid4()),
+                amount_minor=4500,
+                currency="EUR",
+                customer_email="a@example.com",
+                description="Check-up",
+                success_url="",
+                cancel_url="",
+                expires_at=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
+        live = await handlers.create_session(
+            CreateSession(
+                request_id=f"test-{uuid.uuid4()}",
+                order_ref=str(uuid.uuid4()),
+                amount_minor=4500,
+                currency="EUR",
+                customer_email="a@example.com",
+                description="Check-up",
+                success_url="",
+                cancel_url="",
+                expires_at=datetime.now(UTC) + timedelta(minutes=10),
+            )
+        )
         assert lapsed.session_id and live.session_id
 
         assert await handlers.expire_due() >= 1

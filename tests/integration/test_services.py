@@ -23,10 +23,17 @@ pytestmark = pytest.mark.integration
 
 SERVICES = {
     "auth": ("auth_svc", "AUTH", ["petpro.auth.v1.AuthService", "petpro.auth.v1.ClinicStaffService"]),
-    "booking": ("booking_svc", "BOOKING", ["petpro.booking.v1.BookingService", "petpro.booking.v1.ClinicAdminService"]),
+    "booking": (
+        "booking_svc",
+        "BOOKING",
+        ["petpro.booking.v1.BookingService", "petpro.booking.v1.ClinicAdminService"],
+    ),
     "payment": ("payment_svc", "PAYMENT", ["petpro.payment.v1.PaymentService"]),
-    "notif": ("notif_worker", "NOTIF",
-              ["petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"]),
+    "notif": (
+        "notif_worker",
+        "NOTIF",
+        ["petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"],
+    ),
     "edge": ("edge", "EDGE", ["petpro.mobile.v1.MobileService"]),
 }
 
@@ -54,8 +61,9 @@ async def test_invalid_request_to_a_real_server_names_the_field(mesh: Stack):
     async with grpc.aio.insecure_channel(mesh.address("booking")) as channel:
         stub = booking_pb2_grpc.BookingServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as exc:
-            await stub.GetAvailability(booking_pb2.GetAvailabilityRequest(service_id="nope", date="2030-13-01"),
-                                       timeout=5)
+            await stub.GetAvailability(
+                booking_pb2.GetAvailabilityRequest(service_id="nope", date="2030-13-01"), timeout=5
+            )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     status = rpc_status.from_call(exc.value)
     bad = error_details_pb2.BadRequest()
@@ -70,10 +78,21 @@ async def test_sigterm_goes_not_serving_then_exits_zero(mesh: Stack, name: str):
     client ends it the process exits 0.  (The kit's drain of a unary RPC: tests/unit/test_kit_server.)"""
     module, prefix, _ = SERVICES[name]
     port = free_port()
-    env = {**os.environ, **mesh.env(), f"{prefix}_GRPC_PORT": str(port), f"{prefix}_METRICS_PORT": "0",
-           f"{prefix}_GRACE_SECONDS": "5", "EDGE_HTTP_PORT": str(free_port())}
-    proc = await asyncio.to_thread(subprocess.Popen, [sys.executable, "-m", module], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        **mesh.env(),
+        f"{prefix}_GRPC_PORT": str(port),
+        f"{prefix}_METRICS_PORT": "0",
+        f"{prefix}_GRACE_SECONDS": "5",
+        "EDGE_HTTP_PORT": str(free_port()),
+    }
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", module],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             await asyncio.wait_for(channel.channel_ready(), 30)
@@ -105,8 +124,14 @@ def _rpcs() -> list[tuple[str, str, object]]:
 
     db = symbol_database.Default()
     out = []
-    for component, module in (("auth", auth_pb2), ("booking", _b), ("payment", payment_pb2),
-                              ("notif", clinic_feed_pb2), ("notif", notification_pb2), ("edge", mobile_pb2)):
+    for component, module in (
+        ("auth", auth_pb2),
+        ("booking", _b),
+        ("payment", payment_pb2),
+        ("notif", clinic_feed_pb2),
+        ("notif", notification_pb2),
+        ("edge", mobile_pb2),
+    ):
         for service in module.DESCRIPTOR.services_by_name.values():
             for m in service.methods:
                 request = db.GetSymbol(m.input_type.full_name)()
@@ -119,7 +144,8 @@ RPCS = _rpcs()
 
 @pytest.mark.parametrize(("component", "method", "request_msg", "streaming"), RPCS, ids=[r[1] for r in RPCS])
 async def test_empty_request_to_every_rpc_is_a_client_error_never_internal(
-        mesh: Stack, component: str, method: str, request_msg, streaming: bool):
+    mesh: Stack, component: str, method: str, request_msg, streaming: bool
+):
     """Every RPC, called with an all-default request (no auth), answers with a client-error status."""
     async with grpc.aio.insecure_channel(mesh.address(component)) as channel:
         kind = channel.unary_stream if streaming else channel.unary_unary
@@ -135,5 +161,9 @@ async def test_empty_request_to_every_rpc_is_a_client_error_never_internal(
             code = exc.code()
         else:
             code = grpc.StatusCode.OK
-    assert code in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.OK,
-                    grpc.StatusCode.NOT_FOUND}, (method, code)
+    assert code in {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.OK,
+        grpc.StatusCode.NOT_FOUND,
+    }, (method, code)

@@ -624,11 +624,15 @@ async def test_a_refund_accepted_then_failed_by_the_issuer(
     session = await new_session(client)
     assert (await pay(str(session.url), as_json=True)).status_code == 200
     pi = str((await client.v1.checkout.sessions.retrieve_async(session.id)).payment_intent)
-    async with httpx.AsyncClient(base_url=sandbox.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=sandbox.url, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as http:
         bad = await http.post("/_sandbox/refunds/async-failures", json={"count": 1, "failure_reason": "nope"})
         assert bad.status_code == 400, bad.text
-        ok = await http.post("/_sandbox/refunds/async-failures",
-                             json={"count": 1, "after_seconds": 0.05, "failure_reason": "lost_or_stolen_card"})
+        ok = await http.post(
+            "/_sandbox/refunds/async-failures",
+            json={"count": 1, "after_seconds": 0.05, "failure_reason": "lost_or_stolen_card"},
+        )
         assert ok.status_code == 200, ok.text
 
     first = await client.v1.refunds.create_async({"payment_intent": pi}, {"idempotency_key": "refund-b1-0"})
@@ -636,10 +640,15 @@ async def test_a_refund_accepted_then_failed_by_the_issuer(
     failed = (await receiver.wait_accepted("refund.failed"))[0]
     event = stripe.Webhook.construct_event(failed.body, failed.signature, sandbox.webhook_secret)
     assert (event.data.object.id, event.data.object.status, event.data.object.failure_reason) == (
-        first.id, "failed", "lost_or_stolen_card")
+        first.id,
+        "failed",
+        "lost_or_stolen_card",
+    )
     assert event.data.object.failure_balance_transaction.startswith("txn_")
-    updated = [stripe.Webhook.construct_event(d.body, d.signature, sandbox.webhook_secret).data.object
-               for d in await receiver.wait_accepted("refund.updated")]
+    updated = [
+        stripe.Webhook.construct_event(d.body, d.signature, sandbox.webhook_secret).data.object
+        for d in await receiver.wait_accepted("refund.updated")
+    ]
     assert [(r.id, r.status) for r in updated] == [(first.id, "failed")]
     assert (await client.v1.refunds.retrieve_async(first.id)).status == "failed"
     charge = await client.v1.charges.retrieve_async(str(first.charge))
@@ -741,7 +750,6 @@ def test_webhook_secret_is_made_once_and_env_wins(tmp_path: Path, monkeypatch: p
     assert load_webhook_secret(tmp_path, env=False) == first
 
 
-
 async def test_webhooks_can_be_switched_off_for_one_session(sandbox, client, receiver):
     """The switch the reconciliation tests use: a muted session's events are recorded, never sent;
     the other sessions' webhooks still are."""
@@ -750,7 +758,9 @@ async def test_webhooks_can_be_switched_off_for_one_session(sandbox, client, rec
     async with httpx.AsyncClient(base_url=sandbox.url, timeout=10) as http:
         switch = f"/_sandbox/sessions/{muted.id}/webhooks"
         assert (await http.post(switch, json={"enabled": "no"})).status_code == 400
-        assert (await http.post("/_sandbox/sessions/cs_nope/webhooks", json={"enabled": False})).status_code == 404
+        assert (
+            await http.post("/_sandbox/sessions/cs_nope/webhooks", json={"enabled": False})
+        ).status_code == 404
         r = await http.post(switch, json={"enabled": False})
         assert r.json() == {"session": muted.id, "webhooks": False}
         for s in (muted, other):

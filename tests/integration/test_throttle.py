@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from petpro import cache
-from petpro.throttle import Rule, Throttle, TooManyAttempts
+from petpro.backoff import Rule, TooManyAttempts
+from petpro.throttle import Throttle
 
 pytestmark = pytest.mark.integration
 

@@ -32,22 +32,38 @@ _spec.loader.exec_module(render_mod)
 # What a production install looks like: chart-created Secret (values from a file kept out of git),
 # TLS, a digest, Strimzi topics, ServiceMonitors, a release name that is not the chart's name.
 PRODUCTION: dict[str, Any] = {
-    "image": {"repository": "registry.example.com/petpro", "tag": "1.4.2",
-              "digest": "sha256:" + "ab" * 32, "pullPolicy": "IfNotPresent"},
+    "image": {
+        "repository": "registry.example.com/petpro",
+        "tag": "1.4.2",
+        "digest": "sha256:" + "ab" * 32,
+        "pullPolicy": "IfNotPresent",
+    },
     "publicHost": "api.petpro.example.com",
     "ingress": {"className": "nginx", "tlsSecretName": "petpro-tls"},
-    "secrets": {"existingSecret": "", "create": {
-        "databaseUrl": "postgresql://petpro:pw@db.example.com:5432/petpro",
-        "redisUrl": "rediss://:pw@redis.example.com:6380/0",
-        "smtpUrl": "smtps://mailer:pw@smtp.example.com:465",
-        "stripeApiKey": "sk_test_x", "stripeWebhookSecret": "whsec_x",
-        "authSigningKeyPem": "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"}},
-    "kafka": {"bootstrapServers": "prod-kafka-bootstrap.kafka:9092", "topicsVia": "strimzi",
-              "strimziCluster": "prod", "partitions": 12, "replicationFactor": 3},
+    "secrets": {
+        "existingSecret": "",
+        "create": {
+            "databaseUrl": "postgresql://petpro:pw@db.example.com:5432/petpro",
+            "redisUrl": "rediss://:pw@redis.example.com:6380/0",
+            "smtpUrl": "smtps://mailer:pw@smtp.example.com:465",
+            "stripeApiKey": "sk_test_x",
+            "stripeWebhookSecret": "whsec_x",
+            "authSigningKeyPem": "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+        },
+    },
+    "kafka": {
+        "bootstrapServers": "prod-kafka-bootstrap.kafka:9092",
+        "topicsVia": "strimzi",
+        "strimziCluster": "prod",
+        "partitions": 12,
+        "replicationFactor": 3,
+    },
     "stripe": {"apiBase": "https://api.stripe.com"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
-    "services": {"booking": {"replicas": 4, "settings": {"HOLD_TTL_SECONDS": "900"}},
-                 "notif": {"replicas": 3}},
+    "services": {
+        "booking": {"replicas": 4, "settings": {"HOLD_TTL_SECONDS": "900"}},
+        "notif": {"replicas": 3},
+    },
     "networkPolicy": {"egress": {"postgres": {"cidr": "10.20.0.0/16", "port": 5432}}},
 }
 VARIANTS = {"default": {}, "production": PRODUCTION}
@@ -125,15 +141,34 @@ def test_checkov_finds_no_failed_check(variant, tmp_path: Path) -> None:
     _, objs, rendered = variant
     for key, text in rendered.items():
         (tmp_path / Path(key).name).write_text(text)
-    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "BC_SKIP_DOWNLOAD": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "FALSE"}
+    env = {
+        **os.environ,
+        "BC_SKIP_MAPPING": "TRUE",
+        "BC_SKIP_DOWNLOAD": "TRUE",
+        "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "FALSE",
+    }
     result = subprocess.run(
-        [str(checkov_binary()), "-d", str(tmp_path), "--framework", "kubernetes", "--output", "json", "--quiet",
-         "--skip-download"],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            str(checkov_binary()),
+            "-d",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "--output",
+            "json",
+            "--quiet",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     report = json.loads(result.stdout)
     summary = report["summary"]
-    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]]
+    failed = [
+        f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in report["results"]["failed_checks"]
+    ]
     assert summary["failed"] == 0, "\n".join(failed)
     assert summary["passed"] > 300
     # every skip is annotated on its resource, with a reason
@@ -213,8 +248,12 @@ def test_grpc_services_are_headless_and_addressed_by_dns_round_robin(variant) ->
     fullname = next(n for n in services if n.endswith("-envoy")).removesuffix("-envoy")
     for svc in ("auth", "booking", "payment", "notif", "edge"):
         assert services[f"{fullname}-{svc}"]["spec"]["clusterIP"] == "None"
-    targets = {e["name"]: e["value"] for _, _, c in containers(objs) for e in c.get("env", [])
-               if e["name"].endswith("_ADDR")}
+    targets = {
+        e["name"]: e["value"]
+        for _, _, c in containers(objs)
+        for e in c.get("env", [])
+        if e["name"].endswith("_ADDR")
+    }
     assert targets["BOOKING_ADDR"] == f"dns:///{fullname}-booking:7402"
     assert set(targets) == {"AUTH_ADDR", "BOOKING_ADDR", "PAYMENT_ADDR", "NOTIF_ADDR"}
 
@@ -232,8 +271,14 @@ def test_migrations_and_topics_run_as_pre_install_and_pre_upgrade_hooks(variant)
         assert "topics" in jobs
     else:
         topics = {t["spec"]["topicName"]: t for t in by_kind(objs, "KafkaTopic")}
-        assert set(topics) == {"booking.created", "booking.created.dlq", "booking.cancelled", "booking.rescheduled",
-                               "booking.completed", "booking.no-show"}
+        assert set(topics) == {
+            "booking.created",
+            "booking.created.dlq",
+            "booking.cancelled",
+            "booking.rescheduled",
+            "booking.completed",
+            "booking.no-show",
+        }
         assert all(t["spec"]["partitions"] == 12 for t in topics.values())
     # whatever the hook pods need exists before them (hooks with lower weight), not as release objects
     sa = jobs["migrate"]["spec"]["template"]["spec"]["serviceAccountName"]
@@ -251,7 +296,9 @@ def test_secrets_come_from_a_secret_and_all_auth_replicas_share_one_key_director
     pod = auth["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert "AUTH_SIGNING_KEY_FILE" not in env  # the rotating key directory, not one fixed file
-    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == env["AUTH_SIGNING_KEYS_DIR"]]
+    (mount,) = [
+        m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == env["AUTH_SIGNING_KEYS_DIR"]
+    ]
     assert mount["readOnly"] is True and "subPath" not in mount  # Secret updates (rotation) reach the pods
     (vol,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
     assert "items" not in vol["secret"]  # every key of the Secret is in the directory
@@ -261,15 +308,21 @@ def test_secrets_come_from_a_secret_and_all_auth_replicas_share_one_key_director
         assert vol["secret"]["secretName"] == "petpro-signing-keys"
     else:
         assert set(secrets[vol["secret"]["secretName"]]["stringData"]) == {"auth-signing.pem"}
-        assert all(not n.endswith(".pem") for s in secrets.values() if s is not secrets[vol["secret"]["secretName"]]
-                   for n in s["stringData"])
+        assert all(
+            not n.endswith(".pem")
+            for s in secrets.values()
+            if s is not secrets[vol["secret"]["secretName"]]
+            for n in s["stringData"]
+        )
 
 
 def test_default_values_hold_no_secret() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert all(v == "" for v in values["secrets"]["create"].values())
     text = (CHART / "values.yaml").read_text()
-    assert not re.search(r"(sk|rk)_(live|test)_\w+|whsec_\w+|BEGIN [A-Z ]*PRIVATE KEY|://[^/\s:]+:[^@\s]+@", text)
+    assert not re.search(
+        r"(sk|rk)_(live|test)_\w+|whsec_\w+|BEGIN [A-Z ]*PRIVATE KEY|://[^/\s:]+:[^@\s]+@", text
+    )
 
 
 def test_latest_tag_is_refused() -> None:
@@ -300,8 +353,10 @@ def test_only_envoy_is_reachable_from_outside_the_namespace(variant) -> None:
                 # from another namespace: Envoy's listener, or Prometheus on a metrics port only
                 assert (component == "envoy" and ports == {8080}) or all(7501 <= x <= 7505 for x in ports), p
     booking = next(p for p in policies if p["metadata"]["name"].endswith("-booking"))
-    callers = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
-               for peer in booking["spec"]["ingress"][0]["from"]}
+    callers = {
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for peer in booking["spec"]["ingress"][0]["from"]
+    }
     assert callers == {"edge", "envoy"}
 
 
@@ -331,13 +386,20 @@ def test_envoy_config_map_is_the_dev_stack_generators_output_with_dns_clusters(v
     assert clusters["jwks_internal"]["type"] == "STATIC"
     upstream = [c for n, c in clusters.items() if n not in internal]
     assert {address(c)["socketAddress"]["address"] for c in upstream} == {
-        f"{fullname}-edge", f"{fullname}-booking", f"{fullname}-auth"}
+        f"{fullname}-edge",
+        f"{fullname}-booking",
+        f"{fullname}-auth",
+    }
     assert all(c["type"] == "STRICT_DNS" for c in upstream)
 
 
 def test_committed_outputs_are_fresh() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "k8s" / "render.py"), "--check"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "k8s" / "render.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -345,13 +407,20 @@ def test_service_settings_become_prefixed_env_vars() -> None:
     """services.<svc>.settings.<KEY> → <SVC>_<KEY> on that service only; common.settings on all,
     overridden per service."""
     prefixes = {"auth": "AUTH", "booking": "BOOKING", "payment": "PAYMENT", "notif": "NOTIF", "edge": "EDGE"}
-    values = {"common": {"settings": {"LOG_LEVEL": "DEBUG"}},
-              "services": {svc: {"settings": {"SOME_KNOB": f"v-{svc}"}} for svc in prefixes}}
+    values = {
+        "common": {"settings": {"LOG_LEVEL": "DEBUG"}},
+        "services": {svc: {"settings": {"SOME_KNOB": f"v-{svc}"}} for svc in prefixes},
+    }
     values["services"]["booking"]["settings"]["LOG_LEVEL"] = "WARNING"
-    deployments = {d["metadata"]["name"].removeprefix("petpro-"): d
-                   for d in by_kind(objects(render_mod.render(values)), "Deployment")}
+    deployments = {
+        d["metadata"]["name"].removeprefix("petpro-"): d
+        for d in by_kind(objects(render_mod.render(values)), "Deployment")
+    }
     for svc, prefix in prefixes.items():
-        env = {e["name"]: e.get("value") for e in deployments[svc]["spec"]["template"]["spec"]["containers"][0]["env"]}
+        env = {
+            e["name"]: e.get("value")
+            for e in deployments[svc]["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
         assert env[f"{prefix}_SOME_KNOB"] == f"v-{svc}"
         assert env[f"{prefix}_LOG_LEVEL"] == ("WARNING" if svc == "booking" else "DEBUG")
         assert not any(k.endswith("_SOME_KNOB") and not k.startswith(prefix) for k in env)

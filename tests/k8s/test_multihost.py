@@ -46,8 +46,10 @@ pytestmark = [
     pytest.mark.multihost,
     pytest.mark.timeout(600),
     pytest.mark.skipif(os.geteuid() != 0, reason="multi-host rehearsal needs root (network namespaces)"),
-    pytest.mark.skipif(shutil.which("ip") is None or shutil.which("ss") is None,
-                       reason="multi-host rehearsal needs iproute2 (`ip`, `ss`)"),
+    pytest.mark.skipif(
+        shutil.which("ip") is None or shutil.which("ss") is None,
+        reason="multi-host rehearsal needs iproute2 (`ip`, `ss`)",
+    ),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +88,11 @@ class Network:
         routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True, check=True).stdout
         for _ in range(100):
             prefix = f"10.{secrets.randbelow(40) + 200}.{secrets.randbelow(254) + 1}"
-            if f" {prefix}." not in used and not routes.startswith(f"{prefix}.") and f"\n{prefix}." not in routes:
+            if (
+                f" {prefix}." not in used
+                and not routes.startswith(f"{prefix}.")
+                and f"\n{prefix}." not in routes
+            ):
                 self.prefix = prefix
                 break
         else:
@@ -148,8 +154,12 @@ class Pod:
         return ""
 
 
-def container_process(container: dict[str, Any], volumes: dict[str, Path], secret: dict[str, str],
-                      files: dict[str, dict[str, str]]) -> tuple[list[str], dict[str, str], Path]:
+def container_process(
+    container: dict[str, Any],
+    volumes: dict[str, Path],
+    secret: dict[str, str],
+    files: dict[str, dict[str, str]],
+) -> tuple[list[str], dict[str, str], Path]:
     """argv, env and cwd of a rendered container: its command and env exactly as rendered, secret
     refs resolved from ``secret``, mount paths mapped onto local directories (the kubelet's job)."""
     mounts: dict[str, Path] = {}
@@ -164,7 +174,7 @@ def container_process(container: dict[str, Any], volumes: dict[str, Path], secre
     def local_path(value: str) -> str:
         for mount, local in sorted(mounts.items(), key=lambda kv: -len(kv[0])):
             if value == mount or value.startswith(mount + "/"):
-                return str(local) + value[len(mount):]
+                return str(local) + value[len(mount) :]
         return value
 
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
@@ -179,13 +189,17 @@ def container_process(container: dict[str, Any], volumes: dict[str, Path], secre
     from edge.gateway.envoy import envoy_binary
 
     binaries = {"python": sys.executable, "envoy": envoy_binary()}
-    argv = [binaries.get(a, local_path(a)) if i == 0 else local_path(a) for i, a in enumerate(container["command"])]
+    argv = [
+        binaries.get(a, local_path(a)) if i == 0 else local_path(a)
+        for i, a in enumerate(container["command"])
+    ]
     return argv, env, mounts.get("/tmp", Path(tempfile.gettempdir()))
 
 
 class Rehearsal:
-    def __init__(self, home: Path, net: Network, stack: Any, objects: list[dict[str, Any]],
-                 secret: dict[str, str]) -> None:
+    def __init__(
+        self, home: Path, net: Network, stack: Any, objects: list[dict[str, Any]], secret: dict[str, str]
+    ) -> None:
         self.home, self.net, self.stack, self.objects, self.secret = home, net, stack, objects, secret
         self.pods: dict[str, Pod] = {}
 
@@ -193,13 +207,19 @@ class Rehearsal:
         return [o for o in self.objects if o["kind"] == kind]
 
     def workload(self, suffix: str) -> dict[str, Any]:
-        (o,) = [o for o in self.objects if o["kind"] in ("Deployment", "Job")
-                and o["metadata"]["name"] == f"{RELEASE}-{suffix}"]
+        (o,) = [
+            o
+            for o in self.objects
+            if o["kind"] in ("Deployment", "Job") and o["metadata"]["name"] == f"{RELEASE}-{suffix}"
+        ]
         return o
 
     def _files(self) -> dict[str, dict[str, str]]:
         (cm,) = self.kind("ConfigMap")
-        return {"config": dict(cm["data"]), "signing-keys": {"auth-signing.pem": self.secret["auth-signing.pem"]}}
+        return {
+            "config": dict(cm["data"]),
+            "signing-keys": {"auth-signing.pem": self.secret["auth-signing.pem"]},
+        }
 
     def start(self, pod: str, component: str, workload: dict[str, Any]) -> Pod:
         ns = f"pp{self.net.tag}-{pod}"
@@ -211,8 +231,15 @@ class Rehearsal:
         log = base / "log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, *argv],
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         probe = container.get("readinessProbe", {})
         p = Pod(pod, component, ns, self.net.hosts[pod], proc, log, probe)
         self.pods[pod] = p
@@ -239,7 +266,9 @@ class Rehearsal:
             if "grpc" in pod.probe:
                 async with grpc.aio.insecure_channel(f"{pod.ip}:{pod.probe['grpc']['port']}") as ch:
                     try:
-                        r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                        r = await health_pb2_grpc.HealthStub(ch).Check(
+                            health_pb2.HealthCheckRequest(), timeout=1
+                        )
                     except grpc.aio.AioRpcError:
                         return False
                     return r.status == health_pb2.HealthCheckResponse.SERVING
@@ -280,6 +309,7 @@ def infra_components(envoy_ip: str) -> list[Any]:
             if line not in hba.read_text():
                 with hba.open("a") as fh:
                     fh.write(line)
+
         return prepare
 
     out = []
@@ -287,11 +317,30 @@ def infra_components(envoy_ip: str) -> list[Any]:
         if c.name == "postgres":
             c = dataclasses.replace(c, prepare=pg_prepare(c.prepare))
         if c.name == "stripe":
+
             def launch(ctx: Any) -> Launch:
-                return Launch([sys.executable, "-m", "petpro_dev.stripe_sandbox", "--host", ctx.settings.host,
-                               "--port", str(ctx.port("stripe")), "--home", str(ctx.home),
-                               "--webhook-url", f"http://{envoy_ip}:8080/webhooks/stripe", "--retry-base", "0.2",
-                               "--retry-cap", "2", "--max-attempts", "20"])
+                return Launch(
+                    [
+                        sys.executable,
+                        "-m",
+                        "petpro_dev.stripe_sandbox",
+                        "--host",
+                        ctx.settings.host,
+                        "--port",
+                        str(ctx.port("stripe")),
+                        "--home",
+                        str(ctx.home),
+                        "--webhook-url",
+                        f"http://{envoy_ip}:8080/webhooks/stripe",
+                        "--retry-base",
+                        "0.2",
+                        "--retry-cap",
+                        "2",
+                        "--max-attempts",
+                        "20",
+                    ]
+                )
+
             c = dataclasses.replace(c, launch=launch)
         out.append(c)
     assert [c.name for c in out] == ["postgres", "redis", "kafka", "smtp", "stripe"]
@@ -304,7 +353,11 @@ def rehearsal_values(stack: Any) -> dict[str, Any]:
     one = {"replicas": 1, "autoscaling": {"enabled": False}}
     return {
         "secrets": {"existingSecret": SECRET_NAME, "existingSigningKeysSecret": "rehearsal-signing-keys"},
-        "kafka": {"bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"], "replicationFactor": 1, "partitions": 4},
+        "kafka": {
+            "bootstrapServers": env["KAFKA_BOOTSTRAP_SERVERS"],
+            "replicationFactor": 1,
+            "partitions": 4,
+        },
         "stripe": {"apiBase": env["STRIPE_API_BASE"]},
         "common": {"settings": {"GRACE_SECONDS": "3"}},
         "services": {"auth": one, "booking": two, "payment": one, "notif": two, "edge": one},
@@ -313,8 +366,15 @@ def rehearsal_values(stack: Any) -> dict[str, Any]:
 
 
 PODS = {  # pod (its own host) → component; "jobs" runs the hook Jobs
-    "auth-0": "auth", "booking-0": "booking", "booking-1": "booking", "payment-0": "payment",
-    "notif-0": "notif", "notif-1": "notif", "edge-0": "edge", "envoy-0": "envoy", "jobs": "jobs",
+    "auth-0": "auth",
+    "booking-0": "booking",
+    "booking-1": "booking",
+    "payment-0": "payment",
+    "notif-0": "notif",
+    "notif-1": "notif",
+    "edge-0": "edge",
+    "envoy-0": "envoy",
+    "jobs": "jobs",
 }
 
 
@@ -333,9 +393,13 @@ def signing_key_pem() -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    return Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )
 
 
 @pytest.fixture
@@ -354,14 +418,21 @@ async def rehearsal(port_bases: Any) -> Any:
         net.create_bridge()
         for pod in PODS:
             net.add_host(pod)
-        net.write_hosts({f"{RELEASE}-{c}": [net.hosts[p] for p, pc in PODS.items() if pc == c]
-                         for c in dict.fromkeys(PODS.values()) if c != "jobs"})
+        net.write_hosts(
+            {
+                f"{RELEASE}-{c}": [net.hosts[p] for p, pc in PODS.items() if pc == c]
+                for c in dict.fromkeys(PODS.values())
+                if c != "jobs"
+            }
+        )
         settings = StackSettings(home=home, host=net.gateway, port_base=port_bases.allocate())
         stack = Stack(settings, infra_components(net.hosts["envoy-0"]), backing=no_external_urls())
         stack.up()
         env = stack.env()
         secret = {
-            "DATABASE_URL": env["DATABASE_URL"], "REDIS_URL": env["REDIS_URL"], "SMTP_URL": env["SMTP_URL"],
+            "DATABASE_URL": env["DATABASE_URL"],
+            "REDIS_URL": env["REDIS_URL"],
+            "SMTP_URL": env["SMTP_URL"],
             "STRIPE_API_KEY": "sk_test_rehearsal",
             "STRIPE_WEBHOOK_SECRET": load_webhook_secret(home, env=False),
             "auth-signing.pem": signing_key_pem(),
@@ -370,7 +441,9 @@ async def rehearsal(port_bases: Any) -> Any:
         # the hook Jobs, from their own host
         reh.run_job("jobs", "migrate")
         reh.run_job("jobs", "topics")
-        seed(DEMO, {"PATH": os.environ["PATH"], "DATABASE_URL": env["DATABASE_URL"]})  # the services' seed entry points
+        seed(
+            DEMO, {"PATH": os.environ["PATH"], "DATABASE_URL": env["DATABASE_URL"]}
+        )  # the services' seed entry points
         for pod, component in PODS.items():
             if component != "jobs":
                 reh.start(pod, component, reh.workload(component))
@@ -411,7 +484,9 @@ class Client:
             r = await self.http.request(method, url, **kw)
             if r.status_code == ok:
                 return r
-            assert r.status_code == 503, f"{method} {url} → {r.status_code} {r.text}"  # never a client error/500
+            assert r.status_code == 503, (
+                f"{method} {url} → {r.status_code} {r.text}"
+            )  # never a client error/500
             self.failures.append((f"{method} {url.split('?')[0]}", r.status_code))
             await asyncio.sleep(0.2)  # the client's retry backoff
         raise AssertionError(f"{method} {url} still failing after 60 tries")
@@ -430,18 +505,37 @@ class Client:
 
     async def book(self, slot: str) -> Booked:
         email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
-        await self.call("POST", "/v1/auth/register", 201, json={"email": email, "password": "correct-horse",
-                                                                  "name": "Ann"})
-        login = await self.call("POST", "/v1/auth/login", 200, json={"email": email, "password": "correct-horse"})
+        await self.call(
+            "POST",
+            "/v1/auth/register",
+            201,
+            json={"email": email, "password": "correct-horse", "name": "Ann"},
+        )
+        login = await self.call(
+            "POST", "/v1/auth/login", 200, json={"email": email, "password": "correct-horse"}
+        )
         auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
-        pet = await self.call("POST", "/v1/pets", 201, json={"name": "Rex", "species": "SPECIES_DOG"}, headers=auth)
+        pet = await self.call(
+            "POST", "/v1/pets", 201, json={"name": "Rex", "species": "SPECIES_DOG"}, headers=auth
+        )
         key = uuid.uuid4().hex  # the same key on every retry: one hold, one payment session
-        held = await self.call("POST", "/v1/bookings", 201, headers={**auth, "Idempotency-Key": key}, json={
-            "service_id": CHECKUP, "pet_id": pet.json()["pet"]["pet_id"], "slot": slot, "payment_method": "card"})
+        held = await self.call(
+            "POST",
+            "/v1/bookings",
+            201,
+            headers={**auth, "Idempotency-Key": key},
+            json={
+                "service_id": CHECKUP,
+                "pet_id": pet.json()["pet"]["pet_id"],
+                "slot": slot,
+                "payment_method": "card",
+            },
+        )
         lock_id, payment_url = held.json()["lock_id"], held.json()["payment_url"]
         async with httpx.AsyncClient(timeout=10) as c:
-            paid = await c.post(payment_url, data={"card_number": "4242424242424242"},
-                                headers={"Accept": "application/json"})
+            paid = await c.post(
+                payment_url, data={"card_number": "4242424242424242"}, headers={"Accept": "application/json"}
+            )
         assert paid.status_code == 200, paid.text
 
         async def confirmed() -> dict[str, Any] | None:
@@ -455,11 +549,17 @@ class Client:
 async def served(http: httpx.AsyncClient, ip: str) -> float:
     """BookingService RPCs this booking replica completed (its Prometheus counter, from its host)."""
     text = (await http.get(f"http://{ip}:7502/metrics")).text
-    return sum(float(m.group(1)) for m in re.finditer(
-        r'^grpc_server_handled_total\{[^}]*BookingService/[^}]*\} ([0-9.e+]+)$', text, re.M))
+    return sum(
+        float(m.group(1))
+        for m in re.finditer(
+            r"^grpc_server_handled_total\{[^}]*BookingService/[^}]*\} ([0-9.e+]+)$", text, re.M
+        )
+    )
 
 
-async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_replica(rehearsal: Rehearsal) -> None:
+async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_replica(
+    rehearsal: Rehearsal,
+) -> None:
     import psycopg
 
     from petpro.events import group_lag
@@ -495,8 +595,11 @@ async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_rep
             try:
                 await eventually(drained, timeout=120, interval=0.5)
             except AssertionError:
-                logs = "\n".join(f"--- {p.name}\n{p.log_tail(15)}" for p in r.pods.values()
-                                 if p.component in ("booking", "notif"))
+                logs = "\n".join(
+                    f"--- {p.name}\n{p.log_tail(15)}"
+                    for p in r.pods.values()
+                    if p.component in ("booking", "notif")
+                )
                 raise AssertionError(f"events not drained: {state}\n{logs}") from None
 
         # the consumer group has formed (both notif replicas joined) before anything is stopped
@@ -514,8 +617,23 @@ async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_rep
                     progressed.set()
 
         def in_flight() -> bool:  # bytes of an RPC are waiting unread in the frozen replica's sockets
-            out = subprocess.run(["ip", "netns", "exec", booking0.netns, "ss", "-Htn", "state", "established",
-                                  "sport", "= :7402"], capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    booking0.netns,
+                    "ss",
+                    "-Htn",
+                    "state",
+                    "established",
+                    "sport",
+                    "= :7402",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             return any(int(line.split()[0]) > 0 for line in out.splitlines())
 
         async def chaos() -> None:
@@ -544,9 +662,13 @@ async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_rep
         for b in booked:
             assert len([m for m in mails if b.email in m.to]) == 1, b.email
             auth = {"Authorization": f"Bearer {b.token}"}
-            inbox = (await client.call("GET", "/v1/me/notifications", 200, headers=auth)).json()["notifications"]
+            inbox = (await client.call("GET", "/v1/me/notifications", 200, headers=auth)).json()[
+                "notifications"
+            ]
             assert [n["data"]["booking_id"] for n in inbox] == [b.booking_id]
 
     # the failed calls were all "retry later" and all succeeded on retry (Client.call asserts both)
-    print(f"\nrehearsal: {len(booked)} bookings, BookingService RPCs per replica before the kill {served_before_kill}, "
-          f"{len(client.failures)} retried 503s: {sorted(set(client.failures))}")
+    print(
+        f"\nrehearsal: {len(booked)} bookings, BookingService RPCs per replica before the kill {served_before_kill}, "
+        f"{len(client.failures)} retried 503s: {sorted(set(client.failures))}"
+    )

@@ -18,8 +18,12 @@ USER = User(uuid.uuid4(), "a@b.co", "A", "hash")
 
 
 def issuer(key=None):
-    return TokenIssuer(key or Ed25519PrivateKey.generate(), issuer="petpro-auth", audience="petpro",
-                       ttl=timedelta(minutes=15))
+    return TokenIssuer(
+        key or Ed25519PrivateKey.generate(),
+        issuer="petpro-auth",
+        audience="petpro",
+        ttl=timedelta(minutes=15),
+    )
 
 
 def test_round_trip_carries_the_principal():
@@ -55,7 +59,9 @@ def test_alg_none_and_hs256_confusion_are_rejected():
     unsigned = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': iss.kid})}.{_b64(payload)}."
     with pytest.raises(TokenInvalid):
         iss.verify(unsigned, NOW)
-    hs = jwt.encode(payload, iss.x, algorithm="HS256", headers={"kid": iss.kid})  # public key as an HMAC secret
+    hs = jwt.encode(
+        payload, iss.x, algorithm="HS256", headers={"kid": iss.kid}
+    )  # public key as an HMAC secret
     with pytest.raises(TokenInvalid):
         iss.verify(hs, NOW)
 

@@ -36,10 +36,17 @@ class Clock:
 @pytest.fixture
 def env():
     store, clock = AuthStore(), Clock()
-    issuer = TokenIssuer(Ed25519PrivateKey.generate(), issuer="petpro-auth", audience="petpro",
-                         ttl=timedelta(minutes=15))
-    h = AuthHandlers(auth_uow(store), Passwords(FAST), issuer, refresh_ttl=timedelta(days=30), clock=clock,
-                     read=auth_uow(store))
+    issuer = TokenIssuer(
+        Ed25519PrivateKey.generate(), issuer="petpro-auth", audience="petpro", ttl=timedelta(minutes=15)
+    )
+    h = AuthHandlers(
+        auth_uow(store),
+        Passwords(FAST),
+        issuer,
+        refresh_ttl=timedelta(days=30),
+        clock=clock,
+        read=auth_uow(store),
+    )
     return h, store, clock
 
 

@@ -76,8 +76,12 @@ class FakeAuth:
     async def ValidateToken(self, request: auth_pb2.ValidateTokenRequest) -> auth_pb2.ValidateTokenResponse:
         self.calls.append(request.token)
         return auth_pb2.ValidateTokenResponse(
-            user_id="u1", email="u1@example.test", name="U", roles=[auth_pb2.ROLE_OWNER],
-            expires_at=Timestamp(seconds=self.expires_at))
+            user_id="u1",
+            email="u1@example.test",
+            name="U",
+            roles=[auth_pb2.ROLE_OWNER],
+            expires_at=Timestamp(seconds=self.expires_at),
+        )
 
 
 async def test_authenticator_asks_auth_once_per_token_while_cached() -> None:

@@ -36,18 +36,28 @@ class FakeAuth:
     async def ValidateToken(self, request: auth_pb2.ValidateTokenRequest) -> auth_pb2.ValidateTokenResponse:
         self.rec.calls.append("ValidateToken")
         expires = timestamp_pb2.Timestamp(seconds=int(time.time()) + 600)
-        return auth_pb2.ValidateTokenResponse(user_id=USER, email="ann@example.com", name="Ann", expires_at=expires)
+        return auth_pb2.ValidateTokenResponse(
+            user_id=USER, email="ann@example.com", name="Ann", expires_at=expires
+        )
 
 
 class FakeBooking:
     def __init__(self, rec: Recorder, state: int) -> None:
         self.rec, self.state = rec, state
 
-    async def GetReservation(self, request: booking_pb2.GetReservationRequest) -> booking_pb2.GetReservationResponse:
+    async def GetReservation(
+        self, request: booking_pb2.GetReservationRequest
+    ) -> booking_pb2.GetReservationResponse:
         self.rec.calls.append("GetReservation")
-        return booking_pb2.GetReservationResponse(reservation=booking_pb2.Reservation(
-            lock_id=request.lock_id, owner_user_id=USER, state=self.state, service_id=str(uuid.uuid4()),
-            amount=money_pb2.Money(amount_minor=4550, currency="EUR")))
+        return booking_pb2.GetReservationResponse(
+            reservation=booking_pb2.Reservation(
+                lock_id=request.lock_id,
+                owner_user_id=USER,
+                state=self.state,
+                service_id=str(uuid.uuid4()),
+                amount=money_pb2.Money(amount_minor=4550, currency="EUR"),
+            )
+        )
 
     async def GetService(self, request: Any) -> Any:
         self.rec.calls.append("GetService")
@@ -63,8 +73,12 @@ class FakePayment:
         self.rec.calls.append("GetPayment")
         self.requests.append(request)
         if self.payment is None:
-            raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       "no payment for this order")
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.NOT_FOUND,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                "no payment for this order",
+            )
         return payment_pb2.GetPaymentResponse(payment=self.payment)
 
     async def CreatePaymentSession(self, request: Any) -> Any:
@@ -77,11 +91,17 @@ class Context:
         return (("authorization", "Bearer token"),)
 
 
-def _servicer(state: int, payment: payment_pb2.Payment | None) -> tuple[MobileServicer, Recorder, FakePayment]:
+def _servicer(
+    state: int, payment: payment_pb2.Payment | None
+) -> tuple[MobileServicer, Recorder, FakePayment]:
     rec = Recorder()
     pay = FakePayment(rec, payment)
-    stubs = Stubs(auth=FakeAuth(rec), booking=FakeBooking(rec, state), payment=pay,  # type: ignore[arg-type]
-                  notification=None)  # type: ignore[arg-type]
+    stubs = Stubs(
+        auth=FakeAuth(rec),
+        booking=FakeBooking(rec, state),
+        payment=pay,  # type: ignore[arg-type]
+        notification=None,
+    )  # type: ignore[arg-type]
     return MobileServicer(stubs), rec, pay
 
 
@@ -89,8 +109,12 @@ async def _get(servicer: MobileServicer) -> mobile_pb2.GetReservationResponse:
     return await servicer.GetReservation(mobile_pb2.GetReservationRequest(lock_id=LOCK), Context())
 
 
-PENDING = payment_pb2.Payment(payment_id=str(uuid.uuid4()), order_ref=LOCK, payment_url="https://pay.example/cs_1",
-                              status=payment_pb2.PAYMENT_STATUS_PENDING)
+PENDING = payment_pb2.Payment(
+    payment_id=str(uuid.uuid4()),
+    order_ref=LOCK,
+    payment_url="https://pay.example/cs_1",
+    status=payment_pb2.PAYMENT_STATUS_PENDING,
+)
 
 
 async def test_held_reservation_reads_the_checkout_page_from_its_payment() -> None:

@@ -23,14 +23,21 @@ class FakeBooking:
 
     async def ReserveSlot(self, request: booking_pb2.ReserveSlotRequest) -> booking_pb2.ReserveSlotResponse:
         self.rec.calls.append("ReserveSlot")
-        return booking_pb2.ReserveSlotResponse(reservation=booking_pb2.Reservation(
-            lock_id=str(uuid.uuid4()), owner_user_id=USER, state=booking_pb2.RESERVATION_STATE_HELD,
-            service_id=request.service_id, amount=money_pb2.Money(amount_minor=4550, currency="EUR")))
+        return booking_pb2.ReserveSlotResponse(
+            reservation=booking_pb2.Reservation(
+                lock_id=str(uuid.uuid4()),
+                owner_user_id=USER,
+                state=booking_pb2.RESERVATION_STATE_HELD,
+                service_id=request.service_id,
+                amount=money_pb2.Money(amount_minor=4550, currency="EUR"),
+            )
+        )
 
     async def GetService(self, request: booking_pb2.GetServiceRequest) -> booking_pb2.GetServiceResponse:
         self.rec.calls.append("GetService")
-        return booking_pb2.GetServiceResponse(service=booking_pb2.Service(service_id=request.service_id,
-                                                                          name=self.name))
+        return booking_pb2.GetServiceResponse(
+            service=booking_pb2.Service(service_id=request.service_id, name=self.name)
+        )
 
 
 class FakePayment:
@@ -41,7 +48,9 @@ class FakePayment:
     async def CreatePaymentSession(self, request: payment_pb2.CreatePaymentSessionRequest) -> Any:
         self.rec.calls.append("CreatePaymentSession")
         self.descriptions.append(request.description)
-        return payment_pb2.CreatePaymentSessionResponse(payment_url=f"https://pay.example/{request.order_ref}")
+        return payment_pb2.CreatePaymentSessionResponse(
+            payment_url=f"https://pay.example/{request.order_ref}"
+        )
 
 
 def _servicer(name_seconds: float = 60.0) -> tuple[MobileServicer, Recorder, FakeBooking, FakePayment]:
@@ -52,8 +61,9 @@ def _servicer(name_seconds: float = 60.0) -> tuple[MobileServicer, Recorder, Fak
 
 
 async def _book(servicer: MobileServicer) -> mobile_pb2.CreateBookingResponse:
-    return await servicer.CreateBooking(mobile_pb2.CreateBookingRequest(service_id=SERVICE, pet_id=str(uuid.uuid4())),
-                                        Context())
+    return await servicer.CreateBooking(
+        mobile_pb2.CreateBookingRequest(service_id=SERVICE, pet_id=str(uuid.uuid4())), Context()
+    )
 
 
 async def test_the_service_name_is_looked_up_once_for_many_bookings() -> None:

@@ -23,7 +23,9 @@ from booking_svc.domain import (
 from petpro.errors import InvalidArgument
 
 BERLIN = "Europe/Berlin"
-CLINIC = Clinic(uuid.uuid4(), "Vet", BERLIN, {"mon": [Interval(time(8), time(12)), Interval(time(13), time(14))]})
+CLINIC = Clinic(
+    uuid.uuid4(), "Vet", BERLIN, {"mon": [Interval(time(8), time(12)), Interval(time(13), time(14))]}
+)
 SERVICE = Service(uuid.uuid4(), CLINIC.id, "Check-up", 45, 4500, "EUR")
 MONDAY = date(2030, 1, 7)  # a Monday, CET (UTC+1)
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -97,8 +99,26 @@ def test_check_slot_agrees_with_the_days_grid_minute_by_minute(day):
 
 
 def _res(state=ReservationState.HELD, expires=NOW + timedelta(minutes=10), payment=None, failure=None):
-    return Reservation(uuid.uuid4(), uuid.uuid4(), "o@x.co", "O", "r", "h", SERVICE.id, CLINIC.id, uuid.uuid4(), 1,
-                       NOW, NOW + timedelta(minutes=45), state, expires, 4500, "EUR", payment, failure)
+    return Reservation(
+        uuid.uuid4(),
+        uuid.uuid4(),
+        "o@x.co",
+        "O",
+        "r",
+        "h",
+        SERVICE.id,
+        CLINIC.id,
+        uuid.uuid4(),
+        1,
+        NOW,
+        NOW + timedelta(minutes=45),
+        state,
+        expires,
+        4500,
+        "EUR",
+        payment,
+        failure,
+    )
 
 
 def test_live_hold_confirms_and_expired_hold_must_reclaim():
@@ -141,6 +161,14 @@ def test_a_confirmed_booking_copies_the_reservation():
     res, pay = _res(), uuid.uuid4()
     b = Booking.confirm(res, pay, NOW)
     assert b.state is BookingState.CONFIRMED
-    assert (b.lock_id, b.payment_id, b.owner_user_id, b.pet_id, b.start, b.end, b.amount_minor, b.currency) == (
-        res.lock_id, pay, res.owner_user_id, res.pet_id, res.start, res.end, res.amount_minor, res.currency)
+    assert (
+        b.lock_id,
+        b.payment_id,
+        b.owner_user_id,
+        b.pet_id,
+        b.start,
+        b.end,
+        b.amount_minor,
+        b.currency,
+    ) == (res.lock_id, pay, res.owner_user_id, res.pet_id, res.start, res.end, res.amount_minor, res.currency)
     assert b.created_at == NOW and b.id != res.lock_id

@@ -56,8 +56,16 @@ class Encoded:
     def __init__(self) -> None:
         self.calls: list[tuple[uuid.UUID, Booking, Pet]] = []
 
-    def __call__(self, event_id: uuid.UUID, booking: Booking, res: Reservation, svc: Service, clinic: Clinic,
-                 pet: Pet, now: datetime) -> bytes:
+    def __call__(
+        self,
+        event_id: uuid.UUID,
+        booking: Booking,
+        res: Reservation,
+        svc: Service,
+        clinic: Clinic,
+        pet: Pet,
+        now: datetime,
+    ) -> bytes:
         self.calls.append((event_id, booking, pet))
         return f"{booking.id}|{svc.name}|{clinic.name}|{pet.name}".encode()
 
@@ -72,18 +80,26 @@ def world():
     store.clinics[clinic.id], store.services[svc.id], store.pets[pet.id] = clinic, svc, pet
     uow = booking_uow(store)
     clock, encode = Clock(), Encoded()
-    h = BookingHandlers(uow, encode, hold_ttl=HOLD, clock=clock, traceparent=lambda: "00-trace-span-01",
-                        read=booking_uow(store))
+    h = BookingHandlers(
+        uow,
+        encode,
+        hold_ttl=HOLD,
+        clock=clock,
+        traceparent=lambda: "00-trace-span-01",
+        read=booking_uow(store),
+    )
     return h, store, uow, clock, encode, clinic, svc, owner, pet
 
 
-def cmd(svc: Service, owner: uuid.UUID, pet: Pet, request_id: str = "r1", start: datetime = SLOT) -> ReserveCommand:
+def cmd(
+    svc: Service, owner: uuid.UUID, pet: Pet, request_id: str = "r1", start: datetime = SLOT
+) -> ReserveCommand:
     return ReserveCommand(request_id, owner, "o@example.test", "Olga", svc.id, pet.id, start)
 
 
 # -- catalog ------------------------------------------------------------------------------------------
 async def test_catalog_reads_and_not_found(world):
-    h, _store, *_ , clinic, svc, _owner, _pet = world
+    h, _store, *_, clinic, svc, _owner, _pet = world
     assert (await h.get_clinic(clinic.id)).name == "Vet Mitte"
     assert (await h.get_service(svc.id))[0].name == "Check-up"
     rows, token = await h.list_services(clinic.id, 10, "")
@@ -177,8 +193,12 @@ async def test_reserve_holds_the_slot_until_the_ttl(world):
     h, store, _uow, _clock, _, clinic, svc, owner, pet = world
     res = await h.reserve(cmd(svc, owner, pet))
     assert res.state == ReservationState.HELD and res.expires_at == NOW + HOLD
-    assert (res.start, res.end, res.amount_minor, res.clinic_id) == (SLOT, SLOT + timedelta(minutes=30), 4500,
-                                                                    clinic.id)
+    assert (res.start, res.end, res.amount_minor, res.clinic_id) == (
+        SLOT,
+        SLOT + timedelta(minutes=30),
+        4500,
+        clinic.id,
+    )
     assert store.reservations[res.lock_id].state == ReservationState.HELD
     with pytest.raises(SlotUnavailable):
         await h.reserve(cmd(svc, owner, pet, "other"))
@@ -301,12 +321,21 @@ async def test_confirm_a_live_hold_books_and_writes_the_event_in_the_same_unit_o
     commits = uow.commits
     booking = await h.confirm(res.lock_id, pay)
     assert booking.state is BookingState.CONFIRMED
-    assert (booking.lock_id, booking.payment_id, booking.start, booking.amount_minor) == (res.lock_id, pay, SLOT, 4500)
+    assert (booking.lock_id, booking.payment_id, booking.start, booking.amount_minor) == (
+        res.lock_id,
+        pay,
+        SLOT,
+        4500,
+    )
     assert store.reservations[res.lock_id].state == ReservationState.CONFIRMED
     assert uow.commits == commits + 1
     [row] = store.outbox
     assert (row.topic, row.key, row.event_type, row.traceparent) == (
-        TOPIC_BOOKING_CREATED, str(booking.id), EVENT_BOOKING_CREATED, "00-trace-span-01")
+        TOPIC_BOOKING_CREATED,
+        str(booking.id),
+        EVENT_BOOKING_CREATED,
+        "00-trace-span-01",
+    )
     assert row.payload == f"{booking.id}|Check-up|Vet Mitte|Rex".encode()
     assert encode.calls[0][0] == row.event_id
 
@@ -371,6 +400,7 @@ async def test_bookings_are_visible_to_their_owner_and_listed_by_clinic(world):
         await h.get_booking(booking.id, uuid.uuid4())
     rows, _ = await h.list_bookings(owner=None, clinic=clinic.id, start_from=None, size=10, token="")
     assert [b.id for b in rows] == [booking.id]
-    rows, _ = await h.list_bookings(owner=owner, clinic=None, start_from=SLOT + timedelta(hours=1), size=10,
-                                    token="")
+    rows, _ = await h.list_bookings(
+        owner=owner, clinic=None, start_from=SLOT + timedelta(hours=1), size=10, token=""
+    )
     assert rows == []

@@ -27,19 +27,35 @@ POLICY = CancellationPolicy(full_refund_hours=48, late_refund_percent=25, resche
 
 
 def booking(policy: CancellationPolicy = POLICY, amount: int = 4550) -> Booking:
-    return Booking(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4(),
-                   START, START + timedelta(minutes=30), BookingState.CONFIRMED, amount, "EUR",
-                   START - timedelta(days=10), policy=policy)
+    return Booking(
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        START,
+        START + timedelta(minutes=30),
+        BookingState.CONFIRMED,
+        amount,
+        "EUR",
+        START - timedelta(days=10),
+        policy=policy,
+    )
 
 
-@pytest.mark.parametrize(("before", "refund"), [
-    (timedelta(days=5), 4550),  # well before the window: everything
-    (timedelta(hours=48), 4550),  # exactly N hours before: still in full
-    (timedelta(hours=47, minutes=59), 1137),  # inside the window: 25 %, rounded down
-    (timedelta(minutes=1), 1137),
-    (timedelta(0), 0),  # at the start: nothing
-    (-timedelta(hours=1), 0),
-])
+@pytest.mark.parametrize(
+    ("before", "refund"),
+    [
+        (timedelta(days=5), 4550),  # well before the window: everything
+        (timedelta(hours=48), 4550),  # exactly N hours before: still in full
+        (timedelta(hours=47, minutes=59), 1137),  # inside the window: 25 %, rounded down
+        (timedelta(minutes=1), 1137),
+        (timedelta(0), 0),  # at the start: nothing
+        (-timedelta(hours=1), 0),
+    ],
+)
 def test_policy_refund_by_time_before_start(before: timedelta, refund: int) -> None:
     assert POLICY.refund_minor(4550, START, START - before) == refund
 
@@ -56,7 +72,12 @@ def test_owner_cancel_in_window_refunds_the_policy_share_and_is_final() -> None:
     now = START - timedelta(hours=10)
     assert b.cancel(Actor.OWNER, " changed plans ", now) == 1137
     assert (b.state, b.refund_minor, b.refund_state) == (BookingState.CANCELLED, 1137, RefundState.PENDING)
-    assert (b.cancelled_by, b.cancel_reason, b.cancelled_at, b.version) == (Actor.OWNER, "changed plans", now, 2)
+    assert (b.cancelled_by, b.cancel_reason, b.cancelled_at, b.version) == (
+        Actor.OWNER,
+        "changed plans",
+        now,
+        2,
+    )
     with pytest.raises(BookingNotConfirmed):
         b.cancel(Actor.OWNER, "", now)
     with pytest.raises(BookingNotConfirmed):
@@ -125,17 +146,46 @@ def test_owner_view_what_may_still_be_done() -> None:
     early, late, after = START - timedelta(days=3), START - timedelta(hours=6), START + timedelta(minutes=1)
     assert (b.can_cancel(early), b.refund_if_cancelled_now(early)) == (True, 4550)
     assert b.reschedule_deadline(early) == START - timedelta(hours=12)
-    assert (b.can_cancel(late), b.refund_if_cancelled_now(late), b.reschedule_deadline(late)) == (True, 1137, None)
-    assert (b.can_cancel(after), b.refund_if_cancelled_now(after), b.reschedule_deadline(after)) == (False, 0, None)
+    assert (b.can_cancel(late), b.refund_if_cancelled_now(late), b.reschedule_deadline(late)) == (
+        True,
+        1137,
+        None,
+    )
+    assert (b.can_cancel(after), b.refund_if_cancelled_now(after), b.reschedule_deadline(after)) == (
+        False,
+        0,
+        None,
+    )
     b.cancel(Actor.OWNER, "", early)
-    assert (b.can_cancel(early), b.refund_if_cancelled_now(early), b.reschedule_deadline(early)) == (False, 0, None)
+    assert (b.can_cancel(early), b.refund_if_cancelled_now(early), b.reschedule_deadline(early)) == (
+        False,
+        0,
+        None,
+    )
 
 
 def test_a_replayed_payment_webhook_after_cancel_confirms_the_same_booking_not_a_refund() -> None:
     from booking_svc.domain import ConfirmDecision, Reservation, ReservationState, decide_confirm
 
     payment = uuid.uuid4()
-    res = Reservation(uuid.uuid4(), uuid.uuid4(), "a@example.com", "A", "r", "h", uuid.uuid4(), uuid.uuid4(),
-                      uuid.uuid4(), 1, START, START + timedelta(minutes=30), ReservationState.CANCELLED,
-                      START - timedelta(days=9), 4550, "EUR", payment_id=payment, booking_id=uuid.uuid4())
+    res = Reservation(
+        uuid.uuid4(),
+        uuid.uuid4(),
+        "a@example.com",
+        "A",
+        "r",
+        "h",
+        uuid.uuid4(),
+        uuid.uuid4(),
+        uuid.uuid4(),
+        1,
+        START,
+        START + timedelta(minutes=30),
+        ReservationState.CANCELLED,
+        START - timedelta(days=9),
+        4550,
+        "EUR",
+        payment_id=payment,
+        booking_id=uuid.uuid4(),
+    )
     assert decide_confirm(res, payment, START - timedelta(days=1)) == ConfirmDecision.ALREADY_CONFIRMED

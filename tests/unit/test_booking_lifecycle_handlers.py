@@ -61,8 +61,9 @@ class Refunds:
         self.made: dict[str, int] = {}
         self.statuses: dict[str, str] = {}  # per request id: its refund's status at the provider
 
-    async def refund(self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str,
-                     reason: str) -> RefundResult:
+    async def refund(
+        self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str, reason: str
+    ) -> RefundResult:
         self.calls.append((payment_id, amount_minor, request_id))
         if self.failures:
             self.failures -= 1
@@ -72,8 +73,15 @@ class Refunds:
         return RefundResult(f"re_{list(self.made).index(request_id) + 1}", status)
 
 
-def encode_change(event_id: uuid.UUID, change: Change, res: Reservation, svc: Service, clinic: Clinic, pet: Pet,
-                  now: datetime) -> bytes:
+def encode_change(
+    event_id: uuid.UUID,
+    change: Change,
+    res: Reservation,
+    svc: Service,
+    clinic: Clinic,
+    pet: Pet,
+    now: datetime,
+) -> bytes:
     return f"{change.topic}|{change.booking.version}|{change.actor}".encode()
 
 
@@ -86,14 +94,25 @@ def world():
     pet = Pet(uuid.uuid4(), owner, "Rex", "DOG", created_at=NOW)
     store.clinics[clinic.id], store.services[svc.id], store.pets[pet.id] = clinic, svc, pet
     clock, refunds = Clock(), Refunds()
-    h = BookingHandlers(booking_uow(store), lambda *a: b"created", hold_ttl=timedelta(minutes=10), clock=clock,
-                        read=booking_uow(store), encode_change=encode_change, refunds=refunds,
-                        refund_retry_max=timedelta(seconds=30))
+    h = BookingHandlers(
+        booking_uow(store),
+        lambda *a: b"created",
+        hold_ttl=timedelta(minutes=10),
+        clock=clock,
+        read=booking_uow(store),
+        encode_change=encode_change,
+        refunds=refunds,
+        refund_retry_max=timedelta(seconds=30),
+    )
     return h, store, clock, refunds, clinic, svc, owner, pet
 
 
-async def confirmed(h: BookingHandlers, svc: Service, owner: uuid.UUID, pet: Pet, start: datetime = SLOT) -> Booking:
-    res = await h.reserve(ReserveCommand(str(uuid.uuid4()), owner, "o@example.test", "Olga", svc.id, pet.id, start))
+async def confirmed(
+    h: BookingHandlers, svc: Service, owner: uuid.UUID, pet: Pet, start: datetime = SLOT
+) -> Booking:
+    res = await h.reserve(
+        ReserveCommand(str(uuid.uuid4()), owner, "o@example.test", "Olga", svc.id, pet.id, start)
+    )
     return await h.confirm(res.lock_id, uuid.uuid4())
 
 
@@ -102,7 +121,7 @@ def rid() -> str:
 
 
 async def test_confirm_copies_the_service_policy(world):
-    h, store, *_ , svc, owner, pet = world
+    h, store, *_, svc, owner, pet = world
     b = await confirmed(h, svc, owner, pet)
     store.services[svc.id].policy = CancellationPolicy(full_refund_hours=0, late_refund_percent=0)
     assert store.bookings[b.id].policy == POLICY
@@ -113,7 +132,11 @@ async def test_cancel_frees_the_slot_writes_the_event_and_a_retry_answers_the_sa
     b = await confirmed(h, svc, owner, pet)
     key = rid()
     out = await h.cancel(key, b.id, Actor.OWNER, "", owner=owner)
-    assert (out.state, out.refund_minor, out.refund_state) == (BookingState.CANCELLED, 4500, RefundState.PENDING)
+    assert (out.state, out.refund_minor, out.refund_state) == (
+        BookingState.CANCELLED,
+        4500,
+        RefundState.PENDING,
+    )
     assert store.reservations[b.lock_id].state == ReservationState.CANCELLED
     events = [r for r in store.outbox if r.topic == TOPIC_BOOKING_CANCELLED]
     assert [(e.key, e.payload) for e in events] == [(str(b.id), b"booking.cancelled|2|OWNER")]
@@ -219,8 +242,16 @@ async def test_a_refund_accepted_then_failed_is_made_again_under_a_new_key_until
     clock.now += timedelta(seconds=3)
     await h.dispatch_refunds()
     done = store.bookings[b.id]
-    assert (done.refund_state, done.provider_refund_id, done.refund_round) == (RefundState.SUCCEEDED, "re_3", 2)
-    assert list(refunds.made) == [refund_request_id(b.id), f"booking-{b.id}-refund-1", f"booking-{b.id}-refund-2"]
+    assert (done.refund_state, done.provider_refund_id, done.refund_round) == (
+        RefundState.SUCCEEDED,
+        "re_3",
+        2,
+    )
+    assert list(refunds.made) == [
+        refund_request_id(b.id),
+        f"booking-{b.id}-refund-1",
+        f"booking-{b.id}-refund-2",
+    ]
     assert [s for s in refunds.statuses.values() if s == "succeeded"] == ["succeeded"]  # one paid back
     clock.now += timedelta(minutes=5)
     assert await h.dispatch_refunds() == 0 and await h.pending_refunds(10) == []

@@ -33,8 +33,13 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def clinic(hours: dict[str, list[tuple[str, str]]], tz: str = "Europe/Berlin", **kw) -> Clinic:
-    return Clinic(uuid.uuid4(), "Vet", tz,
-                  {d: [Interval(parse_hhmm(a), parse_hhmm(b)) for a, b in ivs] for d, ivs in hours.items()}, **kw)
+    return Clinic(
+        uuid.uuid4(),
+        "Vet",
+        tz,
+        {d: [Interval(parse_hhmm(a), parse_hhmm(b)) for a, b in ivs] for d, ivs in hours.items()},
+        **kw,
+    )
 
 
 def service(c: Clinic, minutes: int = 30, **kw) -> Service:
@@ -139,16 +144,22 @@ def test_interval_ending_before_it_starts_names_the_close_time():
 
 
 def test_overlapping_intervals_are_named_even_when_not_adjacent():
-    v = check_intervals([("h[0]", iv("08:00", "18:00")), ("h[1]", iv("09:00", "10:00")), ("h[2]", iv("11:00", "12:00"))])
+    v = check_intervals(
+        [("h[0]", iv("08:00", "18:00")), ("h[1]", iv("09:00", "10:00")), ("h[2]", iv("11:00", "12:00"))]
+    )
     assert sorted(x.field for x in v) == ["h[1]", "h[2]"]
     assert {x.reason for x in v} == {"INTERVALS_OVERLAP"}
     assert check_intervals([("h[0]", iv("08:00", "12:00")), ("h[1]", iv("12:00", "13:00"))]) == []
 
 
 def test_weekly_hours_check_per_weekday():
-    hours = WeeklyHours((("opening_hours[0]", "mon", iv("08:00", "12:00")),
-                         ("opening_hours[1]", "tue", iv("08:00", "12:00")),
-                         ("opening_hours[2]", "mon", iv("11:00", "13:00"))))
+    hours = WeeklyHours(
+        (
+            ("opening_hours[0]", "mon", iv("08:00", "12:00")),
+            ("opening_hours[1]", "tue", iv("08:00", "12:00")),
+            ("opening_hours[2]", "mon", iv("11:00", "13:00")),
+        )
+    )
     with pytest.raises(InvalidArgument) as exc:
         hours.check()
     assert [v.field for v in exc.value.violations] == ["opening_hours[2]"]
@@ -192,16 +203,22 @@ def test_minimum_notice_and_horizon():
 def test_buffer_after_spaces_the_grid():
     c = clinic({"mon": [("08:00", "10:00")]})
     assert local(slot_grid(c, service(c, 30, buffer_after_minutes=15), MONDAY)) == [
-        "08:00+0100", "08:45+0100", "09:30+0100"]
+        "08:00+0100",
+        "08:45+0100",
+        "09:30+0100",
+    ]
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"capacity": 0}, "service.capacity"),
-    ({"price_minor": -100}, "service.price.amount_minor"),
-    ({"price_minor": 0}, "service.price.amount_minor"),
-    ({"currency": "eur"}, "service.price.currency"),
-    ({"name": "  "}, "service.name"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"capacity": 0}, "service.capacity"),
+        ({"price_minor": -100}, "service.price.amount_minor"),
+        ({"price_minor": 0}, "service.price.amount_minor"),
+        ({"currency": "eur"}, "service.price.currency"),
+        ({"name": "  "}, "service.name"),
+    ],
+)
 def test_service_rules_name_the_field(change, field):
     c = clinic({})
     svc = service(c)

@@ -31,7 +31,9 @@ TUESDAY = datetime(2030, 1, 8, tzinfo=UTC).date()
 
 def who(roles: set[str], memberships: dict[str, str] | None = None) -> Principal:
     m = memberships or {}
-    return Principal(str(uuid.uuid4()), "x@y.z", "X", frozenset(roles), frozenset(m), NOW.timestamp() + 900, m)
+    return Principal(
+        str(uuid.uuid4()), "x@y.z", "X", frozenset(roles), frozenset(m), NOW.timestamp() + 900, m
+    )
 
 
 @pytest.fixture
@@ -40,8 +42,13 @@ def world():
     clinic = Clinic(uuid.uuid4(), "Vet", "Europe/Berlin", {"tue": [Interval(time(8), time(12))]})
     svc = Service(uuid.uuid4(), clinic.id, "Check-up", 30, 4500, "EUR")
     store.clinics[clinic.id], store.services[svc.id] = clinic, svc
-    bookings = BookingHandlers(booking_uow(store), lambda *a: b"", hold_ttl=timedelta(minutes=10),
-                               read=booking_uow(store), clock=lambda: NOW)
+    bookings = BookingHandlers(
+        booking_uow(store),
+        lambda *a: b"",
+        hold_ttl=timedelta(minutes=10),
+        read=booking_uow(store),
+        clock=lambda: NOW,
+    )
     admin = who({"CLINIC_STAFF"}, {str(clinic.id): "ADMIN"})
     return bookings, ClinicAdminHandlers(bookings), store, clinic, svc, admin
 
@@ -89,7 +96,9 @@ async def test_every_change_checks_membership_of_that_clinic(world):
 async def test_update_service_with_a_stale_etag_changes_nothing(world):
     _, h, store, clinic, svc, admin = world
     etag = svc.etag
-    await h.update_service(admin, svc.id, Service(svc.id, clinic.id, "", 0, 0, "", capacity=3), ["capacity"], etag)
+    await h.update_service(
+        admin, svc.id, Service(svc.id, clinic.id, "", 0, 0, "", capacity=3), ["capacity"], etag
+    )
     with pytest.raises(EtagMismatch):
         await h.update_service(admin, svc.id, Service(svc.id, clinic.id, "Renamed", 0, 0, ""), ["name"], etag)
     assert (store.services[svc.id].name, store.services[svc.id].capacity) == ("Check-up", 3)
@@ -110,7 +119,9 @@ async def test_closing_a_day_lists_its_bookings_and_keeps_them(world):
     slot = (await bookings.availability(svc.id, TUESDAY.isoformat()))[2][0].start
     res = await bookings.reserve(ReserveCommand("r1", owner, "o@x.co", "O", svc.id, pet.id, slot))
     booked = await bookings.confirm(res.lock_id, uuid.uuid4())
-    _closure, affected = await h.create_closure(admin, clinic.id, TUESDAY.isoformat(), TUESDAY.isoformat(), "Flood")
+    _closure, affected = await h.create_closure(
+        admin, clinic.id, TUESDAY.isoformat(), TUESDAY.isoformat(), "Flood"
+    )
     assert [b.id for b in affected] == [booked.id]
     assert store.bookings[booked.id].state == "CONFIRMED"
     _, _, affected = await h.set_day_override(admin, clinic.id, TUESDAY.isoformat(), [])
@@ -136,8 +147,9 @@ FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 @pytest.fixture
 def staff_env():
     store = AuthStore()
-    issuer = TokenIssuer(Ed25519PrivateKey.generate(), issuer="petpro-auth", audience="petpro",
-                         ttl=timedelta(minutes=15))
+    issuer = TokenIssuer(
+        Ed25519PrivateKey.generate(), issuer="petpro-auth", audience="petpro", ttl=timedelta(minutes=15)
+    )
     auth = AuthHandlers(auth_uow(store), Passwords(FAST), issuer, clock=lambda: NOW, read=auth_uow(store))
     sent: list[tuple[str, str, str, str, datetime]] = []
 
@@ -154,8 +166,14 @@ async def login_claims(auth: AuthHandlers, email: str, password: str) -> Princip
 async def test_invitation_accept_once_then_staff_removal_ends_the_session(staff_env):
     auth, h, store, sent = staff_env
     clinic = uuid.uuid4()
-    boss = User(uuid.uuid4(), "boss@x.co", "Boss", Passwords(FAST).hash("boss-pass-1"), roles=("CLINIC_STAFF",),
-                memberships={str(clinic): "ADMIN"})
+    boss = User(
+        uuid.uuid4(),
+        "boss@x.co",
+        "Boss",
+        Passwords(FAST).hash("boss-pass-1"),
+        roles=("CLINIC_STAFF",),
+        memberships={str(clinic): "ADMIN"},
+    )
     store.users[boss.id] = boss
     boss_claims = await login_claims(auth, "boss@x.co", "boss-pass-1")
     await h.invite(boss_claims, clinic, "New@X.co", "STAFF")
@@ -175,7 +193,9 @@ async def test_invitation_accept_once_then_staff_removal_ends_the_session(staff_
 
 async def test_expired_or_replaced_invitations_do_not_work(staff_env):
     auth, h, store, sent = staff_env
-    root = User(uuid.uuid4(), "root@x.co", "Root", Passwords(FAST).hash("root-pass-1"), roles=("PLATFORM_ADMIN",))
+    root = User(
+        uuid.uuid4(), "root@x.co", "Root", Passwords(FAST).hash("root-pass-1"), roles=("PLATFORM_ADMIN",)
+    )
     store.users[root.id] = root
     claims = await login_claims(auth, "root@x.co", "root-pass-1")
     clinic = uuid.uuid4()
@@ -192,8 +212,14 @@ async def test_expired_or_replaced_invitations_do_not_work(staff_env):
 async def test_service_account_secret_is_hashed_and_rotation_revokes(staff_env):
     auth, h, store, _ = staff_env
     clinic = uuid.uuid4()
-    boss = User(uuid.uuid4(), "boss@x.co", "Boss", Passwords(FAST).hash("boss-pass-1"), roles=("CLINIC_STAFF",),
-                memberships={str(clinic): "ADMIN"})
+    boss = User(
+        uuid.uuid4(),
+        "boss@x.co",
+        "Boss",
+        Passwords(FAST).hash("boss-pass-1"),
+        roles=("CLINIC_STAFF",),
+        memberships={str(clinic): "ADMIN"},
+    )
     store.users[boss.id] = boss
     claims = await login_claims(auth, "boss@x.co", "boss-pass-1")
     creds = await h.create_service_account(claims, clinic, "PMS", "STAFF")
@@ -221,6 +247,8 @@ async def test_create_retried_with_its_request_id_returns_the_first_result(world
     again = await h.create_service(admin, clinic.id, draft, key)
     assert again.id == first.id and len(store.services) == 2  # the fixture's + one
     root = who({"PLATFORM_ADMIN"})
-    c1 = await h.create_clinic(root, ClinicProfile(name="New", time_zone="UTC"), WeeklyHours(()), key_c := uuid.uuid4())
+    c1 = await h.create_clinic(
+        root, ClinicProfile(name="New", time_zone="UTC"), WeeklyHours(()), key_c := uuid.uuid4()
+    )
     c2 = await h.create_clinic(root, ClinicProfile(name="New", time_zone="UTC"), WeeklyHours(()), key_c)
     assert c1.id == c2.id and len(store.clinics) == 2

@@ -36,19 +36,22 @@ OWNER = principal({"OWNER"})
 PLATFORM = principal({"PLATFORM_ADMIN"})
 
 
-@pytest.mark.parametrize(("who", "clinic", "admin", "outcome"), [
-    (ADMIN_A, A, True, "ADMIN"),
-    (ADMIN_A, A, False, "ADMIN"),
-    (STAFF_A, A, False, "STAFF"),
-    (STAFF_A, A, True, ClinicAdminRequired),
-    (SERVICE_A, A, True, "ADMIN"),
-    (ADMIN_A, B, False, ClinicNotVisible),   # admin of A sees nothing of B
-    (ADMIN_A, B, True, ClinicNotVisible),
-    (STAFF_A, B, False, ClinicNotVisible),
-    (SERVICE_A, B, False, ClinicNotVisible),  # a service account is scoped to its one clinic
-    (OWNER, A, False, ClinicNotVisible),
-    (PLATFORM, B, True, "ADMIN"),
-])
+@pytest.mark.parametrize(
+    ("who", "clinic", "admin", "outcome"),
+    [
+        (ADMIN_A, A, True, "ADMIN"),
+        (ADMIN_A, A, False, "ADMIN"),
+        (STAFF_A, A, False, "STAFF"),
+        (STAFF_A, A, True, ClinicAdminRequired),
+        (SERVICE_A, A, True, "ADMIN"),
+        (ADMIN_A, B, False, ClinicNotVisible),  # admin of A sees nothing of B
+        (ADMIN_A, B, True, ClinicNotVisible),
+        (STAFF_A, B, False, ClinicNotVisible),
+        (SERVICE_A, B, False, ClinicNotVisible),  # a service account is scoped to its one clinic
+        (OWNER, A, False, ClinicNotVisible),
+        (PLATFORM, B, True, "ADMIN"),
+    ],
+)
 def test_membership_matrix(who, clinic, admin, outcome):
     if isinstance(outcome, str):
         assert require_clinic(who, clinic, admin=admin) == outcome
@@ -75,7 +78,9 @@ def issuer(key: Ed25519PrivateKey) -> TokenIssuer:
 
 def test_token_carries_clinic_roles_into_the_principal():
     iss = issuer(Ed25519PrivateKey.generate())
-    user = User(uuid.uuid4(), "s@x.co", "S", "h", roles=("CLINIC_STAFF",), memberships={A: "ADMIN", B: "STAFF"})
+    user = User(
+        uuid.uuid4(), "s@x.co", "S", "h", roles=("CLINIC_STAFF",), memberships={A: "ADMIN", B: "STAFF"}
+    )
     token, _ = iss.issue(user, uuid.uuid4(), NOW)
     claims = iss.verify(token, NOW)
     assert claims.memberships == {A: "ADMIN", B: "STAFF"}
@@ -87,8 +92,17 @@ def test_token_carries_clinic_roles_into_the_principal():
 def test_tokens_from_before_clinic_roles_read_as_staff():
     key = Ed25519PrivateKey.generate()
     iss = issuer(key)
-    payload = {"iss": "petpro-auth", "aud": "petpro", "sub": "u", "roles": ["CLINIC_STAFF"], "clinics": [A],
-               "sid": str(uuid.uuid4()), "jti": "j", "iat": int(NOW.timestamp()), "exp": int(NOW.timestamp()) + 60}
+    payload = {
+        "iss": "petpro-auth",
+        "aud": "petpro",
+        "sub": "u",
+        "roles": ["CLINIC_STAFF"],
+        "clinics": [A],
+        "sid": str(uuid.uuid4()),
+        "jti": "j",
+        "iat": int(NOW.timestamp()),
+        "exp": int(NOW.timestamp()) + 60,
+    }
     claims = iss.verify(jwt.encode(payload, key, algorithm="EdDSA", headers={"kid": iss.kid}), NOW)
     assert claims.memberships == {A: "STAFF"}
 
@@ -96,15 +110,34 @@ def test_tokens_from_before_clinic_roles_read_as_staff():
 def test_an_invented_clinic_role_in_a_claim_grants_nothing():
     key = Ed25519PrivateKey.generate()
     iss = issuer(key)
-    payload = {"iss": "petpro-auth", "aud": "petpro", "sub": "u", "roles": ["CLINIC_STAFF"],
-               "clinics": {A: "OWNER_OF_EVERYTHING"}, "sid": str(uuid.uuid4()), "jti": "j",
-               "iat": int(NOW.timestamp()), "exp": int(NOW.timestamp()) + 60}
-    assert iss.verify(jwt.encode(payload, key, algorithm="EdDSA", headers={"kid": iss.kid}), NOW).memberships == {}
+    payload = {
+        "iss": "petpro-auth",
+        "aud": "petpro",
+        "sub": "u",
+        "roles": ["CLINIC_STAFF"],
+        "clinics": {A: "OWNER_OF_EVERYTHING"},
+        "sid": str(uuid.uuid4()),
+        "jti": "j",
+        "iat": int(NOW.timestamp()),
+        "exp": int(NOW.timestamp()) + 60,
+    }
+    assert (
+        iss.verify(jwt.encode(payload, key, algorithm="EdDSA", headers={"kid": iss.kid}), NOW).memberships
+        == {}
+    )
 
 
 def invitation(**kw) -> Invitation:
-    base = {"id": uuid.uuid4(), "clinic_id": uuid.UUID(A), "email": "n@x.co", "role": "STAFF", "token_hash": "h",
-            "invited_by": uuid.uuid4(), "expires_at": NOW + timedelta(hours=1), "created_at": NOW}
+    base = {
+        "id": uuid.uuid4(),
+        "clinic_id": uuid.UUID(A),
+        "email": "n@x.co",
+        "role": "STAFF",
+        "token_hash": "h",
+        "invited_by": uuid.uuid4(),
+        "expires_at": NOW + timedelta(hours=1),
+        "created_at": NOW,
+    }
     return Invitation(**{**base, **kw})
 
 

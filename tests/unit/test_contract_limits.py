@@ -11,9 +11,16 @@ from google.protobuf import descriptor as _d
 from buf.validate import validate_pb2
 from edge.gateway.openapi import build_openapi, default_descriptor_path
 
-MODULES = ("auth.v1.auth_pb2", "auth.v1.clinic_staff_pb2", "booking.v1.booking_pb2", "booking.v1.clinic_admin_pb2",
-           "payment.v1.payment_pb2", "mobile.v1.mobile_pb2", "notification.v1.notification_pb2",
-           "notification.v1.clinic_feed_pb2")
+MODULES = (
+    "auth.v1.auth_pb2",
+    "auth.v1.clinic_staff_pb2",
+    "booking.v1.booking_pb2",
+    "booking.v1.clinic_admin_pb2",
+    "payment.v1.payment_pb2",
+    "mobile.v1.mobile_pb2",
+    "notification.v1.notification_pb2",
+    "notification.v1.clinic_feed_pb2",
+)
 
 
 def _rules(f: _d.FieldDescriptor):
@@ -27,7 +34,13 @@ def _bounded(f: _d.FieldDescriptor) -> bool:
         return False
     if f.type == f.TYPE_STRING:
         s = r.string
-        return s.HasField("max_len") or s.HasField("len") or s.uuid or s.HasField("const") or len(s.__getattribute__("in")) > 0
+        return (
+            s.HasField("max_len")
+            or s.HasField("len")
+            or s.uuid
+            or s.HasField("const")
+            or len(s.__getattribute__("in")) > 0
+        )
     if f.type == f.TYPE_BYTES:
         return r.bytes.HasField("max_len")
     return True

@@ -22,7 +22,9 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
     proc.wait()
 
 
-def test_a_clock_step_after_the_pid_file_was_written_keeps_the_process_ours(tmp_path: Path, child, monkeypatch) -> None:
+def test_a_clock_step_after_the_pid_file_was_written_keeps_the_process_ours(
+    tmp_path: Path, child, monkeypatch
+) -> None:
     record = process.write_pidfile(tmp_path / "x.pid", child.pid)
     assert process.is_ours(process.read_pidfile(tmp_path / "x.pid"))  # type: ignore[arg-type]
 

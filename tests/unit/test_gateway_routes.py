@@ -150,25 +150,38 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
     import sys
 
     out = tmp_path / "envoy.json"
-    env = {**os.environ, "PETPRO_HOME": str(tmp_path), "PETPRO_HOST": "0.0.0.0", "PETPRO_PORT_BASE": "18400",
-           "EDGE_ADDR": "edge:7405", "EDGE_HTTP_ADDR": "edge:7482", "BOOKING_ADDR": "booking:7402",
-           "AUTH_ADDR": "auth:7401",
-           "EDGE_ENVOY_ROUTE_TIMEOUT": "7"}
-    subprocess.run([sys.executable, "-m", "edge.gateway", "render", "--out", str(out)], env=env, check=True,
-                   timeout=120)
+    env = {
+        **os.environ,
+        "PETPRO_HOME": str(tmp_path),
+        "PETPRO_HOST": "0.0.0.0",
+        "PETPRO_PORT_BASE": "18400",
+        "EDGE_ADDR": "edge:7405",
+        "EDGE_HTTP_ADDR": "edge:7482",
+        "BOOKING_ADDR": "booking:7402",
+        "AUTH_ADDR": "auth:7401",
+        "EDGE_ENVOY_ROUTE_TIMEOUT": "7",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "edge.gateway", "render", "--out", str(out)], env=env, check=True, timeout=120
+    )
     config = json.loads(out.read_text())
     clusters = {c["name"]: c for c in config["staticResources"]["clusters"]}
     jwks = clusters.pop("jwks_internal")  # Envoy's internal listener for jwt_authn's JWKS: no host, no port
     assert jwks["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"] == {
-        "envoyInternalAddress": {"serverListenerName": "jwks_internal"}}
-    endpoints = {name: c["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
-                 for name, c in clusters.items()}
+        "envoyInternalAddress": {"serverListenerName": "jwks_internal"}
+    }
+    endpoints = {
+        name: c["loadAssignment"]["endpoints"][0]["lbEndpoints"][0]["endpoint"]["address"]["socketAddress"]
+        for name, c in clusters.items()
+    }
     assert {name: (a["address"], a["portValue"]) for name, a in endpoints.items()} == {
-        "edge_grpc": ("edge", 7405), "edge_http": ("edge", 7482),
+        "edge_grpc": ("edge", 7405),
+        "edge_http": ("edge", 7482),
         "grpc_petpro.booking.v1.BookingService": ("booking", 7402),
         "grpc_petpro.booking.v1.ClinicAdminService": ("booking", 7402),
         "grpc_petpro.auth.v1.AuthService": ("auth", 7401),
-        "grpc_petpro.auth.v1.ClinicStaffService": ("auth", 7401)}
+        "grpc_petpro.auth.v1.ClinicStaffService": ("auth", 7401),
+    }
     assert {c["type"] for c in clusters.values()} == {"STRICT_DNS"}
     listener = config["staticResources"]["listeners"][0]["address"]["socketAddress"]
     assert (listener["address"], listener["portValue"]) == ("0.0.0.0", 18480)
@@ -187,8 +200,12 @@ def test_envoy_verifies_tokens_on_exactly_the_protected_routes_before_the_body_i
     config = build_config(StackSettings(port_base=18400))
     hcm = config["staticResources"]["listeners"][0]["filterChains"][0]["filters"][0]["typedConfig"]
     names = [f["name"] for f in hcm["httpFilters"]]
-    assert names.index("envoy.filters.http.lua") < names.index("envoy.filters.http.jwt_authn") < names.index(
-        "envoy.filters.http.buffer") < names.index("envoy.filters.http.grpc_json_transcoder")
+    assert (
+        names.index("envoy.filters.http.lua")
+        < names.index("envoy.filters.http.jwt_authn")
+        < names.index("envoy.filters.http.buffer")
+        < names.index("envoy.filters.http.grpc_json_transcoder")
+    )
     jwt = next(f for f in hcm["httpFilters"] if f["name"] == "envoy.filters.http.jwt_authn")["typedConfig"]
     [provider] = jwt["providers"].values()
     settings = AuthSettings()
@@ -196,18 +213,28 @@ def test_envoy_verifies_tokens_on_exactly_the_protected_routes_before_the_body_i
     assert (JwtAuth.issuer, JwtAuth.audience) == (settings.issuer, settings.audience)
     assert provider["forward"] is True and provider["requireExpiration"] is True
     assert provider["remoteJwks"]["httpUri"]["cluster"] == "jwks_internal"
-    assert provider["remoteJwks"]["cacheDuration"] == "5s" and provider["remoteJwks"]["asyncFetch"]["fastListener"]
+    assert (
+        provider["remoteJwks"]["cacheDuration"] == "5s"
+        and provider["remoteJwks"]["asyncFetch"]["fastListener"]
+    )
     routes = outputs.load_routes()
-    rules = {(r["match"]["headers"][0]["stringMatch"]["exact"], r["match"]["safeRegex"]["regex"]) for r in jwt["rules"]}
+    rules = {
+        (r["match"]["headers"][0]["stringMatch"]["exact"], r["match"]["safeRegex"]["regex"])
+        for r in jwt["rules"]
+    }
     assert rules == set(protected_regexes(routes))
     public = [r for r in routes if r.public]
     assert public and all(
         not (m == r.http_method and re.fullmatch(rx, re.sub(r"\{[^}]+\}", "x", r.http_path)))
-        for r in public for m, rx in rules)
+        for r in public
+        for m, rx in rules
+    )
     for r in routes:
         if not r.public:
-            assert any(m == r.http_method and re.fullmatch(rx, re.sub(r"\{[^}]+\}", "abc", r.http_path))
-                       for m, rx in rules), r
+            assert any(
+                m == r.http_method and re.fullmatch(rx, re.sub(r"\{[^}]+\}", "abc", r.http_path))
+                for m, rx in rules
+            ), r
     internal = config["staticResources"]["listeners"][1]
     assert internal["name"] == "jwks_internal" and "address" not in internal
     ihcm = internal["filterChains"][0]["filters"][0]["typedConfig"]

@@ -17,9 +17,7 @@ async def _server(name: str) -> tuple[grpc.aio.Server, int]:
     async def who(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return name.encode()
 
-    handler = grpc.method_handlers_generic_handler(
-        SERVICE, {"Am": grpc.unary_unary_rpc_method_handler(who)}
-    )
+    handler = grpc.method_handlers_generic_handler(SERVICE, {"Am": grpc.unary_unary_rpc_method_handler(who)})
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -78,8 +76,9 @@ async def test_an_aged_connection_is_replaced_so_the_client_re_resolves() -> Non
         return b"a"
 
     server = grpc.aio.server(options=server_options(Settings(max_connection_age_seconds=0.3)))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        SERVICE, {"Am": grpc.unary_unary_rpc_method_handler(who)}),))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {"Am": grpc.unary_unary_rpc_method_handler(who)}),)
+    )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     ch = grpc_client.channel(f"127.0.0.1:{port}")

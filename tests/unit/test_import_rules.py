@@ -63,7 +63,9 @@ def test_the_code_keeps_every_import_rule() -> None:
 
 
 def test_the_contracts_cover_every_package() -> None:
-    assert {"auth_svc", "booking_svc", "payment_svc", "notif_worker", "edge"} <= set(SERVICES)  # discovery works
+    assert {"auth_svc", "booking_svc", "payment_svc", "notif_worker", "edge"} <= set(
+        SERVICES
+    )  # discovery works
     assert set(ROOTS) == {"petpro", "petpro_api", "petpro_dev", *SERVICES}
     kit, services, independent = CONTRACTS["kit"], CONTRACTS["services"], CONTRACTS["independent"]
     assert kit["source_modules"] == ["petpro"]

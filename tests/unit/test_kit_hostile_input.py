@@ -48,7 +48,10 @@ class Mobile(mobile_pb2_grpc.MobileServiceServicer):
         self.calls.append(("CreatePet", principal_var.get()))
         if request.name == "db-refuses":
             raise sqlalchemy.exc.DataError(
-                "INSERT INTO pets …", {}, psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"))
+                "INSERT INTO pets …",
+                {},
+                psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes"),
+            )
         return mobile_pb2.CreatePetResponse(pet=booking_pb2.Pet(name=request.name))
 
     async def Login(self, request, context):  # public: no token needed
@@ -59,9 +62,18 @@ class Mobile(mobile_pb2_grpc.MobileServiceServicer):
 @pytest.fixture
 async def mesh():
     servicer, authn = Mobile(), FakeAuthenticator()
-    app = grpc_server.App(name="test", settings=_Settings(grace_seconds=0), services=[
-        grpc_server.Registration(mobile_pb2_grpc.add_MobileServiceServicer_to_server, servicer,
-                                 "petpro.mobile.v1.MobileService", authenticator=authn)])
+    app = grpc_server.App(
+        name="test",
+        settings=_Settings(grace_seconds=0),
+        services=[
+            grpc_server.Registration(
+                mobile_pb2_grpc.add_MobileServiceServicer_to_server,
+                servicer,
+                "petpro.mobile.v1.MobileService",
+                authenticator=authn,
+            )
+        ],
+    )
     running = await grpc_server.start(app, port=0)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     yield servicer, authn, channel
@@ -85,19 +97,27 @@ def _bad_request(err: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
 
 
 def _raw(channel: grpc.aio.Channel, method: str):
-    return channel.unary_unary(f"/petpro.mobile.v1.MobileService/{method}",
-                               request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    return channel.unary_unary(
+        f"/petpro.mobile.v1.MobileService/{method}",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
 
 
 BAD_UTF8_NAME = b"\x0a\x03R\xffx" + b"\x10\x01"  # CreatePetRequest{name: b"R\xffx", species: 1}
 
 
-@pytest.mark.parametrize("metadata", [(), (("authorization", "Bearer forged"),), (("authorization", "Basic x"),)])
+@pytest.mark.parametrize(
+    "metadata", [(), (("authorization", "Bearer forged"),), (("authorization", "Basic x"),)]
+)
 async def test_no_valid_token_is_unauthenticated_whatever_the_body(mesh, metadata):
     servicer, _, channel = mesh
     stub = mobile_pb2_grpc.MobileServiceStub(channel)
-    for body in (mobile_pb2.CreatePetRequest(), mobile_pb2.CreatePetRequest(name="x" * 5000, birth_date="nope"),
-                 mobile_pb2.CreatePetRequest(name="Rex\x00")):
+    for body in (
+        mobile_pb2.CreatePetRequest(),
+        mobile_pb2.CreatePetRequest(name="x" * 5000, birth_date="nope"),
+        mobile_pb2.CreatePetRequest(name="Rex\x00"),
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stub.CreatePet(body, metadata=metadata)
         assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED, body
@@ -112,8 +132,10 @@ async def test_public_methods_need_no_token_and_authenticated_calls_see_their_pr
     servicer, authn, channel = mesh
     stub = mobile_pb2_grpc.MobileServiceStub(channel)
     await stub.Login(mobile_pb2.LoginRequest(email="ann@example.com", password="pw"))
-    await stub.CreatePet(mobile_pb2.CreatePetRequest(name="Rex", species=booking_pb2.SPECIES_DOG),
-                         metadata=(("authorization", f"Bearer {GOOD}"),))
+    await stub.CreatePet(
+        mobile_pb2.CreatePetRequest(name="Rex", species=booking_pb2.SPECIES_DOG),
+        metadata=(("authorization", f"Bearer {GOOD}"),),
+    )
     assert servicer.calls == [("Login", None), ("CreatePet", ANN)]
     assert authn.validated == [GOOD]
 
@@ -124,7 +146,8 @@ async def test_control_characters_are_invalid_argument_naming_the_field(mesh, na
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await mobile_pb2_grpc.MobileServiceStub(channel).CreatePet(
             mobile_pb2.CreatePetRequest(name=name, species=booking_pb2.SPECIES_DOG),
-            metadata=(("authorization", f"Bearer {GOOD}"),))
+            metadata=(("authorization", f"Bearer {GOOD}"),),
+        )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _bad_request(exc.value) == ("INVALID_ARGUMENT", {"name": "CONTROL_CHARACTER"})
     assert servicer.calls == []
@@ -149,17 +172,21 @@ async def test_database_refusing_a_client_value_is_invalid_argument_not_unavaila
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await mobile_pb2_grpc.MobileServiceStub(channel).CreatePet(
             mobile_pb2.CreatePetRequest(name="db-refuses", species=booking_pb2.SPECIES_DOG),
-            metadata=(("authorization", f"Bearer {GOOD}"),))
+            metadata=(("authorization", f"Bearer {GOOD}"),),
+        )
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _bad_request(exc.value)[0] == "INVALID_VALUE"
     assert "NUL" not in exc.value.details()
 
 
 def test_text_rules_reach_nested_and_repeated_strings():
-    msg = mobile_pb2.ListPetsResponse(pets=[booking_pb2.Pet(name="ok"), booking_pb2.Pet(name="a", breed="b\x01")],
-                                      next_page_token="\x00")
+    msg = mobile_pb2.ListPetsResponse(
+        pets=[booking_pb2.Pet(name="ok"), booking_pb2.Pet(name="a", breed="b\x01")], next_page_token="\x00"
+    )
     assert {v.field for v in text_violations(msg)} == {"pets[1].breed", "next_page_token"}
-    assert text_violations(mobile_pb2.ListPetsResponse(pets=[booking_pb2.Pet(name="Rüdiger 🐕 \u2028")])) == []
+    assert (
+        text_violations(mobile_pb2.ListPetsResponse(pets=[booking_pb2.Pet(name="Rüdiger 🐕 \u2028")])) == []
+    )
 
 
 def test_invalid_utf8_field_is_found_in_nested_messages():

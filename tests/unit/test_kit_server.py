@@ -163,7 +163,9 @@ async def test_stop_drains_in_flight_rpc_then_closes_resources(server):
 async def test_rpc_not_implemented_yet_is_unimplemented_not_internal(server):
     _, _, channel, _ = server
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await auth_pb2_grpc.AuthServiceStub(channel).RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token="x"))
+        await auth_pb2_grpc.AuthServiceStub(channel).RefreshToken(
+            auth_pb2.RefreshTokenRequest(refresh_token="x")
+        )
     assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -27,8 +27,12 @@ class Record:
         self.topic, self.partition, self.offset, self.key, self.headers = TOPIC, partition, offset, key, []
         at = Timestamp(seconds=int(datetime(2030, 1, 7, 9, tzinfo=UTC).timestamp()))
         self.value = events_pb2.BookingCreated(
-            event_id=str(uuid.uuid4()), occurred_at=at, booking_id=booking_id, clinic_id=str(uuid.uuid4()),
-            slot_start_time=at, slot_end_time=at,
+            event_id=str(uuid.uuid4()),
+            occurred_at=at,
+            booking_id=booking_id,
+            clinic_id=str(uuid.uuid4()),
+            slot_start_time=at,
+            slot_end_time=at,
             owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="o@example.test"),
         ).SerializeToString()
 
@@ -78,7 +82,9 @@ class Handlers:
         self.done: list[str] = []
         self.finished: asyncio.Queue[str] = asyncio.Queue()
 
-    async def notify(self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None) -> None:
+    async def notify(
+        self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None
+    ) -> None:
         if n.booking_id in self.hold:
             await self.hold[n.booking_id].wait()
         self.done.append(n.booking_id)
@@ -96,8 +102,14 @@ class Clock:
 @pytest.fixture
 async def running() -> Iterator[tuple[BookingCreatedConsumer, FakeConsumer, Handlers, Clock]]:  # type: ignore[misc]
     consumer, handlers, clock = FakeConsumer(), Handlers(), Clock()
-    worker = BookingCreatedConsumer(handlers, lambda: consumer, lambda: None, "dlq",  # type: ignore[arg-type]
-                                    idle_after_seconds=5, clock=clock)
+    worker = BookingCreatedConsumer(
+        handlers,
+        lambda: consumer,
+        lambda: None,
+        "dlq",  # type: ignore[arg-type]
+        idle_after_seconds=5,
+        clock=clock,
+    )
     task = asyncio.create_task(worker.run())
     yield worker, consumer, handlers, clock
     task.cancel()
@@ -204,7 +216,9 @@ async def test_a_run_after_a_crash_starts_clean_and_delivers_again() -> None:
     raised it again at once, for ever) and delivers what its new consumer reads."""
 
     class FailOnce(Handlers):
-        async def notify(self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None) -> None:
+        async def notify(
+            self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Any = None
+        ) -> None:
             if n.booking_id == "bad":
                 raise ConnectionError("broker refused the connection")
             await super().notify(n, topic, payload, decode)
@@ -258,8 +272,14 @@ async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
             self.seeks.put(partitions)
 
     consumer, handlers, clock = RecreatingConsumer(), Handlers(), Clock()
-    worker = BookingCreatedConsumer(handlers, lambda: consumer, lambda: None, "dlq",  # type: ignore[arg-type]
-                                    clock=clock, commit_every_seconds=0)
+    worker = BookingCreatedConsumer(
+        handlers,
+        lambda: consumer,
+        lambda: None,
+        "dlq",  # type: ignore[arg-type]
+        clock=clock,
+        commit_every_seconds=0,
+    )
     handlers.hold["old-in-flight"] = asyncio.Event()
     task = asyncio.create_task(worker.run())
     try:
@@ -276,7 +296,10 @@ async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
         handlers.hold["old-in-flight"].set()  # the old log's event finishes now
         assert await asyncio.wait_for(handlers.finished.get(), 30) == "old-in-flight"
         consumer.batches.put([Record(0, 0, b"b", "new-0"), Record(0, 1, b"c", "new-1")])
-        assert sorted([await asyncio.wait_for(handlers.finished.get(), 30) for _ in range(2)]) == ["new-0", "new-1"]
+        assert sorted([await asyncio.wait_for(handlers.finished.get(), 30) for _ in range(2)]) == [
+            "new-0",
+            "new-1",
+        ]
         assert await next_commit(consumer) == {0: 2}  # the new log's offset; 8 (old log) never committed
         assert consumer.commits.empty()
     finally:
@@ -285,7 +308,9 @@ async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-@pytest.mark.parametrize("error", ["RebalanceInProgressError", "CommitFailedError", "CoordinatorNotAvailableError"])
+@pytest.mark.parametrize(
+    "error", ["RebalanceInProgressError", "CommitFailedError", "CoordinatorNotAvailableError"]
+)
 async def test_a_failed_commit_is_retried_with_the_same_offsets(error: str) -> None:
     """A commit refused during or after a rebalance (or with the coordinator moving) neither ends the
     run nor loses the offsets: they go with the next commit.  Before, RebalanceInProgressError crashed
@@ -305,12 +330,19 @@ async def test_a_failed_commit_is_retried_with_the_same_offsets(error: str) -> N
             super().commit(offsets)
 
     consumer, handlers, clock = RefusesOnce(), Handlers(), Clock()
-    worker = BookingCreatedConsumer(handlers, lambda: consumer, lambda: None, "dlq",  # type: ignore[arg-type]
-                                    clock=clock, commit_every_seconds=1)
+    worker = BookingCreatedConsumer(
+        handlers,
+        lambda: consumer,
+        lambda: None,
+        "dlq",  # type: ignore[arg-type]
+        clock=clock,
+        commit_every_seconds=1,
+    )
     task = asyncio.create_task(worker.run())
     try:
         consumer.batches.put([Record(0, 0, b"a", "only")])
         assert await asyncio.wait_for(handlers.finished.get(), 30) == "only"
+
         async def committed() -> None:  # time passes (the clock, polled); no new event arrives
             while consumer.commits.empty():
                 clock.now += 1

@@ -25,18 +25,37 @@ NO_WAIT = Retry(attempts=3, base_delay=0, max_delay=0)
 
 def notice(event_id: uuid.UUID | None = None, clinic: uuid.UUID = CLINIC) -> BookingNotice:
     return BookingNotice(
-        event_id=event_id or uuid.uuid4(), occurred_at=NOW, booking_id=str(uuid.uuid4()), clinic_id=clinic,
-        clinic_name="Vet Mitte", clinic_time_zone="Europe/Berlin", service_name="Check-up", start=NOW,
-        end=NOW + timedelta(minutes=30), pet_name="Rex", pet_species="SPECIES_DOG", owner_user_id=uuid.uuid4(),
-        owner_email="o@example.test", owner_name="Olga", amount_minor=4500, currency="EUR",
+        event_id=event_id or uuid.uuid4(),
+        occurred_at=NOW,
+        booking_id=str(uuid.uuid4()),
+        clinic_id=clinic,
+        clinic_name="Vet Mitte",
+        clinic_time_zone="Europe/Berlin",
+        service_name="Check-up",
+        start=NOW,
+        end=NOW + timedelta(minutes=30),
+        pet_name="Rex",
+        pet_species="SPECIES_DOG",
+        owner_user_id=uuid.uuid4(),
+        owner_email="o@example.test",
+        owner_name="Olga",
+        amount_minor=4500,
+        currency="EUR",
     )
 
 
 @pytest.fixture
 def env():
     store, mailer, hub = NotifStore(), RecordingMailer(), LiveHub()
-    h = NotifyHandlers(notif_uow(store), mailer, InboxPush(), encode_clinic_event, hub.publish, NO_WAIT,
-                       read=notif_uow(store))
+    h = NotifyHandlers(
+        notif_uow(store),
+        mailer,
+        InboxPush(),
+        encode_clinic_event,
+        hub.publish,
+        NO_WAIT,
+        read=notif_uow(store),
+    )
     return h, store, mailer, hub
 
 
@@ -54,7 +73,10 @@ async def test_one_event_reaches_feed_push_and_email(env):
     [push] = store.inbox
     assert (push.user_id, push.title) == (n.owner_user_id, "Booking confirmed: Check-up")
     assert mailer.sent == [n]
-    assert {k[1]: v["status"] for k, v in store.deliveries.items()} == {"push": "delivered", "email": "delivered"}
+    assert {k[1]: v["status"] for k, v in store.deliveries.items()} == {
+        "push": "delivered",
+        "email": "delivered",
+    }
 
 
 async def test_a_redelivered_event_sends_nothing_twice(env):
@@ -183,11 +205,18 @@ async def test_close_ends_every_stream_and_unsubscribes():
 # -- the events adapter -------------------------------------------------------------------------------
 def booking_created(**over: object) -> bytes:
     fields: dict[str, object] = dict(
-        event_id=str(uuid.uuid4()), occurred_at=ts(NOW), booking_id=str(uuid.uuid4()), clinic_id=str(CLINIC),
-        clinic_name="Vet Mitte", clinic_time_zone="Europe/Berlin",
+        event_id=str(uuid.uuid4()),
+        occurred_at=ts(NOW),
+        booking_id=str(uuid.uuid4()),
+        clinic_id=str(CLINIC),
+        clinic_name="Vet Mitte",
+        clinic_time_zone="Europe/Berlin",
         service=events_pb2.BookingCreated.Service(service_id=str(uuid.uuid4()), name="Check-up"),
-        slot_start_time=ts(NOW), slot_end_time=ts(NOW + timedelta(minutes=30)),
-        pet=events_pb2.BookingCreated.Pet(pet_id=str(uuid.uuid4()), name="Rex", species=booking_pb2.SPECIES_DOG),
+        slot_start_time=ts(NOW),
+        slot_end_time=ts(NOW + timedelta(minutes=30)),
+        pet=events_pb2.BookingCreated.Pet(
+            pet_id=str(uuid.uuid4()), name="Rex", species=booking_pb2.SPECIES_DOG
+        ),
         owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="o@example.test", name="Olga"),
         amount=money_pb2.Money(amount_minor=4500, currency="EUR"),
     )
@@ -197,15 +226,23 @@ def booking_created(**over: object) -> bytes:
 
 def test_decoder_maps_the_event_to_a_notice():
     n = decode_booking_created(booking_created())
-    assert (n.clinic_id, n.pet_species, n.amount_minor, n.local_start.hour) == (CLINIC, "SPECIES_DOG", 4500, 9)
+    assert (n.clinic_id, n.pet_species, n.amount_minor, n.local_start.hour) == (
+        CLINIC,
+        "SPECIES_DOG",
+        4500,
+        9,
+    )
 
 
-@pytest.mark.parametrize("payload", [
-    b"\xff\xff not protobuf",
-    booking_created(event_id="not-a-uuid"),
-    booking_created(clinic_time_zone="Mars/Olympus"),
-    booking_created(owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="")),
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xff\xff not protobuf",
+        booking_created(event_id="not-a-uuid"),
+        booking_created(clinic_time_zone="Mars/Olympus"),
+        booking_created(owner=events_pb2.BookingCreated.Owner(user_id=str(uuid.uuid4()), email="")),
+    ],
+)
 def test_undecodable_or_incomplete_events_are_poison(payload: bytes):
     with pytest.raises(PoisonEvent):
         decode_booking_created(payload)
@@ -255,19 +292,30 @@ async def test_a_feed_race_is_rolled_back_and_retried(env):
 # -- lifecycle events: in the booking's order, though they come from several topics ----------------
 def change_payload(kind: str, n: BookingNotice, version: int, refund: int = 0) -> tuple[str, bytes]:
     ctx = events_pb2.BookingChangeContext(
-        event_id=str(uuid.uuid4()), occurred_at=ts(n.occurred_at), booking_id=n.booking_id,
-        clinic_id=str(n.clinic_id), clinic_name=n.clinic_name, clinic_time_zone=n.clinic_time_zone,
+        event_id=str(uuid.uuid4()),
+        occurred_at=ts(n.occurred_at),
+        booking_id=n.booking_id,
+        clinic_id=str(n.clinic_id),
+        clinic_name=n.clinic_name,
+        clinic_time_zone=n.clinic_time_zone,
         service=events_pb2.BookingCreated.Service(name=n.service_name),
         pet=events_pb2.BookingCreated.Pet(name=n.pet_name, species=booking_pb2.SPECIES_DOG),
-        owner=events_pb2.BookingCreated.Owner(user_id=str(n.owner_user_id), email=n.owner_email, name=n.owner_name),
-        slot_start_time=ts(n.start + timedelta(days=1)), slot_end_time=ts(n.end + timedelta(days=1)),
-        version=version, actor=booking_pb2.BOOKING_ACTOR_OWNER)
+        owner=events_pb2.BookingCreated.Owner(
+            user_id=str(n.owner_user_id), email=n.owner_email, name=n.owner_name
+        ),
+        slot_start_time=ts(n.start + timedelta(days=1)),
+        slot_end_time=ts(n.end + timedelta(days=1)),
+        version=version,
+        actor=booking_pb2.BOOKING_ACTOR_OWNER,
+    )
     if kind == "cancelled":
-        msg = events_pb2.BookingCancelled(context=ctx, refund_amount=money_pb2.Money(amount_minor=refund,
-                                                                                   currency="EUR"))
+        msg = events_pb2.BookingCancelled(
+            context=ctx, refund_amount=money_pb2.Money(amount_minor=refund, currency="EUR")
+        )
         return "booking.cancelled", msg.SerializeToString()
-    return "booking.rescheduled", events_pb2.BookingRescheduled(context=ctx, previous_start_time=ts(n.start)
-                                                                ).SerializeToString()
+    return "booking.rescheduled", events_pb2.BookingRescheduled(
+        context=ctx, previous_start_time=ts(n.start)
+    ).SerializeToString()
 
 
 async def test_a_change_arriving_before_its_predecessor_waits_for_it(env):
@@ -289,7 +337,8 @@ async def test_a_change_arriving_before_its_predecessor_waits_for_it(env):
     assert [(e.type, e.booking.version) for e in feed] == [
         (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CREATED, 1),
         (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED, 2),
-        (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CANCELLED, 3)]
+        (clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CANCELLED, 3),
+    ]
     assert feed[2].booking.refund_amount.amount_minor == 4500
     assert store.parked == {} and store.progress[created.booking_id] == 3
 
@@ -306,7 +355,10 @@ async def test_reminders_made_at_confirmation_moved_on_reschedule_dropped_on_can
     h.clock = lambda: clock["now"]
     created = notice()  # starts at NOW
     await h.notify(created, "booking.created", b"created", decode_event)
-    assert sorted(r["due"] for r in store.reminders.values()) == [NOW - timedelta(hours=48), NOW - timedelta(hours=2)]
+    assert sorted(r["due"] for r in store.reminders.values()) == [
+        NOW - timedelta(hours=48),
+        NOW - timedelta(hours=2),
+    ]
     assert await h.send_due_reminders() == 0  # none due yet
 
     clock["now"] = NOW - timedelta(hours=47)
@@ -315,8 +367,10 @@ async def test_reminders_made_at_confirmation_moved_on_reschedule_dropped_on_can
 
     move_topic, move = change_payload("rescheduled", created, 2)  # +1 day: both reminders due again later
     await h.notify(decode_event(move_topic, move), move_topic, move, decode_event)
-    assert sorted(r["due"] for r in store.reminders.values()) == [NOW - timedelta(hours=24),
-                                                                   NOW + timedelta(hours=22)]
+    assert sorted(r["due"] for r in store.reminders.values()) == [
+        NOW - timedelta(hours=24),
+        NOW + timedelta(hours=22),
+    ]
     cancel_topic, cancel = change_payload("cancelled", created, 3)
     await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
     clock["now"] = NOW + timedelta(hours=23)
@@ -339,8 +393,9 @@ async def test_preferences_switch_off_changes_and_reminders_but_never_transactio
 
     h, store, mailer, _ = env
     created = notice()
-    await h.update_preferences(created.owner_user_id, {"changes_email": False, "reminders_push": False,
-                                                       "reminders_email": False})
+    await h.update_preferences(
+        created.owner_user_id, {"changes_email": False, "reminders_push": False, "reminders_email": False}
+    )
     h.clock = lambda: NOW - timedelta(days=5)
     await h.notify(created, "booking.created", b"created", decode_event)
     move_topic, move = change_payload("rescheduled", created, 2)
@@ -350,7 +405,11 @@ async def test_preferences_switch_off_changes_and_reminders_but_never_transactio
     cancel_topic, cancel = change_payload("cancelled", created, 3)
     await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
     assert [m.kind for m in mailer.sent] == ["created", "cancelled"]  # no move mail, no reminder mail
-    assert [r.data["type"] for r in store.inbox] == ["booking.created", "booking.rescheduled", "booking.cancelled"]
+    assert [r.data["type"] for r in store.inbox] == [
+        "booking.created",
+        "booking.rescheduled",
+        "booking.cancelled",
+    ]
     assert (await h.preferences(created.owner_user_id)).changes_push is True
 
 

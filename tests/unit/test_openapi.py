@@ -74,18 +74,38 @@ def test_covers_every_rest_route_with_its_method(doc: dict[str, Any]) -> None:
 
 CLINIC_OPS = {
     "petpro.booking.v1.ClinicAdminService": {
-        "CreateClinic", "UpdateClinic", "SetOpeningHours", "CreateClosure", "ListClosures", "DeleteClosure",
-        "SetDayOverride", "DeleteDayOverride", "CreateService", "UpdateService", "ArchiveService",
-        "ListClinicBookings"},
+        "CreateClinic",
+        "UpdateClinic",
+        "SetOpeningHours",
+        "CreateClosure",
+        "ListClosures",
+        "DeleteClosure",
+        "SetDayOverride",
+        "DeleteDayOverride",
+        "CreateService",
+        "UpdateService",
+        "ArchiveService",
+        "ListClinicBookings",
+    },
     "petpro.auth.v1.ClinicStaffService": {
-        "InviteStaff", "AcceptInvitation", "ListStaff", "RemoveStaff", "CreateServiceAccount",
-        "RotateServiceAccountSecret", "IssueServiceToken"},
+        "InviteStaff",
+        "AcceptInvitation",
+        "ListStaff",
+        "RemoveStaff",
+        "CreateServiceAccount",
+        "RotateServiceAccountSecret",
+        "IssueServiceToken",
+    },
 }
 
 
 def test_clinic_operations_are_documented_with_their_auth(doc: dict[str, Any]) -> None:
-    ops = {op["x-grpc-method"]: op for item in doc["paths"].values() for op in item.values()
-           if isinstance(op, dict) and "x-grpc-method" in op}
+    ops = {
+        op["x-grpc-method"]: op
+        for item in doc["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "x-grpc-method" in op
+    }
     for service, methods in CLINIC_OPS.items():
         for name in methods:
             op = ops[f"/{service}/{name}"]

@@ -19,19 +19,23 @@ def ev(status: PaymentStatus | None, session: str | None = None, provider: str |
     return GatewayEvent("evt", "t", session, provider, None, status)
 
 
-@pytest.mark.parametrize(("before", "event", "after"), [
-    (S.PENDING, S.SUCCEEDED, S.SUCCEEDED),
-    (S.PENDING, S.EXPIRED, S.EXPIRED),
-    (S.EXPIRED, S.SUCCEEDED, S.SUCCEEDED),  # a late payment is recorded; booking decides confirm/refund
-    (S.FAILED, S.SUCCEEDED, S.SUCCEEDED),  # paid on a retry
-    (S.SUCCEEDED, S.EXPIRED, S.SUCCEEDED),  # stale: never backwards
-    (S.SUCCEEDED, S.FAILED, S.SUCCEEDED),
-    (S.SUCCEEDED, S.REFUNDED, S.REFUNDED),
-    (S.REFUNDED, S.SUCCEEDED, S.REFUNDED),
-    (S.PENDING, None, S.PENDING),  # an event that reports nothing
-])
-def test_apply_moves_only_along_allowed_transitions(before: PaymentStatus, event: PaymentStatus | None,
-                                                     after: PaymentStatus) -> None:
+@pytest.mark.parametrize(
+    ("before", "event", "after"),
+    [
+        (S.PENDING, S.SUCCEEDED, S.SUCCEEDED),
+        (S.PENDING, S.EXPIRED, S.EXPIRED),
+        (S.EXPIRED, S.SUCCEEDED, S.SUCCEEDED),  # a late payment is recorded; booking decides confirm/refund
+        (S.FAILED, S.SUCCEEDED, S.SUCCEEDED),  # paid on a retry
+        (S.SUCCEEDED, S.EXPIRED, S.SUCCEEDED),  # stale: never backwards
+        (S.SUCCEEDED, S.FAILED, S.SUCCEEDED),
+        (S.SUCCEEDED, S.REFUNDED, S.REFUNDED),
+        (S.REFUNDED, S.SUCCEEDED, S.REFUNDED),
+        (S.PENDING, None, S.PENDING),  # an event that reports nothing
+    ],
+)
+def test_apply_moves_only_along_allowed_transitions(
+    before: PaymentStatus, event: PaymentStatus | None, after: PaymentStatus
+) -> None:
     p = payment(before)
     p.apply(ev(event))
     assert p.status == after

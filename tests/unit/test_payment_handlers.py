@@ -33,14 +33,25 @@ class Clock:
 @pytest.fixture
 def env():
     store, gateway, clock = PaymentStore(), FakeGateway(), Clock()
-    h = PaymentHandlers(payment_uow(store), gateway, public_base_url="https://edge.example.test/", clock=clock,
-                        read=payment_uow(store))
+    h = PaymentHandlers(
+        payment_uow(store),
+        gateway,
+        public_base_url="https://edge.example.test/",
+        clock=clock,
+        read=payment_uow(store),
+    )
     return h, store, gateway, clock
 
 
-def session(request_id: str = "req-1", amount: int = 4500, expires: datetime | None = NOW + timedelta(minutes=10),
-            success_url: str = "") -> CreateSession:
-    return CreateSession(request_id, "lock-1", amount, "EUR", "o@example.test", "Check-up", success_url, "", expires)
+def session(
+    request_id: str = "req-1",
+    amount: int = 4500,
+    expires: datetime | None = NOW + timedelta(minutes=10),
+    success_url: str = "",
+) -> CreateSession:
+    return CreateSession(
+        request_id, "lock-1", amount, "EUR", "o@example.test", "Check-up", success_url, "", expires
+    )
 
 
 async def test_create_session_stores_the_provider_session(env):
@@ -75,8 +86,13 @@ async def test_a_retry_after_a_provider_failure_reuses_the_payment(env):
 async def test_webhook_success_is_applied_once(env):
     h, store, _, clock = env
     p = await h.create_session(session())
-    body = event("evt_1", "checkout.session.completed", status=PaymentStatus.SUCCEEDED, session_id=p.session_id,
-                 provider_payment_id="pi_1")
+    body = event(
+        "evt_1",
+        "checkout.session.completed",
+        status=PaymentStatus.SUCCEEDED,
+        session_id=p.session_id,
+        provider_payment_id="pi_1",
+    )
     clock.now += timedelta(seconds=5)
     out = await h.handle_webhook(body, "good")
     assert (out.event_id, out.duplicate) == ("evt_1", False)
@@ -89,10 +105,19 @@ async def test_webhook_success_is_applied_once(env):
 async def test_a_stale_event_never_moves_a_payment_backwards(env):
     h, store, _, _ = env
     p = await h.create_session(session())
-    await h.handle_webhook(event("e1", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, payment_id=p.id,
-                                 provider_payment_id="pi_1"), "good")
-    out = await h.handle_webhook(event("e2", "checkout.session.expired", status=PaymentStatus.EXPIRED,
-                                       session_id=p.session_id), "good")
+    await h.handle_webhook(
+        event(
+            "e1",
+            "payment_intent.succeeded",
+            status=PaymentStatus.SUCCEEDED,
+            payment_id=p.id,
+            provider_payment_id="pi_1",
+        ),
+        "good",
+    )
+    out = await h.handle_webhook(
+        event("e2", "checkout.session.expired", status=PaymentStatus.EXPIRED, session_id=p.session_id), "good"
+    )
     assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
     assert store.payments[p.id].status == PaymentStatus.SUCCEEDED
 
@@ -101,8 +126,12 @@ async def test_webhook_rejects_a_bad_signature_and_records_unknown_payments(env)
     h, store, _, _ = env
     with pytest.raises(InvalidSignature):
         await h.handle_webhook(b"{}", "forged")
-    out = await h.handle_webhook(event("e9", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED,
-                                       provider_payment_id="pi_unknown"), "good")
+    out = await h.handle_webhook(
+        event(
+            "e9", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, provider_payment_id="pi_unknown"
+        ),
+        "good",
+    )
     assert out.payment is None and out.duplicate is False
     assert store.events == {"e9": None}
 
@@ -112,8 +141,16 @@ async def test_refund_needs_a_succeeded_payment_and_is_idempotent(env):
     p = await h.create_session(session())
     with pytest.raises(NotRefundable):
         await h.refund(p.id, "slot lost")
-    await h.handle_webhook(event("e1", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, payment_id=p.id,
-                                 provider_payment_id="pi_1"), "good")
+    await h.handle_webhook(
+        event(
+            "e1",
+            "payment_intent.succeeded",
+            status=PaymentStatus.SUCCEEDED,
+            payment_id=p.id,
+            provider_payment_id="pi_1",
+        ),
+        "good",
+    )
     refunded = await h.refund(p.id, "slot lost")
     assert refunded.status == PaymentStatus.REFUNDED and refunded.refund_id == f"re_refund-{p.id}"
     assert gateway.refunds == {f"refund-{p.id}": ("pi_1", 4500)}
@@ -125,26 +162,63 @@ async def test_refund_needs_a_succeeded_payment_and_is_idempotent(env):
 async def test_a_full_refund_that_fails_after_acceptance_makes_the_payment_succeeded_again(env):
     h, store, _, _ = env
     p = await h.create_session(session())
-    await h.handle_webhook(event("e1", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, payment_id=p.id,
-                                 provider_payment_id="pi_1"), "good")
+    await h.handle_webhook(
+        event(
+            "e1",
+            "payment_intent.succeeded",
+            status=PaymentStatus.SUCCEEDED,
+            payment_id=p.id,
+            provider_payment_id="pi_1",
+        ),
+        "good",
+    )
     _, first = await h.refund_part(p.id, "booking-1-refund-1", None, "cancelled")
-    await h.handle_webhook(event("e2", "charge.refunded", status=PaymentStatus.REFUNDED,
-                                 provider_payment_id="pi_1"), "good")
+    await h.handle_webhook(
+        event("e2", "charge.refunded", status=PaymentStatus.REFUNDED, provider_payment_id="pi_1"), "good"
+    )
     assert store.payments[p.id].status == PaymentStatus.REFUNDED
     # Stripe: the refund fails later (refund.failed), the money goes back on the charge
-    out = await h.handle_webhook(event("e3", "refund.failed", status=None, provider_payment_id="pi_1",
-                                       refund_id=first.provider_refund_id, refund_status="failed"), "good")
+    out = await h.handle_webhook(
+        event(
+            "e3",
+            "refund.failed",
+            status=None,
+            provider_payment_id="pi_1",
+            refund_id=first.provider_refund_id,
+            refund_status="failed",
+        ),
+        "good",
+    )
     assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
     assert store.payments[p.id].status == PaymentStatus.SUCCEEDED
     assert store.refunds["booking-1-refund-1"].status == "failed"
     # the next round's refund succeeds: REFUNDED again, and a replayed failure of the old one changes nothing
     _, second = await h.refund_part(p.id, "booking-1-refund-2", None, "cancelled")
-    await h.handle_webhook(event("e4", "refund.updated", status=None, provider_payment_id="pi_1",
-                                 refund_id=second.provider_refund_id, refund_status="succeeded"), "good")
-    await h.handle_webhook(event("e5", "charge.refunded", status=PaymentStatus.REFUNDED,
-                                 provider_payment_id="pi_1"), "good")
-    await h.handle_webhook(event("e6", "refund.updated", status=None, provider_payment_id="pi_1",
-                                 refund_id=first.provider_refund_id, refund_status="failed"), "good")
+    await h.handle_webhook(
+        event(
+            "e4",
+            "refund.updated",
+            status=None,
+            provider_payment_id="pi_1",
+            refund_id=second.provider_refund_id,
+            refund_status="succeeded",
+        ),
+        "good",
+    )
+    await h.handle_webhook(
+        event("e5", "charge.refunded", status=PaymentStatus.REFUNDED, provider_payment_id="pi_1"), "good"
+    )
+    await h.handle_webhook(
+        event(
+            "e6",
+            "refund.updated",
+            status=None,
+            provider_payment_id="pi_1",
+            refund_id=first.provider_refund_id,
+            refund_status="failed",
+        ),
+        "good",
+    )
     assert store.payments[p.id].status == PaymentStatus.REFUNDED
 
 
@@ -199,5 +273,7 @@ async def test_default_return_pages_are_on_the_public_edge(env):
 
     gateway.create_session = spy
     await h.create_session(session())
-    assert seen == {"success": "https://edge.example.test/payments/success",
-                    "cancel": "https://edge.example.test/payments/cancel"}
+    assert seen == {
+        "success": "https://edge.example.test/payments/success",
+        "cancel": "https://edge.example.test/payments/cancel",
+    }

@@ -49,17 +49,22 @@ class FakeBooking:
 
 
 def _payment(n: int) -> payment_pb2.Payment:
-    return payment_pb2.Payment(payment_id=f"p{n}", order_ref=f"lock{n}", status=payment_pb2.PAYMENT_STATUS_SUCCEEDED)
+    return payment_pb2.Payment(
+        payment_id=f"p{n}", order_ref=f"lock{n}", status=payment_pb2.PAYMENT_STATUS_SUCCEEDED
+    )
 
 
-@pytest.mark.parametrize(("outcome", "expected", "settled", "refunded"), [
-    ("b1", "confirmed", [("p1", "b1")], []),
-    (_RpcError(grpc.StatusCode.FAILED_PRECONDITION, "SLOT_NO_LONGER_AVAILABLE"), "refunded", [], ["p1"]),
-    (_RpcError(grpc.StatusCode.FAILED_PRECONDITION, "RESERVATION_CLOSED"), "refunded", [], ["p1"]),
-    (_RpcError(grpc.StatusCode.NOT_FOUND, "RESERVATION_NOT_FOUND"), "refunded", [], ["p1"]),
-    (_RpcError(grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"), "retry", [], []),
-    (_RpcError(grpc.StatusCode.FAILED_PRECONDITION, "SOMETHING_ELSE"), "retry", [], []),
-])
+@pytest.mark.parametrize(
+    ("outcome", "expected", "settled", "refunded"),
+    [
+        ("b1", "confirmed", [("p1", "b1")], []),
+        (_RpcError(grpc.StatusCode.FAILED_PRECONDITION, "SLOT_NO_LONGER_AVAILABLE"), "refunded", [], ["p1"]),
+        (_RpcError(grpc.StatusCode.FAILED_PRECONDITION, "RESERVATION_CLOSED"), "refunded", [], ["p1"]),
+        (_RpcError(grpc.StatusCode.NOT_FOUND, "RESERVATION_NOT_FOUND"), "refunded", [], ["p1"]),
+        (_RpcError(grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"), "retry", [], []),
+        (_RpcError(grpc.StatusCode.FAILED_PRECONDITION, "SOMETHING_ELSE"), "retry", [], []),
+    ],
+)
 async def test_one_payment(outcome, expected, settled, refunded):
     payment, booking = FakePayment([_payment(1)]), FakeBooking({"lock1": outcome})
     tally = await Reconciler(payment, booking, grace_seconds=60, rpc_timeout=1).run_once()  # type: ignore[arg-type]

@@ -81,27 +81,42 @@ async def auth(tmp_path: Path):
 
     store = AuthStore()
     settings = AuthSettings(signing_key_file=tmp_path / "auth-signing.pem", grace_seconds=0)
-    app = build(settings, uow=auth_uow(store), read=auth_uow(store),
-                passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)), throttle=NoThrottle())
+    app = build(
+        settings,
+        uow=auth_uow(store),
+        read=auth_uow(store),
+        passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)),
+        throttle=NoThrottle(),
+    )
     async for channel in _serve(app):
         yield auth_pb2_grpc.AuthServiceStub(channel), store
 
 
 async def test_auth_servicer_register_login_validate_refresh_revoke(auth):
     stub, _store = auth
-    reg = await stub.Register(auth_pb2.RegisterRequest(email="Ana@Example.test", password="correct horse battery",
-                                                       name="Ana"))
+    reg = await stub.Register(
+        auth_pb2.RegisterRequest(email="Ana@Example.test", password="correct horse battery", name="Ana")
+    )
     assert (reg.user.email, list(reg.user.roles)) == ("ana@example.test", [auth_pb2.ROLE_OWNER])
     assert reg.user.create_time.seconds > 0
-    login = await stub.Login(auth_pb2.LoginRequest(email="ana@example.test", password="correct horse battery"))
+    login = await stub.Login(
+        auth_pb2.LoginRequest(email="ana@example.test", password="correct horse battery")
+    )
     assert login.token_type == "Bearer" and login.expires_in == 900 and login.user.user_id == reg.user.user_id
     v = await stub.ValidateToken(auth_pb2.ValidateTokenRequest(token=login.access_token))
-    assert (v.user_id, v.email, list(v.roles)) == (reg.user.user_id, "ana@example.test", [auth_pb2.ROLE_OWNER])
+    assert (v.user_id, v.email, list(v.roles)) == (
+        reg.user.user_id,
+        "ana@example.test",
+        [auth_pb2.ROLE_OWNER],
+    )
     refreshed = await stub.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
     assert refreshed.refresh_token != login.refresh_token
     await stub.RevokeToken(auth_pb2.RevokeTokenRequest(token=refreshed.access_token))
     assert await _fails(stub.ValidateToken(auth_pb2.ValidateTokenRequest(token=login.access_token))) == (
-        grpc.StatusCode.UNAUTHENTICATED, "TOKEN_REVOKED", [])
+        grpc.StatusCode.UNAUTHENTICATED,
+        "TOKEN_REVOKED",
+        [],
+    )
     jwks = await stub.GetJwks(auth_pb2.GetJwksRequest())
     assert [k.kty for k in jwks.keys] == ["OKP"]
 
@@ -111,10 +126,13 @@ async def test_auth_servicer_errors(auth):
     req = auth_pb2.RegisterRequest(email="ana@example.test", password="correct horse battery", name="Ana")
     await stub.Register(req)
     assert (await _fails(stub.Register(req)))[:2] == (grpc.StatusCode.ALREADY_EXISTS, "EMAIL_TAKEN")
-    code, reason, _ = await _fails(stub.Login(auth_pb2.LoginRequest(email="ana@example.test", password="wrong pw!")))
+    code, reason, _ = await _fails(
+        stub.Login(auth_pb2.LoginRequest(email="ana@example.test", password="wrong pw!"))
+    )
     assert (code, reason) == (grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIALS")
-    code, _, fields = await _fails(stub.Register(auth_pb2.RegisterRequest(email="not-an-email", password="x",
-                                                                          name="A")))
+    code, _, fields = await _fails(
+        stub.Register(auth_pb2.RegisterRequest(email="not-an-email", password="x", name="A"))
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "email" in fields
 
 
@@ -124,8 +142,12 @@ async def booking():
     from booking_svc.server import BookingSettings, build
 
     store = BookingStore()
-    clinic = Clinic(uuid.uuid4(), "Vet Mitte", "UTC",
-                    {d: [Interval(time(8), time(20))] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    clinic = Clinic(
+        uuid.uuid4(),
+        "Vet Mitte",
+        "UTC",
+        {d: [Interval(time(8), time(20))] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    )
     svc = Service(uuid.uuid4(), clinic.id, "Check-up", 30, 4500, "EUR")
     owner = uuid.uuid4()
     pet = Pet(uuid.uuid4(), owner, "Rex", "DOG", created_at=datetime.now(UTC))
@@ -148,20 +170,29 @@ async def test_booking_servicer_catalog_and_availability(booking):
     [c] = clinics.clinics
     assert (c.clinic_id, c.name, len(c.opening_hours)) == (str(clinic.id), "Vet Mitte", 7)
     services = await stub.ListServices(booking_pb2.ListServicesRequest(clinic_id=str(clinic.id)))
-    assert [(s.name, s.price.amount_minor, s.price.currency) for s in services.services] == [("Check-up", 4500,
-                                                                                              "EUR")]
+    assert [(s.name, s.price.amount_minor, s.price.currency) for s in services.services] == [
+        ("Check-up", 4500, "EUR")
+    ]
     day = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
     avail = await stub.GetAvailability(booking_pb2.GetAvailabilityRequest(service_id=str(svc.id), date=day))
     assert len(avail.slots) == 24 and all(s.free and s.remaining == 1 for s in avail.slots)
     assert (await _fails(stub.GetClinic(booking_pb2.GetClinicRequest(clinic_id=str(uuid.uuid4())))))[:2] == (
-        grpc.StatusCode.NOT_FOUND, "CLINIC_NOT_FOUND")
+        grpc.StatusCode.NOT_FOUND,
+        "CLINIC_NOT_FOUND",
+    )
 
 
 async def test_booking_servicer_reserve_confirm_and_read(booking):
     stub, store, clinic, svc, owner, pet = booking
     req = booking_pb2.ReserveSlotRequest(
-        request_id=str(uuid.uuid4()), service_id=str(svc.id), pet_id=str(pet.id), owner_user_id=str(owner),
-        slot_start_time=_tomorrow_at_ten(), owner_email="o@example.test", owner_name="Olga")
+        request_id=str(uuid.uuid4()),
+        service_id=str(svc.id),
+        pet_id=str(pet.id),
+        owner_user_id=str(owner),
+        slot_start_time=_tomorrow_at_ten(),
+        owner_email="o@example.test",
+        owner_name="Olga",
+    )
     res = (await stub.ReserveSlot(req)).reservation
     assert res.state == booking_pb2.RESERVATION_STATE_HELD and res.amount.amount_minor == 4500
     assert res.slot_start_time == req.slot_start_time
@@ -171,14 +202,19 @@ async def test_booking_servicer_reserve_confirm_and_read(booking):
     assert (await _fails(stub.ReserveSlot(other)))[:2] == (grpc.StatusCode.ABORTED, "SLOT_UNAVAILABLE")
 
     pay = str(uuid.uuid4())
-    confirmed = await stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
-        reservation_lock_id=res.lock_id, payment_id=pay))
+    confirmed = await stub.ConfirmBooking(
+        booking_pb2.ConfirmBookingRequest(reservation_lock_id=res.lock_id, payment_id=pay)
+    )
     b = confirmed.booking
     assert confirmed.booking_id == b.booking_id and b.state == booking_pb2.BOOKING_STATE_CONFIRMED
     assert (b.reservation_lock_id, b.payment_id, b.clinic_id) == (res.lock_id, pay, str(clinic.id))
     [row] = store.outbox
     created = events_pb2.BookingCreated.FromString(row.payload)
-    assert (created.booking_id, created.pet.name, created.owner.email) == (b.booking_id, "Rex", "o@example.test")
+    assert (created.booking_id, created.pet.name, created.owner.email) == (
+        b.booking_id,
+        "Rex",
+        "o@example.test",
+    )
 
     got = await stub.GetReservation(booking_pb2.GetReservationRequest(lock_id=res.lock_id))
     assert got.reservation.state == booking_pb2.RESERVATION_STATE_CONFIRMED
@@ -186,16 +222,20 @@ async def test_booking_servicer_reserve_confirm_and_read(booking):
     assert (await stub.GetBooking(booking_pb2.GetBookingRequest(booking_id=b.booking_id))).booking == b
     listed = await stub.ListBookings(booking_pb2.ListBookingsRequest(owner_user_id=str(owner)))
     assert [x.booking_id for x in listed.bookings] == [b.booking_id]
-    code, _, fields = await _fails(stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(
-        reservation_lock_id="nope", payment_id=pay)))
+    code, _, fields = await _fails(
+        stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(reservation_lock_id="nope", payment_id=pay))
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["reservation_lock_id"]
 
 
 async def test_booking_servicer_pets(booking):
     stub, _, _, _, _, _ = booking
     owner = str(uuid.uuid4())
-    pet = (await stub.CreatePet(booking_pb2.CreatePetRequest(owner_user_id=owner, name="Mia",
-                                                            species=booking_pb2.SPECIES_CAT))).pet
+    pet = (
+        await stub.CreatePet(
+            booking_pb2.CreatePetRequest(owner_user_id=owner, name="Mia", species=booking_pb2.SPECIES_CAT)
+        )
+    ).pet
     assert (pet.name, pet.species, pet.HasField("breed")) == ("Mia", booking_pb2.SPECIES_CAT, False)
     listed = await stub.ListPets(booking_pb2.ListPetsRequest(owner_user_id=owner))
     assert [p.pet_id for p in listed.pets] == [pet.pet_id]
@@ -207,8 +247,12 @@ async def payment():
     from payment_svc.server import PaymentSettings, build
 
     store, gateway = PaymentStore(), FakeGateway()
-    app = build(PaymentSettings(grace_seconds=0, public_base_url="https://edge.example.test"),
-                uow=payment_uow(store), read=payment_uow(store), gateway=gateway)
+    app = build(
+        PaymentSettings(grace_seconds=0, public_base_url="https://edge.example.test"),
+        uow=payment_uow(store),
+        read=payment_uow(store),
+        gateway=gateway,
+    )
     async for channel in _serve(app):
         yield payment_pb2_grpc.PaymentServiceStub(channel), store, gateway
 
@@ -216,60 +260,98 @@ async def payment():
 async def test_payment_servicer_session_webhook_refund(payment):
     stub, _store, _gateway = payment
     req = payment_pb2.CreatePaymentSessionRequest(
-        request_id=str(uuid.uuid4()), order_ref=str(uuid.uuid4()), amount=money_pb2.Money(amount_minor=4500,
-                                                                                        currency="EUR"),
-        customer_email="o@example.test", description="Check-up")
+        request_id=str(uuid.uuid4()),
+        order_ref=str(uuid.uuid4()),
+        amount=money_pb2.Money(amount_minor=4500, currency="EUR"),
+        customer_email="o@example.test",
+        description="Check-up",
+    )
     created = await stub.CreatePaymentSession(req)
     assert created.session_id == "cs_1" and created.payment_url == "https://pay.example.test/cs_1"
     assert (await stub.CreatePaymentSession(req)).payment_id == created.payment_id  # idempotent
 
-    hook = await stub.HandleWebhook(payment_pb2.HandleWebhookRequest(
-        payload=event("evt_1", "checkout.session.completed", status=None, session_id="cs_1"), signature="good"))
+    hook = await stub.HandleWebhook(
+        payment_pb2.HandleWebhookRequest(
+            payload=event("evt_1", "checkout.session.completed", status=None, session_id="cs_1"),
+            signature="good",
+        )
+    )
     assert (hook.event_id, hook.duplicate) == ("evt_1", False)
     assert hook.payment.status == payment_pb2.PAYMENT_STATUS_PENDING  # not paid yet: nothing changes
     from payment_svc.domain import PaymentStatus
 
-    paid = await stub.HandleWebhook(payment_pb2.HandleWebhookRequest(
-        payload=event("evt_2", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED,
-                      payment_id=uuid.UUID(created.payment_id), provider_payment_id="pi_1"), signature="good"))
-    assert paid.payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED and paid.payment.provider_payment_id == "pi_1"
-    code, reason, _ = await _fails(stub.HandleWebhook(payment_pb2.HandleWebhookRequest(payload=b"{}",
-                                                                                     signature="forged")))
+    paid = await stub.HandleWebhook(
+        payment_pb2.HandleWebhookRequest(
+            payload=event(
+                "evt_2",
+                "payment_intent.succeeded",
+                status=PaymentStatus.SUCCEEDED,
+                payment_id=uuid.UUID(created.payment_id),
+                provider_payment_id="pi_1",
+            ),
+            signature="good",
+        )
+    )
+    assert (
+        paid.payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED
+        and paid.payment.provider_payment_id == "pi_1"
+    )
+    code, reason, _ = await _fails(
+        stub.HandleWebhook(payment_pb2.HandleWebhookRequest(payload=b"{}", signature="forged"))
+    )
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SIGNATURE")
 
-    refunded = await stub.RefundPayment(payment_pb2.RefundPaymentRequest(payment_id=created.payment_id,
-                                                                         reason="slot lost"))
+    refunded = await stub.RefundPayment(
+        payment_pb2.RefundPaymentRequest(payment_id=created.payment_id, reason="slot lost")
+    )
     assert refunded.payment.status == payment_pb2.PAYMENT_STATUS_REFUNDED and refunded.payment.refund_id
     got = await stub.GetPayment(payment_pb2.GetPaymentRequest(payment_id=created.payment_id))
     assert got.payment == refunded.payment
-    assert (await _fails(stub.GetPayment(payment_pb2.GetPaymentRequest(payment_id=str(uuid.uuid4())))))[:2] == (
-        grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND")
+    assert (await _fails(stub.GetPayment(payment_pb2.GetPaymentRequest(payment_id=str(uuid.uuid4())))))[
+        :2
+    ] == (grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND")
 
 
 async def test_payment_servicer_get_payment_by_order_ref_returns_its_checkout_page(payment):
     stub, _, _ = payment
     order = str(uuid.uuid4())
-    created = await stub.CreatePaymentSession(payment_pb2.CreatePaymentSessionRequest(
-        request_id=str(uuid.uuid4()), order_ref=order, amount=money_pb2.Money(amount_minor=100, currency="EUR"),
-        customer_email="o@example.test", description="x"))
+    created = await stub.CreatePaymentSession(
+        payment_pb2.CreatePaymentSessionRequest(
+            request_id=str(uuid.uuid4()),
+            order_ref=order,
+            amount=money_pb2.Money(amount_minor=100, currency="EUR"),
+            customer_email="o@example.test",
+            description="x",
+        )
+    )
     got = await stub.GetPayment(payment_pb2.GetPaymentRequest(order_ref=order))
     assert (got.payment.payment_id, got.payment.payment_url) == (created.payment_id, created.payment_url)
     assert got.payment.payment_url and got.payment.status == payment_pb2.PAYMENT_STATUS_PENDING
-    assert (await _fails(stub.GetPayment(payment_pb2.GetPaymentRequest(order_ref=str(uuid.uuid4())))))[:2] == (
-        grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND")
-    for neither_or_both in (payment_pb2.GetPaymentRequest(),
-                            payment_pb2.GetPaymentRequest(payment_id=created.payment_id, order_ref=order)):
+    assert (await _fails(stub.GetPayment(payment_pb2.GetPaymentRequest(order_ref=str(uuid.uuid4())))))[
+        :2
+    ] == (grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND")
+    for neither_or_both in (
+        payment_pb2.GetPaymentRequest(),
+        payment_pb2.GetPaymentRequest(payment_id=created.payment_id, order_ref=order),
+    ):
         code, _, _ = await _fails(stub.GetPayment(neither_or_both))
         assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_payment_servicer_expire_session(payment):
     stub, _, _ = payment
-    created = await stub.CreatePaymentSession(payment_pb2.CreatePaymentSessionRequest(
-        request_id=str(uuid.uuid4()), order_ref=str(uuid.uuid4()),
-        amount=money_pb2.Money(amount_minor=100, currency="EUR"), customer_email="o@example.test",
-        description="x"))
-    expired = await stub.ExpirePaymentSession(payment_pb2.ExpirePaymentSessionRequest(session_id=created.session_id))
+    created = await stub.CreatePaymentSession(
+        payment_pb2.CreatePaymentSessionRequest(
+            request_id=str(uuid.uuid4()),
+            order_ref=str(uuid.uuid4()),
+            amount=money_pb2.Money(amount_minor=100, currency="EUR"),
+            customer_email="o@example.test",
+            description="x",
+        )
+    )
+    expired = await stub.ExpirePaymentSession(
+        payment_pb2.ExpirePaymentSessionRequest(session_id=created.session_id)
+    )
     assert expired.payment.status == payment_pb2.PAYMENT_STATUS_EXPIRED
     assert created.expires_at == Timestamp()  # none was asked for
 
@@ -284,14 +366,23 @@ class FakeAuthStub:
     async def ValidateToken(self, request: auth_pb2.ValidateTokenRequest) -> auth_pb2.ValidateTokenResponse:
         exp = Timestamp(seconds=int(datetime.now(UTC).timestamp()) + 900)
         if request.token == "staff":
-            return auth_pb2.ValidateTokenResponse(user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_CLINIC_STAFF],
-                                                  clinic_ids=[str(self.clinic)], expires_at=exp)
+            return auth_pb2.ValidateTokenResponse(
+                user_id=str(uuid.uuid4()),
+                roles=[auth_pb2.ROLE_CLINIC_STAFF],
+                clinic_ids=[str(self.clinic)],
+                expires_at=exp,
+            )
         if request.token == "other-staff":
-            return auth_pb2.ValidateTokenResponse(user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_CLINIC_STAFF],
-                                                  clinic_ids=[str(uuid.uuid4())], expires_at=exp)
+            return auth_pb2.ValidateTokenResponse(
+                user_id=str(uuid.uuid4()),
+                roles=[auth_pb2.ROLE_CLINIC_STAFF],
+                clinic_ids=[str(uuid.uuid4())],
+                expires_at=exp,
+            )
         if request.token == "owner":
-            return auth_pb2.ValidateTokenResponse(user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_OWNER],
-                                                  expires_at=exp)
+            return auth_pb2.ValidateTokenResponse(
+                user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_OWNER], expires_at=exp
+            )
         raise Unauthenticated("token is invalid", reason="TOKEN_INVALID")
 
 
@@ -369,9 +460,16 @@ async def notif():
 
     store, hub, mailer = NotifStore(), LiveHub(), SignalingMailer()
     consumer, producer = FakeConsumer(), FakeProducer()
-    app = build(NotifSettings(grace_seconds=0, retry_attempts=1), uow=notif_uow(store), read=notif_uow(store),
-                mailer=mailer, fanout=hub, auth=FakeAuthStub(CLINIC), consumer_factory=lambda: consumer,
-                producer_factory=lambda: producer)
+    app = build(
+        NotifSettings(grace_seconds=0, retry_attempts=1),
+        uow=notif_uow(store),
+        read=notif_uow(store),
+        mailer=mailer,
+        fanout=hub,
+        auth=FakeAuthStub(CLINIC),
+        consumer_factory=lambda: consumer,
+        producer_factory=lambda: producer,
+    )
     async for channel in _serve(app):
         yield channel, store, hub, mailer, consumer, producer
 
@@ -379,11 +477,18 @@ async def notif():
 def _booking_created(owner: uuid.UUID, email: str = "o@example.test") -> bytes:
     now = Timestamp(seconds=int(datetime(2030, 1, 7, 9, tzinfo=UTC).timestamp()))
     return events_pb2.BookingCreated(
-        event_id=str(uuid.uuid4()), occurred_at=now, booking_id=str(uuid.uuid4()), clinic_id=str(CLINIC),
-        clinic_name="Vet Mitte", clinic_time_zone="Europe/Berlin",
+        event_id=str(uuid.uuid4()),
+        occurred_at=now,
+        booking_id=str(uuid.uuid4()),
+        clinic_id=str(CLINIC),
+        clinic_name="Vet Mitte",
+        clinic_time_zone="Europe/Berlin",
         service=events_pb2.BookingCreated.Service(service_id=str(uuid.uuid4()), name="Check-up"),
-        slot_start_time=now, slot_end_time=Timestamp(seconds=now.seconds + 1800),
-        pet=events_pb2.BookingCreated.Pet(pet_id=str(uuid.uuid4()), name="Rex", species=booking_pb2.SPECIES_DOG),
+        slot_start_time=now,
+        slot_end_time=Timestamp(seconds=now.seconds + 1800),
+        pet=events_pb2.BookingCreated.Pet(
+            pet_id=str(uuid.uuid4()), name="Rex", species=booking_pb2.SPECIES_DOG
+        ),
         owner=events_pb2.BookingCreated.Owner(user_id=str(owner), email=email, name="Olga"),
         amount=money_pb2.Money(amount_minor=4500, currency="EUR"),
     ).SerializeToString()
@@ -392,8 +497,10 @@ def _booking_created(owner: uuid.UUID, email: str = "o@example.test") -> bytes:
 async def test_notif_consumer_feeds_clinic_stream_inbox_and_mail(notif):
     channel, _store, hub, mailer, consumer, _ = notif
     feed = clinic_feed_pb2_grpc.ClinicFeedServiceStub(channel)
-    stream = feed.Subscribe(clinic_feed_pb2.SubscribeRequest(clinic_id=str(CLINIC), after_cursor=0),
-                            metadata=[("authorization", "Bearer staff")])
+    stream = feed.Subscribe(
+        clinic_feed_pb2.SubscribeRequest(clinic_id=str(CLINIC), after_cursor=0),
+        metadata=[("authorization", "Bearer staff")],
+    )
     await hub.subscribed.wait()  # (the stream is live before the event arrives)
     owner = uuid.uuid4()
     consumer.records.put(Record(_booking_created(owner), offset=0))
@@ -402,7 +509,8 @@ async def test_notif_consumer_feeds_clinic_stream_inbox_and_mail(notif):
     await mailer.arrived.wait()
     assert mailer.sent[0].owner_user_id == owner
     inbox = await notification_pb2_grpc.NotificationServiceStub(channel).ListNotifications(
-        notification_pb2.ListNotificationsRequest(user_id=str(owner)))
+        notification_pb2.ListNotificationsRequest(user_id=str(owner))
+    )
     assert [n.title for n in inbox.notifications] == ["Booking confirmed: Check-up"]
     stream.cancel()
 
@@ -420,14 +528,13 @@ async def test_notif_poison_event_goes_to_the_dead_letter_topic(notif):
 async def test_notif_feed_authenticates_before_anything_and_checks_membership(notif):
     channel, _, _, _, _, _ = notif
     feed = clinic_feed_pb2_grpc.ClinicFeedServiceStub(channel)
-    for metadata, expected in (([], (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")),
-                               ([("authorization", "Bearer forged")], (grpc.StatusCode.UNAUTHENTICATED,
-                                                                       "TOKEN_INVALID")),
-                               # a non-member: NOT_FOUND as on every clinic-scoped method (petpro.authn.require_clinic)
-                               ([("authorization", "Bearer other-staff")], (grpc.StatusCode.NOT_FOUND,
-                                                                            "CLINIC_NOT_FOUND")),
-                               ([("authorization", "Bearer owner")], (grpc.StatusCode.NOT_FOUND,
-                                                                      "CLINIC_NOT_FOUND"))):
+    for metadata, expected in (
+        ([], (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")),
+        ([("authorization", "Bearer forged")], (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_INVALID")),
+        # a non-member: NOT_FOUND as on every clinic-scoped method (petpro.authn.require_clinic)
+        ([("authorization", "Bearer other-staff")], (grpc.StatusCode.NOT_FOUND, "CLINIC_NOT_FOUND")),
+        ([("authorization", "Bearer owner")], (grpc.StatusCode.NOT_FOUND, "CLINIC_NOT_FOUND")),
+    ):
         stream = feed.Subscribe(clinic_feed_pb2.SubscribeRequest(clinic_id=str(CLINIC)), metadata=metadata)
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await stream.read()
@@ -438,8 +545,13 @@ async def test_notif_register_device(notif):
     channel, store, _, _, _, _ = notif
     stub = notification_pb2_grpc.NotificationServiceStub(channel)
     user = str(uuid.uuid4())
-    d = (await stub.RegisterDevice(notification_pb2.RegisterDeviceRequest(
-        user_id=user, platform=notification_pb2.DEVICE_PLATFORM_IOS, token="apns-token"))).device
+    d = (
+        await stub.RegisterDevice(
+            notification_pb2.RegisterDeviceRequest(
+                user_id=user, platform=notification_pb2.DEVICE_PLATFORM_IOS, token="apns-token"
+            )
+        )
+    ).device
     assert (d.user_id, d.platform) == (user, notification_pb2.DEVICE_PLATFORM_IOS)
     assert len(store.devices) == 1
 
@@ -452,8 +564,11 @@ def test_update_without_a_mask_changes_the_fields_the_request_sets() -> None:
     from booking_svc.service import _set_paths
 
     assert _set_paths(booking_pb2.Service(), SERVICE_FIELDS) == []
-    priced = booking_pb2.Service(name="Checkup", price=money_pb2.Money(amount_minor=4500, currency="EUR"),
-                                 species_allowed=[booking_pb2.SPECIES_DOG])
+    priced = booking_pb2.Service(
+        name="Checkup",
+        price=money_pb2.Money(amount_minor=4500, currency="EUR"),
+        species_allowed=[booking_pb2.SPECIES_DOG],
+    )
     assert _set_paths(priced, SERVICE_FIELDS) == ["name", "price", "species_allowed"]
 
 
@@ -469,21 +584,28 @@ async def test_clinic_operations_authenticate_before_they_validate(tmp_path: Pat
     from petpro_api.auth.v1 import clinic_staff_pb2, clinic_staff_pb2_grpc
     from petpro_api.booking.v1 import clinic_admin_pb2, clinic_admin_pb2_grpc
 
-    booking = build_booking(BookingSettings(grace_seconds=0), uow=booking_uow(BookingStore()),
-                            read=booking_uow(BookingStore()))
+    booking = build_booking(
+        BookingSettings(grace_seconds=0), uow=booking_uow(BookingStore()), read=booking_uow(BookingStore())
+    )
     async for channel in _serve(booking):
         admin = clinic_admin_pb2_grpc.ClinicAdminServiceStub(channel)
         bad = clinic_admin_pb2.CreateClosureRequest(clinic_id="not-a-uuid\x00")
         code, reason, fields = await _fails(admin.CreateClosure(bad))
         assert (code, reason, fields) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", [])
 
-    auth = build_auth(AuthSettings(signing_key_file=tmp_path / "auth-signing.pem", grace_seconds=0),
-                      uow=auth_uow(AuthStore()), read=auth_uow(AuthStore()), throttle=NoThrottle(),
-                      passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)))
+    auth = build_auth(
+        AuthSettings(signing_key_file=tmp_path / "auth-signing.pem", grace_seconds=0),
+        uow=auth_uow(AuthStore()),
+        read=auth_uow(AuthStore()),
+        throttle=NoThrottle(),
+        passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)),
+    )
     async for channel in _serve(auth):
         staff = clinic_staff_pb2_grpc.ClinicStaffServiceStub(channel)
         bad_invite = clinic_staff_pb2.InviteStaffRequest(clinic_id="x", email="not an email")
         code, reason, fields = await _fails(staff.InviteStaff(bad_invite))
         assert (code, reason, fields) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", [])
-        code, _, fields = await _fails(staff.InviteStaff(bad_invite, metadata=(("authorization", "Bearer junk"),)))
+        code, _, fields = await _fails(
+            staff.InviteStaff(bad_invite, metadata=(("authorization", "Bearer junk"),))
+        )
         assert code == grpc.StatusCode.UNAUTHENTICATED and fields == []

@@ -18,8 +18,14 @@ USER = User(uuid.uuid4(), "a@b.co", "A", "hash")
 
 
 def _issuer(store: list[Ed25519PrivateKey], reload_after: float = 3600.0) -> TokenIssuer:
-    return TokenIssuer(list(store), issuer="petpro-auth", audience="petpro", ttl=timedelta(minutes=15),
-                       load=lambda: list(store), reload_after=reload_after)
+    return TokenIssuer(
+        list(store),
+        issuer="petpro-auth",
+        audience="petpro",
+        ttl=timedelta(minutes=15),
+        load=lambda: list(store),
+        reload_after=reload_after,
+    )
 
 
 def _kid(token: str) -> str:

@@ -49,40 +49,92 @@ def _gateway() -> StripeGateway:
 
 
 def test_verified_checkout_event_is_reduced_to_what_we_act_on() -> None:
-    payload, sig = _signed({
-        "id": "evt_1", "object": "event", "type": "checkout.session.completed",
-        "data": {"object": {"object": "checkout.session", "id": "cs_1", "payment_status": "paid",
-                            "payment_intent": {"id": "pi_1"}, "metadata": {"payment_id": "p-1"}}},
-    })
+    payload, sig = _signed(
+        {
+            "id": "evt_1",
+            "object": "event",
+            "type": "checkout.session.completed",
+            "data": {
+                "object": {
+                    "object": "checkout.session",
+                    "id": "cs_1",
+                    "payment_status": "paid",
+                    "payment_intent": {"id": "pi_1"},
+                    "metadata": {"payment_id": "p-1"},
+                }
+            },
+        }
+    )
     e = _gateway().verify_event(payload, sig)
     assert (e.id, e.type, e.session_id, e.provider_payment_id, e.payment_id, e.status) == (
-        "evt_1", "checkout.session.completed", "cs_1", "pi_1", "p-1", PaymentStatus.SUCCEEDED)
+        "evt_1",
+        "checkout.session.completed",
+        "cs_1",
+        "pi_1",
+        "p-1",
+        PaymentStatus.SUCCEEDED,
+    )
 
 
 def test_refund_event_names_the_payment_intent() -> None:
-    payload, sig = _signed({
-        "id": "evt_2", "object": "event", "type": "charge.refunded",
-        "data": {"object": {"object": "charge", "id": "ch_1", "payment_intent": "pi_7", "metadata": {},
-                            "amount": 4500, "amount_refunded": 4500, "refunded": True}},
-    })
+    payload, sig = _signed(
+        {
+            "id": "evt_2",
+            "object": "event",
+            "type": "charge.refunded",
+            "data": {
+                "object": {
+                    "object": "charge",
+                    "id": "ch_1",
+                    "payment_intent": "pi_7",
+                    "metadata": {},
+                    "amount": 4500,
+                    "amount_refunded": 4500,
+                    "refunded": True,
+                }
+            },
+        }
+    )
     e = _gateway().verify_event(payload, sig)
-    assert (e.session_id, e.provider_payment_id, e.payment_id, e.status) == (None, "pi_7", None,
-                                                                             PaymentStatus.REFUNDED)
+    assert (e.session_id, e.provider_payment_id, e.payment_id, e.status) == (
+        None,
+        "pi_7",
+        None,
+        PaymentStatus.REFUNDED,
+    )
 
 
 def test_refund_object_events_carry_the_refund_and_its_status() -> None:
-    payload, sig = _signed({
-        "id": "evt_4", "object": "event", "type": "refund.updated",
-        "data": {"object": {"object": "refund", "id": "re_1", "payment_intent": "pi_7", "status": "failed",
-                            "metadata": {"petpro_reason": "booking cancelled"}}},
-    })
+    payload, sig = _signed(
+        {
+            "id": "evt_4",
+            "object": "event",
+            "type": "refund.updated",
+            "data": {
+                "object": {
+                    "object": "refund",
+                    "id": "re_1",
+                    "payment_intent": "pi_7",
+                    "status": "failed",
+                    "metadata": {"petpro_reason": "booking cancelled"},
+                }
+            },
+        }
+    )
     e = _gateway().verify_event(payload, sig)
     assert (e.provider_payment_id, e.payment_id, e.status, e.refund_id, e.refund_status) == (
-        "pi_7", None, None, "re_1", "failed")
+        "pi_7",
+        None,
+        None,
+        "re_1",
+        "failed",
+    )
 
 
 def test_forged_or_malformed_events_are_invalid_signatures() -> None:
-    payload, sig = _signed({"id": "evt_3", "object": "event", "type": "x", "data": {"object": {}}}, "whsec_other")
+    payload, sig = _signed(
+        {"id": "evt_3", "object": "event", "type": "x", "data": {"object": {}}}, "whsec_other"
+    )
     with pytest.raises(InvalidSignature):
         _gateway().verify_event(payload, sig)
     with pytest.raises(InvalidSignature):
@@ -106,7 +158,9 @@ async def test_a_retried_create_payment_session_sends_the_same_parameters_under_
 
     class FirstAnswerLost(StripeGateway):
         async def create_session(self, payment, description, success_url, cancel_url, idempotency_key):  # type: ignore[no-untyped-def]
-            session = await super().create_session(payment, description, success_url, cancel_url, idempotency_key)
+            session = await super().create_session(
+                payment, description, success_url, cancel_url, idempotency_key
+            )
             if len(sent) == 1:
                 raise GatewayError("the connection dropped before Stripe's answer arrived")
             return session
@@ -131,10 +185,24 @@ async def test_a_retried_create_payment_session_sends_the_same_parameters_under_
             return await original(params, options)
 
         monkeypatch.setattr(gateway.client.v1.checkout.sessions, "create_async", record)
-        h = PaymentHandlers(payment_uow(store := PaymentStore()), gateway, public_base_url="https://edge.test",
-                            clock=lambda: clock_at[0], read=payment_uow(store))
-        cmd = CreateSession("req-1", "lock-1", 4500, "EUR", "o@example.test", "Check-up", "", "",
-                            start + timedelta(minutes=10))  # the hold: shorter than Stripe's 30 min minimum
+        h = PaymentHandlers(
+            payment_uow(store := PaymentStore()),
+            gateway,
+            public_base_url="https://edge.test",
+            clock=lambda: clock_at[0],
+            read=payment_uow(store),
+        )
+        cmd = CreateSession(
+            "req-1",
+            "lock-1",
+            4500,
+            "EUR",
+            "o@example.test",
+            "Check-up",
+            "",
+            "",
+            start + timedelta(minutes=10),
+        )  # the hold: shorter than Stripe's 30 min minimum
         with pytest.raises(GatewayError):
             await h.create_session(cmd)
         later = timedelta(minutes=10)

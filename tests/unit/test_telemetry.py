@@ -53,8 +53,15 @@ class _Jwks(auth_pb2_grpc.AuthServiceServicer):
 
 
 async def test_a_grpc_call_is_one_trace_client_span_server_span_handler_span(spans):
-    app = grpc_server.App(name="t", settings=_Settings(grace_seconds=1), services=[grpc_server.Registration(
-        auth_pb2_grpc.add_AuthServiceServicer_to_server, _Jwks(), "petpro.auth.v1.AuthService")])
+    app = grpc_server.App(
+        name="t",
+        settings=_Settings(grace_seconds=1),
+        services=[
+            grpc_server.Registration(
+                auth_pb2_grpc.add_AuthServiceServicer_to_server, _Jwks(), "petpro.auth.v1.AuthService"
+            )
+        ],
+    )
     running = await grpc_server.start(app, port=0)
     channel = grpc_client.channel(f"127.0.0.1:{running.port}")
     try:
@@ -95,16 +102,24 @@ def test_the_kafka_hop_keeps_the_trace_outbox_row_to_publish_to_consume(spans):
         stored = telemetry.current_traceparent()  # what the handler writes with the outbox row
     assert stored.startswith(f"00-{format(request.get_span_context().trace_id, '032x')}-")
 
-    publish = telemetry.start_producer_span("booking.created", parent_traceparent=stored, key="b1", message_id="e1")
-    headers = events.cloudevent_headers("e1", "petpro.booking.created", "/test",
-                                        traceparent=telemetry.traceparent_of(publish))
+    publish = telemetry.start_producer_span(
+        "booking.created", parent_traceparent=stored, key="b1", message_id="e1"
+    )
+    headers = events.cloudevent_headers(
+        "e1", "petpro.booking.created", "/test", traceparent=telemetry.traceparent_of(publish)
+    )
     publish.end()
-    with telemetry.consumer_span("booking.created", headers, partition=2, offset=7, key=b"b1"), \
-            tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT):
+    with (
+        telemetry.consumer_span("booking.created", headers, partition=2, offset=7, key=b"b1"),
+        tracer.start_as_current_span("smtp send", kind=SpanKind.CLIENT),
+    ):
         pass
 
     by_name = {s.name: s for s in spans()}
-    chain = [by_name[n] for n in ("ConfirmBooking", "publish booking.created", "process booking.created", "smtp send")]
+    chain = [
+        by_name[n]
+        for n in ("ConfirmBooking", "publish booking.created", "process booking.created", "smtp send")
+    ]
     assert {s.context.trace_id for s in chain} == {request.get_span_context().trace_id}
     for parent, child in itertools.pairwise(chain):
         assert child.parent.span_id == parent.context.span_id
@@ -124,8 +139,10 @@ def test_calls_outside_any_request_are_not_recorded_but_work_roots_are(spans):
     tracer = telemetry.tracer()
     with tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as polling:
         assert not polling.is_recording()  # the relay's / sweepers' polling
-    with tracer.start_as_current_span("POST /webhooks/stripe", kind=SpanKind.SERVER), \
-            tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as inside:
+    with (
+        tracer.start_as_current_span("POST /webhooks/stripe", kind=SpanKind.SERVER),
+        tracer.start_as_current_span("SELECT", kind=SpanKind.CLIENT) as inside,
+    ):
         assert inside.is_recording()
     assert [s.name for s in spans()] == ["SELECT", "POST /webhooks/stripe"]
 
@@ -148,9 +165,17 @@ def test_exporters_follow_the_environment(tmp_path):
     assert telemetry.exporters_from_env("svc", {}) == []
     (otlp,) = telemetry.exporters_from_env("svc", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"})
     assert isinstance(otlp, OTLPSpanExporter)
-    assert telemetry.exporters_from_env("svc", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-                                                "PETPRO_TRACES_DIR": str(tmp_path / "off"),
-                                                "OTEL_TRACES_EXPORTER": "none"}) == []
+    assert (
+        telemetry.exporters_from_env(
+            "svc",
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+                "PETPRO_TRACES_DIR": str(tmp_path / "off"),
+                "OTEL_TRACES_EXPORTER": "none",
+            },
+        )
+        == []
+    )
     (file,) = telemetry.exporters_from_env("svc", {"PETPRO_TRACES_DIR": str(tmp_path / "traces")})
     assert isinstance(file, FileSpanExporter)
     file.shutdown()
@@ -174,7 +199,10 @@ def test_without_an_exporter_spans_are_not_recorded_but_trace_ids_still_flow() -
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         assert int(carrier["traceparent"].rsplit("-", 1)[1], 16) & 1 == 0  # passed on, not sampled
-    sampled = SpanContext(trace_id=0x1234, span_id=0x99, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    with tracer_.start_as_current_span("child", context=set_span_in_context(NonRecordingSpan(sampled)),
-                                       kind=SpanKind.SERVER) as child:
+    sampled = SpanContext(
+        trace_id=0x1234, span_id=0x99, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    with tracer_.start_as_current_span(
+        "child", context=set_span_in_context(NonRecordingSpan(sampled)), kind=SpanKind.SERVER
+    ) as child:
         assert child.is_recording() and child.get_span_context().trace_id == 0x1234

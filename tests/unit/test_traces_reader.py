@@ -35,8 +35,10 @@ def test_spans_of_two_processes_join_into_one_tree(tmp_path):
     carrier: dict[str, object] = {}
 
     def edge(tracer):  # type: ignore[no-untyped-def]
-        with tracer.start_as_current_span("POST /webhooks/stripe", kind=SpanKind.SERVER) as root, \
-                tracer.start_as_current_span("ConfirmBooking", kind=SpanKind.CLIENT) as call:
+        with (
+            tracer.start_as_current_span("POST /webhooks/stripe", kind=SpanKind.SERVER) as root,
+            tracer.start_as_current_span("ConfirmBooking", kind=SpanKind.CLIENT) as call,
+        ):
             carrier["root"], carrier["call"] = root, call
 
     _write("edge", tmp_path / "edge-1.jsonl", edge)
@@ -55,10 +57,19 @@ def test_spans_of_two_processes_join_into_one_tree(tmp_path):
     spans = load_spans(tmp_path)
     (trace_spans,) = by_trace(spans).values()
     (root,) = roots(trace_spans)
-    assert (root.service, root.kind, root.name, root.parent_id) == ("edge", "server", "POST /webhooks/stripe", "")
+    assert (root.service, root.kind, root.name, root.parent_id) == (
+        "edge",
+        "server",
+        "POST /webhooks/stripe",
+        "",
+    )
     server = next(s for s in trace_spans if s.service == "booking_svc")
     assert server.attributes["petpro.booking_id"] == "b-1" and server.status == "error"
-    assert [s.name for s in ancestry(trace_spans, server)] == ["ConfirmBooking", "ConfirmBooking", "POST /webhooks/stripe"]
+    assert [s.name for s in ancestry(trace_spans, server)] == [
+        "ConfirmBooking",
+        "ConfirmBooking",
+        "POST /webhooks/stripe",
+    ]
     tree = render_tree(trace_spans).splitlines()
     assert [line[27:] for line in tree] == [  # after the offset and duration columns
         "edge server POST /webhooks/stripe",
@@ -70,9 +81,11 @@ def test_spans_of_two_processes_join_into_one_tree(tmp_path):
 
 
 def test_a_span_whose_parent_was_not_recorded_is_shown_as_a_root():
-    line = ('{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"edge"}}]},'
-            '"scopeSpans":[{"spans":[{"traceId":"ab","spanId":"01","parentSpanId":"ff","name":"x","kind":2,'
-            '"startTimeUnixNano":"1","endTimeUnixNano":"2000001"}]}]}]}')
+    line = (
+        '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"edge"}}]},'
+        '"scopeSpans":[{"spans":[{"traceId":"ab","spanId":"01","parentSpanId":"ff","name":"x","kind":2,'
+        '"startTimeUnixNano":"1","endTimeUnixNano":"2000001"}]}]}]}'
+    )
     spans = parse_line(line)
     assert roots(spans) == spans
     assert "(parent ff not recorded)" in render_tree(spans)

@@ -21,10 +21,18 @@ def _rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS,
-                                  grpc.StatusCode.UNIMPLEMENTED])
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.UNIMPLEMENTED,
+    ],
+)
 def test_an_upstream_server_fault_is_internal_with_a_generic_message_logged_with_the_request_id(
-        code: grpc.StatusCode, caplog: pytest.LogCaptureFixture) -> None:
+    code: grpc.StatusCode, caplog: pytest.LogCaptureFixture
+) -> None:
     token = telemetry.request_id_var.set("rid-42")
     try:
         with caplog.at_level(logging.ERROR, logger="petpro.upstream"):
@@ -35,20 +43,29 @@ def test_an_upstream_server_fault_is_internal_with_a_generic_message_logged_with
     assert err.message == "internal error (request id rid-42)"
     # what a client gets from the kit (the BFF re-raises it): INTERNAL → 500, without the upstream's text
     st = status_for(err, "rid-42")
-    assert st.code == grpc.StatusCode.INTERNAL.value[0] and "secret" not in st.SerializeToString().decode("latin-1")
+    assert st.code == grpc.StatusCode.INTERNAL.value[0] and "secret" not in st.SerializeToString().decode(
+        "latin-1"
+    )
     assert status.http_status(KIND_TO_CODE[err.kind]) == 500
     [record] = [r for r in caplog.records if r.name == "petpro.upstream"]
     fields = record.__dict__["fields"]
-    assert fields["request_id"] == "rid-42" and fields["code"] == code.name and "secret-column" in fields["upstream_message"]
+    assert (
+        fields["request_id"] == "rid-42"
+        and fields["code"] == code.name
+        and "secret-column" in fields["upstream_message"]
+    )
 
 
-@pytest.mark.parametrize(("code", "kind", "http"), [
-    (grpc.StatusCode.UNAVAILABLE, Kind.UNAVAILABLE, 503),
-    (grpc.StatusCode.DEADLINE_EXCEEDED, Kind.DEADLINE_EXCEEDED, 504),
-    (grpc.StatusCode.CANCELLED, Kind.UNAVAILABLE, 503),
-    (grpc.StatusCode.NOT_FOUND, Kind.NOT_FOUND, 404),
-    (grpc.StatusCode.INVALID_ARGUMENT, Kind.INVALID_ARGUMENT, 400),
-])
+@pytest.mark.parametrize(
+    ("code", "kind", "http"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, Kind.UNAVAILABLE, 503),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, Kind.DEADLINE_EXCEEDED, 504),
+        (grpc.StatusCode.CANCELLED, Kind.UNAVAILABLE, 503),
+        (grpc.StatusCode.NOT_FOUND, Kind.NOT_FOUND, 404),
+        (grpc.StatusCode.INVALID_ARGUMENT, Kind.INVALID_ARGUMENT, 400),
+    ],
+)
 def test_other_codes_keep_their_kind_and_retryability(code: grpc.StatusCode, kind: Kind, http: int) -> None:
     err = from_rpc_error(_rpc_error(code, "x"))
     assert err.kind == kind

@@ -31,11 +31,22 @@ class FakePayments:
     verify_error: UpstreamError | None = None
     refund_error: UpstreamError | None = None
 
-    def paid(self, payload: bytes, *, payment_id: str = "pay-1", lock_id: str = "lock-1",
-             succeeded: bool = True, event_type: str = "checkout.session.completed") -> bytes:
+    def paid(
+        self,
+        payload: bytes,
+        *,
+        payment_id: str = "pay-1",
+        lock_id: str = "lock-1",
+        succeeded: bool = True,
+        event_type: str = "checkout.session.completed",
+    ) -> bytes:
         self.events[payload.decode()] = VerifiedEvent(
-            event_id=f"evt-{payload.decode()}", event_type=event_type,
-            payment_id=payment_id, order_ref=lock_id, succeeded=succeeded)
+            event_id=f"evt-{payload.decode()}",
+            event_type=event_type,
+            payment_id=payment_id,
+            order_ref=lock_id,
+            succeeded=succeeded,
+        )
         return payload
 
     async def verify(self, payload: bytes, signature: str) -> VerifiedEvent:
@@ -152,7 +163,8 @@ async def test_unpaid_or_unknown_payment_is_ignored(handle, payments, bookings) 
 
 
 async def test_the_payment_intent_event_is_recorded_and_only_the_checkout_event_confirms(
-        handle, payments, bookings) -> None:
+    handle, payments, bookings
+) -> None:
     """Stripe sends both events for one paid Checkout: the booking is confirmed once, on the session's."""
     intent = await handle(payments.paid(b"pi", event_type="payment_intent.succeeded"), SIGNATURE)
     assert intent.outcome is Outcome.RECORDED and "evt-pi" in payments.seen and bookings.calls == []
@@ -191,8 +203,9 @@ async def test_route_answers_200_with_the_booking(client, payments, bookings) ->
     assert body["payment_id"] == "pay-a" and body["duplicate"] is False
 
 
-async def test_route_answers_503_when_confirm_is_unavailable_so_the_provider_retries(client, payments,
-                                                                                     bookings) -> None:
+async def test_route_answers_503_when_confirm_is_unavailable_so_the_provider_retries(
+    client, payments, bookings
+) -> None:
     bookings.down = True
     resp = await _post(client, payments.paid(b"a"))
     assert resp.status_code == 503

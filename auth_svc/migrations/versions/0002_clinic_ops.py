@@ -46,5 +46,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("invitations")
-    op.add_column("users", sa.Column("clinic_ids", sa.ARRAY(sa.String(64)), nullable=False, server_default="{}"))
+    op.add_column(
+        "users", sa.Column("clinic_ids", sa.ARRAY(sa.String(64)), nullable=False, server_default="{}")
+    )
     op.drop_table("clinic_memberships")

@@ -77,7 +77,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.UniqueConstraint("owner_user_id", "request_id", name="reservations_idempotency"),
-        sa.CheckConstraint("state IN ('HELD','CONFIRMED','EXPIRED','FAILED','CANCELLED')", name="state_known"),
+        sa.CheckConstraint(
+            "state IN ('HELD','CONFIRMED','EXPIRED','FAILED','CANCELLED')", name="state_known"
+        ),
     )
     # The invariant, enforced by PostgreSQL itself: one active (held or confirmed) reservation per
     # service unit and overlapping time range.  Expired holds are moved to EXPIRED before a reserve.
@@ -86,7 +88,9 @@ def upgrade() -> None:
         "(service_id WITH =, unit WITH =, during WITH &&) WHERE (state IN ('HELD', 'CONFIRMED'))"
     )
     op.create_index(
-        "ix_reservations_held_expiry", "reservations", ["expires_at"],
+        "ix_reservations_held_expiry",
+        "reservations",
+        ["expires_at"],
         postgresql_where=sa.text("state = 'HELD'"),
     )
     op.create_index("ix_reservations_owner", "reservations", ["owner_user_id", "created_at"])

@@ -21,11 +21,24 @@ def upgrade() -> None:
     op.add_column("clinics", sa.Column("request_id", sa.Uuid(), unique=True))
     op.add_column("services", sa.Column("request_id", sa.Uuid(), unique=True))
     for name, col in [
-        ("species_allowed", sa.Column("species_allowed", postgresql.ARRAY(sa.String(32)), nullable=False,
-                                      server_default="{}")),
-        ("buffer_after_minutes", sa.Column("buffer_after_minutes", sa.Integer(), nullable=False, server_default="0")),
-        ("min_notice_minutes", sa.Column("min_notice_minutes", sa.Integer(), nullable=False, server_default="0")),
-        ("max_horizon_days", sa.Column("max_horizon_days", sa.Integer(), nullable=False, server_default="180")),
+        (
+            "species_allowed",
+            sa.Column(
+                "species_allowed", postgresql.ARRAY(sa.String(32)), nullable=False, server_default="{}"
+            ),
+        ),
+        (
+            "buffer_after_minutes",
+            sa.Column("buffer_after_minutes", sa.Integer(), nullable=False, server_default="0"),
+        ),
+        (
+            "min_notice_minutes",
+            sa.Column("min_notice_minutes", sa.Integer(), nullable=False, server_default="0"),
+        ),
+        (
+            "max_horizon_days",
+            sa.Column("max_horizon_days", sa.Integer(), nullable=False, server_default="180"),
+        ),
         ("active", sa.Column("active", sa.Boolean(), nullable=False, server_default=sa.true())),
         ("archived_at", sa.Column("archived_at", sa.DateTime(timezone=True))),
         ("version", sa.Column("version", sa.Integer(), nullable=False, server_default="1")),
@@ -66,8 +79,16 @@ def downgrade() -> None:
     op.drop_table("catalog_state")
     op.drop_table("day_overrides")
     op.drop_table("closures")
-    for name in ("request_id", "version", "archived_at", "active", "max_horizon_days", "min_notice_minutes",
-                 "buffer_after_minutes", "species_allowed"):
+    for name in (
+        "request_id",
+        "version",
+        "archived_at",
+        "active",
+        "max_horizon_days",
+        "min_notice_minutes",
+        "buffer_after_minutes",
+        "species_allowed",
+    ):
         op.drop_column("services", name)
     op.drop_column("clinics", "request_id")
     op.drop_column("clinics", "version")

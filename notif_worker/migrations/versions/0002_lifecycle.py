@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
 
-
     # reminders of upcoming bookings: made when a booking is confirmed, moved on reschedule, dropped
     # on cancel/outcome; due ones are claimed with FOR UPDATE SKIP LOCKED, so replicas never double-send
     op.create_table(
@@ -48,8 +47,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("booking_id", "offset_minutes", name="one_reminder_per_offset"),
         sa.CheckConstraint("state IN ('PENDING','SENT','DROPPED')", name="reminder_state_known"),
     )
-    op.create_index("ix_reminders_due", "reminders", ["due_at"], postgresql_where=sa.text("state = 'PENDING'"))
-
+    op.create_index(
+        "ix_reminders_due", "reminders", ["due_at"], postgresql_where=sa.text("state = 'PENDING'")
+    )
 
     op.create_table(
         "preferences",

@@ -18,10 +18,18 @@ def upgrade() -> None:
     op.add_column("payments", sa.Column("settled_order_id", sa.String(255)))
     op.add_column("payments", sa.Column("checked_at", sa.DateTime(timezone=True)))
     # the reconciler's two scans: succeeded-but-unsettled, and pending sessions to ask the provider about
-    op.create_index("ix_payments_unsettled", "payments", ["updated_at"],
-                    postgresql_where=sa.text("status = 'SUCCEEDED' AND settled_at IS NULL"))
-    op.create_index("ix_payments_pending_check", "payments", ["checked_at"],
-                    postgresql_where=sa.text("status = 'PENDING' AND session_id IS NOT NULL"))
+    op.create_index(
+        "ix_payments_unsettled",
+        "payments",
+        ["updated_at"],
+        postgresql_where=sa.text("status = 'SUCCEEDED' AND settled_at IS NULL"),
+    )
+    op.create_index(
+        "ix_payments_pending_check",
+        "payments",
+        ["checked_at"],
+        postgresql_where=sa.text("status = 'PENDING' AND session_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:

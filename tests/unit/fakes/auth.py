@@ -64,7 +64,6 @@ class FakeAuthRepository:
         if s is not None and s.revoked_at is None:
             s.revoked_at = at
 
-
     async def set_roles(self, user_id: uuid.UUID, roles: tuple[str, ...]) -> None:
         self.s.users[user_id].roles = roles
 
@@ -80,14 +79,24 @@ class FakeAuthRepository:
         return user is not None and user.memberships.pop(str(clinic_id), None) is not None
 
     async def clinic_admins(self, clinic_id: uuid.UUID, *, lock: bool = False) -> list[uuid.UUID]:
-        return [u.id for u in self.s.users.values()
-                if u.memberships.get(str(clinic_id)) == "ADMIN" and "SERVICE" not in u.roles]
+        return [
+            u.id
+            for u in self.s.users.values()
+            if u.memberships.get(str(clinic_id)) == "ADMIN" and "SERVICE" not in u.roles
+        ]
 
-    async def list_members(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Member]:
-        rows = sorted((u for u in self.s.users.values() if str(clinic_id) in u.memberships),
-                      key=lambda u: (u.email, str(u.id)))
-        return [Member(u.id, u.email, u.name, u.memberships[str(clinic_id)], "SERVICE" in u.roles)
-                for u in rows if after is None or (u.email, str(u.id)) > after][:limit]
+    async def list_members(
+        self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[Member]:
+        rows = sorted(
+            (u for u in self.s.users.values() if str(clinic_id) in u.memberships),
+            key=lambda u: (u.email, str(u.id)),
+        )
+        return [
+            Member(u.id, u.email, u.name, u.memberships[str(clinic_id)], "SERVICE" in u.roles)
+            for u in rows
+            if after is None or (u.email, str(u.id)) > after
+        ][:limit]
 
     async def replace_invitation(self, inv: Invitation) -> None:
         for key, old in list(self.s.invitations.items()):
@@ -96,7 +105,9 @@ class FakeAuthRepository:
         self.s.invitations[inv.id] = copy.deepcopy(inv)
 
     async def invitation_for_update(self, token_hash: str) -> Invitation | None:
-        return copy.deepcopy(next((i for i in self.s.invitations.values() if i.token_hash == token_hash), None))
+        return copy.deepcopy(
+            next((i for i in self.s.invitations.values() if i.token_hash == token_hash), None)
+        )
 
     async def mark_accepted(self, invitation_id: uuid.UUID, at: datetime) -> None:
         self.s.invitations[invitation_id].accepted_at = at

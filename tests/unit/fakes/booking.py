@@ -51,7 +51,9 @@ class BookingStore:
     catalog_version: int = 1
     catalog_version_reads: int = 0  # round trips a real repository would make for it
     try_holds: int = 0  # ReserveSlot fast-path statements
-    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic/service id
+    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(
+        default_factory=dict
+    )  # request id → clinic/service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
     refund_due: dict[uuid.UUID, datetime | None] = field(default_factory=dict)  # booking → refund_next_at
     refund_errors: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -77,9 +79,13 @@ class FakeBookingRepository:
     async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
         return copy.deepcopy(self.s.clinics.get(clinic_id))
 
-    async def list_services(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Service]:
-        rows = sorted((s for s in self.s.services.values() if s.clinic_id == clinic_id and not s.archived),
-                      key=lambda s: (s.name, str(s.id)))
+    async def list_services(
+        self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[Service]:
+        rows = sorted(
+            (s for s in self.s.services.values() if s.clinic_id == clinic_id and not s.archived),
+            key=lambda s: (s.name, str(s.id)),
+        )
         return [copy.deepcopy(s) for s in rows if _after((s.name, str(s.id)), after)][:limit]
 
     async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
@@ -109,8 +115,12 @@ class FakeBookingRepository:
 
     async def save_clinic(self, clinic: Clinic) -> None:
         stored = self.s.clinics[clinic.id]
-        self.s.clinics[clinic.id] = replace(copy.deepcopy(clinic), closures=stored.closures,
-                                            overrides=stored.overrides, version=stored.version + 1)
+        self.s.clinics[clinic.id] = replace(
+            copy.deepcopy(clinic),
+            closures=stored.closures,
+            overrides=stored.overrides,
+            version=stored.version + 1,
+        )
         clinic.version += 1
 
     async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
@@ -123,8 +133,9 @@ class FakeBookingRepository:
 
     async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
         stored = self.s.services[svc.id]
-        self.s.services[svc.id] = replace(copy.deepcopy(svc), version=stored.version + 1,
-                                          archived=stored.archived or archive_at is not None)
+        self.s.services[svc.id] = replace(
+            copy.deepcopy(svc), version=stored.version + 1, archived=stored.archived or archive_at is not None
+        )
         svc.version += 1
 
     async def add_closure(self, c: Closure) -> None:
@@ -136,7 +147,9 @@ class FakeBookingRepository:
         clinic.closures = [c for c in clinic.closures if c.id != closure_id]
         return len(clinic.closures) < before
 
-    async def list_closures(self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Closure]:
+    async def list_closures(
+        self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[Closure]:
         rows = sorted(self.s.clinics[clinic_id].closures, key=lambda c: (c.start_date.isoformat(), str(c.id)))
         return [c for c in rows if _after((c.start_date.isoformat(), str(c.id)), after)][:limit]
 
@@ -146,23 +159,52 @@ class FakeBookingRepository:
     async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
         return self.s.clinics[clinic_id].overrides.pop(day, None) is not None
 
-    async def upcoming_bookings(self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None,
-                                end: datetime | None = None) -> list[Booking]:
-        rows = [b for b in self.s.bookings.values() if b.clinic_id == clinic_id and b.state == "CONFIRMED"
-                and b.start > now and (start is None or b.start >= start) and (end is None or b.start < end)]
+    async def upcoming_bookings(
+        self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Booking]:
+        rows = [
+            b
+            for b in self.s.bookings.values()
+            if b.clinic_id == clinic_id
+            and b.state == "CONFIRMED"
+            and b.start > now
+            and (start is None or b.start >= start)
+            and (end is None or b.start < end)
+        ]
         return [copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.start, str(b.id)))]
 
-    async def list_clinic_bookings(self, clinic_id: uuid.UUID, start: datetime, end: datetime, states: list[str],
-                                   after: tuple[str, ...] | None, limit: int) -> list[ClinicBooking]:
-        rows = sorted((b for b in self.s.bookings.values() if b.clinic_id == clinic_id and start <= b.start < end
-                       and (not states or b.state in states)), key=lambda b: (b.start, str(b.id)))
+    async def list_clinic_bookings(
+        self,
+        clinic_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        states: list[str],
+        after: tuple[str, ...] | None,
+        limit: int,
+    ) -> list[ClinicBooking]:
+        rows = sorted(
+            (
+                b
+                for b in self.s.bookings.values()
+                if b.clinic_id == clinic_id and start <= b.start < end and (not states or b.state in states)
+            ),
+            key=lambda b: (b.start, str(b.id)),
+        )
         out = []
         for b in rows:
             if not _after((b.start.isoformat(), str(b.id)), after):
                 continue
             res, pet = self.s.reservations[b.lock_id], self.s.pets[b.pet_id]
-            out.append(ClinicBooking(copy.deepcopy(b), self.s.services[b.service_id].name, pet.name, pet.species,
-                                     res.owner_name, res.owner_email))
+            out.append(
+                ClinicBooking(
+                    copy.deepcopy(b),
+                    self.s.services[b.service_id].name,
+                    pet.name,
+                    pet.species,
+                    res.owner_name,
+                    res.owner_email,
+                )
+            )
         return out[:limit]
 
     # -- pets
@@ -173,9 +215,13 @@ class FakeBookingRepository:
         return copy.deepcopy(self.s.pets.get(pet_id))
 
     async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
-        rows = sorted((p for p in self.s.pets.values() if p.owner_user_id == owner),
-                      key=lambda p: (p.created_at.isoformat(), str(p.id)))
-        return [copy.deepcopy(p) for p in rows if _after((p.created_at.isoformat(), str(p.id)), after)][:limit]
+        rows = sorted(
+            (p for p in self.s.pets.values() if p.owner_user_id == owner),
+            key=lambda p: (p.created_at.isoformat(), str(p.id)),
+        )
+        return [copy.deepcopy(p) for p in rows if _after((p.created_at.isoformat(), str(p.id)), after)][
+            :limit
+        ]
 
     # -- reservations
     def _with_booking(self, r: Reservation) -> Reservation:
@@ -192,27 +238,41 @@ class FakeBookingRepository:
                 return self._with_booking(r)
         return None
 
-    async def expire_overlapping(self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> int:
+    async def expire_overlapping(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int:
         n = 0
         for r in self.s.reservations.values():
-            if (r.service_id == service_id and r.state == ReservationState.HELD and r.expires_at <= now
-                    and _overlaps(r, start, end)):
+            if (
+                r.service_id == service_id
+                and r.state == ReservationState.HELD
+                and r.expires_at <= now
+                and _overlaps(r, start, end)
+            ):
                 r.state = ReservationState.EXPIRED
                 n += 1
         return n
 
-    def _active_units(self, service_id: uuid.UUID, start: datetime, end: datetime,
-                      skip: uuid.UUID | None = None) -> set[int]:
-        return {r.unit for r in self.s.reservations.values()
-                if r.service_id == service_id and r.state in ACTIVE_STATES and _overlaps(r, start, end)
-                and r.lock_id != skip}
+    def _active_units(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, skip: uuid.UUID | None = None
+    ) -> set[int]:
+        return {
+            r.unit
+            for r in self.s.reservations.values()
+            if r.service_id == service_id
+            and r.state in ACTIVE_STATES
+            and _overlaps(r, start, end)
+            and r.lock_id != skip
+        }
 
     async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]:
         return self._active_units(service_id, start, end)
 
     async def insert_reservation(self, res: Reservation) -> None:
-        if any(r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
-               for r in self.s.reservations.values()):
+        if any(
+            r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
+            for r in self.s.reservations.values()
+        ):
             raise DuplicateRequest
         if res.state in ACTIVE_STATES and res.unit in self._active_units(res.service_id, res.start, res.end):
             raise UnitTaken
@@ -221,14 +281,22 @@ class FakeBookingRepository:
     async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
         self.s.try_holds += 1
         version = self.s.catalog_version
-        earlier = any(r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
-                      for r in self.s.reservations.values())
+        earlier = any(
+            r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
+            for r in self.s.reservations.values()
+        )
         pet = self.s.pets.get(res.pet_id)
         owner = pet.owner_user_id if pet else None
-        live = {r.unit for r in self.s.reservations.values()
-                if r.service_id == res.service_id and _overlaps(r, res.start, res.end)
-                and (r.state == ReservationState.CONFIRMED
-                     or (r.state == ReservationState.HELD and r.expires_at > res.created_at))}
+        live = {
+            r.unit
+            for r in self.s.reservations.values()
+            if r.service_id == res.service_id
+            and _overlaps(r, res.start, res.end)
+            and (
+                r.state == ReservationState.CONFIRMED
+                or (r.state == ReservationState.HELD and r.expires_at > res.created_at)
+            )
+        }
         unit = next((u for u in range(1, capacity + 1) if u not in live), None)
         if earlier or owner != res.owner_user_id or unit is None or version != catalog_version:
             return HoldAttempt(earlier, owner, unit, False, version)
@@ -238,10 +306,19 @@ class FakeBookingRepository:
         self.s.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
         return HoldAttempt(earlier, owner, unit, True, version)
 
-    async def try_set_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime, *,
-                            payment_id: uuid.UUID | None = None, failure_reason: str | None = None) -> bool:
+    async def try_set_state(
+        self,
+        lock_id: uuid.UUID,
+        state: ReservationState,
+        now: datetime,
+        *,
+        payment_id: uuid.UUID | None = None,
+        failure_reason: str | None = None,
+    ) -> bool:
         r = self.s.reservations[lock_id]
-        if state in ACTIVE_STATES and r.unit in self._active_units(r.service_id, r.start, r.end, skip=lock_id):
+        if state in ACTIVE_STATES and r.unit in self._active_units(
+            r.service_id, r.start, r.end, skip=lock_id
+        ):
             return False
         r.state = state
         if payment_id is not None:
@@ -250,32 +327,54 @@ class FakeBookingRepository:
             r.failure_reason = failure_reason
         return True
 
-    async def confirm_held(self, lock_id: uuid.UUID, payment_id: uuid.UUID,
-                           now: datetime) -> tuple[Reservation, Pet, int] | None:
+    async def confirm_held(
+        self, lock_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
+    ) -> tuple[Reservation, Pet, int] | None:
         r = self.s.reservations.get(lock_id)
         if r is None or r.state != ReservationState.HELD or r.expires_at <= now:
             return None
         r.state, r.payment_id = ReservationState.CONFIRMED, payment_id
         return self._with_booking(r), copy.deepcopy(self.s.pets[r.pet_id]), self.s.catalog_version
 
-    async def add_booking_with_event(self, b: Booking, event_id: uuid.UUID, topic: str, key: str, event_type: str,
-                                     payload: bytes, traceparent: str) -> None:
+    async def add_booking_with_event(
+        self,
+        b: Booking,
+        event_id: uuid.UUID,
+        topic: str,
+        key: str,
+        event_type: str,
+        payload: bytes,
+        traceparent: str,
+    ) -> None:
         await self.add_booking(b)
         await self.add_outbox(event_id, topic, key, event_type, payload, traceparent)
 
     async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
-        due = sorted((r for r in self.s.reservations.values()
-                      if r.state == ReservationState.HELD and r.expires_at <= now), key=lambda r: r.expires_at)
+        due = sorted(
+            (
+                r
+                for r in self.s.reservations.values()
+                if r.state == ReservationState.HELD and r.expires_at <= now
+            ),
+            key=lambda r: r.expires_at,
+        )
         for r in due[:limit]:
             r.state = ReservationState.EXPIRED
         return [r.lock_id for r in due[:limit]]
 
-    async def active_counts(self, service_id: uuid.UUID, start: datetime, end: datetime,
-                            now: datetime) -> list[tuple[datetime, datetime]]:
-        return [(r.start, r.end) for r in self.s.reservations.values()
-                if r.service_id == service_id and _overlaps(r, start, end)
-                and (r.state == ReservationState.CONFIRMED
-                     or (r.state == ReservationState.HELD and r.expires_at > now))]
+    async def active_counts(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> list[tuple[datetime, datetime]]:
+        return [
+            (r.start, r.end)
+            for r in self.s.reservations.values()
+            if r.service_id == service_id
+            and _overlaps(r, start, end)
+            and (
+                r.state == ReservationState.CONFIRMED
+                or (r.state == ReservationState.HELD and r.expires_at > now)
+            )
+        ]
 
     # -- bookings
     async def add_booking(self, b: Booking) -> None:
@@ -288,16 +387,28 @@ class FakeBookingRepository:
     async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None:
         return copy.deepcopy(next((b for b in self.s.bookings.values() if b.lock_id == lock_id), None))
 
-    async def list_bookings(self, *, owner: uuid.UUID | None, clinic: uuid.UUID | None,
-                            start_from: datetime | None, after: tuple[str, ...] | None, limit: int) -> list[Booking]:
+    async def list_bookings(
+        self,
+        *,
+        owner: uuid.UUID | None,
+        clinic: uuid.UUID | None,
+        start_from: datetime | None,
+        after: tuple[str, ...] | None,
+        limit: int,
+    ) -> list[Booking]:
         rows = sorted(self.s.bookings.values(), key=lambda b: (b.start.isoformat(), str(b.id)))
-        return [copy.deepcopy(b) for b in rows
-                if (owner is None or b.owner_user_id == owner) and (clinic is None or b.clinic_id == clinic)
-                and (start_from is None or b.start >= start_from)
-                and _after((b.start.isoformat(), str(b.id)), after)][:limit]
+        return [
+            copy.deepcopy(b)
+            for b in rows
+            if (owner is None or b.owner_user_id == owner)
+            and (clinic is None or b.clinic_id == clinic)
+            and (start_from is None or b.start >= start_from)
+            and _after((b.start.isoformat(), str(b.id)), after)
+        ][:limit]
 
-    async def add_outbox(self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes,
-                         traceparent: str) -> None:
+    async def add_outbox(
+        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes, traceparent: str
+    ) -> None:
         self.s.outbox.append(OutboxRow(event_id, topic, key, event_type, payload, traceparent))
 
     # -- lifecycle
@@ -310,8 +421,9 @@ class FakeBookingRepository:
     async def lifecycle_request(self, request_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None:
         return self.s.requests.get(request_id)
 
-    async def add_lifecycle_request(self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str,
-                                    fingerprint: str, now: datetime) -> None:
+    async def add_lifecycle_request(
+        self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str, fingerprint: str, now: datetime
+    ) -> None:
         if request_id in self.s.requests:
             raise DuplicateRequest
         self.s.requests[request_id] = (booking_id, kind, fingerprint)
@@ -319,30 +431,44 @@ class FakeBookingRepository:
     async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None:
         self.s.reservations[lock_id].state = state
 
-    async def move_reservation(self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime,
-                               now: datetime) -> bool:
+    async def move_reservation(
+        self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime, now: datetime
+    ) -> bool:
         r = self.s.reservations[lock_id]
         if unit in self._active_units(r.service_id, start, end, skip=lock_id):
             return False
         r.unit, r.start, r.end = unit, start, end
         return True
 
-    async def taken_units_except(self, service_id: uuid.UUID, start: datetime, end: datetime,
-                                 lock_id: uuid.UUID) -> set[int]:
+    async def taken_units_except(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, lock_id: uuid.UUID
+    ) -> set[int]:
         return self._active_units(service_id, start, end, skip=lock_id)
 
     async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]:
-        due = [b for b in self.s.bookings.values()
-               if b.refund_state in (RefundState.PENDING, RefundState.PROCESSING, RefundState.FAILED)
-               and (self.s.refund_due.get(b.id) or now) <= now][:limit]
+        due = [
+            b
+            for b in self.s.bookings.values()
+            if b.refund_state in (RefundState.PENDING, RefundState.PROCESSING, RefundState.FAILED)
+            and (self.s.refund_due.get(b.id) or now) <= now
+        ][:limit]
         for b in due:
             self.s.refund_due[b.id] = lease_until
             b.refund_attempts += 1
         return [copy.deepcopy(b) for b in due]
 
-    async def record_refund(self, booking_id: uuid.UUID, state: RefundState, provider_refund_id: str, error: str,
-                            now: datetime, next_at: datetime | None, *, refund_round: int | None = None,
-                            was_round: int | None = None) -> None:
+    async def record_refund(
+        self,
+        booking_id: uuid.UUID,
+        state: RefundState,
+        provider_refund_id: str,
+        error: str,
+        now: datetime,
+        next_at: datetime | None,
+        *,
+        refund_round: int | None = None,
+        was_round: int | None = None,
+    ) -> None:
         b = self.s.bookings[booking_id]
         if was_round is not None and b.refund_round != was_round:
             return
@@ -355,7 +481,9 @@ class FakeBookingRepository:
 
     async def open_refunds(self, limit: int) -> list[Booking]:
         rows = [b for b in self.s.bookings.values() if b.refund_state in OPEN_REFUND_STATES]
-        return [copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.cancelled_at or b.created_at, str(b.id)))][:limit]
+        return [
+            copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.cancelled_at or b.created_at, str(b.id)))
+        ][:limit]
 
 
 def booking_uow(store: BookingStore | None = None) -> FakeUnitOfWork[BookingStore, FakeBookingRepository]:

@@ -28,7 +28,9 @@ from tests.unit.fakes import FakeUnitOfWork
 @dataclass
 class NotifStore:
     deliveries: dict[tuple[uuid.UUID, str, str], dict[str, Any]] = field(default_factory=dict)
-    feed: dict[uuid.UUID, list[tuple[uuid.UUID, FeedRow]]] = field(default_factory=dict)  # clinic → (event, row)
+    feed: dict[uuid.UUID, list[tuple[uuid.UUID, FeedRow]]] = field(
+        default_factory=dict
+    )  # clinic → (event, row)
     inbox: list[InboxRow] = field(default_factory=list)
     devices: dict[tuple[uuid.UUID, str], DeviceRow] = field(default_factory=dict)
     progress: dict[str, int] = field(default_factory=dict)  # booking → last version applied
@@ -42,17 +44,27 @@ class FakeNotifRepository:
         self.s = store
 
     async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
-        row = self.s.deliveries.setdefault((event_id, channel, recipient), {"status": "pending", "attempts": 0})
+        row = self.s.deliveries.setdefault(
+            (event_id, channel, recipient), {"status": "pending", "attempts": 0}
+        )
         return row["status"] != "delivered"
 
-    async def finish_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool,
-                              error: str | None = None) -> None:
+    async def finish_delivery(
+        self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None
+    ) -> None:
         row = self.s.deliveries[(event_id, channel, recipient)]
-        row.update(status="delivered" if ok else "failed", attempts=int(row["attempts"]) + 1,
-                   last_error=error)
+        row.update(
+            status="delivered" if ok else "failed", attempts=int(row["attempts"]) + 1, last_error=error
+        )
 
-    async def add_clinic_event(self, clinic_id: uuid.UUID, event_id: uuid.UUID, type_: str,
-                               occurred_at: datetime, payload_for: Callable[[int], bytes]) -> FeedRow | None:
+    async def add_clinic_event(
+        self,
+        clinic_id: uuid.UUID,
+        event_id: uuid.UUID,
+        type_: str,
+        occurred_at: datetime,
+        payload_for: Callable[[int], bytes],
+    ) -> FeedRow | None:
         if any(e == event_id for rows in self.s.feed.values() for e, _ in rows):
             return None
         rows = self.s.feed.setdefault(clinic_id, [])
@@ -61,8 +73,17 @@ class FakeNotifRepository:
         rows.append((event_id, row))
         return row
 
-    async def record_next(self, n: BookingNotice, *, push: InboxRow | None, email: bool, feed_type: str,
-                          feed_tail: bytes, reminders: ReminderChange, now: datetime) -> Recorded | None:
+    async def record_next(
+        self,
+        n: BookingNotice,
+        *,
+        push: InboxRow | None,
+        email: bool,
+        feed_type: str,
+        feed_tail: bytes,
+        reminders: ReminderChange,
+        now: datetime,
+    ) -> Recorded | None:
         applied = self.s.progress.get(n.booking_id)
         if not (applied == n.version - 1 or (applied is None and n.version == 1)):
             return None
@@ -78,8 +99,9 @@ class FakeNotifRepository:
             await self.add_inbox(push)
             await self.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
         email_due = email and await self.claim_delivery(n.event_id, "email", n.owner_email)
-        feed = await self.add_clinic_event(n.clinic_id, n.event_id, feed_type, n.occurred_at,
-                                           lambda cursor: cursor_field(cursor) + feed_tail)
+        feed = await self.add_clinic_event(
+            n.clinic_id, n.event_id, feed_type, n.occurred_at, lambda cursor: cursor_field(cursor) + feed_tail
+        )
         return Recorded(email_due, feed, parked)
 
     async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]:
@@ -91,18 +113,26 @@ class FakeNotifRepository:
         self.s.inbox.append(copy.deepcopy(row))
         return True
 
-    async def list_inbox(self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[InboxRow]:
-        rows = sorted((r for r in self.s.inbox if r.user_id == user_id),
-                      key=lambda r: (r.created_at.isoformat(), str(r.id)), reverse=True)
+    async def list_inbox(
+        self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[InboxRow]:
+        rows = sorted(
+            (r for r in self.s.inbox if r.user_id == user_id),
+            key=lambda r: (r.created_at.isoformat(), str(r.id)),
+            reverse=True,
+        )
         return [r for r in rows if after is None or (r.created_at.isoformat(), str(r.id)) < after][:limit]
 
     async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
         existing = self.s.devices.get((user_id, token))
-        row = DeviceRow(existing.id if existing else uuid.uuid4(), user_id, platform,
-                        existing.created_at if existing else datetime.now(UTC))
+        row = DeviceRow(
+            existing.id if existing else uuid.uuid4(),
+            user_id,
+            platform,
+            existing.created_at if existing else datetime.now(UTC),
+        )
         self.s.devices[(user_id, token)] = row
         return row
-
 
     async def lock_progress(self, booking_id: str) -> int:
         return self.s.progress.setdefault(booking_id, 0)
@@ -116,7 +146,6 @@ class FakeNotifRepository:
     async def take_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
         return self.s.parked.pop((booking_id, version), None)
 
-
     async def stale_parked(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]:
         first: dict[str, int] = {}
         for booking_id, version in sorted(self.s.parked):
@@ -127,8 +156,16 @@ class FakeNotifRepository:
         for offset in offsets:
             rid = uuid.uuid5(n.event_id, f"reminder-{offset}")
             due = reminder_due(n.start, offset)
-            self.s.reminders.setdefault(rid, {"booking_id": n.booking_id, "offset": offset, "due": due,
-                                              "state": "PENDING" if due > now else "DROPPED", "notice": n})
+            self.s.reminders.setdefault(
+                rid,
+                {
+                    "booking_id": n.booking_id,
+                    "offset": offset,
+                    "due": due,
+                    "state": "PENDING" if due > now else "DROPPED",
+                    "notice": n,
+                },
+            )
 
     async def move_reminders(self, booking_id: str, start: datetime, end: datetime, now: datetime) -> None:
         for r in self.s.reminders.values():
@@ -143,18 +180,27 @@ class FakeNotifRepository:
                 r["state"] = "DROPPED"
 
     async def claim_due_reminder(self, now: datetime) -> Reminder | None:
-        due = sorted(((rid, r) for rid, r in self.s.reminders.items()
-                      if r["state"] == "PENDING" and r["due"] <= now and r["notice"].start > now),
-                     key=lambda x: x[1]["due"])
+        due = sorted(
+            (
+                (rid, r)
+                for rid, r in self.s.reminders.items()
+                if r["state"] == "PENDING" and r["due"] <= now and r["notice"].start > now
+            ),
+            key=lambda x: x[1]["due"],
+        )
         if not due:
             return None
         rid, r = due[0]
-        return Reminder(rid, r["booking_id"], r["offset"], r["due"],
-                        replace(r["notice"], event_id=rid, kind="reminder", occurred_at=now))
+        return Reminder(
+            rid,
+            r["booking_id"],
+            r["offset"],
+            r["due"],
+            replace(r["notice"], event_id=rid, kind="reminder", occurred_at=now),
+        )
 
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
         self.s.reminders[reminder_id]["state"] = "SENT"
-
 
     async def preferences(self, user_id: uuid.UUID) -> Preferences:
         return self.s.preferences.get(user_id, Preferences())
@@ -189,7 +235,9 @@ class LiveHub:
         self.queues: dict[uuid.UUID, set[asyncio.Queue[bytes]]] = {}
         self.subscribed = asyncio.Event()
 
-    async def subscribe(self, clinic_id: uuid.UUID) -> tuple[asyncio.Queue[bytes], Callable[[], Awaitable[None]]]:
+    async def subscribe(
+        self, clinic_id: uuid.UUID
+    ) -> tuple[asyncio.Queue[bytes], Callable[[], Awaitable[None]]]:
         q: asyncio.Queue[bytes] = asyncio.Queue()
         self.queues.setdefault(clinic_id, set()).add(q)
         self.subscribed.set()

@@ -52,11 +52,15 @@ class FakePaymentRepository:
         mine = [p for p in self.s.payments.values() if p.order_ref == order_ref]
         return copy.deepcopy(max(mine, key=lambda p: p.created_at, default=None))
 
-    async def find_for_event(self, payment_id: str | None, session_id: str | None,
-                             provider_id: str | None) -> Payment | None:
+    async def find_for_event(
+        self, payment_id: str | None, session_id: str | None, provider_id: str | None
+    ) -> Payment | None:
         for p in self.s.payments.values():
-            if ((payment_id and str(p.id) == payment_id) or (session_id and p.session_id == session_id)
-                    or (provider_id and p.provider_payment_id == provider_id)):
+            if (
+                (payment_id and str(p.id) == payment_id)
+                or (session_id and p.session_id == session_id)
+                or (provider_id and p.provider_payment_id == provider_id)
+            ):
                 return copy.deepcopy(p)
         return None
 
@@ -65,8 +69,9 @@ class FakePaymentRepository:
         self.s.payments[p.id] = copy.deepcopy(p)
         self.s.saved_at[p.id] = now
 
-    async def set_session(self, payment_id: uuid.UUID, session_id: str, payment_url: str,
-                          now: datetime) -> Payment | None:
+    async def set_session(
+        self, payment_id: uuid.UUID, session_id: str, payment_url: str, now: datetime
+    ) -> Payment | None:
         p = self.s.payments[payment_id]
         if p.session_id:
             return None
@@ -81,9 +86,14 @@ class FakePaymentRepository:
         return True
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
-        due = [p for p in self.s.payments.values()
-               if p.status == PaymentStatus.PENDING and p.expires_at is not None and p.expires_at <= now
-               and p.session_id is not None]
+        due = [
+            p
+            for p in self.s.payments.values()
+            if p.status == PaymentStatus.PENDING
+            and p.expires_at is not None
+            and p.expires_at <= now
+            and p.session_id is not None
+        ]
         return [copy.deepcopy(p) for p in sorted(due, key=lambda p: p.expires_at or now)[:limit]]
 
     async def refund(self, request_id: str) -> Refund | None:
@@ -99,21 +109,34 @@ class FakePaymentRepository:
                 r.status, r.updated_at = status, now
 
     async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
-        return sum(r.amount_minor for r in self.s.refunds.values()
-                   if r.payment_id == payment_id and r.status == "succeeded")
+        return sum(
+            r.amount_minor
+            for r in self.s.refunds.values()
+            if r.payment_id == payment_id and r.status == "succeeded"
+        )
 
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
-        due = [p for p in self.s.payments.values()
-               if p.status == PaymentStatus.SUCCEEDED and p.settled_at is None and p.updated_at <= changed_before]
+        due = [
+            p
+            for p in self.s.payments.values()
+            if p.status == PaymentStatus.SUCCEEDED and p.settled_at is None and p.updated_at <= changed_before
+        ]
         return [copy.deepcopy(p) for p in sorted(due, key=lambda p: p.updated_at)[:limit]]
 
     async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
         def seen(p: Payment) -> datetime:
             return self.s.checked_at.get(p.id, p.created_at)
 
-        due = sorted((p for p in self.s.payments.values()
-                      if p.status == PaymentStatus.PENDING and p.session_id is not None
-                      and seen(p) <= checked_before), key=seen)[:limit]
+        due = sorted(
+            (
+                p
+                for p in self.s.payments.values()
+                if p.status == PaymentStatus.PENDING
+                and p.session_id is not None
+                and seen(p) <= checked_before
+            ),
+            key=seen,
+        )[:limit]
         for p in due:  # stamped like the database does (now(), not the caller's clock)
             self.s.checked_at[p.id] = datetime.now(UTC)
         return [copy.deepcopy(p) for p in due]
@@ -134,8 +157,9 @@ class FakeGateway:
         self.refunds: dict[str, tuple[str, int]] = {}  # idempotency key → (provider id, amount)
         self.fail_next = False
 
-    async def create_session(self, payment: Payment, description: str, success_url: str, cancel_url: str,
-                             idempotency_key: str) -> Session:
+    async def create_session(
+        self, payment: Payment, description: str, success_url: str, cancel_url: str, idempotency_key: str
+    ) -> Session:
         if self.fail_next:
             self.fail_next = False
             raise GatewayError("payment provider refused the session: card_declined")
@@ -160,8 +184,9 @@ class FakeGateway:
             return SessionState("complete", True, self.paid[session_id])
         return SessionState("open" if session_id in self.open else "expired", False, None)
 
-    async def refund(self, provider_payment_id: str, amount_minor: int, reason: str,
-                     idempotency_key: str) -> RefundInfo:
+    async def refund(
+        self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str
+    ) -> RefundInfo:
         self.refunds.setdefault(idempotency_key, (provider_payment_id, amount_minor))
         return RefundInfo(f"re_{idempotency_key}", "succeeded", self.refunds[idempotency_key][1])
 
@@ -175,18 +200,42 @@ class FakeGateway:
         if signature != "good":
             raise InvalidSignature("webhook signature is invalid or too old")
         e = json.loads(payload)
-        return GatewayEvent(e["id"], e["type"], e.get("session_id"), e.get("provider_payment_id"),
-                            e.get("payment_id"), PaymentStatus(e["status"]) if e.get("status") else None, e,
-                            refund_id=e.get("refund_id"), refund_status=e.get("refund_status"))
+        return GatewayEvent(
+            e["id"],
+            e["type"],
+            e.get("session_id"),
+            e.get("provider_payment_id"),
+            e.get("payment_id"),
+            PaymentStatus(e["status"]) if e.get("status") else None,
+            e,
+            refund_id=e.get("refund_id"),
+            refund_status=e.get("refund_status"),
+        )
 
 
-def event(id: str, type: str, *, status: PaymentStatus | None, payment_id: uuid.UUID | None = None,
-          session_id: str | None = None, provider_payment_id: str | None = None, refund_id: str | None = None,
-          refund_status: str | None = None) -> bytes:
-    return json.dumps({"id": id, "type": type, "status": status.value if status else None,
-                       "payment_id": str(payment_id) if payment_id else None, "session_id": session_id,
-                       "provider_payment_id": provider_payment_id, "refund_id": refund_id,
-                       "refund_status": refund_status}).encode()
+def event(
+    id: str,
+    type: str,
+    *,
+    status: PaymentStatus | None,
+    payment_id: uuid.UUID | None = None,
+    session_id: str | None = None,
+    provider_payment_id: str | None = None,
+    refund_id: str | None = None,
+    refund_status: str | None = None,
+) -> bytes:
+    return json.dumps(
+        {
+            "id": id,
+            "type": type,
+            "status": status.value if status else None,
+            "payment_id": str(payment_id) if payment_id else None,
+            "session_id": session_id,
+            "provider_payment_id": provider_payment_id,
+            "refund_id": refund_id,
+            "refund_status": refund_status,
+        }
+    ).encode()
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
