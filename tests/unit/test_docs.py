@@ -11,7 +11,7 @@ Checked here, without running anything:
 * every repository path named in backticks exists (run-time paths such as ``.petpro/`` excepted), and
   every ``python -m <module>`` is a module of the tree;
 * every REST call of the curl walkthroughs is a route of the generated OpenAPI document (method and
-  path template), and every grpcurl call names a method of the generated descriptors, at a port that
+  path template), every call to the Stripe sandbox a route of its app, and every grpcurl call names a method of the generated descriptors, at a port that
   serves its service (docs/operations.md's ports table), with a request body the method accepts.
 """
 
@@ -423,14 +423,14 @@ def route_of(path: str) -> str | None:
     return None
 
 
-def curl_calls() -> Iterator[tuple[Path, str, str]]:
-    """(page, method, path) of every curl call to the REST edge ($API) in the docs' shell blocks."""
+def curl_calls(base: str = r"\$API") -> Iterator[tuple[Path, str, str]]:
+    """(page, method, path) of every curl call to ``base`` (the REST edge: $API) in the docs' shell blocks."""
     for page, kind, code in doc_code():
         if kind != "fence:sh":
             continue
         for line in shell_commands(code):
             for call in re.findall(r"curl\s[^|;]*", line):
-                m = re.search(r"\$API(/[^\s\"'?]*)", call)
+                m = re.search(base + r"(/[^\s\"'?]*)", call)
                 if not m:
                     continue
                 method = re.search(r"-X\s+([A-Z]+)", call)
@@ -445,6 +445,30 @@ def test_every_curl_call_is_a_route_of_the_api() -> None:
     for page, verb, path in calls:
         template = route_of(path)
         if template is None or verb not in openapi_routes()[template]:
+            wrong.append(f"{rel(page)}: {verb} {path}")
+    assert wrong == []
+
+
+@cache
+def sandbox_routes() -> dict[str, set[str]]:
+    """The Stripe sandbox's routes (Starlette templates) and their methods, from its app module."""
+    text = (ROOT / "petpro_dev" / "stripe_sandbox" / "app.py").read_text(encoding="utf-8")
+    routes: dict[str, set[str]] = {}
+    for path, methods in re.findall(r'Route\("([^"]+)",[^)]*?methods=\[([^\]]*)\]', text):
+        routes.setdefault(path, set()).update(re.findall(r'"([A-Z]+)"', methods))
+    return routes
+
+
+def test_every_sandbox_call_is_a_route_of_the_sandbox() -> None:
+    calls = list(curl_calls(r"(?:\$STRIPE|http://127\.0\.0\.1:7411)"))
+    assert len(calls) >= 6
+    wrong = []
+    for page, verb, path in calls:
+        concrete = re.sub(r"\$\{?\w+\}?|<[^>]+>", "X", path)
+        if not any(
+            re.fullmatch(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(t)), concrete) and verb in methods
+            for t, methods in sandbox_routes().items()
+        ):
             wrong.append(f"{rel(page)}: {verb} {path}")
     assert wrong == []
 
