@@ -24,7 +24,7 @@ from typing import ClassVar, TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# name -> offset from PETPRO_PORT_BASE (default 7400).  Documented in README's ports table.
+# name -> offset from PETPRO_PORT_BASE (default 7400).  Documented in docs/operations.md's ports table.
 PORT_OFFSETS: dict[str, int] = {
     "auth": 1,  # auth_svc gRPC
     "booking": 2,  # booking_svc gRPC

@@ -360,7 +360,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Prometheus metrics (README "Metrics" lists every one)
+# Prometheus metrics (docs/operations.md "Metrics" lists every one)
 # --------------------------------------------------------------------------------------------------
 
 # RED per RPC, recorded by the kit's server interceptor: rate and errors from the counter

@@ -8,7 +8,7 @@ app (same Idempotency-Key on a retry, pay on the hosted page, poll the reservati
 waits for the load to make progress first, and its "time to recover" is from the fault to the next
 booking confirmed after it.  Nothing depends on the machine's speed except how many bookings fit.
 
-Figures (printed as a table; the README's Reliability section shows the latest): bookings
+Figures (printed as a table; docs/reliability.md shows the latest): bookings
 acknowledged / confirmed / lost (0), double bookings (0), payments without a booking after
 reconciliation (0), refunds issued twice (0), notifications lost / duplicated (0 for push and feed;
 email at most the in-flight sends, with the same Message-ID), client errors by status (only

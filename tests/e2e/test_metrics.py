@@ -1,5 +1,5 @@
 """Prometheus metrics of the running mesh: RED per RPC from the kit's interceptor, outbox lag,
-consumer lag and the dead-letter topic's size (the README's Metrics section lists them)."""
+consumer lag and the dead-letter topic's size (docs/operations.md's Metrics section lists them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The import rules of ARCHITECTURE.md, enforced by import-linter's contracts in pyproject.toml.
+"""The import rules of docs/architecture.md, enforced by import-linter's contracts in pyproject.toml.
 
 services -> kit (petpro) -> gen (petpro_api); the dev tooling (petpro_dev) and the dev-stack
 distributions are never imported by what is deployed; services never import each other.  The same

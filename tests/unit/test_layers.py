@@ -1,4 +1,4 @@
-"""The layers hold (ARCHITECTURE.md): service.py → handlers.py → ports.py/domain.py ← repository.py.
+"""The layers hold (docs/architecture.md): service.py → handlers.py → ports.py/domain.py ← repository.py.
 Checked on the import statements of each service's modules."""
 
 from __future__ import annotations
