@@ -8,6 +8,7 @@ migrators (several replicas starting at once) serialise on a PostgreSQL advisory
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import zlib
@@ -17,17 +18,26 @@ from alembic.config import Config
 from sqlalchemy import MetaData, text
 
 from petpro.db import make_sync_engine
+from petpro.mesh import MESH
 from petpro.settings import StackSettings, embedded_urls
 
 log = logging.getLogger("petpro.migrations")
 
-# package → schema it owns.  Keep in sync with each service's repository.SCHEMA.
-MIGRATED: dict[str, str] = {
-    "auth_svc": "auth",
-    "booking_svc": "booking",
-    "payment_svc": "payment",
-    "notif_worker": "notif",
-}
+# package → schema it owns, from the mesh manifest (petpro/mesh.py), in its order
+MIGRATED: dict[str, str] = {s.package: s.schema for s in MESH.migrated if s.schema}
+
+
+def target_metadata(pkg: str) -> MetaData:
+    """The SQLAlchemy ``metadata`` of a migrated package's schema: ``metadata`` of the module the
+    manifest names (``Service.tables``), imported on demand (the schema-drift test compares it with
+    ``alembic upgrade head``)."""
+    if pkg not in MIGRATED:
+        raise KeyError(f"{pkg} owns no schema; migrated: {', '.join(MIGRATED)}")
+    module = next(s.tables for s in MESH.migrated if s.package == pkg)
+    metadata = getattr(importlib.import_module(str(module)), "metadata", None)
+    if not isinstance(metadata, MetaData):
+        raise TypeError(f"{module} has no SQLAlchemy `metadata`")
+    return metadata
 
 
 def database_url() -> str:
