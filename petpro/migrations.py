@@ -3,7 +3,9 @@
 ``migrate(pkg)`` upgrades one service to head (``<pkg>/migrations``); ``migrate_all()`` does every
 service (``petpro migrate``, and ``petpro up`` before starting the services).  A service's
 ``migrations/env.py`` is two lines: import its metadata and call :func:`run_env`.  Concurrent
-migrators (several replicas starting at once) serialise on a PostgreSQL advisory lock.
+migrators (several replicas starting at once) serialise on a PostgreSQL advisory lock.  The services
+with a schema, and the module of each one's metadata (:func:`target_metadata`), are the mesh
+manifest's (``petpro/mesh.py``).
 """
 
 from __future__ import annotations
