@@ -83,7 +83,7 @@ class Service:
     metrics_offset: int
     http_offset: int | None = None  # an HTTP listener besides gRPC (PORT_OFFSETS ``<name>_http``)
     schema: str | None = None  # the PostgreSQL schema it owns (Alembic history in <package>/migrations)
-    tables: str | None = None  # module holding the SQLAlchemy ``metadata`` of that schema
+    tables: str | None = None  # module holding the SQLAlchemy ``metadata`` of it: <package>.adapters.tables
     serves: tuple[str, ...] = ()  # gRPC services (proto full names)
     calls: tuple[str, ...] = ()  # gRPC services of other components it calls
     produces: tuple[Topic, ...] = ()  # through its transactional outbox
@@ -214,6 +214,7 @@ class Mesh:
         services = {s.name for s in self.services}
         produced = {t.name for t in self.topics}
         yield from (f"topic {t} is declared with different settings" for t in self._conflicting_topics())
+        yield from (f"topic name {n} is used twice" for n in _duplicates(self.topic_names()))
         for s in self.services:
             where = f"service {s.name}"
             if not s.env_prefix.endswith("_") or s.env_prefix != s.env_prefix.upper():
