@@ -32,14 +32,19 @@ $(BUF): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# gen/ from the protos; the package lists of pyproject.toml, Dockerfile, .dockerignore from the mesh
+# manifest (petpro/mesh.py)
 gen: setup
 	$(BIN)/python -m petpro_dev.codegen
+	$(BIN)/python -m petpro_dev.meshgen
 
 gen-check: setup
 	$(BIN)/python -m petpro_dev.codegen --check
+	$(BIN)/python -m petpro_dev.meshgen --check
 
-# Kubernetes: the chart's Envoy config (same generator as the dev stack) and k8s/manifests/ rendered
-# from k8s/helm/petpro with default values (committed; `make test` fails if stale, like gen/).
+# Kubernetes: the chart's mesh.json (the manifest's component lists) and Envoy config (same generator as
+# the dev stack), and k8s/manifests/ rendered from k8s/helm/petpro with default values (committed;
+# `make test` fails if stale, like gen/).
 k8s: setup
 	$(BIN)/python k8s/render.py
 

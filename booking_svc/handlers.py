@@ -57,19 +57,19 @@ from booking_svc.ports import (
     RefundResult,
     UnitOfWork,
 )
-from petpro import paging
+from petpro import mesh, paging
 from petpro.authn import Principal, require_clinic, require_platform_admin
 from petpro.clock import utcnow
 from petpro.errors import FieldViolation, InvalidArgument
 from petpro.memo import VersionedMemo
 
-TOPIC_BOOKING_CREATED = "booking.created"
-EVENT_BOOKING_CREATED = "dev.petpro.booking.created.v1"
-# lifecycle events: topic → CloudEvents type; all keyed by booking id
-TOPIC_BOOKING_CANCELLED = "booking.cancelled"
-TOPIC_BOOKING_RESCHEDULED = "booking.rescheduled"
-TOPIC_BOOKING_COMPLETED = "booking.completed"
-TOPIC_BOOKING_NO_SHOW = "booking.no-show"
+TOPIC_BOOKING_CREATED = mesh.BOOKING_CREATED.name
+EVENT_BOOKING_CREATED = mesh.BOOKING_CREATED.event_type
+# lifecycle events: topic → CloudEvents type; all keyed by booking id (topics: the mesh manifest)
+TOPIC_BOOKING_CANCELLED = mesh.BOOKING_CANCELLED.name
+TOPIC_BOOKING_RESCHEDULED = mesh.BOOKING_RESCHEDULED.name
+TOPIC_BOOKING_COMPLETED = mesh.BOOKING_COMPLETED.name
+TOPIC_BOOKING_NO_SHOW = mesh.BOOKING_NO_SHOW.name
 LIFECYCLE_TOPICS = (
     TOPIC_BOOKING_CANCELLED,
     TOPIC_BOOKING_RESCHEDULED,

@@ -1,13 +1,17 @@
 """``make k8s``: the Envoy config of the chart and the chart rendered with its default values.
 
-1. ``k8s/helm/petpro/files/envoy.json`` — Envoy's bootstrap from the dev stack's generator
+1. ``k8s/helm/petpro/files/mesh.json`` — the chart's component lists from the mesh manifest
+   (``petpro/mesh.py``, :func:`chart_mesh`): each service's module, env prefix, ports, backing
+   services, peers and callers (the NetworkPolicies follow from them), Envoy's upstreams, the topics.
+   The templates range over it; nothing in the chart spells a service's name or port.
+2. ``k8s/helm/petpro/files/envoy.json`` — Envoy's bootstrap from the dev stack's generator
    (:func:`envoy_config`), upstreams named ``PETPRO_FULLNAME-<svc>`` (the chart substitutes the
    release's full name; Envoy resolves them as STRICT_DNS clusters).
-2. ``k8s/manifests/*.yaml`` + ``kustomization.yaml`` — ``helm template petpro k8s/helm/petpro
+3. ``k8s/manifests/*.yaml`` + ``kustomization.yaml`` — ``helm template petpro k8s/helm/petpro
    --namespace petpro`` with the default values (helm-python-sdk, no helm binary), for
    ``kubectl apply -k k8s/manifests`` without Helm.
 
-``python k8s/render.py --check`` fails when either is stale (``make test`` runs it, like gen-check).
+``python k8s/render.py --check`` fails when any is stale (``make test`` runs it, like gen-check).
 Dev tooling: not part of the image.
 """
 
@@ -22,33 +26,67 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "k8s" / "helm" / "petpro"
 MANIFESTS = ROOT / "k8s" / "manifests"
+MESH_JSON = CHART / "files" / "mesh.json"
 ENVOY_JSON = CHART / "files" / "envoy.json"
 RELEASE, NAMESPACE = "petpro", "petpro"
 
-# the chart's fixed container ports (templates/_helpers.tpl "petpro.components", envoy.yaml)
-ENVOY_LISTEN, ENVOY_ADMIN, EDGE_GRPC, EDGE_HTTP, BOOKING_GRPC, AUTH_GRPC = 8080, 9901, 7405, 7482, 7402, 7401
+# Envoy's admin port in the chart (templates/envoy.yaml); its listener is the manifest's gateway.pod_port
+ENVOY_ADMIN = 9901
 PLACEHOLDER = "PETPRO_FULLNAME"
+
+
+def chart_mesh() -> dict[str, Any]:
+    """What the chart needs of the mesh manifest (written to files/mesh.json).  Container ports are
+    the dev stack's default ports (README "Services and ports"), so logs and docs read the same."""
+    from petpro.mesh import MESH
+
+    components: dict[str, dict[str, Any]] = {}
+    for s in MESH.services:
+        c: dict[str, Any] = {
+            "module": s.package,
+            "prefix": s.env_prefix.removesuffix("_"),
+            "grpcPort": MESH.port(s.name),
+            "metricsPort": MESH.port(f"{s.name}_metrics"),
+        }
+        if s.http_offset is not None:
+            c["httpPort"] = MESH.port(f"{s.name}_http")
+        c["needs"] = list(s.needs)  # backing services: Secret env vars and egress (networkPolicy.egress)
+        c["peers"] = list(MESH.peers(s.name))  # <PEER>_ADDR and egress
+        c["callers"] = list(MESH.callers(s.name))  # ingress
+        components[s.name] = c
+    return {
+        "_generated": "by `make k8s` (k8s/render.py) from the mesh manifest petpro/mesh.py; do not edit",
+        "services": [s.name for s in MESH.services],
+        "components": components,
+        "gateway": {"peers": list(MESH.gateway_peers())},
+        "topics": list(MESH.topic_names()),
+        "topicConfigs": {
+            t.name: {"retention.ms": str(t.retention_ms)} for t in MESH.topics if t.retention_ms is not None
+        },
+    }
+
+
+def mesh_json() -> str:
+    return json.dumps(chart_mesh(), indent=1) + "\n"
 
 
 def envoy_config() -> dict[str, Any]:
     """THE call to the dev stack's Envoy generator (edge.gateway.config.build_config over gen/'s
-    gateway outputs), with the chart's DNS names as upstreams."""
+    gateway outputs), with the chart's DNS names as upstreams (the manifest's servers of each route)."""
     from edge.gateway.config import build_config
-    from edge.gateway.routes import AUTH_SERVICE, BOOKING_SERVICE, CLINIC_ADMIN_SERVICE, CLINIC_STAFF_SERVICE
+    from petpro.mesh import MESH
     from petpro.settings import StackSettings
 
+    def upstream(name: str, port: str) -> tuple[str, int]:
+        return (f"{PLACEHOLDER}-{name}", MESH.port(port))
+
+    (http,) = [s.name for s in MESH.services if s.http_offset is not None]
     return build_config(
         StackSettings(host="0.0.0.0"),  # admin (probes) and listener on the pod's addresses
-        listen_port=ENVOY_LISTEN,
+        listen_port=MESH.gateway.pod_port,
         admin_port=ENVOY_ADMIN,
-        grpc_upstream=(f"{PLACEHOLDER}-edge", EDGE_GRPC),
-        http_upstream=(f"{PLACEHOLDER}-edge", EDGE_HTTP),
-        upstreams={
-            BOOKING_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
-            CLINIC_ADMIN_SERVICE: (f"{PLACEHOLDER}-booking", BOOKING_GRPC),
-            AUTH_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC),
-            CLINIC_STAFF_SERVICE: (f"{PLACEHOLDER}-auth", AUTH_GRPC),
-        },
+        http_upstream=upstream(http, f"{http}_http"),
+        upstreams={g: upstream(MESH.server_of(g).name, MESH.server_of(g).name) for g in MESH.gateway.routes},
     )
 
 
@@ -94,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     stale: list[str] = []
-    fresh_envoy = envoy_json()
-    if args.check:
-        if not ENVOY_JSON.exists() or ENVOY_JSON.read_text() != fresh_envoy:
-            stale.append(str(ENVOY_JSON.relative_to(ROOT)))
-    else:
-        ENVOY_JSON.parent.mkdir(parents=True, exist_ok=True)
-        ENVOY_JSON.write_text(fresh_envoy)
+    for path, fresh in ((MESH_JSON, mesh_json()), (ENVOY_JSON, envoy_json())):
+        if args.check:
+            if not path.exists() or path.read_text() != fresh:
+                stale.append(str(path.relative_to(ROOT)))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(fresh)
 
     files = manifest_files(render())
     if args.check:
@@ -116,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
-        print(f"k8s: {ENVOY_JSON.relative_to(ROOT)} and {len(files)} manifests are fresh")
+        print(f"k8s: files/mesh.json, files/envoy.json and {len(files)} manifests are fresh")
         return 0
     MANIFESTS.mkdir(parents=True, exist_ok=True)
     for old in MANIFESTS.glob("*.yaml"):
@@ -124,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             old.unlink()
     for name, text in files.items():
         (MANIFESTS / name).write_text(text)
-    print(f"k8s: wrote {ENVOY_JSON.relative_to(ROOT)} and {len(files)} files in k8s/manifests/")
+    print(f"k8s: wrote files/mesh.json, files/envoy.json and {len(files)} files in k8s/manifests/")
     return 0
 
 

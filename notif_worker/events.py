@@ -7,6 +7,7 @@ import uuid
 from dataclasses import replace
 
 from notif_worker.domain import BookingNotice, PoisonEvent
+from petpro import mesh
 from petpro.convert import dt, ts
 from petpro_api.booking.v1 import booking_pb2, events_pb2
 from petpro_api.common.v1 import money_pb2
@@ -44,24 +45,24 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
     return notice
 
 
-# topic → (kind, feed event type, booking state after it)
+# topic (the mesh manifest's lifecycle topics) → (kind, feed event type, booking state after it)
 CHANGE_TOPICS = {
-    "booking.cancelled": (
+    mesh.BOOKING_CANCELLED.name: (
         "cancelled",
         clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_CANCELLED,
         booking_pb2.BOOKING_STATE_CANCELLED,
     ),
-    "booking.rescheduled": (
+    mesh.BOOKING_RESCHEDULED.name: (
         "rescheduled",
         clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED,
         booking_pb2.BOOKING_STATE_CONFIRMED,
     ),
-    "booking.completed": (
+    mesh.BOOKING_COMPLETED.name: (
         "completed",
         clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_COMPLETED,
         booking_pb2.BOOKING_STATE_COMPLETED,
     ),
-    "booking.no-show": (
+    mesh.BOOKING_NO_SHOW.name: (
         "no_show",
         clinic_feed_pb2.CLINIC_EVENT_TYPE_BOOKING_NO_SHOW,
         booking_pb2.BOOKING_STATE_NO_SHOW,

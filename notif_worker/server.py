@@ -19,7 +19,7 @@ from notif_worker.ports import LiveFanout, Mailer, UnitOfWork
 from notif_worker.repository import SCHEMA, NotifRepository
 from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from notif_worker.worker import BookingCreatedConsumer
-from petpro import cache, events, grpc_client, grpc_server
+from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
@@ -31,16 +31,12 @@ class NotifSettings(ServiceSettings):
     component = "notif"
     model_config = SettingsConfigDict(env_prefix="NOTIF_", env_file=".env", extra="ignore")
 
-    topic: str = "booking.created"
-    # the lifecycle topics, consumed by the same group (per booking: key = booking id)
-    change_topics: tuple[str, ...] = (
-        "booking.cancelled",
-        "booking.rescheduled",
-        "booking.completed",
-        "booking.no-show",
-    )
-    dlq_topic: str = "booking.created.dlq"
-    consumer_group: str = "notif-worker"
+    # the consumer group of the mesh manifest: booking.created, its DLQ, and the lifecycle topics
+    # consumed by the same group (per booking: key = booking id)
+    topic: str = mesh.BOOKING_CREATED.name
+    change_topics: tuple[str, ...] = tuple(t.name for t in mesh.LIFECYCLE_TOPICS)
+    dlq_topic: str = mesh.BOOKING_CREATED.dlq
+    consumer_group: str = mesh.NOTIF_CONSUMER.group
     mail_from: str = "PetPro <bookings@petpro.dev>"
     retry_attempts: int = Field(default=4, ge=1, le=20)
     retry_base_seconds: float = Field(default=0.2, gt=0)

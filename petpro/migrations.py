@@ -3,11 +3,14 @@
 ``migrate(pkg)`` upgrades one service to head (``<pkg>/migrations``); ``migrate_all()`` does every
 service (``petpro migrate``, and ``petpro up`` before starting the services).  A service's
 ``migrations/env.py`` is two lines: import its metadata and call :func:`run_env`.  Concurrent
-migrators (several replicas starting at once) serialise on a PostgreSQL advisory lock.
+migrators (several replicas starting at once) serialise on a PostgreSQL advisory lock.  The services
+with a schema, and the module of each one's metadata (:func:`target_metadata`), are the mesh
+manifest's (``petpro/mesh.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import zlib
@@ -17,17 +20,26 @@ from alembic.config import Config
 from sqlalchemy import MetaData, text
 
 from petpro.db import make_sync_engine
+from petpro.mesh import MESH
 from petpro.settings import StackSettings, embedded_urls
 
 log = logging.getLogger("petpro.migrations")
 
-# package → schema it owns.  Keep in sync with each service's repository.SCHEMA.
-MIGRATED: dict[str, str] = {
-    "auth_svc": "auth",
-    "booking_svc": "booking",
-    "payment_svc": "payment",
-    "notif_worker": "notif",
-}
+# package → schema it owns, from the mesh manifest (petpro/mesh.py), in its order
+MIGRATED: dict[str, str] = {s.package: s.schema for s in MESH.migrated if s.schema}
+
+
+def target_metadata(pkg: str) -> MetaData:
+    """The SQLAlchemy ``metadata`` of a migrated package's schema: ``metadata`` of the module the
+    manifest names (``Service.tables``), imported on demand (the schema-drift test compares it with
+    ``alembic upgrade head``)."""
+    if pkg not in MIGRATED:
+        raise KeyError(f"{pkg} owns no schema; migrated: {', '.join(MIGRATED)}")
+    module = next(s.tables for s in MESH.migrated if s.package == pkg)
+    metadata = getattr(importlib.import_module(str(module)), "metadata", None)
+    if not isinstance(metadata, MetaData):
+        raise TypeError(f"{module} has no SQLAlchemy `metadata`")
+    return metadata
 
 
 def database_url() -> str:

@@ -24,28 +24,12 @@ from typing import ClassVar, TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# name -> offset from PETPRO_PORT_BASE (default 7400).  Documented in docs/operations.md's ports table.
-PORT_OFFSETS: dict[str, int] = {
-    "auth": 1,  # auth_svc gRPC
-    "booking": 2,  # booking_svc gRPC
-    "payment": 3,  # payment_svc gRPC
-    "notif": 4,  # notif_worker gRPC (ClinicFeedService)
-    "edge": 5,  # edge gRPC (MobileService, the BFF)
-    "stripe": 11,  # Stripe-compatible sandbox (HTTP)
-    "smtp": 25,  # SMTP sink
-    "postgres": 32,
-    "redis": 79,
-    "envoy": 80,  # public REST edge (Envoy)
-    "envoy_admin": 81,
-    "edge_http": 82,  # edge's Python HTTP app (webhooks, openapi, dashboard), behind Envoy
-    "kafka": 92,  # Kafka-protocol broker
-    # Prometheus /metrics of each gRPC service: 100 + its gRPC offset
-    "auth_metrics": 101,
-    "booking_metrics": 102,
-    "payment_metrics": 103,
-    "notif_metrics": 104,
-    "edge_metrics": 105,
-}
+from petpro.mesh import MESH
+
+# name -> offset from PETPRO_PORT_BASE (default 7400): each service's gRPC port (<name>), its /metrics
+# (<name>_metrics) and HTTP listener (<name>_http), the backing services and Envoy (envoy, envoy_admin).
+# Declared in the mesh manifest (petpro/mesh.py); documented in docs/operations.md's ports table.
+PORT_OFFSETS: dict[str, int] = MESH.port_offsets()
 
 
 class StackSettings(BaseSettings):
@@ -53,7 +37,7 @@ class StackSettings(BaseSettings):
 
     home: Path = Field(default=Path(".petpro"), description="state, data and logs of the dev stack")
     host: str = "127.0.0.1"
-    port_base: int = Field(default=7400, ge=1024, le=65000)
+    port_base: int = Field(default=MESH.port_base, ge=1024, le=65000)
 
     def port(self, name: str) -> int:
         """Port of a component: ``PETPRO_<NAME>_PORT`` if set, else ``port_base + offset``."""

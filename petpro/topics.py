@@ -2,9 +2,11 @@
 
 The production counterpart of what ``petpro up`` does for the embedded broker; the Helm chart runs it
 as a pre-install/pre-upgrade hook Job.  Settings (env): ``KAFKA_BOOTSTRAP_SERVERS`` (required),
-``PETPRO_KAFKA_TOPICS`` (JSON list, default: booking.created and its DLQ, and the lifecycle topics),
-``PETPRO_KAFKA_PARTITIONS`` (6: two, three or six notif_worker replicas share them evenly), ``PETPRO_KAFKA_REPLICATION_FACTOR`` (1).  Existing topics are left
-as they are (partitions are never changed here).
+``PETPRO_KAFKA_TOPICS`` (JSON list, default: every topic of the mesh manifest, ``petpro/mesh.py``, each
+followed by its DLQ), ``PETPRO_KAFKA_PARTITIONS`` (the manifest's 6: two, three or six notif_worker
+replicas share them evenly), ``PETPRO_KAFKA_REPLICATION_FACTOR`` (1).  A topic the manifest gives a
+retention is created with ``retention.ms`` (its DLQ with the broker's default).  Existing topics are
+left as they are (partitions and configs are never changed here).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from petpro.mesh import MESH
 from petpro.settings import load
 
 log = logging.getLogger("petpro.topics")
@@ -25,16 +28,17 @@ class TopicSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PETPRO_KAFKA_", env_file=".env", extra="ignore")
 
-    topics: tuple[str, ...] = (
-        "booking.created",
-        "booking.created.dlq",
-        "booking.cancelled",
-        "booking.rescheduled",
-        "booking.completed",
-        "booking.no-show",
-    )
-    partitions: int = Field(default=6, ge=1)
+    topics: tuple[str, ...] = MESH.topic_names()
+    partitions: int = Field(default=MESH.partitions, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+
+
+def topic_configs(name: str) -> dict[str, str]:
+    """Broker configs of a topic as the manifest declares them (a DLQ keeps the broker's default)."""
+    for topic in MESH.topics:
+        if name == topic.name and topic.retention_ms is not None:
+            return {"retention.ms": str(topic.retention_ms)}
+    return {}
 
 
 def ensure_topics(bootstrap: str, settings: TopicSettings, *, client_id: str = "petpro-topics") -> list[str]:
@@ -57,6 +61,7 @@ def ensure_topics(bootstrap: str, settings: TopicSettings, *, client_id: str = "
                             t,
                             num_partitions=settings.partitions,
                             replication_factor=settings.replication_factor,
+                            topic_configs=topic_configs(t),
                         )
                         for t in missing
                     ]

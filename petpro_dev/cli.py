@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from petpro.mesh import BOOKING_CREATED
 from petpro.settings import BackingSettings, StackSettings, load
 from petpro_dev.devstack.stack import Stack, StackError, StepResult
 
@@ -384,8 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dlq", help="list the notification dead letters, or replay them")
     p.add_argument("action", nargs="?", choices=("list", "replay"), default="list")
     p.add_argument("letters", nargs="*", metavar="PARTITION:OFFSET", help="replay only these (default: all)")
-    p.add_argument("--dlq-topic", default="booking.created.dlq")
-    p.add_argument("--topic", default="booking.created")
+    p.add_argument("--dlq-topic", default=BOOKING_CREATED.dlq)
+    p.add_argument("--topic", default=BOOKING_CREATED.name)
     p.set_defaults(func=cmd_dlq)
     p = sub.add_parser("refunds", help="cancelled bookings whose refund has not succeeded yet")
     p.set_defaults(func=cmd_refunds)

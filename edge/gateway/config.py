@@ -60,6 +60,7 @@ from edge.gateway.routes import (
     protected_patterns,
     protected_regexes,
 )
+from petpro.mesh import MESH
 from petpro.settings import StackSettings
 
 # envoy-data-plane's generated classes trip pydantic deprecation warnings at import: not ours to fix
@@ -704,14 +705,10 @@ def build_config(
     listen_port = stack.port("envoy") if listen_port is None else listen_port
     admin_port = stack.port("envoy_admin") if admin_port is None else admin_port
     http_host, http_port = http_upstream or (host, stack.port("edge_http"))
-    # where each transcoded service lives: MobileService in the edge process, BookingService itself
-    where = {
-        MOBILE_SERVICE: grpc_upstream or (host, stack.port("edge")),
-        BOOKING_SERVICE: (host, stack.port("booking")),
-        AUTH_SERVICE: (host, stack.port("auth")),
-        CLINIC_ADMIN_SERVICE: (host, stack.port("booking")),
-        CLINIC_STAFF_SERVICE: (host, stack.port("auth")),
-    }
+    # where each transcoded service lives: the component serving it (the mesh manifest)
+    where = {svc: (host, stack.port(MESH.server_of(svc).name)) for svc in MESH.gateway.routes}
+    if grpc_upstream:
+        where[MOBILE_SERVICE] = grpc_upstream
     where.update(upstreams or {})
     clusters = {svc: CLUSTER_GRPC if svc == MOBILE_SERVICE else f"grpc_{svc}" for svc in services}
 

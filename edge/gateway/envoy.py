@@ -103,34 +103,20 @@ def config_path(stack: StackSettings) -> Path:
 
 def build(stack: StackSettings, settings: EnvoySettings) -> dict:
     """The bootstrap for ``stack`` with ``settings`` and the upstream env overrides."""
-    from edge.gateway.config import (
-        AUTH_SERVICE,
-        BOOKING_SERVICE,
-        CLINIC_ADMIN_SERVICE,
-        CLINIC_STAFF_SERVICE,
-        JwtAuth,
-        RateLimit,
-        build_config,
-        tracing_from_env,
-    )
+    from edge.gateway.config import JwtAuth, RateLimit, build_config, tracing_from_env
+    from petpro.mesh import MESH
 
-    booking, auth = _addr("BOOKING_ADDR"), _addr("AUTH_ADDR")
+    # each transcoded service at its server's <COMPONENT>_ADDR when set (the mesh manifest's routes)
     upstreams = {
         svc: addr
-        for svc, addr in (
-            (BOOKING_SERVICE, booking),
-            (CLINIC_ADMIN_SERVICE, booking),
-            (AUTH_SERVICE, auth),
-            (CLINIC_STAFF_SERVICE, auth),
-        )
-        if addr
+        for svc in MESH.gateway.routes
+        if (addr := _addr(f"{MESH.server_of(svc).name.upper()}_ADDR"))
     }
 
     return build_config(
         stack,
         admin_port=stack.port("envoy_admin"),
         listen_host=settings.listen_host,
-        grpc_upstream=_addr("EDGE_ADDR"),
         http_upstream=_addr("EDGE_HTTP_ADDR"),
         upstreams=upstreams or None,
         route_timeout=settings.route_timeout,

@@ -1,9 +1,11 @@
-"""The dev stack's components, in start order: the one place to add or change one.
+"""The dev stack's components: the backing services, the migrations, the services, Envoy.
 
-Adding a component is one entry in :func:`infra` or :func:`services`, e.g. the Stripe sandbox::
+The services and their start order come from the mesh manifest (``petpro/mesh.py``, :data:`SERVICES`).
+Adding a backing component is its port in the manifest and one entry in :func:`infra`, e.g. the
+Stripe sandbox::
 
     Component(
-        name="stripe",  # also its key in settings.PORT_OFFSETS (its port)
+        name="stripe",  # also its Backing name in the mesh manifest (its port)
         launch=lambda ctx: Launch([sys.executable, "-m", "petpro_dev.stripe_sandbox",
                                    "--port", str(ctx.port("stripe"))]),
         ready=checks.http_ok("/healthz"),
@@ -11,7 +13,7 @@ Adding a component is one entry in :func:`infra` or :func:`services`, e.g. the S
         depends_on=(),
     )
 
-and, if a service needs it, its name in that service's extra deps in :data:`SERVICES`.
+and, if a service needs it, its name in that service's ``needs`` in the manifest.
 ``ready`` gets the component's address (its URL when ``url_key`` is set, else ``host:port``).
 Optional hooks: ``prepare`` (before start), ``provision`` (once ready), ``stop`` (instead of SIGTERM).
 """
@@ -24,19 +26,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from petpro.mesh import MESH, Service
 from petpro_dev.devstack import checks, kafka, postgres
 from petpro_dev.devstack.component import Component, Context, Launch, Step, Task, TaskFailed
 from petpro_dev.devstack.process import open_log
 
-# gRPC services: (component name = PORT_OFFSETS key, package run as `python -m <package>`, extra deps)
-SERVICES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("auth", "auth_svc", ()),
-    ("booking", "booking_svc", ()),
-    ("payment", "payment_svc", ("stripe",)),
-    ("notif", "notif_worker", ()),
-    ("edge", "edge", ("auth", "booking", "payment")),
+
+def _depends_on(service: Service) -> tuple[str, ...]:
+    """A service starts after the migrations (when it owns a schema), the backing services it needs
+    and the services it is declared to start after (the mesh manifest)."""
+    return ("migrate",) * (service.schema is not None) + service.needs + service.starts_after
+
+
+# gRPC services, from the mesh manifest (petpro/mesh.py): (component name = PORT_OFFSETS key, package
+# run as `python -m <package>`, the steps it waits for)
+SERVICES: tuple[tuple[str, str, tuple[str, ...]], ...] = tuple(
+    (s.name, s.package, _depends_on(s)) for s in MESH.services
 )
-INFRA_NAMES: tuple[str, ...] = ("postgres", "redis", "kafka", "smtp")  # every service waits for these
 
 
 def redis_binary() -> Path:
@@ -128,12 +134,13 @@ def tracing_env(ctx: Context) -> dict[str, str]:
 
 
 def python_grpc_service(name: str, module: str, depends_on: tuple[str, ...] = ()) -> Component:
-    """A deployable of the mesh: ``python -m <module>``, healthy when gRPC health says SERVING."""
+    """A deployable of the mesh: ``python -m <module>``, healthy when gRPC health says SERVING, started
+    once the steps it ``depends_on`` are done."""
     return Component(
         name=name,
         launch=lambda ctx: Launch([sys.executable, "-m", module], env=tracing_env(ctx)),
         ready=checks.grpc_health,
-        depends_on=("migrate", *INFRA_NAMES, *depends_on),
+        depends_on=depends_on,
         start_timeout=60.0,
     )
 
@@ -172,7 +179,7 @@ def envoy() -> Component:
 
 
 def services() -> list[Step]:
-    """Migrations, then the five services and the Envoy edge in front of them."""
+    """Migrations, then the services of the mesh manifest and the Envoy edge in front of them."""
     steps: list[Step] = [Task(name="migrate", run=run_migrations, depends_on=("postgres",))]
     steps += [python_grpc_service(name, module, deps) for name, module, deps in SERVICES]
     return [*steps, envoy()]

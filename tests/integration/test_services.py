@@ -15,27 +15,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from petpro.mesh import MESH
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
 from petpro_dev.devstack import Stack
 from petpro_dev.devstack.process import free_port
 
 pytestmark = pytest.mark.integration
 
-SERVICES = {
-    "auth": ("auth_svc", "AUTH", ["petpro.auth.v1.AuthService", "petpro.auth.v1.ClinicStaffService"]),
-    "booking": (
-        "booking_svc",
-        "BOOKING",
-        ["petpro.booking.v1.BookingService", "petpro.booking.v1.ClinicAdminService"],
-    ),
-    "payment": ("payment_svc", "PAYMENT", ["petpro.payment.v1.PaymentService"]),
-    "notif": (
-        "notif_worker",
-        "NOTIF",
-        ["petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"],
-    ),
-    "edge": ("edge", "EDGE", ["petpro.mobile.v1.MobileService"]),
-}
+# component → (package, env prefix, the gRPC services it serves): the mesh manifest's
+SERVICES = {s.name: (s.package, s.env_prefix.removesuffix("_"), list(s.serves)) for s in MESH.services}
 
 
 async def _reflected_services(channel: grpc.aio.Channel) -> set[str]:

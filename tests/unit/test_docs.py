@@ -42,7 +42,6 @@ README_LIMIT = 15_000
 PENDING_PATHS: frozenset[str] = frozenset(
     {
         "edge/fulfilment/",  # the payment-fulfilment use case (webhook + sweep), today edge/bff/webhook.py and reconcile.py
-        "petpro/mesh.py",  # the mesh manifest
         "petpro/smtp.py",  # the one SMTP client, today auth_svc/mail.py and notif_worker/mailer.py each have one
         "tests/contracts/",  # the contract suites, one per port
     }

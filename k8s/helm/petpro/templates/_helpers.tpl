@@ -52,51 +52,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
 {{/*
-The deployables: python module, env prefix, ports, what they need.  Ports are the dev stack's
-(README "Services and ports") so logs and docs read the same everywhere.
+The mesh manifest (petpro/mesh.py) as `make k8s` writes it to files/mesh.json: the services in order,
+each one's python module, env prefix, ports (the dev stack's, README "Services and ports"), backing
+services, peers and callers; Envoy's upstreams; the topics.  Nothing else in the chart names them.
 */}}
+{{- define "petpro.mesh" -}}
+{{- $mesh := .Files.Get "files/mesh.json" -}}
+{{- if not $mesh -}}{{- fail "files/mesh.json is missing: run `make k8s`" -}}{{- end -}}
+{{- $mesh -}}
+{{- end -}}
+
+{{/* the deployables by name (from the manifest): include "petpro.components" . | fromYaml */}}
 {{- define "petpro.components" -}}
-auth:
-  module: auth_svc
-  prefix: AUTH
-  grpcPort: 7401
-  metricsPort: 7501
-  needs: [database, redis, smtp]
-  peers: []
-  callers: [edge, notif, booking, envoy]
-booking:
-  module: booking_svc
-  prefix: BOOKING
-  grpcPort: 7402
-  metricsPort: 7502
-  needs: [database, kafka]
-  peers: [auth, payment]
-  callers: [edge, envoy]
-payment:
-  module: payment_svc
-  prefix: PAYMENT
-  grpcPort: 7403
-  metricsPort: 7503
-  needs: [database, stripe]
-  peers: []
-  callers: [edge, booking]
-notif:
-  module: notif_worker
-  prefix: NOTIF
-  grpcPort: 7404
-  metricsPort: 7504
-  needs: [database, redis, kafka, smtp]
-  peers: [auth]
-  callers: [edge]
-edge:
-  module: edge
-  prefix: EDGE
-  grpcPort: 7405
-  metricsPort: 7505
-  httpPort: 7482
-  needs: []
-  peers: [auth, booking, payment, notif]
-  callers: [envoy]
+{{- (include "petpro.mesh" . | fromJson).components | toYaml -}}
 {{- end -}}
 
 {{/* gRPC target of a component: dns:/// + the headless Service (one A record per ready pod) */}}
