@@ -1,5 +1,5 @@
 """The ports payment's use cases depend on: the repository of one unit of work, the unit of work, and
-the payment gateway (Stripe through the official SDK in ``stripe_gateway.py``)."""
+the payment gateway (Stripe through the official SDK in ``adapters/stripe.py``)."""
 
 from __future__ import annotations
 
