@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from payment_svc.domain import Payment
-from payment_svc.handlers import CreateSession, PaymentHandlers
+from payment_svc.handlers import CreateSession, PaymentHandlers, RefundCommand
 from petpro.convert import dt, ts, uid
 from petpro.errors import InvalidArgument
 from petpro_api.common.v1 import money_pb2
@@ -87,17 +87,14 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def RefundPayment(
         self, request: payment_pb2.RefundPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.RefundPaymentResponse:
-        payment_id = uid(request.payment_id, "payment_id")
-        if not request.request_id:  # the one full refund of a payment (a lost slot)
-            return payment_pb2.RefundPaymentResponse(
-                payment=payment_pb(await self.handlers.refunds.refund(payment_id, request.reason))
+        p, r = await self.handlers.refunds.refund(
+            RefundCommand(
+                payment_id=uid(request.payment_id, "payment_id"),
+                request_id=request.request_id,
+                reason=request.reason,
+                amount_minor=request.amount.amount_minor if request.HasField("amount") else None,
+                currency=request.amount.currency,
             )
-        p, r = await self.handlers.refunds.refund_part(
-            payment_id,
-            request.request_id,
-            request.amount.amount_minor if request.HasField("amount") else None,
-            request.reason,
-            currency=request.amount.currency,
         )
         return payment_pb2.RefundPaymentResponse(
             payment=payment_pb(p),

@@ -106,7 +106,11 @@ class Reconciler:
     async def _refund(self, p: payment_pb2.Payment, cause: str) -> str:
         try:
             await self.payment.RefundPayment(
-                payment_pb2.RefundPaymentRequest(payment_id=p.payment_id, reason=REFUND_REASON_TEXT),
+                payment_pb2.RefundPaymentRequest(
+                    payment_id=p.payment_id,
+                    reason=REFUND_REASON_TEXT,
+                    request_id=f"fulfilment-{p.payment_id}",
+                ),
                 timeout=self.timeout,
             )
         except grpc.aio.AioRpcError as exc:

@@ -192,7 +192,9 @@ class GrpcPayments:
     async def refund(self, payment_id: str, reason: str) -> None:
         await _call(
             self.stub.RefundPayment,
-            payment_pb2.RefundPaymentRequest(payment_id=payment_id, reason=reason),
+            payment_pb2.RefundPaymentRequest(
+                payment_id=payment_id, reason=reason, request_id=f"fulfilment-{payment_id}"
+            ),
             self.timeout,
         )
 

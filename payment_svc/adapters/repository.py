@@ -210,11 +210,13 @@ class PaymentRepository:
             .values(status=status, updated_at=now)
         )
 
-    async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
-        q = select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
-            refunds.c.payment_id == payment_id, refunds.c.status == "succeeded"
+    async def refunds_of(self, payment_id: uuid.UUID) -> list[Refund]:
+        q = (
+            select(refunds)
+            .where(refunds.c.payment_id == payment_id)
+            .order_by(refunds.c.created_at, refunds.c.request_id)
         )
-        return int((await self.session.execute(q)).scalar_one())
+        return [_refund(r) for r in await self.session.execute(q)]
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
         q = (

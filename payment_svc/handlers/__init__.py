@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from payment_svc.handlers.reconciliation import Reconciliation
-from payment_svc.handlers.refunds import Refunds
+from payment_svc.handlers.refunds import RefundCommand, Refunds
 from payment_svc.handlers.sessions import CreateSession, Sessions
 from payment_svc.handlers.webhooks import WebhookOutcome, Webhooks
 from payment_svc.ports import PaymentGateway, UnitOfWork
@@ -39,6 +39,7 @@ __all__ = [
     "CreateSession",
     "PaymentHandlers",
     "Reconciliation",
+    "RefundCommand",
     "Refunds",
     "Sessions",
     "WebhookOutcome",

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from payment_svc.domain import (
     AlreadySettled,
     GatewayError,
-    NotRefundable,
+    NotPaid,
     Payment,
     PaymentNotFound,
     PaymentStatus,
@@ -68,7 +68,9 @@ class Reconciliation:
             return await repo.unsettled(self.clock() - older_than, limit)
 
     async def settle(self, payment_id: uuid.UUID, order_id: str) -> Payment:
-        """Record that the order of a succeeded payment is fulfilled.  Idempotent per order id."""
+        """Record that the order of a paid payment is fulfilled (its booking exists).  Idempotent per
+        order id.  A payment refunded since (the booking cancelled before a late settle) is settled
+        too: the order it paid for is still a fact."""
         async with self.uow() as repo:
             p = await repo.get(payment_id, for_update=True)
             if p is None:
@@ -77,10 +79,8 @@ class Reconciliation:
                 if p.settled_order_id != order_id:
                     raise AlreadySettled("payment already settled for another order")
                 return p
-            if p.status != PaymentStatus.SUCCEEDED:
-                raise NotRefundable(
-                    f"payment is {p.status.value.lower()}, nothing to settle", reason="PAYMENT_NOT_SUCCEEDED"
-                )
+            if p.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+                raise NotPaid(f"payment is {p.status.value.lower()}, nothing to settle")
             now = self.clock()
             p.settled_at, p.settled_order_id = now, order_id
             await repo.save(p, now)

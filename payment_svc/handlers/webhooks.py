@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from payment_svc.domain import Payment
+from payment_svc.domain import Payment, refunded_minor
 from payment_svc.ports import PaymentGateway, UnitOfWork
 from petpro.clock import utcnow
 
@@ -48,6 +48,8 @@ class Webhooks:
                 if event.refund_id and event.refund_status:  # refund.created / refund.updated / refund.failed
                     await repo.set_refund_status(event.refund_id, event.refund_status, now)
                     if event.refund_status == "failed":  # accepted, then failed: the money is back
-                        payment.refund_failed(await repo.succeeded_refunds_minor(payment.id))
+                        payment.refund_failed(
+                            refunded_minor(await repo.refunds_of(payment.id), ("succeeded",))
+                        )
                 await repo.save(payment, now)
             return WebhookOutcome(event.id, event.type, not first, payment)

@@ -9,14 +9,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from payment_svc.domain import (
+    AlreadyRefunded,
+    AlreadySettled,
     GatewayError,
     InvalidSignature,
+    NotPaid,
     NotRefundable,
+    Payment,
     PaymentNotFound,
     PaymentStatus,
     RequestIdReused,
 )
-from payment_svc.handlers import CreateSession, PaymentHandlers
+from payment_svc.handlers import CreateSession, PaymentHandlers, RefundCommand
+from petpro.errors import InvalidArgument
 from tests.unit.fakes.payment import FakeGateway, PaymentStore, event, payment_uow
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
@@ -136,27 +141,84 @@ async def test_webhook_rejects_a_bad_signature_and_records_unknown_payments(env)
     assert store.events == {"e9": None}
 
 
-async def test_refund_needs_a_succeeded_payment_and_is_idempotent(env):
-    h, _store, gateway, _ = env
-    p = await h.sessions.create(session())
-    with pytest.raises(NotRefundable):
-        await h.refunds.refund(p.id, "slot lost")
+async def paid(h: PaymentHandlers, request_id: str = "req-1", provider_id: str = "pi_1") -> Payment:
+    p = await h.sessions.create(session(request_id))
     await h.webhooks.handle(
         event(
-            "e1",
+            f"evt-{request_id}",
             "payment_intent.succeeded",
             status=PaymentStatus.SUCCEEDED,
             payment_id=p.id,
-            provider_payment_id="pi_1",
+            provider_payment_id=provider_id,
         ),
         "good",
     )
-    refunded = await h.refunds.refund(p.id, "slot lost")
-    assert refunded.status == PaymentStatus.REFUNDED and refunded.refund_id == f"re_refund-{p.id}"
-    assert gateway.refunds == {f"refund-{p.id}": ("pi_1", 4500)}
-    assert (await h.refunds.refund(p.id, "again")).refund_id == refunded.refund_id
+    return await h.sessions.get(p.id)
+
+
+def refund(p: Payment, request_id: str, amount: int | None = None, currency: str = "") -> RefundCommand:
+    return RefundCommand(p.id, request_id, "slot lost", amount, currency)
+
+
+async def test_refund_needs_a_paid_payment_and_a_request_id(env):
+    h, _store, gateway, _ = env
+    p = await h.sessions.create(session())
+    with pytest.raises(NotRefundable):
+        await h.refunds.refund(refund(p, "fulfilment-1"))
     with pytest.raises(PaymentNotFound):
-        await h.refunds.refund(uuid.uuid4(), "x")
+        await h.refunds.refund(RefundCommand(uuid.uuid4(), "fulfilment-x", "x"))
+    with pytest.raises(InvalidArgument) as exc:
+        await h.refunds.refund(refund(await paid(h, "req-2", "pi_2"), ""))
+    assert exc.value.violations[0].field == "request_id"
+    assert gateway.refunds == {}
+
+
+async def test_a_full_refund_is_idempotent_on_its_request_id_and_makes_the_payment_refunded(env):
+    h, store, gateway, _ = env
+    p = await paid(h)
+    refunded, made = await h.refunds.refund(refund(p, f"fulfilment-{p.id}"))
+    assert refunded.status == PaymentStatus.REFUNDED and refunded.refund_id == made.provider_refund_id
+    assert (made.request_id, made.amount_minor, made.status) == (f"fulfilment-{p.id}", 4500, "succeeded")
+    assert gateway.refunds == {f"refund-fulfilment-{p.id}": ("pi_1", 4500)}
+    # a retry: the same refund, nothing sent to the provider again
+    again, same = await h.refunds.refund(refund(p, f"fulfilment-{p.id}"))
+    assert (again.status, same) == (PaymentStatus.REFUNDED, made) and len(gateway.refunds) == 1
+    # another request: nothing is left
+    with pytest.raises(AlreadyRefunded):
+        await h.refunds.refund(refund(p, "booking-1-refund-1"))
+    # the request id names this payment's refund, not another payment's
+    other = await paid(h, "req-2", "pi_2")
+    with pytest.raises(RequestIdReused):
+        await h.refunds.refund(refund(other, f"fulfilment-{p.id}"))
+    assert store.payments[other.id].status == PaymentStatus.SUCCEEDED and len(gateway.refunds) == 1
+
+
+async def test_partial_refunds_refund_what_is_left_and_the_last_one_makes_it_refunded(env):
+    h, _, gateway, _ = env
+    p = await paid(h)
+    with pytest.raises(InvalidArgument):
+        await h.refunds.refund(refund(p, "r1", 4500, currency="USD"))
+    first, r1 = await h.refunds.refund(refund(p, "r1", 1500, "EUR"))
+    assert first.status == PaymentStatus.SUCCEEDED and r1.amount_minor == 1500
+    assert first.refund_id == r1.provider_refund_id
+    with pytest.raises(InvalidArgument) as exc:  # more than is left
+        await h.refunds.refund(refund(p, "r2", 3001))
+    assert exc.value.violations[0].reason == "AMOUNT_OUT_OF_RANGE"
+    last, r2 = await h.refunds.refund(refund(p, "r2"))  # no amount: everything that is left
+    assert (r2.amount_minor, last.status) == (3000, PaymentStatus.REFUNDED)
+    assert last.refund_id == r1.provider_refund_id  # the payment keeps its first refund's id
+    assert sorted(amount for _, amount in gateway.refunds.values()) == [1500, 3000]
+
+
+async def test_a_refund_replayed_while_open_asks_the_provider(env):
+    h, store, gateway, _ = env
+    p = await paid(h)
+    gateway.refund_status = "pending"
+    _, made = await h.refunds.refund(refund(p, "r1"))
+    assert made.status == "pending" and store.payments[p.id].status == PaymentStatus.REFUNDED
+    gateway.refund_status = "succeeded"
+    _, again = await h.refunds.refund(refund(p, "r1"))
+    assert again.status == "succeeded" and store.refunds["r1"].status == "succeeded"
 
 
 async def test_a_full_refund_that_fails_after_acceptance_makes_the_payment_succeeded_again(env):
@@ -172,7 +234,7 @@ async def test_a_full_refund_that_fails_after_acceptance_makes_the_payment_succe
         ),
         "good",
     )
-    _, first = await h.refunds.refund_part(p.id, "booking-1-refund-1", None, "cancelled")
+    _, first = await h.refunds.refund(RefundCommand(p.id, "booking-1-refund-1", "cancelled"))
     await h.webhooks.handle(
         event("e2", "charge.refunded", status=PaymentStatus.REFUNDED, provider_payment_id="pi_1"), "good"
     )
@@ -193,7 +255,7 @@ async def test_a_full_refund_that_fails_after_acceptance_makes_the_payment_succe
     assert store.payments[p.id].status == PaymentStatus.SUCCEEDED
     assert store.refunds["booking-1-refund-1"].status == "failed"
     # the next round's refund succeeds: REFUNDED again, and a replayed failure of the old one changes nothing
-    _, second = await h.refunds.refund_part(p.id, "booking-1-refund-2", None, "cancelled")
+    _, second = await h.refunds.refund(RefundCommand(p.id, "booking-1-refund-2", "cancelled"))
     await h.webhooks.handle(
         event(
             "e4",
@@ -279,3 +341,29 @@ async def test_default_return_pages_are_on_the_public_edge(env):
         "success": "https://edge.example.test/payments/success",
         "cancel": "https://edge.example.test/payments/cancel",
     }
+
+
+async def test_settle_records_the_order_once_for_a_paid_payment(env):
+    h, _, _, _ = env
+    pending = await h.sessions.create(session("req-2"))
+    with pytest.raises(NotPaid):
+        await h.reconciliation.settle(pending.id, "booking-1")
+    with pytest.raises(PaymentNotFound):
+        await h.reconciliation.settle(uuid.uuid4(), "booking-1")
+    p = await paid(h)
+    settled = await h.reconciliation.settle(p.id, "booking-1")
+    assert (settled.settled_order_id, settled.settled_at) == ("booking-1", NOW)
+    assert (await h.reconciliation.settle(p.id, "booking-1")).settled_at == NOW  # idempotent
+    with pytest.raises(AlreadySettled):
+        await h.reconciliation.settle(p.id, "booking-2")
+    assert await h.reconciliation.unsettled(timedelta(0)) == []
+
+
+async def test_a_payment_refunded_before_its_late_settle_is_settled(env):
+    """The booking was confirmed, its settle failed, the booking was cancelled and refunded in full:
+    the retried settle still records the order the payment paid for."""
+    h, _, _, _ = env
+    p = await paid(h)
+    await h.refunds.refund(RefundCommand(p.id, "booking-1-refund-1", "cancelled"))
+    settled = await h.reconciliation.settle(p.id, "booking-1")
+    assert (settled.status, settled.settled_order_id) == (PaymentStatus.REFUNDED, "booking-1")

@@ -110,12 +110,9 @@ class FakePaymentRepository:
             if r.provider_refund_id == provider_refund_id:
                 r.status, r.updated_at = status, now
 
-    async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
-        return sum(
-            r.amount_minor
-            for r in self.store.refunds.values()
-            if r.payment_id == payment_id and r.status == "succeeded"
-        )
+    async def refunds_of(self, payment_id: uuid.UUID) -> list[Refund]:
+        mine = [r for r in self.store.refunds.values() if r.payment_id == payment_id]
+        return [copy.deepcopy(r) for r in sorted(mine, key=lambda r: (r.created_at, r.request_id))]
 
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
         due = [
@@ -158,6 +155,7 @@ class FakeGateway:
         self.paid: dict[str, str] = {}  # session id → provider payment id (paid, webhook or not)
         self.refunds: dict[str, tuple[str, int]] = {}  # idempotency key → (provider id, amount)
         self.fail_next = False
+        self.refund_status = "succeeded"  # the status new refunds start in (and are looked up in)
 
     async def create_session(
         self, payment: Payment, description: str, success_url: str, cancel_url: str, idempotency_key: str
@@ -190,12 +188,12 @@ class FakeGateway:
         self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str
     ) -> RefundInfo:
         self.refunds.setdefault(idempotency_key, (provider_payment_id, amount_minor))
-        return RefundInfo(f"re_{idempotency_key}", "succeeded", self.refunds[idempotency_key][1])
+        return RefundInfo(f"re_{idempotency_key}", self.refund_status, self.refunds[idempotency_key][1])
 
     async def retrieve_refund(self, refund_id: str) -> RefundInfo:
         for key, (_, amount) in self.refunds.items():
             if f"re_{key}" == refund_id:
-                return RefundInfo(refund_id, "succeeded", amount)
+                return RefundInfo(refund_id, self.refund_status, amount)
         raise GatewayError(f"no such refund {refund_id}")
 
     def verify_event(self, payload: bytes, signature: str) -> GatewayEvent:
