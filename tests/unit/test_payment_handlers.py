@@ -102,7 +102,7 @@ async def test_webhook_success_is_applied_once(env):
     out = await h.webhooks.handle(body, "good")
     assert (out.event_id, out.duplicate) == ("evt_1", False)
     assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
-    assert store.payments[p.id].provider_payment_id == "pi_1" and store.saved_at[p.id] == clock.now
+    assert store.payments[p.id].provider_payment_id == "pi_1" and store.payments[p.id].updated_at == clock.now
     again = await h.webhooks.handle(body, "good")
     assert again.duplicate is True and again.payment is not None and again.payment.id == p.id
 

@@ -22,12 +22,22 @@ from payment_svc.domain import (
 )
 from tests.unit.fakes import FakeUnitOfWork
 
+# the fields PaymentRepository.save stores (the SQL adapter's UPDATE), besides updated_at
+SAVED = (
+    "status",
+    "session_id",
+    "payment_url",
+    "provider_payment_id",
+    "refund_id",
+    "settled_at",
+    "settled_order_id",
+)
+
 
 @dataclass
 class PaymentStore:
     payments: dict[uuid.UUID, Payment] = field(default_factory=dict)
     events: dict[str, uuid.UUID | None] = field(default_factory=dict)
-    saved_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
     refunds: dict[str, Refund] = field(default_factory=dict)
     checked_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
 
@@ -52,33 +62,37 @@ class FakePaymentRepository:
 
     async def by_order_ref(self, order_ref: str) -> Payment | None:
         mine = [p for p in self.store.payments.values() if p.order_ref == order_ref]
-        return copy.deepcopy(max(mine, key=lambda p: p.created_at, default=None))
+        newest = sorted(mine, key=lambda p: (-p.created_at.timestamp(), p.id))  # created_at DESC, id
+        return copy.deepcopy(newest[0]) if newest else None
 
     async def find_for_event(
         self, payment_id: str | None, session_id: str | None, provider_id: str | None
     ) -> Payment | None:
-        for p in self.store.payments.values():
-            if (
-                (payment_id and str(p.id) == payment_id)
-                or (session_id and p.session_id == session_id)
-                or (provider_id and p.provider_payment_id == provider_id)
-            ):
-                return copy.deepcopy(p)
+        # our id first, then the session, then the provider's id (as the SQL adapter asks)
+        for wanted, key in (
+            (payment_id, lambda p: str(p.id)),
+            (session_id, lambda p: p.session_id),
+            (provider_id, lambda p: p.provider_payment_id),
+        ):
+            found = next((p for p in self.store.payments.values() if wanted and key(p) == wanted), None)
+            if found is not None:
+                return copy.deepcopy(found)
         return None
 
     async def save(self, p: Payment, now: datetime) -> None:
-        assert p.id in self.store.payments
-        self.store.payments[p.id] = copy.deepcopy(p)
-        self.store.saved_at[p.id] = now
+        """What a payment may change, and its change time (never its order, amount, payer, expiry)."""
+        stored = self.store.payments[p.id]
+        for name in SAVED:
+            setattr(stored, name, copy.deepcopy(getattr(p, name)))
+        stored.updated_at = now
 
     async def set_session(
         self, payment_id: uuid.UUID, session_id: str, payment_url: str, now: datetime
     ) -> Payment | None:
-        p = self.store.payments[payment_id]
-        if p.session_id:
+        p = self.store.payments.get(payment_id)
+        if p is None or p.session_id:
             return None
-        p.session_id, p.payment_url = session_id, payment_url
-        self.store.saved_at[p.id] = now
+        p.session_id, p.payment_url, p.updated_at = session_id, payment_url, now
         return copy.deepcopy(p)
 
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
