@@ -26,7 +26,11 @@ class PaymentRepository(Protocol):
     async def find_for_event(
         self, payment_id: str | None, session_id: str | None, provider_id: str | None
     ) -> Payment | None: ...
-    async def save(self, p: Payment, now: datetime) -> None: ...
+    async def save(self, p: Payment, now: datetime) -> None:
+        """Store what a payment may change (status, session, provider ids, refund id, settlement) with
+        ``now`` as its change time, which ``p.updated_at`` becomes too."""
+        ...
+
     async def set_session(
         self, payment_id: uuid.UUID, session_id: str, payment_url: str, now: datetime
     ) -> Payment | None:

@@ -158,6 +158,7 @@ class PaymentRepository:
         return None
 
     async def save(self, p: Payment, now: datetime) -> None:
+        p.updated_at = now
         await raw_execute(
             self.session,
             _SAVE,

@@ -177,6 +177,7 @@ class PaymentRepositoryContract:
         changed.customer_email, changed.expires_at = "else@example.test", None
         async with uow() as repo:
             await repo.save(changed, at + timedelta(minutes=3))
+        assert changed.updated_at == at + timedelta(minutes=3)  # the caller's copy says so too
         async with uow() as repo:
             got = await repo.get(p.id)
         assert got == Payment(

@@ -84,7 +84,7 @@ class FakePaymentRepository:
         stored = self.store.payments[p.id]
         for name in SAVED:
             setattr(stored, name, copy.deepcopy(getattr(p, name)))
-        stored.updated_at = now
+        stored.updated_at = p.updated_at = now
 
     async def set_session(
         self, payment_id: uuid.UUID, session_id: str, payment_url: str, now: datetime
