@@ -316,7 +316,8 @@ class HandleWebhookResponse(_message.Message):
     @_builtins.property
     def payment(self) -> Global___Payment:
         """The payment the event is about, after applying it; unset for events about no known payment.
-        When status is SUCCEEDED the caller confirms the booking (order_ref = lock_id).
+        When status is SUCCEEDED the caller confirms the booking (order_ref = lock_id) and records it
+        with SettlePayment, or refunds the payment when the booking can never be.
         """
 
     def __init__(
