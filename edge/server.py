@@ -1,13 +1,15 @@
-"""edge composition root: MobileService (the BFF) over gRPC — Envoy transcodes REST to it — and the
-small HTTP app behind Envoy (webhooks, OpenAPI, dashboard), in one process and event loop."""
+"""edge composition root: MobileService (the BFF) over gRPC — Envoy transcodes REST to it —, the
+small HTTP app behind Envoy (webhooks, OpenAPI, dashboard) and payment fulfilment (its webhook entry
+point behind the HTTP app, its sweep for lost webhooks as a background task), in one process and
+event loop."""
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from edge.bff.reconcile import Reconciler
 from edge.bff.service import MobileServicer, Stubs
+from edge.fulfilment import GrpcBookings, GrpcPayments, PaymentFulfilment
 from edge.web.app import create_app, serve_http
 from edge.web.deps import HttpDeps
 from petpro import grpc_client, grpc_server
@@ -36,13 +38,13 @@ class EdgeSettings(ServiceSettings):
     token_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     upstream_timeout_seconds: float = Field(default=5.0, gt=0)
     reconcile_seconds: float = Field(
-        default=30.0, gt=0, description="how often unsettled payments are looked for"
+        default=30.0, gt=0, description="how often the sweep looks for payments whose webhook was lost"
     )
     reconcile_grace_seconds: int = Field(
         default=120,
         ge=0,
         le=86400,
-        description="a succeeded payment unsettled this long is settled by the edge",
+        description="a succeeded payment unsettled this long lost its webhook: the sweep fulfils it",
     )
 
 
@@ -60,6 +62,11 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         notification=notification_pb2_grpc.NotificationServiceStub(channels["notif"]),
     )
 
+    fulfilment = PaymentFulfilment(
+        GrpcPayments(stubs.payment, settings.upstream_timeout_seconds),
+        GrpcBookings(stubs.booking, settings.upstream_timeout_seconds),
+        grace_seconds=settings.reconcile_grace_seconds,
+    )
     http_deps = HttpDeps(
         payment=stubs.payment,
         booking=stubs.booking,
@@ -67,15 +74,10 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         clinic_feed=clinic_feed_pb2_grpc.ClinicFeedServiceStub(channels["notif"]),
         token_cache_seconds=settings.token_cache_seconds,
         rpc_timeout=settings.upstream_timeout_seconds,
+        fulfilment=fulfilment,
     )
     http = create_app(http_deps)
     mobile = MobileServicer(stubs, token_cache=TokenCache(settings.token_cache_seconds))
-    reconciler = Reconciler(
-        stubs.payment,
-        stubs.booking,
-        grace_seconds=settings.reconcile_grace_seconds,
-        rpc_timeout=settings.upstream_timeout_seconds,
-    )
     http_port = settings.http_port or settings.stack.port("edge_http")
 
     async def end_streams() -> None:  # the dashboards' live streams end; browsers reconnect elsewhere/later
@@ -98,7 +100,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         ],
         background=[
             lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds),
-            grpc_server.periodic("edge.reconcile", settings.reconcile_seconds, reconciler.run_once),
+            grpc_server.periodic("edge.fulfilment.sweep", settings.reconcile_seconds, fulfilment.sweep),
         ],
         on_shutdown=[end_streams],
         on_stop=[close_channels],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -46,6 +47,18 @@ class RequestIdReused(Conflict):
     reason = "IDEMPOTENCY_KEY_REUSED"
 
 
+class AlreadyRefunded(NotRefundable):
+    """Refunded in full already: nothing is left to refund (the money is back, or going back)."""
+
+    reason = "PAYMENT_ALREADY_REFUNDED"
+
+
+class NotPaid(FailedPrecondition):
+    """The payment was never paid (pending, failed, expired): there is no order it fulfilled."""
+
+    reason = "PAYMENT_NOT_SUCCEEDED"
+
+
 class AlreadySettled(FailedPrecondition):
     reason = "PAYMENT_ALREADY_SETTLED"
 
@@ -76,6 +89,25 @@ class Payment:
     def can_become(self, new: PaymentStatus) -> bool:
         return new in TRANSITIONS[self.status]
 
+    def refund_left(self, refunds: Iterable[Refund]) -> int:
+        """What may still be refunded: the amount less the refunds the provider took and that have
+        not failed.  Nothing once the payment is REFUNDED (also when refunded before refunds were
+        recorded one by one)."""
+        if self.status == PaymentStatus.REFUNDED:
+            return 0
+        return max(self.amount_minor - refunded_minor(refunds, REFUND_LIVE), 0)
+
+    def refund_made(self, refund_id: str, refunds: Iterable[Refund]) -> None:
+        """A refund of this payment was taken by the provider (``refunds``: all of them, it too).  The
+        payment keeps its first refund's id and is REFUNDED once the live refunds cover its amount (a
+        refund that fails later moves it back: :meth:`refund_failed`)."""
+        if not self.refund_id:
+            self.refund_id = refund_id
+        if refunded_minor(refunds, REFUND_LIVE) >= self.amount_minor and self.can_become(
+            PaymentStatus.REFUNDED
+        ):
+            self.status = PaymentStatus.REFUNDED
+
     def refund_failed(self, still_refunded_minor: int) -> None:
         """A refund of this payment failed after the provider accepted it (Stripe: ``refund.failed``;
         the money is back on the charge).  A payment marked REFUNDED is SUCCEEDED again unless the
@@ -96,6 +128,7 @@ class Payment:
 
 
 REFUND_OPEN = ("pending", "requires_action")  # Stripe refund statuses that will still change
+REFUND_LIVE = (*REFUND_OPEN, "succeeded")  # the money is going back or went back (not failed/canceled)
 
 
 @dataclass
@@ -114,6 +147,12 @@ class Refund:
     @property
     def open(self) -> bool:
         return self.status in REFUND_OPEN
+
+
+def refunded_minor(refunds: Iterable[Refund], statuses: Iterable[str]) -> int:
+    """The amount of the refunds whose provider status is one of ``statuses``."""
+    wanted = set(statuses)
+    return sum(r.amount_minor for r in refunds if r.status in wanted)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The ports payment's use cases depend on: the repository of one unit of work, the unit of work, and
-the payment gateway (Stripe through the official SDK in ``stripe_gateway.py``)."""
+the payment gateway (Stripe through the official SDK in ``adapters/stripe.py``)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,11 @@ class PaymentRepository(Protocol):
     async def find_for_event(
         self, payment_id: str | None, session_id: str | None, provider_id: str | None
     ) -> Payment | None: ...
-    async def save(self, p: Payment, now: datetime) -> None: ...
+    async def save(self, p: Payment, now: datetime) -> None:
+        """Store what a payment may change (status, session, provider ids, refund id, settlement) with
+        ``now`` as its change time, which ``p.updated_at`` becomes too."""
+        ...
+
     async def set_session(
         self, payment_id: uuid.UUID, session_id: str, payment_url: str, now: datetime
     ) -> Payment | None:
@@ -38,14 +42,17 @@ class PaymentRepository(Protocol):
         ...
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]: ...
-    async def refund(self, request_id: str) -> Refund | None: ...
+    async def refund(self, request_id: str) -> Refund | None:
+        """The refund made for this request id, if any."""
+        ...
+
     async def add_refund(self, r: Refund) -> Refund:
         """Insert (a concurrent insert of the same request id keeps the first row); the stored row."""
         ...
 
     async def set_refund_status(self, provider_refund_id: str, status: str, now: datetime) -> None: ...
-    async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
-        """The amount of this payment's refunds whose status is ``succeeded``."""
+    async def refunds_of(self, payment_id: uuid.UUID) -> list[Refund]:
+        """Every refund of this payment, oldest first."""
         ...
 
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:

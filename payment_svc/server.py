@@ -1,4 +1,5 @@
-"""payment_svc composition root."""
+"""payment_svc composition root: PaymentSettings, build() wiring the repository and the Stripe gateway
+into the handlers and the servicer, main()."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from datetime import timedelta
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from payment_svc.adapters.repository import PaymentRepository
+from payment_svc.adapters.stripe import StripeGateway
+from payment_svc.adapters.tables import SCHEMA
 from payment_svc.handlers import PaymentHandlers
 from payment_svc.ports import PaymentGateway, UnitOfWork
-from payment_svc.repository import SCHEMA, PaymentRepository
 from payment_svc.service import PaymentServicer
-from payment_svc.stripe_gateway import StripeGateway
 from petpro import grpc_server
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
@@ -93,10 +95,12 @@ def build(
         ],
         background=[
             grpc_server.periodic(
-                "payment_svc.session_expiry", settings.expiry_sweep_seconds, handlers.expire_due
+                "payment_svc.session_expiry", settings.expiry_sweep_seconds, handlers.sessions.expire_due
             ),
             grpc_server.periodic(
-                "payment_svc.reconcile", settings.reconcile_seconds, lambda: handlers.reconcile_pending(grace)
+                "payment_svc.reconcile",
+                settings.reconcile_seconds,
+                lambda: handlers.reconciliation.reconcile_pending(grace),
             ),
         ],
         on_stop=on_stop,

@@ -1,4 +1,4 @@
-"""PaymentService servicer."""
+"""PaymentService servicer: request → command → handler → response, and the pb ↔ domain conversions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 
 from payment_svc.domain import Payment
-from payment_svc.handlers import CreateSession, PaymentHandlers
+from payment_svc.handlers import CreateSession, PaymentHandlers, RefundCommand
 from petpro.convert import dt, ts, uid
 from petpro.errors import InvalidArgument
 from petpro_api.common.v1 import money_pb2
@@ -33,12 +33,12 @@ def payment_pb(p: Payment) -> payment_pb2.Payment:
 
 class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self, handlers: PaymentHandlers) -> None:
-        self.h = handlers
+        self.handlers = handlers
 
     async def CreatePaymentSession(
         self, request: payment_pb2.CreatePaymentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.CreatePaymentSessionResponse:
-        p = await self.h.create_session(
+        p = await self.handlers.sessions.create(
             CreateSession(
                 request_id=request.request_id,
                 order_ref=request.order_ref,
@@ -67,16 +67,16 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
             )
         if request.order_ref:
             return payment_pb2.GetPaymentResponse(
-                payment=payment_pb(await self.h.for_order(request.order_ref))
+                payment=payment_pb(await self.handlers.sessions.for_order(request.order_ref))
             )
         return payment_pb2.GetPaymentResponse(
-            payment=payment_pb(await self.h.get(uid(request.payment_id, "payment_id")))
+            payment=payment_pb(await self.handlers.sessions.get(uid(request.payment_id, "payment_id")))
         )
 
     async def HandleWebhook(
         self, request: payment_pb2.HandleWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.HandleWebhookResponse:
-        out = await self.h.handle_webhook(request.payload, request.signature)
+        out = await self.handlers.webhooks.handle(request.payload, request.signature)
         return payment_pb2.HandleWebhookResponse(
             event_id=out.event_id,
             event_type=out.event_type,
@@ -87,17 +87,14 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def RefundPayment(
         self, request: payment_pb2.RefundPaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.RefundPaymentResponse:
-        payment_id = uid(request.payment_id, "payment_id")
-        if not request.request_id:  # the one full refund of a payment (a lost slot)
-            return payment_pb2.RefundPaymentResponse(
-                payment=payment_pb(await self.h.refund(payment_id, request.reason))
+        p, r = await self.handlers.refunds.refund(
+            RefundCommand(
+                payment_id=uid(request.payment_id, "payment_id"),
+                request_id=request.request_id,
+                reason=request.reason,
+                amount_minor=request.amount.amount_minor if request.HasField("amount") else None,
+                currency=request.amount.currency,
             )
-        p, r = await self.h.refund_part(
-            payment_id,
-            request.request_id,
-            request.amount.amount_minor if request.HasField("amount") else None,
-            request.reason,
-            currency=request.amount.currency,
         )
         return payment_pb2.RefundPaymentResponse(
             payment=payment_pb(p),
@@ -113,7 +110,7 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def ListUnsettledPayments(
         self, request: payment_pb2.ListUnsettledPaymentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.ListUnsettledPaymentsResponse:
-        found = await self.h.unsettled(
+        found = await self.handlers.reconciliation.unsettled(
             timedelta(seconds=request.older_than_seconds), request.page_size or 100
         )
         return payment_pb2.ListUnsettledPaymentsResponse(payments=[payment_pb(p) for p in found])
@@ -121,12 +118,12 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     async def SettlePayment(
         self, request: payment_pb2.SettlePaymentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.SettlePaymentResponse:
-        p = await self.h.settle(uid(request.payment_id, "payment_id"), request.order_id)
+        p = await self.handlers.reconciliation.settle(uid(request.payment_id, "payment_id"), request.order_id)
         return payment_pb2.SettlePaymentResponse(payment=payment_pb(p))
 
     async def ExpirePaymentSession(
         self, request: payment_pb2.ExpirePaymentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.ExpirePaymentSessionResponse:
         return payment_pb2.ExpirePaymentSessionResponse(
-            payment=payment_pb(await self.h.expire_session(request.session_id))
+            payment=payment_pb(await self.handlers.sessions.expire(request.session_id))
         )

@@ -1,1 +1,1 @@
-"""The mobile BFF (``petpro.mobile.v1.MobileService``) and the payment-webhook use case."""
+"""The mobile BFF: ``petpro.mobile.v1.MobileService``, the gRPC service Envoy transcodes the REST API to."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 
-from edge.bff.webhook import HandleWebhook
+from edge.fulfilment import PaymentFulfilment
 from petpro import grpc_client
 from petpro_api.auth.v1 import auth_pb2_grpc
 from petpro_api.booking.v1 import booking_pb2_grpc
@@ -30,8 +30,9 @@ class HttpDeps:
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     auth: auth_pb2_grpc.AuthServiceAsyncStub | None = None
     clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceAsyncStub | None = None
-    # the webhook use case; by default over ``payment`` and ``booking`` (tests may pass fakes of its ports)
-    webhook: HandleWebhook | None = None
+    # payment fulfilment (its webhook entry point serves /webhooks/stripe); by default over ``payment``
+    # and ``booking`` (the edge passes the one its sweep runs; tests may pass one over fakes of its ports)
+    fulfilment: PaymentFulfilment | None = None
     token_cache_seconds: float = 5.0
     feed_heartbeat_seconds: float = 15.0
     feed_call_seconds: float = 3600.0

@@ -1,4 +1,4 @@
-from payment_svc.repository import metadata
+from payment_svc.adapters.tables import metadata
 from petpro.migrations import run_env
 
 run_env(metadata)

@@ -138,7 +138,8 @@ class FakePayment(payment_pb2_grpc.PaymentServiceServicer):
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.seen: set[str] = set()
-        self.refunds: list[tuple[str, str]] = []
+        self.refunds: list[tuple[str, str, str]] = []  # (payment id, request id, reason)
+        self.settled: list[tuple[str, str]] = []  # (payment id, booking id)
 
     async def HandleWebhook(self, request, context):
         if request.signature != GOOD_SIGNATURE:
@@ -165,8 +166,12 @@ class FakePayment(payment_pb2_grpc.PaymentServiceServicer):
             ),
         )
 
+    async def SettlePayment(self, request, context):
+        self.settled.append((request.payment_id, request.order_id))
+        return payment_pb2.SettlePaymentResponse(payment=payment_pb2.Payment(payment_id=request.payment_id))
+
     async def RefundPayment(self, request, context):
-        self.refunds.append((request.payment_id, request.reason))
+        self.refunds.append((request.payment_id, request.request_id, request.reason))
         return payment_pb2.RefundPaymentResponse(
             payment=payment_pb2.Payment(
                 payment_id=request.payment_id, status=payment_pb2.PAYMENT_STATUS_REFUNDED
@@ -802,6 +807,8 @@ async def test_webhook_success_confirms_the_booking_once(edge: Edge) -> None:
     assert [c for c in edge.booking.confirms if c[0] == event["lock_id"]] == [
         (event["lock_id"], event["payment_id"])
     ]
+    # and settled in the same call: the payment is fulfilled, the sweep for lost webhooks never sees it
+    assert (event["payment_id"], body["booking_id"]) in edge.payment.settled
     # a replay is recorded as duplicate by PaymentService and confirmed again (idempotent): same booking
     resp = await _deliver(edge, event)
     assert resp.status_code == 200 and resp.json()["duplicate"] is True
@@ -838,7 +845,8 @@ async def test_webhook_refunds_when_the_slot_is_gone(edge: Edge) -> None:
     resp = await _deliver(edge, event)
     assert resp.status_code == 200, resp.text
     assert resp.json()["outcome"] == "refunded"
-    assert (event["payment_id"], "slot_unavailable") in edge.payment.refunds
+    pid = event["payment_id"]
+    assert (pid, f"fulfilment-{pid}", "slot_unavailable") in edge.payment.refunds
 
 
 async def test_webhook_answers_503_when_it_cannot_commit(edge: Edge) -> None:
@@ -846,7 +854,7 @@ async def test_webhook_answers_503_when_it_cannot_commit(edge: Edge) -> None:
     edge.booking.down.add(event["lock_id"])
     body = _problem(await _deliver(edge, event), 503)
     assert body["reason"] == "UNAVAILABLE"
-    assert all(p != event["payment_id"] for p, _ in edge.payment.refunds)
+    assert all(p != event["payment_id"] for p, _, _ in edge.payment.refunds)
     body = _problem(await _deliver(edge, _event(fail="payment_unavailable")), 503)
     # once the booking service is back, the sender's retry confirms
     edge.booking.down.discard(event["lock_id"])

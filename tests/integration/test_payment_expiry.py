@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import stripe
 
+from payment_svc.adapters.repository import PaymentRepository
+from payment_svc.adapters.stripe import StripeGateway
+from payment_svc.adapters.tables import SCHEMA
 from payment_svc.domain import PaymentStatus
 from payment_svc.handlers import CreateSession, PaymentHandlers
-from payment_svc.repository import SCHEMA, PaymentRepository
 from payment_svc.server import SANDBOX_API_KEY
-from payment_svc.stripe_gateway import StripeGateway
 from petpro.db import Database
 from petpro_dev.devstack import Stack
 from petpro_dev.stripe_sandbox import load_webhook_secret
@@ -33,7 +34,7 @@ async def test_lapsed_hold_expires_its_checkout_session(mesh: Stack):
     gateway = StripeGateway(SANDBOX_API_KEY, load_webhook_secret(mesh.ctx.home), env["STRIPE_API_BASE"])
     handlers = PaymentHandlers(uow, gateway, public_base_url="http://example.invalid")
     try:
-        lapsed = await handlers.create_session(
+        lapsed = await handlers.sessions.create(
             CreateSession(
                 request_id=f"test-{uuid.uuid4()}",
                 order_ref=str(uuid.uuid4()),
@@ -46,7 +47,7 @@ async def test_lapsed_hold_expires_its_checkout_session(mesh: Stack):
                 expires_at=datetime.now(UTC) - timedelta(seconds=1),
             )
         )
-        live = await handlers.create_session(
+        live = await handlers.sessions.create(
             CreateSession(
                 request_id=f"test-{uuid.uuid4()}",
                 order_ref=str(uuid.uuid4()),
@@ -61,12 +62,12 @@ async def test_lapsed_hold_expires_its_checkout_session(mesh: Stack):
         )
         assert lapsed.session_id and live.session_id
 
-        assert await handlers.expire_due() >= 1
+        assert await handlers.sessions.expire_due() >= 1
 
         client = stripe.StripeClient(SANDBOX_API_KEY, base_addresses={"api": env["STRIPE_API_BASE"]})
         assert (await client.v1.checkout.sessions.retrieve_async(lapsed.session_id)).status == "expired"
         assert (await client.v1.checkout.sessions.retrieve_async(live.session_id)).status == "open"
-        assert (await handlers.get(lapsed.id)).status == PaymentStatus.EXPIRED
-        assert (await handlers.get(live.id)).status == PaymentStatus.PENDING
+        assert (await handlers.sessions.get(lapsed.id)).status == PaymentStatus.EXPIRED
+        assert (await handlers.sessions.get(live.id)).status == PaymentStatus.PENDING
     finally:
         await db.close()

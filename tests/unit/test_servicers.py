@@ -301,10 +301,19 @@ async def test_payment_servicer_session_webhook_refund(payment):
     )
     assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SIGNATURE")
 
-    refunded = await stub.RefundPayment(
-        payment_pb2.RefundPaymentRequest(payment_id=created.payment_id, reason="slot lost")
+    # every refund names its request (the interceptor enforces the proto's rule)
+    code, _, violations = await _fails(
+        stub.RefundPayment(payment_pb2.RefundPaymentRequest(payment_id=created.payment_id, reason="x"))
     )
-    assert refunded.payment.status == payment_pb2.PAYMENT_STATUS_REFUNDED and refunded.payment.refund_id
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "request_id" in violations
+    request = payment_pb2.RefundPaymentRequest(
+        payment_id=created.payment_id, reason="slot lost", request_id=f"fulfilment-{created.payment_id}"
+    )
+    refunded = await stub.RefundPayment(request)
+    assert refunded.payment.status == payment_pb2.PAYMENT_STATUS_REFUNDED
+    assert refunded.payment.refund_id == refunded.refund.provider_refund_id
+    assert (refunded.refund.request_id, refunded.refund.amount.amount_minor) == (request.request_id, 4500)
+    assert (await stub.RefundPayment(request)).refund == refunded.refund  # a retry: the same refund
     got = await stub.GetPayment(payment_pb2.GetPaymentRequest(payment_id=created.payment_id))
     assert got.payment == refunded.payment
     assert (await _fails(stub.GetPayment(payment_pb2.GetPaymentRequest(payment_id=str(uuid.uuid4())))))[

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from payment_svc.adapters.stripe import StripeGateway, event_status
 from payment_svc.domain import InvalidSignature, PaymentStatus
-from payment_svc.stripe_gateway import StripeGateway, event_status
 
 SECRET = "whsec_unit_test"
 
@@ -148,7 +148,7 @@ async def test_a_retried_create_payment_session_sends_the_same_parameters_under_
     instead of a 400 idempotency_error.  The bundled sandbox (in memory, in this process) is Stripe."""
     from datetime import UTC, datetime, timedelta
 
-    from payment_svc import stripe_gateway
+    from payment_svc.adapters import stripe as stripe_adapter
     from payment_svc.domain import GatewayError
     from payment_svc.handlers import CreateSession, PaymentHandlers
     from petpro_dev.stripe_sandbox import SandboxConfig, running_sandbox
@@ -172,7 +172,7 @@ async def test_a_retried_create_payment_session_sends_the_same_parameters_under_
         def now(cls, tz=None):  # type: ignore[no-untyped-def]
             return datetime.now(tz) + later
 
-    monkeypatch.setattr(stripe_gateway, "datetime", WallClock, raising=False)
+    monkeypatch.setattr(stripe_adapter, "datetime", WallClock, raising=False)
     start = datetime.now(UTC).replace(microsecond=0)
     clock_at = [start]
     config = SandboxConfig(port=0, webhook_url=None, webhook_secret=SECRET)
@@ -204,10 +204,10 @@ async def test_a_retried_create_payment_session_sends_the_same_parameters_under_
             start + timedelta(minutes=10),
         )  # the hold: shorter than Stripe's 30 min minimum
         with pytest.raises(GatewayError):
-            await h.create_session(cmd)
+            await h.sessions.create(cmd)
         later = timedelta(minutes=10)
         clock_at[0] = start + later
-        p = await h.create_session(cmd)  # the client's retry, same request id
+        p = await h.sessions.create(cmd)  # the client's retry, same request id
         listed = await gateway.client.v1.checkout.sessions.list_async({"limit": 10})
     assert len(sent) == 2 and sent[0] == sent[1], sent
     key, params = sent[0]

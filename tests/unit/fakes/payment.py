@@ -22,73 +22,89 @@ from payment_svc.domain import (
 )
 from tests.unit.fakes import FakeUnitOfWork
 
+# the fields PaymentRepository.save stores (the SQL adapter's UPDATE), besides updated_at
+SAVED = (
+    "status",
+    "session_id",
+    "payment_url",
+    "provider_payment_id",
+    "refund_id",
+    "settled_at",
+    "settled_order_id",
+)
+
 
 @dataclass
 class PaymentStore:
     payments: dict[uuid.UUID, Payment] = field(default_factory=dict)
     events: dict[str, uuid.UUID | None] = field(default_factory=dict)
-    saved_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
     refunds: dict[str, Refund] = field(default_factory=dict)
     checked_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
 
 
 class FakePaymentRepository:
     def __init__(self, store: PaymentStore) -> None:
-        self.s = store
+        self.store = store
 
     async def add(self, p: Payment) -> bool:
-        if any(x.request_id == p.request_id for x in self.s.payments.values()):
+        if any(x.request_id == p.request_id for x in self.store.payments.values()):
             return False
-        self.s.payments[p.id] = copy.deepcopy(p)
+        self.store.payments[p.id] = copy.deepcopy(p)
         return True
 
     async def get(self, payment_id: uuid.UUID, *, for_update: bool = False) -> Payment | None:
-        return copy.deepcopy(self.s.payments.get(payment_id))
+        return copy.deepcopy(self.store.payments.get(payment_id))
 
     async def by_request(self, request_id: str) -> Payment | None:
-        return copy.deepcopy(next((p for p in self.s.payments.values() if p.request_id == request_id), None))
+        return copy.deepcopy(
+            next((p for p in self.store.payments.values() if p.request_id == request_id), None)
+        )
 
     async def by_order_ref(self, order_ref: str) -> Payment | None:
-        mine = [p for p in self.s.payments.values() if p.order_ref == order_ref]
-        return copy.deepcopy(max(mine, key=lambda p: p.created_at, default=None))
+        mine = [p for p in self.store.payments.values() if p.order_ref == order_ref]
+        newest = sorted(mine, key=lambda p: (-p.created_at.timestamp(), p.id))  # created_at DESC, id
+        return copy.deepcopy(newest[0]) if newest else None
 
     async def find_for_event(
         self, payment_id: str | None, session_id: str | None, provider_id: str | None
     ) -> Payment | None:
-        for p in self.s.payments.values():
-            if (
-                (payment_id and str(p.id) == payment_id)
-                or (session_id and p.session_id == session_id)
-                or (provider_id and p.provider_payment_id == provider_id)
-            ):
-                return copy.deepcopy(p)
+        # our id first, then the session, then the provider's id (as the SQL adapter asks)
+        for wanted, key in (
+            (payment_id, lambda p: str(p.id)),
+            (session_id, lambda p: p.session_id),
+            (provider_id, lambda p: p.provider_payment_id),
+        ):
+            found = next((p for p in self.store.payments.values() if wanted and key(p) == wanted), None)
+            if found is not None:
+                return copy.deepcopy(found)
         return None
 
     async def save(self, p: Payment, now: datetime) -> None:
-        assert p.id in self.s.payments
-        self.s.payments[p.id] = copy.deepcopy(p)
-        self.s.saved_at[p.id] = now
+        """What a payment may change, and its change time (never its order, amount, payer, expiry)."""
+        stored = self.store.payments[p.id]
+        for name in SAVED:
+            setattr(stored, name, copy.deepcopy(getattr(p, name)))
+        stored.updated_at = p.updated_at = now
 
     async def set_session(
         self, payment_id: uuid.UUID, session_id: str, payment_url: str, now: datetime
     ) -> Payment | None:
-        p = self.s.payments[payment_id]
-        if p.session_id:
+        p = self.store.payments.get(payment_id)
+        if p is None or p.session_id:
             return None
-        p.session_id, p.payment_url = session_id, payment_url
-        self.s.saved_at[p.id] = now
+        p.session_id, p.payment_url, p.updated_at = session_id, payment_url, now
         return copy.deepcopy(p)
 
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
-        if event_id in self.s.events:
+        if event_id in self.store.events:
             return False
-        self.s.events[event_id] = payment_id
+        self.store.events[event_id] = payment_id
         return True
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
         due = [
             p
-            for p in self.s.payments.values()
+            for p in self.store.payments.values()
             if p.status == PaymentStatus.PENDING
             and p.expires_at is not None
             and p.expires_at <= now
@@ -97,40 +113,37 @@ class FakePaymentRepository:
         return [copy.deepcopy(p) for p in sorted(due, key=lambda p: p.expires_at or now)[:limit]]
 
     async def refund(self, request_id: str) -> Refund | None:
-        return copy.deepcopy(self.s.refunds.get(request_id))
+        return copy.deepcopy(self.store.refunds.get(request_id))
 
     async def add_refund(self, r: Refund) -> Refund:
-        self.s.refunds.setdefault(r.request_id, copy.deepcopy(r))
-        return copy.deepcopy(self.s.refunds[r.request_id])
+        self.store.refunds.setdefault(r.request_id, copy.deepcopy(r))
+        return copy.deepcopy(self.store.refunds[r.request_id])
 
     async def set_refund_status(self, provider_refund_id: str, status: str, now: datetime) -> None:
-        for r in self.s.refunds.values():
+        for r in self.store.refunds.values():
             if r.provider_refund_id == provider_refund_id:
                 r.status, r.updated_at = status, now
 
-    async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
-        return sum(
-            r.amount_minor
-            for r in self.s.refunds.values()
-            if r.payment_id == payment_id and r.status == "succeeded"
-        )
+    async def refunds_of(self, payment_id: uuid.UUID) -> list[Refund]:
+        mine = [r for r in self.store.refunds.values() if r.payment_id == payment_id]
+        return [copy.deepcopy(r) for r in sorted(mine, key=lambda r: (r.created_at, r.request_id))]
 
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
         due = [
             p
-            for p in self.s.payments.values()
+            for p in self.store.payments.values()
             if p.status == PaymentStatus.SUCCEEDED and p.settled_at is None and p.updated_at <= changed_before
         ]
         return [copy.deepcopy(p) for p in sorted(due, key=lambda p: p.updated_at)[:limit]]
 
     async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
         def seen(p: Payment) -> datetime:
-            return self.s.checked_at.get(p.id, p.created_at)
+            return self.store.checked_at.get(p.id, p.created_at)
 
         due = sorted(
             (
                 p
-                for p in self.s.payments.values()
+                for p in self.store.payments.values()
                 if p.status == PaymentStatus.PENDING
                 and p.session_id is not None
                 and seen(p) <= checked_before
@@ -138,7 +151,7 @@ class FakePaymentRepository:
             key=seen,
         )[:limit]
         for p in due:  # stamped like the database does (now(), not the caller's clock)
-            self.s.checked_at[p.id] = datetime.now(UTC)
+            self.store.checked_at[p.id] = datetime.now(UTC)
         return [copy.deepcopy(p) for p in due]
 
 
@@ -156,6 +169,7 @@ class FakeGateway:
         self.paid: dict[str, str] = {}  # session id → provider payment id (paid, webhook or not)
         self.refunds: dict[str, tuple[str, int]] = {}  # idempotency key → (provider id, amount)
         self.fail_next = False
+        self.refund_status = "succeeded"  # the status new refunds start in (and are looked up in)
 
     async def create_session(
         self, payment: Payment, description: str, success_url: str, cancel_url: str, idempotency_key: str
@@ -188,12 +202,12 @@ class FakeGateway:
         self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str
     ) -> RefundInfo:
         self.refunds.setdefault(idempotency_key, (provider_payment_id, amount_minor))
-        return RefundInfo(f"re_{idempotency_key}", "succeeded", self.refunds[idempotency_key][1])
+        return RefundInfo(f"re_{idempotency_key}", self.refund_status, self.refunds[idempotency_key][1])
 
     async def retrieve_refund(self, refund_id: str) -> RefundInfo:
         for key, (_, amount) in self.refunds.items():
             if f"re_{key}" == refund_id:
-                return RefundInfo(refund_id, "succeeded", amount)
+                return RefundInfo(refund_id, self.refund_status, amount)
         raise GatewayError(f"no such refund {refund_id}")
 
     def verify_event(self, payload: bytes, signature: str) -> GatewayEvent:

@@ -37,7 +37,9 @@ class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Payment
     PAYMENT_STATUS_EXPIRED: _PaymentStatus.ValueType  # 4
     """The session expired unpaid."""
     PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 5
-    """Paid, then refunded in full."""
+    """Paid, then refunded in full: the refunds the provider took cover the amount (a refund that
+    fails later makes the payment SUCCEEDED again).
+    """
 
 class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
     """Status of a payment."""
@@ -52,7 +54,9 @@ PAYMENT_STATUS_FAILED: PaymentStatus.ValueType  # 3
 PAYMENT_STATUS_EXPIRED: PaymentStatus.ValueType  # 4
 """The session expired unpaid."""
 PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 5
-"""Paid, then refunded in full."""
+"""Paid, then refunded in full: the refunds the provider took cover the amount (a refund that
+fails later makes the payment SUCCEEDED again).
+"""
 Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
 
 @_typing.final
@@ -83,7 +87,7 @@ class Payment(_message.Message):
     provider_payment_id: _builtins.str
     """Provider payment intent id (Stripe "pi_..."), once paid."""
     refund_id: _builtins.str
-    """Provider refund id (Stripe "re_..."), once refunded."""
+    """Provider refund id (Stripe "re_...") of the payment's first refund."""
     customer_email: _builtins.str
     """Email of the payer."""
     payment_url: _builtins.str
@@ -312,7 +316,8 @@ class HandleWebhookResponse(_message.Message):
     @_builtins.property
     def payment(self) -> Global___Payment:
         """The payment the event is about, after applying it; unset for events about no known payment.
-        When status is SUCCEEDED the caller confirms the booking (order_ref = lock_id).
+        When status is SUCCEEDED the caller confirms the booking (order_ref = lock_id) and records it
+        with SettlePayment, or refunds the payment when the booking can never be.
         """
 
     def __init__(
@@ -346,13 +351,16 @@ class RefundPaymentRequest(_message.Message):
     reason: _builtins.str
     """Why, kept in the refund metadata (e.g. "slot taken after hold expired")."""
     request_id: _builtins.str
-    """Idempotency key (AIP-155) of this refund, e.g. "booking-<booking id>"; the provider's
-    Idempotency-Key is derived from it, and a retry returns the refund as stored (its state follows
-    the provider's refund webhooks). Empty: the one full refund of the payment (a lost slot).
+    """Idempotency key (AIP-155) of this refund, required, e.g. "booking-<booking id>-refund-1" or
+    "fulfilment-<payment id>"; the provider's Idempotency-Key is derived from it, and a retry returns
+    the refund as stored (its state follows the provider's refund webhooks). A request id names one
+    refund of one payment: reused for another payment it is ABORTED (IDEMPOTENCY_KEY_REUSED).
     """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
-        """Amount to refund, at most what is left; unset: everything that is left."""
+        """Amount to refund, at most what is left (the amount less the refunds that have not failed);
+        unset: everything that is left.
+        """
 
     def __init__(
         self,
@@ -422,7 +430,7 @@ class RefundPaymentResponse(_message.Message):
     REFUND_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def payment(self) -> Global___Payment:
-        """The payment (REFUNDED once refunded in full)."""
+        """The payment after the refund (REFUNDED once refunded in full)."""
 
     @_builtins.property
     def refund(self) -> Global___PaymentRefund:

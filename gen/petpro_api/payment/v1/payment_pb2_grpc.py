@@ -106,7 +106,9 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RefundPayment(self, request, context):
-        """Refunds a succeeded payment in full (e.g. a late payment whose slot was taken). Idempotent.
+        """Refunds (part of) a paid payment: a cancelled booking's refund, or the whole payment whose slot
+        was lost. Idempotent on `request_id`: a retry returns the refund made for it, never a second one.
+        Nothing left to refund is FAILED_PRECONDITION with reason PAYMENT_ALREADY_REFUNDED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,8 +132,10 @@ class PaymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SettlePayment(self, request, context):
-        """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
-        different order_id for an already settled payment is FAILED_PRECONDITION.
+        """Records that a paid payment's order is fulfilled (the booking exists); a payment refunded since
+        is settled too. Idempotent; a different order_id for an already settled payment is
+        FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
+        (PAYMENT_NOT_SUCCEEDED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -50,7 +50,10 @@ class PaymentServiceStub:
     deduplicated by event id: a replay returns `duplicate = true` and changes nothing.
     """
     RefundPayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.RefundPaymentRequest, _payment_pb2.RefundPaymentResponse]
-    """Refunds a succeeded payment in full (e.g. a late payment whose slot was taken). Idempotent."""
+    """Refunds (part of) a paid payment: a cancelled booking's refund, or the whole payment whose slot
+    was lost. Idempotent on `request_id`: a retry returns the refund made for it, never a second one.
+    Nothing left to refund is FAILED_PRECONDITION with reason PAYMENT_ALREADY_REFUNDED.
+    """
     ExpirePaymentSession: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ExpirePaymentSessionRequest, _payment_pb2.ExpirePaymentSessionResponse]
     """Expires an open checkout session (its hold lapsed) so it can no longer be paid. Idempotent."""
     ListUnsettledPayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ListUnsettledPaymentsRequest, _payment_pb2.ListUnsettledPaymentsResponse]
@@ -60,8 +63,10 @@ class PaymentServiceStub:
     about sessions whose webhook never came, so a paid session shows up here too.
     """
     SettlePayment: _grpc.UnaryUnaryMultiCallable[_payment_pb2.SettlePaymentRequest, _payment_pb2.SettlePaymentResponse]
-    """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
-    different order_id for an already settled payment is FAILED_PRECONDITION.
+    """Records that a paid payment's order is fulfilled (the booking exists); a payment refunded since
+    is settled too. Idempotent; a different order_id for an already settled payment is
+    FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
+    (PAYMENT_NOT_SUCCEEDED).
     """
 
 @_typing.type_check_only
@@ -86,7 +91,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     deduplicated by event id: a replay returns `duplicate = true` and changes nothing.
     """
     RefundPayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.RefundPaymentRequest, _payment_pb2.RefundPaymentResponse]  # type: ignore[assignment]
-    """Refunds a succeeded payment in full (e.g. a late payment whose slot was taken). Idempotent."""
+    """Refunds (part of) a paid payment: a cancelled booking's refund, or the whole payment whose slot
+    was lost. Idempotent on `request_id`: a retry returns the refund made for it, never a second one.
+    Nothing left to refund is FAILED_PRECONDITION with reason PAYMENT_ALREADY_REFUNDED.
+    """
     ExpirePaymentSession: _aio.UnaryUnaryMultiCallable[_payment_pb2.ExpirePaymentSessionRequest, _payment_pb2.ExpirePaymentSessionResponse]  # type: ignore[assignment]
     """Expires an open checkout session (its hold lapsed) so it can no longer be paid. Idempotent."""
     ListUnsettledPayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.ListUnsettledPaymentsRequest, _payment_pb2.ListUnsettledPaymentsResponse]  # type: ignore[assignment]
@@ -96,8 +104,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     about sessions whose webhook never came, so a paid session shows up here too.
     """
     SettlePayment: _aio.UnaryUnaryMultiCallable[_payment_pb2.SettlePaymentRequest, _payment_pb2.SettlePaymentResponse]  # type: ignore[assignment]
-    """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
-    different order_id for an already settled payment is FAILED_PRECONDITION.
+    """Records that a paid payment's order is fulfilled (the booking exists); a payment refunded since
+    is settled too. Idempotent; a different order_id for an already settled payment is
+    FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
+    (PAYMENT_NOT_SUCCEEDED).
     """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -143,7 +153,10 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.RefundPaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.RefundPaymentResponse, _abc.Awaitable[_payment_pb2.RefundPaymentResponse]]:
-        """Refunds a succeeded payment in full (e.g. a late payment whose slot was taken). Idempotent."""
+        """Refunds (part of) a paid payment: a cancelled booking's refund, or the whole payment whose slot
+        was lost. Idempotent on `request_id`: a retry returns the refund made for it, never a second one.
+        Nothing left to refund is FAILED_PRECONDITION with reason PAYMENT_ALREADY_REFUNDED.
+        """
 
     @_abc_1.abstractmethod
     def ExpirePaymentSession(
@@ -171,8 +184,10 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _payment_pb2.SettlePaymentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_payment_pb2.SettlePaymentResponse, _abc.Awaitable[_payment_pb2.SettlePaymentResponse]]:
-        """Records that a succeeded payment's order is fulfilled (the booking exists). Idempotent; a
-        different order_id for an already settled payment is FAILED_PRECONDITION.
+        """Records that a paid payment's order is fulfilled (the booking exists); a payment refunded since
+        is settled too. Idempotent; a different order_id for an already settled payment is
+        FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
+        (PAYMENT_NOT_SUCCEEDED).
         """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,4 +1,5 @@
-"""payment schema: payments and received webhook events."""
+"""The PaymentRepository port on PostgreSQL: payments, received webhook events and refunds (the
+tables are in :mod:`payment_svc.adapters.tables`)."""
 
 from __future__ import annotations
 
@@ -7,78 +8,17 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.rows import namedtuple_row
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    ForeignKey,
-    MetaData,
-    Row,
-    String,
-    Table,
-    Text,
-    Uuid,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from payment_svc.adapters.tables import SCHEMA, payments, refunds
 from payment_svc.domain import Payment, PaymentStatus, Refund
 from petpro.db import raw_execute
 
-SCHEMA = "payment"
-metadata = MetaData(schema=SCHEMA)
-
-payments = Table(
-    "payments",
-    metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("order_ref", String(128), nullable=False),
-    Column("request_id", String(128), nullable=False, unique=True),
-    Column("session_id", String(255), unique=True),
-    Column("payment_url", Text),
-    Column("payment_intent_id", String(255)),
-    Column("status", String(32), nullable=False),
-    Column("amount_minor", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("customer_email", String(254), nullable=False, server_default=""),
-    Column("refund_id", String(255)),
-    Column("expires_at", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("settled_at", DateTime(timezone=True)),
-    Column("settled_order_id", String(255)),
-    Column("checked_at", DateTime(timezone=True)),
-)
-webhook_events = Table(
-    "webhook_events",
-    metadata,
-    Column("event_id", String(255), primary_key=True),
-    Column("type", String(128), nullable=False),
-    Column("payment_id", Uuid),
-    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-
-refunds = Table(
-    "refunds",
-    metadata,
-    Column("request_id", String(200), primary_key=True),
-    Column("payment_id", Uuid, ForeignKey("payments.id"), nullable=False),
-    Column("provider_refund_id", String(255), nullable=False, unique=True),
-    Column("amount_minor", BigInteger, nullable=False),
-    Column("currency", String(3), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-
 # The statements of every booking's payment (a session, two webhooks, the status reads) go to psycopg
 # directly: through SQLAlchemy they were about a third of payment_svc's CPU per booking (py-spy, full
-# flow), as booking_svc found for ReserveSlot.  The tables above stay the schema (Alembic).
+# flow), as booking_svc found for ReserveSlot.  The tables (adapters/tables.py) stay the schema (Alembic).
 _COLUMNS = ", ".join(c.name for c in payments.c)
 _INSERT = (
     f"INSERT INTO {SCHEMA}.payments (id, order_ref, request_id, status, amount_minor, currency, customer_email,"
@@ -145,10 +85,10 @@ def _payment(r: Row[Any]) -> Payment:
 
 class PaymentRepository:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
-        self.s = session
+        self.session = session
 
     async def _one(self, sql: str, params: Any, operation: str = "SELECT") -> Any:
-        cur = await raw_execute(self.s, sql, params, operation=operation, row_factory=namedtuple_row)
+        cur = await raw_execute(self.session, sql, params, operation=operation, row_factory=namedtuple_row)
         return await cur.fetchone()
 
     async def add(self, p: Payment) -> bool:
@@ -195,7 +135,7 @@ class PaymentRepository:
         return _payment(r) if r else None
 
     async def by_request(self, request_id: str) -> Payment | None:
-        r = (await self.s.execute(select(payments).where(payments.c.request_id == request_id))).first()
+        r = (await self.session.execute(select(payments).where(payments.c.request_id == request_id))).first()
         return _payment(r) if r else None
 
     async def find_for_event(
@@ -218,8 +158,9 @@ class PaymentRepository:
         return None
 
     async def save(self, p: Payment, now: datetime) -> None:
+        p.updated_at = now
         await raw_execute(
-            self.s,
+            self.session,
             _SAVE,
             {
                 "id": p.id,
@@ -240,12 +181,12 @@ class PaymentRepository:
         return await self._one(_RECORD_EVENT, (event_id, event_type, payment_id), "INSERT") is not None
 
     async def refund(self, request_id: str) -> Refund | None:
-        r = (await self.s.execute(select(refunds).where(refunds.c.request_id == request_id))).first()
+        r = (await self.session.execute(select(refunds).where(refunds.c.request_id == request_id))).first()
         return _refund(r) if r else None
 
     async def add_refund(self, r: Refund) -> Refund:
         """Insert; a concurrent request with the same id (same provider refund) keeps the first row."""
-        await self.s.execute(
+        await self.session.execute(
             pg_insert(refunds)
             .values(
                 request_id=r.request_id,
@@ -264,17 +205,19 @@ class PaymentRepository:
         return found
 
     async def set_refund_status(self, provider_refund_id: str, status: str, now: datetime) -> None:
-        await self.s.execute(
+        await self.session.execute(
             update(refunds)
             .where(refunds.c.provider_refund_id == provider_refund_id)
             .values(status=status, updated_at=now)
         )
 
-    async def succeeded_refunds_minor(self, payment_id: uuid.UUID) -> int:
-        q = select(func.coalesce(func.sum(refunds.c.amount_minor), 0)).where(
-            refunds.c.payment_id == payment_id, refunds.c.status == "succeeded"
+    async def refunds_of(self, payment_id: uuid.UUID) -> list[Refund]:
+        q = (
+            select(refunds)
+            .where(refunds.c.payment_id == payment_id)
+            .order_by(refunds.c.created_at, refunds.c.request_id)
         )
-        return int((await self.s.execute(q)).scalar_one())
+        return [_refund(r) for r in await self.session.execute(q)]
 
     async def pending_past(self, now: datetime, limit: int = 100) -> list[Payment]:
         q = (
@@ -288,7 +231,7 @@ class PaymentRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [_payment(r) for r in await self.s.execute(q)]
+        return [_payment(r) for r in await self.session.execute(q)]
 
     async def unsettled(self, changed_before: datetime, limit: int) -> list[Payment]:
         """Succeeded payments whose order nobody settled, last changed before ``changed_before``."""
@@ -302,7 +245,7 @@ class PaymentRepository:
             .order_by(payments.c.updated_at)
             .limit(limit)
         )
-        return [_payment(r) for r in await self.s.execute(q)]
+        return [_payment(r) for r in await self.session.execute(q)]
 
     async def pending_to_check(self, checked_before: datetime, limit: int = 100) -> list[Payment]:
         """Open sessions not asked about since ``checked_before`` (created before it, too): claimed
@@ -318,10 +261,10 @@ class PaymentRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        ids = [r.id for r in await self.s.execute(q)]
+        ids = [r.id for r in await self.session.execute(q)]
         if not ids:
             return []
-        rows = await self.s.execute(
+        rows = await self.session.execute(
             update(payments)
             .where(payments.c.id.in_(ids))
             .values(checked_at=func.now())

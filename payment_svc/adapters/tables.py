@@ -1,0 +1,62 @@
+"""payment's schema: the SQLAlchemy tables of payments, received webhook events and refunds
+(``metadata`` is what the migrations' env.py and the schema-drift check compare against)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+)
+
+SCHEMA = "payment"
+metadata = MetaData(schema=SCHEMA)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("order_ref", String(128), nullable=False),
+    Column("request_id", String(128), nullable=False, unique=True),
+    Column("session_id", String(255), unique=True),
+    Column("payment_url", Text),
+    Column("payment_intent_id", String(255)),
+    Column("status", String(32), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("customer_email", String(254), nullable=False, server_default=""),
+    Column("refund_id", String(255)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("settled_at", DateTime(timezone=True)),
+    Column("settled_order_id", String(255)),
+    Column("checked_at", DateTime(timezone=True)),
+)
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(128), nullable=False),
+    Column("payment_id", Uuid),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("request_id", String(200), primary_key=True),
+    Column("payment_id", Uuid, ForeignKey("payments.id"), nullable=False),
+    Column("provider_refund_id", String(255), nullable=False, unique=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

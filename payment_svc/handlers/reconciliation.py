@@ -1,0 +1,87 @@
+"""Reconciliation, never depending on the provider's webhook retries: open sessions with no news are
+asked about at the provider, succeeded payments nobody settled are listed, and settling records the
+order a payment fulfilled."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from payment_svc.domain import (
+    AlreadySettled,
+    GatewayError,
+    NotPaid,
+    Payment,
+    PaymentNotFound,
+    PaymentStatus,
+)
+from payment_svc.handlers.sessions import Sessions
+from payment_svc.ports import PaymentGateway, UnitOfWork
+from petpro.clock import utcnow
+
+log = logging.getLogger("payment_svc")
+
+
+class Reconciliation:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        gateway: PaymentGateway,
+        sessions: Sessions,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        read: UnitOfWork | None = None,
+    ) -> None:
+        self.uow = uow
+        self.read = read or uow  # read-only: no transaction
+        self.gateway = gateway
+        self.sessions = sessions
+        self.clock = clock
+
+    async def reconcile_pending(self, older_than: timedelta) -> int:
+        """Ask the provider about open sessions with no news for ``older_than``: one paid whose webhook
+        never came becomes SUCCEEDED here (and then shows in :meth:`unsettled`).  Returns how many."""
+        async with self.uow() as repo:
+            due = await repo.pending_to_check(self.clock() - older_than)
+        found = 0
+        for p in due:
+            assert p.session_id
+            try:
+                state = await self.gateway.session_state(p.session_id)
+            except GatewayError:
+                log.warning(
+                    "provider not reachable for reconciliation", extra={"fields": {"payment": str(p.id)}}
+                )
+                continue
+            if await self.sessions.apply_state(p.id, state):
+                log.warning(
+                    "paid session found without its webhook",
+                    extra={"fields": {"payment": str(p.id), "session": p.session_id}},
+                )
+                found += 1
+        return found
+
+    async def unsettled(self, older_than: timedelta, limit: int = 100) -> list[Payment]:
+        async with self.read() as repo:
+            return await repo.unsettled(self.clock() - older_than, limit)
+
+    async def settle(self, payment_id: uuid.UUID, order_id: str) -> Payment:
+        """Record that the order of a paid payment is fulfilled (its booking exists).  Idempotent per
+        order id.  A payment refunded since (the booking cancelled before a late settle) is settled
+        too: the order it paid for is still a fact."""
+        async with self.uow() as repo:
+            p = await repo.get(payment_id, for_update=True)
+            if p is None:
+                raise PaymentNotFound("payment not found")
+            if p.settled_at is not None:
+                if p.settled_order_id != order_id:
+                    raise AlreadySettled("payment already settled for another order")
+                return p
+            if p.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+                raise NotPaid(f"payment is {p.status.value.lower()}, nothing to settle")
+            now = self.clock()
+            p.settled_at, p.settled_order_id = now, order_id
+            await repo.save(p, now)
+            return p

@@ -1,0 +1,55 @@
+"""Provider webhooks: verify the signature, record the event once (deduplicated by event id) and apply
+it to its payment (status, provider ids, the status of a refund)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from payment_svc.domain import Payment, refunded_minor
+from payment_svc.ports import PaymentGateway, UnitOfWork
+from petpro.clock import utcnow
+
+log = logging.getLogger("payment_svc")
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    event_id: str
+    event_type: str
+    duplicate: bool
+    payment: Payment | None
+
+
+class Webhooks:
+    def __init__(
+        self, uow: UnitOfWork, gateway: PaymentGateway, *, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.uow = uow
+        self.gateway = gateway
+        self.clock = clock
+
+    async def handle(self, payload: bytes, signature: str) -> WebhookOutcome:
+        event = self.gateway.verify_event(payload, signature)  # raises InvalidSignature
+        now = self.clock()
+        async with self.uow() as repo:
+            payment = await repo.find_for_event(event.payment_id, event.session_id, event.provider_payment_id)
+            first = await repo.record_event(event.id, event.type, payment.id if payment else None)
+            if payment is None:
+                log.info(
+                    "webhook for an unknown payment",
+                    extra={"fields": {"event": event.id, "type": event.type}},
+                )
+                return WebhookOutcome(event.id, event.type, not first, None)
+            if first:
+                payment.apply(event)
+                if event.refund_id and event.refund_status:  # refund.created / refund.updated / refund.failed
+                    await repo.set_refund_status(event.refund_id, event.refund_status, now)
+                    if event.refund_status == "failed":  # accepted, then failed: the money is back
+                        payment.refund_failed(
+                            refunded_minor(await repo.refunds_of(payment.id), ("succeeded",))
+                        )
+                await repo.save(payment, now)
+            return WebhookOutcome(event.id, event.type, not first, payment)
