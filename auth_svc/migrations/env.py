@@ -1,4 +1,0 @@
-from auth_svc.repository import metadata
-from petpro.migrations import run_env
-
-run_env(metadata)
