@@ -39,11 +39,18 @@ class NotifStore:
     parked_at: dict[tuple[str, int], datetime] = field(default_factory=dict)
     reminders: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     preferences: dict[uuid.UUID, Preferences] = field(default_factory=dict)
+    reminder_locks: set[uuid.UUID] = field(default_factory=set)  # claimed by an open unit of work
 
 
 class FakeNotifRepository:
     def __init__(self, store: NotifStore) -> None:
         self.store = store
+        self.held: set[uuid.UUID] = set()  # reminders this unit of work locked (FOR UPDATE)
+
+    def release(self) -> None:
+        """The unit of work ended: its row locks go (FakeUnitOfWork calls it)."""
+        self.store.reminder_locks -= self.held
+        self.held.clear()
 
     def _claim(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
         """True when this (event, channel, recipient) still needs delivering (new, or a failed try)."""
@@ -191,13 +198,18 @@ class FakeNotifRepository:
             (
                 (rid, r)
                 for rid, r in self.store.reminders.items()
-                if r["state"] == "PENDING" and r["due"] <= now and r["notice"].start > now
+                if r["state"] == "PENDING"
+                and r["due"] <= now
+                and r["notice"].start > now
+                and rid not in self.store.reminder_locks - self.held  # SKIP LOCKED: others' locks
             ),
             key=lambda x: x[1]["due"],
         )
         if not due:
             return None
         rid, r = due[0]
+        self.store.reminder_locks.add(rid)
+        self.held.add(rid)
         return Reminder(
             rid,
             r["booking_id"],
