@@ -152,7 +152,7 @@ class AuthRepository:
             .where(
                 clinic_memberships.c.clinic_id == clinic_id,
                 clinic_memberships.c.role == "ADMIN",
-                ~users.c.roles.any("SERVICE"),
+                ~users.c.roles.contains(["SERVICE"]),
             )
         )
         if lock:
