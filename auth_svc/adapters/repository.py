@@ -10,9 +10,11 @@ from typing import Any, cast
 from sqlalchemy import (
     CursorResult,
     Row,
+    any_,
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -152,7 +154,7 @@ class AuthRepository:
             .where(
                 clinic_memberships.c.clinic_id == clinic_id,
                 clinic_memberships.c.role == "ADMIN",
-                ~users.c.roles.contains(["SERVICE"]),
+                ~(literal("SERVICE") == any_(users.c.roles)),
             )
         )
         if lock:
