@@ -21,7 +21,7 @@ from petpro.settings import StackSettings, embedded_urls
 
 log = logging.getLogger("petpro.migrations")
 
-# package → schema it owns.  Keep in sync with each service's repository.SCHEMA.
+# package → schema it owns.  Keep in sync with each service's adapters.tables.SCHEMA.
 MIGRATED: dict[str, str] = {
     "auth_svc": "auth",
     "booking_svc": "booking",

@@ -14,8 +14,12 @@ from string import Template
 from notif_worker.domain import BookingNotice, MessageRefused, change_mail, format_money, when
 from petpro.smtp import SmtpClient, SmtpPermanentError
 
-_TEXT = Template(resources.files("notif_worker").joinpath("templates/booking_confirmed.txt").read_text())
-_HTML = Template(resources.files("notif_worker").joinpath("templates/booking_confirmed.html").read_text())
+_TEXT = Template(
+    resources.files("notif_worker.adapters").joinpath("templates/booking_confirmed.txt").read_text()
+)
+_HTML = Template(
+    resources.files("notif_worker.adapters").joinpath("templates/booking_confirmed.html").read_text()
+)
 
 
 def render(n: BookingNotice, sender: str) -> MIMEMultipart:

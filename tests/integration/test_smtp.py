@@ -66,9 +66,6 @@ class Handler:
         return "250 OK: stored"
 
 
-Serve = Callable[..., "asyncio.Future[tuple[str, Handler, list[SMTP]]]"]
-
-
 @pytest.fixture
 async def smtp_server() -> AsyncIterator[Callable[..., Any]]:
     """``await serve(**smtp_options)`` → (url, handler, sessions): an aiosmtpd server on a free port."""
