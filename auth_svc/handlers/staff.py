@@ -30,8 +30,8 @@ InvitationSender = Callable[[str, str, str, str, datetime], Awaitable[None]]
 
 
 class ClinicStaffHandlers:
-    """Invitations, memberships and the service accounts of clinic systems.  Every method takes the
-    authenticated caller first and checks membership of the clinic it names."""
+    """Invitations and memberships of a clinic's staff.  Every method but ``accept`` (the invitee has no
+    account yet) takes the authenticated caller first and checks membership of the clinic it names."""
 
     def __init__(
         self,
@@ -40,7 +40,6 @@ class ClinicStaffHandlers:
         *,
         invitation_ttl: timedelta = timedelta(hours=72),
     ) -> None:
-        self.auth = auth
         self.uow = auth.uow
         self.read = auth.read
         self.passwords = auth.passwords
