@@ -141,10 +141,12 @@ _RECORD_TAIL = (
 RECORD = {change: _RECORD_HEAD + rem + _RECORD_TAIL for change, rem in _REMINDERS.items()}
 
 # a parked event taken out to be applied (its predecessor presumed lost, or applied meanwhile): the
-# booking's progress moves to just before it (never back), and the parked row goes, in one statement
+# booking's progress moves to just before it (never back), and the parked row goes, in one statement;
+# a version that is not parked changes nothing
 RELEASE_PARKED = (
     "WITH prog AS (UPDATE booking_progress SET version = GREATEST(version, %(version)s::bigint - 1),"
-    " updated_at = now() WHERE booking_id = %(booking)s RETURNING version)"
+    " updated_at = now() WHERE booking_id = %(booking)s AND EXISTS (SELECT 1 FROM parked_events"
+    " WHERE booking_id = %(booking)s AND version = %(version)s) RETURNING version)"
     " DELETE FROM parked_events WHERE booking_id = %(booking)s AND version = %(version)s"
     " AND EXISTS (SELECT 1 FROM prog) RETURNING topic, payload"
 )

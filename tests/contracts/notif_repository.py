@@ -212,9 +212,15 @@ class NotifRepositoryContract:
         assert (r.outcome, r.parked) == ("applied", ("booking.completed", b"4"))
         assert (await self.record(read, fourth)).outcome == "applied"
 
-    async def test_releasing_what_is_not_parked_is_none(self, read: UnitOfWork) -> None:
+    async def test_releasing_what_is_not_parked_is_none_and_changes_nothing(self, read: UnitOfWork) -> None:
+        at = moment()
+        created = notice(at)
+        await self.record(read, created)
         async with read() as repo:
             assert await repo.release_parked(str(uuid.uuid4()), 2) is None
+            assert await repo.release_parked(created.booking_id, 3) is None
+        third = notice(at, booking=created.booking_id, clinic=created.clinic_id, kind="cancelled", version=3)
+        assert (await self.record(read, third)).outcome == "parked"  # the booking's order is untouched
 
     # -- the clinic feed ------------------------------------------------------------------------------
     async def test_the_feed_is_per_clinic_in_cursor_order(self, read: UnitOfWork) -> None:

@@ -153,7 +153,7 @@ class FakeNotifRepository:
         return list(first.items())[:limit]
 
     async def release_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
-        if booking_id not in self.store.progress:
+        if booking_id not in self.store.progress or (booking_id, version) not in self.store.parked:
             return None
         self.store.progress[booking_id] = max(self.store.progress[booking_id], version - 1)
         self.store.parked_at.pop((booking_id, version), None)
