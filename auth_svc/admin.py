@@ -10,8 +10,9 @@ import os
 import sys
 import uuid
 
+from auth_svc.adapters.repository import AuthRepository
+from auth_svc.adapters.tables import SCHEMA
 from auth_svc.domain import ROLE_PLATFORM_ADMIN, Passwords, User, normalize_email
-from auth_svc.repository import SCHEMA, AuthRepository
 from petpro.db import Database
 
 

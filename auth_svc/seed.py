@@ -6,8 +6,9 @@ import sys
 import uuid
 from typing import Any
 
+from auth_svc.adapters.repository import AuthRepository
+from auth_svc.adapters.tables import SCHEMA
 from auth_svc.domain import ROLE_CLINIC_STAFF, Passwords, User, normalize_email
-from auth_svc.repository import SCHEMA, AuthRepository
 from petpro import seedfile
 from petpro.db import Database
 

@@ -1,4 +1,5 @@
-"""auth_svc composition root."""
+"""auth_svc composition root: AuthSettings, build(settings) wiring the database, Redis throttle, signing
+keys and SMTP into the use cases and the two servicers (AuthService, ClinicStaffService)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from auth_svc.adapters.mail import InvitationMailer
+from auth_svc.adapters.repository import AuthRepository
+from auth_svc.adapters.tables import SCHEMA
 from auth_svc.domain import Passwords, TokenIssuer
 from auth_svc.handlers import (
     LOGIN_PER_ACCOUNT_AND_SOURCE,
@@ -21,15 +25,15 @@ from auth_svc.handlers import (
     InvitationSender,
     LocalAuthenticator,
     NoThrottle,
+    ServiceAccountHandlers,
 )
-from auth_svc.mail import InvitationMailer
 from auth_svc.ports import UnitOfWork
-from auth_svc.repository import SCHEMA, AuthRepository
 from auth_svc.service import AuthServicer, ClinicStaffServicer
 from petpro import cache, grpc_server, keys
 from petpro.backoff import Rule
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
+from petpro.smtp import SmtpClient
 from petpro.throttle import Throttle
 from petpro_api.auth.v1 import auth_pb2_grpc, clinic_staff_pb2_grpc
 
@@ -147,11 +151,13 @@ def build(
         rules=throttle_rules(settings),
     )
     base = settings.public_base_url or f"http://{settings.stack.host}:{settings.stack.port('envoy')}"
-    mailer = InvitationMailer(settings.url("smtp_url"), settings.mail_from, f"{base}/v1/invitations:accept")
+    if send_invitation is None:
+        smtp = SmtpClient(settings.url("smtp_url"), connections=2)  # invitations are rare
+        on_stop.append(smtp.close)
+        mailer = InvitationMailer(smtp, settings.mail_from, f"{base}/v1/invitations:accept")
+        send_invitation = mailer.send
     staff = ClinicStaffHandlers(
-        handlers,
-        send_invitation or mailer.send,
-        invitation_ttl=timedelta(hours=settings.invitation_ttl_hours),
+        handlers, send_invitation, invitation_ttl=timedelta(hours=settings.invitation_ttl_hours)
     )
     return grpc_server.App(
         name="auth_svc",
@@ -164,7 +170,9 @@ def build(
             ),
             grpc_server.Registration(
                 clinic_staff_pb2_grpc.add_ClinicStaffServiceServicer_to_server,
-                ClinicStaffServicer(staff, authn := LocalAuthenticator(handlers)),
+                ClinicStaffServicer(
+                    staff, ServiceAccountHandlers(handlers), authn := LocalAuthenticator(handlers)
+                ),
                 # authenticated by the kit before the body is decoded (no token → 401, whatever the body)
                 "petpro.auth.v1.ClinicStaffService",
                 authenticator=authn,

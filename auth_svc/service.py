@@ -1,4 +1,5 @@
-"""AuthService servicer: request → handler → response.  Errors are mapped by the kit interceptor."""
+"""AuthService and ClinicStaffService servicers: request → handler → response, and the pb <-> domain
+conversions they need.  Errors are mapped by the kit interceptor."""
 
 from __future__ import annotations
 
@@ -9,9 +10,18 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_svc.domain import User
-from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, LocalAuthenticator, TokenPair
+from auth_svc.handlers import (
+    AuthHandlers,
+    ClinicStaffHandlers,
+    LocalAuthenticator,
+    ServiceAccountHandlers,
+    TokenPair,
+)
+from petpro.authn import Principal
 from petpro.convert import uid
 from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc, clinic_staff_pb2, clinic_staff_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def _ts(dt: datetime) -> Timestamp:
@@ -52,12 +62,12 @@ def user_pb(user: User) -> auth_pb2.User:
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, handlers: AuthHandlers) -> None:
-        self.h = handlers
+        self.handlers = handlers
 
     async def Register(
         self, request: auth_pb2.RegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.RegisterResponse:
-        user = await self.h.register(
+        user = await self.handlers.register(
             request.email, request.password, request.name, client_address=request.client_address
         )
         return auth_pb2.RegisterResponse(user=user_pb(user))
@@ -65,7 +75,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def Login(
         self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.LoginResponse:
-        pair: TokenPair = await self.h.login(request.email, request.password, request.client_address)
+        pair: TokenPair = await self.handlers.login(request.email, request.password, request.client_address)
         return auth_pb2.LoginResponse(
             access_token=pair.access_token,
             refresh_token=pair.refresh_token,
@@ -77,7 +87,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def RefreshToken(
         self, request: auth_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.RefreshTokenResponse:
-        pair = await self.h.refresh(request.refresh_token)
+        pair = await self.handlers.refresh(request.refresh_token)
         return auth_pb2.RefreshTokenResponse(
             access_token=pair.access_token,
             refresh_token=pair.refresh_token,
@@ -88,7 +98,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def ValidateToken(
         self, request: auth_pb2.ValidateTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.ValidateTokenResponse:
-        c = await self.h.validate(request.token)
+        c = await self.handlers.validate(request.token)
         return auth_pb2.ValidateTokenResponse(
             user_id=c.user_id,
             email=c.email,
@@ -103,29 +113,34 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def RevokeToken(
         self, request: auth_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.RevokeTokenResponse:
-        await self.h.revoke(request.token)
+        await self.handlers.revoke(request.token)
         return auth_pb2.RevokeTokenResponse()
 
     async def GetJwks(
         self, request: auth_pb2.GetJwksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> auth_pb2.GetJwksResponse:
-        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k) for k in self.h.issuer.jwks()])
+        return auth_pb2.GetJwksResponse(keys=[auth_pb2.Jwk(**k) for k in self.handlers.issuer.jwks()])
 
 
 class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
     """Authenticates the caller first (auth_svc verifies its own tokens), then hands the claims to the
     use case, which checks membership of the clinic named in the request."""
 
-    def __init__(self, handlers: ClinicStaffHandlers, authn: LocalAuthenticator) -> None:
-        self.h = handlers
+    def __init__(
+        self, staff: ClinicStaffHandlers, accounts: ServiceAccountHandlers, authn: LocalAuthenticator
+    ) -> None:
+        self.staff = staff
+        self.accounts = accounts
         self.authn = authn
 
-    async def _caller(self, context):
+    async def _caller(self, context: Context) -> Principal:
         return await self.authn.principal(context)
 
-    async def InviteStaff(self, request, context):
+    async def InviteStaff(
+        self, request: clinic_staff_pb2.InviteStaffRequest, context: Context
+    ) -> clinic_staff_pb2.InviteStaffResponse:
         caller = await self._caller(context)
-        inv = await self.h.invite(
+        inv = await self.staff.invite(
             caller, uid(request.clinic_id, "clinic_id"), request.email, clinic_role_name(request.role)
         )
         return clinic_staff_pb2.InviteStaffResponse(
@@ -139,13 +154,17 @@ class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
             )
         )
 
-    async def AcceptInvitation(self, request, context):
-        user = await self.h.accept(request.token, request.password, request.name)
+    async def AcceptInvitation(
+        self, request: clinic_staff_pb2.AcceptInvitationRequest, context: Context
+    ) -> clinic_staff_pb2.AcceptInvitationResponse:
+        user = await self.staff.accept(request.token, request.password, request.name)
         return clinic_staff_pb2.AcceptInvitationResponse(user=user_pb(user))
 
-    async def ListStaff(self, request, context):
+    async def ListStaff(
+        self, request: clinic_staff_pb2.ListStaffRequest, context: Context
+    ) -> clinic_staff_pb2.ListStaffResponse:
         caller = await self._caller(context)
-        rows, token = await self.h.list_staff(
+        rows, token = await self.staff.list_staff(
             caller, uid(request.clinic_id, "clinic_id"), request.page_size, request.page_token
         )
         return clinic_staff_pb2.ListStaffResponse(
@@ -162,16 +181,20 @@ class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
             next_page_token=token,
         )
 
-    async def RemoveStaff(self, request, context):
+    async def RemoveStaff(
+        self, request: clinic_staff_pb2.RemoveStaffRequest, context: Context
+    ) -> clinic_staff_pb2.RemoveStaffResponse:
         caller = await self._caller(context)
-        await self.h.remove_staff(
+        await self.staff.remove_staff(
             caller, uid(request.clinic_id, "clinic_id"), uid(request.user_id, "user_id")
         )
         return clinic_staff_pb2.RemoveStaffResponse()
 
-    async def CreateServiceAccount(self, request, context):
+    async def CreateServiceAccount(
+        self, request: clinic_staff_pb2.CreateServiceAccountRequest, context: Context
+    ) -> clinic_staff_pb2.CreateServiceAccountResponse:
         caller = await self._caller(context)
-        creds = await self.h.create_service_account(
+        creds = await self.accounts.create_service_account(
             caller, uid(request.clinic_id, "clinic_id"), request.name, clinic_role_name(request.role)
         )
         return clinic_staff_pb2.CreateServiceAccountResponse(
@@ -185,15 +208,21 @@ class ClinicStaffServicer(clinic_staff_pb2_grpc.ClinicStaffServiceServicer):
             client_secret=creds.secret,
         )
 
-    async def RotateServiceAccountSecret(self, request, context):
+    async def RotateServiceAccountSecret(
+        self, request: clinic_staff_pb2.RotateServiceAccountSecretRequest, context: Context
+    ) -> clinic_staff_pb2.RotateServiceAccountSecretResponse:
         caller = await self._caller(context)
-        secret = await self.h.rotate_secret(
+        secret = await self.accounts.rotate_secret(
             caller, uid(request.clinic_id, "clinic_id"), uid(request.client_id, "client_id")
         )
         return clinic_staff_pb2.RotateServiceAccountSecretResponse(client_secret=secret)
 
-    async def IssueServiceToken(self, request, context):
-        pair = await self.h.issue_service_token(uid(request.client_id, "client_id"), request.client_secret)
+    async def IssueServiceToken(
+        self, request: clinic_staff_pb2.IssueServiceTokenRequest, context: Context
+    ) -> clinic_staff_pb2.IssueServiceTokenResponse:
+        pair = await self.accounts.issue_service_token(
+            uid(request.client_id, "client_id"), request.client_secret
+        )
         return clinic_staff_pb2.IssueServiceTokenResponse(
             access_token=pair.access_token, token_type="Bearer", expires_in=pair.expires_in
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 from auth_svc.domain import VerificationKey
 from auth_svc.server import AuthSettings, keys_dir
@@ -20,10 +21,10 @@ from petpro import keys
 from petpro.settings import load
 
 
-def describe(directory) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def describe(directory: Path) -> list[tuple[str, str, str]]:
     """(kid, file name, role) of every key, oldest first."""
     files = keys.key_files(directory)
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     for n, (path, key) in enumerate(zip(files, keys.load_key_dir(directory), strict=True)):
         role = "signs + verifies" if n == len(files) - 1 else "verifies"
         rows.append((VerificationKey.of(key).kid, path.name, role))
@@ -32,7 +33,7 @@ def describe(directory) -> list[tuple[str, str, str]]:  # type: ignore[no-untype
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m auth_svc.signing_keys", description=__doc__.split("\n")[0]
+        prog="python -m auth_svc.signing_keys", description=(__doc__ or "").split("\n")[0]
     )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="the keys of the directory, oldest first")

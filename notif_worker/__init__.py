@@ -1,1 +1,1 @@
-"""notif_worker: consumes booking.created → email, push inbox, clinic feed (gRPC stream)."""
+"""notif_worker: consumes the booking lifecycle topics → email, push inbox, reminders, clinic feed (gRPC stream)."""

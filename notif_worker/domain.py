@@ -1,4 +1,5 @@
-"""Notification domain: what a confirmed booking tells the owner and the clinic.  Pure Python."""
+"""Notification domain: what a booking's lifecycle events tell the owner (email, push, reminders, by
+their preferences) and the clinic (its feed).  Pure Python."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from petpro.errors import InvalidArgument
@@ -20,9 +22,9 @@ class PoisonEvent(InvalidArgument):
     reason = "POISON_EVENT"
 
 
-class FeedRace(Exception):
-    """Two workers appended the same event concurrently; the transaction is rolled back and the
-    caller's retry finds the event already there."""
+class MessageRefused(Exception):
+    """A channel refused a message for good (e.g. the mail server's 5xx for the address): trying again
+    cannot help, so the event goes to the dead-letter topic at once."""
 
 
 class ChannelFailed(Exception):
@@ -77,7 +79,7 @@ class BookingNotice:
     owner_name: str
     amount_minor: int
     currency: str
-    # the lifecycle (booking.created → cancelled | rescheduled | completed | no_show), see events.py
+    # the lifecycle (booking.created → cancelled | rescheduled | completed | no_show), see adapters/codecs.py
     kind: str = "created"
     version: int = 1
     refund_minor: int = 0
@@ -129,9 +131,13 @@ ReminderChange = tuple[str, tuple[int, ...]] | None
 
 @dataclass(frozen=True)
 class Recorded:
-    """What recording an event in the database left to do: send the email (its delivery claimed),
-    publish the feed row (committed), apply the booking's next event (it was parked, waiting)."""
+    """What recording an event did and left to do.  ``outcome``: "applied" (the booking's next version,
+    or a copy of the last one applied), "copy" (of an older version: only the missing deliveries were
+    done) or "parked" (an earlier version is still on its way: nothing else was done).  Left to do: send
+    the email (its delivery claimed), publish the feed row (committed), apply the booking's next event
+    (it was parked, waiting)."""
 
+    outcome: Literal["applied", "copy", "parked"]
     email_due: bool
     feed: FeedRow | None
     parked: tuple[str, bytes] | None

@@ -23,26 +23,7 @@ from notif_worker.domain import (
 
 
 class NotifRepository(Protocol):
-    async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
-        """True when this (event, channel, recipient) still needs delivering (new, or a failed try)."""
-        ...
-
-    async def finish_delivery(
-        self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None
-    ) -> None: ...
-    async def add_clinic_event(
-        self,
-        clinic_id: uuid.UUID,
-        event_id: uuid.UUID,
-        type_: str,
-        occurred_at: datetime,
-        payload_for: Callable[[int], bytes],
-    ) -> FeedRow | None:
-        """Append with the next per-clinic cursor (``payload_for(cursor)`` serialises the event); None
-        if the event is already there; raises FeedRace when a concurrent worker appended it."""
-        ...
-
-    async def record_next(
+    async def record(
         self,
         n: BookingNotice,
         *,
@@ -51,43 +32,69 @@ class NotifRepository(Protocol):
         feed_type: str,
         feed_tail: bytes,
         reminders: ReminderChange,
+        park: tuple[str, bytes],
         now: datetime,
-    ) -> Recorded | None:
-        """If the event is its booking's next version (version 1 first, then applied + 1), all of it at
-        once and atomically: the progress, the parked successor taken, the reminders' change, the push
-        row (delivered), the email's claim (if ``email``) and the clinic feed row (``feed_tail``: the
-        clinic event encoded with cursor 0; the row's payload is ``cursor_field(cursor) + feed_tail``).
-        None, having written nothing, when it is not the next version (a copy, or out of order)."""
+    ) -> Recorded:
+        """One event, atomically, by its place in its booking's order (version 1 first, then applied + 1):
+        - the next version (or a copy of the last one applied): the progress, the parked successor
+          taken, the reminders' change, the push (its delivery recorded as delivered, with ``push``'s
+          inbox row), the email's claim (if ``email``) and the clinic feed row (``feed_tail``: the clinic
+          event encoded with cursor 0; the row's payload is ``cursor_field(cursor) + feed_tail``, the
+          cursor the clinic's next);
+        - a copy of an older version: only what is missing of the push, the email's claim (unless it was
+          delivered) and the feed row; no progress, no reminders;
+        - a version after a missing one: parked (``park``: its topic and payload, at ``now``), nothing
+          else written.
+        Every delivery is recorded once per (event, channel, recipient); the email is due when its
+        claim is new or its last send failed."""
         ...
 
-    async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]: ...
-    async def add_inbox(self, row: InboxRow) -> bool: ...
+    async def finish_delivery(
+        self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None
+    ) -> None:
+        """The outcome of a claimed delivery: delivered, or failed with ``error`` (claimable again)."""
+        ...
+
+    async def parked_due(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]:
+        """(booking, version) of the parked events to apply now: parked before ``parked_before`` (their
+        predecessor presumed lost) or whose predecessor has been applied; lowest version per booking."""
+        ...
+
+    async def release_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
+        """Take a parked event out (topic, payload), its booking's progress moved to just before it
+        (never back); None when it is not parked (any more)."""
+        ...
+
+    async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]:
+        """The clinic's feed rows after cursor ``after``, in cursor order."""
+        ...
+
+    async def add_inbox(self, row: InboxRow) -> bool:
+        """False when the owner's inbox has a row of this event already."""
+        ...
+
     async def list_inbox(
         self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
-    ) -> list[InboxRow]: ...
-    async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow: ...
-    # per-booking order of lifecycle events (they come from several topics)
-    async def lock_progress(self, booking_id: str) -> int:
-        """The last version applied (0: none), locked until the transaction ends."""
+    ) -> list[InboxRow]:
+        """Newest first (created_at, id), after the page token's (created_at iso, id)."""
         ...
 
-    async def set_progress(self, booking_id: str, version: int) -> None: ...
-    async def park(self, booking_id: str, version: int, topic: str, payload: bytes) -> None: ...
-    async def take_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None: ...
-    async def stale_parked(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]: ...
+    async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
+        """One device per (user, token): registering it again keeps its id and takes the new platform."""
+        ...
+
     # reminders
-    async def schedule_reminders(self, n: BookingNotice, offsets: tuple[int, ...], now: datetime) -> None: ...
-    async def move_reminders(
-        self, booking_id: str, start: datetime, end: datetime, now: datetime
-    ) -> None: ...
-    async def drop_reminders(self, booking_id: str) -> None: ...
     async def claim_due_reminder(self, now: datetime) -> Reminder | None:
-        """Locked with SKIP LOCKED until the transaction ends."""
+        """The most overdue pending reminder of a booking not started yet, locked with SKIP LOCKED until
+        the transaction ends (another replica claims the next one)."""
         ...
 
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None: ...
     # preferences
-    async def preferences(self, user_id: uuid.UUID) -> Preferences: ...
+    async def preferences(self, user_id: uuid.UUID) -> Preferences:
+        """The owner's preferences; all on for an owner who never changed them."""
+        ...
+
     async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences: ...
 
 
@@ -99,22 +106,14 @@ class Mailer(Protocol):
 
 
 class PushProvider(Protocol):
-    """Delivers a push to the owner.  The default provider stores it in the owner's inbox
-    (GET /v1/me/notifications); an FCM/APNs provider would also send to registered devices."""
+    """Delivers a push to the owner as the inbox row it consists of (GET /v1/me/notifications),
+    recorded with the event in one statement.  An FCM/APNs provider would also send the row to the
+    owner's registered devices, after the commit."""
 
-    async def push(
-        self, repo: NotifRepository, notice: BookingNotice, title: str, body: str, data: dict[str, str]
-    ) -> None: ...
-
-    def inbox_row(
-        self, notice: BookingNotice, title: str, body: str, data: dict[str, str]
-    ) -> InboxRow | None:
-        """The push as the inbox row it consists of, recorded with the event in one statement; None
-        when this provider has more to do, in ``push`` inside the event's transaction."""
-        ...
+    def inbox_row(self, notice: BookingNotice, title: str, body: str, data: dict[str, str]) -> InboxRow: ...
 
 
-# the clinic event serialised with its cursor (protobuf ClinicEvent, see notif_worker/events.py); with
+# the clinic event serialised with its cursor (protobuf ClinicEvent, see notif_worker/adapters/codecs.py); with
 # cursor 0 the cursor is left out and ``events.cursor_field(c) + that`` is the encoding with cursor c
 FeedEncoder = Callable[[BookingNotice, int], bytes]
 # the cursor of a serialized clinic event (live messages carry only the payload)

@@ -1,5 +1,6 @@
-"""notif_worker composition root: the booking.created consumer, the clinic feed (gRPC stream with
-Redis fan-out) and the owner's notification inbox."""
+"""notif_worker composition root: NotifSettings, build(settings) wiring PostgreSQL, Redis, SMTP, Kafka
+and the auth service into the use cases: the booking events consumer, the reminder and parked-event
+sweeps, the clinic feed (gRPC stream with Redis fan-out) and the owner's inbox and preferences."""
 
 from __future__ import annotations
 
@@ -11,18 +12,28 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from notif_worker.events import clinic_event_cursor, decode_event, encode_clinic_event
-from notif_worker.fanout import RedisFanout
-from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
-from notif_worker.mailer import SmtpMailer
+from notif_worker.adapters.codecs import clinic_event_cursor, decode_event, encode_clinic_event
+from notif_worker.adapters.consumer import BookingEventsConsumer
+from notif_worker.adapters.fanout import RedisFanout
+from notif_worker.adapters.mail import SmtpMailer
+from notif_worker.adapters.push import InboxPush
+from notif_worker.adapters.repository import NotifRepository
+from notif_worker.adapters.tables import SCHEMA
+from notif_worker.handlers import (
+    ClinicFeed,
+    InboxHandlers,
+    NotifyHandlers,
+    PreferenceHandlers,
+    ReminderHandlers,
+    Retry,
+)
 from notif_worker.ports import LiveFanout, Mailer, UnitOfWork
-from notif_worker.repository import SCHEMA, NotifRepository
 from notif_worker.service import ClinicFeedServicer, NotificationServicer
-from notif_worker.worker import BookingCreatedConsumer
 from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
 from petpro.db import Database
 from petpro.settings import ServiceSettings, load
+from petpro.smtp import SmtpClient
 from petpro_api.auth.v1 import auth_pb2_grpc
 from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 
@@ -75,8 +86,8 @@ def build(
     the auth service (``auth``: an AuthService stub) and Kafka (consumer/producer factories)."""
     closers: list[Callable[[], Awaitable[None]]] = []  # closed in this order
     if mailer is None:
-        smtp = SmtpMailer(settings.url("smtp_url"), settings.mail_from)
-        mailer = smtp
+        smtp = SmtpClient(settings.url("smtp_url"))
+        mailer = SmtpMailer(smtp, settings.mail_from)
         closers.append(smtp.close)
     if fanout is None:
         redis = cache.make_redis(settings.url("redis_url"))
@@ -95,16 +106,17 @@ def build(
         closers.append(db.close)
     read = read or uow
 
-    handlers = NotifyHandlers(
-        uow,
+    push = InboxPush()
+    notify = NotifyHandlers(
+        read,  # recording an event is one statement: autocommit
         mailer,
-        InboxPush(),
+        push,
         encode_clinic_event,
         fanout.publish,
         Retry(settings.retry_attempts, settings.retry_base_seconds),
-        read=read,
         reminder_offsets=settings.reminder_offsets_minutes,
     )
+    reminders = ReminderHandlers(uow, mailer, push)
     if consumer_factory is None or producer_factory is None:
         bootstrap = settings.url("kafka_bootstrap_servers")
         consumer_factory = consumer_factory or (
@@ -113,8 +125,8 @@ def build(
             )
         )
         producer_factory = producer_factory or (lambda: events.producer(bootstrap, "notif_worker-dlq"))
-    consumer = BookingCreatedConsumer(
-        handlers,
+    consumer = BookingEventsConsumer(
+        notify,
         consumer_factory,
         producer_factory,
         settings.dlq_topic,
@@ -142,7 +154,7 @@ def build(
             ),
             grpc_server.Registration(
                 notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-                NotificationServicer(handlers),
+                NotificationServicer(InboxHandlers(uow, read), PreferenceHandlers(uow, read)),
                 "petpro.notification.v1.NotificationService",
             ),
         ],
@@ -150,12 +162,12 @@ def build(
             fanout.run,
             consumer.run,
             grpc_server.periodic(
-                "notif_worker.reminders", settings.reminder_sweep_seconds, handlers.send_due_reminders
+                "notif_worker.reminders", settings.reminder_sweep_seconds, reminders.send_due_reminders
             ),
             grpc_server.periodic(
                 "notif_worker.parked",
                 min(settings.parked_max_seconds / 4, 30.0),
-                lambda: handlers.release_stale_parked(
+                lambda: notify.release_stale_parked(
                     decode_event, timedelta(seconds=settings.parked_max_seconds)
                 ),
             ),

@@ -1,4 +1,5 @@
-"""ClinicFeedService (server stream) and NotificationService servicers."""
+"""ClinicFeedService (server stream) and NotificationService servicers: request → handler → response,
+and the pb <-> domain conversions they need."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Literal
 import grpc
 
 from notif_worker.domain import Preferences
-from notif_worker.handlers import ClinicFeed, NotifyHandlers
+from notif_worker.handlers import ClinicFeed, InboxHandlers, PreferenceHandlers
 from petpro.authn import Authenticator, require_clinic
 from petpro.convert import ts, uid
 from petpro_api.notification.v1 import (
@@ -61,13 +62,14 @@ def preferences_pb(p: Preferences) -> notification_pb2.NotificationPreferences:
 
 
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
-    def __init__(self, handlers: NotifyHandlers) -> None:
-        self.h = handlers
+    def __init__(self, inbox: InboxHandlers, preferences: PreferenceHandlers) -> None:
+        self.inbox = inbox
+        self.preferences = preferences
 
     async def ListNotifications(
         self, request: notification_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> notification_pb2.ListNotificationsResponse:
-        rows, token = await self.h.inbox(
+        rows, token = await self.inbox.inbox(
             uid(request.user_id, "user_id"), request.page_size, request.page_token
         )
         return notification_pb2.ListNotificationsResponse(
@@ -91,7 +93,7 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         request: notification_pb2.GetNotificationPreferencesRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> notification_pb2.GetNotificationPreferencesResponse:
-        p = await self.h.preferences(uid(request.user_id, "user_id"))
+        p = await self.preferences.preferences(uid(request.user_id, "user_id"))
         return notification_pb2.GetNotificationPreferencesResponse(preferences=preferences_pb(p))
 
     async def UpdateNotificationPreferences(
@@ -102,14 +104,14 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         changes: dict[str, bool] = {
             f: bool(getattr(request, f)) for f in PREFERENCE_FIELDS if request.HasField(f)
         }
-        p = await self.h.update_preferences(uid(request.user_id, "user_id"), changes)
+        p = await self.preferences.update_preferences(uid(request.user_id, "user_id"), changes)
         return notification_pb2.UpdateNotificationPreferencesResponse(preferences=preferences_pb(p))
 
     async def RegisterDevice(
         self, request: notification_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> notification_pb2.RegisterDeviceResponse:
         platform = notification_pb2.DevicePlatform.Name(request.platform).removeprefix("DEVICE_PLATFORM_")
-        d = await self.h.register_device(uid(request.user_id, "user_id"), platform, request.token)
+        d = await self.inbox.register_device(uid(request.user_id, "user_id"), platform, request.token)
         return notification_pb2.RegisterDeviceResponse(
             device=notification_pb2.Device(
                 device_id=str(d.id),

@@ -1,4 +1,4 @@
-from auth_svc.repository import metadata
+from auth_svc.adapters.tables import metadata
 from petpro.migrations import run_env
 
 run_env(metadata)

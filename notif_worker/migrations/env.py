@@ -1,4 +1,4 @@
-from notif_worker.repository import metadata
+from notif_worker.adapters.tables import metadata
 from petpro.migrations import run_env
 
 run_env(metadata)

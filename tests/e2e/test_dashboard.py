@@ -549,9 +549,10 @@ async def test_dashboard_shows_a_new_booking_live_in_a_real_browser(api: Api, br
 async def test_staff_of_several_clinics_pick_one_in_the_browser(api: Api, browser: Any, tmp_path: Path):
     from playwright.async_api import expect
 
+    from auth_svc.adapters.repository import AuthRepository
+    from auth_svc.adapters.tables import SCHEMA
     from auth_svc.domain import ROLE_CLINIC_STAFF, Passwords, normalize_email
     from auth_svc.domain import User as AuthUser
-    from auth_svc.repository import SCHEMA, AuthRepository
     from petpro.db import Database
 
     # provisioned like `petpro seed` provisions staff (there is no API for it)

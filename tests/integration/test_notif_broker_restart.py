@@ -20,8 +20,8 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from kafka.admin import KafkaAdminClient, NewTopic
 
+from notif_worker.adapters.consumer import BookingEventsConsumer
 from notif_worker.domain import BookingNotice
-from notif_worker.worker import BookingCreatedConsumer
 from petpro import events
 from petpro_api.booking.v1 import events_pb2
 from petpro_dev.devstack import kafka, process
@@ -87,7 +87,7 @@ async def test_events_published_after_a_broker_restart_that_lost_the_log_are_del
     bootstrap = stack.env()["KAFKA_BOOTSTRAP_SERVERS"]
     await asyncio.to_thread(create_topic, bootstrap)
     delivered = Delivered()
-    worker = BookingCreatedConsumer(
+    worker = BookingEventsConsumer(
         delivered,
         lambda: events.consumer(bootstrap, "restart-test", TOPIC),  # type: ignore[arg-type]
         lambda: events.producer(bootstrap, "restart-test-dlq"),

@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from auth_svc.domain import InvitationInvalid, LastClinicAdmin, Passwords, TokenIssuer, TokenRevoked, User
-from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, principal_of
+from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, ServiceAccountHandlers, principal_of
 from booking_svc.domain import Clinic, EtagMismatch, Interval, Pet, Service
 from booking_svc.handlers import (
     BookingHandlers,
@@ -210,7 +210,8 @@ async def test_expired_or_replaced_invitations_do_not_work(staff_env):
 
 
 async def test_service_account_secret_is_hashed_and_rotation_revokes(staff_env):
-    auth, h, store, _ = staff_env
+    auth, _, store, _ = staff_env
+    h = ServiceAccountHandlers(auth)
     clinic = uuid.uuid4()
     boss = User(
         uuid.uuid4(),

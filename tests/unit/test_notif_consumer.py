@@ -1,4 +1,4 @@
-"""The booking.created consumer's flow control with a fake KafkaConsumer: records start as they
+"""The booking events consumer's flow control with a fake KafkaConsumer: records start as they
 arrive (a slow one holds up nothing else), one key's records stay in order across polls, offsets are
 committed per partition only up to the oldest record still in flight, the fetch wait is short
 only while events flow, and a stop finishes and commits the events already started."""
@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from notif_worker.adapters.consumer import BookingEventsConsumer
 from notif_worker.domain import BookingNotice
-from notif_worker.worker import BookingCreatedConsumer
 from petpro_api.booking.v1 import events_pb2
 
 TOPIC = "booking.created"
@@ -100,9 +100,9 @@ class Clock:
 
 
 @pytest.fixture
-async def running() -> Iterator[tuple[BookingCreatedConsumer, FakeConsumer, Handlers, Clock]]:  # type: ignore[misc]
+async def running() -> Iterator[tuple[BookingEventsConsumer, FakeConsumer, Handlers, Clock]]:  # type: ignore[misc]
     consumer, handlers, clock = FakeConsumer(), Handlers(), Clock()
-    worker = BookingCreatedConsumer(
+    worker = BookingEventsConsumer(
         handlers,
         lambda: consumer,
         lambda: None,
@@ -194,7 +194,7 @@ async def test_stop_finishes_the_started_events_and_commits_them() -> None:
     """A stop (SIGTERM cancels the background task) lets the events already being delivered finish
     and commits them, so the replica that takes the partitions over does not deliver them again."""
     fake, handlers = FakeConsumer(), BlockingHandlers()
-    consumer = BookingCreatedConsumer(handlers, lambda: fake, lambda: None, "booking.created.dlq")  # type: ignore[arg-type]
+    consumer = BookingEventsConsumer(handlers, lambda: fake, lambda: None, "booking.created.dlq")  # type: ignore[arg-type]
     fake.batches.put([Record(0, 0, b"k", "one")])
     task = asyncio.create_task(consumer.run())
     await handlers.started.wait()
@@ -226,7 +226,7 @@ async def test_a_run_after_a_crash_starts_clean_and_delivers_again() -> None:
     handlers = FailOnce()
     first, second = FakeConsumer(), FakeConsumer()
     consumers = iter([first, second])
-    worker = BookingCreatedConsumer(handlers, lambda: next(consumers), lambda: None, "dlq")  # type: ignore[arg-type]
+    worker = BookingEventsConsumer(handlers, lambda: next(consumers), lambda: None, "dlq")  # type: ignore[arg-type]
     first.batches.put([Record(0, 0, b"k", "bad")])
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(worker.run(), timeout=30)
@@ -272,7 +272,7 @@ async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
             self.seeks.put(partitions)
 
     consumer, handlers, clock = RecreatingConsumer(), Handlers(), Clock()
-    worker = BookingCreatedConsumer(
+    worker = BookingEventsConsumer(
         handlers,
         lambda: consumer,
         lambda: None,
@@ -330,7 +330,7 @@ async def test_a_failed_commit_is_retried_with_the_same_offsets(error: str) -> N
             super().commit(offsets)
 
     consumer, handlers, clock = RefusesOnce(), Handlers(), Clock()
-    worker = BookingCreatedConsumer(
+    worker = BookingEventsConsumer(
         handlers,
         lambda: consumer,
         lambda: None,

@@ -9,9 +9,23 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notif_worker.domain import BookingNotice, ChannelFailed, FeedRow, PoisonEvent
-from notif_worker.events import clinic_event_cursor, cursor_field, decode_booking_created, encode_clinic_event
-from notif_worker.handlers import ClinicFeed, InboxPush, NotifyHandlers, Retry
+from notif_worker.adapters.codecs import (
+    clinic_event_cursor,
+    cursor_field,
+    decode_booking_created,
+    decode_event,
+    encode_clinic_event,
+)
+from notif_worker.adapters.push import InboxPush
+from notif_worker.domain import BookingNotice, ChannelFailed, FeedRow, MessageRefused, PoisonEvent
+from notif_worker.handlers import (
+    ClinicFeed,
+    InboxHandlers,
+    NotifyHandlers,
+    PreferenceHandlers,
+    ReminderHandlers,
+    Retry,
+)
 from petpro.convert import ts
 from petpro_api.booking.v1 import booking_pb2, events_pb2
 from petpro_api.common.v1 import money_pb2
@@ -44,19 +58,34 @@ def notice(event_id: uuid.UUID | None = None, clinic: uuid.UUID = CLINIC) -> Boo
     )
 
 
+class Handlers:
+    """The notification use cases on one fake store, sharing one clock (``now``; None: the real time)."""
+
+    def __init__(self, store: NotifStore, mailer: RecordingMailer, hub: LiveHub) -> None:
+        self.now: datetime | None = None
+        self.uow = notif_uow(store)
+        self.notifier = NotifyHandlers(
+            self.uow, mailer, InboxPush(), encode_clinic_event, hub.publish, NO_WAIT, clock=self.clock
+        )
+        self.reminders = ReminderHandlers(self.uow, mailer, InboxPush(), clock=self.clock)
+        self.owners = InboxHandlers(self.uow)
+        self.prefs = PreferenceHandlers(self.uow)
+        self.notify = self.notifier.notify
+        self.release_stale_parked = self.notifier.release_stale_parked
+        self.send_due_reminders = self.reminders.send_due_reminders
+        self.inbox = self.owners.inbox
+        self.register_device = self.owners.register_device
+        self.preferences = self.prefs.preferences
+        self.update_preferences = self.prefs.update_preferences
+
+    def clock(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
 @pytest.fixture
 def env():
     store, mailer, hub = NotifStore(), RecordingMailer(), LiveHub()
-    h = NotifyHandlers(
-        notif_uow(store),
-        mailer,
-        InboxPush(),
-        encode_clinic_event,
-        hub.publish,
-        NO_WAIT,
-        read=notif_uow(store),
-    )
-    return h, store, mailer, hub
+    return Handlers(store, mailer, hub), store, mailer, hub
 
 
 # -- notify -------------------------------------------------------------------------------------------
@@ -258,35 +287,18 @@ def test_the_stored_feed_row_is_the_cursor_field_then_the_event_encoded_without_
         assert cursor_field(cursor) + encode_clinic_event(n, 0) == encode_clinic_event(n, cursor)
 
 
-async def test_a_feed_race_is_rolled_back_and_retried(env):
-    h, store, mailer, hub = env
-    from notif_worker.domain import FeedRace
-    from tests.unit.fakes.notif import FakeNotifRepository
+async def test_a_refused_mail_is_not_retried(env):
+    h, store, mailer, _ = env
 
-    class RacedOnce(FakeNotifRepository):
-        raced = False
+    async def refuse(notice: BookingNotice) -> None:
+        raise MessageRefused("550 no such user")
 
-        async def add_clinic_event(self, clinic_id, event_id, type_, occurred_at, payload_for):  # type: ignore[no-untyped-def]
-            if not RacedOnce.raced:  # another worker appended the same event first: unique violation
-                RacedOnce.raced = True
-                raise FeedRace()
-            return await super().add_clinic_event(clinic_id, event_id, type_, occurred_at, payload_for)
-
-    class DevicePush:  # a provider with more to do than the inbox (FCM, say): the event's transaction
-        def inbox_row(self, *args):  # type: ignore[no-untyped-def]
-            return None
-
-        async def push(self, repo, notice, title, body, data):  # type: ignore[no-untyped-def]
-            await InboxPush().push(repo, notice, title, body, data)
-
-    h.uow.repo = RacedOnce
-    h.push_provider = DevicePush()
-    q, _ = await hub.subscribe(CLINIC)
+    mailer.send = refuse  # type: ignore[method-assign]
     n = notice()
-    await h.notify(n)
-    assert h.uow.rollbacks == 1
-    assert [row.cursor for _, row in store.feed[CLINIC]] == [1] and q.qsize() == 1
-    assert len(store.inbox) == 1 and mailer.sent == [n]
+    with pytest.raises(ChannelFailed):
+        await h.notify(n)
+    d = store.deliveries[(n.event_id, "email", n.owner_email)]
+    assert (d["status"], d["attempts"]) == ("failed", 1)  # one try, not NO_WAIT's three
 
 
 # -- lifecycle events: in the booking's order, though they come from several topics ----------------
@@ -319,8 +331,6 @@ def change_payload(kind: str, n: BookingNotice, version: int, refund: int = 0) -
 
 
 async def test_a_change_arriving_before_its_predecessor_waits_for_it(env):
-    from notif_worker.events import decode_event
-
     h, store, mailer, _hub = env
     created = notice()
     await h.notify(created, "booking.created", b"created", decode_event)
@@ -348,11 +358,8 @@ async def test_a_change_arriving_before_its_predecessor_waits_for_it(env):
 
 # -- reminders ----------------------------------------------------------------------------------------
 async def test_reminders_made_at_confirmation_moved_on_reschedule_dropped_on_cancel(env):
-    from notif_worker.events import decode_event
-
     h, store, mailer, _ = env
-    clock = {"now": NOW - timedelta(days=5)}
-    h.clock = lambda: clock["now"]
+    h.now = NOW - timedelta(days=5)
     created = notice()  # starts at NOW
     await h.notify(created, "booking.created", b"created", decode_event)
     assert sorted(r["due"] for r in store.reminders.values()) == [
@@ -361,7 +368,7 @@ async def test_reminders_made_at_confirmation_moved_on_reschedule_dropped_on_can
     ]
     assert await h.send_due_reminders() == 0  # none due yet
 
-    clock["now"] = NOW - timedelta(hours=47)
+    h.now = NOW - timedelta(hours=47)
     assert await h.send_due_reminders() == 1 and await h.send_due_reminders() == 0  # the 48 h one, once
     assert [m.kind for m in mailer.sent] == ["created", "reminder"]
 
@@ -373,34 +380,30 @@ async def test_reminders_made_at_confirmation_moved_on_reschedule_dropped_on_can
     ]
     cancel_topic, cancel = change_payload("cancelled", created, 3)
     await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
-    clock["now"] = NOW + timedelta(hours=23)
+    h.now = NOW + timedelta(hours=23)
     assert await h.send_due_reminders() == 0  # nothing for a cancelled booking
     assert [m.kind for m in mailer.sent] == ["created", "reminder", "rescheduled", "cancelled"]
 
 
 async def test_no_reminder_after_the_start(env):
-    from notif_worker.events import decode_event
-
     h, _store, _mailer, _ = env
-    h.clock = lambda: NOW - timedelta(days=5)
+    h.now = NOW - timedelta(days=5)
     await h.notify(notice(), "booking.created", b"created", decode_event)
-    h.clock = lambda: NOW + timedelta(minutes=1)  # both overdue, but the visit has started
+    h.now = NOW + timedelta(minutes=1)  # both overdue, but the visit has started
     assert await h.send_due_reminders() == 0
 
 
 async def test_preferences_switch_off_changes_and_reminders_but_never_transactional_messages(env):
-    from notif_worker.events import decode_event
-
     h, store, mailer, _ = env
     created = notice()
     await h.update_preferences(
         created.owner_user_id, {"changes_email": False, "reminders_push": False, "reminders_email": False}
     )
-    h.clock = lambda: NOW - timedelta(days=5)
+    h.now = NOW - timedelta(days=5)
     await h.notify(created, "booking.created", b"created", decode_event)
     move_topic, move = change_payload("rescheduled", created, 2)
     await h.notify(decode_event(move_topic, move), move_topic, move, decode_event)
-    h.clock = lambda: NOW + timedelta(hours=1)  # the 48 h reminder of the new start is due
+    h.now = NOW + timedelta(hours=1)  # the 48 h reminder of the new start is due
     assert await h.send_due_reminders() == 1
     cancel_topic, cancel = change_payload("cancelled", created, 3)
     await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
@@ -414,14 +417,15 @@ async def test_preferences_switch_off_changes_and_reminders_but_never_transactio
 
 
 async def test_an_event_whose_predecessor_never_comes_is_applied_after_the_wait(env):
-    from notif_worker.events import decode_event
-
     h, store, mailer, _ = env
     created = notice()
     await h.notify(created, "booking.created", b"created", decode_event)
     cancel_topic, cancel = change_payload("cancelled", created, 3)  # version 2 was lost
     await h.notify(decode_event(cancel_topic, cancel), cancel_topic, cancel, decode_event)
     assert [m.kind for m in mailer.sent] == ["created"]
+    h.now = datetime.now(UTC) + timedelta(minutes=4)
+    assert await h.release_stale_parked(decode_event, timedelta(minutes=5)) == 0  # it may still come
+    h.now = datetime.now(UTC) + timedelta(minutes=6)
     assert await h.release_stale_parked(decode_event, timedelta(minutes=5)) == 1
     assert [m.kind for m in mailer.sent] == ["created", "cancelled"] and store.parked == {}
     assert store.progress[created.booking_id] == 3

@@ -27,12 +27,18 @@ class FakeUnitOfWork(Generic[S, R]):
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[R]:
         snapshot = copy.deepcopy(vars(self.store))
+        repo = self.repo(self.store)
         try:
             with one_connection("fake"):  # one pooled connection per task, as petpro.db.Database
-                yield self.repo(self.store)
+                yield repo
         except BaseException:
             vars(self.store).clear()
             vars(self.store).update(snapshot)
             self.rollbacks += 1
             raise
-        self.commits += 1
+        else:
+            self.commits += 1
+        finally:
+            release = getattr(repo, "release", None)
+            if release is not None:  # the row locks it took end with the transaction
+                release()

@@ -21,67 +21,70 @@ class AuthStore:
 
 class FakeAuthRepository:
     def __init__(self, store: AuthStore) -> None:
-        self.s = store
+        self.store = store
 
     async def add_user(self, user: User) -> bool:
-        if any(u.email == user.email for u in self.s.users.values()):
+        if any(u.email == user.email for u in self.store.users.values()):
             return False
-        self.s.users[user.id] = copy.deepcopy(user)
+        self.store.users[user.id] = copy.deepcopy(user)
         return True
 
     async def upsert_user(self, user: User) -> User:
-        existing = next((u for u in self.s.users.values() if u.email == user.email), None)
-        stored = replace(user, id=existing.id, created_at=existing.created_at) if existing else user
-        self.s.users[stored.id] = copy.deepcopy(stored)
+        existing = next((u for u in self.store.users.values() if u.email == user.email), None)
+        stored = user
+        if existing is not None:  # memberships are added or changed, never taken away (as in SQL)
+            memberships = {**existing.memberships, **user.memberships}
+            stored = replace(user, id=existing.id, created_at=existing.created_at, memberships=memberships)
+        self.store.users[stored.id] = copy.deepcopy(stored)
         return copy.deepcopy(stored)
 
     async def user_by_email(self, email: str) -> User | None:
-        return copy.deepcopy(next((u for u in self.s.users.values() if u.email == email), None))
+        return copy.deepcopy(next((u for u in self.store.users.values() if u.email == email), None))
 
     async def user_by_id(self, user_id: uuid.UUID) -> User | None:
-        return copy.deepcopy(self.s.users.get(user_id))
+        return copy.deepcopy(self.store.users.get(user_id))
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
-        self.s.users[user_id].password_hash = password_hash
+        self.store.users[user_id].password_hash = password_hash
 
     async def add_session(self, session: Session) -> None:
-        assert session.id not in self.s.sessions
-        self.s.sessions[session.id] = copy.deepcopy(session)
+        assert session.id not in self.store.sessions
+        self.store.sessions[session.id] = copy.deepcopy(session)
 
     async def session_for_update(self, session_id: uuid.UUID) -> Session | None:
-        return copy.deepcopy(self.s.sessions.get(session_id))
+        return copy.deepcopy(self.store.sessions.get(session_id))
 
     async def session_revoked_at(self, session_id: uuid.UUID) -> tuple[bool, datetime | None]:
-        s = self.s.sessions.get(session_id)
+        s = self.store.sessions.get(session_id)
         return (s is not None, s.revoked_at if s else None)
 
     async def rotate_refresh(self, session_id: uuid.UUID, refresh_hash: str, expires_at: datetime) -> None:
-        s = self.s.sessions[session_id]
+        s = self.store.sessions[session_id]
         s.refresh_hash, s.refresh_expires_at = refresh_hash, expires_at
 
     async def revoke_session(self, session_id: uuid.UUID, at: datetime) -> None:
-        s = self.s.sessions.get(session_id)
+        s = self.store.sessions.get(session_id)
         if s is not None and s.revoked_at is None:
             s.revoked_at = at
 
     async def set_roles(self, user_id: uuid.UUID, roles: tuple[str, ...]) -> None:
-        self.s.users[user_id].roles = roles
+        self.store.users[user_id].roles = roles
 
     # -- clinic memberships and invitations
     async def memberships(self, user_id: uuid.UUID) -> dict[str, str]:
-        return dict(self.s.users[user_id].memberships)
+        return dict(self.store.users[user_id].memberships)
 
     async def put_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID, role: str) -> None:
-        self.s.users[user_id].memberships[str(clinic_id)] = role
+        self.store.users[user_id].memberships[str(clinic_id)] = role
 
     async def remove_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID) -> bool:
-        user = self.s.users.get(user_id)
+        user = self.store.users.get(user_id)
         return user is not None and user.memberships.pop(str(clinic_id), None) is not None
 
     async def clinic_admins(self, clinic_id: uuid.UUID, *, lock: bool = False) -> list[uuid.UUID]:
         return [
             u.id
-            for u in self.s.users.values()
+            for u in self.store.users.values()
             if u.memberships.get(str(clinic_id)) == "ADMIN" and "SERVICE" not in u.roles
         ]
 
@@ -89,7 +92,7 @@ class FakeAuthRepository:
         self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
     ) -> list[Member]:
         rows = sorted(
-            (u for u in self.s.users.values() if str(clinic_id) in u.memberships),
+            (u for u in self.store.users.values() if str(clinic_id) in u.memberships),
             key=lambda u: (u.email, str(u.id)),
         )
         return [
@@ -99,21 +102,21 @@ class FakeAuthRepository:
         ][:limit]
 
     async def replace_invitation(self, inv: Invitation) -> None:
-        for key, old in list(self.s.invitations.items()):
+        for key, old in list(self.store.invitations.items()):
             if (old.clinic_id, old.email) == (inv.clinic_id, inv.email) and old.accepted_at is None:
-                del self.s.invitations[key]
-        self.s.invitations[inv.id] = copy.deepcopy(inv)
+                del self.store.invitations[key]
+        self.store.invitations[inv.id] = copy.deepcopy(inv)
 
     async def invitation_for_update(self, token_hash: str) -> Invitation | None:
         return copy.deepcopy(
-            next((i for i in self.s.invitations.values() if i.token_hash == token_hash), None)
+            next((i for i in self.store.invitations.values() if i.token_hash == token_hash), None)
         )
 
     async def mark_accepted(self, invitation_id: uuid.UUID, at: datetime) -> None:
-        self.s.invitations[invitation_id].accepted_at = at
+        self.store.invitations[invitation_id].accepted_at = at
 
     async def revoke_user_sessions(self, user_id: uuid.UUID, at: datetime) -> None:
-        for s in self.s.sessions.values():
+        for s in self.store.sessions.values():
             if s.user_id == user_id and s.revoked_at is None:
                 s.revoked_at = at
 

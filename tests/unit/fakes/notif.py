@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from notif_worker.adapters.codecs import cursor_field
 from notif_worker.domain import (
     BookingNotice,
     DeviceRow,
@@ -21,7 +22,6 @@ from notif_worker.domain import (
     ReminderChange,
     reminder_due,
 )
-from notif_worker.events import cursor_field
 from tests.unit.fakes import FakeUnitOfWork
 
 
@@ -33,47 +33,33 @@ class NotifStore:
     )  # clinic → (event, row)
     inbox: list[InboxRow] = field(default_factory=list)
     devices: dict[tuple[uuid.UUID, str], DeviceRow] = field(default_factory=dict)
+    cursors: dict[uuid.UUID, int] = field(default_factory=dict)  # clinic → last cursor taken
     progress: dict[str, int] = field(default_factory=dict)  # booking → last version applied
     parked: dict[tuple[str, int], tuple[str, bytes]] = field(default_factory=dict)
+    parked_at: dict[tuple[str, int], datetime] = field(default_factory=dict)
     reminders: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     preferences: dict[uuid.UUID, Preferences] = field(default_factory=dict)
+    reminder_locks: set[uuid.UUID] = field(default_factory=set)  # claimed by an open unit of work
 
 
 class FakeNotifRepository:
     def __init__(self, store: NotifStore) -> None:
-        self.s = store
+        self.store = store
+        self.held: set[uuid.UUID] = set()  # reminders this unit of work locked (FOR UPDATE)
 
-    async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
-        row = self.s.deliveries.setdefault(
-            (event_id, channel, recipient), {"status": "pending", "attempts": 0}
+    def release(self) -> None:
+        """The unit of work ended: its row locks go (FakeUnitOfWork calls it)."""
+        self.store.reminder_locks -= self.held
+        self.held.clear()
+
+    def _claim(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
+        """True when this (event, channel, recipient) still needs delivering (new, or a failed try)."""
+        row = self.store.deliveries.setdefault(
+            (event_id, channel, recipient), {"status": "pending", "attempts": 0, "last_error": None}
         )
         return row["status"] != "delivered"
 
-    async def finish_delivery(
-        self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None
-    ) -> None:
-        row = self.s.deliveries[(event_id, channel, recipient)]
-        row.update(
-            status="delivered" if ok else "failed", attempts=int(row["attempts"]) + 1, last_error=error
-        )
-
-    async def add_clinic_event(
-        self,
-        clinic_id: uuid.UUID,
-        event_id: uuid.UUID,
-        type_: str,
-        occurred_at: datetime,
-        payload_for: Callable[[int], bytes],
-    ) -> FeedRow | None:
-        if any(e == event_id for rows in self.s.feed.values() for e, _ in rows):
-            return None
-        rows = self.s.feed.setdefault(clinic_id, [])
-        cursor = len(rows) + 1
-        row = FeedRow(cursor, payload_for(cursor))
-        rows.append((event_id, row))
-        return row
-
-    async def record_next(
+    async def record(
         self,
         n: BookingNotice,
         *,
@@ -82,115 +68,148 @@ class FakeNotifRepository:
         feed_type: str,
         feed_tail: bytes,
         reminders: ReminderChange,
+        park: tuple[str, bytes],
         now: datetime,
-    ) -> Recorded | None:
-        applied = self.s.progress.get(n.booking_id)
-        if not (applied == n.version - 1 or (applied is None and n.version == 1)):
-            return None
-        self.s.progress[n.booking_id] = n.version
-        parked = await self.take_parked(n.booking_id, n.version + 1)
-        if reminders is not None and reminders[0] == "schedule":
-            await self.schedule_reminders(n, reminders[1], now)
-        elif reminders is not None and reminders[0] == "move":
-            await self.move_reminders(n.booking_id, n.start, n.end, now)
-        elif reminders is not None:
-            await self.drop_reminders(n.booking_id)
-        if push is not None and await self.claim_delivery(n.event_id, "push", str(n.owner_user_id)):
+    ) -> Recorded:
+        s = self.store
+        applied = s.progress.get(n.booking_id, 0)
+        if applied == n.version - 1:
+            applied = s.progress[n.booking_id] = n.version
+        else:
+            s.progress.setdefault(n.booking_id, 0)
+        if applied < n.version:
+            if (n.booking_id, n.version) not in s.parked:
+                s.parked[(n.booking_id, n.version)] = park
+                s.parked_at[(n.booking_id, n.version)] = now
+            return Recorded("parked", False, None, None)
+        parked = None
+        if applied == n.version:
+            parked = s.parked.pop((n.booking_id, n.version + 1), None)
+            s.parked_at.pop((n.booking_id, n.version + 1), None)
+            self._change_reminders(n, reminders, now)
+        if push is not None and self._claim(n.event_id, "push", str(n.owner_user_id)):
+            row = s.deliveries[(n.event_id, "push", str(n.owner_user_id))]
+            row.update(status="delivered", attempts=int(row["attempts"]) + 1, last_error=None)
             await self.add_inbox(push)
-            await self.finish_delivery(n.event_id, "push", str(n.owner_user_id), ok=True)
-        email_due = email and await self.claim_delivery(n.event_id, "email", n.owner_email)
-        feed = await self.add_clinic_event(
-            n.clinic_id, n.event_id, feed_type, n.occurred_at, lambda cursor: cursor_field(cursor) + feed_tail
+        email_due = email and self._claim(n.event_id, "email", n.owner_email)
+        feed = None
+        if not any(e == n.event_id for rows in s.feed.values() for e, _ in rows):
+            s.cursors[n.clinic_id] = cursor = s.cursors.get(n.clinic_id, 0) + 1
+            feed = FeedRow(cursor, cursor_field(cursor) + feed_tail)
+            s.feed.setdefault(n.clinic_id, []).append((n.event_id, feed))
+        return Recorded("applied" if applied == n.version else "copy", email_due, feed, parked)
+
+    def _change_reminders(self, n: BookingNotice, change: ReminderChange, now: datetime) -> None:
+        if change is None:
+            return
+        if change[0] == "schedule":
+            for offset in change[1]:
+                rid = uuid.uuid5(n.event_id, f"reminder-{offset}")
+                if any(
+                    r["booking_id"] == n.booking_id and r["offset"] == offset
+                    for r in self.store.reminders.values()
+                ):
+                    continue  # one reminder per (booking, offset)
+                due = reminder_due(n.start, offset)
+                self.store.reminders.setdefault(
+                    rid,
+                    {
+                        "booking_id": n.booking_id,
+                        "offset": offset,
+                        "due": due,
+                        "state": "PENDING" if due > now else "DROPPED",
+                        "notice": n,
+                    },
+                )
+        elif change[0] == "move":
+            for r in self.store.reminders.values():
+                if r["booking_id"] == n.booking_id and r["notice"].start != n.start:
+                    r["due"] = reminder_due(n.start, r["offset"])
+                    r["state"] = "PENDING" if r["due"] > now else "DROPPED"
+                    r["notice"] = replace(r["notice"], start=n.start, end=n.end)
+        else:
+            for r in self.store.reminders.values():
+                if r["booking_id"] == n.booking_id and r["state"] == "PENDING":
+                    r["state"] = "DROPPED"
+
+    async def finish_delivery(
+        self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None
+    ) -> None:
+        row = self.store.deliveries.get((event_id, channel, recipient))
+        if row is None:  # an UPDATE of no row
+            return
+        row.update(
+            status="delivered" if ok else "failed", attempts=int(row["attempts"]) + 1, last_error=error
         )
-        return Recorded(email_due, feed, parked)
+
+    async def parked_due(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]:
+        first: dict[str, int] = {}
+        for booking_id, version in sorted(self.store.parked):
+            if booking_id in first:
+                continue
+            applied = self.store.progress.get(booking_id, 0)
+            if self.store.parked_at[(booking_id, version)] < parked_before or version <= applied + 1:
+                first[booking_id] = version
+        return list(first.items())[:limit]
+
+    async def release_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
+        if booking_id not in self.store.progress or (booking_id, version) not in self.store.parked:
+            return None
+        self.store.progress[booking_id] = max(self.store.progress[booking_id], version - 1)
+        self.store.parked_at.pop((booking_id, version), None)
+        return self.store.parked.pop((booking_id, version), None)
 
     async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]:
-        return [r for _, r in self.s.feed.get(clinic_id, []) if r.cursor > after][:limit]
+        return sorted(
+            (r for _, r in self.store.feed.get(clinic_id, []) if r.cursor > after), key=lambda r: r.cursor
+        )[:limit]
 
     async def add_inbox(self, row: InboxRow) -> bool:
-        if any(r.user_id == row.user_id and r.event_id == row.event_id for r in self.s.inbox):
+        if any(r.user_id == row.user_id and r.event_id == row.event_id for r in self.store.inbox):
             return False
-        self.s.inbox.append(copy.deepcopy(row))
+        self.store.inbox.append(copy.deepcopy(row))
         return True
 
     async def list_inbox(
         self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
     ) -> list[InboxRow]:
-        rows = sorted(
-            (r for r in self.s.inbox if r.user_id == user_id),
-            key=lambda r: (r.created_at.isoformat(), str(r.id)),
-            reverse=True,
-        )
-        return [r for r in rows if after is None or (r.created_at.isoformat(), str(r.id)) < after][:limit]
+        def key(r: InboxRow) -> tuple[datetime, str]:
+            return (r.created_at, str(r.id))
+
+        rows = sorted((r for r in self.store.inbox if r.user_id == user_id), key=key, reverse=True)
+        if after is not None:
+            cut = (datetime.fromisoformat(after[0]), str(uuid.UUID(after[1])))
+            rows = [r for r in rows if key(r) < cut]
+        return rows[:limit]
 
     async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
-        existing = self.s.devices.get((user_id, token))
+        existing = self.store.devices.get((user_id, token))
         row = DeviceRow(
             existing.id if existing else uuid.uuid4(),
             user_id,
             platform,
             existing.created_at if existing else datetime.now(UTC),
         )
-        self.s.devices[(user_id, token)] = row
+        self.store.devices[(user_id, token)] = row
         return row
-
-    async def lock_progress(self, booking_id: str) -> int:
-        return self.s.progress.setdefault(booking_id, 0)
-
-    async def set_progress(self, booking_id: str, version: int) -> None:
-        self.s.progress[booking_id] = version
-
-    async def park(self, booking_id: str, version: int, topic: str, payload: bytes) -> None:
-        self.s.parked.setdefault((booking_id, version), (topic, payload))
-
-    async def take_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
-        return self.s.parked.pop((booking_id, version), None)
-
-    async def stale_parked(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]:
-        first: dict[str, int] = {}
-        for booking_id, version in sorted(self.s.parked):
-            first.setdefault(booking_id, version)
-        return list(first.items())[:limit]  # the fake does not keep parking times: every parked one is stale
-
-    async def schedule_reminders(self, n: BookingNotice, offsets: tuple[int, ...], now: datetime) -> None:
-        for offset in offsets:
-            rid = uuid.uuid5(n.event_id, f"reminder-{offset}")
-            due = reminder_due(n.start, offset)
-            self.s.reminders.setdefault(
-                rid,
-                {
-                    "booking_id": n.booking_id,
-                    "offset": offset,
-                    "due": due,
-                    "state": "PENDING" if due > now else "DROPPED",
-                    "notice": n,
-                },
-            )
-
-    async def move_reminders(self, booking_id: str, start: datetime, end: datetime, now: datetime) -> None:
-        for r in self.s.reminders.values():
-            if r["booking_id"] == booking_id:
-                r["due"] = reminder_due(start, r["offset"])
-                r["state"] = "PENDING" if r["due"] > now else "DROPPED"
-                r["notice"] = replace(r["notice"], start=start, end=end)
-
-    async def drop_reminders(self, booking_id: str) -> None:
-        for r in self.s.reminders.values():
-            if r["booking_id"] == booking_id and r["state"] == "PENDING":
-                r["state"] = "DROPPED"
 
     async def claim_due_reminder(self, now: datetime) -> Reminder | None:
         due = sorted(
             (
                 (rid, r)
-                for rid, r in self.s.reminders.items()
-                if r["state"] == "PENDING" and r["due"] <= now and r["notice"].start > now
+                for rid, r in self.store.reminders.items()
+                if r["state"] == "PENDING"
+                and r["due"] <= now
+                and r["notice"].start > now
+                and rid not in self.store.reminder_locks - self.held  # SKIP LOCKED: others' locks
             ),
             key=lambda x: x[1]["due"],
         )
         if not due:
             return None
         rid, r = due[0]
+        self.store.reminder_locks.add(rid)
+        self.held.add(rid)
         return Reminder(
             rid,
             r["booking_id"],
@@ -200,14 +219,16 @@ class FakeNotifRepository:
         )
 
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
-        self.s.reminders[reminder_id]["state"] = "SENT"
+        self.store.reminders[reminder_id]["state"] = "SENT"
 
     async def preferences(self, user_id: uuid.UUID) -> Preferences:
-        return self.s.preferences.get(user_id, Preferences())
+        return self.store.preferences.get(user_id, Preferences())
 
     async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences:
-        self.s.preferences[user_id] = replace(self.s.preferences.get(user_id, Preferences()), **changes)
-        return self.s.preferences[user_id]
+        self.store.preferences[user_id] = replace(
+            self.store.preferences.get(user_id, Preferences()), **changes
+        )
+        return self.store.preferences[user_id]
 
 
 def notif_uow(store: NotifStore | None = None) -> FakeUnitOfWork[NotifStore, FakeNotifRepository]:

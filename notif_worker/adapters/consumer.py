@@ -1,5 +1,7 @@
-"""The booking.created consumer: Kafka consumer group → NotifyHandlers, commit after processing,
-poison or persistently failing events → the dead-letter topic (with the error), never blocking."""
+"""The booking events consumer: the five booking lifecycle topics (booking.created, .cancelled,
+.rescheduled, .completed, .no-show) in one Kafka consumer group → NotifyHandlers, commit after
+processing, poison or persistently failing events → the dead-letter topic (with the error), never
+blocking."""
 
 from __future__ import annotations
 
@@ -8,22 +10,35 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 from opentelemetry.trace import StatusCode
 
-from notif_worker.domain import ChannelFailed, PoisonEvent
-from notif_worker.events import decode_event
-from notif_worker.handlers import NotifyHandlers
+from notif_worker.adapters.codecs import decode_event
+from notif_worker.domain import BookingNotice, ChannelFailed, PoisonEvent
 from petpro import events, telemetry
 
 log = logging.getLogger("notif_worker.consumer")
+
+
+class EventHandler(Protocol):
+    """What the consumer hands each record to (NotifyHandlers.notify; adapters never import handlers)."""
+
+    async def notify(
+        self,
+        n: BookingNotice,
+        topic: str = ...,
+        payload: bytes = ...,
+        decode: Callable[[str, bytes], BookingNotice] | None = ...,
+    ) -> None: ...
+
+
 ConsumerRecord = Any  # kafka-python's ConsumerRecord (untyped): topic, partition, offset, key, value, headers
 
 
-class BookingCreatedConsumer:
+class BookingEventsConsumer:
     """Records are processed as they arrive, not batch by batch: each poll's records start at once
     (the records of one key strictly in order, across polls too, so two copies of one event never
     race each other's delivery claims), the next poll does not wait for them (an SMTP send holds up
@@ -45,7 +60,7 @@ class BookingCreatedConsumer:
 
     def __init__(
         self,
-        handlers: NotifyHandlers,
+        handlers: EventHandler,
         consumer_factory: Callable[[], KafkaConsumer],
         producer_factory: Callable[[], KafkaProducer],
         dlq_topic: str,
@@ -59,7 +74,7 @@ class BookingCreatedConsumer:
         dlq_measure_seconds: float = 15.0,
         commit_every_seconds: float = 0.25,
     ) -> None:
-        self.h = handlers
+        self.handlers = handlers
         self.consumer_factory = consumer_factory
         self.producer_factory = producer_factory
         self.dlq_topic = dlq_topic
@@ -186,7 +201,7 @@ class BookingCreatedConsumer:
             try:
                 notice = decode_event(record.topic, record.value)
                 span.set_attribute("petpro.booking_id", notice.booking_id)
-                await self.h.notify(notice, record.topic, record.value, decode_event)
+                await self.handlers.notify(notice, record.topic, record.value, decode_event)
                 telemetry.EVENTS_CONSUMED.labels(record.topic, "processed").inc()
             except (PoisonEvent, ChannelFailed) as exc:
                 span.record_exception(exc)

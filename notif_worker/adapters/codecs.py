@@ -1,5 +1,6 @@
-"""The events adapter: Kafka's ``booking.created`` (protobuf BookingCreated) → the domain's notice,
-and the clinic feed's event format (protobuf ClinicEvent with its cursor)."""
+"""The protobuf codecs: the booking topics' events (BookingCreated, BookingCancelled,
+BookingRescheduled, BookingOutcomeRecorded) → the domain's notice, and the clinic feed's event format
+(ClinicEvent with its cursor)."""
 
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ def cursor_field(cursor: int) -> bytes:
     """ClinicEvent's field 1 (the cursor: tag 0x08, then the varint).  The encoder writes fields in
     number order and leaves a zero cursor out, so ``cursor_field(c) + encode_clinic_event(n, 0)`` is
     byte for byte ``encode_clinic_event(n, c)``: the repository stores the feed row that way, adding the
-    cursor it takes in the same statement (``repository._VARINT``)."""
+    cursor it takes in the same statement (``adapters.repository._VARINT``)."""
     out = bytearray(b"\x08")
     while True:
         byte, cursor = cursor & 0x7F, cursor >> 7

@@ -1,27 +1,20 @@
-"""The invitation email, sent with a real SMTP client (aiosmtplib) to ``AUTH``'s SMTP URL."""
+"""The invitation email: rendered here, sent through the kit's SMTP client (petpro.smtp) to ``AUTH``'s
+SMTP URL.  A failed send is UNAVAILABLE: the invitation is stored, and inviting again replaces it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import parseaddr
-from urllib.parse import urlsplit
-
-import aiosmtplib
 
 from petpro.errors import Unavailable
+from petpro.smtp import SmtpClient, SmtpError
 
 
 class InvitationMailer:
-    def __init__(self, smtp_url: str, sender: str, accept_url: str, timeout: float = 10.0) -> None:
-        u = urlsplit(smtp_url)
-        self.host = u.hostname or "127.0.0.1"
-        self.port = u.port or (465 if u.scheme == "smtps" else 25)
-        self.use_tls = u.scheme == "smtps"
-        self.username, self.password = u.username, u.password
+    def __init__(self, smtp: SmtpClient, sender: str, accept_url: str) -> None:
+        self.smtp = smtp
         self.sender = sender
         self.accept_url = accept_url
-        self.timeout = timeout
 
     def render(self, email: str, clinic_id: str, role: str, token: str, expires_at: datetime) -> EmailMessage:
         msg = EmailMessage()
@@ -41,16 +34,9 @@ class InvitationMailer:
     async def send(self, email: str, clinic_id: str, role: str, token: str, expires_at: datetime) -> None:
         msg = self.render(email, clinic_id, role, token, expires_at)
         try:
-            await aiosmtplib.send(
-                msg,
-                sender=parseaddr(self.sender)[1] or self.sender,
-                recipients=[email],
-                hostname=self.host,
-                port=self.port,
-                use_tls=self.use_tls,
-                username=self.username,
-                password=self.password,
-                timeout=self.timeout,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            raise Unavailable("the invitation email could not be sent; invite again") from exc
+            await self.smtp.send(msg, self.sender, [email], attributes={"petpro.clinic_id": clinic_id})
+        except SmtpError as exc:
+            # transient (the server is away) or permanent (it refused this address): either way the
+            # invitation did not reach the person, and the caller is the one who can act on it
+            refused = "" if exc.transient else f" (the mail server refused it: {exc.code})"
+            raise Unavailable(f"the invitation email could not be sent{refused}; invite again") from exc

@@ -1,43 +1,35 @@
-"""Auth use cases: each opens a unit of work, loads, applies the domain, commits."""
+"""Accounts: register, login (throttled), refresh-token rotation with reuse detection, validation and
+revocation of tokens; the kit's view of a validated token (``principal_of``, ``LocalAuthenticator``)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from auth_svc.domain import (
-    ROLE_CLINIC_STAFF,
     ROLE_OWNER,
     ROLE_SERVICE,
     Claims,
     EmailTaken,
     InvalidCredentials,
-    Invitation,
-    InvitationInvalid,
-    LastClinicAdmin,
-    Member,
     Passwords,
-    ServiceAccountNotFound,
     Session,
     TokenInvalid,
     TokenIssuer,
     TokenRevoked,
     User,
     hash_secret,
-    new_invitation_token,
     new_refresh_secret,
     normalize_email,
     secrets_match,
-    service_account_email,
     split_refresh_token,
 )
 from auth_svc.ports import AuthRepository, UnitOfWork
-from petpro import paging
-from petpro.authn import Principal, bearer, metadata, principal_var, require_clinic
+from petpro.authn import Principal, bearer, metadata, principal_var
 from petpro.backoff import Rule
 from petpro.clock import utcnow
 
@@ -134,9 +126,9 @@ class AuthHandlers:
         async with self.uow() as repo:
             if self.passwords.needs_rehash(user.password_hash):
                 await repo.set_password_hash(user.id, await asyncio.to_thread(self.passwords.hash, password))
-            return await self._new_session(repo, user)
+            return await self.new_session(repo, user)
 
-    async def _new_session(self, repo: AuthRepository, user: User) -> TokenPair:
+    async def new_session(self, repo: AuthRepository, user: User) -> TokenPair:
         now = self.clock()
         secret = new_refresh_secret()
         session = Session(
@@ -222,20 +214,6 @@ def principal_of(claims: Claims) -> Principal:
     )
 
 
-# sends the invitation email: (email, clinic id, clinic role, token, expires at)
-InvitationSender = Callable[[str, str, str, str, datetime], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class ServiceCredentials:
-    client_id: uuid.UUID
-    clinic_id: uuid.UUID
-    name: str
-    role: str
-    secret: str
-    created_at: datetime
-
-
 class LocalAuthenticator:
     """The kit's authenticator interface (``validate(token)`` / ``principal(context)`` → Principal) for
     auth_svc's own client-facing service: tokens are checked here, not over gRPC."""
@@ -249,150 +227,3 @@ class LocalAuthenticator:
     async def principal(self, context: Any) -> Principal:
         """The caller: the one the kit's interceptor authenticated for this RPC, else from metadata."""
         return principal_var.get() or await self.validate(bearer(metadata(context)))
-
-
-class ClinicStaffHandlers:
-    """Invitations, memberships and the service accounts of clinic systems.  Every method takes the
-    authenticated caller first and checks membership of the clinic it names."""
-
-    def __init__(
-        self,
-        auth: AuthHandlers,
-        send_invitation: InvitationSender,
-        *,
-        invitation_ttl: timedelta = timedelta(hours=72),
-    ) -> None:
-        self.auth = auth
-        self.uow = auth.uow
-        self.read = auth.read
-        self.passwords = auth.passwords
-        self.clock = auth.clock
-        self.send_invitation = send_invitation
-        self.invitation_ttl = invitation_ttl
-
-    async def invite(self, caller: Principal, clinic_id: uuid.UUID, email: str, role: str) -> Invitation:
-        require_clinic(caller, str(clinic_id), admin=True)
-        now = self.clock()
-        token = new_invitation_token()
-        inv = Invitation(
-            id=uuid.uuid4(),
-            clinic_id=clinic_id,
-            email=normalize_email(email),
-            role=role,
-            token_hash=hash_secret(token),
-            invited_by=uuid.UUID(caller.user_id),
-            expires_at=now + self.invitation_ttl,
-            created_at=now,
-        )
-        async with self.uow() as repo:
-            await repo.replace_invitation(inv)
-        # after the commit: a failed send is UNAVAILABLE and inviting again replaces this invitation
-        await self.send_invitation(inv.email, str(clinic_id), role, token, inv.expires_at)
-        return inv
-
-    async def accept(self, token: str, password: str, name: str) -> User:
-        now = self.clock()
-        async with self.uow() as repo:
-            inv = await repo.invitation_for_update(hash_secret(token))
-            if inv is None:
-                raise InvitationInvalid("unknown invitation token")
-            inv.check_usable(now)
-            user = await repo.user_by_email(inv.email)
-        if user is not None:
-            ok = await asyncio.to_thread(self.passwords.verify, user.password_hash, password)
-            if not ok:
-                raise InvalidCredentials("this email has an account: give its password to accept")
-        else:
-            user = User(
-                id=uuid.uuid4(),
-                email=inv.email,
-                name=name.strip(),
-                password_hash=await asyncio.to_thread(self.passwords.hash, password),
-                roles=(ROLE_CLINIC_STAFF,),
-                created_at=now,
-            )
-        async with self.uow() as repo:
-            inv = await repo.invitation_for_update(hash_secret(token))  # single use, also under a race
-            if inv is None:
-                raise InvitationInvalid("unknown invitation token")
-            inv.check_usable(now)
-            existing = await repo.user_by_email(inv.email)
-            if existing is None:
-                if not await repo.add_user(user):
-                    raise EmailTaken("an account with this email was created meanwhile; accept again")
-            else:
-                user = existing
-                if ROLE_CLINIC_STAFF not in user.roles:
-                    await repo.set_roles(user.id, (*user.roles, ROLE_CLINIC_STAFF))
-            await repo.put_membership(user.id, inv.clinic_id, inv.role)
-            await repo.mark_accepted(inv.id, now)
-            found = await repo.user_by_id(user.id)
-        assert found is not None
-        return found
-
-    async def list_staff(
-        self, caller: Principal, clinic_id: uuid.UUID, size: int, token: str
-    ) -> tuple[list[Member], str]:
-        require_clinic(caller, str(clinic_id))
-        limit = paging.page_size(size)
-        async with self.read() as repo:
-            rows = await repo.list_members(clinic_id, paging.decode(token), limit)
-        return rows, paging.next_token(rows, limit, lambda m: (m.email, str(m.user_id)))
-
-    async def remove_staff(self, caller: Principal, clinic_id: uuid.UUID, user_id: uuid.UUID) -> None:
-        require_clinic(caller, str(clinic_id), admin=True)
-        now = self.clock()
-        async with self.uow() as repo:
-            admins = await repo.clinic_admins(clinic_id, lock=True)
-            if admins == [user_id]:
-                raise LastClinicAdmin(
-                    "the last admin of a clinic cannot be removed; make another admin first"
-                )
-            if await repo.remove_membership(user_id, clinic_id):
-                await repo.revoke_user_sessions(user_id, now)  # tokens carrying the membership end now
-
-    async def create_service_account(
-        self, caller: Principal, clinic_id: uuid.UUID, name: str, role: str
-    ) -> ServiceCredentials:
-        require_clinic(caller, str(clinic_id), admin=True)
-        client_id, secret, now = uuid.uuid4(), new_refresh_secret(), self.clock()
-        user = User(
-            id=client_id,
-            email=service_account_email(client_id),
-            name=name.strip(),
-            password_hash=await asyncio.to_thread(self.passwords.hash, secret),
-            roles=(ROLE_SERVICE,),
-            memberships={str(clinic_id): role},
-            created_at=now,
-        )
-        async with self.uow() as repo:
-            await repo.add_user(user)
-        return ServiceCredentials(client_id, clinic_id, user.name, role, secret, now)
-
-    async def rotate_secret(self, caller: Principal, clinic_id: uuid.UUID, client_id: uuid.UUID) -> str:
-        require_clinic(caller, str(clinic_id), admin=True)
-        secret, now = new_refresh_secret(), self.clock()
-        hashed = await asyncio.to_thread(self.passwords.hash, secret)
-        async with self.uow() as repo:
-            account = await repo.user_by_id(client_id)
-            if (
-                account is None
-                or ROLE_SERVICE not in account.roles
-                or str(clinic_id) not in account.memberships
-            ):
-                raise ServiceAccountNotFound("service account not found")
-            await repo.set_password_hash(client_id, hashed)
-            await repo.revoke_user_sessions(client_id, now)
-        return secret
-
-    async def issue_service_token(self, client_id: uuid.UUID, secret: str) -> TokenPair:
-        async with self.read() as repo:
-            account = await repo.user_by_id(client_id)
-        is_service = account is not None and ROLE_SERVICE in account.roles
-        ok = await asyncio.to_thread(
-            self.passwords.verify, account.password_hash if is_service and account else None, secret
-        )
-        if not ok or account is None or not is_service:
-            raise InvalidCredentials("client id or secret is wrong")
-        async with self.uow() as repo:
-            return await self.auth._new_session(repo, account)

@@ -1,4 +1,5 @@
-"""auth schema: users and sessions (SQLAlchemy 2.0 Core, async psycopg 3)."""
+"""The AuthRepository port on PostgreSQL (SQLAlchemy 2.0 Core over async psycopg 3): users, clinic
+memberships, invitations and sessions, the queries of one unit of work."""
 
 from __future__ import annotations
 
@@ -7,74 +8,21 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
-    ARRAY,
-    Column,
     CursorResult,
-    DateTime,
-    MetaData,
     Row,
-    String,
-    Table,
-    Text,
-    Uuid,
+    any_,
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from auth_svc.adapters.tables import clinic_memberships, invitations, sessions, users
 from auth_svc.domain import Invitation, Member, Session, User
-
-SCHEMA = "auth"
-metadata = MetaData(schema=SCHEMA)
-
-users = Table(
-    "users",
-    metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("email", String(254), nullable=False, unique=True),
-    Column("name", String(100), nullable=False),
-    Column("password_hash", Text, nullable=False),
-    Column("roles", ARRAY(String(32)), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-clinic_memberships = Table(
-    "clinic_memberships",
-    metadata,
-    Column("user_id", Uuid, primary_key=True),
-    Column("clinic_id", Uuid, primary_key=True),
-    Column("role", String(16), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-invitations = Table(
-    "invitations",
-    metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("clinic_id", Uuid, nullable=False),
-    Column("email", String(254), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("token_hash", String(64), nullable=False, unique=True),
-    Column("invited_by", Uuid, nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("accepted_at", DateTime(timezone=True)),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-sessions = Table(
-    "sessions",
-    metadata,
-    Column("id", Uuid, primary_key=True),
-    Column("user_id", Uuid, nullable=False, index=True),
-    Column("refresh_hash", String(64), nullable=False),
-    Column("refresh_expires_at", DateTime(timezone=True), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
-)
 
 
 def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
@@ -118,7 +66,7 @@ class AuthRepository:
     """Queries of one unit of work (an open transaction)."""
 
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
-        self.s = session
+        self.session = session
 
     async def add_user(self, user: User) -> bool:
         """Insert; False when the email is taken (unique constraint, race-safe)."""
@@ -135,7 +83,7 @@ class AuthRepository:
             .on_conflict_do_nothing(index_elements=["email"])
             .returning(users.c.id)
         )
-        if (await self.s.execute(stmt)).first() is None:
+        if (await self.session.execute(stmt)).first() is None:
             return False
         for clinic_id, role in user.memberships.items():
             await self.put_membership(user.id, uuid.UUID(clinic_id), role)
@@ -159,39 +107,39 @@ class AuthRepository:
                 "roles": stmt.excluded.roles,
             },
         ).returning(*users.c)
-        row = (await self.s.execute(query)).one()
+        row = (await self.session.execute(query)).one()
         for clinic_id, role in user.memberships.items():
             await self.put_membership(row.id, uuid.UUID(clinic_id), role)
         return _user(row, await self.memberships(row.id))
 
     async def user_by_email(self, email: str) -> User | None:
-        row = (await self.s.execute(select(users).where(users.c.email == email))).first()
+        row = (await self.session.execute(select(users).where(users.c.email == email))).first()
         return _user(row, await self.memberships(row.id)) if row else None
 
     async def user_by_id(self, user_id: uuid.UUID) -> User | None:
-        row = (await self.s.execute(select(users).where(users.c.id == user_id))).first()
+        row = (await self.session.execute(select(users).where(users.c.id == user_id))).first()
         return _user(row, await self.memberships(row.id)) if row else None
 
     async def set_roles(self, user_id: uuid.UUID, roles: tuple[str, ...]) -> None:
-        await self.s.execute(update(users).where(users.c.id == user_id).values(roles=list(roles)))
+        await self.session.execute(update(users).where(users.c.id == user_id).values(roles=list(roles)))
 
     # -- clinic memberships ------------------------------------------------------------------------
     async def memberships(self, user_id: uuid.UUID) -> dict[str, str]:
         q = select(clinic_memberships.c.clinic_id, clinic_memberships.c.role).where(
             clinic_memberships.c.user_id == user_id
         )
-        return {str(r.clinic_id): r.role for r in await self.s.execute(q)}
+        return {str(r.clinic_id): r.role for r in await self.session.execute(q)}
 
     async def put_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID, role: str) -> None:
         stmt = pg_insert(clinic_memberships).values(user_id=user_id, clinic_id=clinic_id, role=role)
-        await self.s.execute(
+        await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["user_id", "clinic_id"], set_={"role": stmt.excluded.role}
             )
         )
 
     async def remove_membership(self, user_id: uuid.UUID, clinic_id: uuid.UUID) -> bool:
-        result = await self.s.execute(
+        result = await self.session.execute(
             delete(clinic_memberships).where(
                 clinic_memberships.c.user_id == user_id, clinic_memberships.c.clinic_id == clinic_id
             )
@@ -206,12 +154,12 @@ class AuthRepository:
             .where(
                 clinic_memberships.c.clinic_id == clinic_id,
                 clinic_memberships.c.role == "ADMIN",
-                ~users.c.roles.any("SERVICE"),
+                ~(literal("SERVICE") == any_(users.c.roles)),
             )
         )
         if lock:
             q = q.with_for_update(of=clinic_memberships)
-        return [r.user_id for r in await self.s.execute(q)]
+        return [r.user_id for r in await self.session.execute(q)]
 
     async def list_members(
         self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
@@ -225,19 +173,21 @@ class AuthRepository:
         )
         if after:
             q = q.where(func.row(users.c.email, users.c.id) > func.row(after[0], uuid.UUID(after[1])))
-        return [Member(r.id, r.email, r.name, r.role, "SERVICE" in r.roles) for r in await self.s.execute(q)]
+        return [
+            Member(r.id, r.email, r.name, r.role, "SERVICE" in r.roles) for r in await self.session.execute(q)
+        ]
 
     # -- invitations -----------------------------------------------------------------------------
     async def replace_invitation(self, inv: Invitation) -> None:
         """A new invitation for (clinic, email) replaces the pending one (its token stops working)."""
-        await self.s.execute(
+        await self.session.execute(
             delete(invitations).where(
                 invitations.c.clinic_id == inv.clinic_id,
                 invitations.c.email == inv.email,
                 invitations.c.accepted_at.is_(None),
             )
         )
-        await self.s.execute(
+        await self.session.execute(
             insert(invitations).values(
                 id=inv.id,
                 clinic_id=inv.clinic_id,
@@ -252,26 +202,28 @@ class AuthRepository:
 
     async def invitation_for_update(self, token_hash: str) -> Invitation | None:
         q = select(invitations).where(invitations.c.token_hash == token_hash).with_for_update()
-        row = (await self.s.execute(q)).first()
+        row = (await self.session.execute(q)).first()
         return _invitation(row) if row else None
 
     async def mark_accepted(self, invitation_id: uuid.UUID, at: datetime) -> None:
-        await self.s.execute(
+        await self.session.execute(
             update(invitations).where(invitations.c.id == invitation_id).values(accepted_at=at)
         )
 
     async def revoke_user_sessions(self, user_id: uuid.UUID, at: datetime) -> None:
-        await self.s.execute(
+        await self.session.execute(
             update(sessions)
             .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
-        await self.s.execute(update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+        await self.session.execute(
+            update(users).where(users.c.id == user_id).values(password_hash=password_hash)
+        )
 
     async def add_session(self, session: Session) -> None:
-        await self.s.execute(
+        await self.session.execute(
             insert(sessions).values(
                 id=session.id,
                 user_id=session.user_id,
@@ -283,24 +235,24 @@ class AuthRepository:
 
     async def session_for_update(self, session_id: uuid.UUID) -> Session | None:
         q = select(sessions).where(sessions.c.id == session_id).with_for_update()
-        row = (await self.s.execute(q)).first()
+        row = (await self.session.execute(q)).first()
         return _session(row) if row else None
 
     async def session_revoked_at(self, session_id: uuid.UUID) -> tuple[bool, datetime | None]:
         """(exists, revoked_at) without locking: the ValidateToken hot path."""
         q = select(sessions.c.revoked_at).where(sessions.c.id == session_id)
-        row = (await self.s.execute(q)).first()
+        row = (await self.session.execute(q)).first()
         return (row is not None, row.revoked_at if row else None)
 
     async def rotate_refresh(self, session_id: uuid.UUID, refresh_hash: str, expires_at: datetime) -> None:
-        await self.s.execute(
+        await self.session.execute(
             update(sessions)
             .where(sessions.c.id == session_id)
             .values(refresh_hash=refresh_hash, refresh_expires_at=expires_at)
         )
 
     async def revoke_session(self, session_id: uuid.UUID, at: datetime) -> None:
-        await self.s.execute(
+        await self.session.execute(
             update(sessions)
             .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
             .values(revoked_at=at)

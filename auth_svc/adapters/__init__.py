@@ -1,0 +1,1 @@
+"""auth_svc's adapters: the PostgreSQL repository (tables, queries) and the invitation mail (SMTP)."""

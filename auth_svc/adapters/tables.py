@@ -1,0 +1,54 @@
+"""auth's schema as SQLAlchemy tables: users, clinic memberships, invitations, sessions (migrations'
+env.py and the schema-drift test read ``metadata`` from here)."""
+
+from __future__ import annotations
+
+from sqlalchemy import ARRAY, Column, DateTime, MetaData, String, Table, Text, Uuid, func
+
+SCHEMA = "auth"
+metadata = MetaData(schema=SCHEMA)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(100), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("roles", ARRAY(String(32)), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+clinic_memberships = Table(
+    "clinic_memberships",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("invited_by", Uuid, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False, index=True),
+    Column("refresh_hash", String(64), nullable=False),
+    Column("refresh_expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)

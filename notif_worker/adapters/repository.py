@@ -1,0 +1,379 @@
+"""The NotifRepository port on PostgreSQL: an event recorded in one statement (its booking's order,
+parking, reminders, push, the email's claim, the clinic feed row), the feed and inbox reads, devices,
+reminders claimed with FOR UPDATE SKIP LOCKED, preferences."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Json
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from notif_worker.adapters.tables import (
+    PREFERENCE_FIELDS,
+    clinic_events,
+    devices,
+    inbox,
+    preferences,
+    reminders,
+)
+from notif_worker.domain import (
+    BookingNotice,
+    DeviceRow,
+    FeedRow,
+    InboxRow,
+    Preferences,
+    Recorded,
+    Reminder,
+    ReminderChange,
+    reminder_due,
+)
+from petpro.db import raw_execute
+
+# The statements of every event (its record, the email's outcome, the inbox) run on the psycopg
+# connection under the unit of work, as plain SQL: through SQLAlchemy they were ~40 % of the worker's
+# CPU (statement building, cache keys, result rows, greenlet hops) for one round trip each.
+FINISH = (
+    "UPDATE deliveries SET status = %(status)s, attempts = attempts + 1, last_error = %(error)s,"
+    " delivered_at = CASE WHEN %(ok)s THEN now() END"
+    " WHERE event_id = %(event_id)s AND channel = %(channel)s AND recipient = %(recipient)s"
+)
+ADD_INBOX = (
+    "INSERT INTO inbox (id, user_id, event_id, title, body, data, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT ON CONSTRAINT inbox_once DO NOTHING RETURNING id"
+)
+
+# The protobuf varint of a cursor (a bigint ``c``), as bytea: the bytes of ClinicEvent's field 1 after
+# its tag, so that the stored payload is the encoder's output with that cursor (see record).
+_VARINT = (
+    "(SELECT string_agg(set_byte('\\x00'::bytea, 0, ((({c} >> (7 * i)) & 127)"
+    " | CASE WHEN ({c} >> (7 * (i + 1))) > 0 THEN 128 ELSE 0 END)::int), ''::bytea ORDER BY i)"
+    " FROM generate_series(0, 9) AS i WHERE i = 0 OR ({c} >> (7 * i)) > 0)"
+)
+# ONE event, recorded in ONE autocommit statement (one round trip, its own transaction), whatever its
+# place in its booking's order.  ``prog`` takes the booking's progress row first, locked (an upsert
+# locks the row even when its WHERE leaves it as it is, and it waits for a concurrent insert of the
+# same booking), and returns the version applied after it, ``r``, for event version ``v``:
+#   r = v   the event is the booking's next version (the row moved from v - 1 to v), or a copy of the
+#           last one applied: everything below is idempotent, so a copy changes nothing
+#   r > v   a copy of an older version: only what may still be missing (a push or an email whose
+#           delivery failed, the feed row) is done; the reminders are not touched
+#   r < v   an earlier version is still on its way: the event is parked (its topic and payload) and
+#           nothing else is written; the one before it takes it when applied
+# The applied event takes its parked successor (``parked``), changes the reminders, claims the push as
+# delivered and writes its inbox row, claims the email (a new claim, or one whose send failed) and
+# appends the clinic feed row with the clinic's next cursor.  The clinic's counter row is locked by
+# this statement only (server side, no client round trip while it is held), so the feed's order is
+# commit order: the next event's upsert of the counter waits for this statement's commit.
+_RECORD_HEAD = (
+    "WITH prog AS ("
+    " INSERT INTO booking_progress AS p (booking_id, version)"
+    " VALUES (%(booking)s, CASE WHEN %(version)s::bigint = 1 THEN 1 ELSE 0 END)"
+    " ON CONFLICT (booking_id) DO UPDATE SET"
+    " version = CASE WHEN p.version = %(version)s::bigint - 1 THEN %(version)s::bigint ELSE p.version END,"
+    " updated_at = CASE WHEN p.version = %(version)s::bigint - 1 THEN now() ELSE p.updated_at END"
+    " RETURNING p.version),"
+    " parked AS (DELETE FROM parked_events WHERE booking_id = %(booking)s AND version = %(version)s::bigint + 1"
+    " AND EXISTS (SELECT 1 FROM prog WHERE version = %(version)s::bigint) RETURNING topic, payload),"
+    " park AS (INSERT INTO parked_events (booking_id, version, topic, payload, parked_at)"
+    " SELECT %(booking)s, %(version)s, %(topic)s, %(payload)s, %(now)s FROM prog"
+    " WHERE version < %(version)s::bigint ON CONFLICT DO NOTHING RETURNING 1),"
+)
+_APPLIED = "EXISTS (SELECT 1 FROM prog WHERE version = %(version)s::bigint)"
+_REMINDERS = {
+    "schedule": (
+        " rem AS (INSERT INTO reminders (id, booking_id, offset_minutes, due_at, slot_start, slot_end, state, data)"
+        " SELECT r.id, %(booking)s, r.off, r.due, %(start)s, %(end)s, r.state, %(rdata)s FROM"
+        " unnest(%(r_ids)s::uuid[], %(r_offsets)s::int[], %(r_dues)s::timestamptz[], %(r_states)s::text[])"
+        f" AS r(id, off, due, state) WHERE {_APPLIED} ON CONFLICT DO NOTHING RETURNING 1),"
+    ),
+    # a copy of the reschedule finds the reminders at its time already: it changes nothing (a reminder
+    # sent for the new time is not made due again)
+    "move": (
+        " rem AS (UPDATE reminders SET slot_start = %(start)s, slot_end = %(end)s,"
+        " due_at = %(start)s::timestamptz - offset_minutes * interval '1 minute',"
+        " state = CASE WHEN %(start)s::timestamptz - offset_minutes * interval '1 minute' > %(now)s"
+        " THEN 'PENDING' ELSE 'DROPPED' END, sent_at = NULL"
+        " WHERE booking_id = %(booking)s AND slot_start IS DISTINCT FROM %(start)s::timestamptz"
+        f" AND {_APPLIED} RETURNING 1),"
+    ),
+    "drop": (
+        " rem AS (UPDATE reminders SET state = 'DROPPED' WHERE booking_id = %(booking)s AND state = 'PENDING'"
+        f" AND {_APPLIED} RETURNING 1),"
+    ),
+    None: " rem AS (SELECT 1 WHERE false),",
+}
+# the deliveries and the feed row: for the applied event and for a copy of an older one (whatever of
+# it is still missing), never for a parked one
+_RECORD_TAIL = (
+    " done AS (SELECT 1 FROM prog WHERE version >= %(version)s::bigint),"
+    " push AS (INSERT INTO deliveries (event_id, channel, recipient, status, attempts, delivered_at)"
+    " SELECT %(event)s, 'push', %(owner)s, 'delivered', 1, now() FROM done WHERE %(push)s::boolean"
+    " ON CONFLICT ON CONSTRAINT deliveries_once DO UPDATE SET status = 'delivered',"
+    " attempts = deliveries.attempts + 1, last_error = NULL, delivered_at = now()"
+    " WHERE deliveries.status <> 'delivered' RETURNING 1),"
+    " pushed AS (INSERT INTO inbox (id, user_id, event_id, title, body, data, created_at)"
+    " SELECT %(inbox_id)s, %(owner_id)s, %(event)s, %(title)s, %(body)s, %(inbox_data)s, %(inbox_at)s FROM push"
+    " ON CONFLICT ON CONSTRAINT inbox_once DO NOTHING RETURNING 1),"
+    " email AS (INSERT INTO deliveries (event_id, channel, recipient, status)"
+    " SELECT %(event)s, 'email', %(email)s, 'pending' FROM done WHERE %(want_email)s::boolean"
+    " ON CONFLICT ON CONSTRAINT deliveries_once DO UPDATE SET status = deliveries.status"
+    " WHERE deliveries.status <> 'delivered' RETURNING 1),"
+    " cur AS (INSERT INTO clinic_cursors (clinic_id, last_cursor)"
+    " SELECT %(clinic)s, 1 FROM done WHERE NOT EXISTS (SELECT 1 FROM clinic_events WHERE event_id = %(event)s)"
+    " ON CONFLICT (clinic_id) DO UPDATE SET last_cursor = clinic_cursors.last_cursor + 1 RETURNING last_cursor),"
+    " feed AS (INSERT INTO clinic_events (clinic_id, cursor, event_id, type, payload, occurred_at)"
+    " SELECT %(clinic)s, last_cursor, %(event)s, %(type)s, '\\x08'::bytea || "
+    + _VARINT.format(c="last_cursor")
+    + " || %(feed_tail)s, %(at)s FROM cur"
+    " ON CONFLICT (event_id) DO NOTHING RETURNING cursor, payload)"
+    # read in this order: the clinic's counter is taken last (PostgreSQL runs a WITH statement's
+    # parts as the final query reads them; the ones it does not read run at its end)
+    " SELECT (SELECT version FROM prog), (SELECT topic FROM parked), (SELECT payload FROM parked),"
+    " (SELECT count(*) FROM rem), (SELECT count(*) FROM park), (SELECT count(*) FROM pushed),"
+    " EXISTS (SELECT 1 FROM email), (SELECT cursor FROM feed), (SELECT payload FROM feed)"
+)
+RECORD = {change: _RECORD_HEAD + rem + _RECORD_TAIL for change, rem in _REMINDERS.items()}
+
+# a parked event taken out to be applied (its predecessor presumed lost, or applied meanwhile): the
+# booking's progress moves to just before it (never back), and the parked row goes, in one statement;
+# a version that is not parked changes nothing
+RELEASE_PARKED = (
+    "WITH prog AS (UPDATE booking_progress SET version = GREATEST(version, %(version)s::bigint - 1),"
+    " updated_at = now() WHERE booking_id = %(booking)s AND EXISTS (SELECT 1 FROM parked_events"
+    " WHERE booking_id = %(booking)s AND version = %(version)s) RETURNING version)"
+    " DELETE FROM parked_events WHERE booking_id = %(booking)s AND version = %(version)s"
+    " AND EXISTS (SELECT 1 FROM prog) RETURNING topic, payload"
+)
+# parked events to apply now: waiting since before the cut-off (the predecessor presumed lost), or
+# whose predecessor is applied (it came while this one was being parked), lowest version per booking
+PARKED_DUE = (
+    "SELECT DISTINCT ON (e.booking_id) e.booking_id, e.version FROM parked_events e"
+    " LEFT JOIN booking_progress p ON p.booking_id = e.booking_id"
+    " WHERE e.parked_at < %(before)s OR e.version <= COALESCE(p.version, 0) + 1"
+    " ORDER BY e.booking_id, e.version LIMIT %(limit)s"
+)
+
+
+def reminder_data(n: BookingNotice) -> dict[str, str]:
+    """What a reminder's message needs, stored with it."""
+    return {
+        "clinic_id": str(n.clinic_id),
+        "clinic_name": n.clinic_name,
+        "tz": n.clinic_time_zone,
+        "service": n.service_name,
+        "pet": n.pet_name,
+        "species": n.pet_species,
+        "owner_user_id": str(n.owner_user_id),
+        "email": n.owner_email,
+        "name": n.owner_name,
+    }
+
+
+class NotifRepository:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
+        self.session = session
+
+    async def _one(self, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> Any:
+        row = await (await raw_execute(self.session, sql, params)).fetchone()
+        return None if row is None else row[0]
+
+    async def record(
+        self,
+        n: BookingNotice,
+        *,
+        push: InboxRow | None,
+        email: bool,
+        feed_type: str,
+        feed_tail: bytes,
+        reminders: ReminderChange,
+        park: tuple[str, bytes],
+        now: datetime,
+    ) -> Recorded:
+        """The event in one statement (see ``_RECORD_HEAD``).  ``feed_tail``: the clinic event serialised
+        without its cursor (cursor 0 is not encoded); the statement prepends the cursor's field
+        (``codecs.cursor_field``).  ``park``: the event's topic and payload, kept if it must wait."""
+        params: dict[str, Any] = {
+            "booking": n.booking_id,
+            "version": n.version,
+            "topic": park[0],
+            "payload": park[1],
+            "event": n.event_id,
+            "owner": str(n.owner_user_id),
+            "push": push is not None,
+            "inbox_id": push.id if push else None,
+            "owner_id": n.owner_user_id,
+            "title": push.title if push else None,
+            "body": push.body if push else None,
+            "inbox_data": Json(push.data) if push else None,
+            "inbox_at": push.created_at if push else None,
+            "email": n.owner_email,
+            "want_email": email,
+            "clinic": n.clinic_id,
+            "type": feed_type,
+            "feed_tail": feed_tail,
+            "at": n.occurred_at,
+            "start": n.start,
+            "end": n.end,
+            "now": now,
+        }
+        if reminders is not None and reminders[0] == "schedule":
+            offsets = reminders[1]
+            dues = [reminder_due(n.start, o) for o in offsets]
+            params.update(
+                r_ids=[uuid.uuid5(n.event_id, f"reminder-{o}") for o in offsets],
+                r_offsets=list(offsets),
+                r_dues=dues,
+                r_states=["PENDING" if d > now else "DROPPED" for d in dues],
+                rdata=Json(reminder_data(n)),
+            )
+        sql = RECORD[reminders[0] if reminders is not None else None]
+        row = await (await raw_execute(self.session, sql, params, operation="INSERT")).fetchone()
+        applied, parked_topic, parked_payload, _, _, _, email_due, cursor, payload = row
+        return Recorded(
+            outcome="applied" if applied == n.version else "copy" if applied > n.version else "parked",
+            email_due=bool(email_due),
+            feed=FeedRow(cursor, payload) if cursor is not None else None,
+            parked=(parked_topic, parked_payload) if parked_topic is not None else None,
+        )
+
+    async def finish_delivery(
+        self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None
+    ) -> None:
+        await raw_execute(
+            self.session,
+            FINISH,
+            params={
+                "status": "delivered" if ok else "failed",
+                "error": error,
+                "ok": ok,
+                "event_id": event_id,
+                "channel": channel,
+                "recipient": recipient,
+            },
+        )
+
+    # -- parked events --------------------------------------------------------------------------------
+    async def parked_due(self, parked_before: datetime, limit: int = 50) -> list[tuple[str, int]]:
+        """(booking, version) of parked events to apply now: parked since before ``parked_before`` (their
+        predecessor presumed lost), or whose predecessor has been applied; lowest version per booking."""
+        cur = await raw_execute(self.session, PARKED_DUE, {"before": parked_before, "limit": limit})
+        return [(booking_id, int(version)) for booking_id, version in await cur.fetchall()]
+
+    async def release_parked(self, booking_id: str, version: int) -> tuple[str, bytes] | None:
+        """Take a parked event out (topic, payload), the booking's progress moved to just before it;
+        None when it is gone (another replica took it)."""
+        cur = await raw_execute(self.session, RELEASE_PARKED, {"booking": booking_id, "version": version})
+        row = await cur.fetchone()
+        return (row[0], bytes(row[1])) if row else None
+
+    async def clinic_events_after(self, clinic_id: uuid.UUID, after: int, limit: int) -> list[FeedRow]:
+        q = (
+            select(clinic_events.c.cursor, clinic_events.c.payload)
+            .where(clinic_events.c.clinic_id == clinic_id, clinic_events.c.cursor > after)
+            .order_by(clinic_events.c.cursor)
+            .limit(limit)
+        )
+        return [FeedRow(r.cursor, r.payload) for r in await self.session.execute(q)]
+
+    async def add_inbox(self, row: InboxRow) -> bool:
+        return (
+            await self._one(
+                ADD_INBOX,
+                (row.id, row.user_id, row.event_id, row.title, row.body, Json(row.data), row.created_at),
+            )
+            is not None
+        )
+
+    async def list_inbox(
+        self, user_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
+    ) -> list[InboxRow]:
+        q = (
+            select(inbox)
+            .where(inbox.c.user_id == user_id)
+            .order_by(inbox.c.created_at.desc(), inbox.c.id.desc())
+        )
+        if after:
+            q = q.where(
+                func.row(inbox.c.created_at, inbox.c.id)
+                < func.row(datetime.fromisoformat(after[0]), uuid.UUID(after[1]))
+            )
+        rows = await self.session.execute(q.limit(limit))
+        return [
+            InboxRow(r.id, r.user_id, r.event_id, r.title, r.body, dict(r.data), r.created_at) for r in rows
+        ]
+
+    async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
+        stmt = pg_insert(devices).values(id=uuid.uuid4(), user_id=user_id, platform=platform, token=token)
+        stmt = stmt.on_conflict_do_update(
+            constraint="devices_once", set_={"platform": stmt.excluded.platform}
+        )
+        r = (
+            await self.session.execute(
+                stmt.returning(devices.c.id, devices.c.user_id, devices.c.platform, devices.c.created_at)
+            )
+        ).one()
+        return DeviceRow(r.id, r.user_id, r.platform, r.created_at)
+
+    # -- reminders ------------------------------------------------------------------------------------
+    async def claim_due_reminder(self, now: datetime) -> Reminder | None:
+        """The most overdue pending reminder of a booking not started yet, locked (SKIP LOCKED: another
+        replica takes the next one) until this transaction ends."""
+        q = (
+            select(reminders)
+            .where(reminders.c.state == "PENDING", reminders.c.due_at <= now, reminders.c.slot_start > now)
+            .order_by(reminders.c.due_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        r = (await self.session.execute(q)).first()
+        if r is None:
+            return None
+        d = r.data
+        notice = BookingNotice(
+            event_id=r.id,
+            occurred_at=now,
+            booking_id=r.booking_id,
+            clinic_id=uuid.UUID(d["clinic_id"]),
+            clinic_name=d["clinic_name"],
+            clinic_time_zone=d["tz"],
+            service_name=d["service"],
+            start=r.slot_start,
+            end=r.slot_end,
+            pet_name=d["pet"],
+            pet_species=d["species"],
+            owner_user_id=uuid.UUID(d["owner_user_id"]),
+            owner_email=d["email"],
+            owner_name=d["name"],
+            amount_minor=0,
+            currency="",
+            kind="reminder",
+        )
+        return Reminder(r.id, r.booking_id, r.offset_minutes, r.due_at, notice)
+
+    async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
+        await self.session.execute(
+            update(reminders).where(reminders.c.id == reminder_id).values(state="SENT", sent_at=now)
+        )
+
+    # -- preferences ----------------------------------------------------------------------------------
+    async def preferences(self, user_id: uuid.UUID) -> Preferences:
+        r = (await self.session.execute(select(preferences).where(preferences.c.user_id == user_id))).first()
+        return Preferences(*(bool(getattr(r, f)) for f in PREFERENCE_FIELDS)) if r else Preferences()
+
+    async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences:
+        stmt = pg_insert(preferences).values(user_id=user_id, **changes)
+        if changes:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={**{k: stmt.excluded[k] for k in changes}, "updated_at": func.now()},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing()
+        await self.session.execute(stmt)
+        return await self.preferences(user_id)

@@ -1,0 +1,110 @@
+"""notif's schema as SQLAlchemy tables: deliveries (once per event, channel, recipient), the clinic
+feed, the per-booking progress and parked events, reminders, preferences, the inbox and devices
+(migrations' env.py reads ``metadata`` from here)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    true,
+)
+
+SCHEMA = "notif"
+metadata = MetaData(schema=SCHEMA)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("event_id", Uuid, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True)),
+)
+clinic_events = Table(
+    "clinic_events",
+    metadata,
+    Column("clinic_id", Uuid, primary_key=True),
+    Column("cursor", BigInteger, primary_key=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+booking_progress = Table(
+    "booking_progress",
+    metadata,
+    Column("booking_id", String(64), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+parked_events = Table(
+    "parked_events",
+    metadata,
+    Column("booking_id", String(64), primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+reminders = Table(
+    "reminders",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("booking_id", String(64), nullable=False),
+    Column("offset_minutes", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("slot_start", DateTime(timezone=True), nullable=False),
+    Column("slot_end", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("sent_at", DateTime(timezone=True)),
+)
+preferences = Table(
+    "preferences",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("reminders_email", Boolean, nullable=False, server_default=true()),
+    Column("reminders_push", Boolean, nullable=False, server_default=true()),
+    Column("changes_email", Boolean, nullable=False, server_default=true()),
+    Column("changes_push", Boolean, nullable=False, server_default=true()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+PREFERENCE_FIELDS = ("reminders_email", "reminders_push", "changes_email", "changes_push")
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("read_at", DateTime(timezone=True)),
+)
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("token", String(4096), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

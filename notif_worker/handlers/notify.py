@@ -1,0 +1,150 @@
+"""Notifying one booking event: the clinic feed, the owner's push (inbox) and email, each at most once
+in effect (keyed by event id, channel and recipient), in the booking's order across the lifecycle
+topics (an event whose predecessor has not been applied yet is parked until it has), retried with
+back-off, and given up (ChannelFailed → the dead-letter topic) after the last attempt or at once when
+the channel refused the message for good."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from notif_worker.domain import BookingNotice, ChannelFailed, MessageRefused, Preferences, push_message
+from notif_worker.handlers.reminders import reminder_change
+from notif_worker.ports import FeedEncoder, FeedPublisher, Mailer, PushProvider, UnitOfWork
+
+log = logging.getLogger("notif_worker")
+T = TypeVar("T")
+# decodes a parked event (topic, payload) again
+Decode = Callable[[str, bytes], BookingNotice]
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 4
+    base_delay: float = 0.2
+    max_delay: float = 3.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.base_delay * 2**attempt, self.max_delay))
+
+
+class NotifyHandlers:
+    """``repos`` hands out a repository whose every statement is its own transaction (the autocommit
+    reader): recording an event is one statement, and so is an email's outcome."""
+
+    def __init__(
+        self,
+        repos: UnitOfWork,
+        mailer: Mailer,
+        push: PushProvider,
+        encode_feed: FeedEncoder,
+        publish_feed: FeedPublisher,
+        retry: Retry = Retry(),
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reminder_offsets: tuple[int, ...] = (2880, 120),
+    ) -> None:
+        self.repos = repos
+        self.mailer = mailer
+        self.push_provider = push
+        self.encode_feed = encode_feed
+        self.publish_feed = publish_feed
+        self.retry = retry
+        self.clock = clock
+        self.reminder_offsets = reminder_offsets
+
+    async def notify(
+        self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Decode | None = None
+    ) -> None:
+        """All channels for one event, in the booking's order: an event whose predecessor (version - 1)
+        has not been applied yet is parked in the database (``topic``, ``payload``) and applied right
+        after it, by whichever worker applies the predecessor (``decode`` reads it again).  Raises
+        ChannelFailed when a step exhausted its retries."""
+        parked = await self._notify_one(n, topic, payload)
+        while parked is not None and decode is not None:
+            parked = await self._notify_one(decode(*parked), *parked)  # it was waiting for this one
+
+    async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        email_due, parked = await self._with_retry("feed+push", lambda: self._record(n, topic, payload))
+        if email_due:
+            await self._with_retry("email", lambda: self._send_email(n))
+        return parked
+
+    async def _with_retry(self, channel: str, step: Callable[[], Awaitable[T]]) -> T:
+        for attempt in range(self.retry.attempts):
+            try:
+                return await step()
+            except Exception as exc:
+                if attempt + 1 == self.retry.attempts or isinstance(exc, MessageRefused):
+                    raise ChannelFailed(channel, f"{type(exc).__name__}: {exc}") from exc
+                log.warning("%s delivery failed (attempt %d): %s", channel, attempt + 1, exc)
+                await asyncio.sleep(self.retry.delay(attempt))
+        raise AssertionError("unreachable")
+
+    async def _record(
+        self, n: BookingNotice, topic: str, payload: bytes
+    ) -> tuple[bool, tuple[str, bytes] | None]:
+        """What lives in our database, in one statement (one round trip, its own transaction; the
+        clinic's counter row is locked only inside the database): the booking's order, the clinic feed
+        row, the push (inbox) and the email's delivery claim.  Returns whether the email still has to
+        be sent, and the parked next event of this booking, if one was waiting."""
+        prefs = Preferences()
+        if n.category != "transactional":  # confirmations and cancellations go out whatever the preferences
+            async with self.repos() as repo:
+                prefs = await repo.preferences(n.owner_user_id)
+        push = None
+        if prefs.wants(n.category, "push"):
+            push = self.push_provider.inbox_row(n, *push_message(n))
+        async with self.repos() as repo:
+            recorded = await repo.record(
+                n,
+                push=push,
+                email=prefs.wants(n.category, "email"),
+                feed_type=f"booking.{n.kind}",
+                feed_tail=self.encode_feed(n, 0),
+                reminders=reminder_change(n, self.reminder_offsets),
+                park=(topic, payload),
+                now=self.clock(),
+            )
+        if recorded.feed is not None:
+            await self.publish_feed(n.clinic_id, recorded.feed)  # committed: the statement was its own
+        return recorded.email_due, recorded.parked
+
+    async def _send_email(self, n: BookingNotice) -> None:
+        # the outcome is one UPDATE: on the autocommit connection it is its own transaction (one round
+        # trip instead of BEGIN, UPDATE, COMMIT)
+        try:
+            await self.mailer.send(n)
+        except Exception as exc:
+            async with self.repos() as repo:
+                await repo.finish_delivery(
+                    n.event_id, "email", n.owner_email, ok=False, error=str(exc)[:1000]
+                )
+            raise
+        async with self.repos() as repo:
+            await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=True)
+
+    async def release_stale_parked(self, decode: Decode, max_wait: timedelta) -> int:
+        """Apply the parked events that should not wait any longer: parked longer than ``max_wait`` (the
+        predecessor presumed lost, e.g. a broker that lost acknowledged messages: a late notice beats
+        none), or whose predecessor was applied while they were being parked.  Never a parked event
+        whose predecessor may still come within ``max_wait``."""
+        async with self.repos() as repo:
+            due = await repo.parked_due(self.clock() - max_wait)
+        released = 0
+        for booking_id, version in due:
+            async with self.repos() as repo:
+                parked = await repo.release_parked(booking_id, version)
+            if parked is None:  # another replica took it
+                continue
+            log.warning(
+                "applying a parked event", extra={"fields": {"booking_id": booking_id, "version": version}}
+            )
+            await self.notify(decode(*parked), *parked, decode)
+            released += 1
+        return released
