@@ -3,7 +3,20 @@ env.py and the schema-drift test read ``metadata`` from here)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ARRAY, Column, DateTime, MetaData, String, Table, Text, Uuid, func
+from sqlalchemy import (
+    ARRAY,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+)
 
 SCHEMA = "auth"
 metadata = MetaData(schema=SCHEMA)
@@ -22,10 +35,12 @@ users = Table(
 clinic_memberships = Table(
     "clinic_memberships",
     metadata,
-    Column("user_id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("clinic_id", Uuid, primary_key=True),
     Column("role", String(16), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("role IN ('ADMIN', 'STAFF')", name="membership_role"),
+    Index("ix_clinic_memberships_clinic", "clinic_id"),
 )
 
 invitations = Table(
@@ -40,15 +55,17 @@ invitations = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("accepted_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_invitations_clinic_email", "clinic_id", "email"),
 )
 
 sessions = Table(
     "sessions",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("user_id", Uuid, nullable=False, index=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("refresh_hash", String(64), nullable=False),
     Column("refresh_expires_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    Index("ix_sessions_user_id", "user_id"),
 )

@@ -1,6 +1,7 @@
 """notif's schema as SQLAlchemy tables: deliveries (once per event, channel, recipient), the clinic
-feed, the per-booking progress and parked events, reminders, preferences, the inbox and devices
-(migrations' env.py reads ``metadata`` from here)."""
+feed and its per-clinic cursors, the per-booking progress and parked events, reminders, preferences,
+the inbox and devices, with the indexes and constraints the migrations create (migrations' env.py and
+the schema-drift test read ``metadata`` from here)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,21 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
+    Identity,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
+    text,
     true,
 )
 
@@ -27,7 +33,7 @@ metadata = MetaData(schema=SCHEMA)
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("id", BigInteger, Identity(), primary_key=True),
     Column("event_id", Uuid, nullable=False),
     Column("channel", String(16), nullable=False),
     Column("recipient", String(254), nullable=False),
@@ -36,6 +42,15 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
+    UniqueConstraint("event_id", "channel", "recipient", name="deliveries_once"),
+)
+# Per-clinic cursors: allocated under a row lock on clinic_cursors, so within a clinic the commit order
+# equals the cursor order and a subscriber can never skip an uncommitted cursor.
+clinic_cursors = Table(
+    "clinic_cursors",
+    metadata,
+    Column("clinic_id", Uuid, primary_key=True),
+    Column("last_cursor", BigInteger, nullable=False),
 )
 clinic_events = Table(
     "clinic_events",
@@ -46,6 +61,7 @@ clinic_events = Table(
     Column("type", String(64), nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 booking_progress = Table(
     "booking_progress",
@@ -75,6 +91,9 @@ reminders = Table(
     Column("state", String(16), nullable=False),
     Column("data", JSON, nullable=False),
     Column("sent_at", DateTime(timezone=True)),
+    UniqueConstraint("booking_id", "offset_minutes", name="one_reminder_per_offset"),
+    CheckConstraint("state IN ('PENDING','SENT','DROPPED')", name="reminder_state_known"),
+    Index("ix_reminders_due", "due_at", postgresql_where=text("state = 'PENDING'")),
 )
 preferences = Table(
     "preferences",
@@ -98,6 +117,8 @@ inbox = Table(
     Column("data", JSON, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("read_at", DateTime(timezone=True)),
+    UniqueConstraint("user_id", "event_id", name="inbox_once"),
+    Index("ix_inbox_user_created", "user_id", "created_at"),
 )
 devices = Table(
     "devices",
@@ -107,4 +128,5 @@ devices = Table(
     Column("platform", String(16), nullable=False),
     Column("token", String(4096), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("user_id", "token", name="devices_once"),
 )

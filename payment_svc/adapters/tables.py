@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
+    Index,
     MetaData,
     String,
     Table,
     Text,
     Uuid,
     func,
+    text,
 )
 
 SCHEMA = "payment"
@@ -39,6 +42,18 @@ payments = Table(
     Column("settled_at", DateTime(timezone=True)),
     Column("settled_order_id", String(255)),
     Column("checked_at", DateTime(timezone=True)),
+    Index("ix_payments_order_ref", "order_ref"),
+    # the reconciler's two scans: succeeded-but-unsettled, and pending sessions to ask the provider about
+    Index(
+        "ix_payments_unsettled",
+        "updated_at",
+        postgresql_where=text("status = 'SUCCEEDED' AND settled_at IS NULL"),
+    ),
+    Index(
+        "ix_payments_pending_check",
+        "checked_at",
+        postgresql_where=text("status = 'PENDING' AND session_id IS NOT NULL"),
+    ),
 )
 webhook_events = Table(
     "webhook_events",
@@ -59,4 +74,6 @@ refunds = Table(
     Column("status", String(32), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("amount_minor > 0", name="refund_amount_positive"),
+    Index("ix_refunds_payment", "payment_id"),
 )
