@@ -115,6 +115,9 @@ class BookingEventsConsumer:
                 # commit after every 10 ms poll cost more than the events; a crash redelivers at
                 # most that much more, and the deliveries' claims make a copy send nothing twice
                 if offsets and clock() - committed >= self.commit_every:
+                    # the interval runs from the start of a commit: read after the broker's answer, the
+                    # clock could already count time the next commit should have had
+                    committed = clock()
                     try:  # after processing: at-least-once
                         await asyncio.to_thread(consumer.commit, offsets)
                         offsets, failing = {}, False
@@ -125,7 +128,6 @@ class BookingEventsConsumer:
                         # events as lag for ever; a partition that moved is redone by its new owner)
                         (log.debug if failing else log.warning)("offset commit failed, retrying: %r", exc)
                         failing = True
-                    committed = clock()
                 in_flight = [t for q in self._pending.values() for _, t in q]
                 if len(in_flight) >= self.max_in_flight:  # back-pressure: let some finish first
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
