@@ -115,6 +115,7 @@ class CatalogQueries(Queries):
             phone=clinic.phone,
             email=clinic.email,
             opening_hours=hours_json(clinic.opening_hours),
+            reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
             version=clinic.version,
             request_id=request_id,
         )

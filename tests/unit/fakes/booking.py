@@ -9,7 +9,7 @@ import copy
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from booking_svc.domain import (
@@ -63,16 +63,48 @@ class BookingStore:
     catalog_version: int = 1
     catalog_version_reads: int = 0  # round trips a real repository would make for it
     try_holds: int = 0  # ReserveSlot fast-path statements
-    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(
-        default_factory=dict
-    )  # request id → clinic/service id
+    clinic_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic id
+    service_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
     refund_due: dict[uuid.UUID, datetime | None] = field(default_factory=dict)  # booking → refund_next_at
-    refund_errors: dict[uuid.UUID, str] = field(default_factory=dict)
+
+
+# what save_booking_change writes (a lifecycle change); the refund's bookkeeping is written elsewhere
+LIFECYCLE_FIELDS = (
+    "state",
+    "start",
+    "end",
+    "cancelled_at",
+    "refund_minor",
+    "refund_state",
+    "refund_updated_at",
+    "cancel_reason",
+    "cancelled_by",
+    "updated_at",
+    "version",
+    "reschedule_count",
+)
 
 
 def _after(key: tuple[str, str], after: tuple[str, ...] | None) -> bool:
     return after is None or key > after
+
+
+def _calendar_since() -> date:
+    """The oldest day a clinic's calendar still shows: two days before today (PostgreSQL's
+    ``current_date - 2``, so that every time zone's today is covered)."""
+    return datetime.now(UTC).date() - timedelta(days=2)
+
+
+def _calendar(clinic: Clinic) -> Clinic:
+    """The clinic as the repository returns it: closures and overrides that have not passed."""
+    since = _calendar_since()
+    out = copy.deepcopy(clinic)
+    out.closures = sorted(
+        (c for c in out.closures if c.end_date >= since), key=lambda c: (c.start_date, str(c.id))
+    )
+    out.overrides = {day: ivs for day, ivs in out.overrides.items() if day >= since}
+    return out
 
 
 def _overlaps(a: Reservation, start: datetime, end: datetime) -> bool:
@@ -89,7 +121,8 @@ class FakeBookingRepository:
         return [copy.deepcopy(c) for c in rows if _after((c.name, str(c.id)), after)][:limit]
 
     async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
-        return copy.deepcopy(self.store.clinics.get(clinic_id))
+        clinic = self.store.clinics.get(clinic_id)
+        return _calendar(clinic) if clinic else None
 
     async def list_services(
         self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
@@ -104,7 +137,7 @@ class FakeBookingRepository:
         svc = self.store.services.get(service_id)
         if svc is None:
             return None
-        return copy.deepcopy(svc), copy.deepcopy(self.store.clinics[svc.clinic_id])
+        return copy.deepcopy(svc), _calendar(self.store.clinics[svc.clinic_id])
 
     async def service(self, service_id: uuid.UUID, *, for_update: bool = False) -> Service | None:
         return copy.deepcopy(self.store.services.get(service_id))
@@ -118,29 +151,27 @@ class FakeBookingRepository:
         self.store.catalog_version += 1
 
     async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
-        if request_id is not None and request_id in self.store.catalog_requests:
-            return self.store.catalog_requests[request_id]
-        self.store.clinics[clinic.id] = copy.deepcopy(clinic)
+        if request_id is not None and request_id in self.store.clinic_requests:
+            return self.store.clinic_requests[request_id]
+        self.store.clinics[clinic.id] = replace(copy.deepcopy(clinic), closures=[], overrides={})
         if request_id is not None:
-            self.store.catalog_requests[request_id] = clinic.id
+            self.store.clinic_requests[request_id] = clinic.id
         return clinic.id
 
     async def save_clinic(self, clinic: Clinic) -> None:
         stored = self.store.clinics[clinic.id]
-        self.store.clinics[clinic.id] = replace(
-            copy.deepcopy(clinic),
-            closures=stored.closures,
-            overrides=stored.overrides,
-            version=stored.version + 1,
-        )
+        for name in ("name", "time_zone", "address", "phone", "email"):
+            setattr(stored, name, getattr(clinic, name))
+        stored.opening_hours = copy.deepcopy(clinic.opening_hours)
+        stored.version += 1
         clinic.version += 1
 
     async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
-        if request_id is not None and request_id in self.store.catalog_requests:
-            return self.store.catalog_requests[request_id]
+        if request_id is not None and request_id in self.store.service_requests:
+            return self.store.service_requests[request_id]
         self.store.services[svc.id] = copy.deepcopy(svc)
         if request_id is not None:
-            self.store.catalog_requests[request_id] = svc.id
+            self.store.service_requests[request_id] = svc.id
         return svc.id
 
     async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
@@ -154,7 +185,9 @@ class FakeBookingRepository:
         self.store.clinics[c.clinic_id].closures.append(c)
 
     async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool:
-        clinic = self.store.clinics[clinic_id]
+        clinic = self.store.clinics.get(clinic_id)
+        if clinic is None:
+            return False
         before = len(clinic.closures)
         clinic.closures = [c for c in clinic.closures if c.id != closure_id]
         return len(clinic.closures) < before
@@ -162,16 +195,16 @@ class FakeBookingRepository:
     async def list_closures(
         self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
     ) -> list[Closure]:
-        rows = sorted(
-            self.store.clinics[clinic_id].closures, key=lambda c: (c.start_date.isoformat(), str(c.id))
-        )
+        clinic = self.store.clinics.get(clinic_id)
+        rows = _calendar(clinic).closures if clinic else []
         return [c for c in rows if _after((c.start_date.isoformat(), str(c.id)), after)][:limit]
 
     async def put_override(self, clinic_id: uuid.UUID, day: date, ivs: list[Interval]) -> None:
         self.store.clinics[clinic_id].overrides[day] = list(ivs)
 
     async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
-        return self.store.clinics[clinic_id].overrides.pop(day, None) is not None
+        clinic = self.store.clinics.get(clinic_id)
+        return clinic is not None and clinic.overrides.pop(day, None) is not None
 
     async def upcoming_bookings(
         self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None, end: datetime | None = None
@@ -427,8 +460,9 @@ class FakeBookingRepository:
 
     # -- lifecycle
     async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None:
-        assert b.id in self.store.bookings
-        self.store.bookings[b.id] = copy.deepcopy(b)
+        stored = self.store.bookings[b.id]
+        for name in LIFECYCLE_FIELDS:  # the refund's bookkeeping is record_refund's and the claim's
+            setattr(stored, name, copy.deepcopy(getattr(b, name)))
         if next_refund_at is not None:
             self.store.refund_due[b.id] = next_refund_at
 
@@ -460,12 +494,17 @@ class FakeBookingRepository:
         return self._active_units(service_id, start, end, skip=lock_id)
 
     async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]:
-        due = [
-            b
-            for b in self.store.bookings.values()
-            if b.refund_state in (RefundState.PENDING, RefundState.PROCESSING, RefundState.FAILED)
-            and (self.store.refund_due.get(b.id) or now) <= now
-        ][:limit]
+        due = sorted(
+            (
+                b
+                for b in self.store.bookings.values()
+                if b.refund_state in OPEN_REFUND_STATES and (self.store.refund_due.get(b.id) or now) <= now
+            ),
+            key=lambda b: (
+                self.store.refund_due.get(b.id) is not None,
+                self.store.refund_due.get(b.id) or now,
+            ),
+        )[:limit]  # never scheduled first, then by when they are due
         for b in due:
             self.store.refund_due[b.id] = lease_until
             b.refund_attempts += 1
@@ -488,10 +527,9 @@ class FakeBookingRepository:
             return
         if refund_round is not None:
             b.refund_round = refund_round
-        b.refund_error = error
+        b.refund_error = error[:2000]
         b.refund_state, b.provider_refund_id, b.refund_updated_at = state, provider_refund_id, now
         self.store.refund_due[booking_id] = next_at
-        self.store.refund_errors[booking_id] = error
 
     async def open_refunds(self, limit: int) -> list[Booking]:
         rows = [b for b in self.store.bookings.values() if b.refund_state in OPEN_REFUND_STATES]
