@@ -1,6 +1,7 @@
-"""The ports booking's use cases depend on: the repository of one unit of work, the unit of work
-itself, and the encoder of the ``booking.created`` event.  ``repository.py`` implements them with
-SQLAlchemy; ``tests/unit`` with hand-written fakes."""
+"""The ports booking's use cases depend on: the repository of one unit of work, the unit of work itself,
+the encoders of its events, and the refund gateway.  ``adapters/`` implements them (SQLAlchemy + psycopg,
+protobuf, PaymentService over gRPC); ``tests/unit/fakes`` with hand-written fakes, held to the same
+contract by ``tests/contracts``."""
 
 from __future__ import annotations
 

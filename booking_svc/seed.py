@@ -6,6 +6,8 @@ import sys
 import uuid
 from typing import Any
 
+from booking_svc.adapters.repository import BookingRepository
+from booking_svc.adapters.tables import SCHEMA
 from booking_svc.domain import (
     DEFAULT_POLICY,
     WEEKDAYS,
@@ -15,7 +17,6 @@ from booking_svc.domain import (
     Service,
     parse_hhmm,
 )
-from booking_svc.repository import SCHEMA, BookingRepository
 from petpro import seedfile
 from petpro.db import Database
 

@@ -1,4 +1,5 @@
-"""booking_svc composition root."""
+"""booking_svc's composition root: ``BookingSettings``, ``build()`` wiring the adapters into the use cases and
+the servicers, ``main()``."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ from datetime import timedelta
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from booking_svc.handlers import BookingHandlers, ClinicAdminHandlers
-from booking_svc.ports import RefundPort, UnitOfWork
-from booking_svc.repository import SCHEMA, BookingRepository
-from booking_svc.service import (
-    BookingServicer,
-    ClinicAdminServicer,
-    PaymentRefunds,
-    encode_booking_change,
-    encode_booking_created,
+from booking_svc.adapters.codecs import encode_booking_change, encode_booking_created
+from booking_svc.adapters.refunds import PaymentRefunds
+from booking_svc.adapters.repository import BookingRepository
+from booking_svc.adapters.tables import SCHEMA
+from booking_svc.handlers import (
+    CatalogHandlers,
+    ClinicAdminHandlers,
+    LifecycleHandlers,
+    PetHandlers,
+    RefundHandlers,
+    ReservationHandlers,
 )
+from booking_svc.ports import RefundPort, UnitOfWork
+from booking_svc.service import BookingServicer, ClinicAdminServicer
 from petpro import events, grpc_client, grpc_server, telemetry
 from petpro.authn import Authenticator
 from petpro.db import Database
@@ -83,21 +88,24 @@ def build(
         )
         refunds = PaymentRefunds(payment_pb2_grpc.PaymentServiceStub(payment_channel))
         on_stop.append(payment_channel.close)
-    handlers = BookingHandlers(
+    read = read or uow  # read-only use cases need no transaction: the reader's autocommit connection
+    catalog = CatalogHandlers(read, cache_entries=settings.catalog_cache_entries)
+    reservations = ReservationHandlers(
         uow,
+        read,
+        catalog,
         encode_booking_created,
         hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
-        read=read,
-        catalog_cache_entries=settings.catalog_cache_entries,
         traceparent=telemetry.current_traceparent,
-        encode_change=encode_booking_change,
-        refunds=refunds,
-        refund_retry_max=timedelta(seconds=settings.refund_retry_max_seconds),
+    )
+    lifecycle = LifecycleHandlers(uow, read, encode_booking_change, traceparent=telemetry.current_traceparent)
+    refund_handlers = RefundHandlers(
+        uow, read, refunds, retry_max=timedelta(seconds=settings.refund_retry_max_seconds)
     )
     # ClinicAdminService authenticates its callers with AuthService (the one authority on tokens)
     auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
     authn = Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel))
-    admin = ClinicAdminServicer(ClinicAdminHandlers(handlers), authn)
+    admin = ClinicAdminServicer(ClinicAdminHandlers(uow, read), authn)
     on_stop.insert(0, auth_channel.close)
     return grpc_server.App(
         name="booking_svc",
@@ -105,7 +113,7 @@ def build(
         services=[
             grpc_server.Registration(
                 booking_pb2_grpc.add_BookingServiceServicer_to_server,
-                BookingServicer(handlers),
+                BookingServicer(catalog, PetHandlers(uow, read), reservations, lifecycle, refund_handlers),
                 "petpro.booking.v1.BookingService",
             ),
             grpc_server.Registration(
@@ -118,10 +126,10 @@ def build(
         ],
         background=[
             grpc_server.periodic(
-                "booking_svc.hold_expiry", settings.expiry_sweep_seconds, handlers.expire_due
+                "booking_svc.hold_expiry", settings.expiry_sweep_seconds, reservations.expire_due
             ),
             grpc_server.periodic(
-                "booking_svc.refunds", settings.refund_sweep_seconds, handlers.dispatch_refunds
+                "booking_svc.refunds", settings.refund_sweep_seconds, refund_handlers.dispatch
             ),
             *background,
         ],

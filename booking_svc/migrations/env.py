@@ -1,4 +1,4 @@
-from booking_svc.repository import metadata
+from booking_svc.adapters.tables import metadata
 from petpro.migrations import run_env
 
 run_env(metadata)

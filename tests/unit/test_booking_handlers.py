@@ -1,4 +1,4 @@
-"""BookingHandlers with a fake unit of work (no database): catalog, pets, reserve (idempotency,
+"""Booking's use cases with a fake unit of work (no database): catalog, pets, reserve (idempotency,
 capacity, expired holds, races), confirm (live hold, late payment reclaimed or lost), expiry, reads."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import pytest
 
 from booking_svc.domain import (
+    EVENT_BOOKING_CREATED,
+    TOPIC_BOOKING_CREATED,
     Booking,
     BookingNotFound,
     BookingState,
@@ -32,9 +34,9 @@ from booking_svc.domain import (
     SlotLost,
     SlotUnavailable,
 )
-from booking_svc.handlers import EVENT_BOOKING_CREATED, TOPIC_BOOKING_CREATED, BookingHandlers, ReserveCommand
+from booking_svc.handlers import ReserveCommand
 from petpro.errors import InvalidArgument
-from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_uow
+from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_uow, booking_use_cases
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 MONDAY = date(2030, 1, 7)
@@ -78,17 +80,11 @@ def world():
     owner = uuid.uuid4()
     pet = Pet(uuid.uuid4(), owner, "Rex", "DOG", created_at=NOW)
     store.clinics[clinic.id], store.services[svc.id], store.pets[pet.id] = clinic, svc, pet
-    uow = booking_uow(store)
     clock, encode = Clock(), Encoded()
-    h = BookingHandlers(
-        uow,
-        encode,
-        hold_ttl=HOLD,
-        clock=clock,
-        traceparent=lambda: "00-trace-span-01",
-        read=booking_uow(store),
+    h = booking_use_cases(
+        store, clock=clock, hold_ttl=HOLD, encode_created=encode, traceparent=lambda: "00-trace-span-01"
     )
-    return h, store, uow, clock, encode, clinic, svc, owner, pet
+    return h, store, h.uow, clock, encode, clinic, svc, owner, pet
 
 
 def cmd(
@@ -100,29 +96,29 @@ def cmd(
 # -- catalog ------------------------------------------------------------------------------------------
 async def test_catalog_reads_and_not_found(world):
     h, _store, *_, clinic, svc, _owner, _pet = world
-    assert (await h.get_clinic(clinic.id)).name == "Vet Mitte"
-    assert (await h.get_service(svc.id))[0].name == "Check-up"
-    rows, token = await h.list_services(clinic.id, 10, "")
+    assert (await h.catalog.get_clinic(clinic.id)).name == "Vet Mitte"
+    assert (await h.catalog.get_service(svc.id))[0].name == "Check-up"
+    rows, token = await h.catalog.list_services(clinic.id, 10, "")
     assert [s.id for s in rows] == [svc.id] and token == ""
     with pytest.raises(ClinicNotFound):
-        await h.get_clinic(uuid.uuid4())
+        await h.catalog.get_clinic(uuid.uuid4())
     with pytest.raises(ClinicNotFound):
-        await h.list_services(uuid.uuid4(), 10, "")
+        await h.catalog.list_services(uuid.uuid4(), 10, "")
     with pytest.raises(ServiceNotFound):
-        await h.get_service(uuid.uuid4())
+        await h.catalog.get_service(uuid.uuid4())
 
 
 async def test_list_services_reads_the_catalog_version_once_and_sees_a_committed_change(world):
     """The version read is a round trip per lookup: ListServices (the clinic, then its services) makes
     one, and the next request still sees a change committed in between (no TTL)."""
     h, store, *_, clinic, svc, _owner, _pet = world
-    await h.list_services(clinic.id, 10, "")
+    await h.catalog.list_services(clinic.id, 10, "")
     before = store.catalog_version_reads
-    rows, _ = await h.list_services(clinic.id, 10, "")
+    rows, _ = await h.catalog.list_services(clinic.id, 10, "")
     assert store.catalog_version_reads - before == 1 and [s.name for s in rows] == ["Check-up"]
     store.services[svc.id].name = "Check-up (long)"
     store.catalog_version += 1  # a committed catalog change
-    rows, _ = await h.list_services(clinic.id, 10, "")
+    rows, _ = await h.catalog.list_services(clinic.id, 10, "")
     assert [s.name for s in rows] == ["Check-up (long)"]
 
 
@@ -131,20 +127,20 @@ async def test_reserve_checks_the_catalog_version_in_its_own_statement(world):
     one statement compares the version.  A committed catalog change (here the capacity) is seen by
     that statement, which then inserts nothing, and the request is decided on the reloaded service."""
     h, store, *_, svc, owner, pet = world
-    await h.reserve(cmd(svc, owner, pet, "a"))  # loads the service into the memo
+    await h.reservations.reserve(cmd(svc, owner, pet, "a"))  # loads the service into the memo
     reads, holds = store.catalog_version_reads, store.try_holds
     with pytest.raises(SlotUnavailable):
-        await h.reserve(cmd(svc, owner, pet, "b"))  # capacity 1, taken
+        await h.reservations.reserve(cmd(svc, owner, pet, "b"))  # capacity 1, taken
     assert (store.catalog_version_reads - reads, store.try_holds - holds) == (0, 1)
     store.services[svc.id].capacity = 2
     store.catalog_version += 1  # committed after the memo loaded the service
-    second = await h.reserve(cmd(svc, owner, pet, "c"))
+    second = await h.reservations.reserve(cmd(svc, owner, pet, "c"))
     assert second.unit == 2  # decided with the new capacity, not refused with the old one
     assert store.catalog_version_reads - reads == 1  # one read, after the statement saw the change
     store.services[svc.id].active = False
     store.catalog_version += 1
     with pytest.raises(ServiceNotBookable):
-        await h.reserve(cmd(svc, owner, pet, "d", start=SLOT + timedelta(minutes=30)))
+        await h.reservations.reserve(cmd(svc, owner, pet, "d", start=SLOT + timedelta(minutes=30)))
 
 
 async def test_list_clinics_pages_by_name(world):
@@ -152,23 +148,23 @@ async def test_list_clinics_pages_by_name(world):
     for name in ("A", "B", "C"):
         c = Clinic(uuid.uuid4(), name, "UTC", {})
         store.clinics[c.id] = c
-    first, token = await h.list_clinics(2, "")
+    first, token = await h.catalog.list_clinics(2, "")
     assert [c.name for c in first] == ["A", "B"] and token
-    second, token2 = await h.list_clinics(2, token)
+    second, token2 = await h.catalog.list_clinics(2, token)
     assert [c.name for c in second] == ["C", "Vet Mitte"] and token2
-    third, token3 = await h.list_clinics(2, token2)
+    third, token3 = await h.catalog.list_clinics(2, token2)
     assert third == [] and token3 == ""
 
 
 async def test_availability_counts_active_holds_and_rejects_bad_dates(world):
     h, _, _, _, _, _, svc, owner, pet = world
-    before = await h.availability(svc.id, MONDAY.isoformat())
+    before = await h.catalog.availability(svc.id, MONDAY.isoformat())
     assert [s.remaining for s in before[2]] == [1] * 6  # 09:00-12:00 in 30-minute slots
-    await h.reserve(cmd(svc, owner, pet))
-    _, _, slots = await h.availability(svc.id, MONDAY.isoformat())
+    await h.reservations.reserve(cmd(svc, owner, pet))
+    _, _, slots = await h.catalog.availability(svc.id, MONDAY.isoformat())
     assert [s.remaining for s in slots] == [0, 1, 1, 1, 1, 1]
     with pytest.raises(InvalidArgument) as exc:
-        await h.availability(svc.id, "2030-02-30")
+        await h.catalog.availability(svc.id, "2030-02-30")
     assert exc.value.violations[0].field == "date"
 
 
@@ -176,22 +172,22 @@ async def test_availability_counts_active_holds_and_rejects_bad_dates(world):
 async def test_create_pet_validates_birth_date_and_lists_by_owner(world):
     h, store, _uow, clock, *_ = world
     owner = uuid.uuid4()
-    pet = await h.create_pet(owner, "  Mia ", "CAT", "  ", "2025-03-01")
+    pet = await h.pets.create_pet(owner, "  Mia ", "CAT", "  ", "2025-03-01")
     assert (pet.name, pet.breed, pet.birth_date) == ("Mia", None, date(2025, 3, 1))
     assert store.pets[pet.id].owner_user_id == owner
     with pytest.raises(InvalidArgument) as exc:
-        await h.create_pet(owner, "Tom", "CAT", None, (clock.now.date() + timedelta(days=1)).isoformat())
+        await h.pets.create_pet(owner, "Tom", "CAT", None, (clock.now.date() + timedelta(days=1)).isoformat())
     assert exc.value.violations[0].reason == "DATE_IN_FUTURE"
     with pytest.raises(InvalidArgument):
-        await h.create_pet(owner, "Tom", "CAT", None, "yesterday")
-    rows, _ = await h.list_pets(owner, 10, "")
+        await h.pets.create_pet(owner, "Tom", "CAT", None, "yesterday")
+    rows, _ = await h.pets.list_pets(owner, 10, "")
     assert [p.id for p in rows] == [pet.id]
 
 
 # -- reserve ------------------------------------------------------------------------------------------
 async def test_reserve_holds_the_slot_until_the_ttl(world):
     h, store, _uow, _clock, _, clinic, svc, owner, pet = world
-    res = await h.reserve(cmd(svc, owner, pet))
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
     assert res.state == ReservationState.HELD and res.expires_at == NOW + HOLD
     assert (res.start, res.end, res.amount_minor, res.clinic_id) == (
         SLOT,
@@ -201,58 +197,60 @@ async def test_reserve_holds_the_slot_until_the_ttl(world):
     )
     assert store.reservations[res.lock_id].state == ReservationState.HELD
     with pytest.raises(SlotUnavailable):
-        await h.reserve(cmd(svc, owner, pet, "other"))
+        await h.reservations.reserve(cmd(svc, owner, pet, "other"))
 
 
 async def test_reserve_is_one_statement_without_a_transaction_in_the_common_case(world):
     """A free slot is held, and a live-held slot refused, by the fast path alone (try_hold on the
     read connection): no unit of work is opened, nothing is rolled back."""
     h, store, uow, _, _, _, svc, owner, pet = world
-    res = await h.reserve(cmd(svc, owner, pet, "a"))
+    res = await h.reservations.reserve(cmd(svc, owner, pet, "a"))
     assert store.reservations[res.lock_id].unit == res.unit == 1
     with pytest.raises(SlotUnavailable):
-        await h.reserve(cmd(svc, owner, pet, "b"))
+        await h.reservations.reserve(cmd(svc, owner, pet, "b"))
     assert (uow.commits, uow.rollbacks) == (0, 0)
 
 
 async def test_reserve_is_idempotent_per_request_id(world):
     h, store, _, _, _, _, svc, owner, pet = world
-    first = await h.reserve(cmd(svc, owner, pet))
-    again = await h.reserve(cmd(svc, owner, pet))
+    first = await h.reservations.reserve(cmd(svc, owner, pet))
+    again = await h.reservations.reserve(cmd(svc, owner, pet))
     assert again.lock_id == first.lock_id and len(store.reservations) == 1
     with pytest.raises(IdempotencyKeyReused):
-        await h.reserve(cmd(svc, owner, pet, start=SLOT + timedelta(minutes=30)))
+        await h.reservations.reserve(cmd(svc, owner, pet, start=SLOT + timedelta(minutes=30)))
 
 
 async def test_reserve_checks_pet_and_slot(world):
     h, _, _, _, _, _, svc, owner, pet = world
     with pytest.raises(PetNotOwned):
-        await h.reserve(cmd(svc, uuid.uuid4(), pet, "x"))
+        await h.reservations.reserve(cmd(svc, uuid.uuid4(), pet, "x"))
     with pytest.raises(PetNotFound):
-        await h.reserve(ReserveCommand("y", owner, "o@example.test", "", svc.id, uuid.uuid4(), SLOT))
+        await h.reservations.reserve(
+            ReserveCommand("y", owner, "o@example.test", "", svc.id, uuid.uuid4(), SLOT)
+        )
     with pytest.raises(InvalidArgument) as exc:
-        await h.reserve(cmd(svc, owner, pet, "z", start=SLOT + timedelta(minutes=10)))
+        await h.reservations.reserve(cmd(svc, owner, pet, "z", start=SLOT + timedelta(minutes=10)))
     assert exc.value.violations[0].reason == "SLOT_OFF_GRID"
     with pytest.raises(ServiceNotFound):
-        await h.reserve(ReserveCommand("w", owner, "", "", uuid.uuid4(), pet.id, SLOT))
+        await h.reservations.reserve(ReserveCommand("w", owner, "", "", uuid.uuid4(), pet.id, SLOT))
 
 
 async def test_capacity_gives_each_reserver_its_own_unit(world):
     h, store, _, _, _, _, svc, owner, pet = world
     store.services[svc.id].capacity = 2
     store.catalog_version += 1  # a committed catalog change: the memo reloads
-    a = await h.reserve(cmd(svc, owner, pet, "a"))
-    b = await h.reserve(cmd(svc, owner, pet, "b"))
+    a = await h.reservations.reserve(cmd(svc, owner, pet, "a"))
+    b = await h.reservations.reserve(cmd(svc, owner, pet, "b"))
     assert {a.unit, b.unit} == {1, 2}
     with pytest.raises(SlotUnavailable):
-        await h.reserve(cmd(svc, owner, pet, "c"))
+        await h.reservations.reserve(cmd(svc, owner, pet, "c"))
 
 
 async def test_an_expired_hold_never_blocks(world):
     h, store, _, clock, _, _, svc, owner, pet = world
-    first = await h.reserve(cmd(svc, owner, pet, "a"))
+    first = await h.reservations.reserve(cmd(svc, owner, pet, "a"))
     clock.now += HOLD  # the hold lapses; the sweeper has not run
-    second = await h.reserve(cmd(svc, owner, pet, "b"))
+    second = await h.reservations.reserve(cmd(svc, owner, pet, "b"))
     assert second.lock_id != first.lock_id
     assert store.reservations[first.lock_id].state == ReservationState.EXPIRED
 
@@ -261,17 +259,17 @@ async def test_an_expired_hold_the_sweeper_releases_mid_request_never_blocks(wor
     """The expiry sweeper may release the lapsed hold while ReserveSlot looks closer: the request's own
     sweep then moves nothing, and the slot is still free (seen once in CI as a 409 for a free slot)."""
     h, store, uow, clock, _, _, svc, owner, pet = world
-    first = await h.reserve(cmd(svc, owner, pet, "a"))
+    first = await h.reservations.reserve(cmd(svc, owner, pet, "a"))
     clock.now += HOLD  # the hold lapses; the sweeper runs concurrently with the next request
 
     class SweptConcurrently(FakeBookingRepository):
         async def expire_overlapping(self, service_id, start, end, now):  # type: ignore[no-untyped-def]
             # another task's transaction (its own connection), committed first: nothing left for ours
-            await asyncio.create_task(h.expire_due(), context=contextvars.Context())
+            await asyncio.create_task(h.reservations.expire_due(), context=contextvars.Context())
             return await super().expire_overlapping(service_id, start, end, now)
 
     uow.repo = SweptConcurrently
-    second = await h.reserve(cmd(svc, owner, pet, "b"))
+    second = await h.reservations.reserve(cmd(svc, owner, pet, "b"))
     assert second.state == ReservationState.HELD and second.lock_id != first.lock_id
     assert store.reservations[first.lock_id].state == ReservationState.EXPIRED
 
@@ -287,18 +285,18 @@ async def test_a_unit_lost_to_a_concurrent_reserver_is_a_clear_conflict(world):
         async def taken_units(self, service_id, start, end):  # type: ignore[no-untyped-def]
             return set()  # sees the slot free: the insert (the constraint) decides
 
-    await h.reserve(cmd(svc, owner, pet, "a"))
+    await h.reservations.reserve(cmd(svc, owner, pet, "a"))
     uow.repo = Racing
     h.read.repo = Racing  # type: ignore[attr-defined]
     rollbacks = uow.rollbacks
     with pytest.raises(SlotUnavailable):
-        await h.reserve(cmd(svc, owner, pet, "b"))
+        await h.reservations.reserve(cmd(svc, owner, pet, "b"))
     assert uow.rollbacks == rollbacks + 1 and len(store.reservations) == 1
 
 
 async def test_a_concurrent_retry_with_the_same_key_answers_like_the_winner(world):
     h, store, uow, _, _, _, svc, owner, pet = world
-    winner = await h.reserve(cmd(svc, owner, pet, "same"))
+    winner = await h.reservations.reserve(cmd(svc, owner, pet, "same"))
 
     class Late(FakeBookingRepository):
         async def reservation_by_request(self, owner, request_id):  # type: ignore[no-untyped-def]
@@ -308,18 +306,18 @@ async def test_a_concurrent_retry_with_the_same_key_answers_like_the_winner(worl
             return set()
 
     uow.repo = Late
-    h.read = booking_uow(store)
-    again = await h.reserve(cmd(svc, owner, pet, "same"))
+    h.reservations.read = booking_uow(store)
+    again = await h.reservations.reserve(cmd(svc, owner, pet, "same"))
     assert again.lock_id == winner.lock_id
 
 
 # -- confirm ------------------------------------------------------------------------------------------
 async def test_confirm_a_live_hold_books_and_writes_the_event_in_the_same_unit_of_work(world):
     h, store, uow, _, encode, _clinic, svc, owner, pet = world
-    res = await h.reserve(cmd(svc, owner, pet))
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
     pay = uuid.uuid4()
     commits = uow.commits
-    booking = await h.confirm(res.lock_id, pay)
+    booking = await h.reservations.confirm(res.lock_id, pay)
     assert booking.state is BookingState.CONFIRMED
     assert (booking.lock_id, booking.payment_id, booking.start, booking.amount_minor) == (
         res.lock_id,
@@ -342,65 +340,67 @@ async def test_confirm_a_live_hold_books_and_writes_the_event_in_the_same_unit_o
 
 async def test_confirm_is_idempotent_per_payment(world):
     h, store, _, _, _, _, svc, owner, pet = world
-    res = await h.reserve(cmd(svc, owner, pet))
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
     pay = uuid.uuid4()
-    first = await h.confirm(res.lock_id, pay)
-    again = await h.confirm(res.lock_id, pay)
+    first = await h.reservations.confirm(res.lock_id, pay)
+    again = await h.reservations.confirm(res.lock_id, pay)
     assert again.id == first.id and len(store.bookings) == 1 and len(store.outbox) == 1
     with pytest.raises(ReservationClosed):
-        await h.confirm(res.lock_id, uuid.uuid4())
+        await h.reservations.confirm(res.lock_id, uuid.uuid4())
     with pytest.raises(ReservationNotFound):
-        await h.confirm(uuid.uuid4(), pay)
+        await h.reservations.confirm(uuid.uuid4(), pay)
 
 
 async def test_late_payment_confirms_when_the_slot_is_still_free(world):
     h, store, _, clock, _, _, svc, owner, pet = world
-    res = await h.reserve(cmd(svc, owner, pet))
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
     clock.now += HOLD + timedelta(minutes=1)
-    assert await h.expire_due() == [res.lock_id]
-    booking = await h.confirm(res.lock_id, uuid.uuid4())
+    assert await h.reservations.expire_due() == [res.lock_id]
+    booking = await h.reservations.confirm(res.lock_id, uuid.uuid4())
     assert booking.state is BookingState.CONFIRMED
     assert store.reservations[res.lock_id].state == ReservationState.CONFIRMED
 
 
 async def test_late_payment_for_a_taken_slot_fails_the_reservation_and_asks_for_a_refund(world):
     h, store, _, clock, _, _, svc, owner, pet = world
-    late = await h.reserve(cmd(svc, owner, pet, "late"))
+    late = await h.reservations.reserve(cmd(svc, owner, pet, "late"))
     clock.now += HOLD
-    winner = await h.reserve(cmd(svc, owner, pet, "winner"))
-    await h.confirm(winner.lock_id, uuid.uuid4())
+    winner = await h.reservations.reserve(cmd(svc, owner, pet, "winner"))
+    await h.reservations.confirm(winner.lock_id, uuid.uuid4())
     pay = uuid.uuid4()
     with pytest.raises(SlotLost):
-        await h.confirm(late.lock_id, pay)
+        await h.reservations.confirm(late.lock_id, pay)
     lost = store.reservations[late.lock_id]
     assert (lost.state, lost.failure_reason, lost.payment_id) == (ReservationState.FAILED, "SLOT_TAKEN", pay)
     assert len(store.bookings) == 1 and len(store.outbox) == 1  # only the winner's
     with pytest.raises(SlotLost):  # a redelivered webhook gets the same answer
-        await h.confirm(late.lock_id, pay)
+        await h.reservations.confirm(late.lock_id, pay)
 
 
 async def test_get_reservation_reports_a_lapsed_hold_as_expired_and_hides_others(world):
     h, _, _, clock, _, _, svc, owner, pet = world
-    res = await h.reserve(cmd(svc, owner, pet))
-    assert (await h.get_reservation(res.lock_id, owner)).state == ReservationState.HELD
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    assert (await h.reservations.get_reservation(res.lock_id, owner)).state == ReservationState.HELD
     clock.now += HOLD
-    assert (await h.get_reservation(res.lock_id, None)).state == ReservationState.EXPIRED
+    assert (await h.reservations.get_reservation(res.lock_id, None)).state == ReservationState.EXPIRED
     with pytest.raises(ReservationNotFound):
-        await h.get_reservation(res.lock_id, uuid.uuid4())
+        await h.reservations.get_reservation(res.lock_id, uuid.uuid4())
 
 
 # -- bookings -----------------------------------------------------------------------------------------
 async def test_bookings_are_visible_to_their_owner_and_listed_by_clinic(world):
     h, _, _, _, _, clinic, svc, owner, pet = world
-    res = await h.reserve(cmd(svc, owner, pet))
-    booking = await h.confirm(res.lock_id, uuid.uuid4())
-    assert (await h.get_booking(booking.id, owner)).id == booking.id
-    assert (await h.get_booking(booking.id, None)).id == booking.id
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    booking = await h.reservations.confirm(res.lock_id, uuid.uuid4())
+    assert (await h.lifecycle.get_booking(booking.id, owner)).id == booking.id
+    assert (await h.lifecycle.get_booking(booking.id, None)).id == booking.id
     with pytest.raises(BookingNotFound):
-        await h.get_booking(booking.id, uuid.uuid4())
-    rows, _ = await h.list_bookings(owner=None, clinic=clinic.id, start_from=None, size=10, token="")
+        await h.lifecycle.get_booking(booking.id, uuid.uuid4())
+    rows, _ = await h.lifecycle.list_bookings(
+        owner=None, clinic=clinic.id, start_from=None, size=10, token=""
+    )
     assert [b.id for b in rows] == [booking.id]
-    rows, _ = await h.list_bookings(
+    rows, _ = await h.lifecycle.list_bookings(
         owner=owner, clinic=None, start_from=SLOT + timedelta(hours=1), size=10, token=""
     )
     assert rows == []

@@ -12,6 +12,9 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from booking_svc.domain import (
+    TOPIC_BOOKING_CANCELLED,
+    TOPIC_BOOKING_NO_SHOW,
+    TOPIC_BOOKING_RESCHEDULED,
     Actor,
     Booking,
     BookingNotFound,
@@ -27,16 +30,9 @@ from booking_svc.domain import (
     Service,
     SlotUnavailable,
 )
-from booking_svc.handlers import (
-    TOPIC_BOOKING_CANCELLED,
-    TOPIC_BOOKING_NO_SHOW,
-    TOPIC_BOOKING_RESCHEDULED,
-    BookingHandlers,
-    ReserveCommand,
-    refund_request_id,
-)
+from booking_svc.handlers import ReserveCommand, refund_request_id
 from booking_svc.ports import Change, RefundResult
-from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_uow
+from tests.unit.fakes.booking import BookingStore, BookingUseCases, FakeBookingRepository, booking_use_cases
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 SLOT = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)  # Monday 09:00 in Berlin
@@ -94,12 +90,9 @@ def world():
     pet = Pet(uuid.uuid4(), owner, "Rex", "DOG", created_at=NOW)
     store.clinics[clinic.id], store.services[svc.id], store.pets[pet.id] = clinic, svc, pet
     clock, refunds = Clock(), Refunds()
-    h = BookingHandlers(
-        booking_uow(store),
-        lambda *a: b"created",
-        hold_ttl=timedelta(minutes=10),
+    h = booking_use_cases(
+        store,
         clock=clock,
-        read=booking_uow(store),
         encode_change=encode_change,
         refunds=refunds,
         refund_retry_max=timedelta(seconds=30),
@@ -108,12 +101,12 @@ def world():
 
 
 async def confirmed(
-    h: BookingHandlers, svc: Service, owner: uuid.UUID, pet: Pet, start: datetime = SLOT
+    h: BookingUseCases, svc: Service, owner: uuid.UUID, pet: Pet, start: datetime = SLOT
 ) -> Booking:
-    res = await h.reserve(
+    res = await h.reservations.reserve(
         ReserveCommand(str(uuid.uuid4()), owner, "o@example.test", "Olga", svc.id, pet.id, start)
     )
-    return await h.confirm(res.lock_id, uuid.uuid4())
+    return await h.reservations.confirm(res.lock_id, uuid.uuid4())
 
 
 def rid() -> str:
@@ -131,7 +124,7 @@ async def test_cancel_frees_the_slot_writes_the_event_and_a_retry_answers_the_sa
     h, store, _clock, _, _, svc, owner, pet = world
     b = await confirmed(h, svc, owner, pet)
     key = rid()
-    out = await h.cancel(key, b.id, Actor.OWNER, "", owner=owner)
+    out = await h.lifecycle.cancel(key, b.id, Actor.OWNER, "", owner=owner)
     assert (out.state, out.refund_minor, out.refund_state) == (
         BookingState.CANCELLED,
         4500,
@@ -140,10 +133,10 @@ async def test_cancel_frees_the_slot_writes_the_event_and_a_retry_answers_the_sa
     assert store.reservations[b.lock_id].state == ReservationState.CANCELLED
     events = [r for r in store.outbox if r.topic == TOPIC_BOOKING_CANCELLED]
     assert [(e.key, e.payload) for e in events] == [(str(b.id), b"booking.cancelled|2|OWNER")]
-    again = await h.cancel(key, b.id, Actor.OWNER, "", owner=owner)
+    again = await h.lifecycle.cancel(key, b.id, Actor.OWNER, "", owner=owner)
     assert again.id == b.id and len(store.outbox) == 2  # created + one cancelled: no second event
     with pytest.raises(IdempotencyKeyReused):
-        await h.cancel(key, b.id, Actor.OWNER, "another reason", owner=owner)
+        await h.lifecycle.cancel(key, b.id, Actor.OWNER, "another reason", owner=owner)
 
 
 async def test_foreign_owner_or_clinic_gets_not_found_and_nothing_changes(world):
@@ -151,9 +144,11 @@ async def test_foreign_owner_or_clinic_gets_not_found_and_nothing_changes(world)
     b = await confirmed(h, svc, owner, pet)
     for kwargs in ({"owner": uuid.uuid4()}, {"clinic": uuid.uuid4()}):
         with pytest.raises(BookingNotFound):
-            await h.cancel(rid(), b.id, Actor.OWNER if "owner" in kwargs else Actor.CLINIC, "x", **kwargs)
+            await h.lifecycle.cancel(
+                rid(), b.id, Actor.OWNER if "owner" in kwargs else Actor.CLINIC, "x", **kwargs
+            )
     with pytest.raises(BookingNotFound):
-        await h.record_outcome(rid(), b.id, uuid.uuid4(), BookingState.COMPLETED)
+        await h.lifecycle.record_outcome(rid(), b.id, uuid.uuid4(), BookingState.COMPLETED)
     assert store.bookings[b.id].state == BookingState.CONFIRMED and len(store.outbox) == 1
 
 
@@ -162,9 +157,9 @@ async def test_reschedule_moves_the_hold_or_changes_nothing_when_the_target_is_t
     b = await confirmed(h, svc, owner, pet)
     other = await confirmed(h, svc, owner, pet, SLOT + timedelta(minutes=30))
     with pytest.raises(SlotUnavailable):
-        await h.reschedule(rid(), b.id, owner, other.start)
+        await h.lifecycle.reschedule(rid(), b.id, owner, other.start)
     assert store.bookings[b.id].start == SLOT and store.reservations[b.lock_id].start == SLOT
-    moved = await h.reschedule(rid(), b.id, owner, SLOT + timedelta(hours=1))
+    moved = await h.lifecycle.reschedule(rid(), b.id, owner, SLOT + timedelta(hours=1))
     assert (moved.start, moved.reschedule_count, moved.version) == (SLOT + timedelta(hours=1), 1, 2)
     assert store.reservations[b.lock_id].start == SLOT + timedelta(hours=1)
     assert [r.topic for r in store.outbox].count(TOPIC_BOOKING_RESCHEDULED) == 1
@@ -176,16 +171,20 @@ async def test_reschedule_onto_a_lapsed_hold_the_sweeper_releases_mid_request(wo
     h, store, clock, _, _, svc, owner, pet = world
     b = await confirmed(h, svc, owner, pet)
     target = SLOT + timedelta(hours=1)
-    lapsed = await h.reserve(ReserveCommand(rid(), owner, "o@example.test", "Olga", svc.id, pet.id, target))
+    lapsed = await h.reservations.reserve(
+        ReserveCommand(rid(), owner, "o@example.test", "Olga", svc.id, pet.id, target)
+    )
     clock.now += timedelta(minutes=10)
 
     class SweptConcurrently(FakeBookingRepository):
         async def expire_overlapping(self, service_id, start, end, now):  # type: ignore[no-untyped-def]
-            await asyncio.create_task(h.expire_due(), context=contextvars.Context())  # another task
+            await asyncio.create_task(
+                h.reservations.expire_due(), context=contextvars.Context()
+            )  # another task
             return await super().expire_overlapping(service_id, start, end, now)
 
     h.uow.repo = SweptConcurrently  # type: ignore[attr-defined]
-    moved = await h.reschedule(rid(), b.id, owner, target)
+    moved = await h.lifecycle.reschedule(rid(), b.id, owner, target)
     assert moved.start == target and store.reservations[b.lock_id].start == target
     assert store.reservations[lapsed.lock_id].state == ReservationState.EXPIRED
 
@@ -194,9 +193,9 @@ async def test_no_show_keeps_the_payment(world):
     h, store, clock, refunds, clinic, svc, owner, pet = world
     b = await confirmed(h, svc, owner, pet)
     clock.now = SLOT + timedelta(minutes=40)
-    out = await h.record_outcome(rid(), b.id, clinic.id, BookingState.NO_SHOW)
+    out = await h.lifecycle.record_outcome(rid(), b.id, clinic.id, BookingState.NO_SHOW)
     assert out.state == BookingState.NO_SHOW and out.refund_state == RefundState.NONE
-    assert await h.dispatch_refunds() == 0 and refunds.calls == []
+    assert await h.refunds.dispatch() == 0 and refunds.calls == []
     assert store.outbox[-1].topic == TOPIC_BOOKING_NO_SHOW
 
 
@@ -204,43 +203,43 @@ async def test_refund_dispatcher_retries_a_failing_provider_until_accepted_and_r
     h, store, clock, refunds, clinic, svc, owner, pet = world
     refunds.failures = 2
     b = await confirmed(h, svc, owner, pet)
-    await h.cancel(rid(), b.id, Actor.CLINIC, "vet ill", clinic=clinic.id)
-    assert await h.dispatch_refunds() == 1  # fails: back-off
+    await h.lifecycle.cancel(rid(), b.id, Actor.CLINIC, "vet ill", clinic=clinic.id)
+    assert await h.refunds.dispatch() == 1  # fails: back-off
     assert store.bookings[b.id].refund_state == RefundState.PENDING
-    assert [x.id for x in await h.pending_refunds(10)] == [b.id]
-    assert await h.dispatch_refunds() == 0  # not due yet
+    assert [x.id for x in await h.refunds.pending(10)] == [b.id]
+    assert await h.refunds.dispatch() == 0  # not due yet
     for _ in range(2):
         clock.now += timedelta(seconds=31)
-        await h.dispatch_refunds()
+        await h.refunds.dispatch()
     assert store.bookings[b.id].refund_state == RefundState.SUCCEEDED
     assert refunds.made == {refund_request_id(b.id): 4500}
     assert {c[2] for c in refunds.calls} == {refund_request_id(b.id)}  # one request id for every attempt
     clock.now += timedelta(minutes=5)
-    assert await h.dispatch_refunds() == 0 and await h.pending_refunds(10) == []
+    assert await h.refunds.dispatch() == 0 and await h.refunds.pending(10) == []
 
 
 async def test_a_refund_accepted_then_failed_is_made_again_under_a_new_key_until_one_succeeds(world):
     h, store, clock, refunds, _clinic, svc, owner, pet = world
     refunds.status = "pending"
     b = await confirmed(h, svc, owner, pet)
-    await h.cancel(rid(), b.id, Actor.OWNER, "", owner=owner)
-    await h.dispatch_refunds()
+    await h.lifecycle.cancel(rid(), b.id, Actor.OWNER, "", owner=owner)
+    await h.refunds.dispatch()
     assert store.bookings[b.id].refund_state == RefundState.PROCESSING
     for rnd in (0, 1):  # the provider fails the accepted refund: twice in a row
         refunds.statuses[refund_request_id(b.id, rnd)] = "failed"
         clock.now += timedelta(seconds=3)
-        await h.dispatch_refunds()  # the re-check finds it failed: shown, and still open
+        await h.refunds.dispatch()  # the re-check finds it failed: shown, and still open
         failed = store.bookings[b.id]
         assert (failed.refund_state, failed.provider_refund_id) == (RefundState.FAILED, f"re_{rnd + 1}")
         assert failed.state == BookingState.CANCELLED
-        assert [x.id for x in await h.pending_refunds(10)] == [b.id]
-        assert await h.dispatch_refunds() == 0  # a short back-off first
+        assert [x.id for x in await h.refunds.pending(10)] == [b.id]
+        assert await h.refunds.dispatch() == 0  # a short back-off first
         clock.now += timedelta(seconds=5)
-        await h.dispatch_refunds()  # a new refund, under the next round's key
+        await h.refunds.dispatch()  # a new refund, under the next round's key
         assert store.bookings[b.id].refund_state == RefundState.PROCESSING
     refunds.statuses[refund_request_id(b.id, 2)] = "succeeded"
     clock.now += timedelta(seconds=3)
-    await h.dispatch_refunds()
+    await h.refunds.dispatch()
     done = store.bookings[b.id]
     assert (done.refund_state, done.provider_refund_id, done.refund_round) == (
         RefundState.SUCCEEDED,
@@ -254,18 +253,18 @@ async def test_a_refund_accepted_then_failed_is_made_again_under_a_new_key_until
     ]
     assert [s for s in refunds.statuses.values() if s == "succeeded"] == ["succeeded"]  # one paid back
     clock.now += timedelta(minutes=5)
-    assert await h.dispatch_refunds() == 0 and await h.pending_refunds(10) == []
+    assert await h.refunds.dispatch() == 0 and await h.refunds.pending(10) == []
 
 
 async def test_an_accepted_refund_is_rechecked_until_the_provider_settles_it(world):
     h, store, clock, refunds, _clinic, svc, owner, pet = world
     refunds.status = "pending"
     b = await confirmed(h, svc, owner, pet)
-    await h.cancel(rid(), b.id, Actor.OWNER, "", owner=owner)
-    await h.dispatch_refunds()
+    await h.lifecycle.cancel(rid(), b.id, Actor.OWNER, "", owner=owner)
+    await h.refunds.dispatch()
     assert store.bookings[b.id].refund_state == RefundState.PROCESSING
     refunds.status = "succeeded"
     clock.now += timedelta(seconds=3)
-    await h.dispatch_refunds()
+    await h.refunds.dispatch()
     assert store.bookings[b.id].refund_state == RefundState.SUCCEEDED
     assert len(refunds.made) == 1

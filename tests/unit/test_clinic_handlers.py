@@ -13,17 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auth_svc.domain import InvitationInvalid, LastClinicAdmin, Passwords, TokenIssuer, TokenRevoked, User
 from auth_svc.handlers import AuthHandlers, ClinicStaffHandlers, ServiceAccountHandlers, principal_of
 from booking_svc.domain import Clinic, EtagMismatch, Interval, Pet, Service
-from booking_svc.handlers import (
-    BookingHandlers,
-    ClinicAdminHandlers,
-    ClinicProfile,
-    ReserveCommand,
-    WeeklyHours,
-)
+from booking_svc.handlers import ClinicProfile, ReserveCommand, WeeklyHours
 from petpro.authn import ClinicAdminRequired, PlatformAdminRequired, Principal
 from petpro.errors import InvalidArgument, NotFound
 from tests.unit.fakes.auth import AuthStore, auth_uow
-from tests.unit.fakes.booking import BookingStore, booking_uow
+from tests.unit.fakes.booking import BookingStore, booking_use_cases
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)  # a Tuesday
 TUESDAY = datetime(2030, 1, 8, tzinfo=UTC).date()
@@ -42,33 +36,27 @@ def world():
     clinic = Clinic(uuid.uuid4(), "Vet", "Europe/Berlin", {"tue": [Interval(time(8), time(12))]})
     svc = Service(uuid.uuid4(), clinic.id, "Check-up", 30, 4500, "EUR")
     store.clinics[clinic.id], store.services[svc.id] = clinic, svc
-    bookings = BookingHandlers(
-        booking_uow(store),
-        lambda *a: b"",
-        hold_ttl=timedelta(minutes=10),
-        read=booking_uow(store),
-        clock=lambda: NOW,
-    )
+    bookings = booking_use_cases(store, clock=lambda: NOW)
     admin = who({"CLINIC_STAFF"}, {str(clinic.id): "ADMIN"})
-    return bookings, ClinicAdminHandlers(bookings), store, clinic, svc, admin
+    return bookings, bookings.admin, store, clinic, svc, admin
 
 
 async def test_a_committed_change_is_never_served_from_the_cache(world):
     bookings, h, _, clinic, svc, admin = world
-    before = await bookings.availability(svc.id, TUESDAY.isoformat())
+    before = await bookings.catalog.availability(svc.id, TUESDAY.isoformat())
     assert len(before[2]) == 8
-    await bookings.availability(svc.id, TUESDAY.isoformat())  # cached now
+    await bookings.catalog.availability(svc.id, TUESDAY.isoformat())  # cached now
     await h.create_closure(admin, clinic.id, TUESDAY.isoformat(), TUESDAY.isoformat(), "Training")
-    assert (await bookings.availability(svc.id, TUESDAY.isoformat()))[2] == []
+    assert (await bookings.catalog.availability(svc.id, TUESDAY.isoformat()))[2] == []
     await h.update_service(admin, svc.id, Service(svc.id, clinic.id, "", 60, 0, ""), ["duration_minutes"], "")
-    assert (await bookings.get_service(svc.id))[0].duration_minutes == 60
+    assert (await bookings.catalog.get_service(svc.id))[0].duration_minutes == 60
 
 
 async def test_cache_is_used_while_nothing_changes(world):
     bookings, _, store, _, svc, _ = world
-    await bookings.get_service(svc.id)
+    await bookings.catalog.get_service(svc.id)
     store.services[svc.id].name = "changed behind the catalog's back"  # no version bump: not a real change
-    assert (await bookings.get_service(svc.id))[0].name == "Check-up"
+    assert (await bookings.catalog.get_service(svc.id))[0].name == "Check-up"
 
 
 async def test_every_change_checks_membership_of_that_clinic(world):
@@ -116,9 +104,11 @@ async def test_closing_a_day_lists_its_bookings_and_keeps_them(world):
     owner = uuid.uuid4()
     pet = Pet(uuid.uuid4(), owner, "Rex", "DOG")
     store.pets[pet.id] = pet
-    slot = (await bookings.availability(svc.id, TUESDAY.isoformat()))[2][0].start
-    res = await bookings.reserve(ReserveCommand("r1", owner, "o@x.co", "O", svc.id, pet.id, slot))
-    booked = await bookings.confirm(res.lock_id, uuid.uuid4())
+    slot = (await bookings.catalog.availability(svc.id, TUESDAY.isoformat()))[2][0].start
+    res = await bookings.reservations.reserve(
+        ReserveCommand("r1", owner, "o@x.co", "O", svc.id, pet.id, slot)
+    )
+    booked = await bookings.reservations.confirm(res.lock_id, uuid.uuid4())
     _closure, affected = await h.create_closure(
         admin, clinic.id, TUESDAY.isoformat(), TUESDAY.isoformat(), "Flood"
     )
@@ -134,9 +124,9 @@ async def test_species_restriction_on_reserve(world):
     owner = uuid.uuid4()
     dog = Pet(uuid.uuid4(), owner, "Rex", "DOG")
     store.pets[dog.id] = dog
-    slot = (await bookings.availability(svc.id, TUESDAY.isoformat()))[2][0].start
+    slot = (await bookings.catalog.availability(svc.id, TUESDAY.isoformat()))[2][0].start
     with pytest.raises(Exception) as exc:
-        await bookings.reserve(ReserveCommand("r1", owner, "o@x.co", "O", svc.id, dog.id, slot))
+        await bookings.reservations.reserve(ReserveCommand("r1", owner, "o@x.co", "O", svc.id, dog.id, slot))
     assert getattr(exc.value, "reason", "") == "SPECIES_NOT_ALLOWED"
 
 

@@ -570,7 +570,7 @@ def test_update_without_a_mask_changes_the_fields_the_request_sets() -> None:
     REST fuzzer found PATCH /v1/services/{id} with ``{}`` answering 500 (upb descriptors have no
     ``label``)."""
     from booking_svc.handlers import SERVICE_FIELDS
-    from booking_svc.service import _set_paths
+    from booking_svc.service.clinic_admin import _set_paths
 
     assert _set_paths(booking_pb2.Service(), SERVICE_FIELDS) == []
     priced = booking_pb2.Service(

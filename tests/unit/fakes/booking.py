@@ -1,13 +1,15 @@
 """In-memory BookingRepository (booking_svc.ports) with the schema's rules: one active reservation
 per service unit and overlapping range (UnitTaken), one reservation per owner + request id
-(DuplicateRequest)."""
+(DuplicateRequest); held to PostgreSQL's behaviour by tests/contracts/booking_repository.py.  And the
+use cases wired on it (``booking_use_cases``), as ``server.build`` wires them."""
 
 from __future__ import annotations
 
 import copy
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from booking_svc.domain import (
@@ -27,6 +29,16 @@ from booking_svc.domain import (
     Service,
     UnitTaken,
 )
+from booking_svc.handlers import (
+    CatalogHandlers,
+    ClinicAdminHandlers,
+    LifecycleHandlers,
+    PetHandlers,
+    RefundHandlers,
+    ReservationHandlers,
+)
+from booking_svc.ports import ChangeEncoder, EventEncoder, RefundPort, RefundResult
+from petpro.clock import utcnow
 from tests.unit.fakes import FakeUnitOfWork
 
 
@@ -51,16 +63,48 @@ class BookingStore:
     catalog_version: int = 1
     catalog_version_reads: int = 0  # round trips a real repository would make for it
     try_holds: int = 0  # ReserveSlot fast-path statements
-    catalog_requests: dict[uuid.UUID, uuid.UUID] = field(
-        default_factory=dict
-    )  # request id → clinic/service id
+    clinic_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic id
+    service_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
     refund_due: dict[uuid.UUID, datetime | None] = field(default_factory=dict)  # booking → refund_next_at
-    refund_errors: dict[uuid.UUID, str] = field(default_factory=dict)
+
+
+# what save_booking_change writes (a lifecycle change); the refund's bookkeeping is written elsewhere
+LIFECYCLE_FIELDS = (
+    "state",
+    "start",
+    "end",
+    "cancelled_at",
+    "refund_minor",
+    "refund_state",
+    "refund_updated_at",
+    "cancel_reason",
+    "cancelled_by",
+    "updated_at",
+    "version",
+    "reschedule_count",
+)
 
 
 def _after(key: tuple[str, str], after: tuple[str, ...] | None) -> bool:
     return after is None or key > after
+
+
+def _calendar_since() -> date:
+    """The oldest day a clinic's calendar still shows: two days before today (PostgreSQL's
+    ``current_date - 2``, so that every time zone's today is covered)."""
+    return datetime.now(UTC).date() - timedelta(days=2)
+
+
+def _calendar(clinic: Clinic) -> Clinic:
+    """The clinic as the repository returns it: closures and overrides that have not passed."""
+    since = _calendar_since()
+    out = copy.deepcopy(clinic)
+    out.closures = sorted(
+        (c for c in out.closures if c.end_date >= since), key=lambda c: (c.start_date, str(c.id))
+    )
+    out.overrides = {day: ivs for day, ivs in out.overrides.items() if day >= since}
+    return out
 
 
 def _overlaps(a: Reservation, start: datetime, end: datetime) -> bool:
@@ -69,80 +113,81 @@ def _overlaps(a: Reservation, start: datetime, end: datetime) -> bool:
 
 class FakeBookingRepository:
     def __init__(self, store: BookingStore) -> None:
-        self.s = store
+        self.store = store
 
     # -- catalog
     async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]:
-        rows = sorted(self.s.clinics.values(), key=lambda c: (c.name, str(c.id)))
+        rows = sorted(self.store.clinics.values(), key=lambda c: (c.name, str(c.id)))
         return [copy.deepcopy(c) for c in rows if _after((c.name, str(c.id)), after)][:limit]
 
     async def clinic(self, clinic_id: uuid.UUID, *, for_update: bool = False) -> Clinic | None:
-        return copy.deepcopy(self.s.clinics.get(clinic_id))
+        clinic = self.store.clinics.get(clinic_id)
+        return _calendar(clinic) if clinic else None
 
     async def list_services(
         self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
     ) -> list[Service]:
         rows = sorted(
-            (s for s in self.s.services.values() if s.clinic_id == clinic_id and not s.archived),
+            (s for s in self.store.services.values() if s.clinic_id == clinic_id and not s.archived),
             key=lambda s: (s.name, str(s.id)),
         )
         return [copy.deepcopy(s) for s in rows if _after((s.name, str(s.id)), after)][:limit]
 
     async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
-        svc = self.s.services.get(service_id)
+        svc = self.store.services.get(service_id)
         if svc is None:
             return None
-        return copy.deepcopy(svc), copy.deepcopy(self.s.clinics[svc.clinic_id])
+        return copy.deepcopy(svc), _calendar(self.store.clinics[svc.clinic_id])
 
     async def service(self, service_id: uuid.UUID, *, for_update: bool = False) -> Service | None:
-        return copy.deepcopy(self.s.services.get(service_id))
+        return copy.deepcopy(self.store.services.get(service_id))
 
     # -- catalog changes
     async def catalog_version(self) -> int:
-        self.s.catalog_version_reads += 1
-        return self.s.catalog_version
+        self.store.catalog_version_reads += 1
+        return self.store.catalog_version
 
     async def bump_catalog(self) -> None:
-        self.s.catalog_version += 1
+        self.store.catalog_version += 1
 
     async def add_clinic(self, clinic: Clinic, request_id: uuid.UUID | None = None) -> uuid.UUID:
-        if request_id is not None and request_id in self.s.catalog_requests:
-            return self.s.catalog_requests[request_id]
-        self.s.clinics[clinic.id] = copy.deepcopy(clinic)
+        if request_id is not None and request_id in self.store.clinic_requests:
+            return self.store.clinic_requests[request_id]
+        self.store.clinics[clinic.id] = replace(copy.deepcopy(clinic), closures=[], overrides={})
         if request_id is not None:
-            self.s.catalog_requests[request_id] = clinic.id
+            self.store.clinic_requests[request_id] = clinic.id
         return clinic.id
 
     async def save_clinic(self, clinic: Clinic) -> None:
-        stored = self.s.clinics[clinic.id]
-        self.s.clinics[clinic.id] = replace(
-            copy.deepcopy(clinic),
-            closures=stored.closures,
-            overrides=stored.overrides,
-            version=stored.version + 1,
-        )
+        stored = self.store.clinics[clinic.id]
+        for name in ("name", "time_zone", "address", "phone", "email"):
+            setattr(stored, name, getattr(clinic, name))
+        stored.opening_hours = copy.deepcopy(clinic.opening_hours)
+        stored.version += 1
         clinic.version += 1
 
     async def add_service(self, svc: Service, request_id: uuid.UUID | None = None) -> uuid.UUID:
-        if request_id is not None and request_id in self.s.catalog_requests:
-            return self.s.catalog_requests[request_id]
-        self.s.services[svc.id] = copy.deepcopy(svc)
+        if request_id is not None and request_id in self.store.service_requests:
+            return self.store.service_requests[request_id]
+        self.store.services[svc.id] = copy.deepcopy(svc)
         if request_id is not None:
-            self.s.catalog_requests[request_id] = svc.id
+            self.store.service_requests[request_id] = svc.id
         return svc.id
 
     async def save_service(self, svc: Service, *, archive_at: datetime | None = None) -> None:
-        stored = self.s.services[svc.id]
-        self.s.services[svc.id] = replace(
+        stored = self.store.services[svc.id]
+        self.store.services[svc.id] = replace(
             copy.deepcopy(svc), version=stored.version + 1, archived=stored.archived or archive_at is not None
         )
         svc.version += 1
 
     async def add_closure(self, c: Closure) -> None:
-        self.s.clinics[c.clinic_id].closures.append(c)
+        self.store.clinics[c.clinic_id].closures.append(c)
 
     async def delete_closure(self, clinic_id: uuid.UUID, closure_id: uuid.UUID) -> bool:
-        clinic = self.s.clinics[clinic_id]
+        clinic = self.store.clinics.get(clinic_id)
+        if clinic is None:
+            return False
         before = len(clinic.closures)
         clinic.closures = [c for c in clinic.closures if c.id != closure_id]
         return len(clinic.closures) < before
@@ -150,21 +195,23 @@ class FakeBookingRepository:
     async def list_closures(
         self, clinic_id: uuid.UUID, after: tuple[str, ...] | None, limit: int
     ) -> list[Closure]:
-        rows = sorted(self.s.clinics[clinic_id].closures, key=lambda c: (c.start_date.isoformat(), str(c.id)))
+        clinic = self.store.clinics.get(clinic_id)
+        rows = _calendar(clinic).closures if clinic else []
         return [c for c in rows if _after((c.start_date.isoformat(), str(c.id)), after)][:limit]
 
     async def put_override(self, clinic_id: uuid.UUID, day: date, ivs: list[Interval]) -> None:
-        self.s.clinics[clinic_id].overrides[day] = list(ivs)
+        self.store.clinics[clinic_id].overrides[day] = list(ivs)
 
     async def delete_override(self, clinic_id: uuid.UUID, day: date) -> bool:
-        return self.s.clinics[clinic_id].overrides.pop(day, None) is not None
+        clinic = self.store.clinics.get(clinic_id)
+        return clinic is not None and clinic.overrides.pop(day, None) is not None
 
     async def upcoming_bookings(
         self, clinic_id: uuid.UUID, now: datetime, start: datetime | None = None, end: datetime | None = None
     ) -> list[Booking]:
         rows = [
             b
-            for b in self.s.bookings.values()
+            for b in self.store.bookings.values()
             if b.clinic_id == clinic_id
             and b.state == "CONFIRMED"
             and b.start > now
@@ -185,7 +232,7 @@ class FakeBookingRepository:
         rows = sorted(
             (
                 b
-                for b in self.s.bookings.values()
+                for b in self.store.bookings.values()
                 if b.clinic_id == clinic_id and start <= b.start < end and (not states or b.state in states)
             ),
             key=lambda b: (b.start, str(b.id)),
@@ -194,11 +241,11 @@ class FakeBookingRepository:
         for b in rows:
             if not _after((b.start.isoformat(), str(b.id)), after):
                 continue
-            res, pet = self.s.reservations[b.lock_id], self.s.pets[b.pet_id]
+            res, pet = self.store.reservations[b.lock_id], self.store.pets[b.pet_id]
             out.append(
                 ClinicBooking(
                     copy.deepcopy(b),
-                    self.s.services[b.service_id].name,
+                    self.store.services[b.service_id].name,
                     pet.name,
                     pet.species,
                     res.owner_name,
@@ -209,14 +256,14 @@ class FakeBookingRepository:
 
     # -- pets
     async def add_pet(self, pet: Pet) -> None:
-        self.s.pets[pet.id] = copy.deepcopy(pet)
+        self.store.pets[pet.id] = copy.deepcopy(pet)
 
     async def pet(self, pet_id: uuid.UUID) -> Pet | None:
-        return copy.deepcopy(self.s.pets.get(pet_id))
+        return copy.deepcopy(self.store.pets.get(pet_id))
 
     async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
         rows = sorted(
-            (p for p in self.s.pets.values() if p.owner_user_id == owner),
+            (p for p in self.store.pets.values() if p.owner_user_id == owner),
             key=lambda p: (p.created_at.isoformat(), str(p.id)),
         )
         return [copy.deepcopy(p) for p in rows if _after((p.created_at.isoformat(), str(p.id)), after)][
@@ -225,15 +272,15 @@ class FakeBookingRepository:
 
     # -- reservations
     def _with_booking(self, r: Reservation) -> Reservation:
-        booking = next((b.id for b in self.s.bookings.values() if b.lock_id == r.lock_id), None)
+        booking = next((b.id for b in self.store.bookings.values() if b.lock_id == r.lock_id), None)
         return replace(copy.deepcopy(r), booking_id=booking)
 
     async def reservation(self, lock_id: uuid.UUID, *, for_update: bool = False) -> Reservation | None:
-        r = self.s.reservations.get(lock_id)
+        r = self.store.reservations.get(lock_id)
         return self._with_booking(r) if r else None
 
     async def reservation_by_request(self, owner: uuid.UUID, request_id: str) -> Reservation | None:
-        for r in self.s.reservations.values():
+        for r in self.store.reservations.values():
             if r.owner_user_id == owner and r.request_id == request_id:
                 return self._with_booking(r)
         return None
@@ -242,7 +289,7 @@ class FakeBookingRepository:
         self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
     ) -> int:
         n = 0
-        for r in self.s.reservations.values():
+        for r in self.store.reservations.values():
             if (
                 r.service_id == service_id
                 and r.state == ReservationState.HELD
@@ -258,7 +305,7 @@ class FakeBookingRepository:
     ) -> set[int]:
         return {
             r.unit
-            for r in self.s.reservations.values()
+            for r in self.store.reservations.values()
             if r.service_id == service_id
             and r.state in ACTIVE_STATES
             and _overlaps(r, start, end)
@@ -271,25 +318,25 @@ class FakeBookingRepository:
     async def insert_reservation(self, res: Reservation) -> None:
         if any(
             r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
-            for r in self.s.reservations.values()
+            for r in self.store.reservations.values()
         ):
             raise DuplicateRequest
         if res.state in ACTIVE_STATES and res.unit in self._active_units(res.service_id, res.start, res.end):
             raise UnitTaken
-        self.s.reservations[res.lock_id] = copy.deepcopy(res)
+        self.store.reservations[res.lock_id] = copy.deepcopy(res)
 
     async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
-        self.s.try_holds += 1
-        version = self.s.catalog_version
+        self.store.try_holds += 1
+        version = self.store.catalog_version
         earlier = any(
             r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
-            for r in self.s.reservations.values()
+            for r in self.store.reservations.values()
         )
-        pet = self.s.pets.get(res.pet_id)
+        pet = self.store.pets.get(res.pet_id)
         owner = pet.owner_user_id if pet else None
         live = {
             r.unit
-            for r in self.s.reservations.values()
+            for r in self.store.reservations.values()
             if r.service_id == res.service_id
             and _overlaps(r, res.start, res.end)
             and (
@@ -303,7 +350,7 @@ class FakeBookingRepository:
         if unit in self._active_units(res.service_id, res.start, res.end):
             # an expired hold not swept yet: the constraint says no
             return HoldAttempt(earlier, owner, unit, False, version)
-        self.s.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
+        self.store.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
         return HoldAttempt(earlier, owner, unit, True, version)
 
     async def try_set_state(
@@ -315,7 +362,7 @@ class FakeBookingRepository:
         payment_id: uuid.UUID | None = None,
         failure_reason: str | None = None,
     ) -> bool:
-        r = self.s.reservations[lock_id]
+        r = self.store.reservations[lock_id]
         if state in ACTIVE_STATES and r.unit in self._active_units(
             r.service_id, r.start, r.end, skip=lock_id
         ):
@@ -330,11 +377,11 @@ class FakeBookingRepository:
     async def confirm_held(
         self, lock_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
     ) -> tuple[Reservation, Pet, int] | None:
-        r = self.s.reservations.get(lock_id)
+        r = self.store.reservations.get(lock_id)
         if r is None or r.state != ReservationState.HELD or r.expires_at <= now:
             return None
         r.state, r.payment_id = ReservationState.CONFIRMED, payment_id
-        return self._with_booking(r), copy.deepcopy(self.s.pets[r.pet_id]), self.s.catalog_version
+        return self._with_booking(r), copy.deepcopy(self.store.pets[r.pet_id]), self.store.catalog_version
 
     async def add_booking_with_event(
         self,
@@ -353,7 +400,7 @@ class FakeBookingRepository:
         due = sorted(
             (
                 r
-                for r in self.s.reservations.values()
+                for r in self.store.reservations.values()
                 if r.state == ReservationState.HELD and r.expires_at <= now
             ),
             key=lambda r: r.expires_at,
@@ -367,7 +414,7 @@ class FakeBookingRepository:
     ) -> list[tuple[datetime, datetime]]:
         return [
             (r.start, r.end)
-            for r in self.s.reservations.values()
+            for r in self.store.reservations.values()
             if r.service_id == service_id
             and _overlaps(r, start, end)
             and (
@@ -378,14 +425,14 @@ class FakeBookingRepository:
 
     # -- bookings
     async def add_booking(self, b: Booking) -> None:
-        assert all(x.lock_id != b.lock_id for x in self.s.bookings.values()), "bookings.lock_id is unique"
-        self.s.bookings[b.id] = copy.deepcopy(b)
+        assert all(x.lock_id != b.lock_id for x in self.store.bookings.values()), "bookings.lock_id is unique"
+        self.store.bookings[b.id] = copy.deepcopy(b)
 
     async def booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None:
-        return copy.deepcopy(self.s.bookings.get(booking_id))
+        return copy.deepcopy(self.store.bookings.get(booking_id))
 
     async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None:
-        return copy.deepcopy(next((b for b in self.s.bookings.values() if b.lock_id == lock_id), None))
+        return copy.deepcopy(next((b for b in self.store.bookings.values() if b.lock_id == lock_id), None))
 
     async def list_bookings(
         self,
@@ -396,7 +443,7 @@ class FakeBookingRepository:
         after: tuple[str, ...] | None,
         limit: int,
     ) -> list[Booking]:
-        rows = sorted(self.s.bookings.values(), key=lambda b: (b.start.isoformat(), str(b.id)))
+        rows = sorted(self.store.bookings.values(), key=lambda b: (b.start.isoformat(), str(b.id)))
         return [
             copy.deepcopy(b)
             for b in rows
@@ -409,32 +456,33 @@ class FakeBookingRepository:
     async def add_outbox(
         self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes, traceparent: str
     ) -> None:
-        self.s.outbox.append(OutboxRow(event_id, topic, key, event_type, payload, traceparent))
+        self.store.outbox.append(OutboxRow(event_id, topic, key, event_type, payload, traceparent))
 
     # -- lifecycle
     async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None:
-        assert b.id in self.s.bookings
-        self.s.bookings[b.id] = copy.deepcopy(b)
+        stored = self.store.bookings[b.id]
+        for name in LIFECYCLE_FIELDS:  # the refund's bookkeeping is record_refund's and the claim's
+            setattr(stored, name, copy.deepcopy(getattr(b, name)))
         if next_refund_at is not None:
-            self.s.refund_due[b.id] = next_refund_at
+            self.store.refund_due[b.id] = next_refund_at
 
     async def lifecycle_request(self, request_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None:
-        return self.s.requests.get(request_id)
+        return self.store.requests.get(request_id)
 
     async def add_lifecycle_request(
         self, request_id: uuid.UUID, booking_id: uuid.UUID, kind: str, fingerprint: str, now: datetime
     ) -> None:
-        if request_id in self.s.requests:
+        if request_id in self.store.requests:
             raise DuplicateRequest
-        self.s.requests[request_id] = (booking_id, kind, fingerprint)
+        self.store.requests[request_id] = (booking_id, kind, fingerprint)
 
     async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None:
-        self.s.reservations[lock_id].state = state
+        self.store.reservations[lock_id].state = state
 
     async def move_reservation(
         self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime, now: datetime
     ) -> bool:
-        r = self.s.reservations[lock_id]
+        r = self.store.reservations[lock_id]
         if unit in self._active_units(r.service_id, start, end, skip=lock_id):
             return False
         r.unit, r.start, r.end = unit, start, end
@@ -446,14 +494,19 @@ class FakeBookingRepository:
         return self._active_units(service_id, start, end, skip=lock_id)
 
     async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]:
-        due = [
-            b
-            for b in self.s.bookings.values()
-            if b.refund_state in (RefundState.PENDING, RefundState.PROCESSING, RefundState.FAILED)
-            and (self.s.refund_due.get(b.id) or now) <= now
-        ][:limit]
+        due = sorted(
+            (
+                b
+                for b in self.store.bookings.values()
+                if b.refund_state in OPEN_REFUND_STATES and (self.store.refund_due.get(b.id) or now) <= now
+            ),
+            key=lambda b: (
+                self.store.refund_due.get(b.id) is not None,
+                self.store.refund_due.get(b.id) or now,
+            ),
+        )[:limit]  # never scheduled first, then by when they are due
         for b in due:
-            self.s.refund_due[b.id] = lease_until
+            self.store.refund_due[b.id] = lease_until
             b.refund_attempts += 1
         return [copy.deepcopy(b) for b in due]
 
@@ -469,18 +522,17 @@ class FakeBookingRepository:
         refund_round: int | None = None,
         was_round: int | None = None,
     ) -> None:
-        b = self.s.bookings[booking_id]
+        b = self.store.bookings[booking_id]
         if was_round is not None and b.refund_round != was_round:
             return
         if refund_round is not None:
             b.refund_round = refund_round
-        b.refund_error = error
+        b.refund_error = error[:2000]
         b.refund_state, b.provider_refund_id, b.refund_updated_at = state, provider_refund_id, now
-        self.s.refund_due[booking_id] = next_at
-        self.s.refund_errors[booking_id] = error
+        self.store.refund_due[booking_id] = next_at
 
     async def open_refunds(self, limit: int) -> list[Booking]:
-        rows = [b for b in self.s.bookings.values() if b.refund_state in OPEN_REFUND_STATES]
+        rows = [b for b in self.store.bookings.values() if b.refund_state in OPEN_REFUND_STATES]
         return [
             copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.cancelled_at or b.created_at, str(b.id)))
         ][:limit]
@@ -488,6 +540,63 @@ class FakeBookingRepository:
 
 def booking_uow(store: BookingStore | None = None) -> FakeUnitOfWork[BookingStore, FakeBookingRepository]:
     return FakeUnitOfWork(store or BookingStore(), FakeBookingRepository)
+
+
+class NoRefunds:
+    """A RefundPort for tests that never cancel: any refund attempt is a failure to look at."""
+
+    async def refund(
+        self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str, reason: str
+    ) -> RefundResult:
+        raise AssertionError("no refund expected in this test")
+
+
+def no_events(*args: object) -> bytes:
+    return b""
+
+
+@dataclass
+class BookingUseCases:
+    """Every use-case family of booking_svc on one fake store, wired as ``server.build`` wires them: a
+    unit of work (``uow``) for changes and another (``read``) for the read-only use cases."""
+
+    store: BookingStore
+    uow: FakeUnitOfWork[BookingStore, FakeBookingRepository]
+    read: FakeUnitOfWork[BookingStore, FakeBookingRepository]
+    catalog: CatalogHandlers
+    pets: PetHandlers
+    reservations: ReservationHandlers
+    lifecycle: LifecycleHandlers
+    refunds: RefundHandlers
+    admin: ClinicAdminHandlers
+
+
+def booking_use_cases(
+    store: BookingStore,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    hold_ttl: timedelta = timedelta(minutes=10),
+    encode_created: EventEncoder = no_events,
+    encode_change: ChangeEncoder = no_events,
+    refunds: RefundPort | None = None,
+    refund_retry_max: timedelta = timedelta(seconds=60),
+    traceparent: Callable[[], str] = lambda: "",
+) -> BookingUseCases:
+    uow, read = booking_uow(store), booking_uow(store)
+    catalog = CatalogHandlers(read, clock=clock)
+    return BookingUseCases(
+        store,
+        uow,
+        read,
+        catalog,
+        PetHandlers(uow, read, clock=clock),
+        ReservationHandlers(
+            uow, read, catalog, encode_created, hold_ttl=hold_ttl, clock=clock, traceparent=traceparent
+        ),
+        LifecycleHandlers(uow, read, encode_change, clock=clock, traceparent=traceparent),
+        RefundHandlers(uow, read, refunds or NoRefunds(), clock=clock, retry_max=refund_retry_max),
+        ClinicAdminHandlers(uow, read, clock=clock),
+    )
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)

@@ -1,0 +1,103 @@
+"""Protobuf codecs of the events booking writes to its outbox: ``booking.created`` (BookingCreated) and the
+lifecycle events (BookingCancelled, BookingRescheduled, BookingOutcomeRecorded)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from booking_svc.domain import (
+    TOPIC_BOOKING_CANCELLED,
+    TOPIC_BOOKING_RESCHEDULED,
+    Booking,
+    Clinic,
+    Pet,
+    Reservation,
+    Service,
+)
+from booking_svc.ports import Change
+from petpro.convert import ts
+from petpro_api.booking.v1 import booking_pb2, events_pb2
+from petpro_api.common.v1 import money_pb2
+
+
+def _money(amount_minor: int, currency: str) -> money_pb2.Money:
+    return money_pb2.Money(amount_minor=amount_minor, currency=currency)
+
+
+def encode_booking_created(
+    event_id: uuid.UUID,
+    booking: Booking,
+    res: Reservation,
+    svc: Service,
+    clinic: Clinic,
+    pet: Pet,
+    now: datetime,
+) -> bytes:
+    """The ``booking.created`` event (protobuf ``petpro.booking.v1.BookingCreated``) for the outbox."""
+    return events_pb2.BookingCreated(
+        event_id=str(event_id),
+        occurred_at=ts(now),
+        booking_id=str(booking.id),
+        clinic_id=str(clinic.id),
+        clinic_name=clinic.name,
+        clinic_time_zone=clinic.time_zone,
+        service=events_pb2.BookingCreated.Service(service_id=str(svc.id), name=svc.name),
+        slot_start_time=ts(booking.start),
+        slot_end_time=ts(booking.end),
+        pet=events_pb2.BookingCreated.Pet(
+            pet_id=str(pet.id), name=pet.name, species=booking_pb2.Species.Value(f"SPECIES_{pet.species}")
+        ),
+        owner=events_pb2.BookingCreated.Owner(
+            user_id=str(res.owner_user_id), email=res.owner_email, name=res.owner_name
+        ),
+        amount=_money(booking.amount_minor, booking.currency),
+        reservation_lock_id=str(res.lock_id),
+        payment_id=str(booking.payment_id),
+        reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
+    ).SerializeToString()
+
+
+def encode_booking_change(
+    event_id: uuid.UUID,
+    change: Change,
+    res: Reservation,
+    svc: Service,
+    clinic: Clinic,
+    pet: Pet,
+    now: datetime,
+) -> bytes:
+    """A lifecycle event (BookingCancelled, BookingRescheduled, BookingOutcomeRecorded) for the outbox."""
+    b = change.booking
+    ctx = events_pb2.BookingChangeContext(
+        event_id=str(event_id),
+        occurred_at=ts(now),
+        booking_id=str(b.id),
+        clinic_id=str(clinic.id),
+        clinic_name=clinic.name,
+        clinic_time_zone=clinic.time_zone,
+        service=events_pb2.BookingCreated.Service(service_id=str(svc.id), name=svc.name),
+        pet=events_pb2.BookingCreated.Pet(
+            pet_id=str(pet.id), name=pet.name, species=booking_pb2.Species.Value(f"SPECIES_{pet.species}")
+        ),
+        owner=events_pb2.BookingCreated.Owner(
+            user_id=str(res.owner_user_id), email=res.owner_email, name=res.owner_name
+        ),
+        slot_start_time=ts(b.start),
+        slot_end_time=ts(b.end),
+        version=b.version,
+        actor=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{change.actor.value}"),
+    )
+    if change.topic == TOPIC_BOOKING_CANCELLED:
+        return events_pb2.BookingCancelled(
+            context=ctx, reason=b.cancel_reason, refund_amount=_money(b.refund_minor, b.currency)
+        ).SerializeToString()
+    if change.topic == TOPIC_BOOKING_RESCHEDULED:
+        return events_pb2.BookingRescheduled(
+            context=ctx,
+            previous_start_time=ts(change.previous_start),
+            previous_end_time=ts(change.previous_end),
+        ).SerializeToString()
+    return events_pb2.BookingOutcomeRecorded(
+        context=ctx, outcome=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state}")
+    ).SerializeToString()

@@ -1,0 +1,223 @@
+"""The BookingService servicer: request → command → use case → response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from booking_svc.domain import Actor, BookingState
+from booking_svc.handlers import (
+    CatalogHandlers,
+    LifecycleHandlers,
+    PetHandlers,
+    RefundHandlers,
+    ReservationHandlers,
+    ReserveCommand,
+)
+from booking_svc.service.convert import booking_pb, clinic_pb, pet_pb, reservation_pb, service_pb
+from petpro.convert import dt, ts, uid
+from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+
+
+class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
+    """BookingService: each RPC maps its request to the use case of its family and the result back."""
+
+    def __init__(
+        self,
+        catalog: CatalogHandlers,
+        pets: PetHandlers,
+        reservations: ReservationHandlers,
+        lifecycle: LifecycleHandlers,
+        refunds: RefundHandlers,
+    ) -> None:
+        self.catalog = catalog
+        self.pets = pets
+        self.reservations = reservations
+        self.lifecycle = lifecycle
+        self.refunds = refunds
+
+    async def ListClinics(
+        self, request: booking_pb2.ListClinicsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ListClinicsResponse:
+        rows, token = await self.catalog.list_clinics(request.page_size, request.page_token)
+        return booking_pb2.ListClinicsResponse(clinics=[clinic_pb(c) for c in rows], next_page_token=token)
+
+    async def GetClinic(
+        self, request: booking_pb2.GetClinicRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.GetClinicResponse:
+        return booking_pb2.GetClinicResponse(
+            clinic=clinic_pb(await self.catalog.get_clinic(uid(request.clinic_id, "clinic_id")))
+        )
+
+    async def ListServices(
+        self, request: booking_pb2.ListServicesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ListServicesResponse:
+        rows, token = await self.catalog.list_services(
+            uid(request.clinic_id, "clinic_id"), request.page_size, request.page_token
+        )
+        return booking_pb2.ListServicesResponse(services=[service_pb(s) for s in rows], next_page_token=token)
+
+    async def GetService(
+        self, request: booking_pb2.GetServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.GetServiceResponse:
+        svc, _ = await self.catalog.get_service(uid(request.service_id, "service_id"))
+        return booking_pb2.GetServiceResponse(service=service_pb(svc))
+
+    async def GetAvailability(
+        self, request: booking_pb2.GetAvailabilityRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.GetAvailabilityResponse:
+        svc, clinic, slots = await self.catalog.availability(
+            uid(request.service_id, "service_id"), request.date
+        )
+        return booking_pb2.GetAvailabilityResponse(
+            service_id=str(svc.id),
+            date=request.date,
+            time_zone=clinic.time_zone,
+            slots=[
+                booking_pb2.Slot(
+                    start_time=ts(s.start), end_time=ts(s.end), free=s.remaining > 0, remaining=s.remaining
+                )
+                for s in slots
+            ],
+        )
+
+    async def CreatePet(
+        self, request: booking_pb2.CreatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.CreatePetResponse:
+        species = booking_pb2.Species.Name(request.species).removeprefix("SPECIES_")
+        pet = await self.pets.create_pet(
+            uid(request.owner_user_id, "owner_user_id"),
+            request.name,
+            species,
+            request.breed if request.HasField("breed") else None,
+            request.birth_date,
+        )
+        return booking_pb2.CreatePetResponse(pet=pet_pb(pet))
+
+    async def ListPets(
+        self, request: booking_pb2.ListPetsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ListPetsResponse:
+        rows, token = await self.pets.list_pets(
+            uid(request.owner_user_id, "owner_user_id"), request.page_size, request.page_token
+        )
+        return booking_pb2.ListPetsResponse(pets=[pet_pb(p) for p in rows], next_page_token=token)
+
+    async def ReserveSlot(
+        self, request: booking_pb2.ReserveSlotRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ReserveSlotResponse:
+        res = await self.reservations.reserve(
+            ReserveCommand(
+                request_id=request.request_id,
+                owner_user_id=uid(request.owner_user_id, "owner_user_id"),
+                owner_email=request.owner_email,
+                owner_name=request.owner_name,
+                service_id=uid(request.service_id, "service_id"),
+                pet_id=uid(request.pet_id, "pet_id"),
+                start=dt(request.slot_start_time),
+            )
+        )
+        return booking_pb2.ReserveSlotResponse(reservation=reservation_pb(res))
+
+    async def GetReservation(
+        self, request: booking_pb2.GetReservationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.GetReservationResponse:
+        res = await self.reservations.get_reservation(uid(request.lock_id, "lock_id"), None)
+        return booking_pb2.GetReservationResponse(reservation=reservation_pb(res))
+
+    async def ConfirmBooking(
+        self, request: booking_pb2.ConfirmBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ConfirmBookingResponse:
+        b = await self.reservations.confirm(
+            uid(request.reservation_lock_id, "reservation_lock_id"), uid(request.payment_id, "payment_id")
+        )
+        return booking_pb2.ConfirmBookingResponse(
+            booking_id=str(b.id), booking=booking_pb(b, self.lifecycle.clock())
+        )
+
+    async def GetBooking(
+        self, request: booking_pb2.GetBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.GetBookingResponse:
+        return booking_pb2.GetBookingResponse(
+            booking=booking_pb(
+                await self.lifecycle.get_booking(uid(request.booking_id, "booking_id"), None),
+                self.lifecycle.clock(),
+            )
+        )
+
+    async def CancelBooking(
+        self, request: booking_pb2.CancelBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.CancelBookingResponse:
+        booking_id = uid(request.booking_id, "booking_id")
+        if request.WhichOneof("actor") == "clinic_id":
+            b = await self.lifecycle.cancel(
+                request.request_id,
+                booking_id,
+                Actor.CLINIC,
+                request.reason,
+                clinic=uid(request.clinic_id, "clinic_id"),
+            )
+        else:
+            b = await self.lifecycle.cancel(
+                request.request_id,
+                booking_id,
+                Actor.OWNER,
+                request.reason,
+                owner=uid(request.owner_user_id, "owner_user_id"),
+            )
+        return booking_pb2.CancelBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+
+    async def RescheduleBooking(
+        self, request: booking_pb2.RescheduleBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.RescheduleBookingResponse:
+        b = await self.lifecycle.reschedule(
+            request.request_id,
+            uid(request.booking_id, "booking_id"),
+            uid(request.owner_user_id, "owner_user_id"),
+            dt(request.slot_start_time),
+        )
+        return booking_pb2.RescheduleBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+
+    async def CompleteBooking(
+        self, request: booking_pb2.CompleteBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.CompleteBookingResponse:
+        b = await self.lifecycle.record_outcome(
+            request.request_id,
+            uid(request.booking_id, "booking_id"),
+            uid(request.clinic_id, "clinic_id"),
+            BookingState.COMPLETED,
+        )
+        return booking_pb2.CompleteBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+
+    async def MarkNoShow(
+        self, request: booking_pb2.MarkNoShowRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.MarkNoShowResponse:
+        b = await self.lifecycle.record_outcome(
+            request.request_id,
+            uid(request.booking_id, "booking_id"),
+            uid(request.clinic_id, "clinic_id"),
+            BookingState.NO_SHOW,
+        )
+        return booking_pb2.MarkNoShowResponse(booking=booking_pb(b, self.lifecycle.clock()))
+
+    async def ListPendingRefunds(
+        self, request: booking_pb2.ListPendingRefundsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ListPendingRefundsResponse:
+        rows = await self.refunds.pending(request.page_size)
+        return booking_pb2.ListPendingRefundsResponse(bookings=[booking_pb(b) for b in rows])
+
+    async def ListBookings(
+        self, request: booking_pb2.ListBookingsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ListBookingsResponse:
+        parent = request.WhichOneof("parent")
+        rows, token = await self.lifecycle.list_bookings(
+            owner=uid(request.owner_user_id, "owner_user_id") if parent == "owner_user_id" else None,
+            clinic=uid(request.clinic_id, "clinic_id") if parent == "clinic_id" else None,
+            start_from=dt(request.start_time_from) if request.HasField("start_time_from") else None,
+            size=request.page_size,
+            token=request.page_token,
+        )
+        now = self.lifecycle.clock()
+        return booking_pb2.ListBookingsResponse(
+            bookings=[booking_pb(b, now) for b in rows], next_page_token=token
+        )

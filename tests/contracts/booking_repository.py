@@ -1,0 +1,1127 @@
+"""The contract of booking's repository port (booking_svc.ports.BookingRepository), written once and run
+against the hand-written fake (tests/unit/test_contract_booking.py) and the SQL adapter on the embedded
+PostgreSQL (tests/integration/test_contract_booking.py).
+
+Every method of the port, its edge cases and the races the schema decides: the exclusion constraint
+over (service, unit, time range) for active reservations, the idempotency keys, savepoints that leave
+the transaction usable, outbox rows written in the transaction of their change, the catalog version.
+
+Rows get fresh ids in every test (the PostgreSQL run shares one schema across the module): queries
+that read the whole table (expiry, refund claims, open refunds, the clinic list) are checked on the
+test's own rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+
+from booking_svc.domain import (
+    Actor,
+    Booking,
+    BookingState,
+    CancellationPolicy,
+    Clinic,
+    Closure,
+    DuplicateRequest,
+    Interval,
+    Pet,
+    RefundState,
+    Reservation,
+    ReservationState,
+    Service,
+    UnitTaken,
+)
+from booking_svc.ports import UnitOfWork
+
+T0 = datetime(2031, 3, 3, 9, tzinfo=UTC)  # the reservations' clock: every time below is given, never read
+DAY = T0 + timedelta(days=7)  # a slot day
+TTL = timedelta(minutes=10)
+HALF_HOUR = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    event_type: str
+    payload: bytes
+    traceparent: str
+
+
+# the outbox rows with these event ids, as committed
+OutboxReader = Callable[[list[uuid.UUID]], Awaitable[list[OutboxRow]]]
+# waits until a task is blocked on a lock another transaction holds (or has finished)
+BlockedWaiter = Callable[["asyncio.Task[Any]"], Awaitable[None]]
+
+
+def new_clinic(name: str | None = None, **kw: Any) -> Clinic:
+    return Clinic(
+        uuid.uuid4(),
+        name or f"Clinic {uuid.uuid4().hex[:8]}",
+        "Europe/Berlin",
+        {"mon": [Interval(time(9), time(12)), Interval(time(13), time(17))]},
+        **kw,
+    )
+
+
+def new_service(clinic: Clinic, capacity: int = 1, name: str = "Check-up", **kw: Any) -> Service:
+    return Service(uuid.uuid4(), clinic.id, name, 30, 4500, "EUR", capacity=capacity, **kw)
+
+
+def new_pet(owner: uuid.UUID | None = None, name: str = "Rex", created_at: datetime = T0) -> Pet:
+    return Pet(uuid.uuid4(), owner or uuid.uuid4(), name, "DOG", "Beagle", date(2024, 5, 1), created_at)
+
+
+def new_hold(
+    svc: Service,
+    pet: Pet,
+    *,
+    start: datetime = DAY,
+    length: timedelta = HALF_HOUR,
+    unit: int = 1,
+    now: datetime = T0,
+    ttl: timedelta = TTL,
+    request_id: str | None = None,
+    owner: uuid.UUID | None = None,
+    state: ReservationState = ReservationState.HELD,
+) -> Reservation:
+    return Reservation(
+        lock_id=uuid.uuid4(),
+        owner_user_id=owner or pet.owner_user_id,
+        owner_email="olga@example.test",
+        owner_name="Olga",
+        request_id=request_id or uuid.uuid4().hex,
+        request_hash="f" * 64,
+        service_id=svc.id,
+        clinic_id=svc.clinic_id,
+        pet_id=pet.id,
+        unit=unit,
+        start=start,
+        end=start + length,
+        state=state,
+        expires_at=now + ttl,
+        amount_minor=svc.price_minor,
+        currency=svc.currency,
+        created_at=now,
+    )
+
+
+def in_own_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """A concurrent caller: its own task and context (a task holds one pooled connection at a time)."""
+    return asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
+
+
+class BookingRepositoryContract:
+    """Subclasses provide the fixtures: ``uow`` (transactions), ``read`` (the read-only connection the
+    use cases read through), ``outbox`` and ``blocked``."""
+
+    @pytest.fixture
+    def uow(self) -> UnitOfWork:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def read(self) -> UnitOfWork:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def outbox(self) -> OutboxReader:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def blocked(self) -> BlockedWaiter:
+        raise NotImplementedError
+
+    # -- helpers: rows made through the port itself ------------------------------------------------
+    @staticmethod
+    async def catalog(uow: UnitOfWork, capacity: int = 1, **svc: Any) -> tuple[Clinic, Service]:
+        clinic = new_clinic()
+        service = new_service(clinic, capacity, **svc)
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            await repo.add_service(service)
+        return clinic, service
+
+    @staticmethod
+    async def pet(uow: UnitOfWork, owner: uuid.UUID | None = None) -> Pet:
+        pet = new_pet(owner)
+        async with uow() as repo:
+            await repo.add_pet(pet)
+        return pet
+
+    @staticmethod
+    async def insert(uow: UnitOfWork, *holds: Reservation) -> None:
+        for res in holds:  # each in its own transaction: an insert must be a transaction's last statement
+            async with uow() as repo:
+                await repo.insert_reservation(res)
+
+    @staticmethod
+    async def state(uow: UnitOfWork, lock_id: uuid.UUID) -> ReservationState:
+        async with uow() as repo:
+            res = await repo.reservation(lock_id)
+        assert res is not None
+        return res.state
+
+    @staticmethod
+    async def booked(
+        uow: UnitOfWork, svc: Service, pet: Pet, start: datetime = DAY, *, unit: int = 1, now: datetime = T0
+    ) -> Booking:
+        """A confirmed booking of ``pet`` at ``start`` (its reservation CONFIRMED)."""
+        res = new_hold(svc, pet, start=start, unit=unit, now=now)
+        payment = uuid.uuid4()
+        booking = Booking.confirm(res, payment, now, svc.policy)
+        async with uow() as repo:
+            await repo.insert_reservation(res)
+        async with uow() as repo:
+            assert await repo.try_set_state(res.lock_id, ReservationState.CONFIRMED, now, payment_id=payment)
+            await repo.add_booking(booking)
+        return booking
+
+    # -- the unit of work ------------------------------------------------------------------------
+    async def test_a_unit_of_work_commits_on_exit_and_rolls_back_on_an_error(self, uow: UnitOfWork) -> None:
+        kept, dropped = new_pet(), new_pet()
+        async with uow() as repo:
+            await repo.add_pet(kept)
+        with pytest.raises(RuntimeError):
+            async with uow() as repo:
+                await repo.add_pet(dropped)
+                assert await repo.pet(dropped.id) is not None  # seen inside its own transaction
+                raise RuntimeError("abort")
+        async with uow() as repo:
+            assert await repo.pet(kept.id) == kept
+            assert await repo.pet(dropped.id) is None
+
+    # -- catalog ---------------------------------------------------------------------------------
+    async def test_a_clinic_comes_back_with_the_calendar_that_has_not_passed(self, uow: UnitOfWork) -> None:
+        """Closures and day overrides that ended more than two days ago (every time zone's "today") are
+        left out; the rest come with the clinic, closures by start date."""
+        today = datetime.now(UTC).date()
+        clinic = new_clinic(address="Main St 1", phone="+49 30 1", email="vet@example.test")
+        later = Closure(
+            uuid.uuid4(), clinic.id, today + timedelta(days=20), today + timedelta(days=21), "fair"
+        )
+        soon = Closure(uuid.uuid4(), clinic.id, today - timedelta(days=5), today - timedelta(days=2), "works")
+        passed = Closure(uuid.uuid4(), clinic.id, today - timedelta(days=9), today - timedelta(days=3))
+        short = [Interval(time(9), time(12))]
+        async with uow() as repo:
+            assert await repo.add_clinic(clinic) == clinic.id
+            for closure in (later, soon, passed):
+                await repo.add_closure(closure)
+            await repo.put_override(clinic.id, today + timedelta(days=3), short)
+            await repo.put_override(clinic.id, today - timedelta(days=2), [])
+            await repo.put_override(clinic.id, today - timedelta(days=3), short)
+        async with uow() as repo:
+            got = await repo.clinic(clinic.id)
+            assert await repo.clinic(uuid.uuid4()) is None
+        assert got is not None
+        assert (got.name, got.time_zone, got.address, got.phone, got.email, got.version) == (
+            clinic.name,
+            "Europe/Berlin",
+            "Main St 1",
+            "+49 30 1",
+            "vet@example.test",
+            1,
+        )
+        assert got.opening_hours == clinic.opening_hours
+        assert got.reminder_offsets_minutes == (2880, 120)
+        assert got.closures == [soon, later]
+        assert got.overrides == {today + timedelta(days=3): short, today - timedelta(days=2): []}
+
+    async def test_a_clinic_keeps_its_reminder_offsets(self, uow: UnitOfWork) -> None:
+        clinic = new_clinic(reminder_offsets_minutes=(1440, 60, 15))
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+        async with uow() as repo:
+            got = await repo.clinic(clinic.id)
+        assert got is not None and got.reminder_offsets_minutes == (1440, 60, 15)
+
+    async def test_clinics_are_listed_by_name_then_id_a_page_at_a_time(self, uow: UnitOfWork) -> None:
+        prefix = f"zz-contract-{uuid.uuid4().hex}-"  # nobody else's name sorts among these
+        made = [new_clinic(prefix + name) for name in ("b", "a", "c")]
+        async with uow() as repo:
+            for clinic in made:
+                await repo.add_clinic(clinic)
+        async with uow() as repo:
+            first = await repo.list_clinics((prefix, str(uuid.UUID(int=0))), 2)
+            second = await repo.list_clinics((first[-1].name, str(first[-1].id)), 2)
+        assert [c.name for c in first] == [prefix + "a", prefix + "b"]
+        assert second[0].name == prefix + "c"
+
+    async def test_a_used_clinic_request_id_returns_the_first_clinic_and_inserts_nothing(
+        self, uow: UnitOfWork
+    ) -> None:
+        key = uuid.uuid4()
+        first, retry = new_clinic(), new_clinic()
+        async with uow() as repo:
+            assert await repo.add_clinic(first, key) == first.id
+        async with uow() as repo:
+            assert await repo.add_clinic(retry, key) == first.id
+            assert await repo.clinic(retry.id) is None
+
+    async def test_request_ids_of_clinics_and_of_services_are_kept_apart(self, uow: UnitOfWork) -> None:
+        """One key per resource kind: a clinic's request id used for a service creates the service."""
+        key = uuid.uuid4()
+        clinic = new_clinic()
+        svc = new_service(clinic)
+        async with uow() as repo:
+            await repo.add_clinic(clinic, key)
+            assert await repo.add_service(svc, key) == svc.id
+        async with uow() as repo:
+            assert await repo.service(svc.id) is not None
+
+    async def test_save_clinic_writes_profile_and_hours_and_bumps_the_version(self, uow: UnitOfWork) -> None:
+        today = datetime.now(UTC).date()
+        clinic = new_clinic(reminder_offsets_minutes=(60,))
+        closure = Closure(uuid.uuid4(), clinic.id, today + timedelta(days=1), today + timedelta(days=1))
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            await repo.add_closure(closure)
+        async with uow() as repo:
+            loaded = await repo.clinic(clinic.id, for_update=True)
+            assert loaded is not None
+            loaded.name, loaded.time_zone, loaded.email = "Renamed", "Europe/Vienna", "new@example.test"
+            loaded.address, loaded.phone = "New St 2", "+43 1"
+            loaded.opening_hours = {"tue": [Interval(time(8), time(0, 0))]}  # until midnight
+            await repo.save_clinic(loaded)
+            assert loaded.version == 2
+        async with uow() as repo:
+            got = await repo.clinic(clinic.id)
+        assert got is not None
+        assert (got.name, got.time_zone, got.email, got.address, got.phone, got.version) == (
+            "Renamed",
+            "Europe/Vienna",
+            "new@example.test",
+            "New St 2",
+            "+43 1",
+            2,
+        )
+        assert got.opening_hours == {"tue": [Interval(time(8), time(0, 0))]}
+        assert got.closures == [closure] and got.reminder_offsets_minutes == (60,)
+
+    async def test_services_are_listed_by_name_without_the_archived_ones(self, uow: UnitOfWork) -> None:
+        clinic = new_clinic()
+        policy = CancellationPolicy(full_refund_hours=48, late_refund_percent=25, reschedule_cutoff_hours=6)
+        dental = new_service(
+            clinic,
+            3,
+            "Dental",
+            description="Teeth",
+            species_allowed=("DOG", "CAT"),
+            buffer_after_minutes=10,
+            min_notice_minutes=60,
+            max_horizon_days=30,
+            policy=policy,
+        )
+        checkup, gone = new_service(clinic, name="Check-up"), new_service(clinic, name="Archived")
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            for svc in (dental, checkup, gone):
+                await repo.add_service(svc)
+            await repo.save_service(gone, archive_at=T0)
+        async with uow() as repo:
+            page = await repo.list_services(clinic.id, None, 10)
+            after = await repo.list_services(clinic.id, (page[0].name, str(page[0].id)), 10)
+            found = await repo.service_with_clinic(dental.id)
+            assert await repo.service(uuid.uuid4()) is None
+            assert await repo.service_with_clinic(uuid.uuid4()) is None
+            archived = await repo.service(gone.id)
+        assert [s.name for s in page] == ["Check-up", "Dental"] and [s.name for s in after] == ["Dental"]
+        assert page[1] == dental
+        assert found is not None and found[0] == dental and found[1].id == clinic.id
+        assert archived is not None and archived.archived and not archived.bookable
+
+    async def test_a_used_service_request_id_returns_the_first_service(self, uow: UnitOfWork) -> None:
+        key = uuid.uuid4()
+        clinic = new_clinic()
+        first, retry = new_service(clinic), new_service(clinic)
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            assert await repo.add_service(first, key) == first.id
+        async with uow() as repo:
+            assert await repo.add_service(retry, key) == first.id
+            assert await repo.service(retry.id) is None
+
+    async def test_save_service_writes_every_field_and_bumps_the_version(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        async with uow() as repo:
+            loaded = await repo.service(svc.id, for_update=True)
+            assert loaded is not None
+            loaded.name, loaded.capacity, loaded.price_minor, loaded.active = "Long check-up", 2, 6000, False
+            loaded.policy = CancellationPolicy(full_refund_hours=12)
+            await repo.save_service(loaded)
+            assert loaded.version == 2
+        async with uow() as repo:
+            got = await repo.service(svc.id)
+        assert got is not None
+        assert (got.name, got.capacity, got.price_minor, got.active, got.archived, got.version) == (
+            "Long check-up",
+            2,
+            6000,
+            False,
+            False,
+            2,
+        )
+        assert got.policy == CancellationPolicy(full_refund_hours=12)
+
+    async def test_closures_are_listed_by_start_a_page_at_a_time_and_deleted_per_clinic(
+        self, uow: UnitOfWork
+    ) -> None:
+        today = datetime.now(UTC).date()
+        clinic, other = new_clinic(), new_clinic()
+        made = [
+            Closure(uuid.uuid4(), clinic.id, today + timedelta(days=d), today + timedelta(days=d + 1))
+            for d in (9, 3, 6)
+        ]
+        ended = Closure(uuid.uuid4(), clinic.id, today - timedelta(days=10), today - timedelta(days=3))
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            await repo.add_clinic(other)
+            for closure in (*made, ended):
+                await repo.add_closure(closure)
+        async with uow() as repo:
+            first = await repo.list_closures(clinic.id, None, 2)
+            rest = await repo.list_closures(
+                clinic.id, (first[-1].start_date.isoformat(), str(first[-1].id)), 2
+            )
+            assert await repo.list_closures(other.id, None, 10) == []
+            assert await repo.list_closures(uuid.uuid4(), None, 10) == []
+        assert [c.start_date for c in first + rest] == [today + timedelta(days=d) for d in (3, 6, 9)]
+        async with uow() as repo:
+            assert not await repo.delete_closure(other.id, made[0].id)  # another clinic's
+            assert await repo.delete_closure(clinic.id, made[0].id)
+            assert not await repo.delete_closure(clinic.id, made[0].id)
+            assert not await repo.delete_closure(uuid.uuid4(), uuid.uuid4())
+        async with uow() as repo:
+            assert [c.id for c in await repo.list_closures(clinic.id, None, 10)] == [made[1].id, made[2].id]
+
+    async def test_a_day_override_is_replaced_and_deleted(self, uow: UnitOfWork) -> None:
+        day = datetime.now(UTC).date() + timedelta(days=4)
+        clinic = new_clinic()
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            await repo.put_override(clinic.id, day, [Interval(time(9), time(10))])
+            await repo.put_override(
+                clinic.id, day, [Interval(time(14), time(15)), Interval(time(16), time(17))]
+            )
+        async with uow() as repo:
+            got = await repo.clinic(clinic.id)
+            assert got is not None
+            assert got.overrides == {day: [Interval(time(14), time(15)), Interval(time(16), time(17))]}
+            assert await repo.delete_override(clinic.id, day)
+            assert not await repo.delete_override(clinic.id, day)
+            assert not await repo.delete_override(uuid.uuid4(), day)
+        async with uow() as repo:
+            got = await repo.clinic(clinic.id)
+        assert got is not None and got.overrides == {}
+
+    async def test_the_catalog_version_moves_with_the_transaction_that_bumps_it(
+        self, uow: UnitOfWork
+    ) -> None:
+        async with uow() as repo:
+            before = await repo.catalog_version()
+            await repo.bump_catalog()
+            assert await repo.catalog_version() == before + 1  # its own transaction sees it at once
+        with pytest.raises(RuntimeError):
+            async with uow() as repo:
+                await repo.bump_catalog()
+                raise RuntimeError("abort")  # rolled back: no reader ever sees this version
+        async with uow() as repo:
+            assert await repo.catalog_version() == before + 1
+
+    # -- pets ------------------------------------------------------------------------------------
+    async def test_pets_come_back_as_stored_and_are_listed_per_owner_by_creation(
+        self, uow: UnitOfWork
+    ) -> None:
+        owner = uuid.uuid4()
+        pets = [new_pet(owner, name, T0 + timedelta(minutes=m)) for name, m in (("B", 2), ("A", 1), ("C", 3))]
+        plain = Pet(uuid.uuid4(), owner, "D", "CAT", None, None, T0 + timedelta(minutes=4))
+        async with uow() as repo:
+            for pet in (*pets, plain, new_pet()):
+                await repo.add_pet(pet)
+        async with uow() as repo:
+            assert await repo.pet(pets[0].id) == pets[0]
+            assert await repo.pet(plain.id) == plain
+            assert await repo.pet(uuid.uuid4()) is None
+            first = await repo.list_pets(owner, None, 2)
+            rest = await repo.list_pets(owner, (first[-1].created_at.isoformat(), str(first[-1].id)), 10)
+        assert [p.name for p in first] == ["A", "B"] and [p.name for p in rest] == ["C", "D"]
+
+    # -- reservations ----------------------------------------------------------------------------
+    async def test_a_reservation_comes_back_as_stored_and_by_its_request_id(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        res = new_hold(svc, pet, request_id="req-1")
+        await self.insert(uow, res)
+        async with uow() as repo:
+            assert await repo.reservation(res.lock_id) == res
+            assert await repo.reservation(res.lock_id, for_update=True) == res
+            assert await repo.reservation_by_request(pet.owner_user_id, "req-1") == res
+            assert await repo.reservation_by_request(uuid.uuid4(), "req-1") is None
+            assert await repo.reservation(uuid.uuid4()) is None
+
+    async def test_an_active_reservation_excludes_its_unit_for_overlapping_times(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        _, other_svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        await self.insert(uow, new_hold(svc, pet))
+        for clash in (new_hold(svc, pet), new_hold(svc, pet, start=DAY + timedelta(minutes=15))):
+            with pytest.raises(UnitTaken):
+                await self.insert(uow, clash)
+        await self.insert(
+            uow,
+            new_hold(svc, pet, unit=2),  # the other unit
+            new_hold(svc, pet, start=DAY + HALF_HOUR),  # right after: ranges are [start, end)
+            new_hold(svc, pet, start=DAY - HALF_HOUR),  # right before
+            new_hold(other_svc, pet),  # another service
+            new_hold(svc, pet, state=ReservationState.EXPIRED),  # inactive rows never exclude
+        )
+        async with uow() as repo:
+            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == {1, 2}
+
+    async def test_a_confirmed_reservation_excludes_its_unit_whatever_its_hold_expiry(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        await self.booked(uow, svc, pet)
+        with pytest.raises(UnitTaken):
+            await self.insert(uow, new_hold(svc, pet, now=T0 + timedelta(days=1)))
+
+    async def test_an_owners_request_id_is_used_once(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, capacity=3)
+        pet = await self.pet(uow)
+        await self.insert(uow, new_hold(svc, pet, request_id="same"))
+        with pytest.raises(DuplicateRequest):
+            await self.insert(uow, new_hold(svc, pet, unit=2, request_id="same"))
+        other = await self.pet(uow)  # another owner may use the same key
+        await self.insert(uow, new_hold(svc, other, unit=3, request_id="same"))
+
+    async def test_a_lapsed_hold_still_excludes_until_it_is_expired(self, uow: UnitOfWork) -> None:
+        """The constraint cannot read the clock: a HELD row past its expiry keeps its unit until it is
+        moved out of the active set (``expire_overlapping`` or ``expire_due``)."""
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        lapsed = new_hold(svc, pet)
+        await self.insert(uow, lapsed)
+        later = T0 + TTL + timedelta(minutes=1)
+        with pytest.raises(UnitTaken):
+            await self.insert(uow, new_hold(svc, pet, now=later))
+        async with uow() as repo:
+            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == {1}
+            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, later) == 1
+            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == set()
+        await self.insert(uow, new_hold(svc, pet, now=later))
+        assert await self.state(uow, lapsed.lock_id) == ReservationState.EXPIRED
+
+    async def test_expire_overlapping_moves_only_lapsed_holds_of_that_service_and_range(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=3)
+        _, other_svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        lapsed = new_hold(svc, pet)
+        live = new_hold(svc, pet, unit=2, ttl=timedelta(hours=2))
+        elsewhere = new_hold(svc, pet, start=DAY + timedelta(hours=2))
+        other = new_hold(other_svc, pet)
+        await self.insert(uow, lapsed, live, elsewhere, other)
+        async with uow() as repo:
+            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, T0 + TTL) == 1  # at expiry
+            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, T0 + TTL) == 0
+        states = [await self.state(uow, r.lock_id) for r in (lapsed, live, elsewhere, other)]
+        assert states == [ReservationState.EXPIRED] + [ReservationState.HELD] * 3
+
+    async def test_taken_units_except_leaves_out_the_given_reservation(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, capacity=3)
+        pet = await self.pet(uow)
+        mine, theirs = new_hold(svc, pet), new_hold(svc, pet, unit=3, start=DAY + timedelta(minutes=20))
+        await self.insert(uow, mine, theirs, new_hold(svc, pet, unit=2, state=ReservationState.CANCELLED))
+        async with uow() as repo:
+            assert await repo.taken_units_except(svc.id, DAY, DAY + HALF_HOUR, mine.lock_id) == {3}
+            assert await repo.taken_units_except(svc.id, DAY, DAY + HALF_HOUR, theirs.lock_id) == {1}
+
+    async def test_of_two_holds_racing_for_one_unit_the_second_waits_and_loses(
+        self, uow: UnitOfWork, blocked: BlockedWaiter
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        first, second = new_hold(svc, pet), new_hold(svc, pet)
+        inserted, commit = asyncio.Event(), asyncio.Event()
+
+        async def hold_open() -> None:
+            async with uow() as repo:
+                await repo.insert_reservation(first)
+                inserted.set()
+                await commit.wait()  # committed only once the second insert waits for it
+
+        async def race() -> None:
+            await inserted.wait()
+            async with uow() as repo:
+                await repo.insert_reservation(second)
+
+        winner, loser = in_own_task(hold_open()), in_own_task(race())
+        await inserted.wait()
+        await blocked(loser)
+        commit.set()
+        await winner
+        with pytest.raises(UnitTaken):
+            await loser
+        async with uow() as repo:
+            assert await repo.reservation(second.lock_id) is None
+
+    # -- ReserveSlot's one statement -----------------------------------------------------------------
+    async def test_try_hold_inserts_on_the_lowest_unit_free_of_live_reservations(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=3)
+        pet = await self.pet(uow)
+        await self.insert(uow, new_hold(svc, pet, unit=1))
+        async with read() as repo:
+            version = await repo.catalog_version()
+            res = new_hold(svc, pet)
+            attempt = await repo.try_hold(res, svc.capacity, version)
+        assert (attempt.earlier, attempt.pet_owner, attempt.unit, attempt.inserted) == (
+            False,
+            pet.owner_user_id,
+            2,
+            True,
+        )
+        assert attempt.catalog_version == version
+        async with uow() as repo:
+            stored = await repo.reservation(res.lock_id)
+        assert stored is not None and stored.unit == 2 and stored.state == ReservationState.HELD
+
+    async def test_try_hold_refuses_a_slot_whose_units_are_all_live(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        await self.insert(uow, new_hold(svc, pet, ttl=timedelta(hours=1)))
+        async with read() as repo:
+            attempt = await repo.try_hold(
+                new_hold(svc, pet, now=T0 + TTL), svc.capacity, await repo.catalog_version()
+            )
+        assert (attempt.unit, attempt.inserted) == (None, False)
+
+    async def test_try_hold_sees_a_lapsed_hold_free_but_the_constraint_refuses_it(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        await self.insert(uow, new_hold(svc, pet))
+        res = new_hold(svc, pet, now=T0 + TTL)
+        async with read() as repo:
+            attempt = await repo.try_hold(res, svc.capacity, await repo.catalog_version())
+        assert (attempt.unit, attempt.inserted) == (1, False)
+        async with uow() as repo:
+            assert await repo.reservation(res.lock_id) is None
+
+    async def test_try_hold_inserts_nothing_for_a_used_request_id_or_anothers_pet(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        pet = await self.pet(uow)
+        await self.insert(uow, new_hold(svc, pet, request_id="k"))
+        async with read() as repo:
+            version = await repo.catalog_version()
+            again = await repo.try_hold(new_hold(svc, pet, unit=0, request_id="k"), 2, version)
+            stranger = uuid.uuid4()
+            theft = await repo.try_hold(new_hold(svc, pet, owner=stranger), 2, version)
+            ghost = Pet(uuid.uuid4(), stranger, "Ghost", "CAT")
+            nopet = await repo.try_hold(new_hold(svc, ghost), 2, version)
+        assert (again.earlier, again.unit, again.inserted) == (True, 2, False)
+        assert (theft.earlier, theft.pet_owner, theft.inserted) == (False, pet.owner_user_id, False)
+        assert (nopet.pet_owner, nopet.inserted) == (None, False)
+        async with uow() as repo:
+            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == {1}
+
+    async def test_try_hold_inserts_nothing_once_the_catalog_moved_on(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        async with uow() as repo:
+            seen = await repo.catalog_version()
+            await repo.bump_catalog()
+        res = new_hold(svc, pet)
+        async with read() as repo:
+            attempt = await repo.try_hold(res, svc.capacity, seen)
+        assert not attempt.inserted and attempt.catalog_version > seen
+        async with uow() as repo:
+            assert await repo.reservation(res.lock_id) is None
+
+    async def test_try_hold_racing_an_uncommitted_hold_waits_and_inserts_nothing(
+        self, uow: UnitOfWork, read: UnitOfWork, blocked: BlockedWaiter
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        first, second = new_hold(svc, pet), new_hold(svc, pet)
+        inserted, commit = asyncio.Event(), asyncio.Event()
+
+        async def hold_open() -> None:
+            async with uow() as repo:
+                await repo.insert_reservation(first)
+                inserted.set()
+                await commit.wait()
+
+        async def race() -> bool:
+            await inserted.wait()
+            async with read() as repo:
+                return (await repo.try_hold(second, svc.capacity, await repo.catalog_version())).inserted
+
+        winner, loser = in_own_task(hold_open()), in_own_task(race())
+        await inserted.wait()
+        await blocked(loser)
+        commit.set()
+        await winner
+        assert await loser is False
+        async with uow() as repo:
+            assert await repo.reservation(second.lock_id) is None
+
+    # -- confirmation, expiry, moves ------------------------------------------------------------------
+    async def test_confirm_held_confirms_a_live_hold_with_its_pet_and_the_catalog_version(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        res = new_hold(svc, pet)
+        await self.insert(uow, res)
+        payment = uuid.uuid4()
+        async with uow() as repo:
+            found = await repo.confirm_held(res.lock_id, payment, T0 + TTL - timedelta(seconds=1))
+            version = await repo.catalog_version()
+        assert found is not None
+        confirmed, got_pet, got_version = found
+        assert (confirmed.lock_id, confirmed.state, confirmed.payment_id) == (
+            res.lock_id,
+            ReservationState.CONFIRMED,
+            payment,
+        )
+        assert got_pet == pet and got_version == version
+        async with uow() as repo:
+            stored = await repo.reservation(res.lock_id)
+        assert stored is not None and (stored.state, stored.payment_id) == (
+            ReservationState.CONFIRMED,
+            payment,
+        )
+
+    async def test_confirm_held_leaves_anything_but_a_live_hold_alone(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        pet = await self.pet(uow)
+        lapsed, confirmed = new_hold(svc, pet), new_hold(svc, pet, unit=2)
+        await self.insert(uow, lapsed, confirmed)
+        async with uow() as repo:
+            assert await repo.try_set_state(
+                confirmed.lock_id, ReservationState.CONFIRMED, T0, payment_id=uuid.uuid4()
+            )
+        async with uow() as repo:
+            assert await repo.confirm_held(lapsed.lock_id, uuid.uuid4(), T0 + TTL) is None  # at expiry
+            assert await repo.confirm_held(confirmed.lock_id, uuid.uuid4(), T0) is None
+            assert await repo.confirm_held(uuid.uuid4(), uuid.uuid4(), T0) is None
+        assert await self.state(uow, lapsed.lock_id) == ReservationState.HELD
+
+    async def test_try_set_state_refuses_to_reactivate_into_an_overlap_and_the_transaction_goes_on(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        late = new_hold(svc, pet)
+        await self.insert(uow, late)
+        later = T0 + TTL
+        async with uow() as repo:
+            await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, later)
+        winner = new_hold(svc, pet, now=later)
+        await self.insert(uow, winner)
+        payment = uuid.uuid4()
+        async with uow() as repo:
+            assert not await repo.try_set_state(
+                late.lock_id, ReservationState.CONFIRMED, later, payment_id=payment
+            )
+            # the transaction is still usable: the lost reservation is failed in it
+            assert await repo.try_set_state(
+                late.lock_id, ReservationState.FAILED, later, payment_id=payment, failure_reason="SLOT_TAKEN"
+            )
+        async with uow() as repo:
+            lost = await repo.reservation(late.lock_id)
+        assert lost is not None
+        assert (lost.state, lost.payment_id, lost.failure_reason) == (
+            ReservationState.FAILED,
+            payment,
+            "SLOT_TAKEN",
+        )
+
+    async def test_try_set_state_reactivates_a_lapsed_hold_whose_slot_is_free(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        res = new_hold(svc, pet)
+        await self.insert(uow, res)
+        async with uow() as repo:
+            assert res.lock_id in await repo.expire_due(T0 + TTL)
+        assert await self.state(uow, res.lock_id) == ReservationState.EXPIRED
+        async with uow() as repo:
+            assert await repo.try_set_state(
+                res.lock_id, ReservationState.CONFIRMED, T0 + TTL, payment_id=uuid.uuid4()
+            )
+        assert await self.state(uow, res.lock_id) == ReservationState.CONFIRMED
+
+    async def test_expire_due_expires_lapsed_holds_oldest_first_up_to_the_limit(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=4)
+        pet = await self.pet(uow)
+        oldest, older, live = (
+            new_hold(svc, pet, unit=1, ttl=timedelta(minutes=1)),
+            new_hold(svc, pet, unit=2, ttl=timedelta(minutes=2)),
+            new_hold(svc, pet, unit=3, ttl=timedelta(hours=1)),
+        )
+        booked = await self.booked(uow, svc, pet, DAY + timedelta(hours=2))
+        await self.insert(uow, oldest, older, live)
+        async with uow() as repo:
+            await repo.expire_due(T0)  # whatever else had lapsed by then (other tests' rows)
+        async with uow() as repo:
+            first = await repo.expire_due(T0 + timedelta(minutes=5), limit=1)
+        async with uow() as repo:
+            rest = await repo.expire_due(T0 + timedelta(minutes=5))
+        assert first == [oldest.lock_id] and older.lock_id in rest and live.lock_id not in rest
+        assert booked.lock_id not in rest
+        assert await self.state(uow, older.lock_id) == ReservationState.EXPIRED
+        assert await self.state(uow, live.lock_id) == ReservationState.HELD
+
+    async def test_active_counts_are_the_ranges_of_live_reservations(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, capacity=4)
+        pet = await self.pet(uow)
+        live = new_hold(svc, pet, unit=1, ttl=timedelta(hours=1))
+        lapsed = new_hold(svc, pet, unit=2)
+        cancelled = new_hold(svc, pet, unit=3, state=ReservationState.CANCELLED)
+        later = new_hold(svc, pet, unit=1, start=DAY + timedelta(hours=1), ttl=timedelta(hours=1))
+        await self.insert(uow, live, lapsed, cancelled, later)
+        booking = await self.booked(uow, svc, pet, DAY + timedelta(minutes=15), unit=4)
+        async with uow() as repo:
+            ranges = await repo.active_counts(svc.id, DAY, DAY + timedelta(minutes=45), T0 + TTL)
+        assert sorted(ranges) == [(DAY, DAY + HALF_HOUR), (booking.start, booking.end)]
+
+    async def test_set_reservation_state_frees_the_unit(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        booking = await self.booked(uow, svc, pet)
+        async with uow() as repo:
+            await repo.set_reservation_state(booking.lock_id, ReservationState.CANCELLED, T0)
+        assert await self.state(uow, booking.lock_id) == ReservationState.CANCELLED
+        await self.insert(uow, new_hold(svc, pet))
+
+    async def test_move_reservation_moves_the_range_or_changes_nothing_when_it_is_taken(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        pet = await self.pet(uow)
+        booking = await self.booked(uow, svc, pet)
+        other = await self.booked(uow, svc, pet, DAY + timedelta(hours=1))
+        target = DAY + timedelta(hours=1)
+        async with uow() as repo:
+            assert not await repo.move_reservation(booking.lock_id, 1, target, target + HALF_HOUR, T0)
+            # overlapping its own range is no conflict, and the transaction goes on after a refusal
+            assert await repo.move_reservation(
+                booking.lock_id, 1, DAY + timedelta(minutes=15), DAY + timedelta(minutes=45), T0
+            )
+            assert await repo.move_reservation(booking.lock_id, 2, target, target + HALF_HOUR, T0)
+        async with uow() as repo:
+            moved = await repo.reservation(booking.lock_id)
+            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == set()  # the old range is free
+        assert moved is not None and (moved.unit, moved.start, moved.end) == (2, target, target + HALF_HOUR)
+        assert other.lock_id != booking.lock_id
+
+    # -- bookings and their events ------------------------------------------------------------------
+    async def test_a_booking_comes_back_by_id_and_by_reservation(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, policy=CancellationPolicy(full_refund_hours=6))
+        pet = await self.pet(uow)
+        booking = await self.booked(uow, svc, pet)
+        async with uow() as repo:
+            got = await repo.booking(booking.id)
+            locked = await repo.booking(booking.id, for_update=True)
+            by_lock = await repo.booking_by_lock(booking.lock_id)
+            res = await repo.reservation(booking.lock_id)
+            assert await repo.booking(uuid.uuid4()) is None
+            assert await repo.booking_by_lock(uuid.uuid4()) is None
+        assert got == booking and locked == booking and by_lock == booking
+        assert got.policy == CancellationPolicy(full_refund_hours=6)
+        assert res is not None and res.booking_id == booking.id
+
+    async def test_a_booking_and_its_event_are_written_together_or_not_at_all(
+        self, uow: UnitOfWork, outbox: OutboxReader
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        pet = await self.pet(uow)
+        kept, dropped = new_hold(svc, pet), new_hold(svc, pet, unit=2)
+        await self.insert(uow, kept, dropped)
+        events = {}
+        for res, fail in ((kept, False), (dropped, True)):
+            booking = Booking.confirm(res, uuid.uuid4(), T0)
+            events[res.lock_id] = (booking, uuid.uuid4())
+            with pytest.raises(RuntimeError) if fail else contextlib.nullcontext():
+                async with uow() as repo:
+                    await repo.add_booking_with_event(
+                        booking,
+                        events[res.lock_id][1],
+                        "booking.created",
+                        str(booking.id),
+                        "dev.petpro.booking.created.v1",
+                        b"payload",
+                        "00-trace-span-01",
+                    )
+                    if fail:
+                        raise RuntimeError("abort")
+        kept_booking, kept_event = events[kept.lock_id]
+        dropped_booking, dropped_event = events[dropped.lock_id]
+        assert await outbox([kept_event, dropped_event]) == [
+            OutboxRow(
+                kept_event,
+                "booking.created",
+                str(kept_booking.id),
+                "dev.petpro.booking.created.v1",
+                b"payload",
+                "00-trace-span-01",
+            )
+        ]
+        async with uow() as repo:
+            assert await repo.booking(kept_booking.id) == kept_booking
+            assert await repo.booking(dropped_booking.id) is None
+
+    async def test_an_outbox_row_commits_and_rolls_back_with_its_transaction(
+        self, uow: UnitOfWork, outbox: OutboxReader
+    ) -> None:
+        kept, dropped = uuid.uuid4(), uuid.uuid4()
+        async with uow() as repo:
+            await repo.add_outbox(kept, "booking.cancelled", "k", "dev.petpro.booking.cancelled.v1", b"x", "")
+        with pytest.raises(RuntimeError):
+            async with uow() as repo:
+                await repo.add_outbox(dropped, "booking.cancelled", "k", "t", b"y", "")
+                raise RuntimeError("abort")
+        assert await outbox([kept, dropped]) == [
+            OutboxRow(kept, "booking.cancelled", "k", "dev.petpro.booking.cancelled.v1", b"x", "")
+        ]
+
+    async def test_bookings_are_listed_by_owner_or_clinic_by_start_a_page_at_a_time(
+        self, uow: UnitOfWork
+    ) -> None:
+        clinic, svc = await self.catalog(uow, capacity=3)
+        pet, other_pet = await self.pet(uow), await self.pet(uow)
+        made = [await self.booked(uow, svc, pet, DAY + timedelta(hours=h)) for h in (2, 0, 1)]
+        theirs = await self.booked(uow, svc, other_pet, DAY + timedelta(hours=3))
+        async with uow() as repo:
+            first = await repo.list_bookings(
+                owner=pet.owner_user_id, clinic=None, start_from=None, after=None, limit=2
+            )
+            rest = await repo.list_bookings(
+                owner=pet.owner_user_id,
+                clinic=None,
+                start_from=None,
+                after=(first[-1].start.isoformat(), str(first[-1].id)),
+                limit=2,
+            )
+            by_clinic = await repo.list_bookings(
+                owner=None, clinic=clinic.id, start_from=DAY + timedelta(hours=1), after=None, limit=10
+            )
+        assert [b.id for b in first + rest] == [made[1].id, made[2].id, made[0].id]
+        assert [b.id for b in by_clinic] == [made[2].id, made[0].id, theirs.id]
+
+    async def test_upcoming_bookings_are_the_confirmed_ones_starting_after_now(self, uow: UnitOfWork) -> None:
+        clinic, svc = await self.catalog(uow, capacity=4)
+        pet = await self.pet(uow)
+        past = await self.booked(uow, svc, pet, T0 - timedelta(hours=1), now=T0 - timedelta(days=1))
+        soon, later = [await self.booked(uow, svc, pet, DAY + timedelta(hours=h)) for h in (1, 5)]
+        cancelled = await self.booked(uow, svc, pet, DAY + timedelta(hours=2))
+        async with uow() as repo:
+            cancelled.cancel(Actor.CLINIC, "vet ill", T0)
+            await repo.save_booking_change(cancelled)
+        async with uow() as repo:
+            assert [b.id for b in await repo.upcoming_bookings(clinic.id, T0)] == [soon.id, later.id]
+            window = await repo.upcoming_bookings(clinic.id, T0, DAY, DAY + timedelta(hours=5))
+            assert [b.id for b in window] == [soon.id]
+            assert await repo.upcoming_bookings(uuid.uuid4(), T0) == []
+        assert past.start < T0
+
+    async def test_the_clinic_schedule_shows_service_pet_and_owner_filtered_by_state(
+        self, uow: UnitOfWork
+    ) -> None:
+        clinic, svc = await self.catalog(uow, capacity=3)
+        pet = await self.pet(uow)
+        first, second, third = [await self.booked(uow, svc, pet, DAY + timedelta(hours=h)) for h in (0, 1, 2)]
+        async with uow() as repo:
+            second.cancel(Actor.OWNER, "", T0)
+            await repo.save_booking_change(second)
+        end = DAY + timedelta(hours=2)
+        async with uow() as repo:
+            every = await repo.list_clinic_bookings(clinic.id, DAY, end, [], None, 10)
+            page = await repo.list_clinic_bookings(clinic.id, DAY, end + HALF_HOUR, ["CONFIRMED"], None, 1)
+            rest = await repo.list_clinic_bookings(
+                clinic.id,
+                DAY,
+                end + HALF_HOUR,
+                ["CONFIRMED"],
+                (page[0].booking.start.isoformat(), str(page[0].booking.id)),
+                10,
+            )
+        assert [r.booking.id for r in every] == [first.id, second.id]  # [start, end): the third is out
+        row = every[0]
+        assert (row.service_name, row.pet_name, row.pet_species, row.owner_name, row.owner_email) == (
+            svc.name,
+            pet.name,
+            "DOG",
+            "Olga",
+            "olga@example.test",
+        )
+        assert [r.booking.id for r in page + rest] == [first.id, third.id]
+
+    async def test_save_booking_change_writes_the_lifecycle_fields_only(self, uow: UnitOfWork) -> None:
+        """State, slot, cancellation and the refund owed; the refund's bookkeeping (attempts, rounds, the
+        provider's id and error) is written by record_refund and claim_due_refunds alone."""
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        booking = await self.booked(uow, svc, pet)
+        async with uow() as repo:
+            b = await repo.booking(booking.id, for_update=True)
+            assert b is not None
+            b.reschedule(DAY + timedelta(hours=1), DAY + timedelta(hours=1, minutes=30), T0)
+            b.cancel(Actor.CLINIC, "vet ill", T0 + timedelta(minutes=1))
+            b.refund_attempts, b.refund_round, b.refund_error, b.provider_refund_id = 7, 3, "boom", "re_x"
+            await repo.save_booking_change(b, next_refund_at=T0)
+        async with uow() as repo:
+            got = await repo.booking(booking.id)
+        assert got is not None
+        assert (got.state, got.start, got.reschedule_count, got.version) == (
+            BookingState.CANCELLED,
+            DAY + timedelta(hours=1),
+            1,
+            3,
+        )
+        assert (got.cancelled_by, got.cancel_reason, got.refund_minor, got.refund_state) == (
+            Actor.CLINIC,
+            "vet ill",
+            4500,
+            RefundState.PENDING,
+        )
+        assert (got.refund_attempts, got.refund_round, got.refund_error, got.provider_refund_id) == (
+            0,
+            0,
+            "",
+            "",
+        )
+
+    async def test_a_lifecycle_request_id_is_recorded_once(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        booking = await self.booked(uow, svc, pet)
+        key = uuid.uuid4()
+        async with uow() as repo:
+            assert await repo.lifecycle_request(key) is None
+            await repo.add_lifecycle_request(key, booking.id, "cancel", "fp", T0)
+        with pytest.raises(DuplicateRequest):
+            async with uow() as repo:
+                await repo.add_lifecycle_request(key, booking.id, "reschedule", "fp2", T0)
+        async with uow() as repo:
+            assert await repo.lifecycle_request(key) == (booking.id, "cancel", "fp")
+
+    # -- refunds --------------------------------------------------------------------------------
+    async def cancelled(
+        self, uow: UnitOfWork, svc: Service, pet: Pet, hours: int, next_at: datetime | None
+    ) -> Booking:
+        booking = await self.booked(uow, svc, pet, DAY + timedelta(hours=hours))
+        async with uow() as repo:
+            booking.cancel(Actor.CLINIC, "vet ill", T0 + timedelta(minutes=hours))
+            await repo.save_booking_change(booking, next_refund_at=next_at)
+        return booking
+
+    async def test_due_refunds_are_claimed_oldest_due_first_and_leased(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, capacity=1)
+        pet = await self.pet(uow)
+        far = T0 + timedelta(days=3650)
+        async with uow() as repo:
+            await repo.claim_due_refunds(T0, far, limit=100_000)  # other tests' rows: leased away
+        third, first, second = [
+            await self.cancelled(uow, svc, pet, h, T0 - timedelta(minutes=m))
+            for h, m in ((1, 1), (2, 3), (3, 2))
+        ]
+        not_due = await self.cancelled(uow, svc, pet, 4, T0 + timedelta(minutes=5))
+        async with uow() as repo:
+            claimed = await repo.claim_due_refunds(T0, T0 + timedelta(minutes=1), limit=2)
+        assert [b.id for b in claimed] in ([first.id, second.id], [second.id, first.id])
+        assert all(b.refund_attempts == 1 for b in claimed)
+        async with uow() as repo:
+            leased = await repo.claim_due_refunds(T0, T0 + timedelta(minutes=1), limit=10)
+            assert [b.id for b in leased] == [third.id]  # the first two are leased, not_due is not due
+            after_lease = await repo.claim_due_refunds(T0 + timedelta(minutes=1), far, limit=10)
+        assert {b.id for b in after_lease} == {first.id, second.id, third.id}
+        assert not_due.id not in {b.id for b in after_lease}
+
+    async def test_a_refund_never_scheduled_is_due_first(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, capacity=1)
+        pet = await self.pet(uow)
+        far = T0 + timedelta(days=3650)
+        async with uow() as repo:
+            await repo.claim_due_refunds(T0, far, limit=100_000)
+        await self.cancelled(uow, svc, pet, 1, T0 - timedelta(minutes=5))
+        unscheduled = await self.cancelled(uow, svc, pet, 2, None)
+        async with uow() as repo:
+            assert [b.id for b in await repo.claim_due_refunds(T0, far, limit=1)] == [unscheduled.id]
+
+    async def test_record_refund_answers_only_the_round_it_was_made_in(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        booking = await self.cancelled(uow, svc, pet, 1, T0)
+        async with uow() as repo:
+            await repo.record_refund(
+                booking.id, RefundState.FAILED, "re_1", "x" * 5000, T0, T0, refund_round=0, was_round=0
+            )
+        async with uow() as repo:
+            failed = await repo.booking(booking.id)
+            await repo.record_refund(
+                booking.id, RefundState.PROCESSING, "re_2", "", T0, None, refund_round=1, was_round=0
+            )
+            # a late answer about round 0 changes nothing now that round 1 was made
+            await repo.record_refund(
+                booking.id, RefundState.SUCCEEDED, "re_1", "", T0, None, refund_round=0, was_round=0
+            )
+        assert failed is not None
+        assert (failed.refund_state, failed.provider_refund_id, len(failed.refund_error)) == (
+            RefundState.FAILED,
+            "re_1",
+            2000,
+        )
+        assert failed.refund_updated_at == T0
+        async with uow() as repo:
+            got = await repo.booking(booking.id)
+            # an attempt that failed to reach the provider keeps the state and round
+            await repo.record_refund(
+                booking.id, RefundState.PROCESSING, "re_2", "timeout", T0 + TTL, T0 + TTL
+            )
+        assert got is not None
+        assert (got.refund_state, got.provider_refund_id, got.refund_round, got.refund_error) == (
+            RefundState.PROCESSING,
+            "re_2",
+            1,
+            "",
+        )
+        async with uow() as repo:
+            again = await repo.booking(booking.id)
+        assert again is not None and (again.refund_round, again.refund_error) == (1, "timeout")
+
+    async def test_open_refunds_are_listed_oldest_cancellation_first(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow, capacity=1)
+        pet = await self.pet(uow)
+        late, early, settled = [await self.cancelled(uow, svc, pet, h, None) for h in (3, 1, 2)]
+        async with uow() as repo:
+            await repo.record_refund(settled.id, RefundState.SUCCEEDED, "re_9", "", T0, None)
+            await repo.record_refund(late.id, RefundState.FAILED, "re_8", "card expired", T0, None)
+        async with uow() as repo:
+            listed = [b.id for b in await repo.open_refunds(100_000)]
+        assert settled.id not in listed and listed.index(early.id) < listed.index(late.id)

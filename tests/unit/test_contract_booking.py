@@ -1,0 +1,52 @@
+"""Booking's repository contract (tests/contracts/booking_repository.py) against the hand-written fake
+the use-case tests run on (tests/unit/fakes/booking.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+
+from booking_svc.ports import UnitOfWork
+from tests.contracts.booking_repository import (
+    BlockedWaiter,
+    BookingRepositoryContract,
+    OutboxReader,
+    OutboxRow,
+)
+from tests.unit.fakes.booking import BookingStore, booking_uow
+
+
+class TestFakeBookingRepository(BookingRepositoryContract):
+    @pytest.fixture
+    def store(self) -> BookingStore:
+        return BookingStore()
+
+    @pytest.fixture
+    def uow(self, store: BookingStore) -> UnitOfWork:
+        return booking_uow(store)
+
+    @pytest.fixture
+    def read(self, store: BookingStore) -> UnitOfWork:
+        return booking_uow(store)
+
+    @pytest.fixture
+    def outbox(self, store: BookingStore) -> OutboxReader:
+        async def rows(event_ids: list[uuid.UUID]) -> list[OutboxRow]:
+            return [
+                OutboxRow(r.event_id, r.topic, r.key, r.event_type, r.payload, r.traceparent)
+                for r in store.outbox
+                if r.event_id in event_ids
+            ]
+
+        return rows
+
+    @pytest.fixture
+    def blocked(self) -> BlockedWaiter:
+        async def until_done(task: asyncio.Task[Any]) -> None:
+            # the fake has no locks: the racing call sees the first one's row and finishes at once
+            await asyncio.wait({task})
+
+        return until_done
