@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -18,8 +19,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     Uuid,
     func,
+    text,
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
@@ -46,7 +49,7 @@ services = Table(
     "services",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("clinic_id", Uuid, ForeignKey("clinics.id"), nullable=False),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False, server_default=""),
     Column("duration_minutes", Integer, nullable=False),
@@ -64,21 +67,23 @@ services = Table(
     Column("full_refund_hours", Integer, nullable=False, server_default="24"),
     Column("late_refund_percent", Integer, nullable=False, server_default="50"),
     Column("reschedule_cutoff_hours", Integer, nullable=False, server_default="24"),
+    Index("ix_services_clinic", "clinic_id"),
 )
 closures = Table(
     "closures",
     metadata,
     Column("id", Uuid, primary_key=True),
-    Column("clinic_id", Uuid, ForeignKey("clinics.id"), nullable=False),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False),
     Column("start_date", Date, nullable=False),
     Column("end_date", Date, nullable=False),
     Column("reason", String(200), nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_closures_clinic_end", "clinic_id", "end_date"),
 )
 day_overrides = Table(
     "day_overrides",
     metadata,
-    Column("clinic_id", Uuid, ForeignKey("clinics.id"), primary_key=True),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id", ondelete="CASCADE"), primary_key=True),
     Column("day", Date, primary_key=True),
     Column("intervals", JSONB, nullable=False),
 )
@@ -98,6 +103,7 @@ pets = Table(
     Column("breed", String(100), nullable=False, server_default=""),
     Column("birth_date", Date),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_pets_owner", "owner_user_id", "created_at"),
 )
 reservations = Table(
     "reservations",
@@ -121,6 +127,9 @@ reservations = Table(
     Column("failure_reason", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("owner_user_id", "request_id", name="reservations_idempotency"),
+    Index("ix_reservations_held_expiry", "expires_at", postgresql_where=text("state = 'HELD'")),
+    Index("ix_reservations_owner", "owner_user_id", "created_at"),
 )
 bookings = Table(
     "bookings",
@@ -155,6 +164,13 @@ bookings = Table(
     Column("updated_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False, server_default="1"),
     Column("reschedule_count", Integer, nullable=False, server_default="0"),
+    Index("ix_bookings_owner", "owner_user_id", "created_at"),
+    Index("ix_bookings_clinic_start", "clinic_id", "start_time"),
+    Index(
+        "ix_bookings_refund_open",
+        "refund_next_at",
+        postgresql_where=text("refund_state IN ('PENDING','PROCESSING')"),
+    ),
 )
 booking_requests = Table(
     "booking_requests",
@@ -178,4 +194,5 @@ outbox = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("sent_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, server_default="0"),
+    Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
 )

@@ -6,7 +6,6 @@ indexes, unique constraints, foreign keys)."""
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -26,21 +25,8 @@ pytestmark = pytest.mark.integration
 
 
 def service_metadata(service: Service) -> MetaData:
-    """The metadata the manifest names (``Service.tables``, ``<pkg>.adapters.tables``).
-
-    Until the branch that moves booking's tables there is merged, a service whose
-    ``adapters.tables`` does not exist yet (booking) falls back to ``<pkg>.repository``.  LEAD: at
-    merge, make this ``return target_metadata(service.package)`` (the fallback is only here)."""
-    try:
-        return target_metadata(service.package)
-    except ModuleNotFoundError as exc:
-        assert service.tables is not None
-        missing = exc.name or ""
-        if not (service.tables == missing or service.tables.startswith(missing + ".")):
-            raise
-        metadata = importlib.import_module(f"{service.package}.repository").metadata
-        assert isinstance(metadata, MetaData)
-        return metadata
+    """The metadata the manifest names (``Service.tables``, ``<pkg>.adapters.tables``)."""
+    return target_metadata(service.package)
 
 
 @pytest.fixture
@@ -56,35 +42,6 @@ def fresh_database(devstack: Stack) -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-# Drift found when this test was written, all of it in the metadata (the migrations are what runs in
-# production): indexes, unique constraints, ON DELETE CASCADE foreign keys the migrations create and
-# the tables module does not declare.  auth, payment and notif declare theirs in adapters/tables.py
-# now; booking's lies in booking_svc/repository.py, which the branch moving booking's tables to
-# booking_svc/adapters/tables.py rewrites.  LEAD: at merge, declare these there (``Index(...,
-# postgresql_where=...)``, ``UniqueConstraint(..., name=...)``, ``ForeignKey(..., ondelete="CASCADE")``)
-# and empty this; the test fails on any other drift, and on an entry here that no longer drifts.
-DRIFT_TO_FIX_AT_MERGE: dict[str, set[str]] = {
-    "booking": {
-        "remove_index bookings ix_bookings_clinic_start",
-        "remove_index bookings ix_bookings_owner",
-        "remove_index bookings ix_bookings_refund_open",
-        "remove_index closures ix_closures_clinic_end",
-        "remove_fk closures closures_clinic_id_fkey",  # ON DELETE CASCADE in the DB ...
-        "add_fk closures (clinic_id)",  # ... a plain ForeignKey in the metadata
-        "remove_fk day_overrides day_overrides_clinic_id_fkey",
-        "add_fk day_overrides (clinic_id)",
-        "remove_fk services services_clinic_id_fkey",
-        "add_fk services (clinic_id)",
-        "remove_index outbox ix_outbox_unsent",
-        "remove_index pets ix_pets_owner",
-        "remove_index reservations ix_reservations_held_expiry",
-        "remove_index reservations ix_reservations_owner",
-        "remove_constraint reservations reservations_idempotency",
-        "remove_index services ix_services_clinic",
-    },
-}
 
 
 def describe(item: tuple[Any, ...]) -> str:
@@ -139,10 +96,7 @@ def test_migrations_build_exactly_the_tables_of_the_metadata(service: Service, f
 
     migrate(service.package, fresh_database)
 
-    found = set(drift(fresh_database, service.schema, metadata))
-    known = DRIFT_TO_FIX_AT_MERGE.get(service.name, set())
-    assert found - known == set(), "the migrations and the metadata disagree"
-    assert known - found == set(), "fixed: remove these from DRIFT_TO_FIX_AT_MERGE"
+    assert drift(fresh_database, service.schema, metadata) == [], "the migrations and the metadata disagree"
 
 
 def test_the_comparison_sees_drift(fresh_database: str) -> None:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from petpro.mesh import MESH
+
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("auth_svc", "booking_svc", "payment_svc", "notif_worker")
+SERVICES = tuple(s.package for s in MESH.migrated)  # the services of the mesh manifest that own data
 GEN = ("petpro_api", "buf")
 IO = (
     "sqlalchemy",
