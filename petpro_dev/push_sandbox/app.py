@@ -26,12 +26,14 @@ answer a transient error), ``GET health``.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
 from starlette.applications import Starlette
@@ -88,7 +90,8 @@ def build_app(keys: DevKeys) -> Starlette:
     apns_public = keys.apns_public_key_pem()
 
     async def token(request: Request) -> Response:
-        form = await request.form()
+        # application/x-www-form-urlencoded, read without python-multipart
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("grant_type") != JWT_BEARER:
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         try:
@@ -173,6 +176,7 @@ def build_app(keys: DevKeys) -> Starlette:
         return JSONResponse({"name": name})
 
     async def apns_send(request: Request) -> Response:
+        raw = await request.body()  # read it all first: an HTTP/2 stream answered early is reset
         if request.scope.get("http_version") != "2":
             return _apns_error(400, "BadRequest", detail="APNs speaks HTTP/2 only")
         auth = request.headers.get("authorization", "")
@@ -204,10 +208,10 @@ def build_app(keys: DevKeys) -> Starlette:
         if target in state.unregistered:
             return _apns_error(410, "Unregistered", timestamp=state.unregistered[target])
         try:
-            payload = await request.json()
+            payload = json.loads(raw)
             alert = payload["aps"]["alert"]
         except Exception:
-            return _apns_error(400, "PayloadEmpty" if not await request.body() else "BadPayload")
+            return _apns_error(400, "PayloadEmpty" if not raw else "BadPayload")
         apns_id = request.headers.get("apns-id") or str(uuid.uuid4())
         state.messages.append(
             {

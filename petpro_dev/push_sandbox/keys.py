@@ -5,6 +5,7 @@ them, as it would with the real ones."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -58,7 +59,7 @@ class DevKeys:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
@@ -69,6 +70,16 @@ def ensure(home: Path) -> DevKeys:
     """The dev keys under ``home``, made on first use."""
     keys = DevKeys(home / "push")
     keys.folder.mkdir(parents=True, exist_ok=True)
+    if keys.fcm_credentials.exists() and keys.apns_meta.exists():
+        return keys
+    # the stack starts its components from several threads and processes: one makes the keys
+    with open(keys.folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _make(keys)
+    return keys
+
+
+def _make(keys: DevKeys) -> None:
     if not keys.fcm_credentials.exists():
         private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = private.private_bytes(
@@ -86,7 +97,7 @@ def ensure(home: Path) -> DevKeys:
             "token_uri": "https://oauth2.googleapis.com/token",
         }
         _write_private(keys.fcm_credentials, json.dumps(info, indent=2).encode())
-    if not keys.apns_key.exists():
+    if not keys.apns_key.exists() or not keys.apns_meta.exists():
         private_ec = ec.generate_private_key(ec.SECP256R1())
         _write_private(
             keys.apns_key,
@@ -96,7 +107,6 @@ def ensure(home: Path) -> DevKeys:
         )
         meta = {"key_id": secrets.token_hex(5).upper(), "team_id": APNS_TEAM_ID, "topic": APNS_TOPIC}
         _write_private(keys.apns_meta, json.dumps(meta).encode())
-    return keys
 
 
 def notif_env(keys: DevKeys, base_url: str) -> dict[str, str]:
