@@ -14,7 +14,7 @@ from functools import lru_cache
 from icalendar import Calendar, Event, Timezone, vCalAddress, vText
 
 from notif_worker.domain import BookingNotice, event_uid, locale_of
-from notif_worker.domain.wording import facts, phrase
+from notif_worker.domain.wording import phrase
 
 PRODID = "-//PetPro//Notifications//EN"
 
@@ -40,10 +40,12 @@ def _event(n: BookingNotice, organizer: str, link_base: str, *, cancelled: bool)
         phrase(lang, "event_summary", service=n.service_name, pet=n.pet_name, clinic=n.clinic_name),
     )
     e.add("location", ", ".join(p for p in (n.clinic_name, n.clinic_address) if p))
+    description = f"{phrase(lang, 'reference')}: {n.reference}"
     if link_base:
         url = f"{link_base.rstrip('/')}/{n.booking_id}"
         e.add("url", url)
-    e.add("description", "\n".join(f"{label}: {value}" for label, value in facts(n, lang)))
+        description += f"\n{url}"
+    e.add("description", description)
     e.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     e.add("transp", "OPAQUE")
     org = vCalAddress(f"mailto:{parseaddr(organizer)[1] or organizer}")

@@ -100,10 +100,10 @@ class Context:
         from petpro_dev.push_sandbox.keys import ensure, notif_env
 
         env = notif_env(ensure(self.home), self.url("push_api_base"))
-        if os.environ.get("NOTIF_FCM_CREDENTIALS_FILE"):
-            env = {k: v for k, v in env.items() if not k.startswith("NOTIF_FCM_")}
-        if os.environ.get("NOTIF_APNS_KEY_FILE"):
-            env = {k: v for k, v in env.items() if not k.startswith("NOTIF_APNS_")}
+        for credential in PUSH_CREDENTIALS:
+            if os.environ.get(credential):  # the user's real provider: none of the stand-in's settings for it
+                prefix = credential.rsplit("_", 2)[0] + "_"
+                env = {k: v for k, v in env.items() if not k.startswith(prefix)}
         return env
 
     def child_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -5,6 +5,7 @@ the messages, the quiet hours of reminders, and the same instant in the email, t
 from __future__ import annotations
 
 import email
+import email.policy
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -15,7 +16,7 @@ import ics
 import pytest
 
 from notif_worker.adapters.calendar import feed, invitation
-from notif_worker.adapters.mail import render
+from notif_worker.adapters.mail import encoded_word, render
 from notif_worker.domain import (
     BookingNotice,
     QuietHours,
@@ -271,3 +272,21 @@ def test_quiet_hours_within_a_day_and_none() -> None:
     assert str(QuietHours()) == "21:00-08:00"
     with pytest.raises(Exception, match="HH:MM"):
         QuietHours.parse("25:00", "08:00")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Booking confirmed: Check-up for Rex on Sun, Mar 29, 10:00\u202fAM Central European Summer Time",
+        "Buchung bestätigt: Check-up für Rex am So., 29. März, 10:00 Mitteleuropäische Sommerzeit",
+        "Réservation confirmée : " + "é" * 60,
+    ],
+)
+def test_subjects_survive_the_wire_in_any_language(subject: str) -> None:
+    n = notice(SPRING.replace(hour=10))
+    msg = render(n, SENDER)
+    msg.replace_header("Subject", encoded_word(subject))
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert str(parsed["Subject"]) == subject.replace("\u202f", " ")
+    assert all(len(line) <= 998 for line in msg.as_string().splitlines())  # RFC 5322's hard limit
+    assert all(len(word) <= 75 for word in encoded_word(subject).split())  # RFC 2047's
