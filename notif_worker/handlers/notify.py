@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from notif_worker.domain import BookingNotice, Device, Preferences, push_message
+from notif_worker.domain import BookingNotice, ChannelFailed, Device, Preferences, push_message
 from notif_worker.handlers.devices import DEFAULT_RETRY, DevicePushes, Retry
 from notif_worker.handlers.reminders import reminder_change
 from notif_worker.ports import FeedEncoder, FeedPublisher, Mailer, PushProvider, UnitOfWork
@@ -64,10 +64,16 @@ class NotifyHandlers:
         email_due, parked, devices = await self._with_retry(
             "feed+push", lambda: self._record(n, topic, payload)
         )
+        failed: ChannelFailed | None = None
         if devices:
-            await self._push_devices(n, devices)
+            try:
+                await self._push_devices(n, devices)
+            except ChannelFailed as exc:  # the email still goes; the event fails after it
+                failed = exc
         if email_due:
             await self._with_retry("email", lambda: self._send_email(n))
+        if failed is not None:
+            raise failed
         return parked
 
     async def _with_retry(self, channel: str, step: Callable[[], Awaitable[T]]) -> T:

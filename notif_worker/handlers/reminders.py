@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from notif_worker.domain import (
     DEFAULT_QUIET_HOURS,
     BookingNotice,
+    ChannelFailed,
     QuietHours,
     ReminderChange,
     push_message,
@@ -85,11 +86,17 @@ class ReminderHandlers:
                     title, body, data = push_message(n)
                     await repo.add_inbox(self.push_provider.inbox_row(n, title, body, data))
                     for device in await repo.devices_of(n.owner_user_id):
-                        if (
-                            self.devices.serves(device)
-                            and await self.devices.send(device, title, body, data) == "gone"
-                        ):
-                            await repo.remove_device(device.id)
+                        if not self.devices.serves(device):
+                            continue
+                        try:
+                            if await self.devices.send(device, title, body, data) == "gone":
+                                await repo.remove_device(device.id)
+                        except ChannelFailed as exc:  # the reminder still goes by email and in the inbox
+                            log.warning(
+                                "reminder push failed: %s",
+                                exc,
+                                extra={"fields": {"device_id": str(device.id)}},
+                            )
                 if prefs.wants("reminders", "email"):
                     await self.mailer.send(n)
                 await repo.mark_reminder_sent(r.id, self.clock())

@@ -252,3 +252,15 @@ async def test_the_feed_lists_upcoming_bookings_by_token_and_a_revoked_token_is_
     assert await w.calendar.revoke_token(owner) is False
     with pytest.raises(NotFound):
         await w.calendar.feed(rotated.token)
+
+
+async def test_a_push_outage_does_not_hold_back_the_email_nor_a_reminder() -> None:
+    w = World(RecordingPush(failures=100))
+    n = notice(reminder_offsets=(60,))
+    await w.owners.register_device(n.owner_user_id, "ANDROID", "down-provider-hhhhhhhhhh")
+    with pytest.raises(ChannelFailed, match="push"):
+        await w.notifier.notify(n)
+    assert [m.kind for m in w.mailer.sent] == ["created"]  # the email went before the event failed
+    w.now = VISIT.replace(hour=9).astimezone(UTC)  # the reminder is due, the provider still down
+    assert await w.reminders.send_due_reminders() == 1
+    assert [m.kind for m in w.mailer.sent] == ["created", "reminder"]
