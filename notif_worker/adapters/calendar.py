@@ -47,14 +47,12 @@ def _event(n: BookingNotice, organizer: str, link_base: str, *, cancelled: bool)
         description += f"\n{url}"
     e.add("description", description)
     e.add("status", "CANCELLED" if cancelled else "CONFIRMED")
-    e.add("transp", "OPAQUE")
     org = vCalAddress(f"mailto:{parseaddr(organizer)[1] or organizer}")
     org.params["CN"] = vText(n.clinic_name)
     e.add("organizer", org)
     att = vCalAddress(f"mailto:{n.owner_email}")
     if n.owner_name:
         att.params["CN"] = vText(n.owner_name)
-    att.params["ROLE"] = vText("REQ-PARTICIPANT")
     att.params["PARTSTAT"] = vText("ACCEPTED")
     e.add("attendee", att)
     return e
@@ -64,7 +62,6 @@ def _calendar(method: str, zones: dict[str, set[int]], events: list[Event], name
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
-    cal.add("calscale", "GREGORIAN")
     cal.add("method", method)
     if name:
         cal.add("x-wr-calname", name)

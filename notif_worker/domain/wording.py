@@ -240,28 +240,36 @@ def local(n: BookingNotice, at: datetime) -> datetime:
     return at.astimezone(ZoneInfo(n.clinic_time_zone))
 
 
-def zone_name(n: BookingNotice, at: datetime, locale: str) -> str:
-    """The clinic zone's name at that moment in the locale ("Central European Summer Time")."""
-    return str(get_timezone_name(local(n, at), width="long", locale=locale))
-
-
 def when(n: BookingNotice, locale: str) -> str:
     """The visit's date, start and end in the clinic's local time with the zone's name and its IANA id:
     "Sunday, March 29, 2026, 10:00 AM - 10:30 AM Central European Summer Time (Europe/Berlin)"."""
-    start, end = local(n, n.start), local(n, n.end)
-    return (
-        f"{format_date(start, 'full', locale=locale)}, {format_time(start, 'short', locale=locale)}"
-        f" \u2013 {format_time(end, 'short', locale=locale)} {zone_name(n, n.start, locale)}"
-        f" ({n.clinic_time_zone})"
-    )
+    return _when(n.start, n.end, n.clinic_time_zone, locale)
 
 
 def short_when(n: BookingNotice, at: datetime, locale: str) -> str:
     """A short local time for subjects and pushes: "Sun, Mar 29, 10:00 AM Central European Summer Time"."""
-    t = local(n, at)
+    return _short_when(at, n.clinic_time_zone, locale)
+
+
+# Babel's formatting is the costly part of a message's words, and a clinic's visits start at a few
+# times of day: the same (instant, zone, locale) is formatted once
+@lru_cache(maxsize=4096)
+def _when(start_utc: datetime, end_utc: datetime, zone: str, locale: str) -> str:
+    tz = ZoneInfo(zone)
+    start, end = start_utc.astimezone(tz), end_utc.astimezone(tz)
+    return (
+        f"{format_date(start, 'full', locale=locale)}, {format_time(start, 'short', locale=locale)}"
+        f" \u2013 {format_time(end, 'short', locale=locale)}"
+        f" {get_timezone_name(start, width='long', locale=locale)} ({zone})"
+    )
+
+
+@lru_cache(maxsize=4096)
+def _short_when(at_utc: datetime, zone: str, locale: str) -> str:
+    t = at_utc.astimezone(ZoneInfo(zone))
     return (
         f"{format_skeleton('MMMEd', t, locale=locale)}, {format_time(t, 'short', locale=locale)}"
-        f" {zone_name(n, at, locale)}"
+        f" {get_timezone_name(t, width='long', locale=locale)}"
     )
 
 
