@@ -1,5 +1,6 @@
 """The ports the notification use cases depend on: the repository of one unit of work, the unit of
-work, the delivery channels (mail, push), and the clinic feed's live fan-out and event format."""
+work, the delivery channels (mail, the inbox, the push providers of devices), the calendar feed's
+format, and the clinic feed's live fan-out and event format."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import Protocol
 
 from notif_worker.domain import (
     BookingNotice,
+    Device,
     DeviceRow,
     FeedRow,
     InboxRow,
     Preferences,
+    QuietHours,
     Recorded,
     Reminder,
     ReminderChange,
@@ -41,8 +44,9 @@ class NotifRepository(Protocol):
           inbox row), the email's claim (if ``email``) and the clinic feed row (``feed_tail``: the clinic
           event encoded with cursor 0; the row's payload is ``cursor_field(cursor) + feed_tail``, the
           cursor the clinic's next);
-        - a copy of an older version: only what is missing of the push, the email's claim (unless it was
-          delivered) and the feed row; no progress, no reminders;
+        - a copy of an older version: only what is missing of the push and the devices' pushes, the
+          email's claim (unless it was delivered) and the feed row; no progress, no reminders, no
+          calendar change;
         - a version after a missing one: parked (``park``: its topic and payload, at ``now``), nothing
           else written.
         Every delivery is recorded once per (event, channel, recipient); the email is due when its
@@ -80,7 +84,16 @@ class NotifRepository(Protocol):
         ...
 
     async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
-        """One device per (user, token): registering it again keeps its id and takes the new platform."""
+        """One device per (user, token): registering it again keeps its id and takes the new platform.
+        A token belongs to the user who registered it last: other users' devices with it go."""
+        ...
+
+    async def devices_of(self, user_id: uuid.UUID) -> list[Device]:
+        """The user's devices, oldest first."""
+        ...
+
+    async def remove_device(self, device_id: uuid.UUID) -> bool:
+        """False when there was no such device."""
         ...
 
     # reminders
@@ -90,6 +103,43 @@ class NotifRepository(Protocol):
         ...
 
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None: ...
+
+    async def defer_reminder(self, reminder_id: uuid.UUID, due_at: datetime) -> None:
+        """A claimed reminder falls due again at ``due_at`` (the end of quiet hours)."""
+        ...
+
+    async def drop_reminder(self, reminder_id: uuid.UUID) -> None:
+        """A claimed reminder is not sent (quiet hours last until the visit)."""
+        ...
+
+    async def quiet_hours(self, clinic_id: uuid.UUID) -> QuietHours | None:
+        """The clinic's own quiet hours; None when it set none (the platform default applies)."""
+        ...
+
+    async def set_quiet_hours(self, clinic_id: uuid.UUID, quiet: QuietHours) -> None: ...
+
+    # the calendar feed
+    async def upcoming_bookings(self, user_id: uuid.UUID, now: datetime, limit: int) -> list[BookingNotice]:
+        """The owner's bookings not ended at ``now`` and not cancelled (nor completed or missed), as
+        their last applied event left them, soonest first."""
+        ...
+
+    async def feed_owner(self, token_hash: bytes) -> uuid.UUID | None:
+        """The owner of the calendar feed token with that hash; None when there is none (revoked)."""
+        ...
+
+    async def create_feed_token(self, user_id: uuid.UUID, token_hash: bytes, now: datetime) -> bool:
+        """False (and nothing changed) when the user has a token already."""
+        ...
+
+    async def replace_feed_token(self, user_id: uuid.UUID, token_hash: bytes, now: datetime) -> None:
+        """The user's token becomes this one (made when they had none)."""
+        ...
+
+    async def revoke_feed_token(self, user_id: uuid.UUID) -> bool:
+        """False when the user had no token."""
+        ...
+
     # preferences
     async def preferences(self, user_id: uuid.UUID) -> Preferences:
         """The owner's preferences; all on for an owner who never changed them."""
@@ -106,12 +156,25 @@ class Mailer(Protocol):
 
 
 class PushProvider(Protocol):
-    """Delivers a push to the owner as the inbox row it consists of (GET /v1/me/notifications),
-    recorded with the event in one statement.  An FCM/APNs provider would also send the row to the
-    owner's registered devices, after the commit."""
+    """The in-app push: the inbox row a push consists of (GET /v1/me/notifications), recorded with the
+    event in one statement; the devices get it from the DevicePush providers after the commit."""
 
     def inbox_row(self, notice: BookingNotice, title: str, body: str, data: dict[str, str]) -> InboxRow: ...
 
+
+class DevicePush(Protocol):
+    """A push provider for devices of some platforms (FCM: Android and web; APNs: iOS).  ``send``
+    raises DeviceGone when the provider says the token is no longer valid (the device is removed),
+    MessageRefused when it refuses this message for good, anything else for a transient failure
+    (retried with back-off)."""
+
+    platforms: frozenset[str]
+
+    async def send(self, device: Device, title: str, body: str, data: dict[str, str]) -> None: ...
+
+
+# an owner's calendar feed (iCalendar) of their bookings, in a locale
+CalendarFeedRenderer = Callable[[list[BookingNotice], str], bytes]
 
 # the clinic event serialised with its cursor (protobuf ClinicEvent, see notif_worker/adapters/codecs.py); with
 # cursor 0 the cursor is left out and ``events.cursor_field(c) + that`` is the encoding with cursor c

@@ -1,6 +1,7 @@
-"""notif_worker composition root: NotifSettings, build(settings) wiring PostgreSQL, Redis, SMTP, Kafka
-and the auth service into the use cases: the booking events consumer, the reminder and parked-event
-sweeps, the clinic feed (gRPC stream with Redis fan-out) and the owner's inbox and preferences."""
+"""notif_worker composition root: NotifSettings, build(settings) wiring PostgreSQL, Redis, SMTP, Kafka,
+the push providers (FCM, APNs) and the auth service into the use cases: the booking events consumer,
+the reminder and parked-event sweeps, the clinic feed (gRPC stream with Redis fan-out), the owner's
+inbox, preferences and calendar feed, the clinics' quiet hours."""
 
 from __future__ import annotations
 
@@ -12,22 +13,29 @@ from kafka import KafkaConsumer, KafkaProducer
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from notif_worker.adapters import calendar
+from notif_worker.adapters.apns import APNS_API_BASE, ApnsPush
 from notif_worker.adapters.codecs import clinic_event_cursor, decode_event, encode_clinic_event
 from notif_worker.adapters.consumer import BookingEventsConsumer
 from notif_worker.adapters.fanout import RedisFanout
+from notif_worker.adapters.fcm import FCM_API_BASE, FcmPush
 from notif_worker.adapters.mail import SmtpMailer
 from notif_worker.adapters.push import InboxPush
 from notif_worker.adapters.repository import NotifRepository
 from notif_worker.adapters.tables import SCHEMA
+from notif_worker.domain import QuietHours
 from notif_worker.handlers import (
+    CalendarHandlers,
     ClinicFeed,
+    DevicePushes,
     InboxHandlers,
     NotifyHandlers,
     PreferenceHandlers,
+    QuietHoursHandlers,
     ReminderHandlers,
     Retry,
 )
-from notif_worker.ports import LiveFanout, Mailer, UnitOfWork
+from notif_worker.ports import DevicePush, LiveFanout, Mailer, UnitOfWork
 from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
@@ -69,6 +77,62 @@ class NotifSettings(ServiceSettings):
     parked_max_seconds: float = Field(
         default=300.0, gt=0, description="how long a lifecycle event waits for its predecessor"
     )
+    quiet_hours: str = Field(
+        default="21:00-08:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$",
+        description="the clinics' default quiet hours (their local time): no reminders in them",
+    )
+    booking_link_base: str = Field(
+        default="https://app.petpro.dev/bookings",
+        description="the link back to a booking in calendar events (the booking id is appended)",
+    )
+    fcm_credentials_file: str | None = Field(
+        default=None, description="FCM service-account JSON key; unset: no push to Android and web devices"
+    )
+    fcm_api_base: str = Field(default=FCM_API_BASE, description="FCM HTTP v1 endpoint")
+    fcm_token_uri: str | None = Field(
+        default=None, description="OAuth 2.0 token endpoint; unset: the key file's token_uri"
+    )
+    fcm_project_id: str | None = Field(default=None, description="Firebase project; unset: the key file's")
+    apns_key_file: str | None = Field(
+        default=None, description="APNs auth key (.p8, ES256); unset: no push to iOS devices"
+    )
+    apns_key_id: str = Field(default="", description="the .p8 key's id (the provider token's kid)")
+    apns_team_id: str = Field(default="", description="Apple developer team id (the provider token's iss)")
+    apns_topic: str = Field(default="", description="the iOS app's bundle id (apns-topic)")
+    apns_api_base: str = Field(
+        default=APNS_API_BASE,
+        description="APNs endpoint (https://api.sandbox.push.apple.com for development builds)",
+    )
+
+    def quiet_hours_default(self) -> QuietHours:
+        start, end = self.quiet_hours.split("-")
+        return QuietHours.parse(start, end)
+
+
+def push_providers(settings: NotifSettings) -> list[FcmPush | ApnsPush]:
+    """The device push providers whose credentials are configured."""
+    out: list[FcmPush | ApnsPush] = []
+    if settings.fcm_credentials_file:
+        out.append(
+            FcmPush(
+                settings.fcm_credentials_file,
+                api_base=settings.fcm_api_base,
+                token_uri=settings.fcm_token_uri,
+                project_id=settings.fcm_project_id,
+            )
+        )
+    if settings.apns_key_file:
+        out.append(
+            ApnsPush(
+                settings.apns_key_file,
+                settings.apns_key_id,
+                settings.apns_team_id,
+                settings.apns_topic,
+                api_base=settings.apns_api_base,
+            )
+        )
+    return out
 
 
 def build(
@@ -81,14 +145,20 @@ def build(
     auth: Any = None,
     consumer_factory: Callable[[], KafkaConsumer] | None = None,
     producer_factory: Callable[[], KafkaProducer] | None = None,
+    devices: list[DevicePush] | None = None,
 ) -> grpc_server.App:
     """The notification worker.  Tests pass fakes of the ports instead of the database, Redis, SMTP,
-    the auth service (``auth``: an AuthService stub) and Kafka (consumer/producer factories)."""
+    the auth service (``auth``: an AuthService stub), Kafka (consumer/producer factories) and the push
+    providers (``devices``)."""
     closers: list[Callable[[], Awaitable[None]]] = []  # closed in this order
     if mailer is None:
         smtp = SmtpClient(settings.url("smtp_url"))
-        mailer = SmtpMailer(smtp, settings.mail_from)
+        mailer = SmtpMailer(smtp, settings.mail_from, settings.booking_link_base)
         closers.append(smtp.close)
+    if devices is None:
+        providers = push_providers(settings)
+        closers += [p.close for p in providers]
+        devices = list(providers)
     if fanout is None:
         redis = cache.make_redis(settings.url("redis_url"))
         redis_fanout = RedisFanout(redis)
@@ -107,16 +177,25 @@ def build(
     read = read or uow
 
     push = InboxPush()
+    retry = Retry(settings.retry_attempts, settings.retry_base_seconds)
+    pushes = DevicePushes(devices, retry)
+    quiet = settings.quiet_hours_default()
     notify = NotifyHandlers(
         read,  # recording an event is one statement: autocommit
         mailer,
         push,
         encode_clinic_event,
         fanout.publish,
-        Retry(settings.retry_attempts, settings.retry_base_seconds),
+        retry,
+        devices=pushes,
         reminder_offsets=settings.reminder_offsets_minutes,
     )
-    reminders = ReminderHandlers(uow, mailer, push)
+    reminders = ReminderHandlers(uow, mailer, push, devices=pushes, quiet_default=quiet)
+    organizer = settings.mail_from
+
+    def render_feed(bookings: list[Any], locale: str) -> bytes:
+        return calendar.feed(bookings, organizer, settings.booking_link_base, locale)
+
     if consumer_factory is None or producer_factory is None:
         bootstrap = settings.url("kafka_bootstrap_servers")
         consumer_factory = consumer_factory or (
@@ -133,9 +212,10 @@ def build(
         concurrency=settings.concurrency,
         busy_fetch_wait_ms=settings.busy_fetch_wait_ms,
     )
+    authn = Authenticator(auth)
     feed = ClinicFeedServicer(
         ClinicFeed(read, fanout.subscribe, clinic_event_cursor, resync_seconds=settings.feed_resync_seconds),
-        Authenticator(auth),
+        authn,
     )
 
     async def close() -> None:
@@ -154,7 +234,13 @@ def build(
             ),
             grpc_server.Registration(
                 notification_pb2_grpc.add_NotificationServiceServicer_to_server,
-                NotificationServicer(InboxHandlers(uow, read), PreferenceHandlers(uow, read)),
+                NotificationServicer(
+                    InboxHandlers(uow, read),
+                    PreferenceHandlers(uow, read),
+                    CalendarHandlers(uow, read, render_feed),
+                    QuietHoursHandlers(uow, read, quiet),
+                    authn,
+                ),
                 "petpro.notification.v1.NotificationService",
             ),
         ],

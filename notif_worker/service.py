@@ -1,5 +1,7 @@
 """ClinicFeedService (server stream) and NotificationService servicers: request → handler → response,
-and the pb <-> domain conversions they need."""
+and the pb <-> domain conversions they need.  NotificationService's inbox, device and preference
+methods serve the BFF (which names the user); its calendar feed token and quiet-hours methods are
+served through the REST edge and authenticate the caller here, the feed itself by its token."""
 
 from __future__ import annotations
 
@@ -8,9 +10,16 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import grpc
+from google.api import httpbody_pb2
 
-from notif_worker.domain import Preferences
-from notif_worker.handlers import ClinicFeed, InboxHandlers, PreferenceHandlers
+from notif_worker.domain import FeedToken, Preferences, QuietHours
+from notif_worker.handlers import (
+    CalendarHandlers,
+    ClinicFeed,
+    InboxHandlers,
+    PreferenceHandlers,
+    QuietHoursHandlers,
+)
 from petpro.authn import Authenticator, require_clinic
 from petpro.convert import ts, uid
 from petpro_api.notification.v1 import (
@@ -61,10 +70,84 @@ def preferences_pb(p: Preferences) -> notification_pb2.NotificationPreferences:
     return notification_pb2.NotificationPreferences(**{f: getattr(p, f) for f in PREFERENCE_FIELDS})
 
 
+def feed_token_pb(t: FeedToken) -> notification_pb2.CalendarFeedToken:
+    return notification_pb2.CalendarFeedToken(
+        token=t.token, feed_path=t.feed_path, create_time=ts(t.created_at)
+    )
+
+
+def quiet_hours_pb(q: QuietHours) -> notification_pb2.QuietHours:
+    return notification_pb2.QuietHours(start=f"{q.start:%H:%M}", end=f"{q.end:%H:%M}")
+
+
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
-    def __init__(self, inbox: InboxHandlers, preferences: PreferenceHandlers) -> None:
+    def __init__(
+        self,
+        inbox: InboxHandlers,
+        preferences: PreferenceHandlers,
+        calendar: CalendarHandlers,
+        quiet_hours: QuietHoursHandlers,
+        authn: Authenticator,
+    ) -> None:
         self.inbox = inbox
         self.preferences = preferences
+        self.calendar = calendar
+        self.quiet = quiet_hours
+        self.authn = authn
+
+    async def GetCalendarFeed(
+        self, request: notification_pb2.GetCalendarFeedRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> httpbody_pb2.HttpBody:
+        data = await self.calendar.feed(request.token)
+        return httpbody_pb2.HttpBody(content_type="text/calendar; charset=utf-8", data=data)
+
+    async def CreateCalendarFeedToken(
+        self,
+        request: notification_pb2.CreateCalendarFeedTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.CreateCalendarFeedTokenResponse:
+        me = await self.authn.principal(context)
+        t = await self.calendar.create_token(uid(me.user_id, "user_id"))
+        return notification_pb2.CreateCalendarFeedTokenResponse(feed_token=feed_token_pb(t))
+
+    async def RotateCalendarFeedToken(
+        self,
+        request: notification_pb2.RotateCalendarFeedTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.RotateCalendarFeedTokenResponse:
+        me = await self.authn.principal(context)
+        t = await self.calendar.rotate_token(uid(me.user_id, "user_id"))
+        return notification_pb2.RotateCalendarFeedTokenResponse(feed_token=feed_token_pb(t))
+
+    async def RevokeCalendarFeedToken(
+        self,
+        request: notification_pb2.RevokeCalendarFeedTokenRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.RevokeCalendarFeedTokenResponse:
+        me = await self.authn.principal(context)
+        revoked = await self.calendar.revoke_token(uid(me.user_id, "user_id"))
+        return notification_pb2.RevokeCalendarFeedTokenResponse(revoked=revoked)
+
+    async def GetClinicQuietHours(
+        self,
+        request: notification_pb2.GetClinicQuietHoursRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.GetClinicQuietHoursResponse:
+        require_clinic(await self.authn.principal(context), request.clinic_id)
+        q, default = await self.quiet.quiet_hours(uid(request.clinic_id, "clinic_id"))
+        return notification_pb2.GetClinicQuietHoursResponse(
+            quiet_hours=quiet_hours_pb(q), platform_default=default
+        )
+
+    async def UpdateClinicQuietHours(
+        self,
+        request: notification_pb2.UpdateClinicQuietHoursRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.UpdateClinicQuietHoursResponse:
+        require_clinic(await self.authn.principal(context), request.clinic_id, admin=True)
+        q = QuietHours.parse(request.quiet_hours.start, request.quiet_hours.end)
+        q = await self.quiet.set_quiet_hours(uid(request.clinic_id, "clinic_id"), q)
+        return notification_pb2.UpdateClinicQuietHoursResponse(quiet_hours=quiet_hours_pb(q))
 
     async def ListNotifications(
         self, request: notification_pb2.ListNotificationsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -343,7 +343,7 @@ MESH = Mesh(
             serves=("petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"),
             calls=("petpro.auth.v1.AuthService",),
             consumes=(NOTIF_CONSUMER,),
-            needs=("postgres", "redis", "kafka", "smtp"),
+            needs=("postgres", "redis", "kafka", "smtp", "push"),
         ),
         Service(
             name="edge",
@@ -369,6 +369,7 @@ MESH = Mesh(
         Backing("kafka", port_offset=92, url_key="kafka_bootstrap_servers"),
         Backing("smtp", port_offset=25, url_key="smtp_url"),
         Backing("stripe", port_offset=11, url_key="stripe_api_base"),  # the Stripe-compatible sandbox
+        Backing("push", port_offset=43, url_key="push_api_base"),  # the FCM + APNs stand-in
     ),
     gateway=Gateway(
         name="envoy",
@@ -381,6 +382,7 @@ MESH = Mesh(
             "petpro.auth.v1.AuthService",
             "petpro.booking.v1.ClinicAdminService",
             "petpro.auth.v1.ClinicStaffService",
+            "petpro.notification.v1.NotificationService",  # the calendar feed and its token, quiet hours
         ),
     ),
 )

@@ -71,6 +71,9 @@ class BackingSettings(BaseSettings):
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     stripe_webhook_secret: str | None = None
+    push_api_base: str | None = (
+        None  # the push providers' stand-in (FCM + APNs); real ones: NOTIF_FCM_*, NOTIF_APNS_*
+    )
 
 
 def embedded_urls(stack: StackSettings) -> dict[str, str]:
@@ -82,6 +85,7 @@ def embedded_urls(stack: StackSettings) -> dict[str, str]:
         "kafka_bootstrap_servers": f"{h}:{stack.port('kafka')}",
         "smtp_url": f"smtp://{h}:{stack.port('smtp')}",
         "stripe_api_base": f"http://{h}:{stack.port('stripe')}",
+        "push_api_base": f"http://{h}:{stack.port('push')}",
     }
 
 

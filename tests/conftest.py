@@ -144,6 +144,9 @@ MESH_ENV = {
     "AUTH_THROTTLE_REGISTER_FREE_PER_SOURCE": "100000",
     "AUTH_THROTTLE_BASE_SECONDS": "600",
     "AUTH_ACCESS_TTL_SECONDS": "900",
+    # no platform quiet hours: the reminder tests must pass at any time of day; the quiet hours are
+    # tested with a clinic's own (tests/e2e/test_notification_channels.py)
+    "NOTIF_QUIET_HOURS": "00:00-00:00",
 }
 
 

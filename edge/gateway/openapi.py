@@ -221,6 +221,7 @@ class _Index:
 
 def _clean_comment(text: str) -> str:
     lines = [line[1:] if line.startswith(" ") else line for line in text.strip("\n").split("\n")]
+    lines = [line for line in lines if not line.startswith("buf:lint:ignore")]  # buf's, not the API's
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
@@ -697,10 +698,13 @@ def _operation(
     else:
         response_schema = schemas.ref(method.output_type)
     ok = "201" if created else "200"
+    # google.api.HttpBody: the transcoder answers its data with its content type (a calendar feed...)
+    raw = method.output_type == ".google.api.HttpBody"
+    content = {"*/*": {"schema": {"type": "string", "format": "binary"}}} if raw else None
     responses: dict[str, Any] = {
         ok: {
             "description": "Created." if created else "OK.",
-            "content": _json_content(response_schema),
+            "content": content or _json_content(response_schema),
         }
     }
     errors = ["BadRequest"]

@@ -28,12 +28,16 @@ AUTH_SERVICE = "petpro.auth.v1.AuthService"
 # Clinic operations go straight to the services that own them; each authenticates its callers.
 CLINIC_ADMIN_SERVICE = "petpro.booking.v1.ClinicAdminService"  # in booking_svc
 CLINIC_STAFF_SERVICE = "petpro.auth.v1.ClinicStaffService"  # in auth_svc
+# NotificationService: only its annotated methods (the owner's calendar feed and its token, a clinic's
+# quiet hours) are routed; the inbox and preferences methods keyed by user_id are the BFF's.
+NOTIFICATION_SERVICE = "petpro.notification.v1.NotificationService"  # in notif_worker
 TRANSCODED_SERVICES: tuple[str, ...] = (
     MOBILE_SERVICE,
     BOOKING_SERVICE,
     AUTH_SERVICE,
     CLINIC_ADMIN_SERVICE,
     CLINIC_STAFF_SERVICE,
+    NOTIFICATION_SERVICE,
 )
 
 _VAR = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
@@ -137,6 +141,7 @@ __all__ = [
     "CLINIC_ADMIN_SERVICE",
     "CLINIC_STAFF_SERVICE",
     "MOBILE_SERVICE",
+    "NOTIFICATION_SERVICE",
     "TRANSCODED_SERVICES",
     "RestRoute",
     "created_patterns",

@@ -37,6 +37,9 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
             amount_minor=e.amount.amount_minor,
             currency=e.amount.currency,
             reminder_offsets=tuple(e.reminder_offsets_minutes),
+            owner_locale=e.owner.locale,
+            clinic_locale=e.clinic_locale,
+            clinic_address=e.clinic_address,
         )
         notice.local_start  # noqa: B018 — validates the time zone
     except Exception as exc:
@@ -114,6 +117,9 @@ def decode_booking_change(topic: str, payload: bytes) -> BookingNotice:
             kind=kind,
             version=c.version,
             actor=booking_pb2.BookingActor.Name(c.actor).removeprefix("BOOKING_ACTOR_"),
+            owner_locale=c.owner.locale,
+            clinic_locale=c.clinic_locale,
+            clinic_address=c.clinic_address,
         )
         if isinstance(msg, events_pb2.BookingCancelled):
             notice = replace(

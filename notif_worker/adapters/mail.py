@@ -1,71 +1,100 @@
-"""Email: the booking mails rendered (the confirmation from templates, the lifecycle changes and
-reminders from the domain's text) and sent through the kit's SMTP client (petpro.smtp)."""
+"""Email: a booking mail laid out from its words (the domain's MailContent, in the owner's language)
+as text and HTML (templates/booking.txt, templates/booking.html), with the calendar invitation of a
+confirmation, a move or a cancellation as a text/calendar part (adapters/calendar.py), sent through the
+kit's SMTP client (petpro.smtp)."""
 
 from __future__ import annotations
 
+import base64
 import html
-from email.header import Header
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
 from importlib import resources
 from string import Template
 
-from notif_worker.domain import BookingNotice, MessageRefused, change_mail, format_money, when
+from notif_worker.adapters.calendar import invitation
+from notif_worker.domain import BookingNotice, MailContent, MessageRefused, mail_content
 from petpro.smtp import SmtpClient, SmtpPermanentError
 
-_TEXT = Template(
-    resources.files("notif_worker.adapters").joinpath("templates/booking_confirmed.txt").read_text()
-)
-_HTML = Template(
-    resources.files("notif_worker.adapters").joinpath("templates/booking_confirmed.html").read_text()
-)
+_TEMPLATES = resources.files("notif_worker.adapters").joinpath("templates")
+_TEXT = Template(_TEMPLATES.joinpath("booking.txt").read_text())
+_HTML = Template(_TEMPLATES.joinpath("booking.html").read_text())
+# the kinds whose email carries the calendar event (RFC 5546 REQUEST, or CANCEL)
+CALENDAR_KINDS = frozenset({"created", "rescheduled", "cancelled"})
+_ROW = '<tr><td style="padding:4px 12px 4px 0;color:#52606d">{}</td><td>{}</td></tr>'
 
 
-def render(n: BookingNotice, sender: str) -> MIMEMultipart:
-    """The confirmation (or a lifecycle change) as multipart/alternative (text + HTML).  Built with the
-    compat32 MIME classes: the default ``email.policy`` parses every header through its registry, which
-    made rendering the most expensive step of a notification."""
-    if n.kind != "created":
-        return _render_change(n, sender)
-    fields = {
-        "owner_name": n.owner_name or "there",
-        "clinic_name": n.clinic_name,
-        "service_name": n.service_name,
-        "pet_name": n.pet_name,
-        "when": when(n),
-        "reference": n.reference,
-        "amount": format_money(n.amount_minor, n.currency),
-        "booking_id": n.booking_id,
-    }
-    msg = MIMEMultipart("alternative")
-    subject = f"Booking confirmed: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}"
-    # compat32 messages take a Header object for a non-ASCII value (typeshed allows only str)
-    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject  # type: ignore[assignment]
+def _text(c: MailContent) -> str:
+    width = max(len(label) for label, _ in c.rows) + 2
+    rows = "".join(f"  {label + ':':<{width}}{value}\n" for label, value in c.rows)
+    notes = "".join(f"{p}\n" for p in c.notes)
+    footer = ("\n" + "\n".join(c.footer) + "\n") if c.footer else ""
+    return _TEXT.substitute(hello=c.hello, intro=c.intro, rows=rows, notes=notes, footer=footer)
+
+
+def _html(c: MailContent) -> str:
+    e = html.escape
+    return _HTML.substitute(
+        lang=e(c.locale),
+        subject=e(c.subject),
+        hello=e(c.hello),
+        intro=e(c.intro),
+        rows="\n".join(_ROW.format(e(label), e(value)) for label, value in c.rows),
+        notes="\n".join(f"<p>{e(p)}</p>" for p in c.notes),
+        footer=f"<p>{'<br>'.join(e(line) for line in c.footer)}</p>" if c.footer else "",
+    )
+
+
+def encoded_word(text: str) -> str:
+    """A header value: as is when ASCII, else RFC 2047 base64 encoded-words of whole UTF-8 characters
+    (what ``email.header.Header`` makes, without its costly choice between encodings per line)."""
+    text = text.replace("\u202f", " ").replace("\xa0", " ")  # CLDR's narrow and no-break spaces
+    if text.isascii():
+        return text
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode()
+        if len(chunk) + len(encoded) > 36:  # 48 base64 characters: "Subject: " and a word fit a line
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return " ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words)
+
+
+def _calendar_part(method: str, ics: bytes) -> MIMEBase:
+    part = MIMEBase("text", "calendar", method=method, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "base64"  # long folded lines survive every relay
+    part.set_payload(base64.encodebytes(ics).decode())
+    return part
+
+
+def render(n: BookingNotice, sender: str, link_base: str = "") -> MIMEMultipart:
+    """The booking email as multipart/alternative: text, HTML and, for a confirmation, a move or a
+    cancellation, the calendar event (text/calendar; method=REQUEST or CANCEL: mail clients offer it
+    as an invitation that updates the same event).  Built with the compat32 MIME classes: the default
+    ``email.policy`` parses every header through its registry, which made rendering the most expensive
+    step of a notification."""
+    c = mail_content(n)
+    # a boundary of our own: the generator's random one is checked against the body with a regular
+    # expression compiled per message
+    msg = MIMEMultipart("alternative", boundary=f"==petpro-{n.event_id.hex}==")
+    msg["Subject"] = encoded_word(c.subject)
     msg["From"] = sender
     msg["To"] = n.owner_email
     msg["Date"] = format_datetime(n.occurred_at)
     # stable per event: a re-send after a crash is recognisable as the same message
-    msg["Message-ID"] = f"<{n.event_id}.booking-confirmed@petpro.dev>"
+    kind = "confirmed" if n.kind == "created" else n.kind.replace("_", "-")
+    msg["Message-ID"] = f"<{n.event_id}.booking-{kind}@petpro.dev>"
+    msg["Content-Language"] = c.locale
     msg["X-PetPro-Event-Id"] = str(n.event_id)
     msg["X-PetPro-Booking-Id"] = n.booking_id
-    msg.attach(MIMEText(_TEXT.substitute(fields), "plain", "utf-8"))
-    msg.attach(MIMEText(_HTML.substitute({k: html.escape(v) for k, v in fields.items()}), "html", "utf-8"))
-    return msg
-
-
-def _render_change(n: BookingNotice, sender: str) -> MIMEMultipart:
-    subject, text = change_mail(n)
-    msg = MIMEMultipart("alternative")
-    msg["Subject"] = Header(subject, "utf-8") if not subject.isascii() else subject  # type: ignore[assignment]
-    msg["From"] = sender
-    msg["To"] = n.owner_email
-    msg["Date"] = format_datetime(n.occurred_at)
-    msg["Message-ID"] = f"<{n.event_id}.booking-{n.kind.replace('_', '-')}@petpro.dev>"
-    msg["X-PetPro-Event-Id"] = str(n.event_id)
-    msg["X-PetPro-Booking-Id"] = n.booking_id
-    msg.attach(MIMEText(text, "plain", "utf-8"))
-    msg.attach(MIMEText("<pre>" + html.escape(text) + "</pre>", "html", "utf-8"))
+    msg.attach(MIMEText(_text(c), "plain", "utf-8"))
+    msg.attach(MIMEText(_html(c), "html", "utf-8"))
+    if n.kind in CALENDAR_KINDS:
+        msg.attach(_calendar_part(*invitation(n, sender, link_base)))
     return msg
 
 
@@ -73,14 +102,15 @@ class SmtpMailer:
     """The Mailer port on the kit's SMTP client: renders the notice, sends it to the owner.  A message
     the server refused for good (5xx) is MessageRefused: the event is dead-lettered without retries."""
 
-    def __init__(self, smtp: SmtpClient, sender: str) -> None:
+    def __init__(self, smtp: SmtpClient, sender: str, link_base: str = "") -> None:
         self.smtp = smtp
         self.sender = sender
+        self.link_base = link_base
 
     async def send(self, n: BookingNotice) -> None:
         try:
             await self.smtp.send(
-                render(n, self.sender),
+                render(n, self.sender, self.link_base),
                 self.sender,
                 [n.owner_email],
                 attributes={"petpro.booking_id": n.booking_id, "petpro.event_id": str(n.event_id)},

@@ -1,6 +1,6 @@
-"""The push provider: a push is a row of the owner's notification inbox (GET /v1/me/notifications),
-written with the event's record.  An FCM/APNs provider would implement the same port and also send the
-row to the owner's registered devices."""
+"""The in-app push: a row of the owner's notification inbox (GET /v1/me/notifications), written with
+the event's record.  The owner's phones get the same message from the device push providers
+(adapters/fcm.py, adapters/apns.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The NotifRepository port on PostgreSQL: an event recorded in one statement (its booking's order,
-parking, reminders, push, the email's claim, the clinic feed row), the feed and inbox reads, devices,
-reminders claimed with FOR UPDATE SKIP LOCKED, preferences."""
+parking, reminders, push and the owner's devices' claims, the email's claim, the owner's calendar, the
+clinic feed row), the feed and inbox reads, devices, reminders claimed with FOR UPDATE SKIP LOCKED
+(deferred past quiet hours), clinics' quiet hours, preferences, calendar feed tokens."""
 
 from __future__ import annotations
 
@@ -10,24 +11,29 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Json
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from notif_worker.adapters.tables import (
     PREFERENCE_FIELDS,
+    calendar_tokens,
     clinic_events,
+    clinic_quiet_hours,
     devices,
     inbox,
+    owner_bookings,
     preferences,
     reminders,
 )
 from notif_worker.domain import (
     BookingNotice,
+    Device,
     DeviceRow,
     FeedRow,
     InboxRow,
     Preferences,
+    QuietHours,
     Recorded,
     Reminder,
     ReminderChange,
@@ -124,6 +130,18 @@ _RECORD_TAIL = (
     " SELECT %(event)s, 'email', %(email)s, 'pending' FROM done WHERE %(want_email)s::boolean"
     " ON CONFLICT ON CONSTRAINT deliveries_once DO UPDATE SET status = deliveries.status"
     " WHERE deliveries.status <> 'delivered' RETURNING 1),"
+    # the owner's devices: one delivery claimed per device (new, or one whose send failed)
+    " devs AS (INSERT INTO deliveries (event_id, channel, recipient, status)"
+    " SELECT %(event)s, 'device', d.id::text, 'pending' FROM devices d, done"
+    " WHERE d.user_id = %(owner_id)s AND %(push)s::boolean"
+    " ON CONFLICT ON CONSTRAINT deliveries_once DO UPDATE SET status = deliveries.status"
+    " WHERE deliveries.status <> 'delivered' RETURNING recipient),"
+    # the owner's calendar: the booking as this event leaves it (never an older version over a newer)
+    " cal AS (INSERT INTO owner_bookings AS b (booking_id, owner_user_id, version, kind, slot_start, slot_end, data)"
+    f" SELECT %(booking)s, %(owner_id)s, %(version)s, %(kind)s, %(start)s, %(end)s, %(bdata)s WHERE {_APPLIED}"
+    " ON CONFLICT (booking_id) DO UPDATE SET version = excluded.version, kind = excluded.kind,"
+    " slot_start = excluded.slot_start, slot_end = excluded.slot_end, data = excluded.data, updated_at = now()"
+    " WHERE b.version < excluded.version RETURNING 1),"
     " cur AS (INSERT INTO clinic_cursors (clinic_id, last_cursor)"
     " SELECT %(clinic)s, 1 FROM done WHERE NOT EXISTS (SELECT 1 FROM clinic_events WHERE event_id = %(event)s)"
     " ON CONFLICT (clinic_id) DO UPDATE SET last_cursor = clinic_cursors.last_cursor + 1 RETURNING last_cursor),"
@@ -136,7 +154,10 @@ _RECORD_TAIL = (
     # parts as the final query reads them; the ones it does not read run at its end)
     " SELECT (SELECT version FROM prog), (SELECT topic FROM parked), (SELECT payload FROM parked),"
     " (SELECT count(*) FROM rem), (SELECT count(*) FROM park), (SELECT count(*) FROM pushed),"
-    " EXISTS (SELECT 1 FROM email), (SELECT cursor FROM feed), (SELECT payload FROM feed)"
+    " EXISTS (SELECT 1 FROM email), (SELECT cursor FROM feed), (SELECT payload FROM feed),"
+    " (SELECT count(*) FROM cal),"
+    " (SELECT array_agg(ARRAY[d.id::text, d.platform, d.token] ORDER BY d.created_at) FROM devs"
+    " JOIN devices d ON d.id::text = devs.recipient)"
 )
 RECORD = {change: _RECORD_HEAD + rem + _RECORD_TAIL for change, rem in _REMINDERS.items()}
 
@@ -172,7 +193,36 @@ def reminder_data(n: BookingNotice) -> dict[str, str]:
         "owner_user_id": str(n.owner_user_id),
         "email": n.owner_email,
         "name": n.owner_name,
+        "locale": n.owner_locale,
+        "clinic_locale": n.clinic_locale,
+        "address": n.clinic_address,
     }
+
+
+def booking_data(n: BookingNotice) -> dict[str, str]:
+    """What the calendar feed needs of a booking, stored with it."""
+    return {**reminder_data(n), "reason": n.reason}
+
+
+def notice_from(data: dict[str, str], **fields: Any) -> BookingNotice:
+    """A notice rebuilt from a reminder's or a booking's stored data."""
+    return BookingNotice(
+        clinic_id=uuid.UUID(data["clinic_id"]),
+        clinic_name=data["clinic_name"],
+        clinic_time_zone=data["tz"],
+        service_name=data["service"],
+        pet_name=data["pet"],
+        pet_species=data["species"],
+        owner_user_id=uuid.UUID(data["owner_user_id"]),
+        owner_email=data["email"],
+        owner_name=data["name"],
+        owner_locale=data.get("locale", ""),
+        clinic_locale=data.get("clinic_locale", ""),
+        clinic_address=data.get("address", ""),
+        amount_minor=0,
+        currency="",
+        **fields,
+    )
 
 
 class NotifRepository:
@@ -221,6 +271,8 @@ class NotifRepository:
             "start": n.start,
             "end": n.end,
             "now": now,
+            "kind": n.kind,
+            "bdata": Json(booking_data(n)),
         }
         if reminders is not None and reminders[0] == "schedule":
             offsets = reminders[1]
@@ -234,12 +286,13 @@ class NotifRepository:
             )
         sql = RECORD[reminders[0] if reminders is not None else None]
         row = await (await raw_execute(self.session, sql, params, operation="INSERT")).fetchone()
-        applied, parked_topic, parked_payload, _, _, _, email_due, cursor, payload = row
+        applied, parked_topic, parked_payload, _, _, _, email_due, cursor, payload, _, devs = row
         return Recorded(
             outcome="applied" if applied == n.version else "copy" if applied > n.version else "parked",
             email_due=bool(email_due),
             feed=FeedRow(cursor, payload) if cursor is not None else None,
             parked=(parked_topic, parked_payload) if parked_topic is not None else None,
+            devices=tuple(Device(uuid.UUID(d), p, t) for d, p, t in devs or ()),
         )
 
     async def finish_delivery(
@@ -309,6 +362,10 @@ class NotifRepository:
         ]
 
     async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
+        # a token belongs to the owner who registered it last (a phone that changed hands)
+        await self.session.execute(
+            delete(devices).where(devices.c.token == token, devices.c.user_id != user_id)
+        )
         stmt = pg_insert(devices).values(id=uuid.uuid4(), user_id=user_id, platform=platform, token=token)
         stmt = stmt.on_conflict_do_update(
             constraint="devices_once", set_={"platform": stmt.excluded.platform}
@@ -334,24 +391,13 @@ class NotifRepository:
         r = (await self.session.execute(q)).first()
         if r is None:
             return None
-        d = r.data
-        notice = BookingNotice(
+        notice = notice_from(
+            r.data,
             event_id=r.id,
             occurred_at=now,
             booking_id=r.booking_id,
-            clinic_id=uuid.UUID(d["clinic_id"]),
-            clinic_name=d["clinic_name"],
-            clinic_time_zone=d["tz"],
-            service_name=d["service"],
             start=r.slot_start,
             end=r.slot_end,
-            pet_name=d["pet"],
-            pet_species=d["species"],
-            owner_user_id=uuid.UUID(d["owner_user_id"]),
-            owner_email=d["email"],
-            owner_name=d["name"],
-            amount_minor=0,
-            currency="",
             kind="reminder",
         )
         return Reminder(r.id, r.booking_id, r.offset_minutes, r.due_at, notice)
@@ -360,6 +406,106 @@ class NotifRepository:
         await self.session.execute(
             update(reminders).where(reminders.c.id == reminder_id).values(state="SENT", sent_at=now)
         )
+
+    async def defer_reminder(self, reminder_id: uuid.UUID, due_at: datetime) -> None:
+        await self.session.execute(
+            update(reminders).where(reminders.c.id == reminder_id).values(due_at=due_at)
+        )
+
+    async def drop_reminder(self, reminder_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(reminders).where(reminders.c.id == reminder_id).values(state="DROPPED")
+        )
+
+    async def quiet_hours(self, clinic_id: uuid.UUID) -> QuietHours | None:
+        r = (
+            await self.session.execute(
+                select(clinic_quiet_hours.c.starts, clinic_quiet_hours.c.ends).where(
+                    clinic_quiet_hours.c.clinic_id == clinic_id
+                )
+            )
+        ).first()
+        return QuietHours.parse(r.starts, r.ends) if r else None
+
+    async def set_quiet_hours(self, clinic_id: uuid.UUID, quiet: QuietHours) -> None:
+        starts, ends = f"{quiet.start:%H:%M}", f"{quiet.end:%H:%M}"
+        stmt = pg_insert(clinic_quiet_hours).values(clinic_id=clinic_id, starts=starts, ends=ends)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["clinic_id"], set_={"starts": starts, "ends": ends, "updated_at": func.now()}
+            )
+        )
+
+    # -- devices ----------------------------------------------------------------------------------------
+    async def devices_of(self, user_id: uuid.UUID) -> list[Device]:
+        rows = await self.session.execute(
+            select(devices.c.id, devices.c.platform, devices.c.token)
+            .where(devices.c.user_id == user_id)
+            .order_by(devices.c.created_at)
+        )
+        return [Device(r.id, r.platform, r.token) for r in rows]
+
+    async def remove_device(self, device_id: uuid.UUID) -> bool:
+        result = await self.session.execute(delete(devices).where(devices.c.id == device_id))
+        return bool(getattr(result, "rowcount", 0))
+
+    # -- the calendar feed ------------------------------------------------------------------------------
+    async def upcoming_bookings(self, user_id: uuid.UUID, now: datetime, limit: int) -> list[BookingNotice]:
+        """The owner's bookings not ended yet and not cancelled, soonest first."""
+        rows = await self.session.execute(
+            select(owner_bookings)
+            .where(
+                owner_bookings.c.owner_user_id == user_id,
+                owner_bookings.c.slot_end > now,
+                owner_bookings.c.kind.in_(("created", "rescheduled")),
+            )
+            .order_by(owner_bookings.c.slot_start, owner_bookings.c.booking_id)
+            .limit(limit)
+        )
+        return [
+            notice_from(
+                r.data,
+                event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{r.booking_id}/{r.version}"),
+                occurred_at=r.updated_at,
+                booking_id=r.booking_id,
+                start=r.slot_start,
+                end=r.slot_end,
+                kind=r.kind,
+                version=r.version,
+            )
+            for r in rows
+        ]
+
+    async def feed_owner(self, token_hash: bytes) -> uuid.UUID | None:
+        r = (
+            await self.session.execute(
+                select(calendar_tokens.c.user_id).where(calendar_tokens.c.token_hash == token_hash)
+            )
+        ).first()
+        return r.user_id if r else None
+
+    async def create_feed_token(self, user_id: uuid.UUID, token_hash: bytes, now: datetime) -> bool:
+        stmt = pg_insert(calendar_tokens).values(user_id=user_id, token_hash=token_hash, created_at=now)
+        result = await self.session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["user_id"]).returning(calendar_tokens.c.user_id)
+        )
+        return result.first() is not None
+
+    async def replace_feed_token(self, user_id: uuid.UUID, token_hash: bytes, now: datetime) -> None:
+        stmt = pg_insert(calendar_tokens).values(user_id=user_id, token_hash=token_hash, created_at=now)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["user_id"], set_={"token_hash": token_hash, "created_at": now}
+            )
+        )
+
+    async def revoke_feed_token(self, user_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            delete(calendar_tokens)
+            .where(calendar_tokens.c.user_id == user_id)
+            .returning(calendar_tokens.c.user_id)
+        )
+        return result.first() is not None
 
     # -- preferences ----------------------------------------------------------------------------------
     async def preferences(self, user_id: uuid.UUID) -> Preferences:

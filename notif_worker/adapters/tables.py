@@ -1,7 +1,8 @@
 """notif's schema as SQLAlchemy tables: deliveries (once per event, channel, recipient), the clinic
 feed and its per-clinic cursors, the per-booking progress and parked events, reminders, preferences,
-the inbox and devices, with the indexes and constraints the migrations create (migrations' env.py and
-the schema-drift test read ``metadata`` from here)."""
+the inbox and devices, the owners' bookings (their calendar feed) and feed tokens, the clinics' quiet
+hours, with the indexes and constraints the migrations create (migrations' env.py and the
+schema-drift test read ``metadata`` from here)."""
 
 from __future__ import annotations
 
@@ -130,3 +131,35 @@ devices = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("user_id", "token", name="devices_once"),
 )
+# what an owner's calendar feed lists: every booking as its last applied event left it
+owner_bookings = Table(
+    "owner_bookings",
+    metadata,
+    Column("booking_id", String(64), primary_key=True),
+    Column("owner_user_id", Uuid, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("slot_start", DateTime(timezone=True), nullable=False),
+    Column("slot_end", DateTime(timezone=True), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+calendar_tokens = Table(
+    "calendar_tokens",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("token_hash", LargeBinary, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+clinic_quiet_hours = Table(
+    "clinic_quiet_hours",
+    metadata,
+    Column("clinic_id", Uuid, primary_key=True),
+    Column("starts", String(5), nullable=False),
+    Column("ends", String(5), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+Index("ix_owner_bookings_owner_end", owner_bookings.c.owner_user_id, owner_bookings.c.slot_end)
+Index("ix_devices_token", devices.c.token)
+Index("ix_devices_user", devices.c.user_id)

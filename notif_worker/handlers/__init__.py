@@ -1,17 +1,23 @@
-"""notif_worker's use cases: notifying a booking event, reminders, the clinic feed, the owner's inbox
-and preferences."""
+"""notif_worker's use cases: notifying a booking event, pushes to devices, reminders, the clinic feed,
+the owner's inbox, preferences and calendar feed, the clinics' quiet hours."""
 
+from notif_worker.handlers.calendar import CalendarHandlers
+from notif_worker.handlers.devices import DevicePushes, Retry
 from notif_worker.handlers.feed import ClinicFeed
 from notif_worker.handlers.inbox import InboxHandlers
-from notif_worker.handlers.notify import NotifyHandlers, Retry
+from notif_worker.handlers.notify import NotifyHandlers
 from notif_worker.handlers.preferences import PreferenceHandlers
+from notif_worker.handlers.quiet_hours import QuietHoursHandlers
 from notif_worker.handlers.reminders import ReminderHandlers, reminder_change
 
 __all__ = [
+    "CalendarHandlers",
     "ClinicFeed",
+    "DevicePushes",
     "InboxHandlers",
     "NotifyHandlers",
     "PreferenceHandlers",
+    "QuietHoursHandlers",
     "ReminderHandlers",
     "Retry",
     "reminder_change",

@@ -1,19 +1,18 @@
-"""Notifying one booking event: the clinic feed, the owner's push (inbox) and email, each at most once
-in effect (keyed by event id, channel and recipient), in the booking's order across the lifecycle
+"""Notifying one booking event: the clinic feed, the owner's push (inbox and devices) and email, each
+at most once in effect (keyed by event id, channel and recipient), in the booking's order across the lifecycle
 topics (an event whose predecessor has not been applied yet is parked until it has), retried with
 back-off, and given up (ChannelFailed → the dead-letter topic) after the last attempt or at once when
 the channel refused the message for good."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from notif_worker.domain import BookingNotice, ChannelFailed, MessageRefused, Preferences, push_message
+from notif_worker.domain import BookingNotice, ChannelFailed, Device, Preferences, push_message
+from notif_worker.handlers.devices import DEFAULT_RETRY, DevicePushes, Retry
 from notif_worker.handlers.reminders import reminder_change
 from notif_worker.ports import FeedEncoder, FeedPublisher, Mailer, PushProvider, UnitOfWork
 
@@ -21,16 +20,6 @@ log = logging.getLogger("notif_worker")
 T = TypeVar("T")
 # decodes a parked event (topic, payload) again
 Decode = Callable[[str, bytes], BookingNotice]
-
-
-@dataclass(frozen=True)
-class Retry:
-    attempts: int = 4
-    base_delay: float = 0.2
-    max_delay: float = 3.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.base_delay * 2**attempt, self.max_delay))
 
 
 class NotifyHandlers:
@@ -44,8 +33,9 @@ class NotifyHandlers:
         push: PushProvider,
         encode_feed: FeedEncoder,
         publish_feed: FeedPublisher,
-        retry: Retry = Retry(),
+        retry: Retry = DEFAULT_RETRY,
         *,
+        devices: DevicePushes | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reminder_offsets: tuple[int, ...] = (2880, 120),
     ) -> None:
@@ -55,6 +45,7 @@ class NotifyHandlers:
         self.encode_feed = encode_feed
         self.publish_feed = publish_feed
         self.retry = retry
+        self.devices = devices or DevicePushes((), retry)
         self.clock = clock
         self.reminder_offsets = reminder_offsets
 
@@ -70,25 +61,54 @@ class NotifyHandlers:
             parked = await self._notify_one(decode(*parked), *parked)  # it was waiting for this one
 
     async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
-        email_due, parked = await self._with_retry("feed+push", lambda: self._record(n, topic, payload))
+        email_due, parked, devices = await self._with_retry(
+            "feed+push", lambda: self._record(n, topic, payload)
+        )
+        failed: ChannelFailed | None = None
+        if devices:
+            try:
+                await self._push_devices(n, devices)
+            except ChannelFailed as exc:  # the email still goes; the event fails after it
+                failed = exc
         if email_due:
             await self._with_retry("email", lambda: self._send_email(n))
+        if failed is not None:
+            raise failed
         return parked
 
     async def _with_retry(self, channel: str, step: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(self.retry.attempts):
+        return await self.retry.run(channel, step)
+
+    async def _push_devices(self, n: BookingNotice, devices: tuple[Device, ...]) -> None:
+        """The event's push to each claimed device, its outcome recorded (a device whose token is gone
+        is removed; its delivery stays failed)."""
+        title, body, data = push_message(n)
+        for device in devices:
+            if not self.devices.serves(device):
+                continue  # no provider configured for its platform: the inbox has it
+            recipient = str(device.id)
             try:
-                return await step()
+                outcome = await self.devices.send(device, title, body, data)
             except Exception as exc:
-                if attempt + 1 == self.retry.attempts or isinstance(exc, MessageRefused):
-                    raise ChannelFailed(channel, f"{type(exc).__name__}: {exc}") from exc
-                log.warning("%s delivery failed (attempt %d): %s", channel, attempt + 1, exc)
-                await asyncio.sleep(self.retry.delay(attempt))
-        raise AssertionError("unreachable")
+                async with self.repos() as repo:
+                    await repo.finish_delivery(
+                        n.event_id, "device", recipient, ok=False, error=str(exc)[:1000]
+                    )
+                raise
+            async with self.repos() as repo:
+                if outcome == "gone":
+                    await repo.remove_device(device.id)
+                await repo.finish_delivery(
+                    n.event_id,
+                    "device",
+                    recipient,
+                    ok=outcome == "sent",
+                    error=None if outcome == "sent" else "token gone",
+                )
 
     async def _record(
         self, n: BookingNotice, topic: str, payload: bytes
-    ) -> tuple[bool, tuple[str, bytes] | None]:
+    ) -> tuple[bool, tuple[str, bytes] | None, tuple[Device, ...]]:
         """What lives in our database, in one statement (one round trip, its own transaction; the
         clinic's counter row is locked only inside the database): the booking's order, the clinic feed
         row, the push (inbox) and the email's delivery claim.  Returns whether the email still has to
@@ -113,7 +133,7 @@ class NotifyHandlers:
             )
         if recorded.feed is not None:
             await self.publish_feed(n.clinic_id, recorded.feed)  # committed: the statement was its own
-        return recorded.email_due, recorded.parked
+        return recorded.email_due, recorded.parked, recorded.devices
 
     async def _send_email(self, n: BookingNotice) -> None:
         # the outcome is one UPDATE: on the autocommit connection it is its own transaction (one round

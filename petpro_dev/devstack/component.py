@@ -22,7 +22,10 @@ BACKING_ENV: dict[str, str] = {
     "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
     "smtp_url": "SMTP_URL",
     "stripe_api_base": "STRIPE_API_BASE",
+    "push_api_base": "PUSH_API_BASE",
 }
+# notif_worker's real push credentials: with both set the stand-in is neither started nor used
+PUSH_CREDENTIALS = ("NOTIF_FCM_CREDENTIALS_FILE", "NOTIF_APNS_KEY_FILE")
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,22 @@ class Context:
         env = {var: self.url(key) for key, var in BACKING_ENV.items()}
         if not self.backing.stripe_api_key:  # with real Stripe the user gives their endpoint's secret
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret()
+        env.update(self.push_env())
         env["PETPRO_HOME"] = str(self.home)
         env["PETPRO_HOST"] = self.settings.host
         env["PETPRO_PORT_BASE"] = str(self.settings.port_base)
+        return env
+
+    def push_env(self) -> dict[str, str]:
+        """notif_worker's push settings for the stand-in and its dev keys (made here on first use), for
+        each provider whose real credentials the user did not configure."""
+        from petpro_dev.push_sandbox.keys import ensure, notif_env
+
+        env = notif_env(ensure(self.home), self.url("push_api_base"))
+        for credential in PUSH_CREDENTIALS:
+            if os.environ.get(credential):  # the user's real provider: none of the stand-in's settings for it
+                prefix = credential.rsplit("_", 2)[0] + "_"
+                env = {k: v for k, v in env.items() if not k.startswith(prefix)}
         return env
 
     def child_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -108,6 +108,22 @@ def _stripe_launch(ctx: Context) -> Launch:
     )
 
 
+def _push_launch(ctx: Context) -> Launch:
+    return Launch(
+        [
+            sys.executable,
+            "-m",
+            "petpro_dev.push_sandbox",
+            "--host",
+            ctx.settings.host,
+            "--port",
+            str(ctx.port("push")),
+            "--home",
+            str(ctx.home),
+        ]
+    )
+
+
 def infra() -> list[Component]:
     """The backing services (each replaced by the user's server when its URL is set)."""
     return [
@@ -120,6 +136,12 @@ def infra() -> list[Component]:
             launch=_stripe_launch,
             ready=checks.http_ok("/_sandbox/health"),
             url_key="stripe_api_base",
+        ),
+        Component(
+            name="push",
+            launch=_push_launch,
+            ready=checks.http_ok("/_sandbox/health"),
+            url_key="push_api_base",
         ),
     ]
 

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from notif_worker.adapters.codecs import cursor_field
-from notif_worker.domain import BookingNotice, InboxRow, Preferences, ReminderChange
+from notif_worker.domain import BookingNotice, InboxRow, Preferences, QuietHours, ReminderChange
 from notif_worker.ports import UnitOfWork
 
 
@@ -382,3 +382,128 @@ class NotifRepositoryContract:
         async with uow() as repo:
             assert await repo.preferences(user) == Preferences(changes_email=False, reminders_push=False)
             assert await repo.preferences(uuid.uuid4()) == Preferences()
+
+    # -- devices: claimed with the push, a token belongs to its latest owner ---------------------------
+    async def test_the_owners_devices_are_claimed_once_with_the_push(
+        self, read: UnitOfWork, uow: UnitOfWork
+    ) -> None:
+        n = notice(moment())
+        async with uow() as repo:
+            phone = await repo.upsert_device(n.owner_user_id, "ANDROID", f"tok-{uuid.uuid4()}")
+            tablet = await repo.upsert_device(n.owner_user_id, "IOS", f"tok-{uuid.uuid4()}")
+            await repo.upsert_device(uuid.uuid4(), "IOS", f"tok-{uuid.uuid4()}")  # someone else's
+            mine = await repo.devices_of(n.owner_user_id)
+        assert [(d.id, d.platform) for d in mine] == [(phone.id, "ANDROID"), (tablet.id, "IOS")]
+        r = await self.record(read, n)
+        assert sorted(d.id for d in r.devices) == sorted([phone.id, tablet.id])
+        assert {d.token for d in r.devices} == {d.token for d in mine}
+        async with read() as repo:
+            await repo.finish_delivery(n.event_id, "device", str(phone.id), ok=True)
+            await repo.finish_delivery(n.event_id, "device", str(tablet.id), ok=False, error="503")
+        again = await self.record(read, n)  # a copy: only the failed one is claimed again
+        assert [d.id for d in again.devices] == [tablet.id]
+        assert (await self.record(read, notice(moment()), push=False)).devices == ()
+
+    async def test_a_token_registered_by_another_owner_leaves_the_first(self, uow: UnitOfWork) -> None:
+        first, second, token = uuid.uuid4(), uuid.uuid4(), f"tok-{uuid.uuid4()}"
+        async with uow() as repo:
+            await repo.upsert_device(first, "ANDROID", token)
+            moved = await repo.upsert_device(second, "ANDROID", token)
+            assert await repo.devices_of(first) == []
+            assert [d.id for d in await repo.devices_of(second)] == [moved.id]
+            assert await repo.remove_device(moved.id) is True
+            assert await repo.remove_device(moved.id) is False
+            assert await repo.devices_of(second) == []
+
+    # -- the owners' calendars ---------------------------------------------------------------------------
+    async def test_upcoming_bookings_follow_the_applied_events(
+        self, read: UnitOfWork, uow: UnitOfWork
+    ) -> None:
+        at, owner = moment(), uuid.uuid4()
+        kept = notice(at, owner=owner, start=at + timedelta(days=3))
+        gone = notice(at, owner=owner, start=at + timedelta(days=2))
+        ended = notice(at, owner=owner, start=at - timedelta(days=1))
+        for n in (kept, gone, ended, notice(at)):
+            await self.record(read, n)
+        later = at + timedelta(days=4)
+        moved = BookingNotice(
+            **{
+                **kept.__dict__,
+                "event_id": uuid.uuid4(),
+                "kind": "rescheduled",
+                "version": 2,
+                "start": later,
+                "end": later + timedelta(minutes=30),
+            }
+        )
+        await self.record(read, moved)
+        await self.record(
+            read,
+            BookingNotice(**{**gone.__dict__, "event_id": uuid.uuid4(), "kind": "cancelled", "version": 2}),
+        )
+        await self.record(read, kept)  # an older copy changes nothing
+        async with read() as repo:
+            (b,) = await repo.upcoming_bookings(owner, at, 10)
+            assert await repo.upcoming_bookings(uuid.uuid4(), at, 10) == []
+        assert (b.booking_id, b.version, b.kind, b.start, b.end) == (
+            kept.booking_id,
+            2,
+            "rescheduled",
+            later,
+            later + timedelta(minutes=30),
+        )
+        assert (b.clinic_name, b.clinic_time_zone, b.service_name, b.pet_name, b.owner_email) == (
+            kept.clinic_name,
+            kept.clinic_time_zone,
+            kept.service_name,
+            kept.pet_name,
+            kept.owner_email,
+        )
+
+    async def test_a_feed_token_is_made_once_rotated_and_revoked(self, uow: UnitOfWork) -> None:
+        user, at = uuid.uuid4(), moment()
+        one, two = uuid.uuid4().bytes * 2, uuid.uuid4().bytes * 2
+        async with uow() as repo:
+            assert await repo.feed_owner(one) is None
+            assert await repo.create_feed_token(user, one, at) is True
+            assert await repo.create_feed_token(user, two, at) is False
+            assert await repo.feed_owner(one) == user and await repo.feed_owner(two) is None
+            await repo.replace_feed_token(user, two, at)
+            assert await repo.feed_owner(one) is None and await repo.feed_owner(two) == user
+            assert await repo.revoke_feed_token(user) is True
+            assert await repo.revoke_feed_token(user) is False
+            assert await repo.feed_owner(two) is None
+            other = uuid.uuid4()
+            await repo.replace_feed_token(other, one, at)  # rotate without a token makes one
+            assert await repo.feed_owner(one) == other
+
+    # -- quiet hours and deferred reminders --------------------------------------------------------------
+    async def test_quiet_hours_are_per_clinic(self, uow: UnitOfWork) -> None:
+        clinic = uuid.uuid4()
+        async with uow() as repo:
+            assert await repo.quiet_hours(clinic) is None
+            await repo.set_quiet_hours(clinic, QuietHours.parse("22:00", "06:30"))
+            await repo.set_quiet_hours(clinic, QuietHours.parse("23:00", "07:00"))
+            assert await repo.quiet_hours(clinic) == QuietHours.parse("23:00", "07:00")
+            assert await repo.quiet_hours(uuid.uuid4()) is None
+
+    async def test_a_deferred_reminder_is_due_again_later_and_a_dropped_one_never(
+        self, read: UnitOfWork, uow: UnitOfWork
+    ) -> None:
+        at = moment()
+        start = at + timedelta(days=5)
+        n = notice(at, start=start)
+        await self.record(read, n, reminders=("schedule", (2880, 120)), now=at)
+        due = start - timedelta(hours=48)
+        async with uow() as repo:
+            r = await repo.claim_due_reminder(due)
+            assert r is not None and r.offset_minutes == 2880
+            await repo.defer_reminder(r.id, due + timedelta(hours=5))
+        async with uow() as repo:
+            assert await repo.claim_due_reminder(due + timedelta(hours=4)) is None
+            again = await repo.claim_due_reminder(due + timedelta(hours=5))
+            assert again is not None and again.id == r.id and again.due_at == due + timedelta(hours=5)
+            await repo.drop_reminder(again.id)
+        async with uow() as repo:
+            r2 = await repo.claim_due_reminder(start - timedelta(minutes=1))
+            assert r2 is not None and r2.offset_minutes == 120  # the dropped one is gone

@@ -384,7 +384,7 @@ async def test_changes_reach_the_owner_and_the_clinic_feed_in_order_once_each(ap
     subjects = sorted(m.subject for m in mails)
     assert [s.split(":")[0] for s in subjects] == ["Booking cancelled", "Booking confirmed", "Booking moved"]
     cancelled = next(m for m in mails if m.subject.startswith("Booking cancelled"))
-    assert "We refund 45.00 EUR" in cancelled.body() and "moving away" in cancelled.body()
+    assert "We refund €45.00" in cancelled.body() and "moving away" in cancelled.body()
 
     async def pushes():  # type: ignore[no-untyped-def]
         inbox = (await api.c.get("/v1/me/notifications", headers=owner.auth)).json()["notifications"]

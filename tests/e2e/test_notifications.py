@@ -67,7 +67,7 @@ async def test_confirmed_booking_reaches_mailbox_inbox_and_clinic_feed_once(api:
     assert len(mails) == 1
     body = mails[0].body()
     assert "Happy Paws Veterinary Clinic" in body and "General check-up" in body and "Rex" in body
-    assert "45.00 EUR" in body and booking_id in body and booking_id.split("-")[0].upper() in body
+    assert "€45.00" in body and booking_id in body and booking_id.split("-")[0].upper() in body
     assert mails[0].message["X-PetPro-Booking-Id"] == booking_id
 
     async def pushes():  # type: ignore[no-untyped-def]

@@ -389,6 +389,7 @@ def test_envoy_config_map_is_the_dev_stack_generators_output_with_dns_clusters(v
         f"{fullname}-edge",
         f"{fullname}-booking",
         f"{fullname}-auth",
+        f"{fullname}-notif",  # NotificationService: the calendar feed and quiet hours
     }
     assert all(c["type"] == "STRICT_DNS" for c in upstream)
 

@@ -108,8 +108,8 @@ def test_generated_code_has_its_own_import_root() -> None:
 
 def test_public_rest_routes() -> None:
     """The REST API: MobileService (the BFF), BookingService's public catalog reads, AuthService's key
-    set and the clinic operations (ClinicAdminService, ClinicStaffService); no other service and no other
-    method of BookingService and AuthService has a route."""
+    set, the clinic operations (ClinicAdminService, ClinicStaffService) and NotificationService's calendar
+    feed and quiet hours; no other service and no other method of these services has a route."""
     image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / codegen.IMAGE_PATH).read_bytes())
     routes = set()
     for f in image.file:
@@ -175,7 +175,16 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/services/{service_id}:archive", "*"),
         ("GET", "/v1/clinics/{clinic_id}/bookings", ""),
     }
-    assert {r[0] for r in routes} == {booking, mobile, auth, staff, admin}
+    notification = "petpro.notification.v1.NotificationService"
+    assert {r[1:] for r in routes if r[0] == notification} == {
+        ("GET", "/v1/me/calendar.ics", ""),
+        ("POST", "/v1/me/calendar-feed-token", "*"),
+        ("POST", "/v1/me/calendar-feed-token:rotate", "*"),
+        ("DELETE", "/v1/me/calendar-feed-token", ""),
+        ("GET", "/v1/clinics/{clinic_id}/quiet-hours", ""),
+        ("PUT", "/v1/clinics/{clinic_id}/quiet-hours", "quiet_hours"),
+    }
+    assert {r[0] for r in routes} == {booking, mobile, auth, staff, admin, notification}
 
 
 # --- validation rules (protovalidate) --------------------------------------------------------

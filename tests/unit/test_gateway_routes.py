@@ -159,6 +159,7 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
         "EDGE_HTTP_ADDR": "edge:7482",
         "BOOKING_ADDR": "booking:7402",
         "AUTH_ADDR": "auth:7401",
+        "NOTIF_ADDR": "notif:7404",
         "EDGE_ENVOY_ROUTE_TIMEOUT": "7",
     }
     subprocess.run(
@@ -181,6 +182,7 @@ def test_render_cli_writes_the_config_for_other_deployments(tmp_path: Path) -> N
         "grpc_petpro.booking.v1.ClinicAdminService": ("booking", 7402),
         "grpc_petpro.auth.v1.AuthService": ("auth", 7401),
         "grpc_petpro.auth.v1.ClinicStaffService": ("auth", 7401),
+        "grpc_petpro.notification.v1.NotificationService": ("notif", 7404),
     }
     assert {c["type"] for c in clusters.values()} == {"STRICT_DNS"}
     listener = config["staticResources"]["listeners"][0]["address"]["socketAddress"]

@@ -367,7 +367,8 @@ async def test_payment_servicer_expire_session(payment):
 
 # -- notif_worker -------------------------------------------------------------------------------------
 class FakeAuthStub:
-    """AuthService.ValidateToken for three tokens: clinic staff of CLINIC, staff of another clinic, an owner."""
+    """AuthService.ValidateToken for a few tokens: clinic staff (and an admin) of CLINIC, staff of another
+    clinic, an owner (``owner-<uuid>``: that owner)."""
 
     def __init__(self, clinic: uuid.UUID) -> None:
         self.clinic = clinic
@@ -391,6 +392,20 @@ class FakeAuthStub:
         if request.token == "owner":
             return auth_pb2.ValidateTokenResponse(
                 user_id=str(uuid.uuid4()), roles=[auth_pb2.ROLE_OWNER], expires_at=exp
+            )
+        if request.token.startswith("owner-"):  # one owner per token: "owner-<uuid>"
+            return auth_pb2.ValidateTokenResponse(
+                user_id=request.token.removeprefix("owner-"), roles=[auth_pb2.ROLE_OWNER], expires_at=exp
+            )
+        if request.token == "admin":
+            return auth_pb2.ValidateTokenResponse(
+                user_id=str(uuid.uuid4()),
+                roles=[auth_pb2.ROLE_CLINIC_STAFF],
+                clinic_ids=[str(self.clinic)],
+                memberships=[
+                    auth_pb2.ClinicMembership(clinic_id=str(self.clinic), role=auth_pb2.CLINIC_ROLE_ADMIN)
+                ],
+                expires_at=exp,
             )
         raise Unauthenticated("token is invalid", reason="TOKEN_INVALID")
 
@@ -563,6 +578,61 @@ async def test_notif_register_device(notif):
     ).device
     assert (d.user_id, d.platform) == (user, notification_pb2.DEVICE_PLATFORM_IOS)
     assert len(store.devices) == 1
+
+
+async def test_notif_calendar_feed_token_is_the_callers_and_the_feed_is_text_calendar(notif):
+    channel, store, _, _, _, _ = notif
+    stub = notification_pb2_grpc.NotificationServiceStub(channel)
+    owner = uuid.uuid4()
+    me = [("authorization", f"Bearer owner-{owner}")]
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.CreateCalendarFeedToken(notification_pb2.CreateCalendarFeedTokenRequest())
+    assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    made = (
+        await stub.CreateCalendarFeedToken(notification_pb2.CreateCalendarFeedTokenRequest(), metadata=me)
+    ).feed_token
+    assert list(store.feed_tokens) == [owner] and made.feed_path.endswith(made.token)
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.CreateCalendarFeedToken(notification_pb2.CreateCalendarFeedTokenRequest(), metadata=me)
+    assert _error_info(exc.value)[:2] == (grpc.StatusCode.ALREADY_EXISTS, "CALENDAR_FEED_TOKEN_EXISTS")
+    body = await stub.GetCalendarFeed(notification_pb2.GetCalendarFeedRequest(token=made.token))
+    assert body.content_type.startswith("text/calendar") and body.data.startswith(b"BEGIN:VCALENDAR")
+    assert (
+        await stub.RevokeCalendarFeedToken(notification_pb2.RevokeCalendarFeedTokenRequest(), metadata=me)
+    ).revoked
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.GetCalendarFeed(notification_pb2.GetCalendarFeedRequest(token=made.token))
+    assert _error_info(exc.value)[:2] == (grpc.StatusCode.NOT_FOUND, "CALENDAR_FEED_NOT_FOUND")
+
+
+async def test_notif_quiet_hours_are_read_by_clinic_staff_and_set_by_its_admins(notif):
+    channel, store, _, _, _, _ = notif
+    stub = notification_pb2_grpc.NotificationServiceStub(channel)
+    clinic = str(CLINIC)
+    got = await stub.GetClinicQuietHours(
+        notification_pb2.GetClinicQuietHoursRequest(clinic_id=clinic),
+        metadata=[("authorization", "Bearer staff")],
+    )
+    assert (got.quiet_hours.start, got.quiet_hours.end, got.platform_default) == ("21:00", "08:00", True)
+    update = notification_pb2.UpdateClinicQuietHoursRequest(
+        clinic_id=clinic, quiet_hours=notification_pb2.QuietHours(start="22:30", end="07:15")
+    )
+    for token, expected in (
+        ("staff", (grpc.StatusCode.PERMISSION_DENIED, "CLINIC_ADMIN_REQUIRED")),
+        ("other-staff", (grpc.StatusCode.NOT_FOUND, "CLINIC_NOT_FOUND")),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await stub.UpdateClinicQuietHours(update, metadata=[("authorization", f"Bearer {token}")])
+        assert _error_info(exc.value)[:2] == expected
+    done = await stub.UpdateClinicQuietHours(update, metadata=[("authorization", "Bearer admin")])
+    assert (done.quiet_hours.start, done.quiet_hours.end) == ("22:30", "07:15")
+    assert str(store.quiet[CLINIC]) == "22:30-07:15"
+    bad = notification_pb2.UpdateClinicQuietHoursRequest(
+        clinic_id=clinic, quiet_hours=notification_pb2.QuietHours(start="24:00", end="07:15")
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await stub.UpdateClinicQuietHours(bad, metadata=[("authorization", "Bearer admin")])
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_update_without_a_mask_changes_the_fields_the_request_sets() -> None:

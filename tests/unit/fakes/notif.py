@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 from notif_worker.adapters.codecs import cursor_field
 from notif_worker.domain import (
     BookingNotice,
+    Device,
+    DeviceGone,
     DeviceRow,
     FeedRow,
     InboxRow,
     Preferences,
+    QuietHours,
     Recorded,
     Reminder,
     ReminderChange,
@@ -40,6 +43,10 @@ class NotifStore:
     reminders: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     preferences: dict[uuid.UUID, Preferences] = field(default_factory=dict)
     reminder_locks: set[uuid.UUID] = field(default_factory=set)  # claimed by an open unit of work
+    device_tokens: dict[uuid.UUID, str] = field(default_factory=dict)  # device id → token
+    bookings: dict[str, BookingNotice] = field(default_factory=dict)  # the owners' calendars
+    feed_tokens: dict[uuid.UUID, tuple[bytes, datetime]] = field(default_factory=dict)  # user → hash
+    quiet: dict[uuid.UUID, QuietHours] = field(default_factory=dict)
 
 
 class FakeNotifRepository:
@@ -91,13 +98,26 @@ class FakeNotifRepository:
             row = s.deliveries[(n.event_id, "push", str(n.owner_user_id))]
             row.update(status="delivered", attempts=int(row["attempts"]) + 1, last_error=None)
             await self.add_inbox(push)
+        devices: list[Device] = []
+        if push is not None:
+            devices = [
+                d
+                for d in await self.devices_of(n.owner_user_id)
+                if self._claim(n.event_id, "device", str(d.id))
+            ]
+        if applied == n.version:
+            last = s.bookings.get(n.booking_id)
+            if last is None or last.version < n.version:
+                s.bookings[n.booking_id] = n
         email_due = email and self._claim(n.event_id, "email", n.owner_email)
         feed = None
         if not any(e == n.event_id for rows in s.feed.values() for e, _ in rows):
             s.cursors[n.clinic_id] = cursor = s.cursors.get(n.clinic_id, 0) + 1
             feed = FeedRow(cursor, cursor_field(cursor) + feed_tail)
             s.feed.setdefault(n.clinic_id, []).append((n.event_id, feed))
-        return Recorded("applied" if applied == n.version else "copy", email_due, feed, parked)
+        return Recorded(
+            "applied" if applied == n.version else "copy", email_due, feed, parked, tuple(devices)
+        )
 
     def _change_reminders(self, n: BookingNotice, change: ReminderChange, now: datetime) -> None:
         if change is None:
@@ -183,6 +203,8 @@ class FakeNotifRepository:
         return rows[:limit]
 
     async def upsert_device(self, user_id: uuid.UUID, platform: str, token: str) -> DeviceRow:
+        for key in [k for k in self.store.devices if k[1] == token and k[0] != user_id]:
+            self.store.device_tokens.pop(self.store.devices.pop(key).id, None)
         existing = self.store.devices.get((user_id, token))
         row = DeviceRow(
             existing.id if existing else uuid.uuid4(),
@@ -191,7 +213,22 @@ class FakeNotifRepository:
             existing.created_at if existing else datetime.now(UTC),
         )
         self.store.devices[(user_id, token)] = row
+        self.store.device_tokens[row.id] = token
         return row
+
+    async def devices_of(self, user_id: uuid.UUID) -> list[Device]:
+        rows = sorted(
+            (d for (u, _), d in self.store.devices.items() if u == user_id), key=lambda d: d.created_at
+        )
+        return [Device(d.id, d.platform, self.store.device_tokens[d.id]) for d in rows]
+
+    async def remove_device(self, device_id: uuid.UUID) -> bool:
+        for key, d in list(self.store.devices.items()):
+            if d.id == device_id:
+                del self.store.devices[key]
+                self.store.device_tokens.pop(device_id, None)
+                return True
+        return False
 
     async def claim_due_reminder(self, now: datetime) -> Reminder | None:
         due = sorted(
@@ -221,6 +258,41 @@ class FakeNotifRepository:
     async def mark_reminder_sent(self, reminder_id: uuid.UUID, now: datetime) -> None:
         self.store.reminders[reminder_id]["state"] = "SENT"
 
+    async def defer_reminder(self, reminder_id: uuid.UUID, due_at: datetime) -> None:
+        self.store.reminders[reminder_id]["due"] = due_at
+
+    async def drop_reminder(self, reminder_id: uuid.UUID) -> None:
+        self.store.reminders[reminder_id]["state"] = "DROPPED"
+
+    async def quiet_hours(self, clinic_id: uuid.UUID) -> QuietHours | None:
+        return self.store.quiet.get(clinic_id)
+
+    async def set_quiet_hours(self, clinic_id: uuid.UUID, quiet: QuietHours) -> None:
+        self.store.quiet[clinic_id] = quiet
+
+    async def upcoming_bookings(self, user_id: uuid.UUID, now: datetime, limit: int) -> list[BookingNotice]:
+        found = [
+            n
+            for n in self.store.bookings.values()
+            if n.owner_user_id == user_id and n.end > now and n.kind in ("created", "rescheduled")
+        ]
+        return sorted(found, key=lambda n: (n.start, n.booking_id))[:limit]
+
+    async def feed_owner(self, token_hash: bytes) -> uuid.UUID | None:
+        return next((u for u, (h, _) in self.store.feed_tokens.items() if h == token_hash), None)
+
+    async def create_feed_token(self, user_id: uuid.UUID, token_hash: bytes, now: datetime) -> bool:
+        if user_id in self.store.feed_tokens:
+            return False
+        self.store.feed_tokens[user_id] = (token_hash, now)
+        return True
+
+    async def replace_feed_token(self, user_id: uuid.UUID, token_hash: bytes, now: datetime) -> None:
+        self.store.feed_tokens[user_id] = (token_hash, now)
+
+    async def revoke_feed_token(self, user_id: uuid.UUID) -> bool:
+        return self.store.feed_tokens.pop(user_id, None) is not None
+
     async def preferences(self, user_id: uuid.UUID) -> Preferences:
         return self.store.preferences.get(user_id, Preferences())
 
@@ -247,6 +319,27 @@ class RecordingMailer:
             self.failures -= 1
             raise ConnectionError("smtp down")
         self.sent.append(notice)
+
+
+class RecordingPush:
+    """A DevicePush port: keeps what it sent; a token in ``gone`` is reported gone, the next
+    ``failures`` sends fail transiently."""
+
+    def __init__(
+        self, platforms: frozenset[str] = frozenset({"ANDROID", "WEB", "IOS"}), failures: int = 0
+    ) -> None:
+        self.platforms = platforms
+        self.sent: list[tuple[Device, str, str, dict[str, str]]] = []
+        self.gone: set[str] = set()
+        self.failures = failures
+
+    async def send(self, device: Device, title: str, body: str, data: dict[str, str]) -> None:
+        if device.token in self.gone:
+            raise DeviceGone(device.token)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("push provider unavailable")
+        self.sent.append((device, title, body, data))
 
 
 class LiveHub:
@@ -284,8 +377,9 @@ class LiveHub:
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
-    from notif_worker.ports import LiveFanout, Mailer, UnitOfWork
+    from notif_worker.ports import DevicePush, LiveFanout, Mailer, UnitOfWork
 
     _uow: UnitOfWork = notif_uow()
+    _push: DevicePush = RecordingPush()
     _mailer: Mailer = RecordingMailer()
     _fanout: LiveFanout = LiveHub()

@@ -27,7 +27,7 @@ from petpro_api.booking.v1 import booking_pb2 as petpro_dot_booking_dot_v1_dot_b
 from petpro_api.common.v1 import money_pb2 as petpro_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epetpro/booking/v1/events.proto\x12\x11petpro.booking.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpetpro/booking/v1/booking.proto\x1a\x1cpetpro/common/v1/money.proto\"\xeb\x05\n\x0e\x42ookingCreated\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbooking_id\x18\x03 \x01(\t\x12\x11\n\tclinic_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63linic_name\x18\x05 \x01(\t\x12\x18\n\x10\x63linic_time_zone\x18\x06 \x01(\t\x12:\n\x07service\x18\x07 \x01(\x0b\x32).petpro.booking.v1.BookingCreated.Service\x12\x33\n\x0fslot_start_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x03pet\x18\n \x01(\x0b\x32%.petpro.booking.v1.BookingCreated.Pet\x12\x36\n\x05owner\x18\x0b \x01(\x0b\x32\'.petpro.booking.v1.BookingCreated.Owner\x12\'\n\x06\x61mount\x18\x0c \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x1b\n\x13reservation_lock_id\x18\r \x01(\t\x12\x12\n\npayment_id\x18\x0e \x01(\t\x12 \n\x18reminder_offsets_minutes\x18\x0f \x03(\x05\x1a+\n\x07Service\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x1aP\n\x03Pet\x12\x0e\n\x06pet_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x07species\x18\x03 \x01(\x0e\x32\x1a.petpro.booking.v1.Species\x1a\x35\n\x05Owner\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x80\x04\n\x14\x42ookingChangeContext\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbooking_id\x18\x03 \x01(\t\x12\x11\n\tclinic_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63linic_name\x18\x05 \x01(\t\x12\x18\n\x10\x63linic_time_zone\x18\x06 \x01(\t\x12:\n\x07service\x18\x07 \x01(\x0b\x32).petpro.booking.v1.BookingCreated.Service\x12\x32\n\x03pet\x18\x08 \x01(\x0b\x32%.petpro.booking.v1.BookingCreated.Pet\x12\x36\n\x05owner\x18\t \x01(\x0b\x32\'.petpro.booking.v1.BookingCreated.Owner\x12\x33\n\x0fslot_start_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12.\n\x05\x61\x63tor\x18\r \x01(\x0e\x32\x1f.petpro.booking.v1.BookingActor\"\x8c\x01\n\x10\x42ookingCancelled\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.petpro.booking.v1.BookingChangeContext\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\rrefund_amount\x18\x03 \x01(\x0b\x32\x17.petpro.common.v1.Money\"\xbe\x01\n\x12\x42ookingRescheduled\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.petpro.booking.v1.BookingChangeContext\x12\x37\n\x13previous_start_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11previous_end_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x16\x42ookingOutcomeRecorded\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.petpro.booking.v1.BookingChangeContext\x12\x30\n\x07outcome\x18\x02 \x01(\x0e\x32\x1f.petpro.booking.v1.BookingStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epetpro/booking/v1/events.proto\x12\x11petpro.booking.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpetpro/booking/v1/booking.proto\x1a\x1cpetpro/common/v1/money.proto\"\xaa\x06\n\x0e\x42ookingCreated\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbooking_id\x18\x03 \x01(\t\x12\x11\n\tclinic_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63linic_name\x18\x05 \x01(\t\x12\x18\n\x10\x63linic_time_zone\x18\x06 \x01(\t\x12:\n\x07service\x18\x07 \x01(\x0b\x32).petpro.booking.v1.BookingCreated.Service\x12\x33\n\x0fslot_start_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x03pet\x18\n \x01(\x0b\x32%.petpro.booking.v1.BookingCreated.Pet\x12\x36\n\x05owner\x18\x0b \x01(\x0b\x32\'.petpro.booking.v1.BookingCreated.Owner\x12\'\n\x06\x61mount\x18\x0c \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x1b\n\x13reservation_lock_id\x18\r \x01(\t\x12\x12\n\npayment_id\x18\x0e \x01(\t\x12 \n\x18reminder_offsets_minutes\x18\x0f \x03(\x05\x12\x15\n\rclinic_locale\x18\x10 \x01(\t\x12\x16\n\x0e\x63linic_address\x18\x11 \x01(\t\x1a+\n\x07Service\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x1aP\n\x03Pet\x12\x0e\n\x06pet_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12+\n\x07species\x18\x03 \x01(\x0e\x32\x1a.petpro.booking.v1.Species\x1a\x45\n\x05Owner\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06locale\x18\x04 \x01(\t\"\xaf\x04\n\x14\x42ookingChangeContext\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbooking_id\x18\x03 \x01(\t\x12\x11\n\tclinic_id\x18\x04 \x01(\t\x12\x13\n\x0b\x63linic_name\x18\x05 \x01(\t\x12\x18\n\x10\x63linic_time_zone\x18\x06 \x01(\t\x12:\n\x07service\x18\x07 \x01(\x0b\x32).petpro.booking.v1.BookingCreated.Service\x12\x32\n\x03pet\x18\x08 \x01(\x0b\x32%.petpro.booking.v1.BookingCreated.Pet\x12\x36\n\x05owner\x18\t \x01(\x0b\x32\'.petpro.booking.v1.BookingCreated.Owner\x12\x33\n\x0fslot_start_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0c \x01(\x03\x12.\n\x05\x61\x63tor\x18\r \x01(\x0e\x32\x1f.petpro.booking.v1.BookingActor\x12\x15\n\rclinic_locale\x18\x0e \x01(\t\x12\x16\n\x0e\x63linic_address\x18\x0f \x01(\t\"\x8c\x01\n\x10\x42ookingCancelled\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.petpro.booking.v1.BookingChangeContext\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12.\n\rrefund_amount\x18\x03 \x01(\x0b\x32\x17.petpro.common.v1.Money\"\xbe\x01\n\x12\x42ookingRescheduled\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.petpro.booking.v1.BookingChangeContext\x12\x37\n\x13previous_start_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11previous_end_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x01\n\x16\x42ookingOutcomeRecorded\x12\x38\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\'.petpro.booking.v1.BookingChangeContext\x12\x30\n\x07outcome\x18\x02 \x01(\x0e\x32\x1f.petpro.booking.v1.BookingStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,19 +35,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'petpro_api.booking.v1.event
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BOOKINGCREATED']._serialized_start=150
-  _globals['_BOOKINGCREATED']._serialized_end=897
-  _globals['_BOOKINGCREATED_SERVICE']._serialized_start=717
-  _globals['_BOOKINGCREATED_SERVICE']._serialized_end=760
-  _globals['_BOOKINGCREATED_PET']._serialized_start=762
-  _globals['_BOOKINGCREATED_PET']._serialized_end=842
-  _globals['_BOOKINGCREATED_OWNER']._serialized_start=844
-  _globals['_BOOKINGCREATED_OWNER']._serialized_end=897
-  _globals['_BOOKINGCHANGECONTEXT']._serialized_start=900
-  _globals['_BOOKINGCHANGECONTEXT']._serialized_end=1412
-  _globals['_BOOKINGCANCELLED']._serialized_start=1415
-  _globals['_BOOKINGCANCELLED']._serialized_end=1555
-  _globals['_BOOKINGRESCHEDULED']._serialized_start=1558
-  _globals['_BOOKINGRESCHEDULED']._serialized_end=1748
-  _globals['_BOOKINGOUTCOMERECORDED']._serialized_start=1751
-  _globals['_BOOKINGOUTCOMERECORDED']._serialized_end=1883
+  _globals['_BOOKINGCREATED']._serialized_end=960
+  _globals['_BOOKINGCREATED_SERVICE']._serialized_start=764
+  _globals['_BOOKINGCREATED_SERVICE']._serialized_end=807
+  _globals['_BOOKINGCREATED_PET']._serialized_start=809
+  _globals['_BOOKINGCREATED_PET']._serialized_end=889
+  _globals['_BOOKINGCREATED_OWNER']._serialized_start=891
+  _globals['_BOOKINGCREATED_OWNER']._serialized_end=960
+  _globals['_BOOKINGCHANGECONTEXT']._serialized_start=963
+  _globals['_BOOKINGCHANGECONTEXT']._serialized_end=1522
+  _globals['_BOOKINGCANCELLED']._serialized_start=1525
+  _globals['_BOOKINGCANCELLED']._serialized_end=1665
+  _globals['_BOOKINGRESCHEDULED']._serialized_start=1668
+  _globals['_BOOKINGRESCHEDULED']._serialized_end=1858
+  _globals['_BOOKINGOUTCOMERECORDED']._serialized_start=1861
+  _globals['_BOOKINGOUTCOMERECORDED']._serialized_end=1993
 # @@protoc_insertion_point(module_scope)

@@ -93,22 +93,28 @@ class BookingCreated(_message.Message):
         USER_ID_FIELD_NUMBER: _builtins.int
         EMAIL_FIELD_NUMBER: _builtins.int
         NAME_FIELD_NUMBER: _builtins.int
+        LOCALE_FIELD_NUMBER: _builtins.int
         user_id: _builtins.str
         """User UUID (push inbox recipient)."""
         email: _builtins.str
         """Email address for the confirmation mail."""
         name: _builtins.str
         """Display name."""
+        locale: _builtins.str
+        """The owner's preferred language (BCP 47, e.g. "de" or "de-DE"); empty when unknown: the
+        notifications then use the clinic's locale, else English.
+        """
         def __init__(
             self,
             *,
             user_id: _builtins.str = ...,
             email: _builtins.str = ...,
             name: _builtins.str = ...,
+            locale: _builtins.str = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "user_id", b"user_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "locale", b"locale", "name", b"name", "user_id", b"user_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -127,6 +133,8 @@ class BookingCreated(_message.Message):
     RESERVATION_LOCK_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     REMINDER_OFFSETS_MINUTES_FIELD_NUMBER: _builtins.int
+    CLINIC_LOCALE_FIELD_NUMBER: _builtins.int
+    CLINIC_ADDRESS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (UUID); the idempotency key for consumers."""
     booking_id: _builtins.str
@@ -141,6 +149,10 @@ class BookingCreated(_message.Message):
     """The hold that was confirmed."""
     payment_id: _builtins.str
     """The payment."""
+    clinic_locale: _builtins.str
+    """The clinic's locale (BCP 47, e.g. "de-DE"); empty when the clinic has none."""
+    clinic_address: _builtins.str
+    """The clinic's postal address on one line (the calendar event's location); empty when unknown."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the booking was committed."""
@@ -191,10 +203,12 @@ class BookingCreated(_message.Message):
         reservation_lock_id: _builtins.str = ...,
         payment_id: _builtins.str = ...,
         reminder_offsets_minutes: _abc.Iterable[_builtins.int] | None = ...,
+        clinic_locale: _builtins.str = ...,
+        clinic_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "payment_id", b"payment_id", "pet", b"pet", "reminder_offsets_minutes", b"reminder_offsets_minutes", "reservation_lock_id", b"reservation_lock_id", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "clinic_address", b"clinic_address", "clinic_id", b"clinic_id", "clinic_locale", b"clinic_locale", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "payment_id", b"payment_id", "pet", b"pet", "reminder_offsets_minutes", b"reminder_offsets_minutes", "reservation_lock_id", b"reservation_lock_id", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,6 +237,8 @@ class BookingChangeContext(_message.Message):
     SLOT_END_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     ACTOR_FIELD_NUMBER: _builtins.int
+    CLINIC_LOCALE_FIELD_NUMBER: _builtins.int
+    CLINIC_ADDRESS_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (UUID); the idempotency key for consumers."""
     booking_id: _builtins.str
@@ -237,6 +253,10 @@ class BookingChangeContext(_message.Message):
     """Change counter of the booking (BookingCreated = 1)."""
     actor: _booking_pb2.BookingActor.ValueType
     """Who made the change."""
+    clinic_locale: _builtins.str
+    """The clinic's locale (BCP 47); empty when the clinic has none."""
+    clinic_address: _builtins.str
+    """The clinic's postal address on one line; empty when unknown."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the change was committed."""
@@ -277,10 +297,12 @@ class BookingChangeContext(_message.Message):
         slot_end_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
         actor: _booking_pb2.BookingActor.ValueType = ...,
+        clinic_locale: _builtins.str = ...,
+        clinic_address: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "booking_id", b"booking_id", "clinic_address", b"clinic_address", "clinic_id", b"clinic_id", "clinic_locale", b"clinic_locale", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -30,9 +30,9 @@ class _DevicePlatformEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Device
     DEVICE_PLATFORM_ANDROID: _DevicePlatform.ValueType  # 1
     """Android (FCM)."""
     DEVICE_PLATFORM_IOS: _DevicePlatform.ValueType  # 2
-    """iOS (APNs, through FCM)."""
+    """iOS (APNs)."""
     DEVICE_PLATFORM_WEB: _DevicePlatform.ValueType  # 3
-    """Web push."""
+    """Web push (FCM)."""
 
 class DevicePlatform(_DevicePlatform, metaclass=_DevicePlatformEnumTypeWrapper):
     """Push platform of a device."""
@@ -41,9 +41,9 @@ DEVICE_PLATFORM_UNSPECIFIED: DevicePlatform.ValueType  # 0
 DEVICE_PLATFORM_ANDROID: DevicePlatform.ValueType  # 1
 """Android (FCM)."""
 DEVICE_PLATFORM_IOS: DevicePlatform.ValueType  # 2
-"""iOS (APNs, through FCM)."""
+"""iOS (APNs)."""
 DEVICE_PLATFORM_WEB: DevicePlatform.ValueType  # 3
-"""Web push."""
+"""Web push (FCM)."""
 Global___DevicePlatform: _TypeAlias = DevicePlatform  # noqa: Y015
 
 @_typing.final
@@ -423,3 +423,306 @@ class UpdateNotificationPreferencesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateNotificationPreferencesResponse: _TypeAlias = UpdateNotificationPreferencesResponse  # noqa: Y015
+
+@_typing.final
+class GetCalendarFeedRequest(_message.Message):
+    """Request for NotificationService.GetCalendarFeed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The feed token (from CreateCalendarFeedToken or RotateCalendarFeedToken)."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCalendarFeedRequest: _TypeAlias = GetCalendarFeedRequest  # noqa: Y015
+
+@_typing.final
+class CalendarFeedToken(_message.Message):
+    """A calendar feed token, as shown once to its owner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    FEED_PATH_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The secret (URL-safe); keep it private: anyone with it can read the feed."""
+    feed_path: _builtins.str
+    """Path of the feed on the API host, with the token: `/v1/me/calendar.ics?token=...`."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the token was made."""
+
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        feed_path: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "feed_path", b"feed_path", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CalendarFeedToken: _TypeAlias = CalendarFeedToken  # noqa: Y015
+
+@_typing.final
+class CreateCalendarFeedTokenRequest(_message.Message):
+    """Request for NotificationService.CreateCalendarFeedToken (for the caller)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCalendarFeedTokenRequest: _TypeAlias = CreateCalendarFeedTokenRequest  # noqa: Y015
+
+@_typing.final
+class CreateCalendarFeedTokenResponse(_message.Message):
+    """Response for NotificationService.CreateCalendarFeedToken."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feed_token(self) -> Global___CalendarFeedToken:
+        """The new token."""
+
+    def __init__(
+        self,
+        *,
+        feed_token: Global___CalendarFeedToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feed_token", b"feed_token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed_token", b"feed_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateCalendarFeedTokenResponse: _TypeAlias = CreateCalendarFeedTokenResponse  # noqa: Y015
+
+@_typing.final
+class RotateCalendarFeedTokenRequest(_message.Message):
+    """Request for NotificationService.RotateCalendarFeedToken (for the caller)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateCalendarFeedTokenRequest: _TypeAlias = RotateCalendarFeedTokenRequest  # noqa: Y015
+
+@_typing.final
+class RotateCalendarFeedTokenResponse(_message.Message):
+    """Response for NotificationService.RotateCalendarFeedToken."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEED_TOKEN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def feed_token(self) -> Global___CalendarFeedToken:
+        """The new token (the previous one no longer works)."""
+
+    def __init__(
+        self,
+        *,
+        feed_token: Global___CalendarFeedToken | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["feed_token", b"feed_token"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feed_token", b"feed_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateCalendarFeedTokenResponse: _TypeAlias = RotateCalendarFeedTokenResponse  # noqa: Y015
+
+@_typing.final
+class RevokeCalendarFeedTokenRequest(_message.Message):
+    """Request for NotificationService.RevokeCalendarFeedToken (for the caller)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCalendarFeedTokenRequest: _TypeAlias = RevokeCalendarFeedTokenRequest  # noqa: Y015
+
+@_typing.final
+class RevokeCalendarFeedTokenResponse(_message.Message):
+    """Response for NotificationService.RevokeCalendarFeedToken."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOKED_FIELD_NUMBER: _builtins.int
+    revoked: _builtins.bool
+    """Whether a token was revoked (false: the caller had none)."""
+    def __init__(
+        self,
+        *,
+        revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["revoked", b"revoked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeCalendarFeedTokenResponse: _TypeAlias = RevokeCalendarFeedTokenResponse  # noqa: Y015
+
+@_typing.final
+class QuietHours(_message.Message):
+    """Quiet hours in a clinic's local time: from `start` until `end` (over midnight when end < start)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    start: _builtins.str
+    """Start, "HH:MM" (24 h)."""
+    end: _builtins.str
+    """End, "HH:MM" (24 h); equal to start: no quiet hours."""
+    def __init__(
+        self,
+        *,
+        start: _builtins.str = ...,
+        end: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QuietHours: _TypeAlias = QuietHours  # noqa: Y015
+
+@_typing.final
+class GetClinicQuietHoursRequest(_message.Message):
+    """Request for NotificationService.GetClinicQuietHours."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClinicQuietHoursRequest: _TypeAlias = GetClinicQuietHoursRequest  # noqa: Y015
+
+@_typing.final
+class GetClinicQuietHoursResponse(_message.Message):
+    """Response for NotificationService.GetClinicQuietHours."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    PLATFORM_DEFAULT_FIELD_NUMBER: _builtins.int
+    platform_default: _builtins.bool
+    """True when these are the platform default (the clinic set none)."""
+    @_builtins.property
+    def quiet_hours(self) -> Global___QuietHours:
+        """The clinic's quiet hours."""
+
+    def __init__(
+        self,
+        *,
+        quiet_hours: Global___QuietHours | None = ...,
+        platform_default: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["platform_default", b"platform_default", "quiet_hours", b"quiet_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClinicQuietHoursResponse: _TypeAlias = GetClinicQuietHoursResponse  # noqa: Y015
+
+@_typing.final
+class UpdateClinicQuietHoursRequest(_message.Message):
+    """Request for NotificationService.UpdateClinicQuietHours."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    @_builtins.property
+    def quiet_hours(self) -> Global___QuietHours:
+        """The new quiet hours."""
+
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        quiet_hours: Global___QuietHours | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "quiet_hours", b"quiet_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateClinicQuietHoursRequest: _TypeAlias = UpdateClinicQuietHoursRequest  # noqa: Y015
+
+@_typing.final
+class UpdateClinicQuietHoursResponse(_message.Message):
+    """Response for NotificationService.UpdateClinicQuietHours."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUIET_HOURS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def quiet_hours(self) -> Global___QuietHours:
+        """The clinic's quiet hours now."""
+
+    def __init__(
+        self,
+        *,
+        quiet_hours: Global___QuietHours | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quiet_hours", b"quiet_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateClinicQuietHoursResponse: _TypeAlias = UpdateClinicQuietHoursResponse  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from petpro_api.notification.v1 import notification_pb2 as petpro_dot_notification_dot_v1_dot_notification__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -26,9 +27,12 @@ if _version_not_supported:
 
 
 class NotificationServiceStub:
-    """NotificationService serves the owners' push inboxes and device registrations.
-    Pushes are written by notif_worker (one per event, recipient and channel); the default push
-    provider stores them in the inbox, other providers (FCM) deliver to registered devices as well.
+    """NotificationService serves the owners' push inboxes, device registrations, preferences and private
+    calendar feeds, and the clinics' quiet hours. Pushes are written by notif_worker (one per event,
+    recipient and channel) to the inbox and sent to the owner's registered devices (FCM for Android and
+    web, APNs for iOS). The methods taking a `user_id` are called by the mobile BFF for its
+    authenticated caller; the annotated ones are served through the REST edge and authenticate the
+    caller themselves (the calendar feed by its token).
     """
 
     def __init__(self, channel):
@@ -57,12 +61,45 @@ class NotificationServiceStub:
                 request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
                 response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesResponse.FromString,
                 _registered_method=True)
+        self.GetCalendarFeed = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/GetCalendarFeed',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetCalendarFeedRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.CreateCalendarFeedToken = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/CreateCalendarFeedToken',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.CreateCalendarFeedTokenRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.CreateCalendarFeedTokenResponse.FromString,
+                _registered_method=True)
+        self.RotateCalendarFeedToken = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/RotateCalendarFeedToken',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RotateCalendarFeedTokenRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RotateCalendarFeedTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeCalendarFeedToken = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/RevokeCalendarFeedToken',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RevokeCalendarFeedTokenRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RevokeCalendarFeedTokenResponse.FromString,
+                _registered_method=True)
+        self.GetClinicQuietHours = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/GetClinicQuietHours',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicQuietHoursRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicQuietHoursResponse.FromString,
+                _registered_method=True)
+        self.UpdateClinicQuietHours = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/UpdateClinicQuietHours',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
-    """NotificationService serves the owners' push inboxes and device registrations.
-    Pushes are written by notif_worker (one per event, recipient and channel); the default push
-    provider stores them in the inbox, other providers (FCM) deliver to registered devices as well.
+    """NotificationService serves the owners' push inboxes, device registrations, preferences and private
+    calendar feeds, and the clinics' quiet hours. Pushes are written by notif_worker (one per event,
+    recipient and channel) to the inbox and sent to the owner's registered devices (FCM for Android and
+    web, APNs for iOS). The methods taking a `user_id` are called by the mobile BFF for its
+    authenticated caller; the annotated ones are served through the REST edge and authenticate the
+    caller themselves (the calendar feed by its token).
     """
 
     def ListNotifications(self, request, context):
@@ -93,6 +130,57 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCalendarFeed(self, request, context):
+        """The private calendar feed (iCalendar, RFC 5545, `text/calendar`) of the token's owner: their
+        upcoming bookings, each with the UID and SEQUENCE of the invitations they were emailed, so a
+        calendar that subscribed to the feed and imported the emails shows every booking once. No
+        bearer token: the feed's own token (unguessable, revocable) is the credential; an unknown or
+        revoked token is 404.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCalendarFeedToken(self, request, context):
+        """Creates the caller's calendar feed token; 409 when they have one (rotate or revoke it). The
+        token is shown once: PetPro keeps only its hash.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateCalendarFeedToken(self, request, context):
+        """Replaces the caller's calendar feed token with a new one (the old one stops working at once);
+        creates one when they have none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeCalendarFeedToken(self, request, context):
+        """Revokes the caller's calendar feed token: the feed answers 404 from now on. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClinicQuietHours(self, request, context):
+        """A clinic's quiet hours (its local time): reminders due inside them are sent at their end, never
+        after the visit has started. The platform default (21:00-08:00) until the clinic sets its own.
+        Clinic staff of that clinic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateClinicQuietHours(self, request, context):
+        """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +204,36 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesRequest.FromString,
                     response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesResponse.SerializeToString,
             ),
+            'GetCalendarFeed': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCalendarFeed,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetCalendarFeedRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'CreateCalendarFeedToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCalendarFeedToken,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.CreateCalendarFeedTokenRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.CreateCalendarFeedTokenResponse.SerializeToString,
+            ),
+            'RotateCalendarFeedToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCalendarFeedToken,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RotateCalendarFeedTokenRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RotateCalendarFeedTokenResponse.SerializeToString,
+            ),
+            'RevokeCalendarFeedToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeCalendarFeedToken,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RevokeCalendarFeedTokenRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.RevokeCalendarFeedTokenResponse.SerializeToString,
+            ),
+            'GetClinicQuietHours': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClinicQuietHours,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicQuietHoursRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicQuietHoursResponse.SerializeToString,
+            ),
+            'UpdateClinicQuietHours': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateClinicQuietHours,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'petpro.notification.v1.NotificationService', rpc_method_handlers)
@@ -125,9 +243,12 @@ def add_NotificationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NotificationService:
-    """NotificationService serves the owners' push inboxes and device registrations.
-    Pushes are written by notif_worker (one per event, recipient and channel); the default push
-    provider stores them in the inbox, other providers (FCM) deliver to registered devices as well.
+    """NotificationService serves the owners' push inboxes, device registrations, preferences and private
+    calendar feeds, and the clinics' quiet hours. Pushes are written by notif_worker (one per event,
+    recipient and channel) to the inbox and sent to the owner's registered devices (FCM for Android and
+    web, APNs for iOS). The methods taking a `user_id` are called by the mobile BFF for its
+    authenticated caller; the annotated ones are served through the REST edge and authenticate the
+    caller themselves (the calendar feed by its token).
     """
 
     @staticmethod
@@ -228,6 +349,168 @@ class NotificationService:
             '/petpro.notification.v1.NotificationService/UpdateNotificationPreferences',
             petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesRequest.SerializeToString,
             petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateNotificationPreferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCalendarFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/GetCalendarFeed',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetCalendarFeedRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCalendarFeedToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/CreateCalendarFeedToken',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.CreateCalendarFeedTokenRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.CreateCalendarFeedTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCalendarFeedToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/RotateCalendarFeedToken',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.RotateCalendarFeedTokenRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.RotateCalendarFeedTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeCalendarFeedToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/RevokeCalendarFeedToken',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.RevokeCalendarFeedTokenRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.RevokeCalendarFeedTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClinicQuietHours(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/GetClinicQuietHours',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicQuietHoursRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicQuietHoursResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateClinicQuietHours(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/UpdateClinicQuietHours',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from petpro_api.notification.v1 import notification_pb2 as _notification_pb2
 import abc as _abc_1
@@ -27,9 +28,12 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class NotificationServiceStub:
-    """NotificationService serves the owners' push inboxes and device registrations.
-    Pushes are written by notif_worker (one per event, recipient and channel); the default push
-    provider stores them in the inbox, other providers (FCM) deliver to registered devices as well.
+    """NotificationService serves the owners' push inboxes, device registrations, preferences and private
+    calendar feeds, and the clinics' quiet hours. Pushes are written by notif_worker (one per event,
+    recipient and channel) to the inbox and sent to the owner's registered devices (FCM for Android and
+    web, APNs for iOS). The methods taking a `user_id` are called by the mobile BFF for its
+    authenticated caller; the annotated ones are served through the REST edge and authenticate the
+    caller themselves (the calendar feed by its token).
     """
 
     @_typing.overload
@@ -44,12 +48,40 @@ class NotificationServiceStub:
     """Returns a user's notification preferences (all on until changed)."""
     UpdateNotificationPreferences: _grpc.UnaryUnaryMultiCallable[_notification_pb2.UpdateNotificationPreferencesRequest, _notification_pb2.UpdateNotificationPreferencesResponse]
     """Changes the preferences that the request sets; the others stay. Idempotent."""
+    GetCalendarFeed: _grpc.UnaryUnaryMultiCallable[_notification_pb2.GetCalendarFeedRequest, _httpbody_pb2.HttpBody]
+    """The private calendar feed (iCalendar, RFC 5545, `text/calendar`) of the token's owner: their
+    upcoming bookings, each with the UID and SEQUENCE of the invitations they were emailed, so a
+    calendar that subscribed to the feed and imported the emails shows every booking once. No
+    bearer token: the feed's own token (unguessable, revocable) is the credential; an unknown or
+    revoked token is 404.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+    CreateCalendarFeedToken: _grpc.UnaryUnaryMultiCallable[_notification_pb2.CreateCalendarFeedTokenRequest, _notification_pb2.CreateCalendarFeedTokenResponse]
+    """Creates the caller's calendar feed token; 409 when they have one (rotate or revoke it). The
+    token is shown once: PetPro keeps only its hash.
+    """
+    RotateCalendarFeedToken: _grpc.UnaryUnaryMultiCallable[_notification_pb2.RotateCalendarFeedTokenRequest, _notification_pb2.RotateCalendarFeedTokenResponse]
+    """Replaces the caller's calendar feed token with a new one (the old one stops working at once);
+    creates one when they have none.
+    """
+    RevokeCalendarFeedToken: _grpc.UnaryUnaryMultiCallable[_notification_pb2.RevokeCalendarFeedTokenRequest, _notification_pb2.RevokeCalendarFeedTokenResponse]
+    """Revokes the caller's calendar feed token: the feed answers 404 from now on. Idempotent."""
+    GetClinicQuietHours: _grpc.UnaryUnaryMultiCallable[_notification_pb2.GetClinicQuietHoursRequest, _notification_pb2.GetClinicQuietHoursResponse]
+    """A clinic's quiet hours (its local time): reminders due inside them are sent at their end, never
+    after the visit has started. The platform default (21:00-08:00) until the clinic sets its own.
+    Clinic staff of that clinic.
+    """
+    UpdateClinicQuietHours: _grpc.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicQuietHoursRequest, _notification_pb2.UpdateClinicQuietHoursResponse]
+    """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
-    """NotificationService serves the owners' push inboxes and device registrations.
-    Pushes are written by notif_worker (one per event, recipient and channel); the default push
-    provider stores them in the inbox, other providers (FCM) deliver to registered devices as well.
+    """NotificationService serves the owners' push inboxes, device registrations, preferences and private
+    calendar feeds, and the clinics' quiet hours. Pushes are written by notif_worker (one per event,
+    recipient and channel) to the inbox and sent to the owner's registered devices (FCM for Android and
+    web, APNs for iOS). The methods taking a `user_id` are called by the mobile BFF for its
+    authenticated caller; the annotated ones are served through the REST edge and authenticate the
+    caller themselves (the calendar feed by its token).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -61,11 +93,39 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """Returns a user's notification preferences (all on until changed)."""
     UpdateNotificationPreferences: _aio.UnaryUnaryMultiCallable[_notification_pb2.UpdateNotificationPreferencesRequest, _notification_pb2.UpdateNotificationPreferencesResponse]  # type: ignore[assignment]
     """Changes the preferences that the request sets; the others stay. Idempotent."""
+    GetCalendarFeed: _aio.UnaryUnaryMultiCallable[_notification_pb2.GetCalendarFeedRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """The private calendar feed (iCalendar, RFC 5545, `text/calendar`) of the token's owner: their
+    upcoming bookings, each with the UID and SEQUENCE of the invitations they were emailed, so a
+    calendar that subscribed to the feed and imported the emails shows every booking once. No
+    bearer token: the feed's own token (unguessable, revocable) is the credential; an unknown or
+    revoked token is 404.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+    CreateCalendarFeedToken: _aio.UnaryUnaryMultiCallable[_notification_pb2.CreateCalendarFeedTokenRequest, _notification_pb2.CreateCalendarFeedTokenResponse]  # type: ignore[assignment]
+    """Creates the caller's calendar feed token; 409 when they have one (rotate or revoke it). The
+    token is shown once: PetPro keeps only its hash.
+    """
+    RotateCalendarFeedToken: _aio.UnaryUnaryMultiCallable[_notification_pb2.RotateCalendarFeedTokenRequest, _notification_pb2.RotateCalendarFeedTokenResponse]  # type: ignore[assignment]
+    """Replaces the caller's calendar feed token with a new one (the old one stops working at once);
+    creates one when they have none.
+    """
+    RevokeCalendarFeedToken: _aio.UnaryUnaryMultiCallable[_notification_pb2.RevokeCalendarFeedTokenRequest, _notification_pb2.RevokeCalendarFeedTokenResponse]  # type: ignore[assignment]
+    """Revokes the caller's calendar feed token: the feed answers 404 from now on. Idempotent."""
+    GetClinicQuietHours: _aio.UnaryUnaryMultiCallable[_notification_pb2.GetClinicQuietHoursRequest, _notification_pb2.GetClinicQuietHoursResponse]  # type: ignore[assignment]
+    """A clinic's quiet hours (its local time): reminders due inside them are sent at their end, never
+    after the visit has started. The platform default (21:00-08:00) until the clinic sets its own.
+    Clinic staff of that clinic.
+    """
+    UpdateClinicQuietHours: _aio.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicQuietHoursRequest, _notification_pb2.UpdateClinicQuietHoursResponse]  # type: ignore[assignment]
+    """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
-    """NotificationService serves the owners' push inboxes and device registrations.
-    Pushes are written by notif_worker (one per event, recipient and channel); the default push
-    provider stores them in the inbox, other providers (FCM) deliver to registered devices as well.
+    """NotificationService serves the owners' push inboxes, device registrations, preferences and private
+    calendar feeds, and the clinics' quiet hours. Pushes are written by notif_worker (one per event,
+    recipient and channel) to the inbox and sent to the owner's registered devices (FCM for Android and
+    web, APNs for iOS). The methods taking a `user_id` are called by the mobile BFF for its
+    authenticated caller; the annotated ones are served through the REST edge and authenticate the
+    caller themselves (the calendar feed by its token).
     """
 
     @_abc_1.abstractmethod
@@ -99,5 +159,66 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notification_pb2.UpdateNotificationPreferencesResponse, _abc.Awaitable[_notification_pb2.UpdateNotificationPreferencesResponse]]:
         """Changes the preferences that the request sets; the others stay. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def GetCalendarFeed(
+        self,
+        request: _notification_pb2.GetCalendarFeedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_httpbody_pb2.HttpBody, _abc.Awaitable[_httpbody_pb2.HttpBody]]:
+        """The private calendar feed (iCalendar, RFC 5545, `text/calendar`) of the token's owner: their
+        upcoming bookings, each with the UID and SEQUENCE of the invitations they were emailed, so a
+        calendar that subscribed to the feed and imported the emails shows every booking once. No
+        bearer token: the feed's own token (unguessable, revocable) is the credential; an unknown or
+        revoked token is 404.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+
+    @_abc_1.abstractmethod
+    def CreateCalendarFeedToken(
+        self,
+        request: _notification_pb2.CreateCalendarFeedTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.CreateCalendarFeedTokenResponse, _abc.Awaitable[_notification_pb2.CreateCalendarFeedTokenResponse]]:
+        """Creates the caller's calendar feed token; 409 when they have one (rotate or revoke it). The
+        token is shown once: PetPro keeps only its hash.
+        """
+
+    @_abc_1.abstractmethod
+    def RotateCalendarFeedToken(
+        self,
+        request: _notification_pb2.RotateCalendarFeedTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.RotateCalendarFeedTokenResponse, _abc.Awaitable[_notification_pb2.RotateCalendarFeedTokenResponse]]:
+        """Replaces the caller's calendar feed token with a new one (the old one stops working at once);
+        creates one when they have none.
+        """
+
+    @_abc_1.abstractmethod
+    def RevokeCalendarFeedToken(
+        self,
+        request: _notification_pb2.RevokeCalendarFeedTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.RevokeCalendarFeedTokenResponse, _abc.Awaitable[_notification_pb2.RevokeCalendarFeedTokenResponse]]:
+        """Revokes the caller's calendar feed token: the feed answers 404 from now on. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def GetClinicQuietHours(
+        self,
+        request: _notification_pb2.GetClinicQuietHoursRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.GetClinicQuietHoursResponse, _abc.Awaitable[_notification_pb2.GetClinicQuietHoursResponse]]:
+        """A clinic's quiet hours (its local time): reminders due inside them are sent at their end, never
+        after the visit has started. The platform default (21:00-08:00) until the clinic sets its own.
+        Clinic staff of that clinic.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateClinicQuietHours(
+        self,
+        request: _notification_pb2.UpdateClinicQuietHoursRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.UpdateClinicQuietHoursResponse, _abc.Awaitable[_notification_pb2.UpdateClinicQuietHoursResponse]]:
+        """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

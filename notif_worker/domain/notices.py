@@ -1,19 +1,15 @@
-"""Notification domain: what a booking's lifecycle events tell the owner (email, push, reminders, by
-their preferences) and the clinic (its feed).  Pure Python."""
+"""What a booking event is to the notifications (BookingNotice), the owner's preferences, what
+recording an event did, reminders and the rows the channels write.  Pure Python."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from petpro.errors import InvalidArgument
-
-# ISO 4217 currencies without minor units; everything else we sell in has two
-ZERO_DECIMAL = {"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD", "UGX", "XAF", "XOF"}
 
 
 class PoisonEvent(InvalidArgument):
@@ -25,6 +21,11 @@ class PoisonEvent(InvalidArgument):
 class MessageRefused(Exception):
     """A channel refused a message for good (e.g. the mail server's 5xx for the address): trying again
     cannot help, so the event goes to the dead-letter topic at once."""
+
+
+class DeviceGone(Exception):
+    """The push provider says the device's token is no longer valid (FCM UNREGISTERED or an invalid
+    token, APNs 410 Unregistered or 400 BadDeviceToken): the device is removed, never retried."""
 
 
 class ChannelFailed(Exception):
@@ -62,6 +63,16 @@ class DeviceRow:
 
 
 @dataclass(frozen=True)
+class Device:
+    """A device to push to: its row id (the delivery's recipient), platform (ANDROID, IOS, WEB) and
+    the provider's token."""
+
+    id: uuid.UUID
+    platform: str
+    token: str
+
+
+@dataclass(frozen=True)
 class BookingNotice:
     event_id: uuid.UUID
     occurred_at: datetime
@@ -87,6 +98,9 @@ class BookingNotice:
     previous_start: datetime | None = None
     actor: str = ""  # OWNER / CLINIC for changes
     reminder_offsets: tuple[int, ...] = ()  # minutes before the start (booking.created only)
+    owner_locale: str = ""  # BCP 47 ("de-DE"); empty: the clinic's, else English (see wording.locale_of)
+    clinic_locale: str = ""
+    clinic_address: str = ""
 
     @property
     def category(self) -> str:
@@ -141,6 +155,7 @@ class Recorded:
     email_due: bool
     feed: FeedRow | None
     parked: tuple[str, bytes] | None
+    devices: tuple[Device, ...] = ()  # the owner's devices whose push of this event was claimed
 
 
 @dataclass(frozen=True)
@@ -156,75 +171,3 @@ class Reminder:
 
 def reminder_due(start: datetime, offset_minutes: int) -> datetime:
     return start - timedelta(minutes=offset_minutes)
-
-
-def format_money(minor: int, currency: str) -> str:
-    if currency.upper() in ZERO_DECIMAL:
-        return f"{minor:,} {currency.upper()}"
-    return f"{Decimal(minor) / 100:,.2f} {currency.upper()}"
-
-
-def when(n: BookingNotice) -> str:
-    start, end = n.local_start, n.local_end
-    return f"{start:%A, %d %B %Y}, {start:%H:%M}\u2013{end:%H:%M} ({start.tzname()})"
-
-
-def push_message(n: BookingNotice) -> tuple[str, str, dict[str, str]]:
-    at = f"{n.local_start:%a %d %b %H:%M}"
-    if n.kind == "cancelled":
-        title = f"Booking cancelled: {n.service_name}"
-        refund = f"refund {format_money(n.refund_minor, n.currency)}" if n.refund_minor else "no refund"
-        body = f"{n.pet_name} at {n.clinic_name}, {at} — {refund}"
-    elif n.kind == "rescheduled":
-        title = f"Booking moved: {n.service_name}"
-        body = f"{n.pet_name} at {n.clinic_name}, now {at}"
-    elif n.kind == "reminder":
-        title = f"Reminder: {n.service_name} for {n.pet_name}"
-        body = f"{n.clinic_name}, {at}"
-    elif n.kind in ("completed", "no_show"):
-        title = f"Visit {'completed' if n.kind == 'completed' else 'missed'}: {n.service_name}"
-        body = f"{n.pet_name} at {n.clinic_name}, {at}"
-    else:
-        title = f"Booking confirmed: {n.service_name}"
-        body = f"{n.pet_name} at {n.clinic_name}, {at}"
-    data = {"booking_id": n.booking_id, "clinic_id": str(n.clinic_id), "type": f"booking.{n.kind}"}
-    return title, body, data
-
-
-def change_mail(n: BookingNotice) -> tuple[str, str]:
-    """Subject and plain text of a lifecycle email (cancelled with its refund, new time after a move)."""
-    hello = f"Hello {n.owner_name or 'there'},\n\n"
-    facts = (
-        f"  Clinic:     {n.clinic_name}\n  Service:    {n.service_name}\n  Pet:        {n.pet_name}\n"
-        f"  When:       {when(n)}\n  Reference:  {n.reference}\n"
-    )
-    if n.kind == "cancelled":
-        by = "the clinic" if n.actor == "CLINIC" else "you"
-        refund = (
-            f"We refund {format_money(n.refund_minor, n.currency)} to your card."
-            if n.refund_minor
-            else "Under the clinic's cancellation policy, nothing is refunded."
-        )
-        reason = f"Reason: {n.reason}\n" if n.reason else ""
-        return (
-            f"Booking cancelled: {n.service_name} for {n.pet_name}",
-            f"{hello}your booking was cancelled by {by}.\n\n{facts}{reason}\n{refund}\n",
-        )
-    if n.kind == "rescheduled":
-        before = ""
-        if n.previous_start is not None:
-            before = f"  Was:        {n.previous_start.astimezone(ZoneInfo(n.clinic_time_zone)):%A, %d %B %Y, %H:%M}\n"
-        return (
-            f"Booking moved: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
-            f"{hello}your booking has a new time.\n\n{facts}{before}",
-        )
-    if n.kind == "reminder":
-        return (
-            f"Reminder: {n.service_name} for {n.pet_name} on {n.local_start:%d %b %Y %H:%M}",
-            f"{hello}a reminder of your upcoming visit.\n\n{facts}",
-        )
-    outcome = "completed" if n.kind == "completed" else "recorded as missed (no-show)"
-    return (
-        f"Visit {outcome}: {n.service_name} for {n.pet_name}",
-        f"{hello}the clinic marked your visit {outcome}.\n\n{facts}",
-    )
