@@ -142,6 +142,7 @@ MESH_ENV = {
     # make a back-off outlast any test (tests/e2e/test_throttling.py)
     "AUTH_THROTTLE_LOGIN_FREE_PER_SOURCE": "100000",
     "AUTH_THROTTLE_REGISTER_FREE_PER_SOURCE": "100000",
+    "AUTH_THROTTLE_RESET_FREE_PER_SOURCE": "100000",
     "AUTH_THROTTLE_BASE_SECONDS": "600",
     "AUTH_ACCESS_TTL_SECONDS": "900",
 }

@@ -142,8 +142,8 @@ class AccountHandlers:
     async def resend_verification(self, user_id: uuid.UUID) -> None:
         """A new verification link (the previous one stops working); throttled per account."""
         subject = (self.rules.verification_account, str(user_id))
+        await self.throttle.failed(subject)  # every request counts, this one too: the free ones are mailed
         await self.throttle.check(subject)
-        await self.throttle.failed(subject)  # every mail counts
         async with self.uow() as repo:
             user = await self._user(repo, user_id)
             if user.email_verified:
@@ -185,8 +185,8 @@ class AccountHandlers:
             subjects = [(self.rules.reset_account, email)]
             if client_address:
                 subjects.append((self.rules.reset_source, client_address))
+            await self.throttle.failed(*subjects)  # every request counts, this one too
             await self.throttle.check(*subjects)
-            await self.throttle.failed(*subjects)  # every request counts
             sent: tuple[User, str, LinkToken] | None = None
             async with self.uow() as repo:
                 user = await repo.user_by_email(email)

@@ -64,7 +64,7 @@ class Mail:
 
 @dataclass
 class Throttle:
-    """Counts per (rule name, subject); refuses once a subject's count passes the rule's free ones."""
+    """petpro.throttle's rule: a subject is locked once its failures pass the rule's free ones."""
 
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -72,7 +72,7 @@ class Throttle:
         from petpro.backoff import TooManyAttempts
 
         for rule, subject in subjects:
-            if self.counts.get((rule.name, subject), 0) >= rule.free:
+            if self.counts.get((rule.name, subject), 0) > rule.free:
                 raise TooManyAttempts(1)
 
     async def failed(self, *subjects: tuple[Rule, str]) -> None:
@@ -247,7 +247,7 @@ async def test_failed_redemptions_are_throttled_per_address(env: Env) -> None:
     from petpro.backoff import TooManyAttempts
 
     await env.owner()
-    for _ in range(10):
+    for _ in range(11):  # 10 free, the 11th locks
         with pytest.raises(LinkTokenInvalid):
             await env.account.reset_password("ana@example.test", "y" * 43, BETTER, "10.6.6.6")
     with pytest.raises(TooManyAttempts):
@@ -311,7 +311,7 @@ async def test_wrong_current_passwords_are_throttled_per_account_and_address(env
     from petpro.backoff import TooManyAttempts
 
     uid = await env.owner()
-    for _ in range(5):
+    for _ in range(6):  # 5 free, the 6th locks
         with pytest.raises(WrongPassword):
             await env.account.change_email(uid, "guess-guess", "new@example.test", "10.0.0.9")
     with pytest.raises(TooManyAttempts):
