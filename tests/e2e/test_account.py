@@ -113,6 +113,10 @@ async def test_forgot_password_mail_reset_old_sessions_dead_new_login(api: Api) 
         )
     r = await api.c.post(confirm, json={"email": owner.email, "token": late, "new_password": "third secret!"})
     _problem(r, 400, "LINK_TOKEN_EXPIRED")
+    # the codes exist in the mails alone: no log of the mesh (services, Envoy's access log) has one
+    for log in api.stack.ctx.log_dir.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert token not in text and late not in text, log
 
 
 async def test_reset_requests_are_throttled_per_email_known_or_not(api: Api) -> None:
