@@ -85,6 +85,9 @@ class AuthSettings(ServiceSettings):
     throttle_reset_free_per_source: int = Field(
         default=10, ge=1, description="password-reset requests from one address per hour before back-off"
     )
+    throttle_link_free_per_source: int = Field(
+        default=10, ge=1, description="wrong reset or verification codes from one address before back-off"
+    )
     throttle_verification_free_per_account: int = Field(
         default=3, ge=1, description="verification mails asked for again per account per hour before back-off"
     )
@@ -155,7 +158,7 @@ def account_rules(settings: AuthSettings) -> AccountRules:
         reset_account=rule(RESET_PER_ACCOUNT, settings.throttle_reset_free_per_account),
         reset_source=rule(RESET_PER_SOURCE, settings.throttle_reset_free_per_source),
         verification_account=rule(VERIFICATION_PER_ACCOUNT, settings.throttle_verification_free_per_account),
-        link_source=rule(defaults.link_source, defaults.link_source.free),
+        link_source=rule(defaults.link_source, settings.throttle_link_free_per_source),
         password_check=rule(defaults.password_check, defaults.password_check.free),
     )
 

@@ -1,16 +1,6 @@
 """auth_svc's use cases: accounts and tokens, the owner's account (reset, verification, sessions,
 profile), clinic staff and invitations, service accounts."""
 
-from auth_svc.handlers.account import (
-    LINK_FAILURES_PER_SOURCE,
-    PASSWORD_CHECK_PER_ACCOUNT_AND_SOURCE,
-    RESET_PER_ACCOUNT,
-    RESET_PER_SOURCE,
-    VERIFICATION_PER_ACCOUNT,
-    AccountHandlers,
-    AccountRules,
-    EmailAlreadyVerified,
-)
 from auth_svc.handlers.accounts import (
     LOGIN_PER_ACCOUNT_AND_SOURCE,
     LOGIN_PER_SOURCE,
@@ -20,6 +10,16 @@ from auth_svc.handlers.accounts import (
     NoThrottle,
     TokenPair,
     principal_of,
+)
+from auth_svc.handlers.my_account import (
+    LINK_FAILURES_PER_SOURCE,
+    PASSWORD_CHECK_PER_ACCOUNT_AND_SOURCE,
+    RESET_PER_ACCOUNT,
+    RESET_PER_SOURCE,
+    VERIFICATION_PER_ACCOUNT,
+    AccountHandlers,
+    AccountRules,
+    EmailAlreadyVerified,
 )
 from auth_svc.handlers.service_accounts import ServiceAccountHandlers, ServiceCredentials
 from auth_svc.handlers.staff import ClinicStaffHandlers, InvitationSender
