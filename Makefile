@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e test-chaos test-k8s bench h2load load clean chromium image k8s k8s-check
+.PHONY: help setup gen gen-check lint ts-check fmt up down status logs migrate seed demo test test-unit test-integration test-e2e test-chaos test-k8s bench h2load load clean chromium image k8s k8s-check
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
@@ -75,7 +75,15 @@ status: setup
 migrate: setup
 	$(BIN)/petpro migrate
 
-test: setup gen-check k8s-check lint chromium
+# the contract a mobile team compiles against: TypeScript types generated from the OpenAPI document by a
+# real generator (openapi-typescript, readOnly/writeOnly markers for openapi-fetch), and the typed example
+# client (examples/typescript) compiled against them with tsc --strict
+ts-check: setup
+	node_modules/.bin/openapi-typescript gen/petpro_api/openapi.json --read-write-markers \
+		-o examples/typescript/generated/api.d.ts
+	node_modules/.bin/tsc -p examples/typescript --noEmit
+
+test: setup gen-check k8s-check lint ts-check chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup

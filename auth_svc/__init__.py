@@ -1,1 +1,1 @@
-"""auth_svc: users, argon2 credentials, signed JWT access tokens, rotating refresh tokens."""
+"""auth_svc: users and their profile, credentials, JWT access tokens, sessions, reset and verify mails."""

@@ -1,4 +1,5 @@
-"""The ports auth's use cases depend on: the repository of one unit of work and the unit of work."""
+"""The ports auth's use cases depend on: the repository of one unit of work, the unit of work, and
+the account mail (password reset, verification, email changed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol
 
-from auth_svc.domain import Invitation, Member, Session, User
+from auth_svc.domain import Invitation, LinkToken, Member, Session, User
 
 
 class AuthRepository(Protocol):
@@ -49,7 +50,40 @@ class AuthRepository(Protocol):
 
     async def invitation_for_update(self, token_hash: str) -> Invitation | None: ...
     async def mark_accepted(self, invitation_id: uuid.UUID, at: datetime) -> None: ...
-    async def revoke_user_sessions(self, user_id: uuid.UUID, at: datetime) -> None: ...
+    async def revoke_user_sessions(
+        self, user_id: uuid.UUID, at: datetime, *, keep: uuid.UUID | None = None
+    ) -> None:
+        """End every live session of the user but ``keep`` (the caller's own, on a password change)."""
+        ...
+
+    # the owner's account: profile, email, links sent by mail
+    async def save_profile(self, user: User) -> None:
+        """Store the user's name, phone, locale and time zone."""
+        ...
+
+    async def change_email(self, user_id: uuid.UUID, email: str) -> bool:
+        """Set a new (unverified) email; False when another account has it (race-safe)."""
+        ...
+
+    async def set_email_verified(self, user_id: uuid.UUID, email: str, at: datetime) -> bool:
+        """Mark ``email`` verified if it is still the user's email (False otherwise)."""
+        ...
+
+    async def replace_link(self, link: LinkToken) -> None:
+        """A new link of (user, purpose) replaces the unused ones (their tokens stop working)."""
+        ...
+
+    async def link_for_update(self, token_hash: str) -> LinkToken | None: ...
+    async def mark_link_used(self, link_id: uuid.UUID, at: datetime) -> None: ...
 
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[AuthRepository]]
+
+
+class AccountMail(Protocol):
+    """Mails about the owner's account.  Posting returns at once (the mail goes out in the
+    background), so an answer never waits for, or reveals, whether a mail was sent."""
+
+    def password_reset(self, to: str, name: str, token: str, expires_at: datetime) -> None: ...
+    def verify_email(self, to: str, name: str, token: str, expires_at: datetime) -> None: ...
+    def email_changed(self, old: str, new: str, name: str) -> None: ...

@@ -1,5 +1,6 @@
 """auth_svc composition root: AuthSettings, build(settings) wiring the database, Redis throttle, signing
-keys and SMTP into the use cases and the two servicers (AuthService, ClinicStaffService)."""
+keys, the common-passwords list and SMTP (invitations; the account mails' background sender) into the
+use cases and the two servicers (AuthService, ClinicStaffService)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from auth_svc.adapters.mail import InvitationMailer
+from auth_svc.adapters.common_passwords import load_common_passwords
+from auth_svc.adapters.mail import AccountMailer, InvitationMailer
 from auth_svc.adapters.repository import AuthRepository
 from auth_svc.adapters.tables import SCHEMA
-from auth_svc.domain import Passwords, TokenIssuer
+from auth_svc.domain import PasswordPolicy, Passwords, TokenIssuer
 from auth_svc.handlers import (
     LOGIN_PER_ACCOUNT_AND_SOURCE,
     LOGIN_PER_SOURCE,
     REGISTER_PER_SOURCE,
+    RESET_PER_ACCOUNT,
+    RESET_PER_SOURCE,
+    VERIFICATION_PER_ACCOUNT,
+    AccountHandlers,
+    AccountRules,
     AuthHandlers,
     ClinicStaffHandlers,
     InvitationSender,
@@ -27,7 +34,7 @@ from auth_svc.handlers import (
     NoThrottle,
     ServiceAccountHandlers,
 )
-from auth_svc.ports import UnitOfWork
+from auth_svc.ports import AccountMail, UnitOfWork
 from auth_svc.service import AuthServicer, ClinicStaffServicer
 from petpro import cache, grpc_server, keys
 from petpro.backoff import Rule
@@ -72,6 +79,31 @@ class AuthSettings(ServiceSettings):
     throttle_register_free_per_source: int = Field(
         default=20, ge=1, description="registrations from one address per hour before back-off"
     )
+    throttle_reset_free_per_account: int = Field(
+        default=3, ge=1, description="password-reset mails per email address per hour before back-off"
+    )
+    throttle_reset_free_per_source: int = Field(
+        default=10, ge=1, description="password-reset requests from one address per hour before back-off"
+    )
+    throttle_link_free_per_source: int = Field(
+        default=10, ge=1, description="wrong reset or verification codes from one address before back-off"
+    )
+    throttle_verification_free_per_account: int = Field(
+        default=3, ge=1, description="verification mails asked for again per account per hour before back-off"
+    )
+    reset_token_ttl_minutes: int = Field(
+        default=30, ge=5, le=24 * 60, description="lifetime of a password-reset code"
+    )
+    verification_ttl_hours: int = Field(
+        default=48, ge=1, le=24 * 30, description="lifetime of an email-verification code"
+    )
+    reset_answer_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=5,
+        description="a password-reset request is answered after this long at the earliest, whether or "
+        "not the email has an account",
+    )
     throttle_base_seconds: float = Field(default=1.0, gt=0, description="first back-off; doubles per failure")
     throttle_max_seconds: float = Field(default=900.0, gt=0, description="longest back-off")
 
@@ -114,6 +146,23 @@ def throttle_rules(settings: AuthSettings) -> tuple[Rule, Rule, Rule]:
     )
 
 
+def account_rules(settings: AuthSettings) -> AccountRules:
+    def rule(r: Rule, free: int) -> Rule:
+        return dataclasses.replace(
+            r, free=free, base=settings.throttle_base_seconds, max=settings.throttle_max_seconds
+        )
+
+    defaults = AccountRules()
+    return dataclasses.replace(
+        defaults,
+        reset_account=rule(RESET_PER_ACCOUNT, settings.throttle_reset_free_per_account),
+        reset_source=rule(RESET_PER_SOURCE, settings.throttle_reset_free_per_source),
+        verification_account=rule(VERIFICATION_PER_ACCOUNT, settings.throttle_verification_free_per_account),
+        link_source=rule(defaults.link_source, settings.throttle_link_free_per_source),
+        password_check=rule(defaults.password_check, defaults.password_check.free),
+    )
+
+
 def build(
     settings: AuthSettings,
     *,
@@ -122,9 +171,10 @@ def build(
     passwords: Passwords | None = None,
     send_invitation: InvitationSender | None = None,
     throttle: Throttle | NoThrottle | None = None,
+    account_mail: AccountMail | None = None,
 ) -> grpc_server.App:
     """The auth service.  Tests pass fakes of the ports (``uow``/``read``, the invitation mailer, the
-    throttle: ``NoThrottle()``) instead of the database, SMTP and Redis."""
+    account mail, the throttle: ``NoThrottle()``) instead of the database, SMTP and Redis."""
     issuer = make_issuer(settings)
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
@@ -149,13 +199,28 @@ def build(
         read=read,
         throttle=throttle,
         rules=throttle_rules(settings),
+        policy=PasswordPolicy(load_common_passwords()),
     )
     base = settings.public_base_url or f"http://{settings.stack.host}:{settings.stack.port('envoy')}"
-    if send_invitation is None:
-        smtp = SmtpClient(settings.url("smtp_url"), connections=2)  # invitations are rare
+    background: list[Callable[[], Awaitable[None]]] = []
+    if send_invitation is None or account_mail is None:
+        smtp = SmtpClient(settings.url("smtp_url"), connections=2)  # account mails and invitations
         on_stop.append(smtp.close)
-        mailer = InvitationMailer(smtp, settings.mail_from, f"{base}/v1/invitations:accept")
-        send_invitation = mailer.send
+        if send_invitation is None:
+            send_invitation = InvitationMailer(smtp, settings.mail_from, f"{base}/v1/invitations:accept").send
+        if account_mail is None:
+            mailer = AccountMailer(smtp, settings.mail_from, base)
+            background.append(mailer.run)
+            on_stop.append(mailer.drain)  # runs before smtp.close (on_stop runs in reverse)
+            account_mail = mailer
+    account = AccountHandlers(
+        handlers,
+        account_mail,
+        reset_ttl=timedelta(minutes=settings.reset_token_ttl_minutes),
+        verification_ttl=timedelta(hours=settings.verification_ttl_hours),
+        rules=account_rules(settings),
+        answer_floor=settings.reset_answer_seconds,
+    )
     staff = ClinicStaffHandlers(
         handlers, send_invitation, invitation_ttl=timedelta(hours=settings.invitation_ttl_hours)
     )
@@ -165,7 +230,7 @@ def build(
         services=[
             grpc_server.Registration(
                 auth_pb2_grpc.add_AuthServiceServicer_to_server,
-                AuthServicer(handlers),
+                AuthServicer(handlers, account),
                 "petpro.auth.v1.AuthService",
             ),
             grpc_server.Registration(
@@ -184,7 +249,8 @@ def build(
                 "auth_svc.signing_keys",
                 settings.keys_reload_seconds,
                 lambda: asyncio.to_thread(issuer.reload),
-            )
+            ),
+            *background,
         ],
         on_stop=on_stop,
     )

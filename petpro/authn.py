@@ -29,6 +29,8 @@ class Principal:
     expires_at: float
     # clinic id → clinic role ("ADMIN" or "STAFF"); staff users and service accounts (one clinic each)
     clinic_roles: Mapping[str, str] = field(default_factory=dict)
+    # the login session the token belongs to (its ``sid``): "log out" and "change password" act on it
+    session_id: str = ""
 
     @property
     def platform_admin(self) -> bool:
@@ -157,6 +159,7 @@ class Authenticator:
                 m.clinic_id: auth_pb2.ClinicRole.Name(m.role).removeprefix("CLINIC_ROLE_")
                 for m in v.memberships
             },
+            v.session_id,
         )
         self.cache.put(token, principal)
         return principal

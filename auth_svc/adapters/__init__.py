@@ -1,1 +1,2 @@
-"""auth_svc's adapters: the PostgreSQL repository (tables, queries) and the invitation mail (SMTP)."""
+"""auth_svc's adapters: the PostgreSQL repository (tables, queries), the mails (SMTP: invitations and the
+account mails) and the common-passwords list."""

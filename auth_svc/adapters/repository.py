@@ -1,5 +1,5 @@
-"""The AuthRepository port on PostgreSQL (SQLAlchemy 2.0 Core over async psycopg 3): users, clinic
-memberships, invitations and sessions, the queries of one unit of work."""
+"""The AuthRepository port on PostgreSQL (SQLAlchemy 2.0 Core over async psycopg 3): users and their
+profile, clinic memberships, invitations, sessions and link tokens, the queries of one unit of work."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_svc.adapters.tables import clinic_memberships, invitations, sessions, users
-from auth_svc.domain import Invitation, Member, Session, User
+from auth_svc.adapters.tables import clinic_memberships, invitations, link_tokens, sessions, users
+from auth_svc.domain import Invitation, LinkToken, Member, Session, User
 
 
 def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
@@ -34,7 +35,39 @@ def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
         roles=tuple(row.roles),
         memberships=dict(memberships or {}),
         created_at=row.created_at,
+        email_verified_at=row.email_verified_at,
+        phone=row.phone,
+        locale=row.locale,
+        time_zone=row.time_zone,
     )
+
+
+def _link(row: Row[Any]) -> LinkToken:
+    return LinkToken(
+        id=row.id,
+        user_id=row.user_id,
+        purpose=row.purpose,
+        email=row.email,
+        token_hash=row.token_hash,
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        used_at=row.used_at,
+    )
+
+
+def _user_values(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "password_hash": user.password_hash,
+        "roles": list(user.roles),
+        "created_at": user.created_at,
+        "email_verified_at": user.email_verified_at,
+        "phone": user.phone,
+        "locale": user.locale,
+        "time_zone": user.time_zone,
+    }
 
 
 def _invitation(row: Row[Any]) -> Invitation:
@@ -72,14 +105,7 @@ class AuthRepository:
         """Insert; False when the email is taken (unique constraint, race-safe)."""
         stmt = (
             pg_insert(users)
-            .values(
-                id=user.id,
-                email=user.email,
-                name=user.name,
-                password_hash=user.password_hash,
-                roles=list(user.roles),
-                created_at=user.created_at,
-            )
+            .values(**_user_values(user))
             .on_conflict_do_nothing(index_elements=["email"])
             .returning(users.c.id)
         )
@@ -91,14 +117,7 @@ class AuthRepository:
 
     async def upsert_user(self, user: User) -> User:
         """Create or update by email (seeding staff / service accounts)."""
-        stmt = pg_insert(users).values(
-            id=user.id,
-            email=user.email,
-            name=user.name,
-            password_hash=user.password_hash,
-            roles=list(user.roles),
-            created_at=user.created_at,
-        )
+        stmt = pg_insert(users).values(**_user_values(user))
         query = stmt.on_conflict_do_update(
             index_elements=["email"],
             set_={
@@ -210,12 +229,69 @@ class AuthRepository:
             update(invitations).where(invitations.c.id == invitation_id).values(accepted_at=at)
         )
 
-    async def revoke_user_sessions(self, user_id: uuid.UUID, at: datetime) -> None:
+    async def revoke_user_sessions(
+        self, user_id: uuid.UUID, at: datetime, *, keep: uuid.UUID | None = None
+    ) -> None:
+        q = update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
+        if keep is not None:
+            q = q.where(sessions.c.id != keep)
+        await self.session.execute(q.values(revoked_at=at))
+
+    # -- the owner's account ------------------------------------------------------------------------
+    async def save_profile(self, user: User) -> None:
         await self.session.execute(
-            update(sessions)
-            .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
-            .values(revoked_at=at)
+            update(users)
+            .where(users.c.id == user.id)
+            .values(name=user.name, phone=user.phone, locale=user.locale, time_zone=user.time_zone)
         )
+
+    async def change_email(self, user_id: uuid.UUID, email: str) -> bool:
+        """False when another account has the email (the unique constraint, race-safe)."""
+        taken = select(users.c.id).where(users.c.email == email, users.c.id != user_id)
+        if (await self.session.execute(taken)).first() is not None:
+            return False
+        async with self.session.begin_nested():  # a concurrent change to the same email
+            try:
+                await self.session.execute(
+                    update(users).where(users.c.id == user_id).values(email=email, email_verified_at=None)
+                )
+            except IntegrityError:
+                return False
+        return True
+
+    async def set_email_verified(self, user_id: uuid.UUID, email: str, at: datetime) -> bool:
+        result = await self.session.execute(
+            update(users).where(users.c.id == user_id, users.c.email == email).values(email_verified_at=at)
+        )
+        return bool(cast(CursorResult[Any], result).rowcount)
+
+    async def replace_link(self, link: LinkToken) -> None:
+        await self.session.execute(
+            delete(link_tokens).where(
+                link_tokens.c.user_id == link.user_id,
+                link_tokens.c.purpose == link.purpose,
+                link_tokens.c.used_at.is_(None),
+            )
+        )
+        await self.session.execute(
+            insert(link_tokens).values(
+                id=link.id,
+                user_id=link.user_id,
+                purpose=link.purpose,
+                email=link.email,
+                token_hash=link.token_hash,
+                expires_at=link.expires_at,
+                created_at=link.created_at,
+            )
+        )
+
+    async def link_for_update(self, token_hash: str) -> LinkToken | None:
+        q = select(link_tokens).where(link_tokens.c.token_hash == token_hash).with_for_update()
+        row = (await self.session.execute(q)).first()
+        return _link(row) if row else None
+
+    async def mark_link_used(self, link_id: uuid.UUID, at: datetime) -> None:
+        await self.session.execute(update(link_tokens).where(link_tokens.c.id == link_id).values(used_at=at))
 
     async def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
         await self.session.execute(

@@ -1,5 +1,6 @@
-"""auth's schema as SQLAlchemy tables: users, clinic memberships, invitations, sessions (migrations'
-env.py and the schema-drift test read ``metadata`` from here)."""
+"""auth's schema as SQLAlchemy tables: users, clinic memberships, invitations, sessions, link tokens
+(password reset, email verification) (migrations' env.py and the schema-drift test read ``metadata``
+from here)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("roles", ARRAY(String(32)), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("email_verified_at", DateTime(timezone=True)),
+    Column("phone", String(16), nullable=False, server_default=""),
+    Column("locale", String(35), nullable=False, server_default=""),
+    Column("time_zone", String(64), nullable=False, server_default=""),
 )
 
 clinic_memberships = Table(
@@ -68,4 +73,19 @@ sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
     Index("ix_sessions_user_id", "user_id"),
+)
+
+link_tokens = Table(
+    "link_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    CheckConstraint("purpose IN ('PASSWORD_RESET', 'EMAIL_VERIFICATION')", name="link_purpose"),
+    Index("ix_link_tokens_user_id", "user_id"),
 )

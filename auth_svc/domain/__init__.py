@@ -1,5 +1,6 @@
-"""Auth domain: accounts (users, memberships, invitations, sessions, passwords), access tokens and
-their signing keys, and the domain errors.  Plain Python: no gRPC, no SQL."""
+"""Auth domain: accounts (users, memberships, invitations, sessions, passwords), links sent by mail
+(password reset, email verification), the profile and password rules, access tokens and their
+signing keys, and the domain errors.  Plain Python: no gRPC, no SQL."""
 
 from auth_svc.domain.accounts import (
     CLINIC_ADMIN,
@@ -17,6 +18,7 @@ from auth_svc.domain.accounts import (
     User,
     hash_secret,
     new_invitation_token,
+    new_link_token,
     new_refresh_secret,
     normalize_email,
     secrets_match,
@@ -28,11 +30,30 @@ from auth_svc.domain.errors import (
     InvalidCredentials,
     InvitationInvalid,
     LastClinicAdmin,
+    LinkTokenInvalid,
     MemberNotFound,
     ServiceAccountNotFound,
+    SessionNotFound,
     TokenExpired,
     TokenInvalid,
     TokenRevoked,
+    UserNotFound,
+    WrongPassword,
+)
+from auth_svc.domain.links import (
+    EMAIL_VERIFICATION,
+    LINK_PURPOSES,
+    PASSWORD_RESET,
+    LinkToken,
+    unknown_link,
+)
+from auth_svc.domain.profile import (
+    PROFILE_FIELDS,
+    PasswordPolicy,
+    canonical_locale,
+    check_profile,
+    locale_from_accept_language,
+    updated_profile,
 )
 from auth_svc.domain.tokens import (
     ALGORITHM,
@@ -47,6 +68,10 @@ __all__ = [
     "CLINIC_ADMIN",
     "CLINIC_ROLES",
     "CLINIC_STAFF",
+    "EMAIL_VERIFICATION",
+    "LINK_PURPOSES",
+    "PASSWORD_RESET",
+    "PROFILE_FIELDS",
     "ROLE_CLINIC_STAFF",
     "ROLE_OWNER",
     "ROLE_PLATFORM_ADMIN",
@@ -59,22 +84,34 @@ __all__ = [
     "InvitationInvalid",
     "KeyRing",
     "LastClinicAdmin",
+    "LinkToken",
+    "LinkTokenInvalid",
     "Member",
     "MemberNotFound",
+    "PasswordPolicy",
     "Passwords",
     "ServiceAccountNotFound",
     "Session",
+    "SessionNotFound",
     "TokenExpired",
     "TokenInvalid",
     "TokenIssuer",
     "TokenRevoked",
     "User",
+    "UserNotFound",
     "VerificationKey",
+    "WrongPassword",
+    "canonical_locale",
+    "check_profile",
     "hash_secret",
+    "locale_from_accept_language",
     "new_invitation_token",
+    "new_link_token",
     "new_refresh_secret",
     "normalize_email",
     "secrets_match",
     "service_account_email",
     "split_refresh_token",
+    "unknown_link",
+    "updated_profile",
 ]

@@ -38,10 +38,19 @@ class User:
     roles: tuple[str, ...] = (ROLE_OWNER,)
     memberships: dict[str, str] = field(default_factory=dict)  # clinic id → clinic role (ADMIN / STAFF)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # when the current ``email`` was proven (a verification link, an accepted invitation); None: not yet
+    email_verified_at: datetime | None = None
+    phone: str = ""  # E.164, "" when not given
+    locale: str = ""  # BCP 47 language tag, e.g. "de-AT"
+    time_zone: str = ""  # IANA name, for display, e.g. "Europe/Vienna"
 
     @property
     def clinic_ids(self) -> tuple[str, ...]:
         return tuple(sorted(self.memberships))
+
+    @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
 
 
 @dataclass
@@ -83,6 +92,11 @@ def service_account_email(client_id: uuid.UUID) -> str:
 
 
 def new_invitation_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_link_token() -> str:
+    """The secret of a link sent by mail (password reset, email verification): 256 random bits."""
     return secrets.token_urlsafe(32)
 
 

@@ -41,3 +41,28 @@ class MemberNotFound(NotFound):
 
 class ServiceAccountNotFound(NotFound):
     reason = "SERVICE_ACCOUNT_NOT_FOUND"
+
+
+class LinkTokenInvalid(FailedPrecondition):
+    """A password-reset or verification token that cannot be used; the reason says why:
+    LINK_TOKEN_UNKNOWN (never issued, or replaced by a newer one), LINK_TOKEN_EXPIRED,
+    LINK_TOKEN_USED, LINK_TOKEN_OTHER_ACCOUNT (issued for another account or email address)."""
+
+    reason = "LINK_TOKEN_UNKNOWN"
+
+
+class WrongPassword(FailedPrecondition):
+    """The current password given to confirm a change (password, email) is wrong.  Not
+    UNAUTHENTICATED: the caller's token is fine, so a client must not log them out for it."""
+
+    reason = "WRONG_PASSWORD"
+
+
+class UserNotFound(NotFound):
+    reason = "USER_NOT_FOUND"
+
+
+class SessionNotFound(NotFound):
+    """No session of the caller has this refresh token (another account's token says the same)."""
+
+    reason = "SESSION_NOT_FOUND"

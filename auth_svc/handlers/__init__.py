@@ -1,4 +1,5 @@
-"""auth_svc's use cases: accounts and tokens, clinic staff and invitations, service accounts."""
+"""auth_svc's use cases: accounts and tokens, the owner's account (reset, verification, sessions,
+profile), clinic staff and invitations, service accounts."""
 
 from auth_svc.handlers.accounts import (
     LOGIN_PER_ACCOUNT_AND_SOURCE,
@@ -10,15 +11,33 @@ from auth_svc.handlers.accounts import (
     TokenPair,
     principal_of,
 )
+from auth_svc.handlers.my_account import (
+    LINK_FAILURES_PER_SOURCE,
+    PASSWORD_CHECK_PER_ACCOUNT_AND_SOURCE,
+    RESET_PER_ACCOUNT,
+    RESET_PER_SOURCE,
+    VERIFICATION_PER_ACCOUNT,
+    AccountHandlers,
+    AccountRules,
+    EmailAlreadyVerified,
+)
 from auth_svc.handlers.service_accounts import ServiceAccountHandlers, ServiceCredentials
 from auth_svc.handlers.staff import ClinicStaffHandlers, InvitationSender
 
 __all__ = [
+    "LINK_FAILURES_PER_SOURCE",
     "LOGIN_PER_ACCOUNT_AND_SOURCE",
     "LOGIN_PER_SOURCE",
+    "PASSWORD_CHECK_PER_ACCOUNT_AND_SOURCE",
     "REGISTER_PER_SOURCE",
+    "RESET_PER_ACCOUNT",
+    "RESET_PER_SOURCE",
+    "VERIFICATION_PER_ACCOUNT",
+    "AccountHandlers",
+    "AccountRules",
     "AuthHandlers",
     "ClinicStaffHandlers",
+    "EmailAlreadyVerified",
     "InvitationSender",
     "LocalAuthenticator",
     "NoThrottle",

@@ -16,6 +16,7 @@ from auth_svc.domain import (
     Claims,
     EmailTaken,
     InvalidCredentials,
+    PasswordPolicy,
     Passwords,
     Session,
     TokenInvalid,
@@ -71,7 +72,9 @@ class AuthHandlers:
             LOGIN_PER_SOURCE,
             REGISTER_PER_SOURCE,
         ),
+        policy: PasswordPolicy | None = None,
     ) -> None:
+        self.policy = policy or PasswordPolicy()  # the server passes the common-passwords list
         self.throttle = throttle or NoThrottle()  # petpro.throttle.Throttle in production
         self.login_pair_rule, self.login_source_rule, self.register_rule = rules
         self.uow = uow
@@ -90,19 +93,27 @@ class AuthHandlers:
         roles: tuple[str, ...] = (ROLE_OWNER,),
         memberships: dict[str, str] | None = None,
         client_address: str = "",
+        locale: str = "",
+        time_zone: str = "",
     ) -> User:
+        """A new account (the password checked against the policy; ``locale`` and ``time_zone``
+        already validated by the caller)."""
+        email = normalize_email(email)
+        self.policy.check(password, email=email)
         if client_address:  # every registration counts (there is no "failure" to wait for)
             source = (self.register_rule, client_address)
             await self.throttle.check(source)
             await self.throttle.failed(source)
         user = User(
             id=uuid.uuid4(),
-            email=normalize_email(email),
+            email=email,
             name=name.strip(),
             password_hash=await asyncio.to_thread(self.passwords.hash, password),
             roles=roles,
             memberships=dict(memberships or {}),
             created_at=self.clock(),
+            locale=locale,
+            time_zone=time_zone,
         )
         async with self.uow() as repo:
             if not await repo.add_user(user):

@@ -43,6 +43,7 @@ class ClinicStaffHandlers:
         self.uow = auth.uow
         self.read = auth.read
         self.passwords = auth.passwords
+        self.policy = auth.policy
         self.clock = auth.clock
         self.send_invitation = send_invitation
         self.invitation_ttl = invitation_ttl
@@ -80,6 +81,7 @@ class ClinicStaffHandlers:
             if not ok:
                 raise InvalidCredentials("this email has an account: give its password to accept")
         else:
+            self.policy.check(password, email=inv.email)
             user = User(
                 id=uuid.uuid4(),
                 email=inv.email,
@@ -103,6 +105,7 @@ class ClinicStaffHandlers:
                     await repo.set_roles(user.id, (*user.roles, ROLE_CLINIC_STAFF))
             await repo.put_membership(user.id, inv.clinic_id, inv.role)
             await repo.mark_accepted(inv.id, now)
+            await repo.set_email_verified(user.id, inv.email, now)  # the invitation reached the address
             found = await repo.user_by_id(user.id)
         assert found is not None
         return found

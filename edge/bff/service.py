@@ -90,6 +90,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 password=request.password,
                 name=request.name,
                 client_address=client_address(context),
+                locale=request.locale,
+                time_zone=request.time_zone,
+                accept_language=metadata(context).get("accept-language", "")[:1024],
             ),
         )
         return mobile_pb2.RegisterResponse(user=r.user)
@@ -122,6 +125,113 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             token_type=r.token_type,
             expires_in=r.expires_in,
         )
+
+    # -- the owner's account (auth_svc owns it; the caller is the token's user) ----------------------
+    async def RequestPasswordReset(
+        self, request: mobile_pb2.RequestPasswordResetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.RequestPasswordResetResponse:
+        await call(
+            self.s.auth.RequestPasswordReset,
+            auth_pb2.RequestPasswordResetRequest(email=request.email, client_address=client_address(context)),
+        )
+        return mobile_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(
+        self, request: mobile_pb2.ResetPasswordRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ResetPasswordResponse:
+        await call(
+            self.s.auth.ResetPassword,
+            auth_pb2.ResetPasswordRequest(
+                email=request.email,
+                token=request.token,
+                new_password=request.new_password,
+                client_address=client_address(context),
+            ),
+        )
+        return mobile_pb2.ResetPasswordResponse()
+
+    async def VerifyEmail(
+        self, request: mobile_pb2.VerifyEmailRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.VerifyEmailResponse:
+        r = await call(
+            self.s.auth.VerifyEmail,
+            auth_pb2.VerifyEmailRequest(token=request.token, client_address=client_address(context)),
+        )
+        return mobile_pb2.VerifyEmailResponse(user=r.user)
+
+    async def Logout(
+        self, request: mobile_pb2.LogoutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.LogoutResponse:
+        me = await self._principal(context)
+        await call(
+            self.s.auth.Logout,
+            auth_pb2.LogoutRequest(user_id=me.user_id, refresh_token=request.refresh_token),
+        )
+        return mobile_pb2.LogoutResponse()
+
+    async def LogoutEverywhere(
+        self, request: mobile_pb2.LogoutEverywhereRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.LogoutEverywhereResponse:
+        me = await self._principal(context)
+        await call(self.s.auth.LogoutEverywhere, auth_pb2.LogoutEverywhereRequest(user_id=me.user_id))
+        return mobile_pb2.LogoutEverywhereResponse()
+
+    async def ChangePassword(
+        self, request: mobile_pb2.ChangePasswordRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ChangePasswordResponse:
+        me = await self._principal(context)
+        await call(
+            self.s.auth.ChangePassword,
+            auth_pb2.ChangePasswordRequest(
+                user_id=me.user_id,
+                session_id=me.session_id,
+                current_password=request.current_password,
+                new_password=request.new_password,
+                client_address=client_address(context),
+            ),
+        )
+        return mobile_pb2.ChangePasswordResponse()
+
+    async def ChangeEmail(
+        self, request: mobile_pb2.ChangeEmailRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ChangeEmailResponse:
+        me = await self._principal(context)
+        r = await call(
+            self.s.auth.ChangeEmail,
+            auth_pb2.ChangeEmailRequest(
+                user_id=me.user_id,
+                password=request.password,
+                new_email=request.new_email,
+                client_address=client_address(context),
+            ),
+        )
+        return mobile_pb2.ChangeEmailResponse(user=r.user)
+
+    async def ResendVerificationEmail(
+        self, request: mobile_pb2.ResendVerificationEmailRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ResendVerificationEmailResponse:
+        me = await self._principal(context)
+        await call(self.s.auth.ResendVerification, auth_pb2.ResendVerificationRequest(user_id=me.user_id))
+        return mobile_pb2.ResendVerificationEmailResponse()
+
+    async def GetMe(
+        self, request: mobile_pb2.GetMeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.GetMeResponse:
+        me = await self._principal(context)
+        r = await call(self.s.auth.GetUser, auth_pb2.GetUserRequest(user_id=me.user_id))
+        return mobile_pb2.GetMeResponse(user=r.user)
+
+    async def UpdateMe(
+        self, request: mobile_pb2.UpdateMeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.UpdateMeResponse:
+        me = await self._principal(context)
+        user = auth_pb2.User()
+        user.CopyFrom(request.user)
+        user.user_id = me.user_id  # always the caller: a user_id in the body is ignored (output only)
+        r = await call(
+            self.s.auth.UpdateUser, auth_pb2.UpdateUserRequest(user=user, update_mask=request.update_mask)
+        )
+        return mobile_pb2.UpdateMeResponse(user=r.user)
 
     # -- pets ----------------------------------------------------------------------------------------
     async def CreatePet(

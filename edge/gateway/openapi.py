@@ -237,10 +237,18 @@ def _summary(description: str) -> str:
 
 
 class _Schemas:
-    def __init__(self, index: _Index, roots: Iterable[str]) -> None:
+    def __init__(self, index: _Index, roots: Iterable[str], request_roots: Iterable[str] = ()) -> None:
         self.index = index
         self.components: dict[str, dict[str, Any]] = {}
         self.names = self._component_names(roots)
+        # a message both requests and responses carry has two schemas: ``<Name>`` as answered (every
+        # field that always comes back required) and ``<Name>Input`` as sent (the validation rules)
+        self.in_requests = self._reachable(request_roots)
+        self.in_responses = self._reachable(set(roots) - set(request_roots))
+        taken = set(self.names.values())
+        assert not {f"{short}Input" for short in taken} & taken, (
+            "a <Name>Input schema would name two messages"
+        )
 
     # ---- naming: short names where unambiguous, full names otherwise
     def _reachable(self, roots: Iterable[str]) -> set[str]:
@@ -277,17 +285,26 @@ class _Schemas:
         bare = name.lstrip(".")
         return bare[len(package) + 1 :] if package and bare.startswith(package + ".") else bare
 
-    def ref(self, type_name: str) -> dict[str, Any]:
+    def ref(self, type_name: str, *, request: bool = False) -> dict[str, Any]:
+        """A reference to the schema of a message or enum, as a request sends it (``request``) or a
+        response answers it."""
         bare = type_name.lstrip(".")
         if bare in _WELL_KNOWN:
             return dict(_WELL_KNOWN[bare])
-        name = self.names.get(type_name) or self.names.get(f".{bare}") or bare
+        full = f".{bare}"
+        name = self.names.get(type_name) or self.names.get(full) or bare
+        enum = full in self.index.enums
+        if not enum:
+            if full in self.in_requests and full in self.in_responses:
+                name = f"{name}Input" if request else name
+            else:  # one schema for a message only requests (or only responses) carry, as they carry it
+                request = full in self.in_requests
         if name not in self.components:
             self.components[name] = {}  # placeholder against recursion
-            if type_name in self.index.enums or f".{bare}" in self.index.enums:
-                self.components[name] = self._enum(self.index.enums[f".{bare}"])
+            if enum:
+                self.components[name] = self._enum(self.index.enums[full])
             else:
-                self.components[name] = self.message(self.index.messages[f".{bare}"])
+                self.components[name] = self.message(self.index.messages[full], request=request)
         return {"$ref": f"#/components/schemas/{name}"}
 
     def _enum(self, e: _Enum) -> dict[str, Any]:
@@ -303,15 +320,19 @@ class _Schemas:
             schema["description"] = text
         return schema
 
-    def message(self, msg: _Message, *, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    def message(self, msg: _Message, *, exclude: Iterable[str] = (), request: bool = False) -> dict[str, Any]:
+        """The message's schema as a request sends it (``request``: ``required`` from the validation
+        rules) or as a response answers it (``required``: every field that always comes back; the
+        transcoder prints the fields without presence even at their defaults, see
+        :func:`_always_printed`).  Output-only fields are ``readOnly``."""
         excluded = set(exclude)
         props: dict[str, Any] = {}
         required: list[str] = []
         for i, f in enumerate(msg.proto.field):
             if f.name in excluded:
                 continue
-            props[f.name] = self.field(msg, i)
-            if _is_required(f):
+            props[f.name] = self.field(msg, i, request=request)
+            if _is_required(f) if request else _always_printed(f):
                 required.append(f.name)
         schema: dict[str, Any] = {"type": "object", "properties": props}
         if required:
@@ -324,19 +345,19 @@ class _Schemas:
             schema["description"] = desc
         return schema
 
-    def field(self, msg: _Message, i: int) -> dict[str, Any]:
+    def field(self, msg: _Message, i: int, *, request: bool = False) -> dict[str, Any]:
         f = msg.proto.field[i]
         map_entry = self._map_entry(f)
         if map_entry is not None:
             schema: dict[str, Any] = {
                 "type": "object",
-                "additionalProperties": self._single(map_entry.proto.field[1]),
+                "additionalProperties": self._single(map_entry.proto.field[1], request),
             }
         elif f.label == _T.LABEL_REPEATED:
-            schema = {"type": "array", "items": self._single(f)}
+            schema = {"type": "array", "items": self._single(f, request)}
             _apply_repeated_rules(schema, f)
         else:
-            schema = self._single(f)
+            schema = self._single(f, request)
         desc = self.index.comment(msg.file, (*msg.path, 2, i))
         if desc:
             schema["description"] = desc
@@ -347,11 +368,9 @@ class _Schemas:
             schema["writeOnly"] = True
         return schema
 
-    def _single(self, f: descriptor_pb2.FieldDescriptorProto) -> dict[str, Any]:
-        if f.type in (_T.TYPE_MESSAGE, _T.TYPE_GROUP):
-            return self.ref(f.type_name)
-        if f.type == _T.TYPE_ENUM:
-            return self.ref(f.type_name)
+    def _single(self, f: descriptor_pb2.FieldDescriptorProto, request: bool = False) -> dict[str, Any]:
+        if f.type in (_T.TYPE_MESSAGE, _T.TYPE_GROUP, _T.TYPE_ENUM):
+            return self.ref(f.type_name, request=request)
         schema = dict(_SCALARS[f.type])
         _apply_scalar_rules(schema, f)
         return schema
@@ -379,7 +398,7 @@ class _Schemas:
                         self.index.messages[f.type_name], exclude, f"{name}.", depth + 1
                     )
                 continue
-            schema = self.field(msg, i)
+            schema = self.field(msg, i, request=True)
             description = schema.pop("description", "")
             param: dict[str, Any] = {
                 "name": name,
@@ -394,6 +413,16 @@ class _Schemas:
                 param["explode"] = True
             out.append(param)
         return out
+
+
+def _always_printed(f: descriptor_pb2.FieldDescriptorProto) -> bool:
+    """Envoy's transcoder prints the field even at its default: no presence (not a message, not
+    ``optional``, in no oneof), or repeated / a map (printed as ``[]`` / ``{}``)."""
+    if f.label == _T.LABEL_REPEATED:
+        return True
+    if f.type in (_T.TYPE_MESSAGE, _T.TYPE_GROUP) or f.proto3_optional:
+        return False
+    return not f.HasField("oneof_index")
 
 
 def _field_behavior(f: descriptor_pb2.FieldDescriptorProto) -> list[int]:
@@ -483,8 +512,8 @@ def _apply_scalar_rules(schema: dict[str, Any], f: descriptor_pb2.FieldDescripto
         if rules.ignore == validate_pb2.IGNORE_IF_ZERO_VALUE:
             # the rules apply to a non-empty value only: "" (unset) is valid, in requests and responses
             shape = {k: schema.pop(k) for k in ("minLength", "pattern", "format") if k in schema}
-            if shape:
-                schema["anyOf"] = [{"const": ""}, shape]
+            if shape:  # each branch typed, so generated clients see a string, not ``unknown``
+                schema["anyOf"] = [{"type": "string", "const": ""}, {"type": "string", **shape}]
     elif kind in ("int32", "sint32", "sfixed32", "uint32", "fixed32", "double", "float"):
         r = getattr(rules, kind)
         for attr, key in (
@@ -561,9 +590,12 @@ def build_openapi(
     if missing:
         raise ValueError(f"services not in the descriptor set: {', '.join(sorted(missing))}")
 
-    roots = [m.input_type for _, _, _, svc in found for m in svc.method]
-    roots += [m.output_type for _, _, _, svc in found for m in svc.method]
-    schemas = _Schemas(index, roots)
+    # the messages of the routed methods only: a service's other methods (AuthService's Login next to
+    # its JWKS route) would make two components of one short name (``petpro.mobile.v1.LoginRequest``)
+    routed = [m for _, _, _, svc in found for m in svc.method if m.options.HasExtension(annotations_pb2.http)]
+    request_roots = [m.input_type for m in routed]
+    roots = request_roots + [m.output_type for m in routed]
+    schemas = _Schemas(index, roots, request_roots)
     paths: dict[str, dict[str, Any]] = {}
     tags: list[str] = []
     descriptions = []
@@ -597,7 +629,7 @@ def build_openapi(
                     created=route.creates,
                     headers=headers.get(method.name, []),
                 )
-                oas_path = _PATH_VAR.sub(lambda m: "{" + m.group(1) + "}", template)
+                oas_path = _oas_path(template)
                 paths.setdefault(oas_path, {})[verb] = op
                 if op["tags"][0] not in tags:
                     tags.append(op["tags"][0])
@@ -657,11 +689,18 @@ def _operation(
 ) -> dict[str, Any]:
     request = index.messages[method.input_type]
     path_vars = [m.group(1) for m in _PATH_VAR.finditer(template)]
+    names = _path_names(path_vars)
     params: list[dict[str, Any]] = []
     for var in path_vars:
-        params.append(
-            {"name": var, "in": "path", "required": True, **_path_param_schema(schemas, request, var)}
-        )
+        param = {
+            "name": names[var],
+            "in": "path",
+            "required": True,
+            **_path_param_schema(schemas, request, var),
+        }
+        if names[var] != var:
+            param["x-proto-field"] = var  # the request field the segment binds (the URL is the same)
+        params.append(param)
     params += [dict(h) for h in headers]
 
     op: dict[str, Any] = {
@@ -677,14 +716,17 @@ def _operation(
     if body == "*":
         if path_vars:
             name = f"{schemas.names.get(method.input_type, method.input_type.split('.')[-1])}Body"
-            schemas.components[name] = schemas.message(request, exclude=top_path_fields)
+            schemas.components[name] = schemas.message(request, exclude=top_path_fields, request=True)
             body_schema = {"$ref": f"#/components/schemas/{name}"}
         else:
-            body_schema = schemas.ref(method.input_type)
+            body_schema = schemas.ref(method.input_type, request=True)
         op["requestBody"] = {"required": True, "content": _json_content(body_schema)}
     elif body:
         i = next(i for i, f in enumerate(request.proto.field) if f.name == body)
-        op["requestBody"] = {"required": True, "content": _json_content(schemas.field(request, i))}
+        op["requestBody"] = {
+            "required": True,
+            "content": _json_content(schemas.field(request, i, request=True)),
+        }
         params += schemas.query_parameters(request, set(path_vars) | {body})
     else:
         params += schemas.query_parameters(request, set(path_vars))
@@ -724,6 +766,22 @@ def _operation(
     return op
 
 
+def _path_names(path_vars: list[str]) -> dict[str, str]:
+    """Plain OpenAPI names for a template's variables: ``clinic.clinic_id`` → ``clinic_id`` (the last
+    field; ``clinic_date`` style when two would clash).  Only the template's names change: the URLs
+    are the same, so Envoy's transcoder, which reads the proto's rule, needs no mapping."""
+    last = [v.rsplit(".", 1)[-1] for v in path_vars]
+    return {
+        v: (n if last.count(n) == 1 else v.replace(".", "_")) for v, n in zip(path_vars, last, strict=True)
+    }
+
+
+def _oas_path(template: str) -> str:
+    """The OpenAPI path of a ``google.api.http`` template, with plain variable names."""
+    names = _path_names([m.group(1) for m in _PATH_VAR.finditer(template)])
+    return _PATH_VAR.sub(lambda m: "{" + names[m.group(1)] + "}", template)
+
+
 def _path_param_schema(schemas: _Schemas, request: _Message, var: str) -> dict[str, Any]:
     msg = request
     parts = var.split(".")
@@ -732,7 +790,7 @@ def _path_param_schema(schemas: _Schemas, request: _Message, var: str) -> dict[s
         if i is None:
             return {"schema": {"type": "string"}}
         if depth == len(parts) - 1:
-            schema = schemas.field(msg, i)
+            schema = schemas.field(msg, i, request=True)
             description = schema.pop("description", "")
             return {"schema": schema, **({"description": description} if description else {})}
         msg = schemas.index.messages[msg.proto.field[i].type_name]

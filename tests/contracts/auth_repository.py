@@ -7,7 +7,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from auth_svc.domain import Invitation, Session, User, hash_secret
+from auth_svc.domain import (
+    EMAIL_VERIFICATION,
+    PASSWORD_RESET,
+    Invitation,
+    LinkToken,
+    Session,
+    User,
+    hash_secret,
+)
 from auth_svc.ports import UnitOfWork
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
@@ -55,6 +63,20 @@ def invitation(clinic: uuid.UUID, to: str, **over: object) -> Invitation:
     }
     fields.update(over)
     return Invitation(**fields)  # type: ignore[arg-type]
+
+
+def link(user_id: uuid.UUID, purpose: str = PASSWORD_RESET, **over: object) -> LinkToken:
+    fields: dict[str, object] = {
+        "id": uuid.uuid4(),
+        "user_id": user_id,
+        "purpose": purpose,
+        "email": email(),
+        "token_hash": hash_secret(uuid.uuid4().hex),
+        "expires_at": NOW + timedelta(minutes=30),
+        "created_at": NOW,
+    }
+    fields.update(over)
+    return LinkToken(**fields)  # type: ignore[arg-type]
 
 
 class AuthRepositoryContract:
@@ -161,6 +183,147 @@ class AuthRepositoryContract:
             assert await repo.session_revoked_at(a1.id) == (True, NOW)  # already revoked: kept
             assert await repo.session_revoked_at(a2.id) == (True, NOW + timedelta(hours=1))
             assert await repo.session_revoked_at(b1.id) == (True, None)
+
+    async def test_revoking_a_users_sessions_can_keep_the_callers(self, uow: UnitOfWork) -> None:
+        ana = user()
+        mine, other = session(ana.id), session(ana.id)
+        async with uow() as repo:
+            await repo.add_user(ana)
+            await repo.add_session(mine)
+            await repo.add_session(other)
+            await repo.revoke_user_sessions(ana.id, NOW, keep=mine.id)
+        async with uow() as repo:
+            assert await repo.session_revoked_at(mine.id) == (True, None)
+            assert await repo.session_revoked_at(other.id) == (True, NOW)
+
+    # -- the owner's account --------------------------------------------------------------------------
+    async def test_the_profile_and_the_verification_are_stored(self, uow: UnitOfWork) -> None:
+        ana = user(email_verified_at=NOW, phone="+43123456789", locale="de-AT", time_zone="Europe/Vienna")
+        bob = user()
+        async with uow() as repo:
+            await repo.add_user(ana)
+            await repo.add_user(bob)
+        async with uow() as repo:
+            assert await repo.user_by_id(ana.id) == ana
+            found = await repo.user_by_id(bob.id)
+        assert found is not None and (
+            found.email_verified_at,
+            found.phone,
+            found.locale,
+            found.time_zone,
+        ) == (
+            None,
+            "",
+            "",
+            "",
+        )
+
+    async def test_save_profile_changes_only_the_profile(self, uow: UnitOfWork) -> None:
+        ana = user(locale="en")
+        async with uow() as repo:
+            await repo.add_user(ana)
+        changed = User(
+            id=ana.id,
+            email=email(),  # not a profile field: ignored
+            name="Ana Maria",
+            password_hash="other",
+            roles=("PLATFORM_ADMIN",),
+            created_at=NOW + timedelta(days=1),
+            email_verified_at=NOW,
+            phone="+4915112345678",
+            locale="de-DE",
+            time_zone="Europe/Berlin",
+        )
+        async with uow() as repo:
+            await repo.save_profile(changed)
+        async with uow() as repo:
+            stored = await repo.user_by_id(ana.id)
+        assert stored is not None
+        assert (stored.name, stored.phone, stored.locale, stored.time_zone) == (
+            "Ana Maria",
+            "+4915112345678",
+            "de-DE",
+            "Europe/Berlin",
+        )
+        assert (
+            stored.email,
+            stored.password_hash,
+            stored.roles,
+            stored.created_at,
+            stored.email_verified_at,
+        ) == (
+            ana.email,
+            ana.password_hash,
+            ana.roles,
+            ana.created_at,
+            None,
+        )
+
+    async def test_a_changed_email_is_unverified_and_a_taken_one_refused(self, uow: UnitOfWork) -> None:
+        ana, bob = user(email_verified_at=NOW), user()
+        new = email()
+        async with uow() as repo:
+            await repo.add_user(ana)
+            await repo.add_user(bob)
+        async with uow() as repo:
+            assert not await repo.change_email(ana.id, bob.email)
+            assert await repo.change_email(ana.id, new)
+            assert await repo.change_email(ana.id, new)  # its own email again: no conflict
+        async with uow() as repo:
+            by_new, by_old = await repo.user_by_email(new), await repo.user_by_email(ana.email)
+        assert by_old is None
+        assert by_new is not None and (by_new.id, by_new.email_verified_at) == (ana.id, None)
+
+    async def test_an_email_is_verified_only_while_it_is_the_users(self, uow: UnitOfWork) -> None:
+        ana = user()
+        async with uow() as repo:
+            await repo.add_user(ana)
+        async with uow() as repo:
+            assert not await repo.set_email_verified(ana.id, email(), NOW)  # another address
+            assert not await repo.set_email_verified(uuid.uuid4(), ana.email, NOW)  # another user
+        async with uow() as repo:
+            found = await repo.user_by_id(ana.id)
+            assert found is not None and found.email_verified_at is None
+            assert await repo.set_email_verified(ana.id, ana.email, NOW)
+        async with uow() as repo:
+            found = await repo.user_by_id(ana.id)
+        assert found is not None and found.email_verified_at == NOW
+
+    async def test_a_new_link_replaces_the_unused_one_of_its_purpose(self, uow: UnitOfWork) -> None:
+        ana, bob = user(), user()
+        used, first, second = link(ana.id), link(ana.id), link(ana.id)
+        verification, bobs = link(ana.id, EMAIL_VERIFICATION), link(bob.id)
+        async with uow() as repo:
+            await repo.add_user(ana)
+            await repo.add_user(bob)
+            await repo.replace_link(used)
+            await repo.mark_link_used(used.id, NOW + timedelta(minutes=1))
+            await repo.replace_link(first)
+            await repo.replace_link(verification)
+            await repo.replace_link(bobs)
+            await repo.replace_link(second)
+        async with uow() as repo:
+            assert await repo.link_for_update(first.token_hash) is None  # replaced
+            assert await repo.link_for_update(second.token_hash) == second
+            assert await repo.link_for_update(verification.token_hash) == verification  # another purpose
+            assert await repo.link_for_update(bobs.token_hash) == bobs  # another account
+            kept = await repo.link_for_update(used.token_hash)  # a used one stays, to say it was used
+            assert kept is not None and kept.used_at == NOW + timedelta(minutes=1)
+            assert await repo.link_for_update(hash_secret("never issued")) is None
+
+    async def test_a_link_is_marked_used(self, uow: UnitOfWork) -> None:
+        ana = user()
+        lnk = link(ana.id, EMAIL_VERIFICATION, email=ana.email)
+        async with uow() as repo:
+            await repo.add_user(ana)
+            await repo.replace_link(lnk)
+        async with uow() as repo:
+            found = await repo.link_for_update(lnk.token_hash)
+            assert found is not None and found.used_at is None
+            await repo.mark_link_used(lnk.id, NOW + timedelta(minutes=3))
+        async with uow() as repo:
+            found = await repo.link_for_update(lnk.token_hash)
+        assert found is not None and found.used_at == NOW + timedelta(minutes=3)
 
     # -- memberships ----------------------------------------------------------------------------------
     async def test_memberships_are_put_changed_and_removed(self, uow: UnitOfWork) -> None:

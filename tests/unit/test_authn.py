@@ -1,10 +1,13 @@
-"""The edge's token cache (cachetools TLRU): brief, bounded by LRU, never past the token's expiry."""
+"""The edge's token cache (cachetools TLRU): brief, bounded by LRU, never past the token's expiry; a revoked
+token works at most the cache's ttl after its session ended."""
 
 from __future__ import annotations
 
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from petpro.authn import Authenticator, Principal, TokenCache
+from petpro.errors import Unauthenticated
 from petpro_api.auth.v1 import auth_pb2
 
 
@@ -95,3 +98,31 @@ async def test_authenticator_asks_auth_once_per_token_while_cached() -> None:
     clock.now += 6
     await authn.validate("tok")
     assert auth.calls == ["tok", "tok"]
+
+
+class RevokingAuth(FakeAuth):
+    """ValidateToken that refuses once the session is ended (as auth_svc does after a logout)."""
+
+    revoked = False
+
+    async def ValidateToken(self, request: auth_pb2.ValidateTokenRequest) -> auth_pb2.ValidateTokenResponse:
+        if self.revoked:
+            raise Unauthenticated("token was revoked", reason="TOKEN_REVOKED")
+        response = await super().ValidateToken(request)
+        response.session_id = "s1"
+        return response
+
+
+async def test_a_revoked_token_is_refused_once_the_cache_lets_go_of_it() -> None:
+    """The bound docs/api.md states: an access token of an ended session works at most the cache's ttl."""
+    clock = Clock()
+    auth = RevokingAuth(expires_at=int(clock.now) + 900)
+    authn = Authenticator(auth, TokenCache(ttl=5, timer=clock))  # type: ignore[arg-type]
+    assert (await authn.validate("tok")).session_id == "s1"
+    auth.revoked = True  # logout, log out everywhere, password change or reset
+    clock.now += 4.9
+    await authn.validate("tok")  # still cached: within the bound
+    clock.now += 0.2
+    with pytest.raises(Unauthenticated) as exc:
+        await authn.validate("tok")
+    assert exc.value.reason == "TOKEN_REVOKED"

@@ -33,7 +33,7 @@ def _bounded(f: _d.FieldDescriptor) -> bool:
     if r is None:
         return False
     if f.type == f.TYPE_STRING:
-        s = r.string
+        s = r.repeated.items.string if f.is_repeated else r.string
         return (
             s.HasField("max_len")
             or s.HasField("len")

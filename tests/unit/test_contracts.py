@@ -147,6 +147,16 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow", "*"),
         ("GET", "/v1/me/notification-preferences", ""),
         ("PATCH", "/v1/me/notification-preferences", "*"),
+        ("POST", "/v1/auth/password-reset", "*"),
+        ("POST", "/v1/auth/password-reset:confirm", "*"),
+        ("POST", "/v1/auth/email:verify", "*"),
+        ("POST", "/v1/auth/logout", "*"),
+        ("GET", "/v1/me", ""),
+        ("PATCH", "/v1/me", "user"),
+        ("POST", "/v1/me/email:sendVerification", "*"),
+        ("POST", "/v1/me/email:change", "*"),
+        ("POST", "/v1/me/password:change", "*"),
+        ("POST", "/v1/me/sessions:revokeAll", "*"),
     }
     auth = "petpro.auth.v1.AuthService"
     assert {r for r in routes if r[0] == auth} == {(auth, "GET", "/.well-known/jwks.json", "")}

@@ -552,7 +552,7 @@ def test_every_grpcurl_call_names_a_served_method_and_a_valid_request() -> None:
     ("path", "expected"),
     [
         ("/v1/bookings/$BOOKING:cancel", "/v1/bookings/{booking_id}:cancel"),
-        ("/v1/services/<service_id>", "/v1/services/{service.service_id}"),
+        ("/v1/services/<service_id>", "/v1/services/{service_id}"),
         ("/v1/clinics/7b0c1f0e-2a57-4e0c-9a55-1c1f3b0d5e01/services", "/v1/clinics/{clinic_id}/services"),
         ("/v1/nowhere", None),
     ],

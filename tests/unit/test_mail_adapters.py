@@ -96,3 +96,44 @@ async def test_a_booking_mail_refused_for_good_is_message_refused_a_deferral_is_
         await SmtpMailer(RecordingSmtp(SmtpPermanentError("550 no such user", 550)), "b@petpro.dev").send(n)  # type: ignore[arg-type]
     with pytest.raises(SmtpTransientError):  # retried with back-off by NotifyHandlers
         await SmtpMailer(RecordingSmtp(SmtpTransientError("451 later", 451)), "b@petpro.dev").send(n)  # type: ignore[arg-type]
+
+
+async def test_account_mails_are_queued_and_sent_in_the_background(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from auth_svc.adapters.mail import AccountMailer
+
+    smtp = RecordingSmtp(fail=SmtpTransientError("451 try later", 451))
+    mailer = AccountMailer(smtp, "PetPro <accounts@petpro.dev>", "https://api.petpro.test/")  # type: ignore[arg-type]
+    mailer.password_reset("ana@example.test", "Ana", "tok-first-0123456789", AT)  # fails once: dropped
+    mailer.password_reset("ana@example.test", "Ana", "tok-second-0123456789", AT)
+    mailer.verify_email("ana@example.test", "Ana", "tok-verify-0123456789", AT)
+    mailer.email_changed("old@example.test", "ana@example.test", "Ana")
+    assert smtp.sent == []  # posting sends nothing while the caller waits
+    runner = asyncio.create_task(mailer.run())
+    await asyncio.wait_for(mailer.queue.join(), 5)
+    runner.cancel()
+    kinds = [(m["X-PetPro-Mail"], to, attrs["petpro.mail"]) for m, _, to, attrs in smtp.sent]
+    assert kinds == [
+        ("password-reset", ["ana@example.test"], "password-reset"),
+        ("verify-email", ["ana@example.test"], "verify-email"),
+        ("email-changed", ["old@example.test"], "email-changed"),
+    ]
+    reset, verify, changed = (m.get_content() for m, *_ in smtp.sent)
+    assert (
+        "https://api.petpro.test/v1/auth/password-reset:confirm" in reset and "tok-second-0123456789" in reset
+    )
+    assert "https://api.petpro.test/v1/auth/email:verify" in verify and "tok-verify-0123456789" in verify
+    assert "old@example.test to ana@example.test" in changed
+    assert "password-reset mail to ana@example.test not sent" in caplog.text
+    assert "tok-" not in caplog.text  # a token is never logged
+
+
+async def test_account_mails_left_in_the_queue_are_sent_on_shutdown() -> None:
+    from auth_svc.adapters.mail import AccountMailer
+
+    smtp = RecordingSmtp()
+    mailer = AccountMailer(smtp, "PetPro <accounts@petpro.dev>", "http://edge")  # type: ignore[arg-type]
+    mailer.verify_email("ana@example.test", "Ana", "tok-0123456789abcdef", AT)
+    await mailer.drain()
+    assert [to for _, _, to, _ in smtp.sent] == [["ana@example.test"]]

@@ -17,6 +17,16 @@ ROUTES = {
     ("post", "/v1/auth/register"): ("Register", False),
     ("post", "/v1/auth/login"): ("Login", False),
     ("post", "/v1/auth/refresh"): ("RefreshToken", False),
+    ("post", "/v1/auth/password-reset"): ("RequestPasswordReset", False),
+    ("post", "/v1/auth/password-reset:confirm"): ("ResetPassword", False),
+    ("post", "/v1/auth/email:verify"): ("VerifyEmail", False),
+    ("post", "/v1/auth/logout"): ("Logout", True),
+    ("get", "/v1/me"): ("GetMe", True),
+    ("patch", "/v1/me"): ("UpdateMe", True),
+    ("post", "/v1/me/email:sendVerification"): ("ResendVerificationEmail", True),
+    ("post", "/v1/me/email:change"): ("ChangeEmail", True),
+    ("post", "/v1/me/password:change"): ("ChangePassword", True),
+    ("post", "/v1/me/sessions:revokeAll"): ("LogoutEverywhere", True),
     ("get", "/v1/clinics"): ("ListClinics", False),
     ("get", "/v1/clinics/{clinic_id}/services"): ("ListServices", False),
     ("get", "/v1/services/{service_id}/availability"): ("GetAvailability", False),
@@ -210,3 +220,79 @@ async def test_docs_page_is_swagger_ui_served_offline() -> None:
         assert '"/openapi.json"' in init.text
         assert (await client.get("/openapi.json")).json()["info"]["title"] in page.text
         assert (await client.get("/docs/assets/other.js")).status_code == 404
+
+
+# -- what a generated strict client needs (openapi-typescript + tsc --strict, `make ts-check`) -------------
+def _walk(node: Any) -> Any:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def test_every_alternative_is_typed(doc: dict[str, Any]) -> None:
+    """An anyOf branch without a type reads as `unknown` in a generated client (ids were `unknown`)."""
+    for node in _walk(doc):
+        for branch in node.get("anyOf", []):
+            assert "type" in branch or "$ref" in branch, node
+
+
+def test_optional_ids_are_strings_or_empty(doc: dict[str, Any]) -> None:
+    clinic = doc["components"]["schemas"]["ClinicInput"]["properties"]["clinic_id"]
+    assert clinic["type"] == "string"
+    assert clinic["anyOf"] == [{"type": "string", "const": ""}, {"type": "string", "format": "uuid"}]
+
+
+def test_path_parameters_have_plain_names(doc: dict[str, Any]) -> None:
+    """No `{clinic.clinic_id}`: generated clients and schemathesis template plain names; the URLs are
+    the same, so Envoy (which reads the protos' rules) needs nothing."""
+    assert "/v1/clinics/{clinic_id}" in doc["paths"] and "/v1/services/{service_id}" in doc["paths"]
+    assert set(doc["paths"]["/v1/clinics/{clinic_id}/day-overrides/{date}"]) == {"put", "delete"}
+    for path, item in doc["paths"].items():
+        names = re.findall(r"\{([^}]+)\}", path)
+        assert all("." not in n for n in names), path
+        for op in item.values():
+            params = [p for p in op.get("parameters", []) if p["in"] == "path"]
+            assert [p["name"] for p in params] == names, path
+    [param] = [p for p in doc["paths"]["/v1/clinics/{clinic_id}"]["patch"]["parameters"] if p["in"] == "path"]
+    assert (param["x-proto-field"], param["schema"]["type"]) == ("clinic.clinic_id", "string")
+
+
+def test_output_fields_are_read_only_and_required_where_they_always_come_back(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    user, user_input = schemas["User"], schemas["UserInput"]
+    assert user["properties"]["user_id"]["readOnly"] and user["properties"]["email_verified"]["readOnly"]
+    # answered: every field without presence is printed (scalars, enums, lists), messages may be absent
+    assert set(user["required"]) == {
+        "user_id", "email", "name", "roles", "clinic_ids", "memberships", "email_verified", "phone",
+        "locale", "time_zone",
+    }  # fmt: skip
+    assert "required" not in user_input  # sent: nothing output-only is asked for
+    assert set(schemas["LoginResponse"]["required"]) == {
+        "access_token",
+        "refresh_token",
+        "token_type",
+        "expires_in",
+    }
+    booking = schemas["Booking"]
+    assert {"booking_id", "state", "clinic_id"} <= set(booking["required"])
+    assert "slot_start_time" not in booking["required"] and "amount" not in booking["required"]
+
+
+def test_requests_send_input_schemas_and_responses_answer_the_others(doc: dict[str, Any]) -> None:
+    patch = doc["paths"]["/v1/me"]["patch"]
+    assert patch["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/UserInput")
+    me = _resolve(doc, patch["responses"]["200"]["content"]["application/json"]["schema"])
+    assert me["properties"]["user"]["$ref"].endswith("/User")
+    create = _resolve(
+        doc, doc["paths"]["/v1/pets"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    )
+    assert set(create["required"]) == {"name", "species"}  # a request: the validation rules only
+
+
+def test_enums_are_string_enums(doc: dict[str, Any]) -> None:
+    enums = [s for s in doc["components"]["schemas"].values() if "enum" in s]
+    assert enums and all(s["type"] == "string" and all(isinstance(v, str) for v in s["enum"]) for s in enums)

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from argon2 import PasswordHasher
+from google.protobuf import field_mask_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -80,16 +81,37 @@ async def auth(tmp_path: Path):
     from auth_svc.server import AuthSettings, build
 
     store = AuthStore()
-    settings = AuthSettings(signing_key_file=tmp_path / "auth-signing.pem", grace_seconds=0)
+    settings = AuthSettings(
+        signing_key_file=tmp_path / "auth-signing.pem", grace_seconds=0, reset_answer_seconds=0
+    )
     app = build(
         settings,
         uow=auth_uow(store),
         read=auth_uow(store),
         passwords=Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)),
         throttle=NoThrottle(),
+        account_mail=(mail := AccountMail()),
     )
     async for channel in _serve(app):
-        yield auth_pb2_grpc.AuthServiceStub(channel), store
+        stub = auth_pb2_grpc.AuthServiceStub(channel)
+        stub.mail = mail  # type: ignore[attr-defined]
+        yield stub, store
+
+
+class AccountMail:
+    """The AccountMail port: (kind, to, token)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def password_reset(self, to: str, name: str, token: str, expires_at: object) -> None:
+        self.sent.append(("reset", to, token))
+
+    def verify_email(self, to: str, name: str, token: str, expires_at: object) -> None:
+        self.sent.append(("verify", to, token))
+
+    def email_changed(self, old: str, new: str, name: str) -> None:
+        self.sent.append(("changed", old, new))
 
 
 async def test_auth_servicer_register_login_validate_refresh_revoke(auth):
@@ -134,6 +156,64 @@ async def test_auth_servicer_errors(auth):
         stub.Register(auth_pb2.RegisterRequest(email="not-an-email", password="x", name="A"))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "email" in fields
+
+
+async def test_auth_servicer_account_methods(auth):
+    stub, store = auth
+    reg = await stub.Register(
+        auth_pb2.RegisterRequest(
+            email="ana@example.test", password="correct horse battery", name="Ana", accept_language="de-AT"
+        )
+    )
+    assert (reg.user.locale, reg.user.email_verified) == ("de-AT", False)
+    uid = reg.user.user_id
+    login = await stub.Login(
+        auth_pb2.LoginRequest(email="ana@example.test", password="correct horse battery")
+    )
+    sid = (await stub.ValidateToken(auth_pb2.ValidateTokenRequest(token=login.access_token))).session_id
+    assert sid and uuid.UUID(sid) in store.sessions
+
+    mask = field_mask_pb2.FieldMask(paths=["phone", "time_zone"])
+    user = auth_pb2.User(user_id=uid, phone="+43664123456", time_zone="Europe/Vienna", name="ignored")
+    updated = (await stub.UpdateUser(auth_pb2.UpdateUserRequest(user=user, update_mask=mask))).user
+    assert (updated.phone, updated.time_zone, updated.name) == ("+43664123456", "Europe/Vienna", "Ana")
+    bad = auth_pb2.UpdateUserRequest(user=auth_pb2.User(user_id=uid, phone="12", locale="x_y"))
+    assert await _fails(stub.UpdateUser(bad)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
+        ["user.phone", "user.locale"],
+    )
+    weak = auth_pb2.ChangePasswordRequest(
+        user_id=uid, session_id=sid, current_password="correct horse battery", new_password="password1"
+    )
+    assert await _fails(stub.ChangePassword(weak)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "WEAK_PASSWORD",
+        ["new_password"],
+    )
+    wrong = auth_pb2.ChangeEmailRequest(user_id=uid, password="not it at all", new_email="new@example.test")
+    assert (await _fails(stub.ChangeEmail(wrong)))[:2] == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "WRONG_PASSWORD",
+    )
+    other = auth_pb2.LogoutRequest(user_id=str(uuid.uuid4()), refresh_token=login.refresh_token)
+    assert (await _fails(stub.Logout(other)))[:2] == (grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND")
+
+    await stub.RequestPasswordReset(auth_pb2.RequestPasswordResetRequest(email="ana@example.test"))
+    token = [t for kind, _, t in stub.mail.sent if kind == "reset"][-1]
+    reset = auth_pb2.ResetPasswordRequest(
+        email="ana@example.test", token=token, new_password="staple cheese mountain"
+    )
+    await stub.ResetPassword(reset)
+    assert (await _fails(stub.ResetPassword(reset)))[:2] == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "LINK_TOKEN_USED",
+    )
+    assert (await _fails(stub.ValidateToken(auth_pb2.ValidateTokenRequest(token=login.access_token))))[1] == (
+        "TOKEN_REVOKED"
+    )
+    got = (await stub.GetUser(auth_pb2.GetUserRequest(user_id=uid))).user
+    assert got.email_verified and got.phone == "+43664123456"
 
 
 # -- booking ------------------------------------------------------------------------------------------

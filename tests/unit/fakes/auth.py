@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from auth_svc.domain import Invitation, Member, Session, User
+from auth_svc.domain import Invitation, LinkToken, Member, Session, User
 from tests.unit.fakes import FakeUnitOfWork
 
 
@@ -17,6 +17,7 @@ class AuthStore:
     users: dict[uuid.UUID, User] = field(default_factory=dict)
     sessions: dict[uuid.UUID, Session] = field(default_factory=dict)
     invitations: dict[uuid.UUID, Invitation] = field(default_factory=dict)
+    links: dict[uuid.UUID, LinkToken] = field(default_factory=dict)
 
 
 class FakeAuthRepository:
@@ -115,10 +116,53 @@ class FakeAuthRepository:
     async def mark_accepted(self, invitation_id: uuid.UUID, at: datetime) -> None:
         self.store.invitations[invitation_id].accepted_at = at
 
-    async def revoke_user_sessions(self, user_id: uuid.UUID, at: datetime) -> None:
+    async def revoke_user_sessions(
+        self, user_id: uuid.UUID, at: datetime, *, keep: uuid.UUID | None = None
+    ) -> None:
         for s in self.store.sessions.values():
-            if s.user_id == user_id and s.revoked_at is None:
+            if s.user_id == user_id and s.revoked_at is None and s.id != keep:
                 s.revoked_at = at
+
+    # -- the owner's account
+    async def save_profile(self, user: User) -> None:
+        stored = self.store.users.get(user.id)
+        if stored is not None:
+            stored.name, stored.phone, stored.locale, stored.time_zone = (
+                user.name,
+                user.phone,
+                user.locale,
+                user.time_zone,
+            )
+
+    async def change_email(self, user_id: uuid.UUID, email: str) -> bool:
+        if any(u.email == email and u.id != user_id for u in self.store.users.values()):
+            return False
+        stored = self.store.users.get(user_id)
+        if stored is not None:
+            stored.email, stored.email_verified_at = email, None
+        return True
+
+    async def set_email_verified(self, user_id: uuid.UUID, email: str, at: datetime) -> bool:
+        stored = self.store.users.get(user_id)
+        if stored is None or stored.email != email:
+            return False
+        stored.email_verified_at = at
+        return True
+
+    async def replace_link(self, link: LinkToken) -> None:
+        assert all(old.token_hash != link.token_hash for old in self.store.links.values())
+        for key, old in list(self.store.links.items()):
+            if (old.user_id, old.purpose) == (link.user_id, link.purpose) and old.used_at is None:
+                del self.store.links[key]
+        self.store.links[link.id] = replace(copy.deepcopy(link), used_at=None)
+
+    async def link_for_update(self, token_hash: str) -> LinkToken | None:
+        return copy.deepcopy(next((t for t in self.store.links.values() if t.token_hash == token_hash), None))
+
+    async def mark_link_used(self, link_id: uuid.UUID, at: datetime) -> None:
+        link = self.store.links.get(link_id)
+        if link is not None:
+            link.used_at = at
 
 
 def auth_uow(store: AuthStore | None = None) -> FakeUnitOfWork[AuthStore, FakeAuthRepository]:

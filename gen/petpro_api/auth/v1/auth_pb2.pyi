@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -115,12 +116,28 @@ class User(_message.Message):
     CLINIC_IDS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     MEMBERSHIPS_FIELD_NUMBER: _builtins.int
+    EMAIL_VERIFIED_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Server-assigned UUID."""
     email: _builtins.str
-    """Login email, stored lower-cased."""
+    """Login email, stored lower-cased (changed with its own method, which verifies it again)."""
     name: _builtins.str
     """Display name."""
+    email_verified: _builtins.bool
+    """Whether `email` is confirmed (its verification link was used, or a password reset mailed to
+    it). Unverified accounts work; the app may remind the owner.
+    """
+    phone: _builtins.str
+    """Phone number in E.164 form, e.g. "+43123456789"; empty when not given."""
+    locale: _builtins.str
+    """Preferred language, a BCP 47 tag, e.g. "de-AT"; at registration the client's Accept-Language
+    unless given.
+    """
+    time_zone: _builtins.str
+    """IANA time zone to display times in, e.g. "Europe/Vienna"; empty: each clinic's own."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
         """Roles granted to the user."""
@@ -147,10 +164,14 @@ class User(_message.Message):
         clinic_ids: _abc.Iterable[_builtins.str] | None = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         memberships: _abc.Iterable[Global___ClinicMembership] | None = ...,
+        email_verified: _builtins.bool = ...,
+        phone: _builtins.str = ...,
+        locale: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "create_time", b"create_time", "email", b"email", "memberships", b"memberships", "name", b"name", "roles", b"roles", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "create_time", b"create_time", "email", b"email", "email_verified", b"email_verified", "locale", b"locale", "memberships", b"memberships", "name", b"name", "phone", b"phone", "roles", b"roles", "time_zone", b"time_zone", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -166,6 +187,9 @@ class RegisterRequest(_message.Message):
     PASSWORD_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    ACCEPT_LANGUAGE_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     """Login email; must not be registered yet."""
     password: _builtins.str
@@ -176,6 +200,12 @@ class RegisterRequest(_message.Message):
     """The end client's IP address as the edge saw it (registrations are throttled per address);
     empty for internal callers.
     """
+    locale: _builtins.str
+    """Preferred language (BCP 47); empty: the first well-formed one of `accept_language`."""
+    time_zone: _builtins.str
+    """IANA time zone for display; may be empty."""
+    accept_language: _builtins.str
+    """The client's Accept-Language header, as the edge received it."""
     def __init__(
         self,
         *,
@@ -183,10 +213,13 @@ class RegisterRequest(_message.Message):
         password: _builtins.str = ...,
         name: _builtins.str = ...,
         client_address: _builtins.str = ...,
+        locale: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        accept_language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "email", b"email", "name", b"name", "password", b"password"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_language", b"accept_language", "client_address", b"client_address", "email", b"email", "locale", b"locale", "name", b"name", "password", b"password", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -383,6 +416,7 @@ class ValidateTokenResponse(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     TOKEN_ID_FIELD_NUMBER: _builtins.int
     MEMBERSHIPS_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Subject of the token (user UUID)."""
     email: _builtins.str
@@ -391,6 +425,8 @@ class ValidateTokenResponse(_message.Message):
     """Display name of the user."""
     token_id: _builtins.str
     """Token id (JWT `jti`)."""
+    session_id: _builtins.str
+    """The login session the token belongs to (JWT `sid`); logging out ends it."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
         """Roles granted to the user."""
@@ -418,10 +454,11 @@ class ValidateTokenResponse(_message.Message):
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         token_id: _builtins.str = ...,
         memberships: _abc.Iterable[Global___ClinicMembership] | None = ...,
+        session_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "email", b"email", "expires_at", b"expires_at", "memberships", b"memberships", "name", b"name", "roles", b"roles", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "email", b"email", "expires_at", b"expires_at", "memberships", b"memberships", "name", b"name", "roles", b"roles", "session_id", b"session_id", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -560,3 +597,481 @@ class Jwk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Jwk: _TypeAlias = Jwk  # noqa: Y015
+
+@_typing.final
+class RequestPasswordResetRequest(_message.Message):
+    """Request for AuthService.RequestPasswordReset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The account's login email."""
+    client_address: _builtins.str
+    """The end client's IP address as the edge saw it; empty for internal callers."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "email", b"email"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestPasswordResetRequest: _TypeAlias = RequestPasswordResetRequest  # noqa: Y015
+
+@_typing.final
+class RequestPasswordResetResponse(_message.Message):
+    """Response for AuthService.RequestPasswordReset (the same whether or not the email has an account)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestPasswordResetResponse: _TypeAlias = RequestPasswordResetResponse  # noqa: Y015
+
+@_typing.final
+class ResetPasswordRequest(_message.Message):
+    """Request for AuthService.ResetPassword."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The email the reset link was sent to."""
+    token: _builtins.str
+    """The token from the mail."""
+    new_password: _builtins.str
+    """The new password, 8 to 128 characters, not a common one."""
+    client_address: _builtins.str
+    """The end client's IP address as the edge saw it; empty for internal callers."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        token: _builtins.str = ...,
+        new_password: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "email", b"email", "new_password", b"new_password", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetPasswordRequest: _TypeAlias = ResetPasswordRequest  # noqa: Y015
+
+@_typing.final
+class ResetPasswordResponse(_message.Message):
+    """Response for AuthService.ResetPassword."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetPasswordResponse: _TypeAlias = ResetPasswordResponse  # noqa: Y015
+
+@_typing.final
+class VerifyEmailRequest(_message.Message):
+    """Request for AuthService.VerifyEmail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The token from the verification mail."""
+    client_address: _builtins.str
+    """The end client's IP address as the edge saw it; empty for internal callers."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyEmailRequest: _TypeAlias = VerifyEmailRequest  # noqa: Y015
+
+@_typing.final
+class VerifyEmailResponse(_message.Message):
+    """Response for AuthService.VerifyEmail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The account, `email_verified` now true."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyEmailResponse: _TypeAlias = VerifyEmailResponse  # noqa: Y015
+
+@_typing.final
+class ResendVerificationRequest(_message.Message):
+    """Request for AuthService.ResendVerification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendVerificationRequest: _TypeAlias = ResendVerificationRequest  # noqa: Y015
+
+@_typing.final
+class ResendVerificationResponse(_message.Message):
+    """Response for AuthService.ResendVerification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendVerificationResponse: _TypeAlias = ResendVerificationResponse  # noqa: Y015
+
+@_typing.final
+class ChangePasswordRequest(_message.Message):
+    """Request for AuthService.ChangePassword."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    CURRENT_PASSWORD_FIELD_NUMBER: _builtins.int
+    NEW_PASSWORD_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    session_id: _builtins.str
+    """The caller's session (stays); empty: every session ends."""
+    current_password: _builtins.str
+    """The current password."""
+    new_password: _builtins.str
+    """The new password, 8 to 128 characters, not a common one."""
+    client_address: _builtins.str
+    """The end client's IP address as the edge saw it; empty for internal callers."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        current_password: _builtins.str = ...,
+        new_password: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "current_password", b"current_password", "new_password", b"new_password", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangePasswordRequest: _TypeAlias = ChangePasswordRequest  # noqa: Y015
+
+@_typing.final
+class ChangePasswordResponse(_message.Message):
+    """Response for AuthService.ChangePassword."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangePasswordResponse: _TypeAlias = ChangePasswordResponse  # noqa: Y015
+
+@_typing.final
+class ChangeEmailRequest(_message.Message):
+    """Request for AuthService.ChangeEmail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    NEW_EMAIL_FIELD_NUMBER: _builtins.int
+    CLIENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    password: _builtins.str
+    """The account's password."""
+    new_email: _builtins.str
+    """The new login email."""
+    client_address: _builtins.str
+    """The end client's IP address as the edge saw it; empty for internal callers."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        password: _builtins.str = ...,
+        new_email: _builtins.str = ...,
+        client_address: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_address", b"client_address", "new_email", b"new_email", "password", b"password", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeEmailRequest: _TypeAlias = ChangeEmailRequest  # noqa: Y015
+
+@_typing.final
+class ChangeEmailResponse(_message.Message):
+    """Response for AuthService.ChangeEmail."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The account with its new, unverified email."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeEmailResponse: _TypeAlias = ChangeEmailResponse  # noqa: Y015
+
+@_typing.final
+class LogoutRequest(_message.Message):
+    """Request for AuthService.Logout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    REFRESH_TOKEN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    refresh_token: _builtins.str
+    """A refresh token of the user's."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        refresh_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refresh_token", b"refresh_token", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutRequest: _TypeAlias = LogoutRequest  # noqa: Y015
+
+@_typing.final
+class LogoutResponse(_message.Message):
+    """Response for AuthService.Logout."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutResponse: _TypeAlias = LogoutResponse  # noqa: Y015
+
+@_typing.final
+class LogoutEverywhereRequest(_message.Message):
+    """Request for AuthService.LogoutEverywhere."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutEverywhereRequest: _TypeAlias = LogoutEverywhereRequest  # noqa: Y015
+
+@_typing.final
+class LogoutEverywhereResponse(_message.Message):
+    """Response for AuthService.LogoutEverywhere."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogoutEverywhereResponse: _TypeAlias = LogoutEverywhereResponse  # noqa: Y015
+
+@_typing.final
+class GetUserRequest(_message.Message):
+    """Request for AuthService.GetUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """User UUID."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserRequest: _TypeAlias = GetUserRequest  # noqa: Y015
+
+@_typing.final
+class GetUserResponse(_message.Message):
+    """Response for AuthService.GetUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The user."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUserResponse: _TypeAlias = GetUserResponse  # noqa: Y015
+
+@_typing.final
+class UpdateUserRequest(_message.Message):
+    """Request for AuthService.UpdateUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The user (`user_id`) with the new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: name, phone, locale, time_zone; empty: those with a non-empty value."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask", "user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["update_mask", b"update_mask", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserRequest: _TypeAlias = UpdateUserRequest  # noqa: Y015
+
+@_typing.final
+class UpdateUserResponse(_message.Message):
+    """Response for AuthService.UpdateUser."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The user after the change."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserResponse: _TypeAlias = UpdateUserResponse  # noqa: Y015

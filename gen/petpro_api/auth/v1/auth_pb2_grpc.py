@@ -70,6 +70,56 @@ class AuthServiceStub:
                 request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/RequestPasswordReset',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/ResetPassword',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/VerifyEmail',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.FromString,
+                _registered_method=True)
+        self.ResendVerification = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/ResendVerification',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/ChangePassword',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.ChangeEmail = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/ChangeEmail',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/Logout',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.LogoutEverywhere = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/LogoutEverywhere',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereResponse.FromString,
+                _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/GetUser',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetUserResponse.FromString,
+                _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/UpdateUser',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -129,6 +179,90 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestPasswordReset(self, request, context):
+        """The owner's account. Called by the mobile BFF, which authenticated the caller: `user_id` (and
+        `session_id`) are the caller's, from their validated token. Tokens in links sent by mail are
+        single-use, expire, and are stored only as SHA-256 hashes.
+
+        Mails a password-reset link (valid AUTH_RESET_TOKEN_TTL_MINUTES, single use) if the email has
+        an account. The answer is the same, after the same time, whether or not it has one. Throttled
+        per email and per client address: RESOURCE_EXHAUSTED (THROTTLED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Sets a new password with the token of a reset link mailed to `email`. Every session of the
+        account ends. FAILED_PRECONDITION with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by
+        a newer link), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; INVALID_ARGUMENT
+        (WEAK_PASSWORD) for a short or common password.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmail(self, request, context):
+        """Redeems the token of a verification link: the address it was sent to is verified, if it is
+        still the account's email (else LINK_TOKEN_OTHER_ACCOUNT).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendVerification(self, request, context):
+        """Mails a new verification link (the previous one stops working). Throttled per account;
+        FAILED_PRECONDITION (EMAIL_ALREADY_VERIFIED) when there is nothing to verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Changes the password: needs the current one (FAILED_PRECONDITION WRONG_PASSWORD, throttled);
+        every session but `session_id` ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeEmail(self, request, context):
+        """Changes the login email: needs the password; the new address is unverified until its link
+        is used, the old address is told. ALREADY_EXISTS (EMAIL_TAKEN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Ends the session of one of the user's refresh tokens (NOT_FOUND SESSION_NOT_FOUND for another
+        user's or an unknown token). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogoutEverywhere(self, request, context):
+        """Ends every session of the user. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUser(self, request, context):
+        """Returns a user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """Updates the profile of `user.user_id` (AIP-134): name, phone, locale, time_zone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +295,56 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.FromString,
                     response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.SerializeToString,
+            ),
+            'ResendVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendVerification,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'ChangeEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeEmail,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.SerializeToString,
+            ),
+            'LogoutEverywhere': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogoutEverywhere,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetUserRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.GetUserResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -331,6 +515,276 @@ class AuthService:
             '/petpro.auth.v1.AuthService/GetJwks',
             petpro_dot_auth_dot_v1_dot_auth__pb2.GetJwksRequest.SerializeToString,
             petpro_dot_auth_dot_v1_dot_auth__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/RequestPasswordReset',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.RequestPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/ResetPassword',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/VerifyEmail',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/ResendVerification',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ResendVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/ChangePassword',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/ChangeEmail',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ChangeEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/Logout',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogoutEverywhere(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/LogoutEverywhere',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.LogoutEverywhereResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/GetUser',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/UpdateUser',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,47 @@ class AuthServiceStub:
     that is still valid, so a token signed before a key rotation verifies until it expires. Match
     a token's `kid` header to a key's `kid`.
     """
+    RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RequestPasswordResetRequest, _auth_pb2.RequestPasswordResetResponse]
+    """The owner's account. Called by the mobile BFF, which authenticated the caller: `user_id` (and
+    `session_id`) are the caller's, from their validated token. Tokens in links sent by mail are
+    single-use, expire, and are stored only as SHA-256 hashes.
+
+    Mails a password-reset link (valid AUTH_RESET_TOKEN_TTL_MINUTES, single use) if the email has
+    an account. The answer is the same, after the same time, whether or not it has one. Throttled
+    per email and per client address: RESOURCE_EXHAUSTED (THROTTLED).
+    """
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]
+    """Sets a new password with the token of a reset link mailed to `email`. Every session of the
+    account ends. FAILED_PRECONDITION with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by
+    a newer link), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; INVALID_ARGUMENT
+    (WEAK_PASSWORD) for a short or common password.
+    """
+    VerifyEmail: _grpc.UnaryUnaryMultiCallable[_auth_pb2.VerifyEmailRequest, _auth_pb2.VerifyEmailResponse]
+    """Redeems the token of a verification link: the address it was sent to is verified, if it is
+    still the account's email (else LINK_TOKEN_OTHER_ACCOUNT).
+    """
+    ResendVerification: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ResendVerificationRequest, _auth_pb2.ResendVerificationResponse]
+    """Mails a new verification link (the previous one stops working). Throttled per account;
+    FAILED_PRECONDITION (EMAIL_ALREADY_VERIFIED) when there is nothing to verify.
+    """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]
+    """Changes the password: needs the current one (FAILED_PRECONDITION WRONG_PASSWORD, throttled);
+    every session but `session_id` ends.
+    """
+    ChangeEmail: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangeEmailRequest, _auth_pb2.ChangeEmailResponse]
+    """Changes the login email: needs the password; the new address is unverified until its link
+    is used, the old address is told. ALREADY_EXISTS (EMAIL_TAKEN).
+    """
+    Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
+    """Ends the session of one of the user's refresh tokens (NOT_FOUND SESSION_NOT_FOUND for another
+    user's or an unknown token). Idempotent.
+    """
+    LogoutEverywhere: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutEverywhereRequest, _auth_pb2.LogoutEverywhereResponse]
+    """Ends every session of the user. Idempotent."""
+    GetUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.GetUserResponse]
+    """Returns a user."""
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UpdateUserRequest, _auth_pb2.UpdateUserResponse]
+    """Updates the profile of `user.user_id` (AIP-134): name, phone, locale, time_zone."""
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -97,6 +138,47 @@ class AuthServiceAsyncStub(AuthServiceStub):
     that is still valid, so a token signed before a key rotation verifies until it expires. Match
     a token's `kid` header to a key's `kid`.
     """
+    RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_auth_pb2.RequestPasswordResetRequest, _auth_pb2.RequestPasswordResetResponse]  # type: ignore[assignment]
+    """The owner's account. Called by the mobile BFF, which authenticated the caller: `user_id` (and
+    `session_id`) are the caller's, from their validated token. Tokens in links sent by mail are
+    single-use, expire, and are stored only as SHA-256 hashes.
+
+    Mails a password-reset link (valid AUTH_RESET_TOKEN_TTL_MINUTES, single use) if the email has
+    an account. The answer is the same, after the same time, whether or not it has one. Throttled
+    per email and per client address: RESOURCE_EXHAUSTED (THROTTLED).
+    """
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResetPasswordRequest, _auth_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """Sets a new password with the token of a reset link mailed to `email`. Every session of the
+    account ends. FAILED_PRECONDITION with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by
+    a newer link), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; INVALID_ARGUMENT
+    (WEAK_PASSWORD) for a short or common password.
+    """
+    VerifyEmail: _aio.UnaryUnaryMultiCallable[_auth_pb2.VerifyEmailRequest, _auth_pb2.VerifyEmailResponse]  # type: ignore[assignment]
+    """Redeems the token of a verification link: the address it was sent to is verified, if it is
+    still the account's email (else LINK_TOKEN_OTHER_ACCOUNT).
+    """
+    ResendVerification: _aio.UnaryUnaryMultiCallable[_auth_pb2.ResendVerificationRequest, _auth_pb2.ResendVerificationResponse]  # type: ignore[assignment]
+    """Mails a new verification link (the previous one stops working). Throttled per account;
+    FAILED_PRECONDITION (EMAIL_ALREADY_VERIFIED) when there is nothing to verify.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """Changes the password: needs the current one (FAILED_PRECONDITION WRONG_PASSWORD, throttled);
+    every session but `session_id` ends.
+    """
+    ChangeEmail: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangeEmailRequest, _auth_pb2.ChangeEmailResponse]  # type: ignore[assignment]
+    """Changes the login email: needs the password; the new address is unverified until its link
+    is used, the old address is told. ALREADY_EXISTS (EMAIL_TAKEN).
+    """
+    Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Ends the session of one of the user's refresh tokens (NOT_FOUND SESSION_NOT_FOUND for another
+    user's or an unknown token). Idempotent.
+    """
+    LogoutEverywhere: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutEverywhereRequest, _auth_pb2.LogoutEverywhereResponse]  # type: ignore[assignment]
+    """Ends every session of the user. Idempotent."""
+    GetUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.GetUserResponse]  # type: ignore[assignment]
+    """Returns a user."""
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdateUserRequest, _auth_pb2.UpdateUserResponse]  # type: ignore[assignment]
+    """Updates the profile of `user.user_id` (AIP-134): name, phone, locale, time_zone."""
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService owns users, credentials and tokens.
@@ -165,5 +247,106 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         that is still valid, so a token signed before a key rotation verifies until it expires. Match
         a token's `kid` header to a key's `kid`.
         """
+
+    @_abc_1.abstractmethod
+    def RequestPasswordReset(
+        self,
+        request: _auth_pb2.RequestPasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RequestPasswordResetResponse, _abc.Awaitable[_auth_pb2.RequestPasswordResetResponse]]:
+        """The owner's account. Called by the mobile BFF, which authenticated the caller: `user_id` (and
+        `session_id`) are the caller's, from their validated token. Tokens in links sent by mail are
+        single-use, expire, and are stored only as SHA-256 hashes.
+
+        Mails a password-reset link (valid AUTH_RESET_TOKEN_TTL_MINUTES, single use) if the email has
+        an account. The answer is the same, after the same time, whether or not it has one. Throttled
+        per email and per client address: RESOURCE_EXHAUSTED (THROTTLED).
+        """
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _auth_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ResetPasswordResponse, _abc.Awaitable[_auth_pb2.ResetPasswordResponse]]:
+        """Sets a new password with the token of a reset link mailed to `email`. Every session of the
+        account ends. FAILED_PRECONDITION with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by
+        a newer link), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; INVALID_ARGUMENT
+        (WEAK_PASSWORD) for a short or common password.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyEmail(
+        self,
+        request: _auth_pb2.VerifyEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.VerifyEmailResponse, _abc.Awaitable[_auth_pb2.VerifyEmailResponse]]:
+        """Redeems the token of a verification link: the address it was sent to is verified, if it is
+        still the account's email (else LINK_TOKEN_OTHER_ACCOUNT).
+        """
+
+    @_abc_1.abstractmethod
+    def ResendVerification(
+        self,
+        request: _auth_pb2.ResendVerificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ResendVerificationResponse, _abc.Awaitable[_auth_pb2.ResendVerificationResponse]]:
+        """Mails a new verification link (the previous one stops working). Throttled per account;
+        FAILED_PRECONDITION (EMAIL_ALREADY_VERIFIED) when there is nothing to verify.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _auth_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ChangePasswordResponse, _abc.Awaitable[_auth_pb2.ChangePasswordResponse]]:
+        """Changes the password: needs the current one (FAILED_PRECONDITION WRONG_PASSWORD, throttled);
+        every session but `session_id` ends.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangeEmail(
+        self,
+        request: _auth_pb2.ChangeEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ChangeEmailResponse, _abc.Awaitable[_auth_pb2.ChangeEmailResponse]]:
+        """Changes the login email: needs the password; the new address is unverified until its link
+        is used, the old address is told. ALREADY_EXISTS (EMAIL_TAKEN).
+        """
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _auth_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LogoutResponse, _abc.Awaitable[_auth_pb2.LogoutResponse]]:
+        """Ends the session of one of the user's refresh tokens (NOT_FOUND SESSION_NOT_FOUND for another
+        user's or an unknown token). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def LogoutEverywhere(
+        self,
+        request: _auth_pb2.LogoutEverywhereRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LogoutEverywhereResponse, _abc.Awaitable[_auth_pb2.LogoutEverywhereResponse]]:
+        """Ends every session of the user. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _auth_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetUserResponse, _abc.Awaitable[_auth_pb2.GetUserResponse]]:
+        """Returns a user."""
+
+    @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _auth_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.UpdateUserResponse, _abc.Awaitable[_auth_pb2.UpdateUserResponse]]:
+        """Updates the profile of `user.user_id` (AIP-134): name, phone, locale, time_zone."""
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

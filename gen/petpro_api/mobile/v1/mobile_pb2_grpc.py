@@ -69,6 +69,56 @@ class MobileServiceStub:
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenResponse.FromString,
                 _registered_method=True)
+        self.RequestPasswordReset = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/RequestPasswordReset',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RequestPasswordResetRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RequestPasswordResetResponse.FromString,
+                _registered_method=True)
+        self.ResetPassword = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ResetPassword',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResetPasswordRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResetPasswordResponse.FromString,
+                _registered_method=True)
+        self.VerifyEmail = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/VerifyEmail',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.VerifyEmailRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.VerifyEmailResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/Logout',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.GetMe = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/GetMe',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetMeRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetMeResponse.FromString,
+                _registered_method=True)
+        self.UpdateMe = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/UpdateMe',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateMeRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateMeResponse.FromString,
+                _registered_method=True)
+        self.ResendVerificationEmail = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ResendVerificationEmail',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResendVerificationEmailRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResendVerificationEmailResponse.FromString,
+                _registered_method=True)
+        self.ChangeEmail = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ChangeEmail',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangeEmailRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangeEmailResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ChangePassword',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
+        self.LogoutEverywhere = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/LogoutEverywhere',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.FromString,
+                _registered_method=True)
         self.CreatePet = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/CreatePet',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CreatePetRequest.SerializeToString,
@@ -188,6 +238,88 @@ class MobileServiceServicer:
 
     def RefreshToken(self, request, context):
         """Exchanges a refresh token for a new token pair (the old refresh token stops working).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPasswordReset(self, request, context):
+        """Forgot password: mails a reset code to the address if it has an account (single use, valid 30
+        minutes; a newer request replaces it). The answer is the same, after the same time, whether or
+        not the address has an account. Throttled per address and per client: 429 (THROTTLED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPassword(self, request, context):
+        """Sets a new password with the code from the reset mail; every session of the account ends (log
+        in again). A refused code is 400 with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by a
+        newer one), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; a short or common
+        password is 400 WEAK_PASSWORD with the violation on `new_password`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyEmail(self, request, context):
+        """Confirms an email address with the code from the verification mail (sent at registration and
+        after an email change). No token needed: the code is the proof.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Ends the session of a refresh token of the caller's (log out on this device): the refresh
+        token and the access tokens issued with it stop working. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMe(self, request, context):
+        """Returns the caller's account and profile.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMe(self, request, context):
+        """Updates the caller's profile (AIP-134): `update_mask` names the fields to change (name, phone,
+        locale, time_zone; an empty value clears phone, locale and time_zone); without it, every field
+        sent with a non-empty value. Invalid values are 400 with a violation per field.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResendVerificationEmail(self, request, context):
+        """Mails a new verification code to the caller's address (the previous one stops working).
+        Throttled: 429 (THROTTLED); 400 EMAIL_ALREADY_VERIFIED when there is nothing to verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangeEmail(self, request, context):
+        """Changes the login email: needs the password (400 WRONG_PASSWORD, throttled). The new address
+        is unverified until its code is used; the old address gets a notice. 409 EMAIL_TAKEN.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """Changes the password: needs the current one (400 WRONG_PASSWORD, throttled). Every other
+        session of the account ends; this one stays.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogoutEverywhere(self, request, context):
+        """Logs out everywhere: every session of the caller's account ends, this one included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -332,6 +464,56 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     servicer.RefreshToken,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenResponse.SerializeToString,
+            ),
+            'RequestPasswordReset': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPasswordReset,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RequestPasswordResetRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.RequestPasswordResetResponse.SerializeToString,
+            ),
+            'ResetPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPassword,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResetPasswordRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'VerifyEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyEmail,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.VerifyEmailRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.VerifyEmailResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutResponse.SerializeToString,
+            ),
+            'GetMe': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMe,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetMeRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetMeResponse.SerializeToString,
+            ),
+            'UpdateMe': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMe,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateMeRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateMeResponse.SerializeToString,
+            ),
+            'ResendVerificationEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendVerificationEmail,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResendVerificationEmailRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResendVerificationEmailResponse.SerializeToString,
+            ),
+            'ChangeEmail': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeEmail,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangeEmailRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangeEmailResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangePasswordResponse.SerializeToString,
+            ),
+            'LogoutEverywhere': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogoutEverywhere,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.SerializeToString,
             ),
             'CreatePet': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePet,
@@ -510,6 +692,276 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/RefreshToken',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.RefreshTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPasswordReset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/RequestPasswordReset',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.RequestPasswordResetRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.RequestPasswordResetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ResetPassword',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResetPasswordRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/VerifyEmail',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.VerifyEmailRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.VerifyEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/Logout',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/GetMe',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetMeRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetMeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/UpdateMe',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateMeRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdateMeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendVerificationEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ResendVerificationEmail',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResendVerificationEmailRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ResendVerificationEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeEmail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ChangeEmail',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangeEmailRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangeEmailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ChangePassword',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangePasswordRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ChangePasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogoutEverywhere(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/LogoutEverywhere',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.FromString,
             options,
             channel_credentials,
             insecure,

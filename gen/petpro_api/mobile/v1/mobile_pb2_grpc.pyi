@@ -64,6 +64,46 @@ class MobileServiceStub:
     """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RefreshTokenRequest, _mobile_pb2.RefreshTokenResponse]
     """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
+    RequestPasswordReset: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.RequestPasswordResetRequest, _mobile_pb2.RequestPasswordResetResponse]
+    """Forgot password: mails a reset code to the address if it has an account (single use, valid 30
+    minutes; a newer request replaces it). The answer is the same, after the same time, whether or
+    not the address has an account. Throttled per address and per client: 429 (THROTTLED).
+    """
+    ResetPassword: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ResetPasswordRequest, _mobile_pb2.ResetPasswordResponse]
+    """Sets a new password with the code from the reset mail; every session of the account ends (log
+    in again). A refused code is 400 with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by a
+    newer one), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; a short or common
+    password is 400 WEAK_PASSWORD with the violation on `new_password`.
+    """
+    VerifyEmail: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.VerifyEmailRequest, _mobile_pb2.VerifyEmailResponse]
+    """Confirms an email address with the code from the verification mail (sent at registration and
+    after an email change). No token needed: the code is the proof.
+    """
+    Logout: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.LogoutRequest, _mobile_pb2.LogoutResponse]
+    """Ends the session of a refresh token of the caller's (log out on this device): the refresh
+    token and the access tokens issued with it stop working. Idempotent.
+    """
+    GetMe: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetMeRequest, _mobile_pb2.GetMeResponse]
+    """Returns the caller's account and profile."""
+    UpdateMe: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.UpdateMeRequest, _mobile_pb2.UpdateMeResponse]
+    """Updates the caller's profile (AIP-134): `update_mask` names the fields to change (name, phone,
+    locale, time_zone; an empty value clears phone, locale and time_zone); without it, every field
+    sent with a non-empty value. Invalid values are 400 with a violation per field.
+    """
+    ResendVerificationEmail: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ResendVerificationEmailRequest, _mobile_pb2.ResendVerificationEmailResponse]
+    """Mails a new verification code to the caller's address (the previous one stops working).
+    Throttled: 429 (THROTTLED); 400 EMAIL_ALREADY_VERIFIED when there is nothing to verify.
+    """
+    ChangeEmail: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ChangeEmailRequest, _mobile_pb2.ChangeEmailResponse]
+    """Changes the login email: needs the password (400 WRONG_PASSWORD, throttled). The new address
+    is unverified until its code is used; the old address gets a notice. 409 EMAIL_TAKEN.
+    """
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ChangePasswordRequest, _mobile_pb2.ChangePasswordResponse]
+    """Changes the password: needs the current one (400 WRONG_PASSWORD, throttled). Every other
+    session of the account ends; this one stays.
+    """
+    LogoutEverywhere: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.LogoutEverywhereRequest, _mobile_pb2.LogoutEverywhereResponse]
+    """Logs out everywhere: every session of the caller's account ends, this one included."""
     CreatePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]
     """Adds a pet to the caller's account."""
     ListPets: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]
@@ -153,6 +193,46 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RefreshTokenRequest, _mobile_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
+    RequestPasswordReset: _aio.UnaryUnaryMultiCallable[_mobile_pb2.RequestPasswordResetRequest, _mobile_pb2.RequestPasswordResetResponse]  # type: ignore[assignment]
+    """Forgot password: mails a reset code to the address if it has an account (single use, valid 30
+    minutes; a newer request replaces it). The answer is the same, after the same time, whether or
+    not the address has an account. Throttled per address and per client: 429 (THROTTLED).
+    """
+    ResetPassword: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ResetPasswordRequest, _mobile_pb2.ResetPasswordResponse]  # type: ignore[assignment]
+    """Sets a new password with the code from the reset mail; every session of the account ends (log
+    in again). A refused code is 400 with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by a
+    newer one), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; a short or common
+    password is 400 WEAK_PASSWORD with the violation on `new_password`.
+    """
+    VerifyEmail: _aio.UnaryUnaryMultiCallable[_mobile_pb2.VerifyEmailRequest, _mobile_pb2.VerifyEmailResponse]  # type: ignore[assignment]
+    """Confirms an email address with the code from the verification mail (sent at registration and
+    after an email change). No token needed: the code is the proof.
+    """
+    Logout: _aio.UnaryUnaryMultiCallable[_mobile_pb2.LogoutRequest, _mobile_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Ends the session of a refresh token of the caller's (log out on this device): the refresh
+    token and the access tokens issued with it stop working. Idempotent.
+    """
+    GetMe: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetMeRequest, _mobile_pb2.GetMeResponse]  # type: ignore[assignment]
+    """Returns the caller's account and profile."""
+    UpdateMe: _aio.UnaryUnaryMultiCallable[_mobile_pb2.UpdateMeRequest, _mobile_pb2.UpdateMeResponse]  # type: ignore[assignment]
+    """Updates the caller's profile (AIP-134): `update_mask` names the fields to change (name, phone,
+    locale, time_zone; an empty value clears phone, locale and time_zone); without it, every field
+    sent with a non-empty value. Invalid values are 400 with a violation per field.
+    """
+    ResendVerificationEmail: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ResendVerificationEmailRequest, _mobile_pb2.ResendVerificationEmailResponse]  # type: ignore[assignment]
+    """Mails a new verification code to the caller's address (the previous one stops working).
+    Throttled: 429 (THROTTLED); 400 EMAIL_ALREADY_VERIFIED when there is nothing to verify.
+    """
+    ChangeEmail: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ChangeEmailRequest, _mobile_pb2.ChangeEmailResponse]  # type: ignore[assignment]
+    """Changes the login email: needs the password (400 WRONG_PASSWORD, throttled). The new address
+    is unverified until its code is used; the old address gets a notice. 409 EMAIL_TAKEN.
+    """
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ChangePasswordRequest, _mobile_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """Changes the password: needs the current one (400 WRONG_PASSWORD, throttled). Every other
+    session of the account ends; this one stays.
+    """
+    LogoutEverywhere: _aio.UnaryUnaryMultiCallable[_mobile_pb2.LogoutEverywhereRequest, _mobile_pb2.LogoutEverywhereResponse]  # type: ignore[assignment]
+    """Logs out everywhere: every session of the caller's account ends, this one included."""
     CreatePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]  # type: ignore[assignment]
     """Adds a pet to the caller's account."""
     ListPets: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]  # type: ignore[assignment]
@@ -257,6 +337,106 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.RefreshTokenResponse, _abc.Awaitable[_mobile_pb2.RefreshTokenResponse]]:
         """Exchanges a refresh token for a new token pair (the old refresh token stops working)."""
+
+    @_abc_1.abstractmethod
+    def RequestPasswordReset(
+        self,
+        request: _mobile_pb2.RequestPasswordResetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.RequestPasswordResetResponse, _abc.Awaitable[_mobile_pb2.RequestPasswordResetResponse]]:
+        """Forgot password: mails a reset code to the address if it has an account (single use, valid 30
+        minutes; a newer request replaces it). The answer is the same, after the same time, whether or
+        not the address has an account. Throttled per address and per client: 429 (THROTTLED).
+        """
+
+    @_abc_1.abstractmethod
+    def ResetPassword(
+        self,
+        request: _mobile_pb2.ResetPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ResetPasswordResponse, _abc.Awaitable[_mobile_pb2.ResetPasswordResponse]]:
+        """Sets a new password with the code from the reset mail; every session of the account ends (log
+        in again). A refused code is 400 with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by a
+        newer one), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; a short or common
+        password is 400 WEAK_PASSWORD with the violation on `new_password`.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyEmail(
+        self,
+        request: _mobile_pb2.VerifyEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.VerifyEmailResponse, _abc.Awaitable[_mobile_pb2.VerifyEmailResponse]]:
+        """Confirms an email address with the code from the verification mail (sent at registration and
+        after an email change). No token needed: the code is the proof.
+        """
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _mobile_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.LogoutResponse, _abc.Awaitable[_mobile_pb2.LogoutResponse]]:
+        """Ends the session of a refresh token of the caller's (log out on this device): the refresh
+        token and the access tokens issued with it stop working. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def GetMe(
+        self,
+        request: _mobile_pb2.GetMeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.GetMeResponse, _abc.Awaitable[_mobile_pb2.GetMeResponse]]:
+        """Returns the caller's account and profile."""
+
+    @_abc_1.abstractmethod
+    def UpdateMe(
+        self,
+        request: _mobile_pb2.UpdateMeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.UpdateMeResponse, _abc.Awaitable[_mobile_pb2.UpdateMeResponse]]:
+        """Updates the caller's profile (AIP-134): `update_mask` names the fields to change (name, phone,
+        locale, time_zone; an empty value clears phone, locale and time_zone); without it, every field
+        sent with a non-empty value. Invalid values are 400 with a violation per field.
+        """
+
+    @_abc_1.abstractmethod
+    def ResendVerificationEmail(
+        self,
+        request: _mobile_pb2.ResendVerificationEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ResendVerificationEmailResponse, _abc.Awaitable[_mobile_pb2.ResendVerificationEmailResponse]]:
+        """Mails a new verification code to the caller's address (the previous one stops working).
+        Throttled: 429 (THROTTLED); 400 EMAIL_ALREADY_VERIFIED when there is nothing to verify.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangeEmail(
+        self,
+        request: _mobile_pb2.ChangeEmailRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ChangeEmailResponse, _abc.Awaitable[_mobile_pb2.ChangeEmailResponse]]:
+        """Changes the login email: needs the password (400 WRONG_PASSWORD, throttled). The new address
+        is unverified until its code is used; the old address gets a notice. 409 EMAIL_TAKEN.
+        """
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _mobile_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ChangePasswordResponse, _abc.Awaitable[_mobile_pb2.ChangePasswordResponse]]:
+        """Changes the password: needs the current one (400 WRONG_PASSWORD, throttled). Every other
+        session of the account ends; this one stays.
+        """
+
+    @_abc_1.abstractmethod
+    def LogoutEverywhere(
+        self,
+        request: _mobile_pb2.LogoutEverywhereRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.LogoutEverywhereResponse, _abc.Awaitable[_mobile_pb2.LogoutEverywhereResponse]]:
+        """Logs out everywhere: every session of the caller's account ends, this one included."""
 
     @_abc_1.abstractmethod
     def CreatePet(
