@@ -374,7 +374,8 @@ def test_envoy_config_map_is_the_dev_stack_generators_output_with_dns_clusters(v
     fullname = cm["metadata"]["name"].removesuffix("-envoy")
     config = json.loads(cm["data"]["envoy.json"])
     fresh = json.loads(json.dumps(render_mod.envoy_config()).replace(render_mod.PLACEHOLDER, fullname))
-    assert config == fresh
+    assert config == fresh  # the default: behind the chart's Ingress, one trusted hop
+    assert render_mod.http_connection_manager(config)["xffNumTrustedHops"] == 1
     clusters = {c["name"]: c for c in config["staticResources"]["clusters"]}
 
     def address(c: dict) -> dict:  # type: ignore[type-arg]
@@ -436,3 +437,41 @@ def test_every_documented_setting_is_reachable_through_values() -> None:
     chart_readme = (CHART / "README.md").read_text()
     missing = sorted(v for v in variables if f"`{v}`" not in chart_readme)
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("client_address", "generator"),
+    [
+        ({"trustedProxyHops": 0}, {"trusted_hops": 0}),
+        ({"trustedProxyHops": 2}, {"trusted_hops": 2}),
+        (
+            {"trustedProxyHops": 0, "trustedProxyCidrs": ["130.211.0.0/22", "35.191.0.0/16", "fd00::/8"]},
+            {"trusted_hops": 0, "trusted_cidrs": ("130.211.0.0/22", "35.191.0.0/16", "fd00::/8")},
+        ),
+    ],
+)
+def test_envoy_client_address_values_render_what_the_generator_writes(
+    client_address: dict[str, Any], generator: dict[str, Any]
+) -> None:
+    """envoy.clientAddress in the chart and EDGE_ENVOY_TRUSTED_PROXY_* in the dev stack give Envoy
+    the same X-Forwarded-For model (edge.gateway.config.ClientAddress)."""
+    rendered = render_mod.render(
+        {"envoy": {"clientAddress": client_address}}, release="petpro", namespace="p"
+    )
+    (cm,) = by_kind(objects(rendered), "ConfigMap")
+    config = json.loads(cm["data"]["envoy.json"])
+    fresh = json.loads(
+        json.dumps(render_mod.envoy_config(**generator)).replace(render_mod.PLACEHOLDER, "petpro")
+    )
+    assert config == fresh
+
+
+@pytest.mark.parametrize(
+    "client_address",
+    [{"trustedProxyHops": 1, "trustedProxyCidrs": ["10.0.0.0/8"]}, {"trustedProxyCidrs": ["10.0.0.1"]}],
+)
+def test_envoy_client_address_values_that_envoy_would_refuse_fail_the_render(
+    client_address: dict[str, Any],
+) -> None:
+    with pytest.raises(Exception, match="clientAddress"):
+        render_mod.render({"envoy": {"clientAddress": client_address}}, release="petpro", namespace="p")

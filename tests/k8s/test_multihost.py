@@ -13,6 +13,12 @@ stopped: every booking a client was told succeeded is confirmed exactly once, ea
 delivered once, the calls that failed were retryable (503) and succeeded on retry, and both booking
 replicas served requests before the kill.
 
+The proxy chain: a second Envoy in its own namespace plays the Ingress controller in front of the
+chart's Envoy (which trusts X-Forwarded-For from that address only: envoy.clientAddress), and two
+clients in two more namespaces call through it: the login throttle and Envoy's per-client bucket
+apply per real client, a client's own X-Forwarded-For does not make it another client, and a request
+that bypasses the Ingress is its own address, whatever it claims.
+
 Needs root and iproute2 (CI runs as root); skipped with the reason otherwise.
 """
 
@@ -21,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import ctypes
 import dataclasses
+import json
 import os
 import re
 import secrets
@@ -30,8 +38,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +188,8 @@ def container_process(
         return value
 
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    if os.environ.get("PYTHONPATH"):  # the code under test (a worktree over a shared venv), as the image's
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     env.update({k: local_path(v) for k, v in IMAGE_ENV.items()})
     for e in container.get("env", []):
         if "value" in e:
@@ -245,6 +257,31 @@ class Rehearsal:
         self.pods[pod] = p
         return p
 
+    def start_ingress(self) -> Pod:
+        """The Ingress controller's pod: a second Envoy in front of the chart's."""
+        from edge.gateway.envoy import envoy_binary
+
+        base = self.home / "pods" / INGRESS
+        base.mkdir(parents=True, exist_ok=True)
+        config = base / "envoy.json"
+        config.write_text(json.dumps(ingress_config(self.net.hosts["envoy-0"])))
+        log = base / "log"
+        ns = f"pp{self.net.tag}-{INGRESS}"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [
+                    *("ip", "netns", "exec", ns, envoy_binary(), "-c", str(config)),
+                    *("--concurrency", "1", "--disable-hot-restart", "--log-level", "warn"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        p = Pod(INGRESS, "ingress", ns, self.net.hosts[INGRESS], proc, log, {"exec": "admin"})
+        self.pods[INGRESS] = p
+        return p
+
     def run_job(self, pod: str, suffix: str) -> None:
         p = self.start(pod, suffix, self.workload(suffix))
         try:
@@ -263,6 +300,13 @@ class Rehearsal:
         async def probe() -> bool:
             if pod.proc.poll() is not None:
                 raise AssertionError(f"{pod.name} exited with {pod.proc.returncode}:\n{pod.log_tail()}")
+            if pod.component == "ingress":  # its listener answers (any status: it forwards to Envoy)
+                async with httpx.AsyncClient(timeout=1) as c:
+                    try:
+                        await c.get(f"http://{pod.ip}:80/healthz")
+                    except httpx.HTTPError:
+                        return False
+                    return True
             if "grpc" in pod.probe:
                 async with grpc.aio.insecure_channel(f"{pod.ip}:{pod.probe['grpc']['port']}") as ch:
                     try:
@@ -347,7 +391,7 @@ def infra_components(envoy_ip: str) -> list[Any]:
     return [c for c in out if isinstance(c, Component)]
 
 
-def rehearsal_values(stack: Any) -> dict[str, Any]:
+def rehearsal_values(stack: Any, ingress_ip: str) -> dict[str, Any]:
     env = stack.env()
     two = {"replicas": 2, "autoscaling": {"enabled": False}}
     one = {"replicas": 1, "autoscaling": {"enabled": False}}
@@ -360,8 +404,20 @@ def rehearsal_values(stack: Any) -> dict[str, Any]:
         },
         "stripe": {"apiBase": env["STRIPE_API_BASE"]},
         "common": {"settings": {"GRACE_SECONDS": "3"}},
-        "services": {"auth": one, "booking": two, "payment": one, "notif": two, "edge": one},
-        "envoy": {**one, "concurrency": 1},
+        "services": {
+            # a back-off long enough that a throttle check cannot pass by waiting it out
+            "auth": {**one, "settings": {"THROTTLE_BASE_SECONDS": "600"}},
+            "booking": two,
+            "payment": one,
+            "notif": two,
+            "edge": one,
+        },
+        # X-Forwarded-For is believed from the Ingress controller's address only
+        "envoy": {
+            **one,
+            "concurrency": 1,
+            "clientAddress": {"trustedProxyHops": 0, "trustedProxyCidrs": [f"{ingress_ip}/32"]},
+        },
     }
 
 
@@ -376,6 +432,108 @@ PODS = {  # pod (its own host) → component; "jobs" runs the hook Jobs
     "envoy-0": "envoy",
     "jobs": "jobs",
 }
+# hosts outside the chart: the Ingress controller in front of Envoy, and two clients
+INGRESS, CLIENTS = "ingress-0", ("client-a", "client-b")
+
+
+def ingress_config(envoy_ip: str) -> dict[str, Any]:
+    """A plain Envoy reverse proxy as an Ingress controller is one: it appends the peer's address to
+    the client's X-Forwarded-For (use_remote_address, no trusted hops) and forwards everything to
+    the chart's Envoy Service."""
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "use_remote_address": True,
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "petpro",
+                    "domains": ["*"],
+                    "routes": [
+                        {"match": {"prefix": "/"}, "route": {"cluster": "petpro-envoy", "timeout": "60s"}}
+                    ],
+                }
+            ]
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "ingress",
+                    "address": {"socket_address": {"address": "0.0.0.0", "port_value": 80}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                {
+                    "name": "petpro-envoy",
+                    "type": "STATIC",
+                    "connect_timeout": "1s",
+                    "load_assignment": {
+                        "cluster_name": "petpro-envoy",
+                        "endpoints": [
+                            {
+                                "lb_endpoints": [
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {"address": envoy_ip, "port_value": 8080}
+                                            }
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    },
+                }
+            ],
+        },
+    }
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+async def in_netns(netns: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``fn()`` on an event loop of a thread that entered ``netns``: its sockets are that
+    host's (a client on another machine).  setns(2) moves the calling thread only."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(fd)
+        try:
+            out["value"] = asyncio.run(fn())
+        except BaseException as exc:  # re-raised in the caller
+            out["error"] = exc
+
+    t = threading.Thread(target=target, name=f"netns-{netns}")
+    t.start()
+    await asyncio.to_thread(t.join)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 def render_chart(values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -402,7 +560,7 @@ def signing_key_pem() -> str:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def rehearsal(port_bases: Any) -> Any:
     from petpro.settings import StackSettings
     from petpro_dev.devstack import Stack
@@ -416,7 +574,7 @@ async def rehearsal(port_bases: Any) -> Any:
     reh: Rehearsal | None = None
     try:
         net.create_bridge()
-        for pod in PODS:
+        for pod in [*PODS, INGRESS, *CLIENTS]:
             net.add_host(pod)
         net.write_hosts(
             {
@@ -437,7 +595,7 @@ async def rehearsal(port_bases: Any) -> Any:
             "STRIPE_WEBHOOK_SECRET": load_webhook_secret(home, env=False),
             "auth-signing.pem": signing_key_pem(),
         }
-        reh = Rehearsal(home, net, stack, render_chart(rehearsal_values(stack)), secret)
+        reh = Rehearsal(home, net, stack, render_chart(rehearsal_values(stack, net.hosts[INGRESS])), secret)
         # the hook Jobs, from their own host
         reh.run_job("jobs", "migrate")
         reh.run_job("jobs", "topics")
@@ -447,6 +605,7 @@ async def rehearsal(port_bases: Any) -> Any:
         for pod, component in PODS.items():
             if component != "jobs":
                 reh.start(pod, component, reh.workload(component))
+        reh.start_ingress()
         for p in list(reh.pods.values()):
             await reh.ready(p)
         yield reh
@@ -555,6 +714,104 @@ async def served(http: httpx.AsyncClient, ip: str) -> float:
             r"^grpc_server_handled_total\{[^}]*BookingService/[^}]*\} ([0-9.e+]+)$", text, re.M
         )
     )
+
+
+async def test_behind_an_ingress_each_client_is_its_own_address_and_cannot_pose_as_another(
+    rehearsal: Rehearsal,
+) -> None:
+    r = rehearsal
+    ingress = f"http://{r.net.hosts[INGRESS]}:80"
+    direct = f"http://{r.net.hosts['envoy-0']}:8080"  # bypassing the Ingress
+    a_ns, b_ns = (f"pp{r.net.tag}-{c}" for c in CLIENTS)
+    b_ip = r.net.hosts[CLIENTS[1]]
+    posing_as_b = {"X-Forwarded-For": b_ip, "X-Petpro-Client-Address": b_ip}  # both claims are ignored
+
+    async def logins(base: str, email: str, passwords: list[str], headers: dict[str, str]) -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=20, headers=headers) as c:
+            return [
+                (await c.post("/v1/auth/login", json={"email": email, "password": pw})).status_code
+                for pw in passwords
+            ]
+
+    async def register(email: str) -> None:
+        async with httpx.AsyncClient(base_url=direct, timeout=20) as c:
+            r = await c.post(
+                "/v1/auth/register", json={"email": email, "password": "correct-horse", "name": "A"}
+            )
+            assert r.status_code == 201, r.text
+
+    victims = [f"victim-{uuid.uuid4().hex[:8]}@example.com" for _ in range(3)]
+    for email in victims:
+        await register(email)
+    wrong = ["wrong-horse"] * 6 + ["correct-horse"]  # 5 free failures, the 6th starts a 600 s back-off
+
+    # 1. A, through the Ingress, claims to be B (its own X-Forwarded-For): A is throttled, B is not
+    assert await in_netns(a_ns, lambda: logins(ingress, victims[0], wrong, posing_as_b)) == [401] * 6 + [429]
+    assert await in_netns(b_ns, lambda: logins(ingress, victims[0], ["correct-horse"], {})) == [200]
+
+    # 2. A bypasses the Ingress (straight to Envoy) and claims to be B: Envoy takes A's own address, so
+    #    the back-off lands on A (also when A comes back through the Ingress), never on B
+    assert await in_netns(a_ns, lambda: logins(direct, victims[1], wrong, posing_as_b)) == [401] * 6 + [429]
+    assert await in_netns(b_ns, lambda: logins(ingress, victims[1], ["correct-horse"], {})) == [200]
+    assert await in_netns(a_ns, lambda: logins(ingress, victims[1], ["correct-horse"], {})) == [429]
+
+    # 3. the throttle is per client, not per proxy: B's failures through the Ingress throttle B only
+    assert await in_netns(b_ns, lambda: logins(ingress, victims[2], wrong, {})) == [401] * 6 + [429]
+    assert await in_netns(a_ns, lambda: logins(ingress, victims[2], ["correct-horse"], {})) == [200]
+
+    # 4. Envoy's per-client bucket (burst 200, 100/s): A floods through the Ingress (posing as B) and is
+    #    cut off with 429s while B, through the same Ingress at the same time, is never limited
+    flood_done = threading.Event()
+
+    async def flood() -> Counter[int]:
+        """1,600 requests pipelined on 8 HTTP/1.1 connections: far faster than the bucket refills,
+        whatever the machine's speed (a Python client awaiting each answer is not)."""
+        import h11
+
+        host, port = r.net.hosts[INGRESS], 80
+
+        async def connection(n: int) -> list[int]:
+            reader, writer = await asyncio.open_connection(host, port)
+            raw = f"GET /v1/no-such-route HTTP/1.1\r\nhost: api\r\nx-forwarded-for: {b_ip}\r\n\r\n".encode()
+            writer.write(raw * n)
+            await writer.drain()
+            # h11 parses the answers in order; it wants to have "sent" each request it reads a reply to
+            parser = h11.Connection(h11.CLIENT)
+            statuses: list[int] = []
+            while len(statuses) < n:
+                parser.send(h11.Request(method="GET", target="/", headers=[("host", "api")]))
+                parser.send(h11.EndOfMessage())
+                while True:
+                    event = parser.next_event()
+                    if event is h11.NEED_DATA:
+                        parser.receive_data(await asyncio.wait_for(reader.read(65536), 30))
+                        continue
+                    if isinstance(event, h11.Response):
+                        statuses.append(event.status_code)
+                    if isinstance(event, h11.EndOfMessage):
+                        break
+                parser.start_next_cycle()
+            writer.close()
+            return statuses
+
+        try:
+            results = await asyncio.gather(*(connection(200) for _ in range(8)))
+        finally:
+            flood_done.set()
+        return Counter(status for statuses in results for status in statuses)
+
+    async def steady() -> Counter[int]:
+        async with httpx.AsyncClient(base_url=ingress, timeout=20) as c:
+            statuses: Counter[int] = Counter()
+            while not flood_done.is_set():
+                statuses[(await c.get("/v1/no-such-route")).status_code] += 1
+                await asyncio.sleep(0.02)
+            return statuses
+
+    flooded, calm = await asyncio.gather(in_netns(a_ns, flood), in_netns(b_ns, steady))
+    assert flooded[429] > 0 and set(flooded) <= {404, 429}, flooded
+    assert calm[404] >= 5 and set(calm) == {404}, calm
+    print(f"\nproxy chain: flood from A (posing as B) {dict(flooded)}, B meanwhile {dict(calm)}")
 
 
 async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_replica(
