@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e test-chaos test-k8s bench h2load load clean chromium image k8s k8s-check
+.PHONY: help setup gen gen-check lint fmt up down status logs migrate seed demo test test-unit test-integration test-e2e test-chaos test-k8s bench h2load load clean chromium test-tools image k8s k8s-check
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
@@ -75,7 +75,7 @@ status: setup
 migrate: setup
 	$(BIN)/petpro migrate
 
-test: setup gen-check k8s-check lint chromium
+test: setup gen-check k8s-check lint chromium test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -109,6 +109,26 @@ chromium:
 		echo "chromium: $(CHROMIUM) is missing and this user cannot install packages." >&2; \
 		echo "  Install it as root: apt-get update && apt-get install -y --no-install-recommends chromium" >&2; \
 		echo "  (browser tests are skipped without it, except in CI where they fail)" >&2; \
+		if [ -n "$$CI" ]; then exit 1; fi; \
+	fi
+
+# Debian packages some tests run for real: PgBouncer (the services behind a transaction pooler) and
+# promtool (Debian's prometheus: the chart's alert rules).  Installed when missing, as root, without
+# letting the packages start their system services (policy-rc.d), like `chromium`.
+TEST_TOOLS := pgbouncer:/usr/sbin/pgbouncer prometheus:/usr/bin/promtool
+test-tools:
+	@missing=""; for t in $(TEST_TOOLS); do test -x "$${t#*:}" || missing="$$missing $${t%%:*}"; done; \
+	if [ -z "$$missing" ]; then \
+		echo "test-tools: pgbouncer and promtool are installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "test-tools: installing Debian's$$missing"; \
+		own=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+			chmod +x /usr/sbin/policy-rc.d; own=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		rc=$$?; if [ -n "$$own" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; \
+	else \
+		echo "test-tools:$$missing missing and this user cannot install packages (apt-get install$$missing)" >&2; \
+		echo "  (their tests are skipped without them, except in CI where they fail)" >&2; \
 		if [ -n "$$CI" ]; then exit 1; fi; \
 	fi
 

@@ -43,7 +43,13 @@ def target_metadata(pkg: str) -> MetaData:
 
 
 def database_url() -> str:
-    return os.environ.get("DATABASE_URL") or embedded_urls(StackSettings())["database_url"]
+    """The server to migrate: ``DATABASE_DIRECT_URL`` (the server itself, when ``DATABASE_URL`` is a
+    pooler's: the migrations hold an advisory lock for their session), else ``DATABASE_URL``."""
+    return (
+        os.environ.get("DATABASE_DIRECT_URL")
+        or os.environ.get("DATABASE_URL")
+        or embedded_urls(StackSettings())["database_url"]
+    )
 
 
 def alembic_config(pkg: str, url: str) -> Config:
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown package(s) {', '.join(unknown)}; known: {', '.join(MIGRATED)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not os.environ.get("DATABASE_URL"):
+    if not (os.environ.get("DATABASE_URL") or os.environ.get("DATABASE_DIRECT_URL")):
         raise SystemExit("DATABASE_URL is required (postgresql://user:password@host:5432/petpro)")
     for pkg in args.packages or MIGRATED:
         migrate(pkg)

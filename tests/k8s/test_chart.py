@@ -475,3 +475,26 @@ def test_envoy_client_address_values_that_envoy_would_refuse_fail_the_render(
 ) -> None:
     with pytest.raises(Exception, match="clientAddress"):
         render_mod.render({"envoy": {"clientAddress": client_address}}, release="petpro", namespace="p")
+
+
+def test_behind_a_transaction_pooler_every_database_user_gets_the_pool_mode_and_the_direct_url() -> None:
+    """database.poolMode: transaction (docs/operations.md "PgBouncer"): the services and the migrate
+    Job learn the pool mode and where the server itself is (migrations' lock, the relay's LISTEN)."""
+    objs = objects(
+        render_mod.render({"database": {"poolMode": "transaction"}}, release="petpro", namespace="p")
+    )
+    users = {}
+    for o in objs:
+        if o["kind"] in ("Deployment", "Job"):
+            env = {e["name"]: e for e in o["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            if "DATABASE_URL" in env:
+                users[o["metadata"]["name"]] = env
+    assert set(users) == {f"petpro-{n}" for n in ("auth", "booking", "payment", "notif", "migrate")}
+    for env in users.values():
+        assert env["DATABASE_POOL_MODE"]["value"] == "transaction"
+        assert env["DATABASE_DIRECT_URL"]["valueFrom"]["secretKeyRef"]["key"] == "DATABASE_DIRECT_URL"
+    # the default (a server or a session pooler) adds nothing
+    default = objects(render_mod.render({}, release="petpro", namespace="p"))
+    assert not [o for o in default if "DATABASE_POOL_MODE" in json.dumps(o)]
+    with pytest.raises(Exception, match="poolMode"):
+        render_mod.render({"database": {"poolMode": "statement"}}, release="petpro", namespace="p")
