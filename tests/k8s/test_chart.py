@@ -60,6 +60,7 @@ PRODUCTION: dict[str, Any] = {
     },
     "stripe": {"apiBase": "https://api.stripe.com"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
     "services": {
         "booking": {"replicas": 4, "settings": {"HOLD_TTL_SECONDS": "900"}},
         "notif": {"replicas": 3},

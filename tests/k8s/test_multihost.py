@@ -814,6 +814,34 @@ async def test_behind_an_ingress_each_client_is_its_own_address_and_cannot_pose_
     print(f"\nproxy chain: flood from A (posing as B) {dict(flooded)}, B meanwhile {dict(calm)}")
 
 
+async def test_the_alert_rules_name_metrics_the_pods_export(rehearsal: Rehearsal) -> None:
+    """Every metric the chart's alerts select (k8s/helm/petpro/files/alerts.yaml) is in some pod's
+    /metrics, and booking's refund gauges are measured (they have samples from the start)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from petpro.mesh import MESH
+    from tests.k8s.test_alerts import rule_metric_names
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    exported: set[str] = set()
+    samples: dict[str, list[Any]] = {}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for pod in rehearsal.pods.values():
+            if pod.component not in {s.name for s in MESH.services}:
+                continue
+            text = (await http.get(f"http://{pod.ip}:{MESH.port(f'{pod.component}_metrics')}/metrics")).text
+            for family in text_string_to_metric_families(text):
+                exported |= {family.name + sfx for sfx in suffixes.get(family.type, ("",))}
+                for sample in family.samples:
+                    samples.setdefault(sample.name, []).append((pod.component, sample.labels))
+    missing = rule_metric_names() - exported
+    assert not missing, f"the alerts select metrics no pod exports: {sorted(missing)}"
+    refund_states = {
+        labels["state"] for component, labels in samples["booking_refunds_open"] if component == "booking"
+    }
+    assert refund_states == {"PENDING", "PROCESSING", "FAILED"}
+
+
 async def test_bookings_survive_a_killed_booking_replica_and_a_stopped_notif_replica(
     rehearsal: Rehearsal,
 ) -> None:
