@@ -58,6 +58,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/python -m petpro_dev.codegen --lint
 	$(BIN)/python -m petpro_dev.codegen --breaking
+	$(BIN)/python -m petpro_dev.migration_lint
 
 fmt: setup
 	$(BIN)/ruff check --fix .
