@@ -564,10 +564,13 @@ def signing_key_pem() -> str:
 async def rehearsal(port_bases: Any) -> Any:
     from petpro.settings import StackSettings
     from petpro_dev.devstack import Stack
+    from petpro_dev.image import forward_policy
     from petpro_dev.seed import DEMO, seed
     from petpro_dev.stripe_sandbox.signing import load_webhook_secret
     from tests.conftest import make_home, no_external_urls
 
+    # a container engine that set FORWARD to DROP would cut the bridge silently (test_forward_policy.py)
+    assert forward_policy() in (None, "ACCEPT"), f"iptables FORWARD policy is {forward_policy()}"
     home = make_home("petpro-multihost-")
     net = Network()
     stack: Stack | None = None
