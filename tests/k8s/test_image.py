@@ -27,33 +27,11 @@ import httpx
 import pytest
 
 from petpro.mesh import MESH
+from tests.k8s.images import image_ref
 
 pytestmark = [pytest.mark.timeout(600)]
 
 SIZE_BUDGET = 400 * 1000 * 1000  # bytes, uncompressed (docs/operations.md "The image")
-
-
-def image_ref() -> str:
-    from petpro_dev.image import version
-
-    return os.environ.get("PETPRO_IMAGE") or f"petpro:{version()}"
-
-
-@pytest.fixture(scope="module")
-def engine() -> list[str]:
-    from petpro_dev.image import ImageError, ensure_engine, has_image
-
-    try:
-        cmd = ensure_engine()
-    except ImageError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"no container engine in CI: {exc}")
-        pytest.skip(f"no container engine: {exc}")
-    if not has_image(cmd, image_ref()):
-        if os.environ.get("CI"):
-            pytest.fail(f"{image_ref()} is not built: `make test` runs `make image` first")
-        pytest.skip(f"{image_ref()} is not built (make image)")
-    return cmd
 
 
 def run(
