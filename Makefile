@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
 
-.PHONY: help setup gen gen-check lint ts-check fmt up down status logs migrate seed demo test test-unit test-integration test-e2e test-chaos test-k8s bench h2load load clean chromium image k8s k8s-check
+.PHONY: help setup gen gen-check lint ts-check fmt up down status logs migrate seed demo test test-unit test-integration test-e2e test-chaos test-k8s bench h2load load clean chromium test-tools image k8s k8s-check
 
 help:
 	@echo "make up      set up (venv, deps, tools), migrate, start the whole mesh, print the URLs"
@@ -58,6 +58,7 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/python -m petpro_dev.codegen --lint
 	$(BIN)/python -m petpro_dev.codegen --breaking
+	$(BIN)/python -m petpro_dev.migration_lint
 
 fmt: setup
 	$(BIN)/ruff check --fix .
@@ -83,7 +84,7 @@ ts-check: setup
 		-o examples/typescript/generated/api.d.ts
 	node_modules/.bin/tsc -p examples/typescript --noEmit
 
-test: setup gen-check k8s-check lint ts-check chromium
+test: setup gen-check k8s-check lint ts-check chromium test-tools image
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -120,6 +121,26 @@ chromium:
 		if [ -n "$$CI" ]; then exit 1; fi; \
 	fi
 
+# Debian packages some tests run for real: PgBouncer (the services behind a transaction pooler) and
+# promtool (Debian's prometheus: the chart's alert rules).  Installed when missing, as root, without
+# letting the packages start their system services (policy-rc.d), like `chromium`.
+TEST_TOOLS := pgbouncer:/usr/sbin/pgbouncer prometheus:/usr/bin/promtool
+test-tools:
+	@missing=""; for t in $(TEST_TOOLS); do test -x "$${t#*:}" || missing="$$missing $${t%%:*}"; done; \
+	if [ -z "$$missing" ]; then \
+		echo "test-tools: pgbouncer and promtool are installed"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "test-tools: installing Debian's$$missing"; \
+		own=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+			chmod +x /usr/sbin/policy-rc.d; own=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		rc=$$?; if [ -n "$$own" ]; then rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; \
+	else \
+		echo "test-tools:$$missing missing and this user cannot install packages (apt-get install$$missing)" >&2; \
+		echo "  (their tests are skipped without them, except in CI where they fail)" >&2; \
+		if [ -n "$$CI" ]; then exit 1; fi; \
+	fi
+
 # Benchmarks: every figure against a baseline measured in the same run (benchmarks/run.py).
 # h2load (Debian nghttp2-client) drives the RPC floor and read figures; BENCH_* env vars set sizes.
 bench: setup h2load
@@ -138,13 +159,17 @@ load: setup
 	$(BIN)/locust -f benchmarks/locustfile.py --headless -u $(LOAD_USERS) -r 5 -t $(LOAD_TIME) \
 		--host http://127.0.0.1:$${PETPRO_ENVOY_PORT:-7480}
 
-# The container image (Dockerfile): needs docker or podman; not built on machines without an engine.
+# The container image (Dockerfile), from a fresh machine: installs the engine when missing (Debian's
+# docker.io, its daemon started WITHOUT touching iptables; CONTAINER_ENGINE=podman also works), makes a
+# base from the Debian mirror when PYTHON_IMAGE cannot be pulled, builds with BuildKit, reports the size
+# and writes the SBOM (build/sbom.cdx.json).  petpro_dev/image.py; docs/operations.md "The image".
 IMAGE ?= petpro
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-CONTAINER_ENGINE ?= $(shell command -v docker || command -v podman)
-image: $(BUF)
-	@test -n "$(CONTAINER_ENGINE)" || { echo "make image needs docker or podman (CONTAINER_ENGINE=...)" >&2; exit 1; }
-	$(CONTAINER_ENGINE) build -t $(IMAGE):$(IMAGE_TAG) .
+PYTHON_IMAGE ?=
+CONTAINER_ENGINE ?= docker
+image: setup
+	CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/python -m petpro_dev.image build --image $(IMAGE) --tag $(IMAGE_TAG) \
+		$(if $(PYTHON_IMAGE),--python-image $(PYTHON_IMAGE))
 
 clean: down
 	rm -rf .petpro .pytest_cache .ruff_cache

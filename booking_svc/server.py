@@ -14,6 +14,7 @@ from booking_svc.adapters.codecs import encode_booking_change, encode_booking_cr
 from booking_svc.adapters.refunds import PaymentRefunds
 from booking_svc.adapters.repository import BookingRepository
 from booking_svc.adapters.tables import SCHEMA
+from booking_svc.domain import OPEN_REFUND_STATES
 from booking_svc.handlers import (
     CatalogHandlers,
     ClinicAdminHandlers,
@@ -27,6 +28,7 @@ from booking_svc.service import BookingServicer, ClinicAdminServicer
 from petpro import events, grpc_client, grpc_server, telemetry
 from petpro.authn import Authenticator
 from petpro.db import Database
+from petpro.gauges import StateAgeGauges
 from petpro.outbox import OutboxRelay
 from petpro.settings import ServiceSettings, load
 from petpro_api.auth.v1 import auth_pb2_grpc
@@ -81,6 +83,11 @@ def build(
             end_offsets=end_offsets,
         )
         background.append(relay.run)
+        background.append(  # open refunds and the oldest one's age, for the alert rules
+            StateAgeGauges(db, table="bookings", state="refund_state", since="cancelled_at",
+                           states=[s.value for s in OPEN_REFUND_STATES], count=telemetry.REFUNDS_OPEN,
+                           age=telemetry.REFUND_OLDEST_OPEN_AGE).run
+        )  # fmt: skip
         on_stop += [db.close, lambda: asyncio.to_thread(end_offsets.close)]
     if refunds is None:
         payment_channel = grpc_client.channel(

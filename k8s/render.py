@@ -70,10 +70,23 @@ def mesh_json() -> str:
     return json.dumps(chart_mesh(), indent=1) + "\n"
 
 
-def envoy_config() -> dict[str, Any]:
+# the HTTP connection manager's client-address fields (edge.gateway.config.ClientAddress) are the
+# release's values (envoy.clientAddress): files/envoy.json holds this key in their place and
+# templates/envoy.yaml writes the fields there
+CLIENT_ADDRESS_KEY, CLIENT_ADDRESS_PLACEHOLDER = "petproClientAddress", "PETPRO_CLIENT_ADDRESS"
+CLIENT_ADDRESS_FIELDS = (
+    "useRemoteAddress",
+    "xffNumTrustedHops",
+    "originalIpDetectionExtensions",
+    "internalAddressConfig",
+)
+
+
+def envoy_config(trusted_hops: int = 1, trusted_cidrs: tuple[str, ...] = ()) -> dict[str, Any]:
     """THE call to the dev stack's Envoy generator (edge.gateway.config.build_config over gen/'s
-    gateway outputs), with the chart's DNS names as upstreams (the manifest's servers of each route)."""
-    from edge.gateway.config import build_config
+    gateway outputs), with the chart's DNS names as upstreams (the manifest's servers of each route)
+    and the client-address model of ``envoy.clientAddress`` (default: the chart's Ingress, one hop)."""
+    from edge.gateway.config import ClientAddress, build_config
     from petpro.mesh import MESH
     from petpro.settings import StackSettings
 
@@ -87,11 +100,23 @@ def envoy_config() -> dict[str, Any]:
         admin_port=ENVOY_ADMIN,
         http_upstream=upstream(http, f"{http}_http"),
         upstreams={g: upstream(MESH.server_of(g).name, MESH.server_of(g).name) for g in MESH.gateway.routes},
+        client_address=ClientAddress(trusted_hops=trusted_hops, trusted_cidrs=trusted_cidrs),
     )
 
 
+def http_connection_manager(config: dict[str, Any]) -> dict[str, Any]:
+    (listener,) = [x for x in config["staticResources"]["listeners"] if x["name"] == "edge"]
+    hcm: dict[str, Any] = listener["filterChains"][0]["filters"][0]["typedConfig"]
+    return hcm
+
+
 def envoy_json() -> str:
-    return json.dumps(envoy_config(), indent=1, sort_keys=True) + "\n"
+    config = envoy_config()
+    hcm = http_connection_manager(config)
+    for key in CLIENT_ADDRESS_FIELDS:
+        hcm.pop(key, None)
+    hcm[CLIENT_ADDRESS_KEY] = CLIENT_ADDRESS_PLACEHOLDER
+    return json.dumps(config, indent=1, sort_keys=True) + "\n"
 
 
 def render(

@@ -123,6 +123,11 @@ class TokenCache:
         return len(self._entries)
 
 
+# the request header the REST edge's Envoy overwrites with the client's address as it established it
+# (edge.gateway.config.ClientAddress); the edge's throttles read only this
+CLIENT_ADDRESS_HEADER = "x-petpro-client-address"
+
+
 def metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 

@@ -2,6 +2,15 @@
 
 Each service owns one PostgreSQL schema (``auth``, ``booking`` …) in the shared database; its engine
 sets ``search_path`` to that schema so queries and migrations never touch another service's tables.
+
+Behind a transaction-mode pooler (PgBouncer ``pool_mode = transaction``; ``DATABASE_POOL_MODE=transaction``)
+a client's consecutive transactions may run on different server connections, shared with the other
+services, so nothing may live in the session: the engine then sends no ``options`` startup parameter
+(PgBouncer refuses it) and sets ``search_path`` with ``SET LOCAL`` at the start of every transaction
+(read-only connections become short transactions too), and psycopg never prepares statements
+server-side (``prepare_threshold=None``: a prepared statement lives on one server connection).  What
+needs a session (the migrations' advisory lock, the outbox relay's ``LISTEN``) connects to
+``DATABASE_DIRECT_URL`` instead (:func:`direct_url`).
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -22,6 +31,21 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from petpro import telemetry
+from petpro.settings import BackingSettings
+
+
+def transaction_pooling() -> bool:
+    """True when the database URL points at a transaction-mode pooler (``DATABASE_POOL_MODE``)."""
+    return BackingSettings().database_pool_mode == "transaction"
+
+
+def direct_url(url: str) -> str | None:
+    """Where to open a connection that needs a session of its own (advisory locks, LISTEN): ``url``
+    itself, or behind a transaction pooler ``DATABASE_DIRECT_URL`` (None when unset: no session
+    features, e.g. the relay polls without LISTEN)."""
+    if not transaction_pooling():
+        return url
+    return BackingSettings().database_direct_url
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -32,27 +56,45 @@ def sqlalchemy_url(url: str) -> str:
     return u.render_as_string(hide_password=False)
 
 
-def _connect_args(schema: str | None, app_name: str) -> dict[str, object]:
+def _connect_args(schema: str | None, app_name: str, *, pooled: bool = False) -> dict[str, object]:
     opts: dict[str, object] = {"application_name": app_name}
-    if schema:
+    if pooled:
+        opts["prepare_threshold"] = None  # no server-side prepared statements behind a pooler
+    elif schema:
         opts["options"] = f"-csearch_path={schema},public"
     return opts
 
 
 def make_engine(
-    url: str, schema: str | None, *, app_name: str = "petpro", pool_size: int = 10
+    url: str,
+    schema: str | None,
+    *,
+    app_name: str = "petpro",
+    pool_size: int = 10,
+    pooled: bool | None = None,
 ) -> AsyncEngine:
+    """The service's engine; ``pooled`` (default: :func:`transaction_pooling`) for a transaction-mode
+    pooler: search_path per transaction, no prepared statements (module docstring)."""
+    pooled = transaction_pooling() if pooled is None else pooled
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,  # no pre-ping: it costs a round trip per checkout; dead connections are rare here
-        connect_args=_connect_args(schema, app_name),
+        connect_args=_connect_args(schema, app_name, pooled=pooled),
     )
+    if pooled and schema:
+        set_path = f'SET LOCAL search_path TO "{schema}", public'
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _search_path(conn: Any) -> None:
+            conn.exec_driver_sql(set_path)
+
     return telemetry.instrument_engine(engine)  # a span per statement
 
 
 def make_sync_engine(url: str, schema: str | None = None, *, app_name: str = "petpro-migrate") -> Engine:
+    """A session-mode engine (migrations, tools): give it the server's own URL (:func:`direct_url`)."""
     return create_engine(
         sqlalchemy_url(url), connect_args=_connect_args(schema, app_name), pool_pre_ping=True
     )
@@ -103,8 +145,17 @@ class Database:
     second checkout raises ``NestedCheckout`` at once, on the first test that takes that path, instead
     of waiting for a load that exhausts the pool; the fix is to use the open unit of work."""
 
-    def __init__(self, url: str, schema: str, *, app_name: str = "petpro", pool_size: int = 10) -> None:
-        self.engine = make_engine(url, schema, app_name=app_name, pool_size=pool_size)
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        app_name: str = "petpro",
+        pool_size: int = 10,
+        pooled: bool | None = None,
+    ) -> None:
+        self.pooled = transaction_pooling() if pooled is None else pooled
+        self.engine = make_engine(url, schema, app_name=app_name, pool_size=pool_size, pooled=self.pooled)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -117,10 +168,16 @@ class Database:
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
         """A connection in autocommit mode for read-only use cases: no BEGIN/COMMIT round trips.
-        Each statement sees committed data as of its own start (fine for single reads and lists)."""
+        Each statement sees committed data as of its own start (fine for single reads and lists).
+        Behind a transaction pooler it is one short transaction instead (its search_path is set per
+        transaction; module docstring)."""
         with one_connection("read"):
             async with self.engine.connect() as conn:
-                yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+                if self.pooled:
+                    async with conn.begin():
+                        yield conn
+                else:
+                    yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def repositories(self, repo: Callable[[Any], R]) -> tuple[UnitOfWork[R], UnitOfWork[R]]:
         """``(uow, read)`` factories handing out ``repo(session)``: a transaction, and a read-only

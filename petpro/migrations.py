@@ -43,7 +43,13 @@ def target_metadata(pkg: str) -> MetaData:
 
 
 def database_url() -> str:
-    return os.environ.get("DATABASE_URL") or embedded_urls(StackSettings())["database_url"]
+    """The server to migrate: ``DATABASE_DIRECT_URL`` (the server itself, when ``DATABASE_URL`` is a
+    pooler's: the migrations hold an advisory lock for their session), else ``DATABASE_URL``."""
+    return (
+        os.environ.get("DATABASE_DIRECT_URL")
+        or os.environ.get("DATABASE_URL")
+        or embedded_urls(StackSettings())["database_url"]
+    )
 
 
 def alembic_config(pkg: str, url: str) -> Config:
@@ -67,12 +73,33 @@ def migrate_all(url: str | None = None) -> list[str]:
     return done
 
 
+# A migration runs while the old release serves (docs/operations.md "Upgrading without loss"): a lock it
+# waits for queues every query of the service behind it, so it gives up after LOCK_TIMEOUT (the hook Job
+# fails, nothing changed, retry later) instead of stalling the mesh; a statement that runs for
+# STATEMENT_TIMEOUT is a migration that needed the expand/backfill/contract treatment.
+TIMEOUTS = ("SET lock_timeout = '10s'", "SET statement_timeout = '10min'")
+
+
 def run_env(metadata: MetaData) -> None:
-    """Body of every service's ``migrations/env.py`` (online mode only)."""
+    """Body of every service's ``migrations/env.py``.  Offline (``--sql``) it writes the SQL without
+    connecting: the migration linter (petpro_dev.migration_lint) lints that."""
     from alembic import context
 
     cfg = context.config
     schema: str = cfg.attributes["schema"]
+    if context.is_offline_mode():
+        context.configure(
+            url=cfg.attributes["url"],
+            target_metadata=metadata,
+            version_table_schema=schema,
+            literal_binds=True,
+            dialect_name="postgresql",
+        )
+        with context.begin_transaction():
+            for statement in TIMEOUTS:
+                context.execute(statement)
+            context.run_migrations()
+        return
     engine = make_sync_engine(cfg.attributes["url"], schema)
     lock_key = zlib.crc32(f"petpro-migrate-{schema}".encode())
     with engine.connect() as conn:
@@ -88,6 +115,8 @@ def run_env(metadata: MetaData) -> None:
                 compare_type=True,
             )
             with context.begin_transaction():
+                for statement in TIMEOUTS:
+                    context.execute(statement)
                 context.run_migrations()
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
@@ -107,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown package(s) {', '.join(unknown)}; known: {', '.join(MIGRATED)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not os.environ.get("DATABASE_URL"):
+    if not (os.environ.get("DATABASE_URL") or os.environ.get("DATABASE_DIRECT_URL")):
         raise SystemExit("DATABASE_URL is required (postgresql://user:password@host:5432/petpro)")
     for pkg in args.packages or MIGRATED:
         migrate(pkg)

@@ -30,7 +30,7 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy import CursorResult, Row, text
 
 from petpro import telemetry
-from petpro.db import Database
+from petpro.db import Database, direct_url
 from petpro.events import cloudevent_headers
 
 log = logging.getLogger("petpro.outbox")
@@ -68,7 +68,10 @@ class OutboxRelay:
         self.db = db
         self.producer_factory = producer_factory
         self.source = source
-        self.listen_dsn = listen_dsn
+        # LISTEN needs a session of its own: behind a transaction pooler, the server's direct URL
+        self.listen_dsn = direct_url(listen_dsn) if listen_dsn else None
+        if listen_dsn and not self.listen_dsn:
+            log.warning("outbox: transaction pooler without DATABASE_DIRECT_URL: no LISTEN, polling only")
         self.batch_size = batch_size
         self.idle_poll = idle_poll_seconds
         self.max_backoff = max_backoff_seconds

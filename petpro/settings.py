@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +65,10 @@ class BackingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     database_url: str | None = None
+    # behind a transaction-mode pooler (PgBouncer): "transaction" (docs/operations.md, PgBouncer)
+    database_pool_mode: Literal["session", "transaction"] | None = None  # None: session
+    # the server itself, bypassing the pooler: migrations (advisory lock) and LISTEN
+    database_direct_url: str | None = None
     redis_url: str | None = None
     kafka_bootstrap_servers: str | None = None
     smtp_url: str | None = None

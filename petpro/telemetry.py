@@ -390,6 +390,13 @@ CONSUMER_LAG = Gauge(
 DLQ_MESSAGES = Gauge(
     "dlq_messages", "messages held in a dead-letter topic (end - beginning offsets)", ["topic"]
 )
+# what no request path measures, read from the database now and then (petpro.gauges.StateAgeGauges)
+REFUNDS_OPEN = Gauge("booking_refunds_open", "refunds owed or in flight, by refund state", ["state"])
+REFUND_OLDEST_OPEN_AGE = Gauge(
+    "booking_refund_oldest_open_age_seconds",
+    "age of the oldest open refund per refund state (since its booking was cancelled; 0 when none)",
+    ["state"],
+)
 
 
 def start_metrics_server(port: int, host: str = "127.0.0.1") -> None:

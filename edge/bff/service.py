@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 from cachetools import TTLCache
 
-from petpro.authn import Authenticator, Principal, TokenCache, metadata
+from petpro.authn import CLIENT_ADDRESS_HEADER, Authenticator, Principal, TokenCache, metadata
 from petpro.errors import InvalidArgument, Kind, NotFound, PermissionDenied
 from petpro.upstream import UpstreamError, call
 from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
@@ -40,9 +40,11 @@ MOBILE_STATUS = {
 
 
 def client_address(context: grpc.aio.ServicerContext) -> str:
-    """The end client's IP address: what Envoy saw (``x-envoy-external-address``, set by Envoy itself
-    and stripped from what clients send), else the gRPC peer (a direct gRPC client)."""
-    seen = metadata(context).get("x-envoy-external-address", "").strip()
+    """The end client's IP address as Envoy established it (``x-petpro-client-address``, which Envoy
+    overwrites on every request with the address its X-Forwarded-For model trusts: see
+    edge.gateway.config.ClientAddress), else the gRPC peer: a caller that did not come through Envoy
+    (in the cluster only Envoy may reach the edge's gRPC port)."""
+    seen = metadata(context).get(CLIENT_ADDRESS_HEADER, "").strip()
     if seen:
         return seen[:64]
     peer = context.peer() or ""  # "ipv4:127.0.0.1:5555", "ipv6:[::1]:5555"

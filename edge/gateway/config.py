@@ -60,6 +60,7 @@ from edge.gateway.routes import (
     protected_patterns,
     protected_regexes,
 )
+from petpro.authn import CLIENT_ADDRESS_HEADER
 from petpro.mesh import MESH
 from petpro.settings import StackSettings
 
@@ -71,6 +72,7 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.config.cluster.v3 import Cluster, ClusterDiscoveryType
     from envoy_data_plane.envoy.config.core.v3 import (
         Address,
+        CidrRange,
         DataSource,
         EnvoyInternalAddress,
         HeaderValue,
@@ -143,10 +145,12 @@ with warnings.catch_warnings():
     from envoy_data_plane.envoy.extensions.filters.network.http_connection_manager.v3 import (
         HttpConnectionManager,
         HttpConnectionManagerCodecType,
+        HttpConnectionManagerInternalAddressConfig,
         HttpConnectionManagerTracing,
         HttpFilter,
         RequestIdExtension,
     )
+    from envoy_data_plane.envoy.extensions.http.original_ip_detection.xff.v3 import XffConfig, XffTrustedCidrs
     from envoy_data_plane.envoy.extensions.request_id.uuid.v3 import UuidRequestIdConfig
     from envoy_data_plane.envoy.extensions.resource_monitors.downstream_connections.v3 import (
         DownstreamConnectionsConfig,
@@ -238,6 +242,65 @@ class RateLimit:
     @property
     def retry_after(self) -> str:
         return str(max(1, self.fill_seconds))
+
+
+@dataclass(frozen=True)
+class ClientAddress:
+    """Who the client is behind a chain of proxies (Envoy's X-Forwarded-For model).
+
+    Envoy establishes the client's address once, and everything downstream of it uses that one
+    value: the per-client token bucket, the access log's ``client``, and the BFF's login and
+    sign-up throttles (Envoy overwrites :data:`CLIENT_ADDRESS_HEADER` with it on every request).
+
+    - ``trusted_cidrs`` (the proxies' own address ranges, e.g. an Ingress controller's pods or a
+      cloud load balancer's ranges): only when the connection comes FROM such an address is
+      X-Forwarded-For read, right to left, and the first address outside the ranges is the client
+      (Envoy's ``envoy.http.original_ip_detection.xff`` with ``xff_trusted_cidrs``).  A request
+      that bypasses the proxies is its own peer, whatever X-Forwarded-For it sends.  These ranges
+      are also Envoy's internal addresses (``internal_address_config``).
+    - else ``trusted_hops`` (``xff_num_trusted_hops`` with ``use_remote_address``): the client is
+      the address ``trusted_hops`` entries from the right of X-Forwarded-For (after Envoy appends
+      the peer).  Only safe when nothing but those proxies can reach Envoy (the chart's
+      NetworkPolicy admits only the Ingress controller's namespace).
+    - neither: the connection's peer is the client (Envoy faces the clients directly).
+    """
+
+    trusted_hops: int = 0
+    trusted_cidrs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.trusted_hops and self.trusted_cidrs:
+            raise ValueError(
+                "trusted proxy hops and trusted proxy CIDRs exclude each other (Envoy's XFF model)"
+            )
+        if self.trusted_hops < 0:
+            raise ValueError("trusted proxy hops must be >= 0")
+        for cidr in self.trusted_cidrs:
+            ipaddress.ip_network(cidr, strict=False)  # ValueError on a bad range
+
+    def cidr_ranges(self) -> list[CidrRange]:
+        nets = [ipaddress.ip_network(c, strict=False) for c in self.trusted_cidrs]
+        return [CidrRange(address_prefix=str(n.network_address), prefix_len=n.prefixlen) for n in nets]
+
+
+def _client_address_hcm(hcm: HttpConnectionManager, client: ClientAddress) -> None:
+    """The HTTP connection manager's half of :class:`ClientAddress`."""
+    if client.trusted_cidrs:
+        hcm.use_remote_address = False  # the extension replaces it (Envoy refuses both)
+        hcm.original_ip_detection_extensions = [
+            TypedExtensionConfig(
+                name="envoy.http.original_ip_detection.xff",
+                typed_config=PbAny.pack(
+                    XffConfig(xff_trusted_cidrs=XffTrustedCidrs(cidrs=client.cidr_ranges()))
+                ),
+            )
+        ]
+        hcm.internal_address_config = HttpConnectionManagerInternalAddressConfig(
+            cidr_ranges=client.cidr_ranges()
+        )
+    else:
+        hcm.use_remote_address = True
+        hcm.xff_num_trusted_hops = client.trusted_hops
 
 
 @dataclass(frozen=True)
@@ -689,6 +752,7 @@ def build_config(
     max_connections: int = 10_000,
     tracing: Tracing | None = None,
     jwt: JwtAuth | None = JwtAuth(),
+    client_address: ClientAddress = ClientAddress(),
 ) -> dict[str, Any]:
     """Envoy v3 bootstrap (JSON-ready dict) for the edge of ``stack``.
 
@@ -838,19 +902,34 @@ def build_config(
         codec_type=HttpConnectionManagerCodecType.AUTO,
         route_config=RouteConfiguration(
             name="edge",
-            virtual_hosts=[VirtualHost(name="edge", domains=["*"], routes=routes)],
+            virtual_hosts=[
+                VirtualHost(
+                    name="edge",
+                    domains=["*"],
+                    routes=routes,
+                    # the client's address as Envoy established it (ClientAddress), never the client's word
+                    request_headers_to_add=[
+                        HeaderValueOption(
+                            header=HeaderValue(
+                                key=CLIENT_ADDRESS_HEADER, value="%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+                            ),
+                            append_action=HeaderValueOptionHeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+                        )
+                    ],
+                )
+            ],
         ),
         http_filters=http_filters,
         # request ids: keep the client's, generate one otherwise, echo it in every response
         generate_request_id=True,
         preserve_external_request_id=True,
         always_set_request_id_in_response=True,
-        use_remote_address=True,
         normalize_path=True,
         merge_slashes=True,
         server_name="petpro-edge",
         access_log=[_access_log()] if access_log else [],
     )
+    _client_address_hcm(hcm, client_address)
     if tracing is not None:
         hcm.tracing = _tracing(tracing)
         # sample by the tracing config, not by a nibble of x-request-id, and never rewrite the client's id
@@ -939,9 +1018,11 @@ def write_config(config: dict[str, Any], path: Path) -> Path:
 __all__ = [
     "AUTH_SERVICE",
     "BOOKING_SERVICE",
+    "CLIENT_ADDRESS_HEADER",
     "CLINIC_ADMIN_SERVICE",
     "CLINIC_STAFF_SERVICE",
     "MOBILE_SERVICE",
+    "ClientAddress",
     "JwtAuth",
     "RateLimit",
     "Tracing",

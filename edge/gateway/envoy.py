@@ -13,7 +13,9 @@ off), ``RATE_LIMIT_PER_SECOND`` (1000) — the listener-wide ceiling —, per cl
 ``RATE_LIMIT_PER_CLIENT_BURST`` (200) / ``RATE_LIMIT_PER_CLIENT_PER_SECOND`` (100), per bearer token
 ``RATE_LIMIT_PER_TOKEN_BURST`` (100) / ``RATE_LIMIT_PER_TOKEN_PER_SECOND`` (50), ``LOG_LEVEL`` (warn),
 ``LOG_FLUSH_MS`` (access log, 1000), ``CONCURRENCY`` (1), ``BINARY`` (path of envoy), ``JWT`` (true:
-Envoy verifies bearer tokens on protected routes), ``JWKS_CACHE_SECONDS`` (5).  The tokens' issuer and
+Envoy verifies bearer tokens on protected routes), ``JWKS_CACHE_SECONDS`` (5), ``TRUSTED_PROXY_HOPS`` (0)
+or ``TRUSTED_PROXY_CIDRS`` (none; comma-separated): the proxies in front of Envoy whose
+X-Forwarded-For it believes (:class:`edge.gateway.config.ClientAddress`).  The tokens' issuer and
 audience are auth_svc's own settings, read from the same ``AUTH_ISSUER``/``AUTH_AUDIENCE``.  Upstream overrides
 as for the services: ``EDGE_ADDR``, ``EDGE_HTTP_ADDR``, ``BOOKING_ADDR``, ``AUTH_ADDR`` (host:port).
 
@@ -33,11 +35,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from petpro.settings import StackSettings, load
+
+if TYPE_CHECKING:
+    from edge.gateway.config import ClientAddress
 
 
 class EnvoySettings(BaseSettings):
@@ -59,6 +65,18 @@ class EnvoySettings(BaseSettings):
     binary: str | None = None
     jwt: bool = True
     jwks_cache_seconds: int = Field(default=5, ge=1)
+    trusted_proxy_hops: int = Field(
+        default=0, ge=0, description="X-Forwarded-For hops to trust (Envoy's xff_num_trusted_hops)"
+    )
+    trusted_proxy_cidrs: str = Field(
+        default="", description="comma-separated address ranges of the proxies in front of Envoy"
+    )
+
+    def client_address(self) -> ClientAddress:
+        from edge.gateway.config import ClientAddress
+
+        cidrs = tuple(c.strip() for c in self.trusted_proxy_cidrs.split(",") if c.strip())
+        return ClientAddress(trusted_hops=self.trusted_proxy_hops, trusted_cidrs=cidrs)
 
 
 def envoy_binary(explicit: str | None = None) -> str:
@@ -138,6 +156,7 @@ def build(stack: StackSettings, settings: EnvoySettings) -> dict:
         )
         if settings.jwt
         else None,
+        client_address=settings.client_address(),
     )
 
 

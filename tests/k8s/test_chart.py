@@ -60,6 +60,7 @@ PRODUCTION: dict[str, Any] = {
     },
     "stripe": {"apiBase": "https://api.stripe.com"},
     "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+    "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
     "services": {
         "booking": {"replicas": 4, "settings": {"HOLD_TTL_SECONDS": "900"}},
         "notif": {"replicas": 3},
@@ -374,7 +375,8 @@ def test_envoy_config_map_is_the_dev_stack_generators_output_with_dns_clusters(v
     fullname = cm["metadata"]["name"].removesuffix("-envoy")
     config = json.loads(cm["data"]["envoy.json"])
     fresh = json.loads(json.dumps(render_mod.envoy_config()).replace(render_mod.PLACEHOLDER, fullname))
-    assert config == fresh
+    assert config == fresh  # the default: behind the chart's Ingress, one trusted hop
+    assert render_mod.http_connection_manager(config)["xffNumTrustedHops"] == 1
     clusters = {c["name"]: c for c in config["staticResources"]["clusters"]}
 
     def address(c: dict) -> dict:  # type: ignore[type-arg]
@@ -437,3 +439,64 @@ def test_every_documented_setting_is_reachable_through_values() -> None:
     chart_readme = (CHART / "README.md").read_text()
     missing = sorted(v for v in variables if f"`{v}`" not in chart_readme)
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("client_address", "generator"),
+    [
+        ({"trustedProxyHops": 0}, {"trusted_hops": 0}),
+        ({"trustedProxyHops": 2}, {"trusted_hops": 2}),
+        (
+            {"trustedProxyHops": 0, "trustedProxyCidrs": ["130.211.0.0/22", "35.191.0.0/16", "fd00::/8"]},
+            {"trusted_hops": 0, "trusted_cidrs": ("130.211.0.0/22", "35.191.0.0/16", "fd00::/8")},
+        ),
+    ],
+)
+def test_envoy_client_address_values_render_what_the_generator_writes(
+    client_address: dict[str, Any], generator: dict[str, Any]
+) -> None:
+    """envoy.clientAddress in the chart and EDGE_ENVOY_TRUSTED_PROXY_* in the dev stack give Envoy
+    the same X-Forwarded-For model (edge.gateway.config.ClientAddress)."""
+    rendered = render_mod.render(
+        {"envoy": {"clientAddress": client_address}}, release="petpro", namespace="p"
+    )
+    (cm,) = by_kind(objects(rendered), "ConfigMap")
+    config = json.loads(cm["data"]["envoy.json"])
+    fresh = json.loads(
+        json.dumps(render_mod.envoy_config(**generator)).replace(render_mod.PLACEHOLDER, "petpro")
+    )
+    assert config == fresh
+
+
+@pytest.mark.parametrize(
+    "client_address",
+    [{"trustedProxyHops": 1, "trustedProxyCidrs": ["10.0.0.0/8"]}, {"trustedProxyCidrs": ["10.0.0.1"]}],
+)
+def test_envoy_client_address_values_that_envoy_would_refuse_fail_the_render(
+    client_address: dict[str, Any],
+) -> None:
+    with pytest.raises(Exception, match="clientAddress"):
+        render_mod.render({"envoy": {"clientAddress": client_address}}, release="petpro", namespace="p")
+
+
+def test_behind_a_transaction_pooler_every_database_user_gets_the_pool_mode_and_the_direct_url() -> None:
+    """database.poolMode: transaction (docs/operations.md "PgBouncer"): the services and the migrate
+    Job learn the pool mode and where the server itself is (migrations' lock, the relay's LISTEN)."""
+    objs = objects(
+        render_mod.render({"database": {"poolMode": "transaction"}}, release="petpro", namespace="p")
+    )
+    users = {}
+    for o in objs:
+        if o["kind"] in ("Deployment", "Job"):
+            env = {e["name"]: e for e in o["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            if "DATABASE_URL" in env:
+                users[o["metadata"]["name"]] = env
+    assert set(users) == {f"petpro-{n}" for n in ("auth", "booking", "payment", "notif", "migrate")}
+    for env in users.values():
+        assert env["DATABASE_POOL_MODE"]["value"] == "transaction"
+        assert env["DATABASE_DIRECT_URL"]["valueFrom"]["secretKeyRef"]["key"] == "DATABASE_DIRECT_URL"
+    # the default (a server or a session pooler) adds nothing
+    default = objects(render_mod.render({}, release="petpro", namespace="p"))
+    assert not [o for o in default if "DATABASE_POOL_MODE" in json.dumps(o)]
+    with pytest.raises(Exception, match="poolMode"):
+        render_mod.render({"database": {"poolMode": "statement"}}, release="petpro", namespace="p")

@@ -127,7 +127,8 @@ def violations(text: str, dockerignore: str | None) -> list[str]:
                     found.append(f"line {ins.line}: copies {s!r} (secrets or local state) into the image")
                 # node_modules is tooling (buf), except the /docs page's static swagger-ui-dist files
                 if re.match(
-                    r"(\./)?(petpro_dev|tests|benchmarks|node_modules(?!/swagger-ui-dist/?$)|\.venv)(/|$)", s
+                    r"(\./)?(petpro_dev|tests|benchmarks|node_modules(?!/swagger-ui-dist(/|$))|\.venv)(/|$)",
+                    s,
                 ) or s in (".", "./"):
                     found.append(f"line {ins.line}: copies {s!r} (dev tooling) into the image")
         if ins.keyword == "RUN" and re.search(r"\bpip\b.*\binstall\b|\buv\b.*\bpip\b", ins.args):

@@ -43,7 +43,7 @@ class RecordingAuth:
 
 class Context:
     def __init__(self, **md: str) -> None:
-        self.md = {"authorization": "Bearer token", "x-envoy-external-address": "203.0.113.7", **md}
+        self.md = {"authorization": "Bearer token", "x-petpro-client-address": "203.0.113.7", **md}
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self.md.items())

@@ -247,3 +247,37 @@ def test_envoy_verifies_tokens_on_exactly_the_protected_routes_before_the_body_i
     assert len(off["staticResources"]["listeners"]) == 1
     _, off_hcm = _routes_of(off)
     assert "envoy.filters.http.jwt_authn" not in [f["name"] for f in off_hcm["httpFilters"]]
+
+
+def test_client_address_model_is_one_of_hops_or_trusted_proxy_ranges() -> None:
+    """Envoy's XFF model (edge.gateway.config.ClientAddress): a hop count with use_remote_address, or
+    the XFF extension trusting only the proxies' ranges; never both; the address Envoy settles on
+    overwrites whatever the client sent as x-petpro-client-address."""
+    import pytest
+
+    from edge.gateway.config import ClientAddress
+
+    def hcm(client: ClientAddress) -> dict:  # type: ignore[type-arg]
+        config = build_config(StackSettings(port_base=18400), client_address=client)
+        (edge,) = [x for x in config["staticResources"]["listeners"] if x["name"] == "edge"]
+        return edge["filterChains"][0]["filters"][0]["typedConfig"]  # type: ignore[no-any-return]
+
+    direct = hcm(ClientAddress())
+    assert (direct["useRemoteAddress"], direct.get("xffNumTrustedHops", 0)) == (True, 0)
+    assert "originalIpDetectionExtensions" not in direct
+    (added,) = direct["routeConfig"]["virtualHosts"][0]["requestHeadersToAdd"]
+    assert added == {
+        "header": {"key": "x-petpro-client-address", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+        "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }
+    assert hcm(ClientAddress(trusted_hops=2))["xffNumTrustedHops"] == 2
+    ranges = hcm(ClientAddress(trusted_cidrs=("10.1.2.3/32", "fd00::/8")))
+    assert ranges["useRemoteAddress"] is False  # Envoy refuses the extension together with it
+    (ext,) = ranges["originalIpDetectionExtensions"]
+    cidrs = [{"addressPrefix": "10.1.2.3", "prefixLen": 32}, {"addressPrefix": "fd00::", "prefixLen": 8}]
+    assert ext["typedConfig"]["xffTrustedCidrs"]["cidrs"] == cidrs
+    assert ranges["internalAddressConfig"]["cidrRanges"] == cidrs
+    with pytest.raises(ValueError, match="exclude each other"):
+        ClientAddress(trusted_hops=1, trusted_cidrs=("10.0.0.0/8",))
+    with pytest.raises(ValueError):
+        ClientAddress(trusted_cidrs=("10.0.0.0/33",))

@@ -5,6 +5,13 @@ Revision ID: 0002_lifecycle
 Revises: 0001
 """
 
+# squawk-ignore constraint-missing-not-valid: the CHECKs are on columns this migration adds with valid
+#   defaults, so every row passes, but the scan runs under the lock; released before migrations were linted; it
+#   has run on every installed database, so it stays as it ran. A new CHECK on a large table is added NOT VALID
+#   and validated in the next migration.
+# squawk-ignore require-concurrent-index-creation: ix_bookings_refund_open is partial (open refunds: none
+#   existed yet); Alembic runs in a transaction, where CONCURRENTLY is refused. released before migrations were
+#   linted; it has run on every installed database, so it stays as it ran.
 import sqlalchemy as sa
 from alembic import op
 

@@ -40,8 +40,15 @@ def upgrade() -> None:
         sa.Column("ends", sa.String(5), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     )
-    op.create_index("ix_devices_token", "devices", ["token"])
-    op.create_index("ix_devices_user", "devices", ["user_id"])
+    # devices is an existing table that takes writes while the old code serves: build its indexes
+    # without blocking them (CONCURRENTLY cannot run inside the migration's transaction)
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "ix_devices_token", "devices", ["token"], postgresql_concurrently=True, if_not_exists=True
+        )
+        op.create_index(
+            "ix_devices_user", "devices", ["user_id"], postgresql_concurrently=True, if_not_exists=True
+        )
 
 
 def downgrade() -> None:

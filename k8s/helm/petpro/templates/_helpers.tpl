@@ -82,6 +82,17 @@ services, peers and callers; Envoy's upstreams; the topics.  Nothing else in the
       key: {{ index . 1 }}
 {{- end -}}
 
+{{- /* DATABASE_POOL_MODE and DATABASE_DIRECT_URL behind a transaction pooler (database.poolMode) */ -}}
+{{- define "petpro.poolerEnv" -}}
+{{- if eq .Values.database.poolMode "transaction" -}}
+- name: DATABASE_POOL_MODE
+  value: transaction
+{{ include "petpro.secretEnv" (list "DATABASE_DIRECT_URL" "DATABASE_DIRECT_URL" .) }}
+{{- else if ne .Values.database.poolMode "session" }}
+{{- fail "database.poolMode must be session or transaction" }}
+{{- end }}
+{{- end -}}
+
 {{- define "petpro.podSecurity" -}}
 securityContext:
   {{- toYaml .Values.podSecurityContext | nindent 2 }}
