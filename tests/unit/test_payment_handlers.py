@@ -22,7 +22,7 @@ from payment_svc.domain import (
 )
 from payment_svc.handlers import CreateSession, PaymentHandlers, RefundCommand
 from petpro.errors import InvalidArgument
-from tests.unit.fakes.payment import FakeGateway, PaymentStore, event, payment_uow
+from tests.unit.fakes.payment import FakeGateway, PaymentStore, event, payment_uow, signed
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 
@@ -99,11 +99,11 @@ async def test_webhook_success_is_applied_once(env):
         provider_payment_id="pi_1",
     )
     clock.now += timedelta(seconds=5)
-    out = await h.webhooks.handle(body, "good")
+    out = await h.webhooks.handle(*signed(body))
     assert (out.event_id, out.duplicate) == ("evt_1", False)
     assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
     assert store.payments[p.id].provider_payment_id == "pi_1" and store.payments[p.id].updated_at == clock.now
-    again = await h.webhooks.handle(body, "good")
+    again = await h.webhooks.handle(*signed(body))
     assert again.duplicate is True and again.payment is not None and again.payment.id == p.id
 
 
@@ -111,17 +111,20 @@ async def test_a_stale_event_never_moves_a_payment_backwards(env):
     h, store, _, _ = env
     p = await h.sessions.create(session())
     await h.webhooks.handle(
-        event(
-            "e1",
-            "payment_intent.succeeded",
-            status=PaymentStatus.SUCCEEDED,
-            payment_id=p.id,
-            provider_payment_id="pi_1",
+        *signed(
+            event(
+                "e1",
+                "payment_intent.succeeded",
+                status=PaymentStatus.SUCCEEDED,
+                payment_id=p.id,
+                provider_payment_id="pi_1",
+            )
         ),
-        "good",
     )
     out = await h.webhooks.handle(
-        event("e2", "checkout.session.expired", status=PaymentStatus.EXPIRED, session_id=p.session_id), "good"
+        *signed(
+            event("e2", "checkout.session.expired", status=PaymentStatus.EXPIRED, session_id=p.session_id)
+        )
     )
     assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
     assert store.payments[p.id].status == PaymentStatus.SUCCEEDED
@@ -132,10 +135,14 @@ async def test_webhook_rejects_a_bad_signature_and_records_unknown_payments(env)
     with pytest.raises(InvalidSignature):
         await h.webhooks.handle(b"{}", "forged")
     out = await h.webhooks.handle(
-        event(
-            "e9", "payment_intent.succeeded", status=PaymentStatus.SUCCEEDED, provider_payment_id="pi_unknown"
+        *signed(
+            event(
+                "e9",
+                "payment_intent.succeeded",
+                status=PaymentStatus.SUCCEEDED,
+                provider_payment_id="pi_unknown",
+            )
         ),
-        "good",
     )
     assert out.payment is None and out.duplicate is False
     assert store.events == {"e9": None}
@@ -144,14 +151,15 @@ async def test_webhook_rejects_a_bad_signature_and_records_unknown_payments(env)
 async def paid(h: PaymentHandlers, request_id: str = "req-1", provider_id: str = "pi_1") -> Payment:
     p = await h.sessions.create(session(request_id))
     await h.webhooks.handle(
-        event(
-            f"evt-{request_id}",
-            "payment_intent.succeeded",
-            status=PaymentStatus.SUCCEEDED,
-            payment_id=p.id,
-            provider_payment_id=provider_id,
+        *signed(
+            event(
+                f"evt-{request_id}",
+                "payment_intent.succeeded",
+                status=PaymentStatus.SUCCEEDED,
+                payment_id=p.id,
+                provider_payment_id=provider_id,
+            )
         ),
-        "good",
     )
     return await h.sessions.get(p.id)
 
@@ -225,31 +233,33 @@ async def test_a_full_refund_that_fails_after_acceptance_makes_the_payment_succe
     h, store, _, _ = env
     p = await h.sessions.create(session())
     await h.webhooks.handle(
-        event(
-            "e1",
-            "payment_intent.succeeded",
-            status=PaymentStatus.SUCCEEDED,
-            payment_id=p.id,
-            provider_payment_id="pi_1",
+        *signed(
+            event(
+                "e1",
+                "payment_intent.succeeded",
+                status=PaymentStatus.SUCCEEDED,
+                payment_id=p.id,
+                provider_payment_id="pi_1",
+            )
         ),
-        "good",
     )
     _, first = await h.refunds.refund(RefundCommand(p.id, "booking-1-refund-1", "cancelled"))
     await h.webhooks.handle(
-        event("e2", "charge.refunded", status=PaymentStatus.REFUNDED, provider_payment_id="pi_1"), "good"
+        *signed(event("e2", "charge.refunded", status=PaymentStatus.REFUNDED, provider_payment_id="pi_1"))
     )
     assert store.payments[p.id].status == PaymentStatus.REFUNDED
     # Stripe: the refund fails later (refund.failed), the money goes back on the charge
     out = await h.webhooks.handle(
-        event(
-            "e3",
-            "refund.failed",
-            status=None,
-            provider_payment_id="pi_1",
-            refund_id=first.provider_refund_id,
-            refund_status="failed",
+        *signed(
+            event(
+                "e3",
+                "refund.failed",
+                status=None,
+                provider_payment_id="pi_1",
+                refund_id=first.provider_refund_id,
+                refund_status="failed",
+            )
         ),
-        "good",
     )
     assert out.payment is not None and out.payment.status == PaymentStatus.SUCCEEDED
     assert store.payments[p.id].status == PaymentStatus.SUCCEEDED
@@ -257,29 +267,31 @@ async def test_a_full_refund_that_fails_after_acceptance_makes_the_payment_succe
     # the next round's refund succeeds: REFUNDED again, and a replayed failure of the old one changes nothing
     _, second = await h.refunds.refund(RefundCommand(p.id, "booking-1-refund-2", "cancelled"))
     await h.webhooks.handle(
-        event(
-            "e4",
-            "refund.updated",
-            status=None,
-            provider_payment_id="pi_1",
-            refund_id=second.provider_refund_id,
-            refund_status="succeeded",
+        *signed(
+            event(
+                "e4",
+                "refund.updated",
+                status=None,
+                provider_payment_id="pi_1",
+                refund_id=second.provider_refund_id,
+                refund_status="succeeded",
+            )
         ),
-        "good",
     )
     await h.webhooks.handle(
-        event("e5", "charge.refunded", status=PaymentStatus.REFUNDED, provider_payment_id="pi_1"), "good"
+        *signed(event("e5", "charge.refunded", status=PaymentStatus.REFUNDED, provider_payment_id="pi_1"))
     )
     await h.webhooks.handle(
-        event(
-            "e6",
-            "refund.updated",
-            status=None,
-            provider_payment_id="pi_1",
-            refund_id=first.provider_refund_id,
-            refund_status="failed",
+        *signed(
+            event(
+                "e6",
+                "refund.updated",
+                status=None,
+                provider_payment_id="pi_1",
+                refund_id=first.provider_refund_id,
+                refund_status="failed",
+            )
         ),
-        "good",
     )
     assert store.payments[p.id].status == PaymentStatus.REFUNDED
 

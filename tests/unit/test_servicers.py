@@ -40,7 +40,7 @@ from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 from tests.unit.fakes.auth import AuthStore, auth_uow
 from tests.unit.fakes.booking import BookingStore, booking_uow
 from tests.unit.fakes.notif import LiveHub, NotifStore, notif_uow
-from tests.unit.fakes.payment import FakeGateway, PaymentStore, event, payment_uow
+from tests.unit.fakes.payment import FakeGateway, PaymentStore, event, payment_uow, sign
 
 
 async def _serve(app: grpc_server.App) -> AsyncIterator[grpc.aio.Channel]:
@@ -350,27 +350,23 @@ async def test_payment_servicer_session_webhook_refund(payment):
     assert created.session_id == "cs_1" and created.payment_url == "https://pay.example.test/cs_1"
     assert (await stub.CreatePaymentSession(req)).payment_id == created.payment_id  # idempotent
 
+    completed = event("evt_1", "checkout.session.completed", status=None, session_id="cs_1")
     hook = await stub.HandleWebhook(
-        payment_pb2.HandleWebhookRequest(
-            payload=event("evt_1", "checkout.session.completed", status=None, session_id="cs_1"),
-            signature="good",
-        )
+        payment_pb2.HandleWebhookRequest(payload=completed, signature=sign(completed))
     )
     assert (hook.event_id, hook.duplicate) == ("evt_1", False)
     assert hook.payment.status == payment_pb2.PAYMENT_STATUS_PENDING  # not paid yet: nothing changes
     from payment_svc.domain import PaymentStatus
 
+    succeeded = event(
+        "evt_2",
+        "payment_intent.succeeded",
+        status=PaymentStatus.SUCCEEDED,
+        payment_id=uuid.UUID(created.payment_id),
+        provider_payment_id="pi_1",
+    )
     paid = await stub.HandleWebhook(
-        payment_pb2.HandleWebhookRequest(
-            payload=event(
-                "evt_2",
-                "payment_intent.succeeded",
-                status=PaymentStatus.SUCCEEDED,
-                payment_id=uuid.UUID(created.payment_id),
-                provider_payment_id="pi_1",
-            ),
-            signature="good",
-        )
+        payment_pb2.HandleWebhookRequest(payload=succeeded, signature=sign(succeeded))
     )
     assert (
         paid.payment.status == payment_pb2.PAYMENT_STATUS_SUCCEEDED

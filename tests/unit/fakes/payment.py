@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -159,9 +162,27 @@ def payment_uow(store: PaymentStore | None = None) -> FakeUnitOfWork[PaymentStor
     return FakeUnitOfWork(store or PaymentStore(), FakePaymentRepository)
 
 
+WEBHOOK_SECRET = "whsec_fake"
+TOLERANCE_SECONDS = 300
+
+
+def sign(payload: bytes, timestamp: int | None = None) -> str:
+    """The ``t=<unix seconds>,v1=<HMAC-SHA256 of "<t>.<payload>">`` header the fake provider signs with."""
+    t = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={digest}"
+
+
+def signed(payload: bytes) -> tuple[bytes, str]:
+    """A payload and its signature made now: ``handle(*signed(event(...)))``."""
+    return payload, sign(payload)
+
+
 class FakeGateway:
-    """Sessions, expiry and refunds recorded in memory; events are JSON signed with ``"good"``:
-    ``{"id", "type", "session_id", "provider_payment_id", "payment_id", "status"}``."""
+    """Sessions, expiry and refunds recorded in memory; events are JSON signed like Stripe's webhooks
+    (:func:`sign`, a 300 s tolerance):
+    ``{"id", "type", "session_id", "provider_payment_id", "payment_id", "status"}``.
+    Like the provider, it refuses an idempotency key reused with other parameters."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, tuple[str, str]] = {}  # session id → (idempotency key, payment id)
@@ -177,8 +198,10 @@ class FakeGateway:
         if self.fail_next:
             self.fail_next = False
             raise GatewayError("payment provider refused the session: card_declined")
-        for sid, (key, _) in self.sessions.items():
-            if key == idempotency_key:  # the provider answers a retry like the first call
+        for sid, (key, payment_id) in self.sessions.items():
+            if key == idempotency_key:  # the provider answers a retry like the first call...
+                if payment_id != str(payment.id):  # ...and refuses the key for another request
+                    raise GatewayError("payment provider refused the session: idempotency key reused")
                 return Session(sid, f"https://pay.example.test/{sid}")
         sid = f"cs_{len(self.sessions) + 1}"
         self.sessions[sid] = (idempotency_key, str(payment.id))
@@ -186,7 +209,7 @@ class FakeGateway:
         return Session(sid, f"https://pay.example.test/{sid}")
 
     async def expire_session(self, session_id: str) -> bool:
-        if session_id not in self.open:
+        if session_id not in self.open or session_id in self.paid:  # a paid session is complete
             return False
         self.open.discard(session_id)
         return True
@@ -201,8 +224,10 @@ class FakeGateway:
     async def refund(
         self, provider_payment_id: str, amount_minor: int, reason: str, idempotency_key: str
     ) -> RefundInfo:
-        self.refunds.setdefault(idempotency_key, (provider_payment_id, amount_minor))
-        return RefundInfo(f"re_{idempotency_key}", self.refund_status, self.refunds[idempotency_key][1])
+        first = self.refunds.setdefault(idempotency_key, (provider_payment_id, amount_minor))
+        if first != (provider_payment_id, amount_minor):
+            raise GatewayError("refund failed: idempotency key reused with other parameters")
+        return RefundInfo(f"re_{idempotency_key}", self.refund_status, amount_minor)
 
     async def retrieve_refund(self, refund_id: str) -> RefundInfo:
         for key, (_, amount) in self.refunds.items():
@@ -211,9 +236,16 @@ class FakeGateway:
         raise GatewayError(f"no such refund {refund_id}")
 
     def verify_event(self, payload: bytes, signature: str) -> GatewayEvent:
-        if signature != "good":
+        parts = dict(p.partition("=")[::2] for p in signature.split(","))
+        t = parts.get("t", "")
+        if not t.isdigit() or not hmac.compare_digest(sign(payload, int(t)), signature):
             raise InvalidSignature("webhook signature is invalid or too old")
-        e = json.loads(payload)
+        if abs(time.time() - int(t)) > TOLERANCE_SECONDS:
+            raise InvalidSignature("webhook signature is invalid or too old")
+        try:
+            e = json.loads(payload)
+        except ValueError:
+            raise InvalidSignature("webhook payload is not a Stripe event") from None
         return GatewayEvent(
             e["id"],
             e["type"],
