@@ -1,4 +1,4 @@
-"""``python -m petpro_dev.migration_lint``: squawk (npm ``squawk-cli``) over every migration's SQL.
+"""``python -m petpro_dev.migration_lint``: squawk (PyPI ``squawk-cli``, the dev extra) over every migration's SQL.
 
 Each Alembic revision of each service is rendered to SQL on its own (Alembic's offline mode,
 ``upgrade <down>:<rev> --sql``; the version-table bookkeeping left out) and linted by squawk, which
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SQUAWK = ROOT / "node_modules" / ".bin" / "squawk"
+SQUAWK = Path(sys.executable).parent / "squawk"  # the venv's, from the PyPI wheel
 CONFIG = ROOT / ".squawk.toml"  # the rules skipped project-wide, with their reasons
 PG_VERSION = "15"  # the oldest PostgreSQL the project supports (docs/operations.md)
 IGNORE = re.compile(r"^#\s*squawk-ignore\s+([a-z0-9-]+)\s*:\s*(.*)$", re.M)
@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m petpro_dev.migration_lint", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--print", action="store_true", help="print each revision's SQL and exit")
-    parser.add_argument(
-        "--squawk", type=Path, default=SQUAWK, help="the squawk binary (default: node_modules')"
-    )
+    parser.add_argument("--squawk", type=Path, default=SQUAWK, help="the squawk binary (default: the venv's)")
     args = parser.parse_args(argv)
     revs = revisions()
     if args.print:
@@ -149,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"-- {rev.package} {rev.revision}\n{revision_sql(rev)}")
         return 0
     if not args.squawk.exists():
-        print(f"squawk not found at {args.squawk}: run `npm ci` (make setup installs it)", file=sys.stderr)
+        print(
+            f"squawk not found at {args.squawk}: `make setup` installs it (squawk-cli in the dev extra)",
+            file=sys.stderr,
+        )
         return 2
     problems = lint(revs, args.squawk)
     for p in problems:

@@ -1,5 +1,5 @@
 """The migration linter (petpro_dev.migration_lint): squawk over each migration's SQL, skips only with a
-reason written in the migration's file.  Needs squawk from npm (`npm ci`); skipped without it, except in
+reason written in the migration's file.  Needs squawk (PyPI squawk-cli, the dev extra); skipped without it, except in
 CI where it fails."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ SQUAWK = Path(os.environ.get("PETPRO_SQUAWK", str(migration_lint.SQUAWK)))
 def squawk() -> Path:
     if not SQUAWK.exists():
         if os.environ.get("CI"):
-            pytest.fail("squawk is missing in CI: `npm ci` installs squawk-cli (package.json)")
-        pytest.skip("squawk is not installed (npm ci)")
+            pytest.fail("squawk is missing in CI: make setup installs squawk-cli (the dev extra)")
+        pytest.skip("squawk is not installed (make setup)")
     return SQUAWK
 
 
