@@ -20,11 +20,7 @@ from booking_svc.ports import OutboxEvent, UnitOfWork
 from petpro.db import Database
 from petpro.migrations import alembic_config
 from petpro_dev.devstack import Stack
-from tests.contracts.booking_repository import (
-    BlockedWaiter,
-    BookingRepositoryContract,
-    OutboxReader,
-)
+from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader
 
 pytestmark = pytest.mark.integration
 
