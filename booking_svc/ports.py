@@ -28,9 +28,23 @@ from booking_svc.domain import (
 )
 
 
+@dataclass(frozen=True)
+class OutboxEvent:
+    """An event for the outbox: relayed to Kafka (``topic``, ``key``, CloudEvents ``event_type``) after
+    the transaction that wrote it commits."""
+
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    event_type: str
+    payload: bytes
+    traceparent: str
+
+
 class BookingRepository(Protocol):
-    """Queries of one unit of work.  Raises domain errors (``UnitTaken``, ``DuplicateRequest``), never
-    driver errors, for the races the schema decides."""
+    """Queries of one unit of work.  The races the schema decides come back as results (``hold``,
+    ``try_set_state``, ``move_reservation``) or as domain errors (``DuplicateRequest``), never as
+    driver errors."""
 
     # catalog
     async def list_clinics(self, after: tuple[str, ...] | None, limit: int) -> list[Clinic]: ...
@@ -88,23 +102,32 @@ class BookingRepository(Protocol):
     async def pet(self, pet_id: uuid.UUID) -> Pet | None: ...
     async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]: ...
 
-    # reservations
-    async def reservation(self, lock_id: uuid.UUID, *, for_update: bool = False) -> Reservation | None: ...
-    async def reservation_by_request(self, owner: uuid.UUID, request_id: str) -> Reservation | None: ...
-    async def expire_overlapping(
-        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
-    ) -> int: ...
-    async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]: ...
-    async def insert_reservation(self, res: Reservation) -> None:
-        """Raises UnitTaken or DuplicateRequest; must be the transaction's last statement."""
+    # reservations.  A hold lapses at its ``expires_at``: from then on it never blocks and never confirms
+    # (``Reservation.effective_state``); the statements below expire the lapsed holds in their way.
+    async def reservation(self, lock_id: uuid.UUID) -> Reservation | None:
+        """With its booking's id, if it became one."""
         ...
 
-    async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
-        """Reserve's fast path, one statement on its own: unless ``res.request_id`` was used by this
-        owner, the pet is not theirs or the catalog's version is no longer ``catalog_version`` (the
-        service and clinic the caller used are stale), insert ``res`` on the lowest unit of
-        ``capacity`` free of live (confirmed, or held and not expired at ``res.created_at``)
-        reservations; conflicts with the schema's constraints insert nothing (never raise)."""
+    async def reservation_by_request(self, owner: uuid.UUID, request_id: str) -> Reservation | None: ...
+    async def hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
+        """ReserveSlot, on its own (no transaction needed): unless the catalog's version is no longer
+        ``catalog_version`` (the service and clinic the caller used are stale), ``res.request_id``
+        was used by this owner, or the pet is not theirs, insert ``res`` on the lowest unit of
+        ``capacity`` free of live reservations (confirmed, or held and not expired at
+        ``res.created_at``).  One statement, unless a lapsed hold not expired yet is in the way: the
+        lapsed holds overlapping ``res`` are then expired and the statement runs again.  A unit or
+        request id won concurrently by another transaction inserts nothing (never raises): ask again."""
+        ...
+
+    async def lock_for_confirm(self, lock_id: uuid.UUID) -> tuple[Reservation, Pet, int] | None:
+        """The reservation locked until the transaction ends, with its booking's id, its pet and the
+        catalog's version, in one round trip; None when there is no such reservation."""
+        ...
+
+    async def expire_overlapping(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int:
+        """Expire the service's lapsed holds overlapping [start, end); how many."""
         ...
 
     async def try_set_state(
@@ -116,37 +139,38 @@ class BookingRepository(Protocol):
         payment_id: uuid.UUID | None = None,
         failure_reason: str | None = None,
     ) -> bool:
-        """False when re-activating the reservation would overlap another active one."""
+        """False (nothing changed, the transaction goes on) when re-activating the reservation would
+        overlap another active one."""
         ...
 
-    async def confirm_held(
-        self, lock_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
-    ) -> tuple[Reservation, Pet, int] | None:
-        """Confirm's fast path: a reservation still HELD and not expired at ``now`` becomes CONFIRMED
-        with ``payment_id``, in one statement that also returns its pet and the catalog version; None
-        for anything else."""
+    async def set_reservation_state(
+        self, lock_id: uuid.UUID, state: ReservationState, now: datetime
+    ) -> None: ...
+    async def move_reservation(
+        self, lock_id: uuid.UUID, capacity: int, start: datetime, end: datetime, now: datetime
+    ) -> int | None:
+        """Move an active reservation to [start, end) on the lowest unit of ``capacity`` free of
+        other live reservations (the lapsed holds on it there expired), in one statement; its unit, or
+        None (nothing changed, the transaction goes on) when no unit is free or a concurrent
+        transaction won it."""
         ...
 
-    async def add_booking_with_event(
-        self,
-        b: Booking,
-        event_id: uuid.UUID,
-        topic: str,
-        key: str,
-        event_type: str,
-        payload: bytes,
-        traceparent: str,
-    ) -> None:
-        """``add_booking`` + ``add_outbox`` in one round trip."""
+    async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
+        """Expire up to ``limit`` lapsed holds, the longest lapsed first; their lock ids."""
         ...
 
-    async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]: ...
     async def active_counts(
         self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
-    ) -> list[tuple[datetime, datetime]]: ...
+    ) -> list[tuple[datetime, datetime]]:
+        """The ranges of the service's live reservations overlapping [start, end)."""
+        ...
 
     # bookings
-    async def add_booking(self, b: Booking) -> None: ...
+    async def confirm_booking(self, booking: Booking, event: OutboxEvent) -> None:
+        """The booking's reservation CONFIRMED with its payment, the booking, and its event in the
+        outbox, in one round trip."""
+        ...
+
     async def booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None: ...
     async def booking_by_lock(self, lock_id: uuid.UUID) -> Booking | None: ...
     async def list_bookings(
@@ -158,9 +182,9 @@ class BookingRepository(Protocol):
         after: tuple[str, ...] | None,
         limit: int,
     ) -> list[Booking]: ...
-    async def add_outbox(
-        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes, traceparent: str
-    ) -> None: ...
+    async def add_outbox(self, event: OutboxEvent) -> None:
+        """Relayed to Kafka once the transaction commits."""
+        ...
 
     # lifecycle after confirmation
     async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None: ...
@@ -171,18 +195,6 @@ class BookingRepository(Protocol):
         """Raises DuplicateRequest when the request id exists (a concurrent retry)."""
         ...
 
-    async def set_reservation_state(
-        self, lock_id: uuid.UUID, state: ReservationState, now: datetime
-    ) -> None: ...
-    async def move_reservation(
-        self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime, now: datetime
-    ) -> bool:
-        """One statement moving the hold; False (nothing changed) when the target is taken."""
-        ...
-
-    async def taken_units_except(
-        self, service_id: uuid.UUID, start: datetime, end: datetime, lock_id: uuid.UUID
-    ) -> set[int]: ...
     async def claim_due_refunds(
         self, now: datetime, lease_until: datetime, limit: int = 50
     ) -> list[Booking]: ...

@@ -53,7 +53,6 @@ from booking_svc.domain.errors import (
     SlotLost,
     SlotUnavailable,
     SpeciesNotAllowed,
-    UnitTaken,
 )
 from booking_svc.domain.events import (
     EVENT_BOOKING_CREATED,
@@ -128,7 +127,6 @@ __all__ = [
     "SlotLost",
     "SlotUnavailable",
     "SpeciesNotAllowed",
-    "UnitTaken",
     "bad_slot",
     "bookable_window",
     "check_etag",

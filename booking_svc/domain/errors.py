@@ -50,12 +50,8 @@ class SlotLost(FailedPrecondition):
     reason = "SLOT_NO_LONGER_AVAILABLE"
 
 
-class UnitTaken(Exception):
-    """The chosen unit of the slot was taken concurrently (the exclusion constraint decided)."""
-
-
 class DuplicateRequest(Exception):
-    """A reservation with this owner and request id exists (an idempotent retry raced us)."""
+    """The request id was recorded concurrently by another transaction (an idempotent retry raced us)."""
 
 
 class SpeciesNotAllowed(FailedPrecondition):

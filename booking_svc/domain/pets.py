@@ -20,9 +20,9 @@ class Pet:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def check_pet_owner(pet: Pet | None, owner: uuid.UUID) -> Pet:
-    if pet is None:
+def check_pet_owner(pet_owner: uuid.UUID | None, owner: uuid.UUID) -> None:
+    """A reservation is for one of the caller's own pets: ``pet_owner`` is the pet's (None: no such pet)."""
+    if pet_owner is None:
         raise PetNotFound("pet not found")
-    if pet.owner_user_id != owner:
+    if pet_owner != owner:
         raise PetNotOwned("this pet belongs to another user")
-    return pet

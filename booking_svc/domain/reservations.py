@@ -59,18 +59,17 @@ class Reservation:
 
 @dataclass(frozen=True)
 class HoldAttempt:
-    """What one reserve statement found and did: whether this request id was used before, who owns
-    the pet (None: no such pet), the lowest unit free of live reservations (None: all taken), and
-    whether the hold was inserted on it (False when a concurrent reserver, an expired-but-unswept
-    hold or an idempotent retry won the constraint)."""
+    """What one ReserveSlot statement (``BookingRepository.hold``) found and did: whether this request id
+    was used before, who owns the pet (None: no such pet), the lowest unit free of live reservations
+    (None: all taken), whether the hold was inserted on it (False also when a concurrent transaction
+    won that unit or this request id), and the catalog's version it saw (another than the caller's:
+    nothing inserted)."""
 
     earlier: bool
     pet_owner: uuid.UUID | None
     unit: int | None
     inserted: bool
-    catalog_version: (
-        int  # the catalog's version the statement saw: another than the caller's, nothing inserted
-    )
+    catalog_version: int
 
 
 def request_fingerprint(*parts: object) -> str:

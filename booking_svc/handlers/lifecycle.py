@@ -27,7 +27,7 @@ from booking_svc.domain import (
     event_type,
     request_fingerprint,
 )
-from booking_svc.ports import BookingRepository, Change, ChangeEncoder, UnitOfWork
+from booking_svc.ports import BookingRepository, Change, ChangeEncoder, OutboxEvent, UnitOfWork
 from petpro import paging
 from petpro.clock import utcnow
 
@@ -112,7 +112,9 @@ class LifecycleHandlers:
         event_id = uuid.uuid4()
         payload = self.encode_change(event_id, change, res, found[0], found[1], pet, now)
         await repo.add_outbox(
-            event_id, change.topic, str(b.id), event_type(change.topic), payload, self.traceparent()
+            OutboxEvent(
+                event_id, change.topic, str(b.id), event_type(change.topic), payload, self.traceparent()
+            )
         )
 
     async def _change(
@@ -173,15 +175,11 @@ class LifecycleHandlers:
             svc, clinic = found
             slot = check_slot(clinic, svc, new_start, now)  # past, closed, off this service's grid: 400
             b.check_reschedule(slot.start, now)
-            await repo.expire_overlapping(svc.id, slot.start, slot.end, now)  # first: see reserve
-            taken = await repo.taken_units_except(svc.id, slot.start, slot.end, b.lock_id)
-            free = [u for u in range(1, svc.capacity + 1) if u not in taken]
-            unavailable = SlotUnavailable(
-                "this slot is no longer available",
-                metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"},
-            )
-            if not free or not await repo.move_reservation(b.lock_id, free[0], slot.start, slot.end, now):
-                raise unavailable  # the transaction rolls back: the booking keeps its slot
+            if await repo.move_reservation(b.lock_id, svc.capacity, slot.start, slot.end, now) is None:
+                raise SlotUnavailable(  # the transaction rolls back: the booking keeps its slot
+                    "this slot is no longer available",
+                    metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"},
+                )
             previous = (b.start, b.end)
             b.reschedule(slot.start, slot.end, now)
             await repo.save_booking_change(b)

@@ -1,16 +1,16 @@
 """Reservations (ReserveSlot, GetReservation, ConfirmBooking) and the expiry of lapsed holds.
 
-ReserveSlot holds a free unit of a slot for ``hold_ttl``; ConfirmBooking turns a paid hold into a
-booking and writes its ``booking.created`` event to the outbox in the same transaction."""
+ReserveSlot holds a free unit of a slot for ``hold_ttl``; ConfirmBooking turns a paid reservation into
+a booking and writes its ``booking.created`` event to the outbox in the same transaction.  Which unit
+is free, and that lapsed holds never block, is decided once, by the repository's statements
+(``hold``, ``try_set_state``); whether a payment confirms, by the domain (``decide_confirm``)."""
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
 
 from booking_svc.domain import (
     EVENT_BOOKING_CREATED,
@@ -18,11 +18,8 @@ from booking_svc.domain import (
     Booking,
     Clinic,
     ConfirmDecision,
-    DuplicateRequest,
     IdempotencyKeyReused,
     Pet,
-    PetNotFound,
-    PetNotOwned,
     Reservation,
     ReservationNotFound,
     ReservationState,
@@ -30,7 +27,6 @@ from booking_svc.domain import (
     ServiceNotBookable,
     SlotLost,
     SlotUnavailable,
-    UnitTaken,
     check_pet_owner,
     check_slot,
     decide_confirm,
@@ -38,18 +34,9 @@ from booking_svc.domain import (
     request_fingerprint,
 )
 from booking_svc.handlers.catalog import CatalogHandlers
-from booking_svc.ports import BookingRepository, EventEncoder, UnitOfWork
+from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, UnitOfWork
 from petpro.clock import utcnow
-from petpro.errors import InvalidArgument
-
-
-class _Unverified(enum.Enum):
-    """ReserveSlot's fast path decided nothing and compared no catalog version (see _try_hold)."""
-
-    TOKEN = 0
-
-
-UNVERIFIED: Final = _Unverified.TOKEN
+from petpro.errors import DomainError
 
 
 @dataclass(frozen=True)
@@ -84,98 +71,74 @@ class ReservationHandlers:
         self.traceparent = traceparent
 
     async def reserve(self, cmd: ReserveCommand) -> Reservation:
-        """Hold a free unit of the slot.  The INSERT is the transaction's last statement and the
-        exclusion constraint decides races: no savepoints, one transaction in the common case."""
+        """Hold the lowest free unit of the slot: one statement (``BookingRepository.hold``) on the read
+        connection in the common case, no transaction.  The service comes from the catalog memo
+        unchecked; the statement compares the catalog's version itself and inserts nothing once it
+        moved on, and the request is then decided on the service loaded again."""
         now = self.clock()
         fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
-        # the service as last loaded, its version checked by the fast path's statement itself (no round
-        # trip of its own); not loaded yet, or the statement saw another version: read it as any lookup
         cached = self.catalog.cached_service(cmd.service_id)
-        held: Reservation | _Unverified | None = UNVERIFIED
-        if cached is not None and cached[1][0].bookable:
-            version, (svc, clinic) = cached
-            held = await self._try_hold(cmd, svc, clinic, fingerprint, now, version)
-        if held is UNVERIFIED:
-            version = await self.catalog.version()
-            svc, clinic = await self.catalog.get_service(cmd.service_id, version)
-            if not svc.bookable:
-                raise ServiceNotBookable("this service is not bookable at the moment")
-            held = await self._try_hold(cmd, svc, clinic, fingerprint, now, version)
-        if isinstance(held, Reservation):
-            return held
-        for _ in range(svc.capacity + 1):  # a retry per unit lost to a concurrent reserver
+        verified = cached is None  # loaded for this request: the current catalog
+        version, (svc, clinic) = cached or await self._load_service(cmd.service_id)
+        races = reloads = 0
+        while True:
             try:
-                async with self.uow() as repo:
-                    earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
-                    if earlier is not None:
-                        return self._replay(earlier, fingerprint)
-                    svc.check_species(check_pet_owner(await repo.pet(cmd.pet_id), cmd.owner_user_id).species)
-                    slot = check_slot(clinic, svc, cmd.start, now)
-                    # expired holds still count for the exclusion constraint: move them out first, then
-                    # look (sweeping only when the look found no unit would race the expiry sweeper: it
-                    # may release the hold between the look and the sweep, and the sweep then finds none)
-                    await repo.expire_overlapping(svc.id, slot.start, slot.end, now)
-                    taken = await repo.taken_units(svc.id, slot.start, slot.end)
-                    free = [u for u in range(1, svc.capacity + 1) if u not in taken]
-                    if not free:
-                        raise SlotUnavailable(
-                            "this slot is no longer available", metadata={"slot": slot.start.isoformat()}
-                        )
-                    res = Reservation(
-                        lock_id=uuid.uuid4(),
-                        owner_user_id=cmd.owner_user_id,
-                        owner_email=cmd.owner_email,
-                        owner_name=cmd.owner_name,
-                        request_id=cmd.request_id,
-                        request_hash=fingerprint,
-                        service_id=svc.id,
-                        clinic_id=clinic.id,
-                        pet_id=cmd.pet_id,
-                        unit=free[0],
-                        start=slot.start,
-                        end=slot.end,
-                        state=ReservationState.HELD,
-                        expires_at=now + self.hold_ttl,
-                        amount_minor=svc.price_minor,
-                        currency=svc.currency,
-                        created_at=now,
-                    )
-                    await repo.insert_reservation(res)
-                    return res
-            except UnitTaken:
-                if len(free) == 1:  # the last free unit went to a concurrent reserver
-                    raise SlotUnavailable(
-                        "this slot is no longer available", metadata={"slot": slot.start.isoformat()}
-                    ) from None
-            except DuplicateRequest:  # a concurrent retry with the same key won: answer as it did
-                async with self.read() as repo:
-                    earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
-                assert earlier is not None
+                res = await self._new_hold(cmd, svc, clinic, fingerprint, now)
+            except DomainError:
+                if not verified:  # decided on the memo's copy: decide again on the current catalog
+                    version, (svc, clinic) = await self._load_service(cmd.service_id)
+                    verified = True
+                    continue
+                earlier = await self._earlier(cmd)
+                if earlier is None:
+                    raise
+                return self._replay(earlier, fingerprint)  # a retry gets its first answer, even now
+            async with self.read() as repo:
+                attempt = await repo.hold(res, svc.capacity, version)
+            if attempt.inserted:
+                assert attempt.unit is not None
+                res.unit = attempt.unit
+                return res
+            if attempt.catalog_version != version and reloads < 3:  # the catalog moved on: load again
+                reloads += 1
+                version, (svc, clinic) = await self._load_service(cmd.service_id, attempt.catalog_version)
+                verified = True
+                continue
+            if attempt.earlier:
+                earlier = await self._earlier(cmd)
+                assert earlier is not None  # request ids are never deleted
                 return self._replay(earlier, fingerprint)
-        raise SlotUnavailable("this slot is no longer available")
+            check_pet_owner(attempt.pet_owner, cmd.owner_user_id)
+            if attempt.unit is None or races > svc.capacity:
+                raise SlotUnavailable(
+                    "this slot is no longer available", metadata={"slot": res.start.isoformat()}
+                )
+            races += 1  # a concurrent transaction won that unit (or this request id): ask again
 
-    async def _try_hold(
-        self,
-        cmd: ReserveCommand,
-        svc: Service,
-        clinic: Clinic,
-        fingerprint: str,
-        now: datetime,
-        catalog_version: int,
-    ) -> Reservation | _Unverified | None:
-        """The common case in one statement: a new request for a free slot is held, a slot whose
-        units are all live-held or booked is refused at once, both only while the catalog is still
-        at ``catalog_version`` (``svc`` and ``clinic`` are what it held then).  None: look closer (an
-        idempotent retry, a bad slot, an expired hold still in the way, a race) on the transactional
-        path.  UNVERIFIED: nothing done and the catalog version not compared (the catalog changed
-        since, or the statement was not run): load the service again before deciding anything."""
-        if svc.species_allowed:
-            return UNVERIFIED  # the pet's species must be checked first: the full path does
-        try:
-            slot = check_slot(clinic, svc, cmd.start, now)
-        except InvalidArgument:
-            return UNVERIFIED  # the full path reports it, after the idempotent replay it owes a retry
-        res = Reservation(
+    async def _load_service(
+        self, service_id: uuid.UUID, version: int | None = None
+    ) -> tuple[int, tuple[Service, Clinic]]:
+        """The service and its clinic at the catalog's current version (read first if not given)."""
+        if version is None:
+            version = await self.catalog.version()
+        return version, await self.catalog.get_service(service_id, version)
+
+    async def _new_hold(
+        self, cmd: ReserveCommand, svc: Service, clinic: Clinic, fingerprint: str, now: datetime
+    ) -> Reservation:
+        """The hold ``cmd`` asks for, once the rules the statement does not check hold: the service
+        is bookable, the slot on its grid and within its window, and (for a service limited to some
+        species) the pet one of them, which takes a read first."""
+        if not svc.bookable:
+            raise ServiceNotBookable("this service is not bookable at the moment")
+        if svc.species_allowed:  # a pet's owner and species never change: checked before the statement
+            async with self.read() as repo:
+                pet = await repo.pet(cmd.pet_id)
+            check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
+            assert pet is not None
+            svc.check_species(pet.species)
+        slot = check_slot(clinic, svc, cmd.start, now)
+        return Reservation(
             lock_id=uuid.uuid4(),
             owner_user_id=cmd.owner_user_id,
             owner_email=cmd.owner_email,
@@ -185,7 +148,7 @@ class ReservationHandlers:
             service_id=svc.id,
             clinic_id=clinic.id,
             pet_id=cmd.pet_id,
-            unit=0,
+            unit=0,  # the statement picks it
             start=slot.start,
             end=slot.end,
             state=ReservationState.HELD,
@@ -194,25 +157,10 @@ class ReservationHandlers:
             currency=svc.currency,
             created_at=now,
         )
+
+    async def _earlier(self, cmd: ReserveCommand) -> Reservation | None:
         async with self.read() as repo:
-            attempt = await repo.try_hold(res, svc.capacity, catalog_version)
-        if attempt.catalog_version != catalog_version:
-            return UNVERIFIED
-        if attempt.inserted:
-            assert attempt.unit is not None
-            res.unit = attempt.unit
-            return res
-        if attempt.earlier:
-            return None
-        if attempt.pet_owner is None:
-            raise PetNotFound("pet not found")
-        if attempt.pet_owner != cmd.owner_user_id:
-            raise PetNotOwned("this pet belongs to another user")
-        if attempt.unit is None:
-            raise SlotUnavailable(
-                "this slot is no longer available", metadata={"slot": slot.start.isoformat()}
-            )
-        return None
+            return await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
 
     @staticmethod
     def _replay(earlier: Reservation, fingerprint: str) -> Reservation:
@@ -229,51 +177,40 @@ class ReservationHandlers:
         return res
 
     async def confirm(self, lock_id: uuid.UUID, payment_id: uuid.UUID) -> Booking:
+        """The booking a payment makes of its reservation, in one transaction with its event: a live
+        hold is confirmed; a lapsed one only if its slot is still free (else the reservation fails
+        and ``SlotLost`` asks for a refund); a replayed payment gets the booking it made."""
         now = self.clock()
         async with self.uow() as repo:
-            held = await repo.confirm_held(lock_id, payment_id, now)  # the common case: a live hold
-            if held is not None:
-                live, pet, version = held
-                booking = Booking.confirm(live, payment_id, now)
-                await self._add_booking(repo, booking, live, pet, now, version)
-                return booking
-        async with self.uow() as repo:
-            res = await repo.reservation(lock_id, for_update=True)
-            if res is None:
+            found = await repo.lock_for_confirm(lock_id)
+            if found is None:
                 raise ReservationNotFound("reservation not found")
+            res, pet, version = found
             decision = decide_confirm(res, payment_id, now)
             if decision == ConfirmDecision.ALREADY_CONFIRMED:
                 existing = await repo.booking_by_lock(lock_id)
                 assert existing is not None
                 return existing
-            if decision == ConfirmDecision.RECLAIM:
-                # paid after expiry: the exclusion constraint tells whether the slot is still free
-                await repo.expire_overlapping(res.service_id, res.start, res.end, now)
-                free = await repo.try_set_state(
-                    lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id
-                )
-                reclaim = decide_reclaim(free)
-                if reclaim.lost:
-                    await repo.try_set_state(
-                        lock_id,
-                        reclaim.state,
-                        now,
-                        payment_id=payment_id,
-                        failure_reason=reclaim.failure_reason,
-                    )
-                    lost = True
-                else:
-                    lost = False
-            else:
-                await repo.try_set_state(lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
-                lost = False
-            if not lost:
+            if decision == ConfirmDecision.CONFIRM_HELD or await self._reclaim(repo, res, payment_id, now):
                 booking = Booking.confirm(res, payment_id, now)
-                pet_row = await repo.pet(res.pet_id)
-                assert pet_row is not None
-                await self._add_booking(repo, booking, res, pet_row, now)
+                await self._add_booking(repo, booking, res, pet, now, version)
                 return booking
         raise SlotLost("payment arrived after the hold expired and the slot was taken; refund it")
+
+    @staticmethod
+    async def _reclaim(
+        repo: BookingRepository, res: Reservation, payment_id: uuid.UUID, now: datetime
+    ) -> bool:
+        """Paid after the hold lapsed: confirmed if the slot is still free (the exclusion constraint
+        decides, once the lapsed holds in its way are expired); else the reservation fails."""
+        await repo.expire_overlapping(res.service_id, res.start, res.end, now)
+        free = await repo.try_set_state(res.lock_id, ReservationState.CONFIRMED, now, payment_id=payment_id)
+        reclaim = decide_reclaim(free)
+        if reclaim.lost:
+            await repo.try_set_state(
+                res.lock_id, reclaim.state, now, payment_id=payment_id, failure_reason=reclaim.failure_reason
+            )
+        return not reclaim.lost
 
     async def _add_booking(
         self,
@@ -282,18 +219,17 @@ class ReservationHandlers:
         res: Reservation,
         pet: Pet,
         now: datetime,
-        catalog_version: int | None = None,
+        catalog_version: int,
     ) -> None:
-        """The booking and its ``booking.created`` event, in the caller's unit of work.  The service is
-        looked up through that unit of work too (never a second connection: see petpro.db.Database),
-        at ``catalog_version`` when the caller's statement read it."""
+        """The booking (its reservation confirmed) and its ``booking.created`` event, in the caller's
+        unit of work.  The service is looked up through that unit of work too (never a second
+        connection: see petpro.db.Database), at the catalog version the caller's statement read."""
         svc, clinic = await self.catalog.get_service(res.service_id, catalog_version, repo)
         # the booking's own copy of the policy (the catalog memo never outlives a committed change)
         booking.policy = svc.policy
         event_id = uuid.uuid4()
         payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now)
-        await repo.add_booking_with_event(
-            booking,
+        event = OutboxEvent(
             event_id,
             TOPIC_BOOKING_CREATED,
             str(booking.id),
@@ -301,6 +237,7 @@ class ReservationHandlers:
             payload,
             self.traceparent(),
         )
+        await repo.confirm_booking(booking, event)
 
     async def expire_due(self) -> list[uuid.UUID]:
         async with self.uow() as repo:

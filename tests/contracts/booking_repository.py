@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -32,15 +32,15 @@ from booking_svc.domain import (
     Clinic,
     Closure,
     DuplicateRequest,
+    HoldAttempt,
     Interval,
     Pet,
     RefundState,
     Reservation,
     ReservationState,
     Service,
-    UnitTaken,
 )
-from booking_svc.ports import UnitOfWork
+from booking_svc.ports import OutboxEvent, UnitOfWork
 
 T0 = datetime(2031, 3, 3, 9, tzinfo=UTC)  # the reservations' clock: every time below is given, never read
 DAY = T0 + timedelta(days=7)  # a slot day
@@ -48,18 +48,8 @@ TTL = timedelta(minutes=10)
 HALF_HOUR = timedelta(minutes=30)
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    event_id: uuid.UUID
-    topic: str
-    key: str
-    event_type: str
-    payload: bytes
-    traceparent: str
-
-
 # the outbox rows with these event ids, as committed
-OutboxReader = Callable[[list[uuid.UUID]], Awaitable[list[OutboxRow]]]
+OutboxReader = Callable[[list[uuid.UUID]], Awaitable[list[OutboxEvent]]]
 # waits until a task is blocked on a lock another transaction holds (or has finished)
 BlockedWaiter = Callable[["asyncio.Task[Any]"], Awaitable[None]]
 
@@ -116,6 +106,17 @@ def new_hold(
     )
 
 
+def new_event(booking: Booking) -> OutboxEvent:
+    return OutboxEvent(
+        uuid.uuid4(),
+        "booking.created",
+        str(booking.id),
+        "dev.petpro.booking.created.v1",
+        b"payload",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+
+
 def in_own_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     """A concurrent caller: its own task and context (a task holds one pooled connection at a time)."""
     return asyncio.get_running_loop().create_task(coro, context=contextvars.Context())
@@ -124,6 +125,8 @@ def in_own_task(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
 class BookingRepositoryContract:
     """Subclasses provide the fixtures: ``uow`` (transactions), ``read`` (the read-only connection the
     use cases read through), ``outbox`` and ``blocked``."""
+
+    ROW_LOCKS = True  # whether a transaction's row lock makes another wait (False: the fake)
 
     @pytest.fixture
     def uow(self) -> UnitOfWork:
@@ -159,10 +162,21 @@ class BookingRepositoryContract:
         return pet
 
     @staticmethod
-    async def insert(uow: UnitOfWork, *holds: Reservation) -> None:
-        for res in holds:  # each in its own transaction: an insert must be a transaction's last statement
-            async with uow() as repo:
-                await repo.insert_reservation(res)
+    async def hold(read: UnitOfWork, res: Reservation, capacity: int = 1) -> HoldAttempt:
+        """ReserveSlot's statement at the catalog's current version, on its own (as the use case runs it)."""
+        async with read() as repo:
+            return await repo.hold(res, capacity, await repo.catalog_version())
+
+    @classmethod
+    async def held(cls, read: UnitOfWork, *holds: Reservation, capacity: int = 1) -> list[Reservation]:
+        """``holds`` held, each on the unit the statement picked."""
+        out = []
+        for res in holds:
+            attempt = await cls.hold(read, res, capacity)
+            assert attempt.inserted, attempt
+            assert attempt.unit is not None
+            out.append(replace(res, unit=attempt.unit))
+        return out
 
     @staticmethod
     async def state(uow: UnitOfWork, lock_id: uuid.UUID) -> ReservationState:
@@ -172,18 +186,28 @@ class BookingRepositoryContract:
         return res.state
 
     @staticmethod
+    async def set_state(uow: UnitOfWork, lock_id: uuid.UUID, state: ReservationState) -> None:
+        async with uow() as repo:
+            await repo.set_reservation_state(lock_id, state, T0)
+
+    @classmethod
     async def booked(
-        uow: UnitOfWork, svc: Service, pet: Pet, start: datetime = DAY, *, unit: int = 1, now: datetime = T0
+        cls,
+        uow: UnitOfWork,
+        svc: Service,
+        pet: Pet,
+        start: datetime = DAY,
+        *,
+        now: datetime = T0,
+        event: OutboxEvent | None = None,
     ) -> Booking:
-        """A confirmed booking of ``pet`` at ``start`` (its reservation CONFIRMED)."""
-        res = new_hold(svc, pet, start=start, unit=unit, now=now)
-        payment = uuid.uuid4()
-        booking = Booking.confirm(res, payment, now, svc.policy)
+        """A booking of ``pet`` at ``start`` as ConfirmBooking makes one (its reservation CONFIRMED)."""
+        [res] = await cls.held(uow, new_hold(svc, pet, start=start, now=now), capacity=svc.capacity)
         async with uow() as repo:
-            await repo.insert_reservation(res)
-        async with uow() as repo:
-            assert await repo.try_set_state(res.lock_id, ReservationState.CONFIRMED, now, payment_id=payment)
-            await repo.add_booking(booking)
+            found = await repo.lock_for_confirm(res.lock_id)
+            assert found is not None
+            booking = Booking.confirm(found[0], uuid.uuid4(), now, svc.policy)
+            await repo.confirm_booking(booking, event or new_event(booking))
         return booking
 
     # -- the unit of work ------------------------------------------------------------------------
@@ -455,197 +479,110 @@ class BookingRepositoryContract:
             rest = await repo.list_pets(owner, (first[-1].created_at.isoformat(), str(first[-1].id)), 10)
         assert [p.name for p in first] == ["A", "B"] and [p.name for p in rest] == ["C", "D"]
 
-    # -- reservations ----------------------------------------------------------------------------
-    async def test_a_reservation_comes_back_as_stored_and_by_its_request_id(self, uow: UnitOfWork) -> None:
+    # -- reservations: ReserveSlot's statement ---------------------------------------------------
+    async def test_a_reservation_comes_back_as_stored_and_by_its_request_id(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
         _, svc = await self.catalog(uow)
         pet = await self.pet(uow)
-        res = new_hold(svc, pet, request_id="req-1")
-        await self.insert(uow, res)
+        [res] = await self.held(read, new_hold(svc, pet, request_id="req-1"))
         async with uow() as repo:
             assert await repo.reservation(res.lock_id) == res
-            assert await repo.reservation(res.lock_id, for_update=True) == res
             assert await repo.reservation_by_request(pet.owner_user_id, "req-1") == res
             assert await repo.reservation_by_request(uuid.uuid4(), "req-1") is None
             assert await repo.reservation(uuid.uuid4()) is None
 
-    async def test_an_active_reservation_excludes_its_unit_for_overlapping_times(
-        self, uow: UnitOfWork
+    async def test_a_hold_takes_the_lowest_unit_free_of_live_reservations_over_its_range(
+        self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
         _, other_svc = await self.catalog(uow)
         pet = await self.pet(uow)
-        await self.insert(uow, new_hold(svc, pet))
-        for clash in (new_hold(svc, pet), new_hold(svc, pet, start=DAY + timedelta(minutes=15))):
-            with pytest.raises(UnitTaken):
-                await self.insert(uow, clash)
-        await self.insert(
-            uow,
-            new_hold(svc, pet, unit=2),  # the other unit
+        first, second = await self.held(read, new_hold(svc, pet), new_hold(svc, pet), capacity=2)
+        assert (first.unit, second.unit) == (1, 2)
+        refused = new_hold(svc, pet, start=DAY + timedelta(minutes=15))
+        full = await self.hold(read, refused, 2)
+        assert (full.earlier, full.pet_owner, full.unit, full.inserted) == (
+            False,
+            pet.owner_user_id,
+            None,
+            False,
+        )
+        for free in (
             new_hold(svc, pet, start=DAY + HALF_HOUR),  # right after: ranges are [start, end)
             new_hold(svc, pet, start=DAY - HALF_HOUR),  # right before
             new_hold(other_svc, pet),  # another service
-            new_hold(svc, pet, state=ReservationState.EXPIRED),  # inactive rows never exclude
-        )
+        ):
+            assert (await self.hold(read, free, svc.capacity)).unit == 1
+        await self.set_state(uow, first.lock_id, ReservationState.CANCELLED)  # inactive rows never block
+        again = new_hold(svc, pet)
+        assert [r.unit for r in await self.held(read, again, capacity=2)] == [1]
         async with uow() as repo:
-            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == {1, 2}
+            assert await repo.reservation(refused.lock_id) is None
 
-    async def test_a_confirmed_reservation_excludes_its_unit_whatever_its_hold_expiry(
-        self, uow: UnitOfWork
+    async def test_a_confirmed_reservation_blocks_its_unit_whatever_its_hold_expiry(
+        self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow)
         pet = await self.pet(uow)
         await self.booked(uow, svc, pet)
-        with pytest.raises(UnitTaken):
-            await self.insert(uow, new_hold(svc, pet, now=T0 + timedelta(days=1)))
-
-    async def test_an_owners_request_id_is_used_once(self, uow: UnitOfWork) -> None:
-        _, svc = await self.catalog(uow, capacity=3)
-        pet = await self.pet(uow)
-        await self.insert(uow, new_hold(svc, pet, request_id="same"))
-        with pytest.raises(DuplicateRequest):
-            await self.insert(uow, new_hold(svc, pet, unit=2, request_id="same"))
-        other = await self.pet(uow)  # another owner may use the same key
-        await self.insert(uow, new_hold(svc, other, unit=3, request_id="same"))
-
-    async def test_a_lapsed_hold_still_excludes_until_it_is_expired(self, uow: UnitOfWork) -> None:
-        """The constraint cannot read the clock: a HELD row past its expiry keeps its unit until it is
-        moved out of the active set (``expire_overlapping`` or ``expire_due``)."""
-        _, svc = await self.catalog(uow)
-        pet = await self.pet(uow)
-        lapsed = new_hold(svc, pet)
-        await self.insert(uow, lapsed)
-        later = T0 + TTL + timedelta(minutes=1)
-        with pytest.raises(UnitTaken):
-            await self.insert(uow, new_hold(svc, pet, now=later))
-        async with uow() as repo:
-            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == {1}
-            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, later) == 1
-            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == set()
-        await self.insert(uow, new_hold(svc, pet, now=later))
-        assert await self.state(uow, lapsed.lock_id) == ReservationState.EXPIRED
-
-    async def test_expire_overlapping_moves_only_lapsed_holds_of_that_service_and_range(
-        self, uow: UnitOfWork
-    ) -> None:
-        _, svc = await self.catalog(uow, capacity=3)
-        _, other_svc = await self.catalog(uow)
-        pet = await self.pet(uow)
-        lapsed = new_hold(svc, pet)
-        live = new_hold(svc, pet, unit=2, ttl=timedelta(hours=2))
-        elsewhere = new_hold(svc, pet, start=DAY + timedelta(hours=2))
-        other = new_hold(other_svc, pet)
-        await self.insert(uow, lapsed, live, elsewhere, other)
-        async with uow() as repo:
-            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, T0 + TTL) == 1  # at expiry
-            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, T0 + TTL) == 0
-        states = [await self.state(uow, r.lock_id) for r in (lapsed, live, elsewhere, other)]
-        assert states == [ReservationState.EXPIRED] + [ReservationState.HELD] * 3
-
-    async def test_taken_units_except_leaves_out_the_given_reservation(self, uow: UnitOfWork) -> None:
-        _, svc = await self.catalog(uow, capacity=3)
-        pet = await self.pet(uow)
-        mine, theirs = new_hold(svc, pet), new_hold(svc, pet, unit=3, start=DAY + timedelta(minutes=20))
-        await self.insert(uow, mine, theirs, new_hold(svc, pet, unit=2, state=ReservationState.CANCELLED))
-        async with uow() as repo:
-            assert await repo.taken_units_except(svc.id, DAY, DAY + HALF_HOUR, mine.lock_id) == {3}
-            assert await repo.taken_units_except(svc.id, DAY, DAY + HALF_HOUR, theirs.lock_id) == {1}
-
-    async def test_of_two_holds_racing_for_one_unit_the_second_waits_and_loses(
-        self, uow: UnitOfWork, blocked: BlockedWaiter
-    ) -> None:
-        _, svc = await self.catalog(uow)
-        pet = await self.pet(uow)
-        first, second = new_hold(svc, pet), new_hold(svc, pet)
-        inserted, commit = asyncio.Event(), asyncio.Event()
-
-        async def hold_open() -> None:
-            async with uow() as repo:
-                await repo.insert_reservation(first)
-                inserted.set()
-                await commit.wait()  # committed only once the second insert waits for it
-
-        async def race() -> None:
-            await inserted.wait()
-            async with uow() as repo:
-                await repo.insert_reservation(second)
-
-        winner, loser = in_own_task(hold_open()), in_own_task(race())
-        await inserted.wait()
-        await blocked(loser)
-        commit.set()
-        await winner
-        with pytest.raises(UnitTaken):
-            await loser
-        async with uow() as repo:
-            assert await repo.reservation(second.lock_id) is None
-
-    # -- ReserveSlot's one statement -----------------------------------------------------------------
-    async def test_try_hold_inserts_on_the_lowest_unit_free_of_live_reservations(
-        self, uow: UnitOfWork, read: UnitOfWork
-    ) -> None:
-        _, svc = await self.catalog(uow, capacity=3)
-        pet = await self.pet(uow)
-        await self.insert(uow, new_hold(svc, pet, unit=1))
-        async with read() as repo:
-            version = await repo.catalog_version()
-            res = new_hold(svc, pet)
-            attempt = await repo.try_hold(res, svc.capacity, version)
-        assert (attempt.earlier, attempt.pet_owner, attempt.unit, attempt.inserted) == (
-            False,
-            pet.owner_user_id,
-            2,
-            True,
-        )
-        assert attempt.catalog_version == version
-        async with uow() as repo:
-            stored = await repo.reservation(res.lock_id)
-        assert stored is not None and stored.unit == 2 and stored.state == ReservationState.HELD
-
-    async def test_try_hold_refuses_a_slot_whose_units_are_all_live(
-        self, uow: UnitOfWork, read: UnitOfWork
-    ) -> None:
-        _, svc = await self.catalog(uow)
-        pet = await self.pet(uow)
-        await self.insert(uow, new_hold(svc, pet, ttl=timedelta(hours=1)))
-        async with read() as repo:
-            attempt = await repo.try_hold(
-                new_hold(svc, pet, now=T0 + TTL), svc.capacity, await repo.catalog_version()
-            )
+        attempt = await self.hold(read, new_hold(svc, pet, now=T0 + timedelta(days=1)))
         assert (attempt.unit, attempt.inserted) == (None, False)
 
-    async def test_try_hold_sees_a_lapsed_hold_free_but_the_constraint_refuses_it(
+    async def test_a_lapsed_hold_never_blocks_a_hold_the_statement_expires_it(
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow)
         pet = await self.pet(uow)
-        await self.insert(uow, new_hold(svc, pet))
-        res = new_hold(svc, pet, now=T0 + TTL)
-        async with read() as repo:
-            attempt = await repo.try_hold(res, svc.capacity, await repo.catalog_version())
-        assert (attempt.unit, attempt.inserted) == (1, False)
-        async with uow() as repo:
-            assert await repo.reservation(res.lock_id) is None
+        [lapsed] = await self.held(read, new_hold(svc, pet))
+        [after] = await self.held(read, new_hold(svc, pet, now=T0 + TTL))  # at its expiry: lapsed
+        assert after.unit == lapsed.unit == 1
+        assert await self.state(uow, lapsed.lock_id) == ReservationState.EXPIRED
+        assert await self.state(uow, after.lock_id) == ReservationState.HELD
 
-    async def test_try_hold_inserts_nothing_for_a_used_request_id_or_anothers_pet(
+    async def test_a_hold_expires_lapsed_holds_only_when_one_is_in_its_way(
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
         pet = await self.pet(uow)
-        await self.insert(uow, new_hold(svc, pet, request_id="k"))
-        async with read() as repo:
-            version = await repo.catalog_version()
-            again = await repo.try_hold(new_hold(svc, pet, unit=0, request_id="k"), 2, version)
-            stranger = uuid.uuid4()
-            theft = await repo.try_hold(new_hold(svc, pet, owner=stranger), 2, version)
-            ghost = Pet(uuid.uuid4(), stranger, "Ghost", "CAT")
-            nopet = await repo.try_hold(new_hold(svc, ghost), 2, version)
+        on_one, on_two = await self.held(
+            read, new_hold(svc, pet), new_hold(svc, pet, ttl=2 * TTL), capacity=2
+        )
+        await self.set_state(uow, on_one.lock_id, ReservationState.CANCELLED)
+        [first] = await self.held(read, new_hold(svc, pet, now=T0 + 2 * TTL), capacity=2)  # unit 1 is free
+        assert first.unit == 1
+        assert await self.state(uow, on_two.lock_id) == ReservationState.HELD  # lapsed, left to the sweeper
+        [second] = await self.held(read, new_hold(svc, pet, now=T0 + 2 * TTL), capacity=2)  # in its way
+        assert second.unit == 2
+        assert await self.state(uow, on_two.lock_id) == ReservationState.EXPIRED
+
+    async def test_a_hold_inserts_nothing_for_a_used_request_id_or_anothers_pet_or_no_pet(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        pet = await self.pet(uow)
+        [first] = await self.held(read, new_hold(svc, pet, request_id="k"), capacity=2)
+        again = await self.hold(read, new_hold(svc, pet, request_id="k"), 2)
+        stranger = uuid.uuid4()
+        theft = await self.hold(read, new_hold(svc, pet, owner=stranger), 2)
+        ghost = await self.hold(read, new_hold(svc, Pet(uuid.uuid4(), stranger, "Ghost", "CAT")), 2)
         assert (again.earlier, again.unit, again.inserted) == (True, 2, False)
         assert (theft.earlier, theft.pet_owner, theft.inserted) == (False, pet.owner_user_id, False)
-        assert (nopet.pet_owner, nopet.inserted) == (None, False)
+        assert (ghost.pet_owner, ghost.inserted) == (None, False)
+        other = await self.pet(uow)  # another owner may use the same key
+        await self.held(read, new_hold(svc, other, request_id="k"), capacity=2)
         async with uow() as repo:
-            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == {1}
+            assert await repo.reservation_by_request(pet.owner_user_id, "k") == first
 
-    async def test_try_hold_inserts_nothing_once_the_catalog_moved_on(
+    async def test_a_refused_hold_expires_nothing(self, uow: UnitOfWork, read: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        [lapsed] = await self.held(read, new_hold(svc, pet))
+        refused = await self.hold(read, new_hold(svc, pet, now=T0 + TTL, owner=uuid.uuid4()))
+        assert not refused.inserted
+        assert await self.state(uow, lapsed.lock_id) == ReservationState.HELD
+
+    async def test_a_hold_inserts_nothing_once_the_catalog_moved_on(
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow)
@@ -655,93 +592,157 @@ class BookingRepositoryContract:
             await repo.bump_catalog()
         res = new_hold(svc, pet)
         async with read() as repo:
-            attempt = await repo.try_hold(res, svc.capacity, seen)
-        assert not attempt.inserted and attempt.catalog_version > seen
+            attempt = await repo.hold(res, svc.capacity, seen)
+        assert (attempt.inserted, attempt.unit) == (False, 1) and attempt.catalog_version > seen
         async with uow() as repo:
             assert await repo.reservation(res.lock_id) is None
 
-    async def test_try_hold_racing_an_uncommitted_hold_waits_and_inserts_nothing(
+    async def test_of_two_holds_racing_for_the_last_unit_the_second_waits_and_inserts_nothing(
         self, uow: UnitOfWork, read: UnitOfWork, blocked: BlockedWaiter
     ) -> None:
         _, svc = await self.catalog(uow)
         pet = await self.pet(uow)
         first, second = new_hold(svc, pet), new_hold(svc, pet)
-        inserted, commit = asyncio.Event(), asyncio.Event()
+        held, commit = asyncio.Event(), asyncio.Event()
 
         async def hold_open() -> None:
-            async with uow() as repo:
-                await repo.insert_reservation(first)
-                inserted.set()
-                await commit.wait()
+            async with uow() as repo:  # the first one's transaction stays open
+                assert (await repo.hold(first, 1, await repo.catalog_version())).inserted
+                held.set()
+                await commit.wait()  # committed only once the second waits for it
 
-        async def race() -> bool:
-            await inserted.wait()
-            async with read() as repo:
-                return (await repo.try_hold(second, svc.capacity, await repo.catalog_version())).inserted
+        async def race() -> HoldAttempt:
+            await held.wait()
+            return await self.hold(read, second)
 
         winner, loser = in_own_task(hold_open()), in_own_task(race())
-        await inserted.wait()
+        await held.wait()
         await blocked(loser)
         commit.set()
         await winner
-        assert await loser is False
+        assert not (await loser).inserted
+        assert (await self.hold(read, second)).unit is None  # asked again: the slot is taken
         async with uow() as repo:
             assert await repo.reservation(second.lock_id) is None
 
-    # -- confirmation, expiry, moves ------------------------------------------------------------------
-    async def test_confirm_held_confirms_a_live_hold_with_its_pet_and_the_catalog_version(
-        self, uow: UnitOfWork
+    async def test_a_retry_racing_its_first_request_inserts_nothing_then_finds_it(
+        self, uow: UnitOfWork, read: UnitOfWork, blocked: BlockedWaiter
     ) -> None:
-        _, svc = await self.catalog(uow)
-        pet = await self.pet(uow)
-        res = new_hold(svc, pet)
-        await self.insert(uow, res)
-        payment = uuid.uuid4()
-        async with uow() as repo:
-            found = await repo.confirm_held(res.lock_id, payment, T0 + TTL - timedelta(seconds=1))
-            version = await repo.catalog_version()
-        assert found is not None
-        confirmed, got_pet, got_version = found
-        assert (confirmed.lock_id, confirmed.state, confirmed.payment_id) == (
-            res.lock_id,
-            ReservationState.CONFIRMED,
-            payment,
-        )
-        assert got_pet == pet and got_version == version
-        async with uow() as repo:
-            stored = await repo.reservation(res.lock_id)
-        assert stored is not None and (stored.state, stored.payment_id) == (
-            ReservationState.CONFIRMED,
-            payment,
-        )
-
-    async def test_confirm_held_leaves_anything_but_a_live_hold_alone(self, uow: UnitOfWork) -> None:
         _, svc = await self.catalog(uow, capacity=2)
         pet = await self.pet(uow)
-        lapsed, confirmed = new_hold(svc, pet), new_hold(svc, pet, unit=2)
-        await self.insert(uow, lapsed, confirmed)
-        async with uow() as repo:
-            assert await repo.try_set_state(
-                confirmed.lock_id, ReservationState.CONFIRMED, T0, payment_id=uuid.uuid4()
-            )
-        async with uow() as repo:
-            assert await repo.confirm_held(lapsed.lock_id, uuid.uuid4(), T0 + TTL) is None  # at expiry
-            assert await repo.confirm_held(confirmed.lock_id, uuid.uuid4(), T0) is None
-            assert await repo.confirm_held(uuid.uuid4(), uuid.uuid4(), T0) is None
-        assert await self.state(uow, lapsed.lock_id) == ReservationState.HELD
+        first, retry = new_hold(svc, pet, request_id="same"), new_hold(svc, pet, request_id="same")
+        held, commit = asyncio.Event(), asyncio.Event()
 
-    async def test_try_set_state_refuses_to_reactivate_into_an_overlap_and_the_transaction_goes_on(
-        self, uow: UnitOfWork
+        async def hold_open() -> None:
+            async with uow() as repo:
+                assert (await repo.hold(first, 2, await repo.catalog_version())).inserted
+                held.set()
+                await commit.wait()
+
+        async def race() -> HoldAttempt:
+            await held.wait()
+            return await self.hold(read, retry, 2)
+
+        winner, loser = in_own_task(hold_open()), in_own_task(race())
+        await held.wait()
+        await blocked(loser)
+        commit.set()
+        await winner
+        assert not (await loser).inserted
+        assert (await self.hold(read, retry, 2)).earlier
+
+    async def test_a_hold_waits_for_the_sweeper_expiring_the_lapsed_hold_in_its_way(
+        self, uow: UnitOfWork, read: UnitOfWork, blocked: BlockedWaiter
+    ) -> None:
+        """The expiry sweeper may be expiring the lapsed hold while ReserveSlot runs (seen once in CI as a
+        409 for a free slot): the hold waits for it and takes the unit."""
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        [lapsed] = await self.held(read, new_hold(svc, pet))
+        later = T0 + TTL
+        swept, commit = asyncio.Event(), asyncio.Event()
+
+        async def sweep() -> None:
+            async with uow() as repo:
+                assert lapsed.lock_id in await repo.expire_due(later)
+                swept.set()
+                await commit.wait()
+
+        async def reserve() -> HoldAttempt:
+            await swept.wait()
+            return await self.hold(read, new_hold(svc, pet, now=later))
+
+        sweeper, reserver = in_own_task(sweep()), in_own_task(reserve())
+        await swept.wait()
+        await blocked(reserver)
+        commit.set()
+        await sweeper
+        assert (await reserver).inserted
+
+    # -- confirmation, expiry, moves ------------------------------------------------------------------
+    async def test_lock_for_confirm_reads_the_reservation_its_pet_and_the_catalog_version(
+        self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow)
         pet = await self.pet(uow)
-        late = new_hold(svc, pet)
-        await self.insert(uow, late)
-        later = T0 + TTL
+        [res] = await self.held(read, new_hold(svc, pet))
         async with uow() as repo:
-            await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, later)
-        winner = new_hold(svc, pet, now=later)
-        await self.insert(uow, winner)
+            found = await repo.lock_for_confirm(res.lock_id)
+            version = await repo.catalog_version()
+            assert await repo.lock_for_confirm(uuid.uuid4()) is None
+        assert found == (res, pet, version)
+        booking = await self.booked(uow, svc, pet, DAY + timedelta(hours=1))
+        async with uow() as repo:
+            again = await repo.lock_for_confirm(booking.lock_id)
+        assert again is not None
+        assert (again[0].state, again[0].payment_id, again[0].booking_id) == (
+            ReservationState.CONFIRMED,
+            booking.payment_id,
+            booking.id,
+        )
+
+    async def test_lock_for_confirm_holds_the_reservation_until_the_transaction_ends(
+        self, uow: UnitOfWork, read: UnitOfWork, blocked: BlockedWaiter
+    ) -> None:
+        """Two deliveries of one payment confirm one after the other: the second sees the first's booking."""
+        if not self.ROW_LOCKS:
+            pytest.skip("no row locks: the fake's transactions never interleave inside a use case's awaits")
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        [res] = await self.held(read, new_hold(svc, pet))
+        locked, commit = asyncio.Event(), asyncio.Event()
+        booking = Booking.confirm(res, uuid.uuid4(), T0, svc.policy)
+
+        async def first() -> None:
+            async with uow() as repo:
+                assert await repo.lock_for_confirm(res.lock_id) is not None
+                locked.set()
+                await commit.wait()
+                await repo.confirm_booking(booking, new_event(booking))
+
+        async def second() -> Reservation:
+            await locked.wait()
+            async with uow() as repo:
+                found = await repo.lock_for_confirm(res.lock_id)
+                assert found is not None
+                return found[0]
+
+        one, two = in_own_task(first()), in_own_task(second())
+        await locked.wait()
+        await blocked(two)
+        commit.set()
+        await one
+        seen = await two
+        assert (seen.state, seen.payment_id) == (ReservationState.CONFIRMED, booking.payment_id)
+
+    async def test_try_set_state_refuses_to_reactivate_into_an_overlap_and_the_transaction_goes_on(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        [late] = await self.held(read, new_hold(svc, pet))
+        later = T0 + TTL
+        await self.held(read, new_hold(svc, pet, now=later))  # took the unit, expiring the lapsed hold
         payment = uuid.uuid4()
         async with uow() as repo:
             assert not await repo.try_set_state(
@@ -760,34 +761,58 @@ class BookingRepositoryContract:
             "SLOT_TAKEN",
         )
 
-    async def test_try_set_state_reactivates_a_lapsed_hold_whose_slot_is_free(self, uow: UnitOfWork) -> None:
+    async def test_a_lapsed_hold_still_excludes_until_it_is_expired(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        """The constraint cannot read the clock: a HELD row past its expiry keeps its unit against a
+        late payment's reclaim until ``expire_overlapping`` (or the sweeper) moves it out."""
         _, svc = await self.catalog(uow)
         pet = await self.pet(uow)
-        res = new_hold(svc, pet)
-        await self.insert(uow, res)
+        [paid_late] = await self.held(read, new_hold(svc, pet))
         async with uow() as repo:
-            assert res.lock_id in await repo.expire_due(T0 + TTL)
-        assert await self.state(uow, res.lock_id) == ReservationState.EXPIRED
+            assert paid_late.lock_id in await repo.expire_due(T0 + TTL)
+        [lapsed] = await self.held(read, new_hold(svc, pet, now=T0 + TTL))
+        later = T0 + 2 * TTL
         async with uow() as repo:
-            assert await repo.try_set_state(
-                res.lock_id, ReservationState.CONFIRMED, T0 + TTL, payment_id=uuid.uuid4()
-            )
-        assert await self.state(uow, res.lock_id) == ReservationState.CONFIRMED
+            assert not await repo.try_set_state(paid_late.lock_id, ReservationState.CONFIRMED, later)
+            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, later) == 1
+            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, later) == 0
+            assert await repo.try_set_state(paid_late.lock_id, ReservationState.CONFIRMED, later)
+        assert await self.state(uow, lapsed.lock_id) == ReservationState.EXPIRED
+        assert await self.state(uow, paid_late.lock_id) == ReservationState.CONFIRMED
+
+    async def test_expire_overlapping_moves_only_lapsed_holds_of_that_service_and_range(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=3)
+        _, other_svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        lapsed, live = await self.held(
+            read, new_hold(svc, pet), new_hold(svc, pet, ttl=timedelta(hours=2)), capacity=3
+        )
+        elsewhere, other = await self.held(
+            read, new_hold(svc, pet, start=DAY + timedelta(hours=2)), new_hold(other_svc, pet)
+        )
+        async with uow() as repo:
+            assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, T0 + TTL) == 1  # at expiry
+        states = [await self.state(uow, r.lock_id) for r in (lapsed, live, elsewhere, other)]
+        assert states == [ReservationState.EXPIRED] + [ReservationState.HELD] * 3
 
     async def test_expire_due_expires_lapsed_holds_oldest_first_up_to_the_limit(
-        self, uow: UnitOfWork
+        self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=4)
         pet = await self.pet(uow)
-        oldest, older, live = (
-            new_hold(svc, pet, unit=1, ttl=timedelta(minutes=1)),
-            new_hold(svc, pet, unit=2, ttl=timedelta(minutes=2)),
-            new_hold(svc, pet, unit=3, ttl=timedelta(hours=1)),
-        )
-        booked = await self.booked(uow, svc, pet, DAY + timedelta(hours=2))
-        await self.insert(uow, oldest, older, live)
         async with uow() as repo:
             await repo.expire_due(T0)  # whatever else had lapsed by then (other tests' rows)
+        oldest, older, live = await self.held(
+            read,
+            new_hold(svc, pet, ttl=timedelta(minutes=1)),
+            new_hold(svc, pet, ttl=timedelta(minutes=2)),
+            new_hold(svc, pet, ttl=timedelta(hours=1)),
+            capacity=4,
+        )
+        booked = await self.booked(uow, svc, pet, DAY + timedelta(hours=2))
         async with uow() as repo:
             first = await repo.expire_due(T0 + timedelta(minutes=5), limit=1)
         async with uow() as repo:
@@ -797,48 +822,123 @@ class BookingRepositoryContract:
         assert await self.state(uow, older.lock_id) == ReservationState.EXPIRED
         assert await self.state(uow, live.lock_id) == ReservationState.HELD
 
-    async def test_active_counts_are_the_ranges_of_live_reservations(self, uow: UnitOfWork) -> None:
+    async def test_active_counts_are_the_ranges_of_live_reservations(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
         _, svc = await self.catalog(uow, capacity=4)
         pet = await self.pet(uow)
-        live = new_hold(svc, pet, unit=1, ttl=timedelta(hours=1))
-        lapsed = new_hold(svc, pet, unit=2)
-        cancelled = new_hold(svc, pet, unit=3, state=ReservationState.CANCELLED)
-        later = new_hold(svc, pet, unit=1, start=DAY + timedelta(hours=1), ttl=timedelta(hours=1))
-        await self.insert(uow, live, lapsed, cancelled, later)
-        booking = await self.booked(uow, svc, pet, DAY + timedelta(minutes=15), unit=4)
+        await self.held(
+            read,
+            new_hold(svc, pet, ttl=timedelta(hours=1)),  # live
+            new_hold(svc, pet),  # lapsed at T0 + TTL
+            capacity=4,
+        )
+        [cancelled] = await self.held(read, new_hold(svc, pet), capacity=4)
+        await self.set_state(uow, cancelled.lock_id, ReservationState.CANCELLED)
+        await self.held(
+            read, new_hold(svc, pet, start=DAY + timedelta(hours=1), ttl=timedelta(hours=1)), capacity=4
+        )
+        booking = await self.booked(uow, svc, pet, DAY + timedelta(minutes=15))
         async with uow() as repo:
             ranges = await repo.active_counts(svc.id, DAY, DAY + timedelta(minutes=45), T0 + TTL)
         assert sorted(ranges) == [(DAY, DAY + HALF_HOUR), (booking.start, booking.end)]
 
-    async def test_set_reservation_state_frees_the_unit(self, uow: UnitOfWork) -> None:
+    async def test_set_reservation_state_frees_the_unit(self, uow: UnitOfWork, read: UnitOfWork) -> None:
         _, svc = await self.catalog(uow)
         pet = await self.pet(uow)
         booking = await self.booked(uow, svc, pet)
-        async with uow() as repo:
-            await repo.set_reservation_state(booking.lock_id, ReservationState.CANCELLED, T0)
+        await self.set_state(uow, booking.lock_id, ReservationState.CANCELLED)
         assert await self.state(uow, booking.lock_id) == ReservationState.CANCELLED
-        await self.insert(uow, new_hold(svc, pet))
+        await self.held(read, new_hold(svc, pet))
 
-    async def test_move_reservation_moves_the_range_or_changes_nothing_when_it_is_taken(
-        self, uow: UnitOfWork
+    async def test_a_move_takes_the_lowest_free_unit_of_the_new_range_or_changes_nothing(
+        self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
         pet = await self.pet(uow)
         booking = await self.booked(uow, svc, pet)
-        other = await self.booked(uow, svc, pet, DAY + timedelta(hours=1))
         target = DAY + timedelta(hours=1)
+        await self.booked(uow, svc, pet, target)
+        await self.booked(uow, svc, pet, target)  # the target slot is full
         async with uow() as repo:
-            assert not await repo.move_reservation(booking.lock_id, 1, target, target + HALF_HOUR, T0)
+            assert await repo.move_reservation(booking.lock_id, 2, target, target + HALF_HOUR, T0) is None
             # overlapping its own range is no conflict, and the transaction goes on after a refusal
-            assert await repo.move_reservation(
-                booking.lock_id, 1, DAY + timedelta(minutes=15), DAY + timedelta(minutes=45), T0
-            )
-            assert await repo.move_reservation(booking.lock_id, 2, target, target + HALF_HOUR, T0)
+            near = DAY + timedelta(minutes=15)
+            assert await repo.move_reservation(booking.lock_id, 2, near, near + HALF_HOUR, T0) == 1
+        later = DAY + timedelta(hours=2)
+        [lapsed] = await self.held(
+            read, new_hold(svc, pet, start=later, ttl=timedelta(minutes=1)), capacity=2
+        )
+        [live] = await self.held(read, new_hold(svc, pet, start=later, ttl=timedelta(hours=1)), capacity=2)
         async with uow() as repo:
+            assert await repo.move_reservation(booking.lock_id, 2, later, later + HALF_HOUR, T0 + TTL) == 1
             moved = await repo.reservation(booking.lock_id)
-            assert await repo.taken_units(svc.id, DAY, DAY + HALF_HOUR) == set()  # the old range is free
-        assert moved is not None and (moved.unit, moved.start, moved.end) == (2, target, target + HALF_HOUR)
-        assert other.lock_id != booking.lock_id
+            assert await repo.active_counts(svc.id, DAY, DAY + timedelta(minutes=45), T0) == []  # freed
+        assert moved is not None and (moved.unit, moved.start, moved.end) == (1, later, later + HALF_HOUR)
+        assert (lapsed.unit, live.unit) == (1, 2)
+        assert await self.state(uow, lapsed.lock_id) == ReservationState.EXPIRED
+
+    async def test_a_move_waits_for_the_sweeper_expiring_the_lapsed_hold_in_its_way(
+        self, uow: UnitOfWork, read: UnitOfWork, blocked: BlockedWaiter
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        booking = await self.booked(uow, svc, pet)
+        target = DAY + timedelta(hours=1)
+        [lapsed] = await self.held(read, new_hold(svc, pet, start=target))
+        later = T0 + TTL
+        swept, commit = asyncio.Event(), asyncio.Event()
+
+        async def sweep() -> None:
+            async with uow() as repo:
+                assert lapsed.lock_id in await repo.expire_due(later)
+                swept.set()
+                await commit.wait()
+
+        async def move() -> int | None:
+            await swept.wait()
+            async with uow() as repo:
+                return await repo.move_reservation(booking.lock_id, 1, target, target + HALF_HOUR, later)
+
+        sweeper, mover = in_own_task(sweep()), in_own_task(move())
+        await swept.wait()
+        await blocked(mover)
+        commit.set()
+        await sweeper
+        assert await mover == 1
+
+    async def test_a_move_racing_an_uncommitted_hold_changes_nothing_and_the_transaction_goes_on(
+        self, uow: UnitOfWork, read: UnitOfWork, blocked: BlockedWaiter
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        booking = await self.booked(uow, svc, pet)
+        target = DAY + timedelta(hours=1)
+        held, commit = asyncio.Event(), asyncio.Event()
+
+        async def hold_open() -> None:
+            async with uow() as repo:
+                assert (
+                    await repo.hold(new_hold(svc, pet, start=target), 1, await repo.catalog_version())
+                ).inserted
+                held.set()
+                await commit.wait()
+
+        async def move() -> tuple[int | None, Booking | None]:
+            await held.wait()
+            async with uow() as repo:
+                unit = await repo.move_reservation(booking.lock_id, 1, target, target + HALF_HOUR, T0)
+                return unit, await repo.booking(booking.id)  # the transaction is still usable
+
+        winner, loser = in_own_task(hold_open()), in_own_task(move())
+        await held.wait()
+        await blocked(loser)
+        commit.set()
+        await winner
+        assert await loser == (None, booking)
+        async with uow() as repo:
+            res = await repo.reservation(booking.lock_id)
+        assert res is not None and (res.start, res.unit) == (DAY, 1)
 
     # -- bookings and their events ------------------------------------------------------------------
     async def test_a_booking_comes_back_by_id_and_by_reservation(self, uow: UnitOfWork) -> None:
@@ -856,59 +956,59 @@ class BookingRepositoryContract:
         assert got.policy == CancellationPolicy(full_refund_hours=6)
         assert res is not None and res.booking_id == booking.id
 
-    async def test_a_booking_and_its_event_are_written_together_or_not_at_all(
-        self, uow: UnitOfWork, outbox: OutboxReader
+    async def test_a_confirmation_writes_reservation_booking_and_event_together_or_not_at_all(
+        self, uow: UnitOfWork, read: UnitOfWork, outbox: OutboxReader
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
         pet = await self.pet(uow)
-        kept, dropped = new_hold(svc, pet), new_hold(svc, pet, unit=2)
-        await self.insert(uow, kept, dropped)
-        events = {}
+        kept, dropped = await self.held(read, new_hold(svc, pet), new_hold(svc, pet), capacity=2)
+        made = {}
         for res, fail in ((kept, False), (dropped, True)):
-            booking = Booking.confirm(res, uuid.uuid4(), T0)
-            events[res.lock_id] = (booking, uuid.uuid4())
+            booking = Booking.confirm(res, uuid.uuid4(), T0, svc.policy)
+            made[res.lock_id] = booking, new_event(booking)
             with pytest.raises(RuntimeError) if fail else contextlib.nullcontext():
                 async with uow() as repo:
-                    await repo.add_booking_with_event(
-                        booking,
-                        events[res.lock_id][1],
-                        "booking.created",
-                        str(booking.id),
-                        "dev.petpro.booking.created.v1",
-                        b"payload",
-                        "00-trace-span-01",
-                    )
+                    await repo.confirm_booking(*made[res.lock_id])
                     if fail:
                         raise RuntimeError("abort")
-        kept_booking, kept_event = events[kept.lock_id]
-        dropped_booking, dropped_event = events[dropped.lock_id]
-        assert await outbox([kept_event, dropped_event]) == [
-            OutboxRow(
-                kept_event,
-                "booking.created",
-                str(kept_booking.id),
-                "dev.petpro.booking.created.v1",
-                b"payload",
-                "00-trace-span-01",
-            )
-        ]
+        (kept_booking, kept_event), (dropped_booking, dropped_event) = (
+            made[kept.lock_id],
+            made[dropped.lock_id],
+        )
+        assert await outbox([kept_event.event_id, dropped_event.event_id]) == [kept_event]
         async with uow() as repo:
             assert await repo.booking(kept_booking.id) == kept_booking
             assert await repo.booking(dropped_booking.id) is None
+            confirmed, untouched = (
+                await repo.reservation(kept.lock_id),
+                await repo.reservation(dropped.lock_id),
+            )
+        assert confirmed is not None and untouched is not None
+        assert (confirmed.state, confirmed.payment_id, confirmed.booking_id) == (
+            ReservationState.CONFIRMED,
+            kept_booking.payment_id,
+            kept_booking.id,
+        )
+        assert (untouched.state, untouched.payment_id, untouched.booking_id) == (
+            ReservationState.HELD,
+            None,
+            None,
+        )
 
-    async def test_an_outbox_row_commits_and_rolls_back_with_its_transaction(
+    async def test_an_outbox_event_commits_and_rolls_back_with_its_transaction(
         self, uow: UnitOfWork, outbox: OutboxReader
     ) -> None:
-        kept, dropped = uuid.uuid4(), uuid.uuid4()
+        kept = OutboxEvent(
+            uuid.uuid4(), "booking.cancelled", "k", "dev.petpro.booking.cancelled.v1", b"x", ""
+        )
+        dropped = replace(kept, event_id=uuid.uuid4(), payload=b"y")
         async with uow() as repo:
-            await repo.add_outbox(kept, "booking.cancelled", "k", "dev.petpro.booking.cancelled.v1", b"x", "")
+            await repo.add_outbox(kept)
         with pytest.raises(RuntimeError):
             async with uow() as repo:
-                await repo.add_outbox(dropped, "booking.cancelled", "k", "t", b"y", "")
+                await repo.add_outbox(dropped)
                 raise RuntimeError("abort")
-        assert await outbox([kept, dropped]) == [
-            OutboxRow(kept, "booking.cancelled", "k", "dev.petpro.booking.cancelled.v1", b"x", "")
-        ]
+        assert await outbox([kept.event_id, dropped.event_id]) == [kept]
 
     async def test_bookings_are_listed_by_owner_or_clinic_by_start_a_page_at_a_time(
         self, uow: UnitOfWork

@@ -16,16 +16,11 @@ from sqlalchemy import text
 
 from booking_svc.adapters.repository import BookingRepository
 from booking_svc.adapters.tables import SCHEMA
-from booking_svc.ports import UnitOfWork
+from booking_svc.ports import OutboxEvent, UnitOfWork
 from petpro.db import Database
 from petpro.migrations import alembic_config
 from petpro_dev.devstack import Stack
-from tests.contracts.booking_repository import (
-    BlockedWaiter,
-    BookingRepositoryContract,
-    OutboxReader,
-    OutboxRow,
-)
+from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +54,7 @@ class TestPostgresBookingRepository(BookingRepositoryContract):
 
     @pytest.fixture
     def outbox(self, database: Database) -> OutboxReader:
-        async def rows(event_ids: list[uuid.UUID]) -> list[OutboxRow]:
+        async def rows(event_ids: list[uuid.UUID]) -> list[OutboxEvent]:
             async with database.reader() as conn:
                 found = await conn.execute(
                     text(
@@ -68,7 +63,7 @@ class TestPostgresBookingRepository(BookingRepositoryContract):
                     ),
                     {"ids": event_ids},
                 )
-                return [OutboxRow(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in found]
+                return [OutboxEvent(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in found]
 
         return rows
 

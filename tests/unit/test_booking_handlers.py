@@ -3,9 +3,8 @@ capacity, expired holds, races), confirm (live hold, late payment reclaimed or l
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -36,7 +35,7 @@ from booking_svc.domain import (
 )
 from booking_svc.handlers import ReserveCommand
 from petpro.errors import InvalidArgument
-from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_uow, booking_use_cases
+from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_use_cases
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 MONDAY = date(2030, 1, 7)
@@ -125,18 +124,19 @@ async def test_list_services_reads_the_catalog_version_once_and_sees_a_committed
 async def test_reserve_checks_the_catalog_version_in_its_own_statement(world):
     """A ReserveSlot for a service already in the memo makes no catalog-version round trip: its
     one statement compares the version.  A committed catalog change (here the capacity) is seen by
-    that statement, which then inserts nothing, and the request is decided on the reloaded service."""
+    that statement, which then inserts nothing and reports the version it saw, and the request is
+    decided on the service loaded at that version."""
     h, store, *_, svc, owner, pet = world
     await h.reservations.reserve(cmd(svc, owner, pet, "a"))  # loads the service into the memo
-    reads, holds = store.catalog_version_reads, store.try_holds
+    reads, holds = store.catalog_version_reads, store.holds
     with pytest.raises(SlotUnavailable):
         await h.reservations.reserve(cmd(svc, owner, pet, "b"))  # capacity 1, taken
-    assert (store.catalog_version_reads - reads, store.try_holds - holds) == (0, 1)
+    assert (store.catalog_version_reads - reads, store.holds - holds) == (0, 1)
     store.services[svc.id].capacity = 2
     store.catalog_version += 1  # committed after the memo loaded the service
     second = await h.reservations.reserve(cmd(svc, owner, pet, "c"))
     assert second.unit == 2  # decided with the new capacity, not refused with the old one
-    assert store.catalog_version_reads - reads == 1  # one read, after the statement saw the change
+    assert store.catalog_version_reads - reads == 0  # the statement said which version it saw
     store.services[svc.id].active = False
     store.catalog_version += 1
     with pytest.raises(ServiceNotBookable):
@@ -201,14 +201,16 @@ async def test_reserve_holds_the_slot_until_the_ttl(world):
 
 
 async def test_reserve_is_one_statement_without_a_transaction_in_the_common_case(world):
-    """A free slot is held, and a live-held slot refused, by the fast path alone (try_hold on the
-    read connection): no unit of work is opened, nothing is rolled back."""
+    """A free slot is held, and a live-held slot refused, by one statement each (``hold`` on the read
+    connection): no unit of work is opened, nothing is rolled back."""
     h, store, uow, _, _, _, svc, owner, pet = world
-    res = await h.reservations.reserve(cmd(svc, owner, pet, "a"))
+    await h.reservations.reserve(cmd(svc, owner, pet, "warm"))  # the service into the memo
+    holds = store.holds
+    res = await h.reservations.reserve(cmd(svc, owner, pet, "a", start=SLOT + timedelta(minutes=30)))
     assert store.reservations[res.lock_id].unit == res.unit == 1
     with pytest.raises(SlotUnavailable):
         await h.reservations.reserve(cmd(svc, owner, pet, "b"))
-    assert (uow.commits, uow.rollbacks) == (0, 0)
+    assert store.holds - holds == 2 and (uow.commits, uow.rollbacks) == (0, 0)
 
 
 async def test_reserve_is_idempotent_per_request_id(world):
@@ -255,60 +257,63 @@ async def test_an_expired_hold_never_blocks(world):
     assert store.reservations[first.lock_id].state == ReservationState.EXPIRED
 
 
-async def test_an_expired_hold_the_sweeper_releases_mid_request_never_blocks(world):
-    """The expiry sweeper may release the lapsed hold while ReserveSlot looks closer: the request's own
-    sweep then moves nothing, and the slot is still free (seen once in CI as a 409 for a free slot)."""
-    h, store, uow, clock, _, _, svc, owner, pet = world
-    first = await h.reservations.reserve(cmd(svc, owner, pet, "a"))
-    clock.now += HOLD  # the hold lapses; the sweeper runs concurrently with the next request
+class ConcurrentWinner(FakeBookingRepository):
+    """The first ReserveSlot statement loses to a concurrent transaction: ``winner`` commits first,
+    while the statement's snapshot saw the unit (and the request id) free."""
 
-    class SweptConcurrently(FakeBookingRepository):
-        async def expire_overlapping(self, service_id, start, end, now):  # type: ignore[no-untyped-def]
-            # another task's transaction (its own connection), committed first: nothing left for ours
-            await asyncio.create_task(h.reservations.expire_due(), context=contextvars.Context())
-            return await super().expire_overlapping(service_id, start, end, now)
+    winner: Reservation | None = None
 
-    uow.repo = SweptConcurrently
-    second = await h.reservations.reserve(cmd(svc, owner, pet, "b"))
-    assert second.state == ReservationState.HELD and second.lock_id != first.lock_id
-    assert store.reservations[first.lock_id].state == ReservationState.EXPIRED
+    async def hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
+        if ConcurrentWinner.winner is None:
+            return await super().hold(res, capacity, catalog_version)
+        winner, ConcurrentWinner.winner = ConcurrentWinner.winner, None
+        assert (await super().hold(winner, capacity, catalog_version)).inserted
+        return HoldAttempt(False, res.owner_user_id, winner.unit or 1, False, catalog_version)
 
 
-async def test_a_unit_lost_to_a_concurrent_reserver_is_a_clear_conflict(world):
+async def test_a_unit_lost_to_a_concurrent_reserver_is_asked_again(world):
     h, store, uow, _, _, _, svc, owner, pet = world
+    store.services[svc.id].capacity = 2
+    store.catalog_version += 1
+    first = await h.reservations.reserve(cmd(svc, owner, pet, "first"))  # the winner, to copy
+    store.reservations.clear()
+    h.read.repo = ConcurrentWinner
+    ConcurrentWinner.winner = replace(first, lock_id=uuid.uuid4(), request_id="winner")
+    res = await h.reservations.reserve(cmd(svc, owner, pet, "b"))
+    assert res.unit == 2 and len(store.reservations) == 2
+    assert (uow.commits, uow.rollbacks) == (0, 0)  # no transaction: statements on the read connection
 
-    class Racing(FakeBookingRepository):
-        async def try_hold(self, res, capacity, catalog_version):  # type: ignore[no-untyped-def]
-            # its snapshot saw unit 1 free, the constraint refused it: look closer
-            return HoldAttempt(False, owner, 1, False, catalog_version)
 
-        async def taken_units(self, service_id, start, end):  # type: ignore[no-untyped-def]
-            return set()  # sees the slot free: the insert (the constraint) decides
-
-    await h.reservations.reserve(cmd(svc, owner, pet, "a"))
-    uow.repo = Racing
-    h.read.repo = Racing  # type: ignore[attr-defined]
-    rollbacks = uow.rollbacks
+async def test_the_last_unit_lost_to_a_concurrent_reserver_is_a_clear_conflict(world):
+    h, store, _, _, _, _, svc, owner, pet = world
+    first = await h.reservations.reserve(cmd(svc, owner, pet, "first"))
+    store.reservations.clear()
+    h.read.repo = ConcurrentWinner
+    ConcurrentWinner.winner = replace(first, lock_id=uuid.uuid4(), request_id="winner")
     with pytest.raises(SlotUnavailable):
         await h.reservations.reserve(cmd(svc, owner, pet, "b"))
-    assert uow.rollbacks == rollbacks + 1 and len(store.reservations) == 1
+    assert len(store.reservations) == 1
 
 
 async def test_a_concurrent_retry_with_the_same_key_answers_like_the_winner(world):
-    h, store, uow, _, _, _, svc, owner, pet = world
-    winner = await h.reservations.reserve(cmd(svc, owner, pet, "same"))
-
-    class Late(FakeBookingRepository):
-        async def reservation_by_request(self, owner, request_id):  # type: ignore[no-untyped-def]
-            return None  # our read ran before the winner committed
-
-        async def taken_units(self, service_id, start, end):  # type: ignore[no-untyped-def]
-            return set()
-
-    uow.repo = Late
-    h.reservations.read = booking_uow(store)
+    h, store, _, _, _, _, svc, owner, pet = world
+    first = await h.reservations.reserve(cmd(svc, owner, pet, "same"))
+    store.reservations.clear()
+    h.read.repo = ConcurrentWinner
+    ConcurrentWinner.winner = winner = replace(first, lock_id=uuid.uuid4())
     again = await h.reservations.reserve(cmd(svc, owner, pet, "same"))
-    assert again.lock_id == winner.lock_id
+    assert again.lock_id == winner.lock_id and len(store.reservations) == 1
+
+
+async def test_a_retry_gets_its_first_answer_even_once_the_slot_is_past(world):
+    """AIP-155: the retry of a request that was held answers as the first call did, whatever the rules
+    would say about the request now."""
+    h, _, _, clock, _, _, svc, owner, pet = world
+    first = await h.reservations.reserve(cmd(svc, owner, pet, "k"))
+    clock.now = SLOT + timedelta(hours=1)
+    assert (await h.reservations.reserve(cmd(svc, owner, pet, "k"))).lock_id == first.lock_id
+    with pytest.raises(InvalidArgument):
+        await h.reservations.reserve(cmd(svc, owner, pet, "new"))
 
 
 # -- confirm ------------------------------------------------------------------------------------------

@@ -9,17 +9,14 @@ from typing import Any
 
 import pytest
 
-from booking_svc.ports import UnitOfWork
-from tests.contracts.booking_repository import (
-    BlockedWaiter,
-    BookingRepositoryContract,
-    OutboxReader,
-    OutboxRow,
-)
+from booking_svc.ports import OutboxEvent, UnitOfWork
+from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader
 from tests.unit.fakes.booking import BookingStore, booking_uow
 
 
 class TestFakeBookingRepository(BookingRepositoryContract):
+    ROW_LOCKS = False
+
     @pytest.fixture
     def store(self) -> BookingStore:
         return BookingStore()
@@ -34,12 +31,8 @@ class TestFakeBookingRepository(BookingRepositoryContract):
 
     @pytest.fixture
     def outbox(self, store: BookingStore) -> OutboxReader:
-        async def rows(event_ids: list[uuid.UUID]) -> list[OutboxRow]:
-            return [
-                OutboxRow(r.event_id, r.topic, r.key, r.event_type, r.payload, r.traceparent)
-                for r in store.outbox
-                if r.event_id in event_ids
-            ]
+        async def rows(event_ids: list[uuid.UUID]) -> list[OutboxEvent]:
+            return [e for e in store.outbox if e.event_id in event_ids]
 
         return rows
 

@@ -1,5 +1,5 @@
-"""Booking queries: bookings (with their outbox event), the clinic's schedule, lifecycle request ids,
-refund bookkeeping, and the outbox."""
+"""Booking queries: a booking made of its reservation with its event, reads and the clinic's schedule,
+lifecycle changes and their request ids, refund bookkeeping, and the outbox."""
 
 from __future__ import annotations
 
@@ -12,88 +12,68 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from booking_svc.adapters.repository.rows import Queries, booking_from_row, is_violation
-from booking_svc.adapters.tables import booking_requests, bookings, outbox, pets, reservations, services
+from booking_svc.adapters.tables import booking_requests, bookings, pets, reservations, services
 from booking_svc.domain import OPEN_REFUND_STATES, Booking, ClinicBooking, DuplicateRequest, RefundState
+from booking_svc.ports import OutboxEvent
 from petpro.db import raw_execute
 
-ADD_BOOKING_WITH_EVENT = """
-WITH b AS (
+INSERT_OUTBOX = """INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
+  VALUES (%(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(payload)s, %(traceparent)s)"""
+# NOTIFY outbox (delivered at commit) wakes the relay
+ADD_OUTBOX = f"WITH o AS ({INSERT_OUTBOX}) SELECT pg_notify('outbox', '')"
+# ConfirmBooking's second statement: the reservation confirmed, the booking and its event
+CONFIRM_BOOKING = f"""
+WITH r AS (
+  UPDATE reservations SET state = 'CONFIRMED', payment_id = %(payment_id)s, updated_at = %(created_at)s
+  WHERE lock_id = %(lock_id)s),
+b AS (
   INSERT INTO bookings (id, lock_id, payment_id, owner_user_id, clinic_id, service_id, pet_id, start_time, end_time,
     state, amount_minor, currency, created_at, updated_at, version, policy_full_refund_hours,
     policy_late_refund_percent, policy_reschedule_cutoff_hours)
   VALUES (%(id)s, %(lock_id)s, %(payment_id)s, %(owner)s, %(clinic_id)s, %(service_id)s, %(pet_id)s, %(start)s,
     %(end)s, %(state)s, %(amount_minor)s, %(currency)s, %(created_at)s, %(created_at)s, %(version)s,
     %(full_refund_hours)s, %(late_refund_percent)s, %(reschedule_cutoff_hours)s)),
-o AS (
-  INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
-  VALUES (%(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(payload)s, %(traceparent)s))
+o AS ({INSERT_OUTBOX})
 SELECT pg_notify('outbox', '')
 """
 
 
-class BookingQueries(Queries):
-    async def add_booking(self, b: Booking) -> None:
-        await self.session.execute(
-            insert(bookings).values(
-                id=b.id,
-                lock_id=b.lock_id,
-                payment_id=b.payment_id,
-                owner_user_id=b.owner_user_id,
-                clinic_id=b.clinic_id,
-                service_id=b.service_id,
-                pet_id=b.pet_id,
-                start_time=b.start,
-                end_time=b.end,
-                state=b.state.value,
-                amount_minor=b.amount_minor,
-                currency=b.currency,
-                created_at=b.created_at,
-                updated_at=b.created_at,
-                version=b.version,
-                policy_full_refund_hours=b.policy.full_refund_hours,
-                policy_late_refund_percent=b.policy.late_refund_percent,
-                policy_reschedule_cutoff_hours=b.policy.reschedule_cutoff_hours,
-            )
-        )
+def _event(event: OutboxEvent) -> dict[str, object]:
+    return {
+        "event_id": event.event_id,
+        "topic": event.topic,
+        "key": event.key,
+        "event_type": event.event_type,
+        "payload": event.payload,
+        "traceparent": event.traceparent,
+    }
 
-    async def add_booking_with_event(
-        self,
-        b: Booking,
-        event_id: uuid.UUID,
-        topic: str,
-        key: str,
-        event_type: str,
-        payload: bytes,
-        traceparent: str,
-    ) -> None:
+
+class BookingQueries(Queries):
+    async def confirm_booking(self, booking: Booking, event: OutboxEvent) -> None:
         await raw_execute(
             self.session,
-            ADD_BOOKING_WITH_EVENT,
+            CONFIRM_BOOKING,
             operation="INSERT",
             params={
-                "id": b.id,
-                "lock_id": b.lock_id,
-                "payment_id": b.payment_id,
-                "owner": b.owner_user_id,
-                "clinic_id": b.clinic_id,
-                "service_id": b.service_id,
-                "pet_id": b.pet_id,
-                "start": b.start,
-                "end": b.end,
-                "state": b.state.value,
-                "amount_minor": b.amount_minor,
-                "currency": b.currency,
-                "created_at": b.created_at,
-                "version": b.version,
-                "full_refund_hours": b.policy.full_refund_hours,
-                "late_refund_percent": b.policy.late_refund_percent,
-                "reschedule_cutoff_hours": b.policy.reschedule_cutoff_hours,
-                "event_id": event_id,
-                "topic": topic,
-                "key": key,
-                "event_type": event_type,
-                "payload": payload,
-                "traceparent": traceparent,
+                "id": booking.id,
+                "lock_id": booking.lock_id,
+                "payment_id": booking.payment_id,
+                "owner": booking.owner_user_id,
+                "clinic_id": booking.clinic_id,
+                "service_id": booking.service_id,
+                "pet_id": booking.pet_id,
+                "start": booking.start,
+                "end": booking.end,
+                "state": booking.state.value,
+                "amount_minor": booking.amount_minor,
+                "currency": booking.currency,
+                "created_at": booking.created_at,
+                "version": booking.version,
+                "full_refund_hours": booking.policy.full_refund_hours,
+                "late_refund_percent": booking.policy.late_refund_percent,
+                "reschedule_cutoff_hours": booking.policy.reschedule_cutoff_hours,
+                **_event(event),
             },
         )
 
@@ -293,17 +273,5 @@ class BookingQueries(Queries):
         )
         return [booking_from_row(r) for r in await self.session.execute(q)]
 
-    async def add_outbox(
-        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes, traceparent: str
-    ) -> None:
-        await self.session.execute(
-            insert(outbox).values(
-                event_id=event_id,
-                topic=topic,
-                key=key,
-                event_type=event_type,
-                payload=payload,
-                traceparent=traceparent,
-            )
-        )
-        await self.session.execute(text("NOTIFY outbox"))  # delivered at commit: wakes the relay
+    async def add_outbox(self, event: OutboxEvent) -> None:
+        await raw_execute(self.session, ADD_OUTBOX, _event(event), operation="INSERT")

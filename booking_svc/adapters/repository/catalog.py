@@ -23,7 +23,7 @@ from booking_svc.adapters.tables import catalog_state, clinics, closures, day_ov
 from booking_svc.domain import Clinic, Closure, Interval, Service
 from petpro.db import raw_execute
 
-# the catalog cache's version, read before every catalog lookup (ReserveSlot's TRY_HOLD reads it itself)
+# the catalog cache's version, read before every catalog lookup (ReserveSlot's HOLD reads it itself)
 CATALOG_VERSION = "SELECT version FROM catalog_state WHERE id = 1"
 
 

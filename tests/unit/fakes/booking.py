@@ -1,7 +1,7 @@
-"""In-memory BookingRepository (booking_svc.ports) with the schema's rules: one active reservation
-per service unit and overlapping range (UnitTaken), one reservation per owner + request id
-(DuplicateRequest); held to PostgreSQL's behaviour by tests/contracts/booking_repository.py.  And the
-use cases wired on it (``booking_use_cases``), as ``server.build`` wires them."""
+"""In-memory BookingRepository (booking_svc.ports) with the schema's rules: one active reservation per
+service unit and overlapping range, one reservation per owner + request id, one booking per lifecycle
+request id (DuplicateRequest); held to PostgreSQL's behaviour by tests/contracts/booking_repository.py.
+And the use cases wired on it (``booking_use_cases``), as ``server.build`` wires them."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ from booking_svc.domain import (
     Reservation,
     ReservationState,
     Service,
-    UnitTaken,
 )
 from booking_svc.handlers import (
     CatalogHandlers,
@@ -37,19 +36,9 @@ from booking_svc.handlers import (
     RefundHandlers,
     ReservationHandlers,
 )
-from booking_svc.ports import ChangeEncoder, EventEncoder, RefundPort, RefundResult
+from booking_svc.ports import ChangeEncoder, EventEncoder, OutboxEvent, RefundPort, RefundResult
 from petpro.clock import utcnow
 from tests.unit.fakes import FakeUnitOfWork
-
-
-@dataclass
-class OutboxRow:
-    event_id: uuid.UUID
-    topic: str
-    key: str
-    event_type: str
-    payload: bytes
-    traceparent: str
 
 
 @dataclass
@@ -59,10 +48,10 @@ class BookingStore:
     pets: dict[uuid.UUID, Pet] = field(default_factory=dict)
     reservations: dict[uuid.UUID, Reservation] = field(default_factory=dict)
     bookings: dict[uuid.UUID, Booking] = field(default_factory=dict)
-    outbox: list[OutboxRow] = field(default_factory=list)
+    outbox: list[OutboxEvent] = field(default_factory=list)
     catalog_version: int = 1
     catalog_version_reads: int = 0  # round trips a real repository would make for it
-    try_holds: int = 0  # ReserveSlot fast-path statements
+    holds: int = 0  # ReserveSlot statements (BookingRepository.hold)
     clinic_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → clinic id
     service_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
@@ -275,7 +264,7 @@ class FakeBookingRepository:
         booking = next((b.id for b in self.store.bookings.values() if b.lock_id == r.lock_id), None)
         return replace(copy.deepcopy(r), booking_id=booking)
 
-    async def reservation(self, lock_id: uuid.UUID, *, for_update: bool = False) -> Reservation | None:
+    async def reservation(self, lock_id: uuid.UUID) -> Reservation | None:
         r = self.store.reservations.get(lock_id)
         return self._with_booking(r) if r else None
 
@@ -285,48 +274,56 @@ class FakeBookingRepository:
                 return self._with_booking(r)
         return None
 
-    async def expire_overlapping(
-        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
-    ) -> int:
-        n = 0
-        for r in self.store.reservations.values():
-            if (
-                r.service_id == service_id
-                and r.state == ReservationState.HELD
-                and r.expires_at <= now
-                and _overlaps(r, start, end)
-            ):
-                r.state = ReservationState.EXPIRED
-                n += 1
-        return n
-
-    def _active_units(
+    # the schema's rules, in Python: a reservation is *live* at ``now`` while confirmed, or held and not
+    # expired; the exclusion constraint counts every active (HELD or CONFIRMED) row, lapsed or not
+    def _overlapping(
         self, service_id: uuid.UUID, start: datetime, end: datetime, skip: uuid.UUID | None = None
-    ) -> set[int]:
-        return {
+    ) -> list[Reservation]:
+        return [
+            r
+            for r in self.store.reservations.values()
+            if r.service_id == service_id and _overlaps(r, start, end) and r.lock_id != skip
+        ]
+
+    def _excludes(self, res: Reservation, unit: int, start: datetime, end: datetime) -> bool:
+        """Whether the exclusion constraint refuses ``res`` active on ``unit`` over [start, end)."""
+        return any(
+            r.unit == unit and r.state in ACTIVE_STATES
+            for r in self._overlapping(res.service_id, start, end, skip=res.lock_id)
+        )
+
+    def _expire_lapsed(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime, unit: int | None = None
+    ) -> int:
+        """Expire the lapsed holds over [start, end) (on ``unit`` only, if given)."""
+        lapsed = [
+            r
+            for r in self._overlapping(service_id, start, end)
+            if r.state == ReservationState.HELD and r.expires_at <= now and unit in (None, r.unit)
+        ]
+        for r in lapsed:
+            r.state = ReservationState.EXPIRED
+        return len(lapsed)
+
+    def _free_unit(
+        self,
+        service_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        capacity: int,
+        skip: uuid.UUID,
+    ) -> int | None:
+        live = {
             r.unit
-            for r in self.store.reservations.values()
-            if r.service_id == service_id
-            and r.state in ACTIVE_STATES
-            and _overlaps(r, start, end)
-            and r.lock_id != skip
+            for r in self._overlapping(service_id, start, end, skip=skip)
+            if r.state == ReservationState.CONFIRMED
+            or (r.state == ReservationState.HELD and r.expires_at > now)
         }
+        return next((u for u in range(1, capacity + 1) if u not in live), None)
 
-    async def taken_units(self, service_id: uuid.UUID, start: datetime, end: datetime) -> set[int]:
-        return self._active_units(service_id, start, end)
-
-    async def insert_reservation(self, res: Reservation) -> None:
-        if any(
-            r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
-            for r in self.store.reservations.values()
-        ):
-            raise DuplicateRequest
-        if res.state in ACTIVE_STATES and res.unit in self._active_units(res.service_id, res.start, res.end):
-            raise UnitTaken
-        self.store.reservations[res.lock_id] = copy.deepcopy(res)
-
-    async def try_hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
-        self.store.try_holds += 1
+    async def hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
+        self.store.holds += 1
         version = self.store.catalog_version
         earlier = any(
             r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
@@ -334,24 +331,26 @@ class FakeBookingRepository:
         )
         pet = self.store.pets.get(res.pet_id)
         owner = pet.owner_user_id if pet else None
-        live = {
-            r.unit
-            for r in self.store.reservations.values()
-            if r.service_id == res.service_id
-            and _overlaps(r, res.start, res.end)
-            and (
-                r.state == ReservationState.CONFIRMED
-                or (r.state == ReservationState.HELD and r.expires_at > res.created_at)
-            )
-        }
-        unit = next((u for u in range(1, capacity + 1) if u not in live), None)
-        if earlier or owner != res.owner_user_id or unit is None or version != catalog_version:
-            return HoldAttempt(earlier, owner, unit, False, version)
-        if unit in self._active_units(res.service_id, res.start, res.end):
-            # an expired hold not swept yet: the constraint says no
+        ok = version == catalog_version and not earlier and owner == res.owner_user_id
+        unit = self._free_unit(res.service_id, res.start, res.end, res.created_at, capacity, res.lock_id)
+        if ok and unit is not None and self._excludes(res, unit, res.start, res.end):
+            # a lapsed hold the sweeper has not expired is in the way: the range's lapsed holds expire
+            self._expire_lapsed(res.service_id, res.start, res.end, res.created_at)
+        if not ok or unit is None:
             return HoldAttempt(earlier, owner, unit, False, version)
         self.store.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
         return HoldAttempt(earlier, owner, unit, True, version)
+
+    async def lock_for_confirm(self, lock_id: uuid.UUID) -> tuple[Reservation, Pet, int] | None:
+        r = self.store.reservations.get(lock_id)
+        if r is None:
+            return None
+        return self._with_booking(r), copy.deepcopy(self.store.pets[r.pet_id]), self.store.catalog_version
+
+    async def expire_overlapping(
+        self, service_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int:
+        return self._expire_lapsed(service_id, start, end, now)
 
     async def try_set_state(
         self,
@@ -363,9 +362,7 @@ class FakeBookingRepository:
         failure_reason: str | None = None,
     ) -> bool:
         r = self.store.reservations[lock_id]
-        if state in ACTIVE_STATES and r.unit in self._active_units(
-            r.service_id, r.start, r.end, skip=lock_id
-        ):
+        if state in ACTIVE_STATES and self._excludes(r, r.unit, r.start, r.end):
             return False
         r.state = state
         if payment_id is not None:
@@ -374,27 +371,19 @@ class FakeBookingRepository:
             r.failure_reason = failure_reason
         return True
 
-    async def confirm_held(
-        self, lock_id: uuid.UUID, payment_id: uuid.UUID, now: datetime
-    ) -> tuple[Reservation, Pet, int] | None:
-        r = self.store.reservations.get(lock_id)
-        if r is None or r.state != ReservationState.HELD or r.expires_at <= now:
-            return None
-        r.state, r.payment_id = ReservationState.CONFIRMED, payment_id
-        return self._with_booking(r), copy.deepcopy(self.store.pets[r.pet_id]), self.store.catalog_version
+    async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None:
+        self.store.reservations[lock_id].state = state
 
-    async def add_booking_with_event(
-        self,
-        b: Booking,
-        event_id: uuid.UUID,
-        topic: str,
-        key: str,
-        event_type: str,
-        payload: bytes,
-        traceparent: str,
-    ) -> None:
-        await self.add_booking(b)
-        await self.add_outbox(event_id, topic, key, event_type, payload, traceparent)
+    async def move_reservation(
+        self, lock_id: uuid.UUID, capacity: int, start: datetime, end: datetime, now: datetime
+    ) -> int | None:
+        r = self.store.reservations[lock_id]
+        unit = self._free_unit(r.service_id, start, end, now, capacity, lock_id)
+        if unit is None:
+            return None
+        self._expire_lapsed(r.service_id, start, end, now, unit)
+        r.unit, r.start, r.end = unit, start, end
+        return unit
 
     async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
         due = sorted(
@@ -414,19 +403,20 @@ class FakeBookingRepository:
     ) -> list[tuple[datetime, datetime]]:
         return [
             (r.start, r.end)
-            for r in self.store.reservations.values()
-            if r.service_id == service_id
-            and _overlaps(r, start, end)
-            and (
-                r.state == ReservationState.CONFIRMED
-                or (r.state == ReservationState.HELD and r.expires_at > now)
-            )
+            for r in self._overlapping(service_id, start, end)
+            if r.state == ReservationState.CONFIRMED
+            or (r.state == ReservationState.HELD and r.expires_at > now)
         ]
 
     # -- bookings
-    async def add_booking(self, b: Booking) -> None:
-        assert all(x.lock_id != b.lock_id for x in self.store.bookings.values()), "bookings.lock_id is unique"
-        self.store.bookings[b.id] = copy.deepcopy(b)
+    async def confirm_booking(self, booking: Booking, event: OutboxEvent) -> None:
+        assert all(b.lock_id != booking.lock_id for b in self.store.bookings.values()), (
+            "bookings.lock_id is unique"
+        )
+        res = self.store.reservations[booking.lock_id]
+        res.state, res.payment_id = ReservationState.CONFIRMED, booking.payment_id
+        self.store.bookings[booking.id] = copy.deepcopy(booking)
+        await self.add_outbox(event)
 
     async def booking(self, booking_id: uuid.UUID, *, for_update: bool = False) -> Booking | None:
         return copy.deepcopy(self.store.bookings.get(booking_id))
@@ -453,10 +443,8 @@ class FakeBookingRepository:
             and _after((b.start.isoformat(), str(b.id)), after)
         ][:limit]
 
-    async def add_outbox(
-        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes, traceparent: str
-    ) -> None:
-        self.store.outbox.append(OutboxRow(event_id, topic, key, event_type, payload, traceparent))
+    async def add_outbox(self, event: OutboxEvent) -> None:
+        self.store.outbox.append(event)
 
     # -- lifecycle
     async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None:
@@ -475,23 +463,6 @@ class FakeBookingRepository:
         if request_id in self.store.requests:
             raise DuplicateRequest
         self.store.requests[request_id] = (booking_id, kind, fingerprint)
-
-    async def set_reservation_state(self, lock_id: uuid.UUID, state: ReservationState, now: datetime) -> None:
-        self.store.reservations[lock_id].state = state
-
-    async def move_reservation(
-        self, lock_id: uuid.UUID, unit: int, start: datetime, end: datetime, now: datetime
-    ) -> bool:
-        r = self.store.reservations[lock_id]
-        if unit in self._active_units(r.service_id, start, end, skip=lock_id):
-            return False
-        r.unit, r.start, r.end = unit, start, end
-        return True
-
-    async def taken_units_except(
-        self, service_id: uuid.UUID, start: datetime, end: datetime, lock_id: uuid.UUID
-    ) -> set[int]:
-        return self._active_units(service_id, start, end, skip=lock_id)
 
     async def claim_due_refunds(self, now: datetime, lease_until: datetime, limit: int = 50) -> list[Booking]:
         due = sorted(
