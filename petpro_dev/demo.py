@@ -83,7 +83,11 @@ async def run(stack: StackSettings) -> None:
         print(f"    booking {booking_id} confirmed")
 
         async def mail():  # type: ignore[no-untyped-def]
-            return [m for m in list_messages(stack.home_abs / "mail") if owner.email in m.to]
+            return [  # the booking's mail, not the account's verification mail
+                m
+                for m in list_messages(stack.home_abs / "mail")
+                if owner.email in m.to and m.message["X-PetPro-Booking-Id"] == booking_id
+            ]
 
         mails = await steps.run("wait for the confirmation email", eventually(mail))
         print(f"    email: {mails[0].subject!r} → {mails[0].to}")

@@ -165,7 +165,14 @@ async def confirmed_booking(api: Api, owner: User | None = None, min_days: int =
     return owner, held["lock_id"], res["booking_id"]
 
 
-def mails_to(stack: Stack, address: str) -> list[Any]:
+def mails_to(stack: Stack, address: str, *, account: bool = False) -> list[Any]:
+    """The mail the SMTP sink caught for ``address``: what bookings send (confirmations, changes,
+    reminders, invitations), and with ``account=True`` also auth's account mail (verification, reset,
+    email change: the ones with an ``X-PetPro-Mail`` header), which every registration now sends."""
     from petpro_dev.devstack.mail import list_messages
 
-    return [m for m in list_messages(stack.ctx.mail_dir) if address in m.to]
+    return [
+        m
+        for m in list_messages(stack.ctx.mail_dir)
+        if address in m.to and (account or m.message["X-PetPro-Mail"] is None)
+    ]
