@@ -260,7 +260,8 @@ async def upgrade(port_bases: Any, tmp_path_factory: pytest.TempPathFactory) -> 
             envoy.wait(timeout=10)
         fleet.stop_all()
         stack.down(purge=True)
-        shutil.rmtree(home, ignore_errors=True)
+        if not os.environ.get("PETPRO_KEEP_UPGRADE_HOME"):
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def migration_heads(database_url: str) -> dict[str, str]:
