@@ -72,7 +72,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         token_cache: TokenCache | None = None,
         service_name_seconds: float = SERVICE_NAME_SECONDS,
     ) -> None:
-        self.s = stubs
+        self.stubs = stubs
         self.authn = Authenticator(stubs.auth, token_cache)
         # service id → name for the checkout line item: one GetService RPC per service a minute
         # instead of one per booking (edge and booking CPU in the full flow)
@@ -86,7 +86,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.RegisterRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.RegisterResponse:
         r = await call(
-            self.s.auth.Register,
+            self.stubs.auth.Register,
             auth_pb2.RegisterRequest(
                 email=request.email,
                 password=request.password,
@@ -103,7 +103,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.LoginResponse:
         r = await call(
-            self.s.auth.Login,
+            self.stubs.auth.Login,
             auth_pb2.LoginRequest(
                 email=request.email, password=request.password, client_address=client_address(context)
             ),
@@ -119,7 +119,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.RefreshTokenResponse:
         r = await call(
-            self.s.auth.RefreshToken, auth_pb2.RefreshTokenRequest(refresh_token=request.refresh_token)
+            self.stubs.auth.RefreshToken, auth_pb2.RefreshTokenRequest(refresh_token=request.refresh_token)
         )
         return mobile_pb2.RefreshTokenResponse(
             access_token=r.access_token,
@@ -133,7 +133,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.RequestPasswordResetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.RequestPasswordResetResponse:
         await call(
-            self.s.auth.RequestPasswordReset,
+            self.stubs.auth.RequestPasswordReset,
             auth_pb2.RequestPasswordResetRequest(email=request.email, client_address=client_address(context)),
         )
         return mobile_pb2.RequestPasswordResetResponse()
@@ -142,7 +142,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.ResetPasswordRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.ResetPasswordResponse:
         await call(
-            self.s.auth.ResetPassword,
+            self.stubs.auth.ResetPassword,
             auth_pb2.ResetPasswordRequest(
                 email=request.email,
                 token=request.token,
@@ -156,7 +156,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.VerifyEmailRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.VerifyEmailResponse:
         r = await call(
-            self.s.auth.VerifyEmail,
+            self.stubs.auth.VerifyEmail,
             auth_pb2.VerifyEmailRequest(token=request.token, client_address=client_address(context)),
         )
         return mobile_pb2.VerifyEmailResponse(user=r.user)
@@ -166,7 +166,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.LogoutResponse:
         me = await self._principal(context)
         await call(
-            self.s.auth.Logout,
+            self.stubs.auth.Logout,
             auth_pb2.LogoutRequest(user_id=me.user_id, refresh_token=request.refresh_token),
         )
         return mobile_pb2.LogoutResponse()
@@ -175,7 +175,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.LogoutEverywhereRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.LogoutEverywhereResponse:
         me = await self._principal(context)
-        await call(self.s.auth.LogoutEverywhere, auth_pb2.LogoutEverywhereRequest(user_id=me.user_id))
+        await call(self.stubs.auth.LogoutEverywhere, auth_pb2.LogoutEverywhereRequest(user_id=me.user_id))
         return mobile_pb2.LogoutEverywhereResponse()
 
     async def ChangePassword(
@@ -183,7 +183,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.ChangePasswordResponse:
         me = await self._principal(context)
         await call(
-            self.s.auth.ChangePassword,
+            self.stubs.auth.ChangePassword,
             auth_pb2.ChangePasswordRequest(
                 user_id=me.user_id,
                 session_id=me.session_id,
@@ -199,7 +199,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.ChangeEmailResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.auth.ChangeEmail,
+            self.stubs.auth.ChangeEmail,
             auth_pb2.ChangeEmailRequest(
                 user_id=me.user_id,
                 password=request.password,
@@ -213,14 +213,14 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, request: mobile_pb2.ResendVerificationEmailRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.ResendVerificationEmailResponse:
         me = await self._principal(context)
-        await call(self.s.auth.ResendVerification, auth_pb2.ResendVerificationRequest(user_id=me.user_id))
+        await call(self.stubs.auth.ResendVerification, auth_pb2.ResendVerificationRequest(user_id=me.user_id))
         return mobile_pb2.ResendVerificationEmailResponse()
 
     async def GetMe(
         self, request: mobile_pb2.GetMeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.GetMeResponse:
         me = await self._principal(context)
-        r = await call(self.s.auth.GetUser, auth_pb2.GetUserRequest(user_id=me.user_id))
+        r = await call(self.stubs.auth.GetUser, auth_pb2.GetUserRequest(user_id=me.user_id))
         return mobile_pb2.GetMeResponse(user=r.user)
 
     async def UpdateMe(
@@ -231,7 +231,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         user.CopyFrom(request.user)
         user.user_id = me.user_id  # always the caller: a user_id in the body is ignored (output only)
         r = await call(
-            self.s.auth.UpdateUser, auth_pb2.UpdateUserRequest(user=user, update_mask=request.update_mask)
+            self.stubs.auth.UpdateUser, auth_pb2.UpdateUserRequest(user=user, update_mask=request.update_mask)
         )
         return mobile_pb2.UpdateMeResponse(user=r.user)
 
@@ -248,7 +248,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         )
         if request.HasField("breed"):
             req.breed = request.breed
-        r = await call(self.s.booking.CreatePet, req)
+        r = await call(self.stubs.booking.CreatePet, req)
         return mobile_pb2.CreatePetResponse(pet=r.pet)
 
     async def ListPets(
@@ -256,7 +256,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.ListPetsResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.booking.ListPets,
+            self.stubs.booking.ListPets,
             booking_pb2.ListPetsRequest(
                 owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token
             ),
@@ -278,7 +278,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{me.user_id}:{key}")) if key else str(uuid.uuid4())
         )
         held = await call(
-            self.s.booking.ReserveSlot,
+            self.stubs.booking.ReserveSlot,
             booking_pb2.ReserveSlotRequest(
                 request_id=request_id,
                 service_id=request.service_id,
@@ -305,7 +305,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         if res.state != booking_pb2.RESERVATION_STATE_HELD:
             return ""
         session = await call(
-            self.s.payment.CreatePaymentSession,
+            self.stubs.payment.CreatePaymentSession,
             payment_pb2.CreatePaymentSessionRequest(
                 request_id=f"reservation-{res.lock_id}",
                 order_ref=res.lock_id,
@@ -320,7 +320,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     async def _service_name(self, service_id: str) -> str:
         name = self._service_names.get(service_id)
         if name is None:
-            r = await call(self.s.booking.GetService, booking_pb2.GetServiceRequest(service_id=service_id))
+            r = await call(
+                self.stubs.booking.GetService, booking_pb2.GetServiceRequest(service_id=service_id)
+            )
             name = self._service_names[service_id] = r.service.name
         return name
 
@@ -331,7 +333,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         if res.state != booking_pb2.RESERVATION_STATE_HELD:
             return ""
         try:
-            r = await call(self.s.payment.GetPayment, payment_pb2.GetPaymentRequest(order_ref=res.lock_id))
+            r = await call(
+                self.stubs.payment.GetPayment, payment_pb2.GetPaymentRequest(order_ref=res.lock_id)
+            )
         except UpstreamError as err:
             if err.kind == Kind.NOT_FOUND:
                 return ""
@@ -339,7 +343,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         return r.payment.payment_url if r.payment.status == payment_pb2.PAYMENT_STATUS_PENDING else ""
 
     async def _own_reservation(self, lock_id: str, me: Principal) -> booking_pb2.Reservation:
-        r = await call(self.s.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
+        r = await call(self.stubs.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
         if r.reservation.owner_user_id != me.user_id:
             raise NotFound("reservation not found", reason="RESERVATION_NOT_FOUND")
         return r.reservation
@@ -368,7 +372,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.GetBookingResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.booking.GetBooking, booking_pb2.GetBookingRequest(booking_id=request.booking_id)
+            self.stubs.booking.GetBooking, booking_pb2.GetBookingRequest(booking_id=request.booking_id)
         )
         if r.booking.owner_user_id != me.user_id:
             raise NotFound("booking not found", reason="BOOKING_NOT_FOUND")
@@ -379,7 +383,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.ListBookingsResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.booking.ListBookings,
+            self.stubs.booking.ListBookings,
             booking_pb2.ListBookingsRequest(
                 owner_user_id=me.user_id, page_size=request.page_size, page_token=request.page_token
             ),
@@ -404,7 +408,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.CancelBookingResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.booking.CancelBooking,
+            self.stubs.booking.CancelBooking,
             booking_pb2.CancelBookingRequest(
                 request_id=self._request_id(context, me, "cancel", request.booking_id),
                 booking_id=request.booking_id,
@@ -419,7 +423,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.RescheduleBookingResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.booking.RescheduleBooking,
+            self.stubs.booking.RescheduleBooking,
             booking_pb2.RescheduleBookingRequest(
                 request_id=self._request_id(context, me, "reschedule", request.booking_id),
                 booking_id=request.booking_id,
@@ -441,7 +445,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.StaffCancelBookingResponse:
         me = await self._staff(context, request.clinic_id)
         r = await call(
-            self.s.booking.CancelBooking,
+            self.stubs.booking.CancelBooking,
             booking_pb2.CancelBookingRequest(
                 request_id=self._request_id(context, me, "staff-cancel", request.booking_id),
                 booking_id=request.booking_id,
@@ -456,7 +460,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.CompleteBookingResponse:
         me = await self._staff(context, request.clinic_id)
         r = await call(
-            self.s.booking.CompleteBooking,
+            self.stubs.booking.CompleteBooking,
             booking_pb2.CompleteBookingRequest(
                 request_id=self._request_id(context, me, "complete", request.booking_id),
                 booking_id=request.booking_id,
@@ -470,7 +474,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.MarkNoShowResponse:
         me = await self._staff(context, request.clinic_id)
         r = await call(
-            self.s.booking.MarkNoShow,
+            self.stubs.booking.MarkNoShow,
             booking_pb2.MarkNoShowRequest(
                 request_id=self._request_id(context, me, "no-show", request.booking_id),
                 booking_id=request.booking_id,
@@ -487,7 +491,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.GetNotificationPreferencesResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.notification.GetNotificationPreferences,
+            self.stubs.notification.GetNotificationPreferences,
             notification_pb2.GetNotificationPreferencesRequest(user_id=me.user_id),
         )
         return mobile_pb2.GetNotificationPreferencesResponse(preferences=r.preferences)
@@ -502,7 +506,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         for f in ("reminders_email", "reminders_push", "changes_email", "changes_push"):
             if request.HasField(f):
                 setattr(req, f, getattr(request, f))
-        r = await call(self.s.notification.UpdateNotificationPreferences, req)
+        r = await call(self.stubs.notification.UpdateNotificationPreferences, req)
         return mobile_pb2.UpdateNotificationPreferencesResponse(preferences=r.preferences)
 
     # -- notifications -------------------------------------------------------------------------------
@@ -511,7 +515,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.ListNotificationsResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.notification.ListNotifications,
+            self.stubs.notification.ListNotifications,
             notification_pb2.ListNotificationsRequest(
                 user_id=me.user_id, page_size=request.page_size, page_token=request.page_token
             ),
@@ -525,7 +529,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.RegisterDeviceResponse:
         me = await self._principal(context)
         r = await call(
-            self.s.notification.RegisterDevice,
+            self.stubs.notification.RegisterDevice,
             notification_pb2.RegisterDeviceRequest(
                 user_id=me.user_id, platform=request.platform, token=request.token
             ),
