@@ -363,6 +363,7 @@ async def test_a_rolling_upgrade_from_the_previous_release_loses_nothing(upgrade
             return pending == 0 and lag == 0
 
         await eventually(drained, timeout=120, interval=0.5)
+
         def booking_mails() -> list[Any]:  # not the account verification mail the new auth sends
             return [m for m in list_messages(stack.ctx.mail_dir) if m.message["X-PetPro-Mail"] is None]
 
