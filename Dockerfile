@@ -25,6 +25,9 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends binutils=2.40-2 \
  && rm -rf /var/lib/apt/lists/*
+# CLDR data of the languages the notifications speak (notif_worker/domain/wording.py SUPPORTED, a unit
+# test holds the two equal; babel's data for the ~800 others is 31 MB): root, each language, its regions
+ARG LOCALES="en de fr es"
 COPY --from=requirements /requirements.txt /requirements.txt
 RUN python -m venv /opt/petpro \
  && /opt/petpro/bin/pip install --no-compile -r /requirements.txt \
@@ -32,6 +35,9 @@ RUN python -m venv /opt/petpro \
  && find /opt/petpro -name '*.so*' -type f -exec strip --strip-unneeded {} + \
  && find /opt/petpro/lib -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
  && find /opt/petpro/lib -type f \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) -delete \
+ && keep=" root.dat $(for l in $LOCALES; do printf ' %s.dat ' "$l"; done)" \
+ && for f in /opt/petpro/lib/python3*/site-packages/babel/locale-data/*.dat; do \
+      n="${f##*/}"; case "$keep" in *" $n "*|*" ${n%%_*}.dat "*) ;; *) rm "$f" ;; esac; done \
  && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/petpro/lib
 
 # --- app: the project's own packages (a wheel, installed beside the venv: /opt/petpro/app) ---

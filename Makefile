@@ -20,7 +20,7 @@ CHECKOV_VERSION := 3.3.30
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,devstack]'
+	$(BIN)/python -m pip install -q -e '.[dev,devstack,render]'
 	@# an old venv may still hold the .pth that put gen/ on sys.path before gen/ was packaged
 	rm -f $(VENV)/lib/python*/site-packages/petpro_gen.pth
 	@# checkov (policy scan of the rendered chart) pins packaging<24, which pytest 9 refuses: own venv

@@ -11,7 +11,7 @@ from decimal import Decimal
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from babel import Locale
+from babel.core import parse_locale
 from babel.dates import format_date, format_skeleton, format_time, get_timezone_name
 from babel.numbers import format_currency, get_currency_precision
 
@@ -209,8 +209,8 @@ SUPPORTED = tuple(PHRASES)
 @lru_cache(maxsize=256)
 def _supported(tag: str) -> str | None:
     """The supported language of a BCP 47 tag ("de-AT" → "de", "pt-BR" → None)."""
-    try:
-        language = Locale.parse(tag.replace("-", "_")).language
+    try:  # the tag's syntax alone: the image carries CLDR data only for the languages we speak
+        language = parse_locale(tag.replace("-", "_"))[0].lower()
     except (ValueError, TypeError):
         return None
     return language if language in PHRASES else None

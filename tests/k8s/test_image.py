@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,10 +32,10 @@ from tests.k8s.images import image_ref
 
 pytestmark = [pytest.mark.timeout(600)]
 
-# bytes, uncompressed (docs/operations.md "The image"): 393 MB before the notification channels, 434 MB
-# with their dependencies (babel is 35 MB of locale data, 31 of them for languages PetPro does not
-# speak; pruning them is the next cut). The bar catches a regression; the 400 MB target is not met yet.
-SIZE_BUDGET = 450 * 1000 * 1000
+# bytes, uncompressed (docs/operations.md "The image"): the issue's target.  434 MB with the notification
+# channels' dependencies before babel's locale data was cut to the languages PetPro speaks (-31 MB) and
+# the Envoy config generator's typed API (envoy-data-plane, 21 MB) left the image.
+SIZE_BUDGET = 400 * 1000 * 1000
 
 
 def run(
@@ -70,10 +71,11 @@ class Containers:
         assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}"
         return result.stdout + result.stderr
 
-    def start(self, name: str, *command: str) -> str:
+    def start(self, name: str, *command: str, volumes: tuple[str, ...] | list[str] = ()) -> str:
         full = f"pp-{self.label.split('=')[1]}-{name}"
+        mounts = [a for v in volumes for a in ("-v", v)]
         run(self.engine, "run", "-d", "--name", full, "--label", self.label, *HARDENED, *self.env_args(),
-            image_ref(), *command)  # fmt: skip
+            *mounts, image_ref(), *command)  # fmt: skip
         self.names.append(full)
         return full
 
@@ -119,7 +121,17 @@ def mesh_from_image(engine: list[str], port_bases: Any) -> Iterator[tuple[Any, C
         seed(DEMO, {**os.environ, **stack.env()})
         for s in MESH.services:
             containers.start(s.name, "python", "-m", s.package)
-        containers.start("envoy", "python", "-m", "edge.gateway")  # the dev stack's Envoy launcher
+        # Envoy as the chart runs it: the config rendered where the chart is rendered (the image carries no
+        # config generator, docs/operations.md "The image"), mounted read-only, `envoy --config-path`
+        config = home / "envoy.json"
+        subprocess.run(
+            [sys.executable, "-m", "edge.gateway", "render", "--out", str(config)],
+            env={**os.environ, **env}, check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        containers.start(
+            "envoy", "envoy", "--config-path", "/etc/envoy/envoy.json", "--concurrency", "1",
+            "--disable-hot-restart", volumes=[f"{config}:/etc/envoy/envoy.json:ro"],
+        )  # fmt: skip
         wait_ready(stack, containers)
         print(f"\nmesh from {image_ref()} ready in {time.monotonic() - started:.1f} s")
         yield stack, containers

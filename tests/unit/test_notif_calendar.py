@@ -181,10 +181,24 @@ def test_reminders_and_outcomes_carry_no_calendar_part() -> None:
         ("pt-BR", "es", "es"),
         ("", "", "en"),
         ("not a tag", "", "en"),
+        ("DE-de", "", "de"),  # case-insensitive
+        ("zh-Hant-TW", "fr", "fr"),  # script subtags parse; no CLDR data is needed to refuse a language
     ],
 )
 def test_the_locale_is_the_owners_else_the_clinics_else_english(owner: str, clinic: str, chosen: str) -> None:
     assert locale_of(owner, clinic) == chosen
+
+
+def test_the_image_keeps_the_cldr_data_of_exactly_the_languages_we_speak() -> None:
+    """The Dockerfile prunes babel's locale data to its LOCALES (31 MB of the others): they must be the
+    languages the phrases exist in, or a German owner's dates would fail to format in production."""
+    import re
+    from pathlib import Path
+
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    found = re.search(r'^ARG LOCALES="([^"]*)"', dockerfile, re.M)
+    assert found, "the Dockerfile names the CLDR languages it keeps (ARG LOCALES)"
+    assert sorted(found.group(1).split()) == sorted(PHRASES)
 
 
 def test_every_locale_has_every_phrase_and_placeholder() -> None:
