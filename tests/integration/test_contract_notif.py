@@ -3,7 +3,7 @@ migrated to head (notif_worker's migrations)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -13,16 +13,17 @@ from notif_worker.ports import UnitOfWork
 from petpro.db import Database
 from petpro.migrations import migrate
 from petpro_dev.devstack import Stack
+from tests.conftest import database_of_its_own
 from tests.contracts.notif_repository import NotifRepositoryContract
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def database_url(devstack: Stack) -> str:
-    url = devstack.env()["DATABASE_URL"]
-    migrate("notif_worker", url)
-    return url
+def database_url(devstack: Stack) -> Iterator[str]:
+    with database_of_its_own(devstack.env()["DATABASE_URL"], "contract_notif") as url:
+        migrate("notif_worker", url)
+        yield url
 
 
 @pytest.fixture

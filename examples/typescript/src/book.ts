@@ -37,16 +37,31 @@ async function main(): Promise<void> {
   if (!login.data) fail("login", login.error, login.response.status);
   const auth = { Authorization: `Bearer ${login.data.access_token}` };
 
-  const clinics = await api.GET("/v1/clinics", { params: { query: { page_size: 10 } } });
-  if (!clinics.data) fail("list clinics", clinics.error, clinics.response.status);
-  const clinic = clinics.data.clinics[0];
-  if (!clinic) throw new Error("no clinic in the catalog");
-  const services = await api.GET("/v1/clinics/{clinic_id}/services", {
-    params: { path: { clinic_id: clinic.clinic_id } },
-  });
-  if (!services.data) fail("list services", services.error, services.response.status);
-  const service = services.data.services[0];
-  if (!service) throw new Error(`clinic ${clinic.name} offers no service`);
+  // the first clinic of the catalog that offers a service (as a "book again nearby" screen would pick);
+  // the catalog is paged, and a newly listed clinic may have no service yet
+  let clinic: { clinic_id: string; name: string } | undefined;
+  let service: { service_id: string; name: string } | undefined;
+  let pageToken: string | undefined;
+  do {
+    const clinics = await api.GET("/v1/clinics", {
+      params: { query: { page_size: 50, ...(pageToken ? { page_token: pageToken } : {}) } },
+    });
+    if (!clinics.data) fail("list clinics", clinics.error, clinics.response.status);
+    for (const c of clinics.data.clinics) {
+      const services = await api.GET("/v1/clinics/{clinic_id}/services", {
+        params: { path: { clinic_id: c.clinic_id } },
+      });
+      if (!services.data) fail("list services", services.error, services.response.status);
+      const first = services.data.services[0];
+      if (first) {
+        clinic = c;
+        service = first;
+        break;
+      }
+    }
+    pageToken = clinics.data.next_page_token || undefined;
+  } while (service === undefined && pageToken);
+  if (!clinic || !service) throw new Error("no clinic in the catalog offers a service");
   console.log(`SERVICE ${service.service_id} ${service.name} at ${clinic.name}`);
 
   let slot: string | undefined;
