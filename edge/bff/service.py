@@ -287,6 +287,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 slot_start_time=request.slot,
                 owner_email=me.email,
                 owner_name=me.name,
+                owner_locale=me.locale,
             ),
         )
         res = held.reservation
