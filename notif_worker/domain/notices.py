@@ -171,3 +171,8 @@ class Reminder:
 
 def reminder_due(start: datetime, offset_minutes: int) -> datetime:
     return start - timedelta(minutes=offset_minutes)
+
+
+class PhoneOptedOut(MessageRefused):
+    """The SMS provider says the recipient opted out (replied STOP; Twilio 21610): the number is
+    marked opted out and gets no more texts."""
