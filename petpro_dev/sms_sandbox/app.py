@@ -194,12 +194,15 @@ def build_app(creds: DevCredentials, webhook_url: str = "") -> Starlette:
             params["OptOutType"] = opt
         if not state.webhook_url:
             return JSONResponse({"delivered": False, "opt_out_type": opt})
-        async with httpx.AsyncClient(timeout=10) as c:
-            r = await c.post(
-                state.webhook_url,
-                data=params,
-                headers={"X-Twilio-Signature": signature(creds.auth_token, state.webhook_url, params)},
-            )
+        try:
+            async with httpx.AsyncClient(timeout=10) as c:
+                r = await c.post(
+                    state.webhook_url,
+                    data=params,
+                    headers={"X-Twilio-Signature": signature(creds.auth_token, state.webhook_url, params)},
+                )
+        except httpx.HTTPError as exc:  # the webhook is down: the opt-out holds here all the same
+            return JSONResponse({"delivered": False, "error": str(exc), "opt_out_type": opt})
         return JSONResponse({"delivered": r.is_success, "status": r.status_code, "opt_out_type": opt})
 
     async def messages(request: Request) -> Response:
