@@ -115,7 +115,10 @@ class Context:
 
         if os.environ.get("NOTIF_SMS_ACCOUNT_SID"):
             return {}
-        return notif_env(ensure(self.home), self.url("sms_api_base"))
+        env = notif_env(ensure(self.home), self.url("sms_api_base"))
+        # where the stand-in posts incoming texts (the edge through Envoy): their signature covers it
+        env["NOTIF_SMS_WEBHOOK_URL"] = f"http://{self.settings.host}:{self.port('envoy')}/webhooks/twilio/sms"
+        return env
 
     def child_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         """Environment of every process the stack starts."""
