@@ -18,11 +18,14 @@ Twilio posts it: form-encoded ``MessageSid``, ``AccountSid``, ``From``, ``To``, 
 ``OptOutType`` with ``X-Twilio-Signature`` (HMAC-SHA1 of the URL and the sorted parameters, keyed with
 the auth token). Its answer is returned.
 
-Test controls under ``/_sandbox``: ``GET messages`` (``?to=``: what was accepted), ``GET health``.
+Test controls under ``/_sandbox``: ``GET messages`` (``?to=``: what was accepted), ``POST slow`` {"to",
+"seconds"} (the next text to that number is accepted at once but answered late: a worker killed
+meanwhile never learns it went), ``GET health``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -60,6 +63,9 @@ class State:
     creds: DevCredentials
     webhook_url: str = ""
     unsubscribed: set[str] = field(default_factory=set)
+    slow: dict[str, float] = field(
+        default_factory=dict
+    )  # number → seconds the next accepted send answers late
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -141,6 +147,9 @@ def build_app(creds: DevCredentials, webhook_url: str = "") -> Starlette:
             "subresource_uris": {"media": f"{API.format(account=creds.account_sid)[:-5]}/{sid}/Media.json"},
         }
         state.messages.append({**msg, "_at": now.timestamp()})
+        delay = state.slow.pop(to, 0.0)
+        if delay:  # taken, but the answer is late: a client that dies meanwhile never learns it went
+            await asyncio.sleep(delay)
         return JSONResponse(msg, status_code=201)
 
     async def listing(request: Request) -> Response:
@@ -205,6 +214,11 @@ def build_app(creds: DevCredentials, webhook_url: str = "") -> Starlette:
             return JSONResponse({"delivered": False, "error": str(exc), "opt_out_type": opt})
         return JSONResponse({"delivered": r.is_success, "status": r.status_code, "opt_out_type": opt})
 
+    async def slow(request: Request) -> Response:
+        body = await request.json()
+        state.slow[str(body["to"])] = float(body.get("seconds", 5))
+        return JSONResponse({"to": body["to"], "seconds": state.slow[str(body["to"])]})
+
     async def messages(request: Request) -> Response:
         to = request.query_params.get("to")
         return JSONResponse(
@@ -220,6 +234,7 @@ def build_app(creds: DevCredentials, webhook_url: str = "") -> Starlette:
             Route(API, listing, methods=["GET"]),
             Route("/_sandbox/inbound", inbound, methods=["POST"]),
             Route("/_sandbox/messages", messages, methods=["GET"]),
+            Route("/_sandbox/slow", slow, methods=["POST"]),
             Route("/_sandbox/health", health, methods=["GET"]),
         ]
     )

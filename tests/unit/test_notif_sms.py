@@ -235,3 +235,16 @@ async def test_a_text_claimed_by_a_worker_that_stopped_before_sending_is_sent_by
     assert await env.sms.resend_stale() == 1
     assert await env.sms.resend_stale() == 0
     assert len(env.provider.texts_to(PHONE)) == 1
+
+
+async def test_a_provider_outage_fails_no_event_and_the_sweep_sends_the_text_later(env):
+    env.enable()
+    env.provider.failures = 10  # more than the retries
+    n = env.verified(moved())
+    await env.notify(n)  # the email went; the event is done (no dead letter for a text)
+    assert env.provider.sent == [] and len(env.mailer.sent) == 1
+    env.provider.failures = 0
+    env.now = datetime.now(UTC) + timedelta(minutes=2)
+    assert await env.sms.resend_stale() == 1
+    assert len(env.provider.texts_to(PHONE)) == 1
+    assert await env.sms.resend_stale() == 0
