@@ -64,12 +64,16 @@ class SmsPhoneNotFound(NotFound):
     reason = "SMS_PHONE_NOT_FOUND"
 
 
-PreferenceField = Literal["reminders_email", "reminders_push", "changes_email", "changes_push"]
+PreferenceField = Literal[
+    "reminders_email", "reminders_push", "changes_email", "changes_push", "reminders_sms", "changes_sms"
+]
 PREFERENCE_FIELDS: tuple[PreferenceField, ...] = (
     "reminders_email",
     "reminders_push",
     "changes_email",
     "changes_push",
+    "reminders_sms",
+    "changes_sms",
 )
 
 

@@ -108,9 +108,18 @@ preferences = Table(
     Column("reminders_push", Boolean, nullable=False, server_default=true()),
     Column("changes_email", Boolean, nullable=False, server_default=true()),
     Column("changes_push", Boolean, nullable=False, server_default=true()),
+    Column("reminders_sms", Boolean, nullable=False, server_default=true()),
+    Column("changes_sms", Boolean, nullable=False, server_default=true()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
-PREFERENCE_FIELDS = ("reminders_email", "reminders_push", "changes_email", "changes_push")
+PREFERENCE_FIELDS = (
+    "reminders_email",
+    "reminders_push",
+    "changes_email",
+    "changes_push",
+    "reminders_sms",
+    "changes_sms",
+)
 inbox = Table(
     "inbox",
     metadata,

@@ -130,6 +130,8 @@ class Preferences:
     reminders_push: bool = True
     changes_email: bool = True
     changes_push: bool = True
+    reminders_sms: bool = True
+    changes_sms: bool = True
 
     def wants(self, category: str, channel: str) -> bool:
         """Transactional messages (confirmation, cancellation) are always sent."""

@@ -94,7 +94,13 @@ class SmsHandlers:
         if self.sender is None or n.kind not in SMS_KINDS:
             return None
         setting = await repo.clinic_sms(n.clinic_id) or ClinicSms(monthly_cap=self.monthly_cap)
-        phone = await repo.sms_phone(n.owner_user_id) if setting.enabled else None
+        if not setting.enabled:
+            return None
+        if n.category != "transactional" and not (await repo.preferences(n.owner_user_id)).wants(
+            n.category, "sms"
+        ):
+            return None
+        phone = await repo.sms_phone(n.owner_user_id)
         if phone is None or not phone.usable:
             return None
         key, body, now = sms_key(n, suffix), sms_text(n), self.clock()

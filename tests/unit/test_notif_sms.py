@@ -14,7 +14,7 @@ import pytest
 
 from notif_worker.adapters.codecs import encode_clinic_event
 from notif_worker.adapters.push import InboxPush
-from notif_worker.domain import BookingNotice, ClinicSms, QuietHours, SmsPhone
+from notif_worker.domain import BookingNotice, ClinicSms, Preferences, QuietHours, SmsPhone
 from notif_worker.domain.sms import CodeInvalid, NoVerificationPending, PhoneInvalid, sms_key
 from notif_worker.handlers import NotifyHandlers, ReminderHandlers, Retry, SmsHandlers
 from notif_worker.handlers.sms import WebhookSignatureInvalid
@@ -248,3 +248,16 @@ async def test_a_provider_outage_fails_no_event_and_the_sweep_sends_the_text_lat
     assert await env.sms.resend_stale() == 1
     assert len(env.provider.texts_to(PHONE)) == 1
     assert await env.sms.resend_stale() == 0
+
+
+async def test_an_owner_who_switched_sms_reminders_off_gets_none_but_still_the_cancellation(env):
+    env.enable()
+    n = env.verified(moved())
+    env.store.preferences[n.owner_user_id] = dataclasses.replace(
+        env.store.preferences.get(n.owner_user_id, Preferences()), changes_sms=False
+    )
+    await env.notify(n)  # a move: a change, switched off
+    assert env.provider.sent == []
+    await env.notify(dataclasses.replace(n, kind="cancelled", version=3))  # transactional: texted
+    [text] = env.provider.texts_to(PHONE)
+    assert text.startswith("Booking cancelled")

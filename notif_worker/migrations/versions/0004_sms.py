@@ -44,6 +44,11 @@ def upgrade() -> None:
         sa.Column("month", sa.String(7), primary_key=True),
         sa.Column("sent", sa.Integer(), nullable=False),
     )
+    # per category, like email and push (a constant default: metadata only, no rewrite of the table)
+    for column in ("reminders_sms", "changes_sms"):
+        op.add_column(
+            "preferences", sa.Column(column, sa.Boolean(), nullable=False, server_default=sa.true())
+        )
     # a nullable column without a default: metadata only, no rewrite of deliveries
     op.add_column("deliveries", sa.Column("claimed_at", sa.DateTime(timezone=True)))
     op.add_column("deliveries", sa.Column("body", sa.Text()))
@@ -63,6 +68,8 @@ def downgrade() -> None:
     op.drop_index("ix_deliveries_sms_recipient", "deliveries")
     op.drop_column("deliveries", "body")
     op.drop_column("deliveries", "claimed_at")
+    op.drop_column("preferences", "changes_sms")
+    op.drop_column("preferences", "reminders_sms")
     op.drop_table("sms_usage")
     op.drop_table("clinic_sms")
     op.drop_table("sms_phones")
