@@ -72,6 +72,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         booking=stubs.booking,
         auth=stubs.auth,
         clinic_feed=clinic_feed_pb2_grpc.ClinicFeedServiceStub(channels["notif"]),
+        notification=stubs.notification,
         token_cache_seconds=settings.token_cache_seconds,
         rpc_timeout=settings.upstream_timeout_seconds,
         fulfilment=fulfilment,

@@ -23,6 +23,7 @@ from notif_worker.domain import (
     Reminder,
     ReminderChange,
 )
+from notif_worker.domain.sms import ClinicSms, SmsClaim, SmsPhone, StaleText
 
 
 class NotifRepository(Protocol):
@@ -147,6 +148,59 @@ class NotifRepository(Protocol):
 
     async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences: ...
 
+    # SMS
+    async def sms_phone(self, user_id: uuid.UUID) -> SmsPhone | None:
+        """The owner's number for texts (pending, verified or opted out); None when they gave none."""
+        ...
+
+    async def save_sms_phone(self, p: SmsPhone) -> None:
+        """The owner's number as given (one per owner: a new one replaces the old)."""
+        ...
+
+    async def set_phone_opted_out(self, phone: str, opted_out: bool) -> int:
+        """STOP (``opted_out``): every owner's VERIFIED ``phone`` becomes OPTED_OUT; START: back to
+        VERIFIED.  The number of owners changed."""
+        ...
+
+    async def clinic_sms(self, clinic_id: uuid.UUID) -> ClinicSms | None:
+        """The clinic's SMS setting; None when it set none (SMS off)."""
+        ...
+
+    async def set_clinic_sms(self, clinic_id: uuid.UUID, s: ClinicSms) -> None: ...
+
+    async def sms_used(self, clinic_id: uuid.UUID, month: str) -> int:
+        """Texts counted against the clinic's cap in ``month`` ("2026-12")."""
+        ...
+
+    async def claim_sms(
+        self,
+        key: uuid.UUID,
+        phone: str,
+        body: str,
+        clinic_id: uuid.UUID,
+        *,
+        month: str,
+        cap: int,
+        owner_limit: int,
+        since: datetime,
+        now: datetime,
+    ) -> SmsClaim:
+        """Claim the text ``key`` (``body``) to ``phone``: a delivery of channel "sms" marked "sending"
+        at ``now``.  A new claim is counted against the owner's limit (``owner_limit`` texts claimed
+        since ``since``) and the clinic's ``cap`` for ``month``, refused past either ("limited" /
+        "capped", given up for good); a failed one is claimed again ("send"); a delivered or refused one
+        is "done"; one being sent is "busy"."""
+        ...
+
+    async def stale_texts(self, claimed_before: datetime, limit: int = 20) -> list[StaleText]:
+        """Texts still "sending" (their worker stopped) or failed (fewer than 5 tries) that were claimed
+        before ``claimed_before``, oldest first, each locked (SKIP LOCKED) until the unit of work ends."""
+        ...
+
+    async def refuse_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, error: str) -> None:
+        """A claimed delivery given up for good (never claimed again)."""
+        ...
+
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[NotifRepository]]
 
@@ -171,6 +225,22 @@ class DevicePush(Protocol):
     platforms: frozenset[str]
 
     async def send(self, device: Device, title: str, body: str, data: dict[str, str]) -> None: ...
+
+
+class SmsSender(Protocol):
+    """Texts through the provider (Twilio's Messages API).  ``send`` returns the provider's message id;
+    raises MessageRefused for good refusals (the number is invalid), PhoneOptedOut when the recipient
+    unsubscribed (replied STOP), anything else for a transient failure (retried with back-off)."""
+
+    async def send(self, to: str, body: str) -> str: ...
+
+    async def sent_since(self, to: str, body: str, since: datetime) -> str | None:
+        """The id of a message with this body sent to ``to`` at or after ``since``; None when none."""
+        ...
+
+    def valid_webhook(self, url: str, params: dict[str, str], signature: str) -> bool:
+        """Whether an incoming-message webhook was signed by the provider with our credentials."""
+        ...
 
 
 # an owner's calendar feed (iCalendar) of their bookings, in a locale

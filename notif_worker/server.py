@@ -1,7 +1,7 @@
 """notif_worker composition root: NotifSettings, build(settings) wiring PostgreSQL, Redis, SMTP, Kafka,
-the push providers (FCM, APNs) and the auth service into the use cases: the booking events consumer,
-the reminder and parked-event sweeps, the clinic feed (gRPC stream with Redis fan-out), the owner's
-inbox, preferences and calendar feed, the clinics' quiet hours."""
+the push providers (FCM, APNs), Twilio (SMS) and the auth service into the use cases: the booking events consumer,
+the reminder, parked-event and stale-text sweeps, the clinic feed (gRPC stream with Redis fan-out), the owner's
+inbox, preferences, calendar feed and SMS number, the clinics' quiet hours and SMS setting."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from notif_worker.adapters.fcm import FCM_API_BASE, FcmPush
 from notif_worker.adapters.mail import SmtpMailer
 from notif_worker.adapters.push import InboxPush
 from notif_worker.adapters.repository import NotifRepository
+from notif_worker.adapters.sms import TWILIO_API_BASE, TwilioSms
 from notif_worker.adapters.tables import SCHEMA
 from notif_worker.domain import QuietHours
 from notif_worker.handlers import (
@@ -34,8 +35,9 @@ from notif_worker.handlers import (
     QuietHoursHandlers,
     ReminderHandlers,
     Retry,
+    SmsHandlers,
 )
-from notif_worker.ports import DevicePush, LiveFanout, Mailer, UnitOfWork
+from notif_worker.ports import DevicePush, LiveFanout, Mailer, SmsSender, UnitOfWork
 from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
@@ -105,6 +107,33 @@ class NotifSettings(ServiceSettings):
         description="APNs endpoint (https://api.sandbox.push.apple.com for development builds)",
     )
 
+    sms_account_sid: str | None = Field(
+        default=None, description="Twilio Account SID; unset: no text messages (the SMS channel is off)"
+    )
+    sms_auth_token: str = Field(default="", description="Twilio auth token (signs the webhooks too)")
+    sms_from: str = Field(default="", description="the sending number (E.164), unless a messaging service")
+    sms_messaging_service_sid: str = Field(default="", description="Twilio Messaging Service SID (MG...)")
+    sms_api_base: str = Field(default=TWILIO_API_BASE, description="Twilio's REST API (the stand-in in dev)")
+    sms_webhook_url: str = Field(
+        default="",
+        description="the public URL Twilio posts incoming texts to (…/webhooks/twilio/sms): their signature covers it",
+    )
+    sms_owner_limit_per_hour: int = Field(
+        default=5, ge=1, le=100, description="texts an owner gets per hour at most"
+    )
+    sms_monthly_cap: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description="a clinic's texts per month until its admin sets its own cap",
+    )
+    sms_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a text still being sent after this long: its worker stopped (checked, resent)",
+    )
+    sms_sweep_seconds: float = Field(default=5.0, gt=0, description="how often such texts are looked for")
+
     def quiet_hours_default(self) -> QuietHours:
         start, end = self.quiet_hours.split("-")
         return QuietHours.parse(start, end)
@@ -135,6 +164,19 @@ def push_providers(settings: NotifSettings) -> list[FcmPush | ApnsPush]:
     return out
 
 
+def sms_sender(settings: NotifSettings) -> TwilioSms | None:
+    """Twilio, when its credentials are configured."""
+    if not settings.sms_account_sid:
+        return None
+    return TwilioSms(
+        settings.sms_account_sid,
+        settings.sms_auth_token,
+        settings.sms_from,
+        api_base=settings.sms_api_base,
+        messaging_service_sid=settings.sms_messaging_service_sid,
+    )
+
+
 def build(
     settings: NotifSettings,
     *,
@@ -146,6 +188,7 @@ def build(
     consumer_factory: Callable[[], KafkaConsumer] | None = None,
     producer_factory: Callable[[], KafkaProducer] | None = None,
     devices: list[DevicePush] | None = None,
+    sms: SmsSender | None = None,
 ) -> grpc_server.App:
     """The notification worker.  Tests pass fakes of the ports instead of the database, Redis, SMTP,
     the auth service (``auth``: an AuthService stub), Kafka (consumer/producer factories) and the push
@@ -159,6 +202,11 @@ def build(
         providers = push_providers(settings)
         closers += [p.close for p in providers]
         devices = list(providers)
+    if sms is None:
+        twilio = sms_sender(settings)
+        if twilio is not None:
+            closers.append(twilio.close)
+        sms = twilio
     if fanout is None:
         redis = cache.make_redis(settings.url("redis_url"))
         redis_fanout = RedisFanout(redis)
@@ -179,6 +227,15 @@ def build(
     push = InboxPush()
     retry = Retry(settings.retry_attempts, settings.retry_base_seconds)
     pushes = DevicePushes(devices, retry)
+    texts = SmsHandlers(
+        uow,
+        read,
+        sms,
+        owner_limit_per_hour=settings.sms_owner_limit_per_hour,
+        monthly_cap=settings.sms_monthly_cap,
+        lease=timedelta(seconds=settings.sms_lease_seconds),
+        webhook_url=settings.sms_webhook_url,
+    )
     quiet = settings.quiet_hours_default()
     notify = NotifyHandlers(
         read,  # recording an event is one statement: autocommit
@@ -188,9 +245,12 @@ def build(
         fanout.publish,
         retry,
         devices=pushes,
+        sms=texts,
         reminder_offsets=settings.reminder_offsets_minutes,
     )
-    reminders = ReminderHandlers(uow, mailer, push, devices=pushes, quiet_default=quiet)
+    reminders = ReminderHandlers(
+        uow, mailer, push, devices=pushes, sms=texts, retry=retry, quiet_default=quiet
+    )
     organizer = settings.mail_from
 
     def render_feed(bookings: list[Any], locale: str) -> bytes:
@@ -240,6 +300,7 @@ def build(
                     CalendarHandlers(uow, read, render_feed),
                     QuietHoursHandlers(uow, read, quiet),
                     authn,
+                    texts,
                 ),
                 "petpro.notification.v1.NotificationService",
             ),
@@ -250,6 +311,7 @@ def build(
             grpc_server.periodic(
                 "notif_worker.reminders", settings.reminder_sweep_seconds, reminders.send_due_reminders
             ),
+            grpc_server.periodic("notif_worker.sms", settings.sms_sweep_seconds, texts.resend_stale),
             grpc_server.periodic(
                 "notif_worker.parked",
                 min(settings.parked_max_seconds / 4, 30.0),

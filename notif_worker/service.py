@@ -8,20 +8,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import grpc
 from google.api import httpbody_pb2
 
-from notif_worker.domain import FeedToken, Preferences, QuietHours
+from notif_worker.domain import ClinicSms, FeedToken, Preferences, QuietHours, SmsPhone
 from notif_worker.handlers import (
     CalendarHandlers,
     ClinicFeed,
     InboxHandlers,
     PreferenceHandlers,
     QuietHoursHandlers,
+    SmsHandlers,
 )
 from petpro.authn import Authenticator, require_clinic
 from petpro.convert import ts, uid
+from petpro.errors import NotFound
 from petpro_api.notification.v1 import (
     clinic_feed_pb2,
     clinic_feed_pb2_grpc,
@@ -57,12 +60,20 @@ class ClinicFeedServicer(clinic_feed_pb2_grpc.ClinicFeedServiceServicer):
                 )
 
 
-PreferenceField = Literal["reminders_email", "reminders_push", "changes_email", "changes_push"]
+class SmsPhoneNotFound(NotFound):
+    reason = "SMS_PHONE_NOT_FOUND"
+
+
+PreferenceField = Literal[
+    "reminders_email", "reminders_push", "changes_email", "changes_push", "reminders_sms", "changes_sms"
+]
 PREFERENCE_FIELDS: tuple[PreferenceField, ...] = (
     "reminders_email",
     "reminders_push",
     "changes_email",
     "changes_push",
+    "reminders_sms",
+    "changes_sms",
 )
 
 
@@ -80,6 +91,18 @@ def quiet_hours_pb(q: QuietHours) -> notification_pb2.QuietHours:
     return notification_pb2.QuietHours(start=f"{q.start:%H:%M}", end=f"{q.end:%H:%M}")
 
 
+def sms_phone_pb(p: SmsPhone) -> notification_pb2.SmsPhone:
+    return notification_pb2.SmsPhone(
+        phone_number=p.phone,
+        state=notification_pb2.SmsPhoneState.Value(f"SMS_PHONE_STATE_{p.state}"),
+        verify_time=ts(p.verified_at),
+    )
+
+
+def sms_settings_pb(s: ClinicSms, used: int) -> notification_pb2.SmsSettings:
+    return notification_pb2.SmsSettings(enabled=s.enabled, monthly_cap=s.monthly_cap, sent_this_month=used)
+
+
 class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
     def __init__(
         self,
@@ -88,12 +111,14 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         calendar: CalendarHandlers,
         quiet_hours: QuietHoursHandlers,
         authn: Authenticator,
+        sms: SmsHandlers | None = None,
     ) -> None:
         self.inbox = inbox
         self.preferences = preferences
         self.calendar = calendar
         self.quiet = quiet_hours
         self.authn = authn
+        self.sms = sms or SmsHandlers(inbox.uow, inbox.read, None)
 
     async def GetCalendarFeed(
         self, request: notification_pb2.GetCalendarFeedRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -203,3 +228,59 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
                 create_time=ts(d.created_at),
             )
         )
+
+    # -- SMS ----------------------------------------------------------------------------------------------
+    async def StartSmsVerification(
+        self,
+        request: notification_pb2.StartSmsVerificationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.StartSmsVerificationResponse:
+        me = await self.authn.principal(context)
+        p = await self.sms.start_verification(uid(me.user_id, "user_id"), request.phone_number, me.locale)
+        return notification_pb2.StartSmsVerificationResponse(
+            sms_phone=sms_phone_pb(p), expire_time=ts(p.code_expires_at)
+        )
+
+    async def ConfirmSmsVerification(
+        self,
+        request: notification_pb2.ConfirmSmsVerificationRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.ConfirmSmsVerificationResponse:
+        me = await self.authn.principal(context)
+        p = await self.sms.confirm_verification(uid(me.user_id, "user_id"), request.code)
+        return notification_pb2.ConfirmSmsVerificationResponse(sms_phone=sms_phone_pb(p))
+
+    async def GetSmsPhone(
+        self, request: notification_pb2.GetSmsPhoneRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> notification_pb2.GetSmsPhoneResponse:
+        me = await self.authn.principal(context)
+        p = await self.sms.phone(uid(me.user_id, "user_id"))
+        if p is None:
+            raise SmsPhoneNotFound("no number for texts; start a verification first")
+        return notification_pb2.GetSmsPhoneResponse(sms_phone=sms_phone_pb(p))
+
+    async def GetClinicSmsSettings(
+        self,
+        request: notification_pb2.GetClinicSmsSettingsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.GetClinicSmsSettingsResponse:
+        require_clinic(await self.authn.principal(context), request.clinic_id)
+        s, used = await self.sms.clinic_setting(uid(request.clinic_id, "clinic_id"))
+        return notification_pb2.GetClinicSmsSettingsResponse(sms_settings=sms_settings_pb(s, used))
+
+    async def UpdateClinicSmsSettings(
+        self,
+        request: notification_pb2.UpdateClinicSmsSettingsRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.UpdateClinicSmsSettingsResponse:
+        require_clinic(await self.authn.principal(context), request.clinic_id, admin=True)
+        wanted = ClinicSms(request.sms_settings.enabled, request.sms_settings.monthly_cap)
+        s, used = await self.sms.set_clinic_setting(uid(request.clinic_id, "clinic_id"), wanted)
+        return notification_pb2.UpdateClinicSmsSettingsResponse(sms_settings=sms_settings_pb(s, used))
+
+    async def HandleInboundSms(
+        self, request: notification_pb2.HandleInboundSmsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> notification_pb2.HandleInboundSmsResponse:
+        params = dict(parse_qsl(request.payload.decode("utf-8", "replace"), keep_blank_values=True))
+        outcome = await self.sms.inbound(params, request.signature)
+        return notification_pb2.HandleInboundSmsResponse(outcome=outcome)

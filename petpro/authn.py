@@ -31,6 +31,8 @@ class Principal:
     clinic_roles: Mapping[str, str] = field(default_factory=dict)
     # the login session the token belongs to (its ``sid``): "log out" and "change password" act on it
     session_id: str = ""
+    # the user's preferred language (BCP 47, from the token; "" when unknown)
+    locale: str = ""
 
     @property
     def platform_admin(self) -> bool:
@@ -165,6 +167,7 @@ class Authenticator:
                 for m in v.memberships
             },
             v.session_id,
+            v.locale,
         )
         self.cache.put(token, principal)
         return principal

@@ -343,7 +343,7 @@ MESH = Mesh(
             serves=("petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"),
             calls=("petpro.auth.v1.AuthService",),
             consumes=(NOTIF_CONSUMER,),
-            needs=("postgres", "redis", "kafka", "smtp", "push"),
+            needs=("postgres", "redis", "kafka", "smtp", "push", "sms"),
         ),
         Service(
             name="edge",
@@ -370,6 +370,7 @@ MESH = Mesh(
         Backing("smtp", port_offset=25, url_key="smtp_url"),
         Backing("stripe", port_offset=11, url_key="stripe_api_base"),  # the Stripe-compatible sandbox
         Backing("push", port_offset=43, url_key="push_api_base"),  # the FCM + APNs stand-in
+        Backing("sms", port_offset=44, url_key="sms_api_base"),  # the Twilio Messages stand-in
     ),
     gateway=Gateway(
         name="envoy",

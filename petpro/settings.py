@@ -78,6 +78,7 @@ class BackingSettings(BaseSettings):
     push_api_base: str | None = (
         None  # the push providers' stand-in (FCM + APNs); real ones: NOTIF_FCM_*, NOTIF_APNS_*
     )
+    sms_api_base: str | None = None  # the Twilio stand-in; real Twilio: NOTIF_SMS_* (docs/notifications.md)
 
 
 def embedded_urls(stack: StackSettings) -> dict[str, str]:
@@ -90,6 +91,7 @@ def embedded_urls(stack: StackSettings) -> dict[str, str]:
         "smtp_url": f"smtp://{h}:{stack.port('smtp')}",
         "stripe_api_base": f"http://{h}:{stack.port('stripe')}",
         "push_api_base": f"http://{h}:{stack.port('push')}",
+        "sms_api_base": f"http://{h}:{stack.port('sms')}",
     }
 
 

@@ -152,6 +152,10 @@ MESH_ENV = {
     # no platform quiet hours: the reminder tests must pass at any time of day; the quiet hours are
     # tested with a clinic's own (tests/e2e/test_notification_channels.py)
     "NOTIF_QUIET_HOURS": "00:00-00:00",
+    # a text left "sending" by a killed worker is settled within seconds, not a minute
+    # (tests/e2e/test_sms_channel.py)
+    "NOTIF_SMS_LEASE_SECONDS": "8",
+    "NOTIF_SMS_SWEEP_SECONDS": "1",
 }
 
 

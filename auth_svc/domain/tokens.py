@@ -31,6 +31,7 @@ class Claims:
     session_id: str
     token_id: str
     expires_at: datetime
+    locale: str = ""  # the user's BCP 47 language tag when the token was issued ("" when unknown)
 
     @property
     def clinic_ids(self) -> tuple[str, ...]:
@@ -156,6 +157,7 @@ class TokenIssuer:
             "sub": str(user.id),
             "email": user.email,
             "name": user.name,
+            "locale": user.locale,
             "roles": list(user.roles),
             "clinics": dict(user.memberships),
             "sid": str(session_id),
@@ -195,6 +197,7 @@ class TokenIssuer:
             session_id=data["sid"],
             token_id=data["jti"],
             expires_at=exp,
+            locale=str(data.get("locale", "")),
         )
 
     def jwks(self) -> list[dict[str, str]]:

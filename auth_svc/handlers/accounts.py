@@ -222,6 +222,7 @@ def principal_of(claims: Claims) -> Principal:
         frozenset(claims.memberships),
         claims.expires_at.timestamp(),
         dict(claims.memberships),
+        locale=claims.locale,
     )
 
 

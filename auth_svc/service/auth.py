@@ -115,6 +115,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             token_id=c.token_id,
             memberships=_memberships(c.memberships),
             session_id=c.session_id,
+            locale=c.locale,
         )
 
     async def RevokeToken(

@@ -25,6 +25,13 @@ def _money(amount_minor: int, currency: str) -> money_pb2.Money:
     return money_pb2.Money(amount_minor=amount_minor, currency=currency)
 
 
+def _owner(res: Reservation) -> events_pb2.BookingCreated.Owner:
+    """How to reach the owner, in their language (the locale their token carried when they booked)."""
+    return events_pb2.BookingCreated.Owner(
+        user_id=str(res.owner_user_id), email=res.owner_email, name=res.owner_name, locale=res.owner_locale
+    )
+
+
 def encode_booking_created(
     event_id: uuid.UUID,
     booking: Booking,
@@ -48,13 +55,12 @@ def encode_booking_created(
         pet=events_pb2.BookingCreated.Pet(
             pet_id=str(pet.id), name=pet.name, species=booking_pb2.Species.Value(f"SPECIES_{pet.species}")
         ),
-        owner=events_pb2.BookingCreated.Owner(
-            user_id=str(res.owner_user_id), email=res.owner_email, name=res.owner_name
-        ),
+        owner=_owner(res),
         amount=_money(booking.amount_minor, booking.currency),
         reservation_lock_id=str(res.lock_id),
         payment_id=str(booking.payment_id),
         reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
+        clinic_address=clinic.address,
     ).SerializeToString()
 
 
@@ -80,13 +86,12 @@ def encode_booking_change(
         pet=events_pb2.BookingCreated.Pet(
             pet_id=str(pet.id), name=pet.name, species=booking_pb2.Species.Value(f"SPECIES_{pet.species}")
         ),
-        owner=events_pb2.BookingCreated.Owner(
-            user_id=str(res.owner_user_id), email=res.owner_email, name=res.owner_name
-        ),
+        owner=_owner(res),
         slot_start_time=ts(b.start),
         slot_end_time=ts(b.end),
         version=b.version,
         actor=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{change.actor.value}"),
+        clinic_address=clinic.address,
     )
     if change.topic == TOPIC_BOOKING_CANCELLED:
         return events_pb2.BookingCancelled(

@@ -112,6 +112,7 @@ reservations = Table(
     Column("owner_user_id", Uuid, nullable=False),
     Column("owner_email", String(254), nullable=False),
     Column("owner_name", String(100), nullable=False, server_default=""),
+    Column("owner_locale", String(35), nullable=False, server_default=""),
     Column("request_id", String(128), nullable=False),
     Column("request_hash", String(64), nullable=False),
     Column("service_id", Uuid, ForeignKey("services.id"), nullable=False),

@@ -49,6 +49,7 @@ class Reservation:
     failure_reason: str | None = None
     booking_id: uuid.UUID | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    owner_locale: str = ""  # BCP 47, for the booking's notifications ("" when unknown)
 
     def effective_state(self, now: datetime) -> ReservationState:
         """A HELD row past its expiry is EXPIRED, whether or not the sweeper has run yet."""

@@ -48,6 +48,7 @@ class ReserveCommand:
     service_id: uuid.UUID
     pet_id: uuid.UUID
     start: datetime
+    owner_locale: str = ""
 
 
 class ReservationHandlers:
@@ -143,6 +144,7 @@ class ReservationHandlers:
             owner_user_id=cmd.owner_user_id,
             owner_email=cmd.owner_email,
             owner_name=cmd.owner_name,
+            owner_locale=cmd.owner_locale,
             request_id=cmd.request_id,
             request_hash=fingerprint,
             service_id=svc.id,

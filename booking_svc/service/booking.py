@@ -112,6 +112,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 owner_user_id=uid(request.owner_user_id, "owner_user_id"),
                 owner_email=request.owner_email,
                 owner_name=request.owner_name,
+                owner_locale=request.owner_locale,
                 service_id=uid(request.service_id, "service_id"),
                 pet_id=uid(request.pet_id, "pet_id"),
                 start=dt(request.slot_start_time),

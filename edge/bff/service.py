@@ -287,6 +287,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 slot_start_time=request.slot,
                 owner_email=me.email,
                 owner_name=me.name,
+                owner_locale=me.locale,
             ),
         )
         res = held.reservation
@@ -503,7 +504,14 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
     ) -> mobile_pb2.UpdateNotificationPreferencesResponse:
         me = await self._principal(context)
         req = notification_pb2.UpdateNotificationPreferencesRequest(user_id=me.user_id)
-        for f in ("reminders_email", "reminders_push", "changes_email", "changes_push"):
+        for f in (
+            "reminders_email",
+            "reminders_push",
+            "changes_email",
+            "changes_push",
+            "reminders_sms",
+            "changes_sms",
+        ):
             if request.HasField(f):
                 setattr(req, f, getattr(request, f))
         r = await call(self.stubs.notification.UpdateNotificationPreferences, req)

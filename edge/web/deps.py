@@ -12,7 +12,7 @@ from edge.fulfilment import PaymentFulfilment
 from petpro import grpc_client
 from petpro_api.auth.v1 import auth_pb2_grpc
 from petpro_api.booking.v1 import booking_pb2_grpc
-from petpro_api.notification.v1 import clinic_feed_pb2_grpc
+from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 from petpro_api.payment.v1 import payment_pb2_grpc
 
 
@@ -30,6 +30,8 @@ class HttpDeps:
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     auth: auth_pb2_grpc.AuthServiceAsyncStub | None = None
     clinic_feed: clinic_feed_pb2_grpc.ClinicFeedServiceAsyncStub | None = None
+    # incoming texts (/webhooks/twilio/sms: STOP / START) go to notif_worker
+    notification: notification_pb2_grpc.NotificationServiceAsyncStub | None = None
     # payment fulfilment (its webhook entry point serves /webhooks/stripe); by default over ``payment``
     # and ``booking`` (the edge passes the one its sweep runs; tests may pass one over fakes of its ports)
     fulfilment: PaymentFulfilment | None = None

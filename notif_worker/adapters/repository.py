@@ -20,11 +20,13 @@ from notif_worker.adapters.tables import (
     calendar_tokens,
     clinic_events,
     clinic_quiet_hours,
+    clinic_sms,
     devices,
     inbox,
     owner_bookings,
     preferences,
     reminders,
+    sms_phones,
 )
 from notif_worker.domain import (
     BookingNotice,
@@ -39,6 +41,7 @@ from notif_worker.domain import (
     ReminderChange,
     reminder_due,
 )
+from notif_worker.domain.sms import ClinicSms, SmsClaim, SmsPhone, StaleText
 from petpro.db import raw_execute
 
 # The statements of every event (its record, the email's outcome, the inbox) run on the psycopg
@@ -523,3 +526,146 @@ class NotifRepository:
             stmt = stmt.on_conflict_do_nothing()
         await self.session.execute(stmt)
         return await self.preferences(user_id)
+
+    # -- SMS --------------------------------------------------------------------------------------------
+    async def sms_phone(self, user_id: uuid.UUID) -> SmsPhone | None:
+        r = (await self.session.execute(select(sms_phones).where(sms_phones.c.user_id == user_id))).first()
+        if r is None:
+            return None
+        return SmsPhone(
+            r.user_id,
+            r.phone,
+            r.state,
+            bytes(r.code_hash),
+            r.code_expires_at,
+            r.tries_left,
+            r.codes_sent,
+            r.window_start,
+            r.verified_at,
+        )
+
+    async def save_sms_phone(self, p: SmsPhone) -> None:
+        values = {
+            "phone": p.phone,
+            "state": p.state,
+            "code_hash": p.code_hash,
+            "code_expires_at": p.code_expires_at,
+            "tries_left": p.tries_left,
+            "codes_sent": p.codes_sent,
+            "window_start": p.window_start,
+            "verified_at": p.verified_at,
+        }
+        stmt = pg_insert(sms_phones).values(user_id=p.user_id, **values)
+        await self.session.execute(
+            stmt.on_conflict_do_update(index_elements=["user_id"], set_={**values, "updated_at": func.now()})
+        )
+
+    async def set_phone_opted_out(self, phone: str, opted_out: bool) -> int:
+        stmt = (
+            update(sms_phones)
+            .where(
+                sms_phones.c.phone == phone,
+                sms_phones.c.state == ("VERIFIED" if opted_out else "OPTED_OUT"),
+            )
+            .values(state="OPTED_OUT" if opted_out else "VERIFIED", updated_at=func.now())
+        )
+        result = await self.session.execute(stmt)
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def clinic_sms(self, clinic_id: uuid.UUID) -> ClinicSms | None:
+        r = (
+            await self.session.execute(select(clinic_sms).where(clinic_sms.c.clinic_id == clinic_id))
+        ).first()
+        return ClinicSms(bool(r.enabled), int(r.monthly_cap)) if r else None
+
+    async def set_clinic_sms(self, clinic_id: uuid.UUID, s: ClinicSms) -> None:
+        values = {"enabled": s.enabled, "monthly_cap": s.monthly_cap}
+        stmt = pg_insert(clinic_sms).values(clinic_id=clinic_id, **values)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["clinic_id"], set_={**values, "updated_at": func.now()}
+            )
+        )
+
+    async def sms_used(self, clinic_id: uuid.UUID, month: str) -> int:
+        r = await self._one(
+            "SELECT sent FROM sms_usage WHERE clinic_id = %s AND month = %s", (clinic_id, month)
+        )
+        return int(r or 0)
+
+    async def claim_sms(
+        self,
+        key: uuid.UUID,
+        phone: str,
+        body: str,
+        clinic_id: uuid.UUID,
+        *,
+        month: str,
+        cap: int,
+        owner_limit: int,
+        since: datetime,
+        now: datetime,
+    ) -> SmsClaim:
+        inserted = await self._one(
+            "INSERT INTO deliveries (event_id, channel, recipient, status, claimed_at, body)"
+            " VALUES (%s, 'sms', %s, 'sending', %s, %s)"
+            " ON CONFLICT ON CONSTRAINT deliveries_once DO NOTHING RETURNING id",
+            (key, phone, now, body),
+        )
+        if inserted is None:
+            again = await self._one(
+                "UPDATE deliveries SET status = 'sending', claimed_at = %s, body = %s"
+                " WHERE event_id = %s AND channel = 'sms' AND recipient = %s AND status = 'failed'"
+                " RETURNING id",
+                (now, body, key, phone),
+            )
+            if again is not None:
+                return "send"
+            status = await self._one(
+                "SELECT status FROM deliveries WHERE event_id = %s AND channel = 'sms' AND recipient = %s",
+                (key, phone),
+            )
+            return "busy" if status == "sending" else "done"
+        recent = await self._one(
+            "SELECT count(*) FROM deliveries WHERE channel = 'sms' AND recipient = %s"
+            " AND status IN ('sending', 'delivered') AND claimed_at > %s AND event_id <> %s",
+            (phone, since, key),
+        )
+        refused: SmsClaim | None = None
+        if int(recent) >= owner_limit:
+            refused = "limited"
+        else:
+            counted = (
+                await self._one(
+                    "INSERT INTO sms_usage (clinic_id, month, sent) VALUES (%(c)s, %(m)s, 1)"
+                    " ON CONFLICT (clinic_id, month) DO UPDATE SET sent = sms_usage.sent + 1"
+                    " WHERE sms_usage.sent < %(cap)s RETURNING sent",
+                    {"c": clinic_id, "m": month, "cap": cap},
+                )
+                if cap > 0
+                else None
+            )
+            if counted is None:
+                refused = "capped"
+        if refused is not None:
+            await self.refuse_delivery(key, "sms", phone, refused)
+            return refused
+        return "send"
+
+    async def stale_texts(self, claimed_before: datetime, limit: int = 20) -> list[StaleText]:
+        cur = await raw_execute(
+            self.session,
+            "SELECT event_id, recipient, body, claimed_at FROM deliveries"
+            " WHERE channel = 'sms' AND status IN ('sending', 'failed') AND claimed_at < %s AND attempts < 5"
+            " ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (claimed_before, limit),
+        )
+        return [StaleText(k, phone, body or "", at) for k, phone, body, at in await cur.fetchall()]
+
+    async def refuse_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, error: str) -> None:
+        await raw_execute(
+            self.session,
+            "UPDATE deliveries SET status = 'refused', attempts = attempts + 1, last_error = %s"
+            " WHERE event_id = %s AND channel = %s AND recipient = %s",
+            (error, event_id, channel, recipient),
+        )

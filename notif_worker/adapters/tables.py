@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
     func,
     text,
     true,
@@ -43,7 +44,10 @@ deliveries = Table(
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
+    Column("claimed_at", DateTime(timezone=True)),  # SMS: when its send was last claimed
+    Column("body", Text),  # SMS: the text, for the sweep of texts whose worker stopped while sending
     UniqueConstraint("event_id", "channel", "recipient", name="deliveries_once"),
+    Index("ix_deliveries_sms_recipient", "recipient", "created_at", postgresql_where=text("channel = 'sms'")),
 )
 # Per-clinic cursors: allocated under a row lock on clinic_cursors, so within a clinic the commit order
 # equals the cursor order and a subscriber can never skip an uncommitted cursor.
@@ -104,9 +108,18 @@ preferences = Table(
     Column("reminders_push", Boolean, nullable=False, server_default=true()),
     Column("changes_email", Boolean, nullable=False, server_default=true()),
     Column("changes_push", Boolean, nullable=False, server_default=true()),
+    Column("reminders_sms", Boolean, nullable=False, server_default=true()),
+    Column("changes_sms", Boolean, nullable=False, server_default=true()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
-PREFERENCE_FIELDS = ("reminders_email", "reminders_push", "changes_email", "changes_push")
+PREFERENCE_FIELDS = (
+    "reminders_email",
+    "reminders_push",
+    "changes_email",
+    "changes_push",
+    "reminders_sms",
+    "changes_sms",
+)
 inbox = Table(
     "inbox",
     metadata,
@@ -158,6 +171,39 @@ clinic_quiet_hours = Table(
     Column("starts", String(5), nullable=False),
     Column("ends", String(5), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+# an owner's number for texts (E.164): PENDING with a code's hash until confirmed, VERIFIED, OPTED_OUT
+sms_phones = Table(
+    "sms_phones",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("phone", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("code_hash", LargeBinary, nullable=False, server_default=text("''::bytea")),
+    Column("code_expires_at", DateTime(timezone=True)),
+    Column("tries_left", Integer, nullable=False, server_default="0"),
+    Column("codes_sent", Integer, nullable=False, server_default="0"),
+    Column("window_start", DateTime(timezone=True)),
+    Column("verified_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("state IN ('PENDING','VERIFIED','OPTED_OUT')", name="sms_phone_state_known"),
+    Index("ix_sms_phones_phone", "phone"),
+)
+clinic_sms = Table(
+    "clinic_sms",
+    metadata,
+    Column("clinic_id", Uuid, primary_key=True),
+    Column("enabled", Boolean, nullable=False, server_default=false()),
+    Column("monthly_cap", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+# texts counted per clinic and calendar month (UTC, "2026-12") against its cap
+sms_usage = Table(
+    "sms_usage",
+    metadata,
+    Column("clinic_id", Uuid, primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("sent", Integer, nullable=False),
 )
 
 Index("ix_owner_bookings_owner_end", owner_bookings.c.owner_user_id, owner_bookings.c.slot_end)

@@ -130,6 +130,8 @@ class Preferences:
     reminders_push: bool = True
     changes_email: bool = True
     changes_push: bool = True
+    reminders_sms: bool = True
+    changes_sms: bool = True
 
     def wants(self, category: str, channel: str) -> bool:
         """Transactional messages (confirmation, cancellation) are always sent."""
@@ -171,3 +173,8 @@ class Reminder:
 
 def reminder_due(start: datetime, offset_minutes: int) -> datetime:
     return start - timedelta(minutes=offset_minutes)
+
+
+class PhoneOptedOut(MessageRefused):
+    """The SMS provider says the recipient opted out (replied STOP; Twilio 21610): the number is
+    marked opted out and gets no more texts."""

@@ -62,6 +62,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_body": "{pet} at {clinic}, {at}",
         "push_body_moved": "{pet} at {clinic}, now {at}",
         "push_body_reminder": "{clinic}, {at}",
+        "sms_stop": "Reply STOP to opt out.",
+        "sms_code": "Your PetPro code: {code}. It expires in 10 minutes.",
         "push_refund": "refund {amount}",
         "push_no_refund": "no refund",
         "event_summary": "{service} for {pet} at {clinic}",
@@ -107,6 +109,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_body": "{pet} bei {clinic}, {at}",
         "push_body_moved": "{pet} bei {clinic}, jetzt {at}",
         "push_body_reminder": "{clinic}, {at}",
+        "sms_stop": "Antworten Sie STOP zum Abmelden.",
+        "sms_code": "Ihr PetPro-Code: {code}. Er läuft in 10 Minuten ab.",
         "push_refund": "Erstattung {amount}",
         "push_no_refund": "keine Erstattung",
         "event_summary": "{service} für {pet} bei {clinic}",
@@ -152,6 +156,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_body": "{pet} chez {clinic}, {at}",
         "push_body_moved": "{pet} chez {clinic}, désormais {at}",
         "push_body_reminder": "{clinic}, {at}",
+        "sms_stop": "Répondez STOP pour vous désabonner.",
+        "sms_code": "Votre code PetPro : {code}. Il expire dans 10 minutes.",
         "push_refund": "remboursement {amount}",
         "push_no_refund": "aucun remboursement",
         "event_summary": "{service} pour {pet} chez {clinic}",
@@ -197,6 +203,8 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_body": "{pet} en {clinic}, {at}",
         "push_body_moved": "{pet} en {clinic}, ahora {at}",
         "push_body_reminder": "{clinic}, {at}",
+        "sms_stop": "Responda STOP para darse de baja.",
+        "sms_code": "Su código de PetPro: {code}. Caduca en 10 minutos.",
         "push_refund": "reembolso {amount}",
         "push_no_refund": "sin reembolso",
         "event_summary": "{service} para {pet} en {clinic}",
@@ -368,3 +376,16 @@ def mail_content(n: BookingNotice) -> MailContent:
         notes.append(f"{phrase(lang, 'booking_id')}: {n.booking_id}")
         footer = (phrase(lang, "see_you"), phrase(lang, "via", clinic=n.clinic_name))
     return MailContent(lang, subject, hello, intro, tuple(rows), tuple(notes), footer)
+
+
+def sms_text(n: BookingNotice) -> str:
+    """The text message of an event (a change or a reminder), in the owner's language: the push's title
+    and body (the clinic's local time with its zone), and how to opt out."""
+    lang = locale_of(n.owner_locale, n.clinic_locale)
+    title, body, _ = push_message(n)
+    return f"{title} \u2014 {body}. {phrase(lang, 'sms_stop')}"
+
+
+def sms_code_text(code: str, locale: str) -> str:
+    """The verification code's text, in ``locale`` (else English)."""
+    return phrase(locale_of(locale), "sms_code", code=code)

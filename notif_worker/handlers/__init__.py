@@ -1,5 +1,5 @@
 """notif_worker's use cases: notifying a booking event, pushes to devices, reminders, the clinic feed,
-the owner's inbox, preferences and calendar feed, the clinics' quiet hours."""
+the owner's inbox, preferences and calendar feed, the clinics' quiet hours, texts (SMS)."""
 
 from notif_worker.handlers.calendar import CalendarHandlers
 from notif_worker.handlers.devices import DevicePushes, Retry
@@ -9,6 +9,7 @@ from notif_worker.handlers.notify import NotifyHandlers
 from notif_worker.handlers.preferences import PreferenceHandlers
 from notif_worker.handlers.quiet_hours import QuietHoursHandlers
 from notif_worker.handlers.reminders import ReminderHandlers, reminder_change
+from notif_worker.handlers.sms import SmsHandlers
 
 __all__ = [
     "CalendarHandlers",
@@ -20,5 +21,6 @@ __all__ = [
     "QuietHoursHandlers",
     "ReminderHandlers",
     "Retry",
+    "SmsHandlers",
     "reminder_change",
 ]

@@ -1,4 +1,4 @@
-"""Notifying one booking event: the clinic feed, the owner's push (inbox and devices) and email, each
+"""Notifying one booking event: the clinic feed, the owner's push (inbox and devices), email and text, each
 at most once in effect (keyed by event id, channel and recipient), in the booking's order across the lifecycle
 topics (an event whose predecessor has not been applied yet is parked until it has), retried with
 back-off, and given up (ChannelFailed → the dead-letter topic) after the last attempt or at once when
@@ -14,6 +14,7 @@ from typing import TypeVar
 from notif_worker.domain import BookingNotice, ChannelFailed, Device, Preferences, push_message
 from notif_worker.handlers.devices import DEFAULT_RETRY, DevicePushes, Retry
 from notif_worker.handlers.reminders import reminder_change
+from notif_worker.handlers.sms import SmsHandlers
 from notif_worker.ports import FeedEncoder, FeedPublisher, Mailer, PushProvider, UnitOfWork
 
 log = logging.getLogger("notif_worker")
@@ -36,6 +37,7 @@ class NotifyHandlers:
         retry: Retry = DEFAULT_RETRY,
         *,
         devices: DevicePushes | None = None,
+        sms: SmsHandlers | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reminder_offsets: tuple[int, ...] = (2880, 120),
     ) -> None:
@@ -46,6 +48,7 @@ class NotifyHandlers:
         self.publish_feed = publish_feed
         self.retry = retry
         self.devices = devices or DevicePushes((), retry)
+        self.sms = sms
         self.clock = clock
         self.reminder_offsets = reminder_offsets
 
@@ -61,7 +64,7 @@ class NotifyHandlers:
             parked = await self._notify_one(decode(*parked), *parked)  # it was waiting for this one
 
     async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
-        email_due, parked, devices = await self._with_retry(
+        email_due, parked, devices, outcome = await self._with_retry(
             "feed+push", lambda: self._record(n, topic, payload)
         )
         failed: ChannelFailed | None = None
@@ -72,6 +75,12 @@ class NotifyHandlers:
                 failed = exc
         if email_due:
             await self._with_retry("email", lambda: self._send_email(n))
+        if self.sms is not None and outcome != "parked":
+            sms = self.sms
+            try:
+                await self._with_retry("sms", lambda: sms.deliver(n))
+            except ChannelFailed as exc:  # the claim is left failed: the stale-text sweep sends it later
+                log.warning("text failed for now: %s", exc, extra={"fields": {"booking_id": n.booking_id}})
         if failed is not None:
             raise failed
         return parked
@@ -108,7 +117,7 @@ class NotifyHandlers:
 
     async def _record(
         self, n: BookingNotice, topic: str, payload: bytes
-    ) -> tuple[bool, tuple[str, bytes] | None, tuple[Device, ...]]:
+    ) -> tuple[bool, tuple[str, bytes] | None, tuple[Device, ...], str]:
         """What lives in our database, in one statement (one round trip, its own transaction; the
         clinic's counter row is locked only inside the database): the booking's order, the clinic feed
         row, the push (inbox) and the email's delivery claim.  Returns whether the email still has to
@@ -133,7 +142,7 @@ class NotifyHandlers:
             )
         if recorded.feed is not None:
             await self.publish_feed(n.clinic_id, recorded.feed)  # committed: the statement was its own
-        return recorded.email_due, recorded.parked, recorded.devices
+        return recorded.email_due, recorded.parked, recorded.devices, recorded.outcome
 
     async def _send_email(self, n: BookingNotice) -> None:
         # the outcome is one UPDATE: on the autocommit connection it is its own transaction (one round

@@ -19,7 +19,8 @@ from notif_worker.domain import (
     push_message,
     reminder_send_time,
 )
-from notif_worker.handlers.devices import DevicePushes
+from notif_worker.handlers.devices import DevicePushes, Retry
+from notif_worker.handlers.sms import SmsHandlers, Text
 from notif_worker.ports import Mailer, PushProvider, UnitOfWork
 
 log = logging.getLogger("notif_worker")
@@ -45,6 +46,8 @@ class ReminderHandlers:
         push: PushProvider,
         *,
         devices: DevicePushes | None = None,
+        sms: SmsHandlers | None = None,
+        retry: Retry | None = None,
         quiet_default: QuietHours = DEFAULT_QUIET_HOURS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -52,6 +55,8 @@ class ReminderHandlers:
         self.mailer = mailer
         self.push_provider = push
         self.devices = devices or DevicePushes(())
+        self.sms = sms
+        self.retry = retry or Retry()
         self.quiet_default = quiet_default
         self.clock = clock
 
@@ -81,6 +86,7 @@ class ReminderHandlers:
                 if at > now:
                     await repo.defer_reminder(r.id, at)
                     continue
+                text = await self.sms.claim(repo, n, str(r.offset_minutes)) if self.sms else None
                 prefs = await repo.preferences(n.owner_user_id)
                 if prefs.wants("reminders", "push"):
                     title, body, data = push_message(n)
@@ -100,5 +106,19 @@ class ReminderHandlers:
                 if prefs.wants("reminders", "email"):
                     await self.mailer.send(n)
                 await repo.mark_reminder_sent(r.id, self.clock())
+            # the text's claim committed with the reminder: sent now, or by the stale-text sweep when
+            # this worker stops first (never twice)
+            if text is not None:
+                await self._text(text)
             sent += 1
         return sent
+
+    async def _text(self, text: Text) -> None:
+        """A reminder's claimed text, retried, then left failed with a warning (the email and the push
+        went)."""
+        assert self.sms is not None
+        sms = self.sms
+        try:
+            await self.retry.run("sms", lambda: sms.send(text))
+        except ChannelFailed as exc:
+            log.warning("reminder text failed: %s", exc)

@@ -23,6 +23,7 @@ BACKING_ENV: dict[str, str] = {
     "smtp_url": "SMTP_URL",
     "stripe_api_base": "STRIPE_API_BASE",
     "push_api_base": "PUSH_API_BASE",
+    "sms_api_base": "SMS_API_BASE",
 }
 # notif_worker's real push credentials: with both set the stand-in is neither started nor used
 PUSH_CREDENTIALS = ("NOTIF_FCM_CREDENTIALS_FILE", "NOTIF_APNS_KEY_FILE")
@@ -89,6 +90,7 @@ class Context:
         if not self.backing.stripe_api_key:  # with real Stripe the user gives their endpoint's secret
             env["STRIPE_WEBHOOK_SECRET"] = self.webhook_secret()
         env.update(self.push_env())
+        env.update(self.sms_env())
         env["PETPRO_HOME"] = str(self.home)
         env["PETPRO_HOST"] = self.settings.host
         env["PETPRO_PORT_BASE"] = str(self.settings.port_base)
@@ -104,6 +106,18 @@ class Context:
             if os.environ.get(credential):  # the user's real provider: none of the stand-in's settings for it
                 prefix = credential.rsplit("_", 2)[0] + "_"
                 env = {k: v for k, v in env.items() if not k.startswith(prefix)}
+        return env
+
+    def sms_env(self) -> dict[str, str]:
+        """notif_worker's SMS settings for the Twilio stand-in and its dev credentials, unless the user
+        configured real Twilio credentials (``NOTIF_SMS_ACCOUNT_SID``)."""
+        from petpro_dev.sms_sandbox.credentials import ensure, notif_env
+
+        if os.environ.get("NOTIF_SMS_ACCOUNT_SID"):
+            return {}
+        env = notif_env(ensure(self.home), self.url("sms_api_base"))
+        # where the stand-in posts incoming texts (the edge through Envoy): their signature covers it
+        env["NOTIF_SMS_WEBHOOK_URL"] = f"http://{self.settings.host}:{self.port('envoy')}/webhooks/twilio/sms"
         return env
 
     def child_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:

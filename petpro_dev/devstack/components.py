@@ -124,6 +124,25 @@ def _push_launch(ctx: Context) -> Launch:
     )
 
 
+def _sms_launch(ctx: Context) -> Launch:
+    h = ctx.settings.host
+    return Launch(
+        [
+            sys.executable,
+            "-m",
+            "petpro_dev.sms_sandbox",
+            "--host",
+            h,
+            "--port",
+            str(ctx.port("sms")),
+            "--home",
+            str(ctx.home),
+            "--webhook-url",
+            f"http://{h}:{ctx.port('envoy')}/webhooks/twilio/sms",
+        ]
+    )
+
+
 def infra() -> list[Component]:
     """The backing services (each replaced by the user's server when its URL is set)."""
     return [
@@ -142,6 +161,12 @@ def infra() -> list[Component]:
             launch=_push_launch,
             ready=checks.http_ok("/_sandbox/health"),
             url_key="push_api_base",
+        ),
+        Component(
+            name="sms",
+            launch=_sms_launch,
+            ready=checks.http_ok("/_sandbox/health"),
+            url_key="sms_api_base",
         ),
     ]
 

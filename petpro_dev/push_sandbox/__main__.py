@@ -5,17 +5,13 @@ Its dev keys are made under ``<home>/push/`` on first run.  SIGTERM/SIGINT stop 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 from pathlib import Path
-
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from petpro.settings import StackSettings
 from petpro.telemetry import configure_logging
 from petpro_dev.push_sandbox.app import build_app
 from petpro_dev.push_sandbox.keys import ensure
+from petpro_dev.sandbox_server import run_until_signalled
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,19 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging("push_sandbox")
     keys = ensure(args.home)
-    config = Config()
-    config.bind = [f"{args.host}:{args.port}"]
-    config.accesslog = None
-    config.errorlog = "-"
-    stop = asyncio.Event()
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(build_app(keys), config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-
-    asyncio.run(run())
+    run_until_signalled(build_app(keys), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def new_hold(
         owner_user_id=owner or pet.owner_user_id,
         owner_email="olga@example.test",
         owner_name="Olga",
+        owner_locale="de-AT",
         request_id=request_id or uuid.uuid4().hex,
         request_hash="f" * 64,
         service_id=svc.id,

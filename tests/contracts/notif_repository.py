@@ -11,7 +11,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from notif_worker.adapters.codecs import cursor_field
-from notif_worker.domain import BookingNotice, InboxRow, Preferences, QuietHours, ReminderChange
+from notif_worker.domain import (
+    BookingNotice,
+    ClinicSms,
+    InboxRow,
+    Preferences,
+    QuietHours,
+    ReminderChange,
+    SmsPhone,
+)
 from notif_worker.ports import UnitOfWork
 
 
@@ -507,3 +515,152 @@ class NotifRepositoryContract:
         async with uow() as repo:
             r2 = await repo.claim_due_reminder(start - timedelta(minutes=1))
             assert r2 is not None and r2.offset_minutes == 120  # the dropped one is gone
+
+    # -- SMS ----------------------------------------------------------------------------------------------
+    async def test_an_owners_number_is_kept_and_stop_and_start_change_every_owner_with_it(
+        self, uow: UnitOfWork
+    ) -> None:
+        phone = f"+49151{random.randrange(10**7, 10**8)}"
+        a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        at = moment()
+        async with uow() as repo:
+            assert await repo.sms_phone(a) is None
+            pending = SmsPhone(a, phone, "PENDING", b"h" * 32, at, 5, 1, at)
+            await repo.save_sms_phone(pending)
+            assert await repo.sms_phone(a) == pending
+            verified = SmsPhone(a, phone, "VERIFIED", verified_at=at)
+            await repo.save_sms_phone(verified)
+            await repo.save_sms_phone(SmsPhone(b, phone, "VERIFIED", verified_at=at))
+            await repo.save_sms_phone(SmsPhone(c, phone, "PENDING", b"x", at, 5, 1, at))
+        async with uow() as repo:
+            assert await repo.sms_phone(a) == verified
+            assert await repo.set_phone_opted_out(phone, True) == 2  # the pending one is no subscriber yet
+            assert [(await repo.sms_phone(u)).state for u in (a, b, c)] == [
+                "OPTED_OUT",
+                "OPTED_OUT",
+                "PENDING",
+            ]  # type: ignore[union-attr]
+            assert await repo.set_phone_opted_out(phone, True) == 0
+            assert await repo.set_phone_opted_out(phone, False) == 2
+            assert (await repo.sms_phone(a)).state == "VERIFIED"  # type: ignore[union-attr]
+
+    async def test_a_clinics_sms_setting_is_off_until_set(self, uow: UnitOfWork) -> None:
+        clinic = uuid.uuid4()
+        async with uow() as repo:
+            assert await repo.clinic_sms(clinic) is None
+            await repo.set_clinic_sms(clinic, ClinicSms(True, 10))
+            await repo.set_clinic_sms(clinic, ClinicSms(True, 20))
+            assert await repo.clinic_sms(clinic) == ClinicSms(True, 20)
+            assert await repo.sms_used(clinic, "2100-01") == 0
+
+    async def test_a_text_is_claimed_once_and_again_only_after_it_failed(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        clinic, key, at = uuid.uuid4(), uuid.uuid4(), moment()
+        phone = f"+49151{random.randrange(10**7, 10**8)}"
+        claim = {"month": "2100-01", "cap": 10, "owner_limit": 5, "since": at - timedelta(hours=1), "now": at}
+        async with read() as repo:
+            assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "send"  # type: ignore[arg-type]
+            assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "busy"  # type: ignore[arg-type]
+            await repo.finish_delivery(key, "sms", phone, ok=False, error="503")
+            assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "send"  # type: ignore[arg-type]
+            await repo.finish_delivery(key, "sms", phone, ok=True)
+            assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "done"  # type: ignore[arg-type]
+            assert await repo.sms_used(clinic, "2100-01") == 1  # counted once
+
+    async def test_texts_past_the_owners_limit_or_the_clinics_cap_are_refused_for_good(
+        self, read: UnitOfWork
+    ) -> None:
+        clinic, at = uuid.uuid4(), moment()
+        phone, other = (f"+49151{random.randrange(10**7, 10**8)}" for _ in range(2))
+        since = at - timedelta(hours=1)
+        async with read() as repo:
+            claims = [
+                await repo.claim_sms(
+                    uuid.uuid4(),
+                    phone,
+                    "t",
+                    clinic,
+                    month="2100-01",
+                    cap=3,
+                    owner_limit=2,
+                    since=since,
+                    now=at,
+                )
+                for _ in range(3)
+            ]
+            assert claims == ["send", "send", "limited"]
+            assert (
+                await repo.claim_sms(
+                    uuid.uuid4(),
+                    other,
+                    "t",
+                    clinic,
+                    month="2100-01",
+                    cap=3,
+                    owner_limit=2,
+                    since=since,
+                    now=at,
+                )
+                == "send"
+            )
+            key = uuid.uuid4()
+            assert (
+                await repo.claim_sms(
+                    key, other, "t", clinic, month="2100-01", cap=3, owner_limit=2, since=since, now=at
+                )
+                == "capped"
+            )
+            assert (
+                await repo.claim_sms(
+                    key, other, "t", clinic, month="2100-01", cap=3, owner_limit=2, since=since, now=at
+                )
+                == "done"
+            )
+            assert await repo.sms_used(clinic, "2100-01") == 3
+            assert (
+                await repo.claim_sms(
+                    uuid.uuid4(),
+                    other,
+                    "t",
+                    clinic,
+                    month="2100-02",
+                    cap=3,
+                    owner_limit=9,
+                    since=since,
+                    now=at,
+                )
+                == "send"
+            )
+
+    async def test_stale_texts_are_the_ones_still_sending_or_failed_after_the_lease(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        clinic, at = uuid.uuid4(), moment()
+        phone = f"+49151{random.randrange(10**7, 10**8)}"
+        sending, failed, done = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        async with read() as repo:
+            for key in (sending, failed, done):
+                assert (
+                    await repo.claim_sms(
+                        key,
+                        phone,
+                        f"text {key}",
+                        clinic,
+                        month="2100-01",
+                        cap=9,
+                        owner_limit=9,
+                        since=at - timedelta(hours=1),
+                        now=at,
+                    )
+                    == "send"
+                )
+            await repo.finish_delivery(failed, "sms", phone, ok=False, error="503")
+            await repo.finish_delivery(done, "sms", phone, ok=True)
+        async with uow() as repo:
+            assert [s.key for s in await repo.stale_texts(at)] == []  # not older than the lease yet
+            stale = await repo.stale_texts(at + timedelta(minutes=1))
+            assert {(s.key, s.phone, s.body, s.claimed_at) for s in stale} == {
+                (sending, phone, f"text {sending}", at),
+                (failed, phone, f"text {failed}", at),
+            }

@@ -487,6 +487,8 @@ async def test_notification_preferences_switch_off_change_mails_but_not_cancella
         "reminders_push": True,
         "changes_email": True,
         "changes_push": True,
+        "reminders_sms": True,
+        "changes_sms": True,
     }
     changed = await api.c.patch(url, json={"changes_email": False}, headers=owner.auth)
     assert changed.status_code == 200, changed.text

@@ -81,7 +81,7 @@ def unused_port() -> int:
 
 def test_up_makes_every_backing_service_healthy(devstack: Stack) -> None:
     statuses = devstack.status()
-    assert [s.name for s in statuses] == ["postgres", "redis", "kafka", "smtp", "stripe", "push"]
+    assert [s.name for s in statuses] == ["postgres", "redis", "kafka", "smtp", "stripe", "push", "sms"]
     assert all(s.state == "running" and s.pid for s in statuses), statuses
 
     env = devstack.env()
@@ -186,7 +186,7 @@ def test_down_stops_everything_and_frees_the_ports(make_stack: StackFactory) -> 
     results = stack.down()
 
     assert {r.name: r.state for r in results} == dict.fromkeys(
-        ["dummy", "push", "stripe", "smtp", "kafka", "redis", "postgres"], "stopped"
+        ["dummy", "sms", "push", "stripe", "smtp", "kafka", "redis", "postgres"], "stopped"
     )
     assert not [p for fam in families.values() for p in fam if process.is_alive(p)]
     assert not [p for leader in families for p in process.family(leader)]  # nothing new either

@@ -66,6 +66,16 @@ PRODUCTION: dict[str, Any] = {
         "notif": {"replicas": 3},
     },
     "networkPolicy": {"egress": {"postgres": {"cidr": "10.20.0.0/16", "port": 5432}}},
+    "notifications": {
+        "fcm": {"existingSecret": "petpro-fcm"},
+        "apns": {
+            "existingSecret": "petpro-apns",
+            "keyId": "ABC123DEFG",
+            "teamId": "DEF123GHIJ",
+            "topic": "dev.petpro.app",
+        },
+        "sms": {"existingSecret": "petpro-twilio", "from": "+15005550006"},
+    },
 }
 VARIANTS = {"default": {}, "production": PRODUCTION}
 
@@ -500,3 +510,51 @@ def test_behind_a_transaction_pooler_every_database_user_gets_the_pool_mode_and_
     assert not [o for o in default if "DATABASE_POOL_MODE" in json.dumps(o)]
     with pytest.raises(Exception, match="poolMode"):
         render_mod.render({"database": {"poolMode": "statement"}}, release="petpro", namespace="p")
+
+
+def test_notif_mounts_the_push_keys_and_reads_twilios_credentials_from_secrets(variant) -> None:
+    """FCM's service-account JSON and APNs' .p8 as read-only files of their Secrets, Twilio's SID and
+    token from its Secret, the webhook URL on the public host; without the values, none of it."""
+    name, objs, _ = variant
+    (notif,) = [d for d in by_kind(objs, "Deployment") if d["metadata"]["name"].endswith("-notif")]
+    pod = notif["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    provider_env = {k for k in env if re.match(r"NOTIF_(FCM|APNS|SMS)_", k)}
+    if name == "default":
+        assert provider_env == set() and {v["name"] for v in pod["volumes"]} == {"tmp"}
+        return
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for provider, secret, variable, key in (
+        ("fcm", "petpro-fcm", "NOTIF_FCM_CREDENTIALS_FILE", "service-account.json"),
+        ("apns", "petpro-apns", "NOTIF_APNS_KEY_FILE", "AuthKey.p8"),
+    ):
+        mount = mounts[f"{provider}-key"]
+        assert mount["readOnly"] is True and env[variable]["value"] == f"{mount['mountPath']}/{key}"
+        assert volumes[f"{provider}-key"]["secret"] == {"secretName": secret, "defaultMode": 0o400}
+    assert (env["NOTIF_APNS_KEY_ID"]["value"], env["NOTIF_APNS_TOPIC"]["value"]) == (
+        "ABC123DEFG",
+        "dev.petpro.app",
+    )
+    for variable, key in (
+        ("NOTIF_SMS_ACCOUNT_SID", "TWILIO_ACCOUNT_SID"),
+        ("NOTIF_SMS_AUTH_TOKEN", "TWILIO_AUTH_TOKEN"),
+    ):
+        assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "petpro-twilio", "key": key}
+    assert env["NOTIF_SMS_FROM"]["value"] == "+15005550006"
+    assert env["NOTIF_SMS_WEBHOOK_URL"]["value"] == "https://api.petpro.example.com/webhooks/twilio/sms"
+    # only notif gets them
+    for d in by_kind(objs, "Deployment"):
+        if d is not notif:
+            names = {e["name"] for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+            assert not {n for n in names if re.match(r"NOTIF_(FCM|APNS|SMS)_", n)}
+
+
+def test_an_apns_key_without_its_ids_or_texts_without_a_sender_fail_the_render() -> None:
+    for values in (
+        {"notifications": {"apns": {"existingSecret": "petpro-apns"}}},
+        {"notifications": {"sms": {"existingSecret": "petpro-twilio"}}},
+    ):
+        with pytest.raises(Exception, match=r"apns\.keyId|from"):
+            render_mod.render(values)

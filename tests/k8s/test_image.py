@@ -112,8 +112,8 @@ def mesh_from_image(engine: list[str], port_bases: Any) -> Iterator[tuple[Any, C
         env.update(stack.env())
         env["PETPRO_HOME"] = "/tmp/petpro"  # the container's tmpfs, not the host's stack home
         # the push stand-in's dev keys live in the host's stack home, which no container mounts: the
-        # image runs notif as the chart does by default, without device push providers
-        for key in [k for k in env if k.startswith(("NOTIF_FCM_", "NOTIF_APNS_"))]:
+        # image runs notif as the chart does by default, without device push providers nor SMS
+        for key in [k for k in env if k.startswith(("NOTIF_FCM_", "NOTIF_APNS_", "NOTIF_SMS_"))]:
             del env[key]
         # the Helm hook Jobs' commands, from the image
         containers.job("python", "-m", "petpro.migrations")

@@ -443,7 +443,10 @@ def infra_components(envoy_ip: str) -> list[Any]:
 
     out = []
     for c in infra():
-        if c.name == "push":  # the chart mounts no FCM/APNs keys yet: the pods send no device push
+        if c.name in (
+            "push",
+            "sms",
+        ):  # the rehearsal chart points at no provider stand-ins: no device push, no SMS
             continue
         if c.name == "postgres":
             c = dataclasses.replace(c, prepare=pg_prepare(c.prepare))

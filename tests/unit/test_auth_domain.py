@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auth_svc.domain import Passwords, TokenExpired, TokenInvalid, TokenIssuer, User, split_refresh_token
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
-USER = User(uuid.uuid4(), "a@b.co", "A", "hash")
+USER = User(uuid.uuid4(), "a@b.co", "A", "hash", locale="de-AT")
 
 
 def issuer(key=None):
@@ -33,6 +33,7 @@ def test_round_trip_carries_the_principal():
     claims = iss.verify(token, NOW + timedelta(minutes=1))
     assert (claims.user_id, claims.session_id, claims.roles) == (str(USER.id), str(sid), ("OWNER",))
     assert claims.expires_at == exp
+    assert claims.locale == "de-AT"  # the owner's language, for the booking events the owner's token starts
 
 
 def test_expired_token_is_rejected():

@@ -37,7 +37,7 @@ class FakeAuth:
         self.rec.calls.append("ValidateToken")
         expires = timestamp_pb2.Timestamp(seconds=int(time.time()) + 600)
         return auth_pb2.ValidateTokenResponse(
-            user_id=USER, email="ann@example.com", name="Ann", expires_at=expires
+            user_id=USER, email="ann@example.com", name="Ann", expires_at=expires, locale="de-AT"
         )
 
 

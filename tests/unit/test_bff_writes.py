@@ -20,9 +20,11 @@ class FakeBooking:
     def __init__(self, rec: Recorder) -> None:
         self.rec = rec
         self.name = "Checkup"
+        self.reserved: list[booking_pb2.ReserveSlotRequest] = []
 
     async def ReserveSlot(self, request: booking_pb2.ReserveSlotRequest) -> booking_pb2.ReserveSlotResponse:
         self.rec.calls.append("ReserveSlot")
+        self.reserved.append(request)
         return booking_pb2.ReserveSlotResponse(
             reservation=booking_pb2.Reservation(
                 lock_id=str(uuid.uuid4()),
@@ -83,3 +85,10 @@ async def test_a_renamed_service_reaches_the_checkout_once_the_name_expires() ->
     await _book(servicer)
     assert pay.descriptions == ["Checkup", "Annual checkup"]
     assert rec.calls.count("GetService") == 2
+
+
+async def test_the_hold_carries_who_the_owner_is_and_their_language() -> None:
+    servicer, _, booking, _ = _servicer()
+    await _book(servicer)
+    [req] = booking.reserved
+    assert (req.owner_email, req.owner_name, req.owner_locale) == ("ann@example.com", "Ann", "de-AT")

@@ -193,6 +193,11 @@ def test_public_rest_routes() -> None:
         ("DELETE", "/v1/me/calendar-feed-token", ""),
         ("GET", "/v1/clinics/{clinic_id}/quiet-hours", ""),
         ("PUT", "/v1/clinics/{clinic_id}/quiet-hours", "quiet_hours"),
+        ("POST", "/v1/me/sms-phone:startVerification", "*"),
+        ("POST", "/v1/me/sms-phone:confirmVerification", "*"),
+        ("GET", "/v1/me/sms-phone", ""),
+        ("GET", "/v1/clinics/{clinic_id}/sms-settings", ""),
+        ("PUT", "/v1/clinics/{clinic_id}/sms-settings", "sms_settings"),
     }
     assert {r[0] for r in routes} == {booking, mobile, auth, staff, admin, notification}
 

@@ -227,6 +227,7 @@ async def booking():
         "Vet Mitte",
         "UTC",
         {d: [Interval(time(8), time(20))] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+        address="Invalidenstraße 1, 10115 Berlin",
     )
     svc = Service(uuid.uuid4(), clinic.id, "Check-up", 30, 4500, "EUR")
     owner = uuid.uuid4()
@@ -272,6 +273,7 @@ async def test_booking_servicer_reserve_confirm_and_read(booking):
         slot_start_time=_tomorrow_at_ten(),
         owner_email="o@example.test",
         owner_name="Olga",
+        owner_locale="de-AT",
     )
     res = (await stub.ReserveSlot(req)).reservation
     assert res.state == booking_pb2.RESERVATION_STATE_HELD and res.amount.amount_minor == 4500
@@ -295,6 +297,8 @@ async def test_booking_servicer_reserve_confirm_and_read(booking):
         "Rex",
         "o@example.test",
     )
+    # the owner's language and the clinic's place travel in the event, for the email, the ICS and the push
+    assert (created.owner.locale, created.clinic_address) == ("de-AT", "Invalidenstraße 1, 10115 Berlin")
 
     got = await stub.GetReservation(booking_pb2.GetReservationRequest(lock_id=res.lock_id))
     assert got.reservation.state == booking_pb2.RESERVATION_STATE_CONFIRMED

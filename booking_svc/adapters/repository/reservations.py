@@ -61,9 +61,9 @@ pet AS (SELECT owner_user_id FROM pets WHERE id = %(pet_id)s),
 earlier AS (SELECT 1 FROM reservations WHERE owner_user_id = %(owner)s AND request_id = %(request_id)s),
 free_unit AS ({free_unit(SERVICE)}),
 ins AS (
-  INSERT INTO reservations (lock_id, owner_user_id, owner_email, owner_name, request_id, request_hash,
+  INSERT INTO reservations (lock_id, owner_user_id, owner_email, owner_name, owner_locale, request_id, request_hash,
     service_id, clinic_id, pet_id, unit, during, state, expires_at, amount_minor, currency, created_at, updated_at)
-  SELECT %(lock_id)s, %(owner)s, %(owner_email)s, %(owner_name)s, %(request_id)s, %(request_hash)s,
+  SELECT %(lock_id)s, %(owner)s, %(owner_email)s, %(owner_name)s, %(owner_locale)s, %(request_id)s, %(request_hash)s,
     %(service_id)s, %(clinic_id)s, %(pet_id)s, u, tstzrange(%(start)s, %(end)s), 'HELD', %(expires_at)s,
     %(amount_minor)s, %(currency)s, %(now)s, %(now)s
   FROM free_unit
@@ -104,7 +104,7 @@ WHERE r.service_id = %(service_id)s AND r.during && tstzrange(%(start)s, %(end)s
 
 # ConfirmBooking's first statement: the reservation locked, with what the booking and its event need
 LOCK_FOR_CONFIRM = """
-SELECT r.lock_id, r.owner_user_id, r.owner_email, r.owner_name, r.request_id, r.request_hash, r.service_id,
+SELECT r.lock_id, r.owner_user_id, r.owner_email, r.owner_name, r.owner_locale, r.request_id, r.request_hash, r.service_id,
   r.clinic_id, r.pet_id, r.unit, lower(r.during) AS start_time, upper(r.during) AS end_time, r.state, r.expires_at,
   r.amount_minor, r.currency, r.payment_id, r.failure_reason, r.created_at, b.id AS booking_id,
   p.owner_user_id AS pet_owner, p.name AS pet_name, p.species AS pet_species, p.breed AS pet_breed,
@@ -160,6 +160,7 @@ class ReservationQueries(Queries):
                 "owner": res.owner_user_id,
                 "owner_email": res.owner_email,
                 "owner_name": res.owner_name,
+                "owner_locale": res.owner_locale,
                 "request_id": res.request_id,
                 "request_hash": res.request_hash,
                 "service_id": res.service_id,
@@ -191,6 +192,7 @@ class ReservationQueries(Queries):
             owner_user_id=r["owner_user_id"],
             owner_email=r["owner_email"],
             owner_name=r["owner_name"],
+            owner_locale=r["owner_locale"],
             request_id=r["request_id"],
             request_hash=r["request_hash"],
             service_id=r["service_id"],

@@ -114,6 +114,7 @@ def reservation_from_row(r: Row[Any], booking_id: uuid.UUID | None = None) -> Re
         owner_user_id=r.owner_user_id,
         owner_email=r.owner_email,
         owner_name=r.owner_name,
+        owner_locale=r.owner_locale,
         request_id=r.request_id,
         request_hash=r.request_hash,
         service_id=r.service_id,

@@ -7,7 +7,7 @@ import copy
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from notif_worker.adapters.codecs import cursor_field
@@ -25,6 +25,7 @@ from notif_worker.domain import (
     ReminderChange,
     reminder_due,
 )
+from notif_worker.domain.sms import ClinicSms, SmsClaim, SmsPhone, StaleText
 from tests.unit.fakes import FakeUnitOfWork
 
 
@@ -47,6 +48,9 @@ class NotifStore:
     bookings: dict[str, BookingNotice] = field(default_factory=dict)  # the owners' calendars
     feed_tokens: dict[uuid.UUID, tuple[bytes, datetime]] = field(default_factory=dict)  # user → hash
     quiet: dict[uuid.UUID, QuietHours] = field(default_factory=dict)
+    sms_phones: dict[uuid.UUID, SmsPhone] = field(default_factory=dict)
+    clinic_sms: dict[uuid.UUID, ClinicSms] = field(default_factory=dict)
+    sms_usage: dict[tuple[uuid.UUID, str], int] = field(default_factory=dict)
 
 
 class FakeNotifRepository:
@@ -302,6 +306,97 @@ class FakeNotifRepository:
         )
         return self.store.preferences[user_id]
 
+    # -- SMS ------------------------------------------------------------------------------------------
+    async def sms_phone(self, user_id: uuid.UUID) -> SmsPhone | None:
+        return self.store.sms_phones.get(user_id)
+
+    async def save_sms_phone(self, p: SmsPhone) -> None:
+        self.store.sms_phones[p.user_id] = p
+
+    async def set_phone_opted_out(self, phone: str, opted_out: bool) -> int:
+        was, now = ("VERIFIED", "OPTED_OUT") if opted_out else ("OPTED_OUT", "VERIFIED")
+        changed = 0
+        for uid, p in list(self.store.sms_phones.items()):
+            if p.phone == phone and p.state == was:
+                self.store.sms_phones[uid] = replace(p, state=now)  # type: ignore[arg-type]
+                changed += 1
+        return changed
+
+    async def clinic_sms(self, clinic_id: uuid.UUID) -> ClinicSms | None:
+        return self.store.clinic_sms.get(clinic_id)
+
+    async def set_clinic_sms(self, clinic_id: uuid.UUID, s: ClinicSms) -> None:
+        self.store.clinic_sms[clinic_id] = s
+
+    async def sms_used(self, clinic_id: uuid.UUID, month: str) -> int:
+        return self.store.sms_usage.get((clinic_id, month), 0)
+
+    async def claim_sms(
+        self,
+        key: uuid.UUID,
+        phone: str,
+        body: str,
+        clinic_id: uuid.UUID,
+        *,
+        month: str,
+        cap: int,
+        owner_limit: int,
+        since: datetime,
+        now: datetime,
+    ) -> SmsClaim:
+        s = self.store
+        row = s.deliveries.get((key, "sms", phone))
+        if row is not None:
+            if row["status"] == "failed":
+                row.update(status="sending", claimed_at=now, body=body)
+                return "send"
+            return "busy" if row["status"] == "sending" else "done"
+        recent = sum(
+            1
+            for (k, ch, to), r in s.deliveries.items()
+            if ch == "sms"
+            and to == phone
+            and r["status"] in ("sending", "delivered")
+            and r["claimed_at"] > since
+        )
+        s.deliveries[(key, "sms", phone)] = {
+            "status": "sending",
+            "attempts": 0,
+            "last_error": None,
+            "claimed_at": now,
+            "body": body,
+        }
+        refused: SmsClaim | None = None
+        if recent >= owner_limit:
+            refused = "limited"
+        elif s.sms_usage.get((clinic_id, month), 0) >= cap:
+            refused = "capped"
+        else:
+            s.sms_usage[(clinic_id, month)] = s.sms_usage.get((clinic_id, month), 0) + 1
+        if refused is not None:
+            await self.refuse_delivery(key, "sms", phone, refused)
+            return refused
+        return "send"
+
+    async def stale_texts(self, claimed_before: datetime, limit: int = 20) -> list[StaleText]:
+        rows = sorted(
+            (
+                (r["claimed_at"], k, to, r["body"])
+                for (k, ch, to), r in self.store.deliveries.items()
+                if ch == "sms"
+                and r["status"] in ("sending", "failed")
+                and r["claimed_at"] < claimed_before
+                and r["attempts"] < 5
+            ),
+            key=lambda x: x[0],
+        )[:limit]
+        return [StaleText(k, to, body, at) for at, k, to, body in rows]
+
+    async def refuse_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, error: str) -> None:
+        row = self.store.deliveries.get((event_id, channel, recipient))
+        if row is not None:
+            row.update(status="refused", attempts=int(row["attempts"]) + 1, last_error=error)
+
 
 def notif_uow(store: NotifStore | None = None) -> FakeUnitOfWork[NotifStore, FakeNotifRepository]:
     return FakeUnitOfWork(store or NotifStore(), FakeNotifRepository)
@@ -383,3 +478,45 @@ if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
     _push: DevicePush = RecordingPush()
     _mailer: Mailer = RecordingMailer()
     _fanout: LiveFanout = LiveHub()
+
+
+class RecordingSms:
+    """The SmsSender port: keeps what it sent (number, body, sid, at); ``opted_out`` numbers answer
+    PhoneOptedOut (Twilio 21610), ``invalid`` ones MessageRefused (21211); fails the next ``failures``."""
+
+    def __init__(self, failures: int = 0, secret: str = "token") -> None:
+        self.sent: list[tuple[str, str, str, datetime]] = []
+        self.failures = failures
+        self.opted_out: set[str] = set()
+        self.invalid: set[str] = set()
+        self.secret = secret
+        self.die_after_send = False  # the provider took it, then the worker "stopped"
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # the provider's clock
+
+    async def send(self, to: str, body: str) -> str:
+        from notif_worker.domain import MessageRefused, PhoneOptedOut
+
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("provider unavailable")
+        if to in self.opted_out:
+            raise PhoneOptedOut("twilio 21610: Attempt to send to unsubscribed recipient")
+        if to in self.invalid:
+            raise MessageRefused(f"twilio 21211: The 'To' number {to} is not a valid phone number.")
+        sid = f"SM{uuid.uuid4().hex}"
+        self.sent.append((to, body, sid, self.clock()))
+        if self.die_after_send:
+            raise SystemExit("worker killed after the provider took the text")
+        return sid
+
+    async def sent_since(self, to: str, body: str, since: datetime) -> str | None:
+        for t, b, sid, at in self.sent:
+            if t == to and b == body and at >= since - timedelta(seconds=60):
+                return sid
+        return None
+
+    def valid_webhook(self, url: str, params: dict[str, str], signature: str) -> bool:
+        return signature == f"{self.secret}:{url}:{params.get('From', '')}"
+
+    def texts_to(self, to: str) -> list[str]:
+        return [b for t, b, _, _ in self.sent if t == to]

@@ -417,6 +417,7 @@ class ValidateTokenResponse(_message.Message):
     TOKEN_ID_FIELD_NUMBER: _builtins.int
     MEMBERSHIPS_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Subject of the token (user UUID)."""
     email: _builtins.str
@@ -427,6 +428,8 @@ class ValidateTokenResponse(_message.Message):
     """Token id (JWT `jti`)."""
     session_id: _builtins.str
     """The login session the token belongs to (JWT `sid`); logging out ends it."""
+    locale: _builtins.str
+    """The user's preferred language (BCP 47) when the token was issued; empty when unknown."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
         """Roles granted to the user."""
@@ -455,10 +458,11 @@ class ValidateTokenResponse(_message.Message):
         token_id: _builtins.str = ...,
         memberships: _abc.Iterable[Global___ClinicMembership] | None = ...,
         session_id: _builtins.str = ...,
+        locale: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "email", b"email", "expires_at", b"expires_at", "memberships", b"memberships", "name", b"name", "roles", b"roles", "session_id", b"session_id", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_ids", b"clinic_ids", "email", b"email", "expires_at", b"expires_at", "locale", b"locale", "memberships", b"memberships", "name", b"name", "roles", b"roles", "session_id", b"session_id", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

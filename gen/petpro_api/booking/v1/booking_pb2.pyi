@@ -1150,6 +1150,7 @@ class ReserveSlotRequest(_message.Message):
     SLOT_START_TIME_FIELD_NUMBER: _builtins.int
     OWNER_EMAIL_FIELD_NUMBER: _builtins.int
     OWNER_NAME_FIELD_NUMBER: _builtins.int
+    OWNER_LOCALE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (UUID, AIP-155). The BFF derives it from the client's Idempotency-Key."""
     service_id: _builtins.str
@@ -1162,6 +1163,8 @@ class ReserveSlotRequest(_message.Message):
     """Owner's email, carried into the booking.created event for the confirmation email."""
     owner_name: _builtins.str
     """Owner's display name, carried into the booking.created event."""
+    owner_locale: _builtins.str
+    """Owner's preferred language (BCP 47), carried into the booking events so notifications use it."""
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the wanted slot; must be on the service's grid, inside opening hours and in the future."""
@@ -1176,10 +1179,11 @@ class ReserveSlotRequest(_message.Message):
         slot_start_time: _timestamp_pb2.Timestamp | None = ...,
         owner_email: _builtins.str = ...,
         owner_name: _builtins.str = ...,
+        owner_locale: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_email", b"owner_email", "owner_name", b"owner_name", "owner_user_id", b"owner_user_id", "pet_id", b"pet_id", "request_id", b"request_id", "service_id", b"service_id", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_email", b"owner_email", "owner_locale", b"owner_locale", "owner_name", b"owner_name", "owner_user_id", b"owner_user_id", "pet_id", b"pet_id", "request_id", b"request_id", "service_id", b"service_id", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1002,6 +1002,8 @@ class UpdateNotificationPreferencesRequest(_message.Message):
     REMINDERS_PUSH_FIELD_NUMBER: _builtins.int
     CHANGES_EMAIL_FIELD_NUMBER: _builtins.int
     CHANGES_PUSH_FIELD_NUMBER: _builtins.int
+    REMINDERS_SMS_FIELD_NUMBER: _builtins.int
+    CHANGES_SMS_FIELD_NUMBER: _builtins.int
     reminders_email: _builtins.bool
     """Reminders by email."""
     reminders_push: _builtins.bool
@@ -1010,6 +1012,10 @@ class UpdateNotificationPreferencesRequest(_message.Message):
     """Other changes (moved, completed, no-show) by email."""
     changes_push: _builtins.bool
     """Other changes as a push."""
+    reminders_sms: _builtins.bool
+    """Reminders as a text message."""
+    changes_sms: _builtins.bool
+    """Moves as a text message."""
     def __init__(
         self,
         *,
@@ -1017,27 +1023,37 @@ class UpdateNotificationPreferencesRequest(_message.Message):
         reminders_push: _builtins.bool | None = ...,
         changes_email: _builtins.bool | None = ...,
         changes_push: _builtins.bool | None = ...,
+        reminders_sms: _builtins.bool | None = ...,
+        changes_sms: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_changes_sms", b"_changes_sms", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "_reminders_sms", b"_reminders_sms", "changes_email", b"changes_email", "changes_push", b"changes_push", "changes_sms", b"changes_sms", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push", "reminders_sms", b"reminders_sms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_changes_sms", b"_changes_sms", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "_reminders_sms", b"_reminders_sms", "changes_email", b"changes_email", "changes_push", b"changes_push", "changes_sms", b"changes_sms", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push", "reminders_sms", b"reminders_sms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__changes_email: _TypeAlias = _typing.Literal["changes_email"]  # noqa: Y015
     _WhichOneofArgType__changes_email: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email"]  # noqa: Y015
     _WhichOneofReturnType__changes_push: _TypeAlias = _typing.Literal["changes_push"]  # noqa: Y015
     _WhichOneofArgType__changes_push: _TypeAlias = _typing.Literal["_changes_push", b"_changes_push"]  # noqa: Y015
+    _WhichOneofReturnType__changes_sms: _TypeAlias = _typing.Literal["changes_sms"]  # noqa: Y015
+    _WhichOneofArgType__changes_sms: _TypeAlias = _typing.Literal["_changes_sms", b"_changes_sms"]  # noqa: Y015
     _WhichOneofReturnType__reminders_email: _TypeAlias = _typing.Literal["reminders_email"]  # noqa: Y015
     _WhichOneofArgType__reminders_email: _TypeAlias = _typing.Literal["_reminders_email", b"_reminders_email"]  # noqa: Y015
     _WhichOneofReturnType__reminders_push: _TypeAlias = _typing.Literal["reminders_push"]  # noqa: Y015
     _WhichOneofArgType__reminders_push: _TypeAlias = _typing.Literal["_reminders_push", b"_reminders_push"]  # noqa: Y015
+    _WhichOneofReturnType__reminders_sms: _TypeAlias = _typing.Literal["reminders_sms"]  # noqa: Y015
+    _WhichOneofArgType__reminders_sms: _TypeAlias = _typing.Literal["_reminders_sms", b"_reminders_sms"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_email) -> _WhichOneofReturnType__changes_email | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_push) -> _WhichOneofReturnType__changes_push | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_sms) -> _WhichOneofReturnType__changes_sms | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_email) -> _WhichOneofReturnType__reminders_email | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_push) -> _WhichOneofReturnType__reminders_push | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_sms) -> _WhichOneofReturnType__reminders_sms | None: ...
 
 Global___UpdateNotificationPreferencesRequest: _TypeAlias = UpdateNotificationPreferencesRequest  # noqa: Y015
 

@@ -46,6 +46,32 @@ DEVICE_PLATFORM_WEB: DevicePlatform.ValueType  # 3
 """Web push (FCM)."""
 Global___DevicePlatform: _TypeAlias = DevicePlatform  # noqa: Y015
 
+class _SmsPhoneState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SmsPhoneStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SmsPhoneState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SMS_PHONE_STATE_UNSPECIFIED: _SmsPhoneState.ValueType  # 0
+    SMS_PHONE_STATE_PENDING: _SmsPhoneState.ValueType  # 1
+    """A code was sent; not used until it is confirmed."""
+    SMS_PHONE_STATE_VERIFIED: _SmsPhoneState.ValueType  # 2
+    """Confirmed: gets texts."""
+    SMS_PHONE_STATE_OPTED_OUT: _SmsPhoneState.ValueType  # 3
+    """The owner replied STOP: gets no texts until they reply START."""
+
+class SmsPhoneState(_SmsPhoneState, metaclass=_SmsPhoneStateEnumTypeWrapper):
+    """State of an owner's number for texts."""
+
+SMS_PHONE_STATE_UNSPECIFIED: SmsPhoneState.ValueType  # 0
+SMS_PHONE_STATE_PENDING: SmsPhoneState.ValueType  # 1
+"""A code was sent; not used until it is confirmed."""
+SMS_PHONE_STATE_VERIFIED: SmsPhoneState.ValueType  # 2
+"""Confirmed: gets texts."""
+SMS_PHONE_STATE_OPTED_OUT: SmsPhoneState.ValueType  # 3
+"""The owner replied STOP: gets no texts until they reply START."""
+Global___SmsPhoneState: _TypeAlias = SmsPhoneState  # noqa: Y015
+
 @_typing.final
 class Notification(_message.Message):
     """A push notification in a user's inbox."""
@@ -277,6 +303,8 @@ class NotificationPreferences(_message.Message):
     REMINDERS_PUSH_FIELD_NUMBER: _builtins.int
     CHANGES_EMAIL_FIELD_NUMBER: _builtins.int
     CHANGES_PUSH_FIELD_NUMBER: _builtins.int
+    REMINDERS_SMS_FIELD_NUMBER: _builtins.int
+    CHANGES_SMS_FIELD_NUMBER: _builtins.int
     reminders_email: _builtins.bool
     """Reminders before a visit by email."""
     reminders_push: _builtins.bool
@@ -285,6 +313,10 @@ class NotificationPreferences(_message.Message):
     """Other changes of a booking (moved, completed, no-show) by email."""
     changes_push: _builtins.bool
     """Other changes of a booking as a push."""
+    reminders_sms: _builtins.bool
+    """Reminders as a text message (where the clinic sends texts and the number is verified)."""
+    changes_sms: _builtins.bool
+    """Moves as a text message (a cancellation is always texted where texts go)."""
     def __init__(
         self,
         *,
@@ -292,10 +324,12 @@ class NotificationPreferences(_message.Message):
         reminders_push: _builtins.bool = ...,
         changes_email: _builtins.bool = ...,
         changes_push: _builtins.bool = ...,
+        reminders_sms: _builtins.bool = ...,
+        changes_sms: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes_email", b"changes_email", "changes_push", b"changes_push", "changes_sms", b"changes_sms", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push", "reminders_sms", b"reminders_sms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -358,6 +392,8 @@ class UpdateNotificationPreferencesRequest(_message.Message):
     REMINDERS_PUSH_FIELD_NUMBER: _builtins.int
     CHANGES_EMAIL_FIELD_NUMBER: _builtins.int
     CHANGES_PUSH_FIELD_NUMBER: _builtins.int
+    REMINDERS_SMS_FIELD_NUMBER: _builtins.int
+    CHANGES_SMS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """User UUID."""
     reminders_email: _builtins.bool
@@ -368,6 +404,10 @@ class UpdateNotificationPreferencesRequest(_message.Message):
     """Other changes by email."""
     changes_push: _builtins.bool
     """Other changes as a push."""
+    reminders_sms: _builtins.bool
+    """Reminders as a text message."""
+    changes_sms: _builtins.bool
+    """Moves as a text message."""
     def __init__(
         self,
         *,
@@ -376,27 +416,37 @@ class UpdateNotificationPreferencesRequest(_message.Message):
         reminders_push: _builtins.bool | None = ...,
         changes_email: _builtins.bool | None = ...,
         changes_push: _builtins.bool | None = ...,
+        reminders_sms: _builtins.bool | None = ...,
+        changes_sms: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_changes_sms", b"_changes_sms", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "_reminders_sms", b"_reminders_sms", "changes_email", b"changes_email", "changes_push", b"changes_push", "changes_sms", b"changes_sms", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push", "reminders_sms", b"reminders_sms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "changes_email", b"changes_email", "changes_push", b"changes_push", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email", "_changes_push", b"_changes_push", "_changes_sms", b"_changes_sms", "_reminders_email", b"_reminders_email", "_reminders_push", b"_reminders_push", "_reminders_sms", b"_reminders_sms", "changes_email", b"changes_email", "changes_push", b"changes_push", "changes_sms", b"changes_sms", "reminders_email", b"reminders_email", "reminders_push", b"reminders_push", "reminders_sms", b"reminders_sms", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__changes_email: _TypeAlias = _typing.Literal["changes_email"]  # noqa: Y015
     _WhichOneofArgType__changes_email: _TypeAlias = _typing.Literal["_changes_email", b"_changes_email"]  # noqa: Y015
     _WhichOneofReturnType__changes_push: _TypeAlias = _typing.Literal["changes_push"]  # noqa: Y015
     _WhichOneofArgType__changes_push: _TypeAlias = _typing.Literal["_changes_push", b"_changes_push"]  # noqa: Y015
+    _WhichOneofReturnType__changes_sms: _TypeAlias = _typing.Literal["changes_sms"]  # noqa: Y015
+    _WhichOneofArgType__changes_sms: _TypeAlias = _typing.Literal["_changes_sms", b"_changes_sms"]  # noqa: Y015
     _WhichOneofReturnType__reminders_email: _TypeAlias = _typing.Literal["reminders_email"]  # noqa: Y015
     _WhichOneofArgType__reminders_email: _TypeAlias = _typing.Literal["_reminders_email", b"_reminders_email"]  # noqa: Y015
     _WhichOneofReturnType__reminders_push: _TypeAlias = _typing.Literal["reminders_push"]  # noqa: Y015
     _WhichOneofArgType__reminders_push: _TypeAlias = _typing.Literal["_reminders_push", b"_reminders_push"]  # noqa: Y015
+    _WhichOneofReturnType__reminders_sms: _TypeAlias = _typing.Literal["reminders_sms"]  # noqa: Y015
+    _WhichOneofArgType__reminders_sms: _TypeAlias = _typing.Literal["_reminders_sms", b"_reminders_sms"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_email) -> _WhichOneofReturnType__changes_email | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_push) -> _WhichOneofReturnType__changes_push | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__changes_sms) -> _WhichOneofReturnType__changes_sms | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_email) -> _WhichOneofReturnType__reminders_email | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_push) -> _WhichOneofReturnType__reminders_push | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reminders_sms) -> _WhichOneofReturnType__reminders_sms | None: ...
 
 Global___UpdateNotificationPreferencesRequest: _TypeAlias = UpdateNotificationPreferencesRequest  # noqa: Y015
 
@@ -726,3 +776,350 @@ class UpdateClinicQuietHoursResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UpdateClinicQuietHoursResponse: _TypeAlias = UpdateClinicQuietHoursResponse  # noqa: Y015
+
+@_typing.final
+class SmsPhone(_message.Message):
+    """An owner's mobile number for texts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHONE_NUMBER_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    VERIFY_TIME_FIELD_NUMBER: _builtins.int
+    phone_number: _builtins.str
+    """E.164, e.g. "+4915112345678"."""
+    state: Global___SmsPhoneState.ValueType
+    """Its state."""
+    @_builtins.property
+    def verify_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was verified (unset before)."""
+
+    def __init__(
+        self,
+        *,
+        phone_number: _builtins.str = ...,
+        state: Global___SmsPhoneState.ValueType = ...,
+        verify_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["verify_time", b"verify_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["phone_number", b"phone_number", "state", b"state", "verify_time", b"verify_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SmsPhone: _TypeAlias = SmsPhone  # noqa: Y015
+
+@_typing.final
+class StartSmsVerificationRequest(_message.Message):
+    """Request for NotificationService.StartSmsVerification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHONE_NUMBER_FIELD_NUMBER: _builtins.int
+    phone_number: _builtins.str
+    """The mobile number, E.164 ("+4915112345678"; spaces and dashes are dropped)."""
+    def __init__(
+        self,
+        *,
+        phone_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["phone_number", b"phone_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartSmsVerificationRequest: _TypeAlias = StartSmsVerificationRequest  # noqa: Y015
+
+@_typing.final
+class StartSmsVerificationResponse(_message.Message):
+    """Response for NotificationService.StartSmsVerification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SMS_PHONE_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sms_phone(self) -> Global___SmsPhone:
+        """The number, PENDING."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the code expires."""
+
+    def __init__(
+        self,
+        *,
+        sms_phone: Global___SmsPhone | None = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "sms_phone", b"sms_phone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "sms_phone", b"sms_phone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartSmsVerificationResponse: _TypeAlias = StartSmsVerificationResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmSmsVerificationRequest(_message.Message):
+    """Request for NotificationService.ConfirmSmsVerification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The 6-digit code of the text."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmSmsVerificationRequest: _TypeAlias = ConfirmSmsVerificationRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmSmsVerificationResponse(_message.Message):
+    """Response for NotificationService.ConfirmSmsVerification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SMS_PHONE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sms_phone(self) -> Global___SmsPhone:
+        """The number, VERIFIED."""
+
+    def __init__(
+        self,
+        *,
+        sms_phone: Global___SmsPhone | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sms_phone", b"sms_phone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sms_phone", b"sms_phone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmSmsVerificationResponse: _TypeAlias = ConfirmSmsVerificationResponse  # noqa: Y015
+
+@_typing.final
+class GetSmsPhoneRequest(_message.Message):
+    """Request for NotificationService.GetSmsPhone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSmsPhoneRequest: _TypeAlias = GetSmsPhoneRequest  # noqa: Y015
+
+@_typing.final
+class GetSmsPhoneResponse(_message.Message):
+    """Response for NotificationService.GetSmsPhone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SMS_PHONE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sms_phone(self) -> Global___SmsPhone:
+        """The caller's number."""
+
+    def __init__(
+        self,
+        *,
+        sms_phone: Global___SmsPhone | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sms_phone", b"sms_phone"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sms_phone", b"sms_phone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSmsPhoneResponse: _TypeAlias = GetSmsPhoneResponse  # noqa: Y015
+
+@_typing.final
+class SmsSettings(_message.Message):
+    """A clinic's SMS setting."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    MONTHLY_CAP_FIELD_NUMBER: _builtins.int
+    SENT_THIS_MONTH_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """Whether the clinic's owners get texts (changes and reminders); off by default."""
+    monthly_cap: _builtins.int
+    """Texts per calendar month (UTC) at most; beyond, no texts until the next month."""
+    sent_this_month: _builtins.int
+    """Texts counted this month (output only)."""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        monthly_cap: _builtins.int = ...,
+        sent_this_month: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["enabled", b"enabled", "monthly_cap", b"monthly_cap", "sent_this_month", b"sent_this_month"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SmsSettings: _TypeAlias = SmsSettings  # noqa: Y015
+
+@_typing.final
+class GetClinicSmsSettingsRequest(_message.Message):
+    """Request for NotificationService.GetClinicSmsSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClinicSmsSettingsRequest: _TypeAlias = GetClinicSmsSettingsRequest  # noqa: Y015
+
+@_typing.final
+class GetClinicSmsSettingsResponse(_message.Message):
+    """Response for NotificationService.GetClinicSmsSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SMS_SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sms_settings(self) -> Global___SmsSettings:
+        """The clinic's setting."""
+
+    def __init__(
+        self,
+        *,
+        sms_settings: Global___SmsSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sms_settings", b"sms_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sms_settings", b"sms_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClinicSmsSettingsResponse: _TypeAlias = GetClinicSmsSettingsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateClinicSmsSettingsRequest(_message.Message):
+    """Request for NotificationService.UpdateClinicSmsSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    SMS_SETTINGS_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    @_builtins.property
+    def sms_settings(self) -> Global___SmsSettings:
+        """The new setting (`sent_this_month` is ignored)."""
+
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        sms_settings: Global___SmsSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sms_settings", b"sms_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "sms_settings", b"sms_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateClinicSmsSettingsRequest: _TypeAlias = UpdateClinicSmsSettingsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateClinicSmsSettingsResponse(_message.Message):
+    """Response for NotificationService.UpdateClinicSmsSettings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SMS_SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sms_settings(self) -> Global___SmsSettings:
+        """The clinic's setting now."""
+
+    def __init__(
+        self,
+        *,
+        sms_settings: Global___SmsSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sms_settings", b"sms_settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sms_settings", b"sms_settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateClinicSmsSettingsResponse: _TypeAlias = UpdateClinicSmsSettingsResponse  # noqa: Y015
+
+@_typing.final
+class HandleInboundSmsRequest(_message.Message):
+    """Request for NotificationService.HandleInboundSms: the provider's webhook as the edge received it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    payload: _builtins.bytes
+    """The raw form-encoded body (Twilio: MessageSid, From, To, Body, OptOutType...), byte for byte."""
+    signature: _builtins.str
+    """The provider's signature header (Twilio: X-Twilio-Signature)."""
+    def __init__(
+        self,
+        *,
+        payload: _builtins.bytes = ...,
+        signature: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "signature", b"signature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandleInboundSmsRequest: _TypeAlias = HandleInboundSmsRequest  # noqa: Y015
+
+@_typing.final
+class HandleInboundSmsResponse(_message.Message):
+    """Response for NotificationService.HandleInboundSms."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    outcome: _builtins.str
+    """"opted_out", "opted_in" or "ignored"."""
+    def __init__(
+        self,
+        *,
+        outcome: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HandleInboundSmsResponse: _TypeAlias = HandleInboundSmsResponse  # noqa: Y015

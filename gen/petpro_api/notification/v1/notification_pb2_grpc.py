@@ -91,6 +91,36 @@ class NotificationServiceStub:
                 request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursRequest.SerializeToString,
                 response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursResponse.FromString,
                 _registered_method=True)
+        self.StartSmsVerification = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/StartSmsVerification',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.StartSmsVerificationRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.StartSmsVerificationResponse.FromString,
+                _registered_method=True)
+        self.ConfirmSmsVerification = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/ConfirmSmsVerification',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ConfirmSmsVerificationRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ConfirmSmsVerificationResponse.FromString,
+                _registered_method=True)
+        self.GetSmsPhone = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/GetSmsPhone',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetSmsPhoneRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetSmsPhoneResponse.FromString,
+                _registered_method=True)
+        self.GetClinicSmsSettings = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/GetClinicSmsSettings',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicSmsSettingsRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicSmsSettingsResponse.FromString,
+                _registered_method=True)
+        self.UpdateClinicSmsSettings = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/UpdateClinicSmsSettings',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicSmsSettingsRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicSmsSettingsResponse.FromString,
+                _registered_method=True)
+        self.HandleInboundSms = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/HandleInboundSms',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
@@ -181,6 +211,56 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartSmsVerification(self, request, context):
+        """Sends a verification code by text to the caller's mobile number (E.164, e.g. "+4915112345678");
+        the number is PENDING until the code is confirmed and gets no other texts before. At most 3
+        codes an hour (429 with Retry-After beyond). 400 SMS_NOT_CONFIGURED when the platform has no
+        SMS provider.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmSmsVerification(self, request, context):
+        """Confirms the code sent to the caller's number: the number becomes VERIFIED and gets the texts
+        of the clinics that send texts. 5 tries per code; 400 FAILED_PRECONDITION
+        NO_VERIFICATION_PENDING for an expired or spent code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSmsPhone(self, request, context):
+        """The caller's number for texts and its state (404 when they gave none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClinicSmsSettings(self, request, context):
+        """A clinic's SMS setting (off until its admin switches it on) and this month's count. Clinic
+        staff of that clinic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateClinicSmsSettings(self, request, context):
+        """Switches a clinic's texts on or off and sets its monthly cap. Clinic admins of that clinic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandleInboundSms(self, request, context):
+        """An incoming text as the SMS provider posted it to the edge (`/webhooks/twilio/sms`), with its
+        signature (the credential: no bearer token). STOP (and its synonyms) opts the sender's number
+        out of texts, START opts it back in. A wrong signature is PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -233,6 +313,36 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.UpdateClinicQuietHours,
                     request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursRequest.FromString,
                     response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursResponse.SerializeToString,
+            ),
+            'StartSmsVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartSmsVerification,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.StartSmsVerificationRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.StartSmsVerificationResponse.SerializeToString,
+            ),
+            'ConfirmSmsVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmSmsVerification,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ConfirmSmsVerificationRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ConfirmSmsVerificationResponse.SerializeToString,
+            ),
+            'GetSmsPhone': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSmsPhone,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetSmsPhoneRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetSmsPhoneResponse.SerializeToString,
+            ),
+            'GetClinicSmsSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClinicSmsSettings,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicSmsSettingsRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicSmsSettingsResponse.SerializeToString,
+            ),
+            'UpdateClinicSmsSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateClinicSmsSettings,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicSmsSettingsRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicSmsSettingsResponse.SerializeToString,
+            ),
+            'HandleInboundSms': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleInboundSms,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -511,6 +621,168 @@ class NotificationService:
             '/petpro.notification.v1.NotificationService/UpdateClinicQuietHours',
             petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursRequest.SerializeToString,
             petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicQuietHoursResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartSmsVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/StartSmsVerification',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.StartSmsVerificationRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.StartSmsVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmSmsVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/ConfirmSmsVerification',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.ConfirmSmsVerificationRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.ConfirmSmsVerificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSmsPhone(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/GetSmsPhone',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetSmsPhoneRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetSmsPhoneResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClinicSmsSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/GetClinicSmsSettings',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicSmsSettingsRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.GetClinicSmsSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateClinicSmsSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/UpdateClinicSmsSettings',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicSmsSettingsRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.UpdateClinicSmsSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleInboundSms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/HandleInboundSms',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsResponse.FromString,
             options,
             channel_credentials,
             insecure,

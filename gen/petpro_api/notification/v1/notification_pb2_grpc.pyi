@@ -73,6 +73,30 @@ class NotificationServiceStub:
     """
     UpdateClinicQuietHours: _grpc.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicQuietHoursRequest, _notification_pb2.UpdateClinicQuietHoursResponse]
     """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
+    StartSmsVerification: _grpc.UnaryUnaryMultiCallable[_notification_pb2.StartSmsVerificationRequest, _notification_pb2.StartSmsVerificationResponse]
+    """Sends a verification code by text to the caller's mobile number (E.164, e.g. "+4915112345678");
+    the number is PENDING until the code is confirmed and gets no other texts before. At most 3
+    codes an hour (429 with Retry-After beyond). 400 SMS_NOT_CONFIGURED when the platform has no
+    SMS provider.
+    """
+    ConfirmSmsVerification: _grpc.UnaryUnaryMultiCallable[_notification_pb2.ConfirmSmsVerificationRequest, _notification_pb2.ConfirmSmsVerificationResponse]
+    """Confirms the code sent to the caller's number: the number becomes VERIFIED and gets the texts
+    of the clinics that send texts. 5 tries per code; 400 FAILED_PRECONDITION
+    NO_VERIFICATION_PENDING for an expired or spent code.
+    """
+    GetSmsPhone: _grpc.UnaryUnaryMultiCallable[_notification_pb2.GetSmsPhoneRequest, _notification_pb2.GetSmsPhoneResponse]
+    """The caller's number for texts and its state (404 when they gave none)."""
+    GetClinicSmsSettings: _grpc.UnaryUnaryMultiCallable[_notification_pb2.GetClinicSmsSettingsRequest, _notification_pb2.GetClinicSmsSettingsResponse]
+    """A clinic's SMS setting (off until its admin switches it on) and this month's count. Clinic
+    staff of that clinic.
+    """
+    UpdateClinicSmsSettings: _grpc.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicSmsSettingsRequest, _notification_pb2.UpdateClinicSmsSettingsResponse]
+    """Switches a clinic's texts on or off and sets its monthly cap. Clinic admins of that clinic."""
+    HandleInboundSms: _grpc.UnaryUnaryMultiCallable[_notification_pb2.HandleInboundSmsRequest, _notification_pb2.HandleInboundSmsResponse]
+    """An incoming text as the SMS provider posted it to the edge (`/webhooks/twilio/sms`), with its
+    signature (the credential: no bearer token). STOP (and its synonyms) opts the sender's number
+    out of texts, START opts it back in. A wrong signature is PERMISSION_DENIED.
+    """
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
@@ -118,6 +142,30 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """
     UpdateClinicQuietHours: _aio.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicQuietHoursRequest, _notification_pb2.UpdateClinicQuietHoursResponse]  # type: ignore[assignment]
     """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
+    StartSmsVerification: _aio.UnaryUnaryMultiCallable[_notification_pb2.StartSmsVerificationRequest, _notification_pb2.StartSmsVerificationResponse]  # type: ignore[assignment]
+    """Sends a verification code by text to the caller's mobile number (E.164, e.g. "+4915112345678");
+    the number is PENDING until the code is confirmed and gets no other texts before. At most 3
+    codes an hour (429 with Retry-After beyond). 400 SMS_NOT_CONFIGURED when the platform has no
+    SMS provider.
+    """
+    ConfirmSmsVerification: _aio.UnaryUnaryMultiCallable[_notification_pb2.ConfirmSmsVerificationRequest, _notification_pb2.ConfirmSmsVerificationResponse]  # type: ignore[assignment]
+    """Confirms the code sent to the caller's number: the number becomes VERIFIED and gets the texts
+    of the clinics that send texts. 5 tries per code; 400 FAILED_PRECONDITION
+    NO_VERIFICATION_PENDING for an expired or spent code.
+    """
+    GetSmsPhone: _aio.UnaryUnaryMultiCallable[_notification_pb2.GetSmsPhoneRequest, _notification_pb2.GetSmsPhoneResponse]  # type: ignore[assignment]
+    """The caller's number for texts and its state (404 when they gave none)."""
+    GetClinicSmsSettings: _aio.UnaryUnaryMultiCallable[_notification_pb2.GetClinicSmsSettingsRequest, _notification_pb2.GetClinicSmsSettingsResponse]  # type: ignore[assignment]
+    """A clinic's SMS setting (off until its admin switches it on) and this month's count. Clinic
+    staff of that clinic.
+    """
+    UpdateClinicSmsSettings: _aio.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicSmsSettingsRequest, _notification_pb2.UpdateClinicSmsSettingsResponse]  # type: ignore[assignment]
+    """Switches a clinic's texts on or off and sets its monthly cap. Clinic admins of that clinic."""
+    HandleInboundSms: _aio.UnaryUnaryMultiCallable[_notification_pb2.HandleInboundSmsRequest, _notification_pb2.HandleInboundSmsResponse]  # type: ignore[assignment]
+    """An incoming text as the SMS provider posted it to the edge (`/webhooks/twilio/sms`), with its
+    signature (the credential: no bearer token). STOP (and its synonyms) opts the sender's number
+    out of texts, START opts it back in. A wrong signature is PERMISSION_DENIED.
+    """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     """NotificationService serves the owners' push inboxes, device registrations, preferences and private
@@ -220,5 +268,65 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notification_pb2.UpdateClinicQuietHoursResponse, _abc.Awaitable[_notification_pb2.UpdateClinicQuietHoursResponse]]:
         """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def StartSmsVerification(
+        self,
+        request: _notification_pb2.StartSmsVerificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.StartSmsVerificationResponse, _abc.Awaitable[_notification_pb2.StartSmsVerificationResponse]]:
+        """Sends a verification code by text to the caller's mobile number (E.164, e.g. "+4915112345678");
+        the number is PENDING until the code is confirmed and gets no other texts before. At most 3
+        codes an hour (429 with Retry-After beyond). 400 SMS_NOT_CONFIGURED when the platform has no
+        SMS provider.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmSmsVerification(
+        self,
+        request: _notification_pb2.ConfirmSmsVerificationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.ConfirmSmsVerificationResponse, _abc.Awaitable[_notification_pb2.ConfirmSmsVerificationResponse]]:
+        """Confirms the code sent to the caller's number: the number becomes VERIFIED and gets the texts
+        of the clinics that send texts. 5 tries per code; 400 FAILED_PRECONDITION
+        NO_VERIFICATION_PENDING for an expired or spent code.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSmsPhone(
+        self,
+        request: _notification_pb2.GetSmsPhoneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.GetSmsPhoneResponse, _abc.Awaitable[_notification_pb2.GetSmsPhoneResponse]]:
+        """The caller's number for texts and its state (404 when they gave none)."""
+
+    @_abc_1.abstractmethod
+    def GetClinicSmsSettings(
+        self,
+        request: _notification_pb2.GetClinicSmsSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.GetClinicSmsSettingsResponse, _abc.Awaitable[_notification_pb2.GetClinicSmsSettingsResponse]]:
+        """A clinic's SMS setting (off until its admin switches it on) and this month's count. Clinic
+        staff of that clinic.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateClinicSmsSettings(
+        self,
+        request: _notification_pb2.UpdateClinicSmsSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.UpdateClinicSmsSettingsResponse, _abc.Awaitable[_notification_pb2.UpdateClinicSmsSettingsResponse]]:
+        """Switches a clinic's texts on or off and sets its monthly cap. Clinic admins of that clinic."""
+
+    @_abc_1.abstractmethod
+    def HandleInboundSms(
+        self,
+        request: _notification_pb2.HandleInboundSmsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.HandleInboundSmsResponse, _abc.Awaitable[_notification_pb2.HandleInboundSmsResponse]]:
+        """An incoming text as the SMS provider posted it to the edge (`/webhooks/twilio/sms`), with its
+        signature (the credential: no bearer token). STOP (and its synonyms) opts the sender's number
+        out of texts, START opts it back in. A wrong signature is PERMISSION_DENIED.
+        """
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

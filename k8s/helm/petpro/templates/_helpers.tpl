@@ -133,3 +133,67 @@ app.kubernetes.io/version: {{ (index . 0).Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ (index . 0).Release.Service }}
 app.kubernetes.io/part-of: petpro
 {{- end -}}
+
+{{/*
+notif_worker's push and SMS provider settings (values: notifications.*): the FCM service-account
+JSON and the APNs .p8 key as files of their Secrets (mounted at /var/run/secrets/petpro/<fcm|apns>),
+Twilio's Account SID and auth token from its Secret.  A provider without a Secret is off.
+*/}}
+{{- define "petpro.notifProviderEnv" -}}
+{{- $n := .Values.notifications -}}
+{{- $public := printf "%s://%s" (ternary "https" "http" (ne .Values.ingress.tlsSecretName "")) .Values.publicHost -}}
+{{- with $n.fcm }}
+{{- if .existingSecret }}
+- name: NOTIF_FCM_CREDENTIALS_FILE
+  value: {{ printf "/var/run/secrets/petpro/fcm/%s" .key | quote }}
+{{- with .apiBase }}
+- name: NOTIF_FCM_API_BASE
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $n.apns }}
+{{- if .existingSecret }}
+- name: NOTIF_APNS_KEY_FILE
+  value: {{ printf "/var/run/secrets/petpro/apns/%s" .key | quote }}
+- name: NOTIF_APNS_KEY_ID
+  value: {{ required "notifications.apns.keyId is required with an APNs key" .keyId | quote }}
+- name: NOTIF_APNS_TEAM_ID
+  value: {{ required "notifications.apns.teamId is required with an APNs key" .teamId | quote }}
+- name: NOTIF_APNS_TOPIC
+  value: {{ required "notifications.apns.topic (the app's bundle id) is required with an APNs key" .topic | quote }}
+{{- with .apiBase }}
+- name: NOTIF_APNS_API_BASE
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with $n.sms }}
+{{- if .existingSecret }}
+- name: NOTIF_SMS_ACCOUNT_SID
+  valueFrom:
+    secretKeyRef: {name: {{ .existingSecret }}, key: {{ .accountSidKey }}}
+- name: NOTIF_SMS_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef: {name: {{ .existingSecret }}, key: {{ .authTokenKey }}}
+{{- if not (or .from .messagingServiceSid) }}
+{{- fail "notifications.sms needs a sending number (from) or a messagingServiceSid" }}
+{{- end }}
+{{- with .from }}
+- name: NOTIF_SMS_FROM
+  value: {{ . | quote }}
+{{- end }}
+{{- with .messagingServiceSid }}
+- name: NOTIF_SMS_MESSAGING_SERVICE_SID
+  value: {{ . | quote }}
+{{- end }}
+{{- with .apiBase }}
+- name: NOTIF_SMS_API_BASE
+  value: {{ . | quote }}
+{{- end }}
+# the URL Twilio posts incoming texts (STOP) to: their signature covers it
+- name: NOTIF_SMS_WEBHOOK_URL
+  value: {{ printf "%s/webhooks/twilio/sms" $public | quote }}
+{{- end }}
+{{- end }}
+{{- end }}

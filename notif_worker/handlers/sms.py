@@ -1,0 +1,248 @@
+"""The SMS channel: an owner proves their number with a code (a few codes an hour, a few tries a
+code), a clinic switches texts on (off by default) under a monthly cap, a change or reminder goes by
+text to a verified number exactly once, and STOP (the provider's incoming-message webhook, or its
+21610 refusal) ends the texts to that number.
+
+Exactly once: a text's key is its (booking, version, kind, channel) (``sms_key``).  It is claimed
+(committed as "sending", with its body) before it is sent and recorded delivered after; a retry or a
+redelivered event finds the claim and sends nothing.  A claim still "sending" after the lease was left
+by a worker that stopped while sending: the sweep asks the provider whether that text went (Twilio's
+Messages list, by number, time and body) and sends it only if not."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from notif_worker.domain import (
+    SMS_KINDS,
+    BookingNotice,
+    ClinicSms,
+    MessageRefused,
+    PhoneOptedOut,
+    SmsPhone,
+    check_phone,
+    confirm_verification,
+    month_of,
+    new_code,
+    sms_code_text,
+    sms_key,
+    sms_text,
+    start_verification,
+)
+from notif_worker.domain.sms import CodeInvalid
+from notif_worker.ports import NotifRepository, SmsSender, UnitOfWork
+from petpro.errors import InvalidArgument, PermissionDenied
+
+log = logging.getLogger("notif_worker.sms")
+
+OPT_OUT_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+
+
+class SmsNotConfigured(InvalidArgument):
+    reason = "SMS_NOT_CONFIGURED"
+
+
+class WebhookSignatureInvalid(PermissionDenied):
+    reason = "INVALID_SIGNATURE"
+
+
+@dataclass(frozen=True)
+class Text:
+    """A claimed text: its exactly-once key, the number and the message."""
+
+    key: uuid.UUID
+    phone: str
+    body: str
+
+
+class SmsHandlers:
+    """``uow``: units of work (the sweep of stale texts); ``repos``: every statement its own
+    transaction (a claim is committed before its text is sent).  ``lease``: how long a text may be
+    "sending" before its worker is presumed stopped (well above the provider call's timeout)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        repos: UnitOfWork,
+        sender: SmsSender | None,
+        *,
+        owner_limit_per_hour: int = 5,
+        monthly_cap: int = 1000,
+        lease: timedelta = timedelta(seconds=60),
+        webhook_url: str = "",
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.uow = uow
+        self.repos = repos
+        self.sender = sender
+        self.owner_limit = owner_limit_per_hour
+        self.lease = lease
+        self.monthly_cap = monthly_cap
+        self.webhook_url = webhook_url
+        self.clock = clock
+
+    # -- delivery ---------------------------------------------------------------------------------------
+    async def claim(self, repo: NotifRepository, n: BookingNotice, suffix: str = "") -> Text | None:
+        """Claim the event's text through ``repo`` where the clinic has SMS on and the owner a verified
+        number; None when there is nothing to send (no SMS here, delivered before, over a limit, or
+        another worker is on it)."""
+        if self.sender is None or n.kind not in SMS_KINDS:
+            return None
+        setting = await repo.clinic_sms(n.clinic_id) or ClinicSms(monthly_cap=self.monthly_cap)
+        if not setting.enabled:
+            return None
+        if n.category != "transactional" and not (await repo.preferences(n.owner_user_id)).wants(
+            n.category, "sms"
+        ):
+            return None
+        phone = await repo.sms_phone(n.owner_user_id)
+        if phone is None or not phone.usable:
+            return None
+        key, body, now = sms_key(n, suffix), sms_text(n), self.clock()
+        claim = await repo.claim_sms(
+            key,
+            phone.phone,
+            body,
+            n.clinic_id,
+            month=month_of(now),
+            cap=setting.monthly_cap,
+            owner_limit=self.owner_limit,
+            since=now - timedelta(hours=1),
+            now=now,
+        )
+        if claim in ("capped", "limited"):
+            log.warning("text not sent: %s", claim, extra={"fields": {"booking_id": n.booking_id}})
+        return Text(key, phone.phone, body) if claim == "send" else None
+
+    async def send(self, t: Text, *, check_since: datetime | None = None) -> str:
+        """Send a claimed text and record the outcome ("sent", "opted_out", "refused"); raises for a
+        transient failure (the claim is failed: claimable again).  ``check_since``: first ask the
+        provider whether it went already (a worker stopped while sending it)."""
+        assert self.sender is not None
+        try:
+            sid = await self.sender.sent_since(t.phone, t.body, check_since) if check_since else None
+            if sid is None:
+                sid = await self.sender.send(t.phone, t.body)
+        except PhoneOptedOut as exc:
+            async with self.repos() as repo:
+                await repo.set_phone_opted_out(t.phone, True)
+                await repo.refuse_delivery(t.key, "sms", t.phone, str(exc)[:1000])
+            return "opted_out"
+        except MessageRefused as exc:
+            async with self.repos() as repo:
+                await repo.refuse_delivery(t.key, "sms", t.phone, str(exc)[:1000])
+            log.warning("text refused: %s", exc)
+            return "refused"
+        except Exception as exc:
+            async with self.repos() as repo:
+                await repo.finish_delivery(t.key, "sms", t.phone, ok=False, error=str(exc)[:1000])
+            raise
+        async with self.repos() as repo:
+            await repo.finish_delivery(t.key, "sms", t.phone, ok=True)
+        return "sent"
+
+    async def deliver(self, n: BookingNotice, suffix: str = "") -> str:
+        """The event's text, at most once per key: claimed (committed), then sent.  Returns "skipped"
+        when nothing was claimed, else what :meth:`send` returns."""
+        if self.sender is None or n.kind not in SMS_KINDS:
+            return "skipped"
+        async with self.repos() as repo:
+            t = await self.claim(repo, n, suffix)
+        return await self.send(t) if t is not None else "skipped"
+
+    async def resend_stale(self, limit: int = 20) -> int:
+        """Texts whose worker stopped while sending them (claimed longer than ``lease`` ago, still
+        "sending"): each, under its row lock, sent unless the provider has it already."""
+        if self.sender is None:
+            return 0
+        async with self.uow() as repo:
+            stale = await repo.stale_texts(self.clock() - self.lease, limit)
+            for s in stale:
+                try:
+                    sid = await self.sender.sent_since(s.phone, s.body, s.claimed_at)
+                    if sid is None:
+                        sid = await self.sender.send(s.phone, s.body)
+                except PhoneOptedOut as exc:
+                    await repo.set_phone_opted_out(s.phone, True)
+                    await repo.refuse_delivery(s.key, "sms", s.phone, str(exc)[:1000])
+                    continue
+                except MessageRefused as exc:
+                    await repo.refuse_delivery(s.key, "sms", s.phone, str(exc)[:1000])
+                    continue
+                except Exception as exc:
+                    await repo.finish_delivery(s.key, "sms", s.phone, ok=False, error=str(exc)[:1000])
+                    continue
+                log.warning("a text whose worker stopped was settled", extra={"fields": {"sid": sid}})
+                await repo.finish_delivery(s.key, "sms", s.phone, ok=True)
+        return len(stale)
+
+    # -- the owner's number -----------------------------------------------------------------------------
+    async def start_verification(self, user_id: uuid.UUID, number: str, locale: str = "") -> SmsPhone:
+        """Send a code to ``number`` (E.164); the owner's number is PENDING until it is confirmed."""
+        phone = check_phone(number)
+        if self.sender is None:
+            raise SmsNotConfigured("text messages are not configured on this platform")
+        code = new_code()
+        async with self.uow() as repo:
+            current = await repo.sms_phone(user_id)
+            pending = start_verification(current, user_id, phone, code, self.clock())
+            await repo.save_sms_phone(pending)
+        try:
+            await self.sender.send(phone, sms_code_text(code, locale))
+        except (PhoneOptedOut, MessageRefused) as exc:
+            raise InvalidArgument.field(
+                "phone_number", f"this number cannot receive texts ({exc})", "PHONE_NUMBER_UNREACHABLE"
+            ) from exc
+        return pending
+
+    async def confirm_verification(self, user_id: uuid.UUID, code: str) -> SmsPhone:
+        async with self.uow() as repo:
+            current = await repo.sms_phone(user_id)
+            after, ok = confirm_verification(current, code, self.clock())
+            await repo.save_sms_phone(after)
+        if not ok:
+            raise CodeInvalid.field("code", "the code is wrong", "VERIFICATION_CODE_INVALID")
+        return after
+
+    async def phone(self, user_id: uuid.UUID) -> SmsPhone | None:
+        async with self.repos() as repo:
+            return await repo.sms_phone(user_id)
+
+    # -- STOP -------------------------------------------------------------------------------------------
+    async def inbound(self, params: dict[str, str], signature: str, url: str = "") -> str:
+        """An incoming text (the provider's webhook, signed): STOP and its synonyms opt the sender's
+        number out, START opts it back in.  Returns "opted_out", "opted_in" or "ignored"."""
+        if self.sender is None or not self.sender.valid_webhook(url or self.webhook_url, params, signature):
+            raise WebhookSignatureInvalid("the webhook's signature does not match")
+        kind = params.get("OptOutType", "").upper()
+        word = params.get("Body", "").strip().upper()
+        sender = params.get("From", "")
+        if kind == "STOP" or (not kind and word in OPT_OUT_WORDS):
+            async with self.repos() as repo:
+                await repo.set_phone_opted_out(sender, True)
+            return "opted_out"
+        if kind == "START" or (not kind and word in OPT_IN_WORDS):
+            async with self.repos() as repo:
+                await repo.set_phone_opted_out(sender, False)
+            return "opted_in"
+        return "ignored"
+
+    # -- the clinic's setting ---------------------------------------------------------------------------
+    async def clinic_setting(self, clinic_id: uuid.UUID) -> tuple[ClinicSms, int]:
+        """The clinic's setting and the texts counted this month."""
+        async with self.repos() as repo:
+            s = await repo.clinic_sms(clinic_id) or ClinicSms(monthly_cap=self.monthly_cap)
+            used = await repo.sms_used(clinic_id, month_of(self.clock()))
+        return s, used
+
+    async def set_clinic_setting(self, clinic_id: uuid.UUID, s: ClinicSms) -> tuple[ClinicSms, int]:
+        if s.monthly_cap < 0 or s.monthly_cap > 1_000_000:
+            raise InvalidArgument.field("monthly_cap", "must be between 0 and 1000000", "OUT_OF_RANGE")
+        async with self.repos() as repo:
+            await repo.set_clinic_sms(clinic_id, s)
+        return await self.clinic_setting(clinic_id)
