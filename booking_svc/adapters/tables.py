@@ -103,6 +103,10 @@ pets = Table(
     Column("breed", String(100), nullable=False, server_default=""),
     Column("birth_date", Date),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("weight_grams", Integer),
+    Column("notes", Text, nullable=False, server_default=""),
+    Column("archived_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
     Index("ix_pets_owner", "owner_user_id", "created_at"),
 )
 reservations = Table(

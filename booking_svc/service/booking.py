@@ -10,6 +10,7 @@ from booking_svc.domain import Actor, BookingState
 from booking_svc.handlers import (
     CatalogHandlers,
     LifecycleHandlers,
+    PetDraft,
     PetHandlers,
     RefundHandlers,
     ReservationHandlers,
@@ -102,6 +103,42 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.owner_user_id, "owner_user_id"), request.page_size, request.page_token
         )
         return booking_pb2.ListPetsResponse(pets=[pet_pb(p) for p in rows], next_page_token=token)
+
+    async def GetPet(
+        self, request: booking_pb2.GetPetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.GetPetResponse:
+        pet = await self.pets.get_pet(
+            uid(request.owner_user_id, "owner_user_id"), uid(request.pet_id, "pet_id")
+        )
+        return booking_pb2.GetPetResponse(pet=pet_pb(pet))
+
+    async def UpdatePet(
+        self, request: booking_pb2.UpdatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.UpdatePetResponse:
+        p = request.pet
+        pet = await self.pets.update_pet(
+            uid(request.owner_user_id, "owner_user_id"),
+            uid(p.pet_id, "pet.pet_id"),
+            PetDraft(
+                paths=list(request.update_mask.paths) or _set_pet_paths(p),
+                name=p.name,
+                species=booking_pb2.Species.Name(p.species).removeprefix("SPECIES_") if p.species else "",
+                breed=p.breed,
+                birth_date=p.birth_date,
+                weight_kg=p.weight_kg if p.HasField("weight_kg") else None,
+                notes=p.notes,
+            ),
+            p.etag,
+        )
+        return booking_pb2.UpdatePetResponse(pet=pet_pb(pet))
+
+    async def ArchivePet(
+        self, request: booking_pb2.ArchivePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ArchivePetResponse:
+        pet = await self.pets.archive_pet(
+            uid(request.owner_user_id, "owner_user_id"), uid(request.pet_id, "pet_id"), request.etag
+        )
+        return booking_pb2.ArchivePetResponse(pet=pet_pb(pet))
 
     async def ReserveSlot(
         self, request: booking_pb2.ReserveSlotRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -221,3 +258,12 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return booking_pb2.ListBookingsResponse(
             bookings=[booking_pb(b, now) for b in rows], next_page_token=token
         )
+
+
+def _set_pet_paths(p: booking_pb2.Pet) -> list[str]:
+    """AIP-134 without a mask: the updatable fields the request sets."""
+    paths = [name for name in ("name", "birth_date", "notes") if getattr(p, name)]
+    if p.species:
+        paths.append("species")
+    paths += [name for name in ("breed", "weight_kg") if p.HasField(name)]
+    return paths

@@ -263,6 +263,38 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         )
         return mobile_pb2.ListPetsResponse(pets=r.pets, next_page_token=r.next_page_token)
 
+    async def GetPet(
+        self, request: mobile_pb2.GetPetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.GetPetResponse:
+        me = await self._principal(context)
+        r = await call(
+            self.stubs.booking.GetPet,
+            booking_pb2.GetPetRequest(pet_id=request.pet_id, owner_user_id=me.user_id),
+        )
+        return mobile_pb2.GetPetResponse(pet=r.pet)
+
+    async def UpdatePet(
+        self, request: mobile_pb2.UpdatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.UpdatePetResponse:
+        me = await self._principal(context)
+        r = await call(
+            self.stubs.booking.UpdatePet,
+            booking_pb2.UpdatePetRequest(
+                pet=request.pet, update_mask=request.update_mask, owner_user_id=me.user_id
+            ),
+        )
+        return mobile_pb2.UpdatePetResponse(pet=r.pet)
+
+    async def ArchivePet(
+        self, request: mobile_pb2.ArchivePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ArchivePetResponse:
+        me = await self._principal(context)
+        r = await call(
+            self.stubs.booking.ArchivePet,
+            booking_pb2.ArchivePetRequest(pet_id=request.pet_id, owner_user_id=me.user_id, etag=request.etag),
+        )
+        return mobile_pb2.ArchivePetResponse(pet=r.pet)
+
     # -- booking flow --------------------------------------------------------------------------------
     async def CreateBooking(
         self, request: mobile_pb2.CreateBookingRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -479,6 +479,54 @@ class BookingRepositoryContract:
             rest = await repo.list_pets(owner, (first[-1].created_at.isoformat(), str(first[-1].id)), 10)
         assert [p.name for p in first] == ["A", "B"] and [p.name for p in rest] == ["C", "D"]
 
+    async def test_a_saved_pet_comes_back_changed_and_an_archived_one_leaves_the_list(
+        self, uow: UnitOfWork
+    ) -> None:
+        owner = uuid.uuid4()
+        pet, other = new_pet(owner, "A"), new_pet(owner, "B", T0 + timedelta(minutes=1))
+        async with uow() as repo:
+            await repo.add_pet(pet)
+            await repo.add_pet(other)
+        changed = replace(
+            pet,
+            name="Rexy",
+            species="CAT",
+            breed=None,
+            birth_date=None,
+            weight_grams=12345,
+            notes="shy",
+            version=2,
+        )
+        async with uow() as repo:
+            locked = await repo.pet(pet.id, for_update=True)
+            assert locked == pet
+            await repo.save_pet(changed)
+        archived = replace(other, archived_at=T0 + timedelta(hours=1), version=2)
+        async with uow() as repo:
+            await repo.save_pet(archived)
+        async with uow() as repo:
+            assert await repo.pet(pet.id) == changed
+            assert await repo.pet(other.id) == archived  # still found by id
+            assert [p.id for p in await repo.list_pets(owner, None, 10)] == [pet.id]
+
+    async def test_a_pets_bookings_and_the_ones_to_come(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet, idle = await self.pet(uow), await self.pet(uow)
+        first = await self.booked(uow, svc, pet, DAY)
+        later = await self.booked(uow, svc, pet, DAY + timedelta(hours=2))
+        cancelled = await self.booked(uow, svc, pet, DAY + timedelta(hours=1))
+        async with uow() as repo:
+            await repo.save_booking_change(
+                replace(
+                    cancelled, state=BookingState.CANCELLED, cancelled_at=T0, version=cancelled.version + 1
+                )
+            )
+        async with uow() as repo:
+            assert await repo.pet_booked(pet.id) and not await repo.pet_booked(idle.id)
+            assert await repo.future_bookings_of_pet(pet.id, T0) == [first.id, later.id]
+            assert await repo.future_bookings_of_pet(pet.id, DAY) == [later.id]  # started: not to come
+            assert await repo.future_bookings_of_pet(idle.id, T0) == []
+
     # -- reservations: ReserveSlot's statement ---------------------------------------------------
     async def test_a_reservation_comes_back_as_stored_and_by_its_request_id(
         self, uow: UnitOfWork, read: UnitOfWork

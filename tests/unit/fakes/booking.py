@@ -247,12 +247,25 @@ class FakeBookingRepository:
     async def add_pet(self, pet: Pet) -> None:
         self.store.pets[pet.id] = copy.deepcopy(pet)
 
-    async def pet(self, pet_id: uuid.UUID) -> Pet | None:
+    async def pet(self, pet_id: uuid.UUID, *, for_update: bool = False) -> Pet | None:
         return copy.deepcopy(self.store.pets.get(pet_id))
+
+    async def save_pet(self, pet: Pet) -> None:
+        self.store.pets[pet.id] = copy.deepcopy(pet)
+
+    async def pet_booked(self, pet_id: uuid.UUID) -> bool:
+        return any(b.pet_id == pet_id for b in self.store.bookings.values())
+
+    async def future_bookings_of_pet(self, pet_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+        rows = sorted(
+            (b for b in self.store.bookings.values() if b.pet_id == pet_id and b.state == "CONFIRMED"),
+            key=lambda b: (b.start, str(b.id)),
+        )
+        return [b.id for b in rows if b.start > now]
 
     async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
         rows = sorted(
-            (p for p in self.store.pets.values() if p.owner_user_id == owner),
+            (p for p in self.store.pets.values() if p.owner_user_id == owner and p.archived_at is None),
             key=lambda p: (p.created_at.isoformat(), str(p.id)),
         )
         return [copy.deepcopy(p) for p in rows if _after((p.created_at.isoformat(), str(p.id)), after)][

@@ -317,6 +317,160 @@ class ListPetsResponse(_message.Message):
 Global___ListPetsResponse: _TypeAlias = ListPetsResponse  # noqa: Y015
 
 @_typing.final
+class GetPetRequest(_message.Message):
+    """Request for MobileService.GetPet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_ID_FIELD_NUMBER: _builtins.int
+    pet_id: _builtins.str
+    """Pet UUID."""
+    def __init__(
+        self,
+        *,
+        pet_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet_id", b"pet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPetRequest: _TypeAlias = GetPetRequest  # noqa: Y015
+
+@_typing.final
+class GetPetResponse(_message.Message):
+    """Response for MobileService.GetPet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The pet."""
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPetResponse: _TypeAlias = GetPetResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePetRequest(_message.Message):
+    """Request for MobileService.UpdatePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The new values (the body of PATCH /v1/pets/{pet_id}), with the pet's `etag` to make it
+        conditional.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change, comma-separated in the query: name, species, breed, birth_date, weight_kg,
+        notes.
+        """
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePetRequest: _TypeAlias = UpdatePetRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePetResponse(_message.Message):
+    """Response for MobileService.UpdatePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The pet after the change."""
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePetResponse: _TypeAlias = UpdatePetResponse  # noqa: Y015
+
+@_typing.final
+class ArchivePetRequest(_message.Message):
+    """Request for MobileService.ArchivePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    pet_id: _builtins.str
+    """Pet UUID."""
+    etag: _builtins.str
+    """The pet's etag, to make the archive conditional (optional)."""
+    def __init__(
+        self,
+        *,
+        pet_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "pet_id", b"pet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchivePetRequest: _TypeAlias = ArchivePetRequest  # noqa: Y015
+
+@_typing.final
+class ArchivePetResponse(_message.Message):
+    """Response for MobileService.ArchivePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The archived pet."""
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchivePetResponse: _TypeAlias = ArchivePetResponse  # noqa: Y015
+
+@_typing.final
 class CreateBookingRequest(_message.Message):
     """Request for MobileService.CreateBooking (POST /v1/bookings). The idempotency key is the
     `Idempotency-Key` header, not a body field.

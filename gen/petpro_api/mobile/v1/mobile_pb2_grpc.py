@@ -129,6 +129,21 @@ class MobileServiceStub:
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsResponse.FromString,
                 _registered_method=True)
+        self.GetPet = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/GetPet',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetResponse.FromString,
+                _registered_method=True)
+        self.UpdatePet = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/UpdatePet',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetResponse.FromString,
+                _registered_method=True)
+        self.ArchivePet = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ArchivePet',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetResponse.FromString,
+                _registered_method=True)
         self.CreateBooking = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/CreateBooking',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CreateBookingRequest.SerializeToString,
@@ -339,6 +354,32 @@ class MobileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPet(self, request, context):
+        """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePet(self, request, context):
+        """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+        species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+        the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+        The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchivePet(self, request, context):
+        """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+        stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+        problem's `detail`: cancel them first. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateBooking(self, request, context):
         """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
         confirmed when the payment succeeds (poll GetReservation or watch notifications).
@@ -524,6 +565,21 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     servicer.ListPets,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsResponse.SerializeToString,
+            ),
+            'GetPet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPet,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetResponse.SerializeToString,
+            ),
+            'UpdatePet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePet,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetResponse.SerializeToString,
+            ),
+            'ArchivePet': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchivePet,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetResponse.SerializeToString,
             ),
             'CreateBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateBooking,
@@ -1016,6 +1072,87 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/ListPets',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/GetPet',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/UpdatePet',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchivePet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ArchivePet',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -108,6 +108,19 @@ class MobileServiceStub:
     """Adds a pet to the caller's account."""
     ListPets: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]
     """Lists the caller's pets."""
+    GetPet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetPetRequest, _mobile_pb2.GetPetResponse]
+    """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND."""
+    UpdatePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.UpdatePetRequest, _mobile_pb2.UpdatePetResponse]
+    """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+    species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+    the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+    The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+    """
+    ArchivePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ArchivePetRequest, _mobile_pb2.ArchivePetResponse]
+    """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+    stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+    problem's `detail`: cancel them first. Idempotent.
+    """
     CreateBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreateBookingRequest, _mobile_pb2.CreateBookingResponse]
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
     confirmed when the payment succeeds (poll GetReservation or watch notifications).
@@ -237,6 +250,19 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """Adds a pet to the caller's account."""
     ListPets: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]  # type: ignore[assignment]
     """Lists the caller's pets."""
+    GetPet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetPetRequest, _mobile_pb2.GetPetResponse]  # type: ignore[assignment]
+    """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND."""
+    UpdatePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.UpdatePetRequest, _mobile_pb2.UpdatePetResponse]  # type: ignore[assignment]
+    """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+    species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+    the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+    The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+    """
+    ArchivePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ArchivePetRequest, _mobile_pb2.ArchivePetResponse]  # type: ignore[assignment]
+    """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+    stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+    problem's `detail`: cancel them first. Idempotent.
+    """
     CreateBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreateBookingRequest, _mobile_pb2.CreateBookingResponse]  # type: ignore[assignment]
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
     confirmed when the payment succeeds (poll GetReservation or watch notifications).
@@ -453,6 +479,37 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.ListPetsResponse, _abc.Awaitable[_mobile_pb2.ListPetsResponse]]:
         """Lists the caller's pets."""
+
+    @_abc_1.abstractmethod
+    def GetPet(
+        self,
+        request: _mobile_pb2.GetPetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.GetPetResponse, _abc.Awaitable[_mobile_pb2.GetPetResponse]]:
+        """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def UpdatePet(
+        self,
+        request: _mobile_pb2.UpdatePetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.UpdatePetResponse, _abc.Awaitable[_mobile_pb2.UpdatePetResponse]]:
+        """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+        species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+        the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+        The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+        """
+
+    @_abc_1.abstractmethod
+    def ArchivePet(
+        self,
+        request: _mobile_pb2.ArchivePetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ArchivePetResponse, _abc.Awaitable[_mobile_pb2.ArchivePetResponse]]:
+        """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+        stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+        problem's `detail`: cancel them first. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def CreateBooking(
