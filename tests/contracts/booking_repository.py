@@ -527,6 +527,16 @@ class BookingRepositoryContract:
             assert await repo.future_bookings_of_pet(pet.id, DAY) == [later.id]  # started: not to come
             assert await repo.future_bookings_of_pet(idle.id, T0) == []
 
+    async def test_an_archived_pet_gets_no_hold_as_if_it_did_not_exist(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        async with uow() as repo:
+            await repo.save_pet(replace(pet, archived_at=T0, version=2))
+        attempt = await self.hold(read, new_hold(svc, pet), 1)
+        assert (attempt.pet_owner, attempt.inserted) == (None, False)
+
     # -- reservations: ReserveSlot's statement ---------------------------------------------------
     async def test_a_reservation_comes_back_as_stored_and_by_its_request_id(
         self, uow: UnitOfWork, read: UnitOfWork

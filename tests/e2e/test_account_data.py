@@ -79,6 +79,7 @@ async def test_pet_get_update_archive_and_another_owners_pet_is_404(api: Api) ->
     listed = await api.c.get("/v1/pets", headers=owner.auth)
     assert [p["pet_id"] for p in listed.json()["pets"]] == [idle]
     assert (await api.c.get(f"/v1/pets/{booked}", headers=owner.auth)).json()["pet"]["archived"] is True
+    _problem(await api.book(owner, booked, await api.unique_slot()), 404, "PET_NOT_FOUND")  # not bookable
 
     # another owner: every pet call is 404, nothing changes
     bob = await api.user("Bob")

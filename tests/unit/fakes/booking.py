@@ -343,7 +343,7 @@ class FakeBookingRepository:
             for r in self.store.reservations.values()
         )
         pet = self.store.pets.get(res.pet_id)
-        owner = pet.owner_user_id if pet else None
+        owner = pet.owner_user_id if pet and pet.archived_at is None else None  # archived: no such pet
         ok = version == catalog_version and not earlier and owner == res.owner_user_id
         unit = self._free_unit(res.service_id, res.start, res.end, res.created_at, capacity, res.lock_id)
         if ok and unit is not None and self._excludes(res, unit, res.start, res.end):
