@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from notif_worker.domain import (
     BookingNotice,
@@ -146,6 +146,28 @@ class NotifRepository(Protocol):
         ...
 
     async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences: ...
+
+    # a deleted account (account.deleted) and the owner's data export
+    async def record_erased(
+        self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str], at: datetime
+    ) -> bool:
+        """False when the account's erasure was recorded before."""
+        ...
+
+    async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
+        """The email digests of an erased account; None when it was not erased."""
+        ...
+
+    async def erase_user(self, user_id: uuid.UUID, digests: list[str]) -> None:
+        """Inbox, devices, preferences, calendar token and rows deleted; the bookings' pending reminders
+        and parked events dropped; email deliveries to the digests' addresses re-addressed; the clinic
+        feed rows of the user's bookings without owner name, email and pet name."""
+        ...
+
+    async def user_export(self, user_id: uuid.UUID, email: str) -> dict[str, Any]:
+        """inbox, deliveries (to ``email``, the push inbox and the user's devices), devices,
+        preferences, calendar_feed: JSON-ready."""
+        ...
 
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[NotifRepository]]

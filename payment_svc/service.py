@@ -127,3 +127,12 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         return payment_pb2.ExpirePaymentSessionResponse(
             payment=payment_pb(await self.handlers.sessions.expire(request.session_id))
         )
+
+    async def ExportCustomerData(
+        self, request: payment_pb2.ExportCustomerDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.ExportCustomerDataResponse:
+        out = payment_pb2.ExportCustomerDataResponse()
+        out.data.update(
+            await self.handlers.customers.export(list(request.order_refs), request.customer_email)
+        )
+        return out

@@ -200,3 +200,11 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
 )
+# events consumed from other services (account.deleted), each recorded with its effect: exactly once
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

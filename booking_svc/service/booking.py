@@ -10,6 +10,7 @@ from booking_svc.domain import Actor, BookingState
 from booking_svc.handlers import (
     CatalogHandlers,
     LifecycleHandlers,
+    OwnerHandlers,
     PetDraft,
     PetHandlers,
     RefundHandlers,
@@ -31,12 +32,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         reservations: ReservationHandlers,
         lifecycle: LifecycleHandlers,
         refunds: RefundHandlers,
+        owners: OwnerHandlers | None = None,
     ) -> None:
         self.catalog = catalog
         self.pets = pets
         self.reservations = reservations
         self.lifecycle = lifecycle
         self.refunds = refunds
+        self.owners = owners
 
     async def ListClinics(
         self, request: booking_pb2.ListClinicsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -139,6 +142,15 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.owner_user_id, "owner_user_id"), uid(request.pet_id, "pet_id"), request.etag
         )
         return booking_pb2.ArchivePetResponse(pet=pet_pb(pet))
+
+    async def ExportOwnerData(
+        self, request: booking_pb2.ExportOwnerDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ExportOwnerDataResponse:
+        assert self.owners is not None
+        data, order_refs = await self.owners.export(uid(request.owner_user_id, "owner_user_id"))
+        out = booking_pb2.ExportOwnerDataResponse(order_refs=order_refs)
+        out.data.update(data)
+        return out
 
     async def ReserveSlot(
         self, request: booking_pb2.ReserveSlotRequest, context: grpc.aio.ServicerContext[Any, Any]

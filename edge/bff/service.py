@@ -8,6 +8,7 @@ interceptor passes the internal services' rich status through.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -234,6 +235,47 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             self.stubs.auth.UpdateUser, auth_pb2.UpdateUserRequest(user=user, update_mask=request.update_mask)
         )
         return mobile_pb2.UpdateMeResponse(user=r.user)
+
+    # -- the owner's data: export (each part from the service that owns it) and account deletion ----
+    async def ExportMyData(
+        self, request: mobile_pb2.ExportMyDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ExportMyDataResponse:
+        me = await self._principal(context)
+        account, booking = await asyncio.gather(
+            call(self.stubs.auth.ExportAccount, auth_pb2.ExportAccountRequest(user_id=me.user_id)),
+            call(
+                self.stubs.booking.ExportOwnerData,
+                booking_pb2.ExportOwnerDataRequest(owner_user_id=me.user_id),
+            ),
+        )
+        email = account.data.fields["user"].struct_value.fields["email"].string_value
+        payment, notifications = await asyncio.gather(
+            call(
+                self.stubs.payment.ExportCustomerData,
+                payment_pb2.ExportCustomerDataRequest(order_refs=booking.order_refs, customer_email=email),
+            ),
+            call(
+                self.stubs.notification.ExportUserData,
+                notification_pb2.ExportUserDataRequest(user_id=me.user_id, email=email),
+            ),
+        )
+        out = mobile_pb2.ExportMyDataResponse(
+            account=account.data, booking=booking.data, payment=payment.data, notifications=notifications.data
+        )
+        out.export_time.GetCurrentTime()
+        return out
+
+    async def DeleteAccount(
+        self, request: mobile_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.DeleteAccountResponse:
+        me = await self._principal(context)
+        await call(
+            self.stubs.auth.DeleteAccount,
+            auth_pb2.DeleteAccountRequest(
+                user_id=me.user_id, password=request.password, client_address=client_address(context)
+            ),
+        )
+        return mobile_pb2.DeleteAccountResponse()
 
     # -- pets ----------------------------------------------------------------------------------------
     async def CreatePet(

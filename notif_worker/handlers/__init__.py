@@ -1,6 +1,7 @@
 """notif_worker's use cases: notifying a booking event, pushes to devices, reminders, the clinic feed,
 the owner's inbox, preferences and calendar feed, the clinics' quiet hours."""
 
+from notif_worker.handlers.accounts import AccountErasure
 from notif_worker.handlers.calendar import CalendarHandlers
 from notif_worker.handlers.devices import DevicePushes, Retry
 from notif_worker.handlers.feed import ClinicFeed
@@ -11,6 +12,7 @@ from notif_worker.handlers.quiet_hours import QuietHoursHandlers
 from notif_worker.handlers.reminders import ReminderHandlers, reminder_change
 
 __all__ = [
+    "AccountErasure",
     "CalendarHandlers",
     "ClinicFeed",
     "DevicePushes",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from notif_worker.domain import BookingNotice, ChannelFailed, Device, Preferences, push_message
+from notif_worker.handlers.accounts import AccountErasure
 from notif_worker.handlers.devices import DEFAULT_RETRY, DevicePushes, Retry
 from notif_worker.handlers.reminders import reminder_change
 from notif_worker.ports import FeedEncoder, FeedPublisher, Mailer, PushProvider, UnitOfWork
@@ -38,6 +40,7 @@ class NotifyHandlers:
         devices: DevicePushes | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reminder_offsets: tuple[int, ...] = (2880, 120),
+        accounts: AccountErasure | None = None,
     ) -> None:
         self.repos = repos
         self.mailer = mailer
@@ -48,6 +51,7 @@ class NotifyHandlers:
         self.devices = devices or DevicePushes((), retry)
         self.clock = clock
         self.reminder_offsets = reminder_offsets
+        self.accounts = accounts
 
     async def notify(
         self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Decode | None = None
@@ -61,9 +65,18 @@ class NotifyHandlers:
             parked = await self._notify_one(decode(*parked), *parked)  # it was waiting for this one
 
     async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        gone = await self.accounts.erased(n.owner_user_id) if self.accounts else None
+        if gone is not None:  # a deleted account: the clinic's feed row only, without personal data
+            n = replace(n, owner_email="", owner_name="", pet_name="")
         email_due, parked, devices = await self._with_retry(
-            "feed+push", lambda: self._record(n, topic, payload)
+            "feed+push", lambda: self._record(n, topic, payload, owner_gone=gone is not None)
         )
+        if self.accounts is not None:  # erased meanwhile (or just now): what this event wrote goes too
+            digests = await self.accounts.erased(n.owner_user_id)
+            if digests is not None:
+                await self.accounts.erase_again(n.owner_user_id, digests)
+                if gone is None:
+                    return parked  # the email and pushes are not sent to a deleted account
         failed: ChannelFailed | None = None
         if devices:
             try:
@@ -107,7 +120,7 @@ class NotifyHandlers:
                 )
 
     async def _record(
-        self, n: BookingNotice, topic: str, payload: bytes
+        self, n: BookingNotice, topic: str, payload: bytes, *, owner_gone: bool = False
     ) -> tuple[bool, tuple[str, bytes] | None, tuple[Device, ...]]:
         """What lives in our database, in one statement (one round trip, its own transaction; the
         clinic's counter row is locked only inside the database): the booking's order, the clinic feed
@@ -118,13 +131,13 @@ class NotifyHandlers:
             async with self.repos() as repo:
                 prefs = await repo.preferences(n.owner_user_id)
         push = None
-        if prefs.wants(n.category, "push"):
+        if prefs.wants(n.category, "push") and not owner_gone:
             push = self.push_provider.inbox_row(n, *push_message(n))
         async with self.repos() as repo:
             recorded = await repo.record(
                 n,
                 push=push,
-                email=prefs.wants(n.category, "email"),
+                email=prefs.wants(n.category, "email") and not owner_gone,
                 feed_type=f"booking.{n.kind}",
                 feed_tail=self.encode_feed(n, 0),
                 reminders=reminder_change(n, self.reminder_offsets),

@@ -12,7 +12,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from payment_svc.adapters.tables import SCHEMA, payments, refunds
+from payment_svc.adapters.tables import SCHEMA, payments, processed_events, refunds
 from payment_svc.domain import Payment, PaymentStatus, Refund
 from petpro.db import raw_execute
 
@@ -271,3 +271,31 @@ class PaymentRepository:
             .returning(*payments.c)
         )
         return [_payment(r) for r in rows]
+
+    # -- a deleted account: the payments filed under its addresses ----------------------------------
+    async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
+        stmt = pg_insert(processed_events).values(event_id=event_id, topic=topic, processed_at=at)
+        result = await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"]))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def anonymise_customer(self, email_sha256: list[str], at: datetime) -> int:
+        """Empty the customer email of the payments filed under one of these addresses (hex SHA-256 of
+        the lower-cased address); amounts, statuses and refunds stay for the accounting."""
+        digest = func.encode(
+            func.sha256(func.convert_to(func.lower(payments.c.customer_email), "UTF8")), "hex"
+        )
+        result = await self.session.execute(
+            update(payments)
+            .where(payments.c.customer_email != "", digest.in_(email_sha256))
+            .values(customer_email="", updated_at=at)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def customer_payments(self, order_refs: list[str], email: str) -> list[Payment]:
+        q = select(payments).where(
+            payments.c.order_ref.in_(order_refs)
+            | ((payments.c.customer_email == email) & (payments.c.customer_email != ""))
+        )
+        return [
+            _payment(r) for r in await self.session.execute(q.order_by(payments.c.created_at, payments.c.id))
+        ]

@@ -77,3 +77,11 @@ refunds = Table(
     CheckConstraint("amount_minor > 0", name="refund_amount_positive"),
     Index("ix_refunds_payment", "payment_id"),
 )
+# events consumed from other services (account.deleted), each recorded with its effect: exactly once
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

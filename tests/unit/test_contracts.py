@@ -135,6 +135,8 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/pets", "*"),
         ("GET", "/v1/pets", ""),
         ("GET", "/v1/pets/{pet_id}", ""),
+        ("POST", "/v1/me:export", "*"),
+        ("POST", "/v1/me:delete", "*"),
         ("PATCH", "/v1/pets/{pet.pet_id}", "pet"),
         ("POST", "/v1/pets/{pet_id}:archive", "*"),
         ("POST", "/v1/bookings", "*"),

@@ -33,6 +33,8 @@ ROUTES = {
     ("post", "/v1/pets"): ("CreatePet", True),
     ("get", "/v1/pets"): ("ListPets", True),
     ("get", "/v1/pets/{pet_id}"): ("GetPet", True),
+    ("post", "/v1/me:export"): ("ExportMyData", True),
+    ("post", "/v1/me:delete"): ("DeleteAccount", True),
     ("patch", "/v1/pets/{pet_id}"): ("UpdatePet", True),
     ("post", "/v1/pets/{pet_id}:archive"): ("ArchivePet", True),
     ("post", "/v1/bookings"): ("CreateBooking", True),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,9 @@ class NotifStore:
     bookings: dict[str, BookingNotice] = field(default_factory=dict)  # the owners' calendars
     feed_tokens: dict[uuid.UUID, tuple[bytes, datetime]] = field(default_factory=dict)  # user → hash
     quiet: dict[uuid.UUID, QuietHours] = field(default_factory=dict)
+    erased: dict[uuid.UUID, tuple[uuid.UUID, list[str]]] = field(
+        default_factory=dict
+    )  # user → event, digests
 
 
 class FakeNotifRepository:
@@ -301,6 +305,54 @@ class FakeNotifRepository:
             self.store.preferences.get(user_id, Preferences()), **changes
         )
         return self.store.preferences[user_id]
+
+    async def record_erased(
+        self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str], at: datetime
+    ) -> bool:
+        if user_id in self.store.erased:
+            return False
+        self.store.erased[user_id] = (event_id, list(digests))
+        return True
+
+    async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
+        found = self.store.erased.get(user_id)
+        return list(found[1]) if found else None
+
+    async def erase_user(self, user_id: uuid.UUID, digests: list[str]) -> None:
+        self.store.inbox = [r for r in self.store.inbox if r.user_id != user_id]
+        for key in [k for k, d in self.store.devices.items() if d.user_id == user_id]:
+            del self.store.devices[key]
+        self.store.preferences.pop(user_id, None)
+        self.store.feed_tokens.pop(user_id, None)
+        for booking_id in [b for b, n in self.store.bookings.items() if n.owner_user_id == user_id]:
+            del self.store.bookings[booking_id]
+        for claim in list(self.store.deliveries):
+            event_id, channel, recipient = claim
+            if channel == "email" and hashlib.sha256(recipient.lower().encode()).hexdigest() in digests:
+                self.store.deliveries[(event_id, channel, f"erased:{len(self.store.deliveries)}")] = (
+                    self.store.deliveries.pop(claim)
+                )
+
+    async def user_export(self, user_id: uuid.UUID, email: str) -> dict[str, Any]:
+        return {
+            "inbox": [
+                {"title": r.title, "body": r.body, "created_at": r.created_at.isoformat()}
+                for r in self.store.inbox
+                if r.user_id == user_id
+            ],
+            "deliveries": [
+                {"event_id": str(e), "channel": c, "recipient": r}
+                for (e, c, r) in self.store.deliveries
+                if (c == "email" and r == email) or (c == "push" and r == str(user_id))
+            ],
+            "devices": [
+                {"id": str(d.id), "platform": d.platform}
+                for d in self.store.devices.values()
+                if d.user_id == user_id
+            ],
+            "preferences": None,
+            "calendar_feed": None,
+        }
 
 
 def notif_uow(store: NotifStore | None = None) -> FakeUnitOfWork[NotifStore, FakeNotifRepository]:

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -1322,6 +1323,58 @@ class ArchivePetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchivePetResponse: _TypeAlias = ArchivePetResponse  # noqa: Y015
+
+@_typing.final
+class ExportOwnerDataRequest(_message.Message):
+    """Request for BookingService.ExportOwnerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    owner_user_id: _builtins.str
+    """Owner UUID."""
+    def __init__(
+        self,
+        *,
+        owner_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_user_id", b"owner_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOwnerDataRequest: _TypeAlias = ExportOwnerDataRequest  # noqa: Y015
+
+@_typing.final
+class ExportOwnerDataResponse(_message.Message):
+    """Response for BookingService.ExportOwnerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    ORDER_REFS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct:
+        """{"pets": [...], "reservations": [...], "bookings": [...]}."""
+
+    @_builtins.property
+    def order_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The lock ids of the owner's reservations: the order references of their payments."""
+
+    def __init__(
+        self,
+        *,
+        data: _struct_pb2.Struct | None = ...,
+        order_refs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "order_refs", b"order_refs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOwnerDataResponse: _TypeAlias = ExportOwnerDataResponse  # noqa: Y015
 
 @_typing.final
 class ReserveSlotRequest(_message.Message):

@@ -119,6 +119,11 @@ class BookingServiceStub:
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetRequest.SerializeToString,
                 response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetResponse.FromString,
                 _registered_method=True)
+        self.ExportOwnerData = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/ExportOwnerData',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataResponse.FromString,
+                _registered_method=True)
         self.ReserveSlot = channel.unary_unary(
                 '/petpro.booking.v1.BookingService/ReserveSlot',
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ReserveSlotRequest.SerializeToString,
@@ -284,6 +289,14 @@ class BookingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportOwnerData(self, request, context):
+        """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+        bookings with their history (cancellation, refund, reschedules): the owner's data export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReserveSlot(self, request, context):
         """Places a hold on a slot for a pet. Idempotent on `request_id`: a retry returns the first
         reservation. The hold expires at `expires_at` unless confirmed; an expired hold never blocks
@@ -417,6 +430,11 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     servicer.ArchivePet,
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetRequest.FromString,
                     response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetResponse.SerializeToString,
+            ),
+            'ExportOwnerData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportOwnerData,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataResponse.SerializeToString,
             ),
             'ReserveSlot': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveSlot,
@@ -774,6 +792,33 @@ class BookingService:
             '/petpro.booking.v1.BookingService/ArchivePet',
             petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetRequest.SerializeToString,
             petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportOwnerData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/ExportOwnerData',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -96,6 +96,10 @@ class BookingServiceStub:
     bookings still to come is PET_HAS_FUTURE_BOOKINGS (FAILED_PRECONDITION) with their ids in the
     ErrorInfo metadata (`booking_ids`, comma-separated). Idempotent.
     """
+    ExportOwnerData: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ExportOwnerDataRequest, _booking_pb2.ExportOwnerDataResponse]
+    """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+    bookings with their history (cancellation, refund, reschedules): the owner's data export.
+    """
     ReserveSlot: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ReserveSlotRequest, _booking_pb2.ReserveSlotResponse]
     """Places a hold on a slot for a pet. Idempotent on `request_id`: a retry returns the first
     reservation. The hold expires at `expires_at` unless confirmed; an expired hold never blocks
@@ -200,6 +204,10 @@ class BookingServiceAsyncStub(BookingServiceStub):
     """Archives an owner's pet: no longer listed nor bookable, its past bookings stay. A pet with
     bookings still to come is PET_HAS_FUTURE_BOOKINGS (FAILED_PRECONDITION) with their ids in the
     ErrorInfo metadata (`booking_ids`, comma-separated). Idempotent.
+    """
+    ExportOwnerData: _aio.UnaryUnaryMultiCallable[_booking_pb2.ExportOwnerDataRequest, _booking_pb2.ExportOwnerDataResponse]  # type: ignore[assignment]
+    """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+    bookings with their history (cancellation, refund, reschedules): the owner's data export.
     """
     ReserveSlot: _aio.UnaryUnaryMultiCallable[_booking_pb2.ReserveSlotRequest, _booking_pb2.ReserveSlotResponse]  # type: ignore[assignment]
     """Places a hold on a slot for a pet. Idempotent on `request_id`: a retry returns the first
@@ -362,6 +370,16 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         """Archives an owner's pet: no longer listed nor bookable, its past bookings stay. A pet with
         bookings still to come is PET_HAS_FUTURE_BOOKINGS (FAILED_PRECONDITION) with their ids in the
         ErrorInfo metadata (`booking_ids`, comma-separated). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportOwnerData(
+        self,
+        request: _booking_pb2.ExportOwnerDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ExportOwnerDataResponse, _abc.Awaitable[_booking_pb2.ExportOwnerDataResponse]]:
+        """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+        bookings with their history (cancellation, refund, reschedules): the owner's data export.
         """
 
     @_abc_1.abstractmethod

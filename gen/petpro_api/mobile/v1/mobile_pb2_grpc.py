@@ -119,6 +119,16 @@ class MobileServiceStub:
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.FromString,
                 _registered_method=True)
+        self.ExportMyData = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ExportMyData',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataResponse.FromString,
+                _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/DeleteAccount',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountResponse.FromString,
+                _registered_method=True)
         self.CreatePet = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/CreatePet',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CreatePetRequest.SerializeToString,
@@ -340,6 +350,27 @@ class MobileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMyData(self, request, context):
+        """Everything PetPro holds about the caller, one JSON document with a part from each service that
+        owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+        bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+        delivery log, preferences, devices). GDPR Art. 15/20.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccount(self, request, context):
+        """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+        come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+        data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+        the clinic's accounting); the account never logs in again and its email can register anew.
+        Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreatePet(self, request, context):
         """Adds a pet to the caller's account.
         """
@@ -555,6 +586,16 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     servicer.LogoutEverywhere,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.SerializeToString,
+            ),
+            'ExportMyData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataResponse.SerializeToString,
+            ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountResponse.SerializeToString,
             ),
             'CreatePet': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePet,
@@ -1018,6 +1059,60 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/LogoutEverywhere',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ExportMyData',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/DeleteAccount',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

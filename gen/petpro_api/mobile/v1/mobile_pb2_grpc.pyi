@@ -104,6 +104,19 @@ class MobileServiceStub:
     """
     LogoutEverywhere: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.LogoutEverywhereRequest, _mobile_pb2.LogoutEverywhereResponse]
     """Logs out everywhere: every session of the caller's account ends, this one included."""
+    ExportMyData: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ExportMyDataRequest, _mobile_pb2.ExportMyDataResponse]
+    """Everything PetPro holds about the caller, one JSON document with a part from each service that
+    owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+    bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+    delivery log, preferences, devices). GDPR Art. 15/20.
+    """
+    DeleteAccount: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.DeleteAccountRequest, _mobile_pb2.DeleteAccountResponse]
+    """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+    come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+    data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+    the clinic's accounting); the account never logs in again and its email can register anew.
+    Idempotent.
+    """
     CreatePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]
     """Adds a pet to the caller's account."""
     ListPets: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]
@@ -246,6 +259,19 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """
     LogoutEverywhere: _aio.UnaryUnaryMultiCallable[_mobile_pb2.LogoutEverywhereRequest, _mobile_pb2.LogoutEverywhereResponse]  # type: ignore[assignment]
     """Logs out everywhere: every session of the caller's account ends, this one included."""
+    ExportMyData: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ExportMyDataRequest, _mobile_pb2.ExportMyDataResponse]  # type: ignore[assignment]
+    """Everything PetPro holds about the caller, one JSON document with a part from each service that
+    owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+    bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+    delivery log, preferences, devices). GDPR Art. 15/20.
+    """
+    DeleteAccount: _aio.UnaryUnaryMultiCallable[_mobile_pb2.DeleteAccountRequest, _mobile_pb2.DeleteAccountResponse]  # type: ignore[assignment]
+    """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+    come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+    data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+    the clinic's accounting); the account never logs in again and its email can register anew.
+    Idempotent.
+    """
     CreatePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]  # type: ignore[assignment]
     """Adds a pet to the caller's account."""
     ListPets: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]  # type: ignore[assignment]
@@ -463,6 +489,31 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.LogoutEverywhereResponse, _abc.Awaitable[_mobile_pb2.LogoutEverywhereResponse]]:
         """Logs out everywhere: every session of the caller's account ends, this one included."""
+
+    @_abc_1.abstractmethod
+    def ExportMyData(
+        self,
+        request: _mobile_pb2.ExportMyDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ExportMyDataResponse, _abc.Awaitable[_mobile_pb2.ExportMyDataResponse]]:
+        """Everything PetPro holds about the caller, one JSON document with a part from each service that
+        owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+        bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+        delivery log, preferences, devices). GDPR Art. 15/20.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteAccount(
+        self,
+        request: _mobile_pb2.DeleteAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.DeleteAccountResponse, _abc.Awaitable[_mobile_pb2.DeleteAccountResponse]]:
+        """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+        come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+        data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+        the clinic's accounting); the account never logs in again and its email can register anew.
+        Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def CreatePet(

@@ -73,6 +73,10 @@ class NotificationServiceStub:
     """
     UpdateClinicQuietHours: _grpc.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicQuietHoursRequest, _notification_pb2.UpdateClinicQuietHoursResponse]
     """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
+    ExportUserData: _grpc.UnaryUnaryMultiCallable[_notification_pb2.ExportUserDataRequest, _notification_pb2.ExportUserDataResponse]
+    """What notif holds about a user, as a JSON object: inbox, delivery log (to the user's address and
+    devices), preferences, devices, calendar feed: the notification part of the owner's data export.
+    """
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
@@ -118,6 +122,10 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """
     UpdateClinicQuietHours: _aio.UnaryUnaryMultiCallable[_notification_pb2.UpdateClinicQuietHoursRequest, _notification_pb2.UpdateClinicQuietHoursResponse]  # type: ignore[assignment]
     """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
+    ExportUserData: _aio.UnaryUnaryMultiCallable[_notification_pb2.ExportUserDataRequest, _notification_pb2.ExportUserDataResponse]  # type: ignore[assignment]
+    """What notif holds about a user, as a JSON object: inbox, delivery log (to the user's address and
+    devices), preferences, devices, calendar feed: the notification part of the owner's data export.
+    """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     """NotificationService serves the owners' push inboxes, device registrations, preferences and private
@@ -220,5 +228,15 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_notification_pb2.UpdateClinicQuietHoursResponse, _abc.Awaitable[_notification_pb2.UpdateClinicQuietHoursResponse]]:
         """Sets a clinic's quiet hours. Clinic admins of that clinic. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def ExportUserData(
+        self,
+        request: _notification_pb2.ExportUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.ExportUserDataResponse, _abc.Awaitable[_notification_pb2.ExportUserDataResponse]]:
+        """What notif holds about a user, as a JSON object: inbox, delivery log (to the user's address and
+        devices), preferences, devices, calendar feed: the notification part of the owner's data export.
+        """
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

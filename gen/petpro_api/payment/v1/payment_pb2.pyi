@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -597,3 +598,55 @@ class SettlePaymentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SettlePaymentResponse: _TypeAlias = SettlePaymentResponse  # noqa: Y015
+
+@_typing.final
+class ExportCustomerDataRequest(_message.Message):
+    """Request for PaymentService.ExportCustomerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_REFS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_EMAIL_FIELD_NUMBER: _builtins.int
+    customer_email: _builtins.str
+    """The customer's email: payments filed under it are included too."""
+    @_builtins.property
+    def order_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Order references (the booking's lock ids) whose payments to include."""
+
+    def __init__(
+        self,
+        *,
+        order_refs: _abc.Iterable[_builtins.str] | None = ...,
+        customer_email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_email", b"customer_email", "order_refs", b"order_refs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCustomerDataRequest: _TypeAlias = ExportCustomerDataRequest  # noqa: Y015
+
+@_typing.final
+class ExportCustomerDataResponse(_message.Message):
+    """Response for PaymentService.ExportCustomerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct:
+        """{"payments": [{..., "refunds": [...]}]}."""
+
+    def __init__(
+        self,
+        *,
+        data: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCustomerDataResponse: _TypeAlias = ExportCustomerDataResponse  # noqa: Y015

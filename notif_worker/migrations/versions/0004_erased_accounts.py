@@ -1,0 +1,29 @@
+"""erased accounts: the account.deleted events notif has applied (exactly once), with what finds the
+account's rows again when a late booking event writes some
+
+Revision ID: 0004_erased_accounts
+Revises: 0003_calendar_devices_quiet
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision = "0004_erased_accounts"
+down_revision = "0003_calendar_devices_quiet"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "erased_accounts",
+        sa.Column("user_id", sa.Uuid(), primary_key=True),
+        sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
+        sa.Column("email_sha256", postgresql.ARRAY(sa.String(64)), nullable=False),
+        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("erased_accounts")
