@@ -536,8 +536,10 @@ class NotifRepository:
         stmt = pg_insert(erased_accounts).values(
             user_id=user_id, event_id=event_id, email_sha256=digests, erased_at=at
         )
-        result = await self.session.execute(stmt.on_conflict_do_nothing())
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        inserted = await self.session.execute(
+            stmt.on_conflict_do_nothing().returning(erased_accounts.c.user_id)
+        )
+        return inserted.first() is not None
 
     async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
         """The email digests of an erased account; None when the account was not erased."""
@@ -573,7 +575,10 @@ class NotifRepository:
         digest = func.encode(func.sha256(func.convert_to(func.lower(deliveries.c.recipient), "UTF8")), "hex")
         await self.session.execute(
             update(deliveries)
-            .where(deliveries.c.channel == "email", digest.in_(digests))
+            .where(
+                ((deliveries.c.channel == "email") & digest.in_(digests))
+                | ((deliveries.c.channel == "push") & (deliveries.c.recipient == str(user_id)))
+            )
             .values(recipient=func.concat("erased:", deliveries.c.id), last_error=None)
         )
         if not booking_ids:

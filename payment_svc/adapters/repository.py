@@ -275,8 +275,10 @@ class PaymentRepository:
     # -- a deleted account: the payments filed under its addresses ----------------------------------
     async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
         stmt = pg_insert(processed_events).values(event_id=event_id, topic=topic, processed_at=at)
-        result = await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"]))
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        inserted = await self.session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(processed_events.c.event_id)
+        )
+        return inserted.first() is not None
 
     async def anonymise_customer(self, email_sha256: list[str], at: datetime) -> int:
         """Empty the customer email of the payments filed under one of these addresses (hex SHA-256 of

@@ -52,6 +52,8 @@ HALF_HOUR = timedelta(minutes=30)
 OutboxReader = Callable[[list[uuid.UUID]], Awaitable[list[OutboxEvent]]]
 # waits until a task is blocked on a lock another transaction holds (or has finished)
 BlockedWaiter = Callable[["asyncio.Task[Any]"], Awaitable[None]]
+# what the outbox relay does to the rows written so far: marks them sent
+Relay = Callable[[], Awaitable[None]]
 
 
 def new_clinic(name: str | None = None, **kw: Any) -> Clinic:
@@ -142,6 +144,10 @@ class BookingRepositoryContract:
 
     @pytest.fixture
     def blocked(self) -> BlockedWaiter:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def relayed(self) -> Relay:
         raise NotImplementedError
 
     # -- helpers: rows made through the port itself ------------------------------------------------
@@ -526,6 +532,50 @@ class BookingRepositoryContract:
             assert await repo.future_bookings_of_pet(pet.id, T0) == [first.id, later.id]
             assert await repo.future_bookings_of_pet(pet.id, DAY) == [later.id]  # started: not to come
             assert await repo.future_bookings_of_pet(idle.id, T0) == []
+
+    async def test_an_owners_rows_are_found_then_anonymised_after_the_relay_with_the_event_once(
+        self, uow: UnitOfWork, read: UnitOfWork, relayed: Relay
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        owner = uuid.uuid4()
+        pet, other = await self.pet(uow, owner), await self.pet(uow)
+        first = await self.booked(uow, svc, pet, DAY)
+        later = await self.booked(uow, svc, pet, DAY + timedelta(hours=1))
+        kept = await self.booked(uow, svc, other, DAY)
+        [hold] = await self.held(read, new_hold(svc, pet, start=DAY + timedelta(hours=2)), capacity=2)
+        event = uuid.uuid4()
+        async with uow() as repo:
+            assert await repo.owner_future_bookings(owner, T0) == [first.id, later.id]
+            assert await repo.owner_future_bookings(owner, DAY) == [later.id]
+            assert await repo.owner_held_reservations(owner) == [hold.lock_id]
+            assert await repo.owner_unsent_events(owner) == 2  # the two booking.created rows
+            data = await repo.owner_export(owner)
+        assert [p["name"] for p in data["pets"]] == ["Rex"]
+        assert {b["id"] for b in data["bookings"]} == {str(first.id), str(later.id)}
+        assert len(data["reservations"]) == 3 and all(r["owner_email"] for r in data["reservations"])
+        await relayed()
+        async with uow() as repo:
+            assert await repo.owner_unsent_events(owner) == 0
+            assert not await repo.event_processed(event)
+            assert await repo.record_processed(event, "account.deleted", T0)
+            await repo.erase_owner(owner, T0)
+        async with uow() as repo:
+            assert await repo.event_processed(event)
+            assert not await repo.record_processed(event, "account.deleted", T0)  # a redelivery
+            gone = await repo.pet(pet.id)
+            assert gone is not None and (gone.name, gone.breed, gone.birth_date, gone.archived_at) == (
+                "",
+                None,
+                None,
+                T0,
+            )
+            data = await repo.owner_export(owner)
+            assert {(r["owner_email"], r["owner_name"]) for r in data["reservations"]} == {("", "")}
+            assert {b["amount_minor"] for b in data["bookings"]} == {
+                first.amount_minor
+            }  # kept for accounting
+            assert (await repo.pet(other.id)) == other and (await repo.booking(kept.id)) is not None
+            assert (await repo.owner_export(other.owner_user_id))["reservations"][0]["owner_email"]
 
     async def test_an_archived_pet_gets_no_hold_as_if_it_did_not_exist(
         self, uow: UnitOfWork, read: UnitOfWork

@@ -5,7 +5,9 @@ paid bookings kept for the clinic's accounting."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -87,3 +89,69 @@ def test_the_event_round_trips_and_garbage_is_poison():
     assert decode_account_deleted(ev.event_id, raw) == ev
     with pytest.raises(PoisonRecord):
         decode_account_deleted(ev.event_id, b"\xff\xff")
+
+
+# -- notif: a deleted account ---------------------------------------------------------------------------
+async def test_notif_erases_once_and_a_later_booking_event_tells_only_the_clinic_without_names():
+    from notif_worker.adapters.codecs import encode_clinic_event
+    from notif_worker.adapters.push import InboxPush
+    from notif_worker.handlers import AccountErasure, NotifyHandlers, Retry
+    from petpro_api.notification.v1 import clinic_feed_pb2
+    from tests.unit.fakes.notif import LiveHub, NotifStore, RecordingMailer, notif_uow
+    from tests.unit.test_notif_handlers import CLINIC, notice
+
+    store, mailer, hub = NotifStore(), RecordingMailer(), LiveHub()
+    uow = notif_uow(store)
+    accounts = AccountErasure(uow, uow)
+    notifier = NotifyHandlers(
+        uow, mailer, InboxPush(), encode_clinic_event, hub.publish, Retry(3, 0, 0), accounts=accounts
+    )
+    before = notice()
+    await notifier.notify(before)  # the owner's confirmation: inbox, email, feed
+    owner = before.owner_user_id
+    assert [r.user_id for r in store.inbox] == [owner] and mailer.sent == [before]
+    digest = hashlib.sha256(before.owner_email.encode()).hexdigest()
+    event = AccountDeleted(uuid.uuid4(), owner, (digest,), NOW)
+    await accounts.erase(event)
+    await accounts.erase(event)  # a redelivery
+    assert store.inbox == [] and len(store.erased) == 1
+    assert all(not r.startswith("o@") for (_, _, r) in store.deliveries)
+
+    later = replace(notice(), owner_user_id=owner, event_id=uuid.uuid4())  # booking.cancelled, applied late
+    await notifier.notify(later)
+    assert mailer.sent == [before] and store.inbox == []  # nothing more to the deleted account
+    row = clinic_feed_pb2.ClinicEvent.FromString(store.feed[CLINIC][-1][1].payload)
+    assert (
+        row.booking.booking_id,
+        row.booking.owner_email,
+        row.booking.owner_name,
+        row.booking.pet_name,
+    ) == (
+        later.booking_id,
+        "",
+        "",
+        "",
+    )
+
+
+# -- payment: a deleted account ---------------------------------------------------------------------------
+async def test_payment_anonymises_the_customer_once():
+    from payment_svc.domain import PaymentStatus
+    from payment_svc.handlers import Customers
+    from tests.contracts.payment_repository import payment
+    from tests.unit.fakes.payment import PaymentStore, payment_uow
+
+    store = PaymentStore()
+    p = replace(payment(NOW, status=PaymentStatus.SUCCEEDED), customer_email="Ann@Example.test")
+    store.payments[p.id] = p
+    uow = payment_uow(store)
+    customers = Customers(uow, uow, clock=lambda: NOW)
+    assert (await customers.export([p.order_ref], ""))["payments"][0]["customer_email"] == "Ann@Example.test"
+    event = AccountDeleted(
+        uuid.uuid4(), uuid.uuid4(), (hashlib.sha256(b"ann@example.test").hexdigest(),), NOW
+    )
+    await customers.erase(event)
+    assert store.payments[p.id].customer_email == ""
+    store.payments[p.id].customer_email = "again@example.test"
+    await customers.erase(event)  # a redelivery changes nothing
+    assert store.payments[p.id].customer_email == "again@example.test"

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from booking_svc.adapters.repository.rows import Queries
@@ -36,8 +36,10 @@ class OwnerQueries(Queries):
     async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
         """False when it was already recorded (a concurrent or earlier delivery)."""
         stmt = pg_insert(processed_events).values(event_id=event_id, topic=topic, processed_at=at)
-        result = await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["event_id"]))
-        return bool(cast(CursorResult[Any], result).rowcount)
+        inserted = await self.session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(processed_events.c.event_id)
+        )
+        return inserted.first() is not None
 
     async def owner_future_bookings(self, owner: uuid.UUID, now: datetime) -> list[uuid.UUID]:
         q = (

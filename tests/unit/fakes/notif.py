@@ -328,7 +328,8 @@ class FakeNotifRepository:
             del self.store.bookings[booking_id]
         for claim in list(self.store.deliveries):
             event_id, channel, recipient = claim
-            if channel == "email" and hashlib.sha256(recipient.lower().encode()).hexdigest() in digests:
+            mine = channel == "email" and hashlib.sha256(recipient.lower().encode()).hexdigest() in digests
+            if mine or (channel == "push" and recipient == str(user_id)):
                 self.store.deliveries[(event_id, channel, f"erased:{len(self.store.deliveries)}")] = (
                     self.store.deliveries.pop(claim)
                 )
