@@ -148,14 +148,16 @@ class NotifRepository(Protocol):
     async def update_preferences(self, user_id: uuid.UUID, changes: dict[str, bool]) -> Preferences: ...
 
     # a deleted account (account.deleted) and the owner's data export
-    async def record_erased(
-        self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str], at: datetime
-    ) -> bool:
-        """False when the account's erasure was recorded before."""
+    async def mark_erasing(self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str]) -> None:
+        """From this commit on the account counts as erased (``erased_digests``); the first mark stays."""
+        ...
+
+    async def record_erased(self, user_id: uuid.UUID, at: datetime) -> bool:
+        """Record the marked account's erasure done; False when it was before (or never marked)."""
         ...
 
     async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
-        """The email digests of an erased account; None when it was not erased."""
+        """The email digests of an account marked erased (done or under way); None otherwise."""
         ...
 
     async def erase_user(self, user_id: uuid.UUID, digests: list[str]) -> None:

@@ -529,17 +529,22 @@ class NotifRepository:
         return await self.preferences(user_id)
 
     # -- a deleted account (account.deleted) and the owner's data export ------------------------------
-    async def record_erased(
-        self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str], at: datetime
-    ) -> bool:
-        """False when the account's erasure was recorded before (by this event or an earlier one)."""
-        stmt = pg_insert(erased_accounts).values(
-            user_id=user_id, event_id=event_id, email_sha256=digests, erased_at=at
+    async def mark_erasing(self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str]) -> None:
+        await self.session.execute(
+            pg_insert(erased_accounts)
+            .values(user_id=user_id, event_id=event_id, email_sha256=digests)
+            .on_conflict_do_nothing()
         )
-        inserted = await self.session.execute(
-            stmt.on_conflict_do_nothing().returning(erased_accounts.c.user_id)
+
+    async def record_erased(self, user_id: uuid.UUID, at: datetime) -> bool:
+        """False when the account's erasure was recorded before (or the account was never marked)."""
+        done = await self.session.execute(
+            update(erased_accounts)
+            .where(erased_accounts.c.user_id == user_id, erased_accounts.c.erased_at.is_(None))
+            .values(erased_at=at)
+            .returning(erased_accounts.c.user_id)
         )
-        return inserted.first() is not None
+        return done.first() is not None
 
     async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
         """The email digests of an erased account; None when the account was not erased."""

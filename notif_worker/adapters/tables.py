@@ -168,7 +168,7 @@ erased_accounts = Table(
     Column("user_id", Uuid, primary_key=True),
     Column("event_id", Uuid, nullable=False, unique=True),
     Column("email_sha256", ARRAY(String(64)), nullable=False),
-    Column("erased_at", DateTime(timezone=True), nullable=False),
+    Column("erased_at", DateTime(timezone=True)),  # NULL: the erasure is under way
 )
 
 Index("ix_owner_bookings_owner_end", owner_bookings.c.owner_user_id, owner_bookings.c.slot_end)

@@ -29,12 +29,16 @@ class AccountErasure:
         self.clock = clock
 
     async def erase(self, event: AccountDeleted) -> None:
+        digests = list(event.email_sha256)
+        # first the mark, committed on its own: from then on every booking event about the account
+        # sees it (NotifyHandlers), so a row such an event writes while the erasure runs is erased
+        # again after it; then the erasure, recorded done in its own transaction (exactly once)
         async with self.uow() as repo:
-            if not await repo.record_erased(
-                event.user_id, event.event_id, list(event.email_sha256), self.clock()
-            ):
+            await repo.mark_erasing(event.user_id, event.event_id, digests)
+        async with self.uow() as repo:
+            if not await repo.record_erased(event.user_id, self.clock()):
                 return  # done before
-            await repo.erase_user(event.user_id, list(event.email_sha256))
+            await repo.erase_user(event.user_id, digests)
         log.info(
             "erased a deleted account's notifications", extra={"fields": {"event_id": str(event.event_id)}}
         )

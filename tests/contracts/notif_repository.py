@@ -278,10 +278,15 @@ class NotifRepositoryContract:
         event = uuid.uuid4()
         async with uow() as repo:
             assert await repo.erased_digests(owner) is None
-            assert await repo.record_erased(owner, event, [digest], at)
+            assert not await repo.record_erased(owner, at)  # never marked: nothing to record
+            await repo.mark_erasing(owner, event, [digest])
+        async with uow() as repo:
+            assert await repo.erased_digests(owner) == [digest]  # gone from the mark on
+            await repo.mark_erasing(owner, uuid.uuid4(), ["other"])  # a second mark changes nothing
+            assert await repo.record_erased(owner, at)
             await repo.erase_user(owner, [digest])
         async with uow() as repo:
-            assert not await repo.record_erased(owner, uuid.uuid4(), [digest], at)  # once per account
+            assert not await repo.record_erased(owner, at)  # once per account
             assert await repo.erased_digests(owner) == [digest]
             data = await repo.user_export(owner, n.owner_email)
             assert (data["inbox"], data["devices"], data["deliveries"]) == ([], [], [])

@@ -21,7 +21,8 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Uuid(), primary_key=True),
         sa.Column("event_id", sa.Uuid(), nullable=False, unique=True),
         sa.Column("email_sha256", postgresql.ARRAY(sa.String(64)), nullable=False),
-        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+        # NULL while the erasure is under way (the account counts as gone from the moment the row exists)
+        sa.Column("erased_at", sa.DateTime(timezone=True)),
     )
 
 

@@ -51,6 +51,7 @@ class NotifStore:
     erased: dict[uuid.UUID, tuple[uuid.UUID, list[str]]] = field(
         default_factory=dict
     )  # user → event, digests
+    erased_done: set[uuid.UUID] = field(default_factory=set)  # users whose erasure is done
 
 
 class FakeNotifRepository:
@@ -306,12 +307,13 @@ class FakeNotifRepository:
         )
         return self.store.preferences[user_id]
 
-    async def record_erased(
-        self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str], at: datetime
-    ) -> bool:
-        if user_id in self.store.erased:
+    async def mark_erasing(self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str]) -> None:
+        self.store.erased.setdefault(user_id, (event_id, list(digests)))
+
+    async def record_erased(self, user_id: uuid.UUID, at: datetime) -> bool:
+        if user_id not in self.store.erased or user_id in self.store.erased_done:
             return False
-        self.store.erased[user_id] = (event_id, list(digests))
+        self.store.erased_done.add(user_id)
         return True
 
     async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
