@@ -68,9 +68,9 @@ class PaymentRepository(Protocol):
         """False when the event was already recorded."""
         ...
 
-    async def anonymise_customer(self, email_sha256: list[str], at: datetime) -> int:
-        """Empty the customer email of the payments filed under these addresses (hex SHA-256 of the
-        lower-cased address); how many."""
+    async def anonymise_customer(self, user_id: uuid.UUID, email_sha256: list[str], at: datetime) -> int:
+        """Empty the customer email of the account's payments (``customer_user_id``) and of those filed
+        under these addresses (hex SHA-256 of the lower-cased address); how many."""
         ...
 
     async def customer_payments(self, order_refs: list[str], email: str) -> list[Payment]:

@@ -49,6 +49,9 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
                 success_url=request.success_url,
                 cancel_url=request.cancel_url,
                 expires_at=dt(request.expires_at) if request.HasField("expires_at") else None,
+                customer_user_id=uid(request.customer_user_id, "customer_user_id")
+                if request.customer_user_id
+                else None,
             )
         )
         return payment_pb2.CreatePaymentSessionResponse(

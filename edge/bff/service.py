@@ -385,6 +385,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 order_ref=res.lock_id,
                 amount=res.amount,
                 customer_email=email,
+                customer_user_id=res.owner_user_id,
                 description=await self._service_name(res.service_id),
                 expires_at=res.expires_at,
             ),

@@ -35,6 +35,7 @@ payments = Table(
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("customer_email", String(254), nullable=False, server_default=""),
+    Column("customer_user_id", Uuid),  # the payer's account: a deleted account's payments are found by it
     Column("refund_id", String(255)),
     Column("expires_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -27,7 +27,7 @@ class Customers:
         async with self.uow() as repo:
             if not await repo.record_processed(event.event_id, ACCOUNT_DELETED.name, self.clock()):
                 return  # done before: a redelivery
-            n = await repo.anonymise_customer(list(event.email_sha256), self.clock())
+            n = await repo.anonymise_customer(event.user_id, list(event.email_sha256), self.clock())
         log.info("anonymised a deleted account's payments", extra={"fields": {"payments": n}})
 
     async def export(self, order_refs: list[str], email: str) -> dict[str, Any]:

@@ -134,13 +134,11 @@ class FakePaymentRepository:
         self.store.processed.add(event_id)
         return True
 
-    async def anonymise_customer(self, email_sha256: list[str], at: datetime) -> int:
+    async def anonymise_customer(self, user_id: uuid.UUID, email_sha256: list[str], at: datetime) -> int:
         n = 0
         for p in self.store.payments.values():
-            if (
-                p.customer_email
-                and hashlib.sha256(p.customer_email.lower().encode()).hexdigest() in email_sha256
-            ):
+            digest = hashlib.sha256(p.customer_email.lower().encode()).hexdigest()
+            if p.customer_email and (p.customer_user_id == user_id or digest in email_sha256):
                 p.customer_email, p.updated_at, n = "", at, n + 1
         return n
 

@@ -144,6 +144,7 @@ class CreatePaymentSessionRequest(_message.Message):
     SUCCESS_URL_FIELD_NUMBER: _builtins.int
     CANCEL_URL_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CUSTOMER_USER_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (AIP-155), also passed to Stripe as its Idempotency-Key."""
     order_ref: _builtins.str
@@ -156,6 +157,10 @@ class CreatePaymentSessionRequest(_message.Message):
     """Where the checkout page sends the payer after paying; server default when empty."""
     cancel_url: _builtins.str
     """Where the checkout page sends the payer on cancel; server default when empty."""
+    customer_user_id: _builtins.str
+    """The payer's account (UUID), kept with the payment: a deleted account's payments are found by it
+    (account.deleted) even when the account's email changed since. Empty for callers without one.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount to charge; must be positive."""
@@ -177,10 +182,11 @@ class CreatePaymentSessionRequest(_message.Message):
         success_url: _builtins.str = ...,
         cancel_url: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        customer_user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_url", b"cancel_url", "customer_email", b"customer_email", "description", b"description", "expires_at", b"expires_at", "order_ref", b"order_ref", "request_id", b"request_id", "success_url", b"success_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_url", b"cancel_url", "customer_email", b"customer_email", "customer_user_id", b"customer_user_id", "description", b"description", "expires_at", b"expires_at", "order_ref", b"order_ref", "request_id", b"request_id", "success_url", b"success_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
