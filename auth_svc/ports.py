@@ -76,6 +76,24 @@ class AuthRepository(Protocol):
     async def link_for_update(self, token_hash: str) -> LinkToken | None: ...
     async def mark_link_used(self, link_id: uuid.UUID, at: datetime) -> None: ...
 
+    # account deletion and export
+    async def user_for_update(self, user_id: uuid.UUID) -> User | None: ...
+    async def erase_user(self, user: User) -> None:
+        """Store the erased account; drop its memberships and link tokens, end its sessions and
+        forget their refresh secrets."""
+        ...
+
+    async def account_emails(self, user_id: uuid.UUID) -> list[str]:
+        """The current address and those of the account's link tokens, sorted, distinct."""
+        ...
+
+    async def user_sessions(self, user_id: uuid.UUID) -> list[Session]: ...
+    async def add_outbox(
+        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes
+    ) -> None:
+        """An event for the relay, in this transaction (once per event id)."""
+        ...
+
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[AuthRepository]]
 

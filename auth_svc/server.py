@@ -25,6 +25,7 @@ from auth_svc.handlers import (
     RESET_PER_ACCOUNT,
     RESET_PER_SOURCE,
     VERIFICATION_PER_ACCOUNT,
+    AccountDeletion,
     AccountHandlers,
     AccountRules,
     AuthHandlers,
@@ -36,9 +37,11 @@ from auth_svc.handlers import (
 )
 from auth_svc.ports import AccountMail, UnitOfWork
 from auth_svc.service import AuthServicer, ClinicStaffServicer
-from petpro import cache, grpc_server, keys
+from petpro import cache, events, grpc_server, keys
 from petpro.backoff import Rule
 from petpro.db import Database
+from petpro.erasure import encode_account_deleted
+from petpro.outbox import OutboxRelay
 from petpro.settings import ServiceSettings, load
 from petpro.smtp import SmtpClient
 from petpro.throttle import Throttle
@@ -177,12 +180,20 @@ def build(
     account mail, the throttle: ``NoThrottle()``) instead of the database, SMTP and Redis."""
     issuer = make_issuer(settings)
     on_stop: list[Callable[[], Awaitable[None]]] = []
+    relayed: list[Callable[[], Awaitable[None]]] = []  # the outbox relay (AccountDeleted), with the database
     if uow is None:
         db = Database(
             settings.url("database_url"), SCHEMA, app_name="auth_svc", pool_size=settings.db_pool_size
         )
         uow, read = db.repositories(AuthRepository)
         on_stop.append(db.close)
+        relay = OutboxRelay(
+            db,
+            lambda: events.producer(settings.url("kafka_bootstrap_servers"), "auth_svc-outbox"),
+            source="/petpro/auth_svc",
+            listen_dsn=settings.url("database_url"),
+        )
+        relayed.append(relay.run)
     if throttle is None:
         redis = cache.make_redis(settings.url("redis_url"))
         throttle = Throttle(redis)
@@ -221,6 +232,8 @@ def build(
         rules=account_rules(settings),
         answer_floor=settings.reset_answer_seconds,
     )
+    deletion = AccountDeletion(account, encode_account_deleted)
+    background += relayed
     staff = ClinicStaffHandlers(
         handlers, send_invitation, invitation_ttl=timedelta(hours=settings.invitation_ttl_hours)
     )
@@ -230,7 +243,7 @@ def build(
         services=[
             grpc_server.Registration(
                 auth_pb2_grpc.add_AuthServiceServicer_to_server,
-                AuthServicer(handlers, account),
+                AuthServicer(handlers, account, deletion),
                 "petpro.auth.v1.AuthService",
             ),
             grpc_server.Registration(

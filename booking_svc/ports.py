@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from booking_svc.domain import (
     Actor,
@@ -99,8 +99,47 @@ class BookingRepository(Protocol):
 
     # pets
     async def add_pet(self, pet: Pet) -> None: ...
-    async def pet(self, pet_id: uuid.UUID) -> Pet | None: ...
-    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]: ...
+    async def pet(self, pet_id: uuid.UUID, *, for_update: bool = False) -> Pet | None: ...
+    async def save_pet(self, pet: Pet) -> None:
+        """Store the pet's changeable fields (name … notes, archived_at, version)."""
+        ...
+
+    async def pet_booked(self, pet_id: uuid.UUID) -> bool:
+        """Whether the pet has any booking, in any state."""
+        ...
+
+    async def future_bookings_of_pet(self, pet_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+        """Its CONFIRMED bookings starting after ``now``, by start."""
+        ...
+
+    async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
+        """The owner's pets not archived, by creation."""
+        ...
+
+    # an owner across the tables: data export, erasure of a deleted account, processed events
+    async def event_processed(self, event_id: uuid.UUID) -> bool: ...
+    async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
+        """False when the event was already recorded."""
+        ...
+
+    async def owner_future_bookings(self, owner: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+        """The owner's CONFIRMED bookings starting after ``now``, by start."""
+        ...
+
+    async def owner_held_reservations(self, owner: uuid.UUID) -> list[uuid.UUID]: ...
+    async def owner_unsent_events(self, owner: uuid.UUID) -> int:
+        """Outbox rows of the owner's bookings the relay has not sent yet."""
+        ...
+
+    async def erase_owner(self, owner: uuid.UUID, at: datetime) -> None:
+        """Pets anonymised (name, breed, birth date, weight, notes) and archived; the reservations'
+        owner email and name and the bookings' cancel reasons emptied; the bookings' sent outbox rows
+        dropped.  Bookings keep ids, times, amounts and refunds (the clinic's accounting)."""
+        ...
+
+    async def owner_export(self, owner: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
+        """Rows of the owner's pets, reservations and bookings as JSON-ready dicts."""
+        ...
 
     # reservations.  A hold lapses at its ``expires_at``: from then on it never blocks and never confirms
     # (``Reservation.effective_state``); the statements below expire the lapsed holds in their way.

@@ -19,15 +19,17 @@ from booking_svc.handlers import (
     CatalogHandlers,
     ClinicAdminHandlers,
     LifecycleHandlers,
+    OwnerHandlers,
     PetHandlers,
     RefundHandlers,
     ReservationHandlers,
 )
 from booking_svc.ports import RefundPort, UnitOfWork
 from booking_svc.service import BookingServicer, ClinicAdminServicer
-from petpro import events, grpc_client, grpc_server, telemetry
+from petpro import events, grpc_client, grpc_server, mesh, telemetry
 from petpro.authn import Authenticator
 from petpro.db import Database
+from petpro.erasure import account_deleted_subscriber
 from petpro.gauges import StateAgeGauges
 from petpro.outbox import OutboxRelay
 from petpro.settings import ServiceSettings, load
@@ -67,6 +69,7 @@ def build(
     """The booking service.  Tests pass fakes of the ports (``uow``/``read``, ``refunds``) instead of the
     database and the payment service; the outbox relay then has nothing to relay and is not started."""
     background: list[Callable[[], Awaitable[None]]] = []
+    erasing = False
     on_stop: list[Callable[[], Awaitable[None]]] = []
     if uow is None:
         db = Database(
@@ -83,6 +86,7 @@ def build(
             end_offsets=end_offsets,
         )
         background.append(relay.run)
+        erasing = True  # account.deleted is consumed with the database (not with test fakes)
         background.append(  # open refunds and the oldest one's age, for the alert rules
             StateAgeGauges(db, table="bookings", state="refund_state", since="cancelled_at",
                            states=[s.value for s in OPEN_REFUND_STATES], count=telemetry.REFUNDS_OPEN,
@@ -106,6 +110,16 @@ def build(
         traceparent=telemetry.current_traceparent,
     )
     lifecycle = LifecycleHandlers(uow, read, encode_booking_change, traceparent=telemetry.current_traceparent)
+    owners = OwnerHandlers(uow, read, lifecycle)
+    if erasing:
+        background.append(
+            account_deleted_subscriber(
+                "booking_svc.account_deleted",
+                settings.url("kafka_bootstrap_servers"),
+                mesh.BOOKING_ACCOUNT_CONSUMER,
+                owners.erase,
+            ).run
+        )
     refund_handlers = RefundHandlers(
         uow, read, refunds, retry_max=timedelta(seconds=settings.refund_retry_max_seconds)
     )
@@ -120,7 +134,9 @@ def build(
         services=[
             grpc_server.Registration(
                 booking_pb2_grpc.add_BookingServiceServicer_to_server,
-                BookingServicer(catalog, PetHandlers(uow, read), reservations, lifecycle, refund_handlers),
+                BookingServicer(
+                    catalog, PetHandlers(uow, read), reservations, lifecycle, refund_handlers, owners
+                ),
                 "petpro.booking.v1.BookingService",
             ),
             grpc_server.Registration(

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from notif_worker.domain import (
     BookingNotice,
@@ -199,6 +199,30 @@ class NotifRepository(Protocol):
 
     async def refuse_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, error: str) -> None:
         """A claimed delivery given up for good (never claimed again)."""
+        ...
+
+    # a deleted account (account.deleted) and the owner's data export
+    async def mark_erasing(self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str]) -> None:
+        """From this commit on the account counts as erased (``erased_digests``); the first mark stays."""
+        ...
+
+    async def record_erased(self, user_id: uuid.UUID, at: datetime) -> bool:
+        """Record the marked account's erasure done; False when it was before (or never marked)."""
+        ...
+
+    async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
+        """The email digests of an account marked erased (done or under way); None otherwise."""
+        ...
+
+    async def erase_user(self, user_id: uuid.UUID, digests: list[str]) -> None:
+        """Inbox, devices, preferences, calendar token and rows deleted; the bookings' pending reminders
+        and parked events dropped; email deliveries to the digests' addresses re-addressed; the clinic
+        feed rows of the user's bookings without owner name, email and pet name."""
+        ...
+
+    async def user_export(self, user_id: uuid.UUID, email: str) -> dict[str, Any]:
+        """inbox, deliveries (to ``email``, the push inbox and the user's devices), devices,
+        preferences, calendar_feed: JSON-ready."""
         ...
 
 

@@ -26,6 +26,7 @@ from notif_worker.adapters.sms import TWILIO_API_BASE, TwilioSms
 from notif_worker.adapters.tables import SCHEMA
 from notif_worker.domain import QuietHours
 from notif_worker.handlers import (
+    AccountErasure,
     CalendarHandlers,
     ClinicFeed,
     DevicePushes,
@@ -42,6 +43,7 @@ from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
 from petpro.db import Database
+from petpro.erasure import account_deleted_subscriber
 from petpro.settings import ServiceSettings, load
 from petpro.smtp import SmtpClient
 from petpro_api.auth.v1 import auth_pb2_grpc
@@ -216,6 +218,7 @@ def build(
         auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         closers.append(auth_channel.close)
+    erasing = uow is None  # account.deleted is consumed with the database (not with test fakes)
     if uow is None:
         db = Database(
             settings.url("database_url"), SCHEMA, app_name="notif_worker", pool_size=settings.db_pool_size
@@ -225,6 +228,7 @@ def build(
     read = read or uow
 
     push = InboxPush()
+    accounts = AccountErasure(uow, read)
     retry = Retry(settings.retry_attempts, settings.retry_base_seconds)
     pushes = DevicePushes(devices, retry)
     texts = SmsHandlers(
@@ -247,6 +251,7 @@ def build(
         devices=pushes,
         sms=texts,
         reminder_offsets=settings.reminder_offsets_minutes,
+        accounts=accounts,
     )
     reminders = ReminderHandlers(
         uow, mailer, push, devices=pushes, sms=texts, retry=retry, quiet_default=quiet
@@ -264,6 +269,16 @@ def build(
             )
         )
         producer_factory = producer_factory or (lambda: events.producer(bootstrap, "notif_worker-dlq"))
+    erasure: list[Callable[[], Awaitable[None]]] = []
+    if erasing:
+        erasure.append(
+            account_deleted_subscriber(
+                "notif_worker.account_deleted",
+                settings.url("kafka_bootstrap_servers"),
+                mesh.NOTIF_ACCOUNT_CONSUMER,
+                accounts.erase,
+            ).run
+        )
     consumer = BookingEventsConsumer(
         notify,
         consumer_factory,
@@ -301,6 +316,7 @@ def build(
                     QuietHoursHandlers(uow, read, quiet),
                     authn,
                     texts,
+                    accounts,
                 ),
                 "petpro.notification.v1.NotificationService",
             ),
@@ -308,6 +324,7 @@ def build(
         background=[
             fanout.run,
             consumer.run,
+            *erasure,
             grpc_server.periodic(
                 "notif_worker.reminders", settings.reminder_sweep_seconds, reminders.send_due_reminders
             ),

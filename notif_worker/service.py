@@ -15,6 +15,7 @@ from google.api import httpbody_pb2
 
 from notif_worker.domain import ClinicSms, FeedToken, Preferences, QuietHours, SmsPhone
 from notif_worker.handlers import (
+    AccountErasure,
     CalendarHandlers,
     ClinicFeed,
     InboxHandlers,
@@ -112,13 +113,23 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         quiet_hours: QuietHoursHandlers,
         authn: Authenticator,
         sms: SmsHandlers | None = None,
+        accounts: AccountErasure | None = None,
     ) -> None:
+        self.accounts = accounts
         self.inbox = inbox
         self.preferences = preferences
         self.calendar = calendar
         self.quiet = quiet_hours
         self.authn = authn
         self.sms = sms or SmsHandlers(inbox.uow, inbox.read, None)
+
+    async def ExportUserData(
+        self, request: notification_pb2.ExportUserDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> notification_pb2.ExportUserDataResponse:
+        assert self.accounts is not None
+        out = notification_pb2.ExportUserDataResponse()
+        out.data.update(await self.accounts.export(uid(request.user_id, "user_id"), request.email))
+        return out
 
     async def GetCalendarFeed(
         self, request: notification_pb2.GetCalendarFeedRequest, context: grpc.aio.ServicerContext[Any, Any]

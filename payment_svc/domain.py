@@ -85,6 +85,7 @@ class Payment:
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     settled_at: datetime | None = None  # the order was fulfilled (SettlePayment)
     settled_order_id: str | None = None
+    customer_user_id: uuid.UUID | None = None  # the payer's account, when the caller named it
 
     def can_become(self, new: PaymentStatus) -> bool:
         return new in TRANSITIONS[self.status]

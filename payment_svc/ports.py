@@ -63,6 +63,20 @@ class PaymentRepository(Protocol):
         """Open sessions with no news since ``checked_before``: the provider is asked about them."""
         ...
 
+    # a deleted account (account.deleted) and the owner's data export
+    async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
+        """False when the event was already recorded."""
+        ...
+
+    async def anonymise_customer(self, user_id: uuid.UUID, email_sha256: list[str], at: datetime) -> int:
+        """Empty the customer email of the account's payments (``customer_user_id``) and of those filed
+        under these addresses (hex SHA-256 of the lower-cased address); how many."""
+        ...
+
+    async def customer_payments(self, order_refs: list[str], email: str) -> list[Payment]:
+        """The payments of these order references or filed under ``email`` (non-empty), oldest first."""
+        ...
+
 
 UnitOfWork = Callable[[], AbstractAsyncContextManager[PaymentRepository]]
 

@@ -15,8 +15,9 @@ from payment_svc.adapters.tables import SCHEMA
 from payment_svc.handlers import PaymentHandlers
 from payment_svc.ports import PaymentGateway, UnitOfWork
 from payment_svc.service import PaymentServicer
-from petpro import grpc_server
+from petpro import grpc_server, mesh
 from petpro.db import Database
+from petpro.erasure import account_deleted_subscriber
 from petpro.settings import ServiceSettings, load
 from petpro_api.payment.v1 import payment_pb2_grpc
 
@@ -73,6 +74,8 @@ def build(
 ) -> grpc_server.App:
     """The payment service.  Tests pass fakes of the ports (``uow``/``read``, ``gateway``)."""
     on_stop: list[Callable[[], Awaitable[None]]] = []
+    background: list[Callable[[], Awaitable[None]]] = []
+    erasing = uow is None  # account.deleted is consumed with the database (not with test fakes)
     if uow is None:
         db = Database(
             settings.url("database_url"), SCHEMA, app_name="payment_svc", pool_size=settings.db_pool_size
@@ -82,6 +85,15 @@ def build(
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
     handlers = PaymentHandlers(uow, gateway or make_gateway(settings), public_base_url=public, read=read)
     grace = timedelta(seconds=settings.reconcile_grace_seconds)
+    if erasing:
+        background.append(
+            account_deleted_subscriber(
+                "payment_svc.account_deleted",
+                settings.url("kafka_bootstrap_servers"),
+                mesh.PAYMENT_ACCOUNT_CONSUMER,
+                handlers.customers.erase,
+            ).run
+        )
 
     return grpc_server.App(
         name="payment_svc",
@@ -102,6 +114,7 @@ def build(
                 settings.reconcile_seconds,
                 lambda: handlers.reconciliation.reconcile_pending(grace),
             ),
+            *background,
         ],
         on_stop=on_stop,
     )

@@ -49,6 +49,9 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
                 success_url=request.success_url,
                 cancel_url=request.cancel_url,
                 expires_at=dt(request.expires_at) if request.HasField("expires_at") else None,
+                customer_user_id=uid(request.customer_user_id, "customer_user_id")
+                if request.customer_user_id
+                else None,
             )
         )
         return payment_pb2.CreatePaymentSessionResponse(
@@ -127,3 +130,12 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         return payment_pb2.ExpirePaymentSessionResponse(
             payment=payment_pb(await self.handlers.sessions.expire(request.session_id))
         )
+
+    async def ExportCustomerData(
+        self, request: payment_pb2.ExportCustomerDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.ExportCustomerDataResponse:
+        out = payment_pb2.ExportCustomerDataResponse()
+        out.data.update(
+            await self.handlers.customers.export(list(request.order_refs), request.customer_email)
+        )
+        return out

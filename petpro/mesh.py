@@ -291,6 +291,13 @@ NOTIF_CONSUMER = Consumer(
     group="notif-worker", topics=(BOOKING_CREATED, *LIFECYCLE_TOPICS), dead_letters=BOOKING_CREATED
 )
 
+# auth writes it to its outbox when an account is deleted (key: user id); booking, payment and notif
+# each erase what they hold about the account, in a group of their own (petpro.subscriber)
+ACCOUNT_DELETED = Topic("account.deleted", key="user_id")
+BOOKING_ACCOUNT_CONSUMER = Consumer(group="booking-account", topics=(ACCOUNT_DELETED,))
+PAYMENT_ACCOUNT_CONSUMER = Consumer(group="payment-account", topics=(ACCOUNT_DELETED,))
+NOTIF_ACCOUNT_CONSUMER = Consumer(group="notif-account", topics=(ACCOUNT_DELETED,))
+
 # --------------------------------------------------------------------------------------------------
 # The manifest.  Adding a service: one Service(...) below, then its package (docs/adding-a-service.md).
 # --------------------------------------------------------------------------------------------------
@@ -306,7 +313,8 @@ MESH = Mesh(
             schema="auth",
             tables="auth_svc.adapters.tables",
             serves=("petpro.auth.v1.AuthService", "petpro.auth.v1.ClinicStaffService"),
-            needs=("postgres", "redis", "smtp"),
+            produces=(ACCOUNT_DELETED,),
+            needs=("postgres", "redis", "smtp", "kafka"),
         ),
         Service(
             name="booking",
@@ -319,6 +327,7 @@ MESH = Mesh(
             serves=("petpro.booking.v1.BookingService", "petpro.booking.v1.ClinicAdminService"),
             calls=("petpro.auth.v1.AuthService", "petpro.payment.v1.PaymentService"),
             produces=(BOOKING_CREATED, *LIFECYCLE_TOPICS),
+            consumes=(BOOKING_ACCOUNT_CONSUMER,),
             needs=("postgres", "kafka"),
         ),
         Service(
@@ -330,7 +339,8 @@ MESH = Mesh(
             schema="payment",
             tables="payment_svc.adapters.tables",
             serves=("petpro.payment.v1.PaymentService",),
-            needs=("postgres", "stripe"),
+            consumes=(PAYMENT_ACCOUNT_CONSUMER,),
+            needs=("postgres", "stripe", "kafka"),
         ),
         Service(
             name="notif",
@@ -342,7 +352,7 @@ MESH = Mesh(
             tables="notif_worker.adapters.tables",
             serves=("petpro.notification.v1.ClinicFeedService", "petpro.notification.v1.NotificationService"),
             calls=("petpro.auth.v1.AuthService",),
-            consumes=(NOTIF_CONSUMER,),
+            consumes=(NOTIF_CONSUMER, NOTIF_ACCOUNT_CONSUMER),
             needs=("postgres", "redis", "kafka", "smtp", "push", "sms"),
         ),
         Service(

@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_svc.adapters.tables import clinic_memberships, invitations, link_tokens, sessions, users
+from auth_svc.adapters.tables import clinic_memberships, invitations, link_tokens, outbox, sessions, users
 from auth_svc.domain import Invitation, LinkToken, Member, Session, User
 
 
@@ -39,6 +39,7 @@ def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
         phone=row.phone,
         locale=row.locale,
         time_zone=row.time_zone,
+        deleted_at=row.deleted_at,
     )
 
 
@@ -333,3 +334,60 @@ class AuthRepository:
             .where(sessions.c.id == session_id, sessions.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+
+    # -- account deletion and export ----------------------------------------------------------------
+    async def user_for_update(self, user_id: uuid.UUID) -> User | None:
+        row = (
+            await self.session.execute(select(users).where(users.c.id == user_id).with_for_update())
+        ).first()
+        return _user(row, await self.memberships(user_id)) if row else None
+
+    async def erase_user(self, user: User) -> None:
+        """Store the erased account (``auth_svc.domain.deletion.erased``): its row keeps only the id;
+        its memberships, link tokens and sessions' secrets go."""
+        await self.session.execute(
+            update(users)
+            .where(users.c.id == user.id)
+            .values(
+                email=user.email,
+                name=user.name,
+                password_hash=user.password_hash,
+                roles=list(user.roles),
+                email_verified_at=None,
+                phone="",
+                locale="",
+                time_zone="",
+                deleted_at=user.deleted_at,
+            )
+        )
+        await self.session.execute(delete(clinic_memberships).where(clinic_memberships.c.user_id == user.id))
+        await self.session.execute(delete(link_tokens).where(link_tokens.c.user_id == user.id))
+        await self.session.execute(
+            update(sessions)
+            .where(sessions.c.user_id == user.id)
+            .values(refresh_hash="", revoked_at=func.coalesce(sessions.c.revoked_at, user.deleted_at))
+        )
+
+    async def account_emails(self, user_id: uuid.UUID) -> list[str]:
+        """Every address the account has had that auth still knows: the current one and those of its
+        link tokens (verification of an earlier address, resets)."""
+        q = (
+            select(users.c.email)
+            .where(users.c.id == user_id)
+            .union(select(link_tokens.c.email).where(link_tokens.c.user_id == user_id))
+        )
+        return sorted(r[0] for r in await self.session.execute(q))
+
+    async def user_sessions(self, user_id: uuid.UUID) -> list[Session]:
+        q = select(sessions).where(sessions.c.user_id == user_id).order_by(sessions.c.created_at)
+        return [_session(r) for r in await self.session.execute(q)]
+
+    async def add_outbox(
+        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes
+    ) -> None:
+        await self.session.execute(
+            pg_insert(outbox)
+            .values(event_id=event_id, topic=topic, key=key, event_type=event_type, payload=payload)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+        )
+        await self.session.execute(select(func.pg_notify("outbox", "")))

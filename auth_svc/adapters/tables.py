@@ -6,17 +6,22 @@ from __future__ import annotations
 
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     Uuid,
     func,
+    text,
 )
 
 SCHEMA = "auth"
@@ -35,6 +40,7 @@ users = Table(
     Column("phone", String(16), nullable=False, server_default=""),
     Column("locale", String(35), nullable=False, server_default=""),
     Column("time_zone", String(64), nullable=False, server_default=""),
+    Column("deleted_at", DateTime(timezone=True)),
 )
 
 clinic_memberships = Table(
@@ -88,4 +94,21 @@ link_tokens = Table(
     Column("used_at", DateTime(timezone=True)),
     CheckConstraint("purpose IN ('PASSWORD_RESET', 'EMAIL_VERIFICATION')", name="link_purpose"),
     Index("ix_link_tokens_user_id", "user_id"),
+)
+
+# AccountDeleted events, relayed to Kafka by petpro.outbox (the same table as booking's)
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("traceparent", String(64), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sent_at", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
 )

@@ -43,6 +43,7 @@ class User:
     phone: str = ""  # E.164, "" when not given
     locale: str = ""  # BCP 47 language tag, e.g. "de-AT"
     time_zone: str = ""  # IANA name, for display, e.g. "Europe/Vienna"
+    deleted_at: datetime | None = None  # the account was deleted (its personal data erased)
 
     @property
     def clinic_ids(self) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from auth_svc.handlers.accounts import (
     TokenPair,
     principal_of,
 )
+from auth_svc.handlers.deletion import AccountDeletion, AccountHasRoles
 from auth_svc.handlers.my_account import (
     LINK_FAILURES_PER_SOURCE,
     PASSWORD_CHECK_PER_ACCOUNT_AND_SOURCE,
@@ -33,7 +34,9 @@ __all__ = [
     "RESET_PER_ACCOUNT",
     "RESET_PER_SOURCE",
     "VERIFICATION_PER_ACCOUNT",
+    "AccountDeletion",
     "AccountHandlers",
+    "AccountHasRoles",
     "AccountRules",
     "AuthHandlers",
     "ClinicStaffHandlers",

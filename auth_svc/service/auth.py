@@ -12,7 +12,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from auth_svc.domain import PROFILE_FIELDS, User
-from auth_svc.handlers import AccountHandlers, AuthHandlers, TokenPair
+from auth_svc.handlers import AccountDeletion, AccountHandlers, AuthHandlers, TokenPair
 from petpro.convert import uid
 from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 
@@ -60,9 +60,10 @@ def user_pb(user: User) -> auth_pb2.User:
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    def __init__(self, handlers: AuthHandlers, account: AccountHandlers) -> None:
+    def __init__(self, handlers: AuthHandlers, account: AccountHandlers, deletion: AccountDeletion) -> None:
         self.handlers = handlers
         self.account = account
+        self.deletion = deletion
 
     async def Register(
         self, request: auth_pb2.RegisterRequest, context: Context
@@ -167,6 +168,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             request.client_address,
         )
         return auth_pb2.ChangePasswordResponse()
+
+    async def DeleteAccount(
+        self, request: auth_pb2.DeleteAccountRequest, context: Context
+    ) -> auth_pb2.DeleteAccountResponse:
+        await self.deletion.delete_account(
+            uid(request.user_id, "user_id"), request.password, request.client_address
+        )
+        return auth_pb2.DeleteAccountResponse()
+
+    async def ExportAccount(
+        self, request: auth_pb2.ExportAccountRequest, context: Context
+    ) -> auth_pb2.ExportAccountResponse:
+        out = auth_pb2.ExportAccountResponse()
+        out.data.update(await self.deletion.export_account(uid(request.user_id, "user_id")))
+        return out
 
     async def ChangeEmail(
         self, request: auth_pb2.ChangeEmailRequest, context: Context

@@ -103,6 +103,10 @@ pets = Table(
     Column("breed", String(100), nullable=False, server_default=""),
     Column("birth_date", Date),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("weight_grams", Integer),
+    Column("notes", Text, nullable=False, server_default=""),
+    Column("archived_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
     Index("ix_pets_owner", "owner_user_id", "created_at"),
 )
 reservations = Table(
@@ -196,4 +200,12 @@ outbox = Table(
     Column("sent_at", DateTime(timezone=True)),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
+)
+# events consumed from other services (account.deleted), each recorded with its effect: exactly once
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -30,6 +30,18 @@ class PetNotOwned(PermissionDenied):
     reason = "PET_NOT_OWNED"
 
 
+class PetArchived(FailedPrecondition):
+    reason = "PET_ARCHIVED"
+
+
+class PetHasBookings(FailedPrecondition):
+    reason = "PET_HAS_BOOKINGS"
+
+
+class PetHasFutureBookings(FailedPrecondition):
+    reason = "PET_HAS_FUTURE_BOOKINGS"
+
+
 class ReservationNotFound(NotFound):
     reason = "RESERVATION_NOT_FOUND"
 

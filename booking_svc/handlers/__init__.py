@@ -18,7 +18,8 @@ from booking_svc.handlers.clinic_admin import (
     check_mask,
 )
 from booking_svc.handlers.lifecycle import LifecycleHandlers
-from booking_svc.handlers.pets import PetHandlers
+from booking_svc.handlers.owners import OwnerHandlers
+from booking_svc.handlers.pets import PetDraft, PetHandlers
 from booking_svc.handlers.refunds import RefundHandlers, refund_request_id
 from booking_svc.handlers.reservations import ReservationHandlers, ReserveCommand
 
@@ -30,6 +31,8 @@ __all__ = [
     "ClinicAdminHandlers",
     "ClinicProfile",
     "LifecycleHandlers",
+    "OwnerHandlers",
+    "PetDraft",
     "PetHandlers",
     "RefundHandlers",
     "ReservationHandlers",

@@ -10,6 +10,8 @@ from booking_svc.domain import Actor, BookingState
 from booking_svc.handlers import (
     CatalogHandlers,
     LifecycleHandlers,
+    OwnerHandlers,
+    PetDraft,
     PetHandlers,
     RefundHandlers,
     ReservationHandlers,
@@ -30,12 +32,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         reservations: ReservationHandlers,
         lifecycle: LifecycleHandlers,
         refunds: RefundHandlers,
+        owners: OwnerHandlers | None = None,
     ) -> None:
         self.catalog = catalog
         self.pets = pets
         self.reservations = reservations
         self.lifecycle = lifecycle
         self.refunds = refunds
+        self.owners = owners
 
     async def ListClinics(
         self, request: booking_pb2.ListClinicsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -102,6 +106,51 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.owner_user_id, "owner_user_id"), request.page_size, request.page_token
         )
         return booking_pb2.ListPetsResponse(pets=[pet_pb(p) for p in rows], next_page_token=token)
+
+    async def GetPet(
+        self, request: booking_pb2.GetPetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.GetPetResponse:
+        pet = await self.pets.get_pet(
+            uid(request.owner_user_id, "owner_user_id"), uid(request.pet_id, "pet_id")
+        )
+        return booking_pb2.GetPetResponse(pet=pet_pb(pet))
+
+    async def UpdatePet(
+        self, request: booking_pb2.UpdatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.UpdatePetResponse:
+        p = request.pet
+        pet = await self.pets.update_pet(
+            uid(request.owner_user_id, "owner_user_id"),
+            uid(p.pet_id, "pet.pet_id"),
+            PetDraft(
+                paths=list(request.update_mask.paths) or _set_pet_paths(p),
+                name=p.name,
+                species=booking_pb2.Species.Name(p.species).removeprefix("SPECIES_") if p.species else "",
+                breed=p.breed,
+                birth_date=p.birth_date,
+                weight_kg=p.weight_kg if p.HasField("weight_kg") else None,
+                notes=p.notes,
+            ),
+            p.etag,
+        )
+        return booking_pb2.UpdatePetResponse(pet=pet_pb(pet))
+
+    async def ArchivePet(
+        self, request: booking_pb2.ArchivePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ArchivePetResponse:
+        pet = await self.pets.archive_pet(
+            uid(request.owner_user_id, "owner_user_id"), uid(request.pet_id, "pet_id"), request.etag
+        )
+        return booking_pb2.ArchivePetResponse(pet=pet_pb(pet))
+
+    async def ExportOwnerData(
+        self, request: booking_pb2.ExportOwnerDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ExportOwnerDataResponse:
+        assert self.owners is not None
+        data, order_refs = await self.owners.export(uid(request.owner_user_id, "owner_user_id"))
+        out = booking_pb2.ExportOwnerDataResponse(order_refs=order_refs)
+        out.data.update(data)
+        return out
 
     async def ReserveSlot(
         self, request: booking_pb2.ReserveSlotRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -222,3 +271,12 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return booking_pb2.ListBookingsResponse(
             bookings=[booking_pb(b, now) for b in rows], next_page_token=token
         )
+
+
+def _set_pet_paths(p: booking_pb2.Pet) -> list[str]:
+    """AIP-134 without a mask: the updatable fields the request sets."""
+    paths = [name for name in ("name", "birth_date", "notes") if getattr(p, name)]
+    if p.species:
+        paths.append("species")
+    paths += [name for name in ("breed", "weight_kg") if p.HasField(name)]
+    return paths

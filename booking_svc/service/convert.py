@@ -73,9 +73,14 @@ def pet_pb(p: Pet) -> booking_pb2.Pet:
         species=booking_pb2.Species.Value(f"SPECIES_{p.species}"),
         birth_date=p.birth_date.isoformat() if p.birth_date else "",
         create_time=ts(p.created_at),
+        notes=p.notes,
+        etag=p.etag,
+        archived=p.archived,
     )
     if p.breed:
         out.breed = p.breed
+    if p.weight_grams is not None:
+        out.weight_kg = p.weight_grams / 1000
     return out
 
 

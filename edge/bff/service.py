@@ -8,6 +8,7 @@ interceptor passes the internal services' rich status through.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -235,6 +236,47 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         )
         return mobile_pb2.UpdateMeResponse(user=r.user)
 
+    # -- the owner's data: export (each part from the service that owns it) and account deletion ----
+    async def ExportMyData(
+        self, request: mobile_pb2.ExportMyDataRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ExportMyDataResponse:
+        me = await self._principal(context)
+        account, booking = await asyncio.gather(
+            call(self.stubs.auth.ExportAccount, auth_pb2.ExportAccountRequest(user_id=me.user_id)),
+            call(
+                self.stubs.booking.ExportOwnerData,
+                booking_pb2.ExportOwnerDataRequest(owner_user_id=me.user_id),
+            ),
+        )
+        email = account.data.fields["user"].struct_value.fields["email"].string_value
+        payment, notifications = await asyncio.gather(
+            call(
+                self.stubs.payment.ExportCustomerData,
+                payment_pb2.ExportCustomerDataRequest(order_refs=booking.order_refs, customer_email=email),
+            ),
+            call(
+                self.stubs.notification.ExportUserData,
+                notification_pb2.ExportUserDataRequest(user_id=me.user_id, email=email),
+            ),
+        )
+        out = mobile_pb2.ExportMyDataResponse(
+            account=account.data, booking=booking.data, payment=payment.data, notifications=notifications.data
+        )
+        out.export_time.GetCurrentTime()
+        return out
+
+    async def DeleteAccount(
+        self, request: mobile_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.DeleteAccountResponse:
+        me = await self._principal(context)
+        await call(
+            self.stubs.auth.DeleteAccount,
+            auth_pb2.DeleteAccountRequest(
+                user_id=me.user_id, password=request.password, client_address=client_address(context)
+            ),
+        )
+        return mobile_pb2.DeleteAccountResponse()
+
     # -- pets ----------------------------------------------------------------------------------------
     async def CreatePet(
         self, request: mobile_pb2.CreatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -262,6 +304,38 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             ),
         )
         return mobile_pb2.ListPetsResponse(pets=r.pets, next_page_token=r.next_page_token)
+
+    async def GetPet(
+        self, request: mobile_pb2.GetPetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.GetPetResponse:
+        me = await self._principal(context)
+        r = await call(
+            self.stubs.booking.GetPet,
+            booking_pb2.GetPetRequest(pet_id=request.pet_id, owner_user_id=me.user_id),
+        )
+        return mobile_pb2.GetPetResponse(pet=r.pet)
+
+    async def UpdatePet(
+        self, request: mobile_pb2.UpdatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.UpdatePetResponse:
+        me = await self._principal(context)
+        r = await call(
+            self.stubs.booking.UpdatePet,
+            booking_pb2.UpdatePetRequest(
+                pet=request.pet, update_mask=request.update_mask, owner_user_id=me.user_id
+            ),
+        )
+        return mobile_pb2.UpdatePetResponse(pet=r.pet)
+
+    async def ArchivePet(
+        self, request: mobile_pb2.ArchivePetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.ArchivePetResponse:
+        me = await self._principal(context)
+        r = await call(
+            self.stubs.booking.ArchivePet,
+            booking_pb2.ArchivePetRequest(pet_id=request.pet_id, owner_user_id=me.user_id, etag=request.etag),
+        )
+        return mobile_pb2.ArchivePetResponse(pet=r.pet)
 
     # -- booking flow --------------------------------------------------------------------------------
     async def CreateBooking(
@@ -312,6 +386,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 order_ref=res.lock_id,
                 amount=res.amount,
                 customer_email=email,
+                customer_user_id=res.owner_user_id,
                 description=await self._service_name(res.service_id),
                 expires_at=res.expires_at,
             ),

@@ -548,7 +548,7 @@ def _tag(path: str) -> str:
     parts = [p for p in path.split("/") if p and not p.startswith("{")]
     if parts and re.fullmatch(r"v\d+\w*", parts[0]):
         parts = parts[1:]
-    return parts[0] if parts else "default"
+    return parts[0].partition(":")[0] if parts else "default"  # /v1/me:export is tagged "me"
 
 
 def _error_responses(*names: str) -> dict[str, Any]:

@@ -184,3 +184,15 @@ def cursor_field(cursor: int) -> bytes:
         out.append(byte | (0x80 if cursor else 0))
         if not cursor:
             return bytes(out)
+
+
+def scrub_clinic_event(payload: bytes, booking_id: str) -> bytes:
+    """The clinic feed row of ``booking_id`` without the owner's name and email and the pet's name (a
+    deleted account); the booking, its times, amounts and state stay for the clinic."""
+    event = clinic_feed_pb2.ClinicEvent.FromString(payload)
+    if event.booking.booking_id != booking_id:
+        return payload
+    event.booking.owner_name = ""
+    event.booking.owner_email = ""
+    event.booking.pet_name = ""
+    return event.SerializeToString()

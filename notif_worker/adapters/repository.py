@@ -11,19 +11,23 @@ from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Json
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from notif_worker.adapters.codecs import scrub_clinic_event
 from notif_worker.adapters.tables import (
     PREFERENCE_FIELDS,
     calendar_tokens,
     clinic_events,
     clinic_quiet_hours,
     clinic_sms,
+    deliveries,
     devices,
+    erased_accounts,
     inbox,
     owner_bookings,
+    parked_events,
     preferences,
     reminders,
     sms_phones,
@@ -669,3 +673,162 @@ class NotifRepository:
             " WHERE event_id = %s AND channel = %s AND recipient = %s",
             (error, event_id, channel, recipient),
         )
+
+    # -- a deleted account (account.deleted) and the owner's data export ------------------------------
+    async def mark_erasing(self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str]) -> None:
+        await self.session.execute(
+            pg_insert(erased_accounts)
+            .values(user_id=user_id, event_id=event_id, email_sha256=digests)
+            .on_conflict_do_nothing()
+        )
+
+    async def record_erased(self, user_id: uuid.UUID, at: datetime) -> bool:
+        """False when the account's erasure was recorded before (or the account was never marked)."""
+        done = await self.session.execute(
+            update(erased_accounts)
+            .where(erased_accounts.c.user_id == user_id, erased_accounts.c.erased_at.is_(None))
+            .values(erased_at=at)
+            .returning(erased_accounts.c.user_id)
+        )
+        return done.first() is not None
+
+    async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
+        """The email digests of an erased account; None when the account was not erased."""
+        q = select(erased_accounts.c.email_sha256).where(erased_accounts.c.user_id == user_id)
+        row = (await self.session.execute(q)).first()
+        return list(row[0]) if row else None
+
+    async def erase_user(self, user_id: uuid.UUID, digests: list[str]) -> None:
+        """Everything notif holds about the user: inbox, devices, preferences, calendar token, number for
+        texts (and its texts' recipient), calendar rows, pending reminders' data and parked events of their bookings deleted or emptied; their
+        email deliveries' address replaced; their clinic feed rows without name, email or pet name."""
+        booking_ids = [
+            r[0]
+            for r in await self.session.execute(
+                select(owner_bookings.c.booking_id).where(owner_bookings.c.owner_user_id == user_id)
+            )
+        ]
+        booking_ids += [
+            r[0]
+            for r in await self.session.execute(
+                select(func.json_extract_path_text(inbox.c.data, "booking_id")).where(
+                    inbox.c.user_id == user_id
+                )
+            )
+            if r[0]
+        ]
+        booking_ids = sorted(set(booking_ids))
+        for table in (inbox, devices):
+            await self.session.execute(delete(table).where(table.c.user_id == user_id))
+        await self.session.execute(delete(preferences).where(preferences.c.user_id == user_id))
+        await self.session.execute(delete(calendar_tokens).where(calendar_tokens.c.user_id == user_id))
+        await self.session.execute(delete(owner_bookings).where(owner_bookings.c.owner_user_id == user_id))
+        phones = [
+            r[0]
+            for r in await self.session.execute(
+                delete(sms_phones).where(sms_phones.c.user_id == user_id).returning(sms_phones.c.phone)
+            )
+        ]
+        if phones:  # the texts' log keeps no number of theirs
+            await self.session.execute(
+                update(deliveries)
+                .where((deliveries.c.channel == "sms") & deliveries.c.recipient.in_(phones))
+                .values(recipient=func.concat("erased:", deliveries.c.id), last_error=None)
+            )
+        digest = func.encode(func.sha256(func.convert_to(func.lower(deliveries.c.recipient), "UTF8")), "hex")
+        await self.session.execute(
+            update(deliveries)
+            .where(
+                ((deliveries.c.channel == "email") & digest.in_(digests))
+                | ((deliveries.c.channel == "push") & (deliveries.c.recipient == str(user_id)))
+            )
+            .values(recipient=func.concat("erased:", deliveries.c.id), last_error=None)
+        )
+        if not booking_ids:
+            return
+        await self.session.execute(
+            update(reminders)
+            .where(reminders.c.booking_id.in_(booking_ids))
+            .values(data={}, state=case((reminders.c.state == "PENDING", "DROPPED"), else_=reminders.c.state))
+        )
+        await self.session.execute(delete(parked_events).where(parked_events.c.booking_id.in_(booking_ids)))
+        for booking_id in booking_ids:
+            rows = await self.session.execute(
+                text(
+                    "SELECT clinic_id, cursor, payload FROM clinic_events"
+                    " WHERE position(convert_to(:booking, 'UTF8') in payload) > 0"
+                ),
+                {"booking": booking_id},
+            )
+            for clinic_id, cursor, payload in rows:
+                await self.session.execute(
+                    update(clinic_events)
+                    .where(clinic_events.c.clinic_id == clinic_id, clinic_events.c.cursor == cursor)
+                    .values(payload=scrub_clinic_event(bytes(payload), booking_id))
+                )
+
+    async def user_export(self, user_id: uuid.UUID, email: str) -> dict[str, Any]:
+        def rows(result: Any) -> list[dict[str, Any]]:
+            out = []
+            for r in result:
+                out.append(
+                    {
+                        k: (
+                            str(v)
+                            if isinstance(v, uuid.UUID)
+                            else v.isoformat()
+                            if isinstance(v, datetime)
+                            else v
+                        )
+                        for k, v in r._mapping.items()
+                    }
+                )
+            return out
+
+        inbox_rows = await self.session.execute(
+            select(inbox.c.id, inbox.c.title, inbox.c.body, inbox.c.data, inbox.c.created_at, inbox.c.read_at)
+            .where(inbox.c.user_id == user_id)
+            .order_by(inbox.c.created_at)
+        )
+        delivery_rows = await self.session.execute(
+            select(
+                deliveries.c.event_id,
+                deliveries.c.channel,
+                deliveries.c.recipient,
+                deliveries.c.status,
+                deliveries.c.attempts,
+                deliveries.c.created_at,
+                deliveries.c.delivered_at,
+            )
+            .where(
+                (
+                    (deliveries.c.channel == "email")
+                    & (deliveries.c.recipient == email)
+                    & (deliveries.c.recipient != "")
+                )
+                | ((deliveries.c.channel == "push") & (deliveries.c.recipient == str(user_id)))
+                | (
+                    (deliveries.c.channel == "device")
+                    & deliveries.c.recipient.in_(
+                        select(func.cast(devices.c.id, deliveries.c.recipient.type)).where(
+                            devices.c.user_id == user_id
+                        )
+                    )
+                )
+            )
+            .order_by(deliveries.c.created_at, deliveries.c.id)
+        )
+        device_rows = await self.session.execute(
+            select(devices.c.id, devices.c.platform, devices.c.created_at).where(devices.c.user_id == user_id)
+        )
+        prefs = await self.session.execute(select(preferences).where(preferences.c.user_id == user_id))
+        cal = await self.session.execute(
+            select(calendar_tokens.c.created_at).where(calendar_tokens.c.user_id == user_id)
+        )
+        return {
+            "inbox": rows(inbox_rows),
+            "deliveries": rows(delivery_rows),
+            "devices": rows(device_rows),
+            "preferences": next(iter(rows(prefs)), None),
+            "calendar_feed": next(iter(rows(cal)), None),
+        }

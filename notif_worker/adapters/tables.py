@@ -7,6 +7,7 @@ schema-drift test read ``metadata`` from here)."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    ARRAY,
     JSON,
     BigInteger,
     Boolean,
@@ -204,6 +205,16 @@ sms_usage = Table(
     Column("clinic_id", Uuid, primary_key=True),
     Column("month", String(7), primary_key=True),
     Column("sent", Integer, nullable=False),
+)
+# deleted accounts whose data notif erased (account.deleted, exactly once by event id); a booking event
+# about one arriving later is erased again after it is applied (its owner's last notice)
+erased_accounts = Table(
+    "erased_accounts",
+    metadata,
+    Column("user_id", Uuid, primary_key=True),
+    Column("event_id", Uuid, nullable=False, unique=True),
+    Column("email_sha256", ARRAY(String(64)), nullable=False),
+    Column("erased_at", DateTime(timezone=True)),  # NULL: the erasure is under way
 )
 
 Index("ix_owner_bookings_owner_end", owner_bookings.c.owner_user_id, owner_bookings.c.slot_end)

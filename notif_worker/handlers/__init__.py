@@ -1,6 +1,7 @@
 """notif_worker's use cases: notifying a booking event, pushes to devices, reminders, the clinic feed,
 the owner's inbox, preferences and calendar feed, the clinics' quiet hours, texts (SMS)."""
 
+from notif_worker.handlers.accounts import AccountErasure
 from notif_worker.handlers.calendar import CalendarHandlers
 from notif_worker.handlers.devices import DevicePushes, Retry
 from notif_worker.handlers.feed import ClinicFeed
@@ -12,6 +13,7 @@ from notif_worker.handlers.reminders import ReminderHandlers, reminder_change
 from notif_worker.handlers.sms import SmsHandlers
 
 __all__ = [
+    "AccountErasure",
     "CalendarHandlers",
     "ClinicFeed",
     "DevicePushes",

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from notif_worker.domain import BookingNotice, ChannelFailed, Device, Preferences, push_message
+from notif_worker.handlers.accounts import AccountErasure
 from notif_worker.handlers.devices import DEFAULT_RETRY, DevicePushes, Retry
 from notif_worker.handlers.reminders import reminder_change
 from notif_worker.handlers.sms import SmsHandlers
@@ -40,6 +42,7 @@ class NotifyHandlers:
         sms: SmsHandlers | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reminder_offsets: tuple[int, ...] = (2880, 120),
+        accounts: AccountErasure | None = None,
     ) -> None:
         self.repos = repos
         self.mailer = mailer
@@ -51,6 +54,7 @@ class NotifyHandlers:
         self.sms = sms
         self.clock = clock
         self.reminder_offsets = reminder_offsets
+        self.accounts = accounts
 
     async def notify(
         self, n: BookingNotice, topic: str = "", payload: bytes = b"", decode: Decode | None = None
@@ -64,9 +68,18 @@ class NotifyHandlers:
             parked = await self._notify_one(decode(*parked), *parked)  # it was waiting for this one
 
     async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
+        gone = await self.accounts.erased(n.owner_user_id) if self.accounts else None
+        if gone is not None:  # a deleted account: the clinic's feed row only, without personal data
+            n = replace(n, owner_email="", owner_name="", pet_name="")
         email_due, parked, devices, outcome = await self._with_retry(
-            "feed+push", lambda: self._record(n, topic, payload)
+            "feed+push", lambda: self._record(n, topic, payload, owner_gone=gone is not None)
         )
+        if self.accounts is not None:  # erased meanwhile (or just now): what this event wrote goes too
+            digests = await self.accounts.erased(n.owner_user_id)
+            if digests is not None:
+                await self.accounts.erase_again(n.owner_user_id, digests)
+                if gone is None:
+                    return parked  # the email and pushes are not sent to a deleted account
         failed: ChannelFailed | None = None
         if devices:
             try:
@@ -75,7 +88,7 @@ class NotifyHandlers:
                 failed = exc
         if email_due:
             await self._with_retry("email", lambda: self._send_email(n))
-        if self.sms is not None and outcome != "parked":
+        if self.sms is not None and outcome != "parked" and gone is None:
             sms = self.sms
             try:
                 await self._with_retry("sms", lambda: sms.deliver(n))
@@ -116,7 +129,7 @@ class NotifyHandlers:
                 )
 
     async def _record(
-        self, n: BookingNotice, topic: str, payload: bytes
+        self, n: BookingNotice, topic: str, payload: bytes, *, owner_gone: bool = False
     ) -> tuple[bool, tuple[str, bytes] | None, tuple[Device, ...], str]:
         """What lives in our database, in one statement (one round trip, its own transaction; the
         clinic's counter row is locked only inside the database): the booking's order, the clinic feed
@@ -127,13 +140,13 @@ class NotifyHandlers:
             async with self.repos() as repo:
                 prefs = await repo.preferences(n.owner_user_id)
         push = None
-        if prefs.wants(n.category, "push"):
+        if prefs.wants(n.category, "push") and not owner_gone:
             push = self.push_provider.inbox_row(n, *push_message(n))
         async with self.repos() as repo:
             recorded = await repo.record(
                 n,
                 push=push,
-                email=prefs.wants(n.category, "email"),
+                email=prefs.wants(n.category, "email") and not owner_gone,
                 feed_type=f"booking.{n.kind}",
                 feed_tail=self.encode_feed(n, 0),
                 reminders=reminder_change(n, self.reminder_offsets),

@@ -12,7 +12,7 @@ from sqlalchemy import Row, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from payment_svc.adapters.tables import SCHEMA, payments, refunds
+from payment_svc.adapters.tables import SCHEMA, payments, processed_events, refunds
 from payment_svc.domain import Payment, PaymentStatus, Refund
 from petpro.db import raw_execute
 
@@ -22,8 +22,9 @@ from petpro.db import raw_execute
 _COLUMNS = ", ".join(c.name for c in payments.c)
 _INSERT = (
     f"INSERT INTO {SCHEMA}.payments (id, order_ref, request_id, status, amount_minor, currency, customer_email,"
-    " expires_at, created_at, updated_at) VALUES (%(id)s, %(order_ref)s, %(request_id)s, %(status)s,"
-    " %(amount_minor)s, %(currency)s, %(customer_email)s, %(expires_at)s, %(created_at)s, %(updated_at)s)"
+    " customer_user_id, expires_at, created_at, updated_at) VALUES (%(id)s, %(order_ref)s, %(request_id)s,"
+    " %(status)s, %(amount_minor)s, %(currency)s, %(customer_email)s, %(customer_user_id)s, %(expires_at)s,"
+    " %(created_at)s, %(updated_at)s)"
     " ON CONFLICT (request_id) DO NOTHING RETURNING id"
 )
 _BY_ID = f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE id = %s"
@@ -71,6 +72,7 @@ def _payment(r: Row[Any]) -> Payment:
         amount_minor=r.amount_minor,
         currency=r.currency,
         customer_email=r.customer_email,
+        customer_user_id=r.customer_user_id,
         session_id=r.session_id,
         payment_url=r.payment_url,
         provider_payment_id=r.payment_intent_id,
@@ -104,6 +106,7 @@ class PaymentRepository:
                     "amount_minor": p.amount_minor,
                     "currency": p.currency,
                     "customer_email": p.customer_email,
+                    "customer_user_id": p.customer_user_id,
                     "expires_at": p.expires_at,
                     "created_at": p.created_at,
                     "updated_at": p.updated_at,
@@ -271,3 +274,36 @@ class PaymentRepository:
             .returning(*payments.c)
         )
         return [_payment(r) for r in rows]
+
+    # -- a deleted account: the payments filed under its addresses ----------------------------------
+    async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
+        stmt = pg_insert(processed_events).values(event_id=event_id, topic=topic, processed_at=at)
+        inserted = await self.session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(processed_events.c.event_id)
+        )
+        return inserted.first() is not None
+
+    async def anonymise_customer(self, user_id: uuid.UUID, email_sha256: list[str], at: datetime) -> int:
+        """Empty the customer email of the account's payments and of those filed under one of these
+        addresses (hex SHA-256 of the lower-cased address); amounts, statuses and refunds stay."""
+        digest = func.encode(
+            func.sha256(func.convert_to(func.lower(payments.c.customer_email), "UTF8")), "hex"
+        )
+        result = await self.session.execute(
+            update(payments)
+            .where(
+                payments.c.customer_email != "",
+                (payments.c.customer_user_id == user_id) | digest.in_(email_sha256),
+            )
+            .values(customer_email="", updated_at=at)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def customer_payments(self, order_refs: list[str], email: str) -> list[Payment]:
+        q = select(payments).where(
+            payments.c.order_ref.in_(order_refs)
+            | ((payments.c.customer_email == email) & (payments.c.customer_email != ""))
+        )
+        return [
+            _payment(r) for r in await self.session.execute(q.order_by(payments.c.created_at, payments.c.id))
+        ]

@@ -35,6 +35,7 @@ payments = Table(
     Column("amount_minor", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("customer_email", String(254), nullable=False, server_default=""),
+    Column("customer_user_id", Uuid),  # the payer's account: a deleted account's payments are found by it
     Column("refund_id", String(255)),
     Column("expires_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -76,4 +77,12 @@ refunds = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("amount_minor > 0", name="refund_amount_positive"),
     Index("ix_refunds_payment", "payment_id"),
+)
+# events consumed from other services (account.deleted), each recorded with its effect: exactly once
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", Uuid, primary_key=True),
+    Column("topic", String(200), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from payment_svc.handlers.customers import Customers
 from payment_svc.handlers.reconciliation import Reconciliation
 from payment_svc.handlers.refunds import RefundCommand, Refunds
 from payment_svc.handlers.sessions import CreateSession, Sessions
@@ -33,10 +34,12 @@ class PaymentHandlers:
         self.webhooks = Webhooks(uow, gateway, clock=clock)
         self.refunds = Refunds(uow, gateway, clock=clock, read=read)
         self.reconciliation = Reconciliation(uow, gateway, self.sessions, clock=clock, read=read)
+        self.customers = Customers(uow, read or uow, clock=clock)
 
 
 __all__ = [
     "CreateSession",
+    "Customers",
     "PaymentHandlers",
     "Reconciliation",
     "RefundCommand",

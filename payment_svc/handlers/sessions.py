@@ -32,6 +32,7 @@ class CreateSession:
     success_url: str
     cancel_url: str
     expires_at: datetime | None
+    customer_user_id: uuid.UUID | None = None
 
 
 class Sessions:
@@ -60,6 +61,7 @@ class Sessions:
             amount_minor=cmd.amount_minor,
             currency=cmd.currency,
             customer_email=cmd.customer_email,
+            customer_user_id=cmd.customer_user_id,
             expires_at=cmd.expires_at,
             created_at=now,
             updated_at=now,

@@ -406,3 +406,45 @@ class AuthRepositoryContract:
             assert await repo.invitation_for_update(inv.token_hash) == used
         async with uow() as repo:
             assert await repo.invitation_for_update(hash_secret("never issued")) is None
+
+    # -- account deletion and export --------------------------------------------------------------------
+    async def test_an_erased_account_keeps_only_its_id_and_frees_its_email(self, uow: UnitOfWork) -> None:
+        from auth_svc.domain.deletion import erased
+
+        clinic = uuid.uuid4()
+        ana = user(
+            memberships={str(clinic): "STAFF"}, phone="+4912345678", locale="de", time_zone="Europe/Berlin"
+        )
+        old = link(ana.id, EMAIL_VERIFICATION)
+        async with uow() as repo:
+            await repo.add_user(ana)
+            await repo.add_session(s := session(ana.id))
+            await repo.replace_link(old)
+        async with uow() as repo:
+            assert await repo.account_emails(ana.id) == sorted({ana.email, old.email})
+            locked = await repo.user_for_update(ana.id)
+            assert locked == ana
+            await repo.erase_user(erased(ana, NOW + timedelta(hours=1)))
+        async with uow() as repo:
+            gone = await repo.user_by_id(ana.id)
+            assert gone is not None and gone.deleted_at == NOW + timedelta(hours=1)
+            assert (gone.name, gone.phone, gone.locale, gone.time_zone, gone.memberships) == (
+                "",
+                "",
+                "",
+                "",
+                {},
+            )
+            assert ana.email not in gone.email and await repo.user_by_email(ana.email) is None
+            assert await repo.link_for_update(old.token_hash) is None
+            [ended] = await repo.user_sessions(ana.id)
+            assert (ended.id, ended.refresh_hash, ended.revoked_at) == (s.id, "", NOW + timedelta(hours=1))
+            assert await repo.account_emails(ana.id) == [gone.email]
+            assert await repo.add_user(user(email=ana.email))  # the address registers anew
+
+    async def test_an_outbox_event_is_written_once_per_event_id(self, uow: UnitOfWork) -> None:
+        event_id = uuid.uuid4()
+        async with uow() as repo:
+            await repo.add_outbox(event_id, "account.deleted", "k", "t", b"one")
+            # a retry of the same event is no error (PostgreSQL: no unique violation) and adds nothing
+            await repo.add_outbox(event_id, "account.deleted", "k", "t", b"two")

@@ -52,6 +52,8 @@ HALF_HOUR = timedelta(minutes=30)
 OutboxReader = Callable[[list[uuid.UUID]], Awaitable[list[OutboxEvent]]]
 # waits until a task is blocked on a lock another transaction holds (or has finished)
 BlockedWaiter = Callable[["asyncio.Task[Any]"], Awaitable[None]]
+# what the outbox relay does to the rows written so far: marks them sent
+Relay = Callable[[], Awaitable[None]]
 
 
 def new_clinic(name: str | None = None, **kw: Any) -> Clinic:
@@ -143,6 +145,10 @@ class BookingRepositoryContract:
 
     @pytest.fixture
     def blocked(self) -> BlockedWaiter:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def relayed(self) -> Relay:
         raise NotImplementedError
 
     # -- helpers: rows made through the port itself ------------------------------------------------
@@ -479,6 +485,108 @@ class BookingRepositoryContract:
             first = await repo.list_pets(owner, None, 2)
             rest = await repo.list_pets(owner, (first[-1].created_at.isoformat(), str(first[-1].id)), 10)
         assert [p.name for p in first] == ["A", "B"] and [p.name for p in rest] == ["C", "D"]
+
+    async def test_a_saved_pet_comes_back_changed_and_an_archived_one_leaves_the_list(
+        self, uow: UnitOfWork
+    ) -> None:
+        owner = uuid.uuid4()
+        pet, other = new_pet(owner, "A"), new_pet(owner, "B", T0 + timedelta(minutes=1))
+        async with uow() as repo:
+            await repo.add_pet(pet)
+            await repo.add_pet(other)
+        changed = replace(
+            pet,
+            name="Rexy",
+            species="CAT",
+            breed=None,
+            birth_date=None,
+            weight_grams=12345,
+            notes="shy",
+            version=2,
+        )
+        async with uow() as repo:
+            locked = await repo.pet(pet.id, for_update=True)
+            assert locked == pet
+            await repo.save_pet(changed)
+        archived = replace(other, archived_at=T0 + timedelta(hours=1), version=2)
+        async with uow() as repo:
+            await repo.save_pet(archived)
+        async with uow() as repo:
+            assert await repo.pet(pet.id) == changed
+            assert await repo.pet(other.id) == archived  # still found by id
+            assert [p.id for p in await repo.list_pets(owner, None, 10)] == [pet.id]
+
+    async def test_a_pets_bookings_and_the_ones_to_come(self, uow: UnitOfWork) -> None:
+        _, svc = await self.catalog(uow)
+        pet, idle = await self.pet(uow), await self.pet(uow)
+        first = await self.booked(uow, svc, pet, DAY)
+        later = await self.booked(uow, svc, pet, DAY + timedelta(hours=2))
+        cancelled = await self.booked(uow, svc, pet, DAY + timedelta(hours=1))
+        async with uow() as repo:
+            await repo.save_booking_change(
+                replace(
+                    cancelled, state=BookingState.CANCELLED, cancelled_at=T0, version=cancelled.version + 1
+                )
+            )
+        async with uow() as repo:
+            assert await repo.pet_booked(pet.id) and not await repo.pet_booked(idle.id)
+            assert await repo.future_bookings_of_pet(pet.id, T0) == [first.id, later.id]
+            assert await repo.future_bookings_of_pet(pet.id, DAY) == [later.id]  # started: not to come
+            assert await repo.future_bookings_of_pet(idle.id, T0) == []
+
+    async def test_an_owners_rows_are_found_then_anonymised_after_the_relay_with_the_event_once(
+        self, uow: UnitOfWork, read: UnitOfWork, relayed: Relay
+    ) -> None:
+        _, svc = await self.catalog(uow, capacity=2)
+        owner = uuid.uuid4()
+        pet, other = await self.pet(uow, owner), await self.pet(uow)
+        first = await self.booked(uow, svc, pet, DAY)
+        later = await self.booked(uow, svc, pet, DAY + timedelta(hours=1))
+        kept = await self.booked(uow, svc, other, DAY)
+        [hold] = await self.held(read, new_hold(svc, pet, start=DAY + timedelta(hours=2)), capacity=2)
+        event = uuid.uuid4()
+        async with uow() as repo:
+            assert await repo.owner_future_bookings(owner, T0) == [first.id, later.id]
+            assert await repo.owner_future_bookings(owner, DAY) == [later.id]
+            assert await repo.owner_held_reservations(owner) == [hold.lock_id]
+            assert await repo.owner_unsent_events(owner) == 2  # the two booking.created rows
+            data = await repo.owner_export(owner)
+        assert [p["name"] for p in data["pets"]] == ["Rex"]
+        assert {b["id"] for b in data["bookings"]} == {str(first.id), str(later.id)}
+        assert len(data["reservations"]) == 3 and all(r["owner_email"] for r in data["reservations"])
+        await relayed()
+        async with uow() as repo:
+            assert await repo.owner_unsent_events(owner) == 0
+            assert not await repo.event_processed(event)
+            assert await repo.record_processed(event, "account.deleted", T0)
+            await repo.erase_owner(owner, T0)
+        async with uow() as repo:
+            assert await repo.event_processed(event)
+            assert not await repo.record_processed(event, "account.deleted", T0)  # a redelivery
+            gone = await repo.pet(pet.id)
+            assert gone is not None and (gone.name, gone.breed, gone.birth_date, gone.archived_at) == (
+                "",
+                None,
+                None,
+                T0,
+            )
+            data = await repo.owner_export(owner)
+            assert {(r["owner_email"], r["owner_name"]) for r in data["reservations"]} == {("", "")}
+            assert {b["amount_minor"] for b in data["bookings"]} == {
+                first.amount_minor
+            }  # kept for accounting
+            assert (await repo.pet(other.id)) == other and (await repo.booking(kept.id)) is not None
+            assert (await repo.owner_export(other.owner_user_id))["reservations"][0]["owner_email"]
+
+    async def test_an_archived_pet_gets_no_hold_as_if_it_did_not_exist(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        _, svc = await self.catalog(uow)
+        pet = await self.pet(uow)
+        async with uow() as repo:
+            await repo.save_pet(replace(pet, archived_at=T0, version=2))
+        attempt = await self.hold(read, new_hold(svc, pet), 1)
+        assert (attempt.pet_owner, attempt.inserted) == (None, False)
 
     # -- reservations: ReserveSlot's statement ---------------------------------------------------
     async def test_a_reservation_comes_back_as_stored_and_by_its_request_id(

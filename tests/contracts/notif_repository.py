@@ -265,6 +265,46 @@ class NotifRepositoryContract:
             assert [r.id for r in rest] == [rows[0].id]
             assert await repo.list_inbox(uuid.uuid4(), None, 2) == []
 
+    async def test_an_erased_user_has_nothing_left_and_is_erased_once(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        import hashlib
+
+        at = moment()
+        owner, other = uuid.uuid4(), uuid.uuid4()
+        n, kept = notice(at, owner=owner), notice(at, owner=other)
+        await self.record(read, n)
+        await self.record(read, kept)
+        async with uow() as repo:
+            await repo.upsert_device(owner, "IOS", f"tok-{owner}")
+            await repo.update_preferences(owner, {"reminders_email": False})
+            await repo.save_sms_phone(SmsPhone(owner, "+4915112345678", "VERIFIED"))
+            data = await repo.user_export(owner, n.owner_email)
+        assert [r["body"] for r in data["inbox"]] == ["body"]
+        assert {(d["channel"], d["recipient"]) for d in data["deliveries"]} >= {("email", n.owner_email)}
+        assert [d["platform"] for d in data["devices"]] == ["IOS"]
+        digest = hashlib.sha256(n.owner_email.encode()).hexdigest()
+        event = uuid.uuid4()
+        async with uow() as repo:
+            assert await repo.erased_digests(owner) is None
+            assert not await repo.record_erased(owner, at)  # never marked: nothing to record
+            await repo.mark_erasing(owner, event, [digest])
+        async with uow() as repo:
+            assert await repo.erased_digests(owner) == [digest]  # gone from the mark on
+            await repo.mark_erasing(owner, uuid.uuid4(), ["other"])  # a second mark changes nothing
+            assert await repo.record_erased(owner, at)
+            await repo.erase_user(owner, [digest])
+        async with uow() as repo:
+            assert not await repo.record_erased(owner, at)  # once per account
+            assert await repo.erased_digests(owner) == [digest]
+            data = await repo.user_export(owner, n.owner_email)
+            assert (data["inbox"], data["devices"], data["deliveries"]) == ([], [], [])
+            assert await repo.list_inbox(owner, None, 10) == [] and await repo.devices_of(owner) == []
+            assert await repo.preferences(owner) == Preferences()
+            assert await repo.sms_phone(owner) is None  # the number for texts too
+            assert len(await repo.list_inbox(other, None, 10)) == 1  # another owner's stays
+            assert (await repo.user_export(other, kept.owner_email))["deliveries"]
+
     async def test_a_device_is_registered_once_per_token(self, uow: UnitOfWork) -> None:
         user = uuid.uuid4()
         async with uow() as repo:

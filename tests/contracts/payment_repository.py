@@ -367,3 +367,40 @@ class PaymentRepositoryContract:
         first, second = await asyncio.gather(holder(), other())
         assert sorted(first + second) == sorted(p.id for p in due)
         assert not set(first) & set(second)
+
+    # -- a deleted account and the owner's data export ------------------------------------------------
+    async def test_a_customers_payments_are_found_then_anonymised_by_address_digest_once(
+        self, uow: UnitOfWork
+    ) -> None:
+        import hashlib
+        from dataclasses import replace
+
+        at = moment()
+        address = f"{uuid.uuid4().hex[:10]}@example.test"
+        account = uuid.uuid4()
+        mine = replace(payment(at), customer_email=address)
+        # made before the account changed its address: found by the account, not the digest
+        by_ref = replace(
+            payment(at + timedelta(seconds=1)), customer_email=f"old-{address}", customer_user_id=account
+        )
+        theirs = payment(at + timedelta(seconds=2))
+        async with uow() as repo:
+            for p in (mine, by_ref, theirs):
+                assert await repo.add(p)
+        async with uow() as repo:
+            found = await repo.customer_payments([by_ref.order_ref], address)
+            assert [p.id for p in found] == [mine.id, by_ref.id]
+            assert await repo.customer_payments([], "") == []
+        event = uuid.uuid4()
+        digest = hashlib.sha256(address.upper().lower().encode()).hexdigest()
+        async with uow() as repo:
+            assert await repo.record_processed(event, "account.deleted", at)
+            assert await repo.anonymise_customer(account, [digest], at + timedelta(hours=1)) == 2
+        async with uow() as repo:
+            assert not await repo.record_processed(event, "account.deleted", at)  # a redelivery
+            gone, kept = await repo.get(mine.id), await repo.get(theirs.id)
+            assert gone is not None and (gone.customer_email, gone.amount_minor) == ("", mine.amount_minor)
+            assert kept is not None and kept.customer_email == theirs.customer_email
+            old = await repo.get(by_ref.id)
+            assert old is not None and (old.customer_email, old.customer_user_id) == ("", account)
+            assert await repo.customer_payments([], address) == []

@@ -20,7 +20,7 @@ from booking_svc.ports import OutboxEvent, UnitOfWork
 from petpro.db import Database
 from petpro.migrations import alembic_config
 from petpro_dev.devstack import Stack
-from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader
+from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader, Relay
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +51,14 @@ class TestPostgresBookingRepository(BookingRepositoryContract):
     @pytest.fixture
     def read(self, database: Database) -> UnitOfWork:
         return database.repositories(BookingRepository)[1]
+
+    @pytest.fixture
+    def relayed(self, database: Database) -> Relay:
+        async def relay() -> None:
+            async with database.reader() as conn:
+                await conn.execute(text("UPDATE outbox SET sent_at = now() WHERE sent_at IS NULL"))
+
+        return relay
 
     @pytest.fixture
     def outbox(self, database: Database) -> OutboxReader:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from booking_svc.ports import OutboxEvent, UnitOfWork
-from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader
+from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader, Relay
 from tests.unit.fakes.booking import BookingStore, booking_uow
 
 
@@ -35,6 +35,13 @@ class TestFakeBookingRepository(BookingRepositoryContract):
             return [e for e in store.outbox if e.event_id in event_ids]
 
         return rows
+
+    @pytest.fixture
+    def relayed(self, store: BookingStore) -> Relay:
+        async def relay() -> None:
+            store.sent |= {e.event_id for e in store.outbox}
+
+        return relay
 
     @pytest.fixture
     def blocked(self) -> BlockedWaiter:

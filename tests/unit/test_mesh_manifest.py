@@ -91,7 +91,9 @@ def test_every_consumed_topic_is_produced_and_every_dlq_is_created() -> None:
             assert {t.name for t in consumer.topics} <= produced, s.name
             if consumer.dead_letters is not None:
                 assert consumer.dead_letters.dlq in MESH.topic_names()
-    assert MESH.topic_names()[:2] == ("booking.created", "booking.created.dlq")
+    names = MESH.topic_names()
+    assert names[names.index("booking.created") + 1] == "booking.created.dlq"
+    assert "account.deleted.dlq" not in names  # the erasure subscribers retry, they dead-letter nothing
 
 
 def test_every_package_exists_and_every_deployable_is_declared() -> None:
@@ -148,7 +150,8 @@ def test_the_edge_dials_what_it_is_declared_to_call() -> None:
 def test_notif_consumes_the_manifests_group() -> None:
     from notif_worker.server import NotifSettings
 
-    (consumer,) = MESH.service("notif").consumes
+    consumer, erasure = MESH.service("notif").consumes
+    assert [t.name for t in erasure.topics] == ["account.deleted"] and erasure.group == "notif-account"
     fields = {k: f.default for k, f in NotifSettings.model_fields.items()}
     assert consumer.dead_letters is not None
     assert (fields["topic"], *fields["change_topics"]) == tuple(t.name for t in consumer.topics)

@@ -57,7 +57,7 @@ SERVICE_OF_LOCK = "(SELECT service_id FROM reservations WHERE lock_id = %(lock_i
 # ~0.1 ms of CPU on every call, for a case the sweeper makes rare.)
 HOLD = f"""
 WITH cat AS (SELECT version FROM catalog_state WHERE id = 1),
-pet AS (SELECT owner_user_id FROM pets WHERE id = %(pet_id)s),
+pet AS (SELECT owner_user_id FROM pets WHERE id = %(pet_id)s AND archived_at IS NULL),
 earlier AS (SELECT 1 FROM reservations WHERE owner_user_id = %(owner)s AND request_id = %(request_id)s),
 free_unit AS ({free_unit(SERVICE)}),
 ins AS (

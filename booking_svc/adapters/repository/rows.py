@@ -105,7 +105,19 @@ def service_values(svc: Service) -> dict[str, object]:
 
 
 def pet_from_row(r: Row[Any]) -> Pet:
-    return Pet(r.id, r.owner_user_id, r.name, r.species, r.breed or None, r.birth_date, r.created_at)
+    return Pet(
+        r.id,
+        r.owner_user_id,
+        r.name,
+        r.species,
+        r.breed or None,
+        r.birth_date,
+        r.created_at,
+        weight_grams=r.weight_grams,
+        notes=r.notes,
+        archived_at=r.archived_at,
+        version=r.version,
+    )
 
 
 def reservation_from_row(r: Row[Any], booking_id: uuid.UUID | None = None) -> Reservation:

@@ -18,6 +18,7 @@ class AuthStore:
     sessions: dict[uuid.UUID, Session] = field(default_factory=dict)
     invitations: dict[uuid.UUID, Invitation] = field(default_factory=dict)
     links: dict[uuid.UUID, LinkToken] = field(default_factory=dict)
+    outbox: dict[uuid.UUID, tuple[str, str, str, bytes]] = field(default_factory=dict)  # event id → row
 
 
 class FakeAuthRepository:
@@ -163,6 +164,34 @@ class FakeAuthRepository:
         link = self.store.links.get(link_id)
         if link is not None:
             link.used_at = at
+
+    async def user_for_update(self, user_id: uuid.UUID) -> User | None:
+        return await self.user_by_id(user_id)
+
+    async def erase_user(self, user: User) -> None:
+        stored = self.store.users[user.id]
+        self.store.users[user.id] = replace(copy.deepcopy(user), memberships={}, created_at=stored.created_at)
+        for key in [k for k, t in self.store.links.items() if t.user_id == user.id]:
+            del self.store.links[key]
+        for s in self.store.sessions.values():
+            if s.user_id == user.id:
+                s.refresh_hash, s.revoked_at = "", s.revoked_at or user.deleted_at
+
+    async def account_emails(self, user_id: uuid.UUID) -> list[str]:
+        user = self.store.users.get(user_id)
+        found = {t.email for t in self.store.links.values() if t.user_id == user_id}
+        return sorted(found | ({user.email} if user else set()))
+
+    async def user_sessions(self, user_id: uuid.UUID) -> list[Session]:
+        rows = sorted(
+            (s for s in self.store.sessions.values() if s.user_id == user_id), key=lambda s: s.created_at
+        )
+        return copy.deepcopy(rows)
+
+    async def add_outbox(
+        self, event_id: uuid.UUID, topic: str, key: str, event_type: str, payload: bytes
+    ) -> None:
+        self.store.outbox.setdefault(event_id, (topic, key, event_type, payload))
 
 
 def auth_uow(store: AuthStore | None = None) -> FakeUnitOfWork[AuthStore, FakeAuthRepository]:

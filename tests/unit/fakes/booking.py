@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from booking_svc.domain import (
     ACTIVE_STATES,
@@ -49,6 +49,8 @@ class BookingStore:
     reservations: dict[uuid.UUID, Reservation] = field(default_factory=dict)
     bookings: dict[uuid.UUID, Booking] = field(default_factory=dict)
     outbox: list[OutboxEvent] = field(default_factory=list)
+    sent: set[uuid.UUID] = field(default_factory=set)  # outbox event ids the relay has published
+    processed: dict[uuid.UUID, str] = field(default_factory=dict)  # consumed event id → topic
     catalog_version: int = 1
     catalog_version_reads: int = 0  # round trips a real repository would make for it
     holds: int = 0  # ReserveSlot statements (BookingRepository.hold)
@@ -247,12 +249,25 @@ class FakeBookingRepository:
     async def add_pet(self, pet: Pet) -> None:
         self.store.pets[pet.id] = copy.deepcopy(pet)
 
-    async def pet(self, pet_id: uuid.UUID) -> Pet | None:
+    async def pet(self, pet_id: uuid.UUID, *, for_update: bool = False) -> Pet | None:
         return copy.deepcopy(self.store.pets.get(pet_id))
+
+    async def save_pet(self, pet: Pet) -> None:
+        self.store.pets[pet.id] = copy.deepcopy(pet)
+
+    async def pet_booked(self, pet_id: uuid.UUID) -> bool:
+        return any(b.pet_id == pet_id for b in self.store.bookings.values())
+
+    async def future_bookings_of_pet(self, pet_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+        rows = sorted(
+            (b for b in self.store.bookings.values() if b.pet_id == pet_id and b.state == "CONFIRMED"),
+            key=lambda b: (b.start, str(b.id)),
+        )
+        return [b.id for b in rows if b.start > now]
 
     async def list_pets(self, owner: uuid.UUID, after: tuple[str, ...] | None, limit: int) -> list[Pet]:
         rows = sorted(
-            (p for p in self.store.pets.values() if p.owner_user_id == owner),
+            (p for p in self.store.pets.values() if p.owner_user_id == owner and p.archived_at is None),
             key=lambda p: (p.created_at.isoformat(), str(p.id)),
         )
         return [copy.deepcopy(p) for p in rows if _after((p.created_at.isoformat(), str(p.id)), after)][
@@ -330,7 +345,7 @@ class FakeBookingRepository:
             for r in self.store.reservations.values()
         )
         pet = self.store.pets.get(res.pet_id)
-        owner = pet.owner_user_id if pet else None
+        owner = pet.owner_user_id if pet and pet.archived_at is None else None  # archived: no such pet
         ok = version == catalog_version and not earlier and owner == res.owner_user_id
         unit = self._free_unit(res.service_id, res.start, res.end, res.created_at, capacity, res.lock_id)
         if ok and unit is not None and self._excludes(res, unit, res.start, res.end):
@@ -445,6 +460,72 @@ class FakeBookingRepository:
 
     async def add_outbox(self, event: OutboxEvent) -> None:
         self.store.outbox.append(event)
+
+    # -- an owner across the tables
+    async def event_processed(self, event_id: uuid.UUID) -> bool:
+        return event_id in self.store.processed
+
+    async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
+        if event_id in self.store.processed:
+            return False
+        self.store.processed[event_id] = topic
+        return True
+
+    async def owner_future_bookings(self, owner: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+        rows = sorted(
+            (b for b in self.store.bookings.values() if b.owner_user_id == owner and b.state == "CONFIRMED"),
+            key=lambda b: (b.start, str(b.id)),
+        )
+        return [b.id for b in rows if b.start > now]
+
+    async def owner_held_reservations(self, owner: uuid.UUID) -> list[uuid.UUID]:
+        return [
+            r.lock_id
+            for r in self.store.reservations.values()
+            if r.owner_user_id == owner and r.state == ReservationState.HELD
+        ]
+
+    def _owner_keys(self, owner: uuid.UUID) -> set[str]:
+        return {str(b.id) for b in self.store.bookings.values() if b.owner_user_id == owner}
+
+    async def owner_unsent_events(self, owner: uuid.UUID) -> int:
+        keys = self._owner_keys(owner)
+        return sum(1 for e in self.store.outbox if e.key in keys and e.event_id not in self.store.sent)
+
+    async def erase_owner(self, owner: uuid.UUID, at: datetime) -> None:
+        for p in self.store.pets.values():
+            if p.owner_user_id == owner:
+                p.name, p.breed, p.birth_date, p.weight_grams, p.notes = "", None, None, None, ""
+                p.archived_at, p.version = p.archived_at or at, p.version + 1
+        for r in self.store.reservations.values():
+            if r.owner_user_id == owner:
+                r.owner_email, r.owner_name = "", ""
+        for b in self.store.bookings.values():
+            if b.owner_user_id == owner:
+                b.cancel_reason = ""
+        keys = self._owner_keys(owner)
+        self.store.outbox = [
+            e for e in self.store.outbox if not (e.key in keys and e.event_id in self.store.sent)
+        ]
+
+    async def owner_export(self, owner: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
+        def value(v: Any) -> Any:
+            if isinstance(v, uuid.UUID):
+                return str(v)
+            return v.isoformat() if isinstance(v, datetime | date) else v
+
+        def row(obj: Any) -> dict[str, Any]:
+            return {
+                k: value(v)
+                for k, v in vars(obj).items()
+                if isinstance(v, str | int | float | bool | uuid.UUID | datetime | date) or v is None
+            }
+
+        return {
+            "pets": [row(p) for p in self.store.pets.values() if p.owner_user_id == owner],
+            "reservations": [row(r) for r in self.store.reservations.values() if r.owner_user_id == owner],
+            "bookings": [row(b) for b in self.store.bookings.values() if b.owner_user_id == owner],
+        }
 
     # -- lifecycle
     async def save_booking_change(self, b: Booking, *, next_refund_at: datetime | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,10 @@ class NotifStore:
     sms_phones: dict[uuid.UUID, SmsPhone] = field(default_factory=dict)
     clinic_sms: dict[uuid.UUID, ClinicSms] = field(default_factory=dict)
     sms_usage: dict[tuple[uuid.UUID, str], int] = field(default_factory=dict)
+    erased: dict[uuid.UUID, tuple[uuid.UUID, list[str]]] = field(
+        default_factory=dict
+    )  # user → event, digests
+    erased_done: set[uuid.UUID] = field(default_factory=set)  # users whose erasure is done
 
 
 class FakeNotifRepository:
@@ -396,6 +401,58 @@ class FakeNotifRepository:
         row = self.store.deliveries.get((event_id, channel, recipient))
         if row is not None:
             row.update(status="refused", attempts=int(row["attempts"]) + 1, last_error=error)
+
+    async def mark_erasing(self, user_id: uuid.UUID, event_id: uuid.UUID, digests: list[str]) -> None:
+        self.store.erased.setdefault(user_id, (event_id, list(digests)))
+
+    async def record_erased(self, user_id: uuid.UUID, at: datetime) -> bool:
+        if user_id not in self.store.erased or user_id in self.store.erased_done:
+            return False
+        self.store.erased_done.add(user_id)
+        return True
+
+    async def erased_digests(self, user_id: uuid.UUID) -> list[str] | None:
+        found = self.store.erased.get(user_id)
+        return list(found[1]) if found else None
+
+    async def erase_user(self, user_id: uuid.UUID, digests: list[str]) -> None:
+        self.store.inbox = [r for r in self.store.inbox if r.user_id != user_id]
+        for key in [k for k, d in self.store.devices.items() if d.user_id == user_id]:
+            del self.store.devices[key]
+        self.store.preferences.pop(user_id, None)
+        self.store.feed_tokens.pop(user_id, None)
+        phone = self.store.sms_phones.pop(user_id, None)
+        for booking_id in [b for b, n in self.store.bookings.items() if n.owner_user_id == user_id]:
+            del self.store.bookings[booking_id]
+        for claim in list(self.store.deliveries):
+            event_id, channel, recipient = claim
+            mine = channel == "email" and hashlib.sha256(recipient.lower().encode()).hexdigest() in digests
+            texted = phone is not None and channel == "sms" and recipient == phone.phone
+            if mine or texted or (channel == "push" and recipient == str(user_id)):
+                self.store.deliveries[(event_id, channel, f"erased:{len(self.store.deliveries)}")] = (
+                    self.store.deliveries.pop(claim)
+                )
+
+    async def user_export(self, user_id: uuid.UUID, email: str) -> dict[str, Any]:
+        return {
+            "inbox": [
+                {"title": r.title, "body": r.body, "created_at": r.created_at.isoformat()}
+                for r in self.store.inbox
+                if r.user_id == user_id
+            ],
+            "deliveries": [
+                {"event_id": str(e), "channel": c, "recipient": r}
+                for (e, c, r) in self.store.deliveries
+                if (c == "email" and r == email) or (c == "push" and r == str(user_id))
+            ],
+            "devices": [
+                {"id": str(d.id), "platform": d.platform}
+                for d in self.store.devices.values()
+                if d.user_id == user_id
+            ],
+            "preferences": None,
+            "calendar_feed": None,
+        }
 
 
 def notif_uow(store: NotifStore | None = None) -> FakeUnitOfWork[NotifStore, FakeNotifRepository]:

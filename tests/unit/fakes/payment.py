@@ -43,6 +43,7 @@ class PaymentStore:
     events: dict[str, uuid.UUID | None] = field(default_factory=dict)
     refunds: dict[str, Refund] = field(default_factory=dict)
     checked_at: dict[uuid.UUID, datetime] = field(default_factory=dict)
+    processed: set[uuid.UUID] = field(default_factory=set)
 
 
 class FakePaymentRepository:
@@ -126,6 +127,28 @@ class FakePaymentRepository:
         for r in self.store.refunds.values():
             if r.provider_refund_id == provider_refund_id:
                 r.status, r.updated_at = status, now
+
+    async def record_processed(self, event_id: uuid.UUID, topic: str, at: datetime) -> bool:
+        if event_id in self.store.processed:
+            return False
+        self.store.processed.add(event_id)
+        return True
+
+    async def anonymise_customer(self, user_id: uuid.UUID, email_sha256: list[str], at: datetime) -> int:
+        n = 0
+        for p in self.store.payments.values():
+            digest = hashlib.sha256(p.customer_email.lower().encode()).hexdigest()
+            if p.customer_email and (p.customer_user_id == user_id or digest in email_sha256):
+                p.customer_email, p.updated_at, n = "", at, n + 1
+        return n
+
+    async def customer_payments(self, order_refs: list[str], email: str) -> list[Payment]:
+        mine = [
+            p
+            for p in self.store.payments.values()
+            if p.order_ref in order_refs or (email and p.customer_email == email)
+        ]
+        return [copy.deepcopy(p) for p in sorted(mine, key=lambda p: (p.created_at, str(p.id)))]
 
     async def refunds_of(self, payment_id: uuid.UUID) -> list[Refund]:
         mine = [r for r in self.store.refunds.values() if r.payment_id == payment_id]

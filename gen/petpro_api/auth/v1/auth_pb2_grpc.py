@@ -120,6 +120,16 @@ class AuthServiceStub:
                 request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
                 response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
                 _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/DeleteAccount',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
+                _registered_method=True)
+        self.ExportAccount = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/ExportAccount',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ExportAccountRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ExportAccountResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -263,6 +273,24 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteAccount(self, request, context):
+        """Deletes the account: needs the password (FAILED_PRECONDITION WRONG_PASSWORD, throttled). The
+        account can never log in again (every session ends), its personal data is erased here and its
+        email can register anew; an AccountDeleted event (topic `account.deleted`) tells the other
+        services to erase theirs. Idempotent: an account already deleted answers OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAccount(self, request, context):
+        """What auth holds about a user, as a JSON object (the account, its sessions and its clinic
+        memberships): the account part of the owner's data export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -345,6 +373,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.UpdateUser,
                     request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.FromString,
                     response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.SerializeToString,
+            ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.SerializeToString,
+            ),
+            'ExportAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAccount,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ExportAccountRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ExportAccountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -785,6 +823,60 @@ class AuthService:
             '/petpro.auth.v1.AuthService/UpdateUser',
             petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserRequest.SerializeToString,
             petpro_dot_auth_dot_v1_dot_auth__pb2.UpdateUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/DeleteAccount',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/ExportAccount',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ExportAccountRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.ExportAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

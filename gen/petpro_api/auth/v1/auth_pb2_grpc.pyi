@@ -103,6 +103,16 @@ class AuthServiceStub:
     """Returns a user."""
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.UpdateUserRequest, _auth_pb2.UpdateUserResponse]
     """Updates the profile of `user.user_id` (AIP-134): name, phone, locale, time_zone."""
+    DeleteAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _auth_pb2.DeleteAccountResponse]
+    """Deletes the account: needs the password (FAILED_PRECONDITION WRONG_PASSWORD, throttled). The
+    account can never log in again (every session ends), its personal data is erased here and its
+    email can register anew; an AccountDeleted event (topic `account.deleted`) tells the other
+    services to erase theirs. Idempotent: an account already deleted answers OK.
+    """
+    ExportAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ExportAccountRequest, _auth_pb2.ExportAccountResponse]
+    """What auth holds about a user, as a JSON object (the account, its sessions and its clinic
+    memberships): the account part of the owner's data export.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -179,6 +189,16 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Returns a user."""
     UpdateUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.UpdateUserRequest, _auth_pb2.UpdateUserResponse]  # type: ignore[assignment]
     """Updates the profile of `user.user_id` (AIP-134): name, phone, locale, time_zone."""
+    DeleteAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _auth_pb2.DeleteAccountResponse]  # type: ignore[assignment]
+    """Deletes the account: needs the password (FAILED_PRECONDITION WRONG_PASSWORD, throttled). The
+    account can never log in again (every session ends), its personal data is erased here and its
+    email can register anew; an AccountDeleted event (topic `account.deleted`) tells the other
+    services to erase theirs. Idempotent: an account already deleted answers OK.
+    """
+    ExportAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.ExportAccountRequest, _auth_pb2.ExportAccountResponse]  # type: ignore[assignment]
+    """What auth holds about a user, as a JSON object (the account, its sessions and its clinic
+    memberships): the account part of the owner's data export.
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """AuthService owns users, credentials and tokens.
@@ -348,5 +368,27 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.UpdateUserResponse, _abc.Awaitable[_auth_pb2.UpdateUserResponse]]:
         """Updates the profile of `user.user_id` (AIP-134): name, phone, locale, time_zone."""
+
+    @_abc_1.abstractmethod
+    def DeleteAccount(
+        self,
+        request: _auth_pb2.DeleteAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.DeleteAccountResponse, _abc.Awaitable[_auth_pb2.DeleteAccountResponse]]:
+        """Deletes the account: needs the password (FAILED_PRECONDITION WRONG_PASSWORD, throttled). The
+        account can never log in again (every session ends), its personal data is erased here and its
+        email can register anew; an AccountDeleted event (topic `account.deleted`) tells the other
+        services to erase theirs. Idempotent: an account already deleted answers OK.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportAccount(
+        self,
+        request: _auth_pb2.ExportAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ExportAccountResponse, _abc.Awaitable[_auth_pb2.ExportAccountResponse]]:
+        """What auth holds about a user, as a JSON object (the account, its sessions and its clinic
+        memberships): the account part of the owner's data export.
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

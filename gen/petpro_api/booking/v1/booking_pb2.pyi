@@ -5,7 +5,9 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -502,6 +504,10 @@ class Pet(_message.Message):
     BREED_FIELD_NUMBER: _builtins.int
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    WEIGHT_KG_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
     pet_id: _builtins.str
     """UUID."""
     owner_user_id: _builtins.str
@@ -514,6 +520,14 @@ class Pet(_message.Message):
     """Breed, if known."""
     birth_date: _builtins.str
     """Date of birth "YYYY-MM-DD", empty if unknown."""
+    weight_kg: _builtins.float
+    """Weight in kilograms (to the gram), if known."""
+    notes: _builtins.str
+    """The owner's notes for the clinic (allergies, temperament)."""
+    etag: _builtins.str
+    """Version tag of the pet (AIP-154): send it back in an update to make it conditional."""
+    archived: _builtins.bool
+    """Whether the pet is archived (ArchivePet): kept for its past bookings, no longer bookable."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the pet was added."""
@@ -528,14 +542,23 @@ class Pet(_message.Message):
         breed: _builtins.str | None = ...,
         birth_date: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        weight_kg: _builtins.float | None = ...,
+        notes: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        archived: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_breed", b"_breed", "breed", b"breed", "create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_breed", b"_breed", "_weight_kg", b"_weight_kg", "breed", b"breed", "create_time", b"create_time", "weight_kg", b"weight_kg"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breed", b"_breed", "birth_date", b"birth_date", "breed", b"breed", "create_time", b"create_time", "name", b"name", "owner_user_id", b"owner_user_id", "pet_id", b"pet_id", "species", b"species"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_breed", b"_breed", "_weight_kg", b"_weight_kg", "archived", b"archived", "birth_date", b"birth_date", "breed", b"breed", "create_time", b"create_time", "etag", b"etag", "name", b"name", "notes", b"notes", "owner_user_id", b"owner_user_id", "pet_id", b"pet_id", "species", b"species", "weight_kg", b"weight_kg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__breed: _TypeAlias = _typing.Literal["breed"]  # noqa: Y015
     _WhichOneofArgType__breed: _TypeAlias = _typing.Literal["_breed", b"_breed"]  # noqa: Y015
+    _WhichOneofReturnType__weight_kg: _TypeAlias = _typing.Literal["weight_kg"]  # noqa: Y015
+    _WhichOneofArgType__weight_kg: _TypeAlias = _typing.Literal["_weight_kg", b"_weight_kg"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__breed) -> _WhichOneofReturnType__breed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight_kg) -> _WhichOneofReturnType__weight_kg | None: ...
 
 Global___Pet: _TypeAlias = Pet  # noqa: Y015
 
@@ -1136,6 +1159,222 @@ class ListPetsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPetsResponse: _TypeAlias = ListPetsResponse  # noqa: Y015
+
+@_typing.final
+class GetPetRequest(_message.Message):
+    """Request for BookingService.GetPet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_ID_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    pet_id: _builtins.str
+    """Pet UUID."""
+    owner_user_id: _builtins.str
+    """Owner UUID (the authenticated caller): another owner's pet is not found."""
+    def __init__(
+        self,
+        *,
+        pet_id: _builtins.str = ...,
+        owner_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_user_id", b"owner_user_id", "pet_id", b"pet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPetRequest: _TypeAlias = GetPetRequest  # noqa: Y015
+
+@_typing.final
+class GetPetResponse(_message.Message):
+    """Response for BookingService.GetPet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> Global___Pet:
+        """The pet."""
+
+    def __init__(
+        self,
+        *,
+        pet: Global___Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPetResponse: _TypeAlias = GetPetResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePetRequest(_message.Message):
+    """Request for BookingService.UpdatePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    owner_user_id: _builtins.str
+    """Owner UUID (the authenticated caller)."""
+    @_builtins.property
+    def pet(self) -> Global___Pet:
+        """The pet with `pet_id`, the new values and optionally `etag`."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: name, species, breed, birth_date, weight_kg, notes (an empty breed,
+        birth_date or notes, or an unset weight_kg, clears it). Empty: every field set.
+        """
+
+    def __init__(
+        self,
+        *,
+        pet: Global___Pet | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        owner_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_user_id", b"owner_user_id", "pet", b"pet", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePetRequest: _TypeAlias = UpdatePetRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePetResponse(_message.Message):
+    """Response for BookingService.UpdatePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> Global___Pet:
+        """The pet after the update."""
+
+    def __init__(
+        self,
+        *,
+        pet: Global___Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePetResponse: _TypeAlias = UpdatePetResponse  # noqa: Y015
+
+@_typing.final
+class ArchivePetRequest(_message.Message):
+    """Request for BookingService.ArchivePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_ID_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    pet_id: _builtins.str
+    """Pet UUID."""
+    owner_user_id: _builtins.str
+    """Owner UUID (the authenticated caller)."""
+    etag: _builtins.str
+    """The pet's etag, to make the change conditional (optional)."""
+    def __init__(
+        self,
+        *,
+        pet_id: _builtins.str = ...,
+        owner_user_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "owner_user_id", b"owner_user_id", "pet_id", b"pet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchivePetRequest: _TypeAlias = ArchivePetRequest  # noqa: Y015
+
+@_typing.final
+class ArchivePetResponse(_message.Message):
+    """Response for BookingService.ArchivePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> Global___Pet:
+        """The archived pet."""
+
+    def __init__(
+        self,
+        *,
+        pet: Global___Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchivePetResponse: _TypeAlias = ArchivePetResponse  # noqa: Y015
+
+@_typing.final
+class ExportOwnerDataRequest(_message.Message):
+    """Request for BookingService.ExportOwnerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    owner_user_id: _builtins.str
+    """Owner UUID."""
+    def __init__(
+        self,
+        *,
+        owner_user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_user_id", b"owner_user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOwnerDataRequest: _TypeAlias = ExportOwnerDataRequest  # noqa: Y015
+
+@_typing.final
+class ExportOwnerDataResponse(_message.Message):
+    """Response for BookingService.ExportOwnerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    ORDER_REFS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct:
+        """{"pets": [...], "reservations": [...], "bookings": [...]}."""
+
+    @_builtins.property
+    def order_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The lock ids of the owner's reservations: the order references of their payments."""
+
+    def __init__(
+        self,
+        *,
+        data: _struct_pb2.Struct | None = ...,
+        order_refs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "order_refs", b"order_refs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportOwnerDataResponse: _TypeAlias = ExportOwnerDataResponse  # noqa: Y015
 
 @_typing.final
 class ReserveSlotRequest(_message.Message):

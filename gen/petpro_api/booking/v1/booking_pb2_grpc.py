@@ -104,6 +104,26 @@ class BookingServiceStub:
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPetsRequest.SerializeToString,
                 response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPetsResponse.FromString,
                 _registered_method=True)
+        self.GetPet = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/GetPet',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetPetRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetPetResponse.FromString,
+                _registered_method=True)
+        self.UpdatePet = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/UpdatePet',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.UpdatePetRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.UpdatePetResponse.FromString,
+                _registered_method=True)
+        self.ArchivePet = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/ArchivePet',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetResponse.FromString,
+                _registered_method=True)
+        self.ExportOwnerData = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/ExportOwnerData',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataResponse.FromString,
+                _registered_method=True)
         self.ReserveSlot = channel.unary_unary(
                 '/petpro.booking.v1.BookingService/ReserveSlot',
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ReserveSlotRequest.SerializeToString,
@@ -244,6 +264,39 @@ class BookingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPet(self, request, context):
+        """Returns one of an owner's pets (archived ones too). Another owner's pet is PET_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePet(self, request, context):
+        """Updates an owner's pet (AIP-134 mask, AIP-154 etag: a stale etag is ETAG_MISMATCH, ABORTED).
+        The species can change only while the pet has no booking (PET_HAS_BOOKINGS, FAILED_PRECONDITION);
+        an archived pet cannot change (PET_ARCHIVED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchivePet(self, request, context):
+        """Archives an owner's pet: no longer listed nor bookable, its past bookings stay. A pet with
+        bookings still to come is PET_HAS_FUTURE_BOOKINGS (FAILED_PRECONDITION) with their ids in the
+        ErrorInfo metadata (`booking_ids`, comma-separated). Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportOwnerData(self, request, context):
+        """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+        bookings with their history (cancellation, refund, reschedules): the owner's data export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReserveSlot(self, request, context):
         """Places a hold on a slot for a pet. Idempotent on `request_id`: a retry returns the first
         reservation. The hold expires at `expires_at` unless confirmed; an expired hold never blocks
@@ -362,6 +415,26 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     servicer.ListPets,
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPetsRequest.FromString,
                     response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListPetsResponse.SerializeToString,
+            ),
+            'GetPet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPet,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetPetRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetPetResponse.SerializeToString,
+            ),
+            'UpdatePet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePet,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.UpdatePetRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.UpdatePetResponse.SerializeToString,
+            ),
+            'ArchivePet': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchivePet,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetResponse.SerializeToString,
+            ),
+            'ExportOwnerData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportOwnerData,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataResponse.SerializeToString,
             ),
             'ReserveSlot': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveSlot,
@@ -638,6 +711,114 @@ class BookingService:
             '/petpro.booking.v1.BookingService/ListPets',
             petpro_dot_booking_dot_v1_dot_booking__pb2.ListPetsRequest.SerializeToString,
             petpro_dot_booking_dot_v1_dot_booking__pb2.ListPetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/GetPet',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.GetPetRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.GetPetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/UpdatePet',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.UpdatePetRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.UpdatePetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchivePet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/ArchivePet',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ArchivePetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportOwnerData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/ExportOwnerData',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ExportOwnerDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

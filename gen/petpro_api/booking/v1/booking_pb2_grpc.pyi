@@ -84,6 +84,22 @@ class BookingServiceStub:
     """Adds a pet for an owner."""
     ListPets: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListPetsRequest, _booking_pb2.ListPetsResponse]
     """Lists an owner's pets."""
+    GetPet: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetPetRequest, _booking_pb2.GetPetResponse]
+    """Returns one of an owner's pets (archived ones too). Another owner's pet is PET_NOT_FOUND."""
+    UpdatePet: _grpc.UnaryUnaryMultiCallable[_booking_pb2.UpdatePetRequest, _booking_pb2.UpdatePetResponse]
+    """Updates an owner's pet (AIP-134 mask, AIP-154 etag: a stale etag is ETAG_MISMATCH, ABORTED).
+    The species can change only while the pet has no booking (PET_HAS_BOOKINGS, FAILED_PRECONDITION);
+    an archived pet cannot change (PET_ARCHIVED).
+    """
+    ArchivePet: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ArchivePetRequest, _booking_pb2.ArchivePetResponse]
+    """Archives an owner's pet: no longer listed nor bookable, its past bookings stay. A pet with
+    bookings still to come is PET_HAS_FUTURE_BOOKINGS (FAILED_PRECONDITION) with their ids in the
+    ErrorInfo metadata (`booking_ids`, comma-separated). Idempotent.
+    """
+    ExportOwnerData: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ExportOwnerDataRequest, _booking_pb2.ExportOwnerDataResponse]
+    """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+    bookings with their history (cancellation, refund, reschedules): the owner's data export.
+    """
     ReserveSlot: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ReserveSlotRequest, _booking_pb2.ReserveSlotResponse]
     """Places a hold on a slot for a pet. Idempotent on `request_id`: a retry returns the first
     reservation. The hold expires at `expires_at` unless confirmed; an expired hold never blocks
@@ -177,6 +193,22 @@ class BookingServiceAsyncStub(BookingServiceStub):
     """Adds a pet for an owner."""
     ListPets: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListPetsRequest, _booking_pb2.ListPetsResponse]  # type: ignore[assignment]
     """Lists an owner's pets."""
+    GetPet: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetPetRequest, _booking_pb2.GetPetResponse]  # type: ignore[assignment]
+    """Returns one of an owner's pets (archived ones too). Another owner's pet is PET_NOT_FOUND."""
+    UpdatePet: _aio.UnaryUnaryMultiCallable[_booking_pb2.UpdatePetRequest, _booking_pb2.UpdatePetResponse]  # type: ignore[assignment]
+    """Updates an owner's pet (AIP-134 mask, AIP-154 etag: a stale etag is ETAG_MISMATCH, ABORTED).
+    The species can change only while the pet has no booking (PET_HAS_BOOKINGS, FAILED_PRECONDITION);
+    an archived pet cannot change (PET_ARCHIVED).
+    """
+    ArchivePet: _aio.UnaryUnaryMultiCallable[_booking_pb2.ArchivePetRequest, _booking_pb2.ArchivePetResponse]  # type: ignore[assignment]
+    """Archives an owner's pet: no longer listed nor bookable, its past bookings stay. A pet with
+    bookings still to come is PET_HAS_FUTURE_BOOKINGS (FAILED_PRECONDITION) with their ids in the
+    ErrorInfo metadata (`booking_ids`, comma-separated). Idempotent.
+    """
+    ExportOwnerData: _aio.UnaryUnaryMultiCallable[_booking_pb2.ExportOwnerDataRequest, _booking_pb2.ExportOwnerDataResponse]  # type: ignore[assignment]
+    """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+    bookings with their history (cancellation, refund, reschedules): the owner's data export.
+    """
     ReserveSlot: _aio.UnaryUnaryMultiCallable[_booking_pb2.ReserveSlotRequest, _booking_pb2.ReserveSlotResponse]  # type: ignore[assignment]
     """Places a hold on a slot for a pet. Idempotent on `request_id`: a retry returns the first
     reservation. The hold expires at `expires_at` unless confirmed; an expired hold never blocks
@@ -309,6 +341,46 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_booking_pb2.ListPetsResponse, _abc.Awaitable[_booking_pb2.ListPetsResponse]]:
         """Lists an owner's pets."""
+
+    @_abc_1.abstractmethod
+    def GetPet(
+        self,
+        request: _booking_pb2.GetPetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.GetPetResponse, _abc.Awaitable[_booking_pb2.GetPetResponse]]:
+        """Returns one of an owner's pets (archived ones too). Another owner's pet is PET_NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def UpdatePet(
+        self,
+        request: _booking_pb2.UpdatePetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.UpdatePetResponse, _abc.Awaitable[_booking_pb2.UpdatePetResponse]]:
+        """Updates an owner's pet (AIP-134 mask, AIP-154 etag: a stale etag is ETAG_MISMATCH, ABORTED).
+        The species can change only while the pet has no booking (PET_HAS_BOOKINGS, FAILED_PRECONDITION);
+        an archived pet cannot change (PET_ARCHIVED).
+        """
+
+    @_abc_1.abstractmethod
+    def ArchivePet(
+        self,
+        request: _booking_pb2.ArchivePetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ArchivePetResponse, _abc.Awaitable[_booking_pb2.ArchivePetResponse]]:
+        """Archives an owner's pet: no longer listed nor bookable, its past bookings stay. A pet with
+        bookings still to come is PET_HAS_FUTURE_BOOKINGS (FAILED_PRECONDITION) with their ids in the
+        ErrorInfo metadata (`booking_ids`, comma-separated). Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportOwnerData(
+        self,
+        request: _booking_pb2.ExportOwnerDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ExportOwnerDataResponse, _abc.Awaitable[_booking_pb2.ExportOwnerDataResponse]]:
+        """What booking holds about an owner, as a JSON object: pets (archived ones too), reservations,
+        bookings with their history (cancellation, refund, reschedules): the owner's data export.
+        """
 
     @_abc_1.abstractmethod
     def ReserveSlot(

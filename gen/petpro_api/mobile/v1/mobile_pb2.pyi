@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from petpro_api.auth.v1 import auth_pb2 as _auth_pb2
@@ -315,6 +316,264 @@ class ListPetsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPetsResponse: _TypeAlias = ListPetsResponse  # noqa: Y015
+
+@_typing.final
+class ExportMyDataRequest(_message.Message):
+    """Request for MobileService.ExportMyData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportMyDataRequest: _TypeAlias = ExportMyDataRequest  # noqa: Y015
+
+@_typing.final
+class ExportMyDataResponse(_message.Message):
+    """Response for MobileService.ExportMyData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPORT_TIME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    BOOKING_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    NOTIFICATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def export_time(self) -> _timestamp_pb2.Timestamp:
+        """When the export was made."""
+
+    @_builtins.property
+    def account(self) -> _struct_pb2.Struct:
+        """auth's part: the account, its sessions and clinic memberships."""
+
+    @_builtins.property
+    def booking(self) -> _struct_pb2.Struct:
+        """booking's part: pets, reservations, bookings with their history."""
+
+    @_builtins.property
+    def payment(self) -> _struct_pb2.Struct:
+        """payment's part: payments and their refunds."""
+
+    @_builtins.property
+    def notifications(self) -> _struct_pb2.Struct:
+        """notif's part: inbox, delivery log, preferences, devices."""
+
+    def __init__(
+        self,
+        *,
+        export_time: _timestamp_pb2.Timestamp | None = ...,
+        account: _struct_pb2.Struct | None = ...,
+        booking: _struct_pb2.Struct | None = ...,
+        payment: _struct_pb2.Struct | None = ...,
+        notifications: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "booking", b"booking", "export_time", b"export_time", "notifications", b"notifications", "payment", b"payment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "booking", b"booking", "export_time", b"export_time", "notifications", b"notifications", "payment", b"payment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportMyDataResponse: _TypeAlias = ExportMyDataResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAccountRequest(_message.Message):
+    """Request for MobileService.DeleteAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    password: _builtins.str
+    """The account's password."""
+    def __init__(
+        self,
+        *,
+        password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["password", b"password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAccountRequest: _TypeAlias = DeleteAccountRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAccountResponse(_message.Message):
+    """Response for MobileService.DeleteAccount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAccountResponse: _TypeAlias = DeleteAccountResponse  # noqa: Y015
+
+@_typing.final
+class GetPetRequest(_message.Message):
+    """Request for MobileService.GetPet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_ID_FIELD_NUMBER: _builtins.int
+    pet_id: _builtins.str
+    """Pet UUID."""
+    def __init__(
+        self,
+        *,
+        pet_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet_id", b"pet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPetRequest: _TypeAlias = GetPetRequest  # noqa: Y015
+
+@_typing.final
+class GetPetResponse(_message.Message):
+    """Response for MobileService.GetPet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The pet."""
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPetResponse: _TypeAlias = GetPetResponse  # noqa: Y015
+
+@_typing.final
+class UpdatePetRequest(_message.Message):
+    """Request for MobileService.UpdatePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The new values (the body of PATCH /v1/pets/{pet_id}), with the pet's `etag` to make it
+        conditional.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change, comma-separated in the query: name, species, breed, birth_date, weight_kg,
+        notes.
+        """
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePetRequest: _TypeAlias = UpdatePetRequest  # noqa: Y015
+
+@_typing.final
+class UpdatePetResponse(_message.Message):
+    """Response for MobileService.UpdatePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The pet after the change."""
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdatePetResponse: _TypeAlias = UpdatePetResponse  # noqa: Y015
+
+@_typing.final
+class ArchivePetRequest(_message.Message):
+    """Request for MobileService.ArchivePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    pet_id: _builtins.str
+    """Pet UUID."""
+    etag: _builtins.str
+    """The pet's etag, to make the archive conditional (optional)."""
+    def __init__(
+        self,
+        *,
+        pet_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "pet_id", b"pet_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchivePetRequest: _TypeAlias = ArchivePetRequest  # noqa: Y015
+
+@_typing.final
+class ArchivePetResponse(_message.Message):
+    """Response for MobileService.ArchivePet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pet(self) -> _booking_pb2.Pet:
+        """The archived pet."""
+
+    def __init__(
+        self,
+        *,
+        pet: _booking_pb2.Pet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchivePetResponse: _TypeAlias = ArchivePetResponse  # noqa: Y015
 
 @_typing.final
 class CreateBookingRequest(_message.Message):

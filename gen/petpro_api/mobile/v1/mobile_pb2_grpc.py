@@ -119,6 +119,16 @@ class MobileServiceStub:
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.FromString,
                 _registered_method=True)
+        self.ExportMyData = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ExportMyData',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataResponse.FromString,
+                _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/DeleteAccount',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountResponse.FromString,
+                _registered_method=True)
         self.CreatePet = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/CreatePet',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CreatePetRequest.SerializeToString,
@@ -128,6 +138,21 @@ class MobileServiceStub:
                 '/petpro.mobile.v1.MobileService/ListPets',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsResponse.FromString,
+                _registered_method=True)
+        self.GetPet = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/GetPet',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetResponse.FromString,
+                _registered_method=True)
+        self.UpdatePet = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/UpdatePet',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetResponse.FromString,
+                _registered_method=True)
+        self.ArchivePet = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/ArchivePet',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetResponse.FromString,
                 _registered_method=True)
         self.CreateBooking = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/CreateBooking',
@@ -325,6 +350,27 @@ class MobileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMyData(self, request, context):
+        """Everything PetPro holds about the caller, one JSON document with a part from each service that
+        owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+        bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+        delivery log, preferences, devices). GDPR Art. 15/20.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAccount(self, request, context):
+        """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+        come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+        data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+        the clinic's accounting); the account never logs in again and its email can register anew.
+        Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreatePet(self, request, context):
         """Adds a pet to the caller's account.
         """
@@ -334,6 +380,32 @@ class MobileServiceServicer:
 
     def ListPets(self, request, context):
         """Lists the caller's pets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPet(self, request, context):
+        """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePet(self, request, context):
+        """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+        species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+        the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+        The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchivePet(self, request, context):
+        """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+        stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+        problem's `detail`: cancel them first. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -515,6 +587,16 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.LogoutEverywhereResponse.SerializeToString,
             ),
+            'ExportMyData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataResponse.SerializeToString,
+            ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountResponse.SerializeToString,
+            ),
             'CreatePet': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePet,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CreatePetRequest.FromString,
@@ -524,6 +606,21 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     servicer.ListPets,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsResponse.SerializeToString,
+            ),
+            'GetPet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPet,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetResponse.SerializeToString,
+            ),
+            'UpdatePet': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePet,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetResponse.SerializeToString,
+            ),
+            'ArchivePet': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchivePet,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetResponse.SerializeToString,
             ),
             'CreateBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateBooking,
@@ -973,6 +1070,60 @@ class MobileService:
             _registered_method=True)
 
     @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ExportMyData',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ExportMyDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/DeleteAccount',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.DeleteAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreatePet(request,
             target,
             options=(),
@@ -1016,6 +1167,87 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/ListPets',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.ListPetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/GetPet',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.GetPetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/UpdatePet',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.UpdatePetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchivePet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/ArchivePet',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.ArchivePetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -104,10 +104,36 @@ class MobileServiceStub:
     """
     LogoutEverywhere: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.LogoutEverywhereRequest, _mobile_pb2.LogoutEverywhereResponse]
     """Logs out everywhere: every session of the caller's account ends, this one included."""
+    ExportMyData: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ExportMyDataRequest, _mobile_pb2.ExportMyDataResponse]
+    """Everything PetPro holds about the caller, one JSON document with a part from each service that
+    owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+    bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+    delivery log, preferences, devices). GDPR Art. 15/20.
+    """
+    DeleteAccount: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.DeleteAccountRequest, _mobile_pb2.DeleteAccountResponse]
+    """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+    come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+    data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+    the clinic's accounting); the account never logs in again and its email can register anew.
+    Idempotent.
+    """
     CreatePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]
     """Adds a pet to the caller's account."""
     ListPets: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]
     """Lists the caller's pets."""
+    GetPet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetPetRequest, _mobile_pb2.GetPetResponse]
+    """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND."""
+    UpdatePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.UpdatePetRequest, _mobile_pb2.UpdatePetResponse]
+    """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+    species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+    the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+    The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+    """
+    ArchivePet: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.ArchivePetRequest, _mobile_pb2.ArchivePetResponse]
+    """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+    stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+    problem's `detail`: cancel them first. Idempotent.
+    """
     CreateBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreateBookingRequest, _mobile_pb2.CreateBookingResponse]
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
     confirmed when the payment succeeds (poll GetReservation or watch notifications).
@@ -233,10 +259,36 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """
     LogoutEverywhere: _aio.UnaryUnaryMultiCallable[_mobile_pb2.LogoutEverywhereRequest, _mobile_pb2.LogoutEverywhereResponse]  # type: ignore[assignment]
     """Logs out everywhere: every session of the caller's account ends, this one included."""
+    ExportMyData: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ExportMyDataRequest, _mobile_pb2.ExportMyDataResponse]  # type: ignore[assignment]
+    """Everything PetPro holds about the caller, one JSON document with a part from each service that
+    owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+    bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+    delivery log, preferences, devices). GDPR Art. 15/20.
+    """
+    DeleteAccount: _aio.UnaryUnaryMultiCallable[_mobile_pb2.DeleteAccountRequest, _mobile_pb2.DeleteAccountResponse]  # type: ignore[assignment]
+    """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+    come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+    data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+    the clinic's accounting); the account never logs in again and its email can register anew.
+    Idempotent.
+    """
     CreatePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreatePetRequest, _mobile_pb2.CreatePetResponse]  # type: ignore[assignment]
     """Adds a pet to the caller's account."""
     ListPets: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ListPetsRequest, _mobile_pb2.ListPetsResponse]  # type: ignore[assignment]
     """Lists the caller's pets."""
+    GetPet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetPetRequest, _mobile_pb2.GetPetResponse]  # type: ignore[assignment]
+    """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND."""
+    UpdatePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.UpdatePetRequest, _mobile_pb2.UpdatePetResponse]  # type: ignore[assignment]
+    """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+    species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+    the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+    The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+    """
+    ArchivePet: _aio.UnaryUnaryMultiCallable[_mobile_pb2.ArchivePetRequest, _mobile_pb2.ArchivePetResponse]  # type: ignore[assignment]
+    """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+    stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+    problem's `detail`: cancel them first. Idempotent.
+    """
     CreateBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreateBookingRequest, _mobile_pb2.CreateBookingResponse]  # type: ignore[assignment]
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
     confirmed when the payment succeeds (poll GetReservation or watch notifications).
@@ -439,6 +491,31 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         """Logs out everywhere: every session of the caller's account ends, this one included."""
 
     @_abc_1.abstractmethod
+    def ExportMyData(
+        self,
+        request: _mobile_pb2.ExportMyDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ExportMyDataResponse, _abc.Awaitable[_mobile_pb2.ExportMyDataResponse]]:
+        """Everything PetPro holds about the caller, one JSON document with a part from each service that
+        owns it: `account` (auth: the account, sessions, memberships), `booking` (pets, reservations,
+        bookings with their history), `payment` (payments and refunds), `notifications` (inbox,
+        delivery log, preferences, devices). GDPR Art. 15/20.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteAccount(
+        self,
+        request: _mobile_pb2.DeleteAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.DeleteAccountResponse, _abc.Awaitable[_mobile_pb2.DeleteAccountResponse]]:
+        """Deletes the caller's account: needs the password (400 WRONG_PASSWORD, throttled). Bookings to
+        come are cancelled as owner cancellations (refunded by their policy, the clinic told); personal
+        data is erased or anonymised in every service (paid bookings and refunds stay, without it, for
+        the clinic's accounting); the account never logs in again and its email can register anew.
+        Idempotent.
+        """
+
+    @_abc_1.abstractmethod
     def CreatePet(
         self,
         request: _mobile_pb2.CreatePetRequest,
@@ -453,6 +530,37 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.ListPetsResponse, _abc.Awaitable[_mobile_pb2.ListPetsResponse]]:
         """Lists the caller's pets."""
+
+    @_abc_1.abstractmethod
+    def GetPet(
+        self,
+        request: _mobile_pb2.GetPetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.GetPetResponse, _abc.Awaitable[_mobile_pb2.GetPetResponse]]:
+        """Returns one of the caller's pets (archived ones too); another owner's pet is 404 PET_NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def UpdatePet(
+        self,
+        request: _mobile_pb2.UpdatePetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.UpdatePetResponse, _abc.Awaitable[_mobile_pb2.UpdatePetResponse]]:
+        """Updates one of the caller's pets (AIP-134): `update_mask` names the fields to change (name,
+        species, breed, birth_date, weight_kg, notes); without it, every field sent with a value. Send
+        the pet's `etag` to make the change conditional (409 ETAG_MISMATCH when it changed meanwhile).
+        The species can change only while the pet has no booking (400 PET_HAS_BOOKINGS).
+        """
+
+    @_abc_1.abstractmethod
+    def ArchivePet(
+        self,
+        request: _mobile_pb2.ArchivePetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.ArchivePetResponse, _abc.Awaitable[_mobile_pb2.ArchivePetResponse]]:
+        """Archives one of the caller's pets: it leaves the list and cannot be booked; its past bookings
+        stay. A pet with bookings to come is 400 PET_HAS_FUTURE_BOOKINGS, their ids listed in the
+        problem's `detail`: cancel them first. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def CreateBooking(

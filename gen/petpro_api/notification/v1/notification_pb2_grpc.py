@@ -121,6 +121,11 @@ class NotificationServiceStub:
                 request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsRequest.SerializeToString,
                 response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsResponse.FromString,
                 _registered_method=True)
+        self.ExportUserData = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/ExportUserData',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ExportUserDataRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ExportUserDataResponse.FromString,
+                _registered_method=True)
 
 
 class NotificationServiceServicer:
@@ -261,6 +266,14 @@ class NotificationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportUserData(self, request, context):
+        """What notif holds about a user, as a JSON object: inbox, delivery log (to the user's address and
+        devices), preferences, devices, calendar feed: the notification part of the owner's data export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +356,11 @@ def add_NotificationServiceServicer_to_server(servicer, server):
                     servicer.HandleInboundSms,
                     request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsRequest.FromString,
                     response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsResponse.SerializeToString,
+            ),
+            'ExportUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUserData,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ExportUserDataRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ExportUserDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -783,6 +801,33 @@ class NotificationService:
             '/petpro.notification.v1.NotificationService/HandleInboundSms',
             petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsRequest.SerializeToString,
             petpro_dot_notification_dot_v1_dot_notification__pb2.HandleInboundSmsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/ExportUserData',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.ExportUserDataRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.ExportUserDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

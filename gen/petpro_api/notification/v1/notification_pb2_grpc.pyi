@@ -97,6 +97,10 @@ class NotificationServiceStub:
     signature (the credential: no bearer token). STOP (and its synonyms) opts the sender's number
     out of texts, START opts it back in. A wrong signature is PERMISSION_DENIED.
     """
+    ExportUserData: _grpc.UnaryUnaryMultiCallable[_notification_pb2.ExportUserDataRequest, _notification_pb2.ExportUserDataResponse]
+    """What notif holds about a user, as a JSON object: inbox, delivery log (to the user's address and
+    devices), preferences, devices, calendar feed: the notification part of the owner's data export.
+    """
 
 @_typing.type_check_only
 class NotificationServiceAsyncStub(NotificationServiceStub):
@@ -165,6 +169,10 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """An incoming text as the SMS provider posted it to the edge (`/webhooks/twilio/sms`), with its
     signature (the credential: no bearer token). STOP (and its synonyms) opts the sender's number
     out of texts, START opts it back in. A wrong signature is PERMISSION_DENIED.
+    """
+    ExportUserData: _aio.UnaryUnaryMultiCallable[_notification_pb2.ExportUserDataRequest, _notification_pb2.ExportUserDataResponse]  # type: ignore[assignment]
+    """What notif holds about a user, as a JSON object: inbox, delivery log (to the user's address and
+    devices), preferences, devices, calendar feed: the notification part of the owner's data export.
     """
 
 class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -327,6 +335,16 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         """An incoming text as the SMS provider posted it to the edge (`/webhooks/twilio/sms`), with its
         signature (the credential: no bearer token). STOP (and its synonyms) opts the sender's number
         out of texts, START opts it back in. A wrong signature is PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportUserData(
+        self,
+        request: _notification_pb2.ExportUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.ExportUserDataResponse, _abc.Awaitable[_notification_pb2.ExportUserDataResponse]]:
+        """What notif holds about a user, as a JSON object: inbox, delivery log (to the user's address and
+        devices), preferences, devices, calendar feed: the notification part of the owner's data export.
         """
 
 def add_NotificationServiceServicer_to_server(servicer: NotificationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,12 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from petpro_api.common.v1 import money_pb2 as petpro_dot_common_dot_v1_dot_money__pb2
 from petpro_api.common.v1 import options_pb2 as petpro_dot_common_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpetpro/payment/v1/payment.proto\x12\x11petpro.payment.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpetpro/common/v1/money.proto\x1a\x1epetpro/common/v1/options.proto\"\xe4\x02\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\torder_ref\x18\x02 \x01(\t\x12\x36\n\x06status\x18\x03 \x01(\x0e\x32 .petpro.payment.v1.PaymentStatusB\x04\xe2\x41\x01\x03\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x1b\n\x13provider_payment_id\x18\x06 \x01(\t\x12\x11\n\trefund_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bpayment_url\x18\x0b \x01(\t\"\x98\x03\n\x1b\x43reatePaymentSessionRequest\x12\x1e\n\nrequest_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\torder_ref\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12y\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x17.petpro.common.v1.MoneyBP\xbaHM\xba\x01G\n\x0f\x61mount.positive\x12\x1d\x61mount must be greater than 0\x1a\x15this.amount_minor > 0\xc8\x01\x01\x12%\n\x0e\x63ustomer_email\x18\x04 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1f\n\x0b\x64\x65scription\x18\x05 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xf4\x03\x12#\n\x0bsuccess_url\x18\x06 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\x12\"\n\ncancel_url\x18\x07 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8b\x01\n\x1c\x43reatePaymentSessionResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x13\n\x0bpayment_url\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x11GetPaymentRequest\x12\x1f\n\npayment_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x1b\n\torder_ref\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\"A\n\x12GetPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\"S\n\x14HandleWebhookRequest\x12\x1c\n\x07payload\x18\x01 \x01(\x0c\x42\x0b\xbaH\x08z\x06\x10\x01\x18\x80\x80@\x12\x1d\n\tsignature\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"}\n\x15HandleWebhookResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12+\n\x07payment\x18\x04 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\"\xab\x01\n\x14RefundPaymentRequest\x12\x1c\n\npayment_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x32\n\nrequest_id\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\xc8\x01\x32\x12^[A-Za-z0-9._:-]*$\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.petpro.common.v1.Money\"\xa9\x01\n\rPaymentRefund\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1a\n\x12provider_refund_id\x18\x02 \x01(\t\x12\'\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x0e\n\x06status\x18\x04 \x01(\t\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x15RefundPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\x12\x30\n\x06refund\x18\x02 \x01(\x0b\x32 .petpro.payment.v1.PaymentRefund\"=\n\x1b\x45xpirePaymentSessionRequest\x12\x1e\n\nsession_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\"K\n\x1c\x45xpirePaymentSessionResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\"f\n\x1cListUnsettledPaymentsRequest\x12\'\n\x12older_than_seconds\x18\x01 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\"M\n\x1dListUnsettledPaymentsResponse\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.petpro.payment.v1.Payment\"R\n\x14SettlePaymentRequest\x12\x1c\n\npayment_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x08order_id\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\"D\n\x15SettlePaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment*\xbd\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x03\x12\x1a\n\x16PAYMENT_STATUS_EXPIRED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x32\xb6\x06\n\x0ePaymentService\x12w\n\x14\x43reatePaymentSession\x12..petpro.payment.v1.CreatePaymentSessionRequest\x1a/.petpro.payment.v1.CreatePaymentSessionResponse\x12\x61\n\nGetPayment\x12$.petpro.payment.v1.GetPaymentRequest\x1a%.petpro.payment.v1.GetPaymentResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12j\n\rHandleWebhook\x12\'.petpro.payment.v1.HandleWebhookRequest\x1a(.petpro.payment.v1.HandleWebhookResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12j\n\rRefundPayment\x12\'.petpro.payment.v1.RefundPaymentRequest\x1a(.petpro.payment.v1.RefundPaymentResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\x7f\n\x14\x45xpirePaymentSession\x12..petpro.payment.v1.ExpirePaymentSessionRequest\x1a/.petpro.payment.v1.ExpirePaymentSessionResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\x82\x01\n\x15ListUnsettledPayments\x12/.petpro.payment.v1.ListUnsettledPaymentsRequest\x1a\x30.petpro.payment.v1.ListUnsettledPaymentsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12j\n\rSettlePayment\x12\'.petpro.payment.v1.SettlePaymentRequest\x1a(.petpro.payment.v1.SettlePaymentResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fpetpro/payment/v1/payment.proto\x12\x11petpro.payment.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpetpro/common/v1/money.proto\x1a\x1epetpro/common/v1/options.proto\"\xe4\x02\n\x07Payment\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x11\n\torder_ref\x18\x02 \x01(\t\x12\x36\n\x06status\x18\x03 \x01(\x0e\x32 .petpro.payment.v1.PaymentStatusB\x04\xe2\x41\x01\x03\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x1b\n\x13provider_payment_id\x18\x06 \x01(\t\x12\x11\n\trefund_id\x18\x07 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bpayment_url\x18\x0b \x01(\t\"\xbf\x03\n\x1b\x43reatePaymentSessionRequest\x12\x1e\n\nrequest_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12\x1d\n\torder_ref\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\x12y\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x17.petpro.common.v1.MoneyBP\xbaHM\xba\x01G\n\x0f\x61mount.positive\x12\x1d\x61mount must be greater than 0\x1a\x15this.amount_minor > 0\xc8\x01\x01\x12%\n\x0e\x63ustomer_email\x18\x04 \x01(\tB\r\xbaH\nr\x05\x18\xfe\x01`\x01\xc8\x01\x01\x12\x1f\n\x0b\x64\x65scription\x18\x05 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xf4\x03\x12#\n\x0bsuccess_url\x18\x06 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\x12\"\n\ncancel_url\x18\x07 \x01(\tB\x0e\xbaH\x0br\x06\x18\x80\x10\x88\x01\x01\xd8\x01\x01\x12.\n\nexpires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x10\x63ustomer_user_id\x18\t \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\"\x8b\x01\n\x1c\x43reatePaymentSessionResponse\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x13\n\x0bpayment_url\x18\x03 \x01(\t\x12.\n\nexpires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\x11GetPaymentRequest\x12\x1f\n\npayment_id\x18\x01 \x01(\tB\x0b\xbaH\x08r\x03\xb0\x01\x01\xd8\x01\x01\x12\x1b\n\torder_ref\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x01\"A\n\x12GetPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\"S\n\x14HandleWebhookRequest\x12\x1c\n\x07payload\x18\x01 \x01(\x0c\x42\x0b\xbaH\x08z\x06\x10\x01\x18\x80\x80@\x12\x1d\n\tsignature\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"}\n\x15HandleWebhookResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12+\n\x07payment\x18\x04 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\"\xab\x01\n\x14RefundPaymentRequest\x12\x1c\n\npayment_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x06reason\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xf4\x03\x12\x32\n\nrequest_id\x18\x03 \x01(\tB\x1e\xbaH\x1br\x19\x10\x01\x18\xc8\x01\x32\x12^[A-Za-z0-9._:-]*$\x12\'\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x17.petpro.common.v1.Money\"\xa9\x01\n\rPaymentRefund\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1a\n\x12provider_refund_id\x18\x02 \x01(\t\x12\'\n\x06\x61mount\x18\x03 \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x0e\n\x06status\x18\x04 \x01(\t\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"v\n\x15RefundPaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\x12\x30\n\x06refund\x18\x02 \x01(\x0b\x32 .petpro.payment.v1.PaymentRefund\"=\n\x1b\x45xpirePaymentSessionRequest\x12\x1e\n\nsession_id\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\"K\n\x1c\x45xpirePaymentSessionResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\"f\n\x1cListUnsettledPaymentsRequest\x12\'\n\x12older_than_seconds\x18\x01 \x01(\x05\x42\x0b\xbaH\x08\x1a\x06\x18\x80\xa3\x05(\x00\x12\x1d\n\tpage_size\x18\x02 \x01(\x05\x42\n\xbaH\x07\x1a\x05\x18\xf4\x03(\x00\"M\n\x1dListUnsettledPaymentsResponse\x12,\n\x08payments\x18\x01 \x03(\x0b\x32\x1a.petpro.payment.v1.Payment\"R\n\x14SettlePaymentRequest\x12\x1c\n\npayment_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x08order_id\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\xff\x01\"D\n\x15SettlePaymentResponse\x12+\n\x07payment\x18\x01 \x01(\x0b\x32\x1a.petpro.payment.v1.Payment\"c\n\x19\x45xportCustomerDataRequest\x12$\n\norder_refs\x18\x01 \x03(\tB\x10\xbaH\r\x92\x01\n\x10\x90N\"\x05r\x03\x18\x80\x01\x12 \n\x0e\x63ustomer_email\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\xfe\x01\"C\n\x1a\x45xportCustomerDataResponse\x12%\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct*\xbd\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x19\n\x15PAYMENT_STATUS_FAILED\x10\x03\x12\x1a\n\x16PAYMENT_STATUS_EXPIRED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05\x32\xb1\x07\n\x0ePaymentService\x12w\n\x14\x43reatePaymentSession\x12..petpro.payment.v1.CreatePaymentSessionRequest\x1a/.petpro.payment.v1.CreatePaymentSessionResponse\x12\x61\n\nGetPayment\x12$.petpro.payment.v1.GetPaymentRequest\x1a%.petpro.payment.v1.GetPaymentResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12j\n\rHandleWebhook\x12\'.petpro.payment.v1.HandleWebhookRequest\x1a(.petpro.payment.v1.HandleWebhookResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12j\n\rRefundPayment\x12\'.petpro.payment.v1.RefundPaymentRequest\x1a(.petpro.payment.v1.RefundPaymentResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\x7f\n\x14\x45xpirePaymentSession\x12..petpro.payment.v1.ExpirePaymentSessionRequest\x1a/.petpro.payment.v1.ExpirePaymentSessionResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\x82\x01\n\x15ListUnsettledPayments\x12/.petpro.payment.v1.ListUnsettledPaymentsRequest\x1a\x30.petpro.payment.v1.ListUnsettledPaymentsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12j\n\rSettlePayment\x12\'.petpro.payment.v1.SettlePaymentRequest\x1a(.petpro.payment.v1.SettlePaymentResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12y\n\x12\x45xportCustomerData\x12,.petpro.payment.v1.ExportCustomerDataRequest\x1a-.petpro.payment.v1.ExportCustomerDataResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,6 +53,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEPAYMENTSESSIONREQUEST'].fields_by_name['success_url']._serialized_options = b'\272H\013r\006\030\200\020\210\001\001\330\001\001'
   _globals['_CREATEPAYMENTSESSIONREQUEST'].fields_by_name['cancel_url']._loaded_options = None
   _globals['_CREATEPAYMENTSESSIONREQUEST'].fields_by_name['cancel_url']._serialized_options = b'\272H\013r\006\030\200\020\210\001\001\330\001\001'
+  _globals['_CREATEPAYMENTSESSIONREQUEST'].fields_by_name['customer_user_id']._loaded_options = None
+  _globals['_CREATEPAYMENTSESSIONREQUEST'].fields_by_name['customer_user_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_GETPAYMENTREQUEST'].fields_by_name['payment_id']._loaded_options = None
   _globals['_GETPAYMENTREQUEST'].fields_by_name['payment_id']._serialized_options = b'\272H\010r\003\260\001\001\330\001\001'
   _globals['_GETPAYMENTREQUEST'].fields_by_name['order_ref']._loaded_options = None
@@ -76,6 +79,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETTLEPAYMENTREQUEST'].fields_by_name['payment_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_SETTLEPAYMENTREQUEST'].fields_by_name['order_id']._loaded_options = None
   _globals['_SETTLEPAYMENTREQUEST'].fields_by_name['order_id']._serialized_options = b'\272H\007r\005\020\001\030\377\001'
+  _globals['_EXPORTCUSTOMERDATAREQUEST'].fields_by_name['order_refs']._loaded_options = None
+  _globals['_EXPORTCUSTOMERDATAREQUEST'].fields_by_name['order_refs']._serialized_options = b'\272H\r\222\001\n\020\220N\"\005r\003\030\200\001'
+  _globals['_EXPORTCUSTOMERDATAREQUEST'].fields_by_name['customer_email']._loaded_options = None
+  _globals['_EXPORTCUSTOMERDATAREQUEST'].fields_by_name['customer_email']._serialized_options = b'\272H\005r\003\030\376\001'
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['GetPayment']._serialized_options = b'\212\265\030\002\020\001'
   _globals['_PAYMENTSERVICE'].methods_by_name['HandleWebhook']._loaded_options = None
@@ -88,40 +95,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PAYMENTSERVICE'].methods_by_name['ListUnsettledPayments']._serialized_options = b'\212\265\030\002\020\001'
   _globals['_PAYMENTSERVICE'].methods_by_name['SettlePayment']._loaded_options = None
   _globals['_PAYMENTSERVICE'].methods_by_name['SettlePayment']._serialized_options = b'\212\265\030\002\020\001'
-  _globals['_PAYMENTSTATUS']._serialized_start=2429
-  _globals['_PAYMENTSTATUS']._serialized_end=2618
-  _globals['_PAYMENT']._serialized_start=212
-  _globals['_PAYMENT']._serialized_end=568
-  _globals['_CREATEPAYMENTSESSIONREQUEST']._serialized_start=571
-  _globals['_CREATEPAYMENTSESSIONREQUEST']._serialized_end=979
-  _globals['_CREATEPAYMENTSESSIONRESPONSE']._serialized_start=982
-  _globals['_CREATEPAYMENTSESSIONRESPONSE']._serialized_end=1121
-  _globals['_GETPAYMENTREQUEST']._serialized_start=1123
-  _globals['_GETPAYMENTREQUEST']._serialized_end=1204
-  _globals['_GETPAYMENTRESPONSE']._serialized_start=1206
-  _globals['_GETPAYMENTRESPONSE']._serialized_end=1271
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=1273
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=1356
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=1358
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=1483
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1486
-  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1657
-  _globals['_PAYMENTREFUND']._serialized_start=1660
-  _globals['_PAYMENTREFUND']._serialized_end=1829
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1831
-  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1949
-  _globals['_EXPIREPAYMENTSESSIONREQUEST']._serialized_start=1951
-  _globals['_EXPIREPAYMENTSESSIONREQUEST']._serialized_end=2012
-  _globals['_EXPIREPAYMENTSESSIONRESPONSE']._serialized_start=2014
-  _globals['_EXPIREPAYMENTSESSIONRESPONSE']._serialized_end=2089
-  _globals['_LISTUNSETTLEDPAYMENTSREQUEST']._serialized_start=2091
-  _globals['_LISTUNSETTLEDPAYMENTSREQUEST']._serialized_end=2193
-  _globals['_LISTUNSETTLEDPAYMENTSRESPONSE']._serialized_start=2195
-  _globals['_LISTUNSETTLEDPAYMENTSRESPONSE']._serialized_end=2272
-  _globals['_SETTLEPAYMENTREQUEST']._serialized_start=2274
-  _globals['_SETTLEPAYMENTREQUEST']._serialized_end=2356
-  _globals['_SETTLEPAYMENTRESPONSE']._serialized_start=2358
-  _globals['_SETTLEPAYMENTRESPONSE']._serialized_end=2426
-  _globals['_PAYMENTSERVICE']._serialized_start=2621
-  _globals['_PAYMENTSERVICE']._serialized_end=3443
+  _globals['_PAYMENTSERVICE'].methods_by_name['ExportCustomerData']._loaded_options = None
+  _globals['_PAYMENTSERVICE'].methods_by_name['ExportCustomerData']._serialized_options = b'\212\265\030\002\020\001'
+  _globals['_PAYMENTSTATUS']._serialized_start=2668
+  _globals['_PAYMENTSTATUS']._serialized_end=2857
+  _globals['_PAYMENT']._serialized_start=242
+  _globals['_PAYMENT']._serialized_end=598
+  _globals['_CREATEPAYMENTSESSIONREQUEST']._serialized_start=601
+  _globals['_CREATEPAYMENTSESSIONREQUEST']._serialized_end=1048
+  _globals['_CREATEPAYMENTSESSIONRESPONSE']._serialized_start=1051
+  _globals['_CREATEPAYMENTSESSIONRESPONSE']._serialized_end=1190
+  _globals['_GETPAYMENTREQUEST']._serialized_start=1192
+  _globals['_GETPAYMENTREQUEST']._serialized_end=1273
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=1275
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=1340
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=1342
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=1425
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=1427
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=1552
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1555
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1726
+  _globals['_PAYMENTREFUND']._serialized_start=1729
+  _globals['_PAYMENTREFUND']._serialized_end=1898
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1900
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=2018
+  _globals['_EXPIREPAYMENTSESSIONREQUEST']._serialized_start=2020
+  _globals['_EXPIREPAYMENTSESSIONREQUEST']._serialized_end=2081
+  _globals['_EXPIREPAYMENTSESSIONRESPONSE']._serialized_start=2083
+  _globals['_EXPIREPAYMENTSESSIONRESPONSE']._serialized_end=2158
+  _globals['_LISTUNSETTLEDPAYMENTSREQUEST']._serialized_start=2160
+  _globals['_LISTUNSETTLEDPAYMENTSREQUEST']._serialized_end=2262
+  _globals['_LISTUNSETTLEDPAYMENTSRESPONSE']._serialized_start=2264
+  _globals['_LISTUNSETTLEDPAYMENTSRESPONSE']._serialized_end=2341
+  _globals['_SETTLEPAYMENTREQUEST']._serialized_start=2343
+  _globals['_SETTLEPAYMENTREQUEST']._serialized_end=2425
+  _globals['_SETTLEPAYMENTRESPONSE']._serialized_start=2427
+  _globals['_SETTLEPAYMENTRESPONSE']._serialized_end=2495
+  _globals['_EXPORTCUSTOMERDATAREQUEST']._serialized_start=2497
+  _globals['_EXPORTCUSTOMERDATAREQUEST']._serialized_end=2596
+  _globals['_EXPORTCUSTOMERDATARESPONSE']._serialized_start=2598
+  _globals['_EXPORTCUSTOMERDATARESPONSE']._serialized_end=2665
+  _globals['_PAYMENTSERVICE']._serialized_start=2860
+  _globals['_PAYMENTSERVICE']._serialized_end=3805
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -143,6 +144,7 @@ class CreatePaymentSessionRequest(_message.Message):
     SUCCESS_URL_FIELD_NUMBER: _builtins.int
     CANCEL_URL_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CUSTOMER_USER_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (AIP-155), also passed to Stripe as its Idempotency-Key."""
     order_ref: _builtins.str
@@ -155,6 +157,10 @@ class CreatePaymentSessionRequest(_message.Message):
     """Where the checkout page sends the payer after paying; server default when empty."""
     cancel_url: _builtins.str
     """Where the checkout page sends the payer on cancel; server default when empty."""
+    customer_user_id: _builtins.str
+    """The payer's account (UUID), kept with the payment: a deleted account's payments are found by it
+    (account.deleted) even when the account's email changed since. Empty for callers without one.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount to charge; must be positive."""
@@ -176,10 +182,11 @@ class CreatePaymentSessionRequest(_message.Message):
         success_url: _builtins.str = ...,
         cancel_url: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
+        customer_user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_url", b"cancel_url", "customer_email", b"customer_email", "description", b"description", "expires_at", b"expires_at", "order_ref", b"order_ref", "request_id", b"request_id", "success_url", b"success_url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_url", b"cancel_url", "customer_email", b"customer_email", "customer_user_id", b"customer_user_id", "description", b"description", "expires_at", b"expires_at", "order_ref", b"order_ref", "request_id", b"request_id", "success_url", b"success_url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -597,3 +604,55 @@ class SettlePaymentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SettlePaymentResponse: _TypeAlias = SettlePaymentResponse  # noqa: Y015
+
+@_typing.final
+class ExportCustomerDataRequest(_message.Message):
+    """Request for PaymentService.ExportCustomerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_REFS_FIELD_NUMBER: _builtins.int
+    CUSTOMER_EMAIL_FIELD_NUMBER: _builtins.int
+    customer_email: _builtins.str
+    """The customer's email: payments filed under it are included too."""
+    @_builtins.property
+    def order_refs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Order references (the booking's lock ids) whose payments to include."""
+
+    def __init__(
+        self,
+        *,
+        order_refs: _abc.Iterable[_builtins.str] | None = ...,
+        customer_email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_email", b"customer_email", "order_refs", b"order_refs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCustomerDataRequest: _TypeAlias = ExportCustomerDataRequest  # noqa: Y015
+
+@_typing.final
+class ExportCustomerDataResponse(_message.Message):
+    """Response for PaymentService.ExportCustomerData."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct:
+        """{"payments": [{..., "refunds": [...]}]}."""
+
+    def __init__(
+        self,
+        *,
+        data: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportCustomerDataResponse: _TypeAlias = ExportCustomerDataResponse  # noqa: Y015

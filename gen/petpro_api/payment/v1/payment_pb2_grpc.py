@@ -72,6 +72,11 @@ class PaymentServiceStub:
                 request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.SerializeToString,
                 response_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.FromString,
                 _registered_method=True)
+        self.ExportCustomerData = channel.unary_unary(
+                '/petpro.payment.v1.PaymentService/ExportCustomerData',
+                request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExportCustomerDataRequest.SerializeToString,
+                response_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExportCustomerDataResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentServiceServicer:
@@ -141,6 +146,14 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportCustomerData(self, request, context):
+        """The payments (and their refunds) of the given order references, plus those filed under the
+        customer email, as a JSON object: the payment part of an owner's data export.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PaymentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -178,6 +191,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.SettlePayment,
                     request_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.FromString,
                     response_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.SerializeToString,
+            ),
+            'ExportCustomerData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportCustomerData,
+                    request_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExportCustomerDataRequest.FromString,
+                    response_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExportCustomerDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -372,6 +390,33 @@ class PaymentService:
             '/petpro.payment.v1.PaymentService/SettlePayment',
             petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.SerializeToString,
             petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportCustomerData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.payment.v1.PaymentService/ExportCustomerData',
+            petpro_dot_payment_dot_v1_dot_payment__pb2.ExportCustomerDataRequest.SerializeToString,
+            petpro_dot_payment_dot_v1_dot_payment__pb2.ExportCustomerDataResponse.FromString,
             options,
             channel_credentials,
             insecure,

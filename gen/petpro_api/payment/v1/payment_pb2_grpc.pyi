@@ -68,6 +68,10 @@ class PaymentServiceStub:
     FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
     (PAYMENT_NOT_SUCCEEDED).
     """
+    ExportCustomerData: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ExportCustomerDataRequest, _payment_pb2.ExportCustomerDataResponse]
+    """The payments (and their refunds) of the given order references, plus those filed under the
+    customer email, as a JSON object: the payment part of an owner's data export.
+    """
 
 @_typing.type_check_only
 class PaymentServiceAsyncStub(PaymentServiceStub):
@@ -108,6 +112,10 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     is settled too. Idempotent; a different order_id for an already settled payment is
     FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
     (PAYMENT_NOT_SUCCEEDED).
+    """
+    ExportCustomerData: _aio.UnaryUnaryMultiCallable[_payment_pb2.ExportCustomerDataRequest, _payment_pb2.ExportCustomerDataResponse]  # type: ignore[assignment]
+    """The payments (and their refunds) of the given order references, plus those filed under the
+    customer email, as a JSON object: the payment part of an owner's data export.
     """
 
 class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -188,6 +196,16 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         is settled too. Idempotent; a different order_id for an already settled payment is
         FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
         (PAYMENT_NOT_SUCCEEDED).
+        """
+
+    @_abc_1.abstractmethod
+    def ExportCustomerData(
+        self,
+        request: _payment_pb2.ExportCustomerDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.ExportCustomerDataResponse, _abc.Awaitable[_payment_pb2.ExportCustomerDataResponse]]:
+        """The payments (and their refunds) of the given order references, plus those filed under the
+        customer email, as a JSON object: the payment part of an owner's data export.
         """
 
 def add_PaymentServiceServicer_to_server(servicer: PaymentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
