@@ -28,6 +28,11 @@ RUN apt-get update \
 # CLDR data of the languages the notifications speak (notif_worker/domain/wording.py SUPPORTED, a unit
 # test holds the two equal; babel's data for the ~800 others is 31 MB): root, each language, its regions
 ARG LOCALES="en de fr es"
+# parts of packages nothing imports at run time (tests/integration/test_image_prune.py runs the payment and
+# SMS adapters' suites with them unimportable): stripe's request-parameter TypedDicts (typing only, 14 MB)
+# and every Twilio REST domain but those named (the Messages API is `api`; the others are 42 MB)
+ARG TYPING_ONLY="stripe/params"
+ARG TWILIO_DOMAINS="api"
 COPY --from=requirements /requirements.txt /requirements.txt
 RUN python -m venv /opt/petpro \
  && /opt/petpro/bin/pip install --no-compile -r /requirements.txt \
@@ -35,6 +40,9 @@ RUN python -m venv /opt/petpro \
  && find /opt/petpro -name '*.so*' -type f -exec strip --strip-unneeded {} + \
  && find /opt/petpro/lib -depth -type d \( -name tests -o -name __pycache__ \) -exec rm -rf {} + \
  && find /opt/petpro/lib -type f \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) -delete \
+ && for p in $TYPING_ONLY; do rm -rf /opt/petpro/lib/python3*/site-packages/$p; done \
+ && for d in /opt/petpro/lib/python3*/site-packages/twilio/rest/*/; do \
+      n="$(basename "$d")"; case " $TWILIO_DOMAINS " in *" $n "*) ;; *) rm -rf "$d" ;; esac; done \
  && keep=" root.dat $(for l in $LOCALES; do printf ' %s.dat ' "$l"; done)" \
  && for f in /opt/petpro/lib/python3*/site-packages/babel/locale-data/*.dat; do \
       n="${f##*/}"; case "$keep" in *" $n "*|*" ${n%%_*}.dat "*) ;; *) rm "$f" ;; esac; done \
