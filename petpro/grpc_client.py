@@ -104,7 +104,7 @@ class KitChannel(grpc.aio.Channel):
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         inner = self.inner.unary_unary(method, request_serializer, response_deserializer, _registered_method)  # type: ignore[call-arg]
         return _Call(inner, method, self.default_timeout)
 
@@ -114,7 +114,7 @@ class KitChannel(grpc.aio.Channel):
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         inner = self.inner.unary_stream(method, request_serializer, response_deserializer, _registered_method)  # type: ignore[call-arg]
         return _Call(inner, method, self.default_timeout)
 
@@ -124,7 +124,7 @@ class KitChannel(grpc.aio.Channel):
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         inner = self.inner.stream_unary(method, request_serializer, response_deserializer, _registered_method)  # type: ignore[call-arg]
         return _Call(inner, method, self.default_timeout)
 
@@ -134,7 +134,7 @@ class KitChannel(grpc.aio.Channel):
         request_serializer: Any = None,
         response_deserializer: Any = None,
         _registered_method: bool = False,
-    ) -> Any:  # type: ignore[override]
+    ) -> Any:
         inner = self.inner.stream_stream(
             method, request_serializer, response_deserializer, _registered_method
         )  # type: ignore[call-arg]

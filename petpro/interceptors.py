@@ -308,42 +308,44 @@ class _KitCall:
         principal_var.set(None)
         return md, rid, telemetry.enter_server_span(self.method, md, context)
 
-    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, rid: str, span: Any) -> None:
-        if isinstance(exc, DomainError | NotImplementedError):
-            log.info(
-                "rpc rejected",
-                extra={"fields": {"method": self.method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}},
-            )
-        else:
+    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, rid: str, span: Any) -> str:
+        """Abort with the status ``exc`` maps to; → the reason, for the call's log line.  A refusal (a
+        DomainError) is logged once, by :meth:`_finish`; an unexpected exception with its traceback."""
+        if not isinstance(exc, DomainError | NotImplementedError):
             log.exception("rpc failed", extra={"fields": {"method": self.method, "request_id": rid}})
             telemetry.record_exception(span[0], exc)
+        reason = getattr(
+            exc, "reason", "UNIMPLEMENTED" if isinstance(exc, NotImplementedError) else "INTERNAL"
+        )
         await abort_with(context, status_for(exc, rid, self.domain))
+        return str(reason)
 
-    def _finish(self, context: grpc.aio.ServicerContext, started: float, span: Any) -> None:
+    def _finish(self, context: grpc.aio.ServicerContext, started: float, span: Any, reason: str) -> None:
         elapsed = time.perf_counter() - started
         code = context.code()
         name = (code.name if isinstance(code, grpc.StatusCode) else None) or "OK"
         self.metrics.observe(name, elapsed)
         telemetry.exit_server_span(span, code if isinstance(code, grpc.StatusCode) else None)
         if name != "OK" or log.isEnabledFor(logging.DEBUG):
-            log.info(
-                "rpc",
-                extra={"fields": {"method": self.method, "code": name, "ms": round(elapsed * 1000, 2)}},
-            )
+            fields = {"method": self.method, "code": name, "ms": round(elapsed * 1000, 2)}
+            if reason:
+                fields["reason"] = reason
+            log.info("rpc", extra={"fields": fields})
 
     def unary(self, behavior: Callable) -> Callable:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             md, rid, span = self._begin(context)
             started = time.perf_counter()
+            reason = ""
             try:
                 await self._admit(request, context, md)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._fail(exc, context, rid, span)
+                reason = await self._fail(exc, context, rid, span)
             finally:
-                self._finish(context, started, span)
+                self._finish(context, started, span, reason)
 
         return wrapper
 
@@ -351,6 +353,7 @@ class _KitCall:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             md, rid, span = self._begin(context)
             started = time.perf_counter()
+            reason = ""
             try:
                 await self._admit(request, context, md)
                 result = behavior(request, context)
@@ -362,8 +365,8 @@ class _KitCall:
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._fail(exc, context, rid, span)
+                reason = await self._fail(exc, context, rid, span)
             finally:
-                self._finish(context, started, span)
+                self._finish(context, started, span, reason)
 
         return wrapper

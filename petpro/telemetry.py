@@ -162,12 +162,58 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
 
 
+class FastTracer(trace.Tracer):
+    """A tracer that makes a span the installed sampler would drop (see :func:`_unsampled`) without the
+    SDK: a non-recording span carrying the trace on; every other span is ``inner``'s."""
+
+    def __init__(self, inner: trace.Tracer) -> None:
+        self.inner = inner
+
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Span:
+        parent = trace.get_current_span(context).get_span_context()
+        if _unsampled(parent, kind):
+            return _non_recording(parent)
+        return self.inner.start_span(name, context, kind, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        span = self.start_span(
+            name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+        )
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+
 @functools.cache
 def tracer() -> trace.Tracer:
     """The kit's tracer, made once: ``get_tracer`` builds a new one (and its scope) on every call, 4 %
     of payment_svc's CPU in the full flow when called per span.  Made before ``setup_tracing``, it is
-    the API's proxy, which follows the provider set later."""
-    return trace.get_tracer("petpro")
+    the API's proxy, which follows the provider set later; a span the sampler would drop is made
+    without the SDK (:class:`FastTracer`)."""
+    return FastTracer(trace.get_tracer("petpro"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,7 +328,7 @@ def instrument_engine(engine: Any) -> Any:
         "db.client.connections.usage", unit="connections"
     )
     EngineTracer(
-        trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+        FastTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy")),
         getattr(engine, "sync_engine", engine),
         usage,
     )
@@ -294,7 +340,8 @@ def sql_span(operation: str) -> Iterator[None]:
     """A CLIENT span for a statement sent on the psycopg connection directly (the hot paths that bypass
     SQLAlchemy, and so its instrumentation), named like that instrumentation's spans (``INSERT``).
     Like them, only inside a traced request: background polling starts no trace."""
-    if not trace.get_current_span().get_span_context().is_valid:
+    parent = trace.get_current_span().get_span_context()
+    if not parent.is_valid or _unsampled(parent, SpanKind.CLIENT):
         yield
         return
     with tracer().start_as_current_span(

@@ -163,6 +163,8 @@ def _walk(msg: Message, plan: list[tuple[str, int, object]], prefix: str, out: l
             for i, item in enumerate(getattr(msg, name)):
                 _walk(item, _plan(extra), f"{prefix}{name}[{i}].", out)  # type: ignore[arg-type]
         else:
+            pattern: re.Pattern[str]
+            sub: _d.Descriptor | None
             pattern, sub = extra  # type: ignore[misc]
             for k, v in getattr(msg, name).items():
                 path = f"{prefix}{name}[{k!r}]"
