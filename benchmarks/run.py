@@ -331,7 +331,8 @@ class Bench:
     async def kitcall(self) -> None:
         """An empty unary RPC through the kit's whole server and client stack against the bare grpc.aio
         echo, both measured now, CPU per call on each side (benchmarks/kitcall.py)."""
-        r = await asyncio.to_thread(kitcall.measure, self.p.duration, self.p.concurrency)
+        rounds = 1 if self.p.smoke else 3
+        r = await asyncio.to_thread(kitcall.measure, self.p.duration, self.p.concurrency, rounds)
         kit, bare = r["kit"], r["bare"]
         self.add(
             Figure(
@@ -1449,12 +1450,13 @@ def log_history(figures: list[Figure], out_dir: Path = RESULTS) -> None:
         f"{sum(met)}/{len(met)} targets met"
     )
     text = path.read_text()
-    if HISTORY_LOG not in text:
+    if HISTORY_LOG not in text:  # the first run: the log goes above the dated entries
         head, sep, rest = text.partition("\n## ")
-        text = f"{head}{HISTORY_LOG} (one line per full `make bench`, written by it; newest first)\n\n\n{sep}{rest}"
+        text = f"{head.rstrip()}\n\n{HISTORY_LOG} (one line per full `make bench`, written by it; newest first)\n\n{sep.lstrip()}{rest}"
     head, _, rest = text.partition(HISTORY_LOG)
     title, _, entries = rest.partition("\n\n")
-    path.write_text(f"{head}{HISTORY_LOG}{title}\n\n{line}\n{entries}")
+    gap = "\n" if entries.startswith("## ") else ""
+    path.write_text(f"{head}{HISTORY_LOG}{title}\n\n{line}\n{gap}{entries}")
 
 
 def write_results(bench: Bench, params: Params, out_dir: Path = RESULTS) -> Path:
