@@ -1302,6 +1302,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def num(x: float) -> str:
+    """1,234.5 for large values, 0.368 for the small ones (ms per call)."""
+    return f"{x:,.3f}" if abs(x) < 10 else f"{x:,.1f}"
+
+
 def markdown(figures: list[Figure]) -> str:
     lines = [
         "| figure | value | baseline | ratio | target | PetPro CPU ms/op |",
@@ -1317,10 +1322,10 @@ def markdown(figures: list[Figure]) -> str:
             note += f" (USS {f.detail['uss_mb']:.1f} MB)"
         cpu = f.detail.get("cpu_ms_per_op")
         lines.append(
-            f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+            f"| {f.name}{note} | {num(f.value)} {f.unit} | {f.baseline_name}: {num(f.baseline)} | "
             f"{f.ratio:.3f} | {f.target}{mark} | {cpu['own']:.2f} |"
             if cpu
-            else f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+            else f"| {f.name}{note} | {num(f.value)} {f.unit} | {f.baseline_name}: {num(f.baseline)} | "
             f"{f.ratio:.3f} | {f.target}{mark} | |"
         )
     measured = [f for f in figures if "cpu_ms_per_op" in f.detail]
