@@ -98,47 +98,21 @@ class KitChannel(grpc.aio.Channel):
         self.inner = inner
         self.default_timeout = default_timeout
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        inner = self.inner.unary_unary(method, request_serializer, response_deserializer, _registered_method)  # type: ignore[call-arg]
-        return _Call(inner, method, self.default_timeout)
+    def _call(self, kind: str, method: str, *args: Any, **kwargs: Any) -> _Call:
+        """The inner channel's multicallable of ``kind`` (what a stub builds once per method), wrapped."""
+        return _Call(getattr(self.inner, kind)(method, *args, **kwargs), method, self.default_timeout)
 
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        inner = self.inner.unary_stream(method, request_serializer, response_deserializer, _registered_method)  # type: ignore[call-arg]
-        return _Call(inner, method, self.default_timeout)
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._call("unary_unary", method, *args, **kwargs)
 
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        inner = self.inner.stream_unary(method, request_serializer, response_deserializer, _registered_method)  # type: ignore[call-arg]
-        return _Call(inner, method, self.default_timeout)
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._call("unary_stream", method, *args, **kwargs)
 
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Any = None,
-        response_deserializer: Any = None,
-        _registered_method: bool = False,
-    ) -> Any:
-        inner = self.inner.stream_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )  # type: ignore[call-arg]
-        return _Call(inner, method, self.default_timeout)
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._call("stream_unary", method, *args, **kwargs)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._call("stream_stream", method, *args, **kwargs)
 
     async def __aenter__(self) -> KitChannel:
         return self
