@@ -259,7 +259,10 @@ class RefusalFacts:
     catalog_version: int  # a changed catalog may have freed the slot
     pet_owner: uuid.UUID | None  # None: no such pet
     pet_species: str | None
+    slot_full: bool  # the slot's live holds (unlapsed HELD, CONFIRMED) fill the service's capacity now
 
 
 class RefusalRecheck(Protocol):
-    async def __call__(self, owner: uuid.UUID, request_id: str, pet_id: uuid.UUID) -> RefusalFacts: ...
+    async def __call__(
+        self, owner: uuid.UUID, request_id: str, pet_id: uuid.UUID, service_id: uuid.UUID, start: datetime
+    ) -> RefusalFacts: ...

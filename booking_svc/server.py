@@ -12,7 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from booking_svc.adapters.codecs import encode_booking_change, encode_booking_created
 from booking_svc.adapters.refunds import PaymentRefunds
-from booking_svc.adapters.refusals import SqlRecheck, repository_recheck
+from booking_svc.adapters.refusals import SqlRecheck
 from booking_svc.adapters.repository import BookingRepository
 from booking_svc.adapters.tables import SCHEMA
 from booking_svc.domain import OPEN_REFUND_STATES
@@ -117,15 +117,15 @@ def build(
     authn = Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel))
     admin = ClinicAdminServicer(ClinicAdminHandlers(uow, read), authn)
     # ReserveSlot's early refusals: one read-only statement instead of the hold for a slot just refused
+    # (with the fakes of the unit tests, none: tests/unit/test_booking_refusals.py tests it on its own)
+    taken: TakenSlots | None = None
     if db is not None:
         recheck = SqlRecheck(settings.url("database_url"))
         on_stop.insert(0, recheck.close)
         taken = TakenSlots(recheck)
-    else:
-        taken = TakenSlots(repository_recheck(read))
 
     async def expire_due() -> None:
-        if await reservations.expire_due():
+        if await reservations.expire_due() and taken is not None:
             taken.forget()  # lapsed holds released: their slots may be free
 
     on_stop.insert(0, auth_channel.close)

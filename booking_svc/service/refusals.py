@@ -6,17 +6,18 @@ The record is never trusted to grant a slot, only to refuse early, and only a re
 would refuse the same way:
 
 * an entry is learned from a refusal the full path made (``SlotUnavailable``) and lives ``ttl``
-  seconds (1 s by default): an early refusal is at most that old, as if the caller had asked that much
-  earlier;
-* each early refusal asks the database one statement of index lookups (``ports.RefusalRecheck``,
-  instead of the hold): a request id used already goes the full way (a retry gets its first answer);
-  a pet that is not the caller's, or of a species the slot was not refused for already (the rules the
-  full path checks before the slot), goes the full way; a catalog version other than the entry's
-  drops the entry (a changed catalog may have freed the slot);
+  seconds (1 s by default, refreshed by each refusal the full path makes);
+* each early refusal asks the database one read-only statement of index lookups
+  (``ports.RefusalRecheck``, instead of the hold): the slot must still be full now (its live holds
+  fill the capacity: a hold that lapsed, was cancelled or moved, in any process, frees it for the very
+  next caller); a request id used already goes the full way (a retry gets its first answer); a pet
+  that is not the caller's, or of a species the slot was not refused for already (the rules the full
+  path checks before the slot), goes the full way; a catalog version other than the entry's drops the
+  entry (a changed catalog may have changed the rules);
 * while a slot has no entry, its callers take the full path one at a time (the first refusal teaches
   the rest; other slots are not held up), so a burst on one slot costs a few full paths, not all;
-* a release in this process (a cancellation, a reschedule, lapsed holds expired) forgets every entry
-  (:meth:`TakenSlots.forget`); releases elsewhere are bounded by ``ttl``.
+* a release in this process (a cancellation, a reschedule, lapsed holds expired) also forgets every
+  entry (:meth:`TakenSlots.forget`).
 
 It sits at the servicer's boundary, around the use case (``ReservationHandlers.reserve``), and knows
 nothing of how the use case decides.  Any failure of its own statement sends the request the full way.
@@ -114,7 +115,9 @@ class TakenSlots:
 
     async def _facts(self, cmd: Any) -> RefusalFacts | None:
         try:
-            return await self.recheck(cmd.owner_user_id, cmd.request_id, cmd.pet_id)
+            return await self.recheck(
+                cmd.owner_user_id, cmd.request_id, cmd.pet_id, cmd.service_id, cmd.start
+            )
         except Exception:  # the full path decides (and reports) whatever went wrong
             log.debug("refusal recheck failed", exc_info=True)
             return None
@@ -127,7 +130,7 @@ class TakenSlots:
             self._full.pop(key, None)
             return False
         facts = await self._facts(cmd)
-        if facts is None or facts.earlier or facts.pet_owner != cmd.owner_user_id:
+        if facts is None or not facts.slot_full or facts.earlier or facts.pet_owner != cmd.owner_user_id:
             return False
         if facts.catalog_version != entry.version:
             self._full.pop(key, None)
@@ -139,7 +142,7 @@ class TakenSlots:
         catalog version read now (read after the refusal: a catalog changed in between is caught at
         the next early refusal's recheck, or by ``ttl``)."""
         facts = await self._facts(cmd)
-        if facts is None or facts.pet_owner != cmd.owner_user_id:
+        if facts is None or not facts.slot_full or facts.pet_owner != cmd.owner_user_id:
             return
         now = self.clock()
         entry = self._full.get(key)

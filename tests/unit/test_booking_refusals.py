@@ -45,10 +45,12 @@ class World:
         self.used.add(cmd.request_id)
         return "held"
 
-    async def recheck(self, owner: uuid.UUID, request_id: str, pet_id: uuid.UUID) -> RefusalFacts:
+    async def recheck(
+        self, owner: uuid.UUID, request_id: str, pet_id: uuid.UUID, service_id: uuid.UUID, start: datetime
+    ) -> RefusalFacts:
         self.rechecks += 1
         pet_owner, species = self.pets.get(pet_id, (None, None))
-        return RefusalFacts(request_id in self.used, self.version, pet_owner, species)
+        return RefusalFacts(request_id in self.used, self.version, pet_owner, species, self.full)
 
 
 @pytest.fixture
@@ -111,6 +113,14 @@ async def test_a_changed_catalog_drops_the_record(world) -> None:
     w.version, w.full = 2, False  # e.g. the capacity raised
     assert await taken.reserve(Cmd("c"), w.reserve) == "held"
     assert taken.early == 1
+
+
+async def test_a_slot_freed_anywhere_is_not_refused_early(world) -> None:
+    w, taken = world
+    await _refused(taken, w, Cmd("a"))
+    w.full = False  # the holder's hold lapsed, or another replica cancelled its booking
+    assert await taken.reserve(Cmd("b"), w.reserve) == "held"
+    assert taken.early == 0
 
 
 async def test_the_record_lapses_and_a_local_release_forgets_it(world) -> None:
