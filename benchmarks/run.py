@@ -34,6 +34,7 @@ import psycopg
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from benchmarks import kitcall
 from benchmarks.cpu import APART, LOADGEN, OWN, OWN_ALL, CpuMeter, describe
 from benchmarks.echo import METHOD as ECHO_METHOD
 from petpro.convert import ts
@@ -48,7 +49,19 @@ from petpro_dev.devstack.mail import list_messages
 from petpro_dev.devstack.process import free_port
 
 RESULTS = Path(__file__).parent / "results"
-FIGURES = ("read", "reserve", "contention", "flow", "fanout", "notifier", "lifecycle", "idle", "footprint")
+FIGURES = (
+    "kitcall",
+    "read",
+    "reserve",
+    "contention",
+    "flow",
+    "fanout",
+    "notifier",
+    "lifecycle",
+    "idle",
+    "footprint",
+)
+STACKLESS = {"kitcall"}  # figures that start their own processes, not the stack
 CONTENTION_TIMEOUT = 120.0  # seconds a contender waits (a loaded box queues 1,000 calls for long)
 # notif_worker goes back to its long (idle) fetch wait this long after its last event (idle_after_seconds)
 IDLE_SETTLE_SECONDS = 3.0
@@ -64,6 +77,14 @@ NOTIFIER_CLINICS = tuple(f"b0000000-0000-4000-8001-{i:012x}" for i in range(32))
 # two notif_worker replicas vs one: this share of what the topic's partition split allows (see
 # Bench.notifier_replicas): 1.6 with an even partition count (the default 6), 1.2 with 3 partitions
 REPLICAS_TARGET_SHARE = 0.8
+# the full flow: PetPro's CPU per booking (ms, summed over its processes), and bookings/s as a share of
+# the echo floor (what 25 ms implies while the backing services cost what they cost: issue 24)
+FLOW_CPU_MS, FLOW_RATE_SHARE = 25.0, 0.008
+# the kit's per-call tax (server + client CPU over the bare echo's): this many ms, or this ratio
+KIT_TAX_MS, KIT_TAX_RATIO = 0.3, 1.5
+# no service's RSS grows more than this over benchmarks/results/rss-baseline.json
+RSS_GROWTH = 1.10
+RSS_BASELINE = "rss-baseline.json"
 
 
 @dataclass
@@ -121,7 +142,8 @@ class Figure:
     unit: str
     baseline_name: str
     baseline: float
-    target: str = ""  # e.g. ">= 0.6" on the ratio, or "<= 90" on the value
+    # e.g. "ratio >= 0.6", "value <= 90", "delta <= 0.3" (value - baseline); clauses joined by " or "
+    target: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -132,11 +154,14 @@ class Figure:
     def met(self) -> bool | None:
         if self.detail.get("failed"):  # requests that failed under load: the target is not met
             return False
-        m = re.match(r"(ratio|value)\s*(>=|<=)\s*([\d.]+)", self.target)
-        if not m:
-            return None
-        x = self.ratio if m.group(1) == "ratio" else self.value
-        return x >= float(m.group(3)) if m.group(2) == ">=" else x <= float(m.group(3))
+        verdicts = []
+        for clause in self.target.split(" or "):
+            m = re.match(r"(ratio|value|delta)\s*(>=|<=)\s*([\d.]+)", clause.strip())
+            if not m:
+                return None
+            x = {"ratio": self.ratio, "value": self.value, "delta": self.value - self.baseline}[m.group(1)]
+            verdicts.append(x >= float(m.group(3)) if m.group(2) == ">=" else x <= float(m.group(3)))
+        return any(verdicts) if verdicts else None
 
 
 def pct(values: list[float], q: float) -> float:
@@ -212,10 +237,12 @@ def h2load(
 
 
 class Bench:
-    def __init__(self, stack: Stack, params: Params) -> None:
-        self.stack = stack
+    def __init__(self, stack: Stack | None, params: Params) -> None:
         self.p = params
         self.figures: list[Figure] = []
+        if stack is None:  # the stackless figures only (kitcall)
+            return
+        self.stack = stack
         self.env = stack.env()
         self.api_base = f"http://{stack.ctx.settings.host}:{stack.ctx.port('envoy')}"
         self._slots = self._slot_iter()
@@ -298,6 +325,31 @@ class Bench:
             slot_start_time=ts(slot),
             owner_email=user.email,
             owner_name="Bench",
+        )
+
+    # -- 0. the kit's per-call tax ----------------------------------------------------------------
+    async def kitcall(self) -> None:
+        """An empty unary RPC through the kit's whole server and client stack against the bare grpc.aio
+        echo, both measured now, CPU per call on each side (benchmarks/kitcall.py)."""
+        rounds = 1 if self.p.smoke else 3
+        r = await asyncio.to_thread(kitcall.measure, self.p.duration, self.p.concurrency, rounds)
+        kit, bare = r["kit"], r["bare"]
+        self.add(
+            Figure(
+                "kit tax: empty unary RPC, kit stack CPU/call",
+                kit["total_ms"],
+                "ms",
+                "bare grpc.aio echo CPU/call",
+                bare["total_ms"],
+                target=f"delta <= {KIT_TAX_MS} or ratio <= {KIT_TAX_RATIO}",
+                detail={"kitcall": r},
+            )
+        )
+        print(
+            f"      per call: kit client {kit['client_ms']:.3f} + server {kit['server_ms']:.3f} ms, bare client "
+            f"{bare['client_ms']:.3f} + server {bare['server_ms']:.3f} ms; tax {r['tax_ms']:+.3f} ms "
+            f"({kit['calls_per_s']:.0f} vs {bare['calls_per_s']:.0f} calls/s)",
+            flush=True,
         )
 
     # -- 1. RPC floor ----------------------------------------------------------------------------
@@ -504,6 +556,7 @@ class Bench:
                 max(self.p.duration / 2, 0.5),
             )
         self.uncontended_p50 = statistics.median(single)
+        self.reserve_cpu = cpu
         self.add(
             Figure(
                 "ReserveSlot transactions/s (distinct slots)",
@@ -567,6 +620,20 @@ class Bench:
                 self.uncontended_p50 * 1e3,
             )
         )
+        # what a refusal costs against a success (1,000 callers at once on 2 cores queue for CPU: the
+        # loser p99 above is ~1,000 x a refusal's CPU, which is what can be cut)
+        refused, succeeded = refusal_ms(cpu), refusal_ms(self.reserve_cpu)
+        self.add(
+            Figure(
+                "contention: CPU per refused ReserveSlot",
+                refused,
+                "ms",
+                "CPU per successful ReserveSlot",
+                succeeded,
+                target="ratio <= 0.5",
+                detail={"processes": list(REFUSAL_PROCESSES)},
+            )
+        )
 
     # -- 4. full flow ----------------------------------------------------------------------------
     async def full_flow(self, http: httpx.AsyncClient) -> None:
@@ -598,10 +665,20 @@ class Bench:
                 done += 1
             return done
 
+        rpcs_before, db_before = await self.rpc_counts(), await self.db_counts()
         t = time.perf_counter()
         self.cpu.start()
         total = sum(await asyncio.gather(*(flow(o) for o in owners)))
         rate = total / (time.perf_counter() - t)
+        cpu = self.cpu.per_op(total)
+        await asyncio.sleep(1.0)  # PostgreSQL's statistics are flushed by each backend within a second
+        rpcs_after, db_after = await self.rpc_counts(), await self.db_counts()
+        rpcs = {
+            m: round((n - rpcs_before.get(m, 0)) / total, 2)
+            for m, n in sorted(rpcs_after.items())
+            if n - rpcs_before.get(m, 0) > 0
+        }
+        db = {k: round((db_after[k] - db_before.get(k, 0)) / total, 1) for k in db_after}
         self.add(
             Figure(
                 f"full flow bookings/s ({self.p.flow_clients} clients)",
@@ -609,14 +686,72 @@ class Bench:
                 "bookings/s",
                 "bare grpc.aio echo",
                 self.echo_rate,
-                target="ratio >= 0.1",
+                target=f"ratio >= {FLOW_RATE_SHARE}",
                 detail={
-                    "cpu_ms_per_op": self.cpu.per_op(total),
+                    "cpu_ms_per_op": cpu,
                     "status_reads_per_booking": round(reads / total, 1),
+                    "rpcs_per_booking": rpcs,
+                    "db_per_booking": db,
                 },
             )
         )
+        self.add(
+            Figure(
+                "full flow: PetPro CPU per booking",
+                cpu["own"],
+                "ms",
+                "target",
+                FLOW_CPU_MS,
+                target=f"value <= {FLOW_CPU_MS}",
+                detail={"cpu_ms_per_op": cpu},
+            )
+        )
         print(f"      status reads per booking (in the CPU above): {reads / total:.1f}", flush=True)
+        print(
+            f"      gRPC calls per booking: {sum(rpcs.values()):.1f} ("
+            + ", ".join(f"{m.rpartition('/')[2]} {n:g}" for m, n in rpcs.items())
+            + ")",
+            flush=True,
+        )
+        print(
+            "      PostgreSQL per booking: " + ", ".join(f"{k} {v:g}" for k, v in db.items()),
+            flush=True,
+        )
+
+    async def rpc_counts(self) -> dict[str, float]:
+        """gRPC calls served so far per method, over every PetPro service (their /metrics)."""
+        out: dict[str, float] = {}
+        async with httpx.AsyncClient(timeout=10, trust_env=False) as client:
+            for name in ("auth", "booking", "payment", "notif", "edge"):
+                url = (
+                    f"http://{self.stack.ctx.settings.host}:{self.stack.ctx.port(f'{name}_metrics')}/metrics"
+                )
+                with contextlib.suppress(httpx.HTTPError):
+                    for line in (await client.get(url)).text.splitlines():
+                        m = re.match(
+                            r'grpc_server_handled_total\{[^}]*grpc_method="([^"]+)"[^}]*\} (\S+)', line
+                        )
+                        if m:
+                            out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(2))
+        return out
+
+    async def db_counts(self) -> dict[str, int]:
+        """PostgreSQL's own counters of PetPro's database: transactions, statements that reached a table
+        (scans: sequential + index) and rows written (pg_stat_database, pg_stat_user_tables)."""
+        async with await psycopg.AsyncConnection.connect(self.env["DATABASE_URL"], autocommit=True) as db:
+            xacts = await (
+                await db.execute(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+                )
+            ).fetchone()
+            tables = await (
+                await db.execute(
+                    "SELECT coalesce(sum(coalesce(seq_scan, 0) + coalesce(idx_scan, 0)), 0),"
+                    " coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+                )
+            ).fetchone()
+        assert xacts is not None and tables is not None
+        return {"transactions": int(xacts[0]), "table scans": int(tables[0]), "rows written": int(tables[1])}
 
     # -- 5. fan-out delay ------------------------------------------------------------------------
     async def fanout(self, http: httpx.AsyncClient) -> None:
@@ -1075,22 +1210,39 @@ class Bench:
     def footprint(self, up_seconds: float | None) -> None:
         if up_seconds is not None:
             self.add(Figure("petpro up → all healthy", up_seconds, "s", "target", 8.0, target="value <= 8"))
+        measured: dict[str, dict[str, float]] = {}
         for name in ("auth", "booking", "payment", "notif", "edge", "envoy"):
             pid = self.stack.pid(name)
             if pid:  # USS (pages only this process has) next to RSS, which counts shared libraries in each
                 uss = rss_mb(pid, ("Private_Clean:", "Private_Dirty:"), "smaps_rollup")
-                self.add(
-                    Figure(
-                        f"RSS {name}",
-                        rss_mb(pid),
-                        "MB",
-                        "target",
-                        90.0,
-                        target="value <= 90",
-                        detail={"uss_mb": round(uss, 1)},
-                    )
+                measured[name] = {"rss_mb": round(rss_mb(pid), 1), "uss_mb": round(uss, 1)}
+        baseline = rss_baseline(measured, write=not self.p.smoke and not self.p.figures)
+        for name, m in measured.items():
+            base = baseline.get(name, {}).get("rss_mb", m["rss_mb"])
+            self.add(
+                Figure(
+                    f"RSS {name}",
+                    m["rss_mb"],
+                    "MB",
+                    "RSS baseline",
+                    base,
+                    target=f"ratio <= {RSS_GROWTH}",
+                    detail={"uss_mb": m["uss_mb"], "baseline_uss_mb": baseline.get(name, {}).get("uss_mb")},
                 )
-                print(f"      USS {name}: {uss:.1f} MB", flush=True)
+            )
+        print(
+            "      RSS / USS MB: "
+            + ", ".join(f"{n} {m['rss_mb']:.0f} / {m['uss_mb']:.0f}" for n, m in measured.items()),
+            flush=True,
+        )
+
+
+# the processes a ReserveSlot costs CPU in when called over gRPC directly
+REFUSAL_PROCESSES = ("booking", "postgres")
+
+
+def refusal_ms(cpu: dict[str, float]) -> float:
+    return sum(cpu.get(name, 0.0) for name in REFUSAL_PROCESSES)
 
 
 def rss_mb(pid: int, fields: tuple[str, ...] = ("VmRSS:",), source: str = "status") -> float:
@@ -1107,6 +1259,23 @@ def rss_mb(pid: int, fields: tuple[str, ...] = ("VmRSS:",), source: str = "statu
                 if line.startswith(fields):
                     total += int(line.split()[1]) / 1024
     return total
+
+
+def rss_baseline(
+    measured: dict[str, dict[str, float]], *, write: bool, out_dir: Path = RESULTS
+) -> dict[str, Any]:
+    """The RSS (and USS) per service the regression bar compares with (RSS_BASELINE beside the results):
+    made from this run's numbers when missing (a full run only), never overwritten (replace it by
+    hand, with the reason in history.md, when a growth is accepted)."""
+    path = out_dir / RSS_BASELINE
+    if path.exists():
+        return dict(json.loads(path.read_text())["services"])
+    if write:
+        doc = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "services": measured}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"      RSS baseline written: {path}", flush=True)
+    return measured
 
 
 def machine() -> dict[str, Any]:
@@ -1133,6 +1302,11 @@ def machine() -> dict[str, Any]:
     }
 
 
+def num(x: float) -> str:
+    """1,234.5 for large values, 0.368 for the small ones (ms per call)."""
+    return f"{x:,.3f}" if abs(x) < 10 else f"{x:,.1f}"
+
+
 def markdown(figures: list[Figure]) -> str:
     lines = [
         "| figure | value | baseline | ratio | target | PetPro CPU ms/op |",
@@ -1148,10 +1322,10 @@ def markdown(figures: list[Figure]) -> str:
             note += f" (USS {f.detail['uss_mb']:.1f} MB)"
         cpu = f.detail.get("cpu_ms_per_op")
         lines.append(
-            f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+            f"| {f.name}{note} | {num(f.value)} {f.unit} | {f.baseline_name}: {num(f.baseline)} | "
             f"{f.ratio:.3f} | {f.target}{mark} | {cpu['own']:.2f} |"
             if cpu
-            else f"| {f.name}{note} | {f.value:,.1f} {f.unit} | {f.baseline_name}: {f.baseline:,.1f} | "
+            else f"| {f.name}{note} | {num(f.value)} {f.unit} | {f.baseline_name}: {num(f.baseline)} | "
             f"{f.ratio:.3f} | {f.target}{mark} | |"
         )
     measured = [f for f in figures if "cpu_ms_per_op" in f.detail]
@@ -1173,6 +1347,123 @@ def markdown(figures: list[Figure]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(figures: list[Figure]) -> str:
+    """One screen: every figure, its value, its target and whether it is met (✓/✗)."""
+    lines = ["SUMMARY: each figure, its value, its target (✓ met, ✗ missed; no mark: no target)", ""]
+    for f in figures:
+        mark = {True: "✓", False: "✗", None: " "}[f.met]
+        against = f"{f.ratio:.3f} x {f.baseline_name}" if f.baseline_name != "target" else ""
+        lines.append(
+            f" {mark} {f.name[:52]:<52} {f.value:>10,.2f} {f.unit:<10} {f.target or '':<26} {against}"[:160]
+        )
+    met = [f.met for f in figures if f.met is not None]
+    lines += ["", f"{sum(met)} of {len(met)} targets met"]
+    return "\n".join(lines) + "\n"
+
+
+def full_report(figures: list[Figure]) -> str:
+    """What ``make bench`` prints last: the summary first, then the detail."""
+    return summary(figures) + "\nDETAIL\n\n" + markdown(figures)
+
+
+# the processes of the CPU-per-booking plot, PetPro's own first
+PLOT_PROCESSES = (*OWN, "postgres", "kafka", "redis", "smtp", "stripe", LOADGEN)
+FLOW_BEFORE = "flow-before.json"  # the reference the plot compares with (issue 24's starting point)
+FLOW_PLOT = "flow-cpu.png"
+
+
+def plot_flow(figures: list[Figure], out_dir: Path = RESULTS) -> Path | None:
+    """CPU ms per booking per process in the full flow, this run next to FLOW_BEFORE (a PNG beside the
+    results, shown in docs/performance.md).  None when the flow figure did not run or matplotlib is
+    missing (the dev extra installs it)."""
+    flow = next((f for f in figures if f.name.startswith("full flow bookings/s")), None)
+    if flow is None:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("      (matplotlib missing: no plot; it is in the dev extra)", flush=True)
+        return None
+    now = flow.detail["cpu_ms_per_op"]
+    before_path = out_dir / FLOW_BEFORE
+    before = json.loads(before_path.read_text()) if before_path.exists() else None
+    names = [
+        n
+        for n in PLOT_PROCESSES
+        if now.get(n, 0) > 0.05 or (before and before["cpu_ms_per_op"].get(n, 0) > 0.05)
+    ]
+    fig, ax = plt.subplots(figsize=(9, 4.2), dpi=100)
+    width = 0.4 if before else 0.8
+    xs = list(range(len(names)))
+    if before:
+        ax.bar(
+            [x - width / 2 for x in xs],
+            [before["cpu_ms_per_op"].get(n, 0) for n in names],
+            width,
+            label=f"before ({before['label']}): PetPro {before['cpu_ms_per_op']['own']:.0f} ms",
+            color="#b0b0b0",
+        )
+    ax.bar(
+        [x + (width / 2 if before else 0) for x in xs],
+        [now.get(n, 0) for n in names],
+        width,
+        label=f"this run ({dt.date.today().isoformat()}): PetPro {now['own']:.1f} ms",
+        color="#2a6fb0",
+    )
+    ax.set_xticks(xs, names)
+    ax.axvline(len(OWN) - 0.5, color="#888", linewidth=0.8, linestyle=":")
+    ax.set_ylabel("CPU ms per booking")
+    ax.set_title(
+        f"Full flow: CPU per booking per process (PetPro's own left of the line; target {FLOW_CPU_MS:g} ms summed)"
+    )
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out_dir / FLOW_PLOT
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+HISTORY_LOG = "## Run log"
+
+
+def log_history(figures: list[Figure], out_dir: Path = RESULTS) -> None:
+    """One dated line per full run in history.md's run log (newest first): the headline figures."""
+    path = out_dir / "history.md"
+    if not path.exists():
+        return
+    by = {f.name: f for f in figures}
+
+    def pick(prefix: str, fmt: str) -> str:
+        f = next((f for n, f in by.items() if n.startswith(prefix)), None)
+        if f is None:
+            return "-"
+        mark = {True: " ✓", False: " ✗", None: ""}[f.met]
+        return fmt.format(f=f) + mark
+
+    met = [f.met for f in figures if f.met is not None]
+    line = (
+        f"- {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M}Z, {os.cpu_count()} cores: "
+        f"kit tax {pick('kit tax', '{f.value:.3f} ms/call vs {f.baseline:.3f} bare ({f.ratio:.2f} x)')}; "
+        f"flow CPU {pick('full flow: PetPro CPU', '{f.value:.1f} ms/booking')}; "
+        f"flow {pick('full flow bookings/s', '{f.value:.1f}/s ({f.ratio:.4f} x echo {f.baseline:,.0f}/s)')}; "
+        f"refusal {pick('contention: CPU per refused', '{f.ratio:.2f} x success')}; "
+        f"{sum(met)}/{len(met)} targets met"
+    )
+    text = path.read_text()
+    if HISTORY_LOG not in text:  # the first run: the log goes above the dated entries
+        head, sep, rest = text.partition("\n## ")
+        text = f"{head.rstrip()}\n\n{HISTORY_LOG} (one line per full `make bench`, written by it; newest first)\n\n{sep.lstrip()}{rest}"
+    head, _, rest = text.partition(HISTORY_LOG)
+    title, _, entries = rest.partition("\n\n")
+    gap = "\n" if entries.startswith("## ") else ""
+    path.write_text(f"{head}{HISTORY_LOG}{title}\n\n{line}\n{gap}{entries}")
+
+
 def write_results(bench: Bench, params: Params, out_dir: Path = RESULTS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{**asdict(f), "ratio": f.ratio, "met": f.met} for f in bench.figures]
@@ -1185,7 +1476,12 @@ def write_results(bench: Bench, params: Params, out_dir: Path = RESULTS) -> Path
     name = "smoke" if params.smoke else "partial" if params.figures else "latest"
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(bench.figures))
+    (out_dir / f"{name}.md").write_text(summary(bench.figures) + "\n" + markdown(bench.figures))
+    if name == "latest":
+        plotted = plot_flow(bench.figures, out_dir)
+        if plotted:
+            print(f"plot: {plotted}", flush=True)
+        log_history(bench.figures, out_dir)
     return path
 
 
@@ -1205,7 +1501,12 @@ async def check_edge_unthrottled(envoy_admin: str) -> None:
         )
 
 
-async def run(stack: Stack, params: Params, up_seconds: float | None = None) -> Bench:
+async def run(stack: Stack | None, params: Params, up_seconds: float | None = None) -> Bench:
+    if stack is None:
+        bench = Bench(None, params)
+        print("0. the kit's per-call tax", flush=True)
+        await bench.kitcall()
+        return bench
     await check_edge_unthrottled(f"http://{stack.ctx.settings.host}:{stack.ctx.port('envoy_admin')}")
     bench = Bench(stack, params)
     await bench.seed()
@@ -1214,6 +1515,7 @@ async def run(stack: Stack, params: Params, up_seconds: float | None = None) -> 
     ) as http:
         # the echo floor is every ratio's baseline; the uncontended ReserveSlot latency is contention's
         steps = [
+            ("kitcall", "0. the kit's per-call tax", bench.kitcall),
             ("read", "1. RPC floor, direct and edge reads", bench.rpc_floor),
             ("reserve", "2. ReserveSlot vs database floor", lambda: bench.reserve(http)),
             ("contention", "3. contention", lambda: bench.contention(http)),
@@ -1248,6 +1550,12 @@ def main() -> None:
         os.environ["OTEL_TRACES_EXPORTER"] = "none"
     elif params.traces != "file":
         raise SystemExit("BENCH_TRACES: none or file")
+    if params.figures and set(params.figures) <= STACKLESS:
+        bench = asyncio.run(run(None, params))
+        path = write_results(bench, params)
+        print(f"\nresults: {path}")
+        print(full_report(bench.figures))
+        return
     home = Path(tempfile.mkdtemp(prefix="petpro-bench-"))
     home.chmod(0o755)
     base = int(os.environ.get("BENCH_PORT_BASE", 27400))
@@ -1263,7 +1571,7 @@ def main() -> None:
         bench = asyncio.run(run(stack, params, report.seconds))
         path = write_results(bench, params)
         print(f"\nresults: {path} and {path.with_suffix('.md')}")
-        print(path.with_suffix(".md").read_text())
+        print(full_report(bench.figures))
     finally:
         stack.down(purge=True)
         shutil.rmtree(home, ignore_errors=True)

@@ -287,3 +287,21 @@ class RefundPort(Protocol):
     async def refund(
         self, payment_id: uuid.UUID, amount_minor: int, currency: str, request_id: str, reason: str
     ) -> RefundResult: ...
+
+
+@dataclass(frozen=True)
+class RefusalFacts:
+    """What an early refusal of ReserveSlot must still know from the database
+    (booking_svc.service.refusals), read in one statement."""
+
+    earlier: bool  # the owner's request id was used already: a retry gets its first answer
+    catalog_version: int  # a changed catalog may have freed the slot
+    pet_owner: uuid.UUID | None  # None: no such pet
+    pet_species: str | None
+    slot_full: bool  # the slot's live holds (unlapsed HELD, CONFIRMED) fill the service's capacity now
+
+
+class RefusalRecheck(Protocol):
+    async def __call__(
+        self, owner: uuid.UUID, request_id: str, pet_id: uuid.UUID, service_id: uuid.UUID, start: datetime
+    ) -> RefusalFacts: ...

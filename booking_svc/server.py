@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from booking_svc.adapters.codecs import encode_booking_change, encode_booking_created
 from booking_svc.adapters.refunds import PaymentRefunds
+from booking_svc.adapters.refusals import SqlRecheck
 from booking_svc.adapters.repository import BookingRepository
 from booking_svc.adapters.tables import SCHEMA
 from booking_svc.domain import OPEN_REFUND_STATES
@@ -26,6 +27,7 @@ from booking_svc.handlers import (
 )
 from booking_svc.ports import RefundPort, UnitOfWork
 from booking_svc.service import BookingServicer, ClinicAdminServicer
+from booking_svc.service.refusals import TakenSlots
 from petpro import events, grpc_client, grpc_server, mesh, telemetry
 from petpro.authn import Authenticator
 from petpro.db import Database
@@ -71,6 +73,7 @@ def build(
     background: list[Callable[[], Awaitable[None]]] = []
     erasing = False
     on_stop: list[Callable[[], Awaitable[None]]] = []
+    db: Database | None = None
     if uow is None:
         db = Database(
             settings.url("database_url"), SCHEMA, app_name="booking_svc", pool_size=settings.db_pool_size
@@ -127,6 +130,18 @@ def build(
     auth_channel = grpc_client.channel(settings.peer("auth"), services=["petpro.auth.v1.AuthService"])
     authn = Authenticator(auth_pb2_grpc.AuthServiceStub(auth_channel))
     admin = ClinicAdminServicer(ClinicAdminHandlers(uow, read), authn)
+    # ReserveSlot's early refusals: one read-only statement instead of the hold for a slot just refused
+    # (with the fakes of the unit tests, none: tests/unit/test_booking_refusals.py tests it on its own)
+    taken: TakenSlots | None = None
+    if db is not None:
+        recheck = SqlRecheck(settings.url("database_url"))
+        on_stop.insert(0, recheck.close)
+        taken = TakenSlots(recheck)
+
+    async def expire_due() -> None:
+        if await reservations.expire_due() and taken is not None:
+            taken.forget()  # lapsed holds released: their slots may be free
+
     on_stop.insert(0, auth_channel.close)
     return grpc_server.App(
         name="booking_svc",
@@ -135,7 +150,13 @@ def build(
             grpc_server.Registration(
                 booking_pb2_grpc.add_BookingServiceServicer_to_server,
                 BookingServicer(
-                    catalog, PetHandlers(uow, read), reservations, lifecycle, refund_handlers, owners
+                    catalog,
+                    PetHandlers(uow, read),
+                    reservations,
+                    lifecycle,
+                    refund_handlers,
+                    owners=owners,
+                    taken=taken,
                 ),
                 "petpro.booking.v1.BookingService",
             ),
@@ -148,9 +169,7 @@ def build(
             ),
         ],
         background=[
-            grpc_server.periodic(
-                "booking_svc.hold_expiry", settings.expiry_sweep_seconds, reservations.expire_due
-            ),
+            grpc_server.periodic("booking_svc.hold_expiry", settings.expiry_sweep_seconds, expire_due),
             grpc_server.periodic(
                 "booking_svc.refunds", settings.refund_sweep_seconds, refund_handlers.dispatch
             ),

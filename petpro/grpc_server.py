@@ -1,8 +1,8 @@
 """grpc.aio server bootstrap shared by every PetPro service.
 
 A service's ``server.build(settings)`` returns an :class:`App` (servicers + resources); ``serve(app)``
-runs it: health (``grpc.health.v1``) and reflection on every server, the kit interceptor, Prometheus
-metrics, and graceful shutdown — SIGTERM/SIGINT → health NOT_SERVING → drain in-flight RPCs within
+runs it: health (``grpc.health.v1``) and reflection on every server, the kit around every method
+(:class:`petpro.interceptors.KitServerStack`, wrapped once at registration), Prometheus metrics, and graceful shutdown — SIGTERM/SIGINT → health NOT_SERVING → drain in-flight RPCs within
 the grace period → stop background tasks → close resources → return (exit code 0).
 """
 
@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from petpro import telemetry
-from petpro.interceptors import KitServerInterceptor
+from petpro.interceptors import KitServerStack
 from petpro.settings import ServiceSettings
 
 log = logging.getLogger("petpro.server")
@@ -124,23 +124,17 @@ async def start(app: App, port: int | None = None) -> Running:
     """Start ``app`` on its configured port (or ``port``; 0 picks a free one).  Used by tests too."""
     for hook in app.on_start:
         await hook()
-    server = grpc.aio.server(
-        interceptors=[
-            *telemetry.grpc_server_interceptors(),
-            KitServerInterceptor(
-                authenticators={
-                    reg.full_name: reg.authenticator for reg in app.services if reg.authenticator is not None
-                }
-            ),
-            *app.interceptors,
-        ],
-        options=server_options(app.settings),
+    server = grpc.aio.server(interceptors=app.interceptors or None, options=server_options(app.settings))
+    kit = KitServerStack(
+        authenticators={
+            reg.full_name: reg.authenticator for reg in app.services if reg.authenticator is not None
+        }
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [health.SERVICE_NAME, reflection.SERVICE_NAME]
     for reg in app.services:
-        reg.add_to_server(reg.servicer, server)
+        reg.add_to_server(reg.servicer, _Wrapping(server, kit))  # type: ignore[arg-type]
         names.append(reg.full_name)
     reflection.enable_server_reflection(names, server)
     bind_port = app.settings.listen_port if port is None else port
@@ -156,6 +150,37 @@ async def start(app: App, port: int | None = None) -> Running:
         await health_servicer.set(reg.full_name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"fields": {"addr": f"{app.settings.bind_host}:{bound}"}})
     return running
+
+
+class _Wrapping:
+    """The server as a generated ``add_XServicer_to_server`` sees it: every method handler it
+    registers goes through :meth:`KitServerStack.wrap` first (once, here, not per call)."""
+
+    def __init__(self, server: grpc.aio.Server, kit: KitServerStack) -> None:
+        self.server = server
+        self.kit = kit
+        self.wrapped: dict[str, dict[str, grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def _wrap(self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> dict[str, Any]:
+        if service not in self.wrapped:
+            self.wrapped[service] = {
+                name: self.kit.wrap(f"/{service}/{name}", handler) for name, handler in handlers.items()
+            }
+        return self.wrapped[service]
+
+    def add_generic_rpc_handlers(self, generic_handlers: Sequence[Any]) -> None:
+        out = []
+        for h in generic_handlers:
+            handlers = getattr(h, "_method_handlers", None)
+            service = getattr(h, "_name", None)
+            if handlers is None or service is None:
+                raise TypeError(f"the kit wraps method handlers by name; cannot wrap {h!r}")
+            by_name = {full.rpartition("/")[2]: handler for full, handler in handlers.items()}
+            out.append(grpc.method_handlers_generic_handler(service, self._wrap(service, by_name)))
+        self.server.add_generic_rpc_handlers(tuple(out))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.server.add_registered_method_handlers(service, self._wrap(service, handlers))
 
 
 async def _guard(

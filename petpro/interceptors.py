@@ -1,9 +1,11 @@
-"""The one server interceptor every PetPro gRPC server runs.
+"""The kit around every method of every PetPro gRPC server (:class:`KitServerStack`), built once per
+method when the service is registered, not run as a chain of interceptors per call.
 
 Per RPC it:
 1. binds the request id (``x-request-id``, generated when absent) to a context variable, so logs and
-   outgoing calls carry it (the W3C trace context is the OpenTelemetry interceptor's, which runs
-   outside this one);
+   outgoing calls carry it, and continues the caller's W3C trace context in a SERVER span
+   (:func:`petpro.telemetry.enter_server_span`: a recorded span when sampled, a cheap non-recording one
+   when not);
 2. authenticates first: on a service registered with an authenticator (the client-facing ones),
    every method that the proto policy does not declare ``public`` needs a valid bearer token, checked
    before the request is even decoded or validated (no token → UNAUTHENTICATED, whatever the body);
@@ -14,7 +16,8 @@ Per RPC it:
    ``BadRequest``) details, a database error caused by a client value to INVALID_ARGUMENT /
    FAILED_PRECONDITION (:func:`petpro.dberrors.classify`), and any unexpected exception to INTERNAL
    without leaking internals (logged with the request id);
-5. records Prometheus metrics and one JSON access-log line.
+5. counts the call and its duration (:func:`petpro.telemetry.rpc_metrics`, exported to Prometheus) and
+   logs one JSON line for a call that did not end OK.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import grpc
@@ -35,7 +38,7 @@ from petpro import telemetry
 from petpro.authn import bearer, principal_var
 from petpro.errors import DomainError, FieldViolation, InvalidArgument, Kind
 from petpro.policy import policy
-from petpro.textcheck import invalid_utf8_field, text_violations
+from petpro.textcheck import invalid_utf8_field, text_check, text_violations
 
 log = logging.getLogger("petpro.rpc")
 
@@ -73,6 +76,55 @@ def violations_of(message: Any, validator: protovalidate.Validator) -> list[Fiel
         p = v.proto
         out.append(FieldViolation(field=_field_path(v), description=p.message, reason=p.rule_id))
     return out
+
+
+def _has_rules(message_type: Any) -> bool:
+    """Whether ``message_type`` declares protovalidate rules anywhere (when in doubt: yes)."""
+    try:
+        return _declares_rules(message_type.DESCRIPTOR)
+    except Exception:
+        return True
+
+
+def _declares_rules(desc: Any, seen: set[str] | None = None) -> bool:
+    """Any ``buf.validate`` option on the message, a field, a oneof, or a message type reachable."""
+    seen = set() if seen is None else seen
+    if desc.full_name in seen:
+        return False
+    seen.add(desc.full_name)
+    if any(k.full_name.startswith("buf.validate.") for k, _ in desc.GetOptions().ListFields()):
+        return True
+    for oneof in desc.oneofs:
+        if any(k.full_name.startswith("buf.validate.") for k, _ in oneof.GetOptions().ListFields()):
+            return True
+    for f in desc.fields:
+        if any(k.full_name.startswith("buf.validate.") for k, _ in f.GetOptions().ListFields()):
+            return True
+        if f.message_type is not None and _declares_rules(f.message_type, seen):
+            return True
+    return False
+
+
+def request_check(
+    message_type: Any, validator: protovalidate.Validator
+) -> Callable[[Any], list[FieldViolation]] | None:
+    """The request checks of one message type, decided once (at registration): the text rules when
+    the type can hold a string, protovalidate when it declares rules; None when neither applies."""
+    text = text_check(message_type.DESCRIPTOR)
+    rules = _has_rules(message_type)
+    if text is None and not rules:
+        return None
+    collect = validator.collect_violations
+
+    def check(message: Any) -> list[FieldViolation]:
+        out = text(message) if text is not None else []
+        if rules:
+            for v in collect(message):
+                p = v.proto
+                out.append(FieldViolation(field=_field_path(v), description=p.message, reason=p.rule_id))
+        return out
+
+    return check
 
 
 def rich_status(
@@ -164,10 +216,15 @@ def _lazy(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]
     return decode
 
 
-class KitServerInterceptor(grpc.aio.ServerInterceptor):
-    """``authenticators``: service full name → an object with ``async validate(token) → principal``
-    (:class:`petpro.authn.Authenticator`) for the client-facing services; their non-public methods
-    (``petpro.policy``) authenticate before anything else."""
+class KitServerStack:
+    """The kit's server side of every RPC, built once per method when the service is registered
+    (:meth:`wrap`), not as a chain of ``grpc.aio`` interceptors run per call: what a method needs is
+    decided at registration — its authenticator (none for internal services and ``public`` methods),
+    its request checks (:func:`petpro.textcheck.text_check` and protovalidate, only for message types
+    that have something to check), its metric cells and error domain — and each call runs one
+    wrapper.  ``authenticators``: service full name → an object with ``async validate(token) →
+    principal`` (:class:`petpro.authn.Authenticator`) for the client-facing services; their
+    non-public methods (``petpro.policy``) authenticate before anything else."""
 
     def __init__(
         self,
@@ -186,113 +243,119 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
         except KeyError:  # a method the descriptors don't know: authenticate (fail closed)
             return authn
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(details)
-        method = details.method
-        if handler is None or method.startswith(_SKIP_PREFIXES):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` of ``method`` ("/pkg.Service/Method") with the kit around it."""
+        if method.startswith(_SKIP_PREFIXES):
             return handler
-        md = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
-        authn = self._authenticator_for(method)
+        call = _KitCall(self, method, handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, md, handler.unary_unary, authn),
+                call.unary(handler.unary_unary),
                 request_deserializer=_lazy(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._server_stream(method, md, handler.unary_stream, authn),
+                call.server_stream(handler.unary_stream),
                 request_deserializer=_lazy(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # client/bidi streaming: none in our contracts yet
 
-    async def _admit(
-        self,
-        request: Any,
-        context: grpc.aio.ServicerContext,
-        md: dict[str, str],
-        authn: Any,
-        method: str = "",
-    ) -> None:
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+class _KitCall:
+    """What one method's wrapper needs, decided once."""
+
+    def __init__(self, stack: KitServerStack, method: str, deserializer: Any) -> None:
+        self.method = method
+        self.domain = error_domain(method)
+        self.authn = stack._authenticator_for(method)
+        message_type = getattr(deserializer, "__self__", None)
+        self.request_violations = (
+            request_check(message_type, stack.validator) if message_type is not None else None
+        )
+        self.metrics = telemetry.rpc_metrics(method)
+
+    async def _admit(self, request: Any, context: grpc.aio.ServicerContext, md: dict[str, str]) -> None:
         """Authentication first (no token → UNAUTHENTICATED whatever the body), then the request."""
-        principal_var.set(None)
-        if authn is not None:
-            principal_var.set(await authn.validate(bearer(md)))
+        if self.authn is not None:
+            principal_var.set(await self.authn.validate(bearer(md)))
         if isinstance(request, _Undecodable):
             raise request.error()
-        await self._check(request, context, method)
+        if self.request_violations is not None:
+            violations = self.request_violations(request)
+            if violations:
+                summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
+                await abort_with(
+                    context,
+                    rich_status(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"invalid request: {summary}",
+                        "INVALID_ARGUMENT",
+                        tuple(violations),
+                        domain=self.domain,
+                    ),
+                )
 
-    def _begin(self, md: dict[str, str]) -> str:
+    def _begin(self, context: grpc.aio.ServicerContext) -> tuple[dict[str, str], str, Any]:
+        md = _metadata(context)
         rid = md.get("x-request-id") or uuid.uuid4().hex
         telemetry.request_id_var.set(rid)
-        return rid
+        principal_var.set(None)
+        return md, rid, telemetry.enter_server_span(self.method, md, context)
 
-    async def _check(self, request: Any, context: grpc.aio.ServicerContext, method: str = "") -> None:
-        violations = violations_of(request, self.validator)
-        if violations:
-            summary = "; ".join(f"{v.field}: {v.description}" for v in violations)
-            await abort_with(
-                context,
-                rich_status(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"invalid request: {summary}",
-                    "INVALID_ARGUMENT",
-                    tuple(violations),
-                    domain=error_domain(method),
-                ),
-            )
+    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, rid: str, span: Any) -> str:
+        """Abort with the status ``exc`` maps to; → the reason, for the call's log line.  A refusal (a
+        DomainError) is logged once, by :meth:`_finish`; an unexpected exception with its traceback."""
+        if not isinstance(exc, DomainError | NotImplementedError):
+            log.exception("rpc failed", extra={"fields": {"method": self.method, "request_id": rid}})
+            telemetry.record_exception(span[0], exc)
+        reason = getattr(
+            exc, "reason", "UNIMPLEMENTED" if isinstance(exc, NotImplementedError) else "INTERNAL"
+        )
+        await abort_with(context, status_for(exc, rid, self.domain))
+        return str(reason)
 
-    async def _fail(self, exc: Exception, context: grpc.aio.ServicerContext, method: str, rid: str) -> None:
-        if isinstance(exc, DomainError | NotImplementedError):
-            log.info(
-                "rpc rejected",
-                extra={"fields": {"method": method, "reason": getattr(exc, "reason", "UNIMPLEMENTED")}},
-            )
-        else:
-            log.exception("rpc failed", extra={"fields": {"method": method, "request_id": rid}})
-        await abort_with(context, status_for(exc, rid, error_domain(method)))
-
-    def _finish(self, method: str, context: grpc.aio.ServicerContext, started: float, rid: str) -> None:
+    def _finish(self, context: grpc.aio.ServicerContext, started: float, span: Any, reason: str) -> None:
         elapsed = time.perf_counter() - started
-        code = context.code() if hasattr(context, "code") else None
+        code = context.code()
         name = (code.name if isinstance(code, grpc.StatusCode) else None) or "OK"
-        telemetry.RPC_HANDLED.labels(method, name).inc()
-        telemetry.RPC_LATENCY.labels(method).observe(elapsed)
-        if log.isEnabledFor(logging.DEBUG) or name != "OK":
-            log.info(
-                "rpc",
-                extra={"fields": {"method": method, "code": name, "ms": round(elapsed * 1000, 2)}},
-            )
+        self.metrics.observe(name, elapsed)
+        telemetry.exit_server_span(span, code if isinstance(code, grpc.StatusCode) else None)
+        if name != "OK" or log.isEnabledFor(logging.DEBUG):
+            fields = {"method": self.method, "code": name, "ms": round(elapsed * 1000, 2)}
+            if reason:
+                fields["reason"] = reason
+            log.info("rpc", extra={"fields": fields})
 
-    def _unary(self, method: str, md: dict[str, str], behavior: Callable, authn: Any = None) -> Callable:
+    def unary(self, behavior: Callable) -> Callable:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            rid = self._begin(md)
+            md, rid, span = self._begin(context)
             started = time.perf_counter()
+            reason = ""
             try:
-                await self._admit(request, context, md, authn, method)
+                await self._admit(request, context, md)
                 return await behavior(request, context)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._fail(exc, context, method, rid)
+                reason = await self._fail(exc, context, rid, span)
             finally:
-                self._finish(method, context, started, rid)
+                self._finish(context, started, span, reason)
 
         return wrapper
 
-    def _server_stream(
-        self, method: str, md: dict[str, str], behavior: Callable, authn: Any = None
-    ) -> Callable:
+    def server_stream(self, behavior: Callable) -> Callable:
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            rid = self._begin(md)
+            md, rid, span = self._begin(context)
             started = time.perf_counter()
+            reason = ""
             try:
-                await self._admit(request, context, md, authn, method)
+                await self._admit(request, context, md)
                 result = behavior(request, context)
                 if inspect.isasyncgen(result):
                     async for item in result:
@@ -302,8 +365,8 @@ class KitServerInterceptor(grpc.aio.ServerInterceptor):
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
-                await self._fail(exc, context, method, rid)
+                reason = await self._fail(exc, context, rid, span)
             finally:
-                self._finish(method, context, started, rid)
+                self._finish(context, started, span, reason)
 
         return wrapper

@@ -10,19 +10,22 @@ happens at import time).  The SDK always runs, so every request has a trace id i
 * ``PETPRO_TRACES_DIR``: OTLP-JSON lines, one file per process (``<dir>/<service>-<pid>.jsonl``), which
   ``petpro up`` sets to ``$PETPRO_HOME/traces`` and ``petpro traces`` prints as trees.
 
-Spans come from the instrumentations (gRPC aio server and client interceptors, the ASGI middleware of
-the edge's Starlette app, SQLAlchemy engines, Redis clients) plus a few made here by hand: the outbox
-publish (:func:`start_producer_span`), the Kafka consume (:func:`consumer_span`) and the SMTP send.  The Kafka
+Spans come from the kit's gRPC server and client (:func:`enter_server_span`, :func:`start_rpc_span`:
+made here, a non-recording span without the SDK when the sampler would drop it), the instrumentations
+(the ASGI middleware of the edge's Starlette app, SQLAlchemy engines, Redis clients) and a few more
+made here by hand: the outbox publish (:func:`start_producer_span`), the Kafka consume (:func:`consumer_span`) and the SMTP send.  The Kafka
 hop carries the W3C ``traceparent`` in the CloudEvents headers the outbox writes.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextvars
 import functools
 import json
 import logging
 import os
+import random
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,8 +35,12 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+from prometheus_client import REGISTRY, Counter, Gauge, start_http_server
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
@@ -42,7 +49,7 @@ log = logging.getLogger("petpro.telemetry")
 TRACES_DIR_ENV = "PETPRO_TRACES_DIR"
 _OTLP_ENDPOINT_ENVS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 # health checks and reflection are not traced (probes would drown the traces)
-_UNTRACED_SERVICES = (
+UNTRACED_SERVICES = (
     "grpc.health.v1.Health",
     "grpc.reflection.v1alpha.ServerReflection",
     "grpc.reflection.v1.ServerReflection",
@@ -129,14 +136,18 @@ def setup_tracing(service: str, exporters: Sequence[Any] | None = None) -> Any:
 
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or service})
     exported = list(exporters_from_env(service) if exporters is None else exporters)
+    global _sampling
     if os.environ.get("OTEL_TRACES_SAMPLER"):
         sampler = None  # the SDK reads the standard variables
+        _sampling = ""
     elif (
         exported or exporters is not None
     ):  # (a caller passing exporters, even none, adds its own processors)
         sampler = _root_sampler()
+        _sampling = "work"
     else:
         sampler = _unexported_sampler()
+        _sampling = "off"
     provider = TracerProvider(resource=resource, sampler=sampler)
     for exporter in exported:
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -151,12 +162,58 @@ def shutdown_tracing() -> None:
         _provider.shutdown()
 
 
+class FastTracer(trace.Tracer):
+    """A tracer that makes a span the installed sampler would drop (see :func:`_unsampled`) without the
+    SDK: a non-recording span carrying the trace on; every other span is ``inner``'s."""
+
+    def __init__(self, inner: trace.Tracer) -> None:
+        self.inner = inner
+
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Span:
+        parent = trace.get_current_span(context).get_span_context()
+        if _unsampled(parent, kind):
+            return _non_recording(parent)
+        return self.inner.start_span(name, context, kind, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[Span]:
+        span = self.start_span(
+            name, context, kind, attributes, links, start_time, record_exception, set_status_on_exception
+        )
+        with trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ) as current:
+            yield current
+
+
 @functools.cache
 def tracer() -> trace.Tracer:
     """The kit's tracer, made once: ``get_tracer`` builds a new one (and its scope) on every call, 4 %
     of payment_svc's CPU in the full flow when called per span.  Made before ``setup_tracing``, it is
-    the API's proxy, which follows the provider set later."""
-    return trace.get_tracer("petpro")
+    the API's proxy, which follows the provider set later; a span the sampler would drop is made
+    without the SDK (:class:`FastTracer`)."""
+    return FastTracer(trace.get_tracer("petpro"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,24 +221,95 @@ def tracer() -> trace.Tracer:
 # --------------------------------------------------------------------------------------------------
 
 
-def _traced_rpc(details: Any) -> bool:
-    method = getattr(details, "method", "")
-    method = method.decode() if isinstance(method, bytes) else method
-    return not method.lstrip("/").startswith(_UNTRACED_SERVICES)
+# -- gRPC spans, made by the kit itself (petpro.interceptors, petpro.grpc_client) ---------------------
+#
+# A span nobody records (the deployed default: no exporter, or a caller's unsampled trace) is not
+# made by the SDK at all: its sampler would drop it anyway.  A cheap non-recording span takes its
+# place, with the parent's trace id (or a new one) and a new span id, so trace ids still reach the
+# logs and the ``traceparent`` passed on — what the SDK's dropped span would have carried.
+
+_RPC_ATTRIBUTES = ("rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code")
+# how the installed provider samples (setup_tracing): "" (let the SDK decide: a sampler from the
+# environment, or no SDK), "work" (parent-based, roots kept when they start work), "off" (parent-based,
+# roots dropped: no exporter)
+_sampling = ""
+_WORK_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.PRODUCER)
+_rng = random.Random()
 
 
-def grpc_server_interceptors() -> list[Any]:
-    """The OpenTelemetry aio server interceptor (outermost, so the kit's logs see the span)."""
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+def _unsampled(parent: SpanContext, kind: SpanKind) -> bool:
+    """Whether the installed sampler would drop a span of ``kind`` under ``parent``."""
+    if not _sampling:
+        return False
+    if parent.is_valid:
+        return not parent.trace_flags.sampled
+    return _sampling == "off" or kind not in _WORK_KINDS
 
-    return [aio_server_interceptor(filter_=_traced_rpc)]
+
+def _non_recording(parent: SpanContext) -> Span:
+    valid = parent.is_valid
+    return NonRecordingSpan(
+        SpanContext(
+            trace_id=parent.trace_id if valid else (_rng.getrandbits(128) or 1),
+            span_id=_rng.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+            trace_state=parent.trace_state if valid else None,
+        )
+    )
 
 
-def grpc_client_interceptors() -> list[Any]:
-    """OpenTelemetry aio client interceptors: a CLIENT span per call and ``traceparent`` metadata."""
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+def _rpc_attributes(method: str) -> dict[str, Any]:
+    service, _, name = method.lstrip("/").partition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
-    return list(aio_client_interceptors(filter_=_traced_rpc))
+
+def start_rpc_span(method: str, kind: SpanKind, context: otel_context.Context | None = None) -> Span:
+    """A gRPC span named ``method`` ("/pkg.Service/Method") under ``context`` (default: the current
+    one): recorded when sampled, else a non-recording span carrying the trace on."""
+    parent = trace.get_current_span(context).get_span_context()
+    if _unsampled(parent, kind):
+        return _non_recording(parent)
+    return tracer().start_span(method, context=context, kind=kind, attributes=_rpc_attributes(method))
+
+
+def end_rpc_span(span: Span, code: Any) -> None:
+    """End a recorded gRPC span with its status (``code``: a ``grpc.StatusCode``, None for OK)."""
+    if not span.is_recording():
+        return
+    if code is not None and code.name != "OK":
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        span.set_status(Status(StatusCode.ERROR, code.name))
+    else:
+        span.set_attribute("rpc.grpc.status_code", 0)
+    span.end()
+
+
+def record_exception(span: Span, exc: BaseException) -> None:
+    """An unexpected exception on a recorded span (a refusal, a DomainError, is not recorded)."""
+    if span.is_recording():
+        span.record_exception(exc)
+
+
+def enter_server_span(method: str, metadata: Mapping[str, str], context: Any = None) -> tuple[Span, object]:
+    """The SERVER span of an incoming call continuing the caller's trace context (``metadata``), made
+    current; → (span, token) for :func:`exit_server_span`."""
+    parent = propagate.extract(metadata) if metadata else otel_context.Context()
+    span = start_rpc_span(method, SpanKind.SERVER, parent)
+    return span, otel_context.attach(trace.set_span_in_context(span, parent))
+
+
+def exit_server_span(state: tuple[Span, object], code: Any) -> None:
+    span, token = state
+    otel_context.detach(token)  # type: ignore[arg-type]
+    end_rpc_span(span, code)
+
+
+def inject_traceparent(span: Span, metadata: list[tuple[str, str]]) -> None:
+    """Append the W3C trace context naming ``span`` (and any baggage) to outgoing ``metadata``."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    metadata.extend(carrier.items())
 
 
 def asgi_middleware() -> tuple[type, dict[str, Any]]:
@@ -200,7 +328,7 @@ def instrument_engine(engine: Any) -> Any:
         "db.client.connections.usage", unit="connections"
     )
     EngineTracer(
-        trace.get_tracer("opentelemetry.instrumentation.sqlalchemy"),
+        FastTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy")),
         getattr(engine, "sync_engine", engine),
         usage,
     )
@@ -212,7 +340,8 @@ def sql_span(operation: str) -> Iterator[None]:
     """A CLIENT span for a statement sent on the psycopg connection directly (the hot paths that bypass
     SQLAlchemy, and so its instrumentation), named like that instrumentation's spans (``INSERT``).
     Like them, only inside a traced request: background polling starts no trace."""
-    if not trace.get_current_span().get_span_context().is_valid:
+    parent = trace.get_current_span().get_span_context()
+    if not parent.is_valid or _unsampled(parent, SpanKind.CLIENT):
         yield
         return
     with tracer().start_as_current_span(
@@ -363,15 +492,69 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 # Prometheus metrics (docs/operations.md "Metrics" lists every one)
 # --------------------------------------------------------------------------------------------------
 
-# RED per RPC, recorded by the kit's server interceptor: rate and errors from the counter
-# (grpc_code != OK), duration from the histogram.
-RPC_HANDLED = Counter("grpc_server_handled_total", "RPCs completed", ["grpc_method", "grpc_code"])
-RPC_LATENCY = Histogram(
-    "grpc_server_handling_seconds",
-    "RPC handling time",
-    ["grpc_method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
+# RED per RPC, recorded by the kit's server stack: rate and errors from the counter
+# (grpc_code != OK), duration from the histogram.  Counted in plain numbers per method (no label
+# lookup, no lock per call: every call runs on the event loop's thread) and turned into Prometheus
+# families when /metrics is scraped (:class:`_RpcCollector`).
+RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class RpcMetrics:
+    """One method's counters: calls per status code, and its duration histogram."""
+
+    __slots__ = ("buckets", "codes", "count", "method", "total")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.codes: dict[str, int] = {}
+        self.buckets = [0] * (len(RPC_BUCKETS) + 1)  # the last one: above the largest bound
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, code: str, seconds: float) -> None:
+        self.codes[code] = self.codes.get(code, 0) + 1
+        self.buckets[bisect.bisect_left(RPC_BUCKETS, seconds)] += 1
+        self.count += 1
+        self.total += seconds
+
+
+_RPC_METRICS: dict[str, RpcMetrics] = {}
+
+
+def rpc_metrics(method: str) -> RpcMetrics:
+    """The counters of ``method`` ("/pkg.Service/Method"), one per method per process."""
+    found = _RPC_METRICS.get(method)
+    if found is None:
+        found = _RPC_METRICS[method] = RpcMetrics(method)
+    return found
+
+
+class _RpcCollector(Collector):
+    """``grpc_server_handled_total`` {grpc_method, grpc_code} and ``grpc_server_handling_seconds``
+    {grpc_method} from :data:`_RPC_METRICS` (methods that have had a call)."""
+
+    def collect(self) -> Iterator[Metric]:
+        handled = CounterMetricFamily(
+            "grpc_server_handled", "RPCs completed", labels=["grpc_method", "grpc_code"]
+        )
+        latency = HistogramMetricFamily(
+            "grpc_server_handling_seconds", "RPC handling time", labels=["grpc_method"]
+        )
+        for m in list(_RPC_METRICS.values()):
+            if not m.count:
+                continue
+            for code, n in list(m.codes.items()):
+                handled.add_metric([m.method, code], n)
+            counts, cumulative, buckets = list(m.buckets), 0, []
+            for bound, n in zip((*RPC_BUCKETS, float("inf")), counts, strict=True):
+                cumulative += n
+                buckets.append((floatToGoString(bound), cumulative))
+            latency.add_metric([m.method], buckets, m.total)
+        yield handled
+        yield latency
+
+
+REGISTRY.register(_RpcCollector())
 
 
 OUTBOX_PUBLISHED = Counter("outbox_published_total", "outbox rows published to Kafka and marked sent")

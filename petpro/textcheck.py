@@ -15,7 +15,7 @@ A violation is reported as a :class:`petpro.errors.FieldViolation` with the fiel
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 
 from google.protobuf import descriptor as _d
@@ -106,6 +106,95 @@ def text_violations(msg: Message) -> list[FieldViolation]:
     return out
 
 
+# -- the same rules compiled once per message type (the kit's per-request check) ---------------------
+
+_STR, _STR_LIST, _MSG, _MSG_LIST, _MAP = range(5)
+_PLANS: dict[_d.Descriptor, list[tuple[str, int, object]]] = {}
+
+
+def _pattern(f: _d.FieldDescriptor) -> re.Pattern[str]:
+    return _CONTROL_EXCEPT_LINE_BREAKS if _allows_line_breaks(f) else _CONTROL
+
+
+def _plan(desc: _d.Descriptor) -> list[tuple[str, int, object]]:
+    """(field name, kind, pattern or sub-type) of each field of ``desc`` that can hold a string, in
+    field-number order (the order :func:`text_violations` reports in).  Filled in place after being
+    stored, so a recursive message type refers to its own plan."""
+    plan = _PLANS.get(desc)
+    if plan is not None:
+        return plan
+    plan = _PLANS[desc] = []
+    for f in sorted(desc.fields, key=lambda f: f.number):
+        if f.type == _STRING:
+            plan.append((f.name, _STR_LIST if _repeated(f) else _STR, _pattern(f)))
+        elif f.type == _MESSAGE and f.message_type is not None and _has_strings(f.message_type):
+            if f.message_type.GetOptions().map_entry:
+                value = f.message_type.fields_by_name["value"]
+                sub = value.message_type if value.type == _MESSAGE else None
+                plan.append((f.name, _MAP, (_pattern(f), sub)))
+            else:
+                plan.append((f.name, _MSG_LIST if _repeated(f) else _MSG, f.message_type))
+    return plan
+
+
+def _violation(path: str, m: re.Match[str]) -> FieldViolation:
+    return FieldViolation(
+        path, f"must not contain control characters (found U+{ord(m.group()):04X})", "CONTROL_CHARACTER"
+    )
+
+
+def _walk(msg: Message, plan: list[tuple[str, int, object]], prefix: str, out: list[FieldViolation]) -> None:
+    for name, kind, extra in plan:
+        if kind == _STR:
+            value = getattr(msg, name)
+            if value:
+                m = extra.search(value)  # type: ignore[attr-defined]
+                if m:
+                    out.append(_violation(prefix + name, m))
+        elif kind == _STR_LIST:
+            for i, value in enumerate(getattr(msg, name)):
+                m = extra.search(value)  # type: ignore[attr-defined]
+                if m:
+                    out.append(_violation(f"{prefix}{name}[{i}]", m))
+        elif kind == _MSG:
+            if msg.HasField(name):
+                _walk(getattr(msg, name), _plan(extra), f"{prefix}{name}.", out)  # type: ignore[arg-type]
+        elif kind == _MSG_LIST:
+            for i, item in enumerate(getattr(msg, name)):
+                _walk(item, _plan(extra), f"{prefix}{name}[{i}].", out)  # type: ignore[arg-type]
+        else:
+            pattern: re.Pattern[str]
+            sub: _d.Descriptor | None
+            pattern, sub = extra  # type: ignore[misc]
+            for k, v in getattr(msg, name).items():
+                path = f"{prefix}{name}[{k!r}]"
+                if isinstance(k, str):
+                    m = pattern.search(k)
+                    if m:
+                        out.append(_violation(path, m))
+                if isinstance(v, str):
+                    m = pattern.search(v)
+                    if m:
+                        out.append(_violation(path, m))
+                elif sub is not None:
+                    _walk(v, _plan(sub), f"{path}.", out)
+
+
+def text_check(desc: _d.Descriptor) -> Callable[[Message], list[FieldViolation]] | None:
+    """:func:`text_violations` for messages of type ``desc``, its plan made once; None when the
+    type can hold no string (nothing to check)."""
+    if not _has_strings(desc):
+        return None
+    plan = _plan(desc)
+
+    def check(msg: Message) -> list[FieldViolation]:
+        out: list[FieldViolation] = []
+        _walk(msg, plan, "", out)
+        return out
+
+    return check
+
+
 # -- invalid UTF-8: find the field in the wire format ----------------------------------------------
 
 
@@ -170,4 +259,4 @@ def invalid_utf8_field(desc: _d.Descriptor, data: bytes, prefix: str = "", depth
     return None
 
 
-__all__ = ["FieldViolation", "invalid_utf8_field", "text_violations"]
+__all__ = ["FieldViolation", "invalid_utf8_field", "text_check", "text_violations"]

@@ -18,6 +18,7 @@ from booking_svc.handlers import (
     ReserveCommand,
 )
 from booking_svc.service.convert import booking_pb, clinic_pb, pet_pb, reservation_pb, service_pb
+from booking_svc.service.refusals import TakenSlots
 from petpro.convert import dt, ts, uid
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
 
@@ -33,7 +34,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         lifecycle: LifecycleHandlers,
         refunds: RefundHandlers,
         owners: OwnerHandlers | None = None,
+        taken: TakenSlots | None = None,
     ) -> None:
+        self.taken = taken  # ReserveSlot's early refusals (service/refusals.py); None: none
         self.catalog = catalog
         self.pets = pets
         self.reservations = reservations
@@ -155,18 +158,20 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def ReserveSlot(
         self, request: booking_pb2.ReserveSlotRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.ReserveSlotResponse:
-        res = await self.reservations.reserve(
-            ReserveCommand(
-                request_id=request.request_id,
-                owner_user_id=uid(request.owner_user_id, "owner_user_id"),
-                owner_email=request.owner_email,
-                owner_name=request.owner_name,
-                owner_locale=request.owner_locale,
-                service_id=uid(request.service_id, "service_id"),
-                pet_id=uid(request.pet_id, "pet_id"),
-                start=dt(request.slot_start_time),
-            )
+        cmd = ReserveCommand(
+            request_id=request.request_id,
+            owner_user_id=uid(request.owner_user_id, "owner_user_id"),
+            owner_email=request.owner_email,
+            owner_name=request.owner_name,
+            owner_locale=request.owner_locale,
+            service_id=uid(request.service_id, "service_id"),
+            pet_id=uid(request.pet_id, "pet_id"),
+            start=dt(request.slot_start_time),
         )
+        if self.taken is not None:
+            res = await self.taken.reserve(cmd, self.reservations.reserve)
+        else:
+            res = await self.reservations.reserve(cmd)
         return booking_pb2.ReserveSlotResponse(reservation=reservation_pb(res))
 
     async def GetReservation(
@@ -215,6 +220,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 request.reason,
                 owner=uid(request.owner_user_id, "owner_user_id"),
             )
+        if self.taken is not None:
+            self.taken.forget()  # its slot is free again
         return booking_pb2.CancelBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
 
     async def RescheduleBooking(
@@ -226,6 +233,8 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.owner_user_id, "owner_user_id"),
             dt(request.slot_start_time),
         )
+        if self.taken is not None:
+            self.taken.forget()  # its old slot is free again
         return booking_pb2.RescheduleBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
 
     async def CompleteBooking(

@@ -27,6 +27,9 @@ from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
 # a service's name is only the checkout page's line item: a rename shows there after at most this long
 SERVICE_NAME_SECONDS = 60.0
+# a payment in one of these states never becomes payable again (a hold's status reads skip GetPayment)
+PAID = frozenset({payment_pb2.PAYMENT_STATUS_SUCCEEDED, payment_pb2.PAYMENT_STATUS_REFUNDED})
+PAID_SECONDS = 3600.0  # longer than any hold waits for its confirmation
 
 # uuid5 namespace turning a client's Idempotency-Key into the internal request ids (AIP-155)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f1d1e-6a8c-4d7e-9b2e-5e1b8f0c2a11")
@@ -78,6 +81,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         # service id → name for the checkout line item: one GetService RPC per service a minute
         # instead of one per booking (edge and booking CPU in the full flow)
         self._service_names: TTLCache[str, str] = TTLCache(maxsize=4096, ttl=service_name_seconds)
+        # reservations whose payment succeeded (or was refunded): it never opens again, so the status
+        # reads while the hold awaits its confirmation need no GetPayment (one RPC per poll)
+        self._paid: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=PAID_SECONDS)
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
         return await self.authn.principal(context)
@@ -406,7 +412,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         """The checkout page of a held reservation, read from its payment (one read, no write): ""
         when it is no longer held, or has no open payment (a CreateBooking retry with the same
         Idempotency-Key opens one)."""
-        if res.state != booking_pb2.RESERVATION_STATE_HELD:
+        if res.state != booking_pb2.RESERVATION_STATE_HELD or res.lock_id in self._paid:
             return ""
         try:
             r = await call(
@@ -416,6 +422,8 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             if err.kind == Kind.NOT_FOUND:
                 return ""
             raise
+        if r.payment.status in PAID:
+            self._paid[res.lock_id] = True
         return r.payment.payment_url if r.payment.status == payment_pb2.PAYMENT_STATUS_PENDING else ""
 
     async def _own_reservation(self, lock_id: str, me: Principal) -> booking_pb2.Reservation:

@@ -28,11 +28,14 @@ async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
     bench = await run(mesh, params, up_seconds=None)
     names = [f.name for f in bench.figures]
     for expected in (
+        "kit tax",
         "read RPC direct",
         "read via REST edge",
         "ReserveSlot transactions/s",
         "contention",
+        "contention: CPU per refused ReserveSlot",
         "full flow",
+        "full flow: PetPro CPU per booking",
         "fan-out @10/s: commit→clinic feed",
         "fan-out @10/s: commit→email",
         "notif_worker events/s",
@@ -58,4 +61,7 @@ async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
     assert replicas.detail["cpu_ms_per_op"]["notif-2"] > 0, replicas.detail
     doc = json.loads(write_results(bench, params, tmp_path).read_text())
     assert {"machine", "params", "figures"} <= doc.keys() and len(doc["figures"]) == len(bench.figures)
-    assert (tmp_path / "smoke.md").read_text().startswith("| figure |")
+    md = (tmp_path / "smoke.md").read_text()
+    assert md.startswith("SUMMARY") and "\n| figure |" in md  # the one-screen summary, then the tables
+    flow = next(f for f in bench.figures if f.name.startswith("full flow bookings/s"))
+    assert flow.detail["rpcs_per_booking"] and flow.detail["db_per_booking"]["transactions"] > 0, flow.detail

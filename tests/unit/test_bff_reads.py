@@ -134,6 +134,23 @@ async def test_a_payment_no_longer_open_has_no_checkout_page(status: int) -> Non
     assert (await _get(servicer)).payment_url == ""
 
 
+async def test_a_paid_hold_awaiting_its_confirmation_reads_its_payment_once() -> None:
+    paid = payment_pb2.Payment()
+    paid.CopyFrom(PENDING)
+    paid.status = payment_pb2.PAYMENT_STATUS_SUCCEEDED
+    servicer, rec, _ = _servicer(booking_pb2.RESERVATION_STATE_HELD, paid)
+    for _ in range(3):  # the client polls until CONFIRMED
+        assert (await _get(servicer)).payment_url == ""
+    assert rec.calls.count("GetPayment") == 1
+
+
+async def test_a_pending_payment_is_read_on_every_poll() -> None:
+    servicer, rec, _ = _servicer(booking_pb2.RESERVATION_STATE_HELD, PENDING)
+    for _ in range(2):
+        assert (await _get(servicer)).payment_url == "https://pay.example/cs_1"
+    assert rec.calls.count("GetPayment") == 2
+
+
 async def test_held_reservation_without_a_payment_reads_no_page_and_writes_nothing() -> None:
     servicer, rec, _ = _servicer(booking_pb2.RESERVATION_STATE_HELD, None)
     assert (await _get(servicer)).payment_url == ""
