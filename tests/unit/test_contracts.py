@@ -127,6 +127,7 @@ def test_public_rest_routes() -> None:
         (booking, "GET", "/v1/clinics", ""),
         (booking, "GET", "/v1/clinics/{clinic_id}/services", ""),
         (booking, "GET", "/v1/services/{service_id}/availability", ""),
+        (booking, "GET", "/v1/services/{service_id}/availableDays", ""),
     }
     assert {r[1:] for r in routes if r[0] == mobile} == {
         ("POST", "/v1/auth/register", "*"),
@@ -184,6 +185,16 @@ def test_public_rest_routes() -> None:
         ("PATCH", "/v1/services/{service.service_id}", "service"),
         ("POST", "/v1/services/{service_id}:archive", "*"),
         ("GET", "/v1/clinics/{clinic_id}/bookings", ""),
+        ("POST", "/v1/clinics/{clinic_id}/providers", "provider"),
+        ("PATCH", "/v1/clinics/{provider.clinic_id}/providers/{provider.provider_id}", "provider"),
+        ("GET", "/v1/clinics/{clinic_id}/providers", ""),
+        ("POST", "/v1/clinics/{clinic_id}/providers/{provider_id}:archive", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/providers/{provider_id}/timeOff", "time_off"),
+        ("DELETE", "/v1/clinics/{clinic_id}/providers/{provider_id}/timeOff/{time_off_id}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/resources", "resource"),
+        ("PATCH", "/v1/clinics/{resource.clinic_id}/resources/{resource.resource_id}", "resource"),
+        ("GET", "/v1/clinics/{clinic_id}/resources", ""),
+        ("POST", "/v1/clinics/{clinic_id}/resources/{resource_id}:archive", "*"),
     }
     notification = "petpro.notification.v1.NotificationService"
     assert {r[1:] for r in routes if r[0] == notification} == {

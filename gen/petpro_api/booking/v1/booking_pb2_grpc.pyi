@@ -40,7 +40,11 @@ class BookingServiceStub:
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -79,6 +83,10 @@ class BookingServiceStub:
     GetAvailability: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetAvailabilityRequest, _booking_pb2.GetAvailabilityResponse]
     """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
     Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
+    """
+    ListAvailableDays: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListAvailableDaysRequest, _booking_pb2.ListAvailableDaysResponse]
+    """Returns which days of a month have at least one free slot of a service (the calendar screen),
+    optionally only with one provider or for one pet. Public (`?month=YYYY-MM`).
     """
     CreatePet: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CreatePetRequest, _booking_pb2.CreatePetResponse]
     """Adds a pet for an owner."""
@@ -136,7 +144,11 @@ class BookingServiceAsyncStub(BookingServiceStub):
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -172,6 +184,10 @@ class BookingServiceAsyncStub(BookingServiceStub):
     GetAvailability: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetAvailabilityRequest, _booking_pb2.GetAvailabilityResponse]  # type: ignore[assignment]
     """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
     Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
+    """
+    ListAvailableDays: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListAvailableDaysRequest, _booking_pb2.ListAvailableDaysResponse]  # type: ignore[assignment]
+    """Returns which days of a month have at least one free slot of a service (the calendar screen),
+    optionally only with one provider or for one pet. Public (`?month=YYYY-MM`).
     """
     CreatePet: _aio.UnaryUnaryMultiCallable[_booking_pb2.CreatePetRequest, _booking_pb2.CreatePetResponse]  # type: ignore[assignment]
     """Adds a pet for an owner."""
@@ -228,7 +244,11 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -292,6 +312,16 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_booking_pb2.GetAvailabilityResponse, _abc.Awaitable[_booking_pb2.GetAvailabilityResponse]]:
         """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
         Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAvailableDays(
+        self,
+        request: _booking_pb2.ListAvailableDaysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ListAvailableDaysResponse, _abc.Awaitable[_booking_pb2.ListAvailableDaysResponse]]:
+        """Returns which days of a month have at least one free slot of a service (the calendar screen),
+        optionally only with one provider or for one pet. Public (`?month=YYYY-MM`).
         """
 
     @_abc_1.abstractmethod

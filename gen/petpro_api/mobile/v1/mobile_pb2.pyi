@@ -328,12 +328,17 @@ class CreateBookingRequest(_message.Message):
     PET_ID_FIELD_NUMBER: _builtins.int
     SLOT_FIELD_NUMBER: _builtins.int
     PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """Service UUID."""
     pet_id: _builtins.str
     """The caller's pet (UUID)."""
     payment_method: _builtins.str
     """How the owner pays. Only "card" (hosted checkout) is supported."""
+    provider_id: _builtins.str
+    """The wanted provider (UUID, e.g. Dr Weber's, from the availability's `free_providers`); empty:
+    any available provider, assigned by the server (fewest bookings that day, then a stable order).
+    """
     @_builtins.property
     def slot(self) -> _timestamp_pb2.Timestamp:
         """Start of the wanted slot (RFC 3339, e.g. "2026-12-01T09:30:00Z"), one of the free slots from
@@ -347,10 +352,11 @@ class CreateBookingRequest(_message.Message):
         pet_id: _builtins.str = ...,
         slot: _timestamp_pb2.Timestamp | None = ...,
         payment_method: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["slot", b"slot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_method", b"payment_method", "pet_id", b"pet_id", "service_id", b"service_id", "slot", b"slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_method", b"payment_method", "pet_id", b"pet_id", "provider_id", b"provider_id", "service_id", b"service_id", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -369,12 +375,17 @@ class CreateBookingResponse(_message.Message):
     PAYMENT_URL_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """Id of the hold; poll GET /v1/reservations/{lock_id}."""
     status: _builtins.str
     """"PENDING_PAYMENT" (see GetReservationResponse.status for all values)."""
     payment_url: _builtins.str
     """Hosted checkout page."""
+    assignment: _booking_pb2.AssignmentRule.ValueType
+    """How the provider was chosen ("CHOSEN" or "ANY_FEWEST_THAT_DAY" in JSON)."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the hold lapses if unpaid."""
@@ -382,6 +393,14 @@ class CreateBookingResponse(_message.Message):
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount to pay."""
+
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items held."""
 
     def __init__(
         self,
@@ -391,10 +410,13 @@ class CreateBookingResponse(_message.Message):
         payment_url: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         amount: _money_pb2.Money | None = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        assignment: _booking_pb2.AssignmentRule.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "provider", b"provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "provider", b"provider", "resources", b"resources", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -438,6 +460,9 @@ class GetReservationResponse(_message.Message):
     SLOT_START_TIME_FIELD_NUMBER: _builtins.int
     SLOT_END_TIME_FIELD_NUMBER: _builtins.int
     PAYMENT_URL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """Id of the hold."""
     status: _builtins.str
@@ -453,6 +478,8 @@ class GetReservationResponse(_message.Message):
     """Pet UUID."""
     payment_url: _builtins.str
     """Hosted checkout page while PENDING_PAYMENT; empty otherwise."""
+    assignment: _booking_pb2.AssignmentRule.ValueType
+    """How the provider was chosen."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the hold lapses (or lapsed)."""
@@ -469,6 +496,14 @@ class GetReservationResponse(_message.Message):
     def slot_end_time(self) -> _timestamp_pb2.Timestamp:
         """End of the slot."""
 
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items held."""
+
     def __init__(
         self,
         *,
@@ -482,10 +517,13 @@ class GetReservationResponse(_message.Message):
         slot_start_time: _timestamp_pb2.Timestamp | None = ...,
         slot_end_time: _timestamp_pb2.Timestamp | None = ...,
         payment_url: _builtins.str = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        assignment: _booking_pb2.AssignmentRule.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "provider", b"provider", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "pet_id", b"pet_id", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "pet_id", b"pet_id", "provider", b"provider", "resources", b"resources", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
