@@ -15,16 +15,22 @@ from typing import Protocol
 from booking_svc.domain import (
     Actor,
     Booking,
+    Claim,
     Clinic,
     ClinicBooking,
+    ClinicSchedule,
     Closure,
     HoldAttempt,
     Interval,
     Pet,
+    Provider,
     RefundState,
     Reservation,
     ReservationState,
+    Resource,
     Service,
+    ServiceNeed,
+    TimeOff,
 )
 
 
@@ -211,6 +217,69 @@ class BookingRepository(Protocol):
         was_round: int | None = None,
     ) -> None: ...
     async def open_refunds(self, limit: int) -> list[Booking]: ...
+
+    # scheduling (docs/design/scheduling.md): providers, time off, resources, service requirements
+    async def clinic_schedule(self, clinic_id: uuid.UUID, now: datetime) -> ClinicSchedule:
+        """The clinic's providers (archived too; their time off not ended by ``now``) and items."""
+        ...
+
+    async def provider(self, clinic_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None: ...
+    async def list_providers(
+        self, clinic_id: uuid.UUID, show_archived: bool, after: tuple[str, ...] | None, limit: int
+    ) -> list[Provider]: ...
+    async def resource(self, clinic_id: uuid.UUID, resource_id: uuid.UUID) -> Resource | None: ...
+    async def list_resources(
+        self, clinic_id: uuid.UUID, show_archived: bool, after: tuple[str, ...] | None, limit: int
+    ) -> list[Resource]: ...
+    async def upcoming_bookings_using(
+        self, clinic_id: uuid.UUID, subject_id: uuid.UUID, now: datetime
+    ) -> list[Booking]:
+        """Confirmed bookings starting after ``now`` with that provider or resource item."""
+        ...
+
+    async def add_provider(self, p: Provider, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Insert with the clinic's next ``seq`` (set on ``p``); a used ``request_id``: the first's id."""
+        ...
+
+    async def save_provider(self, p: Provider, *, archive_at: datetime | None = None) -> None: ...
+    async def add_time_off(self, t: TimeOff) -> bool:
+        """False (nothing inserted, the transaction goes on) when it overlaps another of the provider's."""
+        ...
+
+    async def delete_time_off(self, provider_id: uuid.UUID, time_off_id: uuid.UUID) -> bool: ...
+    async def add_resource(self, r: Resource, request_id: uuid.UUID | None = None) -> uuid.UUID: ...
+    async def save_resource(self, r: Resource, *, archive_at: datetime | None = None) -> None: ...
+    async def set_service_requirements(
+        self,
+        service_id: uuid.UUID,
+        clinic_id: uuid.UUID,
+        provider_ids: tuple[uuid.UUID, ...],
+        needs: tuple[ServiceNeed, ...],
+    ) -> None:
+        """Replace who performs the service and what it needs (the needed types exist in the clinic)."""
+        ...
+
+    # claims of scheduled holds: live = of a confirmed reservation or a hold not expired at ``now``
+    async def live_claims(
+        self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
+    ) -> list[Claim]:
+        """Live provider/resource/pet claims over [start, end) at the clinic, and the pet's anywhere."""
+        ...
+
+    async def expire_lapsed_around(
+        self, clinic_id: uuid.UUID, pet_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int:
+        """Expire the lapsed holds with a claim over [start, end) at the clinic or of the pet."""
+        ...
+
+    async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
+        """The reservation and its claims, all or nothing (a savepoint): None, or what refused it:
+        "provider", "resource", "pet", "unit" (the service unit) or "request" (a used request id)."""
+        ...
+
+    async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:
+        """Move a scheduled reservation and all its claims (keeping their buffer); False when taken."""
+        ...
 
 
 # ``async with uow() as repo``: one transaction, committed when the block exits normally

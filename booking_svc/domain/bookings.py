@@ -74,6 +74,9 @@ class Booking:
     refund_attempts: int = 0
     refund_round: int = 0  # new refunds made after the provider failed an accepted one
     refund_error: str = ""
+    provider_id: uuid.UUID | None = None  # the assigned provider, copied from the reservation
+    assignment: str | None = None
+    resource_ids: tuple[uuid.UUID, ...] = ()
 
     # -- the state machine (CONFIRMED → CANCELLED | COMPLETED | NO_SHOW; reschedule keeps CONFIRMED) --
     def _confirmed(self) -> None:
@@ -175,6 +178,9 @@ class Booking:
             created_at=now,
             policy=policy,
             updated_at=now,
+            provider_id=res.provider_id,
+            assignment=res.assignment,
+            resource_ids=res.resource_ids,
         )
 
 

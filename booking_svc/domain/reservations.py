@@ -49,6 +49,12 @@ class Reservation:
     failure_reason: str | None = None
     booking_id: uuid.UUID | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # scheduling (docs/design/scheduling.md): the assigned provider, how, the resource items claimed,
+    # and the end of its claims (the appointment's end plus the service's buffer; None: ``end``)
+    provider_id: uuid.UUID | None = None
+    assignment: str | None = None
+    resource_ids: tuple[uuid.UUID, ...] = ()
+    claim_end: datetime | None = None
 
     def effective_state(self, now: datetime) -> ReservationState:
         """A HELD row past its expiry is EXPIRED, whether or not the sweeper has run yet."""
@@ -70,6 +76,7 @@ class HoldAttempt:
     unit: int | None
     inserted: bool
     catalog_version: int
+    conflict: str | None = None  # "pet": the pet's claim was refused (an overlapping appointment)
 
 
 def request_fingerprint(*parts: object) -> str:

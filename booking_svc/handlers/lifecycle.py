@@ -19,17 +19,23 @@ from booking_svc.domain import (
     Booking,
     BookingNotFound,
     BookingState,
+    Clinic,
     DuplicateRequest,
     IdempotencyKeyReused,
+    ProviderUnavailable,
     ReservationState,
+    Service,
     SlotUnavailable,
     check_slot,
+    claim_end,
     event_type,
     request_fingerprint,
+    scheduled,
 )
 from booking_svc.ports import BookingRepository, Change, ChangeEncoder, OutboxEvent, UnitOfWork
 from petpro import paging
 from petpro.clock import utcnow
+from petpro.errors import FieldViolation
 
 
 class LifecycleHandlers:
@@ -175,7 +181,14 @@ class LifecycleHandlers:
             svc, clinic = found
             slot = check_slot(clinic, svc, new_start, now)  # past, closed, off this service's grid: 400
             b.check_reschedule(slot.start, now)
-            if await repo.move_reservation(b.lock_id, svc.capacity, slot.start, slot.end, now) is None:
+            if scheduled(svc):
+                moved = await self._move_claimed(repo, b, svc, clinic, slot.start, slot.end, now)
+            else:
+                moved = (
+                    await repo.move_reservation(b.lock_id, svc.capacity, slot.start, slot.end, now)
+                    is not None
+                )
+            if not moved:
                 raise SlotUnavailable(  # the transaction rolls back: the booking keeps its slot
                     "this slot is no longer available",
                     metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"},
@@ -189,6 +202,33 @@ class LifecycleHandlers:
         return await self._change(
             request_id, booking_id, "reschedule", fp, owner=owner, clinic=None, apply=apply
         )
+
+    @staticmethod
+    async def _move_claimed(
+        repo: BookingRepository,
+        b: Booking,
+        svc: Service,
+        clinic: Clinic,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+    ) -> bool:
+        """A scheduled booking keeps its provider and items: they must work and be free at the new time
+        (the old claims released and the new ones taken in one statement)."""
+        if b.provider_id is not None:
+            sched = await repo.clinic_schedule(clinic.id, now)
+            provider = sched.providers.get(b.provider_id)
+            if provider is None or not provider.works(clinic, start, end, claim_end(svc, end)):
+                raise ProviderUnavailable(
+                    "the provider does not work at that time",
+                    violations=[
+                        FieldViolation(
+                            "slot_start_time", "the provider does not work then", "PROVIDER_UNAVAILABLE"
+                        )
+                    ],
+                )
+        await repo.expire_lapsed_around(clinic.id, b.pet_id, start, claim_end(svc, end), now)
+        return await repo.move_claimed(b.lock_id, start, end, now)
 
     async def record_outcome(
         self, request_id: str, booking_id: uuid.UUID, clinic: uuid.UUID, outcome: BookingState

@@ -15,23 +15,37 @@ from datetime import UTC, datetime, timedelta
 from booking_svc.domain import (
     EVENT_BOOKING_CREATED,
     TOPIC_BOOKING_CREATED,
+    Assignment,
     Booking,
+    Busy,
     Clinic,
     ConfirmDecision,
+    DuplicateRequest,
+    GridSlot,
     IdempotencyKeyReused,
     Pet,
+    PetBusy,
+    ProviderTaken,
     Reservation,
     ReservationNotFound,
     ReservationState,
+    ResourceTaken,
     Service,
     ServiceNotBookable,
     SlotLost,
     SlotUnavailable,
     check_pet_owner,
     check_slot,
+    claim_end,
     decide_confirm,
     decide_reclaim,
+    hold_claims,
+    hold_unit,
+    local_day_range,
+    plan_hold,
     request_fingerprint,
+    require_items,
+    scheduled,
 )
 from booking_svc.handlers.catalog import CatalogHandlers
 from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, UnitOfWork
@@ -48,6 +62,7 @@ class ReserveCommand:
     service_id: uuid.UUID
     pet_id: uuid.UUID
     start: datetime
+    provider_id: uuid.UUID | None = None  # scheduled services: the wanted provider, None = any
 
 
 class ReservationHandlers:
@@ -77,11 +92,17 @@ class ReservationHandlers:
         moved on, and the request is then decided on the service loaded again."""
         now = self.clock()
         fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
+        if cmd.provider_id is not None:
+            fingerprint = request_fingerprint(fingerprint, cmd.provider_id)
         cached = self.catalog.cached_service(cmd.service_id)
         verified = cached is None  # loaded for this request: the current catalog
         version, (svc, clinic) = cached or await self._load_service(cmd.service_id)
+        if scheduled(svc) or (not verified and cmd.provider_id is not None):
+            return await self._reserve_scheduled(cmd, fingerprint, now)
         races = reloads = 0
         while True:
+            if scheduled(svc):  # the catalog, loaded again, says the service needs providers or items now
+                return await self._reserve_scheduled(cmd, fingerprint, now)
             try:
                 res = await self._new_hold(cmd, svc, clinic, fingerprint, now)
             except DomainError:
@@ -109,6 +130,10 @@ class ReservationHandlers:
                 assert earlier is not None  # request ids are never deleted
                 return self._replay(earlier, fingerprint)
             check_pet_owner(attempt.pet_owner, cmd.owner_user_id)
+            if attempt.conflict == "pet":
+                raise PetBusy(
+                    "this pet already has an appointment at that time", metadata={"field": "pet_id"}
+                )
             if attempt.unit is None or races > svc.capacity:
                 raise SlotUnavailable(
                     "this slot is no longer available", metadata={"slot": res.start.isoformat()}
@@ -124,14 +149,23 @@ class ReservationHandlers:
         return version, await self.catalog.get_service(service_id, version)
 
     async def _new_hold(
-        self, cmd: ReserveCommand, svc: Service, clinic: Clinic, fingerprint: str, now: datetime
+        self,
+        cmd: ReserveCommand,
+        svc: Service,
+        clinic: Clinic,
+        fingerprint: str,
+        now: datetime,
+        *,
+        pet: Pet | None = None,
     ) -> Reservation:
         """The hold ``cmd`` asks for, once the rules the statement does not check hold: the service
         is bookable, the slot on its grid and within its window, and (for a service limited to some
         species) the pet one of them, which takes a read first."""
         if not svc.bookable:
             raise ServiceNotBookable("this service is not bookable at the moment")
-        if svc.species_allowed:  # a pet's owner and species never change: checked before the statement
+        if svc.species_allowed and pet is not None:
+            svc.check_species(pet.species)
+        elif svc.species_allowed:  # a pet's owner and species never change: checked before the statement
             async with self.read() as repo:
                 pet = await repo.pet(cmd.pet_id)
             check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
@@ -156,7 +190,72 @@ class ReservationHandlers:
             amount_minor=svc.price_minor,
             currency=svc.currency,
             created_at=now,
+            claim_end=claim_end(svc, slot.end),
         )
+
+    async def _reserve_scheduled(self, cmd: ReserveCommand, fingerprint: str, now: datetime) -> Reservation:
+        try:
+            return await self._hold_scheduled(cmd, fingerprint, now)
+        except DuplicateRequest:  # a retry of this request committed meanwhile: its first answer
+            earlier = await self._earlier(cmd)
+            assert earlier is not None
+            return self._replay(earlier, fingerprint)
+
+    async def _hold_scheduled(self, cmd: ReserveCommand, fingerprint: str, now: datetime) -> Reservation:
+        """A service with providers or resources: one transaction that expires the lapsed holds in the
+        way, reads the live claims of the clinic (and of the pet) that day, and inserts the hold with
+        all its claims in a savepoint per candidate.  A lost race on the provider moves on to the next
+        candidate (never the same one twice); on an item, the items are picked again (bounded)."""
+        async with self.uow() as repo:
+            earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
+            if earlier is not None:
+                return self._replay(earlier, fingerprint)
+            version = await repo.catalog_version()
+            svc, clinic = await self.catalog.get_service(cmd.service_id, version, repo)
+            pet = await repo.pet(cmd.pet_id)
+            check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
+            assert pet is not None
+            if not scheduled(svc):  # the service lost its providers meanwhile: the capacity path
+                raise ServiceNotBookable("this service changed; try again")
+            res = await self._new_hold(cmd, svc, clinic, fingerprint, now, pet=pet)
+            sched = await self.catalog.schedule(clinic.id, version, repo)
+            slot = GridSlot(res.start, res.end)
+            until = claim_end(svc, res.end)
+            await repo.expire_lapsed_around(clinic.id, pet.id, res.start, until, now)
+            day_lo, day_hi = local_day_range(clinic, res.start.astimezone(clinic.zone).date())
+            lo, hi = min(day_lo, res.start), max(day_hi, until)
+            busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
+            plan = plan_hold(svc, sched, clinic, slot, busy, pet.id, cmd.provider_id)
+            lost: set[uuid.UUID] = set()
+            for provider in plan.providers:
+                for _ in range(len(sched.resources) + 1):
+                    items = require_items(svc, sched, slot, busy, pet.species, frozenset(lost))
+                    res.unit = hold_unit(provider, items)
+                    res.provider_id = provider.id if provider else None
+                    res.assignment = plan.assignment.value if plan.assignment and provider else None
+                    res.resource_ids = tuple(i.id for i in items)
+                    conflict = await repo.insert_hold(
+                        res, hold_claims(svc, clinic.id, pet.id, slot, provider, items)
+                    )
+                    if conflict is None:
+                        return res
+                    if conflict == "request":
+                        raise DuplicateRequest(cmd.request_id)
+                    if conflict == "pet":
+                        raise PetBusy(
+                            "this pet already has an appointment at that time", metadata={"field": "pet_id"}
+                        )
+                    if conflict != "resource":
+                        break  # the provider (or the unit) was taken concurrently: the next candidate
+                    busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
+                    lost |= {i.id for i in items if not busy.free(i.id, slot.start, until)}
+                else:
+                    raise ResourceTaken("a room or equipment this service needs is taken at that time")
+            if plan.assignment == Assignment.CHOSEN:
+                raise ProviderTaken("this provider was booked at that time meanwhile")
+            raise SlotUnavailable(
+                "this slot is no longer available", metadata={"slot": res.start.isoformat()}
+            )
 
     async def _earlier(self, cmd: ReserveCommand) -> Reservation | None:
         async with self.read() as repo:

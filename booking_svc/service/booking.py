@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 import grpc
 
-from booking_svc.domain import Actor, BookingState
+from booking_svc.domain import Actor, Booking, BookingState, ClinicSchedule, Reservation
 from booking_svc.handlers import (
     CatalogHandlers,
     LifecycleHandlers,
@@ -15,7 +17,14 @@ from booking_svc.handlers import (
     ReservationHandlers,
     ReserveCommand,
 )
-from booking_svc.service.convert import booking_pb, clinic_pb, pet_pb, reservation_pb, service_pb
+from booking_svc.service.convert import (
+    booking_pb,
+    clinic_pb,
+    pet_pb,
+    provider_ref,
+    reservation_pb,
+    service_pb,
+)
 from petpro.convert import dt, ts, uid
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
 
@@ -68,7 +77,10 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: booking_pb2.GetAvailabilityRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.GetAvailabilityResponse:
         svc, clinic, slots = await self.catalog.availability(
-            uid(request.service_id, "service_id"), request.date
+            uid(request.service_id, "service_id"),
+            request.date,
+            provider_id=uid(request.provider_id, "provider_id") if request.provider_id else None,
+            pet_id=uid(request.pet_id, "pet_id") if request.pet_id else None,
         )
         return booking_pb2.GetAvailabilityResponse(
             service_id=str(svc.id),
@@ -76,11 +88,43 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             time_zone=clinic.time_zone,
             slots=[
                 booking_pb2.Slot(
-                    start_time=ts(s.start), end_time=ts(s.end), free=s.remaining > 0, remaining=s.remaining
+                    start_time=ts(s.start),
+                    end_time=ts(s.end),
+                    free=s.remaining > 0,
+                    remaining=s.remaining,
+                    free_providers=[provider_ref(p) for p in s.providers],
                 )
                 for s in slots
             ],
         )
+
+    async def ListAvailableDays(
+        self, request: booking_pb2.ListAvailableDaysRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ListAvailableDaysResponse:
+        svc, clinic, days = await self.catalog.available_days(
+            uid(request.service_id, "service_id"),
+            request.month,
+            provider_id=uid(request.provider_id, "provider_id") if request.provider_id else None,
+            pet_id=uid(request.pet_id, "pet_id") if request.pet_id else None,
+        )
+        return booking_pb2.ListAvailableDaysResponse(
+            service_id=str(svc.id),
+            month=request.month,
+            time_zone=clinic.time_zone,
+            days=[booking_pb2.AvailableDay(date=d.isoformat(), has_free_slot=free) for d, free in days],
+        )
+
+    async def _sched(self, clinic_id: uuid.UUID, assigned: bool) -> ClinicSchedule | None:
+        """The clinic's schedule (memoized) for the names of an assignment; None when there is none."""
+        return await self.catalog.schedule(clinic_id) if assigned else None
+
+    async def _reservation_pb(self, res: Reservation) -> booking_pb2.Reservation:
+        assigned = res.provider_id is not None or bool(res.resource_ids)
+        return reservation_pb(res, await self._sched(res.clinic_id, assigned))
+
+    async def _booking_pb(self, b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
+        assigned = b.provider_id is not None or bool(b.resource_ids)
+        return booking_pb(b, now, await self._sched(b.clinic_id, assigned))
 
     async def CreatePet(
         self, request: booking_pb2.CreatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -115,15 +159,16 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 service_id=uid(request.service_id, "service_id"),
                 pet_id=uid(request.pet_id, "pet_id"),
                 start=dt(request.slot_start_time),
+                provider_id=uid(request.provider_id, "provider_id") if request.provider_id else None,
             )
         )
-        return booking_pb2.ReserveSlotResponse(reservation=reservation_pb(res))
+        return booking_pb2.ReserveSlotResponse(reservation=await self._reservation_pb(res))
 
     async def GetReservation(
         self, request: booking_pb2.GetReservationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.GetReservationResponse:
         res = await self.reservations.get_reservation(uid(request.lock_id, "lock_id"), None)
-        return booking_pb2.GetReservationResponse(reservation=reservation_pb(res))
+        return booking_pb2.GetReservationResponse(reservation=await self._reservation_pb(res))
 
     async def ConfirmBooking(
         self, request: booking_pb2.ConfirmBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -132,14 +177,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.reservation_lock_id, "reservation_lock_id"), uid(request.payment_id, "payment_id")
         )
         return booking_pb2.ConfirmBookingResponse(
-            booking_id=str(b.id), booking=booking_pb(b, self.lifecycle.clock())
+            booking_id=str(b.id), booking=await self._booking_pb(b, self.lifecycle.clock())
         )
 
     async def GetBooking(
         self, request: booking_pb2.GetBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.GetBookingResponse:
         return booking_pb2.GetBookingResponse(
-            booking=booking_pb(
+            booking=await self._booking_pb(
                 await self.lifecycle.get_booking(uid(request.booking_id, "booking_id"), None),
                 self.lifecycle.clock(),
             )
@@ -165,7 +210,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
                 request.reason,
                 owner=uid(request.owner_user_id, "owner_user_id"),
             )
-        return booking_pb2.CancelBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.CancelBookingResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
 
     async def RescheduleBooking(
         self, request: booking_pb2.RescheduleBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -176,7 +221,9 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.owner_user_id, "owner_user_id"),
             dt(request.slot_start_time),
         )
-        return booking_pb2.RescheduleBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.RescheduleBookingResponse(
+            booking=await self._booking_pb(b, self.lifecycle.clock())
+        )
 
     async def CompleteBooking(
         self, request: booking_pb2.CompleteBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -187,7 +234,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.clinic_id, "clinic_id"),
             BookingState.COMPLETED,
         )
-        return booking_pb2.CompleteBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.CompleteBookingResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
 
     async def MarkNoShow(
         self, request: booking_pb2.MarkNoShowRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -198,7 +245,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.clinic_id, "clinic_id"),
             BookingState.NO_SHOW,
         )
-        return booking_pb2.MarkNoShowResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.MarkNoShowResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
 
     async def ListPendingRefunds(
         self, request: booking_pb2.ListPendingRefundsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -219,5 +266,5 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         now = self.lifecycle.clock()
         return booking_pb2.ListBookingsResponse(
-            bookings=[booking_pb(b, now) for b in rows], next_page_token=token
+            bookings=[await self._booking_pb(b, now) for b in rows], next_page_token=token
         )

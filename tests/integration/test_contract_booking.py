@@ -20,7 +20,12 @@ from booking_svc.ports import OutboxEvent, UnitOfWork
 from petpro.db import Database
 from petpro.migrations import alembic_config
 from petpro_dev.devstack import Stack
-from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader
+from tests.contracts.booking_repository import (
+    BlockedWaiter,
+    BookingRepositoryContract,
+    OutboxReader,
+    SchedulingContract,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +48,7 @@ async def database(devstack: Stack) -> AsyncIterator[Database]:
         await db.close()
 
 
-class TestPostgresBookingRepository(BookingRepositoryContract):
+class TestPostgresBookingRepository(BookingRepositoryContract, SchedulingContract):
     @pytest.fixture
     def uow(self, database: Database) -> UnitOfWork:
         return database.repositories(BookingRepository)[0]

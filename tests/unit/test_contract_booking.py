@@ -10,11 +10,16 @@ from typing import Any
 import pytest
 
 from booking_svc.ports import OutboxEvent, UnitOfWork
-from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader
+from tests.contracts.booking_repository import (
+    BlockedWaiter,
+    BookingRepositoryContract,
+    OutboxReader,
+    SchedulingContract,
+)
 from tests.unit.fakes.booking import BookingStore, booking_uow
 
 
-class TestFakeBookingRepository(BookingRepositoryContract):
+class TestFakeBookingRepository(BookingRepositoryContract, SchedulingContract):
     ROW_LOCKS = False
 
     @pytest.fixture

@@ -12,7 +12,12 @@ from edge.gateway.openapi import build_openapi, default_descriptor_path
 MOBILE = "petpro.mobile.v1.MobileService"
 BOOKING = "petpro.booking.v1.BookingService"
 AUTH = "petpro.auth.v1.AuthService"
-DIRECT = {"ListClinics", "ListServices", "GetAvailability", "ListAvailableDays"}  # transcoded straight to BookingService
+DIRECT = {
+    "ListClinics",
+    "ListServices",
+    "GetAvailability",
+    "ListAvailableDays",
+}  # transcoded straight to BookingService
 ROUTES = {
     ("post", "/v1/auth/register"): ("Register", False),
     ("post", "/v1/auth/login"): ("Login", False),
