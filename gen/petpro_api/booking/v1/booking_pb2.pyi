@@ -983,6 +983,7 @@ class Booking(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    PAY_AT_CLINIC_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     """UUID."""
     state: Global___BookingState.ValueType
@@ -1009,6 +1010,10 @@ class Booking(_message.Message):
     """How many times it was rescheduled."""
     assignment: Global___AssignmentRule.ValueType
     """How the provider was chosen."""
+    pay_at_clinic: _builtins.bool
+    """Booked by clinic staff to be paid at the clinic: confirmed without an online payment
+    (`payment_id` empty), unpaid until the visit; a cancellation refunds nothing online.
+    """
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the appointment."""
@@ -1085,10 +1090,11 @@ class Booking(_message.Message):
         provider: Global___ProviderRef | None = ...,
         resources: _abc.Iterable[Global___ResourceRef] | None = ...,
         assignment: Global___AssignmentRule.ValueType = ...,
+        pay_at_clinic: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "create_time", b"create_time", "provider", b"provider", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_deadline", b"reschedule_deadline", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "can_cancel", b"can_cancel", "cancel_reason", b"cancel_reason", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "cancelled_by", b"cancelled_by", "clinic_id", b"clinic_id", "create_time", b"create_time", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "provider", b"provider", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_count", b"reschedule_count", "reschedule_deadline", b"reschedule_deadline", "reservation_lock_id", b"reservation_lock_id", "resources", b"resources", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "can_cancel", b"can_cancel", "cancel_reason", b"cancel_reason", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "cancelled_by", b"cancelled_by", "clinic_id", b"clinic_id", "create_time", b"create_time", "owner_user_id", b"owner_user_id", "pay_at_clinic", b"pay_at_clinic", "payment_id", b"payment_id", "pet_id", b"pet_id", "provider", b"provider", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_count", b"reschedule_count", "reschedule_deadline", b"reschedule_deadline", "reservation_lock_id", b"reservation_lock_id", "resources", b"resources", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1867,6 +1873,134 @@ class RescheduleBookingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RescheduleBookingResponse: _TypeAlias = RescheduleBookingResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmUnpaidBookingRequest(_message.Message):
+    """Request for BookingService.ConfirmUnpaidBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_LOCK_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    reservation_lock_id: _builtins.str
+    """The hold to confirm (Reservation.lock_id)."""
+    clinic_id: _builtins.str
+    """The clinic (UUID) whose staff books; the hold must be of this clinic."""
+    def __init__(
+        self,
+        *,
+        reservation_lock_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "reservation_lock_id", b"reservation_lock_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmUnpaidBookingRequest: _TypeAlias = ConfirmUnpaidBookingRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmUnpaidBookingResponse(_message.Message):
+    """Response for BookingService.ConfirmUnpaidBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """The booking, CONFIRMED with `pay_at_clinic`."""
+
+    def __init__(
+        self,
+        *,
+        booking: Global___Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmUnpaidBookingResponse: _TypeAlias = ConfirmUnpaidBookingResponse  # noqa: Y015
+
+@_typing.final
+class MoveBookingRequest(_message.Message):
+    """Request for BookingService.MoveBooking. At least one of `slot_start_time`, `provider_id` and
+    `resource_ids` must change something.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    SLOT_START_TIME_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_IDS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (UUID, AIP-155): a retry returns the first result."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    clinic_id: _builtins.str
+    """The clinic (UUID) whose staff moves it: only that clinic's bookings (else NOT_FOUND)."""
+    provider_id: _builtins.str
+    """The new provider (UUID, qualified for the service and working then); empty: the booking keeps
+    its provider.
+    """
+    @_builtins.property
+    def slot_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the new slot (on the service's grid, inside opening hours, in the future); unset: the
+        booking keeps its time.
+        """
+
+    @_builtins.property
+    def resource_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The new resource items (UUIDs), exactly what the service needs (its types and quantities);
+        empty: the booking keeps its items.
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+        slot_start_time: _timestamp_pb2.Timestamp | None = ...,
+        provider_id: _builtins.str = ...,
+        resource_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id", "provider_id", b"provider_id", "request_id", b"request_id", "resource_ids", b"resource_ids", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveBookingRequest: _TypeAlias = MoveBookingRequest  # noqa: Y015
+
+@_typing.final
+class MoveBookingResponse(_message.Message):
+    """Response for BookingService.MoveBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """The booking, still CONFIRMED, at its new time, provider and items."""
+
+    def __init__(
+        self,
+        *,
+        booking: Global___Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveBookingResponse: _TypeAlias = MoveBookingResponse  # noqa: Y015
 
 @_typing.final
 class CompleteBookingRequest(_message.Message):

@@ -138,6 +138,16 @@ class BookingServiceStub:
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.SerializeToString,
                 response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.FromString,
                 _registered_method=True)
+        self.ConfirmUnpaidBooking = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/ConfirmUnpaidBooking',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingResponse.FromString,
+                _registered_method=True)
+        self.MoveBooking = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/MoveBooking',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingResponse.FromString,
+                _registered_method=True)
         self.CompleteBooking = channel.unary_unary(
                 '/petpro.booking.v1.BookingService/CompleteBooking',
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingRequest.SerializeToString,
@@ -310,6 +320,26 @@ class BookingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmUnpaidBooking(self, request, context):
+        """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+        `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+        Idempotent: a confirmed hold returns its booking.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveBooking(self, request, context):
+        """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+        items, atomically: the old claims are released and the new ones taken in one transaction
+        (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+        reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+        actor CLINIC). Idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteBooking(self, request, context):
         """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`.
         """
@@ -413,6 +443,16 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     servicer.RescheduleBooking,
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.FromString,
                     response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.SerializeToString,
+            ),
+            'ConfirmUnpaidBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmUnpaidBooking,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingResponse.SerializeToString,
+            ),
+            'MoveBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveBooking,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingResponse.SerializeToString,
             ),
             'CompleteBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteBooking,
@@ -830,6 +870,60 @@ class BookingService:
             '/petpro.booking.v1.BookingService/RescheduleBooking',
             petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.SerializeToString,
             petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmUnpaidBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/ConfirmUnpaidBooking',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/MoveBooking',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -116,6 +116,18 @@ class BookingServiceStub:
     nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
     Idempotent on `request_id`.
     """
+    ConfirmUnpaidBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ConfirmUnpaidBookingRequest, _booking_pb2.ConfirmUnpaidBookingResponse]
+    """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+    `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+    Idempotent: a confirmed hold returns its booking.
+    """
+    MoveBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.MoveBookingRequest, _booking_pb2.MoveBookingResponse]
+    """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+    items, atomically: the old claims are released and the new ones taken in one transaction
+    (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+    reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+    actor CLINIC). Idempotent on `request_id`.
+    """
     CompleteBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CompleteBookingRequest, _booking_pb2.CompleteBookingResponse]
     """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`."""
     MarkNoShow: _grpc.UnaryUnaryMultiCallable[_booking_pb2.MarkNoShowRequest, _booking_pb2.MarkNoShowResponse]
@@ -216,6 +228,18 @@ class BookingServiceAsyncStub(BookingServiceStub):
     slot is taken in the same transaction that frees the old one (taken: ABORTED SLOT_UNAVAILABLE,
     nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
     Idempotent on `request_id`.
+    """
+    ConfirmUnpaidBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.ConfirmUnpaidBookingRequest, _booking_pb2.ConfirmUnpaidBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+    `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+    Idempotent: a confirmed hold returns its booking.
+    """
+    MoveBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.MoveBookingRequest, _booking_pb2.MoveBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+    items, atomically: the old claims are released and the new ones taken in one transaction
+    (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+    reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+    actor CLINIC). Idempotent on `request_id`.
     """
     CompleteBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.CompleteBookingRequest, _booking_pb2.CompleteBookingResponse]  # type: ignore[assignment]
     """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`."""
@@ -392,6 +416,30 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         slot is taken in the same transaction that frees the old one (taken: ABORTED SLOT_UNAVAILABLE,
         nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
         Idempotent on `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmUnpaidBooking(
+        self,
+        request: _booking_pb2.ConfirmUnpaidBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ConfirmUnpaidBookingResponse, _abc.Awaitable[_booking_pb2.ConfirmUnpaidBookingResponse]]:
+        """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+        `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+        Idempotent: a confirmed hold returns its booking.
+        """
+
+    @_abc_1.abstractmethod
+    def MoveBooking(
+        self,
+        request: _booking_pb2.MoveBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.MoveBookingResponse, _abc.Awaitable[_booking_pb2.MoveBookingResponse]]:
+        """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+        items, atomically: the old claims are released and the new ones taken in one transaction
+        (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+        reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+        actor CLINIC). Idempotent on `request_id`.
         """
 
     @_abc_1.abstractmethod

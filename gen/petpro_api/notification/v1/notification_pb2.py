@@ -24,12 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from petpro_api.common.v1 import options_pb2 as petpro_dot_common_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)petpro/notification/v1/notification.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"\x83\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12<\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32..petpro.notification.v1.Notification.DataEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x08platform\x18\x03 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatform\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x18ListNotificationsRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x93\x01\n\x15RegisterDeviceRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x44\n\x08platform\x18\x02 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device\"w\n\x17NotificationPreferences\x12\x17\n\x0freminders_email\x18\x01 \x01(\x08\x12\x16\n\x0ereminders_push\x18\x02 \x01(\x08\x12\x15\n\rchanges_email\x18\x03 \x01(\x08\x12\x14\n\x0c\x63hanges_push\x18\x04 \x01(\x08\">\n!GetNotificationPreferencesRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"j\n\"GetNotificationPreferencesResponse\x12\x44\n\x0bpreferences\x18\x01 \x01(\x0b\x32/.petpro.notification.v1.NotificationPreferences\"\xfd\x01\n$UpdateNotificationPreferencesRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x0freminders_email\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0ereminders_push\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\rchanges_email\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x19\n\x0c\x63hanges_push\x18\x05 \x01(\x08H\x03\x88\x01\x01\x42\x12\n\x10_reminders_emailB\x11\n\x0f_reminders_pushB\x10\n\x0e_changes_emailB\x0f\n\r_changes_push\"m\n%UpdateNotificationPreferencesResponse\x12\x44\n\x0bpreferences\x18\x01 \x01(\x0b\x32/.petpro.notification.v1.NotificationPreferences\"3\n\x16GetCalendarFeedRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01\"f\n\x11\x43\x61lendarFeedToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tfeed_path\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\" \n\x1e\x43reateCalendarFeedTokenRequest\"`\n\x1f\x43reateCalendarFeedTokenResponse\x12=\n\nfeed_token\x18\x01 \x01(\x0b\x32).petpro.notification.v1.CalendarFeedToken\" \n\x1eRotateCalendarFeedTokenRequest\"`\n\x1fRotateCalendarFeedTokenResponse\x12=\n\nfeed_token\x18\x01 \x01(\x0b\x32).petpro.notification.v1.CalendarFeedToken\" \n\x1eRevokeCalendarFeedTokenRequest\"2\n\x1fRevokeCalendarFeedTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\"|\n\nQuietHours\x12\x37\n\x05start\x18\x01 \x01(\tB(\xbaH%r#\x18\x05\x32\x1f^([01][0-9]|2[0-3]):[0-5][0-9]$\x12\x35\n\x03\x65nd\x18\x02 \x01(\tB(\xbaH%r#\x18\x05\x32\x1f^([01][0-9]|2[0-3]):[0-5][0-9]$\"9\n\x1aGetClinicQuietHoursRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"p\n\x1bGetClinicQuietHoursResponse\x12\x37\n\x0bquiet_hours\x18\x01 \x01(\x0b\x32\".petpro.notification.v1.QuietHours\x12\x18\n\x10platform_default\x18\x02 \x01(\x08\"}\n\x1dUpdateClinicQuietHoursRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12?\n\x0bquiet_hours\x18\x02 \x01(\x0b\x32\".petpro.notification.v1.QuietHoursB\x06\xbaH\x03\xc8\x01\x01\"Y\n\x1eUpdateClinicQuietHoursResponse\x12\x37\n\x0bquiet_hours\x18\x01 \x01(\x0b\x32\".petpro.notification.v1.QuietHours*\x80\x01\n\x0e\x44\x65vicePlatform\x12\x1f\n\x1b\x44\x45VICE_PLATFORM_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_PLATFORM_ANDROID\x10\x01\x12\x17\n\x13\x44\x45VICE_PLATFORM_IOS\x10\x02\x12\x17\n\x13\x44\x45VICE_PLATFORM_WEB\x10\x03\x32\xf6\x0c\n\x13NotificationService\x12\x80\x01\n\x11ListNotifications\x12\x30.petpro.notification.v1.ListNotificationsRequest\x1a\x31.petpro.notification.v1.ListNotificationsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12o\n\x0eRegisterDevice\x12-.petpro.notification.v1.RegisterDeviceRequest\x1a..petpro.notification.v1.RegisterDeviceResponse\x12\x9b\x01\n\x1aGetNotificationPreferences\x12\x39.petpro.notification.v1.GetNotificationPreferencesRequest\x1a:.petpro.notification.v1.GetNotificationPreferencesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\xa4\x01\n\x1dUpdateNotificationPreferences\x12<.petpro.notification.v1.UpdateNotificationPreferencesRequest\x1a=.petpro.notification.v1.UpdateNotificationPreferencesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12|\n\x0fGetCalendarFeed\x12..petpro.notification.v1.GetCalendarFeedRequest\x1a\x14.google.api.HttpBody\"#\x8a\xb5\x18\x04\x08\x01\x10\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/me/calendar.ics\x12\xb7\x01\n\x17\x43reateCalendarFeedToken\x12\x36.petpro.notification.v1.CreateCalendarFeedTokenRequest\x1a\x37.petpro.notification.v1.CreateCalendarFeedTokenResponse\"+\x8a\xb5\x18\x02\x18\x01\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/me/calendar-feed-token:\x01*\x12\xb8\x01\n\x17RotateCalendarFeedToken\x12\x36.petpro.notification.v1.RotateCalendarFeedTokenRequest\x1a\x37.petpro.notification.v1.RotateCalendarFeedTokenResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/me/calendar-feed-token:rotate:\x01*\x12\xb4\x01\n\x17RevokeCalendarFeedToken\x12\x36.petpro.notification.v1.RevokeCalendarFeedTokenRequest\x1a\x37.petpro.notification.v1.RevokeCalendarFeedTokenResponse\"(\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/me/calendar-feed-token\x12\xb1\x01\n\x13GetClinicQuietHours\x12\x32.petpro.notification.v1.GetClinicQuietHoursRequest\x1a\x33.petpro.notification.v1.GetClinicQuietHoursResponse\"1\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02%\x12#/v1/clinics/{clinic_id}/quiet-hours\x12\xc7\x01\n\x16UpdateClinicQuietHours\x12\x35.petpro.notification.v1.UpdateClinicQuietHoursRequest\x1a\x36.petpro.notification.v1.UpdateClinicQuietHoursResponse\">\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x32\x1a#/v1/clinics/{clinic_id}/quiet-hours:\x0bquiet_hoursb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)petpro/notification/v1/notification.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1epetpro/common/v1/options.proto\"\x83\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12<\n\x04\x64\x61ta\x18\x05 \x03(\x0b\x32..petpro.notification.v1.Notification.DataEntry\x12\x10\n\x08\x65vent_id\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a+\n\tDataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\x06\x44\x65vice\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x38\n\x08platform\x18\x03 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatform\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x18ListNotificationsRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\tpage_size\x18\x02 \x01(\x05\x42\t\xbaH\x06\x1a\x04\x18\x64(\x00\x12\x1c\n\npage_token\x18\x03 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x08\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.petpro.notification.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x93\x01\n\x15RegisterDeviceRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x44\n\x08platform\x18\x02 \x01(\x0e\x32&.petpro.notification.v1.DevicePlatformB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x19\n\x05token\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80 \"H\n\x16RegisterDeviceResponse\x12.\n\x06\x64\x65vice\x18\x01 \x01(\x0b\x32\x1e.petpro.notification.v1.Device\"w\n\x17NotificationPreferences\x12\x17\n\x0freminders_email\x18\x01 \x01(\x08\x12\x16\n\x0ereminders_push\x18\x02 \x01(\x08\x12\x15\n\rchanges_email\x18\x03 \x01(\x08\x12\x14\n\x0c\x63hanges_push\x18\x04 \x01(\x08\">\n!GetNotificationPreferencesRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"j\n\"GetNotificationPreferencesResponse\x12\x44\n\x0bpreferences\x18\x01 \x01(\x0b\x32/.petpro.notification.v1.NotificationPreferences\"\xfd\x01\n$UpdateNotificationPreferencesRequest\x12\x19\n\x07user_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x0freminders_email\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x1b\n\x0ereminders_push\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x1a\n\rchanges_email\x18\x04 \x01(\x08H\x02\x88\x01\x01\x12\x19\n\x0c\x63hanges_push\x18\x05 \x01(\x08H\x03\x88\x01\x01\x42\x12\n\x10_reminders_emailB\x11\n\x0f_reminders_pushB\x10\n\x0e_changes_emailB\x0f\n\r_changes_push\"m\n%UpdateNotificationPreferencesResponse\x12\x44\n\x0bpreferences\x18\x01 \x01(\x0b\x32/.petpro.notification.v1.NotificationPreferences\"3\n\x16GetCalendarFeedRequest\x12\x19\n\x05token\x18\x01 \x01(\tB\n\xbaH\x07r\x05\x10\x10\x18\x80\x01\"f\n\x11\x43\x61lendarFeedToken\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tfeed_path\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\" \n\x1e\x43reateCalendarFeedTokenRequest\"`\n\x1f\x43reateCalendarFeedTokenResponse\x12=\n\nfeed_token\x18\x01 \x01(\x0b\x32).petpro.notification.v1.CalendarFeedToken\" \n\x1eRotateCalendarFeedTokenRequest\"`\n\x1fRotateCalendarFeedTokenResponse\x12=\n\nfeed_token\x18\x01 \x01(\x0b\x32).petpro.notification.v1.CalendarFeedToken\" \n\x1eRevokeCalendarFeedTokenRequest\"2\n\x1fRevokeCalendarFeedTokenResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\"|\n\nQuietHours\x12\x37\n\x05start\x18\x01 \x01(\tB(\xbaH%r#\x18\x05\x32\x1f^([01][0-9]|2[0-3]):[0-5][0-9]$\x12\x35\n\x03\x65nd\x18\x02 \x01(\tB(\xbaH%r#\x18\x05\x32\x1f^([01][0-9]|2[0-3]):[0-5][0-9]$\"9\n\x1aGetClinicQuietHoursRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\"p\n\x1bGetClinicQuietHoursResponse\x12\x37\n\x0bquiet_hours\x18\x01 \x01(\x0b\x32\".petpro.notification.v1.QuietHours\x12\x18\n\x10platform_default\x18\x02 \x01(\x08\"}\n\x1dUpdateClinicQuietHoursRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12?\n\x0bquiet_hours\x18\x02 \x01(\x0b\x32\".petpro.notification.v1.QuietHoursB\x06\xbaH\x03\xc8\x01\x01\"Y\n\x1eUpdateClinicQuietHoursResponse\x12\x37\n\x0bquiet_hours\x18\x01 \x01(\x0b\x32\".petpro.notification.v1.QuietHours\"\xdf\x02\n\x19SendPaymentRequestRequest\x12\x1d\n\x07lock_id\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x07user_id\x18\x02 \x01(\tB\x0c\xe2\x41\x01\x02\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x05\x65mail\x18\x03 \x01(\tB\x0e\xe2\x41\x01\x02\xbaH\x07r\x05\x18\xfe\x01`\x01\x12\x15\n\x04name\x18\x04 \x01(\tB\x07\xbaH\x04r\x02\x18\x64\x12$\n\x0bpayment_url\x18\x05 \x01(\tB\x0f\xe2\x41\x01\x02\xbaH\x08r\x06\x18\x80\x10\x88\x01\x01\x12\x1e\n\x0cservice_name\x18\x06 \x01(\tB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x39\n\x0fslot_start_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x17\n\x06\x61mount\x18\x08 \x01(\tB\x07\xbaH\x04r\x02\x18(\x12\x34\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"*\n\x1aSendPaymentRequestResponse\x12\x0c\n\x04sent\x18\x01 \x01(\x08*\x80\x01\n\x0e\x44\x65vicePlatform\x12\x1f\n\x1b\x44\x45VICE_PLATFORM_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45VICE_PLATFORM_ANDROID\x10\x01\x12\x17\n\x13\x44\x45VICE_PLATFORM_IOS\x10\x02\x12\x17\n\x13\x44\x45VICE_PLATFORM_WEB\x10\x03\x32\xfc\r\n\x13NotificationService\x12\x83\x01\n\x12SendPaymentRequest\x12\x31.petpro.notification.v1.SendPaymentRequestRequest\x1a\x32.petpro.notification.v1.SendPaymentRequestResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\x80\x01\n\x11ListNotifications\x12\x30.petpro.notification.v1.ListNotificationsRequest\x1a\x31.petpro.notification.v1.ListNotificationsResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12o\n\x0eRegisterDevice\x12-.petpro.notification.v1.RegisterDeviceRequest\x1a..petpro.notification.v1.RegisterDeviceResponse\x12\x9b\x01\n\x1aGetNotificationPreferences\x12\x39.petpro.notification.v1.GetNotificationPreferencesRequest\x1a:.petpro.notification.v1.GetNotificationPreferencesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12\xa4\x01\n\x1dUpdateNotificationPreferences\x12<.petpro.notification.v1.UpdateNotificationPreferencesRequest\x1a=.petpro.notification.v1.UpdateNotificationPreferencesResponse\"\x06\x8a\xb5\x18\x02\x10\x01\x12|\n\x0fGetCalendarFeed\x12..petpro.notification.v1.GetCalendarFeedRequest\x1a\x14.google.api.HttpBody\"#\x8a\xb5\x18\x04\x08\x01\x10\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/v1/me/calendar.ics\x12\xb7\x01\n\x17\x43reateCalendarFeedToken\x12\x36.petpro.notification.v1.CreateCalendarFeedTokenRequest\x1a\x37.petpro.notification.v1.CreateCalendarFeedTokenResponse\"+\x8a\xb5\x18\x02\x18\x01\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/me/calendar-feed-token:\x01*\x12\xb8\x01\n\x17RotateCalendarFeedToken\x12\x36.petpro.notification.v1.RotateCalendarFeedTokenRequest\x1a\x37.petpro.notification.v1.RotateCalendarFeedTokenResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/me/calendar-feed-token:rotate:\x01*\x12\xb4\x01\n\x17RevokeCalendarFeedToken\x12\x36.petpro.notification.v1.RevokeCalendarFeedTokenRequest\x1a\x37.petpro.notification.v1.RevokeCalendarFeedTokenResponse\"(\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x1c*\x1a/v1/me/calendar-feed-token\x12\xb1\x01\n\x13GetClinicQuietHours\x12\x32.petpro.notification.v1.GetClinicQuietHoursRequest\x1a\x33.petpro.notification.v1.GetClinicQuietHoursResponse\"1\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02%\x12#/v1/clinics/{clinic_id}/quiet-hours\x12\xc7\x01\n\x16UpdateClinicQuietHours\x12\x35.petpro.notification.v1.UpdateClinicQuietHoursRequest\x1a\x36.petpro.notification.v1.UpdateClinicQuietHoursResponse\">\x8a\xb5\x18\x02\x10\x01\x82\xd3\xe4\x93\x02\x32\x1a#/v1/clinics/{clinic_id}/quiet-hours:\x0bquiet_hoursb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,6 +67,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPDATECLINICQUIETHOURSREQUEST'].fields_by_name['clinic_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_UPDATECLINICQUIETHOURSREQUEST'].fields_by_name['quiet_hours']._loaded_options = None
   _globals['_UPDATECLINICQUIETHOURSREQUEST'].fields_by_name['quiet_hours']._serialized_options = b'\272H\003\310\001\001'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['lock_id']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['lock_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['user_id']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['user_id']._serialized_options = b'\342A\001\002\272H\005r\003\260\001\001'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['email']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['email']._serialized_options = b'\342A\001\002\272H\007r\005\030\376\001`\001'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['name']._serialized_options = b'\272H\004r\002\030d'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['payment_url']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['payment_url']._serialized_options = b'\342A\001\002\272H\010r\006\030\200\020\210\001\001'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['service_name']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['service_name']._serialized_options = b'\272H\005r\003\030\310\001'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['slot_start_time']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['slot_start_time']._serialized_options = b'\342A\001\002'
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['amount']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['amount']._serialized_options = b'\272H\004r\002\030('
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['expires_at']._loaded_options = None
+  _globals['_SENDPAYMENTREQUESTREQUEST'].fields_by_name['expires_at']._serialized_options = b'\342A\001\002'
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['SendPaymentRequest']._loaded_options = None
+  _globals['_NOTIFICATIONSERVICE'].methods_by_name['SendPaymentRequest']._serialized_options = b'\212\265\030\002\020\001'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['ListNotifications']._serialized_options = b'\212\265\030\002\020\001'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetNotificationPreferences']._loaded_options = None
@@ -84,58 +105,62 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['GetClinicQuietHours']._serialized_options = b'\212\265\030\002\020\001\202\323\344\223\002%\022#/v1/clinics/{clinic_id}/quiet-hours'
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateClinicQuietHours']._loaded_options = None
   _globals['_NOTIFICATIONSERVICE'].methods_by_name['UpdateClinicQuietHours']._serialized_options = b'\212\265\030\002\020\001\202\323\344\223\0022\032#/v1/clinics/{clinic_id}/quiet-hours:\013quiet_hours'
-  _globals['_DEVICEPLATFORM']._serialized_start=2775
-  _globals['_DEVICEPLATFORM']._serialized_end=2903
-  _globals['_NOTIFICATION']._serialized_start=221
-  _globals['_NOTIFICATION']._serialized_end=480
-  _globals['_NOTIFICATION_DATAENTRY']._serialized_start=437
-  _globals['_NOTIFICATION_DATAENTRY']._serialized_end=480
-  _globals['_DEVICE']._serialized_start=483
-  _globals['_DEVICE']._serialized_end=634
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=636
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=749
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=751
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=864
-  _globals['_REGISTERDEVICEREQUEST']._serialized_start=867
-  _globals['_REGISTERDEVICEREQUEST']._serialized_end=1014
-  _globals['_REGISTERDEVICERESPONSE']._serialized_start=1016
-  _globals['_REGISTERDEVICERESPONSE']._serialized_end=1088
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=1090
-  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1209
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1211
-  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1273
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1275
-  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1381
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1384
-  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1637
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1639
-  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1748
-  _globals['_GETCALENDARFEEDREQUEST']._serialized_start=1750
-  _globals['_GETCALENDARFEEDREQUEST']._serialized_end=1801
-  _globals['_CALENDARFEEDTOKEN']._serialized_start=1803
-  _globals['_CALENDARFEEDTOKEN']._serialized_end=1905
-  _globals['_CREATECALENDARFEEDTOKENREQUEST']._serialized_start=1907
-  _globals['_CREATECALENDARFEEDTOKENREQUEST']._serialized_end=1939
-  _globals['_CREATECALENDARFEEDTOKENRESPONSE']._serialized_start=1941
-  _globals['_CREATECALENDARFEEDTOKENRESPONSE']._serialized_end=2037
-  _globals['_ROTATECALENDARFEEDTOKENREQUEST']._serialized_start=2039
-  _globals['_ROTATECALENDARFEEDTOKENREQUEST']._serialized_end=2071
-  _globals['_ROTATECALENDARFEEDTOKENRESPONSE']._serialized_start=2073
-  _globals['_ROTATECALENDARFEEDTOKENRESPONSE']._serialized_end=2169
-  _globals['_REVOKECALENDARFEEDTOKENREQUEST']._serialized_start=2171
-  _globals['_REVOKECALENDARFEEDTOKENREQUEST']._serialized_end=2203
-  _globals['_REVOKECALENDARFEEDTOKENRESPONSE']._serialized_start=2205
-  _globals['_REVOKECALENDARFEEDTOKENRESPONSE']._serialized_end=2255
-  _globals['_QUIETHOURS']._serialized_start=2257
-  _globals['_QUIETHOURS']._serialized_end=2381
-  _globals['_GETCLINICQUIETHOURSREQUEST']._serialized_start=2383
-  _globals['_GETCLINICQUIETHOURSREQUEST']._serialized_end=2440
-  _globals['_GETCLINICQUIETHOURSRESPONSE']._serialized_start=2442
-  _globals['_GETCLINICQUIETHOURSRESPONSE']._serialized_end=2554
-  _globals['_UPDATECLINICQUIETHOURSREQUEST']._serialized_start=2556
-  _globals['_UPDATECLINICQUIETHOURSREQUEST']._serialized_end=2681
-  _globals['_UPDATECLINICQUIETHOURSRESPONSE']._serialized_start=2683
-  _globals['_UPDATECLINICQUIETHOURSRESPONSE']._serialized_end=2772
-  _globals['_NOTIFICATIONSERVICE']._serialized_start=2906
-  _globals['_NOTIFICATIONSERVICE']._serialized_end=4560
+  _globals['_DEVICEPLATFORM']._serialized_start=3206
+  _globals['_DEVICEPLATFORM']._serialized_end=3334
+  _globals['_NOTIFICATION']._serialized_start=254
+  _globals['_NOTIFICATION']._serialized_end=513
+  _globals['_NOTIFICATION_DATAENTRY']._serialized_start=470
+  _globals['_NOTIFICATION_DATAENTRY']._serialized_end=513
+  _globals['_DEVICE']._serialized_start=516
+  _globals['_DEVICE']._serialized_end=667
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=669
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=782
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=784
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=897
+  _globals['_REGISTERDEVICEREQUEST']._serialized_start=900
+  _globals['_REGISTERDEVICEREQUEST']._serialized_end=1047
+  _globals['_REGISTERDEVICERESPONSE']._serialized_start=1049
+  _globals['_REGISTERDEVICERESPONSE']._serialized_end=1121
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_start=1123
+  _globals['_NOTIFICATIONPREFERENCES']._serialized_end=1242
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_start=1244
+  _globals['_GETNOTIFICATIONPREFERENCESREQUEST']._serialized_end=1306
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1308
+  _globals['_GETNOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1414
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_start=1417
+  _globals['_UPDATENOTIFICATIONPREFERENCESREQUEST']._serialized_end=1670
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_start=1672
+  _globals['_UPDATENOTIFICATIONPREFERENCESRESPONSE']._serialized_end=1781
+  _globals['_GETCALENDARFEEDREQUEST']._serialized_start=1783
+  _globals['_GETCALENDARFEEDREQUEST']._serialized_end=1834
+  _globals['_CALENDARFEEDTOKEN']._serialized_start=1836
+  _globals['_CALENDARFEEDTOKEN']._serialized_end=1938
+  _globals['_CREATECALENDARFEEDTOKENREQUEST']._serialized_start=1940
+  _globals['_CREATECALENDARFEEDTOKENREQUEST']._serialized_end=1972
+  _globals['_CREATECALENDARFEEDTOKENRESPONSE']._serialized_start=1974
+  _globals['_CREATECALENDARFEEDTOKENRESPONSE']._serialized_end=2070
+  _globals['_ROTATECALENDARFEEDTOKENREQUEST']._serialized_start=2072
+  _globals['_ROTATECALENDARFEEDTOKENREQUEST']._serialized_end=2104
+  _globals['_ROTATECALENDARFEEDTOKENRESPONSE']._serialized_start=2106
+  _globals['_ROTATECALENDARFEEDTOKENRESPONSE']._serialized_end=2202
+  _globals['_REVOKECALENDARFEEDTOKENREQUEST']._serialized_start=2204
+  _globals['_REVOKECALENDARFEEDTOKENREQUEST']._serialized_end=2236
+  _globals['_REVOKECALENDARFEEDTOKENRESPONSE']._serialized_start=2238
+  _globals['_REVOKECALENDARFEEDTOKENRESPONSE']._serialized_end=2288
+  _globals['_QUIETHOURS']._serialized_start=2290
+  _globals['_QUIETHOURS']._serialized_end=2414
+  _globals['_GETCLINICQUIETHOURSREQUEST']._serialized_start=2416
+  _globals['_GETCLINICQUIETHOURSREQUEST']._serialized_end=2473
+  _globals['_GETCLINICQUIETHOURSRESPONSE']._serialized_start=2475
+  _globals['_GETCLINICQUIETHOURSRESPONSE']._serialized_end=2587
+  _globals['_UPDATECLINICQUIETHOURSREQUEST']._serialized_start=2589
+  _globals['_UPDATECLINICQUIETHOURSREQUEST']._serialized_end=2714
+  _globals['_UPDATECLINICQUIETHOURSRESPONSE']._serialized_start=2716
+  _globals['_UPDATECLINICQUIETHOURSRESPONSE']._serialized_end=2805
+  _globals['_SENDPAYMENTREQUESTREQUEST']._serialized_start=2808
+  _globals['_SENDPAYMENTREQUESTREQUEST']._serialized_end=3159
+  _globals['_SENDPAYMENTREQUESTRESPONSE']._serialized_start=3161
+  _globals['_SENDPAYMENTREQUESTRESPONSE']._serialized_end=3203
+  _globals['_NOTIFICATIONSERVICE']._serialized_start=3337
+  _globals['_NOTIFICATIONSERVICE']._serialized_end=5125
 # @@protoc_insertion_point(module_scope)
