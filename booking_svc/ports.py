@@ -281,13 +281,42 @@ class BookingRepository(Protocol):
         """Move a scheduled reservation and all its claims (keeping their buffer); False when taken."""
         ...
 
+    async def reassign_claims(
+        self,
+        lock_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        unit: int,
+        provider_id: uuid.UUID | None,
+        resource_ids: tuple[uuid.UUID, ...],
+        claims: list[Claim],
+        now: datetime,
+    ) -> str | None:
+        """A staff move: the active reservation at [start, end) on ``unit`` with ``provider_id`` and
+        ``resource_ids``, its old claims released and ``claims`` taken, all or nothing (a savepoint).
+        None when done, else what refused it ("provider", "resource", "pet", "unit"; nothing changed,
+        the transaction goes on).  LookupError when the reservation is not active."""
+        ...
+
 
 # ``async with uow() as repo``: one transaction, committed when the block exits normally
 UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
 
-# the serialized BookingCreated event for the outbox: (event id, booking, reservation, service, clinic,
-# pet, now) → bytes
-EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
+
+class EventEncoder(Protocol):
+    """The serialized BookingCreated event for the outbox; ``sched`` names the assignment."""
+
+    def __call__(
+        self,
+        event_id: uuid.UUID,
+        booking: Booking,
+        res: Reservation,
+        svc: Service,
+        clinic: Clinic,
+        pet: Pet,
+        now: datetime,
+        sched: ClinicSchedule | None = None,
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -301,8 +330,20 @@ class Change:
     previous_end: datetime | None = None
 
 
-# builds the serialized lifecycle event: (event id, change, reservation, service, clinic, pet, now) → bytes
-ChangeEncoder = Callable[[uuid.UUID, Change, Reservation, Service, Clinic, Pet, datetime], bytes]
+class ChangeEncoder(Protocol):
+    """The serialized lifecycle event for the outbox; ``sched`` names the assignment."""
+
+    def __call__(
+        self,
+        event_id: uuid.UUID,
+        change: Change,
+        res: Reservation,
+        svc: Service,
+        clinic: Clinic,
+        pet: Pet,
+        now: datetime,
+        sched: ClinicSchedule | None = None,
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from booking_svc.domain import (
     TOPIC_BOOKING_RESCHEDULED,
     Booking,
     Clinic,
+    ClinicSchedule,
     Pet,
     Reservation,
     Service,
@@ -25,6 +26,28 @@ def _money(amount_minor: int, currency: str) -> money_pb2.Money:
     return money_pb2.Money(amount_minor=amount_minor, currency=currency)
 
 
+def _assignment(
+    provider_id: uuid.UUID | None, resource_ids: tuple[uuid.UUID, ...], sched: ClinicSchedule | None
+) -> tuple[booking_pb2.ProviderRef | None, list[booking_pb2.ResourceRef]]:
+    """The booking's provider and items with their names (from the clinic's schedule)."""
+    provider = None
+    if provider_id is not None:
+        p = sched.providers.get(provider_id) if sched else None
+        provider = booking_pb2.ProviderRef(
+            provider_id=str(provider_id), display_name=p.display_name if p else ""
+        )
+    items = {r.id: r for r in sched.resources} if sched else {}
+    refs = [
+        booking_pb2.ResourceRef(
+            resource_id=str(i),
+            display_name=items[i].display_name if i in items else "",
+            resource_type=items[i].resource_type if i in items else "",
+        )
+        for i in resource_ids
+    ]
+    return provider, refs
+
+
 def encode_booking_created(
     event_id: uuid.UUID,
     booking: Booking,
@@ -33,9 +56,11 @@ def encode_booking_created(
     clinic: Clinic,
     pet: Pet,
     now: datetime,
+    sched: ClinicSchedule | None = None,
 ) -> bytes:
     """The ``booking.created`` event (protobuf ``petpro.booking.v1.BookingCreated``) for the outbox."""
-    return events_pb2.BookingCreated(
+    provider, items = _assignment(booking.provider_id, booking.resource_ids, sched)
+    event = events_pb2.BookingCreated(
         event_id=str(event_id),
         occurred_at=ts(now),
         booking_id=str(booking.id),
@@ -53,9 +78,16 @@ def encode_booking_created(
         ),
         amount=_money(booking.amount_minor, booking.currency),
         reservation_lock_id=str(res.lock_id),
-        payment_id=str(booking.payment_id),
+        payment_id=str(booking.payment_id) if booking.payment_id else "",
         reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
-    ).SerializeToString()
+        resources=items,
+        pay_at_clinic=booking.pay_at_clinic,
+    )
+    if provider is not None:
+        event.provider.CopyFrom(provider)
+    if booking.assignment:
+        event.assignment = booking_pb2.AssignmentRule.Value(f"ASSIGNMENT_RULE_{booking.assignment}")
+    return event.SerializeToString()
 
 
 def encode_booking_change(
@@ -66,9 +98,11 @@ def encode_booking_change(
     clinic: Clinic,
     pet: Pet,
     now: datetime,
+    sched: ClinicSchedule | None = None,
 ) -> bytes:
     """A lifecycle event (BookingCancelled, BookingRescheduled, BookingOutcomeRecorded) for the outbox."""
     b = change.booking
+    provider, items = _assignment(b.provider_id, b.resource_ids, sched)
     ctx = events_pb2.BookingChangeContext(
         event_id=str(event_id),
         occurred_at=ts(now),
@@ -87,7 +121,11 @@ def encode_booking_change(
         slot_end_time=ts(b.end),
         version=b.version,
         actor=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{change.actor.value}"),
+        resources=items,
+        pay_at_clinic=b.pay_at_clinic,
     )
+    if provider is not None:
+        ctx.provider.CopyFrom(provider)
     if change.topic == TOPIC_BOOKING_CANCELLED:
         return events_pb2.BookingCancelled(
             context=ctx, reason=b.cancel_reason, refund_amount=_money(b.refund_minor, b.currency)

@@ -139,7 +139,7 @@ bookings = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("lock_id", Uuid, ForeignKey("reservations.lock_id"), nullable=False, unique=True),
-    Column("payment_id", Uuid, nullable=False),
+    Column("payment_id", Uuid),  # NULL: pay at the clinic
     Column("owner_user_id", Uuid, nullable=False),
     Column("clinic_id", Uuid, nullable=False),
     Column("service_id", Uuid, nullable=False),
@@ -170,6 +170,7 @@ bookings = Table(
     Column("provider_id", Uuid),
     Column("assignment", String(24)),
     Column("resource_ids", ARRAY(Uuid), nullable=False, server_default="{}"),
+    Column("pay_at_clinic", Boolean, nullable=False, server_default="false"),
     Index("ix_bookings_owner", "owner_user_id", "created_at"),
     Index("ix_bookings_clinic_start", "clinic_id", "start_time"),
     Index(

@@ -71,6 +71,7 @@ from booking_svc.domain.events import (
     TOPIC_BOOKING_RESCHEDULED,
     event_type,
 )
+from booking_svc.domain.moves import MoveTarget, check_changes, plan_move
 from booking_svc.domain.pets import Pet, check_pet_owner
 from booking_svc.domain.policy import DEFAULT_POLICY, CancellationPolicy
 from booking_svc.domain.reservations import (
@@ -150,6 +151,7 @@ __all__ = [
     "HoldPlan",
     "IdempotencyKeyReused",
     "Interval",
+    "MoveTarget",
     "Pet",
     "PetBusy",
     "PetNotFound",
@@ -180,6 +182,7 @@ __all__ = [
     "TimeOff",
     "bad_slot",
     "bookable_window",
+    "check_changes",
     "check_etag",
     "check_intervals",
     "check_pet_owner",
@@ -201,6 +204,7 @@ __all__ = [
     "outside_schedule",
     "parse_hhmm",
     "plan_hold",
+    "plan_move",
     "request_fingerprint",
     "require_items",
     "scheduled",

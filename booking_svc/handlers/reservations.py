@@ -27,6 +27,7 @@ from booking_svc.domain import (
     PetBusy,
     ProviderTaken,
     Reservation,
+    ReservationClosed,
     ReservationNotFound,
     ReservationState,
     ResourceTaken,
@@ -327,7 +328,9 @@ class ReservationHandlers:
         # the booking's own copy of the policy (the catalog memo never outlives a committed change)
         booking.policy = svc.policy
         event_id = uuid.uuid4()
-        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now)
+        assigned = booking.provider_id is not None or bool(booking.resource_ids)
+        sched = await self.catalog.schedule(clinic.id, catalog_version, repo) if assigned else None
+        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now, sched)
         event = OutboxEvent(
             event_id,
             TOPIC_BOOKING_CREATED,
@@ -337,6 +340,29 @@ class ReservationHandlers:
             self.traceparent(),
         )
         await repo.confirm_booking(booking, event)
+
+    async def confirm_unpaid(self, lock_id: uuid.UUID, clinic_id: uuid.UUID) -> Booking:
+        """Staff confirm a live hold of their clinic without a payment: the booking is to be paid at
+        the clinic (``pay_at_clinic``), in one transaction with its event.  A hold already confirmed
+        returns its booking (a retry); a lapsed or closed one is RESERVATION_CLOSED."""
+        now = self.clock()
+        async with self.uow() as repo:
+            found = await repo.lock_for_confirm(lock_id)
+            if found is None or found[0].clinic_id != clinic_id:
+                raise ReservationNotFound("reservation not found")
+            res, pet, version = found
+            if res.state == ReservationState.CONFIRMED:
+                existing = await repo.booking_by_lock(lock_id)
+                assert existing is not None
+                return existing
+            if res.effective_state(now) != ReservationState.HELD:
+                raise ReservationClosed(
+                    f"the hold is {res.effective_state(now).value.lower()}; book again",
+                    metadata={"field": "reservation_lock_id"},
+                )
+            booking = Booking.confirm(res, None, now)
+            await self._add_booking(repo, booking, res, pet, now, version)
+            return booking
 
     async def expire_due(self) -> list[uuid.UUID]:
         async with self.uow() as repo:

@@ -225,6 +225,29 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             booking=await self._booking_pb(b, self.lifecycle.clock())
         )
 
+    async def ConfirmUnpaidBooking(
+        self, request: booking_pb2.ConfirmUnpaidBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ConfirmUnpaidBookingResponse:
+        b = await self.reservations.confirm_unpaid(
+            uid(request.reservation_lock_id, "reservation_lock_id"), uid(request.clinic_id, "clinic_id")
+        )
+        return booking_pb2.ConfirmUnpaidBookingResponse(
+            booking=await self._booking_pb(b, self.lifecycle.clock())
+        )
+
+    async def MoveBooking(
+        self, request: booking_pb2.MoveBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.MoveBookingResponse:
+        b = await self.lifecycle.move(
+            request.request_id,
+            uid(request.booking_id, "booking_id"),
+            uid(request.clinic_id, "clinic_id"),
+            dt(request.slot_start_time) if request.HasField("slot_start_time") else None,
+            uid(request.provider_id, "provider_id") if request.provider_id else None,
+            tuple(uid(r, f"resource_ids[{i}]") for i, r in enumerate(request.resource_ids)),
+        )
+        return booking_pb2.MoveBookingResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
+
     async def CompleteBooking(
         self, request: booking_pb2.CompleteBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.CompleteBookingResponse:

@@ -212,7 +212,7 @@ def booking_pb(
         booking_id=str(b.id),
         state=booking_pb2.BookingState.Value(f"BOOKING_STATE_{b.state.value}"),
         reservation_lock_id=str(b.lock_id),
-        payment_id=str(b.payment_id),
+        payment_id=str(b.payment_id) if b.payment_id else "",
         clinic_id=str(b.clinic_id),
         service_id=str(b.service_id),
         pet_id=str(b.pet_id),
@@ -235,6 +235,7 @@ def booking_pb(
         ),
         update_time=ts(b.updated_at),
         reschedule_count=b.reschedule_count,
+        pay_at_clinic=b.pay_at_clinic,
         resources=items,
         assignment=booking_pb2.AssignmentRule.ValueType(rule),
     )

@@ -66,6 +66,7 @@ class Encoded:
         clinic: Clinic,
         pet: Pet,
         now: datetime,
+        sched: object = None,
     ) -> bytes:
         self.calls.append((event_id, booking, pet))
         return f"{booking.id}|{svc.name}|{clinic.name}|{pet.name}".encode()

@@ -146,6 +146,8 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:cancel", "*"),
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:complete", "*"),
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/bookings", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:move", "*"),
         ("GET", "/v1/me/notification-preferences", ""),
         ("PATCH", "/v1/me/notification-preferences", "*"),
         ("POST", "/v1/auth/password-reset", "*"),

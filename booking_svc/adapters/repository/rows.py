@@ -170,6 +170,7 @@ def booking_from_row(r: Row[Any]) -> Booking:
         provider_id=r.provider_id,
         assignment=r.assignment,
         resource_ids=tuple(r.resource_ids or ()),
+        pay_at_clinic=bool(getattr(r, "pay_at_clinic", False)),
     )
 
 

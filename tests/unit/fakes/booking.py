@@ -85,6 +85,8 @@ LIFECYCLE_FIELDS = (
     "updated_at",
     "version",
     "reschedule_count",
+    "provider_id",
+    "resource_ids",
 )
 
 
@@ -671,6 +673,38 @@ class FakeBookingRepository:
         r.start, r.end, r.claim_end = start, end, moved.claim_end
         return True
 
+    async def reassign_claims(
+        self,
+        lock_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        unit: int,
+        provider_id: uuid.UUID | None,
+        resource_ids: tuple[uuid.UUID, ...],
+        claims: list[Claim],
+        now: datetime,
+    ) -> str | None:
+        r = self.store.reservations.get(lock_id)
+        if r is None or r.state not in ACTIVE_STATES:
+            raise LookupError(lock_id)
+        until = max((c.end for c in claims), default=end)
+        moved = replace(
+            copy.deepcopy(r),
+            start=start,
+            end=end,
+            claim_end=until,
+            unit=unit,
+            provider_id=provider_id,
+            resource_ids=tuple(resource_ids),
+        )
+        kind = self._claim_conflict(moved)
+        if kind is None and self._excludes(moved, unit, start, end):
+            kind = "provider" if provider_id is not None else "resource"
+        if kind is not None:
+            return "provider" if kind == "unit" and provider_id is not None else kind
+        self.store.reservations[lock_id] = moved
+        return None
+
     # -- bookings
     async def confirm_booking(self, booking: Booking, event: OutboxEvent) -> None:
         assert all(b.lock_id != booking.lock_id for b in self.store.bookings.values()), (
@@ -785,7 +819,7 @@ class NoRefunds:
         raise AssertionError("no refund expected in this test")
 
 
-def no_events(*args: object) -> bytes:
+def no_events(*args: object, **kwargs: object) -> bytes:
     return b""
 
 

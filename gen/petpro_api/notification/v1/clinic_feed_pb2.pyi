@@ -122,6 +122,7 @@ class BookingSummary(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
+    PAY_AT_CLINIC_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     """Booking UUID."""
     service_id: _builtins.str
@@ -144,6 +145,8 @@ class BookingSummary(_message.Message):
     """Change counter of the booking (1 = created); apply an event only over a lower version."""
     reason: _builtins.str
     """Cancellation reason, if any."""
+    pay_at_clinic: _builtins.bool
+    """Booked by staff to be paid at the clinic: confirmed, unpaid."""
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the appointment."""
@@ -193,10 +196,11 @@ class BookingSummary(_message.Message):
         reason: _builtins.str = ...,
         provider: _booking_pb2.ProviderRef | None = ...,
         resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        pay_at_clinic: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "previous_start_time", b"previous_start_time", "provider", b"provider", "refund_amount", b"refund_amount", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "owner_email", b"owner_email", "owner_name", b"owner_name", "pet_id", b"pet_id", "pet_name", b"pet_name", "pet_species", b"pet_species", "previous_start_time", b"previous_start_time", "provider", b"provider", "reason", b"reason", "refund_amount", b"refund_amount", "resources", b"resources", "service_id", b"service_id", "service_name", b"service_name", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "owner_email", b"owner_email", "owner_name", b"owner_name", "pay_at_clinic", b"pay_at_clinic", "pet_id", b"pet_id", "pet_name", b"pet_name", "pet_species", b"pet_species", "previous_start_time", b"previous_start_time", "provider", b"provider", "reason", b"reason", "refund_amount", b"refund_amount", "resources", b"resources", "service_id", b"service_id", "service_name", b"service_name", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
