@@ -30,12 +30,13 @@ from notif_worker.handlers import (
     DevicePushes,
     InboxHandlers,
     NotifyHandlers,
+    PaymentRequestHandlers,
     PreferenceHandlers,
     QuietHoursHandlers,
     ReminderHandlers,
     Retry,
 )
-from notif_worker.ports import DevicePush, LiveFanout, Mailer, UnitOfWork
+from notif_worker.ports import DevicePush, LiveFanout, Mailer, PaymentRequestMail, UnitOfWork
 from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
@@ -141,6 +142,7 @@ def build(
     uow: UnitOfWork | None = None,
     read: UnitOfWork | None = None,
     mailer: Mailer | None = None,
+    payment_mailer: PaymentRequestMail | None = None,
     fanout: LiveFanout | None = None,
     auth: Any = None,
     consumer_factory: Callable[[], KafkaConsumer] | None = None,
@@ -240,6 +242,9 @@ def build(
                     CalendarHandlers(uow, read, render_feed),
                     QuietHoursHandlers(uow, read, quiet),
                     authn,
+                    PaymentRequestHandlers(
+                        read, mailer if isinstance(mailer, SmtpMailer) else payment_mailer
+                    ),
                 ),
                 "petpro.notification.v1.NotificationService",
             ),

@@ -5,7 +5,9 @@ BookingRescheduled, BookingOutcomeRecorded) → the domain's notice, and the cli
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from notif_worker.domain import BookingNotice, PoisonEvent
 from petpro import mesh
@@ -13,6 +15,17 @@ from petpro.convert import dt, ts
 from petpro_api.booking.v1 import booking_pb2, events_pb2
 from petpro_api.common.v1 import money_pb2
 from petpro_api.notification.v1 import clinic_feed_pb2
+
+
+def _assignment(
+    provider: booking_pb2.ProviderRef, resources: Iterable[booking_pb2.ResourceRef], pay_at_clinic: bool
+) -> dict[str, Any]:
+    return {
+        "provider_id": provider.provider_id,
+        "provider_name": provider.display_name,
+        "resources": tuple((r.resource_id, r.display_name, r.resource_type) for r in resources),
+        "pay_at_clinic": pay_at_clinic,
+    }
 
 
 def decode_booking_created(payload: bytes) -> BookingNotice:
@@ -40,6 +53,7 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
             owner_locale=e.owner.locale,
             clinic_locale=e.clinic_locale,
             clinic_address=e.clinic_address,
+            **_assignment(e.provider, e.resources, e.pay_at_clinic),
         )
         notice.local_start  # noqa: B018 — validates the time zone
     except Exception as exc:
@@ -120,6 +134,7 @@ def decode_booking_change(topic: str, payload: bytes) -> BookingNotice:
             owner_locale=c.owner.locale,
             clinic_locale=c.clinic_locale,
             clinic_address=c.clinic_address,
+            **_assignment(c.provider, c.resources, c.pay_at_clinic),
         )
         if isinstance(msg, events_pb2.BookingCancelled):
             notice = replace(
@@ -152,7 +167,16 @@ def encode_clinic_event(n: BookingNotice, cursor: int) -> bytes:
         state=state,
         version=n.version,
         reason=n.reason,
+        resources=[
+            booking_pb2.ResourceRef(resource_id=i, display_name=name, resource_type=kind)
+            for i, name, kind in n.resources
+        ],
+        pay_at_clinic=n.pay_at_clinic,
     )
+    if n.provider_id:
+        summary.provider.CopyFrom(
+            booking_pb2.ProviderRef(provider_id=n.provider_id, display_name=n.provider_name)
+        )
     if n.kind == "created":
         summary.amount.CopyFrom(money_pb2.Money(amount_minor=n.amount_minor, currency=n.currency))
     if n.kind == "cancelled":

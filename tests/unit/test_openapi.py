@@ -49,6 +49,8 @@ ROUTES = {
     ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:cancel"): ("StaffCancelBooking", True),
     ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:complete"): ("CompleteBooking", True),
     ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow"): ("MarkNoShow", True),
+    ("post", "/v1/clinics/{clinic_id}/bookings"): ("StaffCreateBooking", True),
+    ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:move"): ("StaffMoveBooking", True),
     ("get", "/v1/me/notification-preferences"): ("GetNotificationPreferences", True),
     ("patch", "/v1/me/notification-preferences"): ("UpdateNotificationPreferences", True),
     ("get", "/.well-known/jwks.json"): ("GetJwks", False),  # transcoded straight to AuthService

@@ -651,6 +651,7 @@ class InviteOwnerRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     PHONE_FIELD_NUMBER: _builtins.int
     CLINIC_NAME_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     """The owner's email (found as is, lower-cased)."""
     name: _builtins.str
@@ -659,6 +660,10 @@ class InviteOwnerRequest(_message.Message):
     """The owner's phone (E.164), for a new account."""
     clinic_name: _builtins.str
     """The inviting clinic's name, shown in the invitation mail."""
+    validate_only: _builtins.bool
+    """Only check (AIP-163): the found account, or, when one would be created, `invited` true, no
+    `user`, and nothing written or mailed (the name and phone checked as for a creation).
+    """
     def __init__(
         self,
         *,
@@ -666,10 +671,11 @@ class InviteOwnerRequest(_message.Message):
         name: _builtins.str = ...,
         phone: _builtins.str = ...,
         clinic_name: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_name", b"clinic_name", "email", b"email", "name", b"name", "phone", b"phone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_name", b"clinic_name", "email", b"email", "name", b"name", "phone", b"phone", "validate_only", b"validate_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -687,7 +693,7 @@ class InviteOwnerResponse(_message.Message):
     """Whether it was created now (and an invitation mailed)."""
     @_builtins.property
     def user(self) -> Global___User:
-        """The owner account (found or created)."""
+        """The owner account (found or created; unset for a `validate_only` call that would create one)."""
 
     def __init__(
         self,
