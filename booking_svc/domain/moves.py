@@ -68,6 +68,7 @@ def plan_move(
                 FieldViolation("provider_id", "does not perform this service", "PROVIDER_NOT_QUALIFIED")
             )
     by_id = {r.id: r for r in sched.resources}
+    before_items = len(violations)
     items: list[Resource] = []
     named = bool(resource_ids)
     for i, rid in enumerate(resource_ids or current_items):
@@ -79,7 +80,7 @@ def plan_move(
             violations.append(FieldViolation(field, "not for this pet's species", "RESOURCE_SPECIES"))
         else:
             items.append(item)
-    if named and not violations:
+    if named and len(violations) == before_items:  # every named item is usable: are they what it needs?
         needed = Counter({n.resource_type: n.quantity for n in svc.needs})
         if Counter(i.resource_type for i in items) != needed:
             want = ", ".join(f"{q} {t}" for t, q in sorted(needed.items())) or "none"

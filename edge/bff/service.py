@@ -393,6 +393,10 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         return mobile_pb2.ListBookingsResponse(bookings=r.bookings, next_page_token=r.next_page_token)
 
     # -- lifecycle (owner) ---------------------------------------------------------------------------
+    @staticmethod
+    def _has_key(context: grpc.aio.ServicerContext) -> bool:
+        return bool(metadata(context).get("idempotency-key", "").strip())
+
     def _request_id(self, context: grpc.aio.ServicerContext, me: Principal, method: str, target: str) -> str:
         """AIP-155 request id from the optional Idempotency-Key header (scoped to caller, method and
         booking, so one key can't collide across them); a fresh id without one."""
@@ -490,7 +494,17 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         found = await call(self.stubs.auth.InviteOwner, invite)
         if request.pet_id:
             await self._check_pet(found, request.pet_id)
-        await self._check_free(svc, clinic, request)
+        try:
+            await self._check_free(svc, clinic, request)
+        except Conflict:
+            # taken: by this very request, retried with its Idempotency-Key (its owner and pet exist,
+            # ReserveSlot then answers as the first time), or truly taken (409, nothing written)
+            pet = request.pet_id or (
+                found.HasField("user")
+                and await self._owner_pet(found.user.user_id, request.new_pet, create=False)
+            )
+            if not (self._has_key(context) and found.HasField("user") and pet):
+                raise
         invite.validate_only = False
         owner = await call(
             self.stubs.auth.InviteOwner,
@@ -595,8 +609,10 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             "pet_id", "is not a pet of this owner (new_pet creates one)", "PET_NOT_OWNED"
         )
 
-    async def _owner_pet(self, owner_user_id: str, new: mobile_pb2.StaffNewPet) -> str:
-        """The owner's pet of that name and species (a retry), else a new one."""
+    async def _owner_pet(
+        self, owner_user_id: str, new: mobile_pb2.StaffNewPet, *, create: bool = True
+    ) -> str:
+        """The owner's pet of that name and species (a retry), else a new one ("" when not ``create``)."""
         token = ""
         while True:
             page = await call(
@@ -609,6 +625,8 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             token = page.next_page_token
             if not token:
                 break
+        if not create:
+            return ""
         req = booking_pb2.CreatePetRequest(owner_user_id=owner_user_id, name=new.name, species=new.species)
         if new.breed:
             req.breed = new.breed

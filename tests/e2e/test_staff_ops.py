@@ -6,6 +6,7 @@ Plus who may do it (staff of the clinic only) and bad input (field violations, n
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from typing import Any
@@ -15,7 +16,18 @@ import psycopg
 import pytest
 
 from .conftest import Api, User, eventually, mails_to
-from .test_clinic_ops import Clinic, _day, add_service, bearer, free_slots, onboard, platform_token
+from .test_clinic_ops import (
+    Clinic,
+    _day,
+    accept_invitation,
+    add_service,
+    bearer,
+    free_slots,
+    onboard,
+    platform_token,
+)
+from .test_dashboard import browser as chromium  # noqa: F401  (the Chromium fixture, used by name)
+from .test_dashboard import open_dashboard, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -122,7 +134,7 @@ async def test_staff_book_for_a_registered_owner_who_pays_the_mailed_link(
         False,
         pet,
     )
-    assert held["payment_url"] and not held["booking"]
+    assert held["payment_url"] and "booking" not in held
 
     async def link() -> str | None:
         for m in account_mail(api, owner.email, "payment-link"):
@@ -283,7 +295,7 @@ async def test_only_staff_of_the_bookings_clinic_book_and_move(
     # staff of another clinic naming this clinic: 403; naming their own clinic: this booking is not found
     assert (await staff_book(api, clinic, other.staff, **body)).status_code == 403
     assert (await staff_move(api, clinic, booking["booking_id"], other.staff, slot=later)).status_code == 403
-    assert (await staff_book(api, other, **body)).status_code == 403  # clinic's staff, other's path
+    assert (await staff_book(api, other, clinic.staff, **body)).status_code == 403  # other's path
     r = await staff_move(api, other, booking["booking_id"], other.staff, slot=later)
     assert (r.status_code, r.json()["reason"]) == (404, "BOOKING_NOT_FOUND"), r.text
     r = await staff_book(api, other, other.staff, **body)  # their clinic, this clinic's service
@@ -339,3 +351,148 @@ async def test_bad_move_is_400_naming_the_field(api: Api, clinic: Clinic, servic
     r = await staff_move(api, clinic, booking["booking_id"], slot="2020-01-01T09:00:00Z")
     assert r.status_code == 400, r.text
     assert (await api.booking(owner, booking["booking_id"]))["slot_start_time"] == booking["slot_start_time"]
+
+
+# -- providers and rooms ---------------------------------------------------------------------------
+HOURS = {d: [["08:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+async def schedule_by_providers(api: Api, c: Clinic, service_id: str) -> tuple[list[str], list[str]]:
+    """Two vets and two dental rooms for the service (1 vet of both + 1 room), written as the admin API
+    stores them (the catalog's version bumped, so every replica reloads it).  Returns (vets, rooms)."""
+    vets, rooms, kind = (
+        [str(uuid.uuid4()), str(uuid.uuid4())],
+        [str(uuid.uuid4()), str(uuid.uuid4())],
+        str(uuid.uuid4()),
+    )
+    async with await psycopg.AsyncConnection.connect(api.stack.env()["DATABASE_URL"]) as db:
+        for seq, (vet, name) in enumerate(zip(vets, ("Dr Weber", "Dr Okafor"), strict=True), start=1):
+            await db.execute(
+                "INSERT INTO booking.providers (id, clinic_id, seq, display_name, weekly_hours)"
+                " VALUES (%s, %s, %s, %s, %s::jsonb)",
+                (vet, c.clinic_id, seq, name, json.dumps(HOURS)),
+            )
+            await db.execute(
+                "INSERT INTO booking.service_providers (service_id, provider_id) VALUES (%s, %s)",
+                (service_id, vet),
+            )
+        await db.execute(
+            "INSERT INTO booking.resource_types (id, clinic_id, name) VALUES (%s, %s, 'dental room')",
+            (kind, c.clinic_id),
+        )
+        for seq, room in enumerate(rooms, start=1):
+            await db.execute(
+                "INSERT INTO booking.resources (id, clinic_id, type_id, seq, display_name)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (room, c.clinic_id, kind, seq, f"Dental {seq}"),
+            )
+        await db.execute(
+            "INSERT INTO booking.service_needs (service_id, type_id, quantity) VALUES (%s, %s, 1)",
+            (service_id, kind),
+        )
+        await db.execute("UPDATE booking.catalog_state SET version = version + 1 WHERE id = 1")
+        await db.commit()
+    return vets, rooms
+
+
+async def test_staff_move_to_another_vet_and_room_shows_live_in_the_dashboards_provider_columns(
+    api: Api,
+    chromium: Any,  # noqa: F811
+    clinic: Clinic,
+):
+    """In Chromium: the day by provider (one column each) and by room; a staff booking for Dr Weber in
+    Dental 1, paid at the clinic, is in Weber's column and Dental 1's cell; moved by staff to Dr Okafor
+    and Dental 2 it shows there without a reload (the feed's rescheduled event); a move onto a vet who
+    is taken then is 409 PROVIDER_TAKEN and changes nothing."""
+    from playwright.async_api import expect
+
+    svc = await add_service(api, clinic, name="Dental cleaning", capacity=1)
+    (weber, okafor), (room1, room2) = await schedule_by_providers(api, clinic, svc["service_id"])
+    owner, other_owner = await api.user("Jo Molar"), await api.user("Kai Canine")
+    day = _day(11)
+    starts = await free_slots(api, svc["service_id"], day)
+    r = await staff_book(
+        api,
+        clinic,
+        service_id=svc["service_id"],
+        slot=starts[4],
+        owner_email=owner.email,
+        pet_id=await api.pet(owner, "Fang"),
+        provider_id=weber,
+        payment="STAFF_PAYMENT_PAY_AT_CLINIC",
+    )
+    assert r.status_code == 201, r.text
+    booking = r.json()["booking"]
+    assert (booking["provider"]["provider_id"], [x["resource_id"] for x in booking["resources"]]) == (
+        weber,
+        [room1],
+    )
+    # Dr Okafor is busy at another time of that day
+    r = await staff_book(
+        api,
+        clinic,
+        service_id=svc["service_id"],
+        slot=starts[8],
+        owner_email=other_owner.email,
+        pet_id=await api.pet(other_owner, "Rocky"),
+        provider_id=okafor,
+        payment="STAFF_PAYMENT_PAY_AT_CLINIC",
+    )
+    assert r.status_code == 201, r.text
+    busy = r.json()["booking"]
+
+    desk = f"desk-{uuid.uuid4().hex[:8]}@clinic.example"
+    r = await api.c.post(
+        f"/v1/clinics/{clinic.clinic_id}/invitations",
+        headers=bearer(clinic.admin),
+        json={"email": desk, "role": "CLINIC_ROLE_STAFF"},
+    )
+    assert r.status_code == 201, r.text
+    await accept_invitation(api, desk, "desk-pass-12")
+    ctx, page, problems = await open_dashboard(api, chromium, viewport={"width": 1280, "height": 900})
+    try:
+        await sign_in(page, desk, "desk-pass-12")
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        await page.get_by_label("Schedule day").fill(day.isoformat())
+        weber_col = page.locator(f'#provider-columns section[data-provider-id="{weber}"]')
+        okafor_col = page.locator(f'#provider-columns section[data-provider-id="{okafor}"]')
+        card = f'article[data-booking-id="{booking["booking_id"]}"]'
+        await expect(weber_col.locator(card)).to_be_visible()
+        await expect(weber_col).to_contain_text("Dr Weber")
+        await expect(weber_col.locator(card)).to_contain_text("Pay at clinic")
+        await expect(okafor_col).to_contain_text("Dr Okafor")
+        await expect(
+            page.locator(f'#resource-row section[data-resource-id="{room1}"] {card}')
+        ).to_be_visible()
+        await expect(
+            page.locator(f'#schedule-rows tr[data-booking-id="{booking["booking_id"]}"]')
+        ).to_contain_text("Pay at clinic")
+        await page.evaluate("window.__sameDocument = true")
+
+        r = await staff_move(api, clinic, booking["booking_id"], provider_id=okafor, resource_ids=[room2])
+        assert r.status_code == 200, r.text
+        moved = r.json()["booking"]
+        assert (moved["provider"]["provider_id"], moved["resources"][0]["resource_id"]) == (okafor, room2)
+        await expect(okafor_col.locator(card)).to_be_visible(timeout=30_000)
+        await expect(weber_col.locator(card)).to_have_count(0)
+        await expect(
+            page.locator(f'#resource-row section[data-resource-id="{room2}"] {card}')
+        ).to_be_visible()
+        assert await page.evaluate("window.__sameDocument") is True
+
+        # onto Dr Okafor's other booking's time: taken, and nothing changes
+        r = await staff_move(api, clinic, booking["booking_id"], slot=busy["slot_start_time"])
+        assert (r.status_code, r.json()["reason"]) == (409, "PROVIDER_TAKEN"), r.text
+        after = await api.booking(owner, booking["booking_id"])
+        assert (after["slot_start_time"], after["provider"]["provider_id"]) == (
+            moved["slot_start_time"],
+            okafor,
+        )
+        # a vet from another clinic (or none at all) is a field violation
+        r = await staff_move(api, clinic, booking["booking_id"], provider_id=str(uuid.uuid4()))
+        assert (r.status_code, [v["field"] for v in r.json()["violations"]]) == (400, ["provider_id"])
+        r = await staff_move(api, clinic, booking["booking_id"], resource_ids=[room1, room2])
+        assert (r.status_code, [v["field"] for v in r.json()["violations"]]) == (400, ["resource_ids"])
+        assert problems == [], problems
+    finally:
+        await ctx.close()

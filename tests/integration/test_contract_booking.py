@@ -26,6 +26,7 @@ from tests.contracts.booking_repository import (
     OutboxReader,
     SchedulingContract,
 )
+from tests.contracts.staff_ops import StaffOpsContract
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +49,7 @@ async def database(devstack: Stack) -> AsyncIterator[Database]:
         await db.close()
 
 
-class TestPostgresBookingRepository(BookingRepositoryContract, SchedulingContract):
+class TestPostgresBookingRepository(BookingRepositoryContract, SchedulingContract, StaffOpsContract):
     @pytest.fixture
     def uow(self, database: Database) -> UnitOfWork:
         return database.repositories(BookingRepository)[0]

@@ -16,10 +16,11 @@ from tests.contracts.booking_repository import (
     OutboxReader,
     SchedulingContract,
 )
+from tests.contracts.staff_ops import StaffOpsContract
 from tests.unit.fakes.booking import BookingStore, booking_uow
 
 
-class TestFakeBookingRepository(BookingRepositoryContract, SchedulingContract):
+class TestFakeBookingRepository(BookingRepositoryContract, SchedulingContract, StaffOpsContract):
     ROW_LOCKS = False
 
     @pytest.fixture

@@ -328,7 +328,7 @@
       if (p) {
         if (!columns.has(p)) columns.set(p, { name: "", items: [] });
         const col = columns.get(p);
-        col.name = col.name || b.provider.display_name || "Provider";
+        col.name = col.name || b.provider.display_name || fedName(b.booking_id, "provider", p) || "Provider";
         col.items.push(x);
       } else {
         unassigned.push(x);
@@ -336,7 +336,7 @@
       for (const r of b.resources || []) {
         if (!rooms.has(r.resource_id)) rooms.set(r.resource_id, { name: "", type: "", items: [] });
         const room = rooms.get(r.resource_id);
-        room.name = room.name || r.display_name || "Room";
+        room.name = room.name || r.display_name || fedName(b.booking_id, "resource", r.resource_id) || "Room";
         room.type = room.type || r.resource_type || "";
         room.items.push(x);
       }
@@ -363,6 +363,16 @@
       if (!r.items.length) cell.append(el("p", "muted", "Free all day"));
       return cell;
     }));
+  }
+
+  /** A provider's or resource's name as the feed's event of that booking carries it. */
+  function fedName(bookingId, kind, id) {
+    const known = state.bookings.get(bookingId);
+    const b = known && known.event.booking;
+    if (!b) return "";
+    if (kind === "provider") return (b.provider && b.provider.provider_id === id && b.provider.display_name) || "";
+    const r = (b.resources || []).find((x) => x.resource_id === id);
+    return (r && r.display_name) || "";
   }
 
   function slotCard(x, full) {
