@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from psycopg.errors import ExclusionViolation, UniqueViolation
-from sqlalchemy import CursorResult, Row, any_, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Row, any_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from booking_svc.adapters.repository.rows import (
@@ -225,7 +225,9 @@ class ScheduleQueries(Queries):
                 bookings.c.clinic_id == clinic_id,
                 bookings.c.state == "CONFIRMED",
                 bookings.c.start_time > now,
-                or_(bookings.c.provider_id == subject_id, subject_id == any_(bookings.c.resource_ids)),
+                or_(
+                    bookings.c.provider_id == subject_id, literal(subject_id) == any_(bookings.c.resource_ids)
+                ),
             )
             .order_by(bookings.c.start_time, bookings.c.id)
         )
