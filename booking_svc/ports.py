@@ -285,9 +285,23 @@ class BookingRepository(Protocol):
 # ``async with uow() as repo``: one transaction, committed when the block exits normally
 UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
 
-# the serialized BookingCreated event for the outbox: (event id, booking, reservation, service, clinic,
-# pet, now) → bytes
-EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
+
+class EventEncoder(Protocol):
+    """The serialized BookingCreated event for the outbox; ``sched`` (the clinic's providers and items,
+    for the names of the assignment) is passed only for a booking with a provider or items."""
+
+    def __call__(
+        self,
+        event_id: uuid.UUID,
+        booking: Booking,
+        res: Reservation,
+        svc: Service,
+        clinic: Clinic,
+        pet: Pet,
+        now: datetime,
+        sched: ClinicSchedule | None = None,
+        /,
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -301,8 +315,21 @@ class Change:
     previous_end: datetime | None = None
 
 
-# builds the serialized lifecycle event: (event id, change, reservation, service, clinic, pet, now) → bytes
-ChangeEncoder = Callable[[uuid.UUID, Change, Reservation, Service, Clinic, Pet, datetime], bytes]
+class ChangeEncoder(Protocol):
+    """The serialized lifecycle event; ``sched`` as for :class:`EventEncoder`."""
+
+    def __call__(
+        self,
+        event_id: uuid.UUID,
+        change: Change,
+        res: Reservation,
+        svc: Service,
+        clinic: Clinic,
+        pet: Pet,
+        now: datetime,
+        sched: ClinicSchedule | None = None,
+        /,
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)

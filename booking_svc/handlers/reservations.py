@@ -327,7 +327,9 @@ class ReservationHandlers:
         # the booking's own copy of the policy (the catalog memo never outlives a committed change)
         booking.policy = svc.policy
         event_id = uuid.uuid4()
-        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now)
+        assigned = booking.provider_id is not None or bool(booking.resource_ids)
+        names = (await self.catalog.schedule(clinic.id, catalog_version, repo),) if assigned else ()
+        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now, *names)
         event = OutboxEvent(
             event_id,
             TOPIC_BOOKING_CREATED,

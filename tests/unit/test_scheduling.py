@@ -334,3 +334,21 @@ async def test_a_providers_hours_follow_the_wall_clock_on_a_dst_day() -> None:
     assert free[-1] == datetime(2030, 3, 31, 2, 30, tzinfo=UTC)  # 04:30 CEST
     held = await w.reserve(svc, w.pet(), free[-1])
     assert held.provider_id == vet.id
+
+
+async def test_the_assignment_travels_in_the_event_to_the_clinic_feed(vets) -> None:
+    from booking_svc.adapters.codecs import encode_booking_created
+    from notif_worker.adapters.codecs import decode_booking_created, encode_clinic_event
+    from petpro_api.notification.v1 import clinic_feed_pb2
+
+    w, weber, _, room, _, dental = vets
+    pet = w.pet()
+    held = await w.reserve(dental, pet, at(9), weber.id)
+    booking = await w.h.reservations.confirm(held.lock_id, uuid.uuid4())
+    sched = await w.h.catalog.schedule(w.clinic.id)
+    payload = encode_booking_created(uuid.uuid4(), booking, held, dental, w.clinic, pet, NOW, sched)
+    notice = decode_booking_created(payload)
+    assert (notice.provider_name, notice.resources) == ("Dr Weber", ((str(room.id), "Dental 1", "dental room"),))
+    feed = clinic_feed_pb2.ClinicEvent.FromString(encode_clinic_event(notice, 1))
+    assert feed.booking.provider.display_name == "Dr Weber"
+    assert [r.display_name for r in feed.booking.resources] == ["Dental 1"]

@@ -381,6 +381,27 @@ class ScheduleQueries(Queries):
                 insert(service_needs).values(service_id=service_id, type_id=type_id, quantity=n.quantity)
             )
 
+    # -- the seed (idempotent by id)
+    async def upsert_provider(self, p: Provider) -> None:
+        if await self.provider(p.clinic_id, p.id) is None:
+            await self.add_provider(p)
+            return
+        await self.session.execute(
+            update(providers)
+            .where(providers.c.id == p.id)
+            .values(display_name=p.display_name, weekly_hours=hours_json(p.weekly_hours))
+        )
+
+    async def upsert_resource(self, r: Resource) -> None:
+        if await self.resource(r.clinic_id, r.id) is None:
+            await self.add_resource(r)
+            return
+        await self.session.execute(
+            update(resources)
+            .where(resources.c.id == r.id)
+            .values(display_name=r.display_name, species=list(r.species))
+        )
+
     # -- claims
     async def live_claims(
         self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
