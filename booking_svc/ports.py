@@ -304,7 +304,8 @@ UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
 
 
 class EventEncoder(Protocol):
-    """The serialized BookingCreated event for the outbox; ``sched`` names the assignment."""
+    """The serialized BookingCreated event for the outbox; ``sched`` (the clinic's providers and items,
+    for the names of the assignment) is passed only for a booking with a provider or items."""
 
     def __call__(
         self,
@@ -316,6 +317,7 @@ class EventEncoder(Protocol):
         pet: Pet,
         now: datetime,
         sched: ClinicSchedule | None = None,
+        /,
     ) -> bytes: ...
 
 
@@ -331,7 +333,7 @@ class Change:
 
 
 class ChangeEncoder(Protocol):
-    """The serialized lifecycle event for the outbox; ``sched`` names the assignment."""
+    """The serialized lifecycle event; ``sched`` as for :class:`EventEncoder`."""
 
     def __call__(
         self,
@@ -343,6 +345,7 @@ class ChangeEncoder(Protocol):
         pet: Pet,
         now: datetime,
         sched: ClinicSchedule | None = None,
+        /,
     ) -> bytes: ...
 
 

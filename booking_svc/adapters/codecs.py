@@ -27,14 +27,14 @@ def _money(amount_minor: int, currency: str) -> money_pb2.Money:
 
 
 def _assignment(
-    provider_id: uuid.UUID | None, resource_ids: tuple[uuid.UUID, ...], sched: ClinicSchedule | None
+    booking: Booking, sched: ClinicSchedule | None
 ) -> tuple[booking_pb2.ProviderRef | None, list[booking_pb2.ResourceRef]]:
-    """The booking's provider and items with their names (from the clinic's schedule)."""
+    """The booking's provider and items with their names (docs/design/scheduling.md)."""
     provider = None
-    if provider_id is not None:
-        p = sched.providers.get(provider_id) if sched else None
+    if booking.provider_id is not None:
+        p = sched.providers.get(booking.provider_id) if sched else None
         provider = booking_pb2.ProviderRef(
-            provider_id=str(provider_id), display_name=p.display_name if p else ""
+            provider_id=str(booking.provider_id), display_name=p.display_name if p else ""
         )
     items = {r.id: r for r in sched.resources} if sched else {}
     refs = [
@@ -43,7 +43,7 @@ def _assignment(
             display_name=items[i].display_name if i in items else "",
             resource_type=items[i].resource_type if i in items else "",
         )
-        for i in resource_ids
+        for i in booking.resource_ids
     ]
     return provider, refs
 
@@ -57,10 +57,16 @@ def encode_booking_created(
     pet: Pet,
     now: datetime,
     sched: ClinicSchedule | None = None,
+    /,
 ) -> bytes:
     """The ``booking.created`` event (protobuf ``petpro.booking.v1.BookingCreated``) for the outbox."""
-    provider, items = _assignment(booking.provider_id, booking.resource_ids, sched)
-    event = events_pb2.BookingCreated(
+    provider, items = _assignment(booking, sched)
+    return events_pb2.BookingCreated(
+        provider=provider,
+        resources=items,
+        assignment=booking_pb2.AssignmentRule.Value(f"ASSIGNMENT_RULE_{booking.assignment}")
+        if booking.assignment
+        else booking_pb2.ASSIGNMENT_RULE_UNSPECIFIED,
         event_id=str(event_id),
         occurred_at=ts(now),
         booking_id=str(booking.id),
@@ -80,14 +86,8 @@ def encode_booking_created(
         reservation_lock_id=str(res.lock_id),
         payment_id=str(booking.payment_id) if booking.payment_id else "",
         reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
-        resources=items,
         pay_at_clinic=booking.pay_at_clinic,
-    )
-    if provider is not None:
-        event.provider.CopyFrom(provider)
-    if booking.assignment:
-        event.assignment = booking_pb2.AssignmentRule.Value(f"ASSIGNMENT_RULE_{booking.assignment}")
-    return event.SerializeToString()
+    ).SerializeToString()
 
 
 def encode_booking_change(
@@ -99,11 +99,14 @@ def encode_booking_change(
     pet: Pet,
     now: datetime,
     sched: ClinicSchedule | None = None,
+    /,
 ) -> bytes:
     """A lifecycle event (BookingCancelled, BookingRescheduled, BookingOutcomeRecorded) for the outbox."""
     b = change.booking
-    provider, items = _assignment(b.provider_id, b.resource_ids, sched)
+    provider, items = _assignment(b, sched)
     ctx = events_pb2.BookingChangeContext(
+        provider=provider,
+        resources=items,
         event_id=str(event_id),
         occurred_at=ts(now),
         booking_id=str(b.id),
@@ -121,11 +124,8 @@ def encode_booking_change(
         slot_end_time=ts(b.end),
         version=b.version,
         actor=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{change.actor.value}"),
-        resources=items,
         pay_at_clinic=b.pay_at_clinic,
     )
-    if provider is not None:
-        ctx.provider.CopyFrom(provider)
     if change.topic == TOPIC_BOOKING_CANCELLED:
         return events_pb2.BookingCancelled(
             context=ctx, reason=b.cancel_reason, refund_amount=_money(b.refund_minor, b.currency)

@@ -24,7 +24,13 @@ from booking_svc.domain.catalog import (
     check_intervals,
     slot_grid,
 )
-from booking_svc.domain.errors import PetBusy, ProviderTaken, ProviderUnavailable, ResourceTaken
+from booking_svc.domain.errors import (
+    PetBusy,
+    ProviderTaken,
+    ProviderUnavailable,
+    ResourceTaken,
+    SlotUnavailable,
+)
 from petpro.errors import FieldViolation, InvalidArgument
 
 
@@ -302,7 +308,7 @@ def plan_hold(
         return HoldPlan([chosen], Assignment.CHOSEN)
     free = free_providers(svc, sched, clinic, slot, busy)
     if not free:
-        raise ProviderTaken("no provider for this service is free at that time")
+        raise SlotUnavailable("no provider for this service is free at that time")
     return HoldPlan(list(free), Assignment.ANY_FEWEST_THAT_DAY)
 
 
@@ -454,27 +460,29 @@ def month_view(
 
 
 def check_provider_hours(
-    clinic: Clinic, hours: dict[str, list[Interval]], path: str = "provider.weekly_hours"
-) -> list[FieldViolation]:
-    """Violations of a provider's weekly hours: within a day no overlap and end after start, and each
-    interval inside one of the clinic's intervals of that weekday."""
+    clinic: Clinic, entries: Sequence[tuple[str, str, Interval]]
+) -> tuple[dict[str, list[Interval]], list[FieldViolation]]:
+    """A provider's weekly hours from the request's (field path, weekday, interval) entries, and their
+    violations: within a day no overlap and end after start; each interval inside one of the clinic's
+    intervals of that weekday."""
+    by_day: dict[str, list[tuple[str, Interval]]] = defaultdict(list)
+    for path, day, iv in entries:
+        by_day[day].append((path, iv))
     out: list[FieldViolation] = []
-    for d in WEEKDAYS:
-        ivs = hours.get(d, [])
-        out += check_intervals([(f"{path}[{d}][{i}]", iv) for i, iv in enumerate(ivs)])
-        clinic_ivs = clinic.opening_hours.get(d, [])
-        for i, iv in enumerate(ivs):
+    for day, ivs in by_day.items():
+        out += check_intervals(ivs)
+        clinic_ivs = clinic.opening_hours.get(day, [])
+        for path, iv in ivs:
             if iv.end_minutes <= iv.start_minutes:
                 continue
             if not any(
                 c.start_minutes <= iv.start_minutes and iv.end_minutes <= c.end_minutes for c in clinic_ivs
             ):
                 out.append(
-                    FieldViolation(
-                        f"{path}[{d}][{i}]", "is outside the clinic's opening hours", "OUTSIDE_CLINIC_HOURS"
-                    )
+                    FieldViolation(path, "is outside the clinic's opening hours", "OUTSIDE_CLINIC_HOURS")
                 )
-    return out
+    hours = {d: sorted((iv for _, iv in ivs), key=lambda iv: iv.start_minutes) for d, ivs in by_day.items()}
+    return hours, out
 
 
 def uncovered(provider: Provider, clinic: Clinic, start: datetime, end: datetime) -> bool:

@@ -126,8 +126,8 @@ class LifecycleHandlers:
         assert res is not None and found is not None and pet is not None
         event_id = uuid.uuid4()
         assigned = b.provider_id is not None or bool(b.resource_ids)
-        sched = await repo.clinic_schedule(b.clinic_id, now) if assigned else None
-        payload = self.encode_change(event_id, change, res, found[0], found[1], pet, now, sched)
+        names = (await repo.clinic_schedule(b.clinic_id, now),) if assigned else ()
+        payload = self.encode_change(event_id, change, res, found[0], found[1], pet, now, *names)
         await repo.add_outbox(
             OutboxEvent(
                 event_id, change.topic, str(b.id), event_type(change.topic), payload, self.traceparent()

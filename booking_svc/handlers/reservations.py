@@ -329,8 +329,8 @@ class ReservationHandlers:
         booking.policy = svc.policy
         event_id = uuid.uuid4()
         assigned = booking.provider_id is not None or bool(booking.resource_ids)
-        sched = await self.catalog.schedule(clinic.id, catalog_version, repo) if assigned else None
-        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now, sched)
+        names = (await self.catalog.schedule(clinic.id, catalog_version, repo),) if assigned else ()
+        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now, *names)
         event = OutboxEvent(
             event_id,
             TOPIC_BOOKING_CREATED,

@@ -289,16 +289,22 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 slot_start_time=request.slot,
                 owner_email=me.email,
                 owner_name=me.name,
+                provider_id=request.provider_id,
             ),
         )
         res = held.reservation
-        return mobile_pb2.CreateBookingResponse(
+        out = mobile_pb2.CreateBookingResponse(
             lock_id=res.lock_id,
             status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
             payment_url=await self._payment_url(res, me.email),
             expires_at=res.expires_at,
             amount=res.amount,
+            resources=res.resources,
+            assignment=res.assignment,
         )
+        if res.HasField("provider"):
+            out.provider.CopyFrom(res.provider)
+        return out
 
     async def _payment_url(self, res: booking_pb2.Reservation, email: str) -> str:
         """Opens (or, on a retry, finds again) the checkout page of a held reservation ("" once it is
@@ -367,6 +373,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             slot_start_time=res.slot_start_time,
             slot_end_time=res.slot_end_time,
             payment_url=payment_url,
+            provider=res.provider if res.HasField("provider") else None,
+            resources=res.resources,
+            assignment=res.assignment,
         )
 
     async def GetBooking(

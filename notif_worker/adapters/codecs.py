@@ -5,9 +5,7 @@ BookingRescheduled, BookingOutcomeRecorded) → the domain's notice, and the cli
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
 
 from notif_worker.domain import BookingNotice, PoisonEvent
 from petpro import mesh
@@ -15,17 +13,6 @@ from petpro.convert import dt, ts
 from petpro_api.booking.v1 import booking_pb2, events_pb2
 from petpro_api.common.v1 import money_pb2
 from petpro_api.notification.v1 import clinic_feed_pb2
-
-
-def _assignment(
-    provider: booking_pb2.ProviderRef, resources: Iterable[booking_pb2.ResourceRef], pay_at_clinic: bool
-) -> dict[str, Any]:
-    return {
-        "provider_id": provider.provider_id,
-        "provider_name": provider.display_name,
-        "resources": tuple((r.resource_id, r.display_name, r.resource_type) for r in resources),
-        "pay_at_clinic": pay_at_clinic,
-    }
 
 
 def decode_booking_created(payload: bytes) -> BookingNotice:
@@ -53,7 +40,10 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
             owner_locale=e.owner.locale,
             clinic_locale=e.clinic_locale,
             clinic_address=e.clinic_address,
-            **_assignment(e.provider, e.resources, e.pay_at_clinic),
+            provider_id=e.provider.provider_id,
+            provider_name=e.provider.display_name,
+            resources=tuple((r.resource_id, r.display_name, r.resource_type) for r in e.resources),
+            pay_at_clinic=e.pay_at_clinic,
         )
         notice.local_start  # noqa: B018 — validates the time zone
     except Exception as exc:
@@ -134,7 +124,10 @@ def decode_booking_change(topic: str, payload: bytes) -> BookingNotice:
             owner_locale=c.owner.locale,
             clinic_locale=c.clinic_locale,
             clinic_address=c.clinic_address,
-            **_assignment(c.provider, c.resources, c.pay_at_clinic),
+            provider_id=c.provider.provider_id,
+            provider_name=c.provider.display_name,
+            resources=tuple((r.resource_id, r.display_name, r.resource_type) for r in c.resources),
+            pay_at_clinic=c.pay_at_clinic,
         )
         if isinstance(msg, events_pb2.BookingCancelled):
             notice = replace(

@@ -116,10 +116,10 @@ class BookingNotice:
     owner_locale: str = ""  # BCP 47 ("de-DE"); empty: the clinic's, else English (see wording.locale_of)
     clinic_locale: str = ""
     clinic_address: str = ""
-    # the assignment (scheduling): provider id and name, resource items (id, name, type)
+    # the assignment (docs/design/scheduling.md): the provider and the resource items, names included
     provider_id: str = ""
     provider_name: str = ""
-    resources: tuple[tuple[str, str, str], ...] = ()
+    resources: tuple[tuple[str, str, str], ...] = ()  # (resource id, name, type)
     pay_at_clinic: bool = False  # booked by staff, to be paid at the clinic
 
     @property

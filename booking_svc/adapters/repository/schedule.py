@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from psycopg.errors import ExclusionViolation, UniqueViolation
-from sqlalchemy import CursorResult, Row, any_, delete, func, insert, or_, select, update
+from sqlalchemy import CursorResult, Row, any_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from booking_svc.adapters.repository.rows import (
@@ -225,7 +225,9 @@ class ScheduleQueries(Queries):
                 bookings.c.clinic_id == clinic_id,
                 bookings.c.state == "CONFIRMED",
                 bookings.c.start_time > now,
-                or_(bookings.c.provider_id == subject_id, subject_id == any_(bookings.c.resource_ids)),
+                or_(
+                    bookings.c.provider_id == subject_id, literal(subject_id) == any_(bookings.c.resource_ids)
+                ),
             )
             .order_by(bookings.c.start_time, bookings.c.id)
         )
@@ -378,6 +380,27 @@ class ScheduleQueries(Queries):
             await self.session.execute(
                 insert(service_needs).values(service_id=service_id, type_id=type_id, quantity=n.quantity)
             )
+
+    # -- the seed (idempotent by id)
+    async def upsert_provider(self, p: Provider) -> None:
+        if await self.provider(p.clinic_id, p.id) is None:
+            await self.add_provider(p)
+            return
+        await self.session.execute(
+            update(providers)
+            .where(providers.c.id == p.id)
+            .values(display_name=p.display_name, weekly_hours=hours_json(p.weekly_hours))
+        )
+
+    async def upsert_resource(self, r: Resource) -> None:
+        if await self.resource(r.clinic_id, r.id) is None:
+            await self.add_resource(r)
+            return
+        await self.session.execute(
+            update(resources)
+            .where(resources.c.id == r.id)
+            .values(display_name=r.display_name, species=list(r.species))
+        )
 
     # -- claims
     async def live_claims(

@@ -408,7 +408,7 @@ class CreateBookingResponse(_message.Message):
     payment_url: _builtins.str
     """Hosted checkout page."""
     assignment: _booking_pb2.AssignmentRule.ValueType
-    """How the provider was chosen ("CHOSEN" or "ANY_FEWEST_THAT_DAY" in JSON)."""
+    """How the provider was chosen (JSON: "ASSIGNMENT_RULE_CHOSEN" or "ASSIGNMENT_RULE_ANY_FEWEST_THAT_DAY")."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the hold lapses if unpaid."""
