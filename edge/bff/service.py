@@ -9,6 +9,7 @@ interceptor passes the internal services' rich status through.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -508,11 +509,10 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         except Conflict:
             # taken: by this very request, retried with its Idempotency-Key (its owner and pet exist,
             # ReserveSlot then answers as the first time), or truly taken (409, nothing written)
-            pet = request.pet_id or (
-                found.HasField("user")
-                and await self._owner_pet(found.user.user_id, request.new_pet, create=False)
+            known = found.HasField("user") and bool(
+                request.pet_id or await self._owner_pet(found.user.user_id, request.new_pet, create=False)
             )
-            if not (self._has_key(context) and found.HasField("user") and pet):
+            if not (self._has_key(context) and known):
                 raise
         invite.validate_only = False
         owner = await call(
@@ -599,21 +599,26 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         if not slot.free:
             raise Conflict("this slot is no longer available", reason="SLOT_UNAVAILABLE")
 
-    async def _check_pet(self, owner: auth_pb2.InviteOwnerResponse, pet_id: str) -> None:
-        """A given pet must be one of the (existing) owner's."""
+    async def _pets_of(self, owner_user_id: str) -> AsyncIterator[booking_pb2.Pet]:
+        """Every pet of the owner, page by page."""
         token = ""
-        while owner.HasField("user"):
+        while True:
             page = await call(
                 self.stubs.booking.ListPets,
-                booking_pb2.ListPetsRequest(
-                    owner_user_id=owner.user.user_id, page_size=100, page_token=token
-                ),
+                booking_pb2.ListPetsRequest(owner_user_id=owner_user_id, page_size=100, page_token=token),
             )
-            if any(p.pet_id == pet_id for p in page.pets):
-                return
+            for pet in page.pets:
+                yield pet
             token = page.next_page_token
             if not token:
-                break
+                return
+
+    async def _check_pet(self, owner: auth_pb2.InviteOwnerResponse, pet_id: str) -> None:
+        """A given pet must be one of the (existing) owner's."""
+        if owner.HasField("user"):
+            async for pet in self._pets_of(owner.user.user_id):
+                if pet.pet_id == pet_id:
+                    return
         raise InvalidArgument.field(
             "pet_id", "is not a pet of this owner (new_pet creates one)", "PET_NOT_OWNED"
         )
@@ -622,18 +627,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         self, owner_user_id: str, new: mobile_pb2.StaffNewPet, *, create: bool = True
     ) -> str:
         """The owner's pet of that name and species (a retry), else a new one ("" when not ``create``)."""
-        token = ""
-        while True:
-            page = await call(
-                self.stubs.booking.ListPets,
-                booking_pb2.ListPetsRequest(owner_user_id=owner_user_id, page_size=100, page_token=token),
-            )
-            for pet in page.pets:
-                if pet.name.strip().lower() == new.name.strip().lower() and pet.species == new.species:
-                    return str(pet.pet_id)
-            token = page.next_page_token
-            if not token:
-                break
+        async for pet in self._pets_of(owner_user_id):
+            if pet.name.strip().lower() == new.name.strip().lower() and pet.species == new.species:
+                return str(pet.pet_id)
         if not create:
             return ""
         req = booking_pb2.CreatePetRequest(owner_user_id=owner_user_id, name=new.name, species=new.species)
