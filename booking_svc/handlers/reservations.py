@@ -97,12 +97,15 @@ class ReservationHandlers:
         cached = self.catalog.cached_service(cmd.service_id)
         verified = cached is None  # loaded for this request: the current catalog
         version, (svc, clinic) = cached or await self._load_service(cmd.service_id)
-        if scheduled(svc) or (not verified and cmd.provider_id is not None):
-            return await self._reserve_scheduled(cmd, fingerprint, now)
         races = reloads = 0
         while True:
-            if scheduled(svc):  # the catalog, loaded again, says the service needs providers or items now
-                return await self._reserve_scheduled(cmd, fingerprint, now)
+            if scheduled(svc):  # a service with providers or items: its own transaction
+                held = await self._reserve_scheduled(cmd, fingerprint, now)
+                if held is not None:
+                    return held
+                version, (svc, clinic) = await self._load_service(cmd.service_id)  # no longer: capacity
+                verified = True
+                continue
             try:
                 res = await self._new_hold(cmd, svc, clinic, fingerprint, now)
             except DomainError:
@@ -193,7 +196,11 @@ class ReservationHandlers:
             claim_end=claim_end(svc, slot.end),
         )
 
-    async def _reserve_scheduled(self, cmd: ReserveCommand, fingerprint: str, now: datetime) -> Reservation:
+    async def _reserve_scheduled(
+        self, cmd: ReserveCommand, fingerprint: str, now: datetime
+    ) -> Reservation | None:
+        """The scheduled hold, or None when the service (at the current catalog) needs neither providers
+        nor items any more: the caller takes the capacity path."""
         try:
             return await self._hold_scheduled(cmd, fingerprint, now)
         except DuplicateRequest:  # a retry of this request committed meanwhile: its first answer
@@ -201,7 +208,9 @@ class ReservationHandlers:
             assert earlier is not None
             return self._replay(earlier, fingerprint)
 
-    async def _hold_scheduled(self, cmd: ReserveCommand, fingerprint: str, now: datetime) -> Reservation:
+    async def _hold_scheduled(
+        self, cmd: ReserveCommand, fingerprint: str, now: datetime
+    ) -> Reservation | None:
         """A service with providers or resources: one transaction that expires the lapsed holds in the
         way, reads the live claims of the clinic (and of the pet) that day, and inserts the hold with
         all its claims in a savepoint per candidate.  A lost race on the provider moves on to the next
@@ -215,8 +224,8 @@ class ReservationHandlers:
             pet = await repo.pet(cmd.pet_id)
             check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
             assert pet is not None
-            if not scheduled(svc):  # the service lost its providers meanwhile: the capacity path
-                raise ServiceNotBookable("this service changed; try again")
+            if not scheduled(svc):  # the service lost its providers and items meanwhile
+                return None
             res = await self._new_hold(cmd, svc, clinic, fingerprint, now, pet=pet)
             sched = await self.catalog.schedule(clinic.id, version, repo)
             slot = GridSlot(res.start, res.end)

@@ -348,7 +348,21 @@ async def test_the_assignment_travels_in_the_event_to_the_clinic_feed(vets) -> N
     sched = await w.h.catalog.schedule(w.clinic.id)
     payload = encode_booking_created(uuid.uuid4(), booking, held, dental, w.clinic, pet, NOW, sched)
     notice = decode_booking_created(payload)
-    assert (notice.provider_name, notice.resources) == ("Dr Weber", ((str(room.id), "Dental 1", "dental room"),))
+    assert (notice.provider_name, notice.resources) == (
+        "Dr Weber",
+        ((str(room.id), "Dental 1", "dental room"),),
+    )
     feed = clinic_feed_pb2.ClinicEvent.FromString(encode_clinic_event(notice, 1))
     assert feed.booking.provider.display_name == "Dr Weber"
     assert [r.display_name for r in feed.booking.resources] == ["Dental 1"]
+
+
+async def test_a_capacity_service_ignores_a_provider_and_a_service_given_vets_is_scheduled_at_once(vets) -> None:
+    w, weber, _, _, _, _ = vets
+    plain = w.service("Nail clipping", capacity=2)
+    held = await w.reserve(plain, w.pet(), at(9), weber.id)  # no providers: capacity as before
+    assert (held.provider_id, held.unit) == (None, 1)
+    await w.h.catalog.get_service(plain.id)  # in the memo as capacity-only
+    await w.require(plain, [weber.id])
+    second = await w.reserve(plain, w.pet(), at(10))
+    assert second.provider_id == weber.id
