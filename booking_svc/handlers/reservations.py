@@ -207,6 +207,11 @@ class ReservationHandlers:
             earlier = await self._earlier(cmd)
             assert earlier is not None
             return self._replay(earlier, fingerprint)
+        except DomainError:  # refused: unless it is a retry, whose first answer stands (even now)
+            earlier = await self._earlier(cmd)
+            if earlier is None:
+                raise
+            return self._replay(earlier, fingerprint)
 
     async def _hold_scheduled(
         self, cmd: ReserveCommand, fingerprint: str, now: datetime
@@ -216,9 +221,7 @@ class ReservationHandlers:
         all its claims in a savepoint per candidate.  A lost race on the provider moves on to the next
         candidate (never the same one twice); on an item, the items are picked again (bounded)."""
         async with self.uow() as repo:
-            earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
-            if earlier is not None:
-                return self._replay(earlier, fingerprint)
+            # a retry is found by the insert's idempotency key (or, refused, by the caller): no read here
             version = await repo.catalog_version()
             svc, clinic = await self.catalog.get_service(cmd.service_id, version, repo)
             pet = await repo.pet(cmd.pet_id)
@@ -231,8 +234,10 @@ class ReservationHandlers:
             slot = GridSlot(res.start, res.end)
             until = claim_end(svc, res.end)
             await repo.expire_lapsed_around(clinic.id, pet.id, res.start, until, now)
-            day_lo, day_hi = local_day_range(clinic, res.start.astimezone(clinic.zone).date())
-            lo, hi = min(day_lo, res.start), max(day_hi, until)
+            lo, hi = res.start, until
+            if cmd.provider_id is None:  # "any" counts each candidate's claims that local day
+                day_lo, day_hi = local_day_range(clinic, res.start.astimezone(clinic.zone).date())
+                lo, hi = min(day_lo, res.start), max(day_hi, until)
             busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
             plan = plan_hold(svc, sched, clinic, slot, busy, pet.id, cmd.provider_id)
             lost: set[uuid.UUID] = set()

@@ -366,3 +366,13 @@ async def test_a_capacity_service_ignores_a_provider_and_a_service_given_vets_is
     await w.require(plain, [weber.id])
     second = await w.reserve(plain, w.pet(), at(10))
     assert second.provider_id == weber.id
+
+
+async def test_a_retried_scheduled_hold_gets_its_first_answer(vets) -> None:
+    w, weber, _, _, checkup, _ = vets
+    pet = w.pet()
+    first = await w.reserve(checkup, pet, at(9), key="k1")  # "any"
+    again = await w.reserve(checkup, pet, at(9), key="k1")  # the pet is busy now: yet the same answer
+    assert again.lock_id == first.lock_id and len(w.store.reservations) == 1
+    with pytest.raises(DomainError):  # the same key for another request
+        await w.reserve(checkup, pet, at(10), weber.id, key="k1")
