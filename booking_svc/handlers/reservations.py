@@ -98,12 +98,15 @@ class ReservationHandlers:
         cached = self.catalog.cached_service(cmd.service_id)
         verified = cached is None  # loaded for this request: the current catalog
         version, (svc, clinic) = cached or await self._load_service(cmd.service_id)
-        if scheduled(svc) or (not verified and cmd.provider_id is not None):
-            return await self._reserve_scheduled(cmd, fingerprint, now)
         races = reloads = 0
         while True:
-            if scheduled(svc):  # the catalog, loaded again, says the service needs providers or items now
-                return await self._reserve_scheduled(cmd, fingerprint, now)
+            if scheduled(svc):  # a service with providers or items: its own transaction
+                held = await self._reserve_scheduled(cmd, fingerprint, now)
+                if held is not None:
+                    return held
+                version, (svc, clinic) = await self._load_service(cmd.service_id)  # no longer: capacity
+                verified = True
+                continue
             try:
                 res = await self._new_hold(cmd, svc, clinic, fingerprint, now)
             except DomainError:
@@ -194,37 +197,48 @@ class ReservationHandlers:
             claim_end=claim_end(svc, slot.end),
         )
 
-    async def _reserve_scheduled(self, cmd: ReserveCommand, fingerprint: str, now: datetime) -> Reservation:
+    async def _reserve_scheduled(
+        self, cmd: ReserveCommand, fingerprint: str, now: datetime
+    ) -> Reservation | None:
+        """The scheduled hold, or None when the service (at the current catalog) needs neither providers
+        nor items any more: the caller takes the capacity path."""
         try:
             return await self._hold_scheduled(cmd, fingerprint, now)
         except DuplicateRequest:  # a retry of this request committed meanwhile: its first answer
             earlier = await self._earlier(cmd)
             assert earlier is not None
             return self._replay(earlier, fingerprint)
+        except DomainError:  # refused: unless it is a retry, whose first answer stands (even now)
+            earlier = await self._earlier(cmd)
+            if earlier is None:
+                raise
+            return self._replay(earlier, fingerprint)
 
-    async def _hold_scheduled(self, cmd: ReserveCommand, fingerprint: str, now: datetime) -> Reservation:
+    async def _hold_scheduled(
+        self, cmd: ReserveCommand, fingerprint: str, now: datetime
+    ) -> Reservation | None:
         """A service with providers or resources: one transaction that expires the lapsed holds in the
         way, reads the live claims of the clinic (and of the pet) that day, and inserts the hold with
         all its claims in a savepoint per candidate.  A lost race on the provider moves on to the next
         candidate (never the same one twice); on an item, the items are picked again (bounded)."""
         async with self.uow() as repo:
-            earlier = await repo.reservation_by_request(cmd.owner_user_id, cmd.request_id)
-            if earlier is not None:
-                return self._replay(earlier, fingerprint)
+            # a retry is found by the insert's idempotency key (or, refused, by the caller): no read here
             version = await repo.catalog_version()
             svc, clinic = await self.catalog.get_service(cmd.service_id, version, repo)
             pet = await repo.pet(cmd.pet_id)
             check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
             assert pet is not None
-            if not scheduled(svc):  # the service lost its providers meanwhile: the capacity path
-                raise ServiceNotBookable("this service changed; try again")
+            if not scheduled(svc):  # the service lost its providers and items meanwhile
+                return None
             res = await self._new_hold(cmd, svc, clinic, fingerprint, now, pet=pet)
             sched = await self.catalog.schedule(clinic.id, version, repo)
             slot = GridSlot(res.start, res.end)
             until = claim_end(svc, res.end)
             await repo.expire_lapsed_around(clinic.id, pet.id, res.start, until, now)
-            day_lo, day_hi = local_day_range(clinic, res.start.astimezone(clinic.zone).date())
-            lo, hi = min(day_lo, res.start), max(day_hi, until)
+            lo, hi = res.start, until
+            if cmd.provider_id is None:  # "any" counts each candidate's claims that local day
+                day_lo, day_hi = local_day_range(clinic, res.start.astimezone(clinic.zone).date())
+                lo, hi = min(day_lo, res.start), max(day_hi, until)
             busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
             plan = plan_hold(svc, sched, clinic, slot, busy, pet.id, cmd.provider_id)
             lost: set[uuid.UUID] = set()

@@ -114,17 +114,26 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             days=[booking_pb2.AvailableDay(date=d.isoformat(), has_free_slot=free) for d, free in days],
         )
 
-    async def _sched(self, clinic_id: uuid.UUID, assigned: bool) -> ClinicSchedule | None:
-        """The clinic's schedule (memoized) for the names of an assignment; None when there is none."""
-        return await self.catalog.schedule(clinic_id) if assigned else None
+    async def _sched(
+        self, clinic_id: uuid.UUID, provider_id: uuid.UUID | None, items: tuple[uuid.UUID, ...]
+    ) -> ClinicSchedule | None:
+        """The clinic's schedule for the names of an assignment (None when there is none): the memo's
+        copy when it knows them all (a rename shows with the next catalog read), else loaded."""
+        if provider_id is None and not items:
+            return None
+        cached = self.catalog.memo.peek(("schedule", clinic_id))
+        if cached is not None:
+            sched: ClinicSchedule = cached[1]
+            known = {r.id for r in sched.resources}
+            if (provider_id is None or provider_id in sched.providers) and known.issuperset(items):
+                return sched
+        return await self.catalog.schedule(clinic_id)
 
     async def _reservation_pb(self, res: Reservation) -> booking_pb2.Reservation:
-        assigned = res.provider_id is not None or bool(res.resource_ids)
-        return reservation_pb(res, await self._sched(res.clinic_id, assigned))
+        return reservation_pb(res, await self._sched(res.clinic_id, res.provider_id, res.resource_ids))
 
     async def _booking_pb(self, b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
-        assigned = b.provider_id is not None or bool(b.resource_ids)
-        return booking_pb(b, now, await self._sched(b.clinic_id, assigned))
+        return booking_pb(b, now, await self._sched(b.clinic_id, b.provider_id, b.resource_ids))
 
     async def CreatePet(
         self, request: booking_pb2.CreatePetRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -355,3 +355,24 @@ async def test_the_assignment_travels_in_the_event_to_the_clinic_feed(vets) -> N
     feed = clinic_feed_pb2.ClinicEvent.FromString(encode_clinic_event(notice, 1))
     assert feed.booking.provider.display_name == "Dr Weber"
     assert [r.display_name for r in feed.booking.resources] == ["Dental 1"]
+
+
+async def test_a_capacity_service_ignores_a_provider_and_a_service_given_vets_is_scheduled_at_once(vets) -> None:
+    w, weber, _, _, _, _ = vets
+    plain = w.service("Nail clipping", capacity=2)
+    held = await w.reserve(plain, w.pet(), at(9), weber.id)  # no providers: capacity as before
+    assert (held.provider_id, held.unit) == (None, 1)
+    await w.h.catalog.get_service(plain.id)  # in the memo as capacity-only
+    await w.require(plain, [weber.id])
+    second = await w.reserve(plain, w.pet(), at(10))
+    assert second.provider_id == weber.id
+
+
+async def test_a_retried_scheduled_hold_gets_its_first_answer(vets) -> None:
+    w, weber, _, _, checkup, _ = vets
+    pet = w.pet()
+    first = await w.reserve(checkup, pet, at(9), key="k1")  # "any"
+    again = await w.reserve(checkup, pet, at(9), key="k1")  # the pet is busy now: yet the same answer
+    assert again.lock_id == first.lock_id and len(w.store.reservations) == 1
+    with pytest.raises(DomainError):  # the same key for another request
+        await w.reserve(checkup, pet, at(10), weber.id, key="k1")
