@@ -730,6 +730,7 @@
     }
 
     const amount = el("div", "b-amount", money(b.amount));
+    if (b.pay_at_clinic) amount.append(el("span", "badge badge-unpaid", "Pay at clinic"));
     const ref = el("div", "b-ref");
     const code = el("code", "", reference(b.booking_id));
     code.title = `Booking ${b.booking_id}`;
