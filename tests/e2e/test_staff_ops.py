@@ -6,7 +6,6 @@ Plus who may do it (staff of the clinic only) and bad input (field violations, n
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import uuid
 from typing import Any
@@ -28,6 +27,7 @@ from .test_clinic_ops import (
 )
 from .test_dashboard import browser as chromium  # noqa: F401  (the Chromium fixture, used by name)
 from .test_dashboard import open_dashboard, sign_in
+from .test_scheduling import add_provider, add_room, require
 
 pytestmark = pytest.mark.e2e
 
@@ -354,44 +354,12 @@ async def test_bad_move_is_400_naming_the_field(api: Api, clinic: Clinic, servic
 
 
 # -- providers and rooms ---------------------------------------------------------------------------
-HOURS = {d: [["08:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-
-
-async def schedule_by_providers(api: Api, c: Clinic, service_id: str) -> tuple[list[str], list[str]]:
-    """Two vets and two dental rooms for the service (1 vet of both + 1 room), written as the admin API
-    stores them (the catalog's version bumped, so every replica reloads it).  Returns (vets, rooms)."""
-    vets, rooms, kind = (
-        [str(uuid.uuid4()), str(uuid.uuid4())],
-        [str(uuid.uuid4()), str(uuid.uuid4())],
-        str(uuid.uuid4()),
-    )
-    async with await psycopg.AsyncConnection.connect(api.stack.env()["DATABASE_URL"]) as db:
-        for seq, (vet, name) in enumerate(zip(vets, ("Dr Weber", "Dr Okafor"), strict=True), start=1):
-            await db.execute(
-                "INSERT INTO booking.providers (id, clinic_id, seq, display_name, weekly_hours)"
-                " VALUES (%s, %s, %s, %s, %s::jsonb)",
-                (vet, c.clinic_id, seq, name, json.dumps(HOURS)),
-            )
-            await db.execute(
-                "INSERT INTO booking.service_providers (service_id, provider_id) VALUES (%s, %s)",
-                (service_id, vet),
-            )
-        await db.execute(
-            "INSERT INTO booking.resource_types (id, clinic_id, name) VALUES (%s, %s, 'dental room')",
-            (kind, c.clinic_id),
-        )
-        for seq, room in enumerate(rooms, start=1):
-            await db.execute(
-                "INSERT INTO booking.resources (id, clinic_id, type_id, seq, display_name)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (room, c.clinic_id, kind, seq, f"Dental {seq}"),
-            )
-        await db.execute(
-            "INSERT INTO booking.service_needs (service_id, type_id, quantity) VALUES (%s, %s, 1)",
-            (service_id, kind),
-        )
-        await db.execute("UPDATE booking.catalog_state SET version = version + 1 WHERE id = 1")
-        await db.commit()
+async def schedule_by_providers(api: Api, c: Clinic, service: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Two vets and two dental rooms for the service (1 vet of both + 1 room), through the admin API.
+    Returns (vets, rooms)."""
+    vets = [(await add_provider(api, c, name))["provider_id"] for name in ("Dr Weber", "Dr Okafor")]
+    rooms = [(await add_room(api, c, f"Dental {i}"))["resource_id"] for i in (1, 2)]
+    await require(api, c, service, vets, [{"resource_type": "dental room", "quantity": 1}])
     return vets, rooms
 
 
@@ -407,7 +375,7 @@ async def test_staff_move_to_another_vet_and_room_shows_live_in_the_dashboards_p
     from playwright.async_api import expect
 
     svc = await add_service(api, clinic, name="Dental cleaning", capacity=1)
-    (weber, okafor), (room1, room2) = await schedule_by_providers(api, clinic, svc["service_id"])
+    (weber, okafor), (room1, room2) = await schedule_by_providers(api, clinic, svc)
     owner, other_owner = await api.user("Jo Molar"), await api.user("Kai Canine")
     day = _day(11)
     starts = await free_slots(api, svc["service_id"], day)
