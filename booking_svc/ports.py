@@ -261,9 +261,16 @@ class BookingRepository(Protocol):
 
     # claims of scheduled holds: live = of a confirmed reservation or a hold not expired at ``now``
     async def live_claims(
-        self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
     ) -> list[Claim]:
-        """Live provider/resource/pet claims over [start, end) at the clinic, and the pet's anywhere."""
+        """Live provider/resource/pet claims over [start, end) at the clinic (of ``subjects`` only, if
+        given), and the pet's anywhere."""
         ...
 
     async def expire_lapsed_around(

@@ -46,6 +46,7 @@ from booking_svc.domain import (
     request_fingerprint,
     require_items,
     scheduled,
+    subjects_of,
 )
 from booking_svc.handlers.catalog import CatalogHandlers
 from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, UnitOfWork
@@ -238,7 +239,9 @@ class ReservationHandlers:
             if cmd.provider_id is None:  # "any" counts each candidate's claims that local day
                 day_lo, day_hi = local_day_range(clinic, res.start.astimezone(clinic.zone).date())
                 lo, hi = min(day_lo, res.start), max(day_hi, until)
-            busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
+            busy = Busy(
+                await repo.live_claims(clinic.id, pet.id, lo, hi, now, subjects_of(svc, sched, pet.id))
+            )
             plan = plan_hold(svc, sched, clinic, slot, busy, pet.id, cmd.provider_id)
             lost: set[uuid.UUID] = set()
             for provider in plan.providers:
@@ -261,7 +264,11 @@ class ReservationHandlers:
                         )
                     if conflict != "resource":
                         break  # the provider (or the unit) was taken concurrently: the next candidate
-                    busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
+                    busy = Busy(
+                        await repo.live_claims(
+                            clinic.id, pet.id, lo, hi, now, subjects_of(svc, sched, pet.id)
+                        )
+                    )
                     lost |= {i.id for i in items if not busy.free(i.id, slot.start, until)}
                 else:
                     raise ResourceTaken("a room or equipment this service needs is taken at that time")

@@ -1448,3 +1448,13 @@ class SchedulingContract:
         assert [b.id for b in by_vet] == [b.id for b in by_room] == [booking.id]
         assert none == [] and past == []
         assert stored is not None and (stored.provider_id, stored.resource_ids) == (weber.id, (room1.id,))
+
+    async def test_live_claims_can_be_limited_to_some_subjects(self, uow: UnitOfWork) -> None:
+        clinic, svc, (weber, okafor), (room1, _) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        async with uow() as repo:
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet, weber, [room1])) is None
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet2, okafor, [])) is None
+            only = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0, [weber.id, room1.id])
+            none = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0, [])
+        assert {c.subject_id for c in only} == {weber.id, room1.id} and none == []

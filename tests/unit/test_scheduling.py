@@ -357,7 +357,9 @@ async def test_the_assignment_travels_in_the_event_to_the_clinic_feed(vets) -> N
     assert [r.display_name for r in feed.booking.resources] == ["Dental 1"]
 
 
-async def test_a_capacity_service_ignores_a_provider_and_a_service_given_vets_is_scheduled_at_once(vets) -> None:
+async def test_a_capacity_service_ignores_a_provider_and_a_service_given_vets_is_scheduled_at_once(
+    vets,
+) -> None:
     w, weber, _, _, _, _ = vets
     plain = w.service("Nail clipping", capacity=2)
     held = await w.reserve(plain, w.pet(), at(9), weber.id)  # no providers: capacity as before

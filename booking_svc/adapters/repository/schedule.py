@@ -57,7 +57,7 @@ LIVE_CLAIMS = f"""
 SELECT c.kind, c.subject_id, lower(c.during), upper(c.during), c.lock_id
 FROM claims c JOIN reservations r ON r.lock_id = c.lock_id
 WHERE c.active AND c.clinic_id = %(clinic_id)s AND c.kind <> 'unit' AND c.during && tstzrange(%(start)s, %(end)s)
-  AND {LIVE}
+  AND (%(subjects)s::uuid[] IS NULL OR c.subject_id = ANY(%(subjects)s::uuid[])) AND {LIVE}
 UNION ALL
 SELECT c.kind, c.subject_id, lower(c.during), upper(c.during), c.lock_id
 FROM claims c JOIN reservations r ON r.lock_id = c.lock_id
@@ -404,14 +404,27 @@ class ScheduleQueries(Queries):
 
     # -- claims
     async def live_claims(
-        self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
     ) -> list[Claim]:
-        """Live claims over [start, end) of the clinic's providers, resources and pets, and of the pet
-        (if given) anywhere."""
+        """Live claims over [start, end) of the clinic's providers, resources and pets (only these
+        ``subjects``, if given), and of the pet (if given) anywhere."""
         cur = await raw_execute(
             self.session,
             LIVE_CLAIMS,
-            {"clinic_id": clinic_id, "pet_id": pet_id, "start": start, "end": end, "now": now},
+            {
+                "clinic_id": clinic_id,
+                "pet_id": pet_id,
+                "start": start,
+                "end": end,
+                "now": now,
+                "subjects": subjects,
+            },
             operation="SELECT",
         )
         return [Claim(ClaimKind(k), s, lo, hi, lock) for k, s, lo, hi, lock in await cur.fetchall()]

@@ -617,18 +617,23 @@ class FakeBookingRepository:
         )
 
     async def live_claims(
-        self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
     ) -> list[Claim]:
         out = []
         for r in self.store.reservations.values():
             if not self._live(r, now):
                 continue
             for c in _claims(r):
-                if (
-                    c.start < end
-                    and start < c.end
-                    and (r.clinic_id == clinic_id or (c.kind == ClaimKind.PET and c.subject_id == pet_id))
-                ):
+                if not (c.start < end and start < c.end):
+                    continue
+                here = r.clinic_id == clinic_id and (subjects is None or c.subject_id in subjects)
+                if here or (c.kind == ClaimKind.PET and c.subject_id == pet_id and r.clinic_id != clinic_id):
                     out.append(c)
         return out
 
