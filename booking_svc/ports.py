@@ -279,6 +279,22 @@ class BookingRepository(Protocol):
         """Expire the lapsed holds with a claim over [start, end) at the clinic or of the pet."""
         ...
 
+    async def prepare_hold(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        lo: datetime,
+        hi: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID],
+    ) -> tuple[int, uuid.UUID | None, str | None, list[Claim]]:
+        """A scheduled hold's one read: the lapsed holds with a claim over [start, end) at the clinic or
+        of the pet expired; then the catalog's version, the pet's owner and species (None: no such pet)
+        and the live claims over [lo, hi) as :meth:`live_claims` with ``subjects``."""
+        ...
+
     async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
         """The reservation and its claims, all or nothing (a savepoint): None, or what refused it:
         "provider", "resource", "pet", "unit" (the service unit) or "request" (a used request id)."""

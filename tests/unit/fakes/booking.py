@@ -654,6 +654,27 @@ class FakeBookingRepository:
                 n += 1
         return n
 
+    async def prepare_hold(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        lo: datetime,
+        hi: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID],
+    ) -> tuple[int, uuid.UUID | None, str | None, list[Claim]]:
+        await self.expire_lapsed_around(clinic_id, pet_id, start, end, now)
+        pet = self.store.pets.get(pet_id)
+        claims = await self.live_claims(clinic_id, pet_id, lo, hi, now, subjects)
+        return (
+            self.store.catalog_version,
+            pet.owner_user_id if pet else None,
+            pet.species if pet else None,
+            claims,
+        )
+
     async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
         if any(
             r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
