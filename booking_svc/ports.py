@@ -261,15 +261,38 @@ class BookingRepository(Protocol):
 
     # claims of scheduled holds: live = of a confirmed reservation or a hold not expired at ``now``
     async def live_claims(
-        self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
     ) -> list[Claim]:
-        """Live provider/resource/pet claims over [start, end) at the clinic, and the pet's anywhere."""
+        """Live provider/resource/pet claims over [start, end) at the clinic (of ``subjects`` only, if
+        given), and the pet's anywhere."""
         ...
 
     async def expire_lapsed_around(
         self, clinic_id: uuid.UUID, pet_id: uuid.UUID, start: datetime, end: datetime, now: datetime
     ) -> int:
         """Expire the lapsed holds with a claim over [start, end) at the clinic or of the pet."""
+        ...
+
+    async def prepare_hold(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        lo: datetime,
+        hi: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID],
+    ) -> tuple[int, uuid.UUID | None, str | None, list[Claim]]:
+        """A scheduled hold's one read: the lapsed holds with a claim over [start, end) at the clinic or
+        of the pet expired; then the catalog's version, the pet's owner and species (None: no such pet)
+        and the live claims over [lo, hi) as :meth:`live_claims` with ``subjects``."""
         ...
 
     async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:

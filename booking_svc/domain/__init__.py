@@ -109,6 +109,7 @@ from booking_svc.domain.schedule import (
     plan_hold,
     require_items,
     scheduled,
+    subjects_of,
     uncovered,
 )
 
@@ -209,5 +210,6 @@ __all__ = [
     "require_items",
     "scheduled",
     "slot_grid",
+    "subjects_of",
     "uncovered",
 ]

@@ -78,20 +78,31 @@ class Provider:
     def name(self) -> str:
         return f"clinics/{self.clinic_id}/providers/{self.id}"
 
-    def works(self, clinic: Clinic, start: datetime, end: datetime, claim_end: datetime) -> bool:
-        """Whether [start, end) lies in one of the provider's intervals of that local day (which the
-        clinic's schedule also covers) and no time off overlaps [start, claim_end)."""
-        if self.archived:
-            return False
+    def spans_on(self, clinic: Clinic, day: date) -> list[tuple[datetime, datetime]]:
+        """The provider's working intervals of a local day as instants (none on a day the clinic is
+        closed: a closure, or an override closing it)."""
+        if self.archived or not clinic.intervals_on(day):
+            return []
         zone = clinic.zone
-        day = start.astimezone(zone).date()
-        if not clinic.intervals_on(day):  # closure, or an override closing the day
-            return False
-        inside = any(
-            _local_instant(day, iv.start_minutes, zone) <= start
-            and end <= _local_instant(day, iv.end_minutes, zone)
+        return [
+            (_local_instant(day, iv.start_minutes, zone), _local_instant(day, iv.end_minutes, zone))
             for iv in self.weekly_hours.get(WEEKDAYS[day.weekday()], [])
-        )
+        ]
+
+    def works(
+        self,
+        clinic: Clinic,
+        start: datetime,
+        end: datetime,
+        claim_end: datetime,
+        spans: list[tuple[datetime, datetime]] | None = None,
+    ) -> bool:
+        """Whether [start, end) lies in one of the provider's intervals of that local day (which the
+        clinic's schedule also covers) and no time off overlaps [start, claim_end).  ``spans``: that
+        day's :meth:`spans_on`, when the caller has them."""
+        if spans is None:
+            spans = self.spans_on(clinic, start.astimezone(clinic.zone).date())
+        inside = any(lo <= start and end <= hi for lo, hi in spans)
         return inside and not any(t.start < claim_end and start < t.end for t in self.time_off)
 
 
@@ -143,6 +154,14 @@ class ClinicSchedule:
             if not r.archived:
                 out[r.resource_type] += 1
         return dict(out)
+
+
+def subjects_of(svc: Service, sched: ClinicSchedule, pet_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Whose claims a service's availability or hold depends on: its providers, the items of the types
+    it needs, and the pet."""
+    types = {n.resource_type for n in svc.needs}
+    out = list(svc.provider_ids) + [r.id for r in sched.resources if r.resource_type in types]
+    return out + ([pet_id] if pet_id is not None else [])
 
 
 def claim_end(svc: Service, end: datetime) -> datetime:
@@ -220,14 +239,16 @@ def free_providers(
     slot: GridSlot,
     busy: Busy,
     only: uuid.UUID | None = None,
+    spans: dict[uuid.UUID, list[tuple[datetime, datetime]]] | None = None,
 ) -> list[Provider]:
-    """The qualified providers who work and are free over the slot, in "any available" order."""
+    """The qualified providers who work and are free over the slot, in "any available" order
+    (``spans``: each provider's working instants that day, when the caller has them)."""
     until = claim_end(svc, slot.end)
     free = [
         p
         for p in qualified(svc, sched)
         if (only is None or p.id == only)
-        and p.works(clinic, slot.start, slot.end, until)
+        and p.works(clinic, slot.start, slot.end, until, spans.get(p.id) if spans is not None else None)
         and busy.free(p.id, slot.start, until)
     ]
     return order_any(free, busy, clinic, slot.start.astimezone(clinic.zone).date())
@@ -397,6 +418,7 @@ def day_view(
     works and is free.  ``stop_at_first``: up to the first offered slot (the month view)."""
     earliest, latest = bookable_window(svc, now)
     out: list[SlotView] = []
+    spans = {p.id: p.spans_on(clinic, day) for p in qualified(svc, sched)}  # once a day, not per slot
     for g in slot_grid(clinic, svc, day) if svc.bookable else []:
         until = claim_end(svc, g.end)
         remaining, provs = 0, []
@@ -407,7 +429,7 @@ def day_view(
         ):
             sets = free_item_sets(svc, sched, g.start, until, busy, species)
             if svc.provider_ids:
-                provs = free_providers(svc, sched, clinic, g, busy, provider_id) if sets else []
+                provs = free_providers(svc, sched, clinic, g, busy, provider_id, spans) if sets else []
                 remaining = min(len(provs), sets)
             else:
                 remaining = min(sets, 100)

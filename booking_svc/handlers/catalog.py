@@ -28,6 +28,7 @@ from booking_svc.domain import (
     month_view,
     scheduled,
     slot_grid,
+    subjects_of,
 )
 from booking_svc.ports import BookingRepository, UnitOfWork
 from petpro import paging
@@ -160,8 +161,11 @@ class CatalogHandlers:
         if scheduled(svc) or pet_id is not None:
             sched = await self.schedule(clinic.id, version)
             lo, hi = local_day_range(clinic, local_day)
+            subjects = subjects_of(svc, sched, pet_id) if scheduled(svc) else ([pet_id] if pet_id else [])
             async with self.read() as repo:
-                busy = Busy(await repo.live_claims(clinic.id, pet_id, lo, hi + timedelta(hours=5), now))
+                busy = Busy(
+                    await repo.live_claims(clinic.id, pet_id, lo, hi + timedelta(hours=5), now, subjects)
+                )
             if scheduled(svc):
                 species = await self._species(pet_id)
                 views = day_view(
@@ -216,10 +220,11 @@ class CatalogHandlers:
         days = month_days(first.year, first.month)
         lo, _ = local_day_range(clinic, days[0])
         _, hi = local_day_range(clinic, days[-1])
-        async with self.read() as repo:
-            claims = await repo.live_claims(clinic.id, pet_id, lo, hi + timedelta(hours=5), now)
-            taken = [] if scheduled(svc) else await repo.active_counts(svc.id, lo, hi, now)
         sched = await self.schedule(clinic.id, version) if scheduled(svc) else None
+        subjects = subjects_of(svc, sched, pet_id) if sched is not None else ([pet_id] if pet_id else [])
+        async with self.read() as repo:
+            claims = await repo.live_claims(clinic.id, pet_id, lo, hi + timedelta(hours=5), now, subjects)
+            taken = [] if scheduled(svc) else await repo.active_counts(svc.id, lo, hi, now)
         species = await self._species(pet_id) if scheduled(svc) else None
         out = month_view(
             clinic,

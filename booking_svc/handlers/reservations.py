@@ -47,6 +47,7 @@ from booking_svc.domain import (
     request_fingerprint,
     require_items,
     scheduled,
+    subjects_of,
 )
 from booking_svc.handlers.catalog import CatalogHandlers
 from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, UnitOfWork
@@ -221,25 +222,39 @@ class ReservationHandlers:
         way, reads the live claims of the clinic (and of the pet) that day, and inserts the hold with
         all its claims in a savepoint per candidate.  A lost race on the provider moves on to the next
         candidate (never the same one twice); on an item, the items are picked again (bounded)."""
-        async with self.uow() as repo:
-            # a retry is found by the insert's idempotency key (or, refused, by the caller): no read here
-            version = await repo.catalog_version()
-            svc, clinic = await self.catalog.get_service(cmd.service_id, version, repo)
-            pet = await repo.pet(cmd.pet_id)
-            check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
-            assert pet is not None
-            if not scheduled(svc):  # the service lost its providers and items meanwhile
-                return None
+        cached = self.catalog.cached_service(cmd.service_id)
+        if cached is None:
+            cached = await self._load_service(cmd.service_id)
+        version, (svc, clinic) = cached
+        if not scheduled(svc):  # the service lost its providers and items meanwhile
+            return None
+        sched = await self.catalog.schedule(clinic.id, version)
+        async with self.read() as repo:  # autocommit: one read, then one all-or-nothing insert per try
+            start = cmd.start.astimezone(UTC)
+            until = claim_end(svc, start + svc.duration)
+            lo, hi = start, until
+            if cmd.provider_id is None:  # "any" counts each candidate's claims that local day
+                day_lo, day_hi = local_day_range(clinic, start.astimezone(clinic.zone).date())
+                lo, hi = min(day_lo, start), max(day_hi, until)
+            subjects = subjects_of(svc, sched, cmd.pet_id)
+            seen, owner, species, claims = await repo.prepare_hold(
+                clinic.id, cmd.pet_id, start, until, lo, hi, now, subjects
+            )
+            if seen != version:  # the catalog moved on: decide on the current one
+                version = seen
+                svc, clinic = await self.catalog.get_service(cmd.service_id, version, repo)
+                if not scheduled(svc):
+                    return None
+                sched = await self.catalog.schedule(clinic.id, version, repo)
+                subjects = subjects_of(svc, sched, cmd.pet_id)
+                claims = await repo.live_claims(clinic.id, cmd.pet_id, lo, hi, now, subjects)
+            check_pet_owner(owner, cmd.owner_user_id)
+            assert species is not None
+            pet = Pet(cmd.pet_id, cmd.owner_user_id, "", species)
             res = await self._new_hold(cmd, svc, clinic, fingerprint, now, pet=pet)
-            sched = await self.catalog.schedule(clinic.id, version, repo)
             slot = GridSlot(res.start, res.end)
             until = claim_end(svc, res.end)
-            await repo.expire_lapsed_around(clinic.id, pet.id, res.start, until, now)
-            lo, hi = res.start, until
-            if cmd.provider_id is None:  # "any" counts each candidate's claims that local day
-                day_lo, day_hi = local_day_range(clinic, res.start.astimezone(clinic.zone).date())
-                lo, hi = min(day_lo, res.start), max(day_hi, until)
-            busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
+            busy = Busy(claims)
             plan = plan_hold(svc, sched, clinic, slot, busy, pet.id, cmd.provider_id)
             lost: set[uuid.UUID] = set()
             for provider in plan.providers:
@@ -262,7 +277,11 @@ class ReservationHandlers:
                         )
                     if conflict != "resource":
                         break  # the provider (or the unit) was taken concurrently: the next candidate
-                    busy = Busy(await repo.live_claims(clinic.id, pet.id, lo, hi, now))
+                    busy = Busy(
+                        await repo.live_claims(
+                            clinic.id, pet.id, lo, hi, now, subjects_of(svc, sched, pet.id)
+                        )
+                    )
                     lost |= {i.id for i in items if not busy.free(i.id, slot.start, until)}
                 else:
                     raise ResourceTaken("a room or equipment this service needs is taken at that time")

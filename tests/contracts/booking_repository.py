@@ -1448,3 +1448,38 @@ class SchedulingContract:
         assert [b.id for b in by_vet] == [b.id for b in by_room] == [booking.id]
         assert none == [] and past == []
         assert stored is not None and (stored.provider_id, stored.resource_ids) == (weber.id, (room1.id,))
+
+    async def test_live_claims_can_be_limited_to_some_subjects(self, uow: UnitOfWork) -> None:
+        clinic, svc, (weber, okafor), (room1, _) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        async with uow() as repo:
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet, weber, [room1])) is None
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet2, okafor, [])) is None
+            only = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0, [weber.id, room1.id])
+            none = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0, [])
+        assert {c.subject_id for c in only} == {weber.id, room1.id} and none == []
+
+    async def test_prepare_hold_expires_what_lapsed_and_reads_version_pet_and_claims(
+        self, uow: UnitOfWork
+    ) -> None:
+        clinic, svc, (weber, okafor), (room1, _) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        lapsing = self.scheduled_hold(svc, pet2, weber, [room1])
+        live = self.scheduled_hold(svc, pet, okafor, [], ttl=timedelta(hours=1))
+        async with uow() as repo:
+            assert await repo.insert_hold(*lapsing) is None
+            assert await repo.insert_hold(*live) is None
+            version = await repo.catalog_version()
+        later = T0 + TTL
+        async with uow() as repo:
+            got = await repo.prepare_hold(
+                clinic.id, pet2.id, DAY, DAY + HALF_HOUR, DAY, DAY + HALF_HOUR, later, [weber.id, okafor.id]
+            )
+            nobody = await repo.prepare_hold(
+                clinic.id, uuid.uuid4(), DAY, DAY + HALF_HOUR, DAY, DAY + HALF_HOUR, later, []
+            )
+        seen, owner, species, claims = got
+        assert (seen, owner, species) == (version, pet2.owner_user_id, "DOG")
+        assert [(c.kind, c.subject_id) for c in claims] == [(ClaimKind.PROVIDER, okafor.id)]
+        assert await BookingRepositoryContract.state(uow, lapsing[0].lock_id) == ReservationState.EXPIRED
+        assert nobody[1:3] == (None, None)

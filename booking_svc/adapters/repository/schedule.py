@@ -45,7 +45,7 @@ from booking_svc.domain import (
     ServiceNeed,
     TimeOff,
 )
-from petpro.db import raw_execute
+from petpro.db import driver_connection, raw_execute
 
 # a claim's reservation is live at %(now)s (a lapsed hold's claims stay active until it is expired)
 LIVE = "(r.state = 'CONFIRMED' OR (r.state = 'HELD' AND r.expires_at > %(now)s))"
@@ -57,7 +57,7 @@ LIVE_CLAIMS = f"""
 SELECT c.kind, c.subject_id, lower(c.during), upper(c.during), c.lock_id
 FROM claims c JOIN reservations r ON r.lock_id = c.lock_id
 WHERE c.active AND c.clinic_id = %(clinic_id)s AND c.kind <> 'unit' AND c.during && tstzrange(%(start)s, %(end)s)
-  AND {LIVE}
+  AND (%(subjects)s::uuid[] IS NULL OR c.subject_id = ANY(%(subjects)s::uuid[])) AND {LIVE}
 UNION ALL
 SELECT c.kind, c.subject_id, lower(c.during), upper(c.during), c.lock_id
 FROM claims c JOIN reservations r ON r.lock_id = c.lock_id
@@ -80,6 +80,35 @@ lapsed AS (
   RETURNING 1)
 SELECT count(*) FROM lapsed
 """
+
+# a scheduled hold's one read (on the autocommit connection): the lapsed holds in the way expired (the
+# trigger releases their claims), the catalog's version, the pet's owner and species, and the live
+# claims over [lo, hi) of the subjects the hold depends on (a 'meta' row first carries the scalars)
+_LIVE_PADDED = (
+    LIVE_CLAIMS.replace("%(start)s", "%(lo)s")
+    .replace("%(end)s", "%(hi)s")
+    .replace("c.lock_id\nFROM", "c.lock_id, NULL::bigint, NULL::uuid, NULL::varchar, NULL::bigint\nFROM")
+)
+PREPARE_HOLD = (
+    """
+WITH ids AS (
+  SELECT c.lock_id FROM claims c
+  WHERE c.active AND c.clinic_id = %(clinic_id)s AND c.during && tstzrange(%(start)s, %(end)s)
+  UNION
+  SELECT c.lock_id FROM claims c
+  WHERE c.active AND c.kind = 'pet' AND c.subject_id = %(pet_id)s AND c.during && tstzrange(%(start)s, %(end)s)),
+lapsed AS (
+  UPDATE reservations r SET state = 'EXPIRED', updated_at = %(now)s
+  WHERE r.lock_id IN (SELECT lock_id FROM ids) AND r.state = 'HELD' AND r.expires_at <= %(now)s
+  RETURNING 1)
+SELECT 'meta', NULL::uuid, NULL::timestamptz, NULL::timestamptz, NULL::uuid,
+  (SELECT version FROM catalog_state WHERE id = 1), p.owner_user_id, p.species, (SELECT count(*) FROM lapsed)
+FROM (SELECT 1) AS one LEFT JOIN pets p ON p.id = %(pet_id)s
+UNION ALL
+SELECT * FROM ("""
+    + _LIVE_PADDED
+    + ") AS live\n"
+)
 
 # a scheduled hold: the reservation and every claim in one statement (all or nothing)
 INSERT_HOLD = """
@@ -404,14 +433,27 @@ class ScheduleQueries(Queries):
 
     # -- claims
     async def live_claims(
-        self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
     ) -> list[Claim]:
-        """Live claims over [start, end) of the clinic's providers, resources and pets, and of the pet
-        (if given) anywhere."""
+        """Live claims over [start, end) of the clinic's providers, resources and pets (only these
+        ``subjects``, if given), and of the pet (if given) anywhere."""
         cur = await raw_execute(
             self.session,
             LIVE_CLAIMS,
-            {"clinic_id": clinic_id, "pet_id": pet_id, "start": start, "end": end, "now": now},
+            {
+                "clinic_id": clinic_id,
+                "pet_id": pet_id,
+                "start": start,
+                "end": end,
+                "now": now,
+                "subjects": subjects,
+            },
             operation="SELECT",
         )
         return [Claim(ClaimKind(k), s, lo, hi, lock) for k, s, lo, hi, lock in await cur.fetchall()]
@@ -429,9 +471,41 @@ class ScheduleQueries(Queries):
         assert row is not None
         return int(row[0])
 
+    async def prepare_hold(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        lo: datetime,
+        hi: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID],
+    ) -> tuple[int, uuid.UUID | None, str | None, list[Claim]]:
+        cur = await raw_execute(
+            self.session,
+            PREPARE_HOLD,
+            {
+                "clinic_id": clinic_id,
+                "pet_id": pet_id,
+                "start": start - MAX_BUFFER,
+                "end": end,
+                "lo": lo,
+                "hi": hi,
+                "now": now,
+                "subjects": subjects,
+            },
+            operation="UPDATE",
+        )
+        rows = await cur.fetchall()
+        meta = next(r for r in rows if r[0] == "meta")
+        claims = [Claim(ClaimKind(r[0]), r[1], r[2], r[3], r[4]) for r in rows if r[0] != "meta"]
+        return int(meta[5]), meta[6], meta[7], claims
+
     async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
-        """Insert the reservation and its claims in a savepoint: None when done, else what refused it
-        ("provider", "resource", "pet", "unit" or "request"; nothing changed, the transaction goes on)."""
+        """Insert the reservation and its claims, all or nothing (one statement; in a savepoint inside a
+        transaction): None when done, else what refused it ("provider", "resource", "pet", "unit" or
+        "request"; nothing changed, a transaction goes on)."""
         params = {
             "lock_id": res.lock_id,
             "owner": res.owner_user_id,
@@ -457,8 +531,11 @@ class ScheduleQueries(Queries):
             "subjects": [c.subject_id for c in claims],
         }
         try:
-            async with self.session.begin_nested():  # a lost race rolls back to here, not the whole unit
+            if (await driver_connection(self.session)).autocommit:  # one statement, its own transaction
                 await raw_execute(self.session, INSERT_HOLD, params, operation="INSERT")
+            else:
+                async with self.session.begin_nested():  # a lost race rolls back to here, not the unit
+                    await raw_execute(self.session, INSERT_HOLD, params, operation="INSERT")
         except (ExclusionViolation, UniqueViolation) as exc:
             return unit_meaning(res, conflict_of(exc) or "unit")
         return None

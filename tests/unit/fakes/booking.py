@@ -619,18 +619,23 @@ class FakeBookingRepository:
         )
 
     async def live_claims(
-        self, clinic_id: uuid.UUID, pet_id: uuid.UUID | None, start: datetime, end: datetime, now: datetime
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
     ) -> list[Claim]:
         out = []
         for r in self.store.reservations.values():
             if not self._live(r, now):
                 continue
             for c in _claims(r):
-                if (
-                    c.start < end
-                    and start < c.end
-                    and (r.clinic_id == clinic_id or (c.kind == ClaimKind.PET and c.subject_id == pet_id))
-                ):
+                if not (c.start < end and start < c.end):
+                    continue
+                here = r.clinic_id == clinic_id and (subjects is None or c.subject_id in subjects)
+                if here or (c.kind == ClaimKind.PET and c.subject_id == pet_id and r.clinic_id != clinic_id):
                     out.append(c)
         return out
 
@@ -650,6 +655,27 @@ class FakeBookingRepository:
                 r.state = ReservationState.EXPIRED
                 n += 1
         return n
+
+    async def prepare_hold(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        lo: datetime,
+        hi: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID],
+    ) -> tuple[int, uuid.UUID | None, str | None, list[Claim]]:
+        await self.expire_lapsed_around(clinic_id, pet_id, start, end, now)
+        pet = self.store.pets.get(pet_id)
+        claims = await self.live_claims(clinic_id, pet_id, lo, hi, now, subjects)
+        return (
+            self.store.catalog_version,
+            pet.owner_user_id if pet else None,
+            pet.species if pet else None,
+            claims,
+        )
 
     async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
         if any(
