@@ -58,6 +58,7 @@ FIGURES = (
     "fanout",
     "notifier",
     "lifecycle",
+    "scheduling",
     "idle",
     "footprint",
 )
@@ -69,6 +70,14 @@ RAW_CONSUME_MIN_MESSAGES = 10_000  # fewer are read in milliseconds: the raw-con
 BENCH_CLINIC = "b0000000-0000-4000-8000-000000000001"
 BENCH_SERVICE = "b0000000-0000-4000-8000-000000000002"  # 5-minute slots, around the clock, capacity 1
 BENCH_STAFF = ("staff@bench.example", "bench-staff-password")
+# the scheduling figures' clinic (docs/design/scheduling.md): 12 providers, 8 items, 25 services, 5,000
+# bookings (see Bench.scheduling)
+SCHED_CLINIC = "b0000000-0000-4000-8000-0000000000a0"
+SCHED_PROVIDERS = [f"b0000000-0000-4000-8000-0000000001{i:02d}" for i in range(12)]
+SCHED_ITEMS = [f"b0000000-0000-4000-8000-0000000002{i:02d}" for i in range(8)]
+SCHED_SERVICES = [f"b0000000-0000-4000-8000-0000000003{i:02d}" for i in range(25)]
+SCHED_TYPES = ("exam room", "dental room", "surgery room", "grooming table")  # two items each
+SCHED_BOOKINGS = 5000
 # the lifecycle figures' own clinic: a service whose policy owes no refund (see Bench.lifecycle)
 BENCH_LIFECYCLE_CLINIC = "b0000000-0000-4000-8000-000000000003"
 BENCH_LIFECYCLE_SERVICE = "b0000000-0000-4000-8000-000000000004"
@@ -567,6 +576,191 @@ class Bench:
                 detail={"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "cpu_ms_per_op": cpu},
             )
         )
+
+    # -- 6d. scheduling (docs/design/scheduling.md) ------------------------------------------------
+    def scheduling_catalog(self) -> dict[str, Any]:
+        """12 providers (ten all day, two mornings), 8 items (two of each type), 25 services of 30 minutes,
+        each performed by 4 of the providers and needing one item of a type (every fifth needs none)."""
+        every_day = {d: [["08:00", "20:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+        mornings = {d: [["08:00", "13:00"]] for d in every_day}
+        return {
+            "id": SCHED_CLINIC,
+            "name": "Scheduling Bench",
+            "time_zone": "UTC",
+            "opening_hours": every_day,
+            "providers": [
+                {"id": p, "name": f"Vet {i}", "weekly_hours": mornings if i >= 10 else every_day}
+                for i, p in enumerate(SCHED_PROVIDERS)
+            ],
+            "resources": [
+                {"id": r, "name": f"Item {i}", "type": SCHED_TYPES[i // 2]} for i, r in enumerate(SCHED_ITEMS)
+            ],
+            "services": [
+                {
+                    "id": sid,
+                    "name": f"Service {i}",
+                    "duration_minutes": 30,
+                    "price_minor": 1000,
+                    "currency": "EUR",
+                    "providers": [SCHED_PROVIDERS[(i + k) % 12] for k in range(4)],
+                    "needs": [] if i % 5 == 4 else [{"resource_type": SCHED_TYPES[i % 4], "quantity": 1}],
+                }
+                for i, sid in enumerate(SCHED_SERVICES)
+            ],
+        }
+
+    async def scheduling_bookings(self) -> None:
+        """5,000 confirmed bookings over the next 60 days: each provider 7 a day at 40-minute steps, on
+        the services they perform, with their pet's claim (and an item on every other one), written in
+        bulk through SQL (the rows ReserveSlot + ConfirmBooking make)."""
+        start = dt.datetime.combine(dt.date.today() + dt.timedelta(days=1), dt.time(8), tzinfo=dt.UTC)
+        owner = uuid.uuid4()
+        pets, res, claims = [], [], []
+        n = 0
+        for day in range(60):
+            for p, provider in enumerate(SCHED_PROVIDERS):
+                steps = 7 if p < 10 else 6
+                for k in range(steps):
+                    if n >= SCHED_BOOKINGS:
+                        break
+                    t = start + dt.timedelta(days=day, minutes=40 * k)
+                    svc_i = next(i for i in range(25) if (p - i) % 12 < 4)
+                    lock, pet = uuid.uuid4(), uuid.uuid4()
+                    item = SCHED_ITEMS[(svc_i % 4) * 2 + (p % 2)] if (k % 2 == 0 and p < 2) else None
+                    pets.append((pet, owner))
+                    during = f"[{t.isoformat()},{(t + dt.timedelta(minutes=30)).isoformat()})"
+                    res.append(
+                        (lock, owner, SCHED_SERVICES[svc_i], SCHED_CLINIC, pet, p + 1, during, provider, item)
+                    )
+                    claims += [(lock, "provider", provider, during), (lock, "pet", pet, during)]
+                    if item:
+                        claims.append((lock, "resource", item, during))
+                    n += 1
+        async with await psycopg.AsyncConnection.connect(self.env["DATABASE_URL"]) as db:
+            async with db.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO booking.pets (id, owner_user_id, name, species) VALUES (%s, %s, 'Rex', 'DOG')",
+                    pets,
+                )
+                await cur.executemany(
+                    "INSERT INTO booking.reservations (lock_id, owner_user_id, owner_email, request_id, request_hash,"
+                    " service_id, clinic_id, pet_id, unit, during, state, expires_at, amount_minor, currency,"
+                    " provider_id, assignment, resource_ids) VALUES (%s, %s, 'bench@example.com', gen_random_uuid()::text,"
+                    " '', %s, %s, %s, %s, %s::tstzrange, 'CONFIRMED', now(), 1000, 'EUR', %s, 'CHOSEN',"
+                    " CASE WHEN %s::uuid IS NULL THEN '{}'::uuid[] ELSE ARRAY[%s::uuid] END)",
+                    [(*r[:8], r[8], r[8]) for r in res],
+                )
+                await cur.executemany(
+                    "INSERT INTO booking.claims (lock_id, kind, subject_id, clinic_id, during, active)"
+                    " VALUES (%s, %s, %s, '" + SCHED_CLINIC + "', %s::tstzrange, true)",
+                    claims,
+                )
+            await db.commit()
+
+    async def scheduling(self) -> None:
+        """The day view and the month view of a service with providers and a room, in a clinic of 12
+        providers, 8 items, 25 services and 5,000 bookings (booking CPU per call: the targets 10 and 40 ms,
+        against the capacity-only day view of the same run); and ReserveSlot claiming a provider, a room and
+        the pet against the capacity-only ReserveSlot, in the same run (target: at most 1.3 x its CPU)."""
+        from booking_svc import seed as booking_seed
+
+        await booking_seed.load(self.env["DATABASE_URL"], {"clinics": [self.scheduling_catalog()]})
+        await self.scheduling_bookings()
+        day = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+        month = (dt.date.today().replace(day=1) + dt.timedelta(days=32)).strftime("%Y-%m")
+        service = SCHED_SERVICES[0]  # 4 providers, one "exam room" of two
+        duration = max(self.p.duration, 1.0)
+        async with grpc.aio.insecure_channel(self.stack.address("booking")) as ch:
+            stub = booking_pb2_grpc.BookingServiceStub(ch)
+            views: dict[str, tuple[int, list[float], dict[str, float]]] = {}
+            calls: dict[str, Callable[[int], Awaitable[Any]]] = {
+                "capacity day": lambda i: stub.GetAvailability(
+                    booking_pb2.GetAvailabilityRequest(service_id=BENCH_SERVICE, date=day)
+                ),
+                "day": lambda i: stub.GetAvailability(
+                    booking_pb2.GetAvailabilityRequest(service_id=service, date=day)
+                ),
+                "month": lambda i: stub.ListAvailableDays(
+                    booking_pb2.ListAvailableDaysRequest(service_id=service, month=month)
+                ),
+            }
+            for name, call in calls.items():
+                await call(0)  # the catalog and schedule memos loaded
+                self.cpu.start()
+                n, lat = await closed_loop(call, 1, duration)
+                views[name] = (n, lat, self.cpu.per_op(n))
+            base = views["capacity day"][2]["booking"]
+            for name, target in (("day", 10), ("month", 40)):
+                n, lat, cpu = views[name]
+                self.add(
+                    Figure(
+                        f"Availability {name} view (12 providers, 5,000 bookings)",
+                        cpu["booking"],
+                        "ms CPU",
+                        "capacity-only day view",
+                        base,
+                        target=f"value <= {target}",
+                        detail={
+                            "p50_ms": pct(lat, 50) * 1e3,
+                            "p99_ms": pct(lat, 99) * 1e3,
+                            "cpu_ms_per_op": cpu,
+                        },
+                    )
+                )
+            user, pet = await self.owner_direct()
+            pets = [pet, (await self.owner_direct(user))[1], (await self.owner_direct(user))[1]]
+            start = dt.datetime.combine(dt.date.today() + dt.timedelta(days=70), dt.time(8), tzinfo=dt.UTC)
+            holds = (
+                (start + dt.timedelta(days=i // 48, minutes=30 * (i % 48 // 2)), i % 2) for i in range(10**6)
+            )
+            qualified = [SCHED_PROVIDERS[k] for k in range(4)]  # service 0: providers 0..3, all day
+
+            def scheduled(i: int) -> Awaitable[Any]:
+                slot, j = next(holds)
+                req = booking_pb2.ReserveSlotRequest(
+                    request_id=str(uuid.uuid4()),
+                    service_id=service,
+                    pet_id=pets[j],
+                    owner_user_id=user.user_id,
+                    slot_start_time=ts(slot),
+                    owner_email=user.email,
+                    owner_name="Bench",
+                    provider_id=qualified[j + 2 * (slot.minute // 30 % 2)],
+                )
+                return stub.ReserveSlot(req)
+
+            measured: dict[str, tuple[int, list[float], dict[str, float]]] = {}
+            for name, call in (
+                (
+                    "capacity",
+                    # a pet of its own: its slots (from a random day) may meet the scheduled ones
+                    lambda i: stub.ReserveSlot(self.reserve_request(user, pets[2], self.next_slot())),
+                ),
+                ("scheduled", scheduled),
+            ):
+                await call(0)
+                self.cpu.start()
+                n, lat = await closed_loop(call, 2, duration)
+                measured[name] = (n, lat, self.cpu.per_op(n))
+        n, lat, cpu = measured["scheduled"]
+        self.add(
+            Figure(
+                "ReserveSlot provider + room + pet",
+                cpu["booking"],
+                "ms CPU",
+                "capacity-only ReserveSlot",
+                measured["capacity"][2]["booking"],
+                target="ratio <= 1.3",
+                detail={"p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3, "cpu_ms_per_op": cpu},
+            )
+        )
+
+    async def owner_direct(self, user: User | None = None) -> tuple[User, str]:
+        """An owner and a pet through the edge (the scheduling figure makes its own)."""
+        async with httpx.AsyncClient(base_url=self.api_base, timeout=30) as http:
+            api = MeshClient(http)
+            user = user or await api.user()
+            return user, await api.pet(user)
 
     # -- 3. contention ---------------------------------------------------------------------------
     async def contention(self, http: httpx.AsyncClient) -> None:
@@ -1523,6 +1717,11 @@ async def run(stack: Stack | None, params: Params, up_seconds: float | None = No
             ("fanout", "5. fan-out delay", lambda: bench.fanout(http)),
             ("notifier", "6. notifier", bench.notifier),
             ("lifecycle", "6b. lifecycle: ConfirmBooking, CancelBooking", lambda: bench.lifecycle(http)),
+            (
+                "scheduling",
+                "6d. scheduling: availability views, ReserveSlot with provider + room + pet",
+                bench.scheduling,
+            ),
             ("idle", "6c. idle CPU", bench.idle),
         ]
         for name, title, step in steps:

@@ -15,16 +15,22 @@ from typing import Any, Protocol
 from booking_svc.domain import (
     Actor,
     Booking,
+    Claim,
     Clinic,
     ClinicBooking,
+    ClinicSchedule,
     Closure,
     HoldAttempt,
     Interval,
     Pet,
+    Provider,
     RefundState,
     Reservation,
     ReservationState,
+    Resource,
     Service,
+    ServiceNeed,
+    TimeOff,
 )
 
 
@@ -251,13 +257,130 @@ class BookingRepository(Protocol):
     ) -> None: ...
     async def open_refunds(self, limit: int) -> list[Booking]: ...
 
+    # scheduling (docs/design/scheduling.md): providers, time off, resources, service requirements
+    async def clinic_schedule(self, clinic_id: uuid.UUID, now: datetime) -> ClinicSchedule:
+        """The clinic's providers (archived too; their time off not ended by ``now``) and items."""
+        ...
+
+    async def provider(self, clinic_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None: ...
+    async def list_providers(
+        self, clinic_id: uuid.UUID, show_archived: bool, after: tuple[str, ...] | None, limit: int
+    ) -> list[Provider]: ...
+    async def resource(self, clinic_id: uuid.UUID, resource_id: uuid.UUID) -> Resource | None: ...
+    async def list_resources(
+        self, clinic_id: uuid.UUID, show_archived: bool, after: tuple[str, ...] | None, limit: int
+    ) -> list[Resource]: ...
+    async def upcoming_bookings_using(
+        self, clinic_id: uuid.UUID, subject_id: uuid.UUID, now: datetime
+    ) -> list[Booking]:
+        """Confirmed bookings starting after ``now`` with that provider or resource item."""
+        ...
+
+    async def add_provider(self, p: Provider, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        """Insert with the clinic's next ``seq`` (set on ``p``); a used ``request_id``: the first's id."""
+        ...
+
+    async def save_provider(self, p: Provider, *, archive_at: datetime | None = None) -> None: ...
+    async def add_time_off(self, t: TimeOff) -> bool:
+        """False (nothing inserted, the transaction goes on) when it overlaps another of the provider's."""
+        ...
+
+    async def delete_time_off(self, provider_id: uuid.UUID, time_off_id: uuid.UUID) -> bool: ...
+    async def add_resource(self, r: Resource, request_id: uuid.UUID | None = None) -> uuid.UUID: ...
+    async def save_resource(self, r: Resource, *, archive_at: datetime | None = None) -> None: ...
+    async def set_service_requirements(
+        self,
+        service_id: uuid.UUID,
+        clinic_id: uuid.UUID,
+        provider_ids: tuple[uuid.UUID, ...],
+        needs: tuple[ServiceNeed, ...],
+    ) -> None:
+        """Replace who performs the service and what it needs (the needed types exist in the clinic)."""
+        ...
+
+    # claims of scheduled holds: live = of a confirmed reservation or a hold not expired at ``now``
+    async def live_claims(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
+    ) -> list[Claim]:
+        """Live provider/resource/pet claims over [start, end) at the clinic (of ``subjects`` only, if
+        given), and the pet's anywhere."""
+        ...
+
+    async def expire_lapsed_around(
+        self, clinic_id: uuid.UUID, pet_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int:
+        """Expire the lapsed holds with a claim over [start, end) at the clinic or of the pet."""
+        ...
+
+    async def prepare_hold(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        lo: datetime,
+        hi: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID],
+    ) -> tuple[int, uuid.UUID | None, str | None, list[Claim]]:
+        """A scheduled hold's one read: the lapsed holds with a claim over [start, end) at the clinic or
+        of the pet expired; then the catalog's version, the pet's owner and species (None: no such pet)
+        and the live claims over [lo, hi) as :meth:`live_claims` with ``subjects``."""
+        ...
+
+    async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
+        """The reservation and its claims, all or nothing (a savepoint): None, or what refused it:
+        "provider", "resource", "pet", "unit" (the service unit) or "request" (a used request id)."""
+        ...
+
+    async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:
+        """Move a scheduled reservation and all its claims (keeping their buffer); False when taken."""
+        ...
+
+    async def reassign_claims(
+        self,
+        lock_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        unit: int,
+        provider_id: uuid.UUID | None,
+        resource_ids: tuple[uuid.UUID, ...],
+        claims: list[Claim],
+        now: datetime,
+    ) -> str | None:
+        """A staff move: the active reservation at [start, end) on ``unit`` with ``provider_id`` and
+        ``resource_ids``, its old claims released and ``claims`` taken, all or nothing (a savepoint).
+        None when done, else what refused it ("provider", "resource", "pet", "unit"; nothing changed,
+        the transaction goes on).  LookupError when the reservation is not active."""
+        ...
+
 
 # ``async with uow() as repo``: one transaction, committed when the block exits normally
 UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
 
-# the serialized BookingCreated event for the outbox: (event id, booking, reservation, service, clinic,
-# pet, now) → bytes
-EventEncoder = Callable[[uuid.UUID, Booking, Reservation, Service, Clinic, Pet, datetime], bytes]
+
+class EventEncoder(Protocol):
+    """The serialized BookingCreated event for the outbox; ``sched`` (the clinic's providers and items,
+    for the names of the assignment) is passed only for a booking with a provider or items."""
+
+    def __call__(
+        self,
+        event_id: uuid.UUID,
+        booking: Booking,
+        res: Reservation,
+        svc: Service,
+        clinic: Clinic,
+        pet: Pet,
+        now: datetime,
+        sched: ClinicSchedule | None = None,
+        /,
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -271,8 +394,21 @@ class Change:
     previous_end: datetime | None = None
 
 
-# builds the serialized lifecycle event: (event id, change, reservation, service, clinic, pet, now) → bytes
-ChangeEncoder = Callable[[uuid.UUID, Change, Reservation, Service, Clinic, Pet, datetime], bytes]
+class ChangeEncoder(Protocol):
+    """The serialized lifecycle event; ``sched`` as for :class:`EventEncoder`."""
+
+    def __call__(
+        self,
+        event_id: uuid.UUID,
+        change: Change,
+        res: Reservation,
+        svc: Service,
+        clinic: Clinic,
+        pet: Pet,
+        now: datetime,
+        sched: ClinicSchedule | None = None,
+        /,
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True)

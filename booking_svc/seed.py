@@ -14,19 +14,51 @@ from booking_svc.domain import (
     CancellationPolicy,
     Clinic,
     Interval,
+    Provider,
+    Resource,
     Service,
+    ServiceNeed,
     parse_hhmm,
 )
 from petpro import seedfile
 from petpro.db import Database
 
 
-def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
+def parse_hours(raw: dict[str, Any], owner: str) -> dict[str, list[Interval]]:
     hours = {}
-    for day, ivs in (raw.get("opening_hours") or {}).items():
+    for day, ivs in (raw or {}).items():
         if day not in WEEKDAYS:
-            raise ValueError(f"clinic {raw['name']!r}: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
+            raise ValueError(f"{owner}: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
         hours[day] = [Interval(parse_hhmm(a), parse_hhmm(b)) for a, b in ivs]
+    return hours
+
+
+def parse_schedule(raw: dict[str, Any], clinic_id: uuid.UUID) -> tuple[list[Provider], list[Resource]]:
+    """A clinic's providers and resource items (docs/design/scheduling.md)."""
+    providers = [
+        Provider(
+            uuid.UUID(str(p["id"])),
+            clinic_id,
+            p["name"],
+            parse_hours(p.get("weekly_hours") or {}, f"provider {p['name']!r}"),
+        )
+        for p in raw.get("providers", [])
+    ]
+    resources = [
+        Resource(
+            uuid.UUID(str(r["id"])),
+            clinic_id,
+            r["name"],
+            str(r["type"]).strip().lower(),
+            tuple(str(x).upper() for x in r.get("species", ())),
+        )
+        for r in raw.get("resources", [])
+    ]
+    return providers, resources
+
+
+def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
+    hours = parse_hours(raw.get("opening_hours") or {}, f"clinic {raw['name']!r}")
     clinic = Clinic(
         uuid.UUID(str(raw["id"])),
         raw["name"],
@@ -52,6 +84,11 @@ def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
             policy=CancellationPolicy(**s["cancellation_policy"])
             if s.get("cancellation_policy")
             else DEFAULT_POLICY,
+            provider_ids=tuple(uuid.UUID(str(p)) for p in s.get("providers", ())),
+            needs=tuple(
+                ServiceNeed(str(n["resource_type"]).strip().lower(), int(n.get("quantity", 1)))
+                for n in s.get("needs", ())
+            ),
         )
         for s in raw.get("services", [])
     ]
@@ -68,8 +105,14 @@ async def load(database_url: str, data: dict[str, Any]) -> tuple[int, int]:
                 clinic, services = parse_clinic(raw)
                 await repo.upsert_clinic(clinic)
                 n_clinics += 1
+                providers, resources = parse_schedule(raw, clinic.id)
+                for p in providers:
+                    await repo.upsert_provider(p)
+                for r in resources:
+                    await repo.upsert_resource(r)
                 for svc in services:
                     await repo.upsert_service(svc)
+                    await repo.set_service_requirements(svc.id, clinic.id, svc.provider_ids, svc.needs)
                     n_services += 1
             await repo.bump_catalog()  # running services drop their cached catalog
     finally:

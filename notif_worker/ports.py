@@ -17,6 +17,7 @@ from notif_worker.domain import (
     DeviceRow,
     FeedRow,
     InboxRow,
+    PaymentRequest,
     Preferences,
     QuietHours,
     Recorded,
@@ -52,6 +53,11 @@ class NotifRepository(Protocol):
           else written.
         Every delivery is recorded once per (event, channel, recipient); the email is due when its
         claim is new or its last send failed."""
+        ...
+
+    async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
+        """Claim one delivery outside an event (a staff payment link): True when it is new or its last
+        send failed, False when it was delivered or is being delivered."""
         ...
 
     async def finish_delivery(
@@ -231,6 +237,12 @@ UnitOfWork = Callable[[], AbstractAsyncContextManager[NotifRepository]]
 
 class Mailer(Protocol):
     async def send(self, notice: BookingNotice) -> None: ...
+
+
+class PaymentRequestMail(Protocol):
+    """Mails an owner the payment link of a hold staff made for them; MessageRefused: never deliverable."""
+
+    async def send_payment_request(self, r: PaymentRequest) -> None: ...
 
 
 class PushProvider(Protocol):

@@ -32,13 +32,14 @@ from notif_worker.handlers import (
     DevicePushes,
     InboxHandlers,
     NotifyHandlers,
+    PaymentRequestHandlers,
     PreferenceHandlers,
     QuietHoursHandlers,
     ReminderHandlers,
     Retry,
     SmsHandlers,
 )
-from notif_worker.ports import DevicePush, LiveFanout, Mailer, SmsSender, UnitOfWork
+from notif_worker.ports import DevicePush, LiveFanout, Mailer, PaymentRequestMail, SmsSender, UnitOfWork
 from notif_worker.service import ClinicFeedServicer, NotificationServicer
 from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
@@ -185,6 +186,7 @@ def build(
     uow: UnitOfWork | None = None,
     read: UnitOfWork | None = None,
     mailer: Mailer | None = None,
+    payment_mailer: PaymentRequestMail | None = None,
     fanout: LiveFanout | None = None,
     auth: Any = None,
     consumer_factory: Callable[[], KafkaConsumer] | None = None,
@@ -315,8 +317,11 @@ def build(
                     CalendarHandlers(uow, read, render_feed),
                     QuietHoursHandlers(uow, read, quiet),
                     authn,
-                    texts,
-                    accounts,
+                    PaymentRequestHandlers(
+                        read, mailer if isinstance(mailer, SmtpMailer) else payment_mailer
+                    ),
+                    sms=texts,
+                    accounts=accounts,
                 ),
                 "petpro.notification.v1.NotificationService",
             ),

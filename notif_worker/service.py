@@ -13,18 +13,19 @@ from urllib.parse import parse_qsl
 import grpc
 from google.api import httpbody_pb2
 
-from notif_worker.domain import ClinicSms, FeedToken, Preferences, QuietHours, SmsPhone
+from notif_worker.domain import ClinicSms, FeedToken, PaymentRequest, Preferences, QuietHours, SmsPhone
 from notif_worker.handlers import (
     AccountErasure,
     CalendarHandlers,
     ClinicFeed,
     InboxHandlers,
+    PaymentRequestHandlers,
     PreferenceHandlers,
     QuietHoursHandlers,
     SmsHandlers,
 )
 from petpro.authn import Authenticator, require_clinic
-from petpro.convert import ts, uid
+from petpro.convert import dt, ts, uid
 from petpro.errors import NotFound
 from petpro_api.notification.v1 import (
     clinic_feed_pb2,
@@ -112,10 +113,12 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         calendar: CalendarHandlers,
         quiet_hours: QuietHoursHandlers,
         authn: Authenticator,
+        payment_requests: PaymentRequestHandlers,
         sms: SmsHandlers | None = None,
         accounts: AccountErasure | None = None,
     ) -> None:
         self.accounts = accounts
+        self.payment_requests = payment_requests
         self.inbox = inbox
         self.preferences = preferences
         self.calendar = calendar
@@ -130,6 +133,26 @@ class NotificationServicer(notification_pb2_grpc.NotificationServiceServicer):
         out = notification_pb2.ExportUserDataResponse()
         out.data.update(await self.accounts.export(uid(request.user_id, "user_id"), request.email))
         return out
+
+    async def SendPaymentRequest(
+        self,
+        request: notification_pb2.SendPaymentRequestRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> notification_pb2.SendPaymentRequestResponse:
+        sent = await self.payment_requests.send(
+            PaymentRequest(
+                lock_id=uid(request.lock_id, "lock_id"),
+                user_id=uid(request.user_id, "user_id"),
+                email=request.email,
+                name=request.name,
+                payment_url=request.payment_url,
+                service_name=request.service_name,
+                start=dt(request.slot_start_time),
+                amount=request.amount,
+                expires_at=dt(request.expires_at),
+            )
+        )
+        return notification_pb2.SendPaymentRequestResponse(sent=sent)
 
     async def GetCalendarFeed(
         self, request: notification_pb2.GetCalendarFeedRequest, context: grpc.aio.ServicerContext[Any, Any]

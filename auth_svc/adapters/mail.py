@@ -110,6 +110,24 @@ class AccountMailer:
         )
         self._post(msg, "email-changed")
 
+    def owner_invitation(
+        self, to: str, name: str, clinic_name: str, token: str, expires_at: datetime
+    ) -> None:
+        clinic = clinic_name or "Your vet clinic"
+        msg = EmailMessage()
+        msg["Subject"] = f"{clinic} created your PetPro account"
+        msg["To"] = to
+        msg.set_content(
+            f"Hello {name},\n\n"
+            f"{clinic} booked an appointment for you on PetPro and created your account with this\n"
+            "address. Claim it by choosing a password in the app with this code, or send it yourself:\n\n"
+            f"  POST {self.base_url}/v1/auth/password-reset:confirm\n"
+            f'  {{"email": "{to}", "token": "{token}", "new_password": "…"}}\n\n'
+            f"The code works once, until {expires_at:%Y-%m-%d %H:%M} UTC (afterwards, ask for a password\n"
+            "reset with this address). Then log in to see and manage your bookings.\n"
+        )
+        self._post(msg, "owner-invitation")
+
     async def _send(self, msg: EmailMessage, kind: str) -> None:
         to = str(msg["To"])
         try:

@@ -25,6 +25,11 @@ CLINIC_STAFF = "STAFF"
 CLINIC_ROLES = (CLINIC_ADMIN, CLINIC_STAFF)
 
 
+# the password of an account created by clinic staff for an owner, until they claim it: no password
+# verifies against it (an invitation link sets the first one)
+INVITED_PASSWORD = ""
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
 
@@ -130,7 +135,8 @@ class Passwords:
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            return self.hasher.verify(password_hash or self._dummy, password) and password_hash is not None
+            # an unknown email or an unclaimed account: the dummy's work, never a match
+            return self.hasher.verify(password_hash or self._dummy, password) and bool(password_hash)
         except (VerificationError, InvalidHashError):
             return False
 

@@ -17,7 +17,9 @@ from datetime import timedelta
 
 from auth_svc.domain import (
     EMAIL_VERIFICATION,
+    INVITED_PASSWORD,
     PASSWORD_RESET,
+    ROLE_OWNER,
     ROLE_SERVICE,
     EmailTaken,
     LinkToken,
@@ -75,6 +77,7 @@ class AccountHandlers:
         *,
         reset_ttl: timedelta = timedelta(minutes=30),
         verification_ttl: timedelta = timedelta(hours=48),
+        invitation_ttl: timedelta = timedelta(days=7),
         rules: AccountRules = AccountRules(),
         answer_floor: float = 0.25,
         monotonic: Callable[[], float] = time.monotonic,
@@ -90,6 +93,7 @@ class AccountHandlers:
         self.mail = mail
         self.reset_ttl = reset_ttl
         self.verification_ttl = verification_ttl
+        self.invitation_ttl = invitation_ttl
         self.rules = rules
         self.answer_floor = answer_floor
         self.monotonic = monotonic
@@ -173,6 +177,45 @@ class AccountHandlers:
             if client_address:
                 await self.throttle.failed(source)
             raise
+
+    # -- owners invited by clinic staff -----------------------------------------------------------------
+    async def invite_owner(
+        self, email: str, name: str, *, phone: str = "", clinic_name: str = "", validate_only: bool = False
+    ) -> tuple[User | None, bool]:
+        """The owner account of ``email`` (staff book for them), or a new one without a password: the
+        owner is mailed an invitation to claim it, a password-reset link (single use, expiring after
+        ``invitation_ttl``) redeemed with ``reset_password``, which sets the password and verifies the
+        address.  (user, True) when created now.  A service account's email is not an owner's.
+        ``validate_only``: nothing written or mailed; (None, True) when an account would be created."""
+        email = normalize_email(email)
+        async with self.read() as repo:
+            found = await repo.user_by_email(email)
+        if found is None:
+            profile = check_profile({"name": name, "phone": phone}, prefix="")
+            if not profile["name"]:
+                raise InvalidArgument.field("name", "is required for a new owner", "NAME_REQUIRED")
+            if validate_only:
+                return None, True
+            user = User(
+                id=uuid.uuid4(),
+                email=email,
+                name=profile["name"],
+                password_hash=INVITED_PASSWORD,
+                roles=(ROLE_OWNER,),
+                created_at=self.clock(),
+                phone=profile["phone"],
+            )
+            async with self.uow() as repo:
+                if await repo.add_user(user):
+                    token, link = await self._new_link(repo, user, PASSWORD_RESET, self.invitation_ttl)
+                else:  # registered (or invited) concurrently: that account
+                    found = await repo.user_by_email(email)
+            if found is None:
+                self.mail.owner_invitation(user.email, user.name, clinic_name, token, link.expires_at)
+                return user, True
+        if ROLE_SERVICE in found.roles:
+            raise UserNotFound("no owner account with this email")
+        return found, False
 
     # -- password reset -------------------------------------------------------------------------------
     async def request_password_reset(self, email: str, client_address: str = "") -> None:

@@ -145,6 +145,21 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         )
         return auth_pb2.ResetPasswordResponse()
 
+    async def InviteOwner(
+        self, request: auth_pb2.InviteOwnerRequest, context: Context
+    ) -> auth_pb2.InviteOwnerResponse:
+        user, invited = await self.account.invite_owner(
+            request.email,
+            request.name,
+            phone=request.phone,
+            clinic_name=request.clinic_name,
+            validate_only=request.validate_only,
+        )
+        out = auth_pb2.InviteOwnerResponse(invited=invited)
+        if user is not None:
+            out.user.CopyFrom(user_pb(user))
+        return out
+
     async def VerifyEmail(
         self, request: auth_pb2.VerifyEmailRequest, context: Context
     ) -> auth_pb2.VerifyEmailResponse:

@@ -11,6 +11,7 @@ from booking_svc.domain import (
     TOPIC_BOOKING_RESCHEDULED,
     Booking,
     Clinic,
+    ClinicSchedule,
     Pet,
     Reservation,
     Service,
@@ -32,6 +33,28 @@ def _owner(res: Reservation) -> events_pb2.BookingCreated.Owner:
     )
 
 
+def _assignment(
+    booking: Booking, sched: ClinicSchedule | None
+) -> tuple[booking_pb2.ProviderRef | None, list[booking_pb2.ResourceRef]]:
+    """The booking's provider and items with their names (docs/design/scheduling.md)."""
+    provider = None
+    if booking.provider_id is not None:
+        p = sched.providers.get(booking.provider_id) if sched else None
+        provider = booking_pb2.ProviderRef(
+            provider_id=str(booking.provider_id), display_name=p.display_name if p else ""
+        )
+    items = {r.id: r for r in sched.resources} if sched else {}
+    refs = [
+        booking_pb2.ResourceRef(
+            resource_id=str(i),
+            display_name=items[i].display_name if i in items else "",
+            resource_type=items[i].resource_type if i in items else "",
+        )
+        for i in booking.resource_ids
+    ]
+    return provider, refs
+
+
 def encode_booking_created(
     event_id: uuid.UUID,
     booking: Booking,
@@ -40,9 +63,17 @@ def encode_booking_created(
     clinic: Clinic,
     pet: Pet,
     now: datetime,
+    sched: ClinicSchedule | None = None,
+    /,
 ) -> bytes:
     """The ``booking.created`` event (protobuf ``petpro.booking.v1.BookingCreated``) for the outbox."""
+    provider, items = _assignment(booking, sched)
     return events_pb2.BookingCreated(
+        provider=provider,
+        resources=items,
+        assignment=booking_pb2.AssignmentRule.Value(f"ASSIGNMENT_RULE_{booking.assignment}")
+        if booking.assignment
+        else booking_pb2.ASSIGNMENT_RULE_UNSPECIFIED,
         event_id=str(event_id),
         occurred_at=ts(now),
         booking_id=str(booking.id),
@@ -58,9 +89,10 @@ def encode_booking_created(
         owner=_owner(res),
         amount=_money(booking.amount_minor, booking.currency),
         reservation_lock_id=str(res.lock_id),
-        payment_id=str(booking.payment_id),
+        payment_id=str(booking.payment_id) if booking.payment_id else "",
         reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
         clinic_address=clinic.address,
+        pay_at_clinic=booking.pay_at_clinic,
     ).SerializeToString()
 
 
@@ -72,10 +104,15 @@ def encode_booking_change(
     clinic: Clinic,
     pet: Pet,
     now: datetime,
+    sched: ClinicSchedule | None = None,
+    /,
 ) -> bytes:
     """A lifecycle event (BookingCancelled, BookingRescheduled, BookingOutcomeRecorded) for the outbox."""
     b = change.booking
+    provider, items = _assignment(b, sched)
     ctx = events_pb2.BookingChangeContext(
+        provider=provider,
+        resources=items,
         event_id=str(event_id),
         occurred_at=ts(now),
         booking_id=str(b.id),
@@ -92,6 +129,7 @@ def encode_booking_change(
         version=b.version,
         actor=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{change.actor.value}"),
         clinic_address=clinic.address,
+        pay_at_clinic=b.pay_at_clinic,
     )
     if change.topic == TOPIC_BOOKING_CANCELLED:
         return events_pb2.BookingCancelled(

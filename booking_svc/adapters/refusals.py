@@ -24,6 +24,10 @@ SELECT EXISTS (SELECT 1 FROM {SCHEMA}.reservations WHERE owner_user_id = %(owner
     WHERE r.service_id = %(service_id)s AND r.during @> %(start)s::timestamptz
       AND (r.state = 'CONFIRMED' OR (r.state = 'HELD' AND r.expires_at > now())))
   >= (SELECT capacity FROM {SCHEMA}.services WHERE id = %(service_id)s)
+  -- a service that needs providers or resources is full when they are taken, whatever its capacity:
+  -- never refused early (its refusals depend on which provider, room and pet a request names)
+  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.service_providers WHERE service_id = %(service_id)s)
+  AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.service_needs WHERE service_id = %(service_id)s)
 FROM (SELECT 1) AS one LEFT JOIN {SCHEMA}.pets p ON p.id = %(pet_id)s
 """
 

@@ -132,6 +132,9 @@ reservations = Table(
     Column("failure_reason", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("provider_id", Uuid),
+    Column("assignment", String(24)),
+    Column("resource_ids", ARRAY(Uuid), nullable=False, server_default="{}"),
     UniqueConstraint("owner_user_id", "request_id", name="reservations_idempotency"),
     Index("ix_reservations_held_expiry", "expires_at", postgresql_where=text("state = 'HELD'")),
     Index("ix_reservations_owner", "owner_user_id", "created_at"),
@@ -141,7 +144,7 @@ bookings = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("lock_id", Uuid, ForeignKey("reservations.lock_id"), nullable=False, unique=True),
-    Column("payment_id", Uuid, nullable=False),
+    Column("payment_id", Uuid),  # NULL: pay at the clinic
     Column("owner_user_id", Uuid, nullable=False),
     Column("clinic_id", Uuid, nullable=False),
     Column("service_id", Uuid, nullable=False),
@@ -169,12 +172,97 @@ bookings = Table(
     Column("updated_at", DateTime(timezone=True)),
     Column("version", Integer, nullable=False, server_default="1"),
     Column("reschedule_count", Integer, nullable=False, server_default="0"),
+    Column("provider_id", Uuid),
+    Column("assignment", String(24)),
+    Column("resource_ids", ARRAY(Uuid), nullable=False, server_default="{}"),
+    Column("pay_at_clinic", Boolean, nullable=False, server_default="false"),
     Index("ix_bookings_owner", "owner_user_id", "created_at"),
     Index("ix_bookings_clinic_start", "clinic_id", "start_time"),
     Index(
         "ix_bookings_refund_open",
         "refund_next_at",
         postgresql_where=text("refund_state IN ('PENDING','PROCESSING')"),
+    ),
+)
+providers = Table(
+    "providers",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", SmallInteger, nullable=False),
+    Column("display_name", String(100), nullable=False),
+    Column("user_id", Uuid),
+    Column("weekly_hours", JSONB, nullable=False, server_default="{}"),
+    Column("archived_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("request_id", Uuid),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("clinic_id", "seq", name="providers_seq"),
+    UniqueConstraint("request_id", name="providers_request"),
+)
+provider_time_off = Table(
+    "provider_time_off",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("provider_id", Uuid, ForeignKey("providers.id", ondelete="CASCADE"), nullable=False),
+    Column("during", TSTZRANGE, nullable=False),
+    Column("reason", String(200), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+resource_types = Table(
+    "resource_types",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(60), nullable=False),
+    UniqueConstraint("clinic_id", "name", name="resource_types_name"),
+)
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("clinic_id", Uuid, ForeignKey("clinics.id", ondelete="CASCADE"), nullable=False),
+    Column("type_id", Uuid, ForeignKey("resource_types.id"), nullable=False),
+    Column("seq", SmallInteger, nullable=False),
+    Column("display_name", String(100), nullable=False),
+    Column("species", ARRAY(String(32)), nullable=False, server_default="{}"),
+    Column("archived_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("request_id", Uuid),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("clinic_id", "seq", name="resources_seq"),
+    UniqueConstraint("request_id", name="resources_request"),
+)
+service_providers = Table(
+    "service_providers",
+    metadata,
+    Column("service_id", Uuid, ForeignKey("services.id", ondelete="CASCADE"), primary_key=True),
+    Column("provider_id", Uuid, ForeignKey("providers.id"), primary_key=True),
+)
+service_needs = Table(
+    "service_needs",
+    metadata,
+    Column("service_id", Uuid, ForeignKey("services.id", ondelete="CASCADE"), primary_key=True),
+    Column("type_id", Uuid, ForeignKey("resource_types.id"), primary_key=True),
+    Column("quantity", SmallInteger, nullable=False),
+)
+# what an active reservation holds (docs/design/scheduling.md); one exclusion constraint per kind
+claims = Table(
+    "claims",
+    metadata,
+    Column("lock_id", Uuid, ForeignKey("reservations.lock_id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("subject_id", Uuid, primary_key=True),
+    Column("unit", SmallInteger, nullable=False, server_default="0"),
+    Column("clinic_id", Uuid, nullable=False),
+    Column("during", TSTZRANGE, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Index(
+        "ix_claims_clinic_during",
+        "clinic_id",
+        "during",
+        postgresql_using="gist",
+        postgresql_where=text("active"),
     ),
 )
 booking_requests = Table(

@@ -49,7 +49,7 @@ OPEN_REFUND_STATES = (RefundState.PENDING, RefundState.PROCESSING, RefundState.F
 class Booking:
     id: uuid.UUID
     lock_id: uuid.UUID
-    payment_id: uuid.UUID
+    payment_id: uuid.UUID | None  # None: booked by staff to be paid at the clinic
     owner_user_id: uuid.UUID
     clinic_id: uuid.UUID
     service_id: uuid.UUID
@@ -74,6 +74,10 @@ class Booking:
     refund_attempts: int = 0
     refund_round: int = 0  # new refunds made after the provider failed an accepted one
     refund_error: str = ""
+    provider_id: uuid.UUID | None = None  # the assigned provider, copied from the reservation
+    assignment: str | None = None
+    resource_ids: tuple[uuid.UUID, ...] = ()
+    pay_at_clinic: bool = False  # confirmed by staff without an online payment: nothing to refund
 
     # -- the state machine (CONFIRMED → CANCELLED | COMPLETED | NO_SHOW; reschedule keeps CONFIRMED) --
     def _confirmed(self) -> None:
@@ -97,6 +101,8 @@ class Booking:
                     "reason", "is required when the clinic cancels", "REASON_REQUIRED"
                 )
             refund = self.amount_minor
+        if self.pay_at_clinic:  # nothing was paid online
+            refund = 0
         self.state = BookingState.CANCELLED
         self.cancelled_at = self.updated_at = self.refund_updated_at = now
         self.cancelled_by = actor
@@ -119,6 +125,14 @@ class Booking:
             )
         if new_start == self.start:
             raise SameSlot("the booking is already at this slot", metadata={"field": "slot_start_time"})
+
+    def check_move(self, start: datetime, now: datetime) -> None:
+        """Staff may move a confirmed booking that has not started, to a future time (no cut-off)."""
+        self._confirmed()
+        if now >= self.start:
+            raise BookingStarted(
+                "the appointment has started; it can no longer be moved", metadata={"field": "booking_id"}
+            )
 
     def reschedule(self, start: datetime, end: datetime, now: datetime) -> None:
         self.start, self.end = start, end
@@ -143,7 +157,9 @@ class Booking:
         return self.state == BookingState.CONFIRMED and now < self.start
 
     def refund_if_cancelled_now(self, now: datetime) -> int:
-        return self.policy.refund_minor(self.amount_minor, self.start, now) if self.can_cancel(now) else 0
+        if self.pay_at_clinic or not self.can_cancel(now):
+            return 0
+        return self.policy.refund_minor(self.amount_minor, self.start, now)
 
     def reschedule_deadline(self, now: datetime) -> datetime | None:
         deadline = self.policy.reschedule_deadline(self.start)
@@ -153,7 +169,7 @@ class Booking:
     def confirm(
         cls,
         res: Reservation,
-        payment_id: uuid.UUID,
+        payment_id: uuid.UUID | None,
         now: datetime,
         policy: CancellationPolicy = DEFAULT_POLICY,
     ) -> Booking:
@@ -175,6 +191,10 @@ class Booking:
             created_at=now,
             policy=policy,
             updated_at=now,
+            provider_id=res.provider_id,
+            assignment=res.assignment,
+            resource_ids=res.resource_ids,
+            pay_at_clinic=payment_id is None,
         )
 
 

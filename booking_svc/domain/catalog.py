@@ -127,6 +127,14 @@ def check_etag(current: str, given: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class ServiceNeed:
+    """``quantity`` items of ``resource_type`` per appointment."""
+
+    resource_type: str
+    quantity: int = 1
+
+
 @dataclass
 class Service:
     id: uuid.UUID
@@ -145,6 +153,10 @@ class Service:
     archived: bool = False
     version: int = 1
     policy: CancellationPolicy = DEFAULT_POLICY  # what its new bookings copy
+    # who can perform it (empty: no provider needed) and the resources it needs (ServiceNeed); with
+    # neither, ``capacity`` anonymous units (docs/design/scheduling.md)
+    provider_ids: tuple[uuid.UUID, ...] = ()
+    needs: tuple[ServiceNeed, ...] = ()
 
     @property
     def duration(self) -> timedelta:

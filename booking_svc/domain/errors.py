@@ -3,7 +3,7 @@ ErrorInfo reason), plus the two races the schema decides, raised by the reposito
 
 from __future__ import annotations
 
-from petpro.errors import Conflict, FailedPrecondition, NotFound, PermissionDenied
+from petpro.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 
 
 class SlotUnavailable(Conflict):
@@ -98,3 +98,41 @@ class RescheduleCutoffPassed(FailedPrecondition):
 
 class SameSlot(FailedPrecondition):
     reason = "SLOT_SAME"
+
+
+class ProviderTaken(Conflict):
+    """The chosen provider (or every qualified one) has an overlapping claim."""
+
+    reason = "PROVIDER_TAKEN"
+
+
+class ResourceTaken(Conflict):
+    """No free item of a resource type the service needs."""
+
+    reason = "RESOURCE_TAKEN"
+
+
+class PetBusy(Conflict):
+    """The pet has an overlapping appointment (any service, any clinic)."""
+
+    reason = "PET_BUSY"
+
+
+class ProviderUnavailable(InvalidArgument):
+    """The chosen provider does not work at that time (hours, time off)."""
+
+    reason = "PROVIDER_UNAVAILABLE"
+
+
+class ProviderNotFound(NotFound):
+    reason = "PROVIDER_NOT_FOUND"
+
+
+class ResourceNotFound(NotFound):
+    reason = "RESOURCE_NOT_FOUND"
+
+
+class HasUpcomingBookings(FailedPrecondition):
+    """Archiving a provider or a resource that upcoming bookings use: they are listed."""
+
+    reason = "HAS_UPCOMING_BOOKINGS"

@@ -50,6 +50,12 @@ class Reservation:
     booking_id: uuid.UUID | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     owner_locale: str = ""  # BCP 47, for the booking's notifications ("" when unknown)
+    # scheduling (docs/design/scheduling.md): the assigned provider, how, the resource items claimed,
+    # and the end of its claims (the appointment's end plus the service's buffer; None: ``end``)
+    provider_id: uuid.UUID | None = None
+    assignment: str | None = None
+    resource_ids: tuple[uuid.UUID, ...] = ()
+    claim_end: datetime | None = None
 
     def effective_state(self, now: datetime) -> ReservationState:
         """A HELD row past its expiry is EXPIRED, whether or not the sweeper has run yet."""
@@ -71,6 +77,7 @@ class HoldAttempt:
     unit: int | None
     inserted: bool
     catalog_version: int
+    conflict: str | None = None  # "pet": the pet's claim was refused (an overlapping appointment)
 
 
 def request_fingerprint(*parts: object) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from booking_svc.handlers.catalog import AvailabilitySlot, CatalogHandlers
 from booking_svc.handlers.clinic_admin import (
     CLINIC_FIELDS,
+    PROVIDER_FIELDS,
+    RESOURCE_FIELDS,
     SERVICE_FIELDS,
     ClinicAdminHandlers,
     ClinicProfile,
@@ -25,6 +27,8 @@ from booking_svc.handlers.reservations import ReservationHandlers, ReserveComman
 
 __all__ = [
     "CLINIC_FIELDS",
+    "PROVIDER_FIELDS",
+    "RESOURCE_FIELDS",
     "SERVICE_FIELDS",
     "AvailabilitySlot",
     "CatalogHandlers",

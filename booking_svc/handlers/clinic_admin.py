@@ -14,15 +14,23 @@ from booking_svc.domain import (
     ClinicBooking,
     ClinicNotFound,
     Closure,
+    HasUpcomingBookings,
     IdempotencyKeyReused,
     Interval,
+    Provider,
+    ProviderNotFound,
+    Resource,
+    ResourceNotFound,
     Service,
     ServiceNotBookable,
     ServiceNotFound,
+    TimeOff,
     check_etag,
     check_intervals,
+    check_provider_hours,
     check_time_zone,
     outside_schedule,
+    uncovered,
 )
 from booking_svc.ports import BookingRepository, UnitOfWork
 from petpro import paging
@@ -42,7 +50,11 @@ SERVICE_FIELDS = (
     "min_notice_minutes",
     "max_horizon_days",
     "active",
+    "provider_ids",
+    "needs",
 )
+PROVIDER_FIELDS = ("display_name", "user_id", "weekly_hours")
+RESOURCE_FIELDS = ("display_name", "species")
 MAX_SCHEDULE_RANGE = timedelta(days=31)
 
 
@@ -299,10 +311,58 @@ class ClinicAdminHandlers:
                     setattr(svc, path, getattr(changes, path))
             svc.name, svc.description = svc.name.strip(), svc.description.strip()
             svc.check_rules()
+            if "provider_ids" in paths or "needs" in paths:
+                await self._check_requirements(repo, svc)
             # existing bookings keep their own time range and amount: nothing else to touch
             await repo.save_service(svc)
+            if "provider_ids" in paths or "needs" in paths:
+                await repo.set_service_requirements(svc.id, svc.clinic_id, svc.provider_ids, svc.needs)
             await repo.bump_catalog()
         return svc
+
+    async def _check_requirements(self, repo: BookingRepository, svc: Service) -> None:
+        """Each provider is one of the clinic's, not archived; each needed type is the clinic's, with
+        enough items; each type named once.  All violations at once, nothing written."""
+        sched = await repo.clinic_schedule(svc.clinic_id, self.clock())
+        violations = []
+        for i, pid in enumerate(svc.provider_ids):
+            p = sched.providers.get(pid)
+            if p is None:
+                violations.append(
+                    FieldViolation(
+                        f"service.provider_ids[{i}]", "is no provider of this clinic", "PROVIDER_NOT_FOUND"
+                    )
+                )
+            elif p.archived:
+                violations.append(
+                    FieldViolation(f"service.provider_ids[{i}]", "is archived", "PROVIDER_ARCHIVED")
+                )
+        types = sched.types()
+        seen: set[str] = set()
+        for i, need in enumerate(svc.needs):
+            path = f"service.needs[{i}]"
+            if need.resource_type in seen:
+                violations.append(FieldViolation(f"{path}.resource_type", "is named twice", "NEED_DUPLICATE"))
+            seen.add(need.resource_type)
+            have = types.get(need.resource_type, 0)
+            if have == 0:
+                violations.append(
+                    FieldViolation(
+                        f"{path}.resource_type",
+                        "the clinic has no resource of this type",
+                        "RESOURCE_TYPE_UNKNOWN",
+                    )
+                )
+            elif have < need.quantity:
+                violations.append(
+                    FieldViolation(
+                        f"{path}.quantity", f"the clinic has only {have} of this type", "NOT_ENOUGH_RESOURCES"
+                    )
+                )
+        if violations:
+            raise InvalidArgument(
+                "; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations
+            )
 
     async def archive_service(self, caller: Principal, service_id: uuid.UUID, etag: str) -> Service:
         async with self.uow() as repo:
@@ -313,6 +373,249 @@ class ClinicAdminHandlers:
                 await repo.save_service(svc, archive_at=self.clock())
                 await repo.bump_catalog()
         return svc
+
+    # -- providers and resources (docs/design/scheduling.md) ---------------------------------------
+    async def _provider_locked(
+        self, repo: BookingRepository, clinic_id: uuid.UUID, provider_id: uuid.UUID
+    ) -> tuple[Clinic, Provider]:
+        clinic = await self._clinic_locked(repo, clinic_id)
+        p = await repo.provider(clinic_id, provider_id)
+        if p is None:
+            raise ProviderNotFound("provider not found", metadata={"field": "provider_id"})
+        return clinic, p
+
+    async def _uncovered(self, repo: BookingRepository, clinic: Clinic, provider: Provider) -> list[Booking]:
+        """Upcoming bookings of the provider their hours and time off (as changed) no longer cover."""
+        return [
+            b
+            for b in await repo.upcoming_bookings_using(clinic.id, provider.id, self.clock())
+            if b.provider_id == provider.id and uncovered(provider, clinic, b.start, b.end)
+        ]
+
+    async def create_provider(
+        self,
+        caller: Principal,
+        clinic_id: uuid.UUID,
+        display_name: str,
+        user_id: uuid.UUID | None,
+        hours: WeeklyHours,
+        request_id: uuid.UUID | None = None,
+    ) -> Provider:
+        require_clinic(caller, str(clinic_id), admin=True)
+        if not display_name.strip():
+            raise InvalidArgument.field("provider.display_name", "is required", "REQUIRED")
+        async with self.uow() as repo:
+            clinic = await self._clinic_locked(repo, clinic_id)
+            weekly, violations = check_provider_hours(clinic, hours.entries)
+            if violations:
+                raise InvalidArgument(
+                    "; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations
+                )
+            p = Provider(uuid.uuid4(), clinic_id, display_name.strip(), weekly, user_id)
+            stored = await repo.add_provider(p, request_id)
+            if stored != p.id:  # a retry (AIP-155): the first answer, if it is this clinic's
+                first = await repo.provider(clinic_id, stored)
+                if first is None:
+                    raise IdempotencyKeyReused("this request_id was used for another clinic's provider")
+                return first
+            await repo.bump_catalog()
+        return p
+
+    async def update_provider(
+        self,
+        caller: Principal,
+        clinic_id: uuid.UUID,
+        provider_id: uuid.UUID,
+        display_name: str,
+        user_id: uuid.UUID | None,
+        hours: WeeklyHours,
+        paths: list[str],
+        etag: str,
+    ) -> tuple[Provider, list[Booking]]:
+        require_clinic(caller, str(clinic_id), admin=True)
+        check_mask(paths, PROVIDER_FIELDS)
+        if "display_name" in paths and not display_name.strip():
+            raise InvalidArgument.field("provider.display_name", "is required", "REQUIRED")
+        async with self.uow() as repo:
+            clinic, p = await self._provider_locked(repo, clinic_id, provider_id)
+            check_etag(p.etag, etag)
+            if "weekly_hours" in paths:
+                weekly, violations = check_provider_hours(clinic, hours.entries)
+                if violations:
+                    raise InvalidArgument(
+                        "; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations
+                    )
+                p.weekly_hours = weekly
+            if "display_name" in paths:
+                p.display_name = display_name.strip()
+            if "user_id" in paths:
+                p.user_id = user_id
+            await repo.save_provider(p)
+            await repo.bump_catalog()
+            return p, await self._uncovered(repo, clinic, p)
+
+    async def list_providers(
+        self, caller: Principal, clinic_id: uuid.UUID, show_archived: bool, size: int, token: str
+    ) -> tuple[list[Provider], str]:
+        require_clinic(caller, str(clinic_id))
+        limit = paging.page_size(size)
+        async with self.read() as repo:
+            rows = await repo.list_providers(clinic_id, show_archived, paging.decode(token), limit)
+        return rows, paging.next_token(rows, limit, lambda p: (p.display_name, str(p.id)))
+
+    async def archive_provider(
+        self, caller: Principal, clinic_id: uuid.UUID, provider_id: uuid.UUID, etag: str
+    ) -> Provider:
+        require_clinic(caller, str(clinic_id), admin=True)
+        async with self.uow() as repo:
+            _, p = await self._provider_locked(repo, clinic_id, provider_id)
+            check_etag(p.etag, etag)
+            if not p.archived:
+                self._refuse_if_booked(
+                    await repo.upcoming_bookings_using(clinic_id, p.id, self.clock()), "provider_id"
+                )
+                p.archived = True
+                await repo.save_provider(p, archive_at=self.clock())
+                await repo.bump_catalog()
+        return p
+
+    @staticmethod
+    def _refuse_if_booked(upcoming: list[Booking], field: str) -> None:
+        if upcoming:
+            raise HasUpcomingBookings(
+                f"{len(upcoming)} upcoming booking(s) use it; cancel or move them first",
+                violations=[
+                    FieldViolation(field, f"booking {b.id} at {b.start.isoformat()}", "HAS_UPCOMING_BOOKING")
+                    for b in upcoming[:50]
+                ],
+                metadata={"booking_ids": ",".join(str(b.id) for b in upcoming[:50])},
+            )
+
+    async def create_time_off(
+        self,
+        caller: Principal,
+        clinic_id: uuid.UUID,
+        provider_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        reason: str,
+    ) -> tuple[TimeOff, list[Booking]]:
+        require_clinic(caller, str(clinic_id), admin=True)
+        if end <= start:
+            raise InvalidArgument.field("time_off.end_time", "must be after start_time", "RANGE_EMPTY")
+        if end - start > timedelta(days=366):
+            raise InvalidArgument.field(
+                "time_off.end_time", "time off lasts at most a year", "RANGE_TOO_LONG"
+            )
+        t = TimeOff(uuid.uuid4(), provider_id, start, end, reason.strip())
+        async with self.uow() as repo:
+            clinic, p = await self._provider_locked(repo, clinic_id, provider_id)
+            if not await repo.add_time_off(t):
+                raise InvalidArgument.field(
+                    "time_off", "overlaps another time off of this provider", "TIME_OFF_OVERLAPS"
+                )
+            await repo.bump_catalog()
+            p.time_off.append(t)
+            return t, await self._uncovered(repo, clinic, p)
+
+    async def delete_time_off(
+        self, caller: Principal, clinic_id: uuid.UUID, provider_id: uuid.UUID, time_off_id: uuid.UUID
+    ) -> None:
+        require_clinic(caller, str(clinic_id), admin=True)
+        async with self.uow() as repo:
+            await self._provider_locked(repo, clinic_id, provider_id)
+            if await repo.delete_time_off(provider_id, time_off_id):
+                await repo.bump_catalog()
+
+    async def _resource_locked(
+        self, repo: BookingRepository, clinic_id: uuid.UUID, resource_id: uuid.UUID
+    ) -> Resource:
+        await self._clinic_locked(repo, clinic_id)
+        r = await repo.resource(clinic_id, resource_id)
+        if r is None:
+            raise ResourceNotFound("resource not found", metadata={"field": "resource_id"})
+        return r
+
+    async def create_resource(
+        self,
+        caller: Principal,
+        clinic_id: uuid.UUID,
+        display_name: str,
+        resource_type: str,
+        species: tuple[str, ...],
+        request_id: uuid.UUID | None = None,
+    ) -> Resource:
+        require_clinic(caller, str(clinic_id), admin=True)
+        violations = []
+        if not display_name.strip():
+            violations.append(FieldViolation("resource.display_name", "is required", "REQUIRED"))
+        if not resource_type.strip():
+            violations.append(FieldViolation("resource.resource_type", "is required", "REQUIRED"))
+        if violations:
+            raise InvalidArgument(
+                "; ".join(f"{v.field}: {v.description}" for v in violations), violations=violations
+            )
+        r = Resource(uuid.uuid4(), clinic_id, display_name.strip(), resource_type.strip().lower(), species)
+        async with self.uow() as repo:
+            await self._clinic_locked(repo, clinic_id)
+            stored = await repo.add_resource(r, request_id)
+            if stored != r.id:
+                first = await repo.resource(clinic_id, stored)
+                if first is None:
+                    raise IdempotencyKeyReused("this request_id was used for another clinic's resource")
+                return first
+            await repo.bump_catalog()
+        return r
+
+    async def update_resource(
+        self,
+        caller: Principal,
+        clinic_id: uuid.UUID,
+        resource_id: uuid.UUID,
+        display_name: str,
+        species: tuple[str, ...],
+        paths: list[str],
+        etag: str,
+    ) -> Resource:
+        require_clinic(caller, str(clinic_id), admin=True)
+        check_mask(paths, RESOURCE_FIELDS)
+        if "display_name" in paths and not display_name.strip():
+            raise InvalidArgument.field("resource.display_name", "is required", "REQUIRED")
+        async with self.uow() as repo:
+            r = await self._resource_locked(repo, clinic_id, resource_id)
+            check_etag(r.etag, etag)
+            if "display_name" in paths:
+                r.display_name = display_name.strip()
+            if "species" in paths:
+                r.species = species
+            await repo.save_resource(r)
+            await repo.bump_catalog()
+        return r
+
+    async def list_resources(
+        self, caller: Principal, clinic_id: uuid.UUID, show_archived: bool, size: int, token: str
+    ) -> tuple[list[Resource], str]:
+        require_clinic(caller, str(clinic_id))
+        limit = paging.page_size(size)
+        async with self.read() as repo:
+            rows = await repo.list_resources(clinic_id, show_archived, paging.decode(token), limit)
+        return rows, paging.next_token(rows, limit, lambda r: (r.resource_type, r.display_name, str(r.id)))
+
+    async def archive_resource(
+        self, caller: Principal, clinic_id: uuid.UUID, resource_id: uuid.UUID, etag: str
+    ) -> Resource:
+        require_clinic(caller, str(clinic_id), admin=True)
+        async with self.uow() as repo:
+            r = await self._resource_locked(repo, clinic_id, resource_id)
+            check_etag(r.etag, etag)
+            if not r.archived:
+                self._refuse_if_booked(
+                    await repo.upcoming_bookings_using(clinic_id, r.id, self.clock()), "resource_id"
+                )
+                r.archived = True
+                await repo.save_resource(r, archive_at=self.clock())
+                await repo.bump_catalog()
+        return r
 
     # -- the schedule ------------------------------------------------------------------------------
     async def list_clinic_bookings(

@@ -19,17 +19,32 @@ from booking_svc.domain import (
     Booking,
     BookingNotFound,
     BookingState,
+    Clinic,
+    ClinicSchedule,
     DuplicateRequest,
+    GridSlot,
     IdempotencyKeyReused,
+    PetBusy,
+    ProviderTaken,
+    ProviderUnavailable,
     ReservationState,
+    ResourceTaken,
+    Service,
     SlotUnavailable,
+    check_changes,
     check_slot,
+    claim_end,
     event_type,
+    hold_claims,
+    hold_unit,
+    plan_move,
     request_fingerprint,
+    scheduled,
 )
 from booking_svc.ports import BookingRepository, Change, ChangeEncoder, OutboxEvent, UnitOfWork
 from petpro import paging
 from petpro.clock import utcnow
+from petpro.errors import FieldViolation
 
 
 class LifecycleHandlers:
@@ -110,7 +125,9 @@ class LifecycleHandlers:
         pet = await repo.pet(b.pet_id)
         assert res is not None and found is not None and pet is not None
         event_id = uuid.uuid4()
-        payload = self.encode_change(event_id, change, res, found[0], found[1], pet, now)
+        assigned = b.provider_id is not None or bool(b.resource_ids)
+        names = (await repo.clinic_schedule(b.clinic_id, now),) if assigned else ()
+        payload = self.encode_change(event_id, change, res, found[0], found[1], pet, now, *names)
         await repo.add_outbox(
             OutboxEvent(
                 event_id, change.topic, str(b.id), event_type(change.topic), payload, self.traceparent()
@@ -175,7 +192,14 @@ class LifecycleHandlers:
             svc, clinic = found
             slot = check_slot(clinic, svc, new_start, now)  # past, closed, off this service's grid: 400
             b.check_reschedule(slot.start, now)
-            if await repo.move_reservation(b.lock_id, svc.capacity, slot.start, slot.end, now) is None:
+            if scheduled(svc):
+                moved = await self._move_claimed(repo, b, svc, clinic, slot.start, slot.end, now)
+            else:
+                moved = (
+                    await repo.move_reservation(b.lock_id, svc.capacity, slot.start, slot.end, now)
+                    is not None
+                )
+            if not moved:
                 raise SlotUnavailable(  # the transaction rolls back: the booking keeps its slot
                     "this slot is no longer available",
                     metadata={"slot": slot.start.isoformat(), "field": "slot_start_time"},
@@ -189,6 +213,123 @@ class LifecycleHandlers:
         return await self._change(
             request_id, booking_id, "reschedule", fp, owner=owner, clinic=None, apply=apply
         )
+
+    @staticmethod
+    async def _move_claimed(
+        repo: BookingRepository,
+        b: Booking,
+        svc: Service,
+        clinic: Clinic,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+    ) -> bool:
+        """A scheduled booking keeps its provider and items: they must work and be free at the new time
+        (the old claims released and the new ones taken in one statement)."""
+        if b.provider_id is not None:
+            sched = await repo.clinic_schedule(clinic.id, now)
+            provider = sched.providers.get(b.provider_id)
+            if provider is None or not provider.works(clinic, start, end, claim_end(svc, end)):
+                raise ProviderUnavailable(
+                    "the provider does not work at that time",
+                    violations=[
+                        FieldViolation(
+                            "slot_start_time", "the provider does not work then", "PROVIDER_UNAVAILABLE"
+                        )
+                    ],
+                )
+        await repo.expire_lapsed_around(clinic.id, b.pet_id, start, claim_end(svc, end), now)
+        return await repo.move_claimed(b.lock_id, start, end, now)
+
+    async def move(
+        self,
+        request_id: str,
+        booking_id: uuid.UUID,
+        clinic: uuid.UUID,
+        new_start: datetime | None,
+        provider_id: uuid.UUID | None,
+        resource_ids: tuple[uuid.UUID, ...],
+    ) -> Booking:
+        """Staff move a booking of their clinic to another time, provider or items (no reschedule
+        cut-off): in one transaction the old claims are released and the new ones taken; a taken one
+        raises, the transaction rolls back and the booking stays where it was.  The owner is told as
+        for a reschedule (booking.rescheduled, actor CLINIC)."""
+
+        async def apply(repo: BookingRepository, b: Booking, now: datetime) -> Change:
+            found = await repo.service_with_clinic(b.service_id)
+            assert found is not None
+            svc, cl = found
+            b.check_move(new_start or b.start, now)
+            slot = check_slot(cl, svc, new_start, now) if new_start is not None else GridSlot(b.start, b.end)
+            if not scheduled(svc):
+                # a provider or items named for a service booked by time only: field violations
+                target = plan_move(
+                    svc, ClinicSchedule(), cl, slot, None, (None, ()), provider_id, resource_ids
+                )
+                check_changes(target, b.start, None, ())
+                if await repo.move_reservation(b.lock_id, svc.capacity, slot.start, slot.end, now) is None:
+                    raise SlotUnavailable(
+                        "this slot is no longer available",
+                        metadata={"slot": slot.start.isoformat(), "field": "slot"},
+                    )
+            else:
+                pet = await repo.pet(b.pet_id)
+                sched = await repo.clinic_schedule(cl.id, now)
+                target = plan_move(
+                    svc,
+                    sched,
+                    cl,
+                    slot,
+                    pet.species if pet else None,
+                    (b.provider_id, b.resource_ids),
+                    provider_id,
+                    resource_ids,
+                )
+                check_changes(target, b.start, b.provider_id, b.resource_ids)
+                until = claim_end(svc, slot.end)
+                await repo.expire_lapsed_around(cl.id, b.pet_id, slot.start, until, now)
+                try:
+                    taken = await repo.reassign_claims(
+                        b.lock_id,
+                        slot.start,
+                        slot.end,
+                        hold_unit(target.provider, target.items),
+                        target.provider_id,
+                        target.resource_ids,
+                        hold_claims(svc, cl.id, b.pet_id, slot, target.provider, target.items),
+                        now,
+                    )
+                except LookupError:
+                    raise BookingNotFound("booking not found") from None
+                if taken == "provider":
+                    raise ProviderTaken(
+                        "the provider is booked at that time", metadata={"field": "provider_id"}
+                    )
+                if taken == "resource":
+                    raise ResourceTaken(
+                        "a room or equipment is taken at that time", metadata={"field": "resource_ids"}
+                    )
+                if taken == "pet":
+                    raise PetBusy("this pet has another appointment at that time", metadata={"field": "slot"})
+                if taken is not None:
+                    raise SlotUnavailable(
+                        "this slot is no longer available",
+                        metadata={"slot": slot.start.isoformat(), "field": "slot"},
+                    )
+                b.provider_id, b.resource_ids = target.provider_id, target.resource_ids
+            previous = (b.start, b.end)
+            b.reschedule(slot.start, slot.end, now)
+            await repo.save_booking_change(b)
+            return Change(TOPIC_BOOKING_RESCHEDULED, b, Actor.CLINIC, *previous)
+
+        fp = request_fingerprint(
+            "move",
+            clinic,
+            new_start.astimezone(UTC).isoformat() if new_start else "",
+            provider_id or "",
+            ",".join(sorted(str(r) for r in resource_ids)),
+        )
+        return await self._change(request_id, booking_id, "move", fp, owner=None, clinic=clinic, apply=apply)
 
     async def record_outcome(
         self, request_id: str, booking_id: uuid.UUID, clinic: uuid.UUID, outcome: BookingState

@@ -42,6 +42,8 @@ class RefundHandlers:
         async with self.uow() as repo:
             due = await repo.claim_due_refunds(now, now + self.retry_max)
         for b in due:
+            if b.payment_id is None:  # paid at the clinic: never owes an online refund (refund NONE)
+                continue
             # a FAILED refund is never asked again: the next round is a new refund under a new key
             rnd = b.refund_round + 1 if b.refund_state == RefundState.FAILED else b.refund_round
             try:

@@ -9,29 +9,45 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 
 from booking_svc.domain import (
     EVENT_BOOKING_CREATED,
     TOPIC_BOOKING_CREATED,
+    Assignment,
     Booking,
+    Busy,
     Clinic,
     ConfirmDecision,
+    DuplicateRequest,
+    GridSlot,
     IdempotencyKeyReused,
     Pet,
+    PetBusy,
+    ProviderTaken,
     Reservation,
+    ReservationClosed,
     ReservationNotFound,
     ReservationState,
+    ResourceTaken,
     Service,
     ServiceNotBookable,
     SlotLost,
     SlotUnavailable,
     check_pet_owner,
     check_slot,
+    claim_end,
     decide_confirm,
     decide_reclaim,
+    hold_claims,
+    hold_unit,
+    local_day_range,
+    plan_hold,
     request_fingerprint,
+    require_items,
+    scheduled,
+    subjects_of,
 )
 from booking_svc.handlers.catalog import CatalogHandlers
 from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, UnitOfWork
@@ -48,7 +64,9 @@ class ReserveCommand:
     service_id: uuid.UUID
     pet_id: uuid.UUID
     start: datetime
+    _: KW_ONLY  # the optional parts by name: a positional one would land in the wrong field
     owner_locale: str = ""
+    provider_id: uuid.UUID | None = None  # scheduled services: the wanted provider, None = any
 
 
 class ReservationHandlers:
@@ -78,11 +96,20 @@ class ReservationHandlers:
         moved on, and the request is then decided on the service loaded again."""
         now = self.clock()
         fingerprint = request_fingerprint(cmd.service_id, cmd.pet_id, cmd.start.astimezone(UTC).isoformat())
+        if cmd.provider_id is not None:
+            fingerprint = request_fingerprint(fingerprint, cmd.provider_id)
         cached = self.catalog.cached_service(cmd.service_id)
         verified = cached is None  # loaded for this request: the current catalog
         version, (svc, clinic) = cached or await self._load_service(cmd.service_id)
         races = reloads = 0
         while True:
+            if scheduled(svc):  # a service with providers or items: its own transaction
+                held = await self._reserve_scheduled(cmd, fingerprint, now)
+                if held is not None:
+                    return held
+                version, (svc, clinic) = await self._load_service(cmd.service_id)  # no longer: capacity
+                verified = True
+                continue
             try:
                 res = await self._new_hold(cmd, svc, clinic, fingerprint, now)
             except DomainError:
@@ -110,6 +137,10 @@ class ReservationHandlers:
                 assert earlier is not None  # request ids are never deleted
                 return self._replay(earlier, fingerprint)
             check_pet_owner(attempt.pet_owner, cmd.owner_user_id)
+            if attempt.conflict == "pet":
+                raise PetBusy(
+                    "this pet already has an appointment at that time", metadata={"field": "pet_id"}
+                )
             if attempt.unit is None or races > svc.capacity:
                 raise SlotUnavailable(
                     "this slot is no longer available", metadata={"slot": res.start.isoformat()}
@@ -125,14 +156,23 @@ class ReservationHandlers:
         return version, await self.catalog.get_service(service_id, version)
 
     async def _new_hold(
-        self, cmd: ReserveCommand, svc: Service, clinic: Clinic, fingerprint: str, now: datetime
+        self,
+        cmd: ReserveCommand,
+        svc: Service,
+        clinic: Clinic,
+        fingerprint: str,
+        now: datetime,
+        *,
+        pet: Pet | None = None,
     ) -> Reservation:
         """The hold ``cmd`` asks for, once the rules the statement does not check hold: the service
         is bookable, the slot on its grid and within its window, and (for a service limited to some
         species) the pet one of them, which takes a read first."""
         if not svc.bookable:
             raise ServiceNotBookable("this service is not bookable at the moment")
-        if svc.species_allowed:  # a pet's owner and species never change: checked before the statement
+        if svc.species_allowed and pet is not None:
+            svc.check_species(pet.species)
+        elif svc.species_allowed:  # a pet's owner and species never change: checked before the statement
             async with self.read() as repo:
                 pet = await repo.pet(cmd.pet_id)
             check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
@@ -158,7 +198,101 @@ class ReservationHandlers:
             amount_minor=svc.price_minor,
             currency=svc.currency,
             created_at=now,
+            claim_end=claim_end(svc, slot.end),
         )
+
+    async def _reserve_scheduled(
+        self, cmd: ReserveCommand, fingerprint: str, now: datetime
+    ) -> Reservation | None:
+        """The scheduled hold, or None when the service (at the current catalog) needs neither providers
+        nor items any more: the caller takes the capacity path."""
+        try:
+            return await self._hold_scheduled(cmd, fingerprint, now)
+        except DuplicateRequest:  # a retry of this request committed meanwhile: its first answer
+            earlier = await self._earlier(cmd)
+            assert earlier is not None
+            return self._replay(earlier, fingerprint)
+        except DomainError:  # refused: unless it is a retry, whose first answer stands (even now)
+            earlier = await self._earlier(cmd)
+            if earlier is None:
+                raise
+            return self._replay(earlier, fingerprint)
+
+    async def _hold_scheduled(
+        self, cmd: ReserveCommand, fingerprint: str, now: datetime
+    ) -> Reservation | None:
+        """A service with providers or resources: one transaction that expires the lapsed holds in the
+        way, reads the live claims of the clinic (and of the pet) that day, and inserts the hold with
+        all its claims in a savepoint per candidate.  A lost race on the provider moves on to the next
+        candidate (never the same one twice); on an item, the items are picked again (bounded)."""
+        cached = self.catalog.cached_service(cmd.service_id)
+        if cached is None:
+            cached = await self._load_service(cmd.service_id)
+        version, (svc, clinic) = cached
+        if not scheduled(svc):  # the service lost its providers and items meanwhile
+            return None
+        sched = await self.catalog.schedule(clinic.id, version)
+        async with self.read() as repo:  # autocommit: one read, then one all-or-nothing insert per try
+            start = cmd.start.astimezone(UTC)
+            until = claim_end(svc, start + svc.duration)
+            lo, hi = start, until
+            if cmd.provider_id is None:  # "any" counts each candidate's claims that local day
+                day_lo, day_hi = local_day_range(clinic, start.astimezone(clinic.zone).date())
+                lo, hi = min(day_lo, start), max(day_hi, until)
+            subjects = subjects_of(svc, sched, cmd.pet_id)
+            seen, owner, species, claims = await repo.prepare_hold(
+                clinic.id, cmd.pet_id, start, until, lo, hi, now, subjects
+            )
+            if seen != version:  # the catalog moved on: decide on the current one
+                version = seen
+                svc, clinic = await self.catalog.get_service(cmd.service_id, version, repo)
+                if not scheduled(svc):
+                    return None
+                sched = await self.catalog.schedule(clinic.id, version, repo)
+                subjects = subjects_of(svc, sched, cmd.pet_id)
+                claims = await repo.live_claims(clinic.id, cmd.pet_id, lo, hi, now, subjects)
+            check_pet_owner(owner, cmd.owner_user_id)
+            assert species is not None
+            pet = Pet(cmd.pet_id, cmd.owner_user_id, "", species)
+            res = await self._new_hold(cmd, svc, clinic, fingerprint, now, pet=pet)
+            slot = GridSlot(res.start, res.end)
+            until = claim_end(svc, res.end)
+            busy = Busy(claims)
+            plan = plan_hold(svc, sched, clinic, slot, busy, pet.id, cmd.provider_id)
+            lost: set[uuid.UUID] = set()
+            for provider in plan.providers:
+                for _ in range(len(sched.resources) + 1):
+                    items = require_items(svc, sched, slot, busy, pet.species, frozenset(lost))
+                    res.unit = hold_unit(provider, items)
+                    res.provider_id = provider.id if provider else None
+                    res.assignment = plan.assignment.value if plan.assignment and provider else None
+                    res.resource_ids = tuple(i.id for i in items)
+                    conflict = await repo.insert_hold(
+                        res, hold_claims(svc, clinic.id, pet.id, slot, provider, items)
+                    )
+                    if conflict is None:
+                        return res
+                    if conflict == "request":
+                        raise DuplicateRequest(cmd.request_id)
+                    if conflict == "pet":
+                        raise PetBusy(
+                            "this pet already has an appointment at that time", metadata={"field": "pet_id"}
+                        )
+                    if conflict != "resource":
+                        break  # the provider (or the unit) was taken concurrently: the next candidate
+                    busy = Busy(
+                        await repo.live_claims(
+                            clinic.id, pet.id, lo, hi, now, subjects_of(svc, sched, pet.id)
+                        )
+                    )
+                    lost |= {i.id for i in items if not busy.free(i.id, slot.start, until)}
+                else:
+                    raise ResourceTaken("a room or equipment this service needs is taken at that time")
+            if plan.assignment == Assignment.CHOSEN:
+                raise ProviderTaken("this provider was booked at that time meanwhile")
+            raise SlotUnavailable(
+                "this slot is no longer available", metadata={"slot": res.start.isoformat()}
+            )
 
     async def _earlier(self, cmd: ReserveCommand) -> Reservation | None:
         async with self.read() as repo:
@@ -230,7 +364,9 @@ class ReservationHandlers:
         # the booking's own copy of the policy (the catalog memo never outlives a committed change)
         booking.policy = svc.policy
         event_id = uuid.uuid4()
-        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now)
+        assigned = booking.provider_id is not None or bool(booking.resource_ids)
+        names = (await self.catalog.schedule(clinic.id, catalog_version, repo),) if assigned else ()
+        payload = self.encode_created(event_id, booking, res, svc, clinic, pet, now, *names)
         event = OutboxEvent(
             event_id,
             TOPIC_BOOKING_CREATED,
@@ -240,6 +376,29 @@ class ReservationHandlers:
             self.traceparent(),
         )
         await repo.confirm_booking(booking, event)
+
+    async def confirm_unpaid(self, lock_id: uuid.UUID, clinic_id: uuid.UUID) -> Booking:
+        """Staff confirm a live hold of their clinic without a payment: the booking is to be paid at
+        the clinic (``pay_at_clinic``), in one transaction with its event.  A hold already confirmed
+        returns its booking (a retry); a lapsed or closed one is RESERVATION_CLOSED."""
+        now = self.clock()
+        async with self.uow() as repo:
+            found = await repo.lock_for_confirm(lock_id)
+            if found is None or found[0].clinic_id != clinic_id:
+                raise ReservationNotFound("reservation not found")
+            res, pet, version = found
+            if res.state == ReservationState.CONFIRMED:
+                existing = await repo.booking_by_lock(lock_id)
+                assert existing is not None
+                return existing
+            if res.effective_state(now) != ReservationState.HELD:
+                raise ReservationClosed(
+                    f"the hold is {res.effective_state(now).value.lower()}; book again",
+                    metadata={"field": "reservation_lock_id"},
+                )
+            booking = Booking.confirm(res, None, now)
+            await self._add_booking(repo, booking, res, pet, now, version)
+            return booking
 
     async def expire_due(self) -> list[uuid.UUID]:
         async with self.uow() as repo:

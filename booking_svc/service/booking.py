@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 import grpc
 
-from booking_svc.domain import Actor, BookingState
+from booking_svc.domain import Actor, Booking, BookingState, ClinicSchedule, Reservation
 from booking_svc.handlers import (
     CatalogHandlers,
     LifecycleHandlers,
@@ -17,7 +19,14 @@ from booking_svc.handlers import (
     ReservationHandlers,
     ReserveCommand,
 )
-from booking_svc.service.convert import booking_pb, clinic_pb, pet_pb, reservation_pb, service_pb
+from booking_svc.service.convert import (
+    booking_pb,
+    clinic_pb,
+    pet_pb,
+    provider_ref,
+    reservation_pb,
+    service_pb,
+)
 from booking_svc.service.refusals import TakenSlots
 from petpro.convert import dt, ts, uid
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
@@ -75,7 +84,10 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         self, request: booking_pb2.GetAvailabilityRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.GetAvailabilityResponse:
         svc, clinic, slots = await self.catalog.availability(
-            uid(request.service_id, "service_id"), request.date
+            uid(request.service_id, "service_id"),
+            request.date,
+            provider_id=uid(request.provider_id, "provider_id") if request.provider_id else None,
+            pet_id=uid(request.pet_id, "pet_id") if request.pet_id else None,
         )
         return booking_pb2.GetAvailabilityResponse(
             service_id=str(svc.id),
@@ -83,11 +95,52 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             time_zone=clinic.time_zone,
             slots=[
                 booking_pb2.Slot(
-                    start_time=ts(s.start), end_time=ts(s.end), free=s.remaining > 0, remaining=s.remaining
+                    start_time=ts(s.start),
+                    end_time=ts(s.end),
+                    free=s.remaining > 0,
+                    remaining=s.remaining,
+                    free_providers=[provider_ref(p) for p in s.providers],
                 )
                 for s in slots
             ],
         )
+
+    async def ListAvailableDays(
+        self, request: booking_pb2.ListAvailableDaysRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ListAvailableDaysResponse:
+        svc, clinic, days = await self.catalog.available_days(
+            uid(request.service_id, "service_id"),
+            request.month,
+            provider_id=uid(request.provider_id, "provider_id") if request.provider_id else None,
+            pet_id=uid(request.pet_id, "pet_id") if request.pet_id else None,
+        )
+        return booking_pb2.ListAvailableDaysResponse(
+            service_id=str(svc.id),
+            month=request.month,
+            time_zone=clinic.time_zone,
+            days=[booking_pb2.AvailableDay(date=d.isoformat(), has_free_slot=free) for d, free in days],
+        )
+
+    async def _sched(
+        self, clinic_id: uuid.UUID, provider_id: uuid.UUID | None, items: tuple[uuid.UUID, ...]
+    ) -> ClinicSchedule | None:
+        """The clinic's schedule for the names of an assignment (None when there is none): the memo's
+        copy when it knows them all (a rename shows with the next catalog read), else loaded."""
+        if provider_id is None and not items:
+            return None
+        cached = self.catalog.memo.peek(("schedule", clinic_id))
+        if cached is not None:
+            sched: ClinicSchedule = cached[1]
+            known = {r.id for r in sched.resources}
+            if (provider_id is None or provider_id in sched.providers) and known.issuperset(items):
+                return sched
+        return await self.catalog.schedule(clinic_id)
+
+    async def _reservation_pb(self, res: Reservation) -> booking_pb2.Reservation:
+        return reservation_pb(res, await self._sched(res.clinic_id, res.provider_id, res.resource_ids))
+
+    async def _booking_pb(self, b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
+        return booking_pb(b, now, await self._sched(b.clinic_id, b.provider_id, b.resource_ids))
 
     async def CreatePet(
         self, request: booking_pb2.CreatePetRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -167,18 +220,19 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             service_id=uid(request.service_id, "service_id"),
             pet_id=uid(request.pet_id, "pet_id"),
             start=dt(request.slot_start_time),
+            provider_id=uid(request.provider_id, "provider_id") if request.provider_id else None,
         )
         if self.taken is not None:
             res = await self.taken.reserve(cmd, self.reservations.reserve)
         else:
             res = await self.reservations.reserve(cmd)
-        return booking_pb2.ReserveSlotResponse(reservation=reservation_pb(res))
+        return booking_pb2.ReserveSlotResponse(reservation=await self._reservation_pb(res))
 
     async def GetReservation(
         self, request: booking_pb2.GetReservationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.GetReservationResponse:
         res = await self.reservations.get_reservation(uid(request.lock_id, "lock_id"), None)
-        return booking_pb2.GetReservationResponse(reservation=reservation_pb(res))
+        return booking_pb2.GetReservationResponse(reservation=await self._reservation_pb(res))
 
     async def ConfirmBooking(
         self, request: booking_pb2.ConfirmBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -187,14 +241,14 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.reservation_lock_id, "reservation_lock_id"), uid(request.payment_id, "payment_id")
         )
         return booking_pb2.ConfirmBookingResponse(
-            booking_id=str(b.id), booking=booking_pb(b, self.lifecycle.clock())
+            booking_id=str(b.id), booking=await self._booking_pb(b, self.lifecycle.clock())
         )
 
     async def GetBooking(
         self, request: booking_pb2.GetBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.GetBookingResponse:
         return booking_pb2.GetBookingResponse(
-            booking=booking_pb(
+            booking=await self._booking_pb(
                 await self.lifecycle.get_booking(uid(request.booking_id, "booking_id"), None),
                 self.lifecycle.clock(),
             )
@@ -222,7 +276,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             )
         if self.taken is not None:
             self.taken.forget()  # its slot is free again
-        return booking_pb2.CancelBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.CancelBookingResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
 
     async def RescheduleBooking(
         self, request: booking_pb2.RescheduleBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -235,7 +289,34 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         if self.taken is not None:
             self.taken.forget()  # its old slot is free again
-        return booking_pb2.RescheduleBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.RescheduleBookingResponse(
+            booking=await self._booking_pb(b, self.lifecycle.clock())
+        )
+
+    async def ConfirmUnpaidBooking(
+        self, request: booking_pb2.ConfirmUnpaidBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.ConfirmUnpaidBookingResponse:
+        b = await self.reservations.confirm_unpaid(
+            uid(request.reservation_lock_id, "reservation_lock_id"), uid(request.clinic_id, "clinic_id")
+        )
+        return booking_pb2.ConfirmUnpaidBookingResponse(
+            booking=await self._booking_pb(b, self.lifecycle.clock())
+        )
+
+    async def MoveBooking(
+        self, request: booking_pb2.MoveBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> booking_pb2.MoveBookingResponse:
+        b = await self.lifecycle.move(
+            request.request_id,
+            uid(request.booking_id, "booking_id"),
+            uid(request.clinic_id, "clinic_id"),
+            dt(request.slot_start_time) if request.HasField("slot_start_time") else None,
+            uid(request.provider_id, "provider_id") if request.provider_id else None,
+            tuple(uid(r, f"resource_ids[{i}]") for i, r in enumerate(request.resource_ids)),
+        )
+        if self.taken is not None:
+            self.taken.forget()  # its old slot is free again
+        return booking_pb2.MoveBookingResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
 
     async def CompleteBooking(
         self, request: booking_pb2.CompleteBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -246,7 +327,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.clinic_id, "clinic_id"),
             BookingState.COMPLETED,
         )
-        return booking_pb2.CompleteBookingResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.CompleteBookingResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
 
     async def MarkNoShow(
         self, request: booking_pb2.MarkNoShowRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -257,7 +338,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
             uid(request.clinic_id, "clinic_id"),
             BookingState.NO_SHOW,
         )
-        return booking_pb2.MarkNoShowResponse(booking=booking_pb(b, self.lifecycle.clock()))
+        return booking_pb2.MarkNoShowResponse(booking=await self._booking_pb(b, self.lifecycle.clock()))
 
     async def ListPendingRefunds(
         self, request: booking_pb2.ListPendingRefundsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -278,7 +359,7 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         )
         now = self.lifecycle.clock()
         return booking_pb2.ListBookingsResponse(
-            bookings=[booking_pb(b, now) for b in rows], next_page_token=token
+            bookings=[await self._booking_pb(b, now) for b in rows], next_page_token=token
         )
 
 

@@ -22,14 +22,24 @@ from booking_svc.domain import (
 )
 from booking_svc.handlers import (
     CLINIC_FIELDS,
+    PROVIDER_FIELDS,
+    RESOURCE_FIELDS,
     SERVICE_FIELDS,
     ClinicAdminHandlers,
     ClinicProfile,
     WeeklyHours,
 )
-from booking_svc.service.convert import booking_pb, clinic_pb, service_pb
+from booking_svc.service.convert import (
+    booking_pb,
+    clinic_pb,
+    needs_from_pb,
+    provider_pb,
+    resource_pb,
+    service_pb,
+)
 from petpro.authn import Authenticator
 from petpro.convert import dt, uid
+from petpro.errors import InvalidArgument
 from petpro_api.booking.v1 import booking_pb2, clinic_admin_pb2, clinic_admin_pb2_grpc
 
 
@@ -67,7 +77,13 @@ def _draft(s: booking_pb2.Service, *, creating: bool) -> Service:
         min_notice_minutes=s.min_notice_minutes,
         max_horizon_days=s.max_horizon_days or MAX_BOOKING_HORIZON.days,
         active=True if creating else s.active,
+        provider_ids=tuple(uid(p, f"service.provider_ids[{i}]") for i, p in enumerate(s.provider_ids)),
+        needs=needs_from_pb(s.needs),
     )
+
+
+def _species(values: Iterable[int]) -> tuple[str, ...]:
+    return tuple(booking_pb2.Species.Name(x).removeprefix("SPECIES_") for x in values)  # type: ignore[arg-type]
 
 
 def _set_paths(msg: Message, fields: tuple[str, ...]) -> list[str]:
@@ -84,7 +100,10 @@ def _set_paths(msg: Message, fields: tuple[str, ...]) -> list[str]:
 
 
 def _paths(
-    request: clinic_admin_pb2.UpdateClinicRequest | clinic_admin_pb2.UpdateServiceRequest,
+    request: clinic_admin_pb2.UpdateClinicRequest
+    | clinic_admin_pb2.UpdateServiceRequest
+    | clinic_admin_pb2.UpdateProviderRequest
+    | clinic_admin_pb2.UpdateResourceRequest,
     resource: Message,
     fields: tuple[str, ...],
 ) -> list[str]:
@@ -273,3 +292,157 @@ class ClinicAdminServicer(clinic_admin_pb2_grpc.ClinicAdminServiceServicer):
         return clinic_admin_pb2.ListClinicBookingsResponse(
             bookings=[clinic_booking_pb(r) for r in rows], next_page_token=token
         )
+
+    # -- providers and resources (docs/design/scheduling.md)
+    async def CreateProvider(
+        self, request: clinic_admin_pb2.CreateProviderRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.CreateProviderResponse:
+        caller = await self.authn.principal(context)
+        p = request.provider
+        provider = await self.handlers.create_provider(
+            caller,
+            uid(request.clinic_id, "clinic_id"),
+            p.display_name,
+            uid(p.user_id, "provider.user_id") if p.user_id else None,
+            _weekly(p.weekly_hours, "provider.weekly_hours"),
+            uid(request.request_id, "request_id") if request.request_id else None,
+        )
+        return clinic_admin_pb2.CreateProviderResponse(provider=provider_pb(provider))
+
+    async def UpdateProvider(
+        self, request: clinic_admin_pb2.UpdateProviderRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.UpdateProviderResponse:
+        caller = await self.authn.principal(context)
+        p = request.provider
+        provider, affected = await self.handlers.update_provider(
+            caller,
+            uid(p.clinic_id, "provider.clinic_id"),
+            uid(p.provider_id, "provider.provider_id"),
+            p.display_name,
+            uid(p.user_id, "provider.user_id") if p.user_id else None,
+            _weekly(p.weekly_hours, "provider.weekly_hours"),
+            _paths(request, p, PROVIDER_FIELDS),
+            p.etag,
+        )
+        return clinic_admin_pb2.UpdateProviderResponse(
+            provider=provider_pb(provider), affected_bookings=[booking_pb(b) for b in affected]
+        )
+
+    async def ListProviders(
+        self, request: clinic_admin_pb2.ListProvidersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.ListProvidersResponse:
+        caller = await self.authn.principal(context)
+        rows, token = await self.handlers.list_providers(
+            caller,
+            uid(request.clinic_id, "clinic_id"),
+            request.show_archived,
+            request.page_size,
+            request.page_token,
+        )
+        return clinic_admin_pb2.ListProvidersResponse(
+            providers=[provider_pb(p) for p in rows], next_page_token=token
+        )
+
+    async def ArchiveProvider(
+        self, request: clinic_admin_pb2.ArchiveProviderRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.ArchiveProviderResponse:
+        caller = await self.authn.principal(context)
+        p = await self.handlers.archive_provider(
+            caller, uid(request.clinic_id, "clinic_id"), uid(request.provider_id, "provider_id"), request.etag
+        )
+        return clinic_admin_pb2.ArchiveProviderResponse(provider=provider_pb(p))
+
+    async def CreateProviderTimeOff(
+        self,
+        request: clinic_admin_pb2.CreateProviderTimeOffRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> clinic_admin_pb2.CreateProviderTimeOffResponse:
+        caller = await self.authn.principal(context)
+        t = request.time_off
+        if not t.HasField("start_time") or not t.HasField("end_time"):
+            raise InvalidArgument.field(
+                "time_off.start_time", "start_time and end_time are required", "REQUIRED"
+            )
+        clinic_id, provider_id = uid(request.clinic_id, "clinic_id"), uid(request.provider_id, "provider_id")
+        off, affected = await self.handlers.create_time_off(
+            caller, clinic_id, provider_id, dt(t.start_time), dt(t.end_time), t.reason
+        )
+        return clinic_admin_pb2.CreateProviderTimeOffResponse(
+            time_off=booking_pb2.TimeOff(
+                name=f"clinics/{clinic_id}/providers/{provider_id}/timeOff/{off.id}",
+                time_off_id=str(off.id),
+                start_time=t.start_time,
+                end_time=t.end_time,
+                reason=off.reason,
+            ),
+            affected_bookings=[booking_pb(b) for b in affected],
+        )
+
+    async def DeleteProviderTimeOff(
+        self,
+        request: clinic_admin_pb2.DeleteProviderTimeOffRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> clinic_admin_pb2.DeleteProviderTimeOffResponse:
+        caller = await self.authn.principal(context)
+        await self.handlers.delete_time_off(
+            caller,
+            uid(request.clinic_id, "clinic_id"),
+            uid(request.provider_id, "provider_id"),
+            uid(request.time_off_id, "time_off_id"),
+        )
+        return clinic_admin_pb2.DeleteProviderTimeOffResponse()
+
+    async def CreateResource(
+        self, request: clinic_admin_pb2.CreateResourceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.CreateResourceResponse:
+        caller = await self.authn.principal(context)
+        r = request.resource
+        resource = await self.handlers.create_resource(
+            caller,
+            uid(request.clinic_id, "clinic_id"),
+            r.display_name,
+            r.resource_type,
+            _species(r.species),
+            uid(request.request_id, "request_id") if request.request_id else None,
+        )
+        return clinic_admin_pb2.CreateResourceResponse(resource=resource_pb(resource))
+
+    async def UpdateResource(
+        self, request: clinic_admin_pb2.UpdateResourceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.UpdateResourceResponse:
+        caller = await self.authn.principal(context)
+        r = request.resource
+        resource = await self.handlers.update_resource(
+            caller,
+            uid(r.clinic_id, "resource.clinic_id"),
+            uid(r.resource_id, "resource.resource_id"),
+            r.display_name,
+            _species(r.species),
+            _paths(request, r, RESOURCE_FIELDS),
+            r.etag,
+        )
+        return clinic_admin_pb2.UpdateResourceResponse(resource=resource_pb(resource))
+
+    async def ListResources(
+        self, request: clinic_admin_pb2.ListResourcesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.ListResourcesResponse:
+        caller = await self.authn.principal(context)
+        rows, token = await self.handlers.list_resources(
+            caller,
+            uid(request.clinic_id, "clinic_id"),
+            request.show_archived,
+            request.page_size,
+            request.page_token,
+        )
+        return clinic_admin_pb2.ListResourcesResponse(
+            resources=[resource_pb(r) for r in rows], next_page_token=token
+        )
+
+    async def ArchiveResource(
+        self, request: clinic_admin_pb2.ArchiveResourceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> clinic_admin_pb2.ArchiveResourceResponse:
+        caller = await self.authn.principal(context)
+        r = await self.handlers.archive_resource(
+            caller, uid(request.clinic_id, "clinic_id"), uid(request.resource_id, "resource_id"), request.etag
+        )
+        return clinic_admin_pb2.ArchiveResourceResponse(resource=resource_pb(r))

@@ -79,6 +79,8 @@ class TakenSlots:
 
     async def reserve(self, cmd: Any, reserve: Callable[[Any], Awaitable[Any]]) -> Any:
         """``reserve(cmd)`` (the use case), unless ``cmd`` can be refused early."""
+        if getattr(cmd, "provider_id", None) is not None:  # a named provider: their claims decide
+            return await reserve(cmd)
         key: Key = (cmd.service_id, cmd.start)
         if await self._refuses(key, cmd):
             raise self._refusal(key)

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 from cachetools import TTLCache
 
 from petpro.authn import CLIENT_ADDRESS_HEADER, Authenticator, Principal, TokenCache, metadata
-from petpro.errors import InvalidArgument, Kind, NotFound, PermissionDenied
+from petpro.errors import Conflict, InvalidArgument, Kind, NotFound, PermissionDenied
 from petpro.upstream import UpstreamError, call
 from petpro_api.auth.v1 import auth_pb2, auth_pb2_grpc
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
@@ -368,16 +371,22 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 owner_email=me.email,
                 owner_name=me.name,
                 owner_locale=me.locale,
+                provider_id=request.provider_id,
             ),
         )
         res = held.reservation
-        return mobile_pb2.CreateBookingResponse(
+        out = mobile_pb2.CreateBookingResponse(
             lock_id=res.lock_id,
             status=MOBILE_STATUS.get(res.state, "UNKNOWN"),
             payment_url=await self._payment_url(res, me.email),
             expires_at=res.expires_at,
             amount=res.amount,
+            resources=res.resources,
+            assignment=res.assignment,
         )
+        if res.HasField("provider"):
+            out.provider.CopyFrom(res.provider)
+        return out
 
     async def _payment_url(self, res: booking_pb2.Reservation, email: str) -> str:
         """Opens (or, on a retry, finds again) the checkout page of a held reservation ("" once it is
@@ -449,6 +458,9 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             slot_start_time=res.slot_start_time,
             slot_end_time=res.slot_end_time,
             payment_url=payment_url,
+            provider=res.provider if res.HasField("provider") else None,
+            resources=res.resources,
+            assignment=res.assignment,
         )
 
     async def GetBooking(
@@ -475,6 +487,10 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         return mobile_pb2.ListBookingsResponse(bookings=r.bookings, next_page_token=r.next_page_token)
 
     # -- lifecycle (owner) ---------------------------------------------------------------------------
+    @staticmethod
+    def _has_key(context: grpc.aio.ServicerContext) -> bool:
+        return bool(metadata(context).get("idempotency-key", "").strip())
+
     def _request_id(self, context: grpc.aio.ServicerContext, me: Principal, method: str, target: str) -> str:
         """AIP-155 request id from the optional Idempotency-Key header (scoped to caller, method and
         booking, so one key can't collide across them); a fresh id without one."""
@@ -538,6 +554,188 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             ),
         )
         return mobile_pb2.StaffCancelBookingResponse(booking=r.booking)
+
+    async def StaffCreateBooking(
+        self, request: mobile_pb2.StaffCreateBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.StaffCreateBookingResponse:
+        """Staff book for an owner.  What can be refused is checked before anything is written: the
+        service is the clinic's, the slot one of its free slots (with the provider, if named); then
+        the owner is found or invited, the pet found or created (a pet of that name and species is
+        reused, so a retry makes no second one), the slot held, and the payment link mailed or the
+        booking confirmed as paid at the clinic.  A race lost at the hold leaves the owner account
+        and the pet (valid records the next attempt reuses), never a booking half made."""
+        me = await self._staff(context, request.clinic_id)
+        request_id = self._request_id(context, me, "staff-book", request.clinic_id)
+        svc = (
+            await call(
+                self.stubs.booking.GetService, booking_pb2.GetServiceRequest(service_id=request.service_id)
+            )
+        ).service
+        if svc.clinic_id != request.clinic_id:
+            raise NotFound("service not found", reason="SERVICE_NOT_FOUND")
+        clinic = (
+            await call(
+                self.stubs.booking.GetClinic, booking_pb2.GetClinicRequest(clinic_id=request.clinic_id)
+            )
+        ).clinic
+        invite = auth_pb2.InviteOwnerRequest(
+            email=request.owner_email,
+            name=request.owner_name,
+            phone=request.owner_phone,
+            clinic_name=clinic.name,
+            validate_only=True,
+        )
+        found = await call(self.stubs.auth.InviteOwner, invite)
+        if request.pet_id:
+            await self._check_pet(found, request.pet_id)
+        try:
+            await self._check_free(svc, clinic, request)
+        except Conflict:
+            # taken: by this very request, retried with its Idempotency-Key (its owner and pet exist,
+            # ReserveSlot then answers as the first time), or truly taken (409, nothing written)
+            known = found.HasField("user") and bool(
+                request.pet_id or await self._owner_pet(found.user.user_id, request.new_pet, create=False)
+            )
+            if not (self._has_key(context) and known):
+                raise
+        invite.validate_only = False
+        owner = await call(
+            self.stubs.auth.InviteOwner,
+            invite,
+        )
+        user = owner.user
+        pet_id = request.pet_id or await self._owner_pet(user.user_id, request.new_pet)
+        held = await call(
+            self.stubs.booking.ReserveSlot,
+            booking_pb2.ReserveSlotRequest(
+                request_id=request_id,
+                service_id=request.service_id,
+                pet_id=pet_id,
+                owner_user_id=user.user_id,
+                slot_start_time=request.slot,
+                owner_email=user.email,
+                owner_name=user.name,
+                provider_id=request.provider_id,
+            ),
+        )
+        res = held.reservation
+        out = mobile_pb2.StaffCreateBookingResponse(
+            lock_id=res.lock_id,
+            expires_at=res.expires_at,
+            amount=res.amount,
+            owner_user_id=user.user_id,
+            owner_invited=owner.invited,
+            pet_id=pet_id,
+            resources=res.resources,
+        )
+        if res.HasField("provider"):
+            out.provider.CopyFrom(res.provider)
+        if request.payment == mobile_pb2.STAFF_PAYMENT_PAY_AT_CLINIC:
+            confirmed = await call(
+                self.stubs.booking.ConfirmUnpaidBooking,
+                booking_pb2.ConfirmUnpaidBookingRequest(
+                    reservation_lock_id=res.lock_id, clinic_id=request.clinic_id
+                ),
+            )
+            out.booking.CopyFrom(confirmed.booking)
+            out.status = "CONFIRMED"
+            return out
+        out.status = MOBILE_STATUS.get(res.state, "UNKNOWN")
+        out.payment_url = await self._payment_url(res, user.email)
+        if out.payment_url:
+            await call(
+                self.stubs.notification.SendPaymentRequest,
+                notification_pb2.SendPaymentRequestRequest(
+                    lock_id=res.lock_id,
+                    user_id=user.user_id,
+                    email=user.email,
+                    name=user.name,
+                    payment_url=out.payment_url,
+                    service_name=svc.name,
+                    slot_start_time=res.slot_start_time,
+                    amount=f"{res.amount.amount_minor / 100:.2f} {res.amount.currency}",
+                    expires_at=res.expires_at,
+                ),
+            )
+        return out
+
+    async def _check_free(
+        self,
+        svc: booking_pb2.Service,
+        clinic: booking_pb2.Clinic,
+        request: mobile_pb2.StaffCreateBookingRequest,
+    ) -> None:
+        """The slot is one of the service's that day (else INVALID_ARGUMENT on `slot`) and free, with
+        the named provider if any (else 409 SLOT_UNAVAILABLE), before anything is written."""
+        start = request.slot.ToDatetime(tzinfo=UTC)
+        day = start.astimezone(ZoneInfo(clinic.time_zone or "UTC")).date().isoformat()
+        avail = await call(
+            self.stubs.booking.GetAvailability,
+            booking_pb2.GetAvailabilityRequest(
+                service_id=svc.service_id, date=day, provider_id=request.provider_id, pet_id=request.pet_id
+            ),
+        )
+        slot = next((s for s in avail.slots if s.start_time.ToDatetime(tzinfo=UTC) == start), None)
+        if slot is None:
+            raise InvalidArgument.field(
+                "slot", "is not a bookable slot of this service (see its availability)", "SLOT_NOT_OFFERED"
+            )
+        if not slot.free:
+            raise Conflict("this slot is no longer available", reason="SLOT_UNAVAILABLE")
+
+    async def _pets_of(self, owner_user_id: str) -> AsyncIterator[booking_pb2.Pet]:
+        """Every pet of the owner, page by page."""
+        token = ""
+        while True:
+            page = await call(
+                self.stubs.booking.ListPets,
+                booking_pb2.ListPetsRequest(owner_user_id=owner_user_id, page_size=100, page_token=token),
+            )
+            for pet in page.pets:
+                yield pet
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def _check_pet(self, owner: auth_pb2.InviteOwnerResponse, pet_id: str) -> None:
+        """A given pet must be one of the (existing) owner's."""
+        if owner.HasField("user"):
+            async for pet in self._pets_of(owner.user.user_id):
+                if pet.pet_id == pet_id:
+                    return
+        raise InvalidArgument.field(
+            "pet_id", "is not a pet of this owner (new_pet creates one)", "PET_NOT_OWNED"
+        )
+
+    async def _owner_pet(
+        self, owner_user_id: str, new: mobile_pb2.StaffNewPet, *, create: bool = True
+    ) -> str:
+        """The owner's pet of that name and species (a retry), else a new one ("" when not ``create``)."""
+        async for pet in self._pets_of(owner_user_id):
+            if pet.name.strip().lower() == new.name.strip().lower() and pet.species == new.species:
+                return str(pet.pet_id)
+        if not create:
+            return ""
+        req = booking_pb2.CreatePetRequest(owner_user_id=owner_user_id, name=new.name, species=new.species)
+        if new.breed:
+            req.breed = new.breed
+        return str((await call(self.stubs.booking.CreatePet, req)).pet.pet_id)
+
+    async def StaffMoveBooking(
+        self, request: mobile_pb2.StaffMoveBookingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> mobile_pb2.StaffMoveBookingResponse:
+        me = await self._staff(context, request.clinic_id)
+        req = booking_pb2.MoveBookingRequest(
+            request_id=self._request_id(context, me, "staff-move", request.booking_id),
+            booking_id=request.booking_id,
+            clinic_id=request.clinic_id,
+            provider_id=request.provider_id,
+            resource_ids=request.resource_ids,
+        )
+        if request.HasField("slot"):
+            req.slot_start_time.CopyFrom(request.slot)
+        r = await call(self.stubs.booking.MoveBooking, req)
+        return mobile_pb2.StaffMoveBookingResponse(booking=r.booking)
 
     async def CompleteBooking(
         self, request: mobile_pb2.CompleteBookingRequest, context: grpc.aio.ServicerContext[Any, Any]

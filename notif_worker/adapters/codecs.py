@@ -40,6 +40,10 @@ def decode_booking_created(payload: bytes) -> BookingNotice:
             owner_locale=e.owner.locale,
             clinic_locale=e.clinic_locale,
             clinic_address=e.clinic_address,
+            provider_id=e.provider.provider_id,
+            provider_name=e.provider.display_name,
+            resources=tuple((r.resource_id, r.display_name, r.resource_type) for r in e.resources),
+            pay_at_clinic=e.pay_at_clinic,
         )
         notice.local_start  # noqa: B018 — validates the time zone
     except Exception as exc:
@@ -120,6 +124,10 @@ def decode_booking_change(topic: str, payload: bytes) -> BookingNotice:
             owner_locale=c.owner.locale,
             clinic_locale=c.clinic_locale,
             clinic_address=c.clinic_address,
+            provider_id=c.provider.provider_id,
+            provider_name=c.provider.display_name,
+            resources=tuple((r.resource_id, r.display_name, r.resource_type) for r in c.resources),
+            pay_at_clinic=c.pay_at_clinic,
         )
         if isinstance(msg, events_pb2.BookingCancelled):
             notice = replace(
@@ -152,7 +160,16 @@ def encode_clinic_event(n: BookingNotice, cursor: int) -> bytes:
         state=state,
         version=n.version,
         reason=n.reason,
+        resources=[
+            booking_pb2.ResourceRef(resource_id=i, display_name=name, resource_type=kind)
+            for i, name, kind in n.resources
+        ],
+        pay_at_clinic=n.pay_at_clinic,
     )
+    if n.provider_id:
+        summary.provider.CopyFrom(
+            booking_pb2.ProviderRef(provider_id=n.provider_id, display_name=n.provider_name)
+        )
     if n.kind == "created":
         summary.amount.CopyFrom(money_pb2.Money(amount_minor=n.amount_minor, currency=n.currency))
     if n.kind == "cancelled":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+from email.message import EmailMessage
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -15,7 +16,7 @@ from importlib import resources
 from string import Template
 
 from notif_worker.adapters.calendar import invitation
-from notif_worker.domain import BookingNotice, MailContent, MessageRefused, mail_content
+from notif_worker.domain import BookingNotice, MailContent, MessageRefused, PaymentRequest, mail_content
 from petpro.smtp import SmtpClient, SmtpPermanentError
 
 _TEMPLATES = resources.files("notif_worker.adapters").joinpath("templates")
@@ -115,5 +116,26 @@ class SmtpMailer:
                 [n.owner_email],
                 attributes={"petpro.booking_id": n.booking_id, "petpro.event_id": str(n.event_id)},
             )
+        except SmtpPermanentError as exc:
+            raise MessageRefused(str(exc)) from exc
+
+    async def send_payment_request(self, r: PaymentRequest) -> None:
+        """The payment link of a hold staff made for the owner (plain text, English)."""
+        msg = EmailMessage()
+        msg["Subject"] = f"Pay for your appointment: {r.service_name}"
+        msg["From"] = self.sender
+        msg["To"] = r.email
+        msg["Message-ID"] = f"<{r.lock_id}.payment-link@petpro.dev>"
+        msg["X-PetPro-Mail"] = "payment-link"
+        msg["X-PetPro-Lock-Id"] = str(r.lock_id)
+        msg.set_content(
+            f"Hello {r.name},\n\n"
+            f"your clinic booked {r.service_name} for you on {r.start:%Y-%m-%d at %H:%M} UTC.\n"
+            f"Please pay {r.amount} here to confirm it:\n\n"
+            f"  {r.payment_url}\n\n"
+            f"The slot is held for you until {r.expires_at:%Y-%m-%d %H:%M} UTC.\n"
+        )
+        try:
+            await self.smtp.send(msg, self.sender, [r.email], attributes={"petpro.lock_id": str(r.lock_id)})
         except SmtpPermanentError as exc:
             raise MessageRefused(str(exc)) from exc

@@ -121,6 +121,13 @@ _REMINDERS = {
     ),
     None: " rem AS (SELECT 1 WHERE false),",
 }
+# one delivery outside an event's recording (a staff payment link): new, or its last send failed
+CLAIM = (
+    "INSERT INTO deliveries (event_id, channel, recipient, status)"
+    " VALUES (%(event_id)s, %(channel)s, %(recipient)s, 'pending')"
+    " ON CONFLICT ON CONSTRAINT deliveries_once DO UPDATE SET status = 'pending'"
+    " WHERE deliveries.status = 'failed' RETURNING 1"
+)
 # the deliveries and the feed row: for the applied event and for a copy of an older one (whatever of
 # it is still missing), never for a parked one
 _RECORD_TAIL = (
@@ -301,6 +308,14 @@ class NotifRepository:
             parked=(parked_topic, parked_payload) if parked_topic is not None else None,
             devices=tuple(Device(uuid.UUID(d), p, t) for d, p, t in devs or ()),
         )
+
+    async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
+        cur = await raw_execute(
+            self.session,
+            CLAIM,
+            params={"event_id": event_id, "channel": channel, "recipient": recipient},
+        )
+        return await cur.fetchone() is not None
 
     async def finish_delivery(
         self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None

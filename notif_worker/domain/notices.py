@@ -36,6 +36,21 @@ class ChannelFailed(Exception):
 
 
 @dataclass(frozen=True)
+class PaymentRequest:
+    """The payment link of a hold clinic staff made for an owner, to be mailed to them once."""
+
+    lock_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    name: str
+    payment_url: str
+    service_name: str
+    start: datetime
+    amount: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class FeedRow:
     """One event of a clinic's feed: its per-clinic cursor and the serialized ClinicEvent."""
 
@@ -101,6 +116,11 @@ class BookingNotice:
     owner_locale: str = ""  # BCP 47 ("de-DE"); empty: the clinic's, else English (see wording.locale_of)
     clinic_locale: str = ""
     clinic_address: str = ""
+    # the assignment (docs/design/scheduling.md): the provider and the resource items, names included
+    provider_id: str = ""
+    provider_name: str = ""
+    resources: tuple[tuple[str, str, str], ...] = ()  # (resource id, name, type)
+    pay_at_clinic: bool = False  # booked by staff, to be paid at the clinic
 
     @property
     def category(self) -> str:

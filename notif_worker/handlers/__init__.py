@@ -7,6 +7,7 @@ from notif_worker.handlers.devices import DevicePushes, Retry
 from notif_worker.handlers.feed import ClinicFeed
 from notif_worker.handlers.inbox import InboxHandlers
 from notif_worker.handlers.notify import NotifyHandlers
+from notif_worker.handlers.payment_requests import PaymentRequestHandlers
 from notif_worker.handlers.preferences import PreferenceHandlers
 from notif_worker.handlers.quiet_hours import QuietHoursHandlers
 from notif_worker.handlers.reminders import ReminderHandlers, reminder_change
@@ -19,6 +20,7 @@ __all__ = [
     "DevicePushes",
     "InboxHandlers",
     "NotifyHandlers",
+    "PaymentRequestHandlers",
     "PreferenceHandlers",
     "QuietHoursHandlers",
     "ReminderHandlers",

@@ -29,16 +29,22 @@ from booking_svc.domain import (
     Booking,
     BookingState,
     CancellationPolicy,
+    Claim,
+    ClaimKind,
     Clinic,
     Closure,
     DuplicateRequest,
     HoldAttempt,
     Interval,
     Pet,
+    Provider,
     RefundState,
     Reservation,
     ReservationState,
+    Resource,
     Service,
+    ServiceNeed,
+    TimeOff,
 )
 from booking_svc.ports import OutboxEvent, UnitOfWork
 
@@ -167,6 +173,13 @@ class BookingRepositoryContract:
         async with uow() as repo:
             await repo.add_pet(pet)
         return pet
+
+    @classmethod
+    async def pets(cls, uow: UnitOfWork, n: int) -> list[Pet]:
+        """``n`` pets of one owner: a pet is never in two places at once (claims_pet_free), so the
+        overlapping holds of a capacity test each bring their own."""
+        first = await cls.pet(uow)
+        return [first] + [await cls.pet(uow, first.owner_user_id) for _ in range(n - 1)]
 
     @staticmethod
     async def hold(read: UnitOfWork, res: Reservation, capacity: int = 1) -> HoldAttempt:
@@ -606,10 +619,10 @@ class BookingRepositoryContract:
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
         _, other_svc = await self.catalog(uow)
-        pet = await self.pet(uow)
-        first, second = await self.held(read, new_hold(svc, pet), new_hold(svc, pet), capacity=2)
+        pet, pet2, pet3 = await self.pets(uow, 3)
+        first, second = await self.held(read, new_hold(svc, pet), new_hold(svc, pet2), capacity=2)
         assert (first.unit, second.unit) == (1, 2)
-        refused = new_hold(svc, pet, start=DAY + timedelta(minutes=15))
+        refused = new_hold(svc, pet3, start=DAY + timedelta(minutes=15))
         full = await self.hold(read, refused, 2)
         assert (full.earlier, full.pet_owner, full.unit, full.inserted) == (
             False,
@@ -620,7 +633,7 @@ class BookingRepositoryContract:
         for free in (
             new_hold(svc, pet, start=DAY + HALF_HOUR),  # right after: ranges are [start, end)
             new_hold(svc, pet, start=DAY - HALF_HOUR),  # right before
-            new_hold(other_svc, pet),  # another service
+            new_hold(other_svc, pet3),  # another service
         ):
             assert (await self.hold(read, free, svc.capacity)).unit == 1
         await self.set_state(uow, first.lock_id, ReservationState.CANCELLED)  # inactive rows never block
@@ -653,15 +666,15 @@ class BookingRepositoryContract:
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
-        pet = await self.pet(uow)
+        pet, pet2, pet3, pet4 = await self.pets(uow, 4)
         on_one, on_two = await self.held(
-            read, new_hold(svc, pet), new_hold(svc, pet, ttl=2 * TTL), capacity=2
+            read, new_hold(svc, pet), new_hold(svc, pet2, ttl=2 * TTL), capacity=2
         )
         await self.set_state(uow, on_one.lock_id, ReservationState.CANCELLED)
-        [first] = await self.held(read, new_hold(svc, pet, now=T0 + 2 * TTL), capacity=2)  # unit 1 is free
+        [first] = await self.held(read, new_hold(svc, pet3, now=T0 + 2 * TTL), capacity=2)  # unit 1 is free
         assert first.unit == 1
         assert await self.state(uow, on_two.lock_id) == ReservationState.HELD  # lapsed, left to the sweeper
-        [second] = await self.held(read, new_hold(svc, pet, now=T0 + 2 * TTL), capacity=2)  # in its way
+        [second] = await self.held(read, new_hold(svc, pet4, now=T0 + 2 * TTL), capacity=2)  # in its way
         assert second.unit == 2
         assert await self.state(uow, on_two.lock_id) == ReservationState.EXPIRED
 
@@ -895,12 +908,12 @@ class BookingRepositoryContract:
     ) -> None:
         _, svc = await self.catalog(uow, capacity=3)
         _, other_svc = await self.catalog(uow)
-        pet = await self.pet(uow)
+        pet, pet2, pet3 = await self.pets(uow, 3)
         lapsed, live = await self.held(
-            read, new_hold(svc, pet), new_hold(svc, pet, ttl=timedelta(hours=2)), capacity=3
+            read, new_hold(svc, pet), new_hold(svc, pet2, ttl=timedelta(hours=2)), capacity=3
         )
         elsewhere, other = await self.held(
-            read, new_hold(svc, pet, start=DAY + timedelta(hours=2)), new_hold(other_svc, pet)
+            read, new_hold(svc, pet, start=DAY + timedelta(hours=2)), new_hold(other_svc, pet3)
         )
         async with uow() as repo:
             assert await repo.expire_overlapping(svc.id, DAY, DAY + HALF_HOUR, T0 + TTL) == 1  # at expiry
@@ -911,14 +924,14 @@ class BookingRepositoryContract:
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=4)
-        pet = await self.pet(uow)
+        pet, pet2, pet3 = await self.pets(uow, 3)
         async with uow() as repo:
             await repo.expire_due(T0)  # whatever else had lapsed by then (other tests' rows)
         oldest, older, live = await self.held(
             read,
             new_hold(svc, pet, ttl=timedelta(minutes=1)),
-            new_hold(svc, pet, ttl=timedelta(minutes=2)),
-            new_hold(svc, pet, ttl=timedelta(hours=1)),
+            new_hold(svc, pet2, ttl=timedelta(minutes=2)),
+            new_hold(svc, pet3, ttl=timedelta(hours=1)),
             capacity=4,
         )
         booked = await self.booked(uow, svc, pet, DAY + timedelta(hours=2))
@@ -935,19 +948,19 @@ class BookingRepositoryContract:
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=4)
-        pet = await self.pet(uow)
+        pet, pet2, pet3, pet4 = await self.pets(uow, 4)
         await self.held(
             read,
             new_hold(svc, pet, ttl=timedelta(hours=1)),  # live
-            new_hold(svc, pet),  # lapsed at T0 + TTL
+            new_hold(svc, pet2),  # lapsed at T0 + TTL
             capacity=4,
         )
-        [cancelled] = await self.held(read, new_hold(svc, pet), capacity=4)
+        [cancelled] = await self.held(read, new_hold(svc, pet3), capacity=4)
         await self.set_state(uow, cancelled.lock_id, ReservationState.CANCELLED)
         await self.held(
             read, new_hold(svc, pet, start=DAY + timedelta(hours=1), ttl=timedelta(hours=1)), capacity=4
         )
-        booking = await self.booked(uow, svc, pet, DAY + timedelta(minutes=15))
+        booking = await self.booked(uow, svc, pet4, DAY + timedelta(minutes=15))
         async with uow() as repo:
             ranges = await repo.active_counts(svc.id, DAY, DAY + timedelta(minutes=45), T0 + TTL)
         assert sorted(ranges) == [(DAY, DAY + HALF_HOUR), (booking.start, booking.end)]
@@ -964,11 +977,11 @@ class BookingRepositoryContract:
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
-        pet = await self.pet(uow)
+        pet, pet2, pet3 = await self.pets(uow, 3)
         booking = await self.booked(uow, svc, pet)
         target = DAY + timedelta(hours=1)
-        await self.booked(uow, svc, pet, target)
-        await self.booked(uow, svc, pet, target)  # the target slot is full
+        await self.booked(uow, svc, pet2, target)
+        await self.booked(uow, svc, pet3, target)  # the target slot is full
         async with uow() as repo:
             assert await repo.move_reservation(booking.lock_id, 2, target, target + HALF_HOUR, T0) is None
             # overlapping its own range is no conflict, and the transaction goes on after a refusal
@@ -976,9 +989,9 @@ class BookingRepositoryContract:
             assert await repo.move_reservation(booking.lock_id, 2, near, near + HALF_HOUR, T0) == 1
         later = DAY + timedelta(hours=2)
         [lapsed] = await self.held(
-            read, new_hold(svc, pet, start=later, ttl=timedelta(minutes=1)), capacity=2
+            read, new_hold(svc, pet2, start=later, ttl=timedelta(minutes=1)), capacity=2
         )
-        [live] = await self.held(read, new_hold(svc, pet, start=later, ttl=timedelta(hours=1)), capacity=2)
+        [live] = await self.held(read, new_hold(svc, pet3, start=later, ttl=timedelta(hours=1)), capacity=2)
         async with uow() as repo:
             assert await repo.move_reservation(booking.lock_id, 2, later, later + HALF_HOUR, T0 + TTL) == 1
             moved = await repo.reservation(booking.lock_id)
@@ -1069,8 +1082,8 @@ class BookingRepositoryContract:
         self, uow: UnitOfWork, read: UnitOfWork, outbox: OutboxReader
     ) -> None:
         _, svc = await self.catalog(uow, capacity=2)
-        pet = await self.pet(uow)
-        kept, dropped = await self.held(read, new_hold(svc, pet), new_hold(svc, pet), capacity=2)
+        pet, pet2 = await self.pets(uow, 2)
+        kept, dropped = await self.held(read, new_hold(svc, pet), new_hold(svc, pet2), capacity=2)
         made = {}
         for res, fail in ((kept, False), (dropped, True)):
             booking = Booking.confirm(res, uuid.uuid4(), T0, svc.policy)
@@ -1334,3 +1347,248 @@ class BookingRepositoryContract:
         async with uow() as repo:
             listed = [b.id for b in await repo.open_refunds(100_000)]
         assert settled.id not in listed and listed.index(early.id) < listed.index(late.id)
+
+
+class SchedulingContract:
+    """Scheduling by providers, resources and pets (docs/design/scheduling.md): the claims of a hold,
+    all or nothing, each kind refused by its own constraint; claims following their reservation; the
+    live claims availability reads; providers, time off, resources and service requirements."""
+
+    @staticmethod
+    async def scheduled_clinic(
+        uow: UnitOfWork,
+    ) -> tuple[Clinic, Service, list[Provider], list[Resource]]:
+        """A clinic with two vets, two dental rooms and a service needing one vet of both and one room."""
+        clinic = new_clinic()
+        svc = new_service(clinic, buffer_after_minutes=10)
+        hours = {"mon": [Interval(time(9), time(12))]}
+        vets = [Provider(uuid.uuid4(), clinic.id, name, hours) for name in ("Dr Weber", "Dr Okafor")]
+        rooms = [Resource(uuid.uuid4(), clinic.id, f"Dental {i}", "dental room") for i in (1, 2)]
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            await repo.add_service(svc)
+            for v in vets:
+                await repo.add_provider(v)
+            for r in rooms:
+                await repo.add_resource(r)
+            await repo.set_service_requirements(
+                svc.id, clinic.id, tuple(v.id for v in vets), (ServiceNeed("dental room", 1),)
+            )
+        return clinic, svc, vets, rooms
+
+    @staticmethod
+    def scheduled_hold(
+        svc: Service,
+        pet: Pet,
+        vet: Provider | None,
+        rooms: list[Resource],
+        *,
+        start: datetime = DAY,
+        ttl: timedelta = TTL,
+        now: datetime = T0,
+    ) -> tuple[Reservation, list[Claim]]:
+        res = new_hold(svc, pet, start=start, ttl=ttl, now=now, unit=vet.seq if vet else rooms[0].seq)
+        res.provider_id = vet.id if vet else None
+        res.assignment = "CHOSEN" if vet else None
+        res.resource_ids = tuple(r.id for r in rooms)
+        res.claim_end = res.end + timedelta(minutes=10)
+        claims = [Claim(ClaimKind.PET, pet.id, res.start, res.claim_end)]
+        if vet:
+            claims.append(Claim(ClaimKind.PROVIDER, vet.id, res.start, res.claim_end))
+        claims += [Claim(ClaimKind.RESOURCE, r.id, res.start, res.claim_end) for r in rooms]
+        return res, claims
+
+    async def test_a_scheduled_hold_claims_provider_items_and_pet_all_or_nothing(
+        self, uow: UnitOfWork
+    ) -> None:
+        _, svc, (weber, okafor), (room1, room2) = await self.scheduled_clinic(uow)
+        pets = await BookingRepositoryContract.pets(uow, 4)
+        first = self.scheduled_hold(svc, pets[0], weber, [room1])
+        async with uow() as repo:
+            assert await repo.insert_hold(*first) is None
+            # the same vet at an overlapping time (another room, another pet): refused, nothing written
+            same_vet = self.scheduled_hold(svc, pets[1], weber, [room2], start=DAY + timedelta(minutes=15))
+            assert await repo.insert_hold(*same_vet) == "provider"
+            assert await repo.reservation(same_vet[0].lock_id) is None  # the transaction goes on
+            same_room = self.scheduled_hold(svc, pets[1], okafor, [room1])
+            assert await repo.insert_hold(*same_room) == "resource"
+            same_pet = self.scheduled_hold(svc, pets[0], okafor, [room2], start=DAY + timedelta(minutes=35))
+            assert await repo.insert_hold(*same_pet) == "pet"  # inside the first one's buffer
+            other = self.scheduled_hold(svc, pets[1], okafor, [room2])
+            assert await repo.insert_hold(*other) is None
+            later = DAY + timedelta(hours=2)
+            used = replace(
+                other[0],
+                lock_id=uuid.uuid4(),
+                start=later,
+                end=later + HALF_HOUR,
+                claim_end=later + HALF_HOUR,
+            )
+            assert await repo.insert_hold(used, []) == "request"  # its request id was used
+        async with uow() as repo:
+            got = await repo.reservation(first[0].lock_id)
+            assert await repo.reservation(same_pet[0].lock_id) is None
+        assert got is not None
+        assert (got.provider_id, got.assignment, got.resource_ids, got.unit) == (
+            weber.id,
+            "CHOSEN",
+            (room1.id,),
+            weber.seq,
+        )
+
+    async def test_claims_follow_their_reservation(self, uow: UnitOfWork) -> None:
+        clinic, svc, (weber, _), (room1, _) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        held, claims = self.scheduled_hold(svc, pet, weber, [room1])
+        async with uow() as repo:
+            assert await repo.insert_hold(held, claims) is None
+        async with uow() as repo:
+            live = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0)
+            lapsed_view = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0 + TTL)
+        assert {(c.kind, c.subject_id, c.start, c.end) for c in live if c.lock_id == held.lock_id} == {
+            (c.kind, c.subject_id, c.start, c.end) for c in claims
+        }
+        assert all(c.lock_id != held.lock_id for c in lapsed_view)  # a lapsed hold is not live
+        # a lapsed hold still excludes until it is expired; expiring releases its claims
+        again, again_claims = self.scheduled_hold(svc, pet2, weber, [room1], now=T0 + TTL)
+        async with uow() as repo:
+            assert await repo.insert_hold(again, again_claims) == "provider"
+            assert await repo.expire_lapsed_around(clinic.id, pet2.id, DAY, DAY + HALF_HOUR, T0 + TTL) == 1
+            assert await repo.insert_hold(again, again_claims) is None
+        # a cancelled reservation releases its claims; a move takes all of them along
+        async with uow() as repo:
+            await repo.set_reservation_state(again.lock_id, ReservationState.CANCELLED, T0 + TTL)
+        third, third_claims = self.scheduled_hold(svc, pet, weber, [room1], now=T0 + TTL)
+        later = DAY + timedelta(hours=1)
+        async with uow() as repo:
+            assert await repo.insert_hold(third, third_claims) is None
+            blocker, blocker_claims = self.scheduled_hold(svc, pet2, weber, [], start=later, now=T0 + TTL)
+            assert await repo.insert_hold(blocker, blocker_claims) is None
+            assert not await repo.move_claimed(third.lock_id, later, later + HALF_HOUR, T0 + TTL)
+            earlier = DAY - timedelta(hours=1)
+            assert await repo.move_claimed(third.lock_id, earlier, earlier + HALF_HOUR, T0 + TTL)
+            moved = await repo.live_claims(clinic.id, None, earlier, DAY + HALF_HOUR, T0 + TTL)
+        mine = [c for c in moved if c.lock_id == third.lock_id]
+        assert len(mine) == 3 and all(
+            (c.start, c.end) == (earlier, earlier + timedelta(minutes=40)) for c in mine
+        )
+
+    async def test_the_live_claims_of_a_clinic_include_its_pets_claims_elsewhere(
+        self, uow: UnitOfWork
+    ) -> None:
+        clinic, svc, (weber, _), (room1, _) = await self.scheduled_clinic(uow)
+        _, other_svc, (vet, _), (room, _) = await self.scheduled_clinic(uow)
+        pet = await BookingRepositoryContract.pet(uow)
+        away, claims = self.scheduled_hold(other_svc, pet, vet, [room])
+        async with uow() as repo:
+            assert await repo.insert_hold(away, claims) is None
+            mine = await repo.live_claims(clinic.id, pet.id, DAY, DAY + HALF_HOUR, T0)
+            anyone = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0)
+            here = self.scheduled_hold(svc, pet, weber, [room1], start=DAY + timedelta(minutes=30))
+            assert await repo.insert_hold(*here) == "pet"  # the pet is in the other clinic until 10:10
+        assert [(c.kind, c.subject_id) for c in mine] == [(ClaimKind.PET, pet.id)]
+        assert anyone == []
+
+    async def test_a_capacity_hold_claims_its_pet(self, uow: UnitOfWork, read: UnitOfWork) -> None:
+        _, svc = await BookingRepositoryContract.catalog(uow, capacity=3)
+        _, other = await BookingRepositoryContract.catalog(uow)
+        pet = await BookingRepositoryContract.pet(uow)
+        [first] = await BookingRepositoryContract.held(read, new_hold(svc, pet))
+        attempt = await BookingRepositoryContract.hold(
+            read, new_hold(other, pet, start=DAY + timedelta(minutes=15))
+        )
+        assert (attempt.inserted, attempt.conflict) == (False, "pet")
+        # once the first hold lapses, its pet claim is expired out of the way
+        later = new_hold(other, pet, start=DAY + timedelta(minutes=15), now=T0 + TTL)
+        assert (await BookingRepositoryContract.hold(read, later)).inserted
+        async with uow() as repo:
+            gone = await repo.reservation(first.lock_id)
+        assert gone is not None and gone.state == ReservationState.EXPIRED
+
+    async def test_providers_time_off_and_resources_round_trip(self, uow: UnitOfWork) -> None:
+        clinic, svc, (weber, okafor), (room1, room2) = await self.scheduled_clinic(uow)
+        off = TimeOff(uuid.uuid4(), weber.id, DAY, DAY + timedelta(days=1), "Conference")
+        overlapping = TimeOff(uuid.uuid4(), weber.id, DAY + timedelta(hours=5), DAY + timedelta(days=2))
+        async with uow() as repo:
+            assert await repo.add_time_off(off)
+            assert not await repo.add_time_off(overlapping)  # the transaction goes on
+            weber.display_name = "Dr Anna Weber"
+            await repo.save_provider(weber)
+            await repo.save_resource(room2, archive_at=T0)
+            await repo.bump_catalog()
+        async with uow() as repo:
+            sched = await repo.clinic_schedule(clinic.id, T0)
+            got = await repo.provider(clinic.id, weber.id)
+            listed = await repo.list_providers(clinic.id, False, None, 10)
+            items = await repo.list_resources(clinic.id, False, None, 10)
+            all_items = await repo.list_resources(clinic.id, True, None, 10)
+            found = await repo.service_with_clinic(svc.id)
+            assert await repo.provider(uuid.uuid4(), weber.id) is None  # another clinic's id
+            assert await repo.delete_time_off(weber.id, off.id)
+            assert not await repo.delete_time_off(weber.id, off.id)
+        assert got is not None and got.display_name == "Dr Anna Weber" and got.version == 2
+        assert [t.id for t in got.time_off] == [off.id] and got.etag == "p2"
+        assert [p.display_name for p in listed] == ["Dr Anna Weber", "Dr Okafor"]
+        assert {p.seq for p in listed} == {1, 2}
+        assert [r.id for r in items] == [room1.id] and len(all_items) == 2
+        assert sched.providers[weber.id].time_off[0].reason == "Conference"
+        assert sched.types() == {"dental room": 1}
+        assert found is not None
+        assert set(found[0].provider_ids) == {weber.id, okafor.id}
+        assert found[0].needs == (ServiceNeed("dental room", 1),)
+
+    async def test_upcoming_bookings_using_a_provider_or_an_item(self, uow: UnitOfWork) -> None:
+        clinic, svc, (weber, okafor), (room1, _) = await self.scheduled_clinic(uow)
+        pet = await BookingRepositoryContract.pet(uow)
+        res, claims = self.scheduled_hold(svc, pet, weber, [room1])
+        async with uow() as repo:
+            assert await repo.insert_hold(res, claims) is None
+        async with uow() as repo:
+            found = await repo.lock_for_confirm(res.lock_id)
+            assert found is not None
+            booking = Booking.confirm(found[0], uuid.uuid4(), T0, svc.policy)
+            await repo.confirm_booking(booking, new_event(booking))
+        async with uow() as repo:
+            by_vet = await repo.upcoming_bookings_using(clinic.id, weber.id, T0)
+            by_room = await repo.upcoming_bookings_using(clinic.id, room1.id, T0)
+            none = await repo.upcoming_bookings_using(clinic.id, okafor.id, T0)
+            past = await repo.upcoming_bookings_using(clinic.id, weber.id, DAY + HALF_HOUR)
+            stored = await repo.booking(booking.id)
+        assert [b.id for b in by_vet] == [b.id for b in by_room] == [booking.id]
+        assert none == [] and past == []
+        assert stored is not None and (stored.provider_id, stored.resource_ids) == (weber.id, (room1.id,))
+
+    async def test_live_claims_can_be_limited_to_some_subjects(self, uow: UnitOfWork) -> None:
+        clinic, svc, (weber, okafor), (room1, _) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        async with uow() as repo:
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet, weber, [room1])) is None
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet2, okafor, [])) is None
+            only = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0, [weber.id, room1.id])
+            none = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0, [])
+        assert {c.subject_id for c in only} == {weber.id, room1.id} and none == []
+
+    async def test_prepare_hold_expires_what_lapsed_and_reads_version_pet_and_claims(
+        self, uow: UnitOfWork
+    ) -> None:
+        clinic, svc, (weber, okafor), (room1, _) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        lapsing = self.scheduled_hold(svc, pet2, weber, [room1])
+        live = self.scheduled_hold(svc, pet, okafor, [], ttl=timedelta(hours=1))
+        async with uow() as repo:
+            assert await repo.insert_hold(*lapsing) is None
+            assert await repo.insert_hold(*live) is None
+            version = await repo.catalog_version()
+        later = T0 + TTL
+        async with uow() as repo:
+            got = await repo.prepare_hold(
+                clinic.id, pet2.id, DAY, DAY + HALF_HOUR, DAY, DAY + HALF_HOUR, later, [weber.id, okafor.id]
+            )
+            nobody = await repo.prepare_hold(
+                clinic.id, uuid.uuid4(), DAY, DAY + HALF_HOUR, DAY, DAY + HALF_HOUR, later, []
+            )
+        seen, owner, species, claims = got
+        assert (seen, owner, species) == (version, pet2.owner_user_id, "DOG")
+        assert [(c.kind, c.subject_id) for c in claims] == [(ClaimKind.PROVIDER, okafor.id)]
+        assert await BookingRepositoryContract.state(uow, lapsing[0].lock_id) == ReservationState.EXPIRED
+        assert nobody[1:3] == (None, None)

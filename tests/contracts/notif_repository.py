@@ -153,6 +153,19 @@ class NotifRepositoryContract:
             await repo.finish_delivery(n.event_id, "email", n.owner_email, ok=True)
         assert (await self.record(read, n)).email_due  # no delivery row was made by the finish
 
+    async def test_a_delivery_claimed_outside_an_event_is_claimed_once_until_it_fails(
+        self, read: UnitOfWork
+    ) -> None:
+        lock, to = uuid.uuid4(), "owner@example.test"
+        async with read() as repo:
+            assert await repo.claim_delivery(lock, "payment-link", to)
+            assert not await repo.claim_delivery(lock, "payment-link", to)  # being delivered
+            assert await repo.claim_delivery(lock, "payment-link", "other@example.test")
+            await repo.finish_delivery(lock, "payment-link", to, ok=False, error="451 later")
+            assert await repo.claim_delivery(lock, "payment-link", to)  # failed: claimable again
+            await repo.finish_delivery(lock, "payment-link", to, ok=True)
+            assert not await repo.claim_delivery(lock, "payment-link", to)  # delivered: never again
+
     # -- the booking's order --------------------------------------------------------------------------
     async def test_a_version_after_a_missing_one_is_parked_then_handed_over(self, read: UnitOfWork) -> None:
         at = moment()

@@ -44,6 +44,9 @@ async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
         "ConfirmBooking p99",
         "CancelBooking (no refund owed) p50",
         "CancelBooking (no refund owed) p99",
+        "Availability day view",
+        "Availability month view",
+        "ReserveSlot provider + room + pet",
         "idle CPU, notif_worker + broker",
         "RSS booking",
     ):

@@ -20,7 +20,14 @@ from booking_svc.ports import OutboxEvent, UnitOfWork
 from petpro.db import Database
 from petpro.migrations import alembic_config
 from petpro_dev.devstack import Stack
-from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader, Relay
+from tests.contracts.booking_repository import (
+    BlockedWaiter,
+    BookingRepositoryContract,
+    OutboxReader,
+    Relay,
+    SchedulingContract,
+)
+from tests.contracts.staff_ops import StaffOpsContract
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +50,7 @@ async def database(devstack: Stack) -> AsyncIterator[Database]:
         await db.close()
 
 
-class TestPostgresBookingRepository(BookingRepositoryContract):
+class TestPostgresBookingRepository(BookingRepositoryContract, SchedulingContract, StaffOpsContract):
     @pytest.fixture
     def uow(self, database: Database) -> UnitOfWork:
         return database.repositories(BookingRepository)[0]

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from auth_svc.adapters.common_passwords import load_common_passwords
 from auth_svc.domain import (
     EmailTaken,
+    InvalidCredentials,
     LinkTokenInvalid,
     PasswordPolicy,
     Passwords,
@@ -57,6 +58,9 @@ class Mail:
 
     def email_changed(self, old: str, new: str, name: str) -> None:
         self.sent.append(("changed", old, new))
+
+    def owner_invitation(self, to: str, name: str, clinic_name: str, token: str, expires_at: object) -> None:
+        self.sent.append(("invitation", to, token))
 
     def last(self, kind: str, to: str) -> str:
         return [t for k, a, t in self.sent if (k, a) == (kind, to)][-1]
@@ -407,3 +411,33 @@ def test_tokens_in_mails_are_url_safe_and_long() -> None:
 
     token = new_link_token()
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+
+
+async def test_invited_owner_claims_the_account_with_the_mailed_token_once(env: Env) -> None:
+    user, invited = await env.account.invite_owner(" Cleo@Example.test ", "Cleo", clinic_name="Happy Paws")
+    assert invited and user.email == "cleo@example.test" and not user.email_verified
+    with pytest.raises(InvalidCredentials):  # no password works before the claim, not even an empty one
+        await env.auth.login("cleo@example.test", "")
+    token = env.mail.last("invitation", "cleo@example.test")
+    # the same email again: the same account, no second invitation
+    again, invited_again = await env.account.invite_owner("cleo@example.test", "")
+    assert (again.id, invited_again) == (user.id, False)
+    assert [k for k, to, _ in env.mail.sent if to == "cleo@example.test"] == ["invitation"]
+    await env.account.reset_password("cleo@example.test", token, BETTER, "10.0.0.1")
+    assert (await env.auth.login("cleo@example.test", BETTER)).user.email_verified
+    with pytest.raises(LinkTokenInvalid) as exc:
+        await env.account.reset_password("cleo@example.test", token, "yet another secret", "10.0.0.1")
+    assert exc.value.reason == "LINK_TOKEN_USED"
+
+
+async def test_invite_owner_finds_a_registered_owner_and_needs_a_name_for_a_new_one(env: Env) -> None:
+    owner = await env.owner()
+    found, invited = await env.account.invite_owner("ana@example.test", "Someone Else")
+    assert (found.id, found.name, invited) == (owner, "Ana", False)
+    with pytest.raises(InvalidArgument) as exc:
+        await env.account.invite_owner("new@example.test", "  ")
+    assert [v.field for v in exc.value.violations] == ["name"]
+    with pytest.raises(InvalidArgument) as exc:
+        await env.account.invite_owner("new@example.test", "New", phone="12")
+    assert [v.field for v in exc.value.violations] == ["phone"]
+    assert all(u.email != "new@example.test" for u in env.store.users.values())  # nothing half-made

@@ -66,6 +66,7 @@ class Encoded:
         clinic: Clinic,
         pet: Pet,
         now: datetime,
+        sched: object = None,
     ) -> bytes:
         self.calls.append((event_id, booking, pet))
         return f"{booking.id}|{svc.name}|{clinic.name}|{pet.name}".encode()
@@ -84,6 +85,13 @@ def world():
         store, clock=clock, hold_ttl=HOLD, encode_created=encode, traceparent=lambda: "00-trace-span-01"
     )
     return h, store, h.uow, clock, encode, clinic, svc, owner, pet
+
+
+def other_pet(store: BookingStore, owner: uuid.UUID, name: str = "Mia") -> Pet:
+    """Another pet of the owner: one pet is never in two overlapping appointments (PET_BUSY)."""
+    pet = Pet(uuid.uuid4(), owner, name, "DOG", created_at=NOW)
+    store.pets[pet.id] = pet
+    return pet
 
 
 def cmd(
@@ -130,11 +138,11 @@ async def test_reserve_checks_the_catalog_version_in_its_own_statement(world):
     await h.reservations.reserve(cmd(svc, owner, pet, "a"))  # loads the service into the memo
     reads, holds = store.catalog_version_reads, store.holds
     with pytest.raises(SlotUnavailable):
-        await h.reservations.reserve(cmd(svc, owner, pet, "b"))  # capacity 1, taken
+        await h.reservations.reserve(cmd(svc, owner, other_pet(store, owner), "b"))  # capacity 1, taken
     assert (store.catalog_version_reads - reads, store.holds - holds) == (0, 1)
     store.services[svc.id].capacity = 2
     store.catalog_version += 1  # committed after the memo loaded the service
-    second = await h.reservations.reserve(cmd(svc, owner, pet, "c"))
+    second = await h.reservations.reserve(cmd(svc, owner, other_pet(store, owner), "c"))
     assert second.unit == 2  # decided with the new capacity, not refused with the old one
     assert store.catalog_version_reads - reads == 0  # the statement said which version it saw
     store.services[svc.id].active = False
@@ -242,10 +250,10 @@ async def test_capacity_gives_each_reserver_its_own_unit(world):
     store.services[svc.id].capacity = 2
     store.catalog_version += 1  # a committed catalog change: the memo reloads
     a = await h.reservations.reserve(cmd(svc, owner, pet, "a"))
-    b = await h.reservations.reserve(cmd(svc, owner, pet, "b"))
+    b = await h.reservations.reserve(cmd(svc, owner, other_pet(store, owner), "b"))
     assert {a.unit, b.unit} == {1, 2}
     with pytest.raises(SlotUnavailable):
-        await h.reservations.reserve(cmd(svc, owner, pet, "c"))
+        await h.reservations.reserve(cmd(svc, owner, other_pet(store, owner), "c"))
 
 
 async def test_an_expired_hold_never_blocks(world):
@@ -279,7 +287,7 @@ async def test_a_unit_lost_to_a_concurrent_reserver_is_asked_again(world):
     store.reservations.clear()
     h.read.repo = ConcurrentWinner
     ConcurrentWinner.winner = replace(first, lock_id=uuid.uuid4(), request_id="winner")
-    res = await h.reservations.reserve(cmd(svc, owner, pet, "b"))
+    res = await h.reservations.reserve(cmd(svc, owner, other_pet(store, owner), "b"))
     assert res.unit == 2 and len(store.reservations) == 2
     assert (uow.commits, uow.rollbacks) == (0, 0)  # no transaction: statements on the read connection
 

@@ -75,6 +75,7 @@ def encode_change(
     clinic: Clinic,
     pet: Pet,
     now: datetime,
+    sched: object = None,
 ) -> bytes:
     return f"{change.topic}|{change.booking.version}|{change.actor}".encode()
 

@@ -10,11 +10,18 @@ from typing import Any
 import pytest
 
 from booking_svc.ports import OutboxEvent, UnitOfWork
-from tests.contracts.booking_repository import BlockedWaiter, BookingRepositoryContract, OutboxReader, Relay
+from tests.contracts.booking_repository import (
+    BlockedWaiter,
+    BookingRepositoryContract,
+    OutboxReader,
+    Relay,
+    SchedulingContract,
+)
+from tests.contracts.staff_ops import StaffOpsContract
 from tests.unit.fakes.booking import BookingStore, booking_uow
 
 
-class TestFakeBookingRepository(BookingRepositoryContract):
+class TestFakeBookingRepository(BookingRepositoryContract, SchedulingContract, StaffOpsContract):
     ROW_LOCKS = False
 
     @pytest.fixture

@@ -127,6 +127,7 @@ def test_public_rest_routes() -> None:
         (booking, "GET", "/v1/clinics", ""),
         (booking, "GET", "/v1/clinics/{clinic_id}/services", ""),
         (booking, "GET", "/v1/services/{service_id}/availability", ""),
+        (booking, "GET", "/v1/services/{service_id}/availableDays", ""),
     }
     assert {r[1:] for r in routes if r[0] == mobile} == {
         ("POST", "/v1/auth/register", "*"),
@@ -150,6 +151,8 @@ def test_public_rest_routes() -> None:
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:cancel", "*"),
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:complete", "*"),
         ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/bookings", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/bookings/{booking_id}:move", "*"),
         ("GET", "/v1/me/notification-preferences", ""),
         ("PATCH", "/v1/me/notification-preferences", "*"),
         ("POST", "/v1/auth/password-reset", "*"),
@@ -189,6 +192,16 @@ def test_public_rest_routes() -> None:
         ("PATCH", "/v1/services/{service.service_id}", "service"),
         ("POST", "/v1/services/{service_id}:archive", "*"),
         ("GET", "/v1/clinics/{clinic_id}/bookings", ""),
+        ("POST", "/v1/clinics/{clinic_id}/providers", "provider"),
+        ("PATCH", "/v1/clinics/{provider.clinic_id}/providers/{provider.provider_id}", "provider"),
+        ("GET", "/v1/clinics/{clinic_id}/providers", ""),
+        ("POST", "/v1/clinics/{clinic_id}/providers/{provider_id}:archive", "*"),
+        ("POST", "/v1/clinics/{clinic_id}/providers/{provider_id}/timeOff", "time_off"),
+        ("DELETE", "/v1/clinics/{clinic_id}/providers/{provider_id}/timeOff/{time_off_id}", ""),
+        ("POST", "/v1/clinics/{clinic_id}/resources", "resource"),
+        ("PATCH", "/v1/clinics/{resource.clinic_id}/resources/{resource.resource_id}", "resource"),
+        ("GET", "/v1/clinics/{clinic_id}/resources", ""),
+        ("POST", "/v1/clinics/{clinic_id}/resources/{resource_id}:archive", "*"),
     }
     notification = "petpro.notification.v1.NotificationService"
     assert {r[1:] for r in routes if r[0] == notification} == {

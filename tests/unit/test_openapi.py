@@ -12,7 +12,12 @@ from edge.gateway.openapi import build_openapi, default_descriptor_path
 MOBILE = "petpro.mobile.v1.MobileService"
 BOOKING = "petpro.booking.v1.BookingService"
 AUTH = "petpro.auth.v1.AuthService"
-DIRECT = {"ListClinics", "ListServices", "GetAvailability"}  # transcoded straight to BookingService
+DIRECT = {
+    "ListClinics",
+    "ListServices",
+    "GetAvailability",
+    "ListAvailableDays",
+}  # transcoded straight to BookingService
 ROUTES = {
     ("post", "/v1/auth/register"): ("Register", False),
     ("post", "/v1/auth/login"): ("Login", False),
@@ -30,6 +35,7 @@ ROUTES = {
     ("get", "/v1/clinics"): ("ListClinics", False),
     ("get", "/v1/clinics/{clinic_id}/services"): ("ListServices", False),
     ("get", "/v1/services/{service_id}/availability"): ("GetAvailability", False),
+    ("get", "/v1/services/{service_id}/availableDays"): ("ListAvailableDays", False),
     ("post", "/v1/pets"): ("CreatePet", True),
     ("get", "/v1/pets"): ("ListPets", True),
     ("get", "/v1/pets/{pet_id}"): ("GetPet", True),
@@ -48,6 +54,8 @@ ROUTES = {
     ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:cancel"): ("StaffCancelBooking", True),
     ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:complete"): ("CompleteBooking", True),
     ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:markNoShow"): ("MarkNoShow", True),
+    ("post", "/v1/clinics/{clinic_id}/bookings"): ("StaffCreateBooking", True),
+    ("post", "/v1/clinics/{clinic_id}/bookings/{booking_id}:move"): ("StaffMoveBooking", True),
     ("get", "/v1/me/notification-preferences"): ("GetNotificationPreferences", True),
     ("patch", "/v1/me/notification-preferences"): ("UpdateNotificationPreferences", True),
     ("get", "/.well-known/jwks.json"): ("GetJwks", False),  # transcoded straight to AuthService
@@ -101,6 +109,16 @@ CLINIC_OPS = {
         "UpdateService",
         "ArchiveService",
         "ListClinicBookings",
+        "CreateProvider",
+        "UpdateProvider",
+        "ListProviders",
+        "ArchiveProvider",
+        "CreateProviderTimeOff",
+        "DeleteProviderTimeOff",
+        "CreateResource",
+        "UpdateResource",
+        "ListResources",
+        "ArchiveResource",
     },
     "petpro.auth.v1.ClinicStaffService": {
         "InviteStaff",
@@ -178,7 +196,7 @@ def test_message_schemas_follow_proto3_json(doc: dict[str, Any]) -> None:
     op = doc["paths"]["/v1/bookings"]["post"]
     request = _resolve(doc, op["requestBody"]["content"]["application/json"]["schema"])
     props = request["properties"]
-    assert set(props) == {"service_id", "pet_id", "slot", "payment_method"}  # snake_case
+    assert set(props) == {"service_id", "pet_id", "slot", "payment_method", "provider_id"}  # snake_case
     assert props["slot"]["type"] == "string" and props["slot"]["format"] == "date-time"
     assert props["service_id"]["format"] == "uuid"
     assert props["payment_method"]["enum"] == ["card"]

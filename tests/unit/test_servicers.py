@@ -113,6 +113,9 @@ class AccountMail:
     def email_changed(self, old: str, new: str, name: str) -> None:
         self.sent.append(("changed", old, new))
 
+    def owner_invitation(self, to: str, name: str, clinic_name: str, token: str, expires_at: object) -> None:
+        self.sent.append(("invitation", to, token))
+
 
 async def test_auth_servicer_register_login_validate_refresh_revoke(auth):
     stub, _store = auth

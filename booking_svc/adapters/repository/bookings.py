@@ -29,10 +29,11 @@ WITH r AS (
 b AS (
   INSERT INTO bookings (id, lock_id, payment_id, owner_user_id, clinic_id, service_id, pet_id, start_time, end_time,
     state, amount_minor, currency, created_at, updated_at, version, policy_full_refund_hours,
-    policy_late_refund_percent, policy_reschedule_cutoff_hours)
+    policy_late_refund_percent, policy_reschedule_cutoff_hours, provider_id, assignment, resource_ids, pay_at_clinic)
   VALUES (%(id)s, %(lock_id)s, %(payment_id)s, %(owner)s, %(clinic_id)s, %(service_id)s, %(pet_id)s, %(start)s,
     %(end)s, %(state)s, %(amount_minor)s, %(currency)s, %(created_at)s, %(created_at)s, %(version)s,
-    %(full_refund_hours)s, %(late_refund_percent)s, %(reschedule_cutoff_hours)s)),
+    %(full_refund_hours)s, %(late_refund_percent)s, %(reschedule_cutoff_hours)s, %(provider_id)s,
+    %(assignment)s, %(resource_ids)s::uuid[], %(pay_at_clinic)s)),
 o AS ({INSERT_OUTBOX})
 SELECT pg_notify('outbox', '')
 """
@@ -66,6 +67,10 @@ class BookingQueries(Queries):
                 "start": booking.start,
                 "end": booking.end,
                 "state": booking.state.value,
+                "provider_id": booking.provider_id,
+                "assignment": booking.assignment,
+                "resource_ids": list(booking.resource_ids),
+                "pay_at_clinic": booking.pay_at_clinic,
                 "amount_minor": booking.amount_minor,
                 "currency": booking.currency,
                 "created_at": booking.created_at,
@@ -186,6 +191,8 @@ class BookingQueries(Queries):
             updated_at=b.updated_at,
             version=b.version,
             reschedule_count=b.reschedule_count,
+            provider_id=b.provider_id,
+            resource_ids=list(b.resource_ids),
         )
         if next_refund_at is not None:
             values["refund_next_at"] = next_refund_at

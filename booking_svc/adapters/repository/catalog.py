@@ -19,8 +19,17 @@ from booking_svc.adapters.repository.rows import (
     service_from_row,
     service_values,
 )
-from booking_svc.adapters.tables import catalog_state, clinics, closures, day_overrides, services
-from booking_svc.domain import Clinic, Closure, Interval, Service
+from booking_svc.adapters.tables import (
+    catalog_state,
+    clinics,
+    closures,
+    day_overrides,
+    resource_types,
+    service_needs,
+    service_providers,
+    services,
+)
+from booking_svc.domain import Clinic, Closure, Interval, Service, ServiceNeed
 from petpro.db import raw_execute
 
 # the catalog cache's version, read before every catalog lookup (ReserveSlot's HOLD reads it itself)
@@ -74,7 +83,33 @@ class CatalogQueries(Queries):
         )
         if after:
             q = q.where(func.row(services.c.name, services.c.id) > func.row(after[0], uuid.UUID(after[1])))
-        return [service_from_row(r) for r in (await self.session.execute(q))]
+        return await self._with_requirements([service_from_row(r) for r in (await self.session.execute(q))])
+
+    async def _with_requirements(self, svcs: list[Service]) -> list[Service]:
+        """The services with who can perform them and what they need (service_providers, service_needs)."""
+        if not svcs:
+            return svcs
+        ids = [s.id for s in svcs]
+        by_id = {s.id: s for s in svcs}
+        provs: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for r in await self.session.execute(
+            select(service_providers)
+            .where(service_providers.c.service_id.in_(ids))
+            .order_by(service_providers.c.provider_id)
+        ):
+            provs.setdefault(r.service_id, []).append(r.provider_id)
+        needs: dict[uuid.UUID, list[ServiceNeed]] = {}
+        for r in await self.session.execute(
+            select(service_needs.c.service_id, resource_types.c.name, service_needs.c.quantity)
+            .join(resource_types, resource_types.c.id == service_needs.c.type_id)
+            .where(service_needs.c.service_id.in_(ids))
+            .order_by(resource_types.c.name)
+        ):
+            needs.setdefault(r.service_id, []).append(ServiceNeed(r.name, r.quantity))
+        for sid, svc in by_id.items():
+            svc.provider_ids = tuple(provs.get(sid, ()))
+            svc.needs = tuple(needs.get(sid, ()))
+        return svcs
 
     async def service_with_clinic(self, service_id: uuid.UUID) -> tuple[Service, Clinic] | None:
         svc = await self.service(service_id)
@@ -89,7 +124,7 @@ class CatalogQueries(Queries):
         if for_update:
             q = q.with_for_update()
         r = (await self.session.execute(q)).first()
-        return service_from_row(r) if r else None
+        return (await self._with_requirements([service_from_row(r)]))[0] if r else None
 
     async def catalog_version(self) -> int:
         # read before every catalog lookup (the cache's invalidation): psycopg directly, as the hot

@@ -70,7 +70,14 @@ ins AS (
   WHERE NOT EXISTS (SELECT 1 FROM earlier) AND (SELECT owner_user_id FROM pet) = %(owner)s
     AND (SELECT version FROM cat) = %(catalog_version)s
   ON CONFLICT DO NOTHING
-  RETURNING unit)
+  RETURNING unit),
+-- its claims (docs/design/scheduling.md): the unit, and the pet over the slot plus the buffer; a pet
+-- busy elsewhere fails the whole statement (claims_pet_free), nothing is inserted
+claimed AS (
+  INSERT INTO claims (lock_id, kind, subject_id, unit, clinic_id, during, active)
+  SELECT %(lock_id)s, 'unit', %(service_id)s, ins.unit, %(clinic_id)s, tstzrange(%(start)s, %(end)s), true FROM ins
+  UNION ALL
+  SELECT %(lock_id)s, 'pet', %(pet_id)s, 0, %(clinic_id)s, tstzrange(%(start)s, %(claim_end)s), true FROM ins)
 SELECT EXISTS (SELECT 1 FROM earlier), (SELECT owner_user_id FROM pet), (SELECT u FROM free_unit),
   EXISTS (SELECT 1 FROM ins), (SELECT version FROM cat)
 """
@@ -86,6 +93,17 @@ moved AS (
   WHERE lock_id = %(lock_id)s AND EXISTS (SELECT 1 FROM free_unit) AND (SELECT count(*) FROM lapsed) >= 0
   RETURNING unit)
 SELECT unit FROM moved
+"""
+
+EXPIRE_PET_LAPSED = f"""
+WITH lapsed AS (
+  UPDATE reservations r SET state = 'EXPIRED', updated_at = %(now)s
+  WHERE r.lock_id IN (
+    SELECT c.lock_id FROM claims c
+    WHERE c.active AND c.kind = 'pet' AND c.subject_id = %(pet_id)s AND c.during && tstzrange(%(start)s, %(end)s))
+    AND {LAPSED}
+  RETURNING 1)
+SELECT count(*) FROM lapsed
 """
 
 EXPIRE_OVERLAPPING = f"WITH lapsed AS ({expire_lapsed(SERVICE)} RETURNING 1) SELECT count(*) FROM lapsed"
@@ -108,7 +126,8 @@ SELECT r.lock_id, r.owner_user_id, r.owner_email, r.owner_name, r.owner_locale, 
   r.clinic_id, r.pet_id, r.unit, lower(r.during) AS start_time, upper(r.during) AS end_time, r.state, r.expires_at,
   r.amount_minor, r.currency, r.payment_id, r.failure_reason, r.created_at, b.id AS booking_id,
   p.owner_user_id AS pet_owner, p.name AS pet_name, p.species AS pet_species, p.breed AS pet_breed,
-  p.birth_date AS pet_birth_date, p.created_at AS pet_created_at, c.version AS catalog_version
+  p.birth_date AS pet_birth_date, p.created_at AS pet_created_at, c.version AS catalog_version,
+  r.provider_id, r.assignment, r.resource_ids
 FROM reservations r
 JOIN pets p ON p.id = r.pet_id
 JOIN catalog_state c ON c.id = 1
@@ -150,6 +169,35 @@ class ReservationQueries(Queries):
         return attempt
 
     async def _hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
+        try:
+            return await self._hold_statement(res, capacity, catalog_version)
+        except ExclusionViolation as exc:
+            if getattr(exc.diag, "constraint_name", None) != "claims_pet_free":
+                # a unit claim taken concurrently: as when no_double_booking refuses, ask again
+                return HoldAttempt(False, res.owner_user_id, 1, False, catalog_version)
+        # the pet is claimed over the range: by a lapsed hold (expired, then once more), or busy
+        if await self.expire_pet_lapsed(res.pet_id, res.start, res.claim_end or res.end, res.created_at):
+            try:
+                return await self._hold_statement(res, capacity, catalog_version)
+            except ExclusionViolation:
+                pass
+        return HoldAttempt(False, res.owner_user_id, None, False, catalog_version, conflict="pet")
+
+    async def expire_pet_lapsed(
+        self, pet_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int:
+        """Expire the pet's lapsed holds whose claims overlap [start, end)."""
+        cur = await raw_execute(
+            self.session,
+            EXPIRE_PET_LAPSED,
+            {"pet_id": pet_id, "start": start, "end": end, "now": now},
+            operation="UPDATE",
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def _hold_statement(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
         cur = await raw_execute(
             self.session,
             HOLD,
@@ -169,6 +217,7 @@ class ReservationQueries(Queries):
                 "capacity": capacity,
                 "start": res.start,
                 "end": res.end,
+                "claim_end": res.claim_end or res.end,
                 "expires_at": res.expires_at,
                 "amount_minor": res.amount_minor,
                 "currency": res.currency,
@@ -209,6 +258,9 @@ class ReservationQueries(Queries):
             failure_reason=r["failure_reason"],
             booking_id=r["booking_id"],
             created_at=r["created_at"],
+            provider_id=r["provider_id"],
+            assignment=r["assignment"],
+            resource_ids=tuple(r["resource_ids"] or ()),
         )
         pet = Pet(
             r["pet_id"],

@@ -143,6 +143,9 @@ def reservation_from_row(r: Row[Any], booking_id: uuid.UUID | None = None) -> Re
         failure_reason=r.failure_reason,
         booking_id=booking_id,
         created_at=r.created_at,
+        provider_id=r.provider_id,
+        assignment=r.assignment,
+        resource_ids=tuple(r.resource_ids or ()),
     )
 
 
@@ -177,6 +180,10 @@ def booking_from_row(r: Row[Any]) -> Booking:
         refund_attempts=r.refund_attempts,
         refund_round=r.refund_round,
         refund_error=r.refund_error,
+        provider_id=r.provider_id,
+        assignment=r.assignment,
+        resource_ids=tuple(r.resource_ids or ()),
+        pay_at_clinic=bool(getattr(r, "pay_at_clinic", False)),
     )
 
 

@@ -11,7 +11,10 @@
  *
  * Schedule: the chosen day's bookings from GET /v1/clinics/{clinic_id}/bookings (Bearer; the
  * clinic-scoped REST API, membership checked by booking_svc), reloaded when the feed brings a booking
- * of that day.
+ * of that day (a new one, or a change: a move reloads both its old and its new day).  A clinic that
+ * schedules by providers and rooms sees the day as one column per provider (the clinic's providers from
+ * GET /v1/clinics/{clinic_id}/providers, plus any a booking names) and a row of rooms and equipment,
+ * each with the bookings that use it; bookings to be paid at the clinic are marked as such.
  */
 (() => {
   "use strict";
@@ -293,7 +296,98 @@
       if (!token) break;
     }
     if (seq !== state.scheduleSeq) return;
-    renderSchedule(rows.filter((x) => dayKey(new Date(x.booking.slot_start_time)) === day));
+    const [providers, resources] = await Promise.all([
+      loadList(clinic, "providers"), loadList(clinic, "resources")]);
+    if (seq !== state.scheduleSeq) return;
+    const shown = rows.filter((x) => dayKey(new Date(x.booking.slot_start_time)) === day);
+    renderSchedule(shown);
+    renderBoard(shown, providers, resources);
+  }
+
+  /** The clinic's providers or resources (not archived), in the API's order; [] when it has none (or
+   * the list is unavailable: the board then shows the ones the bookings name). */
+  async function loadList(clinic, kind) {
+    const url = `/v1/clinics/${encodeURIComponent(clinic.clinic_id)}/${kind}?page_size=100`;
+    const r = await fetch(url, { headers: { Authorization: `Bearer ${store.access}` } }).catch(() => null);
+    if (!r || !r.ok) return [];
+    const body = await r.json().catch(() => ({}));
+    return (body[kind] || []).filter((p) => !p.archived && !p.archive_time);
+  }
+
+  /** One column per provider and a row of rooms/equipment, each listing the day's live bookings that
+   * use it (cancelled ones are left out); hidden for a clinic without providers or resources. */
+  function renderBoard(rows, providers, resources) {
+    const live = rows.filter((x) => x.booking.state !== "BOOKING_STATE_CANCELLED");
+    const columns = new Map(providers.map((p) => [p.provider_id, { name: p.display_name, items: [] }]));
+    const rooms = new Map(resources.map((r) => [r.resource_id,
+      { name: r.display_name, type: r.resource_type || "", items: [] }]));
+    const unassigned = [];
+    for (const x of live) {
+      const b = x.booking;
+      const p = b.provider && b.provider.provider_id;
+      if (p) {
+        if (!columns.has(p)) columns.set(p, { name: "", items: [] });
+        const col = columns.get(p);
+        col.name = col.name || b.provider.display_name || fedName(b.booking_id, "provider", p) || "Provider";
+        col.items.push(x);
+      } else {
+        unassigned.push(x);
+      }
+      for (const r of b.resources || []) {
+        if (!rooms.has(r.resource_id)) rooms.set(r.resource_id, { name: "", type: "", items: [] });
+        const room = rooms.get(r.resource_id);
+        room.name = room.name || r.display_name || fedName(b.booking_id, "resource", r.resource_id) || "Room";
+        room.type = room.type || r.resource_type || "";
+        room.items.push(x);
+      }
+    }
+    const board = $("schedule-board");
+    board.hidden = columns.size === 0 && rooms.size === 0;
+    if (board.hidden) return;
+    if (unassigned.length) columns.set("", { name: "No provider", items: unassigned });
+    $("provider-columns").replaceChildren(...[...columns].map(([id, c]) => {
+      const col = el("section", "provider-column");
+      col.setAttribute("role", "listitem");
+      col.dataset.providerId = id;
+      col.append(el("h3", "", c.name));
+      col.append(...c.items.map((x) => slotCard(x, true)));
+      if (!c.items.length) col.append(el("p", "muted", "Free all day"));
+      return col;
+    }));
+    $("resource-row").replaceChildren(...[...rooms].map(([id, r]) => {
+      const cell = el("section", "resource-cell");
+      cell.setAttribute("role", "listitem");
+      cell.dataset.resourceId = id;
+      cell.append(el("h3", "", r.type ? `${r.name} · ${r.type}` : r.name));
+      cell.append(...r.items.map((x) => slotCard(x, false)));
+      if (!r.items.length) cell.append(el("p", "muted", "Free all day"));
+      return cell;
+    }));
+  }
+
+  /** A provider's or resource's name as the feed's event of that booking carries it. */
+  function fedName(bookingId, kind, id) {
+    const known = state.bookings.get(bookingId);
+    const b = known && known.event.booking;
+    if (!b) return "";
+    if (kind === "provider") return (b.provider && b.provider.provider_id === id && b.provider.display_name) || "";
+    const r = (b.resources || []).find((x) => x.resource_id === id);
+    return (r && r.display_name) || "";
+  }
+
+  function slotCard(x, full) {
+    const b = x.booking;
+    const card = el("article", "slot-card");
+    card.dataset.bookingId = b.booking_id;
+    card.append(el("p", "slot-time", `${timeOf(b.slot_start_time)}–${timeOf(b.slot_end_time)}`));
+    if (full) {
+      card.append(el("p", "", `${x.pet_name} · ${x.service_name}`));
+      card.append(el("p", "muted", x.owner_name || x.owner_email));
+    } else {
+      card.append(el("p", "", x.pet_name));
+    }
+    if (b.pay_at_clinic) card.append(el("span", "badge badge-unpaid", "Pay at clinic"));
+    return card;
   }
 
   const STATES = { BOOKING_STATE_CONFIRMED: "Confirmed", BOOKING_STATE_CANCELLED: "Cancelled" };
@@ -316,7 +410,9 @@
       owner.append(mail);
       tr.append(owner);
       tr.append(el("td", "", x.service_name));
-      tr.append(el("td", "", STATES[b.state] || String(b.state).replace(/^BOOKING_STATE_/, "").toLowerCase()));
+      const st = el("td", "", STATES[b.state] || String(b.state).replace(/^BOOKING_STATE_/, "").toLowerCase());
+      if (b.pay_at_clinic) st.append(el("span", "badge badge-unpaid", "Pay at clinic"));
+      tr.append(st);
       return tr;
     }));
     $("schedule-table").hidden = rows.length === 0;
@@ -327,7 +423,8 @@
 
   /** A booking arrived on the feed: reload the schedule if it is on the day shown (debounced). */
   function scheduleTouched(b) {
-    if (!state.scheduleDay || dayKey(new Date(b.slot_start_time)) !== state.scheduleDay) return;
+    const days = [b.slot_start_time, b.previous_start_time].filter(Boolean).map((t) => dayKey(new Date(t)));
+    if (!state.scheduleDay || !days.includes(state.scheduleDay)) return;
     clearTimeout(state.scheduleTimer);
     state.scheduleTimer = setTimeout(loadSchedule, 150);
   }
@@ -447,6 +544,7 @@
     const merged = known ? { ...known.event, booking: { ...known.event.booking, ...b, amount: known.event.booking.amount } }
       : event;
     state.bookings.set(b.booking_id, { event: merged, freshAt: known ? known.freshAt : 0 });
+    if (state.synced || Date.parse(event.occurred_at) >= state.since) scheduleTouched(b);
     if (state.synced && isShown(merged.booking)) {
       announce(`Booking ${reference(b.booking_id)} ${STATE_WORDS[b.state] || "changed"}.`);
     }
@@ -632,6 +730,7 @@
     }
 
     const amount = el("div", "b-amount", money(b.amount));
+    if (b.pay_at_clinic) amount.append(el("span", "badge badge-unpaid", "Pay at clinic"));
     const ref = el("div", "b-ref");
     const code = el("code", "", reference(b.booking_id));
     code.title = `Booking ${b.booking_id}`;

@@ -16,17 +16,25 @@ from booking_svc.domain import (
     ACTIVE_STATES,
     OPEN_REFUND_STATES,
     Booking,
+    BookingState,
+    Claim,
+    ClaimKind,
     Clinic,
     ClinicBooking,
+    ClinicSchedule,
     Closure,
     DuplicateRequest,
     HoldAttempt,
     Interval,
     Pet,
+    Provider,
     RefundState,
     Reservation,
     ReservationState,
+    Resource,
     Service,
+    ServiceNeed,
+    TimeOff,
 )
 from booking_svc.handlers import (
     CatalogHandlers,
@@ -58,6 +66,11 @@ class BookingStore:
     service_requests: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)  # request id → service id
     requests: dict[uuid.UUID, tuple[uuid.UUID, str, str]] = field(default_factory=dict)
     refund_due: dict[uuid.UUID, datetime | None] = field(default_factory=dict)  # booking → refund_next_at
+    providers: dict[uuid.UUID, Provider] = field(default_factory=dict)
+    resources: dict[uuid.UUID, Resource] = field(default_factory=dict)
+    schedule_requests: dict[uuid.UUID, uuid.UUID] = field(
+        default_factory=dict
+    )  # request id → provider/resource
 
 
 # what save_booking_change writes (a lifecycle change); the refund's bookkeeping is written elsewhere
@@ -74,6 +87,8 @@ LIFECYCLE_FIELDS = (
     "updated_at",
     "version",
     "reschedule_count",
+    "provider_id",
+    "resource_ids",
 )
 
 
@@ -100,6 +115,25 @@ def _calendar(clinic: Clinic) -> Clinic:
 
 def _overlaps(a: Reservation, start: datetime, end: datetime) -> bool:
     return a.start < end and start < a.end
+
+
+def _claims(r: Reservation) -> list[Claim]:
+    """What the reservation claims (the claims table's rows): a scheduled one its provider, items and
+    pet over the slot plus the buffer; a capacity-only one its unit over the slot and its pet."""
+    until = r.claim_end or r.end
+    out = [Claim(ClaimKind.PET, r.pet_id, r.start, until, r.lock_id)]
+    if r.provider_id is not None:
+        out.append(Claim(ClaimKind.PROVIDER, r.provider_id, r.start, until, r.lock_id))
+    out += [Claim(ClaimKind.RESOURCE, i, r.start, until, r.lock_id) for i in r.resource_ids]
+    return out
+
+
+def _clash(a: list[Claim], b: list[Claim]) -> str | None:
+    for x in a:
+        for y in b:
+            if x.kind == y.kind and x.subject_id == y.subject_id and x.start < y.end and y.start < x.end:
+                return x.kind.value
+    return None
 
 
 class FakeBookingRepository:
@@ -353,8 +387,35 @@ class FakeBookingRepository:
             self._expire_lapsed(res.service_id, res.start, res.end, res.created_at)
         if not ok or unit is None:
             return HoldAttempt(earlier, owner, unit, False, version)
+        if self._claim_conflict(res) == "pet":
+            # the pet is claimed over the range: by a lapsed hold (expired, then once more), or busy
+            self._expire_lapsed_claims(res, res.created_at)
+            if self._claim_conflict(res) == "pet":
+                return HoldAttempt(False, owner, None, False, version, conflict="pet")
         self.store.reservations[res.lock_id] = replace(copy.deepcopy(res), unit=unit)
         return HoldAttempt(earlier, owner, unit, True, version)
+
+    def _claim_conflict(self, res: Reservation, skip: uuid.UUID | None = None) -> str | None:
+        """The kind of the first claim of ``res`` an active reservation's claim overlaps (the claims
+        table's exclusion constraints count lapsed holds until they are expired)."""
+        mine = _claims(res)
+        for r in self.store.reservations.values():
+            if r.lock_id in (res.lock_id, skip) or r.state not in ACTIVE_STATES:
+                continue
+            kind = _clash(mine, _claims(r))
+            if kind is not None:
+                return kind
+        return None
+
+    def _expire_lapsed_claims(self, res: Reservation, now: datetime) -> int:
+        mine = _claims(res)
+        n = 0
+        for r in self.store.reservations.values():
+            if r.lock_id != res.lock_id and r.state == ReservationState.HELD and r.expires_at <= now:
+                if _clash(mine, _claims(r)):
+                    r.state = ReservationState.EXPIRED
+                    n += 1
+        return n
 
     async def lock_for_confirm(self, lock_id: uuid.UUID) -> tuple[Reservation, Pet, int] | None:
         r = self.store.reservations.get(lock_id)
@@ -377,7 +438,9 @@ class FakeBookingRepository:
         failure_reason: str | None = None,
     ) -> bool:
         r = self.store.reservations[lock_id]
-        if state in ACTIVE_STATES and self._excludes(r, r.unit, r.start, r.end):
+        if state in ACTIVE_STATES and (
+            self._excludes(r, r.unit, r.start, r.end) or self._claim_conflict(r) is not None
+        ):
             return False
         r.state = state
         if payment_id is not None:
@@ -396,9 +459,19 @@ class FakeBookingRepository:
         unit = self._free_unit(r.service_id, start, end, now, capacity, lock_id)
         if unit is None:
             return None
+        moved = self._moved(r, start, end)
+        self._expire_lapsed_claims(moved, now)
+        if self._claim_conflict(moved) is not None:
+            return None
         self._expire_lapsed(r.service_id, start, end, now, unit)
-        r.unit, r.start, r.end = unit, start, end
+        r.unit, r.start, r.end, r.claim_end = unit, start, end, moved.claim_end
         return unit
+
+    @staticmethod
+    def _moved(r: Reservation, start: datetime, end: datetime) -> Reservation:
+        """``r`` over [start, end), its claims keeping their buffer (the trigger's rule)."""
+        until = end + ((r.claim_end or r.end) - r.end)
+        return replace(copy.deepcopy(r), start=start, end=end, claim_end=until)
 
     async def expire_due(self, now: datetime, limit: int = 500) -> list[uuid.UUID]:
         due = sorted(
@@ -422,6 +495,256 @@ class FakeBookingRepository:
             if r.state == ReservationState.CONFIRMED
             or (r.state == ReservationState.HELD and r.expires_at > now)
         ]
+
+    # -- scheduling (docs/design/scheduling.md)
+    async def clinic_schedule(self, clinic_id: uuid.UUID, now: datetime) -> ClinicSchedule:
+        provs = {}
+        for p in sorted(self.store.providers.values(), key=lambda p: p.seq):
+            if p.clinic_id == clinic_id:
+                q = copy.deepcopy(p)
+                q.time_off = sorted((t for t in q.time_off if t.end > now), key=lambda t: t.start)
+                provs[q.id] = q
+        items = sorted(
+            (copy.deepcopy(r) for r in self.store.resources.values() if r.clinic_id == clinic_id),
+            key=lambda r: r.seq,
+        )
+        return ClinicSchedule(provs, items)
+
+    async def provider(self, clinic_id: uuid.UUID, provider_id: uuid.UUID) -> Provider | None:
+        p = self.store.providers.get(provider_id)
+        if p is None or p.clinic_id != clinic_id:
+            return None
+        q = copy.deepcopy(p)
+        q.time_off.sort(key=lambda t: t.start)
+        return q
+
+    async def list_providers(
+        self, clinic_id: uuid.UUID, show_archived: bool, after: tuple[str, ...] | None, limit: int
+    ) -> list[Provider]:
+        rows = sorted(
+            (
+                p
+                for p in self.store.providers.values()
+                if p.clinic_id == clinic_id and (show_archived or not p.archived)
+            ),
+            key=lambda p: (p.display_name, str(p.id)),
+        )
+        return [copy.deepcopy(p) for p in rows if _after((p.display_name, str(p.id)), after)][:limit]
+
+    async def resource(self, clinic_id: uuid.UUID, resource_id: uuid.UUID) -> Resource | None:
+        r = self.store.resources.get(resource_id)
+        return copy.deepcopy(r) if r is not None and r.clinic_id == clinic_id else None
+
+    async def list_resources(
+        self, clinic_id: uuid.UUID, show_archived: bool, after: tuple[str, ...] | None, limit: int
+    ) -> list[Resource]:
+        rows = sorted(
+            (
+                r
+                for r in self.store.resources.values()
+                if r.clinic_id == clinic_id and (show_archived or not r.archived)
+            ),
+            key=lambda r: (r.resource_type, r.display_name, str(r.id)),
+        )
+        return [
+            copy.deepcopy(r)
+            for r in rows
+            if after is None or (r.resource_type, r.display_name, str(r.id)) > tuple(after)
+        ][:limit]
+
+    async def upcoming_bookings_using(
+        self, clinic_id: uuid.UUID, subject_id: uuid.UUID, now: datetime
+    ) -> list[Booking]:
+        rows = [
+            b
+            for b in self.store.bookings.values()
+            if b.clinic_id == clinic_id
+            and b.state == BookingState.CONFIRMED
+            and b.start > now
+            and (b.provider_id == subject_id or subject_id in b.resource_ids)
+        ]
+        return [copy.deepcopy(b) for b in sorted(rows, key=lambda b: (b.start, str(b.id)))]
+
+    async def add_provider(self, p: Provider, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.store.schedule_requests:
+            return self.store.schedule_requests[request_id]
+        p.seq = 1 + max(
+            (q.seq for q in self.store.providers.values() if q.clinic_id == p.clinic_id), default=0
+        )
+        self.store.providers[p.id] = replace(copy.deepcopy(p), time_off=[])
+        if request_id is not None:
+            self.store.schedule_requests[request_id] = p.id
+        return p.id
+
+    async def save_provider(self, p: Provider, *, archive_at: datetime | None = None) -> None:
+        stored = self.store.providers[p.id]
+        stored.display_name, stored.user_id = p.display_name, p.user_id
+        stored.weekly_hours = copy.deepcopy(p.weekly_hours)
+        stored.archived = stored.archived or archive_at is not None
+        stored.version += 1
+        p.version += 1
+
+    async def add_time_off(self, t: TimeOff) -> bool:
+        stored = self.store.providers[t.provider_id]
+        if any(o.start < t.end and t.start < o.end for o in stored.time_off):
+            return False
+        stored.time_off.append(t)
+        return True
+
+    async def delete_time_off(self, provider_id: uuid.UUID, time_off_id: uuid.UUID) -> bool:
+        stored = self.store.providers.get(provider_id)
+        if stored is None:
+            return False
+        before = len(stored.time_off)
+        stored.time_off = [t for t in stored.time_off if t.id != time_off_id]
+        return len(stored.time_off) < before
+
+    async def add_resource(self, r: Resource, request_id: uuid.UUID | None = None) -> uuid.UUID:
+        if request_id is not None and request_id in self.store.schedule_requests:
+            return self.store.schedule_requests[request_id]
+        r.seq = 1 + max(
+            (q.seq for q in self.store.resources.values() if q.clinic_id == r.clinic_id), default=0
+        )
+        self.store.resources[r.id] = copy.deepcopy(r)
+        if request_id is not None:
+            self.store.schedule_requests[request_id] = r.id
+        return r.id
+
+    async def save_resource(self, r: Resource, *, archive_at: datetime | None = None) -> None:
+        stored = self.store.resources[r.id]
+        stored.display_name, stored.species = r.display_name, tuple(r.species)
+        stored.archived = stored.archived or archive_at is not None
+        stored.version += 1
+        r.version += 1
+
+    async def set_service_requirements(
+        self,
+        service_id: uuid.UUID,
+        clinic_id: uuid.UUID,
+        provider_ids: tuple[uuid.UUID, ...],
+        needs: tuple[ServiceNeed, ...],
+    ) -> None:
+        stored = self.store.services[service_id]
+        stored.provider_ids = tuple(sorted(provider_ids, key=str))
+        stored.needs = tuple(sorted(needs, key=lambda n: n.resource_type))
+
+    def _live(self, r: Reservation, now: datetime) -> bool:
+        return r.state == ReservationState.CONFIRMED or (
+            r.state == ReservationState.HELD and r.expires_at > now
+        )
+
+    async def live_claims(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID | None,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID] | None = None,
+    ) -> list[Claim]:
+        out = []
+        for r in self.store.reservations.values():
+            if not self._live(r, now):
+                continue
+            for c in _claims(r):
+                if not (c.start < end and start < c.end):
+                    continue
+                here = r.clinic_id == clinic_id and (subjects is None or c.subject_id in subjects)
+                if here or (c.kind == ClaimKind.PET and c.subject_id == pet_id and r.clinic_id != clinic_id):
+                    out.append(c)
+        return out
+
+    async def expire_lapsed_around(
+        self, clinic_id: uuid.UUID, pet_id: uuid.UUID, start: datetime, end: datetime, now: datetime
+    ) -> int:
+        n = 0
+        for r in self.store.reservations.values():
+            if r.state != ReservationState.HELD or r.expires_at > now:
+                continue
+            if any(
+                c.start < end
+                and start - timedelta(minutes=240) < c.end
+                and (r.clinic_id == clinic_id or (c.kind == ClaimKind.PET and c.subject_id == pet_id))
+                for c in _claims(r)
+            ):
+                r.state = ReservationState.EXPIRED
+                n += 1
+        return n
+
+    async def prepare_hold(
+        self,
+        clinic_id: uuid.UUID,
+        pet_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        lo: datetime,
+        hi: datetime,
+        now: datetime,
+        subjects: list[uuid.UUID],
+    ) -> tuple[int, uuid.UUID | None, str | None, list[Claim]]:
+        await self.expire_lapsed_around(clinic_id, pet_id, start, end, now)
+        pet = self.store.pets.get(pet_id)
+        claims = await self.live_claims(clinic_id, pet_id, lo, hi, now, subjects)
+        return (
+            self.store.catalog_version,
+            pet.owner_user_id if pet else None,
+            pet.species if pet else None,
+            claims,
+        )
+
+    async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
+        if any(
+            r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
+            for r in self.store.reservations.values()
+        ):
+            return "request"
+        kind = self._claim_conflict(res)
+        if kind is not None:
+            return kind
+        if self._excludes(res, res.unit, res.start, res.end):
+            return "provider" if res.provider_id is not None else "resource"
+        self.store.reservations[res.lock_id] = copy.deepcopy(res)
+        return None
+
+    async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:
+        r = self.store.reservations[lock_id]
+        moved = self._moved(r, start, end)
+        if self._claim_conflict(moved) is not None or self._excludes(moved, r.unit, start, end):
+            return False
+        r.start, r.end, r.claim_end = start, end, moved.claim_end
+        return True
+
+    async def reassign_claims(
+        self,
+        lock_id: uuid.UUID,
+        start: datetime,
+        end: datetime,
+        unit: int,
+        provider_id: uuid.UUID | None,
+        resource_ids: tuple[uuid.UUID, ...],
+        claims: list[Claim],
+        now: datetime,
+    ) -> str | None:
+        r = self.store.reservations.get(lock_id)
+        if r is None or r.state not in ACTIVE_STATES:
+            raise LookupError(lock_id)
+        until = max((c.end for c in claims), default=end)
+        moved = replace(
+            copy.deepcopy(r),
+            start=start,
+            end=end,
+            claim_end=until,
+            unit=unit,
+            provider_id=provider_id,
+            resource_ids=tuple(resource_ids),
+        )
+        kind = self._claim_conflict(moved)
+        if kind is None and self._excludes(moved, unit, start, end):
+            kind = "provider" if provider_id is not None else "resource"
+        if kind is not None:
+            return "provider" if kind == "unit" and provider_id is not None else kind
+        self.store.reservations[lock_id] = moved
+        return None
 
     # -- bookings
     async def confirm_booking(self, booking: Booking, event: OutboxEvent) -> None:
@@ -603,7 +926,7 @@ class NoRefunds:
         raise AssertionError("no refund expected in this test")
 
 
-def no_events(*args: object) -> bytes:
+def no_events(*args: object, **kwargs: object) -> bytes:
     return b""
 
 

@@ -161,6 +161,14 @@ class FakeNotifRepository:
                 if r["booking_id"] == n.booking_id and r["state"] == "PENDING":
                     r["state"] = "DROPPED"
 
+    async def claim_delivery(self, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
+        row = self.store.deliveries.get((event_id, channel, recipient))
+        if row is not None and row["status"] != "failed":
+            return False
+        self._claim(event_id, channel, recipient)
+        self.store.deliveries[(event_id, channel, recipient)]["status"] = "pending"
+        return True
+
     async def finish_delivery(
         self, event_id: uuid.UUID, channel: str, recipient: str, *, ok: bool, error: str | None = None
     ) -> None:

@@ -647,6 +647,74 @@ class RequestPasswordResetResponse(_message.Message):
 Global___RequestPasswordResetResponse: _TypeAlias = RequestPasswordResetResponse  # noqa: Y015
 
 @_typing.final
+class InviteOwnerRequest(_message.Message):
+    """Request for AuthService.InviteOwner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    CLINIC_NAME_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The owner's email (found as is, lower-cased)."""
+    name: _builtins.str
+    """The owner's name, for a new account (required then: INVALID_ARGUMENT NAME_REQUIRED)."""
+    phone: _builtins.str
+    """The owner's phone (E.164), for a new account."""
+    clinic_name: _builtins.str
+    """The inviting clinic's name, shown in the invitation mail."""
+    validate_only: _builtins.bool
+    """Only check (AIP-163): the found account, or, when one would be created, `invited` true, no
+    `user`, and nothing written or mailed (the name and phone checked as for a creation).
+    """
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        clinic_name: _builtins.str = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_name", b"clinic_name", "email", b"email", "name", b"name", "phone", b"phone", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteOwnerRequest: _TypeAlias = InviteOwnerRequest  # noqa: Y015
+
+@_typing.final
+class InviteOwnerResponse(_message.Message):
+    """Response for AuthService.InviteOwner."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    INVITED_FIELD_NUMBER: _builtins.int
+    invited: _builtins.bool
+    """Whether it was created now (and an invitation mailed)."""
+    @_builtins.property
+    def user(self) -> Global___User:
+        """The owner account (found or created; unset for a `validate_only` call that would create one)."""
+
+    def __init__(
+        self,
+        *,
+        user: Global___User | None = ...,
+        invited: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invited", b"invited", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InviteOwnerResponse: _TypeAlias = InviteOwnerResponse  # noqa: Y015
+
+@_typing.final
 class ResetPasswordRequest(_message.Message):
     """Request for AuthService.ResetPassword."""
 

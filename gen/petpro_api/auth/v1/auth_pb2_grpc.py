@@ -80,6 +80,11 @@ class AuthServiceStub:
                 request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
                 response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
                 _registered_method=True)
+        self.InviteOwner = channel.unary_unary(
+                '/petpro.auth.v1.AuthService/InviteOwner',
+                request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.InviteOwnerRequest.SerializeToString,
+                response_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.InviteOwnerResponse.FromString,
+                _registered_method=True)
         self.VerifyEmail = channel.unary_unary(
                 '/petpro.auth.v1.AuthService/VerifyEmail',
                 request_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.VerifyEmailRequest.SerializeToString,
@@ -212,6 +217,16 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InviteOwner(self, request, context):
+        """Clinic staff booking for an owner (called by the BFF after checking the staff token): returns
+        the owner account of `email`, or creates one without a password and mails the owner an
+        invitation to claim it (a single-use expiring token redeemed with ResetPassword, which sets the
+        password and verifies the email). A service account's email is NOT_FOUND. Not exposed publicly.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def VerifyEmail(self, request, context):
         """Redeems the token of a verification link: the address it was sent to is verified, if it is
         still the account's email (else LINK_TOKEN_OTHER_ACCOUNT).
@@ -333,6 +348,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ResetPassword,
                     request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.FromString,
                     response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.SerializeToString,
+            ),
+            'InviteOwner': grpc.unary_unary_rpc_method_handler(
+                    servicer.InviteOwner,
+                    request_deserializer=petpro_dot_auth_dot_v1_dot_auth__pb2.InviteOwnerRequest.FromString,
+                    response_serializer=petpro_dot_auth_dot_v1_dot_auth__pb2.InviteOwnerResponse.SerializeToString,
             ),
             'VerifyEmail': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyEmail,
@@ -607,6 +627,33 @@ class AuthService:
             '/petpro.auth.v1.AuthService/ResetPassword',
             petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordRequest.SerializeToString,
             petpro_dot_auth_dot_v1_dot_auth__pb2.ResetPasswordResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InviteOwner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.auth.v1.AuthService/InviteOwner',
+            petpro_dot_auth_dot_v1_dot_auth__pb2.InviteOwnerRequest.SerializeToString,
+            petpro_dot_auth_dot_v1_dot_auth__pb2.InviteOwnerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -77,6 +77,12 @@ class AuthServiceStub:
     a newer link), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; INVALID_ARGUMENT
     (WEAK_PASSWORD) for a short or common password.
     """
+    InviteOwner: _grpc.UnaryUnaryMultiCallable[_auth_pb2.InviteOwnerRequest, _auth_pb2.InviteOwnerResponse]
+    """Clinic staff booking for an owner (called by the BFF after checking the staff token): returns
+    the owner account of `email`, or creates one without a password and mails the owner an
+    invitation to claim it (a single-use expiring token redeemed with ResetPassword, which sets the
+    password and verifies the email). A service account's email is NOT_FOUND. Not exposed publicly.
+    """
     VerifyEmail: _grpc.UnaryUnaryMultiCallable[_auth_pb2.VerifyEmailRequest, _auth_pb2.VerifyEmailResponse]
     """Redeems the token of a verification link: the address it was sent to is verified, if it is
     still the account's email (else LINK_TOKEN_OTHER_ACCOUNT).
@@ -162,6 +168,12 @@ class AuthServiceAsyncStub(AuthServiceStub):
     account ends. FAILED_PRECONDITION with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by
     a newer link), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; INVALID_ARGUMENT
     (WEAK_PASSWORD) for a short or common password.
+    """
+    InviteOwner: _aio.UnaryUnaryMultiCallable[_auth_pb2.InviteOwnerRequest, _auth_pb2.InviteOwnerResponse]  # type: ignore[assignment]
+    """Clinic staff booking for an owner (called by the BFF after checking the staff token): returns
+    the owner account of `email`, or creates one without a password and mails the owner an
+    invitation to claim it (a single-use expiring token redeemed with ResetPassword, which sets the
+    password and verifies the email). A service account's email is NOT_FOUND. Not exposed publicly.
     """
     VerifyEmail: _aio.UnaryUnaryMultiCallable[_auth_pb2.VerifyEmailRequest, _auth_pb2.VerifyEmailResponse]  # type: ignore[assignment]
     """Redeems the token of a verification link: the address it was sent to is verified, if it is
@@ -293,6 +305,18 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         account ends. FAILED_PRECONDITION with reason LINK_TOKEN_UNKNOWN (never issued, or replaced by
         a newer link), LINK_TOKEN_EXPIRED, LINK_TOKEN_USED or LINK_TOKEN_OTHER_ACCOUNT; INVALID_ARGUMENT
         (WEAK_PASSWORD) for a short or common password.
+        """
+
+    @_abc_1.abstractmethod
+    def InviteOwner(
+        self,
+        request: _auth_pb2.InviteOwnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.InviteOwnerResponse, _abc.Awaitable[_auth_pb2.InviteOwnerResponse]]:
+        """Clinic staff booking for an owner (called by the BFF after checking the staff token): returns
+        the owner account of `email`, or creates one without a password and mails the owner an
+        invitation to claim it (a single-use expiring token redeemed with ResetPassword, which sets the
+        password and verifies the email). A service account's email is NOT_FOUND. Not exposed publicly.
         """
 
     @_abc_1.abstractmethod

@@ -79,6 +79,34 @@ WEEKDAY_SATURDAY: Weekday.ValueType  # 6
 WEEKDAY_SUNDAY: Weekday.ValueType  # 7
 Global___Weekday: _TypeAlias = Weekday  # noqa: Y015
 
+class _AssignmentRule:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AssignmentRuleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AssignmentRule.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ASSIGNMENT_RULE_UNSPECIFIED: _AssignmentRule.ValueType  # 0
+    """The service needs no provider (capacity-only), or an old reservation."""
+    ASSIGNMENT_RULE_CHOSEN: _AssignmentRule.ValueType  # 1
+    """The owner (or staff) named the provider."""
+    ASSIGNMENT_RULE_ANY_FEWEST_THAT_DAY: _AssignmentRule.ValueType  # 2
+    """"Any available": the qualified free provider with the fewest active bookings that local day,
+    ties broken by a stable per-day order (docs/design/scheduling.md).
+    """
+
+class AssignmentRule(_AssignmentRule, metaclass=_AssignmentRuleEnumTypeWrapper):
+    """How the provider of a reservation was chosen."""
+
+ASSIGNMENT_RULE_UNSPECIFIED: AssignmentRule.ValueType  # 0
+"""The service needs no provider (capacity-only), or an old reservation."""
+ASSIGNMENT_RULE_CHOSEN: AssignmentRule.ValueType  # 1
+"""The owner (or staff) named the provider."""
+ASSIGNMENT_RULE_ANY_FEWEST_THAT_DAY: AssignmentRule.ValueType  # 2
+""""Any available": the qualified free provider with the fewest active bookings that local day,
+ties broken by a stable per-day order (docs/design/scheduling.md).
+"""
+Global___AssignmentRule: _TypeAlias = AssignmentRule  # noqa: Y015
+
 class _ReservationState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -364,6 +392,244 @@ class OpeningHours(_message.Message):
 Global___OpeningHours: _TypeAlias = OpeningHours  # noqa: Y015
 
 @_typing.final
+class ProviderRef(_message.Message):
+    """A provider as a reservation, a booking or a slot names it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    provider_id: _builtins.str
+    """Provider UUID."""
+    display_name: _builtins.str
+    """Display name, e.g. "Dr Weber"."""
+    def __init__(
+        self,
+        *,
+        provider_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "provider_id", b"provider_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderRef: _TypeAlias = ProviderRef  # noqa: Y015
+
+@_typing.final
+class ResourceRef(_message.Message):
+    """A resource item as a reservation or a booking names it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    RESOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    resource_id: _builtins.str
+    """Resource UUID."""
+    display_name: _builtins.str
+    """Display name, e.g. "Dental room 1"."""
+    resource_type: _builtins.str
+    """Its type, e.g. "dental room"."""
+    def __init__(
+        self,
+        *,
+        resource_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        resource_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "resource_id", b"resource_id", "resource_type", b"resource_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResourceRef: _TypeAlias = ResourceRef  # noqa: Y015
+
+@_typing.final
+class Provider(_message.Message):
+    """A bookable person of a clinic (a vet, a groomer), with their own weekly hours inside the clinic's."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    WEEKLY_HOURS_FIELD_NUMBER: _builtins.int
+    TIME_OFF_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name "clinics/{clinic_id}/providers/{provider_id}"."""
+    provider_id: _builtins.str
+    """UUID."""
+    clinic_id: _builtins.str
+    """The clinic (UUID)."""
+    display_name: _builtins.str
+    """Display name shown to owners, e.g. "Dr Weber"."""
+    user_id: _builtins.str
+    """Optional link to a clinic member's user account (UUID)."""
+    archived: _builtins.bool
+    """Archived (ArchiveProvider): no longer bookable; their bookings stay. Never deleted."""
+    etag: _builtins.str
+    """Version tag (AIP-154): send it back in UpdateProvider/ArchiveProvider; a stale one is ABORTED."""
+    @_builtins.property
+    def weekly_hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpeningHours]:
+        """Weekly working hours, several intervals a weekday allowed (a break is a gap), none
+        overlapping, each inside the clinic's opening hours; a weekday without an entry is off.
+        """
+
+    @_builtins.property
+    def time_off(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimeOff]:
+        """Absences that have not ended, by start (managed with Create/DeleteProviderTimeOff)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        weekly_hours: _abc.Iterable[Global___OpeningHours] | None = ...,
+        time_off: _abc.Iterable[Global___TimeOff] | None = ...,
+        archived: _builtins.bool = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "clinic_id", b"clinic_id", "display_name", b"display_name", "etag", b"etag", "name", b"name", "provider_id", b"provider_id", "time_off", b"time_off", "user_id", b"user_id", "weekly_hours", b"weekly_hours"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Provider: _TypeAlias = Provider  # noqa: Y015
+
+@_typing.final
+class TimeOff(_message.Message):
+    """A provider's absence, a date-time range."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TIME_OFF_ID_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name "clinics/{clinic_id}/providers/{provider_id}/timeOff/{time_off_id}"."""
+    time_off_id: _builtins.str
+    """UUID."""
+    reason: _builtins.str
+    """Why, e.g. "Conference"; shown to staff."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the absence."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """End of the absence, after `start_time`."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        time_off_id: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "name", b"name", "reason", b"reason", "start_time", b"start_time", "time_off_id", b"time_off_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TimeOff: _TypeAlias = TimeOff  # noqa: Y015
+
+@_typing.final
+class Resource(_message.Message):
+    """A bookable thing of a clinic: a room, a table, a tub, a kennel, a machine. Each item is one row;
+    two dental rooms are two resources of type "dental room".
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    RESOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    SPECIES_FIELD_NUMBER: _builtins.int
+    ARCHIVED_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Resource name "clinics/{clinic_id}/resources/{resource_id}"."""
+    resource_id: _builtins.str
+    """UUID."""
+    clinic_id: _builtins.str
+    """The clinic (UUID)."""
+    display_name: _builtins.str
+    """Display name, e.g. "Dental room 1"."""
+    resource_type: _builtins.str
+    """Type, e.g. "dental room" (what services need); set at creation."""
+    archived: _builtins.bool
+    """Archived (ArchiveResource): no longer used for new bookings; its bookings stay."""
+    etag: _builtins.str
+    """Version tag (AIP-154)."""
+    @_builtins.property
+    def species(self) -> _containers.RepeatedScalarFieldContainer[Global___Species.ValueType]:
+        """Species it may be used for; empty means every species."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        resource_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        resource_type: _builtins.str = ...,
+        species: _abc.Iterable[Global___Species.ValueType] | None = ...,
+        archived: _builtins.bool = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived", b"archived", "clinic_id", b"clinic_id", "display_name", b"display_name", "etag", b"etag", "name", b"name", "resource_id", b"resource_id", "resource_type", b"resource_type", "species", b"species"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Resource: _TypeAlias = Resource  # noqa: Y015
+
+@_typing.final
+class ServiceNeed(_message.Message):
+    """How many items of a resource type one appointment of a service uses."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    resource_type: _builtins.str
+    """Resource type, e.g. "dental room"; the clinic must have at least `quantity` items of it."""
+    quantity: _builtins.int
+    """Number of items, 1..10."""
+    def __init__(
+        self,
+        *,
+        resource_type: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["quantity", b"quantity", "resource_type", b"resource_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ServiceNeed: _TypeAlias = ServiceNeed  # noqa: Y015
+
+@_typing.final
 class Service(_message.Message):
     """A bookable service of a clinic (e.g. "Vaccination, 30 min")."""
 
@@ -384,6 +650,8 @@ class Service(_message.Message):
     ARCHIVED_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     CANCELLATION_POLICY_FIELD_NUMBER: _builtins.int
+    PROVIDER_IDS_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """UUID."""
     clinic_id: _builtins.str
@@ -426,6 +694,17 @@ class Service(_message.Message):
     def cancellation_policy(self) -> Global___CancellationPolicy:
         """Refund and reschedule rules; copied onto each booking at confirmation."""
 
+    @_builtins.property
+    def provider_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Providers who can perform it (UUIDs of the clinic's providers); empty: no provider needed and
+        `capacity` anonymous places apply (plus `needs`). Set with UpdateService (`update_mask:
+        "provider_ids"`).
+        """
+
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ServiceNeed]:
+        """Resources one appointment uses (`update_mask: "needs"`); each type at most once."""
+
     def __init__(
         self,
         *,
@@ -444,10 +723,12 @@ class Service(_message.Message):
         archived: _builtins.bool = ...,
         etag: _builtins.str = ...,
         cancellation_policy: Global___CancellationPolicy | None = ...,
+        provider_ids: _abc.Iterable[_builtins.str] | None = ...,
+        needs: _abc.Iterable[Global___ServiceNeed] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancellation_policy", b"cancellation_policy", "price", b"price"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "archived", b"archived", "buffer_after_minutes", b"buffer_after_minutes", "cancellation_policy", b"cancellation_policy", "capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "etag", b"etag", "max_horizon_days", b"max_horizon_days", "min_notice_minutes", b"min_notice_minutes", "name", b"name", "price", b"price", "service_id", b"service_id", "species_allowed", b"species_allowed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "archived", b"archived", "buffer_after_minutes", b"buffer_after_minutes", "cancellation_policy", b"cancellation_policy", "capacity", b"capacity", "clinic_id", b"clinic_id", "description", b"description", "duration_minutes", b"duration_minutes", "etag", b"etag", "max_horizon_days", b"max_horizon_days", "min_notice_minutes", b"min_notice_minutes", "name", b"name", "needs", b"needs", "price", b"price", "provider_ids", b"provider_ids", "service_id", b"service_id", "species_allowed", b"species_allowed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -463,10 +744,13 @@ class Slot(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     FREE_FIELD_NUMBER: _builtins.int
     REMAINING_FIELD_NUMBER: _builtins.int
+    FREE_PROVIDERS_FIELD_NUMBER: _builtins.int
     free: _builtins.bool
     """Whether at least one place is free (not held, not booked, in the future)."""
     remaining: _builtins.int
-    """Number of free places, 0..capacity."""
+    """Number of free places, 0..capacity (for a service with providers: the free qualified providers
+    when every needed resource is free, else 0).
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the slot (UTC instant; render in the clinic's time zone)."""
@@ -475,6 +759,12 @@ class Slot(_message.Message):
     def end_time(self) -> _timestamp_pb2.Timestamp:
         """End of the slot."""
 
+    @_builtins.property
+    def free_providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderRef]:
+        """The qualified providers free for the whole slot (with the needed resources), in the order
+        "any available" would try them; empty for a service without providers.
+        """
+
     def __init__(
         self,
         *,
@@ -482,14 +772,41 @@ class Slot(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         free: _builtins.bool = ...,
         remaining: _builtins.int = ...,
+        free_providers: _abc.Iterable[Global___ProviderRef] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "free", b"free", "remaining", b"remaining", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "free", b"free", "free_providers", b"free_providers", "remaining", b"remaining", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Slot: _TypeAlias = Slot  # noqa: Y015
+
+@_typing.final
+class AvailableDay(_message.Message):
+    """One day of ListAvailableDays."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    HAS_FREE_SLOT_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """The day "YYYY-MM-DD" (local to the clinic)."""
+    has_free_slot: _builtins.bool
+    """Whether at least one slot is free that day."""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        has_free_slot: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "has_free_slot", b"has_free_slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AvailableDay: _TypeAlias = AvailableDay  # noqa: Y015
 
 @_typing.final
 class Pet(_message.Message):
@@ -581,6 +898,9 @@ class Reservation(_message.Message):
     BOOKING_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """UUID of the hold."""
     state: Global___ReservationState.ValueType
@@ -597,6 +917,8 @@ class Reservation(_message.Message):
     """Set once CONFIRMED (UUID)."""
     payment_id: _builtins.str
     """Payment that confirmed (or failed to confirm) the hold, if any."""
+    assignment: Global___AssignmentRule.ValueType
+    """How the provider was chosen."""
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the held slot."""
@@ -617,6 +939,14 @@ class Reservation(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the hold was placed."""
 
+    @_builtins.property
+    def provider(self) -> Global___ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResourceRef]:
+        """The resource items claimed."""
+
     def __init__(
         self,
         *,
@@ -633,10 +963,13 @@ class Reservation(_message.Message):
         booking_id: _builtins.str = ...,
         payment_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        provider: Global___ProviderRef | None = ...,
+        resources: _abc.Iterable[Global___ResourceRef] | None = ...,
+        assignment: Global___AssignmentRule.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "expires_at", b"expires_at", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "expires_at", b"expires_at", "provider", b"provider", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "create_time", b"create_time", "expires_at", b"expires_at", "lock_id", b"lock_id", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "create_time", b"create_time", "expires_at", b"expires_at", "lock_id", b"lock_id", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "provider", b"provider", "resources", b"resources", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -670,6 +1003,10 @@ class Booking(_message.Message):
     RESCHEDULE_DEADLINE_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     RESCHEDULE_COUNT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    PAY_AT_CLINIC_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     """UUID."""
     state: Global___BookingState.ValueType
@@ -694,6 +1031,12 @@ class Booking(_message.Message):
     """Whether the owner may still cancel it now (computed by the service at the time of the answer)."""
     reschedule_count: _builtins.int
     """How many times it was rescheduled."""
+    assignment: Global___AssignmentRule.ValueType
+    """How the provider was chosen."""
+    pay_at_clinic: _builtins.bool
+    """Booked by clinic staff to be paid at the clinic: confirmed without an online payment
+    (`payment_id` empty), unpaid until the visit; a cancellation refunds nothing online.
+    """
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the appointment."""
@@ -734,6 +1077,14 @@ class Booking(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Last change of state or slot."""
 
+    @_builtins.property
+    def provider(self) -> Global___ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___ResourceRef]:
+        """The resource items claimed."""
+
     def __init__(
         self,
         *,
@@ -759,10 +1110,14 @@ class Booking(_message.Message):
         reschedule_deadline: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         reschedule_count: _builtins.int = ...,
+        provider: Global___ProviderRef | None = ...,
+        resources: _abc.Iterable[Global___ResourceRef] | None = ...,
+        assignment: Global___AssignmentRule.ValueType = ...,
+        pay_at_clinic: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "create_time", b"create_time", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_deadline", b"reschedule_deadline", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "create_time", b"create_time", "provider", b"provider", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_deadline", b"reschedule_deadline", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "can_cancel", b"can_cancel", "cancel_reason", b"cancel_reason", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "cancelled_by", b"cancelled_by", "clinic_id", b"clinic_id", "create_time", b"create_time", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_count", b"reschedule_count", "reschedule_deadline", b"reschedule_deadline", "reservation_lock_id", b"reservation_lock_id", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "can_cancel", b"can_cancel", "cancel_reason", b"cancel_reason", "cancel_time", b"cancel_time", "cancellation_policy", b"cancellation_policy", "cancelled_by", b"cancelled_by", "clinic_id", b"clinic_id", "create_time", b"create_time", "owner_user_id", b"owner_user_id", "pay_at_clinic", b"pay_at_clinic", "payment_id", b"payment_id", "pet_id", b"pet_id", "provider", b"provider", "refund", b"refund", "refund_if_cancelled_now", b"refund_if_cancelled_now", "reschedule_count", b"reschedule_count", "reschedule_deadline", b"reschedule_deadline", "reservation_lock_id", b"reservation_lock_id", "resources", b"resources", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -980,19 +1335,27 @@ class GetAvailabilityRequest(_message.Message):
 
     SERVICE_ID_FIELD_NUMBER: _builtins.int
     DATE_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    PET_ID_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """Service UUID."""
     date: _builtins.str
     """Day "YYYY-MM-DD", in the clinic's time zone."""
+    provider_id: _builtins.str
+    """Only this provider (UUID; "pick your vet"); empty: any qualified provider."""
+    pet_id: _builtins.str
+    """Only slots where this pet (UUID) has no other appointment; empty: any pet."""
     def __init__(
         self,
         *,
         service_id: _builtins.str = ...,
         date: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        pet_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "service_id", b"service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date", "pet_id", b"pet_id", "provider_id", b"provider_id", "service_id", b"service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1033,6 +1396,76 @@ class GetAvailabilityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetAvailabilityResponse: _TypeAlias = GetAvailabilityResponse  # noqa: Y015
+
+@_typing.final
+class ListAvailableDaysRequest(_message.Message):
+    """Request for BookingService.ListAvailableDays."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    PET_ID_FIELD_NUMBER: _builtins.int
+    service_id: _builtins.str
+    """Service UUID."""
+    month: _builtins.str
+    """The month "YYYY-MM", in the clinic's time zone."""
+    provider_id: _builtins.str
+    """Only this provider (UUID); empty: any qualified provider."""
+    pet_id: _builtins.str
+    """Only days where this pet (UUID) is free for some slot; empty: any pet."""
+    def __init__(
+        self,
+        *,
+        service_id: _builtins.str = ...,
+        month: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        pet_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["month", b"month", "pet_id", b"pet_id", "provider_id", b"provider_id", "service_id", b"service_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAvailableDaysRequest: _TypeAlias = ListAvailableDaysRequest  # noqa: Y015
+
+@_typing.final
+class ListAvailableDaysResponse(_message.Message):
+    """Response for BookingService.ListAvailableDays."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    DAYS_FIELD_NUMBER: _builtins.int
+    service_id: _builtins.str
+    """The service asked for."""
+    month: _builtins.str
+    """The month asked for."""
+    time_zone: _builtins.str
+    """IANA time zone of the clinic."""
+    @_builtins.property
+    def days(self) -> _containers.RepeatedCompositeFieldContainer[Global___AvailableDay]:
+        """Every day of the month, in order."""
+
+    def __init__(
+        self,
+        *,
+        service_id: _builtins.str = ...,
+        month: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        days: _abc.Iterable[Global___AvailableDay] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days", b"days", "month", b"month", "service_id", b"service_id", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAvailableDaysResponse: _TypeAlias = ListAvailableDaysResponse  # noqa: Y015
 
 @_typing.final
 class CreatePetRequest(_message.Message):
@@ -1390,6 +1823,7 @@ class ReserveSlotRequest(_message.Message):
     OWNER_EMAIL_FIELD_NUMBER: _builtins.int
     OWNER_NAME_FIELD_NUMBER: _builtins.int
     OWNER_LOCALE_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (UUID, AIP-155). The BFF derives it from the client's Idempotency-Key."""
     service_id: _builtins.str
@@ -1404,6 +1838,10 @@ class ReserveSlotRequest(_message.Message):
     """Owner's display name, carried into the booking.created event."""
     owner_locale: _builtins.str
     """Owner's preferred language (BCP 47), carried into the booking events so notifications use it."""
+    provider_id: _builtins.str
+    """The wanted provider (UUID), qualified for the service; empty: "any available" (assigned by
+    ASSIGNMENT_RULE_ANY_FEWEST_THAT_DAY). Ignored by services without providers.
+    """
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the wanted slot; must be on the service's grid, inside opening hours and in the future."""
@@ -1419,10 +1857,11 @@ class ReserveSlotRequest(_message.Message):
         owner_email: _builtins.str = ...,
         owner_name: _builtins.str = ...,
         owner_locale: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_email", b"owner_email", "owner_locale", b"owner_locale", "owner_name", b"owner_name", "owner_user_id", b"owner_user_id", "pet_id", b"pet_id", "request_id", b"request_id", "service_id", b"service_id", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner_email", b"owner_email", "owner_locale", b"owner_locale", "owner_name", b"owner_name", "owner_user_id", b"owner_user_id", "pet_id", b"pet_id", "provider_id", b"provider_id", "request_id", b"request_id", "service_id", b"service_id", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1677,6 +2116,134 @@ class RescheduleBookingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RescheduleBookingResponse: _TypeAlias = RescheduleBookingResponse  # noqa: Y015
+
+@_typing.final
+class ConfirmUnpaidBookingRequest(_message.Message):
+    """Request for BookingService.ConfirmUnpaidBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVATION_LOCK_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    reservation_lock_id: _builtins.str
+    """The hold to confirm (Reservation.lock_id)."""
+    clinic_id: _builtins.str
+    """The clinic (UUID) whose staff books; the hold must be of this clinic."""
+    def __init__(
+        self,
+        *,
+        reservation_lock_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "reservation_lock_id", b"reservation_lock_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmUnpaidBookingRequest: _TypeAlias = ConfirmUnpaidBookingRequest  # noqa: Y015
+
+@_typing.final
+class ConfirmUnpaidBookingResponse(_message.Message):
+    """Response for BookingService.ConfirmUnpaidBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """The booking, CONFIRMED with `pay_at_clinic`."""
+
+    def __init__(
+        self,
+        *,
+        booking: Global___Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmUnpaidBookingResponse: _TypeAlias = ConfirmUnpaidBookingResponse  # noqa: Y015
+
+@_typing.final
+class MoveBookingRequest(_message.Message):
+    """Request for BookingService.MoveBooking. At least one of `slot_start_time`, `provider_id` and
+    `resource_ids` must change something.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    SLOT_START_TIME_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_IDS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key (UUID, AIP-155): a retry returns the first result."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    clinic_id: _builtins.str
+    """The clinic (UUID) whose staff moves it: only that clinic's bookings (else NOT_FOUND)."""
+    provider_id: _builtins.str
+    """The new provider (UUID, qualified for the service and working then); empty: the booking keeps
+    its provider.
+    """
+    @_builtins.property
+    def slot_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the new slot (on the service's grid, inside opening hours, in the future); unset: the
+        booking keeps its time.
+        """
+
+    @_builtins.property
+    def resource_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The new resource items (UUIDs), exactly what the service needs (its types and quantities);
+        empty: the booking keeps its items.
+        """
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        clinic_id: _builtins.str = ...,
+        slot_start_time: _timestamp_pb2.Timestamp | None = ...,
+        provider_id: _builtins.str = ...,
+        resource_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id", "provider_id", b"provider_id", "request_id", b"request_id", "resource_ids", b"resource_ids", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveBookingRequest: _TypeAlias = MoveBookingRequest  # noqa: Y015
+
+@_typing.final
+class MoveBookingResponse(_message.Message):
+    """Response for BookingService.MoveBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """The booking, still CONFIRMED, at its new time, provider and items."""
+
+    def __init__(
+        self,
+        *,
+        booking: Global___Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MoveBookingResponse: _TypeAlias = MoveBookingResponse  # noqa: Y015
 
 @_typing.final
 class CompleteBookingRequest(_message.Message):

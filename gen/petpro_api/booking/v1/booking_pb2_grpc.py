@@ -39,7 +39,11 @@ class BookingServiceStub:
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -93,6 +97,11 @@ class BookingServiceStub:
                 '/petpro.booking.v1.BookingService/GetAvailability',
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetAvailabilityRequest.SerializeToString,
                 response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetAvailabilityResponse.FromString,
+                _registered_method=True)
+        self.ListAvailableDays = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/ListAvailableDays',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListAvailableDaysRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListAvailableDaysResponse.FromString,
                 _registered_method=True)
         self.CreatePet = channel.unary_unary(
                 '/petpro.booking.v1.BookingService/CreatePet',
@@ -149,6 +158,16 @@ class BookingServiceStub:
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.SerializeToString,
                 response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.FromString,
                 _registered_method=True)
+        self.ConfirmUnpaidBooking = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/ConfirmUnpaidBooking',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingResponse.FromString,
+                _registered_method=True)
+        self.MoveBooking = channel.unary_unary(
+                '/petpro.booking.v1.BookingService/MoveBooking',
+                request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingResponse.FromString,
+                _registered_method=True)
         self.CompleteBooking = channel.unary_unary(
                 '/petpro.booking.v1.BookingService/CompleteBooking',
                 request_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingRequest.SerializeToString,
@@ -190,7 +209,11 @@ class BookingServiceServicer:
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -245,6 +268,14 @@ class BookingServiceServicer:
     def GetAvailability(self, request, context):
         """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
         Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAvailableDays(self, request, context):
+        """Returns which days of a month have at least one free slot of a service (the calendar screen),
+        optionally only with one provider or for one pet. Public (`?month=YYYY-MM`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -342,6 +373,26 @@ class BookingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmUnpaidBooking(self, request, context):
+        """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+        `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+        Idempotent: a confirmed hold returns its booking.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveBooking(self, request, context):
+        """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+        items, atomically: the old claims are released and the new ones taken in one transaction
+        (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+        reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+        actor CLINIC). Idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteBooking(self, request, context):
         """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`.
         """
@@ -406,6 +457,11 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetAvailabilityRequest.FromString,
                     response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.GetAvailabilityResponse.SerializeToString,
             ),
+            'ListAvailableDays': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAvailableDays,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListAvailableDaysRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ListAvailableDaysResponse.SerializeToString,
+            ),
             'CreatePet': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePet,
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CreatePetRequest.FromString,
@@ -461,6 +517,16 @@ def add_BookingServiceServicer_to_server(servicer, server):
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.FromString,
                     response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.SerializeToString,
             ),
+            'ConfirmUnpaidBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmUnpaidBooking,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingResponse.SerializeToString,
+            ),
+            'MoveBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveBooking,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingResponse.SerializeToString,
+            ),
             'CompleteBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteBooking,
                     request_deserializer=petpro_dot_booking_dot_v1_dot_booking__pb2.CompleteBookingRequest.FromString,
@@ -508,7 +574,11 @@ class BookingService:
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -657,6 +727,33 @@ class BookingService:
             '/petpro.booking.v1.BookingService/GetAvailability',
             petpro_dot_booking_dot_v1_dot_booking__pb2.GetAvailabilityRequest.SerializeToString,
             petpro_dot_booking_dot_v1_dot_booking__pb2.GetAvailabilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAvailableDays(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/ListAvailableDays',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ListAvailableDaysRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ListAvailableDaysResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -954,6 +1051,60 @@ class BookingService:
             '/petpro.booking.v1.BookingService/RescheduleBooking',
             petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingRequest.SerializeToString,
             petpro_dot_booking_dot_v1_dot_booking__pb2.RescheduleBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmUnpaidBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/ConfirmUnpaidBooking',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.ConfirmUnpaidBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.BookingService/MoveBooking',
+            petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_booking__pb2.MoveBookingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,7 +40,11 @@ class BookingServiceStub:
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -79,6 +83,10 @@ class BookingServiceStub:
     GetAvailability: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetAvailabilityRequest, _booking_pb2.GetAvailabilityResponse]
     """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
     Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
+    """
+    ListAvailableDays: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ListAvailableDaysRequest, _booking_pb2.ListAvailableDaysResponse]
+    """Returns which days of a month have at least one free slot of a service (the calendar screen),
+    optionally only with one provider or for one pet. Public (`?month=YYYY-MM`).
     """
     CreatePet: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CreatePetRequest, _booking_pb2.CreatePetResponse]
     """Adds a pet for an owner."""
@@ -124,6 +132,18 @@ class BookingServiceStub:
     nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
     Idempotent on `request_id`.
     """
+    ConfirmUnpaidBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ConfirmUnpaidBookingRequest, _booking_pb2.ConfirmUnpaidBookingResponse]
+    """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+    `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+    Idempotent: a confirmed hold returns its booking.
+    """
+    MoveBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.MoveBookingRequest, _booking_pb2.MoveBookingResponse]
+    """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+    items, atomically: the old claims are released and the new ones taken in one transaction
+    (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+    reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+    actor CLINIC). Idempotent on `request_id`.
+    """
     CompleteBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.CompleteBookingRequest, _booking_pb2.CompleteBookingResponse]
     """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`."""
     MarkNoShow: _grpc.UnaryUnaryMultiCallable[_booking_pb2.MarkNoShowRequest, _booking_pb2.MarkNoShowResponse]
@@ -152,7 +172,11 @@ class BookingServiceAsyncStub(BookingServiceStub):
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -188,6 +212,10 @@ class BookingServiceAsyncStub(BookingServiceStub):
     GetAvailability: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetAvailabilityRequest, _booking_pb2.GetAvailabilityResponse]  # type: ignore[assignment]
     """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
     Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
+    """
+    ListAvailableDays: _aio.UnaryUnaryMultiCallable[_booking_pb2.ListAvailableDaysRequest, _booking_pb2.ListAvailableDaysResponse]  # type: ignore[assignment]
+    """Returns which days of a month have at least one free slot of a service (the calendar screen),
+    optionally only with one provider or for one pet. Public (`?month=YYYY-MM`).
     """
     CreatePet: _aio.UnaryUnaryMultiCallable[_booking_pb2.CreatePetRequest, _booking_pb2.CreatePetResponse]  # type: ignore[assignment]
     """Adds a pet for an owner."""
@@ -233,6 +261,18 @@ class BookingServiceAsyncStub(BookingServiceStub):
     nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
     Idempotent on `request_id`.
     """
+    ConfirmUnpaidBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.ConfirmUnpaidBookingRequest, _booking_pb2.ConfirmUnpaidBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+    `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+    Idempotent: a confirmed hold returns its booking.
+    """
+    MoveBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.MoveBookingRequest, _booking_pb2.MoveBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+    items, atomically: the old claims are released and the new ones taken in one transaction
+    (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+    reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+    actor CLINIC). Idempotent on `request_id`.
+    """
     CompleteBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.CompleteBookingRequest, _booking_pb2.CompleteBookingResponse]  # type: ignore[assignment]
     """Marks a booking of the clinic COMPLETED (staff, after the start). Idempotent on `request_id`."""
     MarkNoShow: _aio.UnaryUnaryMultiCallable[_booking_pb2.MarkNoShowRequest, _booking_pb2.MarkNoShowResponse]  # type: ignore[assignment]
@@ -260,7 +300,11 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
     The public catalog reads (ListClinics, ListServices, GetAvailability) carry `google.api.http`
     rules and are part of the public REST API.
     Errors carry google.rpc.ErrorInfo{domain: "booking.petpro.dev", reason} with these reasons:
-    SLOT_UNAVAILABLE (ABORTED/409: held or booked), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
+    SLOT_UNAVAILABLE (ABORTED/409: held or booked), PROVIDER_TAKEN (ABORTED/409: the chosen provider
+    is claimed for an overlapping time, or no qualified provider is free), RESOURCE_TAKEN (ABORTED/409:
+    no free item of a needed resource type), PET_BUSY (ABORTED/409: the pet has an overlapping
+    appointment), PROVIDER_NOT_QUALIFIED / PROVIDER_UNAVAILABLE (INVALID_ARGUMENT: the named provider
+    does not perform the service, or does not work then), SLOT_OFF_GRID / SLOT_IN_PAST / OUTSIDE_OPENING_HOURS
     (INVALID_ARGUMENT), PET_NOT_OWNED (PERMISSION_DENIED), RESERVATION_EXPIRED (FAILED_PRECONDITION),
     NOT_FOUND for unknown ids.
 
@@ -324,6 +368,16 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_booking_pb2.GetAvailabilityResponse, _abc.Awaitable[_booking_pb2.GetAvailabilityResponse]]:
         """Returns the slot grid of a service for one day in the clinic's time zone, with what is free.
         Held (unexpired) and booked slots are not free. Public (`?date=YYYY-MM-DD`).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAvailableDays(
+        self,
+        request: _booking_pb2.ListAvailableDaysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ListAvailableDaysResponse, _abc.Awaitable[_booking_pb2.ListAvailableDaysResponse]]:
+        """Returns which days of a month have at least one free slot of a service (the calendar screen),
+        optionally only with one provider or for one pet. Public (`?month=YYYY-MM`).
         """
 
     @_abc_1.abstractmethod
@@ -434,6 +488,30 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         slot is taken in the same transaction that frees the old one (taken: ABORTED SLOT_UNAVAILABLE,
         nothing changes). Allowed until the policy's reschedule cut-off; the payment stays.
         Idempotent on `request_id`.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmUnpaidBooking(
+        self,
+        request: _booking_pb2.ConfirmUnpaidBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.ConfirmUnpaidBookingResponse, _abc.Awaitable[_booking_pb2.ConfirmUnpaidBookingResponse]]:
+        """Clinic staff: turns a hold made for an owner into a booking paid at the clinic (no payment;
+        `pay_at_clinic` set on the booking). The hold must be live and of that clinic (else NOT_FOUND).
+        Idempotent: a confirmed hold returns its booking.
+        """
+
+    @_abc_1.abstractmethod
+    def MoveBooking(
+        self,
+        request: _booking_pb2.MoveBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_booking_pb2.MoveBookingResponse, _abc.Awaitable[_booking_pb2.MoveBookingResponse]]:
+        """Clinic staff: moves a confirmed booking of the clinic to another time, provider and/or resource
+        items, atomically: the old claims are released and the new ones taken in one transaction
+        (taken: ABORTED SLOT_UNAVAILABLE, PROVIDER_TAKEN or RESOURCE_TAKEN, and nothing changes). No
+        reschedule cut-off applies; the owner is notified as for a reschedule (booking.rescheduled,
+        actor CLINIC). Idempotent on `request_id`.
         """
 
     @_abc_1.abstractmethod

@@ -652,7 +652,9 @@ class UpdateServiceRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Fields to change: name, description, duration_minutes, price, capacity, species_allowed,
-        buffer_after_minutes, min_notice_minutes, max_horizon_days, active. Empty: every field set.
+        buffer_after_minutes, min_notice_minutes, max_horizon_days, active, provider_ids, needs.
+        Empty: every field set. `provider_ids` must be providers of the service's clinic (NOT_FOUND
+        field violation otherwise); each need's type must exist in the clinic with enough items.
         """
 
     def __init__(
@@ -818,3 +820,570 @@ class ListClinicBookingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListClinicBookingsResponse: _TypeAlias = ListClinicBookingsResponse  # noqa: Y015
+
+@_typing.final
+class CreateProviderRequest(_message.Message):
+    """Request for ClinicAdminService.CreateProvider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    request_id: _builtins.str
+    """Optional idempotency key (UUID, AIP-155)."""
+    @_builtins.property
+    def provider(self) -> _booking_pb2.Provider:
+        """The provider: display_name required; weekly_hours optional (empty: never bookable)."""
+
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        provider: _booking_pb2.Provider | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "provider", b"provider", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateProviderRequest: _TypeAlias = CreateProviderRequest  # noqa: Y015
+
+@_typing.final
+class CreateProviderResponse(_message.Message):
+    """Response for ClinicAdminService.CreateProvider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def provider(self) -> _booking_pb2.Provider:
+        """The created provider."""
+
+    def __init__(
+        self,
+        *,
+        provider: _booking_pb2.Provider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateProviderResponse: _TypeAlias = CreateProviderResponse  # noqa: Y015
+
+@_typing.final
+class UpdateProviderRequest(_message.Message):
+    """Request for ClinicAdminService.UpdateProvider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def provider(self) -> _booking_pb2.Provider:
+        """The provider with `clinic_id`, `provider_id`, the fields to change and optionally `etag`."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: display_name, user_id, weekly_hours. Empty: every field set in `provider`."""
+
+    def __init__(
+        self,
+        *,
+        provider: _booking_pb2.Provider | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProviderRequest: _TypeAlias = UpdateProviderRequest  # noqa: Y015
+
+@_typing.final
+class UpdateProviderResponse(_message.Message):
+    """Response for ClinicAdminService.UpdateProvider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    AFFECTED_BOOKINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def provider(self) -> _booking_pb2.Provider:
+        """The provider after the update."""
+
+    @_builtins.property
+    def affected_bookings(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.Booking]:
+        """Upcoming bookings of the provider now outside their hours (they are kept)."""
+
+    def __init__(
+        self,
+        *,
+        provider: _booking_pb2.Provider | None = ...,
+        affected_bookings: _abc.Iterable[_booking_pb2.Booking] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_bookings", b"affected_bookings", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProviderResponse: _TypeAlias = UpdateProviderResponse  # noqa: Y015
+
+@_typing.final
+class ListProvidersRequest(_message.Message):
+    """Request for ClinicAdminService.ListProviders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SHOW_ARCHIVED_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    page_size: _builtins.int
+    """Maximum number of results, 0..100; 0 means the server default (50)."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous call; empty for the first page."""
+    show_archived: _builtins.bool
+    """Include archived providers."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        show_archived: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "page_size", b"page_size", "page_token", b"page_token", "show_archived", b"show_archived"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProvidersRequest: _TypeAlias = ListProvidersRequest  # noqa: Y015
+
+@_typing.final
+class ListProvidersResponse(_message.Message):
+    """Response for ClinicAdminService.ListProviders."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more results."""
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.Provider]:
+        """One page of providers."""
+
+    def __init__(
+        self,
+        *,
+        providers: _abc.Iterable[_booking_pb2.Provider] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "providers", b"providers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListProvidersResponse: _TypeAlias = ListProvidersResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveProviderRequest(_message.Message):
+    """Request for ClinicAdminService.ArchiveProvider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    provider_id: _builtins.str
+    """Provider UUID."""
+    etag: _builtins.str
+    """The provider's etag, to make the change conditional (optional)."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "etag", b"etag", "provider_id", b"provider_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveProviderRequest: _TypeAlias = ArchiveProviderRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveProviderResponse(_message.Message):
+    """Response for ClinicAdminService.ArchiveProvider."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def provider(self) -> _booking_pb2.Provider:
+        """The archived provider."""
+
+    def __init__(
+        self,
+        *,
+        provider: _booking_pb2.Provider | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveProviderResponse: _TypeAlias = ArchiveProviderResponse  # noqa: Y015
+
+@_typing.final
+class CreateProviderTimeOffRequest(_message.Message):
+    """Request for ClinicAdminService.CreateProviderTimeOff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    TIME_OFF_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    provider_id: _builtins.str
+    """Provider UUID."""
+    @_builtins.property
+    def time_off(self) -> _booking_pb2.TimeOff:
+        """The absence."""
+
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        time_off: _booking_pb2.TimeOff | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_off", b"time_off"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "provider_id", b"provider_id", "time_off", b"time_off"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateProviderTimeOffRequest: _TypeAlias = CreateProviderTimeOffRequest  # noqa: Y015
+
+@_typing.final
+class CreateProviderTimeOffResponse(_message.Message):
+    """Response for ClinicAdminService.CreateProviderTimeOff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_OFF_FIELD_NUMBER: _builtins.int
+    AFFECTED_BOOKINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def time_off(self) -> _booking_pb2.TimeOff:
+        """The created absence."""
+
+    @_builtins.property
+    def affected_bookings(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.Booking]:
+        """Upcoming bookings of the provider inside it (they are kept)."""
+
+    def __init__(
+        self,
+        *,
+        time_off: _booking_pb2.TimeOff | None = ...,
+        affected_bookings: _abc.Iterable[_booking_pb2.Booking] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time_off", b"time_off"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_bookings", b"affected_bookings", "time_off", b"time_off"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateProviderTimeOffResponse: _TypeAlias = CreateProviderTimeOffResponse  # noqa: Y015
+
+@_typing.final
+class DeleteProviderTimeOffRequest(_message.Message):
+    """Request for ClinicAdminService.DeleteProviderTimeOff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    TIME_OFF_ID_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    provider_id: _builtins.str
+    """Provider UUID."""
+    time_off_id: _builtins.str
+    """Absence UUID."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
+        time_off_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "provider_id", b"provider_id", "time_off_id", b"time_off_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteProviderTimeOffRequest: _TypeAlias = DeleteProviderTimeOffRequest  # noqa: Y015
+
+@_typing.final
+class DeleteProviderTimeOffResponse(_message.Message):
+    """Response for ClinicAdminService.DeleteProviderTimeOff."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteProviderTimeOffResponse: _TypeAlias = DeleteProviderTimeOffResponse  # noqa: Y015
+
+@_typing.final
+class CreateResourceRequest(_message.Message):
+    """Request for ClinicAdminService.CreateResource."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    request_id: _builtins.str
+    """Optional idempotency key (UUID, AIP-155)."""
+    @_builtins.property
+    def resource(self) -> _booking_pb2.Resource:
+        """The resource: display_name and resource_type required."""
+
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        resource: _booking_pb2.Resource | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "request_id", b"request_id", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResourceRequest: _TypeAlias = CreateResourceRequest  # noqa: Y015
+
+@_typing.final
+class CreateResourceResponse(_message.Message):
+    """Response for ClinicAdminService.CreateResource."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resource(self) -> _booking_pb2.Resource:
+        """The created resource."""
+
+    def __init__(
+        self,
+        *,
+        resource: _booking_pb2.Resource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateResourceResponse: _TypeAlias = CreateResourceResponse  # noqa: Y015
+
+@_typing.final
+class UpdateResourceRequest(_message.Message):
+    """Request for ClinicAdminService.UpdateResource."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resource(self) -> _booking_pb2.Resource:
+        """The resource with `clinic_id`, `resource_id`, the fields to change and optionally `etag`."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: display_name, species. Empty: every field set in `resource`."""
+
+    def __init__(
+        self,
+        *,
+        resource: _booking_pb2.Resource | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResourceRequest: _TypeAlias = UpdateResourceRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResourceResponse(_message.Message):
+    """Response for ClinicAdminService.UpdateResource."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resource(self) -> _booking_pb2.Resource:
+        """The resource after the update."""
+
+    def __init__(
+        self,
+        *,
+        resource: _booking_pb2.Resource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResourceResponse: _TypeAlias = UpdateResourceResponse  # noqa: Y015
+
+@_typing.final
+class ListResourcesRequest(_message.Message):
+    """Request for ClinicAdminService.ListResources."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SHOW_ARCHIVED_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    page_size: _builtins.int
+    """Maximum number of results, 0..100; 0 means the server default (50)."""
+    page_token: _builtins.str
+    """`next_page_token` of a previous call; empty for the first page."""
+    show_archived: _builtins.bool
+    """Include archived resources."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        show_archived: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "page_size", b"page_size", "page_token", b"page_token", "show_archived", b"show_archived"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListResourcesRequest: _TypeAlias = ListResourcesRequest  # noqa: Y015
+
+@_typing.final
+class ListResourcesResponse(_message.Message):
+    """Response for ClinicAdminService.ListResources."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when there are no more results."""
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.Resource]:
+        """One page of resources."""
+
+    def __init__(
+        self,
+        *,
+        resources: _abc.Iterable[_booking_pb2.Resource] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListResourcesResponse: _TypeAlias = ListResourcesResponse  # noqa: Y015
+
+@_typing.final
+class ArchiveResourceRequest(_message.Message):
+    """Request for ClinicAdminService.ArchiveResource."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """Clinic UUID."""
+    resource_id: _builtins.str
+    """Resource UUID."""
+    etag: _builtins.str
+    """The resource's etag, to make the change conditional (optional)."""
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        resource_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "etag", b"etag", "resource_id", b"resource_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveResourceRequest: _TypeAlias = ArchiveResourceRequest  # noqa: Y015
+
+@_typing.final
+class ArchiveResourceResponse(_message.Message):
+    """Response for ClinicAdminService.ArchiveResource."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def resource(self) -> _booking_pb2.Resource:
+        """The archived resource."""
+
+    def __init__(
+        self,
+        *,
+        resource: _booking_pb2.Resource | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchiveResourceResponse: _TypeAlias = ArchiveResourceResponse  # noqa: Y015

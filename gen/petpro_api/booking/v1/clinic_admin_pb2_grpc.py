@@ -100,6 +100,56 @@ class ClinicAdminServiceStub:
                 request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveServiceRequest.SerializeToString,
                 response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveServiceResponse.FromString,
                 _registered_method=True)
+        self.CreateProvider = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/CreateProvider',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderResponse.FromString,
+                _registered_method=True)
+        self.UpdateProvider = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/UpdateProvider',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateProviderRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateProviderResponse.FromString,
+                _registered_method=True)
+        self.ListProviders = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/ListProviders',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListProvidersRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListProvidersResponse.FromString,
+                _registered_method=True)
+        self.ArchiveProvider = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/ArchiveProvider',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveProviderRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveProviderResponse.FromString,
+                _registered_method=True)
+        self.CreateProviderTimeOff = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/CreateProviderTimeOff',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderTimeOffRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderTimeOffResponse.FromString,
+                _registered_method=True)
+        self.DeleteProviderTimeOff = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/DeleteProviderTimeOff',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.DeleteProviderTimeOffRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.DeleteProviderTimeOffResponse.FromString,
+                _registered_method=True)
+        self.CreateResource = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/CreateResource',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateResourceRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateResourceResponse.FromString,
+                _registered_method=True)
+        self.UpdateResource = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/UpdateResource',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateResourceRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateResourceResponse.FromString,
+                _registered_method=True)
+        self.ListResources = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/ListResources',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListResourcesRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListResourcesResponse.FromString,
+                _registered_method=True)
+        self.ArchiveResource = channel.unary_unary(
+                '/petpro.booking.v1.ClinicAdminService/ArchiveResource',
+                request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveResourceRequest.SerializeToString,
+                response_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveResourceResponse.FromString,
+                _registered_method=True)
         self.ListClinicBookings = channel.unary_unary(
                 '/petpro.booking.v1.ClinicAdminService/ListClinicBookings',
                 request_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListClinicBookingsRequest.SerializeToString,
@@ -201,6 +251,83 @@ class ClinicAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateProvider(self, request, context):
+        """Adds a bookable provider (vet, groomer) to the clinic, with weekly hours inside the clinic's
+        (INVALID_ARGUMENT with field violations for overlapping intervals or hours outside the clinic's;
+        a `user_id` must be a member of the clinic). Clinic admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProvider(self, request, context):
+        """Updates a provider: display_name, user_id, weekly_hours (AIP-134 mask, AIP-154 etag). Hours that
+        leave upcoming bookings uncovered succeed and list them in `affected_bookings`. Clinic admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProviders(self, request, context):
+        """Lists the clinic's providers (with their time off), by display name. Members of the clinic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveProvider(self, request, context):
+        """Archives a provider: no longer bookable, never deleted. A provider with upcoming held or
+        confirmed bookings is refused (FAILED_PRECONDITION, PROVIDER_HAS_BOOKINGS, the bookings listed
+        as PreconditionFailure violations). Clinic admins. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateProviderTimeOff(self, request, context):
+        """Records a provider's absence; overlapping another absence of theirs is INVALID_ARGUMENT.
+        Upcoming bookings inside it are kept and listed in `affected_bookings`. Clinic admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteProviderTimeOff(self, request, context):
+        """Removes an absence. Clinic admins. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateResource(self, request, context):
+        """Adds a resource item (room, table, machine) of a type. Clinic admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateResource(self, request, context):
+        """Updates a resource: display_name, species (AIP-134 mask, AIP-154 etag). Clinic admins.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListResources(self, request, context):
+        """Lists the clinic's resources, by type then name. Members of the clinic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ArchiveResource(self, request, context):
+        """Archives a resource item. One with upcoming bookings is refused (FAILED_PRECONDITION,
+        RESOURCE_HAS_BOOKINGS, the bookings listed). Clinic admins. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListClinicBookings(self, request, context):
         """The clinic's bookings starting in [start_time, end_time), by start time, with pet and owner
         contact: the day's schedule. Members of the clinic.
@@ -266,6 +393,56 @@ def add_ClinicAdminServiceServicer_to_server(servicer, server):
                     servicer.ArchiveService,
                     request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveServiceRequest.FromString,
                     response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveServiceResponse.SerializeToString,
+            ),
+            'CreateProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProvider,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderResponse.SerializeToString,
+            ),
+            'UpdateProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProvider,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateProviderRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateProviderResponse.SerializeToString,
+            ),
+            'ListProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProviders,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListProvidersRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListProvidersResponse.SerializeToString,
+            ),
+            'ArchiveProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveProvider,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveProviderRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveProviderResponse.SerializeToString,
+            ),
+            'CreateProviderTimeOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProviderTimeOff,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderTimeOffRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderTimeOffResponse.SerializeToString,
+            ),
+            'DeleteProviderTimeOff': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteProviderTimeOff,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.DeleteProviderTimeOffRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.DeleteProviderTimeOffResponse.SerializeToString,
+            ),
+            'CreateResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateResource,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateResourceRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateResourceResponse.SerializeToString,
+            ),
+            'UpdateResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateResource,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateResourceRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateResourceResponse.SerializeToString,
+            ),
+            'ListResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResources,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListResourcesRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListResourcesResponse.SerializeToString,
+            ),
+            'ArchiveResource': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveResource,
+                    request_deserializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveResourceRequest.FromString,
+                    response_serializer=petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveResourceResponse.SerializeToString,
             ),
             'ListClinicBookings': grpc.unary_unary_rpc_method_handler(
                     servicer.ListClinicBookings,
@@ -581,6 +758,276 @@ class ClinicAdminService:
             '/petpro.booking.v1.ClinicAdminService/ArchiveService',
             petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveServiceRequest.SerializeToString,
             petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/CreateProvider',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/UpdateProvider',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateProviderRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/ListProviders',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListProvidersRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/ArchiveProvider',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveProviderRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProviderTimeOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/CreateProviderTimeOff',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderTimeOffRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateProviderTimeOffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteProviderTimeOff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/DeleteProviderTimeOff',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.DeleteProviderTimeOffRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.DeleteProviderTimeOffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/CreateResource',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateResourceRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.CreateResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/UpdateResource',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateResourceRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.UpdateResourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/ListResources',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListResourcesRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ListResourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveResource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.booking.v1.ClinicAdminService/ArchiveResource',
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveResourceRequest.SerializeToString,
+            petpro_dot_booking_dot_v1_dot_clinic__admin__pb2.ArchiveResourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,38 @@ class ClinicAdminServiceStub:
     """Archives a service: no longer listed nor bookable; its bookings stay. Services are never
     deleted. Clinic admins. Idempotent.
     """
+    CreateProvider: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateProviderRequest, _clinic_admin_pb2.CreateProviderResponse]
+    """Adds a bookable provider (vet, groomer) to the clinic, with weekly hours inside the clinic's
+    (INVALID_ARGUMENT with field violations for overlapping intervals or hours outside the clinic's;
+    a `user_id` must be a member of the clinic). Clinic admins.
+    """
+    UpdateProvider: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.UpdateProviderRequest, _clinic_admin_pb2.UpdateProviderResponse]
+    """Updates a provider: display_name, user_id, weekly_hours (AIP-134 mask, AIP-154 etag). Hours that
+    leave upcoming bookings uncovered succeed and list them in `affected_bookings`. Clinic admins.
+    """
+    ListProviders: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.ListProvidersRequest, _clinic_admin_pb2.ListProvidersResponse]
+    """Lists the clinic's providers (with their time off), by display name. Members of the clinic."""
+    ArchiveProvider: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.ArchiveProviderRequest, _clinic_admin_pb2.ArchiveProviderResponse]
+    """Archives a provider: no longer bookable, never deleted. A provider with upcoming held or
+    confirmed bookings is refused (FAILED_PRECONDITION, PROVIDER_HAS_BOOKINGS, the bookings listed
+    as PreconditionFailure violations). Clinic admins. Idempotent.
+    """
+    CreateProviderTimeOff: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateProviderTimeOffRequest, _clinic_admin_pb2.CreateProviderTimeOffResponse]
+    """Records a provider's absence; overlapping another absence of theirs is INVALID_ARGUMENT.
+    Upcoming bookings inside it are kept and listed in `affected_bookings`. Clinic admins.
+    """
+    DeleteProviderTimeOff: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.DeleteProviderTimeOffRequest, _clinic_admin_pb2.DeleteProviderTimeOffResponse]
+    """Removes an absence. Clinic admins. Idempotent."""
+    CreateResource: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateResourceRequest, _clinic_admin_pb2.CreateResourceResponse]
+    """Adds a resource item (room, table, machine) of a type. Clinic admins."""
+    UpdateResource: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.UpdateResourceRequest, _clinic_admin_pb2.UpdateResourceResponse]
+    """Updates a resource: display_name, species (AIP-134 mask, AIP-154 etag). Clinic admins."""
+    ListResources: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.ListResourcesRequest, _clinic_admin_pb2.ListResourcesResponse]
+    """Lists the clinic's resources, by type then name. Members of the clinic."""
+    ArchiveResource: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.ArchiveResourceRequest, _clinic_admin_pb2.ArchiveResourceResponse]
+    """Archives a resource item. One with upcoming bookings is refused (FAILED_PRECONDITION,
+    RESOURCE_HAS_BOOKINGS, the bookings listed). Clinic admins. Idempotent.
+    """
     ListClinicBookings: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.ListClinicBookingsRequest, _clinic_admin_pb2.ListClinicBookingsResponse]
     """The clinic's bookings starting in [start_time, end_time), by start time, with pet and owner
     contact: the day's schedule. Members of the clinic.
@@ -120,6 +152,38 @@ class ClinicAdminServiceAsyncStub(ClinicAdminServiceStub):
     ArchiveService: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.ArchiveServiceRequest, _clinic_admin_pb2.ArchiveServiceResponse]  # type: ignore[assignment]
     """Archives a service: no longer listed nor bookable; its bookings stay. Services are never
     deleted. Clinic admins. Idempotent.
+    """
+    CreateProvider: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateProviderRequest, _clinic_admin_pb2.CreateProviderResponse]  # type: ignore[assignment]
+    """Adds a bookable provider (vet, groomer) to the clinic, with weekly hours inside the clinic's
+    (INVALID_ARGUMENT with field violations for overlapping intervals or hours outside the clinic's;
+    a `user_id` must be a member of the clinic). Clinic admins.
+    """
+    UpdateProvider: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.UpdateProviderRequest, _clinic_admin_pb2.UpdateProviderResponse]  # type: ignore[assignment]
+    """Updates a provider: display_name, user_id, weekly_hours (AIP-134 mask, AIP-154 etag). Hours that
+    leave upcoming bookings uncovered succeed and list them in `affected_bookings`. Clinic admins.
+    """
+    ListProviders: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.ListProvidersRequest, _clinic_admin_pb2.ListProvidersResponse]  # type: ignore[assignment]
+    """Lists the clinic's providers (with their time off), by display name. Members of the clinic."""
+    ArchiveProvider: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.ArchiveProviderRequest, _clinic_admin_pb2.ArchiveProviderResponse]  # type: ignore[assignment]
+    """Archives a provider: no longer bookable, never deleted. A provider with upcoming held or
+    confirmed bookings is refused (FAILED_PRECONDITION, PROVIDER_HAS_BOOKINGS, the bookings listed
+    as PreconditionFailure violations). Clinic admins. Idempotent.
+    """
+    CreateProviderTimeOff: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateProviderTimeOffRequest, _clinic_admin_pb2.CreateProviderTimeOffResponse]  # type: ignore[assignment]
+    """Records a provider's absence; overlapping another absence of theirs is INVALID_ARGUMENT.
+    Upcoming bookings inside it are kept and listed in `affected_bookings`. Clinic admins.
+    """
+    DeleteProviderTimeOff: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.DeleteProviderTimeOffRequest, _clinic_admin_pb2.DeleteProviderTimeOffResponse]  # type: ignore[assignment]
+    """Removes an absence. Clinic admins. Idempotent."""
+    CreateResource: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateResourceRequest, _clinic_admin_pb2.CreateResourceResponse]  # type: ignore[assignment]
+    """Adds a resource item (room, table, machine) of a type. Clinic admins."""
+    UpdateResource: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.UpdateResourceRequest, _clinic_admin_pb2.UpdateResourceResponse]  # type: ignore[assignment]
+    """Updates a resource: display_name, species (AIP-134 mask, AIP-154 etag). Clinic admins."""
+    ListResources: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.ListResourcesRequest, _clinic_admin_pb2.ListResourcesResponse]  # type: ignore[assignment]
+    """Lists the clinic's resources, by type then name. Members of the clinic."""
+    ArchiveResource: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.ArchiveResourceRequest, _clinic_admin_pb2.ArchiveResourceResponse]  # type: ignore[assignment]
+    """Archives a resource item. One with upcoming bookings is refused (FAILED_PRECONDITION,
+    RESOURCE_HAS_BOOKINGS, the bookings listed). Clinic admins. Idempotent.
     """
     ListClinicBookings: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.ListClinicBookingsRequest, _clinic_admin_pb2.ListClinicBookingsResponse]  # type: ignore[assignment]
     """The clinic's bookings starting in [start_time, end_time), by start time, with pet and owner
@@ -232,6 +296,98 @@ class ClinicAdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_clinic_admin_pb2.ArchiveServiceResponse, _abc.Awaitable[_clinic_admin_pb2.ArchiveServiceResponse]]:
         """Archives a service: no longer listed nor bookable; its bookings stay. Services are never
         deleted. Clinic admins. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateProvider(
+        self,
+        request: _clinic_admin_pb2.CreateProviderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.CreateProviderResponse, _abc.Awaitable[_clinic_admin_pb2.CreateProviderResponse]]:
+        """Adds a bookable provider (vet, groomer) to the clinic, with weekly hours inside the clinic's
+        (INVALID_ARGUMENT with field violations for overlapping intervals or hours outside the clinic's;
+        a `user_id` must be a member of the clinic). Clinic admins.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateProvider(
+        self,
+        request: _clinic_admin_pb2.UpdateProviderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.UpdateProviderResponse, _abc.Awaitable[_clinic_admin_pb2.UpdateProviderResponse]]:
+        """Updates a provider: display_name, user_id, weekly_hours (AIP-134 mask, AIP-154 etag). Hours that
+        leave upcoming bookings uncovered succeed and list them in `affected_bookings`. Clinic admins.
+        """
+
+    @_abc_1.abstractmethod
+    def ListProviders(
+        self,
+        request: _clinic_admin_pb2.ListProvidersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.ListProvidersResponse, _abc.Awaitable[_clinic_admin_pb2.ListProvidersResponse]]:
+        """Lists the clinic's providers (with their time off), by display name. Members of the clinic."""
+
+    @_abc_1.abstractmethod
+    def ArchiveProvider(
+        self,
+        request: _clinic_admin_pb2.ArchiveProviderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.ArchiveProviderResponse, _abc.Awaitable[_clinic_admin_pb2.ArchiveProviderResponse]]:
+        """Archives a provider: no longer bookable, never deleted. A provider with upcoming held or
+        confirmed bookings is refused (FAILED_PRECONDITION, PROVIDER_HAS_BOOKINGS, the bookings listed
+        as PreconditionFailure violations). Clinic admins. Idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateProviderTimeOff(
+        self,
+        request: _clinic_admin_pb2.CreateProviderTimeOffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.CreateProviderTimeOffResponse, _abc.Awaitable[_clinic_admin_pb2.CreateProviderTimeOffResponse]]:
+        """Records a provider's absence; overlapping another absence of theirs is INVALID_ARGUMENT.
+        Upcoming bookings inside it are kept and listed in `affected_bookings`. Clinic admins.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteProviderTimeOff(
+        self,
+        request: _clinic_admin_pb2.DeleteProviderTimeOffRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.DeleteProviderTimeOffResponse, _abc.Awaitable[_clinic_admin_pb2.DeleteProviderTimeOffResponse]]:
+        """Removes an absence. Clinic admins. Idempotent."""
+
+    @_abc_1.abstractmethod
+    def CreateResource(
+        self,
+        request: _clinic_admin_pb2.CreateResourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.CreateResourceResponse, _abc.Awaitable[_clinic_admin_pb2.CreateResourceResponse]]:
+        """Adds a resource item (room, table, machine) of a type. Clinic admins."""
+
+    @_abc_1.abstractmethod
+    def UpdateResource(
+        self,
+        request: _clinic_admin_pb2.UpdateResourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.UpdateResourceResponse, _abc.Awaitable[_clinic_admin_pb2.UpdateResourceResponse]]:
+        """Updates a resource: display_name, species (AIP-134 mask, AIP-154 etag). Clinic admins."""
+
+    @_abc_1.abstractmethod
+    def ListResources(
+        self,
+        request: _clinic_admin_pb2.ListResourcesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.ListResourcesResponse, _abc.Awaitable[_clinic_admin_pb2.ListResourcesResponse]]:
+        """Lists the clinic's resources, by type then name. Members of the clinic."""
+
+    @_abc_1.abstractmethod
+    def ArchiveResource(
+        self,
+        request: _clinic_admin_pb2.ArchiveResourceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clinic_admin_pb2.ArchiveResourceResponse, _abc.Awaitable[_clinic_admin_pb2.ArchiveResourceResponse]]:
+        """Archives a resource item. One with upcoming bookings is refused (FAILED_PRECONDITION,
+        RESOURCE_HAS_BOOKINGS, the bookings listed). Clinic admins. Idempotent.
         """
 
     @_abc_1.abstractmethod

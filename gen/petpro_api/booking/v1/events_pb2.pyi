@@ -135,6 +135,10 @@ class BookingCreated(_message.Message):
     REMINDER_OFFSETS_MINUTES_FIELD_NUMBER: _builtins.int
     CLINIC_LOCALE_FIELD_NUMBER: _builtins.int
     CLINIC_ADDRESS_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    PAY_AT_CLINIC_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (UUID); the idempotency key for consumers."""
     booking_id: _builtins.str
@@ -153,6 +157,10 @@ class BookingCreated(_message.Message):
     """The clinic's locale (BCP 47, e.g. "de-DE"); empty when the clinic has none."""
     clinic_address: _builtins.str
     """The clinic's postal address on one line (the calendar event's location); empty when unknown."""
+    assignment: _booking_pb2.AssignmentRule.ValueType
+    """How the provider was chosen."""
+    pay_at_clinic: _builtins.bool
+    """Booked by staff to be paid at the clinic (unpaid, `payment_id` empty)."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the booking was committed."""
@@ -185,6 +193,14 @@ class BookingCreated(_message.Message):
     def reminder_offsets_minutes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """The clinic's reminder times, minutes before the start."""
 
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items the booking uses."""
+
     def __init__(
         self,
         *,
@@ -205,10 +221,14 @@ class BookingCreated(_message.Message):
         reminder_offsets_minutes: _abc.Iterable[_builtins.int] | None = ...,
         clinic_locale: _builtins.str = ...,
         clinic_address: _builtins.str = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        assignment: _booking_pb2.AssignmentRule.ValueType = ...,
+        pay_at_clinic: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "provider", b"provider", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "clinic_address", b"clinic_address", "clinic_id", b"clinic_id", "clinic_locale", b"clinic_locale", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "payment_id", b"payment_id", "pet", b"pet", "reminder_offsets_minutes", b"reminder_offsets_minutes", "reservation_lock_id", b"reservation_lock_id", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "clinic_address", b"clinic_address", "clinic_id", b"clinic_id", "clinic_locale", b"clinic_locale", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "pay_at_clinic", b"pay_at_clinic", "payment_id", b"payment_id", "pet", b"pet", "provider", b"provider", "reminder_offsets_minutes", b"reminder_offsets_minutes", "reservation_lock_id", b"reservation_lock_id", "resources", b"resources", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -239,6 +259,9 @@ class BookingChangeContext(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     CLINIC_LOCALE_FIELD_NUMBER: _builtins.int
     CLINIC_ADDRESS_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    PAY_AT_CLINIC_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique event id (UUID); the idempotency key for consumers."""
     booking_id: _builtins.str
@@ -257,6 +280,8 @@ class BookingChangeContext(_message.Message):
     """The clinic's locale (BCP 47); empty when the clinic has none."""
     clinic_address: _builtins.str
     """The clinic's postal address on one line; empty when unknown."""
+    pay_at_clinic: _builtins.bool
+    """Booked by staff to be paid at the clinic (unpaid)."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When the change was committed."""
@@ -281,6 +306,14 @@ class BookingChangeContext(_message.Message):
     def slot_end_time(self) -> _timestamp_pb2.Timestamp:
         """End of the appointment."""
 
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider (after a move, the new one); unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items the booking uses."""
+
     def __init__(
         self,
         *,
@@ -299,10 +332,13 @@ class BookingChangeContext(_message.Message):
         actor: _booking_pb2.BookingActor.ValueType = ...,
         clinic_locale: _builtins.str = ...,
         clinic_address: _builtins.str = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        pay_at_clinic: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "provider", b"provider", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "booking_id", b"booking_id", "clinic_address", b"clinic_address", "clinic_id", b"clinic_id", "clinic_locale", b"clinic_locale", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "pet", b"pet", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "booking_id", b"booking_id", "clinic_address", b"clinic_address", "clinic_id", b"clinic_id", "clinic_locale", b"clinic_locale", "clinic_name", b"clinic_name", "clinic_time_zone", b"clinic_time_zone", "event_id", b"event_id", "occurred_at", b"occurred_at", "owner", b"owner", "pay_at_clinic", b"pay_at_clinic", "pet", b"pet", "provider", b"provider", "resources", b"resources", "service", b"service", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from petpro_api.auth.v1 import auth_pb2 as _auth_pb2
 from petpro_api.booking.v1 import booking_pb2 as _booking_pb2
 from petpro_api.common.v1 import money_pb2 as _money_pb2
@@ -24,6 +25,28 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _StaffPayment:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StaffPaymentEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StaffPayment.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STAFF_PAYMENT_UNSPECIFIED: _StaffPayment.ValueType  # 0
+    STAFF_PAYMENT_PAYMENT_LINK: _StaffPayment.ValueType  # 1
+    """The owner is mailed the hosted checkout link; the booking is confirmed when paid."""
+    STAFF_PAYMENT_PAY_AT_CLINIC: _StaffPayment.ValueType  # 2
+    """Confirmed now, unpaid: the owner pays at the clinic."""
+
+class StaffPayment(_StaffPayment, metaclass=_StaffPaymentEnumTypeWrapper):
+    """How the owner of a staff booking pays."""
+
+STAFF_PAYMENT_UNSPECIFIED: StaffPayment.ValueType  # 0
+STAFF_PAYMENT_PAYMENT_LINK: StaffPayment.ValueType  # 1
+"""The owner is mailed the hosted checkout link; the booking is confirmed when paid."""
+STAFF_PAYMENT_PAY_AT_CLINIC: StaffPayment.ValueType  # 2
+"""Confirmed now, unpaid: the owner pays at the clinic."""
+Global___StaffPayment: _TypeAlias = StaffPayment  # noqa: Y015
 
 @_typing.final
 class RegisterRequest(_message.Message):
@@ -587,12 +610,17 @@ class CreateBookingRequest(_message.Message):
     PET_ID_FIELD_NUMBER: _builtins.int
     SLOT_FIELD_NUMBER: _builtins.int
     PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
     service_id: _builtins.str
     """Service UUID."""
     pet_id: _builtins.str
     """The caller's pet (UUID)."""
     payment_method: _builtins.str
     """How the owner pays. Only "card" (hosted checkout) is supported."""
+    provider_id: _builtins.str
+    """The wanted provider (UUID, e.g. Dr Weber's, from the availability's `free_providers`); empty:
+    any available provider, assigned by the server (fewest bookings that day, then a stable order).
+    """
     @_builtins.property
     def slot(self) -> _timestamp_pb2.Timestamp:
         """Start of the wanted slot (RFC 3339, e.g. "2026-12-01T09:30:00Z"), one of the free slots from
@@ -606,10 +634,11 @@ class CreateBookingRequest(_message.Message):
         pet_id: _builtins.str = ...,
         slot: _timestamp_pb2.Timestamp | None = ...,
         payment_method: _builtins.str = ...,
+        provider_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["slot", b"slot"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_method", b"payment_method", "pet_id", b"pet_id", "service_id", b"service_id", "slot", b"slot"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_method", b"payment_method", "pet_id", b"pet_id", "provider_id", b"provider_id", "service_id", b"service_id", "slot", b"slot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -628,12 +657,17 @@ class CreateBookingResponse(_message.Message):
     PAYMENT_URL_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """Id of the hold; poll GET /v1/reservations/{lock_id}."""
     status: _builtins.str
     """"PENDING_PAYMENT" (see GetReservationResponse.status for all values)."""
     payment_url: _builtins.str
     """Hosted checkout page."""
+    assignment: _booking_pb2.AssignmentRule.ValueType
+    """How the provider was chosen (JSON: "ASSIGNMENT_RULE_CHOSEN" or "ASSIGNMENT_RULE_ANY_FEWEST_THAT_DAY")."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the hold lapses if unpaid."""
@@ -641,6 +675,14 @@ class CreateBookingResponse(_message.Message):
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
         """Amount to pay."""
+
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items held."""
 
     def __init__(
         self,
@@ -650,10 +692,13 @@ class CreateBookingResponse(_message.Message):
         payment_url: _builtins.str = ...,
         expires_at: _timestamp_pb2.Timestamp | None = ...,
         amount: _money_pb2.Money | None = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        assignment: _booking_pb2.AssignmentRule.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "provider", b"provider"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "provider", b"provider", "resources", b"resources", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -697,6 +742,9 @@ class GetReservationResponse(_message.Message):
     SLOT_START_TIME_FIELD_NUMBER: _builtins.int
     SLOT_END_TIME_FIELD_NUMBER: _builtins.int
     PAYMENT_URL_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    ASSIGNMENT_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """Id of the hold."""
     status: _builtins.str
@@ -712,6 +760,8 @@ class GetReservationResponse(_message.Message):
     """Pet UUID."""
     payment_url: _builtins.str
     """Hosted checkout page while PENDING_PAYMENT; empty otherwise."""
+    assignment: _booking_pb2.AssignmentRule.ValueType
+    """How the provider was chosen."""
     @_builtins.property
     def expires_at(self) -> _timestamp_pb2.Timestamp:
         """When the hold lapses (or lapsed)."""
@@ -728,6 +778,14 @@ class GetReservationResponse(_message.Message):
     def slot_end_time(self) -> _timestamp_pb2.Timestamp:
         """End of the slot."""
 
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items held."""
+
     def __init__(
         self,
         *,
@@ -741,10 +799,13 @@ class GetReservationResponse(_message.Message):
         slot_start_time: _timestamp_pb2.Timestamp | None = ...,
         slot_end_time: _timestamp_pb2.Timestamp | None = ...,
         payment_url: _builtins.str = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        assignment: _booking_pb2.AssignmentRule.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "expires_at", b"expires_at", "provider", b"provider", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "pet_id", b"pet_id", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "expires_at", b"expires_at", "lock_id", b"lock_id", "payment_url", b"payment_url", "pet_id", b"pet_id", "provider", b"provider", "resources", b"resources", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1109,6 +1170,238 @@ class StaffCancelBookingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StaffCancelBookingResponse: _TypeAlias = StaffCancelBookingResponse  # noqa: Y015
+
+@_typing.final
+class StaffNewPet(_message.Message):
+    """A pet created with a staff booking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SPECIES_FIELD_NUMBER: _builtins.int
+    BREED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Pet name."""
+    species: _booking_pb2.Species.ValueType
+    """Kind of animal, e.g. "SPECIES_CAT"."""
+    breed: _builtins.str
+    """Breed, if known."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        species: _booking_pb2.Species.ValueType = ...,
+        breed: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breed", b"breed", "name", b"name", "species", b"species"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffNewPet: _TypeAlias = StaffNewPet  # noqa: Y015
+
+@_typing.final
+class StaffCreateBookingRequest(_message.Message):
+    """Request for MobileService.StaffCreateBooking (POST /v1/clinics/{clinic_id}/bookings)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_ID_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    OWNER_EMAIL_FIELD_NUMBER: _builtins.int
+    OWNER_NAME_FIELD_NUMBER: _builtins.int
+    OWNER_PHONE_FIELD_NUMBER: _builtins.int
+    PET_ID_FIELD_NUMBER: _builtins.int
+    NEW_PET_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    PAYMENT_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """The staff member's clinic (UUID); the token must carry it."""
+    service_id: _builtins.str
+    """Service UUID, of this clinic."""
+    owner_email: _builtins.str
+    """The owner's email: their account, or a new one."""
+    owner_name: _builtins.str
+    """The owner's name; required when the email has no account yet."""
+    owner_phone: _builtins.str
+    """The owner's phone (E.164), for a new account."""
+    pet_id: _builtins.str
+    """One of the owner's pets (UUID)."""
+    provider_id: _builtins.str
+    """The wanted provider (UUID); empty: any available one."""
+    payment: Global___StaffPayment.ValueType
+    """How the owner pays ("STAFF_PAYMENT_PAYMENT_LINK" or "STAFF_PAYMENT_PAY_AT_CLINIC")."""
+    @_builtins.property
+    def slot(self) -> _timestamp_pb2.Timestamp:
+        """Start of the slot (RFC 3339), a free slot of the service."""
+
+    @_builtins.property
+    def new_pet(self) -> Global___StaffNewPet:
+        """A pet created for the owner with this booking."""
+
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        service_id: _builtins.str = ...,
+        slot: _timestamp_pb2.Timestamp | None = ...,
+        owner_email: _builtins.str = ...,
+        owner_name: _builtins.str = ...,
+        owner_phone: _builtins.str = ...,
+        pet_id: _builtins.str = ...,
+        new_pet: Global___StaffNewPet | None = ...,
+        provider_id: _builtins.str = ...,
+        payment: Global___StaffPayment.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["new_pet", b"new_pet", "pet", b"pet", "pet_id", b"pet_id", "slot", b"slot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clinic_id", b"clinic_id", "new_pet", b"new_pet", "owner_email", b"owner_email", "owner_name", b"owner_name", "owner_phone", b"owner_phone", "payment", b"payment", "pet", b"pet", "pet_id", b"pet_id", "provider_id", b"provider_id", "service_id", b"service_id", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_pet: _TypeAlias = _typing.Literal["pet_id", "new_pet"]  # noqa: Y015
+    _WhichOneofArgType_pet: _TypeAlias = _typing.Literal["pet", b"pet"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_pet) -> _WhichOneofReturnType_pet | None: ...
+
+Global___StaffCreateBookingRequest: _TypeAlias = StaffCreateBookingRequest  # noqa: Y015
+
+@_typing.final
+class StaffCreateBookingResponse(_message.Message):
+    """Response for MobileService.StaffCreateBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCK_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAYMENT_URL_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    BOOKING_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_INVITED_FIELD_NUMBER: _builtins.int
+    PET_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    lock_id: _builtins.str
+    """Id of the hold."""
+    status: _builtins.str
+    """"PENDING_PAYMENT" (payment link mailed) or "CONFIRMED" (pay at the clinic)."""
+    payment_url: _builtins.str
+    """The checkout page mailed to the owner (PAYMENT_LINK); empty otherwise."""
+    owner_user_id: _builtins.str
+    """The owner (UUID)."""
+    owner_invited: _builtins.bool
+    """Whether the owner's account was created now (an invitation to claim it was mailed)."""
+    pet_id: _builtins.str
+    """The pet (UUID), the given one or the one created."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the hold lapses if unpaid (PAYMENT_LINK)."""
+
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """Amount due."""
+
+    @_builtins.property
+    def booking(self) -> _booking_pb2.Booking:
+        """The booking (PAY_AT_CLINIC: CONFIRMED, `pay_at_clinic` true); unset while a payment is due."""
+
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items held."""
+
+    def __init__(
+        self,
+        *,
+        lock_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        payment_url: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        amount: _money_pb2.Money | None = ...,
+        booking: _booking_pb2.Booking | None = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_invited: _builtins.bool = ...,
+        pet_id: _builtins.str = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking", b"booking", "expires_at", b"expires_at", "provider", b"provider"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking", b"booking", "expires_at", b"expires_at", "lock_id", b"lock_id", "owner_invited", b"owner_invited", "owner_user_id", b"owner_user_id", "payment_url", b"payment_url", "pet_id", b"pet_id", "provider", b"provider", "resources", b"resources", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffCreateBookingResponse: _TypeAlias = StaffCreateBookingResponse  # noqa: Y015
+
+@_typing.final
+class StaffMoveBookingRequest(_message.Message):
+    """Request for MobileService.StaffMoveBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLINIC_ID_FIELD_NUMBER: _builtins.int
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_IDS_FIELD_NUMBER: _builtins.int
+    clinic_id: _builtins.str
+    """The staff member's clinic (UUID); the token must carry it."""
+    booking_id: _builtins.str
+    """Booking UUID."""
+    provider_id: _builtins.str
+    """The new provider (UUID); empty: the same provider."""
+    @_builtins.property
+    def slot(self) -> _timestamp_pb2.Timestamp:
+        """Start of the new slot (RFC 3339); unset: the same time."""
+
+    @_builtins.property
+    def resource_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The new resource items (UUIDs), what the service needs; empty: the same items."""
+
+    def __init__(
+        self,
+        *,
+        clinic_id: _builtins.str = ...,
+        booking_id: _builtins.str = ...,
+        slot: _timestamp_pb2.Timestamp | None = ...,
+        provider_id: _builtins.str = ...,
+        resource_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["slot", b"slot"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "clinic_id", b"clinic_id", "provider_id", b"provider_id", "resource_ids", b"resource_ids", "slot", b"slot"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffMoveBookingRequest: _TypeAlias = StaffMoveBookingRequest  # noqa: Y015
+
+@_typing.final
+class StaffMoveBookingResponse(_message.Message):
+    """Response for MobileService.StaffMoveBooking."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def booking(self) -> _booking_pb2.Booking:
+        """The booking at its new time, provider and items."""
+
+    def __init__(
+        self,
+        *,
+        booking: _booking_pb2.Booking | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StaffMoveBookingResponse: _TypeAlias = StaffMoveBookingResponse  # noqa: Y015
 
 @_typing.final
 class CompleteBookingRequest(_message.Message):

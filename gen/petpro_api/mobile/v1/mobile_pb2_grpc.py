@@ -189,6 +189,16 @@ class MobileServiceStub:
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingRequest.SerializeToString,
                 response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingResponse.FromString,
                 _registered_method=True)
+        self.StaffCreateBooking = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/StaffCreateBooking',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCreateBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCreateBookingResponse.FromString,
+                _registered_method=True)
+        self.StaffMoveBooking = channel.unary_unary(
+                '/petpro.mobile.v1.MobileService/StaffMoveBooking',
+                request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffMoveBookingRequest.SerializeToString,
+                response_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffMoveBookingResponse.FromString,
+                _registered_method=True)
         self.CompleteBooking = channel.unary_unary(
                 '/petpro.mobile.v1.MobileService/CompleteBooking',
                 request_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.CompleteBookingRequest.SerializeToString,
@@ -476,6 +486,28 @@ class MobileServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StaffCreateBooking(self, request, context):
+        """Clinic staff: books for an owner (on the phone, at the desk). The owner is found by email, or
+        created (with `owner_name`) and mailed an invitation to claim the account. The pet is one of
+        that owner's (`pet_id`) or created with the booking (`new_pet`). With `payment`
+        PAYMENT_LINK the slot is held and the owner is mailed the checkout link (confirmed when paid,
+        as the owner's own booking); with PAY_AT_CLINIC the booking is confirmed at once, unpaid
+        (`booking.pay_at_clinic`). Taken: 409 as for CreateBooking. Optional `Idempotency-Key`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StaffMoveBooking(self, request, context):
+        """Clinic staff: moves a booking of their clinic to another time, provider or resource items,
+        atomically (taken: 409 SLOT_UNAVAILABLE / PROVIDER_TAKEN / RESOURCE_TAKEN, and nothing
+        changes). No reschedule cut-off; the owner is notified as for a reschedule. Optional
+        `Idempotency-Key`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteBooking(self, request, context):
         """Clinic staff: marks a booking of their clinic COMPLETED (after its start).
         """
@@ -656,6 +688,16 @@ def add_MobileServiceServicer_to_server(servicer, server):
                     servicer.StaffCancelBooking,
                     request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingRequest.FromString,
                     response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingResponse.SerializeToString,
+            ),
+            'StaffCreateBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.StaffCreateBooking,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCreateBookingRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCreateBookingResponse.SerializeToString,
+            ),
+            'StaffMoveBooking': grpc.unary_unary_rpc_method_handler(
+                    servicer.StaffMoveBooking,
+                    request_deserializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffMoveBookingRequest.FromString,
+                    response_serializer=petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffMoveBookingResponse.SerializeToString,
             ),
             'CompleteBooking': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteBooking,
@@ -1437,6 +1479,60 @@ class MobileService:
             '/petpro.mobile.v1.MobileService/StaffCancelBooking',
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingRequest.SerializeToString,
             petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCancelBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StaffCreateBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/StaffCreateBooking',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCreateBookingRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffCreateBookingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StaffMoveBooking(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.mobile.v1.MobileService/StaffMoveBooking',
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffMoveBookingRequest.SerializeToString,
+            petpro_dot_mobile_dot_v1_dot_mobile__pb2.StaffMoveBookingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -168,6 +168,20 @@ class MobileServiceStub:
     """
     StaffCancelBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.StaffCancelBookingRequest, _mobile_pb2.StaffCancelBookingResponse]
     """Clinic staff: cancels a booking of their clinic with a full refund (reason required)."""
+    StaffCreateBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.StaffCreateBookingRequest, _mobile_pb2.StaffCreateBookingResponse]
+    """Clinic staff: books for an owner (on the phone, at the desk). The owner is found by email, or
+    created (with `owner_name`) and mailed an invitation to claim the account. The pet is one of
+    that owner's (`pet_id`) or created with the booking (`new_pet`). With `payment`
+    PAYMENT_LINK the slot is held and the owner is mailed the checkout link (confirmed when paid,
+    as the owner's own booking); with PAY_AT_CLINIC the booking is confirmed at once, unpaid
+    (`booking.pay_at_clinic`). Taken: 409 as for CreateBooking. Optional `Idempotency-Key`.
+    """
+    StaffMoveBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.StaffMoveBookingRequest, _mobile_pb2.StaffMoveBookingResponse]
+    """Clinic staff: moves a booking of their clinic to another time, provider or resource items,
+    atomically (taken: 409 SLOT_UNAVAILABLE / PROVIDER_TAKEN / RESOURCE_TAKEN, and nothing
+    changes). No reschedule cut-off; the owner is notified as for a reschedule. Optional
+    `Idempotency-Key`.
+    """
     CompleteBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CompleteBookingRequest, _mobile_pb2.CompleteBookingResponse]
     """Clinic staff: marks a booking of their clinic COMPLETED (after its start)."""
     MarkNoShow: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.MarkNoShowRequest, _mobile_pb2.MarkNoShowResponse]
@@ -323,6 +337,20 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """
     StaffCancelBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.StaffCancelBookingRequest, _mobile_pb2.StaffCancelBookingResponse]  # type: ignore[assignment]
     """Clinic staff: cancels a booking of their clinic with a full refund (reason required)."""
+    StaffCreateBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.StaffCreateBookingRequest, _mobile_pb2.StaffCreateBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: books for an owner (on the phone, at the desk). The owner is found by email, or
+    created (with `owner_name`) and mailed an invitation to claim the account. The pet is one of
+    that owner's (`pet_id`) or created with the booking (`new_pet`). With `payment`
+    PAYMENT_LINK the slot is held and the owner is mailed the checkout link (confirmed when paid,
+    as the owner's own booking); with PAY_AT_CLINIC the booking is confirmed at once, unpaid
+    (`booking.pay_at_clinic`). Taken: 409 as for CreateBooking. Optional `Idempotency-Key`.
+    """
+    StaffMoveBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.StaffMoveBookingRequest, _mobile_pb2.StaffMoveBookingResponse]  # type: ignore[assignment]
+    """Clinic staff: moves a booking of their clinic to another time, provider or resource items,
+    atomically (taken: 409 SLOT_UNAVAILABLE / PROVIDER_TAKEN / RESOURCE_TAKEN, and nothing
+    changes). No reschedule cut-off; the owner is notified as for a reschedule. Optional
+    `Idempotency-Key`.
+    """
     CompleteBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CompleteBookingRequest, _mobile_pb2.CompleteBookingResponse]  # type: ignore[assignment]
     """Clinic staff: marks a booking of their clinic COMPLETED (after its start)."""
     MarkNoShow: _aio.UnaryUnaryMultiCallable[_mobile_pb2.MarkNoShowRequest, _mobile_pb2.MarkNoShowResponse]  # type: ignore[assignment]
@@ -637,6 +665,32 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.StaffCancelBookingResponse, _abc.Awaitable[_mobile_pb2.StaffCancelBookingResponse]]:
         """Clinic staff: cancels a booking of their clinic with a full refund (reason required)."""
+
+    @_abc_1.abstractmethod
+    def StaffCreateBooking(
+        self,
+        request: _mobile_pb2.StaffCreateBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.StaffCreateBookingResponse, _abc.Awaitable[_mobile_pb2.StaffCreateBookingResponse]]:
+        """Clinic staff: books for an owner (on the phone, at the desk). The owner is found by email, or
+        created (with `owner_name`) and mailed an invitation to claim the account. The pet is one of
+        that owner's (`pet_id`) or created with the booking (`new_pet`). With `payment`
+        PAYMENT_LINK the slot is held and the owner is mailed the checkout link (confirmed when paid,
+        as the owner's own booking); with PAY_AT_CLINIC the booking is confirmed at once, unpaid
+        (`booking.pay_at_clinic`). Taken: 409 as for CreateBooking. Optional `Idempotency-Key`.
+        """
+
+    @_abc_1.abstractmethod
+    def StaffMoveBooking(
+        self,
+        request: _mobile_pb2.StaffMoveBookingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mobile_pb2.StaffMoveBookingResponse, _abc.Awaitable[_mobile_pb2.StaffMoveBookingResponse]]:
+        """Clinic staff: moves a booking of their clinic to another time, provider or resource items,
+        atomically (taken: 409 SLOT_UNAVAILABLE / PROVIDER_TAKEN / RESOURCE_TAKEN, and nothing
+        changes). No reschedule cut-off; the owner is notified as for a reschedule. Optional
+        `Idempotency-Key`.
+        """
 
     @_abc_1.abstractmethod
     def CompleteBooking(

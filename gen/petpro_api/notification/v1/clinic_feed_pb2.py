@@ -28,7 +28,7 @@ from petpro_api.booking.v1 import booking_pb2 as petpro_dot_booking_dot_v1_dot_b
 from petpro_api.common.v1 import money_pb2 as petpro_dot_common_dot_v1_dot_money__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(petpro/notification/v1/clinic_feed.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpetpro/booking/v1/booking.proto\x1a\x1cpetpro/common/v1/money.proto\"\xd0\x01\n\x0b\x43linicEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x35\n\x04type\x18\x03 \x01(\x0e\x32\'.petpro.notification.v1.ClinicEventType\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x07\x62ooking\x18\x05 \x01(\x0b\x32&.petpro.notification.v1.BookingSummary\"\x95\x04\n\x0e\x42ookingSummary\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x14\n\x0cservice_name\x18\x03 \x01(\t\x12\x33\n\x0fslot_start_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06pet_id\x18\x06 \x01(\t\x12\x10\n\x08pet_name\x18\x07 \x01(\t\x12/\n\x0bpet_species\x18\x08 \x01(\x0e\x32\x1a.petpro.booking.v1.Species\x12\x12\n\nowner_name\x18\t \x01(\t\x12\x13\n\x0bowner_email\x18\n \x01(\t\x12\'\n\x06\x61mount\x18\x0b \x01(\x0b\x32\x17.petpro.common.v1.Money\x12.\n\x05state\x18\x0c \x01(\x0e\x32\x1f.petpro.booking.v1.BookingState\x12.\n\rrefund_amount\x18\r \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x37\n\x13previous_start_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0f \x01(\x03\x12\x0e\n\x06reason\x18\x10 \x01(\t\"N\n\x10SubscribeRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"G\n\x11SubscribeResponse\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.petpro.notification.v1.ClinicEvent*\xff\x01\n\x0f\x43linicEventType\x12!\n\x1d\x43LINIC_EVENT_TYPE_UNSPECIFIED\x10\x00\x12%\n!CLINIC_EVENT_TYPE_BOOKING_CREATED\x10\x01\x12\'\n#CLINIC_EVENT_TYPE_BOOKING_CANCELLED\x10\x02\x12)\n%CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED\x10\x03\x12\'\n#CLINIC_EVENT_TYPE_BOOKING_COMPLETED\x10\x04\x12%\n!CLINIC_EVENT_TYPE_BOOKING_NO_SHOW\x10\x05\x32w\n\x11\x43linicFeedService\x12\x62\n\tSubscribe\x12(.petpro.notification.v1.SubscribeRequest\x1a).petpro.notification.v1.SubscribeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(petpro/notification/v1/clinic_feed.proto\x12\x16petpro.notification.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fpetpro/booking/v1/booking.proto\x1a\x1cpetpro/common/v1/money.proto\"\xd0\x01\n\x0b\x43linicEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x35\n\x04type\x18\x03 \x01(\x0e\x32\'.petpro.notification.v1.ClinicEventType\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x37\n\x07\x62ooking\x18\x05 \x01(\x0b\x32&.petpro.notification.v1.BookingSummary\"\x91\x05\n\x0e\x42ookingSummary\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x12\n\nservice_id\x18\x02 \x01(\t\x12\x14\n\x0cservice_name\x18\x03 \x01(\t\x12\x33\n\x0fslot_start_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rslot_end_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06pet_id\x18\x06 \x01(\t\x12\x10\n\x08pet_name\x18\x07 \x01(\t\x12/\n\x0bpet_species\x18\x08 \x01(\x0e\x32\x1a.petpro.booking.v1.Species\x12\x12\n\nowner_name\x18\t \x01(\t\x12\x13\n\x0bowner_email\x18\n \x01(\t\x12\'\n\x06\x61mount\x18\x0b \x01(\x0b\x32\x17.petpro.common.v1.Money\x12.\n\x05state\x18\x0c \x01(\x0e\x32\x1f.petpro.booking.v1.BookingState\x12.\n\rrefund_amount\x18\r \x01(\x0b\x32\x17.petpro.common.v1.Money\x12\x37\n\x13previous_start_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x0f \x01(\x03\x12\x0e\n\x06reason\x18\x10 \x01(\t\x12\x30\n\x08provider\x18\x11 \x01(\x0b\x32\x1e.petpro.booking.v1.ProviderRef\x12\x31\n\tresources\x18\x12 \x03(\x0b\x32\x1e.petpro.booking.v1.ResourceRef\x12\x15\n\rpay_at_clinic\x18\x13 \x01(\x08\"N\n\x10SubscribeRequest\x12\x1b\n\tclinic_id\x18\x01 \x01(\tB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1d\n\x0c\x61\x66ter_cursor\x18\x02 \x01(\x03\x42\x07\xbaH\x04\"\x02(\x00\"G\n\x11SubscribeResponse\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.petpro.notification.v1.ClinicEvent*\xff\x01\n\x0f\x43linicEventType\x12!\n\x1d\x43LINIC_EVENT_TYPE_UNSPECIFIED\x10\x00\x12%\n!CLINIC_EVENT_TYPE_BOOKING_CREATED\x10\x01\x12\'\n#CLINIC_EVENT_TYPE_BOOKING_CANCELLED\x10\x02\x12)\n%CLINIC_EVENT_TYPE_BOOKING_RESCHEDULED\x10\x03\x12\'\n#CLINIC_EVENT_TYPE_BOOKING_COMPLETED\x10\x04\x12%\n!CLINIC_EVENT_TYPE_BOOKING_NO_SHOW\x10\x05\x32w\n\x11\x43linicFeedService\x12\x62\n\tSubscribe\x12(.petpro.notification.v1.SubscribeRequest\x1a).petpro.notification.v1.SubscribeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,16 +39,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBEREQUEST'].fields_by_name['clinic_id']._serialized_options = b'\272H\005r\003\260\001\001'
   _globals['_SUBSCRIBEREQUEST'].fields_by_name['after_cursor']._loaded_options = None
   _globals['_SUBSCRIBEREQUEST'].fields_by_name['after_cursor']._serialized_options = b'\272H\004\"\002(\000'
-  _globals['_CLINICEVENTTYPE']._serialized_start=1094
-  _globals['_CLINICEVENTTYPE']._serialized_end=1349
+  _globals['_CLINICEVENTTYPE']._serialized_start=1218
+  _globals['_CLINICEVENTTYPE']._serialized_end=1473
   _globals['_CLINICEVENT']._serialized_start=194
   _globals['_CLINICEVENT']._serialized_end=402
   _globals['_BOOKINGSUMMARY']._serialized_start=405
-  _globals['_BOOKINGSUMMARY']._serialized_end=938
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=940
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1018
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=1020
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=1091
-  _globals['_CLINICFEEDSERVICE']._serialized_start=1351
-  _globals['_CLINICFEEDSERVICE']._serialized_end=1470
+  _globals['_BOOKINGSUMMARY']._serialized_end=1062
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1064
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1142
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=1144
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=1215
+  _globals['_CLINICFEEDSERVICE']._serialized_start=1475
+  _globals['_CLINICFEEDSERVICE']._serialized_end=1594
 # @@protoc_insertion_point(module_scope)

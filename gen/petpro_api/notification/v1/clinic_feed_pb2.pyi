@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from petpro_api.booking.v1 import booking_pb2 as _booking_pb2
 from petpro_api.common.v1 import money_pb2 as _money_pb2
@@ -118,6 +120,9 @@ class BookingSummary(_message.Message):
     PREVIOUS_START_TIME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    PAY_AT_CLINIC_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     """Booking UUID."""
     service_id: _builtins.str
@@ -140,6 +145,8 @@ class BookingSummary(_message.Message):
     """Change counter of the booking (1 = created); apply an event only over a lower version."""
     reason: _builtins.str
     """Cancellation reason, if any."""
+    pay_at_clinic: _builtins.bool
+    """Booked by staff to be paid at the clinic: confirmed, unpaid."""
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the appointment."""
@@ -160,6 +167,14 @@ class BookingSummary(_message.Message):
     def previous_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the previous slot, for a reschedule."""
 
+    @_builtins.property
+    def provider(self) -> _booking_pb2.ProviderRef:
+        """The assigned provider; unset for a service without providers."""
+
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[_booking_pb2.ResourceRef]:
+        """The resource items the booking uses."""
+
     def __init__(
         self,
         *,
@@ -179,10 +194,13 @@ class BookingSummary(_message.Message):
         previous_start_time: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
         reason: _builtins.str = ...,
+        provider: _booking_pb2.ProviderRef | None = ...,
+        resources: _abc.Iterable[_booking_pb2.ResourceRef] | None = ...,
+        pay_at_clinic: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "previous_start_time", b"previous_start_time", "refund_amount", b"refund_amount", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "previous_start_time", b"previous_start_time", "provider", b"provider", "refund_amount", b"refund_amount", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "owner_email", b"owner_email", "owner_name", b"owner_name", "pet_id", b"pet_id", "pet_name", b"pet_name", "pet_species", b"pet_species", "previous_start_time", b"previous_start_time", "reason", b"reason", "refund_amount", b"refund_amount", "service_id", b"service_id", "service_name", b"service_name", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "booking_id", b"booking_id", "owner_email", b"owner_email", "owner_name", b"owner_name", "pay_at_clinic", b"pay_at_clinic", "pet_id", b"pet_id", "pet_name", b"pet_name", "pet_species", b"pet_species", "previous_start_time", b"previous_start_time", "provider", b"provider", "reason", b"reason", "refund_amount", b"refund_amount", "resources", b"resources", "service_id", b"service_id", "service_name", b"service_name", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1174,3 +1174,83 @@ class ExportUserDataResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ExportUserDataResponse: _TypeAlias = ExportUserDataResponse  # noqa: Y015
+
+@_typing.final
+class SendPaymentRequestRequest(_message.Message):
+    """Request for NotificationService.SendPaymentRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCK_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    PAYMENT_URL_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    SLOT_START_TIME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    lock_id: _builtins.str
+    """The hold (UUID): the mail's identity (one mail per hold)."""
+    user_id: _builtins.str
+    """The owner (UUID)."""
+    email: _builtins.str
+    """The owner's email."""
+    name: _builtins.str
+    """The owner's name."""
+    payment_url: _builtins.str
+    """The hosted checkout page."""
+    service_name: _builtins.str
+    """What is booked, e.g. "Vaccination"."""
+    amount: _builtins.str
+    """Amount due, e.g. "45.50 EUR"."""
+    @_builtins.property
+    def slot_start_time(self) -> _timestamp_pb2.Timestamp:
+        """Start of the appointment."""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the link (the hold) lapses."""
+
+    def __init__(
+        self,
+        *,
+        lock_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        payment_url: _builtins.str = ...,
+        service_name: _builtins.str = ...,
+        slot_start_time: _timestamp_pb2.Timestamp | None = ...,
+        amount: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "slot_start_time", b"slot_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "email", b"email", "expires_at", b"expires_at", "lock_id", b"lock_id", "name", b"name", "payment_url", b"payment_url", "service_name", b"service_name", "slot_start_time", b"slot_start_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendPaymentRequestRequest: _TypeAlias = SendPaymentRequestRequest  # noqa: Y015
+
+@_typing.final
+class SendPaymentRequestResponse(_message.Message):
+    """Response for NotificationService.SendPaymentRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENT_FIELD_NUMBER: _builtins.int
+    sent: _builtins.bool
+    """False when this hold's mail was sent before (nothing sent now)."""
+    def __init__(
+        self,
+        *,
+        sent: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sent", b"sent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendPaymentRequestResponse: _TypeAlias = SendPaymentRequestResponse  # noqa: Y015

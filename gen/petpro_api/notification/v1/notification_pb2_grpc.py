@@ -41,6 +41,11 @@ class NotificationServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.SendPaymentRequest = channel.unary_unary(
+                '/petpro.notification.v1.NotificationService/SendPaymentRequest',
+                request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.SendPaymentRequestRequest.SerializeToString,
+                response_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.SendPaymentRequestResponse.FromString,
+                _registered_method=True)
         self.ListNotifications = channel.unary_unary(
                 '/petpro.notification.v1.NotificationService/ListNotifications',
                 request_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ListNotificationsRequest.SerializeToString,
@@ -136,6 +141,15 @@ class NotificationServiceServicer:
     authenticated caller; the annotated ones are served through the REST edge and authenticate the
     caller themselves (the calendar feed by its token).
     """
+
+    def SendPaymentRequest(self, request, context):
+        """Mails an owner the payment link of a hold clinic staff made for them (the BFF calls it after
+        opening the checkout session). At most one mail per hold: a retry with the same `lock_id`
+        sends nothing more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def ListNotifications(self, request, context):
         """Lists a user's notifications, newest first.
@@ -277,6 +291,11 @@ class NotificationServiceServicer:
 
 def add_NotificationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'SendPaymentRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendPaymentRequest,
+                    request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.SendPaymentRequestRequest.FromString,
+                    response_serializer=petpro_dot_notification_dot_v1_dot_notification__pb2.SendPaymentRequestResponse.SerializeToString,
+            ),
             'ListNotifications': grpc.unary_unary_rpc_method_handler(
                     servicer.ListNotifications,
                     request_deserializer=petpro_dot_notification_dot_v1_dot_notification__pb2.ListNotificationsRequest.FromString,
@@ -378,6 +397,33 @@ class NotificationService:
     authenticated caller; the annotated ones are served through the REST edge and authenticate the
     caller themselves (the calendar feed by its token).
     """
+
+    @staticmethod
+    def SendPaymentRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.notification.v1.NotificationService/SendPaymentRequest',
+            petpro_dot_notification_dot_v1_dot_notification__pb2.SendPaymentRequestRequest.SerializeToString,
+            petpro_dot_notification_dot_v1_dot_notification__pb2.SendPaymentRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def ListNotifications(request,

@@ -40,6 +40,11 @@ class NotificationServiceStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> NotificationServiceAsyncStub: ...
+    SendPaymentRequest: _grpc.UnaryUnaryMultiCallable[_notification_pb2.SendPaymentRequestRequest, _notification_pb2.SendPaymentRequestResponse]
+    """Mails an owner the payment link of a hold clinic staff made for them (the BFF calls it after
+    opening the checkout session). At most one mail per hold: a retry with the same `lock_id`
+    sends nothing more.
+    """
     ListNotifications: _grpc.UnaryUnaryMultiCallable[_notification_pb2.ListNotificationsRequest, _notification_pb2.ListNotificationsResponse]
     """Lists a user's notifications, newest first."""
     RegisterDevice: _grpc.UnaryUnaryMultiCallable[_notification_pb2.RegisterDeviceRequest, _notification_pb2.RegisterDeviceResponse]
@@ -113,6 +118,11 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    SendPaymentRequest: _aio.UnaryUnaryMultiCallable[_notification_pb2.SendPaymentRequestRequest, _notification_pb2.SendPaymentRequestResponse]  # type: ignore[assignment]
+    """Mails an owner the payment link of a hold clinic staff made for them (the BFF calls it after
+    opening the checkout session). At most one mail per hold: a retry with the same `lock_id`
+    sends nothing more.
+    """
     ListNotifications: _aio.UnaryUnaryMultiCallable[_notification_pb2.ListNotificationsRequest, _notification_pb2.ListNotificationsResponse]  # type: ignore[assignment]
     """Lists a user's notifications, newest first."""
     RegisterDevice: _aio.UnaryUnaryMultiCallable[_notification_pb2.RegisterDeviceRequest, _notification_pb2.RegisterDeviceResponse]  # type: ignore[assignment]
@@ -183,6 +193,17 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
     authenticated caller; the annotated ones are served through the REST edge and authenticate the
     caller themselves (the calendar feed by its token).
     """
+
+    @_abc_1.abstractmethod
+    def SendPaymentRequest(
+        self,
+        request: _notification_pb2.SendPaymentRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_notification_pb2.SendPaymentRequestResponse, _abc.Awaitable[_notification_pb2.SendPaymentRequestResponse]]:
+        """Mails an owner the payment link of a hold clinic staff made for them (the BFF calls it after
+        opening the checkout session). At most one mail per hold: a retry with the same `lock_id`
+        sends nothing more.
+        """
 
     @_abc_1.abstractmethod
     def ListNotifications(
