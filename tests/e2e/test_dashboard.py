@@ -332,7 +332,9 @@ async def test_feed_replays_a_booking_then_streams_a_new_one_live_and_resumes_af
             _, _, second = await confirmed_booking(api)
             live = await reader.until(lambda e: e.booking_id == second)
         seen = replayed + live
-        assert {e.event for e in seen} == {"booking.created"}
+        # the replay holds what the session did at this clinic before (other tests cancel and move
+        # bookings there too); this test's two bookings each come once, as created
+        assert {e.event for e in seen if e.booking_id in (first, second)} == {"booking.created"}
         cursors = [int(e.id or 0) for e in seen]
         assert cursors == sorted(set(cursors)) and cursors == [int(e.data["cursor"]) for e in seen]
         ids = [e.booking_id for e in seen]
