@@ -335,8 +335,9 @@ class BookingRepository(Protocol):
         ...
 
     async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
-        """The reservation and its claims, all or nothing (a savepoint): None, or what refused it:
-        "provider", "resource", "pet", "unit" (the service unit) or "request" (a used request id)."""
+        """The reservation and its claims, all or nothing (one statement; a savepoint in a transaction):
+        None, or what refused it: "provider", "resource", "pet", "unit" (the service unit), "request" (a
+        used request id) or "retry" (PostgreSQL broke a deadlock between two racing holds)."""
         ...
 
     async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:

@@ -278,7 +278,7 @@ class ReservationHandlers:
                         raise PetBusy(
                             "this pet already has an appointment at that time", metadata={"field": "pet_id"}
                         )
-                    if conflict != "resource":
+                    if conflict not in ("resource", "retry"):
                         break  # the provider (or the unit) was taken concurrently: the next candidate
                     busy = Busy(
                         await repo.live_claims(

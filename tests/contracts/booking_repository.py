@@ -1592,3 +1592,15 @@ class SchedulingContract:
         assert [(c.kind, c.subject_id) for c in claims] == [(ClaimKind.PROVIDER, okafor.id)]
         assert await BookingRepositoryContract.state(uow, lapsing[0].lock_id) == ReservationState.EXPIRED
         assert nobody[1:3] == (None, None)
+
+    async def test_a_refused_hold_on_the_read_connection_leaves_it_usable(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        clinic, svc, (weber, okafor), (room1, room2) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        async with read() as repo:  # autocommit: each insert is its own transaction
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet, weber, [room1])) is None
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet2, weber, [room2])) == "provider"
+            assert await repo.insert_hold(*self.scheduled_hold(svc, pet2, okafor, [room2])) is None
+            claims = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0)
+        assert {c.subject_id for c in claims} >= {weber.id, okafor.id, room1.id, room2.id}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from psycopg.errors import ExclusionViolation
+from psycopg.errors import DeadlockDetected, ExclusionViolation
 from psycopg.rows import dict_row
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -171,6 +171,8 @@ class ReservationQueries(Queries):
     async def _hold(self, res: Reservation, capacity: int, catalog_version: int) -> HoldAttempt:
         try:
             return await self._hold_statement(res, capacity, catalog_version)
+        except DeadlockDetected:  # two holds' claims checking each other at once: a race, ask again
+            return HoldAttempt(False, res.owner_user_id, 1, False, catalog_version)
         except ExclusionViolation as exc:
             if getattr(exc.diag, "constraint_name", None) != "claims_pet_free":
                 # a unit claim taken concurrently: as when no_double_booking refuses, ask again

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from psycopg.errors import ExclusionViolation, UniqueViolation
+from psycopg.errors import DeadlockDetected, ExclusionViolation, UniqueViolation
 from sqlalchemy import CursorResult, Row, any_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -504,8 +504,9 @@ class ScheduleQueries(Queries):
 
     async def insert_hold(self, res: Reservation, claims: list[Claim]) -> str | None:
         """Insert the reservation and its claims, all or nothing (one statement; in a savepoint inside a
-        transaction): None when done, else what refused it ("provider", "resource", "pet", "unit" or
-        "request"; nothing changed, a transaction goes on)."""
+        transaction): None when done, else what refused it ("provider", "resource", "pet", "unit",
+        "request", or "retry" for a deadlock between two racing holds; nothing changed, a transaction
+        goes on)."""
         params = {
             "lock_id": res.lock_id,
             "owner": res.owner_user_id,
@@ -538,6 +539,10 @@ class ScheduleQueries(Queries):
                     await raw_execute(self.session, INSERT_HOLD, params, operation="INSERT")
         except (ExclusionViolation, UniqueViolation) as exc:
             return unit_meaning(res, conflict_of(exc) or "unit")
+        except DeadlockDetected:
+            # two holds checking each other's fresh claims at once (an exclusion constraint's check can
+            # wait both ways): PostgreSQL aborted this one; nothing was written, look again
+            return "retry"
         return None
 
     async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:
