@@ -52,7 +52,8 @@ class BookingEventsConsumer:
     A topic the broker recreated (a new topic id: the dev broker restarted with memory storage, or an
     operator deleted and created it) is read again from its beginning: the position and the offsets
     still to commit belong to the old log, and the new one holds the events the outbox relays re-publish
-    (the deliveries' claims drop the ones already delivered).
+    (the deliveries' claims drop the ones already delivered).  Nothing in the loop waits on the broker
+    beyond a poll or a commit: the lag gauge reads positions without waiting for an offset reset.
 
     A stop (the background task cancelled on SIGTERM) lets the events already started finish and
     commits them before leaving the group, so the replica taking the partitions over does not deliver
@@ -140,6 +141,7 @@ class BookingEventsConsumer:
                 records = [r for rs in batch.values() for r in rs]
                 if records:
                     busy_until = clock() + self.idle_after
+                    self._remember_topic_ids(consumer, {r.topic for r in records})
                 for record in records:
                     self._start(record)
                 if clock() - measured >= 1.0:  # the lag gauges: once a second, not after every short poll
@@ -215,6 +217,14 @@ class BookingEventsConsumer:
                 telemetry.EVENTS_CONSUMED.labels(record.topic, "dead_lettered").inc()
                 self._dlq_measured = float("-inf")  # the DLQ grew: measure it after this batch
 
+    def _remember_topic_ids(self, consumer: KafkaConsumer, topics: set[str]) -> None:
+        """The id of each topic records were just read from, if none is known yet: the baseline a
+        recreation is told by.  Taken from the records too, not only from the once-a-second measure: a
+        broker lost right after the first records came (before a measure saw the partitions assigned)
+        left no baseline, and the recreated topic went unnoticed."""
+        for topic, tid in events.topic_ids(consumer, topics).items():
+            self._topic_ids.setdefault(topic, tid)
+
     async def _read_again(
         self,
         consumer: KafkaConsumer,
@@ -222,15 +232,28 @@ class BookingEventsConsumer:
         offsets: dict[TopicPartition, OffsetAndMetadata],
     ) -> None:
         """Read recreated topics' partitions from their beginning; what is in flight from the old log
-        finishes but commits nothing (its offsets mean nothing in the new one)."""
+        finishes but commits nothing (its offsets mean nothing in the new one).
+
+        Only the partitions the new topic has are sought: a topic recreated with fewer partitions (the
+        dev broker auto-creates a topic a client asks for with its default of 4, before the stack's
+        provisioning makes it with 6) leaves the others assigned until the rebalance the change
+        starts, and a reset of a partition the broker does not have never completes."""
+        present = {t: consumer.partitions_for_topic(t) or set() for t in {tp.topic for tp in partitions}}
+        seek = [tp for tp in partitions if tp.partition in present[tp.topic]]
         log.warning(
             "topic recreated by the broker, reading it again from the beginning",
-            extra={"fields": {"partitions": [f"{tp.topic}[{tp.partition}]" for tp in partitions]}},
+            extra={
+                "fields": {
+                    "partitions": [f"{tp.topic}[{tp.partition}]" for tp in seek],
+                    "gone": [f"{tp.topic}[{tp.partition}]" for tp in partitions if tp not in seek],
+                }
+            },
         )
         for tp in partitions:
             self._pending.pop(tp, None)
             offsets.pop(tp, None)
-        await asyncio.to_thread(consumer.seek_to_beginning, *partitions)
+        if seek:
+            await asyncio.to_thread(consumer.seek_to_beginning, *seek)
 
     def _measure(self, consumer: KafkaConsumer) -> list[TopicPartition]:
         """Consumer lag (high watermark - position, per topic, from what the fetches already know) and,
@@ -245,8 +268,19 @@ class BookingEventsConsumer:
         recreated = [tp for tp in assigned if tp.topic in changed]
         for tp in assigned:
             high = consumer.highwater(tp)
-            if high is not None:
-                lag[tp.topic] += max(0, high - consumer.position(tp))
+            if high is None:
+                continue
+            # the position this consumer already has (None while an offset reset is pending), without
+            # waiting: position() waits for a pending reset up to request_timeout_ms (30 s) per call,
+            # and a reset of a partition the broker no longer has never completes, so the gauge held
+            # the loop (no poll: no rebalance completed, nothing delivered) for a minute and more
+            try:
+                position = consumer.position(tp, timeout_ms=0)
+            except KafkaError as exc:  # a metric must never stop the consumer
+                log.debug("position of %s not read: %r", tp, exc)
+                continue
+            if position is not None:
+                lag[tp.topic] += max(0, high - position)
         for topic, n in lag.items():
             telemetry.CONSUMER_LAG.labels(topic, group).set(n)
         now = time.monotonic()

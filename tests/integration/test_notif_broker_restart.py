@@ -4,7 +4,15 @@ topic recreated and empty, the consumer's group and committed offsets are gone, 
 published after the restart (fewer than the consumer's old position) must still be delivered.  tansu
 answers a fetch past the end with no records, not OFFSET_OUT_OF_RANGE, so a position of the old log
 would wait for ever; here kafka-python's rejoin resets it, and the worker's topic-id check (unit test
-``test_a_recreated_topic_is_read_again_from_its_beginning``) covers a position that survives."""
+``test_a_recreated_topic_is_read_again_from_its_beginning``) covers a position that survives.
+
+Which client reaches the restarted broker first decides the topic's shape: the consumer's metadata
+request auto-creates it with tansu's default of 4 partitions (kafka-python 3.0.12 sends
+allow_auto_topic_creation=True whatever the consumer's setting), else the stack's provisioning makes it
+with 6.  With 4, the worker once sought partitions 4 and 5 (gone) to the beginning and its lag gauge
+then waited in ``position()`` for their reset, 30 s a partition, without polling: nothing was delivered
+for over a minute (unit tests ``test_a_topic_recreated_with_fewer_partitions_...`` and
+``test_the_lag_gauge_never_waits_for_an_offset_reset``)."""
 
 from __future__ import annotations
 

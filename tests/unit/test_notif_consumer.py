@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from kafka import TopicPartition
 
 from notif_worker.adapters.consumer import BookingEventsConsumer
 from notif_worker.domain import BookingNotice
@@ -242,37 +244,39 @@ async def test_a_run_after_a_crash_starts_clean_and_delivers_again() -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
-    """The broker came back with the topic recreated (a new topic id; the dev broker restarted with
-    memory storage): the consumer seeks its partitions to the beginning, and the offset of an event of
-    the old log that finishes afterwards is never committed into the new one (it would skip the new
-    log's first events on the next start)."""
-    from kafka import TopicPartition
+class Cluster:
+    def __init__(self) -> None:
+        self.id = uuid.uuid4()
 
-    class Cluster:
-        def __init__(self) -> None:
-            self.id = uuid.uuid4()
+    def topic_id(self, topic: str) -> uuid.UUID:
+        return self.id
 
-        def topic_id(self, topic: str) -> uuid.UUID:
-            return self.id
 
-    class RecreatingConsumer(FakeConsumer):
-        def __init__(self) -> None:
-            super().__init__()
-            self._cluster = Cluster()
-            self.seeks: queue.Queue[tuple[Any, ...]] = queue.Queue()
+class RecreatingConsumer(FakeConsumer):
+    """A topic the broker can recreate (``_cluster.id`` changes) with ``partitions`` of its own."""
 
-        def assignment(self) -> set[Any]:
-            return {TopicPartition(TOPIC, 0)}
+    def __init__(self, assigned: set[int] | None = None, partitions: set[int] | None = None) -> None:
+        super().__init__()
+        self._cluster = Cluster()
+        self.seeks: queue.Queue[tuple[Any, ...]] = queue.Queue()
+        self.assigned = {0} if assigned is None else assigned
+        self.partitions = {0} if partitions is None else partitions
 
-        def highwater(self, tp: Any) -> None:
-            return None
+    def assignment(self) -> set[Any]:
+        return {TopicPartition(TOPIC, p) for p in self.assigned}
 
-        def seek_to_beginning(self, *partitions: Any) -> None:
-            self.seeks.put(partitions)
+    def partitions_for_topic(self, topic: str) -> set[int]:  # type: ignore[override]
+        return self.partitions
 
-    consumer, handlers, clock = RecreatingConsumer(), Handlers(), Clock()
-    worker = BookingEventsConsumer(
+    def highwater(self, tp: Any) -> None:
+        return None
+
+    def seek_to_beginning(self, *partitions: Any) -> None:
+        self.seeks.put(partitions)
+
+
+def recreating_worker(consumer: FakeConsumer, handlers: Handlers, clock: Clock) -> BookingEventsConsumer:
+    return BookingEventsConsumer(
         handlers,
         lambda: consumer,
         lambda: None,
@@ -280,8 +284,16 @@ async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
         clock=clock,
         commit_every_seconds=0,
     )
+
+
+async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
+    """The broker came back with the topic recreated (a new topic id; the dev broker restarted with
+    memory storage): the consumer seeks its partitions to the beginning, and the offset of an event of
+    the old log that finishes afterwards is never committed into the new one (it would skip the new
+    log's first events on the next start)."""
+    consumer, handlers, clock = RecreatingConsumer(), Handlers(), Clock()
     handlers.hold["old-in-flight"] = asyncio.Event()
-    task = asyncio.create_task(worker.run())
+    task = asyncio.create_task(recreating_worker(consumer, handlers, clock).run())
     try:
         consumer.batches.put([Record(0, 7, b"a", "old-in-flight")])
         await next_poll(consumer)
@@ -304,6 +316,73 @@ async def test_a_recreated_topic_is_read_again_from_its_beginning() -> None:
         assert consumer.commits.empty()
     finally:
         handlers.hold["old-in-flight"].set()  # a stop finishes what is in flight
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_topic_recreated_with_fewer_partitions_is_read_again_from_those_it_has() -> None:
+    """The dev broker came back and auto-created the topic with its default 4 partitions for a client
+    that asked for it before the stack made it with 6: only the partitions the new topic has are
+    sought (a reset of one it does not have never completes); the rebalance the change starts takes
+    the others away."""
+    consumer, handlers, clock = RecreatingConsumer(assigned={0, 5}), Handlers(), Clock()
+    task = asyncio.create_task(recreating_worker(consumer, handlers, clock).run())
+    try:
+        consumer.batches.put([Record(5, 3, b"a", "old")])
+        assert await asyncio.wait_for(handlers.finished.get(), 30) == "old"
+        consumer._cluster.id = uuid.uuid4()
+        clock.now += 2
+        assert await asyncio.to_thread(consumer.seeks.get, timeout=30) == (TopicPartition(TOPIC, 0),)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_topic_recreated_before_any_measure_saw_it_assigned_is_still_noticed() -> None:
+    """The broker was lost right after the first records came, before a lag measure ever saw the
+    partitions assigned: the topic's id taken when the records came is the baseline."""
+    consumer, handlers, clock = RecreatingConsumer(assigned=set()), Handlers(), Clock()
+    task = asyncio.create_task(recreating_worker(consumer, handlers, clock).run())
+    try:
+        await next_poll(consumer)  # the first measure: nothing assigned yet
+        consumer.batches.put([Record(0, 7, b"a", "old")])
+        assert await asyncio.wait_for(handlers.finished.get(), 30) == "old"
+        consumer._cluster.id = uuid.uuid4()  # lost and recreated before the next measure
+        consumer.assigned = {0}
+        clock.now += 2
+        assert await asyncio.to_thread(consumer.seeks.get, timeout=30) == (TopicPartition(TOPIC, 0),)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_lag_gauge_never_waits_for_an_offset_reset() -> None:
+    """kafka-python's ``position()`` waits for a pending offset reset up to request_timeout_ms (one
+    of a partition the broker no longer has never completes): the gauge reads the position without
+    waiting, and the loop goes on polling and delivering."""
+    released = threading.Event()
+
+    class ResettingConsumer(RecreatingConsumer):
+        def highwater(self, tp: Any) -> int:  # type: ignore[override]
+            return 10
+
+        def position(self, tp: Any, timeout_ms: int | None = None) -> int | None:
+            if timeout_ms != 0:
+                released.wait(60)  # as kafka-python does for a reset that cannot complete
+            return None
+
+    consumer, handlers, clock = ResettingConsumer(), Handlers(), Clock()
+    task = asyncio.create_task(recreating_worker(consumer, handlers, clock).run())
+    try:
+        await next_poll(consumer)
+        clock.now += 2  # a measure is due after the next poll
+        consumer.batches.put([Record(0, 0, b"a", "first")])
+        assert await asyncio.wait_for(handlers.finished.get(), 30) == "first"
+        clock.now += 2
+        consumer.batches.put([Record(0, 1, b"b", "second")])
+        assert await asyncio.wait_for(handlers.finished.get(), 5) == "second"
+    finally:
+        released.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
