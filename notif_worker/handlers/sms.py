@@ -225,7 +225,7 @@ class SmsHandlers:
             if outcome != "busy":
                 taken += 1
                 log.warning(
-                    "an unsettled text was settled: %s", outcome, extra={"fields": {"key": str(s.key)}}
+                    "an unsettled text was taken over: %s", outcome, extra={"fields": {"key": str(s.key)}}
                 )
         return taken
 
