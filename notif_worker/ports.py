@@ -194,13 +194,27 @@ class NotifRepository(Protocol):
         """Claim the text ``key`` (``body``) to ``phone``: a delivery of channel "sms" marked "sending"
         at ``now``.  A new claim is counted against the owner's limit (``owner_limit`` texts claimed
         since ``since``) and the clinic's ``cap`` for ``month``, refused past either ("limited" /
-        "capped", given up for good); a failed one is claimed again ("send"); a delivered or refused one
-        is "done"; one being sent is "busy"."""
+        "capped", given up for good); a delivered or refused one is "done"; one claimed before and not
+        delivered (being sent, its outcome unknown, or failed) is "busy": only the stale-text sweep
+        sends it again, after asking the provider (a send that may have gone is never repeated blind)."""
+        ...
+
+    async def renew_sms_claim(self, key: uuid.UUID, phone: str, held: datetime, now: datetime) -> bool:
+        """Start a send of the text ``key``: its lease (``claimed_at``) moves from ``held`` to ``now``
+        and it is "sending" again.  False, changing nothing, when its lease is no longer ``held`` (the
+        sweep or another worker took it over) or it was settled (delivered, refused): then the caller
+        must not send.  A fencing token: of two holders of the same lease only one renews it."""
+        ...
+
+    async def sms_outcome_unknown(self, key: uuid.UUID, phone: str, error: str) -> None:
+        """A send of the text ``key`` whose outcome is unknown (no answer in time): a try counted, the
+        error kept, the text left "sending" for the sweep (which asks the provider after the lease)."""
         ...
 
     async def stale_texts(self, claimed_before: datetime, limit: int = 20) -> list[StaleText]:
-        """Texts still "sending" (their worker stopped) or failed (fewer than 5 tries) that were claimed
-        before ``claimed_before``, oldest first, each locked (SKIP LOCKED) until the unit of work ends."""
+        """Texts still "sending" (their worker stopped, or the outcome of its send is unknown) or failed
+        (fewer than 5 tries) whose last send started before ``claimed_before``, oldest first.  Not
+        locked: the sweep takes each with :meth:`renew_sms_claim`."""
         ...
 
     async def refuse_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, error: str) -> None:
@@ -266,12 +280,17 @@ class DevicePush(Protocol):
 class SmsSender(Protocol):
     """Texts through the provider (Twilio's Messages API).  ``send`` returns the provider's message id;
     raises MessageRefused for good refusals (the number is invalid), PhoneOptedOut when the recipient
-    unsubscribed (replied STOP), anything else for a transient failure (retried with back-off)."""
+    unsubscribed (replied STOP), SendOutcomeUnknown when the message may have been taken (no answer
+    within ``timeout`` seconds, a connection broken mid-request: never retried blind), anything else
+    for a failure the provider answered (it did not take the message: retried with back-off)."""
+
+    timeout: float  # seconds a call may take at most: a text's lease must be well above it
 
     async def send(self, to: str, body: str) -> str: ...
 
     async def sent_since(self, to: str, body: str, since: datetime) -> str | None:
-        """The id of a message with this body sent to ``to`` at or after ``since``; None when none."""
+        """The id of a message with exactly this body to ``to``, created (taken by the provider, sent
+        or still queued) at or after ``since``; None when there is none."""
         ...
 
     def valid_webhook(self, url: str, params: dict[str, str], signature: str) -> bool:

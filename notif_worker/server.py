@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from notif_worker.adapters import calendar
@@ -133,9 +133,23 @@ class NotifSettings(ServiceSettings):
     sms_lease_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="a text still being sent after this long: its worker stopped (checked, resent)",
+        description="a text whose send started this long ago and is not settled: its worker stopped or the"
+        " outcome is unknown (the provider is asked, the text resent only if it did not go); at least twice"
+        " sms_timeout_seconds",
+    )
+    sms_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="how long a call to Twilio may take (then its outcome is unknown)"
     )
     sms_sweep_seconds: float = Field(default=5.0, gt=0, description="how often such texts are looked for")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> NotifSettings:
+        if self.sms_lease_seconds < 2 * self.sms_timeout_seconds:
+            raise ValueError(
+                "sms_lease_seconds must be at least twice sms_timeout_seconds: else a text whose send is"
+                " still on its way looks abandoned and is sent twice"
+            )
+        return self
 
     def quiet_hours_default(self) -> QuietHours:
         start, end = self.quiet_hours.split("-")
@@ -177,6 +191,7 @@ def sms_sender(settings: NotifSettings) -> TwilioSms | None:
         settings.sms_from,
         api_base=settings.sms_api_base,
         messaging_service_sid=settings.sms_messaging_service_sid,
+        timeout=settings.sms_timeout_seconds,
     )
 
 
@@ -241,6 +256,7 @@ def build(
         monthly_cap=settings.sms_monthly_cap,
         lease=timedelta(seconds=settings.sms_lease_seconds),
         webhook_url=settings.sms_webhook_url,
+        retry=retry,
     )
     quiet = settings.quiet_hours_default()
     notify = NotifyHandlers(

@@ -153,8 +153,9 @@ MESH_ENV = {
     # tested with a clinic's own (tests/e2e/test_notification_channels.py)
     "NOTIF_QUIET_HOURS": "00:00-00:00",
     # a text left "sending" by a killed worker is settled within seconds, not a minute
-    # (tests/e2e/test_sms_channel.py)
-    "NOTIF_SMS_LEASE_SECONDS": "8",
+    # (tests/e2e/test_sms_channel.py); the lease at least twice the provider call's timeout
+    "NOTIF_SMS_LEASE_SECONDS": "12",
+    "NOTIF_SMS_TIMEOUT_SECONDS": "6",
     "NOTIF_SMS_SWEEP_SECONDS": "1",
 }
 

@@ -631,20 +631,12 @@ class NotifRepository:
             " ON CONFLICT ON CONSTRAINT deliveries_once DO NOTHING RETURNING id",
             (key, phone, now, body),
         )
-        if inserted is None:
-            again = await self._one(
-                "UPDATE deliveries SET status = 'sending', claimed_at = %s, body = %s"
-                " WHERE event_id = %s AND channel = 'sms' AND recipient = %s AND status = 'failed'"
-                " RETURNING id",
-                (now, body, key, phone),
-            )
-            if again is not None:
-                return "send"
+        if inserted is None:  # claimed before: a failed or unsettled one is the sweep's (it asks first)
             status = await self._one(
                 "SELECT status FROM deliveries WHERE event_id = %s AND channel = 'sms' AND recipient = %s",
                 (key, phone),
             )
-            return "busy" if status == "sending" else "done"
+            return "busy" if status in ("sending", "failed") else "done"
         recent = await self._one(
             "SELECT count(*) FROM deliveries WHERE channel = 'sms' AND recipient = %s"
             " AND status IN ('sending', 'delivered') AND claimed_at > %s AND event_id <> %s",
@@ -671,15 +663,35 @@ class NotifRepository:
             return refused
         return "send"
 
+    async def renew_sms_claim(self, key: uuid.UUID, phone: str, held: datetime, now: datetime) -> bool:
+        renewed = await self._one(
+            "UPDATE deliveries SET status = 'sending', claimed_at = %s"
+            " WHERE event_id = %s AND channel = 'sms' AND recipient = %s AND claimed_at = %s"
+            " AND status IN ('sending', 'failed') RETURNING id",
+            (now, key, phone, held),
+        )
+        return renewed is not None
+
+    async def sms_outcome_unknown(self, key: uuid.UUID, phone: str, error: str) -> None:
+        await raw_execute(
+            self.session,
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = %s"
+            " WHERE event_id = %s AND channel = 'sms' AND recipient = %s AND status = 'sending'",
+            (error, key, phone),
+        )
+
     async def stale_texts(self, claimed_before: datetime, limit: int = 20) -> list[StaleText]:
         cur = await raw_execute(
             self.session,
-            "SELECT event_id, recipient, body, claimed_at FROM deliveries"
+            "SELECT event_id, recipient, body, claimed_at, created_at FROM deliveries"
             " WHERE channel = 'sms' AND status IN ('sending', 'failed') AND claimed_at < %s AND attempts < 5"
-            " ORDER BY claimed_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            " ORDER BY claimed_at LIMIT %s",
             (claimed_before, limit),
         )
-        return [StaleText(k, phone, body or "", at) for k, phone, body, at in await cur.fetchall()]
+        return [
+            StaleText(k, phone, body or "", at, min(first, at))
+            for k, phone, body, at, first in await cur.fetchall()
+        ]
 
     async def refuse_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, error: str) -> None:
         await raw_execute(

@@ -26,6 +26,7 @@ from notif_worker.domain.notices import (
     Recorded,
     Reminder,
     ReminderChange,
+    SendOutcomeUnknown,
     reminder_due,
 )
 from notif_worker.domain.quiet import DEFAULT_QUIET_HOURS, QuietHours, reminder_send_time
@@ -76,6 +77,7 @@ __all__ = [
     "Recorded",
     "Reminder",
     "ReminderChange",
+    "SendOutcomeUnknown",
     "SmsClaim",
     "SmsPhone",
     "check_phone",

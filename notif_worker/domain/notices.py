@@ -198,3 +198,10 @@ def reminder_due(start: datetime, offset_minutes: int) -> datetime:
 class PhoneOptedOut(MessageRefused):
     """The SMS provider says the recipient opted out (replied STOP; Twilio 21610): the number is
     marked opted out and gets no more texts."""
+
+
+class SendOutcomeUnknown(Exception):
+    """The provider may or may not have taken the message: it did not answer within the timeout, or
+    the connection broke after the request went out (a 5xx from a gateway).  Sending it again at once
+    could send it twice, so it is not retried: the claim stays "sending" and the stale-text sweep asks
+    the provider whether it went once the lease is over."""

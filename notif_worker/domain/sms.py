@@ -5,6 +5,7 @@ key of a text.  Pure Python."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -134,22 +135,37 @@ def sms_key(n: BookingNotice, suffix: str = "") -> uuid.UUID:
     return uuid.uuid5(_KEYS, f"{n.booking_id}:{n.version}:{n.kind}:sms:{suffix}")
 
 
+def sms_ref(key: uuid.UUID) -> str:
+    """A text's reference (8 characters of its key), written at the end of its body: the provider keeps
+    no id of ours with a message (Twilio's Messages API has no idempotency key and no metadata), so
+    the body is what tells this text from any other to the number when the provider is asked whether
+    it went (a booking's two reminders read the same, a move back to the same time too)."""
+    return base64.b32encode(key.bytes).decode()[:8]
+
+
+def with_ref(text: str, key: uuid.UUID) -> str:
+    return f"{text} Ref {sms_ref(key)}"
+
+
 def month_of(now: datetime) -> str:
     return f"{now:%Y-%m}"
 
 
 # what claiming a text did: "send" (claimed: send it), "done" (delivered or given up before), "busy"
-# (claimed and being sent; one whose worker stopped while sending is the sweep's, see StaleText),
+# (claimed before and not delivered: being sent, or its outcome unknown, or failed — the stale-text
+# sweep's, which asks the provider before it sends, see StaleText),
 # "capped" (the clinic's monthly cap is reached), "limited" (the owner's hourly limit is reached)
 SmsClaim = Literal["send", "done", "busy", "capped", "limited"]
 
 
 @dataclass(frozen=True)
 class StaleText:
-    """A text claimed as being sent long enough ago that its worker must have stopped: whether it went
-    is asked of the provider before it is sent again."""
+    """A text whose last send started (``claimed_at``, its lease) long enough ago that no send of it can
+    still be on its way: whether it went is asked of the provider (back to ``first_claimed_at``)
+    before it is sent again."""
 
     key: uuid.UUID
     phone: str
     body: str
     claimed_at: datetime
+    first_claimed_at: datetime

@@ -92,7 +92,7 @@ class NotifyHandlers:
             sms = self.sms
             try:
                 await self._with_retry("sms", lambda: sms.deliver(n))
-            except ChannelFailed as exc:  # the claim is left failed: the stale-text sweep sends it later
+            except ChannelFailed as exc:  # the database failed: the claimed text is the sweep's later
                 log.warning("text failed for now: %s", exc, extra={"fields": {"booking_id": n.booking_id}})
         if failed is not None:
             raise failed

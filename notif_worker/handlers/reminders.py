@@ -106,19 +106,19 @@ class ReminderHandlers:
                 if prefs.wants("reminders", "email"):
                     await self.mailer.send(n)
                 await repo.mark_reminder_sent(r.id, self.clock())
-            # the text's claim committed with the reminder: sent now, or by the stale-text sweep when
-            # this worker stops first (never twice)
+            # the text's claim committed with the reminder: sent now (its lease renewed as the send
+            # starts), or by the stale-text sweep when this worker stops first (never twice)
             if text is not None:
                 await self._text(text)
             sent += 1
         return sent
 
     async def _text(self, text: Text) -> None:
-        """A reminder's claimed text, retried, then left failed with a warning (the email and the push
-        went)."""
+        """A reminder's claimed text (retried while the provider refuses it for now; a send whose
+        outcome is unknown is not repeated): what is not settled is left to the stale-text sweep (the
+        email and the push went)."""
         assert self.sms is not None
-        sms = self.sms
         try:
-            await self.retry.run("sms", lambda: sms.send(text))
-        except ChannelFailed as exc:
-            log.warning("reminder text failed: %s", exc)
+            await self.sms.send(text)
+        except Exception as exc:  # the database: the text is the sweep's after its lease
+            log.warning("reminder text left to the sweep: %s", exc)

@@ -4,13 +4,24 @@ text to a verified number exactly once, and STOP (the provider's incoming-messag
 21610 refusal) ends the texts to that number.
 
 Exactly once: a text's key is its (booking, version, kind, channel) (``sms_key``).  It is claimed
-(committed as "sending", with its body) before it is sent and recorded delivered after; a retry or a
-redelivered event finds the claim and sends nothing.  A claim still "sending" after the lease was left
-by a worker that stopped while sending: the sweep asks the provider whether that text went (Twilio's
-Messages list, by number, time and body) and sends it only if not."""
+(committed as "sending", with its body, which ends with the key's reference ``sms_ref``) before it is
+sent and recorded delivered after; a retry or a redelivered event finds the claim and sends nothing.
+
+A text is never sent while an earlier send of it may still be on its way:
+
+- each send renews the claim's lease first (``claimed_at``: the lease runs from the start of the
+  send, not from the claim, which for a reminder was made before its email went), and only while the
+  lease is still the one this sender holds (a fencing token: a text the sweep took over is not sent
+  here, and not sent by the sweep while we hold it);
+- the lease is at least twice the provider call's timeout, so a send whose lease ran out has ended
+  (answered, timed out, or its worker stopped);
+- a send whose outcome is unknown (no answer in time) is not retried: the text stays "sending";
+- the sweep takes a text whose lease ran out (renewing it), asks the provider whether a message with
+  exactly its body (so its reference) went since it was first claimed, and sends it only if not."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable
@@ -23,6 +34,7 @@ from notif_worker.domain import (
     ClinicSms,
     MessageRefused,
     PhoneOptedOut,
+    SendOutcomeUnknown,
     SmsPhone,
     check_phone,
     confirm_verification,
@@ -33,7 +45,8 @@ from notif_worker.domain import (
     sms_text,
     start_verification,
 )
-from notif_worker.domain.sms import CodeInvalid
+from notif_worker.domain.sms import CodeInvalid, with_ref
+from notif_worker.handlers.devices import Retry
 from notif_worker.ports import NotifRepository, SmsSender, UnitOfWork
 from petpro.errors import InvalidArgument, PermissionDenied
 
@@ -53,17 +66,29 @@ class WebhookSignatureInvalid(PermissionDenied):
 
 @dataclass(frozen=True)
 class Text:
-    """A claimed text: its exactly-once key, the number and the message."""
+    """A claimed text: its exactly-once key, the number, the message (with its reference) and the lease
+    its holder has (``claimed_at``, the fencing token).  ``first_claimed_at`` set (the sweep): whether
+    it went since then is asked of the provider before it is sent."""
 
     key: uuid.UUID
     phone: str
     body: str
+    claimed_at: datetime
+    first_claimed_at: datetime | None = None
+
+
+# what became of a claimed text: "sent" (or found sent), "opted_out", "refused" (for good); "unknown"
+# (no answer in time: left "sending" to the sweep); "failed" (refused for now on every try: the
+# sweep's); "busy" (its lease was taken over or it was settled meanwhile: not sent here)
+Outcome = str
 
 
 class SmsHandlers:
-    """``uow``: units of work (the sweep of stale texts); ``repos``: every statement its own
-    transaction (a claim is committed before its text is sent).  ``lease``: how long a text may be
-    "sending" before its worker is presumed stopped (well above the provider call's timeout)."""
+    """``uow``: units of work; ``repos``: every statement its own transaction (a claim and each lease
+    renewal are committed before the provider is called).  ``lease``: how long after a send started
+    the text may be taken over by the sweep; at least twice the provider call's timeout
+    (``sender.timeout``), so that no send of a text whose lease ran out can still be on its way.
+    ``retry``: tries and back-off of a send the provider refused for now."""
 
     def __init__(
         self,
@@ -75,10 +100,18 @@ class SmsHandlers:
         monthly_cap: int = 1000,
         lease: timedelta = timedelta(seconds=60),
         webhook_url: str = "",
+        retry: Retry | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        timeout = getattr(sender, "timeout", None)
+        if timeout is not None and lease < timedelta(seconds=2 * timeout):
+            raise ValueError(
+                f"the SMS lease ({lease.total_seconds():g} s) must be at least twice the provider's"
+                f" timeout ({timeout:g} s): else a send still on its way looks abandoned and goes twice"
+            )
         self.uow = uow
         self.repos = repos
+        self.retry = retry or Retry()
         self.sender = sender
         self.owner_limit = owner_limit_per_hour
         self.lease = lease
@@ -103,7 +136,8 @@ class SmsHandlers:
         phone = await repo.sms_phone(n.owner_user_id)
         if phone is None or not phone.usable:
             return None
-        key, body, now = sms_key(n, suffix), sms_text(n), self.clock()
+        key, now = sms_key(n, suffix), self.clock()
+        body = with_ref(sms_text(n), key)
         claim = await repo.claim_sms(
             key,
             phone.phone,
@@ -117,36 +151,56 @@ class SmsHandlers:
         )
         if claim in ("capped", "limited"):
             log.warning("text not sent: %s", claim, extra={"fields": {"booking_id": n.booking_id}})
-        return Text(key, phone.phone, body) if claim == "send" else None
+        return Text(key, phone.phone, body, now) if claim == "send" else None
 
-    async def send(self, t: Text, *, check_since: datetime | None = None) -> str:
-        """Send a claimed text and record the outcome ("sent", "opted_out", "refused"); raises for a
-        transient failure (the claim is failed: claimable again).  ``check_since``: first ask the
-        provider whether it went already (a worker stopped while sending it)."""
+    async def send(self, t: Text, *, tries: int | None = None) -> Outcome:
+        """Send a claimed text and record the outcome (see Outcome); up to ``tries`` tries (the retry
+        policy's) while the provider refuses it for now.  Each try first renews the lease held by
+        ``t``: when that fails the text is someone else's now and nothing is sent ("busy")."""
         assert self.sender is not None
-        try:
-            sid = await self.sender.sent_since(t.phone, t.body, check_since) if check_since else None
-            if sid is None:
-                sid = await self.sender.send(t.phone, t.body)
-        except PhoneOptedOut as exc:
+        held, tries = t.claimed_at, tries or self.retry.attempts
+        for attempt in range(tries):
+            now = self.clock()
             async with self.repos() as repo:
-                await repo.set_phone_opted_out(t.phone, True)
-                await repo.refuse_delivery(t.key, "sms", t.phone, str(exc)[:1000])
-            return "opted_out"
-        except MessageRefused as exc:
+                if not await repo.renew_sms_claim(t.key, t.phone, held, now):
+                    return "busy"
+            held = now
+            try:
+                sid = None
+                if t.first_claimed_at is not None:
+                    sid = await self.sender.sent_since(t.phone, t.body, t.first_claimed_at)
+                if sid is None:
+                    sid = await self.sender.send(t.phone, t.body)
+            except PhoneOptedOut as exc:
+                async with self.repos() as repo:
+                    await repo.set_phone_opted_out(t.phone, True)
+                    await repo.refuse_delivery(t.key, "sms", t.phone, str(exc)[:1000])
+                return "opted_out"
+            except MessageRefused as exc:
+                async with self.repos() as repo:
+                    await repo.refuse_delivery(t.key, "sms", t.phone, str(exc)[:1000])
+                log.warning("text refused: %s", exc)
+                return "refused"
+            except SendOutcomeUnknown as exc:  # it may have gone: never again blind, the sweep asks
+                async with self.repos() as repo:
+                    await repo.sms_outcome_unknown(t.key, t.phone, str(exc)[:1000])
+                log.warning("text's outcome unknown, left to the sweep: %s", exc)
+                return "unknown"
+            except Exception as exc:  # the provider answered and did not take it
+                async with self.repos() as repo:
+                    await repo.finish_delivery(t.key, "sms", t.phone, ok=False, error=str(exc)[:1000])
+                if attempt + 1 == tries:
+                    log.warning("text failed for now, left to the sweep: %s", exc)
+                    return "failed"
+                log.warning("text failed (try %d): %s", attempt + 1, exc)
+                await asyncio.sleep(self.retry.delay(attempt))
+                continue
             async with self.repos() as repo:
-                await repo.refuse_delivery(t.key, "sms", t.phone, str(exc)[:1000])
-            log.warning("text refused: %s", exc)
-            return "refused"
-        except Exception as exc:
-            async with self.repos() as repo:
-                await repo.finish_delivery(t.key, "sms", t.phone, ok=False, error=str(exc)[:1000])
-            raise
-        async with self.repos() as repo:
-            await repo.finish_delivery(t.key, "sms", t.phone, ok=True)
-        return "sent"
+                await repo.finish_delivery(t.key, "sms", t.phone, ok=True)
+            return "sent"
+        raise AssertionError("unreachable")
 
-    async def deliver(self, n: BookingNotice, suffix: str = "") -> str:
+    async def deliver(self, n: BookingNotice, suffix: str = "") -> Outcome:
         """The event's text, at most once per key: claimed (committed), then sent.  Returns "skipped"
         when nothing was claimed, else what :meth:`send` returns."""
         if self.sender is None or n.kind not in SMS_KINDS:
@@ -156,30 +210,24 @@ class SmsHandlers:
         return await self.send(t) if t is not None else "skipped"
 
     async def resend_stale(self, limit: int = 20) -> int:
-        """Texts whose worker stopped while sending them (claimed longer than ``lease`` ago, still
-        "sending"): each, under its row lock, sent unless the provider has it already."""
+        """Texts whose last send started more than ``lease`` ago and that are not settled (the worker
+        stopped, the outcome was unknown, or the provider refused them for now): each taken over (its
+        lease renewed, so no one else sends it meanwhile), sent unless the provider has it already.
+        Returns how many were taken."""
         if self.sender is None:
             return 0
-        async with self.uow() as repo:
+        async with self.repos() as repo:
             stale = await repo.stale_texts(self.clock() - self.lease, limit)
-            for s in stale:
-                try:
-                    sid = await self.sender.sent_since(s.phone, s.body, s.claimed_at)
-                    if sid is None:
-                        sid = await self.sender.send(s.phone, s.body)
-                except PhoneOptedOut as exc:
-                    await repo.set_phone_opted_out(s.phone, True)
-                    await repo.refuse_delivery(s.key, "sms", s.phone, str(exc)[:1000])
-                    continue
-                except MessageRefused as exc:
-                    await repo.refuse_delivery(s.key, "sms", s.phone, str(exc)[:1000])
-                    continue
-                except Exception as exc:
-                    await repo.finish_delivery(s.key, "sms", s.phone, ok=False, error=str(exc)[:1000])
-                    continue
-                log.warning("a text whose worker stopped was settled", extra={"fields": {"sid": sid}})
-                await repo.finish_delivery(s.key, "sms", s.phone, ok=True)
-        return len(stale)
+        taken = 0
+        for s in stale:
+            t = Text(s.key, s.phone, s.body, s.claimed_at, s.first_claimed_at)
+            outcome = await self.send(t, tries=1)
+            if outcome != "busy":
+                taken += 1
+                log.warning(
+                    "an unsettled text was taken over: %s", outcome, extra={"fields": {"key": str(s.key)}}
+                )
+        return taken
 
     # -- the owner's number -----------------------------------------------------------------------------
     async def start_verification(self, user_id: uuid.UUID, number: str, locale: str = "") -> SmsPhone:
@@ -194,6 +242,8 @@ class SmsHandlers:
             await repo.save_sms_phone(pending)
         try:
             await self.sender.send(phone, sms_code_text(code, locale))
+        except SendOutcomeUnknown as exc:  # it may arrive; else the owner asks for another code
+            log.warning("verification code's outcome unknown: %s", exc)
         except (PhoneOptedOut, MessageRefused) as exc:
             raise InvalidArgument.field(
                 "phone_number", f"this number cannot receive texts ({exc})", "PHONE_NUMBER_UNREACHABLE"

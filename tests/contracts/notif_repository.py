@@ -606,7 +606,7 @@ class NotifRepositoryContract:
             assert await repo.clinic_sms(clinic) == ClinicSms(True, 20)
             assert await repo.sms_used(clinic, "2100-01") == 0
 
-    async def test_a_text_is_claimed_once_and_again_only_after_it_failed(
+    async def test_a_text_is_claimed_once_and_a_failed_one_is_left_to_the_sweep(
         self, uow: UnitOfWork, read: UnitOfWork
     ) -> None:
         clinic, key, at = uuid.uuid4(), uuid.uuid4(), moment()
@@ -616,10 +616,31 @@ class NotifRepositoryContract:
             assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "send"  # type: ignore[arg-type]
             assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "busy"  # type: ignore[arg-type]
             await repo.finish_delivery(key, "sms", phone, ok=False, error="503")
-            assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "send"  # type: ignore[arg-type]
+            # an earlier send of it may have gone: only the sweep sends it again, after asking
+            assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "busy"  # type: ignore[arg-type]
             await repo.finish_delivery(key, "sms", phone, ok=True)
             assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "done"  # type: ignore[arg-type]
             assert await repo.sms_used(clinic, "2100-01") == 1  # counted once
+
+    async def test_a_texts_lease_is_renewed_only_by_its_holder_and_not_once_settled(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        clinic, key, at = uuid.uuid4(), uuid.uuid4(), moment()
+        phone = f"+49151{random.randrange(10**7, 10**8)}"
+        later, latest = at + timedelta(seconds=30), at + timedelta(seconds=90)
+        claim = {"month": "2100-01", "cap": 10, "owner_limit": 5, "since": at - timedelta(hours=1), "now": at}
+        async with read() as repo:
+            assert await repo.claim_sms(key, phone, "hi", clinic, **claim) == "send"  # type: ignore[arg-type]
+            assert await repo.renew_sms_claim(key, phone, at, later)  # the claimer starts its send
+            assert not await repo.renew_sms_claim(key, phone, at, latest)  # a stale holder: fenced off
+            await repo.sms_outcome_unknown(key, phone, "no answer")  # still "sending", a try counted
+            [s] = [s for s in await repo.stale_texts(latest) if s.key == key]
+            assert (s.claimed_at, s.first_claimed_at <= at) == (later, True)
+            await repo.finish_delivery(key, "sms", phone, ok=False, error="503")
+            assert await repo.renew_sms_claim(key, phone, later, latest)  # failed: the holder tries again
+            await repo.finish_delivery(key, "sms", phone, ok=True)
+            assert not await repo.renew_sms_claim(key, phone, latest, latest + timedelta(seconds=1))
+            assert [s for s in await repo.stale_texts(latest + timedelta(hours=1)) if s.key == key] == []
 
     async def test_texts_past_the_owners_limit_or_the_clinics_cap_are_refused_for_good(
         self, read: UnitOfWork

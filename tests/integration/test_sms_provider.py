@@ -20,7 +20,7 @@ from starlette.routing import Route
 from twilio.base.exceptions import TwilioRestException
 
 from notif_worker.adapters.sms import TwilioSms
-from notif_worker.domain import MessageRefused, PhoneOptedOut
+from notif_worker.domain import MessageRefused, PhoneOptedOut, SendOutcomeUnknown
 from petpro_dev.devstack import Stack
 from petpro_dev.sms_sandbox.app import build_app, signature
 from petpro_dev.sms_sandbox.credentials import DevCredentials
@@ -69,6 +69,30 @@ async def test_a_text_is_sent_and_found_again_by_number_time_and_body(env, twili
     assert await twilio.sent_since(to, "another text", before) is None
     assert await twilio.sent_since(number(), "Reminder: Check-up for Rex", before) is None
     assert await twilio.sent_since(to, "Reminder: Check-up for Rex", before + timedelta(minutes=5)) is None
+
+
+async def test_a_send_answered_late_is_bounded_by_the_timeout_and_found_by_its_body(env):
+    """The stand-in takes the text and answers late: the call ends at the adapter's timeout (the SDK's
+    own client timeout bounds nothing) with an unknown outcome, and the list finds the text by its
+    exact body, not another text to the number that reads the same but for its reference."""
+    to, before = number(), datetime.now(UTC)
+    async with httpx.AsyncClient(base_url=env["SMS_API_BASE"], timeout=10) as c:
+        (await c.post("/_sandbox/slow", json={"to": to, "seconds": 30})).raise_for_status()
+    sms = TwilioSms(
+        env["NOTIF_SMS_ACCOUNT_SID"],
+        env["NOTIF_SMS_AUTH_TOKEN"],
+        env["NOTIF_SMS_FROM"],
+        api_base=env["NOTIF_SMS_API_BASE"],
+        timeout=0.5,
+    )
+    try:
+        with pytest.raises(SendOutcomeUnknown, match="did not answer"):
+            await sms.send(to, "Reminder: Check-up for Rex Ref AAAAAAAA")
+        sid = await sms.sent_since(to, "Reminder: Check-up for Rex Ref AAAAAAAA", before)
+        assert sid is not None and sid.startswith("SM")
+        assert await sms.sent_since(to, "Reminder: Check-up for Rex Ref BBBBBBBB", before) is None
+    finally:
+        await sms.close()
 
 
 async def test_an_invalid_number_is_refused_for_good(twilio):

@@ -15,7 +15,7 @@ import pytest
 from notif_worker.adapters.codecs import encode_clinic_event
 from notif_worker.adapters.push import InboxPush
 from notif_worker.domain import BookingNotice, ClinicSms, Preferences, QuietHours, SmsPhone
-from notif_worker.domain.sms import CodeInvalid, NoVerificationPending, PhoneInvalid, sms_key
+from notif_worker.domain.sms import CodeInvalid, NoVerificationPending, PhoneInvalid, sms_key, sms_ref
 from notif_worker.handlers import NotifyHandlers, ReminderHandlers, Retry, SmsHandlers
 from notif_worker.handlers.sms import WebhookSignatureInvalid
 from petpro.backoff import TooManyAttempts
@@ -33,7 +33,13 @@ class Env:
         self.provider.clock = self.clock
         uow = notif_uow(self.store)
         self.sms = SmsHandlers(
-            uow, uow, self.provider, owner_limit_per_hour=owner_limit, monthly_cap=cap, clock=self.clock
+            uow,
+            uow,
+            self.provider,
+            owner_limit_per_hour=owner_limit,
+            monthly_cap=cap,
+            retry=NO_WAIT,
+            clock=self.clock,
         )
         self.notifier = NotifyHandlers(
             uow,
@@ -91,7 +97,8 @@ async def test_a_change_goes_by_text_once_where_the_clinic_sends_texts_and_the_n
     await env.notify(n)
     await env.notify(n)  # redelivered
     [text] = env.provider.texts_to(PHONE)
-    assert text.startswith("Buchung verschoben: Check-up") and text.endswith("STOP zum Abmelden."), text
+    assert text.startswith("Buchung verschoben: Check-up"), text
+    assert text.endswith(f"STOP zum Abmelden. Ref {sms_ref(sms_key(n))}"), text  # the text's reference
     assert env.store.deliveries[(sms_key(n), "sms", PHONE)]["status"] == "delivered"
     assert await env.sms.clinic_setting(CLINIC) == (ClinicSms(True, 1000), 1)
 

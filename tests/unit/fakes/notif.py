@@ -360,10 +360,7 @@ class FakeNotifRepository:
         s = self.store
         row = s.deliveries.get((key, "sms", phone))
         if row is not None:
-            if row["status"] == "failed":
-                row.update(status="sending", claimed_at=now, body=body)
-                return "send"
-            return "busy" if row["status"] == "sending" else "done"
+            return "busy" if row["status"] in ("sending", "failed") else "done"
         recent = sum(
             1
             for (k, ch, to), r in s.deliveries.items()
@@ -377,6 +374,7 @@ class FakeNotifRepository:
             "attempts": 0,
             "last_error": None,
             "claimed_at": now,
+            "created_at": now,
             "body": body,
         }
         refused: SmsClaim | None = None
@@ -391,10 +389,22 @@ class FakeNotifRepository:
             return refused
         return "send"
 
+    async def renew_sms_claim(self, key: uuid.UUID, phone: str, held: datetime, now: datetime) -> bool:
+        row = self.store.deliveries.get((key, "sms", phone))
+        if row is None or row["claimed_at"] != held or row["status"] not in ("sending", "failed"):
+            return False
+        row.update(status="sending", claimed_at=now)
+        return True
+
+    async def sms_outcome_unknown(self, key: uuid.UUID, phone: str, error: str) -> None:
+        row = self.store.deliveries.get((key, "sms", phone))
+        if row is not None and row["status"] == "sending":
+            row.update(attempts=int(row["attempts"]) + 1, last_error=error)
+
     async def stale_texts(self, claimed_before: datetime, limit: int = 20) -> list[StaleText]:
         rows = sorted(
             (
-                (r["claimed_at"], k, to, r["body"])
+                (r["claimed_at"], k, to, r["body"], r["created_at"])
                 for (k, ch, to), r in self.store.deliveries.items()
                 if ch == "sms"
                 and r["status"] in ("sending", "failed")
@@ -403,7 +413,7 @@ class FakeNotifRepository:
             ),
             key=lambda x: x[0],
         )[:limit]
-        return [StaleText(k, to, body, at) for at, k, to, body in rows]
+        return [StaleText(k, to, body, at, min(first, at)) for at, k, to, body, first in rows]
 
     async def refuse_delivery(self, event_id: uuid.UUID, channel: str, recipient: str, error: str) -> None:
         row = self.store.deliveries.get((event_id, channel, recipient))
@@ -548,6 +558,8 @@ if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
 class RecordingSms:
     """The SmsSender port: keeps what it sent (number, body, sid, at); ``opted_out`` numbers answer
     PhoneOptedOut (Twilio 21610), ``invalid`` ones MessageRefused (21211); fails the next ``failures``."""
+
+    timeout = 10.0
 
     def __init__(self, failures: int = 0, secret: str = "token") -> None:
         self.sent: list[tuple[str, str, str, datetime]] = []
