@@ -6,23 +6,20 @@ from __future__ import annotations
 
 from sqlalchemy import (
     ARRAY,
-    BigInteger,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
-    Identity,
     Index,
-    Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
     Uuid,
     func,
-    text,
 )
+
+from petpro.outbox import outbox_table
 
 SCHEMA = "auth"
 metadata = MetaData(schema=SCHEMA)
@@ -97,18 +94,4 @@ link_tokens = Table(
 )
 
 # AccountDeleted events, relayed to Kafka by petpro.outbox (the same table as booking's)
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("event_id", Uuid, nullable=False, unique=True),
-    Column("topic", String(200), nullable=False),
-    Column("key", String(200), nullable=False),
-    Column("event_type", String(200), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("traceparent", String(64), nullable=False, server_default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("sent_at", DateTime(timezone=True)),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
-)
+outbox = outbox_table(metadata)

@@ -10,10 +10,8 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
-    Identity,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -26,6 +24,9 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
+
+from petpro.outbox import outbox_table
+from petpro.subscriber import processed_events_table
 
 SCHEMA = "booking"
 metadata = MetaData(schema=SCHEMA)
@@ -274,26 +275,6 @@ booking_requests = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", BigInteger, Identity(), primary_key=True),
-    Column("event_id", Uuid, nullable=False, unique=True),
-    Column("topic", String(200), nullable=False),
-    Column("key", String(200), nullable=False),
-    Column("event_type", String(200), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("traceparent", String(64), nullable=False, server_default=""),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("sent_at", DateTime(timezone=True)),
-    Column("attempts", Integer, nullable=False, server_default="0"),
-    Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
-)
+outbox = outbox_table(metadata)
 # events consumed from other services (account.deleted), each recorded with its effect: exactly once
-processed_events = Table(
-    "processed_events",
-    metadata,
-    Column("event_id", Uuid, primary_key=True),
-    Column("topic", String(200), nullable=False),
-    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+processed_events = processed_events_table(metadata)

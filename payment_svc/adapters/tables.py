@@ -19,6 +19,8 @@ from sqlalchemy import (
     text,
 )
 
+from petpro.subscriber import processed_events_table
+
 SCHEMA = "payment"
 metadata = MetaData(schema=SCHEMA)
 
@@ -79,10 +81,4 @@ refunds = Table(
     Index("ix_refunds_payment", "payment_id"),
 )
 # events consumed from other services (account.deleted), each recorded with its effect: exactly once
-processed_events = Table(
-    "processed_events",
-    metadata,
-    Column("event_id", Uuid, primary_key=True),
-    Column("topic", String(200), nullable=False),
-    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+processed_events = processed_events_table(metadata)
