@@ -18,6 +18,7 @@ from booking_svc.domain import (
     Resource,
     Service,
     ServiceNeed,
+    check_locale,
     parse_hhmm,
 )
 from petpro import seedfile
@@ -68,6 +69,7 @@ def parse_clinic(raw: dict[str, Any]) -> tuple[Clinic, list[Service]]:
         raw.get("phone", ""),
         raw.get("email", ""),
         reminder_offsets_minutes=tuple(int(m) for m in raw.get("reminder_offsets_minutes", (2880, 120))),
+        locale=check_locale(str(raw.get("locale") or ""), f"clinic {raw['name']!r} locale"),
     )
     clinic.zone  # noqa: B018 — validates the time zone name early
     services = [

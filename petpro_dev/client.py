@@ -50,9 +50,15 @@ class MeshClient:
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.c = client
 
-    async def user(self, name: str = "Ann", password: str = "correct-horse") -> User:
+    async def user(self, name: str = "Ann", password: str = "correct-horse", language: str = "en") -> User:
+        """A new owner whose client asks for ``language`` (Accept-Language; "" sends none, so the owner's
+        locale stays empty and notifications use the clinic's locale, e.g. German at Happy Paws)."""
         email = f"owner-{uuid.uuid4().hex[:10]}@example.com"
-        r = await self.c.post("/v1/auth/register", json={"email": email, "password": password, "name": name})
+        r = await self.c.post(
+            "/v1/auth/register",
+            json={"email": email, "password": password, "name": name},
+            headers={"Accept-Language": language} if language else {},
+        )
         assert r.status_code == 201, r.text
         user_id = r.json()["user"]["user_id"]
         return User(email, await self.login(email, password), user_id)

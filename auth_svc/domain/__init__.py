@@ -51,7 +51,6 @@ from auth_svc.domain.links import (
 from auth_svc.domain.profile import (
     PROFILE_FIELDS,
     PasswordPolicy,
-    canonical_locale,
     check_profile,
     locale_from_accept_language,
     updated_profile,
@@ -63,6 +62,7 @@ from auth_svc.domain.tokens import (
     TokenIssuer,
     VerificationKey,
 )
+from petpro.locale import canonical_locale
 
 __all__ = [
     "ALGORITHM",

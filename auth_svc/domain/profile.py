@@ -12,6 +12,7 @@ from zoneinfo import available_timezones
 
 from auth_svc.domain.accounts import User
 from petpro.errors import FieldViolation, InvalidArgument
+from petpro.locale import canonical_locale
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 128
@@ -51,36 +52,11 @@ class PasswordPolicy:
 
 # E.164: "+", a country code not starting with 0, at most 15 digits in all
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
-# RFC 5646 language tags (the "langtag" production; private-use-only and grandfathered tags refused)
-_BCP47 = re.compile(
-    r"^(?P<language>[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{5,8})"
-    r"(?:-(?P<script>[a-z]{4}))?"
-    r"(?:-(?P<region>[a-z]{2}|[0-9]{3}))?"
-    r"(?P<variants>(?:-(?:[a-z0-9]{5,8}|[0-9][a-z0-9]{3}))*)"
-    r"(?P<extensions>(?:-[0-9a-wyz](?:-[a-z0-9]{2,8})+)*)"
-    r"(?P<private>-x(?:-[a-z0-9]{1,8})+)?$",
-    re.IGNORECASE,
-)
 
 
 @cache
 def _zones() -> frozenset[str]:
     return frozenset(available_timezones())
-
-
-def canonical_locale(tag: str) -> str | None:
-    """The tag in its canonical case ("de-at" → "de-AT", "zh-hant-tw" → "zh-Hant-TW"); None if it is
-    no well-formed BCP 47 tag."""
-    m = _BCP47.match(tag.strip())
-    if m is None or len(tag) > 35:
-        return None
-    parts = [m.group("language").lower()]
-    if m.group("script"):
-        parts.append(m.group("script").title())
-    if m.group("region"):
-        parts.append(m.group("region").upper())
-    rest = "".join(m.group(g) or "" for g in ("variants", "extensions", "private")).lower()
-    return "-".join(parts) + rest
 
 
 def locale_from_accept_language(header: str) -> str:

@@ -92,6 +92,7 @@ def encode_booking_created(
         payment_id=str(booking.payment_id) if booking.payment_id else "",
         reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
         clinic_address=clinic.address,
+        clinic_locale=clinic.locale,
         pay_at_clinic=booking.pay_at_clinic,
     ).SerializeToString()
 
@@ -129,6 +130,7 @@ def encode_booking_change(
         version=b.version,
         actor=booking_pb2.BookingActor.Value(f"BOOKING_ACTOR_{change.actor.value}"),
         clinic_address=clinic.address,
+        clinic_locale=clinic.locale,
         pay_at_clinic=b.pay_at_clinic,
     )
     if change.topic == TOPIC_BOOKING_CANCELLED:

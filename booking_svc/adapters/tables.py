@@ -45,6 +45,7 @@ clinics = Table(
     Column("version", Integer, nullable=False, server_default="1"),
     Column("request_id", Uuid, unique=True),
     Column("reminder_offsets_minutes", ARRAY(Integer), nullable=False, server_default="{2880,120}"),
+    Column("locale", String(35), nullable=False, server_default=""),
 )
 services = Table(
     "services",

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from booking_svc.domain.errors import EtagMismatch, SpeciesNotAllowed
 from booking_svc.domain.policy import DEFAULT_POLICY, CancellationPolicy
 from petpro.errors import FieldViolation, InvalidArgument
+from petpro.locale import canonical_locale
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
 MAX_BOOKING_HORIZON = timedelta(days=180)
@@ -63,6 +64,18 @@ def check_intervals(intervals: list[tuple[str, Interval]]) -> list[FieldViolatio
     return out
 
 
+def check_locale(tag: str, field_path: str = "clinic.locale") -> str:
+    """The clinic's locale in canonical case ("de-de" → "de-DE"); "" clears it."""
+    if not tag.strip():
+        return ""
+    found = canonical_locale(tag)
+    if found is None:
+        raise InvalidArgument.field(
+            field_path, "must be a BCP 47 language tag of at most 35 characters, e.g. de-DE", "LOCALE_INVALID"
+        )
+    return found
+
+
 def check_time_zone(name: str, field_path: str = "clinic.time_zone") -> ZoneInfo:
     try:
         if not name or name.startswith(("/", ".")):
@@ -102,6 +115,7 @@ class Clinic:
     )  # a day's hours instead of its weekday's
     # when the owner is reminded, in minutes before the start (default 48 h and 2 h)
     reminder_offsets_minutes: tuple[int, ...] = (2880, 120)
+    locale: str = ""  # BCP 47 in canonical case ("de-DE"); "" = unknown (notifications fall back to English)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -27,6 +27,7 @@ from booking_svc.domain import (
     TimeOff,
     check_etag,
     check_intervals,
+    check_locale,
     check_provider_hours,
     check_time_zone,
     outside_schedule,
@@ -38,7 +39,7 @@ from petpro.authn import Principal, require_clinic, require_platform_admin
 from petpro.clock import utcnow
 from petpro.errors import FieldViolation, InvalidArgument
 
-CLINIC_FIELDS = ("name", "address", "phone", "email", "time_zone")
+CLINIC_FIELDS = ("name", "address", "phone", "email", "time_zone", "locale")
 SERVICE_FIELDS = (
     "name",
     "description",
@@ -81,6 +82,7 @@ class ClinicProfile:
     address: str = ""
     phone: str = ""
     email: str = ""
+    locale: str = ""  # BCP 47; "" = unknown
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class ClinicAdminHandlers:
         if violations:
             raise InvalidArgument("clinic.name: is required", violations=violations)
         check_time_zone(profile.time_zone)
+        locale = check_locale(profile.locale)
         clinic = Clinic(
             uuid.uuid4(),
             profile.name.strip(),
@@ -157,6 +160,7 @@ class ClinicAdminHandlers:
             profile.address.strip(),
             profile.phone.strip(),
             profile.email.strip().lower(),
+            locale=locale,
         )
         async with self.uow() as repo:
             stored = await repo.add_clinic(clinic, request_id)
@@ -174,6 +178,7 @@ class ClinicAdminHandlers:
         check_mask(paths, CLINIC_FIELDS)
         if "time_zone" in paths:
             check_time_zone(profile.time_zone)
+        locale = check_locale(profile.locale) if "locale" in paths else ""
         if "name" in paths and not profile.name.strip():
             raise InvalidArgument.field("clinic.name", "is required", "REQUIRED")
         async with self.uow() as repo:
@@ -181,7 +186,7 @@ class ClinicAdminHandlers:
             check_etag(clinic.etag, etag)
             for path in paths:
                 value = getattr(profile, path).strip()
-                setattr(clinic, path, value.lower() if path == "email" else value)
+                setattr(clinic, path, {"email": value.lower(), "locale": locale}.get(path, value))
             await repo.save_clinic(clinic)
             await repo.bump_catalog()
         return clinic

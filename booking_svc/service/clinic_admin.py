@@ -57,7 +57,9 @@ def _weekly(hours: Iterable[booking_pb2.OpeningHours], prefix: str) -> WeeklyHou
 
 
 def _profile(c: booking_pb2.Clinic) -> ClinicProfile:
-    return ClinicProfile(name=c.name, time_zone=c.time_zone, address=c.address, phone=c.phone, email=c.email)
+    return ClinicProfile(
+        name=c.name, time_zone=c.time_zone, address=c.address, phone=c.phone, email=c.email, locale=c.locale
+    )
 
 
 def _draft(s: booking_pb2.Service, *, creating: bool) -> Service:

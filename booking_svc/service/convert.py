@@ -47,6 +47,7 @@ def clinic_pb(c: Clinic) -> booking_pb2.Clinic:
         address=c.address,
         phone=c.phone,
         email=c.email,
+        locale=c.locale,
         opening_hours=hours,
         etag=c.etag,
         reminder_offsets_minutes=list(c.reminder_offsets_minutes),

@@ -288,6 +288,26 @@ class BookingRepositoryContract:
             got = await repo.clinic(clinic.id)
         assert got is not None and got.reminder_offsets_minutes == (1440, 60, 15)
 
+    async def test_a_clinic_keeps_its_locale_and_a_save_changes_or_clears_it(self, uow: UnitOfWork) -> None:
+        clinic, unknown = new_clinic(locale="de-DE"), new_clinic()
+        async with uow() as repo:
+            await repo.add_clinic(clinic)
+            await repo.add_clinic(unknown)
+        async with uow() as repo:
+            got, other = await repo.clinic(clinic.id, for_update=True), await repo.clinic(unknown.id)
+            assert got is not None and other is not None
+            assert (got.locale, other.locale) == ("de-DE", "")
+            got.locale = "fr-FR"
+            await repo.save_clinic(got)
+        async with uow() as repo:
+            got = await repo.clinic(clinic.id, for_update=True)
+            assert got is not None and got.locale == "fr-FR"
+            got.locale = ""
+            await repo.save_clinic(got)
+        async with uow() as repo:
+            got = await repo.clinic(clinic.id)
+        assert got is not None and got.locale == ""
+
     async def test_clinics_are_listed_by_name_then_id_a_page_at_a_time(self, uow: UnitOfWork) -> None:
         prefix = f"zz-contract-{uuid.uuid4().hex}-"  # nobody else's name sorts among these
         made = [new_clinic(prefix + name) for name in ("b", "a", "c")]

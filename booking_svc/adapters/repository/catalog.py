@@ -149,6 +149,7 @@ class CatalogQueries(Queries):
             address=clinic.address,
             phone=clinic.phone,
             email=clinic.email,
+            locale=clinic.locale,
             opening_hours=hours_json(clinic.opening_hours),
             reminder_offsets_minutes=list(clinic.reminder_offsets_minutes),
             version=clinic.version,
@@ -177,6 +178,7 @@ class CatalogQueries(Queries):
                 address=clinic.address,
                 phone=clinic.phone,
                 email=clinic.email,
+                locale=clinic.locale,
                 opening_hours=hours_json(clinic.opening_hours),
                 version=clinics.c.version + 1,
             )
@@ -263,6 +265,7 @@ class CatalogQueries(Queries):
             "address": clinic.address,
             "phone": clinic.phone,
             "email": clinic.email,
+            "locale": clinic.locale,
             "opening_hours": hours_json(clinic.opening_hours),
             "reminder_offsets_minutes": list(clinic.reminder_offsets_minutes),
         }

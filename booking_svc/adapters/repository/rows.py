@@ -60,6 +60,7 @@ def clinic_from_row(r: Row[Any]) -> Clinic:
         r.email,
         r.version,
         reminder_offsets_minutes=tuple(r.reminder_offsets_minutes),
+        locale=r.locale,
     )
 
 

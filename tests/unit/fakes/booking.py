@@ -185,7 +185,7 @@ class FakeBookingRepository:
 
     async def save_clinic(self, clinic: Clinic) -> None:
         stored = self.store.clinics[clinic.id]
-        for name in ("name", "time_zone", "address", "phone", "email"):
+        for name in ("name", "time_zone", "address", "phone", "email", "locale"):
             setattr(stored, name, getattr(clinic, name))
         stored.opening_hours = copy.deepcopy(clinic.opening_hours)
         stored.version += 1

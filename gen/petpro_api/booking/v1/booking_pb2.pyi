@@ -316,6 +316,7 @@ class Clinic(_message.Message):
     PHONE_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     OPENING_HOURS_FIELD_NUMBER: _builtins.int
+    LOCALE_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REMINDER_OFFSETS_MINUTES_FIELD_NUMBER: _builtins.int
     clinic_id: _builtins.str
@@ -330,6 +331,10 @@ class Clinic(_message.Message):
     """Contact phone number (E.164)."""
     email: _builtins.str
     """Contact email."""
+    locale: _builtins.str
+    """The clinic's language (BCP 47, e.g. "de-DE"), stored in canonical case; empty when unknown.
+    Notifications use it for an owner whose own locale is empty or not one we speak, else English.
+    """
     etag: _builtins.str
     """Version tag of the clinic (AIP-154): send it back in an update to make it conditional."""
     @_builtins.property
@@ -350,12 +355,13 @@ class Clinic(_message.Message):
         phone: _builtins.str = ...,
         email: _builtins.str = ...,
         opening_hours: _abc.Iterable[Global___OpeningHours] | None = ...,
+        locale: _builtins.str = ...,
         etag: _builtins.str = ...,
         reminder_offsets_minutes: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "etag", b"etag", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "reminder_offsets_minutes", b"reminder_offsets_minutes", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "clinic_id", b"clinic_id", "email", b"email", "etag", b"etag", "locale", b"locale", "name", b"name", "opening_hours", b"opening_hours", "phone", b"phone", "reminder_offsets_minutes", b"reminder_offsets_minutes", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

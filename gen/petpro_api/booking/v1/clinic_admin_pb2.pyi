@@ -219,7 +219,9 @@ class UpdateClinicRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields to change: name, address, phone, email, time_zone. Empty: every field set in `clinic`."""
+        """Fields to change: name, address, phone, email, time_zone, locale. Empty: every field set in
+        `clinic`.
+        """
 
     def __init__(
         self,

@@ -179,7 +179,7 @@ class ClinicAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateClinic(self, request, context):
-        """Updates the clinic profile: name, address, phone, email, time_zone. Clinic admins.
+        """Updates the clinic profile: name, address, phone, email, time_zone, locale. Clinic admins.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

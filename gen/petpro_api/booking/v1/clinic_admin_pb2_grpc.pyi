@@ -47,7 +47,7 @@ class ClinicAdminServiceStub:
     CreateClinic: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateClinicRequest, _clinic_admin_pb2.CreateClinicResponse]
     """Creates a clinic (profile + weekly hours). Platform admins."""
     UpdateClinic: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.UpdateClinicRequest, _clinic_admin_pb2.UpdateClinicResponse]
-    """Updates the clinic profile: name, address, phone, email, time_zone. Clinic admins."""
+    """Updates the clinic profile: name, address, phone, email, time_zone, locale. Clinic admins."""
     SetOpeningHours: _grpc.UnaryUnaryMultiCallable[_clinic_admin_pb2.SetOpeningHoursRequest, _clinic_admin_pb2.SetOpeningHoursResponse]
     """Replaces the weekly opening hours (several intervals per weekday allowed, none overlapping).
     Clinic admins.
@@ -128,7 +128,7 @@ class ClinicAdminServiceAsyncStub(ClinicAdminServiceStub):
     CreateClinic: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.CreateClinicRequest, _clinic_admin_pb2.CreateClinicResponse]  # type: ignore[assignment]
     """Creates a clinic (profile + weekly hours). Platform admins."""
     UpdateClinic: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.UpdateClinicRequest, _clinic_admin_pb2.UpdateClinicResponse]  # type: ignore[assignment]
-    """Updates the clinic profile: name, address, phone, email, time_zone. Clinic admins."""
+    """Updates the clinic profile: name, address, phone, email, time_zone, locale. Clinic admins."""
     SetOpeningHours: _aio.UnaryUnaryMultiCallable[_clinic_admin_pb2.SetOpeningHoursRequest, _clinic_admin_pb2.SetOpeningHoursResponse]  # type: ignore[assignment]
     """Replaces the weekly opening hours (several intervals per weekday allowed, none overlapping).
     Clinic admins.
@@ -218,7 +218,7 @@ class ClinicAdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clinic_admin_pb2.UpdateClinicRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clinic_admin_pb2.UpdateClinicResponse, _abc.Awaitable[_clinic_admin_pb2.UpdateClinicResponse]]:
-        """Updates the clinic profile: name, address, phone, email, time_zone. Clinic admins."""
+        """Updates the clinic profile: name, address, phone, email, time_zone, locale. Clinic admins."""
 
     @_abc_1.abstractmethod
     def SetOpeningHours(
