@@ -80,6 +80,20 @@ async def test_a_german_owners_booking_mails_one_german_invitation_at_the_pushs_
     assert len(mails_to(api.stack, owner.email)) == 1
 
 
+async def test_an_owner_without_a_language_reads_happy_paws_german_and_an_english_one_keeps_english(api: Api):
+    """The seeded Happy Paws has locale de-DE: it is the language of an owner who registered without
+    Accept-Language (locale "") or with one PetPro does not speak; a chosen English stays English."""
+    silent, unsupported, english = [await api.user(language=x) for x in ("", "pt-BR", "en")]
+    for owner, subject in (
+        (silent, "Buchung bestätigt:"),
+        (unsupported, "Buchung bestätigt:"),
+        (english, "Booking confirmed:"),
+    ):
+        owner, _, _ = await confirmed_booking(api, owner)
+        (mail,) = await mails_of(api, owner, 1)
+        assert mail.subject.startswith(subject), (owner.email, mail.subject)
+
+
 async def verified_phone(api: Api, owner: User) -> str:
     phone = f"+4915{uuid.uuid4().int % 10**9:09d}"
     path = "/v1/me/sms-phone:startVerification"
