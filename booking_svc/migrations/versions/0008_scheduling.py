@@ -133,9 +133,12 @@ def upgrade() -> None:
         )
     # claims follow their reservation: a state change (confirm, cancel, expire, fail) flips ``active``,
     # a move shifts ``during`` (keeping each claim's buffer) and a unit claim's unit, in the same statement
+    # (the function keeps the schema it was made in: a session with another search path, e.g. an operator's
+    # psql or a test qualifying booking.reservations, still finds the claims)
     op.execute(
         f"""
-CREATE FUNCTION claims_follow_reservation() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION claims_follow_reservation() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
   UPDATE claims SET
     active = NEW.{ACTIVE},
