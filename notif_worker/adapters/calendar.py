@@ -14,7 +14,7 @@ from functools import lru_cache
 from icalendar import Calendar, Event, Timezone, vCalAddress, vText
 
 from notif_worker.domain import BookingNotice, event_uid, locale_of
-from notif_worker.domain.wording import phrase
+from notif_worker.domain.wording import phrase, place, service_line
 
 PRODID = "-//PetPro//Notifications//EN"
 
@@ -35,12 +35,12 @@ def _event(n: BookingNotice, organizer: str, link_base: str, *, cancelled: bool)
     e.add("dtstamp", n.occurred_at.astimezone(UTC))
     e.add("dtstart", n.local_start)
     e.add("dtend", n.local_end)
-    e.add(
-        "summary",
-        phrase(lang, "event_summary", service=n.service_name, pet=n.pet_name, clinic=n.clinic_name),
-    )
-    e.add("location", ", ".join(p for p in (n.clinic_name, n.clinic_address) if p))
+    service = service_line(n, lang)  # with the assigned provider, if any
+    e.add("summary", phrase(lang, "event_summary", service=service, pet=n.pet_name, clinic=n.clinic_name))
+    e.add("location", ", ".join(p for p in (n.clinic_name, place(n)) if p))
     description = f"{phrase(lang, 'reference')}: {n.reference}"
+    if n.provider_name:
+        description = f"{service}\n{description}"
     if link_base:
         url = f"{link_base.rstrip('/')}/{n.booking_id}"
         e.add("url", url)

@@ -106,13 +106,19 @@ _REMINDERS = {
         f" AS r(id, off, due, state) WHERE {_APPLIED} ON CONFLICT DO NOTHING RETURNING 1),"
     ),
     # a copy of the reschedule finds the reminders at its time already: it changes nothing (a reminder
-    # sent for the new time is not made due again)
+    # sent for the new time is not made due again).  A move keeps what the message says (the provider
+    # and rooms of a staff move) in the reminder's data; a move to another vet at the same time changes
+    # only that (each SET reads the row as it was)
     "move": (
-        " rem AS (UPDATE reminders SET slot_start = %(start)s, slot_end = %(end)s,"
-        " due_at = %(start)s::timestamptz - offset_minutes * interval '1 minute',"
-        " state = CASE WHEN %(start)s::timestamptz - offset_minutes * interval '1 minute' > %(now)s"
-        " THEN 'PENDING' ELSE 'DROPPED' END, sent_at = NULL"
-        " WHERE booking_id = %(booking)s AND slot_start IS DISTINCT FROM %(start)s::timestamptz"
+        " rem AS (UPDATE reminders SET slot_start = %(start)s, slot_end = %(end)s, data = %(rdata)s,"
+        " due_at = CASE WHEN slot_start IS DISTINCT FROM %(start)s::timestamptz"
+        " THEN %(start)s::timestamptz - offset_minutes * interval '1 minute' ELSE due_at END,"
+        " state = CASE WHEN slot_start IS NOT DISTINCT FROM %(start)s::timestamptz THEN state"
+        " WHEN %(start)s::timestamptz - offset_minutes * interval '1 minute' > %(now)s"
+        " THEN 'PENDING' ELSE 'DROPPED' END,"
+        " sent_at = CASE WHEN slot_start IS DISTINCT FROM %(start)s::timestamptz THEN NULL ELSE sent_at END"
+        " WHERE booking_id = %(booking)s AND (slot_start IS DISTINCT FROM %(start)s::timestamptz"
+        " OR data::jsonb IS DISTINCT FROM %(rdata)s::jsonb)"
         f" AND {_APPLIED} RETURNING 1),"
     ),
     "drop": (
@@ -195,8 +201,9 @@ PARKED_DUE = (
 )
 
 
-def reminder_data(n: BookingNotice) -> dict[str, str]:
-    """What a reminder's message needs, stored with it."""
+def reminder_data(n: BookingNotice) -> dict[str, Any]:
+    """What a reminder's message needs, stored with it (the assigned provider and resource items too:
+    a reminder names the vet as the confirmation did)."""
     return {
         "clinic_id": str(n.clinic_id),
         "clinic_name": n.clinic_name,
@@ -210,16 +217,20 @@ def reminder_data(n: BookingNotice) -> dict[str, str]:
         "locale": n.owner_locale,
         "clinic_locale": n.clinic_locale,
         "address": n.clinic_address,
+        "provider_id": n.provider_id,
+        "provider": n.provider_name,
+        "resources": [list(r) for r in n.resources],
     }
 
 
-def booking_data(n: BookingNotice) -> dict[str, str]:
+def booking_data(n: BookingNotice) -> dict[str, Any]:
     """What the calendar feed needs of a booking, stored with it."""
     return {**reminder_data(n), "reason": n.reason}
 
 
-def notice_from(data: dict[str, str], **fields: Any) -> BookingNotice:
-    """A notice rebuilt from a reminder's or a booking's stored data."""
+def notice_from(data: dict[str, Any], **fields: Any) -> BookingNotice:
+    """A notice rebuilt from a reminder's or a booking's stored data (rows stored before the
+    assignment was kept have no provider: they read as a capacity-only booking)."""
     return BookingNotice(
         clinic_id=uuid.UUID(data["clinic_id"]),
         clinic_name=data["clinic_name"],
@@ -233,6 +244,9 @@ def notice_from(data: dict[str, str], **fields: Any) -> BookingNotice:
         owner_locale=data.get("locale", ""),
         clinic_locale=data.get("clinic_locale", ""),
         clinic_address=data.get("address", ""),
+        provider_id=data.get("provider_id", ""),
+        provider_name=data.get("provider", ""),
+        resources=tuple((str(i), str(name), str(kind)) for i, name, kind in data.get("resources", ())),
         amount_minor=0,
         currency="",
         **fields,
@@ -288,6 +302,8 @@ class NotifRepository:
             "kind": n.kind,
             "bdata": Json(booking_data(n)),
         }
+        if reminders is not None and reminders[0] == "move":
+            params["rdata"] = Json(reminder_data(n))
         if reminders is not None and reminders[0] == "schedule":
             offsets = reminders[1]
             dues = [reminder_due(n.start, o) for o in offsets]

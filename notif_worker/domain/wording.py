@@ -20,7 +20,9 @@ from notif_worker.domain.notices import BookingNotice
 DEFAULT_LOCALE = "en"
 
 # The phrases of every message, per language.  Placeholders: {service} {pet} {clinic} {name} {at}
-# {when} {amount} {reason} {by} {outcome}.  Every locale has every key (a unit test holds them equal).
+# {when} {amount} {reason} {by} {outcome} {provider}.  The ``*_provider`` variants are used when the
+# booking has an assigned provider (a vet, a groomer); a capacity-only booking reads as before.
+# Every locale has every key (a unit test holds them equal).
 PHRASES: dict[str, dict[str, str]] = {
     "en": {
         "hello": "Hello {name},",
@@ -68,6 +70,10 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_no_refund": "no refund",
         "event_summary": "{service} for {pet} at {clinic}",
         "calendar_name": "PetPro bookings",
+        "service_with_provider": "{service} with {provider}",
+        "push_body_provider": "{pet} with {provider} at {clinic}, {at}",
+        "push_body_moved_provider": "{pet} with {provider} at {clinic}, now {at}",
+        "push_body_reminder_provider": "With {provider} at {clinic}, {at}",
     },
     "de": {
         "hello": "Hallo {name},",
@@ -115,6 +121,10 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_no_refund": "keine Erstattung",
         "event_summary": "{service} für {pet} bei {clinic}",
         "calendar_name": "PetPro-Buchungen",
+        "service_with_provider": "{service} bei {provider}",
+        "push_body_provider": "{pet} bei {provider}, {clinic}, {at}",
+        "push_body_moved_provider": "{pet} bei {provider}, {clinic}, jetzt {at}",
+        "push_body_reminder_provider": "Bei {provider}, {clinic}, {at}",
     },
     "fr": {
         "hello": "Bonjour {name},",
@@ -162,6 +172,10 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_no_refund": "aucun remboursement",
         "event_summary": "{service} pour {pet} chez {clinic}",
         "calendar_name": "Réservations PetPro",
+        "service_with_provider": "{service} avec {provider}",
+        "push_body_provider": "{pet} avec {provider} chez {clinic}, {at}",
+        "push_body_moved_provider": "{pet} avec {provider} chez {clinic}, désormais {at}",
+        "push_body_reminder_provider": "Avec {provider} chez {clinic}, {at}",
     },
     "es": {
         "hello": "Hola {name}:",
@@ -209,6 +223,10 @@ PHRASES: dict[str, dict[str, str]] = {
         "push_no_refund": "sin reembolso",
         "event_summary": "{service} para {pet} en {clinic}",
         "calendar_name": "Reservas PetPro",
+        "service_with_provider": "{service} con {provider}",
+        "push_body_provider": "{pet} con {provider} en {clinic}, {at}",
+        "push_body_moved_provider": "{pet} con {provider} en {clinic}, ahora {at}",
+        "push_body_reminder_provider": "Con {provider} en {clinic}, {at}",
     },
 }
 SUPPORTED = tuple(PHRASES)
@@ -287,6 +305,12 @@ def push_message(n: BookingNotice) -> tuple[str, str, dict[str, str]]:
     lang = locale_of(n.owner_locale, n.clinic_locale)
     v = {"service": n.service_name, "pet": n.pet_name, "clinic": n.clinic_name}
     at = short_when(n, n.start, lang)
+
+    def body_of(key: str) -> str:  # "Rex at Happy Paws, …", or "Rex with Dr Weber at Happy Paws, …"
+        if n.provider_name:
+            return phrase(lang, f"{key}_provider", at=at, provider=n.provider_name, **v)
+        return phrase(lang, key, at=at, **v)
+
     if n.kind == "cancelled":
         title = phrase(lang, "push_cancelled", **v)
         refund = (
@@ -294,15 +318,15 @@ def push_message(n: BookingNotice) -> tuple[str, str, dict[str, str]]:
             if n.refund_minor
             else phrase(lang, "push_no_refund")
         )
-        body = f"{phrase(lang, 'push_body', at=at, **v)} \u2014 {refund}"
+        body = f"{body_of('push_body')} \u2014 {refund}"
     elif n.kind == "rescheduled":
-        title, body = phrase(lang, "push_moved", **v), phrase(lang, "push_body_moved", at=at, **v)
+        title, body = phrase(lang, "push_moved", **v), body_of("push_body_moved")
     elif n.kind == "reminder":
-        title, body = phrase(lang, "push_reminder", **v), phrase(lang, "push_body_reminder", at=at, **v)
+        title, body = phrase(lang, "push_reminder", **v), body_of("push_body_reminder")
     elif n.kind in ("completed", "no_show"):
-        title, body = phrase(lang, f"push_{n.kind}", **v), phrase(lang, "push_body", at=at, **v)
+        title, body = phrase(lang, f"push_{n.kind}", **v), body_of("push_body")
     else:
-        title, body = phrase(lang, "push_confirmed", **v), phrase(lang, "push_body", at=at, **v)
+        title, body = phrase(lang, "push_confirmed", **v), body_of("push_body")
     data = {
         "booking_id": n.booking_id,
         "clinic_id": str(n.clinic_id),
@@ -313,16 +337,33 @@ def push_message(n: BookingNotice) -> tuple[str, str, dict[str, str]]:
     return title, body, data
 
 
+def service_line(n: BookingNotice, lang: str) -> str:
+    """The service, with the provider assigned to the booking if any: "Dental cleaning with Dr Weber"
+    ("Zahnreinigung bei Dr Weber"); a capacity-only booking's is the service's name alone."""
+    if n.provider_name:
+        return phrase(lang, "service_with_provider", service=n.service_name, provider=n.provider_name)
+    return n.service_name
+
+
+def place(n: BookingNotice) -> str:
+    """Where in the clinic: its address and the resource items the booking claimed (rooms, tables),
+    "Torstraße 1, 10119 Berlin (Dental room)"; empty when neither is known."""
+    items = ", ".join(name for _, name, _ in n.resources if name)
+    if n.clinic_address and items:
+        return f"{n.clinic_address} ({items})"
+    return n.clinic_address or items
+
+
 def facts(n: BookingNotice, lang: str) -> list[tuple[str, str]]:
     """The label/value lines every booking email shows."""
     rows = [
         (phrase(lang, "clinic"), n.clinic_name),
-        (phrase(lang, "service"), n.service_name),
+        (phrase(lang, "service"), service_line(n, lang)),
         (phrase(lang, "pet"), n.pet_name),
         (phrase(lang, "when"), when(n, lang)),
     ]
-    if n.clinic_address:
-        rows.append((phrase(lang, "where"), n.clinic_address))
+    if where := place(n):
+        rows.append((phrase(lang, "where"), where))
     rows.append((phrase(lang, "reference"), n.reference))
     return rows
 

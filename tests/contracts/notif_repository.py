@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from notif_worker.adapters.codecs import cursor_field
@@ -378,6 +379,42 @@ class NotifRepositoryContract:
         await self.record(read, cancel, reminders=("drop", ()), now=at)
         async with uow() as repo:
             assert await repo.claim_due_reminder(later - timedelta(hours=1)) is None
+
+    async def test_a_reminder_names_the_provider_a_move_assigned_and_a_sent_one_stays_sent(
+        self, read: UnitOfWork, uow: UnitOfWork
+    ) -> None:
+        at = moment()
+        start = at + timedelta(days=5)
+        room1, room2 = ("r-1", "Dental 1", "dental room"), ("r-2", "Dental 2", "dental room")
+        n = replace(
+            notice(at, start=start), provider_id="p-weber", provider_name="Dr Weber", resources=(room1,)
+        )
+        await self.record(read, n, reminders=("schedule", (2880, 120)), now=at)
+        async with uow() as repo:  # the 48 h one goes, naming Dr Weber
+            r = await repo.claim_due_reminder(start - timedelta(hours=47))
+            assert r is not None and r.offset_minutes == 2880
+            assert (r.notice.provider_id, r.notice.provider_name, r.notice.resources) == (
+                "p-weber",
+                "Dr Weber",
+                (room1,),
+            )
+            await repo.mark_reminder_sent(r.id, start - timedelta(hours=47))
+        # staff move it to Dr Okafor and Dental 2, at the same time
+        moved = replace(
+            notice(at, booking=n.booking_id, clinic=n.clinic_id, kind="rescheduled", version=2, start=start),
+            provider_id="p-okafor",
+            provider_name="Dr Okafor",
+            resources=(room2,),
+        )
+        await self.record(read, moved, reminders=("move", ()), now=at)
+        async with uow() as repo:
+            r = await repo.claim_due_reminder(start - timedelta(hours=1))
+            assert r is not None and r.offset_minutes == 120  # the sent 48 h one is not due again
+            assert (r.notice.provider_id, r.notice.provider_name, r.notice.resources) == (
+                "p-okafor",
+                "Dr Okafor",
+                (room2,),
+            )
 
     async def test_an_older_copy_does_not_move_reminders_back(
         self, read: UnitOfWork, uow: UnitOfWork

@@ -116,6 +116,38 @@ async def test_a_booking_mails_one_invitation_and_pushes_each_device_once_at_the
     assert len(await push_sandbox(api, "GET", f"/_sandbox/messages?token={android}")) == 1
 
 
+DENTAL = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e03"  # the demo's Happy Paws: one of Dr Weber / Dr Okafor
+
+
+async def test_the_confirmation_of_a_vets_booking_names_the_assigned_vet(api: Api):
+    """A Dental cleaning (the seed: one of two vets and the dental room), booked for "any available"
+    vet: the email, its calendar event and the push name the vet the server assigned, and the room."""
+    owner = await api.user()
+    r = await api.book(owner, await api.pet(owner), await api.unique_slot(DENTAL), service_id=DENTAL)
+    assert r.status_code == 201, r.text
+    hold = r.json()
+    vet = hold["provider"]["display_name"]
+    assert vet in ("Dr Weber", "Dr Okafor")
+    other = ({"Dr Weber", "Dr Okafor"} - {vet}).pop()
+    assert (await api.pay(hold["payment_url"])).status_code == 200
+    await api.wait_status(owner, hold["lock_id"], "CONFIRMED")
+
+    (mail,) = await mails_of(api, owner, 1)
+    body = mail.body()
+    assert f"Dental cleaning with {vet}" in body and other not in body
+    assert "(Dental room)" in body
+    _, event, _ = invitation(mail.message)
+    assert f"Dental cleaning with {vet}" in str(event["description"])
+    assert str(event["summary"]).startswith(f"Dental cleaning with {vet} for ")
+
+    async def pushed() -> list[dict[str, Any]] | None:
+        found = [n for n in await api.inbox(owner) if n["data"]["type"] == "booking.created"]
+        return found or None
+
+    (push,) = await eventually(pushed)
+    assert f"with {vet} at Happy Paws" in push["body"], push
+
+
 async def test_a_move_updates_the_same_event_and_a_cancellation_cancels_it(api: Api):
     owner, _, booking_id = await confirmed_booking(api)
     (first,) = await mails_of(api, owner, 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -167,6 +168,127 @@ def test_reminders_and_outcomes_carry_no_calendar_part() -> None:
         assert "text/calendar" not in {p.get_content_type() for p in msg.walk()}, kind
 
 
+# -- the assigned provider and resource items (issue 20) ------------------------------------------------
+
+WEBER = {
+    "provider_id": "9a1e0c7b-5d2f-4b8a-9c01-3e4f5a6b7c01",
+    "provider_name": "Dr Weber",
+    "resources": (("9a1e0c7b-5d2f-4b8a-9c01-3e4f5a6b7d01", "Dental room", "dental room"),),
+}
+
+
+def parts_of(n: BookingNotice) -> tuple[str, str, icalendar.Event]:
+    """(text body, HTML body, calendar event) of a booking email."""
+    msg = email.message_from_string(render(n, SENDER, "https://app.petpro.dev/bookings").as_string())
+    parts = {p.get_content_type(): p for p in msg.walk()}
+    text, page = (parts[t].get_payload(decode=True).decode() for t in ("text/plain", "text/html"))
+    event, _ = both_parsers(parts["text/calendar"].get_payload(decode=True))
+    return text, page, event
+
+
+@pytest.mark.parametrize("kind", ["created", "rescheduled", "cancelled"])
+def test_every_email_with_a_calendar_part_names_the_assigned_vet_and_room(kind: str) -> None:
+    n = notice(SPRING.replace(hour=10), kind=kind, service_name="Dental cleaning", **WEBER)
+    text, page, event = parts_of(n)
+    assert "Dental cleaning with Dr Weber" in text and "Dental cleaning with Dr Weber" in page
+    assert "Torstraße 1, 10119 Berlin (Dental room)" in text
+    assert str(event["summary"]) == "Dental cleaning with Dr Weber for Rex at Happy Paws"
+    assert str(event["description"]).splitlines()[0] == "Dental cleaning with Dr Weber"
+    assert str(event["location"]) == "Happy Paws, Torstraße 1, 10119 Berlin (Dental room)"
+
+
+def test_a_booking_without_a_provider_reads_as_before() -> None:
+    n = notice(SPRING.replace(hour=10))
+    text, _, event = parts_of(n)
+    assert " with " not in text and "(Dental room)" not in text
+    assert dict(mail_content(n).rows)["Service"] == "Check-up"
+    assert str(event["summary"]) == "Check-up for Rex at Happy Paws"
+    assert str(event["description"]).startswith(f"Reference: {n.reference}")
+    assert str(event["location"]) == "Happy Paws, Torstraße 1, 10119 Berlin"
+    _, body, _ = push_message(n)
+    assert body.startswith("Rex at Happy Paws, ")
+
+
+@pytest.mark.parametrize(
+    ("kind", "starts"),
+    [
+        ("created", "Rex with Dr Weber at Happy Paws, Sun, Mar 29"),
+        ("rescheduled", "Rex with Dr Weber at Happy Paws, now Sun, Mar 29"),
+        ("reminder", "With Dr Weber at Happy Paws, Sun, Mar 29"),
+        ("cancelled", "Rex with Dr Weber at Happy Paws, Sun, Mar 29"),
+        ("completed", "Rex with Dr Weber at Happy Paws, Sun, Mar 29"),
+    ],
+)
+def test_the_push_names_the_assigned_provider(kind: str, starts: str) -> None:
+    title, body, _ = push_message(notice(SPRING.replace(hour=10), kind=kind, **WEBER))
+    assert body.startswith(starts), body
+    assert "Dr Weber" not in title  # the title stays the service's
+
+
+def test_a_reminder_email_names_the_provider_too() -> None:
+    c = mail_content(notice(SPRING.replace(hour=10), kind="reminder", **WEBER))
+    assert dict(c.rows)["Service"] == "Check-up with Dr Weber"
+
+
+def test_a_german_owner_reads_bei_dr_weber_everywhere() -> None:
+    n = notice(SPRING.replace(hour=10), owner_locale="de-DE", service_name="Zahnreinigung", **WEBER)
+    rows = dict(mail_content(n).rows)
+    assert rows["Leistung"] == "Zahnreinigung bei Dr Weber"
+    assert rows["Wo"] == "Torstraße 1, 10119 Berlin (Dental room)"
+    text, _, event = parts_of(n)
+    assert "Zahnreinigung bei Dr Weber" in text
+    assert str(event["summary"]) == "Zahnreinigung bei Dr Weber für Rex bei Happy Paws"
+    assert str(event["description"]).splitlines()[:2] == [
+        "Zahnreinigung bei Dr Weber",
+        f"Referenz: {n.reference}",
+    ]
+    _, body, _ = push_message(n)
+    assert body.startswith("Rex bei Dr Weber, Happy Paws, So., 29. März"), body
+    _, body, _ = push_message(replace(n, kind="reminder"))
+    assert body.startswith("Bei Dr Weber, Happy Paws, "), body
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"), [("fr", "Check-up avec Dr Weber"), ("es", "Check-up con Dr Weber")]
+)
+def test_french_and_spanish_owners_read_the_provider_in_their_words(lang: str, words: str) -> None:
+    n = notice(SPRING.replace(hour=10), owner_locale=lang, **WEBER)
+    assert words in [v for _, v in mail_content(n).rows]
+    assert "Dr Weber" in push_message(n)[1]
+
+
+def test_rooms_without_an_address_are_where_the_visit_is() -> None:
+    n = notice(SPRING.replace(hour=10), clinic_address="", **WEBER)
+    assert dict(mail_content(n).rows)["Where"] == "Dental room"
+    _, _, event = parts_of(n)
+    assert str(event["location"]) == "Happy Paws, Dental room"
+
+
+def test_reminders_and_the_feed_keep_the_assignment_they_were_stored_with() -> None:
+    from notif_worker.adapters.repository import booking_data, notice_from, reminder_data
+
+    n = notice(SPRING.replace(hour=10), **WEBER)
+    for data in (reminder_data(n), booking_data(n)):
+        back = notice_from(
+            json.loads(json.dumps(data)),  # as the JSON column gives it back
+            event_id=n.event_id,
+            occurred_at=n.occurred_at,
+            booking_id=n.booking_id,
+            start=n.start,
+            end=n.end,
+        )
+        assert (back.provider_id, back.provider_name, back.resources) == (
+            WEBER["provider_id"],
+            "Dr Weber",
+            WEBER["resources"],
+        )
+    old = {k: v for k, v in reminder_data(n).items() if k not in ("provider_id", "provider", "resources")}
+    back = notice_from(
+        old, event_id=n.event_id, occurred_at=n.occurred_at, booking_id="b", start=n.start, end=n.end
+    )
+    assert (back.provider_name, back.resources) == ("", ())  # stored before: a capacity-only reading
+
+
 # -- language ------------------------------------------------------------------------------------------
 
 
@@ -208,7 +330,7 @@ def test_every_locale_has_every_phrase_and_placeholder() -> None:
         for key in keys:
             fields = {
                 f
-                for f in ("{service}", "{pet}", "{clinic}", "{amount}", "{at}", "{reason}")
+                for f in ("{service}", "{pet}", "{clinic}", "{amount}", "{at}", "{reason}", "{provider}")
                 if f in PHRASES["en"][key]
             }
             assert all(f in phrases[key] for f in fields), (lang, key)

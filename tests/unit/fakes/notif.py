@@ -152,10 +152,20 @@ class FakeNotifRepository:
                 )
         elif change[0] == "move":
             for r in self.store.reminders.values():
-                if r["booking_id"] == n.booking_id and r["notice"].start != n.start:
+                if r["booking_id"] != n.booking_id:
+                    continue
+                if r["notice"].start != n.start:
                     r["due"] = reminder_due(n.start, r["offset"])
                     r["state"] = "PENDING" if r["due"] > now else "DROPPED"
-                    r["notice"] = replace(r["notice"], start=n.start, end=n.end)
+                # what the message says follows the move (a staff move to another vet or room)
+                r["notice"] = replace(
+                    r["notice"],
+                    start=n.start,
+                    end=n.end,
+                    provider_id=n.provider_id,
+                    provider_name=n.provider_name,
+                    resources=n.resources,
+                )
         else:
             for r in self.store.reminders.values():
                 if r["booking_id"] == n.booking_id and r["state"] == "PENDING":
