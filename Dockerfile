@@ -34,6 +34,8 @@ ARG LOCALES="en de fr es"
 ARG TYPING_ONLY="stripe/params"
 ARG TWILIO_DOMAINS="api"
 COPY --from=requirements /requirements.txt /requirements.txt
+# SC2086: the word lists LOCALES and TYPING_ONLY are split into words on purpose
+# hadolint ignore=SC2086
 RUN python -m venv /opt/petpro \
  && /opt/petpro/bin/pip install --no-compile -r /requirements.txt \
  && /opt/petpro/bin/python -m pip uninstall -y pip setuptools wheel \

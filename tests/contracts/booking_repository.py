@@ -1424,6 +1424,7 @@ class SchedulingContract:
         _, svc, (weber, okafor), (room1, room2) = await self.scheduled_clinic(uow)
         pets = await BookingRepositoryContract.pets(uow, 4)
         first = self.scheduled_hold(svc, pets[0], weber, [room1])
+        first[0].owner_locale = "de-AT"  # what the owner's notifications are written in
         async with uow() as repo:
             assert await repo.insert_hold(*first) is None
             # the same vet at an overlapping time (another room, another pet): refused, nothing written
@@ -1449,11 +1450,12 @@ class SchedulingContract:
             got = await repo.reservation(first[0].lock_id)
             assert await repo.reservation(same_pet[0].lock_id) is None
         assert got is not None
-        assert (got.provider_id, got.assignment, got.resource_ids, got.unit) == (
+        assert (got.provider_id, got.assignment, got.resource_ids, got.unit, got.owner_locale) == (
             weber.id,
             "CHOSEN",
             (room1.id,),
             weber.seq,
+            "de-AT",
         )
 
     async def test_claims_follow_their_reservation(self, uow: UnitOfWork) -> None:

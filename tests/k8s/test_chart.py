@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from petpro.mesh import MESH
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "helm" / "petpro"
 KUBE_VERSION = "1.33"  # a current version among kubernetes-validate's bundled schemas
@@ -282,14 +284,11 @@ def test_migrations_and_topics_run_as_pre_install_and_pre_upgrade_hooks(variant)
         assert "topics" in jobs
     else:
         topics = {t["spec"]["topicName"]: t for t in by_kind(objs, "KafkaTopic")}
-        assert set(topics) == {
-            "booking.created",
-            "booking.created.dlq",
-            "booking.cancelled",
-            "booking.rescheduled",
-            "booking.completed",
-            "booking.no-show",
-        }
+        # every topic of the mesh manifest and its dead letters (account.deleted since account deletion)
+        assert set(topics) == set(MESH.topic_names())
+        assert {"booking.created", "booking.created.dlq", "booking.cancelled", "account.deleted"} <= set(
+            topics
+        )
         assert all(t["spec"]["partitions"] == 12 for t in topics.values())
     # whatever the hook pods need exists before them (hooks with lower weight), not as release objects
     sa = jobs["migrate"]["spec"]["template"]["spec"]["serviceAccountName"]

@@ -113,10 +113,10 @@ SELECT * FROM ("""
 # a scheduled hold: the reservation and every claim in one statement (all or nothing)
 INSERT_HOLD = """
 WITH ins AS (
-  INSERT INTO reservations (lock_id, owner_user_id, owner_email, owner_name, request_id, request_hash,
-    service_id, clinic_id, pet_id, unit, during, state, expires_at, amount_minor, currency, created_at, updated_at,
-    provider_id, assignment, resource_ids)
-  VALUES (%(lock_id)s, %(owner)s, %(owner_email)s, %(owner_name)s, %(request_id)s, %(request_hash)s,
+  INSERT INTO reservations (lock_id, owner_user_id, owner_email, owner_name, owner_locale, request_id,
+    request_hash, service_id, clinic_id, pet_id, unit, during, state, expires_at, amount_minor, currency, created_at,
+    updated_at, provider_id, assignment, resource_ids)
+  VALUES (%(lock_id)s, %(owner)s, %(owner_email)s, %(owner_name)s, %(owner_locale)s, %(request_id)s, %(request_hash)s,
     %(service_id)s, %(clinic_id)s, %(pet_id)s, %(unit)s, tstzrange(%(start)s, %(end)s), 'HELD', %(expires_at)s,
     %(amount_minor)s, %(currency)s, %(now)s, %(now)s, %(provider_id)s, %(assignment)s, %(resource_ids)s::uuid[])
   RETURNING lock_id)
@@ -512,6 +512,7 @@ class ScheduleQueries(Queries):
             "owner": res.owner_user_id,
             "owner_email": res.owner_email,
             "owner_name": res.owner_name,
+            "owner_locale": res.owner_locale,
             "request_id": res.request_id,
             "request_hash": res.request_hash,
             "service_id": res.service_id,
