@@ -99,9 +99,12 @@ class Fleet:
         return env
 
     def run(self, version: str, *argv: str) -> str:
+        # in the fleet's home, as the replicas: `python -c` / `-m` put the working directory first on
+        # sys.path, and the suite's (the new tree) would shadow the old version's PYTHONPATH
         result = subprocess.run(
-            [sys.executable, *argv], env=self.env(version), capture_output=True, text=True, timeout=300
-        )
+            [sys.executable, *argv], env=self.env(version), cwd=self.home, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
         assert result.returncode == 0, f"{version}: {' '.join(argv)}\n{result.stdout}{result.stderr}"
         return result.stdout + result.stderr
 
