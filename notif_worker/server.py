@@ -360,6 +360,8 @@ def build(
         ],
         on_shutdown=[feed.close],
         on_stop=[close],
+        # ready once the booking events consumer is in its group (bounded: see App.ready)
+        ready=[consumer.wait_joined],
     )
 
 

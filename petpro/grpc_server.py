@@ -80,6 +80,10 @@ class App:
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     interceptors: list[grpc.aio.ServerInterceptor] = field(default_factory=list)
+    # awaited after start: the server says SERVING once all of them returned (a consumer in its group),
+    # or after ``ready_timeout`` seconds whatever they say (a readiness gate, never a lock-out)
+    ready: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    ready_timeout: float = 20.0
 
 
 class Running:
@@ -145,11 +149,30 @@ async def start(app: App, port: int | None = None) -> Running:
     running = Running(app, server, health_servicer, bound)
     for task_factory in app.background:
         running.tasks.append(asyncio.create_task(_guard(app.name, task_factory)))
+    if app.ready:
+        for name in ("", *(reg.full_name for reg in app.services)):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        running.tasks.append(asyncio.create_task(_serving_when_ready(app, health_servicer, bound)))
+    else:
+        await _serving(app, health_servicer, bound)
+    return running
+
+
+async def _serving(app: App, health_servicer: health.aio.HealthServicer, bound: int) -> None:
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for reg in app.services:
         await health_servicer.set(reg.full_name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving", extra={"fields": {"addr": f"{app.settings.bind_host}:{bound}"}})
-    return running
+
+
+async def _serving_when_ready(app: App, health_servicer: health.aio.HealthServicer, bound: int) -> None:
+    """SERVING once every ``app.ready`` returned, or at ``app.ready_timeout`` (logged): a rolling
+    update then waits for a consumer to be in its group before it stops the next replica."""
+    try:
+        await asyncio.wait_for(asyncio.gather(*(ready() for ready in app.ready)), app.ready_timeout)
+    except TimeoutError:
+        log.warning("not ready in time, serving anyway", extra={"fields": {"timeout_s": app.ready_timeout}})
+    await _serving(app, health_servicer, bound)
 
 
 class _Wrapping:

@@ -12,7 +12,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 from opentelemetry.trace import StatusCode
 
@@ -36,6 +36,19 @@ class EventHandler(Protocol):
 
 
 ConsumerRecord = Any  # kafka-python's ConsumerRecord (untyped): topic, partition, offset, key, value, headers
+
+
+class _Joined(ConsumerRebalanceListener):
+    """Sets ``joined`` (on the loop) when the group gave this consumer its partitions (none, too)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, joined: asyncio.Event) -> None:
+        self.loop, self.joined = loop, joined
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:  # (kafka-python's IO thread)
+        self.loop.call_soon_threadsafe(self.joined.set)
 
 
 class BookingEventsConsumer:
@@ -102,6 +115,13 @@ class BookingEventsConsumer:
         self.recommit_every = recommit_every_seconds
         self._dlq_measured = float("-inf")
         self._topic_ids: dict[str, Any] = {}  # topic → the id it had when last measured
+        # set once the group has given this consumer its partitions: the replica's readiness, so a
+        # rolling update does not stop the next replica while the group is still rebalancing (the dev
+        # broker never finished a rebalance whose leader left in the middle of it)
+        self.joined = asyncio.Event()
+
+    async def wait_joined(self) -> None:
+        await self.joined.wait()
 
     async def run(self) -> None:
         # a run after a crash (the kit starts a crashed task again: its consumer died with the broker)
@@ -113,6 +133,12 @@ class BookingEventsConsumer:
             await asyncio.gather(*stale, return_exceptions=True)
         self._pending, self._tails = {}, {}
         consumer = await asyncio.to_thread(self.consumer_factory)
+        topics = consumer.subscription() if hasattr(consumer, "subscription") else None
+        if topics:
+            listener = _Joined(asyncio.get_running_loop(), self.joined)
+            await asyncio.to_thread(consumer.subscribe, topics=sorted(topics), listener=listener)
+        else:  # no group subscription (a test double): nothing to wait for
+            self.joined.set()
         clock = self.clock or asyncio.get_running_loop().time
         busy_until = measured = committed = float("-inf")
         recommitted = clock()

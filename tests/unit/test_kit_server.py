@@ -183,3 +183,37 @@ async def test_a_crashed_background_task_is_started_again() -> None:
 
     await asyncio.wait_for(_guard("test", flaky, first_backoff=0.001), timeout=60)
     assert runs == 3
+
+
+async def _health(channel: grpc.aio.Channel, name: str = "") -> int:
+    return (await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name))).status
+
+
+@pytest.mark.parametrize("joins", [True, False])
+async def test_not_serving_until_ready_or_its_timeout(joins: bool) -> None:
+    """A server with readiness conditions (notif: its consumer in its group) answers NOT_SERVING
+    until they are met, then SERVING; one never met gives way at ``ready_timeout``, never a lock-out."""
+    joined = asyncio.Event()
+    app = grpc_server.App(
+        name="test",
+        settings=_Settings(grace_seconds=0),
+        services=[
+            grpc_server.Registration(
+                auth_pb2_grpc.add_AuthServiceServicer_to_server, _Servicer(), "petpro.auth.v1.AuthService"
+            )
+        ],
+        ready=[joined.wait],
+        ready_timeout=3600 if joins else 0.2,
+    )
+    running = await grpc_server.start(app, port=0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            for name in ("", "petpro.auth.v1.AuthService"):
+                assert await _health(channel, name) == health_pb2.HealthCheckResponse.NOT_SERVING
+            if joins:
+                joined.set()
+            await asyncio.wait_for(running.tasks[-1], timeout=30)  # the readiness gate
+            for name in ("", "petpro.auth.v1.AuthService"):
+                assert await _health(channel, name) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        await running.stop(grace=0)
