@@ -186,7 +186,9 @@ async def test_a_crashed_background_task_is_started_again() -> None:
 
 
 async def _health(channel: grpc.aio.Channel, name: str = "") -> int:
-    return (await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name))).status
+    return (
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=name))
+    ).status
 
 
 @pytest.mark.parametrize("joins", [True, False])
