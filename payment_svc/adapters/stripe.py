@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import aiohttp
 import stripe
 
 from payment_svc.domain import (
@@ -55,14 +56,23 @@ class StripeGateway:
         tolerance_seconds: int = 300,
         timeout: float = 10.0,
     ) -> None:
+        # the SDK's aiohttp client (its session and connections kept for the gateway's life): a
+        # checkout session through the SDK's httpx client cost about 2.5 times the CPU (httpx,
+        # httpcore and anyio per request: 2.8 to 3.0 against 1.1 to 1.2 ms per create on the
+        # sandbox, same SDK calls); retries (max_network_retries) are the SDK's either way
+        self.http = stripe.AIOHTTPClient(timeout=aiohttp.ClientTimeout(total=timeout))
         self.client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base} if api_base else None,
-            http_client=stripe.HTTPXClient(timeout=timeout),
+            http_client=self.http,
             max_network_retries=2,
         )
         self.webhook_secret = webhook_secret
         self.tolerance = tolerance_seconds
+
+    async def close(self) -> None:
+        """Close the HTTP session (its pooled connections)."""
+        await self.http.close_async()
 
     async def create_session(
         self, payment: Payment, description: str, success_url: str, cancel_url: str, idempotency_key: str
