@@ -5,6 +5,7 @@ inbox, preferences, calendar feed and SMS number, the clinics' quiet hours and S
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from notif_worker.adapters.repository import NotifRepository
 from notif_worker.adapters.sms import TWILIO_API_BASE, TwilioSms
 from notif_worker.adapters.tables import SCHEMA
 from notif_worker.domain import QuietHours
+from notif_worker.domain.wording import preload
 from notif_worker.handlers import (
     AccountErasure,
     CalendarHandlers,
@@ -195,6 +197,11 @@ def sms_sender(settings: NotifSettings) -> TwilioSms | None:
     )
 
 
+async def preload_wording() -> None:
+    """Babel's locale data, loaded in a worker thread right after start (see ``wording.preload``)."""
+    await asyncio.to_thread(preload)
+
+
 def build(
     settings: NotifSettings,
     *,
@@ -343,6 +350,7 @@ def build(
             ),
         ],
         background=[
+            preload_wording,  # once, off the event loop: the first events do not pay for it
             fanout.run,
             consumer.run,
             *erasure,

@@ -37,6 +37,12 @@ class PaymentRepository(Protocol):
         """Store the checkout session on a payment that has none (None: it has one already)."""
         ...
 
+    async def settle(self, payment_id: uuid.UUID, order_id: str, now: datetime) -> Payment | None:
+        """Record the order a SUCCEEDED or REFUNDED payment nobody settled yet fulfilled, ``now`` its
+        settlement and change time; the stored payment, or None when it is not such a payment
+        (unknown, settled already, not paid): nothing changed then."""
+        ...
+
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         """True the first time an event id is seen; False for a duplicate delivery."""
         ...

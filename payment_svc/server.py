@@ -83,7 +83,11 @@ def build(
         uow, read = db.repositories(PaymentRepository)
         on_stop.append(db.close)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
-    handlers = PaymentHandlers(uow, gateway or make_gateway(settings), public_base_url=public, read=read)
+    if gateway is None:
+        stripe_gateway = make_gateway(settings)
+        on_stop.append(stripe_gateway.close)
+        gateway = stripe_gateway
+    handlers = PaymentHandlers(uow, gateway, public_base_url=public, read=read)
     grace = timedelta(seconds=settings.reconcile_grace_seconds)
     if erasing:
         background.append(

@@ -131,13 +131,13 @@ class SmtpClient:
 
     async def send(
         self,
-        message: Message,
+        message: Message | bytes,
         sender: str,
         recipients: Sequence[str],
         *,
         attributes: Mapping[str, str] | None = None,
     ) -> None:
-        """Send ``message`` (rendered by the caller) from ``sender`` (a From header's value) to
+        """Send ``message`` (rendered by the caller, or already serialised) from ``sender`` (a From header's value) to
         ``recipients``; ``attributes`` go on the CLIENT span ("smtp send") with the server's address."""
         span_attributes: dict[str, str | int] = {
             "server.address": self.endpoint.host,
@@ -148,7 +148,8 @@ class SmtpClient:
             "smtp send", kind=SpanKind.CLIENT, attributes=span_attributes
         ):
             try:
-                await self._send(message.as_bytes(), envelope_address(sender), list(recipients))
+                raw = message if isinstance(message, bytes) else message.as_bytes()
+                await self._send(raw, envelope_address(sender), list(recipients))
             except (aiosmtplib.SMTPException, OSError) as exc:
                 raise classify(exc) from exc
 

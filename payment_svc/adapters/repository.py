@@ -44,6 +44,13 @@ _SET_SESSION = (
     f"UPDATE {SCHEMA}.payments SET session_id = %(session_id)s, payment_url = %(payment_url)s,"
     f" updated_at = %(now)s WHERE id = %(id)s AND session_id IS NULL RETURNING {_COLUMNS}"
 )
+# settling a paid payment: one statement on the autocommit connection (the row's lock is the UPDATE's
+# own) instead of SELECT … FOR UPDATE and UPDATE in a transaction (four round trips)
+_SETTLE = (
+    f"UPDATE {SCHEMA}.payments SET settled_at = %(now)s, settled_order_id = %(order)s, updated_at = %(now)s"
+    " WHERE id = %(id)s AND settled_at IS NULL AND status IN ('SUCCEEDED', 'REFUNDED')"
+    f" RETURNING {_COLUMNS}"
+)
 _RECORD_EVENT = (
     f"INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id) VALUES (%s, %s, %s)"
     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
@@ -135,6 +142,12 @@ class PaymentRepository:
             {"id": payment_id, "session_id": session_id, "payment_url": payment_url, "now": now},
             "UPDATE",
         )
+        return _payment(r) if r else None
+
+    async def settle(self, payment_id: uuid.UUID, order_id: str, now: datetime) -> Payment | None:
+        """Settle a paid (or since refunded) payment nobody settled yet, in one statement; None when it
+        is not one (unknown, settled already, not paid)."""
+        r = await self._one(_SETTLE, {"id": payment_id, "order": order_id, "now": now}, "UPDATE")
         return _payment(r) if r else None
 
     async def by_request(self, request_id: str) -> Payment | None:

@@ -71,17 +71,19 @@ class Reconciliation:
         """Record that the order of a paid payment is fulfilled (its booking exists).  Idempotent per
         order id.  A payment refunded since (the booking cancelled before a late settle) is settled
         too: the order it paid for is still a fact."""
-        async with self.uow() as repo:
-            p = await repo.get(payment_id, for_update=True)
-            if p is None:
-                raise PaymentNotFound("payment not found")
-            if p.settled_at is not None:
-                if p.settled_order_id != order_id:
-                    raise AlreadySettled("payment already settled for another order")
-                return p
-            if p.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
-                raise NotPaid(f"payment is {p.status.value.lower()}, nothing to settle")
-            now = self.clock()
-            p.settled_at, p.settled_order_id = now, order_id
-            await repo.save(p, now)
-            return p
+        async with self.read() as repo:  # the settling UPDATE is its own transaction
+            while True:
+                settled = await repo.settle(payment_id, order_id, self.clock())
+                if settled is not None:
+                    return settled
+                # why not: unknown, settled already (for which order), not paid; or it became paid
+                # between the two statements (its webhook just applied): then settle it now
+                p = await repo.get(payment_id)
+                if p is None:
+                    raise PaymentNotFound("payment not found")
+                if p.settled_at is not None:
+                    if p.settled_order_id != order_id:
+                        raise AlreadySettled("payment already settled for another order")
+                    return p
+                if p.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+                    raise NotPaid(f"payment is {p.status.value.lower()}, nothing to settle")

@@ -66,7 +66,9 @@ class Sessions:
             created_at=now,
             updated_at=now,
         )
-        async with self.uow() as repo:
+        # one INSERT … ON CONFLICT: its own transaction on the autocommit connection (no BEGIN/COMMIT
+        # round trips); a retry's payment is read after it, committed
+        async with self.read() as repo:
             if not await repo.add(payment):
                 existing = await repo.by_request(cmd.request_id)
                 assert existing is not None

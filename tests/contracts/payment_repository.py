@@ -213,6 +213,34 @@ class PaymentRepositoryContract:
             assert await repo.get(p.id) == stored
             assert await repo.set_session(uuid.uuid4(), "cs_nobody", "https://x.test", later) is None
 
+    # -- settle -------------------------------------------------------------------------------------
+
+    async def test_settle_only_a_paid_payment_nobody_settled(self, uow: UnitOfWork) -> None:
+        at = moment()
+        paid = payment(at, status=PaymentStatus.SUCCEEDED)
+        refunded = payment(at, status=PaymentStatus.REFUNDED)
+        for status in (PaymentStatus.PENDING, PaymentStatus.EXPIRED, PaymentStatus.FAILED):
+            unpaid = payment(at, status=status)
+            await self.stored(uow, unpaid)
+            async with uow() as repo:
+                assert await repo.settle(unpaid.id, "booking-1", at) is None
+                assert await repo.get(unpaid.id) == unpaid
+        await self.stored(uow, paid, refunded)
+        later = at + timedelta(minutes=1)
+        async with uow() as repo:
+            settled = await repo.settle(paid.id, "booking-1", later)
+            assert await repo.settle(refunded.id, "booking-2", later) is not None
+        assert settled == Payment(
+            **{**paid.__dict__, "settled_at": later, "settled_order_id": "booking-1", "updated_at": later}
+        )
+        async with uow() as repo:
+            assert await repo.get(paid.id) == settled
+            # settled already (for this order or another): nothing changes
+            assert await repo.settle(paid.id, "booking-1", later + timedelta(minutes=1)) is None
+            assert await repo.settle(paid.id, "booking-9", later + timedelta(minutes=1)) is None
+            assert await repo.get(paid.id) == settled
+            assert await repo.settle(uuid.uuid4(), "booking-1", later) is None
+
     # -- record_event ---------------------------------------------------------------------------------
 
     async def test_record_event_is_true_once_per_event_id(self, uow: UnitOfWork) -> None:

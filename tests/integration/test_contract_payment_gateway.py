@@ -17,8 +17,6 @@ from tests.contracts.payment_gateway import PaymentGatewayContract
 
 pytestmark = [
     pytest.mark.integration,
-    # the SDK's own httpx client posts `data=<bytes>`, which httpx deprecates
-    pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning"),
 ]
 
 API_KEY = "sk_test_sandbox"
@@ -37,7 +35,7 @@ class TestStripeGateway(PaymentGatewayContract):
         self.sandbox = sandbox
         gateway = StripeGateway(API_KEY, SECRET, sandbox.url)
         yield gateway
-        await gateway.client._requestor._client.close_async()  # type: ignore[union-attr]
+        await gateway.close()
 
     async def pay(self, gateway: PaymentGateway, session_id: str) -> None:
         async with httpx.AsyncClient() as http:

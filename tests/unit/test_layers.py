@@ -22,6 +22,7 @@ IO = (
     "redis",
     "stripe",
     "aiosmtplib",
+    "aiohttp",
     "httpx",
     "petpro.db",
     "petpro.outbox",

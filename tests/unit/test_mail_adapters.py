@@ -4,6 +4,7 @@ use case, a permanent refusal MessageRefused, dead-lettered at once)."""
 
 from __future__ import annotations
 
+import email
 import uuid
 from datetime import UTC, datetime, timedelta
 from email.message import Message
@@ -84,9 +85,10 @@ async def test_the_booking_mail_goes_to_the_owner_with_the_events_ids() -> None:
     smtp = RecordingSmtp()
     n = booking()
     await SmtpMailer(smtp, "PetPro <bookings@petpro.dev>").send(n)  # type: ignore[arg-type]
-    [(msg, sender, rcpt, attributes)] = smtp.sent
+    [(raw, sender, rcpt, attributes)] = smtp.sent
     assert (sender, rcpt) == ("PetPro <bookings@petpro.dev>", ["o@example.test"])
     assert attributes == {"petpro.booking_id": n.booking_id, "petpro.event_id": str(n.event_id)}
+    msg = email.message_from_bytes(raw)  # sent serialised (render_bytes)
     assert msg["Message-ID"] == f"<{n.event_id}.booking-confirmed@petpro.dev>"
 
 

@@ -426,3 +426,14 @@ def test_subjects_survive_the_wire_in_any_language(subject: str) -> None:
     assert str(parsed["Subject"]) == subject.replace("\u202f", " ")
     assert all(len(line) <= 998 for line in msg.as_string().splitlines())  # RFC 5322's hard limit
     assert all(len(word) <= 75 for word in encoded_word(subject).split())  # RFC 2047's
+
+
+def test_preload_loads_every_spoken_languages_locale_data_up_front() -> None:
+    """The notif worker loads Babel's locale data at start (a background task), not inside the first
+    message in each language."""
+    import babel.localedata
+
+    from notif_worker.domain.wording import SUPPORTED, preload
+
+    preload()
+    assert set(SUPPORTED) <= set(babel.localedata._cache)

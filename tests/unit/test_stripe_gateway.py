@@ -178,13 +178,16 @@ async def test_a_retried_create_payment_session_sends_the_same_parameters_under_
     config = SandboxConfig(port=0, webhook_url=None, webhook_secret=SECRET)
     async with running_sandbox(config) as sandbox:
         gateway = FirstAnswerLost("sk_test_unit", SECRET, sandbox.url)
-        original = gateway.client.v1.checkout.sessions.create_async
+        original = gateway.client.raw_request_async
 
-        async def record(params, options):  # type: ignore[no-untyped-def]
-            sent.append((options["idempotency_key"], dict(params)))
-            return await original(params, options)
+        async def record(method, url, **params):  # type: ignore[no-untyped-def]
+            if url == "/v1/checkout/sessions" and method == "post":
+                sent.append(
+                    (params["idempotency_key"], {k: v for k, v in params.items() if k != "idempotency_key"})
+                )
+            return await original(method, url, **params)
 
-        monkeypatch.setattr(gateway.client.v1.checkout.sessions, "create_async", record)
+        monkeypatch.setattr(gateway.client, "raw_request_async", record)
         h = PaymentHandlers(
             payment_uow(store := PaymentStore()),
             gateway,

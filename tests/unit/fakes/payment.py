@@ -99,6 +99,15 @@ class FakePaymentRepository:
         p.session_id, p.payment_url, p.updated_at = session_id, payment_url, now
         return copy.deepcopy(p)
 
+    async def settle(self, payment_id: uuid.UUID, order_id: str, now: datetime) -> Payment | None:
+        p = self.store.payments.get(payment_id)
+        if p is None or p.settled_at is not None:
+            return None
+        if p.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.REFUNDED):
+            return None
+        p.settled_at, p.settled_order_id, p.updated_at = now, order_id, now
+        return copy.deepcopy(p)
+
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         if event_id in self.store.events:
             return False
