@@ -42,7 +42,7 @@ class _Watch:
     async def changed(self, timeout: float) -> bool:
         if self._changes.closed:
             return True
-        if not self._changes.listening:
+        if not self._changes.listening.is_set():
             timeout = min(timeout, self._changes.poll_seconds)
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
@@ -61,7 +61,7 @@ class PgReservationChanges:
         self.dsn = direct_url(url)
         self.poll_seconds = poll_seconds
         self.retry_seconds = retry_seconds
-        self.listening = False
+        self.listening = asyncio.Event()  # set while the LISTEN connection is up
         self.closed = False
         self._watches: dict[str, set[_Watch]] = {}
 
@@ -97,7 +97,7 @@ class PgReservationChanges:
             try:
                 async with await psycopg.AsyncConnection.connect(self.dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    self.listening = True
+                    self.listening.set()
                     self._wake_all()  # a change may have come while nobody listened
                     async for note in conn.notifies():
                         self._wake(note.payload)
@@ -106,7 +106,7 @@ class PgReservationChanges:
             except Exception as exc:
                 log.warning("reservation changes: LISTEN connection lost: %s", exc)
             finally:
-                self.listening = False
+                self.listening.clear()
             await asyncio.sleep(self.retry_seconds)
 
     async def close(self) -> None:
