@@ -51,6 +51,10 @@ MOBILE_STATUS = {
 }
 
 
+def _no_wait(request: booking_pb2.GetReservationRequest) -> booking_pb2.GetReservationRequest:
+    return booking_pb2.GetReservationRequest(lock_id=request.lock_id, owner_user_id=request.owner_user_id)
+
+
 def client_address(context: grpc.aio.ServicerContext) -> str:
     """The end client's IP address as Envoy established it (``x-petpro-client-address``, which Envoy
     overwrites on every request with the address its X-Forwarded-For model trusts: see
@@ -92,6 +96,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         # reservations whose payment succeeded (or was refunded): it never opens again, so the status
         # reads while the hold awaits its confirmation need no GetPayment (one RPC per poll)
         self._paid: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=PAID_SECONDS)
+        self._closing = asyncio.Event()  # set at shutdown: long-polls stop waiting
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
         return await self.authn.principal(context)
@@ -448,12 +453,37 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             lock_id=lock_id, wait_seconds=wait_seconds, owner_user_id=me.user_id
         )
         if wait_seconds > 0:  # a long-poll: booking answers by then, give it the usual time on top
-            r = await call(functools.partial(self.stubs.booking.GetReservation, timeout=timeout), request)
+            r = await self._long_poll(request, timeout)
         else:
             r = await call(self.stubs.booking.GetReservation, request)
         if r.reservation.owner_user_id != me.user_id:
             raise NotFound("reservation not found", reason="RESERVATION_NOT_FOUND")
         return r.reservation
+
+    async def _long_poll(
+        self, request: booking_pb2.GetReservationRequest, timeout: float | None
+    ) -> booking_pb2.GetReservationResponse:
+        """Booking's long-poll; when this edge begins to shut down (:meth:`close`) it is cut short and
+        the reservation read as it is, so the drain need not wait for the longest wait."""
+        rpc = functools.partial(self.stubs.booking.GetReservation, timeout=timeout)
+        if self._closing.is_set():
+            return await call(self.stubs.booking.GetReservation, _no_wait(request))
+        polled = asyncio.ensure_future(call(rpc, request))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((polled, closing), return_when=asyncio.FIRST_COMPLETED)
+            answered = polled.done()
+        finally:  # (also when our caller went away: booking's wait is cancelled with it)
+            closing.cancel()
+            if not polled.done():
+                polled.cancel()
+        if answered:
+            return polled.result()
+        return await call(self.stubs.booking.GetReservation, _no_wait(request))
+
+    def close(self) -> None:
+        """Shutdown begins: the long-polls in flight answer now, with the reservation as it is."""
+        self._closing.set()
 
     async def GetReservation(
         self, request: mobile_pb2.GetReservationRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -4,6 +4,7 @@ Fakes of the upstream stubs record every call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -210,3 +211,45 @@ async def test_a_read_without_wait_asks_booking_for_no_wait() -> None:
     await _get(MobileServicer(stubs))
     [(asked, timeout)] = booking.asked
     assert asked.wait_seconds == 0 and timeout is None
+
+
+class WaitingBooking(LongPollBooking):
+    """Booking whose long-poll waits until cancelled; a read without wait answers at once."""
+
+    def __init__(self, rec: Recorder, state: int) -> None:
+        super().__init__(rec, state)
+        self.waiting = asyncio.Event()
+        self.cancelled = False
+
+    async def GetReservation(  # type: ignore[override]
+        self, request: booking_pb2.GetReservationRequest, timeout: float | None = None
+    ) -> booking_pb2.GetReservationResponse:
+        self.asked.append((request, timeout))
+        if request.wait_seconds:
+            self.waiting.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+        return await FakeBooking.GetReservation(self, request)
+
+
+async def test_a_long_poll_in_flight_answers_at_once_when_the_edge_shuts_down() -> None:
+    """The drain need not wait for the longest wait: at shutdown the long-poll is cancelled at booking
+    and the reservation read as it is."""
+    rec = Recorder()
+    booking = WaitingBooking(rec, booking_pb2.RESERVATION_STATE_HELD)
+    stubs = Stubs(auth=FakeAuth(rec), booking=booking, payment=FakePayment(rec, PENDING), notification=None)  # type: ignore[arg-type]
+    servicer = MobileServicer(stubs)
+    poll = asyncio.ensure_future(
+        servicer.GetReservation(
+            mobile_pb2.GetReservationRequest(lock_id=LOCK, wait_seconds=25), Deadline(34.8)
+        )
+    )
+    await booking.waiting.wait()
+    servicer.close()
+    got = await poll
+    assert (got.status, got.payment_url) == ("PENDING_PAYMENT", PENDING.payment_url)
+    assert booking.cancelled
+    assert [asked.wait_seconds for asked, _ in booking.asked] == [25, 0]
