@@ -117,16 +117,20 @@ class MeshClient:
 
     async def wait_status(self, user: User, lock_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
         """Until the reservation reads ``status``: long-polls while it is PENDING_PAYMENT (one request
-        per change), reads every 50 ms otherwise (the long-poll waits only on a held reservation)."""
+        per change), reads every 50 ms otherwise (the long-poll waits only on a held reservation) or
+        when the server did not wait."""
         deadline = time.monotonic() + timeout
         while True:
-            left = deadline - time.monotonic()
-            res = await self.reservation(user, lock_id, wait=max(0, min(MAX_WAIT_SECONDS, int(left))))
+            asked = time.monotonic()
+            wait = max(0, min(MAX_WAIT_SECONDS, int(deadline - asked)))
+            res = await self.reservation(user, lock_id, wait=wait)
             if res["status"] == status:
                 return res
             if time.monotonic() > deadline:
                 raise AssertionError(f"status {status} not reached within {timeout}s (last: {res!r})")
-            if res["status"] != "PENDING_PAYMENT":
+            # not held any more (nothing to wait for), or a server that answered a long-poll at once
+            # (an older booking replica in a rolling upgrade): read again in 50 ms, as a poll would
+            if res["status"] != "PENDING_PAYMENT" or wait == 0 or time.monotonic() - asked < min(wait, 1):
                 await asyncio.sleep(0.05)
 
     async def cancel(

@@ -94,6 +94,7 @@ async function main(): Promise<void> {
   // a long-poll, not a polling loop: each GET waits (up to wait_seconds) for the hold to change
   const deadline = Date.now() + Number(process.env["PETPRO_WAIT_SECONDS"] ?? "120") * 1000;
   for (;;) {
+    const asked = Date.now();
     const held = await api.GET("/v1/reservations/{lock_id}", {
       headers: auth,
       params: { path: { lock_id: lockId }, query: { wait_seconds: 25 } },
@@ -110,6 +111,8 @@ async function main(): Promise<void> {
     }
     if (held.data.status !== "PENDING_PAYMENT") throw new Error(`the hold ended ${held.data.status}`);
     if (Date.now() > deadline) throw new Error("not paid in time");
+    // a server that did not wait (an older release during an upgrade): don't ask again at once
+    if (Date.now() - asked < 1000) await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 
