@@ -280,8 +280,10 @@ local function build_problem(status, content_type, raw, meta)
     domain = parsed.domain
     detail = parsed.detail
     violations = parsed.violations
-    if parsed.domain == "" and (parsed.code == 14 or parsed.code == 4) then
-      -- UNAVAILABLE / DEADLINE_EXCEEDED produced by Envoy for the gRPC upstream (no ErrorInfo)
+    if parsed.domain == "" and (parsed.code == 14 or parsed.code == 4 or parsed.code == 1) then
+      -- UNAVAILABLE / DEADLINE_EXCEEDED produced by Envoy for the gRPC upstream (no ErrorInfo), or
+      -- CANCELLED by an upstream that gave up on the call (a replica shutting down): retry later
+      if parsed.code == 1 then reason = "UNAVAILABLE" end
       detail = LOCAL_DETAILS[status] or detail
     elseif parsed.code == 2 or parsed.code == 13 or parsed.code == 15 then
       -- UNKNOWN / INTERNAL / DATA_LOSS: whatever their message says is for the logs, not the client

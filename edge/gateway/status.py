@@ -10,7 +10,11 @@ import grpc
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
+    # grpc-gateway says 499 (nginx's "client closed request"), but a response a client reads was never
+    # closed by that client: a CANCELLED that reaches one is a server giving up on the call, e.g. a
+    # replica that began shutting down as the call arrived.  Retry later, as petpro/upstream.py maps
+    # it for calls between services.
+    grpc.StatusCode.CANCELLED: 503,
     grpc.StatusCode.UNKNOWN: 500,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
@@ -44,7 +48,6 @@ TITLES: dict[int, str] = {
     422: "Unprocessable Content",
     429: "Too Many Requests",
     431: "Request Header Fields Too Large",
-    499: "Client Closed Request",
     500: "Internal Server Error",
     501: "Not Implemented",
     502: "Bad Gateway",

@@ -57,7 +57,14 @@ class BookingEventsConsumer:
 
     A stop (the background task cancelled on SIGTERM) lets the events already started finish and
     commits them before leaving the group, so the replica taking the partitions over does not deliver
-    them again."""
+    them again.
+
+    Only partitions this replica owns are committed.  In a rolling upgrade the group rebalances while
+    records are in flight: an offset finished after its partition moved, committed anyway, set the
+    group's offset back behind what the new owner had already done, and nothing moved it forward again
+    while no new event came (the lag stayed for ever).  And every ``recommit_every_seconds`` the
+    positions of the owned partitions with nothing in flight are committed again (what auto-commit
+    does), which heals an offset set back by anyone else, e.g. an older release's replica."""
 
     def __init__(
         self,
@@ -74,6 +81,7 @@ class BookingEventsConsumer:
         clock: Callable[[], float] | None = None,
         dlq_measure_seconds: float = 15.0,
         commit_every_seconds: float = 0.25,
+        recommit_every_seconds: float = 5.0,
     ) -> None:
         self.handlers = handlers
         self.consumer_factory = consumer_factory
@@ -91,6 +99,7 @@ class BookingEventsConsumer:
         self._pending: dict[TopicPartition, deque[tuple[int, asyncio.Task[None]]]] = {}
         self.dlq_measure_seconds = dlq_measure_seconds
         self.commit_every = commit_every_seconds
+        self.recommit_every = recommit_every_seconds
         self._dlq_measured = float("-inf")
         self._topic_ids: dict[str, Any] = {}  # topic → the id it had when last measured
 
@@ -106,12 +115,16 @@ class BookingEventsConsumer:
         consumer = await asyncio.to_thread(self.consumer_factory)
         clock = self.clock or asyncio.get_running_loop().time
         busy_until = measured = committed = float("-inf")
+        recommitted = clock()
         failing = False  # the last commit failed (logged once per streak)
         fetch_wait = events.set_fetch_wait(consumer, self.idle_wait)
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}  # finished, not committed yet
         try:
             while True:
                 offsets.update(self._committable())
+                if clock() - recommitted >= self.recommit_every:
+                    recommitted = clock()
+                    offsets.update(await asyncio.to_thread(self._at_rest, consumer))
                 # at most one commit (a broker round trip) per commit_every while events flow: a
                 # commit after every 10 ms poll cost more than the events; a crash redelivers at
                 # most that much more, and the deliveries' claims make a copy send nothing twice
@@ -120,7 +133,7 @@ class BookingEventsConsumer:
                     # clock could already count time the next commit should have had
                     committed = clock()
                     try:  # after processing: at-least-once
-                        await asyncio.to_thread(consumer.commit, offsets)
+                        await asyncio.to_thread(self._commit_owned, consumer, offsets)
                         offsets, failing = {}, False
                     except KafkaError as exc:
                         # a rebalance in progress or just done, the coordinator moving or unreachable:
@@ -156,12 +169,36 @@ class BookingEventsConsumer:
             offsets.update(self._committable())
             if offsets:
                 try:
-                    await asyncio.to_thread(consumer.commit, offsets)
+                    await asyncio.to_thread(self._commit_owned, consumer, offsets)
                 except KafkaError as exc:  # leaving anyway: the partitions' next owner redoes them
                     log.warning("offset commit on stop failed: %r", exc)
             raise
         finally:
             await asyncio.to_thread(self._close, consumer)
+
+    @staticmethod
+    def _commit_owned(consumer: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        """Commit the offsets of the partitions this replica still owns; the others' belong to their
+        new owner, which reads them again from the group's offset (the claims drop the copies)."""
+        owned = consumer.assignment()
+        mine = {tp: om for tp, om in offsets.items() if tp in owned}
+        if mine:
+            consumer.commit(mine)
+
+    def _at_rest(self, consumer: KafkaConsumer) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The position of each owned partition with nothing in flight: everything before it is done."""
+        out = {}
+        for tp in consumer.assignment():
+            if self._pending.get(tp):
+                continue
+            try:
+                position = consumer.position(tp, timeout_ms=0)
+            except KafkaError as exc:  # an offset reset pending: nothing to say about it yet
+                log.debug("position of %s not read: %r", tp, exc)
+                continue
+            if position is not None:
+                out[tp] = OffsetAndMetadata(position, "", -1)
+        return out
 
     def _start(self, record: ConsumerRecord) -> None:
         previous = self._tails.get(record.key)

@@ -120,6 +120,8 @@ class FakeMobile(mobile_pb2_grpc.MobileServiceServicer):
             raise RuntimeError("secret internal detail")
         if request.token == "abort-internal":  # a status set by hand, bypassing the kit's mapping
             await context.abort(grpc.StatusCode.INTERNAL, "secret: psycopg.errors.DataError at pets.name")
+        if request.token == "abort-cancelled":  # what a replica answers a call racing its shutdown
+            await context.abort(grpc.StatusCode.CANCELLED, "")
         if request.token.startswith("fail:"):
             kind = Kind[request.token.removeprefix("fail:")]
             raise _error(kind, f"TEST_{kind.value}")
@@ -564,6 +566,14 @@ async def test_internal_and_unimplemented_errors(edge: Edge) -> None:
     assert body["reason"] == "INTERNAL" and "secret" not in body["detail"]
     body = _problem(await edge.client.get("/v1/me/notifications"), 501)
     assert body["reason"] == "UNIMPLEMENTED"
+
+
+async def test_an_upstream_that_cancels_the_call_is_a_503_to_retry(edge: Edge) -> None:
+    # a gRPC server cancels a call that arrives as it begins shutting down (before its GOAWAY reaches
+    # Envoy): the client closed nothing, so not grpc-gateway's 499 but "retry later"
+    resp = await edge.client.post("/v1/me/devices", json={"platform": 1, "token": "abort-cancelled"})
+    body = _problem(resp, 503)
+    assert body["reason"] == "UNAVAILABLE" and "retry later" in body["detail"]
 
 
 async def test_internal_status_message_never_reaches_the_client(edge: Edge) -> None:

@@ -46,7 +46,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 OLD_RELEASE = "6ef1ec7"  # the last landed release
 SLOTS = ("127.0.0.2", "127.0.0.3")  # two replicas of each service: two "pod" addresses
-GRACE_SECONDS = "3"
 ROLL_ORDER = ("auth", "payment", "booking", "notif", "edge")
 
 
@@ -90,7 +89,6 @@ class Fleet:
         env = {**os.environ, **MESH_ENV, **self.stack.env(), "PYTHONPATH": f"{root}:{root}/gen"}
         env["PETPRO_HOST"] = "127.0.0.1"
         for s in MESH.services:
-            env[f"{s.env_prefix}GRACE_SECONDS"] = GRACE_SECONDS
             port = self.stack.ctx.port(s.name)
             env[f"{s.name.upper()}_ADDR"] = "ipv4:" + ",".join(f"{ip}:{port}" for ip in SLOTS)
         if service is not None and slot is not None:
@@ -267,6 +265,33 @@ async def upgrade(port_bases: Any, tmp_path_factory: pytest.TempPathFactory) -> 
             shutil.rmtree(home, ignore_errors=True)
 
 
+def drain_state(env: dict[str, str]) -> str:
+    """What is left undelivered: booking's unsent outbox rows, and notif-worker's committed offset
+    against each partition's end (for the failure message)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from petpro.events import _last_offsets_plus_one
+
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        unsent = conn.execute(
+            "SELECT topic, count(*), min(created_at)::text FROM booking.outbox WHERE sent_at IS NULL GROUP BY topic"
+        ).fetchall()
+    c = KafkaConsumer(
+        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"].split(","),
+        group_id="notif-worker",
+        enable_auto_commit=False,
+    )
+    try:
+        parts = [
+            TopicPartition("booking.created", p) for p in c.partitions_for_topic("booking.created") or ()
+        ]
+        ends = _last_offsets_plus_one(c, parts)
+        offsets = {tp.partition: (c.committed(tp), ends[tp]) for tp in parts}
+    finally:
+        c.close(autocommit=False)
+    return f"unsent outbox rows {unsent}; booking.created partition: (committed, end) {offsets}"
+
+
 def migration_heads(database_url: str) -> dict[str, str]:
     """Each schema's applied revision."""
     from petpro.migrations import MIGRATED
@@ -365,7 +390,10 @@ async def test_a_rolling_upgrade_from_the_previous_release_loses_nothing(upgrade
             lag = group_lag(env["KAFKA_BOOTSTRAP_SERVERS"], "notif-worker", "booking.created")
             return pending == 0 and lag == 0
 
-        await eventually(drained, timeout=120, interval=0.5)
+        try:
+            await eventually(drained, timeout=120, interval=0.5)
+        except AssertionError as e:
+            raise AssertionError(f"not drained: {drain_state(env)}") from e
 
         def booking_mails() -> list[Any]:  # not the account verification mail the new auth sends
             return [m for m in list_messages(stack.ctx.mail_dir) if m.message["X-PetPro-Mail"] is None]

@@ -53,21 +53,31 @@ class FakeConsumer:
         self._fetcher = Fetcher()
         self.polled: queue.Queue[int] = queue.Queue()  # the fetch wait each poll ran with
         self.closed = False
+        self.owned: set[int] = set()  # the partitions of the records handed out (a test may revoke some)
+        self.positions: dict[int, int] = {}  # what position() answers (none by default)
 
     def poll(self, timeout_ms: int) -> dict[str, list[Record]]:
         self.polled.put(self._fetcher.config["fetch_max_wait_ms"])
         try:
-            return {"tp": self.batches.get(timeout=timeout_ms / 1000)}
+            batch = self.batches.get(timeout=timeout_ms / 1000)
         except queue.Empty:
             return {}
+        self.owned |= {r.partition for r in batch}
+        return {"tp": batch}
 
     def commit(self, offsets: dict[Any, Any]) -> None:
         self.commits.put({(tp.partition): om.offset for tp, om in offsets.items()})
 
     config = {"group_id": "notif-worker"}
 
-    def assignment(self) -> set[Any]:  # (the lag gauges read these)
-        return set()
+    def assignment(self) -> set[Any]:
+        return {TopicPartition(TOPIC, p) for p in self.owned}
+
+    def highwater(self, tp: Any) -> None:
+        return None
+
+    def position(self, tp: Any, timeout_ms: int | None = None) -> int | None:
+        return self.positions.get(tp.partition)
 
     def partitions_for_topic(self, topic: str) -> None:
         return None
@@ -155,6 +165,48 @@ async def test_offsets_are_committed_at_most_once_per_interval_and_none_is_lost(
     assert consumer.commits.empty()
     clock.now += 1
     assert await next_commit(consumer) == {0: 2, 1: 1}  # both, in one commit
+
+
+async def test_an_offset_finished_after_its_partition_moved_is_never_committed(running):
+    """A rebalance moved partition 0 away while its record was in flight: committing that record's
+    offset would set the group's offset back behind what the new owner already did (for ever, while no
+    new event comes); the new owner reads it again from the group's offset instead."""
+    _, consumer, handlers, clock = running
+    handlers.hold["moved"] = asyncio.Event()
+    consumer.batches.put([Record(0, 4, b"a", "moved")])
+    await next_poll(consumer)
+    await next_poll(consumer)  # in flight
+    consumer.owned.discard(0)  # the group gave partition 0 to another replica
+    consumer.batches.put([Record(1, 0, b"b", "stays")])
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "stays"
+    handlers.hold["moved"].set()
+    assert await asyncio.wait_for(handlers.finished.get(), 30) == "moved"
+    clock.now += 1
+    assert await next_commit(consumer) == {1: 1}
+    for _ in range(3):
+        await next_poll(consumer)
+    clock.now += 1
+    for _ in range(3):
+        await next_poll(consumer)
+    assert consumer.commits.empty()  # partition 0's offset 5 was dropped, not kept for later
+
+
+async def test_the_positions_of_owned_idle_partitions_are_committed_again(running):
+    """Every recommit interval the owned partitions with nothing in flight have their position
+    committed again: an offset another member set back (an older release's replica during a rolling
+    upgrade) comes forward again without a new event."""
+    worker, consumer, handlers, clock = running
+    consumer.batches.put([Record(0, 4, b"a", "a")])
+    await asyncio.wait_for(handlers.finished.get(), 30)
+    clock.now += 1
+    assert await next_commit(consumer) == {0: 5}
+    consumer.positions[0] = 5
+    clock.now = worker.recommit_every - 0.5  # (the interval runs from the start) not yet
+    for _ in range(3):
+        await next_poll(consumer)
+    assert consumer.commits.empty()
+    clock.now = worker.recommit_every
+    assert await next_commit(consumer) == {0: 5}
 
 
 async def test_one_keys_records_stay_in_order_across_polls(running):
