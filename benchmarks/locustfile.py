@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import time
 import uuid
 
 import requests
@@ -79,10 +78,13 @@ class PetOwner(HttpUser):
             headers={"Accept": "application/json"},
             timeout=10,
         )
-        for _ in range(50):
+        for _ in range(3):  # the app long-polls: each GET waits (up to 25 s) for the hold to change
             res = self.client.get(
-                f"/v1/reservations/{held['lock_id']}", headers=self.headers, name="/v1/reservations/{id}"
+                f"/v1/reservations/{held['lock_id']}",
+                params={"wait_seconds": 25},
+                headers=self.headers,
+                name="/v1/reservations/{id}?wait_seconds",
+                timeout=35,
             ).json()
             if res.get("status") != "PENDING_PAYMENT":
                 break
-            time.sleep(0.2)  # the app polls; gevent makes this cooperative

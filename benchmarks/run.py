@@ -43,7 +43,7 @@ from petpro.settings import BackingSettings, StackSettings
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc, events_pb2
 from petpro_api.common.v1 import money_pb2
 from petpro_api.notification.v1 import clinic_feed_pb2, clinic_feed_pb2_grpc
-from petpro_dev.client import MeshClient, User, eventually
+from petpro_dev.client import MAX_WAIT_SECONDS, MeshClient, User, eventually
 from petpro_dev.devstack import ExtraReplica, Stack, default_components, stack_metrics
 from petpro_dev.devstack.mail import list_messages
 from petpro_dev.devstack.process import free_port
@@ -834,11 +834,12 @@ class Bench:
         api = MeshClient(http)
         owners = [await self.owner(http) for _ in range(self.p.flow_clients)]
 
-        reads = (
-            0  # GetReservation polls until CONFIRMED (every 50 ms, as petpro_dev.client polls): in the CPU
-        )
+        # status reads until CONFIRMED: a long-poll (GET /v1/reservations/{id}?wait_seconds=25, as
+        # petpro_dev.client and the typed example wait), answered when the webhook confirms; in the CPU
+        reads = 0
 
         async def flow(owner: tuple[User, str]) -> int:
+            nonlocal reads
             user, pet = owner
             done = 0
             deadline = time.perf_counter() + self.p.duration * 2
@@ -849,13 +850,14 @@ class Bench:
                 held = r.json()
                 await api.pay(held["payment_url"])
 
-                async def confirmed(lock: str = held["lock_id"]) -> dict[str, Any] | None:
-                    nonlocal reads
+                for _ in range(3):
                     reads += 1
-                    res = await api.reservation(user, lock)
-                    return res if res["status"] == "CONFIRMED" else None
-
-                await eventually(confirmed, 30)
+                    res = await api.reservation(user, held["lock_id"], wait=MAX_WAIT_SECONDS)
+                    if res["status"] == "CONFIRMED":
+                        break
+                    assert res["status"] == "PENDING_PAYMENT", res
+                else:
+                    raise AssertionError(f"not confirmed in {3 * MAX_WAIT_SECONDS}s: {res}")
                 done += 1
             return done
 

@@ -366,6 +366,30 @@ class BookingRepository(Protocol):
 UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
 
 
+class ReservationWatch(Protocol):
+    """One watch of one reservation (:meth:`ReservationChanges.watch`)."""
+
+    @property
+    def ended(self) -> bool:
+        """The watching stopped (the service shuts down): answer with what there is now."""
+        ...
+
+    async def changed(self, timeout: float) -> bool:
+        """True as soon as the reservation's state may have changed since the watch began (or since
+        the last True): a committed change, or changes the watcher may have missed (it lost its
+        connection).  False after ``timeout`` seconds without one."""
+        ...
+
+
+class ReservationChanges(Protocol):
+    """Committed state changes of reservations, whichever replica committed them: GetReservation's
+    long-poll waits on them instead of reading again and again."""
+
+    def watch(self, lock_id: uuid.UUID) -> AbstractAsyncContextManager[ReservationWatch]:
+        """Changes count from entering the block: read the reservation inside it, then wait."""
+        ...
+
+
 class EventEncoder(Protocol):
     """The serialized BookingCreated event for the outbox; ``sched`` (the clinic's providers and items,
     for the names of the assignment) is passed only for a booking with a provider or items."""

@@ -15,6 +15,7 @@ from booking_svc.adapters.refunds import PaymentRefunds
 from booking_svc.adapters.refusals import SqlRecheck
 from booking_svc.adapters.repository import BookingRepository
 from booking_svc.adapters.tables import SCHEMA
+from booking_svc.adapters.watch import PgReservationChanges
 from booking_svc.domain import OPEN_REFUND_STATES
 from booking_svc.handlers import (
     CatalogHandlers,
@@ -25,7 +26,7 @@ from booking_svc.handlers import (
     RefundHandlers,
     ReservationHandlers,
 )
-from booking_svc.ports import RefundPort, UnitOfWork
+from booking_svc.ports import RefundPort, ReservationChanges, UnitOfWork
 from booking_svc.service import BookingServicer, ClinicAdminServicer
 from booking_svc.service.refusals import TakenSlots
 from petpro import events, grpc_client, grpc_server, mesh, telemetry
@@ -67,12 +68,15 @@ def build(
     uow: UnitOfWork | None = None,
     read: UnitOfWork | None = None,
     refunds: RefundPort | None = None,
+    changes: ReservationChanges | None = None,
 ) -> grpc_server.App:
-    """The booking service.  Tests pass fakes of the ports (``uow``/``read``, ``refunds``) instead of the
-    database and the payment service; the outbox relay then has nothing to relay and is not started."""
+    """The booking service.  Tests pass fakes of the ports (``uow``/``read``, ``refunds``, ``changes``)
+    instead of the database and the payment service; the outbox relay then has nothing to relay and is
+    not started (and without ``changes`` GetReservation answers at once: no long-poll)."""
     background: list[Callable[[], Awaitable[None]]] = []
     erasing = False
     on_stop: list[Callable[[], Awaitable[None]]] = []
+    on_shutdown: list[Callable[[], Awaitable[None]]] = []
     db: Database | None = None
     if uow is None:
         db = Database(
@@ -89,6 +93,11 @@ def build(
             end_offsets=end_offsets,
         )
         background.append(relay.run)
+        # GetReservation's long-poll: committed state changes from PostgreSQL (LISTEN), any replica's
+        pg_changes = PgReservationChanges(settings.url("database_url"))
+        background.append(pg_changes.run)
+        on_shutdown.append(pg_changes.close)  # waiting long-polls answer now, before the drain
+        changes = pg_changes
         erasing = True  # account.deleted is consumed with the database (not with test fakes)
         background.append(  # open refunds and the oldest one's age, for the alert rules
             StateAgeGauges(db, table="bookings", state="refund_state", since="cancelled_at",
@@ -111,6 +120,7 @@ def build(
         encode_booking_created,
         hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
         traceparent=telemetry.current_traceparent,
+        changes=changes,
     )
     lifecycle = LifecycleHandlers(uow, read, encode_booking_change, traceparent=telemetry.current_traceparent)
     owners = OwnerHandlers(uow, read, lifecycle)
@@ -175,6 +185,7 @@ def build(
             ),
             *background,
         ],
+        on_shutdown=on_shutdown,
         on_stop=on_stop,
     )
 

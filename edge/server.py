@@ -83,6 +83,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
 
     async def end_streams() -> None:  # the dashboards' live streams end; browsers reconnect elsewhere/later
         http_deps.closing.set()
+        mobile.close()  # the reservation long-polls answer now (with the state as it is)
 
     async def close_channels() -> None:
         for ch in channels.values():

@@ -21,6 +21,9 @@ CHECKUP = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e01"  # 30 min, capacity 1
 VACCINATION = "5d6f8a10-3c2b-4f7e-8d91-0a1b2c3d4e02"  # 15 min, capacity 2
 
 
+MAX_WAIT_SECONDS = 25  # GetReservation's longest long-poll (wait_seconds)
+
+
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], timeout: float = 60.0, interval: float = 0.05
 ) -> T:
@@ -97,17 +100,38 @@ class MeshClient:
             payment_url, data={"card_number": card}, headers={"Accept": "application/json"}
         )
 
-    async def reservation(self, user: User, lock_id: str) -> dict[str, Any]:
-        r = await self.c.get(f"/v1/reservations/{lock_id}", headers=user.auth)
+    async def reservation(self, user: User, lock_id: str, wait: int = 0) -> dict[str, Any]:
+        """The reservation; with ``wait`` (seconds, at most 25) a long-poll: while it is
+        PENDING_PAYMENT the answer comes when its status changes, or after ``wait`` as it is."""
+        if wait > 0:
+            r = await self.c.get(
+                f"/v1/reservations/{lock_id}",
+                params={"wait_seconds": wait},
+                headers=user.auth,
+                timeout=wait + 10.0,
+            )
+        else:
+            r = await self.c.get(f"/v1/reservations/{lock_id}", headers=user.auth)
         assert r.status_code == 200, r.text
         return dict(r.json())
 
     async def wait_status(self, user: User, lock_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
-        async def probe() -> dict[str, Any] | None:
-            res = await self.reservation(user, lock_id)
-            return res if res["status"] == status else None
-
-        return await eventually(probe, timeout)
+        """Until the reservation reads ``status``: long-polls while it is PENDING_PAYMENT (one request
+        per change), reads every 50 ms otherwise (the long-poll waits only on a held reservation) or
+        when the server did not wait."""
+        deadline = time.monotonic() + timeout
+        while True:
+            asked = time.monotonic()
+            wait = max(0, min(MAX_WAIT_SECONDS, int(deadline - asked)))
+            res = await self.reservation(user, lock_id, wait=wait)
+            if res["status"] == status:
+                return res
+            if time.monotonic() > deadline:
+                raise AssertionError(f"status {status} not reached within {timeout}s (last: {res!r})")
+            # not held any more (nothing to wait for), or a server that answered a long-poll at once
+            # (an older booking replica in a rolling upgrade): read again in 50 ms, as a poll would
+            if res["status"] != "PENDING_PAYMENT" or wait == 0 or time.monotonic() - asked < min(wait, 1):
+                await asyncio.sleep(0.05)
 
     async def cancel(
         self, user: User, booking_id: str, reason: str = "", key: str | None = None

@@ -50,7 +50,7 @@ from booking_svc.domain import (
     subjects_of,
 )
 from booking_svc.handlers.catalog import CatalogHandlers
-from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, UnitOfWork
+from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, ReservationChanges, UnitOfWork
 from petpro.clock import utcnow
 from petpro.errors import DomainError
 
@@ -80,6 +80,7 @@ class ReservationHandlers:
         hold_ttl: timedelta,
         clock: Callable[[], datetime] = utcnow,
         traceparent: Callable[[], str] = lambda: "",
+        changes: ReservationChanges | None = None,
     ) -> None:
         self.uow = uow
         self.read = read
@@ -88,6 +89,7 @@ class ReservationHandlers:
         self.hold_ttl = hold_ttl
         self.clock = clock
         self.traceparent = traceparent
+        self.changes = changes  # None: GetReservation answers at once (no long-poll)
 
     async def reserve(self, cmd: ReserveCommand) -> Reservation:
         """Hold the lowest free unit of the slot: one statement (``BookingRepository.hold``) on the read
@@ -310,6 +312,26 @@ class ReservationHandlers:
         if res is None or (owner is not None and res.owner_user_id != owner):
             raise ReservationNotFound("reservation not found")
         res.state = res.effective_state(self.clock())
+        return res
+
+    async def await_reservation(
+        self, lock_id: uuid.UUID, owner: uuid.UUID | None, wait: timedelta
+    ) -> Reservation:
+        """GetReservation's long-poll: a HELD reservation is answered once it is no longer HELD (a
+        committed change, or its lapse at ``expires_at``, which writes nothing) or when ``wait`` is
+        over, whichever comes first; any other state at once.  One read per change, none while
+        waiting."""
+        if wait <= timedelta(0) or self.changes is None:
+            return await self.get_reservation(lock_id, owner)
+        deadline = self.clock() + wait
+        async with self.changes.watch(lock_id) as watch:
+            res = await self.get_reservation(lock_id, owner)
+            while res.state == ReservationState.HELD and not watch.ended:
+                step = (min(deadline, res.expires_at) - self.clock()).total_seconds()
+                if step <= 0:
+                    break
+                await watch.changed(step)
+                res = await self.get_reservation(lock_id, owner)
         return res
 
     async def confirm(self, lock_id: uuid.UUID, payment_id: uuid.UUID) -> Booking:

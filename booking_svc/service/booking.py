@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -30,6 +30,9 @@ from booking_svc.service.convert import (
 from booking_svc.service.refusals import TakenSlots
 from petpro.convert import dt, ts, uid
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
+
+# a long-poll answers this long before the caller's deadline (time for the last read and the answer)
+DEADLINE_MARGIN_SECONDS = 1.0
 
 
 class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
@@ -137,7 +140,13 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
         return await self.catalog.schedule(clinic_id)
 
     async def _reservation_pb(self, res: Reservation) -> booking_pb2.Reservation:
-        return reservation_pb(res, await self._sched(res.clinic_id, res.provider_id, res.resource_ids))
+        out = reservation_pb(res, await self._sched(res.clinic_id, res.provider_id, res.resource_ids))
+        # the service's name from the catalog memo, no round trip (ReserveSlot has just used it): the
+        # caller needs no GetService for the checkout's line item
+        cached = self.catalog.cached_service(res.service_id)
+        if cached is not None:
+            out.service_name = cached[1][0].name
+        return out
 
     async def _booking_pb(self, b: Booking, now: datetime | None = None) -> booking_pb2.Booking:
         return booking_pb(b, now, await self._sched(b.clinic_id, b.provider_id, b.resource_ids))
@@ -231,7 +240,16 @@ class BookingServicer(booking_pb2_grpc.BookingServiceServicer):
     async def GetReservation(
         self, request: booking_pb2.GetReservationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> booking_pb2.GetReservationResponse:
-        res = await self.reservations.get_reservation(uid(request.lock_id, "lock_id"), None)
+        wait = float(request.wait_seconds)
+        if wait > 0:  # never past the caller's deadline: answer with what there is a little before it
+            left = context.time_remaining()
+            if left is not None:
+                wait = min(wait, left - DEADLINE_MARGIN_SECONDS)
+        res = await self.reservations.await_reservation(
+            uid(request.lock_id, "lock_id"),
+            uid(request.owner_user_id, "owner_user_id") if request.owner_user_id else None,
+            timedelta(seconds=max(wait, 0.0)),
+        )
         return booking_pb2.GetReservationResponse(reservation=await self._reservation_pb(res))
 
     async def ConfirmBooking(

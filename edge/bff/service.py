@@ -9,6 +9,7 @@ interceptor passes the internal services' rich status through.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ SERVICE_NAME_SECONDS = 60.0
 # a payment in one of these states never becomes payable again (a hold's status reads skip GetPayment)
 PAID = frozenset({payment_pb2.PAYMENT_STATUS_SUCCEEDED, payment_pb2.PAYMENT_STATUS_REFUNDED})
 PAID_SECONDS = 3600.0  # longer than any hold waits for its confirmation
+# GetReservation's long-poll: booking is asked to answer this long before our own deadline, and the
+# call to it gets the channel's usual time on top of the wait
+WAIT_MARGIN_SECONDS = 2.0
+UPSTREAM_SECONDS = 5.0
 
 # uuid5 namespace turning a client's Idempotency-Key into the internal request ids (AIP-155)
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f6f1d1e-6a8c-4d7e-9b2e-5e1b8f0c2a11")
@@ -44,6 +49,10 @@ MOBILE_STATUS = {
     booking_pb2.RESERVATION_STATE_FAILED: "FAILED",
     booking_pb2.RESERVATION_STATE_CANCELLED: "CANCELLED",
 }
+
+
+def _no_wait(request: booking_pb2.GetReservationRequest) -> booking_pb2.GetReservationRequest:
+    return booking_pb2.GetReservationRequest(lock_id=request.lock_id, owner_user_id=request.owner_user_id)
 
 
 def client_address(context: grpc.aio.ServicerContext) -> str:
@@ -87,6 +96,7 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
         # reservations whose payment succeeded (or was refunded): it never opens again, so the status
         # reads while the hold awaits its confirmation need no GetPayment (one RPC per poll)
         self._paid: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=PAID_SECONDS)
+        self._closing = asyncio.Event()  # set at shutdown: long-polls stop waiting
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:
         return await self.authn.principal(context)
@@ -402,7 +412,8 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
                 amount=res.amount,
                 customer_email=email,
                 customer_user_id=res.owner_user_id,
-                description=await self._service_name(res.service_id),
+                # booking names the service in the reservation (no GetService); an older booking does not
+                description=res.service_name or await self._service_name(res.service_id),
                 expires_at=res.expires_at,
             ),
         )
@@ -435,17 +446,57 @@ class MobileServicer(mobile_pb2_grpc.MobileServiceServicer):
             self._paid[res.lock_id] = True
         return r.payment.payment_url if r.payment.status == payment_pb2.PAYMENT_STATUS_PENDING else ""
 
-    async def _own_reservation(self, lock_id: str, me: Principal) -> booking_pb2.Reservation:
-        r = await call(self.stubs.booking.GetReservation, booking_pb2.GetReservationRequest(lock_id=lock_id))
+    async def _own_reservation(
+        self, lock_id: str, me: Principal, wait_seconds: int = 0, timeout: float | None = None
+    ) -> booking_pb2.Reservation:
+        request = booking_pb2.GetReservationRequest(
+            lock_id=lock_id, wait_seconds=wait_seconds, owner_user_id=me.user_id
+        )
+        if wait_seconds > 0:  # a long-poll: booking answers by then, give it the usual time on top
+            r = await self._long_poll(request, timeout)
+        else:
+            r = await call(self.stubs.booking.GetReservation, request)
         if r.reservation.owner_user_id != me.user_id:
             raise NotFound("reservation not found", reason="RESERVATION_NOT_FOUND")
         return r.reservation
+
+    async def _long_poll(
+        self, request: booking_pb2.GetReservationRequest, timeout: float | None
+    ) -> booking_pb2.GetReservationResponse:
+        """Booking's long-poll; when this edge begins to shut down (:meth:`close`) it is cut short and
+        the reservation read as it is, so the drain need not wait for the longest wait."""
+        rpc = functools.partial(self.stubs.booking.GetReservation, timeout=timeout)
+        if self._closing.is_set():
+            return await call(self.stubs.booking.GetReservation, _no_wait(request))
+        polled = asyncio.ensure_future(call(rpc, request))
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((polled, closing), return_when=asyncio.FIRST_COMPLETED)
+            answered = polled.done()
+        finally:  # (also when our caller went away: booking's wait is cancelled with it)
+            closing.cancel()
+            if not polled.done():
+                polled.cancel()
+        if answered:
+            return polled.result()
+        return await call(self.stubs.booking.GetReservation, _no_wait(request))
+
+    def close(self) -> None:
+        """Shutdown begins: the long-polls in flight answer now, with the reservation as it is."""
+        self._closing.set()
 
     async def GetReservation(
         self, request: mobile_pb2.GetReservationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> mobile_pb2.GetReservationResponse:
         me = await self._principal(context)
-        res = await self._own_reservation(request.lock_id, me)
+        wait = float(request.wait_seconds)
+        timeout = wait + UPSTREAM_SECONDS
+        if wait > 0:  # a long-poll, never past our own deadline (Envoy's route gives it the time)
+            left = context.time_remaining()
+            if left is not None:
+                wait = min(wait, left - WAIT_MARGIN_SECONDS)
+                timeout = min(timeout, left)
+        res = await self._own_reservation(request.lock_id, me, max(int(wait), 0), timeout)
         payment_url = await self._open_payment_url(res)
         return mobile_pb2.GetReservationResponse(
             lock_id=res.lock_id,

@@ -508,14 +508,17 @@ def _grpc_routes(
 ) -> list[Route]:
     """Routes matched AFTER the transcoder rewrote :path to the gRPC method (it clears the route
     cache), so timeouts and retries are per RPC.  Retries only for the methods the protos declare
-    idempotent: any other call may have reached the service before the connection broke."""
+    idempotent: any other call may have reached the service before the connection broke.  A long-poll
+    (``max_wait_seconds`` in its policy) gets that much more time than the others: its wait, then the
+    usual time to answer."""
     out = []
     seen: set[str] = set()
     for r in routes:
         if r.grpc_path in seen:
             continue
         seen.add(r.grpc_path)
-        action = RouteAction(cluster=clusters[r.service], timeout=_seconds(timeout))
+        limit = timeout + r.max_wait_seconds
+        action = RouteAction(cluster=clusters[r.service], timeout=_seconds(limit))
         if r.idempotent and retries > 0:
             action.retry_policy = RetryPolicy(
                 retry_on="unavailable,connect-failure,refused-stream,reset-before-request",
@@ -528,7 +531,7 @@ def _grpc_routes(
                 route=action,
                 # the service sees the deadline too (slightly shorter than Envoy's, so it answers
                 # DEADLINE_EXCEEDED itself rather than being cut off)
-                request_headers_to_add=[_header("grpc-timeout", f"{max(int(timeout * 1000) - 200, 100)}m")],
+                request_headers_to_add=[_header("grpc-timeout", f"{max(int(limit * 1000) - 200, 100)}m")],
             )
         )
     return out

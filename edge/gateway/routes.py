@@ -54,6 +54,7 @@ class RestRoute:
     public: bool = False
     idempotent: bool = False
     creates: bool = False
+    max_wait_seconds: int = 0  # a long-poll: how long a call may wait for a change (its route waits longer)
 
     @property
     def grpc_path(self) -> str:
@@ -110,7 +111,14 @@ def route_table(
                     verb = r.custom.kind if kind == "custom" else kind
                     out.append(
                         RestRoute(
-                            full, m.name, verb.upper(), path, policy.public, policy.idempotent, policy.creates
+                            full,
+                            m.name,
+                            verb.upper(),
+                            path,
+                            policy.public,
+                            policy.idempotent,
+                            policy.creates,
+                            policy.max_wait_seconds,
                         )
                     )
     missing = set(wanted) - found

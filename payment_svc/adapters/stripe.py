@@ -31,6 +31,25 @@ SUCCEEDED_EVENTS = frozenset(
 )
 FAILED_EVENTS = frozenset({"payment_intent.payment_failed", "checkout.session.async_payment_failed"})
 
+# The events PetPro's webhook endpoint subscribes to (its ``enabled_events``): what the fulfilment and
+# the payments' states need, and nothing else.  A paid Checkout is then ONE delivery
+# (checkout.session.completed, which also carries the payment intent's id): payment_intent.succeeded,
+# which Stripe would send next to it, is left out.  If it arrives anyway (an endpoint subscribed to
+# "*"), it is verified, recorded and acknowledged, and confirms nothing (edge.fulfilment).  The dev
+# stack's sandbox subscribes exactly these (petpro_dev.devstack); docs/operations.md registers a real
+# endpoint with them.
+WEBHOOK_EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    "payment_intent.payment_failed",
+    "charge.refunded",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+)
+
 
 def event_status(event_type: str, paid: bool, fully_refunded: bool = False) -> PaymentStatus | None:
     """What a Stripe event says about the payment (None: nothing to change).  A completed checkout

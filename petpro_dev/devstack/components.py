@@ -90,6 +90,10 @@ def _smtp_launch(ctx: Context) -> Launch:
 
 
 def _stripe_launch(ctx: Context) -> Launch:
+    # the webhook endpoint subscribes what payment_svc needs, as a real one is registered: one
+    # delivery per paid Checkout (checkout.session.completed), not two
+    from payment_svc.adapters.stripe import WEBHOOK_EVENTS
+
     h = ctx.settings.host
     return Launch(
         [
@@ -104,6 +108,8 @@ def _stripe_launch(ctx: Context) -> Launch:
             str(ctx.home),
             "--webhook-url",
             f"http://{h}:{ctx.port('envoy')}/webhooks/stripe",
+            "--enabled-events",
+            ",".join(WEBHOOK_EVENTS),
         ]
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import datetime
 
@@ -49,6 +50,41 @@ async def test_register_book_pay_confirm(api: Api):
     day = slot[:10]
     slots = (await api.c.get(f"/v1/services/{CHECKUP}/availability", params={"date": day})).json()["slots"]
     assert next(s for s in slots if s["start_time"] == slot)["free"] is False
+
+
+async def test_a_long_poll_through_the_rest_edge_answers_on_confirmation_and_at_its_timeout(api: Api):
+    """GET /v1/reservations/{id}?wait_seconds=N: a held reservation's answer waits for its change (the
+    payment's webhook confirms it: booking's trigger NOTIFYs, the replica waiting wakes) instead of
+    being polled; with nothing happening it answers PENDING_PAYMENT, with its checkout page, when the
+    wait is over.  Another owner's is 404 at once; more than 25 s is refused."""
+    owner = await api.user()
+    r = await api.book(owner, await api.pet(owner), await api.unique_slot())
+    assert r.status_code == 201, r.text
+    held = r.json()
+    url = f"/v1/reservations/{held['lock_id']}"
+
+    t = time.monotonic()
+    timed_out = await api.c.get(url, params={"wait_seconds": 1}, headers=owner.auth)
+    assert time.monotonic() - t >= 0.9  # it waited for the change that did not come
+    assert timed_out.status_code == 200, timed_out.text
+    assert (timed_out.json()["status"], timed_out.json()["payment_url"]) == (
+        "PENDING_PAYMENT",
+        held["payment_url"],
+    )
+
+    stranger = await api.user()
+    t = time.monotonic()
+    other = await api.c.get(url, params={"wait_seconds": 25}, headers=stranger.auth)
+    assert other.status_code == 404 and time.monotonic() - t < 10  # not found, not after a wait
+    too_long = await api.c.get(url, params={"wait_seconds": 26}, headers=owner.auth)
+    assert too_long.status_code == 400, too_long.text
+
+    t = time.monotonic()
+    poll = asyncio.create_task(api.reservation(owner, held["lock_id"], wait=25))
+    assert (await api.pay(held["payment_url"])).status_code == 200
+    res = await poll
+    assert (res["status"], res["payment_url"]) == ("CONFIRMED", "") and res["booking_id"]
+    assert time.monotonic() - t < 20  # answered by the confirmation, not by the end of its wait
 
 
 async def test_idempotency_key_replays_and_rejects_a_different_body(api: Api):

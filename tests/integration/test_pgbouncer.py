@@ -4,8 +4,8 @@ Debian's pgbouncer (``make test-tools``) sits in front of an embedded PostgreSQL
 ``pool_mode = transaction`` and FEWER server connections than the services open between them, so
 consecutive transactions of one service land on server connections another service used just before.
 Every service's ``DATABASE_URL`` points at PgBouncer with ``DATABASE_POOL_MODE=transaction``;
-``DATABASE_DIRECT_URL`` (the server itself) serves the migrations and the outbox relay's LISTEN
-(docs/operations.md "PgBouncer").  The suite's own booking flow (tests/e2e/test_booking_flow.py,
+``DATABASE_DIRECT_URL`` (the server itself) serves the migrations, the outbox relay's LISTEN and
+booking's (the reservation long-poll's) (docs/operations.md "PgBouncer").  The suite's own booking flow (tests/e2e/test_booking_flow.py,
 collected here with this module's ``api``) runs on that mesh, and a booking's event crosses Kafka
 to its notification.  What would break without the pooler settings: psycopg's automatic
 server-side prepared statements (``prepared statement "_pg3_0" does not exist`` on another server
@@ -33,6 +33,7 @@ from tests.e2e.conftest import Api, confirmed_booking, eventually, mails_to
 from tests.e2e.test_booking_flow import (  # noqa: F401
     test_200_concurrent_reservations_of_one_slot_have_exactly_one_winner,
     test_a_held_slot_cannot_be_booked_by_someone_else,
+    test_a_long_poll_through_the_rest_edge_answers_on_confirmation_and_at_its_timeout,
     test_capacity_two_takes_two_bookings_then_refuses,
     test_idempotency_key_replays_and_rejects_a_different_body,
     test_register_book_pay_confirm,

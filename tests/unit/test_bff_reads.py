@@ -4,6 +4,7 @@ Fakes of the upstream stubs record every call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -162,3 +163,93 @@ async def test_confirmed_reservation_needs_no_payment_read() -> None:
     r = await _get(servicer)
     assert r.status == "CONFIRMED" and r.payment_url == ""
     assert rec.calls == ["ValidateToken", "GetReservation"]
+
+
+class LongPollBooking(FakeBooking):
+    """Booking answering a long-poll: records each request and the deadline it was given."""
+
+    def __init__(self, rec: Recorder, state: int) -> None:
+        super().__init__(rec, state)
+        self.asked: list[tuple[booking_pb2.GetReservationRequest, float | None]] = []
+
+    async def GetReservation(  # type: ignore[override]
+        self, request: booking_pb2.GetReservationRequest, timeout: float | None = None
+    ) -> booking_pb2.GetReservationResponse:
+        self.asked.append((request, timeout))
+        return await super().GetReservation(request)
+
+
+class Deadline(Context):
+    def __init__(self, left: float) -> None:
+        self.left = left
+
+    def time_remaining(self) -> float:
+        return self.left
+
+
+@pytest.mark.parametrize(("left", "wait"), [(34.8, 25), (9.8, 7)])
+async def test_a_long_poll_is_booking_s_own_within_the_callers_deadline(left: float, wait: int) -> None:
+    """GetReservation with wait_seconds asks booking to wait (for this owner's reservation only), never
+    past the edge's own deadline, and gives the call the time to; a confirmed answer reads no payment."""
+    rec = Recorder()
+    booking = LongPollBooking(rec, booking_pb2.RESERVATION_STATE_CONFIRMED)
+    stubs = Stubs(auth=FakeAuth(rec), booking=booking, payment=FakePayment(rec, PENDING), notification=None)  # type: ignore[arg-type]
+    got = await MobileServicer(stubs).GetReservation(
+        mobile_pb2.GetReservationRequest(lock_id=LOCK, wait_seconds=25), Deadline(left)
+    )
+    assert got.status == "CONFIRMED"
+    [(asked, timeout)] = booking.asked
+    assert (asked.lock_id, asked.wait_seconds, asked.owner_user_id) == (LOCK, wait, USER)
+    assert timeout is not None and wait < timeout <= left
+    assert rec.calls == ["ValidateToken", "GetReservation"]
+
+
+async def test_a_read_without_wait_asks_booking_for_no_wait() -> None:
+    rec = Recorder()
+    booking = LongPollBooking(rec, booking_pb2.RESERVATION_STATE_CONFIRMED)
+    stubs = Stubs(auth=FakeAuth(rec), booking=booking, payment=FakePayment(rec, PENDING), notification=None)  # type: ignore[arg-type]
+    await _get(MobileServicer(stubs))
+    [(asked, timeout)] = booking.asked
+    assert asked.wait_seconds == 0 and timeout is None
+
+
+class WaitingBooking(LongPollBooking):
+    """Booking whose long-poll waits until cancelled; a read without wait answers at once."""
+
+    def __init__(self, rec: Recorder, state: int) -> None:
+        super().__init__(rec, state)
+        self.waiting = asyncio.Event()
+        self.cancelled = False
+
+    async def GetReservation(  # type: ignore[override]
+        self, request: booking_pb2.GetReservationRequest, timeout: float | None = None
+    ) -> booking_pb2.GetReservationResponse:
+        self.asked.append((request, timeout))
+        if request.wait_seconds:
+            self.waiting.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+        return await FakeBooking.GetReservation(self, request)
+
+
+async def test_a_long_poll_in_flight_answers_at_once_when_the_edge_shuts_down() -> None:
+    """The drain need not wait for the longest wait: at shutdown the long-poll is cancelled at booking
+    and the reservation read as it is."""
+    rec = Recorder()
+    booking = WaitingBooking(rec, booking_pb2.RESERVATION_STATE_HELD)
+    stubs = Stubs(auth=FakeAuth(rec), booking=booking, payment=FakePayment(rec, PENDING), notification=None)  # type: ignore[arg-type]
+    servicer = MobileServicer(stubs)
+    poll = asyncio.ensure_future(
+        servicer.GetReservation(
+            mobile_pb2.GetReservationRequest(lock_id=LOCK, wait_seconds=25), Deadline(34.8)
+        )
+    )
+    await booking.waiting.wait()
+    servicer.close()
+    got = await poll
+    assert (got.status, got.payment_url) == ("PENDING_PAYMENT", PENDING.payment_url)
+    assert booking.cancelled
+    assert [asked.wait_seconds for asked, _ in booking.asked] == [25, 0]

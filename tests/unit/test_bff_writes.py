@@ -1,5 +1,6 @@
 """MobileService.CreateBooking: reserve, then open the checkout page; the service's name (the checkout
-line item) is looked up once per service, not once per booking."""
+line item) comes with the reservation (no GetService), and from an older booking that does not send it
+it is looked up once per service, not once per booking."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ SERVICE = str(uuid.uuid4())
 
 
 class FakeBooking:
-    def __init__(self, rec: Recorder) -> None:
+    def __init__(self, rec: Recorder, names: bool = False) -> None:
         self.rec = rec
         self.name = "Checkup"
+        self.names = names  # the reservation carries the service's name (booking since issue 24)
         self.reserved: list[booking_pb2.ReserveSlotRequest] = []
 
     async def ReserveSlot(self, request: booking_pb2.ReserveSlotRequest) -> booking_pb2.ReserveSlotResponse:
@@ -32,6 +34,7 @@ class FakeBooking:
                 state=booking_pb2.RESERVATION_STATE_HELD,
                 service_id=request.service_id,
                 amount=money_pb2.Money(amount_minor=4550, currency="EUR"),
+                service_name=self.name if self.names else "",
             )
         )
 
@@ -55,9 +58,11 @@ class FakePayment:
         )
 
 
-def _servicer(name_seconds: float = 60.0) -> tuple[MobileServicer, Recorder, FakeBooking, FakePayment]:
+def _servicer(
+    name_seconds: float = 60.0, names: bool = False
+) -> tuple[MobileServicer, Recorder, FakeBooking, FakePayment]:
     rec = Recorder()
-    booking, pay = FakeBooking(rec), FakePayment(rec)
+    booking, pay = FakeBooking(rec, names), FakePayment(rec)
     stubs = Stubs(auth=FakeAuth(rec), booking=booking, payment=pay, notification=None)  # type: ignore[arg-type]
     return MobileServicer(stubs, service_name_seconds=name_seconds), rec, booking, pay
 
@@ -85,6 +90,15 @@ async def test_a_renamed_service_reaches_the_checkout_once_the_name_expires() ->
     await _book(servicer)
     assert pay.descriptions == ["Checkup", "Annual checkup"]
     assert rec.calls.count("GetService") == 2
+
+
+async def test_the_reservation_names_its_service_so_no_lookup_is_made() -> None:
+    servicer, rec, booking, pay = _servicer(names=True)
+    await _book(servicer)
+    booking.name = "Annual checkup"  # booking's answer is its catalog's current name
+    await _book(servicer)
+    assert pay.descriptions == ["Checkup", "Annual checkup"]
+    assert "GetService" not in rec.calls
 
 
 async def test_the_hold_carries_who_the_owner_is_and_their_language() -> None:

@@ -3,6 +3,7 @@ capacity, expired holds, races), confirm (live hold, late payment reclaimed or l
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -35,7 +36,12 @@ from booking_svc.domain import (
 )
 from booking_svc.handlers import ReserveCommand
 from petpro.errors import InvalidArgument
-from tests.unit.fakes.booking import BookingStore, FakeBookingRepository, booking_use_cases
+from tests.unit.fakes.booking import (
+    BookingStore,
+    FakeBookingRepository,
+    FakeReservationChanges,
+    booking_use_cases,
+)
 
 NOW = datetime(2030, 1, 1, 9, tzinfo=UTC)
 MONDAY = date(2030, 1, 7)
@@ -398,6 +404,75 @@ async def test_get_reservation_reports_a_lapsed_hold_as_expired_and_hides_others
     assert (await h.reservations.get_reservation(res.lock_id, None)).state == ReservationState.EXPIRED
     with pytest.raises(ReservationNotFound):
         await h.reservations.get_reservation(res.lock_id, uuid.uuid4())
+
+
+# -- GetReservation's long-poll ---------------------------------------------------------------------
+WAIT = timedelta(seconds=25)
+
+
+def long_poll_world(store: BookingStore, clock: Clock, changes: FakeReservationChanges):  # type: ignore[no-untyped-def]
+    return booking_use_cases(store, clock=clock, hold_ttl=HOLD, changes=changes)
+
+
+async def test_a_long_poll_answers_when_the_held_reservation_is_confirmed(world):
+    """The answer waits while the hold is HELD and comes with the committed confirmation, after one
+    read for the change (none while waiting)."""
+    _, store, _, clock, _, _, svc, owner, pet = world
+    changes = FakeReservationChanges()
+    h = long_poll_world(store, clock, changes)
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    poll = asyncio.create_task(h.reservations.await_reservation(res.lock_id, owner, WAIT))
+    await changes.waiting.wait()
+    booking = await h.reservations.confirm(res.lock_id, uuid.uuid4())
+    got = await poll
+    assert (got.state, got.booking_id) == (ReservationState.CONFIRMED, booking.id)
+    assert changes.waits == [WAIT.total_seconds()]  # one wait, woken by the commit
+    assert not changes.watches[res.lock_id]  # the watch ended with the call
+
+
+async def test_a_long_poll_returns_the_held_reservation_as_it_is_when_the_wait_is_over(world):
+    _, store, _, clock, _, _, svc, owner, pet = world
+    changes = FakeReservationChanges(clock)
+    h = long_poll_world(store, clock, changes)
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    start = clock.now
+    got = await h.reservations.await_reservation(res.lock_id, owner, WAIT)
+    assert got.state == ReservationState.HELD and clock.now == start + WAIT
+
+
+async def test_a_long_poll_longer_than_the_hold_answers_expired_when_it_lapses(world):
+    """A hold lapses at expires_at without a write (no change is signalled): the wait ends then."""
+    _, store, _, clock, _, _, svc, owner, pet = world
+    changes = FakeReservationChanges(clock)
+    h = long_poll_world(store, clock, changes)
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    got = await h.reservations.await_reservation(res.lock_id, owner, HOLD * 2)
+    assert got.state == ReservationState.EXPIRED and clock.now == res.expires_at
+
+
+async def test_a_long_poll_of_a_settled_or_foreign_reservation_answers_at_once(world):
+    _, store, _, clock, _, _, svc, owner, pet = world
+    changes = FakeReservationChanges()
+    h = long_poll_world(store, clock, changes)
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    with pytest.raises(ReservationNotFound):  # another owner's: not found, and no wait to time
+        await h.reservations.await_reservation(res.lock_id, uuid.uuid4(), WAIT)
+    await h.reservations.confirm(res.lock_id, uuid.uuid4())
+    assert (
+        await h.reservations.await_reservation(res.lock_id, owner, WAIT)
+    ).state == ReservationState.CONFIRMED
+    assert changes.waits == []
+
+
+async def test_a_long_poll_answers_at_once_when_the_service_shuts_down(world):
+    _, store, _, clock, _, _, svc, owner, pet = world
+    changes = FakeReservationChanges()
+    h = long_poll_world(store, clock, changes)
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    poll = asyncio.create_task(h.reservations.await_reservation(res.lock_id, owner, WAIT))
+    await changes.waiting.wait()
+    changes.close()
+    assert (await poll).state == ReservationState.HELD
 
 
 # -- bookings -----------------------------------------------------------------------------------------

@@ -46,6 +46,17 @@ def test_route_table_carries_the_declared_policy(fds) -> None:
     assert by["ListPets"].idempotent and not by["ListPets"].creates
 
 
+def test_a_long_poll_route_waits_its_declared_wait_longer_than_the_others(fds) -> None:
+    """GetReservation declares max_wait_seconds (its long-poll): its Envoy route, and the deadline
+    Envoy passes on, get that much more than the route timeout; the other routes keep theirs."""
+    by = _by_method(route_table(fds))
+    assert by["GetReservation"].max_wait_seconds == 25 and by["ListPets"].max_wait_seconds == 0
+    routes, _ = _routes_of(build_config(StackSettings(port_base=18400), route_timeout=10.0))
+    poll, plain = routes[f"grpc/{MOBILE_SERVICE}/GetReservation"], routes[f"grpc/{MOBILE_SERVICE}/ListPets"]
+    assert (poll["route"]["timeout"], plain["route"]["timeout"]) == ("35s", "10s")
+    assert poll["requestHeadersToAdd"][0]["header"] == {"key": "grpc-timeout", "value": "34800m"}
+
+
 def test_path_patterns_match_the_template_only() -> None:
     route = RestRoute("s", "M", "GET", "/v1/clinics/{clinic_id}/services")
     pattern = route.path_pattern()

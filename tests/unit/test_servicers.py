@@ -38,7 +38,7 @@ from petpro_api.notification.v1 import (
 )
 from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 from tests.unit.fakes.auth import AuthStore, auth_uow
-from tests.unit.fakes.booking import BookingStore, booking_uow
+from tests.unit.fakes.booking import BookingStore, FakeReservationChanges, booking_uow
 from tests.unit.fakes.notif import LiveHub, NotifStore, notif_uow
 from tests.unit.fakes.payment import FakeGateway, PaymentStore, event, payment_uow, sign
 
@@ -281,6 +281,7 @@ async def test_booking_servicer_reserve_confirm_and_read(booking):
     res = (await stub.ReserveSlot(req)).reservation
     assert res.state == booking_pb2.RESERVATION_STATE_HELD and res.amount.amount_minor == 4500
     assert res.slot_start_time == req.slot_start_time
+    assert res.service_name == "Check-up"  # the checkout's line item: the BFF asks no GetService
     other = booking_pb2.ReserveSlotRequest()
     other.CopyFrom(req)
     other.request_id = str(uuid.uuid4())
@@ -313,6 +314,63 @@ async def test_booking_servicer_reserve_confirm_and_read(booking):
         stub.ConfirmBooking(booking_pb2.ConfirmBookingRequest(reservation_lock_id="nope", payment_id=pay))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and fields == ["reservation_lock_id"]
+
+
+async def test_booking_servicer_get_reservation_long_polls_within_the_callers_deadline(
+    tmp_path: Path,
+) -> None:
+    """GetReservation with wait_seconds waits for the reservation's committed change (here the
+    ConfirmBooking of another call), never past the caller's deadline; only the owner named may."""
+    from booking_svc.server import BookingSettings, build
+
+    store = BookingStore()
+    clinic = Clinic(
+        uuid.uuid4(),
+        "Vet Mitte",
+        "UTC",
+        {d: [Interval(time(8), time(20))] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    )
+    svc = Service(uuid.uuid4(), clinic.id, "Check-up", 30, 4500, "EUR")
+    owner = uuid.uuid4()
+    pet = Pet(uuid.uuid4(), owner, "Rex", "DOG", created_at=datetime.now(UTC))
+    store.clinics[clinic.id], store.services[svc.id], store.pets[pet.id] = clinic, svc, pet
+    changes = FakeReservationChanges()
+    uow, read = booking_uow(store), booking_uow(store)
+    uow.on_commit.append(changes.committed)
+    read.on_commit.append(changes.committed)
+    app = build(BookingSettings(grace_seconds=0), uow=uow, read=read, changes=changes)
+    async for channel in _serve(app):
+        stub = booking_pb2_grpc.BookingServiceStub(channel)
+        res = (
+            await stub.ReserveSlot(
+                booking_pb2.ReserveSlotRequest(
+                    request_id=str(uuid.uuid4()),
+                    service_id=str(svc.id),
+                    pet_id=str(pet.id),
+                    owner_user_id=str(owner),
+                    slot_start_time=_tomorrow_at_ten(),
+                    owner_email="o@example.test",
+                    owner_name="Olga",
+                )
+            )
+        ).reservation
+        ask = booking_pb2.GetReservationRequest(
+            lock_id=res.lock_id, wait_seconds=25, owner_user_id=str(owner)
+        )
+        poll = asyncio.ensure_future(stub.GetReservation(ask, timeout=20))
+        await changes.waiting.wait()
+        assert changes.waits[0] < 20  # the wait ends before the caller's deadline, not after 25 s
+        await stub.ConfirmBooking(
+            booking_pb2.ConfirmBookingRequest(reservation_lock_id=res.lock_id, payment_id=str(uuid.uuid4()))
+        )
+        assert (await poll).reservation.state == booking_pb2.RESERVATION_STATE_CONFIRMED
+        stranger = booking_pb2.GetReservationRequest(
+            lock_id=res.lock_id, wait_seconds=25, owner_user_id=str(uuid.uuid4())
+        )
+        assert (await _fails(stub.GetReservation(stranger)))[:2] == (
+            grpc.StatusCode.NOT_FOUND,
+            "RESERVATION_NOT_FOUND",
+        )
 
 
 async def test_booking_servicer_pets(booking):

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,27 @@ async def test_a_retried_create_payment_session_sends_the_same_parameters_under_
     assert key == f"checkout-{p.id}"
     assert params["expires_at"] == int((start + timedelta(minutes=30, seconds=30)).timestamp())
     assert [s.id for s in listed.data] == [p.session_id]  # one session at Stripe, and it is the stored one
+
+
+def test_the_webhook_endpoint_subscribes_what_petpro_uses_and_one_event_per_paid_checkout(
+    tmp_path: Path,
+) -> None:
+    """WEBHOOK_EVENTS (a real endpoint's enabled_events, docs/operations.md; the dev stack's sandbox
+    subscribes the same): every event that moves a payment or a refund, and the fulfilment's, but not
+    payment_intent.succeeded, which Stripe sends next to checkout.session.completed (a second delivery
+    verified and recorded per payment for nothing)."""
+    from edge.fulfilment.use_case import FULFILMENT_EVENTS
+    from payment_svc.adapters.stripe import FAILED_EVENTS, SUCCEEDED_EVENTS, WEBHOOK_EVENTS
+    from petpro.settings import BackingSettings, StackSettings
+    from petpro_dev.devstack.component import Context
+    from petpro_dev.devstack.components import _stripe_launch
+
+    moving = (SUCCEEDED_EVENTS | FAILED_EVENTS | {"checkout.session.expired", "charge.refunded"}) - {
+        "payment_intent.succeeded"
+    }
+    refunds = {"refund.created", "refund.updated", "refund.failed"}
+    assert set(WEBHOOK_EVENTS) == moving | refunds and FULFILMENT_EVENTS <= set(WEBHOOK_EVENTS)
+    argv = list(
+        _stripe_launch(Context(StackSettings(home=tmp_path, port_base=18400), BackingSettings())).argv
+    )
+    assert argv[argv.index("--enabled-events") + 1].split(",") == list(WEBHOOK_EVENTS)

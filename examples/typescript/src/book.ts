@@ -91,11 +91,13 @@ async function main(): Promise<void> {
   console.log(`HELD ${lockId} ${booked.data.status}`);
   console.log(`PAY ${booked.data.payment_url}`);
 
+  // a long-poll, not a polling loop: each GET waits (up to wait_seconds) for the hold to change
   const deadline = Date.now() + Number(process.env["PETPRO_WAIT_SECONDS"] ?? "120") * 1000;
   for (;;) {
+    const asked = Date.now();
     const held = await api.GET("/v1/reservations/{lock_id}", {
       headers: auth,
-      params: { path: { lock_id: lockId } },
+      params: { path: { lock_id: lockId }, query: { wait_seconds: 25 } },
     });
     if (!held.data) fail("reservation", held.error, held.response.status);
     if (held.data.status === "CONFIRMED") {
@@ -109,7 +111,8 @@ async function main(): Promise<void> {
     }
     if (held.data.status !== "PENDING_PAYMENT") throw new Error(`the hold ended ${held.data.status}`);
     if (Date.now() > deadline) throw new Error("not paid in time");
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    // a server that did not wait (an older release during an upgrade): don't ask again at once
+    if (Date.now() - asked < 1000) await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from petpro.db import one_connection
 
@@ -23,6 +23,8 @@ class FakeUnitOfWork(Generic[S, R]):
         self.repo = repo
         self.commits = 0
         self.rollbacks = 0
+        # called after each commit with the store's state before the transaction and the store
+        self.on_commit: list[Callable[[dict[str, Any], S], None]] = []
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[R]:
@@ -38,6 +40,8 @@ class FakeUnitOfWork(Generic[S, R]):
             raise
         else:
             self.commits += 1
+            for hook in self.on_commit:
+                hook(snapshot, self.store)
         finally:
             release = getattr(repo, "release", None)
             if release is not None:  # the row locks it took end with the transaction

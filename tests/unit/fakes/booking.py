@@ -5,9 +5,11 @@ And the use cases wired on it (``booking_use_cases``), as ``server.build`` wires
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -917,6 +919,65 @@ def booking_uow(store: BookingStore | None = None) -> FakeUnitOfWork[BookingStor
     return FakeUnitOfWork(store or BookingStore(), FakeBookingRepository)
 
 
+class FakeWatch:
+    def __init__(self, changes: FakeReservationChanges) -> None:
+        self.changes = changes
+        self.event = asyncio.Event()
+
+    @property
+    def ended(self) -> bool:
+        return self.changes.closed
+
+    async def changed(self, timeout: float) -> bool:
+        if self.changes.closed:
+            return True
+        self.changes.waits.append(timeout)
+        if self.changes.clock is not None and not self.event.is_set():
+            self.changes.clock.now += timedelta(seconds=timeout)  # the wait passes, on the fake clock
+            return False
+        self.changes.waiting.set()
+        await self.event.wait()
+        self.event.clear()
+        return True
+
+
+class FakeReservationChanges:
+    """The ReservationChanges port over the fake store: a committed change of a reservation's state
+    (the fake unit of work's commit, as PostgreSQL delivers the trigger's NOTIFY at commit) wakes the
+    watches of that reservation.  With ``clock`` (a fake clock with ``now``), a wait that nothing
+    woke passes at once, moving the clock on by its timeout; without, it waits to be woken."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self.clock = clock
+        self.closed = False
+        self.watches: dict[uuid.UUID, list[FakeWatch]] = {}
+        self.waiting = asyncio.Event()  # set once a watch waits to be woken
+        self.waits: list[float] = []  # every wait's timeout, in order
+
+    @asynccontextmanager
+    async def watch(self, lock_id: uuid.UUID) -> AsyncIterator[FakeWatch]:
+        w = FakeWatch(self)
+        self.watches.setdefault(lock_id, []).append(w)
+        try:
+            yield w
+        finally:
+            self.watches[lock_id].remove(w)
+
+    def committed(self, before: dict[str, Any], store: BookingStore) -> None:
+        was = before.get("reservations", {})
+        for lock_id, res in store.reservations.items():
+            old = was.get(lock_id)
+            if old is not None and old.state != res.state:
+                for w in self.watches.get(lock_id, ()):
+                    w.event.set()
+
+    def close(self) -> None:
+        self.closed = True
+        for watches in self.watches.values():
+            for w in watches:
+                w.event.set()
+
+
 class NoRefunds:
     """A RefundPort for tests that never cancel: any refund attempt is a failure to look at."""
 
@@ -956,8 +1017,12 @@ def booking_use_cases(
     refunds: RefundPort | None = None,
     refund_retry_max: timedelta = timedelta(seconds=60),
     traceparent: Callable[[], str] = lambda: "",
+    changes: FakeReservationChanges | None = None,
 ) -> BookingUseCases:
     uow, read = booking_uow(store), booking_uow(store)
+    if changes is not None:
+        uow.on_commit.append(changes.committed)
+        read.on_commit.append(changes.committed)
     catalog = CatalogHandlers(read, clock=clock)
     return BookingUseCases(
         store,
@@ -966,7 +1031,14 @@ def booking_use_cases(
         catalog,
         PetHandlers(uow, read, clock=clock),
         ReservationHandlers(
-            uow, read, catalog, encode_created, hold_ttl=hold_ttl, clock=clock, traceparent=traceparent
+            uow,
+            read,
+            catalog,
+            encode_created,
+            hold_ttl=hold_ttl,
+            clock=clock,
+            traceparent=traceparent,
+            changes=changes,
         ),
         LifecycleHandlers(uow, read, encode_change, clock=clock, traceparent=traceparent),
         RefundHandlers(uow, read, refunds or NoRefunds(), clock=clock, retry_max=refund_retry_max),
@@ -975,6 +1047,7 @@ def booking_use_cases(
 
 
 if TYPE_CHECKING:  # mypy checks that the fakes implement the ports (make lint)
-    from booking_svc.ports import UnitOfWork
+    from booking_svc.ports import ReservationChanges, UnitOfWork
 
     _uow: UnitOfWork = booking_uow()
+    _changes: ReservationChanges = FakeReservationChanges()

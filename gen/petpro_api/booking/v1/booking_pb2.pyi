@@ -907,6 +907,7 @@ class Reservation(_message.Message):
     PROVIDER_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """UUID of the hold."""
     state: Global___ReservationState.ValueType
@@ -925,6 +926,10 @@ class Reservation(_message.Message):
     """Payment that confirmed (or failed to confirm) the hold, if any."""
     assignment: Global___AssignmentRule.ValueType
     """How the provider was chosen."""
+    service_name: _builtins.str
+    """The service's display name as the catalog has it (the checkout page's line item): always set by
+    ReserveSlot; other reads set it when booking has the service at hand, else leave it empty.
+    """
     @_builtins.property
     def slot_start_time(self) -> _timestamp_pb2.Timestamp:
         """Start of the held slot."""
@@ -972,10 +977,11 @@ class Reservation(_message.Message):
         provider: Global___ProviderRef | None = ...,
         resources: _abc.Iterable[Global___ResourceRef] | None = ...,
         assignment: Global___AssignmentRule.ValueType = ...,
+        service_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "create_time", b"create_time", "expires_at", b"expires_at", "provider", b"provider", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "create_time", b"create_time", "expires_at", b"expires_at", "lock_id", b"lock_id", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "provider", b"provider", "resources", b"resources", "service_id", b"service_id", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "assignment", b"assignment", "booking_id", b"booking_id", "clinic_id", b"clinic_id", "create_time", b"create_time", "expires_at", b"expires_at", "lock_id", b"lock_id", "owner_user_id", b"owner_user_id", "payment_id", b"payment_id", "pet_id", b"pet_id", "provider", b"provider", "resources", b"resources", "service_id", b"service_id", "service_name", b"service_name", "slot_end_time", b"slot_end_time", "slot_start_time", b"slot_start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1904,16 +1910,28 @@ class GetReservationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LOCK_ID_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """Reservation UUID."""
+    wait_seconds: _builtins.int
+    """Long-poll: while the reservation is HELD, wait up to this many seconds (at most 25, and never
+    past the call's deadline) for it to change before answering; 0 answers at once.
+    """
+    owner_user_id: _builtins.str
+    """Only this owner's (UUID): another owner's reservation is NOT_FOUND at once (a long-poll on it
+    tells nothing by its timing). Empty: any owner.
+    """
     def __init__(
         self,
         *,
         lock_id: _builtins.str = ...,
+        wait_seconds: _builtins.int = ...,
+        owner_user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lock_id", b"lock_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lock_id", b"lock_id", "owner_user_id", b"owner_user_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

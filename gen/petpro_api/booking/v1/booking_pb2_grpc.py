@@ -338,7 +338,10 @@ class BookingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetReservation(self, request, context):
-        """Returns a reservation (hold) and, once confirmed, its booking id.
+        """Returns a reservation (hold) and, once confirmed, its booking id. With `wait_seconds`, a
+        long-poll: a HELD reservation's answer waits until it is no longer HELD (confirmed, failed,
+        cancelled, or lapsed at `expires_at`) or the wait is over, whichever comes first, and then returns
+        the reservation as it is (any replica answers: the change is signalled through PostgreSQL).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

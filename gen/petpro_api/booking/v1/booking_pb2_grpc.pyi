@@ -114,7 +114,11 @@ class BookingServiceStub:
     the slot.
     """
     GetReservation: _grpc.UnaryUnaryMultiCallable[_booking_pb2.GetReservationRequest, _booking_pb2.GetReservationResponse]
-    """Returns a reservation (hold) and, once confirmed, its booking id."""
+    """Returns a reservation (hold) and, once confirmed, its booking id. With `wait_seconds`, a
+    long-poll: a HELD reservation's answer waits until it is no longer HELD (confirmed, failed,
+    cancelled, or lapsed at `expires_at`) or the wait is over, whichever comes first, and then returns
+    the reservation as it is (any replica answers: the change is signalled through PostgreSQL).
+    """
     ConfirmBooking: _grpc.UnaryUnaryMultiCallable[_booking_pb2.ConfirmBookingRequest, _booking_pb2.ConfirmBookingResponse]
     """Turns a paid hold into a booking. Idempotent: the same lock + payment returns the same
     booking. A hold that expired before the payment arrived is still confirmed if its slot is
@@ -243,7 +247,11 @@ class BookingServiceAsyncStub(BookingServiceStub):
     the slot.
     """
     GetReservation: _aio.UnaryUnaryMultiCallable[_booking_pb2.GetReservationRequest, _booking_pb2.GetReservationResponse]  # type: ignore[assignment]
-    """Returns a reservation (hold) and, once confirmed, its booking id."""
+    """Returns a reservation (hold) and, once confirmed, its booking id. With `wait_seconds`, a
+    long-poll: a HELD reservation's answer waits until it is no longer HELD (confirmed, failed,
+    cancelled, or lapsed at `expires_at`) or the wait is over, whichever comes first, and then returns
+    the reservation as it is (any replica answers: the change is signalled through PostgreSQL).
+    """
     ConfirmBooking: _aio.UnaryUnaryMultiCallable[_booking_pb2.ConfirmBookingRequest, _booking_pb2.ConfirmBookingResponse]  # type: ignore[assignment]
     """Turns a paid hold into a booking. Idempotent: the same lock + payment returns the same
     booking. A hold that expired before the payment arrived is still confirmed if its slot is
@@ -453,7 +461,11 @@ class BookingServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _booking_pb2.GetReservationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_booking_pb2.GetReservationResponse, _abc.Awaitable[_booking_pb2.GetReservationResponse]]:
-        """Returns a reservation (hold) and, once confirmed, its booking id."""
+        """Returns a reservation (hold) and, once confirmed, its booking id. With `wait_seconds`, a
+        long-poll: a HELD reservation's answer waits until it is no longer HELD (confirmed, failed,
+        cancelled, or lapsed at `expires_at`) or the wait is over, whichever comes first, and then returns
+        the reservation as it is (any replica answers: the change is signalled through PostgreSQL).
+        """
 
     @_abc_1.abstractmethod
     def ConfirmBooking(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epetpro/common/v1/options.proto\x12\x10petpro.common.v1\x1a google/protobuf/descriptor.proto\"C\n\x0cMethodPolicy\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x12\n\nidempotent\x18\x02 \x01(\x08\x12\x0f\n\x07\x63reates\x18\x03 \x01(\x08\"\"\n\x0b\x46ieldPolicy\x12\x13\n\x0bline_breaks\x18\x01 \x01(\x08:P\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1e.petpro.common.v1.MethodPolicy:M\n\x05\x66ield\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1d.petpro.common.v1.FieldPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epetpro/common/v1/options.proto\x12\x10petpro.common.v1\x1a google/protobuf/descriptor.proto\"]\n\x0cMethodPolicy\x12\x0e\n\x06public\x18\x01 \x01(\x08\x12\x12\n\nidempotent\x18\x02 \x01(\x08\x12\x0f\n\x07\x63reates\x18\x03 \x01(\x08\x12\x18\n\x10max_wait_seconds\x18\x04 \x01(\r\"\"\n\x0b\x46ieldPolicy\x12\x13\n\x0bline_breaks\x18\x01 \x01(\x08:P\n\x06policy\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1e.petpro.common.v1.MethodPolicy:M\n\x05\x66ield\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1d.petpro.common.v1.FieldPolicyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'petpro_api.common.v1.option
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_METHODPOLICY']._serialized_start=86
-  _globals['_METHODPOLICY']._serialized_end=153
-  _globals['_FIELDPOLICY']._serialized_start=155
-  _globals['_FIELDPOLICY']._serialized_end=189
+  _globals['_METHODPOLICY']._serialized_end=179
+  _globals['_FIELDPOLICY']._serialized_start=181
+  _globals['_FIELDPOLICY']._serialized_end=215
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,7 @@ class MethodPolicy(_message.Message):
     PUBLIC_FIELD_NUMBER: _builtins.int
     IDEMPOTENT_FIELD_NUMBER: _builtins.int
     CREATES_FIELD_NUMBER: _builtins.int
+    MAX_WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     public: _builtins.bool
     """Callable without `authorization: Bearer <token>` (the catalog, register, login). Every other
     method of a client-facing service authenticates the caller before anything else.
@@ -41,16 +42,22 @@ class MethodPolicy(_message.Message):
     """
     creates: _builtins.bool
     """Creates a resource: a REST success answers 201 Created instead of 200."""
+    max_wait_seconds: _builtins.int
+    """A long-poll: a call may wait up to this many seconds for a change before it answers. The REST
+    edge gives the method's route (and the deadline it passes on) this much more time than the
+    others'; the service bounds every wait by the deadline it is given.
+    """
     def __init__(
         self,
         *,
         public: _builtins.bool = ...,
         idempotent: _builtins.bool = ...,
         creates: _builtins.bool = ...,
+        max_wait_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["creates", b"creates", "idempotent", b"idempotent", "public", b"public"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["creates", b"creates", "idempotent", b"idempotent", "max_wait_seconds", b"max_wait_seconds", "public", b"public"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

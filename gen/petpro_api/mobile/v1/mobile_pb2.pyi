@@ -661,7 +661,7 @@ class CreateBookingResponse(_message.Message):
     RESOURCES_FIELD_NUMBER: _builtins.int
     ASSIGNMENT_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
-    """Id of the hold; poll GET /v1/reservations/{lock_id}."""
+    """Id of the hold; follow it with GET /v1/reservations/{lock_id}?wait_seconds=25 (a long-poll)."""
     status: _builtins.str
     """"PENDING_PAYMENT" (see GetReservationResponse.status for all values)."""
     payment_url: _builtins.str
@@ -711,16 +711,22 @@ class GetReservationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     LOCK_ID_FIELD_NUMBER: _builtins.int
+    WAIT_SECONDS_FIELD_NUMBER: _builtins.int
     lock_id: _builtins.str
     """Hold UUID (path)."""
+    wait_seconds: _builtins.int
+    """Long-poll (query): while the hold is PENDING_PAYMENT, wait up to this many seconds (0-25) for its
+    status to change before answering; 0 (the default) answers at once.
+    """
     def __init__(
         self,
         *,
         lock_id: _builtins.str = ...,
+        wait_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lock_id", b"lock_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lock_id", b"lock_id", "wait_seconds", b"wait_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -423,7 +423,8 @@ class MobileServiceServicer:
 
     def CreateBooking(self, request, context):
         """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
-        confirmed when the payment succeeds (poll GetReservation or watch notifications).
+        confirmed when the payment succeeds (long-poll GetReservation with `wait_seconds`, or watch
+        notifications).
 
         Send an `Idempotency-Key` header (1-255 characters) to retry safely: the same key with the same
         body returns the first answer (no second hold or payment session); the same key with a different
@@ -441,6 +442,11 @@ class MobileServiceServicer:
     def GetReservation(self, request, context):
         """Returns the state of a booking attempt (hold): pending payment, confirmed (with booking_id),
         expired, failed or cancelled.
+
+        Waiting for the payment: instead of polling, long-poll with `wait_seconds` (1-25): while the hold
+        is PENDING_PAYMENT the answer comes as soon as its status changes (CONFIRMED, FAILED, EXPIRED,
+        CANCELLED), or after `wait_seconds` with the current state; then ask again. Example:
+        `GET /v1/reservations/{lock_id}?wait_seconds=25` → 200 `{"status": "CONFIRMED", "booking_id": "…"}`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

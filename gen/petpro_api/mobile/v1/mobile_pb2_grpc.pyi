@@ -136,7 +136,8 @@ class MobileServiceStub:
     """
     CreateBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.CreateBookingRequest, _mobile_pb2.CreateBookingResponse]
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
-    confirmed when the payment succeeds (poll GetReservation or watch notifications).
+    confirmed when the payment succeeds (long-poll GetReservation with `wait_seconds`, or watch
+    notifications).
 
     Send an `Idempotency-Key` header (1-255 characters) to retry safely: the same key with the same
     body returns the first answer (no second hold or payment session); the same key with a different
@@ -150,6 +151,11 @@ class MobileServiceStub:
     GetReservation: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetReservationRequest, _mobile_pb2.GetReservationResponse]
     """Returns the state of a booking attempt (hold): pending payment, confirmed (with booking_id),
     expired, failed or cancelled.
+
+    Waiting for the payment: instead of polling, long-poll with `wait_seconds` (1-25): while the hold
+    is PENDING_PAYMENT the answer comes as soon as its status changes (CONFIRMED, FAILED, EXPIRED,
+    CANCELLED), or after `wait_seconds` with the current state; then ask again. Example:
+    `GET /v1/reservations/{lock_id}?wait_seconds=25` → 200 `{"status": "CONFIRMED", "booking_id": "…"}`.
     """
     GetBooking: _grpc.UnaryUnaryMultiCallable[_mobile_pb2.GetBookingRequest, _mobile_pb2.GetBookingResponse]
     """Returns one of the caller's bookings."""
@@ -305,7 +311,8 @@ class MobileServiceAsyncStub(MobileServiceStub):
     """
     CreateBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.CreateBookingRequest, _mobile_pb2.CreateBookingResponse]  # type: ignore[assignment]
     """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
-    confirmed when the payment succeeds (poll GetReservation or watch notifications).
+    confirmed when the payment succeeds (long-poll GetReservation with `wait_seconds`, or watch
+    notifications).
 
     Send an `Idempotency-Key` header (1-255 characters) to retry safely: the same key with the same
     body returns the first answer (no second hold or payment session); the same key with a different
@@ -319,6 +326,11 @@ class MobileServiceAsyncStub(MobileServiceStub):
     GetReservation: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetReservationRequest, _mobile_pb2.GetReservationResponse]  # type: ignore[assignment]
     """Returns the state of a booking attempt (hold): pending payment, confirmed (with booking_id),
     expired, failed or cancelled.
+
+    Waiting for the payment: instead of polling, long-poll with `wait_seconds` (1-25): while the hold
+    is PENDING_PAYMENT the answer comes as soon as its status changes (CONFIRMED, FAILED, EXPIRED,
+    CANCELLED), or after `wait_seconds` with the current state; then ask again. Example:
+    `GET /v1/reservations/{lock_id}?wait_seconds=25` → 200 `{"status": "CONFIRMED", "booking_id": "…"}`.
     """
     GetBooking: _aio.UnaryUnaryMultiCallable[_mobile_pb2.GetBookingRequest, _mobile_pb2.GetBookingResponse]  # type: ignore[assignment]
     """Returns one of the caller's bookings."""
@@ -597,7 +609,8 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_mobile_pb2.CreateBookingResponse, _abc.Awaitable[_mobile_pb2.CreateBookingResponse]]:
         """Books a slot: holds it for the caller's pet and opens a payment session. The booking is
-        confirmed when the payment succeeds (poll GetReservation or watch notifications).
+        confirmed when the payment succeeds (long-poll GetReservation with `wait_seconds`, or watch
+        notifications).
 
         Send an `Idempotency-Key` header (1-255 characters) to retry safely: the same key with the same
         body returns the first answer (no second hold or payment session); the same key with a different
@@ -617,6 +630,11 @@ class MobileServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_mobile_pb2.GetReservationResponse, _abc.Awaitable[_mobile_pb2.GetReservationResponse]]:
         """Returns the state of a booking attempt (hold): pending payment, confirmed (with booking_id),
         expired, failed or cancelled.
+
+        Waiting for the payment: instead of polling, long-poll with `wait_seconds` (1-25): while the hold
+        is PENDING_PAYMENT the answer comes as soon as its status changes (CONFIRMED, FAILED, EXPIRED,
+        CANCELLED), or after `wait_seconds` with the current state; then ask again. Example:
+        `GET /v1/reservations/{lock_id}?wait_seconds=25` → 200 `{"status": "CONFIRMED", "booking_id": "…"}`.
         """
 
     @_abc_1.abstractmethod
