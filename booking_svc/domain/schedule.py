@@ -454,14 +454,16 @@ def hold_options(
 @dataclass(frozen=True)
 class ScheduledAttempt:
     """What a scheduled hold's one statement did: inserted the hold (its unit, provider, items), or
-    nothing, because the request id was used (``earlier``) or for any other reason (a race, a lapsed
-    hold in the way, the catalog moved on, a refusal): the caller then plans with the claims."""
+    nothing, because the request id was used (``earlier``), a claim it made was refused (``raced``: a
+    concurrent winner, whose claims a fresh statement sees, or a lapsed hold not expired yet) or for
+    any other reason (a refusal, the catalog moved on): the caller then plans with the claims."""
 
     inserted: bool
     earlier: bool = False
     unit: int = 0
     provider_id: uuid.UUID | None = None
     resource_ids: tuple[uuid.UUID, ...] = ()
+    raced: bool = False
 
 
 def choose_from(

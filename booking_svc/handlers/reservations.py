@@ -334,6 +334,8 @@ class ReservationHandlers:
         res = self._reservation(cmd, svc, clinic, slot, fingerprint, now)
         async with self.read() as repo:
             attempt = await repo.hold_scheduled(res, options, version)
+            if attempt.raced:  # once more: a concurrent winner's claims are committed by now
+                attempt = await repo.hold_scheduled(res, options, version)
         if attempt.earlier:
             raise DuplicateRequest(cmd.request_id)  # its first answer (``_reserve_scheduled``)
         if not attempt.inserted:

@@ -1681,7 +1681,7 @@ class SchedulingContract:
             # the lapsed hold is not live, yet its claims exclude until it is expired
             assert await repo.hold_scheduled(
                 self.one_statement_hold(svc, pet, now=later), chosen, version
-            ) == (ScheduledAttempt(False))
+            ) == ScheduledAttempt(False, raced=True)
             stale = await repo.hold_scheduled(
                 self.one_statement_hold(svc, pet, now=later), chosen, version + 1
             )

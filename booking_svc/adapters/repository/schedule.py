@@ -10,6 +10,7 @@ a savepoint: all or nothing, and a loser learns which constraint refused it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -135,9 +136,10 @@ FROM ins CROSS JOIN unnest(%(kinds)s::text[], %(subjects)s::uuid[]) AS k(kind, s
 # per need the first free items fit for the pet's species; it inserts the reservation only while the
 # request id is new, the pet the owner's (and of a species the service allows), the catalog at the
 # caller's version, the pet free, and a candidate and every need's items found, then all its claims.
-# A conflict on the reservation (a used request id, no_double_booking) inserts nothing; one on a claim
-# (a concurrent winner, or a lapsed hold not expired yet) fails the statement: nothing is inserted either,
-# and the caller plans again with the claims read (after the lapsed holds in the way are expired).
+# A constraint refusing the reservation (a used request id, no_double_booking) or a claim (a concurrent
+# winner, or a lapsed hold not expired yet) fails the statement: nothing is inserted, and the caller tries
+# once more (a winner's claims are committed by then) before it plans with the claims read (after the
+# lapsed holds in the way are expired).
 _LIVE_OF = (
     "SELECT 1 FROM claims c JOIN reservations r ON r.lock_id = c.lock_id\n"
     "    WHERE c.active AND c.kind = '{kind}' AND c.subject_id = {subject}\n"
@@ -181,7 +183,6 @@ ins AS (
     AND NOT EXISTS ({_LIVE_OF.format(kind="pet", subject="%(pet_id)s")})
     AND (cardinality(%(providers)s::uuid[]) = 0 OR EXISTS (SELECT 1 FROM provider))
     AND (SELECT count(*) FROM taken) = %(wanted)s
-  ON CONFLICT DO NOTHING
   RETURNING unit, provider_id, resource_ids),
 claimed AS (
   INSERT INTO claims (lock_id, kind, subject_id, unit, clinic_id, during, active)
@@ -620,6 +621,8 @@ class ScheduleQueries(Queries):
     ) -> ScheduledAttempt:
         """The scheduled hold in one statement (``HOLD_SCHEDULED``; a savepoint inside a transaction)."""
         items = [(need, r) for need, (_, rs) in enumerate(options.needs, 1) for r in rs]
+        # the arrays as literals (cast in the statement): psycopg's list adaptation costs more per call
+        # than the rest of the parameters together
         params = {
             "lock_id": res.lock_id,
             "owner": res.owner_user_id,
@@ -639,18 +642,18 @@ class ScheduleQueries(Queries):
             "currency": res.currency,
             "now": res.created_at,
             "catalog_version": catalog_version,
-            "providers": [p.id for p in options.providers],
-            "seqs": [p.seq for p in options.providers],
+            "providers": _literal(p.id for p in options.providers),
+            "seqs": _literal(p.seq for p in options.providers),
             "day_start": options.day_start,
             "day_end": options.day_end,
             "assignment": options.assignment.value if options.assignment else None,
-            "items": [r.id for _, r in items],
-            "item_needs": [need for need, _ in items],
-            "item_seqs": [r.seq for _, r in items],
-            "item_species": [f",{','.join(r.species)}," if r.species else "" for _, r in items],
-            "quantities": [quantity for quantity, _ in options.needs],
+            "items": _literal(r.id for _, r in items),
+            "item_needs": _literal(need for need, _ in items),
+            "item_seqs": _literal(r.seq for _, r in items),
+            "item_species": _literal(f'",{",".join(r.species)},"' if r.species else '""' for _, r in items),
+            "quantities": _literal(quantity for quantity, _ in options.needs),
             "wanted": sum(quantity for quantity, _ in options.needs),
-            "allowed": list(options.species_allowed),
+            "allowed": _literal(f'"{s}"' for s in options.species_allowed),
         }
         conn = await driver_connection(self.session)
         try:
@@ -660,7 +663,7 @@ class ScheduleQueries(Queries):
                 async with self.session.begin_nested():  # a lost race rolls back to here, not the unit
                     cur = await raw_execute(self.session, HOLD_SCHEDULED, params, operation="INSERT")
         except (ExclusionViolation, UniqueViolation, DeadlockDetected):
-            return ScheduledAttempt(False)  # a claim taken meanwhile, or by a lapsed hold: plan again
+            return ScheduledAttempt(False, raced=True)  # a claim taken meanwhile, or by a lapsed hold
         row = await cur.fetchone()
         assert row is not None  # the outer SELECT always yields one row
         earlier, unit, provider_id, resource_ids = row
@@ -683,6 +686,11 @@ class ScheduleQueries(Queries):
                 return False
             raise
         return True
+
+
+def _literal(values: Iterable[object]) -> str:
+    """An array literal of uuids, numbers or double-quoted words (species: letters only)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _provider(r: Row[Any]) -> Provider:

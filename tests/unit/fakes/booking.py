@@ -742,7 +742,7 @@ class FakeBookingRepository:
             resource_ids=tuple(i.id for i in items),
         )
         if self._claim_conflict(held) is not None or self._excludes(held, held.unit, held.start, held.end):
-            return ScheduledAttempt(False)  # a lapsed hold not expired yet is in the way
+            return ScheduledAttempt(False, raced=True)  # a lapsed hold not expired yet is in the way
         self.store.reservations[held.lock_id] = held
         return ScheduledAttempt(True, False, held.unit, held.provider_id, held.resource_ids)
 
