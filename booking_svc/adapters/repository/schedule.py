@@ -149,14 +149,16 @@ HOLD_SCHEDULED = f"""
 WITH cat AS (SELECT version FROM catalog_state WHERE id = 1),
 pet AS (SELECT owner_user_id, species FROM pets WHERE id = %(pet_id)s),
 earlier AS (SELECT 1 FROM reservations WHERE owner_user_id = %(owner)s AND request_id = %(request_id)s),
+that_day AS (
+  SELECT c.subject_id, count(*) AS n FROM claims c JOIN reservations r ON r.lock_id = c.lock_id
+  WHERE c.active AND c.kind = 'provider' AND c.subject_id = ANY(%(providers)s::uuid[])
+    AND c.during && tstzrange(%(day_start)s, %(day_end)s) AND lower(c.during) >= %(day_start)s AND {LIVE}
+  GROUP BY c.subject_id),
 provider AS (
   SELECT p.id, p.seq FROM unnest(%(providers)s::uuid[], %(seqs)s::int[]) WITH ORDINALITY AS p(id, seq, ord)
+  LEFT JOIN that_day d ON d.subject_id = p.id
   WHERE NOT EXISTS ({_LIVE_OF.format(kind="provider", subject="p.id")})
-  ORDER BY (
-    SELECT count(*) FROM claims c JOIN reservations r ON r.lock_id = c.lock_id
-    WHERE c.active AND c.kind = 'provider' AND c.subject_id = p.id
-      AND c.during && tstzrange(%(day_start)s, %(day_end)s) AND lower(c.during) >= %(day_start)s AND {LIVE}),
-    p.ord
+  ORDER BY coalesce(d.n, 0), p.ord
   LIMIT 1),
 item AS (
   SELECT i.id, i.need, i.seq, row_number() OVER (PARTITION BY i.need ORDER BY i.ord) AS k
