@@ -21,6 +21,7 @@ from booking_svc.domain import (
     ClinicSchedule,
     Closure,
     HoldAttempt,
+    HoldOptions,
     Interval,
     Pet,
     Provider,
@@ -28,6 +29,7 @@ from booking_svc.domain import (
     Reservation,
     ReservationState,
     Resource,
+    ScheduledAttempt,
     Service,
     ServiceNeed,
     TimeOff,
@@ -338,6 +340,17 @@ class BookingRepository(Protocol):
         """The reservation and its claims, all or nothing (one statement; a savepoint in a transaction):
         None, or what refused it: "provider", "resource", "pet", "unit" (the service unit), "request" (a
         used request id) or "retry" (PostgreSQL broke a deadlock between two racing holds)."""
+        ...
+
+    async def hold_scheduled(
+        self, res: Reservation, options: HoldOptions, catalog_version: int
+    ) -> ScheduledAttempt:
+        """A scheduled hold in one statement, all or nothing (a savepoint in a transaction): from
+        ``options`` the first free candidate with the fewest live provider claims starting in
+        [day_start, day_end), then the candidates' order; per need the first free items fit for the pet's
+        species; inserted with all its claims only while the request id is new, the pet the owner's and
+        of an allowed species, the catalog at ``catalog_version`` and the pet free.  Anything else (a
+        refusal, a race, a lapsed hold in the way) inserts nothing: ``earlier`` says a used request id."""
         ...
 
     async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:

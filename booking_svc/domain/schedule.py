@@ -389,6 +389,106 @@ def hold_unit(provider: Provider | None, items: Sequence[Resource]) -> int:
     return items[0].seq if items else 1
 
 
+@dataclass(frozen=True)
+class HoldOptions:
+    """What a scheduled hold's one statement (``BookingRepository.hold_scheduled``) chooses from, all
+    decided without the claims: the candidate providers (qualified, working over the slot) in the
+    stable per-day order, of which it takes the first free one with the fewest live provider claims
+    starting in [day_start, day_end) (the "any" rule of :func:`order_any`; a chosen provider is the one
+    candidate, and an empty day counts nothing); per need, its quantity and the items of its type (not
+    archived) in the order :func:`pick_items` takes them, of which it takes the first free ones that fit
+    the pet's species; and the species the service allows (empty: any)."""
+
+    providers: tuple[Provider, ...]  # empty: a service without providers
+    assignment: Assignment | None
+    day_start: datetime
+    day_end: datetime
+    needs: tuple[tuple[int, tuple[Resource, ...]], ...]
+    species_allowed: tuple[str, ...]
+
+
+def hold_options(
+    svc: Service,
+    sched: ClinicSchedule,
+    clinic: Clinic,
+    slot: GridSlot,
+    provider_id: uuid.UUID | None,
+) -> HoldOptions | None:
+    """The options of a scheduled hold, or None when the schedule alone refuses it (a chosen provider
+    who does not perform the service or does not work then, nobody qualified working): the caller then
+    plans with the claims (:func:`plan_hold`), which says why, in its order."""
+    until = claim_end(svc, slot.end)
+    day_start = day_end = slot.start  # an empty day: no count (a chosen provider, or none)
+    assignment: Assignment | None = None
+    providers: tuple[Provider, ...] = ()
+    if svc.provider_ids:
+        works = [
+            p
+            for p in qualified(svc, sched)
+            if (provider_id is None or p.id == provider_id) and p.works(clinic, slot.start, slot.end, until)
+        ]
+        if not works:
+            return None
+        if provider_id is not None:
+            providers, assignment = (works[0],), Assignment.CHOSEN
+        else:
+            day = slot.start.astimezone(clinic.zone).date()
+            providers = tuple(sorted(works, key=lambda p: stable_rank(day, p.id)))
+            assignment = Assignment.ANY_FEWEST_THAT_DAY
+            day_start, day_end = local_day_range(clinic, day)
+    needs = tuple(
+        (
+            need.quantity,
+            tuple(
+                sorted(
+                    (r for r in sched.resources if r.resource_type == need.resource_type and not r.archived),
+                    key=lambda r: (r.seq, str(r.id)),
+                )
+            ),
+        )
+        for need in svc.needs
+    )
+    return HoldOptions(providers, assignment, day_start, day_end, needs, svc.species_allowed)
+
+
+@dataclass(frozen=True)
+class ScheduledAttempt:
+    """What a scheduled hold's one statement did: inserted the hold (its unit, provider, items), or
+    nothing, because the request id was used (``earlier``), a claim it made was refused (``raced``: a
+    concurrent winner, whose claims a fresh statement sees, or a lapsed hold not expired yet) or for
+    any other reason (a refusal, the catalog moved on): the caller then plans with the claims."""
+
+    inserted: bool
+    earlier: bool = False
+    unit: int = 0
+    provider_id: uuid.UUID | None = None
+    resource_ids: tuple[uuid.UUID, ...] = ()
+    raced: bool = False
+
+
+def choose_from(
+    options: HoldOptions, busy: Busy, start: datetime, until: datetime, species: str
+) -> tuple[Provider | None, list[Resource]] | None:
+    """What the statement of :class:`HoldOptions` takes, given the live claims (the fakes' statement,
+    and the rule the SQL follows): None when the pet, every candidate or a need's items are taken."""
+    provider: Provider | None = None
+    if options.providers:
+        free = [p for p in options.providers if busy.free(p.id, start, until)]
+        if not free:
+            return None
+        rank = {p.id: i for i, p in enumerate(options.providers)}
+        provider = min(
+            free, key=lambda p: (busy.count_starting(p.id, options.day_start, options.day_end), rank[p.id])
+        )
+    items: list[Resource] = []
+    for quantity, candidates in options.needs:
+        fit = [r for r in candidates if r.fits(species) and busy.free(r.id, start, until)]
+        if len(fit) < quantity:
+            return None
+        items.extend(fit[:quantity])
+    return provider, items
+
+
 # -- availability ------------------------------------------------------------------------------------
 
 

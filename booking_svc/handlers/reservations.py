@@ -19,6 +19,7 @@ from booking_svc.domain import (
     Booking,
     Busy,
     Clinic,
+    ClinicSchedule,
     ConfirmDecision,
     DuplicateRequest,
     GridSlot,
@@ -41,6 +42,7 @@ from booking_svc.domain import (
     decide_confirm,
     decide_reclaim,
     hold_claims,
+    hold_options,
     hold_unit,
     local_day_range,
     plan_hold,
@@ -180,7 +182,17 @@ class ReservationHandlers:
             check_pet_owner(pet.owner_user_id if pet else None, cmd.owner_user_id)
             assert pet is not None
             svc.check_species(pet.species)
-        slot = check_slot(clinic, svc, cmd.start, now)
+        return self._reservation(cmd, svc, clinic, check_slot(clinic, svc, cmd.start, now), fingerprint, now)
+
+    def _reservation(
+        self,
+        cmd: ReserveCommand,
+        svc: Service,
+        clinic: Clinic,
+        slot: GridSlot,
+        fingerprint: str,
+        now: datetime,
+    ) -> Reservation:
         return Reservation(
             lock_id=uuid.uuid4(),
             owner_user_id=cmd.owner_user_id,
@@ -234,6 +246,9 @@ class ReservationHandlers:
         if not scheduled(svc):  # the service lost its providers and items meanwhile
             return None
         sched = await self.catalog.schedule(clinic.id, version)
+        held = await self._hold_in_one(cmd, svc, clinic, sched, version, fingerprint, now)
+        if held is not None:
+            return held
         async with self.read() as repo:  # autocommit: one read, then one all-or-nothing insert per try
             start = cmd.start.astimezone(UTC)
             until = claim_end(svc, start + svc.duration)
@@ -295,6 +310,43 @@ class ReservationHandlers:
             raise SlotUnavailable(
                 "this slot is no longer available", metadata={"slot": res.start.isoformat()}
             )
+
+    async def _hold_in_one(
+        self,
+        cmd: ReserveCommand,
+        svc: Service,
+        clinic: Clinic,
+        sched: ClinicSchedule,
+        version: int,
+        fingerprint: str,
+        now: datetime,
+    ) -> Reservation | None:
+        """The common case in one statement (``BookingRepository.hold_scheduled``: the plan folded into
+        the insert), or None: whatever it did not insert (a refusal, a lost race, a lapsed hold in the
+        way, the catalog moved on) is decided by the planned path, which says why in its order."""
+        if not svc.bookable:
+            return None
+        try:
+            slot = check_slot(clinic, svc, cmd.start, now)
+        except DomainError:
+            return None
+        options = hold_options(svc, sched, clinic, slot, cmd.provider_id)
+        if options is None:
+            return None
+        res = self._reservation(cmd, svc, clinic, slot, fingerprint, now)
+        async with self.read() as repo:
+            attempt = await repo.hold_scheduled(res, options, version)
+            if attempt.raced:  # once more: a concurrent winner's claims are committed by now
+                attempt = await repo.hold_scheduled(res, options, version)
+        if attempt.earlier:
+            raise DuplicateRequest(cmd.request_id)  # its first answer (``_reserve_scheduled``)
+        if not attempt.inserted:
+            return None
+        res.unit = attempt.unit
+        res.provider_id = attempt.provider_id
+        res.assignment = options.assignment.value if options.assignment and attempt.provider_id else None
+        res.resource_ids = attempt.resource_ids
+        return res
 
     async def _earlier(self, cmd: ReserveCommand) -> Reservation | None:
         async with self.read() as repo:

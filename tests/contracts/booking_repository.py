@@ -26,6 +26,7 @@ import pytest
 
 from booking_svc.domain import (
     Actor,
+    Assignment,
     Booking,
     BookingState,
     CancellationPolicy,
@@ -35,6 +36,7 @@ from booking_svc.domain import (
     Closure,
     DuplicateRequest,
     HoldAttempt,
+    HoldOptions,
     Interval,
     Pet,
     Provider,
@@ -42,6 +44,7 @@ from booking_svc.domain import (
     Reservation,
     ReservationState,
     Resource,
+    ScheduledAttempt,
     Service,
     ServiceNeed,
     TimeOff,
@@ -1614,6 +1617,91 @@ class SchedulingContract:
         assert [(c.kind, c.subject_id) for c in claims] == [(ClaimKind.PROVIDER, okafor.id)]
         assert await BookingRepositoryContract.state(uow, lapsing[0].lock_id) == ReservationState.EXPIRED
         assert nobody[1:3] == (None, None)
+
+    @staticmethod
+    def one_statement_hold(svc: Service, pet: Pet, **kw: Any) -> Reservation:
+        """A scheduled hold for ``hold_scheduled`` to complete (its claims run 10 minutes past the slot)."""
+        res = new_hold(svc, pet, **kw)
+        res.claim_end = res.end + timedelta(minutes=10)
+        return res
+
+    async def test_a_hold_in_one_statement_takes_the_any_rule_and_the_first_free_items(
+        self, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        clinic, svc, (weber, okafor), (room1, room2) = await self.scheduled_clinic(uow)
+        pets = await BookingRepositoryContract.pets(uow, 4)
+        day = (DAY - timedelta(hours=9), DAY + timedelta(hours=15))  # the slot's local day
+        any_vet = HoldOptions(
+            (weber, okafor), Assignment.ANY_FEWEST_THAT_DAY, *day, ((1, (room1, room2)),), ()
+        )
+        async with uow() as repo:  # Dr Weber has a hold later that day, Dr Okafor none
+            later = self.scheduled_hold(svc, pets[0], weber, [], start=DAY + timedelta(hours=2))
+            assert await repo.insert_hold(*later) is None
+            version = await repo.catalog_version()
+        first = self.one_statement_hold(svc, pets[1])
+        async with read() as repo:  # autocommit, as ReserveSlot runs it
+            got = await repo.hold_scheduled(first, any_vet, version)
+            # the fewest that day first; then, Dr Okafor taken, Dr Weber with the other room
+            second = await repo.hold_scheduled(self.one_statement_hold(svc, pets[2]), any_vet, version)
+            nobody = await repo.hold_scheduled(self.one_statement_hold(svc, pets[3]), any_vet, version)
+            retry = self.one_statement_hold(
+                svc, pets[3], start=DAY + timedelta(hours=1), request_id=first.request_id
+            )
+            used = await repo.hold_scheduled(retry, any_vet, version)
+            claims = await repo.live_claims(clinic.id, None, DAY, DAY + HALF_HOUR, T0)
+            stored = await repo.reservation(first.lock_id)
+        assert got == ScheduledAttempt(True, False, okafor.seq, okafor.id, (room1.id,))
+        assert second == ScheduledAttempt(True, False, weber.seq, weber.id, (room2.id,))
+        assert nobody == ScheduledAttempt(False)
+        assert used == ScheduledAttempt(False, earlier=True)
+        assert stored is not None
+        assert (stored.provider_id, stored.assignment, stored.resource_ids, stored.unit, stored.state) == (
+            okafor.id,
+            "ANY_FEWEST_THAT_DAY",
+            (room1.id,),
+            okafor.seq,
+            ReservationState.HELD,
+        )
+        assert {(c.kind, c.subject_id, c.end) for c in claims if c.lock_id == first.lock_id} == {
+            (ClaimKind.PET, pets[1].id, DAY + timedelta(minutes=40)),
+            (ClaimKind.PROVIDER, okafor.id, DAY + timedelta(minutes=40)),
+            (ClaimKind.RESOURCE, room1.id, DAY + timedelta(minutes=40)),
+        }
+
+    async def test_a_hold_in_one_statement_inserts_nothing_it_may_not(self, uow: UnitOfWork) -> None:
+        clinic, svc, (weber, _), (room1, room2) = await self.scheduled_clinic(uow)
+        pet, pet2 = await BookingRepositoryContract.pets(uow, 2)
+        chosen = HoldOptions((weber,), Assignment.CHOSEN, DAY, DAY, ((1, (room1, room2)),), ())
+        lapsing = self.scheduled_hold(svc, pet2, weber, [room1])
+        async with uow() as repo:
+            assert await repo.insert_hold(*lapsing) is None
+            version = await repo.catalog_version()
+        later = T0 + TTL
+        async with uow() as repo:  # in a transaction: each refusal leaves it usable
+            # the lapsed hold is not live, yet its claims exclude until it is expired
+            assert await repo.hold_scheduled(
+                self.one_statement_hold(svc, pet, now=later), chosen, version
+            ) == ScheduledAttempt(False, raced=True)
+            stale = await repo.hold_scheduled(
+                self.one_statement_hold(svc, pet, now=later), chosen, version + 1
+            )
+            stranger = self.one_statement_hold(svc, pet, now=later, owner=uuid.uuid4())
+            not_theirs = await repo.hold_scheduled(stranger, chosen, version)
+            cats = replace(chosen, species_allowed=("CAT",))
+            not_a_cat = await repo.hold_scheduled(self.one_statement_hold(svc, pet, now=later), cats, version)
+            assert await repo.expire_lapsed_around(clinic.id, pet.id, DAY, DAY + HALF_HOUR, later) == 1
+            # an item restricted to other species is skipped
+            cat_room = HoldOptions(
+                (weber,), Assignment.CHOSEN, DAY, DAY, ((1, (replace(room1, species=("CAT",)), room2)),), ()
+            )
+            held = self.one_statement_hold(svc, pet, now=later)
+            got = await repo.hold_scheduled(held, cat_room, version)
+            busy = await repo.hold_scheduled(self.one_statement_hold(svc, pet2, now=later), chosen, version)
+        assert (stale, not_theirs, not_a_cat, busy) == (ScheduledAttempt(False),) * 4
+        assert got == ScheduledAttempt(True, False, weber.seq, weber.id, (room2.id,))
+        async with uow() as repo:
+            stored = await repo.reservation(held.lock_id)
+        assert stored is not None and stored.assignment == "CHOSEN"
 
     async def test_a_refused_hold_on_the_read_connection_leaves_it_usable(
         self, uow: UnitOfWork, read: UnitOfWork

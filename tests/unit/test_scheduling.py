@@ -172,6 +172,18 @@ async def test_any_prefers_the_vet_with_fewest_bookings_that_day(vets) -> None:
     assert (await w.reserve(checkup, w.pet(), at(11))).provider_id == okafor.id
 
 
+async def test_a_lapsed_hold_never_blocks_and_a_retry_gets_its_first_answer(vets) -> None:
+    w, weber, _, room, _, dental = vets
+    lapsing = await w.reserve(dental, w.pet(), at(9), weber.id)
+    w.now += timedelta(minutes=11)  # the hold lapsed; the sweeper has not expired it yet
+    pet = w.pet()
+    held = await w.reserve(dental, pet, at(9), weber.id, key="k1")
+    assert (held.provider_id, held.resource_ids) == (weber.id, (room.id,))
+    assert w.store.reservations[lapsing.lock_id].state.value == "EXPIRED"
+    again = await w.reserve(dental, pet, at(9), weber.id, key="k1")
+    assert again.lock_id == held.lock_id
+
+
 async def test_the_day_view_names_the_free_vets_and_filters_by_vet(vets) -> None:
     w, weber, okafor, _, checkup, _ = vets
     await w.reserve(checkup, w.pet(), at(9), okafor.id)

@@ -10,6 +10,7 @@ a savepoint: all or nothing, and a loser learns which constraint refused it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -39,9 +40,11 @@ from booking_svc.domain import (
     Claim,
     ClaimKind,
     ClinicSchedule,
+    HoldOptions,
     Provider,
     Reservation,
     Resource,
+    ScheduledAttempt,
     ServiceNeed,
     TimeOff,
 )
@@ -124,6 +127,89 @@ INSERT INTO claims (lock_id, kind, subject_id, unit, clinic_id, during, active)
 SELECT ins.lock_id, k.kind, k.subject_id, 0, %(clinic_id)s, tstzrange(%(start)s, %(claim_end)s), true
 FROM ins CROSS JOIN unnest(%(kinds)s::text[], %(subjects)s::uuid[]) AS k(kind, subject_id)
 """
+
+# a scheduled hold in one statement (docs/design/scheduling.md, "Reserving"): the plan folded into the
+# insert, as ReserveSlot's capacity statement folds in "the lowest free unit".  From the options the
+# schedule alone decided (``HoldOptions``: the candidates in the stable per-day order, per need its items
+# in the order they are taken) it takes, against the live claims, the first free candidate with the fewest
+# live provider claims starting that local day (an empty day for a chosen provider counts nothing), and
+# per need the first free items fit for the pet's species; it inserts the reservation only while the
+# request id is new, the pet the owner's (and of a species the service allows), the catalog at the
+# caller's version, the pet free, and a candidate and every need's items found, then all its claims.
+# A constraint refusing the reservation (a used request id, no_double_booking) or a claim (a concurrent
+# winner, or a lapsed hold not expired yet) fails the statement: nothing is inserted, and the caller tries
+# once more (a winner's claims are committed by then) before it plans with the claims read (after the
+# lapsed holds in the way are expired).
+_LIVE_OF = (
+    "SELECT 1 FROM claims c JOIN reservations r ON r.lock_id = c.lock_id\n"
+    "    WHERE c.active AND c.kind = '{kind}' AND c.subject_id = {subject}\n"
+    "      AND c.during && tstzrange(%(start)s, %(claim_end)s) AND " + LIVE
+)
+HOLD_SCHEDULED = f"""
+WITH cat AS (SELECT version FROM catalog_state WHERE id = 1),
+pet AS (SELECT owner_user_id, species FROM pets WHERE id = %(pet_id)s),
+earlier AS (SELECT 1 FROM reservations WHERE owner_user_id = %(owner)s AND request_id = %(request_id)s),
+that_day AS (
+  SELECT c.subject_id, count(*) AS n FROM claims c JOIN reservations r ON r.lock_id = c.lock_id
+  WHERE c.active AND c.kind = 'provider' AND c.subject_id = ANY(%(providers)s::uuid[])
+    AND c.during && tstzrange(%(day_start)s, %(day_end)s) AND lower(c.during) >= %(day_start)s AND {LIVE}
+  GROUP BY c.subject_id),
+provider AS (
+  SELECT p.id, p.seq FROM unnest(%(providers)s::uuid[], %(seqs)s::int[]) WITH ORDINALITY AS p(id, seq, ord)
+  LEFT JOIN that_day d ON d.subject_id = p.id
+  WHERE NOT EXISTS ({_LIVE_OF.format(kind="provider", subject="p.id")})
+  ORDER BY coalesce(d.n, 0), p.ord
+  LIMIT 1),
+item AS (
+  SELECT i.id, i.need, i.seq, row_number() OVER (PARTITION BY i.need ORDER BY i.ord) AS k
+  FROM unnest(%(items)s::uuid[], %(item_needs)s::int[], %(item_seqs)s::int[], %(item_species)s::text[])
+    WITH ORDINALITY AS i(id, need, seq, species, ord)
+  WHERE (i.species = '' OR strpos(i.species, ',' || (SELECT species FROM pet) || ',') > 0)
+    AND NOT EXISTS ({_LIVE_OF.format(kind="resource", subject="i.id")})),
+taken AS (
+  SELECT item.id, item.seq, item.need, item.k
+  FROM item JOIN unnest(%(quantities)s::int[]) WITH ORDINALITY AS q(quantity, need) ON q.need = item.need
+  WHERE item.k <= q.quantity),
+ins AS (
+  INSERT INTO reservations (lock_id, owner_user_id, owner_email, owner_name, owner_locale, request_id,
+    request_hash, service_id, clinic_id, pet_id, unit, during, state, expires_at, amount_minor, currency, created_at,
+    updated_at, provider_id, assignment, resource_ids)
+  SELECT %(lock_id)s, %(owner)s, %(owner_email)s, %(owner_name)s, %(owner_locale)s, %(request_id)s, %(request_hash)s,
+    %(service_id)s, %(clinic_id)s, %(pet_id)s,
+    COALESCE((SELECT seq FROM provider), (SELECT seq FROM taken ORDER BY need, k LIMIT 1), 1),
+    tstzrange(%(start)s, %(end)s), 'HELD', %(expires_at)s, %(amount_minor)s, %(currency)s, %(now)s, %(now)s,
+    (SELECT id FROM provider), %(assignment)s, ARRAY(SELECT id FROM taken ORDER BY need, k)
+  WHERE NOT EXISTS (SELECT 1 FROM earlier) AND (SELECT owner_user_id FROM pet) = %(owner)s
+    AND (SELECT version FROM cat) = %(catalog_version)s
+    AND (cardinality(%(allowed)s::text[]) = 0 OR (SELECT species FROM pet) = ANY(%(allowed)s::text[]))
+    AND NOT EXISTS ({_LIVE_OF.format(kind="pet", subject="%(pet_id)s")})
+    AND (cardinality(%(providers)s::uuid[]) = 0 OR EXISTS (SELECT 1 FROM provider))
+    AND (SELECT count(*) FROM taken) = %(wanted)s
+  RETURNING unit, provider_id, resource_ids),
+claimed AS (
+  INSERT INTO claims (lock_id, kind, subject_id, unit, clinic_id, during, active)
+  SELECT %(lock_id)s, k.kind, k.subject_id, 0, %(clinic_id)s, tstzrange(%(start)s, %(claim_end)s), true
+  FROM ins CROSS JOIN LATERAL (
+    SELECT 'pet', %(pet_id)s::uuid
+    UNION ALL SELECT 'provider', ins.provider_id WHERE ins.provider_id IS NOT NULL
+    UNION ALL SELECT 'resource', u FROM unnest(ins.resource_ids) AS u) AS k(kind, subject_id))
+SELECT EXISTS (SELECT 1 FROM earlier), (SELECT unit FROM ins), (SELECT provider_id FROM ins),
+  (SELECT resource_ids FROM ins)
+"""
+
+# the arguments of the function ``hold_scheduled`` (migration 0011) in order: its body is HOLD_SCHEDULED
+# with ``%(name)s`` as ``$n`` (tests/unit pin the two together), and it runs under
+# ``plan_cache_mode = force_generic_plan``: PL/pgSQL keeps the statement's generic plan per connection,
+# also behind a transaction pooler, where nothing is prepared server-side; a prepared statement of the
+# same text was planned afresh per call (custom plans, 2-6 ms of PostgreSQL's CPU per hold vs ~1 ms)
+HOLD_ARGS = (
+    "lock_id owner owner_email owner_name owner_locale request_id request_hash service_id clinic_id pet_id "
+    "start end claim_end expires_at amount_minor currency now catalog_version providers seqs day_start day_end "
+    "assignment items item_needs item_seqs item_species quantities wanted allowed"
+).split()
+CALL_HOLD_SCHEDULED = (
+    "SELECT * FROM hold_scheduled(" + ", ".join(f"p_{a} => %({a})s" for a in HOLD_ARGS) + ")"
+)
 
 # where a refused claim's constraint name points
 CONFLICTS = {
@@ -546,6 +632,62 @@ class ScheduleQueries(Queries):
             return "retry"
         return None
 
+    async def hold_scheduled(
+        self, res: Reservation, options: HoldOptions, catalog_version: int
+    ) -> ScheduledAttempt:
+        """The scheduled hold in one statement (``HOLD_SCHEDULED`` in the function ``hold_scheduled``,
+        under its generic plan; a savepoint inside a transaction)."""
+        items = [(need, r) for need, (_, rs) in enumerate(options.needs, 1) for r in rs]
+        # the arrays as literals (cast in the statement): psycopg's list adaptation costs more per call
+        # than the rest of the parameters together
+        params = {
+            "lock_id": res.lock_id,
+            "owner": res.owner_user_id,
+            "owner_email": res.owner_email,
+            "owner_name": res.owner_name,
+            "owner_locale": res.owner_locale,
+            "request_id": res.request_id,
+            "request_hash": res.request_hash,
+            "service_id": res.service_id,
+            "clinic_id": res.clinic_id,
+            "pet_id": res.pet_id,
+            "start": res.start,
+            "end": res.end,
+            "claim_end": res.claim_end or res.end,
+            "expires_at": res.expires_at,
+            "amount_minor": res.amount_minor,
+            "currency": res.currency,
+            "now": res.created_at,
+            "catalog_version": catalog_version,
+            "providers": _literal(p.id for p in options.providers),
+            "seqs": _literal(p.seq for p in options.providers),
+            "day_start": options.day_start,
+            "day_end": options.day_end,
+            "assignment": options.assignment.value if options.assignment else None,
+            "items": _literal(r.id for _, r in items),
+            "item_needs": _literal(need for need, _ in items),
+            "item_seqs": _literal(r.seq for _, r in items),
+            "item_species": _literal(f'",{",".join(r.species)},"' if r.species else '""' for _, r in items),
+            "quantities": _literal(quantity for quantity, _ in options.needs),
+            "wanted": sum(quantity for quantity, _ in options.needs),
+            "allowed": _literal(f'"{s}"' for s in options.species_allowed),
+        }
+        conn = await driver_connection(self.session)
+        try:
+            if conn.autocommit:  # one statement, its own transaction
+                cur = await raw_execute(self.session, CALL_HOLD_SCHEDULED, params, operation="INSERT")
+            else:
+                async with self.session.begin_nested():  # a lost race rolls back to here, not the unit
+                    cur = await raw_execute(self.session, CALL_HOLD_SCHEDULED, params, operation="INSERT")
+        except (ExclusionViolation, UniqueViolation, DeadlockDetected):
+            return ScheduledAttempt(False, raced=True)  # a claim taken meanwhile, or by a lapsed hold
+        row = await cur.fetchone()
+        assert row is not None  # the outer SELECT always yields one row
+        earlier, unit, provider_id, resource_ids = row
+        if unit is None:
+            return ScheduledAttempt(False, earlier=earlier)
+        return ScheduledAttempt(True, False, unit, provider_id, tuple(resource_ids))
+
     async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:
         """Move a scheduled reservation (and, by the trigger, all its claims) to [start, end) in one
         statement; False (nothing changed, the transaction goes on) when a claim is taken there."""
@@ -561,6 +703,11 @@ class ScheduleQueries(Queries):
                 return False
             raise
         return True
+
+
+def _literal(values: Iterable[object]) -> str:
+    """An array literal of uuids, numbers or double-quoted words (species: letters only)."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def _provider(r: Row[Any]) -> Provider:

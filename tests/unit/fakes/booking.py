@@ -19,6 +19,7 @@ from booking_svc.domain import (
     OPEN_REFUND_STATES,
     Booking,
     BookingState,
+    Busy,
     Claim,
     ClaimKind,
     Clinic,
@@ -27,6 +28,7 @@ from booking_svc.domain import (
     Closure,
     DuplicateRequest,
     HoldAttempt,
+    HoldOptions,
     Interval,
     Pet,
     Provider,
@@ -34,9 +36,12 @@ from booking_svc.domain import (
     Reservation,
     ReservationState,
     Resource,
+    ScheduledAttempt,
     Service,
     ServiceNeed,
     TimeOff,
+    choose_from,
+    hold_unit,
 )
 from booking_svc.handlers import (
     CatalogHandlers,
@@ -707,6 +712,41 @@ class FakeBookingRepository:
             return "provider" if res.provider_id is not None else "resource"
         self.store.reservations[res.lock_id] = copy.deepcopy(res)
         return None
+
+    async def hold_scheduled(
+        self, res: Reservation, options: HoldOptions, catalog_version: int
+    ) -> ScheduledAttempt:
+        if any(
+            r.owner_user_id == res.owner_user_id and r.request_id == res.request_id
+            for r in self.store.reservations.values()
+        ):
+            return ScheduledAttempt(False, earlier=True)
+        pet = self.store.pets.get(res.pet_id)
+        if (
+            pet is None
+            or pet.owner_user_id != res.owner_user_id
+            or self.store.catalog_version != catalog_version
+            or (options.species_allowed and pet.species not in options.species_allowed)
+        ):
+            return ScheduledAttempt(False)
+        until = res.claim_end or res.end
+        lo, hi = min(options.day_start, res.start), max(options.day_end, until)
+        busy = Busy(await self.live_claims(res.clinic_id, res.pet_id, lo, hi, res.created_at))
+        chosen = choose_from(options, busy, res.start, until, pet.species)
+        if chosen is None or not busy.free(res.pet_id, res.start, until):
+            return ScheduledAttempt(False)
+        provider, items = chosen
+        held = replace(
+            copy.deepcopy(res),
+            unit=hold_unit(provider, items),
+            provider_id=provider.id if provider else None,
+            assignment=options.assignment.value if options.assignment and provider else None,
+            resource_ids=tuple(i.id for i in items),
+        )
+        if self._claim_conflict(held) is not None or self._excludes(held, held.unit, held.start, held.end):
+            return ScheduledAttempt(False, raced=True)  # a lapsed hold not expired yet is in the way
+        self.store.reservations[held.lock_id] = held
+        return ScheduledAttempt(True, False, held.unit, held.provider_id, held.resource_ids)
 
     async def move_claimed(self, lock_id: uuid.UUID, start: datetime, end: datetime, now: datetime) -> bool:
         r = self.store.reservations[lock_id]
