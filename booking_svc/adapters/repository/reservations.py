@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from booking_svc.adapters.repository.rows import Queries, is_violation, reservation_from_row
+from booking_svc.adapters.repository.rows import Queries, hold_params, is_violation, reservation_from_row
 from booking_svc.adapters.tables import bookings, reservations
 from booking_svc.domain import HoldAttempt, Pet, Reservation, ReservationState
 from petpro.db import raw_execute
@@ -205,25 +205,9 @@ class ReservationQueries(Queries):
             HOLD,
             operation="INSERT",
             params={
+                **hold_params(res),
                 "catalog_version": catalog_version,
-                "lock_id": res.lock_id,
-                "owner": res.owner_user_id,
-                "owner_email": res.owner_email,
-                "owner_name": res.owner_name,
-                "owner_locale": res.owner_locale,
-                "request_id": res.request_id,
-                "request_hash": res.request_hash,
-                "service_id": res.service_id,
-                "clinic_id": res.clinic_id,
-                "pet_id": res.pet_id,
                 "capacity": capacity,
-                "start": res.start,
-                "end": res.end,
-                "claim_end": res.claim_end or res.end,
-                "expires_at": res.expires_at,
-                "amount_minor": res.amount_minor,
-                "currency": res.currency,
-                "now": res.created_at,
             },
         )
         row = await cur.fetchone()

@@ -150,6 +150,29 @@ def reservation_from_row(r: Row[Any], booking_id: uuid.UUID | None = None) -> Re
     )
 
 
+def hold_params(res: Reservation) -> dict[str, Any]:
+    """A new hold's reservation as the hold statements' parameters (capacity, planned, scheduled)."""
+    return {
+        "lock_id": res.lock_id,
+        "owner": res.owner_user_id,
+        "owner_email": res.owner_email,
+        "owner_name": res.owner_name,
+        "owner_locale": res.owner_locale,
+        "request_id": res.request_id,
+        "request_hash": res.request_hash,
+        "service_id": res.service_id,
+        "clinic_id": res.clinic_id,
+        "pet_id": res.pet_id,
+        "start": res.start,
+        "end": res.end,
+        "claim_end": res.claim_end or res.end,
+        "expires_at": res.expires_at,
+        "amount_minor": res.amount_minor,
+        "currency": res.currency,
+        "now": res.created_at,
+    }
+
+
 def booking_from_row(r: Row[Any]) -> Booking:
     return Booking(
         r.id,
