@@ -352,20 +352,9 @@ class ScheduleQueries(Queries):
     # -- admin changes (the caller locks the clinic row and bumps the catalog)
     async def add_provider(self, p: Provider, request_id: uuid.UUID | None = None) -> uuid.UUID:
         """Insert with the clinic's next number; a used ``request_id`` returns the first provider's id."""
-        if request_id is not None:
-            found = (
-                await self.session.execute(select(providers.c.id).where(providers.c.request_id == request_id))
-            ).scalar()
-            if found is not None:
-                return cast(uuid.UUID, found)
-        seq = (
-            await self.session.execute(
-                select(func.coalesce(func.max(providers.c.seq), 0) + 1).where(
-                    providers.c.clinic_id == p.clinic_id
-                )
-            )
-        ).scalar_one()
-        p.seq = int(seq)
+        if (found := await self._made_by(providers, request_id)) is not None:
+            return found
+        p.seq = await self._next_seq(providers, p.clinic_id)
         await self.session.execute(
             insert(providers).values(
                 id=p.id,
@@ -381,16 +370,35 @@ class ScheduleQueries(Queries):
         return p.id
 
     async def save_provider(self, p: Provider, *, archive_at: datetime | None = None) -> None:
-        values: dict[str, Any] = {
+        values = {
             "display_name": p.display_name,
             "user_id": p.user_id,
             "weekly_hours": hours_json(p.weekly_hours),
-            "version": providers.c.version + 1,
         }
-        if archive_at is not None:
-            values["archived_at"] = archive_at
-        await self.session.execute(update(providers).where(providers.c.id == p.id).values(**values))
+        await self._save_versioned(providers, p.id, values, archive_at)
         p.version += 1
+
+    async def _made_by(self, table: Any, request_id: uuid.UUID | None) -> uuid.UUID | None:
+        """The id of the row an earlier call with ``request_id`` inserted, if any."""
+        if request_id is None:
+            return None
+        found = (
+            await self.session.execute(select(table.c.id).where(table.c.request_id == request_id))
+        ).scalar()
+        return cast("uuid.UUID | None", found)
+
+    async def _next_seq(self, table: Any, clinic_id: uuid.UUID) -> int:
+        """The clinic's next number in ``table`` (the stable order of providers or items)."""
+        q = select(func.coalesce(func.max(table.c.seq), 0) + 1).where(table.c.clinic_id == clinic_id)
+        return int((await self.session.execute(q)).scalar_one())
+
+    async def _save_versioned(
+        self, table: Any, row_id: uuid.UUID, values: dict[str, Any], archive_at: datetime | None
+    ) -> None:
+        extra: dict[str, Any] = {"version": table.c.version + 1}
+        if archive_at is not None:
+            extra["archived_at"] = archive_at
+        await self.session.execute(update(table).where(table.c.id == row_id).values(**values, **extra))
 
     async def add_time_off(self, t: TimeOff) -> bool:
         """False (nothing inserted, the transaction goes on) when it overlaps another of the provider's."""
@@ -433,21 +441,10 @@ class ScheduleQueries(Queries):
         return new
 
     async def add_resource(self, r: Resource, request_id: uuid.UUID | None = None) -> uuid.UUID:
-        if request_id is not None:
-            found = (
-                await self.session.execute(select(resources.c.id).where(resources.c.request_id == request_id))
-            ).scalar()
-            if found is not None:
-                return cast(uuid.UUID, found)
+        if (found := await self._made_by(resources, request_id)) is not None:
+            return found
         type_id = await self._type_id(r.clinic_id, r.resource_type, create=True)
-        seq = (
-            await self.session.execute(
-                select(func.coalesce(func.max(resources.c.seq), 0) + 1).where(
-                    resources.c.clinic_id == r.clinic_id
-                )
-            )
-        ).scalar_one()
-        r.seq = int(seq)
+        r.seq = await self._next_seq(resources, r.clinic_id)
         await self.session.execute(
             insert(resources).values(
                 id=r.id,
@@ -463,14 +460,9 @@ class ScheduleQueries(Queries):
         return r.id
 
     async def save_resource(self, r: Resource, *, archive_at: datetime | None = None) -> None:
-        values: dict[str, Any] = {
-            "display_name": r.display_name,
-            "species": list(r.species),
-            "version": resources.c.version + 1,
-        }
-        if archive_at is not None:
-            values["archived_at"] = archive_at
-        await self.session.execute(update(resources).where(resources.c.id == r.id).values(**values))
+        await self._save_versioned(
+            resources, r.id, {"display_name": r.display_name, "species": list(r.species)}, archive_at
+        )
         r.version += 1
 
     async def set_service_requirements(
