@@ -1,3 +1,7 @@
-from notif_worker.server import main
+from notif_worker.early import join_early
 
-main()
+joining = join_early()  # before the worker's imports: they overlap the join (see notif_worker.early)
+
+from notif_worker.server import main  # noqa: E402
+
+main(joining)
