@@ -1,6 +1,8 @@
-from notif_worker.early import join_early
+from notif_worker.adapters.joining import join_early
 
-joining = join_early()  # before the worker's imports: they overlap the join (see notif_worker.early)
+joining = (
+    join_early()
+)  # before the worker's imports: they overlap the join (see notif_worker.adapters.joining)
 
 from notif_worker.server import main  # noqa: E402
 

@@ -20,6 +20,7 @@ from notif_worker.adapters.codecs import clinic_event_cursor, decode_event, enco
 from notif_worker.adapters.consumer import BookingEventsConsumer
 from notif_worker.adapters.fanout import RedisFanout
 from notif_worker.adapters.fcm import FCM_API_BASE, FcmPush
+from notif_worker.adapters.joining import ConsumerSettings, booking_events_consumer
 from notif_worker.adapters.mail import SmtpMailer
 from notif_worker.adapters.push import InboxPush
 from notif_worker.adapters.repository import NotifRepository
@@ -27,7 +28,6 @@ from notif_worker.adapters.sms import TWILIO_API_BASE, TwilioSms
 from notif_worker.adapters.tables import SCHEMA
 from notif_worker.domain import QuietHours
 from notif_worker.domain.wording import preload
-from notif_worker.early import ConsumerSettings, booking_events_consumer
 from notif_worker.handlers import (
     AccountErasure,
     CalendarHandlers,
@@ -215,7 +215,7 @@ def build(
     """The notification worker.  Tests pass fakes of the ports instead of the database, Redis, SMTP,
     the auth service (``auth``: an AuthService stub), Kafka (consumer/producer factories) and the push
     providers (``devices``).  ``joining``: the booking events consumer already joining its group
-    (``python -m notif_worker``: notif_worker.early), taken over by the consumer's first run."""
+    (``python -m notif_worker``: notif_worker.adapters.joining), taken over by the consumer's first run."""
     closers: list[Callable[[], Awaitable[None]]] = []  # closed in this order
     if mailer is None:
         smtp = SmtpClient(settings.url("smtp_url"))

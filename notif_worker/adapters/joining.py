@@ -1,9 +1,9 @@
-"""What ``python -m notif_worker`` does before it imports the worker: its booking events consumer
-starts joining its group (:class:`petpro.events.EarlyJoin`).  Only the settings and kafka-python are
-imported here (~0.3 s of CPU); the worker's imports and build (~1.2 s of CPU, seconds of wall time
-while the other services start too) then overlap the broker's join delay (the first join of a new
-group: ~3 s with the 6 s session timeout) instead of coming before it: the worker is ready once in
-its group (``BookingEventsConsumer.wait_joined``)."""
+"""The booking events consumer's group join, started by ``python -m notif_worker`` before it imports
+the worker (:class:`petpro.events.EarlyJoin`), with the consumer's settings (the part of NotifSettings
+it needs: only pydantic-settings and kafka-python are imported here, ~0.3 s of CPU).  The worker's
+imports and build (~1.2 s of CPU, seconds of wall time while the other services start too) then
+overlap the broker's join delay (a new group's first join: ~3 s with the 6 s session timeout) instead
+of coming before it; the worker is ready once in its group (``BookingEventsConsumer.wait_joined``)."""
 
 from __future__ import annotations
 
