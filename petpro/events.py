@@ -54,11 +54,11 @@ class EarlyJoin(ConsumerRebalanceListener):
     for half the session timeout, like Kafka's ``group.initial.rebalance.delay.ms``): they then overlap
     that work instead of following it.
 
-    The thread makes the consumer (``make``: no topics), subscribes it to ``topics`` and polls until
-    the group has given it its partitions (none, too) or ``take()`` is called.  ``take()`` hands it
-    over, with ``True`` when it is in its group already: nothing is lost, records a poll returned are
-    sought back (read again by the next poll) and nothing was committed.  A failure to make or join
-    it is raised by ``take()``."""
+    The thread makes the consumer (``make``: no topics), subscribes it to ``topics`` and polls it until
+    ``take()``: the member answers rebalances while the process is built, its partitions paused as they
+    are assigned (nothing is fetched; a record a poll returned all the same is sought back).
+    ``take()`` hands it over, its partitions resumed and nothing committed, with ``True`` once the group
+    has given it its partitions (none, too).  A failure to make or join it is raised by ``take()``."""
 
     def __init__(self, make: Callable[[], KafkaConsumer], topics: Sequence[str]) -> None:
         self.make, self.topics = make, sorted(topics)
@@ -75,22 +75,24 @@ class EarlyJoin(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: Any) -> None:
         pass
 
-    def on_partitions_assigned(self, assigned: Any) -> None:  # (in a poll of the thread below)
+    def on_partitions_assigned(self, assigned: Any) -> None:  # (in a poll of the thread, before its fetch)
+        if self._consumer is not None and assigned:
+            self._consumer.pause(*assigned)
         self._in_group.set()
 
     def _join(self) -> None:
         try:
             self._consumer = consumer = self.make()
             consumer.subscribe(topics=self.topics, listener=self)
-            while not (self._in_group.is_set() or self._taken.is_set()):
+            while not self._taken.is_set():
                 for tp, records in consumer.poll(timeout_ms=100).items():
                     consumer.seek(tp, records[0].offset)
         except BaseException as exc:  # handed to take()
             self._error = exc
 
     def take(self) -> tuple[KafkaConsumer, bool]:
-        """The consumer (blocks until the thread's poll in progress returned) and whether it is in its
-        group; its user subscribes it with its own listener (the group does not change)."""
+        """The consumer (once the thread's poll in progress returned) and whether it is in its group;
+        its user subscribes it with its own listener (the group does not change)."""
         self._taken.set()
         self._thread.join()
         if self._error is not None:
@@ -98,6 +100,9 @@ class EarlyJoin(ConsumerRebalanceListener):
                 self._consumer.close(autocommit=False)
             raise self._error
         assert self._consumer is not None
+        paused = self._consumer.paused()
+        if paused:
+            self._consumer.resume(*paused)
         return self._consumer, self._in_group.is_set()
 
 

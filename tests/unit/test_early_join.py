@@ -1,7 +1,8 @@
 """The booking events consumer joining its group early (petpro.events.EarlyJoin, started by
-``python -m notif_worker`` before the worker's imports): the thread polls until the group gave it its
-partitions, records a poll returned meanwhile are read again, the consumer's first run takes it over
-(ready at once when it is in its group already), and a run after a crash makes its own."""
+``python -m notif_worker`` before the worker's imports): the thread polls until taken (answering
+rebalances), its partitions paused as assigned and resumed when taken, a record a poll returned all the
+same is read again, the consumer's first run takes it over (ready at once when it is in its group
+already), and a run after a crash makes its own."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class GroupConsumer:
         self.assigned = threading.Event()
         self.polled = threading.Event()
         self.closed = False
+        self.paused_: set[Any] = set()
 
     def subscribe(self, topics: list[str], listener: ConsumerRebalanceListener | None = None) -> None:
         self.topics, self.listener = list(topics), listener
@@ -53,6 +55,15 @@ class GroupConsumer:
         self.assigned.wait(timeout_ms / 1000)
         return {}
 
+    def pause(self, *tps: Any) -> None:
+        self.paused_ |= set(tps)
+
+    def paused(self) -> set[Any]:
+        return set(self.paused_)
+
+    def resume(self, *tps: Any) -> None:
+        self.paused_ -= set(tps)
+
     def seek(self, tp: Any, offset: int) -> None:
         self.seeks.append((tp, offset))
 
@@ -60,15 +71,16 @@ class GroupConsumer:
         self.closed = True
 
 
-def test_the_thread_polls_until_in_its_group_and_gives_back_what_it_read() -> None:
+def test_in_its_group_its_partitions_wait_paused_until_taken_and_nothing_is_skipped() -> None:
     consumer = GroupConsumer(assign_on_poll=2)
     joining = events.EarlyJoin(lambda: consumer, ["booking.rescheduled", "booking.created"]).start()
     assert consumer.assigned.wait(30)
+    assert consumer.paused() == {TP}  # assigned: paused in the listener, before the poll's fetch
     taken, in_group = joining.take()
     assert taken is consumer and in_group
     assert consumer.topics == ["booking.created", "booking.rescheduled"]
-    assert consumer.seeks == [(TP, 7)]  # read again by the next poll: nothing skipped
-    assert consumer.polls == 2  # stopped polling once in the group
+    assert consumer.seeks == [(TP, 7)]  # a record a poll returned all the same: read again
+    assert consumer.paused() == set()  # resumed for its user
 
 
 def test_taken_before_the_group_answered_it_is_not_in_its_group_yet() -> None:
