@@ -1,3 +1,9 @@
-from notif_worker.server import main
+from notif_worker.adapters.joining import join_early
 
-main()
+joining = (
+    join_early()
+)  # before the worker's imports: they overlap the join (see notif_worker.adapters.joining)
+
+from notif_worker.server import main  # noqa: E402
+
+main(joining)

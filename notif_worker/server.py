@@ -20,6 +20,7 @@ from notif_worker.adapters.codecs import clinic_event_cursor, decode_event, enco
 from notif_worker.adapters.consumer import BookingEventsConsumer
 from notif_worker.adapters.fanout import RedisFanout
 from notif_worker.adapters.fcm import FCM_API_BASE, FcmPush
+from notif_worker.adapters.joining import ConsumerSettings, booking_events_consumer
 from notif_worker.adapters.mail import SmtpMailer
 from notif_worker.adapters.push import InboxPush
 from notif_worker.adapters.repository import NotifRepository
@@ -47,22 +48,16 @@ from petpro import cache, events, grpc_client, grpc_server, mesh
 from petpro.authn import Authenticator
 from petpro.db import Database
 from petpro.erasure import account_deleted_subscriber
-from petpro.settings import ServiceSettings, load
+from petpro.settings import load
 from petpro.smtp import SmtpClient
 from petpro_api.auth.v1 import auth_pb2_grpc
 from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 
 
-class NotifSettings(ServiceSettings):
-    component = "notif"
+class NotifSettings(ConsumerSettings):
+    # (the booking events consumer's topics and group: ConsumerSettings)
     model_config = SettingsConfigDict(env_prefix="NOTIF_", env_file=".env", extra="ignore")
 
-    # the consumer group of the mesh manifest: booking.created, its DLQ, and the lifecycle topics
-    # consumed by the same group (per booking: key = booking id)
-    topic: str = mesh.BOOKING_CREATED.name
-    change_topics: tuple[str, ...] = tuple(t.name for t in mesh.LIFECYCLE_TOPICS)
-    dlq_topic: str = mesh.BOOKING_CREATED.dlq
-    consumer_group: str = mesh.NOTIF_CONSUMER.group
     mail_from: str = "PetPro <bookings@petpro.dev>"
     retry_attempts: int = Field(default=4, ge=1, le=20)
     retry_base_seconds: float = Field(default=0.2, gt=0)
@@ -215,10 +210,12 @@ def build(
     producer_factory: Callable[[], KafkaProducer] | None = None,
     devices: list[DevicePush] | None = None,
     sms: SmsSender | None = None,
+    joining: events.EarlyJoin | None = None,
 ) -> grpc_server.App:
     """The notification worker.  Tests pass fakes of the ports instead of the database, Redis, SMTP,
     the auth service (``auth``: an AuthService stub), Kafka (consumer/producer factories) and the push
-    providers (``devices``)."""
+    providers (``devices``).  ``joining``: the booking events consumer already joining its group
+    (``python -m notif_worker``: notif_worker.adapters.joining), taken over by the consumer's first run."""
     closers: list[Callable[[], Awaitable[None]]] = []  # closed in this order
     if mailer is None:
         smtp = SmtpClient(settings.url("smtp_url"))
@@ -288,11 +285,7 @@ def build(
 
     if consumer_factory is None or producer_factory is None:
         bootstrap = settings.url("kafka_bootstrap_servers")
-        consumer_factory = consumer_factory or (
-            lambda: events.consumer(
-                bootstrap, settings.consumer_group, settings.topic, *settings.change_topics
-            )
-        )
+        consumer_factory = consumer_factory or (lambda: booking_events_consumer(settings))
         producer_factory = producer_factory or (lambda: events.producer(bootstrap, "notif_worker-dlq"))
     erasure: list[Callable[[], Awaitable[None]]] = []
     if erasing:
@@ -311,6 +304,7 @@ def build(
         settings.dlq_topic,
         concurrency=settings.concurrency,
         busy_fetch_wait_ms=settings.busy_fetch_wait_ms,
+        joining=joining,
     )
     authn = Authenticator(auth)
     feed = ClinicFeedServicer(
@@ -373,5 +367,8 @@ def build(
     )
 
 
-def main() -> None:
-    grpc_server.main(build, load(NotifSettings))
+def main(joining: events.EarlyJoin | None = None) -> None:
+    def build_joining(settings: NotifSettings) -> grpc_server.App:
+        return build(settings, joining=joining)
+
+    grpc_server.main(build_joining, load(NotifSettings))

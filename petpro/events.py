@@ -6,11 +6,12 @@ timings follow what the embedded tansu broker needs for a group to form in secon
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 
 from petpro import telemetry
 
@@ -45,6 +46,64 @@ def consumer(bootstrap: str, group_id: str, *topics: str, **overrides: object) -
     }
     opts.update(overrides)
     return KafkaConsumer(*topics, **opts)
+
+
+class EarlyJoin(ConsumerRebalanceListener):
+    """A group consumer brought into its group by a thread of its own, started before the rest of the
+    process is imported and built.  A new group's first join takes seconds (the dev broker holds it
+    for half the session timeout, like Kafka's ``group.initial.rebalance.delay.ms``): they then overlap
+    that work instead of following it.
+
+    The thread makes the consumer (``make``: no topics), subscribes it to ``topics`` and polls it until
+    ``take()``: the member answers rebalances while the process is built, its partitions paused as they
+    are assigned (nothing is fetched; a record a poll returned all the same is sought back).
+    ``take()`` hands it over, its partitions resumed and nothing committed, with ``True`` once the group
+    has given it its partitions (none, too).  A failure to make or join it is raised by ``take()``."""
+
+    def __init__(self, make: Callable[[], KafkaConsumer], topics: Sequence[str]) -> None:
+        self.make, self.topics = make, sorted(topics)
+        self._in_group = threading.Event()
+        self._taken = threading.Event()
+        self._consumer: KafkaConsumer | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._join, name="kafka-early-join", daemon=True)
+
+    def start(self) -> EarlyJoin:
+        self._thread.start()
+        return self
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:  # (in a poll of the thread, before its fetch)
+        if self._consumer is not None and assigned:
+            self._consumer.pause(*assigned)
+        self._in_group.set()
+
+    def _join(self) -> None:
+        try:
+            self._consumer = consumer = self.make()
+            consumer.subscribe(topics=self.topics, listener=self)
+            while not self._taken.is_set():
+                for tp, records in consumer.poll(timeout_ms=100).items():
+                    consumer.seek(tp, records[0].offset)
+        except BaseException as exc:  # handed to take()
+            self._error = exc
+
+    def take(self) -> tuple[KafkaConsumer, bool]:
+        """The consumer (once the thread's poll in progress returned) and whether it is in its group;
+        its user subscribes it with its own listener (the group does not change)."""
+        self._taken.set()
+        self._thread.join()
+        if self._error is not None:
+            if self._consumer is not None:
+                self._consumer.close(autocommit=False)
+            raise self._error
+        assert self._consumer is not None
+        paused = self._consumer.paused()
+        if paused:
+            self._consumer.resume(*paused)
+        return self._consumer, self._in_group.is_set()
 
 
 def set_fetch_wait(consumer: KafkaConsumer, ms: int) -> int | None:

@@ -28,20 +28,8 @@ import psycopg
 from kafka import KafkaProducer
 from opentelemetry.trace import StatusCode
 from sqlalchemy import (
-    BigInteger,
-    Column,
     CursorResult,
-    DateTime,
-    Identity,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
     Row,
-    String,
-    Table,
-    Uuid,
-    func,
     text,
 )
 
@@ -50,25 +38,6 @@ from petpro.db import Database, direct_url
 from petpro.events import cloudevent_headers
 
 log = logging.getLogger("petpro.outbox")
-
-
-def outbox_table(metadata: MetaData) -> Table:
-    """The ``outbox`` table of a service that publishes events (its migration creates the same)."""
-    return Table(
-        "outbox",
-        metadata,
-        Column("id", BigInteger, Identity(), primary_key=True),
-        Column("event_id", Uuid, nullable=False, unique=True),
-        Column("topic", String(200), nullable=False),
-        Column("key", String(200), nullable=False),
-        Column("event_type", String(200), nullable=False),
-        Column("payload", LargeBinary, nullable=False),
-        Column("traceparent", String(64), nullable=False, server_default=""),
-        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("sent_at", DateTime(timezone=True)),
-        Column("attempts", Integer, nullable=False, server_default="0"),
-        Index("ix_outbox_unsent", "id", postgresql_where=text("sent_at IS NULL")),
-    )
 
 
 CLAIM = text(

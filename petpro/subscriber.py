@@ -23,24 +23,11 @@ from typing import Any
 
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Uuid, func
 
 from petpro import telemetry
 from petpro.events import header_map
 
 log = logging.getLogger("petpro.subscriber")
-
-
-def processed_events_table(metadata: MetaData) -> Table:
-    """The events a service consumed from others, each recorded in the transaction of its effect
-    (exactly once); its migration creates the same."""
-    return Table(
-        "processed_events",
-        metadata,
-        Column("event_id", Uuid, primary_key=True),
-        Column("topic", String(200), nullable=False),
-        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
 
 
 Handle = Callable[[uuid.UUID, bytes], Awaitable[None]]

@@ -175,8 +175,9 @@ def cmd_mail(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    stack = _stack()
-    os.environ.update(stack.env())  # the embedded URLs unless the user set their own
+    # the embedded database unless the user set their own (the rest of the stack's environment is not
+    # needed: making it read the sandboxes' keys and secrets, ~0.3 s of CPU in ``petpro up``'s step)
+    os.environ["DATABASE_URL"] = _stack().ctx.url("database_url")
     from petpro.migrations import migrate_all
 
     print(f"migrated: {', '.join(migrate_all())}")

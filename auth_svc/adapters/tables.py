@@ -19,7 +19,7 @@ from sqlalchemy import (
     func,
 )
 
-from petpro.outbox import outbox_table
+from petpro.tables import outbox_table
 
 SCHEMA = "auth"
 metadata = MetaData(schema=SCHEMA)

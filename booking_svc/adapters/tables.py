@@ -25,8 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE
 
-from petpro.outbox import outbox_table
-from petpro.subscriber import processed_events_table
+from petpro.tables import outbox_table, processed_events_table
 
 SCHEMA = "booking"
 metadata = MetaData(schema=SCHEMA)

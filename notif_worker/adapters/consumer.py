@@ -95,9 +95,13 @@ class BookingEventsConsumer:
         dlq_measure_seconds: float = 15.0,
         commit_every_seconds: float = 0.25,
         recommit_every_seconds: float = 5.0,
+        joining: events.EarlyJoin | None = None,
     ) -> None:
         self.handlers = handlers
         self.consumer_factory = consumer_factory
+        # a consumer already on its way into the group (``python -m notif_worker`` starts it before
+        # importing the worker): the first run takes it over, a run after a crash makes its own
+        self.joining = joining
         self.producer_factory = producer_factory
         self.dlq_topic = dlq_topic
         self.concurrency = concurrency
@@ -132,11 +136,18 @@ class BookingEventsConsumer:
         if stale:
             await asyncio.gather(*stale, return_exceptions=True)
         self._pending, self._tails = {}, {}
-        consumer = await asyncio.to_thread(self.consumer_factory)
+        in_group = False
+        if self.joining is not None:
+            joining, self.joining = self.joining, None
+            consumer, in_group = await asyncio.to_thread(joining.take)
+        else:
+            consumer = await asyncio.to_thread(self.consumer_factory)
         topics = consumer.subscription() if hasattr(consumer, "subscription") else None
         if topics:
             listener = _Joined(asyncio.get_running_loop(), self.joined)
             await asyncio.to_thread(consumer.subscribe, topics=sorted(topics), listener=listener)
+            if in_group:  # its group gave it its partitions before this run: no rebalance to wait for
+                self.joined.set()
         else:  # no group subscription (a test double): nothing to wait for
             self.joined.set()
         clock = self.clock or asyncio.get_running_loop().time

@@ -19,7 +19,7 @@ from sqlalchemy import (
     text,
 )
 
-from petpro.subscriber import processed_events_table
+from petpro.tables import processed_events_table
 
 SCHEMA = "payment"
 metadata = MetaData(schema=SCHEMA)

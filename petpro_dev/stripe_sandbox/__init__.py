@@ -19,15 +19,49 @@ Run it with ``python -m petpro_dev.stripe_sandbox --port P --home DIR --webhook-
 with :func:`running_sandbox`.  The payment service finds the signing secret with :func:`load_webhook_secret`.
 """
 
-from petpro_dev.stripe_sandbox.app import RunningSandbox, Runtime, create_app, running_sandbox, serve
-from petpro_dev.stripe_sandbox.config import API_VERSION, RetryPolicy, SandboxConfig
-from petpro_dev.stripe_sandbox.engine import DECLINE_CARD, DEFAULT_CARD
-from petpro_dev.stripe_sandbox.signing import (
-    SECRET_ENV,
-    load_webhook_secret,
-    signature_header,
-    webhook_secret_path,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from petpro_dev.stripe_sandbox.app import RunningSandbox, Runtime, create_app, running_sandbox, serve
+    from petpro_dev.stripe_sandbox.config import API_VERSION, RetryPolicy, SandboxConfig
+    from petpro_dev.stripe_sandbox.engine import DECLINE_CARD, DEFAULT_CARD
+    from petpro_dev.stripe_sandbox.signing import (
+        SECRET_ENV,
+        load_webhook_secret,
+        signature_header,
+        webhook_secret_path,
+    )
+
+# imported on first use: the dev stack reads the signing secret (``.signing``) for every process it
+# starts, the ``petpro migrate`` step too, and the app (FastAPI, uvicorn: ~0.5 s of CPU) is not needed
+# for that
+_MODULE_OF = {
+    "RunningSandbox": "app",
+    "Runtime": "app",
+    "create_app": "app",
+    "running_sandbox": "app",
+    "serve": "app",
+    "API_VERSION": "config",
+    "RetryPolicy": "config",
+    "SandboxConfig": "config",
+    "DECLINE_CARD": "engine",
+    "DEFAULT_CARD": "engine",
+    "SECRET_ENV": "signing",
+    "load_webhook_secret": "signing",
+    "signature_header": "signing",
+    "webhook_secret_path": "signing",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "API_VERSION",

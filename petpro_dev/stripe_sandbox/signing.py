@@ -16,8 +16,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import stripe
-
 from petpro.keys import load_or_create_secret
 from petpro.settings import BackingSettings
 
@@ -59,4 +57,6 @@ def load_webhook_secret(home: Path, *, env: bool = True) -> str:
 
 def signature_header(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     """``t=<timestamp>,v1=<signature>`` for one delivery attempt (now, unless ``timestamp``)."""
+    import stripe  # here: the dev stack reads the secret for every process it starts (the SDK: ~0.25 s)
+
     return stripe.WebhookSignature.generate_signature_header(payload.decode("utf-8"), secret, timestamp)
