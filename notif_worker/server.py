@@ -243,16 +243,21 @@ def build(
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         closers.append(auth_channel.close)
     erasing = uow is None  # account.deleted is consumed with the database (not with test fakes)
+    statements: UnitOfWork | None = None
     if uow is None:
         db = Database(
             settings.url("database_url"), SCHEMA, app_name="notif_worker", pool_size=settings.db_pool_size
         )
         uow, read = db.repositories(NotifRepository)
+        # a booking event's statements (the erasure checks, its record, the deliveries' outcomes):
+        # plain SQL on psycopg's own autocommit connections, without SQLAlchemy's checkout per step
+        statements = db.statement_repositories(NotifRepository)
         closers.append(db.close)
     read = read or uow
+    statements = statements or read
 
     push = InboxPush()
-    accounts = AccountErasure(uow, read)
+    accounts = AccountErasure(uow, read, check=statements)
     retry = Retry(settings.retry_attempts, settings.retry_base_seconds)
     pushes = DevicePushes(devices, retry)
     texts = SmsHandlers(
@@ -267,7 +272,7 @@ def build(
     )
     quiet = settings.quiet_hours_default()
     notify = NotifyHandlers(
-        read,  # recording an event is one statement: autocommit
+        statements,  # recording an event is one statement: autocommit
         mailer,
         push,
         encode_clinic_event,

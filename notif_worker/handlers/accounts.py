@@ -22,11 +22,19 @@ log = logging.getLogger("notif_worker")
 
 class AccountErasure:
     def __init__(
-        self, uow: UnitOfWork, read: UnitOfWork, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        uow: UnitOfWork,
+        read: UnitOfWork,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        check: UnitOfWork | None = None,
     ) -> None:
+        """``check``: where :meth:`erased` asks, twice per booking event (default ``read``): the
+        worker's plain-SQL autocommit connections."""
         self.uow = uow
         self.read = read
         self.clock = clock
+        self.check = check or read
 
     async def erase(self, event: AccountDeleted) -> None:
         digests = list(event.email_sha256)
@@ -44,7 +52,7 @@ class AccountErasure:
         )
 
     async def erased(self, user_id: uuid.UUID) -> list[str] | None:
-        async with self.read() as repo:
+        async with self.check() as repo:
             return await repo.erased_digests(user_id)
 
     async def erase_again(self, user_id: uuid.UUID, digests: list[str]) -> None:
