@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -269,6 +269,14 @@ def notice_from(data: dict[str, Any], **fields: Any) -> BookingNotice:
     )
 
 
+def _array(values: Iterable[object]) -> str:
+    """A PostgreSQL array literal (``{a,b}``) of values whose text needs no quoting (uuids, integers,
+    ISO 8601 times, plain words), for a parameter the statement casts (``::uuid[]``): a string is
+    dumped as it is, where psycopg's list dumper looked at every element's type on every event (~5 %
+    of the worker's CPU in the notifier figure for the reminders' four arrays)."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 class NotifRepository:
     """On a unit of work's session, a reader's connection, or a bare psycopg connection in autocommit
     mode (``Database.statements``: only the plain-SQL methods, ``raw_execute``, work on that one)."""
@@ -327,10 +335,10 @@ class NotifRepository:
             offsets = reminders[1]
             dues = [reminder_due(n.start, o) for o in offsets]
             params.update(
-                r_ids=[uuid.uuid5(n.event_id, f"reminder-{o}") for o in offsets],
-                r_offsets=list(offsets),
-                r_dues=dues,
-                r_states=["PENDING" if d > now else "DROPPED" for d in dues],
+                r_ids=_array(uuid.uuid5(n.event_id, f"reminder-{o}") for o in offsets),
+                r_offsets=_array(offsets),
+                r_dues=_array(d.isoformat() for d in dues),
+                r_states=_array("PENDING" if d > now else "DROPPED" for d in dues),
                 rdata=Json(reminder_data(n)),
             )
         sql = RECORD[reminders[0] if reminders is not None else None]
