@@ -2,9 +2,10 @@
 
 The erasure is recorded with its effect in one transaction (``erased_accounts``, keyed by the user):
 exactly once in effect however often the event comes.  Booking's cancellations of the account's
-bookings travel on other topics and may be applied after it: NotifyHandlers asks :meth:`erased`
-before an event (an erased owner gets no email nor push, the clinic's feed row carries no name) and
-erases again after it (a row written while the erasure ran)."""
+bookings travel on other topics and may be applied after it: NotifyHandlers asks whether the owner
+was erased before an event, on the connection that records it (an erased owner gets no email nor
+push, the clinic's feed row carries no name), and :meth:`erased` after it, erasing again (a row
+written while the erasure ran)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class AccountErasure:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         check: UnitOfWork | None = None,
     ) -> None:
-        """``check``: where :meth:`erased` asks, twice per booking event (default ``read``): the
+        """``check``: where :meth:`erased` asks, after each booking event (default ``read``): the
         worker's plain-SQL autocommit connections."""
         self.uow = uow
         self.read = read
