@@ -72,7 +72,9 @@ class Subscriber:
         consumer = await asyncio.to_thread(self.consumer_factory)
         try:
             while True:
-                batch = await asyncio.to_thread(consumer.poll, timeout_ms=self.poll_timeout_ms, max_records=50)
+                batch = await asyncio.to_thread(
+                    consumer.poll, timeout_ms=self.poll_timeout_ms, max_records=50
+                )
                 for tp, records in batch.items():
                     for record in records:
                         await self._process(record)
