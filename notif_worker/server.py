@@ -53,6 +53,10 @@ from petpro.smtp import SmtpClient
 from petpro_api.auth.v1 import auth_pb2_grpc
 from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 
+# how long the account.deleted consumer's polls and empty fetches wait (an erasure starts that much
+# later at most)
+ACCOUNT_DELETED_WAIT_MS = 2000
+
 
 class NotifSettings(ConsumerSettings):
     # (the booking events consumer's topics and group: ConsumerSettings)
@@ -240,16 +244,21 @@ def build(
         auth = auth_pb2_grpc.AuthServiceStub(auth_channel)
         closers.append(auth_channel.close)
     erasing = uow is None  # account.deleted is consumed with the database (not with test fakes)
+    statements: UnitOfWork | None = None
     if uow is None:
         db = Database(
             settings.url("database_url"), SCHEMA, app_name="notif_worker", pool_size=settings.db_pool_size
         )
         uow, read = db.repositories(NotifRepository)
+        # a booking event's statements (the erasure checks, its record, the deliveries' outcomes):
+        # plain SQL on psycopg's own autocommit connections, without SQLAlchemy's checkout per step
+        statements = db.statement_repositories(NotifRepository)
         closers.append(db.close)
     read = read or uow
+    statements = statements or read
 
     push = InboxPush()
-    accounts = AccountErasure(uow, read)
+    accounts = AccountErasure(uow, read, check=statements)
     retry = Retry(settings.retry_attempts, settings.retry_base_seconds)
     pushes = DevicePushes(devices, retry)
     texts = SmsHandlers(
@@ -264,7 +273,7 @@ def build(
     )
     quiet = settings.quiet_hours_default()
     notify = NotifyHandlers(
-        read,  # recording an event is one statement: autocommit
+        statements,  # recording an event is one statement: autocommit
         mailer,
         push,
         encode_clinic_event,
@@ -295,6 +304,9 @@ def build(
                 settings.url("kafka_bootstrap_servers"),
                 mesh.NOTIF_ACCOUNT_CONSUMER,
                 accounts.erase,
+                # a second consumer in this process, idle nearly always: it polled every 500 ms,
+                # each poll a fetch and a worker thread's hop taking the GIL from the events
+                wait_ms=ACCOUNT_DELETED_WAIT_MS,
             ).run
         )
     consumer = BookingEventsConsumer(

@@ -20,6 +20,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, context
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import (
@@ -157,6 +159,22 @@ class Database:
         self.pooled = transaction_pooling() if pooled is None else pooled
         self.engine = make_engine(url, schema, app_name=app_name, pool_size=pool_size, pooled=self.pooled)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # the raw autocommit connections (``statements``), opened on first use; none behind a
+        # transaction pooler, where ``statements`` hands out the reader's connection instead
+        self._raw: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._raw_open = False
+        if not self.pooled:
+            u = make_url(url)
+            conninfo = u.set(drivername=u.drivername.split("+", 1)[0]).render_as_string(hide_password=False)
+            self._raw = AsyncConnectionPool(
+                conninfo,
+                min_size=1,
+                max_size=pool_size,
+                max_lifetime=1800,  # as the engine's pool_recycle
+                kwargs={"autocommit": True, **_connect_args(schema, app_name)},
+                open=False,
+                name=f"{app_name}-statements",
+            )
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
@@ -179,6 +197,36 @@ class Database:
                 else:
                     yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    @asynccontextmanager
+    async def statements(self) -> AsyncIterator[psycopg.AsyncConnection[Any] | AsyncConnection]:
+        """A psycopg connection in autocommit mode, straight from a psycopg pool of its own, for hot
+        paths made of single plain-SQL statements (``raw_execute``), each its own transaction.  The
+        reader's SQLAlchemy connection costs more than such a statement's round trip in CPU: the
+        pool checkout and check-in, the isolation level set and reset, a greenlet hop for each.
+        Behind a transaction pooler it is the reader's connection (a short transaction whose
+        search_path is set; module docstring)."""
+        if self._raw is None:
+            async with self.reader() as conn:
+                yield conn
+            return
+        with one_connection("read"):
+            if not self._raw_open:
+                await self._raw.open()
+                self._raw_open = True
+            async with self._raw.connection() as raw:
+                yield raw
+
+    def statement_repositories(self, repo: Callable[[Any], R]) -> UnitOfWork[R]:
+        """Hands out ``repo(conn)`` on :meth:`statements`: for repositories whose methods used through
+        it are all plain SQL (``raw_execute``), never SQLAlchemy statements."""
+
+        @asynccontextmanager
+        async def statements() -> AsyncIterator[R]:
+            async with self.statements() as conn:
+                yield repo(conn)
+
+        return statements
+
     def repositories(self, repo: Callable[[Any], R]) -> tuple[UnitOfWork[R], UnitOfWork[R]]:
         """``(uow, read)`` factories handing out ``repo(session)``: a transaction, and a read-only
         autocommit connection (``reader``).  Every service wires its handlers with these."""
@@ -196,12 +244,17 @@ class Database:
         return uow, read
 
     async def close(self) -> None:
+        if self._raw is not None and self._raw_open:
+            await self._raw.close()
         await self.engine.dispose()
 
 
-async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
+async def driver_connection(session: AsyncSession | AsyncConnection | psycopg.AsyncConnection[Any]) -> Any:
     """The psycopg connection under a unit of work's session or connection (in its transaction, if it
-    has one), for the few hot statements that skip SQLAlchemy's per-statement overhead."""
+    has one), for the few hot statements that skip SQLAlchemy's per-statement overhead; a psycopg
+    connection (``Database.statements``) is its own."""
+    if isinstance(session, psycopg.AsyncConnection):
+        return session
     conn = session if isinstance(session, AsyncConnection) else await session.connection()
     driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
@@ -209,7 +262,7 @@ async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
 
 
 async def raw_execute(
-    session: AsyncSession | AsyncConnection,
+    session: AsyncSession | AsyncConnection | psycopg.AsyncConnection[Any],
     sql: str,
     params: Any,
     *,

@@ -46,8 +46,10 @@ class Subscriber:
         *,
         retry_initial_seconds: float = 0.2,
         retry_max_seconds: float = 10.0,
+        poll_timeout_ms: int = 500,
     ) -> None:
         self.name = name
+        self.poll_timeout_ms = poll_timeout_ms
         self.handle = handle
         self.consumer_factory = consumer_factory
         self.retry_initial = retry_initial_seconds
@@ -57,7 +59,9 @@ class Subscriber:
         consumer = await asyncio.to_thread(self.consumer_factory)
         try:
             while True:
-                batch = await asyncio.to_thread(consumer.poll, timeout_ms=500, max_records=50)
+                batch = await asyncio.to_thread(
+                    consumer.poll, timeout_ms=self.poll_timeout_ms, max_records=50
+                )
                 for tp, records in batch.items():
                     for record in records:
                         await self._process(record)

@@ -179,9 +179,15 @@ class BookingEventsConsumer:
                         # events as lag for ever; a partition that moved is redone by its new owner)
                         (log.debug if failing else log.warning)("offset commit failed, retrying: %r", exc)
                         failing = True
-                in_flight = [t for q in self._pending.values() for _, t in q]
-                if len(in_flight) >= self.max_in_flight:  # back-pressure: let some finish first
-                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                in_flight = sum(len(q) for q in self._pending.values())
+                if in_flight >= self.max_in_flight:  # back-pressure: let some finish first
+                    # only a partition's oldest record finishing frees a place (the ones after it
+                    # stay until it is committable): waiting for any record spun, for as long as the
+                    # oldest ran, through every record already finished behind it, each turn
+                    # hooking a callback on all of them (~3 % of the worker's CPU under load)
+                    heads = [q[0][1] for q in self._pending.values() if q and not q[0][1].done()]
+                    if heads:
+                        await asyncio.wait(heads, return_when=asyncio.FIRST_COMPLETED)
                     continue
                 want = self.busy_wait if clock() < busy_until else self.idle_wait
                 if fetch_wait is not None and want != fetch_wait:

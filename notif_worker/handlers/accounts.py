@@ -2,9 +2,10 @@
 
 The erasure is recorded with its effect in one transaction (``erased_accounts``, keyed by the user):
 exactly once in effect however often the event comes.  Booking's cancellations of the account's
-bookings travel on other topics and may be applied after it: NotifyHandlers asks :meth:`erased`
-before an event (an erased owner gets no email nor push, the clinic's feed row carries no name) and
-erases again after it (a row written while the erasure ran)."""
+bookings travel on other topics and may be applied after it: NotifyHandlers asks whether the owner
+was erased before an event, on the connection that records it (an erased owner gets no email nor
+push, the clinic's feed row carries no name), and :meth:`erased` after it, erasing again (a row
+written while the erasure ran)."""
 
 from __future__ import annotations
 
@@ -22,11 +23,19 @@ log = logging.getLogger("notif_worker")
 
 class AccountErasure:
     def __init__(
-        self, uow: UnitOfWork, read: UnitOfWork, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        uow: UnitOfWork,
+        read: UnitOfWork,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        check: UnitOfWork | None = None,
     ) -> None:
+        """``check``: where :meth:`erased` asks, after each booking event (default ``read``): the
+        worker's plain-SQL autocommit connections."""
         self.uow = uow
         self.read = read
         self.clock = clock
+        self.check = check or read
 
     async def erase(self, event: AccountDeleted) -> None:
         digests = list(event.email_sha256)
@@ -44,7 +53,7 @@ class AccountErasure:
         )
 
     async def erased(self, user_id: uuid.UUID) -> list[str] | None:
-        async with self.read() as repo:
+        async with self.check() as repo:
             return await repo.erased_digests(user_id)
 
     async def erase_again(self, user_id: uuid.UUID, digests: list[str]) -> None:

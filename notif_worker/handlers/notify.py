@@ -68,17 +68,17 @@ class NotifyHandlers:
             parked = await self._notify_one(decode(*parked), *parked)  # it was waiting for this one
 
     async def _notify_one(self, n: BookingNotice, topic: str, payload: bytes) -> tuple[str, bytes] | None:
-        gone = await self.accounts.erased(n.owner_user_id) if self.accounts else None
-        if gone is not None:  # a deleted account: the clinic's feed row only, without personal data
-            n = replace(n, owner_email="", owner_name="", pet_name="")
-        email_due, parked, devices, outcome = await self._with_retry(
-            "feed+push", lambda: self._record(n, topic, payload, owner_gone=gone is not None)
+        # the first erasure check is asked on the record's connection, just before it (_record)
+        email_due, parked, devices, outcome, gone = await self._with_retry(
+            "feed+push", lambda: self._record(n, topic, payload)
         )
+        if gone:  # a deleted account: the clinic's feed row only, without personal data
+            n = replace(n, owner_email="", owner_name="", pet_name="")
         if self.accounts is not None:  # erased meanwhile (or just now): what this event wrote goes too
             digests = await self.accounts.erased(n.owner_user_id)
             if digests is not None:
                 await self.accounts.erase_again(n.owner_user_id, digests)
-                if gone is None:
+                if not gone:
                     return parked  # the email and pushes are not sent to a deleted account
         failed: ChannelFailed | None = None
         if devices:
@@ -88,7 +88,7 @@ class NotifyHandlers:
                 failed = exc
         if email_due:
             await self._with_retry("email", lambda: self._send_email(n))
-        if self.sms is not None and outcome != "parked" and gone is None:
+        if self.sms is not None and outcome != "parked" and not gone:
             sms = self.sms
             try:
                 await self._with_retry("sms", lambda: sms.deliver(n))
@@ -129,24 +129,30 @@ class NotifyHandlers:
                 )
 
     async def _record(
-        self, n: BookingNotice, topic: str, payload: bytes, *, owner_gone: bool = False
-    ) -> tuple[bool, tuple[str, bytes] | None, tuple[Device, ...], str]:
+        self, n: BookingNotice, topic: str, payload: bytes
+    ) -> tuple[bool, tuple[str, bytes] | None, tuple[Device, ...], str, bool]:
         """What lives in our database, in one statement (one round trip, its own transaction; the
         clinic's counter row is locked only inside the database): the booking's order, the clinic feed
         row, the push (inbox) and the email's delivery claim.  Returns whether the email still has to
-        be sent, and the parked next event of this booking, if one was waiting."""
-        prefs = Preferences()
-        if n.category != "transactional":  # confirmations and cancellations go out whatever the preferences
-            async with self.repos() as repo:
-                prefs = await repo.preferences(n.owner_user_id)
-        push = None
-        if prefs.wants(n.category, "push") and not owner_gone:
-            push = self.push_provider.inbox_row(n, *push_message(n))
+        be sent, the parked next event of this booking, if one was waiting, the devices claimed, the
+        outcome, and whether the owner's account was erased (asked first, on the same connection: an
+        erased owner's event writes the clinic's feed row only, without personal data)."""
         async with self.repos() as repo:
+            gone = self.accounts is not None and await repo.erased_digests(n.owner_user_id) is not None
+            if gone:
+                n = replace(n, owner_email="", owner_name="", pet_name="")
+            prefs = Preferences()
+            if (
+                n.category != "transactional"
+            ):  # confirmations and cancellations go out whatever the preferences
+                prefs = await repo.preferences(n.owner_user_id)
+            push = None
+            if prefs.wants(n.category, "push") and not gone:
+                push = self.push_provider.inbox_row(n, *push_message(n))
             recorded = await repo.record(
                 n,
                 push=push,
-                email=prefs.wants(n.category, "email") and not owner_gone,
+                email=prefs.wants(n.category, "email") and not gone,
                 feed_type=f"booking.{n.kind}",
                 feed_tail=self.encode_feed(n, 0),
                 reminders=reminder_change(n, self.reminder_offsets),
@@ -155,7 +161,7 @@ class NotifyHandlers:
             )
         if recorded.feed is not None:
             await self.publish_feed(n.clinic_id, recorded.feed)  # committed: the statement was its own
-        return recorded.email_due, recorded.parked, recorded.devices, recorded.outcome
+        return recorded.email_due, recorded.parked, recorded.devices, recorded.outcome, gone
 
     async def _send_email(self, n: BookingNotice) -> None:
         # the outcome is one UPDATE: on the autocommit connection it is its own transaction (one round
