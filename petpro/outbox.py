@@ -98,6 +98,7 @@ class OutboxRelay:
         listen_dsn: str | None = None,
         batch_size: int = 500,
         idle_poll_seconds: float = 1.0,
+        listening_poll_seconds: float = 10.0,
         max_backoff_seconds: float = 5.0,
         lag_interval_seconds: float = 5.0,
         end_offsets: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]] | None = None,
@@ -113,6 +114,11 @@ class OutboxRelay:
             log.warning("outbox: transaction pooler without DATABASE_DIRECT_URL: no LISTEN, polling only")
         self.batch_size = batch_size
         self.idle_poll = idle_poll_seconds
+        # while LISTEN is up every committed row wakes the relay (its NOTIFY), so the idle poll only
+        # covers what nobody announced: it runs this rarely then (max with idle_poll), and every
+        # (re)connected LISTEN looks once at once, for rows committed while it was down
+        self.listening_poll = max(idle_poll_seconds, listening_poll_seconds)
+        self._listening = False
         self.max_backoff = max_backoff_seconds
         self.lag_interval = lag_interval_seconds
         self._producer: KafkaProducer | None = None
@@ -147,7 +153,9 @@ class OutboxRelay:
                 if sent < self.batch_size:
                     self._wake.clear()
                     try:
-                        await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+                        await asyncio.wait_for(
+                            self._wake.wait(), self.listening_poll if self._listening else self.idle_poll
+                        )
                     except TimeoutError:
                         pass
         finally:
@@ -295,6 +303,8 @@ class OutboxRelay:
             try:
                 async with await psycopg.AsyncConnection.connect(self.listen_dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    self._listening = True
+                    self._wake.set()  # what was committed while nobody listened
                     async for _ in conn.notifies():
                         self._wake.set()
             except asyncio.CancelledError:
@@ -302,3 +312,5 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox LISTEN connection lost: %s", exc)
                 await asyncio.sleep(1)
+            finally:
+                self._listening = False
