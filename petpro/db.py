@@ -205,7 +205,13 @@ async def driver_connection(session: AsyncSession | AsyncConnection) -> Any:
     """The psycopg connection under a unit of work's session or connection (in its transaction, if it
     has one), for the few hot statements that skip SQLAlchemy's per-statement overhead."""
     conn = session if isinstance(session, AsyncConnection) else await session.connection()
-    driver = (await conn.get_raw_connection()).driver_connection
+    sync = conn.sync_connection
+    if sync is not None and getattr(sync, "_dbapi_connection", None) is not None:
+        # checked out and valid: what ``get_raw_connection`` returns, read without its greenlet hop
+        # (it only needs one to reconnect an invalidated connection: the path below)
+        driver = sync.connection.driver_connection
+    else:
+        driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
     return driver
 
