@@ -154,6 +154,7 @@ class Database:
         pooled: bool | None = None,
     ) -> None:
         self.pooled = transaction_pooling() if pooled is None else pooled
+        self.schema = schema
         self.engine = make_engine(url, schema, app_name=app_name, pool_size=pool_size, pooled=self.pooled)
 
     @asynccontextmanager

@@ -1,7 +1,8 @@
 """Transactional outbox relay: rows written with a state change are published to Kafka.
 
 A service inserts into its ``outbox`` table in the same transaction as the change (and may
-``NOTIFY outbox``).  The relay claims unsent rows in id order (``FOR UPDATE SKIP LOCKED``, so several
+``NOTIFY outbox, '<its schema>'``: the channel is shared by every service of the database, and a relay
+wakes only for its own schema's rows or an empty payload).  The relay claims unsent rows in id order (``FOR UPDATE SKIP LOCKED``, so several
 replicas share the work), publishes them with CloudEvents headers, waits for the broker's
 acknowledgement (acks=all) and only then marks them sent, in the same transaction.  While the broker
 is down the rows stay unsent and the relay retries with backoff: a broker restart loses nothing.
@@ -296,6 +297,12 @@ class OutboxRelay:
                 pass
             self._producer = None
 
+    def wakes_for(self, payload: str) -> bool:
+        """Whether a ``NOTIFY outbox`` with ``payload`` is for this relay: the channel is the database's,
+        every service's rows NOTIFY on it naming their schema (booking's woke auth's relay for a
+        transaction that found nothing, once per booking); '' (a writer that names none) wakes all."""
+        return not payload or payload == self.db.schema
+
     async def _listen(self) -> None:
         """Wake the relay on ``NOTIFY outbox`` for low latency; polling covers missed notifications."""
         assert self.listen_dsn is not None
@@ -305,8 +312,9 @@ class OutboxRelay:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self._listening = True
                     self._wake.set()  # what was committed while nobody listened
-                    async for _ in conn.notifies():
-                        self._wake.set()
+                    async for n in conn.notifies():
+                        if self.wakes_for(n.payload):
+                            self._wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
