@@ -53,10 +53,6 @@ from petpro.smtp import SmtpClient
 from petpro_api.auth.v1 import auth_pb2_grpc
 from petpro_api.notification.v1 import clinic_feed_pb2_grpc, notification_pb2_grpc
 
-# how long the account.deleted consumer's polls and empty fetches wait (an erasure starts that much
-# later at most)
-ACCOUNT_DELETED_WAIT_MS = 2000
-
 
 class NotifSettings(ConsumerSettings):
     # (the booking events consumer's topics and group: ConsumerSettings)
@@ -304,9 +300,6 @@ def build(
                 settings.url("kafka_bootstrap_servers"),
                 mesh.NOTIF_ACCOUNT_CONSUMER,
                 accounts.erase,
-                # a second consumer in this process, idle nearly always: it polled every 500 ms,
-                # each poll a fetch and a worker thread's hop taking the GIL from the events
-                wait_ms=ACCOUNT_DELETED_WAIT_MS,
             ).run
         )
     consumer = BookingEventsConsumer(

@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
     AsyncSession,
-    async_sessionmaker,
     create_async_engine,
 )
 
@@ -157,8 +156,8 @@ class Database:
         pooled: bool | None = None,
     ) -> None:
         self.pooled = transaction_pooling() if pooled is None else pooled
+        self.schema = schema
         self.engine = make_engine(url, schema, app_name=app_name, pool_size=pool_size, pooled=self.pooled)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # the raw autocommit connections (``statements``), opened on first use; none behind a
         # transaction pooler, where ``statements`` hands out the reader's connection instead
         self._raw: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
@@ -177,11 +176,15 @@ class Database:
             )
 
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        """Open a transaction: committed when the block exits normally, rolled back otherwise."""
+    async def unit_of_work(self) -> AsyncIterator[AsyncConnection]:
+        """Open a transaction: committed when the block exits normally, rolled back otherwise.  A Core
+        connection in a transaction, not an ORM ``AsyncSession``: no repository uses the ORM (they
+        execute Core and raw statements, and ``begin_nested`` for savepoints, which a connection has
+        too), and the session's own bookkeeping per transaction (its transaction objects, the
+        connection it looks up again for every statement) was CPU for nothing on every unit of work."""
         with one_connection("unit of work"):
-            async with self.sessions() as session, session.begin():
-                yield session
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
@@ -256,7 +259,13 @@ async def driver_connection(session: AsyncSession | AsyncConnection | psycopg.As
     if isinstance(session, psycopg.AsyncConnection):
         return session
     conn = session if isinstance(session, AsyncConnection) else await session.connection()
-    driver = (await conn.get_raw_connection()).driver_connection
+    sync = conn.sync_connection
+    if sync is not None and getattr(sync, "_dbapi_connection", None) is not None:
+        # checked out and valid: what ``get_raw_connection`` returns, read without its greenlet hop
+        # (it only needs one to reconnect an invalidated connection: the path below)
+        driver = sync.connection.driver_connection
+    else:
+        driver = (await conn.get_raw_connection()).driver_connection
     assert driver is not None
     return driver
 

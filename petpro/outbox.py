@@ -1,7 +1,8 @@
 """Transactional outbox relay: rows written with a state change are published to Kafka.
 
 A service inserts into its ``outbox`` table in the same transaction as the change (and may
-``NOTIFY outbox``).  The relay claims unsent rows in id order (``FOR UPDATE SKIP LOCKED``, so several
+``NOTIFY outbox, '<its schema>'``: the channel is shared by every service of the database, and a relay
+wakes only for its own schema's rows or an empty payload).  The relay claims unsent rows in id order (``FOR UPDATE SKIP LOCKED``, so several
 replicas share the work), publishes them with CloudEvents headers, waits for the broker's
 acknowledgement (acks=all) and only then marks them sent, in the same transaction.  While the broker
 is down the rows stay unsent and the relay retries with backoff: a broker restart loses nothing.
@@ -27,14 +28,14 @@ from typing import Any, cast
 import psycopg
 from kafka import KafkaProducer
 from opentelemetry.trace import StatusCode
+from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     CursorResult,
-    Row,
     text,
 )
 
 from petpro import telemetry
-from petpro.db import Database, direct_url
+from petpro.db import Database, direct_url, raw_execute
 from petpro.events import cloudevent_headers
 
 log = logging.getLogger("petpro.outbox")
@@ -52,6 +53,9 @@ LAG = text(
 MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 REPLAY = text("UPDATE outbox SET sent_at = NULL WHERE sent_at > now() - make_interval(secs => :window)")
 NOTIFY_CHANNEL = "outbox"
+# the same two statements for psycopg (publish_batch)
+_CLAIM_SQL = CLAIM.text.replace(":limit", "%(limit)s")
+_MARK_SENT_SQL = MARK_SENT.text.replace(":ids", "%(ids)s")
 
 
 class OutboxRelay:
@@ -64,6 +68,7 @@ class OutboxRelay:
         listen_dsn: str | None = None,
         batch_size: int = 500,
         idle_poll_seconds: float = 1.0,
+        listening_poll_seconds: float = 10.0,
         max_backoff_seconds: float = 5.0,
         lag_interval_seconds: float = 5.0,
         end_offsets: Callable[[list[tuple[str, int]]], dict[tuple[str, int], int]] | None = None,
@@ -79,6 +84,11 @@ class OutboxRelay:
             log.warning("outbox: transaction pooler without DATABASE_DIRECT_URL: no LISTEN, polling only")
         self.batch_size = batch_size
         self.idle_poll = idle_poll_seconds
+        # while LISTEN is up every committed row wakes the relay (its NOTIFY), so the idle poll only
+        # covers what nobody announced: it runs this rarely then (max with idle_poll), and every
+        # (re)connected LISTEN looks once at once, for rows committed while it was down
+        self.listening_poll = max(idle_poll_seconds, listening_poll_seconds)
+        self._listening = False
         self.max_backoff = max_backoff_seconds
         self.lag_interval = lag_interval_seconds
         self._producer: KafkaProducer | None = None
@@ -113,7 +123,9 @@ class OutboxRelay:
                 if sent < self.batch_size:
                     self._wake.clear()
                     try:
-                        await asyncio.wait_for(self._wake.wait(), self.idle_poll)
+                        await asyncio.wait_for(
+                            self._wake.wait(), self.listening_poll if self._listening else self.idle_poll
+                        )
                     except TimeoutError:
                         pass
         finally:
@@ -153,16 +165,25 @@ class OutboxRelay:
             log.debug("outbox lag not measured: %s", exc)
 
     async def publish_batch(self) -> int:
+        # the claim and the mark go to psycopg directly (raw_execute): at a few events a second each
+        # batch is one row, and SQLAlchemy's per-statement work was most of the relay's own CPU
         async with self.db.unit_of_work() as session:
-            rows = (await session.execute(CLAIM, {"limit": self.batch_size})).all()
+            cur = await raw_execute(
+                session,
+                _CLAIM_SQL,
+                {"limit": self.batch_size},
+                operation="SELECT",
+                row_factory=namedtuple_row,
+            )
+            rows = await cur.fetchall()
             if not rows:
                 return 0
             await asyncio.to_thread(self._produce, rows)
-            await session.execute(MARK_SENT, {"ids": [r.id for r in rows]})
+            await raw_execute(session, _MARK_SENT_SQL, {"ids": [r.id for r in rows]}, operation="UPDATE")
         telemetry.OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
-    def _produce(self, rows: Sequence[Row[Any]]) -> None:  # runs in a worker thread
+    def _produce(self, rows: Sequence[Any]) -> None:  # runs in a worker thread
         if self._producer is None:
             self._producer = self.producer_factory()
         # one PRODUCER span per event, child of the request that wrote it (its stored traceparent);
@@ -245,6 +266,12 @@ class OutboxRelay:
                 pass
             self._producer = None
 
+    def wakes_for(self, payload: str) -> bool:
+        """Whether a ``NOTIFY outbox`` with ``payload`` is for this relay: the channel is the database's,
+        every service's rows NOTIFY on it naming their schema (booking's woke auth's relay for a
+        transaction that found nothing, once per booking); '' (a writer that names none) wakes all."""
+        return not payload or payload == self.db.schema
+
     async def _listen(self) -> None:
         """Wake the relay on ``NOTIFY outbox`` for low latency; polling covers missed notifications."""
         assert self.listen_dsn is not None
@@ -252,10 +279,15 @@ class OutboxRelay:
             try:
                 async with await psycopg.AsyncConnection.connect(self.listen_dsn, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    async for _ in conn.notifies():
-                        self._wake.set()
+                    self._listening = True
+                    self._wake.set()  # what was committed while nobody listened
+                    async for n in conn.notifies():
+                        if self.wakes_for(n.payload):
+                            self._wake.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("outbox LISTEN connection lost: %s", exc)
                 await asyncio.sleep(1)
+            finally:
+                self._listening = False

@@ -314,9 +314,80 @@ def inject_traceparent(span: Span, metadata: list[tuple[str, str]]) -> None:
 
 def asgi_middleware() -> tuple[type, dict[str, Any]]:
     """(middleware class, options) for ``Starlette.add_middleware``: a SERVER span per request."""
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    return AsgiServerSpans, {"excluded": _UNTRACED_URLS}
 
-    return OpenTelemetryMiddleware, {"excluded_urls": _UNTRACED_URLS, "exclude_spans": ["receive", "send"]}
+
+_TRACE_HEADERS = frozenset((b"traceparent", b"tracestate", b"baggage"))
+
+
+class AsgiServerSpans:
+    """A SERVER span per HTTP request (``"POST /webhooks/stripe"``, as OpenTelemetry's ASGI middleware
+    names it) continuing the caller's W3C trace context, current while the app runs; its status code,
+    and an error on a 5xx or an exception.  The span is made like the gRPC servers' (``start_rpc_span``):
+    a non-recording one without the SDK when the sampler would drop it (the deployed default: no
+    exporter), so a request pays for no attributes nobody records.  OpenTelemetry's middleware built
+    the request's attributes (URL parsing, headers) and wrapped every send before the sampler said
+    no: ~7 % of the edge's samples in the full flow, for one webhook per booking."""
+
+    def __init__(self, app: Any, excluded: str = _UNTRACED_URLS) -> None:
+        self.app = app
+        self.excluded = frozenset(p for p in excluded.split(",") if p)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.excluded:
+            await self.app(scope, receive, send)
+            return
+        carrier = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope.get("headers") or ()
+            if k in _TRACE_HEADERS
+        }
+        parent = propagate.extract(carrier) if carrier else otel_context.Context()
+        parent_span = trace.get_current_span(parent).get_span_context()
+        method = scope.get("method", "") or "HTTP"
+        span: Span
+        if _unsampled(parent_span, SpanKind.SERVER):
+            span = _non_recording(parent_span)
+        else:
+            span = tracer().start_span(
+                f"{method} {path}",
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method,
+                    "url.path": path,
+                    "url.scheme": scope.get("scheme", "http"),
+                },
+            )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        if not span.is_recording():
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                otel_context.detach(token)
+            return
+        status = 0
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            otel_context.detach(token)
+            if status:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+            span.end()
 
 
 def instrument_engine(engine: Any) -> Any:

@@ -22,7 +22,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from auth_svc.adapters.tables import clinic_memberships, invitations, link_tokens, outbox, sessions, users
+from auth_svc.adapters.tables import (
+    SCHEMA,
+    clinic_memberships,
+    invitations,
+    link_tokens,
+    outbox,
+    sessions,
+    users,
+)
 from auth_svc.domain import Invitation, LinkToken, Member, Session, User
 
 
@@ -390,4 +398,4 @@ class AuthRepository:
             .values(event_id=event_id, topic=topic, key=key, event_type=event_type, payload=payload)
             .on_conflict_do_nothing(index_elements=["event_id"])
         )
-        await self.session.execute(select(func.pg_notify("outbox", "")))
+        await self.session.execute(select(func.pg_notify("outbox", SCHEMA)))  # wakes auth's relay only

@@ -261,12 +261,14 @@ async def test_notify_wakes_an_idle_relay(outbox_db, devstack: Stack):
         listen_dsn=devstack.env()["DATABASE_URL"],
         idle_poll_seconds=3600,
     )
+    # the channel is the database's: another service's rows (its schema in the payload) do not wake it
+    assert relay.wakes_for(db.schema) and relay.wakes_for("") and not relay.wakes_for("someone_else")
     task = asyncio.create_task(relay.run())
 
     async def notify_until_woken() -> None:  # (LISTEN may not be established yet: say it again)
         while True:
             async with db.unit_of_work() as s:
-                await s.execute(text("NOTIFY outbox"))
+                await s.execute(text(f"NOTIFY outbox, '{db.schema}'"))  # (as the services say it)
             await asyncio.sleep(0.2)
 
     nudger: asyncio.Task[None] | None = None

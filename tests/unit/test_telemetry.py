@@ -206,3 +206,43 @@ def test_without_an_exporter_spans_are_not_recorded_but_trace_ids_still_flow() -
         "child", context=set_span_in_context(NonRecordingSpan(sampled)), kind=SpanKind.SERVER
     ) as child:
         assert child.is_recording() and child.get_span_context().trace_id == 0x1234
+
+
+async def test_an_http_request_is_a_server_span_continuing_the_callers_trace(spans):
+    """The edge's HTTP app (webhooks, dashboard): a SERVER span per request named like OpenTelemetry's
+    ASGI middleware names it, under the caller's traceparent, current while the app runs, with the
+    response's status; health and metrics are not traced."""
+    inside: list[trace.Span] = []
+
+    async def app(scope, receive, send):
+        inside.append(trace.get_current_span())
+        with telemetry.tracer().start_as_current_span("SELECT", kind=SpanKind.CLIENT):
+            pass
+        await send({"type": "http.response.start", "status": 503, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware_class, options = telemetry.asgi_middleware()
+    wrapped = middleware_class(app, **options)
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    caller = "00-0000000000000000000000000000abcd-00000000000000ef-01"
+    scope = {"type": "http", "method": "POST", "path": "/webhooks/stripe", "scheme": "http",
+             "headers": [(b"traceparent", caller.encode()), (b"content-type", b"application/json")]}  # fmt: skip
+    await wrapped(scope, receive, send)
+    await wrapped({**scope, "method": "GET", "path": "/healthz", "headers": []}, receive, send)
+
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"] * 2
+    select, server = spans()
+    assert server.name == "POST /webhooks/stripe" and server.kind == SpanKind.SERVER
+    assert server.context.trace_id == 0xABCD and server.parent.span_id == 0xEF
+    assert select.parent.span_id == server.context.span_id
+    assert inside[0].get_span_context().span_id == server.context.span_id
+    assert server.attributes["http.response.status_code"] == 503
+    assert not server.status.is_ok
+    assert not inside[1].is_recording()  # /healthz: no span of its own

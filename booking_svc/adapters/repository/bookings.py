@@ -12,15 +12,17 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from booking_svc.adapters.repository.rows import Queries, booking_from_row, is_violation
-from booking_svc.adapters.tables import booking_requests, bookings, pets, reservations, services
+from booking_svc.adapters.tables import SCHEMA, booking_requests, bookings, pets, reservations, services
 from booking_svc.domain import OPEN_REFUND_STATES, Booking, ClinicBooking, DuplicateRequest, RefundState
 from booking_svc.ports import OutboxEvent
 from petpro.db import raw_execute
 
 INSERT_OUTBOX = """INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
   VALUES (%(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(payload)s, %(traceparent)s)"""
-# NOTIFY outbox (delivered at commit) wakes the relay
-ADD_OUTBOX = f"WITH o AS ({INSERT_OUTBOX}) SELECT pg_notify('outbox', '')"
+# NOTIFY outbox (delivered at commit) wakes the relay; the payload names the schema, so the relays of the
+# other services sharing the database (auth's) do not wake for booking's rows (petpro.outbox)
+NOTIFY_OUTBOX = f"SELECT pg_notify('outbox', '{SCHEMA}')"
+ADD_OUTBOX = f"WITH o AS ({INSERT_OUTBOX}) {NOTIFY_OUTBOX}"
 # ConfirmBooking's second statement: the reservation confirmed, the booking and its event
 CONFIRM_BOOKING = f"""
 WITH r AS (
@@ -35,7 +37,7 @@ b AS (
     %(full_refund_hours)s, %(late_refund_percent)s, %(reschedule_cutoff_hours)s, %(provider_id)s,
     %(assignment)s, %(resource_ids)s::uuid[], %(pay_at_clinic)s)),
 o AS ({INSERT_OUTBOX})
-SELECT pg_notify('outbox', '')
+{NOTIFY_OUTBOX}
 """
 
 
