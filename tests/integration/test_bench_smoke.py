@@ -39,6 +39,7 @@ async def test_every_benchmark_figure_is_produced(mesh: Stack, tmp_path):
         "fan-out @10/s: commit→clinic feed",
         "fan-out @10/s: commit→email",
         "notif_worker events/s",
+        "notif_worker CPU per event",
         "notif_worker, two replicas",
         "ConfirmBooking p50",
         "ConfirmBooking p99",
