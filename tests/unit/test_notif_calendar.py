@@ -7,7 +7,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -27,6 +26,7 @@ from notif_worker.domain import (
     reminder_send_time,
 )
 from notif_worker.domain.wording import PHRASES, money, when
+from tests.unit.fakes.notif import booking_notice
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # the last Sunday of March 2026: 02:00 CET → 03:00 CEST; the last Sunday of October: 03:00 CEST → 02:00 CET
@@ -36,26 +36,7 @@ SENDER = "PetPro <bookings@petpro.dev>"
 
 
 def notice(start: datetime, **changes: object) -> BookingNotice:
-    n = BookingNotice(
-        event_id=uuid.uuid4(),
-        occurred_at=datetime(2026, 3, 1, 12, tzinfo=UTC),
-        booking_id=str(uuid.uuid4()),
-        clinic_id=uuid.uuid4(),
-        clinic_name="Happy Paws",
-        clinic_time_zone="Europe/Berlin",
-        service_name="Check-up",
-        start=start.astimezone(UTC),
-        end=(start + timedelta(minutes=30)).astimezone(UTC),
-        pet_name="Rex",
-        pet_species="SPECIES_DOG",
-        owner_user_id=uuid.uuid4(),
-        owner_email="olga@example.test",
-        owner_name="Olga",
-        amount_minor=4550,
-        currency="EUR",
-        clinic_address="Torstraße 1, 10119 Berlin",
-    )
-    return replace(n, **changes)  # type: ignore[arg-type]
+    return booking_notice(start, **changes)
 
 
 def utc(moment: datetime) -> datetime:

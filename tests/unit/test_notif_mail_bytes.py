@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 
@@ -16,32 +14,14 @@ import pytest
 
 from notif_worker.adapters.mail import render, render_bytes
 from notif_worker.domain import BookingNotice
+from tests.unit.fakes.notif import booking_notice
 
 SENDER = "PetPro <bookings@petpro.dev>"
 START = datetime(2027, 3, 29, 8, 0, tzinfo=UTC)
 
 
 def notice(**changes: object) -> BookingNotice:
-    n = BookingNotice(
-        event_id=uuid.uuid4(),
-        occurred_at=datetime(2027, 3, 1, 12, tzinfo=UTC),
-        booking_id=str(uuid.uuid4()),
-        clinic_id=uuid.uuid4(),
-        clinic_name="Happy Paws",
-        clinic_time_zone="Europe/Berlin",
-        service_name="Check-up",
-        start=START,
-        end=START + timedelta(minutes=30),
-        pet_name="Rex",
-        pet_species="SPECIES_DOG",
-        owner_user_id=uuid.uuid4(),
-        owner_email="olga@example.test",
-        owner_name="Olga",
-        amount_minor=4550,
-        currency="EUR",
-        clinic_address="Torstraße 1, 10119 Berlin",
-    )
-    return replace(n, **changes)  # type: ignore[arg-type]
+    return booking_notice(START, **{"occurred_at": datetime(2027, 3, 1, 12, tzinfo=UTC), **changes})
 
 
 def parsed(raw: bytes) -> Message:

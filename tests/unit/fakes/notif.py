@@ -607,3 +607,28 @@ class RecordingSms:
 
     def texts_to(self, to: str) -> list[str]:
         return [b for t, b, _, _ in self.sent if t == to]
+
+
+def booking_notice(start: datetime, **changes: object) -> BookingNotice:
+    """A booking.created notice of a 30-minute check-up at Happy Paws (Berlin) for Olga's dog Rex,
+    starting at ``start``; ``changes`` replace any field."""
+    n = BookingNotice(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime(2026, 3, 1, 12, tzinfo=UTC),
+        booking_id=str(uuid.uuid4()),
+        clinic_id=uuid.uuid4(),
+        clinic_name="Happy Paws",
+        clinic_time_zone="Europe/Berlin",
+        service_name="Check-up",
+        start=start.astimezone(UTC),
+        end=(start + timedelta(minutes=30)).astimezone(UTC),
+        pet_name="Rex",
+        pet_species="SPECIES_DOG",
+        owner_user_id=uuid.uuid4(),
+        owner_email="olga@example.test",
+        owner_name="Olga",
+        amount_minor=4550,
+        currency="EUR",
+        clinic_address="Torstraße 1, 10119 Berlin",
+    )
+    return replace(n, **changes)  # type: ignore[arg-type]
