@@ -32,6 +32,7 @@ from auth_svc.adapters.tables import (
     users,
 )
 from auth_svc.domain import Invitation, LinkToken, Member, Session, User
+from petpro.outbox import NOTIFY_CHANNEL
 
 
 def _user(row: Row[Any], memberships: dict[str, str] | None = None) -> User:
@@ -398,4 +399,4 @@ class AuthRepository:
             .values(event_id=event_id, topic=topic, key=key, event_type=event_type, payload=payload)
             .on_conflict_do_nothing(index_elements=["event_id"])
         )
-        await self.session.execute(select(func.pg_notify("outbox", SCHEMA)))  # wakes auth's relay only
+        await self.session.execute(select(func.pg_notify(NOTIFY_CHANNEL, SCHEMA)))  # wakes auth's relay only

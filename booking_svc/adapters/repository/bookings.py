@@ -16,12 +16,13 @@ from booking_svc.adapters.tables import SCHEMA, booking_requests, bookings, pets
 from booking_svc.domain import OPEN_REFUND_STATES, Booking, ClinicBooking, DuplicateRequest, RefundState
 from booking_svc.ports import OutboxEvent
 from petpro.db import raw_execute
+from petpro.outbox import NOTIFY_CHANNEL
 
 INSERT_OUTBOX = """INSERT INTO outbox (event_id, topic, key, event_type, payload, traceparent)
   VALUES (%(event_id)s, %(topic)s, %(key)s, %(event_type)s, %(payload)s, %(traceparent)s)"""
 # NOTIFY outbox (delivered at commit) wakes the relay; the payload names the schema, so the relays of the
 # other services sharing the database (auth's) do not wake for booking's rows (petpro.outbox)
-NOTIFY_OUTBOX = f"SELECT pg_notify('outbox', '{SCHEMA}')"
+NOTIFY_OUTBOX = f"SELECT pg_notify('{NOTIFY_CHANNEL}', '{SCHEMA}')"
 ADD_OUTBOX = f"WITH o AS ({INSERT_OUTBOX}) {NOTIFY_OUTBOX}"
 # ConfirmBooking's second statement: the reservation confirmed, the booking and its event
 CONFIRM_BOOKING = f"""
