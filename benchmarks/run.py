@@ -250,6 +250,7 @@ class Bench:
     def __init__(self, stack: Stack | None, params: Params) -> None:
         self.p = params
         self.figures: list[Figure] = []
+        self.echo_call_ms: float | None = None  # the bare echo's CPU per call (kitcall), once measured
         if stack is None:  # the stackless figures only (kitcall)
             return
         self.stack = stack
@@ -344,6 +345,7 @@ class Bench:
         rounds = 1 if self.p.smoke else 3
         r = await asyncio.to_thread(kitcall.measure, self.p.duration, self.p.concurrency, rounds)
         kit, bare = r["kit"], r["bare"]
+        self.echo_call_ms = bare["total_ms"]
         self.add(
             Figure(
                 "kit tax: empty unary RPC, kit stack CPU/call",
@@ -903,6 +905,18 @@ class Bench:
                 detail={"cpu_ms_per_op": cpu},
             )
         )
+        if self.echo_call_ms:
+            # the same CPU counted in bare echo calls of this run: the box's speed divides out (a slower
+            # or busier box reads more ms per booking, about the same number of echo calls)
+            self.add(
+                Figure(
+                    "full flow: PetPro CPU per booking, in echo calls",
+                    cpu["own"],
+                    "ms",
+                    "bare grpc.aio echo CPU/call",
+                    self.echo_call_ms,
+                )
+            )
         print(f"      status reads per booking (in the CPU above): {reads / total:.1f}", flush=True)
         print(
             f"      gRPC calls per booking: {sum(rpcs.values()):.1f} ("
