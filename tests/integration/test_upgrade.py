@@ -44,7 +44,7 @@ from petpro.mesh import MESH
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
-OLD_RELEASE = "bf0045f"  # the last landed release (stop 25)
+OLD_RELEASE = "f22a0a0"  # the last landed release (stop 26)
 SLOTS = ("127.0.0.2", "127.0.0.3")  # two replicas of each service: two "pod" addresses
 ROLL_ORDER = ("auth", "payment", "booking", "notif", "edge")
 
