@@ -26,6 +26,15 @@ class PaymentRepository(Protocol):
     async def find_for_event(
         self, payment_id: str | None, session_id: str | None, provider_id: str | None
     ) -> Payment | None: ...
+    async def apply_event(
+        self, payment_id: uuid.UUID, event: GatewayEvent, now: datetime
+    ) -> tuple[Payment, bool] | None:
+        """A webhook about the payment with our id ``payment_id``, in one statement (no transaction
+        needed): record the event once (as :meth:`record_event`) and, on its first delivery, apply it
+        (:meth:`Payment.apply`, ``now`` the change time, as :meth:`save`); the payment after it and
+        whether this was the first delivery.  None when no payment has this id: nothing recorded."""
+        ...
+
     async def save(self, p: Payment, now: datetime) -> None:
         """Store what a payment may change (status, session, provider ids, refund id, settlement) with
         ``now`` as its change time, which ``p.updated_at`` becomes too."""

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payment_svc.adapters.tables import SCHEMA, payments, processed_events, refunds
-from payment_svc.domain import Payment, PaymentStatus, Refund
+from payment_svc.domain import GatewayEvent, Payment, PaymentStatus, Refund, sources
 from petpro.db import raw_execute
 
 # The statements of every booking's payment (a session, two webhooks, the status reads) go to psycopg
@@ -54,6 +54,25 @@ _SETTLE = (
 _RECORD_EVENT = (
     f"INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id) VALUES (%s, %s, %s)"
     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+# a webhook about a payment named by our id (a paid Checkout's event): lock it, record the event once
+# and apply it (Payment.apply: the provider's ids when it has none, the status when TRANSITIONS allow
+# the move, ``sources``), in ONE statement on the autocommit connection instead of BEGIN, SELECT … FOR
+# UPDATE, INSERT, UPDATE, COMMIT (five round trips).  A replay changes nothing and answers the row as
+# locked (its latest version).  No row: no payment has this id (the caller takes the general path).
+_T_COLUMNS = ", ".join(f"t.{c.name}" for c in payments.c)
+_APPLY_EVENT = (
+    f"WITH p AS (SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE id = %(id)s FOR UPDATE),"
+    f" ev AS (INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id)"
+    " SELECT %(event)s, %(type)s, id FROM p ON CONFLICT (event_id) DO NOTHING RETURNING payment_id),"
+    f" up AS (UPDATE {SCHEMA}.payments t SET"
+    " payment_intent_id = COALESCE(t.payment_intent_id, %(intent)s),"
+    " session_id = COALESCE(t.session_id, %(session)s),"
+    " status = CASE WHEN t.status = ANY(%(sources)s::text[]) THEN %(status)s::text ELSE t.status END,"
+    f" updated_at = %(now)s FROM ev WHERE t.id = ev.payment_id RETURNING {_T_COLUMNS})"
+    f" SELECT true AS first, {_COLUMNS} FROM up"
+    f" UNION ALL SELECT false, {_COLUMNS} FROM p WHERE NOT EXISTS (SELECT 1 FROM ev)"
 )
 
 
@@ -172,6 +191,29 @@ class PaymentRepository:
             if r:
                 return _payment(r)
         return None
+
+    async def apply_event(
+        self, payment_id: uuid.UUID, event: GatewayEvent, now: datetime
+    ) -> tuple[Payment, bool] | None:
+        """Record ``event`` once and apply it to the payment ``payment_id`` in one statement (see
+        ``_APPLY_EVENT``): the payment after it and whether this was the event's first delivery; None
+        when no payment has this id (nothing recorded)."""
+        status = event.status
+        r = await self._one(
+            _APPLY_EVENT,
+            {
+                "id": payment_id,
+                "event": event.id,
+                "type": event.type,
+                "intent": event.provider_payment_id or None,
+                "session": event.session_id or None,
+                "sources": [s.value for s in sources(status)] if status else [],
+                "status": status.value if status else None,
+                "now": now,
+            },
+            "INSERT",
+        )
+        return (_payment(r), bool(r.first)) if r else None
 
     async def save(self, p: Payment, now: datetime) -> None:
         p.updated_at = now

@@ -31,7 +31,7 @@ class PaymentHandlers:
     ) -> None:
         self.clock = clock
         self.sessions = Sessions(uow, gateway, public_base_url=public_base_url, clock=clock, read=read)
-        self.webhooks = Webhooks(uow, gateway, clock=clock)
+        self.webhooks = Webhooks(uow, gateway, clock=clock, read=read)
         self.refunds = Refunds(uow, gateway, clock=clock, read=read)
         self.reconciliation = Reconciliation(uow, gateway, self.sessions, clock=clock, read=read)
         self.customers = Customers(uow, read or uow, clock=clock)

@@ -83,6 +83,19 @@ class FakePaymentRepository:
                 return copy.deepcopy(found)
         return None
 
+    async def apply_event(
+        self, payment_id: uuid.UUID, event: GatewayEvent, now: datetime
+    ) -> tuple[Payment, bool] | None:
+        stored = self.store.payments.get(payment_id)
+        if stored is None:
+            return None
+        if event.id in self.store.events:
+            return copy.deepcopy(stored), False
+        self.store.events[event.id] = payment_id
+        stored.apply(event)
+        stored.updated_at = now
+        return copy.deepcopy(stored), True
+
     async def save(self, p: Payment, now: datetime) -> None:
         """What a payment may change, and its change time (never its order, amount, payer, expiry)."""
         stored = self.store.payments[p.id]
