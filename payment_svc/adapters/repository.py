@@ -28,6 +28,7 @@ _INSERT = (
     " ON CONFLICT (request_id) DO NOTHING RETURNING id"
 )
 _BY_ID = f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE id = %s"
+_BY_REQUEST = f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE request_id = %s"
 _BY_ORDER = (
     f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE order_ref = %s ORDER BY created_at DESC, id LIMIT 1"
 )
@@ -170,7 +171,7 @@ class PaymentRepository:
         return _payment(r) if r else None
 
     async def by_request(self, request_id: str) -> Payment | None:
-        r = (await self.session.execute(select(payments).where(payments.c.request_id == request_id))).first()
+        r = await self._one(_BY_REQUEST, (request_id,))
         return _payment(r) if r else None
 
     async def find_for_event(

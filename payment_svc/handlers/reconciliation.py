@@ -33,9 +33,11 @@ class Reconciliation:
         *,
         clock: Callable[[], datetime] = utcnow,
         read: UnitOfWork | None = None,
+        statements: UnitOfWork | None = None,
     ) -> None:
         self.uow = uow
         self.read = read or uow  # read-only: no transaction
+        self.statements = statements or self.read  # plain-SQL statements (settling)
         self.gateway = gateway
         self.sessions = sessions
         self.clock = clock
@@ -71,7 +73,7 @@ class Reconciliation:
         """Record that the order of a paid payment is fulfilled (its booking exists).  Idempotent per
         order id.  A payment refunded since (the booking cancelled before a late settle) is settled
         too: the order it paid for is still a fact."""
-        async with self.read() as repo:  # the settling UPDATE is its own transaction
+        async with self.statements() as repo:  # the settling UPDATE is its own transaction
             while True:
                 settled = await repo.settle(payment_id, order_id, self.clock())
                 if settled is not None:
