@@ -52,6 +52,13 @@ class PaymentRepository(Protocol):
         (unknown, settled already, not paid): nothing changed then."""
         ...
 
+    async def settle_many(
+        self, settlements: list[tuple[uuid.UUID, str]], now: datetime
+    ) -> set[tuple[uuid.UUID, str]]:
+        """:meth:`settle` for many (payment id, order id) pairs in one statement (a payment's first
+        pair counts); the pairs that stand settled afterwards, just now or before with that order."""
+        ...
+
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         """True the first time an event id is seen; False for a duplicate delivery."""
         ...

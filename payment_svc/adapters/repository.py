@@ -52,6 +52,15 @@ _SETTLE = (
     " WHERE id = %(id)s AND settled_at IS NULL AND status IN ('SUCCEEDED', 'REFUNDED')"
     f" RETURNING {_COLUMNS}"
 )
+# many at once (SettlePayments): one UPDATE over the batch, then, only for the payments it did not
+# change, one read of what they are settled with (a replay's: the same order)
+_SETTLE_MANY = (
+    f"UPDATE {SCHEMA}.payments p SET settled_at = %(now)s, settled_order_id = v.order_id, updated_at = %(now)s"
+    " FROM unnest(%(ids)s::uuid[], %(orders)s::text[]) AS v(id, order_id)"
+    " WHERE p.id = v.id AND p.settled_at IS NULL AND p.status IN ('SUCCEEDED', 'REFUNDED')"
+    " RETURNING p.id, p.settled_order_id"
+)
+_SETTLED_WITH = f"SELECT id, settled_order_id FROM {SCHEMA}.payments WHERE id = ANY(%s::uuid[])"
 _RECORD_EVENT = (
     f"INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id) VALUES (%s, %s, %s)"
     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
@@ -169,6 +178,28 @@ class PaymentRepository:
         is not one (unknown, settled already, not paid)."""
         r = await self._one(_SETTLE, {"id": payment_id, "order": order_id, "now": now}, "UPDATE")
         return _payment(r) if r else None
+
+    async def settle_many(
+        self, settlements: list[tuple[uuid.UUID, str]], now: datetime
+    ) -> set[tuple[uuid.UUID, str]]:
+        """Settle each paid (or since refunded) payment nobody settled with its order id, in one
+        statement (the first entry of a payment counts); the pairs of ``settlements`` that stand settled
+        afterwards (just now, or before with the same order)."""
+        wanted: dict[uuid.UUID, str] = {}
+        for payment_id, order_id in settlements:
+            wanted.setdefault(payment_id, order_id)
+        cur = await raw_execute(
+            self.session,
+            _SETTLE_MANY,
+            {"ids": list(wanted), "orders": list(wanted.values()), "now": now},
+            operation="UPDATE",
+        )
+        done = {(r[0], r[1]) for r in await cur.fetchall()}
+        rest = [pid for pid in wanted if (pid, wanted[pid]) not in done]
+        if rest:
+            cur = await raw_execute(self.session, _SETTLED_WITH, (rest,), operation="SELECT")
+            done |= {(r[0], r[1]) for r in await cur.fetchall() if r[1] is not None}
+        return {pair for pair in settlements if pair in done}
 
     async def by_request(self, request_id: str) -> Payment | None:
         r = await self._one(_BY_REQUEST, (request_id,))

@@ -69,6 +69,16 @@ class Reconciliation:
         async with self.read() as repo:
             return await repo.unsettled(self.clock() - older_than, limit)
 
+    async def settle_many(self, settlements: list[tuple[uuid.UUID, str]]) -> list[uuid.UUID]:
+        """:meth:`settle` for many (payment id, order id) pairs in one statement: the edge's fulfilment
+        settles the bookings its webhooks confirmed in batches, a fraction of a second after each
+        confirmation (``edge.fulfilment.Settlements``).  Returns the payments not settled with the
+        order id given (unknown, never paid, settled for another order); a paid one left unsettled is
+        the sweep's for lost webhooks, after its grace."""
+        async with self.statements() as repo:  # one UPDATE, its own transaction
+            done = await repo.settle_many(settlements, self.clock())
+        return [pid for pid, order in dict.fromkeys(settlements) if (pid, order) not in done]
+
     async def settle(self, payment_id: uuid.UUID, order_id: str) -> Payment:
         """Record that the order of a paid payment is fulfilled (its booking exists).  Idempotent per
         order id.  A payment refunded since (the booking cancelled before a late settle) is settled

@@ -241,6 +241,38 @@ class PaymentRepositoryContract:
             assert await repo.get(paid.id) == settled
             assert await repo.settle(uuid.uuid4(), "booking-1", later) is None
 
+    async def test_settle_many_settles_each_paid_payment_once_in_one_call(self, uow: UnitOfWork) -> None:
+        at = moment()
+        paid, other, refunded = (payment(at, status=PaymentStatus.SUCCEEDED) for _ in range(3))
+        refunded.status = PaymentStatus.REFUNDED
+        unpaid = payment(at, status=PaymentStatus.PENDING)
+        await self.stored(uow, paid, other, refunded, unpaid)
+        later = at + timedelta(minutes=1)
+        async with uow() as repo:
+            assert await repo.settle(other.id, "booking-o", at) is not None  # settled before
+        nobody = uuid.uuid4()
+        asked = [
+            (paid.id, "booking-p"),
+            (paid.id, "booking-x"),  # a second entry of a payment: the first counts
+            (other.id, "booking-o"),  # settled before with this order: a replay, it stands
+            (refunded.id, "booking-r"),
+            (unpaid.id, "booking-u"),  # never paid: not settled
+            (nobody, "booking-n"),  # unknown
+        ]
+        async with uow() as repo:
+            done = await repo.settle_many(asked, later)
+        assert done == {(paid.id, "booking-p"), (other.id, "booking-o"), (refunded.id, "booking-r")}
+        async with uow() as repo:
+            assert await repo.get(paid.id) == Payment(
+                **{**paid.__dict__, "settled_at": later, "settled_order_id": "booking-p", "updated_at": later}
+            )
+            got = await repo.get(other.id)
+            assert got is not None and (got.settled_at, got.settled_order_id) == (at, "booking-o")
+            assert await repo.get(unpaid.id) == unpaid
+            # again: nothing changes, the same pairs stand
+            assert await repo.settle_many(asked, later + timedelta(minutes=1)) == done
+            assert (await repo.get(paid.id)).settled_at == later  # type: ignore[union-attr]
+
     # -- record_event ---------------------------------------------------------------------------------
 
     async def test_record_event_is_true_once_per_event_id(self, uow: UnitOfWork) -> None:
