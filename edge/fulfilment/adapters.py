@@ -1,5 +1,5 @@
-"""The fulfilment's ports over gRPC: PaymentService (HandleWebhook, SettlePayment, RefundPayment,
-ListUnsettledPayments) and BookingService (ConfirmBooking), each call with its deadline and its error
+"""The fulfilment's ports over gRPC: PaymentService (HandleWebhook, SettlePayment, SettlePayments,
+RefundPayment, ListUnsettledPayments) and BookingService (ConfirmBooking), each call with its deadline and its error
 re-raised as :class:`petpro.upstream.UpstreamError`."""
 
 from __future__ import annotations
@@ -48,6 +48,19 @@ class GrpcPayments:
             payment_pb2.SettlePaymentRequest(payment_id=payment_id, order_id=booking_id),
             self.timeout,
         )
+
+    async def settle_many(self, settlements: list[tuple[str, str]]) -> list[str]:
+        r = await _call(
+            self.stub.SettlePayments,
+            payment_pb2.SettlePaymentsRequest(
+                settlements=[
+                    payment_pb2.SettlePaymentRequest(payment_id=payment_id, order_id=booking_id)
+                    for payment_id, booking_id in settlements
+                ]
+            ),
+            self.timeout,
+        )
+        return list(r.unsettled_payment_ids)
 
     async def refund(self, payment_id: str, request_id: str, reason: str) -> None:
         await _call(
