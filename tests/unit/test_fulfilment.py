@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import grpc
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 
 from edge.fulfilment import (
     REFUND_REASON_TEXT,
+    GrpcPayments,
     Outcome,
     PaidPayment,
     PaymentFulfilment,
@@ -25,6 +27,7 @@ from edge.web.app import create_app
 from edge.web.deps import HttpDeps
 from petpro.errors import Kind
 from petpro.upstream import UpstreamError
+from petpro_api.payment.v1 import payment_pb2
 
 SIGNATURE = "t=1,v1=good"
 CONFIRMED_WITHOUT_WEBHOOK = "reconcile: booking confirmed without a webhook"
@@ -401,6 +404,38 @@ async def test_batched_a_long_queue_is_settled_in_calls_of_at_most_the_limit(bat
         )
     assert await batched.settlements.flush() == 5
     assert [len(b) for b in payments.batches] == [2, 2, 1]
+
+
+class _OldPaymentStub:
+    """A payment_svc from before SettlePayments (a rollout that updates the edge first)."""
+
+    def __init__(self) -> None:
+        self.settled: list[tuple[str, str]] = []
+
+    async def SettlePayments(self, request, timeout=None):
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details="Method not found!",
+        )
+
+    async def SettlePayment(self, request, timeout=None):
+        if request.payment_id == "pay-gone":
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.NOT_FOUND,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="payment not found",
+            )
+        self.settled.append((request.payment_id, request.order_id))
+        return payment_pb2.SettlePaymentResponse()
+
+
+async def test_batched_against_a_payment_service_without_settle_payments_settles_one_by_one():
+    stub = _OldPaymentStub()
+    left = await GrpcPayments(stub, 1.0).settle_many([("pay-1", "booking-1"), ("pay-gone", "booking-2")])
+    assert left == ["pay-gone"] and stub.settled == [("pay-1", "booking-1")]
 
 
 @pytest.mark.parametrize(
