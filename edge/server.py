@@ -5,6 +5,8 @@ event loop."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -46,6 +48,13 @@ class EdgeSettings(ServiceSettings):
         le=86400,
         description="a succeeded payment unsettled this long lost its webhook: the sweep fulfils it",
     )
+    settle_batch_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="the webhook path's confirmed payments are settled together (one SettlePayments "
+        "call) this often; 0: each within its webhook's call (SettlePayment)",
+    )
 
 
 def build(settings: EdgeSettings) -> grpc_server.App:
@@ -66,6 +75,7 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         GrpcPayments(stubs.payment, settings.upstream_timeout_seconds),
         GrpcBookings(stubs.booking, settings.upstream_timeout_seconds),
         grace_seconds=settings.reconcile_grace_seconds,
+        settle_every=settings.settle_batch_seconds,
     )
     http_deps = HttpDeps(
         payment=stubs.payment,
@@ -85,6 +95,22 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         http_deps.closing.set()
         mobile.close()  # the reservation long-polls answer now (with the state as it is)
 
+    background = [
+        lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds),
+        grpc_server.periodic("edge.fulfilment.sweep", settings.reconcile_seconds, fulfilment.sweep),
+    ]
+    on_stop: list[Callable[[], Awaitable[None]]] = []
+    if fulfilment.settlements is not None:
+        settlements = fulfilment.settlements
+        background.append(
+            grpc_server.periodic("edge.fulfilment.settle", fulfilment.settle_every, settlements.flush)
+        )
+
+        async def settle_queued() -> None:  # what the webhooks confirmed since the last flush
+            await settlements.flush()
+
+        on_stop.append(settle_queued)
+
     async def close_channels() -> None:
         for ch in channels.values():
             await ch.close()
@@ -100,12 +126,9 @@ def build(settings: EdgeSettings) -> grpc_server.App:
                 authenticator=mobile.authn,
             )
         ],
-        background=[
-            lambda: serve_http(http, settings.bind_host, http_port, graceful_timeout=settings.grace_seconds),
-            grpc_server.periodic("edge.fulfilment.sweep", settings.reconcile_seconds, fulfilment.sweep),
-        ],
+        background=background,
         on_shutdown=[end_streams],
-        on_stop=[close_channels],
+        on_stop=[close_channels, *on_stop],  # run in reverse: the last flush before the channels close
     )
 
 

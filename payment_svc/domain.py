@@ -31,6 +31,11 @@ TRANSITIONS: dict[PaymentStatus, set[PaymentStatus]] = {
 }
 
 
+def sources(new: PaymentStatus) -> tuple[PaymentStatus, ...]:
+    """The statuses a payment may move to ``new`` from (:data:`TRANSITIONS` read backwards)."""
+    return tuple(old for old, allowed in TRANSITIONS.items() if new in allowed)
+
+
 class PaymentNotFound(NotFound):
     reason = "PAYMENT_NOT_FOUND"
 

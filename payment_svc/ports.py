@@ -26,6 +26,15 @@ class PaymentRepository(Protocol):
     async def find_for_event(
         self, payment_id: str | None, session_id: str | None, provider_id: str | None
     ) -> Payment | None: ...
+    async def apply_event(
+        self, payment_id: uuid.UUID, event: GatewayEvent, now: datetime
+    ) -> tuple[Payment, bool] | None:
+        """A webhook about the payment with our id ``payment_id``, in one statement (no transaction
+        needed): record the event once (as :meth:`record_event`) and, on its first delivery, apply it
+        (:meth:`Payment.apply`, ``now`` the change time, as :meth:`save`); the payment after it and
+        whether this was the first delivery.  None when no payment has this id: nothing recorded."""
+        ...
+
     async def save(self, p: Payment, now: datetime) -> None:
         """Store what a payment may change (status, session, provider ids, refund id, settlement) with
         ``now`` as its change time, which ``p.updated_at`` becomes too."""
@@ -41,6 +50,13 @@ class PaymentRepository(Protocol):
         """Record the order a SUCCEEDED or REFUNDED payment nobody settled yet fulfilled, ``now`` its
         settlement and change time; the stored payment, or None when it is not such a payment
         (unknown, settled already, not paid): nothing changed then."""
+        ...
+
+    async def settle_many(
+        self, settlements: list[tuple[uuid.UUID, str]], now: datetime
+    ) -> set[tuple[uuid.UUID, str]]:
+        """:meth:`settle` for many (payment id, order id) pairs in one statement (a payment's first
+        pair counts); the pairs that stand settled afterwards, just now or before with that order."""
         ...
 
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:

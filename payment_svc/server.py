@@ -74,6 +74,7 @@ def build(
 ) -> grpc_server.App:
     """The payment service.  Tests pass fakes of the ports (``uow``/``read``, ``gateway``)."""
     on_stop: list[Callable[[], Awaitable[None]]] = []
+    statements: UnitOfWork | None = None
     background: list[Callable[[], Awaitable[None]]] = []
     erasing = uow is None  # account.deleted is consumed with the database (not with test fakes)
     if uow is None:
@@ -81,13 +82,16 @@ def build(
             settings.url("database_url"), SCHEMA, app_name="payment_svc", pool_size=settings.db_pool_size
         )
         uow, read = db.repositories(PaymentRepository)
+        # a booking's statements (its session, its webhook, its settle) are plain SQL: psycopg's own
+        # autocommit connections, without SQLAlchemy's checkout, isolation level and greenlet per step
+        statements = db.statement_repositories(PaymentRepository)
         on_stop.append(db.close)
     public = settings.public_base_url or f"http://{settings.stack.addr('envoy')}"
     if gateway is None:
         stripe_gateway = make_gateway(settings)
         on_stop.append(stripe_gateway.close)
         gateway = stripe_gateway
-    handlers = PaymentHandlers(uow, gateway, public_base_url=public, read=read)
+    handlers = PaymentHandlers(uow, gateway, public_base_url=public, read=read, statements=statements)
     grace = timedelta(seconds=settings.reconcile_grace_seconds)
     if erasing:
         background.append(

@@ -124,6 +124,14 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         p = await self.handlers.reconciliation.settle(uid(request.payment_id, "payment_id"), request.order_id)
         return payment_pb2.SettlePaymentResponse(payment=payment_pb(p))
 
+    async def SettlePayments(
+        self, request: payment_pb2.SettlePaymentsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> payment_pb2.SettlePaymentsResponse:
+        unsettled = await self.handlers.reconciliation.settle_many(
+            [(uid(s.payment_id, "settlements.payment_id"), s.order_id) for s in request.settlements]
+        )
+        return payment_pb2.SettlePaymentsResponse(unsettled_payment_ids=[str(p) for p in unsettled])
+
     async def ExpirePaymentSession(
         self, request: payment_pb2.ExpirePaymentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> payment_pb2.ExpirePaymentSessionResponse:

@@ -6,9 +6,11 @@ paid Checkout's fulfilment event, fulfils the payment; the sweep (a background t
 ``EDGE_RECONCILE_SECONDS``) lists the succeeded payments nobody settled for
 ``EDGE_RECONCILE_GRACE_SECONDS``, i.e. whose webhook was lost, and fulfils each the same way.
 Fulfilling is ConfirmBooking (lock id = the payment's order reference), then one decision table
-(:mod:`edge.fulfilment.decisions`) maps its answer to an action: the booking → SettlePayment in the
-same call (the payment leaves the sweep's list, so a normal booking is confirmed once and the sweep
-never sees it); a slot that is gone, a reservation closed or unknown → RefundPayment under the request
+(:mod:`edge.fulfilment.decisions`) maps its answer to an action: the booking → settle the payment
+(the payment leaves the sweep's list, so a normal booking is confirmed once and the sweep never sees
+it): SettlePayment in the same call, or, as the edge runs it (``EDGE_SETTLE_BATCH_SECONDS``), queued
+and settled with the other confirmed payments by one SettlePayments call a fraction of a second later
+(:class:`Settlements`; a settlement lost on the way is the sweep's after its grace); a slot that is gone, a reservation closed or unknown → RefundPayment under the request
 id ``fulfilment-<payment id>`` (one refund, whichever entry point or replica sends it); anything
 transient or undecided → retry (503 to the provider, or the next sweep).  The webhook's HTTP answer
 follows from the outcome (2xx confirmed / refunded / ignored / recorded, 400 rejected, 503 retry).  The
@@ -31,6 +33,7 @@ from edge.fulfilment.use_case import (
     Fulfilled,
     Outcome,
     PaymentFulfilment,
+    Settlements,
     WebhookResult,
 )
 
@@ -46,6 +49,7 @@ __all__ = [
     "PaidPayment",
     "PaymentFulfilment",
     "Payments",
+    "Settlements",
     "VerifiedEvent",
     "WebhookResult",
     "after_confirm",

@@ -1,5 +1,5 @@
-"""The fulfilment's ports over gRPC: PaymentService (HandleWebhook, SettlePayment, RefundPayment,
-ListUnsettledPayments) and BookingService (ConfirmBooking), each call with its deadline and its error
+"""The fulfilment's ports over gRPC: PaymentService (HandleWebhook, SettlePayment, SettlePayments,
+RefundPayment, ListUnsettledPayments) and BookingService (ConfirmBooking), each call with its deadline and its error
 re-raised as :class:`petpro.upstream.UpstreamError`."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 
 from edge.fulfilment.ports import PaidPayment, VerifiedEvent
-from petpro.upstream import from_rpc_error
+from petpro.upstream import UpstreamError, from_rpc_error
 from petpro_api.booking.v1 import booking_pb2, booking_pb2_grpc
 from petpro_api.payment.v1 import payment_pb2, payment_pb2_grpc
 
@@ -48,6 +48,31 @@ class GrpcPayments:
             payment_pb2.SettlePaymentRequest(payment_id=payment_id, order_id=booking_id),
             self.timeout,
         )
+
+    async def settle_many(self, settlements: list[tuple[str, str]]) -> list[str]:
+        request = payment_pb2.SettlePaymentsRequest(
+            settlements=[
+                payment_pb2.SettlePaymentRequest(payment_id=payment_id, order_id=booking_id)
+                for payment_id, booking_id in settlements
+            ]
+        )
+        try:
+            r = await self.stub.SettlePayments(request, timeout=self.timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.UNIMPLEMENTED:
+                # a payment_svc older than SettlePayments (during a rollout, the edge first): one by one
+                return await self._settle_each(settlements)
+            raise from_rpc_error(exc) from None
+        return list(r.unsettled_payment_ids)
+
+    async def _settle_each(self, settlements: list[tuple[str, str]]) -> list[str]:
+        left = []
+        for payment_id, booking_id in settlements:
+            try:
+                await self.settle(payment_id, booking_id)
+            except UpstreamError:
+                left.append(payment_id)
+        return left
 
     async def refund(self, payment_id: str, request_id: str, reason: str) -> None:
         await _call(

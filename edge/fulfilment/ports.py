@@ -41,6 +41,11 @@ class Payments(Protocol):
         """Record the booking the payment fulfilled (idempotent per booking)."""
         ...
 
+    async def settle_many(self, settlements: list[tuple[str, str]]) -> list[str]:
+        """:meth:`settle` for many (payment id, booking id) pairs in one call; the payment ids not
+        settled with the booking given (unknown, never paid, settled for another booking)."""
+        ...
+
     async def refund(self, payment_id: str, request_id: str, reason: str) -> None:
         """Refund what is left of the payment (idempotent on ``request_id``)."""
         ...

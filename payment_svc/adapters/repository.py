@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from payment_svc.adapters.tables import SCHEMA, payments, processed_events, refunds
-from payment_svc.domain import Payment, PaymentStatus, Refund
+from payment_svc.domain import GatewayEvent, Payment, PaymentStatus, Refund, sources
 from petpro.db import raw_execute
 
 # The statements of every booking's payment (a session, two webhooks, the status reads) go to psycopg
@@ -28,6 +28,7 @@ _INSERT = (
     " ON CONFLICT (request_id) DO NOTHING RETURNING id"
 )
 _BY_ID = f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE id = %s"
+_BY_REQUEST = f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE request_id = %s"
 _BY_ORDER = (
     f"SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE order_ref = %s ORDER BY created_at DESC, id LIMIT 1"
 )
@@ -51,9 +52,37 @@ _SETTLE = (
     " WHERE id = %(id)s AND settled_at IS NULL AND status IN ('SUCCEEDED', 'REFUNDED')"
     f" RETURNING {_COLUMNS}"
 )
+# many at once (SettlePayments): one UPDATE over the batch, then, only for the payments it did not
+# change, one read of what they are settled with (a replay's: the same order)
+_SETTLE_MANY = (
+    f"UPDATE {SCHEMA}.payments p SET settled_at = %(now)s, settled_order_id = v.order_id, updated_at = %(now)s"
+    " FROM unnest(%(ids)s::uuid[], %(orders)s::text[]) AS v(id, order_id)"
+    " WHERE p.id = v.id AND p.settled_at IS NULL AND p.status IN ('SUCCEEDED', 'REFUNDED')"
+    " RETURNING p.id, p.settled_order_id"
+)
+_SETTLED_WITH = f"SELECT id, settled_order_id FROM {SCHEMA}.payments WHERE id = ANY(%s::uuid[])"
 _RECORD_EVENT = (
     f"INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id) VALUES (%s, %s, %s)"
     " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+
+# a webhook about a payment named by our id (a paid Checkout's event): lock it, record the event once
+# and apply it (Payment.apply: the provider's ids when it has none, the status when TRANSITIONS allow
+# the move, ``sources``), in ONE statement on the autocommit connection instead of BEGIN, SELECT … FOR
+# UPDATE, INSERT, UPDATE, COMMIT (five round trips).  A replay changes nothing and answers the row as
+# locked (its latest version).  No row: no payment has this id (the caller takes the general path).
+_T_COLUMNS = ", ".join(f"t.{c.name}" for c in payments.c)
+_APPLY_EVENT = (
+    f"WITH p AS (SELECT {_COLUMNS} FROM {SCHEMA}.payments WHERE id = %(id)s FOR UPDATE),"
+    f" ev AS (INSERT INTO {SCHEMA}.webhook_events (event_id, type, payment_id)"
+    " SELECT %(event)s, %(type)s, id FROM p ON CONFLICT (event_id) DO NOTHING RETURNING payment_id),"
+    f" up AS (UPDATE {SCHEMA}.payments t SET"
+    " payment_intent_id = COALESCE(t.payment_intent_id, %(intent)s),"
+    " session_id = COALESCE(t.session_id, %(session)s),"
+    " status = CASE WHEN t.status = ANY(%(sources)s::text[]) THEN %(status)s::text ELSE t.status END,"
+    f" updated_at = %(now)s FROM ev WHERE t.id = ev.payment_id RETURNING {_T_COLUMNS})"
+    f" SELECT true AS first, {_COLUMNS} FROM up"
+    f" UNION ALL SELECT false, {_COLUMNS} FROM p WHERE NOT EXISTS (SELECT 1 FROM ev)"
 )
 
 
@@ -150,8 +179,30 @@ class PaymentRepository:
         r = await self._one(_SETTLE, {"id": payment_id, "order": order_id, "now": now}, "UPDATE")
         return _payment(r) if r else None
 
+    async def settle_many(
+        self, settlements: list[tuple[uuid.UUID, str]], now: datetime
+    ) -> set[tuple[uuid.UUID, str]]:
+        """Settle each paid (or since refunded) payment nobody settled with its order id, in one
+        statement (the first entry of a payment counts); the pairs of ``settlements`` that stand settled
+        afterwards (just now, or before with the same order)."""
+        wanted: dict[uuid.UUID, str] = {}
+        for payment_id, order_id in settlements:
+            wanted.setdefault(payment_id, order_id)
+        cur = await raw_execute(
+            self.session,
+            _SETTLE_MANY,
+            {"ids": list(wanted), "orders": list(wanted.values()), "now": now},
+            operation="UPDATE",
+        )
+        done = {(r[0], r[1]) for r in await cur.fetchall()}
+        rest = [pid for pid in wanted if (pid, wanted[pid]) not in done]
+        if rest:
+            cur = await raw_execute(self.session, _SETTLED_WITH, (rest,), operation="SELECT")
+            done |= {(r[0], r[1]) for r in await cur.fetchall() if r[1] is not None}
+        return {pair for pair in settlements if pair in done}
+
     async def by_request(self, request_id: str) -> Payment | None:
-        r = (await self.session.execute(select(payments).where(payments.c.request_id == request_id))).first()
+        r = await self._one(_BY_REQUEST, (request_id,))
         return _payment(r) if r else None
 
     async def find_for_event(
@@ -172,6 +223,29 @@ class PaymentRepository:
             if r:
                 return _payment(r)
         return None
+
+    async def apply_event(
+        self, payment_id: uuid.UUID, event: GatewayEvent, now: datetime
+    ) -> tuple[Payment, bool] | None:
+        """Record ``event`` once and apply it to the payment ``payment_id`` in one statement (see
+        ``_APPLY_EVENT``): the payment after it and whether this was the event's first delivery; None
+        when no payment has this id (nothing recorded)."""
+        status = event.status
+        r = await self._one(
+            _APPLY_EVENT,
+            {
+                "id": payment_id,
+                "event": event.id,
+                "type": event.type,
+                "intent": event.provider_payment_id or None,
+                "session": event.session_id or None,
+                "sources": [s.value for s in sources(status)] if status else [],
+                "status": status.value if status else None,
+                "now": now,
+            },
+            "INSERT",
+        )
+        return (_payment(r), bool(r.first)) if r else None
 
     async def save(self, p: Payment, now: datetime) -> None:
         p.updated_at = now

@@ -18,7 +18,9 @@ from petpro.clock import utcnow
 
 class PaymentHandlers:
     """Every use case of the payment service over one unit of work (``read``: read-only, no
-    transaction), one gateway and one clock."""
+    transaction; ``statements``: plain-SQL statements, each its own transaction, on psycopg's own
+    autocommit connections, for a booking's hot paths: the session, its webhook, its settle), one
+    gateway and one clock."""
 
     def __init__(
         self,
@@ -28,12 +30,17 @@ class PaymentHandlers:
         public_base_url: str,
         clock: Callable[[], datetime] = utcnow,
         read: UnitOfWork | None = None,
+        statements: UnitOfWork | None = None,
     ) -> None:
         self.clock = clock
-        self.sessions = Sessions(uow, gateway, public_base_url=public_base_url, clock=clock, read=read)
-        self.webhooks = Webhooks(uow, gateway, clock=clock)
+        hot = statements or read
+        # Sessions' and the webhook's one-statement steps are all plain SQL (adapters/repository.py)
+        self.sessions = Sessions(uow, gateway, public_base_url=public_base_url, clock=clock, read=hot)
+        self.webhooks = Webhooks(uow, gateway, clock=clock, read=hot)
         self.refunds = Refunds(uow, gateway, clock=clock, read=read)
-        self.reconciliation = Reconciliation(uow, gateway, self.sessions, clock=clock, read=read)
+        self.reconciliation = Reconciliation(
+            uow, gateway, self.sessions, clock=clock, read=read, statements=hot
+        )
         self.customers = Customers(uow, read or uow, clock=clock)
 
 

@@ -33,9 +33,11 @@ class Reconciliation:
         *,
         clock: Callable[[], datetime] = utcnow,
         read: UnitOfWork | None = None,
+        statements: UnitOfWork | None = None,
     ) -> None:
         self.uow = uow
         self.read = read or uow  # read-only: no transaction
+        self.statements = statements or self.read  # plain-SQL statements (settling)
         self.gateway = gateway
         self.sessions = sessions
         self.clock = clock
@@ -67,11 +69,21 @@ class Reconciliation:
         async with self.read() as repo:
             return await repo.unsettled(self.clock() - older_than, limit)
 
+    async def settle_many(self, settlements: list[tuple[uuid.UUID, str]]) -> list[uuid.UUID]:
+        """:meth:`settle` for many (payment id, order id) pairs in one statement: the edge's fulfilment
+        settles the bookings its webhooks confirmed in batches, a fraction of a second after each
+        confirmation (``edge.fulfilment.Settlements``).  Returns the payments not settled with the
+        order id given (unknown, never paid, settled for another order); a paid one left unsettled is
+        the sweep's for lost webhooks, after its grace."""
+        async with self.statements() as repo:  # one UPDATE, its own transaction
+            done = await repo.settle_many(settlements, self.clock())
+        return [pid for pid, order in dict.fromkeys(settlements) if (pid, order) not in done]
+
     async def settle(self, payment_id: uuid.UUID, order_id: str) -> Payment:
         """Record that the order of a paid payment is fulfilled (its booking exists).  Idempotent per
         order id.  A payment refunded since (the booking cancelled before a late settle) is settled
         too: the order it paid for is still a fact."""
-        async with self.read() as repo:  # the settling UPDATE is its own transaction
+        async with self.statements() as repo:  # the settling UPDATE is its own transaction
             while True:
                 settled = await repo.settle(payment_id, order_id, self.clock())
                 if settled is not None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from payment_svc.domain import Payment, PaymentStatus, Refund
+from payment_svc.domain import GatewayEvent, Payment, PaymentStatus, Refund
 from payment_svc.ports import UnitOfWork
 
 _days = itertools.count(1)
@@ -241,6 +241,38 @@ class PaymentRepositoryContract:
             assert await repo.get(paid.id) == settled
             assert await repo.settle(uuid.uuid4(), "booking-1", later) is None
 
+    async def test_settle_many_settles_each_paid_payment_once_in_one_call(self, uow: UnitOfWork) -> None:
+        at = moment()
+        paid, other, refunded = (payment(at, status=PaymentStatus.SUCCEEDED) for _ in range(3))
+        refunded.status = PaymentStatus.REFUNDED
+        unpaid = payment(at, status=PaymentStatus.PENDING)
+        await self.stored(uow, paid, other, refunded, unpaid)
+        later = at + timedelta(minutes=1)
+        async with uow() as repo:
+            assert await repo.settle(other.id, "booking-o", at) is not None  # settled before
+        nobody = uuid.uuid4()
+        asked = [
+            (paid.id, "booking-p"),
+            (paid.id, "booking-x"),  # a second entry of a payment: the first counts
+            (other.id, "booking-o"),  # settled before with this order: a replay, it stands
+            (refunded.id, "booking-r"),
+            (unpaid.id, "booking-u"),  # never paid: not settled
+            (nobody, "booking-n"),  # unknown
+        ]
+        async with uow() as repo:
+            done = await repo.settle_many(asked, later)
+        assert done == {(paid.id, "booking-p"), (other.id, "booking-o"), (refunded.id, "booking-r")}
+        async with uow() as repo:
+            assert await repo.get(paid.id) == Payment(
+                **{**paid.__dict__, "settled_at": later, "settled_order_id": "booking-p", "updated_at": later}
+            )
+            got = await repo.get(other.id)
+            assert got is not None and (got.settled_at, got.settled_order_id) == (at, "booking-o")
+            assert await repo.get(unpaid.id) == unpaid
+            # again: nothing changes, the same pairs stand
+            assert await repo.settle_many(asked, later + timedelta(minutes=1)) == done
+            assert (await repo.get(paid.id)).settled_at == later  # type: ignore[union-attr]
+
     # -- record_event ---------------------------------------------------------------------------------
 
     async def test_record_event_is_true_once_per_event_id(self, uow: UnitOfWork) -> None:
@@ -252,6 +284,66 @@ class PaymentRepositoryContract:
         async with uow() as repo:
             assert await repo.record_event(event_id, "checkout.session.completed", p.id) is False
             assert await repo.record_event(f"evt_{uuid.uuid4().hex}", "charge.refunded", None) is True
+
+    # -- apply_event ----------------------------------------------------------------------------------
+
+    async def test_apply_event_records_it_once_and_applies_it_as_the_domain_does(
+        self, uow: UnitOfWork
+    ) -> None:
+        at = moment()
+        p = payment(at, session=False)
+        await self.stored(uow, p)
+        paid = GatewayEvent(
+            f"evt_{uuid.uuid4().hex}",
+            "checkout.session.completed",
+            f"cs_{p.id.hex}",
+            "pi_paid",
+            str(p.id),
+            PaymentStatus.SUCCEEDED,
+        )
+        later = at + timedelta(minutes=1)
+        async with uow() as repo:
+            applied = await repo.apply_event(p.id, paid, later)
+        expected = Payment(
+            **{
+                **p.__dict__,
+                "status": PaymentStatus.SUCCEEDED,
+                "session_id": f"cs_{p.id.hex}",
+                "provider_payment_id": "pi_paid",
+                "updated_at": later,
+            }
+        )
+        assert applied == (expected, True)
+        async with uow() as repo:
+            assert await repo.get(p.id) == expected
+            # a replay: recorded already, nothing changes, the payment as stored
+            assert await repo.apply_event(p.id, paid, later + timedelta(minutes=1)) == (expected, False)
+            assert await repo.record_event(paid.id, paid.type, p.id) is False
+            # a stale event never moves a payment backwards, nor replaces the ids it has; it is recorded
+            stale = GatewayEvent(
+                f"evt_{uuid.uuid4().hex}",
+                "checkout.session.expired",
+                "cs_other",
+                "pi_other",
+                str(p.id),
+                PaymentStatus.EXPIRED,
+            )
+            again = await repo.apply_event(p.id, stale, later + timedelta(minutes=2))
+            assert again == (
+                Payment(**{**expected.__dict__, "updated_at": later + timedelta(minutes=2)}),
+                True,
+            )
+            # an event with no status to apply is recorded and changes the change time only
+            quiet = GatewayEvent(
+                f"evt_{uuid.uuid4().hex}", "payment_intent.created", None, None, str(p.id), None
+            )
+            assert (await repo.apply_event(p.id, quiet, later + timedelta(minutes=3)))[1] is True  # type: ignore[index]
+            # no payment with this id: nothing recorded
+            nobody = GatewayEvent(
+                f"evt_{uuid.uuid4().hex}", paid.type, None, None, None, PaymentStatus.SUCCEEDED
+            )
+            assert await repo.apply_event(uuid.uuid4(), nobody, later) is None
+            assert await repo.record_event(nobody.id, nobody.type, None) is True
 
     # -- pending_past ---------------------------------------------------------------------------------
 

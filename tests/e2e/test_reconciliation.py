@@ -5,7 +5,8 @@ The sandbox's webhooks are switched off for one Checkout Session (its events are
 delivered), the owner pays, and PetPro finds the payment by asking the provider (PaymentService,
 through the stripe SDK) and fulfils it itself (the edge's sweep for lost webhooks): the booking — or,
 when the slot is gone, the refund — happens exactly once.  A payment whose webhook came is settled by
-the webhook itself, so the sweep never sees it: one ConfirmBooking per paid booking (booking's RED
+the webhook path (within a second: the edge settles its webhooks' payments in batches,
+``EDGE_SETTLE_BATCH_SECONDS``), so the sweep never sees it: one ConfirmBooking per paid booking (booking's RED
 metric), and no "confirmed without a webhook" warning in the edge's log.  The grace periods are
 production-length in the test mesh; a test makes only its own payment old (as ``expire_hold`` does
 for holds), so nothing depends on the machine's speed.
@@ -177,8 +178,9 @@ async def test_a_paid_session_whose_slot_is_gone_is_refunded_exactly_once(api: A
 
 
 async def test_a_booking_confirmed_by_its_webhook_is_settled_by_it_and_never_confirmed_again(api: Api):
-    """The webhook confirms and settles in one call: however old the payment grows, the sweep finds
-    nothing to do, so each paid booking is one ConfirmBooking and the edge logs no warning."""
+    """The webhook confirms, and its payment is settled by the edge's next batch (SettlePayments):
+    however old the payment grows then, the sweep finds nothing to do, so each paid booking is one
+    ConfirmBooking and the edge logs no warning."""
     confirms = await confirm_calls(api)
     paid = []
     for _ in range(2):
@@ -196,7 +198,7 @@ async def test_a_booking_confirmed_by_its_webhook_is_settled_by_it_and_never_con
             row = await payment_row(api, session_of(held))
             return row if row[2] else None
 
-        # settled by the webhook itself, within its own call (no grace period has run out)
+        # settled by the webhook path's batch, within a second (no grace period has run out)
         assert (await eventually(settled, timeout=30))[2] == booking_id
         await age_payment(api, session_of(held))  # hours old: unsettled, the sweep would take it now
     await a_whole_sweep_ran(api)

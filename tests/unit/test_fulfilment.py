@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import grpc
 import httpx
 import pytest
 from prometheus_client import REGISTRY
 
 from edge.fulfilment import (
     REFUND_REASON_TEXT,
+    GrpcPayments,
     Outcome,
     PaidPayment,
     PaymentFulfilment,
@@ -25,6 +27,7 @@ from edge.web.app import create_app
 from edge.web.deps import HttpDeps
 from petpro.errors import Kind
 from petpro.upstream import UpstreamError
+from petpro_api.payment.v1 import payment_pb2
 
 SIGNATURE = "t=1,v1=good"
 CONFIRMED_WITHOUT_WEBHOOK = "reconcile: booking confirmed without a webhook"
@@ -51,6 +54,7 @@ class FakePayments:
     payments: dict[str, Paid] = field(default_factory=dict)  # succeeded payments, by id
     refunds: dict[str, tuple[str, str]] = field(default_factory=dict)  # request id → (payment, reason)
     settles: list[tuple[str, str]] = field(default_factory=list)
+    batches: list[list[tuple[str, str]]] = field(default_factory=list)  # each settle_many() call
     listed: list[int] = field(default_factory=list)  # the grace of each unsettled() call
     verify_error: UpstreamError | None = None
     settle_error: UpstreamError | None = None
@@ -99,6 +103,20 @@ class FakePayments:
             raise _error(Kind.FAILED_PRECONDITION, "PAYMENT_ALREADY_SETTLED", "payment.petpro.dev")
         p.settled = booking_id
         self.settles.append((payment_id, booking_id))
+
+    async def settle_many(self, settlements: list[tuple[str, str]]) -> list[str]:
+        if self.settle_error is not None:
+            raise self.settle_error
+        self.batches.append(list(settlements))
+        left = []
+        for payment_id, booking_id in settlements:
+            p = self.payments.get(payment_id)
+            if p is None or (p.settled and p.settled != booking_id):
+                left.append(payment_id)
+                continue
+            p.settled = booking_id
+            self.settles.append((payment_id, booking_id))
+        return left
 
     async def refund(self, payment_id: str, request_id: str, reason: str) -> None:
         if self.refund_error is not None:
@@ -318,6 +336,106 @@ async def test_a_lost_webhook_is_confirmed_and_settled_by_the_sweep_with_a_warni
     assert _metric("petpro_edge_fulfilment_sweeps_total") == passes + 1
     assert await fulfilment.sweep() == {}  # settled: the next pass has nothing to do
     assert len(bookings.calls) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# settling in batches (the edge's EDGE_SETTLE_BATCH_SECONDS)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def batched(payments, bookings) -> PaymentFulfilment:
+    return PaymentFulfilment(payments, bookings, grace_seconds=120, settle_every=0.5)
+
+
+async def test_batched_the_webhook_confirms_and_the_flush_settles_its_payments_in_one_call(
+    batched, payments, bookings
+):
+    a = await batched.webhook(payments.paid(b"a", payment_id="pay-a", lock_id="lock-a"), SIGNATURE)
+    b = await batched.webhook(payments.paid(b"b", payment_id="pay-b", lock_id="lock-b"), SIGNATURE)
+    await batched.webhook(b"a", SIGNATURE)  # a replay: confirmed again, queued once
+    assert (a.outcome, b.outcome) == (Outcome.CONFIRMED, Outcome.CONFIRMED)
+    assert a.booking_id == bookings.booked["lock-a"]  # the booking is committed before the answer
+    assert payments.settles == []  # not yet: queued
+    assert await batched.settlements.flush() == 2
+    assert payments.batches == [[("pay-a", a.booking_id), ("pay-b", b.booking_id)]]
+    assert await batched.settlements.flush() == 0 and len(payments.batches) == 1  # nothing queued
+    assert await batched.sweep() == {}  # settled: the sweep has nothing to do
+    assert len(bookings.calls) == 3
+
+
+async def test_batched_a_settlement_lost_on_the_way_is_the_sweeps_after_its_grace(
+    batched, payments, bookings, caplog
+):
+    result = await batched.webhook(payments.paid(b"a"), SIGNATURE)
+    assert result.outcome is Outcome.CONFIRMED
+    payments.settle_error = _error(Kind.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE", "payment.petpro.dev")
+    with caplog.at_level(logging.WARNING, logger="edge.fulfilment"):
+        assert await batched.settlements.flush() == 0
+    assert "the sweep settles them" in caplog.text
+    payments.settle_error = None
+    assert await batched.settlements.flush() == 0  # not queued again: the sweep decides
+    # the sweep (its grace over) confirms the same booking again and settles it itself, one call
+    assert await batched.sweep() == {"confirmed": 1}
+    assert payments.settles == [("pay-1", result.booking_id)] and payments.batches == []
+    assert bookings.calls == [("lock-1", "pay-1")] * 2 and len(bookings.booked) == 1
+
+
+async def test_batched_a_refund_is_still_made_within_the_webhooks_call(batched, payments, bookings):
+    bookings.lose("lock-1")
+    result = await batched.webhook(payments.paid(b"a"), SIGNATURE)
+    assert result.outcome is Outcome.REFUNDED and len(payments.refunds) == 1
+    assert await batched.settlements.flush() == 0 and payments.batches == []
+
+
+async def test_batched_a_payment_settled_for_another_booking_is_reported(batched, payments, caplog):
+    await batched.webhook(payments.paid(b"a"), SIGNATURE)
+    payments.payments["pay-1"].settled = "booking-elsewhere"
+    with caplog.at_level(logging.WARNING, logger="edge.fulfilment"):
+        assert await batched.settlements.flush() == 0
+    assert "payment not settled" in caplog.text
+
+
+async def test_batched_a_long_queue_is_settled_in_calls_of_at_most_the_limit(batched, payments, monkeypatch):
+    monkeypatch.setattr(batched.settlements, "MAX_BATCH", 2)
+    for i in range(5):
+        await batched.webhook(
+            payments.paid(f"p{i}".encode(), payment_id=f"pay-{i}", lock_id=f"l-{i}"), SIGNATURE
+        )
+    assert await batched.settlements.flush() == 5
+    assert [len(b) for b in payments.batches] == [2, 2, 1]
+
+
+class _OldPaymentStub:
+    """A payment_svc from before SettlePayments (a rollout that updates the edge first)."""
+
+    def __init__(self) -> None:
+        self.settled: list[tuple[str, str]] = []
+
+    async def SettlePayments(self, request, timeout=None):
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details="Method not found!",
+        )
+
+    async def SettlePayment(self, request, timeout=None):
+        if request.payment_id == "pay-gone":
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.NOT_FOUND,
+                grpc.aio.Metadata(),
+                grpc.aio.Metadata(),
+                details="payment not found",
+            )
+        self.settled.append((request.payment_id, request.order_id))
+        return payment_pb2.SettlePaymentResponse()
+
+
+async def test_batched_against_a_payment_service_without_settle_payments_settles_one_by_one():
+    stub = _OldPaymentStub()
+    left = await GrpcPayments(stub, 1.0).settle_many([("pay-1", "booking-1"), ("pay-gone", "booking-2")])
+    assert left == ["pay-gone"] and stub.settled == [("pay-1", "booking-1")]
 
 
 @pytest.mark.parametrize(

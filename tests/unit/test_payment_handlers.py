@@ -371,6 +371,20 @@ async def test_settle_records_the_order_once_for_a_paid_payment(env):
     assert await h.reconciliation.unsettled(timedelta(0)) == []
 
 
+async def test_settle_many_settles_the_paid_payments_and_names_the_others(env):
+    h, _, _, _ = env
+    pending = await h.sessions.create(session("req-2"))
+    p, q = await paid(h), await paid(h, "req-3", "pi_3")
+    await h.reconciliation.settle(q.id, "booking-q")
+    nobody = uuid.uuid4()
+    asked = [(p.id, "booking-p"), (q.id, "booking-q"), (pending.id, "booking-x"), (nobody, "booking-n")]
+    assert await h.reconciliation.settle_many(asked) == [pending.id, nobody]
+    assert (await h.sessions.get(p.id)).settled_order_id == "booking-p"
+    assert await h.reconciliation.settle_many(asked) == [pending.id, nobody]  # idempotent
+    assert await h.reconciliation.settle_many([(q.id, "booking-other")]) == [q.id]
+    assert await h.reconciliation.unsettled(timedelta(0)) == []
+
+
 async def test_a_payment_refunded_before_its_late_settle_is_settled(env):
     """The booking was confirmed, its settle failed, the booking was cancelled and refunded in full:
     the retried settle still records the order the payment paid for."""

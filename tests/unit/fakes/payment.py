@@ -83,6 +83,19 @@ class FakePaymentRepository:
                 return copy.deepcopy(found)
         return None
 
+    async def apply_event(
+        self, payment_id: uuid.UUID, event: GatewayEvent, now: datetime
+    ) -> tuple[Payment, bool] | None:
+        stored = self.store.payments.get(payment_id)
+        if stored is None:
+            return None
+        if event.id in self.store.events:
+            return copy.deepcopy(stored), False
+        self.store.events[event.id] = payment_id
+        stored.apply(event)
+        stored.updated_at = now
+        return copy.deepcopy(stored), True
+
     async def save(self, p: Payment, now: datetime) -> None:
         """What a payment may change, and its change time (never its order, amount, payer, expiry)."""
         stored = self.store.payments[p.id]
@@ -107,6 +120,21 @@ class FakePaymentRepository:
             return None
         p.settled_at, p.settled_order_id, p.updated_at = now, order_id, now
         return copy.deepcopy(p)
+
+    async def settle_many(
+        self, settlements: list[tuple[uuid.UUID, str]], now: datetime
+    ) -> set[tuple[uuid.UUID, str]]:
+        wanted: dict[uuid.UUID, str] = {}
+        for payment_id, order_id in settlements:
+            wanted.setdefault(payment_id, order_id)
+        for payment_id, order_id in wanted.items():
+            await self.settle(payment_id, order_id, now)
+        stored = self.store.payments
+        return {
+            (pid, order)
+            for pid, order in settlements
+            if pid in stored and stored[pid].settled_at is not None and stored[pid].settled_order_id == order
+        }
 
     async def record_event(self, event_id: str, event_type: str, payment_id: uuid.UUID | None) -> bool:
         if event_id in self.store.events:

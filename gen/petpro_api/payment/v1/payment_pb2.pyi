@@ -606,6 +606,56 @@ class SettlePaymentResponse(_message.Message):
 Global___SettlePaymentResponse: _TypeAlias = SettlePaymentResponse  # noqa: Y015
 
 @_typing.final
+class SettlePaymentsRequest(_message.Message):
+    """Request for PaymentService.SettlePayments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTLEMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settlements(self) -> _containers.RepeatedCompositeFieldContainer[Global___SettlePaymentRequest]:
+        """The payments to settle, each with what fulfilled its order (1 to 500, one entry per payment)."""
+
+    def __init__(
+        self,
+        *,
+        settlements: _abc.Iterable[Global___SettlePaymentRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settlements", b"settlements"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettlePaymentsRequest: _TypeAlias = SettlePaymentsRequest  # noqa: Y015
+
+@_typing.final
+class SettlePaymentsResponse(_message.Message):
+    """Response for PaymentService.SettlePayments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNSETTLED_PAYMENT_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def unsettled_payment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The payments of the request that are not settled with the order id given: unknown, never paid,
+        or settled for another order (what SettlePayment answers with an error). Empty: all settled.
+        """
+
+    def __init__(
+        self,
+        *,
+        unsettled_payment_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["unsettled_payment_ids", b"unsettled_payment_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SettlePaymentsResponse: _TypeAlias = SettlePaymentsResponse  # noqa: Y015
+
+@_typing.final
 class ExportCustomerDataRequest(_message.Message):
     """Request for PaymentService.ExportCustomerData."""
 

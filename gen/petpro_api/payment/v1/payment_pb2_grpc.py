@@ -72,6 +72,11 @@ class PaymentServiceStub:
                 request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.SerializeToString,
                 response_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.FromString,
                 _registered_method=True)
+        self.SettlePayments = channel.unary_unary(
+                '/petpro.payment.v1.PaymentService/SettlePayments',
+                request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentsRequest.SerializeToString,
+                response_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentsResponse.FromString,
+                _registered_method=True)
         self.ExportCustomerData = channel.unary_unary(
                 '/petpro.payment.v1.PaymentService/ExportCustomerData',
                 request_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.ExportCustomerDataRequest.SerializeToString,
@@ -146,6 +151,17 @@ class PaymentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SettlePayments(self, request, context):
+        """SettlePayment for many payments in one call (one statement): the edge's payment fulfilment
+        settles the bookings its webhooks confirmed in batches, a fraction of a second after their
+        confirmation. Idempotent per payment as SettlePayment; a payment it does not settle with the
+        order id given (unknown, never paid, settled for another order) is listed in the response, and
+        one still unsettled is left to the sweep for lost webhooks (ListUnsettledPayments).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportCustomerData(self, request, context):
         """The payments (and their refunds) of the given order references, plus those filed under the
         customer email, as a JSON object: the payment part of an owner's data export.
@@ -191,6 +207,11 @@ def add_PaymentServiceServicer_to_server(servicer, server):
                     servicer.SettlePayment,
                     request_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.FromString,
                     response_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.SerializeToString,
+            ),
+            'SettlePayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.SettlePayments,
+                    request_deserializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentsRequest.FromString,
+                    response_serializer=petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentsResponse.SerializeToString,
             ),
             'ExportCustomerData': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportCustomerData,
@@ -390,6 +411,33 @@ class PaymentService:
             '/petpro.payment.v1.PaymentService/SettlePayment',
             petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentRequest.SerializeToString,
             petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SettlePayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/petpro.payment.v1.PaymentService/SettlePayments',
+            petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentsRequest.SerializeToString,
+            petpro_dot_payment_dot_v1_dot_payment__pb2.SettlePaymentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,13 @@ class PaymentServiceStub:
     FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
     (PAYMENT_NOT_SUCCEEDED).
     """
+    SettlePayments: _grpc.UnaryUnaryMultiCallable[_payment_pb2.SettlePaymentsRequest, _payment_pb2.SettlePaymentsResponse]
+    """SettlePayment for many payments in one call (one statement): the edge's payment fulfilment
+    settles the bookings its webhooks confirmed in batches, a fraction of a second after their
+    confirmation. Idempotent per payment as SettlePayment; a payment it does not settle with the
+    order id given (unknown, never paid, settled for another order) is listed in the response, and
+    one still unsettled is left to the sweep for lost webhooks (ListUnsettledPayments).
+    """
     ExportCustomerData: _grpc.UnaryUnaryMultiCallable[_payment_pb2.ExportCustomerDataRequest, _payment_pb2.ExportCustomerDataResponse]
     """The payments (and their refunds) of the given order references, plus those filed under the
     customer email, as a JSON object: the payment part of an owner's data export.
@@ -112,6 +119,13 @@ class PaymentServiceAsyncStub(PaymentServiceStub):
     is settled too. Idempotent; a different order_id for an already settled payment is
     FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
     (PAYMENT_NOT_SUCCEEDED).
+    """
+    SettlePayments: _aio.UnaryUnaryMultiCallable[_payment_pb2.SettlePaymentsRequest, _payment_pb2.SettlePaymentsResponse]  # type: ignore[assignment]
+    """SettlePayment for many payments in one call (one statement): the edge's payment fulfilment
+    settles the bookings its webhooks confirmed in batches, a fraction of a second after their
+    confirmation. Idempotent per payment as SettlePayment; a payment it does not settle with the
+    order id given (unknown, never paid, settled for another order) is listed in the response, and
+    one still unsettled is left to the sweep for lost webhooks (ListUnsettledPayments).
     """
     ExportCustomerData: _aio.UnaryUnaryMultiCallable[_payment_pb2.ExportCustomerDataRequest, _payment_pb2.ExportCustomerDataResponse]  # type: ignore[assignment]
     """The payments (and their refunds) of the given order references, plus those filed under the
@@ -196,6 +210,19 @@ class PaymentServiceServicer(metaclass=_abc_1.ABCMeta):
         is settled too. Idempotent; a different order_id for an already settled payment is
         FAILED_PRECONDITION (PAYMENT_ALREADY_SETTLED), a payment never paid FAILED_PRECONDITION
         (PAYMENT_NOT_SUCCEEDED).
+        """
+
+    @_abc_1.abstractmethod
+    def SettlePayments(
+        self,
+        request: _payment_pb2.SettlePaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payment_pb2.SettlePaymentsResponse, _abc.Awaitable[_payment_pb2.SettlePaymentsResponse]]:
+        """SettlePayment for many payments in one call (one statement): the edge's payment fulfilment
+        settles the bookings its webhooks confirmed in batches, a fraction of a second after their
+        confirmation. Idempotent per payment as SettlePayment; a payment it does not settle with the
+        order id given (unknown, never paid, settled for another order) is listed in the response, and
+        one still unsettled is left to the sweep for lost webhooks (ListUnsettledPayments).
         """
 
     @_abc_1.abstractmethod
