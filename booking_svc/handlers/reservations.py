@@ -90,9 +90,13 @@ class ReservationHandlers:
         clock: Callable[[], datetime] = utcnow,
         traceparent: Callable[[], str] = lambda: "",
         changes: ReservationChanges | None = None,
+        statements: UnitOfWork | None = None,
     ) -> None:
         self.uow = uow
         self.read = read
+        # the hot single statements (the hold, GetReservation's read), all plain SQL: a psycopg
+        # connection of its own pool (petpro.db.Database.statements), else the reader's
+        self.statements = statements or read
         self.catalog = catalog
         self.encode_created = encode_created
         self.hold_ttl = hold_ttl
@@ -132,7 +136,7 @@ class ReservationHandlers:
                 if earlier is None:
                     raise
                 return self._replay(earlier, fingerprint)  # a retry gets its first answer, even now
-            async with self.read() as repo:
+            async with self.statements() as repo:
                 attempt = await repo.hold(res, svc.capacity, version)
             if attempt.inserted:
                 assert attempt.unit is not None
@@ -366,7 +370,7 @@ class ReservationHandlers:
         return earlier
 
     async def get_reservation(self, lock_id: uuid.UUID, owner: uuid.UUID | None) -> Reservation:
-        async with self.read() as repo:
+        async with self.statements() as repo:
             res = await repo.reservation(lock_id)
         if res is None or (owner is not None and res.owner_user_id != owner):
             raise ReservationNotFound("reservation not found")

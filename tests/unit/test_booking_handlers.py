@@ -440,14 +440,14 @@ async def test_a_long_poll_woken_by_a_change_that_says_what_it_is_answers_withou
     h = long_poll_world(store, clock, changes)
     res = await h.reservations.reserve(cmd(svc, owner, pet))
     reads = 0
-    read = h.reservations.read
+    read = h.reservations.statements  # (the reader: the fakes have no statements pool)
 
     def counted():
         nonlocal reads
         reads += 1
         return read()
 
-    h.reservations.read = counted
+    h.reservations.statements = counted
     poll = asyncio.create_task(h.reservations.await_reservation(res.lock_id, owner, WAIT))
     await changes.waiting.wait()
     payment = uuid.uuid4()
