@@ -110,6 +110,10 @@ class OutboxRelay:
         backoff = 0.1
         try:
             while True:
+                # cleared before the claim, not after the batch: a NOTIFY that comes while a batch is
+                # being published is for a row that batch's claim did not see, and must not be lost
+                # (it was: that row then waited for the next NOTIFY, or the listening poll, 10 s)
+                self._wake.clear()
                 try:
                     sent = await self.publish_batch()
                     backoff = 0.1
@@ -121,7 +125,6 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self.max_backoff)
                     continue
                 if sent < self.batch_size:
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(
                             self._wake.wait(), self.listening_poll if self._listening else self.idle_poll
