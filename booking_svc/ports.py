@@ -379,6 +379,16 @@ class BookingRepository(Protocol):
 UnitOfWork = Callable[[], AbstractAsyncContextManager[BookingRepository]]
 
 
+@dataclass(frozen=True)
+class ReservationNews:
+    """What a committed change of a reservation's state says it changed to: the state, the payment and
+    the booking committed with it (None: none, or not yet)."""
+
+    state: ReservationState
+    payment_id: uuid.UUID | None
+    booking_id: uuid.UUID | None
+
+
 class ReservationWatch(Protocol):
     """One watch of one reservation (:meth:`ReservationChanges.watch`)."""
 
@@ -391,6 +401,12 @@ class ReservationWatch(Protocol):
         """True as soon as the reservation's state may have changed since the watch began (or since
         the last True): a committed change, or changes the watcher may have missed (it lost its
         connection).  False after ``timeout`` seconds without one."""
+        ...
+
+    def news(self) -> ReservationNews | None:
+        """After :meth:`changed` returned True: what the latest committed change said, or None when the
+        reservation must be read again (several changes may have been missed, the signal said nothing
+        of it).  Taken once: the next call says None until another change comes."""
         ...
 
 

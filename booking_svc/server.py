@@ -78,11 +78,13 @@ def build(
     on_stop: list[Callable[[], Awaitable[None]]] = []
     on_shutdown: list[Callable[[], Awaitable[None]]] = []
     db: Database | None = None
+    statements: UnitOfWork | None = None  # (the tests' fakes: the reader)
     if uow is None:
         db = Database(
             settings.url("database_url"), SCHEMA, app_name="booking_svc", pool_size=settings.db_pool_size
         )
         uow, read = db.repositories(BookingRepository)
+        statements = db.statement_repositories(BookingRepository)
         end_offsets = events.EndOffsets(settings.url("kafka_bootstrap_servers"))
         relay = OutboxRelay(
             db,
@@ -121,6 +123,7 @@ def build(
         hold_ttl=timedelta(seconds=settings.hold_ttl_seconds),
         traceparent=telemetry.current_traceparent,
         changes=changes,
+        statements=statements,
     )
     lifecycle = LifecycleHandlers(uow, read, encode_booking_change, traceparent=telemetry.current_traceparent)
     owners = OwnerHandlers(uow, read, lifecycle)

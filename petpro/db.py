@@ -219,6 +219,21 @@ class Database:
             async with self._raw.connection() as raw:
                 yield raw
 
+    @asynccontextmanager
+    async def statement_transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any] | AsyncConnection]:
+        """A transaction on a connection of :meth:`statements`' pool, for a unit of work made of plain-SQL
+        statements only (``raw_execute``): committed when the block exits normally, rolled back
+        otherwise, without SQLAlchemy's checkout, BEGIN and COMMIT work and their greenlet hops.
+        Behind a transaction pooler, a :meth:`unit_of_work`."""
+        if self._raw is None:
+            async with self.unit_of_work() as conn:
+                yield conn
+            return
+        async with self.statements() as raw:
+            assert isinstance(raw, psycopg.AsyncConnection)
+            async with raw.transaction():
+                yield raw
+
     def statement_repositories(self, repo: Callable[[Any], R]) -> UnitOfWork[R]:
         """Hands out ``repo(conn)`` on :meth:`statements`: for repositories whose methods used through
         it are all plain SQL (``raw_execute``), never SQLAlchemy statements."""

@@ -110,6 +110,10 @@ class OutboxRelay:
         backoff = 0.1
         try:
             while True:
+                # cleared before the claim, not after the batch: a NOTIFY that comes while a batch is
+                # being published is for a row that batch's claim did not see, and must not be lost
+                # (it was: that row then waited for the next NOTIFY, or the listening poll, 10 s)
+                self._wake.clear()
                 try:
                     sent = await self.publish_batch()
                     backoff = 0.1
@@ -121,7 +125,6 @@ class OutboxRelay:
                     backoff = min(backoff * 2, self.max_backoff)
                     continue
                 if sent < self.batch_size:
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(
                             self._wake.wait(), self.listening_poll if self._listening else self.idle_poll
@@ -165,9 +168,10 @@ class OutboxRelay:
             log.debug("outbox lag not measured: %s", exc)
 
     async def publish_batch(self) -> int:
-        # the claim and the mark go to psycopg directly (raw_execute): at a few events a second each
-        # batch is one row, and SQLAlchemy's per-statement work was most of the relay's own CPU
-        async with self.db.unit_of_work() as session:
+        # the claim and the mark go to psycopg directly (raw_execute), in a transaction of a psycopg
+        # connection (Database.statement_transaction): at a few events a second each batch is one
+        # row, and SQLAlchemy's per-statement and per-transaction work was most of the relay's own CPU
+        async with self.db.statement_transaction() as session:
             cur = await raw_execute(
                 session,
                 _CLAIM_SQL,

@@ -1,8 +1,9 @@
-"""Reservation state changes from PostgreSQL: the ``reservation_state_notify`` trigger (migration
-0011) sends ``NOTIFY booking_reservation_state, '<lock id>'`` with every committed state change, and
-each booking replica LISTENs on one connection of its own and wakes the GetReservation long-polls
-waiting on that reservation in this process.  A notification reaches every replica, so a long-poll
-answers whichever replica committed the change.
+"""Reservation state changes from PostgreSQL: the ``reservation_state_notify`` trigger (migrations 0011,
+0013) sends ``NOTIFY booking_reservation_change, '<lock id>|<state>|<payment id>|<booking id>'`` with
+every committed state change, and each booking replica LISTENs on one connection of its own and wakes
+the GetReservation long-polls waiting on that reservation in this process, with what the change says
+(:class:`booking_svc.ports.ReservationNews`: the long-poll answers from it without reading again).  A
+notification reaches every replica, so a long-poll answers whichever replica committed the change.
 
 Without the LISTEN connection (behind a transaction pooler without ``DATABASE_DIRECT_URL``, or while it
 reconnects) waits are cut to ``poll_seconds``: the long-polls read again that often instead, and on
@@ -18,26 +19,54 @@ from contextlib import asynccontextmanager
 
 import psycopg
 
+from booking_svc.domain import ReservationState
+from booking_svc.ports import ReservationNews
 from petpro.db import direct_url
 
 log = logging.getLogger("booking_svc.watch")
 
-CHANNEL = "booking_reservation_state"
+CHANNEL = "booking_reservation_change"  # migration 0013 (0011's booking_reservation_state: the lock id alone)
+_STATES = {s.value: s for s in ReservationState}
+
+
+def parse(payload: str) -> tuple[str, ReservationNews | None]:
+    """The lock id a notification is about and what it says (None: nothing usable, read again)."""
+    key, _, rest = payload.partition("|")
+    try:
+        state, payment, booking = rest.split("|")
+        return key, ReservationNews(
+            _STATES[state],
+            uuid.UUID(payment) if payment else None,
+            uuid.UUID(booking) if booking else None,
+        )
+    except (ValueError, KeyError):  # not a payload of this release's trigger
+        return key, None
 
 
 class _Watch:
-    __slots__ = ("_changes", "_event")
+    __slots__ = ("_changes", "_event", "_news", "_unknown")
 
     def __init__(self, changes: PgReservationChanges) -> None:
         self._changes = changes
         self._event = asyncio.Event()
+        self._news: ReservationNews | None = None
+        self._unknown = False  # a wake that said nothing (a reconnection, a shutdown): read again
 
     @property
     def ended(self) -> bool:
         return self._changes.closed
 
-    def wake(self) -> None:
+    def wake(self, news: ReservationNews | None = None) -> None:
+        if news is None:
+            self._unknown = True
+        else:
+            self._news = news  # notifications come in commit order: the latest is the state now
         self._event.set()
+
+    def news(self) -> ReservationNews | None:
+        news = None if self._unknown else self._news
+        self._news, self._unknown = None, False
+        return news
 
     async def changed(self, timeout: float) -> bool:
         if self._changes.closed:
@@ -79,9 +108,10 @@ class PgReservationChanges:
                 if not watches:
                     del self._watches[key]
 
-    def _wake(self, key: str) -> None:
+    def _wake(self, payload: str) -> None:
+        key, news = parse(payload)
         for w in self._watches.get(key, ()):
-            w.wake()
+            w.wake(news)
 
     def _wake_all(self) -> None:
         for watches in self._watches.values():

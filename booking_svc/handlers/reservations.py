@@ -52,7 +52,14 @@ from booking_svc.domain import (
     subjects_of,
 )
 from booking_svc.handlers.catalog import CatalogHandlers
-from booking_svc.ports import BookingRepository, EventEncoder, OutboxEvent, ReservationChanges, UnitOfWork
+from booking_svc.ports import (
+    BookingRepository,
+    EventEncoder,
+    OutboxEvent,
+    ReservationChanges,
+    ReservationNews,
+    UnitOfWork,
+)
 from petpro.clock import utcnow
 from petpro.errors import DomainError
 
@@ -83,9 +90,13 @@ class ReservationHandlers:
         clock: Callable[[], datetime] = utcnow,
         traceparent: Callable[[], str] = lambda: "",
         changes: ReservationChanges | None = None,
+        statements: UnitOfWork | None = None,
     ) -> None:
         self.uow = uow
         self.read = read
+        # the hot single statements (the hold, GetReservation's read), all plain SQL: a psycopg
+        # connection of its own pool (petpro.db.Database.statements), else the reader's
+        self.statements = statements or read
         self.catalog = catalog
         self.encode_created = encode_created
         self.hold_ttl = hold_ttl
@@ -125,7 +136,7 @@ class ReservationHandlers:
                 if earlier is None:
                     raise
                 return self._replay(earlier, fingerprint)  # a retry gets its first answer, even now
-            async with self.read() as repo:
+            async with self.statements() as repo:
                 attempt = await repo.hold(res, svc.capacity, version)
             if attempt.inserted:
                 assert attempt.unit is not None
@@ -359,7 +370,7 @@ class ReservationHandlers:
         return earlier
 
     async def get_reservation(self, lock_id: uuid.UUID, owner: uuid.UUID | None) -> Reservation:
-        async with self.read() as repo:
+        async with self.statements() as repo:
             res = await repo.reservation(lock_id)
         if res is None or (owner is not None and res.owner_user_id != owner):
             raise ReservationNotFound("reservation not found")
@@ -371,8 +382,8 @@ class ReservationHandlers:
     ) -> Reservation:
         """GetReservation's long-poll: a HELD reservation is answered once it is no longer HELD (a
         committed change, or its lapse at ``expires_at``, which writes nothing) or when ``wait`` is
-        over, whichever comes first; any other state at once.  One read per change, none while
-        waiting."""
+        over, whichever comes first; any other state at once.  One read before waiting, none while
+        waiting, and none after a change whose signal says all that changed (:func:`_apply_news`)."""
         if wait <= timedelta(0) or self.changes is None:
             return await self.get_reservation(lock_id, owner)
         deadline = self.clock() + wait
@@ -382,8 +393,9 @@ class ReservationHandlers:
                 step = (min(deadline, res.expires_at) - self.clock()).total_seconds()
                 if step <= 0:
                     break
-                await watch.changed(step)
-                res = await self.get_reservation(lock_id, owner)
+                news = watch.news() if await watch.changed(step) else None
+                if news is None or not _apply_news(res, news, self.clock()):
+                    res = await self.get_reservation(lock_id, owner)
         return res
 
     async def confirm(self, lock_id: uuid.UUID, payment_id: uuid.UUID) -> Booking:
@@ -477,3 +489,21 @@ class ReservationHandlers:
     async def expire_due(self) -> list[uuid.UUID]:
         async with self.uow() as repo:
             return await repo.expire_due(self.clock())
+
+
+def _apply_news(res: Reservation, news: ReservationNews, now: datetime) -> bool:
+    """``res`` (read while HELD) as the committed change ``news`` left it, when the signal says all that
+    changes with that state: a booking's confirmation with its booking (the same statement commits
+    both), an expiry or a cancellation.  False (read it again) for anything else: a FAILED one (its
+    reason is not in the signal), a confirmation whose booking a later statement of its transaction
+    inserts (a lapsed hold reclaimed), or a state the long-poll would wait on."""
+    if news.state == ReservationState.CONFIRMED:
+        if news.booking_id is None:
+            return False
+    elif news.state not in (ReservationState.EXPIRED, ReservationState.CANCELLED):
+        return False
+    res.state = news.state
+    res.payment_id = news.payment_id
+    res.booking_id = news.booking_id
+    res.state = res.effective_state(now)
+    return True

@@ -10,13 +10,16 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import text
 
 from booking_svc.adapters.repository import BookingRepository
 from booking_svc.adapters.tables import SCHEMA
-from booking_svc.ports import OutboxEvent, UnitOfWork
+from booking_svc.adapters.watch import CHANNEL, parse
+from booking_svc.domain import ReservationState
+from booking_svc.ports import OutboxEvent, ReservationNews, UnitOfWork
 from petpro.db import Database
 from petpro.migrations import alembic_config
 from petpro_dev.devstack import Stack
@@ -26,6 +29,7 @@ from tests.contracts.booking_repository import (
     OutboxReader,
     Relay,
     SchedulingContract,
+    new_hold,
 )
 from tests.contracts.staff_ops import StaffOpsContract
 
@@ -101,3 +105,37 @@ class TestPostgresBookingRepository(BookingRepositoryContract, SchedulingContrac
                 await asyncio.sleep(0.01)
 
         return on_a_lock
+
+    async def test_a_state_change_is_signalled_with_what_it_changed_to(
+        self, database: Database, uow: UnitOfWork, read: UnitOfWork
+    ) -> None:
+        """Migration 0013's trigger: a committed state change NOTIFYs ``booking_reservation_change`` with
+        the lock id, the state, the payment and the booking committed with it (ConfirmBooking inserts
+        it in the same statement as the state: the AFTER trigger sees it), as the long-poll answers
+        from it; 0011's channel still gets the lock id alone (the previous release listens there)."""
+        _, svc = await self.catalog(uow, capacity=2)
+        pet, pet2 = await self.pets(uow, 2)
+        url = database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            await conn.execute("LISTEN booking_reservation_state")
+            booking = await self.booked(uow, svc, pet)
+            [held] = await self.held(read, new_hold(svc, pet2), capacity=2)
+            await self.set_state(uow, held.lock_id, ReservationState.EXPIRED)
+            ours = (str(booking.lock_id), str(held.lock_id))
+            notes: list[tuple[str, str]] = []
+            async for n in conn.notifies(timeout=5):  # (other tests' services may signal meanwhile)
+                if n.payload.startswith(ours):
+                    notes.append((n.channel, n.payload))
+                if len(notes) == 4:
+                    break
+        assert notes == [
+            ("booking_reservation_state", str(booking.lock_id)),
+            (CHANNEL, f"{booking.lock_id}|CONFIRMED|{booking.payment_id}|{booking.id}"),
+            ("booking_reservation_state", str(held.lock_id)),
+            (CHANNEL, f"{held.lock_id}|EXPIRED||"),
+        ]
+        assert parse(notes[1][1]) == (
+            str(booking.lock_id),
+            ReservationNews(ReservationState.CONFIRMED, booking.payment_id, booking.id),
+        )

@@ -312,3 +312,46 @@ async def test_group_lag_counts_every_record_of_a_multi_record_batch(outbox_db):
 
     await asyncio.to_thread(commit, 3)
     assert await asyncio.to_thread(events.group_lag, bootstrap, group, topic) == 2
+
+
+class StuckOnce(OutboxRelay):
+    """The relay, its first batch held in the broker's hands until the test releases it."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def _produce(self, rows) -> None:  # type: ignore[no-untyped-def]
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(120)
+        super()._produce(rows)
+
+
+async def test_a_notify_during_a_batch_is_not_lost(outbox_db, devstack: Stack):
+    """A row committed (and NOTIFYed) while the relay publishes a batch its claim did not see is
+    published right after that batch, not at the next poll (an hour here): the wake is kept."""
+    db, topic, bootstrap = outbox_db
+    relay = StuckOnce(
+        db,
+        lambda: events.producer(bootstrap, "relay-test"),
+        source="/petpro/test",
+        listen_dsn=devstack.env()["DATABASE_URL"],
+        idle_poll_seconds=3600,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        await _add(db, topic, 1)  # claimed by the first batch, which then waits in the broker
+        await asyncio.wait_for(asyncio.to_thread(relay.entered.wait, 60), 90)
+        while not relay._listening:  # noqa: ASYNC110 (a flag, no event to wait on; LISTEN connects beside the first batch)
+            await asyncio.sleep(0.05)
+        await _add(db, topic, 1, notify=True)
+        await asyncio.sleep(0.5)  # the NOTIFY reaches the relay while its batch is still out
+        relay.release.set()
+        messages = await asyncio.to_thread(_consume, bootstrap, topic, 2)
+        assert [m.value for m in messages] == [b"p0", b"p0"]
+    finally:
+        relay.release.set()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

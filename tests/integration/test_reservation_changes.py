@@ -1,8 +1,9 @@
-"""GetReservation's long-poll signal on the embedded PostgreSQL: a ``NOTIFY booking_reservation_state``
-with a lock id (what migration 0011's trigger sends at the commit of a state change; the e2e
-``test_booking_flow`` drives the trigger through the mesh) wakes the watches of that reservation in
-every replica listening (two adapters here), and only those; a transaction that rolls back signals
-nothing; closing the adapter ends every wait."""
+"""GetReservation's long-poll signal on the embedded PostgreSQL: a ``NOTIFY booking_reservation_change``
+with a lock id and what it changed to (what migration 0013's trigger sends at the commit of a state
+change: tests/integration/test_contract_booking.py; the e2e ``test_booking_flow`` drives the trigger
+through the mesh) wakes the watches of that reservation in every replica listening (two adapters
+here), and only those, with that news; a transaction that rolls back signals nothing; closing the
+adapter ends every wait (and says nothing: read again)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ import psycopg
 import pytest
 
 from booking_svc.adapters.watch import CHANNEL, PgReservationChanges
+from booking_svc.domain import ReservationState
+from booking_svc.ports import ReservationNews
 from petpro_dev.devstack import Stack
 
 pytestmark = pytest.mark.integration
+
+PAYMENT, BOOKING = uuid.uuid4(), uuid.uuid4()
 
 
 @pytest.fixture
@@ -34,9 +39,9 @@ async def replicas(devstack: Stack) -> AsyncIterator[tuple[str, list[PgReservati
                 await t
 
 
-async def notify(url: str, lock_id: uuid.UUID, *, commit: bool = True) -> None:
+async def notify(url: str, lock_id: uuid.UUID, *, commit: bool = True, booking: uuid.UUID = BOOKING) -> None:
     async with await psycopg.AsyncConnection.connect(url) as db:
-        await db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(lock_id)))
+        await db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{lock_id}|CONFIRMED|{PAYMENT}|{booking}"))
         await (db.commit() if commit else db.rollback())
 
 
@@ -49,6 +54,9 @@ async def test_a_committed_change_wakes_that_reservations_watches_in_every_repli
         await notify(url, uuid.uuid4(), commit=False)  # rolled back: no signal
         await notify(url, lock)
         assert await asyncio.gather(*waits) == [True, True]
+        news = ReservationNews(ReservationState.CONFIRMED, PAYMENT, BOOKING)
+        assert (a.news(), b.news()) == (news, news)
+        assert a.news() is None  # taken once
         assert not await c.changed(0.2)  # another reservation's watch was not woken
 
 
@@ -60,3 +68,4 @@ async def test_closing_ends_every_wait(replicas) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0)
         await one.close()
         assert await waiting and w.ended
+        assert w.news() is None

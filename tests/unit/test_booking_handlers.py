@@ -35,6 +35,7 @@ from booking_svc.domain import (
     SlotUnavailable,
 )
 from booking_svc.handlers import ReserveCommand
+from booking_svc.ports import ReservationNews
 from petpro.errors import InvalidArgument
 from tests.unit.fakes.booking import (
     BookingStore,
@@ -428,6 +429,51 @@ async def test_a_long_poll_answers_when_the_held_reservation_is_confirmed(world)
     assert (got.state, got.booking_id) == (ReservationState.CONFIRMED, booking.id)
     assert changes.waits == [WAIT.total_seconds()]  # one wait, woken by the commit
     assert not changes.watches[res.lock_id]  # the watch ended with the call
+
+
+@pytest.mark.parametrize("news", [True, False], ids=["signal-says-what-changed", "signal-says-nothing"])
+async def test_a_long_poll_woken_by_a_change_that_says_what_it_is_answers_without_reading_again(world, news):
+    """A wake with the committed state (migration 0013's NOTIFY) is the answer: one read in all, before
+    the wait; a wake that says nothing reads again.  The answers are the same."""
+    _, store, _, clock, _, _, svc, owner, pet = world
+    changes = FakeReservationChanges(news=news)
+    h = long_poll_world(store, clock, changes)
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    reads = 0
+    read = h.reservations.statements  # (the reader: the fakes have no statements pool)
+
+    def counted():
+        nonlocal reads
+        reads += 1
+        return read()
+
+    h.reservations.statements = counted
+    poll = asyncio.create_task(h.reservations.await_reservation(res.lock_id, owner, WAIT))
+    await changes.waiting.wait()
+    payment = uuid.uuid4()
+    booking = await h.reservations.confirm(res.lock_id, payment)
+    got = await poll
+    assert (got.state, got.booking_id, got.payment_id) == (ReservationState.CONFIRMED, booking.id, payment)
+    assert got == await h.reservations.get_reservation(res.lock_id, owner)
+    assert reads == (2 if news else 3)  # (the last one: the comparison's)
+
+
+async def test_a_long_poll_reads_again_when_the_change_is_not_all_in_the_signal(world):
+    """A FAILED reservation's reason, or a confirmation whose booking is not committed with it, is not in
+    the signal: the long-poll reads the reservation again."""
+    _, store, _, clock, _, _, svc, owner, pet = world
+    changes = FakeReservationChanges()
+    h = long_poll_world(store, clock, changes)
+    res = await h.reservations.reserve(cmd(svc, owner, pet))
+    poll = asyncio.create_task(h.reservations.await_reservation(res.lock_id, owner, WAIT))
+    await changes.waiting.wait()
+    (w,) = changes.watches[res.lock_id]
+    store.reservations[res.lock_id].state = ReservationState.FAILED
+    store.reservations[res.lock_id].failure_reason = "SLOT_TAKEN"
+    w.latest = ReservationNews(ReservationState.CONFIRMED, uuid.uuid4(), None)  # no booking: read again
+    w.event.set()
+    got = await poll
+    assert (got.state, got.failure_reason) == (ReservationState.FAILED, "SLOT_TAKEN")
 
 
 async def test_a_long_poll_returns_the_held_reservation_as_it_is_when_the_wait_is_over(world):

@@ -51,7 +51,14 @@ from booking_svc.handlers import (
     RefundHandlers,
     ReservationHandlers,
 )
-from booking_svc.ports import ChangeEncoder, EventEncoder, OutboxEvent, RefundPort, RefundResult
+from booking_svc.ports import (
+    ChangeEncoder,
+    EventEncoder,
+    OutboxEvent,
+    RefundPort,
+    RefundResult,
+    ReservationNews,
+)
 from petpro.clock import utcnow
 from tests.unit.fakes import FakeUnitOfWork
 
@@ -963,6 +970,11 @@ class FakeWatch:
     def __init__(self, changes: FakeReservationChanges) -> None:
         self.changes = changes
         self.event = asyncio.Event()
+        self.latest: ReservationNews | None = None
+
+    def news(self) -> ReservationNews | None:
+        news, self.latest = self.latest, None
+        return news
 
     @property
     def ended(self) -> bool:
@@ -985,10 +997,13 @@ class FakeReservationChanges:
     """The ReservationChanges port over the fake store: a committed change of a reservation's state
     (the fake unit of work's commit, as PostgreSQL delivers the trigger's NOTIFY at commit) wakes the
     watches of that reservation.  With ``clock`` (a fake clock with ``now``), a wait that nothing
-    woke passes at once, moving the clock on by its timeout; without, it waits to be woken."""
+    woke passes at once, moving the clock on by its timeout; without, it waits to be woken.  A wake says
+    what changed (the reservation's state, payment and booking after the commit, as migration 0013's
+    trigger does), unless ``news`` is False (a signal that says nothing: the long-poll reads again)."""
 
-    def __init__(self, clock: Any = None) -> None:
+    def __init__(self, clock: Any = None, *, news: bool = True) -> None:
         self.clock = clock
+        self.news = news
         self.closed = False
         self.watches: dict[uuid.UUID, list[FakeWatch]] = {}
         self.waiting = asyncio.Event()  # set once a watch waits to be woken
@@ -1008,7 +1023,10 @@ class FakeReservationChanges:
         for lock_id, res in store.reservations.items():
             old = was.get(lock_id)
             if old is not None and old.state != res.state:
+                booking = next((b.id for b in store.bookings.values() if b.lock_id == lock_id), None)
+                news = ReservationNews(res.state, res.payment_id, booking) if self.news else None
                 for w in self.watches.get(lock_id, ()):
+                    w.latest = news
                     w.event.set()
 
     def close(self) -> None:
