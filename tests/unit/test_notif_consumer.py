@@ -485,3 +485,76 @@ async def test_a_failed_commit_is_retried_with_the_same_offsets(error: str) -> N
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class PausingConsumer(FakeConsumer):
+    """A FakeConsumer that owns a partition of a second topic too and can pause: each poll reports
+    the partitions paused while it ran."""
+
+    OTHER = TopicPartition("booking.cancelled", 0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._paused: set[Any] = set()
+        self.paused_at_poll: queue.Queue[set[Any]] = queue.Queue()
+
+    def assignment(self) -> set[Any]:
+        return super().assignment() | {self.OTHER}
+
+    def pause(self, *tps: Any) -> None:
+        self._paused |= set(tps)
+
+    def resume(self, *tps: Any) -> None:
+        self._paused -= set(tps)
+
+    def paused(self) -> set[Any]:
+        return set(self._paused)
+
+    def poll(self, timeout_ms: int) -> dict[str, list[Record]]:
+        self.paused_at_poll.put(set(self._paused))
+        return super().poll(timeout_ms)
+
+
+async def test_a_quiet_topic_is_paused_while_events_flow_and_fetched_again_now_and_then():
+    consumer, handlers, clock = PausingConsumer(), Handlers(), Clock()
+    worker = BookingEventsConsumer(
+        handlers,
+        lambda: consumer,
+        lambda: None,
+        "dlq",  # type: ignore[arg-type]
+        idle_after_seconds=5,
+        clock=clock,
+        quiet_fetch_every_seconds=1.0,
+        quiet_fetch_window_seconds=0.1,
+    )
+    task = asyncio.create_task(worker.run())
+
+    async def paused_at_next_polls() -> set[Any]:
+        # the state the next polls ran with, once the loop saw the clock (two polls: one may have
+        # started before the clock moved)
+        for _ in range(2):
+            paused = await asyncio.to_thread(consumer.paused_at_poll.get, timeout=30)
+        return paused
+
+    try:
+        assert await paused_at_next_polls() == set()  # idle: nothing is paused
+        consumer.batches.put([Record(0, 0, b"a", "one")])
+        await asyncio.wait_for(handlers.finished.get(), 30)
+        clock.now = 4.0
+        consumer.batches.put([Record(0, 1, b"b", "two")])
+        await asyncio.wait_for(handlers.finished.get(), 30)
+        clock.now = 6.0  # busy; booking.cancelled had no record for idle_after_seconds: quiet
+        assert await paused_at_next_polls() == set()  # its first window: fetched once more
+        clock.now = 6.5
+        assert await paused_at_next_polls() == {PausingConsumer.OTHER}  # then paused
+        clock.now = 7.05
+        assert await paused_at_next_polls() == set()  # fetched again a second later
+        clock.now = 7.5
+        assert await paused_at_next_polls() == {PausingConsumer.OTHER}
+        consumer.batches.put([Record(0, 2, b"c", "three")])  # the busy topic itself is never paused
+        await asyncio.wait_for(handlers.finished.get(), 30)
+        clock.now = 30.0  # no event for idle_after_seconds: idle, nothing paused
+        assert await paused_at_next_polls() == set()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
