@@ -27,6 +27,9 @@ def producer(bootstrap: str, client_id: str, **overrides: object) -> KafkaProduc
         "retries": 5,
         "max_in_flight_requests_per_connection": 1,  # keep per-key order across retries
         "request_timeout_ms": 10_000,
+        # kafka-python's client metrics (sensors), read by nothing here: each send and each produce
+        # response recorded them (as the consumers' did, below)
+        "metrics_enabled": False,
     }
     opts.update(overrides)
     return KafkaProducer(**opts)
