@@ -119,10 +119,11 @@ class Settlements:
                     extra={"fields": {"payments": len(batch), **_error_fields(err)}},
                 )
                 continue
+            bookings = dict(batch)
             for payment_id in left:
                 log.warning(
                     "payment not settled",
-                    extra={"fields": {"payment_id": payment_id, "booking_id": dict(batch)[payment_id]}},
+                    extra={"fields": {"payment_id": payment_id, "booking_id": bookings[payment_id]}},
                 )
             settled += len(batch) - len(left)
         return settled
