@@ -27,6 +27,9 @@ def producer(bootstrap: str, client_id: str, **overrides: object) -> KafkaProduc
         "retries": 5,
         "max_in_flight_requests_per_connection": 1,  # keep per-key order across retries
         "request_timeout_ms": 10_000,
+        # send() waits at most this long for a topic's metadata (kafka-python's default is 60 s): the
+        # relay then retries with its back-off, and a stop never waits a minute on a worker thread
+        "max_block_ms": 10_000,
         # kafka-python's client metrics (sensors), read by nothing here: each send and each produce
         # response recorded them (as the consumers' did, below)
         "metrics_enabled": False,

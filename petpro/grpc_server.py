@@ -3,7 +3,10 @@
 A service's ``server.build(settings)`` returns an :class:`App` (servicers + resources); ``serve(app)``
 runs it: health (``grpc.health.v1``) and reflection on every server, the kit around every method
 (:class:`petpro.interceptors.KitServerStack`, wrapped once at registration), Prometheus metrics, and graceful shutdown — SIGTERM/SIGINT → health NOT_SERVING → drain in-flight RPCs within
-the grace period → stop background tasks → close resources → return (exit code 0).
+the grace period → stop background tasks → close resources → return (exit code 0).  Worker threads
+still blocked after that (a Kafka metadata read that gets no answer, in ``asyncio.to_thread``) are
+given ``EXIT_THREADS_SECONDS``, then named in the log and left behind: the process exits with 0 all
+the same (their work is a read or a send the outbox repeats), never waits for them past the grace.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
+import threading
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +43,11 @@ SERVER_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.so_reuseport", 0),
 )
 
+
+# how long the default executor's worker threads may take to finish after the graceful stop
+EXIT_THREADS_SECONDS = 5.0
+# how long each step of the stop after the drain may take (a background task's end, a resource's close)
+STOP_STEP_SECONDS = 5.0
 
 # Streams open when a connection reaches its maximum age keep running this long (clinic feeds).
 MAX_CONNECTION_AGE_GRACE_MS = 24 * 3600 * 1000
@@ -110,18 +122,31 @@ class Running:
         for hook in self.app.on_shutdown:
             await hook()
         self.draining.set()
-        await self.server.stop(grace)  # refuses new RPCs, waits for in-flight ones up to grace
+        # refuses new RPCs, waits for in-flight ones up to grace, then cancels them; every later step is
+        # bounded too (STOP_STEP_SECONDS), so a step that never ends is named in the log, not waited for
+        # until the kubelet's SIGKILL
+        await self._bounded("the server's stop", self.server.stop(grace), grace + STOP_STEP_SECONDS)
         for task in self.tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=STOP_STEP_SECONDS)
+            for task in pending:
+                log.warning(
+                    "background task still running after its cancellation; left behind",
+                    extra={"fields": {"task": task.get_name(), "at": _task_at(task)}},
+                )
         for close in reversed(self.app.on_stop):
-            try:
-                await close()
-            except Exception:
-                log.exception("error while closing a resource")
+            await self._bounded(getattr(close, "__qualname__", repr(close)), close(), STOP_STEP_SECONDS)
         log.info("stopped")
+
+    @staticmethod
+    async def _bounded(what: str, step: Awaitable[object], timeout: float) -> None:
+        try:
+            await asyncio.wait_for(step, timeout)
+        except TimeoutError:
+            log.warning("a stop step did not finish in time; left behind", extra={"fields": {"step": what}})
+        except Exception:
+            log.exception("error while stopping", extra={"fields": {"step": what}})
 
 
 async def start(app: App, port: int | None = None) -> Running:
@@ -231,14 +256,81 @@ async def _guard(
 
 async def serve(app: App) -> None:
     """Run until SIGTERM/SIGINT, then stop gracefully."""
-    telemetry.start_metrics_server(app.settings.metrics_listen_port, app.settings.bind_host)
-    running = await start(app)
+    # the handlers first: a SIGTERM while starting (a rollout that changes its mind) is a stop too, not
+    # Python's default (killed by the signal, nothing closed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    telemetry.start_metrics_server(app.settings.metrics_listen_port, app.settings.bind_host)
+    starting = asyncio.ensure_future(start(app))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # stopped before it served: nothing was taken on yet
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+        log.info("stopped before serving")
+        return
+    running = starting.result()
+    await stopping
     await running.stop()
+    stuck = await _threads_finished(EXIT_THREADS_SECONDS)
+    if stuck:
+        log.warning(
+            "worker threads still busy after the stop; exiting without them",
+            extra={"fields": {"timeout_s": EXIT_THREADS_SECONDS, "threads": stuck}},
+        )
+        _exit_now()
+
+
+async def _threads_finished(timeout: float) -> list[str]:
+    """Wait up to ``timeout`` for the default executor's threads (``asyncio.to_thread``) and every other
+    non-daemon thread to finish; → where each one still running is (empty: all done).  Python would
+    otherwise join them at exit, however long they block."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(loop.shutdown_default_executor()), timeout)
+    while True:
+        left = [
+            t
+            for t in threading.enumerate()
+            if t is not threading.main_thread() and not t.daemon and t.is_alive()
+            and "_do_shutdown" not in t.name  # (the executor's shutdown, waiting on the others)
+        ]  # fmt: skip
+        if not left or loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.05)
+    frames = sys._current_frames()
+    return [f"{t.name}: {_where(frames.get(t.ident or -1))}" for t in left]
+
+
+def _where(frame: Any) -> str:
+    if frame is None:
+        return "?"
+    return " < ".join(
+        f"{f.name} ({f.filename}:{f.lineno})" for f in reversed(traceback.extract_stack(frame)[-4:])
+    )
+
+
+def _task_at(task: asyncio.Task[Any]) -> str:
+    """Where a task waits: its chain of awaits, outermost first."""
+    out: list[str] = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(out) < 8:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " > ".join(out) or "?"
+
+
+def _exit_now() -> None:
+    """Exit 0 at once, spans and logs flushed, without joining the threads that would not finish."""
+    telemetry.shutdown_tracing()
+    logging.shutdown()
+    os._exit(0)
 
 
 def main(build: Callable[[Any], App], settings: ServiceSettings) -> None:

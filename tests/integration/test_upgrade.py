@@ -31,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,15 +152,56 @@ class Fleet:
         kubelet's part), then start the new one at its address and wait until it serves."""
         old = self.replicas[(service, slot)]
         old.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(old.proc.wait, 60)
+        try:
+            code = await asyncio.to_thread(old.proc.wait, 60)
+        except subprocess.TimeoutExpired:
+            stack = py_spy_dump(old.proc.pid)
+            os.killpg(old.proc.pid, signal.SIGKILL)  # the kubelet's part after the grace period
+            old.proc.wait(timeout=10)
+            # this release bounds every step of its stop (petpro.grpc_server: STOP_STEP_SECONDS,
+            # EXIT_THREADS_SECONDS); the previous one could wait for ever on one (seen once in ~5 runs
+            # on a loaded box: "shutting down", never "stopped").  Killed, as Kubernetes would: what it
+            # served is checked below like the rest (nothing lost)
+            assert old.version == "old", (
+                f"{service}@{slot} ({old.version}) did not exit within 60 s of SIGTERM:\n{tail(old.log)}\n{stack}"
+            )
+            warnings.warn(
+                f"{service}@{slot} ({old.version}) did not exit within 60 s of SIGTERM (killed):\n"
+                f"{tail(old.log, 5)}\n{stack}",
+                stacklevel=1,
+            )
+            code = 0
         assert code == 0, f"{service}@{slot} did not stop cleanly ({code}):\n{tail(old.log)}"
         await self.ready(self.start(service, slot, "new"))
+
+    async def stop_gracefully(self) -> None:
+        """SIGTERM every replica at once (a scale-down); each exits 0 within 30 s, the grace Kubernetes
+        gives it, and logs no stop step left behind."""
+        for r in self.replicas.values():
+            r.proc.send_signal(signal.SIGTERM)
+        for r in self.replicas.values():
+            code = await asyncio.to_thread(r.proc.wait, 30)
+            text = r.log.read_text(errors="replace")
+            assert code == 0 and '"msg": "stopped"' in text, f"{r.service}@{r.slot}: {code}\n{tail(r.log)}"
+            assert "left behind" not in text, f"{r.service}@{r.slot}:\n{tail(r.log)}"
 
     def stop_all(self) -> None:
         for r in self.replicas.values():
             if r.proc.poll() is None:
                 os.killpg(r.proc.pid, signal.SIGKILL)
                 r.proc.wait(timeout=10)
+
+
+def py_spy_dump(pid: int) -> str:
+    """Where a process's threads are (py-spy, a dev dependency), for a report."""
+    exe = Path(sys.executable).with_name("py-spy")
+    try:
+        out = subprocess.run(
+            [str(exe), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+        )  # fmt: skip
+        return out.stdout + out.stderr
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"(no py-spy dump: {exc})"
 
 
 def tail(path: Path, n: int = 25) -> str:
@@ -413,6 +455,9 @@ async def test_a_rolling_upgrade_from_the_previous_release_loses_nothing(upgrade
                 "notifications"
             ]
             assert [n["data"]["booking_id"] for n in inbox] == [b.booking_id]
+
+    # 5. the new release stops cleanly under the same load it served
+    await fleet.stop_gracefully()
 
     # the calls that failed were all 503s that succeeded on retry (Client.call asserts both)
     counts = {phase: len(bs) for phase, bs in phases.items()}

@@ -219,3 +219,113 @@ async def test_not_serving_until_ready_or_its_timeout(joins: bool) -> None:
                 assert await _health(channel, name) == health_pb2.HealthCheckResponse.SERVING
     finally:
         await running.stop(grace=0)
+
+
+_BLOCKED_SERVICE = """
+import asyncio, threading, sys
+from petpro import grpc_server
+from petpro.settings import ServiceSettings
+
+class Settings(ServiceSettings):
+    component = "auth"
+
+never = threading.Event()
+
+def blocked_read():  # a broker read that never gets an answer
+    print("blocked", flush=True)
+    never.wait()
+
+async def reads():
+    await asyncio.to_thread(blocked_read)
+
+def build(settings):
+    return grpc_server.App(name="blocked", settings=settings, services=[], background=[reads])
+
+grpc_server.EXIT_THREADS_SECONDS = float(sys.argv[1])
+grpc_server.main(build, Settings(grpc_port=int(sys.argv[2]), metrics_port=0, grace_seconds=0))
+"""
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_a_thread_that_never_finishes_does_not_hold_the_exit(blocked: bool, tmp_path) -> None:
+    """SIGTERM → the graceful stop, then worker threads get EXIT_THREADS_SECONDS: one blocked in a
+    read that never returns (a Kafka metadata request without an answer) is named in the log and left
+    behind, and the process exits 0 (Python would otherwise join it at exit, for ever).  With nothing
+    blocked, nothing is waited for and nothing is logged."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:  # a free port (the settings want one)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "blocked.py"
+    script.write_text(_BLOCKED_SERVICE if blocked else _BLOCKED_SERVICE.replace("never.wait()", "pass"))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "0.5", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # serving and (when blocked) the thread is in its read
+            if ('"serving"' in line and not blocked) or line.startswith("blocked"):
+                break
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert '"msg": "stopped' in out, out  # the graceful sequence ran
+    if blocked:
+        assert "worker threads still busy after the stop" in out, out
+        assert "blocked_read" in out  # where it is stuck, for the operator
+        assert time.monotonic() - started < 20
+    else:
+        assert "worker threads still busy" not in out
+
+
+async def test_a_stop_step_that_never_ends_is_named_and_left_behind(monkeypatch, caplog) -> None:
+    """Every step after the drain is bounded: a background task that swallows its cancellation and a
+    resource whose close never returns are logged with where they wait, and the stop still ends
+    (closing the resources after them), instead of hanging until the kubelet's SIGKILL."""
+    monkeypatch.setattr(grpc_server, "STOP_STEP_SECONDS", 0.2)
+    closed = []
+    released = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not released.is_set():
+            try:
+                await released.wait()
+            except asyncio.CancelledError:
+                continue  # (a bug: it will not end)
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    async def closes() -> None:
+        closed.append(True)
+
+    app = grpc_server.App(
+        name="test",
+        settings=_Settings(grace_seconds=0),
+        services=[],
+        background=[stubborn],
+        on_stop=[closes, hangs],  # (closed in reverse: hangs first)
+    )
+    running = await grpc_server.start(app, port=0)
+    await asyncio.sleep(0)  # the background task is waiting
+    with caplog.at_level("WARNING", logger="petpro.server"):
+        await asyncio.wait_for(running.stop(), timeout=10)
+    assert closed == [True]
+    messages = [(r.getMessage(), getattr(r, "fields", {})) for r in caplog.records]
+    assert any("still running after its cancellation" in m and "stubborn" in f["at"] for m, f in messages)
+    assert any("did not finish in time" in m and "hangs" in f["step"] for m, f in messages)
+    released.set()  # (the test's own clean-up)
+    await asyncio.wait_for(asyncio.gather(*running.tasks), timeout=10)
