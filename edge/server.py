@@ -100,16 +100,11 @@ def build(settings: EdgeSettings) -> grpc_server.App:
         grpc_server.periodic("edge.fulfilment.sweep", settings.reconcile_seconds, fulfilment.sweep),
     ]
     on_stop: list[Callable[[], Awaitable[None]]] = []
-    if fulfilment.settlements is not None:
-        settlements = fulfilment.settlements
+    if (settlements := fulfilment.settlements) is not None:
         background.append(
-            grpc_server.periodic("edge.fulfilment.settle", fulfilment.settle_every, settlements.flush)
+            grpc_server.periodic("edge.fulfilment.settle", settlements.every, settlements.flush)
         )
-
-        async def settle_queued() -> None:  # what the webhooks confirmed since the last flush
-            await settlements.flush()
-
-        on_stop.append(settle_queued)
+        on_stop.append(settlements.close)
 
     async def close_channels() -> None:
         for ch in channels.values():

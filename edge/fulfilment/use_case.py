@@ -96,8 +96,9 @@ class Settlements:
 
     MAX_BATCH = 500  # SettlePaymentsRequest.settlements' limit
 
-    def __init__(self, payments: Payments) -> None:
+    def __init__(self, payments: Payments, every: float) -> None:
         self.payments = payments
+        self.every = every  # seconds between flushes (the edge's background task)
         self.pending: dict[str, str] = {}  # payment id → booking id (a replay queues it once)
 
     def add(self, payment_id: str, booking_id: str) -> None:
@@ -128,6 +129,10 @@ class Settlements:
             settled += len(batch) - len(left)
         return settled
 
+    async def close(self) -> None:
+        """On stop: settle what the webhooks confirmed since the last flush."""
+        await self.flush()
+
 
 class PaymentFulfilment:
     """The use case.  ``grace_seconds``: how long a succeeded payment stays unsettled before the sweep
@@ -148,8 +153,7 @@ class PaymentFulfilment:
         self.bookings = bookings
         self.grace_seconds = grace_seconds
         self.batch = batch
-        self.settle_every = settle_every
-        self.settlements = Settlements(payments) if settle_every > 0 else None
+        self.settlements = Settlements(payments, settle_every) if settle_every > 0 else None
 
     # -- the one decision ------------------------------------------------------------------------------
 

@@ -364,6 +364,15 @@ async def test_batched_the_webhook_confirms_and_the_flush_settles_its_payments_i
     assert len(bookings.calls) == 3
 
 
+async def test_batched_what_is_queued_at_stop_is_settled_by_close(batched, payments):
+    """The edge's on_stop: a webhook confirmed since the last flush is settled before the edge exits
+    (the flush runs every ``settlements.every`` seconds, the edge's EDGE_SETTLE_BATCH_SECONDS)."""
+    done = await batched.webhook(payments.paid(b"c", payment_id="pay-c", lock_id="lock-c"), SIGNATURE)
+    assert batched.settlements.every == 0.5 and payments.batches == []
+    await batched.settlements.close()
+    assert payments.batches == [[("pay-c", done.booking_id)]]
+
+
 async def test_batched_a_settlement_lost_on_the_way_is_the_sweeps_after_its_grace(
     batched, payments, bookings, caplog
 ):
