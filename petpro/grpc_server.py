@@ -129,7 +129,10 @@ class Running:
         for task in self.tasks:
             task.cancel()
         if self.tasks:
-            _, pending = await asyncio.wait(self.tasks, timeout=STOP_STEP_SECONDS)
+            done, pending = await asyncio.wait(self.tasks, timeout=STOP_STEP_SECONDS)
+            for task in done:  # (retrieved, as awaiting them did: no "exception never retrieved")
+                if not task.cancelled():
+                    task.exception()
             for task in pending:
                 log.warning(
                     "background task still running after its cancellation; left behind",

@@ -159,7 +159,7 @@ class Fleet:
             os.killpg(old.proc.pid, signal.SIGKILL)  # the kubelet's part after the grace period
             old.proc.wait(timeout=10)
             # this release bounds every step of its stop (petpro.grpc_server: STOP_STEP_SECONDS,
-            # EXIT_THREADS_SECONDS); the previous one could wait for ever on one (seen once in ~5 runs
+            # EXIT_THREADS_SECONDS); the previous one could wait for ever on one (seen in 2 of 6 runs
             # on a loaded box: "shutting down", never "stopped").  Killed, as Kubernetes would: what it
             # served is checked below like the rest (nothing lost)
             assert old.version == "old", (
@@ -456,7 +456,7 @@ async def test_a_rolling_upgrade_from_the_previous_release_loses_nothing(upgrade
             ]
             assert [n["data"]["booking_id"] for n in inbox] == [b.booking_id]
 
-    # 5. the new release stops cleanly under the same load it served
+    # 5. the new release stops cleanly, every replica at once, after the roll
     await fleet.stop_gracefully()
 
     # the calls that failed were all 503s that succeeded on retry (Client.call asserts both)
